@@ -1,0 +1,404 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use portcullis_core::desktop::{Applied, Framebuffer, TargetUpdate};
+use portcullis_core::session::{EntryPath, SessionInfo, SessionState};
+use portcullis_core::wire::{ErrorCode, ServerMessage};
+use portcullis_vnc::{TargetCommand, Timeouts, VncTargetError};
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::viewer::{Viewer, ViewerShared};
+
+/// Updates buffered between the target adapter and the session task. Small: when the session
+/// cannot keep up, the adapter stops reading from the target (TCP backpressure), which bounds
+/// memory whatever the target sends.
+const UPDATE_QUEUE: usize = 16;
+/// Commands (input) buffered towards the target; a browser that floods input waits.
+const COMMAND_QUEUE: usize = 256;
+
+/// How to reach a target.
+#[derive(Clone)]
+pub enum TargetSpec {
+    /// A VNC server.
+    Vnc {
+        /// host:port
+        address: String,
+        /// The VNC password (decrypted just for this connection).
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for TargetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetSpec::Vnc { address, .. } => f
+                .debug_struct("Vnc")
+                .field("address", address)
+                .field("password", &"[redacted]")
+                .finish(),
+        }
+    }
+}
+
+/// A request to open a session.
+#[derive(Debug, Clone)]
+pub struct OpenRequest {
+    /// Gateway user.
+    pub user: String,
+    /// Target name.
+    pub target: String,
+    /// How to reach it.
+    pub spec: TargetSpec,
+    /// The user's address.
+    pub client_addr: String,
+    /// How the user came in.
+    pub entry: EntryPath,
+}
+
+/// Why a session could not be opened.
+#[derive(Debug, Error)]
+#[error("{message}")]
+pub struct OpenError {
+    /// For the browser.
+    pub code: ErrorCode,
+    /// Human-readable, safe to show the user (never contains secrets).
+    pub message: String,
+}
+
+impl From<VncTargetError> for OpenError {
+    fn from(e: VncTargetError) -> Self {
+        let code = match &e {
+            VncTargetError::Unreachable { .. } | VncTargetError::Timeout { .. } => {
+                ErrorCode::TargetUnreachable
+            }
+            VncTargetError::AuthFailed(_) => ErrorCode::TargetAuthFailed,
+            VncTargetError::Protocol(_) | VncTargetError::Closed => ErrorCode::TargetProtocol,
+        };
+        OpenError {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Why a session ended, as viewers are told.
+#[derive(Debug, Clone)]
+pub(crate) enum Ending {
+    Running,
+    Ended(ServerMessage),
+}
+
+pub(crate) struct SessionShared {
+    pub(crate) info: Mutex<SessionInfo>,
+    pub(crate) desktop: RwLock<Framebuffer>,
+    viewers: Mutex<Vec<Weak<ViewerShared>>>,
+    pub(crate) commands: mpsc::Sender<TargetCommand>,
+    pub(crate) ending: watch::Sender<Ending>,
+}
+
+impl SessionShared {
+    fn for_each_viewer(&self, mut f: impl FnMut(&ViewerShared)) {
+        let mut viewers = lock(&self.viewers);
+        viewers.retain(|w| match w.upgrade() {
+            Some(v) => {
+                f(&v);
+                true
+            }
+            None => false,
+        });
+    }
+
+    pub(crate) fn end(&self, message: ServerMessage) {
+        self.ending.send_if_modified(|e| match e {
+            Ending::Running => {
+                *e = Ending::Ended(message);
+                true
+            }
+            Ending::Ended(_) => false,
+        });
+    }
+}
+
+/// A live session. Cloning gives another handle to the same session.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub(crate) shared: Arc<SessionShared>,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionHandle {
+    /// The session id.
+    pub fn id(&self) -> String {
+        lock(&self.shared.info).id.clone()
+    }
+
+    /// A snapshot of its description.
+    pub fn info(&self) -> SessionInfo {
+        lock(&self.shared.info).clone()
+    }
+
+    /// Current desktop size.
+    pub fn size(&self) -> (u32, u32) {
+        let fb = read(&self.shared.desktop);
+        (fb.width(), fb.height())
+    }
+
+    /// Attaches a viewer that starts with a full repaint.
+    pub fn attach_viewer(&self) -> Viewer {
+        let (w, h) = self.size();
+        let viewer = Arc::new(ViewerShared::new(w, h));
+        lock(&self.shared.viewers).push(Arc::downgrade(&viewer));
+        Viewer::new(self.shared.clone(), viewer)
+    }
+
+    /// Ends the session: the target connection closes and every viewer gets `message`.
+    pub fn close(&self, message: ServerMessage) {
+        self.shared.end(message);
+    }
+
+    /// True once the session has ended.
+    pub fn is_closed(&self) -> bool {
+        matches!(*self.shared.ending.borrow(), Ending::Ended(_))
+    }
+}
+
+/// The registry of live sessions. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Broker {
+    sessions: Arc<Mutex<HashMap<String, SessionHandle>>>,
+    timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// A broker with the given target timeouts.
+    pub fn new(timeouts: Timeouts) -> Self {
+        Self {
+            sessions: Arc::default(),
+            timeouts,
+        }
+    }
+
+    /// Every live session.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let mut v: Vec<SessionInfo> = lock(&self.sessions).values().map(|s| s.info()).collect();
+        v.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    /// A live session by id.
+    pub fn get(&self, id: &str) -> Option<SessionHandle> {
+        lock(&self.sessions).get(id).cloned()
+    }
+
+    /// Closes a session by id; false if there is none.
+    pub fn close(&self, id: &str, message: ServerMessage) -> bool {
+        match self.get(id) {
+            Some(s) => {
+                s.close(message);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Connects to the target and starts the session. While connecting, the session is listed
+    /// in state `connecting`; on failure it disappears and the error says why.
+    pub async fn open(&self, req: OpenRequest) -> Result<SessionHandle, OpenError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let started_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let info = SessionInfo {
+            id: id.clone(),
+            user: req.user.clone(),
+            target: req.target.clone(),
+            client_addr: req.client_addr.clone(),
+            started_at_ms,
+            state: SessionState::Connecting,
+            entry: req.entry,
+        };
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (ending, _) = watch::channel(Ending::Running);
+        let shared = Arc::new(SessionShared {
+            info: Mutex::new(info),
+            desktop: RwLock::new(Framebuffer::new(1, 1).map_err(|e| OpenError {
+                code: ErrorCode::Internal,
+                message: e.to_string(),
+            })?),
+            viewers: Mutex::new(Vec::new()),
+            commands: cmd_tx,
+            ending,
+        });
+        let handle = SessionHandle { shared };
+        lock(&self.sessions).insert(id.clone(), handle.clone());
+        let guard = Deregister {
+            sessions: self.sessions.clone(),
+            id: id.clone(),
+        };
+
+        let TargetSpec::Vnc { address, password } = req.spec;
+        let mut ending_rx = handle.shared.ending.subscribe();
+        let connect = portcullis_vnc::connect(&address, password, self.timeouts);
+        let target = tokio::select! {
+            r = connect => r.map_err(|e| {
+                info!(session = %id, target = %req.target, error = %e, "session failed to open");
+                OpenError::from(e)
+            })?,
+            _ = ending_rx.changed() => {
+                return Err(OpenError { code: ErrorCode::ClosedByAdmin, message: "closed by an administrator while connecting".into() });
+            }
+        };
+        let (w, h) = target.size();
+        write(&handle.shared.desktop)
+            .resize(w, h)
+            .map_err(|e| OpenError {
+                code: ErrorCode::TargetProtocol,
+                message: e.to_string(),
+            })?;
+        lock(&handle.shared.info).state = SessionState::Active;
+        info!(session = %id, user = %req.user, target = %req.target, width = w, height = h, "session opened");
+
+        let (upd_tx, upd_rx) = mpsc::channel(UPDATE_QUEUE);
+        let adapter = tokio::spawn(target.run(upd_tx, cmd_rx));
+        tokio::spawn(run_session(handle.clone(), upd_rx, adapter, guard));
+        Ok(handle)
+    }
+}
+
+/// Removes a session from the registry when the session task ends, however it ends.
+struct Deregister {
+    sessions: Arc<Mutex<HashMap<String, SessionHandle>>>,
+    id: String,
+}
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        lock(&self.sessions).remove(&self.id);
+    }
+}
+
+async fn run_session(
+    handle: SessionHandle,
+    mut updates: mpsc::Receiver<TargetUpdate>,
+    adapter: tokio::task::JoinHandle<Result<(), VncTargetError>>,
+    _guard: Deregister,
+) {
+    let shared = handle.shared.clone();
+    let id = handle.id();
+    let mut ending = shared.ending.subscribe();
+    let outcome: Result<(), String> = loop {
+        tokio::select! {
+            first = updates.recv() => {
+                let Some(first) = first else { break Ok(()) };
+                if let Err(e) = apply_batch(&shared, first, &mut updates) {
+                    break Err(e);
+                }
+            }
+            _ = ending.changed() => break Ok(()),
+        }
+    };
+    lock(&shared.info).state = SessionState::Closing;
+    // Dropping the receiver and closing the command channel stops the adapter.
+    drop(updates);
+    let adapter_result = if adapter.is_finished() {
+        adapter.await.ok()
+    } else {
+        adapter.abort();
+        None
+    };
+    let message = match (outcome, adapter_result) {
+        (Err(e), _) => ServerMessage::Error {
+            code: ErrorCode::TargetProtocol,
+            message: format!("the target sent an invalid update: {e}"),
+        },
+        (Ok(()), Some(Err(e))) => {
+            let e = OpenError::from(e);
+            ServerMessage::Error {
+                code: e.code,
+                message: e.message,
+            }
+        }
+        _ => ServerMessage::Closed {
+            reason: "the target closed the session".into(),
+        },
+    };
+    shared.end(message);
+    let reason = match &*shared.ending.borrow() {
+        Ending::Ended(m) => m.to_json(),
+        Ending::Running => String::new(),
+    };
+    match &*shared.ending.borrow() {
+        Ending::Ended(ServerMessage::Error { .. }) => {
+            warn!(session = %id, %reason, "session ended with an error")
+        }
+        _ => info!(session = %id, %reason, "session ended"),
+    }
+    lock(&shared.info).state = SessionState::Closed;
+    shared.for_each_viewer(ViewerShared::wake);
+}
+
+/// Applies `first` and whatever else is already queued, then wakes viewers once, so that a
+/// viewer sees a whole update rather than half of one.
+fn apply_batch(
+    shared: &SessionShared,
+    first: TargetUpdate,
+    updates: &mut mpsc::Receiver<TargetUpdate>,
+) -> Result<(), String> {
+    let mut next = Some(first);
+    while let Some(update) = next.take() {
+        match update {
+            TargetUpdate::Clipboard(text) => {
+                shared.for_each_viewer(|v| v.push_event(ServerMessage::Clipboard { text: text.clone() }));
+            }
+            TargetUpdate::Bell => shared.for_each_viewer(|v| v.push_event(ServerMessage::Bell)),
+            other => {
+                let applied = write(&shared.desktop).apply(&other).map_err(|e| e.to_string())?;
+                match applied {
+                    Applied::Damaged(r) => shared.for_each_viewer(|v| v.add_damage(r)),
+                    Applied::Resized => {
+                        let (w, h) = {
+                            let fb = read(&shared.desktop);
+                            (fb.width(), fb.height())
+                        };
+                        shared.for_each_viewer(|v| v.resized(w, h));
+                    }
+                    Applied::Nothing => {}
+                }
+            }
+        }
+        next = updates.try_recv().ok();
+    }
+    shared.for_each_viewer(ViewerShared::wake);
+    Ok(())
+}
+
+// Poisoning only follows a panic elsewhere; the data is plain and still usable, so recover it
+// instead of spreading the panic to every session.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}

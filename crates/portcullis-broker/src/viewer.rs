@@ -1,0 +1,194 @@
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use portcullis_core::damage::DamageRegion;
+use portcullis_core::flow::{BadAck, FrameWindow};
+use portcullis_core::wire::{self, ClientMessage, ServerMessage};
+use portcullis_core::Rect;
+use portcullis_encode::{encode_rect, Choice};
+use portcullis_vnc::TargetCommand;
+use tokio::sync::{watch, Notify};
+use tracing::warn;
+
+use crate::session::{lock, read, Ending, SessionShared};
+
+/// Control messages (clipboard, bell) a viewer may have pending. Beyond this the oldest bell
+/// goes; clipboard text replaces older clipboard text, so nothing grows without bound.
+const MAX_PENDING_EVENTS: usize = 16;
+
+struct ViewerState {
+    damage: DamageRegion,
+    resize: Option<(u32, u32)>,
+    events: VecDeque<ServerMessage>,
+}
+
+/// What the session shares with one viewer.
+pub(crate) struct ViewerShared {
+    state: Mutex<ViewerState>,
+    notify: Notify,
+}
+
+impl ViewerShared {
+    pub(crate) fn new(width: u32, height: u32) -> Self {
+        let mut damage = DamageRegion::new(width, height);
+        damage.reset_full(width, height);
+        Self {
+            state: Mutex::new(ViewerState {
+                damage,
+                resize: None,
+                events: VecDeque::new(),
+            }),
+            notify: Notify::new(),
+        }
+    }
+
+    pub(crate) fn add_damage(&self, rect: Rect) {
+        lock(&self.state).damage.add(rect);
+    }
+
+    pub(crate) fn resized(&self, width: u32, height: u32) {
+        let mut s = lock(&self.state);
+        s.resize = Some((width, height));
+        s.damage.reset_full(width, height);
+    }
+
+    pub(crate) fn push_event(&self, event: ServerMessage) {
+        let mut s = lock(&self.state);
+        if matches!(event, ServerMessage::Clipboard { .. }) {
+            s.events
+                .retain(|e| !matches!(e, ServerMessage::Clipboard { .. }));
+        }
+        if s.events.len() >= MAX_PENDING_EVENTS {
+            if let Some(i) = s.events.iter().position(|e| matches!(e, ServerMessage::Bell)) {
+                s.events.remove(i);
+            } else {
+                return;
+            }
+        }
+        s.events.push_back(event);
+    }
+
+    pub(crate) fn wake(&self) {
+        self.notify.notify_one();
+    }
+}
+
+/// What a viewer should send next.
+#[derive(Debug)]
+pub enum ViewerOutput {
+    /// A JSON control message.
+    Message(ServerMessage),
+    /// Binary messages: rectangles, then the end of frame.
+    Frame(Vec<Vec<u8>>),
+    /// The session is over: send this and close.
+    End(ServerMessage),
+}
+
+/// One viewer of a session (a browser tab). Dropping it detaches it.
+pub struct Viewer {
+    session: Arc<SessionShared>,
+    shared: Arc<ViewerShared>,
+    window: FrameWindow,
+    ending: watch::Receiver<Ending>,
+}
+
+impl std::fmt::Debug for Viewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Viewer").finish_non_exhaustive()
+    }
+}
+
+impl Viewer {
+    pub(crate) fn new(session: Arc<SessionShared>, shared: Arc<ViewerShared>) -> Self {
+        let ending = session.ending.subscribe();
+        Self {
+            session,
+            shared,
+            window: FrameWindow::new(),
+            ending,
+        }
+    }
+
+    /// Waits for the next thing to send. Cancel-safe: nothing is taken from the viewer's state
+    /// across an await point.
+    pub async fn next(&mut self) -> ViewerOutput {
+        loop {
+            if let Ending::Ended(m) = &*self.ending.borrow_and_update() {
+                return ViewerOutput::End(m.clone());
+            }
+            {
+                let mut s = lock(&self.shared.state);
+                if let Some((width, height)) = s.resize.take() {
+                    return ViewerOutput::Message(ServerMessage::Resize { width, height });
+                }
+                if let Some(e) = s.events.pop_front() {
+                    return ViewerOutput::Message(e);
+                }
+            }
+            if self.window.can_send() {
+                let rects = lock(&self.shared.state).damage.take();
+                if !rects.is_empty() {
+                    let frame = blocking(|| self.encode(&rects));
+                    return ViewerOutput::Frame(frame);
+                }
+            }
+            tokio::select! {
+                _ = self.shared.notify.notified() => {}
+                _ = self.ending.changed() => {}
+            }
+        }
+    }
+
+    fn encode(&mut self, rects: &[Rect]) -> Vec<Vec<u8>> {
+        let fb = read(&self.session.desktop);
+        let bounds = fb.bounds();
+        let mut out = Vec::with_capacity(rects.len() + 1);
+        for r in rects {
+            // The desktop may have shrunk since the damage was recorded.
+            let r = r.intersection(&bounds);
+            if r.is_empty() {
+                continue;
+            }
+            let mut msg = Vec::new();
+            match encode_rect(&fb, r, Choice::Auto, &mut msg) {
+                Ok(_) => out.push(msg),
+                Err(error) => warn!(%error, rect = %r, "cannot encode rectangle"),
+            }
+        }
+        out.push(wire::frame_end(self.window.next_seq()).to_vec());
+        out
+    }
+
+    /// Handles a message from this viewer: input goes to the target (waiting if the target is
+    /// slow), acknowledgements open the frame window.
+    pub async fn handle(&mut self, msg: ClientMessage) -> Result<(), BadAck> {
+        match msg {
+            ClientMessage::Ack { seq } => {
+                self.window.ack(seq)?;
+                self.shared.wake();
+            }
+            ClientMessage::Refresh => {
+                {
+                    let mut s = lock(&self.shared.state);
+                    s.damage.add_full();
+                }
+                self.shared.wake();
+            }
+            other => {
+                if let Some(input) = other.into_input() {
+                    // A closed channel means the session is ending; next() reports it.
+                    let _ = self.session.commands.send(TargetCommand::Input(input)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs CPU-heavy encoding without stalling other tasks on a multi-threaded runtime.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}

@@ -1,0 +1,510 @@
+//! The protocol-neutral desktop model.
+
+use thiserror::Error;
+
+/// Largest width or height we accept from any target (matches common server limits).
+pub const MAX_DIMENSION: u32 = 8192;
+/// Largest pixel count of a desktop: 8K UHD. Bounds the framebuffer at 128 MiB of RGBA.
+pub const MAX_PIXELS: u64 = 7680 * 4320;
+/// Largest clipboard text the model carries between a target and a viewer, in bytes.
+pub const MAX_CLIPBOARD_BYTES: usize = 128 * 1024;
+
+/// Errors of the desktop model: all of them mean the peer sent something inconsistent.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DesktopError {
+    /// A desktop size of zero or beyond the limits.
+    #[error("invalid desktop size {width}x{height} (limit {MAX_DIMENSION} per side, {MAX_PIXELS} pixels)")]
+    InvalidSize {
+        /// Width asked for.
+        width: u32,
+        /// Height asked for.
+        height: u32,
+    },
+    /// A rectangle that does not lie inside the desktop.
+    #[error("rectangle {rect} lies outside the {width}x{height} desktop")]
+    OutOfBounds {
+        /// The offending rectangle.
+        rect: Rect,
+        /// Desktop width.
+        width: u32,
+        /// Desktop height.
+        height: u32,
+    },
+    /// Pixel data whose length does not match its rectangle.
+    #[error("pixel data of {actual} bytes for rectangle {rect}, expected {expected}")]
+    BadPixelData {
+        /// The rectangle.
+        rect: Rect,
+        /// Bytes expected.
+        expected: usize,
+        /// Bytes received.
+        actual: usize,
+    },
+}
+
+/// An axis-aligned rectangle in desktop pixels. Empty when `w` or `h` is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Rect {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width.
+    pub w: u32,
+    /// Height.
+    pub h: u32,
+}
+
+impl std::fmt::Display for Rect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}+{}+{}", self.w, self.h, self.x, self.y)
+    }
+}
+
+impl Rect {
+    /// A rectangle from its origin and size.
+    pub const fn new(x: u32, y: u32, w: u32, h: u32) -> Self {
+        Self { x, y, w, h }
+    }
+
+    /// True when it covers no pixel.
+    pub const fn is_empty(&self) -> bool {
+        self.w == 0 || self.h == 0
+    }
+
+    /// Right edge (exclusive), without overflow.
+    pub const fn right(&self) -> u64 {
+        self.x as u64 + self.w as u64
+    }
+
+    /// Bottom edge (exclusive), without overflow.
+    pub const fn bottom(&self) -> u64 {
+        self.y as u64 + self.h as u64
+    }
+
+    /// Number of pixels covered.
+    pub const fn area(&self) -> u64 {
+        self.w as u64 * self.h as u64
+    }
+
+    /// The smallest rectangle covering both. An empty rectangle is neutral.
+    pub fn union(&self, other: &Rect) -> Rect {
+        if self.is_empty() {
+            return *other;
+        }
+        if other.is_empty() {
+            return *self;
+        }
+        let x = self.x.min(other.x);
+        let y = self.y.min(other.y);
+        let r = self.right().max(other.right());
+        let b = self.bottom().max(other.bottom());
+        Rect::new(x, y, clamp_u32(r - u64::from(x)), clamp_u32(b - u64::from(y)))
+    }
+
+    /// The overlap of both, empty if they do not overlap.
+    pub fn intersection(&self, other: &Rect) -> Rect {
+        let x = self.x.max(other.x);
+        let y = self.y.max(other.y);
+        let r = self.right().min(other.right());
+        let b = self.bottom().min(other.bottom());
+        if r <= u64::from(x) || b <= u64::from(y) {
+            return Rect::default();
+        }
+        Rect::new(x, y, clamp_u32(r - u64::from(x)), clamp_u32(b - u64::from(y)))
+    }
+
+    /// True when `other` lies entirely inside `self`.
+    pub fn contains(&self, other: &Rect) -> bool {
+        other.x >= self.x
+            && other.y >= self.y
+            && other.right() <= self.right()
+            && other.bottom() <= self.bottom()
+    }
+}
+
+fn clamp_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// Byte order of 4-byte pixels handed to [`Framebuffer::put_rect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelLayout {
+    /// Red, green, blue, then an ignored byte.
+    Rgbx,
+    /// Blue, green, red, then an ignored byte.
+    Bgrx,
+}
+
+/// The desktop image: RGBA, 4 bytes a pixel, row-major, alpha always 255.
+///
+/// INVARIANT: `data.len() == width * height * 4` and the size is within [`MAX_DIMENSION`] and
+/// [`MAX_PIXELS`]; every method keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Framebuffer {
+    width: u32,
+    height: u32,
+    data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Framebuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Framebuffer")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a desktop size against the limits.
+pub fn check_size(width: u32, height: u32) -> Result<(), DesktopError> {
+    if width == 0
+        || height == 0
+        || width > MAX_DIMENSION
+        || height > MAX_DIMENSION
+        || u64::from(width) * u64::from(height) > MAX_PIXELS
+    {
+        return Err(DesktopError::InvalidSize { width, height });
+    }
+    Ok(())
+}
+
+impl Framebuffer {
+    /// A black desktop of the given size.
+    pub fn new(width: u32, height: u32) -> Result<Self, DesktopError> {
+        check_size(width, height)?;
+        let len = pixel_bytes(width, height);
+        let mut data = vec![0u8; len];
+        for px in data.chunks_exact_mut(4) {
+            px[3] = 255;
+        }
+        Ok(Self {
+            width,
+            height,
+            data,
+        })
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The whole desktop as a rectangle.
+    pub fn bounds(&self) -> Rect {
+        Rect::new(0, 0, self.width, self.height)
+    }
+
+    /// The raw RGBA bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Changes the size; the content becomes black.
+    pub fn resize(&mut self, width: u32, height: u32) -> Result<(), DesktopError> {
+        *self = Framebuffer::new(width, height)?;
+        Ok(())
+    }
+
+    fn check_rect(&self, rect: &Rect) -> Result<(), DesktopError> {
+        if !self.bounds().contains(rect) {
+            return Err(DesktopError::OutOfBounds {
+                rect: *rect,
+                width: self.width,
+                height: self.height,
+            });
+        }
+        Ok(())
+    }
+
+    fn offset(&self, x: u32, y: u32) -> usize {
+        // INVARIANT: callers checked x < width and y < height, so this fits in the buffer length.
+        (y as usize * self.width as usize + x as usize) * 4
+    }
+
+    /// Writes 4-byte pixels of `layout` into `rect`. `pixels` holds `rect.w * rect.h` pixels.
+    pub fn put_rect(
+        &mut self,
+        rect: Rect,
+        pixels: &[u8],
+        layout: PixelLayout,
+    ) -> Result<(), DesktopError> {
+        self.check_rect(&rect)?;
+        let expected = pixel_bytes(rect.w, rect.h);
+        if pixels.len() != expected {
+            return Err(DesktopError::BadPixelData {
+                rect,
+                expected,
+                actual: pixels.len(),
+            });
+        }
+        if rect.is_empty() {
+            return Ok(());
+        }
+        let row_len = rect.w as usize * 4;
+        for (row, src) in pixels.chunks_exact(row_len).enumerate() {
+            let start = self.offset(rect.x, rect.y + row as u32);
+            let dst = &mut self.data[start..start + row_len];
+            match layout {
+                PixelLayout::Rgbx => {
+                    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+                        d[0] = s[0];
+                        d[1] = s[1];
+                        d[2] = s[2];
+                        d[3] = 255;
+                    }
+                }
+                PixelLayout::Bgrx => {
+                    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+                        d[0] = s[2];
+                        d[1] = s[1];
+                        d[2] = s[0];
+                        d[3] = 255;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills `rect` with one colour.
+    pub fn fill(&mut self, rect: Rect, rgb: [u8; 3]) -> Result<(), DesktopError> {
+        self.check_rect(&rect)?;
+        for y in rect.y..rect.y + rect.h {
+            let start = self.offset(rect.x, y);
+            for px in self.data[start..start + rect.w as usize * 4].chunks_exact_mut(4) {
+                px.copy_from_slice(&[rgb[0], rgb[1], rgb[2], 255]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the pixels of `src` to the rectangle of the same size at `dst`'s origin
+    /// (overlap allowed, as in RFB CopyRect).
+    pub fn copy_rect(&mut self, dst: Rect, src: Rect) -> Result<(), DesktopError> {
+        let dst = Rect::new(dst.x, dst.y, src.w, src.h);
+        self.check_rect(&src)?;
+        self.check_rect(&dst)?;
+        let row_len = src.w as usize * 4;
+        let rows: Box<dyn Iterator<Item = u32>> = if dst.y > src.y {
+            Box::new((0..src.h).rev())
+        } else {
+            Box::new(0..src.h)
+        };
+        for row in rows {
+            let s = self.offset(src.x, src.y + row);
+            let d = self.offset(dst.x, dst.y + row);
+            self.data.copy_within(s..s + row_len, d);
+        }
+        Ok(())
+    }
+
+    /// Copies `rect` out as tightly packed RGBA.
+    pub fn read_rect(&self, rect: Rect) -> Result<Vec<u8>, DesktopError> {
+        self.check_rect(&rect)?;
+        let row_len = rect.w as usize * 4;
+        let mut out = Vec::with_capacity(pixel_bytes(rect.w, rect.h));
+        for y in rect.y..rect.y + rect.h {
+            let start = self.offset(rect.x, y);
+            out.extend_from_slice(&self.data[start..start + row_len]);
+        }
+        Ok(out)
+    }
+
+    /// The RGB value of one pixel, `None` outside the desktop.
+    pub fn pixel(&self, x: u32, y: u32) -> Option<[u8; 3]> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let o = self.offset(x, y);
+        Some([self.data[o], self.data[o + 1], self.data[o + 2]])
+    }
+}
+
+fn pixel_bytes(w: u32, h: u32) -> usize {
+    w as usize * h as usize * 4
+}
+
+/// Mouse button bits of [`InputEvent::Pointer`] (RFB's layout, used by every adapter).
+pub mod buttons {
+    /// Primary button.
+    pub const LEFT: u8 = 1;
+    /// Middle button.
+    pub const MIDDLE: u8 = 2;
+    /// Secondary button.
+    pub const RIGHT: u8 = 4;
+    /// Wheel one notch up.
+    pub const WHEEL_UP: u8 = 8;
+    /// Wheel one notch down.
+    pub const WHEEL_DOWN: u8 = 16;
+    /// Wheel one notch left.
+    pub const WHEEL_LEFT: u8 = 32;
+    /// Wheel one notch right.
+    pub const WHEEL_RIGHT: u8 = 64;
+}
+
+/// Input from a viewer to the target, protocol-neutral.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputEvent {
+    /// A key went down or up, as an X11 keysym.
+    Key {
+        /// X11 keysym.
+        keysym: u32,
+        /// Pressed (true) or released.
+        down: bool,
+    },
+    /// The pointer moved or its buttons changed (see [`buttons`]).
+    Pointer {
+        /// Desktop x.
+        x: u32,
+        /// Desktop y.
+        y: u32,
+        /// Button mask.
+        buttons: u8,
+    },
+    /// The viewer's clipboard text, at most [`MAX_CLIPBOARD_BYTES`].
+    Clipboard(String),
+}
+
+/// A change reported by a target adapter, in desktop-model terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetUpdate {
+    /// The desktop has a new size; its content is undefined until repainted.
+    Resize {
+        /// New width.
+        width: u32,
+        /// New height.
+        height: u32,
+    },
+    /// New pixels for a rectangle.
+    Pixels {
+        /// Where.
+        rect: Rect,
+        /// `rect.w * rect.h` pixels of 4 bytes.
+        data: Vec<u8>,
+        /// Their byte order.
+        layout: PixelLayout,
+    },
+    /// Pixels moved within the desktop (the destination takes the source's size).
+    Copy {
+        /// Destination origin.
+        dst: Rect,
+        /// Source rectangle.
+        src: Rect,
+    },
+    /// The target's clipboard text changed.
+    Clipboard(String),
+    /// The target rang the bell.
+    Bell,
+}
+
+/// What applying a [`TargetUpdate`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// These pixels changed.
+    Damaged(Rect),
+    /// The size changed; everything must be repainted.
+    Resized,
+    /// Nothing in the image changed.
+    Nothing,
+}
+
+impl Framebuffer {
+    /// Applies a target's update, validating it against the current size.
+    pub fn apply(&mut self, update: &TargetUpdate) -> Result<Applied, DesktopError> {
+        match update {
+            TargetUpdate::Resize { width, height } => {
+                if (*width, *height) != (self.width, self.height) {
+                    self.resize(*width, *height)?;
+                }
+                Ok(Applied::Resized)
+            }
+            TargetUpdate::Pixels { rect, data, layout } => {
+                self.put_rect(*rect, data, *layout)?;
+                Ok(Applied::Damaged(*rect))
+            }
+            TargetUpdate::Copy { dst, src } => {
+                self.copy_rect(*dst, *src)?;
+                Ok(Applied::Damaged(Rect::new(dst.x, dst.y, src.w, src.h)))
+            }
+            TargetUpdate::Clipboard(_) | TargetUpdate::Bell => Ok(Applied::Nothing),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_sizes() {
+        assert!(Framebuffer::new(0, 10).is_err());
+        assert!(Framebuffer::new(MAX_DIMENSION + 1, 10).is_err());
+        assert!(Framebuffer::new(8192, 8192).is_err());
+        assert!(Framebuffer::new(1920, 1080).is_ok());
+    }
+
+    #[test]
+    fn put_and_read_round_trip_in_both_layouts() {
+        let mut fb = Framebuffer::new(4, 3).unwrap();
+        let r = Rect::new(1, 1, 2, 2);
+        let px: Vec<u8> = (0..16).collect();
+        fb.put_rect(r, &px, PixelLayout::Rgbx).unwrap();
+        let back = fb.read_rect(r).unwrap();
+        assert_eq!(&back[0..4], &[0, 1, 2, 255]);
+        fb.put_rect(r, &px, PixelLayout::Bgrx).unwrap();
+        assert_eq!(fb.pixel(1, 1), Some([2, 1, 0]));
+        assert_eq!(fb.pixel(2, 2), Some([14, 13, 12]));
+        assert_eq!(fb.pixel(0, 0), Some([0, 0, 0]));
+    }
+
+    #[test]
+    fn rejects_out_of_bounds_and_short_data() {
+        let mut fb = Framebuffer::new(4, 4).unwrap();
+        assert!(matches!(
+            fb.put_rect(Rect::new(3, 3, 2, 1), &[0; 8], PixelLayout::Rgbx),
+            Err(DesktopError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            fb.put_rect(Rect::new(0, 0, 2, 1), &[0; 7], PixelLayout::Rgbx),
+            Err(DesktopError::BadPixelData { .. })
+        ));
+        assert!(fb
+            .put_rect(Rect::new(u32::MAX, u32::MAX, 2, 2), &[0; 16], PixelLayout::Rgbx)
+            .is_err());
+        assert!(fb.read_rect(Rect::new(0, 0, 5, 1)).is_err());
+    }
+
+    #[test]
+    fn copy_rect_handles_overlap_downwards() {
+        let mut fb = Framebuffer::new(1, 4).unwrap();
+        for y in 0..4u8 {
+            fb.fill(Rect::new(0, u32::from(y), 1, 1), [y, y, y]).unwrap();
+        }
+        fb.copy_rect(Rect::new(0, 1, 1, 3), Rect::new(0, 0, 1, 3))
+            .unwrap();
+        let col: Vec<u8> = (0..4).map(|y| fb.pixel(0, y).unwrap()[0]).collect();
+        assert_eq!(col, vec![0, 0, 1, 2]);
+        fb.copy_rect(Rect::new(0, 0, 1, 3), Rect::new(0, 1, 1, 3))
+            .unwrap();
+        let col: Vec<u8> = (0..4).map(|y| fb.pixel(0, y).unwrap()[0]).collect();
+        assert_eq!(col, vec![0, 1, 2, 2]);
+    }
+
+    #[test]
+    fn rect_algebra() {
+        let a = Rect::new(0, 0, 10, 10);
+        let b = Rect::new(5, 5, 10, 10);
+        assert_eq!(a.union(&b), Rect::new(0, 0, 15, 15));
+        assert_eq!(a.intersection(&b), Rect::new(5, 5, 5, 5));
+        assert!(a.intersection(&Rect::new(10, 0, 1, 1)).is_empty());
+        assert_eq!(Rect::default().union(&b), b);
+        assert!(a.contains(&Rect::new(2, 2, 8, 8)));
+        assert!(!a.contains(&b));
+    }
+}

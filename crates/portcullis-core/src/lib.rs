@@ -1,0 +1,22 @@
+//! The sans-I/O core of Portcullis.
+//!
+//! Everything here is plain data and state machines: no sockets, no async runtime, no clocks
+//! (time is passed in). That keeps it testable and fuzzable.
+//!
+//! - [`desktop`]: the protocol-neutral desktop model (framebuffer, rectangles, input, clipboard)
+//!   that RDP and VNC adapters feed and that viewers and the recorder read.
+//! - [`damage`]: bounded accumulation of changed rectangles, so a slow consumer gets merged updates.
+//! - [`flow`]: the per-viewer frame window (how many frames may be unacknowledged).
+//! - [`session`]: the session model shown to admins.
+//! - [`wire`]: the browser WebSocket format (see `docs/browser-protocol.md`).
+
+pub mod damage;
+pub mod desktop;
+pub mod flow;
+pub mod session;
+pub mod wire;
+
+pub use damage::DamageRegion;
+pub use desktop::{
+    Applied, DesktopError, Framebuffer, InputEvent, PixelLayout, Rect, TargetUpdate,
+};

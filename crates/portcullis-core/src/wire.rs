@@ -1,0 +1,329 @@
+//! The browser WebSocket format. `docs/browser-protocol.md` is its specification; this module is
+//! the only Rust code that knows the bytes.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::desktop::{InputEvent, Rect, MAX_CLIPBOARD_BYTES};
+
+/// Largest text message a browser may send. Clipboard text is the only big payload.
+pub const MAX_CLIENT_MESSAGE: usize = 256 * 1024;
+
+/// First byte of a binary rectangle message.
+pub const KIND_RECT: u8 = 1;
+/// First byte of a binary end-of-frame message.
+pub const KIND_FRAME_END: u8 = 2;
+/// Bytes before the image data in a rectangle message.
+pub const RECT_HEADER_LEN: usize = 10;
+
+/// A browser message the gateway could not accept.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    /// Bigger than [`MAX_CLIENT_MESSAGE`].
+    #[error("message of {0} bytes exceeds the {MAX_CLIENT_MESSAGE} byte limit")]
+    TooLarge(usize),
+    /// Not one of the known messages.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// Clipboard text over [`MAX_CLIPBOARD_BYTES`].
+    #[error("clipboard text of {0} bytes exceeds the {MAX_CLIPBOARD_BYTES} byte limit")]
+    ClipboardTooLarge(usize),
+    /// A binary message from the browser (it only sends text).
+    #[error("unexpected binary message from the browser")]
+    UnexpectedBinary,
+    /// A rectangle that cannot be described with 16-bit coordinates.
+    #[error("rectangle {0} does not fit the wire format")]
+    RectTooLarge(Rect),
+    /// A server binary message that is cut short or unknown (only for decoding in tests and tools).
+    #[error("malformed server binary message")]
+    BadServerBinary,
+}
+
+/// What a browser may send.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub enum ClientMessage {
+    /// A key event (X11 keysym).
+    Key {
+        /// X11 keysym.
+        keysym: u32,
+        /// Pressed or released.
+        down: bool,
+    },
+    /// Pointer position and buttons, in desktop coordinates.
+    Pointer {
+        /// x.
+        x: u32,
+        /// y.
+        y: u32,
+        /// Button mask, see [`crate::desktop::buttons`].
+        buttons: u8,
+    },
+    /// The browser-side clipboard text to hand to the target.
+    Clipboard {
+        /// The text.
+        text: String,
+    },
+    /// A frame was painted.
+    Ack {
+        /// Its sequence number.
+        seq: u32,
+    },
+    /// Asks for a full repaint.
+    Refresh,
+}
+
+impl ClientMessage {
+    /// The input event this message carries, if it is one.
+    pub fn into_input(self) -> Option<InputEvent> {
+        match self {
+            ClientMessage::Key { keysym, down } => Some(InputEvent::Key { keysym, down }),
+            ClientMessage::Pointer { x, y, buttons } => Some(InputEvent::Pointer { x, y, buttons }),
+            ClientMessage::Clipboard { text } => Some(InputEvent::Clipboard(text)),
+            ClientMessage::Ack { .. } | ClientMessage::Refresh => None,
+        }
+    }
+}
+
+/// Parses one text message from the browser, enforcing every limit.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, WireError> {
+    if text.len() > MAX_CLIENT_MESSAGE {
+        return Err(WireError::TooLarge(text.len()));
+    }
+    let msg: ClientMessage =
+        serde_json::from_str(text).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if let ClientMessage::Clipboard { text } = &msg {
+        if text.len() > MAX_CLIPBOARD_BYTES {
+            return Err(WireError::ClipboardTooLarge(text.len()));
+        }
+    }
+    Ok(msg)
+}
+
+/// Why a session failed, as the browser is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The target did not answer or refused the connection.
+    TargetUnreachable,
+    /// The target refused the stored credentials.
+    TargetAuthFailed,
+    /// The target spoke something we could not accept.
+    TargetProtocol,
+    /// The browser sent something we could not accept.
+    BadMessage,
+    /// An administrator closed the session.
+    ClosedByAdmin,
+    /// A fault inside the gateway.
+    Internal,
+}
+
+/// A JSON message to the browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerMessage {
+    /// The session is up.
+    Init {
+        /// Session id.
+        session: String,
+        /// Target name.
+        target: String,
+        /// Desktop width.
+        width: u32,
+        /// Desktop height.
+        height: u32,
+    },
+    /// New desktop size; a full repaint follows.
+    Resize {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+    },
+    /// The target's clipboard text.
+    Clipboard {
+        /// The text.
+        text: String,
+    },
+    /// The target rang the bell.
+    Bell,
+    /// The session failed; the socket closes next.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// The session ended normally.
+    Closed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ServerMessage {
+    /// The JSON text of this message.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail; fall back to a fixed error just in case.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"serialization failed"}"#.to_owned()
+        })
+    }
+}
+
+/// Image encodings of rectangle messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageEncoding {
+    /// Lossless; used for text and UI.
+    Png = 1,
+    /// Lossy; used for large photographic areas.
+    Jpeg = 2,
+}
+
+/// Writes the header of a rectangle message into `out` (image bytes follow).
+pub fn write_rect_header(
+    out: &mut Vec<u8>,
+    encoding: ImageEncoding,
+    rect: Rect,
+) -> Result<(), WireError> {
+    let field = |v: u32| u16::try_from(v).map_err(|_| WireError::RectTooLarge(rect));
+    let (x, y, w, h) = (field(rect.x)?, field(rect.y)?, field(rect.w)?, field(rect.h)?);
+    out.push(KIND_RECT);
+    out.push(encoding as u8);
+    for v in [x, y, w, h] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// An end-of-frame message.
+pub fn frame_end(seq: u32) -> [u8; 5] {
+    let s = seq.to_be_bytes();
+    [KIND_FRAME_END, s[0], s[1], s[2], s[3]]
+}
+
+/// A decoded binary server message (for tests, benchmarks and tools).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerBinary<'a> {
+    /// A rectangle and its encoded image.
+    Rect {
+        /// Encoding byte.
+        encoding: u8,
+        /// Where it goes.
+        rect: Rect,
+        /// The image bytes.
+        data: &'a [u8],
+    },
+    /// End of a frame.
+    FrameEnd {
+        /// Its sequence number.
+        seq: u32,
+    },
+}
+
+/// Decodes a binary server message.
+pub fn decode_server_binary(bytes: &[u8]) -> Result<ServerBinary<'_>, WireError> {
+    let u16_at = |i: usize| -> Result<u32, WireError> {
+        let b = bytes.get(i..i + 2).ok_or(WireError::BadServerBinary)?;
+        Ok(u32::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    match bytes.first() {
+        Some(&KIND_RECT) => {
+            let encoding = *bytes.get(1).ok_or(WireError::BadServerBinary)?;
+            let rect = Rect::new(u16_at(2)?, u16_at(4)?, u16_at(6)?, u16_at(8)?);
+            Ok(ServerBinary::Rect {
+                encoding,
+                rect,
+                data: bytes.get(RECT_HEADER_LEN..).unwrap_or_default(),
+            })
+        }
+        Some(&KIND_FRAME_END) => {
+            let s = bytes.get(1..5).ok_or(WireError::BadServerBinary)?;
+            Ok(ServerBinary::FrameEnd {
+                seq: u32::from_be_bytes([s[0], s[1], s[2], s[3]]),
+            })
+        }
+        _ => Err(WireError::BadServerBinary),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_client_message() {
+        let cases = [
+            (r#"{"t":"key","keysym":97,"down":true}"#, ClientMessage::Key { keysym: 97, down: true }),
+            (
+                r#"{"t":"pointer","x":10,"y":20,"buttons":1}"#,
+                ClientMessage::Pointer { x: 10, y: 20, buttons: 1 },
+            ),
+            (r#"{"t":"clipboard","text":"hi"}"#, ClientMessage::Clipboard { text: "hi".into() }),
+            (r#"{"t":"ack","seq":7}"#, ClientMessage::Ack { seq: 7 }),
+            (r#"{"t":"refresh"}"#, ClientMessage::Refresh),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_client_message(text).unwrap(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_client_messages() {
+        for text in [
+            "",
+            "null",
+            "{}",
+            r#"{"t":"key"}"#,
+            r#"{"t":"key","keysym":-1,"down":true}"#,
+            r#"{"t":"pointer","x":1,"y":1,"buttons":300}"#,
+            r#"{"t":"launch_missiles"}"#,
+            "[1,2,3]",
+            "\u{0}",
+        ] {
+            assert!(
+                matches!(parse_client_message(text), Err(WireError::Malformed(_))),
+                "{text:?}"
+            );
+        }
+        let big = format!(r#"{{"t":"clipboard","text":"{}"}}"#, "a".repeat(MAX_CLIENT_MESSAGE));
+        assert!(matches!(parse_client_message(&big), Err(WireError::TooLarge(_))));
+        let clip = format!(r#"{{"t":"clipboard","text":"{}"}}"#, "a".repeat(MAX_CLIPBOARD_BYTES + 1));
+        assert!(matches!(
+            parse_client_message(&clip),
+            Err(WireError::ClipboardTooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn binary_round_trip() {
+        let mut out = Vec::new();
+        let r = Rect::new(1, 2, 300, 400);
+        write_rect_header(&mut out, ImageEncoding::Png, r).unwrap();
+        out.extend_from_slice(b"png");
+        assert_eq!(
+            decode_server_binary(&out).unwrap(),
+            ServerBinary::Rect { encoding: 1, rect: r, data: b"png" }
+        );
+        assert_eq!(
+            decode_server_binary(&frame_end(9)).unwrap(),
+            ServerBinary::FrameEnd { seq: 9 }
+        );
+        assert!(write_rect_header(&mut out, ImageEncoding::Png, Rect::new(70_000, 0, 1, 1)).is_err());
+        assert!(decode_server_binary(&[1, 1, 0]).is_err());
+        assert!(decode_server_binary(&[]).is_err());
+    }
+
+    #[test]
+    fn server_messages_are_tagged_json() {
+        let m = ServerMessage::Error {
+            code: ErrorCode::TargetAuthFailed,
+            message: "wrong password".into(),
+        };
+        assert_eq!(
+            m.to_json(),
+            r#"{"type":"error","code":"target_auth_failed","message":"wrong password"}"#
+        );
+        assert_eq!(ServerMessage::Bell.to_json(), r#"{"type":"bell"}"#);
+    }
+}

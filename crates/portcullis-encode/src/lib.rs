@@ -1,0 +1,156 @@
+//! Encodes changed desktop rectangles as browser rectangle messages.
+//!
+//! This crate is the only one that depends on `image`. The policy: text and UI (few distinct
+//! colours) go out as PNG, lossless, so terminal text stays sharp; large areas with many colours
+//! (photos, gradients, video) go out as JPEG, which is many times smaller for that content.
+
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{ExtendedColorType, ImageEncoder};
+use portcullis_core::wire::{self, ImageEncoding, WireError};
+use portcullis_core::{DesktopError, Framebuffer, Rect};
+use thiserror::Error;
+
+/// Smallest area (pixels) considered for JPEG: below it PNG costs little whatever the content.
+const JPEG_MIN_AREA: u64 = 128 * 128;
+/// Distinct colours among the sampled pixels above which an area counts as photographic.
+/// UI and text use a handful of colours (plus antialiasing ramps); photos use thousands.
+const PHOTO_COLOURS: usize = 384;
+/// Pixels sampled to count colours.
+const SAMPLES: u64 = 2048;
+/// JPEG quality for photographic areas.
+const JPEG_QUALITY: u8 = 80;
+
+/// Why a rectangle could not be encoded.
+#[derive(Debug, Error)]
+pub enum EncodeError {
+    /// The rectangle does not fit the desktop.
+    #[error(transparent)]
+    Desktop(#[from] DesktopError),
+    /// The rectangle does not fit the wire format.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The image codec failed.
+    #[error("image encoding failed: {0}")]
+    Image(#[from] image::ImageError),
+}
+
+/// Which encoding to use, decided from the content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// Always lossless.
+    Lossless,
+    /// PNG for UI, JPEG for photographic areas.
+    Auto,
+}
+
+/// Appends one complete rectangle message (header and image) for `rect` of `fb` to `out`.
+pub fn encode_rect(
+    fb: &Framebuffer,
+    rect: Rect,
+    choice: Choice,
+    out: &mut Vec<u8>,
+) -> Result<ImageEncoding, EncodeError> {
+    let rgba = fb.read_rect(rect)?;
+    let encoding = match choice {
+        Choice::Auto if looks_photographic(&rgba, rect.area()) => ImageEncoding::Jpeg,
+        _ => ImageEncoding::Png,
+    };
+    wire::write_rect_header(out, encoding, rect)?;
+    let rgb = rgba_to_rgb(&rgba);
+    match encoding {
+        ImageEncoding::Png => {
+            PngEncoder::new_with_quality(&mut *out, CompressionType::Fast, FilterType::Adaptive)
+                .write_image(&rgb, rect.w, rect.h, ExtendedColorType::Rgb8)?;
+        }
+        ImageEncoding::Jpeg => {
+            JpegEncoder::new_with_quality(&mut *out, JPEG_QUALITY).write_image(
+                &rgb,
+                rect.w,
+                rect.h,
+                ExtendedColorType::Rgb8,
+            )?;
+        }
+    }
+    Ok(encoding)
+}
+
+fn rgba_to_rgb(rgba: &[u8]) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(rgba.len() / 4 * 3);
+    for px in rgba.chunks_exact(4) {
+        rgb.extend_from_slice(&px[..3]);
+    }
+    rgb
+}
+
+fn looks_photographic(rgba: &[u8], area: u64) -> bool {
+    if area < JPEG_MIN_AREA {
+        return false;
+    }
+    let step = usize::try_from((area / SAMPLES).max(1)).unwrap_or(1);
+    let mut seen = std::collections::HashSet::with_capacity(PHOTO_COLOURS + 1);
+    for px in rgba.chunks_exact(4).step_by(step) {
+        seen.insert([px[0], px[1], px[2]]);
+        if seen.len() > PHOTO_COLOURS {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::wire::{decode_server_binary, ServerBinary};
+
+    fn decode(msg: &[u8]) -> (u8, Rect, image::RgbaImage) {
+        match decode_server_binary(msg).unwrap() {
+            ServerBinary::Rect { encoding, rect, data } => {
+                (encoding, rect, image::load_from_memory(data).unwrap().to_rgba8())
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ui_content_is_lossless() {
+        let mut fb = Framebuffer::new(300, 200).unwrap();
+        fb.fill(Rect::new(10, 10, 100, 50), [200, 30, 40]).unwrap();
+        fb.fill(Rect::new(12, 12, 3, 3), [255, 255, 255]).unwrap();
+        let mut out = Vec::new();
+        let r = Rect::new(0, 0, 300, 200);
+        assert_eq!(encode_rect(&fb, r, Choice::Auto, &mut out).unwrap(), ImageEncoding::Png);
+        let (enc, rect, img) = decode(&out);
+        assert_eq!((enc, rect), (1, r));
+        for (x, y, px) in img.enumerate_pixels() {
+            assert_eq!(px.0[..3], fb.pixel(x, y).unwrap(), "at {x},{y}");
+        }
+    }
+
+    #[test]
+    fn noisy_content_uses_jpeg() {
+        let mut fb = Framebuffer::new(256, 256).unwrap();
+        let mut px = Vec::new();
+        let mut seed = 1u32;
+        for _ in 0..256 * 256 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            px.extend_from_slice(&seed.to_le_bytes());
+        }
+        fb.put_rect(fb.bounds(), &px, portcullis_core::PixelLayout::Rgbx).unwrap();
+        let mut out = Vec::new();
+        let enc = encode_rect(&fb, fb.bounds(), Choice::Auto, &mut out).unwrap();
+        assert_eq!(enc, ImageEncoding::Jpeg);
+        let (_, _, img) = decode(&out);
+        assert_eq!(img.dimensions(), (256, 256));
+        let mut lossless = Vec::new();
+        encode_rect(&fb, fb.bounds(), Choice::Lossless, &mut lossless).unwrap();
+        assert_eq!(decode(&lossless).0, 1);
+    }
+
+    #[test]
+    fn out_of_bounds_is_an_error() {
+        let fb = Framebuffer::new(10, 10).unwrap();
+        let mut out = Vec::new();
+        assert!(encode_rect(&fb, Rect::new(5, 5, 10, 10), Choice::Auto, &mut out).is_err());
+    }
+}

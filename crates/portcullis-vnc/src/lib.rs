@@ -1,0 +1,291 @@
+//! VNC target adapter: connects to a VNC server with `vnc-rs` and translates between RFB and the
+//! protocol-neutral desktop model of `portcullis-core`.
+//!
+//! Only this crate knows `vnc-rs`. Its traps, handled here:
+//! - the client asks for one full update only, so we keep asking for incremental updates;
+//! - `VncClient::input` waits on the same lock as a pending `recv_event`, so one task owns the
+//!   client and multiplexes events, commands and the refresh timer with `select!`;
+//! - its event channel is tiny, so events are drained promptly and handed on through a bounded
+//!   channel whose backpressure slows reading from the target rather than growing memory.
+//!
+//! We offer only lossless encodings (ZRLE, TRLE, CopyRect, Raw): Tight would hand us JPEG that we
+//! would have to decode, and the gateway re-encodes for the browser anyway.
+
+use std::time::Duration;
+
+use portcullis_core::desktop::{check_size, InputEvent, PixelLayout, Rect, TargetUpdate};
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+use vnc::{PixelFormat, VncConnector, VncEncoding, VncError, VncEvent, X11Event};
+
+/// How often we ask the server for changes when it has been quiet. A pending incremental
+/// request is answered as soon as something changes, so this only bounds how long a lost or
+/// ignored request can stall the picture.
+const IDLE_REFRESH: Duration = Duration::from_millis(100);
+/// After data arrived, how soon we ask again. Short, so that the next change is not delayed:
+/// this is most of what the gateway adds to change→paint latency.
+const BUSY_REFRESH: Duration = Duration::from_millis(4);
+
+/// Timeouts for reaching a target.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connect.
+    pub connect: Duration,
+    /// RFB handshake, authentication and server init.
+    pub handshake: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            handshake: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a VNC target session could not be opened or ended abnormally.
+#[derive(Debug, Error)]
+pub enum VncTargetError {
+    /// TCP connection failed.
+    #[error("cannot reach VNC target {address}: {source}")]
+    Unreachable {
+        /// Target address.
+        address: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Connecting or the handshake took too long.
+    #[error("VNC target {address} did not answer within {seconds} s")]
+    Timeout {
+        /// Target address.
+        address: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The target refused the stored credentials.
+    #[error("VNC target refused the stored credentials: {0}")]
+    AuthFailed(String),
+    /// The target spoke something unusable.
+    #[error("VNC protocol error: {0}")]
+    Protocol(String),
+    /// The target closed the connection.
+    #[error("VNC target closed the connection")]
+    Closed,
+}
+
+impl VncTargetError {
+    fn from_vnc(e: VncError) -> Self {
+        match e {
+            VncError::WrongPassword => {
+                VncTargetError::AuthFailed("wrong password for the target".into())
+            }
+            VncError::NoPassword => {
+                VncTargetError::AuthFailed("the target asks for a password and none is stored".into())
+            }
+            VncError::InvalidSecurityTyep(t) => VncTargetError::Protocol(format!(
+                "the target offers security type {t}, which is not supported (use VNC password authentication)"
+            )),
+            VncError::ClientNotRunning => VncTargetError::Closed,
+            VncError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                VncTargetError::Closed
+            }
+            other => VncTargetError::Protocol(other.to_string()),
+        }
+    }
+}
+
+/// A command for the target session.
+#[derive(Debug, Clone)]
+pub enum TargetCommand {
+    /// Relay viewer input.
+    Input(InputEvent),
+    /// Ask the target to send the whole screen again.
+    FullRefresh,
+}
+
+/// An open, authenticated VNC connection.
+pub struct VncTarget {
+    client: vnc::VncClient,
+    width: u32,
+    height: u32,
+}
+
+impl std::fmt::Debug for VncTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VncTarget")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects and authenticates to the VNC server at `address` (host:port).
+/// `password` is used for VNC authentication and dropped afterwards.
+pub async fn connect(
+    address: &str,
+    password: String,
+    limits: Timeouts,
+) -> Result<VncTarget, VncTargetError> {
+    let timed_out = |d: Duration| VncTargetError::Timeout {
+        address: address.to_owned(),
+        seconds: d.as_secs(),
+    };
+    let tcp = timeout(limits.connect, TcpStream::connect(address))
+        .await
+        .map_err(|_| timed_out(limits.connect))?
+        .map_err(|source| VncTargetError::Unreachable {
+            address: address.to_owned(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let handshake = async move {
+        let client = VncConnector::new(tcp)
+            .set_auth_method(async move { Ok::<String, VncError>(password) })
+            .add_encoding(VncEncoding::Zrle)
+            .add_encoding(VncEncoding::Trle)
+            .add_encoding(VncEncoding::CopyRect)
+            .add_encoding(VncEncoding::Raw)
+            .add_encoding(VncEncoding::DesktopSizePseudo)
+            .allow_shared(true)
+            .set_pixel_format(PixelFormat::rgba())
+            .build()
+            .map_err(VncTargetError::from_vnc)?
+            .try_start()
+            .await
+            .map_err(VncTargetError::from_vnc)?
+            .finish()
+            .map_err(VncTargetError::from_vnc)?;
+        // The server init announces the size as the first event.
+        loop {
+            match client.recv_event().await.map_err(VncTargetError::from_vnc)? {
+                VncEvent::SetResolution(s) => {
+                    let (w, h) = (u32::from(s.width), u32::from(s.height));
+                    check_size(w, h).map_err(|e| VncTargetError::Protocol(e.to_string()))?;
+                    return Ok(VncTarget {
+                        client,
+                        width: w,
+                        height: h,
+                    });
+                }
+                VncEvent::Error(e) => return Err(VncTargetError::Protocol(e)),
+                _ => {}
+            }
+        }
+    };
+    timeout(limits.handshake, handshake)
+        .await
+        .map_err(|_| timed_out(limits.handshake))?
+}
+
+impl VncTarget {
+    /// The desktop size announced by the server.
+    pub fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    /// Runs the session: forwards target updates to `updates` and `commands` to the target,
+    /// until the target closes, an error occurs, or `commands` is closed (a normal close: `Ok`).
+    pub async fn run(
+        self,
+        updates: mpsc::Sender<TargetUpdate>,
+        mut commands: mpsc::Receiver<TargetCommand>,
+    ) -> Result<(), VncTargetError> {
+        let client = self.client;
+        let result = async {
+            client
+                .input(X11Event::FullRefresh)
+                .await
+                .map_err(VncTargetError::from_vnc)?;
+            let mut last_request = Instant::now();
+            let mut busy = true;
+            loop {
+                let wait = if busy { BUSY_REFRESH } else { IDLE_REFRESH };
+                let deadline = last_request + wait;
+                tokio::select! {
+                    biased;
+                    cmd = commands.recv() => {
+                        let Some(cmd) = cmd else { return Ok(()) };
+                        if let Some(ev) = to_x11(cmd) {
+                            client.input(ev).await.map_err(VncTargetError::from_vnc)?;
+                        }
+                    }
+                    ev = client.recv_event() => {
+                        let ev = ev.map_err(VncTargetError::from_vnc)?;
+                        if let Some(update) = translate(ev)? {
+                            busy = true;
+                            if updates.send(update).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline) => {
+                        client.input(X11Event::Refresh).await.map_err(VncTargetError::from_vnc)?;
+                        last_request = Instant::now();
+                        busy = false;
+                    }
+                }
+            }
+        }
+        .await;
+        let _ = client.close().await;
+        result
+    }
+}
+
+fn rect(r: vnc::Rect) -> Rect {
+    Rect::new(
+        u32::from(r.x),
+        u32::from(r.y),
+        u32::from(r.width),
+        u32::from(r.height),
+    )
+}
+
+fn translate(ev: VncEvent) -> Result<Option<TargetUpdate>, VncTargetError> {
+    Ok(match ev {
+        VncEvent::SetResolution(s) => Some(TargetUpdate::Resize {
+            width: u32::from(s.width),
+            height: u32::from(s.height),
+        }),
+        VncEvent::RawImage(r, data) => Some(TargetUpdate::Pixels {
+            rect: rect(r),
+            data,
+            layout: PixelLayout::Rgbx,
+        }),
+        VncEvent::Copy(dst, src) => Some(TargetUpdate::Copy {
+            dst: rect(dst),
+            src: rect(src),
+        }),
+        VncEvent::Text(text) => Some(TargetUpdate::Clipboard(text)),
+        VncEvent::Bell => Some(TargetUpdate::Bell),
+        VncEvent::Error(e) => return Err(VncTargetError::Protocol(e)),
+        VncEvent::JpegImage(..) => {
+            return Err(VncTargetError::Protocol(
+                "target sent JPEG data although Tight was not offered".into(),
+            ))
+        }
+        // Cursor shapes were not asked for; layout announcements are followed by SetResolution.
+        _ => None,
+    })
+}
+
+fn to_x11(cmd: TargetCommand) -> Option<X11Event> {
+    Some(match cmd {
+        TargetCommand::FullRefresh => X11Event::FullRefresh,
+        TargetCommand::Input(InputEvent::Key { keysym, down }) => {
+            X11Event::KeyEvent((keysym, down).into())
+        }
+        TargetCommand::Input(InputEvent::Pointer { x, y, buttons }) => {
+            let x = u16::try_from(x).unwrap_or(u16::MAX);
+            let y = u16::try_from(y).unwrap_or(u16::MAX);
+            X11Event::PointerEvent((x, y, buttons).into())
+        }
+        // RFB cut text is Latin-1: characters outside it cannot be carried.
+        TargetCommand::Input(InputEvent::Clipboard(text)) => {
+            X11Event::CopyText(text.chars().filter(|c| u32::from(*c) < 0x100).collect())
+        }
+    })
+}
