@@ -1,0 +1,400 @@
+//! The embedded store of Portcullis: users, targets, grants and small metadata values, behind the
+//! [`Store`] trait.
+//!
+//! Two implementations: [`SledStore`] (on disk, the only place that knows about sled) and
+//! [`MemoryStore`] (in memory, for tests of other crates). Both behave the same; a shared
+//! conformance test suite checks that.
+//!
+//! The store never sees plaintext secrets: [`TargetRecord::sealed_secret`] is sealed by the
+//! caller.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+mod memory;
+mod sled_store;
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
+/// Longest allowed user or target name, in characters.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A record with this name already exists.
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists {
+        /// What kind of record (`"user"`, `"target"`).
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A record this operation needs does not exist.
+    #[error("{kind} {name:?} not found")]
+    NotFound {
+        /// What kind of record (`"user"`, `"target"`).
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A user or target name breaks the naming rule; the message says which rule.
+    #[error("{0}")]
+    InvalidName(String),
+    /// Another process holds the data directory.
+    #[error("data directory {} is in use by another portcullis process", path.display())]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// A stored record could not be decoded.
+    #[error("corrupt record: {detail}")]
+    Corrupt {
+        /// What could not be decoded, and why.
+        detail: String,
+    },
+    /// The storage backend failed.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+/// Error of parsing a [`Role`] or a [`TargetKind`] from text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?}: expected one of {expected}")]
+pub struct ParseEnumError {
+    /// What was being parsed (`"role"`, `"target kind"`).
+    pub what: &'static str,
+    /// The text that was given.
+    pub value: String,
+    /// The valid values, comma separated.
+    pub expected: String,
+}
+
+/// What a user may do in Portcullis.
+///
+/// Kept exhaustive on purpose: code matching on it must be revisited when roles are added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Manages users, targets and grants.
+    Admin,
+    /// Connects to the targets granted to them.
+    User,
+}
+
+impl Role {
+    /// Every role, in display order.
+    pub const ALL: &'static [Role] = &[Role::Admin, Role::User];
+
+    /// The lowercase name used in JSON, on the command line and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = ParseEnumError;
+
+    /// Parses a role name, ignoring ASCII case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .iter()
+            .copied()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| ParseEnumError {
+                what: "role",
+                value: truncate_for_message(s),
+                expected: join_names(Role::ALL.iter().map(|r| r.as_str())),
+            })
+    }
+}
+
+/// The protocol used to reach a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// A VNC (RFB) server.
+    Vnc,
+}
+
+impl TargetKind {
+    /// Every target kind.
+    pub const ALL: &'static [TargetKind] = &[TargetKind::Vnc];
+
+    /// The lowercase name used in JSON, on the command line and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Vnc => "vnc",
+        }
+    }
+}
+
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TargetKind {
+    type Err = ParseEnumError;
+
+    /// Parses a target kind, ignoring ASCII case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TargetKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| ParseEnumError {
+                what: "target kind",
+                value: truncate_for_message(s),
+                expected: join_names(TargetKind::ALL.iter().map(|k| k.as_str())),
+            })
+    }
+}
+
+/// A Portcullis user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Login name; see [`validate_name`].
+    pub name: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// What the user may do.
+    pub role: Role,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+}
+
+/// A machine users connect to through Portcullis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    /// Target name; see [`validate_name`].
+    pub name: String,
+    /// Protocol.
+    pub kind: TargetKind,
+    /// Network address, e.g. `host:port`.
+    pub address: String,
+    /// The target's credential, sealed by the caller (the store never sees plaintext).
+    pub sealed_secret: Vec<u8>,
+    /// Free text for administrators.
+    pub description: String,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+}
+
+/// Permission for a user to connect to a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    /// User name.
+    pub user: String,
+    /// Target name.
+    pub target: String,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+}
+
+/// Checks a user or target name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`, not starting
+/// with `.` or `-`.
+///
+/// Names never contain `#`, `@`, `\` or `/`, so they can be combined into strings such as
+/// `alice#target`. `kind` names what is checked in the error message (e.g. `"user"`).
+pub fn validate_name(kind: &str, name: &str) -> Result<(), StoreError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.chars().all(allowed)
+        && !name.starts_with(['.', '-']);
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName(format!(
+            "invalid {kind} name {:?}: use 1-{MAX_NAME_LEN} letters, digits, '.', '_' or '-', \
+             not starting with '.' or '-'",
+            truncate_for_message(name)
+        )))
+    }
+}
+
+/// Shortens text quoted in an error message so a huge input cannot blow up logs.
+fn truncate_for_message(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+fn join_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
+}
+
+/// The persistent state of Portcullis.
+///
+/// Names passed to the getters need not be valid: an invalid name simply matches nothing. Lists
+/// are sorted by name (grants by user, then target). Every mutation is durable (as far as the
+/// backend allows) when the call returns.
+pub trait Store: Send + Sync + 'static {
+    /// Adds a new user. Fails with [`StoreError::AlreadyExists`] if the name is taken, or
+    /// [`StoreError::InvalidName`].
+    fn create_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Adds or replaces a user (e.g. a password or role change). Fails with
+    /// [`StoreError::InvalidName`].
+    fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Looks up a user.
+    fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// All users, sorted by name.
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Deletes a user and all of their grants. Returns whether the user existed.
+    fn delete_user(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Adds a new target. Fails with [`StoreError::AlreadyExists`] if the name is taken, or
+    /// [`StoreError::InvalidName`].
+    fn create_target(&self, target: &TargetRecord) -> Result<(), StoreError>;
+    /// Adds or replaces a target. Fails with [`StoreError::InvalidName`].
+    fn put_target(&self, target: &TargetRecord) -> Result<(), StoreError>;
+    /// Looks up a target.
+    fn get_target(&self, name: &str) -> Result<Option<TargetRecord>, StoreError>;
+    /// All targets, sorted by name.
+    fn list_targets(&self) -> Result<Vec<TargetRecord>, StoreError>;
+    /// Deletes a target and all grants to it. Returns whether the target existed.
+    fn delete_target(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Lets `user` connect to `target`. Fails with [`StoreError::NotFound`] naming the user or the
+    /// target if either does not exist (the user is checked first). Granting an existing grant
+    /// again succeeds and keeps the original `created_at`.
+    fn create_grant(&self, user: &str, target: &str, created_at: i64) -> Result<(), StoreError>;
+    /// Removes a grant. Returns whether it existed.
+    fn delete_grant(&self, user: &str, target: &str) -> Result<bool, StoreError>;
+    /// All grants, sorted by user, then target.
+    fn list_grants(&self) -> Result<Vec<GrantRecord>, StoreError>;
+    /// Whether `user` may connect to `target`.
+    fn has_grant(&self, user: &str, target: &str) -> Result<bool, StoreError>;
+    /// Names of the targets granted to `user`, sorted.
+    fn granted_targets(&self, user: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Reads a metadata value (schema version, instance id, ...).
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes a metadata value.
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Flushes everything written so far to disk (see [`SledStore`] for what that guarantees).
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn role_text_forms() {
+        assert_eq!(serde_json::to_string(&Role::Admin).unwrap(), r#""admin""#);
+        assert_eq!(serde_json::to_string(&Role::User).unwrap(), r#""user""#);
+        assert_eq!(
+            serde_json::from_str::<Role>(r#""user""#).unwrap(),
+            Role::User
+        );
+        assert!(serde_json::from_str::<Role>(r#""root""#).is_err());
+        for role in Role::ALL {
+            assert_eq!(role.to_string().parse::<Role>().unwrap(), *role);
+        }
+        assert_eq!("Admin".parse::<Role>().unwrap(), Role::Admin);
+        let err = "root".parse::<Role>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"unknown role "root": expected one of admin, user"#
+        );
+    }
+
+    #[test]
+    fn target_kind_text_forms() {
+        assert_eq!(serde_json::to_string(&TargetKind::Vnc).unwrap(), r#""vnc""#);
+        assert_eq!("vnc".parse::<TargetKind>().unwrap(), TargetKind::Vnc);
+        assert_eq!(TargetKind::Vnc.to_string(), "vnc");
+        let err = "rdp".parse::<TargetKind>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"unknown target kind "rdp": expected one of vnc"#
+        );
+    }
+
+    #[test]
+    fn record_json_shape() {
+        let user = UserRecord {
+            name: "alice".to_owned(),
+            password_hash: "h".to_owned(),
+            role: Role::Admin,
+            created_at: 1,
+        };
+        assert_eq!(
+            serde_json::to_value(&user).unwrap(),
+            serde_json::json!({"name":"alice","password_hash":"h","role":"admin","created_at":1})
+        );
+    }
+
+    #[test]
+    fn name_rules() {
+        for good in [
+            "a",
+            "A",
+            "0",
+            "alice",
+            "web-01",
+            "db_2.prod",
+            "a.",
+            "_x",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_name("user", good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            ".a",
+            "-a",
+            "a b",
+            "a#b",
+            "a@b",
+            "a\\b",
+            "a/b",
+            "a:b",
+            "a\0",
+            "é",
+            "a\n",
+            &"x".repeat(65),
+        ] {
+            assert!(
+                matches!(
+                    validate_name("target", bad),
+                    Err(StoreError::InvalidName(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let err = validate_name("user", "x y").unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                r#"invalid user name "x y": use 1-64 letters, digits, '.', '_' or '-'"#
+            ),
+            "{err}"
+        );
+        let err = validate_name("target", &"#".repeat(10_000))
+            .unwrap_err()
+            .to_string();
+        assert!(err.len() < 300, "{err}");
+        assert!(err.starts_with("invalid target name"), "{err}");
+    }
+}

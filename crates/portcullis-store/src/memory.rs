@@ -1,0 +1,176 @@
+//! An in-memory [`Store`], for tests.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::{validate_name, GrantRecord, Store, StoreError, TargetRecord, UserRecord};
+
+/// A [`Store`] kept in memory (a mutex around ordered maps). Behaves like [`crate::SledStore`]
+/// but forgets everything when dropped. Meant for tests of other crates.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    users: BTreeMap<String, UserRecord>,
+    targets: BTreeMap<String, TargetRecord>,
+    /// Keyed by (user, target).
+    grants: BTreeMap<(String, String), GrantRecord>,
+    meta: BTreeMap<String, Vec<u8>>,
+}
+
+impl MemoryStore {
+    /// Creates an empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every mutation below completes without panicking, so a poisoned lock still guards
+        // consistent data.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        validate_name("user", &user.name)?;
+        let mut inner = self.lock();
+        if inner.users.contains_key(&user.name) {
+            return Err(StoreError::AlreadyExists {
+                kind: "user",
+                name: user.name.clone(),
+            });
+        }
+        inner.users.insert(user.name.clone(), user.clone());
+        Ok(())
+    }
+
+    fn put_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        validate_name("user", &user.name)?;
+        self.lock().users.insert(user.name.clone(), user.clone());
+        Ok(())
+    }
+
+    fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.lock().users.get(name).cloned())
+    }
+
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        Ok(self.lock().users.values().cloned().collect())
+    }
+
+    fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let existed = inner.users.remove(name).is_some();
+        inner.grants.retain(|(user, _), _| user != name);
+        Ok(existed)
+    }
+
+    fn create_target(&self, target: &TargetRecord) -> Result<(), StoreError> {
+        validate_name("target", &target.name)?;
+        let mut inner = self.lock();
+        if inner.targets.contains_key(&target.name) {
+            return Err(StoreError::AlreadyExists {
+                kind: "target",
+                name: target.name.clone(),
+            });
+        }
+        inner.targets.insert(target.name.clone(), target.clone());
+        Ok(())
+    }
+
+    fn put_target(&self, target: &TargetRecord) -> Result<(), StoreError> {
+        validate_name("target", &target.name)?;
+        self.lock()
+            .targets
+            .insert(target.name.clone(), target.clone());
+        Ok(())
+    }
+
+    fn get_target(&self, name: &str) -> Result<Option<TargetRecord>, StoreError> {
+        Ok(self.lock().targets.get(name).cloned())
+    }
+
+    fn list_targets(&self) -> Result<Vec<TargetRecord>, StoreError> {
+        Ok(self.lock().targets.values().cloned().collect())
+    }
+
+    fn delete_target(&self, name: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let existed = inner.targets.remove(name).is_some();
+        inner.grants.retain(|(_, target), _| target != name);
+        Ok(existed)
+    }
+
+    fn create_grant(&self, user: &str, target: &str, created_at: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if !inner.users.contains_key(user) {
+            return Err(StoreError::NotFound {
+                kind: "user",
+                name: user.to_owned(),
+            });
+        }
+        if !inner.targets.contains_key(target) {
+            return Err(StoreError::NotFound {
+                kind: "target",
+                name: target.to_owned(),
+            });
+        }
+        inner
+            .grants
+            .entry((user.to_owned(), target.to_owned()))
+            .or_insert_with(|| GrantRecord {
+                user: user.to_owned(),
+                target: target.to_owned(),
+                created_at,
+            });
+        Ok(())
+    }
+
+    fn delete_grant(&self, user: &str, target: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .grants
+            .remove(&(user.to_owned(), target.to_owned()))
+            .is_some())
+    }
+
+    fn list_grants(&self) -> Result<Vec<GrantRecord>, StoreError> {
+        Ok(self.lock().grants.values().cloned().collect())
+    }
+
+    fn has_grant(&self, user: &str, target: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .grants
+            .contains_key(&(user.to_owned(), target.to_owned())))
+    }
+
+    fn granted_targets(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .lock()
+            .grants
+            .keys()
+            .filter(|(u, _)| u == user)
+            .map(|(_, t)| t.clone())
+            .collect())
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().meta.get(key).cloned())
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.lock().meta.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,555 @@
+//! One conformance suite, run against every `Store` implementation.
+
+#![allow(clippy::unwrap_used)]
+
+use portcullis_store::{
+    GrantRecord, MemoryStore, Role, SledStore, Store, StoreError, TargetKind, TargetRecord,
+    UserRecord,
+};
+
+fn user(name: &str, role: Role) -> UserRecord {
+    UserRecord {
+        name: name.to_owned(),
+        password_hash: format!("$argon2id$hash-of-{name}"),
+        role,
+        created_at: 1_700_000_000,
+    }
+}
+
+fn target(name: &str) -> TargetRecord {
+    TargetRecord {
+        name: name.to_owned(),
+        kind: TargetKind::Vnc,
+        address: format!("{name}.example:5900"),
+        sealed_secret: vec![1, 2, 3, 0, 255],
+        description: format!("the {name} box"),
+        created_at: 1_700_000_001,
+    }
+}
+
+fn names<T>(records: &[T], name: impl Fn(&T) -> &str) -> Vec<String> {
+    records.iter().map(|r| name(r).to_owned()).collect()
+}
+
+fn grant_pairs(store: &dyn Store) -> Vec<(String, String)> {
+    store
+        .list_grants()
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.user, g.target))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(u, t)| ((*u).to_owned(), (*t).to_owned()))
+        .collect()
+}
+
+/// The checks, each taking a fresh, empty store.
+mod checks {
+    use super::*;
+
+    pub fn users(store: &dyn Store) {
+        assert_eq!(store.get_user("alice").unwrap(), None);
+        assert!(store.list_users().unwrap().is_empty());
+
+        let alice = user("alice", Role::Admin);
+        store.create_user(&alice).unwrap();
+        store.create_user(&user("bob", Role::User)).unwrap();
+        store.create_user(&user("Al_1.x-y", Role::User)).unwrap();
+        assert_eq!(store.get_user("alice").unwrap(), Some(alice.clone()));
+        assert_eq!(store.get_user("ALICE").unwrap(), None);
+        assert_eq!(
+            names(&store.list_users().unwrap(), |u| &u.name),
+            ["Al_1.x-y", "alice", "bob"]
+        );
+
+        // put_user replaces (a password or role change) ...
+        let mut changed = alice.clone();
+        changed.password_hash = "$argon2id$new".to_owned();
+        changed.role = Role::User;
+        store.put_user(&changed).unwrap();
+        assert_eq!(store.get_user("alice").unwrap(), Some(changed));
+        // ... and inserts.
+        store.put_user(&user("carol", Role::User)).unwrap();
+        assert!(store.get_user("carol").unwrap().is_some());
+        assert_eq!(store.list_users().unwrap().len(), 4);
+    }
+
+    pub fn user_already_exists(store: &dyn Store) {
+        store.create_user(&user("alice", Role::Admin)).unwrap();
+        let mut other = user("alice", Role::User);
+        other.password_hash = "other".to_owned();
+        let err = store.create_user(&other).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::AlreadyExists { kind: "user", name } if name == "alice"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), r#"user "alice" already exists"#);
+        // The original is untouched.
+        assert_eq!(store.get_user("alice").unwrap().unwrap().role, Role::Admin);
+    }
+
+    pub fn targets(store: &dyn Store) {
+        assert_eq!(store.get_target("web").unwrap(), None);
+        assert!(store.list_targets().unwrap().is_empty());
+
+        let web = target("web");
+        store.create_target(&web).unwrap();
+        store.create_target(&target("db-1")).unwrap();
+        store.create_target(&target("app.prod")).unwrap();
+        assert_eq!(store.get_target("web").unwrap(), Some(web.clone()));
+        assert_eq!(
+            names(&store.list_targets().unwrap(), |t| &t.name),
+            ["app.prod", "db-1", "web"]
+        );
+
+        let mut changed = web.clone();
+        changed.address = "10.0.0.1:5901".to_owned();
+        changed.sealed_secret = vec![9; 57];
+        store.put_target(&changed).unwrap();
+        assert_eq!(store.get_target("web").unwrap(), Some(changed));
+        store.put_target(&target("new")).unwrap();
+        assert_eq!(store.list_targets().unwrap().len(), 4);
+
+        let err = store.create_target(&target("web")).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::AlreadyExists { kind: "target", name } if name == "web"),
+            "{err:?}"
+        );
+    }
+
+    pub fn invalid_names(store: &dyn Store) {
+        for bad in [
+            "",
+            ".hidden",
+            "-opt",
+            "a b",
+            "alice#web",
+            "a@b",
+            "a\\b",
+            "a/b",
+            "a\0b",
+        ] {
+            let err = store.create_user(&user(bad, Role::User)).unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidName(_)),
+                "{bad:?}: {err:?}"
+            );
+            let err = store.put_user(&user(bad, Role::User)).unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidName(_)),
+                "{bad:?}: {err:?}"
+            );
+            let err = store.create_target(&target(bad)).unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidName(_)),
+                "{bad:?}: {err:?}"
+            );
+            let err = store.put_target(&target(bad)).unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidName(_)),
+                "{bad:?}: {err:?}"
+            );
+            // Lookups with invalid names match nothing and do not fail.
+            assert_eq!(store.get_user(bad).unwrap(), None);
+            assert_eq!(store.get_target(bad).unwrap(), None);
+            assert!(!store.has_grant(bad, bad).unwrap());
+            assert!(store.granted_targets(bad).unwrap().is_empty());
+            assert!(!store.delete_user(bad).unwrap());
+            assert!(!store.delete_target(bad).unwrap());
+            assert!(!store.delete_grant(bad, bad).unwrap());
+        }
+        let err = store.create_user(&user("x y", Role::User)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid user name "x y": use 1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"#
+        );
+        let long = "a".repeat(65);
+        assert!(store.create_user(&user(&long, Role::User)).is_err());
+        store.create_user(&user(&long[..64], Role::User)).unwrap();
+        assert!(store.list_users().unwrap().len() == 1);
+        assert!(store.list_targets().unwrap().is_empty());
+    }
+
+    pub fn grants(store: &dyn Store) {
+        store.create_user(&user("alice", Role::User)).unwrap();
+        store.create_user(&user("al", Role::User)).unwrap();
+        store.create_user(&user("al-b", Role::User)).unwrap();
+        store.create_target(&target("web")).unwrap();
+        store.create_target(&target("db")).unwrap();
+        store.create_target(&target("app")).unwrap();
+
+        assert!(!store.has_grant("alice", "web").unwrap());
+        store.create_grant("alice", "web", 10).unwrap();
+        store.create_grant("alice", "db", 11).unwrap();
+        store.create_grant("al-b", "web", 12).unwrap();
+        store.create_grant("al", "app", 13).unwrap();
+
+        assert!(store.has_grant("alice", "web").unwrap());
+        assert!(!store.has_grant("alice", "app").unwrap());
+        assert!(!store.has_grant("al", "web").unwrap());
+        assert_eq!(store.granted_targets("alice").unwrap(), ["db", "web"]);
+        assert_eq!(store.granted_targets("al").unwrap(), ["app"]);
+        assert!(store.granted_targets("nobody").unwrap().is_empty());
+        assert_eq!(
+            grant_pairs(store),
+            pairs(&[
+                ("al", "app"),
+                ("al-b", "web"),
+                ("alice", "db"),
+                ("alice", "web")
+            ])
+        );
+        assert!(store.list_grants().unwrap().contains(&GrantRecord {
+            user: "alice".to_owned(),
+            target: "db".to_owned(),
+            created_at: 11,
+        }));
+
+        // Idempotent, and the original creation time stays.
+        store.create_grant("alice", "web", 99).unwrap();
+        let web_grant = store
+            .list_grants()
+            .unwrap()
+            .into_iter()
+            .find(|g| g.user == "alice" && g.target == "web")
+            .unwrap();
+        assert_eq!(web_grant.created_at, 10);
+        assert_eq!(store.list_grants().unwrap().len(), 4);
+
+        assert!(store.delete_grant("alice", "web").unwrap());
+        assert!(!store.delete_grant("alice", "web").unwrap());
+        assert!(!store.has_grant("alice", "web").unwrap());
+        assert_eq!(store.granted_targets("alice").unwrap(), ["db"]);
+        assert!(!store.delete_grant("nobody", "web").unwrap());
+    }
+
+    pub fn grant_not_found(store: &dyn Store) {
+        store.create_user(&user("alice", Role::User)).unwrap();
+        store.create_target(&target("web")).unwrap();
+
+        let err = store.create_grant("bob", "web", 1).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotFound { kind: "user", name } if name == "bob"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), r#"user "bob" not found"#);
+        let err = store.create_grant("alice", "db", 1).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotFound { kind: "target", name } if name == "db"),
+            "{err:?}"
+        );
+        // Both missing: the user is reported.
+        let err = store.create_grant("bob", "db", 1).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotFound { kind: "user", .. }),
+            "{err:?}"
+        );
+        let err = store.create_grant("a\0b", "web", 1).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotFound { kind: "user", .. }),
+            "{err:?}"
+        );
+        assert!(store.list_grants().unwrap().is_empty());
+    }
+
+    pub fn delete_user_cascades(store: &dyn Store) {
+        store.create_user(&user("alice", Role::User)).unwrap();
+        store.create_user(&user("al", Role::User)).unwrap();
+        store.create_user(&user("bob", Role::User)).unwrap();
+        store.create_target(&target("web")).unwrap();
+        store.create_target(&target("db")).unwrap();
+        store.create_grant("alice", "web", 1).unwrap();
+        store.create_grant("alice", "db", 1).unwrap();
+        store.create_grant("al", "web", 1).unwrap();
+        store.create_grant("bob", "db", 1).unwrap();
+
+        assert!(store.delete_user("alice").unwrap());
+        assert!(!store.delete_user("alice").unwrap());
+        assert_eq!(store.get_user("alice").unwrap(), None);
+        assert_eq!(
+            names(&store.list_users().unwrap(), |u| &u.name),
+            ["al", "bob"]
+        );
+        assert_eq!(grant_pairs(store), pairs(&[("al", "web"), ("bob", "db")]));
+        assert!(!store.has_grant("alice", "web").unwrap());
+        assert!(store.granted_targets("alice").unwrap().is_empty());
+
+        // A new user of the same name starts without grants.
+        store.create_user(&user("alice", Role::User)).unwrap();
+        assert!(store.granted_targets("alice").unwrap().is_empty());
+        // Targets are untouched.
+        assert_eq!(store.list_targets().unwrap().len(), 2);
+    }
+
+    pub fn delete_target_cascades(store: &dyn Store) {
+        store.create_user(&user("alice", Role::User)).unwrap();
+        store.create_user(&user("bob", Role::User)).unwrap();
+        store.create_target(&target("web")).unwrap();
+        store.create_target(&target("web2")).unwrap();
+        store.create_target(&target("db")).unwrap();
+        store.create_grant("alice", "web", 1).unwrap();
+        store.create_grant("alice", "web2", 1).unwrap();
+        store.create_grant("bob", "web", 1).unwrap();
+        store.create_grant("bob", "db", 1).unwrap();
+
+        assert!(store.delete_target("web").unwrap());
+        assert!(!store.delete_target("web").unwrap());
+        assert_eq!(store.get_target("web").unwrap(), None);
+        assert_eq!(
+            grant_pairs(store),
+            pairs(&[("alice", "web2"), ("bob", "db")])
+        );
+        assert_eq!(store.granted_targets("bob").unwrap(), ["db"]);
+        assert_eq!(store.list_users().unwrap().len(), 2);
+
+        store.create_target(&target("web")).unwrap();
+        assert!(!store.has_grant("alice", "web").unwrap());
+        let err = store.create_grant("alice", "gone", 1).unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { kind: "target", .. }));
+    }
+
+    pub fn meta(store: &dyn Store) {
+        assert_eq!(store.get_meta("schema").unwrap(), None);
+        store.put_meta("schema", b"1").unwrap();
+        store.put_meta("binary", &[0, 255, 10]).unwrap();
+        store.put_meta("empty", b"").unwrap();
+        assert_eq!(
+            store.get_meta("schema").unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        assert_eq!(
+            store.get_meta("binary").unwrap().as_deref(),
+            Some(&[0, 255, 10][..])
+        );
+        assert_eq!(store.get_meta("empty").unwrap().as_deref(), Some(&b""[..]));
+        store.put_meta("schema", b"2").unwrap();
+        assert_eq!(
+            store.get_meta("schema").unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        // Meta keys live apart from users.
+        assert_eq!(store.get_user("schema").unwrap(), None);
+        store.flush().unwrap();
+    }
+}
+
+macro_rules! conformance {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            fn with_store(check: fn(&dyn Store)) {
+                #[allow(clippy::redundant_closure_call)]
+                let (store, _dir) = ($make)();
+                check(&*store);
+                store.flush().unwrap();
+            }
+
+            #[test]
+            fn users() {
+                with_store(checks::users);
+            }
+            #[test]
+            fn user_already_exists() {
+                with_store(checks::user_already_exists);
+            }
+            #[test]
+            fn targets() {
+                with_store(checks::targets);
+            }
+            #[test]
+            fn invalid_names() {
+                with_store(checks::invalid_names);
+            }
+            #[test]
+            fn grants() {
+                with_store(checks::grants);
+            }
+            #[test]
+            fn grant_not_found() {
+                with_store(checks::grant_not_found);
+            }
+            #[test]
+            fn delete_user_cascades() {
+                with_store(checks::delete_user_cascades);
+            }
+            #[test]
+            fn delete_target_cascades() {
+                with_store(checks::delete_target_cascades);
+            }
+            #[test]
+            fn meta() {
+                with_store(checks::meta);
+            }
+        }
+    };
+}
+
+fn memory_store() -> (Box<dyn Store>, Option<tempfile::TempDir>) {
+    (Box::new(MemoryStore::new()), None)
+}
+
+fn sled_store() -> (Box<dyn Store>, Option<tempfile::TempDir>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("data")).unwrap();
+    (Box::new(store), Some(dir))
+}
+
+conformance!(memory, memory_store);
+conformance!(sled, sled_store);
+
+/// Tests only the on-disk store can pass.
+mod sled_only {
+    use super::*;
+
+    #[test]
+    fn persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        {
+            let store = SledStore::open(&path).unwrap();
+            store.create_user(&user("alice", Role::Admin)).unwrap();
+            store.create_user(&user("bob", Role::User)).unwrap();
+            store.create_target(&target("web")).unwrap();
+            store.create_target(&target("db")).unwrap();
+            store.create_grant("alice", "web", 5).unwrap();
+            store.create_grant("bob", "db", 6).unwrap();
+            store.put_meta("schema", b"1").unwrap();
+            assert!(store.delete_target("db").unwrap());
+        }
+        let store = SledStore::open(&path).unwrap();
+        assert_eq!(store.path(), path);
+        assert_eq!(
+            store.get_user("alice").unwrap(),
+            Some(user("alice", Role::Admin))
+        );
+        assert_eq!(store.list_users().unwrap().len(), 2);
+        assert_eq!(store.get_target("web").unwrap(), Some(target("web")));
+        assert_eq!(store.get_target("db").unwrap(), None);
+        assert_eq!(
+            store.list_grants().unwrap(),
+            [GrantRecord {
+                user: "alice".to_owned(),
+                target: "web".to_owned(),
+                created_at: 5
+            }]
+        );
+        assert_eq!(
+            store.get_meta("schema").unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn creates_private_data_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let _store = SledStore::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn second_open_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let first = SledStore::open(&path).unwrap();
+        let err = SledStore::open(&path).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Locked { path: p } if *p == path),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "data directory {} is in use by another portcullis process",
+                path.display()
+            )
+        );
+        drop(first);
+        // Released on drop.
+        let again = SledStore::open(&path).unwrap();
+        again.flush().unwrap();
+    }
+
+    #[test]
+    fn undecodable_records_are_corrupt_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        {
+            let store = SledStore::open(&path).unwrap();
+            store.create_user(&user("alice", Role::User)).unwrap();
+            store.create_target(&target("web")).unwrap();
+        }
+        {
+            let db = ::sled::open(&path).unwrap();
+            db.open_tree("users")
+                .unwrap()
+                .insert("mallory", &b"{not json"[..])
+                .unwrap();
+            db.open_tree("targets")
+                .unwrap()
+                .insert("web", &br#"{"name":"web","kind":"telnet"}"#[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(&path).unwrap();
+        assert!(store.get_user("alice").unwrap().is_some());
+        let err = store.get_user("mallory").unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("mallory"), "{err}");
+        assert!(matches!(
+            store.list_users().unwrap_err(),
+            StoreError::Corrupt { .. }
+        ));
+        assert!(matches!(
+            store.get_target("web").unwrap_err(),
+            StoreError::Corrupt { .. }
+        ));
+        // Deleting a corrupt record still works.
+        assert!(store.delete_user("mallory").unwrap());
+        assert_eq!(store.list_users().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn open_on_a_file_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        std::fs::write(&path, b"not a directory").unwrap();
+        let err = SledStore::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn store_is_shareable_across_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: std::sync::Arc<dyn Store> =
+            std::sync::Arc::new(SledStore::open(&dir.path().join("data")).unwrap());
+        store.create_target(&target("web")).unwrap();
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let name = format!("user{i}");
+                    store.create_user(&user(&name, Role::User)).unwrap();
+                    store.create_grant(&name, "web", i).unwrap();
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert_eq!(store.list_grants().unwrap().len(), 8);
+        assert!(store.delete_target("web").unwrap());
+        assert!(store.list_grants().unwrap().is_empty());
+    }
+}
