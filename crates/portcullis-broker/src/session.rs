@@ -365,11 +365,15 @@ fn apply_batch(
     while let Some(update) = next.take() {
         match update {
             TargetUpdate::Clipboard(text) => {
-                shared.for_each_viewer(|v| v.push_event(ServerMessage::Clipboard { text: text.clone() }));
+                shared.for_each_viewer(|v| {
+                    v.push_event(ServerMessage::Clipboard { text: text.clone() })
+                });
             }
             TargetUpdate::Bell => shared.for_each_viewer(|v| v.push_event(ServerMessage::Bell)),
             other => {
-                let applied = write(&shared.desktop).apply(&other).map_err(|e| e.to_string())?;
+                let applied = write(&shared.desktop)
+                    .apply(&other)
+                    .map_err(|e| e.to_string())?;
                 match applied {
                     Applied::Damaged(r) => shared.for_each_viewer(|v| v.add_damage(r)),
                     Applied::Resized => {

@@ -59,7 +59,11 @@ impl ViewerShared {
                 .retain(|e| !matches!(e, ServerMessage::Clipboard { .. }));
         }
         if s.events.len() >= MAX_PENDING_EVENTS {
-            if let Some(i) = s.events.iter().position(|e| matches!(e, ServerMessage::Bell)) {
+            if let Some(i) = s
+                .events
+                .iter()
+                .position(|e| matches!(e, ServerMessage::Bell))
+            {
                 s.events.remove(i);
             } else {
                 return;
@@ -177,7 +181,11 @@ impl Viewer {
             other => {
                 if let Some(input) = other.into_input() {
                     // A closed channel means the session is ending; next() reports it.
-                    let _ = self.session.commands.send(TargetCommand::Input(input)).await;
+                    let _ = self
+                        .session
+                        .commands
+                        .send(TargetCommand::Input(input))
+                        .await;
                 }
             }
         }

@@ -99,7 +99,12 @@ impl Rect {
         let y = self.y.min(other.y);
         let r = self.right().max(other.right());
         let b = self.bottom().max(other.bottom());
-        Rect::new(x, y, clamp_u32(r - u64::from(x)), clamp_u32(b - u64::from(y)))
+        Rect::new(
+            x,
+            y,
+            clamp_u32(r - u64::from(x)),
+            clamp_u32(b - u64::from(y)),
+        )
     }
 
     /// The overlap of both, empty if they do not overlap.
@@ -111,7 +116,12 @@ impl Rect {
         if r <= u64::from(x) || b <= u64::from(y) {
             return Rect::default();
         }
-        Rect::new(x, y, clamp_u32(r - u64::from(x)), clamp_u32(b - u64::from(y)))
+        Rect::new(
+            x,
+            y,
+            clamp_u32(r - u64::from(x)),
+            clamp_u32(b - u64::from(y)),
+        )
     }
 
     /// True when `other` lies entirely inside `self`.
@@ -475,7 +485,11 @@ mod tests {
             Err(DesktopError::BadPixelData { .. })
         ));
         assert!(fb
-            .put_rect(Rect::new(u32::MAX, u32::MAX, 2, 2), &[0; 16], PixelLayout::Rgbx)
+            .put_rect(
+                Rect::new(u32::MAX, u32::MAX, 2, 2),
+                &[0; 16],
+                PixelLayout::Rgbx
+            )
             .is_err());
         assert!(fb.read_rect(Rect::new(0, 0, 5, 1)).is_err());
     }
@@ -484,7 +498,8 @@ mod tests {
     fn copy_rect_handles_overlap_downwards() {
         let mut fb = Framebuffer::new(1, 4).unwrap();
         for y in 0..4u8 {
-            fb.fill(Rect::new(0, u32::from(y), 1, 1), [y, y, y]).unwrap();
+            fb.fill(Rect::new(0, u32::from(y), 1, 1), [y, y, y])
+                .unwrap();
         }
         fb.copy_rect(Rect::new(0, 1, 1, 3), Rect::new(0, 0, 1, 3))
             .unwrap();

@@ -187,7 +187,12 @@ pub fn write_rect_header(
     rect: Rect,
 ) -> Result<(), WireError> {
     let field = |v: u32| u16::try_from(v).map_err(|_| WireError::RectTooLarge(rect));
-    let (x, y, w, h) = (field(rect.x)?, field(rect.y)?, field(rect.w)?, field(rect.h)?);
+    let (x, y, w, h) = (
+        field(rect.x)?,
+        field(rect.y)?,
+        field(rect.w)?,
+        field(rect.h)?,
+    );
     out.push(KIND_RECT);
     out.push(encoding as u8);
     for v in [x, y, w, h] {
@@ -254,12 +259,25 @@ mod tests {
     #[test]
     fn parses_every_client_message() {
         let cases = [
-            (r#"{"t":"key","keysym":97,"down":true}"#, ClientMessage::Key { keysym: 97, down: true }),
+            (
+                r#"{"t":"key","keysym":97,"down":true}"#,
+                ClientMessage::Key {
+                    keysym: 97,
+                    down: true,
+                },
+            ),
             (
                 r#"{"t":"pointer","x":10,"y":20,"buttons":1}"#,
-                ClientMessage::Pointer { x: 10, y: 20, buttons: 1 },
+                ClientMessage::Pointer {
+                    x: 10,
+                    y: 20,
+                    buttons: 1,
+                },
             ),
-            (r#"{"t":"clipboard","text":"hi"}"#, ClientMessage::Clipboard { text: "hi".into() }),
+            (
+                r#"{"t":"clipboard","text":"hi"}"#,
+                ClientMessage::Clipboard { text: "hi".into() },
+            ),
             (r#"{"t":"ack","seq":7}"#, ClientMessage::Ack { seq: 7 }),
             (r#"{"t":"refresh"}"#, ClientMessage::Refresh),
         ];
@@ -286,9 +304,18 @@ mod tests {
                 "{text:?}"
             );
         }
-        let big = format!(r#"{{"t":"clipboard","text":"{}"}}"#, "a".repeat(MAX_CLIENT_MESSAGE));
-        assert!(matches!(parse_client_message(&big), Err(WireError::TooLarge(_))));
-        let clip = format!(r#"{{"t":"clipboard","text":"{}"}}"#, "a".repeat(MAX_CLIPBOARD_BYTES + 1));
+        let big = format!(
+            r#"{{"t":"clipboard","text":"{}"}}"#,
+            "a".repeat(MAX_CLIENT_MESSAGE)
+        );
+        assert!(matches!(
+            parse_client_message(&big),
+            Err(WireError::TooLarge(_))
+        ));
+        let clip = format!(
+            r#"{{"t":"clipboard","text":"{}"}}"#,
+            "a".repeat(MAX_CLIPBOARD_BYTES + 1)
+        );
         assert!(matches!(
             parse_client_message(&clip),
             Err(WireError::ClipboardTooLarge(_))
@@ -303,13 +330,19 @@ mod tests {
         out.extend_from_slice(b"png");
         assert_eq!(
             decode_server_binary(&out).unwrap(),
-            ServerBinary::Rect { encoding: 1, rect: r, data: b"png" }
+            ServerBinary::Rect {
+                encoding: 1,
+                rect: r,
+                data: b"png"
+            }
         );
         assert_eq!(
             decode_server_binary(&frame_end(9)).unwrap(),
             ServerBinary::FrameEnd { seq: 9 }
         );
-        assert!(write_rect_header(&mut out, ImageEncoding::Png, Rect::new(70_000, 0, 1, 1)).is_err());
+        assert!(
+            write_rect_header(&mut out, ImageEncoding::Png, Rect::new(70_000, 0, 1, 1)).is_err()
+        );
         assert!(decode_server_binary(&[1, 1, 0]).is_err());
         assert!(decode_server_binary(&[]).is_err());
     }

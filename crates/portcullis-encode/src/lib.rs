@@ -105,9 +105,15 @@ mod tests {
 
     fn decode(msg: &[u8]) -> (u8, Rect, image::RgbaImage) {
         match decode_server_binary(msg).unwrap() {
-            ServerBinary::Rect { encoding, rect, data } => {
-                (encoding, rect, image::load_from_memory(data).unwrap().to_rgba8())
-            }
+            ServerBinary::Rect {
+                encoding,
+                rect,
+                data,
+            } => (
+                encoding,
+                rect,
+                image::load_from_memory(data).unwrap().to_rgba8(),
+            ),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -119,7 +125,10 @@ mod tests {
         fb.fill(Rect::new(12, 12, 3, 3), [255, 255, 255]).unwrap();
         let mut out = Vec::new();
         let r = Rect::new(0, 0, 300, 200);
-        assert_eq!(encode_rect(&fb, r, Choice::Auto, &mut out).unwrap(), ImageEncoding::Png);
+        assert_eq!(
+            encode_rect(&fb, r, Choice::Auto, &mut out).unwrap(),
+            ImageEncoding::Png
+        );
         let (enc, rect, img) = decode(&out);
         assert_eq!((enc, rect), (1, r));
         for (x, y, px) in img.enumerate_pixels() {
@@ -136,7 +145,8 @@ mod tests {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
             px.extend_from_slice(&seed.to_le_bytes());
         }
-        fb.put_rect(fb.bounds(), &px, portcullis_core::PixelLayout::Rgbx).unwrap();
+        fb.put_rect(fb.bounds(), &px, portcullis_core::PixelLayout::Rgbx)
+            .unwrap();
         let mut out = Vec::new();
         let enc = encode_rect(&fb, fb.bounds(), Choice::Auto, &mut out).unwrap();
         assert_eq!(enc, ImageEncoding::Jpeg);

@@ -155,12 +155,16 @@ pub async fn connect(
             .map_err(VncTargetError::from_vnc)?
             .try_start()
             .await
-            .map_err(VncTargetError::from_vnc)?
+            .map_err(handshake_error)?
             .finish()
             .map_err(VncTargetError::from_vnc)?;
         // The server init announces the size as the first event.
         loop {
-            match client.recv_event().await.map_err(VncTargetError::from_vnc)? {
+            match client
+                .recv_event()
+                .await
+                .map_err(VncTargetError::from_vnc)?
+            {
                 VncEvent::SetResolution(s) => {
                     let (w, h) = (u32::from(s.width), u32::from(s.height));
                     check_size(w, h).map_err(|e| VncTargetError::Protocol(e.to_string()))?;
@@ -233,6 +237,21 @@ impl VncTarget {
         let _ = client.close().await;
         result
     }
+}
+
+/// During the handshake a server's failure reason (RFB 3.8 sends one) about passwords or
+/// authentication means our credentials were refused, not that the protocol broke.
+fn handshake_error(e: VncError) -> VncTargetError {
+    if let VncError::General(reason) = &e {
+        let lower = reason.to_ascii_lowercase();
+        if ["password", "auth", "denied", "too many"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            return VncTargetError::AuthFailed(reason.clone());
+        }
+    }
+    VncTargetError::from_vnc(e)
 }
 
 fn rect(r: vnc::Rect) -> Rect {

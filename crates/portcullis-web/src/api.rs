@@ -1,0 +1,340 @@
+//! JSON API handlers. Every handler names who may call it through its extractor
+//! ([`AuthUser`] or [`Admin`]); nothing here is reachable without one, except login.
+
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use portcullis_core::session::SessionInfo;
+use portcullis_core::wire::{ErrorCode, ServerMessage};
+use portcullis_secrets::Secret;
+use portcullis_store::{Role, TargetRecord};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::auth::{clear_cookie, cookie_token, set_cookie, Admin, AuthUser};
+use crate::ops::{self, OpsError};
+use crate::{AppState, WebError};
+
+/// `Json` whose rejections are JSON errors like every other.
+pub(crate) struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(WebError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+impl From<OpsError> for WebError {
+    fn from(e: OpsError) -> Self {
+        match e {
+            OpsError::Invalid(m) => WebError::BadRequest(m),
+            OpsError::Store(s) => s.into(),
+            OpsError::Crypto(m) => WebError::Internal(m),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginBody {
+    username: String,
+    password: Secret,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Me {
+    name: String,
+    role: Role,
+}
+
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    Body(body): Body<LoginBody>,
+) -> Result<Response, WebError> {
+    if body.username.len() > 256 || body.password.expose().len() > ops::MAX_SECRET_LEN {
+        return Err(WebError::BadCredentials);
+    }
+    let user = state.store.get_user(&body.username)?;
+    let username = body.username.clone();
+    // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+    let verified = tokio::task::spawn_blocking(move || match &user {
+        Some(u) => portcullis_secrets::verify_password(body.password.expose(), &u.password_hash)
+            .then(|| u.clone()),
+        None => {
+            portcullis_secrets::burn_verify_time(body.password.expose());
+            None
+        }
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))?;
+    let Some(user) = verified else {
+        warn!(user = %username, "login failed");
+        return Err(WebError::BadCredentials);
+    };
+    let token = state.logins.create(&user.name);
+    info!(user = %user.name, "login");
+    Ok((
+        [(header::SET_COOKIE, set_cookie(&token))],
+        Json(Me {
+            name: user.name,
+            role: user.role,
+        }),
+    )
+        .into_response())
+}
+
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    if let Some(token) = cookie_token(&parts) {
+        state.logins.remove(&token);
+    }
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, clear_cookie())],
+    )
+        .into_response()
+}
+
+pub(crate) async fn me(user: AuthUser) -> Json<Me> {
+    Json(Me {
+        name: user.name,
+        role: user.role,
+    })
+}
+
+fn target_json(t: &TargetRecord, with_address: bool) -> serde_json::Value {
+    let mut v = json!({ "name": t.name, "kind": t.kind, "description": t.description });
+    if with_address {
+        v["address"] = json!(t.address);
+    }
+    v
+}
+
+pub(crate) async fn list_targets(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Vec<serde_json::Value>>, WebError> {
+    let targets = state.store.list_targets()?;
+    let list = if user.role == Role::Admin {
+        targets.iter().map(|t| target_json(t, true)).collect()
+    } else {
+        let granted = state.store.granted_targets(&user.name)?;
+        targets
+            .iter()
+            .filter(|t| granted.contains(&t.name))
+            .map(|t| target_json(t, false))
+            .collect()
+    };
+    Ok(Json(list))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewTarget {
+    name: String,
+    address: String,
+    password: Secret,
+    #[serde(default)]
+    description: String,
+}
+
+pub(crate) async fn create_target(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Body(body): Body<NewTarget>,
+) -> Result<(StatusCode, Json<serde_json::Value>), WebError> {
+    let t = ops::create_vnc_target(
+        state.store.as_ref(),
+        &state.key,
+        &body.name,
+        &body.address,
+        body.password.expose(),
+        &body.description,
+    )?;
+    info!(admin = %admin.name, target = %t.name, address = %t.address, "target created");
+    Ok((StatusCode::CREATED, Json(target_json(&t, true))))
+}
+
+pub(crate) async fn delete_target(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> Result<StatusCode, WebError> {
+    if !state.store.delete_target(&name)? {
+        return Err(WebError::NotFound(format!("no target named {name:?}")));
+    }
+    info!(admin = %admin.name, target = %name, "target deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn list_users(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Vec<serde_json::Value>>, WebError> {
+    let users = state.store.list_users()?;
+    Ok(Json(
+        users
+            .iter()
+            .map(|u| json!({"name": u.name, "role": u.role}))
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewUser {
+    name: String,
+    password: Secret,
+    role: Role,
+}
+
+pub(crate) async fn create_user(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Body(body): Body<NewUser>,
+) -> Result<(StatusCode, Json<serde_json::Value>), WebError> {
+    let store = state.store.clone();
+    let u = tokio::task::spawn_blocking(move || {
+        ops::create_user(
+            store.as_ref(),
+            &body.name,
+            body.password.expose(),
+            body.role,
+        )
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))??;
+    info!(admin = %admin.name, user = %u.name, role = %u.role, "user created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": u.name, "role": u.role})),
+    ))
+}
+
+pub(crate) async fn delete_user(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> Result<StatusCode, WebError> {
+    if name == admin.name {
+        return Err(WebError::Conflict(
+            "you cannot delete your own account".into(),
+        ));
+    }
+    if !state.store.delete_user(&name)? {
+        return Err(WebError::NotFound(format!("no user named {name:?}")));
+    }
+    for s in state.broker.list().into_iter().filter(|s| s.user == name) {
+        state.broker.close(
+            &s.id,
+            ServerMessage::Error {
+                code: ErrorCode::ClosedByAdmin,
+                message: "your account was removed by an administrator".into(),
+            },
+        );
+    }
+    info!(admin = %admin.name, user = %name, "user deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn list_grants(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Vec<serde_json::Value>>, WebError> {
+    let grants = state.store.list_grants()?;
+    Ok(Json(
+        grants
+            .iter()
+            .map(|g| json!({"user": g.user, "target": g.target}))
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewGrant {
+    user: String,
+    target: String,
+}
+
+pub(crate) async fn create_grant(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Body(body): Body<NewGrant>,
+) -> Result<(StatusCode, Json<serde_json::Value>), WebError> {
+    state
+        .store
+        .create_grant(&body.user, &body.target, ops::now_unix())?;
+    info!(admin = %admin.name, user = %body.user, target = %body.target, "grant created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"user": body.user, "target": body.target})),
+    ))
+}
+
+pub(crate) async fn delete_grant(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path((user, target)): Path<(String, String)>,
+) -> Result<StatusCode, WebError> {
+    if !state.store.delete_grant(&user, &target)? {
+        return Err(WebError::NotFound(format!(
+            "no grant of {target:?} to {user:?}"
+        )));
+    }
+    info!(admin = %admin.name, %user, %target, "grant deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn session_json(s: &SessionInfo) -> serde_json::Value {
+    let started =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(s.started_at_ms) * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+    json!({
+        "id": s.id, "user": s.user, "target": s.target, "client_addr": s.client_addr,
+        "started_at": started, "state": s.state, "entry": s.entry,
+    })
+}
+
+pub(crate) async fn list_sessions(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Json<Vec<serde_json::Value>> {
+    Json(state.broker.list().iter().map(session_json).collect())
+}
+
+pub(crate) async fn close_session(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, WebError> {
+    let closed = state.broker.close(
+        &id,
+        ServerMessage::Error {
+            code: ErrorCode::ClosedByAdmin,
+            message: "the session was closed by an administrator".into(),
+        },
+    );
+    if !closed {
+        return Err(WebError::NotFound(format!("no live session {id:?}")));
+    }
+    info!(admin = %admin.name, session = %id, "session closed by admin");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn not_found() -> WebError {
+    WebError::NotFound("no such API route".into())
+}

@@ -1,0 +1,159 @@
+//! Browser login sessions and the extractors that authorise requests.
+//!
+//! A login gives the browser a random token in an HttpOnly, Secure, SameSite=Strict cookie.
+//! Every request re-reads the user from the store, so deleting a user or changing their role
+//! takes effect at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use portcullis_store::Role;
+
+use crate::{AppState, WebError};
+
+/// Name of the login cookie.
+pub(crate) const COOKIE: &str = "pc_session";
+
+#[derive(Debug, Clone)]
+struct Login {
+    user: String,
+    created: Instant,
+    last_seen: Instant,
+}
+
+/// Logged-in browsers, by token. In memory: a restart logs everyone out.
+#[derive(Clone)]
+pub struct LoginSessions {
+    inner: Arc<Mutex<HashMap<String, Login>>>,
+    absolute: Duration,
+    idle: Duration,
+}
+
+impl std::fmt::Debug for LoginSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginSessions").finish_non_exhaustive()
+    }
+}
+
+impl LoginSessions {
+    /// Logins expire `absolute` after creation or `idle` after the last request.
+    pub fn new(absolute: Duration, idle: Duration) -> Self {
+        Self {
+            inner: Arc::default(),
+            absolute,
+            idle,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Login>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn create(&self, user: &str) -> String {
+        let token = portcullis_secrets::random_token(32);
+        let now = Instant::now();
+        let mut map = self.lock();
+        map.retain(|_, l| !self.expired(l, now));
+        map.insert(
+            token.clone(),
+            Login {
+                user: user.to_owned(),
+                created: now,
+                last_seen: now,
+            },
+        );
+        token
+    }
+
+    fn expired(&self, l: &Login, now: Instant) -> bool {
+        now.duration_since(l.created) > self.absolute || now.duration_since(l.last_seen) > self.idle
+    }
+
+    fn lookup(&self, token: &str) -> Option<String> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let login = map.get_mut(token)?;
+        if self.expired(login, now) {
+            map.remove(token);
+            return None;
+        }
+        login.last_seen = now;
+        Some(login.user.clone())
+    }
+
+    pub(crate) fn remove(&self, token: &str) {
+        self.lock().remove(token);
+    }
+}
+
+pub(crate) fn cookie_token(parts: &Parts) -> Option<String> {
+    for value in parts.headers.get_all(header::COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=') {
+                if k == COOKIE && !v.is_empty() {
+                    return Some(v.to_owned());
+                }
+            }
+        }
+    }
+    None
+}
+
+pub(crate) fn set_cookie(token: &str) -> String {
+    format!("{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict")
+}
+
+pub(crate) fn clear_cookie() -> String {
+    format!("{COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// A logged-in user, as the store knows them now.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthUser {
+    pub name: String,
+    pub role: Role,
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = cookie_token(parts).ok_or(WebError::Unauthorized)?;
+        let name = state.logins.lookup(&token).ok_or(WebError::Unauthorized)?;
+        let user = state.store.get_user(&name)?.ok_or_else(|| {
+            state.logins.remove(&token);
+            WebError::Unauthorized
+        })?;
+        Ok(AuthUser {
+            name: user.name,
+            role: user.role,
+        })
+    }
+}
+
+/// A logged-in administrator.
+#[derive(Debug, Clone)]
+pub(crate) struct Admin(#[allow(dead_code)] pub AuthUser);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if user.role != Role::Admin {
+            return Err(WebError::Forbidden("administrators only".into()));
+        }
+        Ok(Admin(user))
+    }
+}

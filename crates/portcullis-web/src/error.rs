@@ -1,0 +1,69 @@
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use portcullis_store::StoreError;
+use thiserror::Error;
+use tracing::error;
+
+/// An error of the web layer, mapped to an HTTP status.
+#[derive(Debug, Error)]
+pub enum WebError {
+    /// 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401.
+    #[error("not logged in")]
+    Unauthorized,
+    /// 401 on the login call.
+    #[error("wrong user name or password")]
+    BadCredentials,
+    /// 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 500: details are logged, not shown.
+    #[error("internal error")]
+    Internal(String),
+    /// The server could not start.
+    #[error("{0}")]
+    Startup(String),
+}
+
+impl WebError {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::Unauthorized | WebError::BadCredentials => StatusCode::UNAUTHORIZED,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::Internal(_) | WebError::Startup(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<StoreError> for WebError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::AlreadyExists { .. } => WebError::Conflict(e.to_string()),
+            StoreError::NotFound { .. } => WebError::NotFound(e.to_string()),
+            StoreError::InvalidName(_) => WebError::BadRequest(e.to_string()),
+            other => WebError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        if let WebError::Internal(detail) | WebError::Startup(detail) = &self {
+            error!(error = %detail, "request failed");
+        }
+        let body = serde_json::json!({ "error": self.to_string() });
+        (self.status(), Json(body)).into_response()
+    }
+}

@@ -1,0 +1,161 @@
+//! The gateway's HTTPS face: the JSON API under `/api/v1`, the session WebSocket and the
+//! embedded browser UI. This is the only crate that knows axum; it maps every error to an HTTP
+//! status here and nowhere else. The wire contract is `docs/browser-protocol.md`.
+
+mod api;
+mod auth;
+mod error;
+mod openapi;
+pub mod ops;
+mod tls;
+mod ui;
+mod ws;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use portcullis_broker::Broker;
+use portcullis_secrets::SecretKey;
+use portcullis_store::Store;
+
+pub use auth::LoginSessions;
+pub use error::WebError;
+pub use tls::{load_or_create_self_signed, TlsFiles};
+
+/// Largest JSON body the API accepts.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Everything the handlers need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Users, targets, grants.
+    pub store: Arc<dyn Store>,
+    /// Seals and opens target secrets.
+    pub key: Arc<SecretKey>,
+    /// Live sessions.
+    pub broker: Broker,
+    /// Logged-in browsers.
+    pub logins: LoginSessions,
+}
+
+impl AppState {
+    /// State over the given parts, with default login lifetimes.
+    pub fn new(store: Arc<dyn Store>, key: Arc<SecretKey>, broker: Broker) -> Self {
+        Self {
+            store,
+            key,
+            broker,
+            logins: LoginSessions::new(Duration::from_secs(12 * 3600), Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/login", post(api::login))
+        .route("/auth/logout", post(api::logout))
+        .route("/me", get(api::me))
+        .route("/targets", get(api::list_targets).post(api::create_target))
+        .route("/targets/{name}", delete(api::delete_target))
+        .route("/targets/{name}/connect", get(ws::connect))
+        .route("/users", get(api::list_users).post(api::create_user))
+        .route("/users/{name}", delete(api::delete_user))
+        .route("/grants", get(api::list_grants).post(api::create_grant))
+        .route("/grants/{user}/{target}", delete(api::delete_grant))
+        .route("/sessions", get(api::list_sessions))
+        .route("/sessions/{id}", delete(api::close_session))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(api::not_found)
+        .layer(middleware::from_fn(csrf_guard))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(ui::serve)
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// A state-changing request must carry `x-portcullis-csrf: 1`, which a cross-site form or
+/// image cannot set. Together with the SameSite=Strict cookie this stops CSRF.
+async fn csrf_guard(req: Request<axum::body::Body>, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let ok = req
+        .headers()
+        .get("x-portcullis-csrf")
+        .is_some_and(|v| v.as_bytes() == b"1");
+    if !safe && !ok {
+        return error::WebError::Forbidden("missing x-portcullis-csrf header".into())
+            .into_response();
+    }
+    next.run(req).await
+}
+
+async fn security_headers(req: Request<axum::body::Body>, next: Next) -> Response {
+    let is_api = req.uri().path().starts_with("/api/");
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self'; \
+         script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    );
+    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    if is_api {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    res
+}
+
+/// Serves `app` over HTTPS on `listen` until `shutdown` resolves.
+pub async fn serve_https(
+    listen: SocketAddr,
+    tls: &TlsFiles,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), WebError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(|e| {
+            WebError::Startup(format!(
+                "cannot load TLS certificate {}: {e}",
+                tls.cert.display()
+            ))
+        })?;
+    let handle = axum_server::Handle::new();
+    let h2 = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h2.graceful_shutdown(Some(Duration::from_secs(2)));
+    });
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum_server::bind_rustls(listen, config)
+        .handle(handle)
+        .serve(app)
+        .await
+        .map_err(|e| WebError::Startup(format!("cannot serve on {listen}: {e}")))
+}
+
+/// Where the TLS files of a data directory live.
+pub fn default_tls_files(data_dir: &Path) -> TlsFiles {
+    TlsFiles {
+        cert: data_dir.join("tls").join("cert.pem"),
+        key: data_dir.join("tls").join("key.pem"),
+    }
+}

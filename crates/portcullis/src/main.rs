@@ -1,0 +1,305 @@
+//! `portcullis`: the gateway binary.
+#![allow(clippy::print_stdout)]
+
+mod config;
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use portcullis_secrets::SecretKey;
+use portcullis_store::{Role, SledStore, Store};
+use portcullis_web::ops;
+use tracing::info;
+
+use crate::config::Config;
+
+/// Environment variable holding the first admin's password (else a random one is printed once).
+const ADMIN_PASSWORD_ENV: &str = "PORTCULLIS_ADMIN_PASSWORD";
+/// Environment variable holding the secret key as 64 hex characters (else the key file is used).
+const SECRET_KEY_ENV: &str = "PORTCULLIS_SECRET_KEY";
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Privileged session management gateway for RDP and VNC"
+)]
+struct Cli {
+    /// TOML configuration file (optional: every setting has a default).
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the configuration file).
+    #[arg(long, global = true, env = "PORTCULLIS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Manage gateway users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage targets.
+    #[command(subcommand)]
+    Target(TargetCmd),
+    /// Manage grants (which user may open which target).
+    #[command(subcommand)]
+    Grant(GrantCmd),
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user; the password is read from standard input (one line) or --password-env.
+    Add {
+        name: String,
+        #[arg(long, default_value = "user")]
+        role: Role,
+        /// Read the password from this environment variable instead of standard input.
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Delete a user and their grants.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum TargetCmd {
+    /// Add a VNC target; its password is read from standard input (one line) or --password-env.
+    Add {
+        name: String,
+        /// host:port of the VNC server.
+        #[arg(long)]
+        address: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Read the password from this environment variable instead of standard input.
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+    /// List targets (never their secrets).
+    List,
+    /// Delete a target and its grants.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum GrantCmd {
+    /// Allow a user to open a target.
+    Add { user: String, target: String },
+    /// List grants.
+    List,
+    /// Revoke a grant.
+    Delete { user: String, target: String },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())?;
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::User(cmd) => user_cmd(&config, cmd),
+        Command::Target(cmd) => target_cmd(&config, cmd),
+        Command::Grant(cmd) => grant_cmd(&config, cmd),
+    }
+}
+
+fn open_store(config: &Config) -> Result<SledStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let store = SledStore::open(&config.data_dir.join("store"));
+    match store {
+        Err(portcullis_store::StoreError::Locked { .. }) => bail!(
+            "the data directory {} is in use by a running gateway: stop it, or use the web UI or API",
+            config.data_dir.display()
+        ),
+        other => Ok(other?),
+    }
+}
+
+fn load_key(config: &Config) -> Result<SecretKey> {
+    if let Ok(hex) = std::env::var(SECRET_KEY_ENV) {
+        return SecretKey::from_hex(&hex)
+            .with_context(|| format!("{SECRET_KEY_ENV} is not a valid key"));
+    }
+    if let Some(dir) = config.key_file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(SecretKey::load_or_create(&config.key_file)?)
+}
+
+fn read_secret(env: Option<&str>, what: &str) -> Result<String> {
+    if let Some(var) = env {
+        return std::env::var(var)
+            .with_context(|| format!("environment variable {var} is not set"));
+    }
+    eprintln!("{what} (one line on standard input):");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn user_cmd(config: &Config, cmd: UserCmd) -> Result<()> {
+    let store = open_store(config)?;
+    match cmd {
+        UserCmd::Add {
+            name,
+            role,
+            password_env,
+        } => {
+            let password = read_secret(password_env.as_deref(), "password")?;
+            ops::create_user(&store, &name, &password, role)?;
+            println!("user {name} added with role {role}");
+        }
+        UserCmd::List => {
+            for u in store.list_users()? {
+                println!("{}\t{}", u.name, u.role);
+            }
+        }
+        UserCmd::Delete { name } => {
+            if !store.delete_user(&name)? {
+                bail!("no user named {name:?}");
+            }
+            println!("user {name} deleted");
+        }
+    }
+    Ok(())
+}
+
+fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
+    let store = open_store(config)?;
+    match cmd {
+        TargetCmd::Add {
+            name,
+            address,
+            description,
+            password_env,
+        } => {
+            let key = load_key(config)?;
+            let password = read_secret(password_env.as_deref(), "target password")?;
+            ops::create_vnc_target(&store, &key, &name, &address, &password, &description)?;
+            println!("target {name} added ({address})");
+        }
+        TargetCmd::List => {
+            for t in store.list_targets()? {
+                println!("{}\t{}\t{}\t{}", t.name, t.kind, t.address, t.description);
+            }
+        }
+        TargetCmd::Delete { name } => {
+            if !store.delete_target(&name)? {
+                bail!("no target named {name:?}");
+            }
+            println!("target {name} deleted");
+        }
+    }
+    Ok(())
+}
+
+fn grant_cmd(config: &Config, cmd: GrantCmd) -> Result<()> {
+    let store = open_store(config)?;
+    match cmd {
+        GrantCmd::Add { user, target } => {
+            store.create_grant(&user, &target, ops::now_unix())?;
+            println!("{user} may now open {target}");
+        }
+        GrantCmd::List => {
+            for g in store.list_grants()? {
+                println!("{}\t{}", g.user, g.target);
+            }
+        }
+        GrantCmd::Delete { user, target } => {
+            if !store.delete_grant(&user, &target)? {
+                bail!("no grant of {target:?} to {user:?}");
+            }
+            println!("grant of {target} to {user} revoked");
+        }
+    }
+    Ok(())
+}
+
+/// Creates the first administrator when there is no user at all.
+fn bootstrap_admin(store: &dyn Store) -> Result<()> {
+    if !store.list_users()?.is_empty() {
+        return Ok(());
+    }
+    let (password, generated) = match std::env::var(ADMIN_PASSWORD_ENV) {
+        Ok(p) => (p, false),
+        Err(_) => (portcullis_secrets::random_token(18), true),
+    };
+    ops::create_user(store, "admin", &password, Role::Admin)
+        .with_context(|| format!("cannot create the first admin (check {ADMIN_PASSWORD_ENV})"))?;
+    if generated {
+        println!("first administrator created: user \"admin\", one-time password: {password}");
+        println!("(it is shown only now; set {ADMIN_PASSWORD_ENV} to choose it instead)");
+    } else {
+        println!("first administrator created: user \"admin\" with the password from {ADMIN_PASSWORD_ENV}");
+    }
+    Ok(())
+}
+
+fn serve(config: Config) -> Result<()> {
+    let store = open_store(&config)?;
+    let key = load_key(&config)?;
+    bootstrap_admin(&store)?;
+    let tls = match &config.tls {
+        Some((cert, key)) => portcullis_web::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        None => {
+            let files = portcullis_web::default_tls_files(&config.data_dir);
+            if portcullis_web::load_or_create_self_signed(&files, &[])? {
+                info!(cert = %files.cert.display(), "generated a self-signed TLS certificate");
+            }
+            files
+        }
+    };
+    let broker = portcullis_broker::Broker::new(portcullis_vnc::Timeouts {
+        connect: config.connect_timeout,
+        handshake: config.handshake_timeout,
+    });
+    let state = portcullis_web::AppState::new(Arc::new(store), Arc::new(key), broker);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("portcullis")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            info!("shutting down");
+        };
+        println!(
+            "Portcullis is listening on https://{}/",
+            display_addr(&config.listen)
+        );
+        info!(listen = %config.listen, data_dir = %config.data_dir.display(), "gateway started");
+        portcullis_web::serve_https(config.listen, &tls, state, shutdown).await
+    })?;
+    Ok(())
+}
+
+fn display_addr(addr: &std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}

@@ -1,0 +1,267 @@
+// End-to-end tests through real peers: Xvfb + x11vnc as the target, the gateway binary, and
+// headless Chromium as the user.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync, rmSync } from 'node:fs';
+import {
+  startDesktop, startGateway, launchBrowser, uiLogin, tryUpgrade, compareCanvasWith, sleep,
+} from './harness.mjs';
+import { startHostileVnc } from './hostile-vnc.mjs';
+
+const ADMIN = 'admin-password-e2e';
+const ALICE = 'alice-password-123';
+const BOB = 'bob-password-1234';
+const VNC_PASSWORD = 'vncsecret';
+
+let desktop, gw, browser, admin;
+
+before(async () => {
+  desktop = await startDesktop(VNC_PASSWORD);
+  gw = await startGateway({ adminPassword: ADMIN });
+  browser = await launchBrowser();
+  admin = gw.api();
+  assert.equal((await admin.login('admin', ADMIN)).status, 200);
+  for (const [name, password] of [['alice', ALICE], ['bob', BOB]]) {
+    const r = await admin.post('/users', { name, password, role: 'user' });
+    assert.equal(r.status, 201, r.text);
+  }
+  let r = await admin.post('/targets', { name: 'desk', address: desktop.address, password: VNC_PASSWORD, description: 'Xvfb desktop' });
+  assert.equal(r.status, 201, r.text);
+  r = await admin.post('/targets', { name: 'wrongpw', address: desktop.address, password: 'not-the-password' });
+  assert.equal(r.status, 201, r.text);
+  for (const target of ['desk', 'wrongpw']) {
+    r = await admin.post('/grants', { user: 'alice', target });
+    assert.equal(r.status, 201, r.text);
+  }
+});
+
+after(async () => {
+  await browser?.close();
+  await gw?.stop();
+  desktop?.stop();
+});
+
+async function newPage() {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 1000 } });
+  return ctx.newPage();
+}
+
+async function openSession(page, user, password, target) {
+  await uiLogin(page, gw.base, user, password);
+  await page.waitForSelector(`[data-target="${target}"]`, { timeout: 10000 });
+  await page.click(`[data-target="${target}"]`);
+}
+
+async function waitConnectedAndPainted(page, minFrames = 1) {
+  await page.waitForFunction(() => window.__portcullis?.sessionId, null, { timeout: 20000 });
+  await page.waitForFunction((n) => window.__portcullis.framesPainted >= n, minFrames, { timeout: 20000 });
+}
+
+test('login page refuses a wrong password with a clear message', async () => {
+  const page = await newPage();
+  await uiLogin(page, gw.base, 'alice', 'wrong-password-xx');
+  await page.waitForSelector('#login-error:not([hidden])');
+  assert.match(await page.textContent('#login-error'), /wrong user name or password/i);
+  await page.context().close();
+});
+
+test('the target secret never reaches the API or the browser', async () => {
+  const r = await admin.get('/targets');
+  assert.equal(r.status, 200);
+  assert.ok(!r.text.includes(VNC_PASSWORD));
+  assert.ok(!r.text.includes('not-the-password'));
+  assert.ok(r.json.find((t) => t.name === 'desk'));
+  assert.ok(!gw.log().includes(VNC_PASSWORD), 'the secret appears in the gateway log');
+});
+
+test('a user sees the desktop live and typing reaches the xterm', async () => {
+  const page = await newPage();
+  const seen = [];
+  page.on('websocket', (ws) => ws.on('framereceived', (f) => { if (typeof f.payload === 'string') seen.push(f.payload); }));
+  await openSession(page, 'alice', ALICE, 'desk');
+  await waitConnectedAndPainted(page);
+  assert.match(await page.textContent('#session-status'), /connected/i);
+
+  // Let the picture settle, then compare it with the X server's own screenshot.
+  await sleep(1500);
+  const png = desktop.screenshot();
+  await sleep(700);
+  const cmp = await compareCanvasWith(page, png, { x: 0, y: 0, w: 1280, h: 800 });
+  assert.deepEqual(cmp.canvas, [1280, 800]);
+  assert.ok(cmp.differing / cmp.total < 0.01, `canvas differs from the display: ${JSON.stringify(cmp)}`);
+
+  // Type a command into the xterm through the browser.
+  const marker = `/tmp/portcullis-e2e-${process.pid}`;
+  rmSync(marker, { force: true });
+  await page.click('#session-canvas', { position: { x: 300, y: 200 } });
+  await page.keyboard.type(`echo Typed-Through_Gateway > ${marker}`);
+  await page.keyboard.press('Enter');
+  for (let i = 0; i < 50 && !existsSync(marker); i++) await sleep(100);
+  assert.ok(existsSync(marker), 'typed command did not run in the xterm');
+  assert.equal(readFileSync(marker, 'utf8').trim(), 'Typed-Through_Gateway');
+  rmSync(marker, { force: true });
+
+  // The change shows up in the browser too.
+  await sleep(1500);
+  const after = await compareCanvasWith(page, desktop.screenshot(), { x: 0, y: 0, w: 1280, h: 800 });
+  assert.ok(after.differing / after.total < 0.01, JSON.stringify(after));
+
+  // The live session is listed for the admin, then closed by the admin.
+  const sessions = (await admin.get('/sessions')).json;
+  const mine = sessions.find((s) => s.user === 'alice' && s.target === 'desk');
+  assert.ok(mine, JSON.stringify(sessions));
+  assert.equal(mine.state, 'active');
+  assert.equal((await admin.del(`/sessions/${mine.id}`)).status, 204);
+  await page.waitForSelector('#session-error:not([hidden])', { timeout: 10000 });
+  assert.match(await page.textContent('#session-error'), /closed by an administrator/i);
+  await page.context().close();
+  for (let i = 0; i < 50 && (await admin.get('/sessions')).json.length; i++) await sleep(100);
+  assert.deepEqual((await admin.get('/sessions')).json, []);
+});
+
+test('mouse clicks and drags reach the target', async () => {
+  const page = await newPage();
+  await openSession(page, 'alice', ALICE, 'desk');
+  await waitConnectedAndPainted(page);
+  const box = await page.locator('#session-canvas').boundingBox();
+  const scale = box.width / 1280;
+  // Move the pointer to a known desktop position; xdotool reads it back from the X server.
+  await page.mouse.move(box.x + 600 * scale, box.y + 500 * scale);
+  await sleep(500);
+  const loc = desktop.xdotool('getmouselocation');
+  const [, x, y] = loc.match(/x:(\d+) y:(\d+)/).map(Number);
+  assert.ok(Math.abs(x - 600) <= 2 && Math.abs(y - 500) <= 2, loc);
+  await page.context().close();
+});
+
+test('a user without a grant is refused', async () => {
+  const page = await newPage();
+  await uiLogin(page, gw.base, 'bob', BOB);
+  await page.waitForSelector('#targets-empty', { timeout: 10000 });
+  assert.equal(await page.locator('[data-target]').count(), 0);
+  await page.goto(gw.base + '/#/session/desk');
+  await page.waitForSelector('#session-error:not([hidden])', { timeout: 20000 });
+  await page.context().close();
+
+  const bob = gw.api();
+  await bob.login('bob', BOB);
+  assert.equal((await bob.get('/targets')).json.length, 0);
+  assert.equal(await tryUpgrade(gw.base, '/api/v1/targets/desk/connect', { cookie: bob.cookie }), 403);
+  assert.equal((await bob.get('/users')).status, 403);
+  assert.equal((await bob.del('/sessions/x')).status, 403);
+});
+
+test('an unauthenticated or cross-site WebSocket is refused', async () => {
+  assert.equal(await tryUpgrade(gw.base, '/api/v1/targets/desk/connect'), 401);
+  const alice = gw.api();
+  await alice.login('alice', ALICE);
+  assert.equal(await tryUpgrade(gw.base, '/api/v1/targets/desk/connect', { cookie: alice.cookie, origin: 'https://evil.example' }), 403);
+  assert.equal(await tryUpgrade(gw.base, '/api/v1/targets/desk/connect', { cookie: 'pc_session=forged' }), 401);
+});
+
+test('every API route needs a login, and writes need the CSRF header', async () => {
+  const anon = gw.api();
+  for (const [m, p] of [['get', '/me'], ['get', '/targets'], ['get', '/users'], ['get', '/grants'], ['get', '/sessions'],
+    ['post', '/targets'], ['post', '/users'], ['post', '/grants'], ['del', '/targets/desk'], ['del', '/users/alice'],
+    ['del', '/grants/alice/desk'], ['del', '/sessions/x'], ['post', '/auth/logout']]) {
+    const r = m === 'post' ? await anon.post(p, {}) : await anon[m](p);
+    assert.equal(r.status, 401, `${m} ${p} gave ${r.status}`);
+  }
+  const { request } = await import('./harness.mjs');
+  const r = await request(gw.base, 'POST', '/api/v1/users', { body: { name: 'x', password: 'y', role: 'user' }, headers: { cookie: admin.cookie } });
+  assert.equal(r.status, 403);
+  const doc = await request(gw.base, 'GET', '/api/v1/openapi.json');
+  assert.equal(doc.status, 200);
+  assert.ok(doc.json.paths['/targets/{name}/connect']);
+  const page = await request(gw.base, 'GET', '/');
+  assert.match(page.headers['content-security-policy'], /script-src 'self'/);
+});
+
+test('a wrong target password gives a clear error, not a hang', async () => {
+  const page = await newPage();
+  await openSession(page, 'alice', ALICE, 'wrongpw');
+  await page.waitForSelector('#session-error:not([hidden])', { timeout: 20000 });
+  assert.match(await page.textContent('#session-error'), /refused the stored credentials/i);
+  await page.context().close();
+});
+
+test('an unreachable target gives a clear error', async () => {
+  const r = await admin.post('/targets', { name: 'nowhere', address: '127.0.0.1:1', password: 'x' });
+  assert.equal(r.status, 201);
+  await admin.post('/grants', { user: 'alice', target: 'nowhere' });
+  const page = await newPage();
+  await openSession(page, 'alice', ALICE, 'nowhere');
+  await page.waitForSelector('#session-error:not([hidden])', { timeout: 20000 });
+  assert.match(await page.textContent('#session-error'), /cannot reach/i);
+  await page.context().close();
+});
+
+test('malformed and oversized browser messages close only that session', async () => {
+  const page = await newPage();
+  await openSession(page, 'alice', ALICE, 'desk');
+  await waitConnectedAndPainted(page);
+  // A second session of the same user keeps working while the first is attacked.
+  const other = await newPage();
+  await openSession(other, 'alice', ALICE, 'desk');
+  await waitConnectedAndPainted(other);
+
+  const results = await page.evaluate(async () => {
+    const attempt = (payload) => new Promise((resolve) => {
+      const ws = new WebSocket(`wss://${location.host}/api/v1/targets/desk/connect`);
+      const got = [];
+      ws.onmessage = (e) => { if (typeof e.data === 'string') { got.push(JSON.parse(e.data)); if (got.at(-1).type === 'init') ws.send(payload); } };
+      ws.onclose = () => resolve(got.filter((m) => m.type === 'error').map((m) => m.code));
+    });
+    return [
+      await attempt('{"t":"launch"}'),
+      await attempt('not json at all'),
+      await attempt(new Uint8Array([1, 2, 3])),
+      await attempt(JSON.stringify({ t: 'clipboard', text: 'x'.repeat(200 * 1024) })),
+      await attempt(JSON.stringify({ t: 'ack', seq: 99999 })),
+    ];
+  });
+  assert.deepEqual(results.slice(0, 5).map((r) => r[0] ?? 'closed'),
+    ['bad_message', 'bad_message', 'bad_message', 'bad_message', 'bad_message']);
+  // 300 KiB is above the frame limit: the socket is closed by the protocol layer.
+  const big = await page.evaluate(() => new Promise((resolve) => {
+    const ws = new WebSocket(`wss://${location.host}/api/v1/targets/desk/connect`);
+    ws.onmessage = (e) => { if (typeof e.data === 'string' && JSON.parse(e.data).type === 'init') ws.send('x'.repeat(300 * 1024)); };
+    ws.onclose = (e) => resolve(e.code);
+  }));
+  assert.ok(big !== 1000, `oversized frame closed with ${big}`);
+
+  const before = await other.evaluate(() => window.__portcullis.framesPainted);
+  await other.click('#session-canvas', { position: { x: 300, y: 200 } });
+  await other.keyboard.type('echo still-alive');
+  await other.waitForFunction((n) => window.__portcullis.framesPainted > n, before, { timeout: 10000 });
+  assert.equal(gw.exited, null, 'gateway died');
+  await page.context().close();
+  await other.context().close();
+});
+
+for (const behaviour of ['rect_out_of_bounds', 'huge_cut_text', 'garbage', 'huge_desktop']) {
+  test(`a hostile VNC server (${behaviour}) ends only its own session`, async () => {
+    const evil = await startHostileVnc(behaviour);
+    const name = `evil-${behaviour.replaceAll('_', '-')}`;
+    assert.equal((await admin.post('/targets', { name, address: `127.0.0.1:${evil.port}`, password: 'x' })).status, 201);
+    await admin.post('/grants', { user: 'alice', target: name });
+    const good = await newPage();
+    await openSession(good, 'alice', ALICE, 'desk');
+    await waitConnectedAndPainted(good);
+
+    const page = await newPage();
+    await openSession(page, 'alice', ALICE, name);
+    await page.waitForSelector('#session-error:not([hidden])', { timeout: 20000 });
+    const text = await page.textContent('#session-error');
+    assert.ok(text.length > 10, text);
+    evil.close();
+
+    const before = await good.evaluate(() => window.__portcullis.framesPainted);
+    await good.click('#session-canvas', { position: { x: 300, y: 200 } });
+    await good.keyboard.type('echo ok');
+    await good.waitForFunction((n) => window.__portcullis.framesPainted > n, before, { timeout: 10000 });
+    assert.equal(gw.exited, null, 'gateway died');
+    await page.context().close();
+    await good.context().close();
+  });
+}

@@ -1,0 +1,213 @@
+// Test harness: starts real peers (Xvfb + x11vnc desktops from fixtures/, the gateway binary,
+// headless Chromium) and offers small helpers. Everything listens on loopback only.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+import https from 'node:https';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const root = resolve(here, '../..');
+export const bin = process.env.PORTCULLIS_BIN || join(root, 'target/debug/portcullis');
+
+// The gateway's certificate is self-signed; the tests talk to it on loopback only.
+const agent = new https.Agent({ rejectUnauthorized: false });
+
+export function freePort() {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+    s.on('error', rej);
+  });
+}
+
+export async function waitForPort(port, ms = 30000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const ok = await new Promise((res) => {
+      const c = net.connect(port, '127.0.0.1');
+      c.on('connect', () => { c.destroy(); res(true); });
+      c.on('error', () => res(false));
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`nothing listens on ${port} after ${ms} ms`);
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+let nextDisplay = 60 + (process.pid % 200);
+
+/** Starts a VNC desktop (Xvfb + xterm + x11vnc) with the given password. */
+export async function startDesktop(password, geometry = '1280x800') {
+  const display = nextDisplay++;
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'pc-desk-'));
+  execFileSync(join(root, 'fixtures/vnc-desktop.sh'), [String(display), String(port), password, dir, geometry], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 60000,
+  });
+  return {
+    display: `:${display}`,
+    port,
+    address: `127.0.0.1:${port}`,
+    dir,
+    stop() {
+      try { execFileSync(join(root, 'fixtures/vnc-desktop.sh'), ['stop', dir]); } catch { /* already gone */ }
+      rmSync(dir, { recursive: true, force: true });
+    },
+    /** The display as PNG bytes, straight from the X server. */
+    screenshot() {
+      return execFileSync('import', ['-display', `:${display}`, '-window', 'root', 'png:-'], { maxBuffer: 64 << 20 });
+    },
+    xdotool(...args) {
+      return execFileSync('xdotool', args, { env: { ...process.env, DISPLAY: `:${display}` } }).toString();
+    },
+  };
+}
+
+/** Starts the gateway with a fresh data directory. */
+export async function startGateway({ adminPassword = 'admin-password-e2e' } = {}) {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'pc-gw-'));
+  const config = join(dir, 'portcullis.toml');
+  writeFileSync(config, `data_dir = "${dir}/data"\n[http]\nlisten = "127.0.0.1:${port}"\n[targets]\nconnect_timeout_secs = 3\nhandshake_timeout_secs = 5\n`);
+  const logs = [];
+  const proc = spawn(bin, ['--config', config, 'serve'], {
+    env: { ...process.env, PORTCULLIS_ADMIN_PASSWORD: adminPassword, RUST_LOG: 'info', NO_COLOR: '1', RUST_BACKTRACE: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  proc.stdout.on('data', (d) => logs.push(d.toString()));
+  proc.stderr.on('data', (d) => logs.push(d.toString()));
+  let exited = null;
+  proc.on('exit', (code) => { exited = code; });
+  await waitForPort(port, 60000).catch((e) => {
+    throw new Error(`${e.message}\ngateway log:\n${logs.join('')}`);
+  });
+  const base = `https://127.0.0.1:${port}`;
+  return {
+    port,
+    base,
+    dir,
+    logs,
+    get exited() { return exited; },
+    log: () => logs.join(''),
+    async stop() {
+      if (exited === null) {
+        proc.kill('SIGINT');
+        await new Promise((r) => { proc.once('exit', r); setTimeout(r, 5000); });
+        if (exited === null) proc.kill('SIGKILL');
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+    api: (cookie) => apiClient(base, cookie),
+  };
+}
+
+/** Raw HTTPS request (the gateway's certificate is self-signed). */
+export function request(base, method, path, { body, headers = {} } = {}) {
+  return new Promise((res, rej) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = https.request(base + path, {
+      method,
+      agent,
+      headers: {
+        ...(data !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}),
+        ...headers,
+      },
+    }, (r) => {
+      const chunks = [];
+      r.on('data', (c) => chunks.push(c));
+      r.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        let json;
+        try { json = JSON.parse(text); } catch { json = undefined; }
+        res({ status: r.statusCode, headers: r.headers, text, json });
+      });
+    });
+    req.on('error', rej);
+    req.on('upgrade', (r, socket) => { socket.destroy(); res({ status: r.statusCode, headers: r.headers, text: '' }); });
+    if (data !== undefined) req.write(data);
+    req.end();
+  });
+}
+
+export function apiClient(base, cookie) {
+  const headers = () => ({ ...(cookie ? { cookie } : {}), 'x-portcullis-csrf': '1' });
+  return {
+    get cookie() { return cookie; },
+    async login(username, password) {
+      const r = await request(base, 'POST', '/api/v1/auth/login', { body: { username, password }, headers: headers() });
+      if (r.status === 200) cookie = r.headers['set-cookie'][0].split(';')[0];
+      return r;
+    },
+    get: (p) => request(base, 'GET', '/api/v1' + p, { headers: headers() }),
+    post: (p, body) => request(base, 'POST', '/api/v1' + p, { body, headers: headers() }),
+    del: (p) => request(base, 'DELETE', '/api/v1' + p, { headers: headers() }),
+  };
+}
+
+/** Tries a WebSocket upgrade without a browser and returns the HTTP status. */
+export function tryUpgrade(base, path, headers = {}) {
+  return new Promise((res, rej) => {
+    const req = https.request(base + path, {
+      agent,
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        origin: base,
+        ...headers,
+      },
+    });
+    req.on('upgrade', (r, socket) => { socket.destroy(); res(r.statusCode); });
+    req.on('response', (r) => { r.resume(); res(r.statusCode); });
+    req.on('error', rej);
+    req.end();
+  });
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+/** Logs in through the login page. */
+export async function uiLogin(page, base, user, password) {
+  await page.goto(base + '/#/login');
+  await page.fill('#login-username', user);
+  await page.fill('#login-password', password);
+  await page.click('#login-submit');
+}
+
+/** Compares the session canvas against a PNG of the target's display, in the browser. */
+export async function compareCanvasWith(page, png, region) {
+  return page.evaluate(async ({ b64, region }) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const bmp = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
+    const ref = new OffscreenCanvas(bmp.width, bmp.height).getContext('2d');
+    ref.drawImage(bmp, 0, 0);
+    const canvas = document.querySelector('#session-canvas');
+    const live = canvas.getContext('2d');
+    const { x, y, w, h } = region;
+    const a = ref.getImageData(x, y, w, h).data;
+    const b = live.getImageData(x, y, w, h).data;
+    let differing = 0;
+    for (let i = 0; i < a.length; i += 4) {
+      const d = Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1]) + Math.abs(a[i + 2] - b[i + 2]);
+      if (d > 24) differing++;
+    }
+    return { differing, total: w * h, canvas: [canvas.width, canvas.height], ref: [bmp.width, bmp.height] };
+  }, { b64: Buffer.from(png).toString('base64'), region });
+}

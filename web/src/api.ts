@@ -1,0 +1,125 @@
+// The gateway's HTTP API (docs/browser-protocol.md, "HTTP API").
+
+export interface Me {
+  name: string;
+  role: string;
+}
+
+export interface Target {
+  name: string;
+  kind: string;
+  description?: string | null;
+  /** Only admins see it. */
+  address?: string | null;
+}
+
+export interface User {
+  name: string;
+  role: string;
+}
+
+export interface Grant {
+  user: string;
+  target: string;
+}
+
+export interface SessionInfo {
+  id: string;
+  user: string;
+  target: string;
+  client_addr: string;
+  started_at: string;
+  state: string;
+}
+
+/** A failed API call: `message` is the gateway's `error` text when it gave one. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+let unauthorized: () => void = () => {};
+
+/** Called on every 401 (except a failed login): the app goes to the login page. */
+export function onUnauthorized(fn: () => void): void {
+  unauthorized = fn;
+}
+
+const BASE = '/api/v1';
+
+/** Percent-encodes one path segment. */
+export const seg = (s: string): string => encodeURIComponent(s);
+
+async function errorText(res: Response): Promise<string> {
+  try {
+    const body: unknown = await res.json();
+    if (typeof body === 'object' && body !== null && 'error' in body) {
+      const e = (body as { error: unknown }).error;
+      if (typeof e === 'string' && e !== '') return e;
+    }
+  } catch {
+    // not JSON
+  }
+  return `The gateway answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}.`;
+}
+
+/** One API call. Resolves to the parsed JSON answer (null for 204). */
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  const changing = method !== 'GET' && method !== 'HEAD';
+  if (changing) {
+    headers['x-portcullis-csrf'] = '1';
+    headers['content-type'] = 'application/json';
+  }
+  let res: Response;
+  try {
+    res = await fetch(BASE + path, {
+      method,
+      headers,
+      credentials: 'same-origin',
+      cache: 'no-store',
+      body: changing ? JSON.stringify(body ?? {}) : undefined,
+    });
+  } catch {
+    throw new ApiError(0, 'Cannot reach the gateway. Check your network connection and try again.');
+  }
+  if (!res.ok) {
+    const message = await errorText(res);
+    if (res.status === 401 && path !== '/auth/login') unauthorized();
+    throw new ApiError(res.status, message);
+  }
+  if (res.status === 204) return null as T;
+  const text = await res.text();
+  if (text === '') return null as T;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new ApiError(res.status, 'The gateway sent an answer that is not JSON.');
+  }
+}
+
+export const getMe = () => api<Me>('GET', '/me');
+export const login = (username: string, password: string) =>
+  api<Me>('POST', '/auth/login', { username, password });
+export const logout = () => api<null>('POST', '/auth/logout');
+
+export const listTargets = () => api<Target[]>('GET', '/targets');
+export const createTarget = (t: { name: string; address: string; password: string; description?: string }) =>
+  api<Target>('POST', '/targets', t);
+export const deleteTarget = (name: string) => api<null>('DELETE', `/targets/${seg(name)}`);
+
+export const listUsers = () => api<User[]>('GET', '/users');
+export const createUser = (u: { name: string; password: string; role: string }) => api<User>('POST', '/users', u);
+export const deleteUser = (name: string) => api<null>('DELETE', `/users/${seg(name)}`);
+
+export const listGrants = () => api<Grant[]>('GET', '/grants');
+export const createGrant = (g: Grant) => api<Grant>('POST', '/grants', g);
+export const deleteGrant = (g: Grant) => api<null>('DELETE', `/grants/${seg(g.user)}/${seg(g.target)}`);
+
+export const listSessions = () => api<SessionInfo[]>('GET', '/sessions');
+export const closeSession = (id: string) => api<null>('DELETE', `/sessions/${seg(id)}`);

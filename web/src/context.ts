@@ -1,0 +1,13 @@
+import type { Me } from './api';
+
+/** What the router hands a page. */
+export interface PageContext {
+  /** The element the page renders into (emptied for it). */
+  root: HTMLElement;
+  /** The logged-in user. */
+  me: Me;
+  /** Aborted when the user navigates away: stop timers, close sockets, ignore late answers. */
+  signal: AbortSignal;
+}
+
+export const isAdmin = (me: Me): boolean => me.role === 'admin';

@@ -1,0 +1,52 @@
+import { logout, type Me } from './api';
+import { isAdmin } from './context';
+import { h } from './dom';
+
+export type NavKey = 'targets' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'session';
+
+function navLink(id: string, href: string, label: string, active: boolean): HTMLAnchorElement {
+  return h('a', { id, href, class: active ? 'nav-link active' : 'nav-link', 'aria-current': active ? 'page' : null }, label);
+}
+
+/** The dark header bar: wordmark, navigation (admin links for admins), user and logout. */
+export function header(me: Me, active: NavKey): HTMLElement {
+  const nav = h('nav', { class: 'nav', 'aria-label': 'Main' }, navLink('nav-targets', '#/targets', 'Targets', active === 'targets'));
+  if (isAdmin(me)) {
+    nav.append(
+      navLink('nav-admin-users', '#/admin/users', 'Users', active === 'admin-users'),
+      navLink('nav-admin-targets', '#/admin/targets', 'Manage targets', active === 'admin-targets'),
+      navLink('nav-admin-grants', '#/admin/grants', 'Grants', active === 'admin-grants'),
+      navLink('nav-admin-sessions', '#/admin/sessions', 'Sessions', active === 'admin-sessions'),
+    );
+  }
+  const logoutBtn = h('button', { id: 'logout', type: 'button', class: 'btn btn-header' }, 'Log out');
+  logoutBtn.addEventListener('click', async () => {
+    logoutBtn.disabled = true;
+    try {
+      await logout();
+    } catch {
+      // Whatever happened, the user wants out: the login page follows anyway.
+    }
+    location.hash = '#/login';
+  });
+  return h(
+    'header',
+    { class: 'topbar' },
+    h('a', { class: 'wordmark', href: '#/targets' }, h('span', { class: 'wordmark-mark', 'aria-hidden': 'true' }), 'Portcullis'),
+    nav,
+    h(
+      'div',
+      { class: 'user' },
+      h('span', { id: 'current-user', class: 'user-name' }, me.name),
+      h('span', { id: 'current-role', class: `role-badge role-${me.role === 'admin' ? 'admin' : 'user'}` }, me.role),
+      logoutBtn,
+    ),
+  );
+}
+
+/** Renders header + a main element into root; returns the main element. */
+export function shell(root: HTMLElement, me: Me, active: NavKey, mainClass = 'page'): HTMLElement {
+  const main = h('main', { class: mainClass });
+  root.append(header(me, active), main);
+  return main;
+}

@@ -1,0 +1,106 @@
+// Portcullis browser UI: a hash router over the pages.
+
+import './style.css';
+import { ApiError, getMe, onUnauthorized, type Me } from './api';
+import type { PageContext } from './context';
+import { h, replace } from './dom';
+import { renderAdminGrants, renderAdminSessions, renderAdminTargets, renderAdminUsers } from './pages/admin';
+import { renderLogin } from './pages/login';
+import { renderSession } from './pages/session';
+import { renderTargets } from './pages/targets';
+import { errorMessage } from './pages/util';
+import { routeParts } from './router';
+import { counters } from './state';
+
+counters(); // window.__portcullis exists from the start
+
+const app = document.getElementById('app') ?? document.body;
+
+/** The logged-in user, once known. */
+let me: Me | null = null;
+/** Aborts the page being shown. */
+let current: AbortController | null = null;
+
+onUnauthorized(() => {
+  me = null;
+  if (location.hash !== '#/login') location.hash = '#/login';
+});
+
+function fatal(root: HTMLElement, message: string): void {
+  const retry = h('button', { type: 'button', class: 'btn btn-primary' }, 'Try again');
+  retry.addEventListener('click', () => void render());
+  replace(
+    root,
+    h(
+      'div',
+      { class: 'login-page' },
+      h('div', { class: 'login-card' }, h('div', { class: 'login-brand' }, 'Portcullis'), h('div', { class: 'page-error', role: 'alert' }, message), retry),
+    ),
+  );
+}
+
+async function render(): Promise<void> {
+  current?.abort();
+  const ac = new AbortController();
+  current = ac;
+  const signal = ac.signal;
+  replace(app);
+  window.scrollTo(0, 0);
+
+  const parts = routeParts(location.hash);
+  const [first, second] = parts;
+
+  if (first === 'login') {
+    me = null;
+    document.title = 'Sign in · Portcullis';
+    renderLogin(app, signal, (user) => {
+      me = user;
+      location.hash = '#/targets';
+    });
+    return;
+  }
+
+  if (me === null) {
+    try {
+      me = await getMe();
+    } catch (err) {
+      if (signal.aborted) return;
+      if (err instanceof ApiError && err.status === 401) return; // already sent to #/login
+      fatal(app, errorMessage(err));
+      return;
+    }
+    if (signal.aborted) return;
+  }
+
+  const ctx: PageContext = { root: app, me, signal };
+  if (first === 'targets' && parts.length === 1) {
+    document.title = 'Targets · Portcullis';
+    await renderTargets(ctx);
+  } else if (first === 'session' && second !== undefined && parts.length === 2) {
+    document.title = `${second} · Portcullis`;
+    renderSession(ctx, second);
+  } else if (first === 'admin' && parts.length === 2) {
+    document.title = 'Admin · Portcullis';
+    switch (second) {
+      case 'users':
+        await renderAdminUsers(ctx);
+        break;
+      case 'targets':
+        await renderAdminTargets(ctx);
+        break;
+      case 'grants':
+        await renderAdminGrants(ctx);
+        break;
+      case 'sessions':
+        await renderAdminSessions(ctx);
+        break;
+      default:
+        location.replace('#/targets');
+    }
+  } else {
+    location.replace('#/targets');
+  }
+}
+
+window.addEventListener('hashchange', () => void render());
+void render();

@@ -1,0 +1,401 @@
+import {
+  closeSession,
+  createGrant,
+  createTarget,
+  createUser,
+  deleteGrant,
+  deleteTarget,
+  deleteUser,
+  listGrants,
+  listSessions,
+  listTargets,
+  listUsers,
+  type Grant,
+  type SessionInfo,
+  type Target,
+  type User,
+} from '../api';
+import { isAdmin, type PageContext } from '../context';
+import { h, replace, showError } from '../dom';
+import { shell, type NavKey } from '../layout';
+import { errorMessage, formatTime } from './util';
+
+/** The parts every admin page has. There is exactly one `.form-error` per page. */
+interface AdminPage {
+  main: HTMLElement;
+  /** The page's single error element (API errors of the form and of table actions). */
+  error: HTMLElement;
+  tbody: HTMLTableSectionElement;
+  table: HTMLTableElement;
+}
+
+/** Renders the shell; returns null (after showing "not allowed") for a non-admin. */
+function adminShell(
+  ctx: PageContext,
+  nav: NavKey,
+  title: string,
+  subtitle: string,
+  columns: string[],
+  tableId: string,
+): AdminPage | null {
+  const main = shell(ctx.root, ctx.me, nav);
+  if (!isAdmin(ctx.me)) {
+    main.append(
+      h(
+        'div',
+        { id: 'not-allowed', class: 'empty', role: 'alert' },
+        h('p', { class: 'empty-title' }, 'You are not allowed to view this page.'),
+        h('p', { class: 'muted' }, 'Only administrators can manage the gateway.'),
+      ),
+    );
+    return null;
+  }
+  const error = h('div', { class: 'form-error', role: 'alert', hidden: true });
+  const tbody = h('tbody');
+  const table = h(
+    'table',
+    { id: tableId, class: 'data-table' },
+    h('thead', null, h('tr', null, ...columns.map((c) => h('th', { scope: 'col' }, c)))),
+    tbody,
+  );
+  main.append(h('div', { class: 'page-head' }, h('h1', null, title), h('p', { class: 'muted' }, subtitle)));
+  return { main, error, tbody, table };
+}
+
+function emptyRow(cols: number, text: string): HTMLTableRowElement {
+  return h('tr', { class: 'empty-row' }, h('td', { colspan: cols }, text));
+}
+
+function field(label: string, input: HTMLElement, id: string): HTMLElement {
+  return h('div', { class: 'field' }, h('label', { for: id }, label), input);
+}
+
+function deleteButton(label: string, attrs: Record<string, string>, onClick: (btn: HTMLButtonElement) => Promise<void>): HTMLButtonElement {
+  const btn = h('button', { type: 'button', class: 'btn btn-danger btn-small', ...attrs }, label);
+  btn.addEventListener('click', async () => {
+    btn.disabled = true;
+    try {
+      await onClick(btn);
+    } finally {
+      btn.disabled = false;
+    }
+  });
+  return btn;
+}
+
+/** Runs an API action, showing its error in the page's error element. True on success. */
+async function attempt(ctx: PageContext, error: HTMLElement, action: () => Promise<unknown>): Promise<boolean> {
+  showError(error, null);
+  try {
+    await action();
+    return true;
+  } catch (err) {
+    if (!ctx.signal.aborted) showError(error, errorMessage(err));
+    return false;
+  }
+}
+
+function submitting(btn: HTMLButtonElement, busy: boolean): void {
+  btn.disabled = busy;
+  btn.classList.toggle('busy', busy);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+export async function renderAdminUsers(ctx: PageContext): Promise<void> {
+  const page = adminShell(ctx, 'admin-users', 'Users', 'People who can sign in to the gateway.', ['Name', 'Role', ''], 'users-table');
+  if (!page) return;
+  const { main, error, tbody, table } = page;
+
+  const name = h('input', { id: 'user-name', type: 'text', autocomplete: 'off', spellcheck: 'false', required: true });
+  const password = h('input', { id: 'user-password', type: 'password', autocomplete: 'new-password', required: true });
+  const role = h(
+    'select',
+    { id: 'user-role' },
+    h('option', { value: 'user', selected: true }, 'user'),
+    h('option', { value: 'admin' }, 'admin'),
+  );
+  const create = h('button', { id: 'user-create', type: 'submit', class: 'btn btn-primary' }, 'Create user');
+  const form = h(
+    'form',
+    { class: 'card create-form', novalidate: true },
+    h('h2', null, 'New user'),
+    h('div', { class: 'form-row' }, field('Name', name, 'user-name'), field('Password', password, 'user-password'), field('Role', role, 'user-role'), h('div', { class: 'field field-action' }, create)),
+    error,
+  );
+  main.append(form, h('div', { class: 'card table-card' }, table));
+
+  const load = async () => {
+    const users = await listUsers();
+    if (ctx.signal.aborted) return;
+    users.sort((a, b) => a.name.localeCompare(b.name));
+    replace(tbody, ...(users.length ? users.map(row) : [emptyRow(3, 'No users.')]));
+  };
+  const row = (u: User) =>
+    h(
+      'tr',
+      { 'data-user': u.name },
+      h('td', null, u.name, u.name === ctx.me.name ? h('span', { class: 'muted you' }, ' (you)') : null),
+      h('td', null, h('span', { class: `role-badge role-${u.role === 'admin' ? 'admin' : 'user'}` }, u.role)),
+      h(
+        'td',
+        { class: 'actions' },
+        deleteButton('Delete', { 'data-delete-user': u.name, 'aria-label': `Delete user ${u.name}` }, async () => {
+          if (await attempt(ctx, error, () => deleteUser(u.name))) await attempt(ctx, error, load);
+        }),
+      ),
+    );
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (name.value.trim() === '' || password.value === '') {
+      showError(error, 'Enter a name and a password.');
+      return;
+    }
+    submitting(create, true);
+    const ok = await attempt(ctx, error, () => createUser({ name: name.value.trim(), password: password.value, role: role.value }));
+    submitting(create, false);
+    if (ok) {
+      form.reset();
+      name.focus();
+      await attempt(ctx, error, load);
+    }
+  });
+
+  await attempt(ctx, error, load);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets
+
+export async function renderAdminTargets(ctx: PageContext): Promise<void> {
+  const page = adminShell(
+    ctx,
+    'admin-targets',
+    'Manage targets',
+    'Systems the gateway connects to. Their passwords are stored by the gateway and never shown.',
+    ['Name', 'Kind', 'Address', 'Description', ''],
+    'targets-table',
+  );
+  if (!page) return;
+  const { main, error, tbody, table } = page;
+
+  const name = h('input', { id: 'target-name', type: 'text', autocomplete: 'off', spellcheck: 'false', required: true });
+  const address = h('input', { id: 'target-address', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: 'host:5900', required: true });
+  const password = h('input', { id: 'target-password', type: 'password', autocomplete: 'new-password' });
+  const description = h('input', { id: 'target-description', type: 'text', autocomplete: 'off' });
+  const create = h('button', { id: 'target-create', type: 'submit', class: 'btn btn-primary' }, 'Add target');
+  const form = h(
+    'form',
+    { class: 'card create-form', novalidate: true },
+    h('h2', null, 'New VNC target'),
+    h(
+      'div',
+      { class: 'form-row' },
+      field('Name', name, 'target-name'),
+      field('Address', address, 'target-address'),
+      field('VNC password', password, 'target-password'),
+      field('Description', description, 'target-description'),
+      h('div', { class: 'field field-action' }, create),
+    ),
+    error,
+  );
+  main.append(form, h('div', { class: 'card table-card' }, table));
+
+  const row = (t: Target) =>
+    h(
+      'tr',
+      { 'data-target-row': t.name },
+      h('td', null, t.name),
+      h('td', null, h('span', { class: 'kind-badge' }, (t.kind || 'vnc').toUpperCase())),
+      h('td', { class: 'mono' }, t.address ?? ''),
+      h('td', null, t.description ?? ''),
+      h(
+        'td',
+        { class: 'actions' },
+        deleteButton('Delete', { 'data-delete-target': t.name, 'aria-label': `Delete target ${t.name}` }, async () => {
+          if (await attempt(ctx, error, () => deleteTarget(t.name))) await attempt(ctx, error, load);
+        }),
+      ),
+    );
+  const load = async () => {
+    const targets = await listTargets();
+    if (ctx.signal.aborted) return;
+    targets.sort((a, b) => a.name.localeCompare(b.name));
+    replace(tbody, ...(targets.length ? targets.map(row) : [emptyRow(5, 'No targets yet.')]));
+  };
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (name.value.trim() === '' || address.value.trim() === '') {
+      showError(error, 'Enter a name and an address (host:port).');
+      return;
+    }
+    const body: { name: string; address: string; password: string; description?: string } = {
+      name: name.value.trim(),
+      address: address.value.trim(),
+      password: password.value,
+    };
+    if (description.value.trim() !== '') body.description = description.value.trim();
+    submitting(create, true);
+    const ok = await attempt(ctx, error, () => createTarget(body));
+    submitting(create, false);
+    if (ok) {
+      form.reset();
+      name.focus();
+      await attempt(ctx, error, load);
+    }
+  });
+
+  await attempt(ctx, error, load);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grants
+
+export async function renderAdminGrants(ctx: PageContext): Promise<void> {
+  const page = adminShell(ctx, 'admin-grants', 'Grants', 'Which user may open which target.', ['User', 'Target', ''], 'grants-table');
+  if (!page) return;
+  const { main, error, tbody, table } = page;
+
+  const user = h('select', { id: 'grant-user', required: true });
+  const target = h('select', { id: 'grant-target', required: true });
+  const create = h('button', { id: 'grant-create', type: 'submit', class: 'btn btn-primary' }, 'Grant access');
+  const form = h(
+    'form',
+    { class: 'card create-form', novalidate: true },
+    h('h2', null, 'New grant'),
+    h('div', { class: 'form-row' }, field('User', user, 'grant-user'), field('Target', target, 'grant-target'), h('div', { class: 'field field-action' }, create)),
+    error,
+  );
+  main.append(form, h('div', { class: 'card table-card' }, table));
+
+  const fillSelect = (sel: HTMLSelectElement, values: string[], placeholder: string) => {
+    const keep = sel.value;
+    replace(
+      sel,
+      h('option', { value: '' }, placeholder),
+      ...values.map((v) => h('option', { value: v }, v)),
+    );
+    if (values.includes(keep)) sel.value = keep;
+  };
+
+  const row = (g: Grant) =>
+    h(
+      'tr',
+      { 'data-grant': `${g.user}/${g.target}` },
+      h('td', null, g.user),
+      h('td', null, g.target),
+      h(
+        'td',
+        { class: 'actions' },
+        deleteButton(
+          'Delete',
+          { 'data-delete-grant-user': g.user, 'data-delete-grant-target': g.target, 'aria-label': `Delete grant of ${g.target} to ${g.user}` },
+          async () => {
+            if (await attempt(ctx, error, () => deleteGrant(g))) await attempt(ctx, error, loadGrants);
+          },
+        ),
+      ),
+    );
+  const loadGrants = async () => {
+    const grants = await listGrants();
+    if (ctx.signal.aborted) return;
+    grants.sort((a, b) => a.user.localeCompare(b.user) || a.target.localeCompare(b.target));
+    replace(tbody, ...(grants.length ? grants.map(row) : [emptyRow(3, 'No grants yet.')]));
+  };
+  const loadChoices = async () => {
+    const [users, targets] = await Promise.all([listUsers(), listTargets()]);
+    if (ctx.signal.aborted) return;
+    fillSelect(user, users.map((u) => u.name).sort((a, b) => a.localeCompare(b)), 'Choose a user…');
+    fillSelect(target, targets.map((t) => t.name).sort((a, b) => a.localeCompare(b)), 'Choose a target…');
+  };
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (user.value === '' || target.value === '') {
+      showError(error, 'Choose a user and a target.');
+      return;
+    }
+    submitting(create, true);
+    const ok = await attempt(ctx, error, () => createGrant({ user: user.value, target: target.value }));
+    submitting(create, false);
+    if (ok) await attempt(ctx, error, loadGrants);
+  });
+
+  await attempt(ctx, error, () => Promise.all([loadChoices(), loadGrants()]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+const REFRESH_MS = 2000;
+
+export async function renderAdminSessions(ctx: PageContext): Promise<void> {
+  const page = adminShell(
+    ctx,
+    'admin-sessions',
+    'Sessions',
+    'Live and recent sessions through the gateway. Refreshes every 2 seconds.',
+    ['ID', 'User', 'Target', 'Client address', 'Started', 'State', ''],
+    'sessions-table',
+  );
+  if (!page) return;
+  const { main, error, tbody, table } = page;
+  main.append(error, h('div', { class: 'card table-card' }, table));
+
+  const row = (s: SessionInfo) =>
+    h(
+      'tr',
+      { 'data-session': s.id },
+      h('td', { class: 'mono' }, s.id),
+      h('td', null, s.user),
+      h('td', null, s.target),
+      h('td', { class: 'mono' }, s.client_addr),
+      h('td', { title: s.started_at }, formatTime(s.started_at)),
+      h('td', null, h('span', { class: `state-badge state-${/^[a-z]+$/.test(s.state) ? s.state : 'unknown'}` }, s.state)),
+      h(
+        'td',
+        { class: 'actions' },
+        s.state === 'closed'
+          ? null
+          : deleteButton('Close', { 'data-close-session': s.id, 'aria-label': `Close session ${s.id}` }, async () => {
+              if (await attempt(ctx, error, () => closeSession(s.id))) await refresh();
+            }),
+      ),
+    );
+
+  let shown = '';
+  let inFlight = false;
+  let refreshFailed = false;
+  const refresh = async () => {
+    if (inFlight || ctx.signal.aborted) return;
+    inFlight = true;
+    try {
+      const sessions = await listSessions();
+      if (ctx.signal.aborted) return;
+      const key = JSON.stringify(sessions);
+      // Rebuild only on change, so buttons stay put under the pointer.
+      if (key !== shown) {
+        shown = key;
+        replace(tbody, ...(sessions.length ? sessions.map(row) : [emptyRow(7, 'No sessions.')]));
+      }
+      if (refreshFailed) {
+        refreshFailed = false;
+        showError(error, null);
+      }
+    } catch (err) {
+      if (!ctx.signal.aborted) {
+        showError(error, errorMessage(err));
+        refreshFailed = true;
+      }
+    } finally {
+      inFlight = false;
+    }
+  };
+
+  const timer = window.setInterval(() => void refresh(), REFRESH_MS);
+  ctx.signal.addEventListener('abort', () => window.clearInterval(timer));
+  await refresh();
+}

@@ -1,0 +1,489 @@
+// `#/session/<name>`: the remote desktop viewer over the session WebSocket.
+
+import { getMe } from '../api';
+import type { PageContext } from '../context';
+import { h, showError } from '../dom';
+import { KeyTracker, type KeyAction } from '../keysym';
+import { shell } from '../layout';
+import {
+  domButtonToBit,
+  fitSize,
+  PointerSender,
+  toDesktop,
+  WheelAccumulator,
+  wheelBits,
+} from '../pointer';
+import {
+  ackMsg,
+  clipboardMsg,
+  keyMsg,
+  mimeOf,
+  parseBinary,
+  parseServerText,
+  pointerMsg,
+  refreshMsg,
+  type ServerMessage,
+} from '../protocol';
+import { counters, resetCounters } from '../state';
+
+/** How long to wait for `init` before giving up. */
+export const INIT_TIMEOUT_MS = 20_000;
+/** How long a Ctrl+V keydown waits for its paste event before it is forwarded anyway. */
+const PASTE_WAIT_MS = 150;
+
+/** The WebSocket URL of a target (wss: on https pages, ws: on http). */
+export function connectUrl(loc: { protocol: string; host: string }, target: string): string {
+  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${loc.host}/api/v1/targets/${encodeURIComponent(target)}/connect`;
+}
+
+type Phase = 'connecting' | 'connected' | 'ended';
+
+export function renderSession(ctx: PageContext, target: string): void {
+  const { signal } = ctx;
+  resetCounters();
+  const stats = counters();
+
+  // ---- DOM ------------------------------------------------------------------------------------
+  const main = shell(ctx.root, ctx.me, 'session', 'session-page');
+
+  const status = h('span', { id: 'session-status', class: 'session-status', 'data-state': 'connecting', role: 'status' });
+  const scaleBox = h('input', { id: 'scale-to-fit', type: 'checkbox', checked: true });
+  const refreshBtn = h('button', { id: 'refresh', type: 'button', class: 'btn btn-small', title: 'Ask the target for a full repaint', disabled: true }, 'Refresh');
+  const disconnectBtn = h('button', { id: 'disconnect', type: 'button', class: 'btn btn-small btn-danger' }, 'Disconnect');
+  const errorBox = h('div', { id: 'session-error', class: 'session-error', role: 'alert', hidden: true });
+  const canvas = h('canvas', { id: 'session-canvas', tabindex: 0, width: 1, height: 1, hidden: true, 'aria-label': `Remote desktop of ${target}` });
+  const spinner = h('span', { class: 'spinner', 'aria-hidden': 'true' });
+  const placeholderText = h('span', null, `Connecting to ${target}…`);
+  const placeholder = h('div', { class: 'viewport-placeholder' }, spinner, placeholderText);
+  const viewport = h('div', { id: 'session-viewport', class: 'session-viewport fit' }, placeholder, canvas);
+
+  const remoteClip = h('textarea', { id: 'remote-clipboard', readonly: true, rows: 5, spellcheck: 'false', placeholder: 'Text copied on the target appears here.' });
+  const copyBtn = h('button', { id: 'copy-remote-clipboard', type: 'button', class: 'btn btn-small' }, 'Copy');
+  const localClip = h('textarea', { id: 'local-clipboard', rows: 5, spellcheck: 'false', placeholder: 'Type or paste text, then send it to the target’s clipboard.' });
+  const sendClipBtn = h('button', { id: 'send-clipboard', type: 'button', class: 'btn btn-small btn-primary', disabled: true }, 'Send to target');
+  const clipMsg = h('div', { id: 'clipboard-message', class: 'clipboard-message', role: 'status' });
+
+  main.append(
+    h(
+      'div',
+      { class: 'session-toolbar' },
+      h('span', { class: 'session-target' }, h('span', { class: 'muted' }, 'Target '), h('strong', { id: 'session-target' }, target)),
+      status,
+      h('span', { class: 'toolbar-spacer' }),
+      h('label', { class: 'check', for: 'scale-to-fit' }, scaleBox, ' Scale to fit'),
+      refreshBtn,
+      disconnectBtn,
+    ),
+    errorBox,
+    h(
+      'div',
+      { class: 'session-body' },
+      viewport,
+      h(
+        'aside',
+        { class: 'clipboard-panel', 'aria-label': 'Clipboard' },
+        h('h2', null, 'Clipboard'),
+        h('div', { class: 'clip-head' }, h('label', { for: 'remote-clipboard' }, 'From the target'), copyBtn),
+        remoteClip,
+        h('label', { for: 'local-clipboard' }, 'To the target'),
+        localClip,
+        h('div', { class: 'clip-actions' }, sendClipBtn),
+        clipMsg,
+        h('p', { class: 'hint' }, 'Ctrl+V on the desktop also sends your clipboard first. Limit 128 KiB.'),
+      ),
+    ),
+  );
+
+  // ---- state ----------------------------------------------------------------------------------
+  let phase: Phase = 'connecting';
+  let desktopW = 0;
+  let desktopH = 0;
+  let gotInit = false;
+  let gotError = false;
+  let closedReason: string | null = null;
+  let timedOut = false;
+  let userClosed = false;
+  /** Draws and acks, strictly in arrival order. Never rejects. */
+  let chain: Promise<void> = Promise.resolve();
+  const g = canvas.getContext('2d', { alpha: false });
+
+  const setStatus = (text: string, state: 'connecting' | 'connected' | 'disconnected') => {
+    status.textContent = text;
+    status.dataset.state = state;
+  };
+  setStatus(`Connecting to ${target}…`, 'connecting');
+
+  const ws = new WebSocket(connectUrl(location, target));
+  ws.binaryType = 'arraybuffer';
+
+  const send = (msg: string) => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(msg);
+  };
+  const live = () => phase === 'connected' && ws.readyState === WebSocket.OPEN;
+
+  const initTimer = window.setTimeout(() => {
+    if (gotInit || phase === 'ended') return;
+    timedOut = true;
+    showError(errorBox, `Timed out: no answer from ${target} through the gateway within ${INIT_TIMEOUT_MS / 1000} seconds.`);
+    endSession();
+    ws.close();
+  }, INIT_TIMEOUT_MS);
+
+  // ---- scaling --------------------------------------------------------------------------------
+  const applyScale = () => {
+    if (desktopW === 0) return;
+    const fit = scaleBox.checked;
+    viewport.classList.toggle('fit', fit);
+    viewport.classList.toggle('actual', !fit);
+    if (fit) {
+      const s = fitSize(desktopW, desktopH, viewport.clientWidth, viewport.clientHeight);
+      canvas.style.width = `${s.width}px`;
+      canvas.style.height = `${s.height}px`;
+    } else {
+      canvas.style.width = `${desktopW}px`;
+      canvas.style.height = `${desktopH}px`;
+    }
+  };
+  scaleBox.addEventListener('change', () => {
+    applyScale();
+    if (live()) canvas.focus({ preventScroll: true });
+  });
+  const resizeObserver = new ResizeObserver(() => applyScale());
+  resizeObserver.observe(viewport);
+
+  const setDesktopSize = (w: number, hgt: number) => {
+    desktopW = w;
+    desktopH = hgt;
+    canvas.width = w; // also clears it; a full repaint follows
+    canvas.height = hgt;
+    if (g) {
+      g.fillStyle = '#000';
+      g.fillRect(0, 0, w, hgt);
+    }
+    applyScale();
+  };
+
+  // ---- drawing --------------------------------------------------------------------------------
+  const enqueue = (step: () => void | Promise<void>) => {
+    chain = chain.then(step).catch((err: unknown) => {
+      console.warn('portcullis: drawing step failed', err);
+    });
+  };
+
+  const onBinary = (buf: ArrayBuffer) => {
+    let m;
+    try {
+      m = parseBinary(buf);
+    } catch (err) {
+      console.warn('portcullis: bad binary message', err);
+      return;
+    }
+    if (m.kind === 'rect') {
+      const { x, y, encoding, data } = m;
+      const type = mimeOf(encoding);
+      if (type === null) {
+        console.warn(`portcullis: unknown rectangle encoding ${encoding}`);
+        return;
+      }
+      // Decode now (in parallel with earlier rectangles), draw in arrival order.
+      const bitmap = createImageBitmap(new Blob([data], { type }));
+      bitmap.catch(() => {}); // reported when its turn comes
+      enqueue(async () => {
+        const bm = await bitmap;
+        try {
+          g?.drawImage(bm, x, y);
+        } finally {
+          bm.close();
+        }
+      });
+    } else {
+      const seq = m.seq;
+      enqueue(() => {
+        stats.framesPainted += 1;
+        stats.lastSeq = seq;
+        send(ackMsg(seq));
+      });
+    }
+  };
+
+  const onText = (msg: ServerMessage) => {
+    switch (msg.type) {
+      case 'init':
+        if (gotInit) return;
+        gotInit = true;
+        window.clearTimeout(initTimer);
+        phase = 'connected';
+        stats.sessionId = msg.session;
+        placeholder.hidden = true;
+        canvas.hidden = false;
+        enqueue(() => setDesktopSize(msg.width, msg.height));
+        setStatus('Connected', 'connected');
+        refreshBtn.disabled = false;
+        sendClipBtn.disabled = false;
+        // The canvas is visible now; give it the keyboard.
+        canvas.focus({ preventScroll: true });
+        return;
+      case 'resize':
+        enqueue(() => setDesktopSize(msg.width, msg.height));
+        return;
+      case 'clipboard':
+        remoteClip.value = msg.text;
+        return;
+      case 'bell':
+        viewport.classList.remove('bell');
+        void viewport.offsetWidth; // restart the animation
+        viewport.classList.add('bell');
+        return;
+      case 'error':
+        gotError = true;
+        window.clearTimeout(initTimer);
+        showError(errorBox, msg.message);
+        return;
+      case 'closed':
+        closedReason = msg.reason;
+        window.clearTimeout(initTimer);
+        setStatus(msg.reason ? `Disconnected: ${msg.reason}` : 'Disconnected: the session ended', 'disconnected');
+        return;
+    }
+  };
+
+  ws.addEventListener('message', (ev: MessageEvent) => {
+    if (phase === 'ended') return;
+    if (ev.data instanceof ArrayBuffer) {
+      onBinary(ev.data);
+    } else if (typeof ev.data === 'string') {
+      const msg = parseServerText(ev.data);
+      if (msg === null) {
+        console.warn('portcullis: ignoring unknown message', ev.data.slice(0, 200));
+        return;
+      }
+      onText(msg);
+    }
+  });
+
+  ws.addEventListener('close', (ev: CloseEvent) => {
+    window.clearTimeout(initTimer);
+    const wasConnected = gotInit;
+    endSession();
+    if (closedReason !== null) return; // status already shows the reason
+    setStatus('Disconnected', 'disconnected');
+    if (gotError || timedOut || userClosed) return;
+    // 1005 (no status) and 1006 (abnormal: refused upgrade, dropped TCP) carry no information.
+    const detail = ev.code && ev.code !== 1005 && ev.code !== 1006 ? ` (close code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''})` : '';
+    if (wasConnected) {
+      showError(errorBox, `The connection to the gateway was lost${detail}.`);
+    } else {
+      showError(
+        errorBox,
+        `The gateway refused or dropped the connection to ${target}${detail}. You may not have access to this target, or the gateway is unreachable.`,
+      );
+      // A refused upgrade looks the same whatever the cause: if it was an expired login,
+      // the API answers 401 and the app goes to the login page.
+      if (!signal.aborted) getMe().catch(() => {});
+    }
+  });
+
+  // ---- keyboard -------------------------------------------------------------------------------
+  const keys = new KeyTracker();
+  let pendingPaste: { actions: KeyAction[]; timer: number } | null = null;
+
+  const sendKeys = (actions: KeyAction[]) => {
+    for (const a of actions) send(keyMsg(a.keysym, a.down));
+  };
+  const flushPaste = () => {
+    const p = pendingPaste;
+    if (!p) return;
+    pendingPaste = null;
+    window.clearTimeout(p.timer);
+    sendKeys(p.actions);
+  };
+  const isPasteShortcut = (e: KeyboardEvent) =>
+    (((e.ctrlKey || e.metaKey) && !e.altKey && (e.key === 'v' || e.key === 'V')) || (e.shiftKey && e.key === 'Insert'));
+
+  const sendClipboard = (text: string): boolean => {
+    const r = clipboardMsg(text);
+    if (!r.ok) {
+      clipMsg.textContent = r.error;
+      clipMsg.classList.add('is-error');
+      return false;
+    }
+    if (!live()) {
+      clipMsg.textContent = 'Not connected.';
+      clipMsg.classList.add('is-error');
+      return false;
+    }
+    send(r.msg);
+    clipMsg.textContent = `Sent ${text.length} character${text.length === 1 ? '' : 's'} to the target’s clipboard.`;
+    clipMsg.classList.remove('is-error');
+    return true;
+  };
+
+  canvas.addEventListener('keydown', (e) => {
+    if (!live()) return;
+    flushPaste();
+    const actions = keys.down(e);
+    if (isPasteShortcut(e)) {
+      // Let the browser fire `paste` (we send the local clipboard first), then forward the key.
+      pendingPaste = { actions, timer: window.setTimeout(flushPaste, PASTE_WAIT_MS) };
+      return;
+    }
+    e.preventDefault();
+    e.stopPropagation();
+    sendKeys(actions);
+  });
+  canvas.addEventListener('keyup', (e) => {
+    if (!live()) return;
+    e.preventDefault();
+    e.stopPropagation();
+    flushPaste();
+    sendKeys(keys.up(e));
+  });
+  canvas.addEventListener('paste', (e) => {
+    if (!live()) return;
+    e.preventDefault();
+    const text = e.clipboardData?.getData('text/plain') ?? '';
+    if (text !== '') sendClipboard(text);
+    flushPaste();
+  });
+
+  // ---- pointer --------------------------------------------------------------------------------
+  const pointer = new PointerSender(
+    (p) => send(pointerMsg(p.x, p.y, p.buttons)),
+    (cb) => window.requestAnimationFrame(cb),
+  );
+  const wheel = new WheelAccumulator();
+  let mask = 0;
+  const at = (e: MouseEvent) => toDesktop(e.clientX, e.clientY, canvas.getBoundingClientRect(), desktopW, desktopH);
+
+  canvas.addEventListener('mousedown', (e) => {
+    if (!live()) return;
+    e.preventDefault(); // no text selection, no middle-click autoscroll
+    canvas.focus({ preventScroll: true });
+    const bit = domButtonToBit(e.button);
+    if (bit === 0) return;
+    mask |= bit;
+    const p = at(e);
+    pointer.buttonChange(p.x, p.y, mask);
+  });
+  const onWindowMouseUp = (e: MouseEvent) => {
+    if (!live()) return;
+    const bit = domButtonToBit(e.button);
+    if (bit === 0 || (mask & bit) === 0) return; // not a press that started on the canvas
+    mask &= ~bit;
+    const p = at(e);
+    pointer.buttonChange(p.x, p.y, mask);
+  };
+  const onWindowMouseMove = (e: MouseEvent) => {
+    if (!live()) return;
+    // Over the canvas, or anywhere while dragging (coordinates clamp to the desktop edge).
+    if (e.target !== canvas && mask === 0) return;
+    const p = at(e);
+    pointer.move(p.x, p.y, mask);
+  };
+  window.addEventListener('mouseup', onWindowMouseUp);
+  window.addEventListener('mousemove', onWindowMouseMove);
+  canvas.addEventListener('contextmenu', (e) => e.preventDefault());
+  canvas.addEventListener(
+    'wheel',
+    (e) => {
+      if (!live()) return;
+      e.preventDefault();
+      const n = wheel.push(e.deltaX, e.deltaY, e.deltaMode);
+      const bits = wheelBits(n.x, n.y);
+      if (bits.length === 0) return;
+      const p = at(e);
+      pointer.wheel(p.x, p.y, bits);
+    },
+    { passive: false },
+  );
+
+  // ---- focus loss: release everything held -----------------------------------------------------
+  const releaseAll = () => {
+    flushPaste();
+    if (live()) {
+      sendKeys(keys.releaseAll());
+      if (mask !== 0) {
+        mask = 0;
+        pointer.releaseAll();
+      }
+    } else {
+      keys.releaseAll();
+      mask = 0;
+    }
+  };
+  const onVisibility = () => {
+    if (document.visibilityState === 'hidden') releaseAll();
+  };
+  canvas.addEventListener('blur', releaseAll);
+  window.addEventListener('blur', releaseAll);
+  document.addEventListener('visibilitychange', onVisibility);
+
+  // ---- toolbar and clipboard ---------------------------------------------------------------------
+  refreshBtn.addEventListener('click', () => {
+    send(refreshMsg());
+    canvas.focus({ preventScroll: true });
+  });
+  sendClipBtn.addEventListener('click', () => {
+    sendClipboard(localClip.value);
+  });
+  copyBtn.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(remoteClip.value);
+      clipMsg.textContent = 'Copied to your clipboard.';
+      clipMsg.classList.remove('is-error');
+    } catch {
+      remoteClip.select();
+      clipMsg.textContent = 'Selected: press Ctrl+C to copy.';
+      clipMsg.classList.remove('is-error');
+    }
+  });
+  disconnectBtn.addEventListener('click', () => {
+    close();
+    location.hash = '#/targets';
+  });
+
+  // ---- ending ---------------------------------------------------------------------------------
+  function endSession(): void {
+    if (phase === 'ended') return;
+    phase = 'ended';
+    keys.releaseAll();
+    pointer.cancel();
+    mask = 0;
+    flushPendingPasteSilently();
+    refreshBtn.disabled = true;
+    sendClipBtn.disabled = true;
+    viewport.classList.add('ended');
+    if (!gotInit) {
+      spinner.hidden = true;
+      placeholderText.textContent = 'Not connected.';
+    }
+  }
+  function flushPendingPasteSilently(): void {
+    if (pendingPaste) window.clearTimeout(pendingPaste.timer);
+    pendingPaste = null;
+  }
+  /** Closes the session on purpose (Disconnect button, navigating away). */
+  function close(): void {
+    if (phase === 'ended' && ws.readyState === WebSocket.CLOSED) return;
+    userClosed = true;
+    if (live()) {
+      // Leave nothing held down on the target.
+      sendKeys(keys.releaseAll());
+      pointer.flush();
+      pointer.releaseAll();
+    }
+    endSession();
+    if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000, 'closed by the user');
+  }
+
+  signal.addEventListener('abort', () => {
+    close();
+    window.clearTimeout(initTimer);
+    resizeObserver.disconnect();
+    window.removeEventListener('mouseup', onWindowMouseUp);
+    window.removeEventListener('mousemove', onWindowMouseMove);
+    window.removeEventListener('blur', releaseAll);
+    document.removeEventListener('visibilitychange', onVisibility);
+  });
+}

@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ackMsg,
+  clipboardMsg,
+  keyMsg,
+  mimeOf,
+  parseBinary,
+  parseServerText,
+  pointerMsg,
+  utf8Length,
+} from './protocol';
+
+function bytes(...b: number[]): ArrayBuffer {
+  return new Uint8Array(b).buffer;
+}
+
+describe('parseBinary', () => {
+  it('decodes a rectangle (big-endian u16 fields, image after 10 bytes)', () => {
+    const m = parseBinary(bytes(1, 1, 0x01, 0x02, 0x00, 0x03, 0x01, 0x00, 0x00, 0x20, 0xaa, 0xbb));
+    expect(m).toMatchObject({ kind: 'rect', encoding: 1, x: 258, y: 3, width: 256, height: 32 });
+    if (m.kind !== 'rect') throw new Error('not a rect');
+    expect([...m.data]).toEqual([0xaa, 0xbb]);
+  });
+
+  it('decodes an end of frame (big-endian u32)', () => {
+    expect(parseBinary(bytes(2, 0x01, 0x02, 0x03, 0x04))).toEqual({
+      kind: 'frameEnd',
+      seq: 0x01020304,
+    });
+    expect(parseBinary(bytes(2, 0xff, 0xff, 0xff, 0xff))).toEqual({
+      kind: 'frameEnd',
+      seq: 4294967295,
+    });
+  });
+
+  it('rejects short and unknown messages', () => {
+    expect(() => parseBinary(bytes())).toThrow();
+    expect(() => parseBinary(bytes(1, 1, 0))).toThrow();
+    expect(() => parseBinary(bytes(2, 0, 0))).toThrow();
+    expect(() => parseBinary(bytes(9))).toThrow();
+  });
+
+  it('names the encodings', () => {
+    expect(mimeOf(1)).toBe('image/png');
+    expect(mimeOf(2)).toBe('image/jpeg');
+    expect(mimeOf(3)).toBeNull();
+  });
+});
+
+describe('parseServerText', () => {
+  it('parses every message', () => {
+    expect(
+      parseServerText('{"type":"init","session":"u-1","target":"web","width":800,"height":600}'),
+    ).toEqual({ type: 'init', session: 'u-1', target: 'web', width: 800, height: 600 });
+    expect(parseServerText('{"type":"resize","width":1024,"height":768}')).toEqual({
+      type: 'resize',
+      width: 1024,
+      height: 768,
+    });
+    expect(parseServerText('{"type":"clipboard","text":"hi"}')).toEqual({
+      type: 'clipboard',
+      text: 'hi',
+    });
+    expect(parseServerText('{"type":"bell"}')).toEqual({ type: 'bell' });
+    expect(
+      parseServerText('{"type":"error","code":"target_auth_failed","message":"wrong password"}'),
+    ).toEqual({ type: 'error', code: 'target_auth_failed', message: 'wrong password' });
+    expect(parseServerText('{"type":"closed","reason":"target closed"}')).toEqual({
+      type: 'closed',
+      reason: 'target closed',
+    });
+  });
+
+  it('rejects malformed messages', () => {
+    expect(parseServerText('nope')).toBeNull();
+    expect(parseServerText('[]')).toBeNull();
+    expect(parseServerText('{"type":"launch"}')).toBeNull();
+    expect(parseServerText('{"type":"init","session":"x","width":0,"height":5}')).toBeNull();
+    expect(parseServerText('{"type":"resize","width":"1","height":5}')).toBeNull();
+    expect(parseServerText('{"type":"clipboard"}')).toBeNull();
+  });
+
+  it('fills in a missing error message', () => {
+    expect(parseServerText('{"type":"error"}')).toEqual({
+      type: 'error',
+      code: 'internal',
+      message: 'The session failed.',
+    });
+  });
+});
+
+describe('client messages', () => {
+  it('are the documented JSON', () => {
+    expect(JSON.parse(keyMsg(0xff0d, true))).toEqual({ t: 'key', keysym: 65293, down: true });
+    expect(JSON.parse(pointerMsg(1, 2, 5))).toEqual({ t: 'pointer', x: 1, y: 2, buttons: 5 });
+    expect(JSON.parse(ackMsg(7))).toEqual({ t: 'ack', seq: 7 });
+  });
+
+  it('enforces the 128 KiB clipboard limit in UTF-8 bytes', () => {
+    const ok = clipboardMsg('a'.repeat(128 * 1024));
+    expect(ok.ok).toBe(true);
+    if (ok.ok) expect(JSON.parse(ok.msg)).toEqual({ t: 'clipboard', text: 'a'.repeat(131072) });
+    expect(clipboardMsg('a'.repeat(128 * 1024 + 1)).ok).toBe(false);
+    // 'é' is two bytes in UTF-8.
+    expect(clipboardMsg('é'.repeat(64 * 1024)).ok).toBe(true);
+    expect(clipboardMsg('é'.repeat(64 * 1024 + 1)).ok).toBe(false);
+  });
+
+  it('refuses text whose JSON escaping exceeds the 256 KiB message limit', () => {
+    const r = clipboardMsg('\u0001'.repeat(100 * 1024));
+    expect(r.ok).toBe(false);
+  });
+
+  it('measures UTF-8 length', () => {
+    expect(utf8Length('')).toBe(0);
+    expect(utf8Length('abc')).toBe(3);
+    expect(utf8Length('é')).toBe(2);
+    expect(utf8Length('€')).toBe(3);
+    expect(utf8Length('😀')).toBe(4);
+    expect(utf8Length('\ud800')).toBe(3);
+    const s = 'aé€😀\ud800x';
+    expect(utf8Length(s)).toBe(new TextEncoder().encode(s).length);
+  });
+});

@@ -1,0 +1,155 @@
+// The session WebSocket format (docs/browser-protocol.md, "Session WebSocket").
+
+/** Binary message kinds. */
+export const KIND_RECT = 1;
+export const KIND_FRAME_END = 2;
+/** Bytes before the image in a rectangle message. */
+export const RECT_HEADER_LEN = 10;
+
+/** Rectangle image encodings. */
+export const ENC_PNG = 1;
+export const ENC_JPEG = 2;
+
+/** Largest clipboard text we may send, in UTF-8 bytes. */
+export const MAX_CLIPBOARD_BYTES = 128 * 1024;
+/** Largest text message we may send, in UTF-8 bytes. */
+export const MAX_CLIENT_MESSAGE = 256 * 1024;
+
+/** A decoded binary message from the gateway. */
+export type ServerBinary =
+  | { kind: 'rect'; encoding: number; x: number; y: number; width: number; height: number; data: Uint8Array<ArrayBuffer> }
+  | { kind: 'frameEnd'; seq: number };
+
+/** Decodes a binary message; throws on a short or unknown one. */
+export function parseBinary(buf: ArrayBuffer): ServerBinary {
+  const view = new DataView(buf);
+  if (buf.byteLength < 1) throw new Error('empty binary message');
+  const kind = view.getUint8(0);
+  if (kind === KIND_RECT) {
+    if (buf.byteLength < RECT_HEADER_LEN) throw new Error('short rectangle message');
+    return {
+      kind: 'rect',
+      encoding: view.getUint8(1),
+      x: view.getUint16(2),
+      y: view.getUint16(4),
+      width: view.getUint16(6),
+      height: view.getUint16(8),
+      data: new Uint8Array(buf, RECT_HEADER_LEN),
+    };
+  }
+  if (kind === KIND_FRAME_END) {
+    if (buf.byteLength < 5) throw new Error('short end-of-frame message');
+    return { kind: 'frameEnd', seq: view.getUint32(1) };
+  }
+  throw new Error(`unknown binary message kind ${kind}`);
+}
+
+/** The MIME type of a rectangle encoding, or null if unknown. */
+export function mimeOf(encoding: number): string | null {
+  if (encoding === ENC_PNG) return 'image/png';
+  if (encoding === ENC_JPEG) return 'image/jpeg';
+  return null;
+}
+
+/** A JSON message from the gateway. */
+export type ServerMessage =
+  | { type: 'init'; session: string; target: string; width: number; height: number }
+  | { type: 'resize'; width: number; height: number }
+  | { type: 'clipboard'; text: string }
+  | { type: 'bell' }
+  | { type: 'error'; code: string; message: string }
+  | { type: 'closed'; reason: string };
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function dim(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= 65535;
+}
+
+/** Parses and validates a text message; returns null for anything malformed or unknown. */
+export function parseServerText(text: string): ServerMessage | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isObj(v)) return null;
+  switch (v.type) {
+    case 'init':
+      if (typeof v.session !== 'string' || !dim(v.width) || !dim(v.height)) return null;
+      return {
+        type: 'init',
+        session: v.session,
+        target: typeof v.target === 'string' ? v.target : '',
+        width: v.width,
+        height: v.height,
+      };
+    case 'resize':
+      if (!dim(v.width) || !dim(v.height)) return null;
+      return { type: 'resize', width: v.width, height: v.height };
+    case 'clipboard':
+      if (typeof v.text !== 'string') return null;
+      return { type: 'clipboard', text: v.text };
+    case 'bell':
+      return { type: 'bell' };
+    case 'error':
+      return {
+        type: 'error',
+        code: typeof v.code === 'string' ? v.code : 'internal',
+        message: typeof v.message === 'string' && v.message !== '' ? v.message : 'The session failed.',
+      };
+    case 'closed':
+      return { type: 'closed', reason: typeof v.reason === 'string' ? v.reason : '' };
+    default:
+      return null;
+  }
+}
+
+/** UTF-8 length of a string without allocating. */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}
+
+export const keyMsg = (keysym: number, down: boolean): string =>
+  JSON.stringify({ t: 'key', keysym, down });
+
+export const pointerMsg = (x: number, y: number, buttons: number): string =>
+  JSON.stringify({ t: 'pointer', x, y, buttons });
+
+export const ackMsg = (seq: number): string => JSON.stringify({ t: 'ack', seq });
+
+export const refreshMsg = (): string => JSON.stringify({ t: 'refresh' });
+
+/**
+ * The clipboard message for `text`, or an error message (for the user) when it is too large.
+ */
+export function clipboardMsg(text: string): { ok: true; msg: string } | { ok: false; error: string } {
+  const bytes = utf8Length(text);
+  if (bytes > MAX_CLIPBOARD_BYTES) {
+    return {
+      ok: false,
+      error: `The text is too large to send (${Math.ceil(bytes / 1024)} KiB; the limit is 128 KiB).`,
+    };
+  }
+  const msg = JSON.stringify({ t: 'clipboard', text });
+  if (utf8Length(msg) > MAX_CLIENT_MESSAGE) {
+    return { ok: false, error: 'The text is too large to send (over 256 KiB once encoded).' };
+  }
+  return { ok: true, msg };
+}

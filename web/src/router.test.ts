@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { routeParts } from './router';
+import { connectUrl } from './pages/session';
+
+describe('routeParts', () => {
+  it('splits and decodes hash routes', () => {
+    expect(routeParts('')).toEqual([]);
+    expect(routeParts('#/')).toEqual([]);
+    expect(routeParts('#/targets')).toEqual(['targets']);
+    expect(routeParts('#/admin/users')).toEqual(['admin', 'users']);
+    expect(routeParts('#/session/my%20box')).toEqual(['session', 'my box']);
+    expect(routeParts('#/session/a%2Fb')).toEqual(['session', 'a/b']);
+    expect(routeParts('#/session/%E2%82%AC')).toEqual(['session', '€']);
+    expect(routeParts('#/session/%zz')).toEqual(['session', '%zz']);
+  });
+});
+
+describe('connectUrl', () => {
+  it('uses wss on https and ws on http, encoding the name', () => {
+    expect(connectUrl({ protocol: 'https:', host: 'gw.example:8443' }, 'web 1')).toBe(
+      'wss://gw.example:8443/api/v1/targets/web%201/connect',
+    );
+    expect(connectUrl({ protocol: 'http:', host: '127.0.0.1:8080' }, 'a/b')).toBe(
+      'ws://127.0.0.1:8080/api/v1/targets/a%2Fb/connect',
+    );
+  });
+});
