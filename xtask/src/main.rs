@@ -1,1 +1,325 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's automation, in Rust so it needs nothing but cargo.
+//!
+//! - `demo`: installs what is missing, builds the UI and the gateway, starts a demo VNC desktop
+//!   and runs the gateway with that desktop registered.
+//! - `test`: installs what is missing and runs every test: formatting, lints, Rust unit and
+//!   integration tests, UI unit tests, and the end-to-end tests through real peers.
+//! - `bench`: builds in release mode and runs the benchmarks in `benches/`.
+//! - `deps`: only installs the system and npm packages.
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// Debian packages the demo, the tests and the benchmarks need (real peers and tools).
+const APT_PACKAGES: &[&str] = &[
+    "xvfb",
+    "x11vnc",
+    "x11-utils",
+    "x11-xserver-utils",
+    "xterm",
+    "xdotool",
+    "imagemagick",
+    "chromium",
+    "fonts-dejavu-core",
+    "novnc",
+    "websockify",
+    "nodejs",
+    "npm",
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("deps") => deps(&root),
+        Some("demo") => demo(&root),
+        Some("test") => test(&root),
+        Some("bench") => bench(&root),
+        _ => {
+            println!("usage: cargo xtask <demo|test|bench|deps>");
+            bail!("unknown or missing command")
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    println!("$ {}", describe(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{} failed with {status}", describe(cmd));
+    }
+    Ok(())
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn deps(root: &Path) -> Result<()> {
+    let mut missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
+    // A machine may bring its own node and npm; only install Debian's if there is none.
+    if have("node") && have("npm") {
+        missing.retain(|p| *p != "nodejs" && *p != "npm");
+    }
+    if !missing.is_empty() {
+        let sudo = if is_root() { vec![] } else { vec!["sudo"] };
+        let mut update = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+        if !sudo.is_empty() {
+            update.arg("apt-get");
+        }
+        run(update.arg("update").arg("-qq"))?;
+        let mut install = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+        if !sudo.is_empty() {
+            install.arg("apt-get");
+        }
+        run(install
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing))?;
+    }
+    let web = root.join("web");
+    let stamp = web.join("node_modules/.package-lock.json");
+    let fresh = match (
+        std::fs::metadata(&stamp),
+        std::fs::metadata(web.join("package-lock.json")),
+    ) {
+        (Ok(s), Ok(l)) => s.modified().ok() >= l.modified().ok(),
+        _ => false,
+    };
+    if !fresh {
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&web))?;
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn build_ui(root: &Path) -> Result<()> {
+    run(Command::new("npm")
+        .args(["run", "build"])
+        .current_dir(root.join("web")))
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn test(root: &Path) -> Result<()> {
+    deps(root)?;
+    build_ui(root)?;
+    run(Command::new("npm")
+        .args(["test"])
+        .current_dir(root.join("web")))?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args(["test", "--workspace"]))?;
+    run(cargo().args(["build", "-p", "portcullis"]))?;
+    run(Command::new("node")
+        .args([
+            "--test",
+            "--test-concurrency=1",
+            "--test-timeout=180000",
+            "e2e/",
+        ])
+        .env("PORTCULLIS_BIN", root.join("target/debug/portcullis"))
+        .current_dir(root.join("web")))?;
+    println!("all tests passed");
+    Ok(())
+}
+
+fn bench(root: &Path) -> Result<()> {
+    deps(root)?;
+    build_ui(root)?;
+    run(cargo().args(["build", "--release", "-p", "portcullis"]))?;
+    run(Command::new("node")
+        .arg(root.join("benches/run.mjs"))
+        .env("PORTCULLIS_BIN", root.join("target/release/portcullis"))
+        .current_dir(root.join("web")))
+}
+
+fn demo(root: &Path) -> Result<()> {
+    deps(root)?;
+    build_ui(root)?;
+    run(cargo().args(["build", "--release", "-p", "portcullis"]))?;
+    let bin = root.join("target/release/portcullis");
+    let data = root.join(".data/demo");
+    std::fs::create_dir_all(&data)?;
+
+    // The demo desktop: Xvfb :20 with an xterm, served by x11vnc on 127.0.0.1:5920.
+    let desk = data.join("desktop");
+    let vnc_password = portcullis_token(12);
+    let _ = Command::new(root.join("fixtures/vnc-desktop.sh"))
+        .arg("stop")
+        .arg(&desk)
+        .status();
+    run(Command::new(root.join("fixtures/vnc-desktop.sh"))
+        .args(["20", "5920", &vnc_password])
+        .arg(&desk))?;
+
+    let admin_file = data.join("admin-password");
+    let admin_password = match std::fs::read_to_string(&admin_file) {
+        Ok(p) => p.trim().to_owned(),
+        Err(_) => {
+            let p = portcullis_token(16);
+            write_private(&admin_file, &p)?;
+            p
+        }
+    };
+    let vendor_password = portcullis_token(16);
+    let gw = |args: &[&str]| {
+        let mut c = Command::new(&bin);
+        c.arg("--data-dir").arg(&data).args(args);
+        c
+    };
+    // Start from a known state on every run; errors for "not there yet" are fine.
+    for args in [
+        &["target", "delete", "demo-desktop"][..],
+        &["user", "delete", "vendor"][..],
+    ] {
+        let _ = gw(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    run(gw(&[
+        "target",
+        "add",
+        "demo-desktop",
+        "--address",
+        "127.0.0.1:5920",
+        "--description",
+        "Demo Xvfb desktop (xterm)",
+        "--password-env",
+        "DEMO_VNC_PASSWORD",
+    ])
+    .env("DEMO_VNC_PASSWORD", &vnc_password))?;
+    run(gw(&[
+        "user",
+        "add",
+        "vendor",
+        "--role",
+        "user",
+        "--password-env",
+        "DEMO_VENDOR_PASSWORD",
+    ])
+    .env("DEMO_VENDOR_PASSWORD", &vendor_password))?;
+    if !gw(&["user", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("admin"))
+        .unwrap_or(false)
+    {
+        run(gw(&[
+            "user",
+            "add",
+            "admin",
+            "--role",
+            "admin",
+            "--password-env",
+            "DEMO_ADMIN_PASSWORD",
+        ])
+        .env("DEMO_ADMIN_PASSWORD", &admin_password))?;
+    }
+    run(&mut gw(&["grant", "add", "vendor", "demo-desktop"]))?;
+    run(&mut gw(&["grant", "add", "admin", "demo-desktop"]))?;
+
+    println!();
+    println!("  Portcullis demo");
+    println!(
+        "  URL:     https://127.0.0.1:8443/   (self-signed certificate: accept it in the browser)"
+    );
+    println!(
+        "  admin:   admin / {admin_password}   (stored in {})",
+        admin_file.display()
+    );
+    println!("  vendor:  vendor / {vendor_password}");
+    println!("  target:  demo-desktop (Xvfb :20 via x11vnc on 127.0.0.1:5920; its password stays in the gateway)");
+    println!("  Stop with Ctrl+C.");
+    println!();
+    let status = gw(&["serve"])
+        .env("PORTCULLIS_ADMIN_PASSWORD", &admin_password)
+        .status();
+    let _ = Command::new(root.join("fixtures/vnc-desktop.sh"))
+        .arg("stop")
+        .arg(&desk)
+        .status();
+    status?;
+    Ok(())
+}
+
+fn portcullis_token(n: usize) -> String {
+    use std::io::Read as _;
+    let mut bytes = vec![0u8; n];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut bytes);
+    }
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Backpressure through the broker with a scripted RFB server: a viewer that stops acknowledging
+//! gets at most the frame window and then merged frames, while another viewer keeps flowing.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use portcullis_broker::{Broker, OpenRequest, TargetSpec, ViewerOutput};
+use portcullis_core::session::EntryPath;
+use portcullis_core::wire::{decode_server_binary, ClientMessage, ServerBinary};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const W: u16 = 256;
+const H: u16 = 128;
+
+/// A minimal RFB 3.8 server without authentication that paints a 16x16 square at a new place
+/// every 2 ms until the client goes away.
+async fn scripted_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.write_all(b"RFB 003.008\n").await.unwrap();
+        let mut version = [0u8; 12];
+        s.read_exact(&mut version).await.unwrap();
+        s.write_all(&[1, 1]).await.unwrap();
+        let mut choice = [0u8; 1];
+        s.read_exact(&mut choice).await.unwrap();
+        s.write_all(&0u32.to_be_bytes()).await.unwrap();
+        let mut shared = [0u8; 1];
+        s.read_exact(&mut shared).await.unwrap();
+        let mut init = Vec::new();
+        init.extend_from_slice(&W.to_be_bytes());
+        init.extend_from_slice(&H.to_be_bytes());
+        init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
+        init.extend_from_slice(&4u32.to_be_bytes());
+        init.extend_from_slice(b"fake");
+        s.write_all(&init).await.unwrap();
+        let (mut rd, mut wr) = s.into_split();
+        // Discard whatever the client sends (pixel format, encodings, update requests, input).
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while matches!(rd.read(&mut buf).await, Ok(n) if n > 0) {}
+        });
+        for i in 0u32.. {
+            let x = u16::try_from((i * 16) % u32::from(W - 16)).unwrap();
+            let y = u16::try_from((i * 16 / u32::from(W)) * 16 % u32::from(H - 16)).unwrap();
+            let mut msg = vec![0u8, 0];
+            msg.extend_from_slice(&1u16.to_be_bytes());
+            for v in [x, y, 16, 16] {
+                msg.extend_from_slice(&v.to_be_bytes());
+            }
+            msg.extend_from_slice(&0i32.to_be_bytes());
+            let c = u8::try_from(i % 251).unwrap();
+            for _ in 0..16 * 16 {
+                msg.extend_from_slice(&[c, 255 - c, 0, 0]);
+            }
+            if wr.write_all(&msg).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    addr
+}
+
+fn seq_of(frame: &[Vec<u8>]) -> u32 {
+    match decode_server_binary(frame.last().unwrap()).unwrap() {
+        ServerBinary::FrameEnd { seq } => seq,
+        other => panic!("frame does not end with an end-of-frame: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_viewer_gets_the_window_then_merged_frames_and_never_slows_another() {
+    let address = scripted_server().await;
+    let broker = Broker::default();
+    let session = broker
+        .open(OpenRequest {
+            user: "u".into(),
+            target: "t".into(),
+            spec: TargetSpec::Vnc {
+                address,
+                password: String::new(),
+            },
+            client_addr: "test".into(),
+            entry: EntryPath::Browser,
+        })
+        .await
+        .unwrap();
+    assert_eq!(session.size(), (u32::from(W), u32::from(H)));
+    assert_eq!(broker.list().len(), 1);
+
+    let mut fast = session.attach_viewer();
+    let mut slow = session.attach_viewer();
+
+    // The fast viewer acknowledges everything for a second.
+    let fast_task = tokio::spawn(async move {
+        let mut frames = 0u32;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline {
+            if let ViewerOutput::Frame(f) = fast.next().await {
+                fast.handle(ClientMessage::Ack { seq: seq_of(&f) })
+                    .await
+                    .unwrap();
+                frames += 1;
+            }
+        }
+        frames
+    });
+
+    // The slow viewer takes frames but never acknowledges: exactly the window, then nothing.
+    let mut slow_frames = Vec::new();
+    let slow_deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        match tokio::time::timeout_at(slow_deadline, slow.next()).await {
+            Ok(ViewerOutput::Frame(f)) => slow_frames.push(f),
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => break,
+        }
+    }
+    let fast_frames = fast_task.await.unwrap();
+    assert_eq!(
+        slow_frames.len(),
+        2,
+        "a viewer must not get more than the frame window"
+    );
+    assert!(
+        fast_frames > 20,
+        "the fast viewer got only {fast_frames} frames"
+    );
+
+    // Once it acknowledges, it gets one merged frame with a bounded number of rectangles.
+    slow.handle(ClientMessage::Ack {
+        seq: seq_of(&slow_frames[1]),
+    })
+    .await
+    .unwrap();
+    let ViewerOutput::Frame(merged) = tokio::time::timeout(Duration::from_secs(2), slow.next())
+        .await
+        .unwrap()
+    else {
+        panic!("expected a frame");
+    };
+    assert!(
+        merged.len() <= portcullis_core::damage::MAX_RECTS + 1,
+        "{} messages",
+        merged.len()
+    );
+
+    // A bogus acknowledgement is an error for that viewer only.
+    assert!(slow.handle(ClientMessage::Ack { seq: 1000 }).await.is_err());
+
+    session.close(portcullis_core::wire::ServerMessage::Closed {
+        reason: "done".into(),
+    });
+    let end = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let ViewerOutput::End(m) = slow.next().await {
+                break m;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        end,
+        portcullis_core::wire::ServerMessage::Closed { .. }
+    ));
+    for _ in 0..50 {
+        if broker.list().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(broker.list().is_empty(), "closed session still listed");
+}
