@@ -26,6 +26,8 @@ export function installProbe() {
     lastMsg: 0,
     firstMsgAfterArm: 0,
     msgs: 0,
+    /** Payload bytes of every message the page received, counted by the page itself. */
+    rxBytes: 0,
     hr,
   };
   window.__bench = B;
@@ -35,10 +37,12 @@ export function installProbe() {
   const NativeWS = window.WebSocket;
   function ProbedWebSocket(...args) {
     const ws = new NativeWS(...args);
-    ws.addEventListener('message', () => {
+    ws.addEventListener('message', (e) => {
       const t = hr();
       B.lastMsg = t;
       B.msgs += 1;
+      const d = e.data;
+      B.rxBytes += typeof d === 'string' ? new TextEncoder().encode(d).length : (d.byteLength ?? d.size ?? 0);
       if (B.armed && !B.firstMsgAfterArm) B.firstMsgAfterArm = t;
     });
     return ws;
@@ -82,7 +86,10 @@ export function installProbe() {
     if (!matches(a)) return;
     const t = hr();
     B.armed = null;
-    const r = { id: a.id, paint: t, via, lastMsg: B.lastMsg, firstMsg: B.firstMsgAfterArm, frame: null, armedAt: a.armedAt };
+    const r = {
+      id: a.id, paint: t, via, lastMsg: B.lastMsg, firstMsg: B.firstMsgAfterArm, frame: null, armedAt: a.armedAt,
+      msgs: B.msgs - a.msgsAtArm, bytes: B.rxBytes - a.bytesAtArm,
+    };
     B.results[a.id] = r;
     requestAnimationFrame(() => { r.frame = hr(); });
     const w = B.waiters[a.id];
@@ -106,7 +113,7 @@ export function installProbe() {
   /** Starts waiting for a change. Returns true if the change is already visible (stale). */
   B.arm = (spec) => {
     if (!target() || !B.ctx) throw new Error(`no canvas ${B.selector}`);
-    const a = { ...spec, armedAt: hr() };
+    const a = { ...spec, armedAt: hr(), msgsAtArm: B.msgs, bytesAtArm: B.rxBytes };
     if (a.mode === 'diff') {
       const { x, y, w, h } = a.band;
       a.base = B.ctx.getImageData(x, y, w, h).data.slice();

@@ -303,7 +303,8 @@ async function main() {
     for (const [k, s] of Object.entries(cdp)) {
       const { metrics } = await s.send('Performance.getMetrics');
       const get = (n) => metrics.find((x) => x.name === n)?.value ?? null;
-      m[k] = { task: get('TaskDuration'), script: get('ScriptDuration') };
+      const own = await pages[k].evaluate(() => ({ bytes: window.__bench.rxBytes, msgs: window.__bench.msgs }));
+      m[k] = { task: get('TaskDuration'), script: get('ScriptDuration'), bytes: own.bytes, msgs: own.msgs };
     }
     const up = vncPeers();
     return {
@@ -396,6 +397,8 @@ async function main() {
       lastMsg: r.lastMsg ? r.lastMsg + skew[k] - t0 : null,
       firstMsg: r.firstMsg ? r.firstMsg + skew[k] - t0 : null,
       via: r.via,
+      msgs: r.msgs,
+      bytes: r.bytes,
     } : null);
     samples.push({ id, kind, tNode, t0, t1, stale, portcullis: conv(rp, 'portcullis'), novnc: conv(rn, 'novnc') });
     const wait = tNode + SPACING_MS + Math.random() * JITTER_MS - Date.now();
@@ -428,6 +431,9 @@ async function main() {
         novnc: stats(ss.map((s) => (s.novnc?.lastMsg != null ? s.novnc.paint - s.novnc.lastMsg : null))),
       },
       firstRaf: { portcullis: stats(field('portcullis', 'frame')), novnc: stats(field('novnc', 'frame')) },
+      // WebSocket messages and payload bytes the page received from arming until it saw the change.
+      messagesToPaint: { portcullis: stats(field('portcullis', 'msgs')), novnc: stats(field('novnc', 'msgs')) },
+      bytesToPaint: { portcullis: stats(field('portcullis', 'bytes')), novnc: stats(field('novnc', 'bytes')) },
     };
     st.ratioP50 = st.portcullis.p50 && st.novnc.p50 ? round(st.portcullis.p50 / st.novnc.p50, 2) : null;
     st.ratioP99 = st.portcullis.p99 && st.novnc.p99 ? round(st.portcullis.p99 / st.novnc.p99, 2) : null;
@@ -510,6 +516,8 @@ function totalOf(parts) {
     settled: parts.every((p) => p.settled),
     payloadBytes,
     messages: add((p) => p.messages),
+    cdpPayloadBytes: add((p) => p.cdpPayloadBytes),
+    cdpMessages: add((p) => p.cdpMessages),
     sentBytes: add((p) => p.sentBytes),
     wireBytes: add((p) => p.wireBytes),
     upstreamBytes: add((p) => p.upstreamBytes),
@@ -523,10 +531,12 @@ function totalOf(parts) {
 /** What happened between two snapshots. */
 function phaseDelta(name, a, b, quiet) {
   const d = (x, y) => (x === null || y === null || x === undefined || y === undefined ? null : y - x);
-  const o = { phase: name, seconds: round((b.t - a.t) / 1000, 2), settled: quiet, payloadBytes: {}, messages: {}, sentBytes: {}, wireBytes: {}, upstreamBytes: {}, cpuSeconds: {}, pageTaskSeconds: {}, pageScriptSeconds: {} };
+  const o = { phase: name, seconds: round((b.t - a.t) / 1000, 2), settled: quiet, payloadBytes: {}, messages: {}, cdpPayloadBytes: {}, cdpMessages: {}, sentBytes: {}, wireBytes: {}, upstreamBytes: {}, cpuSeconds: {}, pageTaskSeconds: {}, pageScriptSeconds: {} };
   for (const k of ['portcullis', 'novnc']) {
-    o.payloadBytes[k] = b.rx[k].rxBytes - a.rx[k].rxBytes;
-    o.messages[k] = b.rx[k].rxMsgs - a.rx[k].rxMsgs;
+    o.payloadBytes[k] = b.page[k].bytes - a.page[k].bytes;
+    o.messages[k] = b.page[k].msgs - a.page[k].msgs;
+    o.cdpPayloadBytes[k] = b.rx[k].rxBytes - a.rx[k].rxBytes;
+    o.cdpMessages[k] = b.rx[k].rxMsgs - a.rx[k].rxMsgs;
     o.sentBytes[k] = b.rx[k].txBytes - a.rx[k].txBytes;
     o.wireBytes[k] = d(a.wire[k], b.wire[k]);
     o.upstreamBytes[k] = d(a.upstream[k], b.upstream[k]);
@@ -634,9 +644,10 @@ function printReport(r) {
     out.push(row([k, s.added.n ?? 0, f(s.added.p50), f(s.added.p90), f(s.added.p99), ok, `${s.missed.portcullis}/${s.missed.novnc}`], [16, 5, 10, 10, 10, 18, 14]));
   }
   out.push('');
-  out.push('   where the time goes (p50 ms): change → last WebSocket message before the paint | that message → paint');
+  out.push('   where the time goes (p50): change → first | last WebSocket message before the paint, that message → paint (ms); messages, KiB until the paint');
   for (const [k, s] of Object.entries(r.latency)) {
-    out.push(`   ${k.padEnd(8)} Portcullis ${f(s.arrival.portcullis.p50)} | ${f(s.decodeDraw.portcullis.p50)}    noVNC ${f(s.arrival.novnc.p50)} | ${f(s.decodeDraw.novnc.p50)}`);
+    const part = (c) => `${f(s.firstMessage[c].p50)} | ${f(s.arrival[c].p50)}, ${f(s.decodeDraw[c].p50)}; ${f(s.messagesToPaint[c].p50, 0)} msgs ${kb(s.bytesToPaint[c].p50)} KiB`;
+    out.push(`   ${k.padEnd(7)} Portcullis ${part('portcullis').padEnd(40)} noVNC ${part('novnc')}`);
   }
   out.push('');
   out.push('2. bytes received by the browser (WebSocket payload) for a scripted workload');

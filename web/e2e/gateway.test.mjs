@@ -134,6 +134,37 @@ test('mouse clicks and drags reach the target', async () => {
   await page.context().close();
 });
 
+test('TigerVNC target: live view, typing and clipboard in both directions', async () => {
+  const tiger = await startDesktop(VNC_PASSWORD, '1024x768', 'xvnc');
+  try {
+    assert.equal((await admin.post('/targets', { name: 'tiger', address: tiger.address, password: VNC_PASSWORD })).status, 201);
+    await admin.post('/grants', { user: 'alice', target: 'tiger' });
+    const page = await newPage();
+    await openSession(page, 'alice', ALICE, 'tiger');
+    await waitConnectedAndPainted(page);
+    await sleep(1000);
+    const cmp = await compareCanvasWith(page, tiger.screenshot(), { x: 0, y: 0, w: 1024, h: 768 });
+    assert.deepEqual(cmp.canvas, [1024, 768]);
+    assert.ok(cmp.differing / cmp.total < 0.01, JSON.stringify(cmp));
+
+    // Browser → target.
+    await page.fill('#local-clipboard', 'from-the-browser-17');
+    await page.click('#send-clipboard');
+    let got = '';
+    for (let i = 0; i < 50 && !got.includes('from-the-browser-17'); i++) {
+      try { got = tiger.clipboard(); } catch { got = ''; }
+      await sleep(100);
+    }
+    assert.match(got, /from-the-browser-17/);
+    // Target → browser.
+    tiger.clipboard('from-the-target-42');
+    await page.waitForFunction(() => document.querySelector('#remote-clipboard')?.value.includes('from-the-target-42'), null, { timeout: 15000 });
+    await page.context().close();
+  } finally {
+    tiger.stop();
+  }
+});
+
 test('a user without a grant is refused', async () => {
   const page = await newPage();
   await uiLogin(page, gw.base, 'bob', BOB);

@@ -1,7 +1,7 @@
 // Test harness: starts real peers (Xvfb + x11vnc desktops from fixtures/, the gateway binary,
 // headless Chromium) and offers small helpers. Everything listens on loopback only.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,12 +45,15 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let nextDisplay = 60 + (process.pid % 200);
 
-/** Starts a VNC desktop (Xvfb + xterm + x11vnc) with the given password. */
-export async function startDesktop(password, geometry = '1280x800') {
+/** Starts a VNC desktop with an xterm: Xvfb + x11vnc, or TigerVNC's Xvnc (server = 'xvnc'). */
+export async function startDesktop(password, geometry = '1280x800', server = 'x11vnc') {
+  const script = join(root, server === 'xvnc' ? 'fixtures/xvnc-desktop.sh' : 'fixtures/vnc-desktop.sh');
+  // Skip displays another X server (or a stale lock) holds.
+  while (existsSync(`/tmp/.X${nextDisplay}-lock`) || existsSync(`/tmp/.X11-unix/X${nextDisplay}`)) nextDisplay++;
   const display = nextDisplay++;
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'pc-desk-'));
-  execFileSync(join(root, 'fixtures/vnc-desktop.sh'), [String(display), String(port), password, dir, geometry], {
+  execFileSync(script, [String(display), String(port), password, dir, geometry], {
     stdio: ['ignore', 'pipe', 'inherit'],
     timeout: 60000,
   });
@@ -60,12 +63,24 @@ export async function startDesktop(password, geometry = '1280x800') {
     address: `127.0.0.1:${port}`,
     dir,
     stop() {
-      try { execFileSync(join(root, 'fixtures/vnc-desktop.sh'), ['stop', dir]); } catch { /* already gone */ }
+      try { execFileSync(script, ['stop', dir]); } catch { /* already gone */ }
       rmSync(dir, { recursive: true, force: true });
     },
     /** The display as PNG bytes, straight from the X server. */
     screenshot() {
       return execFileSync('import', ['-display', `:${display}`, '-window', 'root', 'png:-'], { maxBuffer: 64 << 20 });
+    },
+    /** Sets (text given) or reads the CLIPBOARD selection of the display with xclip. */
+    clipboard(text, selection = 'clipboard') {
+      const env = { ...process.env, DISPLAY: `:${display}` };
+      if (text === undefined) {
+        return execFileSync('xclip', ['-selection', selection, '-o'], { env, timeout: 5000 }).toString();
+      }
+      // xclip keeps serving the selection from a background process until another owner takes it.
+      const child = spawn('xclip', ['-selection', selection, '-i'], { env, stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+      child.stdin.end(text);
+      child.unref();
+      return undefined;
     },
     xdotool(...args) {
       return execFileSync('xdotool', args, { env: { ...process.env, DISPLAY: `:${display}` } }).toString();

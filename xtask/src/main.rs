@@ -17,10 +17,13 @@ use anyhow::{bail, Context, Result};
 const APT_PACKAGES: &[&str] = &[
     "xvfb",
     "x11vnc",
+    "tigervnc-standalone-server",
+    "tigervnc-tools",
     "x11-utils",
     "x11-xserver-utils",
     "xterm",
     "xdotool",
+    "xclip",
     "imagemagick",
     "chromium",
     "fonts-dejavu-core",
