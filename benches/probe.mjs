@@ -89,6 +89,8 @@ export function installProbe() {
     const r = {
       id: a.id, paint: t, via, lastMsg: B.lastMsg, firstMsg: B.firstMsgAfterArm, frame: null, armedAt: a.armedAt,
       msgs: B.msgs - a.msgsAtArm, bytes: B.rxBytes - a.bytesAtArm,
+      // Portcullis only: frames (end-of-frame messages) needed, counting the one being painted.
+      frames: window.__portcullis ? window.__portcullis.framesPainted - a.framesAtArm + 1 : null,
     };
     B.results[a.id] = r;
     requestAnimationFrame(() => { r.frame = hr(); });
@@ -113,7 +115,7 @@ export function installProbe() {
   /** Starts waiting for a change. Returns true if the change is already visible (stale). */
   B.arm = (spec) => {
     if (!target() || !B.ctx) throw new Error(`no canvas ${B.selector}`);
-    const a = { ...spec, armedAt: hr(), msgsAtArm: B.msgs, bytesAtArm: B.rxBytes };
+    const a = { ...spec, armedAt: hr(), msgsAtArm: B.msgs, bytesAtArm: B.rxBytes, framesAtArm: window.__portcullis?.framesPainted ?? 0 };
     if (a.mode === 'diff') {
       const { x, y, w, h } = a.band;
       a.base = B.ctx.getImageData(x, y, w, h).data.slice();

@@ -12,12 +12,14 @@
 //   CHROMIUM            browser binary (default /usr/bin/chromium, see web/e2e/harness.mjs)
 //
 // See benches/README.md for what is measured and the caveats.
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { spawn, execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { existsSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import os from 'node:os';
+import zlib from 'node:zlib';
 import { installProbe } from './probe.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -232,6 +234,8 @@ async function main() {
   log(`websockify + noVNC on 127.0.0.1:${wsPort}`);
 
   const poke = startPoke(desktop.display);
+  // xdotool without blocking node (the pages' events keep flowing meanwhile).
+  const xdo = (...args) => promisify(execFile)('xdotool', args, { env: { ...process.env, DISPLAY: desktop.display } });
   const geo = xtermGeometry(desktop);
   log(`xterm ${geo.id} at ${geo.x},${geo.y} ${geo.w}x${geo.h}`);
   // Keyboard focus follows the pointer (no window manager): keep it on the xterm, away from
@@ -250,7 +254,7 @@ async function main() {
   };
 
   const pc = await newPage();
-  const pcTraffic = countTraffic(pc);
+  const pcTraffic = countTraffic(pc, true);
   await H.uiLogin(pc, gw.base, USER, USER_PW);
   await pc.waitForSelector(`[data-target="${TARGET}"]`, { timeout: 15000 });
   await pc.click(`[data-target="${TARGET}"]`);
@@ -269,11 +273,20 @@ async function main() {
   }, [W, H_]);
   const pages = { portcullis: pc, novnc: nv };
   const traffic = { portcullis: pcTraffic, novnc: nvTraffic };
+  /** Waits until neither page has received a WebSocket message for quietMs (at least quietMs). */
   const settle = async (quietMs = 1000, maxMs = 20000) => {
     const end = Date.now() + maxMs;
+    let last = null;
+    let since = Date.now();
     while (Date.now() < end) {
-      if (Date.now() - Math.max(pcTraffic.lastRx, nvTraffic.lastRx) >= quietMs) return true;
       await sleep(100);
+      const now = (await Promise.all(Object.values(pages).map((p) => p.evaluate(() => window.__bench.msgs)))).join(',');
+      if (now !== last) {
+        last = now;
+        since = Date.now();
+      } else if (Date.now() - since >= quietMs) {
+        return true;
+      }
     }
     return false;
   };
@@ -309,7 +322,7 @@ async function main() {
     const up = vncPeers();
     return {
       t: Date.now(),
-      rx: { portcullis: { ...pcTraffic }, novnc: { ...nvTraffic } },
+      rx: { portcullis: { ...pcTraffic, capture: null }, novnc: { ...nvTraffic, capture: null } },
       wire: {
         portcullis: sum(tcp(`( sport = :${gw.port} )`), 'bytes_sent'),
         novnc: sum(tcp(`( sport = :${wsPort} )`), 'bytes_sent'),
@@ -342,8 +355,8 @@ async function main() {
   for (const p of bgPts) if (inside(p, SQ)) throw new Error(`watched pixel ${p} is inside the square`);
 
   // Typing: find the row of the xterm where typed characters appear (diff of two screenshots).
-  desktop.xdotool('key', 'ctrl+u');
-  desktop.xdotool('key', 'ctrl+l');
+  await xdo('key', 'ctrl+u');
+  await xdo('key', 'ctrl+l');
   await sleep(600);
   const shotA = rawShot(desktop.display);
   await poke('key 0x78');
@@ -362,6 +375,16 @@ async function main() {
   for (let i = 0; i < SAMPLES; i++) plan.push(...shuffle([...cases]));
   const samples = [];
   let small = 0; let large = 0; let typed = 1;
+  // Loopback packet timestamps, to split the latency into x11vnc, proxy and browser time.
+  const up = vncPeers();
+  const flowPorts = {
+    vnc: vncPort,
+    gw: gw.port,
+    ws: wsPort,
+    gwUp: portOf(up.portcullis?.local),
+    wsUp: portOf(up.websockify?.local),
+  };
+  const tracer = await startTracer([vncPort, gw.port, wsPort]);
   const cpu0 = await snapshot();
   log(`latency: ${plan.length} changes…`);
   for (let id = 1; id <= plan.length; id++) {
@@ -378,7 +401,7 @@ async function main() {
     } else {
       if (typed >= 60) {
         // Keep the typed line short: clear it (outside any measurement).
-        desktop.xdotool('key', 'ctrl+u');
+        await xdo('key', 'ctrl+u');
         typed = 0;
         await sleep(SPACING_MS);
       }
@@ -399,14 +422,16 @@ async function main() {
       via: r.via,
       msgs: r.msgs,
       bytes: r.bytes,
+      frames: r.frames,
     } : null);
     samples.push({ id, kind, tNode, t0, t1, stale, portcullis: conv(rp, 'portcullis'), novnc: conv(rn, 'novnc') });
     const wait = tNode + SPACING_MS + Math.random() * JITTER_MS - Date.now();
     if (wait > 0) await sleep(wait);
     if (id % 30 === 0) log(`  ${id}/${plan.length}`);
   }
-  desktop.xdotool('key', 'ctrl+u');
+  await xdo('key', 'ctrl+u');
   const cpu1 = await snapshot();
+  const packets = tracer ? await tracer.stop() : null;
   await settle(800);
 
   const latency = {};
@@ -434,9 +459,11 @@ async function main() {
       // WebSocket messages and payload bytes the page received from arming until it saw the change.
       messagesToPaint: { portcullis: stats(field('portcullis', 'msgs')), novnc: stats(field('novnc', 'msgs')) },
       bytesToPaint: { portcullis: stats(field('portcullis', 'bytes')), novnc: stats(field('novnc', 'bytes')) },
+      portcullisFramesToPaint: stats(field('portcullis', 'frames')),
     };
     st.ratioP50 = st.portcullis.p50 && st.novnc.p50 ? round(st.portcullis.p50 / st.novnc.p50, 2) : null;
     st.ratioP99 = st.portcullis.p99 && st.novnc.p99 ? round(st.portcullis.p99 / st.novnc.p99, 2) : null;
+    if (packets) st.breakdown = breakdown(ss, samples, packets, flowPorts);
     latency[kind] = st;
   }
 
@@ -445,12 +472,12 @@ async function main() {
   const phases = [
     ['idle (3 s)', async () => { await sleep(3000); }],
     ['typing', async () => {
-      desktop.xdotool('type', '--delay', '40', 'echo the quick brown fox jumps over the lazy dog 0123456789');
-      desktop.xdotool('key', 'Return');
+      await xdo('type', '--delay', '40', 'echo the quick brown fox jumps over the lazy dog 0123456789');
+      await xdo('key', 'Return');
     }],
     ['scrolling (seq 1 2000)', async () => {
-      desktop.xdotool('type', '--delay', '30', 'seq 1 2000');
-      desktop.xdotool('key', 'Return');
+      await xdo('type', '--delay', '30', 'seq 1 2000');
+      await xdo('key', 'Return');
     }],
     ['window move', async () => {
       let { x, y } = geo;
@@ -458,12 +485,13 @@ async function main() {
         const dir = i < 20 ? 1 : -1;
         x += 12 * dir;
         y += 8 * dir;
-        desktop.xdotool('windowmove', geo.id, String(x), String(y));
+        await xdo('windowmove', geo.id, String(x), String(y));
         await sleep(40);
       }
     }],
   ];
   const bytes = [];
+  pcTraffic.capture = [];
   for (const [name, run] of phases) {
     const a = await snapshot();
     await run();
@@ -472,6 +500,19 @@ async function main() {
     bytes.push(phaseDelta(name, a, b, quiet));
   }
   const total = totalOf(bytes);
+  // What-if: the same PNG rectangles with their image data deflated harder.
+  const pngs = pcTraffic.capture;
+  pcTraffic.capture = null;
+  const z6 = pngs.map((p) => pngRecompressed(p, 6));
+  const z9 = pngs.map((p) => pngRecompressed(p, 9));
+  total.portcullisPngRecompressed = {
+    sent: pngs.reduce((a, p) => a + p.length, 0),
+    zlib6: z6.reduce((a, x) => a + x.size, 0),
+    zlib9: z9.reduce((a, x) => a + x.size, 0),
+    // Deflate time in node on this machine (zlib), a hint of the CPU cost.
+    zlib6Ms: round(z6.reduce((a, x) => a + x.ms, 0), 1),
+    zlib9Ms: round(z9.reduce((a, x) => a + x.ms, 0), 1),
+  };
 
   await sleep(500);
   const shot = desktop.screenshot();
@@ -525,6 +566,7 @@ function totalOf(parts) {
     pageTaskSeconds: add((p) => p.pageTaskSeconds),
     pageScriptSeconds: add((p) => p.pageScriptSeconds),
     ratio: ratioOf(payloadBytes),
+    portcullisRects: ['count', 'megapixels', 'pngBytes', 'jpegBytes'].reduce((o, k) => ({ ...o, [k]: round(parts.reduce((x, p) => x + p.portcullisRects[k], 0), 3) }), {}),
   };
 }
 
@@ -545,6 +587,9 @@ function phaseDelta(name, a, b, quiet) {
     o.pageScriptSeconds[k] = round(d(a.page[k].script, b.page[k].script), 3);
   }
   o.cpuSeconds.x11vnc = round(d(a.cpu.x11vnc, b.cpu.x11vnc), 2);
+  const pa = a.rx.portcullis;
+  const pb = b.rx.portcullis;
+  o.portcullisRects = { count: pb.rects - pa.rects, megapixels: round((pb.area - pa.area) / 1e6, 3), pngBytes: pb.png - pa.png, jpegBytes: pb.jpeg - pa.jpeg };
   o.cpu = o.cpuSeconds;
   o.ratio = ratioOf(o.payloadBytes);
   return o;
@@ -552,6 +597,107 @@ function phaseDelta(name, a, b, quiet) {
 const ratioOf = (o) => (o.portcullis !== null && o.novnc ? round(o.portcullis / o.novnc, 2) : null);
 const round = (x, d = 2) => (x === null || x === undefined || !Number.isFinite(x) ? null : Math.round(x * 10 ** d) / 10 ** d);
 const sum = (socks, k) => socks.reduce((a, s) => a + (s[k] || 0), 0);
+
+const portOf = (addr) => (addr ? Number(addr.split(':').at(-1)) : null);
+
+/** Starts lo-trace.py (root only; BENCH_TRACE=0 turns it off). */
+async function startTracer(ports) {
+  if (process.env.BENCH_TRACE === '0' || process.getuid?.() !== 0) return null;
+  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  const file = join(os.tmpdir(), `pc-bench-trace-${process.pid}.txt`);
+  const p = startChild(python, [join(here, 'lo-trace.py'), file, ...ports.map(String)]);
+  const ready = await Promise.race([
+    new Promise((res) => p.stdout.once('data', () => res(true))),
+    new Promise((res) => p.once('exit', () => res(false))),
+    sleep(5000).then(() => false),
+  ]);
+  if (!ready) {
+    log(`no packet trace: ${p.output.join('').trim() || 'lo-trace.py did not start'}`);
+    killGroup(p);
+    return null;
+  }
+  return {
+    async stop() {
+      killGroup(p);
+      await Promise.race([new Promise((res) => p.once('exit', res)), sleep(5000)]);
+      try {
+        const pk = readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => {
+          const [t, sport, dport, len] = l.split(' ').map(Number);
+          return { t, sport, dport, len };
+        });
+        rmSync(file, { force: true });
+        return pk;
+      } catch (e) {
+        log(`no packet trace: ${e.message}`);
+        return null;
+      }
+    },
+  };
+}
+
+/**
+ * Per change: when the data of each TCP flow went out (ms after the change), up to the moment
+ * the corresponding page painted the change. For the gateway, "inside" is the time from the last
+ * segment x11vnc sent it to the last segment it sent the browser before the paint.
+ */
+function breakdown(ss, all, packets, P) {
+  const flows = {
+    'x11vnc→gateway': { client: 'portcullis', match: (p) => p.sport === P.vnc && p.dport === P.gwUp },
+    'gateway→browser': { client: 'portcullis', match: (p) => p.sport === P.gw },
+    'browser→gateway': { client: 'portcullis', match: (p) => p.dport === P.gw },
+    'x11vnc→websockify': { client: 'novnc', match: (p) => p.sport === P.vnc && p.dport === P.wsUp },
+    'websockify→browser': { client: 'novnc', match: (p) => p.sport === P.ws },
+  };
+  const per = Object.fromEntries(Object.keys(flows).map((k) => [k, { first: [], last: [], segments: [], bytes: [] }]));
+  const inside = { portcullis: [], novnc: [] };
+  const offset = [];
+  const code = { 'x11vnc→gateway': 'vnc>gw', 'gateway→browser': 'gw>br', 'browser→gateway': 'br>gw', 'x11vnc→websockify': 'vnc>ws', 'websockify→browser': 'ws>br' };
+  for (const s of ss) {
+    // The raw timeline of this change (ms after it, flow, payload bytes), kept in the JSON.
+    const end = s.t0 + Math.max(s.portcullis?.paint ?? 0, s.novnc?.paint ?? 0) + 2;
+    s.timeline = packets.filter((p) => p.t >= s.t0 && p.t <= end).flatMap((p) => {
+      const n = Object.keys(flows).find((k) => flows[k].match(p));
+      return n ? [[Math.round((p.t - s.t0) * 10) / 10, code[n], p.len]] : [];
+    });
+    for (const [name, fl] of Object.entries(flows)) {
+      const r = s[fl.client];
+      if (!r) continue;
+      const end = s.t0 + r.paint;
+      const pk = packets.filter((p) => p.t >= s.t0 && p.t <= end && fl.match(p));
+      const o = per[name];
+      o.segments.push(pk.length);
+      o.bytes.push(pk.reduce((a, p) => a + p.len, 0));
+      if (pk.length) {
+        o.first.push(pk[0].t - s.t0);
+        o.last.push(pk.at(-1).t - s.t0);
+      }
+    }
+    for (const [client, inF, outF] of [['portcullis', 'x11vnc→gateway', 'gateway→browser'], ['novnc', 'x11vnc→websockify', 'websockify→browser']]) {
+      const r = s[client];
+      if (!r) continue;
+      const end = s.t0 + r.paint;
+      const inP = packets.filter((p) => p.t >= s.t0 && p.t <= end && flows[inF].match(p));
+      const outP = packets.filter((p) => p.t >= s.t0 && p.t <= end && flows[outF].match(p));
+      if (inP.length && outP.length) inside[client].push(outP.at(-1).t - inP.at(-1).t);
+    }
+    // x11vnc serves its clients one after the other, and encodes differently for each.
+    if (s.portcullis && s.novnc) {
+      const last = (flow, client) => packets.filter((p) => p.t >= s.t0 && p.t <= s.t0 + s[client].paint && flows[flow].match(p)).at(-1);
+      const g = last('x11vnc→gateway', 'portcullis');
+      const w = last('x11vnc→websockify', 'novnc');
+      if (g && w) offset.push(g.t - w.t);
+    }
+  }
+  void all;
+  const out = {};
+  for (const [k, o] of Object.entries(per)) {
+    out[k] = { first: stats(o.first), last: stats(o.last), segments: stats(o.segments), bytes: stats(o.bytes) };
+  }
+  out.insideGateway = stats(inside.portcullis);
+  out.insideWebsockify = stats(inside.novnc);
+  out.x11vncGatewayMinusWebsockify = stats(offset);
+  return out;
+}
 
 function shuffle(a) {
   for (let i = a.length - 1; i > 0; i--) {
@@ -561,15 +707,46 @@ function shuffle(a) {
   return a;
 }
 
-function countTraffic(page) {
-  const c = { rxBytes: 0, rxMsgs: 0, txBytes: 0, txMsgs: 0, lastRx: 0, sockets: 0 };
+function countTraffic(page, portcullis = false) {
+  const c = { rxBytes: 0, rxMsgs: 0, txBytes: 0, txMsgs: 0, lastRx: 0, sockets: 0, rects: 0, area: 0, png: 0, jpeg: 0, capture: null };
   const size = (p) => (typeof p === 'string' ? Buffer.byteLength(p) : p.length);
   page.on('websocket', (ws) => {
     c.sockets += 1;
-    ws.on('framereceived', (f) => { c.rxBytes += size(f.payload); c.rxMsgs += 1; c.lastRx = Date.now(); });
+    ws.on('framereceived', (f) => {
+      c.rxBytes += size(f.payload);
+      c.rxMsgs += 1;
+      c.lastRx = Date.now();
+      // Portcullis rectangles (docs/browser-protocol.md): [1, encoding, x, y, w, h, image].
+      const p = f.payload;
+      if (portcullis && typeof p !== 'string' && p.length > 10 && p[0] === 1) {
+        c.rects += 1;
+        c.area += p.readUInt16BE(6) * p.readUInt16BE(8);
+        if (p[1] === 1) c.png += p.length - 10;
+        else c.jpeg += p.length - 10;
+        if (p[1] === 1 && c.capture) c.capture.push(Buffer.from(p.subarray(10)));
+      }
+    });
     ws.on('framesent', (f) => { c.txBytes += size(f.payload); c.txMsgs += 1; });
   });
   return c;
+}
+
+/** Size of a PNG if its image data were deflated at zlib `level` (same filtering, same chunks). */
+function pngRecompressed(png, level) {
+  let off = 8;
+  let other = 8;
+  const idat = [];
+  while (off + 8 <= png.length) {
+    const len = png.readUInt32BE(off);
+    const type = png.toString('latin1', off + 4, off + 8);
+    if (type === 'IDAT') idat.push(png.subarray(off + 8, off + 8 + len));
+    else other += 12 + len;
+    off += 12 + len;
+  }
+  const raw = zlib.inflateSync(Buffer.concat(idat));
+  const t = process.hrtime.bigint();
+  const size = other + 12 + zlib.deflateSync(raw, { level }).length;
+  return { size, ms: Number(process.hrtime.bigint() - t) / 1e6 };
 }
 
 function tcpListenPid(port) {
@@ -649,6 +826,18 @@ function printReport(r) {
     const part = (c) => `${f(s.firstMessage[c].p50)} | ${f(s.arrival[c].p50)}, ${f(s.decodeDraw[c].p50)}; ${f(s.messagesToPaint[c].p50, 0)} msgs ${kb(s.bytesToPaint[c].p50)} KiB`;
     out.push(`   ${k.padEnd(7)} Portcullis ${part('portcullis').padEnd(40)} noVNC ${part('novnc')}`);
   }
+  out.push(`   Portcullis frames (end-of-frame messages) until the change was painted, p50/max: ${Object.entries(r.latency).map(([k, s]) => `${k} ${f(s.portcullisFramesToPaint.p50, 0)}/${f(s.portcullisFramesToPaint.max, 0)}`).join(', ')}`);
+  if (r.latency.all.breakdown) {
+    out.push('');
+    out.push('   packet timeline on loopback (p50 ms after the change: first–last segment before the paint; segments)');
+    for (const [k, s] of Object.entries(r.latency)) {
+      const b = s.breakdown;
+      const seg = (n) => `${f(b[n].first.p50)}–${f(b[n].last.p50)} (${f(b[n].segments.p50, 0)})`;
+      out.push(`   ${k.padEnd(7)} x11vnc→gw ${seg('x11vnc→gateway')}, gw→browser ${seg('gateway→browser')}, acks ${f(b['browser→gateway'].segments.p50, 0)}; inside gw p50 ${f(b.insideGateway.p50)} p99 ${f(b.insideGateway.p99)}`);
+      out.push(`   ${''.padEnd(7)} x11vnc→ws ${seg('x11vnc→websockify')}, ws→browser ${seg('websockify→browser')}; inside websockify p50 ${f(b.insideWebsockify.p50)} p99 ${f(b.insideWebsockify.p99)}`);
+      out.push(`   ${''.padEnd(7)} x11vnc's last segment to the gateway minus to websockify: p50 ${f(b.x11vncGatewayMinusWebsockify.p50)} p99 ${f(b.x11vncGatewayMinusWebsockify.p99)}`);
+    }
+  }
   out.push('');
   out.push('2. bytes received by the browser (WebSocket payload) for a scripted workload');
   const wb = [24, 12, 12, 7, 10, 10, 12, 12, 9, 9];
@@ -659,6 +848,12 @@ function printReport(r) {
   }
   const t = r.bytes.at(-1);
   out.push(`   from x11vnc (total): to the gateway ${kb(t.upstreamBytes.portcullis)} KiB (ZRLE/TRLE, lossless), to websockify ${kb(t.upstreamBytes.novnc)} KiB (Tight)`);
+  const pr = t.portcullisRects;
+  out.push(`   Portcullis sent ${pr.count} rectangles covering ${f(pr.megapixels, 2)} Mpx (desktop = ${f((1280 * 800) / 1e6, 2)} Mpx): PNG ${kb(pr.pngBytes)} KiB, JPEG ${kb(pr.jpegBytes)} KiB`);
+  if (t.portcullisPngRecompressed) {
+    const z = t.portcullisPngRecompressed;
+    out.push(`   the same PNGs deflated at zlib level 6 would be ${kb(z.zlib6)} KiB (${f(z.zlib6Ms)} ms of deflate in node), level 9 ${kb(z.zlib9)} KiB (${f(z.zlib9Ms)} ms); sent ${kb(z.sent)} KiB`);
+  }
   out.push(`   goal Portcullis ≤ noVNC: ${t.payloadBytes.portcullis <= t.payloadBytes.novnc ? 'met' : 'MISSED'} (ratio ${f(t.ratio, 2)})`);
   out.push(`   page main-thread task time (total s): Portcullis ${f(t.pageTaskSeconds.portcullis, 2)}, noVNC ${f(t.pageTaskSeconds.novnc, 2)}`);
   out.push(`   CPU during the latency phase (s): gateway ${f(r.latencyPhaseCpu.portcullis, 2)}, websockify ${f(r.latencyPhaseCpu.novnc, 2)}, x11vnc ${f(r.latencyPhaseCpu.x11vnc, 2)}`);

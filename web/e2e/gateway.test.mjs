@@ -208,6 +208,23 @@ test('every API route needs a login, and writes need the CSRF header', async () 
   assert.match(page.headers['content-security-policy'], /script-src 'self'/);
 });
 
+test('revoking a grant ends the live session at once', async () => {
+  const page = await newPage();
+  const texts = [];
+  page.on('websocket', (ws) => { ws.on('framereceived', (f) => { if (typeof f.payload === 'string') texts.push(f.payload); }); ws.on('close', () => texts.push('CLOSE')); });
+  page.on('console', (m) => texts.push('console: ' + m.text()));
+  await openSession(page, 'alice', ALICE, 'desk');
+  await waitConnectedAndPainted(page);
+  assert.equal((await admin.del('/grants/alice/desk')).status, 204);
+  try {
+    await page.waitForSelector('#session-error:not([hidden])', { timeout: 10000 });
+    assert.match(await page.textContent('#session-error'), /revoked/i, texts.join('\n'));
+  } finally {
+    assert.equal((await admin.post('/grants', { user: 'alice', target: 'desk' })).status, 201);
+    await page.context().close();
+  }
+});
+
 test('a wrong target password gives a clear error, not a hang', async () => {
   const page = await newPage();
   await openSession(page, 'alice', ALICE, 'wrongpw');

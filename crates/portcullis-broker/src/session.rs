@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use portcullis_core::desktop::{Applied, Framebuffer, TargetUpdate};
+use portcullis_core::desktop::{Applied, Framebuffer, TargetUpdate, MAX_CLIPBOARD_BYTES};
 use portcullis_core::session::{EntryPath, SessionInfo, SessionState};
 use portcullis_core::wire::{ErrorCode, ServerMessage};
 use portcullis_vnc::{TargetCommand, Timeouts, VncTargetError};
@@ -69,18 +69,24 @@ pub struct OpenError {
 }
 
 impl From<VncTargetError> for OpenError {
+    /// The message is for the user: it never names the target's address (users do not see
+    /// addresses); the full error is logged by the caller.
     fn from(e: VncTargetError) -> Self {
-        let code = match &e {
-            VncTargetError::Unreachable { .. } | VncTargetError::Timeout { .. } => {
-                ErrorCode::TargetUnreachable
+        let (code, message) = match &e {
+            VncTargetError::Unreachable { source, .. } => (
+                ErrorCode::TargetUnreachable,
+                format!("cannot reach the target: {source}"),
+            ),
+            VncTargetError::Timeout { seconds, .. } => (
+                ErrorCode::TargetUnreachable,
+                format!("cannot reach the target: no answer within {seconds} s"),
+            ),
+            VncTargetError::AuthFailed(_) => (ErrorCode::TargetAuthFailed, e.to_string()),
+            VncTargetError::Protocol(_) | VncTargetError::Closed => {
+                (ErrorCode::TargetProtocol, e.to_string())
             }
-            VncTargetError::AuthFailed(_) => ErrorCode::TargetAuthFailed,
-            VncTargetError::Protocol(_) | VncTargetError::Closed => ErrorCode::TargetProtocol,
         };
-        OpenError {
-            code,
-            message: e.to_string(),
-        }
+        OpenError { code, message }
     }
 }
 
@@ -153,12 +159,16 @@ impl SessionHandle {
         (fb.width(), fb.height())
     }
 
-    /// Attaches a viewer that starts with a full repaint.
-    pub fn attach_viewer(&self) -> Viewer {
+    /// Attaches a viewer that starts with a full repaint, and returns the desktop size it starts
+    /// from. The size is read under the viewer list's lock, so a resize that happens later is
+    /// announced to this viewer as a `resize` message.
+    pub fn attach_viewer(&self) -> (Viewer, (u32, u32)) {
+        let mut viewers = lock(&self.shared.viewers);
         let (w, h) = self.size();
         let viewer = Arc::new(ViewerShared::new(w, h));
-        lock(&self.shared.viewers).push(Arc::downgrade(&viewer));
-        Viewer::new(self.shared.clone(), viewer)
+        viewers.push(Arc::downgrade(&viewer));
+        drop(viewers);
+        (Viewer::new(self.shared.clone(), viewer), (w, h))
     }
 
     /// Ends the session: the target connection closes and every viewer gets `message`.
@@ -261,7 +271,7 @@ impl Broker {
                 info!(session = %id, target = %req.target, error = %e, "session failed to open");
                 OpenError::from(e)
             })?,
-            _ = ending_rx.changed() => {
+            _ = ending_rx.wait_for(|e| matches!(e, Ending::Ended(_))) => {
                 return Err(OpenError { code: ErrorCode::ClosedByAdmin, message: "closed by an administrator while connecting".into() });
             }
         };
@@ -303,21 +313,28 @@ async fn run_session(
     let shared = handle.shared.clone();
     let id = handle.id();
     let mut ending = shared.ending.subscribe();
+    let mut target_gone = false;
     let outcome: Result<(), String> = loop {
         tokio::select! {
             first = updates.recv() => {
-                let Some(first) = first else { break Ok(()) };
+                let Some(first) = first else {
+                    target_gone = true;
+                    break Ok(());
+                };
                 if let Err(e) = apply_batch(&shared, first, &mut updates) {
                     break Err(e);
                 }
             }
-            _ = ending.changed() => break Ok(()),
+            // wait_for also sees a close that happened before this task first ran.
+            _ = ending.wait_for(|e| matches!(e, Ending::Ended(_))) => break Ok(()),
         }
     };
     lock(&shared.info).state = SessionState::Closing;
     // Dropping the receiver and closing the command channel stops the adapter.
     drop(updates);
-    let adapter_result = if adapter.is_finished() {
+    // When the adapter hung up by itself, wait for its verdict (it may still be finishing);
+    // otherwise stop it.
+    let adapter_result = if target_gone || adapter.is_finished() {
         adapter.await.ok()
     } else {
         adapter.abort();
@@ -328,7 +345,8 @@ async fn run_session(
             code: ErrorCode::TargetProtocol,
             message: format!("the target sent an invalid update: {e}"),
         },
-        (Ok(()), Some(Err(e))) => {
+        (Ok(()), Some(Err(e))) if !matches!(e, VncTargetError::Closed) => {
+            warn!(session = %id, error = %e, "target connection failed");
             let e = OpenError::from(e);
             ServerMessage::Error {
                 code: e.code,
@@ -354,17 +372,24 @@ async fn run_session(
     shared.for_each_viewer(ViewerShared::wake);
 }
 
-/// Applies `first` and whatever else is already queued, then wakes viewers once, so that a
-/// viewer sees a whole update rather than half of one.
+/// Most updates applied in one batch before the session task looks at other work again (a
+/// close, say): a target that streams without pause must not monopolise it.
+const MAX_BATCH: usize = UPDATE_QUEUE;
+
+/// Applies `first` and whatever else is already queued (up to [`MAX_BATCH`]), then wakes viewers
+/// once, so that a viewer sees a whole update rather than half of one.
 fn apply_batch(
     shared: &SessionShared,
     first: TargetUpdate,
     updates: &mut mpsc::Receiver<TargetUpdate>,
 ) -> Result<(), String> {
     let mut next = Some(first);
+    let mut applied_count = 0;
     while let Some(update) = next.take() {
+        applied_count += 1;
         match update {
-            TargetUpdate::Clipboard(text) => {
+            TargetUpdate::Clipboard(mut text) => {
+                truncate_utf8(&mut text, MAX_CLIPBOARD_BYTES);
                 shared.for_each_viewer(|v| {
                     v.push_event(ServerMessage::Clipboard { text: text.clone() })
                 });
@@ -387,10 +412,22 @@ fn apply_batch(
                 }
             }
         }
-        next = updates.try_recv().ok();
+        if applied_count < MAX_BATCH {
+            next = updates.try_recv().ok();
+        }
     }
     shared.for_each_viewer(ViewerShared::wake);
     Ok(())
+}
+
+fn truncate_utf8(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
 }
 
 // Poisoning only follows a panic elsewhere; the data is plain and still usable, so recover it

@@ -5,7 +5,7 @@ use portcullis_core::damage::DamageRegion;
 use portcullis_core::flow::{BadAck, FrameWindow};
 use portcullis_core::wire::{self, ClientMessage, ServerMessage};
 use portcullis_core::Rect;
-use portcullis_encode::{encode_rect, Choice};
+use portcullis_encode::{encode_rgba, Choice};
 use portcullis_vnc::TargetCommand;
 use tokio::sync::{watch, Notify};
 use tracing::warn;
@@ -144,23 +144,34 @@ impl Viewer {
     }
 
     fn encode(&mut self, rects: &[Rect]) -> Vec<Vec<u8>> {
-        let fb = read(&self.session.desktop);
-        let bounds = fb.bounds();
-        let mut out = Vec::with_capacity(rects.len() + 1);
-        for r in rects {
-            // The desktop may have shrunk since the damage was recorded.
-            let r = r.intersection(&bounds);
-            if r.is_empty() {
-                continue;
-            }
+        // Copy the pixels out under the lock and encode without it, so the session task can keep
+        // applying updates while a large frame is compressed.
+        let pixels: Vec<(Rect, Vec<u8>)> = {
+            let fb = read(&self.session.desktop);
+            let bounds = fb.bounds();
+            rects
+                .iter()
+                // The desktop may have shrunk since the damage was recorded.
+                .map(|r| r.intersection(&bounds))
+                .filter(|r| !r.is_empty())
+                .filter_map(|r| fb.read_rect(r).ok().map(|px| (r, px)))
+                .collect()
+        };
+        let mut out = Vec::with_capacity(pixels.len() + 1);
+        for (r, px) in pixels {
             let mut msg = Vec::new();
-            match encode_rect(&fb, r, Choice::Auto, &mut msg) {
+            match encode_rgba(&px, r, Choice::Auto, &mut msg) {
                 Ok(_) => out.push(msg),
                 Err(error) => warn!(%error, rect = %r, "cannot encode rectangle"),
             }
         }
         out.push(wire::frame_end(self.window.next_seq()).to_vec());
         out
+    }
+
+    /// Frames sent to this viewer and not yet acknowledged.
+    pub fn frames_in_flight(&self) -> u32 {
+        self.window.in_flight()
     }
 
     /// Handles a message from this viewer: input goes to the target (waiting if the target is

@@ -52,12 +52,31 @@ pub fn encode_rect(
     out: &mut Vec<u8>,
 ) -> Result<ImageEncoding, EncodeError> {
     let rgba = fb.read_rect(rect)?;
+    encode_rgba(&rgba, rect, choice, out)
+}
+
+/// Like [`encode_rect`], from pixels already copied out of the framebuffer (tightly packed RGBA
+/// of `rect`), so the caller need not hold the framebuffer while encoding.
+pub fn encode_rgba(
+    rgba: &[u8],
+    rect: Rect,
+    choice: Choice,
+    out: &mut Vec<u8>,
+) -> Result<ImageEncoding, EncodeError> {
+    let expected = usize::try_from(rect.area() * 4).unwrap_or(usize::MAX);
+    if rgba.len() != expected {
+        return Err(EncodeError::Desktop(DesktopError::BadPixelData {
+            rect,
+            expected,
+            actual: rgba.len(),
+        }));
+    }
     let encoding = match choice {
-        Choice::Auto if looks_photographic(&rgba, rect.area()) => ImageEncoding::Jpeg,
+        Choice::Auto if looks_photographic(rgba, rect.area()) => ImageEncoding::Jpeg,
         _ => ImageEncoding::Png,
     };
     wire::write_rect_header(out, encoding, rect)?;
-    let rgb = rgba_to_rgb(&rgba);
+    let rgb = rgba_to_rgb(rgba);
     match encoding {
         ImageEncoding::Png => {
             PngEncoder::new_with_quality(&mut *out, CompressionType::Fast, FilterType::Adaptive)

@@ -302,9 +302,10 @@ fn to_x11(cmd: TargetCommand) -> Option<X11Event> {
             let y = u16::try_from(y).unwrap_or(u16::MAX);
             X11Event::PointerEvent((x, y, buttons).into())
         }
-        // RFB cut text is Latin-1: characters outside it cannot be carried.
+        // RFB cut text is Latin-1, but vnc-rs writes the String's UTF-8 bytes as they are: only
+        // ASCII survives that unchanged, so nothing else is sent (extended clipboard: later).
         TargetCommand::Input(InputEvent::Clipboard(text)) => {
-            X11Event::CopyText(text.chars().filter(|c| u32::from(*c) < 0x100).collect())
+            X11Event::CopyText(text.chars().filter(char::is_ascii).collect())
         }
     })
 }

@@ -85,6 +85,11 @@ impl LoginSessions {
         Some(login.user.clone())
     }
 
+    /// Ends every login of `user` (deleted or locked).
+    pub(crate) fn remove_user(&self, user: &str) {
+        self.lock().retain(|_, l| l.user != user);
+    }
+
     pub(crate) fn remove(&self, token: &str) {
         self.lock().remove(token);
     }

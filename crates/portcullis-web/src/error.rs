@@ -26,6 +26,9 @@ pub enum WebError {
     /// 409.
     #[error("{0}")]
     Conflict(String),
+    /// 429.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 500: details are logged, not shown.
     #[error("internal error")]
     Internal(String),
@@ -42,6 +45,7 @@ impl WebError {
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::Internal(_) | WebError::Startup(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -30,6 +30,9 @@ pub use auth::LoginSessions;
 pub use error::WebError;
 pub use tls::{load_or_create_self_signed, TlsFiles};
 
+/// Password verifications that may run at once; more get 429 (see `api::login`).
+const LOGIN_SLOTS: usize = 4;
+
 /// Largest JSON body the API accepts.
 const MAX_BODY: usize = 64 * 1024;
 
@@ -44,6 +47,8 @@ pub struct AppState {
     pub broker: Broker,
     /// Logged-in browsers.
     pub logins: LoginSessions,
+    /// Password verifications allowed at once (argon2 is memory- and CPU-hungry).
+    pub login_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -54,6 +59,7 @@ impl AppState {
             key,
             broker,
             logins: LoginSessions::new(Duration::from_secs(12 * 3600), Duration::from_secs(3600)),
+            login_slots: Arc::new(tokio::sync::Semaphore::new(LOGIN_SLOTS)),
         }
     }
 }

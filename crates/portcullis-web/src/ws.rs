@@ -2,6 +2,7 @@
 //! input between the browser and the session's viewer.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
@@ -17,8 +18,14 @@ use crate::auth::AuthUser;
 use crate::ops;
 use crate::{AppState, WebError};
 
-/// A browser that sends nothing for this long (not even an ack) while frames wait is gone.
-const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often the gateway pings the browser; browsers answer pings on their own.
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// A browser from which nothing (not even a pong) arrived for this long is gone.
+const SILENCE_LIMIT: Duration = Duration::from_secs(60);
+/// How long the browser gets to answer our Close before the connection is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Longest wait for the browser to take a frame or for the target to take input.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The request must come from a page of this gateway: browsers send Origin on WebSocket
 /// upgrades, and a cross-site page must not ride the user's cookie.
@@ -78,7 +85,9 @@ async fn send_json(socket: &mut WebSocket, m: &ServerMessage) -> bool {
 }
 
 async fn close_with(socket: &mut WebSocket, m: &ServerMessage) {
-    let _ = send_json(socket, m).await;
+    if !send_json(socket, m).await {
+        warn!("the browser did not take the closing message");
+    }
     let reason = match m {
         ServerMessage::Error { code, .. } => serde_json::to_string(code).unwrap_or_default(),
         _ => "closed".into(),
@@ -93,6 +102,17 @@ async fn close_with(socket: &mut WebSocket, m: &ServerMessage) {
             reason: reason.trim_matches('"').to_owned().into(),
         })))
         .await;
+    // Finish the closing handshake: read until the browser's Close. Dropping the connection
+    // while the browser's acks sit unread makes the kernel reset it, and a reset can discard
+    // the message above before the page has read it.
+    let drain = async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
 }
 
 async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
@@ -113,8 +133,20 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
         }
     };
     let id = session.id();
-    let (width, height) = session.size();
-    let mut viewer = session.attach_viewer();
+    // The grant may have been revoked while we connected (revocation closes only listed
+    // sessions, and this one was not listed when the grant was checked).
+    let still_allowed = state.store.has_grant(&user, &target).unwrap_or(false)
+        && matches!(state.store.get_user(&user), Ok(Some(_)));
+    if !still_allowed {
+        let m = ServerMessage::Error {
+            code: ErrorCode::ClosedByAdmin,
+            message: "your access to this target was revoked".into(),
+        };
+        session.close(m.clone());
+        close_with(&mut socket, &m).await;
+        return;
+    }
+    let (mut viewer, (width, height)) = session.attach_viewer();
     if !send_json(
         &mut socket,
         &ServerMessage::Init {
@@ -132,57 +164,92 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
         return;
     }
     let (mut tx, mut rx) = socket.split();
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.reset();
+    let mut last_heard = tokio::time::Instant::now();
+    let stopped_answering = || ServerMessage::Error {
+        code: ErrorCode::BadMessage,
+        message: "the browser stopped answering".into(),
+    };
     let end: Option<ServerMessage> = loop {
         tokio::select! {
             out = viewer.next() => match out {
                 ViewerOutput::Message(m) => {
-                    if tx.send(Message::Text(m.to_json().into())).await.is_err() { break None; }
+                    match tokio::time::timeout(SEND_TIMEOUT, tx.send(Message::Text(m.to_json().into()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => break Some(stopped_answering()),
+                    }
                 }
                 ViewerOutput::Frame(msgs) => {
-                    let mut ok = true;
-                    for m in msgs {
-                        if tx.feed(Message::Binary(m.into())).await.is_err() { ok = false; break; }
+                    let send_all = async {
+                        for m in msgs {
+                            tx.feed(Message::Binary(m.into())).await?;
+                        }
+                        tx.flush().await
+                    };
+                    match tokio::time::timeout(SEND_TIMEOUT, send_all).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => break Some(stopped_answering()),
                     }
-                    if !ok || tx.flush().await.is_err() { break None; }
                 }
                 ViewerOutput::End(m) => break Some(m),
             },
-            incoming = tokio::time::timeout(ACK_TIMEOUT, rx.next()) => match incoming {
-                Err(_) => break Some(ServerMessage::Error {
-                    code: ErrorCode::BadMessage,
-                    message: "the browser stopped answering".into(),
-                }),
-                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break None,
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    let parsed = wire::parse_client_message(text.as_str());
-                    let handled = match parsed {
-                        Ok(msg) => viewer.handle(msg).await.map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    if let Err(e) = handled {
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENCE_LIMIT {
+                    break Some(stopped_answering());
+                }
+                if tx.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break None;
+                }
+            }
+            incoming = rx.next() => {
+                last_heard = tokio::time::Instant::now();
+                match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
+                    Some(Ok(Message::Text(text))) => {
+                        let handled = match wire::parse_client_message(text.as_str()) {
+                            Ok(msg) => match tokio::time::timeout(SEND_TIMEOUT, viewer.handle(msg)).await {
+                                Ok(r) => r.map_err(|e| e.to_string()),
+                                Err(_) => {
+                                    break Some(ServerMessage::Error {
+                                        code: ErrorCode::TargetProtocol,
+                                        message: "the target stopped taking input".into(),
+                                    })
+                                }
+                            },
+                            Err(e) => Err(e.to_string()),
+                        };
+                        if let Err(e) = handled {
+                            warn!(session = %id, error = %e, "bad message from browser");
+                            break Some(ServerMessage::Error { code: ErrorCode::BadMessage, message: e });
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let e = WireError::UnexpectedBinary.to_string();
                         warn!(session = %id, error = %e, "bad message from browser");
                         break Some(ServerMessage::Error { code: ErrorCode::BadMessage, message: e });
                     }
+                    Some(Ok(_)) => {}
                 }
-                Ok(Some(Ok(Message::Binary(_)))) => {
-                    let e = WireError::UnexpectedBinary.to_string();
-                    warn!(session = %id, error = %e, "bad message from browser");
-                    break Some(ServerMessage::Error { code: ErrorCode::BadMessage, message: e });
-                }
-                Ok(Some(Ok(_))) => {}
-            },
+            }
         }
     };
     match end {
         Some(m) => {
             session.close(m.clone());
-            if let Ok(mut socket) = tx.reunite(rx) {
-                close_with(&mut socket, &m).await;
+            match tx.reunite(rx) {
+                Ok(mut socket) => close_with(&mut socket, &m).await,
+                Err(_) => warn!(session = %id, "cannot tell the browser why the session ended"),
             }
+            info!(session = %id, %user, %target, reason = %m.to_json(), "viewer left");
         }
-        None => session.close(ServerMessage::Closed {
-            reason: "the viewer disconnected".into(),
-        }),
+        None => {
+            session.close(ServerMessage::Closed {
+                reason: "the viewer disconnected".into(),
+            });
+            info!(session = %id, %user, %target, "viewer disconnected");
+        }
     }
-    info!(session = %id, %user, %target, "viewer left");
 }
