@@ -225,6 +225,52 @@ test('revoking a grant ends the live session at once', async () => {
   }
 });
 
+test('admins manage users, targets, grants and live sessions in the web UI', async () => {
+  const page = await newPage();
+  await uiLogin(page, gw.base, 'admin', ADMIN);
+  await page.waitForSelector('#nav-admin-users');
+
+  await page.click('#nav-admin-users');
+  await page.fill('#user-name', 'carol');
+  await page.fill('#user-password', 'short');
+  await page.selectOption('#user-role', 'user');
+  await page.click('#user-create');
+  await page.waitForSelector('.form-error:not([hidden])');
+  assert.match(await page.textContent('.form-error'), /at least 12/);
+  await page.fill('#user-password', 'carol-password-99');
+  await page.click('#user-create');
+  await page.waitForSelector('#users-table >> text=carol');
+
+  await page.click('#nav-admin-targets');
+  await page.fill('#target-name', 'desk2');
+  await page.fill('#target-address', desktop.address);
+  await page.fill('#target-password', VNC_PASSWORD);
+  await page.fill('#target-description', 'same desktop, via the UI');
+  await page.click('#target-create');
+  await page.waitForSelector('#targets-table >> text=desk2');
+  assert.ok(!(await page.content()).includes(VNC_PASSWORD));
+
+  await page.click('#nav-admin-grants');
+  await page.waitForSelector('#grant-user option[value="carol"]', { state: 'attached' });
+  await page.selectOption('#grant-user', 'carol');
+  await page.selectOption('#grant-target', 'desk2');
+  await page.click('#grant-create');
+  await page.waitForSelector('#grants-table >> text=desk2');
+
+  // Carol opens it; the admin sees her session on the sessions page and closes it there.
+  const carol = await newPage();
+  await openSession(carol, 'carol', 'carol-password-99', 'desk2');
+  await waitConnectedAndPainted(carol);
+  await page.click('#nav-admin-sessions');
+  const close = page.locator('#sessions-table tr', { hasText: 'carol' }).locator('[data-close-session]');
+  await close.waitFor({ timeout: 10000 });
+  await close.click();
+  await carol.waitForSelector('#session-error:not([hidden])', { timeout: 10000 });
+  assert.match(await carol.textContent('#session-error'), /closed by an administrator/i);
+  await carol.context().close();
+  await page.context().close();
+});
+
 test('a wrong target password gives a clear error, not a hang', async () => {
   const page = await newPage();
   await openSession(page, 'alice', ALICE, 'wrongpw');
