@@ -94,7 +94,14 @@ test('a user sees the desktop live and typing reaches the xterm', async () => {
   const marker = `/tmp/portcullis-e2e-${process.pid}`;
   rmSync(marker, { force: true });
   await page.click('#session-canvas', { position: { x: 300, y: 200 } });
-  await page.keyboard.type(`echo Typed-Through_Gateway > ${marker}`);
+  // Special keys and modifiers: Ctrl+C interrupts a command, BackSpace deletes the extra X.
+  await page.keyboard.type('sleep 30');
+  await page.keyboard.press('Enter');
+  await sleep(300);
+  await page.keyboard.press('Control+C');
+  await page.keyboard.type(`echo Typed-Through_GatewayX`);
+  await page.keyboard.press('Backspace');
+  await page.keyboard.type(` > ${marker}`);
   await page.keyboard.press('Enter');
   for (let i = 0; i < 50 && !existsSync(marker); i++) await sleep(100);
   assert.ok(existsSync(marker), 'typed command did not run in the xterm');
@@ -131,6 +138,23 @@ test('mouse clicks and drags reach the target', async () => {
   const loc = desktop.xdotool('getmouselocation');
   const [, x, y] = loc.match(/x:(\d+) y:(\d+)/).map(Number);
   assert.ok(Math.abs(x - 600) <= 2 && Math.abs(y - 500) <= 2, loc);
+
+  // A left-button drag across the xterm selects its text: xterm then owns PRIMARY.
+  await page.click('#session-canvas', { position: { x: 300 * scale, y: 200 * scale } });
+  await page.keyboard.type('echo DRAG-ME-42');
+  await page.keyboard.press('Enter');
+  await sleep(500);
+  const at = (dx, dy) => [box.x + dx * scale, box.y + dy * scale];
+  await page.mouse.move(...at(44, 44));
+  await page.mouse.down();
+  for (let i = 1; i <= 10; i++) await page.mouse.move(...at(44 + 80 * i, 44 + 40 * i));
+  await page.mouse.up();
+  let primary = '';
+  for (let i = 0; i < 30 && !primary.includes('DRAG-ME-42'); i++) {
+    await sleep(100);
+    try { primary = desktop.clipboard(undefined, 'primary'); } catch { primary = ''; }
+  }
+  assert.match(primary, /DRAG-ME-42/);
   await page.context().close();
 });
 
