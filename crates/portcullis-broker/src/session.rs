@@ -7,7 +7,7 @@ use portcullis_core::session::{EntryPath, SessionInfo, SessionState};
 use portcullis_core::wire::{ErrorCode, ServerMessage};
 use portcullis_vnc::{TargetCommand, Timeouts, VncTargetError};
 use thiserror::Error;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -264,33 +264,105 @@ impl Broker {
             id: id.clone(),
         };
 
-        let TargetSpec::Vnc { address, password } = req.spec;
-        let mut ending_rx = handle.shared.ending.subscribe();
-        let connect = portcullis_vnc::connect(&address, password, self.timeouts);
-        let target = tokio::select! {
-            r = connect => r.map_err(|e| {
-                info!(session = %id, target = %req.target, error = %e, "session failed to open");
-                OpenError::from(e)
-            })?,
-            _ = ending_rx.wait_for(|e| matches!(e, Ending::Ended(_))) => {
-                return Err(OpenError { code: ErrorCode::ClosedByAdmin, message: "closed by an administrator while connecting".into() });
-            }
-        };
-        let (w, h) = target.size();
-        write(&handle.shared.desktop)
-            .resize(w, h)
-            .map_err(|e| OpenError {
-                code: ErrorCode::TargetProtocol,
-                message: e.to_string(),
-            })?;
-        lock(&handle.shared.info).state = SessionState::Active;
-        info!(session = %id, user = %req.user, target = %req.target, width = w, height = h, "session opened");
-
-        let (upd_tx, upd_rx) = mpsc::channel(UPDATE_QUEUE);
-        let adapter = tokio::spawn(target.run(upd_tx, cmd_rx));
-        tokio::spawn(run_session(handle.clone(), upd_rx, adapter, guard));
-        Ok(handle)
+        // Each session lives on its own thread with a single-threaded runtime: vnc-rs hands an
+        // update over tile by tile through its own tasks, and hops between them are far cheaper
+        // on one thread than across a shared pool (measured with benches/run.mjs). It is also
+        // what !Send protocol stacks (ironrdp-server) need.
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let timeouts = self.timeouts;
+        let thread_handle = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("session-{}", id.get(..8).unwrap_or(&id)))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(OpenError {
+                            code: ErrorCode::Internal,
+                            message: format!("cannot start the session runtime: {e}"),
+                        }));
+                        return;
+                    }
+                };
+                rt.block_on(session_thread(
+                    thread_handle,
+                    req,
+                    timeouts,
+                    cmd_rx,
+                    guard,
+                    ready_tx,
+                ));
+            });
+        if let Err(e) = spawned {
+            return Err(OpenError {
+                code: ErrorCode::Internal,
+                message: format!("cannot start the session thread: {e}"),
+            });
+        }
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(handle),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(OpenError {
+                code: ErrorCode::Internal,
+                message: "the session thread ended while connecting".into(),
+            }),
+        }
     }
+}
+
+/// Connects to the target and runs the session, on the session's own thread. `ready` learns
+/// whether the connection succeeded; the session runs until it ends.
+async fn session_thread(
+    handle: SessionHandle,
+    req: OpenRequest,
+    timeouts: Timeouts,
+    commands: mpsc::Receiver<TargetCommand>,
+    guard: Deregister,
+    ready: oneshot::Sender<Result<(), OpenError>>,
+) {
+    let id = handle.id();
+    let TargetSpec::Vnc { address, password } = req.spec;
+    let mut ending_rx = handle.shared.ending.subscribe();
+    let connect = portcullis_vnc::connect(&address, password, timeouts);
+    let target = tokio::select! {
+        r = connect => match r {
+            Ok(t) => t,
+            Err(e) => {
+                info!(session = %id, target = %req.target, error = %e, "session failed to open");
+                let _ = ready.send(Err(OpenError::from(e)));
+                return;
+            }
+        },
+        _ = ending_rx.wait_for(|e| matches!(e, Ending::Ended(_))) => {
+            let _ = ready.send(Err(OpenError {
+                code: ErrorCode::ClosedByAdmin,
+                message: "closed by an administrator while connecting".into(),
+            }));
+            return;
+        }
+    };
+    let (w, h) = target.size();
+    if let Err(e) = write(&handle.shared.desktop).resize(w, h) {
+        let _ = ready.send(Err(OpenError {
+            code: ErrorCode::TargetProtocol,
+            message: e.to_string(),
+        }));
+        return;
+    }
+    lock(&handle.shared.info).state = SessionState::Active;
+    info!(session = %id, user = %req.user, target = %req.target, width = w, height = h, "session opened");
+    let (upd_tx, upd_rx) = mpsc::channel(UPDATE_QUEUE);
+    let adapter = tokio::spawn(target.run(upd_tx, commands));
+    if ready.send(Ok(())).is_err() {
+        // The opener went away (the browser left while we connected).
+        handle.close(ServerMessage::Closed {
+            reason: "the viewer left while connecting".into(),
+        });
+    }
+    run_session(handle, upd_rx, adapter, guard).await;
 }
 
 /// Removes a session from the registry when the session task ends, however it ends.
