@@ -387,17 +387,7 @@ async fn run_session(
     let id = handle.id();
     let mut ending = shared.ending.subscribe();
     let mut target_gone = false;
-    // (first, last) arrival of changes applied but not yet announced to viewers.
-    let mut unannounced: Option<(Instant, Instant)> = None;
     let outcome: Result<(), String> = loop {
-        let settle = async {
-            match unannounced {
-                Some((first, last)) => {
-                    tokio::time::sleep_until((last + SETTLE_QUIET).min(first + SETTLE_MAX)).await
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             first = updates.recv() => {
                 let Some(first) = first else {
@@ -407,11 +397,9 @@ async fn run_session(
                 if let Err(e) = apply_batch(&shared, first, &mut updates) {
                     break Err(e);
                 }
-                let now = Instant::now();
-                unannounced = Some((unannounced.map_or(now, |(first, _)| first), now));
-            }
-            _ = settle => {
-                unannounced = None;
+                if let Err(e) = settle(&shared, &mut updates).await {
+                    break Err(e);
+                }
                 shared.for_each_viewer(ViewerShared::wake);
             }
             // wait_for also sees a close that happened before this task first ran.
@@ -461,14 +449,39 @@ async fn run_session(
     shared.for_each_viewer(ViewerShared::wake);
 }
 
-/// Viewers are woken once the target's update stream has been quiet this long. vnc-rs hands
-/// over one update as many tiles with no end marker; waking viewers per tile made them send
-/// partial frames, which then queued behind the frame window (measured: +28 ms p50 for a large
-/// change). Tiles of one update arrive back to back, well within this.
-const SETTLE_QUIET: Duration = Duration::from_millis(1);
-/// Longest a change waits for the stream to go quiet: a target that never pauses still gets
+/// Longest a change waits for the rest of its update: a target that never pauses still gets
 /// its changes shown at this pace.
 const SETTLE_MAX: Duration = Duration::from_millis(12);
+/// Scheduler rounds with no new update after which the update counts as complete.
+const SETTLE_IDLE_ROUNDS: u32 = 2;
+
+/// Waits until the target's current update has been fully decoded, applying it as it comes.
+///
+/// vnc-rs hands one update over as many tiles with no end marker. Waking viewers per tile made
+/// them send partial frames that queued behind the frame window (+28 ms p50 for a large change),
+/// and a quiet timer cost 2-3 ms on every change (timer granularity). Instead: this thread runs
+/// only this session's tasks, so when yielding lets every other task run and no new update
+/// appears, the decoder has nothing left to decode from what the target sent.
+async fn settle(
+    shared: &SessionShared,
+    updates: &mut mpsc::Receiver<TargetUpdate>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut idle_rounds = 0;
+    while idle_rounds < SETTLE_IDLE_ROUNDS && started.elapsed() < SETTLE_MAX {
+        tokio::task::yield_now().await;
+        match updates.try_recv() {
+            Ok(update) => {
+                idle_rounds = 0;
+                apply_batch(shared, update, updates)?;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => idle_rounds += 1,
+            // The main loop sees the closed channel on its next receive.
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        }
+    }
+    Ok(())
+}
 
 /// Most updates applied in one batch before the session task looks at other work again (a
 /// close, say): a target that streams without pause must not monopolise it.
