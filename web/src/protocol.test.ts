@@ -43,7 +43,8 @@ describe('parseBinary', () => {
   it('names the encodings', () => {
     expect(mimeOf(1)).toBe('image/png');
     expect(mimeOf(2)).toBe('image/jpeg');
-    expect(mimeOf(3)).toBeNull();
+    expect(mimeOf(3)).toBeNull(); // fill is drawn, not decoded
+    expect(mimeOf(4)).toBeNull();
   });
 });
 

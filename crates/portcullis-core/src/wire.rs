@@ -178,6 +178,8 @@ pub enum ImageEncoding {
     Png = 1,
     /// Lossy; used for large photographic areas.
     Jpeg = 2,
+    /// One colour for the whole rectangle: 3 bytes of data, red, green, blue.
+    Fill = 3,
 }
 
 /// Writes the header of a rectangle message into `out` (image bytes follow).

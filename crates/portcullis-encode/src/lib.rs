@@ -76,31 +76,40 @@ pub fn encode_rgba(
             actual: rgba.len(),
         }));
     }
-    let encoding = match choice {
-        Choice::Auto if looks_photographic(rgba, rect.area()) => ImageEncoding::Jpeg,
-        _ => ImageEncoding::Png,
-    };
-    wire::write_rect_header(out, encoding, rect)?;
-    let rgb = rgba_to_rgb(rgba);
-    match encoding {
-        ImageEncoding::Png => {
-            PngEncoder::new_with_quality(&mut *out, PNG_LEVEL, FilterType::Adaptive).write_image(
-                &rgb,
-                rect.w,
-                rect.h,
-                ExtendedColorType::Rgb8,
-            )?;
-        }
-        ImageEncoding::Jpeg => {
-            JpegEncoder::new_with_quality(&mut *out, JPEG_QUALITY).write_image(
-                &rgb,
-                rect.w,
-                rect.h,
-                ExtendedColorType::Rgb8,
-            )?;
-        }
+    if let Some(rgb) = solid_colour(rgba) {
+        wire::write_rect_header(out, ImageEncoding::Fill, rect)?;
+        out.extend_from_slice(&rgb);
+        return Ok(ImageEncoding::Fill);
     }
-    Ok(encoding)
+    let photographic = matches!(choice, Choice::Auto) && looks_photographic(rgba, rect.area());
+    let rgb = rgba_to_rgb(rgba);
+    if photographic {
+        wire::write_rect_header(out, ImageEncoding::Jpeg, rect)?;
+        JpegEncoder::new_with_quality(&mut *out, JPEG_QUALITY).write_image(
+            &rgb,
+            rect.w,
+            rect.h,
+            ExtendedColorType::Rgb8,
+        )?;
+        return Ok(ImageEncoding::Jpeg);
+    }
+    wire::write_rect_header(out, ImageEncoding::Png, rect)?;
+    PngEncoder::new_with_quality(&mut *out, PNG_LEVEL, FilterType::Adaptive).write_image(
+        &rgb,
+        rect.w,
+        rect.h,
+        ExtendedColorType::Rgb8,
+    )?;
+    Ok(ImageEncoding::Png)
+}
+
+/// The colour of a rectangle that has only one (backgrounds, cleared areas): sent as 3 bytes
+/// instead of an image, and drawn by the browser without decoding anything.
+fn solid_colour(rgba: &[u8]) -> Option<[u8; 3]> {
+    let first = rgba.get(..3)?;
+    rgba.chunks_exact(4)
+        .all(|px| &px[..3] == first)
+        .then(|| [first[0], first[1], first[2]])
 }
 
 fn rgba_to_rgb(rgba: &[u8]) -> Vec<u8> {
@@ -183,6 +192,35 @@ mod tests {
         let mut lossless = Vec::new();
         encode_rect(&fb, fb.bounds(), Choice::Lossless, &mut lossless).unwrap();
         assert_eq!(decode(&lossless).0, 1);
+    }
+
+    #[test]
+    fn one_colour_is_a_fill() {
+        let mut fb = Framebuffer::new(300, 200).unwrap();
+        fb.fill(Rect::new(0, 0, 300, 200), [1, 2, 3]).unwrap();
+        let mut out = Vec::new();
+        let r = Rect::new(10, 10, 200, 100);
+        assert_eq!(
+            encode_rect(&fb, r, Choice::Auto, &mut out).unwrap(),
+            ImageEncoding::Fill
+        );
+        match decode_server_binary(&out).unwrap() {
+            ServerBinary::Rect {
+                encoding,
+                rect,
+                data,
+            } => {
+                assert_eq!((encoding, rect, data), (3, r, &[1u8, 2, 3][..]));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // One different pixel makes it an image again.
+        fb.fill(Rect::new(50, 50, 1, 1), [9, 9, 9]).unwrap();
+        out.clear();
+        assert_eq!(
+            encode_rect(&fb, r, Choice::Auto, &mut out).unwrap(),
+            ImageEncoding::Png
+        );
     }
 
     #[test]

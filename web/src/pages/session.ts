@@ -14,6 +14,7 @@ import {
   wheelBits,
 } from '../pointer';
 import {
+  ENC_FILL,
   ackMsg,
   clipboardMsg,
   keyMsg,
@@ -180,7 +181,21 @@ export function renderSession(ctx: PageContext, target: string): void {
       return;
     }
     if (m.kind === 'rect') {
-      const { x, y, encoding, data } = m;
+      const { x, y, width, height, encoding, data } = m;
+      if (encoding === ENC_FILL) {
+        if (data.length < 3) {
+          console.warn('portcullis: short fill rectangle');
+          return;
+        }
+        const colour = `rgb(${data[0]},${data[1]},${data[2]})`;
+        enqueue(() => {
+          if (g) {
+            g.fillStyle = colour;
+            g.fillRect(x, y, width, height);
+          }
+        });
+        return;
+      }
       const type = mimeOf(encoding);
       if (type === null) {
         console.warn(`portcullis: unknown rectangle encoding ${encoding}`);
