@@ -5,6 +5,7 @@
 //! - `test`: installs what is missing and runs every test: formatting, lints, Rust unit and
 //!   integration tests, UI unit tests, and the end-to-end tests through real peers.
 //! - `bench`: builds in release mode and runs the benchmarks in `benches/`.
+//! - `fuzz [SECONDS]`: runs every cargo-fuzz target in `fuzz/` for SECONDS each (default 60).
 //! - `deps`: only installs the system and npm packages.
 #![allow(clippy::print_stdout)]
 
@@ -42,8 +43,9 @@ fn main() -> Result<()> {
         Some("demo") => demo(&root),
         Some("test") => test(&root),
         Some("bench") => bench(&root),
+        Some("fuzz") => fuzz(&root, args.get(1).map(String::as_str)),
         _ => {
-            println!("usage: cargo xtask <demo|test|bench|deps>");
+            println!("usage: cargo xtask <demo|test|bench|fuzz [SECONDS]|deps>");
             bail!("unknown or missing command")
         }
     }
@@ -191,6 +193,42 @@ fn bench(root: &Path) -> Result<()> {
         .arg(root.join("benches/run.mjs"))
         .env("PORTCULLIS_BIN", root.join("target/release/portcullis"))
         .current_dir(root.join("web")))
+}
+
+/// cargo-fuzz targets, in `fuzz/fuzz_targets/`.
+const FUZZ_TARGETS: &[&str] = &["client_message", "target_updates"];
+
+fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
+    let seconds: u32 = seconds
+        .unwrap_or("60")
+        .parse()
+        .context("SECONDS must be a number")?;
+    if !Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    for target in FUZZ_TARGETS {
+        // The machine has one stable toolchain; libFuzzer's instrumentation flags need nightly
+        // features, which RUSTC_BOOTSTRAP unlocks for this build only.
+        run(cargo()
+            .args([
+                "fuzz",
+                "run",
+                "-O",
+                target,
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-max_len=4096",
+            ])
+            .env("RUSTC_BOOTSTRAP", "1")
+            .current_dir(root))?;
+    }
+    Ok(())
 }
 
 fn demo(root: &Path) -> Result<()> {
