@@ -435,15 +435,14 @@ async fn run_session(
         },
     };
     shared.end(message);
-    let reason = match &*shared.ending.borrow() {
-        Ending::Ended(m) => m.to_json(),
-        Ending::Running => String::new(),
-    };
-    match &*shared.ending.borrow() {
-        Ending::Ended(ServerMessage::Error { .. }) => {
-            warn!(session = %id, %reason, "session ended with an error")
+    // The first ending wins (an admin's close, say, over what the target did afterwards).
+    let ending = shared.ending.borrow().clone();
+    match ending {
+        Ending::Ended(m @ ServerMessage::Error { .. }) => {
+            warn!(session = %id, reason = %m.to_json(), "session ended with an error")
         }
-        _ => info!(session = %id, %reason, "session ended"),
+        Ending::Ended(m) => info!(session = %id, reason = %m.to_json(), "session ended"),
+        Ending::Running => {}
     }
     lock(&shared.info).state = SessionState::Closed;
     shared.for_each_viewer(ViewerShared::wake);

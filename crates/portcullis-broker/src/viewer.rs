@@ -169,11 +169,6 @@ impl Viewer {
         out
     }
 
-    /// Frames sent to this viewer and not yet acknowledged.
-    pub fn frames_in_flight(&self) -> u32 {
-        self.window.in_flight()
-    }
-
     /// Handles a message from this viewer: input goes to the target (waiting if the target is
     /// slow), acknowledgements open the frame window.
     pub async fn handle(&mut self, msg: ClientMessage) -> Result<(), BadAck> {
