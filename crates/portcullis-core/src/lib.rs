@@ -7,12 +7,14 @@
 //!   that RDP and VNC adapters feed and that viewers and the recorder read.
 //! - [`damage`]: bounded accumulation of changed rectangles, so a slow consumer gets merged updates.
 //! - [`flow`]: the per-viewer frame window (how many frames may be unacknowledged).
-//! - [`session`]: the session model shown to admins.
+//! - [`session`]: the session model shown to admins, and the events a recording keeps.
+//! - [`keytext`]: key presses as readable text for the event track.
 //! - [`wire`]: the browser WebSocket format (see `docs/browser-protocol.md`).
 
 pub mod damage;
 pub mod desktop;
 pub mod flow;
+pub mod keytext;
 pub mod session;
 pub mod wire;
 

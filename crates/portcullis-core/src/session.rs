@@ -42,3 +42,77 @@ pub struct SessionInfo {
     /// How the user came in.
     pub entry: EntryPath,
 }
+
+/// Direction of a clipboard transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipboardDirection {
+    /// From a viewer to the target.
+    ToTarget,
+    /// From the target to the viewers.
+    FromTarget,
+}
+
+/// Something that happened in a session, as the event track of its recording keeps it. The
+/// recording stamps each with its time on the recording's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SessionEvent {
+    /// The session started (the target answered).
+    SessionStart {
+        /// Gateway user.
+        user: String,
+        /// Target name.
+        target: String,
+        /// The user's address.
+        client_addr: String,
+    },
+    /// Someone started watching (the user's own browser counts).
+    ViewerJoined {
+        /// Gateway user.
+        user: String,
+    },
+    /// A viewer went away.
+    ViewerLeft {
+        /// Gateway user.
+        user: String,
+    },
+    /// Keyboard input, as text where it can be derived (`<Enter>`, `<Ctrl+c>` for others).
+    Keys {
+        /// The typed text.
+        text: String,
+    },
+    /// Clipboard text moved.
+    Clipboard {
+        /// Which way.
+        direction: ClipboardDirection,
+        /// Its size in bytes (UTF-8).
+        bytes: u64,
+    },
+    /// The desktop changed size.
+    Resize {
+        /// New width.
+        width: u32,
+        /// New height.
+        height: u32,
+    },
+    /// A policy decision (allow or deny) about an action.
+    Policy {
+        /// What was attempted (e.g. `clipboard`).
+        action: String,
+        /// `allow` or `deny`.
+        decision: String,
+        /// Why.
+        reason: String,
+    },
+    /// The recorder could not keep up and skipped intermediate frames.
+    FramesDropped {
+        /// How many frames were skipped since the last such event.
+        count: u64,
+    },
+    /// The session ended.
+    SessionEnd {
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,27 @@
+//! Recording files: where they live, what they hold, and how to tell they were not altered.
+//!
+//! A recording is a folder of append-only files (see [`manifest`] for the format):
+//! `video-N.mp4` (fragmented MP4, one per resolution), `events.jsonl` (the event track),
+//! `thumbs.bin` (JPEG thumbnails) and `manifest.jsonl` (a hash chain over all of it, each line
+//! signed with the gateway's Ed25519 key). Nothing here encodes video (that is
+//! `portcullis-recorder`) or does network I/O.
+
+pub mod catalog;
+pub mod manifest;
+pub mod scan;
+pub mod storage;
+pub mod writer;
+
+pub use catalog::{
+    detail, expire, read_piece, recover, summary, verify, Detail, ListedState, Piece, Summary,
+    Verdict,
+};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use manifest::{SessionMeta, Span};
+pub use storage::{LocalDisk, RecordingSink, RecordingStorage, StorageError};
+pub use writer::{RecordingWriter, SegmentInfo};
+
+/// A new random signing key.
+pub fn generate_key() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
