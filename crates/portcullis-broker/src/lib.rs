@@ -5,10 +5,13 @@
 //! Each viewer owns a [`DamageRegion`] and a [`FrameWindow`]: a slow viewer receives merged
 //! frames, never a growing queue, and never slows the target or another viewer.
 //!
-//! The registry of sessions is what administrators list and close.
+//! The registry of sessions is what administrators list and close. A [`SessionRecorder`] given
+//! to the broker gets a [`Tap`] on every session before it runs (no tap, no session).
 
 mod session;
+mod tap;
 mod viewer;
 
 pub use session::{Broker, OpenError, OpenRequest, SessionHandle, TargetSpec};
+pub use tap::{SessionRecorder, Tap, TapBatch, TapEvent, MAX_TAP_EVENTS};
 pub use viewer::{Viewer, ViewerOutput};

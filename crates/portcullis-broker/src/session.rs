@@ -1,9 +1,11 @@
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_core::desktop::{Applied, Framebuffer, TargetUpdate, MAX_CLIPBOARD_BYTES};
-use portcullis_core::session::{EntryPath, SessionInfo, SessionState};
+use portcullis_core::session::{
+    ClipboardDirection, EntryPath, SessionEvent, SessionInfo, SessionState,
+};
 use portcullis_core::wire::{ErrorCode, ServerMessage};
 use portcullis_vnc::{TargetCommand, Timeouts, VncTargetError};
 use thiserror::Error;
@@ -11,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::tap::{SessionRecorder, Tap, TapEvent, TapShared};
 use crate::viewer::{Viewer, ViewerShared};
 
 /// Updates buffered between the target adapter and the session task. Small: when the session
@@ -104,6 +107,8 @@ pub(crate) struct SessionShared {
     viewers: Mutex<Vec<Weak<ViewerShared>>>,
     pub(crate) commands: mpsc::Sender<TargetCommand>,
     pub(crate) ending: watch::Sender<Ending>,
+    /// The recorder's tap, once recording started.
+    pub(crate) tap: OnceLock<Arc<TapShared>>,
 }
 
 impl SessionShared {
@@ -116,6 +121,12 @@ impl SessionShared {
             }
             None => false,
         });
+    }
+
+    pub(crate) fn tap_event(&self, event: TapEvent) {
+        if let Some(tap) = self.tap.get() {
+            tap.event(event);
+        }
     }
 
     pub(crate) fn end(&self, message: ServerMessage) {
@@ -163,13 +174,18 @@ impl SessionHandle {
     /// Attaches a viewer that starts with a full repaint, and returns the desktop size it starts
     /// from. The size is read under the viewer list's lock, so a resize that happens later is
     /// announced to this viewer as a `resize` message.
-    pub fn attach_viewer(&self) -> (Viewer, (u32, u32)) {
+    /// `user` is who watches (the event track of the recording names them).
+    pub fn attach_viewer(&self, user: &str) -> (Viewer, (u32, u32)) {
         let mut viewers = lock(&self.shared.viewers);
         let (w, h) = self.size();
         let viewer = Arc::new(ViewerShared::new(w, h));
         viewers.push(Arc::downgrade(&viewer));
         drop(viewers);
-        (Viewer::new(self.shared.clone(), viewer), (w, h))
+        self.shared
+            .tap_event(TapEvent::Session(SessionEvent::ViewerJoined {
+                user: user.to_owned(),
+            }));
+        (Viewer::new(self.shared.clone(), viewer, user), (w, h))
     }
 
     /// Ends the session: the target connection closes and every viewer gets `message`.
@@ -188,6 +204,7 @@ impl SessionHandle {
 pub struct Broker {
     sessions: Arc<Mutex<HashMap<String, SessionHandle>>>,
     timeouts: Timeouts,
+    recorder: Option<Arc<dyn SessionRecorder>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -202,7 +219,19 @@ impl Broker {
         Self {
             sessions: Arc::default(),
             timeouts,
+            recorder: None,
         }
+    }
+
+    /// Records every session with `recorder`; a session it cannot record does not open.
+    pub fn with_recorder(mut self, recorder: Arc<dyn SessionRecorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// True when sessions are recorded.
+    pub fn records(&self) -> bool {
+        self.recorder.is_some()
     }
 
     /// Every live session.
@@ -256,6 +285,7 @@ impl Broker {
             viewers: Mutex::new(Vec::new()),
             commands: cmd_tx,
             ending,
+            tap: OnceLock::new(),
         });
         let handle = SessionHandle { shared };
         lock(&self.sessions).insert(id.clone(), handle.clone());
@@ -270,6 +300,7 @@ impl Broker {
         // what !Send protocol stacks (ironrdp-server) need.
         let (ready_tx, ready_rx) = oneshot::channel();
         let timeouts = self.timeouts;
+        let recorder = self.recorder.clone();
         let thread_handle = handle.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("session-{}", id.get(..8).unwrap_or(&id)))
@@ -291,6 +322,7 @@ impl Broker {
                     thread_handle,
                     req,
                     timeouts,
+                    recorder,
                     cmd_rx,
                     guard,
                     ready_tx,
@@ -319,6 +351,7 @@ async fn session_thread(
     handle: SessionHandle,
     req: OpenRequest,
     timeouts: Timeouts,
+    recorder: Option<Arc<dyn SessionRecorder>>,
     commands: mpsc::Receiver<TargetCommand>,
     guard: Deregister,
     ready: oneshot::Sender<Result<(), OpenError>>,
@@ -353,6 +386,27 @@ async fn session_thread(
         return;
     }
     lock(&handle.shared.info).state = SessionState::Active;
+    if let Some(recorder) = recorder {
+        let tap = Arc::new(TapShared::new(w, h));
+        tap.event(TapEvent::Session(SessionEvent::SessionStart {
+            user: req.user.clone(),
+            target: req.target.clone(),
+            client_addr: req.client_addr.clone(),
+        }));
+        let _ = handle.shared.tap.set(tap.clone());
+        let started = recorder.start(Tap {
+            shared: tap,
+            session: handle.shared.clone(),
+        });
+        if let Err(e) = started {
+            warn!(session = %id, error = %e, "cannot record the session; refusing it");
+            let _ = ready.send(Err(OpenError {
+                code: ErrorCode::RecordingUnavailable,
+                message: "the session cannot be recorded right now, so it was not opened".into(),
+            }));
+            return;
+        }
+    }
     info!(session = %id, user = %req.user, target = %req.target, width = w, height = h, "session opened");
     let (upd_tx, upd_rx) = mpsc::channel(UPDATE_QUEUE);
     let adapter = tokio::spawn(target.run(upd_tx, commands));
@@ -401,6 +455,9 @@ async fn run_session(
                     break Err(e);
                 }
                 shared.for_each_viewer(ViewerShared::wake);
+                if let Some(tap) = shared.tap.get() {
+                    tap.updated();
+                }
             }
             // wait_for also sees a close that happened before this task first ran.
             _ = ending.wait_for(|e| matches!(e, Ending::Ended(_))) => break Ok(()),
@@ -437,15 +494,27 @@ async fn run_session(
     shared.end(message);
     // The first ending wins (an admin's close, say, over what the target did afterwards).
     let ending = shared.ending.borrow().clone();
-    match ending {
+    match &ending {
         Ending::Ended(m @ ServerMessage::Error { .. }) => {
             warn!(session = %id, reason = %m.to_json(), "session ended with an error")
         }
         Ending::Ended(m) => info!(session = %id, reason = %m.to_json(), "session ended"),
         Ending::Running => {}
     }
+    if let (Some(tap), Ending::Ended(m)) = (shared.tap.get(), &ending) {
+        tap.end(ending_reason(m));
+    }
     lock(&shared.info).state = SessionState::Closed;
     shared.for_each_viewer(ViewerShared::wake);
+}
+
+/// A session's ending in words, for the event track.
+fn ending_reason(m: &ServerMessage) -> String {
+    match m {
+        ServerMessage::Closed { reason } => reason.clone(),
+        ServerMessage::Error { message, .. } => message.clone(),
+        other => other.to_json(),
+    }
 }
 
 /// Longest a change waits for the rest of its update: a target that never pauses still gets
@@ -500,6 +569,10 @@ fn apply_batch(
         match update {
             TargetUpdate::Clipboard(mut text) => {
                 truncate_utf8(&mut text, MAX_CLIPBOARD_BYTES);
+                shared.tap_event(TapEvent::Session(SessionEvent::Clipboard {
+                    direction: ClipboardDirection::FromTarget,
+                    bytes: text.len() as u64,
+                }));
                 shared.for_each_viewer(|v| {
                     v.push_event(ServerMessage::Clipboard { text: text.clone() })
                 });
@@ -510,13 +583,25 @@ fn apply_batch(
                     .apply(&other)
                     .map_err(|e| e.to_string())?;
                 match applied {
-                    Applied::Damaged(r) => shared.for_each_viewer(|v| v.add_damage(r)),
+                    Applied::Damaged(r) => {
+                        shared.for_each_viewer(|v| v.add_damage(r));
+                        if let Some(tap) = shared.tap.get() {
+                            tap.add_damage(r);
+                        }
+                    }
                     Applied::Resized => {
                         let (w, h) = {
                             let fb = read(&shared.desktop);
                             (fb.width(), fb.height())
                         };
                         shared.for_each_viewer(|v| v.resized(w, h));
+                        if let Some(tap) = shared.tap.get() {
+                            tap.resized(w, h);
+                        }
+                        shared.tap_event(TapEvent::Session(SessionEvent::Resize {
+                            width: w,
+                            height: h,
+                        }));
                     }
                     Applied::Nothing => {}
                 }

@@ -3,14 +3,16 @@ use std::sync::{Arc, Mutex};
 
 use portcullis_core::damage::DamageRegion;
 use portcullis_core::flow::{BadAck, FrameWindow};
+use portcullis_core::session::{ClipboardDirection, SessionEvent};
 use portcullis_core::wire::{self, ClientMessage, ServerMessage};
-use portcullis_core::Rect;
+use portcullis_core::{InputEvent, Rect};
 use portcullis_encode::{encode_rgba, Choice};
 use portcullis_vnc::TargetCommand;
 use tokio::sync::{watch, Notify};
 use tracing::warn;
 
 use crate::session::{lock, read, Ending, SessionShared};
+use crate::tap::TapEvent;
 
 /// Control messages (clipboard, bell) a viewer may have pending. Beyond this the oldest bell
 /// goes; clipboard text replaces older clipboard text, so nothing grows without bound.
@@ -90,6 +92,7 @@ pub enum ViewerOutput {
 
 /// One viewer of a session (a browser tab). Dropping it detaches it.
 pub struct Viewer {
+    user: String,
     session: Arc<SessionShared>,
     shared: Arc<ViewerShared>,
     window: FrameWindow,
@@ -103,9 +106,10 @@ impl std::fmt::Debug for Viewer {
 }
 
 impl Viewer {
-    pub(crate) fn new(session: Arc<SessionShared>, shared: Arc<ViewerShared>) -> Self {
+    pub(crate) fn new(session: Arc<SessionShared>, shared: Arc<ViewerShared>, user: &str) -> Self {
         let ending = session.ending.subscribe();
         Self {
+            user: user.to_owned(),
             session,
             shared,
             window: FrameWindow::new(),
@@ -186,6 +190,20 @@ impl Viewer {
             }
             other => {
                 if let Some(input) = other.into_input() {
+                    match &input {
+                        InputEvent::Key { keysym, down } => self.session.tap_event(TapEvent::Key {
+                            keysym: *keysym,
+                            down: *down,
+                        }),
+                        InputEvent::Clipboard(text) => {
+                            self.session
+                                .tap_event(TapEvent::Session(SessionEvent::Clipboard {
+                                    direction: ClipboardDirection::ToTarget,
+                                    bytes: text.len() as u64,
+                                }))
+                        }
+                        InputEvent::Pointer { .. } => {}
+                    }
                     // A closed channel means the session is ending; next() reports it.
                     let _ = self
                         .session
@@ -196,6 +214,15 @@ impl Viewer {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        self.session
+            .tap_event(TapEvent::Session(SessionEvent::ViewerLeft {
+                user: std::mem::take(&mut self.user),
+            }));
     }
 }
 

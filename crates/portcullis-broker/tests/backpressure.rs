@@ -91,8 +91,8 @@ async fn a_stalled_viewer_gets_the_window_then_merged_frames_and_never_slows_ano
     assert_eq!(session.size(), (u32::from(W), u32::from(H)));
     assert_eq!(broker.list().len(), 1);
 
-    let (mut fast, _) = session.attach_viewer();
-    let (mut slow, _) = session.attach_viewer();
+    let (mut fast, _) = session.attach_viewer("test");
+    let (mut slow, _) = session.attach_viewer("test");
 
     // The fast viewer acknowledges everything for a second.
     let fast_task = tokio::spawn(async move {

@@ -114,6 +114,8 @@ pub enum ErrorCode {
     BadMessage,
     /// An administrator closed the session.
     ClosedByAdmin,
+    /// The session cannot be recorded (storage failing or full), so it does not run.
+    RecordingUnavailable,
     /// A fault inside the gateway.
     Internal,
 }

@@ -230,3 +230,74 @@ mod tests {
         assert!(encode_rect(&fb, Rect::new(5, 5, 10, 10), Choice::Auto, &mut out).is_err());
     }
 }
+
+/// JPEG quality of thumbnails (small; text need not be readable in them).
+const THUMBNAIL_QUALITY: u8 = 70;
+
+/// A JPEG thumbnail of an RGBA image (`width` × `height`, rows back to back), scaled down by
+/// averaging to at most `max_width` pixels wide, keeping the aspect ratio.
+pub fn thumbnail_jpeg(
+    rgba: &[u8],
+    width: u32,
+    height: u32,
+    max_width: u32,
+) -> Result<Vec<u8>, EncodeError> {
+    portcullis_core::desktop::check_size(width, height)?;
+    let needed = width as usize * height as usize * 4;
+    if rgba.len() < needed || max_width == 0 {
+        return Err(EncodeError::Desktop(DesktopError::BadPixelData {
+            rect: Rect::new(0, 0, width, height),
+            expected: needed,
+            actual: rgba.len(),
+        }));
+    }
+    // Whole-pixel box filter: each output pixel averages a `step` × `step` block.
+    let step = width.div_ceil(max_width).max(1);
+    let (tw, th) = ((width / step).max(1), (height / step).max(1));
+    let mut out = Vec::with_capacity(tw as usize * th as usize * 3);
+    for ty in 0..th {
+        for tx in 0..tw {
+            let mut sum = [0u32; 3];
+            for y in ty * step..(ty * step + step).min(height) {
+                let row = y as usize * width as usize * 4;
+                for x in tx * step..(tx * step + step).min(width) {
+                    let p = row + x as usize * 4;
+                    for (c, s) in sum.iter_mut().enumerate() {
+                        *s += u32::from(rgba[p + c]);
+                    }
+                }
+            }
+            let n = step * step;
+            out.extend(sum.iter().map(|s| u8::try_from(s / n).unwrap_or(u8::MAX)));
+        }
+    }
+    let mut jpeg = Vec::new();
+    JpegEncoder::new_with_quality(&mut jpeg, THUMBNAIL_QUALITY).write_image(
+        &out,
+        tw,
+        th,
+        ExtendedColorType::Rgb8,
+    )?;
+    Ok(jpeg)
+}
+
+#[cfg(test)]
+mod thumbnail_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn thumbnail_is_small_and_a_jpeg() {
+        let (w, h) = (1280u32, 800u32);
+        let mut rgba = vec![0u8; (w * h * 4) as usize];
+        for (i, px) in rgba.chunks_mut(4).enumerate() {
+            px[0] = (i % 256) as u8;
+            px[2] = 200;
+        }
+        let jpeg = thumbnail_jpeg(&rgba, w, h, 240).unwrap();
+        assert_eq!(&jpeg[..2], &[0xff, 0xd8]);
+        let img = image::load_from_memory(&jpeg).unwrap();
+        assert!(img.width() <= 240 && img.width() >= 200, "{}", img.width());
+        assert!(thumbnail_jpeg(&rgba[..10], w, h, 240).is_err());
+    }
+}

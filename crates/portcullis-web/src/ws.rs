@@ -146,7 +146,7 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
         close_with(&mut socket, &m).await;
         return;
     }
-    let (mut viewer, (width, height)) = session.attach_viewer();
+    let (mut viewer, (width, height)) = session.attach_viewer(&user);
     if !send_json(
         &mut socket,
         &ServerMessage::Init {

@@ -1,0 +1,222 @@
+//! The recorder's view of a session: damage, resizes and events, handed to a thread that is
+//! not part of the session's runtime.
+//!
+//! The session only ever takes a short lock to add to the tap; it never waits for the
+//! consumer. A consumer that falls behind finds merged damage (so it skips intermediate frames)
+//! and at most [`MAX_TAP_EVENTS`] events (further ones are counted as lost).
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use portcullis_core::damage::DamageRegion;
+use portcullis_core::session::{SessionEvent, SessionInfo};
+use portcullis_core::wire::{ErrorCode, ServerMessage};
+use portcullis_core::Rect;
+
+use crate::session::{lock, read, SessionShared};
+
+/// Events held for a consumer that has not collected them.
+pub const MAX_TAP_EVENTS: usize = 10_000;
+
+/// Something the session reports to its tap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TapEvent {
+    /// A session event.
+    Session(SessionEvent),
+    /// A key press or release from a viewer, as an X11 keysym.
+    Key {
+        /// Keysym.
+        keysym: u32,
+        /// Pressed.
+        down: bool,
+    },
+}
+
+/// What accumulated since the consumer last looked.
+#[derive(Debug, Default)]
+pub struct TapBatch {
+    /// Changed areas (merged).
+    pub damage: Vec<Rect>,
+    /// The desktop's new size, if it changed.
+    pub resized: Option<(u32, u32)>,
+    /// Events with the time they happened.
+    pub events: Vec<(Instant, TapEvent)>,
+    /// Events that did not fit.
+    pub events_lost: u64,
+    /// Updates the session applied (a consumer that sees more than one per frame is behind).
+    pub updates: u64,
+    /// The session ended, and why.
+    pub ended: Option<String>,
+}
+
+#[derive(Debug)]
+struct TapState {
+    damage: DamageRegion,
+    resized: Option<(u32, u32)>,
+    events: Vec<(Instant, TapEvent)>,
+    events_lost: u64,
+    updates: u64,
+    ended: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct TapShared {
+    state: Mutex<TapState>,
+    wake: Condvar,
+}
+
+impl TapShared {
+    pub(crate) fn new(width: u32, height: u32) -> Self {
+        let mut damage = DamageRegion::new(width, height);
+        damage.reset_full(width, height);
+        Self {
+            state: Mutex::new(TapState {
+                damage,
+                resized: None,
+                events: Vec::new(),
+                events_lost: 0,
+                updates: 0,
+                ended: None,
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn add_damage(&self, rect: Rect) {
+        lock(&self.state).damage.add(rect);
+    }
+
+    pub(crate) fn resized(&self, width: u32, height: u32) {
+        let mut s = lock(&self.state);
+        s.resized = Some((width, height));
+        s.damage.reset_full(width, height);
+    }
+
+    /// End of one update from the target: wake the consumer.
+    pub(crate) fn updated(&self) {
+        lock(&self.state).updates += 1;
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn event(&self, event: TapEvent) {
+        let mut s = lock(&self.state);
+        if s.events.len() >= MAX_TAP_EVENTS {
+            s.events_lost += 1;
+        } else {
+            s.events.push((Instant::now(), event));
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn end(&self, reason: String) {
+        let mut s = lock(&self.state);
+        if s.ended.is_none() {
+            s.ended = Some(reason);
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+}
+
+/// A consumer's handle on a session (the recorder's). Blocking: use it from a plain thread.
+pub struct Tap {
+    pub(crate) shared: Arc<TapShared>,
+    pub(crate) session: Arc<SessionShared>,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap").finish_non_exhaustive()
+    }
+}
+
+impl Tap {
+    /// The session as it was when the tap was made.
+    pub fn info(&self) -> SessionInfo {
+        lock(&self.session.info).clone()
+    }
+
+    /// Waits until something happened or `timeout` passed, and takes it all.
+    pub fn wait(&self, timeout: Duration) -> TapBatch {
+        let guard = lock(&self.shared.state);
+        let pending = |s: &mut TapState| {
+            s.damage.is_empty() && s.resized.is_none() && s.events.is_empty() && s.ended.is_none()
+        };
+        let (mut s, _) = self
+            .shared
+            .wake
+            .wait_timeout_while(guard, timeout, pending)
+            .unwrap_or_else(|p| p.into_inner());
+        TapBatch {
+            damage: s.damage.take(),
+            resized: s.resized.take(),
+            events: std::mem::take(&mut s.events),
+            events_lost: std::mem::take(&mut s.events_lost),
+            updates: std::mem::take(&mut s.updates),
+            ended: s.ended.clone(),
+        }
+    }
+
+    /// Puts damage back (the consumer is not ready to draw it yet).
+    pub fn return_damage(&self, rects: &[Rect]) {
+        let mut s = lock(&self.shared.state);
+        for r in rects {
+            s.damage.add(*r);
+        }
+    }
+
+    /// Copies the given areas of the desktop into `mirror`, an RGBA image `width` pixels wide
+    /// and `height` high (areas outside it are clipped). Returns false if the desktop no longer
+    /// has that size (a resize is on its way).
+    pub fn copy_into(&self, rects: &[Rect], mirror: &mut [u8], width: u32, height: u32) -> bool {
+        let fb = read(&self.session.desktop);
+        if fb.width() > width || fb.height() > height {
+            return false;
+        }
+        let stride = width as usize * 4;
+        let src = fb.data();
+        let src_stride = fb.width() as usize * 4;
+        let bounds = fb.bounds();
+        for r in rects {
+            let r = r.intersection(&bounds);
+            if r.is_empty() {
+                continue;
+            }
+            let row_bytes = r.w as usize * 4;
+            for y in r.y..r.y + r.h {
+                let s = y as usize * src_stride + r.x as usize * 4;
+                let d = y as usize * stride + r.x as usize * 4;
+                if let (Some(from), Some(to)) =
+                    (src.get(s..s + row_bytes), mirror.get_mut(d..d + row_bytes))
+                {
+                    to.copy_from_slice(from);
+                }
+            }
+        }
+        true
+    }
+
+    /// Ends the session because it can no longer be recorded (deny by default).
+    pub fn fail(&self, message: &str) {
+        self.session.end(ServerMessage::Error {
+            code: ErrorCode::RecordingUnavailable,
+            message: message.to_owned(),
+        });
+    }
+
+    /// The desktop's current size.
+    pub fn size(&self) -> (u32, u32) {
+        let fb = read(&self.session.desktop);
+        (fb.width(), fb.height())
+    }
+}
+
+/// Starts recording a session. The broker calls it once the target has answered and before any
+/// frame reaches a viewer; an error refuses the session (deny by default: no unrecorded
+/// session).
+pub trait SessionRecorder: Send + Sync {
+    /// Begins recording; the implementation owns `tap` (typically on its own thread) until the
+    /// tap reports the end.
+    fn start(&self, tap: Tap) -> Result<(), String>;
+}

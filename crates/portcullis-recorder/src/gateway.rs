@@ -1,0 +1,218 @@
+//! Recording the broker's sessions: one thread per session reads the session's [`Tap`] and
+//! drives a [`Recorder`].
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use portcullis_broker::{SessionRecorder, Tap, TapEvent};
+use portcullis_core::keytext::KeyTranscriber;
+use portcullis_core::session::SessionEvent;
+use portcullis_recording::{RecordingStorage, RecordingWriter, SessionMeta, SigningKey};
+use tracing::{info, warn};
+
+use crate::recorder::{padded, KeystrokeLog, Recorder, RecorderConfig};
+
+/// Typed text is cut into an event after this long without a key (or at Enter).
+const KEYS_QUIET: Duration = Duration::from_millis(1500);
+
+/// The ids of recordings being written right now.
+#[derive(Debug, Default, Clone)]
+pub struct LiveRecordings(Arc<Mutex<HashSet<String>>>);
+
+impl LiveRecordings {
+    /// True while `id` is being written.
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().contains(id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Records every session of a broker into a storage.
+pub struct GatewayRecorder {
+    storage: Arc<dyn RecordingStorage>,
+    key: Arc<SigningKey>,
+    config: RecorderConfig,
+    live: LiveRecordings,
+}
+
+impl std::fmt::Debug for GatewayRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayRecorder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayRecorder {
+    /// A recorder writing to `storage`, signing with `key`.
+    pub fn new(
+        storage: Arc<dyn RecordingStorage>,
+        key: Arc<SigningKey>,
+        config: RecorderConfig,
+    ) -> Self {
+        Self {
+            storage,
+            key,
+            config,
+            live: LiveRecordings::default(),
+        }
+    }
+
+    /// The set of recordings in progress (shared).
+    pub fn live(&self) -> LiveRecordings {
+        self.live.clone()
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl SessionRecorder for GatewayRecorder {
+    fn start(&self, tap: Tap) -> Result<(), String> {
+        let info = tap.info();
+        let meta = SessionMeta {
+            session: info.id.clone(),
+            user: info.user.clone(),
+            target: info.target.clone(),
+            client_addr: info.client_addr.clone(),
+            started_at_ms: unix_ms(),
+        };
+        let writer = RecordingWriter::create(self.storage.as_ref(), self.key.clone(), meta)
+            .map_err(|e| e.to_string())?;
+        let config = self.config.clone();
+        let live = self.live.clone();
+        live.lock().insert(info.id.clone());
+        let id = info.id.clone();
+        std::thread::Builder::new()
+            .name(format!("record-{}", id.get(..8).unwrap_or(&id)))
+            .spawn(move || {
+                // Built on its own thread: FFmpeg's contexts must not change threads.
+                let outcome = run(tap, Recorder::new(writer, config));
+                live.lock().remove(&id);
+                match outcome {
+                    Ok(frames) => info!(session = %id, frames, "recording closed"),
+                    Err(error) => warn!(session = %id, %error, "recording failed"),
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start the recording thread: {e}"))
+    }
+}
+
+/// The recording loop of one session. Returns the number of frames encoded.
+fn run(tap: Tap, mut recorder: Recorder) -> Result<u64, String> {
+    let t0 = Instant::now();
+    let ms = |at: Instant| u64::try_from(at.saturating_duration_since(t0).as_millis()).unwrap_or(0);
+    let cfg = recorder.config().clone();
+    let min_interval = Duration::from_millis(1000 / u64::from(cfg.max_fps.max(1)));
+    let fragment = Duration::from_millis(cfg.fragment_ms.max(100));
+    let (mut width, mut height) = tap.size();
+    let (mut pw, mut ph) = padded(width, height);
+    let mut mirror = vec![0u8; pw as usize * ph as usize * 4];
+    let mut last_frame: Option<Instant> = None;
+    let mut keys = KeyTranscriber::new();
+    let mut keys_at: Option<Instant> = None;
+    let mut last_key: Option<Instant> = None;
+    let mut damage_waiting = false;
+    let fail = |tap: &Tap, e: &dyn std::fmt::Display| {
+        tap.fail(&format!(
+            "the recording failed ({e}); the session was ended"
+        ));
+        e.to_string()
+    };
+    loop {
+        if damage_waiting {
+            if let Some(due) = last_frame.map(|t| t + min_interval) {
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+            }
+        }
+        let batch = tap.wait(if damage_waiting {
+            Duration::ZERO
+        } else {
+            fragment
+        });
+        let now = Instant::now();
+        damage_waiting = false;
+
+        let flush_keys =
+            |keys: &mut KeyTranscriber, keys_at: &mut Option<Instant>, recorder: &mut Recorder| {
+                if let Some(text) = keys.take() {
+                    let at = keys_at.take().unwrap_or(now);
+                    recorder.event(ms(at), &SessionEvent::Keys { text });
+                }
+            };
+        for (at, event) in batch.events {
+            match event {
+                TapEvent::Key { keysym, down } => {
+                    if cfg.keystrokes == KeystrokeLog::Off {
+                        continue;
+                    }
+                    if down && keys.is_empty() {
+                        keys_at = Some(at);
+                    }
+                    keys.key(keysym, down);
+                    last_key = Some(at);
+                    if keys.ends_line() {
+                        flush_keys(&mut keys, &mut keys_at, &mut recorder);
+                    }
+                }
+                TapEvent::Session(e) => {
+                    flush_keys(&mut keys, &mut keys_at, &mut recorder);
+                    recorder.event(ms(at), &e);
+                }
+            }
+        }
+        if batch.events_lost > 0 {
+            recorder.event(
+                ms(now),
+                &SessionEvent::FramesDropped {
+                    count: batch.events_lost,
+                },
+            );
+        }
+        if last_key.is_some_and(|t| now.duration_since(t) >= KEYS_QUIET) || batch.ended.is_some() {
+            flush_keys(&mut keys, &mut keys_at, &mut recorder);
+            last_key = None;
+        }
+
+        if let Some((w, h)) = batch.resized {
+            recorder.resize(ms(now)).map_err(|e| fail(&tap, &e))?;
+            (width, height) = (w, h);
+            (pw, ph) = padded(w, h);
+            mirror = vec![0u8; pw as usize * ph as usize * 4];
+        }
+        if !batch.damage.is_empty() {
+            let due = last_frame.is_none_or(|t| now >= t + min_interval);
+            if due && tap.copy_into(&batch.damage, &mut mirror, pw, ph) {
+                recorder
+                    .frame(ms(now), &mirror, width, height)
+                    .map_err(|e| fail(&tap, &e))?;
+                last_frame = Some(now);
+            } else {
+                tap.return_damage(&batch.damage);
+                // Not due yet: it waits for its frame slot. Due but not copied: a resize is on its
+                // way and comes with the next batch.
+                damage_waiting = !due;
+            }
+        }
+        recorder.tick(ms(now)).map_err(|e| fail(&tap, &e))?;
+        if let Some(reason) = batch.ended {
+            let frames = recorder.frames();
+            recorder
+                .finish(ms(Instant::now()), &reason, unix_ms())
+                .map_err(|e| e.to_string())?;
+            return Ok(frames);
+        }
+    }
+}

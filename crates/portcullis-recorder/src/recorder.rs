@@ -1,0 +1,360 @@
+//! The recording policy: when to encode, when to cut a fragment, where keyframes go.
+//!
+//! [`Recorder`] is driven by its caller (the session loop in [`crate::gateway`] or a test) with
+//! pictures and times; it never reads a clock itself.
+
+use portcullis_core::session::SessionEvent;
+use portcullis_recording::{RecordingWriter, SegmentInfo, StorageError};
+use thiserror::Error;
+use tracing::warn;
+
+use crate::encoder::{Encoded, EncoderError, EncoderSettings, H264Encoder};
+use crate::{h264, mp4};
+
+/// Why recording failed.
+#[derive(Debug, Error)]
+pub enum RecordError {
+    /// Encoding failed.
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+    /// Writing failed.
+    #[error("cannot write the recording: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Whether typed text goes into the event track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeystrokeLog {
+    /// Keys as text (`ls<Enter>`).
+    Text,
+    /// No keystrokes at all.
+    Off,
+}
+
+/// How sessions are recorded.
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// Most frames per second encoded; changes in between are merged.
+    pub max_fps: u32,
+    /// A fragment (fsynced, listed, playable) is cut at least this often while anything is
+    /// pending: the most a crash can lose.
+    pub fragment_ms: u64,
+    /// A keyframe at least this often (bounds how far back a seek decodes, in time)...
+    pub keyframe_max_ms: u64,
+    /// ...and at least every this many frames (bounds it in decoding work).
+    pub keyframe_max_frames: u32,
+    /// A thumbnail at most this often.
+    pub thumbnail_every_ms: u64,
+    /// Thumbnail width.
+    pub thumbnail_width: u32,
+    /// libx264 settings.
+    pub encoder: EncoderSettings,
+    /// Keystrokes in the event track.
+    pub keystrokes: KeystrokeLog,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        Self {
+            max_fps: 5,
+            fragment_ms: 1000,
+            keyframe_max_ms: 120_000,
+            keyframe_max_frames: 240,
+            thumbnail_every_ms: 10_000,
+            thumbnail_width: 240,
+            encoder: EncoderSettings::default(),
+            keystrokes: KeystrokeLog::Text,
+        }
+    }
+}
+
+struct Part {
+    encoder: H264Encoder,
+    /// Desktop size (the encoded size is padded to even).
+    width: u32,
+    height: u32,
+    started: bool,
+    fragments: u32,
+}
+
+struct Pending {
+    sample: Vec<u8>,
+    time_ms: u64,
+    key: bool,
+}
+
+/// Records one session into a [`RecordingWriter`].
+pub struct Recorder {
+    cfg: RecorderConfig,
+    writer: RecordingWriter,
+    part: Option<Part>,
+    pending: Option<Pending>,
+    samples: Vec<mp4::Sample>,
+    last_pts: Option<u64>,
+    last_key_ms: u64,
+    frames_since_key: u32,
+    last_thumb_ms: Option<u64>,
+    thumb: Option<Vec<u8>>,
+    frames: u64,
+}
+
+/// The size libx264 gets for a desktop: 4:2:0 needs even sides.
+pub fn padded(width: u32, height: u32) -> (u32, u32) {
+    (width + (width & 1), height + (height & 1))
+}
+
+impl Recorder {
+    /// A recorder writing into `writer`.
+    pub fn new(writer: RecordingWriter, cfg: RecorderConfig) -> Self {
+        Self {
+            cfg,
+            writer,
+            part: None,
+            pending: None,
+            samples: Vec::new(),
+            last_pts: None,
+            last_key_ms: 0,
+            frames_since_key: 0,
+            last_thumb_ms: None,
+            thumb: None,
+            frames: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RecorderConfig {
+        &self.cfg
+    }
+
+    /// Frames encoded so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// An event at `t_ms`.
+    pub fn event(&mut self, t_ms: u64, event: &SessionEvent) {
+        self.writer.event(t_ms, event);
+    }
+
+    /// A new picture of the desktop (`width` × `height` padded to even, RGBA) at `now_ms`.
+    /// `rgba` is the padded image.
+    pub fn frame(
+        &mut self,
+        now_ms: u64,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+    ) -> Result<(), RecordError> {
+        if self
+            .part
+            .as_ref()
+            .is_some_and(|p| (p.width, p.height) != (width, height))
+        {
+            self.end_part(now_ms)?;
+        }
+        if self.part.is_none() {
+            let (pw, ph) = padded(width, height);
+            self.part = Some(Part {
+                encoder: H264Encoder::new(pw, ph, &self.cfg.encoder)?,
+                width,
+                height,
+                started: false,
+                fragments: 0,
+            });
+        }
+        let pts = self.next_pts(now_ms);
+        let key = self.wants_key(pts);
+        if self.wants_thumbnail(pts) {
+            let (pw, ph) = padded(width, height);
+            match portcullis_encode::thumbnail_jpeg(rgba, pw, ph, self.cfg.thumbnail_width) {
+                Ok(jpeg) => {
+                    self.thumb = Some(jpeg);
+                    self.last_thumb_ms = Some(pts);
+                }
+                Err(error) => warn!(%error, "cannot make a thumbnail"),
+            }
+        }
+        let Some(part) = self.part.as_mut() else {
+            return Ok(());
+        };
+        let out = part.encoder.encode(rgba, to_i64(pts), key)?;
+        self.take_encoded(pts, out)
+    }
+
+    /// Time passes with nothing new on screen: cuts a fragment once one is due, so what is
+    /// recorded becomes durable and playable.
+    pub fn tick(&mut self, now_ms: u64) -> Result<(), RecordError> {
+        let fragment_start = self
+            .samples
+            .first()
+            .map(|s| s.time_ms)
+            .or(self.pending.as_ref().map(|p| p.time_ms));
+        match fragment_start {
+            Some(start) if now_ms >= start + self.cfg.fragment_ms => {
+                if self.pending.is_some() {
+                    // Encode the same picture again so the pending frame gets its duration
+                    // and the timeline has no hole.
+                    let pts = self.next_pts(now_ms);
+                    let key = self.wants_key(pts);
+                    if let Some(part) = self.part.as_mut() {
+                        let out = part.encoder.repeat(to_i64(pts), key)?;
+                        self.take_encoded(pts, out)?;
+                    }
+                }
+                self.flush_fragment()?;
+            }
+            _ => {
+                if self.pending.is_none() && self.samples.is_empty() {
+                    self.writer.flush_events()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The desktop changed size: the current part ends here; the next frame starts a new one.
+    pub fn resize(&mut self, now_ms: u64) -> Result<(), RecordError> {
+        self.end_part(now_ms)
+    }
+
+    /// The session ended at `now_ms`: writes what is left and closes the recording.
+    pub fn finish(
+        mut self,
+        now_ms: u64,
+        reason: &str,
+        ended_at_ms: i64,
+    ) -> Result<(), RecordError> {
+        self.end_part(now_ms)?;
+        let end = self.last_pts.map_or(now_ms, |p| now_ms.max(p + 1));
+        self.writer.event(
+            end,
+            &SessionEvent::SessionEnd {
+                reason: reason.to_owned(),
+            },
+        );
+        self.writer.finish(reason, end, ended_at_ms)?;
+        Ok(())
+    }
+
+    fn end_part(&mut self, now_ms: u64) -> Result<(), RecordError> {
+        let end = self.last_pts.map_or(now_ms, |p| now_ms.max(p + 1));
+        if let Some(part) = self.part.as_mut() {
+            let rest = part.encoder.flush()?;
+            self.take_encoded(end, rest)?;
+        }
+        self.settle_pending(end);
+        self.flush_fragment()?;
+        self.part = None;
+        if self.last_pts.is_some() {
+            // The next part starts where this one ends: no hole in the timeline.
+            self.last_pts = Some(end.saturating_sub(1));
+        }
+        Ok(())
+    }
+
+    fn next_pts(&self, now_ms: u64) -> u64 {
+        match self.last_pts {
+            Some(last) => now_ms.max(last + 1),
+            None => now_ms,
+        }
+    }
+
+    fn wants_key(&self, pts: u64) -> bool {
+        match &self.part {
+            Some(p) if p.started => {
+                self.frames_since_key >= self.cfg.keyframe_max_frames
+                    || pts >= self.last_key_ms + self.cfg.keyframe_max_ms
+            }
+            _ => true,
+        }
+    }
+
+    fn wants_thumbnail(&self, pts: u64) -> bool {
+        self.last_thumb_ms
+            .is_none_or(|t| pts >= t + self.cfg.thumbnail_every_ms)
+    }
+
+    /// Takes what the encoder produced for the frame at `pts`.
+    fn take_encoded(&mut self, pts: u64, out: Vec<Encoded>) -> Result<(), RecordError> {
+        for e in out {
+            let Some(part) = self.part.as_mut() else {
+                break;
+            };
+            if !part.started {
+                let (Some(sps), Some(pps)) = (&e.unit.sps, &e.unit.pps) else {
+                    // Nothing can be decoded before the parameter sets.
+                    continue;
+                };
+                let avcc = h264::avcc(sps, pps).unwrap_or_default();
+                let (pw, ph) = part.encoder.size();
+                let init = mp4::init_segment(pw, ph, &avcc);
+                self.writer
+                    .begin_part(pw, ph, &h264::codec_string(sps), &init)?;
+                part.started = true;
+            }
+            let time = u64::try_from(e.pts_ms).unwrap_or(pts);
+            if e.key {
+                // A keyframe starts a fragment: seeks start at fragment boundaries.
+                self.settle_pending(time);
+                self.flush_fragment()?;
+                self.last_key_ms = time;
+                self.frames_since_key = 0;
+            } else {
+                self.settle_pending(time);
+            }
+            self.frames_since_key += 1;
+            self.frames += 1;
+            self.pending = Some(Pending {
+                sample: e.unit.sample,
+                time_ms: time,
+                key: e.key,
+            });
+            self.last_pts = Some(time);
+        }
+        Ok(())
+    }
+
+    /// The pending frame shows until `until`.
+    fn settle_pending(&mut self, until: u64) {
+        if let Some(p) = self.pending.take() {
+            self.samples.push(mp4::Sample {
+                data: p.sample,
+                time_ms: p.time_ms,
+                duration_ms: duration(p.time_ms, until),
+                key: p.key,
+            });
+        }
+    }
+
+    fn flush_fragment(&mut self) -> Result<(), RecordError> {
+        let (Some(first), Some(last)) = (self.samples.first(), self.samples.last()) else {
+            return Ok(());
+        };
+        let info = SegmentInfo {
+            start_ms: first.time_ms,
+            end_ms: last.time_ms + u64::from(last.duration_ms),
+            key: first.key,
+            frames: u32::try_from(self.samples.len()).unwrap_or(u32::MAX),
+        };
+        let Some(part) = self.part.as_mut() else {
+            self.samples.clear();
+            return Ok(());
+        };
+        part.fragments += 1;
+        let bytes = mp4::fragment(part.fragments, &self.samples);
+        let thumb = self.thumb.take();
+        self.writer.segment(info, &bytes, thumb.as_deref())?;
+        self.samples.clear();
+        Ok(())
+    }
+}
+
+fn duration(from: u64, to: u64) -> u32 {
+    u32::try_from(to.saturating_sub(from))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
+fn to_i64(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,142 @@
+#![allow(clippy::unwrap_used)]
+//! The recorder against FFmpeg's own tools: what it writes must probe, play and show the right
+//! picture at the right time.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use portcullis_core::session::SessionEvent;
+use portcullis_recorder::{Recorder, RecorderConfig};
+use portcullis_recording::{generate_key, verify, LocalDisk, RecordingWriter, SessionMeta};
+
+fn picture(w: u32, h: u32, red_box: bool) -> Vec<u8> {
+    let mut px = vec![0u8; (w * h * 4) as usize];
+    for y in 0..h {
+        for x in 0..w {
+            let i = ((y * w + x) * 4) as usize;
+            let inside = red_box && (100..200).contains(&x) && (100..200).contains(&y);
+            let c = if inside { [230, 20, 20] } else { [40, 90, 160] };
+            px[i..i + 3].copy_from_slice(&c);
+        }
+    }
+    px
+}
+
+fn ffprobe_duration(file: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// RGB of pixel (x, y) of the frame shown at `t` seconds.
+fn pixel_at(file: &Path, t: f64, w: u32, x: u32, y: u32) -> [u8; 3] {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args([
+            "-ss",
+            &format!("{t}"),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let i = ((y * w + x) * 3) as usize;
+    [out.stdout[i], out.stdout[i + 1], out.stdout[i + 2]]
+}
+
+#[test]
+fn recording_probes_plays_and_shows_changes_at_their_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    let meta = SessionMeta {
+        session: "rec1".into(),
+        user: "alice".into(),
+        target: "t".into(),
+        client_addr: "127.0.0.1".into(),
+        started_at_ms: 0,
+    };
+    let writer = RecordingWriter::create(&disk, key.clone(), meta).unwrap();
+    let cfg = RecorderConfig::default();
+    let mut r = Recorder::new(writer, cfg);
+    let (w, h) = (640, 480);
+    let plain = picture(w, h, false);
+    let red = picture(w, h, true);
+    r.frame(0, &plain, w, h).unwrap();
+    r.event(
+        50,
+        &SessionEvent::Keys {
+            text: "ls<Enter>".into(),
+        },
+    );
+    let mut t = 0;
+    while t < 2000 {
+        t += 100;
+        r.tick(t).unwrap();
+    }
+    r.frame(2000, &red, w, h).unwrap();
+    while t < 3000 {
+        t += 100;
+        r.tick(t).unwrap();
+    }
+    // A resize: the next part is 800x600.
+    r.resize(3000).unwrap();
+    let big = picture(800, 600, true);
+    r.frame(3000, &big, 800, 600).unwrap();
+    while t < 4500 {
+        t += 100;
+        r.tick(t).unwrap();
+    }
+    r.finish(4500, "the target closed the session", 1).unwrap();
+
+    let v = verify(&disk, "rec1", &key.verifying_key()).unwrap();
+    assert!(v.is_intact(), "{:?}", v.problem);
+    assert_eq!(v.duration_ms, 4500);
+    let part1 = dir.path().join("rec1/video-1.mp4");
+    let part2 = dir.path().join("rec1/video-2.mp4");
+    let d1 = ffprobe_duration(&part1);
+    assert!((d1 - 3.0).abs() < 0.05, "part 1 lasts {d1}");
+    // Every part keeps the recording clock: part 2 runs from 3.0 s to 4.5 s.
+    let d2 = ffprobe_duration(&part2);
+    assert!((d2 - 4.5).abs() < 0.05, "part 2 ends at {d2}");
+    let red_late = pixel_at(&part2, 0.5, 800, 150, 150);
+    assert!(red_late[0] > 180, "part 2: {red_late:?}");
+    // The red box appears at 2.0 s, not before.
+    let before = pixel_at(&part1, 1.9, w, 150, 150);
+    let after = pixel_at(&part1, 2.1, w, 150, 150);
+    assert!(before[2] > 120 && before[0] < 90, "before: {before:?}");
+    assert!(after[0] > 180 && after[2] < 90, "after: {after:?}");
+    let events = std::fs::read_to_string(dir.path().join("rec1/events.jsonl")).unwrap();
+    assert!(
+        events.contains(r#""type":"keys","text":"ls<Enter>""#),
+        "{events}"
+    );
+    assert!(events.contains(r#""type":"session_end""#), "{events}");
+}
