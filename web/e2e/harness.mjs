@@ -1,6 +1,6 @@
 // Test harness: starts real peers (Xvfb + x11vnc desktops from fixtures/, the gateway binary,
 // headless Chromium) and offers small helpers. Everything listens on loopback only.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -88,12 +88,15 @@ export async function startDesktop(password, geometry = '1280x800', server = 'x1
   };
 }
 
-/** Starts the gateway with a fresh data directory. */
-export async function startGateway({ adminPassword = 'admin-password-e2e' } = {}) {
+/**
+ * Starts the gateway with a fresh data directory, or on `dir` left by an earlier one (a restart).
+ * `extraConfig` is appended to the TOML file.
+ */
+export async function startGateway({ adminPassword = 'admin-password-e2e', dir: reuse, extraConfig = '' } = {}) {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'pc-gw-'));
+  const dir = reuse ?? mkdtempSync(join(tmpdir(), 'pc-gw-'));
   const config = join(dir, 'portcullis.toml');
-  writeFileSync(config, `data_dir = "${dir}/data"\n[http]\nlisten = "127.0.0.1:${port}"\n[targets]\nconnect_timeout_secs = 3\nhandshake_timeout_secs = 5\n`);
+  writeFileSync(config, `data_dir = "${dir}/data"\n[http]\nlisten = "127.0.0.1:${port}"\n[targets]\nconnect_timeout_secs = 3\nhandshake_timeout_secs = 5\n${extraConfig}`);
   const logs = [];
   const proc = spawn(bin, ['--config', config, 'serve'], {
     env: { ...process.env, PORTCULLIS_ADMIN_PASSWORD: adminPassword, RUST_LOG: 'info', NO_COLOR: '1', RUST_BACKTRACE: '0' },
@@ -114,13 +117,26 @@ export async function startGateway({ adminPassword = 'admin-password-e2e' } = {}
     logs,
     get exited() { return exited; },
     log: () => logs.join(''),
-    async stop() {
+    /** Stops it (SIGINT, then SIGKILL); `keep` leaves the data directory for a restart. */
+    async stop({ keep = false } = {}) {
       if (exited === null) {
         proc.kill('SIGINT');
         await new Promise((r) => { proc.once('exit', r); setTimeout(r, 5000); });
         if (exited === null) proc.kill('SIGKILL');
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!keep) rmSync(dir, { recursive: true, force: true });
+    },
+    /** kill -9, as a crash; the data directory stays. */
+    async kill() {
+      if (exited === null) {
+        const gone = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGKILL');
+        await gone;
+      }
+    },
+    /** Runs the gateway binary's command line on this gateway's configuration. */
+    cli(args, { input } = {}) {
+      return spawnSync(bin, ['--config', config, ...args], { input, encoding: 'utf8', timeout: 60000 });
     },
     api: (cookie) => apiClient(base, cookie),
   };
@@ -144,7 +160,7 @@ export function request(base, method, path, { body, headers = {} } = {}) {
         const text = Buffer.concat(chunks).toString();
         let json;
         try { json = JSON.parse(text); } catch { json = undefined; }
-        res({ status: r.statusCode, headers: r.headers, text, json });
+        res({ status: r.statusCode, headers: r.headers, text, json, body: Buffer.concat(chunks) });
       });
     });
     req.on('error', rej);

@@ -1,35 +1,21 @@
 //! Recording the broker's sessions: one thread per session reads the session's [`Tap`] and
 //! drives a [`Recorder`].
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use portcullis_broker::{SessionRecorder, Tap, TapEvent};
 use portcullis_core::keytext::KeyTranscriber;
 use portcullis_core::session::SessionEvent;
-use portcullis_recording::{RecordingStorage, RecordingWriter, SessionMeta, SigningKey};
+use portcullis_recording::{
+    LiveRecordings, RecordingStorage, RecordingWriter, SessionMeta, SigningKey,
+};
 use tracing::{info, warn};
 
 use crate::recorder::{padded, KeystrokeLog, Recorder, RecorderConfig};
 
 /// Typed text is cut into an event after this long without a key (or at Enter).
 const KEYS_QUIET: Duration = Duration::from_millis(1500);
-
-/// The ids of recordings being written right now.
-#[derive(Debug, Default, Clone)]
-pub struct LiveRecordings(Arc<Mutex<HashSet<String>>>);
-
-impl LiveRecordings {
-    /// True while `id` is being written.
-    pub fn contains(&self, id: &str) -> bool {
-        self.lock().contains(id)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 /// Records every session of a broker into a storage.
 pub struct GatewayRecorder {
@@ -89,14 +75,14 @@ impl SessionRecorder for GatewayRecorder {
             .map_err(|e| e.to_string())?;
         let config = self.config.clone();
         let live = self.live.clone();
-        live.lock().insert(info.id.clone());
+        live.insert(&info.id);
         let id = info.id.clone();
         std::thread::Builder::new()
             .name(format!("record-{}", id.get(..8).unwrap_or(&id)))
             .spawn(move || {
                 // Built on its own thread: FFmpeg's contexts must not change threads.
                 let outcome = run(tap, Recorder::new(writer, config));
-                live.lock().remove(&id);
+                live.remove(&id);
                 match outcome {
                     Ok(frames) => info!(session = %id, frames, "recording closed"),
                     Err(error) => warn!(session = %id, %error, "recording failed"),

@@ -10,5 +10,6 @@ pub mod h264;
 pub mod mp4;
 pub mod recorder;
 
-pub use gateway::{GatewayRecorder, LiveRecordings};
+pub use gateway::GatewayRecorder;
+pub use portcullis_recording::LiveRecordings;
 pub use recorder::{KeystrokeLog, Recorder, RecorderConfig};

@@ -305,12 +305,15 @@ pub fn verify(
     key: &VerifyingKey,
 ) -> Result<Verdict, StorageError> {
     let s = scan(storage, id, Depth::Full(key))?;
+    // Only the files the manifest names count (an export folder holds a README too).
     let mut unlisted = 0;
     for (file, len) in storage.files(id)? {
         let listed = if file == MANIFEST {
             s.manifest_len
+        } else if let Some(end) = s.file_ends.get(&file) {
+            *end
         } else {
-            s.file_ends.get(&file).copied().unwrap_or(0)
+            continue;
         };
         unlisted += len.saturating_sub(listed);
     }

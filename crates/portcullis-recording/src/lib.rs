@@ -7,6 +7,7 @@
 //! `portcullis-recorder`) or does network I/O.
 
 pub mod catalog;
+mod live;
 pub mod manifest;
 pub mod scan;
 pub mod storage;
@@ -17,6 +18,7 @@ pub use catalog::{
     Verdict,
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use live::LiveRecordings;
 pub use manifest::{SessionMeta, Span};
 pub use storage::{LocalDisk, RecordingSink, RecordingStorage, StorageError};
 pub use writer::{RecordingWriter, SegmentInfo};

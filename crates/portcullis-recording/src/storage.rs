@@ -136,6 +136,12 @@ impl LocalDisk {
         Ok(Self { root })
     }
 
+    /// Recordings under an existing `root`, as they are (for reading, e.g. an unpacked export
+    /// checked offline).
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
     fn dir(&self, id: &str) -> Result<PathBuf, StorageError> {
         check_name(id)?;
         Ok(self.root.join(id))

@@ -82,18 +82,21 @@ pub struct ParseEnumError {
 pub enum Role {
     /// Manages users, targets and grants.
     Admin,
+    /// Watches every recording (auditors); no administration.
+    Reviewer,
     /// Connects to the targets granted to them.
     User,
 }
 
 impl Role {
     /// Every role, in display order.
-    pub const ALL: &'static [Role] = &[Role::Admin, Role::User];
+    pub const ALL: &'static [Role] = &[Role::Admin, Role::Reviewer, Role::User];
 
     /// The lowercase name used in JSON, on the command line and in messages.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
+            Role::Reviewer => "reviewer",
             Role::User => "user",
         }
     }
@@ -316,7 +319,7 @@ mod tests {
         let err = "root".parse::<Role>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"unknown role "root": expected one of admin, user"#
+            r#"unknown role "root": expected one of admin, reviewer, user"#
         );
     }
 

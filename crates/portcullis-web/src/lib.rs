@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod openapi;
 pub mod ops;
+mod recordings;
 mod tls;
 mod ui;
 mod ws;
@@ -28,6 +29,7 @@ use portcullis_store::Store;
 
 pub use auth::LoginSessions;
 pub use error::WebError;
+pub use recordings::Recordings;
 pub use tls::{load_or_create_self_signed, TlsFiles};
 
 /// Password verifications that may run at once; more get 429 (see `api::login`).
@@ -49,6 +51,8 @@ pub struct AppState {
     pub logins: LoginSessions,
     /// Password verifications allowed at once (argon2 is memory- and CPU-hungry).
     pub login_slots: Arc<tokio::sync::Semaphore>,
+    /// Stored recordings; `None` when recording is off.
+    pub recordings: Option<Recordings>,
 }
 
 impl AppState {
@@ -60,7 +64,14 @@ impl AppState {
             broker,
             logins: LoginSessions::new(Duration::from_secs(12 * 3600), Duration::from_secs(3600)),
             login_slots: Arc::new(tokio::sync::Semaphore::new(LOGIN_SLOTS)),
+            recordings: None,
         }
+    }
+
+    /// Serves stored recordings too.
+    pub fn with_recordings(mut self, recordings: Recordings) -> Self {
+        self.recordings = Some(recordings);
+        self
     }
 }
 
@@ -79,6 +90,16 @@ pub fn router(state: AppState) -> Router {
         .route("/grants/{user}/{target}", delete(api::delete_grant))
         .route("/sessions", get(api::list_sessions))
         .route("/sessions/{id}", delete(api::close_session))
+        .route("/recordings", get(recordings::list))
+        .route("/recordings/{id}", get(recordings::detail))
+        .route("/recordings/{id}/init/{part}", get(recordings::init))
+        .route("/recordings/{id}/segments/{seq}", get(recordings::segment))
+        .route(
+            "/recordings/{id}/thumbnails/{seq}",
+            get(recordings::thumbnail),
+        )
+        .route("/recordings/{id}/events", get(recordings::events))
+        .route("/recordings/{id}/export", get(recordings::export))
         .route("/openapi.json", get(openapi::document))
         .fallback(api::not_found)
         .layer(middleware::from_fn(csrf_guard))
@@ -115,7 +136,7 @@ async fn security_headers(req: Request<axum::body::Body>, next: Next) -> Respons
     set(
         h,
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self'; \
+        "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; style-src 'self'; \
          script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     );
     set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");

@@ -18,7 +18,37 @@ pub struct Config {
     pub key_file: PathBuf,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
+    pub recording: Recording,
 }
+
+/// The checked `[recording]` section.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    /// Off means sessions run unrecorded (not recommended).
+    pub enabled: bool,
+    pub dir: PathBuf,
+    pub signing_key_file: PathBuf,
+    pub max_fps: u32,
+    pub keyframe_max_secs: u64,
+    pub keyframe_max_frames: u32,
+    pub crf: u8,
+    pub preset: String,
+    pub keystrokes: bool,
+    /// Closed recordings older than this are deleted; `None` keeps them forever.
+    pub retention: Option<Duration>,
+}
+
+const PRESETS: &[&str] = &[
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+];
 
 mod dto {
     use super::*;
@@ -33,6 +63,23 @@ mod dto {
         pub secrets: Secrets,
         #[serde(default)]
         pub targets: Targets,
+        #[serde(default)]
+        pub recording: Recording,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Recording {
+        pub enabled: Option<bool>,
+        pub dir: Option<PathBuf>,
+        pub signing_key_file: Option<PathBuf>,
+        pub max_fps: Option<u32>,
+        pub keyframe_max_secs: Option<u64>,
+        pub keyframe_max_frames: Option<u32>,
+        pub crf: Option<u8>,
+        pub preset: Option<String>,
+        pub keystrokes: Option<String>,
+        pub retention_days: Option<u64>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -68,6 +115,63 @@ fn timeout(field: &str, v: Option<u64>, default: u64) -> Result<Duration> {
         bail!("{field}: must be between 1 and 300 seconds, got {v}");
     }
     Ok(Duration::from_secs(v))
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &str,
+    v: Option<T>,
+    default: T,
+    (lo, hi): (T, T),
+) -> Result<T> {
+    let v = v.unwrap_or(default);
+    if v < lo || v > hi {
+        bail!("{field}: must be between {lo} and {hi}, got {v}");
+    }
+    Ok(v)
+}
+
+fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
+    let preset = r.preset.unwrap_or_else(|| "veryfast".into());
+    if !PRESETS.contains(&preset.as_str()) {
+        bail!(
+            "recording.preset: expected one of {}, got {preset:?}",
+            PRESETS.join(", ")
+        );
+    }
+    let keystrokes = match r.keystrokes.as_deref().unwrap_or("text") {
+        "text" => true,
+        "off" => false,
+        other => bail!("recording.keystrokes: expected \"text\" or \"off\", got {other:?}"),
+    };
+    let retention = match r.retention_days {
+        None | Some(0) => None,
+        Some(d) if d > 36_500 => bail!("recording.retention_days: at most 36500, got {d}"),
+        Some(d) => Some(Duration::from_secs(d * 86_400)),
+    };
+    Ok(Recording {
+        enabled: r.enabled.unwrap_or(true),
+        dir: r.dir.unwrap_or_else(|| data_dir.join("recordings")),
+        signing_key_file: r
+            .signing_key_file
+            .unwrap_or_else(|| data_dir.join("recording-signing.key")),
+        max_fps: in_range("recording.max_fps", r.max_fps, 5, (1, 30))?,
+        keyframe_max_secs: in_range(
+            "recording.keyframe_max_secs",
+            r.keyframe_max_secs,
+            120,
+            (1, 3600),
+        )?,
+        keyframe_max_frames: in_range(
+            "recording.keyframe_max_frames",
+            r.keyframe_max_frames,
+            240,
+            (1, 10_000),
+        )?,
+        crf: in_range("recording.crf", r.crf, 28, (10, 45))?,
+        preset,
+        keystrokes,
+        retention,
+    })
 }
 
 impl Config {
@@ -107,6 +211,7 @@ impl Config {
                 file.targets.handshake_timeout_secs,
                 10,
             )?,
+            recording: recording(file.recording, &data_dir)?,
             data_dir,
         })
     }
@@ -166,6 +271,13 @@ mod tests {
                 "targets.connect_timeout_secs",
             ),
             ("[http]\nlisen = \"x\"", "lisen"),
+            ("[recording]\nmax_fps = 0", "recording.max_fps"),
+            ("[recording]\npreset = \"turbo\"", "recording.preset"),
+            ("[recording]\nkeystrokes = \"all\"", "recording.keystrokes"),
+            (
+                "[recording]\nretention_days = 99999",
+                "recording.retention_days",
+            ),
             ("bogus = 1", "bogus"),
         ];
         for (text, field) in cases {

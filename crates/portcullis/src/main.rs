@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout)]
 
 mod config;
+mod recording;
 
 use std::io::BufRead as _;
 use std::path::PathBuf;
@@ -51,6 +52,28 @@ enum Command {
     /// Manage grants (which user may open which target).
     #[command(subcommand)]
     Grant(GrantCmd),
+    /// Session recordings: list, verify, the signing key.
+    #[command(subcommand)]
+    Recording(RecordingCmd),
+}
+
+#[derive(Subcommand)]
+enum RecordingCmd {
+    /// Check a recording folder offline (an unpacked export, or one under the data directory):
+    /// every byte against the signed hash chain. Exit status 1 names the first altered or
+    /// missing segment.
+    Verify {
+        /// The recording's folder (holds manifest.jsonl).
+        dir: PathBuf,
+        /// The gateway's public key: 64 hex digits, or a file holding them
+        /// (gateway-signing-key.pub of an export). Default: this gateway's own key.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// List the recordings in the data directory.
+    List,
+    /// Print the public half of the key that signs recordings.
+    PublicKey,
 }
 
 #[derive(Subcommand)]
@@ -115,6 +138,22 @@ fn main() -> Result<()> {
         Command::User(cmd) => user_cmd(&config, cmd),
         Command::Target(cmd) => target_cmd(&config, cmd),
         Command::Grant(cmd) => grant_cmd(&config, cmd),
+        Command::Recording(cmd) => recording_cmd(&config, cmd),
+    }
+}
+
+fn recording_cmd(config: &Config, cmd: RecordingCmd) -> Result<()> {
+    match cmd {
+        RecordingCmd::Verify { dir, public_key } => {
+            let intact =
+                recording::verify_cmd(config, || load_key(config), &dir, public_key.as_deref())?;
+            if !intact {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        RecordingCmd::List => recording::list_cmd(config),
+        RecordingCmd::PublicKey => recording::public_key_cmd(config, &load_key(config)?),
     }
 }
 
@@ -271,17 +310,27 @@ fn serve(config: Config) -> Result<()> {
             files
         }
     };
-    let broker = portcullis_broker::Broker::new(portcullis_vnc::Timeouts {
+    let recording = recording::set_up(&config, &key)?;
+    let mut broker = portcullis_broker::Broker::new(portcullis_vnc::Timeouts {
         connect: config.connect_timeout,
         handshake: config.handshake_timeout,
     });
-    let state = portcullis_web::AppState::new(Arc::new(store), Arc::new(key), broker);
+    if let Some(r) = &recording {
+        broker = broker.with_recorder(r.recorder.clone());
+    }
+    let mut state = portcullis_web::AppState::new(Arc::new(store), Arc::new(key), broker);
+    if let Some(r) = &recording {
+        state = state.with_recordings(r.web.clone());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("portcullis")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        if let (Some(r), Some(retention)) = (&recording, config.recording.retention) {
+            recording::spawn_retention(r.storage.clone(), r.live.clone(), retention);
+        }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
             info!("shutting down");

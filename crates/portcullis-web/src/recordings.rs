@@ -1,0 +1,453 @@
+//! `/api/v1/recordings`: listing, playing (init and media segments for Media Source
+//! Extensions), the event track, thumbnails and the export bundle.
+//!
+//! Admins and reviewers see every recording; a user only their own. A recording the caller may
+//! not see is answered 404, like one that does not exist.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use portcullis_recording::catalog::{self, Detail, Piece, Summary};
+use portcullis_recording::manifest::{video_file, EVENTS, MANIFEST, THUMBS};
+use portcullis_recording::storage::check_name;
+use portcullis_recording::{LiveRecordings, RecordingStorage, StorageError, VerifyingKey};
+use portcullis_store::Role;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::warn;
+
+use crate::auth::AuthUser;
+use crate::error::WebError;
+use crate::AppState;
+
+/// Most recordings one list answer carries (newest first).
+const MAX_LISTED: usize = 2000;
+/// Largest event track served at once.
+const MAX_EVENTS_BYTES: u64 = 64 * 1024 * 1024;
+/// Manifests kept parsed (players poll their recording about once a second).
+const DETAIL_CACHE: usize = 32;
+
+/// Parsed manifests by recording id, with the manifest length they were read at.
+type DetailCache = HashMap<String, (u64, Arc<Detail>)>;
+
+/// Access to stored recordings.
+#[derive(Clone)]
+pub struct Recordings {
+    /// Where they are.
+    pub storage: Arc<dyn RecordingStorage>,
+    /// Which are being written.
+    pub live: LiveRecordings,
+    /// The gateway's signing key (public half), shipped in exports.
+    pub public_key: VerifyingKey,
+    cache: Arc<Mutex<DetailCache>>,
+}
+
+impl Recordings {
+    /// Access over `storage`.
+    pub fn new(
+        storage: Arc<dyn RecordingStorage>,
+        live: LiveRecordings,
+        public_key: VerifyingKey,
+    ) -> Self {
+        Self {
+            storage,
+            live,
+            public_key,
+            cache: Arc::default(),
+        }
+    }
+
+    fn summary(&self, id: &str) -> Result<Summary, StorageError> {
+        catalog::summary(self.storage.as_ref(), id, self.live.contains(id))
+    }
+
+    /// The parsed manifest, re-read only when it grew.
+    fn detail(&self, id: &str) -> Result<Arc<Detail>, StorageError> {
+        let len = self
+            .storage
+            .len(id, MANIFEST)?
+            .ok_or_else(|| StorageError::NotFound(id.to_owned()))?;
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached_len, d)) = cache.get(id) {
+            if *cached_len == len {
+                return Ok(d.clone());
+            }
+        }
+        drop(cache);
+        let d = Arc::new(catalog::detail(self.storage.as_ref(), id)?);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= DETAIL_CACHE {
+            cache.clear();
+        }
+        cache.insert(id.to_owned(), (len, d.clone()));
+        Ok(d)
+    }
+}
+
+fn recordings(state: &AppState) -> Result<Recordings, WebError> {
+    state
+        .recordings
+        .clone()
+        .ok_or_else(|| WebError::NotFound("recording is turned off on this gateway".into()))
+}
+
+fn storage_error(e: StorageError) -> WebError {
+    match e {
+        StorageError::NotFound(_) | StorageError::InvalidName(_) => {
+            WebError::NotFound("no such recording".into())
+        }
+        other => WebError::Internal(other.to_string()),
+    }
+}
+
+fn may_see(user: &AuthUser, owner: &str) -> bool {
+    match user.role {
+        Role::Admin | Role::Reviewer => true,
+        Role::User => user.name == owner,
+    }
+}
+
+/// Runs blocking storage work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WebError> + Send + 'static,
+) -> Result<T, WebError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WebError::Internal(format!("recording task failed: {e}")))?
+}
+
+/// Finds a recording the caller may see.
+fn visible(rec: &Recordings, user: &AuthUser, id: &str) -> Result<Summary, WebError> {
+    check_name(id).map_err(|_| WebError::NotFound("no such recording".into()))?;
+    let s = rec.summary(id).map_err(storage_error)?;
+    if !may_see(user, &s.user) {
+        return Err(WebError::NotFound("no such recording".into()));
+    }
+    Ok(s)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    user: Option<String>,
+    target: Option<String>,
+    state: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Summary>>, WebError> {
+    let rec = recordings(&state)?;
+    if let Some(s) = &q.state {
+        if !["recording", "complete", "incomplete"].contains(&s.as_str()) {
+            return Err(WebError::BadRequest(format!(
+                "state: expected recording, complete or incomplete, got {s:?}"
+            )));
+        }
+    }
+    blocking(move || {
+        let mut out = Vec::new();
+        for id in rec.storage.list().map_err(storage_error)? {
+            let s = match rec.summary(&id) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(recording = %id, error = %e, "unreadable recording skipped");
+                    continue;
+                }
+            };
+            let keep = may_see(&user, &s.user)
+                && q.user
+                    .as_ref()
+                    .is_none_or(|u| s.user.eq_ignore_ascii_case(u))
+                && q.target
+                    .as_ref()
+                    .is_none_or(|t| s.target.eq_ignore_ascii_case(t))
+                && q.state.as_ref().is_none_or(|st| s.state.as_str() == st)
+                && q.from.is_none_or(|f| s.started_at_ms >= f)
+                && q.to.is_none_or(|t| s.started_at_ms <= t);
+            if keep {
+                out.push(s);
+            }
+        }
+        out.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then(a.id.cmp(&b.id)));
+        out.truncate(MAX_LISTED);
+        Ok(Json(out))
+    })
+    .await
+}
+
+pub(crate) async fn detail(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    let rec = recordings(&state)?;
+    blocking(move || {
+        let summary = visible(&rec, &user, &id)?;
+        let d = rec.detail(&id).map_err(storage_error)?;
+        let codec = d.inits.first().map(|p| p.codec.clone());
+        Ok(Json(json!({
+            "recording": summary,
+            "codec": codec,
+            "inits": d.inits,
+            "segments": d.segments,
+            "thumbnails": d.thumbnails,
+        })))
+    })
+    .await
+}
+
+async fn piece(
+    state: AppState,
+    user: AuthUser,
+    id: String,
+    piece: Piece,
+    content_type: &'static str,
+) -> Result<Response, WebError> {
+    let rec = recordings(&state)?;
+    let bytes = blocking(move || {
+        visible(&rec, &user, &id)?;
+        let d = rec.detail(&id).map_err(storage_error)?;
+        catalog::read_piece(rec.storage.as_ref(), &id, &d, piece).map_err(storage_error)
+    })
+    .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            // Segments never change once listed.
+            (header::CACHE_CONTROL, "private, max-age=86400, immutable"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+pub(crate) async fn init(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((id, part)): Path<(String, u32)>,
+) -> Result<Response, WebError> {
+    piece(state, user, id, Piece::Init(part), "video/mp4").await
+}
+
+pub(crate) async fn segment(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((id, seq)): Path<(String, u64)>,
+) -> Result<Response, WebError> {
+    piece(state, user, id, Piece::Segment(seq), "video/mp4").await
+}
+
+pub(crate) async fn thumbnail(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((id, seq)): Path<(String, u64)>,
+) -> Result<Response, WebError> {
+    piece(state, user, id, Piece::Thumbnail(seq), "image/jpeg").await
+}
+
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Value>>, WebError> {
+    let rec = recordings(&state)?;
+    blocking(move || {
+        visible(&rec, &user, &id)?;
+        let d = rec.detail(&id).map_err(storage_error)?;
+        // Only what the manifest lists: a line being written is not served half-done.
+        let len = d.scan.file_ends.get(EVENTS).copied().unwrap_or(0);
+        if len > MAX_EVENTS_BYTES {
+            return Err(WebError::Internal(format!("event track of {len} bytes")));
+        }
+        let bytes = if len == 0 {
+            Vec::new()
+        } else {
+            rec.storage
+                .read(&id, EVENTS, 0, len)
+                .map_err(storage_error)?
+        };
+        let events = bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+            .collect();
+        Ok(Json(events))
+    })
+    .await
+}
+
+const EXPORT_README: &str = "\
+Portcullis session recording export
+
+video-N.mp4               H.264 video, fragmented MP4; one file per screen resolution.
+                          Timestamps are on the recording clock (ms since the recording began),
+                          so part 2 starts where part 1 ends.
+events.jsonl              the event track: one JSON object per line, t_ms on the same clock.
+thumbs.bin                preview thumbnails (JPEG images back to back; located by the manifest).
+manifest.jsonl            a SHA-256 hash chain over every byte of the files above, each line
+                          signed with the gateway's Ed25519 key.
+gateway-signing-key.pub   that key's public half (hex). Compare its fingerprint with the one
+                          your gateway prints (portcullis recording public-key).
+
+Check it offline: portcullis recording verify <this folder> --public-key gateway-signing-key.pub
+";
+
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let rec = recordings(&state)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+    let check_id = id.clone();
+    let check_rec = rec.clone();
+    let d = blocking(move || {
+        visible(&check_rec, &user, &check_id)?;
+        check_rec.detail(&check_id).map_err(storage_error)
+    })
+    .await?;
+    let filename = format!("portcullis-recording-{id}.tar");
+    tokio::task::spawn_blocking(move || {
+        let writer = ChannelWriter { tx: tx.clone() };
+        if let Err(e) = write_export(&rec, &id, &d, writer) {
+            warn!(recording = %id, error = %e, "export failed");
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(buf.to_vec()))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes copied per read while exporting.
+const EXPORT_CHUNK: u64 = 1024 * 1024;
+
+fn write_export(
+    rec: &Recordings,
+    id: &str,
+    d: &Detail,
+    writer: ChannelWriter,
+) -> std::io::Result<()> {
+    let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(256 * 1024, writer));
+    let io_err = |e: StorageError| std::io::Error::other(e.to_string());
+    // Exactly the listed bytes of each file: the export verifies as it stands.
+    let mut files: Vec<(String, u64)> = vec![(MANIFEST.to_owned(), d.scan.manifest_len)];
+    for part in &d.inits {
+        let f = video_file(part.part);
+        let len = d.scan.file_ends.get(&f).copied().unwrap_or(0);
+        files.push((f, len));
+    }
+    for f in [EVENTS, THUMBS] {
+        if let Some(len) = d.scan.file_ends.get(f) {
+            files.push((f.to_owned(), *len));
+        }
+    }
+    let mtime = u64::try_from(d.meta.started_at_ms / 1000).unwrap_or(0);
+    for (name, len) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(len);
+        header.set_mode(0o644);
+        header.set_mtime(mtime);
+        let reader = StorageReader {
+            storage: rec.storage.clone(),
+            id: id.to_owned(),
+            file: name.clone(),
+            offset: 0,
+            len,
+            buf: Vec::new(),
+            pos: 0,
+            err: io_err,
+        };
+        tar.append_data(&mut header, &name, reader)?;
+    }
+    for (name, text) in [
+        (
+            "gateway-signing-key.pub",
+            format!("{}\n", hex_encode(rec.public_key.as_bytes())),
+        ),
+        ("README.txt", EXPORT_README.to_owned()),
+    ] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(mtime);
+        tar.append_data(&mut header, name, text.as_bytes())?;
+    }
+    tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    Ok(())
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a file of a recording in chunks.
+struct StorageReader<F: Fn(StorageError) -> std::io::Error> {
+    storage: Arc<dyn RecordingStorage>,
+    id: String,
+    file: String,
+    offset: u64,
+    len: u64,
+    buf: Vec<u8>,
+    pos: usize,
+    err: F,
+}
+
+impl<F: Fn(StorageError) -> std::io::Error> std::io::Read for StorageReader<F> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.buf.len() {
+            if self.offset >= self.len {
+                return Ok(0);
+            }
+            let n = (self.len - self.offset).min(EXPORT_CHUNK);
+            self.buf = self
+                .storage
+                .read(&self.id, &self.file, self.offset, n)
+                .map_err(&self.err)?;
+            self.offset += n;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

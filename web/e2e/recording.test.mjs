@@ -1,0 +1,277 @@
+// Recording end to end: a real VNC session driven from the browser is recorded by the gateway;
+// FFmpeg's own tools check the video; the signed chain catches one flipped byte; a kill -9 leaves
+// a playable, incomplete recording; the reviewer's player jumps to an event marker.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDesktop, startGateway, launchBrowser, uiLogin, sleep } from './harness.mjs';
+
+const ADMIN = 'admin-password-e2e';
+const ALICE = 'alice-password-123';
+const BOB = 'bob-password-1234';
+const RITA = 'rita-password-1234';
+const VNC_PASSWORD = 'vncsecret';
+
+let desktop, gw, browser, admin;
+const scratch = mkdtempSync(join(tmpdir(), 'pc-rec-e2e-'));
+
+async function setUpGateway(g) {
+  const a = g.api();
+  assert.equal((await a.login('admin', ADMIN)).status, 200);
+  for (const [name, password, role] of [['alice', ALICE, 'user'], ['bob', BOB, 'user'], ['rita', RITA, 'reviewer']]) {
+    const r = await a.post('/users', { name, password, role });
+    assert.equal(r.status, 201, r.text);
+  }
+  let r = await a.post('/targets', { name: 'desk', address: desktop.address, password: VNC_PASSWORD });
+  assert.equal(r.status, 201, r.text);
+  r = await a.post('/grants', { user: 'alice', target: 'desk' });
+  assert.equal(r.status, 201, r.text);
+  return a;
+}
+
+before(async () => {
+  desktop = await startDesktop(VNC_PASSWORD);
+  gw = await startGateway({ adminPassword: ADMIN });
+  browser = await launchBrowser();
+  admin = await setUpGateway(gw);
+});
+
+after(async () => {
+  await browser?.close();
+  await gw?.stop();
+  desktop?.stop();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+async function newPage() {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 1000 } });
+  return ctx.newPage();
+}
+
+/** Logs `user` in, opens the desk target and waits for the first painted frame. */
+async function openDesk(g, user, password) {
+  const page = await newPage();
+  await uiLogin(page, g.base, user, password);
+  await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
+  await page.click('[data-target="desk"]');
+  await page.waitForFunction(() => window.__portcullis?.sessionId, null, { timeout: 20000 });
+  await page.waitForFunction(() => window.__portcullis.framesPainted >= 1, null, { timeout: 20000 });
+  const sessionId = await page.evaluate(() => window.__portcullis.sessionId);
+  return { page, sessionId };
+}
+
+async function waitForState(api, id, state, ms = 20000) {
+  const until = Date.now() + ms;
+  let last;
+  while (Date.now() < until) {
+    last = await api.get(`/recordings/${id}`);
+    if (last.status === 200 && last.json.recording.state === state) return last.json;
+    await sleep(250);
+  }
+  throw new Error(`recording ${id} not ${state}: ${last?.status} ${last?.text}`);
+}
+
+/** Minimal ustar reader: { name: Buffer }. */
+function untar(buf) {
+  const files = {};
+  let off = 0;
+  while (off + 512 <= buf.length) {
+    const header = buf.subarray(off, off + 512);
+    if (header.every((b) => b === 0)) break;
+    const name = header.subarray(0, 100).toString().replace(/\0.*$/s, '');
+    const size = parseInt(header.subarray(124, 136).toString().replace(/\0.*$/s, '').trim(), 8);
+    files[name] = buf.subarray(off + 512, off + 512 + size);
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return files;
+}
+
+function ffprobeDuration(file) {
+  const out = execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', file]).toString().trim();
+  return Number(out);
+}
+
+/** RGB of (x, y) in the frame shown at t seconds (accurate seek: decodes from the keyframe). */
+function pixelAt(file, t, width, x, y) {
+  const raw = execFileSync('ffmpeg', ['-v', 'error', '-i', file, '-ss', String(t), '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 64 << 20 });
+  const i = (y * width + x) * 3;
+  return [raw[i], raw[i + 1], raw[i + 2]];
+}
+
+const isRed = ([r, g, b]) => r > 180 && g < 80 && b < 80;
+
+let recorded; // { id, dir (unpacked export), startedAt, redAt }
+
+test('a browser session is recorded: duration, picture at a known time, event track', async () => {
+  const { page, sessionId } = await openDesk(gw, 'alice', ALICE);
+  const live = await admin.get(`/recordings/${sessionId}`);
+  assert.equal(live.status, 200, live.text);
+  assert.equal(live.json.recording.state, 'recording');
+  const startedAt = live.json.recording.started_at_ms;
+  const openedAt = Date.now();
+
+  await sleep(2500);
+  // A distinctly coloured window appears at a known moment.
+  const redAt = Date.now();
+  const xterm = spawn('xterm', ['-geometry', '30x10+600+300', '-bg', 'red', '-fg', 'red'], {
+    env: { ...process.env, DISPLAY: desktop.display }, stdio: 'ignore',
+  });
+  await sleep(3000);
+  await page.click('canvas');
+  await page.keyboard.type('echo recorded');
+  await page.keyboard.press('Enter');
+  await sleep(1500);
+  await page.context().close();
+  const closedAt = Date.now();
+  xterm.kill();
+
+  const detail = await waitForState(admin, sessionId, 'complete');
+  const rec = detail.recording;
+  assert.equal(rec.user, 'alice');
+  assert.equal(rec.target, 'desk');
+  assert.ok(detail.segments.length >= 5, `segments: ${detail.segments.length}`);
+  assert.ok(detail.segments[0].key, 'the first segment starts with a keyframe');
+  assert.ok(detail.thumbnails.length >= 1);
+
+  // The export holds video, events, the signed manifest and the public key.
+  const exp = await admin.get(`/recordings/${sessionId}/export`);
+  assert.equal(exp.status, 200);
+  assert.match(exp.headers['content-disposition'], /attachment/);
+  const files = untar(exp.body);
+  for (const f of ['video-1.mp4', 'events.jsonl', 'manifest.jsonl', 'gateway-signing-key.pub', 'README.txt']) {
+    assert.ok(files[f], `export lacks ${f}: ${Object.keys(files)}`);
+  }
+  const dir = join(scratch, sessionId);
+  mkdirSync(dir);
+  for (const [name, data] of Object.entries(files)) writeFileSync(join(dir, name), data);
+  const video = join(dir, 'video-1.mp4');
+
+  // ffprobe: the video lasts as long as the session did.
+  const duration = ffprobeDuration(video);
+  const sessionSecs = (closedAt - openedAt) / 1000;
+  assert.ok(Math.abs(duration - rec.duration_ms / 1000) < 0.3, `video ${duration} s, recording ${rec.duration_ms} ms`);
+  assert.ok(duration >= sessionSecs - 0.5 && duration <= sessionSecs + 3, `video ${duration} s, session ${sessionSecs} s`);
+
+  // The red window shows just after it opened and not just before.
+  const width = detail.inits[0].width;
+  const t = (redAt - startedAt) / 1000;
+  const before = pixelAt(video, Math.max(0, t - 0.5), width, 650, 340);
+  const after = pixelAt(video, t + 2.0, width, 650, 340);
+  assert.ok(!isRed(before), `red too early: ${before}`);
+  assert.ok(isRed(after), `no red window 2 s after it opened: ${after}`);
+
+  // The event track, on the same clock.
+  const events = (await admin.get(`/recordings/${sessionId}/events`)).json;
+  const types = events.map((e) => e.type);
+  for (const type of ['session_start', 'viewer_joined', 'keys', 'viewer_left', 'session_end']) {
+    assert.ok(types.includes(type), `no ${type} in ${JSON.stringify(events)}`);
+  }
+  const keys = events.filter((e) => e.type === 'keys').map((e) => e.text).join('');
+  assert.match(keys, /echo recorded<Enter>/);
+  const typedAt = events.find((e) => e.type === 'keys').t_ms;
+  assert.ok(typedAt > t * 1000 && typedAt < rec.duration_ms, `keys at ${typedAt} ms`);
+  recorded = { id: sessionId, dir, startedAt, redAt };
+});
+
+test('verify passes on the recording and its export, and names the segment of one flipped byte', async () => {
+  assert.ok(recorded, 'needs the recorded session');
+  let r = gw.cli(['recording', 'verify', join(gw.dir, 'data/recordings', recorded.id)]);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /INTACT/);
+  r = gw.cli(['recording', 'verify', recorded.dir, '--public-key', join(recorded.dir, 'gateway-signing-key.pub')]);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+
+  // Flip one byte in the middle of the video.
+  const video = join(recorded.dir, 'video-1.mp4');
+  const bytes = readFileSync(video);
+  const at = Math.floor(bytes.length * 0.6);
+  bytes[at] ^= 0x01;
+  writeFileSync(video, bytes);
+  r = gw.cli(['recording', 'verify', recorded.dir, '--public-key', join(recorded.dir, 'gateway-signing-key.pub')]);
+  assert.equal(r.status, 1, r.stdout + r.stderr);
+  assert.match(r.stdout, /ALTERED OR DAMAGED at segment \d+: segment \d+: video altered/);
+  // The segment named is the one holding that byte.
+  const manifest = readFileSync(join(recorded.dir, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).body);
+  const holder = manifest.find((b) => b.entry.video && b.entry.video.offset <= at && at < b.entry.video.offset + b.entry.video.len);
+  assert.match(r.stdout, new RegExp(`at segment ${holder.seq}:`));
+});
+
+test('who sees which recording: reviewer all, user only their own, nobody without login', async () => {
+  assert.ok(recorded);
+  const rita = gw.api();
+  assert.equal((await rita.login('rita', RITA)).status, 200);
+  let r = await rita.get('/recordings');
+  assert.equal(r.status, 200);
+  assert.ok(r.json.some((x) => x.id === recorded.id));
+  r = await rita.get('/recordings?user=alice&state=complete');
+  assert.ok(r.json.every((x) => x.user === 'alice' && x.state === 'complete') && r.json.length >= 1);
+  r = await rita.get('/recordings?target=nosuch');
+  assert.deepEqual(r.json, []);
+  // A reviewer administers nothing.
+  assert.equal((await rita.get('/users')).status, 403);
+
+  const bob = gw.api();
+  assert.equal((await bob.login('bob', BOB)).status, 200);
+  r = await bob.get('/recordings');
+  assert.equal(r.status, 200);
+  assert.equal(r.json.filter((x) => x.user !== 'bob').length, 0);
+  for (const p of ['', '/events', '/export', '/init/1', `/segments/2`]) {
+    assert.equal((await bob.get(`/recordings/${recorded.id}${p}`)).status, 404, p);
+  }
+  const alice = gw.api();
+  assert.equal((await alice.login('alice', ALICE)).status, 200);
+  assert.equal((await alice.get(`/recordings/${recorded.id}`)).status, 200);
+
+  const anon = gw.api();
+  assert.equal((await anon.get('/recordings')).status, 401);
+  assert.equal((await anon.get(`/recordings/${recorded.id}/export`)).status, 401);
+});
+
+test('kill -9 mid-session: the recording plays up to the last fragment and is marked incomplete', async () => {
+  const g = await startGateway({ adminPassword: ADMIN });
+  try {
+    await setUpGateway(g);
+    const { page, sessionId } = await openDesk(g, 'alice', ALICE);
+    const a = g.api();
+    assert.equal((await a.login('admin', ADMIN)).status, 200);
+    const startedAt = (await a.get(`/recordings/${sessionId}`)).json.recording.started_at_ms;
+    await page.click('canvas');
+    for (let i = 0; i < 10; i++) {
+      await page.keyboard.type(`echo line ${i}`);
+      await page.keyboard.press('Enter');
+      await sleep(300);
+    }
+    const killedAt = Date.now();
+    await g.kill();
+    await page.context().close();
+
+    const dir = join(g.dir, 'data/recordings', sessionId);
+    const manifest = readFileSync(join(dir, 'manifest.jsonl'), 'utf8');
+    assert.doesNotMatch(manifest, /"type":"end"/);
+    // Playable as it lies, up to the last complete fragment; at most ~2 s lost.
+    const duration = ffprobeDuration(join(dir, 'video-1.mp4'));
+    const alive = (killedAt - startedAt) / 1000;
+    assert.ok(duration >= alive - 2.5, `plays ${duration} s of ${alive} s`);
+
+    // The next start closes it as incomplete, and it verifies.
+    const g2 = await startGateway({ adminPassword: ADMIN, dir: g.dir });
+    try {
+      const a2 = g2.api();
+      assert.equal((await a2.login('admin', ADMIN)).status, 200);
+      const d = (await a2.get(`/recordings/${sessionId}`)).json;
+      assert.equal(d.recording.state, 'incomplete');
+      assert.match(d.recording.end_reason, /stopped while recording/);
+      const r = g2.cli(['recording', 'verify', dir]);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /incomplete/);
+      assert.match(r.stdout, /INTACT/);
+    } finally {
+      await g2.stop({ keep: true });
+    }
+  } finally {
+    await g.stop();
+  }
+});
