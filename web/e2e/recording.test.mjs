@@ -275,3 +275,76 @@ test('kill -9 mid-session: the recording plays up to the last fragment and is ma
     await g.stop();
   }
 });
+
+test('the reviewer plays a recording: a marker click jumps the video there; hover shows a thumbnail', async () => {
+  assert.ok(recorded);
+  const events = (await admin.get(`/recordings/${recorded.id}/events`)).json;
+  const keys = events.find((e) => e.type === 'keys');
+  const page = await newPage();
+  try {
+    await uiLogin(page, gw.base, 'rita', RITA);
+    await page.waitForSelector(`#recordings-table tr[data-id="${recorded.id}"]`, { timeout: 10000 });
+    await page.click(`#recordings-table tr[data-id="${recorded.id}"]`);
+    await page.waitForFunction(() => window.__portcullis?.player?.ready, null, { timeout: 20000 });
+    assert.equal(await page.locator('#player-error').isVisible(), false);
+
+    // Jump to the moment of typing (after the red window opened): the video goes there and shows it.
+    await page.locator(`#player-scrub .marker[data-t-ms="${keys.t_ms}"]`).first().dispatchEvent('click');
+    const target = keys.t_ms / 1000;
+    await page.waitForFunction((t) => {
+      const v = document.querySelector('#player-video');
+      return v && !v.seeking && v.readyState >= 2 && Math.abs(v.currentTime - t) < 0.5;
+    }, target, { timeout: 15000 });
+    const p = await page.evaluate(() => ({ seeks: window.__portcullis.player.seeks, last: window.__portcullis.player.lastSeekTarget }));
+    assert.ok(p.seeks >= 1);
+    assert.ok(Math.abs(p.last - target) < 0.01, `lastSeekTarget ${p.last}, marker at ${target}`);
+    const px = await page.evaluate(() => {
+      const v = document.querySelector('#player-video');
+      const c = document.createElement('canvas');
+      c.width = v.videoWidth; c.height = v.videoHeight;
+      const ctx = c.getContext('2d');
+      ctx.drawImage(v, 0, 0);
+      return Array.from(ctx.getImageData(650, 340, 1, 1).data.slice(0, 3));
+    });
+    assert.ok(isRed(px), `the video at the marker does not show the red window: ${px}`);
+
+    // Hovering the scrub bar shows a thumbnail.
+    const bar = await page.locator('#player-scrub').boundingBox();
+    await page.mouse.move(bar.x + bar.width * 0.7, bar.y + bar.height / 2);
+    await page.waitForSelector('#player-thumb[src*="/thumbnails/"]', { state: 'visible', timeout: 5000 });
+
+    // 16x speed is offered and applied.
+    await page.selectOption('#player-speed', '16');
+    assert.equal(await page.evaluate(() => document.querySelector('#player-video').playbackRate), 16);
+  } finally {
+    await page.context().close();
+  }
+});
+
+test('a live session is watched from its recording start while it goes on', async () => {
+  const { page: userPage, sessionId } = await openDesk(gw, 'alice', ALICE);
+  const page = await newPage();
+  try {
+    await uiLogin(page, gw.base, 'rita', RITA);
+    await page.goto(`${gw.base}/#/recordings/${sessionId}`);
+    await page.waitForSelector('#player-live', { state: 'visible', timeout: 10000 });
+    await page.waitForFunction(() => window.__portcullis?.player?.ready, null, { timeout: 20000 });
+    const first = await page.evaluate(() => window.__portcullis.player.segmentsAppended);
+    await userPage.click('canvas');
+    await userPage.keyboard.type('echo live');
+    await sleep(3500);
+    const later = await page.evaluate(() => window.__portcullis.player.segmentsAppended);
+    assert.ok(later >= first + 2, `segments appended: ${first} then ${later}`);
+    // It plays from the start of the recording.
+    const buffered = await page.evaluate(() => {
+      const b = document.querySelector('#player-video').buffered;
+      return b.length ? b.start(0) : null;
+    });
+    assert.ok(buffered !== null && buffered < 0.5, `buffered from ${buffered}`);
+    await userPage.context().close();
+    await page.waitForSelector('#player-live', { state: 'hidden', timeout: 15000 });
+    await page.waitForFunction(() => /complete/.test(document.querySelector('#player-state')?.textContent ?? ''), null, { timeout: 15000 });
+  } finally {
+    await page.context().close();
+  }
+});

@@ -32,6 +32,59 @@ export interface SessionInfo {
   state: string;
 }
 
+/** A session recording (docs/browser-protocol.md, "Recordings"). */
+export interface Recording {
+  id: string;
+  user: string;
+  target: string;
+  client_addr: string;
+  started_at_ms: number;
+  ended_at_ms: number | null;
+  duration_ms: number;
+  /** `recording` (live), `complete` or `incomplete`. */
+  state: string;
+  bytes: number;
+  end_reason: string | null;
+}
+
+export interface InitInfo {
+  part: number;
+  seq: number;
+  width: number;
+  height: number;
+  codec: string;
+}
+
+export interface SegmentInfo {
+  seq: number;
+  part: number;
+  start_ms: number;
+  end_ms: number;
+  /** Starts with a key frame: playback and seeks start from one. */
+  key: boolean;
+}
+
+export interface ThumbnailInfo {
+  seq: number;
+  t_ms: number;
+}
+
+export interface RecordingDetail {
+  recording: Recording;
+  /** The first part's codec; null before the first init segment. */
+  codec: string | null;
+  inits: InitInfo[];
+  segments: SegmentInfo[];
+  thumbnails: ThumbnailInfo[];
+}
+
+/** One entry of the event track; the other fields depend on `type`. */
+export interface RecordingEvent {
+  t_ms: number;
+  type: string;
+  [field: string]: unknown;
+}
+
 /** A failed API call: `message` is the gateway's `error` text when it gave one. */
 export class ApiError extends Error {
   constructor(
@@ -68,6 +121,10 @@ async function errorText(res: Response): Promise<string> {
   return `The gateway answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}.`;
 }
 
+function checkUnauthorized(res: Response, path: string): void {
+  if (res.status === 401 && path !== '/auth/login') unauthorized();
+}
+
 /** One API call. Resolves to the parsed JSON answer (null for 204). */
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
@@ -90,7 +147,7 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   }
   if (!res.ok) {
     const message = await errorText(res);
-    if (res.status === 401 && path !== '/auth/login') unauthorized();
+    checkUnauthorized(res, path);
     throw new ApiError(res.status, message);
   }
   if (res.status === 204) return null as T;
@@ -123,3 +180,40 @@ export const deleteGrant = (g: Grant) => api<null>('DELETE', `/grants/${seg(g.us
 
 export const listSessions = () => api<SessionInfo[]>('GET', '/sessions');
 export const closeSession = (id: string) => api<null>('DELETE', `/sessions/${seg(id)}`);
+
+export const recordingsPath = (id: string): string => `${BASE}/recordings/${seg(id)}`;
+export const initUrl = (id: string, part: number): string => `${recordingsPath(id)}/init/${part}`;
+export const segmentUrl = (id: string, seq: number): string => `${recordingsPath(id)}/segments/${seq}`;
+export const thumbnailUrl = (id: string, seq: number): string => `${recordingsPath(id)}/thumbnails/${seq}`;
+export const exportUrl = (id: string): string => `${recordingsPath(id)}/export`;
+
+/** `query` is '' or `?…` (see `recordingsQuery`). */
+export const listRecordings = (query: string) => api<Recording[]>('GET', `/recordings${query}`);
+export const getRecording = (id: string) => api<RecordingDetail>('GET', `/recordings/${seg(id)}`);
+export const getRecordingEvents = (id: string) => api<RecordingEvent[]>('GET', `/recordings/${seg(id)}/events`);
+
+/**
+ * Fetches binary data (a media segment) from an absolute `/api/v1/…` URL. Rejects with an ApiError
+ * (401 → login page), or with the abort error when `signal` fires.
+ */
+export async function fetchBytes(url: string, signal: AbortSignal): Promise<ArrayBuffer> {
+  let res: Response;
+  try {
+    // Segments never change once listed: the browser may cache them if the gateway allows it.
+    res = await fetch(url, { credentials: 'same-origin', signal });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw new ApiError(0, 'Cannot reach the gateway. Check your network connection and try again.');
+  }
+  if (!res.ok) {
+    const message = await errorText(res);
+    checkUnauthorized(res, url);
+    throw new ApiError(res.status, message);
+  }
+  try {
+    return await res.arrayBuffer();
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw new ApiError(0, 'The connection to the gateway broke while loading the recording.');
+  }
+}

@@ -1,16 +1,25 @@
 import { logout, type Me } from './api';
 import { isAdmin } from './context';
+import { landingHash } from './router';
 import { h } from './dom';
 
-export type NavKey = 'targets' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'session';
+export type NavKey = 'targets' | 'recordings' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'session';
 
 function navLink(id: string, href: string, label: string, active: boolean): HTMLAnchorElement {
   return h('a', { id, href, class: active ? 'nav-link active' : 'nav-link', 'aria-current': active ? 'page' : null }, label);
 }
 
+/** The class of a role badge: `role-admin`, `role-reviewer` or `role-user` (anything else). */
+export const roleClass = (role: string): string => `role-${role === 'admin' || role === 'reviewer' ? role : 'user'}`;
+
 /** The dark header bar: wordmark, navigation (admin links for admins), user and logout. */
 export function header(me: Me, active: NavKey): HTMLElement {
-  const nav = h('nav', { class: 'nav', 'aria-label': 'Main' }, navLink('nav-targets', '#/targets', 'Targets', active === 'targets'));
+  const nav = h(
+    'nav',
+    { class: 'nav', 'aria-label': 'Main' },
+    navLink('nav-targets', '#/targets', 'Targets', active === 'targets'),
+    navLink('nav-recordings', '#/recordings', 'Recordings', active === 'recordings'),
+  );
   if (isAdmin(me)) {
     nav.append(
       navLink('nav-admin-users', '#/admin/users', 'Users', active === 'admin-users'),
@@ -32,13 +41,13 @@ export function header(me: Me, active: NavKey): HTMLElement {
   return h(
     'header',
     { class: 'topbar' },
-    h('a', { class: 'wordmark', href: '#/targets' }, h('span', { class: 'wordmark-mark', 'aria-hidden': 'true' }), 'Portcullis'),
+    h('a', { class: 'wordmark', href: landingHash(me) }, h('span', { class: 'wordmark-mark', 'aria-hidden': 'true' }), 'Portcullis'),
     nav,
     h(
       'div',
       { class: 'user' },
       h('span', { id: 'current-user', class: 'user-name' }, me.name),
-      h('span', { id: 'current-role', class: `role-badge role-${me.role === 'admin' ? 'admin' : 'user'}` }, me.role),
+      h('span', { id: 'current-role', class: `role-badge ${roleClass(me.role)}` }, me.role),
       logoutBtn,
     ),
   );

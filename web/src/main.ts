@@ -6,10 +6,12 @@ import type { PageContext } from './context';
 import { h, replace } from './dom';
 import { renderAdminGrants, renderAdminSessions, renderAdminTargets, renderAdminUsers } from './pages/admin';
 import { renderLogin } from './pages/login';
+import { renderPlayer } from './pages/player';
+import { renderRecordings } from './pages/recordings';
 import { renderSession } from './pages/session';
 import { renderTargets } from './pages/targets';
 import { errorMessage } from './pages/util';
-import { routeParts } from './router';
+import { landingHash, routeParts } from './router';
 import { counters } from './state';
 
 counters(); // window.__portcullis exists from the start
@@ -55,7 +57,7 @@ async function render(): Promise<void> {
     document.title = 'Sign in · Portcullis';
     renderLogin(app, signal, (user) => {
       me = user;
-      location.hash = '#/targets';
+      location.hash = landingHash(user);
     });
     return;
   }
@@ -79,6 +81,12 @@ async function render(): Promise<void> {
   } else if (first === 'session' && second !== undefined && parts.length === 2) {
     document.title = `${second} · Portcullis`;
     renderSession(ctx, second);
+  } else if (first === 'recordings' && parts.length === 1) {
+    document.title = 'Recordings · Portcullis';
+    await renderRecordings(ctx);
+  } else if (first === 'recordings' && second !== undefined && parts.length === 2) {
+    document.title = 'Recording · Portcullis';
+    await renderPlayer(ctx, second);
   } else if (first === 'admin' && parts.length === 2) {
     document.title = 'Admin · Portcullis';
     switch (second) {
@@ -95,10 +103,10 @@ async function render(): Promise<void> {
         await renderAdminSessions(ctx);
         break;
       default:
-        location.replace('#/targets');
+        location.replace(landingHash(me));
     }
   } else {
-    location.replace('#/targets');
+    location.replace(landingHash(me));
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { routeParts } from './router';
+import { landingHash, routeParts } from './router';
 import { connectUrl } from './pages/session';
 
 describe('routeParts', () => {
@@ -23,5 +23,20 @@ describe('connectUrl', () => {
     expect(connectUrl({ protocol: 'http:', host: '127.0.0.1:8080' }, 'a/b')).toBe(
       'ws://127.0.0.1:8080/api/v1/targets/a%2Fb/connect',
     );
+  });
+});
+
+describe('landingHash', () => {
+  it('sends reviewers to the recordings and everyone else to the targets', () => {
+    expect(landingHash({ role: 'reviewer' })).toBe('#/recordings');
+    expect(landingHash({ role: 'admin' })).toBe('#/targets');
+    expect(landingHash({ role: 'user' })).toBe('#/targets');
+  });
+});
+
+describe('recording routes', () => {
+  it('splits the player route', () => {
+    expect(routeParts('#/recordings')).toEqual(['recordings']);
+    expect(routeParts('#/recordings/0190a1b2-c3d4')).toEqual(['recordings', '0190a1b2-c3d4']);
   });
 });

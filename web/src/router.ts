@@ -1,4 +1,10 @@
-// Hash routes: `#/login`, `#/targets`, `#/session/<name>`, `#/admin/<page>`.
+// Hash routes: `#/login`, `#/targets`, `#/session/<name>`, `#/recordings`, `#/recordings/<id>`,
+// `#/admin/<page>`.
+
+/** Where a user lands after login (and on an unknown route): reviewers on the recordings. */
+export function landingHash(me: { role: string }): string {
+  return me.role === 'reviewer' ? '#/recordings' : '#/targets';
+}
 
 /** Splits `#/a/b%2Fc` into decoded segments ['a', 'b/c']. */
 export function routeParts(hash: string): string[] {

@@ -1,5 +1,19 @@
 // Counters end-to-end tests read from `window.__portcullis`.
 
+/** The recording player's state (`#/recordings/<id>`), null on every other page. */
+export interface PlayerHook {
+  /** The first init segment and the first media segment are appended and something is buffered. */
+  ready: boolean;
+  /** The video's current time in seconds. */
+  currentTime(): number;
+  /** Seeks asked for in the player UI: scrub bar click/drag, marker, event row, arrow keys. */
+  seeks: number;
+  /** Target of the last of those seeks in seconds (clamped to 0..duration), null before any. */
+  lastSeekTarget: number | null;
+  /** Media segments appended to the SourceBuffer (init segments not counted; re-appends counted). */
+  segmentsAppended: number;
+}
+
 export interface PortcullisCounters {
   /** End-of-frame messages fully painted (and acknowledged) in the current session. */
   framesPainted: number;
@@ -7,6 +21,8 @@ export interface PortcullisCounters {
   lastSeq: number;
   /** Session id from the last `init`, null before it arrives. */
   sessionId: string | null;
+  /** The recording player, while its page is open. */
+  player: PlayerHook | null;
 }
 
 declare global {
@@ -18,7 +34,7 @@ declare global {
 /** The counters object, created once; pages mutate it in place. */
 export function counters(): PortcullisCounters {
   if (!window.__portcullis) {
-    window.__portcullis = { framesPainted: 0, lastSeq: 0, sessionId: null };
+    window.__portcullis = { framesPainted: 0, lastSeq: 0, sessionId: null, player: null };
   }
   return window.__portcullis;
 }

@@ -32,6 +32,17 @@ const APT_PACKAGES: &[&str] = &[
     "websockify",
     "nodejs",
     "npm",
+    // The recorder: ffmpeg-next builds against Debian's FFmpeg; the CLI tools check recordings.
+    "ffmpeg",
+    "libavcodec-dev",
+    "libavformat-dev",
+    "libavutil-dev",
+    "libswscale-dev",
+    "libavfilter-dev",
+    "libavdevice-dev",
+    "clang",
+    "libclang-dev",
+    "pkg-config",
 ];
 
 fn main() -> Result<()> {

@@ -175,3 +175,82 @@ async fn a_stalled_viewer_gets_the_window_then_merged_frames_and_never_slows_ano
     }
     assert!(broker.list().is_empty(), "closed session still listed");
 }
+
+/// A recorder that takes the tap and never reads it (a stuck encoder or disk).
+struct StuckRecorder(std::sync::Mutex<Vec<portcullis_broker::Tap>>);
+
+impl portcullis_broker::SessionRecorder for StuckRecorder {
+    fn start(&self, tap: portcullis_broker::Tap) -> Result<(), String> {
+        self.0.lock().unwrap().push(tap);
+        Ok(())
+    }
+}
+
+struct BrokenRecorder;
+
+impl portcullis_broker::SessionRecorder for BrokenRecorder {
+    fn start(&self, _tap: portcullis_broker::Tap) -> Result<(), String> {
+        Err("disk full".into())
+    }
+}
+
+fn request(address: String) -> OpenRequest {
+    OpenRequest {
+        user: "u".into(),
+        target: "t".into(),
+        spec: TargetSpec::Vnc {
+            address,
+            password: String::new(),
+        },
+        client_addr: "test".into(),
+        entry: EntryPath::Browser,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_recorder_never_slows_the_session_and_its_tap_stays_bounded() {
+    let address = scripted_server().await;
+    let recorder = std::sync::Arc::new(StuckRecorder(std::sync::Mutex::default()));
+    let broker = Broker::default().with_recorder(recorder.clone());
+    let session = broker.open(request(address)).await.unwrap();
+    let (mut viewer, _) = session.attach_viewer("watcher");
+    let mut frames = 0u32;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        if let ViewerOutput::Frame(f) = viewer.next().await {
+            viewer
+                .handle(ClientMessage::Ack { seq: seq_of(&f) })
+                .await
+                .unwrap();
+            frames += 1;
+        }
+    }
+    assert!(frames > 20, "the viewer got only {frames} frames");
+    // What piled up for the recorder is merged damage, not a queue of frames.
+    let tap = recorder.0.lock().unwrap().pop().unwrap();
+    let batch = tap.wait(Duration::ZERO);
+    assert!(
+        !batch.damage.is_empty() && batch.damage.len() <= 24,
+        "{}",
+        batch.damage.len()
+    );
+    assert!(batch.updates > 20, "updates seen: {}", batch.updates);
+    assert!(batch.events.len() <= portcullis_broker::MAX_TAP_EVENTS);
+    session.close(portcullis_core::wire::ServerMessage::Closed {
+        reason: "test over".into(),
+    });
+    let end = tap.wait(Duration::from_secs(2));
+    assert_eq!(end.ended.as_deref(), Some("test over"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_cannot_be_recorded_is_refused() {
+    let address = scripted_server().await;
+    let broker = Broker::default().with_recorder(std::sync::Arc::new(BrokenRecorder));
+    let err = broker.open(request(address)).await.unwrap_err();
+    assert_eq!(
+        err.code,
+        portcullis_core::wire::ErrorCode::RecordingUnavailable
+    );
+    assert!(broker.list().is_empty());
+}

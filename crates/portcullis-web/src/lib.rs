@@ -143,7 +143,9 @@ async fn security_headers(req: Request<axum::body::Body>, next: Next) -> Respons
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::REFERRER_POLICY, "no-referrer");
-    if is_api {
+    // API answers are private and not stored, unless a handler said otherwise (recording
+    // segments never change once listed, and seeking back should not fetch them again).
+    if is_api && !h.contains_key(header::CACHE_CONTROL) {
         set(h, header::CACHE_CONTROL, "no-store");
     }
     res

@@ -185,6 +185,11 @@ pub(crate) async fn list(
     .await
 }
 
+/// Case-insensitive substring match (a partly typed name finds its recordings).
+fn contains_ci(haystack: &str, needle: &str) -> bool {
+    haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
 pub(crate) async fn detail(
     State(state): State<AppState>,
     user: AuthUser,

@@ -17,7 +17,7 @@ import {
 } from '../api';
 import { isAdmin, type PageContext } from '../context';
 import { h, replace, showError } from '../dom';
-import { shell, type NavKey } from '../layout';
+import { roleClass, shell, type NavKey } from '../layout';
 import { errorMessage, formatTime } from './util';
 
 /** The parts every admin page has. There is exactly one `.form-error` per page. */
@@ -113,8 +113,9 @@ export async function renderAdminUsers(ctx: PageContext): Promise<void> {
   const role = h(
     'select',
     { id: 'user-role' },
-    h('option', { value: 'user', selected: true }, 'user'),
     h('option', { value: 'admin' }, 'admin'),
+    h('option', { value: 'reviewer' }, 'reviewer'),
+    h('option', { value: 'user', selected: true }, 'user'),
   );
   const create = h('button', { id: 'user-create', type: 'submit', class: 'btn btn-primary' }, 'Create user');
   const form = h(
@@ -137,7 +138,7 @@ export async function renderAdminUsers(ctx: PageContext): Promise<void> {
       'tr',
       { 'data-user': u.name },
       h('td', null, u.name, u.name === ctx.me.name ? h('span', { class: 'muted you' }, ' (you)') : null),
-      h('td', null, h('span', { class: `role-badge role-${u.role === 'admin' ? 'admin' : 'user'}` }, u.role)),
+      h('td', null, h('span', { class: `role-badge ${roleClass(u.role)}` }, u.role)),
       h(
         'td',
         { class: 'actions' },
