@@ -165,12 +165,8 @@ pub(crate) async fn list(
                 }
             };
             let keep = may_see(&user, &s.user)
-                && q.user
-                    .as_ref()
-                    .is_none_or(|u| s.user.eq_ignore_ascii_case(u))
-                && q.target
-                    .as_ref()
-                    .is_none_or(|t| s.target.eq_ignore_ascii_case(t))
+                && q.user.as_ref().is_none_or(|u| contains_ci(&s.user, u))
+                && q.target.as_ref().is_none_or(|t| contains_ci(&s.target, t))
                 && q.state.as_ref().is_none_or(|st| s.state.as_str() == st)
                 && q.from.is_none_or(|f| s.started_at_ms >= f)
                 && q.to.is_none_or(|t| s.started_at_ms <= t);
