@@ -208,6 +208,8 @@ test('who sees which recording: reviewer all, user only their own, nobody withou
   assert.ok(r.json.some((x) => x.id === recorded.id));
   r = await rita.get('/recordings?user=alice&state=complete');
   assert.ok(r.json.every((x) => x.user === 'alice' && x.state === 'complete') && r.json.length >= 1);
+  r = await rita.get('/recordings?user=ALI');
+  assert.ok(r.json.some((x) => x.id === recorded.id), 'user filter matches a substring, any case');
   r = await rita.get('/recordings?target=nosuch');
   assert.deepEqual(r.json, []);
   // A reviewer administers nothing.
@@ -346,5 +348,43 @@ test('a live session is watched from its recording start while it goes on', asyn
     await page.waitForFunction(() => /complete/.test(document.querySelector('#player-state')?.textContent ?? ''), null, { timeout: 15000 });
   } finally {
     await page.context().close();
+  }
+});
+
+test('a resize mid-session starts a new video part; both parts play and the chain verifies', async () => {
+  const tiger = await startDesktop(VNC_PASSWORD, '1280x800', 'xvnc');
+  try {
+    let r = await admin.post('/targets', { name: 'tiger', address: tiger.address, password: VNC_PASSWORD });
+    assert.equal(r.status, 201, r.text);
+    r = await admin.post('/grants', { user: 'alice', target: 'tiger' });
+    assert.equal(r.status, 201, r.text);
+    const page = await newPage();
+    await uiLogin(page, gw.base, 'alice', ALICE);
+    await page.waitForSelector('[data-target="tiger"]', { timeout: 10000 });
+    await page.click('[data-target="tiger"]');
+    await page.waitForFunction(() => window.__portcullis?.sessionId && window.__portcullis.framesPainted >= 1, null, { timeout: 20000 });
+    const sessionId = await page.evaluate(() => window.__portcullis.sessionId);
+    await sleep(2000);
+    tiger.xrandr = execFileSync('xrandr', ['-s', '1920x1080'], { env: { ...process.env, DISPLAY: tiger.display } });
+    await page.waitForFunction(() => document.querySelector('#session-canvas')?.width === 1920, null, { timeout: 15000 });
+    await sleep(2500);
+    await page.context().close();
+
+    const detail = await waitForState(admin, sessionId, 'complete');
+    const sizes = detail.inits.map((p) => [p.width, p.height]);
+    assert.deepEqual(sizes[0], [1280, 800], JSON.stringify(detail.inits));
+    assert.deepEqual(sizes.at(-1), [1920, 1080], JSON.stringify(detail.inits));
+    const events = (await admin.get(`/recordings/${sessionId}/events`)).json;
+    assert.ok(events.some((e) => e.type === 'resize' && e.width === 1920 && e.height === 1080), JSON.stringify(events));
+    const dir = join(gw.dir, 'data/recordings', sessionId);
+    const d1 = ffprobeDuration(join(dir, 'video-1.mp4'));
+    const d2 = ffprobeDuration(join(dir, `video-${detail.inits.at(-1).part}.mp4`));
+    assert.ok(d1 >= 1.5, `part 1: ${d1} s`);
+    // Part 2 keeps the recording clock: it ends at the recording's end.
+    assert.ok(Math.abs(d2 - detail.recording.duration_ms / 1000) < 0.3, `part 2 ends at ${d2} s`);
+    const v = gw.cli(['recording', 'verify', dir]);
+    assert.equal(v.status, 0, v.stdout + v.stderr);
+  } finally {
+    tiger.stop();
   }
 });
