@@ -27,6 +27,14 @@ fn path_param(name: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
 }
 
+/// Who may read a recording.
+const RECORDINGS: &str =
+    "admins and reviewers; a user for their own recordings (others answer 404)";
+
+fn query_param(name: &str, kind: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "schema": { "type": kind } })
+}
+
 pub(crate) async fn document() -> Json<Value> {
     Json(json!({
         "openapi": "3.0.3",
@@ -70,6 +78,39 @@ pub(crate) async fn document() -> Json<Value> {
                 "parameters": [path_param("id")],
                 "delete": op("Close a live session", "admin", None, "204")
             },
+            "/recordings": { "get": {
+                "summary": "Recordings, newest first (query: user, target, state, from, to)",
+                "description": "Allowed for: admins and reviewers (all), users (their own).",
+                "parameters": [
+                    query_param("user", "string"), query_param("target", "string"),
+                    query_param("state", "string"), query_param("from", "integer"), query_param("to", "integer")
+                ],
+                "responses": { "200": { "description": "success" }, "400": { "$ref": "#/components/responses/Error" }, "401": { "$ref": "#/components/responses/Error" } }
+            } },
+            "/recordings/{id}": {
+                "parameters": [path_param("id")],
+                "get": op("A recording: parts, segments, thumbnails (see docs/browser-protocol.md)", RECORDINGS, None, "200")
+            },
+            "/recordings/{id}/init/{part}": {
+                "parameters": [path_param("id"), path_param("part")],
+                "get": op("Initialisation segment of a video part (video/mp4)", RECORDINGS, None, "200")
+            },
+            "/recordings/{id}/segments/{seq}": {
+                "parameters": [path_param("id"), path_param("seq")],
+                "get": op("Media segment (video/mp4, moof+mdat)", RECORDINGS, None, "200")
+            },
+            "/recordings/{id}/thumbnails/{seq}": {
+                "parameters": [path_param("id"), path_param("seq")],
+                "get": op("Thumbnail (image/jpeg)", RECORDINGS, None, "200")
+            },
+            "/recordings/{id}/events": {
+                "parameters": [path_param("id")],
+                "get": op("The event track", RECORDINGS, None, "200")
+            },
+            "/recordings/{id}/export": {
+                "parameters": [path_param("id")],
+                "get": op("Video, events, signed manifest and public key in one tar", RECORDINGS, None, "200")
+            },
             "/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "success" } } } }
         },
         "components": {
@@ -90,7 +131,7 @@ pub(crate) async fn document() -> Json<Value> {
                     "password": { "type": "string", "format": "password" }, "description": { "type": "string" } } },
                 "NewUser": { "type": "object", "required": ["name", "password", "role"], "properties": {
                     "name": { "type": "string" }, "password": { "type": "string", "format": "password", "minLength": 12 },
-                    "role": { "type": "string", "enum": ["admin", "user"] } } },
+                    "role": { "type": "string", "enum": ["admin", "reviewer", "user"] } } },
                 "Grant": { "type": "object", "required": ["user", "target"], "properties": {
                     "user": { "type": "string" }, "target": { "type": "string" } } }
             }

@@ -258,6 +258,10 @@ pub fn public_key_cmd(config: &Config, secret: &SecretKey) -> Result<()> {
 /// `portcullis recording list`.
 pub fn list_cmd(config: &Config) -> Result<()> {
     let dir: PathBuf = config.recording.dir.clone();
+    if !dir.is_dir() {
+        eprintln!("no recordings yet ({} does not exist)", dir.display());
+        return Ok(());
+    }
     let storage = LocalDisk::at(&dir);
     let mut all = Vec::new();
     for id in storage
