@@ -207,7 +207,7 @@ fn bench(root: &Path) -> Result<()> {
 }
 
 /// cargo-fuzz targets, in `fuzz/fuzz_targets/`.
-const FUZZ_TARGETS: &[&str] = &["client_message", "target_updates"];
+const FUZZ_TARGETS: &[&str] = &["client_message", "target_updates", "recording_manifest"];
 
 fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
     let seconds: u32 = seconds
