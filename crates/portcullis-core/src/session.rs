@@ -105,9 +105,14 @@ pub enum SessionEvent {
         /// Why.
         reason: String,
     },
-    /// The recorder could not keep up and skipped intermediate frames.
+    /// The recorder could not keep up and skipped intermediate screen updates.
     FramesDropped {
-        /// How many frames were skipped since the last such event.
+        /// How many updates were merged away since the last frame.
+        count: u64,
+    },
+    /// Events arrived faster than they could be kept; this many were not recorded.
+    EventsLost {
+        /// How many.
         count: u64,
     },
     /// The session ended.

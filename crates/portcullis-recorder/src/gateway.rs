@@ -108,6 +108,9 @@ fn run(tap: Tap, mut recorder: Recorder) -> Result<u64, String> {
     let mut keys_at: Option<Instant> = None;
     let mut last_key: Option<Instant> = None;
     let mut damage_waiting = false;
+    // Screen updates since the last encoded frame.
+    let mut updates_merged = 0u64;
+    let mut behind = false;
     let fail = |tap: &Tap, e: &dyn std::fmt::Display| {
         tap.fail(&format!(
             "the recording failed ({e}); the session was ended"
@@ -162,11 +165,12 @@ fn run(tap: Tap, mut recorder: Recorder) -> Result<u64, String> {
         if batch.events_lost > 0 {
             recorder.event(
                 ms(now),
-                &SessionEvent::FramesDropped {
+                &SessionEvent::EventsLost {
                     count: batch.events_lost,
                 },
             );
         }
+        updates_merged += batch.updates;
         if last_key.is_some_and(|t| now.duration_since(t) >= KEYS_QUIET) || batch.ended.is_some() {
             flush_keys(&mut keys, &mut keys_at, &mut recorder);
             last_key = None;
@@ -181,9 +185,21 @@ fn run(tap: Tap, mut recorder: Recorder) -> Result<u64, String> {
         if !batch.damage.is_empty() {
             let due = last_frame.is_none_or(|t| now >= t + min_interval);
             if due && tap.copy_into(&batch.damage, &mut mirror, pw, ph) {
+                // The last frame took longer than a frame slot to encode: the updates merged
+                // meanwhile are frames the recording skipped.
+                if behind && updates_merged > 1 {
+                    recorder.event(
+                        ms(now),
+                        &SessionEvent::FramesDropped {
+                            count: updates_merged - 1,
+                        },
+                    );
+                }
+                updates_merged = 0;
                 recorder
                     .frame(ms(now), &mirror, width, height)
                     .map_err(|e| fail(&tap, &e))?;
+                behind = now.elapsed() > min_interval;
                 last_frame = Some(now);
             } else {
                 tap.return_damage(&batch.damage);

@@ -17,8 +17,8 @@ use crate::manifest::{
 use crate::storage::{RecordingSink, RecordingStorage, StorageError};
 
 /// Event-track bytes held between commits. Beyond it events are counted, not kept, and the
-/// count is written as a `frames_dropped`-like note; commits happen at least every second, so
-/// only a flood reaches it.
+/// count is written as an `events_lost` event; commits happen at least every second, so only a
+/// flood reaches it.
 pub const MAX_PENDING_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// One line of the event track.
@@ -52,6 +52,7 @@ pub struct RecordingWriter {
     part: u32,
     pending_events: Vec<u8>,
     events_lost: u64,
+    last_event_ms: u64,
     finished: bool,
 }
 
@@ -82,6 +83,7 @@ impl RecordingWriter {
             part: 0,
             pending_events: Vec::new(),
             events_lost: 0,
+            last_event_ms: 0,
             finished: false,
         };
         w.commit_line(Entry::Header {
@@ -114,12 +116,14 @@ impl RecordingWriter {
             part: 0,
             pending_events: Vec::new(),
             events_lost: 0,
+            last_event_ms: 0,
             finished: false,
         }
     }
 
     /// Adds an event to the track; it is written with the next commit.
     pub fn event(&mut self, t_ms: u64, event: &SessionEvent) {
+        self.last_event_ms = t_ms;
         let Ok(mut line) = serde_json::to_vec(&EventLine { t_ms, event }) else {
             return;
         };
@@ -234,11 +238,16 @@ impl RecordingWriter {
 
     fn write_events(&mut self) -> Result<Option<Span>, StorageError> {
         if self.events_lost > 0 {
-            let note = format!(
-                "{{\"t_ms\":0,\"type\":\"events_lost\",\"count\":{}}}\n",
-                self.events_lost
-            );
-            self.pending_events.extend_from_slice(note.as_bytes());
+            let lost = SessionEvent::EventsLost {
+                count: self.events_lost,
+            };
+            if let Ok(mut line) = serde_json::to_vec(&EventLine {
+                t_ms: self.last_event_ms,
+                event: &lost,
+            }) {
+                line.push(b'\n');
+                self.pending_events.extend_from_slice(&line);
+            }
             self.events_lost = 0;
         }
         if self.pending_events.is_empty() {
