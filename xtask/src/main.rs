@@ -196,14 +196,43 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench [latency|recording]`: both benchmarks by default (latency first), or one.
 fn bench(root: &Path) -> Result<()> {
+    let which = std::env::args().nth(2);
+    let (latency, recording) = match which.as_deref() {
+        None | Some("all") => (true, true),
+        Some("latency") => (true, false),
+        Some("recording") => (false, true),
+        Some(other) => bail!("cargo xtask bench [latency|recording]: unknown benchmark {other:?}"),
+    };
     deps(root)?;
     build_ui(root)?;
     run(cargo().args(["build", "--release", "-p", "portcullis"]))?;
-    run(Command::new("node")
-        .arg(root.join("benches/run.mjs"))
-        .env("PORTCULLIS_BIN", root.join("target/release/portcullis"))
-        .current_dir(root.join("web")))
+    if recording {
+        run(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "portcullis-recorder",
+            "--example",
+            "hour",
+        ]))?;
+    }
+    let bench = |script: &str| {
+        run(Command::new("node")
+            .arg(root.join("benches").join(script))
+            .env("PORTCULLIS_BIN", root.join("target/release/portcullis"))
+            .env("HOUR_BIN", root.join("target/release/examples/hour"))
+            .current_dir(root.join("web")))
+    };
+    // One failing benchmark does not keep the other from running; the first failure is reported.
+    let first = if latency { bench("run.mjs") } else { Ok(()) };
+    let second = if recording {
+        bench("recording.mjs")
+    } else {
+        Ok(())
+    };
+    first.and(second)
 }
 
 /// cargo-fuzz targets, in `fuzz/fuzz_targets/`.
