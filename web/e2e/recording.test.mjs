@@ -94,9 +94,14 @@ function ffprobeDuration(file) {
   return Number(out);
 }
 
-/** RGB of (x, y) in the frame shown at t seconds (accurate seek: decodes from the keyframe). */
+/**
+ * RGB of (x, y) in the frame on screen at t seconds: the fps filter resamples the variable frame
+ * rate to what is displayed every 20 ms (tpad holds the last frame to the end), then trim starts
+ * at t (a plain -ss picks the first frame
+ * at or after t, and drops earlier frames before the filter sees them).
+ */
 function pixelAt(file, t, width, x, y) {
-  const raw = execFileSync('ffmpeg', ['-v', 'error', '-i', file, '-ss', String(t), '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 64 << 20 });
+  const raw = execFileSync('ffmpeg', ['-v', 'error', '-i', file, '-vf', `tpad=stop_mode=clone:stop_duration=10,fps=50,trim=start=${t}`, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 64 << 20 });
   const i = (y * width + x) * 3;
   return [raw[i], raw[i + 1], raw[i + 2]];
 }
@@ -328,13 +333,19 @@ test('a live session is watched from its recording start while it goes on', asyn
   const page = await newPage();
   try {
     await uiLogin(page, gw.base, 'rita', RITA);
+    // The login must have completed (cookie set) before going straight to the player.
+    await page.waitForFunction(() => !location.hash.startsWith('#/login'), null, { timeout: 10000 });
     await page.goto(`${gw.base}/#/recordings/${sessionId}`);
     await page.waitForSelector('#player-live', { state: 'visible', timeout: 10000 });
     await page.waitForFunction(() => window.__portcullis?.player?.ready, null, { timeout: 20000 });
     const first = await page.evaluate(() => window.__portcullis.player.segmentsAppended);
     await userPage.click('canvas');
-    await userPage.keyboard.type('echo live');
-    await sleep(3500);
+    // Keep the screen changing: an idle screen is cut into fragments only every 10 s.
+    for (const c of 'echo live and well') {
+      await userPage.keyboard.type(c);
+      await sleep(250);
+    }
+    await sleep(500);
     const later = await page.evaluate(() => window.__portcullis.player.segmentsAppended);
     assert.ok(later >= first + 2, `segments appended: ${first} then ${later}`);
     // It plays from the start of the recording.

@@ -184,6 +184,8 @@ export const closeSession = (id: string) => api<null>('DELETE', `/sessions/${seg
 export const recordingsPath = (id: string): string => `${BASE}/recordings/${seg(id)}`;
 export const initUrl = (id: string, part: number): string => `${recordingsPath(id)}/init/${part}`;
 export const segmentUrl = (id: string, seq: number): string => `${recordingsPath(id)}/segments/${seq}`;
+/** Media segments `from`..=`to` (manifest seqs) of one part, back to back, in one response. */
+export const runUrl = (id: string, from: number, to: number): string => `${recordingsPath(id)}/run/${from}/${to}`;
 export const thumbnailUrl = (id: string, seq: number): string => `${recordingsPath(id)}/thumbnails/${seq}`;
 export const exportUrl = (id: string): string => `${recordingsPath(id)}/export`;
 

@@ -4,8 +4,8 @@
 // pure functions of `recording.ts`; this file only does the fetching and the SourceBuffer calls,
 // one at a time (each waits for `updateend`).
 
-import { ApiError, fetchBytes, initUrl, segmentUrl, type RecordingDetail } from './api';
-import { bufferedEnd, evictionRanges, mimeFor, nextSegmentIndex, rangesMs, reachedEnd, timelineMs, type RangeMs } from './recording';
+import { ApiError, fetchBytes, initUrl, runUrl, segmentUrl, type RecordingDetail } from './api';
+import { bufferedEnd, evictionRanges, mimeFor, nextSegmentIndex, rangesMs, reachedEnd, runLength, timelineMs, type RangeMs } from './recording';
 
 /** Keep about this much buffered ahead of the playhead (at 1×; more at higher speeds). */
 export const AHEAD_MS = 60_000;
@@ -17,6 +17,8 @@ const MIN_AHEAD_MS = 8_000;
 const SOURCE_OPEN_TIMEOUT_MS = 10_000;
 /** The loader looks again at least this often when idle. */
 const IDLE_MS = 1000;
+/** A seek's run also brings this much after the target, so playing on does not wait at once. */
+const RUN_PAST_TARGET_MS = 2000;
 /** After a failed fetch, wait this long before trying again. */
 const RETRY_MS = 2000;
 
@@ -62,7 +64,7 @@ export class MseLoader {
   private part: number | null = null;
   private readonly inits = new Map<number, ArrayBuffer>();
   /** A segment the browser refused for lack of space, kept for the retry. */
-  private held: { seq: number; data: ArrayBuffer } | null = null;
+  private held: { seq: number; last: number; data: ArrayBuffer } | null = null;
   private fetchAc: AbortController | null = null;
   private fetchingSeq: number | null = null;
   private wake: (() => void) | null = null;
@@ -209,16 +211,27 @@ export class MseLoader {
         continue;
       }
       const seg = segs[next]!;
+      // After a seek, everything from the key segment to the target is needed before a frame
+      // shows: fetch it in one request (contiguous in the recording) rather than one by one.
+      const count = this.lastIndex() === next - 1 ? 1 : runLength(segs, next, this.host.video.currentTime * 1000 + RUN_PAST_TARGET_MS);
+      const lastSeg = segs[next + Math.max(1, count) - 1]!;
       const ac = new AbortController();
       this.fetchAc = ac;
       this.fetchingSeq = seg.seq;
       let init: ArrayBuffer | null = null;
       let data: ArrayBuffer;
+      let lastAppended = lastSeg.seq;
       try {
         if (this.part !== seg.part) init = await this.initSegment(seg.part, ac.signal);
         const held = this.held;
         this.held = null;
-        data = held?.seq === seg.seq ? held.data : await fetchBytes(segmentUrl(this.host.recordingId, seg.seq), ac.signal);
+        const url = count > 1 ? runUrl(this.host.recordingId, seg.seq, lastSeg.seq) : segmentUrl(this.host.recordingId, seg.seq);
+        if (held?.seq === seg.seq) {
+          data = held.data;
+          lastAppended = held.last;
+        } else {
+          data = await fetchBytes(url, ac.signal);
+        }
       } catch (err) {
         if (this.stopped) return;
         if (ac.signal.aborted) continue; // a seek made it moot
@@ -239,7 +252,7 @@ export class MseLoader {
           this.part = seg.part;
         }
         await this.append(data);
-        this.lastSeq = seg.seq;
+        this.lastSeq = lastAppended;
         const first = !this.appendedAny;
         this.appendedAny = true;
         this.showError(null);
@@ -247,7 +260,7 @@ export class MseLoader {
       } catch (err) {
         if (this.stopped) return;
         if (isQuotaError(err)) {
-          this.held = { seq: seg.seq, data }; // no need to download it again
+          this.held = { seq: seg.seq, last: lastAppended, data }; // no need to download it again
           // Nothing was appended (the browser refused the data up front): the chain is intact
           // unless the eviction removes the segment appended last.
           if (!(await this.evict())) {

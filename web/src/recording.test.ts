@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RecordingEvent, SegmentInfo } from './api';
 import {
+  runLength,
   bufferedEnd,
   currentEventIndex,
   describeEvent,
@@ -305,5 +306,22 @@ describe('events and markers', () => {
     expect(currentEventIndex([0, 1000, 5000], 5000)).toBe(2);
     expect(currentEventIndex([1000], 500)).toBe(-1);
     expect(currentEventIndex([], 500)).toBe(-1);
+  });
+});
+
+describe('runLength', () => {
+  const segs = [
+    { seq: 2, part: 1, start_ms: 0, end_ms: 1000, key: true },
+    { seq: 3, part: 1, start_ms: 1000, end_ms: 2000, key: false },
+    { seq: 5, part: 1, start_ms: 2000, end_ms: 3000, key: false },
+    { seq: 7, part: 2, start_ms: 3000, end_ms: 4000, key: true },
+  ];
+  it('covers up to the segment holding the target, within one part', () => {
+    expect(runLength(segs, 0, 1500)).toBe(2);
+    expect(runLength(segs, 0, 0)).toBe(1);
+    expect(runLength(segs, 0, 99999)).toBe(3);
+    expect(runLength(segs, 3, 99999)).toBe(1);
+    expect(runLength(segs, 0, 99999, 2)).toBe(2);
+    expect(runLength(segs, 9, 0)).toBe(0);
   });
 });

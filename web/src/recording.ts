@@ -359,3 +359,23 @@ export function currentEventIndex(times: readonly number[], tMs: number): number
 export function mimeFor(codec: string): string | null {
   return /^[A-Za-z0-9][A-Za-z0-9.\-_]{0,63}$/.test(codec) ? `video/mp4; codecs="${codec}"` : null;
 }
+
+/** Most segments fetched in one request (the gateway allows 600). */
+export const MAX_RUN = 300;
+
+/**
+ * How many segments to fetch at once starting at index `from`: the run up to the one that
+ * covers `untilMs` (a seek target: everything from the keyframe to there is needed before
+ * anything shows), within one part, at least 1 and at most `max`.
+ */
+export function runLength(segments: readonly SegmentInfo[], from: number, untilMs: number, max = MAX_RUN): number {
+  const first = segments[from];
+  if (!first) return 0;
+  let n = 1;
+  while (n < max) {
+    const s = segments[from + n];
+    if (!s || s.part !== first.part || s.start_ms > untilMs) break;
+    n++;
+  }
+  return n;
+}

@@ -36,12 +36,16 @@ pub enum KeystrokeLog {
 pub struct RecorderConfig {
     /// Most frames per second encoded; changes in between are merged.
     pub max_fps: u32,
-    /// A fragment (fsynced, listed, playable) is cut at least this often while anything is
-    /// pending: the most a crash can lose.
+    /// A fragment (fsynced, listed, playable) is cut at least this often while a new picture is
+    /// pending: the most screen activity a crash can lose. Events are committed as often.
     pub fragment_ms: u64,
-    /// A keyframe at least this often (bounds how far back a seek decodes, in time)...
+    /// While the screen stays the same, a fragment (one repeat of the picture, to move the
+    /// timeline on) is cut this often: a crash then loses only how long nothing changed.
+    pub idle_fragment_ms: u64,
+    /// A keyframe at least this often (bounds how far back a seek reaches, in time)...
     pub keyframe_max_ms: u64,
-    /// ...and at least every this many frames (bounds it in decoding work).
+    /// ...and at least every this many new pictures (bounds a seek's decoding work; repeats of
+    /// an unchanged picture decode almost for free and do not count).
     pub keyframe_max_frames: u32,
     /// A thumbnail at most this often.
     pub thumbnail_every_ms: u64,
@@ -58,8 +62,9 @@ impl Default for RecorderConfig {
         Self {
             max_fps: 5,
             fragment_ms: 1000,
-            keyframe_max_ms: 120_000,
-            keyframe_max_frames: 240,
+            idle_fragment_ms: 10_000,
+            keyframe_max_ms: 300_000,
+            keyframe_max_frames: 60,
             thumbnail_every_ms: 10_000,
             thumbnail_width: 240,
             encoder: EncoderSettings::default(),
@@ -81,6 +86,8 @@ struct Pending {
     sample: Vec<u8>,
     time_ms: u64,
     key: bool,
+    /// The same picture as the frame before it.
+    repeat: bool,
 }
 
 /// Records one session into a [`RecordingWriter`].
@@ -96,6 +103,7 @@ pub struct Recorder {
     last_thumb_ms: Option<u64>,
     thumb: Option<Vec<u8>>,
     frames: u64,
+    last_commit_ms: u64,
 }
 
 /// The size libx264 gets for a desktop: 4:2:0 needs even sides.
@@ -118,6 +126,7 @@ impl Recorder {
             last_thumb_ms: None,
             thumb: None,
             frames: 0,
+            last_commit_ms: 0,
         }
     }
 
@@ -178,7 +187,7 @@ impl Recorder {
             return Ok(());
         };
         let out = part.encoder.encode(rgba, to_i64(pts), key)?;
-        self.take_encoded(pts, out)
+        self.take_encoded(pts, out, Picture::New)
     }
 
     /// Time passes with nothing new on screen: cuts a fragment once one is due, so what is
@@ -189,8 +198,16 @@ impl Recorder {
             .first()
             .map(|s| s.time_ms)
             .or(self.pending.as_ref().map(|p| p.time_ms));
+        // Only an unchanged picture pending, and nothing new in the fragment: no hurry.
+        let only_repeats =
+            self.samples.is_empty() && self.pending.as_ref().is_some_and(|p| p.repeat);
+        let every = if only_repeats {
+            self.cfg.idle_fragment_ms
+        } else {
+            self.cfg.fragment_ms
+        };
         match fragment_start {
-            Some(start) if now_ms >= start + self.cfg.fragment_ms => {
+            Some(start) if now_ms >= start + every => {
                 if self.pending.is_some() {
                     // Encode the same picture again so the pending frame gets its duration
                     // and the timeline has no hole.
@@ -198,14 +215,17 @@ impl Recorder {
                     let key = self.wants_key(pts);
                     if let Some(part) = self.part.as_mut() {
                         let out = part.encoder.repeat(to_i64(pts), key)?;
-                        self.take_encoded(pts, out)?;
+                        self.take_encoded(pts, out, Picture::Repeat)?;
                     }
                 }
                 self.flush_fragment()?;
             }
             _ => {
-                if self.pending.is_none() && self.samples.is_empty() {
+                if now_ms >= self.last_commit_ms + self.cfg.fragment_ms
+                    && self.writer.has_pending_events()
+                {
                     self.writer.flush_events()?;
+                    self.last_commit_ms = now_ms;
                 }
             }
         }
@@ -240,7 +260,7 @@ impl Recorder {
         let end = self.last_pts.map_or(now_ms, |p| now_ms.max(p + 1));
         if let Some(part) = self.part.as_mut() {
             let rest = part.encoder.flush()?;
-            self.take_encoded(end, rest)?;
+            self.take_encoded(end, rest, Picture::New)?;
         }
         self.settle_pending(end);
         self.flush_fragment()?;
@@ -275,7 +295,12 @@ impl Recorder {
     }
 
     /// Takes what the encoder produced for the frame at `pts`.
-    fn take_encoded(&mut self, pts: u64, out: Vec<Encoded>) -> Result<(), RecordError> {
+    fn take_encoded(
+        &mut self,
+        pts: u64,
+        out: Vec<Encoded>,
+        picture: Picture,
+    ) -> Result<(), RecordError> {
         for e in out {
             let Some(part) = self.part.as_mut() else {
                 break;
@@ -302,12 +327,15 @@ impl Recorder {
             } else {
                 self.settle_pending(time);
             }
-            self.frames_since_key += 1;
+            if picture == Picture::New {
+                self.frames_since_key += 1;
+            }
             self.frames += 1;
             self.pending = Some(Pending {
                 sample: e.unit.sample,
                 time_ms: time,
                 key: e.key,
+                repeat: picture == Picture::Repeat,
             });
             self.last_pts = Some(time);
         }
@@ -344,9 +372,17 @@ impl Recorder {
         let bytes = mp4::fragment(part.fragments, &self.samples);
         let thumb = self.thumb.take();
         self.writer.segment(info, &bytes, thumb.as_deref())?;
+        self.last_commit_ms = info.end_ms;
         self.samples.clear();
         Ok(())
     }
+}
+
+/// Whether an encoded frame shows something new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Picture {
+    New,
+    Repeat,
 }
 
 fn duration(from: u64, to: u64) -> u32 {

@@ -44,14 +44,16 @@ fn ffprobe_duration(file: &Path) -> f64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
-/// RGB of pixel (x, y) of the frame shown at `t` seconds.
+/// RGB of pixel (x, y) of the frame on screen at `t` seconds: the fps filter resamples the
+/// variable frame rate to what is displayed every 20 ms, then trim starts at `t` (a plain `-ss`
+/// picks the first frame at or after `t`, and drops earlier frames before the filter sees them).
 fn pixel_at(file: &Path, t: f64, w: u32, x: u32, y: u32) -> [u8; 3] {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(file)
         .args([
-            "-ss",
-            &format!("{t}"),
+            "-vf",
+            &format!("tpad=stop_mode=clone:stop_duration=10,fps=50,trim=start={t}"),
             "-frames:v",
             "1",
             "-f",

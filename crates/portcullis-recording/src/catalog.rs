@@ -176,7 +176,7 @@ pub struct Detail {
     pub segments: Vec<SegmentEntry>,
     /// Thumbnails, in order.
     pub thumbnails: Vec<ThumbEntry>,
-    /// The walk it came from (spans to serve bytes).
+    /// The walk it came from (spans to serve bytes; body `n` is manifest line `n`).
     pub scan: Scan,
 }
 
@@ -270,6 +270,51 @@ pub fn read_piece(
         });
     let span = span.ok_or_else(|| StorageError::NotFound(format!("{id}: {piece:?}")))?;
     storage.read(id, &span.file, span.offset, span.len)
+}
+
+/// Most segments one run may hold.
+pub const MAX_RUN_SEGMENTS: u64 = 600;
+/// Most bytes one run may hold.
+pub const MAX_RUN_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The media segments `from..=to` (manifest lines) of one part, back to back, read at once: they
+/// lie contiguously in the part's file. A player seeking far from a keyframe fetches the whole
+/// run in one request instead of one per segment.
+pub fn read_run(
+    storage: &dyn RecordingStorage,
+    id: &str,
+    detail: &Detail,
+    from: u64,
+    to: u64,
+) -> Result<Vec<u8>, StorageError> {
+    let bad = |why: &str| StorageError::NotFound(format!("{id}: segments {from}..={to} ({why})"));
+    if to < from || to - from >= MAX_RUN_SEGMENTS {
+        return Err(bad("not a valid run"));
+    }
+    let first = usize::try_from(from).map_err(|_| bad("out of range"))?;
+    let last = usize::try_from(to).map_err(|_| bad("out of range"))?;
+    let bodies = detail
+        .scan
+        .bodies
+        .get(first..=last)
+        .ok_or_else(|| bad("not in the manifest"))?;
+    let mut span: Option<(u32, &str, u64, u64)> = None;
+    for b in bodies {
+        match &b.entry {
+            Entry::Segment { part, video, .. } => match &mut span {
+                None => span = Some((*part, &video.file, video.offset, video.end())),
+                Some((p, _, _, end)) if *p == *part && *end == video.offset => *end = video.end(),
+                Some(_) => return Err(bad("not one part")),
+            },
+            Entry::Events { .. } => {}
+            _ => return Err(bad("not only media segments")),
+        }
+    }
+    let (_, file, start, end) = span.ok_or_else(|| bad("no media segment"))?;
+    if end - start > MAX_RUN_BYTES {
+        return Err(bad("too large"));
+    }
+    storage.read(id, file, start, end - start)
 }
 
 /// The result of checking a recording.

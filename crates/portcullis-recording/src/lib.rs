@@ -14,8 +14,8 @@ pub mod storage;
 pub mod writer;
 
 pub use catalog::{
-    detail, expire, read_piece, recover, summary, verify, Detail, ListedState, Piece, Summary,
-    Verdict,
+    detail, expire, read_piece, read_run, recover, summary, verify, Detail, ListedState, Piece,
+    Summary, Verdict,
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use live::LiveRecordings;

@@ -94,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}", get(recordings::detail))
         .route("/recordings/{id}/init/{part}", get(recordings::init))
         .route("/recordings/{id}/segments/{seq}", get(recordings::segment))
+        .route("/recordings/{id}/run/{from}/{to}", get(recordings::run))
         .route(
             "/recordings/{id}/thumbnails/{seq}",
             get(recordings::thumbnail),

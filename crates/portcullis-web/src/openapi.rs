@@ -99,6 +99,10 @@ pub(crate) async fn document() -> Json<Value> {
                 "parameters": [path_param("id"), path_param("seq")],
                 "get": op("Media segment (video/mp4, moof+mdat)", RECORDINGS, None, "200")
             },
+            "/recordings/{id}/run/{from}/{to}": {
+                "parameters": [path_param("id"), path_param("from"), path_param("to")],
+                "get": op("Media segments from..=to of one part, back to back (video/mp4)", RECORDINGS, None, "200")
+            },
             "/recordings/{id}/thumbnails/{seq}": {
                 "parameters": [path_param("id"), path_param("seq")],
                 "get": op("Thumbnail (image/jpeg)", RECORDINGS, None, "200")

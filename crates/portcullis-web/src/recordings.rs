@@ -248,6 +248,28 @@ pub(crate) async fn segment(
     piece(state, user, id, Piece::Segment(seq), "video/mp4").await
 }
 
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((id, from, to)): Path<(String, u64, u64)>,
+) -> Result<Response, WebError> {
+    let rec = recordings(&state)?;
+    let bytes = blocking(move || {
+        visible(&rec, &user, &id)?;
+        let d = rec.detail(&id).map_err(storage_error)?;
+        catalog::read_run(rec.storage.as_ref(), &id, &d, from, to).map_err(storage_error)
+    })
+    .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "video/mp4"),
+            (header::CACHE_CONTROL, "private, max-age=86400, immutable"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 pub(crate) async fn thumbnail(
     State(state): State<AppState>,
     user: AuthUser,

@@ -158,13 +158,13 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
         keyframe_max_secs: in_range(
             "recording.keyframe_max_secs",
             r.keyframe_max_secs,
-            120,
+            300,
             (1, 3600),
         )?,
         keyframe_max_frames: in_range(
             "recording.keyframe_max_frames",
             r.keyframe_max_frames,
-            240,
+            60,
             (1, 10_000),
         )?,
         crf: in_range("recording.crf", r.crf, 28, (10, 45))?,
