@@ -773,14 +773,15 @@ fn encoder_parts(
     use portcullis_recorder::encoder::{EncoderSettings, H264Encoder};
     let mut enc = H264Encoder::new(w, h, &EncoderSettings::default())?;
     let mut pts = 0i64;
+    let whole = [portcullis_core::Rect::new(0, 0, w, h)];
     let mut measure = |what: &str, n: u32| -> Result<serde_json::Value, Error> {
         let c0 = cpu.ns();
         let mut bytes = 0usize;
         for _ in 0..n {
             pts += 1000;
             let out = match what {
-                "idr" => enc.encode(pic, pts, true)?,
-                "encode" => enc.encode(pic, pts, false)?,
+                "idr" => enc.encode(pic, &whole, pts, true)?,
+                "encode" => enc.encode(pic, &whole, pts, false)?,
                 _ => enc.repeat(pts, false)?,
             };
             bytes += out.iter().map(|e| e.unit.sample.len()).sum::<usize>();

@@ -3,10 +3,10 @@
 use std::sync::Once;
 
 use ff::format::Pixel;
-use ff::software::scaling;
 use ff::util::frame::video::Video as VideoFrame;
 use ff::{codec, picture, Dictionary, Packet};
 use ffmpeg_next as ff;
+use portcullis_core::Rect;
 use thiserror::Error;
 
 use crate::h264;
@@ -70,11 +70,13 @@ pub struct Encoded {
     pub unit: h264::AccessUnit,
 }
 
+fn clamp_u8(v: i32) -> u8 {
+    u8::try_from(v.clamp(0, 255)).unwrap_or(u8::MAX)
+}
+
 /// An H.264 encoder for frames of one size. Even sizes only (4:2:0): the recorder pads.
 pub struct H264Encoder {
     encoder: ff::encoder::Video,
-    scaler: scaling::Context,
-    rgba: VideoFrame,
     yuv: VideoFrame,
     width: u32,
     height: u32,
@@ -117,20 +119,8 @@ impl H264Encoder {
             "scenecut=0:repeat-headers=1:aud=0:me=umh:merange=64",
         );
         let encoder = enc.open_with(opts).map_err(ffe("open libx264"))?;
-        let scaler = scaling::Context::get(
-            Pixel::RGBA,
-            width,
-            height,
-            Pixel::YUV420P,
-            width,
-            height,
-            scaling::Flags::POINT,
-        )
-        .map_err(ffe("colour converter"))?;
         Ok(Self {
             encoder,
-            scaler,
-            rgba: VideoFrame::new(Pixel::RGBA, width, height),
             yuv: VideoFrame::new(Pixel::YUV420P, width, height),
             width,
             height,
@@ -142,32 +132,77 @@ impl H264Encoder {
         (self.width, self.height)
     }
 
-    /// Encodes a new picture (`rgba`: width × height × 4 bytes, rows back to back).
+    /// Encodes a new picture (`rgba`: width × height × 4 bytes, rows back to back) of which only
+    /// `changed` differs from the previous one (the whole frame for the first picture).
     pub fn encode(
         &mut self,
         rgba: &[u8],
+        changed: &[Rect],
         pts_ms: i64,
         key: bool,
     ) -> Result<Vec<Encoded>, EncoderError> {
-        let row = self.width as usize * 4;
-        if rgba.len() != row * self.height as usize {
+        if rgba.len() != self.width as usize * 4 * self.height as usize {
             return Err(EncoderError::BadFrame {
                 width: self.width,
                 height: self.height,
                 got: rgba.len(),
             });
         }
-        let stride = self.rgba.stride(0);
-        let plane = self.rgba.data_mut(0);
-        for (y, src) in rgba.chunks_exact(row).enumerate() {
-            if let Some(dst) = plane.get_mut(y * stride..y * stride + row) {
-                dst.copy_from_slice(src);
+        for r in changed {
+            self.convert(rgba, *r);
+        }
+        self.send(pts_ms, key)
+    }
+
+    /// RGBA → YUV 4:2:0 (BT.601, limited range, chroma averaged over 2×2) for one area, written
+    /// into the frame kept from the last picture. Converting only what changed is what makes a
+    /// keystroke cheap: the whole 1080p frame costs 5-9 ms, one line of text microseconds.
+    fn convert(&mut self, rgba: &[u8], r: Rect) {
+        let (w, h) = (self.width as usize, self.height as usize);
+        // Whole 2×2 chroma blocks, inside the frame.
+        let x0 = (r.x as usize & !1).min(w);
+        let y0 = (r.y as usize & !1).min(h);
+        let x1 = ((r.x as usize + r.w as usize + 1) & !1).min(w);
+        let y1 = ((r.y as usize + r.h as usize + 1) & !1).min(h);
+        if x0 >= x1 || y0 >= y1 {
+            return;
+        }
+        let px = |x: usize, y: usize| -> [i32; 3] {
+            let i = (y * w + x) * 4;
+            match rgba.get(i..i + 3) {
+                Some(p) => [i32::from(p[0]), i32::from(p[1]), i32::from(p[2])],
+                None => [0; 3],
+            }
+        };
+        let stride = self.yuv.stride(0);
+        let luma = self.yuv.data_mut(0);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let [r, g, b] = px(x, y);
+                if let Some(out) = luma.get_mut(y * stride + x) {
+                    *out = clamp_u8(((66 * r + 129 * g + 25 * b + 128) >> 8) + 16);
+                }
             }
         }
-        self.scaler
-            .run(&self.rgba, &mut self.yuv)
-            .map_err(ffe("colour conversion"))?;
-        self.send(pts_ms, key)
+        for (plane, coef) in [(1, [-38, -74, 112]), (2, [112, -94, -18])] {
+            let stride = self.yuv.stride(plane);
+            let chroma = self.yuv.data_mut(plane);
+            for cy in y0 / 2..y1 / 2 {
+                for cx in x0 / 2..x1 / 2 {
+                    let mut sum = [0i32; 3];
+                    for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                        let p = px(cx * 2 + dx, cy * 2 + dy);
+                        for c in 0..3 {
+                            sum[c] += p[c];
+                        }
+                    }
+                    let v = (coef[0] * sum[0] + coef[1] * sum[1] + coef[2] * sum[2] + 512) >> 10;
+                    if let Some(out) = chroma.get_mut(cy * stride + cx) {
+                        *out = clamp_u8(v + 128);
+                    }
+                }
+            }
+        }
     }
 
     /// Encodes the last picture again (nothing changed on screen; the time moves on).

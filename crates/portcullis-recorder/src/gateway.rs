@@ -197,7 +197,7 @@ fn run(tap: Tap, mut recorder: Recorder) -> Result<u64, String> {
                 }
                 updates_merged = 0;
                 recorder
-                    .frame(ms(now), &mirror, width, height)
+                    .frame_changed(ms(now), &mirror, width, height, &batch.damage)
                     .map_err(|e| fail(&tap, &e))?;
                 behind = now.elapsed() > min_interval;
                 last_frame = Some(now);

@@ -4,6 +4,7 @@
 //! pictures and times; it never reads a clock itself.
 
 use portcullis_core::session::SessionEvent;
+use portcullis_core::Rect;
 use portcullis_recording::{RecordingWriter, SegmentInfo, StorageError};
 use thiserror::Error;
 use tracing::warn;
@@ -154,6 +155,22 @@ impl Recorder {
         width: u32,
         height: u32,
     ) -> Result<(), RecordError> {
+        let (pw, ph) = padded(width, height);
+        self.frame_changed(now_ms, rgba, width, height, &[Rect::new(0, 0, pw, ph)])
+    }
+
+    /// Like [`Recorder::frame`], when only `changed` differs from the previous picture (the
+    /// rest is not converted again).
+    pub fn frame_changed(
+        &mut self,
+        now_ms: u64,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+        changed: &[Rect],
+    ) -> Result<(), RecordError> {
+        let (pw, ph) = padded(width, height);
+        let everything = [Rect::new(0, 0, pw, ph)];
         if self
             .part
             .as_ref()
@@ -161,8 +178,10 @@ impl Recorder {
         {
             self.end_part(now_ms)?;
         }
+        let mut changed = changed;
         if self.part.is_none() {
-            let (pw, ph) = padded(width, height);
+            // A new encoder starts from nothing: convert the whole picture.
+            changed = &everything;
             self.part = Some(Part {
                 encoder: H264Encoder::new(pw, ph, &self.cfg.encoder)?,
                 width,
@@ -174,7 +193,6 @@ impl Recorder {
         let pts = self.next_pts(now_ms);
         let key = self.wants_key(pts);
         if self.wants_thumbnail(pts) {
-            let (pw, ph) = padded(width, height);
             match portcullis_encode::thumbnail_jpeg(rgba, pw, ph, self.cfg.thumbnail_width) {
                 Ok(jpeg) => {
                     self.thumb = Some(jpeg);
@@ -186,7 +204,7 @@ impl Recorder {
         let Some(part) = self.part.as_mut() else {
             return Ok(());
         };
-        let out = part.encoder.encode(rgba, to_i64(pts), key)?;
+        let out = part.encoder.encode(rgba, changed, to_i64(pts), key)?;
         self.take_encoded(pts, out, Picture::New)
     }
 

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use portcullis_core::session::SessionEvent;
+use portcullis_core::Rect;
 use portcullis_recorder::{Recorder, RecorderConfig};
 use portcullis_recording::{generate_key, verify, LocalDisk, RecordingWriter, SessionMeta};
 
@@ -103,7 +104,9 @@ fn recording_probes_plays_and_shows_changes_at_their_time() {
         t += 100;
         r.tick(t).unwrap();
     }
-    r.frame(2000, &red, w, h).unwrap();
+    // Only the box changed: only it is converted again.
+    r.frame_changed(2000, &red, w, h, &[Rect::new(100, 100, 100, 100)])
+        .unwrap();
     while t < 3000 {
         t += 100;
         r.tick(t).unwrap();
@@ -133,6 +136,11 @@ fn recording_probes_plays_and_shows_changes_at_their_time() {
     // The red box appears at 2.0 s, not before.
     let before = pixel_at(&part1, 1.9, w, 150, 150);
     let after = pixel_at(&part1, 2.1, w, 150, 150);
+    let beside = pixel_at(&part1, 2.1, w, 250, 150);
+    assert!(
+        beside[2] > 120 && beside[0] < 90,
+        "beside the box: {beside:?}"
+    );
     assert!(before[2] > 120 && before[0] < 90, "before: {before:?}");
     assert!(after[0] > 180 && after[2] < 90, "after: {after:?}");
     let events = std::fs::read_to_string(dir.path().join("rec1/events.jsonl")).unwrap();
