@@ -555,7 +555,10 @@ function readability(geometry, shot, video, W, Ht) {
   const pairPng = join(RESULTS, `text-${geometry}.png`);
   writeFileSync(screenPng, shot.png);
   const t = (shot.recT / 1000).toFixed(3);
-  execFileSync('ffmpeg', ['-v', 'error', '-y', '-ss', t, '-i', video, '-frames:v', '1', framePng]);
+  // The frame on screen at t: resample the variable frame rate (tpad holds the last frame), then
+  // trim. A plain -ss picks the first frame at or after t, which on an idle screen can be the next
+  // change, seconds later.
+  execFileSync('ffmpeg', ['-v', 'error', '-y', '-i', video, '-vf', `tpad=stop_mode=clone:stop_duration=10,fps=50,trim=start=${t}`, '-frames:v', '1', framePng]);
   const parse = (text) => {
     const m = /PSNR y:([\d.inf]+) u:([\d.inf]+) v:([\d.inf]+) average:([\d.inf]+)/.exec(text);
     return m ? { y: Number(m[1]), u: Number(m[2]), v: Number(m[3]), average: Number(m[4]) } : null;
