@@ -137,7 +137,8 @@ test('a browser session is recorded: duration, picture at a known time, event tr
   const rec = detail.recording;
   assert.equal(rec.user, 'alice');
   assert.equal(rec.target, 'desk');
-  assert.ok(detail.segments.length >= 5, `segments: ${detail.segments.length}`);
+  // Changes are cut into 1-s fragments, an unchanged screen every 10 s.
+  assert.ok(detail.segments.length >= 3, `segments: ${detail.segments.length}`);
   assert.ok(detail.segments[0].key, 'the first segment starts with a keyframe');
   assert.ok(detail.thumbnails.length >= 1);
 
