@@ -334,14 +334,18 @@ impl Broker {
                 message: format!("cannot start the session thread: {e}"),
             });
         }
-        match ready_rx.await {
-            Ok(Ok(())) => Ok(handle),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(OpenError {
+        let outcome = match ready_rx.await {
+            Ok(Ok(())) => return Ok(handle),
+            Ok(Err(e)) => e,
+            Err(_) => OpenError {
                 code: ErrorCode::Internal,
                 message: "the session thread ended while connecting".into(),
-            }),
-        }
+            },
+        };
+        // The session thread deregisters it as it ends, which may be just after it answered:
+        // a session that failed to open is not listed once the caller hears of it.
+        lock(&self.sessions).remove(&id);
+        Err(outcome)
     }
 }
 

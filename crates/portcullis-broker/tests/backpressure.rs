@@ -75,19 +75,7 @@ fn seq_of(frame: &[Vec<u8>]) -> u32 {
 async fn a_stalled_viewer_gets_the_window_then_merged_frames_and_never_slows_another() {
     let address = scripted_server().await;
     let broker = Broker::default();
-    let session = broker
-        .open(OpenRequest {
-            user: "u".into(),
-            target: "t".into(),
-            spec: TargetSpec::Vnc {
-                address,
-                password: String::new(),
-            },
-            client_addr: "test".into(),
-            entry: EntryPath::Browser,
-        })
-        .await
-        .unwrap();
+    let session = broker.open(request(address)).await.unwrap();
     assert_eq!(session.size(), (u32::from(W), u32::from(H)));
     assert_eq!(broker.list().len(), 1);
 

@@ -207,6 +207,32 @@ pub(crate) async fn detail(
     .await
 }
 
+/// Serves bytes of a recording the caller may see; what is listed never changes, so it may be
+/// cached.
+async fn serve_bytes(
+    state: AppState,
+    user: AuthUser,
+    id: String,
+    content_type: &'static str,
+    read: impl FnOnce(&dyn RecordingStorage, &Detail) -> Result<Vec<u8>, StorageError> + Send + 'static,
+) -> Result<Response, WebError> {
+    let rec = recordings(&state)?;
+    let bytes = blocking(move || {
+        visible(&rec, &user, &id)?;
+        let d = rec.detail(&id).map_err(storage_error)?;
+        read(rec.storage.as_ref(), &d).map_err(storage_error)
+    })
+    .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "private, max-age=86400, immutable"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 async fn piece(
     state: AppState,
     user: AuthUser,
@@ -214,22 +240,11 @@ async fn piece(
     piece: Piece,
     content_type: &'static str,
 ) -> Result<Response, WebError> {
-    let rec = recordings(&state)?;
-    let bytes = blocking(move || {
-        visible(&rec, &user, &id)?;
-        let d = rec.detail(&id).map_err(storage_error)?;
-        catalog::read_piece(rec.storage.as_ref(), &id, &d, piece).map_err(storage_error)
+    let key = id.clone();
+    serve_bytes(state, user, id, content_type, move |storage, d| {
+        catalog::read_piece(storage, &key, d, piece)
     })
-    .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type),
-            // Segments never change once listed.
-            (header::CACHE_CONTROL, "private, max-age=86400, immutable"),
-        ],
-        bytes,
-    )
-        .into_response())
+    .await
 }
 
 pub(crate) async fn init(
@@ -253,21 +268,11 @@ pub(crate) async fn run(
     user: AuthUser,
     Path((id, from, to)): Path<(String, u64, u64)>,
 ) -> Result<Response, WebError> {
-    let rec = recordings(&state)?;
-    let bytes = blocking(move || {
-        visible(&rec, &user, &id)?;
-        let d = rec.detail(&id).map_err(storage_error)?;
-        catalog::read_run(rec.storage.as_ref(), &id, &d, from, to).map_err(storage_error)
+    let key = id.clone();
+    serve_bytes(state, user, id, "video/mp4", move |storage, d| {
+        catalog::read_run(storage, &key, d, from, to)
     })
-    .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "video/mp4"),
-            (header::CACHE_CONTROL, "private, max-age=86400, immutable"),
-        ],
-        bytes,
-    )
-        .into_response())
+    .await
 }
 
 pub(crate) async fn thumbnail(
