@@ -400,3 +400,22 @@ test('a resize mid-session starts a new video part; both parts play and the chai
     tiger.stop();
   }
 });
+
+test('no room for the recording: the session is refused with a clear message, nothing runs unrecorded', async () => {
+  const g = await startGateway({ adminPassword: ADMIN, extraConfig: '[recording]\nmin_free_mb = 100000000\n' });
+  try {
+    const a = await setUpGateway(g);
+    const page = await newPage();
+    await uiLogin(page, g.base, 'alice', ALICE);
+    await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
+    await page.click('[data-target="desk"]');
+    await page.waitForSelector('#session-error:not([hidden])', { timeout: 15000 });
+    assert.match(await page.textContent('#session-error'), /cannot be recorded/);
+    await page.context().close();
+    assert.deepEqual((await a.get('/sessions')).json, []);
+    assert.deepEqual((await a.get('/recordings')).json, []);
+    assert.match(g.log(), /MB free for recordings/);
+  } finally {
+    await g.stop();
+  }
+});

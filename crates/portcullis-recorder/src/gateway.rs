@@ -64,6 +64,7 @@ fn unix_ms() -> i64 {
 impl SessionRecorder for GatewayRecorder {
     fn start(&self, tap: Tap) -> Result<(), String> {
         let info = tap.info();
+        check_space(self.storage.as_ref(), self.config.min_free_bytes)?;
         let meta = SessionMeta {
             session: info.id.clone(),
             user: info.user.clone(),
@@ -74,6 +75,7 @@ impl SessionRecorder for GatewayRecorder {
         let writer = RecordingWriter::create(self.storage.as_ref(), self.key.clone(), meta)
             .map_err(|e| e.to_string())?;
         let config = self.config.clone();
+        let storage = self.storage.clone();
         let live = self.live.clone();
         live.insert(&info.id);
         let id = info.id.clone();
@@ -81,7 +83,7 @@ impl SessionRecorder for GatewayRecorder {
             .name(format!("record-{}", id.get(..8).unwrap_or(&id)))
             .spawn(move || {
                 // Built on its own thread: FFmpeg's contexts must not change threads.
-                let outcome = run(tap, Recorder::new(writer, config));
+                let outcome = run(tap, Recorder::new(writer, config), storage.as_ref());
                 live.remove(&id);
                 match outcome {
                     Ok(frames) => info!(session = %id, frames, "recording closed"),
@@ -93,8 +95,24 @@ impl SessionRecorder for GatewayRecorder {
     }
 }
 
+/// How often a running recording looks at the free space.
+const SPACE_CHECK: Duration = Duration::from_secs(10);
+
+/// Refuses when the storage has less than `min_free` bytes free.
+fn check_space(storage: &dyn RecordingStorage, min_free: u64) -> Result<(), String> {
+    match storage.available_bytes() {
+        Ok(Some(free)) if free < min_free => Err(format!(
+            "only {} MB free for recordings, {} MB needed",
+            free / 1_000_000,
+            min_free / 1_000_000
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("cannot check the recordings' free space: {e}")),
+    }
+}
+
 /// The recording loop of one session. Returns the number of frames encoded.
-fn run(tap: Tap, mut recorder: Recorder) -> Result<u64, String> {
+fn run(tap: Tap, mut recorder: Recorder, storage: &dyn RecordingStorage) -> Result<u64, String> {
     let t0 = Instant::now();
     let ms = |at: Instant| u64::try_from(at.saturating_duration_since(t0).as_millis()).unwrap_or(0);
     let cfg = recorder.config().clone();
@@ -111,6 +129,7 @@ fn run(tap: Tap, mut recorder: Recorder) -> Result<u64, String> {
     // Screen updates since the last encoded frame.
     let mut updates_merged = 0u64;
     let mut behind = false;
+    let mut space_checked = Instant::now();
     let fail = |tap: &Tap, e: &dyn std::fmt::Display| {
         tap.fail(&format!(
             "the recording failed ({e}); the session was ended"
@@ -209,6 +228,11 @@ fn run(tap: Tap, mut recorder: Recorder) -> Result<u64, String> {
             }
         }
         recorder.tick(ms(now)).map_err(|e| fail(&tap, &e))?;
+        if now.duration_since(space_checked) >= SPACE_CHECK {
+            space_checked = now;
+            // Half the start-up margin: end the session while its recording can still be closed.
+            check_space(storage, cfg.min_free_bytes / 2).map_err(|e| fail(&tap, &e))?;
+        }
         if let Some(reason) = batch.ended {
             let frames = recorder.frames();
             recorder

@@ -56,6 +56,9 @@ pub struct RecorderConfig {
     pub encoder: EncoderSettings,
     /// Keystrokes in the event track.
     pub keystrokes: KeystrokeLog,
+    /// Free space the recording storage must keep: below it a session is refused, and a running
+    /// one is ended once less than half of it is left (rather than recorded into a full disk).
+    pub min_free_bytes: u64,
 }
 
 impl Default for RecorderConfig {
@@ -70,6 +73,7 @@ impl Default for RecorderConfig {
             thumbnail_width: 240,
             encoder: EncoderSettings::default(),
             keystrokes: KeystrokeLog::Text,
+            min_free_bytes: 512 * 1024 * 1024,
         }
     }
 }

@@ -86,6 +86,10 @@ pub trait RecordingStorage: Send + Sync {
     fn truncate(&self, id: &str, file: &str, len: u64) -> Result<(), StorageError>;
     /// Deletes a recording and all its files.
     fn delete(&self, id: &str) -> Result<(), StorageError>;
+    /// Bytes still free for new recordings, if the storage knows (a local disk does).
+    fn available_bytes(&self) -> Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
 }
 
 /// Reads a whole file, refusing one larger than `max` bytes.
@@ -268,6 +272,15 @@ impl RecordingStorage for LocalDisk {
         f.sync_all().map_err(io("fsync", &path))
     }
 
+    fn available_bytes(&self) -> Result<Option<u64>, StorageError> {
+        let st = rustix::fs::statvfs(&self.root).map_err(|e| StorageError::Io {
+            op: "statvfs",
+            path: self.root.display().to_string(),
+            source: e.into(),
+        })?;
+        Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
+    }
+
     fn delete(&self, id: &str) -> Result<(), StorageError> {
         let dir = self.dir(id)?;
         match std::fs::remove_dir_all(&dir) {
@@ -363,6 +376,7 @@ mod tests {
         let mut again = disk.reopen("r1").unwrap();
         assert_eq!(again.append("a.bin", b"!").unwrap(), 5);
         assert_eq!(disk.list().unwrap(), vec!["r1".to_owned()]);
+        assert!(disk.available_bytes().unwrap().unwrap() > 0);
         disk.delete("r1").unwrap();
         assert!(disk.list().unwrap().is_empty());
         assert!(disk.read("../rec", "a.bin", 0, 1).is_err());

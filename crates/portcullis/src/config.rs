@@ -34,6 +34,7 @@ pub struct Recording {
     pub crf: u8,
     pub preset: String,
     pub keystrokes: bool,
+    pub min_free_mb: u64,
     /// Closed recordings older than this are deleted; `None` keeps them forever.
     pub retention: Option<Duration>,
 }
@@ -80,6 +81,7 @@ mod dto {
         pub preset: Option<String>,
         pub keystrokes: Option<String>,
         pub retention_days: Option<u64>,
+        pub min_free_mb: Option<u64>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -171,6 +173,12 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
         preset,
         keystrokes,
         retention,
+        min_free_mb: in_range(
+            "recording.min_free_mb",
+            r.min_free_mb,
+            512,
+            (0, 100_000_000),
+        )?,
     })
 }
 

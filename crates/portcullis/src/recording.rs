@@ -118,6 +118,7 @@ pub fn set_up(config: &Config, secret: &SecretKey) -> Result<Option<Recording>> 
         } else {
             KeystrokeLog::Off
         },
+        min_free_bytes: r.min_free_mb * 1024 * 1024,
         ..RecorderConfig::default()
     };
     let recorder = Arc::new(GatewayRecorder::new(storage.clone(), key.clone(), cfg));
