@@ -140,13 +140,13 @@ impl Tap {
     /// Waits until something happened or `timeout` passed, and takes it all.
     pub fn wait(&self, timeout: Duration) -> TapBatch {
         let guard = lock(&self.shared.state);
-        let pending = |s: &mut TapState| {
+        let nothing_new = |s: &mut TapState| {
             s.damage.is_empty() && s.resized.is_none() && s.events.is_empty() && s.ended.is_none()
         };
         let (mut s, _) = self
             .shared
             .wake
-            .wait_timeout_while(guard, timeout, pending)
+            .wait_timeout_while(guard, timeout, nothing_new)
             .unwrap_or_else(|p| p.into_inner());
         TapBatch {
             damage: s.damage.take(),

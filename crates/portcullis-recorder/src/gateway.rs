@@ -2,13 +2,13 @@
 //! drives a [`Recorder`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use portcullis_broker::{SessionRecorder, Tap, TapEvent};
 use portcullis_core::keytext::KeyTranscriber;
 use portcullis_core::session::SessionEvent;
 use portcullis_recording::{
-    LiveRecordings, RecordingStorage, RecordingWriter, SessionMeta, SigningKey,
+    unix_ms, LiveRecordings, RecordingStorage, RecordingWriter, SessionMeta, SigningKey,
 };
 use tracing::{info, warn};
 
@@ -52,13 +52,6 @@ impl GatewayRecorder {
     pub fn live(&self) -> LiveRecordings {
         self.live.clone()
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl SessionRecorder for GatewayRecorder {

@@ -416,6 +416,11 @@ pub fn recover(
 ) -> Result<Vec<Recovered>, StorageError> {
     let mut done = Vec::new();
     for id in storage.list()? {
+        // Closed recordings are the vast majority: their last line says so, and hashing all their
+        // bytes at every start would make start-up as slow as the archive is large.
+        if summary(storage, &id, false).is_ok_and(|s| s.ended_at_ms.is_some()) {
+            continue;
+        }
         let s = match scan(storage, &id, Depth::Full(&key.verifying_key())) {
             Ok(s) => s,
             Err(StorageError::NotFound(_)) => {

@@ -23,6 +23,14 @@ pub use manifest::{SessionMeta, Span};
 pub use storage::{LocalDisk, RecordingSink, RecordingStorage, StorageError};
 pub use writer::{RecordingWriter, SegmentInfo};
 
+/// Now, in Unix milliseconds (the wall-clock times manifests record).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// A new random signing key.
 pub fn generate_key() -> SigningKey {
     SigningKey::generate(&mut rand::rngs::OsRng)

@@ -2,12 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use portcullis_recorder::{GatewayRecorder, KeystrokeLog, RecorderConfig};
 use portcullis_recording::manifest::fingerprint;
-use portcullis_recording::{LiveRecordings, LocalDisk, RecordingStorage, SigningKey, VerifyingKey};
+use portcullis_recording::{
+    unix_ms, LiveRecordings, LocalDisk, RecordingStorage, SigningKey, VerifyingKey,
+};
 use portcullis_secrets::SecretKey;
 use tracing::{info, warn};
 
@@ -16,13 +18,6 @@ use crate::config::Config;
 const SIGNING_KEY_AAD: &[u8] = b"portcullis recording signing key v1";
 /// How often retention looks for expired recordings.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-
-pub fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 /// Loads the recording signing key, sealed at rest with the gateway's secret key, creating it
 /// on first use.
