@@ -178,14 +178,14 @@ impl SessionHandle {
     pub fn attach_viewer(&self, user: &str) -> (Viewer, (u32, u32)) {
         let mut viewers = lock(&self.shared.viewers);
         let (w, h) = self.size();
-        let viewer = Arc::new(ViewerShared::new(w, h));
+        let viewer = Arc::new(ViewerShared::new(w, h, user));
         viewers.push(Arc::downgrade(&viewer));
         drop(viewers);
         self.shared
             .tap_event(TapEvent::Session(SessionEvent::ViewerJoined {
                 user: user.to_owned(),
             }));
-        (Viewer::new(self.shared.clone(), viewer, user), (w, h))
+        (Viewer::new(self.shared.clone(), viewer), (w, h))
     }
 
     /// Ends the session: the target connection closes and every viewer gets `message`.
@@ -506,6 +506,9 @@ async fn run_session(
         Ending::Running => {}
     }
     if let (Some(tap), Ending::Ended(m)) = (shared.tap.get(), &ending) {
+        // Viewers still attached leave with the session: record it before the end, which the
+        // recorder takes as its last word.
+        shared.for_each_viewer(|v| v.leave(&shared));
         tap.end(ending_reason(m));
     }
     lock(&shared.info).state = SessionState::Closed;

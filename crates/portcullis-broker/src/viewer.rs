@@ -1,4 +1,5 @@
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use portcullis_core::damage::DamageRegion;
@@ -28,10 +29,15 @@ struct ViewerState {
 pub(crate) struct ViewerShared {
     state: Mutex<ViewerState>,
     notify: Notify,
+    /// Who watches.
+    user: String,
+    /// Its leaving is recorded (by whichever comes first: the viewer going away or the session
+    /// ending with it still attached).
+    left: AtomicBool,
 }
 
 impl ViewerShared {
-    pub(crate) fn new(width: u32, height: u32) -> Self {
+    pub(crate) fn new(width: u32, height: u32, user: &str) -> Self {
         let mut damage = DamageRegion::new(width, height);
         damage.reset_full(width, height);
         Self {
@@ -41,6 +47,17 @@ impl ViewerShared {
                 events: VecDeque::new(),
             }),
             notify: Notify::new(),
+            user: user.to_owned(),
+            left: AtomicBool::new(false),
+        }
+    }
+
+    /// Records that this viewer left, once.
+    pub(crate) fn leave(&self, session: &SessionShared) {
+        if !self.left.swap(true, Ordering::SeqCst) {
+            session.tap_event(TapEvent::Session(SessionEvent::ViewerLeft {
+                user: self.user.clone(),
+            }));
         }
     }
 
@@ -92,7 +109,6 @@ pub enum ViewerOutput {
 
 /// One viewer of a session (a browser tab). Dropping it detaches it.
 pub struct Viewer {
-    user: String,
     session: Arc<SessionShared>,
     shared: Arc<ViewerShared>,
     window: FrameWindow,
@@ -106,10 +122,9 @@ impl std::fmt::Debug for Viewer {
 }
 
 impl Viewer {
-    pub(crate) fn new(session: Arc<SessionShared>, shared: Arc<ViewerShared>, user: &str) -> Self {
+    pub(crate) fn new(session: Arc<SessionShared>, shared: Arc<ViewerShared>) -> Self {
         let ending = session.ending.subscribe();
         Self {
-            user: user.to_owned(),
             session,
             shared,
             window: FrameWindow::new(),
@@ -219,10 +234,7 @@ impl Viewer {
 
 impl Drop for Viewer {
     fn drop(&mut self) {
-        self.session
-            .tap_event(TapEvent::Session(SessionEvent::ViewerLeft {
-                user: std::mem::take(&mut self.user),
-            }));
+        self.shared.leave(&self.session);
     }
 }
 
