@@ -1,7 +1,7 @@
 // Test harness: starts real peers (Xvfb + x11vnc desktops from fixtures/, the gateway binary,
 // headless Chromium) and offers small helpers. Everything listens on loopback only.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -241,4 +241,118 @@ export async function compareCanvasWith(page, png, region) {
     }
     return { differing, total: w * h, canvas: [canvas.width, canvas.height], ref: [bmp.width, bmp.height] };
   }, { b64: Buffer.from(png).toString('base64'), region });
+}
+
+// --- RDP peers: xrdp (TLS, no NLA), freerdp-shadow (NLA) and the native xfreerdp client. ---
+
+function freeDisplay() {
+  while (existsSync(`/tmp/.X${nextDisplay}-lock`) || existsSync(`/tmp/.X11-unix/X${nextDisplay}`)) nextDisplay++;
+  return nextDisplay++;
+}
+
+/** `import -window root` of an X display into a PNG file; returns the path. */
+function importRoot(display, path, env = {}) {
+  execFileSync('import', ['-display', display, '-window', 'root', path], { env: { ...process.env, ...env }, timeout: 15000 });
+  return path;
+}
+
+function runFixture(script, args) {
+  return execFileSync(join(root, 'fixtures', script), args, { stdio: ['ignore', 'pipe', 'inherit'], timeout: 60000 }).toString();
+}
+
+/**
+ * Starts an xrdp 0.9 target (TLS security, no NLA) for a local Linux user, created if missing.
+ * Only one at a time: xrdp-sesman owns port 3350. The user's X session (xterm on '#204060') starts
+ * when a client logs in; `display()` is null until then.
+ */
+export async function startXrdpDesktop({ port, user = 'pcrdp', password = 'rdp-password-e2e' } = {}) {
+  port ??= await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'pc-xrdp-'));
+  runFixture('xrdp-desktop.sh', [String(port), user, password, dir]);
+  const home = readFileSync(join(dir, 'home'), 'utf8').trim();
+  const env = { XAUTHORITY: join(home, '.Xauthority') };
+  let shots = 0;
+  const display = () => {
+    try { return readFileSync(join(home, '.portcullis/display'), 'utf8').trim() || null; } catch { return null; }
+  };
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    user,
+    password,
+    dir,
+    display,
+    stop() {
+      try { runFixture('xrdp-desktop.sh', ['stop', dir]); } catch { /* already gone */ }
+      rmSync(dir, { recursive: true, force: true });
+    },
+    /** PNG of the user's session display (throws before a login); returns the path. */
+    screenshot(path = join(dir, `shot-${++shots}.png`)) {
+      const d = display();
+      if (!d) throw new Error(`no xrdp session for ${user} yet`);
+      return importRoot(d, path, env);
+    },
+    xdotool(...args) {
+      return execFileSync('xdotool', args, { env: { ...process.env, ...env, DISPLAY: display() } }).toString();
+    },
+  };
+}
+
+/** Starts an NLA-only RDP target: freerdp-shadow-cli serving an Xvfb display with an xterm. */
+export async function startShadowDesktop({ display, port, user = 'pcnla', password = 'nla-password-e2e', geometry = '1280x800' } = {}) {
+  display ??= freeDisplay();
+  port ??= await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'pc-shadow-'));
+  runFixture('rdp-shadow-desktop.sh', [String(display), String(port), user, password, dir, geometry]);
+  let shots = 0;
+  return {
+    display: `:${display}`,
+    port,
+    address: `127.0.0.1:${port}`,
+    user,
+    password,
+    dir,
+    stop() {
+      try { runFixture('rdp-shadow-desktop.sh', ['stop', dir]); } catch { /* already gone */ }
+      rmSync(dir, { recursive: true, force: true });
+    },
+    screenshot: (path = join(dir, `shot-${++shots}.png`)) => importRoot(`:${display}`, path),
+    xdotool(...args) {
+      return execFileSync('xdotool', args, { env: { ...process.env, DISPLAY: `:${display}` } }).toString();
+    },
+  };
+}
+
+/**
+ * Runs xfreerdp on its own Xvfb (1280x800), e.g. args ['/v:127.0.0.1:PORT', '/u:U', '/p:P',
+ * '/cert:ignore', '/size:1280x800']. Poll `screenshot()` to see what it shows; `exitCode` is null
+ * while it runs (131 after a server disconnect, 147 after a refused NLA login).
+ */
+export async function startXfreerdp({ display, args = [] } = {}) {
+  display ??= freeDisplay();
+  const dir = mkdtempSync(join(tmpdir(), 'pc-xfreerdp-'));
+  runFixture('xfreerdp-client.sh', [String(display), dir, '--', ...args]);
+  const read = (f) => { try { return readFileSync(join(dir, f), 'utf8'); } catch { return null; } };
+  let shots = 0;
+  return {
+    display: `:${display}`,
+    dir,
+    get exitCode() {
+      const code = read('xfreerdp.exit');
+      return code === null ? null : Number(code);
+    },
+    alive() {
+      if (read('xfreerdp.exit') !== null) return false;
+      try { process.kill(Number(read('xfreerdp.pid')), 0); return true; } catch { return false; }
+    },
+    log: () => read('xfreerdp.log') ?? '',
+    stop() {
+      try { runFixture('xfreerdp-client.sh', ['stop', dir]); } catch { /* already gone */ }
+      rmSync(dir, { recursive: true, force: true });
+    },
+    screenshot: (path = join(dir, `shot-${++shots}.png`)) => importRoot(`:${display}`, path),
+    xdotool(...args) {
+      return execFileSync('xdotool', args, { env: { ...process.env, DISPLAY: `:${display}` } }).toString();
+    },
+  };
 }

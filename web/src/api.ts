@@ -11,7 +11,21 @@ export interface Target {
   description?: string | null;
   /** Only admins see it. */
   address?: string | null;
+  /** RDP: the account the gateway logs in with (`user` or `DOMAIN\user`). Only admins see it. */
+  account?: string | null;
 }
+
+/** The body of `POST /api/v1/targets`. `account` only for RDP (empty or absent for VNC). */
+export interface NewTarget {
+  name: string;
+  kind: TargetKind;
+  address: string;
+  account?: string;
+  password: string;
+  description?: string;
+}
+
+export type TargetKind = 'vnc' | 'rdp';
 
 export interface User {
   name: string;
@@ -166,7 +180,7 @@ export const login = (username: string, password: string) =>
 export const logout = () => api<null>('POST', '/auth/logout');
 
 export const listTargets = () => api<Target[]>('GET', '/targets');
-export const createTarget = (t: { name: string; address: string; password: string; description?: string }) =>
+export const createTarget = (t: NewTarget) =>
   api<Target>('POST', '/targets', t);
 export const deleteTarget = (name: string) => api<null>('DELETE', `/targets/${seg(name)}`);
 

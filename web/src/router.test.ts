@@ -24,6 +24,16 @@ describe('connectUrl', () => {
       'ws://127.0.0.1:8080/api/v1/targets/a%2Fb/connect',
     );
   });
+
+  it('appends the wished desktop size as width and height', () => {
+    expect(connectUrl({ protocol: 'https:', host: 'gw.example' }, 'rdp box', { width: 1120, height: 900 })).toBe(
+      'wss://gw.example/api/v1/targets/rdp%20box/connect?width=1120&height=900',
+    );
+    expect(connectUrl({ protocol: 'http:', host: 'h:1' }, 'a?b', { width: 640, height: 480 })).toBe(
+      'ws://h:1/api/v1/targets/a%3Fb/connect?width=640&height=480',
+    );
+    expect(connectUrl({ protocol: 'http:', host: 'h:1' }, 'x', undefined)).toBe('ws://h:1/api/v1/targets/x/connect');
+  });
 });
 
 describe('landingHash', () => {

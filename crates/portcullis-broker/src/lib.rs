@@ -12,6 +12,7 @@ mod session;
 mod tap;
 mod viewer;
 
+pub use portcullis_rdp::{RdpCredentials, RdpOptions};
 pub use session::{Broker, OpenError, OpenRequest, SessionHandle, TargetSpec};
 pub use tap::{SessionRecorder, Tap, TapBatch, TapEvent, MAX_TAP_EVENTS};
 pub use viewer::{Viewer, ViewerOutput};

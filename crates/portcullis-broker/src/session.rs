@@ -3,11 +3,13 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_core::desktop::{Applied, Framebuffer, TargetUpdate, MAX_CLIPBOARD_BYTES};
+use portcullis_core::desktop::{TargetCommand, Timeouts};
 use portcullis_core::session::{
     ClipboardDirection, EntryPath, SessionEvent, SessionInfo, SessionState,
 };
 use portcullis_core::wire::{ErrorCode, ServerMessage};
-use portcullis_vnc::{TargetCommand, Timeouts, VncTargetError};
+use portcullis_rdp::{RdpCredentials, RdpOptions, RdpTargetError};
+use portcullis_vnc::VncTargetError;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -33,6 +35,15 @@ pub enum TargetSpec {
         /// The VNC password (decrypted just for this connection).
         password: String,
     },
+    /// An RDP server.
+    Rdp {
+        /// host:port
+        address: String,
+        /// The account the gateway logs in with (decrypted just for this connection).
+        credentials: RdpCredentials,
+        /// Desktop size and codecs.
+        options: RdpOptions,
+    },
 }
 
 impl std::fmt::Debug for TargetSpec {
@@ -42,6 +53,14 @@ impl std::fmt::Debug for TargetSpec {
                 .debug_struct("Vnc")
                 .field("address", address)
                 .field("password", &"[redacted]")
+                .finish(),
+            TargetSpec::Rdp {
+                address, options, ..
+            } => f
+                .debug_struct("Rdp")
+                .field("address", address)
+                .field("credentials", &"[redacted]")
+                .field("options", options)
                 .finish(),
         }
     }
@@ -72,25 +91,105 @@ pub struct OpenError {
     pub message: String,
 }
 
-impl From<VncTargetError> for OpenError {
+/// A target adapter's failure, whatever the protocol.
+#[derive(Debug, Error)]
+pub(crate) enum TargetError {
+    #[error(transparent)]
+    Vnc(#[from] VncTargetError),
+    #[error(transparent)]
+    Rdp(#[from] RdpTargetError),
+}
+
+impl TargetError {
+    /// True when the target just went away (a normal end, not worth an error message).
+    fn is_closed(&self) -> bool {
+        match self {
+            TargetError::Vnc(e) => matches!(e, VncTargetError::Closed),
+            TargetError::Rdp(e) => matches!(e, RdpTargetError::Closed),
+        }
+    }
+}
+
+impl From<TargetError> for OpenError {
     /// The message is for the user: it never names the target's address (users do not see
     /// addresses); the full error is logged by the caller.
-    fn from(e: VncTargetError) -> Self {
-        let (code, message) = match &e {
-            VncTargetError::Unreachable { source, .. } => (
+    fn from(e: TargetError) -> Self {
+        let unreachable = |source: &dyn std::fmt::Display| {
+            (
                 ErrorCode::TargetUnreachable,
                 format!("cannot reach the target: {source}"),
-            ),
-            VncTargetError::Timeout { seconds, .. } => (
+            )
+        };
+        let timeout = |seconds: u64| {
+            (
                 ErrorCode::TargetUnreachable,
                 format!("cannot reach the target: no answer within {seconds} s"),
-            ),
-            VncTargetError::AuthFailed(_) => (ErrorCode::TargetAuthFailed, e.to_string()),
-            VncTargetError::Protocol(_) | VncTargetError::Closed => {
-                (ErrorCode::TargetProtocol, e.to_string())
-            }
+            )
+        };
+        let (code, message) = match &e {
+            TargetError::Vnc(v) => match v {
+                VncTargetError::Unreachable { source, .. } => unreachable(source),
+                VncTargetError::Timeout { seconds, .. } => timeout(*seconds),
+                VncTargetError::AuthFailed(_) => (ErrorCode::TargetAuthFailed, v.to_string()),
+                VncTargetError::Protocol(_) | VncTargetError::Closed => {
+                    (ErrorCode::TargetProtocol, v.to_string())
+                }
+            },
+            TargetError::Rdp(r) => match r {
+                RdpTargetError::Unreachable { source, .. } => unreachable(source),
+                RdpTargetError::Timeout { seconds, .. } => timeout(*seconds),
+                RdpTargetError::AuthFailed(_) => (
+                    ErrorCode::TargetAuthFailed,
+                    "the RDP target refused the stored credentials".into(),
+                ),
+                RdpTargetError::Protocol(_) | RdpTargetError::Ended(_) | RdpTargetError::Closed => {
+                    (ErrorCode::TargetProtocol, r.to_string())
+                }
+            },
         };
         OpenError { code, message }
+    }
+}
+
+/// An open target connection of either protocol.
+enum Target {
+    Vnc(portcullis_vnc::VncTarget),
+    // Boxed: an RDP connection's state is a few KiB.
+    Rdp(Box<portcullis_rdp::RdpTarget>),
+}
+
+impl Target {
+    async fn connect(spec: TargetSpec, timeouts: Timeouts) -> Result<Target, TargetError> {
+        Ok(match spec {
+            TargetSpec::Vnc { address, password } => {
+                Target::Vnc(portcullis_vnc::connect(&address, password, timeouts).await?)
+            }
+            TargetSpec::Rdp {
+                address,
+                credentials,
+                options,
+            } => Target::Rdp(Box::new(
+                portcullis_rdp::connect(&address, credentials, options, timeouts).await?,
+            )),
+        })
+    }
+
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Target::Vnc(t) => t.size(),
+            Target::Rdp(t) => t.size(),
+        }
+    }
+
+    async fn run(
+        self,
+        updates: mpsc::Sender<TargetUpdate>,
+        commands: mpsc::Receiver<TargetCommand>,
+    ) -> Result<(), TargetError> {
+        match self {
+            Target::Vnc(t) => Ok(t.run(updates, commands).await?),
+            Target::Rdp(t) => Ok(t.run(updates, commands).await?),
+        }
     }
 }
 
@@ -361,9 +460,8 @@ async fn session_thread(
     ready: oneshot::Sender<Result<(), OpenError>>,
 ) {
     let id = handle.id();
-    let TargetSpec::Vnc { address, password } = req.spec;
     let mut ending_rx = handle.shared.ending.subscribe();
-    let connect = portcullis_vnc::connect(&address, password, timeouts);
+    let connect = Target::connect(req.spec, timeouts);
     let target = tokio::select! {
         r = connect => match r {
             Ok(t) => t,
@@ -438,7 +536,7 @@ impl Drop for Deregister {
 async fn run_session(
     handle: SessionHandle,
     mut updates: mpsc::Receiver<TargetUpdate>,
-    adapter: tokio::task::JoinHandle<Result<(), VncTargetError>>,
+    adapter: tokio::task::JoinHandle<Result<(), TargetError>>,
     _guard: Deregister,
 ) {
     let shared = handle.shared.clone();
@@ -483,7 +581,12 @@ async fn run_session(
             code: ErrorCode::TargetProtocol,
             message: format!("the target sent an invalid update: {e}"),
         },
-        (Ok(()), Some(Err(e))) if !matches!(e, VncTargetError::Closed) => {
+        (Ok(()), Some(Err(TargetError::Rdp(RdpTargetError::Ended(reason))))) => {
+            ServerMessage::Closed {
+                reason: format!("the target ended the session: {reason}"),
+            }
+        }
+        (Ok(()), Some(Err(e))) if !e.is_closed() => {
             warn!(session = %id, error = %e, "target connection failed");
             let e = OpenError::from(e);
             ServerMessage::Error {

@@ -3,12 +3,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use portcullis_core::damage::DamageRegion;
+use portcullis_core::desktop::TargetCommand;
 use portcullis_core::flow::{BadAck, FrameWindow};
 use portcullis_core::session::{ClipboardDirection, SessionEvent};
 use portcullis_core::wire::{self, ClientMessage, ServerMessage};
 use portcullis_core::{InputEvent, Rect};
 use portcullis_encode::{encode_rgba, Choice};
-use portcullis_vnc::TargetCommand;
 use tokio::sync::{watch, Notify};
 use tracing::warn;
 

@@ -1,5 +1,7 @@
 //! The protocol-neutral desktop model.
 
+use std::time::Duration;
+
 use thiserror::Error;
 
 /// Largest width or height we accept from any target (matches common server limits).
@@ -379,6 +381,33 @@ pub enum InputEvent {
     },
     /// The viewer's clipboard text, at most [`MAX_CLIPBOARD_BYTES`].
     Clipboard(String),
+}
+
+/// Timeouts for reaching a target (any protocol).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connect.
+    pub connect: Duration,
+    /// Protocol handshake and authentication, up to the first screen size.
+    pub handshake: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            handshake: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A command for a target adapter (VNC or RDP), protocol-neutral.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetCommand {
+    /// Relay viewer input.
+    Input(InputEvent),
+    /// Ask the target to send the whole screen again.
+    FullRefresh,
 }
 
 /// A change reported by a target adapter, in desktop-model terms.

@@ -9,16 +9,18 @@
 //! - [`flow`]: the per-viewer frame window (how many frames may be unacknowledged).
 //! - [`session`]: the session model shown to admins, and the events a recording keeps.
 //! - [`keytext`]: key presses as readable text for the event track.
+//! - [`scancode`]: X11 keysyms as PC scancodes (RDP keyboard input), and back.
 //! - [`wire`]: the browser WebSocket format (see `docs/browser-protocol.md`).
 
 pub mod damage;
 pub mod desktop;
 pub mod flow;
 pub mod keytext;
+pub mod scancode;
 pub mod session;
 pub mod wire;
 
 pub use damage::DamageRegion;
 pub use desktop::{
-    Applied, DesktopError, Framebuffer, InputEvent, PixelLayout, Rect, TargetUpdate,
+    Applied, DesktopError, Framebuffer, InputEvent, PixelLayout, Rect, TargetCommand, TargetUpdate,
 };

@@ -131,16 +131,19 @@ impl FromStr for Role {
 pub enum TargetKind {
     /// A VNC (RFB) server.
     Vnc,
+    /// An RDP server.
+    Rdp,
 }
 
 impl TargetKind {
     /// Every target kind.
-    pub const ALL: &'static [TargetKind] = &[TargetKind::Vnc];
+    pub const ALL: &'static [TargetKind] = &[TargetKind::Vnc, TargetKind::Rdp];
 
     /// The lowercase name used in JSON, on the command line and in messages.
     pub fn as_str(self) -> &'static str {
         match self {
             TargetKind::Vnc => "vnc",
+            TargetKind::Rdp => "rdp",
         }
     }
 }
@@ -190,6 +193,10 @@ pub struct TargetRecord {
     pub kind: TargetKind,
     /// Network address, e.g. `host:port`.
     pub address: String,
+    /// The account the gateway logs in with (RDP: `user` or `DOMAIN\\user`; empty for VNC).
+    /// Never shown to users.
+    #[serde(default)]
+    pub account: String,
     /// The target's credential, sealed by the caller (the store never sees plaintext).
     pub sealed_secret: Vec<u8>,
     /// Free text for administrators.
@@ -328,10 +335,11 @@ mod tests {
         assert_eq!(serde_json::to_string(&TargetKind::Vnc).unwrap(), r#""vnc""#);
         assert_eq!("vnc".parse::<TargetKind>().unwrap(), TargetKind::Vnc);
         assert_eq!(TargetKind::Vnc.to_string(), "vnc");
-        let err = "rdp".parse::<TargetKind>().unwrap_err();
+        assert_eq!("RDP".parse::<TargetKind>().unwrap(), TargetKind::Rdp);
+        let err = "ssh".parse::<TargetKind>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"unknown target kind "rdp": expected one of vnc"#
+            r#"unknown target kind "ssh": expected one of vnc, rdp"#
         );
     }
 

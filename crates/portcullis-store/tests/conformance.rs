@@ -21,6 +21,7 @@ fn target(name: &str) -> TargetRecord {
         name: name.to_owned(),
         kind: TargetKind::Vnc,
         address: format!("{name}.example:5900"),
+        account: String::new(),
         sealed_secret: vec![1, 2, 3, 0, 255],
         description: format!("the {name} box"),
         created_at: 1_700_000_001,

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use portcullis_core::desktop::{check_size, InputEvent, PixelLayout, Rect, TargetUpdate};
+pub use portcullis_core::desktop::{TargetCommand, Timeouts};
 use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -27,24 +28,6 @@ const IDLE_REFRESH: Duration = Duration::from_millis(100);
 /// After data arrived, how soon we ask again. Short, so that the next change is not delayed:
 /// this is most of what the gateway adds to change→paint latency.
 const BUSY_REFRESH: Duration = Duration::from_millis(4);
-
-/// Timeouts for reaching a target.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    /// TCP connect.
-    pub connect: Duration,
-    /// RFB handshake, authentication and server init.
-    pub handshake: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(5),
-            handshake: Duration::from_secs(10),
-        }
-    }
-}
 
 /// Why a VNC target session could not be opened or ended abnormally.
 #[derive(Debug, Error)]
@@ -95,15 +78,6 @@ impl VncTargetError {
             other => VncTargetError::Protocol(other.to_string()),
         }
     }
-}
-
-/// A command for the target session.
-#[derive(Debug, Clone)]
-pub enum TargetCommand {
-    /// Relay viewer input.
-    Input(InputEvent),
-    /// Ask the target to send the whole screen again.
-    FullRefresh,
 }
 
 /// An open, authenticated VNC connection.

@@ -8,7 +8,7 @@ use axum::Json;
 use portcullis_core::session::SessionInfo;
 use portcullis_core::wire::{ErrorCode, ServerMessage};
 use portcullis_secrets::Secret;
-use portcullis_store::{Role, TargetRecord};
+use portcullis_store::{Role, TargetKind, TargetRecord};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -123,6 +123,7 @@ fn target_json(t: &TargetRecord, with_address: bool) -> serde_json::Value {
     let mut v = json!({ "name": t.name, "kind": t.kind, "description": t.description });
     if with_address {
         v["address"] = json!(t.address);
+        v["account"] = json!(t.account);
     }
     v
 }
@@ -148,10 +149,18 @@ pub(crate) async fn list_targets(
 #[derive(Deserialize)]
 pub(crate) struct NewTarget {
     name: String,
+    #[serde(default = "default_kind")]
+    kind: String,
     address: String,
+    #[serde(default)]
+    account: String,
     password: Secret,
     #[serde(default)]
     description: String,
+}
+
+fn default_kind() -> String {
+    "vnc".into()
 }
 
 pub(crate) async fn create_target(
@@ -159,13 +168,21 @@ pub(crate) async fn create_target(
     Admin(admin): Admin,
     Body(body): Body<NewTarget>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), WebError> {
-    let t = ops::create_vnc_target(
+    let kind = body
+        .kind
+        .parse::<TargetKind>()
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let t = ops::create_target(
         state.store.as_ref(),
         &state.key,
-        &body.name,
-        &body.address,
-        body.password.expose(),
-        &body.description,
+        ops::NewTarget {
+            name: &body.name,
+            kind,
+            address: &body.address,
+            account: &body.account,
+            password: body.password.expose(),
+            description: &body.description,
+        },
     )?;
     info!(admin = %admin.name, target = %t.name, address = %t.address, "target created");
     Ok((StatusCode::CREATED, Json(target_json(&t, true))))

@@ -53,6 +53,8 @@ pub struct AppState {
     pub login_slots: Arc<tokio::sync::Semaphore>,
     /// Stored recordings; `None` when recording is off.
     pub recordings: Option<Recordings>,
+    /// Offer RemoteFX (lossy, less bandwidth) to RDP targets; off: lossless bitmaps.
+    pub rdp_remotefx: bool,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             logins: LoginSessions::new(Duration::from_secs(12 * 3600), Duration::from_secs(3600)),
             login_slots: Arc::new(tokio::sync::Semaphore::new(LOGIN_SLOTS)),
             recordings: None,
+            rdp_remotefx: false,
         }
     }
 

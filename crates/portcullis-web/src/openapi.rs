@@ -54,8 +54,8 @@ pub(crate) async fn document() -> Json<Value> {
                 "delete": op("Delete a target and its grants", "admin", None, "204")
             },
             "/targets/{name}/connect": {
-                "parameters": [path_param("name")],
-                "get": op("Open a session: WebSocket upgrade (see docs/browser-protocol.md)", "a user with a grant for the target", None, "101")
+                "parameters": [path_param("name"), query_param("width", "integer"), query_param("height", "integer")],
+                "get": op("Open a session: WebSocket upgrade (see docs/browser-protocol.md); width and height: desktop size wished for RDP targets", "a user with a grant for the target", None, "101")
             },
             "/users": {
                 "get": op("List users", "admin", None, "200"),
@@ -131,7 +131,10 @@ pub(crate) async fn document() -> Json<Value> {
                 "Login": { "type": "object", "required": ["username", "password"], "properties": {
                     "username": { "type": "string" }, "password": { "type": "string", "format": "password" } } },
                 "NewTarget": { "type": "object", "required": ["name", "address", "password"], "properties": {
-                    "name": { "type": "string" }, "address": { "type": "string", "example": "10.0.0.5:5900" },
+                    "name": { "type": "string" },
+                    "kind": { "type": "string", "enum": ["vnc", "rdp"], "default": "vnc" },
+                    "address": { "type": "string", "example": "10.0.0.5:5900" },
+                    "account": { "type": "string", "description": "RDP only: user or DOMAIN\\user the gateway logs in with", "example": "CORP\\admin" },
                     "password": { "type": "string", "format": "password" }, "description": { "type": "string" } } },
                 "NewUser": { "type": "object", "required": ["name", "password", "role"], "properties": {
                     "name": { "type": "string" }, "password": { "type": "string", "format": "password", "minLength": 12 },

@@ -1,6 +1,7 @@
 //! Directory operations shared by the API and the command line: they validate, hash and seal,
 //! so neither caller can store a plaintext password or secret by mistake.
 
+use portcullis_broker::{RdpCredentials, RdpOptions, TargetSpec};
 use portcullis_secrets::SecretKey;
 use portcullis_store::{
     validate_name, Role, Store, StoreError, TargetKind, TargetRecord, UserRecord,
@@ -87,37 +88,125 @@ pub fn check_address(address: &str) -> Result<(), OpsError> {
     Ok(())
 }
 
-/// Creates a VNC target whose password is sealed under `key`.
-pub fn create_vnc_target(
+/// What an administrator gives to create a target.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTarget<'a> {
+    /// Target name.
+    pub name: &'a str,
+    /// Protocol.
+    pub kind: TargetKind,
+    /// `host:port`.
+    pub address: &'a str,
+    /// RDP: the account the gateway logs in with (`user` or `DOMAIN\\user`); VNC: empty.
+    pub account: &'a str,
+    /// The password (sealed before it is stored).
+    pub password: &'a str,
+    /// Free text.
+    pub description: &'a str,
+}
+
+/// Longest target account name.
+const MAX_ACCOUNT_LEN: usize = 256;
+
+/// Creates a target whose password is sealed under `key`.
+pub fn create_target(
     store: &dyn Store,
     key: &SecretKey,
-    name: &str,
-    address: &str,
-    password: &str,
-    description: &str,
+    new: NewTarget<'_>,
 ) -> Result<TargetRecord, OpsError> {
-    validate_name("target", name)?;
-    check_address(address)?;
-    if password.len() > MAX_SECRET_LEN {
+    validate_name("target", new.name)?;
+    check_address(new.address)?;
+    if new.password.len() > MAX_SECRET_LEN {
         return Err(OpsError::Invalid(format!(
             "password longer than {MAX_SECRET_LEN} bytes"
         )));
     }
-    if description.len() > 1024 {
+    if new.description.len() > 1024 {
         return Err(OpsError::Invalid(
             "description longer than 1024 bytes".into(),
         ));
     }
+    match new.kind {
+        TargetKind::Vnc if !new.account.is_empty() => {
+            return Err(OpsError::Invalid(
+                "VNC targets have no account: leave it empty".into(),
+            ))
+        }
+        TargetKind::Rdp => check_account(new.account)?,
+        TargetKind::Vnc => {}
+    }
     let record = TargetRecord {
-        name: name.to_owned(),
-        kind: TargetKind::Vnc,
-        address: address.to_owned(),
-        sealed_secret: key.seal(password.as_bytes(), &target_aad(name)),
-        description: description.to_owned(),
+        name: new.name.to_owned(),
+        kind: new.kind,
+        address: new.address.to_owned(),
+        account: new.account.to_owned(),
+        sealed_secret: key.seal(new.password.as_bytes(), &target_aad(new.name)),
+        description: new.description.to_owned(),
         created_at: now_unix(),
     };
     store.create_target(&record)?;
     Ok(record)
+}
+
+/// An RDP account: `user`, `DOMAIN\\user` or `user@domain`, printable, no control characters.
+fn check_account(account: &str) -> Result<(), OpsError> {
+    let ok = !account.is_empty()
+        && account.len() <= MAX_ACCOUNT_LEN
+        && !account.chars().any(char::is_control)
+        && account.matches('\\').count() <= 1
+        && !account.starts_with('\\')
+        && !account.ends_with('\\');
+    if ok {
+        Ok(())
+    } else {
+        Err(OpsError::Invalid(format!(
+            "invalid RDP account {:?}: use user or DOMAIN\\user (at most {MAX_ACCOUNT_LEN} bytes)",
+            account.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// Splits `DOMAIN\\user` into its domain and user name.
+pub fn split_account(account: &str) -> (Option<String>, String) {
+    match account.split_once('\\') {
+        Some((domain, user)) => (Some(domain.to_owned()), user.to_owned()),
+        None => (None, account.to_owned()),
+    }
+}
+
+/// How to reach `target`, with its secret opened. `size` is the viewer's wish for the desktop
+/// size (RDP only; VNC servers have their own).
+pub fn target_spec(
+    key: &SecretKey,
+    target: &TargetRecord,
+    size: Option<(u16, u16)>,
+    remotefx: bool,
+) -> Result<TargetSpec, OpsError> {
+    let password = open_target_secret(key, target)?;
+    Ok(match target.kind {
+        TargetKind::Vnc => TargetSpec::Vnc {
+            address: target.address.clone(),
+            password,
+        },
+        TargetKind::Rdp => {
+            let (domain, username) = split_account(&target.account);
+            let defaults = RdpOptions::default();
+            let (width, height) = size.unwrap_or((defaults.width, defaults.height));
+            TargetSpec::Rdp {
+                address: target.address.clone(),
+                credentials: RdpCredentials {
+                    username,
+                    domain,
+                    password,
+                },
+                options: RdpOptions {
+                    width,
+                    height,
+                    remotefx,
+                },
+            }
+        }
+    })
 }
 
 /// Opens a target's sealed secret.
@@ -138,11 +227,51 @@ mod tests {
     use super::*;
     use portcullis_store::MemoryStore;
 
+    fn vnc<'a>(name: &'a str, address: &'a str, password: &'a str) -> NewTarget<'a> {
+        NewTarget {
+            name,
+            kind: TargetKind::Vnc,
+            address,
+            account: "",
+            password,
+            description: "",
+        }
+    }
+
+    #[test]
+    fn rdp_accounts_are_checked_and_split() {
+        let store = MemoryStore::default();
+        let key = SecretKey::generate();
+        let rdp = |account| NewTarget {
+            kind: TargetKind::Rdp,
+            account,
+            ..vnc("w1", "10.0.0.1:3389", "pw")
+        };
+        assert!(create_target(&store, &key, rdp("")).is_err());
+        assert!(create_target(&store, &key, rdp("a\\b\\c")).is_err());
+        assert!(create_target(&store, &key, rdp("\\admin")).is_err());
+        assert!(create_target(
+            &store,
+            &key,
+            NewTarget {
+                account: "x",
+                ..vnc("v", "h:1", "")
+            }
+        )
+        .is_err());
+        let t = create_target(&store, &key, rdp("CORP\\admin")).unwrap();
+        assert_eq!(
+            split_account(&t.account),
+            (Some("CORP".into()), "admin".into())
+        );
+        assert_eq!(split_account("admin"), (None, "admin".into()));
+    }
+
     #[test]
     fn target_secret_round_trip_and_binding() {
         let store = MemoryStore::new();
         let key = SecretKey::generate();
-        let t = create_vnc_target(&store, &key, "db1", "127.0.0.1:5901", "s3cret", "").unwrap();
+        let t = create_target(&store, &key, vnc("db1", "127.0.0.1:5901", "s3cret")).unwrap();
         assert_eq!(open_target_secret(&key, &t).unwrap(), "s3cret");
         let mut swapped = t.clone();
         swapped.name = "db2".into();
@@ -159,7 +288,7 @@ mod tests {
         assert!(create_user(&store, "alice", "long enough password", Role::User).is_ok());
         for bad in ["nohost", ":5900", "host:0", "host:99999", "ho st:1"] {
             assert!(
-                create_vnc_target(&store, &key, "t", bad, "", "").is_err(),
+                create_target(&store, &key, vnc("t", bad, "")).is_err(),
                 "{bad}"
             );
         }

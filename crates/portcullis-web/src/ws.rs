@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use portcullis_broker::{OpenRequest, TargetSpec, ViewerOutput};
+use portcullis_broker::{OpenRequest, ViewerOutput};
 use portcullis_core::session::EntryPath;
 use portcullis_core::wire::{self, ErrorCode, ServerMessage, WireError};
 use tracing::{info, warn};
@@ -40,10 +40,19 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// What the browser may ask for when it opens a session.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct ConnectQuery {
+    /// Desktop size wished for (RDP targets; bounded by the adapter).
+    width: Option<u16>,
+    height: Option<u16>,
+}
+
 pub(crate) async fn connect(
     State(state): State<AppState>,
     user: AuthUser,
     Path(name): Path<String>,
+    Query(query): Query<ConnectQuery>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -63,14 +72,12 @@ pub(crate) async fn connect(
         .store
         .get_target(&name)?
         .ok_or_else(|| WebError::NotFound(format!("no target named {name:?}")))?;
-    let password = ops::open_target_secret(&state.key, &target)?;
+    let size = query.width.zip(query.height);
+    let spec = ops::target_spec(&state.key, &target, size, state.rdp_remotefx)?;
     let req = OpenRequest {
         user: user.name,
         target: target.name,
-        spec: TargetSpec::Vnc {
-            address: target.address,
-            password,
-        },
+        spec,
         client_addr: peer.to_string(),
         entry: EntryPath::Browser,
     };

@@ -95,12 +95,18 @@ enum UserCmd {
 
 #[derive(Subcommand)]
 enum TargetCmd {
-    /// Add a VNC target; its password is read from standard input (one line) or --password-env.
+    /// Add a target; its password is read from standard input (one line) or --password-env.
     Add {
         name: String,
-        /// host:port of the VNC server.
+        /// host:port of the VNC or RDP server.
         #[arg(long)]
         address: String,
+        /// Protocol: vnc or rdp.
+        #[arg(long, default_value = "vnc")]
+        kind: portcullis_store::TargetKind,
+        /// RDP: the account the gateway logs in with, `user` or `DOMAIN\\user`.
+        #[arg(long, default_value = "")]
+        account: String,
         #[arg(long, default_value = "")]
         description: String,
         /// Read the password from this environment variable instead of standard input.
@@ -228,13 +234,26 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
         TargetCmd::Add {
             name,
             address,
+            kind,
+            account,
             description,
             password_env,
         } => {
             let key = load_key(config)?;
             let password = read_secret(password_env.as_deref(), "target password")?;
-            ops::create_vnc_target(&store, &key, &name, &address, &password, &description)?;
-            println!("target {name} added ({address})");
+            ops::create_target(
+                &store,
+                &key,
+                ops::NewTarget {
+                    name: &name,
+                    kind,
+                    address: &address,
+                    account: &account,
+                    password: &password,
+                    description: &description,
+                },
+            )?;
+            println!("target {name} added ({kind} at {address})");
         }
         TargetCmd::List => {
             for t in store.list_targets()? {
@@ -311,7 +330,7 @@ fn serve(config: Config) -> Result<()> {
         }
     };
     let recording = recording::set_up(&config, &key)?;
-    let mut broker = portcullis_broker::Broker::new(portcullis_vnc::Timeouts {
+    let mut broker = portcullis_broker::Broker::new(portcullis_core::desktop::Timeouts {
         connect: config.connect_timeout,
         handshake: config.handshake_timeout,
     });

@@ -11,8 +11,10 @@ import {
   listTargets,
   listUsers,
   type Grant,
+  type NewTarget,
   type SessionInfo,
   type Target,
+  type TargetKind,
   type User,
 } from '../api';
 import { isAdmin, type PageContext } from '../context';
@@ -170,39 +172,73 @@ export async function renderAdminUsers(ctx: PageContext): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Targets
 
+/** The address hint of each kind (its usual port). */
+const ADDRESS_PLACEHOLDER: Record<TargetKind, string> = { vnc: 'host:5900', rdp: 'host:3389' };
+
 export async function renderAdminTargets(ctx: PageContext): Promise<void> {
   const page = adminShell(
     ctx,
     'admin-targets',
     'Manage targets',
     'Systems the gateway connects to. Their passwords are stored by the gateway and never shown.',
-    ['Name', 'Kind', 'Address', 'Description', ''],
+    ['Name', 'Kind', 'Address', 'Account', 'Description', ''],
     'targets-table',
   );
   if (!page) return;
   const { main, error, tbody, table } = page;
 
   const name = h('input', { id: 'target-name', type: 'text', autocomplete: 'off', spellcheck: 'false', required: true });
-  const address = h('input', { id: 'target-address', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: 'host:5900', required: true });
+  const kind = h(
+    'select',
+    { id: 'target-kind' },
+    h('option', { value: 'vnc', selected: true }, 'VNC'),
+    h('option', { value: 'rdp' }, 'RDP'),
+  );
+  const address = h('input', { id: 'target-address', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: ADDRESS_PLACEHOLDER.vnc, required: true });
+  const account = h('input', {
+    id: 'target-account',
+    type: 'text',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'user or DOMAIN\\user',
+    disabled: true,
+  });
   const password = h('input', { id: 'target-password', type: 'password', autocomplete: 'new-password' });
+  const passwordLabel = h('label', { for: 'target-password' }, 'VNC password');
   const description = h('input', { id: 'target-description', type: 'text', autocomplete: 'off' });
   const create = h('button', { id: 'target-create', type: 'submit', class: 'btn btn-primary' }, 'Add target');
+  const accountField = field('Account (RDP)', account, 'target-account');
+  accountField.hidden = true;
   const form = h(
     'form',
     { class: 'card create-form', novalidate: true },
-    h('h2', null, 'New VNC target'),
+    h('h2', null, 'New target'),
     h(
       'div',
       { class: 'form-row' },
       field('Name', name, 'target-name'),
+      field('Kind', kind, 'target-kind'),
       field('Address', address, 'target-address'),
-      field('VNC password', password, 'target-password'),
+      accountField,
+      h('div', { class: 'field' }, passwordLabel, password),
       field('Description', description, 'target-description'),
       h('div', { class: 'field field-action' }, create),
     ),
     error,
   );
   main.append(form, h('div', { class: 'card table-card' }, table));
+
+  const selectedKind = (): TargetKind => (kind.value === 'rdp' ? 'rdp' : 'vnc');
+  /** Shows (and enables) the account only for RDP; the address hint and password label follow the kind. */
+  const syncKind = () => {
+    const rdp = selectedKind() === 'rdp';
+    accountField.hidden = !rdp;
+    account.disabled = !rdp;
+    account.required = rdp;
+    address.placeholder = ADDRESS_PLACEHOLDER[selectedKind()];
+    passwordLabel.textContent = rdp ? 'RDP password' : 'VNC password';
+  };
+  kind.addEventListener('change', syncKind);
 
   const row = (t: Target) =>
     h(
@@ -211,6 +247,7 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
       h('td', null, t.name),
       h('td', null, h('span', { class: 'kind-badge' }, (t.kind || 'vnc').toUpperCase())),
       h('td', { class: 'mono' }, t.address ?? ''),
+      h('td', { class: 'mono' }, t.account ?? ''),
       h('td', null, t.description ?? ''),
       h(
         'td',
@@ -224,26 +261,35 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
     const targets = await listTargets();
     if (ctx.signal.aborted) return;
     targets.sort((a, b) => a.name.localeCompare(b.name));
-    replace(tbody, ...(targets.length ? targets.map(row) : [emptyRow(5, 'No targets yet.')]));
+    replace(tbody, ...(targets.length ? targets.map(row) : [emptyRow(6, 'No targets yet.')]));
   };
 
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
+    const k = selectedKind();
     if (name.value.trim() === '' || address.value.trim() === '') {
       showError(error, 'Enter a name and an address (host:port).');
       return;
     }
-    const body: { name: string; address: string; password: string; description?: string } = {
+    if (k === 'rdp' && account.value.trim() === '') {
+      showError(error, 'An RDP target needs an account (user or DOMAIN\\user).');
+      account.focus();
+      return;
+    }
+    const body: NewTarget = {
       name: name.value.trim(),
+      kind: k,
       address: address.value.trim(),
       password: password.value,
     };
+    if (k === 'rdp') body.account = account.value.trim();
     if (description.value.trim() !== '') body.description = description.value.trim();
     submitting(create, true);
     const ok = await attempt(ctx, error, () => createTarget(body));
     submitting(create, false);
     if (ok) {
-      form.reset();
+      form.reset(); // back to VNC, without a change event
+      syncKind();
       name.focus();
       await attempt(ctx, error, load);
     }

@@ -1,0 +1,109 @@
+//! TLS towards targets.
+//!
+//! RDP servers almost always present self-signed certificates, so the certificate is not checked
+//! against a CA: the gateway logs its SHA-256 fingerprint (pinning per target comes with the
+//! target settings). CredSSP binds the NLA exchange to the server's public key, which is what we
+//! hand to the connector.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use x509_cert::der::Decode as _;
+
+use crate::client::RdpTargetError;
+
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Upgrades `tcp` to TLS. Returns the stream, the server's public key (the SubjectPublicKey bits,
+/// as CredSSP wants them) and the certificate's SHA-256 in hex.
+pub(crate) async fn connect(
+    tcp: TcpStream,
+    host: &str,
+) -> Result<(TlsStream<TcpStream>, Vec<u8>, String), RdpTargetError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RdpTargetError::Protocol(format!("TLS set-up: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    // CredSSP does not support TLS session resumption.
+    config.resumption = rustls::client::Resumption::disabled();
+    let name = ServerName::try_from(host.to_owned())
+        .unwrap_or_else(|_| ServerName::try_from("target").expect("static name is valid"));
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| RdpTargetError::Protocol(format!("TLS handshake with the target: {e}")))?;
+    let cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or_else(|| RdpTargetError::Protocol("the target sent no TLS certificate".into()))?;
+    let fingerprint = hex::encode(Sha256::digest(cert.as_ref()));
+    let parsed = x509_cert::Certificate::from_der(cert.as_ref()).map_err(|e| {
+        RdpTargetError::Protocol(format!("the target's TLS certificate is unreadable: {e}"))
+    })?;
+    let key = parsed
+        .tbs_certificate()
+        .subject_public_key_info()
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| {
+            RdpTargetError::Protocol("the target's public key is not whole bytes".into())
+        })?
+        .to_vec();
+    Ok((tls, key, fingerprint))
+}
