@@ -94,9 +94,12 @@ export async function startDesktop(password, geometry = '1280x800', server = 'x1
  */
 export async function startGateway({ adminPassword = 'admin-password-e2e', dir: reuse, extraConfig = '' } = {}) {
   const port = await freePort();
+  // Every gateway gets its own RDP listener port (3389 is the default, and tests run several).
+  const rdpPort = await freePort();
+  const rdp = extraConfig.includes('[rdp]') ? '' : `[rdp]\nlisten = "127.0.0.1:${rdpPort}"\n`;
   const dir = reuse ?? mkdtempSync(join(tmpdir(), 'pc-gw-'));
   const config = join(dir, 'portcullis.toml');
-  writeFileSync(config, `data_dir = "${dir}/data"\n[http]\nlisten = "127.0.0.1:${port}"\n[targets]\nconnect_timeout_secs = 3\nhandshake_timeout_secs = 5\n${extraConfig}`);
+  writeFileSync(config, `data_dir = "${dir}/data"\n[http]\nlisten = "127.0.0.1:${port}"\n[targets]\nconnect_timeout_secs = 3\nhandshake_timeout_secs = 5\n${rdp}${extraConfig}`);
   const logs = [];
   const proc = spawn(bin, ['--config', config, 'serve'], {
     env: { ...process.env, PORTCULLIS_ADMIN_PASSWORD: adminPassword, RUST_LOG: 'info', NO_COLOR: '1', RUST_BACKTRACE: '0' },
@@ -112,6 +115,7 @@ export async function startGateway({ adminPassword = 'admin-password-e2e', dir: 
   const base = `https://127.0.0.1:${port}`;
   return {
     port,
+    rdpPort,
     base,
     dir,
     logs,

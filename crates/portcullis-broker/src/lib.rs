@@ -8,11 +8,13 @@
 //! The registry of sessions is what administrators list and close. A [`SessionRecorder`] given
 //! to the broker gets a [`Tap`] on every session before it runs (no tap, no session).
 
+mod native;
 mod session;
 mod tap;
 mod viewer;
 
+pub use native::denial_of;
 pub use portcullis_rdp::{RdpCredentials, RdpOptions};
 pub use session::{Broker, OpenError, OpenRequest, SessionHandle, TargetSpec};
 pub use tap::{SessionRecorder, Tap, TapBatch, TapEvent, MAX_TAP_EVENTS};
-pub use viewer::{Viewer, ViewerOutput};
+pub use viewer::{RawOutput, RawViewer, Viewer, ViewerOutput};

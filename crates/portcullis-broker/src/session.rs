@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::tap::{SessionRecorder, Tap, TapEvent, TapShared};
-use crate::viewer::{Viewer, ViewerShared};
+use crate::viewer::{RawViewer, Viewer, ViewerShared};
 
 /// Updates buffered between the target adapter and the session task. Small: when the session
 /// cannot keep up, the adapter stops reading from the target (TCP backpressure), which bounds
@@ -285,6 +285,20 @@ impl SessionHandle {
                 user: user.to_owned(),
             }));
         (Viewer::new(self.shared.clone(), viewer), (w, h))
+    }
+
+    /// Attaches a raw viewer (pixels, no browser encoding), starting with a full repaint.
+    pub fn attach_raw_viewer(&self, user: &str) -> RawViewer {
+        let mut viewers = lock(&self.shared.viewers);
+        let (w, h) = self.size();
+        let viewer = Arc::new(ViewerShared::new(w, h, user));
+        viewers.push(Arc::downgrade(&viewer));
+        drop(viewers);
+        self.shared
+            .tap_event(TapEvent::Session(SessionEvent::ViewerJoined {
+                user: user.to_owned(),
+            }));
+        RawViewer::new(self.shared.clone(), viewer)
     }
 
     /// Ends the session: the target connection closes and every viewer gets `message`.

@@ -205,26 +205,7 @@ impl Viewer {
             }
             other => {
                 if let Some(input) = other.into_input() {
-                    match &input {
-                        InputEvent::Key { keysym, down } => self.session.tap_event(TapEvent::Key {
-                            keysym: *keysym,
-                            down: *down,
-                        }),
-                        InputEvent::Clipboard(text) => {
-                            self.session
-                                .tap_event(TapEvent::Session(SessionEvent::Clipboard {
-                                    direction: ClipboardDirection::ToTarget,
-                                    bytes: text.len() as u64,
-                                }))
-                        }
-                        InputEvent::Pointer { .. } => {}
-                    }
-                    // A closed channel means the session is ending; next() reports it.
-                    let _ = self
-                        .session
-                        .commands
-                        .send(TargetCommand::Input(input))
-                        .await;
+                    forward_input(&self.session, input).await;
                 }
             }
         }
@@ -239,6 +220,117 @@ impl Drop for Viewer {
 }
 
 /// Runs CPU-heavy encoding without stalling other tasks on a multi-threaded runtime.
+/// Relays a viewer's input to the target, noting keys and clipboard for the recording.
+async fn forward_input(session: &SessionShared, input: InputEvent) {
+    match &input {
+        InputEvent::Key { keysym, down } => session.tap_event(TapEvent::Key {
+            keysym: *keysym,
+            down: *down,
+        }),
+        InputEvent::Clipboard(text) => {
+            session.tap_event(TapEvent::Session(SessionEvent::Clipboard {
+                direction: ClipboardDirection::ToTarget,
+                bytes: text.len() as u64,
+            }))
+        }
+        InputEvent::Pointer { .. } => {}
+    }
+    let _ = session.commands.send(TargetCommand::Input(input)).await;
+}
+
+/// What a raw viewer (a native RDP client) is handed next.
+#[derive(Debug)]
+pub enum RawOutput {
+    /// Changed areas with their pixels (RGBX, top-down).
+    Damage(Vec<(Rect, Vec<u8>)>),
+    /// The desktop has a new size; its content follows as damage.
+    Resize(u32, u32),
+    /// The session ended, with the message a browser would get.
+    End(ServerMessage),
+}
+
+/// A viewer that takes pixels rather than browser frames: the gateway's RDP server uses it.
+/// Flow control is the caller's: it asks for the next damage once it has sent the last, and
+/// changes in between merge.
+pub struct RawViewer {
+    session: Arc<SessionShared>,
+    shared: Arc<ViewerShared>,
+    ending: watch::Receiver<Ending>,
+}
+
+impl std::fmt::Debug for RawViewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawViewer").finish_non_exhaustive()
+    }
+}
+
+impl RawViewer {
+    pub(crate) fn new(session: Arc<SessionShared>, shared: Arc<ViewerShared>) -> Self {
+        let ending = session.ending.subscribe();
+        Self {
+            session,
+            shared,
+            ending,
+        }
+    }
+
+    /// The current desktop size.
+    pub fn size(&self) -> (u32, u32) {
+        let fb = read(&self.session.desktop);
+        (fb.width(), fb.height())
+    }
+
+    /// The next change. Cancel-safe: damage is taken and returned in one step.
+    pub async fn next(&mut self) -> RawOutput {
+        loop {
+            if let Ending::Ended(m) = &*self.ending.borrow_and_update() {
+                return RawOutput::End(m.clone());
+            }
+            let rects = {
+                let mut s = lock(&self.shared.state);
+                // Clipboard and bell go over channels native clients do not have yet.
+                s.events.clear();
+                if let Some((w, h)) = s.resize.take() {
+                    return RawOutput::Resize(w, h);
+                }
+                s.damage.take()
+            };
+            if !rects.is_empty() {
+                let fb = read(&self.session.desktop);
+                let bounds = fb.bounds();
+                let pixels = rects
+                    .iter()
+                    .map(|r| r.intersection(&bounds))
+                    .filter(|r| !r.is_empty())
+                    .filter_map(|r| fb.read_rect(r).ok().map(|px| (r, px)))
+                    .collect();
+                return RawOutput::Damage(pixels);
+            }
+            tokio::select! {
+                _ = self.shared.notify.notified() => {}
+                _ = self.ending.changed() => {}
+            }
+        }
+    }
+
+    /// Relays input to the target.
+    pub async fn input(&self, input: InputEvent) {
+        forward_input(&self.session, input).await;
+    }
+
+    /// Asks for the whole screen again.
+    pub fn refresh(&self) {
+        lock(&self.shared.state).damage.add_full();
+        self.shared.wake();
+    }
+}
+
+impl Drop for RawViewer {
+    fn drop(&mut self) {
+        self.shared.leave(&self.session);
+    }
+}
+
 fn blocking<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),

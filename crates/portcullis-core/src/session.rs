@@ -22,6 +22,8 @@ pub enum SessionState {
 pub enum EntryPath {
     /// A browser over the session WebSocket.
     Browser,
+    /// A native RDP client (mstsc, FreeRDP) through the gateway's RDP listener.
+    Rdp,
 }
 
 /// One live session, as listed to administrators.

@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod openapi;
 pub mod ops;
+pub mod rdp_gate;
 mod recordings;
 mod tls;
 mod ui;
@@ -30,7 +31,7 @@ use portcullis_store::Store;
 pub use auth::LoginSessions;
 pub use error::WebError;
 pub use recordings::Recordings;
-pub use tls::{load_or_create_self_signed, TlsFiles};
+pub use tls::{load_or_create_self_signed, server_config, TlsFiles};
 
 /// Password verifications that may run at once; more get 429 (see `api::login`).
 const LOGIN_SLOTS: usize = 4;

@@ -29,6 +29,28 @@ pub fn load_or_create_self_signed(
     Ok(true)
 }
 
+/// A rustls server configuration from the PEM files (the RDP listener uses the same identity as
+/// HTTPS).
+pub fn server_config(files: &TlsFiles) -> Result<std::sync::Arc<rustls::ServerConfig>, WebError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let fail = |what: &Path, e: &dyn std::fmt::Display| {
+        WebError::Startup(format!("cannot load {}: {e}", what.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| fail(&files.cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| fail(&files.key, &e))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WebError::Startup(format!("TLS set-up: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| fail(&files.cert, &e))?;
+    Ok(std::sync::Arc::new(config))
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WebError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;

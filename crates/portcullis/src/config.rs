@@ -19,6 +19,17 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
     pub recording: Recording,
+    pub rdp: Rdp,
+}
+
+/// The RDP listener for native clients, and RDP target settings.
+#[derive(Debug, Clone)]
+pub struct Rdp {
+    /// Off: no listener (browser sessions to RDP targets still work).
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Offer RemoteFX to RDP targets (lossy, less bandwidth).
+    pub remotefx: bool,
 }
 
 /// The checked `[recording]` section.
@@ -66,6 +77,8 @@ mod dto {
         pub targets: Targets,
         #[serde(default)]
         pub recording: Recording,
+        #[serde(default)]
+        pub rdp: Rdp,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -100,6 +113,14 @@ mod dto {
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
+    pub struct Rdp {
+        pub enabled: Option<bool>,
+        pub listen: Option<String>,
+        pub remotefx: Option<bool>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct Targets {
         pub connect_timeout_secs: Option<u64>,
         pub handshake_timeout_secs: Option<u64>,
@@ -110,6 +131,8 @@ mod dto {
 pub const DEFAULT_DATA_DIR: &str = "portcullis-data";
 /// Default HTTPS listener: loopback only, so a first start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// Default RDP listener for native clients: the standard port, loopback only like HTTPS.
+pub const DEFAULT_RDP_LISTEN: &str = "127.0.0.1:3389";
 
 fn timeout(field: &str, v: Option<u64>, default: u64) -> Result<Duration> {
     let v = v.unwrap_or(default);
@@ -182,6 +205,18 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
     })
 }
 
+fn rdp(r: dto::Rdp) -> Result<Rdp> {
+    let text = r.listen.as_deref().unwrap_or(DEFAULT_RDP_LISTEN);
+    let listen: SocketAddr = text
+        .parse()
+        .with_context(|| format!("rdp.listen: {text:?} is not an address like 0.0.0.0:3389"))?;
+    Ok(Rdp {
+        enabled: r.enabled.unwrap_or(true),
+        listen,
+        remotefx: r.remotefx.unwrap_or(false),
+    })
+}
+
 impl Config {
     /// Parses TOML text; `data_dir_override` (from the command line) wins over the file.
     pub fn parse(text: &str, data_dir_override: Option<&Path>) -> Result<Config> {
@@ -220,6 +255,7 @@ impl Config {
                 10,
             )?,
             recording: recording(file.recording, &data_dir)?,
+            rdp: rdp(file.rdp)?,
             data_dir,
         })
     }
@@ -246,6 +282,8 @@ mod tests {
     fn empty_file_gives_defaults() {
         let c = Config::parse("", None).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.rdp.listen.to_string(), DEFAULT_RDP_LISTEN);
+        assert!(c.rdp.enabled && !c.rdp.remotefx);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(
             c.key_file,
@@ -272,6 +310,8 @@ mod tests {
     fn errors_name_the_field() {
         let cases = [
             ("[http]\nlisten = \"nowhere\"", "http.listen"),
+            ("[rdp]\nlisten = \"3389\"", "rdp.listen"),
+            ("[rdp]\nport = 3389", "port"),
             ("[http]\nlisten = 5", "listen"),
             ("[http]\ncert = \"/c.pem\"", "http.key"),
             (

@@ -341,6 +341,17 @@ fn serve(config: Config) -> Result<()> {
     if let Some(r) = &recording {
         state = state.with_recordings(r.web.clone());
     }
+    state.rdp_remotefx = config.rdp.remotefx;
+    // Bound before anything starts, so a taken port fails the start with the field's name.
+    let rdp = if config.rdp.enabled {
+        let tls = portcullis_web::server_config(&tls)?;
+        let listener = std::net::TcpListener::bind(config.rdp.listen)
+            .with_context(|| format!("rdp.listen: cannot listen on {}", config.rdp.listen))?;
+        listener.set_nonblocking(true)?;
+        Some((tls, listener))
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("portcullis")
@@ -349,6 +360,18 @@ fn serve(config: Config) -> Result<()> {
     runtime.block_on(async move {
         if let (Some(r), Some(retention)) = (&recording, config.recording.retention) {
             recording::spawn_retention(r.storage.clone(), r.live.clone(), retention);
+        }
+        if let Some((tls, listener)) = rdp {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| portcullis_web::WebError::Startup(format!("rdp.listen: {e}")))?;
+            info!(listen = %config.rdp.listen, "RDP listener started");
+            let server = Arc::new(portcullis_rdp::server::ServerConfig {
+                tls,
+                limits: portcullis_rdp::server::Limits::default(),
+            });
+            let gate: Arc<dyn portcullis_rdp::server::Gate> =
+                Arc::new(portcullis_web::rdp_gate::RdpGate::new(state.clone()));
+            tokio::spawn(rdp_accept_loop(listener, server, gate));
         }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -362,6 +385,36 @@ fn serve(config: Config) -> Result<()> {
         portcullis_web::serve_https(config.listen, &tls, state, shutdown).await
     })?;
     Ok(())
+}
+
+/// Most native RDP connections at once (each holds a TLS session and, once in, a session).
+const MAX_RDP_CONNECTIONS: usize = 256;
+
+async fn rdp_accept_loop(
+    listener: tokio::net::TcpListener,
+    server: Arc<portcullis_rdp::server::ServerConfig>,
+    gate: Arc<dyn portcullis_rdp::server::Gate>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_RDP_CONNECTIONS));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(%error, "RDP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(client = %peer, "too many RDP connections; refused");
+            continue;
+        };
+        let (server, gate) = (server.clone(), gate.clone());
+        tokio::spawn(async move {
+            portcullis_rdp::server::serve(tcp, peer, server, gate).await;
+            drop(permit);
+        });
+    }
 }
 
 fn display_addr(addr: &std::net::SocketAddr) -> String {

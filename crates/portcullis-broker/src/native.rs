@@ -1,0 +1,57 @@
+//! A session as the gateway's RDP server sees it: [`RawViewer`] behind the server's
+//! [`Display`] trait.
+
+use portcullis_core::desktop::InputEvent;
+use portcullis_core::wire::{ErrorCode, ServerMessage};
+use portcullis_rdp::server::{BoxFuture, Denial, Display, DisplayEvent, Refusal};
+
+use crate::viewer::{RawOutput, RawViewer};
+
+/// How a session's ending reads to a native client.
+pub fn denial_of(message: &ServerMessage) -> Denial {
+    match message {
+        ServerMessage::Error {
+            code: ErrorCode::ClosedByAdmin,
+            message,
+        } => Denial {
+            refusal: Refusal::ClosedByAdmin,
+            message: message.clone(),
+        },
+        ServerMessage::Error { message, .. } => Denial {
+            refusal: Refusal::Ended,
+            message: message.clone(),
+        },
+        ServerMessage::Closed { reason } => Denial {
+            refusal: Refusal::Ended,
+            message: reason.clone(),
+        },
+        other => Denial {
+            refusal: Refusal::Ended,
+            message: other.to_json(),
+        },
+    }
+}
+
+impl Display for RawViewer {
+    fn size(&self) -> (u32, u32) {
+        RawViewer::size(self)
+    }
+
+    fn next(&mut self) -> BoxFuture<'_, DisplayEvent> {
+        Box::pin(async move {
+            match RawViewer::next(self).await {
+                RawOutput::Damage(rects) => DisplayEvent::Damage(rects),
+                RawOutput::Resize(w, h) => DisplayEvent::Resize(w, h),
+                RawOutput::End(m) => DisplayEvent::End(denial_of(&m)),
+            }
+        })
+    }
+
+    fn input(&mut self, input: InputEvent) -> BoxFuture<'_, ()> {
+        Box::pin(async move { RawViewer::input(self, input).await })
+    }
+
+    fn refresh(&mut self) {
+        RawViewer::refresh(self);
+    }
+}

@@ -1,0 +1,446 @@
+//! Driving `ironrdp-acceptor` for one connection, and the active loop after it.
+//!
+//! We step the acceptor ourselves rather than through `accept_begin`/`accept_finalize`: that
+//! keeps the future `Send`, lets us count every byte the client sends before it is activated,
+//! send the negotiation-failure PDU the helpers would drop, and read the Client Info PDU
+//! (the login) before the acceptor goes on to licensing and capabilities.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use ironrdp_acceptor::{Acceptor, AcceptorResult};
+use ironrdp_connector::{DesktopSize, Sequence as _};
+use ironrdp_core::{decode, WriteBuf};
+use ironrdp_pdu::gcc::ClientEarlyCapabilityFlags;
+use ironrdp_pdu::input::fast_path::FastPathInput;
+use ironrdp_pdu::mcs::McsMessage;
+use ironrdp_pdu::nego::{self, SecurityProtocol};
+use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, GeneralExtraFlags};
+use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPdu};
+use ironrdp_pdu::x224::X224;
+use ironrdp_pdu::Action;
+use ironrdp_svc::StaticChannelSet;
+use ironrdp_tokio::{FramedWrite as _, TokioFramed};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, timeout_at, Instant};
+use tokio_rustls::server::TlsStream;
+use tracing::debug;
+
+use super::input::InputMapper;
+use super::output;
+use super::{Admission, Display, DisplayEvent, Gate, Login, ServeError, ServerConfig};
+
+type Framed = TokioFramed<TlsStream<TcpStream>>;
+
+/// Largest desktop a client may ask for.
+const MAX_DESKTOP: DesktopSize = DesktopSize {
+    width: 4096,
+    height: 2160,
+};
+/// The size announced before the client's wish is known (the acceptor adopts the wish).
+const PROVISIONAL: DesktopSize = DesktopSize {
+    width: 1280,
+    height: 800,
+};
+
+/// Bytes the client may still send before activation.
+struct Budget {
+    left: usize,
+    limit: usize,
+}
+
+impl Budget {
+    fn spend(&mut self, n: usize) -> Result<(), ServeError> {
+        self.left = self
+            .left
+            .checked_sub(n)
+            .ok_or(ServeError::TooMuch(self.limit))?;
+        Ok(())
+    }
+}
+
+fn protocol(e: impl std::fmt::Display) -> ServeError {
+    ServeError::Protocol(e.to_string())
+}
+
+/// One acceptor step: reads the PDU it expects (within the budget), or none, and writes what it
+/// produced, even when it failed (a negotiation failure is a PDU for the client, then an error).
+async fn step<S>(
+    framed: &mut TokioFramed<S>,
+    acceptor: &mut Acceptor,
+    buf: &mut WriteBuf,
+    budget: &mut Budget,
+    input: Option<Bytes>,
+) -> Result<(), ServeError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync,
+{
+    buf.clear();
+    let result = match (acceptor.next_pdu_hint(), input) {
+        (Some(_), Some(pdu)) => acceptor.step(&pdu, None, buf),
+        (Some(hint), None) => {
+            let pdu = framed.read_by_hint(hint).await?;
+            budget.spend(pdu.len())?;
+            acceptor.step(&pdu, None, buf)
+        }
+        (None, _) => acceptor.step_no_input(buf),
+    };
+    if !buf.filled().is_empty() {
+        framed.write_all(buf.filled()).await?;
+    }
+    result.map(|_| ()).map_err(|e| protocol(e.report()))
+}
+
+/// A connection that passed the login and is attached to a session.
+pub(crate) struct Active {
+    pub(crate) admission: Admission,
+    framed: Framed,
+    acceptor: Option<Acceptor>,
+    display: Box<dyn Display>,
+    mapper: InputMapper,
+    user_channel: u16,
+    io_channel: u16,
+    error_info: bool,
+    size: (u32, u32),
+    early_input: Vec<Vec<u8>>,
+}
+
+/// X.224, TLS, login, activation and the session's opening. Bounded by the handshake deadline
+/// and byte budget (the session's opening is bounded by the gate's own target timeouts).
+pub(crate) async fn run(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: &ServerConfig,
+    gate: &dyn Gate,
+) -> Result<Active, ServeError> {
+    let limits = config.limits;
+    let deadline = Instant::now() + limits.handshake;
+    let mut budget = Budget {
+        left: limits.handshake_bytes,
+        limit: limits.handshake_bytes,
+    };
+    let activated = timeout_at(deadline, activate(tcp, peer, config, gate, &mut budget))
+        .await
+        .map_err(|_| ServeError::Timeout(limits.handshake))??;
+    let Activated {
+        mut framed,
+        acceptor,
+        result,
+        admission,
+    } = activated;
+    let size = desktop_size(&result.capabilities);
+    let error_info = result
+        .client_early_capability_flags
+        .contains(ClientEarlyCapabilityFlags::SUPPORT_ERR_INFO_PDU);
+    let (user_channel, io_channel) = (result.user_channel_id, result.io_channel_id);
+    let display = match gate.open(admission.clone(), peer, size).await {
+        Ok(d) => d,
+        Err(denial) => {
+            let mut bye = Vec::new();
+            if error_info {
+                bye.extend(output::error_info(
+                    denial.refusal.error_info(),
+                    user_channel,
+                    io_channel,
+                ));
+            }
+            bye.extend(output::ultimatum());
+            let _ = timeout(limits.write_stall, framed.write_all(&bye)).await;
+            return Err(ServeError::Refused(denial));
+        }
+    };
+    let (w, h) = (u32::from(size.0), u32::from(size.1));
+    let mut active = Active {
+        admission,
+        framed,
+        acceptor: Some(acceptor),
+        display,
+        mapper: InputMapper::new(w, h),
+        user_channel,
+        io_channel,
+        error_info,
+        size: (w, h),
+        early_input: result.input_events,
+    };
+    let mut hello = Vec::new();
+    output::hidden_pointer(&mut hello);
+    timeout(limits.write_stall, active.framed.write_all(&hello))
+        .await
+        .map_err(|_| ServeError::Timeout(limits.write_stall))??;
+    let wanted = active.display.size();
+    if wanted != active.size {
+        active.reactivate(wanted, config).await?;
+    }
+    Ok(active)
+}
+
+struct Activated {
+    framed: Framed,
+    acceptor: Acceptor,
+    result: AcceptorResult,
+    admission: Admission,
+}
+
+async fn activate(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: &ServerConfig,
+    gate: &dyn Gate,
+    budget: &mut Budget,
+) -> Result<Activated, ServeError> {
+    let mut acceptor = Acceptor::new(
+        SecurityProtocol::SSL,
+        PROVISIONAL,
+        output::capabilities(PROVISIONAL.width, PROVISIONAL.height),
+        None,
+    );
+    acceptor.set_honor_client_desktop_size(Some(MAX_DESKTOP));
+    let mut buf = WriteBuf::new();
+    let mut framed = TokioFramed::new(tcp);
+
+    // The Connection Request: we keep its routing token (tickets travel there) before the
+    // acceptor takes it.
+    let request = framed.read_by_hint(&ironrdp_pdu::X224_HINT).await?;
+    budget.spend(request.len())?;
+    let routing_token = match decode::<X224<nego::ConnectionRequest>>(&request) {
+        Ok(X224(req)) => match req.nego_data {
+            Some(nego::NegoRequestData::RoutingToken(t)) => Some(t.0),
+            _ => None,
+        },
+        Err(e) => return Err(protocol(format!("bad connection request: {e}"))),
+    };
+    step(&mut framed, &mut acceptor, &mut buf, budget, Some(request)).await?;
+    while acceptor.reached_security_upgrade().is_none() {
+        step(&mut framed, &mut acceptor, &mut buf, budget, None).await?;
+    }
+    let (tcp, leftover) = framed.into_inner();
+    if !leftover.is_empty() {
+        return Err(protocol("the client sent data before the TLS handshake"));
+    }
+    let tls = tokio_rustls::TlsAcceptor::from(config.tls.clone())
+        .accept(tcp)
+        .await?;
+    acceptor.mark_security_upgrade_as_done();
+    let mut framed = TokioFramed::new(tls);
+
+    let mut admission = None;
+    loop {
+        if let Some(result) = acceptor.get_result() {
+            let admission = admission.ok_or_else(|| protocol("the client sent no login"))?;
+            return Ok(Activated {
+                framed,
+                acceptor,
+                result,
+                admission,
+            });
+        }
+        if acceptor.state().name() == "SecureSettingsExchange" {
+            let hint = acceptor
+                .next_pdu_hint()
+                .ok_or_else(|| protocol("acceptor expects no Client Info"))?;
+            let pdu = framed.read_by_hint(hint).await?;
+            budget.spend(pdu.len())?;
+            let login = client_info(&pdu, routing_token.clone(), peer)?;
+            match gate.admit(login).await {
+                Ok(a) => admission = Some(a),
+                Err(denial) => {
+                    // ServerInsufficientPrivileges, then the disconnect.
+                    buf.clear();
+                    let _ = acceptor.encode_access_denied(&mut buf);
+                    let mut bye = buf.filled().to_vec();
+                    bye.extend(output::ultimatum());
+                    let _ = framed.write_all(&bye).await;
+                    return Err(ServeError::Refused(denial));
+                }
+            }
+            step(&mut framed, &mut acceptor, &mut buf, budget, Some(pdu)).await?;
+        } else {
+            step(&mut framed, &mut acceptor, &mut buf, budget, None).await?;
+        }
+    }
+}
+
+/// The login in a Client Info PDU.
+fn client_info(
+    pdu: &[u8],
+    routing_token: Option<String>,
+    peer: SocketAddr,
+) -> Result<Login, ServeError> {
+    let X224(data) =
+        decode::<X224<ironrdp_pdu::mcs::SendDataRequest<'_>>>(pdu).map_err(protocol)?;
+    let info: ironrdp_pdu::rdp::ClientInfoPdu =
+        decode(data.user_data.as_ref()).map_err(protocol)?;
+    let creds = info.client_info.credentials;
+    Ok(Login {
+        username: creds.username,
+        domain: creds.domain.unwrap_or_default(),
+        password: creds.password,
+        routing_token,
+        client_addr: peer,
+    })
+}
+
+/// The desktop size the client was activated with (its own wish, bounded).
+fn desktop_size(caps: &[CapabilitySet]) -> (u16, u16) {
+    caps.iter()
+        .find_map(|c| match c {
+            CapabilitySet::Bitmap(b) => Some((b.desktop_width, b.desktop_height)),
+            _ => None,
+        })
+        .unwrap_or((PROVISIONAL.width, PROVISIONAL.height))
+}
+
+/// True when the client can take fast-path output (every current client can).
+#[allow(dead_code)]
+fn fast_path_output(caps: &[CapabilitySet]) -> bool {
+    caps.iter().any(|c| {
+        matches!(c, CapabilitySet::General(g) if g.extra_flags.contains(GeneralExtraFlags::FASTPATH_OUTPUT_SUPPORTED))
+    })
+}
+
+/// How an active connection ends.
+enum Step {
+    Go,
+    Stop(String),
+}
+
+impl Active {
+    /// The Deactivation-Reactivation sequence: the client's desktop takes the session's size.
+    async fn reactivate(
+        &mut self,
+        size: (u32, u32),
+        config: &ServerConfig,
+    ) -> Result<(), ServeError> {
+        let acceptor = self
+            .acceptor
+            .take()
+            .ok_or_else(|| protocol("no acceptor to reactivate"))?;
+        let to16 = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+        let desktop = DesktopSize {
+            width: to16(size.0),
+            height: to16(size.1),
+        };
+        let deactivate = output::deactivate_all(self.user_channel, self.io_channel);
+        self.write(&deactivate, config).await?;
+        let mut acceptor =
+            Acceptor::new_deactivation_reactivation(acceptor, StaticChannelSet::new(), desktop)
+                .map_err(|e| protocol(e.report()))?;
+        let mut buf = WriteBuf::new();
+        let mut budget = Budget {
+            left: config.limits.handshake_bytes,
+            limit: config.limits.handshake_bytes,
+        };
+        let result = timeout(config.limits.handshake, async {
+            loop {
+                if let Some(result) = acceptor.get_result() {
+                    return Ok::<_, ServeError>(result);
+                }
+                step(&mut self.framed, &mut acceptor, &mut buf, &mut budget, None).await?;
+            }
+        })
+        .await
+        .map_err(|_| ServeError::Timeout(config.limits.handshake))??;
+        let (w, h) = desktop_size(&result.capabilities);
+        self.size = (u32::from(w), u32::from(h));
+        self.mapper.width = self.size.0;
+        self.mapper.height = self.size.1;
+        self.early_input.extend(result.input_events);
+        self.acceptor = Some(acceptor);
+        self.display.refresh();
+        debug!(width = w, height = h, "native client reactivated");
+        Ok(())
+    }
+
+    async fn write(&mut self, bytes: &[u8], config: &ServerConfig) -> Result<(), ServeError> {
+        timeout(config.limits.write_stall, self.framed.write_all(bytes))
+            .await
+            .map_err(|_| ServeError::Timeout(config.limits.write_stall))??;
+        Ok(())
+    }
+
+    /// The active loop, until the client leaves or the session ends. Returns why it ended.
+    pub(crate) async fn run(mut self, config: &ServerConfig) -> Result<String, ServeError> {
+        for pdu in std::mem::take(&mut self.early_input) {
+            if let Step::Stop(why) = self.client_pdu(Action::FastPath, &pdu).await? {
+                return Ok(why);
+            }
+        }
+        let mut out = Vec::new();
+        loop {
+            tokio::select! {
+                pdu = self.framed.read_pdu() => {
+                    let (action, pdu) = match pdu {
+                        Ok(p) => p,
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            return Ok("the client disconnected".into())
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    if let Step::Stop(why) = self.client_pdu(action, &pdu).await? {
+                        return Ok(why);
+                    }
+                }
+                event = self.display.next() => match event {
+                    DisplayEvent::Damage(rects) => {
+                        out.clear();
+                        for (rect, px) in &rects {
+                            output::bitmap_updates(*rect, px, self.size.0, self.size.1, &mut out);
+                        }
+                        self.write(&out, config).await?;
+                    }
+                    DisplayEvent::Resize(w, h) => self.reactivate((w, h), config).await?,
+                    DisplayEvent::End(denial) => {
+                        let mut bye = Vec::new();
+                        if self.error_info {
+                            bye.extend(output::error_info(denial.refusal.error_info(), self.user_channel, self.io_channel));
+                        }
+                        bye.extend(output::ultimatum());
+                        let _ = self.write(&bye, config).await;
+                        return Ok(denial.message);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Acts on one PDU from the client.
+    async fn client_pdu(&mut self, action: Action, pdu: &[u8]) -> Result<Step, ServeError> {
+        match action {
+            Action::FastPath => {
+                let input: FastPathInput = decode(pdu).map_err(protocol)?;
+                for event in self.mapper.fast_path(input.input_events()) {
+                    self.display.input(event).await;
+                }
+            }
+            Action::X224 => {
+                let X224(message) = decode::<X224<McsMessage<'_>>>(pdu).map_err(protocol)?;
+                match message {
+                    McsMessage::DisconnectProviderUltimatum(_) => {
+                        return Ok(Step::Stop("the client disconnected".into()))
+                    }
+                    McsMessage::SendDataRequest(data) if data.channel_id == self.io_channel => {
+                        let header: ShareControlHeader =
+                            decode(data.user_data.as_ref()).map_err(protocol)?;
+                        if let ShareControlPdu::Data(data) = header.share_control_pdu {
+                            match data.share_data_pdu {
+                                ShareDataPdu::Input(input) => {
+                                    for event in self.mapper.slow_path(&input.0) {
+                                        self.display.input(event).await;
+                                    }
+                                }
+                                ShareDataPdu::RefreshRectangle(_) => self.display.refresh(),
+                                ShareDataPdu::ShutdownRequest => {
+                                    return Ok(Step::Stop("the client logged off".into()))
+                                }
+                                other => debug!(pdu = other.as_short_name(), "client PDU ignored"),
+                            }
+                        }
+                    }
+                    // Other channels (clipboard, drives, sound) are not offered yet.
+                    _ => {}
+                }
+            }
+        }
+        Ok(Step::Go)
+    }
+}

@@ -1,0 +1,241 @@
+//! Towards native clients: an RDP server on `ironrdp-acceptor` 0.12 (the same IronRDP family as
+//! the client side; `ironrdp-server` 0.13 belongs to an older one that cannot share a build with
+//! it). mstsc, FreeRDP or Remmina connect to the gateway, log in with gateway credentials and are
+//! shown the desktop of the target they picked, which the gateway reaches on its own.
+//!
+//! One connection, in order:
+//! 1. X.224 negotiation and TLS with the gateway's certificate (no NLA yet: the client sends the
+//!    typed credentials in the Client Info PDU, over TLS);
+//! 2. the Client Info PDU is read by us before the acceptor sees it: the [`Gate`] checks the
+//!    login and the grant, and a refusal ends the connection with an RDP error code there and
+//!    then, before licensing, capabilities or any contact with a target;
+//! 3. activation at the client's desktop size; the gate opens the target session and attaches
+//!    this connection as a viewer ([`Display`]);
+//! 4. the active loop: damage becomes 32-bit bitmap updates, client input goes back as
+//!    protocol-neutral input; the session's end becomes an RDP error code and a disconnect.
+//!
+//! Every step before activation runs under one deadline and a byte budget, so a slow or
+//! flooding client is cut off; each write has its own deadline.
+
+mod handshake;
+mod input;
+mod output;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ironrdp_pdu::rdp::server_error_info::ProtocolIndependentConnectionBrokerCode;
+use ironrdp_pdu::rdp::server_error_info::{ErrorInfo, ProtocolIndependentCode};
+use portcullis_core::desktop::{InputEvent, Rect};
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+/// A boxed future, so that [`Gate`] and [`Display`] can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Limits for one client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// From the TCP accept to the end of activation (TLS, login, capabilities).
+    pub handshake: Duration,
+    /// Most bytes a client may send before it is activated.
+    pub handshake_bytes: usize,
+    /// Longest a single write to the client may take before it is cut off.
+    pub write_stall: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake: Duration::from_secs(20),
+            handshake_bytes: 1024 * 1024,
+            write_stall: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The listener's settings.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// The gateway's TLS identity.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Limits per connection.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a client presented to log in.
+#[derive(Clone)]
+pub struct Login {
+    /// The user name field as typed (e.g. `alice#web01`).
+    pub username: String,
+    /// The domain field as typed (often empty).
+    pub domain: String,
+    /// The password as typed.
+    pub password: String,
+    /// The load-balancing info of an `.rdp` file (`Cookie: msts=...`), where tickets travel.
+    pub routing_token: Option<String>,
+    /// The client's address.
+    pub client_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("username", &self.username)
+            .field("domain", &self.domain)
+            .field("password", &"[redacted]")
+            .field(
+                "routing_token",
+                &self.routing_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("client_addr", &self.client_addr)
+            .finish()
+    }
+}
+
+/// Why a client is refused or cut off; each maps to an RDP error code the client shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Wrong user name, password or ticket.
+    BadCredentials,
+    /// Right credentials, but no grant for the target (or no target named).
+    NotAllowed,
+    /// The target could not be reached or refused the gateway.
+    TargetFailed,
+    /// An administrator closed the session.
+    ClosedByAdmin,
+    /// The session ended for another reason (target gone, policy).
+    Ended,
+}
+
+impl Refusal {
+    fn error_info(self) -> ErrorInfo {
+        match self {
+            Refusal::BadCredentials | Refusal::NotAllowed => ErrorInfo::ProtocolIndependentCode(
+                ProtocolIndependentCode::ServerInsufficientPrivileges,
+            ),
+            Refusal::TargetFailed => ErrorInfo::ProtocolIndependentConnectionBrokerCode(
+                ProtocolIndependentConnectionBrokerCode::DestinationNotFound,
+            ),
+            Refusal::ClosedByAdmin => {
+                ErrorInfo::ProtocolIndependentCode(ProtocolIndependentCode::RpcInitiatedDisconnect)
+            }
+            Refusal::Ended => {
+                ErrorInfo::ProtocolIndependentCode(ProtocolIndependentCode::ServerDeniedConnection)
+            }
+        }
+    }
+}
+
+/// A refusal with words for the log (never sent to the client: RDP has only codes).
+#[derive(Debug, Clone, Error)]
+#[error("{message}")]
+pub struct Denial {
+    /// The kind, which picks the RDP error code.
+    pub refusal: Refusal,
+    /// Why, for the gateway's log.
+    pub message: String,
+}
+
+/// Who was let in, and to what. Made by the [`Gate`], handed back to it to open the session.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// Gateway user.
+    pub user: String,
+    /// Target name.
+    pub target: String,
+}
+
+/// The gateway's side of a native connection: checks logins and opens sessions.
+pub trait Gate: Send + Sync + 'static {
+    /// Checks a login (password or ticket, and the grant). Must not contact any target.
+    fn admit(&self, login: Login) -> BoxFuture<'_, Result<Admission, Denial>>;
+    /// Opens (or joins) the session and attaches this connection as its viewer. `size` is
+    /// the desktop size the client asked for.
+    fn open(
+        &self,
+        admission: Admission,
+        client_addr: SocketAddr,
+        size: (u16, u16),
+    ) -> BoxFuture<'_, Result<Box<dyn Display>, Denial>>;
+}
+
+/// What a [`Display`] reports.
+#[derive(Debug)]
+pub enum DisplayEvent {
+    /// Changed areas with their RGBX pixels.
+    Damage(Vec<(Rect, Vec<u8>)>),
+    /// The desktop has a new size (its content follows as damage).
+    Resize(u32, u32),
+    /// The session ended.
+    End(Denial),
+}
+
+/// A live session as one native client sees it.
+pub trait Display: Send {
+    /// The desktop size.
+    fn size(&self) -> (u32, u32);
+    /// The next change. Cancel-safe: nothing is lost when the future is dropped.
+    fn next(&mut self) -> BoxFuture<'_, DisplayEvent>;
+    /// Relays the client's input to the target (waits when the target is slow).
+    fn input(&mut self, input: InputEvent) -> BoxFuture<'_, ()>;
+    /// The client asked for (part of) the screen again.
+    fn refresh(&mut self);
+}
+
+/// Why a connection ended early; logged by [`serve`].
+#[derive(Debug, Error)]
+pub(crate) enum ServeError {
+    #[error("the client took longer than {0:?} to connect")]
+    Timeout(Duration),
+    #[error("the client sent more than {0} bytes before it was activated")]
+    TooMuch(usize),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("RDP: {0}")]
+    Protocol(String),
+    #[error("refused: {0}")]
+    Refused(Denial),
+}
+
+/// Serves one client connection to its end. Never panics on what the client sends; every
+/// failure is logged with the client's address.
+pub async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: Arc<ServerConfig>,
+    gate: Arc<dyn Gate>,
+) {
+    let _ = tcp.set_nodelay(true);
+    match handshake::run(tcp, peer, &config, gate.as_ref()).await {
+        Ok(active) => {
+            let user = active.admission.user.clone();
+            let target = active.admission.target.clone();
+            info!(client = %peer, %user, %target, "native RDP session started");
+            match active.run(&config).await {
+                Ok(reason) => {
+                    info!(client = %peer, %user, %target, %reason, "native RDP session ended")
+                }
+                Err(error) => {
+                    warn!(client = %peer, %user, %target, %error, "native RDP session cut off")
+                }
+            }
+        }
+        Err(ServeError::Refused(denial)) => {
+            warn!(client = %peer, reason = %denial.message, "native RDP login refused")
+        }
+        Err(error) => warn!(client = %peer, %error, "native RDP connection failed"),
+    }
+}

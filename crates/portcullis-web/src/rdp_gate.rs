@@ -1,0 +1,234 @@
+//! The gateway's side of native RDP connections: who may log in, to which target, and opening
+//! the session through the broker (the same path as a browser session).
+//!
+//! Target selection, in the user name a native client sends:
+//! - `alice#web01`: gateway user `alice`, target `web01`;
+//! - `alice`: the only target `alice` has a grant for (refused when there are several);
+//! - the domain field is ignored (clients fill it in on their own).
+//!
+//! The password is the gateway password of that user.
+
+use std::net::SocketAddr;
+
+use portcullis_broker::{OpenRequest, RawViewer, SessionHandle};
+use portcullis_core::desktop::InputEvent;
+use portcullis_core::session::EntryPath;
+use portcullis_core::wire::ServerMessage;
+use portcullis_rdp::server::{
+    Admission, BoxFuture, Denial, Display, DisplayEvent, Gate, Login, Refusal,
+};
+use tracing::{info, warn};
+
+use crate::{ops, AppState};
+
+/// The [`Gate`] of the gateway's RDP listener.
+#[derive(Clone)]
+pub struct RdpGate {
+    state: AppState,
+}
+
+impl std::fmt::Debug for RdpGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RdpGate").finish_non_exhaustive()
+    }
+}
+
+fn deny(refusal: Refusal, message: impl Into<String>) -> Denial {
+    Denial {
+        refusal,
+        message: message.into(),
+    }
+}
+
+/// Splits `alice#web01` into the user and the target, if one is named.
+pub fn parse_username(username: &str) -> (&str, Option<&str>) {
+    match username.split_once('#') {
+        Some((user, target)) => (user, Some(target)),
+        None => (username, None),
+    }
+}
+
+impl RdpGate {
+    /// A gate over the gateway's state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    async fn check(&self, login: Login) -> Result<Admission, Denial> {
+        let (user, target) = parse_username(&login.username);
+        let bad = || {
+            deny(
+                Refusal::BadCredentials,
+                format!("wrong password for {user:?}"),
+            )
+        };
+        if user.len() > 256 || login.password.len() > ops::MAX_SECRET_LEN {
+            return Err(bad());
+        }
+        let _permit = self
+            .state
+            .login_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| deny(Refusal::BadCredentials, "login slots closed"))?;
+        let record = self
+            .state
+            .store
+            .get_user(user)
+            .map_err(|e| deny(Refusal::BadCredentials, e.to_string()))?;
+        let password = login.password.clone();
+        let verified = tokio::task::spawn_blocking(move || match &record {
+            Some(u) => portcullis_secrets::verify_password(&password, &u.password_hash),
+            None => {
+                portcullis_secrets::burn_verify_time(&password);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if !verified {
+            return Err(bad());
+        }
+        let target = match target {
+            Some(t) => t.to_owned(),
+            None => {
+                let grants: Vec<String> = self
+                    .state
+                    .store
+                    .list_grants()
+                    .map_err(|e| deny(Refusal::NotAllowed, e.to_string()))?
+                    .into_iter()
+                    .filter(|g| g.user == user)
+                    .map(|g| g.target)
+                    .collect();
+                match grants.as_slice() {
+                    [only] => only.clone(),
+                    [] => return Err(deny(Refusal::NotAllowed, format!("{user} has no grant"))),
+                    _ => {
+                        return Err(deny(
+                            Refusal::NotAllowed,
+                            format!(
+                                "{user} has several grants and named no target (use user#target)"
+                            ),
+                        ))
+                    }
+                }
+            }
+        };
+        let granted = self
+            .state
+            .store
+            .has_grant(user, &target)
+            .map_err(|e| deny(Refusal::NotAllowed, e.to_string()))?;
+        if !granted {
+            return Err(deny(
+                Refusal::NotAllowed,
+                format!("{user} has no grant for target {target:?}"),
+            ));
+        }
+        Ok(Admission {
+            user: user.to_owned(),
+            target,
+        })
+    }
+
+    async fn open_session(
+        &self,
+        admission: Admission,
+        client_addr: SocketAddr,
+        size: (u16, u16),
+    ) -> Result<Box<dyn Display>, Denial> {
+        let target = self
+            .state
+            .store
+            .get_target(&admission.target)
+            .map_err(|e| deny(Refusal::TargetFailed, e.to_string()))?
+            .ok_or_else(|| {
+                deny(
+                    Refusal::NotAllowed,
+                    format!("no target {:?}", admission.target),
+                )
+            })?;
+        let spec = ops::target_spec(
+            &self.state.key,
+            &target,
+            Some(size),
+            self.state.rdp_remotefx,
+        )
+        .map_err(|e| deny(Refusal::TargetFailed, e.to_string()))?;
+        let req = OpenRequest {
+            user: admission.user.clone(),
+            target: admission.target.clone(),
+            spec,
+            client_addr: client_addr.to_string(),
+            entry: EntryPath::Rdp,
+        };
+        let handle = self.state.broker.open(req).await.map_err(|e| {
+            warn!(user = %admission.user, target = %admission.target, error = %e.message, "native session failed to open");
+            deny(Refusal::TargetFailed, e.message)
+        })?;
+        info!(session = %handle.id(), user = %admission.user, target = %admission.target, "native RDP viewer attached");
+        let viewer = handle.attach_raw_viewer(&admission.user);
+        Ok(Box::new(NativeView { viewer, handle }))
+    }
+}
+
+/// The session a native client opened: it lives as long as the client's connection.
+struct NativeView {
+    viewer: RawViewer,
+    handle: SessionHandle,
+}
+
+impl Drop for NativeView {
+    fn drop(&mut self) {
+        self.handle.close(ServerMessage::Closed {
+            reason: "the native RDP client disconnected".into(),
+        });
+    }
+}
+
+impl Display for NativeView {
+    fn size(&self) -> (u32, u32) {
+        Display::size(&self.viewer)
+    }
+
+    fn next(&mut self) -> BoxFuture<'_, DisplayEvent> {
+        Display::next(&mut self.viewer)
+    }
+
+    fn input(&mut self, input: InputEvent) -> BoxFuture<'_, ()> {
+        Display::input(&mut self.viewer, input)
+    }
+
+    fn refresh(&mut self) {
+        Display::refresh(&mut self.viewer);
+    }
+}
+
+impl Gate for RdpGate {
+    fn admit(&self, login: Login) -> BoxFuture<'_, Result<Admission, Denial>> {
+        Box::pin(self.check(login))
+    }
+
+    fn open(
+        &self,
+        admission: Admission,
+        client_addr: SocketAddr,
+        size: (u16, u16),
+    ) -> BoxFuture<'_, Result<Box<dyn Display>, Denial>> {
+        Box::pin(self.open_session(admission, client_addr, size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_username;
+
+    #[test]
+    fn user_and_target_forms() {
+        assert_eq!(parse_username("alice#web01"), ("alice", Some("web01")));
+        assert_eq!(parse_username("alice"), ("alice", None));
+        assert_eq!(parse_username("alice#"), ("alice", Some("")));
+    }
+}
