@@ -347,7 +347,9 @@ export async function startXfreerdp({ display, args = [] } = {}) {
     },
     alive() {
       if (read('xfreerdp.exit') !== null) return false;
-      try { process.kill(Number(read('xfreerdp.pid')), 0); return true; } catch { return false; }
+      const pid = Number(read('xfreerdp.pid'));
+      if (!pid) return false;
+      try { process.kill(pid, 0); return true; } catch { return false; }
     },
     log: () => read('xfreerdp.log') ?? '',
     stop() {

@@ -2,15 +2,20 @@
 // headless Chromium through the gateway; hostile RDP servers cut off without harm to others.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, existsSync, rmSync } from 'node:fs';
+import { readFileSync, existsSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
 import {
-  startDesktop, startGateway, startXrdpDesktop, startShadowDesktop, launchBrowser, uiLogin,
-  compareCanvasWith, sleep,
+  startDesktop, startGateway, startXrdpDesktop, startShadowDesktop, startXfreerdp, launchBrowser,
+  uiLogin, compareCanvasWith, sleep, freePort,
 } from './harness.mjs';
 import { startHostileRdp } from './hostile-rdp.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const ALICE = 'alice-password-123';
+const BOB = 'bob-password-1234';
 const VNC_PASSWORD = 'vncsecret';
 
 let vnc, xrdp, shadow, gw, browser, admin;
@@ -21,11 +26,18 @@ before(async () => {
     startXrdpDesktop(),
     startShadowDesktop(),
   ]);
-  gw = await startGateway({ adminPassword: ADMIN });
+  const rdpPort = await freePort();
+  gw = await startGateway({
+    adminPassword: ADMIN,
+    extraConfig: `[rdp]\nlisten = "127.0.0.1:${rdpPort}"\nticket_ttl_secs = 4\nhandshake_timeout_secs = 4\n`,
+  });
+  gw.rdpPort = rdpPort;
   browser = await launchBrowser();
   admin = gw.api();
   assert.equal((await admin.login('admin', ADMIN)).status, 200);
   let r = await admin.post('/users', { name: 'alice', password: ALICE, role: 'user' });
+  assert.equal(r.status, 201, r.text);
+  r = await admin.post('/users', { name: 'bob', password: BOB, role: 'user' });
   assert.equal(r.status, 201, r.text);
   const targets = [
     { name: 'desk', kind: 'vnc', address: vnc.address, password: VNC_PASSWORD },
@@ -215,5 +227,212 @@ for (const behaviour of ['garbage', 'trickle', 'silent', 'truncated', 'tls_garba
     assert.match(gw.log(), new RegExp(`session failed to open.*target=${name}`));
     await page.context().close();
     await good.context().close();
+  });
+}
+
+// --- Native RDP clients (xfreerdp on its own Xvfb) through the gateway's RDP listener. ---
+
+const clients = [];
+after(() => { for (const c of clients) c.stop(); });
+
+async function xfreerdp(...args) {
+  const c = await startXfreerdp({ args: [...args, '/cert:ignore', '/size:1280x800'] });
+  clients.push(c);
+  return c;
+}
+
+/** Pixels that differ by more than 10% between two PNGs, in `region` (ImageMagick). */
+function diffPixels(a, b, { x, y, w, h }) {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-diff-'));
+  const crop = (src, name) => {
+    const out = join(dir, name);
+    execFileSync('convert', [src, '-crop', `${w}x${h}+${x}+${y}`, '+repage', out]);
+    return out;
+  };
+  const r = spawnSync('compare', ['-metric', 'AE', '-fuzz', '10%', crop(a, 'a.png'), crop(b, 'b.png'), 'null:']);
+  rmSync(dir, { recursive: true, force: true });
+  return Number(String(r.stderr).trim().split(/\s/)[0]);
+}
+
+/** Waits until the client's screen shows the target's (1000x600 at the top left). */
+async function assertClientShows(client, targetShot, what) {
+  const region = { x: 0, y: 0, w: 1000, h: 600 };
+  let diff;
+  for (let i = 0; i < 40; i++) {
+    try {
+      diff = diffPixels(client.screenshot(), targetShot(), region);
+      if (diff / (region.w * region.h) < 0.01) return;
+    } catch (e) {
+      diff = String(e);
+    }
+    await sleep(250);
+  }
+  assert.fail(`${what}: the client's screen differs from the target's (${diff} pixels)\n${client.log().slice(-1500)}`);
+}
+
+async function waitExit(client, ms = 10000) {
+  for (let i = 0; i < ms / 100 && client.alive(); i++) await sleep(100);
+  assert.equal(client.alive(), false, `xfreerdp still runs\n${client.log().slice(-1500)}`);
+}
+
+const targetContacts = () => (gw.log().match(/RDP target connected|session opened/g) ?? []).length;
+
+test('native xfreerdp through the gateway: the xrdp desktop, typing, listed, recorded, closed by an admin', async () => {
+  const started = Date.now();
+  const client = await xfreerdp(`/v:127.0.0.1:${gw.rdpPort}`, '/u:alice#xrdp', `/p:${ALICE}`);
+  await assertClientShows(client, () => xrdp.screenshot(), 'xrdp through the gateway');
+  const firstFrameMs = Date.now() - started;
+
+  const marker = `/tmp/portcullis-native-e2e-${process.pid}`;
+  rmSync(marker, { force: true });
+  client.xdotool('mousemove', '400', '300', 'click', '1');
+  client.xdotool('type', '--delay', '40', `echo Native-Typed_42 > ${marker}`);
+  client.xdotool('key', 'Return');
+  for (let i = 0; i < 80 && !existsSync(marker); i++) await sleep(100);
+  assert.ok(existsSync(marker), `typed command did not run on the target\n${gw.log().slice(-2000)}`);
+  assert.equal(readFileSync(marker, 'utf8').trim(), 'Native-Typed_42');
+  rmSync(marker, { force: true });
+  await assertClientShows(client, () => xrdp.screenshot(), 'after typing');
+
+  const mine = (await admin.get('/sessions')).json.find((s) => s.entry === 'rdp');
+  assert.ok(mine, JSON.stringify((await admin.get('/sessions')).json));
+  assert.equal(mine.user, 'alice');
+  assert.equal(mine.target, 'xrdp');
+  // Several watchers: the admin's browser can watch the native session live too (same path).
+  assert.equal((await admin.del(`/sessions/${mine.id}`)).status, 204);
+  await waitExit(client, 5000);
+  assert.match(client.log(), /ERRINFO_RPC_INITIATED_DISCONNECT/);
+
+  let rec;
+  for (let i = 0; i < 50; i++) {
+    rec = (await admin.get(`/recordings/${mine.id}`)).json;
+    if (rec?.recording?.state === 'complete') break;
+    await sleep(200);
+  }
+  assert.equal(rec.recording.state, 'complete', JSON.stringify(rec));
+  const events = (await admin.get(`/recordings/${mine.id}/events`)).json;
+  const keys = events.filter((e) => e.type === 'keys').map((e) => e.text).join('');
+  assert.match(keys, /Native-Typed_42/);
+  console.log(`# native connect to first matching frame: ${firstFrameMs} ms`);
+});
+
+test('a native client can open a VNC target too', async () => {
+  const client = await xfreerdp(`/v:127.0.0.1:${gw.rdpPort}`, '/u:alice#desk', `/p:${ALICE}`);
+  await assertClientShows(client, () => {
+    const p = join(tmpdir(), `pc-vnc-shot-${process.pid}.png`);
+    writeFileSync(p, vnc.screenshot());
+    return p;
+  }, 'VNC through the gateway');
+  client.stop();
+});
+
+for (const [name, user, password] of [
+  ['wrong password', 'alice#xrdp', 'not-alices-password'],
+  ['unknown user', 'mallory#xrdp', 'whatever-password'],
+  ['no grant', 'bob#xrdp', BOB],
+  ['no such target', 'alice#nosuch', ALICE],
+  ['several grants and no target named', 'alice', ALICE],
+]) {
+  test(`native login refused at protocol level before any target is contacted: ${name}`, async () => {
+    const contacts = targetContacts();
+    const refusals = () => (gw.log().match(/native RDP login refused/g) ?? []).length;
+    const before = refusals();
+    const client = await xfreerdp(`/v:127.0.0.1:${gw.rdpPort}`, `/u:${user}`, `/p:${password}`);
+    await waitExit(client);
+    assert.match(client.log(), /ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES/);
+    assert.equal(refusals(), before + 1);
+    assert.equal(targetContacts(), contacts, 'a target was contacted');
+    assert.equal((await admin.get('/sessions')).json.length, 0);
+  });
+}
+
+async function rdpFile(target) {
+  const alice = gw.api();
+  assert.equal((await alice.login('alice', ALICE)).status, 200);
+  const r = await alice.post(`/targets/${target}/rdp-file`);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.headers['content-type'], 'application/x-rdp');
+  assert.match(r.headers['content-disposition'], new RegExp(`${target}\\.rdp`));
+  assert.match(r.text, /loadbalanceinfo:s:Cookie: msts=pct_/);
+  assert.doesNotMatch(r.text, new RegExp(ALICE));
+  const path = join(mkdtempSync(join(tmpdir(), 'pc-rdpfile-')), `${target}.rdp`);
+  writeFileSync(path, r.text);
+  return path;
+}
+
+test('the .rdp file of the web UI lets a native client in once, without a password', async () => {
+  const file = await rdpFile('nla');
+  const client = await xfreerdp(file);
+  await assertClientShows(client, () => shadow.screenshot(), 'ticket session');
+  client.stop();
+  await waitExit(client);
+  const again = await xfreerdp(file);
+  await waitExit(again);
+  assert.match(again.log(), /ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES/);
+  assert.match(gw.log(), /unknown, used or expired RDP ticket/);
+  // Nobody without a grant gets a file.
+  const bob = gw.api();
+  await bob.login('bob', BOB);
+  assert.equal((await bob.post('/targets/nla/rdp-file')).status, 404);
+});
+
+test('an .rdp file expires', async () => {
+  const file = await rdpFile('nla');
+  await sleep(4500);
+  const contacts = targetContacts();
+  const client = await xfreerdp(file);
+  await waitExit(client);
+  assert.match(client.log(), /ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES/);
+  assert.equal(targetContacts(), contacts);
+});
+
+/** Sends `chunks` (Buffers, or numbers = pauses in ms) to the RDP listener; resolves when the gateway closes. */
+function rawRdp(chunks) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const sock = net.connect(gw.rdpPort, '127.0.0.1');
+    sock.on('error', () => {});
+    sock.on('data', () => {});
+    sock.on('close', () => resolve(Date.now() - started));
+    sock.on('connect', async () => {
+      for (const c of chunks) {
+        if (typeof c === 'number') await sleep(c);
+        else if (!sock.destroyed) sock.write(c);
+      }
+    });
+  });
+}
+
+/** An X.224 Connection Request asking for TLS or NLA, as mstsc sends it. */
+const CR = (() => {
+  const cookie = Buffer.from('Cookie: mstshash=alice\r\n');
+  const neg = Buffer.from([0x01, 0x00, 0x08, 0x00, 0x03, 0x00, 0x00, 0x00]);
+  const x224 = Buffer.from([6 + cookie.length + neg.length, 0xe0, 0, 0, 0, 0, 0]);
+  const len = 4 + x224.length + cookie.length + neg.length;
+  return Buffer.concat([Buffer.from([3, 0, len >> 8, len & 0xff]), x224, cookie, neg]);
+})();
+const hostileClients = {
+  garbage: [Buffer.alloc(5000, 0x5a)],
+  huge_length: [Buffer.from([0x03, 0x00, 0xff, 0xff, 0x02, 0xf0, 0x80])],
+  truncated_request: [CR.subarray(0, 20)],
+  slow_loris: [CR.subarray(0, 1), 1000, CR.subarray(1, 2), 1000, CR.subarray(2, 3), 1000, CR.subarray(3, 4)],
+  data_before_tls: [CR, Buffer.alloc(64, 0x16)],
+};
+
+for (const [behaviour, chunks] of Object.entries(hostileClients)) {
+  test(`a hostile native client (${behaviour}) is cut off with a logged error; other sessions go on`, async () => {
+    const good = await xfreerdp(`/v:127.0.0.1:${gw.rdpPort}`, '/u:alice#nla', `/p:${ALICE}`);
+    await assertClientShows(good, () => shadow.screenshot(), 'the good session');
+    const failures = () => (gw.log().match(/native RDP connection failed/g) ?? []).length;
+    const before = failures();
+    const took = await rawRdp(chunks);
+    assert.ok(took < 7000, `connection held for ${took} ms`);
+    for (let i = 0; i < 20 && failures() === before; i++) await sleep(100);
+    assert.equal(failures(), before + 1, gw.log().slice(-1500));
+    assert.ok(good.alive(), 'the good client was disconnected');
+    await assertClientShows(good, () => shadow.screenshot(), 'the good session after the attack');
+    assert.equal(gw.exited, null, 'gateway died');
+    good.stop();
+    await waitExit(good);
   });
 }

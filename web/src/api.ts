@@ -139,9 +139,9 @@ function checkUnauthorized(res: Response, path: string): void {
   if (res.status === 401 && path !== '/auth/login') unauthorized();
 }
 
-/** One API call. Resolves to the parsed JSON answer (null for 204). */
-export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const headers: Record<string, string> = { accept: 'application/json' };
+/** Sends one API request; rejects with an ApiError when it fails or the answer is not 2xx. */
+async function send(method: string, path: string, body: unknown, accept: string): Promise<Response> {
+  const headers: Record<string, string> = { accept };
   const changing = method !== 'GET' && method !== 'HEAD';
   if (changing) {
     headers['x-portcullis-csrf'] = '1';
@@ -164,6 +164,12 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     checkUnauthorized(res, path);
     throw new ApiError(res.status, message);
   }
+  return res;
+}
+
+/** One API call. Resolves to the parsed JSON answer (null for 204). */
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const res = await send(method, path, body, 'application/json');
   if (res.status === 204) return null as T;
   const text = await res.text();
   if (text === '') return null as T;
@@ -171,6 +177,16 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     return JSON.parse(text) as T;
   } catch {
     throw new ApiError(res.status, 'The gateway sent an answer that is not JSON.');
+  }
+}
+
+/** One API call whose answer is a file: resolves to its body (same errors as `api`). */
+export async function apiBlob(method: string, path: string, body?: unknown): Promise<Blob> {
+  const res = await send(method, path, body, '*/*');
+  try {
+    return await res.blob();
+  } catch {
+    throw new ApiError(0, 'The connection to the gateway broke while downloading the file.');
   }
 }
 
@@ -183,6 +199,8 @@ export const listTargets = () => api<Target[]>('GET', '/targets');
 export const createTarget = (t: NewTarget) =>
   api<Target>('POST', '/targets', t);
 export const deleteTarget = (name: string) => api<null>('DELETE', `/targets/${seg(name)}`);
+/** A one-time `.rdp` file for a native RDP client (the ticket in it works once, for a few minutes). */
+export const rdpFile = (name: string) => apiBlob('POST', `/targets/${seg(name)}/rdp-file`);
 
 export const listUsers = () => api<User[]>('GET', '/users');
 export const createUser = (u: { name: string; password: string; role: string }) => api<User>('POST', '/users', u);

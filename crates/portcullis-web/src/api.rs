@@ -188,6 +188,57 @@ pub(crate) async fn create_target(
     Ok((StatusCode::CREATED, Json(target_json(&t, true))))
 }
 
+/// A one-time `.rdp` file for a target the user may open: the ticket in it lets a native RDP
+/// client in once, within the ticket lifetime.
+pub(crate) async fn rdp_file(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, WebError> {
+    let Some(port) = state.rdp_port else {
+        return Err(WebError::NotFound(
+            "native RDP clients are not served by this gateway (rdp.enabled = false)".into(),
+        ));
+    };
+    if !state.store.has_grant(&user.name, &name)? || state.store.get_target(&name)?.is_none() {
+        return Err(WebError::NotFound(format!("no target named {name:?}")));
+    }
+    // The host the browser used reaches the gateway; the RDP listener is on the same host.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| match h.rsplit_once(':') {
+            Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+            _ => h,
+        })
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
+        })
+        .unwrap_or("localhost")
+        .to_owned();
+    let ticket = state
+        .rdp_tickets
+        .issue(&user.name, &name)
+        .ok_or_else(|| WebError::TooManyRequests("too many RDP tickets outstanding".into()))?;
+    info!(user = %user.name, target = %name, "RDP ticket issued");
+    let body = crate::rdp_tickets::rdp_file(&host, port, &user.name, &name, &ticket);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-rdp".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.rdp\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 pub(crate) async fn delete_target(
     State(state): State<AppState>,
     Admin(admin): Admin,

@@ -8,6 +8,7 @@ mod error;
 mod openapi;
 pub mod ops;
 pub mod rdp_gate;
+pub mod rdp_tickets;
 mod recordings;
 mod tls;
 mod ui;
@@ -56,6 +57,10 @@ pub struct AppState {
     pub recordings: Option<Recordings>,
     /// Offer RemoteFX (lossy, less bandwidth) to RDP targets; off: lossless bitmaps.
     pub rdp_remotefx: bool,
+    /// The RDP listener's port, when native clients are served.
+    pub rdp_port: Option<u16>,
+    /// One-time tickets of `.rdp` files.
+    pub rdp_tickets: rdp_tickets::RdpTickets,
 }
 
 impl AppState {
@@ -69,6 +74,8 @@ impl AppState {
             login_slots: Arc::new(tokio::sync::Semaphore::new(LOGIN_SLOTS)),
             recordings: None,
             rdp_remotefx: false,
+            rdp_port: None,
+            rdp_tickets: rdp_tickets::RdpTickets::new(Duration::from_secs(300)),
         }
     }
 
@@ -88,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/targets", get(api::list_targets).post(api::create_target))
         .route("/targets/{name}", delete(api::delete_target))
         .route("/targets/{name}/connect", get(ws::connect))
+        .route("/targets/{name}/rdp-file", post(api::rdp_file))
         .route("/users", get(api::list_users).post(api::create_user))
         .route("/users/{name}", delete(api::delete_user))
         .route("/grants", get(api::list_grants).post(api::create_grant))

@@ -57,6 +57,10 @@ pub(crate) async fn document() -> Json<Value> {
                 "parameters": [path_param("name"), query_param("width", "integer"), query_param("height", "integer")],
                 "get": op("Open a session: WebSocket upgrade (see docs/browser-protocol.md); width and height: desktop size wished for RDP targets", "a user with a grant for the target", None, "101")
             },
+            "/targets/{name}/rdp-file": {
+                "parameters": [path_param("name")],
+                "post": op("A one-time .rdp file (ticket valid once, for rdp.ticket_ttl_secs) for a native RDP client", "a user with a grant for the target", None, "200")
+            },
             "/users": {
                 "get": op("List users", "admin", None, "200"),
                 "post": op("Create a user", "admin", Some("NewUser"), "201")

@@ -6,7 +6,8 @@
 //! - `alice`: the only target `alice` has a grant for (refused when there are several);
 //! - the domain field is ignored (clients fill it in on their own).
 //!
-//! The password is the gateway password of that user.
+//! The password is the gateway password of that user. Or the client presents a one-time
+//! ticket from an `.rdp` file (see [`crate::rdp_tickets`]) and needs no password.
 
 use std::net::SocketAddr;
 
@@ -19,6 +20,7 @@ use portcullis_rdp::server::{
 };
 use tracing::{info, warn};
 
+use crate::rdp_tickets::TICKET_PREFIX;
 use crate::{ops, AppState};
 
 /// The [`Gate`] of the gateway's RDP listener.
@@ -55,6 +57,13 @@ impl RdpGate {
     }
 
     async fn check(&self, login: Login) -> Result<Admission, Denial> {
+        if let Some(token) = login
+            .routing_token
+            .as_deref()
+            .filter(|t| t.starts_with(TICKET_PREFIX))
+        {
+            return self.redeem(token, &login);
+        }
         let (user, target) = parse_username(&login.username);
         let bad = || {
             deny(
@@ -131,6 +140,37 @@ impl RdpGate {
             user: user.to_owned(),
             target,
         })
+    }
+
+    /// A ticket from an `.rdp` file: valid once, before it expires, for the user it was issued
+    /// to (the client may leave the user name empty, but not name someone else).
+    fn redeem(&self, token: &str, login: &Login) -> Result<Admission, Denial> {
+        let (user, target) = self.state.rdp_tickets.redeem(token).ok_or_else(|| {
+            deny(
+                Refusal::BadCredentials,
+                "unknown, used or expired RDP ticket",
+            )
+        })?;
+        let (named, named_target) = parse_username(&login.username);
+        if !(named.is_empty() || named == user) || named_target.is_some_and(|t| t != target) {
+            return Err(deny(
+                Refusal::BadCredentials,
+                format!("RDP ticket of {user} presented as {:?}", login.username),
+            ));
+        }
+        // The grant may have been revoked since the ticket was issued.
+        let granted = self
+            .state
+            .store
+            .has_grant(&user, &target)
+            .map_err(|e| deny(Refusal::NotAllowed, e.to_string()))?;
+        if !granted {
+            return Err(deny(
+                Refusal::NotAllowed,
+                format!("{user} has no grant for {target:?}"),
+            ));
+        }
+        Ok(Admission { user, target })
     }
 
     async fn open_session(

@@ -30,6 +30,10 @@ pub struct Rdp {
     pub listen: SocketAddr,
     /// Offer RemoteFX to RDP targets (lossy, less bandwidth).
     pub remotefx: bool,
+    /// How long the ticket of an `.rdp` file stays valid.
+    pub ticket_ttl: Duration,
+    /// How long a native client may take from connecting to being in its session.
+    pub handshake_timeout: Duration,
 }
 
 /// The checked `[recording]` section.
@@ -117,6 +121,8 @@ mod dto {
         pub enabled: Option<bool>,
         pub listen: Option<String>,
         pub remotefx: Option<bool>,
+        pub ticket_ttl_secs: Option<u64>,
+        pub handshake_timeout_secs: Option<u64>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -214,6 +220,13 @@ fn rdp(r: dto::Rdp) -> Result<Rdp> {
         enabled: r.enabled.unwrap_or(true),
         listen,
         remotefx: r.remotefx.unwrap_or(false),
+        ticket_ttl: Duration::from_secs(in_range(
+            "rdp.ticket_ttl_secs",
+            r.ticket_ttl_secs,
+            300,
+            (1, 86_400),
+        )?),
+        handshake_timeout: timeout("rdp.handshake_timeout_secs", r.handshake_timeout_secs, 20)?,
     })
 }
 

@@ -342,6 +342,10 @@ fn serve(config: Config) -> Result<()> {
         state = state.with_recordings(r.web.clone());
     }
     state.rdp_remotefx = config.rdp.remotefx;
+    state.rdp_tickets = portcullis_web::rdp_tickets::RdpTickets::new(config.rdp.ticket_ttl);
+    if config.rdp.enabled {
+        state.rdp_port = Some(config.rdp.listen.port());
+    }
     // Bound before anything starts, so a taken port fails the start with the field's name.
     let rdp = if config.rdp.enabled {
         let tls = portcullis_web::server_config(&tls)?;
@@ -367,7 +371,10 @@ fn serve(config: Config) -> Result<()> {
             info!(listen = %config.rdp.listen, "RDP listener started");
             let server = Arc::new(portcullis_rdp::server::ServerConfig {
                 tls,
-                limits: portcullis_rdp::server::Limits::default(),
+                limits: portcullis_rdp::server::Limits {
+                    handshake: config.rdp.handshake_timeout,
+                    ..portcullis_rdp::server::Limits::default()
+                },
             });
             let gate: Arc<dyn portcullis_rdp::server::Gate> =
                 Arc::new(portcullis_web::rdp_gate::RdpGate::new(state.clone()));
