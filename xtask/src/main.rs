@@ -241,7 +241,12 @@ fn bench(root: &Path) -> Result<()> {
 }
 
 /// cargo-fuzz targets, in `fuzz/fuzz_targets/`.
-const FUZZ_TARGETS: &[&str] = &["client_message", "target_updates", "recording_manifest"];
+const FUZZ_TARGETS: &[&str] = &[
+    "client_message",
+    "target_updates",
+    "recording_manifest",
+    "rdp_client_bytes",
+];
 
 fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
     let seconds: u32 = seconds

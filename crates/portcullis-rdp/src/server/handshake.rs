@@ -26,7 +26,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
-use super::input::InputMapper;
+use super::input::{fast_path_input_sane, InputMapper};
 use super::output;
 use super::{Admission, Display, DisplayEvent, Gate, Login, ServeError, ServerConfig};
 
@@ -261,7 +261,7 @@ async fn activate(
 }
 
 /// The login in a Client Info PDU.
-fn client_info(
+pub(crate) fn client_info(
     pdu: &[u8],
     routing_token: Option<String>,
     peer: SocketAddr,
@@ -361,7 +361,13 @@ impl Active {
     /// The active loop, until the client leaves or the session ends. Returns why it ended.
     pub(crate) async fn run(mut self, config: &ServerConfig) -> Result<String, ServeError> {
         for pdu in std::mem::take(&mut self.early_input) {
-            if let Step::Stop(why) = self.client_pdu(Action::FastPath, &pdu).await? {
+            // Kept by the acceptor as they came: slow-path (TPKT, version 3) or fast-path.
+            let action = if pdu.first() == Some(&3) {
+                Action::X224
+            } else {
+                Action::FastPath
+            };
+            if let Step::Stop(why) = self.client_pdu(action, &pdu).await? {
                 return Ok(why);
             }
         }
@@ -407,6 +413,9 @@ impl Active {
     async fn client_pdu(&mut self, action: Action, pdu: &[u8]) -> Result<Step, ServeError> {
         match action {
             Action::FastPath => {
+                if !fast_path_input_sane(pdu) {
+                    return Err(protocol("fast-path input shorter than its header"));
+                }
                 let input: FastPathInput = decode(pdu).map_err(protocol)?;
                 for event in self.mapper.fast_path(input.input_events()) {
                     self.display.input(event).await;

@@ -7,6 +7,26 @@ use ironrdp_pdu::input::InputEvent as SlowInput;
 use portcullis_core::desktop::{buttons, InputEvent};
 use portcullis_core::scancode::{char_to_keysym, scancode_to_keysym, LEFT_SHIFT, RIGHT_SHIFT};
 
+/// Checks a fast-path input PDU's own length against its header before IronRDP decodes it:
+/// `ironrdp-pdu` 0.11 subtracts the header size from the announced length without checking,
+/// which panics (debug) or wraps (release) on a length shorter than the header.
+pub(crate) fn fast_path_input_sane(pdu: &[u8]) -> bool {
+    let (Some(&header), Some(&first)) = (pdu.first(), pdu.get(1)) else {
+        return false;
+    };
+    let (length, length_size) = if first & 0x80 != 0 {
+        match pdu.get(2) {
+            Some(&second) => (usize::from(u16::from_be_bytes([first & 0x7f, second])), 2),
+            None => return false,
+        }
+    } else {
+        (usize::from(first), 1)
+    };
+    // No event count in the header byte: it follows the length.
+    let count_size = usize::from((header >> 2) & 0x0f == 0);
+    length == pdu.len() && length >= 1 + length_size + count_size
+}
+
 /// Tracks what the translation needs: Shift (for printable keys), the button mask, the pointer
 /// position (wheel events carry none on some clients) and a pending UTF-16 high surrogate.
 #[derive(Debug, Default)]
@@ -205,6 +225,17 @@ mod tests {
 
     fn key(code: u8, flags: KeyboardFlags) -> FastPathInputEvent {
         FastPathInputEvent::KeyboardEvent(flags, code)
+    }
+
+    #[test]
+    fn fast_path_lengths_shorter_than_the_header_are_refused() {
+        assert!(!fast_path_input_sane(&[]));
+        assert!(!fast_path_input_sane(&[0x04, 0x01]));
+        assert!(!fast_path_input_sane(&[0x00, 0x02, 0x05]));
+        assert!(!fast_path_input_sane(&[0x04, 0x80]));
+        assert!(fast_path_input_sane(&[0x04, 0x02]));
+        assert!(fast_path_input_sane(&[0x00, 0x03, 0x00]));
+        assert!(fast_path_input_sane(&[0x04, 0x80, 0x03]));
     }
 
     #[test]

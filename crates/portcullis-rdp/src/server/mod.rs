@@ -19,6 +19,7 @@
 
 mod handshake;
 mod input;
+pub mod oracles;
 mod output;
 
 use std::future::Future;

@@ -1,0 +1,66 @@
+//! Entry points for fuzzing what a native client can send before and after it is logged in.
+//! Each must return (never panic, never allocate without bound) whatever the bytes.
+
+use ironrdp_core::decode;
+use ironrdp_pdu::input::fast_path::FastPathInput;
+use ironrdp_pdu::mcs::McsMessage;
+use ironrdp_pdu::nego;
+use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPdu};
+use ironrdp_pdu::x224::X224;
+use portcullis_core::desktop::InputEvent;
+
+use super::input::InputMapper;
+
+/// Feeds `data` to every parser the server applies to client bytes: the connection request,
+/// the Client Info PDU, fast-path and slow-path input (through the input mapper, whose output
+/// must stay inside the desktop).
+pub fn client_bytes(data: &[u8]) {
+    let _ = decode::<X224<nego::ConnectionRequest>>(data);
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+    let _ = super::handshake::client_info(data, None, peer);
+    let mut mapper = InputMapper::new(64, 48);
+    let mut events = Vec::new();
+    if !super::input::fast_path_input_sane(data) {
+        // Refused before decoding, as the server does.
+    } else if let Ok(input) = decode::<FastPathInput>(data) {
+        events.extend(mapper.fast_path(input.input_events()));
+    }
+    if let Ok(X224(McsMessage::SendDataRequest(req))) = decode::<X224<McsMessage<'_>>>(data) {
+        if let Ok(header) = decode::<ShareControlHeader>(req.user_data.as_ref()) {
+            if let ShareControlPdu::Data(d) = header.share_control_pdu {
+                if let ShareDataPdu::Input(input) = d.share_data_pdu {
+                    events.extend(mapper.slow_path(&input.0));
+                }
+            }
+        }
+    }
+    for e in events {
+        if let InputEvent::Pointer { x, y, .. } = e {
+            assert!(x < 64 && y < 48, "pointer outside the desktop: {x},{y}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random_and_truncated_client_bytes_are_harmless() {
+        // A fixed pseudo-random stream, and every prefix of a few real PDU shapes.
+        let mut x: u32 = 0x1234_5678;
+        for len in 0..2000 {
+            let data: Vec<u8> = (0..len % 300)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x.to_le_bytes()[0]
+                })
+                .collect();
+            super::client_bytes(&data);
+        }
+        let fast_path_mouse = [0x00, 0x08, 0x01, 0x20, 0x00, 0x08, 0xff, 0xff, 0xff, 0xff];
+        for cut in 0..=fast_path_mouse.len() {
+            super::client_bytes(&fast_path_mouse[..cut]);
+        }
+    }
+}
