@@ -117,6 +117,15 @@ test('RDP targets are listed beside VNC targets', async () => {
   const text = await page.textContent('body');
   assert.match(text, /RDP/);
   assert.match(text, /VNC/);
+  // The RDP file button downloads a one-time .rdp file and shows its one-time password.
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.click('[data-rdp-file="xrdp"]'),
+  ]);
+  assert.equal(download.suggestedFilename(), 'xrdp.rdp');
+  assert.match(readFileSync(await download.path(), 'utf8'), /username:s:alice#xrdp/);
+  await page.waitForSelector('#targets-note[data-state="ok"]');
+  assert.match(await page.textContent('#targets-note'), /one-time password when it asks: \S{20,}/);
   // Users never see addresses or accounts.
   const list = (await (await userApi()).get('/targets')).json;
   for (const t of list) {
@@ -353,36 +362,63 @@ async function rdpFile(target) {
   assert.equal(r.status, 200, r.text);
   assert.equal(r.headers['content-type'], 'application/x-rdp');
   assert.match(r.headers['content-disposition'], new RegExp(`${target}\\.rdp`));
-  assert.match(r.text, /loadbalanceinfo:s:Cookie: msts=pct_/);
-  assert.doesNotMatch(r.text, new RegExp(ALICE));
+  const password = r.headers['x-portcullis-rdp-password'];
+  assert.ok(password?.length >= 20, 'no one-time password');
+  const id = r.text.match(/loadbalanceinfo:s:Cookie: msts=(pct_\S+)\r\n/)?.[1];
+  assert.ok(id, r.text);
+  // The file holds the ticket's id, never its password nor the user's.
+  assert.ok(!r.text.includes(ALICE) && !r.text.includes(password), r.text);
   const path = join(mkdtempSync(join(tmpdir(), 'pc-rdpfile-')), `${target}.rdp`);
   writeFileSync(path, r.text);
-  return path;
+  return { path, password, id };
 }
 
-test('the .rdp file of the web UI lets a native client in once, without a password', async () => {
-  const file = await rdpFile('nla');
-  const client = await xfreerdp(file);
-  await assertClientShows(client, () => shadow.screenshot(), 'ticket session');
+const refusedTicket = () => (gw.log().match(/native RDP login refused/g) ?? []).length;
+
+test('an .rdp file and its one-time password let a native client in once, with NLA', async () => {
+  const { path, password } = await rdpFile('nla');
+  const client = await xfreerdp(path, `/p:${password}`, '/sec:nla');
+  await assertClientShows(client, () => shadow.screenshot(), 'ticket session over NLA');
   client.stop();
   await waitExit(client);
-  const again = await xfreerdp(file);
+  const before = refusedTicket();
+  const again = await xfreerdp(path, `/p:${password}`);
   await waitExit(again);
-  assert.match(again.log(), /ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES/);
-  assert.match(gw.log(), /unknown, used or expired RDP ticket/);
+  assert.equal(refusedTicket(), before + 1, gw.log().slice(-1500));
   // Nobody without a grant gets a file.
   const bob = gw.api();
   await bob.login('bob', BOB);
   assert.equal((await bob.post('/targets/nla/rdp-file')).status, 404);
 });
 
+test('a ticket also works without NLA (password inside TLS), and a wrong one-time password uses it up', async () => {
+  const { path, password } = await rdpFile('nla');
+  const client = await xfreerdp(path, `/p:${password}`, '/sec:tls');
+  await assertClientShows(client, () => shadow.screenshot(), 'ticket session over TLS');
+  client.stop();
+  await waitExit(client);
+
+  for (const sec of ['/sec:nla', '/sec:tls']) {
+    const t = await rdpFile('nla');
+    const contacts = targetContacts();
+    const before = refusedTicket();
+    const wrong = await xfreerdp(t.path, '/p:not-the-ticket-password', sec);
+    await waitExit(wrong);
+    assert.equal(refusedTicket(), before + 1, `${sec}: ${gw.log().slice(-1500)}`);
+    // Used up: the right password no longer works either.
+    const late = await xfreerdp(t.path, `/p:${t.password}`, sec);
+    await waitExit(late);
+    // (With /sec:nla it cannot even negotiate: a used ticket offers no NLA.)
+    assert.equal(targetContacts(), contacts, 'a target was contacted');
+  }
+});
+
 test('an .rdp file expires', async () => {
-  const file = await rdpFile('nla');
+  const { path, password } = await rdpFile('nla');
   await sleep(4500);
   const contacts = targetContacts();
-  const client = await xfreerdp(file);
+  const client = await xfreerdp(path, `/p:${password}`);
   await waitExit(client);
-  assert.match(client.log(), /ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES/);
   assert.equal(targetContacts(), contacts);
 });
 

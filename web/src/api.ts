@@ -180,16 +180,6 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   }
 }
 
-/** One API call whose answer is a file: resolves to its body (same errors as `api`). */
-export async function apiBlob(method: string, path: string, body?: unknown): Promise<Blob> {
-  const res = await send(method, path, body, '*/*');
-  try {
-    return await res.blob();
-  } catch {
-    throw new ApiError(0, 'The connection to the gateway broke while downloading the file.');
-  }
-}
-
 export const getMe = () => api<Me>('GET', '/me');
 export const login = (username: string, password: string) =>
   api<Me>('POST', '/auth/login', { username, password });
@@ -199,8 +189,16 @@ export const listTargets = () => api<Target[]>('GET', '/targets');
 export const createTarget = (t: NewTarget) =>
   api<Target>('POST', '/targets', t);
 export const deleteTarget = (name: string) => api<null>('DELETE', `/targets/${seg(name)}`);
-/** A one-time `.rdp` file for a native RDP client (the ticket in it works once, for a few minutes). */
-export const rdpFile = (name: string) => apiBlob('POST', `/targets/${seg(name)}/rdp-file`);
+/** A one-time `.rdp` file and the one-time password the RDP client will ask for. */
+export async function rdpFile(name: string): Promise<{ file: Blob; password: string }> {
+  const res = await send('POST', `/targets/${seg(name)}/rdp-file`, undefined, '*/*');
+  const password = res.headers.get('x-portcullis-rdp-password') ?? '';
+  try {
+    return { file: await res.blob(), password };
+  } catch {
+    throw new ApiError(0, 'The connection to the gateway broke while downloading the file.');
+  }
+}
 
 export const listUsers = () => api<User[]>('GET', '/users');
 export const createUser = (u: { name: string; password: string; role: string }) => api<User>('POST', '/users', u);

@@ -18,8 +18,9 @@ describe('rdpFileName', () => {
 });
 
 describe('rdpFileNote', () => {
-  it('names the file and says it works once, soon', () => {
-    const note = rdpFileNote('web01.rdp');
+  it('names the file and its one-time password, and says it works once, soon', () => {
+    const note = rdpFileNote('web01.rdp', 'Xy7-secret');
+    expect(note).toContain('one-time password when it asks: Xy7-secret');
     expect(note.startsWith('web01.rdp downloaded')).toBe(true);
     expect(note).toContain('RDP client');
     expect(note).toContain('within a few minutes');

@@ -188,8 +188,9 @@ pub(crate) async fn create_target(
     Ok((StatusCode::CREATED, Json(target_json(&t, true))))
 }
 
-/// A one-time `.rdp` file for a target the user may open: the ticket in it lets a native RDP
-/// client in once, within the ticket lifetime.
+/// A one-time `.rdp` file for a target the user may open, and (in the
+/// `x-portcullis-rdp-password` header) the one-time password that goes with it: together they
+/// let a native RDP client in once, within the ticket lifetime.
 pub(crate) async fn rdp_file(
     State(state): State<AppState>,
     user: AuthUser,
@@ -224,7 +225,7 @@ pub(crate) async fn rdp_file(
         .issue(&user.name, &name)
         .ok_or_else(|| WebError::TooManyRequests("too many RDP tickets outstanding".into()))?;
     info!(user = %user.name, target = %name, "RDP ticket issued");
-    let body = crate::rdp_tickets::rdp_file(&host, port, &user.name, &name, &ticket);
+    let body = crate::rdp_tickets::rdp_file(&host, port, &user.name, &name, &ticket.id);
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-rdp".to_owned()),
@@ -233,6 +234,11 @@ pub(crate) async fn rdp_file(
                 format!("attachment; filename=\"{name}.rdp\""),
             ),
             (header::CACHE_CONTROL, "no-store".to_owned()),
+            // The one-time password the client will ask for; the page shows it once.
+            (
+                header::HeaderName::from_static("x-portcullis-rdp-password"),
+                ticket.secret.as_str().to_owned(),
+            ),
         ],
         body,
     )

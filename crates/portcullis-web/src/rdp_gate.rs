@@ -6,8 +6,10 @@
 //! - `alice`: the only target `alice` has a grant for (refused when there are several);
 //! - the domain field is ignored (clients fill it in on their own).
 //!
-//! The password is the gateway password of that user. Or the client presents a one-time
-//! ticket from an `.rdp` file (see [`crate::rdp_tickets`]) and needs no password.
+//! The password is the gateway password of that user (TLS logon only: NLA would need the
+//! password's NT hash on our side, which we do not keep). Or the client presents a one-time
+//! ticket from an `.rdp` file with its one-time password (see [`crate::rdp_tickets`]), with NLA
+//! when the client offers it.
 
 use std::net::SocketAddr;
 
@@ -16,7 +18,7 @@ use portcullis_core::desktop::InputEvent;
 use portcullis_core::session::EntryPath;
 use portcullis_core::wire::ServerMessage;
 use portcullis_rdp::server::{
-    Admission, BoxFuture, Denial, Display, DisplayEvent, Gate, Login, Refusal,
+    Admission, BoxFuture, Denial, Display, DisplayEvent, Gate, Login, NlaIdentity, Refusal,
 };
 use tracing::{info, warn};
 
@@ -145,10 +147,11 @@ impl RdpGate {
     /// A ticket from an `.rdp` file: valid once, before it expires, for the user it was issued
     /// to (the client may leave the user name empty, but not name someone else).
     fn redeem(&self, token: &str, login: &Login) -> Result<Admission, Denial> {
-        let (user, target) = self.state.rdp_tickets.redeem(token).ok_or_else(|| {
+        let secret = (!login.nla).then_some(login.password.as_str());
+        let (user, target) = self.state.rdp_tickets.take(token, secret).ok_or_else(|| {
             deny(
                 Refusal::BadCredentials,
-                "unknown, used or expired RDP ticket",
+                "unknown, used or expired RDP ticket, or wrong ticket password",
             )
         })?;
         let (named, named_target) = parse_username(&login.username);
@@ -247,6 +250,17 @@ impl Display for NativeView {
 }
 
 impl Gate for RdpGate {
+    fn nla_identity(&self, routing_token: &str) -> Option<NlaIdentity> {
+        if !routing_token.starts_with(TICKET_PREFIX) {
+            return None;
+        }
+        let (username, password) = self.state.rdp_tickets.nla_identity(routing_token)?;
+        Some(NlaIdentity {
+            username,
+            password: password.as_str().to_owned(),
+        })
+    }
+
     fn admit(&self, login: Login) -> BoxFuture<'_, Result<Admission, Denial>> {
         Box::pin(self.check(login))
     }

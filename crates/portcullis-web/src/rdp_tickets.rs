@@ -1,38 +1,62 @@
 //! One-time tickets for native RDP clients: the web UI hands a user an `.rdp` file for a
-//! target, and the ticket in it lets that client in once, within minutes, without the user
-//! typing a password into the RDP client.
+//! target and a one-time password; together they let that client in once, within minutes.
 //!
-//! The ticket travels as the `.rdp` file's `loadbalanceinfo`, which clients send as the
-//! X.224 routing token (`Cookie: msts=...`) before TLS; it is only checked after TLS, with
-//! the Client Info PDU. Only its SHA-256 is kept, in memory: a restart voids every ticket.
+//! A ticket has two halves. Its id travels as the `.rdp` file's `loadbalanceinfo`, which
+//! clients send as the X.224 routing token (`Cookie: msts=pct_…`) *before* TLS, so it is no
+//! secret: it only tells the gateway which ticket is meant. The secret is the password: with NLA
+//! it never crosses the wire (NTLM proves it inside TLS), without NLA it is sent inside TLS in the
+//! Client Info PDU. A ticket is used up by its first attempt, right or wrong, and lives only in
+//! memory: a restart voids every ticket.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
 
-/// What every ticket starts with, so the gate knows a routing token is one of ours.
+/// What every ticket id starts with, so the gate knows a routing token is one of ours.
 pub const TICKET_PREFIX: &str = "pct_";
 /// Most tickets outstanding at once (expired ones are dropped first).
 const MAX_TICKETS: usize = 10_000;
 
-#[derive(Debug, Clone)]
 struct Ticket {
     user: String,
     target: String,
+    secret: Zeroizing<String>,
     expires: Instant,
 }
 
+/// A newly issued ticket.
+#[derive(Clone)]
+pub struct IssuedTicket {
+    /// Goes into the `.rdp` file.
+    pub id: String,
+    /// The one-time password; shown to the user once.
+    pub secret: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for IssuedTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTicket")
+            .field("id", &self.id)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
 /// The outstanding tickets. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RdpTickets {
-    inner: Arc<Mutex<HashMap<[u8; 32], Ticket>>>,
+    inner: Arc<Mutex<HashMap<String, Ticket>>>,
     ttl: Duration,
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+impl std::fmt::Debug for RdpTickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RdpTickets")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RdpTickets {
@@ -44,55 +68,62 @@ impl RdpTickets {
         }
     }
 
-    /// How long a ticket stays valid.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ticket>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A new ticket for `user` to open `target`; `None` when too many are outstanding.
-    pub fn issue(&self, user: &str, target: &str) -> Option<String> {
+    pub fn issue(&self, user: &str, target: &str) -> Option<IssuedTicket> {
         let now = Instant::now();
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map();
         map.retain(|_, t| t.expires > now);
         if map.len() >= MAX_TICKETS {
             return None;
         }
-        let token = format!("{TICKET_PREFIX}{}", portcullis_secrets::random_token(32));
+        let id = format!("{TICKET_PREFIX}{}", portcullis_secrets::random_token(16));
+        let secret = Zeroizing::new(portcullis_secrets::random_token(18));
         map.insert(
-            digest(&token),
+            id.clone(),
             Ticket {
                 user: user.to_owned(),
                 target: target.to_owned(),
+                secret: secret.clone(),
                 expires: now + self.ttl,
             },
         );
-        Some(token)
+        Some(IssuedTicket { id, secret })
     }
 
-    /// Uses a ticket up: its user and target if it exists and has not expired. A ticket works
-    /// once, whatever the outcome.
-    pub fn redeem(&self, token: &str) -> Option<(String, String)> {
-        let ticket = self
-            .inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&digest(token))?;
-        (ticket.expires > Instant::now()).then_some((ticket.user, ticket.target))
+    /// The NTLM identity an NLA login with ticket `id` must prove: `user#target` and the
+    /// secret. The ticket stays until [`RdpTickets::take`].
+    pub fn nla_identity(&self, id: &str) -> Option<(String, Zeroizing<String>)> {
+        let map = self.map();
+        let t = map.get(id).filter(|t| t.expires > Instant::now())?;
+        Some((format!("{}#{}", t.user, t.target), t.secret.clone()))
+    }
+
+    /// Uses ticket `id` up, whatever the outcome: its user and target if it has not expired and
+    /// `secret` matches (`None`: the secret was already proven, by NLA).
+    pub fn take(&self, id: &str, secret: Option<&str>) -> Option<(String, String)> {
+        let ticket = self.map().remove(id)?;
+        let fresh = ticket.expires > Instant::now();
+        let proven = secret.is_none_or(|s| {
+            portcullis_secrets::constant_time_eq(s.as_bytes(), ticket.secret.as_bytes())
+        });
+        (fresh && proven).then(|| (ticket.user.clone(), ticket.target.clone()))
     }
 }
 
 /// The `.rdp` file for a ticket. `host` is how the user reaches the gateway, `port` its RDP
-/// listener.
-pub fn rdp_file(host: &str, port: u16, user: &str, target: &str, ticket: &str) -> String {
+/// listener. The client asks for the password (the ticket's secret) when it connects.
+pub fn rdp_file(host: &str, port: u16, user: &str, target: &str, ticket_id: &str) -> String {
     [
         format!("full address:s:{host}:{port}"),
         format!("username:s:{user}#{target}"),
-        format!("loadbalanceinfo:s:Cookie: msts={ticket}"),
-        // TLS with the ticket, no NLA (the ticket is not a password CredSSP could check).
-        "enablecredsspsupport:i:0".into(),
+        format!("loadbalanceinfo:s:Cookie: msts={ticket_id}"),
+        "enablecredsspsupport:i:1".into(),
         "authentication level:i:2".into(),
-        "prompt for credentials:i:0".into(),
-        "promptcredentialonce:i:0".into(),
+        "prompt for credentials:i:1".into(),
         "screen mode id:i:1".into(),
         "redirectclipboard:i:0".into(),
         "redirectprinters:i:0".into(),
@@ -108,20 +139,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_ticket_works_once_and_expires() {
+    fn a_ticket_works_once_with_its_secret_and_expires() {
         let t = RdpTickets::new(Duration::from_secs(60));
         let a = t.issue("alice", "web01").unwrap();
-        assert!(a.starts_with(TICKET_PREFIX));
-        assert_eq!(t.redeem(&a), Some(("alice".into(), "web01".into())));
-        assert_eq!(t.redeem(&a), None);
-        assert_eq!(t.redeem("pct_forged"), None);
+        assert!(a.id.starts_with(TICKET_PREFIX));
+        let (who, secret) = t.nla_identity(&a.id).unwrap();
+        assert_eq!(who, "alice#web01");
+        assert_eq!(*secret, *a.secret);
+        assert_eq!(
+            t.take(&a.id, Some(&a.secret)),
+            Some(("alice".into(), "web01".into()))
+        );
+        assert_eq!(t.take(&a.id, Some(&a.secret)), None);
+        assert_eq!(t.nla_identity(&a.id), None);
+        // A wrong secret uses the ticket up too.
+        let b = t.issue("alice", "web01").unwrap();
+        assert_eq!(t.take(&b.id, Some("guess")), None);
+        assert_eq!(t.take(&b.id, Some(&b.secret)), None);
+        // Proven by NLA.
+        let c = t.issue("alice", "web01").unwrap();
+        assert!(t.take(&c.id, None).is_some());
         let short = RdpTickets::new(Duration::ZERO);
-        let b = short.issue("alice", "web01").unwrap();
-        assert_eq!(short.redeem(&b), None);
+        let d = short.issue("alice", "web01").unwrap();
+        assert_eq!(short.nla_identity(&d.id), None);
+        assert_eq!(short.take(&d.id, Some(&d.secret)), None);
     }
 
     #[test]
-    fn the_file_names_the_gateway_the_user_and_the_ticket() {
+    fn the_file_names_the_gateway_the_user_and_the_ticket_but_not_the_secret() {
         let f = rdp_file("gw.example", 3389, "alice", "web01", "pct_x");
         assert!(f.contains("full address:s:gw.example:3389\r\n"));
         assert!(f.contains("username:s:alice#web01\r\n"));

@@ -30,8 +30,10 @@ pub fn load_or_create_self_signed(
 }
 
 /// A rustls server configuration from the PEM files (the RDP listener uses the same identity as
-/// HTTPS).
-pub fn server_config(files: &TlsFiles) -> Result<std::sync::Arc<rustls::ServerConfig>, WebError> {
+/// HTTPS), and the leaf certificate's DER.
+pub fn server_config(
+    files: &TlsFiles,
+) -> Result<(std::sync::Arc<rustls::ServerConfig>, Vec<u8>), WebError> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let fail = |what: &Path, e: &dyn std::fmt::Display| {
@@ -41,6 +43,10 @@ pub fn server_config(files: &TlsFiles) -> Result<std::sync::Arc<rustls::ServerCo
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| fail(&files.cert, &e))?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| fail(&files.key, &e))?;
+    let leaf = certs
+        .first()
+        .map(|c| c.as_ref().to_vec())
+        .ok_or_else(|| fail(&files.cert, &"no certificate in the file"))?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -48,7 +54,7 @@ pub fn server_config(files: &TlsFiles) -> Result<std::sync::Arc<rustls::ServerCo
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| fail(&files.cert, &e))?;
-    Ok(std::sync::Arc::new(config))
+    Ok((std::sync::Arc::new(config), leaf))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WebError> {

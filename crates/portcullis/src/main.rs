@@ -348,11 +348,13 @@ fn serve(config: Config) -> Result<()> {
     }
     // Bound before anything starts, so a taken port fails the start with the field's name.
     let rdp = if config.rdp.enabled {
-        let tls = portcullis_web::server_config(&tls)?;
+        let (tls, leaf) = portcullis_web::server_config(&tls)?;
+        let public_key = portcullis_rdp::server::public_key_of(&leaf)
+            .map_err(|e| anyhow::anyhow!("the TLS certificate's public key: {e}"))?;
         let listener = std::net::TcpListener::bind(config.rdp.listen)
             .with_context(|| format!("rdp.listen: cannot listen on {}", config.rdp.listen))?;
         listener.set_nonblocking(true)?;
-        Some((tls, listener))
+        Some((tls, public_key, listener))
     } else {
         None
     };
@@ -365,12 +367,13 @@ fn serve(config: Config) -> Result<()> {
         if let (Some(r), Some(retention)) = (&recording, config.recording.retention) {
             recording::spawn_retention(r.storage.clone(), r.live.clone(), retention);
         }
-        if let Some((tls, listener)) = rdp {
+        if let Some((tls, public_key, listener)) = rdp {
             let listener = tokio::net::TcpListener::from_std(listener)
                 .map_err(|e| portcullis_web::WebError::Startup(format!("rdp.listen: {e}")))?;
             info!(listen = %config.rdp.listen, "RDP listener started");
             let server = Arc::new(portcullis_rdp::server::ServerConfig {
                 tls,
+                public_key,
                 limits: portcullis_rdp::server::Limits {
                     handshake: config.rdp.handshake_timeout,
                     ..portcullis_rdp::server::Limits::default()

@@ -16,9 +16,10 @@ export function rdpFileName(target: string): string {
   return `${base || 'target'}.rdp`;
 }
 
-/** The note shown once an `.rdp` file is downloaded. */
-export const rdpFileNote = (fileName: string): string =>
-  `${fileName} downloaded: open it with your RDP client (mstsc, FreeRDP, Remmina) within a few minutes; it works once.`;
+/** The note shown once an `.rdp` file is downloaded, with the one-time password it needs. */
+export const rdpFileNote = (fileName: string, password: string): string =>
+  `${fileName} downloaded: open it with your RDP client (mstsc, FreeRDP, Remmina) within a few minutes ` +
+  `and give this one-time password when it asks: ${password} — it works once.`;
 
 /** Saves `blob` as `fileName` through a temporary object URL and `<a download>`. */
 function saveBlob(blob: Blob, fileName: string): void {
@@ -52,11 +53,11 @@ async function downloadRdpFile(target: string, btn: HTMLButtonElement, note: HTM
   btn.classList.add('busy');
   showNote(note, null);
   try {
-    const blob = await rdpFile(target);
+    const { file, password } = await rdpFile(target);
     if (signal.aborted) return;
     const fileName = rdpFileName(target);
-    saveBlob(blob, fileName);
-    showNote(note, rdpFileNote(fileName));
+    saveBlob(file, fileName);
+    showNote(note, rdpFileNote(fileName, password));
   } catch (err) {
     if (signal.aborted) return;
     showNote(note, `${rdpFileName(target)}: ${errorMessage(err)}`, true);

@@ -28,7 +28,10 @@ use tracing::debug;
 
 use super::input::{fast_path_input_sane, InputMapper};
 use super::output;
-use super::{Admission, Display, DisplayEvent, Gate, Login, ServeError, ServerConfig};
+use super::{
+    Admission, Denial, Display, DisplayEvent, Gate, Login, NlaIdentity, Refusal, ServeError,
+    ServerConfig,
+};
 
 type Framed = TokioFramed<TlsStream<TcpStream>>;
 
@@ -188,27 +191,37 @@ async fn activate(
     gate: &dyn Gate,
     budget: &mut Budget,
 ) -> Result<Activated, ServeError> {
+    let mut buf = WriteBuf::new();
+    let mut framed = TokioFramed::new(tcp);
+
+    // The Connection Request: its routing token (a ticket id from an `.rdp` file) decides whether
+    // NLA is possible, before the acceptor sees it.
+    let request = framed.read_by_hint(&ironrdp_pdu::X224_HINT).await?;
+    budget.spend(request.len())?;
+    let (routing_token, requested) = match decode::<X224<nego::ConnectionRequest>>(&request) {
+        Ok(X224(req)) => match req.nego_data {
+            Some(nego::NegoRequestData::RoutingToken(t)) => (Some(t.0), req.protocol),
+            _ => (None, req.protocol),
+        },
+        Err(e) => return Err(protocol(format!("bad connection request: {e}"))),
+    };
+    let nla_identity = routing_token
+        .as_deref()
+        .and_then(|t| gate.nla_identity(t))
+        .filter(|_| requested.intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX));
+    // A client that can prove a ticket's password without sending it must: NLA only then.
+    let security = if nla_identity.is_some() {
+        SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX
+    } else {
+        SecurityProtocol::SSL
+    };
     let mut acceptor = Acceptor::new(
-        SecurityProtocol::SSL,
+        security,
         PROVISIONAL,
         output::capabilities(PROVISIONAL.width, PROVISIONAL.height),
         None,
     );
     acceptor.set_honor_client_desktop_size(Some(MAX_DESKTOP));
-    let mut buf = WriteBuf::new();
-    let mut framed = TokioFramed::new(tcp);
-
-    // The Connection Request: we keep its routing token (tickets travel there) before the
-    // acceptor takes it.
-    let request = framed.read_by_hint(&ironrdp_pdu::X224_HINT).await?;
-    budget.spend(request.len())?;
-    let routing_token = match decode::<X224<nego::ConnectionRequest>>(&request) {
-        Ok(X224(req)) => match req.nego_data {
-            Some(nego::NegoRequestData::RoutingToken(t)) => Some(t.0),
-            _ => None,
-        },
-        Err(e) => return Err(protocol(format!("bad connection request: {e}"))),
-    };
     step(&mut framed, &mut acceptor, &mut buf, budget, Some(request)).await?;
     while acceptor.reached_security_upgrade().is_none() {
         step(&mut framed, &mut acceptor, &mut buf, budget, None).await?;
@@ -222,6 +235,34 @@ async fn activate(
         .await?;
     acceptor.mark_security_upgrade_as_done();
     let mut framed = TokioFramed::new(tls);
+    let nla = match (&nla_identity, acceptor.should_perform_credssp()) {
+        (Some(identity), true) => {
+            let outcome = credssp(
+                &mut framed,
+                &mut acceptor,
+                identity,
+                config.public_key.clone(),
+                budget,
+            )
+            .await;
+            if outcome.is_err() {
+                // A failed proof uses the ticket up like a wrong password would.
+                let burn = Login {
+                    username: String::new(),
+                    domain: String::new(),
+                    password: String::new(),
+                    routing_token: routing_token.clone(),
+                    nla: false,
+                    client_addr: peer,
+                };
+                let _ = gate.admit(burn).await;
+            }
+            outcome?;
+            true
+        }
+        (None, true) => return Err(protocol("NLA negotiated without an identity")),
+        (_, false) => false,
+    };
 
     let mut admission = None;
     loop {
@@ -240,7 +281,8 @@ async fn activate(
                 .ok_or_else(|| protocol("acceptor expects no Client Info"))?;
             let pdu = framed.read_by_hint(hint).await?;
             budget.spend(pdu.len())?;
-            let login = client_info(&pdu, routing_token.clone(), peer)?;
+            let mut login = client_info(&pdu, routing_token.clone(), peer)?;
+            login.nla = nla;
             match gate.admit(login).await {
                 Ok(a) => admission = Some(a),
                 Err(denial) => {
@@ -260,6 +302,95 @@ async fn activate(
     }
 }
 
+/// CredSSP (NLA) with NTLM against `identity`, on our own loop (the acceptor's helper is not
+/// `Send`). A wrong password is refused here, inside TLS, before the connection goes on.
+async fn credssp(
+    framed: &mut Framed,
+    acceptor: &mut Acceptor,
+    identity: &NlaIdentity,
+    public_key: Vec<u8>,
+    budget: &mut Budget,
+) -> Result<(), ServeError> {
+    use ironrdp_acceptor::credssp::CredsspSequence;
+    use ironrdp_acceptor::AcceptorState;
+    use ironrdp_connector::sspi::credssp::EarlyUserAuthResult;
+    use ironrdp_connector::sspi::generator::GeneratorState;
+    use ironrdp_connector::sspi::{AuthIdentity, Username};
+
+    let negotiated = match acceptor.state().as_any().downcast_ref::<AcceptorState>() {
+        Some(AcceptorState::Credssp { protocol, .. }) => *protocol,
+        _ => return Err(protocol("CredSSP outside its state")),
+    };
+    let username = Username::parse(&identity.username).map_err(protocol)?;
+    let auth = AuthIdentity {
+        username,
+        password: identity.password.clone().into(),
+    };
+    let mut sequence = CredsspSequence::init(
+        &auth,
+        ironrdp_connector::ServerName::new("portcullis-client"),
+        public_key,
+        None,
+    )
+    .map_err(|e| protocol(e.report()))?;
+    let mut buf = WriteBuf::new();
+    let outcome: Result<(), ServeError> = async {
+        loop {
+            let hint = match sequence.next_pdu_hint() {
+                Ok(Some(hint)) => hint,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    return Err(ServeError::Refused(Denial {
+                        refusal: Refusal::BadCredentials,
+                        message: format!(
+                            "NLA login as {:?} failed: {}",
+                            identity.username,
+                            e.report()
+                        ),
+                    }))
+                }
+            };
+            let pdu = framed.read_by_hint(hint).await?;
+            budget.spend(pdu.len())?;
+            let Some(request) = sequence
+                .decode_client_message(&pdu)
+                .map_err(|e| protocol(e.report()))?
+            else {
+                return Ok(());
+            };
+            let result = match sequence.process_ts_request(request).start() {
+                GeneratorState::Completed(r) => r,
+                GeneratorState::Suspended(_) => {
+                    return Err(protocol(
+                        "the client asked for Kerberos, which is not offered",
+                    ))
+                }
+            };
+            buf.clear();
+            let (written, _delegated) = sequence
+                .handle_process_result(result, &mut buf)
+                .map_err(|e| protocol(e.report()))?;
+            if let Some(n) = written.size() {
+                framed.write_all(&buf.filled()[..n]).await?;
+            }
+        }
+    }
+    .await;
+    if negotiated.intersects(SecurityProtocol::HYBRID_EX) {
+        let verdict = if outcome.is_ok() {
+            EarlyUserAuthResult::Success
+        } else {
+            EarlyUserAuthResult::AccessDenied
+        };
+        let mut bytes = Vec::with_capacity(verdict.buffer_len());
+        verdict.to_buffer(&mut bytes)?;
+        framed.write_all(&bytes).await?;
+    }
+    outcome?;
+    acceptor.mark_credssp_as_done();
+    Ok(())
+}
+
 /// The login in a Client Info PDU.
 pub(crate) fn client_info(
     pdu: &[u8],
@@ -276,6 +407,7 @@ pub(crate) fn client_info(
         domain: creds.domain.unwrap_or_default(),
         password: creds.password,
         routing_token,
+        nla: false,
         client_addr: peer,
     })
 }

@@ -64,6 +64,8 @@ impl Default for Limits {
 pub struct ServerConfig {
     /// The gateway's TLS identity.
     pub tls: Arc<rustls::ServerConfig>,
+    /// The SubjectPublicKey of that certificate: NLA binds the login to it ([`public_key_of`]).
+    pub public_key: Vec<u8>,
     /// Limits per connection.
     pub limits: Limits,
 }
@@ -85,8 +87,11 @@ pub struct Login {
     pub domain: String,
     /// The password as typed.
     pub password: String,
-    /// The load-balancing info of an `.rdp` file (`Cookie: msts=...`), where tickets travel.
+    /// The load-balancing info of an `.rdp` file (`Cookie: msts=...`), where ticket ids travel.
     pub routing_token: Option<String>,
+    /// True when the client proved, with NLA, the identity [`Gate::nla_identity`] gave for its
+    /// routing token (then `password` is empty or meaningless).
+    pub nla: bool,
     /// The client's address.
     pub client_addr: SocketAddr,
 }
@@ -159,8 +164,28 @@ pub struct Admission {
     pub target: String,
 }
 
+/// The account an NLA client must prove (NTLM needs the password in clear on our side).
+pub struct NlaIdentity {
+    /// User name as the client types it.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for NlaIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NlaIdentity")
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
 /// The gateway's side of a native connection: checks logins and opens sessions.
 pub trait Gate: Send + Sync + 'static {
+    /// For a connection whose X.224 request carried `routing_token`: the identity NLA may check,
+    /// if any (a one-time ticket). `None`: the connection uses TLS logon only.
+    fn nla_identity(&self, routing_token: &str) -> Option<NlaIdentity>;
     /// Checks a login (password or ticket, and the grant). Must not contact any target.
     fn admit(&self, login: Login) -> BoxFuture<'_, Result<Admission, Denial>>;
     /// Opens (or joins) the session and attaches this connection as its viewer. `size` is
@@ -194,6 +219,18 @@ pub trait Display: Send {
     fn input(&mut self, input: InputEvent) -> BoxFuture<'_, ()>;
     /// The client asked for (part of) the screen again.
     fn refresh(&mut self);
+}
+
+/// The SubjectPublicKey bits of a DER certificate, as CredSSP wants them.
+pub fn public_key_of(cert_der: &[u8]) -> Result<Vec<u8>, String> {
+    use x509_cert::der::Decode as _;
+    let cert = x509_cert::Certificate::from_der(cert_der).map_err(|e| e.to_string())?;
+    cert.tbs_certificate()
+        .subject_public_key_info()
+        .subject_public_key
+        .as_bytes()
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| "the public key is not whole bytes".to_owned())
 }
 
 /// Why a connection ended early; logged by [`serve`].
