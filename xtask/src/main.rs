@@ -201,14 +201,17 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [latency|recording]`: both benchmarks by default (latency first), or one.
+/// `cargo xtask bench [latency|recording|rdp]`: all three by default (in that order), or one.
 fn bench(root: &Path) -> Result<()> {
     let which = std::env::args().nth(2);
-    let (latency, recording) = match which.as_deref() {
-        None | Some("all") => (true, true),
-        Some("latency") => (true, false),
-        Some("recording") => (false, true),
-        Some(other) => bail!("cargo xtask bench [latency|recording]: unknown benchmark {other:?}"),
+    let (latency, recording, rdp) = match which.as_deref() {
+        None | Some("all") => (true, true, true),
+        Some("latency") => (true, false, false),
+        Some("recording") => (false, true, false),
+        Some("rdp") => (false, false, true),
+        Some(other) => {
+            bail!("cargo xtask bench [latency|recording|rdp]: unknown benchmark {other:?}")
+        }
     };
     deps(root)?;
     build_ui(root)?;
@@ -230,14 +233,15 @@ fn bench(root: &Path) -> Result<()> {
             .env("HOUR_BIN", root.join("target/release/examples/hour"))
             .current_dir(root.join("web")))
     };
-    // One failing benchmark does not keep the other from running; the first failure is reported.
+    // One failing benchmark does not keep the others from running; the first failure is reported.
     let first = if latency { bench("run.mjs") } else { Ok(()) };
     let second = if recording {
         bench("recording.mjs")
     } else {
         Ok(())
     };
-    first.and(second)
+    let third = if rdp { bench("rdp.mjs") } else { Ok(()) };
+    first.and(second).and(third)
 }
 
 /// cargo-fuzz targets, in `fuzz/fuzz_targets/`.
