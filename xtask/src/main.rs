@@ -370,6 +370,49 @@ fn demo(root: &Path) -> Result<()> {
     run(&mut gw(&["grant", "add", "vendor", "demo-desktop"]))?;
     run(&mut gw(&["grant", "add", "admin", "demo-desktop"]))?;
 
+    // The demo RDP desktop: xrdp on 127.0.0.1:3390 with a local account (needs root: it creates
+    // the account and runs xrdp-sesman).
+    let rdp_desk = data.join("rdp-desktop");
+    let _ = gw(&["target", "delete", "demo-rdp"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let rdp_demo = is_root() && {
+        let rdp_password = portcullis_token(16);
+        let _ = Command::new(root.join("fixtures/xrdp-desktop.sh"))
+            .arg("stop")
+            .arg(&rdp_desk)
+            .status();
+        let started = Command::new(root.join("fixtures/xrdp-desktop.sh"))
+            .args(["3390", "pcdemo", &rdp_password])
+            .arg(&rdp_desk)
+            .status()
+            .is_ok_and(|s| s.success());
+        started
+            && gw(&[
+                "target",
+                "add",
+                "demo-rdp",
+                "--kind",
+                "rdp",
+                "--address",
+                "127.0.0.1:3390",
+                "--account",
+                "pcdemo",
+                "--description",
+                "Demo xrdp desktop (xterm)",
+                "--password-env",
+                "DEMO_RDP_PASSWORD",
+            ])
+            .env("DEMO_RDP_PASSWORD", &rdp_password)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if rdp_demo {
+        run(&mut gw(&["grant", "add", "vendor", "demo-rdp"]))?;
+        run(&mut gw(&["grant", "add", "admin", "demo-rdp"]))?;
+    }
+
     println!();
     println!("  Portcullis demo");
     println!(
@@ -381,6 +424,14 @@ fn demo(root: &Path) -> Result<()> {
     );
     println!("  vendor:  vendor / {vendor_password}");
     println!("  target:  demo-desktop (Xvfb :20 via x11vnc on 127.0.0.1:5920; its password stays in the gateway)");
+    if rdp_demo {
+        println!("  target:  demo-rdp (xrdp on 127.0.0.1:3390; its account stays in the gateway)");
+        println!(
+            "  native:  xfreerdp /v:127.0.0.1:3389 /u:'vendor#demo-rdp' /p:'{vendor_password}' /cert:ignore"
+        );
+    } else {
+        println!("  (no RDP demo target: run as root to get one)");
+    }
     println!("  Stop with Ctrl+C.");
     println!();
     let status = gw(&["serve"])
@@ -390,6 +441,12 @@ fn demo(root: &Path) -> Result<()> {
         .arg("stop")
         .arg(&desk)
         .status();
+    if rdp_demo {
+        let _ = Command::new(root.join("fixtures/xrdp-desktop.sh"))
+            .arg("stop")
+            .arg(&rdp_desk)
+            .status();
+    }
     status?;
     Ok(())
 }
