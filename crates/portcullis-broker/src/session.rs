@@ -275,20 +275,18 @@ impl SessionHandle {
     /// announced to this viewer as a `resize` message.
     /// `user` is who watches (the event track of the recording names them).
     pub fn attach_viewer(&self, user: &str) -> (Viewer, (u32, u32)) {
-        let mut viewers = lock(&self.shared.viewers);
-        let (w, h) = self.size();
-        let viewer = Arc::new(ViewerShared::new(w, h, user));
-        viewers.push(Arc::downgrade(&viewer));
-        drop(viewers);
-        self.shared
-            .tap_event(TapEvent::Session(SessionEvent::ViewerJoined {
-                user: user.to_owned(),
-            }));
-        (Viewer::new(self.shared.clone(), viewer), (w, h))
+        let (viewer, size) = self.register_viewer(user);
+        (Viewer::new(self.shared.clone(), viewer), size)
     }
 
     /// Attaches a raw viewer (pixels, no browser encoding), starting with a full repaint.
     pub fn attach_raw_viewer(&self, user: &str) -> RawViewer {
+        let (viewer, _) = self.register_viewer(user);
+        RawViewer::new(self.shared.clone(), viewer)
+    }
+
+    /// Lists a new viewer (full repaint pending) and notes it in the event track.
+    fn register_viewer(&self, user: &str) -> (Arc<ViewerShared>, (u32, u32)) {
         let mut viewers = lock(&self.shared.viewers);
         let (w, h) = self.size();
         let viewer = Arc::new(ViewerShared::new(w, h, user));
@@ -298,7 +296,7 @@ impl SessionHandle {
             .tap_event(TapEvent::Session(SessionEvent::ViewerJoined {
                 user: user.to_owned(),
             }));
-        RawViewer::new(self.shared.clone(), viewer)
+        (viewer, (w, h))
     }
 
     /// Ends the session: the target connection closes and every viewer gets `message`.
