@@ -381,7 +381,8 @@ impl RdpTarget {
     ) -> Result<(), RdpTargetError> {
         let mut input_state = InputState::default();
         let result = loop {
-            tokio::select! {
+            // Input from the viewer, or a PDU from the target: either gives session outputs.
+            let outputs = tokio::select! {
                 biased;
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break Ok(()) };
@@ -404,31 +405,21 @@ impl RdpTarget {
                     if events.is_empty() {
                         continue;
                     }
-                    let outputs = match self.stage.process_fastpath_input(&mut self.image, &events) {
-                        Ok(o) => o,
-                        Err(e) => break Err(RdpTargetError::session(e)),
-                    };
-                    match self.handle(outputs, &updates).await {
-                        Ok(true) => {}
-                        Ok(false) => break Ok(()),
-                        Err(e) => break Err(e),
-                    }
+                    self.stage.process_fastpath_input(&mut self.image, &events)
                 }
-                pdu = self.framed.read_pdu() => {
-                    let (action, payload) = match pdu {
-                        Ok(p) => p,
-                        Err(e) => break Err(RdpTargetError::io(e)),
-                    };
-                    let outputs = match self.stage.process(&mut self.image, action, &payload, None) {
-                        Ok(o) => o,
-                        Err(e) => break Err(RdpTargetError::session(e)),
-                    };
-                    match self.handle(outputs, &updates).await {
-                        Ok(true) => {}
-                        Ok(false) => break Ok(()),
-                        Err(e) => break Err(e),
-                    }
-                }
+                pdu = self.framed.read_pdu() => match pdu {
+                    Ok((action, payload)) => self.stage.process(&mut self.image, action, &payload, None),
+                    Err(e) => break Err(RdpTargetError::io(e)),
+                },
+            };
+            let outputs = match outputs {
+                Ok(o) => o,
+                Err(e) => break Err(RdpTargetError::session(e)),
+            };
+            match self.handle(outputs, &updates).await {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
             }
         };
         if result.is_ok() {

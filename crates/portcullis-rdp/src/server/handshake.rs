@@ -15,7 +15,7 @@ use ironrdp_pdu::gcc::ClientEarlyCapabilityFlags;
 use ironrdp_pdu::input::fast_path::FastPathInput;
 use ironrdp_pdu::mcs::McsMessage;
 use ironrdp_pdu::nego::{self, SecurityProtocol};
-use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, GeneralExtraFlags};
+use ironrdp_pdu::rdp::capability_sets::CapabilitySet;
 use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPdu};
 use ironrdp_pdu::x224::X224;
 use ironrdp_pdu::Action;
@@ -420,14 +420,6 @@ fn desktop_size(caps: &[CapabilitySet]) -> (u16, u16) {
             _ => None,
         })
         .unwrap_or((PROVISIONAL.width, PROVISIONAL.height))
-}
-
-/// True when the client can take fast-path output (every current client can).
-#[allow(dead_code)]
-fn fast_path_output(caps: &[CapabilitySet]) -> bool {
-    caps.iter().any(|c| {
-        matches!(c, CapabilitySet::General(g) if g.extra_flags.contains(GeneralExtraFlags::FASTPATH_OUTPUT_SUPPORTED))
-    })
 }
 
 /// How an active connection ends.
