@@ -105,6 +105,7 @@ pub(crate) struct Active {
     io_channel: u16,
     error_info: bool,
     size: (u32, u32),
+    bitmaps: output::BitmapWriter,
     early_input: Vec<Vec<u8>>,
 }
 
@@ -163,6 +164,7 @@ pub(crate) async fn run(
         io_channel,
         error_info,
         size: (w, h),
+        bitmaps: output::BitmapWriter::new(output::BitmapCaps::from_client(&result.capabilities)),
         early_input: result.input_events,
     };
     let mut hello = Vec::new();
@@ -468,6 +470,8 @@ impl Active {
         self.size = (u32::from(w), u32::from(h));
         self.mapper.width = self.size.0;
         self.mapper.height = self.size.1;
+        self.bitmaps =
+            output::BitmapWriter::new(output::BitmapCaps::from_client(&result.capabilities));
         self.early_input.extend(result.input_events);
         self.acceptor = Some(acceptor);
         self.display.refresh();
@@ -513,9 +517,7 @@ impl Active {
                 event = self.display.next() => match event {
                     DisplayEvent::Damage(rects) => {
                         out.clear();
-                        for (rect, px) in &rects {
-                            output::bitmap_updates(*rect, px, self.size.0, self.size.1, &mut out);
-                        }
+                        self.bitmaps.frame(&rects, self.size.0, self.size.1, &mut out);
                         self.write(&out, config).await?;
                     }
                     DisplayEvent::Resize(w, h) => self.reactivate((w, h), config).await?,
