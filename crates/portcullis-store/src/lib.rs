@@ -203,6 +203,10 @@ pub struct TargetRecord {
     pub description: String,
     /// Creation time, unix seconds.
     pub created_at: i64,
+    /// Labels the policy refers to (`label:prod`); each one follows the naming rule of
+    /// [`validate_name`]. Records stored before labels existed have none.
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 /// Permission for a user to connect to a target.

@@ -25,6 +25,7 @@ fn target(name: &str) -> TargetRecord {
         sealed_secret: vec![1, 2, 3, 0, 255],
         description: format!("the {name} box"),
         created_at: 1_700_000_001,
+        labels: vec!["prod".to_owned(), format!("{name}-label")],
     }
 }
 
@@ -515,6 +516,30 @@ mod sled_only {
         // Deleting a corrupt record still works.
         assert!(store.delete_user("mallory").unwrap());
         assert_eq!(store.list_users().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn targets_stored_before_labels_load_without_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        {
+            let db = ::sled::open(&path).unwrap();
+            db.open_tree("targets")
+                .unwrap()
+                .insert(
+                    "old",
+                    &br#"{"name":"old","kind":"vnc","address":"h:5900","sealed_secret":[1,2],"description":"","created_at":5}"#[..],
+                )
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(&path).unwrap();
+        let old = store.get_target("old").unwrap().unwrap();
+        assert!(old.labels.is_empty() && old.account.is_empty(), "{old:?}");
+        let mut labelled = old.clone();
+        labelled.labels = vec!["prod".to_owned()];
+        store.put_target(&labelled).unwrap();
+        assert_eq!(store.get_target("old").unwrap(), Some(labelled));
     }
 
     #[test]

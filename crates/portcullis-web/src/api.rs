@@ -119,11 +119,13 @@ pub(crate) async fn me(user: AuthUser) -> Json<Me> {
     })
 }
 
+/// A target as the API shows it: admins (`with_address`) also see address, account and labels.
 fn target_json(t: &TargetRecord, with_address: bool) -> serde_json::Value {
     let mut v = json!({ "name": t.name, "kind": t.kind, "description": t.description });
     if with_address {
         v["address"] = json!(t.address);
         v["account"] = json!(t.account);
+        v["labels"] = json!(t.labels);
     }
     v
 }
@@ -157,6 +159,8 @@ pub(crate) struct NewTarget {
     password: Secret,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    labels: Vec<String>,
 }
 
 fn default_kind() -> String {
@@ -182,6 +186,7 @@ pub(crate) async fn create_target(
             account: &body.account,
             password: body.password.expose(),
             description: &body.description,
+            labels: &body.labels,
         },
     )?;
     info!(admin = %admin.name, target = %t.name, address = %t.address, "target created");

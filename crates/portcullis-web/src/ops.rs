@@ -103,6 +103,29 @@ pub struct NewTarget<'a> {
     pub password: &'a str,
     /// Free text.
     pub description: &'a str,
+    /// Labels the policy refers to (`label:prod`); see [`check_labels`].
+    pub labels: &'a [String],
+}
+
+/// Most labels a target may have.
+pub const MAX_LABELS: usize = 16;
+
+/// Checks a target's labels: at most [`MAX_LABELS`], each named like a target (1-64 letters,
+/// digits, `.`, `_` or `-`; see [`validate_name`]), no label twice.
+pub fn check_labels(labels: &[String]) -> Result<(), OpsError> {
+    if labels.len() > MAX_LABELS {
+        return Err(OpsError::Invalid(format!(
+            "too many labels: at most {MAX_LABELS}, got {}",
+            labels.len()
+        )));
+    }
+    for (i, label) in labels.iter().enumerate() {
+        validate_name("label", label)?;
+        if labels[..i].contains(label) {
+            return Err(OpsError::Invalid(format!("label {label:?} given twice")));
+        }
+    }
+    Ok(())
 }
 
 /// Longest target account name.
@@ -116,6 +139,7 @@ pub fn create_target(
 ) -> Result<TargetRecord, OpsError> {
     validate_name("target", new.name)?;
     check_address(new.address)?;
+    check_labels(new.labels)?;
     if new.password.len() > MAX_SECRET_LEN {
         return Err(OpsError::Invalid(format!(
             "password longer than {MAX_SECRET_LEN} bytes"
@@ -143,6 +167,7 @@ pub fn create_target(
         sealed_secret: key.seal(new.password.as_bytes(), &target_aad(new.name)),
         description: new.description.to_owned(),
         created_at: now_unix(),
+        labels: new.labels.to_vec(),
     };
     store.create_target(&record)?;
     Ok(record)
@@ -235,7 +260,60 @@ mod tests {
             account: "",
             password,
             description: "",
+            labels: &[],
         }
+    }
+
+    #[test]
+    fn labels_are_checked_and_stored() {
+        let store = MemoryStore::new();
+        let key = SecretKey::generate();
+        let labels = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let with = |labels: &[String]| {
+            create_target(
+                &store,
+                &key,
+                NewTarget {
+                    labels,
+                    ..vnc("t", "h:1", "")
+                },
+            )
+        };
+        for bad in [
+            labels(&["prod", "prod"]),
+            labels(&[""]),
+            labels(&["a b"]),
+            labels(&["label:prod"]),
+            labels(&[".x"]),
+            vec!["x".repeat(65)],
+            (0..17).map(|i| format!("l{i}")).collect(),
+        ] {
+            let err = with(&bad).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    OpsError::Invalid(_) | OpsError::Store(StoreError::InvalidName(_))
+                ),
+                "{bad:?}: {err:?}"
+            );
+        }
+        assert_eq!(
+            with(&labels(&["prod", "prod"])).unwrap_err().to_string(),
+            r#"label "prod" given twice"#
+        );
+        assert!(with(&labels(&["a b"]))
+            .unwrap_err()
+            .to_string()
+            .starts_with(r#"invalid label name "a b""#));
+        assert!(with(&(0..17).map(|i| format!("l{i}")).collect::<Vec<_>>())
+            .unwrap_err()
+            .to_string()
+            .starts_with("too many labels: at most 16"));
+        assert!(store.list_targets().unwrap().is_empty());
+        let max: Vec<String> = (0..16).map(|i| format!("{i:0>64}")).collect();
+        let t = with(&max).unwrap();
+        assert_eq!(t.labels, max);
+        assert_eq!(store.get_target("t").unwrap().unwrap().labels, max);
     }
 
     #[test]

@@ -109,6 +109,9 @@ enum TargetCmd {
         account: String,
         #[arg(long, default_value = "")]
         description: String,
+        /// A label the policy can refer to (`label:NAME`); repeat for several.
+        #[arg(long = "label", value_name = "NAME")]
+        labels: Vec<String>,
         /// Read the password from this environment variable instead of standard input.
         #[arg(long)]
         password_env: Option<String>,
@@ -245,6 +248,7 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
             kind,
             account,
             description,
+            labels,
             password_env,
         } => {
             let key = load_key(config)?;
@@ -259,13 +263,21 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
                     account: &account,
                     password: &password,
                     description: &description,
+                    labels: &labels,
                 },
             )?;
             println!("target {name} added ({kind} at {address})");
         }
         TargetCmd::List => {
             for t in store.list_targets()? {
-                println!("{}\t{}\t{}\t{}", t.name, t.kind, t.address, t.description);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    t.name,
+                    t.kind,
+                    t.address,
+                    t.labels.join(","),
+                    t.description
+                );
             }
         }
         TargetCmd::Delete { name } => {
