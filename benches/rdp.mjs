@@ -270,6 +270,12 @@ async function main() {
     await must(gw.admin.post('/users', { name: USER, password: USER_PW, role: 'user' }), 201);
     await must(gw.admin.post('/targets', { name: 'xrdp', kind: 'rdp', address: xrdp.address, account: xrdp.user, password: xrdp.password }), 201);
     await must(gw.admin.post('/grants', { user: USER, target: 'xrdp' }), 201);
+    if (mode === 'gateway-norec') {
+      // The shipped policy requires recording: this gateway's rule must make it optional.
+      const doc = (await must(gw.admin.get('/policy'), 200)).json.policy;
+      doc.rules[0].recording = 'optional';
+      await must(H.request(gw.base, 'PUT', '/api/v1/policy', { body: doc, headers: { cookie: gw.admin.cookie, 'x-portcullis-csrf': '1' } }), 200);
+    }
     await H.waitForPort(gw.rdpPort, 20000);
     gws[mode] = gw;
     log(`${mode}: pid ${gw.pid}, RDP on ${gw.rdpPort}`);

@@ -1,5 +1,7 @@
 // The gateway's HTTP API (docs/browser-protocol.md, "HTTP API").
 
+import type { PolicyAction } from './policy';
+
 export interface Me {
   name: string;
   role: string;
@@ -13,6 +15,8 @@ export interface Target {
   address?: string | null;
   /** RDP: the account the gateway logs in with (`user` or `DOMAIN\user`). Only admins see it. */
   account?: string | null;
+  /** Labels the policy refers to (`label:prod`). Only admins see them. */
+  labels?: string[];
 }
 
 /** The body of `POST /api/v1/targets`. `account` only for RDP (empty or absent for VNC). */
@@ -23,6 +27,7 @@ export interface NewTarget {
   account?: string;
   password: string;
   description?: string;
+  labels?: string[];
 }
 
 export type TargetKind = 'vnc' | 'rdp';
@@ -207,6 +212,47 @@ export const deleteUser = (name: string) => api<null>('DELETE', `/users/${seg(na
 export const listGrants = () => api<Grant[]>('GET', '/grants');
 export const createGrant = (g: Grant) => api<Grant>('POST', '/grants', g);
 export const deleteGrant = (g: Grant) => api<null>('DELETE', `/grants/${seg(g.user)}/${seg(g.target)}`);
+
+/** `GET /policy`: the document (portcullis-policy `PolicyDoc`) and the file managing it, if any. */
+export interface PolicyInfo {
+  policy: unknown;
+  managed_by_file: string | null;
+}
+
+/** One rule as an explanation saw it. */
+export interface RuleCheck {
+  index: number;
+  rule: string;
+  subject: string | null;
+  target: string | null;
+  matched: boolean;
+  note: string;
+}
+
+/** `POST /policy/explain`'s answer (portcullis-policy `Explanation` + `has_grant`). */
+export interface Explanation {
+  user: string;
+  role: string;
+  groups: string[];
+  target: string;
+  labels: string[];
+  action: PolicyAction;
+  at_unix_secs: number;
+  at: string;
+  allowed: boolean;
+  rule: string | null;
+  reason: string | null;
+  message: string;
+  considered: RuleCheck[];
+  grant: unknown;
+  /** Whether the user has a grant for the target (checked too when a session opens). */
+  has_grant: boolean;
+}
+
+export const getPolicy = () => api<PolicyInfo>('GET', '/policy');
+export const putPolicy = (doc: unknown) => api<PolicyInfo>('PUT', '/policy', doc);
+export const explainPolicy = (q: { user: string; target: string; action: PolicyAction; at?: number }) =>
+  api<Explanation>('POST', '/policy/explain', q);
 
 export const listSessions = () => api<SessionInfo[]>('GET', '/sessions');
 export const closeSession = (id: string) => api<null>('DELETE', `/sessions/${seg(id)}`);

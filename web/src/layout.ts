@@ -3,7 +3,7 @@ import { isAdmin } from './context';
 import { landingHash } from './router';
 import { h } from './dom';
 
-export type NavKey = 'targets' | 'recordings' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'session';
+export type NavKey = 'targets' | 'recordings' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'session';
 
 function navLink(id: string, href: string, label: string, active: boolean): HTMLAnchorElement {
   return h('a', { id, href, class: active ? 'nav-link active' : 'nav-link', 'aria-current': active ? 'page' : null }, label);
@@ -26,6 +26,7 @@ export function header(me: Me, active: NavKey): HTMLElement {
       navLink('nav-admin-targets', '#/admin/targets', 'Manage targets', active === 'admin-targets'),
       navLink('nav-admin-grants', '#/admin/grants', 'Grants', active === 'admin-grants'),
       navLink('nav-admin-sessions', '#/admin/sessions', 'Sessions', active === 'admin-sessions'),
+      navLink('nav-admin-policy', '#/admin/policy', 'Policy', active === 'admin-policy'),
     );
   }
   const logoutBtn = h('button', { id: 'logout', type: 'button', class: 'btn btn-header' }, 'Log out');

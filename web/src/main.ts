@@ -6,6 +6,7 @@ import type { PageContext } from './context';
 import { h, replace } from './dom';
 import { renderAdminGrants, renderAdminSessions, renderAdminTargets, renderAdminUsers } from './pages/admin';
 import { renderLogin } from './pages/login';
+import { renderAdminPolicy } from './pages/policy';
 import { renderPlayer } from './pages/player';
 import { renderRecordings } from './pages/recordings';
 import { renderSession } from './pages/session';
@@ -101,6 +102,9 @@ async function render(): Promise<void> {
         break;
       case 'sessions':
         await renderAdminSessions(ctx);
+        break;
+      case 'policy':
+        await renderAdminPolicy(ctx);
         break;
       default:
         location.replace(landingHash(me));

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,6 +9,7 @@ use portcullis_core::session::{
     ClipboardDirection, EntryPath, SessionEvent, SessionInfo, SessionState,
 };
 use portcullis_core::wire::{ErrorCode, ServerMessage};
+use portcullis_policy::{ClipKind, Direction, SessionGrant};
 use portcullis_rdp::{RdpCredentials, RdpOptions, RdpTargetError};
 use portcullis_vnc::VncTargetError;
 use thiserror::Error;
@@ -79,6 +81,9 @@ pub struct OpenRequest {
     pub client_addr: String,
     /// How the user came in.
     pub entry: EntryPath,
+    /// What the policy allowed: the session enforces its clipboard verdicts, time limit and
+    /// idle timeout, and is refused when it requires a recording and none is configured.
+    pub grant: SessionGrant,
 }
 
 /// Why a session could not be opened.
@@ -208,6 +213,15 @@ pub(crate) struct SessionShared {
     pub(crate) ending: watch::Sender<Ending>,
     /// The recorder's tap, once recording started.
     pub(crate) tap: OnceLock<Arc<TapShared>>,
+    /// What the policy allows this session.
+    pub(crate) grant: SessionGrant,
+    /// When the session was opened, and the last viewer input since then (ms): the idle clock.
+    opened: Instant,
+    last_input_ms: AtomicU64,
+    /// When the policy's maximum duration or time window ends the session.
+    ends_at: Option<Instant>,
+    /// The security team holds the user's input.
+    pub(crate) frozen: AtomicBool,
 }
 
 impl SessionShared {
@@ -226,6 +240,45 @@ impl SessionShared {
         if let Some(tap) = self.tap.get() {
             tap.event(event);
         }
+    }
+
+    /// Notes viewer input (for the idle timeout).
+    pub(crate) fn touched(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_input_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// When the session counts as idle if no input comes before.
+    fn idle_due(&self) -> Option<Instant> {
+        let idle = Duration::from_secs(self.grant.idle_timeout_secs()?);
+        let last = Duration::from_millis(self.last_input_ms.load(Ordering::Relaxed));
+        Some(self.opened + last + idle)
+    }
+
+    /// Decides a clipboard crossing with the session's grant and records the decision.
+    pub(crate) fn clipboard_allowed(&self, direction: Direction, bytes: usize) -> bool {
+        let verdict = self.grant.clipboard(direction, ClipKind::Text, bytes);
+        let action = match direction {
+            Direction::ClientToTarget => "clipboard_to_target",
+            Direction::TargetToClient => "clipboard_to_client",
+        };
+        let (decision, reason) = match verdict.denial() {
+            None => (
+                "allow",
+                format!("{bytes} bytes allowed by rule {:?}", self.grant.rule()),
+            ),
+            Some(denial) => ("deny", denial.explain()),
+        };
+        if decision == "deny" {
+            let id = lock(&self.info).id.clone();
+            info!(session = %id, action, %reason, "policy denied a crossing");
+        }
+        self.tap_event(TapEvent::Session(SessionEvent::Policy {
+            action: action.into(),
+            decision: decision.into(),
+            reason,
+        }));
+        verdict.is_allowed()
     }
 
     pub(crate) fn end(&self, message: ServerMessage) {
@@ -275,27 +328,75 @@ impl SessionHandle {
     /// announced to this viewer as a `resize` message.
     /// `user` is who watches (the event track of the recording names them).
     pub fn attach_viewer(&self, user: &str) -> (Viewer, (u32, u32)) {
-        let (viewer, size) = self.register_viewer(user);
+        let (viewer, size) = self.register(user, false);
         (Viewer::new(self.shared.clone(), viewer), size)
+    }
+
+    /// Attaches a view-only viewer for the security team: it sees what the user sees, its input
+    /// is never delivered, and the event track notes it as a watcher.
+    pub fn attach_watcher(&self, user: &str) -> (Viewer, (u32, u32)) {
+        let (viewer, size) = self.register(user, true);
+        (Viewer::view_only(self.shared.clone(), viewer), size)
+    }
+
+    /// Freezes (`frozen`) or unfreezes the session on behalf of `by`. While frozen, the user's
+    /// input is held (dropped, never delivered later) and the screen keeps being shown and
+    /// recorded. Returns false when it already was in that state.
+    pub fn set_frozen(&self, frozen: bool, by: &str) -> bool {
+        {
+            let mut info = lock(&self.shared.info);
+            if info.frozen == frozen {
+                return false;
+            }
+            info.frozen = frozen;
+        }
+        self.shared.frozen.store(frozen, Ordering::SeqCst);
+        let id = self.id();
+        info!(session = %id, frozen, %by, "session freeze changed");
+        self.shared.tap_event(TapEvent::Session(if frozen {
+            SessionEvent::Frozen { by: by.to_owned() }
+        } else {
+            SessionEvent::Unfrozen { by: by.to_owned() }
+        }));
+        self.shared.for_each_viewer(|v| {
+            v.push_event(ServerMessage::Frozen { frozen });
+            v.wake();
+        });
+        true
+    }
+
+    /// A JPEG of the screen as it is now, at most `max_width` wide (for the SOC's live list).
+    pub fn thumbnail(&self, max_width: u32) -> Option<Vec<u8>> {
+        // Copied under the lock, encoded outside it: the session is never held up for long.
+        let (data, w, h) = {
+            let fb = read(&self.shared.desktop);
+            (fb.data().to_vec(), fb.width(), fb.height())
+        };
+        portcullis_encode::thumbnail_jpeg(&data, w, h, max_width).ok()
     }
 
     /// Attaches a raw viewer (pixels, no browser encoding), starting with a full repaint.
     pub fn attach_raw_viewer(&self, user: &str) -> RawViewer {
-        let (viewer, _) = self.register_viewer(user);
+        let (viewer, _) = self.register(user, false);
         RawViewer::new(self.shared.clone(), viewer)
     }
 
     /// Lists a new viewer (full repaint pending) and notes it in the event track.
-    fn register_viewer(&self, user: &str) -> (Arc<ViewerShared>, (u32, u32)) {
+    fn register(&self, user: &str, watcher: bool) -> (Arc<ViewerShared>, (u32, u32)) {
         let mut viewers = lock(&self.shared.viewers);
         let (w, h) = self.size();
         let viewer = Arc::new(ViewerShared::new(w, h, user));
+        if self.shared.frozen.load(Ordering::SeqCst) {
+            viewer.push_event(ServerMessage::Frozen { frozen: true });
+        }
         viewers.push(Arc::downgrade(&viewer));
         drop(viewers);
-        self.shared
-            .tap_event(TapEvent::Session(SessionEvent::ViewerJoined {
-                user: user.to_owned(),
-            }));
+        let user = user.to_owned();
+        self.shared.tap_event(TapEvent::Session(if watcher {
+            SessionEvent::WatcherJoined { user }
+        } else {
+            SessionEvent::ViewerJoined { user }
+        }));
         (viewer, (w, h))
     }
 
@@ -371,6 +472,12 @@ impl Broker {
     /// Connects to the target and starts the session. While connecting, the session is listed
     /// in state `connecting`; on failure it disappears and the error says why.
     pub async fn open(&self, req: OpenRequest) -> Result<SessionHandle, OpenError> {
+        if let Some(denial) = req.grant.recording(self.recorder.is_some()).denial() {
+            return Err(OpenError {
+                code: ErrorCode::RecordingUnavailable,
+                message: denial.explain(),
+            });
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let started_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -384,6 +491,7 @@ impl Broker {
             started_at_ms,
             state: SessionState::Connecting,
             entry: req.entry,
+            frozen: false,
         };
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ending, _) = watch::channel(Ending::Running);
@@ -397,6 +505,14 @@ impl Broker {
             commands: cmd_tx,
             ending,
             tap: OnceLock::new(),
+            grant: req.grant.clone(),
+            opened: Instant::now(),
+            last_input_ms: AtomicU64::new(0),
+            frozen: AtomicBool::new(false),
+            ends_at: req.grant.ends_at_unix_secs(started_at_ms / 1000).map(|at| {
+                let left = u64::try_from(at.saturating_sub(started_at_ms / 1000)).unwrap_or(0);
+                Instant::now() + Duration::from_secs(left)
+            }),
         });
         let handle = SessionHandle { shared };
         lock(&self.sessions).insert(id.clone(), handle.clone());
@@ -533,6 +649,14 @@ async fn session_thread(
     run_session(handle, upd_rx, adapter, guard).await;
 }
 
+/// Waits until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Removes a session from the registry when the session task ends, however it ends.
 struct Deregister {
     sessions: Arc<Mutex<HashMap<String, SessionHandle>>>,
@@ -575,6 +699,30 @@ async fn run_session(
             }
             // wait_for also sees a close that happened before this task first ran.
             _ = ending.wait_for(|e| matches!(e, Ending::Ended(_))) => break Ok(()),
+            _ = sleep_until(shared.ends_at) => {
+                info!(session = %id, rule = shared.grant.rule(), "session reached its time limit");
+                shared.end(ServerMessage::Closed {
+                    reason: format!(
+                        "the session reached the end of the time the policy allows (rule {:?})",
+                        shared.grant.rule()
+                    ),
+                });
+                break Ok(());
+            }
+            _ = sleep_until(shared.idle_due()) => {
+                // Input may have come meanwhile: only a deadline still past counts.
+                if shared.idle_due().is_some_and(|due| due <= Instant::now()) {
+                    info!(session = %id, rule = shared.grant.rule(), "session idle too long");
+                    shared.end(ServerMessage::Closed {
+                        reason: format!(
+                            "the session was idle for longer than the policy allows ({} s, rule {:?})",
+                            shared.grant.idle_timeout_secs().unwrap_or(0),
+                            shared.grant.rule()
+                        ),
+                    });
+                    break Ok(());
+                }
+            }
         }
     };
     lock(&shared.info).state = SessionState::Closing;
@@ -689,7 +837,9 @@ fn apply_batch(
     while let Some(update) = next.take() {
         applied_count += 1;
         match update {
-            TargetUpdate::Clipboard(mut text) => {
+            TargetUpdate::Clipboard(mut text)
+                if shared.clipboard_allowed(Direction::TargetToClient, text.len()) =>
+            {
                 truncate_utf8(&mut text, MAX_CLIPBOARD_BYTES);
                 shared.tap_event(TapEvent::Session(SessionEvent::Clipboard {
                     direction: ClipboardDirection::FromTarget,
@@ -699,6 +849,8 @@ fn apply_batch(
                     v.push_event(ServerMessage::Clipboard { text: text.clone() })
                 });
             }
+            // Refused by the policy (and recorded as such).
+            TargetUpdate::Clipboard(_) => {}
             TargetUpdate::Bell => shared.for_each_viewer(|v| v.push_event(ServerMessage::Bell)),
             other => {
                 let applied = write(&shared.desktop)

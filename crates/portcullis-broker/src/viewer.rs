@@ -9,6 +9,7 @@ use portcullis_core::session::{ClipboardDirection, SessionEvent};
 use portcullis_core::wire::{self, ClientMessage, ServerMessage};
 use portcullis_core::{InputEvent, Rect};
 use portcullis_encode::{encode_rgba, Choice};
+use portcullis_policy::Direction;
 use tokio::sync::{watch, Notify};
 use tracing::warn;
 
@@ -113,6 +114,8 @@ pub struct Viewer {
     shared: Arc<ViewerShared>,
     window: FrameWindow,
     ending: watch::Receiver<Ending>,
+    /// A watcher: its input is never delivered.
+    view_only: bool,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -129,7 +132,14 @@ impl Viewer {
             shared,
             window: FrameWindow::new(),
             ending,
+            view_only: false,
         }
+    }
+
+    pub(crate) fn view_only(session: Arc<SessionShared>, shared: Arc<ViewerShared>) -> Self {
+        let mut viewer = Self::new(session, shared);
+        viewer.view_only = true;
+        viewer
     }
 
     /// Waits for the next thing to send. Cancel-safe: nothing is taken from the viewer's state
@@ -203,6 +213,8 @@ impl Viewer {
                 }
                 self.shared.wake();
             }
+            // A watcher's input goes nowhere.
+            _ if self.view_only => {}
             other => {
                 if let Some(input) = other.into_input() {
                     forward_input(&self.session, input).await;
@@ -222,6 +234,16 @@ impl Drop for Viewer {
 /// Runs CPU-heavy encoding without stalling other tasks on a multi-threaded runtime.
 /// Relays a viewer's input to the target, noting keys and clipboard for the recording.
 async fn forward_input(session: &SessionShared, input: InputEvent) {
+    // Frozen: the input is held (dropped), and it does not count as activity either.
+    if session.frozen.load(Ordering::SeqCst) {
+        return;
+    }
+    session.touched();
+    if let InputEvent::Clipboard(text) = &input {
+        if !session.clipboard_allowed(Direction::ClientToTarget, text.len()) {
+            return;
+        }
+    }
     match &input {
         InputEvent::Key { keysym, down } => session.tap_event(TapEvent::Key {
             keysym: *keysym,

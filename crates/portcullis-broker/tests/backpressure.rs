@@ -7,6 +7,7 @@ use std::time::Duration;
 use portcullis_broker::{Broker, OpenRequest, TargetSpec, ViewerOutput};
 use portcullis_core::session::EntryPath;
 use portcullis_core::wire::{decode_server_binary, ClientMessage, ServerBinary};
+use portcullis_policy::{Entry, Policy, PolicyDoc, Recording, SessionGrant, Subject, TargetRef};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -192,7 +193,23 @@ fn request(address: String) -> OpenRequest {
         },
         client_addr: "test".into(),
         entry: EntryPath::Browser,
+        grant: grant(),
     }
+}
+
+/// The default policy's grant, with recording optional (most of these brokers have no recorder).
+fn grant() -> SessionGrant {
+    let mut doc = PolicyDoc::default_policy();
+    doc.rules[0].recording = Recording::Optional;
+    let who = Subject {
+        user: "u",
+        role: "user",
+    };
+    Policy::compile(&doc)
+        .unwrap()
+        .session(&who, &TargetRef::new("t", &[]), Entry::Browser, 0)
+        .into_result()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

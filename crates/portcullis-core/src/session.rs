@@ -43,6 +43,9 @@ pub struct SessionInfo {
     pub state: SessionState,
     /// How the user came in.
     pub entry: EntryPath,
+    /// The security team holds the user's input (the screen is still shown and recorded).
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// Direction of a clipboard transfer.
@@ -74,7 +77,22 @@ pub enum SessionEvent {
         /// Gateway user.
         user: String,
     },
-    /// A viewer went away.
+    /// Someone of the security team started watching, view-only.
+    WatcherJoined {
+        /// Gateway user.
+        user: String,
+    },
+    /// The security team froze the session: the user's input is held from now on.
+    Frozen {
+        /// Who froze it.
+        by: String,
+    },
+    /// The session was unfrozen: input goes through again.
+    Unfrozen {
+        /// Who unfroze it.
+        by: String,
+    },
+    /// A viewer (or watcher) went away.
     ViewerLeft {
         /// Gateway user.
         user: String,

@@ -116,6 +116,8 @@ pub enum ErrorCode {
     ClosedByAdmin,
     /// The session cannot be recorded (storage failing or full), so it does not run.
     RecordingUnavailable,
+    /// The policy does not allow this session (entry path, time window, a deny rule, no rule).
+    PolicyDenied,
     /// A fault inside the gateway.
     Internal,
 }
@@ -149,6 +151,11 @@ pub enum ServerMessage {
     },
     /// The target rang the bell.
     Bell,
+    /// The security team froze (or unfroze) the session: while frozen, input is not delivered.
+    Frozen {
+        /// Frozen now.
+        frozen: bool,
+    },
     /// The session failed; the socket closes next.
     Error {
         /// Machine-readable reason.

@@ -191,6 +191,12 @@ impl Policy {
         }
     }
 
+    /// The empty policy: no rules, so every session is denied. What a gateway falls back to when
+    /// it has no valid policy (fail closed).
+    pub fn deny_all() -> Policy {
+        build(&PolicyDoc::default(), &mut Vec::new())
+    }
+
     /// The document this policy was compiled from.
     pub fn doc(&self) -> &PolicyDoc {
         &self.doc

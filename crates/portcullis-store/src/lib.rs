@@ -84,19 +84,22 @@ pub enum Role {
     Admin,
     /// Watches every recording (auditors); no administration.
     Reviewer,
+    /// The security operations centre: watches, freezes and kills live sessions, locks users.
+    Soc,
     /// Connects to the targets granted to them.
     User,
 }
 
 impl Role {
     /// Every role, in display order.
-    pub const ALL: &'static [Role] = &[Role::Admin, Role::Reviewer, Role::User];
+    pub const ALL: &'static [Role] = &[Role::Admin, Role::Reviewer, Role::Soc, Role::User];
 
     /// The lowercase name used in JSON, on the command line and in messages.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::Reviewer => "reviewer",
+            Role::Soc => "soc",
             Role::User => "user",
         }
     }
@@ -182,6 +185,10 @@ pub struct UserRecord {
     pub role: Role,
     /// Creation time, unix seconds.
     pub created_at: i64,
+    /// Locked by the security team: no login, no session, until unlocked. Records stored
+    /// before locking existed are not locked.
+    #[serde(default)]
+    pub locked: bool,
 }
 
 /// A machine users connect to through Portcullis.
@@ -330,7 +337,7 @@ mod tests {
         let err = "root".parse::<Role>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"unknown role "root": expected one of admin, reviewer, user"#
+            r#"unknown role "root": expected one of admin, reviewer, soc, user"#
         );
     }
 
@@ -354,11 +361,18 @@ mod tests {
             password_hash: "h".to_owned(),
             role: Role::Admin,
             created_at: 1,
+            locked: false,
         };
         assert_eq!(
             serde_json::to_value(&user).unwrap(),
-            serde_json::json!({"name":"alice","password_hash":"h","role":"admin","created_at":1})
+            serde_json::json!({"name":"alice","password_hash":"h","role":"admin","created_at":1,"locked":false})
         );
+        // Stored before locking existed: not locked.
+        let old: UserRecord = serde_json::from_str(
+            r#"{"name":"alice","password_hash":"h","role":"admin","created_at":1}"#,
+        )
+        .unwrap();
+        assert!(!old.locked);
     }
 
     #[test]

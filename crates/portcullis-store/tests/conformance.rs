@@ -13,6 +13,7 @@ fn user(name: &str, role: Role) -> UserRecord {
         password_hash: format!("$argon2id$hash-of-{name}"),
         role,
         created_at: 1_700_000_000,
+        locked: false,
     }
 }
 

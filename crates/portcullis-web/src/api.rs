@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::auth::{clear_cookie, cookie_token, set_cookie, Admin, AuthUser};
+use crate::auth::{clear_cookie, cookie_token, set_cookie, Admin, AuthUser, Soc};
 use crate::ops::{self, OpsError};
 use crate::{AppState, WebError};
 
@@ -84,6 +84,12 @@ pub(crate) async fn login(
         warn!(user = %username, "login failed");
         return Err(WebError::BadCredentials);
     };
+    if user.locked {
+        warn!(user = %username, "login refused: the account is locked");
+        return Err(WebError::Forbidden(
+            "your account is locked by the security team".into(),
+        ));
+    }
     let token = state.logins.create(&user.name);
     info!(user = %user.name, "login");
     Ok((
@@ -387,7 +393,7 @@ pub(crate) async fn delete_grant(
 }
 
 /// Closes the live sessions that `pick` selects: revocations take effect at once.
-fn close_sessions(state: &AppState, pick: impl Fn(&SessionInfo) -> bool, message: &str) {
+pub(crate) fn close_sessions(state: &AppState, pick: impl Fn(&SessionInfo) -> bool, message: &str) {
     for s in state.broker.list().into_iter().filter(|s| pick(s)) {
         state.broker.close(
             &s.id,
@@ -410,13 +416,13 @@ fn session_json(s: &SessionInfo) -> serde_json::Value {
             .unwrap_or_default();
     json!({
         "id": s.id, "user": s.user, "target": s.target, "client_addr": s.client_addr,
-        "started_at": started, "state": s.state, "entry": s.entry,
+        "started_at": started, "state": s.state, "entry": s.entry, "frozen": s.frozen,
     })
 }
 
 pub(crate) async fn list_sessions(
     State(state): State<AppState>,
-    _admin: Admin,
+    _soc: Soc,
 ) -> Json<Vec<serde_json::Value>> {
     Json(state.broker.list().iter().map(session_json).collect())
 }

@@ -137,6 +137,12 @@ impl FromRequestParts<AppState> for AuthUser {
             state.logins.remove(&token);
             WebError::Unauthorized
         })?;
+        if user.locked {
+            state.logins.remove(&token);
+            return Err(WebError::Forbidden(
+                "your account is locked by the security team".into(),
+            ));
+        }
         Ok(AuthUser {
             name: user.name,
             role: user.role,
@@ -160,5 +166,27 @@ impl FromRequestParts<AppState> for Admin {
             return Err(WebError::Forbidden("administrators only".into()));
         }
         Ok(Admin(user))
+    }
+}
+
+/// A logged-in member of the security team (role `soc`) or administrator: may watch, freeze and
+/// kill any live session and lock users.
+#[derive(Debug, Clone)]
+pub(crate) struct Soc(pub AuthUser);
+
+impl FromRequestParts<AppState> for Soc {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if !matches!(user.role, Role::Soc | Role::Admin) {
+            return Err(WebError::Forbidden(
+                "the security team and administrators only".into(),
+            ));
+        }
+        Ok(Soc(user))
     }
 }

@@ -7,16 +7,21 @@ mod auth;
 mod error;
 mod openapi;
 pub mod ops;
+pub mod policy;
+mod policy_api;
+pub mod policy_store;
 pub mod rdp_gate;
 pub mod rdp_tickets;
 mod recordings;
+mod session_policy;
+mod soc;
 mod tls;
 mod ui;
 mod ws;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -61,6 +66,12 @@ pub struct AppState {
     pub rdp_port: Option<u16>,
     /// One-time tickets of `.rdp` files.
     pub rdp_tickets: rdp_tickets::RdpTickets,
+    /// The policy in force (who may open what, how, when; what may cross).
+    pub policy: policy::PolicyState,
+    /// The file the policy comes from (`[policy] file`): then the API refuses to change it.
+    pub policy_file: Option<PathBuf>,
+    /// Held while a new policy is saved and put in force.
+    pub(crate) policy_writes: Arc<Mutex<()>>,
 }
 
 impl AppState {
@@ -76,7 +87,22 @@ impl AppState {
             rdp_remotefx: false,
             rdp_port: None,
             rdp_tickets: rdp_tickets::RdpTickets::new(Duration::from_secs(300)),
+            policy: policy::PolicyState::default_policy(),
+            policy_file: None,
+            policy_writes: Arc::default(),
         }
+    }
+
+    /// Decides with `policy`; `managed_by_file` names the file it was loaded from, if any
+    /// (the API then refuses changes, naming the file).
+    pub fn with_policy(
+        mut self,
+        policy: policy::PolicyState,
+        managed_by_file: Option<PathBuf>,
+    ) -> Self {
+        self.policy = policy;
+        self.policy_file = managed_by_file;
+        self
     }
 
     /// Serves stored recordings too.
@@ -100,8 +126,20 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{name}", delete(api::delete_user))
         .route("/grants", get(api::list_grants).post(api::create_grant))
         .route("/grants/{user}/{target}", delete(api::delete_grant))
+        .route(
+            "/policy",
+            get(policy_api::get_policy).put(policy_api::put_policy),
+        )
+        .route("/policy/explain", post(policy_api::explain))
         .route("/sessions", get(api::list_sessions))
         .route("/sessions/{id}", delete(api::close_session))
+        .route("/sessions/{id}/kill", post(soc::kill))
+        .route("/sessions/{id}/freeze", post(soc::freeze))
+        .route("/sessions/{id}/unfreeze", post(soc::unfreeze))
+        .route("/sessions/{id}/thumbnail", get(soc::thumbnail))
+        .route("/sessions/{id}/watch", get(soc::watch))
+        .route("/users/{name}/lock", post(soc::lock_user))
+        .route("/users/{name}/unlock", post(soc::unlock_user))
         .route("/recordings", get(recordings::list))
         .route("/recordings/{id}", get(recordings::detail))
         .route("/recordings/{id}/init/{part}", get(recordings::init))

@@ -35,8 +35,51 @@ fn query_param(name: &str, kind: &str) -> Value {
     json!({ "name": name, "in": "query", "required": false, "schema": { "type": kind } })
 }
 
+/// The body of `POST /targets`.
+fn new_target_schema() -> Value {
+    json!({ "type": "object", "required": ["name", "address", "password"], "properties": {
+                    "name": { "type": "string" },
+                    "kind": { "type": "string", "enum": ["vnc", "rdp"], "default": "vnc" },
+                    "address": { "type": "string", "example": "10.0.0.5:5900" },
+                    "account": { "type": "string", "description": "RDP only: user or DOMAIN\\user the gateway logs in with", "example": "CORP\\admin" },
+                    "password": { "type": "string", "format": "password" }, "description": { "type": "string" },
+                    "labels": { "type": "array", "items": { "type": "string" }, "maxItems": 16, "description": "labels the policy refers to as label:NAME" } } })
+}
+
+/// The schema of a policy document (portcullis-policy `PolicyDoc`).
+fn policy_doc_schema() -> Value {
+    json!({ "type": "object", "description": "groups (name → user names) and ordered rules; first matching rule decides, no rule = deny (see crates/portcullis-policy)", "properties": {
+                    "groups": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } } },
+                    "rules": { "type": "array", "items": { "type": "object", "required": ["name", "subjects", "targets"], "properties": {
+                        "name": { "type": "string" }, "description": { "type": "string" },
+                        "subjects": { "type": "array", "items": { "type": "string", "example": "group:vendors" } },
+                        "targets": { "type": "array", "items": { "type": "string", "example": "label:prod" } },
+                        "deny": { "type": "boolean" },
+                        "entry": { "type": "array", "items": { "type": "string", "enum": ["browser", "native"] } },
+                        "file_transfer": { "type": "string", "enum": ["off", "upload", "download", "both"] },
+                        "printing": { "type": "boolean" }, "audio": { "type": "boolean" },
+                        "max_duration_secs": { "type": "integer" }, "idle_timeout_secs": { "type": "integer" },
+                        "recording": { "type": "string", "enum": ["required", "optional"] },
+                        "clipboard": { "type": "object", "properties": {
+                            "direction": { "type": "string", "enum": ["off", "client_to_target", "target_to_client", "both"] },
+                            "max_bytes": { "type": "integer" }, "files": { "type": "boolean" } } },
+                        "windows": { "type": "array", "items": { "type": "object", "required": ["from", "to"], "properties": {
+                            "days": { "type": "array", "items": { "type": "string", "enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] } },
+                            "from": { "type": "string", "example": "08:00" }, "to": { "type": "string", "example": "18:00" },
+                            "utc_offset_minutes": { "type": "integer" } } } } } } } } })
+}
+
+/// The body of `POST /policy/explain`.
+fn explain_schema() -> Value {
+    json!({ "type": "object", "required": ["user", "target", "action"], "properties": {
+                    "user": { "type": "string" }, "target": { "type": "string" },
+                    "action": { "type": "object", "required": ["action"], "description": "e.g. {\"action\":\"open\",\"entry\":\"browser\"}, {\"action\":\"clipboard\",\"direction\":\"target_to_client\",\"kind\":\"text\",\"bytes\":10}, {\"action\":\"file_transfer\",\"direction\":\"client_to_target\"}, {\"action\":\"printing\"}, {\"action\":\"audio\"}",
+                        "properties": { "action": { "type": "string", "enum": ["open", "clipboard", "file_transfer", "printing", "audio"] } } },
+                    "at": { "type": "integer", "description": "Unix seconds; default now" } } })
+}
+
 pub(crate) async fn document() -> Json<Value> {
-    Json(json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": { "title": "Portcullis gateway API", "version": env!("CARGO_PKG_VERSION") },
         "servers": [{ "url": "/api/v1" }],
@@ -47,7 +90,7 @@ pub(crate) async fn document() -> Json<Value> {
             "/me": { "get": op("The logged-in user", "any user", None, "200") },
             "/targets": {
                 "get": op("Targets this user may open (admins: all, with addresses)", "any user", None, "200"),
-                "post": op("Create a VNC target", "admin", Some("NewTarget"), "201")
+                "post": op("Create a VNC or RDP target", "admin", Some("NewTarget"), "201")
             },
             "/targets/{name}": {
                 "parameters": [path_param("name")],
@@ -77,7 +120,14 @@ pub(crate) async fn document() -> Json<Value> {
                 "parameters": [path_param("user"), path_param("target")],
                 "delete": op("Revoke a grant", "admin", None, "204")
             },
-            "/sessions": { "get": op("Live sessions", "admin", None, "200") },
+            "/policy": {
+                "get": op("The policy document, and the file managing it (managed_by_file, null when edited here)", "admin", None, "200"),
+                "put": op("Replace the policy: 400 naming rule and field when it does not compile, 409 when a file manages it", "admin", Some("PolicyDoc"), "200")
+            },
+            "/policy/explain": {
+                "post": op("Why a user may or may not do an action on a target: verdict, deciding rule, rules considered", "admin", Some("Explain"), "200")
+            },
+            "/sessions": { "get": op("Live sessions", "admins and soc", None, "200") },
             "/sessions/{id}": {
                 "parameters": [path_param("id")],
                 "delete": op("Close a live session", "admin", None, "204")
@@ -134,12 +184,6 @@ pub(crate) async fn document() -> Json<Value> {
             "schemas": {
                 "Login": { "type": "object", "required": ["username", "password"], "properties": {
                     "username": { "type": "string" }, "password": { "type": "string", "format": "password" } } },
-                "NewTarget": { "type": "object", "required": ["name", "address", "password"], "properties": {
-                    "name": { "type": "string" },
-                    "kind": { "type": "string", "enum": ["vnc", "rdp"], "default": "vnc" },
-                    "address": { "type": "string", "example": "10.0.0.5:5900" },
-                    "account": { "type": "string", "description": "RDP only: user or DOMAIN\\user the gateway logs in with", "example": "CORP\\admin" },
-                    "password": { "type": "string", "format": "password" }, "description": { "type": "string" } } },
                 "NewUser": { "type": "object", "required": ["name", "password", "role"], "properties": {
                     "name": { "type": "string" }, "password": { "type": "string", "format": "password", "minLength": 12 },
                     "role": { "type": "string", "enum": ["admin", "reviewer", "user"] } } },
@@ -147,5 +191,35 @@ pub(crate) async fn document() -> Json<Value> {
                     "user": { "type": "string" }, "target": { "type": "string" } } }
             }
         }
-    }))
+    });
+    soc_paths(&mut doc);
+    doc["components"]["schemas"]["NewTarget"] = new_target_schema();
+    doc["components"]["schemas"]["PolicyDoc"] = policy_doc_schema();
+    doc["components"]["schemas"]["Explain"] = explain_schema();
+    Json(doc)
+}
+
+/// The security team's routes (`soc.rs`).
+fn soc_paths(doc: &mut Value) {
+    let soc = "admins and soc";
+    let routes = [
+        ("/sessions/{id}/kill", "id", "post", "End a live session at once; the user sees the reason", Some("Reason"), "204"),
+        ("/sessions/{id}/freeze", "id", "post", "Hold the user's input (the screen is still shown and recorded)", None, "204"),
+        ("/sessions/{id}/unfreeze", "id", "post", "Let the user's input through again", None, "204"),
+        ("/sessions/{id}/thumbnail", "id", "get", "The live screen as a small JPEG", None, "200"),
+        ("/sessions/{id}/watch", "id", "get", "WebSocket: watch a live session view-only (the messages of a session; input is ignored)", None, "101"),
+        ("/users/{name}/lock", "name", "post", "Lock a user: their sessions and logins end, no new ones until unlocked", Some("Reason"), "204"),
+        ("/users/{name}/unlock", "name", "post", "Unlock a user", None, "204"),
+    ];
+    for (path, param, method, summary, body, ok) in routes {
+        doc["paths"][path] = json!({
+            "parameters": [path_param(param)],
+            method: op(summary, soc, body, ok),
+        });
+    }
+    doc["components"]["schemas"]["Reason"] = json!({
+        "type": "object", "required": ["reason"], "properties": {
+            "reason": { "type": "string", "maxLength": 500, "description": "Shown to the user and kept in the event track" }
+        }
+    });
 }

@@ -63,6 +63,7 @@ pub fn create_user(
         password_hash: hash,
         role,
         created_at: now_unix(),
+        locked: false,
     };
     store.create_user(&record)?;
     Ok(record)

@@ -17,13 +17,15 @@ use portcullis_broker::{OpenRequest, RawViewer, SessionHandle};
 use portcullis_core::desktop::InputEvent;
 use portcullis_core::session::EntryPath;
 use portcullis_core::wire::ServerMessage;
+use portcullis_policy::{Entry, SessionGrant};
 use portcullis_rdp::server::{
     Admission, BoxFuture, Denial, Display, DisplayEvent, Gate, Login, NlaIdentity, Refusal,
 };
+use portcullis_store::TargetRecord;
 use tracing::{info, warn};
 
 use crate::rdp_tickets::TICKET_PREFIX;
-use crate::{ops, AppState};
+use crate::{ops, session_policy, AppState};
 
 /// The [`Gate`] of the gateway's RDP listener.
 #[derive(Clone)]
@@ -176,12 +178,9 @@ impl RdpGate {
         Ok(Admission { user, target })
     }
 
-    async fn open_session(
-        &self,
-        admission: Admission,
-        client_addr: SocketAddr,
-        size: (u16, u16),
-    ) -> Result<Box<dyn Display>, Denial> {
+    /// The target record and what the policy allows the admitted user on it (asked again when
+    /// the session opens: the policy may have changed since the login).
+    fn grant(&self, admission: &Admission) -> Result<(TargetRecord, SessionGrant), Denial> {
         let target = self
             .state
             .store
@@ -193,6 +192,19 @@ impl RdpGate {
                     format!("no target {:?}", admission.target),
                 )
             })?;
+        let grant =
+            session_policy::decide_open(&self.state, &admission.user, &target, Entry::Native)
+                .map_err(|why| deny(Refusal::NotAllowed, why))?;
+        Ok((target, grant))
+    }
+
+    async fn open_session(
+        &self,
+        admission: Admission,
+        client_addr: SocketAddr,
+        size: (u16, u16),
+    ) -> Result<Box<dyn Display>, Denial> {
+        let (target, grant) = self.grant(&admission)?;
         let spec = ops::target_spec(
             &self.state.key,
             &target,
@@ -206,6 +218,7 @@ impl RdpGate {
             spec,
             client_addr: client_addr.to_string(),
             entry: EntryPath::Rdp,
+            grant,
         };
         let handle = self.state.broker.open(req).await.map_err(|e| {
             warn!(user = %admission.user, target = %admission.target, error = %e.message, "native session failed to open");
@@ -262,7 +275,12 @@ impl Gate for RdpGate {
     }
 
     fn admit(&self, login: Login) -> BoxFuture<'_, Result<Admission, Denial>> {
-        Box::pin(self.check(login))
+        Box::pin(async move {
+            let admission = self.check(login).await?;
+            // The policy's refusal, like a missing grant, comes before any target is contacted.
+            self.grant(&admission)?;
+            Ok(admission)
+        })
     }
 
     fn open(

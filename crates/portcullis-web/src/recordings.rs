@@ -107,7 +107,7 @@ fn storage_error(e: StorageError) -> WebError {
 
 fn may_see(user: &AuthUser, owner: &str) -> bool {
     match user.role {
-        Role::Admin | Role::Reviewer => true,
+        Role::Admin | Role::Reviewer | Role::Soc => true,
         Role::User => user.name == owner,
     }
 }

@@ -9,13 +9,14 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use portcullis_broker::{OpenRequest, ViewerOutput};
+use portcullis_broker::{OpenRequest, SessionHandle, Viewer, ViewerOutput};
 use portcullis_core::session::EntryPath;
 use portcullis_core::wire::{self, ErrorCode, ServerMessage, WireError};
+use portcullis_policy::Entry;
 use tracing::{info, warn};
 
 use crate::auth::AuthUser;
-use crate::ops;
+use crate::{ops, session_policy};
 use crate::{AppState, WebError};
 
 /// How often the gateway pings the browser; browsers answer pings on their own.
@@ -29,7 +30,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The request must come from a page of this gateway: browsers send Origin on WebSocket
 /// upgrades, and a cross-site page must not ride the user's cookie.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
     match (host, origin) {
@@ -72,6 +73,22 @@ pub(crate) async fn connect(
         .store
         .get_target(&name)?
         .ok_or_else(|| WebError::NotFound(format!("no target named {name:?}")))?;
+    let upgrade = upgrade
+        .max_message_size(wire::MAX_CLIENT_MESSAGE)
+        .max_frame_size(wire::MAX_CLIENT_MESSAGE);
+    // A policy refusal is told over the socket, so the page can show the reason.
+    let grant = match session_policy::decide_open(&state, &user.name, &target, Entry::Browser) {
+        Ok(grant) => grant,
+        Err(why) => {
+            let m = ServerMessage::Error {
+                code: ErrorCode::PolicyDenied,
+                message: why,
+            };
+            return Ok(upgrade.on_upgrade(move |mut socket| async move {
+                close_with(&mut socket, &m).await;
+            }));
+        }
+    };
     let size = query.width.zip(query.height);
     let spec = ops::target_spec(&state.key, &target, size, state.rdp_remotefx)?;
     let req = OpenRequest {
@@ -80,11 +97,9 @@ pub(crate) async fn connect(
         spec,
         client_addr: peer.to_string(),
         entry: EntryPath::Browser,
+        grant,
     };
-    Ok(upgrade
-        .max_message_size(wire::MAX_CLIENT_MESSAGE)
-        .max_frame_size(wire::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| run(socket, state, req)))
+    Ok(upgrade.on_upgrade(move |socket| run(socket, state, req)))
 }
 
 async fn send_json(socket: &mut WebSocket, m: &ServerMessage) -> bool {
@@ -143,7 +158,7 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
     // The grant may have been revoked while we connected (revocation closes only listed
     // sessions, and this one was not listed when the grant was checked).
     let still_allowed = state.store.has_grant(&user, &target).unwrap_or(false)
-        && matches!(state.store.get_user(&user), Ok(Some(_)));
+        && matches!(state.store.get_user(&user), Ok(Some(u)) if !u.locked);
     if !still_allowed {
         let m = ServerMessage::Error {
             code: ErrorCode::ClosedByAdmin,
@@ -154,21 +169,60 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
         return;
     }
     let (mut viewer, (width, height)) = session.attach_viewer(&user);
-    if !send_json(
-        &mut socket,
-        &ServerMessage::Init {
-            session: id.clone(),
-            target: target.clone(),
-            width,
-            height,
-        },
-    )
-    .await
-    {
-        session.close(ServerMessage::Closed {
-            reason: "viewer disconnected".into(),
-        });
-        return;
+    let init = ServerMessage::Init {
+        session: id.clone(),
+        target: target.clone(),
+        width,
+        height,
+    };
+    match pump(socket, &mut viewer, &id, &init).await {
+        (Some(m), socket) => {
+            session.close(m.clone());
+            match socket {
+                Some(mut socket) => close_with(&mut socket, &m).await,
+                None => warn!(session = %id, "cannot tell the browser why the session ended"),
+            }
+            info!(session = %id, %user, %target, reason = %m.to_json(), "viewer left");
+        }
+        (None, _) => {
+            session.close(ServerMessage::Closed {
+                reason: "the viewer disconnected".into(),
+            });
+            info!(session = %id, %user, %target, "viewer disconnected");
+        }
+    }
+}
+
+/// A security-team member watches a live session, view-only: leaving (or failing) ends only the
+/// watch, never the session.
+pub(crate) async fn watch(socket: WebSocket, session: SessionHandle, watcher: String) {
+    let id = session.id();
+    let info = session.info();
+    let (mut viewer, (width, height)) = session.attach_watcher(&watcher);
+    info!(session = %id, %watcher, user = %info.user, target = %info.target, "watcher attached");
+    let init = ServerMessage::Init {
+        session: id.clone(),
+        target: info.target,
+        width,
+        height,
+    };
+    if let (Some(m), Some(mut s)) = pump(socket, &mut viewer, &id, &init).await {
+        close_with(&mut s, &m).await;
+    }
+    info!(session = %id, %watcher, "watcher left");
+}
+
+/// Pumps frames and control messages to the browser and its messages to `viewer`, after `init`,
+/// until either side ends. Returns why (`None`: the browser went away) and the socket when it can
+/// still be closed properly.
+async fn pump(
+    mut socket: WebSocket,
+    viewer: &mut Viewer,
+    id: &str,
+    init: &ServerMessage,
+) -> (Option<ServerMessage>, Option<WebSocket>) {
+    if !send_json(&mut socket, init).await {
+        return (None, None);
     }
     let (mut tx, mut rx) = socket.split();
     let mut ping = tokio::time::interval(PING_INTERVAL);
@@ -244,19 +298,7 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
         }
     };
     match end {
-        Some(m) => {
-            session.close(m.clone());
-            match tx.reunite(rx) {
-                Ok(mut socket) => close_with(&mut socket, &m).await,
-                Err(_) => warn!(session = %id, "cannot tell the browser why the session ended"),
-            }
-            info!(session = %id, %user, %target, reason = %m.to_json(), "viewer left");
-        }
-        None => {
-            session.close(ServerMessage::Closed {
-                reason: "the viewer disconnected".into(),
-            });
-            info!(session = %id, %user, %target, "viewer disconnected");
-        }
+        Some(m) => (Some(m), tx.reunite(rx).ok()),
+        None => (None, None),
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use portcullis_policy::{Policy, PolicyDoc};
 use serde::Deserialize;
 
 /// The checked configuration.
@@ -20,6 +21,9 @@ pub struct Config {
     pub handshake_timeout: Duration,
     pub recording: Recording,
     pub rdp: Rdp,
+    /// `[policy] file`: the policy comes from this TOML file (and the API may not change it);
+    /// `None`: the policy saved in the store, or the shipped default.
+    pub policy_file: Option<PathBuf>,
 }
 
 /// The RDP listener for native clients, and RDP target settings.
@@ -83,6 +87,14 @@ mod dto {
         pub recording: Recording,
         #[serde(default)]
         pub rdp: Rdp,
+        #[serde(default)]
+        pub policy: Policy,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Policy {
+        pub file: Option<PathBuf>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -269,6 +281,7 @@ impl Config {
             )?,
             recording: recording(file.recording, &data_dir)?,
             rdp: rdp(file.rdp)?,
+            policy_file: file.policy.file,
             data_dir,
         })
     }
@@ -285,6 +298,26 @@ impl Config {
             None => Config::parse("", data_dir_override),
         }
     }
+}
+
+/// Reads and compiles a policy file (TOML, a `PolicyDoc`). Errors name the file, and the rule
+/// and field (or the TOML line) at fault.
+pub fn load_policy_file(path: &Path) -> Result<(PolicyDoc, Policy)> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "policy.file: cannot read the policy file {}",
+            path.display()
+        )
+    })?;
+    parse_policy(&text).with_context(|| format!("invalid policy file {}", path.display()))
+}
+
+/// Parses and compiles a policy document in TOML.
+pub fn parse_policy(text: &str) -> Result<(PolicyDoc, Policy)> {
+    let doc: PolicyDoc =
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    let policy = Policy::compile(&doc).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((doc, policy))
 }
 
 #[cfg(test)]
@@ -340,10 +373,58 @@ mod tests {
                 "recording.retention_days",
             ),
             ("bogus = 1", "bogus"),
+            ("[policy]\nfiles = \"/p.toml\"", "files"),
         ];
         for (text, field) in cases {
             let e = format!("{:#}", Config::parse(text, None).unwrap_err());
             assert!(e.contains(field), "{text:?} gave {e:?}");
         }
+    }
+
+    #[test]
+    fn policy_section() {
+        assert_eq!(Config::parse("", None).unwrap().policy_file, None);
+        let c = Config::parse("[policy]\nfile = \"/etc/portcullis/policy.toml\"", None).unwrap();
+        assert_eq!(
+            c.policy_file,
+            Some(PathBuf::from("/etc/portcullis/policy.toml"))
+        );
+    }
+
+    #[test]
+    fn policy_files_load_and_errors_name_file_rule_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(
+            &path,
+            "[groups]\nvendors = [\"vic\"]\n\n[[rules]]\nname = \"vendors\"\nsubjects = [\"group:vendors\"]\ntargets = [\"label:vendor\"]\n[rules.clipboard]\ndirection = \"client_to_target\"\n",
+        )
+        .unwrap();
+        let (doc, _) = load_policy_file(&path).unwrap();
+        assert_eq!(doc.rules[0].name, "vendors");
+
+        std::fs::write(
+            &path,
+            "[[rules]]\nname = \"ops\"\nsubjects = [\"usr:bob\"]\ntargets = [\"*\"]\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", load_policy_file(&path).unwrap_err());
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(
+            e.contains("rule \"ops\"") && e.contains("subjects[0]"),
+            "{e}"
+        );
+
+        std::fs::write(
+            &path,
+            "[[rules]]\nname = \"ops\"\nsubjcts = [\"*\"]\ntargets = [\"*\"]\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", load_policy_file(&path).unwrap_err());
+        assert!(e.contains("subjcts") && e.contains("line 3"), "{e}");
+
+        let missing = dir.path().join("nope.toml");
+        let e = format!("{:#}", load_policy_file(&missing).unwrap_err());
+        assert!(e.contains("nope.toml"), "{e}");
     }
 }

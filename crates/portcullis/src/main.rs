@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use portcullis_policy::{Policy, PolicyDoc};
 use portcullis_secrets::SecretKey;
 use portcullis_store::{Role, SledStore, Store};
-use portcullis_web::ops;
+use portcullis_web::{ops, policy_store};
 use tracing::info;
 
 use crate::config::Config;
@@ -55,6 +56,19 @@ enum Command {
     /// Session recordings: list, verify, the signing key.
     #[command(subcommand)]
     Recording(RecordingCmd),
+    /// The policy saved in the data directory (what the web UI and the API edit).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Print the policy the gateway would start with, as TOML.
+    Show,
+    /// Check a TOML policy file: exit status 1 naming the rule and field at fault.
+    Check { file: PathBuf },
+    /// Save a TOML policy file as the policy (replaces the one edited in the web UI).
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -156,7 +170,77 @@ fn main() -> Result<()> {
         Command::Target(cmd) => target_cmd(&config, cmd),
         Command::Grant(cmd) => grant_cmd(&config, cmd),
         Command::Recording(cmd) => recording_cmd(&config, cmd),
+        Command::Policy(cmd) => policy_cmd(&config, cmd),
     }
+}
+
+fn policy_cmd(config: &Config, cmd: PolicyCmd) -> Result<()> {
+    match cmd {
+        PolicyCmd::Check { file } => {
+            let (doc, _) = config::load_policy_file(&file)?;
+            println!("{}: {} rules, valid", file.display(), doc.rules.len());
+        }
+        PolicyCmd::Show => {
+            let doc = match &config.policy_file {
+                Some(file) => config::load_policy_file(file)?.0,
+                None => {
+                    let store = open_store(config)?;
+                    policy_store::load_policy_doc(&store)
+                        .context("cannot read the policy saved in the store")?
+                        .unwrap_or_else(PolicyDoc::default_policy)
+                }
+            };
+            print!(
+                "{}",
+                toml::to_string(&doc).context("cannot write the policy as TOML")?
+            );
+        }
+        PolicyCmd::Import { file } => {
+            if let Some(managed) = &config.policy_file {
+                bail!(
+                    "the policy is managed by the file {} ([policy] file in the configuration): edit that file instead",
+                    managed.display()
+                );
+            }
+            let (doc, _) = config::load_policy_file(&file)?;
+            let store = open_store(config)?;
+            policy_store::save_policy_doc(&store, &doc)?;
+            println!(
+                "policy from {} saved ({} rules)",
+                file.display(),
+                doc.rules.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The policy to start with: the `[policy] file`, else the one saved in the store, else the
+/// shipped default. A saved policy that no longer compiles stops the start (never silently
+/// replaced by the default).
+fn load_policy(config: &Config, store: &dyn Store) -> Result<Policy> {
+    if let Some(file) = &config.policy_file {
+        let (doc, policy) = config::load_policy_file(file)?;
+        info!(file = %file.display(), rules = doc.rules.len(), "policy loaded from file");
+        return Ok(policy);
+    }
+    let stored = policy_store::load_policy_doc(store).context(
+        "cannot read the policy saved in the store (repair it with `portcullis policy import FILE`)",
+    )?;
+    let Some(doc) = stored else {
+        info!("no policy saved yet: the shipped default policy is in force");
+        return Policy::compile(&PolicyDoc::default_policy())
+            .map_err(|e| anyhow::anyhow!("the default policy does not compile: {e}"));
+    };
+    let policy = Policy::compile(&doc).map_err(|e| {
+        anyhow::anyhow!(
+            "the policy saved in the store (through the web UI or the API) does not compile: {e}; \
+             see it with `portcullis policy show` and replace it with `portcullis policy import FILE`, \
+             or set [policy] file in the configuration"
+        )
+    })?;
+    info!(rules = doc.rules.len(), "policy loaded from the store");
+    Ok(policy)
 }
 
 fn recording_cmd(config: &Config, cmd: RecordingCmd) -> Result<()> {
@@ -336,6 +420,7 @@ fn serve(config: Config) -> Result<()> {
     let store = open_store(&config)?;
     let key = load_key(&config)?;
     bootstrap_admin(&store)?;
+    let policy = load_policy(&config, &store)?;
     let tls = match &config.tls {
         Some((cert, key)) => portcullis_web::TlsFiles {
             cert: cert.clone(),
@@ -361,6 +446,10 @@ fn serve(config: Config) -> Result<()> {
     if let Some(r) = &recording {
         state = state.with_recordings(r.web.clone());
     }
+    state = state.with_policy(
+        portcullis_web::policy::PolicyState::new(policy),
+        config.policy_file.clone(),
+    );
     state.rdp_remotefx = config.rdp.remotefx;
     state.rdp_tickets = portcullis_web::rdp_tickets::RdpTickets::new(config.rdp.ticket_ttl);
     if config.rdp.enabled {
@@ -452,5 +541,65 @@ fn display_addr(addr: &std::net::SocketAddr) -> String {
         format!("localhost:{}", addr.port())
     } else {
         addr.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_policy::RuleDoc;
+    use portcullis_store::MemoryStore;
+
+    fn config(extra: &str) -> Config {
+        Config::parse(extra, None).unwrap()
+    }
+
+    #[test]
+    fn policy_at_start_default_stored_or_refused() {
+        let store = MemoryStore::new();
+        let p = load_policy(&config(""), &store).unwrap();
+        assert_eq!(p.doc(), &PolicyDoc::default_policy());
+
+        let mut doc = PolicyDoc::default();
+        doc.rules
+            .push(RuleDoc::new("ops", &["role:admin"], &["label:prod"]));
+        policy_store::save_policy_doc(&store, &doc).unwrap();
+        assert_eq!(load_policy(&config(""), &store).unwrap().doc(), &doc);
+
+        // A stored policy that no longer compiles stops the start; it is not replaced.
+        doc.rules[0].subjects = vec!["usr:bob".into()];
+        policy_store::save_policy_doc(&store, &doc).unwrap();
+        let e = format!("{:#}", load_policy(&config(""), &store).unwrap_err());
+        assert!(
+            e.contains("does not compile") && e.contains("rule \"ops\": subjects[0]"),
+            "{e}"
+        );
+
+        store
+            .put_meta(policy_store::POLICY_META_KEY, b"not json")
+            .unwrap();
+        let e = format!("{:#}", load_policy(&config(""), &store).unwrap_err());
+        assert!(e.contains("stored policy"), "{e}");
+    }
+
+    #[test]
+    fn a_policy_file_wins_over_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.toml");
+        std::fs::write(
+            &file,
+            "[[rules]]\nname = \"from-file\"\nsubjects = [\"*\"]\ntargets = [\"*\"]\n",
+        )
+        .unwrap();
+        let store = MemoryStore::new();
+        store
+            .put_meta(policy_store::POLICY_META_KEY, b"not json")
+            .unwrap();
+        let c = config(&format!(
+            "[policy]\nfile = {:?}\n",
+            file.display().to_string()
+        ));
+        let p = load_policy(&c, &store).unwrap();
+        assert_eq!(p.doc().rules[0].name, "from-file");
     }
 }

@@ -20,10 +20,11 @@ import {
 import { isAdmin, type PageContext } from '../context';
 import { h, replace, showError } from '../dom';
 import { roleClass, shell, type NavKey } from '../layout';
+import { parseLabels } from '../policy';
 import { errorMessage, formatTime } from './util';
 
 /** The parts every admin page has. There is exactly one `.form-error` per page. */
-interface AdminPage {
+export interface AdminPage {
   main: HTMLElement;
   /** The page's single error element (API errors of the form and of table actions). */
   error: HTMLElement;
@@ -32,7 +33,7 @@ interface AdminPage {
 }
 
 /** Renders the shell; returns null (after showing "not allowed") for a non-admin. */
-function adminShell(
+export function adminShell(
   ctx: PageContext,
   nav: NavKey,
   title: string,
@@ -68,7 +69,7 @@ function emptyRow(cols: number, text: string): HTMLTableRowElement {
   return h('tr', { class: 'empty-row' }, h('td', { colspan: cols }, text));
 }
 
-function field(label: string, input: HTMLElement, id: string): HTMLElement {
+export function field(label: string, input: HTMLElement, id: string): HTMLElement {
   return h('div', { class: 'field' }, h('label', { for: id }, label), input);
 }
 
@@ -86,7 +87,7 @@ function deleteButton(label: string, attrs: Record<string, string>, onClick: (bt
 }
 
 /** Runs an API action, showing its error in the page's error element. True on success. */
-async function attempt(ctx: PageContext, error: HTMLElement, action: () => Promise<unknown>): Promise<boolean> {
+export async function attempt(ctx: PageContext, error: HTMLElement, action: () => Promise<unknown>): Promise<boolean> {
   showError(error, null);
   try {
     await action();
@@ -97,7 +98,7 @@ async function attempt(ctx: PageContext, error: HTMLElement, action: () => Promi
   }
 }
 
-function submitting(btn: HTMLButtonElement, busy: boolean): void {
+export function submitting(btn: HTMLButtonElement, busy: boolean): void {
   btn.disabled = busy;
   btn.classList.toggle('busy', busy);
 }
@@ -181,7 +182,7 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
     'admin-targets',
     'Manage targets',
     'Systems the gateway connects to. Their passwords are stored by the gateway and never shown.',
-    ['Name', 'Kind', 'Address', 'Account', 'Description', ''],
+    ['Name', 'Kind', 'Address', 'Account', 'Labels', 'Description', ''],
     'targets-table',
   );
   if (!page) return;
@@ -206,6 +207,7 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
   const password = h('input', { id: 'target-password', type: 'password', autocomplete: 'new-password' });
   const passwordLabel = h('label', { for: 'target-password' }, 'VNC password');
   const description = h('input', { id: 'target-description', type: 'text', autocomplete: 'off' });
+  const labels = h('input', { id: 'target-labels', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: 'prod, db' });
   const create = h('button', { id: 'target-create', type: 'submit', class: 'btn btn-primary' }, 'Add target');
   const accountField = field('Account (RDP)', account, 'target-account');
   accountField.hidden = true;
@@ -222,6 +224,7 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
       accountField,
       h('div', { class: 'field' }, passwordLabel, password),
       field('Description', description, 'target-description'),
+      field('Labels (comma-separated)', labels, 'target-labels'),
       h('div', { class: 'field field-action' }, create),
     ),
     error,
@@ -248,6 +251,7 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
       h('td', null, h('span', { class: 'kind-badge' }, (t.kind || 'vnc').toUpperCase())),
       h('td', { class: 'mono' }, t.address ?? ''),
       h('td', { class: 'mono' }, t.account ?? ''),
+      h('td', { class: 'labels' }, ...(t.labels ?? []).map((l) => h('span', { class: 'label-badge' }, l))),
       h('td', null, t.description ?? ''),
       h(
         'td',
@@ -261,7 +265,7 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
     const targets = await listTargets();
     if (ctx.signal.aborted) return;
     targets.sort((a, b) => a.name.localeCompare(b.name));
-    replace(tbody, ...(targets.length ? targets.map(row) : [emptyRow(6, 'No targets yet.')]));
+    replace(tbody, ...(targets.length ? targets.map(row) : [emptyRow(7, 'No targets yet.')]));
   };
 
   form.addEventListener('submit', async (e) => {
@@ -284,6 +288,8 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
     };
     if (k === 'rdp') body.account = account.value.trim();
     if (description.value.trim() !== '') body.description = description.value.trim();
+    const labelList = parseLabels(labels.value);
+    if (labelList.length) body.labels = labelList;
     submitting(create, true);
     const ok = await attempt(ctx, error, () => createTarget(body));
     submitting(create, false);

@@ -1,0 +1,45 @@
+//! The gateway's current policy (portcullis-policy): shared by the session WebSocket, the native
+//! RDP gate and the policy API, swapped whole when an administrator changes it.
+
+use std::sync::{Arc, RwLock};
+
+use portcullis_policy::{Policy, PolicyDoc};
+
+/// The policy in force. Cheap to clone; a change is seen by the next decision.
+#[derive(Clone, Debug)]
+pub struct PolicyState {
+    current: Arc<RwLock<Arc<Policy>>>,
+}
+
+impl PolicyState {
+    /// A state holding `policy`.
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            current: Arc::new(RwLock::new(Arc::new(policy))),
+        }
+    }
+
+    /// The shipped default (see [`PolicyDoc::default_policy`]); deny-all should it not compile.
+    pub fn default_policy() -> Self {
+        Self::new(
+            Policy::compile(&PolicyDoc::default_policy()).unwrap_or_else(|_| Policy::deny_all()),
+        )
+    }
+
+    /// The policy in force now.
+    pub fn current(&self) -> Arc<Policy> {
+        match self.current.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `policy` in force.
+    pub fn replace(&self, policy: Policy) {
+        let policy = Arc::new(policy);
+        match self.current.write() {
+            Ok(mut p) => *p = policy,
+            Err(poisoned) => *poisoned.into_inner() = policy,
+        }
+    }
+}

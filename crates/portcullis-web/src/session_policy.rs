@@ -1,0 +1,56 @@
+//! The policy's word on opening a session, for both entry paths (the session WebSocket and the
+//! native RDP gate): the user's role and the target's labels come from the store, the time from
+//! the clock, the verdict from portcullis-policy.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use portcullis_policy::{Entry, SessionGrant, Subject, TargetRef};
+use portcullis_store::TargetRecord;
+use tracing::warn;
+
+use crate::AppState;
+
+/// Decides whether `user` may open `target` through `entry` now. `Err` is the explanation to
+/// show: the rule that refused (or that none matched), or a locked account. A store failure
+/// refuses too (fail closed).
+pub(crate) fn decide_open(
+    state: &AppState,
+    user: &str,
+    target: &TargetRecord,
+    entry: Entry,
+) -> Result<SessionGrant, String> {
+    let role = match state.store.get_user(user) {
+        Ok(Some(u)) if u.locked => {
+            warn!(%user, target = %target.name, "session refused: the account is locked");
+            return Err("your account is locked by the security team".into());
+        }
+        Ok(Some(u)) => u.role,
+        Ok(None) => return Err(format!("no user {user:?}")),
+        Err(e) => {
+            warn!(%user, error = %e, "cannot read the user for a policy decision");
+            return Err("the policy could not be checked, so the session was refused".into());
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let who = Subject {
+        user,
+        role: role.as_str(),
+    };
+    let target_ref = TargetRef {
+        name: &target.name,
+        labels: &target.labels,
+    };
+    state
+        .policy
+        .current()
+        .session(&who, &target_ref, entry, now)
+        .into_result()
+        .map_err(|denial| {
+            let why = format!("refused by the policy: {}", denial.explain());
+            warn!(%user, target = %target.name, ?entry, reason = %why, "session refused by the policy");
+            why
+        })
+}

@@ -1,0 +1,185 @@
+//! The security team's controls (role `soc`, and administrators): watch any live session
+//! view-only, see live thumbnails, kill a session with a reason the user sees, freeze and unfreeze
+//! a session (input held, screen still shown and recorded), lock and unlock a user (their
+//! sessions end, no new login or session until unlocked). Every action is logged with who did it
+//! and lands in the session's event track.
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use portcullis_broker::SessionHandle;
+use portcullis_core::wire::{self, ErrorCode, ServerMessage};
+use serde::Deserialize;
+use tracing::info;
+
+use crate::api::{close_sessions, Body};
+use crate::auth::Soc;
+use crate::{ws, AppState, WebError};
+
+/// Longest reason the security team may give (it is shown to the user and recorded).
+const MAX_REASON: usize = 500;
+
+/// Widest live thumbnail.
+const THUMBNAIL_WIDTH: u32 = 320;
+
+/// Why the security team acted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReasonBody {
+    #[serde(default)]
+    reason: String,
+}
+
+impl ReasonBody {
+    /// The reason, checked: required (`required`), at most [`MAX_REASON`] bytes, printable.
+    fn checked(&self, required: bool) -> Result<&str, WebError> {
+        let reason = self.reason.trim();
+        if required && reason.is_empty() {
+            return Err(WebError::BadRequest(
+                "give a reason: the user sees it and the event track keeps it".into(),
+            ));
+        }
+        if reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
+            return Err(WebError::BadRequest(format!(
+                "the reason must be printable text of at most {MAX_REASON} bytes"
+            )));
+        }
+        Ok(reason)
+    }
+}
+
+fn live(state: &AppState, id: &str) -> Result<SessionHandle, WebError> {
+    state
+        .broker
+        .get(id)
+        .filter(|s| !s.is_closed())
+        .ok_or_else(|| WebError::NotFound(format!("no live session {id:?}")))
+}
+
+/// `POST /sessions/{id}/kill`: ends the session at once; the user is told the reason (browser
+/// message; native RDP clients get the "disconnected by an administrator" code).
+pub(crate) async fn kill(
+    State(state): State<AppState>,
+    Soc(soc): Soc,
+    Path(id): Path<String>,
+    Body(body): Body<ReasonBody>,
+) -> Result<StatusCode, WebError> {
+    let reason = body.checked(true)?;
+    let session = live(&state, &id)?;
+    session.close(ServerMessage::Error {
+        code: ErrorCode::ClosedByAdmin,
+        message: format!("the security team ended this session: {reason}"),
+    });
+    info!(by = %soc.name, session = %id, %reason, "session killed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /sessions/{id}/freeze`: the user's input is held until unfrozen.
+pub(crate) async fn freeze(
+    State(state): State<AppState>,
+    Soc(soc): Soc,
+    Path(id): Path<String>,
+) -> Result<StatusCode, WebError> {
+    live(&state, &id)?.set_frozen(true, &soc.name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /sessions/{id}/unfreeze`.
+pub(crate) async fn unfreeze(
+    State(state): State<AppState>,
+    Soc(soc): Soc,
+    Path(id): Path<String>,
+) -> Result<StatusCode, WebError> {
+    live(&state, &id)?.set_frozen(false, &soc.name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /sessions/{id}/thumbnail`: the screen now, as a small JPEG.
+pub(crate) async fn thumbnail(
+    State(state): State<AppState>,
+    _soc: Soc,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let session = live(&state, &id)?;
+    let jpeg = tokio::task::spawn_blocking(move || session.thumbnail(THUMBNAIL_WIDTH))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .ok_or_else(|| WebError::NotFound(format!("session {id:?} has no picture yet")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        jpeg,
+    )
+        .into_response())
+}
+
+/// `GET /sessions/{id}/watch`: a view-only WebSocket onto a live session (same protocol as a
+/// session's, input ignored); the event track notes the watcher.
+pub(crate) async fn watch(
+    State(state): State<AppState>,
+    Soc(soc): Soc,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, WebError> {
+    if !ws::same_origin(&headers) {
+        return Err(WebError::Forbidden(
+            "cross-origin watch requests are refused".into(),
+        ));
+    }
+    let session = live(&state, &id)?;
+    Ok(upgrade
+        .max_message_size(wire::MAX_CLIENT_MESSAGE)
+        .max_frame_size(wire::MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| ws::watch(socket, session, soc.name)))
+}
+
+/// `POST /users/{name}/lock`: ends the user's sessions and logins; no new ones until unlocked.
+pub(crate) async fn lock_user(
+    State(state): State<AppState>,
+    Soc(soc): Soc,
+    Path(name): Path<String>,
+    Body(body): Body<ReasonBody>,
+) -> Result<StatusCode, WebError> {
+    let reason = body.checked(true)?;
+    if name == soc.name {
+        return Err(WebError::Conflict(
+            "you cannot lock your own account".into(),
+        ));
+    }
+    set_locked(&state, &name, true)?;
+    state.logins.remove_user(&name);
+    close_sessions(
+        &state,
+        |s| s.user == name,
+        &format!("your account was locked by the security team: {reason}"),
+    );
+    info!(by = %soc.name, user = %name, %reason, "user locked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /users/{name}/unlock`.
+pub(crate) async fn unlock_user(
+    State(state): State<AppState>,
+    Soc(soc): Soc,
+    Path(name): Path<String>,
+) -> Result<StatusCode, WebError> {
+    set_locked(&state, &name, false)?;
+    info!(by = %soc.name, user = %name, "user unlocked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn set_locked(state: &AppState, name: &str, locked: bool) -> Result<(), WebError> {
+    let mut user = state
+        .store
+        .get_user(name)?
+        .ok_or_else(|| WebError::NotFound(format!("no user named {name:?}")))?;
+    if user.locked != locked {
+        user.locked = locked;
+        state.store.put_user(&user)?;
+    }
+    Ok(())
+}
