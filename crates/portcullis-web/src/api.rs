@@ -281,7 +281,7 @@ pub(crate) async fn list_users(
     Ok(Json(
         users
             .iter()
-            .map(|u| json!({"name": u.name, "role": u.role}))
+            .map(|u| json!({"name": u.name, "role": u.role, "locked": u.locked}))
             .collect(),
     ))
 }
