@@ -35,6 +35,8 @@ export type TargetKind = 'vnc' | 'rdp';
 export interface User {
   name: string;
   role: string;
+  /** Locked by the security team: no login, no session until unlocked. */
+  locked?: boolean;
 }
 
 export interface Grant {
@@ -49,6 +51,10 @@ export interface SessionInfo {
   client_addr: string;
   started_at: string;
   state: string;
+  /** `browser` or `rdp` (a native client). */
+  entry?: string;
+  /** The security team holds the user's input. */
+  frozen?: boolean;
 }
 
 /** A session recording (docs/browser-protocol.md, "Recordings"). */
@@ -256,6 +262,35 @@ export const explainPolicy = (q: { user: string; target: string; action: PolicyA
 
 export const listSessions = () => api<SessionInfo[]>('GET', '/sessions');
 export const closeSession = (id: string) => api<null>('DELETE', `/sessions/${seg(id)}`);
+
+// The security team's controls (roles soc and admin).
+export const killSession = (id: string, reason: string) => api<null>('POST', `/sessions/${seg(id)}/kill`, { reason });
+export const freezeSession = (id: string) => api<null>('POST', `/sessions/${seg(id)}/freeze`);
+export const unfreezeSession = (id: string) => api<null>('POST', `/sessions/${seg(id)}/unfreeze`);
+export const lockUser = (name: string, reason: string) => api<null>('POST', `/users/${seg(name)}/lock`, { reason });
+export const unlockUser = (name: string) => api<null>('POST', `/users/${seg(name)}/unlock`);
+
+/**
+ * The live thumbnail of a session (`GET /sessions/{id}/thumbnail`, JPEG), or null when the session
+ * is gone or has no picture yet (404). Rejects with an ApiError, or the abort error.
+ */
+export async function sessionThumbnail(id: string, signal: AbortSignal): Promise<Blob | null> {
+  const url = `${BASE}/sessions/${seg(id)}/thumbnail`;
+  let res: Response;
+  try {
+    res = await fetch(url, { credentials: 'same-origin', cache: 'no-store', signal });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw new ApiError(0, 'Cannot reach the gateway. Check your network connection and try again.');
+  }
+  if (res.status === 404) return null;
+  if (!res.ok) {
+    const message = await errorText(res);
+    checkUnauthorized(res, url);
+    throw new ApiError(res.status, message);
+  }
+  return res.blob();
+}
 
 export const recordingsPath = (id: string): string => `${BASE}/recordings/${seg(id)}`;
 export const initUrl = (id: string, part: number): string => `${recordingsPath(id)}/init/${part}`;

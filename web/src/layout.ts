@@ -1,16 +1,18 @@
 import { logout, type Me } from './api';
 import { isAdmin } from './context';
+import { isSocRole } from './soc';
 import { landingHash } from './router';
 import { h } from './dom';
 
-export type NavKey = 'targets' | 'recordings' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'session';
+export type NavKey = 'targets' | 'recordings' | 'soc' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'session';
 
 function navLink(id: string, href: string, label: string, active: boolean): HTMLAnchorElement {
   return h('a', { id, href, class: active ? 'nav-link active' : 'nav-link', 'aria-current': active ? 'page' : null }, label);
 }
 
-/** The class of a role badge: `role-admin`, `role-reviewer` or `role-user` (anything else). */
-export const roleClass = (role: string): string => `role-${role === 'admin' || role === 'reviewer' ? role : 'user'}`;
+/** The class of a role badge: `role-admin`, `role-reviewer`, `role-soc` or `role-user` (anything else). */
+export const roleClass = (role: string): string =>
+  `role-${role === 'admin' || role === 'reviewer' || role === 'soc' ? role : 'user'}`;
 
 /** The dark header bar: wordmark, navigation (admin links for admins), user and logout. */
 export function header(me: Me, active: NavKey): HTMLElement {
@@ -20,6 +22,7 @@ export function header(me: Me, active: NavKey): HTMLElement {
     navLink('nav-targets', '#/targets', 'Targets', active === 'targets'),
     navLink('nav-recordings', '#/recordings', 'Recordings', active === 'recordings'),
   );
+  if (isSocRole(me.role)) nav.append(navLink('nav-soc', '#/soc', 'SOC', active === 'soc'));
   if (isAdmin(me)) {
     nav.append(
       navLink('nav-admin-users', '#/admin/users', 'Users', active === 'admin-users'),

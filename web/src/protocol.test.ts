@@ -70,6 +70,8 @@ describe('parseServerText', () => {
       type: 'closed',
       reason: 'target closed',
     });
+    expect(parseServerText('{"type":"frozen","frozen":true}')).toEqual({ type: 'frozen', frozen: true });
+    expect(parseServerText('{"type":"frozen","frozen":false}')).toEqual({ type: 'frozen', frozen: false });
   });
 
   it('rejects malformed messages', () => {
@@ -79,6 +81,8 @@ describe('parseServerText', () => {
     expect(parseServerText('{"type":"init","session":"x","width":0,"height":5}')).toBeNull();
     expect(parseServerText('{"type":"resize","width":"1","height":5}')).toBeNull();
     expect(parseServerText('{"type":"clipboard"}')).toBeNull();
+    expect(parseServerText('{"type":"frozen"}')).toBeNull();
+    expect(parseServerText('{"type":"frozen","frozen":"yes"}')).toBeNull();
   });
 
   it('fills in a missing error message', () => {

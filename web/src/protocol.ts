@@ -60,7 +60,9 @@ export type ServerMessage =
   | { type: 'clipboard'; text: string }
   | { type: 'bell' }
   | { type: 'error'; code: string; message: string }
-  | { type: 'closed'; reason: string };
+  | { type: 'closed'; reason: string }
+  /** The security team froze (true) or unfroze (false) the session: while frozen, input is held. */
+  | { type: 'frozen'; frozen: boolean };
 
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -105,6 +107,9 @@ export function parseServerText(text: string): ServerMessage | null {
       };
     case 'closed':
       return { type: 'closed', reason: typeof v.reason === 'string' ? v.reason : '' };
+    case 'frozen':
+      if (typeof v.frozen !== 'boolean') return null;
+      return { type: 'frozen', frozen: v.frozen };
     default:
       return null;
   }
