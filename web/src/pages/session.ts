@@ -5,21 +5,19 @@ import type { PageContext } from '../context';
 import { h, showError } from '../dom';
 import { KeyTracker, type KeyAction } from '../keysym';
 import { shell } from '../layout';
+import { DesktopCanvas } from '../desktop';
+import { FROZEN_BANNER_TEXT } from '../soc';
 import {
   domButtonToBit,
-  fitSize,
   PointerSender,
   toDesktop,
   WheelAccumulator,
   wheelBits,
 } from '../pointer';
 import {
-  ENC_FILL,
   ackMsg,
   clipboardMsg,
   keyMsg,
-  mimeOf,
-  parseBinary,
   parseServerText,
   pointerMsg,
   refreshMsg,
@@ -103,11 +101,12 @@ export function renderSession(ctx: PageContext, target: string): void {
   const refreshBtn = h('button', { id: 'refresh', type: 'button', class: 'btn btn-small', title: 'Ask the target for a full repaint', disabled: true }, 'Refresh');
   const disconnectBtn = h('button', { id: 'disconnect', type: 'button', class: 'btn btn-small btn-danger' }, 'Disconnect');
   const errorBox = h('div', { id: 'session-error', class: 'session-error', role: 'alert', hidden: true });
+  const frozenBanner = h('div', { id: 'session-frozen', class: 'frozen-banner', role: 'status', hidden: true }, FROZEN_BANNER_TEXT);
   const canvas = h('canvas', { id: 'session-canvas', tabindex: 0, width: 1, height: 1, hidden: true, 'aria-label': `Remote desktop of ${target}` });
   const spinner = h('span', { class: 'spinner', 'aria-hidden': 'true' });
   const placeholderText = h('span', null, `Connecting to ${target}…`);
   const placeholder = h('div', { class: 'viewport-placeholder' }, spinner, placeholderText);
-  const viewport = h('div', { id: 'session-viewport', class: 'session-viewport fit' }, placeholder, canvas);
+  const viewport = h('div', { id: 'session-viewport', class: 'session-viewport fit' }, placeholder, canvas, frozenBanner);
 
   const remoteClip = h('textarea', { id: 'remote-clipboard', readonly: true, rows: 5, spellcheck: 'false', placeholder: 'Text copied on the target appears here.' });
   const copyBtn = h('button', { id: 'copy-remote-clipboard', type: 'button', class: 'btn btn-small' }, 'Copy');
@@ -148,16 +147,11 @@ export function renderSession(ctx: PageContext, target: string): void {
 
   // ---- state ----------------------------------------------------------------------------------
   let phase: Phase = 'connecting';
-  let desktopW = 0;
-  let desktopH = 0;
   let gotInit = false;
   let gotError = false;
   let closedReason: string | null = null;
   let timedOut = false;
   let userClosed = false;
-  /** Draws and acks, strictly in arrival order. Never rejects. */
-  let chain: Promise<void> = Promise.resolve();
-  const g = canvas.getContext('2d', { alpha: false });
 
   const setStatus = (text: string, state: 'connecting' | 'connected' | 'disconnected') => {
     status.textContent = text;
@@ -182,96 +176,21 @@ export function renderSession(ctx: PageContext, target: string): void {
     ws.close();
   }, INIT_TIMEOUT_MS);
 
-  // ---- scaling --------------------------------------------------------------------------------
-  const applyScale = () => {
-    if (desktopW === 0) return;
-    const fit = scaleBox.checked;
-    viewport.classList.toggle('fit', fit);
-    viewport.classList.toggle('actual', !fit);
-    if (fit) {
-      const s = fitSize(desktopW, desktopH, viewport.clientWidth, viewport.clientHeight);
-      canvas.style.width = `${s.width}px`;
-      canvas.style.height = `${s.height}px`;
-    } else {
-      canvas.style.width = `${desktopW}px`;
-      canvas.style.height = `${desktopH}px`;
-    }
-  };
+  // ---- scaling and drawing (shared with the watch page) ------------------------------------------
+  const view = new DesktopCanvas({
+    canvas,
+    viewport,
+    fit: () => scaleBox.checked,
+    onFramePainted: (seq) => {
+      stats.framesPainted += 1;
+      stats.lastSeq = seq;
+      send(ackMsg(seq));
+    },
+  });
   scaleBox.addEventListener('change', () => {
-    applyScale();
+    view.applyScale();
     if (live()) canvas.focus({ preventScroll: true });
   });
-  const resizeObserver = new ResizeObserver(() => applyScale());
-  resizeObserver.observe(viewport);
-
-  const setDesktopSize = (w: number, hgt: number) => {
-    desktopW = w;
-    desktopH = hgt;
-    canvas.width = w; // also clears it; a full repaint follows
-    canvas.height = hgt;
-    if (g) {
-      g.fillStyle = '#000';
-      g.fillRect(0, 0, w, hgt);
-    }
-    applyScale();
-  };
-
-  // ---- drawing --------------------------------------------------------------------------------
-  const enqueue = (step: () => void | Promise<void>) => {
-    chain = chain.then(step).catch((err: unknown) => {
-      console.warn('portcullis: drawing step failed', err);
-    });
-  };
-
-  const onBinary = (buf: ArrayBuffer) => {
-    let m;
-    try {
-      m = parseBinary(buf);
-    } catch (err) {
-      console.warn('portcullis: bad binary message', err);
-      return;
-    }
-    if (m.kind === 'rect') {
-      const { x, y, width, height, encoding, data } = m;
-      if (encoding === ENC_FILL) {
-        if (data.length < 3) {
-          console.warn('portcullis: short fill rectangle');
-          return;
-        }
-        const colour = `rgb(${data[0]},${data[1]},${data[2]})`;
-        enqueue(() => {
-          if (g) {
-            g.fillStyle = colour;
-            g.fillRect(x, y, width, height);
-          }
-        });
-        return;
-      }
-      const type = mimeOf(encoding);
-      if (type === null) {
-        console.warn(`portcullis: unknown rectangle encoding ${encoding}`);
-        return;
-      }
-      // Decode now (in parallel with earlier rectangles), draw in arrival order.
-      const bitmap = createImageBitmap(new Blob([data], { type }));
-      bitmap.catch(() => {}); // reported when its turn comes
-      enqueue(async () => {
-        const bm = await bitmap;
-        try {
-          g?.drawImage(bm, x, y);
-        } finally {
-          bm.close();
-        }
-      });
-    } else {
-      const seq = m.seq;
-      enqueue(() => {
-        stats.framesPainted += 1;
-        stats.lastSeq = seq;
-        send(ackMsg(seq));
-      });
-    }
-  };
 
   const onText = (msg: ServerMessage) => {
     switch (msg.type) {
@@ -283,7 +202,7 @@ export function renderSession(ctx: PageContext, target: string): void {
         stats.sessionId = msg.session;
         placeholder.hidden = true;
         canvas.hidden = false;
-        enqueue(() => setDesktopSize(msg.width, msg.height));
+        view.resize(msg.width, msg.height);
         setStatus('Connected', 'connected');
         refreshBtn.disabled = false;
         sendClipBtn.disabled = false;
@@ -291,7 +210,10 @@ export function renderSession(ctx: PageContext, target: string): void {
         canvas.focus({ preventScroll: true });
         return;
       case 'resize':
-        enqueue(() => setDesktopSize(msg.width, msg.height));
+        view.resize(msg.width, msg.height);
+        return;
+      case 'frozen':
+        frozenBanner.hidden = !msg.frozen;
         return;
       case 'clipboard':
         remoteClip.value = msg.text;
@@ -317,7 +239,7 @@ export function renderSession(ctx: PageContext, target: string): void {
   ws.addEventListener('message', (ev: MessageEvent) => {
     if (phase === 'ended') return;
     if (ev.data instanceof ArrayBuffer) {
-      onBinary(ev.data);
+      view.binary(ev.data);
     } else if (typeof ev.data === 'string') {
       const msg = parseServerText(ev.data);
       if (msg === null) {
@@ -420,7 +342,7 @@ export function renderSession(ctx: PageContext, target: string): void {
   );
   const wheel = new WheelAccumulator();
   let mask = 0;
-  const at = (e: MouseEvent) => toDesktop(e.clientX, e.clientY, canvas.getBoundingClientRect(), desktopW, desktopH);
+  const at = (e: MouseEvent) => toDesktop(e.clientX, e.clientY, canvas.getBoundingClientRect(), view.width, view.height);
 
   canvas.addEventListener('mousedown', (e) => {
     if (!live()) return;
@@ -520,6 +442,7 @@ export function renderSession(ctx: PageContext, target: string): void {
     refreshBtn.disabled = true;
     sendClipBtn.disabled = true;
     viewport.classList.add('ended');
+    frozenBanner.hidden = true;
     if (!gotInit) {
       spinner.hidden = true;
       placeholderText.textContent = 'Not connected.';
@@ -546,7 +469,7 @@ export function renderSession(ctx: PageContext, target: string): void {
   signal.addEventListener('abort', () => {
     close();
     window.clearTimeout(initTimer);
-    resizeObserver.disconnect();
+    view.dispose();
     window.removeEventListener('mouseup', onWindowMouseUp);
     window.removeEventListener('mousemove', onWindowMouseMove);
     window.removeEventListener('blur', releaseAll);

@@ -1,0 +1,127 @@
+// The desktop canvas shared by the session page (`#/session/<target>`) and the security team's
+// watch page (`#/watch/<id>`): both get exactly the same server messages, so both decode and paint
+// the binary frames here, in arrival order, and acknowledge each frame once it is painted.
+
+import { fitSize } from './pointer';
+import { ENC_FILL, mimeOf, parseBinary } from './protocol';
+
+export interface DesktopCanvasOptions {
+  canvas: HTMLCanvasElement;
+  /** The element the canvas is scaled to fit (it gets the `fit` / `actual` class). */
+  viewport: HTMLElement;
+  /** Scale to fit the viewport (else 1:1). Asked at every layout. */
+  fit: () => boolean;
+  /** A frame is fully painted: acknowledge it (and count it). */
+  onFramePainted: (seq: number) => void;
+}
+
+/** Paints the gateway's binary messages onto a canvas and keeps it scaled. */
+export class DesktopCanvas {
+  /** The desktop's size in pixels (0 before the first `init`/`resize` has been applied). */
+  width = 0;
+  height = 0;
+  /** Draws and acks, strictly in arrival order. Never rejects. */
+  private chain: Promise<void> = Promise.resolve();
+  private readonly o: DesktopCanvasOptions;
+  private readonly g: CanvasRenderingContext2D | null;
+  private readonly observer: ResizeObserver;
+
+  constructor(options: DesktopCanvasOptions) {
+    this.o = options;
+    this.g = options.canvas.getContext('2d', { alpha: false });
+    this.observer = new ResizeObserver(() => this.applyScale());
+    this.observer.observe(options.viewport);
+  }
+
+  /** Sizes the canvas element for the viewport (fit) or 1:1. */
+  applyScale(): void {
+    if (this.width === 0) return;
+    const { canvas, viewport } = this.o;
+    const fit = this.o.fit();
+    viewport.classList.toggle('fit', fit);
+    viewport.classList.toggle('actual', !fit);
+    if (fit) {
+      const s = fitSize(this.width, this.height, viewport.clientWidth, viewport.clientHeight);
+      canvas.style.width = `${s.width}px`;
+      canvas.style.height = `${s.height}px`;
+    } else {
+      canvas.style.width = `${this.width}px`;
+      canvas.style.height = `${this.height}px`;
+    }
+  }
+
+  /** An `init` or `resize`: in turn, the canvas takes the new size, black (a full repaint follows). */
+  resize(width: number, height: number): void {
+    this.enqueue(() => {
+      this.width = width;
+      this.height = height;
+      const { canvas } = this.o;
+      canvas.width = width; // also clears it
+      canvas.height = height;
+      if (this.g) {
+        this.g.fillStyle = '#000';
+        this.g.fillRect(0, 0, width, height);
+      }
+      this.applyScale();
+    });
+  }
+
+  /** One binary message: a rectangle to paint or an end-of-frame to acknowledge once painted. */
+  binary(buf: ArrayBuffer): void {
+    let m;
+    try {
+      m = parseBinary(buf);
+    } catch (err) {
+      console.warn('portcullis: bad binary message', err);
+      return;
+    }
+    if (m.kind === 'frameEnd') {
+      const seq = m.seq;
+      this.enqueue(() => this.o.onFramePainted(seq));
+      return;
+    }
+    const { x, y, width, height, encoding, data } = m;
+    const g = this.g;
+    if (encoding === ENC_FILL) {
+      if (data.length < 3) {
+        console.warn('portcullis: short fill rectangle');
+        return;
+      }
+      const colour = `rgb(${data[0]},${data[1]},${data[2]})`;
+      this.enqueue(() => {
+        if (g) {
+          g.fillStyle = colour;
+          g.fillRect(x, y, width, height);
+        }
+      });
+      return;
+    }
+    const type = mimeOf(encoding);
+    if (type === null) {
+      console.warn(`portcullis: unknown rectangle encoding ${encoding}`);
+      return;
+    }
+    // Decode now (in parallel with earlier rectangles), draw in arrival order.
+    const bitmap = createImageBitmap(new Blob([data], { type }));
+    bitmap.catch(() => {}); // reported when its turn comes
+    this.enqueue(async () => {
+      const bm = await bitmap;
+      try {
+        g?.drawImage(bm, x, y);
+      } finally {
+        bm.close();
+      }
+    });
+  }
+
+  /** Stops following the viewport's size. */
+  dispose(): void {
+    this.observer.disconnect();
+  }
+
+  private enqueue(step: () => void | Promise<void>): void {
+    this.chain = this.chain.then(step).catch((err: unknown) => {
+      console.warn('portcullis: drawing step failed', err);
+    });
+  }
+}
