@@ -10,7 +10,9 @@ import { renderAdminPolicy } from './pages/policy';
 import { renderPlayer } from './pages/player';
 import { renderRecordings } from './pages/recordings';
 import { renderSession } from './pages/session';
+import { renderSoc } from './pages/soc';
 import { renderTargets } from './pages/targets';
+import { renderWatch } from './pages/watch';
 import { errorMessage } from './pages/util';
 import { landingHash, routeParts } from './router';
 import { counters } from './state';
@@ -82,6 +84,12 @@ async function render(): Promise<void> {
   } else if (first === 'session' && second !== undefined && parts.length === 2) {
     document.title = `${second} · Portcullis`;
     renderSession(ctx, second);
+  } else if (first === 'soc' && parts.length === 1) {
+    document.title = 'Security console · Portcullis';
+    await renderSoc(ctx);
+  } else if (first === 'watch' && second !== undefined && parts.length === 2) {
+    document.title = 'Watching · Portcullis';
+    await renderWatch(ctx, second);
   } else if (first === 'recordings' && parts.length === 1) {
     document.title = 'Recordings · Portcullis';
     await renderRecordings(ctx);

@@ -42,6 +42,17 @@ describe('landingHash', () => {
     expect(landingHash({ role: 'admin' })).toBe('#/targets');
     expect(landingHash({ role: 'user' })).toBe('#/targets');
   });
+
+  it('sends the security team to its console', () => {
+    expect(landingHash({ role: 'soc' })).toBe('#/soc');
+  });
+});
+
+describe('security team routes', () => {
+  it('splits the console and watch routes', () => {
+    expect(routeParts('#/soc')).toEqual(['soc']);
+    expect(routeParts('#/watch/0190a1b2-c3d4')).toEqual(['watch', '0190a1b2-c3d4']);
+  });
 });
 
 describe('recording routes', () => {

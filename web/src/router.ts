@@ -1,9 +1,14 @@
 // Hash routes: `#/login`, `#/targets`, `#/session/<name>`, `#/recordings`, `#/recordings/<id>`,
-// `#/admin/<page>`.
+// `#/admin/<page>`, `#/soc`, `#/watch/<session id>`.
 
-/** Where a user lands after login (and on an unknown route): reviewers on the recordings. */
+/**
+ * Where a user lands after login (and on an unknown route): reviewers on the recordings, the
+ * security team on its console.
+ */
 export function landingHash(me: { role: string }): string {
-  return me.role === 'reviewer' ? '#/recordings' : '#/targets';
+  if (me.role === 'reviewer') return '#/recordings';
+  if (me.role === 'soc') return '#/soc';
+  return '#/targets';
 }
 
 /** Splits `#/a/b%2Fc` into decoded segments ['a', 'b/c']. */
