@@ -10,6 +10,8 @@ import {
   listSessions,
   listTargets,
   listUsers,
+  lockUser,
+  unlockUser,
   type Grant,
   type NewTarget,
   type SessionInfo,
@@ -21,6 +23,7 @@ import { isAdmin, type PageContext } from '../context';
 import { h, replace, showError } from '../dom';
 import { roleClass, shell, type NavKey } from '../layout';
 import { parseLabels } from '../policy';
+import { reasonForm } from './reason';
 import { errorMessage, formatTime } from './util';
 
 /** The parts every admin page has. There is exactly one `.form-error` per page. */
@@ -107,7 +110,7 @@ export function submitting(btn: HTMLButtonElement, busy: boolean): void {
 // Users
 
 export async function renderAdminUsers(ctx: PageContext): Promise<void> {
-  const page = adminShell(ctx, 'admin-users', 'Users', 'People who can sign in to the gateway.', ['Name', 'Role', ''], 'users-table');
+  const page = adminShell(ctx, 'admin-users', 'Users', 'People who can sign in to the gateway.', ['Name', 'Role', 'Status', ''], 'users-table');
   if (!page) return;
   const { main, error, tbody, table } = page;
 
@@ -118,6 +121,7 @@ export async function renderAdminUsers(ctx: PageContext): Promise<void> {
     { id: 'user-role' },
     h('option', { value: 'admin' }, 'admin'),
     h('option', { value: 'reviewer' }, 'reviewer'),
+    h('option', { value: 'soc' }, 'soc (security team)'),
     h('option', { value: 'user', selected: true }, 'user'),
   );
   const create = h('button', { id: 'user-create', type: 'submit', class: 'btn btn-primary' }, 'Create user');
@@ -134,22 +138,49 @@ export async function renderAdminUsers(ctx: PageContext): Promise<void> {
     const users = await listUsers();
     if (ctx.signal.aborted) return;
     users.sort((a, b) => a.name.localeCompare(b.name));
-    replace(tbody, ...(users.length ? users.map(row) : [emptyRow(3, 'No users.')]));
+    replace(tbody, ...(users.length ? users.map(row) : [emptyRow(4, 'No users.')]));
   };
-  const row = (u: User) =>
-    h(
+  const row = (u: User) => {
+    const self = u.name === ctx.me.name;
+    // Locking: the gateway ends the user's sessions and logins and asks for a reason.
+    const lockForm = reasonForm({
+      kind: 'lock',
+      label: `Why lock ${u.name}? Their sessions end and they cannot sign in until unlocked.`,
+      confirm: 'Lock',
+      aborted: () => ctx.signal.aborted,
+      submit: async (reason) => {
+        await lockUser(u.name, reason);
+        await attempt(ctx, error, load);
+      },
+    });
+    const lockAction = u.locked
+      ? deleteButton('Unlock', { 'data-unlock-user': u.name, 'aria-label': `Unlock user ${u.name}` }, async () => {
+          if (await attempt(ctx, error, () => unlockUser(u.name))) await attempt(ctx, error, load);
+        })
+      : self
+        ? null // the gateway refuses locking yourself
+        : h('button', { type: 'button', class: 'btn btn-danger btn-small', 'data-lock-user': u.name, 'aria-label': `Lock user ${u.name}`, onclick: () => lockForm.open() }, 'Lock');
+    return h(
       'tr',
-      { 'data-user': u.name },
-      h('td', null, u.name, u.name === ctx.me.name ? h('span', { class: 'muted you' }, ' (you)') : null),
+      { 'data-user': u.name, 'data-locked': u.locked ? 'true' : 'false' },
+      h('td', null, u.name, self ? h('span', { class: 'muted you' }, ' (you)') : null),
       h('td', null, h('span', { class: `role-badge ${roleClass(u.role)}` }, u.role)),
+      h('td', null, u.locked ? h('span', { class: 'locked-badge', 'data-locked-badge': u.name }, 'Locked') : h('span', { class: 'muted' }, 'Active')),
       h(
         'td',
         { class: 'actions' },
-        deleteButton('Delete', { 'data-delete-user': u.name, 'aria-label': `Delete user ${u.name}` }, async () => {
-          if (await attempt(ctx, error, () => deleteUser(u.name))) await attempt(ctx, error, load);
-        }),
+        h(
+          'div',
+          { class: 'row-actions' },
+          lockAction,
+          deleteButton('Delete', { 'data-delete-user': u.name, 'aria-label': `Delete user ${u.name}` }, async () => {
+            if (await attempt(ctx, error, () => deleteUser(u.name))) await attempt(ctx, error, load);
+          }),
+        ),
+        u.locked ? null : lockForm.el,
       ),
     );
+  };
 
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
