@@ -277,6 +277,11 @@ describe('events and markers', () => {
       'Policy deny: clipboard (read-only)',
     );
     expect(describeEvent(ev(0, 'frames_dropped', { count: 4 }))).toBe('Frames dropped: 4');
+    expect(describeEvent(ev(0, 'events_lost', { count: 2 }))).toBe('Events not recorded: 2');
+    expect(describeEvent(ev(0, 'watcher_joined', { user: 'sam' }))).toBe('Security team watching (view only): sam');
+    expect(describeEvent(ev(0, 'frozen', { by: 'sam' }))).toBe('Input frozen by sam');
+    expect(describeEvent(ev(0, 'unfrozen', { by: 'sam' }))).toBe('Input unfrozen by sam');
+    expect(describeEvent(ev(0, 'frozen'))).toBe('Input frozen by the security team');
     expect(describeEvent(ev(0, 'session_end', { reason: 'target closed' }))).toBe('Session ended: target closed');
     expect(describeEvent(ev(0, 'session_end'))).toBe('Session ended');
     expect(describeEvent(ev(0, 'something_new'))).toBe('something_new');
@@ -298,6 +303,9 @@ describe('events and markers', () => {
     expect(m).toHaveLength(1);
     expect(m[0]!.kind).toBe('other');
     expect(eventKind('policy')).toBe('policy');
+    expect(eventKind('watcher_joined')).toBe('watcher_joined');
+    expect(eventKind('frozen')).toBe('frozen');
+    expect(eventKind('unfrozen')).toBe('unfrozen');
     expect(eventKind(42)).toBe('other');
   });
 

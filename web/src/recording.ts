@@ -288,6 +288,12 @@ export function describeEvent(ev: RecordingEvent, maxText = 200): string {
       return `Viewer joined: ${str(ev.user)}`;
     case 'viewer_left':
       return `Viewer left: ${str(ev.user)}`;
+    case 'watcher_joined':
+      return `Security team watching (view only): ${str(ev.user)}`;
+    case 'frozen':
+      return `Input frozen by ${str(ev.by) || 'the security team'}`;
+    case 'unfrozen':
+      return `Input unfrozen by ${str(ev.by) || 'the security team'}`;
     case 'keys':
       return `Typed: ${clip(str(ev.text), maxText)}`;
     case 'clipboard': {
@@ -303,6 +309,8 @@ export function describeEvent(ev: RecordingEvent, maxText = 200): string {
     }
     case 'frames_dropped':
       return `Frames dropped: ${str(ev.count)}`;
+    case 'events_lost':
+      return `Events not recorded: ${str(ev.count)}`;
     case 'session_end': {
       const reason = str(ev.reason);
       return `Session ended${reason ? `: ${reason}` : ''}`;
