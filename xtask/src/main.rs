@@ -4,7 +4,8 @@
 //!   and runs the gateway with that desktop registered.
 //! - `test`: installs what is missing and runs every test: formatting, lints, Rust unit and
 //!   integration tests, UI unit tests, and the end-to-end tests through real peers.
-//! - `bench`: builds in release mode and runs the benchmarks in `benches/`.
+//! - `bench [latency|recording|rdp|kill|policy]`: builds in release mode and runs the benchmarks
+//!   in `benches/` (and the policy crate's decision timing).
 //! - `fuzz [SECONDS]`: runs every cargo-fuzz target in `fuzz/` for SECONDS each (default 60).
 //! - `deps`: only installs the system and npm packages.
 #![allow(clippy::print_stdout)]
@@ -201,22 +202,26 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [latency|recording|rdp]`: all three by default (in that order), or one.
+/// `cargo xtask bench [latency|recording|rdp|kill|policy]`: all of them by default (in that
+/// order), or one.
 fn bench(root: &Path) -> Result<()> {
+    const ALL: [&str; 5] = ["latency", "recording", "rdp", "kill", "policy"];
     let which = std::env::args().nth(2);
-    let (latency, recording, rdp) = match which.as_deref() {
-        None | Some("all") => (true, true, true),
-        Some("latency") => (true, false, false),
-        Some("recording") => (false, true, false),
-        Some("rdp") => (false, false, true),
+    let chosen: Vec<&str> = match which.as_deref() {
+        None | Some("all") => ALL.to_vec(),
+        Some(one) if ALL.contains(&one) => vec![one],
         Some(other) => {
-            bail!("cargo xtask bench [latency|recording|rdp]: unknown benchmark {other:?}")
+            bail!(
+                "cargo xtask bench [{}]: unknown benchmark {other:?}",
+                ALL.join("|")
+            )
         }
     };
+    let wants = |name: &str| chosen.contains(&name);
     deps(root)?;
     build_ui(root)?;
     run(cargo().args(["build", "--release", "-p", "portcullis"]))?;
-    if recording {
+    if wants("recording") {
         run(cargo().args([
             "build",
             "--release",
@@ -226,7 +231,7 @@ fn bench(root: &Path) -> Result<()> {
             "hour",
         ]))?;
     }
-    let bench = |script: &str| {
+    let node = |script: &str| {
         run(Command::new("node")
             .arg(root.join("benches").join(script))
             .env("PORTCULLIS_BIN", root.join("target/release/portcullis"))
@@ -234,14 +239,21 @@ fn bench(root: &Path) -> Result<()> {
             .current_dir(root.join("web")))
     };
     // One failing benchmark does not keep the others from running; the first failure is reported.
-    let first = if latency { bench("run.mjs") } else { Ok(()) };
-    let second = if recording {
-        bench("recording.mjs")
-    } else {
-        Ok(())
-    };
-    let third = if rdp { bench("rdp.mjs") } else { Ok(()) };
-    first.and(second).and(third)
+    let mut first_failure = Ok(());
+    for name in chosen {
+        let outcome = match name {
+            "latency" => node("run.mjs"),
+            "recording" => node("recording.mjs"),
+            "rdp" => node("rdp.mjs"),
+            "kill" => node("kill.mjs"),
+            // Policy decisions: a plain timing loop over a 50-rule policy (crates/portcullis-policy/benches).
+            _ => run(cargo().args(["bench", "-p", "portcullis-policy"])),
+        };
+        if first_failure.is_ok() {
+            first_failure = outcome;
+        }
+    }
+    first_failure
 }
 
 /// cargo-fuzz targets, in `fuzz/fuzz_targets/`.
