@@ -21,8 +21,9 @@ use ironrdp_pdu::x224::X224;
 use ironrdp_pdu::Action;
 use ironrdp_svc::StaticChannelSet;
 use ironrdp_tokio::{FramedWrite as _, TokioFramed};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout, timeout_at, Duration, Instant};
 use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
@@ -149,7 +150,7 @@ pub(crate) async fn run(
                 ));
             }
             bye.extend(output::ultimatum());
-            let _ = timeout(limits.write_stall, framed.write_all(&bye)).await;
+            goodbye(&mut framed, &bye).await;
             return Err(ServeError::Refused(denial));
         }
     };
@@ -177,6 +178,34 @@ pub(crate) async fn run(
         active.reactivate(wanted, config).await?;
     }
     Ok(active)
+}
+
+/// How long a departing client gets to read our last words (and hang up) before we drop the line.
+const GOODBYE_GRACE: Duration = Duration::from_secs(2);
+/// What we read from a departing client at most.
+const GOODBYE_DRAIN: usize = 1 << 20;
+
+/// Sends the last PDUs (error info, disconnect), closes our side (TLS close_notify and FIN) and
+/// reads what the client still sends until it hangs up, for a short while. Dropping the socket
+/// with the client's PDUs unread would make the kernel reset the connection, and the reset can
+/// discard our last words before the client reads them (the client would show "connection reset"
+/// instead of the reason).
+async fn goodbye(framed: &mut Framed, bytes: &[u8]) {
+    let (stream, _) = framed.get_inner_mut();
+    let _ = timeout(GOODBYE_GRACE, async {
+        stream.write_all(bytes).await?;
+        stream.shutdown().await?;
+        let mut buf = [0u8; 4096];
+        let mut drained = 0;
+        while drained < GOODBYE_DRAIN {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 struct Activated {
@@ -293,7 +322,7 @@ async fn activate(
                     let _ = acceptor.encode_access_denied(&mut buf);
                     let mut bye = buf.filled().to_vec();
                     bye.extend(output::ultimatum());
-                    let _ = framed.write_all(&bye).await;
+                    goodbye(&mut framed, &bye).await;
                     return Err(ServeError::Refused(denial));
                 }
             }
@@ -527,7 +556,7 @@ impl Active {
                             bye.extend(output::error_info(denial.refusal.error_info(), self.user_channel, self.io_channel));
                         }
                         bye.extend(output::ultimatum());
-                        let _ = self.write(&bye, config).await;
+                        goodbye(&mut self.framed, &bye).await;
                         return Ok(denial.message);
                     }
                 },
