@@ -3,13 +3,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import {
   startDesktop, startGateway, startXrdpDesktop, startShadowDesktop, startXfreerdp, launchBrowser,
-  uiLogin, compareCanvasWith, sleep, freePort,
+  uiLogin, compareCanvasWith, sleep, freePort, request,
 } from './harness.mjs';
 import { startHostileRdp } from './hostile-rdp.mjs';
 
@@ -476,3 +476,69 @@ for (const [behaviour, chunks] of Object.entries(hostileClients)) {
     await waitExit(good);
   });
 }
+
+/** Sets (text given) or reads the CLIPBOARD selection of an X display with xclip. */
+function xclip(display, env, text) {
+  const e = { ...process.env, ...env, DISPLAY: display };
+  if (text === undefined) {
+    try { return execFileSync('xclip', ['-selection', 'clipboard', '-o'], { env: e, timeout: 5000 }).toString(); } catch { return ''; }
+  }
+  // xclip serves the selection from a background process until another owner takes it.
+  const child = spawn('xclip', ['-selection', 'clipboard', '-i'], { env: e, stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+  child.stdin.end(text);
+  child.unref();
+  return undefined;
+}
+
+async function waitClip(read, want, ms = 15000) {
+  let got = '';
+  for (let i = 0; i < ms / 200 && !got.includes(want); i++) {
+    got = read();
+    if (!got.includes(want)) await sleep(200);
+  }
+  return got;
+}
+
+async function putPolicy(doc) {
+  const r = await request(gw.base, 'PUT', '/api/v1/policy', { body: doc, headers: { cookie: admin.cookie, 'x-portcullis-csrf': '1' } });
+  assert.equal(r.status, 200, r.text);
+}
+
+test('RDP clipboard: xfreerdp ↔ gateway ↔ xrdp both ways, and only the way the policy allows', async () => {
+  const original = (await admin.get('/policy')).json.policy;
+  const client = await xfreerdp(`/v:127.0.0.1:${gw.rdpPort}`, '/u:alice#xrdp', `/p:${ALICE}`);
+  try {
+    await assertClientShows(client, () => xrdp.screenshot(), 'xrdp through the gateway');
+    const xenv = { XAUTHORITY: join(readFileSync(join(xrdp.dir, 'home'), 'utf8').trim(), '.Xauthority') };
+    const onTarget = (text) => xclip(xrdp.display(), xenv, text);
+    const onClient = (text) => xclip(client.display, {}, text);
+
+    // Default policy: text both ways.
+    onClient('client-to-target-one');
+    assert.match(await waitClip(() => onTarget(), 'client-to-target-one'), /client-to-target-one/);
+    onTarget('target-to-client-one');
+    assert.match(await waitClip(() => onClient(), 'target-to-client-one'), /target-to-client-one/);
+
+    // Client → target only.
+    const doc = structuredClone(original);
+    doc.rules[0].clipboard = { ...(doc.rules[0].clipboard ?? {}), direction: 'client_to_target' };
+    await putPolicy(doc);
+    // The session keeps the rule it opened with: reconnect to get the new one.
+    client.stop();
+    await waitExit(client);
+    const again = await xfreerdp(`/v:127.0.0.1:${gw.rdpPort}`, '/u:alice#xrdp', `/p:${ALICE}`);
+    await assertClientShows(again, () => xrdp.screenshot(), 'xrdp again');
+    const onClient2 = (text) => xclip(again.display, {}, text);
+    onClient2('client-to-target-two');
+    assert.match(await waitClip(() => onTarget(), 'client-to-target-two'), /client-to-target-two/);
+    onTarget('target-to-client-two');
+    const leaked = await waitClip(() => onClient2(), 'target-to-client-two', 4000);
+    assert.doesNotMatch(leaked, /target-to-client-two/);
+    assert.match(gw.log(), /policy denied a crossing/);
+    again.stop();
+    await waitExit(again);
+  } finally {
+    client.stop();
+    await putPolicy(original);
+  }
+});

@@ -42,6 +42,7 @@ impl Display for RawViewer {
             match RawViewer::next(self).await {
                 RawOutput::Damage(rects) => DisplayEvent::Damage(rects),
                 RawOutput::Resize(w, h) => DisplayEvent::Resize(w, h),
+                RawOutput::Clipboard(text) => DisplayEvent::Clipboard(text),
                 RawOutput::End(m) => DisplayEvent::End(denial_of(&m)),
             }
         })

@@ -267,6 +267,8 @@ pub enum RawOutput {
     Damage(Vec<(Rect, Vec<u8>)>),
     /// The desktop has a new size; its content follows as damage.
     Resize(u32, u32),
+    /// The target's clipboard text (already allowed by the policy).
+    Clipboard(String),
     /// The session ended, with the message a browser would get.
     End(ServerMessage),
 }
@@ -310,8 +312,13 @@ impl RawViewer {
             }
             let rects = {
                 let mut s = lock(&self.shared.state);
-                // Clipboard and bell go over channels native clients do not have yet.
-                s.events.clear();
+                // Clipboard text goes to the client's clipboard channel; the bell and the
+                // frozen notice have no way to a native client.
+                while let Some(event) = s.events.pop_front() {
+                    if let ServerMessage::Clipboard { text } = event {
+                        return RawOutput::Clipboard(text);
+                    }
+                }
                 if let Some((w, h)) = s.resize.take() {
                     return RawOutput::Resize(w, h);
                 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use ironrdp_cliprdr::CliprdrClient;
 use ironrdp_connector::{
     ClientConnector, ConnectorError, ConnectorErrorKind, Credentials, DesktopSize, ServerName,
 };
@@ -13,6 +14,7 @@ use ironrdp_pdu::input::mouse::PointerFlags;
 use ironrdp_pdu::input::MousePdu;
 use ironrdp_session::image::DecodedImage;
 use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput, SessionError};
+use ironrdp_svc::{SvcMessage, SvcProcessorMessages};
 use ironrdp_tokio::{FramedWrite as _, NetworkClient, TokioFramed};
 use portcullis_core::desktop::{
     buttons, check_size, InputEvent, PixelLayout, Rect, TargetCommand, TargetUpdate, Timeouts,
@@ -24,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::{debug, info};
 
+use crate::clip::{self, ClipQueue, ClipState};
 use crate::tls;
 
 /// Smallest and largest desktop a viewer may ask an RDP target for. RDP servers refuse sizes
@@ -177,6 +180,8 @@ pub struct RdpTarget {
     stage: ActiveStage,
     image: DecodedImage,
     activation: ironrdp_connector::connection_activation::ConnectionActivationFactory,
+    /// Clipboard text over CLIPRDR.
+    clip: ClipState,
     /// The SHA-256 of the target's certificate, for the log.
     pub certificate_sha256: String,
 }
@@ -299,7 +304,9 @@ async fn handshake(
 ) -> Result<RdpTarget, RdpTargetError> {
     let local = tcp.local_addr().map_err(RdpTargetError::io)?;
     let mut framed = TokioFramed::new(tcp);
-    let mut connector = ClientConnector::new(config, local);
+    // The clipboard channel: text both ways, as far as the policy lets it (decided in the broker).
+    let mut connector = ClientConnector::new(config, local)
+        .with_static_channel(CliprdrClient::new(Box::new(ClipQueue::default())));
     let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
         .await
         .map_err(RdpTargetError::connector)?;
@@ -359,6 +366,7 @@ async fn handshake(
         stage,
         image: DecodedImage::new(PixelFormat::RgbA32, w, h),
         activation: result.activation_factory,
+        clip: ClipState::default(),
         certificate_sha256,
     })
 }
@@ -387,6 +395,16 @@ impl RdpTarget {
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break Ok(()) };
                     let events = match cmd {
+                        TargetCommand::Input(InputEvent::Clipboard(text)) => {
+                            let messages = match self.stage.get_svc_processor_mut::<CliprdrClient>() {
+                                Some(c) => clip::offer(c, &mut self.clip, text),
+                                None => Vec::new(),
+                            };
+                            if let Err(e) = self.send_clip(messages).await {
+                                break Err(e);
+                            }
+                            continue;
+                        }
                         TargetCommand::Input(input) => input_state.translate(input),
                         TargetCommand::FullRefresh => {
                             // The whole picture is in our image already: hand it over again.
@@ -421,6 +439,11 @@ impl RdpTarget {
                 Ok(false) => break Ok(()),
                 Err(e) => break Err(e),
             }
+            match self.pump_clip(&updates).await {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
         };
         if result.is_ok() {
             // A polite goodbye; the target may already be gone.
@@ -433,6 +456,40 @@ impl RdpTarget {
             }
         }
         result
+    }
+
+    /// Sends clipboard channel messages to the target.
+    async fn send_clip(&mut self, messages: Vec<SvcMessage>) -> Result<(), RdpTargetError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let frame = self
+            .stage
+            .process_svc_processor_messages(SvcProcessorMessages::<CliprdrClient>::new(messages))
+            .map_err(RdpTargetError::session)?;
+        self.framed
+            .write_all(&frame)
+            .await
+            .map_err(RdpTargetError::io)
+    }
+
+    /// Acts on what the clipboard channel reported: answers the target, and hands text the
+    /// target copied to the session. `Ok(false)`: the viewer side has gone.
+    async fn pump_clip(
+        &mut self,
+        updates: &mpsc::Sender<TargetUpdate>,
+    ) -> Result<bool, RdpTargetError> {
+        let Some(c) = self.stage.get_svc_processor_mut::<CliprdrClient>() else {
+            return Ok(true);
+        };
+        let (messages, texts) = clip::drain(c, &mut self.clip);
+        self.send_clip(messages).await?;
+        for text in texts {
+            if updates.send(TargetUpdate::Clipboard(text)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Acts on what the session produced. `Ok(false)`: the viewer side has gone.
@@ -620,7 +677,7 @@ impl InputState {
                 self.buttons = buttons;
                 events
             }
-            // Clipboard goes over CLIPRDR, which comes with the policy engine.
+            // Clipboard text goes over CLIPRDR (`RdpTarget::run`), not as input events.
             InputEvent::Clipboard(_) => Vec::new(),
         }
     }

@@ -11,6 +11,7 @@
 //! asked for (it is lossy); the pointer is drawn into the picture so viewers and recordings see it.
 
 pub mod client;
+mod clip;
 pub mod server;
 mod tls;
 

@@ -161,12 +161,24 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let user = AuthUser::from_request_parts(parts, state).await?;
-        if user.role != Role::Admin {
-            return Err(WebError::Forbidden("administrators only".into()));
-        }
-        Ok(Admin(user))
+        with_role(parts, state, &[Role::Admin], "administrators only")
+            .await
+            .map(Admin)
     }
+}
+
+/// The logged-in user, if their role is one of `roles`; else 403 with `refusal`.
+async fn with_role(
+    parts: &mut Parts,
+    state: &AppState,
+    roles: &[Role],
+    refusal: &str,
+) -> Result<AuthUser, WebError> {
+    let user = AuthUser::from_request_parts(parts, state).await?;
+    if !roles.contains(&user.role) {
+        return Err(WebError::Forbidden(refusal.into()));
+    }
+    Ok(user)
 }
 
 /// A logged-in member of the security team (role `soc`) or administrator: may watch, freeze and
@@ -181,12 +193,13 @@ impl FromRequestParts<AppState> for Soc {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let user = AuthUser::from_request_parts(parts, state).await?;
-        if !matches!(user.role, Role::Soc | Role::Admin) {
-            return Err(WebError::Forbidden(
-                "the security team and administrators only".into(),
-            ));
-        }
-        Ok(Soc(user))
+        with_role(
+            parts,
+            state,
+            &[Role::Soc, Role::Admin],
+            "the security team and administrators only",
+        )
+        .await
+        .map(Soc)
     }
 }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use ironrdp_acceptor::{Acceptor, AcceptorResult};
+use ironrdp_cliprdr::CliprdrServer;
 use ironrdp_connector::{DesktopSize, Sequence as _};
 use ironrdp_core::{decode, WriteBuf};
 use ironrdp_pdu::gcc::ClientEarlyCapabilityFlags;
@@ -19,8 +20,9 @@ use ironrdp_pdu::rdp::capability_sets::CapabilitySet;
 use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPdu};
 use ironrdp_pdu::x224::X224;
 use ironrdp_pdu::Action;
-use ironrdp_svc::StaticChannelSet;
+use ironrdp_svc::{server_encode_svc_messages, StaticChannelSet, SvcMessage};
 use ironrdp_tokio::{FramedWrite as _, TokioFramed};
+use portcullis_core::desktop::InputEvent;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Duration, Instant};
@@ -33,6 +35,7 @@ use super::{
     Admission, Denial, Display, DisplayEvent, Gate, Login, NlaIdentity, Refusal, ServeError,
     ServerConfig,
 };
+use crate::clip::{self, ClipQueue, ClipState};
 
 type Framed = TokioFramed<TlsStream<TcpStream>>;
 
@@ -108,6 +111,13 @@ pub(crate) struct Active {
     size: (u32, u32),
     bitmaps: output::BitmapWriter,
     early_input: Vec<Vec<u8>>,
+    /// The static channels the client joined (the clipboard's, if it offered one); kept across
+    /// reactivations, whose channel ids do not change.
+    channels: StaticChannelSet,
+    cliprdr: Option<u16>,
+    clip: ClipState,
+    /// Channel PDUs to send once the current client PDU is handled.
+    outbox: Vec<u8>,
 }
 
 /// X.224, TLS, login, activation and the session's opening. Bounded by the handshake deadline
@@ -130,9 +140,11 @@ pub(crate) async fn run(
     let Activated {
         mut framed,
         acceptor,
-        result,
+        mut result,
         admission,
     } = activated;
+    let mut channels = std::mem::take(&mut result.static_channels);
+    let cliprdr = channels.get_channel_id_by_type::<CliprdrServer>();
     let size = desktop_size(&result.capabilities);
     let error_info = result
         .client_early_capability_flags
@@ -167,9 +179,24 @@ pub(crate) async fn run(
         size: (w, h),
         bitmaps: output::BitmapWriter::new(output::BitmapCaps::from_client(&result.capabilities)),
         early_input: result.input_events,
+        channels: StaticChannelSet::new(),
+        cliprdr,
+        clip: ClipState::default(),
+        outbox: Vec::new(),
     };
     let mut hello = Vec::new();
     output::hidden_pointer(&mut hello);
+    // The clipboard channel opens with our capabilities and Monitor Ready.
+    for (_, channel, id) in channels.iter_mut() {
+        if let Some(id) = id {
+            let start = channel.start().map_err(|e| protocol(e.report()))?;
+            hello.extend(
+                server_encode_svc_messages(start, id, user_channel)
+                    .map_err(|e| protocol(e.report()))?,
+            );
+        }
+    }
+    active.channels = channels;
     timeout(limits.write_stall, active.framed.write_all(&hello))
         .await
         .map_err(|_| ServeError::Timeout(limits.write_stall))??;
@@ -253,6 +280,7 @@ async fn activate(
         None,
     );
     acceptor.set_honor_client_desktop_size(Some(MAX_DESKTOP));
+    acceptor.attach_static_channel(CliprdrServer::new(Box::new(ClipQueue::default())));
     step(&mut framed, &mut acceptor, &mut buf, budget, Some(request)).await?;
     while acceptor.reached_security_upgrade().is_none() {
         step(&mut framed, &mut acceptor, &mut buf, budget, None).await?;
@@ -453,6 +481,13 @@ fn desktop_size(caps: &[CapabilitySet]) -> (u16, u16) {
         .unwrap_or((PROVISIONAL.width, PROVISIONAL.height))
 }
 
+/// The clipboard channel's processor, when the client joined it.
+fn cliprdr_of(channels: &mut StaticChannelSet) -> Option<&mut CliprdrServer> {
+    channels
+        .get_by_type_mut::<CliprdrServer>()
+        .and_then(|c| c.channel_processor_downcast_mut::<CliprdrServer>())
+}
+
 /// How an active connection ends.
 enum Step {
     Go,
@@ -527,6 +562,7 @@ impl Active {
             if let Step::Stop(why) = self.client_pdu(action, &pdu).await? {
                 return Ok(why);
             }
+            self.flush_outbox(config).await?;
         }
         let mut out = Vec::new();
         loop {
@@ -542,6 +578,7 @@ impl Active {
                     if let Step::Stop(why) = self.client_pdu(action, &pdu).await? {
                         return Ok(why);
                     }
+                    self.flush_outbox(config).await?;
                 }
                 event = self.display.next() => match event {
                     DisplayEvent::Damage(rects) => {
@@ -550,6 +587,13 @@ impl Active {
                         self.write(&out, config).await?;
                     }
                     DisplayEvent::Resize(w, h) => self.reactivate((w, h), config).await?,
+                    DisplayEvent::Clipboard(text) => {
+                        if let Some(c) = cliprdr_of(&mut self.channels) {
+                            let messages = clip::offer(c, &mut self.clip, text);
+                            self.queue_clip(messages)?;
+                        }
+                        self.flush_outbox(config).await?;
+                    }
                     DisplayEvent::End(denial) => {
                         let mut bye = Vec::new();
                         if self.error_info {
@@ -562,6 +606,59 @@ impl Active {
                 },
             }
         }
+    }
+
+    /// Encodes clipboard channel messages into the outbox.
+    fn queue_clip(&mut self, messages: Vec<SvcMessage>) -> Result<(), ServeError> {
+        if let (Some(id), false) = (self.cliprdr, messages.is_empty()) {
+            let bytes = server_encode_svc_messages(messages, id, self.user_channel)
+                .map_err(|e| protocol(e.report()))?;
+            self.outbox.extend(bytes);
+        }
+        Ok(())
+    }
+
+    async fn flush_outbox(&mut self, config: &ServerConfig) -> Result<(), ServeError> {
+        if self.outbox.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::take(&mut self.outbox);
+        self.write(&bytes, config).await
+    }
+
+    /// A PDU on the clipboard channel: the channel answers, and text the client copied goes to
+    /// the session (whose policy decides whether it reaches the target).
+    async fn clipboard_pdu(&mut self, channel_id: u16, user_data: &[u8]) -> Result<(), ServeError> {
+        // The channel header's first field is the whole message's length: refuse huge ones
+        // before anything is gathered.
+        let declared = user_data
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes);
+        if usize::try_from(declared).map_or(true, |n| n > clip::MAX_CLIPRDR_PDU) {
+            debug!(declared, "oversized clipboard PDU dropped");
+            return Ok(());
+        }
+        let replies = match self.channels.get_by_channel_id_mut(channel_id) {
+            Some(channel) => match channel.process(user_data) {
+                Ok(replies) => replies,
+                Err(e) => {
+                    debug!(error = %e.report(), "clipboard PDU dropped");
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        self.queue_clip(replies)?;
+        let (messages, texts) = match cliprdr_of(&mut self.channels) {
+            Some(c) => clip::drain(c, &mut self.clip),
+            None => (Vec::new(), Vec::new()),
+        };
+        self.queue_clip(messages)?;
+        for text in texts {
+            self.display.input(InputEvent::Clipboard(text)).await;
+        }
+        Ok(())
     }
 
     /// Acts on one PDU from the client.
@@ -600,7 +697,10 @@ impl Active {
                             }
                         }
                     }
-                    // Other channels (clipboard, drives, sound) are not offered yet.
+                    McsMessage::SendDataRequest(data) if Some(data.channel_id) == self.cliprdr => {
+                        self.clipboard_pdu(data.channel_id, &data.user_data).await?;
+                    }
+                    // Other channels (drives, sound, printers) are not offered.
                     _ => {}
                 }
             }

@@ -205,6 +205,8 @@ pub enum DisplayEvent {
     Damage(Vec<(Rect, Vec<u8>)>),
     /// The desktop has a new size (its content follows as damage).
     Resize(u32, u32),
+    /// Clipboard text from the target that the policy lets the client have.
+    Clipboard(String),
     /// The session ended.
     End(Denial),
 }
