@@ -102,6 +102,8 @@ test('clipboard crosses only in the direction the policy allows, and each decisi
   await sleep(3000);
   const remote = await page.evaluate(() => document.querySelector('#remote-clipboard')?.value ?? '');
   assert.ok(!remote.includes('target-to-browser-77'), remote);
+  // The user is told, with the rule.
+  assert.match(await page.textContent('#clipboard-message'), /not passed on to you: .*prod-rule/);
 
   assert.equal((await admin.del(`/sessions/${id}`)).status, 204);
   await page.context().close();

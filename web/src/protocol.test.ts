@@ -6,6 +6,7 @@ import {
   mimeOf,
   parseBinary,
   parseServerText,
+  deniedText,
   pointerMsg,
   utf8Length,
 } from './protocol';
@@ -82,6 +83,15 @@ describe('parseServerText', () => {
     expect(parseServerText('{"type":"resize","width":"1","height":5}')).toBeNull();
     expect(parseServerText('{"type":"clipboard"}')).toBeNull();
     expect(parseServerText('{"type":"frozen"}')).toBeNull();
+    expect(parseServerText('{"type":"denied","action":"clipboard_to_target","reason":"r"}')).toEqual({
+      type: 'denied',
+      action: 'clipboard_to_target',
+      reason: 'r',
+    });
+    expect(parseServerText('{"type":"denied","action":1,"reason":"r"}')).toBeNull();
+    expect(deniedText('clipboard_to_client', 'clipboard target→client denied by rule "x"')).toBe(
+      'The target’s clipboard was not passed on to you: clipboard target→client denied by rule "x".',
+    );
     expect(parseServerText('{"type":"frozen","frozen":"yes"}')).toBeNull();
   });
 

@@ -62,7 +62,9 @@ export type ServerMessage =
   | { type: 'error'; code: string; message: string }
   | { type: 'closed'; reason: string }
   /** The security team froze (true) or unfroze (false) the session: while frozen, input is held. */
-  | { type: 'frozen'; frozen: boolean };
+  | { type: 'frozen'; frozen: boolean }
+  /** The policy refused a crossing (`clipboard_to_target`, `clipboard_to_client`), naming the rule. */
+  | { type: 'denied'; action: string; reason: string };
 
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -110,9 +112,23 @@ export function parseServerText(text: string): ServerMessage | null {
     case 'frozen':
       if (typeof v.frozen !== 'boolean') return null;
       return { type: 'frozen', frozen: v.frozen };
+    case 'denied':
+      if (typeof v.action !== 'string' || typeof v.reason !== 'string') return null;
+      return { type: 'denied', action: v.action, reason: v.reason };
     default:
       return null;
   }
+}
+
+/** What the user reads when the policy refused a crossing. */
+export function deniedText(action: string, reason: string): string {
+  const what =
+    action === 'clipboard_to_target'
+      ? 'Your clipboard text was not sent to the target'
+      : action === 'clipboard_to_client'
+        ? 'The target’s clipboard was not passed on to you'
+        : 'Refused';
+  return `${what}: ${reason}.`;
 }
 
 /** UTF-8 length of a string without allocating. */

@@ -272,6 +272,14 @@ impl SessionShared {
         if decision == "deny" {
             let id = lock(&self.info).id.clone();
             info!(session = %id, action, %reason, "policy denied a crossing");
+            let notice = ServerMessage::Denied {
+                action: action.into(),
+                reason: reason.clone(),
+            };
+            self.for_each_viewer(|v| {
+                v.push_event(notice.clone());
+                v.wake();
+            });
         }
         self.tap_event(TapEvent::Session(SessionEvent::Policy {
             action: action.into(),

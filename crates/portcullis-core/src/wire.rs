@@ -151,6 +151,13 @@ pub enum ServerMessage {
     },
     /// The target rang the bell.
     Bell,
+    /// The policy refused a crossing (e.g. clipboard text one way): the user is told why.
+    Denied {
+        /// What was refused (`clipboard_to_target`, `clipboard_to_client`).
+        action: String,
+        /// Why, naming the rule.
+        reason: String,
+    },
     /// The security team froze (or unfroze) the session: while frozen, input is not delivered.
     Frozen {
         /// Frozen now.

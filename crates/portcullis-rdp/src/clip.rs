@@ -181,6 +181,57 @@ fn sent<R: Role>(
     }
 }
 
+/// The fuzzing oracle of the clipboard channel (see `server::oracles::clipboard_bytes`): `data`
+/// as one channel PDU (header and chunk) from a native client, and as the payload of a hostile
+/// target, to both roles once they are ready. Must never panic nor gather more than the limit.
+pub(crate) fn fuzz_channel_bytes(data: &[u8]) {
+    use ironrdp_cliprdr::{CliprdrClient, CliprdrServer};
+    use ironrdp_svc::{StaticVirtualChannel, SvcProcessor};
+
+    // Our own client and server shake hands first, so the fuzzed bytes meet ready channels.
+    let mut client = CliprdrClient::new(Box::new(ClipQueue::default()));
+    let mut server = StaticVirtualChannel::new(CliprdrServer::new(Box::new(ClipQueue::default())));
+    let (mut cs, mut ss) = (ClipState::default(), ClipState::default());
+    let mut to_client = server.start().unwrap_or_default();
+    for _ in 0..8 {
+        let mut to_server = Vec::new();
+        for m in std::mem::take(&mut to_client) {
+            if let Ok(bytes) = m.encode_unframed_pdu() {
+                to_server.extend(client.process(&bytes).unwrap_or_default());
+            }
+        }
+        to_server.extend(drain(&mut client, &mut cs).0);
+        for m in to_server {
+            if let Ok(bytes) = m.encode_unframed_pdu() {
+                if let Some(p) = server.channel_processor_downcast_mut::<CliprdrServer>() {
+                    to_client.extend(p.process(&bytes).unwrap_or_default());
+                }
+            }
+        }
+        if let Some(p) = server.channel_processor_downcast_mut::<CliprdrServer>() {
+            to_client.extend(drain(p, &mut ss).0);
+        }
+        if to_client.is_empty() {
+            break;
+        }
+    }
+    let _ = offer(&mut client, &mut cs, "text".into());
+    // From a native client: a whole channel PDU, bounded as the server bounds it.
+    let declared = data
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes);
+    if usize::try_from(declared).is_ok_and(|n| n <= MAX_CLIPRDR_PDU) {
+        let _ = server.process(data);
+        if let Some(p) = server.channel_processor_downcast_mut::<CliprdrServer>() {
+            let _ = drain(p, &mut ss);
+        }
+    }
+    // From a hostile target: a reassembled payload.
+    let _ = client.process(data);
+    let _ = drain(&mut client, &mut cs);
+}
+
 #[cfg(test)]
 mod tests {
     use ironrdp_cliprdr::{CliprdrClient, CliprdrServer};
@@ -265,6 +316,28 @@ mod tests {
             Vec::new(),
         );
         assert_eq!(at_client, ["from the target"]);
+    }
+
+    #[test]
+    fn hostile_channel_bytes_are_harmless() {
+        let mut x: u32 = 0x9e37_79b9;
+        for len in 0..600 {
+            let mut data: Vec<u8> = (0..len % 200)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x.to_le_bytes()[0]
+                })
+                .collect();
+            // Now and then a plausible channel header (length, first and last chunk).
+            if len % 3 == 0 && data.len() >= 8 {
+                let n = u32::try_from(data.len() - 8).unwrap();
+                data[..4].copy_from_slice(&n.to_le_bytes());
+                data[4..8].copy_from_slice(&3u32.to_le_bytes());
+            }
+            fuzz_channel_bytes(&data);
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ import {
 import {
   ackMsg,
   clipboardMsg,
+  deniedText,
   keyMsg,
   parseServerText,
   pointerMsg,
@@ -214,6 +215,10 @@ export function renderSession(ctx: PageContext, target: string): void {
         return;
       case 'frozen':
         frozenBanner.hidden = !msg.frozen;
+        return;
+      case 'denied':
+        clipMsg.textContent = deniedText(msg.action, msg.reason);
+        clipMsg.classList.add('is-error');
         return;
       case 'clipboard':
         remoteClip.value = msg.text;

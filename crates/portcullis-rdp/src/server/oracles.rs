@@ -41,6 +41,12 @@ pub fn client_bytes(data: &[u8]) {
     }
 }
 
+/// What a native client (or a hostile target) may send on the clipboard channel, to ready
+/// CLIPRDR processors of both roles.
+pub fn clipboard_bytes(data: &[u8]) {
+    crate::clip::fuzz_channel_bytes(data);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
