@@ -262,6 +262,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "target_updates",
     "recording_manifest",
     "rdp_client_bytes",
+    "rdp_clipboard_bytes",
 ];
 
 fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
