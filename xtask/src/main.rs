@@ -327,6 +327,7 @@ fn demo(root: &Path) -> Result<()> {
         }
     };
     let vendor_password = portcullis_token(16);
+    let soc_password = portcullis_token(16);
     let gw = |args: &[&str]| {
         let mut c = Command::new(&bin);
         c.arg("--data-dir").arg(&data).args(args);
@@ -336,6 +337,7 @@ fn demo(root: &Path) -> Result<()> {
     for args in [
         &["target", "delete", "demo-desktop"][..],
         &["user", "delete", "vendor"][..],
+        &["user", "delete", "soc"][..],
     ] {
         let _ = gw(args)
             .stdout(Stdio::null())
@@ -364,6 +366,17 @@ fn demo(root: &Path) -> Result<()> {
         "DEMO_VENDOR_PASSWORD",
     ])
     .env("DEMO_VENDOR_PASSWORD", &vendor_password))?;
+    // The security team: the SOC page (watch, freeze, kill, lock).
+    run(gw(&[
+        "user",
+        "add",
+        "soc",
+        "--role",
+        "soc",
+        "--password-env",
+        "DEMO_SOC_PASSWORD",
+    ])
+    .env("DEMO_SOC_PASSWORD", &soc_password))?;
     if !gw(&["user", "list"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("admin"))
@@ -436,6 +449,7 @@ fn demo(root: &Path) -> Result<()> {
         admin_file.display()
     );
     println!("  vendor:  vendor / {vendor_password}");
+    println!("  soc:     soc / {soc_password}   (the SOC page: watch, freeze, kill, lock)");
     println!("  target:  demo-desktop (Xvfb :20 via x11vnc on 127.0.0.1:5920; its password stays in the gateway)");
     if rdp_demo {
         println!("  target:  demo-rdp (xrdp on 127.0.0.1:3390; its account stays in the gateway)");
