@@ -150,8 +150,12 @@ test('the maximum duration ends a session with a message that says so', async ()
   const lasted = Date.now() - opened;
   assert.ok(lasted >= 2500 && lasted < 15000, `${lasted} ms`);
   await page.context().close();
-  const end = (await events(id)).find((e) => e.type === 'session_end');
+  const ev = await events(id);
+  const end = ev.find((e) => e.type === 'session_end');
   assert.match(end?.reason ?? '', /time the policy allows.*prod-rule/);
+  // The decision to let it open is in the track too, with its terms.
+  const open = ev.find((e) => e.type === 'policy' && e.action === 'open');
+  assert.match(open?.reason ?? '', /browser session allowed by rule "prod-rule" \(at most 3 s\)/);
 });
 
 test('the idle timeout ends a session nobody uses, not one in use', async () => {

@@ -631,6 +631,12 @@ async fn session_thread(
             target: req.target.clone(),
             client_addr: req.client_addr.clone(),
         }));
+        // The policy's decision to let it open, first in the track like every later one.
+        tap.event(TapEvent::Session(SessionEvent::Policy {
+            action: "open".into(),
+            decision: "allow".into(),
+            reason: open_reason(&req.grant, req.entry),
+        }));
         let _ = handle.shared.tap.set(tap.clone());
         let started = recorder.start(Tap {
             shared: tap,
@@ -655,6 +661,30 @@ async fn session_thread(
         });
     }
     run_session(handle, upd_rx, adapter, guard).await;
+}
+
+/// Why the session was let open, and on what terms, for the event track.
+fn open_reason(grant: &SessionGrant, entry: EntryPath) -> String {
+    let entry = match entry {
+        EntryPath::Browser => "browser",
+        EntryPath::Rdp => "native client",
+    };
+    let mut terms = Vec::new();
+    if let Some(s) = grant.max_duration_secs() {
+        terms.push(format!("at most {s} s"));
+    }
+    if grant.window_ends_at_unix_secs().is_some() {
+        terms.push("until its time window closes".to_owned());
+    }
+    if let Some(s) = grant.idle_timeout_secs() {
+        terms.push(format!("idle timeout {s} s"));
+    }
+    let terms = if terms.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", terms.join(", "))
+    };
+    format!("{entry} session allowed by rule {:?}{terms}", grant.rule())
 }
 
 /// Waits until `at`, or forever.
