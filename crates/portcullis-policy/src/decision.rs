@@ -132,10 +132,17 @@ pub struct SessionGrant {
     #[serde(serialize_with = "arc_str")]
     pub(crate) rule: Arc<str>,
     pub(crate) rule_index: usize,
+    pub(crate) window_ends_at_unix_secs: Option<i64>,
+    #[serde(flatten)]
+    pub(crate) terms: Terms,
+}
+
+/// What a rule allows a session: the compiled rule holds it, and a grant carries a copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Terms {
     pub(crate) max_duration_secs: Option<u64>,
     pub(crate) idle_timeout_secs: Option<u64>,
     pub(crate) recording_required: bool,
-    pub(crate) window_ends_at_unix_secs: Option<i64>,
     pub(crate) clipboard: ClipboardFlow,
     pub(crate) clipboard_max_bytes: u32,
     pub(crate) clipboard_files: bool,
@@ -157,17 +164,17 @@ impl SessionGrant {
 
     /// The longest the session may last, in seconds.
     pub fn max_duration_secs(&self) -> Option<u64> {
-        self.max_duration_secs
+        self.terms.max_duration_secs
     }
 
     /// How long the session may go without input, in seconds.
     pub fn idle_timeout_secs(&self) -> Option<u64> {
-        self.idle_timeout_secs
+        self.terms.idle_timeout_secs
     }
 
     /// True when the session must be recorded (see [`SessionGrant::recording`]).
     pub fn recording_required(&self) -> bool {
-        self.recording_required
+        self.terms.recording_required
     }
 
     /// When the rule's time window closes (Unix seconds): the gateway ends the session then.
@@ -179,7 +186,7 @@ impl SessionGrant {
     /// When a session started at `started_at_unix_secs` must end: the earlier of its maximum
     /// duration and the end of its time window. `None` when neither limits it.
     pub fn ends_at_unix_secs(&self, started_at_unix_secs: i64) -> Option<i64> {
-        let by_duration = self.max_duration_secs.map(|secs| {
+        let by_duration = self.terms.max_duration_secs.map(|secs| {
             started_at_unix_secs.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))
         });
         match (by_duration, self.window_ends_at_unix_secs) {
@@ -190,51 +197,51 @@ impl SessionGrant {
 
     /// Which way the clipboard may cross (for setting up the clipboard channel).
     pub fn clipboard_flow(&self) -> ClipboardFlow {
-        self.clipboard
+        self.terms.clipboard
     }
 
     /// The largest clipboard content that may cross, in bytes.
     pub fn clipboard_max_bytes(&self) -> u32 {
-        self.clipboard_max_bytes
+        self.terms.clipboard_max_bytes
     }
 
     /// True when files may be on the clipboard (in the directions file transfer allows).
     pub fn clipboard_files(&self) -> bool {
-        self.clipboard_files
+        self.terms.clipboard_files
     }
 
     /// Which way files may cross (for offering drive redirection).
     pub fn file_transfer_mode(&self) -> FileTransferMode {
-        self.file_transfer
+        self.terms.file_transfer
     }
 
     /// May clipboard content of `kind` and `bytes` cross in `direction`? Files are a file
     /// transfer too: they need the clipboard to allow files and file transfer to allow the
     /// direction. The size limit applies to text and to the total size of files.
     pub fn clipboard(&self, direction: Direction, kind: ClipKind, bytes: usize) -> Verdict {
-        if !self.clipboard.allows(direction) {
+        if !self.terms.clipboard.allows(direction) {
             return self.deny(DenyReason::ClipboardDirection {
                 direction,
-                allowed: self.clipboard,
+                allowed: self.terms.clipboard,
             });
         }
         if kind == ClipKind::Files {
-            if !self.clipboard_files {
+            if !self.terms.clipboard_files {
                 return self.deny(DenyReason::ClipboardFiles);
             }
-            if !self.file_transfer.allows(direction) {
+            if !self.terms.file_transfer.allows(direction) {
                 return self.deny(DenyReason::FileTransfer {
                     direction,
-                    allowed: self.file_transfer,
+                    allowed: self.terms.file_transfer,
                 });
             }
         }
         // u32 always fits usize on the platforms the gateway runs on; saturate otherwise.
-        let limit = usize::try_from(self.clipboard_max_bytes).unwrap_or(usize::MAX);
+        let limit = usize::try_from(self.terms.clipboard_max_bytes).unwrap_or(usize::MAX);
         if bytes > limit {
             return self.deny(DenyReason::ClipboardTooLarge {
                 bytes,
-                limit: self.clipboard_max_bytes,
+                limit: self.terms.clipboard_max_bytes,
             });
         }
         Verdict::Allowed
@@ -242,19 +249,19 @@ impl SessionGrant {
 
     /// May files cross in `direction` (RDP drive redirection)?
     pub fn file_transfer(&self, direction: Direction) -> Verdict {
-        if self.file_transfer.allows(direction) {
+        if self.terms.file_transfer.allows(direction) {
             Verdict::Allowed
         } else {
             self.deny(DenyReason::FileTransfer {
                 direction,
-                allowed: self.file_transfer,
+                allowed: self.terms.file_transfer,
             })
         }
     }
 
     /// May the target print to the user's printers?
     pub fn printing(&self) -> Verdict {
-        if self.printing {
+        if self.terms.printing {
             Verdict::Allowed
         } else {
             self.deny(DenyReason::PrintingOff)
@@ -263,7 +270,7 @@ impl SessionGrant {
 
     /// May the target's audio play on the user's machine?
     pub fn audio(&self) -> Verdict {
-        if self.audio {
+        if self.terms.audio {
             Verdict::Allowed
         } else {
             self.deny(DenyReason::AudioOff)
@@ -273,7 +280,7 @@ impl SessionGrant {
     /// May the session go on given whether the recorder could start? Fails closed: a rule
     /// requiring recording refuses a session the recorder cannot take.
     pub fn recording(&self, recorder_available: bool) -> Verdict {
-        if recorder_available || !self.recording_required {
+        if recorder_available || !self.terms.recording_required {
             Verdict::Allowed
         } else {
             self.deny(DenyReason::RecordingUnavailable)

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use crate::decision::{Denial, DenyReason, SessionDecision, SessionGrant, Subject, TargetRef};
+use crate::decision::{
+    Denial, DenyReason, SessionDecision, SessionGrant, Subject, TargetRef, Terms,
+};
 use crate::doc::{ClipboardFlow, Entry, FileTransferMode, PolicyDoc, Recording, RuleDoc};
 use crate::error::{PolicyError, Problem};
 use crate::window::{self, Window, WindowState};
@@ -41,15 +43,7 @@ pub(crate) struct Rule {
     pub(crate) deny: bool,
     pub(crate) browser: bool,
     pub(crate) native: bool,
-    pub(crate) clipboard: ClipboardFlow,
-    pub(crate) clipboard_max_bytes: u32,
-    pub(crate) clipboard_files: bool,
-    pub(crate) file_transfer: FileTransferMode,
-    pub(crate) printing: bool,
-    pub(crate) audio: bool,
-    pub(crate) max_duration_secs: Option<u64>,
-    pub(crate) idle_timeout_secs: Option<u64>,
-    pub(crate) recording_required: bool,
+    pub(crate) terms: Terms,
     pub(crate) windows: Vec<Window>,
 }
 
@@ -273,16 +267,8 @@ impl Policy {
         SessionDecision::Allowed(SessionGrant {
             rule: Arc::clone(&rule.name),
             rule_index: i,
-            max_duration_secs: rule.max_duration_secs,
-            idle_timeout_secs: rule.idle_timeout_secs,
-            recording_required: rule.recording_required,
             window_ends_at_unix_secs,
-            clipboard: rule.clipboard,
-            clipboard_max_bytes: rule.clipboard_max_bytes,
-            clipboard_files: rule.clipboard_files,
-            file_transfer: rule.file_transfer,
-            printing: rule.printing,
-            audio: rule.audio,
+            terms: rule.terms.clone(),
         })
     }
 
@@ -499,15 +485,17 @@ fn compile_rule(
         deny: doc.deny,
         browser,
         native,
-        clipboard: clipboard.direction,
-        clipboard_max_bytes: clipboard.max_bytes,
-        clipboard_files: clipboard.files,
-        file_transfer: doc.file_transfer,
-        printing: doc.printing,
-        audio: doc.audio,
-        max_duration_secs: doc.max_duration_secs,
-        idle_timeout_secs: doc.idle_timeout_secs,
-        recording_required: doc.recording == Recording::Required,
+        terms: Terms {
+            clipboard: clipboard.direction,
+            clipboard_max_bytes: clipboard.max_bytes,
+            clipboard_files: clipboard.files,
+            file_transfer: doc.file_transfer,
+            printing: doc.printing,
+            audio: doc.audio,
+            max_duration_secs: doc.max_duration_secs,
+            idle_timeout_secs: doc.idle_timeout_secs,
+            recording_required: doc.recording == Recording::Required,
+        },
         windows,
     }
 }
