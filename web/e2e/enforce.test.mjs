@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import {
   startDesktop, startGateway, startXfreerdp, launchBrowser, uiLogin, request, sleep,
 } from './harness.mjs';
+import * as H from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const ALICE = 'alice-password-123';
@@ -43,10 +44,7 @@ async function setPolicy(fields) {
   assert.equal(r.status, 200, r.text);
 }
 
-async function newPage() {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 1000 } });
-  return ctx.newPage();
-}
+const newPage = () => H.newPage(browser);
 
 async function openSession(page) {
   await uiLogin(page, gw.base, 'alice', ALICE);
@@ -71,15 +69,7 @@ async function disconnected(page, ms = 20000) {
   return page.textContent('#session-status');
 }
 
-/** The recorded event track of a session, once its recording is closed. */
-async function events(id) {
-  for (let i = 0; i < 100; i++) {
-    const rec = (await admin.get(`/recordings/${id}`)).json;
-    if (rec?.recording?.state === 'complete') break;
-    await sleep(200);
-  }
-  return (await admin.get(`/recordings/${id}/events`)).json;
-}
+const events = (id) => H.recordedEvents(admin, id);
 
 test('clipboard crosses only in the direction the policy allows, and each decision is recorded', async () => {
   await setPolicy({ clipboard: { direction: 'client_to_target' } });

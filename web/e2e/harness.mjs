@@ -363,3 +363,19 @@ export async function startXfreerdp({ display, args = [] } = {}) {
     },
   };
 }
+
+/** A fresh browser context and page (the gateway's self-signed certificate accepted). */
+export async function newPage(browser) {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 1000 } });
+  return ctx.newPage();
+}
+
+/** A session's recorded event track, once its recording is closed (waits up to 20 s for that). */
+export async function recordedEvents(admin, id) {
+  for (let i = 0; i < 100; i++) {
+    const rec = (await admin.get(`/recordings/${id}`)).json;
+    if (rec?.recording?.state === 'complete') break;
+    await sleep(200);
+  }
+  return (await admin.get(`/recordings/${id}/events`)).json;
+}

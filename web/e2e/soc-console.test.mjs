@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
 import { startDesktop, startGateway, launchBrowser, uiLogin, sleep } from './harness.mjs';
+import * as H from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const ALICE = 'alice-password-123';
@@ -36,10 +37,7 @@ after(async () => {
   desk?.stop();
 });
 
-async function newPage() {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 1000 } });
-  return ctx.newPage();
-}
+const newPage = () => H.newPage(browser);
 
 /** Logs in through the login page and waits until the app shows who is logged in. */
 async function login(user, password) {

@@ -7,6 +7,7 @@ import { existsSync, rmSync } from 'node:fs';
 import {
   startDesktop, startGateway, startXfreerdp, launchBrowser, uiLogin, compareCanvasWith, request, sleep,
 } from './harness.mjs';
+import * as H from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const ALICE = 'alice-password-123';
@@ -40,10 +41,7 @@ after(async () => {
   desk?.stop();
 });
 
-async function newPage() {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 1000 } });
-  return ctx.newPage();
-}
+const newPage = () => H.newPage(browser);
 
 /** Alice's browser session on `desk`; returns the page and the session id. */
 async function aliceSession() {
@@ -60,14 +58,7 @@ const post = (client, path, body) => request(gw.base, 'POST', `/api/v1${path}`, 
   body, headers: { cookie: client.cookie, 'x-portcullis-csrf': '1' },
 });
 
-async function events(id) {
-  for (let i = 0; i < 100; i++) {
-    const rec = (await admin.get(`/recordings/${id}`)).json;
-    if (rec?.recording?.state === 'complete') break;
-    await sleep(200);
-  }
-  return (await admin.get(`/recordings/${id}/events`)).json;
-}
+const events = (id) => H.recordedEvents(admin, id);
 
 /** Types `echo WORD > FILE` + Enter in the xterm through the page. */
 async function typeMarker(page, word, file) {
