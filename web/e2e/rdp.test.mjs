@@ -7,9 +7,10 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   startDesktop, startGateway, startXrdpDesktop, startShadowDesktop, startXfreerdp, launchBrowser,
-  uiLogin, compareCanvasWith, sleep, freePort, request,
+  uiLogin, compareCanvasWith, sleep, freePort, request, recordedEvents,
 } from './harness.mjs';
 import { startHostileRdp } from './hostile-rdp.mjs';
 
@@ -540,5 +541,94 @@ test('RDP clipboard: xfreerdp ↔ gateway ↔ xrdp both ways, and only the way t
   } finally {
     client.stop();
     await putPolicy(original);
+  }
+});
+
+test('RDP drives: xfreerdp /drive: gives the target no drive when denied, read-only with upload, both ways with both; each file recorded with its hash', async () => {
+  const original = (await admin.get('/policy')).json.policy;
+  const local = mkdtempSync(join(tmpdir(), 'pc-drive-'));
+  const content = randomBytes(300 * 1024);
+  writeFileSync(join(local, 'hello.bin'), content);
+  // What the target writes: a file its user can read.
+  const outgoing = join(mkdtempSync(join(tmpdir(), 'pc-drive-out-')), 'report.txt');
+  const report = `report ${randomBytes(8).toString('hex')}\n`.repeat(2000);
+  writeFileSync(outgoing, report);
+  execFileSync('chmod', ['-R', 'a+rX', join(outgoing, '..')]);
+  const sha = (b) => createHash('sha256').update(b).digest('hex');
+  const home = readFileSync(join(xrdp.dir, 'home'), 'utf8').trim();
+  const mount = join(home, 'thinclient_drives');
+  // The FUSE mount of xrdp-chansrv is the session user's only (root is refused, as FUSE does).
+  const onTarget = (...args) => spawnSync('runuser', ['-u', xrdp.user, '--', ...args], { timeout: 30000 });
+  const driveSeen = () => {
+    const r = onTarget('ls', '-a', mount);
+    return r.status === 0 && r.stdout.toString().split('\n').includes('share');
+  };
+  const waitDrive = async () => {
+    for (let i = 0; i < 100 && !driveSeen(); i++) await sleep(200);
+    assert.ok(driveSeen(), `no drive on the target\n${onTarget('ls', '-la', mount).stderr}\n${gw.log().slice(-2000)}`);
+  };
+  const withRule = async (fileTransfer) => {
+    const doc = structuredClone(original);
+    doc.rules[0].file_transfer = fileTransfer;
+    await putPolicy(doc);
+  };
+  const connect = async () => {
+    const c = await xfreerdp(`/v:127.0.0.1:${gw.rdpPort}`, '/u:alice#xrdp', `/p:${ALICE}`, `/drive:share,${local}`);
+    await assertClientShows(c, () => xrdp.screenshot(), 'xrdp with a drive');
+    const mine = (await admin.get('/sessions')).json.find((s) => s.entry === 'rdp' && s.state === 'active');
+    assert.ok(mine);
+    return [c, mine.id];
+  };
+  const done = async (c, id) => {
+    c.stop();
+    await waitExit(c);
+    return recordedEvents(admin, id);
+  };
+  try {
+    // Off (the default): the target is not offered the channel, so it has no drive.
+    let [client, id] = await connect();
+    await sleep(4000);
+    assert.equal(driveSeen(), false, 'the target sees a drive the policy denies');
+    let events = await done(client, id);
+    assert.ok(!events.some((e) => e.type === 'file_transfer'));
+
+    // Upload only: the target reads the user's file, but cannot write one.
+    await withRule('upload');
+    [client, id] = await connect();
+    await waitDrive();
+    const read = onTarget('sha256sum', join(mount, 'share', 'hello.bin'));
+    assert.equal(read.status, 0, read.stderr.toString());
+    assert.equal(read.stdout.toString().split(' ')[0], sha(content));
+    const refused = onTarget('cp', outgoing, join(mount, 'share', 'report.txt'));
+    assert.notEqual(refused.status, 0, 'the target wrote to a drive it may only read');
+    assert.equal(existsSync(join(local, 'report.txt')), false);
+    events = await done(client, id);
+    const upload = events.find((e) => e.type === 'file_transfer' && e.direction === 'upload');
+    assert.ok(upload, JSON.stringify(events));
+    assert.match(upload.path, /hello\.bin$/);
+    assert.equal(upload.bytes, content.length);
+    assert.equal(upload.sha256, sha(content));
+    assert.ok(events.some((e) => e.type === 'policy' && e.action === 'file_download' && e.decision === 'deny'
+      && /report\.txt/.test(e.reason)), JSON.stringify(events.filter((e) => e.type === 'policy')));
+    assert.ok(events.some((e) => e.type === 'policy' && e.action === 'file_upload' && e.decision === 'allow'));
+
+    // Both: the target's file arrives on the user's machine, byte for byte, and is recorded.
+    await withRule('both');
+    [client, id] = await connect();
+    await waitDrive();
+    const wrote = onTarget('cp', outgoing, join(mount, 'share', 'report.txt'));
+    assert.equal(wrote.status, 0, wrote.stderr.toString());
+    for (let i = 0; i < 50 && !existsSync(join(local, 'report.txt')); i++) await sleep(100);
+    assert.equal(readFileSync(join(local, 'report.txt'), 'utf8'), report);
+    events = await done(client, id);
+    const download = events.find((e) => e.type === 'file_transfer' && e.direction === 'download');
+    assert.ok(download, JSON.stringify(events));
+    assert.match(download.path, /report\.txt$/);
+    assert.equal(download.bytes, Buffer.byteLength(report));
+    assert.equal(download.sha256, sha(report));
+  } finally {
+    await putPolicy(original);
+    rmSync(local, { recursive: true, force: true });
+    rmSync(join(outgoing, '..'), { recursive: true, force: true });
   }
 });

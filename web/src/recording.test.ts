@@ -267,6 +267,13 @@ describe('events and markers', () => {
       'Session started: alice → web1 from 10.0.0.5:5123',
     );
     expect(describeEvent(ev(0, 'viewer_joined', { user: 'rev' }))).toBe('Viewer joined: rev');
+    expect(describeEvent(ev(0, 'file_transfer', { direction: 'upload', path: 'share\\a.txt', bytes: 5, sha256: 'ab12' }))).toBe(
+      'File uploaded to the target: share\\a.txt (5 bytes, SHA-256 ab12)',
+    );
+    expect(describeEvent(ev(0, 'file_transfer', { direction: 'download', path: 'share\\b', bytes: 9 }))).toBe(
+      'File downloaded from the target: share\\b (9 bytes, read out of order: no hash)',
+    );
+    expect(describeEvent(ev(0, 'file_change', { path: 'share\\c', change: 'deleted' }))).toBe('File deleted: share\\c');
     expect(describeEvent(ev(0, 'viewer_left', { user: 'rev' }))).toBe('Viewer left: rev');
     expect(describeEvent(ev(0, 'keys', { text: 'ls -la<Enter>' }))).toBe('Typed: ls -la<Enter>');
     expect(describeEvent(ev(0, 'keys', { text: 'x'.repeat(300) }), 10)).toBe(`Typed: ${'x'.repeat(9)}…`);

@@ -301,6 +301,14 @@ export function describeEvent(ev: RecordingEvent, maxText = 200): string {
       const bytes = num(ev.bytes);
       return `Clipboard ${dir}${bytes !== null ? ` (${bytes} bytes)` : ''}`;
     }
+    case 'file_transfer': {
+      const dir = ev.direction === 'upload' ? 'uploaded to the target' : ev.direction === 'download' ? 'downloaded from the target' : str(ev.direction);
+      const bytes = num(ev.bytes);
+      const hash = str(ev.sha256);
+      return `File ${dir}: ${clip(str(ev.path), maxText)}${bytes !== null ? ` (${bytes} bytes` : ' ('}${hash ? `, SHA-256 ${hash}` : ', read out of order: no hash'})`;
+    }
+    case 'file_change':
+      return `File ${clip(str(ev.change), maxText)}: ${clip(str(ev.path), maxText)}`;
     case 'resize':
       return `Resized to ${str(ev.width)}×${str(ev.height)}`;
     case 'policy': {

@@ -31,6 +31,8 @@ const APT_PACKAGES: &[&str] = &[
     "xterm",
     "xdotool",
     "xclip",
+    // xrdp-chansrv shows redirected drives through FUSE (~/thinclient_drives).
+    "fuse3",
     "imagemagick",
     "chromium",
     "fonts-dejavu-core",
@@ -263,6 +265,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "recording_manifest",
     "rdp_client_bytes",
     "rdp_clipboard_bytes",
+    "rdp_drive_bytes",
 ];
 
 fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {

@@ -43,6 +43,7 @@ impl Display for RawViewer {
                 RawOutput::Damage(rects) => DisplayEvent::Damage(rects),
                 RawOutput::Resize(w, h) => DisplayEvent::Resize(w, h),
                 RawOutput::Clipboard(text) => DisplayEvent::Clipboard(text),
+                RawOutput::Device(pdu) => DisplayEvent::Device(pdu),
                 RawOutput::End(m) => DisplayEvent::End(denial_of(&m)),
             }
         })
@@ -54,5 +55,9 @@ impl Display for RawViewer {
 
     fn refresh(&mut self) {
         RawViewer::refresh(self);
+    }
+
+    fn device(&mut self, pdu: Vec<u8>) -> BoxFuture<'_, ()> {
+        Box::pin(async move { RawViewer::device(self, pdu).await })
     }
 }

@@ -3,13 +3,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use portcullis_core::desktop::{Applied, Framebuffer, TargetUpdate, MAX_CLIPBOARD_BYTES};
+use portcullis_core::desktop::{
+    Applied, FileDirection, FileEvent, Framebuffer, TargetUpdate, MAX_CLIPBOARD_BYTES,
+};
 use portcullis_core::desktop::{TargetCommand, Timeouts};
 use portcullis_core::session::{
     ClipboardDirection, EntryPath, SessionEvent, SessionInfo, SessionState,
 };
 use portcullis_core::wire::{ErrorCode, ServerMessage};
-use portcullis_policy::{ClipKind, Direction, SessionGrant};
+use portcullis_policy::{ClipKind, Direction, FileTransferMode, SessionGrant};
+use portcullis_rdp::drive::DriveTerms;
 use portcullis_rdp::{RdpCredentials, RdpOptions, RdpTargetError};
 use portcullis_vnc::VncTargetError;
 use thiserror::Error;
@@ -222,6 +225,22 @@ pub(crate) struct SessionShared {
     ends_at: Option<Instant>,
     /// The security team holds the user's input.
     pub(crate) frozen: AtomicBool,
+    /// Where the target's drive redirection messages go.
+    drive: Mutex<DriveRoute>,
+}
+
+/// Drive-redirection messages of the target that arrived before a native client claimed the
+/// drive: the target's greeting, a few hundred bytes. More is not a real target.
+const MAX_EARLY_DEVICE_BYTES: usize = 256 * 1024;
+
+/// The native client that owns the session's redirected drive: the first one to attach (the one
+/// that opened the session). Others, and browsers, have none.
+#[derive(Default)]
+struct DriveRoute {
+    owner: Option<Weak<ViewerShared>>,
+    claimed: bool,
+    early: Vec<Vec<u8>>,
+    early_bytes: usize,
 }
 
 impl SessionShared {
@@ -287,6 +306,119 @@ impl SessionShared {
             reason,
         }));
         verdict.is_allowed()
+    }
+
+    /// Makes `viewer` the owner of the session's redirected drive, if it has none yet.
+    pub(crate) fn claim_drive(&self, viewer: &Arc<ViewerShared>) {
+        let mut route = lock(&self.drive);
+        if route.claimed {
+            return;
+        }
+        route.claimed = true;
+        route.owner = Some(Arc::downgrade(viewer));
+        for pdu in std::mem::take(&mut route.early) {
+            viewer.push_device(pdu);
+        }
+        route.early_bytes = 0;
+        viewer.wake();
+    }
+
+    /// True when `viewer` owns the session's redirected drive.
+    pub(crate) fn owns_drive(&self, viewer: &Arc<ViewerShared>) -> bool {
+        let route = lock(&self.drive);
+        route
+            .owner
+            .as_ref()
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(viewer)))
+    }
+
+    /// A drive redirection message from the target, for the drive's owner.
+    fn device_to_client(&self, pdu: Vec<u8>) {
+        let mut route = lock(&self.drive);
+        match route.owner.as_ref().map(Weak::upgrade) {
+            Some(Some(owner)) => {
+                drop(route);
+                owner.push_device(pdu);
+                owner.wake();
+            }
+            // Its client left: nobody answers the target any more.
+            Some(None) => {}
+            None if route.early_bytes + pdu.len() <= MAX_EARLY_DEVICE_BYTES => {
+                route.early_bytes += pdu.len();
+                route.early.push(pdu);
+            }
+            None => warn!("drive redirection messages before any client: dropped"),
+        }
+    }
+
+    /// Records what happened to a file on the redirected drive, with the policy's verdict.
+    fn file_event(&self, event: FileEvent) {
+        let direction_of = |d: FileDirection| match d {
+            FileDirection::Upload => (Direction::ClientToTarget, "file_upload"),
+            FileDirection::Download => (Direction::TargetToClient, "file_download"),
+        };
+        match event {
+            FileEvent::Transferred {
+                direction,
+                path,
+                bytes,
+                sha256,
+            } => {
+                let (dir, action) = direction_of(direction);
+                let verdict = self.grant.file_transfer(dir);
+                let (decision, reason) = match verdict.denial() {
+                    None => (
+                        "allow",
+                        format!("{path}: allowed by rule {:?}", self.grant.rule()),
+                    ),
+                    // The adapter applies the same terms, so this does not happen; if it
+                    // did, the record says so.
+                    Some(denial) => ("deny", format!("{path}: {}", denial.explain())),
+                };
+                self.tap_event(TapEvent::Session(SessionEvent::Policy {
+                    action: action.into(),
+                    decision: decision.into(),
+                    reason,
+                }));
+                self.tap_event(TapEvent::Session(SessionEvent::FileTransfer {
+                    direction,
+                    path,
+                    bytes,
+                    sha256,
+                }));
+            }
+            FileEvent::Refused {
+                direction,
+                path,
+                operation,
+            } => {
+                let (dir, action) = direction_of(direction);
+                let why = self
+                    .grant
+                    .file_transfer(dir)
+                    .denial()
+                    .map_or_else(|| "not allowed".to_owned(), |d| d.explain());
+                let reason = format!("{operation} {path}: {why}");
+                let id = lock(&self.info).id.clone();
+                info!(session = %id, action, %reason, "policy denied a crossing");
+                let notice = ServerMessage::Denied {
+                    action: action.into(),
+                    reason: reason.clone(),
+                };
+                self.for_each_viewer(|v| {
+                    v.push_event(notice.clone());
+                    v.wake();
+                });
+                self.tap_event(TapEvent::Session(SessionEvent::Policy {
+                    action: action.into(),
+                    decision: "deny".into(),
+                    reason,
+                }));
+            }
+            FileEvent::Changed { path, change } => {
+                self.tap_event(TapEvent::Session(SessionEvent::FileChange { path, change }))
+            }
+        }
     }
 
     pub(crate) fn end(&self, message: ServerMessage) {
@@ -386,6 +518,7 @@ impl SessionHandle {
     /// Attaches a raw viewer (pixels, no browser encoding), starting with a full repaint.
     pub fn attach_raw_viewer(&self, user: &str) -> RawViewer {
         let (viewer, _) = self.register(user, false);
+        self.shared.claim_drive(&viewer);
         RawViewer::new(self.shared.clone(), viewer)
     }
 
@@ -517,6 +650,7 @@ impl Broker {
             opened: Instant::now(),
             last_input_ms: AtomicU64::new(0),
             frozen: AtomicBool::new(false),
+            drive: Mutex::new(DriveRoute::default()),
             ends_at: req.grant.ends_at_unix_secs(started_at_ms / 1000).map(|at| {
                 let left = u64::try_from(at.saturating_sub(started_at_ms / 1000)).unwrap_or(0);
                 Instant::now() + Duration::from_secs(left)
@@ -597,7 +731,10 @@ async fn session_thread(
 ) {
     let id = handle.id();
     let mut ending_rx = handle.shared.ending.subscribe();
-    let connect = Target::connect(req.spec, timeouts);
+    let connect = Target::connect(
+        offer_drive(req.spec.clone(), &req.grant, req.entry),
+        timeouts,
+    );
     let target = tokio::select! {
         r = connect => match r {
             Ok(t) => t,
@@ -663,9 +800,32 @@ async fn session_thread(
     run_session(handle, upd_rx, adapter, guard).await;
 }
 
+/// An RDP target is offered drive redirection only for a native client (a browser has no drive
+/// to share) and only when the policy lets files cross at least one way.
+fn offer_drive(spec: TargetSpec, grant: &SessionGrant, entry: EntryPath) -> TargetSpec {
+    match spec {
+        TargetSpec::Rdp {
+            address,
+            credentials,
+            mut options,
+        } => {
+            let upload = grant.file_transfer(Direction::ClientToTarget).is_allowed();
+            let download = grant.file_transfer(Direction::TargetToClient).is_allowed();
+            options.drive = (entry == EntryPath::Rdp && (upload || download))
+                .then_some(DriveTerms { upload, download });
+            TargetSpec::Rdp {
+                address,
+                credentials,
+                options,
+            }
+        }
+        vnc => vnc,
+    }
+}
+
 /// Why the session was let open, and on what terms, for the event track.
-fn open_reason(grant: &SessionGrant, entry: EntryPath) -> String {
-    let entry = match entry {
+fn open_reason(grant: &SessionGrant, entry_path: EntryPath) -> String {
+    let entry = match entry_path {
         EntryPath::Browser => "browser",
         EntryPath::Rdp => "native client",
     };
@@ -678,6 +838,9 @@ fn open_reason(grant: &SessionGrant, entry: EntryPath) -> String {
     }
     if let Some(s) = grant.idle_timeout_secs() {
         terms.push(format!("idle timeout {s} s"));
+    }
+    if entry_path == EntryPath::Rdp && grant.file_transfer_mode() != FileTransferMode::Off {
+        terms.push(format!("drive redirection: {}", grant.file_transfer_mode()));
     }
     let terms = if terms.is_empty() {
         String::new()
@@ -890,6 +1053,8 @@ fn apply_batch(
             // Refused by the policy (and recorded as such).
             TargetUpdate::Clipboard(_) => {}
             TargetUpdate::Bell => shared.for_each_viewer(|v| v.push_event(ServerMessage::Bell)),
+            TargetUpdate::Device(pdu) => shared.device_to_client(pdu),
+            TargetUpdate::File(event) => shared.file_event(event),
             other => {
                 let applied = write(&shared.desktop)
                     .apply(&other)

@@ -20,10 +20,17 @@ use crate::tap::TapEvent;
 /// goes; clipboard text replaces older clipboard text, so nothing grows without bound.
 const MAX_PENDING_EVENTS: usize = 16;
 
+/// Drive redirection messages a native client may have pending. Beyond this the client is not
+/// reading (the target's requests then go unanswered, which is the client's own loss).
+const MAX_PENDING_DEVICE_BYTES: usize = 16 * 1024 * 1024;
+
 struct ViewerState {
     damage: DamageRegion,
     resize: Option<(u32, u32)>,
     events: VecDeque<ServerMessage>,
+    /// Drive redirection messages for a native client that owns the drive.
+    device: VecDeque<Vec<u8>>,
+    device_bytes: usize,
 }
 
 /// What the session shares with one viewer.
@@ -46,6 +53,8 @@ impl ViewerShared {
                 damage,
                 resize: None,
                 events: VecDeque::new(),
+                device: VecDeque::new(),
+                device_bytes: 0,
             }),
             notify: Notify::new(),
             user: user.to_owned(),
@@ -90,6 +99,16 @@ impl ViewerShared {
             }
         }
         s.events.push_back(event);
+    }
+
+    pub(crate) fn push_device(&self, pdu: Vec<u8>) {
+        let mut s = lock(&self.state);
+        if s.device_bytes + pdu.len() > MAX_PENDING_DEVICE_BYTES {
+            warn!(user = %self.user, "native client not reading its drive messages: one dropped");
+            return;
+        }
+        s.device_bytes += pdu.len();
+        s.device.push_back(pdu);
     }
 
     pub(crate) fn wake(&self) {
@@ -269,6 +288,8 @@ pub enum RawOutput {
     Resize(u32, u32),
     /// The target's clipboard text (already allowed by the policy).
     Clipboard(String),
+    /// A drive redirection message from the target (this client owns the session's drive).
+    Device(Vec<u8>),
     /// The session ended, with the message a browser would get.
     End(ServerMessage),
 }
@@ -312,6 +333,10 @@ impl RawViewer {
             }
             let rects = {
                 let mut s = lock(&self.shared.state);
+                if let Some(pdu) = s.device.pop_front() {
+                    s.device_bytes -= pdu.len();
+                    return RawOutput::Device(pdu);
+                }
                 // Clipboard text goes to the client's clipboard channel; the bell and the
                 // frozen notice have no way to a native client.
                 while let Some(event) = s.events.pop_front() {
@@ -345,6 +370,15 @@ impl RawViewer {
     /// Relays input to the target.
     pub async fn input(&self, input: InputEvent) {
         forward_input(&self.session, input).await;
+    }
+
+    /// Relays a drive redirection message of this client to the target, if this client owns
+    /// the session's drive (the target adapter decides on it). Not held while frozen: the
+    /// target's requests must be answered, and they only come from what the target does.
+    pub async fn device(&self, pdu: Vec<u8>) {
+        if self.session.owns_drive(&self.shared) {
+            let _ = self.session.commands.send(TargetCommand::Device(pdu)).await;
+        }
     }
 
     /// Asks for the whole screen again.

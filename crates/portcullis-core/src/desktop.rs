@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Largest width or height we accept from any target (matches common server limits).
@@ -408,6 +409,9 @@ pub enum TargetCommand {
     Input(InputEvent),
     /// Ask the target to send the whole screen again.
     FullRefresh,
+    /// A device-redirection message from the native client that owns the session's redirected
+    /// drive (RDP `rdpdr`), opaque here: only the RDP adapter reads it, and decides on it.
+    Device(Vec<u8>),
 }
 
 /// A change reported by a target adapter, in desktop-model terms.
@@ -440,6 +444,55 @@ pub enum TargetUpdate {
     Clipboard(String),
     /// The target rang the bell.
     Bell,
+    /// A device-redirection message for the native client that owns the session's redirected
+    /// drive (RDP `rdpdr`), already filtered by the adapter.
+    Device(Vec<u8>),
+    /// Something happened to a file on the user's redirected drive.
+    File(FileEvent),
+}
+
+/// Which way a file crossed, seen from the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileDirection {
+    /// From the user's machine to the target (the target read a file of the user's drive).
+    Upload,
+    /// From the target to the user's machine (the target wrote a file on the user's drive).
+    Download,
+}
+
+/// What the gateway saw happen to a file on a redirected drive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileEvent {
+    /// File content crossed (reported when the target closed the file).
+    Transferred {
+        /// Which way.
+        direction: FileDirection,
+        /// The drive's name and the path on it (`share\dir\file.txt`).
+        path: String,
+        /// Bytes that crossed.
+        bytes: u64,
+        /// SHA-256 (hex) of the content, when it crossed as one run from its first byte;
+        /// `None` when the target read or wrote it out of order.
+        sha256: Option<String>,
+    },
+    /// The adapter refused an operation because the session's terms do not allow its
+    /// direction (the target was told access is denied).
+    Refused {
+        /// The direction that is not allowed.
+        direction: FileDirection,
+        /// The drive's name and the path on it.
+        path: String,
+        /// What was attempted (`read`, `write`, `create`, `delete`, `rename`, ...).
+        operation: String,
+    },
+    /// The target deleted or renamed a file on the user's drive (allowed).
+    Changed {
+        /// The drive's name and the path on it.
+        path: String,
+        /// What changed (`deleted`, `renamed to ...`).
+        change: String,
+    },
 }
 
 /// What applying a [`TargetUpdate`] changed.
@@ -471,7 +524,10 @@ impl Framebuffer {
                 self.copy_rect(*dst, *src)?;
                 Ok(Applied::Damaged(Rect::new(dst.x, dst.y, src.w, src.h)))
             }
-            TargetUpdate::Clipboard(_) | TargetUpdate::Bell => Ok(Applied::Nothing),
+            TargetUpdate::Clipboard(_)
+            | TargetUpdate::Bell
+            | TargetUpdate::Device(_)
+            | TargetUpdate::File(_) => Ok(Applied::Nothing),
         }
     }
 }

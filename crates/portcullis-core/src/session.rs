@@ -109,6 +109,25 @@ pub enum SessionEvent {
         /// Its size in bytes (UTF-8).
         bytes: u64,
     },
+    /// File content crossed through a redirected drive.
+    FileTransfer {
+        /// Which way.
+        direction: crate::desktop::FileDirection,
+        /// The drive's name and the path on it.
+        path: String,
+        /// Bytes that crossed.
+        bytes: u64,
+        /// SHA-256 (hex) of the content, when it crossed as one run from its first byte.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+    /// The target deleted or renamed a file on the user's redirected drive.
+    FileChange {
+        /// The drive's name and the path on it.
+        path: String,
+        /// What changed.
+        change: String,
+    },
     /// The desktop changed size.
     Resize {
         /// New width.

@@ -27,6 +27,7 @@ use tokio::time::timeout;
 use tracing::{debug, info};
 
 use crate::clip::{self, ClipQueue, ClipState};
+use crate::drive::{DriveOutput, DriveRelay, DriveTerms, RdpdrChannel};
 use crate::tls;
 
 /// Smallest and largest desktop a viewer may ask an RDP target for. RDP servers refuse sizes
@@ -68,6 +69,9 @@ pub struct RdpOptions {
     pub height: u16,
     /// Offer RemoteFX (lossy, much less bandwidth). Off: lossless bitmaps only.
     pub remotefx: bool,
+    /// Offer the target drive redirection (`rdpdr`), relaying the native client's drives under
+    /// these terms. `None`: the target is not offered the channel at all.
+    pub drive: Option<DriveTerms>,
 }
 
 impl Default for RdpOptions {
@@ -76,6 +80,7 @@ impl Default for RdpOptions {
             width: 1280,
             height: 800,
             remotefx: false,
+            drive: None,
         }
     }
 }
@@ -182,6 +187,8 @@ pub struct RdpTarget {
     activation: ironrdp_connector::connection_activation::ConnectionActivationFactory,
     /// Clipboard text over CLIPRDR.
     clip: ClipState,
+    /// Drive redirection, when the session's terms let files cross.
+    drive: Option<DriveRelay>,
     /// The SHA-256 of the target's certificate, for the log.
     pub certificate_sha256: String,
 }
@@ -292,21 +299,29 @@ pub async fn connect(
         .trim_matches(['[', ']'])
         .to_owned();
     let config = config(creds, &options)?;
-    timeout(limits.handshake, handshake(tcp, host, config))
-        .await
-        .map_err(|_| timed_out(limits.handshake))?
+    timeout(
+        limits.handshake,
+        handshake(tcp, host, config, options.drive),
+    )
+    .await
+    .map_err(|_| timed_out(limits.handshake))?
 }
 
 async fn handshake(
     tcp: TcpStream,
     host: String,
     config: ironrdp_connector::Config,
+    drive: Option<DriveTerms>,
 ) -> Result<RdpTarget, RdpTargetError> {
     let local = tcp.local_addr().map_err(RdpTargetError::io)?;
     let mut framed = TokioFramed::new(tcp);
     // The clipboard channel: text both ways, as far as the policy lets it (decided in the broker).
     let mut connector = ClientConnector::new(config, local)
         .with_static_channel(CliprdrClient::new(Box::new(ClipQueue::default())));
+    // The drive channel only when files may cross: otherwise the target is not even offered it.
+    if drive.is_some() {
+        connector = connector.with_static_channel(RdpdrChannel::default());
+    }
     let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
         .await
         .map_err(RdpTargetError::connector)?;
@@ -367,6 +382,7 @@ async fn handshake(
         image: DecodedImage::new(PixelFormat::RgbA32, w, h),
         activation: result.activation_factory,
         clip: ClipState::default(),
+        drive: drive.map(DriveRelay::new),
         certificate_sha256,
     })
 }
@@ -404,6 +420,17 @@ impl RdpTarget {
                                 break Err(e);
                             }
                             continue;
+                        }
+                        TargetCommand::Device(pdu) => {
+                            let outputs = match &mut self.drive {
+                                Some(relay) => relay.from_client(&pdu),
+                                None => Vec::new(),
+                            };
+                            match self.drive_outputs(outputs, &updates).await {
+                                Ok(true) => continue,
+                                Ok(false) => break Ok(()),
+                                Err(e) => break Err(e),
+                            }
                         }
                         TargetCommand::Input(input) => input_state.translate(input),
                         TargetCommand::FullRefresh => {
@@ -444,7 +471,20 @@ impl RdpTarget {
                 Ok(false) => break Ok(()),
                 Err(e) => break Err(e),
             }
+            match self.pump_drive(&updates).await {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
         };
+        // Files still open: what crossed so far is reported, if the session still listens.
+        if let Some(relay) = &mut self.drive {
+            for out in relay.finish() {
+                if let DriveOutput::File(event) = out {
+                    let _ = updates.try_send(TargetUpdate::File(event));
+                }
+            }
+        }
         if result.is_ok() {
             // A polite goodbye; the target may already be gone.
             if let Ok(outputs) = self.stage.graceful_shutdown() {
@@ -471,6 +511,59 @@ impl RdpTarget {
             .write_all(&frame)
             .await
             .map_err(RdpTargetError::io)
+    }
+
+    /// Hands what the target sent on the drive channel to the relay.
+    async fn pump_drive(
+        &mut self,
+        updates: &mpsc::Sender<TargetUpdate>,
+    ) -> Result<bool, RdpTargetError> {
+        let Some(relay) = &mut self.drive else {
+            return Ok(true);
+        };
+        let Some(channel) = self.stage.get_svc_processor_mut::<RdpdrChannel>() else {
+            return Ok(true);
+        };
+        let mut outputs = Vec::new();
+        for pdu in channel.take() {
+            outputs.extend(relay.from_target(&pdu));
+        }
+        self.drive_outputs(outputs, updates).await
+    }
+
+    /// Carries out what the drive relay decided. `Ok(false)`: the viewer side has gone.
+    async fn drive_outputs(
+        &mut self,
+        outputs: Vec<DriveOutput>,
+        updates: &mpsc::Sender<TargetUpdate>,
+    ) -> Result<bool, RdpTargetError> {
+        for out in outputs {
+            let update = match out {
+                DriveOutput::ToTarget(pdu) => {
+                    let frame = self
+                        .stage
+                        .process_svc_processor_messages(SvcProcessorMessages::<RdpdrChannel>::new(
+                            vec![SvcMessage::from(pdu)],
+                        ))
+                        .map_err(RdpTargetError::session)?;
+                    self.framed
+                        .write_all(&frame)
+                        .await
+                        .map_err(RdpTargetError::io)?;
+                    continue;
+                }
+                DriveOutput::ToClient(pdu) => TargetUpdate::Device(pdu),
+                DriveOutput::File(event) => TargetUpdate::File(event),
+                DriveOutput::Dropped(why) => {
+                    debug!(%why, "drive redirection message dropped");
+                    continue;
+                }
+            };
+            if updates.send(update).await.is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Acts on what the clipboard channel reported: answers the target, and hands text the
@@ -835,12 +928,14 @@ mod tests {
             width: 1,
             height: 60000,
             remotefx: false,
+            drive: None,
         };
         assert_eq!(o.clamped_size(), (640, 2160));
         let o = RdpOptions {
             width: 1281,
             height: 801,
             remotefx: false,
+            drive: None,
         };
         assert_eq!(o.clamped_size(), (1280, 801));
     }

@@ -12,6 +12,7 @@
 
 pub mod client;
 mod clip;
+pub mod drive;
 pub mod server;
 mod tls;
 

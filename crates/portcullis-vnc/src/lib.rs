@@ -281,5 +281,7 @@ fn to_x11(cmd: TargetCommand) -> Option<X11Event> {
         TargetCommand::Input(InputEvent::Clipboard(text)) => {
             X11Event::CopyText(text.chars().filter(char::is_ascii).collect())
         }
+        // VNC has no drive redirection (and its file-transfer extensions are never negotiated).
+        TargetCommand::Device(_) => return None,
     })
 }

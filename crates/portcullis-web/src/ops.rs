@@ -225,10 +225,12 @@ pub fn target_spec(
                     domain,
                     password,
                 },
+                // Drive redirection is the broker's to offer, from the session's grant.
                 options: RdpOptions {
                     width,
                     height,
                     remotefx,
+                    drive: None,
                 },
             }
         }

@@ -260,6 +260,10 @@ impl Display for NativeView {
     fn refresh(&mut self) {
         Display::refresh(&mut self.viewer);
     }
+
+    fn device(&mut self, pdu: Vec<u8>) -> BoxFuture<'_, ()> {
+        Display::device(&mut self.viewer, pdu)
+    }
 }
 
 impl Gate for RdpGate {

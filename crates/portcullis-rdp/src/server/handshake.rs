@@ -36,6 +36,7 @@ use super::{
     ServerConfig,
 };
 use crate::clip::{self, ClipQueue, ClipState};
+use crate::drive::{self, RdpdrChannel};
 
 type Framed = TokioFramed<TlsStream<TcpStream>>;
 
@@ -116,6 +117,8 @@ pub(crate) struct Active {
     channels: StaticChannelSet,
     cliprdr: Option<u16>,
     clip: ClipState,
+    /// The drive redirection channel, when the client joined it: relayed to the target.
+    rdpdr: Option<u16>,
     /// Channel PDUs to send once the current client PDU is handled.
     outbox: Vec<u8>,
 }
@@ -145,6 +148,7 @@ pub(crate) async fn run(
     } = activated;
     let mut channels = std::mem::take(&mut result.static_channels);
     let cliprdr = channels.get_channel_id_by_type::<CliprdrServer>();
+    let rdpdr = channels.get_channel_id_by_type::<RdpdrChannel>();
     let size = desktop_size(&result.capabilities);
     let error_info = result
         .client_early_capability_flags
@@ -182,6 +186,7 @@ pub(crate) async fn run(
         channels: StaticChannelSet::new(),
         cliprdr,
         clip: ClipState::default(),
+        rdpdr,
         outbox: Vec::new(),
     };
     let mut hello = Vec::new();
@@ -281,6 +286,9 @@ async fn activate(
     );
     acceptor.set_honor_client_desktop_size(Some(MAX_DESKTOP));
     acceptor.attach_static_channel(CliprdrServer::new(Box::new(ClipQueue::default())));
+    // Drives: joined always (before the login, the grant is not known), but silent unless the
+    // session relays them to a target that may see them.
+    acceptor.attach_static_channel(RdpdrChannel::default());
     step(&mut framed, &mut acceptor, &mut buf, budget, Some(request)).await?;
     while acceptor.reached_security_upgrade().is_none() {
         step(&mut framed, &mut acceptor, &mut buf, budget, None).await?;
@@ -481,6 +489,15 @@ fn desktop_size(caps: &[CapabilitySet]) -> (u16, u16) {
         .unwrap_or((PROVISIONAL.width, PROVISIONAL.height))
 }
 
+/// The whole message's length a channel PDU declares (its header's first field).
+fn declared_length(user_data: &[u8]) -> usize {
+    let declared = user_data
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes);
+    usize::try_from(declared).unwrap_or(usize::MAX)
+}
+
 /// The clipboard channel's processor, when the client joined it.
 fn cliprdr_of(channels: &mut StaticChannelSet) -> Option<&mut CliprdrServer> {
     channels
@@ -594,6 +611,13 @@ impl Active {
                         }
                         self.flush_outbox(config).await?;
                     }
+                    DisplayEvent::Device(pdu) => {
+                        if let Some(id) = self.rdpdr {
+                            let bytes = server_encode_svc_messages(vec![SvcMessage::from(pdu)], id, self.user_channel)
+                                .map_err(|e| protocol(e.report()))?;
+                            self.write(&bytes, config).await?;
+                        }
+                    }
                     DisplayEvent::End(denial) => {
                         let mut bye = Vec::new();
                         if self.error_info {
@@ -631,12 +655,8 @@ impl Active {
     async fn clipboard_pdu(&mut self, channel_id: u16, user_data: &[u8]) -> Result<(), ServeError> {
         // The channel header's first field is the whole message's length: refuse huge ones
         // before anything is gathered.
-        let declared = user_data
-            .get(..4)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map_or(0, u32::from_le_bytes);
-        if usize::try_from(declared).map_or(true, |n| n > clip::MAX_CLIPRDR_PDU) {
-            debug!(declared, "oversized clipboard PDU dropped");
+        if declared_length(user_data) > clip::MAX_CLIPRDR_PDU {
+            debug!("oversized clipboard PDU dropped");
             return Ok(());
         }
         let replies = match self.channels.get_by_channel_id_mut(channel_id) {
@@ -659,6 +679,29 @@ impl Active {
             self.display.input(InputEvent::Clipboard(text)).await;
         }
         Ok(())
+    }
+
+    /// A PDU on the drive channel: reassembled, then relayed to the session's target (whose
+    /// adapter filters it under the session's terms).
+    async fn drive_pdu(&mut self, channel_id: u16, user_data: &[u8]) {
+        if declared_length(user_data) > drive::MAX_RDPDR_PDU {
+            debug!("oversized drive redirection PDU dropped");
+            return;
+        }
+        let Some(channel) = self.channels.get_by_channel_id_mut(channel_id) else {
+            return;
+        };
+        if let Err(e) = channel.process(user_data) {
+            debug!(error = %e.report(), "drive redirection PDU dropped");
+            return;
+        }
+        let pdus = channel
+            .channel_processor_downcast_mut::<RdpdrChannel>()
+            .map(RdpdrChannel::take)
+            .unwrap_or_default();
+        for pdu in pdus {
+            self.display.device(pdu).await;
+        }
     }
 
     /// Acts on one PDU from the client.
@@ -700,7 +743,10 @@ impl Active {
                     McsMessage::SendDataRequest(data) if Some(data.channel_id) == self.cliprdr => {
                         self.clipboard_pdu(data.channel_id, &data.user_data).await?;
                     }
-                    // Other channels (drives, sound, printers) are not offered.
+                    McsMessage::SendDataRequest(data) if Some(data.channel_id) == self.rdpdr => {
+                        self.drive_pdu(data.channel_id, &data.user_data).await;
+                    }
+                    // Other channels (sound, printers) are not offered.
                     _ => {}
                 }
             }

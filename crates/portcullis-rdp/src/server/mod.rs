@@ -207,6 +207,8 @@ pub enum DisplayEvent {
     Resize(u32, u32),
     /// Clipboard text from the target that the policy lets the client have.
     Clipboard(String),
+    /// A drive redirection (`rdpdr`) message from the session's target, already filtered.
+    Device(Vec<u8>),
     /// The session ended.
     End(Denial),
 }
@@ -221,6 +223,9 @@ pub trait Display: Send {
     fn input(&mut self, input: InputEvent) -> BoxFuture<'_, ()>;
     /// The client asked for (part of) the screen again.
     fn refresh(&mut self);
+    /// Relays a drive redirection (`rdpdr`) message of the client to the session's target,
+    /// whose adapter decides on it (dropped when the session has no redirected drive).
+    fn device(&mut self, pdu: Vec<u8>) -> BoxFuture<'_, ()>;
 }
 
 /// The SubjectPublicKey bits of a DER certificate, as CredSSP wants them.

@@ -47,6 +47,41 @@ pub fn clipboard_bytes(data: &[u8]) {
     crate::clip::fuzz_channel_bytes(data);
 }
 
+/// Feeds `data` to the drive redirection relay as a conversation: the first byte picks the
+/// terms, then each message is `[side][len lo][len hi][bytes]` (side even: the target, odd: the
+/// client). Whatever comes, the relay must never panic, keep its state bounded, and pass to the
+/// client only what the target sent (the client's bytes never come back to it).
+pub fn drive_bytes(data: &[u8]) {
+    use crate::drive::{DriveOutput, DriveRelay, DriveTerms};
+    let Some((&first, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut relay = DriveRelay::new(DriveTerms {
+        upload: first & 1 != 0,
+        download: first & 2 != 0,
+    });
+    while let [side, lo, hi, tail @ ..] = rest {
+        let len = usize::from(u16::from_le_bytes([*lo, *hi])).min(tail.len());
+        let (pdu, next) = tail.split_at(len);
+        rest = next;
+        let outputs = if side % 2 == 0 {
+            relay.from_target(pdu)
+        } else {
+            relay.from_client(pdu)
+        };
+        for out in outputs {
+            if let DriveOutput::ToClient(bytes) = out {
+                assert!(
+                    side % 2 == 0 && bytes == pdu,
+                    "the client got bytes the target did not send"
+                );
+            }
+        }
+        relay.check_bounds();
+    }
+    let _ = relay.finish();
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -67,6 +102,22 @@ mod tests {
         let fast_path_mouse = [0x00, 0x08, 0x01, 0x20, 0x00, 0x08, 0xff, 0xff, 0xff, 0xff];
         for cut in 0..=fast_path_mouse.len() {
             super::client_bytes(&fast_path_mouse[..cut]);
+        }
+    }
+
+    #[test]
+    fn random_drive_conversations_are_harmless() {
+        let mut x: u32 = 0x9E37_79B9;
+        for len in 0..3000 {
+            let data: Vec<u8> = (0..len % 400)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x.to_le_bytes()[0]
+                })
+                .collect();
+            super::drive_bytes(&data);
         }
     }
 }
