@@ -1,0 +1,93 @@
+//! The audit trail of Portcullis: an append-only, hash-chained log of who did what (logins,
+//! sessions, kills, policy decisions, clipboard and file events, admin changes, exports), where
+//! each record is fsynced before [`AuditLog::append`] returns, so an action is acknowledged only
+//! once its record is on disk.
+//!
+//! # On disk
+//!
+//! A log is a directory:
+//!
+//! ```text
+//! audit.lock                              held (flock) by the one AuditLog that has it open
+//! audit-00000000000000000001.jsonl        segments, named by the seq of their first record
+//! audit-00000000000000412337.jsonl        (20 digits: name order is chain order)
+//! ```
+//!
+//! Each segment is JSON lines, one record per line, in one canonical form:
+//!
+//! ```text
+//! {"seq":1,"ts_ms":1700000000000,"prev":"000…000","hash":"9f2c…","kind":"login","actor":"alice","detail":{"address":"10.0.0.7"}}
+//! ```
+//!
+//! - the fields always come in this order: `seq`, `ts_ms`, `prev`, `hash`, `kind`, `actor`,
+//!   `target` and `session` (left out when absent), `detail` (a JSON object); no spaces;
+//! - `hash` is the SHA-256 of the line without `"hash":"<64 hex>",` and without its newline
+//!   (its canonical bytes). Verification checks that the line starts with exactly the header
+//!   its parsed `seq`, `ts_ms`, `prev` and `hash` give, then hashes the line's own bytes: it never
+//!   re-serialises, so what is hashed is what is on disk;
+//! - `prev` is the previous record's `hash`: [`GENESIS`] (zeros) for seq 1, and the last hash of
+//!   the previous segment for the first record of each later one, so the chain runs across
+//!   segments;
+//! - `seq` grows by one per record, across restarts and segments; `ts_ms` (stamped by the
+//!   writer) never decreases.
+//!
+//! A segment is closed when the next record would take it past
+//! [`OpenOptions::max_segment_bytes`] (default 64 MiB); a record's line is at most
+//! [`MAX_RECORD_BYTES`] (64 KiB): bigger records are refused, never cut.
+//!
+//! # Durability
+//!
+//! One writer thread per log takes every queued record at once, writes them, calls
+//! `fdatasync` once and then acknowledges them all (group commit); a new segment's directory
+//! entry is fsynced before any record in it is acknowledged. The queue is bounded
+//! ([`OpenOptions::queue_depth`]): producers wait ([`AuditLog::submit`]) or are refused
+//! ([`AuditLog::try_submit`]). A failed write or fsync stops the log ([`AuditError::Stopped`]):
+//! nothing is acknowledged after it until it is opened again.
+//!
+//! An acknowledged record is always in the log. A record whose append failed (or never returned,
+//! because of a crash) may be there too: it was attempted.
+//!
+//! # Recovery and verification
+//!
+//! Opening reads the current (last) segment. A crash can only damage what was not fsynced, so
+//! unparseable lines at its very end (an incomplete last line, say) were never acknowledged:
+//! they are cut, reported in [`AuditLog::recovery`] and logged. Anything else wrong (a readable
+//! record with a bad hash, a gap, a bad line followed by good ones) is a broken chain: opening
+//! refuses it ([`AuditError::BrokenChain`], naming the record) unless
+//! [`OpenOptions::allow_broken_chain`] is given; nothing is ever repaired.
+//!
+//! [`verify`] checks the whole chain offline and names the first bad record (file, line, seq,
+//! problem). A chain shows changes, insertions and deletions, but not the removal of the most
+//! recent records: compare [`VerifyReport::last_hash`] with a copy kept elsewhere.
+//!
+//! ```
+//! use portcullis_audit::{verify, AuditLog, Filter, Kind, Record};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let log = AuditLog::open(dir.path()).unwrap();
+//! let appended = log
+//!     .append(Record::new(Kind::LOGIN, "alice").detail("address", "10.0.0.7"))
+//!     .unwrap();
+//! assert_eq!(appended.seq, 1);
+//! let found = log.query(&Filter { actor: Some("alice".into()), ..Filter::new(10) }).unwrap();
+//! assert_eq!(found[0].record.kind, Kind::LOGIN);
+//! drop(log);
+//! assert_eq!(verify(dir.path()).unwrap().last_hash, appended.hash);
+//! ```
+
+mod error;
+mod log;
+mod query;
+mod record;
+mod segment;
+mod ticket;
+mod verify;
+
+pub use error::AuditError;
+pub use log::{
+    AuditLog, OpenOptions, Recovery, Stats, DEFAULT_MAX_SEGMENT_BYTES, DEFAULT_QUEUE_DEPTH,
+};
+pub use query::{Filter, Order, MAX_QUERY_LIMIT};
+pub use record::{BadDigest, Digest, Entry, Kind, Record, GENESIS, MAX_RECORD_BYTES};
+pub use ticket::{Appended, Ticket};
+pub use verify::{verify, BadRecord, Problem, TornTail, VerifyError, VerifyReport};

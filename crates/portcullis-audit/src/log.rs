@@ -1,0 +1,743 @@
+//! The log: opening and recovering a directory, and the group-commit writer thread.
+
+use std::fs::{self, File, TryLockError};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+use std::{fmt, mem};
+
+use tracing::{error, warn};
+
+use crate::error::AuditError;
+use crate::query::{self, Filter};
+use crate::record::{frame, parse_line, Entry, Record, MAX_RECORD_BYTES};
+use crate::segment::{list_segments, read_first_line, read_last_line, segment_name, LOCK_FILE};
+use crate::ticket::{ticket, Appended, Reply, Ticket};
+use crate::verify::{scan_segment, BadRecord, Chain, OnBad, Position, Problem, TornTail};
+
+/// Default segment size before rotation: 64 MiB keeps a segment quick to scan and to copy,
+/// and a busy gateway (a few hundred records a minute) at a handful of files a month.
+pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Default queue depth: records waiting for the writer. At [`MAX_RECORD_BYTES`] each, the queue
+/// holds at most 64 MiB; in practice records are a few hundred bytes.
+pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
+
+/// Largest queue depth accepted: 1 GiB of records at the worst.
+const MAX_QUEUE_DEPTH: usize = 16 * 1024;
+
+/// Smallest segment size accepted: a segment must hold the largest record.
+const MIN_SEGMENT_BYTES: u64 = MAX_RECORD_BYTES as u64;
+
+/// How segment files are created: only the gateway's user reads the audit trail.
+#[cfg(unix)]
+const SEGMENT_MODE: u32 = 0o600;
+
+type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// How to open a log. [`AuditLog::open`] uses the defaults.
+#[derive(Clone)]
+pub struct OpenOptions {
+    max_segment_bytes: u64,
+    queue_depth: usize,
+    on_broken_chain: OnBad,
+    clock: Clock,
+}
+
+impl fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("max_segment_bytes", &self.max_segment_bytes)
+            .field("queue_depth", &self.queue_depth)
+            .field("on_broken_chain", &self.on_broken_chain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OpenOptions {
+    /// The defaults: 64 MiB segments, a queue of 1024, refuse a broken chain, the system clock.
+    pub fn new() -> Self {
+        Self {
+            max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            on_broken_chain: OnBad::Stop,
+            clock: Arc::new(system_ms),
+        }
+    }
+
+    /// Starts a new segment before a record would take the current one past `bytes`
+    /// (at least [`MAX_RECORD_BYTES`]).
+    #[must_use]
+    pub fn max_segment_bytes(mut self, bytes: u64) -> Self {
+        self.max_segment_bytes = bytes;
+        self
+    }
+
+    /// How many records may wait for the writer (1 to 16384); more make
+    /// [`AuditLog::submit`] wait and [`AuditLog::try_submit`] fail.
+    #[must_use]
+    pub fn queue_depth(mut self, depth: usize) -> Self {
+        self.queue_depth = depth;
+        self
+    }
+
+    /// Opens even when the current segment's chain is broken (the break is left in place for
+    /// `verify` to name, reported in [`Recovery::broken_chain`], and new records chain from the
+    /// last readable one). Without it such a log is refused with [`AuditError::BrokenChain`].
+    #[must_use]
+    pub fn allow_broken_chain(mut self) -> Self {
+        self.on_broken_chain = OnBad::Resync;
+        self
+    }
+
+    /// The clock stamping records (Unix milliseconds), for tests. The writer never lets time go
+    /// back along the log, whatever the clock does.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Opens (creating if need be) the log in `dir`: takes its lock, checks the current segment
+    /// and cuts its torn tail, and starts the writer thread.
+    pub fn open(&self, dir: impl AsRef<Path>) -> Result<AuditLog, AuditError> {
+        if self.max_segment_bytes < MIN_SEGMENT_BYTES {
+            return Err(AuditError::InvalidOptions(
+                "max_segment_bytes must hold the largest record (64 KiB)",
+            ));
+        }
+        if !(1..=MAX_QUEUE_DEPTH).contains(&self.queue_depth) {
+            return Err(AuditError::InvalidOptions(
+                "queue_depth must be between 1 and 16384",
+            ));
+        }
+        let dir = dir.as_ref().to_owned();
+        fs::create_dir_all(&dir).map_err(AuditError::io("create", &dir))?;
+        let lock = lock_dir(&dir)?;
+        let state = recover(&dir, self.on_broken_chain)?;
+
+        let path = state.current;
+        let file = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(AuditError::io("open", &path))?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                items: Vec::new(),
+                state: State::Open,
+            }),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            capacity: self.queue_depth,
+            durable_seq: AtomicU64::new(state.chain.next_seq - 1),
+            appended: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            segments: Mutex::new(state.segments),
+        });
+        let writer = Writer {
+            shared: shared.clone(),
+            dir: dir.clone(),
+            file,
+            path,
+            size: state.size,
+            chain: state.chain,
+            max_segment_bytes: self.max_segment_bytes,
+            clock: self.clock.clone(),
+            buf: Vec::new(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("portcullis-audit".into())
+            .spawn(move || writer.run())
+            .map_err(AuditError::io("spawn writer for", &dir))?;
+        Ok(AuditLog {
+            shared,
+            writer: Some(handle),
+            recovery: state.recovery,
+            dir,
+            _lock: lock,
+        })
+    }
+}
+
+fn system_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// What opening found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The torn tail that was cut from the current segment (bytes of records that were never
+    /// acknowledged: a crash came before their fsync).
+    pub torn_tail: Option<TornTail>,
+    /// The first break in the current segment's chain, left in place (only with
+    /// [`OpenOptions::allow_broken_chain`]).
+    pub broken_chain: Option<BadRecord>,
+    /// The seq the next record gets.
+    pub next_seq: u64,
+}
+
+/// Counters since the log was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Records written and acknowledged.
+    pub appended: u64,
+    /// Batches: each wrote whatever was queued when the writer came for it.
+    pub batches: u64,
+    /// `fsync`s of segments (one per batch, two when a batch spans a rotation).
+    pub fsyncs: u64,
+}
+
+/// A segment as the log knows it, for queries.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentMeta {
+    pub(crate) first_seq: u64,
+    pub(crate) path: PathBuf,
+    /// Its first record's time; `None` while it has none (or it cannot be read).
+    pub(crate) first_ts: Option<u64>,
+}
+
+/// An open audit log: append-only, hash-chained, fsynced before acknowledging (group commit).
+///
+/// One writer thread owns the files. Callers hand it records ([`AuditLog::append`],
+/// [`AuditLog::submit`], [`AuditLog::try_submit`]); each time it wakes it takes **everything**
+/// queued, writes it, fsyncs once and only then acknowledges every record of the batch. So
+/// concurrent callers share fsyncs and throughput grows with them while each record still waits
+/// for its own data to be on disk.
+///
+/// `AuditLog` is `Send + Sync`: share it in an `Arc`. Dropping it writes what is queued,
+/// acknowledges it and stops the writer ([`AuditLog::close`] does the same and reports a failure).
+///
+/// From async code: `log.try_submit(record)?.await` never blocks the executor (a full queue is
+/// [`AuditError::QueueFull`]: refuse the audited action), or `spawn_blocking` around
+/// [`AuditLog::append`] to wait for room instead. The crate needs no async runtime.
+pub struct AuditLog {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    recovery: Recovery,
+    dir: PathBuf,
+    /// Held for the log's life: a second `AuditLog` on the directory is refused.
+    _lock: File,
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("dir", &self.dir)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a submitter waits for room in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhenFull {
+    Wait,
+    Fail,
+}
+
+impl AuditLog {
+    /// Opens the log in `dir` with the default [`OpenOptions`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, AuditError> {
+        OpenOptions::new().open(dir)
+    }
+
+    /// Appends a record and returns once it is fsynced. Blocks (also while the queue is full):
+    /// from async code, see the type's documentation.
+    pub fn append(&self, record: Record) -> Result<Appended, AuditError> {
+        self.submit(record)?.wait()
+    }
+
+    /// Queues a record, waiting while the queue is full, and returns its [`Ticket`]: the record
+    /// is on disk once the ticket says so.
+    pub fn submit(&self, record: Record) -> Result<Ticket, AuditError> {
+        self.enqueue(&record, WhenFull::Wait)
+    }
+
+    /// Queues a record without ever blocking; fails with [`AuditError::QueueFull`] when the
+    /// queue is full.
+    pub fn try_submit(&self, record: Record) -> Result<Ticket, AuditError> {
+        self.enqueue(&record, WhenFull::Fail)
+    }
+
+    fn enqueue(&self, record: &Record, when_full: WhenFull) -> Result<Ticket, AuditError> {
+        let body = record.encode_body()?;
+        let shared = &*self.shared;
+        let mut queue = shared.lock_queue();
+        loop {
+            match &queue.state {
+                State::Open => {}
+                State::Closing => return Err(AuditError::Closed),
+                State::Stopped(e) => return Err(e.clone()),
+            }
+            if queue.items.len() < shared.capacity {
+                break;
+            }
+            if when_full == WhenFull::Fail {
+                return Err(AuditError::QueueFull);
+            }
+            queue = shared
+                .room
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let (reply, ticket) = ticket();
+        queue.items.push(Pending { body, reply });
+        drop(queue);
+        shared.work.notify_one();
+        Ok(ticket)
+    }
+
+    /// Records matching `filter`, read from the segments (acknowledged records only). A linear
+    /// scan that skips segments outside the filter's seq or time range; blocking file I/O.
+    /// A returned record's own hash checked out (one that does not is left out, with a
+    /// warning); the chain between records is [`verify`](crate::verify)'s job.
+    pub fn query(&self, filter: &Filter) -> Result<Vec<Entry>, AuditError> {
+        let segments = self
+            .shared
+            .segments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let durable = self.shared.durable_seq.load(Ordering::Acquire);
+        query::run(&segments, durable, filter)
+    }
+
+    /// What opening found and did.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Counters since the log was opened.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            appended: self.shared.appended.load(Ordering::Relaxed),
+            batches: self.shared.batches.load(Ordering::Relaxed),
+            fsyncs: self.shared.fsyncs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes and acknowledges what is queued, stops the writer, and says whether it had
+    /// stopped on a failure.
+    pub fn close(mut self) -> Result<(), AuditError> {
+        self.shut_down();
+        match &self.shared.lock_queue().state {
+            State::Stopped(e) => Err(e.clone()),
+            State::Open | State::Closing => Ok(()),
+        }
+    }
+
+    fn shut_down(&mut self) {
+        {
+            let mut queue = self.shared.lock_queue();
+            if matches!(queue.state, State::Open) {
+                queue.state = State::Closing;
+            }
+        }
+        self.shared.work.notify_all();
+        self.shared.room.notify_all();
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                error!(dir = %self.dir.display(), "audit writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when records are queued or the log closes: wakes the writer.
+    work: Condvar,
+    /// Signalled when the writer empties the queue: wakes waiting submitters.
+    room: Condvar,
+    capacity: usize,
+    /// The last fsynced seq: queries read no further (a line past it may be half written).
+    durable_seq: AtomicU64,
+    appended: AtomicU64,
+    batches: AtomicU64,
+    fsyncs: AtomicU64,
+    segments: Mutex<Vec<SegmentMeta>>,
+}
+
+impl Shared {
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding the lock, so a poisoned queue is still consistent.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+struct Queue {
+    items: Vec<Pending>,
+    state: State,
+}
+
+enum State {
+    Open,
+    /// Closing: what is queued is still written; nothing new is taken.
+    Closing,
+    /// A write or fsync failed: nothing more is taken until the log is opened again.
+    Stopped(AuditError),
+}
+
+struct Pending {
+    /// The record's serialised fields ([`Record::encode_body`]).
+    body: Vec<u8>,
+    reply: Reply,
+}
+
+/// The writer thread's state: the only code that writes segments.
+struct Writer {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    /// Bytes in the current segment.
+    size: u64,
+    chain: Chain,
+    max_segment_bytes: u64,
+    clock: Clock,
+    buf: Vec<u8>,
+}
+
+/// Whatever ends the writer thread (a return or a panic), nobody is left waiting: the log takes
+/// no more records and those still queued are told it is closed.
+struct ExitGuard(Arc<Shared>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let orphans = {
+            let mut queue = self.0.lock_queue();
+            if matches!(queue.state, State::Open) {
+                queue.state = State::Closing;
+            }
+            mem::take(&mut queue.items)
+        };
+        self.0.room.notify_all();
+        drop(orphans);
+    }
+}
+
+impl Writer {
+    fn run(mut self) {
+        let _guard = ExitGuard(self.shared.clone());
+        loop {
+            let batch = {
+                let mut queue = self.shared.lock_queue();
+                loop {
+                    if !queue.items.is_empty() {
+                        break mem::take(&mut queue.items);
+                    }
+                    if !matches!(queue.state, State::Open) {
+                        return;
+                    }
+                    queue = self
+                        .shared
+                        .work
+                        .wait(queue)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            self.shared.room.notify_all();
+            if let Err(e) = self.commit(batch) {
+                error!(error = %e, "audit log stopped");
+                let orphans = {
+                    let mut queue = self.shared.lock_queue();
+                    queue.state = State::Stopped(e.clone());
+                    mem::take(&mut queue.items)
+                };
+                for pending in orphans {
+                    pending.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        }
+    }
+
+    /// Writes a batch, fsyncs, then acknowledges it (or fails all of it).
+    fn commit(&mut self, batch: Vec<Pending>) -> Result<(), AuditError> {
+        match self.write_batch(&batch) {
+            Ok(appended) => {
+                let shared = &self.shared;
+                if let Some(last) = appended.last() {
+                    shared.durable_seq.store(last.seq, Ordering::Release);
+                }
+                shared
+                    .appended
+                    .fetch_add(appended.len() as u64, Ordering::Relaxed);
+                shared.batches.fetch_add(1, Ordering::Relaxed);
+                for (pending, appended) in batch.into_iter().zip(appended) {
+                    pending.reply.send(Ok(appended));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for pending in batch {
+                    pending.reply.send(Err(e.clone()));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[Pending]) -> Result<Vec<Appended>, AuditError> {
+        let mut appended = Vec::with_capacity(batch.len());
+        let now = (self.clock)();
+        self.buf.clear();
+        for pending in batch {
+            let ts_ms = now.max(self.chain.last_ts);
+            let seq = self.chain.next_seq;
+            let start = self.buf.len();
+            let hash = frame(&mut self.buf, seq, ts_ms, &self.chain.prev, &pending.body);
+            let unwritten = self.size + start as u64;
+            if unwritten > 0 && unwritten + (self.buf.len() - start) as u64 > self.max_segment_bytes
+            {
+                let line = self.buf.split_off(start);
+                self.flush()?;
+                self.rotate(seq, ts_ms)?;
+                self.buf = line;
+            } else if unwritten == 0 {
+                self.note_first_ts(ts_ms);
+            }
+            self.chain = Chain {
+                next_seq: seq + 1,
+                prev: hash,
+                last_ts: ts_ms,
+            };
+            appended.push(Appended { seq, ts_ms, hash });
+        }
+        self.flush()?;
+        Ok(appended)
+    }
+
+    /// Writes the buffer to the current segment and fsyncs it.
+    fn flush(&mut self) -> Result<(), AuditError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.buf)
+            .map_err(stopped("write", &self.path))?;
+        self.file
+            .sync_data()
+            .map_err(stopped("fsync", &self.path))?;
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.size += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Starts the segment whose first record is `first_seq`, and makes its name durable.
+    fn rotate(&mut self, first_seq: u64, first_ts: u64) -> Result<(), AuditError> {
+        let path = self.dir.join(segment_name(first_seq));
+        self.file = create_segment(&path).map_err(stopped("create", &path))?;
+        sync_dir(&self.dir).map_err(stopped("fsync dir", &self.dir))?;
+        self.path = path.clone();
+        self.size = 0;
+        self.shared
+            .segments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(SegmentMeta {
+                first_seq,
+                path,
+                first_ts: Some(first_ts),
+            });
+        Ok(())
+    }
+
+    /// Remembers the time of the first record of a segment that had none (opened empty).
+    fn note_first_ts(&self, ts_ms: u64) {
+        let mut segments = self
+            .shared
+            .segments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = segments.last_mut() {
+            last.first_ts.get_or_insert(ts_ms);
+        }
+    }
+}
+
+fn stopped(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> AuditError {
+    let path = path.to_owned();
+    move |source| AuditError::Stopped {
+        op,
+        path,
+        source: Arc::new(source),
+    }
+}
+
+fn create_segment(path: &Path) -> std::io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.append(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, SEGMENT_MODE);
+    options.open(path)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(AuditError::io("open", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(AuditError::Locked(dir.to_owned())),
+        Err(TryLockError::Error(e)) => Err(AuditError::io("lock", &path)(e)),
+    }
+}
+
+/// Where an opened log stands.
+struct Recovered {
+    segments: Vec<SegmentMeta>,
+    /// The current segment's path.
+    current: PathBuf,
+    chain: Chain,
+    /// Bytes in the current (last) segment.
+    size: u64,
+    recovery: Recovery,
+}
+
+/// Reads the directory: every segment's first record time, the chain up to the start of the
+/// current segment (from the previous segment's last line), then the current segment whole,
+/// cutting its torn tail.
+fn recover(dir: &Path, on_bad: OnBad) -> Result<Recovered, AuditError> {
+    let mut files = list_segments(dir).map_err(AuditError::io("list", dir))?;
+    if files.is_empty() {
+        let path = dir.join(segment_name(1));
+        create_segment(&path).map_err(AuditError::io("create", &path))?;
+        sync_dir(dir).map_err(AuditError::io("fsync", dir))?;
+        files = list_segments(dir).map_err(AuditError::io("list", dir))?;
+    }
+    let Some((current, earlier)) = files.split_last() else {
+        return Err(AuditError::io("list", dir)(
+            std::io::ErrorKind::NotFound.into(),
+        ));
+    };
+    let mut segments = Vec::with_capacity(files.len());
+    for file in earlier {
+        let first = read_first_line(&file.path).map_err(AuditError::io("read", &file.path))?;
+        segments.push(SegmentMeta {
+            first_seq: file.first_seq,
+            path: file.path.clone(),
+            first_ts: first.and_then(|l| parse_line(&l).ok()).map(|e| e.ts_ms),
+        });
+    }
+
+    let mut broken = None;
+    let mut chain = match earlier.last() {
+        None => Chain::genesis(),
+        Some(previous) => match chain_after(previous.path.as_path())? {
+            Ok(chain) => chain,
+            Err(bad) => {
+                if on_bad == OnBad::Stop {
+                    return Err(AuditError::BrokenChain(Box::new(bad)));
+                }
+                broken = Some(bad);
+                Chain {
+                    next_seq: current.first_seq,
+                    ..Chain::genesis()
+                }
+            }
+        },
+    };
+
+    let scan = scan_segment(current, &mut chain, Position::Last, on_bad)
+        .map_err(AuditError::io("read", &current.path))?;
+    if let Some(bad) = scan.first_bad {
+        if on_bad == OnBad::Stop {
+            return Err(AuditError::BrokenChain(Box::new(bad)));
+        }
+        warn!(%bad, "audit log chain is broken; appending anyway (allow_broken_chain)");
+        broken.get_or_insert(bad);
+    }
+    let mut size = fs::metadata(&current.path)
+        .map_err(AuditError::io("stat", &current.path))?
+        .len();
+    if let Some(torn) = &scan.torn {
+        cut(&current.path, torn.offset)?;
+        warn!(
+            file = %torn.file.display(),
+            line = torn.line,
+            bytes = torn.bytes,
+            "cut the torn tail of the audit log (never acknowledged)"
+        );
+        size = torn.offset;
+    }
+    segments.push(SegmentMeta {
+        first_seq: current.first_seq,
+        path: current.path.clone(),
+        first_ts: scan.first_ts,
+    });
+    Ok(Recovered {
+        segments,
+        current: current.path.clone(),
+        chain,
+        size,
+        recovery: Recovery {
+            torn_tail: scan.torn,
+            broken_chain: broken,
+            next_seq: chain.next_seq,
+        },
+    })
+}
+
+/// The chain right after the last record of a finished segment, or why it cannot be had.
+fn chain_after(path: &Path) -> Result<Result<Chain, BadRecord>, AuditError> {
+    let last = read_last_line(path).map_err(AuditError::io("read", path))?;
+    let line_number =
+        |offset| crate::segment::line_number_at(path, offset).map_err(AuditError::io("read", path));
+    let bad = |line, seq, problem| BadRecord {
+        file: path.to_owned(),
+        line,
+        seq,
+        problem,
+    };
+    Ok(match last {
+        None => Err(bad(0, None, Problem::EmptySegment)),
+        Some((line, offset)) => match parse_line(&line) {
+            Ok(entry) => Ok(Chain::after(&entry)),
+            Err(e) => Err(bad(line_number(offset)?, e.seq, e.problem)),
+        },
+    })
+}
+
+/// Cuts a segment back to `len` bytes, durably.
+fn cut(path: &Path, len: u64) -> Result<(), AuditError> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(AuditError::io("open", path))?;
+    file.set_len(len)
+        .map_err(AuditError::io("truncate", path))?;
+    file.sync_all().map_err(AuditError::io("fsync", path))
+}

@@ -1,0 +1,481 @@
+//! Records, their kinds, and the one canonical line format they are stored in.
+//!
+//! A stored line is
+//!
+//! ```text
+//! {"seq":7,"ts_ms":1700000000000,"prev":"<64 hex>","hash":"<64 hex>","kind":"login","actor":"alice",["target":"…",]["session":"…",]"detail":{…}}\n
+//! ```
+//!
+//! and its **canonical bytes**, the input of its SHA-256 `hash`, are the same line without
+//! `"hash":"<64 hex>",` and without the newline. The fields always come in this order and
+//! `target`/`session` are left out when absent. Verification never re-serialises a record: it
+//! checks that the line starts with exactly the header its parsed `seq`, `ts_ms`, `prev` and `hash`
+//! give, and hashes the line's own bytes, so what is hashed is what is on disk.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::AuditError;
+use crate::verify::{Chain, Problem};
+
+/// The largest stored line, newline included. A record whose line would be longer is refused
+/// ([`AuditError::RecordTooLarge`]), never cut: an audit record is evidence. 64 KiB holds an
+/// admin change's before/after comfortably, and bounds what one record costs in the queue.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// The `prev` of the very first record of a log: 32 zero bytes.
+pub const GENESIS: Digest = Digest([0; 32]);
+
+/// The longest header a line can have: both numbers at `u64::MAX`, both hashes (64 hex each)
+/// and the closing `}` plus the newline. Used to check a record's size before it has a `seq`.
+const HEADER_MAX_BYTES: usize =
+    r#"{"seq":18446744073709551615,"ts_ms":18446744073709551615,"prev":"","hash":"","#.len()
+        + 2 * 64
+        + "}\n".len();
+
+/// Longest kind name, to keep kinds identifiers rather than prose.
+const MAX_KIND_LEN: usize = 32;
+
+/// A SHA-256 digest: a record's `hash` or `prev`. Shown as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The digest as 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// SHA-256 of `bytes`.
+    pub(crate) fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.to_hex())
+    }
+}
+
+/// Why a string is not a [`Digest`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not 64 lowercase hex digits")]
+pub struct BadDigest;
+
+impl FromStr for Digest {
+    type Err = BadDigest;
+
+    /// Parses 64 **lowercase** hex digits (the only form the log writes).
+    fn from_str(s: &str) -> Result<Self, BadDigest> {
+        if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(BadDigest);
+        }
+        let mut out = [0; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| BadDigest)?;
+        Ok(Self(out))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+/// What a record is about: `login`, `session_kill`, ...
+///
+/// Use the constants; [`Kind::new`] makes a kind this crate does not list yet (lowercase ASCII
+/// letters, digits and `_`, 1 to 32 of them), so a newer gateway's logs still parse here.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Kind(Cow<'static, str>);
+
+impl Kind {
+    /// A successful login (web or native), detail: method, address.
+    pub const LOGIN: Kind = Kind(Cow::Borrowed("login"));
+    /// A refused login, detail: reason, address.
+    pub const LOGIN_FAILED: Kind = Kind(Cow::Borrowed("login_failed"));
+    /// A logout or an expired login.
+    pub const LOGOUT: Kind = Kind(Cow::Borrowed("logout"));
+    /// A second-factor step: enrolment, success, failure.
+    pub const MFA: Kind = Kind(Cow::Borrowed("mfa"));
+    /// A session opened to a target.
+    pub const SESSION_START: Kind = Kind(Cow::Borrowed("session_start"));
+    /// A session ended, detail: reason.
+    pub const SESSION_END: Kind = Kind(Cow::Borrowed("session_end"));
+    /// A session killed by the security team, detail: reason.
+    pub const SESSION_KILL: Kind = Kind(Cow::Borrowed("session_kill"));
+    /// A session frozen (its user's input dropped).
+    pub const SESSION_FREEZE: Kind = Kind(Cow::Borrowed("session_freeze"));
+    /// A frozen session released.
+    pub const SESSION_UNFREEZE: Kind = Kind(Cow::Borrowed("session_unfreeze"));
+    /// A watcher joined or left a session.
+    pub const WATCHER: Kind = Kind(Cow::Borrowed("watcher"));
+    /// A policy decision, detail: rule, verdict.
+    pub const POLICY: Kind = Kind(Cow::Borrowed("policy"));
+    /// A clipboard crossing, allowed or not.
+    pub const CLIPBOARD: Kind = Kind(Cow::Borrowed("clipboard"));
+    /// A file transfer, allowed or not.
+    pub const FILE: Kind = Kind(Cow::Borrowed("file"));
+    /// A change by an admin (users, targets, grants, policy), detail: before and after.
+    pub const ADMIN_CHANGE: Kind = Kind(Cow::Borrowed("admin_change"));
+    /// An export (recording, audit trail).
+    pub const EXPORT: Kind = Kind(Cow::Borrowed("export"));
+    /// A user locked (by the security team or after failed logins).
+    pub const USER_LOCK: Kind = Kind(Cow::Borrowed("user_lock"));
+    /// A user unlocked.
+    pub const USER_UNLOCK: Kind = Kind(Cow::Borrowed("user_unlock"));
+
+    /// A kind by name, e.g. one from a filter in a request.
+    pub fn new(name: impl Into<String>) -> Result<Kind, AuditError> {
+        let name = name.into();
+        if is_kind_name(&name) {
+            Ok(Kind(Cow::Owned(name)))
+        } else {
+            Err(AuditError::InvalidRecord(
+                "kind must be 1 to 32 lowercase ascii letters, digits or _",
+            ))
+        }
+    }
+
+    /// The kind's name as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_kind_name(s: &str) -> bool {
+    (1..=MAX_KIND_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kind({})", self.0)
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Kind::new(name).map_err(de::Error::custom)
+    }
+}
+
+/// What happened, as the caller tells it; the log adds `seq`, `ts_ms` and the hashes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// What kind of event.
+    pub kind: Kind,
+    /// Who did it: a user name, or `system` for the gateway itself. Must not be empty.
+    pub actor: String,
+    /// What it was done to, when there is one: a target, a user, a recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The live session it belongs to, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Anything else, as a JSON object (reason, address, before/after, ...).
+    #[serde(default)]
+    pub detail: Map<String, Value>,
+}
+
+impl Record {
+    /// A record with no target, session or detail yet.
+    pub fn new(kind: Kind, actor: impl Into<String>) -> Self {
+        Self {
+            kind,
+            actor: actor.into(),
+            target: None,
+            session: None,
+            detail: Map::new(),
+        }
+    }
+
+    /// Sets the target.
+    #[must_use]
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// Sets the session.
+    #[must_use]
+    pub fn session(mut self, session: impl Into<String>) -> Self {
+        self.session = Some(session.into());
+        self
+    }
+
+    /// Adds one field to the detail.
+    #[must_use]
+    pub fn detail(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.detail.insert(key.into(), value.into());
+        self
+    }
+
+    /// Serialises the part of the line after the header (`"kind":…,"detail":{…}`), refusing a
+    /// record that is invalid or whose line could exceed [`MAX_RECORD_BYTES`]. Done on the
+    /// caller's thread, so the writer thread only frames, hashes and writes.
+    pub(crate) fn encode_body(&self) -> Result<Vec<u8>, AuditError> {
+        if self.actor.is_empty() {
+            return Err(AuditError::InvalidRecord("actor must not be empty"));
+        }
+        let mut body = serde_json::to_vec(self)
+            .map_err(|_| AuditError::InvalidRecord("detail cannot be serialised"))?;
+        let line_max = body.len() - 2 + HEADER_MAX_BYTES;
+        if line_max > MAX_RECORD_BYTES {
+            return Err(AuditError::RecordTooLarge {
+                bytes: line_max,
+                max: MAX_RECORD_BYTES,
+            });
+        }
+        // INVARIANT: a struct serialises as `{…}` with at least `kind`, so the body between the
+        // braces is never empty.
+        body.pop();
+        body.remove(0);
+        Ok(body)
+    }
+}
+
+/// A record as stored in the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    /// Its position in the log: 1 for the first record, then one more for each.
+    pub seq: u64,
+    /// When the log accepted it (Unix milliseconds; never decreases along the log).
+    pub ts_ms: u64,
+    /// The `hash` of the record before it ([`GENESIS`] for the first).
+    pub prev: Digest,
+    /// SHA-256 of its canonical bytes.
+    pub hash: Digest,
+    /// What happened.
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// The start of a line (`{"seq":…,"ts_ms":…,"prev":"…",`): canonical bytes and line share it.
+pub(crate) fn write_header(out: &mut Vec<u8>, seq: u64, ts_ms: u64, prev: &Digest) {
+    use std::io::Write as _;
+    // INVARIANT: writing to a Vec cannot fail.
+    let _ = write!(out, r#"{{"seq":{seq},"ts_ms":{ts_ms},"prev":"{prev}","#);
+}
+
+/// Appends the line of a record with this body to `out` and returns its hash.
+pub(crate) fn frame(out: &mut Vec<u8>, seq: u64, ts_ms: u64, prev: &Digest, body: &[u8]) -> Digest {
+    let start = out.len();
+    write_header(out, seq, ts_ms, prev);
+    let header_end = out.len();
+    out.extend_from_slice(body);
+    out.push(b'}');
+    let hash = Digest::of(&out[start..]);
+    let tag = format!(r#""hash":"{hash}","#);
+    out.splice(header_end..header_end, tag.into_bytes());
+    out.push(b'\n');
+    hash
+}
+
+/// The fields of a line, parsed strictly (unknown or duplicate fields are errors).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    seq: u64,
+    ts_ms: u64,
+    #[serde(borrow)]
+    prev: Cow<'a, str>,
+    #[serde(borrow)]
+    hash: Cow<'a, str>,
+    kind: Kind,
+    actor: String,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    session: Option<String>,
+    detail: Map<String, Value>,
+}
+
+/// Why a line is not a valid record, with its seq when it could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LineError {
+    pub(crate) problem: Problem,
+    pub(crate) seq: Option<u64>,
+    /// Where the chain stands after this line if it is taken as it claims to be: what an open
+    /// with `allow_broken_chain` appends after.
+    pub(crate) resume: Option<Chain>,
+}
+
+impl LineError {
+    /// A line that could not be read as JSON at all.
+    pub(crate) fn unreadable(problem: Problem) -> Box<Self> {
+        Box::new(Self {
+            problem,
+            seq: None,
+            resume: None,
+        })
+    }
+}
+
+/// Parses one line (without its newline) and checks that it is in canonical form and that its
+/// `hash` is the SHA-256 of its canonical bytes. Chain checks (seq, prev, time) are the caller's.
+pub(crate) fn parse_line(line: &[u8]) -> Result<Entry, Box<LineError>> {
+    if line.len() >= MAX_RECORD_BYTES {
+        return Err(LineError::unreadable(Problem::TooLong));
+    }
+    let parsed: Line<'_> = serde_json::from_slice(line)
+        .map_err(|e| LineError::unreadable(Problem::Unparseable(e.to_string())))?;
+    let claimed = Digest::from_str(&parsed.hash).ok();
+    let bad = |problem| {
+        Box::new(LineError {
+            problem,
+            seq: Some(parsed.seq),
+            resume: claimed.map(|hash| Chain {
+                next_seq: parsed.seq.saturating_add(1),
+                prev: hash,
+                last_ts: parsed.ts_ms,
+            }),
+        })
+    };
+    let prev = Digest::from_str(&parsed.prev).map_err(|_| bad(Problem::NotCanonical))?;
+    let claimed = claimed.ok_or_else(|| bad(Problem::NotCanonical))?;
+    if parsed.actor.is_empty() {
+        return Err(bad(Problem::NotCanonical));
+    }
+
+    let mut canonical = Vec::with_capacity(line.len());
+    write_header(&mut canonical, parsed.seq, parsed.ts_ms, &prev);
+    let header_len = canonical.len();
+    let tag = format!(r#""hash":"{claimed}","#);
+    let rest = line
+        .strip_prefix(&canonical[..])
+        .and_then(|rest| rest.strip_prefix(tag.as_bytes()))
+        .filter(|rest| rest.ends_with(b"}"))
+        .ok_or_else(|| bad(Problem::NotCanonical))?;
+    canonical.extend_from_slice(rest);
+    debug_assert!(canonical.len() > header_len);
+
+    let actual = Digest::of(&canonical);
+    if actual != claimed {
+        return Err(bad(Problem::HashMismatch {
+            stored: claimed,
+            computed: actual,
+        }));
+    }
+    Ok(Entry {
+        seq: parsed.seq,
+        ts_ms: parsed.ts_ms,
+        prev,
+        hash: claimed,
+        record: Record {
+            kind: parsed.kind,
+            actor: parsed.actor,
+            target: parsed.target,
+            session: parsed.session,
+            detail: parsed.detail,
+        },
+    })
+}
+
+/// The fields a query filters on, parsed without the detail or any hashing.
+#[derive(Deserialize)]
+pub(crate) struct Head<'a> {
+    pub(crate) seq: u64,
+    pub(crate) ts_ms: u64,
+    #[serde(borrow)]
+    pub(crate) kind: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) actor: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub(crate) target: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) session: Option<Cow<'a, str>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framed_line_parses_back_and_hashes_its_canonical_bytes() {
+        let record = Record::new(Kind::LOGIN, "alice")
+            .target("web01")
+            .detail("address", "10.0.0.1");
+        let body = record.encode_body().unwrap();
+        let mut line = Vec::new();
+        let hash = frame(&mut line, 7, 1234, &GENESIS, &body);
+        let text = std::str::from_utf8(&line).unwrap();
+        let expected_start = format!(
+            r#"{{"seq":7,"ts_ms":1234,"prev":"{}","hash":"{hash}","kind":"login","actor":"alice","target":"web01","detail":{{"address":"10.0.0.1"}}}}"#,
+            GENESIS
+        );
+        assert_eq!(text.trim_end(), expected_start);
+        let canonical = format!(
+            r#"{{"seq":7,"ts_ms":1234,"prev":"{}","kind":"login","actor":"alice","target":"web01","detail":{{"address":"10.0.0.1"}}}}"#,
+            GENESIS
+        );
+        assert_eq!(hash, Digest::of(canonical.as_bytes()));
+
+        let entry = parse_line(&line[..line.len() - 1]).unwrap();
+        assert_eq!(entry.seq, 7);
+        assert_eq!(entry.hash, hash);
+        assert_eq!(entry.record, record);
+    }
+
+    #[test]
+    fn non_canonical_lines_are_refused() {
+        let body = Record::new(Kind::LOGIN, "alice").encode_body().unwrap();
+        let mut line = Vec::new();
+        frame(&mut line, 1, 1, &GENESIS, &body);
+        line.pop();
+        let text = String::from_utf8(line).unwrap();
+        let spaced = text.replacen(r#""seq":1"#, r#""seq": 1"#, 1);
+        let problem = |line: &str| parse_line(line.as_bytes()).unwrap_err().problem;
+        assert_eq!(problem(&spaced), Problem::NotCanonical);
+        let upper = text.replacen(r#""prev":"00"#, r#""prev":"0A"#, 1);
+        assert_eq!(problem(&upper), Problem::NotCanonical);
+        let extra = text.replacen(r#""kind""#, r#""x":1,"kind""#, 1);
+        assert!(matches!(problem(&extra), Problem::Unparseable(_)));
+        let twice = text.replacen(r#""kind""#, r#""seq":2,"kind""#, 1);
+        assert!(matches!(problem(&twice), Problem::Unparseable(_)));
+    }
+
+    #[test]
+    fn oversize_detail_is_refused_not_cut() {
+        let record = Record::new(Kind::ADMIN_CHANGE, "root").detail("blob", "x".repeat(70_000));
+        assert!(matches!(
+            record.encode_body(),
+            Err(AuditError::RecordTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn kinds_are_identifiers() {
+        assert_eq!(Kind::new("session_start").unwrap(), Kind::SESSION_START);
+        assert!(Kind::new("Session").is_err());
+        assert!(Kind::new("").is_err());
+        assert!(Kind::new("a".repeat(33)).is_err());
+    }
+}

@@ -1,0 +1,383 @@
+//! Checking the chain offline, and the segment scan that opening the log shares with it.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::record::{parse_line, Digest, Entry, LineError, GENESIS};
+use crate::segment::{list_segments, Ending, Lines, SegmentFile};
+
+/// What is wrong with a line or a segment file.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Problem {
+    /// The line is not a JSON record of this format.
+    #[error("unparseable: {0}")]
+    Unparseable(String),
+    /// The line is longer than any record can be.
+    #[error("line longer than a record can be")]
+    TooLong,
+    /// The file ends in the middle of a line (only tolerated at the end of the last segment).
+    #[error("incomplete line (no newline)")]
+    Unterminated,
+    /// The line parses but is not in the one form the log writes (field order, spacing, hex case).
+    #[error("not in canonical form")]
+    NotCanonical,
+    /// The record's `hash` is not the SHA-256 of its canonical bytes: it was changed.
+    #[error("hash mismatch: stored {stored}, computed {computed}")]
+    HashMismatch {
+        /// The `hash` field.
+        stored: Digest,
+        /// What its bytes hash to.
+        computed: Digest,
+    },
+    /// The record's `seq` is not the one after the previous record's: records are missing,
+    /// duplicated or reordered.
+    #[error("seq gap: expected {expected}, found {found}")]
+    SeqGap {
+        /// The previous record's seq plus one.
+        expected: u64,
+        /// The record's seq.
+        found: u64,
+    },
+    /// The record's `prev` is not the previous record's `hash`.
+    #[error("prev mismatch: expected {expected}, found {found}")]
+    PrevMismatch {
+        /// The previous record's hash.
+        expected: Digest,
+        /// The record's `prev`.
+        found: Digest,
+    },
+    /// The record's time is before the previous record's (the writer never lets time go back).
+    #[error("time went backwards: {found} ms after {previous} ms")]
+    TimeWentBackwards {
+        /// The previous record's `ts_ms`.
+        previous: u64,
+        /// The record's `ts_ms`.
+        found: u64,
+    },
+    /// The segment's name does not give the seq the chain expects next: a segment before it is
+    /// missing, or it was renamed.
+    #[error("segment named for seq {named}, but seq {expected} is next")]
+    MisnamedSegment {
+        /// The seq in the file name.
+        named: u64,
+        /// The seq the chain expects.
+        expected: u64,
+    },
+    /// A segment other than the last has no record.
+    #[error("empty segment")]
+    EmptySegment,
+}
+
+impl Problem {
+    /// Whether a crash in the middle of a write can leave this: such lines at the very end of the
+    /// last segment were never acknowledged, and are a torn tail rather than a broken chain.
+    pub(crate) fn may_be_torn(&self) -> bool {
+        matches!(
+            self,
+            Problem::Unparseable(_) | Problem::TooLong | Problem::Unterminated
+        )
+    }
+}
+
+/// The first bad record (or segment) of a log, located for a human.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    /// The segment file.
+    pub file: PathBuf,
+    /// The line, from 1; 0 when the problem is the file itself (its name, or it is empty).
+    pub line: u64,
+    /// The record's seq, when it could be read.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+impl fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, " line {}", self.line)?;
+        }
+        if let Some(seq) = self.seq {
+            write!(f, " (seq {seq})")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+impl std::error::Error for BadRecord {}
+
+/// Unacknowledged bytes a crash left at the end of the last segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file.
+    pub file: PathBuf,
+    /// The first torn line, from 1.
+    pub line: u64,
+    /// Its byte offset: the file's valid length.
+    pub offset: u64,
+    /// How many bytes follow from there.
+    pub bytes: u64,
+}
+
+/// What [`verify`] found in a log whose chain is whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records checked.
+    pub records: u64,
+    /// Segment files read.
+    pub files: usize,
+    /// The last record's seq (0 for an empty log).
+    pub last_seq: u64,
+    /// The last record's hash ([`GENESIS`] for an empty log). Comparing it with a copy kept
+    /// elsewhere (a SIEM, a printout) is what shows that nothing was cut off the end: a chain
+    /// alone cannot.
+    pub last_hash: Digest,
+    /// Unacknowledged bytes at the end of the last segment, which opening the log cuts: a crash
+    /// (or a write in progress while verifying), not a broken chain.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// Why [`verify`] failed.
+#[derive(Debug, Error)]
+pub enum VerifyError {
+    /// A file could not be read.
+    #[error("read {}: {source}", .path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The first bad record: everything before it verified.
+    #[error("audit chain broken at {0}")]
+    Broken(Box<BadRecord>),
+}
+
+/// Checks the whole chain of the log in `dir`, segment by segment in order: each record's hash,
+/// its seq (one more than the last), its prev (the last one's hash) and its time (never going
+/// back), and that the first record is seq 1 chained from [`GENESIS`]. Stops at the first bad
+/// record and names it. Needs no lock: it may run while the log is being appended to.
+pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
+    let segments = list_segments(dir).map_err(|source| VerifyError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut chain = Chain::genesis();
+    let mut records = 0;
+    let mut torn_tail = None;
+    for (i, segment) in segments.iter().enumerate() {
+        let position = if i + 1 == segments.len() {
+            Position::Last
+        } else {
+            Position::Earlier
+        };
+        let scan = scan_segment(segment, &mut chain, position, OnBad::Stop).map_err(|source| {
+            VerifyError::Io {
+                path: segment.path.clone(),
+                source,
+            }
+        })?;
+        if let Some(bad) = scan.first_bad {
+            return Err(VerifyError::Broken(Box::new(bad)));
+        }
+        records += scan.records;
+        torn_tail = scan.torn;
+    }
+    Ok(VerifyReport {
+        records,
+        files: segments.len(),
+        last_seq: chain.next_seq - 1,
+        last_hash: chain.prev,
+        torn_tail,
+    })
+}
+
+/// Where the chain stands: what the next record must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chain {
+    /// The seq the next record must have.
+    pub(crate) next_seq: u64,
+    /// The `prev` it must have.
+    pub(crate) prev: Digest,
+    /// The time it must not be before.
+    pub(crate) last_ts: u64,
+}
+
+impl Chain {
+    /// Before the first record.
+    pub(crate) fn genesis() -> Self {
+        Self {
+            next_seq: 1,
+            prev: GENESIS,
+            last_ts: 0,
+        }
+    }
+
+    /// Right after `entry`.
+    pub(crate) fn after(entry: &Entry) -> Self {
+        Self {
+            next_seq: entry.seq.saturating_add(1),
+            prev: entry.hash,
+            last_ts: entry.ts_ms,
+        }
+    }
+
+    /// Whether `entry` (whose own hash already checked out) continues the chain.
+    fn check(&self, entry: &Entry) -> Result<(), Problem> {
+        if entry.seq != self.next_seq {
+            return Err(Problem::SeqGap {
+                expected: self.next_seq,
+                found: entry.seq,
+            });
+        }
+        if entry.prev != self.prev {
+            return Err(Problem::PrevMismatch {
+                expected: self.prev,
+                found: entry.prev,
+            });
+        }
+        if entry.ts_ms < self.last_ts {
+            return Err(Problem::TimeWentBackwards {
+                previous: self.last_ts,
+                found: entry.ts_ms,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether a segment is the log's last (where a torn tail is expected after a crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Position {
+    /// Not the last: it was fsynced whole before the next was started.
+    Earlier,
+    /// The last, which a crash may have left with a torn tail.
+    Last,
+}
+
+/// What to do after a bad record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnBad {
+    /// Stop there (verify, and a normal open).
+    Stop,
+    /// Note the first, then go on from each readable record as it claims to be (an open with
+    /// `allow_broken_chain`, which needs where the chain ends).
+    Resync,
+}
+
+/// What [`scan_segment`] found.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentScan {
+    /// Records that checked out.
+    pub(crate) records: u64,
+    /// The first bad record or file problem.
+    pub(crate) first_bad: Option<BadRecord>,
+    /// A torn tail (last segment only).
+    pub(crate) torn: Option<TornTail>,
+    /// The first record's time, if it has one.
+    pub(crate) first_ts: Option<u64>,
+}
+
+/// Reads one segment, checking each record against `chain` and advancing it.
+pub(crate) fn scan_segment(
+    segment: &SegmentFile,
+    chain: &mut Chain,
+    position: Position,
+    on_bad: OnBad,
+) -> io::Result<SegmentScan> {
+    let mut scan = SegmentScan::default();
+    let bad = |line, seq, problem| BadRecord {
+        file: segment.path.clone(),
+        line,
+        seq,
+        problem,
+    };
+    if segment.first_seq != chain.next_seq {
+        scan.first_bad = Some(bad(
+            0,
+            None,
+            Problem::MisnamedSegment {
+                named: segment.first_seq,
+                expected: chain.next_seq,
+            },
+        ));
+        if on_bad == OnBad::Stop {
+            return Ok(scan);
+        }
+    }
+    let mut lines = Lines::open(&segment.path)?;
+    let mut empty = true;
+    // The first line that may be torn, and its problem: a torn tail if nothing readable follows.
+    let mut maybe_torn: Option<(u64, u64, Problem)> = None;
+    let mut torn_bytes = 0;
+    while let Some(line) = lines.next_line()? {
+        empty = false;
+        let parsed = match line.ending {
+            Ending::Newline => parse_line(line.bytes),
+            Ending::Eof => Err(LineError::unreadable(Problem::Unterminated)),
+            Ending::TooLong => Err(LineError::unreadable(Problem::TooLong)),
+        };
+        let error = match parsed {
+            Ok(entry) => {
+                if let Some((number, _, problem)) = maybe_torn.take() {
+                    // Readable records after it: not a torn tail but a break in the middle.
+                    scan.first_bad.get_or_insert(bad(number, None, problem));
+                    if on_bad == OnBad::Stop {
+                        return Ok(scan);
+                    }
+                }
+                match chain.check(&entry) {
+                    Ok(()) => scan.records += 1,
+                    Err(problem) => {
+                        scan.first_bad
+                            .get_or_insert(bad(line.number, Some(entry.seq), problem));
+                        if on_bad == OnBad::Stop {
+                            return Ok(scan);
+                        }
+                    }
+                }
+                scan.first_ts.get_or_insert(entry.ts_ms);
+                *chain = Chain::after(&entry);
+                continue;
+            }
+            Err(e) => e,
+        };
+        if position == Position::Last && error.problem.may_be_torn() {
+            if maybe_torn.is_none() {
+                maybe_torn = Some((line.number, line.offset, error.problem));
+                torn_bytes = 0;
+            }
+            torn_bytes += line.len;
+            continue;
+        }
+        if let Some((number, _, problem)) = maybe_torn.take() {
+            scan.first_bad.get_or_insert(bad(number, None, problem));
+        }
+        scan.first_bad
+            .get_or_insert(bad(line.number, error.seq, error.problem));
+        if on_bad == OnBad::Stop {
+            return Ok(scan);
+        }
+        if let Some(resume) = error.resume {
+            *chain = resume;
+        }
+    }
+    if let Some((line, offset, _)) = maybe_torn {
+        scan.torn = Some(TornTail {
+            file: segment.path.clone(),
+            line,
+            offset,
+            bytes: torn_bytes,
+        });
+    }
+    if empty && position == Position::Earlier {
+        scan.first_bad
+            .get_or_insert(bad(0, None, Problem::EmptySegment));
+    }
+    Ok(scan)
+}
