@@ -87,7 +87,7 @@ pub use error::AuditError;
 pub use log::{
     AuditLog, OpenOptions, Recovery, Stats, DEFAULT_MAX_SEGMENT_BYTES, DEFAULT_QUEUE_DEPTH,
 };
-pub use query::{Filter, Order, MAX_QUERY_LIMIT};
+pub use query::{read_only_query, Filter, Order, MAX_QUERY_LIMIT};
 pub use record::{BadDigest, Digest, Entry, Kind, Record, GENESIS, MAX_RECORD_BYTES};
 pub use ticket::{Appended, Ticket};
 pub use verify::{verify, BadRecord, Problem, TornTail, VerifyError, VerifyReport};

@@ -123,6 +123,10 @@ impl Kind {
     pub const SESSION_UNFREEZE: Kind = Kind(Cow::Borrowed("session_unfreeze"));
     /// A watcher joined or left a session.
     pub const WATCHER: Kind = Kind(Cow::Borrowed("watcher"));
+    /// Someone (the user's own client, say) started viewing a session.
+    pub const VIEWER_JOINED: Kind = Kind(Cow::Borrowed("viewer_joined"));
+    /// A viewer or watcher went away.
+    pub const VIEWER_LEFT: Kind = Kind(Cow::Borrowed("viewer_left"));
     /// A policy decision, detail: rule, verdict.
     pub const POLICY: Kind = Kind(Cow::Borrowed("policy"));
     /// A clipboard crossing, allowed or not.

@@ -201,6 +201,26 @@ impl Target {
     }
 }
 
+/// Where a session's events that belong in the audit trail go (the gateway's audit log). Called
+/// on the session's own thread: it must not block for long (queue and return).
+pub trait SessionAudit: Send + Sync + 'static {
+    /// `event` happened in `session`. Only audit-worthy events come here: start and end,
+    /// viewers and watchers, freeze, policy decisions, clipboard and file events (not keys, not
+    /// resizes: those are in the recording).
+    fn session_event(&self, session: &SessionInfo, event: &SessionEvent);
+}
+
+/// True for the events that [`SessionAudit`] receives.
+fn audit_worthy(event: &SessionEvent) -> bool {
+    !matches!(
+        event,
+        SessionEvent::Keys { .. }
+            | SessionEvent::Resize { .. }
+            | SessionEvent::FramesDropped { .. }
+            | SessionEvent::EventsLost { .. }
+    )
+}
+
 /// Why a session ended, as viewers are told.
 #[derive(Debug, Clone)]
 pub(crate) enum Ending {
@@ -227,6 +247,8 @@ pub(crate) struct SessionShared {
     pub(crate) frozen: AtomicBool,
     /// Where the target's drive redirection messages go.
     drive: Mutex<DriveRoute>,
+    /// The audit trail, if the gateway keeps one.
+    audit: Option<Arc<dyn SessionAudit>>,
 }
 
 /// Drive-redirection messages of the target that arrived before a native client claimed the
@@ -256,8 +278,22 @@ impl SessionShared {
     }
 
     pub(crate) fn tap_event(&self, event: TapEvent) {
+        if let (TapEvent::Session(e), Some(audit)) = (&event, &self.audit) {
+            if audit_worthy(e) {
+                let info = lock(&self.info).clone();
+                audit.session_event(&info, e);
+            }
+        }
         if let Some(tap) = self.tap.get() {
             tap.event(event);
+        }
+    }
+
+    /// Sends an event to the audit trail only (the recording's tap has it another way).
+    fn audit_only(&self, event: &SessionEvent) {
+        if let Some(audit) = &self.audit {
+            let info = lock(&self.info).clone();
+            audit.session_event(&info, event);
         }
     }
 
@@ -558,6 +594,7 @@ pub struct Broker {
     sessions: Arc<Mutex<HashMap<String, SessionHandle>>>,
     timeouts: Timeouts,
     recorder: Option<Arc<dyn SessionRecorder>>,
+    audit: Option<Arc<dyn SessionAudit>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -573,7 +610,14 @@ impl Broker {
             sessions: Arc::default(),
             timeouts,
             recorder: None,
+            audit: None,
         }
+    }
+
+    /// Sends every session's audit-worthy events to `audit`.
+    pub fn with_audit(mut self, audit: Arc<dyn SessionAudit>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Records every session with `recorder`; a session it cannot record does not open.
@@ -651,6 +695,7 @@ impl Broker {
             last_input_ms: AtomicU64::new(0),
             frozen: AtomicBool::new(false),
             drive: Mutex::new(DriveRoute::default()),
+            audit: self.audit.clone(),
             ends_at: req.grant.ends_at_unix_secs(started_at_ms / 1000).map(|at| {
                 let left = u64::try_from(at.saturating_sub(started_at_ms / 1000)).unwrap_or(0);
                 Instant::now() + Duration::from_secs(left)
@@ -761,19 +806,27 @@ async fn session_thread(
         return;
     }
     lock(&handle.shared.info).state = SessionState::Active;
-    if let Some(recorder) = recorder {
-        let tap = Arc::new(TapShared::new(w, h));
-        tap.event(TapEvent::Session(SessionEvent::SessionStart {
+    let opening = [
+        SessionEvent::SessionStart {
             user: req.user.clone(),
             target: req.target.clone(),
             client_addr: req.client_addr.clone(),
-        }));
+        },
         // The policy's decision to let it open, first in the track like every later one.
-        tap.event(TapEvent::Session(SessionEvent::Policy {
+        SessionEvent::Policy {
             action: "open".into(),
             decision: "allow".into(),
             reason: open_reason(&req.grant, req.entry),
-        }));
+        },
+    ];
+    for event in &opening {
+        handle.shared.audit_only(event);
+    }
+    if let Some(recorder) = recorder {
+        let tap = Arc::new(TapShared::new(w, h));
+        for event in opening {
+            tap.event(TapEvent::Session(event));
+        }
         let _ = handle.shared.tap.set(tap.clone());
         let started = recorder.start(Tap {
             shared: tap,
@@ -969,11 +1022,17 @@ async fn run_session(
         Ending::Ended(m) => info!(session = %id, reason = %m.to_json(), "session ended"),
         Ending::Running => {}
     }
-    if let (Some(tap), Ending::Ended(m)) = (shared.tap.get(), &ending) {
+    if let Ending::Ended(m) = &ending {
         // Viewers still attached leave with the session: record it before the end, which the
         // recorder takes as its last word.
         shared.for_each_viewer(|v| v.leave(&shared));
-        tap.end(ending_reason(m));
+        let reason = ending_reason(m);
+        shared.audit_only(&SessionEvent::SessionEnd {
+            reason: reason.clone(),
+        });
+        if let Some(tap) = shared.tap.get() {
+            tap.end(reason);
+        }
     }
     lock(&shared.info).state = SessionState::Closed;
     shared.for_each_viewer(ViewerShared::wake);

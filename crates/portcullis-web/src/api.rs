@@ -1,17 +1,18 @@
 //! JSON API handlers. Every handler names who may call it through its extractor
 //! ([`AuthUser`] or [`Admin`]); nothing here is reachable without one, except login.
 
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use portcullis_audit::{Kind, Record};
 use portcullis_core::session::SessionInfo;
 use portcullis_core::wire::{ErrorCode, ServerMessage};
 use portcullis_secrets::Secret;
 use portcullis_store::{Role, TargetKind, TargetRecord};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::auth::{clear_cookie, cookie_token, set_cookie, Admin, AuthUser, Soc};
@@ -56,6 +57,7 @@ pub(crate) struct Me {
 
 pub(crate) async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Body(body): Body<LoginBody>,
 ) -> Result<Response, WebError> {
     if body.username.len() > 256 || body.password.expose().len() > ops::MAX_SECRET_LEN {
@@ -82,14 +84,37 @@ pub(crate) async fn login(
     .map_err(|e| WebError::Internal(e.to_string()))?;
     let Some(user) = verified else {
         warn!(user = %username, "login failed");
+        state
+            .audit
+            .record(
+                login_failed(&username, "wrong user name or password")
+                    .detail("address", peer.to_string()),
+            )
+            .await?;
         return Err(WebError::BadCredentials);
     };
     if user.locked {
         warn!(user = %username, "login refused: the account is locked");
+        state
+            .audit
+            .record(
+                login_failed(&username, "the account is locked")
+                    .detail("address", peer.to_string()),
+            )
+            .await?;
         return Err(WebError::Forbidden(
             "your account is locked by the security team".into(),
         ));
     }
+    // On disk before the browser gets its cookie.
+    state
+        .audit
+        .record(
+            Record::new(Kind::LOGIN, &user.name)
+                .detail("entry", "browser")
+                .detail("address", peer.to_string()),
+        )
+        .await?;
     let token = state.logins.create(&user.name);
     info!(user = %user.name, "login");
     Ok((
@@ -104,18 +129,40 @@ pub(crate) async fn login(
 
 pub(crate) async fn logout(
     State(state): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     req: Request,
-) -> Response {
+) -> Result<Response, WebError> {
     let (parts, _) = req.into_parts();
     if let Some(token) = cookie_token(&parts) {
         state.logins.remove(&token);
     }
-    (
+    state
+        .audit
+        .record(Record::new(Kind::LOGOUT, &user.name))
+        .await?;
+    Ok((
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, clear_cookie())],
     )
-        .into_response()
+        .into_response())
+}
+
+/// A failed login attempt, for the audit trail (`name` as typed: it may be no user at all).
+pub(crate) fn login_failed(name: &str, why: &str) -> Record {
+    // A password typed into the user name field must not end up in the trail whole.
+    let shown: String = name.chars().take(64).collect();
+    Record::new(Kind::LOGIN_FAILED, shown)
+        .detail("entry", "browser")
+        .detail("reason", why)
+}
+
+/// An administrator's change, for the audit trail: what changed, and its state before and after
+/// (never a secret).
+pub(crate) fn admin_change(admin: &str, action: &str, before: Value, after: Value) -> Record {
+    Record::new(Kind::ADMIN_CHANGE, admin)
+        .detail("action", action)
+        .detail("before", before)
+        .detail("after", after)
 }
 
 pub(crate) async fn me(user: AuthUser) -> Json<Me> {
@@ -196,7 +243,14 @@ pub(crate) async fn create_target(
         },
     )?;
     info!(admin = %admin.name, target = %t.name, address = %t.address, "target created");
-    Ok((StatusCode::CREATED, Json(target_json(&t, true))))
+    let shown = target_json(&t, true);
+    state
+        .audit
+        .record(
+            admin_change(&admin.name, "target_create", Value::Null, shown.clone()).target(&t.name),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(shown)))
 }
 
 /// A one-time `.rdp` file for a target the user may open, and (in the
@@ -236,6 +290,16 @@ pub(crate) async fn rdp_file(
         .issue(&user.name, &name)
         .ok_or_else(|| WebError::TooManyRequests("too many RDP tickets outstanding".into()))?;
     info!(user = %user.name, target = %name, "RDP ticket issued");
+    state
+        .audit
+        .record(
+            Record::new(
+                Kind::new("rdp_ticket").map_err(|e| WebError::Internal(e.to_string()))?,
+                &user.name,
+            )
+            .target(&name),
+        )
+        .await?;
     let body = crate::rdp_tickets::rdp_file(&host, port, &user.name, &name, &ticket.id);
     Ok((
         [
@@ -261,6 +325,10 @@ pub(crate) async fn delete_target(
     Admin(admin): Admin,
     Path(name): Path<String>,
 ) -> Result<StatusCode, WebError> {
+    let before = state
+        .store
+        .get_target(&name)?
+        .map_or(Value::Null, |t| target_json(&t, true));
     if !state.store.delete_target(&name)? {
         return Err(WebError::NotFound(format!("no target named {name:?}")));
     }
@@ -270,6 +338,10 @@ pub(crate) async fn delete_target(
         "this target was removed by an administrator",
     );
     info!(admin = %admin.name, target = %name, "target deleted");
+    state
+        .audit
+        .record(admin_change(&admin.name, "target_delete", before, Value::Null).target(&name))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -310,10 +382,17 @@ pub(crate) async fn create_user(
     .await
     .map_err(|e| WebError::Internal(e.to_string()))??;
     info!(admin = %admin.name, user = %u.name, role = %u.role, "user created");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"name": u.name, "role": u.role})),
-    ))
+    let shown = json!({"name": u.name, "role": u.role});
+    state
+        .audit
+        .record(admin_change(
+            &admin.name,
+            "user_create",
+            Value::Null,
+            shown.clone(),
+        ))
+        .await?;
+    Ok((StatusCode::CREATED, Json(shown)))
 }
 
 pub(crate) async fn delete_user(
@@ -326,6 +405,10 @@ pub(crate) async fn delete_user(
             "you cannot delete your own account".into(),
         ));
     }
+    let before = state.store.get_user(&name)?.map_or(
+        Value::Null,
+        |u| json!({"name": u.name, "role": u.role, "locked": u.locked}),
+    );
     if !state.store.delete_user(&name)? {
         return Err(WebError::NotFound(format!("no user named {name:?}")));
     }
@@ -336,6 +419,15 @@ pub(crate) async fn delete_user(
         "your account was removed by an administrator",
     );
     info!(admin = %admin.name, user = %name, "user deleted");
+    state
+        .audit
+        .record(admin_change(
+            &admin.name,
+            "user_delete",
+            before,
+            Value::Null,
+        ))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -367,10 +459,15 @@ pub(crate) async fn create_grant(
         .store
         .create_grant(&body.user, &body.target, ops::now_unix())?;
     info!(admin = %admin.name, user = %body.user, target = %body.target, "grant created");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"user": body.user, "target": body.target})),
-    ))
+    let shown = json!({"user": body.user, "target": body.target});
+    state
+        .audit
+        .record(
+            admin_change(&admin.name, "grant_create", Value::Null, shown.clone())
+                .target(&body.target),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(shown)))
 }
 
 pub(crate) async fn delete_grant(
@@ -389,6 +486,18 @@ pub(crate) async fn delete_grant(
         "your access to this target was revoked by an administrator",
     );
     info!(admin = %admin.name, %user, %target, "grant deleted");
+    state
+        .audit
+        .record(
+            admin_change(
+                &admin.name,
+                "grant_delete",
+                json!({"user": user, "target": target}),
+                Value::Null,
+            )
+            .target(&target),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -443,6 +552,14 @@ pub(crate) async fn close_session(
         return Err(WebError::NotFound(format!("no live session {id:?}")));
     }
     info!(admin = %admin.name, session = %id, "session closed by admin");
+    state
+        .audit
+        .record(
+            Record::new(Kind::SESSION_KILL, &admin.name)
+                .session(&id)
+                .detail("reason", "closed by an administrator"),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -29,6 +29,9 @@ pub enum WebError {
     /// 429.
     #[error("{0}")]
     TooManyRequests(String),
+    /// 503: a dependency the action needs (the audit trail) cannot take it right now.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: details are logged, not shown.
     #[error("internal error")]
     Internal(String),
@@ -46,6 +49,7 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) | WebError::Startup(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -3,6 +3,7 @@
 //! status here and nowhere else. The wire contract is `docs/browser-protocol.md`.
 
 mod api;
+pub mod audit;
 mod auth;
 mod error;
 mod openapi;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub policy_file: Option<PathBuf>,
     /// Held while a new policy is saved and put in force.
     pub(crate) policy_writes: Arc<Mutex<()>>,
+    /// The audit trail (none only in tests of the HTTP layer).
+    pub audit: audit::Audit,
 }
 
 impl AppState {
@@ -90,7 +93,14 @@ impl AppState {
             policy: policy::PolicyState::default_policy(),
             policy_file: None,
             policy_writes: Arc::default(),
+            audit: audit::Audit::default(),
         }
+    }
+
+    /// Writes the audit trail to `audit` (the broker should send it session events too).
+    pub fn with_audit(mut self, audit: audit::Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Decides with `policy`; `managed_by_file` names the file it was loaded from, if any
@@ -151,6 +161,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/recordings/{id}/events", get(recordings::events))
         .route("/recordings/{id}/export", get(recordings::export))
+        .route("/audit", get(audit::query))
+        .route("/audit/verify", get(audit::verify))
         .route("/openapi.json", get(openapi::document))
         .fallback(api::not_found)
         .layer(middleware::from_fn(csrf_guard))

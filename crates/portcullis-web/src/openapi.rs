@@ -193,6 +193,7 @@ pub(crate) async fn document() -> Json<Value> {
         }
     });
     soc_paths(&mut doc);
+    audit_paths(&mut doc);
     doc["components"]["schemas"]["NewTarget"] = new_target_schema();
     doc["components"]["schemas"]["PolicyDoc"] = policy_doc_schema();
     doc["components"]["schemas"]["Explain"] = explain_schema();
@@ -221,5 +222,32 @@ fn soc_paths(doc: &mut Value) {
         "type": "object", "required": ["reason"], "properties": {
             "reason": { "type": "string", "maxLength": 500, "description": "Shown to the user and kept in the event track" }
         }
+    });
+}
+
+fn audit_paths(doc: &mut Value) {
+    let soc = "admins and soc";
+    let query = |name: &str, kind: &str, what: &str| {
+        json!({ "name": name, "in": "query", "required": false, "schema": { "type": kind }, "description": what })
+    };
+    let mut list = op(
+        "The audit trail, newest first: logins, sessions, kills, freezes, locks, policy decisions, clipboard and file events, admin changes (before/after), exports",
+        soc,
+        None,
+        "200",
+    );
+    list["parameters"] = json!([
+        query("actor", "string", "Who acted (exact)"),
+        query("target", "string", "Which target (exact)"),
+        query("session", "string", "Which session (exact)"),
+        query("kind", "string", "Record kinds, comma-separated (login, login_failed, session_start, policy, file, admin_change, ...)"),
+        query("since_ms", "integer", "From this time, Unix ms (inclusive)"),
+        query("until_ms", "integer", "Until this time, Unix ms (exclusive)"),
+        query("before_seq", "integer", "Older than this record (next page: next_before_seq of the last answer)"),
+        query("limit", "integer", "At most this many (default 100, at most 500)"),
+    ]);
+    doc["paths"]["/audit"] = json!({ "get": list });
+    doc["paths"]["/audit/verify"] = json!({
+        "get": op("Check the audit trail's whole hash chain now; names the first bad record", soc, None, "200"),
     });
 }

@@ -44,6 +44,8 @@ pub(crate) async fn put_policy(
         )));
     }
     let policy = Policy::compile(&doc).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let before = serde_json::to_value(policy_store::load_policy_doc(state.store.as_ref())?)
+        .unwrap_or(Value::Null);
     {
         // Saved and put in force together, so two administrators saving at once cannot leave
         // one policy in the store and the other in force.
@@ -55,6 +57,16 @@ pub(crate) async fn put_policy(
         state.policy.replace(policy);
     }
     info!(admin = %admin.name, rules = doc.rules.len(), "policy changed");
+    let after = serde_json::to_value(&doc).unwrap_or(Value::Null);
+    state
+        .audit
+        .record(crate::api::admin_change(
+            &admin.name,
+            "policy_change",
+            before,
+            after,
+        ))
+        .await?;
     Ok(Json(policy_json(&state, &doc)))
 }
 

@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 
+use portcullis_audit::{Kind, Record};
 use portcullis_broker::{OpenRequest, RawViewer, SessionHandle};
 use portcullis_core::desktop::InputEvent;
 use portcullis_core::session::EntryPath;
@@ -280,10 +281,26 @@ impl Gate for RdpGate {
 
     fn admit(&self, login: Login) -> BoxFuture<'_, Result<Admission, Denial>> {
         Box::pin(async move {
-            let admission = self.check(login).await?;
-            // The policy's refusal, like a missing grant, comes before any target is contacted.
-            self.grant(&admission)?;
-            Ok(admission)
+            let typed: String = parse_username(&login.username).0.chars().take(64).collect();
+            let address = login.client_addr.to_string();
+            let outcome = match self.check(login).await {
+                // The policy's refusal, like a missing grant, comes before any target is contacted.
+                Ok(admission) => self.grant(&admission).map(|_| admission),
+                Err(denial) => Err(denial),
+            };
+            let record = match &outcome {
+                Ok(a) => Record::new(Kind::LOGIN, &a.user).target(&a.target),
+                Err(d) => {
+                    Record::new(Kind::LOGIN_FAILED, typed).detail("reason", d.message.as_str())
+                }
+            }
+            .detail("entry", "rdp")
+            .detail("address", address);
+            // Nobody is let in unrecorded.
+            if let Err(e) = self.state.audit.record(record).await {
+                return Err(deny(Refusal::TargetFailed, e.to_string()));
+            }
+            outcome
         })
     }
 

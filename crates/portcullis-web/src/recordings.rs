@@ -336,6 +336,7 @@ pub(crate) async fn export(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let rec = recordings(&state)?;
+    let name = user.name.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
     let check_id = id.clone();
     let check_rec = rec.clone();
@@ -344,6 +345,15 @@ pub(crate) async fn export(
         check_rec.detail(&check_id).map_err(storage_error)
     })
     .await?;
+    // The evidence leaves the gateway: on record first.
+    state
+        .audit
+        .record(
+            portcullis_audit::Record::new(portcullis_audit::Kind::EXPORT, &name)
+                .session(&id)
+                .target(d.meta.target.clone()),
+        )
+        .await?;
     let filename = format!("portcullis-recording-{id}.tar");
     tokio::task::spawn_blocking(move || {
         let writer = ChannelWriter { tx: tx.clone() };

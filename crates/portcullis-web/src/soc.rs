@@ -8,6 +8,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use portcullis_audit::{Kind, Record};
 use portcullis_broker::SessionHandle;
 use portcullis_core::wire::{self, ErrorCode, ServerMessage};
 use serde::Deserialize;
@@ -72,6 +73,17 @@ pub(crate) async fn kill(
         message: format!("the security team ended this session: {reason}"),
     });
     info!(by = %soc.name, session = %id, %reason, "session killed");
+    let info = session.info();
+    state
+        .audit
+        .record(
+            Record::new(Kind::SESSION_KILL, &soc.name)
+                .session(&id)
+                .target(info.target)
+                .detail("user", info.user)
+                .detail("reason", reason),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -158,6 +170,14 @@ pub(crate) async fn lock_user(
         &format!("your account was locked by the security team: {reason}"),
     );
     info!(by = %soc.name, user = %name, %reason, "user locked");
+    state
+        .audit
+        .record(
+            Record::new(Kind::USER_LOCK, &soc.name)
+                .detail("user", name.as_str())
+                .detail("reason", reason),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -169,6 +189,10 @@ pub(crate) async fn unlock_user(
 ) -> Result<StatusCode, WebError> {
     set_locked(&state, &name, false)?;
     info!(by = %soc.name, user = %name, "user unlocked");
+    state
+        .audit
+        .record(Record::new(Kind::USER_UNLOCK, &soc.name).detail("user", name.as_str()))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -80,6 +80,19 @@ pub(crate) async fn connect(
     let grant = match session_policy::decide_open(&state, &user.name, &target, Entry::Browser) {
         Ok(grant) => grant,
         Err(why) => {
+            // Refused before any target contact; the refusal is on record (and refused even
+            // if the record cannot be written).
+            let _ = state
+                .audit
+                .record(
+                    portcullis_audit::Record::new(portcullis_audit::Kind::POLICY, &user.name)
+                        .target(&target.name)
+                        .detail("action", "open")
+                        .detail("decision", "deny")
+                        .detail("entry", "browser")
+                        .detail("reason", why.as_str()),
+                )
+                .await;
             let m = ServerMessage::Error {
                 code: ErrorCode::PolicyDenied,
                 message: why,

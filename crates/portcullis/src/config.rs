@@ -24,6 +24,17 @@ pub struct Config {
     /// `[policy] file`: the policy comes from this TOML file (and the API may not change it);
     /// `None`: the policy saved in the store, or the shipped default.
     pub policy_file: Option<PathBuf>,
+    /// `[audit]`: where the audit trail lives and how big a segment grows.
+    pub audit: Audit,
+}
+
+/// The audit trail's settings.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    /// `[audit] dir` (default: `DATA_DIR/audit`).
+    pub dir: PathBuf,
+    /// `[audit] segment_mib`: a segment file is closed and a new one begun past this size.
+    pub segment_bytes: u64,
 }
 
 /// The RDP listener for native clients, and RDP target settings.
@@ -89,6 +100,15 @@ mod dto {
         pub rdp: Rdp,
         #[serde(default)]
         pub policy: Policy,
+        #[serde(default)]
+        pub audit: Audit,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Audit {
+        pub dir: Option<PathBuf>,
+        pub segment_mib: Option<u64>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -282,6 +302,7 @@ impl Config {
             recording: recording(file.recording, &data_dir)?,
             rdp: rdp(file.rdp)?,
             policy_file: file.policy.file,
+            audit: audit(file.audit, &data_dir)?,
             data_dir,
         })
     }
@@ -298,6 +319,17 @@ impl Config {
             None => Config::parse("", data_dir_override),
         }
     }
+}
+
+fn audit(file: dto::Audit, data_dir: &Path) -> Result<Audit> {
+    let mib = file.segment_mib.unwrap_or(64);
+    if !(1..=4096).contains(&mib) {
+        bail!("audit.segment_mib: must be between 1 and 4096 (got {mib})");
+    }
+    Ok(Audit {
+        dir: file.dir.unwrap_or_else(|| data_dir.join("audit")),
+        segment_bytes: mib * 1024 * 1024,
+    })
 }
 
 /// Reads and compiles a policy file (TOML, a `PolicyDoc`). Errors name the file, and the rule

@@ -14,7 +14,7 @@ use portcullis_policy::{Policy, PolicyDoc};
 use portcullis_secrets::SecretKey;
 use portcullis_store::{Role, SledStore, Store};
 use portcullis_web::{ops, policy_store};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 
@@ -59,6 +59,30 @@ enum Command {
     /// The policy saved in the data directory (what the web UI and the API edit).
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// The audit trail: check its hash chain offline, or print it.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the whole hash chain; exit status 1 naming the first bad record.
+    Verify {
+        /// The audit directory (default: `[audit] dir` of the configuration).
+        dir: Option<PathBuf>,
+    },
+    /// Print the newest records as JSON lines (the gateway may be running).
+    Show {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only this actor's records.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only records of these kinds (comma-separated).
+        #[arg(long)]
+        kind: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,6 +195,91 @@ fn main() -> Result<()> {
         Command::Grant(cmd) => grant_cmd(&config, cmd),
         Command::Recording(cmd) => recording_cmd(&config, cmd),
         Command::Policy(cmd) => policy_cmd(&config, cmd),
+        Command::Audit(cmd) => audit_cmd(&config, cmd),
+    }
+}
+
+/// Opens the audit trail (created on first start). A broken chain stops the start, naming the
+/// record: the evidence must be looked at before anything is added to it.
+fn open_audit(config: &Config) -> Result<portcullis_web::audit::Audit> {
+    let dir = &config.audit.dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("audit.dir: cannot create {}", dir.display()))?;
+    let log = portcullis_audit::OpenOptions::new()
+        .max_segment_bytes(config.audit.segment_bytes)
+        .open(dir)
+        .with_context(|| {
+            format!(
+                "cannot open the audit trail in {} (check it with `portcullis audit verify`)",
+                dir.display()
+            )
+        })?;
+    let recovery = log.recovery();
+    if recovery.torn_tail.is_some() {
+        warn!(dir = %dir.display(), "the audit trail ended in an unfinished record (never acknowledged): cut");
+    }
+    info!(dir = %dir.display(), next_seq = recovery.next_seq, "audit trail open");
+    Ok(portcullis_web::audit::Audit::new(Arc::new(log)))
+}
+
+fn audit_cmd(config: &Config, cmd: AuditCmd) -> Result<()> {
+    match cmd {
+        AuditCmd::Verify { dir } => {
+            let dir = dir.unwrap_or_else(|| config.audit.dir.clone());
+            match portcullis_audit::verify(&dir) {
+                Ok(report) => {
+                    println!(
+                        "{}: {} records in {} files, intact; last seq {}, last hash {}",
+                        dir.display(),
+                        report.records,
+                        report.files,
+                        report.last_seq,
+                        report.last_hash
+                    );
+                    if let Some(torn) = report.torn_tail {
+                        println!(
+                            "an unfinished last line ({} bytes at {} line {}) was never acknowledged; the gateway cuts it when it opens the trail",
+                            torn.bytes,
+                            torn.file.display(),
+                            torn.line
+                        );
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{}: NOT intact: {e}", dir.display());
+                    std::process::exit(1);
+                }
+            }
+        }
+        AuditCmd::Show { limit, actor, kind } => {
+            // Read-only, without the writer's lock: the segments' fsynced lines are read as they
+            // are (the gateway may be appending).
+            let mut kinds = Vec::new();
+            for k in kind.iter().flat_map(|k| k.split(',')) {
+                kinds.push(portcullis_audit::Kind::new(k.trim())?);
+            }
+            // Pages of at most MAX_QUERY_LIMIT, newest first, until `limit` are shown.
+            let mut before_seq = None;
+            let mut left = limit;
+            while left > 0 {
+                let filter = portcullis_audit::Filter {
+                    actor: actor.clone(),
+                    kinds: kinds.clone(),
+                    before_seq,
+                    order: portcullis_audit::Order::NewestFirst,
+                    ..portcullis_audit::Filter::new(left.min(portcullis_audit::MAX_QUERY_LIMIT))
+                };
+                let page = portcullis_audit::read_only_query(&config.audit.dir, &filter)?;
+                let Some(last) = page.last() else { break };
+                before_seq = Some(last.seq);
+                left = left.saturating_sub(page.len());
+                for entry in &page {
+                    println!("{}", serde_json::to_string(entry)?);
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -435,14 +544,19 @@ fn serve(config: Config) -> Result<()> {
         }
     };
     let recording = recording::set_up(&config, &key)?;
+    let audit = open_audit(&config)?;
     let mut broker = portcullis_broker::Broker::new(portcullis_core::desktop::Timeouts {
         connect: config.connect_timeout,
         handshake: config.handshake_timeout,
     });
+    if let Some(sink) = audit.session_sink() {
+        broker = broker.with_audit(sink);
+    }
     if let Some(r) = &recording {
         broker = broker.with_recorder(r.recorder.clone());
     }
-    let mut state = portcullis_web::AppState::new(Arc::new(store), Arc::new(key), broker);
+    let mut state =
+        portcullis_web::AppState::new(Arc::new(store), Arc::new(key), broker).with_audit(audit);
     if let Some(r) = &recording {
         state = state.with_recordings(r.web.clone());
     }

@@ -1,0 +1,209 @@
+// The audit trail through the real gateway: what lands in it, who may read it, offline
+// verification naming a tampered record, and no acknowledged record lost across kill -9.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  startDesktop, startGateway, launchBrowser, uiLogin, sleep, recordedEvents, newPage,
+} from './harness.mjs';
+
+const ADMIN = 'admin-password-e2e';
+const ALICE = 'alice-password-123';
+const SOC = 'soc-password-1234';
+const VNC_PASSWORD = 'vncsecret';
+
+let vnc, gw, browser, admin, soc;
+
+before(async () => {
+  vnc = await startDesktop(VNC_PASSWORD);
+  gw = await startGateway({ adminPassword: ADMIN });
+  browser = await launchBrowser();
+  admin = gw.api();
+  assert.equal((await admin.login('admin', ADMIN)).status, 200);
+  for (const [name, password, role] of [['alice', ALICE, 'user'], ['sam', SOC, 'soc']]) {
+    const r = await admin.post('/users', { name, password, role });
+    assert.equal(r.status, 201, r.text);
+  }
+  let r = await admin.post('/targets', { name: 'desk', kind: 'vnc', address: vnc.address, password: VNC_PASSWORD });
+  assert.equal(r.status, 201, r.text);
+  r = await admin.post('/grants', { user: 'alice', target: 'desk' });
+  assert.equal(r.status, 201, r.text);
+  soc = gw.api();
+  assert.equal((await soc.login('sam', SOC)).status, 200);
+});
+
+after(async () => {
+  await browser?.close();
+  await gw?.stop();
+  vnc?.stop();
+});
+
+async function openSession(page) {
+  await uiLogin(page, gw.base, 'alice', ALICE);
+  await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
+  await page.click('[data-target="desk"]');
+}
+
+/** Every record matching `query`, newest first (follows the pages). */
+async function trail(client, query = '') {
+  const out = [];
+  let before = '';
+  for (let i = 0; i < 20; i++) {
+    const r = await client.get(`/audit?limit=500${query}${before}`);
+    assert.equal(r.status, 200, r.text);
+    out.push(...r.json.entries);
+    if (!r.json.next_before_seq) break;
+    before = `&before_seq=${r.json.next_before_seq}`;
+  }
+  return out;
+}
+
+test('logins, admin changes, a session and its kill are in the trail, with who, what and before/after', async () => {
+  const anon = gw.api();
+  assert.equal((await anon.login('alice', 'wrong-password')).status, 401);
+  const page = await newPage(browser);
+  try {
+    await openSession(page);
+    await page.waitForFunction(() => window.__portcullis?.sessionId, null, { timeout: 20000 });
+    let live;
+    for (let i = 0; i < 50 && !live; i++) {
+      live = (await soc.get('/sessions')).json.find((s) => s.user === 'alice' && s.state === 'active');
+      if (!live) await sleep(100);
+    }
+    assert.ok(live, 'no live session');
+    const r = await soc.post(`/sessions/${live.id}/kill`, { reason: 'audit e2e kill' });
+    assert.equal(r.status, 204, r.text);
+    await recordedEvents(admin, live.id);
+
+    const all = await trail(soc);
+    const find = (pred, what) => {
+      const e = all.find(pred);
+      assert.ok(e, `${what} not in the trail:\n${JSON.stringify(all.slice(0, 40), null, 1)}`);
+      return e;
+    };
+    find((e) => e.kind === 'login_failed' && e.actor === 'alice' && /wrong/.test(e.detail.reason), 'the failed login');
+    const ok = find((e) => e.kind === 'login' && e.actor === 'alice' && e.detail.entry === 'browser', 'the login');
+    assert.match(ok.detail.address, /^127\.0\.0\.1:/);
+    const created = find((e) => e.kind === 'admin_change' && e.detail.action === 'user_create' && e.detail.after?.name === 'alice', 'the user creation');
+    assert.equal(created.actor, 'admin');
+    assert.equal(created.detail.before, null);
+    const target = find((e) => e.kind === 'admin_change' && e.detail.action === 'target_create', 'the target creation');
+    // Never a secret in the trail.
+    assert.doesNotMatch(JSON.stringify(target), new RegExp(VNC_PASSWORD));
+    const start = find((e) => e.kind === 'session_start' && e.session === live.id, 'the session start');
+    assert.equal(start.target, 'desk');
+    find((e) => e.kind === 'policy' && e.session === live.id && e.detail.action === 'open' && e.detail.decision === 'allow', 'the policy decision to open');
+    find((e) => e.kind === 'viewer_joined' && e.session === live.id, 'the viewer');
+    const kill = find((e) => e.kind === 'session_kill' && e.session === live.id, 'the kill');
+    assert.equal(kill.actor, 'sam');
+    assert.equal(kill.detail.reason, 'audit e2e kill');
+    find((e) => e.kind === 'session_end' && e.session === live.id && /audit e2e kill/.test(e.detail.reason), 'the session end');
+    // Newest first, each record chained to the one before.
+    for (let i = 1; i < all.length; i++) {
+      assert.ok(all[i - 1].seq > all[i].seq);
+      if (all[i - 1].seq === all[i].seq + 1) assert.equal(all[i - 1].prev, all[i].hash);
+    }
+    // Filters.
+    const mine = await trail(soc, '&actor=alice&kind=login,login_failed');
+    assert.ok(mine.length >= 2 && mine.every((e) => e.actor === 'alice' && /^login/.test(e.kind)));
+    const since = all[0].ts_ms;
+    const later = await trail(soc, `&since_ms=${since}`);
+    assert.ok(later.every((e) => e.ts_ms >= since));
+  } finally {
+    await page.close();
+  }
+});
+
+test('a policy change is recorded before and after; a refused session open is recorded', async () => {
+  const original = (await admin.get('/policy')).json.policy;
+  const doc = structuredClone(original);
+  doc.rules[0].entry = ['native'];
+  let r = await admin.put('/policy', doc);
+  assert.equal(r.status, 200, r.text);
+  const page = await newPage(browser);
+  try {
+    await openSession(page);
+    await page.waitForSelector('#session-error:not([hidden])', { timeout: 20000 });
+    assert.match(await page.textContent('#session-error'), /polic/i);
+  } finally {
+    await page.close();
+    r = await admin.put('/policy', original);
+    assert.equal(r.status, 200, r.text);
+  }
+  const all = await trail(soc);
+  const change = all.find((e) => e.kind === 'admin_change' && e.detail.action === 'policy_change' && e.detail.after?.rules?.[0]?.entry?.[0] === 'native');
+  assert.ok(change, 'the policy change');
+  const refused = all.find((e) => e.kind === 'policy' && e.actor === 'alice' && e.detail.decision === 'deny' && e.detail.action === 'open');
+  assert.ok(refused, 'the refused open');
+  assert.match(refused.detail.reason, /refused by the policy/);
+});
+
+test('only the security team and administrators read the trail', async () => {
+  const alice = gw.api();
+  assert.equal((await alice.login('alice', ALICE)).status, 200);
+  assert.equal((await alice.get('/audit')).status, 403);
+  assert.equal((await alice.get('/audit/verify')).status, 403);
+  assert.equal((await gw.api().get('/audit')).status, 401);
+  const v = await soc.get('/audit/verify');
+  assert.equal(v.status, 200);
+  assert.equal(v.json.ok, true, JSON.stringify(v.json));
+  assert.ok(v.json.records > 10);
+});
+
+test('no acknowledged record is lost across kill -9; the chain verifies; a tampered record is named', async () => {
+  const dir = join(gw.dir, 'data', 'audit');
+  const acknowledged = [];
+  for (let round = 0; round < 5; round++) {
+    const api = gw.api();
+    assert.equal((await api.login('sam', SOC)).status, 200);
+    // Eight streams of actions the trail must keep, each with its own reason, until the crash.
+    let crashed = false;
+    const stream = async (k) => {
+      for (let i = 0; !crashed; i++) {
+        const reason = `crash-${round}-${k}-${i}`;
+        try {
+          const r = await api.post('/users/alice/lock', { reason });
+          if (r.status === 204) acknowledged.push(reason);
+        } catch {
+          return; // the gateway is gone
+        }
+      }
+    };
+    const streams = [...Array(8).keys()].map(stream);
+    await sleep(300 + round * 100);
+    crashed = true;
+    await gw.kill();
+    await Promise.all(streams);
+    gw = await startGateway({ adminPassword: ADMIN, dir: gw.dir });
+  }
+  assert.ok(acknowledged.length > 40, `only ${acknowledged.length} acknowledged`);
+  console.log(`# ${acknowledged.length} acknowledged records across 5 kill -9 rounds`);
+  await gw.kill();
+  const verified = gw.cli(['audit', 'verify']);
+  assert.equal(verified.status, 0, verified.stdout + verified.stderr);
+  assert.match(verified.stdout, /intact/);
+  const shown = gw.cli(['audit', 'show', '--kind', 'user_lock', '--limit', '1000000']);
+  assert.equal(shown.status, 0, shown.stderr);
+  const kept = new Set(shown.stdout.trim().split('\n').map((l) => JSON.parse(l).detail.reason));
+  const lost = acknowledged.filter((r) => !kept.has(r));
+  assert.deepEqual(lost, [], `${lost.length} acknowledged records lost`);
+
+  // One byte changed in the middle of a record: verify names it, and the gateway will not start.
+  const segment = readdirSync(dir).filter((f) => f.endsWith('.jsonl')).sort()[0];
+  const path = join(dir, segment);
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const victim = 5;
+  lines[victim - 1] = lines[victim - 1].replace('"actor":"admin"', '"actor":"admim"');
+  writeFileSync(path, lines.join('\n'));
+  const bad = gw.cli(['audit', 'verify']);
+  assert.equal(bad.status, 1, bad.stdout);
+  assert.match(bad.stderr, new RegExp(`line ${victim} \\(seq ${victim}\\).*hash mismatch`));
+  const refused = gw.cli(['serve']);
+  assert.notEqual(refused.status, 0);
+  assert.match(refused.stderr, /audit/);
+  // Put it back so the suite's teardown finds a normal gateway.
+  lines[victim - 1] = lines[victim - 1].replace('"actor":"admim"', '"actor":"admin"');
+  writeFileSync(path, lines.join('\n'));
+  gw = await startGateway({ adminPassword: ADMIN, dir: gw.dir });
+});
