@@ -151,6 +151,19 @@ test('only the security team and administrators read the trail', async () => {
   assert.ok(v.json.records > 10);
 });
 
+test('five wrong passwords lock an account out with back-off, even for the right password; recorded', async () => {
+  let r = await admin.post('/users', { name: 'lou', password: 'lou-password-1234', role: 'user' });
+  assert.equal(r.status, 201, r.text);
+  const anon = gw.api();
+  for (let i = 0; i < 5; i++) assert.equal((await anon.login('lou', `wrong-${i}`)).status, 401);
+  r = await anon.login('lou', 'lou-password-1234');
+  assert.equal(r.status, 429, r.text);
+  assert.match(r.text, /too many failed logins: try again in \d+ s/);
+  const all = await trail(soc, '&actor=lou&kind=login_failed');
+  assert.equal(all.length, 6);
+  assert.match(all[0].detail.reason, /too many failed logins/);
+});
+
 test('no acknowledged record is lost across kill -9; the chain verifies; a tampered record is named', async () => {
   const dir = join(gw.dir, 'data', 'audit');
   const acknowledged = [];

@@ -69,8 +69,23 @@ pub(crate) async fn login(
             "too many logins in progress, try again shortly".into(),
         ));
     };
-    let user = state.store.get_user(&body.username)?;
     let username = body.username.clone();
+    if let Err(wait) = state
+        .throttle
+        .check(&username, peer.ip(), std::time::Instant::now())
+    {
+        warn!(user = %username, client = %peer, "login refused: too many failed attempts");
+        let why = format!(
+            "too many failed logins: try again in {} s",
+            wait.as_secs().max(1)
+        );
+        state
+            .audit
+            .record(login_failed(&username, &why).detail("address", peer.to_string()))
+            .await?;
+        return Err(WebError::TooManyRequests(why));
+    }
+    let user = state.store.get_user(&body.username)?;
     // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
     let verified = tokio::task::spawn_blocking(move || match &user {
         Some(u) => portcullis_secrets::verify_password(body.password.expose(), &u.password_hash)
@@ -84,6 +99,9 @@ pub(crate) async fn login(
     .map_err(|e| WebError::Internal(e.to_string()))?;
     let Some(user) = verified else {
         warn!(user = %username, "login failed");
+        state
+            .throttle
+            .failed(&username, peer.ip(), std::time::Instant::now());
         state
             .audit
             .record(
@@ -106,6 +124,7 @@ pub(crate) async fn login(
             "your account is locked by the security team".into(),
         ));
     }
+    state.throttle.succeeded(&user.name);
     // On disk before the browser gets its cookie.
     state
         .audit

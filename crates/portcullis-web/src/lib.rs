@@ -16,6 +16,7 @@ pub mod rdp_tickets;
 mod recordings;
 mod session_policy;
 mod soc;
+pub mod throttle;
 mod tls;
 mod ui;
 mod ws;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub(crate) policy_writes: Arc<Mutex<()>>,
     /// The audit trail (none only in tests of the HTTP layer).
     pub audit: audit::Audit,
+    /// Failed logins, for lock-out with back-off (browser and native alike).
+    pub throttle: throttle::LoginThrottle,
 }
 
 impl AppState {
@@ -94,6 +97,7 @@ impl AppState {
             policy_file: None,
             policy_writes: Arc::default(),
             audit: audit::Audit::default(),
+            throttle: throttle::LoginThrottle::default(),
         }
     }
 

@@ -12,6 +12,7 @@
 //! when the client offers it.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use portcullis_audit::{Kind, Record};
 use portcullis_broker::{OpenRequest, RawViewer, SessionHandle};
@@ -79,6 +80,16 @@ impl RdpGate {
         if user.len() > 256 || login.password.len() > ops::MAX_SECRET_LEN {
             return Err(bad());
         }
+        let address = login.client_addr.ip();
+        if let Err(wait) = self.state.throttle.check(user, address, Instant::now()) {
+            return Err(deny(
+                Refusal::BadCredentials,
+                format!(
+                    "too many failed logins for {user:?} or from {address}: locked out for {} s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
         let _permit = self
             .state
             .login_slots
@@ -102,8 +113,10 @@ impl RdpGate {
         .await
         .unwrap_or(false);
         if !verified {
+            self.state.throttle.failed(user, address, Instant::now());
             return Err(bad());
         }
+        self.state.throttle.succeeded(user);
         let target = match target {
             Some(t) => t.to_owned(),
             None => {
