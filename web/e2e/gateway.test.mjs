@@ -239,6 +239,41 @@ test('every API route needs a login, and writes need the CSRF header', async () 
   assert.match(page.headers['content-security-policy'], /script-src 'self'/);
 });
 
+test('every API route × every role: the roles the OpenAPI document names get in, the others get 403', async () => {
+  const clients = { admin };
+  for (const role of ['soc', 'reviewer', 'user']) {
+    const name = `authz-${role}`;
+    const password = `${role}-password-12345`;
+    const r = await admin.post('/users', { name, password, role });
+    assert.equal(r.status, 201, r.text);
+    clients[role] = gw.api();
+    assert.equal((await clients[role].login(name, password)).status, 200);
+  }
+  const openapi = (await admin.get('/openapi.json')).json;
+  let checked = 0;
+  for (const [path, ops] of Object.entries(openapi.paths)) {
+    // Logging out would end the client used for the rest.
+    if (['/auth/login', '/auth/logout'].includes(path)) continue;
+    const p = path.replace(/\{(part|seq|from|to)\}/g, '1').replace(/\{[a-z]+\}/g, 'x');
+    for (const [m, op] of Object.entries(ops).filter(([k]) => ['get', 'post', 'put', 'delete'].includes(k))) {
+      const roles = op['x-portcullis-roles'];
+      assert.ok(Array.isArray(roles) && roles.length > 0, `${m} ${path} names no roles`);
+      for (const [role, client] of Object.entries(clients)) {
+        const r = m === 'post' ? await client.post(p, {}) : m === 'put' ? await client.put(p, {}) : m === 'delete' ? await client.del(p) : await client.get(p);
+        if (roles.includes(role)) {
+          assert.notEqual(r.status, 401, `${role}: ${m} ${p}`);
+          if (!op['x-portcullis-scoped']) assert.notEqual(r.status, 403, `${role} refused on ${m} ${p}: ${r.text}`);
+        } else {
+          assert.equal(r.status, 403, `${role} let in on ${m} ${p}: ${r.status} ${r.text}`);
+        }
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked >= 4 * 30, `only ${checked} route × role checks`);
+  console.log(`# ${checked} route × role checks`);
+});
+
 test('revoking a grant ends the live session at once', async () => {
   const page = await newPage();
   const texts = [];

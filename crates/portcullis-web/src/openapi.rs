@@ -3,10 +3,30 @@
 use axum::Json;
 use serde_json::{json, Value};
 
+/// The roles `who` (an `op`'s words) admits, and whether the route then also checks ownership or
+/// a grant (so an admitted role may still get 403 or 404 for a particular object). Machine
+/// readable in the document (`x-portcullis-roles`, `x-portcullis-scoped`), so a test can check
+/// every route against every role.
+fn roles_for(who: &str) -> (Vec<&'static str>, bool) {
+    const USERS: [&str; 4] = ["admin", "soc", "reviewer", "user"];
+    match who {
+        "anyone" => (vec!["anonymous", "admin", "soc", "reviewer", "user"], false),
+        "any user" => (USERS.to_vec(), false),
+        "admin" => (vec!["admin"], false),
+        "admins and soc" => (vec!["admin", "soc"], false),
+        RECORDINGS | "a user with a grant for the target" => (USERS.to_vec(), true),
+        // INVARIANT: every `op` names one of the above (the document test checks each route).
+        _ => (Vec::new(), true),
+    }
+}
+
 fn op(summary: &str, role: &str, body: Option<&str>, ok: &str) -> Value {
+    let (roles, scoped) = roles_for(role);
     let mut v = json!({
         "summary": summary,
         "description": format!("Allowed for: {role}."),
+        "x-portcullis-roles": roles,
+        "x-portcullis-scoped": scoped,
         "responses": {
             ok: { "description": "success" },
             "400": { "$ref": "#/components/responses/Error" },
@@ -29,7 +49,7 @@ fn path_param(name: &str) -> Value {
 
 /// Who may read a recording.
 const RECORDINGS: &str =
-    "admins and reviewers; a user for their own recordings (others answer 404)";
+    "admins, reviewers and soc; a user for their own recordings (others answer 404)";
 
 fn query_param(name: &str, kind: &str) -> Value {
     json!({ "name": name, "in": "query", "required": false, "schema": { "type": kind } })
@@ -134,7 +154,9 @@ pub(crate) async fn document() -> Json<Value> {
             },
             "/recordings": { "get": {
                 "summary": "Recordings, newest first (query: user, target, state, from, to)",
-                "description": "Allowed for: admins and reviewers (all), users (their own).",
+                "description": "Allowed for: admins, reviewers and soc (all), users (their own).",
+                "x-portcullis-roles": ["admin", "soc", "reviewer", "user"],
+                "x-portcullis-scoped": true,
                 "parameters": [
                     query_param("user", "string"), query_param("target", "string"),
                     query_param("state", "string"), query_param("from", "integer"), query_param("to", "integer")
@@ -169,7 +191,8 @@ pub(crate) async fn document() -> Json<Value> {
                 "parameters": [path_param("id")],
                 "get": op("Video, events, signed manifest and public key in one tar", RECORDINGS, None, "200")
             },
-            "/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "success" } } } }
+            "/openapi.json": { "get": { "summary": "This document", "security": [],
+                "x-portcullis-roles": ["anonymous", "admin", "soc", "reviewer", "user"], "x-portcullis-scoped": false, "responses": { "200": { "description": "success" } } } }
         },
         "components": {
             "securitySchemes": {
@@ -227,9 +250,7 @@ fn soc_paths(doc: &mut Value) {
 
 fn audit_paths(doc: &mut Value) {
     let soc = "admins and soc";
-    let query = |name: &str, kind: &str, what: &str| {
-        json!({ "name": name, "in": "query", "required": false, "schema": { "type": kind }, "description": what })
-    };
+    let query = |name: &str, kind: &str, what: &str| json!({ "name": name, "in": "query", "required": false, "schema": { "type": kind }, "description": what });
     let mut list = op(
         "The audit trail, newest first: logins, sessions, kills, freezes, locks, policy decisions, clipboard and file events, admin changes (before/after), exports",
         soc,
