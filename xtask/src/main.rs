@@ -266,6 +266,8 @@ const FUZZ_TARGETS: &[&str] = &[
     "rdp_client_bytes",
     "rdp_clipboard_bytes",
     "rdp_drive_bytes",
+    "audit_segment",
+    "policy_document",
 ];
 
 fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
@@ -282,21 +284,67 @@ fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
     {
         run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
     }
+    let mut report = Vec::new();
+    let mut crashed = Vec::new();
     for target in FUZZ_TARGETS {
+        let corpus = root.join("fuzz/corpus").join(target);
+        let seeds = root.join("fuzz/regressions").join(target);
+        let artifacts = root.join("fuzz/artifacts").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        std::fs::create_dir_all(&artifacts)?;
         // The machine has one stable toolchain; libFuzzer's instrumentation flags need nightly
-        // features, which RUSTC_BOOTSTRAP unlocks for this build only.
-        run(cargo()
+        // features, which RUSTC_BOOTSTRAP unlocks for this build only. The kept regressions seed
+        // the run (read-only); new inputs go to the corpus.
+        let output = cargo()
+            .args(["fuzz", "run", "-O", target])
+            .arg(&corpus)
+            .arg(&seeds)
             .args([
-                "fuzz",
-                "run",
-                "-O",
-                target,
-                "--",
-                &format!("-max_total_time={seconds}"),
-                "-max_len=4096",
+                "--".to_owned(),
+                format!("-max_total_time={seconds}"),
+                "-max_len=4096".to_owned(),
+                "-print_final_stats=1".to_owned(),
+                format!("-artifact_prefix={}/", artifacts.display()),
             ])
             .env("RUSTC_BOOTSTRAP", "1")
-            .current_dir(root))?;
+            .current_dir(root)
+            .output()
+            .with_context(|| format!("cannot run cargo fuzz for {target}"))?;
+        let log = String::from_utf8_lossy(&output.stderr);
+        let stat = |name: &str| {
+            log.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_start_matches(':').trim().parse::<u64>().ok())
+        };
+        let execs = stat("stat::number_of_executed_units");
+        // A crash input is kept where the ordinary test replays it.
+        let mut found = 0;
+        for entry in std::fs::read_dir(&artifacts)? {
+            let path = entry?.path();
+            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                if ["crash-", "oom-", "timeout-", "leak-"].iter().any(|p| name.starts_with(p)) {
+                    std::fs::copy(&path, seeds.join(name))?;
+                    std::fs::remove_file(&path)?;
+                    found += 1;
+                }
+            }
+        }
+        if !output.status.success() || found > 0 {
+            eprintln!("{log}");
+            crashed.push(*target);
+        }
+        report.push((*target, execs, found));
+    }
+    println!("fuzzing, {seconds} s per target:");
+    for (target, execs, found) in &report {
+        let execs = execs.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        println!("  {target:<22} {execs:>10} runs  {found} new failing inputs");
+    }
+    if !crashed.is_empty() {
+        bail!(
+            "fuzzing found failures in {} (inputs copied to fuzz/regressions/: fix, then commit them)",
+            crashed.join(", ")
+        );
     }
     Ok(())
 }

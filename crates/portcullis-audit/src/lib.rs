@@ -77,6 +77,8 @@
 
 mod error;
 mod log;
+#[doc(hidden)]
+pub mod oracles;
 mod query;
 mod record;
 mod segment;

@@ -16,6 +16,8 @@ pub mod damage;
 pub mod desktop;
 pub mod flow;
 pub mod keytext;
+#[doc(hidden)]
+pub mod oracles;
 pub mod scancode;
 pub mod session;
 pub mod wire;

@@ -48,6 +48,8 @@ pub mod decision;
 pub mod doc;
 pub mod error;
 pub mod explain;
+#[doc(hidden)]
+pub mod oracles;
 pub mod policy;
 mod window;
 

@@ -9,6 +9,8 @@
 pub mod catalog;
 mod live;
 pub mod manifest;
+#[doc(hidden)]
+pub mod oracles;
 pub mod scan;
 pub mod storage;
 pub mod writer;

@@ -1,0 +1,70 @@
+//! Entry points for fuzzing (cargo fuzz targets in `fuzz/`) and for replaying the inputs that
+//! once broke something (`fuzz/regressions/`, by an ordinary test). Each takes any bytes and
+//! must return, never panic, whatever they are.
+
+use crate::damage::{DamageRegion, MAX_RECTS};
+use crate::desktop::{Applied, Framebuffer, PixelLayout, Rect, TargetUpdate};
+
+/// A browser's message (text or binary): parsed or refused.
+pub fn client_message(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::wire::parse_client_message(&text);
+    let _ = crate::wire::decode_server_binary(data);
+}
+
+fn u32_at(d: &[u8], i: usize) -> u32 {
+    let b = [0, 1, 2, 3].map(|k| d.get(i + k).copied().unwrap_or(0));
+    u32::from_le_bytes(b)
+}
+
+/// Whatever a target's adapter reports, in 17-byte operations: applying it to the framebuffer
+/// keeps every invariant (size, damage inside the desktop, bounded damage).
+pub fn target_updates(data: &[u8]) {
+    let Ok(mut fb) = Framebuffer::new(64, 48) else {
+        return;
+    };
+    let mut damage = DamageRegion::new(64, 48);
+    for op in data.chunks(17) {
+        let kind = op.first().copied().unwrap_or(0) % 4;
+        // Small numbers most of the time, so that valid operations are common too.
+        let n = |i: usize| {
+            let v = u32_at(op, 1 + 4 * i);
+            if v & 0x8000_0000 != 0 {
+                v
+            } else {
+                v % 96
+            }
+        };
+        let rect = Rect::new(n(0), n(1), n(2), n(3));
+        let update = match kind {
+            0 => TargetUpdate::Resize {
+                width: n(0),
+                height: n(1),
+            },
+            1 => {
+                let len = usize::try_from(rect.area().min(1 << 16) * 4).unwrap_or(0);
+                TargetUpdate::Pixels {
+                    rect,
+                    data: vec![0x5a; len],
+                    layout: PixelLayout::Rgbx,
+                }
+            }
+            2 => TargetUpdate::Copy {
+                dst: Rect::new(n(0), n(1), 0, 0),
+                src: Rect::new(n(2), n(3), n(1), n(0)),
+            },
+            _ => TargetUpdate::Bell,
+        };
+        match fb.apply(&update) {
+            Ok(Applied::Damaged(r)) => {
+                assert!(fb.bounds().contains(&r), "damage outside the desktop");
+                damage.add(r);
+            }
+            Ok(Applied::Resized) => damage.reset_full(fb.width(), fb.height()),
+            _ => {}
+        }
+        let expected = u64::from(fb.width()) * u64::from(fb.height()) * 4;
+        assert_eq!(u64::try_from(fb.data().len()).ok(), Some(expected));
+        assert!(damage.rects().len() <= MAX_RECTS, "damage unbounded");
+    }
+}
