@@ -237,6 +237,23 @@ pub fn target_spec(
     })
 }
 
+/// Seals a target's secret anew under `to`, opening it with `to` (already done: a rotation that
+/// was interrupted and is resumed) or else with `from`. Returns false when it was already sealed
+/// under `to`.
+pub fn reseal_target(
+    from: &SecretKey,
+    to: &SecretKey,
+    target: &mut TargetRecord,
+) -> Result<bool, OpsError> {
+    let aad = target_aad(&target.name);
+    if to.open(&target.sealed_secret, &aad).is_ok() {
+        return Ok(false);
+    }
+    let plain = zeroize::Zeroizing::new(open_target_secret(from, target)?);
+    target.sealed_secret = to.seal(plain.as_bytes(), &aad);
+    Ok(true)
+}
+
 /// Opens a target's sealed secret.
 pub fn open_target_secret(key: &SecretKey, target: &TargetRecord) -> Result<String, OpsError> {
     let bytes = key

@@ -3,6 +3,7 @@
 
 mod config;
 mod recording;
+mod rotate;
 
 use std::io::BufRead as _;
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ use crate::config::Config;
 const ADMIN_PASSWORD_ENV: &str = "PORTCULLIS_ADMIN_PASSWORD";
 /// Environment variable holding the secret key as 64 hex characters (else the key file is used).
 const SECRET_KEY_ENV: &str = "PORTCULLIS_SECRET_KEY";
+/// The key to rotate to, when the current one comes from [`SECRET_KEY_ENV`].
+const NEW_SECRET_KEY_ENV: &str = "PORTCULLIS_NEW_SECRET_KEY";
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +65,17 @@ enum Command {
     /// The audit trail: check its hash chain offline, or print it.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The secret key that seals target credentials and the recording signing key.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+}
+
+#[derive(Subcommand)]
+enum SecretsCmd {
+    /// Replace the secret key with a new random one and seal everything again under it (the
+    /// gateway must be stopped). With the key in PORTCULLIS_SECRET_KEY, the new key is read from
+    /// PORTCULLIS_NEW_SECRET_KEY instead; put it in PORTCULLIS_SECRET_KEY afterwards.
+    RotateKey,
 }
 
 #[derive(Subcommand)]
@@ -196,6 +210,7 @@ fn main() -> Result<()> {
         Command::Recording(cmd) => recording_cmd(&config, cmd),
         Command::Policy(cmd) => policy_cmd(&config, cmd),
         Command::Audit(cmd) => audit_cmd(&config, cmd),
+        Command::Secrets(SecretsCmd::RotateKey) => rotate_key_cmd(&config),
     }
 }
 
@@ -380,6 +395,35 @@ fn open_store(config: &Config) -> Result<SledStore> {
     }
 }
 
+fn rotate_key_cmd(config: &Config) -> Result<()> {
+    let store = open_store(config)?;
+    let old = load_key(config)?;
+    let new = match std::env::var(SECRET_KEY_ENV) {
+        Ok(_) => Some(
+            SecretKey::from_hex(
+                &std::env::var(NEW_SECRET_KEY_ENV).with_context(|| {
+                    format!("the key comes from {SECRET_KEY_ENV}: give the new one in {NEW_SECRET_KEY_ENV}")
+                })?,
+            )
+            .with_context(|| format!("{NEW_SECRET_KEY_ENV} is not a valid key"))?,
+        ),
+        Err(_) => None,
+    };
+    let from_env = new.is_some();
+    let done = rotate::rotate(config, &store, &old, new)?;
+    println!(
+        "secret key rotated: {} target secrets and {} signing key sealed under the new key",
+        done.targets,
+        if done.signing_key { "the recording" } else { "no" }
+    );
+    if from_env {
+        println!("now set {SECRET_KEY_ENV} to the value of {NEW_SECRET_KEY_ENV} before starting the gateway");
+    } else {
+        println!("the new key is in {}", config.key_file.display());
+    }
+    Ok(())
+}
+
 fn load_key(config: &Config) -> Result<SecretKey> {
     if let Ok(hex) = std::env::var(SECRET_KEY_ENV) {
         return SecretKey::from_hex(&hex)
@@ -526,6 +570,7 @@ fn bootstrap_admin(store: &dyn Store) -> Result<()> {
 }
 
 fn serve(config: Config) -> Result<()> {
+    rotate::refuse_unfinished(&config)?;
     let store = open_store(&config)?;
     let key = load_key(&config)?;
     bootstrap_admin(&store)?;

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
-const SIGNING_KEY_AAD: &[u8] = b"portcullis recording signing key v1";
+pub(crate) const SIGNING_KEY_AAD: &[u8] = b"portcullis recording signing key v1";
 /// How often retention looks for expired recordings.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
@@ -51,7 +51,7 @@ pub fn load_signing_key(config: &Config, secret: &SecretKey) -> Result<SigningKe
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
