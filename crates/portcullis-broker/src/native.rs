@@ -43,6 +43,8 @@ impl Display for RawViewer {
                 RawOutput::Damage(rects) => DisplayEvent::Damage(rects),
                 RawOutput::Resize(w, h) => DisplayEvent::Resize(w, h),
                 RawOutput::Clipboard(text) => DisplayEvent::Clipboard(text),
+                RawOutput::ClipboardFiles(files) => DisplayEvent::ClipboardFiles(files),
+                RawOutput::ClipboardTerms(terms) => DisplayEvent::ClipboardTerms(terms),
                 RawOutput::Device(pdu) => DisplayEvent::Device(pdu),
                 RawOutput::End(m) => DisplayEvent::End(denial_of(&m)),
             }

@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_core::desktop::{
-    Applied, FileDirection, FileEvent, Framebuffer, TargetUpdate, MAX_CLIPBOARD_BYTES,
+    Applied, ClipFile, ClipFileTerms, FileDirection, FileEvent, Framebuffer, TargetUpdate,
+    MAX_CLIPBOARD_BYTES, MAX_CLIPBOARD_FILES, MAX_CLIPBOARD_FILES_BYTES,
 };
 use portcullis_core::desktop::{TargetCommand, Timeouts};
 use portcullis_core::session::{
@@ -342,6 +343,69 @@ impl SessionShared {
             reason,
         }));
         verdict.is_allowed()
+    }
+
+    /// Which files a native client copies may be fetched for this session (RDP clipboard).
+    pub(crate) fn clip_file_terms(&self) -> ClipFileTerms {
+        clip_file_terms(&self.grant)
+    }
+
+    /// Decides a crossing of clipboard files (RDP) with the session's grant and records it: the
+    /// decision, and each file that crossed (name, size, SHA-256) as a file transfer. Files that
+    /// were not fetched (the terms refused them, or they exceed the gateway's limit) never cross.
+    pub(crate) fn clipboard_files_allowed(&self, direction: Direction, files: &[ClipFile]) -> bool {
+        let total = files.iter().fold(0u64, |sum, f| sum.saturating_add(f.size));
+        let bytes = usize::try_from(total).unwrap_or(usize::MAX);
+        let names = files
+            .iter()
+            .map(|f| format!("{} ({} bytes)", f.name, f.size))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let verdict = self.grant.clipboard(direction, ClipKind::Files, bytes);
+        let (action, file_direction) = match direction {
+            Direction::ClientToTarget => ("clipboard_to_target", FileDirection::Upload),
+            Direction::TargetToClient => ("clipboard_to_client", FileDirection::Download),
+        };
+        let denial = match verdict.denial() {
+            Some(denial) => Some(denial.explain()),
+            None if files.is_empty() || files.iter().any(|f| f.content.is_none()) => Some(format!(
+                "more than the gateway carries for one copy ({MAX_CLIPBOARD_FILES_BYTES} bytes, {MAX_CLIPBOARD_FILES} files)"
+            )),
+            None => None,
+        };
+        let Some(why) = denial else {
+            self.tap_event(TapEvent::Session(SessionEvent::Policy {
+                action: action.into(),
+                decision: "allow".into(),
+                reason: format!("files {names}: allowed by rule {:?}", self.grant.rule()),
+            }));
+            for f in files {
+                self.file_event(FileEvent::Transferred {
+                    direction: file_direction,
+                    path: format!("clipboard\\{}", f.name),
+                    bytes: f.size,
+                    sha256: f.content.as_ref().map(|(_, sha)| sha.clone()),
+                });
+            }
+            return true;
+        };
+        let reason = format!("files {names}: {why}");
+        let id = lock(&self.info).id.clone();
+        info!(session = %id, action, %reason, "policy denied a crossing");
+        let notice = ServerMessage::Denied {
+            action: action.into(),
+            reason: reason.clone(),
+        };
+        self.for_each_viewer(|v| {
+            v.push_event(notice.clone());
+            v.wake();
+        });
+        self.tap_event(TapEvent::Session(SessionEvent::Policy {
+            action: action.into(),
+            decision: "deny".into(),
+            reason,
+        }));
+        false
     }
 
     /// Makes `viewer` the owner of the session's redirected drive, if it has none yet.
@@ -780,7 +844,7 @@ async fn session_thread(
         offer_drive(req.spec.clone(), &req.grant, req.entry),
         timeouts,
     );
-    let target = tokio::select! {
+    let mut target = tokio::select! {
         r = connect => match r {
             Ok(t) => t,
             Err(e) => {
@@ -797,6 +861,11 @@ async fn session_thread(
             return;
         }
     };
+    // Files the target copies are fetched for a native client's session only, and only when
+    // the policy lets them cross (browsers and VNC stay text-only).
+    if let (Target::Rdp(t), EntryPath::Rdp) = (&mut target, req.entry) {
+        t.set_clipboard_files(clip_file_terms(&req.grant));
+    }
     let (w, h) = target.size();
     if let Err(e) = write(&handle.shared.desktop).resize(w, h) {
         let _ = ready.send(Err(OpenError {
@@ -851,6 +920,20 @@ async fn session_thread(
         });
     }
     run_session(handle, upd_rx, adapter, guard).await;
+}
+
+/// Which clipboard files may be fetched from the side that copies them, from the grant: the
+/// policy's own decision for each direction, up to its size limit (and the gateway's).
+fn clip_file_terms(grant: &SessionGrant) -> ClipFileTerms {
+    ClipFileTerms {
+        to_target: grant
+            .clipboard(Direction::ClientToTarget, ClipKind::Files, 0)
+            .is_allowed(),
+        to_client: grant
+            .clipboard(Direction::TargetToClient, ClipKind::Files, 0)
+            .is_allowed(),
+        max_bytes: u64::from(grant.clipboard_max_bytes()).min(MAX_CLIPBOARD_FILES_BYTES),
+    }
 }
 
 /// An RDP target is offered drive redirection only for a native client (a browser has no drive
@@ -1111,6 +1194,11 @@ fn apply_batch(
             }
             // Refused by the policy (and recorded as such).
             TargetUpdate::Clipboard(_) => {}
+            TargetUpdate::ClipboardFiles(files) => {
+                if shared.clipboard_files_allowed(Direction::TargetToClient, &files) {
+                    shared.for_each_viewer(|v| v.push_clip_files(&files));
+                }
+            }
             TargetUpdate::Bell => shared.for_each_viewer(|v| v.push_event(ServerMessage::Bell)),
             TargetUpdate::Device(pdu) => shared.device_to_client(pdu),
             TargetUpdate::File(event) => shared.file_event(event),

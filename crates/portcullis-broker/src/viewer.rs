@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use portcullis_core::damage::DamageRegion;
-use portcullis_core::desktop::TargetCommand;
+use portcullis_core::desktop::{ClipFile, ClipFileTerms, TargetCommand};
 use portcullis_core::flow::{BadAck, FrameWindow};
 use portcullis_core::session::{ClipboardDirection, SessionEvent};
 use portcullis_core::wire::{self, ClientMessage, ServerMessage};
@@ -31,6 +31,9 @@ struct ViewerState {
     /// Drive redirection messages for a native client that owns the drive.
     device: VecDeque<Vec<u8>>,
     device_bytes: usize,
+    /// Files the target copied (allowed by the policy), for a native client's clipboard: the
+    /// latest copy only.
+    clip_files: Option<Vec<ClipFile>>,
 }
 
 /// What the session shares with one viewer.
@@ -39,6 +42,8 @@ pub(crate) struct ViewerShared {
     notify: Notify,
     /// Who watches.
     user: String,
+    /// A native RDP client (the only kind that takes clipboard files).
+    native: AtomicBool,
     /// Its leaving is recorded (by whichever comes first: the viewer going away or the session
     /// ending with it still attached).
     left: AtomicBool,
@@ -55,9 +60,11 @@ impl ViewerShared {
                 events: VecDeque::new(),
                 device: VecDeque::new(),
                 device_bytes: 0,
+                clip_files: None,
             }),
             notify: Notify::new(),
             user: user.to_owned(),
+            native: AtomicBool::new(false),
             left: AtomicBool::new(false),
         }
     }
@@ -86,6 +93,8 @@ impl ViewerShared {
         if matches!(event, ServerMessage::Clipboard { .. }) {
             s.events
                 .retain(|e| !matches!(e, ServerMessage::Clipboard { .. }));
+            // Newer than any files the target copied before.
+            s.clip_files = None;
         }
         if s.events.len() >= MAX_PENDING_EVENTS {
             if let Some(i) = s
@@ -99,6 +108,18 @@ impl ViewerShared {
             }
         }
         s.events.push_back(event);
+    }
+
+    /// Files the target copied, for a native client (others have no way to take them): they
+    /// replace any clipboard content still pending for it.
+    pub(crate) fn push_clip_files(&self, files: &[ClipFile]) {
+        if !self.native.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut s = lock(&self.state);
+        s.events
+            .retain(|e| !matches!(e, ServerMessage::Clipboard { .. }));
+        s.clip_files = Some(files.to_vec());
     }
 
     pub(crate) fn push_device(&self, pdu: Vec<u8>) {
@@ -263,6 +284,12 @@ async fn forward_input(session: &SessionShared, input: InputEvent) {
             return;
         }
     }
+    // Files (a native client's): the decision and each file that crosses are recorded there.
+    if let InputEvent::ClipboardFiles(files) = &input {
+        if !session.clipboard_files_allowed(Direction::ClientToTarget, files) {
+            return;
+        }
+    }
     match &input {
         InputEvent::Key { keysym, down } => session.tap_event(TapEvent::Key {
             keysym: *keysym,
@@ -274,7 +301,7 @@ async fn forward_input(session: &SessionShared, input: InputEvent) {
                 bytes: text.len() as u64,
             }))
         }
-        InputEvent::Pointer { .. } => {}
+        InputEvent::Pointer { .. } | InputEvent::ClipboardFiles(_) => {}
     }
     let _ = session.commands.send(TargetCommand::Input(input)).await;
 }
@@ -288,6 +315,10 @@ pub enum RawOutput {
     Resize(u32, u32),
     /// The target's clipboard text (already allowed by the policy).
     Clipboard(String),
+    /// Files the target copied (already allowed by the policy, with their content).
+    ClipboardFiles(Vec<ClipFile>),
+    /// Which files the client copies may be fetched (the session's policy), handed out first.
+    ClipboardTerms(ClipFileTerms),
     /// A drive redirection message from the target (this client owns the session's drive).
     Device(Vec<u8>),
     /// The session ended, with the message a browser would get.
@@ -301,6 +332,8 @@ pub struct RawViewer {
     session: Arc<SessionShared>,
     shared: Arc<ViewerShared>,
     ending: watch::Receiver<Ending>,
+    /// The session's clipboard file terms were handed out (first thing).
+    terms_told: bool,
 }
 
 impl std::fmt::Debug for RawViewer {
@@ -311,11 +344,13 @@ impl std::fmt::Debug for RawViewer {
 
 impl RawViewer {
     pub(crate) fn new(session: Arc<SessionShared>, shared: Arc<ViewerShared>) -> Self {
+        shared.native.store(true, Ordering::Relaxed);
         let ending = session.ending.subscribe();
         Self {
             session,
             shared,
             ending,
+            terms_told: false,
         }
     }
 
@@ -327,6 +362,10 @@ impl RawViewer {
 
     /// The next change. Cancel-safe: damage is taken and returned in one step.
     pub async fn next(&mut self) -> RawOutput {
+        if !self.terms_told {
+            self.terms_told = true;
+            return RawOutput::ClipboardTerms(self.session.clip_file_terms());
+        }
         loop {
             if let Ending::Ended(m) = &*self.ending.borrow_and_update() {
                 return RawOutput::End(m.clone());
@@ -343,6 +382,9 @@ impl RawViewer {
                     if let ServerMessage::Clipboard { text } = event {
                         return RawOutput::Clipboard(text);
                     }
+                }
+                if let Some(files) = s.clip_files.take() {
+                    return RawOutput::ClipboardFiles(files);
                 }
                 if let Some((w, h)) = s.resize.take() {
                     return RawOutput::Resize(w, h);

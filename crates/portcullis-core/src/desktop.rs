@@ -1,5 +1,6 @@
 //! The protocol-neutral desktop model.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -382,6 +383,52 @@ pub enum InputEvent {
     },
     /// The viewer's clipboard text, at most [`MAX_CLIPBOARD_BYTES`].
     Clipboard(String),
+    /// Files a native RDP client copied, fetched by the gateway when the session's
+    /// [`ClipFileTerms`] allowed it, else only named; the broker's policy decides, and only
+    /// allowed files (with their content) reach the target.
+    ClipboardFiles(Vec<ClipFile>),
+}
+
+/// Largest total size of the files of one clipboard copy that the gateway carries (RDP), whatever
+/// the policy's own limit: they are held in memory while they are offered.
+pub const MAX_CLIPBOARD_FILES_BYTES: u64 = 64 * 1024 * 1024;
+/// Most files one clipboard copy may name for the gateway to carry them.
+pub const MAX_CLIPBOARD_FILES: usize = 256;
+
+/// A file copied on an RDP clipboard, fetched whole by the gateway from the side that copied it
+/// (store and forward: the other side is offered it only once the policy allowed it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClipFile {
+    /// Its name (no path).
+    pub name: String,
+    /// Its size: the content's length, or what the copying side declared when not fetched.
+    pub size: u64,
+    /// The content, with its SHA-256 (hex). `None`: not fetched, because the session's terms
+    /// do not let files cross that way or they are larger than allowed.
+    pub content: Option<(Arc<[u8]>, String)>,
+}
+
+impl std::fmt::Debug for ClipFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipFile")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .field("sha256", &self.content.as_ref().map(|(_, h)| h))
+            .finish()
+    }
+}
+
+/// Which clipboard files the gateway may fetch from the side that copied them, decided up front
+/// from the session's policy so that refused files are never fetched (only named, so the refusal
+/// can be recorded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClipFileTerms {
+    /// Files copied on the user's machine may go to the target.
+    pub to_target: bool,
+    /// Files copied on the target may go to the user's machine.
+    pub to_client: bool,
+    /// Their total size at most (bytes).
+    pub max_bytes: u64,
 }
 
 /// Timeouts for reaching a target (any protocol).
@@ -449,6 +496,9 @@ pub enum TargetUpdate {
     Device(Vec<u8>),
     /// Something happened to a file on the user's redirected drive.
     File(FileEvent),
+    /// Files copied on the target's clipboard (RDP), fetched by the adapter when the session's
+    /// [`ClipFileTerms`] allowed it, else only named; the broker's policy decides.
+    ClipboardFiles(Vec<ClipFile>),
 }
 
 /// Which way a file crossed, seen from the user.
@@ -527,7 +577,8 @@ impl Framebuffer {
             TargetUpdate::Clipboard(_)
             | TargetUpdate::Bell
             | TargetUpdate::Device(_)
-            | TargetUpdate::File(_) => Ok(Applied::Nothing),
+            | TargetUpdate::File(_)
+            | TargetUpdate::ClipboardFiles(_) => Ok(Applied::Nothing),
         }
     }
 }

@@ -17,7 +17,8 @@ use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput, Sessio
 use ironrdp_svc::{SvcMessage, SvcProcessorMessages};
 use ironrdp_tokio::{FramedWrite as _, NetworkClient, TokioFramed};
 use portcullis_core::desktop::{
-    buttons, check_size, InputEvent, PixelLayout, Rect, TargetCommand, TargetUpdate, Timeouts,
+    buttons, check_size, ClipFileTerms, InputEvent, PixelLayout, Rect, TargetCommand, TargetUpdate,
+    Timeouts,
 };
 use portcullis_core::scancode::{keysym_to_rdp, needs_shift, RdpKey, LEFT_SHIFT, RIGHT_SHIFT};
 use thiserror::Error;
@@ -388,6 +389,14 @@ async fn handshake(
 }
 
 impl RdpTarget {
+    /// Lets the adapter fetch files the target copies on its clipboard, for the session's policy
+    /// to decide on (`terms.to_client`, at most `terms.max_bytes` in all). Without this, files
+    /// the target copies are only named.
+    pub fn set_clipboard_files(&mut self, terms: ClipFileTerms) {
+        self.clip
+            .fetch_files(terms.to_client.then_some(terms.max_bytes));
+    }
+
     /// The desktop size the server granted.
     pub fn size(&self) -> (u32, u32) {
         (
@@ -414,6 +423,16 @@ impl RdpTarget {
                         TargetCommand::Input(InputEvent::Clipboard(text)) => {
                             let messages = match self.stage.get_svc_processor_mut::<CliprdrClient>() {
                                 Some(c) => clip::offer(c, &mut self.clip, text),
+                                None => Vec::new(),
+                            };
+                            if let Err(e) = self.send_clip(messages).await {
+                                break Err(e);
+                            }
+                            continue;
+                        }
+                        TargetCommand::Input(InputEvent::ClipboardFiles(files)) => {
+                            let messages = match self.stage.get_svc_processor_mut::<CliprdrClient>() {
+                                Some(c) => clip::offer_files(c, &mut self.clip, files),
                                 None => Vec::new(),
                             };
                             if let Err(e) = self.send_clip(messages).await {
@@ -566,8 +585,9 @@ impl RdpTarget {
         Ok(true)
     }
 
-    /// Acts on what the clipboard channel reported: answers the target, and hands text the
-    /// target copied to the session. `Ok(false)`: the viewer side has gone.
+    /// Acts on what the clipboard channel reported: answers the target (and asks it for the
+    /// files it copied, when the terms allow), and hands the text and files the target copied to
+    /// the session. `Ok(false)`: the viewer side has gone.
     async fn pump_clip(
         &mut self,
         updates: &mpsc::Sender<TargetUpdate>,
@@ -575,10 +595,19 @@ impl RdpTarget {
         let Some(c) = self.stage.get_svc_processor_mut::<CliprdrClient>() else {
             return Ok(true);
         };
-        let (messages, texts) = clip::drain(c, &mut self.clip);
-        self.send_clip(messages).await?;
-        for text in texts {
+        let drained = clip::drain(c, &mut self.clip);
+        self.send_clip(drained.messages).await?;
+        for text in drained.texts {
             if updates.send(TargetUpdate::Clipboard(text)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        for files in drained.files {
+            if updates
+                .send(TargetUpdate::ClipboardFiles(files))
+                .await
+                .is_err()
+            {
                 return Ok(false);
             }
         }
@@ -771,7 +800,7 @@ impl InputState {
                 events
             }
             // Clipboard text goes over CLIPRDR (`RdpTarget::run`), not as input events.
-            InputEvent::Clipboard(_) => Vec::new(),
+            InputEvent::Clipboard(_) | InputEvent::ClipboardFiles(_) => Vec::new(),
         }
     }
 }

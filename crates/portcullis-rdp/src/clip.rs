@@ -1,37 +1,62 @@
-//! Clipboard text over RDP's CLIPRDR static channel (ironrdp-cliprdr), for both of the gateway's
+//! The clipboard over RDP's CLIPRDR static channel (ironrdp-cliprdr), for both of the gateway's
 //! roles: client of an RDP target, and server of a native RDP client.
 //!
-//! Only Unicode text crosses (`CF_UNICODETEXT`): no file lists, no locks, no images. What may
-//! cross, and which way, is the broker's decision (the policy); this module only speaks the
-//! channel. The channel's callbacks cannot send, so [`ClipQueue`] notes what happened and
-//! [`drain`] acts on it from the session loop.
+//! Unicode text crosses (`CF_UNICODETEXT`), and file lists (`FileGroupDescriptorW` with file
+//! streams): no locks, no images. What may cross, and which way, is the broker's decision (the
+//! policy); this module only speaks the channel. Files are **stored and forwarded**: when the
+//! peer copies files and the session's [`ClipFileTerms`] let them cross from its side, the
+//! gateway fetches the list and then each file whole (size-bounded range requests), hashes it and
+//! hands the files over; the other side is offered them as the gateway's own file list and its
+//! requests are served from memory. Files the terms refuse are only named (their content is never
+//! asked for), so the refusal can be recorded. The channel's callbacks cannot send, so
+//! [`ClipQueue`] notes what happened and [`drain`] acts on it from the session loop.
+
+use std::sync::Arc;
 
 use ironrdp_cliprdr::backend::CliprdrBackend;
+use ironrdp_cliprdr::chunked_fetch::{ChunkedFetch, ChunkedFetchProgress};
 use ironrdp_cliprdr::pdu::{
-    ClipboardFormat, ClipboardFormatId, ClipboardGeneralCapabilityFlags, FileContentsRequest,
-    FileContentsResponse, FormatDataRequest, FormatDataResponse, LockDataId,
-    OwnedFormatDataResponse,
+    ClipboardFileAttributes, ClipboardFormat, ClipboardFormatId, ClipboardFormatName,
+    ClipboardGeneralCapabilityFlags, FileContentsFlags, FileContentsRequest, FileContentsResponse,
+    FileDescriptor, FormatDataRequest, FormatDataResponse, LockDataId, OwnedFormatDataResponse,
 };
 use ironrdp_cliprdr::{Cliprdr, Role};
+use ironrdp_core::IntoOwned as _;
 use ironrdp_svc::SvcMessage;
-use portcullis_core::desktop::MAX_CLIPBOARD_BYTES;
+use portcullis_core::desktop::{
+    ClipFile, MAX_CLIPBOARD_BYTES, MAX_CLIPBOARD_FILES, MAX_CLIPBOARD_FILES_BYTES,
+};
+use sha2::{Digest, Sha256};
 use tracing::debug;
 
 /// Largest clipboard PDU (reassembled) we accept from a peer: the text limit in UTF-16 plus room
-/// for headers. Larger ones are dropped unread.
+/// for headers (also above a file-contents chunk and a list of [`MAX_CLIPBOARD_FILES`] files).
+/// Larger ones are dropped unread.
 pub(crate) const MAX_CLIPRDR_PDU: usize = 2 * MAX_CLIPBOARD_BYTES + 4096;
+
+/// What we ask a peer for at once when fetching a file (well within [`MAX_CLIPRDR_PDU`]).
+const FETCH_CHUNK: u32 = 64 * 1024;
 
 /// What the channel reported, in order.
 #[derive(Debug)]
 enum ClipEvent {
     /// The server is ready (client role): send our format list now.
     WantFormatList,
-    /// The other side copied something; `true` when it includes text.
-    RemoteCopied(bool),
+    /// The other side copied something: whether it includes text, and its file list format.
+    RemoteCopied {
+        text: bool,
+        files: Option<ClipboardFormatId>,
+    },
     /// The other side pastes: it wants our data in this format.
     DataRequested(ClipboardFormatId),
     /// The data we asked for (`None`: an error or not text).
     Data(Option<String>),
+    /// The file list we asked for.
+    FileList(Vec<FileDescriptor>),
+    /// The other side pastes our files: it wants (part of) one.
+    ContentsRequested(FileContentsRequest),
+    /// (Part of) a file we asked for.
+    Contents(FileContentsResponse<'static>),
 }
 
 /// The channel backend: a queue of events for [`drain`].
@@ -42,20 +67,33 @@ pub(crate) struct ClipQueue {
 
 ironrdp_core::impl_as_any!(ClipQueue);
 
+/// How many events the queue holds between two drains (a peer flooding the channel loses the
+/// excess, never memory).
+const MAX_QUEUED: usize = 256;
+
+impl ClipQueue {
+    fn push(&mut self, event: ClipEvent) {
+        if self.events.len() < MAX_QUEUED {
+            self.events.push(event);
+        }
+    }
+}
+
 impl CliprdrBackend for ClipQueue {
     fn temporary_directory(&self) -> &str {
         ""
     }
 
     fn client_capabilities(&self) -> ClipboardGeneralCapabilityFlags {
-        // No locks, no file transfer: text only.
-        ClipboardGeneralCapabilityFlags::empty()
+        // File streams without paths; no locks (we fetch a copy whole as soon as it is made).
+        ClipboardGeneralCapabilityFlags::STREAM_FILECLIP_ENABLED
+            | ClipboardGeneralCapabilityFlags::FILECLIP_NO_FILE_PATHS
     }
 
     fn on_ready(&mut self) {}
 
     fn on_request_format_list(&mut self) {
-        self.events.push(ClipEvent::WantFormatList);
+        self.push(ClipEvent::WantFormatList);
     }
 
     fn on_process_negotiated_capabilities(&mut self, _: ClipboardGeneralCapabilityFlags) {}
@@ -64,11 +102,19 @@ impl CliprdrBackend for ClipQueue {
         let text = formats
             .iter()
             .any(|f| f.id == ClipboardFormatId::CF_UNICODETEXT);
-        self.events.push(ClipEvent::RemoteCopied(text));
+        let files = formats
+            .iter()
+            .find(|f| {
+                f.name
+                    .as_ref()
+                    .is_some_and(|n| n.value() == ClipboardFormatName::FILE_LIST.value())
+            })
+            .map(|f| f.id);
+        self.push(ClipEvent::RemoteCopied { text, files });
     }
 
     fn on_format_data_request(&mut self, request: FormatDataRequest) {
-        self.events.push(ClipEvent::DataRequested(request.format));
+        self.push(ClipEvent::DataRequested(request.format));
     }
 
     fn on_format_data_response(&mut self, response: FormatDataResponse<'_>) {
@@ -77,16 +123,42 @@ impl CliprdrBackend for ClipQueue {
         } else {
             response.to_unicode_string().ok()
         };
-        self.events.push(ClipEvent::Data(text));
+        self.push(ClipEvent::Data(text));
     }
 
-    fn on_file_contents_request(&mut self, _: FileContentsRequest) {}
+    fn on_remote_file_list(&mut self, files: &[FileDescriptor], _: Option<u32>) {
+        self.push(ClipEvent::FileList(
+            files
+                .iter()
+                .take(MAX_CLIPBOARD_FILES + 1)
+                .cloned()
+                .collect(),
+        ));
+    }
 
-    fn on_file_contents_response(&mut self, _: FileContentsResponse<'_>) {}
+    fn on_file_contents_request(&mut self, request: FileContentsRequest) {
+        self.push(ClipEvent::ContentsRequested(request));
+    }
+
+    fn on_file_contents_response(&mut self, response: FileContentsResponse<'_>) {
+        self.push(ClipEvent::Contents(response.into_owned()));
+    }
 
     fn on_lock(&mut self, _: LockDataId) {}
 
     fn on_unlock(&mut self, _: LockDataId) {}
+}
+
+/// A copy of the peer's files being fetched, one file after the other.
+#[derive(Debug)]
+struct Fetch {
+    /// The files so far (content filled in as each completes), with their index in the peer's
+    /// list.
+    files: Vec<(i32, ClipFile)>,
+    /// The file being fetched now (an index into `files`) and its transfer.
+    current: Option<(usize, ChunkedFetch)>,
+    /// Bytes still allowed for the rest.
+    budget: u64,
 }
 
 /// What one side of the gateway keeps about the clipboard.
@@ -96,6 +168,37 @@ pub(crate) struct ClipState {
     local: Option<String>,
     /// The peer copied text before the channel was ready: ask for it once it is.
     remote_pending: bool,
+    /// The peer copied files: their list format, to ask for once the channel is ready.
+    files_pending: Option<ClipboardFormatId>,
+    /// Files the peer copies may be fetched, up to this many bytes in all (`None`: they are only
+    /// named).
+    fetch_limit: Option<u64>,
+    /// The peer's files being fetched.
+    fetch: Option<Fetch>,
+    /// The files we offer the peer (from the other side of the session), served from memory.
+    offered: Vec<ClipFile>,
+    /// The next file stream id.
+    next_stream: u32,
+}
+
+impl ClipState {
+    /// Lets the gateway fetch the files the peer copies, up to `max_bytes` in all (and never more
+    /// than [`MAX_CLIPBOARD_FILES_BYTES`]); `None`: files the peer copies are only named.
+    pub(crate) fn fetch_files(&mut self, max_bytes: Option<u64>) {
+        self.fetch_limit = max_bytes.map(|m| m.min(MAX_CLIPBOARD_FILES_BYTES));
+    }
+}
+
+/// What [`drain`] found.
+#[derive(Debug, Default)]
+pub(crate) struct Drained {
+    /// To send to the peer.
+    pub(crate) messages: Vec<SvcMessage>,
+    /// Texts the peer copied (for the broker, which decides whether they cross).
+    pub(crate) texts: Vec<String>,
+    /// Files the peer copied, each copy whole: fetched when the terms allowed it, else named
+    /// only (for the broker, which decides and records).
+    pub(crate) files: Vec<Vec<ClipFile>>,
 }
 
 const TEXT: [ClipboardFormat; 1] = [ClipboardFormat::new(ClipboardFormatId::CF_UNICODETEXT)];
@@ -117,6 +220,7 @@ pub(crate) fn offer<R: Role>(
     text: String,
 ) -> Vec<SvcMessage> {
     state.local = Some(text);
+    state.offered.clear();
     if !cliprdr.is_ready() {
         // The format list goes out when the channel is ready (client role: on the server's
         // request; server role: the client's first format list makes it ready).
@@ -125,25 +229,64 @@ pub(crate) fn offer<R: Role>(
     sent(cliprdr.initiate_copy(&TEXT))
 }
 
-/// Acts on what the channel reported since the last call. Returns what to send to the peer and
-/// the texts that arrived from it (for the broker, which decides whether they cross).
-pub(crate) fn drain<R: Role>(
+/// Offers `files` (those with content) to the peer as our own file list; its requests for their
+/// contents are then served from memory. Replaces any text we offered. Returns what to send.
+pub(crate) fn offer_files<R: Role>(
     cliprdr: &mut Cliprdr<R>,
     state: &mut ClipState,
-) -> (Vec<SvcMessage>, Vec<String>) {
+    files: Vec<ClipFile>,
+) -> Vec<SvcMessage> {
+    let files: Vec<ClipFile> = files
+        .into_iter()
+        .filter(|f| f.content.is_some())
+        .take(MAX_CLIPBOARD_FILES)
+        .collect();
+    if files.is_empty() {
+        return Vec::new();
+    }
+    let descriptors = files
+        .iter()
+        .map(|f| {
+            FileDescriptor::new(f.name.clone())
+                .with_attributes(ClipboardFileAttributes::NORMAL)
+                .with_file_size(f.size)
+        })
+        .collect();
+    state.local = None;
+    state.offered = files;
+    if !cliprdr.is_ready() {
+        debug!("clipboard files offered before the channel was ready: dropped");
+        state.offered.clear();
+        return Vec::new();
+    }
+    let messages = sent(cliprdr.initiate_file_copy(descriptors));
+    if messages.is_empty() {
+        // The peer does not take file streams.
+        state.offered.clear();
+    }
+    messages
+}
+
+/// Acts on what the channel reported since the last call: what to send to the peer, and the
+/// texts and files that arrived from it (for the broker, which decides whether they cross).
+pub(crate) fn drain<R: Role>(cliprdr: &mut Cliprdr<R>, state: &mut ClipState) -> Drained {
     let events = cliprdr
         .downcast_backend_mut::<ClipQueue>()
         .map(|q| std::mem::take(&mut q.events))
         .unwrap_or_default();
-    let mut out = Vec::new();
-    let mut texts = Vec::new();
+    let mut out = Drained::default();
     for event in events {
         match event {
             ClipEvent::WantFormatList => {
                 let formats: &[ClipboardFormat] = if state.local.is_some() { &TEXT } else { &[] };
-                out.extend(sent(cliprdr.initiate_copy(formats)));
+                out.messages.extend(sent(cliprdr.initiate_copy(formats)));
             }
-            ClipEvent::RemoteCopied(text) => state.remote_pending = text,
+            ClipEvent::RemoteCopied { text, files } => {
+                state.remote_pending = text;
+                state.files_pending = files;
+                // A new copy: the files of the last one are no longer wanted.
+                state.fetch = None;
+            }
             ClipEvent::DataRequested(format) => {
                 let response = match &state.local {
                     Some(text) if format == ClipboardFormatId::CF_UNICODETEXT => {
@@ -152,19 +295,184 @@ pub(crate) fn drain<R: Role>(
                     // Every request gets an answer, or the peer's paste hangs.
                     _ => OwnedFormatDataResponse::new_error(),
                 };
-                out.extend(sent(cliprdr.submit_format_data(response)));
+                out.messages
+                    .extend(sent(cliprdr.submit_format_data(response)));
             }
-            ClipEvent::Data(Some(text)) => texts.push(from_wire(&text)),
+            ClipEvent::Data(Some(text)) => out.texts.push(from_wire(&text)),
             ClipEvent::Data(None) => debug!("the peer's clipboard data was not text"),
+            ClipEvent::FileList(list) => {
+                if let Some(named) = start_fetch(state, &list) {
+                    out.files.push(named);
+                }
+            }
+            ClipEvent::ContentsRequested(request) => {
+                let response = serve(&state.offered, &request);
+                out.messages
+                    .extend(sent(cliprdr.submit_file_contents(response)));
+            }
+            ClipEvent::Contents(response) => {
+                if let Some(done) = fetched(state, &response) {
+                    out.files.push(done);
+                }
+            }
         }
     }
     if state.remote_pending && cliprdr.is_ready() {
         state.remote_pending = false;
-        out.extend(sent(
+        out.messages.extend(sent(
             cliprdr.initiate_paste(ClipboardFormatId::CF_UNICODETEXT),
         ));
     }
-    (out, texts)
+    if cliprdr.is_ready() {
+        if let Some(format) = state.files_pending.take() {
+            out.messages.extend(sent(cliprdr.initiate_paste(format)));
+        }
+    }
+    // The next range of the file being fetched.
+    if let Some((_, current)) = state.fetch.as_mut().and_then(|f| f.current.as_mut()) {
+        if let Some(request) = current.next_request() {
+            let messages = sent(cliprdr.request_file_contents(request));
+            if messages.is_empty() {
+                debug!("the peer's clipboard files cannot be fetched");
+                state.fetch = None;
+            }
+            out.messages.extend(messages);
+        }
+    }
+    out
+}
+
+/// The peer's file list arrived. Returns the files named only, when they are not to be fetched;
+/// otherwise starts fetching them.
+fn start_fetch(state: &mut ClipState, list: &[FileDescriptor]) -> Option<Vec<ClipFile>> {
+    state.fetch = None;
+    // Plain files at the top of the copy; folders (and what is in them) do not cross.
+    let files: Vec<(i32, ClipFile)> = list
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| {
+            d.relative_path.as_deref().unwrap_or("").is_empty()
+                && !d
+                    .attributes
+                    .is_some_and(|a| a.contains(ClipboardFileAttributes::DIRECTORY))
+        })
+        .filter_map(|(i, d)| {
+            let index = i32::try_from(i).ok()?;
+            let file = ClipFile {
+                name: d.name.clone(),
+                size: d.file_size.unwrap_or(0),
+                content: None,
+            };
+            Some((index, file))
+        })
+        .collect();
+    if files.is_empty() {
+        debug!("the peer copied no plain files");
+        return None;
+    }
+    let declared = files
+        .iter()
+        .fold(0u64, |sum, (_, f)| sum.saturating_add(f.size));
+    let named = || files.iter().map(|(_, f)| f.clone()).collect();
+    let Some(limit) = state.fetch_limit else {
+        return Some(named());
+    };
+    if declared > limit || list.len() > MAX_CLIPBOARD_FILES {
+        return Some(named());
+    }
+    let mut fetch = Fetch {
+        files,
+        current: None,
+        budget: limit,
+    };
+    next_file(state.next_stream_id(), &mut fetch, 0);
+    state.fetch = Some(fetch);
+    None
+}
+
+impl ClipState {
+    fn next_stream_id(&mut self) -> u32 {
+        self.next_stream = self.next_stream.wrapping_add(1);
+        self.next_stream
+    }
+}
+
+/// Starts fetching file `at` of `fetch`.
+fn next_file(stream_id: u32, fetch: &mut Fetch, at: usize) {
+    fetch.current = fetch.files.get(at).map(|(index, _)| {
+        // The size is asked for: the list's may be missing or wrong. The fetch fails if it is
+        // more than what is left of the budget.
+        let transfer =
+            ChunkedFetch::new_with_size_query(stream_id, *index, FETCH_CHUNK, None, fetch.budget);
+        (at, transfer)
+    });
+}
+
+/// A part of a file we are fetching arrived. Returns the whole copy once its last file is in.
+fn fetched(state: &mut ClipState, response: &FileContentsResponse<'_>) -> Option<Vec<ClipFile>> {
+    let stream_id = state.next_stream;
+    let fetch = state.fetch.as_mut()?;
+    let (at, transfer) = fetch.current.as_mut()?;
+    if transfer.stream_id() != response.stream_id() {
+        return None;
+    }
+    let at = *at;
+    match transfer.on_response(response) {
+        ChunkedFetchProgress::InProgress => None,
+        ChunkedFetchProgress::Failed => {
+            debug!("fetching the peer's clipboard file failed (or it is too large)");
+            state.fetch = None;
+            None
+        }
+        ChunkedFetchProgress::Complete => {
+            let (_, transfer) = fetch.current.take()?;
+            let data = transfer.into_data();
+            let size = u64::try_from(data.len()).unwrap_or(u64::MAX);
+            fetch.budget = fetch.budget.saturating_sub(size);
+            let sha256 = hex::encode(Sha256::digest(&data));
+            if let Some((_, file)) = fetch.files.get_mut(at) {
+                file.size = size;
+                file.content = Some((Arc::from(data), sha256));
+            }
+            if at + 1 < fetch.files.len() {
+                let id = stream_id.wrapping_add(1);
+                next_file(id, fetch, at + 1);
+                state.next_stream = id;
+                None
+            } else {
+                state
+                    .fetch
+                    .take()
+                    .map(|f| f.files.into_iter().map(|(_, f)| f).collect())
+            }
+        }
+    }
+}
+
+/// Answers the peer's request for (part of) a file we offered.
+fn serve(offered: &[ClipFile], request: &FileContentsRequest) -> FileContentsResponse<'static> {
+    let id = request.stream_id;
+    let data = usize::try_from(request.index)
+        .ok()
+        .and_then(|i| offered.get(i))
+        .and_then(|f| f.content.as_ref())
+        .map(|(data, _)| data);
+    let Some(data) = data else {
+        return FileContentsResponse::new_error(id);
+    };
+    if request.flags.contains(FileContentsFlags::SIZE) {
+        let size = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        return FileContentsResponse::new_size_response(id, size);
+    }
+    let start = usize::try_from(request.position).unwrap_or(usize::MAX);
+    let want = usize::try_from(request.requested_size).unwrap_or(usize::MAX);
+    match data.get(start..) {
+        Some(rest) if !rest.is_empty() && want > 0 => {
+            let end = want.min(rest.len());
+            FileContentsResponse::new_data_response(id, rest[..end].to_vec())
+        }
+        _ => FileContentsResponse::new_error(id),
+    }
 }
 
 /// The messages of a channel call; a refusal (wrong state) is logged and sends nothing, it never
@@ -192,6 +500,9 @@ pub(crate) fn fuzz_channel_bytes(data: &[u8]) {
     let mut client = CliprdrClient::new(Box::new(ClipQueue::default()));
     let mut server = StaticVirtualChannel::new(CliprdrServer::new(Box::new(ClipQueue::default())));
     let (mut cs, mut ss) = (ClipState::default(), ClipState::default());
+    // Both fetch files, so hostile lists and contents meet the fetching code too.
+    cs.fetch_files(Some(1 << 20));
+    ss.fetch_files(Some(1 << 20));
     let mut to_client = server.start().unwrap_or_default();
     for _ in 0..8 {
         let mut to_server = Vec::new();
@@ -200,7 +511,7 @@ pub(crate) fn fuzz_channel_bytes(data: &[u8]) {
                 to_server.extend(client.process(&bytes).unwrap_or_default());
             }
         }
-        to_server.extend(drain(&mut client, &mut cs).0);
+        to_server.extend(drain(&mut client, &mut cs).messages);
         for m in to_server {
             if let Ok(bytes) = m.encode_unframed_pdu() {
                 if let Some(p) = server.channel_processor_downcast_mut::<CliprdrServer>() {
@@ -209,13 +520,23 @@ pub(crate) fn fuzz_channel_bytes(data: &[u8]) {
             }
         }
         if let Some(p) = server.channel_processor_downcast_mut::<CliprdrServer>() {
-            to_client.extend(drain(p, &mut ss).0);
+            to_client.extend(drain(p, &mut ss).messages);
         }
         if to_client.is_empty() {
             break;
         }
     }
     let _ = offer(&mut client, &mut cs, "text".into());
+    // Files on offer both ways, so hostile content requests meet the serving code.
+    let file = ClipFile {
+        name: "f.bin".into(),
+        size: 3,
+        content: Some((Arc::from(&b"abc"[..]), String::new())),
+    };
+    let _ = offer_files(&mut client, &mut cs, vec![file.clone()]);
+    if let Some(p) = server.channel_processor_downcast_mut::<CliprdrServer>() {
+        let _ = offer_files(p, &mut ss, vec![file]);
+    }
     // From a native client: a whole channel PDU, bounded as the server bounds it.
     let declared = data
         .get(..4)
@@ -249,7 +570,7 @@ mod tests {
         replies
     }
 
-    /// Runs both ends until nothing moves; returns the texts each received (client, server).
+    /// Runs both ends until nothing moves; returns what each received (client, server).
     fn settle(
         client: &mut CliprdrClient,
         cs: &mut ClipState,
@@ -257,17 +578,19 @@ mod tests {
         ss: &mut ClipState,
         mut to_client: Vec<SvcMessage>,
         mut to_server: Vec<SvcMessage>,
-    ) -> (Vec<String>, Vec<String>) {
-        let (mut got_client, mut got_server) = (Vec::new(), Vec::new());
-        for _ in 0..20 {
+    ) -> (Drained, Drained) {
+        let (mut got_client, mut got_server) = (Drained::default(), Drained::default());
+        for _ in 0..200 {
             let mut next_server = deliver(std::mem::take(&mut to_client), client);
-            let (m, t) = drain(client, cs);
-            next_server.extend(m);
-            got_client.extend(t);
+            let d = drain(client, cs);
+            next_server.extend(d.messages);
+            got_client.texts.extend(d.texts);
+            got_client.files.extend(d.files);
             let mut next_client = deliver(std::mem::take(&mut to_server), server);
-            let (m, t) = drain(server, ss);
-            next_client.extend(m);
-            got_server.extend(t);
+            let d = drain(server, ss);
+            next_client.extend(d.messages);
+            got_server.texts.extend(d.texts);
+            got_server.files.extend(d.files);
             if next_client.is_empty() && next_server.is_empty() {
                 break;
             }
@@ -275,6 +598,160 @@ mod tests {
             to_server = next_server;
         }
         (got_client, got_server)
+    }
+
+    /// A client and a server whose channel is ready.
+    fn ready_pair() -> (CliprdrClient, ClipState, CliprdrServer, ClipState) {
+        let mut client = CliprdrClient::new(Box::new(ClipQueue::default()));
+        let mut server = CliprdrServer::new(Box::new(ClipQueue::default()));
+        let (mut cs, mut ss) = (ClipState::default(), ClipState::default());
+        let start = server.start().unwrap();
+        settle(
+            &mut client,
+            &mut cs,
+            &mut server,
+            &mut ss,
+            start,
+            Vec::new(),
+        );
+        assert!(client.is_ready() && server.is_ready());
+        (client, cs, server, ss)
+    }
+
+    fn file(name: &str, data: Vec<u8>) -> ClipFile {
+        let sha = hex::encode(Sha256::digest(&data));
+        ClipFile {
+            name: name.into(),
+            size: u64::try_from(data.len()).unwrap(),
+            content: Some((Arc::from(data), sha)),
+        }
+    }
+
+    fn noise(len: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x.to_le_bytes()[0]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn files_are_fetched_whole_hashed_and_offered_on() {
+        let (mut client, mut cs, mut server, mut ss) = ready_pair();
+        ss.fetch_files(Some(1 << 20));
+        cs.fetch_files(Some(1 << 20));
+        // Several chunks, an empty file, and a small one.
+        let big = noise(200 * 1024 + 7, 1);
+        let files = vec![
+            file("big.bin", big.clone()),
+            file("empty", Vec::new()),
+            file("a.txt", b"hello".to_vec()),
+        ];
+        let offered = offer_files(&mut client, &mut cs, files.clone());
+        let (_, at_server) = settle(
+            &mut client,
+            &mut cs,
+            &mut server,
+            &mut ss,
+            Vec::new(),
+            offered,
+        );
+        assert_eq!(at_server.files, std::slice::from_ref(&files));
+        assert_eq!(
+            at_server.files[0][0].content.as_ref().unwrap().1,
+            hex::encode(Sha256::digest(&big))
+        );
+
+        // Offered on from the server's side: the client fetches the same bytes back.
+        let offered = offer_files(&mut server, &mut ss, at_server.files[0].clone());
+        let (at_client, _) = settle(
+            &mut client,
+            &mut cs,
+            &mut server,
+            &mut ss,
+            offered,
+            Vec::new(),
+        );
+        assert_eq!(at_client.files, [files]);
+    }
+
+    #[test]
+    fn refused_or_oversized_files_are_named_but_never_fetched() {
+        let (mut client, mut cs, mut server, mut ss) = ready_pair();
+        let files = vec![file("secret.bin", noise(5000, 2))];
+        // Not allowed: named only.
+        ss.fetch_files(None);
+        let offered = offer_files(&mut client, &mut cs, files.clone());
+        let (_, at_server) = settle(
+            &mut client,
+            &mut cs,
+            &mut server,
+            &mut ss,
+            Vec::new(),
+            offered,
+        );
+        assert_eq!(at_server.files.len(), 1);
+        assert_eq!(at_server.files[0][0].name, "secret.bin");
+        assert_eq!(at_server.files[0][0].size, 5000);
+        assert!(at_server.files[0][0].content.is_none());
+        // Allowed, but larger than the limit: named only as well.
+        ss.fetch_files(Some(4999));
+        let offered = offer_files(&mut client, &mut cs, files);
+        let (_, at_server) = settle(
+            &mut client,
+            &mut cs,
+            &mut server,
+            &mut ss,
+            Vec::new(),
+            offered,
+        );
+        assert!(at_server.files[0][0].content.is_none());
+    }
+
+    #[test]
+    fn a_peer_lying_about_the_size_gets_nothing_through() {
+        // The list says 10 bytes, the SIZE answer says more than the limit: the fetch fails.
+        let mut f = file("liar.bin", noise(3000, 3));
+        f.size = 10;
+        let (mut client, mut cs, mut server, mut ss) = ready_pair();
+        ss.fetch_files(Some(100));
+        let offered = offer_files(&mut client, &mut cs, vec![f]);
+        let (_, at_server) = settle(
+            &mut client,
+            &mut cs,
+            &mut server,
+            &mut ss,
+            Vec::new(),
+            offered,
+        );
+        assert!(at_server.files.is_empty());
+    }
+
+    #[test]
+    fn hostile_content_requests_are_answered_with_errors() {
+        let offered = vec![file("x", b"0123456789".to_vec())];
+        let req = |index, flags, position, requested_size| FileContentsRequest {
+            stream_id: 7,
+            index,
+            flags,
+            position,
+            requested_size,
+            data_id: None,
+        };
+        let range = FileContentsFlags::RANGE;
+        assert!(serve(&offered, &req(1, range, 0, 4)).is_error());
+        assert!(serve(&offered, &req(-1, range, 0, 4)).is_error());
+        assert!(serve(&offered, &req(0, range, 10, 4)).is_error());
+        assert!(serve(&offered, &req(0, range, u64::MAX, u32::MAX)).is_error());
+        assert!(serve(&offered, &req(0, range, 0, 0)).is_error());
+        assert_eq!(serve(&offered, &req(0, range, 8, u32::MAX)).data(), b"89");
+        let size = serve(&offered, &req(0, FileContentsFlags::SIZE, 0, 8));
+        assert_eq!(size.data_as_size().unwrap(), 10);
+        assert!(serve(&[], &req(0, FileContentsFlags::SIZE, 0, 8)).is_error());
     }
 
     #[test]
@@ -303,7 +780,7 @@ mod tests {
             Vec::new(),
             offer_c,
         );
-        assert_eq!(at_server, ["one\ntwo"]);
+        assert_eq!(at_server.texts, ["one\ntwo"]);
 
         // The server side offers text: the client fetches it.
         let offer_s = offer(&mut server, &mut ss, "from the target".into());
@@ -315,7 +792,7 @@ mod tests {
             offer_s,
             Vec::new(),
         );
-        assert_eq!(at_client, ["from the target"]);
+        assert_eq!(at_client.texts, ["from the target"]);
     }
 
     #[test]

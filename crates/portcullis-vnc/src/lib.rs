@@ -283,5 +283,7 @@ fn to_x11(cmd: TargetCommand) -> Option<X11Event> {
         }
         // VNC has no drive redirection (and its file-transfer extensions are never negotiated).
         TargetCommand::Device(_) => return None,
+        // Clipboard files are RDP's only (the broker never sends them to a VNC target).
+        TargetCommand::Input(InputEvent::ClipboardFiles(_)) => return None,
     })
 }

@@ -611,6 +611,17 @@ impl Active {
                         }
                         self.flush_outbox(config).await?;
                     }
+                    // Files the client copies are fetched only when the policy lets them cross.
+                    DisplayEvent::ClipboardTerms(terms) => {
+                        self.clip.fetch_files(terms.to_target.then_some(terms.max_bytes));
+                    }
+                    DisplayEvent::ClipboardFiles(files) => {
+                        if let Some(c) = cliprdr_of(&mut self.channels) {
+                            let messages = clip::offer_files(c, &mut self.clip, files);
+                            self.queue_clip(messages)?;
+                        }
+                        self.flush_outbox(config).await?;
+                    }
                     DisplayEvent::Device(pdu) => {
                         if let Some(id) = self.rdpdr {
                             let bytes = server_encode_svc_messages(vec![SvcMessage::from(pdu)], id, self.user_channel)
@@ -650,8 +661,9 @@ impl Active {
         self.write(&bytes, config).await
     }
 
-    /// A PDU on the clipboard channel: the channel answers, and text the client copied goes to
-    /// the session (whose policy decides whether it reaches the target).
+    /// A PDU on the clipboard channel: the channel answers, and text and files the client copied
+    /// go to the session (whose policy decides whether they reach the target; files are fetched
+    /// first, and only when the session's terms let them cross).
     async fn clipboard_pdu(&mut self, channel_id: u16, user_data: &[u8]) -> Result<(), ServeError> {
         // The channel header's first field is the whole message's length: refuse huge ones
         // before anything is gathered.
@@ -670,13 +682,16 @@ impl Active {
             None => Vec::new(),
         };
         self.queue_clip(replies)?;
-        let (messages, texts) = match cliprdr_of(&mut self.channels) {
+        let drained = match cliprdr_of(&mut self.channels) {
             Some(c) => clip::drain(c, &mut self.clip),
-            None => (Vec::new(), Vec::new()),
+            None => clip::Drained::default(),
         };
-        self.queue_clip(messages)?;
-        for text in texts {
+        self.queue_clip(drained.messages)?;
+        for text in drained.texts {
             self.display.input(InputEvent::Clipboard(text)).await;
+        }
+        for files in drained.files {
+            self.display.input(InputEvent::ClipboardFiles(files)).await;
         }
         Ok(())
     }

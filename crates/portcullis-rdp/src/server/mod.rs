@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use ironrdp_pdu::rdp::server_error_info::ProtocolIndependentConnectionBrokerCode;
 use ironrdp_pdu::rdp::server_error_info::{ErrorInfo, ProtocolIndependentCode};
-use portcullis_core::desktop::{InputEvent, Rect};
+use portcullis_core::desktop::{ClipFile, ClipFileTerms, InputEvent, Rect};
 use thiserror::Error;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
@@ -207,6 +207,11 @@ pub enum DisplayEvent {
     Resize(u32, u32),
     /// Clipboard text from the target that the policy lets the client have.
     Clipboard(String),
+    /// Files copied on the target that the policy lets the client have (with their content).
+    ClipboardFiles(Vec<ClipFile>),
+    /// Which files the client copies the gateway may fetch for the session (from its policy;
+    /// reported first). Until then they are only named.
+    ClipboardTerms(ClipFileTerms),
     /// A drive redirection (`rdpdr`) message from the session's target, already filtered.
     Device(Vec<u8>),
     /// The session ended.
