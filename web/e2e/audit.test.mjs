@@ -164,6 +164,91 @@ test('five wrong passwords lock an account out with back-off, even for the right
   assert.match(all[0].detail.reason, /too many failed logins/);
 });
 
+test('the audit page: the security team reads, filters, verifies and exports the trail; a user cannot', async () => {
+  const page = await newPage(browser);
+  try {
+    await uiLogin(page, gw.base, 'sam', SOC);
+    await page.waitForSelector('#current-role');
+    await page.click('#nav-audit');
+    await page.waitForSelector('#nav-audit.active');
+    await page.waitForSelector('#audit-table tr[data-seq]', { timeout: 10000 });
+    // Alice's login and Sam's kill are there (older pages on request, should the trail be long).
+    const wanted = async () => page.evaluate(() => ({
+      login: !!document.querySelector('#audit-table tr[data-kind="login"][data-actor="alice"]'),
+      kill: [...document.querySelectorAll('#audit-table tr[data-kind="session_kill"]')].some((tr) => /audit e2e kill/.test(tr.textContent)),
+    }));
+    for (let i = 0; i < 20; i++) {
+      const w = await wanted();
+      if (w.login && w.kill) break;
+      if (await page.isHidden('#audit-more')) break;
+      const before = await page.$$eval('#audit-table tr[data-seq]', (rows) => rows.length);
+      await page.click('#audit-more');
+      await page.waitForFunction((n) => document.querySelectorAll('#audit-table tr[data-seq]').length > n, before);
+    }
+    assert.deepEqual(await wanted(), { login: true, kill: true });
+    const kill = page.locator('#audit-table tr[data-kind="session_kill"]', { hasText: 'audit e2e kill' }).first();
+    assert.match(await kill.textContent(), /Session of alice killed: audit e2e kill/);
+    assert.equal(await kill.getAttribute('data-actor'), 'sam');
+    assert.ok(await kill.locator('.audit-kind.warn').count(), 'the kill badge is in the warning colour');
+    assert.match(await kill.locator('a.audit-session').getAttribute('href'), /^#\/recordings\/[0-9a-f-]{8,}$/);
+    const login = page.locator('#audit-table tr[data-kind="login"][data-actor="alice"]').first();
+    assert.match(await login.locator('summary').textContent(), /^Login from 127\.0\.0\.1:\d+ \(browser\)$/);
+    // Expanded: the full record, with its seq and hash.
+    await login.locator('summary').click();
+    const json = JSON.parse(await login.locator('pre.audit-json').textContent());
+    assert.equal(json.seq, Number(await login.getAttribute('data-seq')));
+    assert.match(json.hash, /^[0-9a-f]{64}$/);
+    assert.equal(json.actor, 'alice');
+
+    // Filtered by actor: only Alice's records.
+    await page.fill('#audit-filter-actor', 'alice');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('#audit-table tr[data-seq]')];
+      return rows.length > 0 && rows.every((tr) => tr.dataset.actor === 'alice');
+    }, null, { timeout: 10000 });
+    const kinds = await page.$$eval('#audit-table tr[data-seq]', (rows) => rows.map((tr) => tr.dataset.kind));
+    assert.ok(kinds.includes('login') && kinds.includes('login_failed'), kinds.join());
+    // And by kind too.
+    await page.fill('#audit-filter-kind', 'login_failed');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('#audit-table tr[data-seq]')];
+      return rows.length > 0 && rows.every((tr) => tr.dataset.actor === 'alice' && tr.dataset.kind === 'login_failed');
+    }, null, { timeout: 10000 });
+    assert.match(await page.textContent('#audit-table tbody'), /Login failed from 127\.0\.0\.1:\d+ \(browser\): .*wrong/);
+    assert.ok(await page.$('#audit-table tr[data-kind="login_failed"] .audit-kind.warn'));
+
+    // The rows shown, as JSON lines.
+    const shown = await page.$$eval('#audit-table tr[data-seq]', (rows) => rows.map((tr) => Number(tr.dataset.seq)));
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#audit-export')]);
+    assert.match(download.suggestedFilename(), /^portcullis-audit-\d{8}-\d{6}\.jsonl$/);
+    const lines = readFileSync(await download.path(), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((e) => e.seq), shown);
+    assert.ok(lines.every((e) => e.kind === 'login_failed' && e.actor === 'alice' && /^[0-9a-f]{64}$/.test(e.hash)));
+
+    // The whole chain checks out.
+    await page.click('#audit-verify');
+    await page.waitForFunction(() => /Intact/.test(document.querySelector('#audit-verify-result')?.textContent ?? ''), null, { timeout: 20000 });
+    assert.match(await page.textContent('#audit-verify-result'), /^Intact: \d+ records, last seq \d+$/);
+    assert.equal(await page.isHidden('#audit-error'), true);
+  } finally {
+    await page.close();
+  }
+
+  const user = await newPage(browser);
+  try {
+    await uiLogin(user, gw.base, 'alice', ALICE);
+    await user.waitForSelector('#current-role');
+    assert.equal(await user.textContent('#current-role'), 'user');
+    assert.equal(await user.$('#nav-audit'), null);
+    await user.evaluate(() => { location.hash = '#/audit'; });
+    await user.waitForFunction(() => location.hash !== '#/audit' || document.querySelector('#not-allowed'), null, { timeout: 10000 });
+    assert.equal(await user.$('#audit-table'), null);
+    assert.equal(await user.$('#audit-verify'), null);
+  } finally {
+    await user.close();
+  }
+});
+
 test('no acknowledged record is lost across kill -9; the chain verifies; a tampered record is named', async () => {
   const dir = join(gw.dir, 'data', 'audit');
   const acknowledged = [];

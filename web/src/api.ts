@@ -330,3 +330,39 @@ export async function fetchBytes(url: string, signal: AbortSignal): Promise<Arra
     throw new ApiError(0, 'The connection to the gateway broke while loading the recording.');
   }
 }
+
+// The audit trail (roles soc and admin).
+
+/** One record of the tamper-evident audit trail, as `GET /audit` returns it. */
+export interface AuditEntry {
+  /** Position in the trail: 1 for the first record. */
+  seq: number;
+  /** When the gateway accepted it (Unix ms). */
+  ts_ms: number;
+  /** The hash of the record before it (64 hex digits). */
+  prev: string;
+  /** SHA-256 of this record's canonical bytes (64 hex digits). */
+  hash: string;
+  kind: string;
+  /** Who acted: a user name, or `system`. */
+  actor: string;
+  target?: string | null;
+  session?: string | null;
+  /** Depends on `kind` (reason, address, before/after, …). */
+  detail?: Record<string, unknown> | null;
+}
+
+/** `GET /audit`: a page of records, newest first; `next_before_seq` continues to older ones. */
+export interface AuditPage {
+  entries: AuditEntry[];
+  next_before_seq: number | null;
+}
+
+/** `GET /audit/verify`: the whole chain checked now. */
+export type AuditVerify =
+  | { ok: true; records: number; files: number; last_seq: number | null; last_hash: string }
+  | { ok: false; error: string };
+
+/** `query` is '' or `?…` (see `auditQuery`). */
+export const listAudit = (query: string) => api<AuditPage>('GET', `/audit${query}`);
+export const verifyAudit = () => api<AuditVerify>('GET', '/audit/verify');

@@ -4,7 +4,7 @@ import { isSocRole } from './soc';
 import { landingHash } from './router';
 import { h } from './dom';
 
-export type NavKey = 'targets' | 'recordings' | 'soc' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'session';
+export type NavKey = 'targets' | 'recordings' | 'soc' | 'audit' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'session';
 
 function navLink(id: string, href: string, label: string, active: boolean): HTMLAnchorElement {
   return h('a', { id, href, class: active ? 'nav-link active' : 'nav-link', 'aria-current': active ? 'page' : null }, label);
@@ -22,7 +22,9 @@ export function header(me: Me, active: NavKey): HTMLElement {
     navLink('nav-targets', '#/targets', 'Targets', active === 'targets'),
     navLink('nav-recordings', '#/recordings', 'Recordings', active === 'recordings'),
   );
-  if (isSocRole(me.role)) nav.append(navLink('nav-soc', '#/soc', 'SOC', active === 'soc'));
+  if (isSocRole(me.role)) {
+    nav.append(navLink('nav-soc', '#/soc', 'SOC', active === 'soc'), navLink('nav-audit', '#/audit', 'Audit', active === 'audit'));
+  }
   if (isAdmin(me)) {
     nav.append(
       navLink('nav-admin-users', '#/admin/users', 'Users', active === 'admin-users'),

@@ -5,6 +5,7 @@ import { ApiError, getMe, onUnauthorized, type Me } from './api';
 import type { PageContext } from './context';
 import { h, replace } from './dom';
 import { renderAdminGrants, renderAdminSessions, renderAdminTargets, renderAdminUsers } from './pages/admin';
+import { renderAudit } from './pages/audit';
 import { renderLogin } from './pages/login';
 import { renderAdminPolicy } from './pages/policy';
 import { renderPlayer } from './pages/player';
@@ -87,6 +88,9 @@ async function render(): Promise<void> {
   } else if (first === 'soc' && parts.length === 1) {
     document.title = 'Security console · Portcullis';
     await renderSoc(ctx);
+  } else if (first === 'audit' && parts.length === 1) {
+    document.title = 'Audit trail · Portcullis';
+    await renderAudit(ctx);
   } else if (first === 'watch' && second !== undefined && parts.length === 2) {
     document.title = 'Watching · Portcullis';
     await renderWatch(ctx, second);
