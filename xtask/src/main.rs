@@ -33,6 +33,9 @@ const APT_PACKAGES: &[&str] = &[
     "xclip",
     // xrdp-chansrv shows redirected drives through FUSE (~/thinclient_drives).
     "fuse3",
+    // A real syslog receiver (plain TCP and TLS) for the SIEM export tests.
+    "rsyslog",
+    "rsyslog-gnutls",
     "imagemagick",
     "chromium",
     "fonts-dejavu-core",

@@ -28,6 +28,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(WebError::TooLarge(
+                format!("the request body is larger than the {} KiB allowed", crate::MAX_BODY / 1024),
+            )),
             Err(e) => Err(WebError::BadRequest(e.body_text())),
         }
     }

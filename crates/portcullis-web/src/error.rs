@@ -26,6 +26,9 @@ pub enum WebError {
     /// 409.
     #[error("{0}")]
     Conflict(String),
+    /// 413.
+    #[error("{0}")]
+    TooLarge(String),
     /// 429.
     #[error("{0}")]
     TooManyRequests(String),
@@ -49,6 +52,7 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) | WebError::Startup(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -44,8 +44,11 @@ pub use tls::{load_or_create_self_signed, server_config, TlsFiles};
 /// Password verifications that may run at once; more get 429 (see `api::login`).
 const LOGIN_SLOTS: usize = 4;
 
+/// Longest a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Largest JSON body the API accepts.
-const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// Everything the handlers need. Cheap to clone.
 #[derive(Clone)]
@@ -226,14 +229,13 @@ pub async fn serve_https(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), WebError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-        .await
-        .map_err(|e| {
-            WebError::Startup(format!(
-                "cannot load TLS certificate {}: {e}",
-                tls.cert.display()
-            ))
-        })?;
+    // The same TLS policy as the RDP listener (TLS 1.2 and 1.3 only, AEAD suites with forward
+    // secrecy: rustls's safe defaults), plus HTTP/2 and HTTP/1.1 by ALPN.
+    let (mut server_tls, _) = server_config(tls)?;
+    if let Some(c) = std::sync::Arc::get_mut(&mut server_tls) {
+        c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(server_tls);
     let handle = axum_server::Handle::new();
     let h2 = handle.clone();
     tokio::spawn(async move {
@@ -241,8 +243,15 @@ pub async fn serve_https(
         h2.graceful_shutdown(Some(Duration::from_secs(2)));
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum_server::bind_rustls(listen, config)
-        .handle(handle)
+    let mut server = axum_server::bind_rustls(listen, config).handle(handle);
+    // A client that opens a connection and sends its request headers slowly (or never) is cut
+    // off: the TLS handshake has axum-server's 10 s, the headers HEADER_READ_TIMEOUT.
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    server
         .serve(app)
         .await
         .map_err(|e| WebError::Startup(format!("cannot serve on {listen}: {e}")))
