@@ -1,0 +1,649 @@
+//! The forwarder's decisions, without any I/O: what to read next, what a batch is, when a
+//! batch counts as delivered, when to reconnect, whether the chain continues, and the status.
+//!
+//! The I/O loop ([`crate::Forwarder`]) tells the [`Pump`] what happened (connected, records
+//! read, batch written, connection lost, cursor stored) with the current [`Instant`], and asks
+//! it what to do and until when to sleep.
+//!
+//! # Delivery
+//!
+//! Syslog over TCP has no acknowledgement: a completed write only means the bytes are in the
+//! kernel. So a written batch is *settling* until [`Settings::settle`] has passed with the
+//! connection still up (a receiver that dies or is killed closes or resets the connection,
+//! which the loop notices at once); only then is it *delivered* and the cursor moves. When the
+//! connection is lost, every settling batch is sent again from the last delivered record: the
+//! SIEM may see a record twice, never lose one. A file sink settles at once (after fsync).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use portcullis_audit::{Entry, Filter, Order};
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::error;
+
+use crate::cursor::Cursor;
+use crate::format::Formatter;
+
+/// Timing and size of the forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Records per batch (at most [`portcullis_audit::MAX_QUERY_LIMIT`]).
+    pub batch: usize,
+    /// How often the audit directory is looked at when nothing is known to be new.
+    pub poll: Duration,
+    /// How long a written batch must stay on a live connection before it counts as delivered
+    /// (zero for files).
+    pub settle: Duration,
+    /// First reconnect delay.
+    pub backoff_min: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            batch: portcullis_audit::MAX_QUERY_LIMIT,
+            poll: Duration::from_millis(500),
+            settle: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Exponential back-off: `min`, `2 min`, `4 min`, ... capped at `max`, until [`Backoff::reset`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `min`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            next: min.min(max),
+        }
+    }
+
+    /// The delay before the next attempt after one more failure.
+    pub fn failure(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = self.next.saturating_mul(2).min(self.max);
+        delay
+    }
+
+    /// Back to `min` (after a success).
+    pub fn reset(&mut self) {
+        self.next = self.min.min(self.max);
+    }
+}
+
+/// Records formatted and framed, ready to be written in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The bytes to write.
+    pub bytes: Vec<u8>,
+    /// Its first seq.
+    pub first_seq: u64,
+    /// Its last record: the cursor once it is delivered.
+    pub last: Cursor,
+    /// How many records.
+    pub count: usize,
+}
+
+/// A written batch waiting to count as delivered.
+#[derive(Debug, Clone, Copy)]
+struct Settling {
+    last: Cursor,
+    due: Instant,
+}
+
+/// The forwarder's state, for an API (`GET /api/v1/siem`, say). Seqs are audit seqs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Status {
+    /// The sink, as `kind destination`.
+    pub sink: String,
+    /// Whether a connection (or the file) is open.
+    pub connected: bool,
+    /// The last record the SIEM is known to have.
+    pub delivered_seq: u64,
+    /// Its hash.
+    pub delivered_hash: String,
+    /// The last delivered seq stored in the cursor file (behind `delivered_seq` only while a
+    /// store is in progress or failing).
+    pub durable_seq: u64,
+    /// The last seq written on the current connection (delivered or settling).
+    pub sent_seq: u64,
+    /// The last seq seen in the audit log, when known.
+    pub log_last_seq: Option<u64>,
+    /// Records in the log not yet delivered (as far as the log's end is known).
+    pub pending: u64,
+    /// Times the chain did not continue from the record before (see [`Status::last_gap`]).
+    pub gaps: u64,
+    /// The latest chain problem: a missing seq, a `prev` that is not the hash before, a
+    /// cursor ahead of the log.
+    pub last_gap: Option<String>,
+    /// The latest error (connect, write, read, cursor store).
+    pub last_error: Option<String>,
+    /// When it happened (Unix ms).
+    pub last_error_at_ms: Option<u64>,
+    /// Successful connections so far.
+    pub connects: u64,
+    /// Records written, resends included.
+    pub records_written: u64,
+}
+
+/// The sans-I/O core of a forwarder. See the [module docs](self).
+#[derive(Debug)]
+pub struct Pump {
+    settings: Settings,
+    formatter: Formatter,
+    /// Stored in the cursor file.
+    durable: Cursor,
+    /// Known delivered (settled on a live connection).
+    delivered: Cursor,
+    /// Written on this connection: where reading goes on.
+    sent: Cursor,
+    settling: VecDeque<Settling>,
+    /// The highest seq whose chain link was checked (resends are not checked twice).
+    checked_through: u64,
+    connected: bool,
+    backoff: Backoff,
+    next_connect: Option<Instant>,
+    next_read: Option<Instant>,
+    next_store: Option<Instant>,
+    status: Status,
+}
+
+impl Pump {
+    /// A pump that goes on after `cursor` (as loaded from the cursor file).
+    pub fn new(cursor: Cursor, formatter: Formatter, settings: Settings, sink: String) -> Self {
+        Self {
+            backoff: Backoff::new(settings.backoff_min, settings.backoff_max),
+            settings,
+            formatter,
+            durable: cursor,
+            delivered: cursor,
+            sent: cursor,
+            settling: VecDeque::new(),
+            checked_through: cursor.seq,
+            connected: false,
+            next_connect: None,
+            next_read: None,
+            next_store: None,
+            status: Status {
+                sink,
+                ..Status::default()
+            },
+        }
+    }
+
+    /// The last delivered record.
+    pub fn delivered(&self) -> Cursor {
+        self.delivered
+    }
+
+    /// Whether the sink is connected.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Records an error for the status (and the log).
+    pub fn error(&mut self, message: String, at_ms: u64) {
+        self.status.last_error = Some(message);
+        self.status.last_error_at_ms = Some(at_ms);
+    }
+
+    /// Whether to (re)connect now.
+    pub fn wants_connect(&self, now: Instant) -> bool {
+        !self.connected && self.next_connect.is_none_or(|t| now >= t)
+    }
+
+    /// The sink is connected: (re)send everything after the last delivered record.
+    pub fn on_connected(&mut self) {
+        self.connected = true;
+        self.status.connects += 1;
+        self.sent = self.delivered;
+        self.settling.clear();
+        self.next_read = None;
+    }
+
+    /// A connection attempt failed: try again after the back-off.
+    pub fn on_connect_failed(&mut self, message: String, now: Instant, at_ms: u64) {
+        self.next_connect = Some(now + self.backoff.failure());
+        self.error(message, at_ms);
+    }
+
+    /// The connection failed or closed (write error, reset, EOF): whatever was settling is
+    /// not known to be delivered and will be sent again after reconnecting.
+    pub fn on_lost(&mut self, message: String, now: Instant, at_ms: u64) {
+        self.connected = false;
+        self.sent = self.delivered;
+        self.settling.clear();
+        self.next_connect = Some(now + self.backoff.failure());
+        self.error(message, at_ms);
+    }
+
+    /// Something new was appended (a notification): look at once.
+    pub fn on_wake(&mut self) {
+        self.next_read = None;
+    }
+
+    /// Whether to look at the audit log now.
+    pub fn wants_read(&self, now: Instant) -> bool {
+        self.connected && self.next_read.is_none_or(|t| now >= t)
+    }
+
+    /// The log's last seq, when it could be seen cheaply. Returns whether to query for records.
+    pub fn on_log_end(&mut self, last: Option<u64>, now: Instant) -> bool {
+        if let Some(last) = last {
+            self.status.log_last_seq = Some(last);
+            if last < self.delivered.seq {
+                let gap = format!(
+                    "the cursor (seq {}) is ahead of the audit log (last seq {last})",
+                    self.delivered.seq
+                );
+                if self.status.last_gap.as_ref() != Some(&gap) {
+                    error!(sink = %self.status.sink, "{gap}");
+                    self.status.gaps += 1;
+                    self.status.last_gap = Some(gap);
+                }
+            }
+            if last <= self.sent.seq {
+                self.next_read = Some(now + self.settings.poll);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// What to query: the records after the last one sent, oldest first, one batch.
+    pub fn read_filter(&self) -> Filter {
+        Filter {
+            after_seq: Some(self.sent.seq),
+            order: Order::OldestFirst,
+            ..Filter::new(self.settings.batch)
+        }
+    }
+
+    /// Reading the log failed: try again at the next poll.
+    pub fn on_read_failed(&mut self, message: String, now: Instant, at_ms: u64) {
+        self.next_read = Some(now + self.settings.poll);
+        self.error(message, at_ms);
+    }
+
+    /// The records a [`Pump::read_filter`] query returned: checks that the chain continues and
+    /// makes them a batch (none when there were none).
+    pub fn on_records(&mut self, entries: &[Entry], now: Instant) -> Option<Batch> {
+        // A full page means more are probably waiting: read again at once.
+        self.next_read = if entries.len() >= self.settings.batch {
+            None
+        } else {
+            Some(now + self.settings.poll)
+        };
+        let first_seq = entries.first()?.seq;
+        let mut tip = self.sent;
+        let mut bytes = Vec::new();
+        for entry in entries {
+            if entry.seq > self.checked_through {
+                if let Some(gap) = chain_gap(&tip, entry) {
+                    error!(sink = %self.status.sink, "audit chain gap: {gap}");
+                    self.status.gaps += 1;
+                    self.status.last_gap = Some(gap);
+                }
+                self.checked_through = entry.seq;
+            }
+            tip = Cursor {
+                seq: entry.seq,
+                hash: entry.hash,
+            };
+            self.formatter.write(&mut bytes, entry);
+        }
+        self.status.log_last_seq = Some(self.status.log_last_seq.unwrap_or(0).max(tip.seq));
+        Some(Batch {
+            bytes,
+            first_seq,
+            last: tip,
+            count: entries.len(),
+        })
+    }
+
+    /// The batch was written and flushed: it settles from now.
+    pub fn on_written(&mut self, batch: &Batch, now: Instant) {
+        self.sent = batch.last;
+        self.status.records_written = self
+            .status
+            .records_written
+            .saturating_add(u64::try_from(batch.count).unwrap_or(u64::MAX));
+        self.settling.push_back(Settling {
+            last: batch.last,
+            due: now + self.settings.settle,
+        });
+    }
+
+    /// Moves the batches that have settled on the live connection to delivered. Returns whether
+    /// the delivered cursor moved.
+    pub fn settle(&mut self, now: Instant) -> bool {
+        if !self.connected {
+            return false;
+        }
+        let mut moved = false;
+        while let Some(front) = self.settling.front().copied() {
+            if front.due > now {
+                break;
+            }
+            self.settling.pop_front();
+            self.delivered = front.last;
+            moved = true;
+        }
+        if moved {
+            // Delivery works again: the next failure starts the back-off from the bottom.
+            self.backoff.reset();
+            self.next_store = None;
+        }
+        moved
+    }
+
+    /// Whether a settling batch is due: the loop checks that the connection is still up
+    /// before calling [`Pump::settle`].
+    pub fn settle_due(&self, now: Instant) -> bool {
+        self.connected && self.settling.front().is_some_and(|s| s.due <= now)
+    }
+
+    /// The cursor to store now, if the delivered one is not stored yet.
+    pub fn to_store(&self, now: Instant) -> Option<Cursor> {
+        (self.delivered != self.durable && self.next_store.is_none_or(|t| now >= t))
+            .then_some(self.delivered)
+    }
+
+    /// The cursor file now holds `cursor`.
+    pub fn on_stored(&mut self, cursor: Cursor) {
+        self.durable = cursor;
+    }
+
+    /// Storing the cursor failed: delivery goes on, storing is tried again at the next poll
+    /// (after a restart, the records since the stored cursor are sent again).
+    pub fn on_store_failed(&mut self, message: String, now: Instant, at_ms: u64) {
+        self.next_store = Some(now + self.settings.poll);
+        self.error(message, at_ms);
+    }
+
+    /// Until when the loop may sleep (it also wakes on a notification or a lost connection).
+    pub fn deadline(&self, now: Instant) -> Instant {
+        let mut at = now + self.settings.poll;
+        let mut earlier = |t: Option<Instant>| {
+            if let Some(t) = t {
+                at = at.min(t);
+            }
+        };
+        if self.connected {
+            earlier(Some(self.next_read.unwrap_or(now)));
+            earlier(self.settling.front().map(|s| s.due));
+        } else {
+            earlier(Some(self.next_connect.unwrap_or(now)));
+        }
+        if self.delivered != self.durable {
+            earlier(Some(self.next_store.unwrap_or(now)));
+        }
+        at
+    }
+
+    /// The status now.
+    pub fn status(&self) -> Status {
+        let log_last = self.status.log_last_seq.unwrap_or(0).max(self.sent.seq);
+        Status {
+            connected: self.connected,
+            delivered_seq: self.delivered.seq,
+            delivered_hash: self.delivered.hash.to_hex(),
+            durable_seq: self.durable.seq,
+            sent_seq: self.sent.seq,
+            pending: log_last.saturating_sub(self.delivered.seq),
+            ..self.status.clone()
+        }
+    }
+}
+
+/// Why `entry` does not continue the chain after `tip`, if it does not.
+fn chain_gap(tip: &Cursor, entry: &Entry) -> Option<String> {
+    if entry.seq != tip.seq.saturating_add(1) {
+        Some(format!(
+            "seq {} follows seq {}: {} record(s) missing",
+            entry.seq,
+            tip.seq,
+            entry.seq.saturating_sub(tip.seq).saturating_sub(1)
+        ))
+    } else if entry.prev != tip.hash {
+        Some(format!(
+            "seq {} has prev {} but seq {} has hash {}",
+            entry.seq, entry.prev, tip.seq, tip.hash
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Framing, Message};
+    use portcullis_audit::{Digest, Kind, Record, GENESIS};
+
+    fn h(seq: u64) -> Digest {
+        let mut d = [0u8; 32];
+        d[..8].copy_from_slice(&seq.to_be_bytes());
+        d[31] = 1;
+        Digest(d)
+    }
+
+    /// A well-chained record.
+    fn rec(seq: u64) -> Entry {
+        Entry {
+            seq,
+            ts_ms: 1000 + seq,
+            prev: if seq == 1 { GENESIS } else { h(seq - 1) },
+            hash: h(seq),
+            record: Record::new(Kind::LOGIN, "a"),
+        }
+    }
+
+    fn pump(settings: Settings) -> Pump {
+        Pump::new(
+            Cursor::START,
+            Formatter {
+                message: Message::JsonLine,
+                framing: Framing::Newline,
+            },
+            settings,
+            "test".into(),
+        )
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            batch: 3,
+            poll: Duration::from_millis(500),
+            settle: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(700),
+        }
+    }
+
+    fn at(ms: u64) -> Instant {
+        // One base for all the instants of a test.
+        static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *BASE.get_or_init(Instant::now) + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        let delays: Vec<u128> = (0..12).map(|_| b.failure().as_millis()).collect();
+        assert_eq!(
+            delays,
+            [100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000]
+        );
+        b.reset();
+        assert_eq!(b.failure(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn batches_settle_before_the_cursor_moves() {
+        let mut p = pump(settings());
+        assert!(p.wants_connect(at(0)));
+        assert!(!p.wants_read(at(0)), "nothing is read before connecting");
+        p.on_connected();
+        assert!(p.wants_read(at(0)));
+        assert_eq!(p.read_filter().after_seq, Some(0));
+        assert!(p.on_log_end(Some(5), at(0)));
+
+        let batch = p.on_records(&[rec(1), rec(2), rec(3)], at(0)).unwrap();
+        assert_eq!((batch.first_seq, batch.last.seq, batch.count), (1, 3, 3));
+        assert_eq!(batch.bytes.iter().filter(|&&b| b == b'\n').count(), 3);
+        // A full page: read on at once, after what was sent.
+        assert!(p.wants_read(at(0)));
+        p.on_written(&batch, at(0));
+        assert_eq!(p.read_filter().after_seq, Some(3));
+        let batch2 = p.on_records(&[rec(4), rec(5)], at(10)).unwrap();
+        p.on_written(&batch2, at(10));
+        // Not a full page: wait for the poll.
+        assert!(!p.wants_read(at(10)));
+        assert!(p.wants_read(at(510)));
+
+        assert!(!p.on_log_end(Some(5), at(510)), "nothing new: wait a poll");
+        assert!(!p.settle_due(at(999)));
+        assert!(!p.settle(at(999)));
+        assert_eq!(p.to_store(at(999)), None);
+        assert_eq!(p.deadline(at(999)), at(1000));
+        assert!(p.settle(at(1000)));
+        assert_eq!(p.delivered().seq, 3);
+        assert_eq!(p.to_store(at(1000)).map(|c| c.seq), Some(3));
+        p.on_stored(p.delivered());
+        assert_eq!(p.to_store(at(1000)), None);
+        assert!(p.settle(at(1010)));
+        assert_eq!(p.delivered().seq, 5);
+        let s = p.status();
+        assert_eq!(
+            (s.delivered_seq, s.durable_seq, s.sent_seq, s.pending),
+            (5, 3, 5, 0)
+        );
+        assert_eq!(s.records_written, 5);
+        assert_eq!(s.gaps, 0);
+    }
+
+    #[test]
+    fn a_lost_connection_resends_from_the_delivered_record() {
+        let mut p = pump(settings());
+        p.on_connected();
+        let b1 = p.on_records(&[rec(1), rec(2), rec(3)], at(0)).unwrap();
+        p.on_written(&b1, at(0));
+        assert!(p.settle(at(1000)));
+        p.on_stored(p.delivered());
+        let b2 = p.on_records(&[rec(4), rec(5), rec(6)], at(1000)).unwrap();
+        p.on_written(&b2, at(1000));
+        // The receiver dies before b2 settled.
+        p.on_lost("reset".into(), at(1500), 7);
+        assert!(!p.is_connected());
+        assert!(!p.settle(at(5000)), "nothing settles without a connection");
+        assert_eq!(p.delivered().seq, 3);
+        assert!(!p.wants_connect(at(1599)));
+        assert!(p.wants_connect(at(1600)));
+        assert_eq!(p.deadline(at(1500)), at(1600));
+        // Still down: the back-off doubles.
+        p.on_connect_failed("refused".into(), at(1600), 8);
+        assert!(!p.wants_connect(at(1799)));
+        assert!(p.wants_connect(at(1800)));
+        let s = p.status();
+        assert_eq!(s.last_error.as_deref(), Some("refused"));
+        assert_eq!(s.last_error_at_ms, Some(8));
+        assert_eq!(s.pending, 3);
+        p.on_connected();
+        // Resent from seq 4, without counting a gap.
+        assert_eq!(p.read_filter().after_seq, Some(3));
+        let again = p.on_records(&[rec(4), rec(5), rec(6)], at(1800)).unwrap();
+        assert_eq!(again.bytes, b2.bytes);
+        p.on_written(&again, at(1800));
+        assert!(p.settle(at(2800)));
+        let s = p.status();
+        assert_eq!((s.delivered_seq, s.gaps, s.records_written), (6, 0, 9));
+        assert_eq!(s.connects, 2);
+    }
+
+    #[test]
+    fn chain_gaps_are_reported_and_forwarding_goes_on() {
+        let mut p = pump(settings());
+        p.on_connected();
+        let mut forged = rec(3);
+        forged.prev = Digest([9; 32]);
+        let b = p.on_records(&[rec(1), rec(2), forged], at(0)).unwrap();
+        assert_eq!(b.count, 3);
+        let s = p.status();
+        assert_eq!(s.gaps, 1);
+        assert!(s.last_gap.unwrap().starts_with("seq 3 has prev 0909"));
+        p.on_written(&b, at(0));
+        let b = p.on_records(&[rec(6)], at(0)).unwrap();
+        assert_eq!(b.count, 1);
+        let s = p.status();
+        assert_eq!(s.gaps, 2);
+        assert_eq!(
+            s.last_gap.as_deref(),
+            Some("seq 6 follows seq 3: 2 record(s) missing")
+        );
+    }
+
+    #[test]
+    fn the_log_end_avoids_needless_queries() {
+        let mut p = pump(settings());
+        p.on_connected();
+        let b = p.on_records(&[rec(1), rec(2)], at(0)).unwrap();
+        p.on_written(&b, at(0));
+        p.on_wake();
+        assert!(p.wants_read(at(1)));
+        assert!(!p.on_log_end(Some(2), at(1)), "nothing new");
+        assert!(!p.wants_read(at(2)));
+        assert!(p.wants_read(at(501)));
+        assert!(p.on_log_end(None, at(501)), "unknown end: query");
+        assert!(p.on_log_end(Some(3), at(501)));
+        assert_eq!(p.status().pending, 3);
+        // A log replaced by a shorter one.
+        assert!(p.settle(at(1000)));
+        assert!(!p.on_log_end(Some(1), at(1000)));
+        let s = p.status();
+        assert_eq!(s.gaps, 1);
+        assert!(s.last_gap.unwrap().contains("ahead of the audit log"));
+        assert!(!p.on_log_end(Some(1), at(1500)));
+        assert_eq!(p.status().gaps, 1, "the same problem counts once");
+    }
+
+    #[test]
+    fn a_failed_store_is_retried_at_the_next_poll() {
+        let mut p = pump(Settings {
+            settle: Duration::ZERO,
+            ..settings()
+        });
+        p.on_connected();
+        let b = p.on_records(&[rec(1)], at(0)).unwrap();
+        p.on_written(&b, at(0));
+        assert!(p.settle(at(0)));
+        assert_eq!(p.to_store(at(0)).map(|c| c.seq), Some(1));
+        p.on_store_failed("disk full".into(), at(0), 1);
+        assert_eq!(p.to_store(at(499)), None);
+        assert_eq!(p.to_store(at(500)).map(|c| c.seq), Some(1));
+        p.on_stored(p.delivered());
+        assert_eq!(p.status().durable_seq, 1);
+    }
+
+    #[test]
+    fn empty_reads_make_no_batch() {
+        let mut p = pump(settings());
+        p.on_connected();
+        assert_eq!(p.on_records(&[], at(0)), None);
+        assert!(!p.wants_read(at(0)));
+        assert_eq!(p.deadline(at(0)), at(500));
+    }
+}
