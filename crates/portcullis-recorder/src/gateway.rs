@@ -12,7 +12,7 @@ use portcullis_recording::{
 };
 use tracing::{info, warn};
 
-use crate::recorder::{padded, KeystrokeLog, Recorder, RecorderConfig};
+use crate::recorder::{padded, KeystrokeLog, RecordError, Recorder, RecorderConfig};
 
 /// Typed text is cut into an event after this long without a key (or at Enter).
 const KEYS_QUIET: Duration = Duration::from_millis(1500);
@@ -88,8 +88,26 @@ impl SessionRecorder for GatewayRecorder {
     }
 }
 
-/// How often a running recording looks at the free space.
-const SPACE_CHECK: Duration = Duration::from_secs(10);
+/// How often a running recording looks at the free space: a disk that fills up (another
+/// session, another program) ends even an idle session, which writes nothing for up to 10 s,
+/// within about this long. A `statvfs` costs microseconds.
+const SPACE_CHECK: Duration = Duration::from_secs(1);
+
+/// What the session's user is told when its recording fails. The full error (with the
+/// server's paths) goes to the gateway's log only.
+fn session_message(e: &RecordError) -> String {
+    match e {
+        RecordError::Storage(s) if s.is_full() => {
+            "the recordings disk is full, so the session can no longer be recorded; it was ended"
+                .into()
+        }
+        RecordError::Storage(_) => {
+            "writing the recording failed, so the session can no longer be recorded; it was ended"
+                .into()
+        }
+        RecordError::Encoder(e) => format!("the recording failed ({e}); the session was ended"),
+    }
+}
 
 /// Refuses when the storage has less than `min_free` bytes free.
 fn check_space(storage: &dyn RecordingStorage, min_free: u64) -> Result<(), String> {
@@ -123,10 +141,8 @@ fn run(tap: Tap, mut recorder: Recorder, storage: &dyn RecordingStorage) -> Resu
     let mut updates_merged = 0u64;
     let mut behind = false;
     let mut space_checked = Instant::now();
-    let fail = |tap: &Tap, e: &dyn std::fmt::Display| {
-        tap.fail(&format!(
-            "the recording failed ({e}); the session was ended"
-        ));
+    let fail = |tap: &Tap, e: &RecordError| {
+        tap.fail(&session_message(e));
         e.to_string()
     };
     loop {
@@ -224,7 +240,13 @@ fn run(tap: Tap, mut recorder: Recorder, storage: &dyn RecordingStorage) -> Resu
         if now.duration_since(space_checked) >= SPACE_CHECK {
             space_checked = now;
             // Half the start-up margin: end the session while its recording can still be closed.
-            check_space(storage, cfg.min_free_bytes / 2).map_err(|e| fail(&tap, &e))?;
+            check_space(storage, cfg.min_free_bytes / 2).map_err(|e| {
+                tap.fail(&format!(
+                    "the recordings disk is full ({e}), so the session can no longer be \
+                     recorded; it was ended"
+                ));
+                e
+            })?;
         }
         if let Some(reason) = batch.ended {
             let frames = recorder.frames();
@@ -233,5 +255,77 @@ fn run(tap: Tap, mut recorder: Recorder, storage: &dyn RecordingStorage) -> Resu
                 .map_err(|e| e.to_string())?;
             return Ok(frames);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use portcullis_recording::StorageError;
+
+    fn io(errno: i32) -> RecordError {
+        RecordError::Storage(StorageError::Io {
+            op: "write",
+            path: "/srv/recordings/0f6c/video-1.mp4".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        })
+    }
+
+    #[test]
+    fn the_user_is_told_the_disk_is_full_without_the_servers_paths() {
+        let full = session_message(&io(28)); // ENOSPC
+        assert!(full.contains("disk is full"), "{full}");
+        assert!(full.contains("ended"), "{full}");
+        let failed = session_message(&io(5)); // EIO
+        assert!(failed.contains("writing the recording failed"), "{failed}");
+        for m in [full, failed] {
+            assert!(!m.contains("/srv"), "{m}");
+        }
+        // The log keeps the details.
+        assert!(io(28).to_string().contains("/srv/recordings"));
+    }
+
+    #[test]
+    fn too_little_space_is_refused() {
+        struct Free(u64);
+        impl RecordingStorage for Free {
+            fn create(
+                &self,
+                id: &str,
+            ) -> Result<Box<dyn portcullis_recording::RecordingSink>, StorageError> {
+                Err(StorageError::NotFound(id.into()))
+            }
+            fn reopen(
+                &self,
+                id: &str,
+            ) -> Result<Box<dyn portcullis_recording::RecordingSink>, StorageError> {
+                Err(StorageError::NotFound(id.into()))
+            }
+            fn list(&self) -> Result<Vec<String>, StorageError> {
+                Ok(Vec::new())
+            }
+            fn files(&self, _: &str) -> Result<Vec<(String, u64)>, StorageError> {
+                Ok(Vec::new())
+            }
+            fn len(&self, _: &str, _: &str) -> Result<Option<u64>, StorageError> {
+                Ok(None)
+            }
+            fn read(&self, id: &str, _: &str, _: u64, _: u64) -> Result<Vec<u8>, StorageError> {
+                Err(StorageError::NotFound(id.into()))
+            }
+            fn truncate(&self, _: &str, _: &str, _: u64) -> Result<(), StorageError> {
+                Ok(())
+            }
+            fn delete(&self, _: &str) -> Result<(), StorageError> {
+                Ok(())
+            }
+            fn available_bytes(&self) -> Result<Option<u64>, StorageError> {
+                Ok(Some(self.0))
+            }
+        }
+        let e = check_space(&Free(1_000_000), 4_000_000).unwrap_err();
+        assert!(e.contains("only 1 MB free"), "{e}");
+        check_space(&Free(5_000_000), 4_000_000).unwrap();
     }
 }

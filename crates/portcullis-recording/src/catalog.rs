@@ -405,10 +405,17 @@ pub struct Recovered {
     /// A problem found before the end of the manifest (the recording was altered while the
     /// gateway was down); recovery then closes it at the last good line.
     pub problem: Option<Problem>,
+    /// Recovery could not close it (a full disk, say): it stays open, still verifiable up to its
+    /// last listed segment, and the next start tries again. The other recordings are not held
+    /// up by it, nor is the start.
+    pub failed: Option<StorageError>,
 }
 
 /// Closes every recording left open by a gateway that stopped (at start-up, before any session
-/// runs): cuts torn tails and appends a signed end line marked incomplete.
+/// runs): cuts torn tails and appends a signed end line marked incomplete. A recording the
+/// gateway stopped while creating (not one complete manifest line, no other byte) is deleted:
+/// its session was never opened. Only failing to list the recordings is an error; a recording
+/// that cannot be closed is reported with [`Recovered::failed`].
 pub fn recover(
     storage: &dyn RecordingStorage,
     key: &Arc<SigningKey>,
@@ -421,61 +428,104 @@ pub fn recover(
         if summary(storage, &id, false).is_ok_and(|s| s.ended_at_ms.is_some()) {
             continue;
         }
-        let s = match scan(storage, &id, Depth::Full(&key.verifying_key())) {
-            Ok(s) => s,
-            Err(StorageError::NotFound(_)) => {
-                // Created but not one line written: nothing to keep.
-                storage.delete(&id)?;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        if s.is_ended() || s.bodies.is_empty() {
-            continue;
+        match recover_one(storage, key, &id, now_ms) {
+            Ok(Some(r)) => done.push(r),
+            Ok(None) => {}
+            Err(e) => done.push(Recovered {
+                id,
+                discarded_bytes: 0,
+                problem: None,
+                failed: Some(e),
+            }),
         }
-        let mut discarded = 0;
-        for (file, len) in storage.files(&id)? {
-            let keep = if file == MANIFEST {
-                s.manifest_len
-            } else {
-                s.file_ends.get(&file).copied().unwrap_or(0)
-            };
-            if len > keep {
-                discarded += len - keep;
-                storage.truncate(&id, &file, keep)?;
-            }
-        }
-        let duration_ms = s
-            .bodies
-            .iter()
-            .rev()
-            .find_map(|b| match b.entry {
-                Entry::Segment { end_ms, .. } => Some(end_ms),
-                _ => None,
-            })
-            .unwrap_or(0);
-        let sink = storage.reopen(&id)?;
-        let mut w = RecordingWriter::resume(
-            id.clone(),
-            sink,
-            key.clone(),
-            s.bodies.len() as u64,
-            s.chain,
-        );
-        w.close(
-            EndState::Incomplete,
-            "the gateway stopped while recording; closed at the next start",
-            duration_ms,
-            now_ms,
-            discarded,
-        )?;
-        done.push(Recovered {
-            id,
-            discarded_bytes: discarded,
-            problem: s.problem,
-        });
     }
     Ok(done)
+}
+
+fn recover_one(
+    storage: &dyn RecordingStorage,
+    key: &Arc<SigningKey>,
+    id: &str,
+    now_ms: i64,
+) -> Result<Option<Recovered>, StorageError> {
+    let s = match scan(storage, id, Depth::Full(&key.verifying_key())) {
+        Ok(s) => s,
+        Err(StorageError::NotFound(_)) => {
+            // Created but not one line written: nothing to keep.
+            storage.delete(id)?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    if s.bodies.is_empty() && never_started(storage, id)? {
+        // The gateway stopped while writing the header: the session was never opened.
+        storage.delete(id)?;
+        return Ok(None);
+    }
+    if s.is_ended() || s.bodies.is_empty() {
+        return Ok(None);
+    }
+    let mut discarded = 0;
+    for (file, len) in storage.files(id)? {
+        let keep = if file == MANIFEST {
+            s.manifest_len
+        } else {
+            s.file_ends.get(&file).copied().unwrap_or(0)
+        };
+        if len > keep {
+            discarded += len - keep;
+            storage.truncate(id, &file, keep)?;
+        }
+    }
+    let duration_ms = s
+        .bodies
+        .iter()
+        .rev()
+        .find_map(|b| match b.entry {
+            Entry::Segment { end_ms, .. } => Some(end_ms),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let sink = storage.reopen(id)?;
+    let mut w = RecordingWriter::resume(
+        id.to_owned(),
+        sink,
+        key.clone(),
+        s.bodies.len() as u64,
+        s.chain,
+    );
+    w.close(
+        EndState::Incomplete,
+        "the gateway stopped while recording; closed at the next start",
+        duration_ms,
+        now_ms,
+        discarded,
+    )?;
+    Ok(Some(Recovered {
+        id: id.to_owned(),
+        discarded_bytes: discarded,
+        problem: s.problem,
+        failed: None,
+    }))
+}
+
+/// True when a recording holds no complete manifest line and no other byte: what a gateway
+/// stopped between creating it and writing its header leaves (the header is its first write).
+/// A manifest with a line, even a bad one, or any other data is evidence and stays.
+fn never_started(storage: &dyn RecordingStorage, id: &str) -> Result<bool, StorageError> {
+    for (file, len) in storage.files(id)? {
+        if file == MANIFEST {
+            if len > MAX_LINE as u64 {
+                return Ok(false);
+            }
+            if storage.read(id, MANIFEST, 0, len)?.contains(&b'\n') {
+                return Ok(false);
+            }
+        } else if len > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Deletes closed recordings that ended before `cutoff_ms` (Unix ms). Live and unclosed ones

@@ -30,7 +30,11 @@ impl RecordingStorage for Memory {
         Ok(vec!["r".into()])
     }
     fn files(&self, _id: &str) -> Result<Vec<(String, u64)>, StorageError> {
-        Ok(self.files().iter().map(|(k, v)| (k.clone(), len_of(v))).collect())
+        Ok(self
+            .files()
+            .iter()
+            .map(|(k, v)| (k.clone(), len_of(v)))
+            .collect())
     }
     fn len(&self, _id: &str, file: &str) -> Result<Option<u64>, StorageError> {
         Ok(self.files().get(file).map(|v| len_of(v)))

@@ -44,6 +44,19 @@ pub enum StorageError {
     },
 }
 
+impl StorageError {
+    /// True when the storage is out of space (or over its quota): `ENOSPC`, `EDQUOT`.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Checks a recording id or file name: 1-64 characters of `[a-z0-9.-]`, not starting with a dot.
 pub fn check_name(name: &str) -> Result<(), StorageError> {
     let ok = !name.is_empty()
@@ -380,5 +393,22 @@ mod tests {
         disk.delete("r1").unwrap();
         assert!(disk.list().unwrap().is_empty());
         assert!(disk.read("../rec", "a.bin", 0, 1).is_err());
+    }
+
+    #[test]
+    fn a_full_disk_is_told_apart() {
+        let full = StorageError::Io {
+            op: "write",
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(28), // ENOSPC
+        };
+        assert!(full.is_full());
+        let other = StorageError::Io {
+            op: "write",
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(5), // EIO
+        };
+        assert!(!other.is_full());
+        assert!(!StorageError::NotFound("x".into()).is_full());
     }
 }

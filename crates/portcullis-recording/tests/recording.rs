@@ -180,3 +180,121 @@ fn retention_deletes_only_old_closed_recordings() {
     assert_eq!(deleted, vec!["old".to_owned()]);
     assert_eq!(disk.list().unwrap(), vec!["live".to_owned()]);
 }
+
+#[test]
+fn a_recording_cut_before_its_header_is_removed_and_evidence_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    // kill -9 between creating the manifest and writing the header; or mid-header.
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    std::fs::write(dir.path().join("empty/manifest.jsonl"), b"").unwrap();
+    std::fs::create_dir(dir.path().join("torn")).unwrap();
+    std::fs::write(dir.path().join("torn/manifest.jsonl"), b"{\"body\":{\"se").unwrap();
+    // No header but video bytes: not what a crash leaves; kept, and verify says so.
+    std::fs::create_dir(dir.path().join("odd")).unwrap();
+    std::fs::write(dir.path().join("odd/manifest.jsonl"), b"{\"body\":").unwrap();
+    std::fs::write(dir.path().join("odd/video-1.mp4"), [1u8; 64]).unwrap();
+    // A header line that does not check out is evidence too.
+    write(&disk, &key, "bad", 1, false);
+    let m = dir.path().join("bad/manifest.jsonl");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let first = text.lines().next().unwrap().replace("alice", "alicf");
+    std::fs::write(&m, format!("{first}\n")).unwrap();
+    write(&disk, &key, "open", 2, false);
+
+    let done = recover(&disk, &key, 1_700_000_200_000).unwrap();
+    assert_eq!(
+        done.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["open"]
+    );
+    let mut left = disk.list().unwrap();
+    left.sort();
+    assert_eq!(left, ["bad", "odd", "open"]);
+    assert!(verify(&disk, "open", &key.verifying_key())
+        .unwrap()
+        .is_intact());
+    for kept in ["bad", "odd"] {
+        assert!(!verify(&disk, kept, &key.verifying_key())
+            .unwrap()
+            .is_intact());
+    }
+}
+
+/// A disk whose recordings cannot be appended to on reopening (a full disk at start-up).
+struct FullOnReopen(LocalDisk);
+
+struct FullSink;
+
+impl portcullis_recording::RecordingSink for FullSink {
+    fn append(&mut self, file: &str, _: &[u8]) -> Result<u64, portcullis_recording::StorageError> {
+        Err(portcullis_recording::StorageError::Io {
+            op: "write",
+            path: file.into(),
+            source: std::io::Error::from_raw_os_error(28),
+        })
+    }
+    fn sync(&mut self, _: &str) -> Result<(), portcullis_recording::StorageError> {
+        Ok(())
+    }
+}
+
+type Res<T> = Result<T, portcullis_recording::StorageError>;
+
+impl RecordingStorage for FullOnReopen {
+    fn create(&self, id: &str) -> Res<Box<dyn portcullis_recording::RecordingSink>> {
+        self.0.create(id)
+    }
+    fn reopen(&self, _: &str) -> Res<Box<dyn portcullis_recording::RecordingSink>> {
+        Ok(Box::new(FullSink))
+    }
+    fn list(&self) -> Res<Vec<String>> {
+        self.0.list()
+    }
+    fn files(&self, id: &str) -> Res<Vec<(String, u64)>> {
+        self.0.files(id)
+    }
+    fn len(&self, id: &str, file: &str) -> Res<Option<u64>> {
+        self.0.len(id, file)
+    }
+    fn read(&self, id: &str, file: &str, offset: u64, len: u64) -> Res<Vec<u8>> {
+        self.0.read(id, file, offset, len)
+    }
+    fn truncate(&self, id: &str, file: &str, len: u64) -> Res<()> {
+        self.0.truncate(id, file, len)
+    }
+    fn delete(&self, id: &str) -> Res<()> {
+        self.0.delete(id)
+    }
+}
+
+#[test]
+fn a_recording_that_cannot_be_closed_holds_up_neither_the_others_nor_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    write(&disk, &key, "r1", 2, false);
+    write(&disk, &key, "r2", 3, false);
+    let full = FullOnReopen(disk.clone());
+    let mut done = recover(&full, &key, 1_700_000_200_000).unwrap();
+    done.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(done.len(), 2);
+    for r in &done {
+        assert!(r.failed.as_ref().is_some_and(|e| e.is_full()), "{r:?}");
+    }
+    // Still open and intact up to the last segment; the next start (space freed) closes them.
+    for id in ["r1", "r2"] {
+        let v = verify(&disk, id, &key.verifying_key()).unwrap();
+        assert!(v.is_intact() && v.ended.is_none(), "{:?}", v.problem);
+    }
+    let done = recover(&disk, &key, 1_700_000_300_000).unwrap();
+    assert!(done.iter().all(|r| r.failed.is_none()) && done.len() == 2);
+    for id in ["r1", "r2"] {
+        let v = verify(&disk, id, &key.verifying_key()).unwrap();
+        assert!(v.is_intact(), "{:?}", v.problem);
+        assert_eq!(
+            v.ended,
+            Some(portcullis_recording::manifest::EndState::Incomplete)
+        );
+    }
+}

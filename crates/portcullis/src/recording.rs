@@ -91,6 +91,14 @@ pub fn set_up(config: &Config, secret: &SecretKey) -> Result<Option<Recording>> 
     for rec in portcullis_recording::recover(storage.as_ref(), &key, unix_ms())
         .context("cannot recover recordings left open")?
     {
+        if let Some(e) = &rec.failed {
+            // The gateway still starts: new sessions are refused while the storage fails (no
+            // unrecorded session), and the next start tries again.
+            warn!(recording = %rec.id, error = %e,
+                "cannot close a recording left open by the previous run; it stays open (verifiable \
+                 up to its last segment) and the next start tries again");
+            continue;
+        }
         match &rec.problem {
             Some(p) => {
                 warn!(recording = %rec.id, discarded_bytes = rec.discarded_bytes, problem = %p.what,

@@ -21,7 +21,10 @@ const TARGETS: &[(&str, Oracle)] = &[
         "rdp_clipboard_bytes",
         portcullis_rdp::server::oracles::clipboard_bytes,
     ),
-    ("rdp_drive_bytes", portcullis_rdp::server::oracles::drive_bytes),
+    (
+        "rdp_drive_bytes",
+        portcullis_rdp::server::oracles::drive_bytes,
+    ),
     ("audit_segment", portcullis_audit::oracles::segment_bytes),
     (
         "policy_document",
@@ -34,7 +37,9 @@ fn every_kept_fuzz_input_is_harmless() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
     for (target, oracle) in TARGETS {
         assert!(
-            root.join("fuzz_targets").join(format!("{target}.rs")).exists(),
+            root.join("fuzz_targets")
+                .join(format!("{target}.rs"))
+                .exists(),
             "no fuzz target {target}"
         );
         let dir = root.join("regressions").join(target);
