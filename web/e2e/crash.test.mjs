@@ -325,6 +325,9 @@ test('a full recordings disk ends the recorded session within 2 s, refuses new o
   await refusedPage.waitForSelector('#session-error:not([hidden])', { timeout: 20000 });
   const refusal = await refusedPage.textContent('#session-error');
   assert.match(refusal, /cannot be recorded/i);
+  // ... and says why, without a server path.
+  assert.match(refusal, /MB free|disk is full/);
+  assert.doesNotMatch(refusal, /\//);
   assert.equal(await refusedPage.evaluate(() => window.__portcullis?.framesPainted ?? 0), 0);
   await refusedPage.closeAll();
 

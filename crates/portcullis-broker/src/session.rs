@@ -905,7 +905,9 @@ async fn session_thread(
             warn!(session = %id, error = %e, "cannot record the session; refusing it");
             let _ = ready.send(Err(OpenError {
                 code: ErrorCode::RecordingUnavailable,
-                message: "the session cannot be recorded right now, so it was not opened".into(),
+                message: format!(
+                    "the session cannot be recorded right now ({e}), so it was not opened"
+                ),
             }));
             return;
         }

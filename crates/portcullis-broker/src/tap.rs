@@ -217,6 +217,6 @@ impl Tap {
 /// session).
 pub trait SessionRecorder: Send + Sync {
     /// Begins recording; the implementation owns `tap` (typically on its own thread) until the
-    /// tap reports the end.
+    /// tap reports the end. The error is shown to the user: it must name no server path.
     fn start(&self, tap: Tap) -> Result<(), String>;
 }

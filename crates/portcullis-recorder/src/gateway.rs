@@ -66,7 +66,14 @@ impl SessionRecorder for GatewayRecorder {
             started_at_ms: unix_ms(),
         };
         let writer = RecordingWriter::create(self.storage.as_ref(), self.key.clone(), meta)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                warn!(session = %info.id, error = %e, "cannot create the recording");
+                if e.is_full() {
+                    "the recordings disk is full".to_owned()
+                } else {
+                    "the recordings storage cannot be written".to_owned()
+                }
+            })?;
         let config = self.config.clone();
         let storage = self.storage.clone();
         let live = self.live.clone();
@@ -118,7 +125,10 @@ fn check_space(storage: &dyn RecordingStorage, min_free: u64) -> Result<(), Stri
             min_free / 1_000_000
         )),
         Ok(_) => Ok(()),
-        Err(e) => Err(format!("cannot check the recordings' free space: {e}")),
+        Err(e) => {
+            warn!(error = %e, "cannot check the recordings' free space");
+            Err("the recordings storage cannot be checked".to_owned())
+        }
     }
 }
 
