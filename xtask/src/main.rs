@@ -198,7 +198,7 @@ fn test(root: &Path) -> Result<()> {
         .args([
             "--test",
             "--test-concurrency=1",
-            "--test-timeout=180000",
+            "--test-timeout=400000",
             "e2e/",
         ])
         .env("PORTCULLIS_BIN", root.join("target/debug/portcullis"))
