@@ -207,10 +207,10 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [latency|recording|rdp|kill|policy]`: all of them by default (in that
+/// `cargo xtask bench [latency|recording|rdp|kill|policy|audit]`: all of them by default (in that
 /// order), or one.
 fn bench(root: &Path) -> Result<()> {
-    const ALL: [&str; 5] = ["latency", "recording", "rdp", "kill", "policy"];
+    const ALL: [&str; 6] = ["latency", "recording", "rdp", "kill", "policy", "audit"];
     let which = std::env::args().nth(2);
     let chosen: Vec<&str> = match which.as_deref() {
         None | Some("all") => ALL.to_vec(),
@@ -251,6 +251,22 @@ fn bench(root: &Path) -> Result<()> {
             "recording" => node("recording.mjs"),
             "rdp" => node("rdp.mjs"),
             "kill" => node("kill.mjs"),
+            // Audit appends (each fsynced before it returns) from 1, 8 and 64 threads side by
+            // side: group commit is what makes many writers cheap.
+            "audit" => ["1", "8", "64"].iter().try_for_each(|threads| {
+                run(cargo().args([
+                    "run",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "portcullis-audit",
+                    "--example",
+                    "audit_rate",
+                    "--",
+                    "20000",
+                    threads,
+                ]))
+            }),
             // Policy decisions: a plain timing loop over a 50-rule policy (crates/portcullis-policy/benches).
             _ => run(cargo().args(["bench", "-p", "portcullis-policy"])),
         };
@@ -325,7 +341,10 @@ fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
         for entry in std::fs::read_dir(&artifacts)? {
             let path = entry?.path();
             if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-                if ["crash-", "oom-", "timeout-", "leak-"].iter().any(|p| name.starts_with(p)) {
+                if ["crash-", "oom-", "timeout-", "leak-"]
+                    .iter()
+                    .any(|p| name.starts_with(p))
+                {
                     std::fs::copy(&path, seeds.join(name))?;
                     std::fs::remove_file(&path)?;
                     found += 1;
