@@ -31,7 +31,8 @@ pub fn policy_document(data: &[u8]) {
                         "the explanation and the decision differ"
                     );
                     if let Some(grant) = session.grant() {
-                        let _ = grant.clipboard(Direction::ClientToTarget, ClipKind::Files, usize::MAX);
+                        let _ =
+                            grant.clipboard(Direction::ClientToTarget, ClipKind::Files, usize::MAX);
                         let _ = grant.ends_at_unix_secs(now);
                         let _ = grant.file_transfer(Direction::TargetToClient);
                     }
