@@ -5,6 +5,37 @@ import type { PolicyAction } from './policy';
 export interface Me {
   name: string;
   role: string;
+  /** Two-factor authentication (TOTP) is on. */
+  mfa?: boolean;
+  /** The role requires two-factor authentication. */
+  mfa_required_by_role?: boolean;
+  /** This login may only set up two-factor authentication (the role requires it): `#/me`. */
+  mfa_enrol_required?: boolean;
+}
+
+/** `POST /auth/login`: the user, or the word that a code must follow (`POST /auth/mfa`). */
+export type LoginAnswer = Me | { mfa_required: true };
+
+/** `POST /me/mfa/enrol`: the new secret, shown this once. */
+export interface MfaEnrolment {
+  secret: string;
+  otpauth_uri: string;
+  /** The QR code of `otpauth_uri`, as an SVG document. */
+  qr_svg: string;
+  digits: number;
+  period: number;
+}
+
+/** An API token as `GET /tokens` lists it (never its secret). */
+export interface ApiToken {
+  id: string;
+  user: string;
+  name: string;
+  scopes: string[];
+  created_at: number;
+  expires_at: number;
+  created_by: string;
+  expired: boolean;
 }
 
 export interface Target {
@@ -37,6 +68,8 @@ export interface User {
   role: string;
   /** Locked by the security team: no login, no session until unlocked. */
   locked?: boolean;
+  /** Two-factor authentication is on. */
+  mfa?: boolean;
 }
 
 export interface Grant {
@@ -147,7 +180,7 @@ async function errorText(res: Response): Promise<string> {
 }
 
 function checkUnauthorized(res: Response, path: string): void {
-  if (res.status === 401 && path !== '/auth/login') unauthorized();
+  if (res.status === 401 && path !== '/auth/login' && path !== '/auth/mfa') unauthorized();
 }
 
 /** Sends one API request; rejects with an ApiError when it fails or the answer is not 2xx. */
@@ -193,7 +226,14 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
 
 export const getMe = () => api<Me>('GET', '/me');
 export const login = (username: string, password: string) =>
-  api<Me>('POST', '/auth/login', { username, password });
+  api<LoginAnswer>('POST', '/auth/login', { username, password });
+/** The second login step: the code from the authenticator app. */
+export const loginCode = (code: string) => api<Me>('POST', '/auth/mfa', { code });
+export const enrolMfa = () => api<MfaEnrolment>('POST', '/me/mfa/enrol');
+export const confirmMfa = (code: string) => api<{ mfa: boolean }>('POST', '/me/mfa/confirm', { code });
+export const resetMfa = (name: string) => api<null>('DELETE', `/users/${seg(name)}/mfa`);
+export const listTokens = () => api<ApiToken[]>('GET', '/tokens');
+export const revokeToken = (id: string) => api<null>('DELETE', `/tokens/${seg(id)}`);
 export const logout = () => api<null>('POST', '/auth/logout');
 
 export const listTargets = () => api<Target[]>('GET', '/targets');

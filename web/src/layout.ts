@@ -4,7 +4,7 @@ import { isSocRole } from './soc';
 import { landingHash } from './router';
 import { h } from './dom';
 
-export type NavKey = 'targets' | 'recordings' | 'soc' | 'audit' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'session';
+export type NavKey = 'me' | 'targets' | 'recordings' | 'soc' | 'audit' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'session';
 
 function navLink(id: string, href: string, label: string, active: boolean): HTMLAnchorElement {
   return h('a', { id, href, class: active ? 'nav-link active' : 'nav-link', 'aria-current': active ? 'page' : null }, label);
@@ -34,6 +34,8 @@ export function header(me: Me, active: NavKey): HTMLElement {
       navLink('nav-admin-policy', '#/admin/policy', 'Policy', active === 'admin-policy'),
     );
   }
+  // An enrol-only login (the role requires two-factor authentication) reaches no other page.
+  if (me.mfa_enrol_required) nav.replaceChildren();
   const logoutBtn = h('button', { id: 'logout', type: 'button', class: 'btn btn-header' }, 'Log out');
   logoutBtn.addEventListener('click', async () => {
     logoutBtn.disabled = true;
@@ -52,7 +54,7 @@ export function header(me: Me, active: NavKey): HTMLElement {
     h(
       'div',
       { class: 'user' },
-      h('span', { id: 'current-user', class: 'user-name' }, me.name),
+      h('a', { id: 'current-user', class: 'user-name', href: '#/me', title: 'Your account and two-factor authentication' }, me.name),
       h('span', { id: 'current-role', class: `role-badge ${roleClass(me.role)}` }, me.role),
       logoutBtn,
     ),

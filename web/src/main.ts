@@ -7,6 +7,7 @@ import { h, replace } from './dom';
 import { renderAdminGrants, renderAdminSessions, renderAdminTargets, renderAdminUsers } from './pages/admin';
 import { renderAudit } from './pages/audit';
 import { renderLogin } from './pages/login';
+import { renderMe } from './pages/me';
 import { renderAdminPolicy } from './pages/policy';
 import { renderPlayer } from './pages/player';
 import { renderRecordings } from './pages/recordings';
@@ -61,7 +62,7 @@ async function render(): Promise<void> {
     document.title = 'Sign in · Portcullis';
     renderLogin(app, signal, (user) => {
       me = user;
-      location.hash = landingHash(user);
+      location.hash = user.mfa_enrol_required ? '#/me' : landingHash(user);
     });
     return;
   }
@@ -79,7 +80,18 @@ async function render(): Promise<void> {
   }
 
   const ctx: PageContext = { root: app, me, signal };
-  if (first === 'targets' && parts.length === 1) {
+  if (me.mfa_enrol_required && first !== 'me') {
+    // The role requires two-factor authentication: this login may only set it up.
+    location.replace('#/me');
+    return;
+  }
+  if (first === 'me' && parts.length === 1) {
+    document.title = 'Your account · Portcullis';
+    await renderMe(ctx, () => {
+      // Enrolment confirmed: the login is a full one now; the header shows every page.
+      me = ctx.me;
+    });
+  } else if (first === 'targets' && parts.length === 1) {
     document.title = 'Targets · Portcullis';
     await renderTargets(ctx);
   } else if (first === 'session' && second !== undefined && parts.length === 2) {

@@ -1,5 +1,5 @@
 // Hash routes: `#/login`, `#/targets`, `#/session/<name>`, `#/recordings`, `#/recordings/<id>`,
-// `#/admin/<page>`, `#/soc`, `#/watch/<session id>`.
+// `#/admin/<page>`, `#/soc`, `#/watch/<session id>`, `#/me` (own account, two-factor set-up).
 
 /**
  * Where a user lands after login (and on an unknown route): reviewers on the recordings, the

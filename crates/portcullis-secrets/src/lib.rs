@@ -443,6 +443,13 @@ pub fn random_token(n_bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(&*bytes)
 }
 
+/// Returns `n_bytes` bytes of operating-system randomness (wiped when dropped).
+pub fn random_bytes(n_bytes: usize) -> Zeroizing<Vec<u8>> {
+    let mut bytes = Zeroizing::new(vec![0u8; n_bytes]);
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
 /// Compares two byte strings in time that depends only on their lengths, not their contents.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;

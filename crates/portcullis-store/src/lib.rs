@@ -189,6 +189,56 @@ pub struct UserRecord {
     /// before locking existed are not locked.
     #[serde(default)]
     pub locked: bool,
+    /// Two-factor authentication (TOTP), once the user started enrolling. Records stored before
+    /// MFA existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<MfaRecord>,
+}
+
+impl UserRecord {
+    /// Whether two-factor authentication is on (enrolled and confirmed).
+    pub fn mfa_enabled(&self) -> bool {
+        self.mfa.as_ref().is_some_and(|m| m.confirmed)
+    }
+}
+
+/// A user's TOTP second factor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfaRecord {
+    /// The TOTP secret, sealed by the caller (the store never sees it in the clear).
+    pub sealed_secret: Vec<u8>,
+    /// Confirmed with a code: only then is MFA on. Unconfirmed: enrolment under way.
+    pub confirmed: bool,
+    /// The last time step (Unix seconds / 30) a code was accepted for: a code is never
+    /// accepted twice.
+    #[serde(default)]
+    pub last_step: u64,
+    /// When enrolment started (confirmed: when it was confirmed), unix seconds.
+    #[serde(default)]
+    pub since: i64,
+}
+
+/// An API token for automation: it acts as `user`, limited to `scopes`. Only a hash of its
+/// secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Public identifier (in the token text and the API paths).
+    pub id: String,
+    /// The user the token acts as.
+    pub user: String,
+    /// A name for people ("ci-nightly").
+    pub name: String,
+    /// What it may do (e.g. `sessions:read`); nothing else.
+    pub scopes: Vec<String>,
+    /// SHA-256 of the token's secret part.
+    pub secret_hash: Vec<u8>,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// Expiry, unix seconds.
+    pub expires_at: i64,
+    /// Who created it.
+    #[serde(default)]
+    pub created_by: String,
 }
 
 /// A machine users connect to through Portcullis.
@@ -306,6 +356,15 @@ pub trait Store: Send + Sync + 'static {
     /// Names of the targets granted to `user`, sorted.
     fn granted_targets(&self, user: &str) -> Result<Vec<String>, StoreError>;
 
+    /// Stores an API token (new or replaced), keyed by its id.
+    fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// Looks up an API token by id.
+    fn get_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// All API tokens, sorted by id.
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Deletes an API token. Returns whether it existed.
+    fn delete_token(&self, id: &str) -> Result<bool, StoreError>;
+
     /// Reads a metadata value (schema version, instance id, ...).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes a metadata value.
@@ -362,6 +421,7 @@ mod tests {
             role: Role::Admin,
             created_at: 1,
             locked: false,
+            mfa: None,
         };
         assert_eq!(
             serde_json::to_value(&user).unwrap(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::{validate_name, GrantRecord, Store, StoreError, TargetRecord, UserRecord};
+use crate::{validate_name, GrantRecord, Store, StoreError, TargetRecord, TokenRecord, UserRecord};
 
 /// A [`Store`] kept in memory (a mutex around ordered maps). Behaves like [`crate::SledStore`]
 /// but forgets everything when dropped. Meant for tests of other crates.
@@ -19,6 +19,7 @@ struct Inner {
     /// Keyed by (user, target).
     grants: BTreeMap<(String, String), GrantRecord>,
     meta: BTreeMap<String, Vec<u8>>,
+    tokens: BTreeMap<String, TokenRecord>,
 }
 
 impl MemoryStore {
@@ -159,6 +160,24 @@ impl Store for MemoryStore {
             .filter(|(u, _)| u == user)
             .map(|(_, t)| t.clone())
             .collect())
+    }
+
+    fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        validate_name("token", &token.id)?;
+        self.lock().tokens.insert(token.id.clone(), token.clone());
+        Ok(())
+    }
+
+    fn get_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.lock().tokens.get(id).cloned())
+    }
+
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        Ok(self.lock().tokens.values().cloned().collect())
+    }
+
+    fn delete_token(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().tokens.remove(id).is_some())
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use crate::{validate_name, GrantRecord, Store, StoreError, TargetRecord, UserRecord};
+use crate::{validate_name, GrantRecord, Store, StoreError, TargetRecord, TokenRecord, UserRecord};
 
 /// Separator between user and target in a grant key: `user \0 target`. Valid names never
 /// contain it, so keys are unambiguous and sort by user, then target.
@@ -23,7 +23,8 @@ const SLED_LOCK_MESSAGE: &str = "could not acquire lock on";
 /// A [`Store`] in a sled database in a data directory.
 ///
 /// Trees: `users` and `targets` (key: name, value: JSON record), `grants` (key: user `\0`
-/// target, value: JSON [`GrantRecord`]) and `meta` (raw bytes).
+/// target, value: JSON [`GrantRecord`]), `tokens` (key: id, value: JSON [`TokenRecord`]) and
+/// `meta` (raw bytes).
 ///
 /// Only one process can open a data directory at a time: a second [`SledStore::open`] fails with
 /// [`StoreError::Locked`]. Mutations are serialized by a mutex (they are rare admin changes), and
@@ -41,6 +42,7 @@ pub struct SledStore {
     targets: sled::Tree,
     grants: sled::Tree,
     meta: sled::Tree,
+    tokens: sled::Tree,
     /// Serializes mutations, so that a scan followed by a transaction sees no concurrent change.
     write_lock: Mutex<()>,
 }
@@ -94,6 +96,7 @@ impl SledStore {
             targets: tree("targets")?,
             grants: tree("grants")?,
             meta: tree("meta")?,
+            tokens: tree("tokens")?,
             db,
             write_lock: Mutex::new(()),
         })
@@ -294,6 +297,29 @@ impl Store for SledStore {
             }
         }
         Ok(targets)
+    }
+
+    fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.put_record(&self.tokens, "token", &token.id, token)
+    }
+
+    fn get_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        get_record(&self.tokens, "tokens", id)
+    }
+
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        list_records(&self.tokens, "tokens")
+    }
+
+    fn delete_token(&self, id: &str) -> Result<bool, StoreError> {
+        let _guard = self.write_lock();
+        let existed = self
+            .tokens
+            .remove(id.as_bytes())
+            .map_err(backend)?
+            .is_some();
+        self.flush_db()?;
+        Ok(existed)
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use portcullis_store::{
-    GrantRecord, MemoryStore, Role, SledStore, Store, StoreError, TargetKind, TargetRecord,
-    UserRecord,
+    GrantRecord, MemoryStore, MfaRecord, Role, SledStore, Store, StoreError, TargetKind,
+    TargetRecord, TokenRecord, UserRecord,
 };
 
 fn user(name: &str, role: Role) -> UserRecord {
@@ -14,6 +14,7 @@ fn user(name: &str, role: Role) -> UserRecord {
         role,
         created_at: 1_700_000_000,
         locked: false,
+        mfa: None,
     }
 }
 
@@ -337,6 +338,45 @@ mod checks {
         assert_eq!(store.get_user("schema").unwrap(), None);
         store.flush().unwrap();
     }
+
+    pub fn tokens_and_mfa(store: &dyn Store) {
+        let mut alice = user("alice", Role::User);
+        alice.mfa = Some(MfaRecord {
+            sealed_secret: vec![9, 8, 7],
+            confirmed: true,
+            last_step: 42,
+            since: 5,
+        });
+        store.create_user(&alice).unwrap();
+        let back = store.get_user("alice").unwrap().unwrap();
+        assert_eq!(back, alice);
+        assert!(back.mfa_enabled());
+        let token = |id: &str| TokenRecord {
+            id: id.to_owned(),
+            user: "alice".to_owned(),
+            name: format!("token {id}"),
+            scopes: vec!["sessions:read".to_owned()],
+            secret_hash: vec![1; 32],
+            created_at: 10,
+            expires_at: 20,
+            created_by: "admin".to_owned(),
+        };
+        assert_eq!(store.get_token("t2").unwrap(), None);
+        store.put_token(&token("t2")).unwrap();
+        store.put_token(&token("t1")).unwrap();
+        assert_eq!(store.get_token("t2").unwrap(), Some(token("t2")));
+        let ids: Vec<String> = store
+            .list_tokens()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, ["t1", "t2"]);
+        assert!(store.delete_token("t1").unwrap());
+        assert!(!store.delete_token("t1").unwrap());
+        assert_eq!(store.list_tokens().unwrap().len(), 1);
+        assert!(store.put_token(&token("bad id")).is_err());
+    }
 }
 
 macro_rules! conformance {
@@ -386,6 +426,10 @@ macro_rules! conformance {
             #[test]
             fn meta() {
                 with_store(checks::meta);
+            }
+            #[test]
+            fn tokens_and_mfa() {
+                with_store(checks::tokens_and_mfa);
             }
         }
     };

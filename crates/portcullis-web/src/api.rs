@@ -28,9 +28,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(WebError::TooLarge(
-                format!("the request body is larger than the {} KiB allowed", crate::MAX_BODY / 1024),
-            )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(WebError::TooLarge(format!(
+                    "the request body is larger than the {} KiB allowed",
+                    crate::MAX_BODY / 1024
+                )))
+            }
             Err(e) => Err(WebError::BadRequest(e.body_text())),
         }
     }
@@ -56,6 +59,12 @@ pub(crate) struct LoginBody {
 pub(crate) struct Me {
     name: String,
     role: Role,
+    /// Two-factor authentication is on.
+    mfa: bool,
+    /// The user's role requires two-factor authentication (`[auth] mfa_required_roles`).
+    mfa_required_by_role: bool,
+    /// This login may only set up two-factor authentication (the role requires it).
+    mfa_enrol_required: bool,
 }
 
 pub(crate) async fn login(
@@ -127,23 +136,47 @@ pub(crate) async fn login(
             "your account is locked by the security team".into(),
         ));
     }
+    let mfa_required = state.mfa_required_roles.contains(&user.role);
+    if user.mfa_enabled() {
+        // The password alone gives no session: the code must follow within two minutes. The
+        // account's failure count is cleared only then, so the password does not buy more
+        // guesses at the code.
+        state
+            .audit
+            .record(
+                Record::new(Kind::MFA, &user.name)
+                    .detail("step", "password")
+                    .detail("outcome", "code_required")
+                    .detail("address", peer.to_string()),
+            )
+            .await?;
+        let pending = state.pending.create(&user.name, std::time::Instant::now());
+        info!(user = %user.name, "password accepted; second factor required");
+        return Ok((
+            [(header::SET_COOKIE, crate::mfa::set_pending_cookie(&pending))],
+            Json(json!({ "mfa_required": true })),
+        )
+            .into_response());
+    }
     state.throttle.succeeded(&user.name);
     // On disk before the browser gets its cookie.
-    state
-        .audit
-        .record(
-            Record::new(Kind::LOGIN, &user.name)
-                .detail("entry", "browser")
-                .detail("address", peer.to_string()),
-        )
-        .await?;
-    let token = state.logins.create(&user.name);
-    info!(user = %user.name, "login");
+    let mut record = Record::new(Kind::LOGIN, &user.name)
+        .detail("entry", "browser")
+        .detail("address", peer.to_string());
+    if mfa_required {
+        record = record.detail("mfa", "enrol_only");
+    }
+    state.audit.record(record).await?;
+    let token = state.logins.create_login(&user.name, mfa_required);
+    info!(user = %user.name, enrol_only = mfa_required, "login");
     Ok((
         [(header::SET_COOKIE, set_cookie(&token))],
         Json(Me {
             name: user.name,
             role: user.role,
+            mfa: false,
+            mfa_required_by_role: mfa_required,
+            mfa_enrol_required: mfa_required,
         }),
     )
         .into_response())
@@ -187,11 +220,22 @@ pub(crate) fn admin_change(admin: &str, action: &str, before: Value, after: Valu
         .detail("after", after)
 }
 
-pub(crate) async fn me(user: AuthUser) -> Json<Me> {
-    Json(Me {
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Me>, WebError> {
+    let mfa = state
+        .store
+        .get_user(&user.name)?
+        .is_some_and(|u| u.mfa_enabled());
+    let mfa_required = state.mfa_required_roles.contains(&user.role);
+    Ok(Json(Me {
         name: user.name,
         role: user.role,
-    })
+        mfa,
+        mfa_required_by_role: mfa_required,
+        mfa_enrol_required: mfa_required && !mfa,
+    }))
 }
 
 /// A target as the API shows it: admins (`with_address`) also see address, account and labels.
@@ -375,7 +419,7 @@ pub(crate) async fn list_users(
     Ok(Json(
         users
             .iter()
-            .map(|u| json!({"name": u.name, "role": u.role, "locked": u.locked}))
+            .map(|u| json!({"name": u.name, "role": u.role, "locked": u.locked, "mfa": u.mfa_enabled()}))
             .collect(),
     ))
 }
@@ -435,6 +479,7 @@ pub(crate) async fn delete_user(
         return Err(WebError::NotFound(format!("no user named {name:?}")));
     }
     state.logins.remove_user(&name);
+    crate::tokens::remove_user_tokens(&state, &name)?;
     close_sessions(
         &state,
         |s| s.user == name,

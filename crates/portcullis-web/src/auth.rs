@@ -3,12 +3,19 @@
 //! A login gives the browser a random token in an HttpOnly, Secure, SameSite=Strict cookie.
 //! Every request re-reads the user from the store, so deleting a user or changing their role
 //! takes effect at once.
+//!
+//! A request may instead carry `Authorization: Bearer <API token>` (see [`crate::tokens`]): then
+//! the cookie is ignored, and the token's scopes limit the routes it reaches.
+//!
+//! A user whose role requires MFA and who has not enrolled gets an *enrol-only* login from the
+//! password step: it reaches [`ENROL_ONLY_ROUTES`] and nothing else (403 naming the reason), and
+//! becomes a full login when enrolment is confirmed (see [`crate::mfa`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::header;
 use axum::http::request::Parts;
 use portcullis_store::Role;
@@ -23,7 +30,13 @@ struct Login {
     user: String,
     created: Instant,
     last_seen: Instant,
+    /// Password only, MFA required but not set up: enrolment routes only.
+    enrol_only: bool,
 }
+
+/// The routes (under `/api/v1`) an enrol-only login may call.
+pub(crate) const ENROL_ONLY_ROUTES: &[&str] =
+    &["/me", "/me/mfa/enrol", "/me/mfa/confirm", "/auth/logout"];
 
 /// Logged-in browsers, by token. In memory: a restart logs everyone out.
 #[derive(Clone)]
@@ -53,7 +66,13 @@ impl LoginSessions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A new full login of `user`.
     pub(crate) fn create(&self, user: &str) -> String {
+        self.create_login(user, false)
+    }
+
+    /// A new login of `user`; `enrol_only`: it may only enrol in MFA (and log out).
+    pub(crate) fn create_login(&self, user: &str, enrol_only: bool) -> String {
         let token = portcullis_secrets::random_token(32);
         let now = Instant::now();
         let mut map = self.lock();
@@ -64,16 +83,24 @@ impl LoginSessions {
                 user: user.to_owned(),
                 created: now,
                 last_seen: now,
+                enrol_only,
             },
         );
         token
+    }
+
+    /// An enrol-only login becomes a full one (the user confirmed their second factor).
+    pub(crate) fn upgrade(&self, token: &str) {
+        if let Some(l) = self.lock().get_mut(token) {
+            l.enrol_only = false;
+        }
     }
 
     fn expired(&self, l: &Login, now: Instant) -> bool {
         now.duration_since(l.created) > self.absolute || now.duration_since(l.last_seen) > self.idle
     }
 
-    fn lookup(&self, token: &str) -> Option<String> {
+    fn lookup(&self, token: &str) -> Option<(String, bool)> {
         let now = Instant::now();
         let mut map = self.lock();
         let login = map.get_mut(token)?;
@@ -82,7 +109,7 @@ impl LoginSessions {
             return None;
         }
         login.last_seen = now;
-        Some(login.user.clone())
+        Some((login.user.clone(), login.enrol_only))
     }
 
     /// Ends every login of `user` (deleted or locked).
@@ -96,11 +123,16 @@ impl LoginSessions {
 }
 
 pub(crate) fn cookie_token(parts: &Parts) -> Option<String> {
+    cookie_value(parts, COOKIE)
+}
+
+/// The value of the cookie `name`, if the request has a non-empty one.
+pub(crate) fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
     for value in parts.headers.get_all(header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
         for pair in text.split(';') {
             if let Some((k, v)) = pair.trim().split_once('=') {
-                if k == COOKIE && !v.is_empty() {
+                if k == name && !v.is_empty() {
                     return Some(v.to_owned());
                 }
             }
@@ -131,8 +163,29 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
+            // A bearer request is judged by its token alone, never by a cookie beside it.
+            let bearer = auth
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or(WebError::Unauthorized)?;
+            return crate::tokens::authenticate(parts, state, bearer.trim()).await;
+        }
         let token = cookie_token(parts).ok_or(WebError::Unauthorized)?;
-        let name = state.logins.lookup(&token).ok_or(WebError::Unauthorized)?;
+        let (name, enrol_only) = state.logins.lookup(&token).ok_or(WebError::Unauthorized)?;
+        if enrol_only {
+            let route = parts
+                .extensions
+                .get::<MatchedPath>()
+                .map(|m| m.as_str().strip_prefix("/api/v1").unwrap_or(m.as_str()));
+            if !route.is_some_and(|r| ENROL_ONLY_ROUTES.contains(&r)) {
+                return Err(WebError::Forbidden(
+                    "your role requires two-factor authentication: set it up first (your account page, #/me)"
+                        .into(),
+                ));
+            }
+        }
         let user = state.store.get_user(&name)?.ok_or_else(|| {
             state.logins.remove(&token);
             WebError::Unauthorized

@@ -6,6 +6,7 @@ mod api;
 pub mod audit;
 mod auth;
 mod error;
+pub mod mfa;
 mod openapi;
 pub mod ops;
 pub mod policy;
@@ -18,6 +19,7 @@ mod session_policy;
 mod soc;
 pub mod throttle;
 mod tls;
+pub mod tokens;
 mod ui;
 mod ws;
 
@@ -34,7 +36,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use portcullis_broker::Broker;
 use portcullis_secrets::SecretKey;
-use portcullis_store::Store;
+use portcullis_store::{Role, Store};
 
 pub use auth::LoginSessions;
 pub use error::WebError;
@@ -81,6 +83,12 @@ pub struct AppState {
     pub audit: audit::Audit,
     /// Failed logins, for lock-out with back-off (browser and native alike).
     pub throttle: throttle::LoginThrottle,
+    /// Logins waiting for their second factor.
+    pub pending: mfa::PendingLogins,
+    /// Roles whose users must use two-factor authentication (`[auth] mfa_required_roles`).
+    pub mfa_required_roles: Vec<Role>,
+    /// Held while a user's TOTP state is read and written (a code is spent once).
+    pub(crate) mfa_lock: Arc<Mutex<()>>,
 }
 
 impl AppState {
@@ -101,7 +109,16 @@ impl AppState {
             policy_writes: Arc::default(),
             audit: audit::Audit::default(),
             throttle: throttle::LoginThrottle::default(),
+            pending: mfa::PendingLogins::default(),
+            mfa_required_roles: Vec::new(),
+            mfa_lock: Arc::default(),
         }
+    }
+
+    /// Users of `roles` must use two-factor authentication.
+    pub fn with_mfa_required_roles(mut self, roles: Vec<Role>) -> Self {
+        self.mfa_required_roles = roles;
+        self
     }
 
     /// Writes the audit trail to `audit` (the broker should send it session events too).
@@ -134,7 +151,13 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/login", post(api::login))
         .route("/auth/logout", post(api::logout))
+        .route("/auth/mfa", post(mfa::login_code))
         .route("/me", get(api::me))
+        .route("/me/mfa/enrol", post(mfa::enrol))
+        .route("/me/mfa/confirm", post(mfa::confirm))
+        .route("/users/{name}/mfa", delete(mfa::reset))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", delete(tokens::revoke))
         .route("/targets", get(api::list_targets).post(api::create_target))
         .route("/targets/{name}", delete(api::delete_target))
         .route("/targets/{name}/connect", get(ws::connect))
@@ -183,8 +206,13 @@ pub fn router(state: AppState) -> Router {
 
 /// A state-changing request must carry `x-portcullis-csrf: 1`, which a cross-site form or
 /// image cannot set. Together with the SameSite=Strict cookie this stops CSRF.
+///
+/// Requests with an `Authorization` header (API tokens) need no such header: a cross-site page
+/// cannot set `Authorization` either, and such a request is judged by its token alone (the
+/// cookie is then ignored, see `auth`).
 async fn csrf_guard(req: Request<axum::body::Body>, next: Next) -> Response {
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || req.headers().contains_key(header::AUTHORIZATION);
     let ok = req
         .headers()
         .get("x-portcullis-csrf")

@@ -103,11 +103,9 @@ pub(crate) async fn document() -> Json<Value> {
         "openapi": "3.0.3",
         "info": { "title": "Portcullis gateway API", "version": env!("CARGO_PKG_VERSION") },
         "servers": [{ "url": "/api/v1" }],
-        "security": [{ "session": [] }],
+        "security": [{ "session": [] }, { "token": [] }],
         "paths": {
             "/auth/login": { "post": op("Log in; sets the pc_session cookie", "anyone", Some("Login"), "200") },
-            "/auth/logout": { "post": op("Log out", "any user", None, "204") },
-            "/me": { "get": op("The logged-in user", "any user", None, "200") },
             "/targets": {
                 "get": op("Targets this user may open (admins: all, with addresses)", "any user", None, "200"),
                 "post": op("Create a VNC or RDP target", "admin", Some("NewTarget"), "201")
@@ -196,7 +194,8 @@ pub(crate) async fn document() -> Json<Value> {
         },
         "components": {
             "securitySchemes": {
-                "session": { "type": "apiKey", "in": "cookie", "name": "pc_session" }
+                "session": { "type": "apiKey", "in": "cookie", "name": "pc_session" },
+                "token": { "type": "http", "scheme": "bearer", "description": "An API token (pcat_…): acts as its user, limited to its scopes; each operation's x-portcullis-scope names the scope it needs (any: every token; browser: no token)" }
             },
             "responses": {
                 "Error": {
@@ -212,15 +211,80 @@ pub(crate) async fn document() -> Json<Value> {
                     "role": { "type": "string", "enum": ["admin", "reviewer", "user"] } } },
                 "Grant": { "type": "object", "required": ["user", "target"], "properties": {
                     "user": { "type": "string" }, "target": { "type": "string" } } }
+
             }
         }
     });
     soc_paths(&mut doc);
     audit_paths(&mut doc);
+    auth_paths(&mut doc);
     doc["components"]["schemas"]["NewTarget"] = new_target_schema();
     doc["components"]["schemas"]["PolicyDoc"] = policy_doc_schema();
     doc["components"]["schemas"]["Explain"] = explain_schema();
+    annotate_scopes(&mut doc);
     Json(doc)
+}
+
+/// Names, on every operation, what an API token needs for it (from `tokens::ROUTES`, the one
+/// table): a scope, `any`, `browser` (no token) or `public`.
+fn annotate_scopes(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            if !["get", "post", "put", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            // INVARIANT: every route is in the table (a test checks it); a missing one
+            // refuses every token, which the label says.
+            let label = crate::tokens::need(method, path).map_or("browser", |n| n.label());
+            op["x-portcullis-scope"] = json!(label);
+        }
+    }
+}
+
+/// Two-factor authentication and API tokens (`mfa.rs`, `tokens.rs`).
+fn auth_paths(doc: &mut Value) {
+    let paths = json!({
+            "/auth/mfa": { "post": op("Second login step: the TOTP code for the pending login of the pc_mfa cookie (from /auth/login answering mfa_required); sets pc_session. 401: wrong, used or expired", "anyone", Some("Code"), "200") },
+            "/auth/logout": { "post": op("Log out", "any user", None, "204") },
+            "/me": { "get": op("The logged-in user: name, role, mfa (on), mfa_required_by_role, mfa_enrol_required (this login may only enrol)", "any user", None, "200") },
+            "/me/mfa/enrol": { "post": op("Start TOTP enrolment: a new secret (base32), otpauth URI and QR code (SVG), shown this once; not in force until confirmed. 409 when MFA is already on", "any user", None, "200") },
+            "/me/mfa/confirm": { "post": op("Confirm TOTP enrolment with a code: MFA is on from now; an enrol-only login becomes a full one", "any user", Some("Code"), "200") },
+            "/users/{name}/mfa": {
+                "parameters": [path_param("name")],
+                "delete": op("Reset a user's two-factor authentication (their logins end)", "admin", None, "204")
+            },
+            "/tokens": {
+                "get": op("List API tokens (never their secrets)", "admin", None, "200"),
+                "post": op("Create an API token for a user; the token text is in this answer only", "admin", Some("NewToken"), "201")
+            },
+            "/tokens/{id}": {
+                "parameters": [path_param("id")],
+                "delete": op("Revoke an API token", "admin", None, "204")
+            }
+    });
+    if let (Some(all), Some(new)) = (doc["paths"].as_object_mut(), paths.as_object()) {
+        all.extend(new.clone());
+    }
+    let schemas = json!({
+                "Code": { "type": "object", "required": ["code"], "properties": {
+                    "code": { "type": "string", "pattern": "^[0-9]{6}$" } } },
+                "NewToken": { "type": "object", "required": ["user", "name", "scopes"], "properties": {
+                    "user": { "type": "string" }, "name": { "type": "string", "maxLength": 64 },
+                    "scopes": { "type": "array", "items": { "type": "string", "enum": crate::tokens::SCOPES } },
+                    "expires_in_days": { "type": "integer", "minimum": 1, "maximum": 366, "default": 30 } } }
+    });
+    if let (Some(all), Some(new)) = (
+        doc["components"]["schemas"].as_object_mut(),
+        schemas.as_object(),
+    ) {
+        all.extend(new.clone());
+    }
 }
 
 /// The security team's routes (`soc.rs`).
@@ -271,4 +335,45 @@ fn audit_paths(doc: &mut Value) {
     doc["paths"]["/audit/verify"] = json!({
         "get": op("Check the audit trail's whole hash chain now; names the first bad record", soc, None, "200"),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The token table and the document name the same routes, and every operation names its
+    /// roles.
+    #[tokio::test]
+    async fn every_documented_route_is_in_the_token_table_and_back() {
+        let Json(doc) = document().await;
+        let mut documented = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if !["get", "post", "put", "delete"].contains(&method.as_str()) {
+                    continue;
+                }
+                assert!(
+                    crate::tokens::need(method, path).is_some(),
+                    "{method} {path} is not in tokens::ROUTES"
+                );
+                assert!(
+                    !op["x-portcullis-roles"].as_array().unwrap().is_empty(),
+                    "{method} {path} names no roles"
+                );
+                documented.push((method.clone(), path.clone()));
+            }
+        }
+        for (m, p, _) in crate::tokens::ROUTES {
+            assert!(
+                documented.contains(&((*m).to_owned(), (*p).to_owned())),
+                "{m} {p} is in tokens::ROUTES but not documented"
+            );
+        }
+        assert_eq!(
+            doc["paths"]["/sessions/{id}/kill"]["post"]["x-portcullis-scope"],
+            "sessions:kill"
+        );
+    }
 }

@@ -64,6 +64,7 @@ pub fn create_user(
         role,
         created_at: now_unix(),
         locked: false,
+        mfa: None,
     };
     store.create_user(&record)?;
     Ok(record)

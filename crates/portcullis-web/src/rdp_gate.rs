@@ -10,6 +10,9 @@
 //! password's NT hash on our side, which we do not keep). Or the client presents a one-time
 //! ticket from an `.rdp` file with its one-time password (see [`crate::rdp_tickets`]), with NLA
 //! when the client offers it.
+//!
+//! A user with two-factor authentication on, or of a role that requires it, cannot log in with
+//! the password: only with a ticket, which their browser gets after the full (code) login.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -102,6 +105,11 @@ impl RdpGate {
             .store
             .get_user(user)
             .map_err(|e| deny(Refusal::BadCredentials, e.to_string()))?;
+        // Two-factor users (or roles that require it) never get in with the password alone:
+        // they use a one-time ticket from the browser, which needs the full login.
+        let second_factor = record
+            .as_ref()
+            .is_some_and(|u| crate::mfa::needs_mfa(&self.state, u));
         let password = login.password.clone();
         let verified = tokio::task::spawn_blocking(move || match &record {
             Some(u) => portcullis_secrets::verify_password(&password, &u.password_hash),
@@ -115,6 +123,16 @@ impl RdpGate {
         if !verified {
             self.state.throttle.failed(user, address, Instant::now());
             return Err(bad());
+        }
+        if second_factor {
+            warn!(user = %user, "native RDP password login refused: two-factor authentication is required");
+            return Err(deny(
+                Refusal::BadCredentials,
+                format!(
+                    "two-factor authentication is required for {user:?}: the password alone does not \
+                     open native RDP sessions; use a one-time .rdp file from the browser"
+                ),
+            ));
         }
         self.state.throttle.succeeded(user);
         let target = match target {

@@ -67,6 +67,12 @@ pub fn rotate(
             targets += 1;
         }
     }
+    // Users' TOTP secrets are sealed with the same key.
+    for mut user in store.list_users()? {
+        if portcullis_web::mfa::reseal_user_mfa(old, &new, &mut user).map_err(anyhow::Error::msg)? {
+            store.put_user(&user)?;
+        }
+    }
     store.flush()?;
     let signing_key = reseal_file(&config.recording.signing_key_file, old, &new)?;
     if !from_env {
@@ -106,8 +112,7 @@ fn reseal_file(path: &Path, old: &SecretKey, new: &SecretKey) -> Result<bool> {
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     crate::recording::write_private(&tmp, &resealed)?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     sync_dir(path)?;
     Ok(true)
 }

@@ -11,6 +11,7 @@ import {
   listTargets,
   listUsers,
   lockUser,
+  resetMfa,
   unlockUser,
   type Grant,
   type NewTarget,
@@ -110,7 +111,7 @@ export function submitting(btn: HTMLButtonElement, busy: boolean): void {
 // Users
 
 export async function renderAdminUsers(ctx: PageContext): Promise<void> {
-  const page = adminShell(ctx, 'admin-users', 'Users', 'People who can sign in to the gateway.', ['Name', 'Role', 'Status', ''], 'users-table');
+  const page = adminShell(ctx, 'admin-users', 'Users', 'People who can sign in to the gateway.', ['Name', 'Role', 'Status', 'Two-factor', ''], 'users-table');
   if (!page) return;
   const { main, error, tbody, table } = page;
 
@@ -138,7 +139,7 @@ export async function renderAdminUsers(ctx: PageContext): Promise<void> {
     const users = await listUsers();
     if (ctx.signal.aborted) return;
     users.sort((a, b) => a.name.localeCompare(b.name));
-    replace(tbody, ...(users.length ? users.map(row) : [emptyRow(4, 'No users.')]));
+    replace(tbody, ...(users.length ? users.map(row) : [emptyRow(5, 'No users.')]));
   };
   const row = (u: User) => {
     const self = u.name === ctx.me.name;
@@ -166,12 +167,18 @@ export async function renderAdminUsers(ctx: PageContext): Promise<void> {
       h('td', null, u.name, self ? h('span', { class: 'muted you' }, ' (you)') : null),
       h('td', null, h('span', { class: `role-badge ${roleClass(u.role)}` }, u.role)),
       h('td', null, u.locked ? h('span', { class: 'locked-badge', 'data-locked-badge': u.name }, 'Locked') : h('span', { class: 'muted' }, 'Active')),
+      h('td', { 'data-mfa': u.name }, u.mfa ? 'On' : h('span', { class: 'muted' }, 'Off')),
       h(
         'td',
         { class: 'actions' },
         h(
           'div',
           { class: 'row-actions' },
+          u.mfa
+            ? deleteButton('Reset 2FA', { 'data-reset-mfa': u.name, 'aria-label': `Reset two-factor authentication of ${u.name}` }, async () => {
+                if (await attempt(ctx, error, () => resetMfa(u.name))) await attempt(ctx, error, load);
+              })
+            : null,
           lockAction,
           deleteButton('Delete', { 'data-delete-user': u.name, 'aria-label': `Delete user ${u.name}` }, async () => {
             if (await attempt(ctx, error, () => deleteUser(u.name))) await attempt(ctx, error, load);

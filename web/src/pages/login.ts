@@ -1,4 +1,4 @@
-import { ApiError, login, type Me } from '../api';
+import { ApiError, login, loginCode, type Me } from '../api';
 import { h, showError } from '../dom';
 
 /** `#/login`: the sign-in form. Calls `done` with the user on success. */
@@ -33,6 +33,60 @@ export function renderLogin(root: HTMLElement, signal: AbortSignal, done: (me: M
     submit,
   );
 
+  // The second step, when two-factor authentication is on: the code from the app.
+  const code = h('input', {
+    id: 'login-mfa-code',
+    name: 'code',
+    type: 'text',
+    inputmode: 'numeric',
+    autocomplete: 'one-time-code',
+    pattern: '[0-9]{6}',
+    maxlength: 6,
+    required: true,
+  });
+  const codeSubmit = h('button', { id: 'login-mfa-submit', type: 'submit', class: 'btn btn-primary btn-block' }, 'Verify');
+  const codeError = h('div', { id: 'login-mfa-error', class: 'form-error', role: 'alert', hidden: true });
+  const codeForm = h(
+    'form',
+    { id: 'login-mfa-form', class: 'login-form', novalidate: true, hidden: true },
+    h('p', { class: 'muted' }, 'Enter the 6-digit code from your authenticator app.'),
+    h('label', { for: 'login-mfa-code' }, 'Code'),
+    code,
+    codeError,
+    codeSubmit,
+  );
+  codeForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    showError(codeError, null);
+    const value = code.value.trim();
+    if (!/^[0-9]{6}$/.test(value)) {
+      showError(codeError, 'Enter the 6 digits your app shows.');
+      return;
+    }
+    codeSubmit.disabled = true;
+    try {
+      const me = await loginCode(value);
+      if (signal.aborted) return;
+      done(me);
+    } catch (err) {
+      if (signal.aborted) return;
+      if (err instanceof ApiError && err.status === 401 && /expired|not logged in/i.test(err.message)) {
+        // The pending login is gone (2 minutes, or too many wrong codes): start again.
+        codeForm.hidden = true;
+        form.hidden = false;
+        password.value = '';
+        showError(error, 'The sign-in expired. Enter your password again.');
+        password.focus();
+        return;
+      }
+      showError(codeError, err instanceof ApiError ? err.message : 'Verification failed.');
+      code.value = '';
+      code.focus();
+    } finally {
+      codeSubmit.disabled = false;
+    }
+  });
+
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     showError(error, null);
@@ -43,9 +97,15 @@ export function renderLogin(root: HTMLElement, signal: AbortSignal, done: (me: M
     submit.disabled = true;
     submit.textContent = 'Signing in…';
     try {
-      const me = await login(username.value, password.value);
+      const answer = await login(username.value, password.value);
       if (signal.aborted) return;
-      done(me);
+      if ('mfa_required' in answer && answer.mfa_required) {
+        form.hidden = true;
+        codeForm.hidden = false;
+        code.focus();
+        return;
+      }
+      done(answer as Me);
     } catch (err) {
       if (signal.aborted) return;
       const msg =
@@ -73,6 +133,7 @@ export function renderLogin(root: HTMLElement, signal: AbortSignal, done: (me: M
         h('div', { class: 'login-brand' }, h('span', { class: 'wordmark-mark', 'aria-hidden': 'true' }), 'Portcullis'),
         h('p', { class: 'login-subtitle' }, 'Privileged session gateway'),
         form,
+        codeForm,
       ),
     ),
   );

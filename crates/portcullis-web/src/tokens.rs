@@ -1,0 +1,621 @@
+//! API tokens for automation, and the table of what each route needs from one.
+//!
+//! An administrator creates a token for a user with scopes; the token's text
+//! (`pcat_<id>_<secret>`) is shown once and only the SHA-256 of its secret is stored. A request
+//! with `Authorization: Bearer <token>` acts as that user, limited to the intersection of the
+//! user's role (the handlers' extractors, as for a browser) and the token's scopes ([`ROUTES`],
+//! checked in [`authenticate`]). Deny by default: a route missing from the table, or marked
+//! [`Need::Browser`], refuses every token. Expired, revoked or unknown tokens get 401; a locked
+//! user's tokens 403. Calls that change something are audit-recorded (`token_use`, actor the
+//! user, detail the token's name) before they are carried out.
+
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Path, State};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::Json;
+use portcullis_audit::{Kind, Record};
+use portcullis_store::TokenRecord;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use tracing::{info, warn};
+
+use crate::api::{admin_change, Body};
+use crate::auth::{Admin, AuthUser};
+use crate::{ops, AppState, WebError};
+
+/// Everything the token's user's role allows.
+pub const ADMIN: &str = "admin";
+/// List live sessions and see their thumbnails.
+pub const SESSIONS_READ: &str = "sessions:read";
+/// Kill, close, freeze and unfreeze live sessions.
+pub const SESSIONS_KILL: &str = "sessions:kill";
+/// Lock and unlock users.
+pub const USERS_LOCK: &str = "users:lock";
+/// Query and verify the audit trail.
+pub const AUDIT_READ: &str = "audit:read";
+/// List, play and export recordings.
+pub const RECORDINGS_READ: &str = "recordings:read";
+
+/// Every scope a token may have.
+pub const SCOPES: &[&str] = &[
+    SESSIONS_READ,
+    SESSIONS_KILL,
+    USERS_LOCK,
+    AUDIT_READ,
+    RECORDINGS_READ,
+    ADMIN,
+];
+
+/// What a bearer token needs to call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// No login at all (the login steps, the OpenAPI document).
+    Public,
+    /// Any valid token (who am I, log out).
+    AnyToken,
+    /// A token with this scope, or with [`ADMIN`].
+    Scope(&'static str),
+    /// People only: opening or watching sessions, RDP tickets, MFA enrolment. No token.
+    Browser,
+}
+
+impl Need {
+    /// As the OpenAPI document shows it (`x-portcullis-scope`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Need::Public => "public",
+            Need::AnyToken => "any",
+            Need::Scope(s) => s,
+            Need::Browser => "browser",
+        }
+    }
+}
+
+/// Every route (method, path under `/api/v1`) and what a token needs for it: the one place.
+/// A unit test checks it against the OpenAPI document, route by route.
+pub const ROUTES: &[(&str, &str, Need)] = {
+    use Need::*;
+    &[
+        ("post", "/auth/login", Public),
+        ("post", "/auth/mfa", Public),
+        ("get", "/openapi.json", Public),
+        ("post", "/auth/logout", AnyToken),
+        ("get", "/me", AnyToken),
+        ("post", "/me/mfa/enrol", Browser),
+        ("post", "/me/mfa/confirm", Browser),
+        ("get", "/targets/{name}/connect", Browser),
+        ("post", "/targets/{name}/rdp-file", Browser),
+        ("get", "/sessions/{id}/watch", Browser),
+        ("get", "/targets", Scope(ADMIN)),
+        ("post", "/targets", Scope(ADMIN)),
+        ("delete", "/targets/{name}", Scope(ADMIN)),
+        ("get", "/users", Scope(ADMIN)),
+        ("post", "/users", Scope(ADMIN)),
+        ("delete", "/users/{name}", Scope(ADMIN)),
+        ("delete", "/users/{name}/mfa", Scope(ADMIN)),
+        ("get", "/grants", Scope(ADMIN)),
+        ("post", "/grants", Scope(ADMIN)),
+        ("delete", "/grants/{user}/{target}", Scope(ADMIN)),
+        ("get", "/policy", Scope(ADMIN)),
+        ("put", "/policy", Scope(ADMIN)),
+        ("post", "/policy/explain", Scope(ADMIN)),
+        ("get", "/tokens", Scope(ADMIN)),
+        ("post", "/tokens", Scope(ADMIN)),
+        ("delete", "/tokens/{id}", Scope(ADMIN)),
+        ("get", "/sessions", Scope(SESSIONS_READ)),
+        ("get", "/sessions/{id}/thumbnail", Scope(SESSIONS_READ)),
+        ("delete", "/sessions/{id}", Scope(SESSIONS_KILL)),
+        ("post", "/sessions/{id}/kill", Scope(SESSIONS_KILL)),
+        ("post", "/sessions/{id}/freeze", Scope(SESSIONS_KILL)),
+        ("post", "/sessions/{id}/unfreeze", Scope(SESSIONS_KILL)),
+        ("post", "/users/{name}/lock", Scope(USERS_LOCK)),
+        ("post", "/users/{name}/unlock", Scope(USERS_LOCK)),
+        ("get", "/audit", Scope(AUDIT_READ)),
+        ("get", "/audit/verify", Scope(AUDIT_READ)),
+        ("get", "/recordings", Scope(RECORDINGS_READ)),
+        ("get", "/recordings/{id}", Scope(RECORDINGS_READ)),
+        (
+            "get",
+            "/recordings/{id}/init/{part}",
+            Scope(RECORDINGS_READ),
+        ),
+        (
+            "get",
+            "/recordings/{id}/segments/{seq}",
+            Scope(RECORDINGS_READ),
+        ),
+        (
+            "get",
+            "/recordings/{id}/run/{from}/{to}",
+            Scope(RECORDINGS_READ),
+        ),
+        (
+            "get",
+            "/recordings/{id}/thumbnails/{seq}",
+            Scope(RECORDINGS_READ),
+        ),
+        ("get", "/recordings/{id}/events", Scope(RECORDINGS_READ)),
+        ("get", "/recordings/{id}/export", Scope(RECORDINGS_READ)),
+    ]
+};
+
+/// What a token needs for `method` on `path` (a route template under `/api/v1`); `None`: the
+/// route is not in the table, so no token may call it.
+pub fn need(method: &str, path: &str) -> Option<Need> {
+    ROUTES
+        .iter()
+        .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == path)
+        .map(|(_, _, n)| *n)
+}
+
+/// Whether a token with `scopes` may call a route that needs `need`.
+pub fn allows(scopes: &[String], need: Option<Need>) -> bool {
+    match need {
+        Some(Need::Public | Need::AnyToken) => true,
+        Some(Need::Scope(s)) => scopes.iter().any(|have| have == s || have == ADMIN),
+        Some(Need::Browser) | None => false,
+    }
+}
+
+/// The beginning of every token's text.
+pub const TOKEN_PREFIX: &str = "pcat_";
+/// Longest token lifetime.
+const MAX_DAYS: u64 = 366;
+/// Most tokens at once (over all users).
+const MAX_TOKENS: usize = 1000;
+
+fn secret_hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// The route template of a request under `/api/v1`, as the table names it.
+fn route_of(parts: &Parts) -> Option<String> {
+    let matched = parts.extensions.get::<MatchedPath>()?.as_str();
+    Some(
+        matched
+            .strip_prefix("/api/v1")
+            .unwrap_or(matched)
+            .to_owned(),
+    )
+}
+
+/// The user a bearer token acts as, if the token is good and its scopes allow this route.
+pub(crate) async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    text: &str,
+) -> Result<AuthUser, WebError> {
+    let (id, secret) = text
+        .strip_prefix(TOKEN_PREFIX)
+        .and_then(|rest| rest.split_once('_'))
+        .ok_or(WebError::Unauthorized)?;
+    let token = state.store.get_token(id)?.ok_or(WebError::Unauthorized)?;
+    if !portcullis_secrets::constant_time_eq(&secret_hash(secret), &token.secret_hash) {
+        return Err(WebError::Unauthorized);
+    }
+    if ops::now_unix() >= token.expires_at {
+        return Err(WebError::Unauthorized);
+    }
+    let user = state
+        .store
+        .get_user(&token.user)?
+        .ok_or(WebError::Unauthorized)?;
+    if user.locked {
+        return Err(WebError::Forbidden(
+            "the token's user is locked by the security team".into(),
+        ));
+    }
+    let route = route_of(parts).unwrap_or_default();
+    let method = parts.method.as_str().to_ascii_lowercase();
+    let need = need(&method, &route);
+    if !allows(&token.scopes, need) {
+        warn!(user = %user.name, token = %token.name, %method, %route, "token refused: scope");
+        return Err(WebError::Forbidden(match need {
+            Some(Need::Scope(s)) => format!(
+                "this API token's scopes ({}) do not include {s}",
+                token.scopes.join(", ")
+            ),
+            _ => "API tokens cannot call this route: it needs a browser login".into(),
+        }));
+    }
+    if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        state
+            .audit
+            .record(
+                Record::new(
+                    Kind::new("token_use").map_err(|e| WebError::Internal(e.to_string()))?,
+                    &user.name,
+                )
+                .detail("token", token.name.as_str())
+                .detail("token_id", token.id.as_str())
+                .detail("method", method.as_str())
+                .detail("route", route.as_str()),
+            )
+            .await?;
+    }
+    Ok(AuthUser {
+        name: user.name,
+        role: user.role,
+    })
+}
+
+/// A token as the API lists it: never its secret or hash.
+fn token_json(t: &TokenRecord) -> Value {
+    json!({
+        "id": t.id, "user": t.user, "name": t.name, "scopes": t.scopes,
+        "created_at": t.created_at, "expires_at": t.expires_at, "created_by": t.created_by,
+        "expired": ops::now_unix() >= t.expires_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewToken {
+    user: String,
+    name: String,
+    scopes: Vec<String>,
+    #[serde(default = "default_days")]
+    expires_in_days: u64,
+}
+
+fn default_days() -> u64 {
+    30
+}
+
+/// Checks a new token's fields; returns its scopes, deduplicated, in table order.
+fn checked(body: &NewToken) -> Result<Vec<String>, WebError> {
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(WebError::BadRequest(
+            "name: 1 to 64 printable characters".into(),
+        ));
+    }
+    if body.scopes.is_empty() {
+        return Err(WebError::BadRequest(format!(
+            "scopes: give at least one of {}",
+            SCOPES.join(", ")
+        )));
+    }
+    if let Some(bad) = body.scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+        return Err(WebError::BadRequest(format!(
+            "scopes: unknown scope {:?}: expected one of {}",
+            bad.chars().take(40).collect::<String>(),
+            SCOPES.join(", ")
+        )));
+    }
+    if body.expires_in_days == 0 || body.expires_in_days > MAX_DAYS {
+        return Err(WebError::BadRequest(format!(
+            "expires_in_days: between 1 and {MAX_DAYS}"
+        )));
+    }
+    Ok(SCOPES
+        .iter()
+        .filter(|s| body.scopes.iter().any(|b| b == *s))
+        .map(|s| (*s).to_owned())
+        .collect())
+}
+
+/// `POST /tokens`: a new token; its text is in this answer only.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Body(body): Body<NewToken>,
+) -> Result<(StatusCode, Json<Value>), WebError> {
+    let scopes = checked(&body)?;
+    if state.store.get_user(&body.user)?.is_none() {
+        return Err(WebError::NotFound(format!("no user named {:?}", body.user)));
+    }
+    if state.store.list_tokens()?.len() >= MAX_TOKENS {
+        return Err(WebError::Conflict(format!(
+            "at most {MAX_TOKENS} API tokens: revoke some first"
+        )));
+    }
+    let id = hex_id();
+    let secret = zeroize::Zeroizing::new(portcullis_secrets::random_token(32));
+    let now = ops::now_unix();
+    let days = Duration::from_secs(body.expires_in_days * 86_400).as_secs();
+    let record = TokenRecord {
+        id: id.clone(),
+        user: body.user.clone(),
+        name: body.name.trim().to_owned(),
+        scopes,
+        secret_hash: secret_hash(&secret),
+        created_at: now,
+        expires_at: now.saturating_add(i64::try_from(days).unwrap_or(i64::MAX)),
+        created_by: admin.name.clone(),
+    };
+    state.store.put_token(&record)?;
+    let shown = token_json(&record);
+    state
+        .audit
+        .record(admin_change(
+            &admin.name,
+            "token_create",
+            Value::Null,
+            shown.clone(),
+        ))
+        .await?;
+    info!(admin = %admin.name, user = %record.user, token = %record.name, "API token created");
+    let mut answer = shown;
+    answer["token"] = json!(format!("{TOKEN_PREFIX}{id}_{}", secret.as_str()));
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+fn hex_id() -> String {
+    portcullis_secrets::random_bytes(8)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `GET /tokens`: every token, without secrets.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Vec<Value>>, WebError> {
+    Ok(Json(
+        state.store.list_tokens()?.iter().map(token_json).collect(),
+    ))
+}
+
+/// `DELETE /tokens/{id}`: the token stops working at once.
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, WebError> {
+    let before = state
+        .store
+        .get_token(&id)?
+        .ok_or_else(|| WebError::NotFound(format!("no API token {id:?}")))?;
+    state.store.delete_token(&id)?;
+    state
+        .audit
+        .record(admin_change(
+            &admin.name,
+            "token_revoke",
+            token_json(&before),
+            Value::Null,
+        ))
+        .await?;
+    info!(admin = %admin.name, token = %before.name, "API token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes the tokens of a deleted user.
+pub(crate) fn remove_user_tokens(state: &AppState, user: &str) -> Result<(), WebError> {
+    for t in state.store.list_tokens()? {
+        if t.user == user {
+            state.store.delete_token(&t.id)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn scopes(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn scopes_deny_by_default() {
+        let reader = scopes(&[SESSIONS_READ]);
+        assert!(allows(&reader, need("get", "/sessions")));
+        assert!(allows(&reader, need("GET", "/sessions/{id}/thumbnail")));
+        assert!(!allows(&reader, need("post", "/sessions/{id}/kill")));
+        assert!(!allows(&reader, need("get", "/audit")));
+        assert!(
+            allows(&reader, need("get", "/me")),
+            "any token may ask who it is"
+        );
+        assert!(
+            !allows(&reader, need("get", "/no/such/route")),
+            "unlisted: denied"
+        );
+        assert!(
+            !allows(&reader, need("put", "/sessions")),
+            "wrong method: denied"
+        );
+        let killer = scopes(&[SESSIONS_KILL]);
+        for route in [
+            "/sessions/{id}/kill",
+            "/sessions/{id}/freeze",
+            "/sessions/{id}/unfreeze",
+        ] {
+            assert!(allows(&killer, need("post", route)), "{route}");
+        }
+        assert!(!allows(&killer, need("get", "/sessions")));
+        let admin = scopes(&[ADMIN]);
+        for (m, p, n) in ROUTES {
+            assert_eq!(allows(&admin, Some(*n)), *n != Need::Browser, "{m} {p}");
+        }
+        assert!(!allows(&admin, need("get", "/targets/{name}/connect")));
+        assert!(!allows(&admin, need("post", "/me/mfa/enrol")));
+        assert!(!allows(&[], need("get", "/sessions")));
+    }
+
+    #[test]
+    fn every_scope_is_used_and_the_table_has_no_duplicates() {
+        for s in SCOPES {
+            assert!(
+                ROUTES.iter().any(|(_, _, n)| *n == Need::Scope(s)),
+                "{s} guards nothing"
+            );
+        }
+        for (i, (m, p, _)) in ROUTES.iter().enumerate() {
+            assert!(
+                !ROUTES[..i].iter().any(|(m2, p2, _)| m2 == m && p2 == p),
+                "{m} {p} twice"
+            );
+        }
+    }
+
+    use std::sync::Arc;
+
+    use axum::body::Body as HttpBody;
+    use axum::http::Request;
+    use portcullis_secrets::SecretKey;
+    use portcullis_store::{MemoryStore, Role, Store, UserRecord};
+    use tower::ServiceExt as _;
+
+    fn state() -> AppState {
+        let store = Arc::new(MemoryStore::new());
+        for (name, role) in [("sam", Role::Soc), ("ursula", Role::User)] {
+            store
+                .create_user(&UserRecord {
+                    name: name.into(),
+                    password_hash: String::new(),
+                    role,
+                    created_at: 0,
+                    locked: false,
+                    mfa: None,
+                })
+                .unwrap();
+        }
+        let broker = portcullis_broker::Broker::new(Default::default());
+        AppState::new(store, Arc::new(SecretKey::generate()), broker)
+    }
+
+    /// Stores a token for `user`; returns its text.
+    fn put(state: &AppState, id: &str, user: &str, scopes: &[&str], expires_at: i64) -> String {
+        state
+            .store
+            .put_token(&TokenRecord {
+                id: id.into(),
+                user: user.into(),
+                name: format!("{id}-name"),
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                secret_hash: secret_hash("s3cret"),
+                created_at: 0,
+                expires_at,
+                created_by: "admin".into(),
+            })
+            .unwrap();
+        format!("{TOKEN_PREFIX}{id}_s3cret")
+    }
+
+    async fn call(state: &AppState, method: &str, path: &str, auth: &str) -> StatusCode {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header("authorization", auth)
+            .header("content-type", "application/json")
+            .body(HttpBody::from("{}"))
+            .unwrap();
+        crate::router(state.clone())
+            .oneshot(req)
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn bearer_tokens_through_the_router() {
+        let state = state();
+        let later = ops::now_unix() + 3600;
+        let reader = put(&state, "t1", "sam", &[SESSIONS_READ], later);
+        let bearer = |t: &str| format!("Bearer {t}");
+        assert_eq!(
+            call(&state, "GET", "/sessions", &bearer(&reader)).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&state, "GET", "/me", &bearer(&reader)).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&state, "GET", "/audit", &bearer(&reader)).await,
+            StatusCode::FORBIDDEN
+        );
+        // No CSRF header needed; the scope decides: 403 before the handler's 404.
+        assert_eq!(
+            call(&state, "POST", "/sessions/x/freeze", &bearer(&reader)).await,
+            StatusCode::FORBIDDEN
+        );
+        let killer = put(&state, "t2", "sam", &[SESSIONS_KILL], later);
+        assert_eq!(
+            call(&state, "POST", "/sessions/x/freeze", &bearer(&killer)).await,
+            StatusCode::NOT_FOUND
+        );
+        // The role still decides: a user's token with every scope lists no sessions.
+        let user_all = put(&state, "t3", "ursula", &[ADMIN], later);
+        assert_eq!(
+            call(&state, "GET", "/sessions", &bearer(&user_all)).await,
+            StatusCode::FORBIDDEN
+        );
+        // Expired, wrong secret, malformed, unknown: 401.
+        let expired = put(&state, "t4", "sam", &[SESSIONS_READ], ops::now_unix() - 1);
+        for bad in [
+            bearer(&expired),
+            bearer("pcat_t1_wrong"),
+            bearer("pcat_nosuch_s3cret"),
+            bearer("garbage"),
+            "Basic abc".to_owned(),
+        ] {
+            assert_eq!(
+                call(&state, "GET", "/sessions", &bad).await,
+                StatusCode::UNAUTHORIZED,
+                "{bad}"
+            );
+        }
+        // Revoked: 401.
+        state.store.delete_token("t1").unwrap();
+        assert_eq!(
+            call(&state, "GET", "/sessions", &bearer(&reader)).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn an_enrol_only_login_reaches_the_enrolment_routes_only() {
+        let state = state();
+        let login = state.logins.create_login("sam", true);
+        let send = |method: &str, path: &str| {
+            Request::builder()
+                .method(method)
+                .uri(format!("/api/v1{path}"))
+                .header("cookie", format!("pc_session={login}"))
+                .header("x-portcullis-csrf", "1")
+                .body(HttpBody::empty())
+                .unwrap()
+        };
+        let status = |req: Request<HttpBody>| {
+            let app = crate::router(state.clone());
+            async move { app.oneshot(req).await.unwrap().status() }
+        };
+        assert_eq!(status(send("GET", "/me")).await, StatusCode::OK);
+        assert_eq!(status(send("POST", "/me/mfa/enrol")).await, StatusCode::OK);
+        for (m, p) in [("GET", "/sessions"), ("GET", "/targets"), ("GET", "/audit")] {
+            assert_eq!(status(send(m, p)).await, StatusCode::FORBIDDEN, "{m} {p}");
+        }
+        state.logins.upgrade(&login);
+        assert_eq!(status(send("GET", "/sessions")).await, StatusCode::OK);
+    }
+
+    #[test]
+    fn new_tokens_are_checked() {
+        let body = |name: &str, scopes: &[&str], days: u64| NewToken {
+            user: "alice".into(),
+            name: name.into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            expires_in_days: days,
+        };
+        assert_eq!(
+            checked(&body("ci", &[AUDIT_READ, SESSIONS_READ, AUDIT_READ], 7)).unwrap(),
+            [SESSIONS_READ, AUDIT_READ]
+        );
+        assert!(checked(&body("", &[AUDIT_READ], 7)).is_err());
+        assert!(checked(&body("ci", &[], 7)).is_err());
+        assert!(checked(&body("ci", &["root"], 7)).is_err());
+        assert!(checked(&body("ci", &[AUDIT_READ], 0)).is_err());
+        assert!(checked(&body("ci", &[AUDIT_READ], 400)).is_err());
+    }
+}

@@ -1,0 +1,114 @@
+import { ApiError, confirmMfa, enrolMfa, getMe, type MfaEnrolment } from '../api';
+import type { PageContext } from '../context';
+import { h, replace, showError } from '../dom';
+import { shell } from '../layout';
+import { landingHash } from '../router';
+import { errorMessage } from './util';
+
+/**
+ * The QR code of an enrolment as an <img> from a blob: URL of the gateway's SVG. An SVG in an
+ * <img> runs no script and loads nothing, and no server text becomes markup in the page.
+ */
+function qrImage(svg: string, signal: AbortSignal): HTMLImageElement {
+  const url = URL.createObjectURL(new Blob([svg], { type: 'image/svg+xml' }));
+  signal.addEventListener('abort', () => URL.revokeObjectURL(url));
+  return h('img', { id: 'mfa-qr', class: 'mfa-qr', src: url, alt: 'QR code to scan with an authenticator app', width: 200, height: 200 });
+}
+
+/** `#/me`: the user's own account: two-factor authentication (TOTP) set-up. */
+export async function renderMe(ctx: PageContext, onChange: () => void): Promise<void> {
+  const main = shell(ctx.root, ctx.me, 'me');
+  const section = h('section', { id: 'mfa-section', class: 'card' });
+  main.append(
+    h('div', { class: 'page-head' }, h('h1', null, 'Your account'), h('p', { class: 'muted' }, `${ctx.me.name} · ${ctx.me.role}`)),
+    section,
+  );
+  const status = h('p', { id: 'mfa-status' });
+  const error = h('div', { id: 'mfa-error', class: 'form-error', role: 'alert', hidden: true });
+
+  const showOn = () => {
+    replace(
+      section,
+      h('h2', null, 'Two-factor authentication'),
+      status,
+      h('p', { class: 'muted' }, 'Lost your phone? An administrator can reset it; you then set it up again.'),
+    );
+    status.textContent = 'Two-factor authentication is on: sign-ins ask for a code from your app.';
+    status.dataset.mfa = 'on';
+  };
+
+  const showEnrolment = (e: MfaEnrolment) => {
+    const code = h('input', { id: 'mfa-code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6, pattern: '[0-9]{6}', required: true });
+    const submit = h('button', { id: 'mfa-confirm', type: 'submit', class: 'btn btn-primary' }, 'Turn on');
+    const form = h('form', { class: 'create-form', novalidate: true }, h('label', { for: 'mfa-code' }, 'Code from the app'), code, submit, error);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      showError(error, null);
+      const value = code.value.trim();
+      if (!/^[0-9]{6}$/.test(value)) {
+        showError(error, 'Enter the 6 digits your app shows.');
+        return;
+      }
+      submit.disabled = true;
+      try {
+        await confirmMfa(value);
+        if (ctx.signal.aborted) return;
+        ctx.me.mfa = true;
+        ctx.me.mfa_enrol_required = false;
+        showOn();
+        main.append(h('p', null, h('a', { id: 'mfa-continue', class: 'btn btn-primary', href: landingHash(ctx.me) }, 'Continue')));
+        onChange();
+      } catch (err) {
+        if (ctx.signal.aborted) return;
+        showError(error, errorMessage(err));
+        code.value = '';
+        code.focus();
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    replace(
+      section,
+      h('h2', null, 'Two-factor authentication'),
+      h('p', null, 'Scan this code with an authenticator app (or type the key), then enter the code it shows.'),
+      qrImage(e.qr_svg, ctx.signal),
+      h('p', null, 'Key: ', h('code', { id: 'mfa-secret', class: 'mfa-secret' }, e.secret)),
+      form,
+    );
+    code.focus();
+  };
+
+  const showOff = () => {
+    const start = h('button', { id: 'mfa-enrol', type: 'button', class: 'btn btn-primary' }, 'Set up two-factor authentication');
+    start.addEventListener('click', async () => {
+      start.disabled = true;
+      showError(error, null);
+      try {
+        const e = await enrolMfa();
+        if (ctx.signal.aborted) return;
+        showEnrolment(e);
+      } catch (err) {
+        if (ctx.signal.aborted) return;
+        showError(error, errorMessage(err));
+      } finally {
+        start.disabled = false;
+      }
+    });
+    status.dataset.mfa = 'off';
+    status.textContent = ctx.me.mfa_enrol_required
+      ? 'Your role requires two-factor authentication. Set it up to use the gateway.'
+      : 'Two-factor authentication is off.';
+    replace(section, h('h2', null, 'Two-factor authentication'), status, start, error);
+  };
+
+  try {
+    const me = await getMe();
+    if (ctx.signal.aborted) return;
+    Object.assign(ctx.me, me);
+  } catch (err) {
+    if (ctx.signal.aborted || (err instanceof ApiError && err.status === 401)) return;
+    showError(error, errorMessage(err));
+  }
+  if (ctx.me.mfa) showOn();
+  else showOff();
+}
