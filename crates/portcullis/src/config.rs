@@ -26,6 +26,18 @@ pub struct Config {
     pub policy_file: Option<PathBuf>,
     /// `[audit]`: where the audit trail lives and how big a segment grows.
     pub audit: Audit,
+    /// `[auth]`: login settings.
+    pub auth: Auth,
+    /// `[[siem]]`: where the audit trail is exported to (checked at load).
+    pub siem: Vec<portcullis_siem::SiemConfig>,
+}
+
+/// The `[auth]` section.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// `[auth] mfa_required_roles`: users of these roles must use TOTP two-factor
+    /// authentication (without it they may only enrol; native RDP needs a browser ticket).
+    pub mfa_required_roles: Vec<portcullis_store::Role>,
 }
 
 /// The audit trail's settings.
@@ -102,6 +114,10 @@ mod dto {
         pub policy: Policy,
         #[serde(default)]
         pub audit: Audit,
+        #[serde(default)]
+        pub auth: Auth,
+        #[serde(default)]
+        pub siem: Vec<portcullis_siem::SiemConfig>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -109,6 +125,13 @@ mod dto {
     pub struct Audit {
         pub dir: Option<PathBuf>,
         pub segment_mib: Option<u64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Auth {
+        #[serde(default)]
+        pub mfa_required_roles: Vec<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -243,6 +266,21 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
     })
 }
 
+fn auth(a: dto::Auth) -> Result<Auth> {
+    let mut roles = Vec::new();
+    for name in &a.mfa_required_roles {
+        let role: portcullis_store::Role = name
+            .parse()
+            .map_err(|e| anyhow::anyhow!("auth.mfa_required_roles: {e}"))?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    Ok(Auth {
+        mfa_required_roles: roles,
+    })
+}
+
 fn rdp(r: dto::Rdp) -> Result<Rdp> {
     let text = r.listen.as_deref().unwrap_or(DEFAULT_RDP_LISTEN);
     let listen: SocketAddr = text
@@ -303,6 +341,8 @@ impl Config {
             rdp: rdp(file.rdp)?,
             policy_file: file.policy.file,
             audit: audit(file.audit, &data_dir)?,
+            auth: auth(file.auth)?,
+            siem: siem(file.siem)?,
             data_dir,
         })
     }
@@ -319,6 +359,15 @@ impl Config {
             None => Config::parse("", data_dir_override),
         }
     }
+}
+
+fn siem(sections: Vec<portcullis_siem::SiemConfig>) -> Result<Vec<portcullis_siem::SiemConfig>> {
+    let host = portcullis_siem::machine_hostname();
+    for (i, s) in sections.iter().enumerate() {
+        s.plan(&host)
+            .map_err(|e| anyhow::anyhow!("siem[{i}]: {e}"))?;
+    }
+    Ok(sections)
 }
 
 fn audit(file: dto::Audit, data_dir: &Path) -> Result<Audit> {
@@ -414,7 +463,39 @@ mod tests {
     }
 
     #[test]
+    fn auth_section_names_roles_and_refuses_unknown_ones() {
+        let c = Config::parse("", None).unwrap();
+        assert!(c.auth.mfa_required_roles.is_empty());
+        let c = Config::parse(
+            "[auth]\nmfa_required_roles = [\"admin\", \"soc\", \"admin\"]",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth.mfa_required_roles,
+            [portcullis_store::Role::Admin, portcullis_store::Role::Soc]
+        );
+        let err = Config::parse("[auth]\nmfa_required_roles = [\"root\"]", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.mfa_required_roles"), "{err}");
+        assert!(err.contains("root"), "{err}");
+        assert!(Config::parse("[auth]\nmfa = true", None).is_err());
+    }
+
+    #[test]
     fn policy_section() {
+        let e = format!(
+            "{:#}",
+            Config::parse("[[siem]]\nkind = \"syslog\"\n", None).unwrap_err()
+        );
+        assert!(e.contains("siem[0]"), "{e}");
+        let ok = Config::parse(
+            "[[siem]]\nkind = \"jsonl\"\nfile = \"/var/log/portcullis-audit.jsonl\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(ok.siem.len(), 1);
         assert_eq!(Config::parse("", None).unwrap().policy_file, None);
         let c = Config::parse("[policy]\nfile = \"/etc/portcullis/policy.toml\"", None).unwrap();
         assert_eq!(

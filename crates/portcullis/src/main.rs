@@ -400,11 +400,11 @@ fn rotate_key_cmd(config: &Config) -> Result<()> {
     let old = load_key(config)?;
     let new = match std::env::var(SECRET_KEY_ENV) {
         Ok(_) => Some(
-            SecretKey::from_hex(
-                &std::env::var(NEW_SECRET_KEY_ENV).with_context(|| {
-                    format!("the key comes from {SECRET_KEY_ENV}: give the new one in {NEW_SECRET_KEY_ENV}")
-                })?,
-            )
+            SecretKey::from_hex(&std::env::var(NEW_SECRET_KEY_ENV).with_context(|| {
+                format!(
+                    "the key comes from {SECRET_KEY_ENV}: give the new one in {NEW_SECRET_KEY_ENV}"
+                )
+            })?)
             .with_context(|| format!("{NEW_SECRET_KEY_ENV} is not a valid key"))?,
         ),
         Err(_) => None,
@@ -414,7 +414,11 @@ fn rotate_key_cmd(config: &Config) -> Result<()> {
     println!(
         "secret key rotated: {} target secrets and {} signing key sealed under the new key",
         done.targets,
-        if done.signing_key { "the recording" } else { "no" }
+        if done.signing_key {
+            "the recording"
+        } else {
+            "no"
+        }
     );
     if from_env {
         println!("now set {SECRET_KEY_ENV} to the value of {NEW_SECRET_KEY_ENV} before starting the gateway");
@@ -600,8 +604,9 @@ fn serve(config: Config) -> Result<()> {
     if let Some(r) = &recording {
         broker = broker.with_recorder(r.recorder.clone());
     }
-    let mut state =
-        portcullis_web::AppState::new(Arc::new(store), Arc::new(key), broker).with_audit(audit);
+    let mut state = portcullis_web::AppState::new(Arc::new(store), Arc::new(key), broker)
+        .with_audit(audit)
+        .with_mfa_required_roles(config.auth.mfa_required_roles.clone());
     if let Some(r) = &recording {
         state = state.with_recordings(r.web.clone());
     }
@@ -631,7 +636,24 @@ fn serve(config: Config) -> Result<()> {
         .thread_name("portcullis")
         .build()
         .context("cannot start the async runtime")?;
+    // The SIEM exporters: a bad section (CA file, state directory) stops the start.
+    let siem = {
+        let _in_runtime = runtime.enter();
+        config
+            .siem
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                portcullis_siem::Forwarder::new(s, &config.audit.dir, config.data_dir.join("siem"))
+                    .with_context(|| format!("siem[{i}]"))
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
     runtime.block_on(async move {
+        for forwarder in siem {
+            // They run until the gateway stops; what was not delivered yet goes next time.
+            tokio::spawn(forwarder.run(std::future::pending::<()>()));
+        }
         if let (Some(r), Some(retention)) = (&recording, config.recording.retention) {
             recording::spawn_retention(r.storage.clone(), r.live.clone(), retention);
         }
