@@ -117,6 +117,16 @@ test('every audit record reaches rsyslog and the JSON-lines file, also across a 
   // The file sink is exact (fsync'd cursor): each record once; syslog may repeat some.
   assert.equal(file.lines, n);
   console.log(`# ${n} records delivered; syslog received ${syslog.lines} lines (${syslog.lines - n} repeats after the outage)`);
+  // The security team sees each export caught up.
+  let exports;
+  for (let i = 0; i < 50; i++) {
+    exports = (await admin.get('/audit/exports')).json.exports;
+    if (exports.length === 2 && exports.every((e) => e.delivered_seq >= n)) break;
+    await sleep(200);
+  }
+  assert.equal(exports.length, 2, JSON.stringify(exports));
+  for (const e of exports) assert.ok(e.delivered_seq >= n && e.gaps === 0, JSON.stringify(e));
+  assert.ok(exports.some((e) => e.connected && /127\.0\.0\.1/.test(e.sink)), JSON.stringify(exports));
   // RFC 5424 with the record as the message, and warning severity for a lock.
   const lines = readFileSync(join(dir, 'received.log'), 'utf8').split('\n');
   const lock = lines.find((l) => l.includes('"kind":"user_lock"'));

@@ -27,6 +27,8 @@ use crate::{AppState, WebError};
 #[derive(Clone, Default)]
 pub struct Audit {
     log: Option<Arc<AuditLog>>,
+    /// The SIEM exports reading it, for their status.
+    exports: Vec<portcullis_siem::Handle>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -40,7 +42,16 @@ impl std::fmt::Debug for Audit {
 impl Audit {
     /// Writes to `log`.
     pub fn new(log: Arc<AuditLog>) -> Self {
-        Self { log: Some(log) }
+        Self {
+            log: Some(log),
+            exports: Vec::new(),
+        }
+    }
+
+    /// Shows the status of these SIEM exports (`GET /audit/exports`).
+    pub fn with_exports(mut self, exports: Vec<portcullis_siem::Handle>) -> Self {
+        self.exports = exports;
+        self
     }
 
     /// Where the trail lives, if there is one.
@@ -185,6 +196,19 @@ pub(crate) async fn query(
         .then(|| entries.last().map(|e| e.seq))
         .flatten();
     Ok(Json(json!({ "entries": entries, "next_before_seq": next })))
+}
+
+/// `GET /audit/exports`: each SIEM export's status (connected, last delivered record, pending,
+/// last error), so the security team sees a SIEM falling behind.
+pub(crate) async fn exports(State(state): State<AppState>, Soc(_who): Soc) -> Json<Value> {
+    let last = state.audit.log.as_ref().map(|l| l.recovery().next_seq);
+    let list: Vec<Value> = state
+        .audit
+        .exports
+        .iter()
+        .map(|h| serde_json::to_value(h.status()).unwrap_or(Value::Null))
+        .collect();
+    Json(json!({ "exports": list, "next_seq_at_start": last }))
 }
 
 /// `GET /audit/verify`: checks the whole chain now and says where it breaks, if it does.

@@ -193,6 +193,7 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}/export", get(recordings::export))
         .route("/audit", get(audit::query))
         .route("/audit/verify", get(audit::verify))
+        .route("/audit/exports", get(audit::exports))
         .route("/openapi.json", get(openapi::document))
         .fallback(api::not_found)
         .layer(middleware::from_fn(csrf_guard))

@@ -332,6 +332,9 @@ fn audit_paths(doc: &mut Value) {
         query("limit", "integer", "At most this many (default 100, at most 500)"),
     ]);
     doc["paths"]["/audit"] = json!({ "get": list });
+    doc["paths"]["/audit/exports"] = json!({
+        "get": op("Each SIEM export's status: connected, last delivered seq and hash, pending records, gaps, last error", soc, None, "200"),
+    });
     doc["paths"]["/audit/verify"] = json!({
         "get": op("Check the audit trail's whole hash chain now; names the first bad record", soc, None, "200"),
     });

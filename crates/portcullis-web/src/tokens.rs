@@ -115,6 +115,7 @@ pub const ROUTES: &[(&str, &str, Need)] = {
         ("post", "/users/{name}/unlock", Scope(USERS_LOCK)),
         ("get", "/audit", Scope(AUDIT_READ)),
         ("get", "/audit/verify", Scope(AUDIT_READ)),
+        ("get", "/audit/exports", Scope(AUDIT_READ)),
         ("get", "/recordings", Scope(RECORDINGS_READ)),
         ("get", "/recordings/{id}", Scope(RECORDINGS_READ)),
         (

@@ -649,6 +649,11 @@ fn serve(config: Config) -> Result<()> {
             })
             .collect::<Result<Vec<_>>>()?
     };
+    state.audit = state.audit.clone().with_exports(
+        siem.iter()
+            .map(portcullis_siem::Forwarder::handle)
+            .collect(),
+    );
     runtime.block_on(async move {
         for forwarder in siem {
             // They run until the gateway stops; what was not delivered yet goes next time.
