@@ -437,3 +437,38 @@ test('the role still limits a token; revoked, unknown and locked users\' tokens 
   assert.equal(bad.status, 400);
   assert.match(bad.json.error, /scopes/);
 });
+
+test('Admin › API tokens: create one with a scope in the UI, see its secret once, use it, revoke it', async () => {
+  const page = await newPage(browser);
+  try {
+    await uiLogin(page, gw.base, 'admin', ADMIN);
+    await page.waitForSelector('#current-role');
+    await page.click('#nav-admin-tokens');
+    await page.waitForSelector('#tokens-table');
+    await page.waitForSelector('#token-user option[value="bob"]', { state: 'attached' });
+    await page.selectOption('#token-user', 'bob');
+    await page.fill('#token-name', 'ui-reader');
+    await page.check('[data-scope="audit:read"]');
+    await page.check('[data-scope="sessions:read"]');
+    // bob (a user) may not read sessions whatever the token says: the role still limits it.
+    await page.click('#token-create');
+    await page.waitForSelector('#token-secret:not([hidden])');
+    const secret = (await page.textContent('#token-secret-value')).trim();
+    assert.match(secret, /^pcat_/);
+    await page.waitForSelector('tr[data-token] >> text=ui-reader');
+    const use = (p) => request(gw.base, 'GET', '/api/v1' + p, { headers: { authorization: `Bearer ${secret}` } });
+    assert.equal((await use('/me')).status, 200);
+    assert.equal((await use('/sessions')).status, 403, 'a user role reads no sessions');
+    // Leaving the page and coming back: the secret is gone, the token listed without it.
+    await page.click('#nav-admin-users');
+    await page.click('#nav-admin-tokens');
+    await page.waitForSelector('tr[data-token] >> text=ui-reader');
+    assert.ok(!(await page.content()).includes(secret), 'the secret is shown again');
+    const id = await page.getAttribute('tr[data-token]:has-text("ui-reader")', 'data-token');
+    await page.click(`[data-revoke-token="${id}"]`);
+    await page.waitForSelector(`tr[data-token="${id}"]`, { state: 'detached' });
+    assert.equal((await use('/me')).status, 401);
+  } finally {
+    await page.close();
+  }
+});

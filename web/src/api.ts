@@ -234,6 +234,15 @@ export const confirmMfa = (code: string) => api<{ mfa: boolean }>('POST', '/me/m
 export const resetMfa = (name: string) => api<null>('DELETE', `/users/${seg(name)}/mfa`);
 export const listTokens = () => api<ApiToken[]>('GET', '/tokens');
 export const revokeToken = (id: string) => api<null>('DELETE', `/tokens/${seg(id)}`);
+/** What `POST /tokens` asks for. */
+export interface NewToken {
+  user: string;
+  name: string;
+  scopes: string[];
+  expires_in_days: number;
+}
+/** The new token, with its secret (shown this once). */
+export const createToken = (t: NewToken) => api<ApiToken & { token: string }>('POST', '/tokens', t);
 export const logout = () => api<null>('POST', '/auth/logout');
 
 export const listTargets = () => api<Target[]>('GET', '/targets');

@@ -4,7 +4,7 @@ import { isSocRole } from './soc';
 import { landingHash } from './router';
 import { h } from './dom';
 
-export type NavKey = 'me' | 'targets' | 'recordings' | 'soc' | 'audit' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'session';
+export type NavKey = 'me' | 'targets' | 'recordings' | 'soc' | 'audit' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'admin-tokens' | 'session';
 
 function navLink(id: string, href: string, label: string, active: boolean): HTMLAnchorElement {
   return h('a', { id, href, class: active ? 'nav-link active' : 'nav-link', 'aria-current': active ? 'page' : null }, label);
@@ -32,6 +32,7 @@ export function header(me: Me, active: NavKey): HTMLElement {
       navLink('nav-admin-grants', '#/admin/grants', 'Grants', active === 'admin-grants'),
       navLink('nav-admin-sessions', '#/admin/sessions', 'Sessions', active === 'admin-sessions'),
       navLink('nav-admin-policy', '#/admin/policy', 'Policy', active === 'admin-policy'),
+      navLink('nav-admin-tokens', '#/admin/tokens', 'API tokens', active === 'admin-tokens'),
     );
   }
   // An enrol-only login (the role requires two-factor authentication) reaches no other page.

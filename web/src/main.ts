@@ -4,7 +4,7 @@ import './style.css';
 import { ApiError, getMe, onUnauthorized, type Me } from './api';
 import type { PageContext } from './context';
 import { h, replace } from './dom';
-import { renderAdminGrants, renderAdminSessions, renderAdminTargets, renderAdminUsers } from './pages/admin';
+import { renderAdminGrants, renderAdminSessions, renderAdminTokens, renderAdminTargets, renderAdminUsers } from './pages/admin';
 import { renderAudit } from './pages/audit';
 import { renderLogin } from './pages/login';
 import { renderMe } from './pages/me';
@@ -129,6 +129,9 @@ async function render(): Promise<void> {
         break;
       case 'policy':
         await renderAdminPolicy(ctx);
+        break;
+      case 'tokens':
+        await renderAdminTokens(ctx);
         break;
       default:
         location.replace(landingHash(me));
