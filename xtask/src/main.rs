@@ -287,6 +287,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "rdp_drive_bytes",
     "audit_segment",
     "policy_document",
+    "config_file",
 ];
 
 fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
