@@ -252,6 +252,13 @@ pub(crate) struct SessionShared {
     audit: Option<Arc<dyn SessionAudit>>,
 }
 
+/// The policy's answer to a crossing, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Allow,
+    Deny,
+}
+
 /// Drive-redirection messages of the target that arrived before a native client claimed the
 /// drive: the target's greeting, a few hundred bytes. More is not a real target.
 const MAX_EARLY_DEVICE_BYTES: usize = 256 * 1024;
@@ -318,14 +325,21 @@ impl SessionShared {
             Direction::ClientToTarget => "clipboard_to_target",
             Direction::TargetToClient => "clipboard_to_client",
         };
-        let (decision, reason) = match verdict.denial() {
-            None => (
-                "allow",
+        match verdict.denial() {
+            None => self.record_decision(
+                action,
+                Decision::Allow,
                 format!("{bytes} bytes allowed by rule {:?}", self.grant.rule()),
             ),
-            Some(denial) => ("deny", denial.explain()),
-        };
-        if decision == "deny" {
+            Some(denial) => self.record_decision(action, Decision::Deny, denial.explain()),
+        }
+        verdict.is_allowed()
+    }
+
+    /// Records a policy decision about a crossing in the event track (and so the audit trail);
+    /// a refusal is also logged and told to every viewer, so the user learns why.
+    fn record_decision(&self, action: &str, decision: Decision, reason: String) {
+        if decision == Decision::Deny {
             let id = lock(&self.info).id.clone();
             info!(session = %id, action, %reason, "policy denied a crossing");
             let notice = ServerMessage::Denied {
@@ -339,10 +353,13 @@ impl SessionShared {
         }
         self.tap_event(TapEvent::Session(SessionEvent::Policy {
             action: action.into(),
-            decision: decision.into(),
+            decision: match decision {
+                Decision::Allow => "allow",
+                Decision::Deny => "deny",
+            }
+            .into(),
             reason,
         }));
-        verdict.is_allowed()
     }
 
     /// Which files a native client copies may be fetched for this session (RDP clipboard).
@@ -374,11 +391,11 @@ impl SessionShared {
             None => None,
         };
         let Some(why) = denial else {
-            self.tap_event(TapEvent::Session(SessionEvent::Policy {
-                action: action.into(),
-                decision: "allow".into(),
-                reason: format!("files {names}: allowed by rule {:?}", self.grant.rule()),
-            }));
+            self.record_decision(
+                action,
+                Decision::Allow,
+                format!("files {names}: allowed by rule {:?}", self.grant.rule()),
+            );
             for f in files {
                 self.file_event(FileEvent::Transferred {
                     direction: file_direction,
@@ -389,22 +406,7 @@ impl SessionShared {
             }
             return true;
         };
-        let reason = format!("files {names}: {why}");
-        let id = lock(&self.info).id.clone();
-        info!(session = %id, action, %reason, "policy denied a crossing");
-        let notice = ServerMessage::Denied {
-            action: action.into(),
-            reason: reason.clone(),
-        };
-        self.for_each_viewer(|v| {
-            v.push_event(notice.clone());
-            v.wake();
-        });
-        self.tap_event(TapEvent::Session(SessionEvent::Policy {
-            action: action.into(),
-            decision: "deny".into(),
-            reason,
-        }));
+        self.record_decision(action, Decision::Deny, format!("files {names}: {why}"));
         false
     }
 
@@ -466,20 +468,20 @@ impl SessionShared {
             } => {
                 let (dir, action) = direction_of(direction);
                 let verdict = self.grant.file_transfer(dir);
-                let (decision, reason) = match verdict.denial() {
-                    None => (
-                        "allow",
+                match verdict.denial() {
+                    None => self.record_decision(
+                        action,
+                        Decision::Allow,
                         format!("{path}: allowed by rule {:?}", self.grant.rule()),
                     ),
                     // The adapter applies the same terms, so this does not happen; if it
                     // did, the record says so.
-                    Some(denial) => ("deny", format!("{path}: {}", denial.explain())),
-                };
-                self.tap_event(TapEvent::Session(SessionEvent::Policy {
-                    action: action.into(),
-                    decision: decision.into(),
-                    reason,
-                }));
+                    Some(denial) => self.record_decision(
+                        action,
+                        Decision::Deny,
+                        format!("{path}: {}", denial.explain()),
+                    ),
+                }
                 self.tap_event(TapEvent::Session(SessionEvent::FileTransfer {
                     direction,
                     path,
@@ -498,22 +500,7 @@ impl SessionShared {
                     .file_transfer(dir)
                     .denial()
                     .map_or_else(|| "not allowed".to_owned(), |d| d.explain());
-                let reason = format!("{operation} {path}: {why}");
-                let id = lock(&self.info).id.clone();
-                info!(session = %id, action, %reason, "policy denied a crossing");
-                let notice = ServerMessage::Denied {
-                    action: action.into(),
-                    reason: reason.clone(),
-                };
-                self.for_each_viewer(|v| {
-                    v.push_event(notice.clone());
-                    v.wake();
-                });
-                self.tap_event(TapEvent::Session(SessionEvent::Policy {
-                    action: action.into(),
-                    decision: "deny".into(),
-                    reason,
-                }));
+                self.record_decision(action, Decision::Deny, format!("{operation} {path}: {why}"));
             }
             FileEvent::Changed { path, change } => {
                 self.tap_event(TapEvent::Session(SessionEvent::FileChange { path, change }))

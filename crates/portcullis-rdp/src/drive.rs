@@ -244,18 +244,10 @@ impl DriveRelay {
 
     /// A whole (reassembled) `rdpdr` message from the target.
     pub fn from_target(&mut self, pdu: &[u8]) -> Vec<DriveOutput> {
-        let mut r = Reader::new(pdu);
-        let (Some(component), Some(packet)) = (r.u16(), r.u16()) else {
-            return vec![DriveOutput::Dropped(
-                "a target drive message without header".into(),
-            )];
+        let (packet, r) = match core_header(pdu, "target") {
+            Ok(h) => h,
+            Err(dropped) => return vec![dropped],
         };
-        if component != RDPDR_CTYP_CORE {
-            // Printer-component messages: there is no printer on this channel.
-            return vec![DriveOutput::Dropped(format!(
-                "a target drive message of component {component:#06x}"
-            ))];
-        }
         match packet {
             PAKID_CORE_DEVICE_IOREQUEST => self.io_request(pdu, r),
             PAKID_CORE_USER_LOGGEDON if !self.client_capable => {
@@ -275,17 +267,10 @@ impl DriveRelay {
 
     /// A whole (reassembled) `rdpdr` message from the client.
     pub fn from_client(&mut self, pdu: &[u8]) -> Vec<DriveOutput> {
-        let mut r = Reader::new(pdu);
-        let (Some(component), Some(packet)) = (r.u16(), r.u16()) else {
-            return vec![DriveOutput::Dropped(
-                "a client drive message without header".into(),
-            )];
+        let (packet, r) = match core_header(pdu, "client") {
+            Ok(h) => h,
+            Err(dropped) => return vec![dropped],
         };
-        if component != RDPDR_CTYP_CORE {
-            return vec![DriveOutput::Dropped(format!(
-                "a client drive message of component {component:#06x}"
-            ))];
-        }
         match packet {
             PAKID_CORE_DEVICE_IOCOMPLETION => self.io_completion(pdu, r),
             PAKID_CORE_DEVICELIST_ANNOUNCE => self.device_list(r),
@@ -308,15 +293,21 @@ impl DriveRelay {
     /// The session ends: files still open are reported with what crossed so far.
     pub fn finish(&mut self) -> Vec<DriveOutput> {
         let mut out = Vec::new();
-        let mut keys: Vec<FileKey> = self.open.keys().copied().collect();
+        self.close_files(|_| true, &mut out);
+        self.pending.clear();
+        out
+    }
+
+    /// Forgets the open files `pick` selects, reporting what crossed of each (in key order, so
+    /// the record does not depend on a hash map's order).
+    fn close_files(&mut self, pick: impl Fn(&FileKey) -> bool, out: &mut Vec<DriveOutput>) {
+        let mut keys: Vec<FileKey> = self.open.keys().filter(|k| pick(k)).copied().collect();
         keys.sort_unstable();
         for key in keys {
             if let Some(file) = self.open.remove(&key) {
-                report(file, &mut out);
+                report(file, out);
             }
         }
-        self.pending.clear();
-        out
     }
 
     /// Panics when the relay's state outgrew its bounds (for the fuzzer).
@@ -382,18 +373,7 @@ impl DriveRelay {
         }
         let mut out = Vec::new();
         // Files open on a removed drive end there.
-        let mut gone: Vec<FileKey> = self
-            .open
-            .keys()
-            .filter(|(d, _)| ids.contains(d))
-            .copied()
-            .collect();
-        gone.sort_unstable();
-        for key in gone {
-            if let Some(file) = self.open.remove(&key) {
-                report(file, &mut out);
-            }
-        }
+        self.close_files(|(device, _)| ids.contains(device), &mut out);
         let mut pdu = header(PAKID_CORE_DEVICELIST_REMOVE);
         pdu.extend_from_slice(&u32::try_from(ids.len()).unwrap_or(0).to_le_bytes());
         for id in ids {
@@ -677,6 +657,23 @@ fn report(file: OpenFile, out: &mut Vec<DriveOutput>) {
     {
         out.push(DriveOutput::File(event));
     }
+}
+
+/// The packet id of a core-component message, and a reader past its header. Other components
+/// (the printer's: there is no printer on this channel) and truncated headers are dropped.
+fn core_header<'a>(pdu: &'a [u8], side: &str) -> Result<(u16, Reader<'a>), DriveOutput> {
+    let mut r = Reader::new(pdu);
+    let (Some(component), Some(packet)) = (r.u16(), r.u16()) else {
+        return Err(DriveOutput::Dropped(format!(
+            "a {side} drive message without header"
+        )));
+    };
+    if component != RDPDR_CTYP_CORE {
+        return Err(DriveOutput::Dropped(format!(
+            "a {side} drive message of component {component:#06x}"
+        )));
+    }
+    Ok((packet, r))
 }
 
 fn header(packet: u16) -> Vec<u8> {

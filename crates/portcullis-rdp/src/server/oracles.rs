@@ -84,19 +84,27 @@ pub fn drive_bytes(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    /// `count` inputs of growing length (up to `max_len`) from a fixed xorshift stream.
+    fn pseudo_random_inputs(seed: u32, count: usize, max_len: usize) -> Vec<Vec<u8>> {
+        let mut x = seed;
+        (0..count)
+            .map(|len| {
+                (0..len % max_len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        x.to_le_bytes()[0]
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     #[test]
     fn random_and_truncated_client_bytes_are_harmless() {
         // A fixed pseudo-random stream, and every prefix of a few real PDU shapes.
-        let mut x: u32 = 0x1234_5678;
-        for len in 0..2000 {
-            let data: Vec<u8> = (0..len % 300)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x.to_le_bytes()[0]
-                })
-                .collect();
+        for data in pseudo_random_inputs(0x1234_5678, 2000, 300) {
             super::client_bytes(&data);
         }
         let fast_path_mouse = [0x00, 0x08, 0x01, 0x20, 0x00, 0x08, 0xff, 0xff, 0xff, 0xff];
@@ -107,16 +115,7 @@ mod tests {
 
     #[test]
     fn random_drive_conversations_are_harmless() {
-        let mut x: u32 = 0x9E37_79B9;
-        for len in 0..3000 {
-            let data: Vec<u8> = (0..len % 400)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x.to_le_bytes()[0]
-                })
-                .collect();
+        for data in pseudo_random_inputs(0x9E37_79B9, 3000, 400) {
             super::drive_bytes(&data);
         }
     }
