@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  startDesktop, startGateway, launchBrowser, uiLogin, sleep, recordedEvents, newPage,
+  startDesktop, startGateway, launchBrowser, uiLogin, openTarget, sleep, recordedEvents, newPage,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -39,11 +39,7 @@ after(async () => {
   vnc?.stop();
 });
 
-async function openSession(page) {
-  await uiLogin(page, gw.base, 'alice', ALICE);
-  await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
-  await page.click('[data-target="desk"]');
-}
+const openSession = (page) => openTarget(page, gw.base, 'alice', ALICE, 'desk');
 
 /** Every record matching `query`, newest first (follows the pages). */
 async function trail(client, query = '') {

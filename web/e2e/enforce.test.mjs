@@ -46,11 +46,7 @@ async function setPolicy(fields) {
 
 const newPage = () => H.newPage(browser);
 
-async function openSession(page) {
-  await uiLogin(page, gw.base, 'alice', ALICE);
-  await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
-  await page.click('[data-target="desk"]');
-}
+const openSession = (page) => H.openTarget(page, gw.base, 'alice', ALICE, 'desk');
 
 async function waitConnected(page) {
   await page.waitForFunction(() => window.__portcullis?.sessionId, null, { timeout: 20000 });

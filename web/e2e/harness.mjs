@@ -227,6 +227,13 @@ export async function uiLogin(page, base, user, password) {
   await page.click('#login-submit');
 }
 
+/** Logs in through the UI and opens `target` from the targets list (does not wait for frames). */
+export async function openTarget(page, base, user, password, target) {
+  await uiLogin(page, base, user, password);
+  await page.waitForSelector(`[data-target="${target}"]`, { timeout: 10000 });
+  await page.click(`[data-target="${target}"]`);
+}
+
 /** Compares the session canvas against a PNG of the target's display, in the browser. */
 export async function compareCanvasWith(page, png, region) {
   return page.evaluate(async ({ b64, region }) => {

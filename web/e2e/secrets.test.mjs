@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDesktop, startGateway, launchBrowser, uiLogin, sleep, recordedEvents, newPage } from './harness.mjs';
+import { startDesktop, startGateway, launchBrowser, openTarget, sleep, recordedEvents, newPage } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const ALICE = 'alice-password-123';
@@ -47,9 +47,7 @@ async function session() {
   page.on('response', async (res) => {
     try { traffic.push(await res.body()); } catch { /* redirects and aborted loads have none */ }
   });
-  await uiLogin(page, gw.base, 'alice', ALICE);
-  await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
-  await page.click('[data-target="desk"]');
+  await openTarget(page, gw.base, 'alice', ALICE, 'desk');
   await page.waitForFunction(() => window.__portcullis?.framesPainted >= 1, null, { timeout: 20000 });
   const id = await page.evaluate(() => window.__portcullis.sessionId);
   return [page, id, traffic];

@@ -756,19 +756,7 @@ mod tests {
 
     #[test]
     fn text_crosses_both_ways_between_our_client_and_our_server() {
-        let mut client = CliprdrClient::new(Box::new(ClipQueue::default()));
-        let mut server = CliprdrServer::new(Box::new(ClipQueue::default()));
-        let (mut cs, mut ss) = (ClipState::default(), ClipState::default());
-        let start = server.start().unwrap();
-        settle(
-            &mut client,
-            &mut cs,
-            &mut server,
-            &mut ss,
-            start,
-            Vec::new(),
-        );
-        assert!(client.is_ready() && server.is_ready());
+        let (mut client, mut cs, mut server, mut ss) = ready_pair();
 
         // The client copies: the server asks for it and gets it, line ends as they were.
         let offer_c = offer(&mut client, &mut cs, "one\ntwo".into());
