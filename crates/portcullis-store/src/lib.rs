@@ -321,9 +321,20 @@ pub trait Store: Send + Sync + 'static {
     /// Adds a new user. Fails with [`StoreError::AlreadyExists`] if the name is taken, or
     /// [`StoreError::InvalidName`].
     fn create_user(&self, user: &UserRecord) -> Result<(), StoreError>;
-    /// Adds or replaces a user (e.g. a password or role change). Fails with
-    /// [`StoreError::InvalidName`].
+    /// Adds or replaces a user whole (imports, tests). Fails with [`StoreError::InvalidName`].
+    /// Never use it to change an existing user: a change made meanwhile would be lost and a
+    /// user deleted meanwhile would come back; use [`Store::update_user`].
     fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Changes an existing user atomically: `change` gets the record as stored now and says
+    /// whether it changed it; no other write to that user comes between the read and the
+    /// write. `None` when there is no such user (then nothing is written: a deleted user is
+    /// never brought back). Returns the record as stored afterwards. `change` may run more than
+    /// once (backends may retry), so it must only change the record it is given.
+    fn update_user(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(&mut UserRecord) -> bool,
+    ) -> Result<Option<UserRecord>, StoreError>;
     /// Looks up a user.
     fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
     /// All users, sorted by name.

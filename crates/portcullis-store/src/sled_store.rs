@@ -197,6 +197,28 @@ impl Store for SledStore {
         self.put_record(&self.users, "user", &user.name, user)
     }
 
+    fn update_user(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(&mut UserRecord) -> bool,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        // Every write of this store holds the write lock, and sled's own file lock keeps other
+        // processes out: read, change and write under it is one step for everyone else.
+        let _guard = self.write_lock();
+        let Some(mut record) = get_record::<UserRecord>(&self.users, "users", name)? else {
+            return Ok(None);
+        };
+        if change(&mut record) {
+            // INVARIANT: the key is the name; a change may not rename.
+            record.name = name.to_owned();
+            self.users
+                .insert(name.as_bytes(), encode(&record)?)
+                .map_err(backend)?;
+            self.flush_db()?;
+        }
+        Ok(Some(record))
+    }
+
     fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         get_record(&self.users, "users", name)
     }

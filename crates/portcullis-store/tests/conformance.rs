@@ -379,6 +379,95 @@ mod checks {
     }
 }
 
+/// Concurrent changes to one user: none is lost, and a delete is never undone by a change that
+/// read the record before it.
+pub fn concurrent_user_updates(store: &dyn Store) {
+    const THREADS: u64 = 4;
+    const ROUNDS: u64 = 100;
+    let mut carol = user("carol", Role::User);
+    carol.mfa = Some(MfaRecord {
+        sealed_secret: vec![1],
+        confirmed: false,
+        last_step: 0,
+        since: 0,
+    });
+    store.create_user(&carol).unwrap();
+    std::thread::scope(|scope| {
+        // Counters in the MFA record: each thread adds one, many times, with a yield between
+        // the read and the write so that a read-modify-write without atomicity loses updates.
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                for _ in 0..ROUNDS {
+                    let changed = store
+                        .update_user("carol", &mut |u| {
+                            let m = u.mfa.as_mut().unwrap();
+                            let seen = m.last_step;
+                            std::thread::yield_now();
+                            m.last_step = seen + 1;
+                            true
+                        })
+                        .unwrap();
+                    assert!(changed.is_some());
+                }
+            });
+        }
+        // And a lock flipping meanwhile, which must not undo or be undone by the counters.
+        scope.spawn(|| {
+            for i in 0..ROUNDS {
+                store
+                    .update_user("carol", &mut |u| {
+                        u.locked = i % 2 == 0;
+                        true
+                    })
+                    .unwrap();
+            }
+        });
+    });
+    let carol = store.get_user("carol").unwrap().unwrap();
+    assert_eq!(carol.mfa.unwrap().last_step, THREADS * ROUNDS);
+    assert!(
+        !carol.locked,
+        "the last lock change (odd round: unlock) stands"
+    );
+
+    // A change that finds nothing writes nothing; returning false writes nothing.
+    assert_eq!(store.update_user("nobody", &mut |_| true).unwrap(), None);
+    assert_eq!(store.get_user("nobody").unwrap(), None);
+    let before = store.get_user("carol").unwrap();
+    let unchanged = store
+        .update_user("carol", &mut |u| {
+            u.locked = true;
+            false
+        })
+        .unwrap();
+    assert_eq!(store.get_user("carol").unwrap(), before);
+    assert!(unchanged.is_some());
+
+    // Deletes racing changes: once deleted, the user stays deleted.
+    for round in 0..20 {
+        let name = format!("dora{round}");
+        store.create_user(&user(&name, Role::User)).unwrap();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..20 {
+                    let _ = store
+                        .update_user(&name, &mut |u| {
+                            std::thread::yield_now();
+                            u.locked = !u.locked;
+                            true
+                        })
+                        .unwrap();
+                }
+            });
+            scope.spawn(|| {
+                std::thread::yield_now();
+                assert!(store.delete_user(&name).unwrap());
+            });
+        });
+        assert_eq!(store.get_user(&name).unwrap(), None, "{name} came back");
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -430,6 +519,10 @@ macro_rules! conformance {
             #[test]
             fn tokens_and_mfa() {
                 with_store(checks::tokens_and_mfa);
+            }
+            #[test]
+            fn concurrent_user_updates() {
+                with_store(super::concurrent_user_updates);
             }
         }
     };

@@ -197,29 +197,45 @@ pub(crate) fn needs_mfa(state: &AppState, user: &UserRecord) -> bool {
 /// so two requests cannot both spend the same code). `confirm`: the code confirms enrolment.
 fn check_code(state: &AppState, name: &str, code: &str, confirm: bool) -> Result<bool, WebError> {
     let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
-    let mut user = state.store.get_user(name)?.ok_or(WebError::Unauthorized)?;
-    let confirmed = user.mfa_enabled();
-    if confirm == confirmed {
-        return Err(WebError::Conflict(if confirm {
-            "two-factor authentication is already on".into()
-        } else {
-            "two-factor authentication is not on for this user".into()
-        }));
-    }
-    let secret = open_secret(&state.key, &user)?;
-    let last = user.mfa.as_ref().map_or(0, |m| m.last_step);
-    let Some(step) = verify(&secret, code, now_unix(), last) else {
-        return Ok(false);
-    };
-    if let Some(m) = user.mfa.as_mut() {
+    // Read, check and spend the step in one atomic change of the user's record: a lock, a
+    // reset or a delete that comes meanwhile is neither lost nor undone.
+    let mut outcome: Result<bool, WebError> = Err(WebError::Unauthorized);
+    let now = now_unix();
+    state.store.update_user(name, &mut |user| {
+        let confirmed = user.mfa_enabled();
+        if confirm == confirmed {
+            outcome = Err(WebError::Conflict(if confirm {
+                "two-factor authentication is already on".into()
+            } else {
+                "two-factor authentication is not on for this user".into()
+            }));
+            return false;
+        }
+        let secret = match open_secret(&state.key, user) {
+            Ok(s) => s,
+            Err(e) => {
+                outcome = Err(e);
+                return false;
+            }
+        };
+        let last = user.mfa.as_ref().map_or(0, |m| m.last_step);
+        let Some(step) = verify(&secret, code, now, last) else {
+            outcome = Ok(false);
+            return false;
+        };
+        let Some(m) = user.mfa.as_mut() else {
+            outcome = Ok(false);
+            return false;
+        };
         m.last_step = step;
         if confirm {
             m.confirmed = true;
             m.since = ops::now_unix();
         }
-    }
-    state.store.put_user(&user)?;
-    Ok(true)
+        outcome = Ok(true);
+        true
+    })?;
+    outcome
 }
 
 fn mfa_record(user: &str, step: &str, outcome: &str) -> Record {
@@ -433,22 +449,29 @@ pub(crate) async fn enrol(
     let secret = portcullis_secrets::random_bytes(SECRET_BYTES);
     {
         let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut record = state
-            .store
-            .get_user(&user.name)?
-            .ok_or(WebError::Unauthorized)?;
-        if record.mfa_enabled() {
+        let sealed_secret = state.key.seal(&secret, &secret_aad(&user.name));
+        let mut already_on = false;
+        let found = state.store.update_user(&user.name, &mut |record| {
+            already_on = record.mfa_enabled();
+            if already_on {
+                return false;
+            }
+            record.mfa = Some(MfaRecord {
+                sealed_secret: sealed_secret.clone(),
+                confirmed: false,
+                last_step: 0,
+                since: ops::now_unix(),
+            });
+            true
+        })?;
+        if found.is_none() {
+            return Err(WebError::Unauthorized);
+        }
+        if already_on {
             return Err(WebError::Conflict(
                 "two-factor authentication is already on; an administrator can reset it".into(),
             ));
         }
-        record.mfa = Some(MfaRecord {
-            sealed_secret: state.key.seal(&secret, &secret_aad(&user.name)),
-            confirmed: false,
-            last_step: 0,
-            since: ops::now_unix(),
-        });
-        state.store.put_user(&record)?;
     }
     state
         .audit
@@ -526,13 +549,14 @@ pub(crate) async fn reset(
 ) -> Result<StatusCode, WebError> {
     let before = {
         let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut user = state
+        let mut before = false;
+        state
             .store
-            .get_user(&name)?
+            .update_user(&name, &mut |user| {
+                before = user.mfa_enabled();
+                user.mfa.take().is_some()
+            })?
             .ok_or_else(|| WebError::NotFound(format!("no user named {name:?}")))?;
-        let before = user.mfa_enabled();
-        user.mfa = None;
-        state.store.put_user(&user)?;
         before
     };
     if name != admin.name {
