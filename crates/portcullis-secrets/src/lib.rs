@@ -134,10 +134,16 @@ fn params_are_sane(hash: &PasswordHash<'_>) -> bool {
 /// Call this when a login names a user that does not exist, so that the response time does not
 /// reveal which user names exist. The dummy hash is computed once, on first use.
 pub fn burn_verify_time(password: &str) {
+    let _ = verify_password(password, dummy_hash());
+}
+
+/// The password behind [`dummy_hash`].
+const DUMMY_PASSWORD: &str = "portcullis-dummy-password-for-timing";
+
+/// A real hash, made like every user's, so that verifying against it costs what a user's does.
+fn dummy_hash() -> &'static str {
     static DUMMY_HASH: OnceLock<String> = OnceLock::new();
-    let dummy = DUMMY_HASH
-        .get_or_init(|| hash_password("portcullis-dummy-password-for-timing").unwrap_or_default());
-    let _ = verify_password(password, dummy);
+    DUMMY_HASH.get_or_init(|| hash_password(DUMMY_PASSWORD).unwrap_or_default())
 }
 
 // ---------------------------------------------------------------------------------------------
