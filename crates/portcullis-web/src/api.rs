@@ -326,6 +326,7 @@ pub(crate) async fn rdp_file(
     State(state): State<AppState>,
     user: AuthUser,
     Path(name): Path<String>,
+    uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, WebError> {
     let Some(port) = state.rdp_port else {
@@ -336,25 +337,15 @@ pub(crate) async fn rdp_file(
     if !state.store.has_grant(&user.name, &name)? || state.store.get_target(&name)?.is_none() {
         return Err(WebError::NotFound(format!("no target named {name:?}")));
     }
-    // The host the browser used reaches the gateway; the RDP listener is on the same host.
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|h| match h.rsplit_once(':') {
-            Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
-            _ => h,
-        })
-        .filter(|h| {
-            !h.is_empty()
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
-        })
-        .unwrap_or("localhost")
-        .to_owned();
-    let ticket = state
-        .rdp_tickets
-        .issue(&user.name, &name)
-        .ok_or_else(|| WebError::TooManyRequests("too many RDP tickets outstanding".into()))?;
+    let (host, port) =
+        crate::rdp_tickets::rdp_address(state.rdp_public_address.as_deref(), &uri, &headers, port);
+    let ticket = state.rdp_tickets.issue(&user.name, &name).ok_or_else(|| {
+        WebError::TooManyRequests(format!(
+            "too many RDP tickets outstanding (at most {} per user; unused ones expire after {} s)",
+            crate::rdp_tickets::MAX_TICKETS_PER_USER,
+            state.rdp_tickets.ttl().as_secs()
+        ))
+    })?;
     info!(user = %user.name, target = %name, "RDP ticket issued");
     state
         .audit

@@ -13,6 +13,7 @@ pub mod policy;
 mod policy_api;
 pub mod policy_store;
 pub mod rdp_gate;
+pub mod rdp_preauth;
 pub mod rdp_tickets;
 mod recordings;
 mod session_policy;
@@ -71,6 +72,9 @@ pub struct AppState {
     pub rdp_remotefx: bool,
     /// The RDP listener's port, when native clients are served.
     pub rdp_port: Option<u16>,
+    /// `rdp.public_address`: the host (and maybe port) `.rdp` files name, when users reach the
+    /// gateway through a proxy or another name than the one they browse to.
+    pub rdp_public_address: Option<String>,
     /// One-time tickets of `.rdp` files.
     pub rdp_tickets: rdp_tickets::RdpTickets,
     /// The policy in force (who may open what, how, when; what may cross).
@@ -103,6 +107,7 @@ impl AppState {
             recordings: None,
             rdp_remotefx: false,
             rdp_port: None,
+            rdp_public_address: None,
             rdp_tickets: rdp_tickets::RdpTickets::new(Duration::from_secs(300)),
             policy: policy::PolicyState::default_policy(),
             policy_file: None,

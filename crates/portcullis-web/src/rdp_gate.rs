@@ -36,6 +36,7 @@ use crate::{ops, session_policy, AppState};
 #[derive(Clone)]
 pub struct RdpGate {
     state: AppState,
+    pre_auth: crate::rdp_preauth::PreAuth,
 }
 
 impl std::fmt::Debug for RdpGate {
@@ -62,7 +63,16 @@ pub fn parse_username(username: &str) -> (&str, Option<&str>) {
 impl RdpGate {
     /// A gate over the gateway's state.
     pub fn new(state: AppState) -> Self {
-        Self { state }
+        Self {
+            state,
+            pre_auth: crate::rdp_preauth::PreAuth::default(),
+        }
+    }
+
+    /// The connections waiting for their login: the listener takes a place for each new one,
+    /// and an admitted login gives it back.
+    pub fn pre_auth(&self) -> crate::rdp_preauth::PreAuth {
+        self.pre_auth.clone()
     }
 
     async fn check(&self, login: Login) -> Result<Admission, Denial> {
@@ -93,13 +103,19 @@ impl RdpGate {
                 ),
             ));
         }
+        // The same slots as the web's logins, and like them never waiting for one: queued
+        // native attempts would hold the slots and keep browser logins at 429.
         let _permit = self
             .state
             .login_slots
             .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| deny(Refusal::BadCredentials, "login slots closed"))?;
+            .try_acquire_owned()
+            .map_err(|_| {
+                deny(
+                    Refusal::Busy,
+                    "too many logins at once; the client should try again shortly",
+                )
+            })?;
         let record = self
             .state
             .store
@@ -314,6 +330,7 @@ impl Gate for RdpGate {
         Box::pin(async move {
             let typed: String = parse_username(&login.username).0.chars().take(64).collect();
             let address = login.client_addr.to_string();
+            let peer = login.client_addr;
             let outcome = match self.check(login).await {
                 // The policy's refusal, like a missing grant, comes before any target is contacted.
                 Ok(admission) => self.grant(&admission).map(|_| admission),
@@ -330,6 +347,9 @@ impl Gate for RdpGate {
             // Nobody is let in unrecorded.
             if let Err(e) = self.state.audit.record(record).await {
                 return Err(deny(Refusal::TargetFailed, e.to_string()));
+            }
+            if outcome.is_ok() {
+                self.pre_auth.logged_in(peer);
             }
             outcome
         })

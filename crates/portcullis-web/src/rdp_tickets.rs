@@ -18,6 +18,9 @@ use zeroize::Zeroizing;
 pub const TICKET_PREFIX: &str = "pct_";
 /// Most tickets outstanding at once (expired ones are dropped first).
 const MAX_TICKETS: usize = 10_000;
+/// Most tickets one user may have outstanding: a native client needs one at a time, and a user
+/// (or a stolen login) must not be able to take the whole table from everyone else.
+pub const MAX_TICKETS_PER_USER: usize = 8;
 
 struct Ticket {
     user: String,
@@ -68,16 +71,24 @@ impl RdpTickets {
         }
     }
 
+    /// How long a ticket stays valid.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ticket>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new ticket for `user` to open `target`; `None` when too many are outstanding.
+    /// A new ticket for `user` to open `target`; `None` when too many are outstanding, in all
+    /// or for this user.
     pub fn issue(&self, user: &str, target: &str) -> Option<IssuedTicket> {
         let now = Instant::now();
         let mut map = self.map();
         map.retain(|_, t| t.expires > now);
-        if map.len() >= MAX_TICKETS {
+        if map.len() >= MAX_TICKETS
+            || map.values().filter(|t| t.user == user).count() >= MAX_TICKETS_PER_USER
+        {
             return None;
         }
         let id = format!("{TICKET_PREFIX}{}", portcullis_secrets::random_token(16));
@@ -112,6 +123,72 @@ impl RdpTickets {
         });
         (fresh && proven).then(|| (ticket.user.clone(), ticket.target.clone()))
     }
+}
+
+/// Splits `host` or `host:port` (an IPv6 host in brackets) and checks the host is a plain DNS
+/// name or address, nothing that could smuggle another line or setting into an `.rdp` file.
+pub fn parse_host_port(text: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']')?;
+        let ok = !inner.is_empty()
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        if !ok {
+            return None;
+        }
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (format!("[{inner}]"), port)
+    } else {
+        let (host, port) = match text.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        };
+        let ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        if !ok {
+            return None;
+        }
+        (host.to_owned(), port)
+    };
+    let port = match port {
+        None => None,
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0)?),
+    };
+    Some((host, port))
+}
+
+/// Where an `.rdp` file sends the native client: `rdp.public_address` when it is set (behind a
+/// proxy, or when users reach the RDP listener by another name); else the host the browser used
+/// to reach the gateway, with the RDP listener's `port`. HTTP/2 has no `Host` header: its
+/// `:authority` arrives as the request URI's authority, so that is asked first, then `Host`.
+pub fn rdp_address(
+    public: Option<&str>,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    port: u16,
+) -> (String, u16) {
+    if let Some((host, public_port)) = public.and_then(parse_host_port) {
+        return (host, public_port.unwrap_or(port));
+    }
+    let from_request = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .and_then(|a| parse_host_port(&a));
+    let host = from_request.map_or_else(|| "localhost".to_owned(), |(host, _)| host);
+    (host, port)
 }
 
 /// The `.rdp` file for a ticket. `host` is how the user reaches the gateway, `port` its RDP
@@ -163,6 +240,88 @@ mod tests {
         let d = short.issue("alice", "web01").unwrap();
         assert_eq!(short.nla_identity(&d.id), None);
         assert_eq!(short.take(&d.id, Some(&d.secret)), None);
+    }
+
+    #[test]
+    fn one_user_cannot_hold_more_than_their_share_of_tickets() {
+        let t = RdpTickets::new(Duration::from_secs(60));
+        for _ in 0..MAX_TICKETS_PER_USER {
+            assert!(t.issue("alice", "web01").is_some());
+        }
+        assert!(t.issue("alice", "web02").is_none(), "alice is over her cap");
+        assert!(t.issue("bob", "web01").is_some(), "bob still gets one");
+        // A used ticket frees its place.
+        let c = {
+            let map = t.map();
+            map.iter()
+                .find(|(_, v)| v.user == "alice")
+                .map(|(k, _)| k.clone())
+                .unwrap()
+        };
+        t.take(&c, Some("wrong"));
+        assert!(t.issue("alice", "web01").is_some());
+    }
+
+    fn address(public: Option<&str>, uri: &str, host: Option<&str>) -> String {
+        let uri: axum::http::Uri = uri.parse().unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        if let Some(h) = host {
+            headers.insert(axum::http::header::HOST, h.parse().unwrap());
+        }
+        let (h, p) = rdp_address(public, &uri, &headers, 3389);
+        format!("{h}:{p}")
+    }
+
+    #[test]
+    fn the_file_names_the_host_the_user_reached() {
+        // HTTP/1.1: origin-form URI, the Host header.
+        assert_eq!(
+            address(None, "/api/v1/x", Some("gw.example:8443")),
+            "gw.example:3389"
+        );
+        assert_eq!(address(None, "/api/v1/x", Some("[::1]:8443")), "[::1]:3389");
+        assert_eq!(
+            address(None, "/api/v1/x", Some("10.0.0.5")),
+            "10.0.0.5:3389"
+        );
+        // HTTP/2: no Host header, the :authority is the URI's.
+        assert_eq!(
+            address(None, "https://127.0.0.1:8443/api/v1/x", None),
+            "127.0.0.1:3389"
+        );
+        assert_eq!(
+            address(None, "https://gw.example:8443/x", Some("other")),
+            "gw.example:3389"
+        );
+        // The configured public address wins, with or without its own port.
+        assert_eq!(
+            address(Some("rdp.example.com:13389"), "/x", Some("10.0.0.5:8443")),
+            "rdp.example.com:13389"
+        );
+        assert_eq!(
+            address(Some("rdp.example.com"), "/x", None),
+            "rdp.example.com:3389"
+        );
+        // Nothing usable: localhost, never a header's junk.
+        assert_eq!(address(None, "/x", None), "localhost:3389");
+        assert_eq!(address(None, "/x", Some("evil\\r\\nx:1")), "localhost:3389");
+        assert_eq!(address(None, "/x", Some("a b")), "localhost:3389");
+    }
+
+    #[test]
+    fn host_and_port_are_checked() {
+        assert_eq!(parse_host_port("gw"), Some(("gw".into(), None)));
+        assert_eq!(parse_host_port("gw:3390"), Some(("gw".into(), Some(3390))));
+        assert_eq!(
+            parse_host_port("[fe80::1]:3390"),
+            Some(("[fe80::1]".into(), Some(3390)))
+        );
+        for bad in [
+            "", ":3389", "gw:0", "gw:99999", "gw:x", "[]", "[zz]", "[::1]x", "g w", "a;b",
+            "fe80::1",
+        ] {
+            assert_eq!(parse_host_port(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

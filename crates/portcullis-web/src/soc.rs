@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use portcullis_audit::{Kind, Record};
 use portcullis_broker::SessionHandle;
 use portcullis_core::wire::{self, ErrorCode, ServerMessage};
+use portcullis_store::Role;
 use serde::Deserialize;
 use tracing::info;
 
@@ -157,6 +158,7 @@ pub(crate) async fn lock_user(
     Body(body): Body<ReasonBody>,
 ) -> Result<StatusCode, WebError> {
     let reason = body.checked(true)?;
+    only_admins_touch_admins(&state, &soc, &name)?;
     if name == soc.name {
         return Err(WebError::Conflict(
             "you cannot lock your own account".into(),
@@ -187,6 +189,7 @@ pub(crate) async fn unlock_user(
     Soc(soc): Soc,
     Path(name): Path<String>,
 ) -> Result<StatusCode, WebError> {
+    only_admins_touch_admins(&state, &soc, &name)?;
     set_locked(&state, &name, false)?;
     info!(by = %soc.name, user = %name, "user unlocked");
     state
@@ -196,14 +199,34 @@ pub(crate) async fn unlock_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn set_locked(state: &AppState, name: &str, locked: bool) -> Result<(), WebError> {
-    let mut user = state
+/// The security team locks and unlocks users, but an administrator's account only another
+/// administrator may lock or unlock: a `soc` login (or token) must not be able to shut the
+/// administrators out, nor let a locked one back in.
+fn only_admins_touch_admins(
+    state: &AppState,
+    actor: &crate::auth::AuthUser,
+    name: &str,
+) -> Result<(), WebError> {
+    let target_is_admin = state
         .store
         .get_user(name)?
-        .ok_or_else(|| WebError::NotFound(format!("no user named {name:?}")))?;
-    if user.locked != locked {
-        user.locked = locked;
-        state.store.put_user(&user)?;
+        .is_some_and(|u| u.role == Role::Admin);
+    if target_is_admin && actor.role != Role::Admin {
+        return Err(WebError::Forbidden(format!(
+            "only an administrator may lock or unlock the administrator {name:?}"
+        )));
     }
+    Ok(())
+}
+
+fn set_locked(state: &AppState, name: &str, locked: bool) -> Result<(), WebError> {
+    state
+        .store
+        .update_user(name, &mut |user| {
+            let changed = user.locked != locked;
+            user.locked = locked;
+            changed
+        })?
+        .ok_or_else(|| WebError::NotFound(format!("no user named {name:?}")))?;
     Ok(())
 }

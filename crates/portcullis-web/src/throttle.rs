@@ -62,12 +62,15 @@ impl LoginThrottle {
     /// the password, and say when to try again.
     pub fn check(&self, account: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
         let map = self.lock();
-        let wait = [Key::Account(account.to_owned()), Key::Address(address)]
-            .iter()
-            .filter_map(|k| map.get(k).and_then(|f| f.locked_until))
-            .filter(|until| *until > now)
-            .map(|until| until - now)
-            .max();
+        let wait = [
+            Key::Account(account.to_owned()),
+            Key::Address(client_network(address)),
+        ]
+        .iter()
+        .filter_map(|k| map.get(k).and_then(|f| f.locked_until))
+        .filter(|until| *until > now)
+        .map(|until| until - now)
+        .max();
         wait.map_or(Ok(()), Err)
     }
 
@@ -86,7 +89,7 @@ impl LoginThrottle {
         }
         for (key, key_kind) in [
             (Key::Account(account.to_owned()), KeyKind::Account),
-            (Key::Address(address), KeyKind::Address),
+            (Key::Address(client_network(address)), KeyKind::Address),
         ] {
             let f = map.entry(key).or_insert(Failures {
                 count: 0,
@@ -115,6 +118,23 @@ impl LoginThrottle {
     }
 }
 
+/// The network a client address stands for: an IPv4 address itself; an IPv6 address's /64, the
+/// smallest block a site is given (one host commonly holds a whole /64 and can pick any address
+/// in it, so counting single IPv6 addresses would let it dodge every per-address limit).
+/// IPv4-mapped IPv6 addresses count as the IPv4 address.
+pub fn client_network(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+        },
+    }
+}
+
 /// The lock-out after `extra` failures beyond the free ones.
 fn backoff(extra: u32) -> Duration {
     let factor = 1u32.checked_shl(extra.min(16)).unwrap_or(u32::MAX);
@@ -126,6 +146,33 @@ mod tests {
     use super::*;
 
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        let t = LoginThrottle::default();
+        let now = Instant::now();
+        let host =
+            |last: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
+        // One host walking through its /64: every attempt comes from a new address.
+        for i in 0..FREE_ADDRESS_FAILURES {
+            let account = format!("user{i}");
+            assert_eq!(t.check(&account, host(i as u16), now), Ok(()));
+            t.failed(&account, host(i as u16), now);
+        }
+        assert!(
+            t.check("someone", host(999), now).is_err(),
+            "the /64 is locked"
+        );
+        let other = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
+        assert_eq!(
+            t.check("someone", other, now),
+            Ok(()),
+            "the next /64 is not"
+        );
+        // An IPv4-mapped address is the IPv4 client.
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_network(mapped), A);
+    }
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
 
     #[test]

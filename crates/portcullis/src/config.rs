@@ -61,6 +61,9 @@ pub struct Rdp {
     pub ticket_ttl: Duration,
     /// How long a native client may take from connecting to being in its session.
     pub handshake_timeout: Duration,
+    /// `rdp.public_address`: what `.rdp` files name (`host` or `host:port`) instead of the host
+    /// the browser used, e.g. behind a proxy or NAT.
+    pub public_address: Option<String>,
 }
 
 /// The checked `[recording]` section.
@@ -178,6 +181,7 @@ mod dto {
         pub remotefx: Option<bool>,
         pub ticket_ttl_secs: Option<u64>,
         pub handshake_timeout_secs: Option<u64>,
+        pub public_address: Option<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -297,6 +301,17 @@ fn rdp(r: dto::Rdp) -> Result<Rdp> {
             (1, 86_400),
         )?),
         handshake_timeout: timeout("rdp.handshake_timeout_secs", r.handshake_timeout_secs, 20)?,
+        public_address: match r.public_address {
+            None => None,
+            Some(text) => {
+                if portcullis_web::rdp_tickets::parse_host_port(&text).is_none() {
+                    bail!(
+                        "rdp.public_address: {text:?} is not a host name or address, optionally with a port (like rdp.example.com:3389)"
+                    );
+                }
+                Some(text)
+            }
+        },
     })
 }
 
@@ -434,6 +449,17 @@ mod tests {
     }
 
     #[test]
+    fn rdp_public_address() {
+        let c = Config::parse("", None).unwrap();
+        assert_eq!(c.rdp.public_address, None);
+        let c = Config::parse("[rdp]\npublic_address = \"rdp.example.com:13389\"", None).unwrap();
+        assert_eq!(
+            c.rdp.public_address.as_deref(),
+            Some("rdp.example.com:13389")
+        );
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases = [
             ("[http]\nlisten = \"nowhere\"", "http.listen"),
@@ -455,6 +481,11 @@ mod tests {
             ),
             ("bogus = 1", "bogus"),
             ("[policy]\nfiles = \"/p.toml\"", "files"),
+            (
+                "[rdp]\npublic_address = \"gw\\r\\nusername:s:x\"",
+                "rdp.public_address",
+            ),
+            ("[rdp]\npublic_address = \"gw:0\"", "rdp.public_address"),
         ];
         for (text, field) in cases {
             let e = format!("{:#}", Config::parse(text, None).unwrap_err());

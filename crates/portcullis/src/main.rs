@@ -618,6 +618,7 @@ fn serve(config: Config) -> Result<()> {
     state.rdp_tickets = portcullis_web::rdp_tickets::RdpTickets::new(config.rdp.ticket_ttl);
     if config.rdp.enabled {
         state.rdp_port = Some(config.rdp.listen.port());
+        state.rdp_public_address = config.rdp.public_address.clone();
     }
     // Bound before anything starts, so a taken port fails the start with the field's name.
     let rdp = if config.rdp.enabled {
@@ -674,9 +675,10 @@ fn serve(config: Config) -> Result<()> {
                     ..portcullis_rdp::server::Limits::default()
                 },
             });
-            let gate: Arc<dyn portcullis_rdp::server::Gate> =
-                Arc::new(portcullis_web::rdp_gate::RdpGate::new(state.clone()));
-            tokio::spawn(rdp_accept_loop(listener, server, gate));
+            let gate = portcullis_web::rdp_gate::RdpGate::new(state.clone());
+            let pre_auth = gate.pre_auth();
+            let gate: Arc<dyn portcullis_rdp::server::Gate> = Arc::new(gate);
+            tokio::spawn(rdp_accept_loop(listener, server, gate, pre_auth));
         }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -699,8 +701,12 @@ async fn rdp_accept_loop(
     listener: tokio::net::TcpListener,
     server: Arc<portcullis_rdp::server::ServerConfig>,
     gate: Arc<dyn portcullis_rdp::server::Gate>,
+    pre_auth: portcullis_web::rdp_preauth::PreAuth,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_RDP_CONNECTIONS));
+    // A flood of refusals is logged once a second with a count, not line by line.
+    let mut refused = 0u64;
+    let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -710,13 +716,31 @@ async fn rdp_accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(client = %peer, "too many RDP connections; refused");
+        // One network may hold only a few connections that have not logged in yet, so idle
+        // sockets from one address cannot take the places of everyone else.
+        let admitted = pre_auth.enter(peer).and_then(|waiting| {
+            let permit = slots.clone().try_acquire_owned().ok()?;
+            Some((waiting, permit))
+        });
+        let Some((waiting, permit)) = admitted else {
+            drop(tcp);
+            refused += 1;
+            if last_warning.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+                tracing::warn!(
+                    client = %peer,
+                    refused,
+                    waiting = pre_auth.waiting(peer.ip()),
+                    "RDP connection refused: too many connections from this network waiting to log in, or in all"
+                );
+                last_warning = Some(std::time::Instant::now());
+                refused = 0;
+            }
             continue;
         };
         let (server, gate) = (server.clone(), gate.clone());
         tokio::spawn(async move {
             portcullis_rdp::server::serve(tcp, peer, server, gate).await;
+            drop(waiting);
             drop(permit);
         });
     }

@@ -24,6 +24,18 @@ pub fn next_key_path(key_file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Where a rotation to a key from the environment marks itself as under way (the new key is
+/// not on disk then, so its `.next` file cannot be the mark). It holds a short text sealed
+/// under the new key, so a resumed run can tell it is given the same new key.
+pub fn env_rotation_marker(key_file: &Path) -> PathBuf {
+    let mut name = key_file.as_os_str().to_owned();
+    name.push(".rotating");
+    PathBuf::from(name)
+}
+
+const MARKER_TEXT: &[u8] = b"portcullis secret key rotation under way";
+const MARKER_AAD: &[u8] = b"portcullis:rotation-marker";
+
 /// Stops a start in the middle of an unfinished rotation.
 pub fn refuse_unfinished(config: &Config) -> Result<()> {
     let next = next_key_path(&config.key_file);
@@ -33,10 +45,18 @@ pub fn refuse_unfinished(config: &Config) -> Result<()> {
             next.display()
         );
     }
+    let marker = env_rotation_marker(&config.key_file);
+    if marker.exists() {
+        bail!(
+            "a secret key rotation to a key from the environment was interrupted ({} exists): some secrets are sealed under the old key, some under the new; run `portcullis secrets rotate-key` again with the same old and new keys in the environment to finish it",
+            marker.display()
+        );
+    }
     Ok(())
 }
 
 /// What a rotation did.
+#[derive(Debug)]
 pub struct Rotated {
     pub targets: usize,
     pub signing_key: bool,
@@ -51,9 +71,44 @@ pub fn rotate(
     new_key: Option<SecretKey>,
 ) -> Result<Rotated> {
     let next_path = next_key_path(&config.key_file);
+    let marker = env_rotation_marker(&config.key_file);
     let from_env = new_key.is_some();
+    if !from_env && marker.exists() {
+        bail!(
+            "a rotation to a key from the environment was interrupted ({} exists): finish it with the key in the environment (old and new), not with the key file",
+            marker.display()
+        );
+    }
     let new = match new_key {
-        Some(k) => k,
+        Some(k) => {
+            // Marked before anything is sealed under the new key, so that an interruption stops
+            // the next start instead of leaving secrets the key in use cannot open.
+            match std::fs::read(&marker) {
+                Ok(sealed) => {
+                    if k.open(&sealed, MARKER_AAD).is_err() {
+                        bail!(
+                            "the interrupted rotation ({}) was to another key than the one in the environment's new key: give that same key to finish it",
+                            marker.display()
+                        );
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Whole or absent: written aside, then renamed.
+                    let mut tmp = marker.as_os_str().to_owned();
+                    tmp.push(".tmp");
+                    let tmp = PathBuf::from(tmp);
+                    let _ = std::fs::remove_file(&tmp);
+                    crate::recording::write_private(&tmp, &k.seal(MARKER_TEXT, MARKER_AAD))?;
+                    std::fs::rename(&tmp, &marker)
+                        .with_context(|| format!("cannot write {}", marker.display()))?;
+                    sync_dir(&marker)?;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot read {}", marker.display()))
+                }
+            }
+            k
+        }
         // Created once (0600, atomically); a resumed rotation reads the same key back.
         None => SecretKey::load_or_create(&next_path)
             .with_context(|| format!("cannot write the new key to {}", next_path.display()))?,
@@ -68,9 +123,20 @@ pub fn rotate(
         }
     }
     // Users' TOTP secrets are sealed with the same key.
-    for mut user in store.list_users()? {
-        if portcullis_web::mfa::reseal_user_mfa(old, &new, &mut user).map_err(anyhow::Error::msg)? {
-            store.put_user(&user)?;
+    for user in store.list_users()? {
+        let mut failed = None;
+        store.update_user(
+            &user.name,
+            &mut |record| match portcullis_web::mfa::reseal_user_mfa(old, &new, record) {
+                Ok(changed) => changed,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            },
+        )?;
+        if let Some(e) = failed {
+            return Err(anyhow::Error::msg(e));
         }
     }
     store.flush()?;
@@ -84,6 +150,10 @@ pub fn rotate(
             )
         })?;
         sync_dir(&config.key_file)?;
+    } else {
+        std::fs::remove_file(&marker)
+            .with_context(|| format!("cannot remove {}", marker.display()))?;
+        sync_dir(&marker)?;
     }
     Ok(Rotated {
         targets,
@@ -124,4 +194,67 @@ fn sync_dir(file: &Path) -> Result<()> {
             .with_context(|| format!("cannot sync {}", dir.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_store::{MemoryStore, TargetKind};
+
+    /// A rotation to a key from the environment that stops half-way stops the next start, can
+    /// only be finished with the same new key, and then leaves every secret under that key.
+    #[test]
+    fn an_interrupted_rotation_with_the_key_in_the_environment_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(
+            &format!("data_dir = {:?}\n", dir.path().display().to_string()),
+            None,
+        )
+        .unwrap();
+        let store = MemoryStore::new();
+        let old = SecretKey::generate();
+        portcullis_web::ops::create_target(
+            &store,
+            &old,
+            portcullis_web::ops::NewTarget {
+                name: "web01",
+                kind: TargetKind::Vnc,
+                address: "10.0.0.5:5900",
+                account: "",
+                password: "target-password",
+                description: "",
+                labels: &[],
+            },
+        )
+        .unwrap();
+        // The signing key cannot be read (a folder in its place): the run stops after the
+        // targets were resealed, as a crash would.
+        std::fs::create_dir_all(&config.recording.signing_key_file).unwrap();
+        let new = SecretKey::from_bytes([7; 32]);
+        assert!(rotate(&config, &store, &old, Some(SecretKey::from_bytes([7; 32]))).is_err());
+        let target = store.get_target("web01").unwrap().unwrap();
+        assert!(portcullis_web::ops::open_target_secret(&old, &target).is_err());
+        let e = format!("{:#}", refuse_unfinished(&config).unwrap_err());
+        assert!(
+            e.contains("interrupted") && e.contains("environment"),
+            "{e}"
+        );
+        // Another new key cannot finish it, nor can the key-file mode.
+        let e = format!(
+            "{:#}",
+            rotate(&config, &store, &old, Some(SecretKey::from_bytes([8; 32]))).unwrap_err()
+        );
+        assert!(e.contains("another key"), "{e}");
+        assert!(rotate(&config, &store, &old, None).is_err());
+        // The same one does.
+        std::fs::remove_dir(&config.recording.signing_key_file).unwrap();
+        rotate(&config, &store, &old, Some(SecretKey::from_bytes([7; 32]))).unwrap();
+        refuse_unfinished(&config).unwrap();
+        let target = store.get_target("web01").unwrap().unwrap();
+        assert_eq!(
+            portcullis_web::ops::open_target_secret(&new, &target).unwrap(),
+            "target-password"
+        );
+        assert!(!env_rotation_marker(&config.key_file).exists());
+    }
 }

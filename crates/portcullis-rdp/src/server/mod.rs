@@ -124,6 +124,8 @@ pub enum Refusal {
     ClosedByAdmin,
     /// The session ended for another reason (target gone, policy).
     Ended,
+    /// The gateway is too busy to check a login now (every login slot taken); try again.
+    Busy,
 }
 
 impl Refusal {
@@ -138,7 +140,7 @@ impl Refusal {
             Refusal::ClosedByAdmin => {
                 ErrorInfo::ProtocolIndependentCode(ProtocolIndependentCode::RpcInitiatedDisconnect)
             }
-            Refusal::Ended => {
+            Refusal::Ended | Refusal::Busy => {
                 ErrorInfo::ProtocolIndependentCode(ProtocolIndependentCode::ServerDeniedConnection)
             }
         }
