@@ -339,7 +339,8 @@ pub trait Store: Send + Sync + 'static {
     fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
     /// All users, sorted by name.
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
-    /// Deletes a user and all of their grants. Returns whether the user existed.
+    /// Deletes a user with all of their grants and API tokens, at once: a later user of the
+    /// same name inherits none of them. Returns whether the user existed.
     fn delete_user(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Adds a new target. Fails with [`StoreError::AlreadyExists`] if the name is taken, or

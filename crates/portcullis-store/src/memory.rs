@@ -87,6 +87,7 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         let existed = inner.users.remove(name).is_some();
         inner.grants.retain(|(user, _), _| user != name);
+        inner.tokens.retain(|_, t| t.user != name);
         Ok(existed)
     }
 

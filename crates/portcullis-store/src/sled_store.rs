@@ -156,12 +156,13 @@ impl SledStore {
     }
 
     /// Deletes the record `name` from `tree` together with the grants whose keys are selected by
-    /// `grant_matches`, in one transaction.
+    /// `grant_matches` and the API tokens of user `token_user`, in one transaction.
     fn delete_with_grants(
         &self,
         tree: &sled::Tree,
         name: &str,
         grant_matches: impl Fn(&str, &str) -> bool,
+        token_user: Option<&str>,
     ) -> Result<bool, StoreError> {
         let _guard = self.write_lock();
         let mut grant_keys = Vec::new();
@@ -174,11 +175,22 @@ impl SledStore {
                 }
             }
         }
-        let existed = (tree, &self.grants)
-            .transaction(|(records, grants)| {
+        let mut token_keys = Vec::new();
+        if let Some(user) = token_user {
+            for token in list_records::<TokenRecord>(&self.tokens, "tokens")? {
+                if token.user == user {
+                    token_keys.push(token.id);
+                }
+            }
+        }
+        let existed = (tree, &self.grants, &self.tokens)
+            .transaction(|(records, grants, tokens)| {
                 let existed = records.remove(name.as_bytes())?.is_some();
                 for key in &grant_keys {
                     grants.remove(key.clone())?;
+                }
+                for id in &token_keys {
+                    tokens.remove(id.as_bytes())?;
                 }
                 Ok::<_, ConflictableTransactionError<StoreError>>(existed)
             })
@@ -228,7 +240,7 @@ impl Store for SledStore {
     }
 
     fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
-        self.delete_with_grants(&self.users, name, |user, _| user == name)
+        self.delete_with_grants(&self.users, name, |user, _| user == name, Some(name))
     }
 
     fn create_target(&self, target: &TargetRecord) -> Result<(), StoreError> {
@@ -248,7 +260,7 @@ impl Store for SledStore {
     }
 
     fn delete_target(&self, name: &str) -> Result<bool, StoreError> {
-        self.delete_with_grants(&self.targets, name, |_, target| target == name)
+        self.delete_with_grants(&self.targets, name, |_, target| target == name, None)
     }
 
     fn create_grant(&self, user: &str, target: &str, created_at: i64) -> Result<(), StoreError> {

@@ -269,8 +269,23 @@ mod checks {
         store.create_grant("alice", "db", 1).unwrap();
         store.create_grant("al", "web", 1).unwrap();
         store.create_grant("bob", "db", 1).unwrap();
+        let token = |id: &str, user: &str| TokenRecord {
+            id: id.to_owned(),
+            user: user.to_owned(),
+            name: format!("token {id}"),
+            scopes: vec!["sessions:read".to_owned()],
+            secret_hash: vec![1; 32],
+            created_at: 10,
+            expires_at: 20,
+            created_by: "admin".to_owned(),
+        };
+        store.put_token(&token("t-alice", "alice")).unwrap();
+        store.put_token(&token("t-bob", "bob")).unwrap();
 
         assert!(store.delete_user("alice").unwrap());
+        // Her API tokens went with her; bob's stay.
+        assert_eq!(store.get_token("t-alice").unwrap(), None);
+        assert!(store.get_token("t-bob").unwrap().is_some());
         assert!(!store.delete_user("alice").unwrap());
         assert_eq!(store.get_user("alice").unwrap(), None);
         assert_eq!(

@@ -470,7 +470,9 @@ pub(crate) async fn delete_user(
         return Err(WebError::NotFound(format!("no user named {name:?}")));
     }
     state.logins.remove_user(&name);
-    crate::tokens::remove_user_tokens(&state, &name)?;
+    // The store took the user's grants and API tokens with them; the in-memory RDP tickets go
+    // here, so that an account created later under the same name inherits nothing.
+    state.rdp_tickets.revoke_user(&name);
     close_sessions(
         &state,
         |s| s.user == name,

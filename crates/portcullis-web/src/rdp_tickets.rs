@@ -105,6 +105,12 @@ impl RdpTickets {
         Some(IssuedTicket { id, secret })
     }
 
+    /// Voids every ticket of `user` (their account was deleted: a later account of the same name
+    /// must not find them).
+    pub fn revoke_user(&self, user: &str) {
+        self.map().retain(|_, t| t.user != user);
+    }
+
     /// The NTLM identity an NLA login with ticket `id` must prove: `user#target` and the
     /// secret. The ticket stays until [`RdpTickets::take`].
     pub fn nla_identity(&self, id: &str) -> Option<(String, Zeroizing<String>)> {
@@ -260,6 +266,11 @@ mod tests {
         };
         t.take(&c, Some("wrong"));
         assert!(t.issue("alice", "web01").is_some());
+        // Deleting alice voids hers, not bob's.
+        let bobs = t.issue("bob", "web01").unwrap();
+        t.revoke_user("alice");
+        assert_eq!(t.map().values().filter(|v| v.user == "alice").count(), 0);
+        assert!(t.take(&bobs.id, Some(&bobs.secret)).is_some());
     }
 
     fn address(public: Option<&str>, uri: &str, host: Option<&str>) -> String {

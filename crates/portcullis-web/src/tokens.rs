@@ -386,16 +386,6 @@ pub(crate) async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Removes the tokens of a deleted user.
-pub(crate) fn remove_user_tokens(state: &AppState, user: &str) -> Result<(), WebError> {
-    for t in state.store.list_tokens()? {
-        if t.user == user {
-            state.store.delete_token(&t.id)?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
