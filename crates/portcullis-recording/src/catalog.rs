@@ -658,7 +658,7 @@ fn recover_one(
         reason.push_str(" …");
     }
     let sink = storage.reopen(id)?;
-    let next_seq = s.bodies.last().map_or(0, |b| b.seq + 1);
+    let next_seq = s.bodies.last().map_or(0, |b| b.seq.saturating_add(1));
     let mut w = RecordingWriter::resume(id.to_owned(), sink, key.clone(), next_seq, s.chain);
     w.close(
         EndState::Incomplete,

@@ -79,12 +79,12 @@ impl Damage {
             s.push_str(&format!(" ({MANIFEST} bytes {from}..{to})"));
         }
         match self.resumed_at {
-            Some(next) if next > self.seq + 1 => s.push_str(&format!(
+            Some(next) if next > self.seq.saturating_add(1) => s.push_str(&format!(
                 "; lines {}..{} cannot be checked; the walk resumes at line {next}",
                 self.seq,
                 next - 1
             )),
-            Some(next) if next == self.seq + 1 && to > from => {
+            Some(next) if next == self.seq.saturating_add(1) && to > from => {
                 s.push_str(&format!("; the walk resumes at line {next}"))
             }
             Some(_) => {}
@@ -154,6 +154,10 @@ impl Scan {
         self.damage.last().filter(|d| d.resumed_at.is_none())
     }
 }
+
+/// Chain values kept to tie the line after a damaged stretch (the one before the damage, and
+/// those written in the last damaged lines).
+const MAX_CANDIDATES: usize = 8;
 
 /// A damaged stretch being walked over.
 struct Open {
@@ -251,7 +255,7 @@ pub fn scan(
             }
             Err(EntryProblem::Data(what)) => s.damage.push(Damage {
                 seq: body.seq,
-                resumed_at: Some(body.seq + 1),
+                resumed_at: Some(body.seq.saturating_add(1)),
                 manifest: (start, start),
                 what,
                 unverified: Vec::new(),
@@ -277,7 +281,7 @@ pub fn scan(
                 break;
             }
         }
-        seq = body.seq + 1;
+        seq = body.seq.saturating_add(1);
         s.bodies.push(body);
         s.chain = chain;
         s.manifest_len = end;
@@ -322,7 +326,14 @@ fn step(raw: &[u8], end: u64, o: &mut Open, depth: Depth<'_>) -> Option<(Body, [
         }
         Resync::Bad => {
             o.damage.manifest.1 = end;
-            o.candidates.extend(chain_in_text(raw));
+            // Only the last damaged lines' chain values can tie the next line: a bounded few
+            // (a manifest of copied lines must not make the walk quadratic).
+            o.candidates
+                .extend(chain_in_text(raw).into_iter().take(MAX_CANDIDATES));
+            if o.candidates.len() > MAX_CANDIDATES {
+                let extra = o.candidates.len() - MAX_CANDIDATES;
+                o.candidates.drain(1..=extra);
+            }
             None
         }
     }
@@ -384,7 +395,7 @@ fn resync(raw: &[u8], o: &mut Open, depth: Depth<'_>) -> Resync {
     {
         return Resync::Proven(Box::new(line.body), chain);
     }
-    o.anchor = Some((chain, line.body.seq + 1));
+    o.anchor = Some((chain, line.body.seq.saturating_add(1)));
     Resync::Anchor(line.body.seq)
 }
 
@@ -393,7 +404,10 @@ fn chain_in_text(raw: &[u8]) -> Vec<[u8; 32]> {
     const KEY: &[u8] = b"\"chain\":\"";
     let mut found = Vec::new();
     let mut i = 0;
-    while let Some(at) = raw[i..].windows(KEY.len()).position(|w| w == KEY) {
+    while found.len() < MAX_CANDIDATES {
+        let Some(at) = raw[i..].windows(KEY.len()).position(|w| w == KEY) else {
+            break;
+        };
         let from = i + at + KEY.len();
         if let Some(hex) = raw.get(from..from + 64) {
             if let Some(c) = hex::decode(hex)
