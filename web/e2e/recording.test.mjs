@@ -439,3 +439,19 @@ test('no room for the recording: the session is refused with a clear message, no
     await g.stop();
   }
 });
+
+test('verify on the gateway says LIVE while the session records, INTACT once it ended', async () => {
+  const { page, sessionId } = await openDesk(gw, 'alice', ALICE);
+  const dir = join(gw.dir, 'data/recordings', sessionId);
+  // The running gateway writes it: authentic so far, not intact (exit 3).
+  let r = gw.cli(['recording', 'verify', dir]);
+  assert.equal(r.status, 3, r.stdout + r.stderr);
+  assert.match(r.stdout, /state:\s+live/);
+  assert.match(r.stdout, /verdict:\s+LIVE:/);
+  assert.doesNotMatch(r.stdout, /INTACT/);
+  await page.context().close();
+  await waitForState(admin, sessionId, 'complete');
+  r = gw.cli(['recording', 'verify', dir]);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /verdict:\s+INTACT/);
+});
