@@ -176,7 +176,8 @@ pub struct Detail {
     pub segments: Vec<SegmentEntry>,
     /// Thumbnails, in order.
     pub thumbnails: Vec<ThumbEntry>,
-    /// The walk it came from (spans to serve bytes; body `n` is manifest line `n`).
+    /// The walk it came from (spans to serve bytes; bodies in manifest line order, with the lines
+    /// of a damaged stretch missing).
     pub scan: Scan,
 }
 
@@ -291,12 +292,17 @@ pub fn read_run(
     if to < from || to - from >= MAX_RUN_SEGMENTS {
         return Err(bad("not a valid run"));
     }
-    let first = usize::try_from(from).map_err(|_| bad("out of range"))?;
-    let last = usize::try_from(to).map_err(|_| bad("out of range"))?;
-    let bodies = detail
-        .scan
-        .bodies
-        .get(first..=last)
+    // Bodies are in seq order; after a damaged stretch some seqs are missing, so look them up.
+    let all = &detail.scan.bodies;
+    let first = all.partition_point(|b| b.seq < from);
+    let last = all.partition_point(|b| b.seq <= to);
+    let bodies = all
+        .get(first..last)
+        .filter(|b| {
+            b.first().is_some_and(|x| x.seq == from)
+                && b.last().is_some_and(|x| x.seq == to)
+                && u64::try_from(b.len()).is_ok_and(|n| n == to - from + 1)
+        })
         .ok_or_else(|| bad("not in the manifest"))?;
     let mut span: Option<(u32, &str, u64, u64)> = None;
     for b in bodies {

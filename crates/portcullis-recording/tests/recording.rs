@@ -551,6 +551,22 @@ fn recovery_keeps_the_signed_lines_after_a_damaged_middle_line() {
             "{case}: {:?}",
             d.segments
         );
+        // The segments after the damage play: a run of them, and one by one.
+        let run = portcullis_recording::read_run(&disk, "r1", &d, 6, 7).unwrap();
+        assert_eq!(run, [[4u8; 100], [5u8; 100]].concat(), "{case}");
+        let piece = portcullis_recording::read_piece(
+            &disk,
+            "r1",
+            &d,
+            portcullis_recording::Piece::Segment(7),
+        )
+        .unwrap();
+        assert_eq!(piece, [5u8; 100], "{case}");
+        // A run across the damage is not served (lines are missing from it).
+        assert!(
+            portcullis_recording::read_run(&disk, "r1", &d, 3, 6).is_err(),
+            "{case}"
+        );
         // A second start leaves it alone.
         assert!(recover(&disk, &key, 1_700_000_300_000).unwrap().is_empty());
     }
