@@ -145,7 +145,14 @@ function verifyAll(g, root) {
     const r = g.cli(['recording', 'verify', join(root, id)]);
     const segments = Number(/(\d+) video segments/.exec(r.stdout)?.[1] ?? -1);
     const state = /state:\s+(\S+)/.exec(r.stdout)?.[1];
-    out.set(id, { status: r.status, stdout: r.stdout + r.stderr, segments, state, intact: /verdict:\s+INTACT/.test(r.stdout) });
+    // Exit 0 and INTACT: closed as complete; 2 and INCOMPLETE: closed as incomplete at a start
+    // (authentic, the end missing); 1 and CUT: not closed and nobody writing it.
+    const verdict = /verdict:\s+(\S+)/.exec(r.stdout)?.[1];
+    out.set(id, {
+      status: r.status, stdout: r.stdout + r.stderr, segments, state, verdict,
+      intact: r.status === 0 && verdict === 'INTACT:',
+      authentic: (r.status === 0 && verdict === 'INTACT:') || (r.status === 2 && verdict === 'INCOMPLETE:'),
+    });
   }
   return out;
 }
@@ -238,7 +245,7 @@ test(`kill -9 ${KILLS} times during recorded sessions: no acknowledged audit rec
   // Every recording folder verifies; those of killed sessions were closed as incomplete at the
   // next start, with at least one fragment each.
   const results = verifyAll(gw, root);
-  const bad = [...results].filter(([, r]) => r.status !== 0 || !r.intact);
+  const bad = [...results].filter(([, r]) => !r.authentic || (r.state === 'complete') !== r.intact);
   assert.deepEqual(bad.map(([id, r]) => `${id}: ${r.stdout}`), []);
   for (const id of killedSessions) {
     const r = results.get(id);
@@ -331,10 +338,16 @@ test('a full recordings disk ends the recorded session within 2 s, refuses new o
   assert.equal(await refusedPage.evaluate(() => window.__portcullis?.framesPainted ?? 0), 0);
   await refusedPage.closeAll();
 
-  // Nothing recorded is corrupted: both recordings verify (the cut one up to its last fragment).
+  // Nothing recorded is corrupted: every recording verifies up to its last fragment; the two the
+  // full disk ended could not be closed, so verify calls them cut (exit 1, no damage) until the
+  // next start closes them.
   let results = verifyAll(gw, recDir);
   assert.equal(results.size, 3, [...results.keys()].join(' '));
-  for (const [id, r] of results) assert.ok(r.status === 0 && r.intact, `${id}: ${r.stdout}`);
+  assert.ok(results.get(first.id).intact, results.get(first.id).stdout);
+  for (const cut of [live, idle]) {
+    const r = results.get(cut.id);
+    assert.ok(r.status === 1 && r.verdict === 'CUT:' && !/damage:/.test(r.stdout), r.stdout);
+  }
   assert.equal(results.get(first.id).state, 'complete');
   assert.ok(results.get(live.id).segments >= 1, results.get(live.id).stdout);
   assert.ok(results.get(idle.id).segments >= 1, results.get(idle.id).stdout);
@@ -367,7 +380,7 @@ test('a full recordings disk ends the recorded session within 2 s, refuses new o
   assert.equal(state, 'complete');
   results = verifyAll(gw, recDir);
   assert.equal(results.size, 4);
-  for (const [id, r] of results) assert.ok(r.status === 0 && r.intact, `${id}: ${r.stdout}`);
+  for (const [id, r] of results) assert.ok(r.authentic, `${id}: ${r.stdout}`);
   for (const cut of [live, idle]) assert.equal(results.get(cut.id).state, 'incomplete', results.get(cut.id).stdout);
   assert.equal(results.get(again.id).state, 'complete');
   assert.ok(results.get(again.id).segments >= 2, results.get(again.id).stdout);

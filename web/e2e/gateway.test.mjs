@@ -374,6 +374,13 @@ test('admins manage users, targets, grants and live sessions in the web UI', asy
   await page.waitForSelector('#users-table >> text=carol');
 
   await page.click('#nav-admin-targets');
+  // VNC cannot authenticate its server: the form says so while the kind is VNC, not for RDP.
+  await page.waitForSelector('#target-kind-note:not([hidden])');
+  assert.match(await page.textContent('#target-kind-note'), /no server authentication.*DES challenge-response/s);
+  await page.selectOption('#target-kind', 'rdp');
+  await page.waitForSelector('#target-kind-note', { state: 'hidden' });
+  await page.selectOption('#target-kind', 'vnc');
+  await page.waitForSelector('#target-kind-note:not([hidden])');
   await page.fill('#target-name', 'desk2');
   await page.fill('#target-address', desktop.address);
   await page.fill('#target-password', VNC_PASSWORD);

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync, rmSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDesktop, startGateway, launchBrowser, uiLogin, sleep } from './harness.mjs';
@@ -186,9 +186,27 @@ test('verify passes on the recording and its export, and names the segment of on
   assert.ok(recorded, 'needs the recorded session');
   let r = gw.cli(['recording', 'verify', join(gw.dir, 'data/recordings', recorded.id)]);
   assert.equal(r.status, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /INTACT/);
-  r = gw.cli(['recording', 'verify', recorded.dir, '--public-key', join(recorded.dir, 'gateway-signing-key.pub')]);
+  assert.match(r.stdout, /verdict:\s+INTACT/);
+  assert.match(r.stdout, /trusted key: fingerprint [0-9a-f]{16} \(this gateway's signing key/);
+  // The export, against the gateway's key taken from the gateway and kept outside the export.
+  const trusted = join(scratch, `${recorded.id}-gateway.pub`);
+  writeFileSync(trusted, gw.cli(['recording', 'public-key']).stdout);
+  r = gw.cli(['recording', 'verify', recorded.dir, '--public-key', trusted]);
   assert.equal(r.status, 0, r.stdout + r.stderr);
+  // Against the key that came inside the export only: nothing proven, said plainly (exit 4).
+  r = gw.cli(['recording', 'verify', recorded.dir, '--public-key', join(recorded.dir, 'gateway-signing-key.pub')]);
+  assert.equal(r.status, 4, r.stdout + r.stderr);
+  assert.match(r.stdout, /NOT TRUSTED: it came with the recording/);
+  assert.doesNotMatch(r.stdout, /INTACT/);
+  // Its last line (the end line) removed: cut, never intact (exit 1).
+  const cutDir = join(scratch, `${recorded.id}-cut`);
+  mkdirSync(cutDir);
+  for (const f of readdirSync(recorded.dir)) copyFileSync(join(recorded.dir, f), join(cutDir, f));
+  const lines = readFileSync(join(cutDir, 'manifest.jsonl'), 'utf8').trim().split('\n');
+  writeFileSync(join(cutDir, 'manifest.jsonl'), lines.slice(0, -1).join('\n') + '\n');
+  r = gw.cli(['recording', 'verify', cutDir, '--public-key', trusted]);
+  assert.equal(r.status, 1, r.stdout + r.stderr);
+  assert.match(r.stdout, /verdict:\s+CUT: missing the signed end line/);
 
   // Flip one byte in the middle of the video.
   const video = join(recorded.dir, 'video-1.mp4');
@@ -196,7 +214,7 @@ test('verify passes on the recording and its export, and names the segment of on
   const at = Math.floor(bytes.length * 0.6);
   bytes[at] ^= 0x01;
   writeFileSync(video, bytes);
-  r = gw.cli(['recording', 'verify', recorded.dir, '--public-key', join(recorded.dir, 'gateway-signing-key.pub')]);
+  r = gw.cli(['recording', 'verify', recorded.dir, '--public-key', trusted]);
   assert.equal(r.status, 1, r.stdout + r.stderr);
   assert.match(r.stdout, /ALTERED OR DAMAGED at segment \d+: segment \d+: video altered/);
   // The segment named is the one holding that byte.
@@ -272,10 +290,12 @@ test('kill -9 mid-session: the recording plays up to the last fragment and is ma
       const d = (await a2.get(`/recordings/${sessionId}`)).json;
       assert.equal(d.recording.state, 'incomplete');
       assert.match(d.recording.end_reason, /stopped while recording/);
+      // Authentic up to its signed end line, which says the end is missing: exit 2.
       const r = g2.cli(['recording', 'verify', dir]);
-      assert.equal(r.status, 0, r.stdout + r.stderr);
-      assert.match(r.stdout, /incomplete/);
-      assert.match(r.stdout, /INTACT/);
+      assert.equal(r.status, 2, r.stdout + r.stderr);
+      assert.match(r.stdout, /state:\s+incomplete/);
+      assert.match(r.stdout, /verdict:\s+INCOMPLETE:/);
+      assert.doesNotMatch(r.stdout, /INTACT/);
     } finally {
       await g2.stop({ keep: true });
     }
@@ -418,4 +438,20 @@ test('no room for the recording: the session is refused with a clear message, no
   } finally {
     await g.stop();
   }
+});
+
+test('verify on the gateway says LIVE while the session records, INTACT once it ended', async () => {
+  const { page, sessionId } = await openDesk(gw, 'alice', ALICE);
+  const dir = join(gw.dir, 'data/recordings', sessionId);
+  // The running gateway writes it: authentic so far, not intact (exit 3).
+  let r = gw.cli(['recording', 'verify', dir]);
+  assert.equal(r.status, 3, r.stdout + r.stderr);
+  assert.match(r.stdout, /state:\s+live/);
+  assert.match(r.stdout, /verdict:\s+LIVE:/);
+  assert.doesNotMatch(r.stdout, /INTACT/);
+  await page.context().close();
+  await waitForState(admin, sessionId, 'complete');
+  r = gw.cli(['recording', 'verify', dir]);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /verdict:\s+INTACT/);
 });

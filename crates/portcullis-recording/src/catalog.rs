@@ -6,7 +6,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::Serialize;
 
 use crate::manifest::{fingerprint, EndState, Entry, SessionMeta, MANIFEST, MAX_LINE};
-use crate::scan::{scan, Depth, Problem, Scan};
+use crate::scan::{scan, Damage, Depth, Problem, Scan};
 use crate::storage::{RecordingStorage, StorageError};
 use crate::writer::RecordingWriter;
 
@@ -176,7 +176,8 @@ pub struct Detail {
     pub segments: Vec<SegmentEntry>,
     /// Thumbnails, in order.
     pub thumbnails: Vec<ThumbEntry>,
-    /// The walk it came from (spans to serve bytes; body `n` is manifest line `n`).
+    /// The walk it came from (spans to serve bytes; bodies in manifest line order, with the lines
+    /// of a damaged stretch missing).
     pub scan: Scan,
 }
 
@@ -291,12 +292,17 @@ pub fn read_run(
     if to < from || to - from >= MAX_RUN_SEGMENTS {
         return Err(bad("not a valid run"));
     }
-    let first = usize::try_from(from).map_err(|_| bad("out of range"))?;
-    let last = usize::try_from(to).map_err(|_| bad("out of range"))?;
-    let bodies = detail
-        .scan
-        .bodies
-        .get(first..=last)
+    // Bodies are in seq order; after a damaged stretch some seqs are missing, so look them up.
+    let all = &detail.scan.bodies;
+    let first = all.partition_point(|b| b.seq < from);
+    let last = all.partition_point(|b| b.seq <= to);
+    let bodies = all
+        .get(first..last)
+        .filter(|b| {
+            b.first().is_some_and(|x| x.seq == from)
+                && b.last().is_some_and(|x| x.seq == to)
+                && u64::try_from(b.len()).is_ok_and(|n| n == to - from + 1)
+        })
         .ok_or_else(|| bad("not in the manifest"))?;
     let mut span: Option<(u32, &str, u64, u64)> = None;
     for b in bodies {
@@ -317,6 +323,41 @@ pub fn read_run(
     storage.read(id, file, start, end - start)
 }
 
+/// What a check concludes, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Closed as `complete` by a signed end line; every line, signature and listed byte checks
+    /// out; nothing is missing or was added.
+    Intact,
+    /// Closed as `incomplete` by a signed end line (the gateway stopped while recording and
+    /// closed it at its next start); everything listed checks out, the end of the session is
+    /// missing.
+    Incomplete,
+    /// No end line yet, and a running gateway is writing it right now (its writer lock is held);
+    /// everything listed so far checks out.
+    Live,
+    /// No end line and nobody writing it: lines were removed from the end, or the gateway
+    /// stopped and has not restarted (a start closes it as `incomplete`).
+    Cut,
+    /// Something does not check out: a line, a signature, a byte, or a part set aside by
+    /// recovery.
+    Altered,
+}
+
+impl Status {
+    /// The word printed as the verdict.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Intact => "intact",
+            Status::Incomplete => "incomplete",
+            Status::Live => "live",
+            Status::Cut => "cut",
+            Status::Altered => "altered",
+        }
+    }
+}
+
 /// The result of checking a recording.
 #[derive(Debug)]
 pub struct Verdict {
@@ -328,22 +369,90 @@ pub struct Verdict {
     pub duration_ms: u64,
     /// How it ended, if it did.
     pub ended: Option<EndState>,
+    /// Why it ended, as the signed end line says.
+    pub end_reason: Option<String>,
     /// Bytes present after the last listed range of some file (a torn write, or an addition).
     pub unlisted_bytes: u64,
     /// The first problem, if any.
     pub problem: Option<Problem>,
+    /// Every damaged stretch found (the first is also `problem`).
+    pub damage: Vec<Damage>,
+    /// Files recovery set aside next to the recording (name, size): bytes it found damaged or
+    /// torn, kept byte for byte.
+    pub quarantine: Vec<(String, u64)>,
+    /// A running gateway is writing it right now.
+    pub live: bool,
     /// Fingerprint of the key checked against.
     pub key_fingerprint: String,
 }
 
 impl Verdict {
-    /// True when every line, signature and byte checks out and nothing was added after the end.
+    /// The conclusion.
+    pub fn status(&self) -> Status {
+        if self.problem.is_some() || !self.damage.is_empty() {
+            return Status::Altered;
+        }
+        match self.ended {
+            Some(EndState::Complete) => Status::Intact,
+            Some(EndState::Incomplete) => Status::Incomplete,
+            None if self.live => Status::Live,
+            None => Status::Cut,
+        }
+    }
+
+    /// True only for a recording closed as complete whose every line, signature and byte checks
+    /// out with nothing missing or added. A cut, live or incomplete recording is not intact.
     pub fn is_intact(&self) -> bool {
-        self.problem.is_none()
+        self.status() == Status::Intact
+    }
+
+    /// True when everything listed checks out (whether or not it is closed): what is there is
+    /// what the gateway wrote.
+    pub fn is_authentic_so_far(&self) -> bool {
+        self.problem.is_none() && self.damage.is_empty()
+    }
+
+    /// What is missing or wrong, for people (`None` when intact).
+    pub fn missing(&self) -> Option<String> {
+        match self.status() {
+            Status::Intact => None,
+            Status::Altered => self
+                .problem
+                .as_ref()
+                .map(|p| format!("at segment {}: {}", p.seq, p.what)),
+            Status::Incomplete => Some(format!(
+                "the end of the session: {}",
+                self.end_reason
+                    .as_deref()
+                    .unwrap_or("the gateway stopped while recording")
+            )),
+            Status::Live => Some(format!(
+                "the end line: the gateway is still writing it ({} lines so far)",
+                self.lines
+            )),
+            Status::Cut => Some(format!(
+                "the signed end line: the manifest stops after line {}{}; lines were removed \
+                 from its end, or the gateway could not close it (it stopped, or its disk was \
+                 full) and has not restarted since (a start closes it as incomplete)",
+                self.lines.saturating_sub(1),
+                if self.unlisted_bytes > 0 {
+                    format!(
+                        ", and {} bytes follow the last listed segment",
+                        self.unlisted_bytes
+                    )
+                } else {
+                    String::new()
+                }
+            )),
+        }
     }
 }
 
-/// Checks every line's chain and signature and every listed byte's hash.
+/// Prefix of the files recovery sets damaged or torn bytes aside in (never deleted).
+pub const QUARANTINE_PREFIX: &str = "quarantine-";
+
+/// Checks every line's chain and signature and every listed byte's hash, and whether the
+/// recording is closed (or, if not, being written right now).
 pub fn verify(
     storage: &dyn RecordingStorage,
     id: &str,
@@ -352,12 +461,16 @@ pub fn verify(
     let s = scan(storage, id, Depth::Full(key))?;
     // Only the files the manifest names count (an export folder holds a README too).
     let mut unlisted = 0;
+    let mut quarantine = Vec::new();
     for (file, len) in storage.files(id)? {
         let listed = if file == MANIFEST {
             s.manifest_len
         } else if let Some(end) = s.file_ends.get(&file) {
             *end
         } else {
+            if file.starts_with(QUARANTINE_PREFIX) {
+                quarantine.push((file, len));
+            }
             continue;
         };
         unlisted += len.saturating_sub(listed);
@@ -367,8 +480,12 @@ pub fn verify(
         segments: 0,
         duration_ms: 0,
         ended: None,
+        end_reason: None,
         unlisted_bytes: unlisted,
-        problem: s.problem.clone(),
+        problem: s.first_problem(),
+        damage: s.damage.clone(),
+        quarantine,
+        live: false,
         key_fingerprint: fingerprint(key),
     };
     for b in &s.bodies {
@@ -378,13 +495,20 @@ pub fn verify(
                 v.duration_ms = *end_ms;
             }
             Entry::End {
-                state, duration_ms, ..
+                state,
+                duration_ms,
+                reason,
+                ..
             } => {
                 v.ended = Some(*state);
                 v.duration_ms = *duration_ms;
+                v.end_reason = Some(reason.clone());
             }
             _ => {}
         }
+    }
+    if v.ended.is_none() {
+        v.live = storage.is_being_written(id)?;
     }
     if v.problem.is_none() && v.ended.is_some() && unlisted > 0 {
         v.problem = Some(Problem {
@@ -400,11 +524,14 @@ pub fn verify(
 pub struct Recovered {
     /// Which.
     pub id: String,
-    /// Torn bytes cut off.
+    /// Bytes cut from the recording's files (a torn tail, a damaged tail); every one of them
+    /// was first copied to a quarantine file.
     pub discarded_bytes: u64,
-    /// A problem found before the end of the manifest (the recording was altered while the
-    /// gateway was down); recovery then closes it at the last good line.
+    /// A problem found before the end of the manifest (the recording was altered or damaged
+    /// while the gateway was down); named in the end line too.
     pub problem: Option<Problem>,
+    /// Quarantine files written (bytes set aside, byte for byte).
+    pub quarantined: Vec<String>,
     /// Recovery could not close it (a full disk, say): it stays open, still verifiable up to its
     /// last listed segment, and the next start tries again. The other recordings are not held
     /// up by it, nor is the start.
@@ -412,10 +539,13 @@ pub struct Recovered {
 }
 
 /// Closes every recording left open by a gateway that stopped (at start-up, before any session
-/// runs): cuts torn tails and appends a signed end line marked incomplete. A recording the
-/// gateway stopped while creating (not one complete manifest line, no other byte) is deleted:
-/// its session was never opened. Only failing to list the recordings is an error; a recording
-/// that cannot be closed is reported with [`Recovered::failed`].
+/// runs): appends a signed end line marked incomplete. Nothing is destroyed: a torn or damaged
+/// tail (bytes no checked line vouches for at the end of a file) is copied to a quarantine file
+/// next to the recording before it is cut, and a damaged line in the middle stays where it is
+/// (a copy is set aside too) with the signed lines after it; the end line names the damage. A
+/// recording the gateway stopped while creating (not one complete manifest line, no other byte)
+/// is deleted: its session was never opened. Only failing to list the recordings is an error; a
+/// recording that cannot be closed is reported with [`Recovered::failed`].
 pub fn recover(
     storage: &dyn RecordingStorage,
     key: &Arc<SigningKey>,
@@ -435,12 +565,16 @@ pub fn recover(
                 id,
                 discarded_bytes: 0,
                 problem: None,
+                quarantined: Vec::new(),
                 failed: Some(e),
             }),
         }
     }
     Ok(done)
 }
+
+/// Most of the end line's reason given to naming damage.
+const MAX_REASON: usize = 4000;
 
 fn recover_one(
     storage: &dyn RecordingStorage,
@@ -465,14 +599,44 @@ fn recover_one(
     if s.is_ended() || s.bodies.is_empty() {
         return Ok(None);
     }
+    let mut notes: Vec<String> = Vec::new();
+    let mut quarantined = Vec::new();
+    // Damaged lines in the middle stay in place; a copy of their bytes is set aside as well.
+    for d in s.damage.iter().filter(|d| d.resumed_at.is_some()) {
+        let (from, to) = d.manifest;
+        let mut note = format!("damaged: {}", d.describe());
+        if to > from {
+            let q = set_aside(storage, id, MANIFEST, from, to)?;
+            note.push_str(&format!(" (a copy of those bytes is in {q})"));
+            quarantined.push(q);
+        }
+        notes.push(note);
+    }
+    if let Some(p) = &s.problem {
+        notes.push(format!("damaged: at line {}: {}", p.seq, p.what));
+    }
+    if let Some(d) = s.tail_damage() {
+        notes.push(format!("damaged tail: {}", d.describe()));
+    }
+    // Bytes after the last checked line of each file (a torn write, a damaged tail): set aside,
+    // then cut, so that the end line can follow the last line that checks out.
     let mut discarded = 0;
     for (file, len) in storage.files(id)? {
+        if file.starts_with(QUARANTINE_PREFIX) {
+            continue;
+        }
         let keep = if file == MANIFEST {
             s.manifest_len
         } else {
             s.file_ends.get(&file).copied().unwrap_or(0)
         };
         if len > keep {
+            let q = set_aside(storage, id, &file, keep, len)?;
+            notes.push(format!(
+                "cut: {} bytes of {file} after its last listed byte {keep}, set aside in {q}",
+                len - keep
+            ));
+            quarantined.push(q);
             discarded += len - keep;
             storage.truncate(id, &file, keep)?;
         }
@@ -486,17 +650,25 @@ fn recover_one(
             _ => None,
         })
         .unwrap_or(0);
+    let mut reason = String::from("the gateway stopped while recording; closed at the next start");
+    for n in &notes {
+        reason.push_str("; ");
+        reason.push_str(n);
+    }
+    if reason.len() > MAX_REASON {
+        let mut cut = MAX_REASON;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push_str(" …");
+    }
     let sink = storage.reopen(id)?;
-    let mut w = RecordingWriter::resume(
-        id.to_owned(),
-        sink,
-        key.clone(),
-        s.bodies.len() as u64,
-        s.chain,
-    );
+    let next_seq = s.bodies.last().map_or(0, |b| b.seq.saturating_add(1));
+    let mut w = RecordingWriter::resume(id.to_owned(), sink, key.clone(), next_seq, s.chain);
     w.close(
         EndState::Incomplete,
-        "the gateway stopped while recording; closed at the next start",
+        &reason,
         duration_ms,
         now_ms,
         discarded,
@@ -504,9 +676,45 @@ fn recover_one(
     Ok(Some(Recovered {
         id: id.to_owned(),
         discarded_bytes: discarded,
-        problem: s.problem,
+        problem: s.first_problem(),
+        quarantined,
         failed: None,
     }))
+}
+
+/// Bytes copied per read while setting aside.
+const COPY_CHUNK: u64 = 1024 * 1024;
+
+/// Copies bytes `from..to` of `file` to a quarantine file next to it, durably, and returns its
+/// name. Idempotent: a start interrupted after the copy finds it whole and leaves it; a partial
+/// copy (interrupted during the copy, the original still whole) is written again.
+fn set_aside(
+    storage: &dyn RecordingStorage,
+    id: &str,
+    file: &str,
+    from: u64,
+    to: u64,
+) -> Result<String, StorageError> {
+    let name = format!("{QUARANTINE_PREFIX}{file}-{from}");
+    let want = to - from;
+    match storage.len(id, &name)? {
+        Some(n) if n == want => return Ok(name),
+        Some(_) => storage.truncate(id, &name, 0)?,
+        None => {}
+    }
+    let mut sink = storage.reopen(id)?;
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(COPY_CHUNK);
+        let bytes = storage.read(id, file, at, n)?;
+        sink.append(&name, &bytes)?;
+        at += n;
+    }
+    if want == 0 {
+        sink.append(&name, &[])?;
+    }
+    sink.sync(&name)?;
+    Ok(name)
 }
 
 /// True when a recording holds no complete manifest line and no other byte: what a gateway

@@ -17,7 +17,7 @@ pub mod writer;
 
 pub use catalog::{
     detail, expire, read_piece, read_run, recover, summary, verify, Detail, ListedState, Piece,
-    Summary, Verdict,
+    Recovered, Status, Summary, Verdict, QUARANTINE_PREFIX,
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use live::LiveRecordings;

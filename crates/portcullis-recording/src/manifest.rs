@@ -184,7 +184,7 @@ pub fn chain_next(prev: &[u8; 32], body: &Body) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn signed_message(chain: &[u8; 32]) -> Vec<u8> {
+pub(crate) fn signed_message(chain: &[u8; 32]) -> Vec<u8> {
     let mut m = SIG_CONTEXT.to_vec();
     m.extend_from_slice(chain);
     m

@@ -62,8 +62,8 @@ impl RecordingStorage for Memory {
 }
 
 /// A recording folder whose files are attacker-controlled (a tampered export): the first half
-/// of `data` is the manifest, the second every other file. Listing, reading and verifying it
-/// give results or errors, never a panic.
+/// of `data` is the manifest, the second every other file. Listing, reading, verifying and
+/// recovering it give results or errors, never a panic.
 pub fn recording_folder(data: &[u8]) {
     let (manifest, rest) = data.split_at(data.len() / 2);
     let mut files = HashMap::new();
@@ -80,4 +80,6 @@ pub fn recording_folder(data: &[u8]) {
         }
     }
     let _ = crate::verify(&storage, "r", &key.verifying_key());
+    // Start-up recovery walks it too (this storage refuses writes: it reports, never panics).
+    let _ = crate::recover(&storage, &std::sync::Arc::new(key), 0);
 }

@@ -103,6 +103,12 @@ pub trait RecordingStorage: Send + Sync {
     fn available_bytes(&self) -> Result<Option<u64>, StorageError> {
         Ok(None)
     }
+    /// True when a running process is appending to the recording right now, as far as the
+    /// storage can tell (a local disk: a writer holds a lock on the manifest while it writes;
+    /// the lock dies with its process). `false` when it cannot tell.
+    fn is_being_written(&self, _id: &str) -> Result<bool, StorageError> {
+        Ok(false)
+    }
 }
 
 /// Reads a whole file, refusing one larger than `max` bytes.
@@ -294,6 +300,20 @@ impl RecordingStorage for LocalDisk {
         Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
     }
 
+    fn is_being_written(&self, id: &str) -> Result<bool, StorageError> {
+        let path = self.path(id, crate::manifest::MANIFEST)?;
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io("open", &path)(e)),
+        };
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared) {
+            Ok(()) => Ok(false),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(true),
+            Err(e) => Err(io("lock", &path)(e.into())),
+        }
+    }
+
     fn delete(&self, id: &str) -> Result<(), StorageError> {
         let dir = self.dir(id)?;
         match std::fs::remove_dir_all(&dir) {
@@ -304,6 +324,26 @@ impl RecordingStorage for LocalDisk {
             Err(e) => Err(io("delete", &dir)(e)),
         }
     }
+}
+
+/// Takes the manifest's writer lock (held while the file stays open, i.e. until the recording's
+/// writer is dropped, and released by the kernel if the process dies). Another holder means
+/// another process writes this recording: refused rather than interleaved.
+fn lock_for_writing(f: &File, path: &Path) -> Result<(), StorageError> {
+    for _ in 0..50 {
+        match rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            // A verifier's brief shared lock, or another writer.
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => return Err(io("lock", path)(e.into())),
+        }
+    }
+    Err(io("lock", path)(std::io::Error::new(
+        std::io::ErrorKind::WouldBlock,
+        "another process is writing this recording",
+    )))
 }
 
 struct DiskSink {
@@ -322,6 +362,9 @@ impl RecordingSink for DiskSink {
                 .append(true)
                 .open(&path)
                 .map_err(io("open", &path))?;
+            if file == crate::manifest::MANIFEST {
+                lock_for_writing(&f, &path)?;
+            }
             let len = f.metadata().map_err(io("stat", &path))?.len();
             if !existed {
                 // The new name must survive a crash too.

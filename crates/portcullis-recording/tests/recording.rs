@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use portcullis_core::session::SessionEvent;
+use portcullis_recording::manifest::EndState;
 use portcullis_recording::storage::RecordingStorage;
 use portcullis_recording::{
     detail, expire, generate_key, recover, summary, verify, ListedState, LocalDisk,
-    RecordingWriter, SegmentInfo, SessionMeta,
+    RecordingWriter, SegmentInfo, SessionMeta, Status,
 };
 
 fn meta(id: &str) -> SessionMeta {
@@ -73,6 +74,8 @@ fn an_intact_recording_verifies_and_lists() {
     write(&disk, &key, "r1", 5, true);
     let v = verify(&disk, "r1", &key.verifying_key()).unwrap();
     assert!(v.is_intact(), "{:?}", v.problem);
+    assert_eq!(v.status(), Status::Intact);
+    assert_eq!(v.missing(), None);
     assert_eq!(v.segments, 5);
     assert_eq!(v.duration_ms, 5000);
     let s = summary(&disk, "r1", false).unwrap();
@@ -102,9 +105,19 @@ fn one_flipped_byte_names_its_segment() {
     bytes[10 + 3 * 100 + 7] ^= 1;
     std::fs::write(&path, bytes).unwrap();
     let v = verify(&disk, "r1", &key.verifying_key()).unwrap();
+    assert_eq!(v.status(), Status::Altered);
+    assert!(!v.is_intact());
+    let named = v.missing().unwrap();
+    assert!(
+        named.starts_with("at segment 5: segment 5: video altered"),
+        "{named}"
+    );
     let p = v.problem.unwrap();
     assert_eq!(p.seq, 5, "{}", p.what);
     assert!(p.what.contains("video altered"), "{}", p.what);
+    // The walk goes on: the segments after it are checked and counted.
+    assert_eq!(v.segments, 5);
+    assert_eq!(v.ended, Some(EndState::Complete));
 }
 
 #[test]
@@ -156,8 +169,25 @@ fn an_unclosed_recording_is_recovered_as_incomplete() {
     let done = recover(&disk, &key, 1_700_000_200_000).unwrap();
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].discarded_bytes, 37 + 8);
+    // The torn bytes are set aside, not destroyed.
+    assert_eq!(
+        std::fs::read(dir.path().join("r1/quarantine-video-1.mp4-310")).unwrap(),
+        [9; 37]
+    );
+    assert_eq!(done[0].quarantined.len(), 2, "{:?}", done[0].quarantined);
     let v = verify(&disk, "r1", &key.verifying_key()).unwrap();
-    assert!(v.is_intact(), "{:?}", v.problem);
+    assert!(v.is_authentic_so_far(), "{:?}", v.problem);
+    assert!(!v.is_intact(), "an incomplete recording is not intact");
+    assert_eq!(v.status(), Status::Incomplete);
+    assert_eq!(v.quarantine.len(), 2);
+    assert!(
+        v.end_reason
+            .as_deref()
+            .unwrap()
+            .contains("37 bytes of video-1.mp4"),
+        "{:?}",
+        v.end_reason
+    );
     assert_eq!(
         v.ended,
         Some(portcullis_recording::manifest::EndState::Incomplete)
@@ -211,9 +241,12 @@ fn a_recording_cut_before_its_header_is_removed_and_evidence_is_kept() {
     let mut left = disk.list().unwrap();
     left.sort();
     assert_eq!(left, ["bad", "odd", "open"]);
-    assert!(verify(&disk, "open", &key.verifying_key())
-        .unwrap()
-        .is_intact());
+    assert_eq!(
+        verify(&disk, "open", &key.verifying_key())
+            .unwrap()
+            .status(),
+        Status::Incomplete
+    );
     for kept in ["bad", "odd"] {
         assert!(!verify(&disk, kept, &key.verifying_key())
             .unwrap()
@@ -285,16 +318,368 @@ fn a_recording_that_cannot_be_closed_holds_up_neither_the_others_nor_the_start()
     // Still open and intact up to the last segment; the next start (space freed) closes them.
     for id in ["r1", "r2"] {
         let v = verify(&disk, id, &key.verifying_key()).unwrap();
-        assert!(v.is_intact() && v.ended.is_none(), "{:?}", v.problem);
+        assert!(
+            v.is_authentic_so_far() && v.ended.is_none(),
+            "{:?}",
+            v.problem
+        );
+        assert_eq!(v.status(), Status::Cut);
     }
     let done = recover(&disk, &key, 1_700_000_300_000).unwrap();
     assert!(done.iter().all(|r| r.failed.is_none()) && done.len() == 2);
     for id in ["r1", "r2"] {
         let v = verify(&disk, id, &key.verifying_key()).unwrap();
-        assert!(v.is_intact(), "{:?}", v.problem);
+        assert_eq!(v.status(), Status::Incomplete, "{:?}", v.problem);
         assert_eq!(
             v.ended,
             Some(portcullis_recording::manifest::EndState::Incomplete)
         );
+    }
+}
+
+/// Copies recording `from` to `to` under `root`.
+fn copy_recording(root: &std::path::Path, from: &str, to: &str) {
+    std::fs::create_dir(root.join(to)).unwrap();
+    for e in std::fs::read_dir(root.join(from)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), root.join(to).join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_recording_cut_at_any_line_boundary_is_never_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    write(&disk, &key, "whole", 4, true);
+    let manifest = std::fs::read(dir.path().join("whole/manifest.jsonl")).unwrap();
+    let ends: Vec<usize> = manifest
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(ends.len(), 1 + 1 + 4 + 1, "header, init, 4 segments, end");
+    // Keep the first k lines (k = 0 .. all but one), with and without the data they name.
+    for (k, cut) in std::iter::once(0)
+        .chain(ends[..ends.len() - 1].iter().copied())
+        .enumerate()
+    {
+        for trim_data in [false, true] {
+            let id = format!("cut-{k}-{trim_data}");
+            copy_recording(dir.path(), "whole", &id);
+            std::fs::write(
+                dir.path().join(&id).join("manifest.jsonl"),
+                &manifest[..cut],
+            )
+            .unwrap();
+            if trim_data && k > 0 {
+                let s = portcullis_recording::scan::scan(
+                    &disk,
+                    &id,
+                    portcullis_recording::scan::Depth::Structure,
+                )
+                .unwrap();
+                for (file, len) in disk.files(&id).unwrap() {
+                    let keep = s.file_ends.get(&file).copied().unwrap_or(len);
+                    if file != "manifest.jsonl" && keep < len {
+                        disk.truncate(&id, &file, keep).unwrap();
+                    }
+                }
+            }
+            let v = verify(&disk, &id, &key.verifying_key()).unwrap();
+            assert!(!v.is_intact(), "{id}: kept {k} lines and called intact");
+            let expected = if k == 0 { Status::Altered } else { Status::Cut };
+            assert_eq!(v.status(), expected, "{id}: {:?}", v.problem);
+            let missing = v.missing().unwrap();
+            if k > 0 {
+                assert!(missing.contains("the signed end line"), "{id}: {missing}");
+                assert!(
+                    missing.contains(&format!("stops after line {}", k - 1)),
+                    "{id}: {missing}"
+                );
+            }
+        }
+    }
+    // The whole recording is intact.
+    assert_eq!(
+        verify(&disk, "whole", &key.verifying_key())
+            .unwrap()
+            .status(),
+        Status::Intact
+    );
+}
+
+#[test]
+fn a_recording_being_written_is_live_and_cut_once_its_writer_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    let mut w = RecordingWriter::create(&disk, key.clone(), meta("r1")).unwrap();
+    w.begin_part(1280, 800, "avc1.64001f", b"init").unwrap();
+    w.segment(
+        SegmentInfo {
+            start_ms: 0,
+            end_ms: 1000,
+            key: true,
+            frames: 1,
+        },
+        b"frag",
+        None,
+    )
+    .unwrap();
+    let v = verify(&disk, "r1", &key.verifying_key()).unwrap();
+    assert_eq!(v.status(), Status::Live, "{:?}", v.problem);
+    assert!(!v.is_intact());
+    // The writer is gone without closing it (a crash): nobody writes it, it is cut.
+    drop(w);
+    let v = verify(&disk, "r1", &key.verifying_key()).unwrap();
+    assert_eq!(v.status(), Status::Cut);
+}
+
+/// Every file's original bytes are still there: the file was not shortened (it may have grown),
+/// or the bytes cut from it are in a quarantine file byte for byte.
+fn assert_all_bytes_kept(root: &std::path::Path, id: &str, before: &[(String, Vec<u8>)]) {
+    for (file, old) in before {
+        let now = std::fs::read(root.join(id).join(file)).unwrap();
+        let same = old.iter().zip(&now).take_while(|(a, b)| a == b).count();
+        if same == old.len() {
+            continue;
+        }
+        // Cut at some n <= same: bytes n.. must be in quarantine-FILE-n.
+        let kept = (0..=same).rev().any(|n| {
+            std::fs::read(root.join(id).join(format!("quarantine-{file}-{n}")))
+                .is_ok_and(|q| q == old[n..])
+        });
+        assert!(
+            kept,
+            "{file}: bytes after {same} are gone and not in quarantine"
+        );
+    }
+}
+
+fn snapshot(root: &std::path::Path, id: &str) -> Vec<(String, Vec<u8>)> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(root.join(id)).unwrap() {
+        let e = e.unwrap();
+        all.push((
+            e.file_name().to_str().unwrap().to_owned(),
+            std::fs::read(e.path()).unwrap(),
+        ));
+    }
+    all
+}
+
+#[test]
+fn recovery_keeps_the_signed_lines_after_a_damaged_middle_line() {
+    // Two kinds of damage to manifest line 4 (a segment) of an open recording with 6 segments:
+    // garbage (not JSON at all) and an altered body (valid JSON, chain no longer matches).
+    for (case, damage) in [
+        (
+            "garbage",
+            &(|l: &str| "#".repeat(l.len())) as &dyn Fn(&str) -> String,
+        ),
+        ("edited", &|l: &str| {
+            l.replacen("\"frames\":4", "\"frames\":9", 1)
+        }),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = LocalDisk::open(dir.path()).unwrap();
+        let key = Arc::new(generate_key());
+        write(&disk, &key, "r1", 6, false);
+        let path = dir.path().join("r1/manifest.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 8);
+        let damaged = damage(&lines[4]);
+        assert_ne!(damaged, lines[4], "{case}");
+        lines[4] = damaged.clone();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let damaged_at = lines[..4].iter().map(|l| l.len() + 1).sum::<usize>();
+        let before = snapshot(dir.path(), "r1");
+
+        let done = recover(&disk, &key, 1_700_000_200_000).unwrap();
+        assert_eq!(done.len(), 1, "{case}");
+        assert!(done[0].failed.is_none(), "{case}: {:?}", done[0].failed);
+        assert_eq!(done[0].problem.as_ref().unwrap().seq, 4, "{case}");
+        // Nothing shortened: the manifest grew by one end line, the data stayed as it was.
+        assert_all_bytes_kept(dir.path(), "r1", &before);
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            now.starts_with(&(lines.join("\n") + "\n")),
+            "{case}: manifest rewritten"
+        );
+        assert_eq!(now.lines().count(), 9, "{case}");
+        // The damaged line is set aside as well, byte for byte.
+        let q = std::fs::read(
+            dir.path()
+                .join(format!("r1/quarantine-manifest.jsonl-{damaged_at}")),
+        )
+        .unwrap();
+        assert_eq!(q, format!("{damaged}\n").as_bytes(), "{case}");
+
+        let v = verify(&disk, "r1", &key.verifying_key()).unwrap();
+        assert_eq!(v.status(), Status::Altered, "{case}: {:?}", v.problem);
+        assert!(!v.is_intact());
+        assert_eq!(v.ended, Some(EndState::Incomplete), "{case}");
+        let reason = v.end_reason.clone().unwrap();
+        assert!(reason.contains("manifest line 4"), "{case}: {reason}");
+        assert!(
+            reason.contains("quarantine-manifest.jsonl-"),
+            "{case}: {reason}"
+        );
+        assert_eq!(v.damage.len(), 1, "{case}: {:?}", v.damage);
+        assert_eq!(v.damage[0].seq, 4, "{case}");
+        assert!(
+            v.problem.as_ref().unwrap().what.contains("manifest line 4"),
+            "{case}"
+        );
+        // The lines after the damage are walked: all 6 segments' time is there, 5 of them
+        // (or 4, when the line after the damage can only anchor the chain) checked.
+        assert!(v.segments >= 4, "{case}: {} segments", v.segments);
+        assert_eq!(v.duration_ms, 6000, "{case}");
+        assert!(v
+            .quarantine
+            .iter()
+            .any(|(n, _)| n.starts_with("quarantine-manifest")));
+        // Listing says incomplete with the reason; the player still gets the later segments.
+        let s = summary(&disk, "r1", false).unwrap();
+        assert_eq!(s.state, ListedState::Incomplete);
+        let d = detail(&disk, "r1").unwrap();
+        assert!(
+            d.segments.iter().any(|g| g.seq == 7),
+            "{case}: {:?}",
+            d.segments
+        );
+        // The segments after the damage play: a run of them, and one by one.
+        let run = portcullis_recording::read_run(&disk, "r1", &d, 6, 7).unwrap();
+        assert_eq!(run, [[4u8; 100], [5u8; 100]].concat(), "{case}");
+        let piece = portcullis_recording::read_piece(
+            &disk,
+            "r1",
+            &d,
+            portcullis_recording::Piece::Segment(7),
+        )
+        .unwrap();
+        assert_eq!(piece, [5u8; 100], "{case}");
+        // A run across the damage is not served (lines are missing from it).
+        assert!(
+            portcullis_recording::read_run(&disk, "r1", &d, 3, 6).is_err(),
+            "{case}"
+        );
+        // A second start leaves it alone.
+        assert!(recover(&disk, &key, 1_700_000_300_000).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn recovery_sets_a_damaged_tail_aside_before_cutting_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    write(&disk, &key, "r1", 4, false);
+    let path = dir.path().join("r1/manifest.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let last = lines.len() - 1;
+    lines[last] = lines[last].replacen("\"frames\":4", "\"frames\":5", 1);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let before = snapshot(dir.path(), "r1");
+    let done = recover(&disk, &key, 1_700_000_200_000).unwrap();
+    assert_eq!(done.len(), 1);
+    assert!(done[0].discarded_bytes > 0);
+    assert_all_bytes_kept(dir.path(), "r1", &before);
+    let v = verify(&disk, "r1", &key.verifying_key()).unwrap();
+    // Closed after the last line that checks out; the end line names what was set aside.
+    assert_eq!(v.status(), Status::Incomplete, "{:?}", v.problem);
+    let reason = v.end_reason.unwrap();
+    assert!(reason.contains("damaged tail: manifest line 5"), "{reason}");
+    assert!(
+        reason.contains("set aside in quarantine-manifest.jsonl-"),
+        "{reason}"
+    );
+}
+
+/// A small deterministic generator (xorshift64*), so a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n as u64).unwrap()
+    }
+}
+
+#[test]
+fn any_damage_to_the_manifest_is_never_intact_and_recovery_keeps_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    write(&disk, &key, "closed", 5, true);
+    write(&disk, &key, "open", 5, false);
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    for round in 0..200 {
+        let base = if round % 2 == 0 { "closed" } else { "open" };
+        let id = format!("m{round}");
+        copy_recording(dir.path(), base, &id);
+        let path = dir.path().join(&id).join("manifest.jsonl");
+        let original = std::fs::read(&path).unwrap();
+        let mut lines: Vec<Vec<u8>> = original
+            .split_inclusive(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect();
+        let what = rng.below(6);
+        match what {
+            0 => {
+                // One bit of one byte (bit 0: never a mere change of hex case).
+                let l = rng.below(lines.len());
+                let b = rng.below(lines[l].len());
+                lines[l][b] ^= 1;
+            }
+            1 if lines.len() > 1 => {
+                lines.remove(rng.below(lines.len()));
+            }
+            2 => {
+                let l = rng.below(lines.len());
+                let copy = lines[l].clone();
+                lines.insert(rng.below(lines.len() + 1), copy);
+            }
+            3 if lines.len() > 2 => {
+                let a = rng.below(lines.len());
+                let b = rng.below(lines.len());
+                lines.swap(a, b);
+            }
+            4 => lines.insert(rng.below(lines.len() + 1), b"garbage\n".to_vec()),
+            _ => {
+                let all = lines.concat();
+                let cut = rng.below(all.len());
+                lines = vec![all[..cut].to_vec()];
+            }
+        }
+        let damaged = lines.concat();
+        std::fs::write(&path, &damaged).unwrap();
+        if damaged == original {
+            continue;
+        }
+        let v = verify(&disk, &id, &key.verifying_key()).unwrap();
+        assert!(!v.is_intact(), "round {round} ({what}) called intact");
+        let _ = detail(&disk, &id);
+        let before = snapshot(dir.path(), &id);
+        for r in recover(&disk, &key, 1_700_000_200_000).unwrap() {
+            assert!(r.failed.is_none(), "round {round}: {:?}", r.failed);
+        }
+        assert_all_bytes_kept(dir.path(), &id, &before);
+        let v = verify(&disk, &id, &key.verifying_key()).unwrap();
+        assert!(
+            !v.is_intact(),
+            "round {round} ({what}) called intact after recovery"
+        );
+        // Keep the next round's recover() to the new copy.
+        disk.delete(&id).unwrap();
     }
 }

@@ -323,11 +323,22 @@ video-N.mp4               H.264 video, fragmented MP4; one file per screen resol
 events.jsonl              the event track: one JSON object per line, t_ms on the same clock.
 thumbs.bin                preview thumbnails (JPEG images back to back; located by the manifest).
 manifest.jsonl            a SHA-256 hash chain over every byte of the files above, each line
-                          signed with the gateway's Ed25519 key.
-gateway-signing-key.pub   that key's public half (hex). Compare its fingerprint with the one
-                          your gateway prints (portcullis recording public-key).
+                          signed with the gateway's Ed25519 key. Its last line says how the
+                          recording ended; an export taken while the session was still being
+                          recorded has no end line and verifies as cut.
+quarantine-*              (only if present) bytes the gateway's recovery found damaged or torn
+                          and set aside, byte for byte; named in the manifest's end line.
+gateway-signing-key.pub   that key's public half (hex), for reference only: whoever altered the
+                          files could have replaced it too, so checking against it proves nothing.
 
-Check it offline: portcullis recording verify <this folder> --public-key gateway-signing-key.pub
+Check it offline against the gateway's key obtained from the gateway itself (on the gateway:
+portcullis recording public-key > gateway.pub), kept outside this folder:
+
+    portcullis recording verify <this folder> --public-key gateway.pub
+
+Exit status 0: complete and intact. 1: altered, damaged or cut. 2: closed as incomplete (the
+gateway stopped while recording). 3: still being recorded. 4: checked only against the key in
+this folder (not trusted).
 ";
 
 pub(crate) async fn export(
@@ -416,6 +427,12 @@ fn write_export(
     for f in [EVENTS, THUMBS] {
         if let Some(len) = d.scan.file_ends.get(f) {
             files.push((f.to_owned(), *len));
+        }
+    }
+    // What recovery set aside goes along: it is evidence too (named in the end line).
+    for (f, len) in rec.storage.files(id).map_err(io_err)? {
+        if f.starts_with(portcullis_recording::QUARANTINE_PREFIX) {
+            files.push((f, len));
         }
     }
     let mtime = u64::try_from(d.meta.started_at_ms / 1000).unwrap_or(0);

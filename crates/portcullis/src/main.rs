@@ -112,13 +112,16 @@ enum PolicyCmd {
 #[derive(Subcommand)]
 enum RecordingCmd {
     /// Check a recording folder offline (an unpacked export, or one under the data directory):
-    /// every byte against the signed hash chain. Exit status 1 names the first altered or
-    /// missing segment.
+    /// every byte against the signed hash chain, and that it is closed. Exit status: 0 complete
+    /// and intact; 1 altered, damaged or cut (names what); 2 incomplete (the gateway stopped
+    /// while recording); 3 live (still being written); 4 the only key at hand came with the
+    /// recording (nothing proven).
     Verify {
         /// The recording's folder (holds manifest.jsonl).
         dir: PathBuf,
-        /// The gateway's public key: 64 hex digits, or a file holding them
-        /// (gateway-signing-key.pub of an export). Default: this gateway's own key.
+        /// The gateway's public key you trust: 64 hex digits, or a file holding them (obtained
+        /// from the gateway, not from the export). Default: this gateway's own key; without
+        /// either, the key shipped with the recording is used and the result is not trusted.
         #[arg(long)]
         public_key: Option<String>,
     },
@@ -370,10 +373,10 @@ fn load_policy(config: &Config, store: &dyn Store) -> Result<Policy> {
 fn recording_cmd(config: &Config, cmd: RecordingCmd) -> Result<()> {
     match cmd {
         RecordingCmd::Verify { dir, public_key } => {
-            let intact =
+            let code =
                 recording::verify_cmd(config, || load_key(config), &dir, public_key.as_deref())?;
-            if !intact {
-                std::process::exit(1);
+            if code != recording::verify_exit::INTACT {
+                std::process::exit(code);
             }
             Ok(())
         }

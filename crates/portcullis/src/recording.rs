@@ -99,12 +99,16 @@ pub fn set_up(config: &Config, secret: &SecretKey) -> Result<Option<Recording>> 
                  up to its last segment) and the next start tries again");
             continue;
         }
+        let quarantined = rec.quarantined.join(" ");
         match &rec.problem {
             Some(p) => {
                 warn!(recording = %rec.id, discarded_bytes = rec.discarded_bytes, problem = %p.what,
-                "closed a recording left open; it was altered while the gateway was down")
+                quarantined = %quarantined,
+                "closed a recording left open as incomplete; it was damaged or altered while the \
+                 gateway was down (the damage is named in its end line, nothing was deleted)")
             }
             None => info!(recording = %rec.id, discarded_bytes = rec.discarded_bytes,
+                quarantined = %quarantined,
                 "closed a recording left open by the previous run (marked incomplete)"),
         }
     }
@@ -178,13 +182,83 @@ fn parse_public_key(text: &str) -> Result<VerifyingKey> {
     VerifyingKey::from_bytes(&bytes).context("not an Ed25519 public key")
 }
 
-/// `portcullis recording verify`: exit status 0 when intact, 1 when not.
+/// Exit statuses of `portcullis recording verify` (README, "Recordings").
+pub mod verify_exit {
+    /// Complete and intact, checked against a trusted key.
+    pub const INTACT: i32 = 0;
+    /// Altered, damaged or cut (something is missing or does not check out); also any error.
+    pub const ALTERED_OR_CUT: i32 = 1;
+    /// Authentic but closed as incomplete (the gateway stopped while recording).
+    pub const INCOMPLETE: i32 = 2;
+    /// Authentic so far and still being written by a running gateway.
+    pub const LIVE: i32 = 3;
+    /// Consistent, but the only key at hand came with the recording itself: nothing proven.
+    pub const UNTRUSTED_KEY: i32 = 4;
+}
+
+/// Where the key a recording is checked against comes from.
+enum KeySource {
+    /// `--public-key` naming a file outside the recording's folder, or hex digits.
+    Given(String),
+    /// This gateway's own signing key, from its data directory.
+    Gateway(PathBuf),
+    /// A key that came with the recording (its folder's `gateway-signing-key.pub`, or its
+    /// manifest's header): it proves the files agree with each other, not who made them.
+    Shipped(String),
+}
+
+fn read_key_arg(k: &str) -> Result<(VerifyingKey, Option<PathBuf>)> {
+    match std::fs::read_to_string(k) {
+        Ok(text) => {
+            let path = Path::new(k)
+                .canonicalize()
+                .with_context(|| format!("cannot open {k}"))?;
+            let key = parse_public_key(text.trim())
+                .with_context(|| format!("{} holds no public key", path.display()))?;
+            Ok((key, Some(path)))
+        }
+        Err(_) => Ok((parse_public_key(k.trim())?, None)),
+    }
+}
+
+/// The key that came with a recording folder: an export's `gateway-signing-key.pub`, else the
+/// key its manifest's header names.
+fn shipped_key(dir: &Path) -> Result<(VerifyingKey, String)> {
+    let pubfile = dir.join("gateway-signing-key.pub");
+    if let Ok(text) = std::fs::read_to_string(&pubfile) {
+        let key = parse_public_key(text.trim())
+            .with_context(|| format!("{} holds no public key", pubfile.display()))?;
+        return Ok((
+            key,
+            format!("{} inside the recording's folder", pubfile.display()),
+        ));
+    }
+    let manifest = dir.join(portcullis_recording::manifest::MANIFEST);
+    let first = std::fs::read(&manifest)
+        .ok()
+        .and_then(|b| b.split(|&c| c == b'\n').next().map(<[u8]>::to_vec))
+        .and_then(|l| serde_json::from_slice::<portcullis_recording::manifest::Line>(&l).ok());
+    match first.map(|l| l.body.entry) {
+        Some(portcullis_recording::manifest::Entry::Header { key, .. }) => Ok((
+            parse_public_key(&key)?,
+            "the recording's own manifest header".to_owned(),
+        )),
+        _ => bail!(
+            "no key to check {} against: give the gateway's public key with --public-key FILE",
+            dir.display()
+        ),
+    }
+}
+
+/// `portcullis recording verify`: prints the verdict and returns the exit status (see
+/// [`verify_exit`]).
 pub fn verify_cmd(
     config: &Config,
     secret: impl FnOnce() -> Result<SecretKey>,
     dir: &Path,
     public_key: Option<&str>,
-) -> Result<bool> {
+) -> Result<i32> {
+    use portcullis_recording::Status;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot open {}", dir.display()))?;
@@ -198,56 +272,146 @@ pub fn verify_cmd(
     if portcullis_recording::storage::check_name(&id).is_err() {
         bail!("rename the folder {id:?} to lowercase letters, digits and dashes, then retry");
     }
-    let key = match public_key {
-        Some(k) => {
-            let text = match std::fs::read_to_string(k) {
-                Ok(t) => t,
-                Err(_) => k.to_owned(),
+    let mut why_no_gateway_key = None;
+    let (key, source) = match public_key {
+        Some(k) => match read_key_arg(k)? {
+            // A key file inside the recording's own folder came with it.
+            (key, Some(path)) if path.starts_with(&dir) => (
+                key,
+                KeySource::Shipped(format!("{} inside the recording's folder", path.display())),
+            ),
+            (key, Some(path)) => (key, KeySource::Given(path.display().to_string())),
+            (key, None) => (key, KeySource::Given("--public-key".to_owned())),
+        },
+        None => {
+            let path = &config.recording.signing_key_file;
+            // Never create a key here: load only one that exists.
+            let gateway = if path.is_file() {
+                secret().and_then(|s| load_signing_key(config, &s))
+            } else {
+                Err(anyhow::anyhow!("{} does not exist", path.display()))
             };
-            parse_public_key(text.trim())?
+            match gateway {
+                Ok(k) => (k.verifying_key(), KeySource::Gateway(path.clone())),
+                Err(e) => {
+                    why_no_gateway_key = Some(format!("{e:#}"));
+                    let (key, from) = shipped_key(&dir)?;
+                    (key, KeySource::Shipped(from))
+                }
+            }
         }
-        None => load_signing_key(config, &secret()?)
-            .context("no --public-key given and the gateway's key is not available here")?
-            .verifying_key(),
     };
     let storage = LocalDisk::at(root);
     let v = portcullis_recording::verify(&storage, &id, &key)?;
     println!("recording:   {id}");
-    println!("signing key: fingerprint {}", v.key_fingerprint);
+    match &source {
+        KeySource::Given(from) => println!(
+            "trusted key: fingerprint {} (given: {from})",
+            v.key_fingerprint
+        ),
+        KeySource::Gateway(path) => println!(
+            "trusted key: fingerprint {} (this gateway's signing key, {})",
+            v.key_fingerprint,
+            path.display()
+        ),
+        KeySource::Shipped(from) => {
+            println!(
+                "key:         fingerprint {}, NOT TRUSTED: it came with the recording ({from})",
+                v.key_fingerprint
+            );
+            if let Some(why) = &why_no_gateway_key {
+                println!("             this gateway's key is not available here ({why})");
+            }
+        }
+    }
     println!(
         "content:     {} manifest lines, {} video segments, {:.1} s",
         v.lines,
         v.segments,
         v.duration_ms as f64 / 1000.0
     );
-    println!(
-        "state:       {}",
-        match v.ended {
-            Some(portcullis_recording::manifest::EndState::Complete) => "complete",
-            Some(portcullis_recording::manifest::EndState::Incomplete) =>
-                "incomplete (the gateway stopped while recording; closed at its next start)",
-            None => "not closed (still being written, or the gateway has not restarted since)",
+    let reason = v.end_reason.as_deref().unwrap_or("");
+    match (v.ended, v.live) {
+        _ if v.lines == 0 => println!("state:       unknown (no manifest line checks out)"),
+        (Some(portcullis_recording::manifest::EndState::Complete), _) => {
+            println!("state:       complete ({reason})")
         }
-    );
-    if v.ended.is_none() && v.unlisted_bytes > 0 {
+        (Some(portcullis_recording::manifest::EndState::Incomplete), _) => {
+            println!("state:       incomplete ({reason})")
+        }
+        (None, true) => {
+            println!(
+                "state:       live (a running gateway is writing it right now: no end line yet)"
+            )
+        }
+        (None, false) => {
+            println!("state:       not closed (no signed end line, and nobody is writing it)")
+        }
+    }
+    if v.unlisted_bytes > 0 && v.lines > 0 {
         println!(
-            "tail:        {} bytes after the last listed segment (a write in progress)",
-            v.unlisted_bytes
+            "unlisted:    {} bytes after the last listed segment{}",
+            v.unlisted_bytes,
+            if v.live { " (a write in progress)" } else { "" }
         );
     }
-    match &v.problem {
-        None => {
-            println!("verdict:     INTACT: every segment matches its hash and the signed chain");
-            Ok(true)
-        }
-        Some(p) => {
+    for d in &v.damage {
+        println!("damage:      at line {}: {}", d.seq, d.describe());
+    }
+    for (name, len) in &v.quarantine {
+        println!(
+            "set aside:   {name} ({len} bytes kept by recovery, not part of the verified content)"
+        );
+    }
+    let status = v.status();
+    let shipped = matches!(source, KeySource::Shipped(_));
+    let missing = v.missing().unwrap_or_default();
+    let code = match status {
+        Status::Altered => {
+            let p = v.problem.as_ref().map_or_else(
+                || ("?".to_owned(), String::new()),
+                |p| (p.seq.to_string(), p.what.clone()),
+            );
             println!(
                 "verdict:     ALTERED OR DAMAGED at segment {}: {}",
-                p.seq, p.what
+                p.0, p.1
             );
-            Ok(false)
+            verify_exit::ALTERED_OR_CUT
         }
-    }
+        Status::Cut => {
+            println!("verdict:     CUT: missing {missing}");
+            verify_exit::ALTERED_OR_CUT
+        }
+        _ if shipped => {
+            println!(
+                "verdict:     NOT VERIFIED: the files agree with the key that came with them ({}), \
+                 which anyone who altered them could have replaced; check again with the \
+                 gateway's key (portcullis recording public-key on the gateway, or compare the \
+                 fingerprint above with the one it prints)",
+                status.as_str()
+            );
+            verify_exit::UNTRUSTED_KEY
+        }
+        Status::Intact => {
+            println!("verdict:     INTACT: complete; every segment matches its hash and the signed chain");
+            verify_exit::INTACT
+        }
+        Status::Incomplete => {
+            println!(
+                "verdict:     INCOMPLETE: every listed segment matches its hash and the signed \
+                 chain, but missing {missing}"
+            );
+            verify_exit::INCOMPLETE
+        }
+        Status::Live => {
+            println!(
+                "verdict:     LIVE: every segment so far matches its hash and the signed chain; \
+                 missing {missing}"
+            );
+            verify_exit::LIVE
+        }
+    };
+    Ok(code)
 }
 
 /// `portcullis recording public-key`.

@@ -29,6 +29,7 @@ import { h, replace, showError } from '../dom';
 import { roleClass, shell, type NavKey } from '../layout';
 import { parseLabels } from '../policy';
 import { reasonForm } from './reason';
+import { kindSecurityNote } from './target-kind';
 import { errorMessage, formatTime } from './util';
 
 /** The parts every admin page has. There is exactly one `.form-error` per page. */
@@ -253,6 +254,7 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
   const create = h('button', { id: 'target-create', type: 'submit', class: 'btn btn-primary' }, 'Add target');
   const accountField = field('Account (RDP)', account, 'target-account');
   accountField.hidden = true;
+  const kindNote = h('p', { id: 'target-kind-note', class: 'note', role: 'note' }, kindSecurityNote('vnc') ?? '');
   const form = h(
     'form',
     { class: 'card create-form', novalidate: true },
@@ -269,6 +271,7 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
       field('Labels (comma-separated)', labels, 'target-labels'),
       h('div', { class: 'field field-action' }, create),
     ),
+    kindNote,
     error,
   );
   main.append(form, h('div', { class: 'card table-card' }, table));
@@ -282,6 +285,9 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
     account.required = rdp;
     address.placeholder = ADDRESS_PLACEHOLDER[selectedKind()];
     passwordLabel.textContent = rdp ? 'RDP password' : 'VNC password';
+    const note = kindSecurityNote(selectedKind());
+    kindNote.hidden = note === null;
+    kindNote.textContent = note ?? '';
   };
   kind.addEventListener('change', syncKind);
 

@@ -1,0 +1,207 @@
+#![allow(clippy::unwrap_used)]
+//! `portcullis recording verify` as a user runs it: its verdicts and exit statuses (README,
+//! "Recordings").
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use portcullis_recording::manifest::fingerprint;
+use portcullis_recording::{
+    generate_key, recover, LocalDisk, RecordingWriter, SegmentInfo, SessionMeta, SigningKey,
+};
+
+fn meta(id: &str) -> SessionMeta {
+    SessionMeta {
+        session: id.into(),
+        user: "alice".into(),
+        target: "db1".into(),
+        client_addr: "127.0.0.1".into(),
+        started_at_ms: 1_700_000_000_000,
+    }
+}
+
+/// A recording with `n` segments, its writer (still open unless `finish`).
+fn write(
+    disk: &LocalDisk,
+    key: &Arc<SigningKey>,
+    id: &str,
+    n: u64,
+    finish: bool,
+) -> Option<RecordingWriter> {
+    let mut w = RecordingWriter::create(disk, key.clone(), meta(id)).unwrap();
+    w.begin_part(1280, 800, "avc1.64001f", b"init-bytes")
+        .unwrap();
+    for i in 0..n {
+        w.segment(
+            SegmentInfo {
+                start_ms: i * 1000,
+                end_ms: (i + 1) * 1000,
+                key: i == 0,
+                frames: 2,
+            },
+            &[u8::try_from(i).unwrap(); 50],
+            None,
+        )
+        .unwrap();
+    }
+    if finish {
+        w.finish("the user closed the session", n * 1000, 1_700_000_100_000)
+            .unwrap();
+        None
+    } else {
+        Some(w)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Run {
+    code: i32,
+    out: String,
+}
+
+fn verify(data: &Path, dir: &Path, key: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.env_remove("PORTCULLIS_SECRET_KEY")
+        .env_remove("PORTCULLIS_CONFIG")
+        .env("RUST_LOG", "warn")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["recording", "verify"])
+        .arg(dir);
+    if let Some(k) = key {
+        cmd.args(["--public-key", k]);
+    }
+    let o = cmd.output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn verdicts_and_exit_statuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let recs = tmp.path().join("recs");
+    let disk = LocalDisk::open(&recs).unwrap();
+    let key = Arc::new(generate_key());
+    let hex_key = hex(key.verifying_key().as_bytes());
+    let fp = fingerprint(&key.verifying_key());
+    let trusted = tmp.path().join("gateway.pub");
+    std::fs::write(&trusted, format!("{hex_key}\n")).unwrap();
+    let trusted = trusted.to_str().unwrap();
+
+    // Complete and intact, against a trusted key: 0, and the key's fingerprint is printed.
+    write(&disk, &key, "whole", 3, true);
+    let whole = recs.join("whole");
+    let r = verify(&data, &whole, Some(trusted));
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert!(r.out.contains("verdict:     INTACT"), "{}", r.out);
+    assert!(
+        r.out.contains(&format!("trusted key: fingerprint {fp}")),
+        "{}",
+        r.out
+    );
+    assert_eq!(verify(&data, &whole, Some(&hex_key)).code, 0);
+
+    // The key that came inside the folder (an export's): not trusted, 4, and said plainly.
+    std::fs::write(
+        whole.join("gateway-signing-key.pub"),
+        format!("{hex_key}\n"),
+    )
+    .unwrap();
+    let shipped = whole.join("gateway-signing-key.pub");
+    let r = verify(&data, &whole, Some(shipped.to_str().unwrap()));
+    assert_eq!(r.code, 4, "{}", r.out);
+    assert!(
+        r.out.contains("NOT TRUSTED: it came with the recording"),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("verdict:     NOT VERIFIED"), "{}", r.out);
+    assert!(!r.out.contains("INTACT"), "{}", r.out);
+    // No key given and no gateway key here: the shipped one is all there is: 4 too.
+    let r = verify(&data, &whole, None);
+    assert_eq!(r.code, 4, "{}", r.out);
+    assert!(
+        r.out.contains("this gateway's key is not available here"),
+        "{}",
+        r.out
+    );
+    // And no signing key was created by looking for one.
+    assert!(!data.join("recording-signing.key").exists());
+
+    // Another gateway's key: 1.
+    let other = hex(generate_key().verifying_key().as_bytes());
+    let r = verify(&data, &whole, Some(&other));
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(r.out.contains("ALTERED OR DAMAGED"), "{}", r.out);
+
+    // Cut at the end line: 1, naming what is missing.
+    let cut = recs.join("cut");
+    copy_dir(&whole, &cut);
+    let text = std::fs::read_to_string(cut.join("manifest.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(
+        cut.join("manifest.jsonl"),
+        lines[..lines.len() - 1].join("\n") + "\n",
+    )
+    .unwrap();
+    let r = verify(&data, &cut, Some(trusted));
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(
+        r.out
+            .contains("verdict:     CUT: missing the signed end line"),
+        "{}",
+        r.out
+    );
+
+    // One flipped byte: 1, naming the segment.
+    let flipped = recs.join("flipped");
+    copy_dir(&whole, &flipped);
+    let mut video = std::fs::read(flipped.join("video-1.mp4")).unwrap();
+    video[10 + 50 + 7] ^= 1; // in the second fragment: manifest line 3
+    std::fs::write(flipped.join("video-1.mp4"), video).unwrap();
+    let r = verify(&data, &flipped, Some(trusted));
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(
+        r.out
+            .contains("ALTERED OR DAMAGED at segment 3: segment 3: video altered"),
+        "{}",
+        r.out
+    );
+
+    // Being written right now (this process holds the writer): live, 3. Once the writer is gone
+    // without closing it (a crash): cut, 1. Closed by the next start: incomplete, 2.
+    let w = write(&disk, &key, "open", 2, false);
+    let open = recs.join("open");
+    let r = verify(&data, &open, Some(trusted));
+    assert_eq!(r.code, 3, "{}", r.out);
+    assert!(r.out.contains("verdict:     LIVE"), "{}", r.out);
+    drop(w);
+    let r = verify(&data, &open, Some(trusted));
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(r.out.contains("CUT"), "{}", r.out);
+    recover(&disk, &key, 1_700_000_200_000).unwrap();
+    let r = verify(&data, &open, Some(trusted));
+    assert_eq!(r.code, 2, "{}", r.out);
+    assert!(r.out.contains("verdict:     INCOMPLETE"), "{}", r.out);
+    assert!(r.out.contains("state:       incomplete"), "{}", r.out);
+    assert!(!r.out.contains("INTACT"), "{}", r.out);
+}
