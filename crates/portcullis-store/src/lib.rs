@@ -177,6 +177,11 @@ impl FromStr for TargetKind {
 /// A Portcullis user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
+    /// Immutable identity, random, never reused: what recordings and API tokens refer to, so
+    /// that an account created later under a deleted one's name inherits nothing of it. Empty
+    /// only in records stored before ids existed, until the gateway's start gives them one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
     /// Login name; see [`validate_name`].
     pub name: String,
     /// Argon2id PHC string.
@@ -226,6 +231,11 @@ pub struct TokenRecord {
     pub id: String,
     /// The user the token acts as.
     pub user: String,
+    /// That user's [`UserRecord::id`]: the token acts only for that very account, never for a
+    /// later one of the same name. Empty only in tokens stored before ids existed, until the
+    /// gateway's start fills it in.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_id: String,
     /// A name for people ("ci-nightly").
     pub name: String,
     /// What it may do (e.g. `sessions:read`); nothing else.
@@ -428,6 +438,7 @@ mod tests {
     #[test]
     fn record_json_shape() {
         let user = UserRecord {
+            id: String::new(),
             name: "alice".to_owned(),
             password_hash: "h".to_owned(),
             role: Role::Admin,

@@ -9,6 +9,7 @@ use portcullis_store::{
 
 fn user(name: &str, role: Role) -> UserRecord {
     UserRecord {
+        id: format!("u_{name}"),
         name: name.to_owned(),
         password_hash: format!("$argon2id$hash-of-{name}"),
         role,
@@ -272,6 +273,7 @@ mod checks {
         let token = |id: &str, user: &str| TokenRecord {
             id: id.to_owned(),
             user: user.to_owned(),
+            user_id: format!("u_{user}"),
             name: format!("token {id}"),
             scopes: vec!["sessions:read".to_owned()],
             secret_hash: vec![1; 32],
@@ -369,6 +371,7 @@ mod checks {
         let token = |id: &str| TokenRecord {
             id: id.to_owned(),
             user: "alice".to_owned(),
+            user_id: "u_alice".to_owned(),
             name: format!("token {id}"),
             scopes: vec!["sessions:read".to_owned()],
             secret_hash: vec![1; 32],

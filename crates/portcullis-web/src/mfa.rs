@@ -697,6 +697,7 @@ mod tests {
     fn reseal_moves_the_secret_to_the_new_key() {
         let (old, new) = (SecretKey::generate(), SecretKey::generate());
         let mut user = UserRecord {
+            id: String::new(),
             name: "alice".into(),
             password_hash: String::new(),
             role: portcullis_store::Role::User,

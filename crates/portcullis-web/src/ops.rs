@@ -47,6 +47,46 @@ fn check_password(password: &str) -> Result<(), OpsError> {
     Ok(())
 }
 
+/// A new user's immutable id.
+pub fn new_user_id() -> String {
+    format!("u_{}", portcullis_secrets::random_token(12))
+}
+
+/// Gives every user stored before ids existed an id, and every API token its user's id (a token
+/// whose user is gone is deleted). Idempotent; run at every start before anything is served.
+pub fn migrate_user_ids(store: &dyn Store) -> Result<usize, OpsError> {
+    let mut changed = 0;
+    for user in store.list_users()? {
+        if user.id.is_empty() {
+            store.update_user(&user.name, &mut |u| {
+                if u.id.is_empty() {
+                    u.id = new_user_id();
+                    true
+                } else {
+                    false
+                }
+            })?;
+            changed += 1;
+        }
+    }
+    for mut token in store.list_tokens()? {
+        if !token.user_id.is_empty() {
+            continue;
+        }
+        match store.get_user(&token.user)? {
+            Some(user) => {
+                token.user_id = user.id;
+                store.put_token(&token)?;
+            }
+            None => {
+                store.delete_token(&token.id)?;
+            }
+        }
+        changed += 1;
+    }
+    Ok(changed)
+}
+
 /// Creates a user with an argon2id hash of `password`.
 pub fn create_user(
     store: &dyn Store,
@@ -59,6 +99,7 @@ pub fn create_user(
     let hash =
         portcullis_secrets::hash_password(password).map_err(|e| OpsError::Crypto(e.to_string()))?;
     let record = UserRecord {
+        id: new_user_id(),
         name: name.to_owned(),
         password_hash: hash,
         role,

@@ -203,6 +203,8 @@ pub(crate) async fn authenticate(
     let user = state
         .store
         .get_user(&token.user)?
+        // The very account the token was made for: never a later one of the same name.
+        .filter(|u| !u.id.is_empty() && u.id == token.user_id)
         .ok_or(WebError::Unauthorized)?;
     if user.locked {
         return Err(WebError::Forbidden(
@@ -306,9 +308,9 @@ pub(crate) async fn create(
     Body(body): Body<NewToken>,
 ) -> Result<(StatusCode, Json<Value>), WebError> {
     let scopes = checked(&body)?;
-    if state.store.get_user(&body.user)?.is_none() {
+    let Some(owner) = state.store.get_user(&body.user)? else {
         return Err(WebError::NotFound(format!("no user named {:?}", body.user)));
-    }
+    };
     if state.store.list_tokens()?.len() >= MAX_TOKENS {
         return Err(WebError::Conflict(format!(
             "at most {MAX_TOKENS} API tokens: revoke some first"
@@ -321,6 +323,7 @@ pub(crate) async fn create(
     let record = TokenRecord {
         id: id.clone(),
         user: body.user.clone(),
+        user_id: owner.id,
         name: body.name.trim().to_owned(),
         scopes,
         secret_hash: secret_hash(&secret),
@@ -462,6 +465,7 @@ mod tests {
         for (name, role) in [("sam", Role::Soc), ("ursula", Role::User)] {
             store
                 .create_user(&UserRecord {
+                    id: format!("u_{name}"),
                     name: name.into(),
                     password_hash: String::new(),
                     role,
@@ -482,6 +486,7 @@ mod tests {
             .put_token(&TokenRecord {
                 id: id.into(),
                 user: user.into(),
+                user_id: format!("u_{user}"),
                 name: format!("{id}-name"),
                 scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
                 secret_hash: secret_hash("s3cret"),
@@ -506,6 +511,78 @@ mod tests {
             .await
             .unwrap()
             .status()
+    }
+
+    /// A token belongs to the account it was made for, not to its name: once that account is
+    /// gone, a new account of the same name gets nothing from it (also when the token was left
+    /// behind, e.g. by an older version that did not delete it with its user).
+    #[tokio::test]
+    async fn a_token_never_acts_for_a_later_account_of_the_same_name() {
+        let state = state();
+        let later = ops::now_unix() + 3600;
+        let token = format!(
+            "Bearer {}",
+            put(&state, "t1", "sam", &[SESSIONS_READ], later)
+        );
+        assert_eq!(
+            call(&state, "GET", "/sessions", &token).await,
+            StatusCode::OK
+        );
+        // sam is deleted (the store takes the token too) and the token put back as if left
+        // behind; a new sam is created.
+        let kept = state.store.get_token("t1").unwrap().unwrap();
+        assert!(state.store.delete_user("sam").unwrap());
+        assert_eq!(state.store.get_token("t1").unwrap(), None);
+        state.store.put_token(&kept).unwrap();
+        ops::create_user(&*state.store, "sam", "a new sam's password", Role::Soc).unwrap();
+        assert_eq!(
+            call(&state, "GET", "/sessions", &token).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    /// Records from before ids existed get them at start; tokens follow their user, and a token
+    /// whose user is gone goes.
+    #[test]
+    fn user_ids_are_given_once_at_start() {
+        let store = MemoryStore::new();
+        for name in ["old", "older"] {
+            store
+                .create_user(&UserRecord {
+                    id: String::new(),
+                    name: name.into(),
+                    password_hash: String::new(),
+                    role: Role::User,
+                    created_at: 0,
+                    locked: false,
+                    mfa: None,
+                })
+                .unwrap();
+        }
+        for (id, user) in [("t1", "old"), ("t2", "gone")] {
+            store
+                .put_token(&portcullis_store::TokenRecord {
+                    id: id.into(),
+                    user: user.into(),
+                    user_id: String::new(),
+                    name: id.into(),
+                    scopes: vec![],
+                    secret_hash: vec![],
+                    created_at: 0,
+                    expires_at: 0,
+                    created_by: String::new(),
+                })
+                .unwrap();
+        }
+        assert_eq!(ops::migrate_user_ids(&store).unwrap(), 4);
+        let old = store.get_user("old").unwrap().unwrap();
+        assert!(old.id.starts_with("u_"));
+        assert_ne!(old.id, store.get_user("older").unwrap().unwrap().id);
+        assert_eq!(store.get_token("t1").unwrap().unwrap().user_id, old.id);
+        assert_eq!(store.get_token("t2").unwrap(), None);
+        // Idempotent: nothing changes the second time, ids stay.
+        assert_eq!(ops::migrate_user_ids(&store).unwrap(), 0);
+        assert_eq!(store.get_user("old").unwrap().unwrap().id, old.id);
     }
 
     #[tokio::test]

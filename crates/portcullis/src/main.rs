@@ -581,6 +581,15 @@ fn serve(config: Config) -> Result<()> {
     let store = open_store(&config)?;
     let key = load_key(&config)?;
     bootstrap_admin(&store)?;
+    // Users and tokens stored before users had immutable ids get theirs before anything is
+    // served.
+    let migrated = ops::migrate_user_ids(&store).context("cannot give users their ids")?;
+    if migrated > 0 {
+        info!(
+            records = migrated,
+            "users and API tokens given immutable user ids"
+        );
+    }
     let policy = load_policy(&config, &store)?;
     let tls = match &config.tls {
         Some((cert, key)) => portcullis_web::TlsFiles {
