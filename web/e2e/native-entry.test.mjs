@@ -150,3 +150,42 @@ test('the security team locks users but not administrators; an administrator may
   assert.equal((await admin.post('/users/root2/unlock')).status, 204);
   assert.equal(await locked('root2'), false);
 });
+
+test('a new account under a deleted user\'s name inherits nothing: not the recordings, not the API tokens, not the grants', async () => {
+  const { launchBrowser, newPage, openTarget, recordedEvents } = await import('./harness.mjs');
+  const desktop = await startDesktop(VNC_PASSWORD);
+  cleanups.push(() => desktop.stop());
+  const { gw, admin } = await gatewayWithDesk({ address: desktop.address });
+  const browser = await launchBrowser();
+  cleanups.push(() => browser.close());
+  // alice records a session and gets an API token.
+  const page = await newPage(browser);
+  await openTarget(page, gw.base, 'alice', ALICE, 'desk');
+  await page.waitForFunction(() => window.__portcullis?.framesPainted >= 1, null, { timeout: 20000 });
+  const id = await page.evaluate(() => window.__portcullis.sessionId);
+  await page.context().close();
+  await recordedEvents(admin, id);
+  const made = await admin.post('/tokens', { user: 'alice', name: 'alice-ci', scopes: ['recordings:read'] });
+  assert.equal(made.status, 201, made.text);
+  const bearer = { authorization: `Bearer ${made.json.token}` };
+  const { request } = await import('./harness.mjs');
+  assert.equal((await request(gw.base, 'GET', '/api/v1/recordings', { headers: bearer })).json.length, 1);
+  const old = gw.api();
+  assert.equal((await old.login('alice', ALICE)).status, 200);
+  assert.equal((await old.get(`/recordings/${id}`)).status, 200);
+
+  // alice leaves; a new alice arrives.
+  assert.equal((await admin.del('/users/alice')).status, 204);
+  assert.equal((await admin.post('/users', { name: 'alice', password: 'new-alice-password-1', role: 'user' })).status, 201);
+  const fresh = gw.api();
+  assert.equal((await fresh.login('alice', 'new-alice-password-1')).status, 200);
+  assert.deepEqual((await fresh.get('/recordings')).json, []);
+  assert.equal((await fresh.get(`/recordings/${id}`)).status, 404);
+  assert.equal((await fresh.get(`/recordings/${id}/events`)).status, 404);
+  assert.equal((await request(gw.base, 'GET', '/api/v1/recordings', { headers: bearer })).status, 401);
+  assert.equal((await old.get('/recordings')).status, 401, 'the old login ended with the account');
+  assert.deepEqual((await fresh.get('/targets')).json, []);
+  // The recording itself is kept, under the name it was made by, for the reviewers.
+  const listed = (await admin.get('/recordings')).json;
+  assert.ok(listed.some((r) => r.id === id && r.user === 'alice'), JSON.stringify(listed));
+});

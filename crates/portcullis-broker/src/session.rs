@@ -77,6 +77,8 @@ impl std::fmt::Debug for TargetSpec {
 pub struct OpenRequest {
     /// Gateway user.
     pub user: String,
+    /// Their immutable id.
+    pub user_id: String,
     /// Target name.
     pub target: String,
     /// How to reach it.
@@ -722,6 +724,7 @@ impl Broker {
         let info = SessionInfo {
             id: id.clone(),
             user: req.user.clone(),
+            user_id: req.user_id.clone(),
             target: req.target.clone(),
             client_addr: req.client_addr.clone(),
             started_at_ms,

@@ -186,6 +186,7 @@ impl portcullis_broker::SessionRecorder for BrokenRecorder {
 fn request(address: String) -> OpenRequest {
     OpenRequest {
         user: "u".into(),
+        user_id: "u_u".into(),
         target: "t".into(),
         spec: TargetSpec::Vnc {
             address,

@@ -33,6 +33,9 @@ pub struct SessionInfo {
     pub id: String,
     /// The gateway user who opened it.
     pub user: String,
+    /// That user's immutable id (recordings belong to the account, not to the name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_id: String,
     /// The target's name.
     pub target: String,
     /// The user's address as the gateway saw it.

@@ -617,6 +617,7 @@ fn main() -> Result<(), Error> {
     let meta = SessionMeta {
         session: id.clone(),
         user: "bench".into(),
+        user_id: String::new(),
         target: "synthetic-1080p".into(),
         client_addr: "127.0.0.1".into(),
         started_at_ms,

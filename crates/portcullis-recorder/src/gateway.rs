@@ -61,6 +61,7 @@ impl SessionRecorder for GatewayRecorder {
         let meta = SessionMeta {
             session: info.id.clone(),
             user: info.user.clone(),
+            user_id: info.user_id.clone(),
             target: info.target.clone(),
             client_addr: info.client_addr.clone(),
             started_at_ms: unix_ms(),

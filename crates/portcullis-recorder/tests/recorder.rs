@@ -82,6 +82,7 @@ fn recording_probes_plays_and_shows_changes_at_their_time() {
     let meta = SessionMeta {
         session: "rec1".into(),
         user: "alice".into(),
+        user_id: "u_alice".into(),
         target: "t".into(),
         client_addr: "127.0.0.1".into(),
         started_at_ms: 0,

@@ -40,6 +40,10 @@ pub struct Summary {
     pub id: String,
     /// Gateway user.
     pub user: String,
+    /// That user's immutable id (empty for recordings made before ids existed). Not shown: it
+    /// decides whose a recording is.
+    #[serde(skip_serializing)]
+    pub user_id: String,
     /// Target name.
     pub target: String,
     /// The user's address.
@@ -85,6 +89,7 @@ pub fn summary(
     let mut s = Summary {
         id: id.to_owned(),
         user: meta.user,
+        user_id: meta.user_id,
         target: meta.target,
         client_addr: meta.client_addr,
         started_at_ms: meta.started_at_ms,

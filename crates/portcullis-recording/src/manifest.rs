@@ -65,6 +65,10 @@ pub struct SessionMeta {
     pub session: String,
     /// Gateway user.
     pub user: String,
+    /// That user's immutable id: the recording is theirs, not a later account's of the same
+    /// name. Empty in recordings made before users had ids.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_id: String,
     /// Target name.
     pub target: String,
     /// The user's address.

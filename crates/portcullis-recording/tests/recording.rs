@@ -16,6 +16,7 @@ fn meta(id: &str) -> SessionMeta {
     SessionMeta {
         session: id.into(),
         user: "alice".into(),
+        user_id: "u_alice".into(),
         target: "db1".into(),
         client_addr: "127.0.0.1".into(),
         started_at_ms: 1_700_000_000_000,

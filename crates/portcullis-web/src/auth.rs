@@ -152,8 +152,12 @@ pub(crate) fn clear_cookie() -> String {
 /// A logged-in user, as the store knows them now.
 #[derive(Debug, Clone)]
 pub(crate) struct AuthUser {
+    /// The account's immutable id.
+    pub id: String,
     pub name: String,
     pub role: Role,
+    /// When the account was created, Unix seconds.
+    pub created_at: i64,
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -197,8 +201,10 @@ impl FromRequestParts<AppState> for AuthUser {
             ));
         }
         Ok(AuthUser {
+            id: user.id,
             name: user.name,
             role: user.role,
+            created_at: user.created_at,
         })
     }
 }

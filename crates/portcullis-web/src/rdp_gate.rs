@@ -260,7 +260,17 @@ impl RdpGate {
             self.state.rdp_remotefx,
         )
         .map_err(|e| deny(Refusal::TargetFailed, e.to_string()))?;
+        // The account as it is now (the name may have been given to a new account since the
+        // login: then the open is refused rather than recorded under the wrong one).
+        let user_id = self
+            .state
+            .store
+            .get_user(&admission.user)
+            .map_err(|e| deny(Refusal::TargetFailed, e.to_string()))?
+            .map(|u| u.id)
+            .ok_or_else(|| deny(Refusal::NotAllowed, format!("no user {:?}", admission.user)))?;
         let req = OpenRequest {
+            user_id,
             user: admission.user.clone(),
             target: admission.target.clone(),
             spec,

@@ -105,10 +105,17 @@ fn storage_error(e: StorageError) -> WebError {
     }
 }
 
-fn may_see(user: &AuthUser, owner: &str) -> bool {
+/// Whether `user` may see recording `s`. A user sees their own: those their account made (by
+/// its immutable id), never those of an earlier account of the same name. Recordings made
+/// before users had ids name only the user: theirs if the name matches and the account existed
+/// when the recording began.
+fn may_see(user: &AuthUser, s: &Summary) -> bool {
     match user.role {
         Role::Admin | Role::Reviewer | Role::Soc => true,
-        Role::User => user.name == owner,
+        Role::User if !s.user_id.is_empty() => !user.id.is_empty() && user.id == s.user_id,
+        Role::User => {
+            user.name == s.user && user.created_at.saturating_mul(1000) <= s.started_at_ms
+        }
     }
 }
 
@@ -125,7 +132,7 @@ async fn blocking<T: Send + 'static>(
 fn visible(rec: &Recordings, user: &AuthUser, id: &str) -> Result<Summary, WebError> {
     check_name(id).map_err(|_| WebError::NotFound("no such recording".into()))?;
     let s = rec.summary(id).map_err(storage_error)?;
-    if !may_see(user, &s.user) {
+    if !may_see(user, &s) {
         return Err(WebError::NotFound("no such recording".into()));
     }
     Ok(s)
@@ -164,7 +171,7 @@ pub(crate) async fn list(
                     continue;
                 }
             };
-            let keep = may_see(&user, &s.user)
+            let keep = may_see(&user, &s)
                 && q.user.as_ref().is_none_or(|u| contains_ci(&s.user, u))
                 && q.target.as_ref().is_none_or(|t| contains_ci(&s.target, t))
                 && q.state.as_ref().is_none_or(|st| s.state.as_str() == st)
@@ -504,5 +511,57 @@ impl<F: Fn(StorageError) -> std::io::Error> std::io::Read for StorageReader<F> {
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_recording::ListedState;
+
+    fn recording(user: &str, user_id: &str, started_at_ms: i64) -> Summary {
+        Summary {
+            id: "r1".into(),
+            user: user.into(),
+            user_id: user_id.into(),
+            target: "desk".into(),
+            client_addr: String::new(),
+            started_at_ms,
+            ended_at_ms: None,
+            duration_ms: 0,
+            state: ListedState::Complete,
+            bytes: 0,
+            end_reason: None,
+        }
+    }
+
+    fn bob(id: &str, created_at: i64, role: Role) -> AuthUser {
+        AuthUser {
+            id: id.into(),
+            name: "bob".into(),
+            role,
+            created_at,
+        }
+    }
+
+    #[test]
+    fn a_recording_belongs_to_the_account_not_the_name() {
+        let new_bob = bob("u_new", 2_000, Role::User);
+        assert!(may_see(&new_bob, &recording("bob", "u_new", 5_000_000)));
+        assert!(!may_see(&new_bob, &recording("bob", "u_old", 5_000_000)));
+        assert!(!may_see(
+            &new_bob,
+            &recording("alice", "u_alice", 5_000_000)
+        ));
+        // From before ids: the name, and only if the account existed when it began.
+        assert!(!may_see(&new_bob, &recording("bob", "", 1_000_000)));
+        assert!(may_see(&new_bob, &recording("bob", "", 3_000_000)));
+        // Reviewers, the SOC and admins see all.
+        for role in [Role::Reviewer, Role::Soc, Role::Admin] {
+            assert!(may_see(
+                &bob("u_x", 9_999, role),
+                &recording("bob", "u_old", 0)
+            ));
+        }
     }
 }

@@ -240,8 +240,10 @@ pub(crate) async fn authenticate(
             .await?;
     }
     Ok(AuthUser {
+        id: user.id,
         name: user.name,
         role: user.role,
+        created_at: user.created_at,
     })
 }
 

@@ -105,6 +105,7 @@ pub(crate) async fn connect(
     let size = query.width.zip(query.height);
     let spec = ops::target_spec(&state.key, &target, size, state.rdp_remotefx)?;
     let req = OpenRequest {
+        user_id: user.id,
         user: user.name,
         target: target.name,
         spec,
