@@ -188,9 +188,12 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
         width,
         height,
     };
+    // This viewer's leaving ends the session: `leave_and_end` puts the leave in the event track
+    // before the end (the recorder's last word). The viewer itself is dropped only once the
+    // browser was told why: the gateway's shutdown waits for that.
     match pump(socket, &mut viewer, &id, &init).await {
         (Some(m), socket) => {
-            session.close(m.clone());
+            viewer.leave_and_end(m.clone());
             match socket {
                 Some(mut socket) => close_with(&mut socket, &m).await,
                 None => warn!(session = %id, "cannot tell the browser why the session ended"),
@@ -198,7 +201,7 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
             info!(session = %id, %user, %target, reason = %m.to_json(), "viewer left");
         }
         (None, _) => {
-            session.close(ServerMessage::Closed {
+            viewer.leave_and_end(ServerMessage::Closed {
                 reason: "the viewer disconnected".into(),
             });
             info!(session = %id, %user, %target, "viewer disconnected");

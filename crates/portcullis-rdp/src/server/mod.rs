@@ -124,6 +124,8 @@ pub enum Refusal {
     ClosedByAdmin,
     /// The session ended for another reason (target gone, policy).
     Ended,
+    /// The gateway is shutting down: every session ends.
+    Shutdown,
 }
 
 impl Refusal {
@@ -140,6 +142,11 @@ impl Refusal {
             }
             Refusal::Ended => {
                 ErrorInfo::ProtocolIndependentCode(ProtocolIndependentCode::ServerDeniedConnection)
+            }
+            // ERRINFO_SERVER_SHUTDOWN (0x19): clients that know it say the server is shutting
+            // down; older ones show the code.
+            Refusal::Shutdown => {
+                ErrorInfo::ProtocolIndependentCode(ProtocolIndependentCode::ServerShutdown)
             }
         }
     }
