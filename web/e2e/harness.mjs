@@ -130,6 +130,13 @@ export async function startGateway({ adminPassword = 'admin-password-e2e', dir: 
       }
       if (!keep) rmSync(dir, { recursive: true, force: true });
     },
+    /** Sends `sig` (e.g. SIGTERM) and resolves once it exited: { code, signal, ms since sent }. */
+    signal(sig) {
+      const sent = Date.now();
+      const gone = exited !== null ? Promise.resolve() : new Promise((r) => proc.once('exit', r));
+      proc.kill(sig);
+      return gone.then(() => ({ code: exited, signal: proc.signalCode, ms: Date.now() - sent }));
+    },
     /** kill -9, as a crash; the data directory stays. */
     async kill() {
       if (exited === null) {
