@@ -4,6 +4,8 @@
 // ends, the gateway exits 0 within its grace, and the next start finds nothing left open.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import https from 'node:https';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import {
   startDesktop, startGateway, startXfreerdp, launchBrowser, newPage, openTarget, sleep,
@@ -27,6 +29,80 @@ async function until(what, f, ms = 20000) {
   }
   throw new Error(`timed out waiting for ${what}`);
 }
+
+/**
+ * Opens a session over a raw WebSocket that reads what comes and never answers (no acks, no
+ * Close): the gateway's goodbye to it waits for a Close that never comes, so a shutdown takes
+ * at least that long (2 s).
+ */
+function holdSession(base, cookie, target) {
+  return new Promise((resolve, reject) => {
+    const req = https.request(`${base}/api/v1/targets/${target}/connect`, {
+      agent: new https.Agent({ rejectUnauthorized: false }),
+      headers: {
+        connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13',
+        'sec-websocket-key': randomBytes(16).toString('base64'), origin: base, cookie,
+      },
+    });
+    req.on('upgrade', (_res, socket) => {
+      socket.on('data', () => {});
+      socket.on('error', () => {});
+      resolve(socket);
+    });
+    req.on('response', (r) => reject(new Error(`no upgrade: ${r.statusCode}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** A gateway with a desk target, and a session on it held open by a client that never answers. */
+async function heldGateway(desktop, opts) {
+  const gw = await startGateway({ adminPassword: ADMIN, ...opts });
+  const admin = gw.api();
+  assert.equal((await admin.login('admin', ADMIN)).status, 200);
+  let r = await admin.post('/users', { name: 'alice', password: ALICE, role: 'user' });
+  assert.equal(r.status, 201, r.text);
+  r = await admin.post('/targets', { name: 'desk', address: desktop.address, password: VNC_PASSWORD });
+  assert.equal(r.status, 201, r.text);
+  r = await admin.post('/grants', { user: 'alice', target: 'desk' });
+  assert.equal(r.status, 201, r.text);
+  const alice = gw.api();
+  assert.equal((await alice.login('alice', ALICE)).status, 200);
+  const socket = await holdSession(gw.base, alice.cookie, 'desk');
+  await until('the held session', async () => (await admin.get('/sessions')).json.some((s) => s.state === 'active'));
+  return { gw, socket };
+}
+
+test('a second signal, or the end of the grace, exits at once with status 1 and says so', async () => {
+  const desktop = await startDesktop(VNC_PASSWORD);
+  const held = [];
+  try {
+    // A second signal while the shutdown waits for the silent client.
+    const first = await heldGateway(desktop);
+    held.push(first);
+    const exited = first.gw.signal('SIGTERM');
+    await until('the shutdown to begin', () => /shutting down/.test(first.gw.log()), 5000);
+    first.gw.signal('SIGINT');
+    const exit = await exited;
+    assert.equal(exit.code, 1, first.gw.log().slice(-2000));
+    assert.ok(exit.ms < 2000, `exited after ${exit.ms} ms`);
+    assert.match(first.gw.log(), /second signal: exiting now/);
+
+    // The grace (1 s) runs out while the shutdown waits for the silent client (2 s).
+    const second = await heldGateway(desktop, { topConfig: 'shutdown_grace_secs = 1\n' });
+    held.push(second);
+    const late = await second.gw.signal('SIGTERM');
+    assert.equal(late.code, 1, second.gw.log().slice(-2000));
+    assert.ok(late.ms >= 900 && late.ms < 1900, `exited after ${late.ms} ms`);
+    assert.match(second.gw.log(), /the shutdown grace passed with sessions or recordings still open/);
+  } finally {
+    for (const { gw, socket } of held) {
+      socket.destroy();
+      await gw.stop();
+    }
+    desktop.stop();
+  }
+});
 
 test('SIGTERM under live browser and native sessions: viewers told, recordings complete, trail flushed, exit 0 in the grace, nothing recovered at the next start', async () => {
   const desktop = await startDesktop(VNC_PASSWORD);
