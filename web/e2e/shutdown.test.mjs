@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import https from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import {
   startDesktop, startGateway, startXfreerdp, launchBrowser, newPage, openTarget, sleep,
 } from './harness.mjs';
@@ -106,7 +108,10 @@ test('a second signal, or the end of the grace, exits at once with status 1 and 
 
 test('SIGTERM under live browser and native sessions: viewers told, recordings complete, trail flushed, exit 0 in the grace, nothing recovered at the next start', async () => {
   const desktop = await startDesktop(VNC_PASSWORD);
-  const gw = await startGateway({ adminPassword: ADMIN });
+  // A SIEM export to a file: the shutdown gives it the chance to deliver the last records.
+  const scratch = mkdtempSync(join(tmpdir(), 'pc-shutdown-'));
+  const siemFile = join(scratch, 'siem.jsonl');
+  const gw = await startGateway({ adminPassword: ADMIN, extraConfig: `[[siem]]\nkind = "jsonl"\nfile = "${siemFile}"\n` });
   const browser = await launchBrowser();
   let client, again;
   try {
@@ -171,6 +176,10 @@ test('SIGTERM under live browser and native sessions: viewers told, recordings c
       assert.equal(end.detail.reason, REASON);
     }
     assert.ok(records.some((e) => e.kind === 'gateway_stop'), 'no gateway_stop record');
+    // The SIEM export delivered all of it, up to the stop.
+    const exported = readFileSync(siemFile, 'utf8');
+    for (const id of [browserId, native.id]) assert.match(exported, new RegExp(`session_end[^\\n]*${id}|${id}[^\\n]*session_end`));
+    assert.match(exported, /gateway_stop/);
     const verified = gw.cli(['audit', 'verify']);
     assert.equal(verified.status, 0, verified.stdout + verified.stderr);
 
@@ -195,5 +204,6 @@ test('SIGTERM under live browser and native sessions: viewers told, recordings c
     await again?.stop();
     await gw.stop();
     desktop.stop();
+    rmSync(scratch, { recursive: true, force: true });
   }
 });
