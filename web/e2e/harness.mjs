@@ -90,16 +90,16 @@ export async function startDesktop(password, geometry = '1280x800', server = 'x1
 
 /**
  * Starts the gateway with a fresh data directory, or on `dir` left by an earlier one (a restart).
- * `extraConfig` is appended to the TOML file.
+ * `extraConfig` is appended to the TOML file; `topConfig` goes before its first table.
  */
-export async function startGateway({ adminPassword = 'admin-password-e2e', dir: reuse, extraConfig = '' } = {}) {
+export async function startGateway({ adminPassword = 'admin-password-e2e', dir: reuse, extraConfig = '', topConfig = '' } = {}) {
   const port = await freePort();
   // Every gateway gets its own RDP listener port (3389 is the default, and tests run several).
   const rdpPort = await freePort();
   const rdp = extraConfig.includes('[rdp]') ? '' : `[rdp]\nlisten = "127.0.0.1:${rdpPort}"\n`;
   const dir = reuse ?? mkdtempSync(join(tmpdir(), 'pc-gw-'));
   const config = join(dir, 'portcullis.toml');
-  writeFileSync(config, `data_dir = "${dir}/data"\n[http]\nlisten = "127.0.0.1:${port}"\n[targets]\nconnect_timeout_secs = 3\nhandshake_timeout_secs = 5\n${rdp}${extraConfig}`);
+  writeFileSync(config, `data_dir = "${dir}/data"\n${topConfig}[http]\nlisten = "127.0.0.1:${port}"\n[targets]\nconnect_timeout_secs = 3\nhandshake_timeout_secs = 5\n${rdp}${extraConfig}`);
   const logs = [];
   const proc = spawn(bin, ['--config', config, 'serve'], {
     env: { ...process.env, PORTCULLIS_ADMIN_PASSWORD: adminPassword, RUST_LOG: 'info', NO_COLOR: '1', RUST_BACKTRACE: '0' },
@@ -129,6 +129,13 @@ export async function startGateway({ adminPassword = 'admin-password-e2e', dir: 
         if (exited === null) proc.kill('SIGKILL');
       }
       if (!keep) rmSync(dir, { recursive: true, force: true });
+    },
+    /** Sends `sig` (e.g. SIGTERM) and resolves once it exited: { code, signal, ms since sent }. */
+    signal(sig) {
+      const sent = Date.now();
+      const gone = exited !== null ? Promise.resolve() : new Promise((r) => proc.once('exit', r));
+      proc.kill(sig);
+      return gone.then(() => ({ code: exited, signal: proc.signalCode, ms: Date.now() - sent }));
     },
     /** kill -9, as a crash; the data directory stays. */
     async kill() {

@@ -108,32 +108,58 @@ function pixelAt(file, t, width, x, y) {
 
 const isRed = ([r, g, b]) => r > 180 && g < 80 && b < 80;
 
-let recorded; // { id, dir (unpacked export), startedAt, redAt }
-
-test('a browser session is recorded: duration, picture at a known time, event track', async () => {
+/**
+ * Records one session of alice's on the desk, for the test that calls it (no test depends on
+ * another's recording): opens it in the browser, with `red` shows a red window at a known moment
+ * (`redAt`) 2.5 s in, types `text` and Enter, closes the page and waits until the recording is
+ * complete.
+ */
+async function recordSession({ red = false, text = 'echo recorded' } = {}) {
   const { page, sessionId } = await openDesk(gw, 'alice', ALICE);
   const live = await admin.get(`/recordings/${sessionId}`);
   assert.equal(live.status, 200, live.text);
   assert.equal(live.json.recording.state, 'recording');
   const startedAt = live.json.recording.started_at_ms;
   const openedAt = Date.now();
-
-  await sleep(2500);
-  // A distinctly coloured window appears at a known moment.
-  const redAt = Date.now();
-  const xterm = spawn('xterm', ['-geometry', '30x10+600+300', '-bg', 'red', '-fg', 'red'], {
-    env: { ...process.env, DISPLAY: desktop.display }, stdio: 'ignore',
-  });
-  await sleep(3000);
+  let redAt = null;
+  let xterm = null;
+  if (red) {
+    await sleep(2500);
+    // A distinctly coloured window appears at a known moment.
+    redAt = Date.now();
+    xterm = spawn('xterm', ['-geometry', '30x10+600+300', '-bg', 'red', '-fg', 'red'], {
+      env: { ...process.env, DISPLAY: desktop.display }, stdio: 'ignore',
+    });
+    await sleep(3000);
+  }
   await page.click('canvas');
-  await page.keyboard.type('echo recorded');
+  await page.keyboard.type(text);
   await page.keyboard.press('Enter');
   await sleep(1500);
   await page.context().close();
   const closedAt = Date.now();
-  xterm.kill();
-
+  xterm?.kill();
   const detail = await waitForState(admin, sessionId, 'complete');
+  return { id: sessionId, detail, startedAt, openedAt, redAt, closedAt };
+}
+
+/** Downloads a recording's export and unpacks it into a scratch folder; returns the folder. */
+async function unpackExport(id) {
+  const exp = await admin.get(`/recordings/${id}/export`);
+  assert.equal(exp.status, 200);
+  assert.match(exp.headers['content-disposition'], /attachment/);
+  const files = untar(exp.body);
+  for (const f of ['video-1.mp4', 'events.jsonl', 'manifest.jsonl', 'gateway-signing-key.pub', 'README.txt']) {
+    assert.ok(files[f], `export lacks ${f}: ${Object.keys(files)}`);
+  }
+  const dir = join(scratch, id);
+  mkdirSync(dir);
+  for (const [name, data] of Object.entries(files)) writeFileSync(join(dir, name), data);
+  return dir;
+}
+
+test('a browser session is recorded: duration, picture at a known time, event track', async () => {
+  const { id: sessionId, detail, startedAt, openedAt, redAt, closedAt } = await recordSession({ red: true });
   const rec = detail.recording;
   assert.equal(rec.user, 'alice');
   assert.equal(rec.target, 'desk');
@@ -143,16 +169,7 @@ test('a browser session is recorded: duration, picture at a known time, event tr
   assert.ok(detail.thumbnails.length >= 1);
 
   // The export holds video, events, the signed manifest and the public key.
-  const exp = await admin.get(`/recordings/${sessionId}/export`);
-  assert.equal(exp.status, 200);
-  assert.match(exp.headers['content-disposition'], /attachment/);
-  const files = untar(exp.body);
-  for (const f of ['video-1.mp4', 'events.jsonl', 'manifest.jsonl', 'gateway-signing-key.pub', 'README.txt']) {
-    assert.ok(files[f], `export lacks ${f}: ${Object.keys(files)}`);
-  }
-  const dir = join(scratch, sessionId);
-  mkdirSync(dir);
-  for (const [name, data] of Object.entries(files)) writeFileSync(join(dir, name), data);
+  const dir = await unpackExport(sessionId);
   const video = join(dir, 'video-1.mp4');
 
   // ffprobe: the video lasts as long as the session did.
@@ -179,11 +196,11 @@ test('a browser session is recorded: duration, picture at a known time, event tr
   assert.match(keys, /echo recorded<Enter>/);
   const typedAt = events.find((e) => e.type === 'keys').t_ms;
   assert.ok(typedAt > t * 1000 && typedAt < rec.duration_ms, `keys at ${typedAt} ms`);
-  recorded = { id: sessionId, dir, startedAt, redAt };
 });
 
 test('verify passes on the recording and its export, and names the segment of one flipped byte', async () => {
-  assert.ok(recorded, 'needs the recorded session');
+  const { id } = await recordSession({ text: 'echo verified' });
+  const recorded = { id, dir: await unpackExport(id) };
   let r = gw.cli(['recording', 'verify', join(gw.dir, 'data/recordings', recorded.id)]);
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /verdict:\s+INTACT/);
@@ -224,7 +241,7 @@ test('verify passes on the recording and its export, and names the segment of on
 });
 
 test('who sees which recording: reviewer all, user only their own, nobody without login', async () => {
-  assert.ok(recorded);
+  const recorded = await recordSession({ text: 'echo seen' });
   const rita = gw.api();
   assert.equal((await rita.login('rita', RITA)).status, 200);
   let r = await rita.get('/recordings');
@@ -305,7 +322,8 @@ test('kill -9 mid-session: the recording plays up to the last fragment and is ma
 });
 
 test('the reviewer plays a recording: a marker click jumps the video there; hover shows a thumbnail', async () => {
-  assert.ok(recorded);
+  // Typing comes after the red window opened: the marker of the keys shows it.
+  const recorded = await recordSession({ red: true });
   const events = (await admin.get(`/recordings/${recorded.id}/events`)).json;
   const keys = events.find((e) => e.type === 'keys');
   const page = await newPage();

@@ -7,7 +7,9 @@
 //!
 //! The registry of sessions is what administrators list and close. A [`SessionRecorder`] given
 //! to the broker gets a [`Tap`] on every session before it runs (no tap, no session).
+//! [`Broker::shutdown`] ends every session and waits for their viewers and recorders.
 
+mod live;
 mod native;
 mod session;
 mod tap;

@@ -46,6 +46,10 @@ impl Display for RawViewer {
                 RawOutput::ClipboardFiles(files) => DisplayEvent::ClipboardFiles(files),
                 RawOutput::ClipboardTerms(terms) => DisplayEvent::ClipboardTerms(terms),
                 RawOutput::Device(pdu) => DisplayEvent::Device(pdu),
+                RawOutput::End(m) if self.ended_by_shutdown() => DisplayEvent::End(Denial {
+                    refusal: Refusal::Shutdown,
+                    message: denial_of(&m).message,
+                }),
                 RawOutput::End(m) => DisplayEvent::End(denial_of(&m)),
             }
         })

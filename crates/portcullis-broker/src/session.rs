@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::live::{Live, Tracker};
 use crate::tap::{SessionRecorder, Tap, TapEvent, TapShared};
 use crate::viewer::{RawViewer, Viewer, ViewerShared};
 
@@ -252,6 +253,10 @@ pub(crate) struct SessionShared {
     drive: Mutex<DriveRoute>,
     /// The audit trail, if the gateway keeps one.
     audit: Option<Arc<dyn SessionAudit>>,
+    /// What the broker's shutdown waits for (this session's viewers and tap enter it).
+    pub(crate) tracker: Tracker,
+    /// The session was ended by the gateway's shutdown (not by anything about the session).
+    by_shutdown: AtomicBool,
 }
 
 /// The policy's answer to a crossing, as recorded.
@@ -511,13 +516,25 @@ impl SessionShared {
     }
 
     pub(crate) fn end(&self, message: ServerMessage) {
+        self.end_because(message, false);
+    }
+
+    /// Ends the session unless it already ended; `shutdown` says the gateway is stopping (set
+    /// before anyone hears of the end, and only when this is the ending that counts).
+    fn end_because(&self, message: ServerMessage, shutdown: bool) {
         self.ending.send_if_modified(|e| match e {
             Ending::Running => {
+                self.by_shutdown.store(shutdown, Ordering::SeqCst);
                 *e = Ending::Ended(message);
                 true
             }
             Ending::Ended(_) => false,
         });
+    }
+
+    /// True when the gateway's shutdown ended the session.
+    pub(crate) fn ended_by_shutdown(&self) -> bool {
+        self.by_shutdown.load(Ordering::SeqCst)
     }
 }
 
@@ -648,6 +665,10 @@ pub struct Broker {
     timeouts: Timeouts,
     recorder: Option<Arc<dyn SessionRecorder>>,
     audit: Option<Arc<dyn SessionAudit>>,
+    /// Session threads, viewers and recorder taps still alive (what a shutdown waits for).
+    tracker: Tracker,
+    /// Set by [`Broker::shutdown`] (under the sessions' lock): no session opens any more.
+    closing: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -664,6 +685,8 @@ impl Broker {
             timeouts,
             recorder: None,
             audit: None,
+            tracker: Tracker::default(),
+            closing: Arc::default(),
         }
     }
 
@@ -707,9 +730,35 @@ impl Broker {
         }
     }
 
+    /// Ends every session with `message` (the gateway is stopping), refuses any new one, and
+    /// waits until every session thread has ended, every viewer was told and let go (browser
+    /// sockets closed, native clients disconnected) and every recorder dropped its tap (its
+    /// recording closed). The caller bounds the wait; see [`Broker::still_open`].
+    pub async fn shutdown(&self, message: ServerMessage) {
+        let sessions: Vec<SessionHandle> = {
+            let map = lock(&self.sessions);
+            self.closing.store(true, Ordering::SeqCst);
+            map.values().cloned().collect()
+        };
+        info!(sessions = sessions.len(), "ending every session");
+        for s in sessions {
+            s.shared.end_because(message.clone(), true);
+        }
+        self.tracker.idle().await;
+    }
+
+    /// Session threads, viewers and recordings not finished yet (what [`Broker::shutdown`]
+    /// still waits for).
+    pub fn still_open(&self) -> usize {
+        self.tracker.count()
+    }
+
     /// Connects to the target and starts the session. While connecting, the session is listed
     /// in state `connecting`; on failure it disappears and the error says why.
     pub async fn open(&self, req: OpenRequest) -> Result<SessionHandle, OpenError> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(shutting_down());
+        }
         if let Some(denial) = req.grant.recording(self.recorder.is_some()).denial() {
             return Err(OpenError {
                 code: ErrorCode::RecordingUnavailable,
@@ -750,16 +799,27 @@ impl Broker {
             frozen: AtomicBool::new(false),
             drive: Mutex::new(DriveRoute::default()),
             audit: self.audit.clone(),
+            tracker: self.tracker.clone(),
+            by_shutdown: AtomicBool::new(false),
             ends_at: req.grant.ends_at_unix_secs(started_at_ms / 1000).map(|at| {
                 let left = u64::try_from(at.saturating_sub(started_at_ms / 1000)).unwrap_or(0);
                 Instant::now() + Duration::from_secs(left)
             }),
         });
         let handle = SessionHandle { shared };
-        lock(&self.sessions).insert(id.clone(), handle.clone());
+        {
+            // Under the lock [`Broker::shutdown`] takes: either it sees this session, or this
+            // sees that it began.
+            let mut sessions = lock(&self.sessions);
+            if self.closing.load(Ordering::SeqCst) {
+                return Err(shutting_down());
+            }
+            sessions.insert(id.clone(), handle.clone());
+        }
         let guard = Deregister {
             sessions: self.sessions.clone(),
             id: id.clone(),
+            _live: self.tracker.enter(),
         };
 
         // Each session lives on its own thread with a single-threaded runtime: vnc-rs hands an
@@ -817,6 +877,14 @@ impl Broker {
     }
 }
 
+/// What an open is told once the gateway is stopping.
+fn shutting_down() -> OpenError {
+    OpenError {
+        code: ErrorCode::Internal,
+        message: "the gateway is shutting down".into(),
+    }
+}
+
 /// Connects to the target and runs the session, on the session's own thread. `ready` learns
 /// whether the connection succeeded; the session runs until it ends.
 async fn session_thread(
@@ -844,10 +912,15 @@ async fn session_thread(
             }
         },
         _ = ending_rx.wait_for(|e| matches!(e, Ending::Ended(_))) => {
-            let _ = ready.send(Err(OpenError {
-                code: ErrorCode::ClosedByAdmin,
-                message: "closed by an administrator while connecting".into(),
-            }));
+            let error = if handle.shared.ended_by_shutdown() {
+                shutting_down()
+            } else {
+                OpenError {
+                    code: ErrorCode::ClosedByAdmin,
+                    message: "closed by an administrator while connecting".into(),
+                }
+            };
+            let _ = ready.send(Err(error));
             return;
         }
     };
@@ -890,6 +963,7 @@ async fn session_thread(
         let started = recorder.start(Tap {
             shared: tap,
             session: handle.shared.clone(),
+            _live: handle.shared.tracker.enter(),
         });
         if let Err(e) = started {
             warn!(session = %id, error = %e, "cannot record the session; refusing it");
@@ -990,6 +1064,8 @@ async fn sleep_until(at: Option<Instant>) {
 struct Deregister {
     sessions: Arc<Mutex<HashMap<String, SessionHandle>>>,
     id: String,
+    /// The session thread is alive.
+    _live: Live,
 }
 
 impl Drop for Deregister {

@@ -13,6 +13,7 @@ use portcullis_core::session::{SessionEvent, SessionInfo};
 use portcullis_core::wire::{ErrorCode, ServerMessage};
 use portcullis_core::Rect;
 
+use crate::live::Live;
 use crate::session::{lock, read, SessionShared};
 
 /// Events held for a consumer that has not collected them.
@@ -123,6 +124,8 @@ impl TapShared {
 pub struct Tap {
     pub(crate) shared: Arc<TapShared>,
     pub(crate) session: Arc<SessionShared>,
+    /// The broker's shutdown waits until the recorder drops its tap.
+    pub(crate) _live: Live,
 }
 
 impl std::fmt::Debug for Tap {
@@ -217,6 +220,7 @@ impl Tap {
 /// session).
 pub trait SessionRecorder: Send + Sync {
     /// Begins recording; the implementation owns `tap` (typically on its own thread) until the
-    /// tap reports the end. The error is shown to the user: it must name no server path.
+    /// tap reports the end, and drops it once the recording is closed: the gateway's shutdown
+    /// waits for that. The error is shown to the user: it must name no server path.
     fn start(&self, tap: Tap) -> Result<(), String>;
 }

@@ -13,6 +13,7 @@ use portcullis_policy::Direction;
 use tokio::sync::{watch, Notify};
 use tracing::warn;
 
+use crate::live::Live;
 use crate::session::{lock, read, Ending, SessionShared};
 use crate::tap::TapEvent;
 
@@ -45,8 +46,9 @@ pub(crate) struct ViewerShared {
     /// A native RDP client (the only kind that takes clipboard files).
     native: AtomicBool,
     /// Its leaving is recorded (by whichever comes first: the viewer going away or the session
-    /// ending with it still attached).
-    left: AtomicBool,
+    /// ending with it still attached). A lock, not a flag: the session's end waits for a leave
+    /// in progress on another thread, so the leave is in the tap before the end.
+    left: Mutex<bool>,
 }
 
 impl ViewerShared {
@@ -65,13 +67,16 @@ impl ViewerShared {
             notify: Notify::new(),
             user: user.to_owned(),
             native: AtomicBool::new(false),
-            left: AtomicBool::new(false),
+            left: Mutex::new(false),
         }
     }
 
-    /// Records that this viewer left, once.
+    /// Records that this viewer left, once. Returns once the event is in the tap, whoever
+    /// recorded it.
     pub(crate) fn leave(&self, session: &SessionShared) {
-        if !self.left.swap(true, Ordering::SeqCst) {
+        let mut left = lock(&self.left);
+        if !*left {
+            *left = true;
             session.tap_event(TapEvent::Session(SessionEvent::ViewerLeft {
                 user: self.user.clone(),
             }));
@@ -156,6 +161,8 @@ pub struct Viewer {
     ending: watch::Receiver<Ending>,
     /// A watcher: its input is never delivered.
     view_only: bool,
+    /// The broker's shutdown waits until the viewer is gone (its browser told why).
+    _live: Live,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -167,12 +174,14 @@ impl std::fmt::Debug for Viewer {
 impl Viewer {
     pub(crate) fn new(session: Arc<SessionShared>, shared: Arc<ViewerShared>) -> Self {
         let ending = session.ending.subscribe();
+        let live = session.tracker.enter();
         Self {
             session,
             shared,
             window: FrameWindow::new(),
             ending,
             view_only: false,
+            _live: live,
         }
     }
 
@@ -236,6 +245,14 @@ impl Viewer {
         }
         out.push(wire::frame_end(self.window.next_seq()).to_vec());
         out
+    }
+
+    /// This viewer leaves and, being the one the session exists for, ends it with `message`.
+    /// The leave is in the event track before the end, which the recorder takes as its last
+    /// word.
+    pub fn leave_and_end(&self, message: ServerMessage) {
+        self.shared.leave(&self.session);
+        self.session.end(message);
     }
 
     /// Handles a message from this viewer: input goes to the target (waiting if the target is
@@ -334,6 +351,8 @@ pub struct RawViewer {
     ending: watch::Receiver<Ending>,
     /// The session's clipboard file terms were handed out (first thing).
     terms_told: bool,
+    /// The broker's shutdown waits until the viewer is gone (its client disconnected).
+    _live: Live,
 }
 
 impl std::fmt::Debug for RawViewer {
@@ -346,11 +365,13 @@ impl RawViewer {
     pub(crate) fn new(session: Arc<SessionShared>, shared: Arc<ViewerShared>) -> Self {
         shared.native.store(true, Ordering::Relaxed);
         let ending = session.ending.subscribe();
+        let live = session.tracker.enter();
         Self {
             session,
             shared,
             ending,
             terms_told: false,
+            _live: live,
         }
     }
 
@@ -421,6 +442,18 @@ impl RawViewer {
         if self.session.owns_drive(&self.shared) {
             let _ = self.session.commands.send(TargetCommand::Device(pdu)).await;
         }
+    }
+
+    /// This client leaves and ends the session it opened, with `message`: the leave is in the
+    /// event track before the end.
+    pub fn leave_and_end(&self, message: ServerMessage) {
+        self.shared.leave(&self.session);
+        self.session.end(message);
+    }
+
+    /// True when the session ended because the gateway is shutting down.
+    pub fn ended_by_shutdown(&self) -> bool {
+        self.session.ended_by_shutdown()
     }
 
     /// Asks for the whole screen again.

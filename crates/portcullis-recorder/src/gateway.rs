@@ -133,7 +133,9 @@ fn check_space(storage: &dyn RecordingStorage, min_free: u64) -> Result<(), Stri
     }
 }
 
-/// The recording loop of one session. Returns the number of frames encoded.
+/// The recording loop of one session. Returns the number of frames encoded. The tap goes when
+/// this returns, after the last fragment and the signed end line are on disk: the broker's
+/// shutdown waits for that.
 fn run(tap: Tap, mut recorder: Recorder, storage: &dyn RecordingStorage) -> Result<u64, String> {
     let t0 = Instant::now();
     let ms = |at: Instant| u64::try_from(at.saturating_duration_since(t0).as_millis()).unwrap_or(0);

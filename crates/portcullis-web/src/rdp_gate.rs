@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use portcullis_audit::{Kind, Record};
-use portcullis_broker::{OpenRequest, RawViewer, SessionHandle};
+use portcullis_broker::{OpenRequest, RawViewer};
 use portcullis_core::desktop::InputEvent;
 use portcullis_core::session::EntryPath;
 use portcullis_core::wire::ServerMessage;
@@ -284,19 +284,19 @@ impl RdpGate {
         })?;
         info!(session = %handle.id(), user = %admission.user, target = %admission.target, "native RDP viewer attached");
         let viewer = handle.attach_raw_viewer(&admission.user);
-        Ok(Box::new(NativeView { viewer, handle }))
+        Ok(Box::new(NativeView { viewer }))
     }
 }
 
 /// The session a native client opened: it lives as long as the client's connection.
 struct NativeView {
     viewer: RawViewer,
-    handle: SessionHandle,
 }
 
 impl Drop for NativeView {
     fn drop(&mut self) {
-        self.handle.close(ServerMessage::Closed {
+        // The leave goes in the event track before the end.
+        self.viewer.leave_and_end(ServerMessage::Closed {
             reason: "the native RDP client disconnected".into(),
         });
     }

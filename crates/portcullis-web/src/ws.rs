@@ -121,23 +121,27 @@ async fn send_json(socket: &mut WebSocket, m: &ServerMessage) -> bool {
 }
 
 async fn close_with(socket: &mut WebSocket, m: &ServerMessage) {
-    if !send_json(socket, m).await {
+    // Bounded like every send: a browser that stopped reading must not hold up the end (nor
+    // the gateway's shutdown, which waits for every viewer to be let go).
+    if !matches!(
+        tokio::time::timeout(CLOSE_GRACE, send_json(socket, m)).await,
+        Ok(true)
+    ) {
         warn!("the browser did not take the closing message");
     }
     let reason = match m {
         ServerMessage::Error { code, .. } => serde_json::to_string(code).unwrap_or_default(),
         _ => "closed".into(),
     };
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: if matches!(m, ServerMessage::Error { .. }) {
-                4000
-            } else {
-                1000
-            },
-            reason: reason.trim_matches('"').to_owned().into(),
-        })))
-        .await;
+    let close = socket.send(Message::Close(Some(CloseFrame {
+        code: if matches!(m, ServerMessage::Error { .. }) {
+            4000
+        } else {
+            1000
+        },
+        reason: reason.trim_matches('"').to_owned().into(),
+    })));
+    let _ = tokio::time::timeout(CLOSE_GRACE, close).await;
     // Finish the closing handshake: read until the browser's Close. Dropping the connection
     // while the browser's acks sit unread makes the kernel reset it, and a reset can discard
     // the message above before the page has read it.
@@ -189,9 +193,12 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
         width,
         height,
     };
+    // This viewer's leaving ends the session: `leave_and_end` puts the leave in the event track
+    // before the end (the recorder's last word). The viewer itself is dropped only once the
+    // browser was told why: the gateway's shutdown waits for that.
     match pump(socket, &mut viewer, &id, &init).await {
         (Some(m), socket) => {
-            session.close(m.clone());
+            viewer.leave_and_end(m.clone());
             match socket {
                 Some(mut socket) => close_with(&mut socket, &m).await,
                 None => warn!(session = %id, "cannot tell the browser why the session ended"),
@@ -199,7 +206,7 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
             info!(session = %id, %user, %target, reason = %m.to_json(), "viewer left");
         }
         (None, _) => {
-            session.close(ServerMessage::Closed {
+            viewer.leave_and_end(ServerMessage::Closed {
                 reason: "the viewer disconnected".into(),
             });
             info!(session = %id, %user, %target, "viewer disconnected");

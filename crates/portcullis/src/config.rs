@@ -30,6 +30,9 @@ pub struct Config {
     pub auth: Auth,
     /// `[[siem]]`: where the audit trail is exported to (checked at load).
     pub siem: Vec<portcullis_siem::SiemConfig>,
+    /// `shutdown_grace_secs`: how long a SIGTERM or SIGINT gives the gateway to end its
+    /// sessions, close their recordings and flush the audit trail before it exits anyway.
+    pub shutdown_grace: Duration,
 }
 
 /// The `[auth]` section.
@@ -103,6 +106,7 @@ mod dto {
     #[serde(deny_unknown_fields)]
     pub struct File {
         pub data_dir: Option<PathBuf>,
+        pub shutdown_grace_secs: Option<u64>,
         #[serde(default)]
         pub http: Http,
         #[serde(default)]
@@ -358,6 +362,7 @@ impl Config {
             audit: audit(file.audit, &data_dir)?,
             auth: auth(file.auth)?,
             siem: siem(file.siem)?,
+            shutdown_grace: timeout("shutdown_grace_secs", file.shutdown_grace_secs, 10)?,
             data_dir,
         })
     }
@@ -432,6 +437,15 @@ mod tests {
             PathBuf::from(DEFAULT_DATA_DIR).join("secret.key")
         );
         assert!(c.tls.is_none());
+        assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn shutdown_grace_is_read_and_bounded() {
+        let c = Config::parse("shutdown_grace_secs = 25\n[http]\n", None).unwrap();
+        assert_eq!(c.shutdown_grace, Duration::from_secs(25));
+        let e = Config::parse("shutdown_grace_secs = 0", None).unwrap_err();
+        assert!(e.to_string().contains("shutdown_grace_secs"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod config;
 mod recording;
 mod rotate;
+mod shutdown;
 
 use std::io::BufRead as _;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use portcullis_policy::{Policy, PolicyDoc};
 use portcullis_secrets::SecretKey;
 use portcullis_store::{Role, SledStore, Store};
 use portcullis_web::{ops, policy_store};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 
@@ -219,7 +220,12 @@ fn main() -> Result<()> {
 
 /// Opens the audit trail (created on first start). A broken chain stops the start, naming the
 /// record: the evidence must be looked at before anything is added to it.
-fn open_audit(config: &Config) -> Result<portcullis_web::audit::Audit> {
+fn open_audit(
+    config: &Config,
+) -> Result<(
+    portcullis_web::audit::Audit,
+    Arc<portcullis_audit::AuditLog>,
+)> {
     let dir = &config.audit.dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("audit.dir: cannot create {}", dir.display()))?;
@@ -237,7 +243,8 @@ fn open_audit(config: &Config) -> Result<portcullis_web::audit::Audit> {
         warn!(dir = %dir.display(), "the audit trail ended in an unfinished record (never acknowledged): cut");
     }
     info!(dir = %dir.display(), next_seq = recovery.next_seq, "audit trail open");
-    Ok(portcullis_web::audit::Audit::new(Arc::new(log)))
+    let log = Arc::new(log);
+    Ok((portcullis_web::audit::Audit::new(log.clone()), log))
 }
 
 fn audit_cmd(config: &Config, cmd: AuditCmd) -> Result<()> {
@@ -605,7 +612,7 @@ fn serve(config: Config) -> Result<()> {
         }
     };
     let recording = recording::set_up(&config, &key)?;
-    let audit = open_audit(&config)?;
+    let (audit, audit_log) = open_audit(&config)?;
     let mut broker = portcullis_broker::Broker::new(portcullis_core::desktop::Timeouts {
         connect: config.connect_timeout,
         handshake: config.handshake_timeout,
@@ -662,15 +669,24 @@ fn serve(config: Config) -> Result<()> {
             })
             .collect::<Result<Vec<_>>>()?
     };
-    state.audit = state.audit.clone().with_exports(
-        siem.iter()
-            .map(portcullis_siem::Forwarder::handle)
-            .collect(),
-    );
-    runtime.block_on(async move {
+    let exports: Vec<portcullis_siem::Handle> = siem
+        .iter()
+        .map(portcullis_siem::Forwarder::handle)
+        .collect();
+    state.audit = state.audit.clone().with_exports(exports.clone());
+    let broker = state.broker.clone();
+    let grace = config.shutdown_grace;
+    // The stop signal, passed down: listeners stop accepting once it turns true.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The SIEM forwarders stop later, once they had their chance to deliver the last records.
+    let (siem_stop_tx, siem_stop_rx) = tokio::sync::watch::channel(false);
+    let clean = runtime.block_on(async move {
+        // First thing: from now on SIGTERM and SIGINT start the graceful shutdown.
+        let mut signals = StopSignals::new().context("cannot install the signal handlers")?;
+        let mut forwarders = Vec::new();
         for forwarder in siem {
             // They run until the gateway stops; what was not delivered yet goes next time.
-            tokio::spawn(forwarder.run(std::future::pending::<()>()));
+            forwarders.push(tokio::spawn(forwarder.run(stopped(siem_stop_rx.clone()))));
         }
         if let (Some(r), Some(retention)) = (&recording, config.recording.retention) {
             recording::spawn_retention(r.storage.clone(), r.live.clone(), retention);
@@ -690,20 +706,104 @@ fn serve(config: Config) -> Result<()> {
             let gate = portcullis_web::rdp_gate::RdpGate::new(state.clone());
             let pre_auth = gate.pre_auth();
             let gate: Arc<dyn portcullis_rdp::server::Gate> = Arc::new(gate);
-            tokio::spawn(rdp_accept_loop(listener, server, gate, pre_auth));
+            tokio::spawn(rdp_accept_loop(
+                listener,
+                server,
+                gate,
+                pre_auth,
+                stop_rx.clone(),
+            ));
         }
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-            info!("shutting down");
-        };
+        let mut https = tokio::spawn({
+            let stop = stopped(stop_rx.clone());
+            async move { portcullis_web::serve_https(config.listen, &tls, state, stop).await }
+        });
         println!(
             "Portcullis is listening on https://{}/",
             display_addr(&config.listen)
         );
         info!(listen = %config.listen, data_dir = %config.data_dir.display(), "gateway started");
-        portcullis_web::serve_https(config.listen, &tls, state, shutdown).await
+        let signal = tokio::select! {
+            signal = signals.next() => signal,
+            served = &mut https => {
+                // The server stopped by itself: it could not serve (the error says why).
+                served.context("the HTTPS server failed")??;
+                bail!("the HTTPS server stopped unexpectedly");
+            }
+        };
+        info!(signal, grace_secs = grace.as_secs(), "shutting down: no new connections; ending every session");
+        let deadline = tokio::time::Instant::now() + grace;
+        let _ = stop_tx.send(true);
+        // A second signal does not wait.
+        tokio::spawn(async move {
+            let again = signals.next().await;
+            error!(signal = again, "second signal: exiting now; recordings still open are closed as incomplete at the next start");
+            std::process::exit(1);
+        });
+        let clean = tokio::time::timeout_at(
+            deadline,
+            shutdown::sessions_and_trail(&broker, &audit_log, signal),
+        )
+        .await;
+        let clean = match clean {
+            Ok(Some(seq)) => {
+                shutdown::siem(&exports, seq, deadline).await;
+                true
+            }
+            Ok(None) => false,
+            Err(_) => {
+                error!(
+                    grace_secs = grace.as_secs(),
+                    still_open = broker.still_open(),
+                    "the shutdown grace passed with sessions or recordings still open: exiting \
+                     now; recordings left open are closed as incomplete at the next start"
+                );
+                false
+            }
+        };
+        let _ = siem_stop_tx.send(true);
+        let last = tokio::time::Instant::now() + shutdown::LAST_STEPS;
+        for forwarder in forwarders {
+            let _ = tokio::time::timeout_at(last, forwarder).await;
+        }
+        let _ = tokio::time::timeout_at(last, https).await;
+        anyhow::Ok(clean)
     })?;
+    runtime.shutdown_timeout(shutdown::LAST_STEPS);
+    if !clean {
+        std::process::exit(1);
+    }
+    info!("gateway stopped");
     Ok(())
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// SIGTERM (systemd, `kill`) and SIGINT (Ctrl-C).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Most native RDP connections at once (each holds a TLS session and, once in, a session).
@@ -714,13 +814,26 @@ async fn rdp_accept_loop(
     server: Arc<portcullis_rdp::server::ServerConfig>,
     gate: Arc<dyn portcullis_rdp::server::Gate>,
     pre_auth: portcullis_web::rdp_preauth::PreAuth,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_RDP_CONNECTIONS));
     // A flood of refusals is logged once a second with a count, not line by line.
     let mut refused = 0u64;
     let mut last_warning: Option<std::time::Instant> = None;
+    let stop = stopped(stop);
+    tokio::pin!(stop);
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            () = &mut stop => {
+                // Dropping the listener refuses new connections; live ones end with their
+                // sessions (the broker's shutdown).
+                info!("RDP listener closed");
+                return;
+            }
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
             Ok(c) => c,
             Err(error) => {
                 tracing::warn!(%error, "RDP accept failed");

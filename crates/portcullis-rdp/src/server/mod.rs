@@ -126,6 +126,8 @@ pub enum Refusal {
     Ended,
     /// The gateway is too busy to check a login now (every login slot taken); try again.
     Busy,
+    /// The gateway is shutting down: every session ends.
+    Shutdown,
 }
 
 impl Refusal {
@@ -142,6 +144,11 @@ impl Refusal {
             }
             Refusal::Ended | Refusal::Busy => {
                 ErrorInfo::ProtocolIndependentCode(ProtocolIndependentCode::ServerDeniedConnection)
+            }
+            // ERRINFO_SERVER_SHUTDOWN (0x19): clients that know it say the server is shutting
+            // down; older ones show the code.
+            Refusal::Shutdown => {
+                ErrorInfo::ProtocolIndependentCode(ProtocolIndependentCode::ServerShutdown)
             }
         }
     }

@@ -1,0 +1,260 @@
+//! How sessions end: a viewer's leave is in the recorder's tap before the end (also when the
+//! session ends because that viewer left, and when it ends for another reason while the viewer
+//! is leaving), and the gateway's shutdown ends every session and waits for its viewers and
+//! recorders.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_broker::{
+    Broker, OpenRequest, SessionAudit, SessionRecorder, Tap, TapEvent, TargetSpec, ViewerOutput,
+};
+use portcullis_core::session::{EntryPath, SessionEvent, SessionInfo};
+use portcullis_core::wire::ServerMessage;
+use portcullis_policy::{Entry, Policy, PolicyDoc, SessionGrant, Subject, TargetRef};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A minimal RFB 3.8 server without authentication: a 64x32 desktop that never changes.
+async fn still_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                s.write_all(b"RFB 003.008\n").await?;
+                let mut version = [0u8; 12];
+                s.read_exact(&mut version).await?;
+                s.write_all(&[1, 1]).await?;
+                let mut choice = [0u8; 1];
+                s.read_exact(&mut choice).await?;
+                s.write_all(&0u32.to_be_bytes()).await?;
+                let mut shared = [0u8; 1];
+                s.read_exact(&mut shared).await?;
+                let mut init = Vec::new();
+                init.extend_from_slice(&64u16.to_be_bytes());
+                init.extend_from_slice(&32u16.to_be_bytes());
+                init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
+                init.extend_from_slice(&5u32.to_be_bytes());
+                init.extend_from_slice(b"still");
+                s.write_all(&init).await?;
+                // Discard what the client sends until it goes away.
+                let mut buf = [0u8; 4096];
+                while s.read(&mut buf).await? > 0 {}
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    addr
+}
+
+fn grant() -> SessionGrant {
+    let who = Subject {
+        user: "alice",
+        role: "user",
+    };
+    Policy::compile(&PolicyDoc::default_policy())
+        .unwrap()
+        .session(&who, &TargetRef::new("t", &[]), Entry::Browser, 0)
+        .into_result()
+        .unwrap()
+}
+
+fn request(address: String) -> OpenRequest {
+    OpenRequest {
+        user: "alice".into(),
+        user_id: "u_alice".into(),
+        target: "t".into(),
+        spec: TargetSpec::Vnc {
+            address,
+            password: String::new(),
+        },
+        client_addr: "test".into(),
+        entry: EntryPath::Browser,
+        grant: grant(),
+    }
+}
+
+/// What a recorder thread saw in its tap, and whether it finished.
+#[derive(Default)]
+struct Seen {
+    /// Session events, in order, with the end (`SessionEnd`) appended when the tap reported it.
+    events: Mutex<Vec<SessionEvent>>,
+    /// The recorder dropped its tap (its recording is closed).
+    finished: AtomicBool,
+}
+
+/// A recorder that reads its tap on its own thread like the real one: it takes each batch's
+/// events, and at the end takes `closing` to close the recording before dropping the tap.
+struct ReadingRecorder {
+    seen: Arc<Seen>,
+    closing: Duration,
+}
+
+impl SessionRecorder for ReadingRecorder {
+    fn start(&self, tap: Tap) -> Result<(), String> {
+        let seen = self.seen.clone();
+        let closing = self.closing;
+        std::thread::spawn(move || loop {
+            let batch = tap.wait(Duration::from_millis(100));
+            let mut events = seen.events.lock().unwrap();
+            for (_, e) in batch.events {
+                if let TapEvent::Session(e) = e {
+                    events.push(e);
+                }
+            }
+            if let Some(reason) = batch.ended {
+                events.push(SessionEvent::SessionEnd { reason });
+                drop(events);
+                std::thread::sleep(closing);
+                seen.finished.store(true, Ordering::SeqCst);
+                drop(tap);
+                return;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// An audit trail that takes its time with a viewer's leave (a busy disk queue): the window in
+/// which the leave was once marked done but not yet in the tap.
+struct SlowLeaveAudit;
+
+impl SessionAudit for SlowLeaveAudit {
+    fn session_event(&self, _session: &SessionInfo, event: &SessionEvent) {
+        if matches!(event, SessionEvent::ViewerLeft { .. }) {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+fn broker_with(seen: &Arc<Seen>, closing: Duration) -> Broker {
+    Broker::default()
+        .with_audit(Arc::new(SlowLeaveAudit))
+        .with_recorder(Arc::new(ReadingRecorder {
+            seen: seen.clone(),
+            closing,
+        }))
+}
+
+/// Waits until the recorder dropped its tap, and returns what it saw.
+async fn recorded(seen: &Seen) -> Vec<SessionEvent> {
+    for _ in 0..100 {
+        if seen.finished.load(Ordering::SeqCst) {
+            return seen.events.lock().unwrap().clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the recorder never finished: {:?}",
+        seen.events.lock().unwrap()
+    );
+}
+
+/// The position of the first event matching `f`.
+fn position(events: &[SessionEvent], f: impl Fn(&SessionEvent) -> bool) -> Option<usize> {
+    events.iter().position(f)
+}
+
+fn assert_left_before_end(events: &[SessionEvent]) {
+    let left = position(
+        events,
+        |e| matches!(e, SessionEvent::ViewerLeft { user } if user == "alice"),
+    );
+    let end = position(events, |e| matches!(e, SessionEvent::SessionEnd { .. }));
+    assert!(
+        left.is_some() && end.is_some() && left < end,
+        "the leave must come before the end: {events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leave_precedes_the_end_when_the_last_viewer_leaving_ends_the_session() {
+    let seen = Arc::new(Seen::default());
+    let broker = broker_with(&seen, Duration::ZERO);
+    let session = broker.open(request(still_server().await)).await.unwrap();
+    let (viewer, _) = session.attach_viewer("alice");
+    viewer.leave_and_end(ServerMessage::Closed {
+        reason: "the viewer disconnected".into(),
+    });
+    drop(viewer);
+    assert_left_before_end(&recorded(&seen).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leave_precedes_the_end_when_the_session_ends_while_the_viewer_leaves() {
+    let seen = Arc::new(Seen::default());
+    let broker = broker_with(&seen, Duration::ZERO);
+    let session = broker.open(request(still_server().await)).await.unwrap();
+    let (viewer, _) = session.attach_viewer("alice");
+    // The viewer goes away on another thread (its leave is on its way to the audit trail) and
+    // meanwhile the session ends for another reason (an admin, the target).
+    std::thread::spawn(move || drop(viewer));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    session.close(ServerMessage::Closed {
+        reason: "closed elsewhere".into(),
+    });
+    assert_left_before_end(&recorded(&seen).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_every_session_and_waits_for_viewers_and_recorders() {
+    let seen = Arc::new(Seen::default());
+    let broker = broker_with(&seen, Duration::from_millis(400));
+    let session = broker.open(request(still_server().await)).await.unwrap();
+    let (mut viewer, _) = session.attach_viewer("alice");
+    let raw = session.attach_raw_viewer("bob");
+    assert!(!raw.ended_by_shutdown());
+    // The browser's side: takes what comes until the end, then takes its time telling the
+    // browser before it lets the viewer go.
+    let told = Arc::new(Mutex::new(None));
+    let browser = tokio::spawn({
+        let told = told.clone();
+        async move {
+            loop {
+                if let ViewerOutput::End(m) = viewer.next().await {
+                    *told.lock().unwrap() = Some(m);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(viewer);
+        }
+    });
+    let native = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let by_shutdown = raw.ended_by_shutdown();
+        drop(raw);
+        by_shutdown
+    });
+    let reason = ServerMessage::Closed {
+        reason: "the gateway is shutting down".into(),
+    };
+    assert!(broker.still_open() > 0);
+    tokio::time::timeout(Duration::from_secs(5), broker.shutdown(reason.clone()))
+        .await
+        .expect("the shutdown finished");
+    // Returned only once the recorder closed its recording and both viewers were let go.
+    assert!(seen.finished.load(Ordering::SeqCst));
+    assert_eq!(broker.still_open(), 0);
+    browser.await.unwrap();
+    assert_eq!(told.lock().unwrap().clone(), Some(reason));
+    assert!(
+        native.await.unwrap(),
+        "the native viewer learns it was a shutdown"
+    );
+    let events = seen.events.lock().unwrap().clone();
+    assert!(
+        matches!(events.last(), Some(SessionEvent::SessionEnd { reason }) if reason == "the gateway is shutting down"),
+        "{events:?}"
+    );
+    assert!(broker.list().is_empty());
+    // Nothing opens any more.
+    let refused = broker
+        .open(request(still_server().await))
+        .await
+        .unwrap_err();
+    assert!(refused.message.contains("shutting down"), "{refused}");
+}
