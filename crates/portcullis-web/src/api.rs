@@ -473,6 +473,8 @@ pub(crate) async fn delete_user(
     // The store took the user's grants and API tokens with them; the in-memory RDP tickets go
     // here, so that an account created later under the same name inherits nothing.
     state.rdp_tickets.revoke_user(&name);
+    // Nor the failed-login count of the old one.
+    state.throttle.succeeded(&name);
     close_sessions(
         &state,
         |s| s.user == name,
