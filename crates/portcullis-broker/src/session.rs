@@ -154,9 +154,10 @@ impl From<TargetError> for OpenError {
                     ErrorCode::TargetAuthFailed,
                     "the RDP target refused the stored credentials".into(),
                 ),
-                RdpTargetError::Protocol(_) | RdpTargetError::Ended(_) | RdpTargetError::Closed => {
-                    (ErrorCode::TargetProtocol, r.to_string())
-                }
+                RdpTargetError::Protocol(_)
+                | RdpTargetError::Ended(_)
+                | RdpTargetError::Closed
+                | RdpTargetError::Bounds(_) => (ErrorCode::TargetProtocol, r.to_string()),
             },
         };
         OpenError { code, message }

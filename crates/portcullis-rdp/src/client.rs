@@ -29,6 +29,7 @@ use tracing::{debug, info};
 
 use crate::clip::{self, ClipQueue, ClipState};
 use crate::drive::{DriveOutput, DriveRelay, DriveTerms, RdpdrChannel};
+use crate::reassembly::{BoundsError, Reassembly, Verdict};
 use crate::tls;
 
 /// Smallest and largest desktop a viewer may ask an RDP target for. RDP servers refuse sizes
@@ -126,6 +127,9 @@ pub enum RdpTargetError {
     /// The target closed the connection.
     #[error("RDP target closed the connection")]
     Closed,
+    /// The target broke a reassembly bound (a huge channel message, endless fragments).
+    #[error("RDP target sent too much: {0}")]
+    Bounds(#[from] BoundsError),
 }
 
 impl RdpTargetError {
@@ -190,6 +194,8 @@ pub struct RdpTarget {
     clip: ClipState,
     /// Drive redirection, when the session's terms let files cross.
     drive: Option<DriveRelay>,
+    /// Bounds what the target can make IronRDP gather (sees every frame first).
+    bounds: Reassembly,
     /// The SHA-256 of the target's certificate, for the log.
     pub certificate_sha256: String,
 }
@@ -366,6 +372,7 @@ async fn handshake(
     let (w, h) = (result.desktop_size.width, result.desktop_size.height);
     check_size(u32::from(w), u32::from(h)).map_err(|e| RdpTargetError::Protocol(e.to_string()))?;
     info!(width = w, height = h, certificate_sha256 = %certificate_sha256, "RDP target connected");
+    let bounds = crate::reassembly::for_target(&result.static_channels);
     let stage = ActiveStageBuilder {
         static_channels: result.static_channels,
         user_channel_id: result.user_channel_id,
@@ -384,6 +391,7 @@ async fn handshake(
         activation: result.activation_factory,
         clip: ClipState::default(),
         drive: drive.map(DriveRelay::new),
+        bounds,
         certificate_sha256,
     })
 }
@@ -472,7 +480,14 @@ impl RdpTarget {
                     self.stage.process_fastpath_input(&mut self.image, &events)
                 }
                 pdu = self.framed.read_pdu() => match pdu {
-                    Ok((action, payload)) => self.stage.process(&mut self.image, action, &payload, None),
+                    Ok((action, payload)) => {
+                        // Checked before IronRDP gathers anything of it.
+                        match self.bounds.frame(action == ironrdp_pdu::Action::FastPath, &payload) {
+                            Ok(Verdict::Pass) => self.stage.process(&mut self.image, action, &payload, None),
+                            Ok(Verdict::Skip) => continue,
+                            Err(e) => break Err(e.into()),
+                        }
+                    }
                     Err(e) => break Err(RdpTargetError::io(e)),
                 },
             };

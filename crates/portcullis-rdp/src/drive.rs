@@ -127,6 +127,16 @@ type FileKey = (u32, u32);
 /// reads in flight, whose answers may come in either order). Beyond this the hash is given up.
 const MAX_AHEAD_BYTES: usize = 4 * 1024 * 1024;
 
+/// Bytes the relay of one session may hold at once, whatever the number of files: the parts
+/// every open file keeps ahead (both directions) and the paths of open files and of opens still
+/// pending. Without it [`MAX_AHEAD_BYTES`] × [`MAX_OPEN_FILES`] × 2 directions (32 GiB) would be
+/// within bounds. A few files copied in parallel with readahead stay far below it. Past it the
+/// relay degrades without ending the session: the file whose part does not fit loses its hash
+/// (its record says the hash is unavailable, its byte count stays exact) and a new open is
+/// refused to the target as "insufficient resources", as when too many files are open. Ending
+/// the session instead would let a slow drive or a busy copy cut a user off for no fault.
+pub(crate) const MAX_SESSION_HELD: usize = 16 * 1024 * 1024;
+
 /// What crossed of one open file, one direction.
 #[derive(Debug, Default)]
 struct Flow {
@@ -147,17 +157,23 @@ impl Flow {
         }
     }
 
-    fn add(&mut self, offset: u64, data: &[u8]) {
+    /// `held` is what the session's relay holds in all; this flow's parts count in it.
+    fn add(&mut self, offset: u64, data: &[u8], held: &mut usize) {
         self.bytes = self.bytes.saturating_add(data.len() as u64);
         let Some(next) = self.next else { return };
         if offset > next {
-            // Ahead of the run: kept until the gap fills, within bounds.
-            if self.ahead_bytes + data.len() > MAX_AHEAD_BYTES {
-                self.give_up();
+            // Ahead of the run: kept until the gap fills, within the file's and the session's
+            // bounds.
+            if self.ahead_bytes + data.len() > MAX_AHEAD_BYTES
+                || *held + data.len() > MAX_SESSION_HELD
+            {
+                *held -= self.give_up();
             } else {
                 self.ahead_bytes += data.len();
+                *held += data.len();
                 if let Some(old) = self.ahead.insert(offset, data.to_vec()) {
                     self.ahead_bytes -= old.len();
+                    *held -= old.len();
                 }
             }
             return;
@@ -173,6 +189,7 @@ impl Flow {
             }
             let (at, part) = entry.remove_entry();
             self.ahead_bytes -= part.len();
+            *held -= part.len();
             self.extend(at, &part);
         }
     }
@@ -188,12 +205,15 @@ impl Flow {
         }
     }
 
-    fn give_up(&mut self) {
+    /// Stops hashing; returns the bytes this frees.
+    fn give_up(&mut self) -> usize {
         self.next = None;
         self.ahead.clear();
-        self.ahead_bytes = 0;
+        std::mem::take(&mut self.ahead_bytes)
     }
 
+    /// The record of what crossed. The parts it held must already be released from the
+    /// session's count (see [`OpenFile::held`]).
     fn finish(mut self, direction: FileDirection, path: &str) -> Option<FileEvent> {
         // Parts still waiting mean a hole that never filled: the content is not one run.
         if !self.ahead.is_empty() {
@@ -215,6 +235,23 @@ struct OpenFile {
     written: Flow,
 }
 
+impl OpenFile {
+    /// What this file counts in the session's [`MAX_SESSION_HELD`].
+    fn held(&self) -> usize {
+        self.path.len() + self.read.ahead_bytes + self.written.ahead_bytes
+    }
+}
+
+impl Pending {
+    /// What this request counts in the session's [`MAX_SESSION_HELD`].
+    fn held(&self) -> usize {
+        match self {
+            Pending::Create { path } => path.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// The relay's state for one session.
 #[derive(Debug)]
 pub struct DriveRelay {
@@ -227,6 +264,8 @@ pub struct DriveRelay {
     client_capable: bool,
     /// A "user logged on" that came before that, held back.
     held_logon: Option<Vec<u8>>,
+    /// What the open files and pending requests hold, within [`MAX_SESSION_HELD`].
+    held: usize,
 }
 
 impl DriveRelay {
@@ -239,6 +278,7 @@ impl DriveRelay {
             open: HashMap::new(),
             client_capable: false,
             held_logon: None,
+            held: 0,
         }
     }
 
@@ -295,6 +335,7 @@ impl DriveRelay {
         let mut out = Vec::new();
         self.close_files(|_| true, &mut out);
         self.pending.clear();
+        self.held = 0;
         out
     }
 
@@ -305,6 +346,7 @@ impl DriveRelay {
         keys.sort_unstable();
         for key in keys {
             if let Some(file) = self.open.remove(&key) {
+                self.held -= file.held();
                 report(file, out);
             }
         }
@@ -318,6 +360,10 @@ impl DriveRelay {
         );
         assert!(self.open.len() <= MAX_OPEN_FILES, "open files unbounded");
         assert!(self.drives.len() <= MAX_DEVICES, "devices unbounded");
+        let held = self.open.values().map(OpenFile::held).sum::<usize>()
+            + self.pending.values().map(Pending::held).sum::<usize>();
+        assert_eq!(held, self.held, "held bytes miscounted");
+        assert!(self.held <= MAX_SESSION_HELD, "held bytes unbounded");
     }
 
     /// Keeps only the drives of a Client Device List Announce.
@@ -447,7 +493,7 @@ impl DriveRelay {
                         "open for writing",
                     );
                 }
-                if self.open.len() >= MAX_OPEN_FILES {
+                if self.open.len() >= MAX_OPEN_FILES || self.held + path.len() > MAX_SESSION_HELD {
                     return refuse(STATUS_INSUFFICIENT_RESOURCES);
                 }
                 Pending::Create { path }
@@ -495,7 +541,7 @@ impl DriveRelay {
                     );
                 }
                 if let Some(f) = self.open.get_mut(&file) {
-                    f.written.add(offset, data);
+                    f.written.add(offset, data, &mut self.held);
                 }
                 Pending::Write
             }
@@ -541,13 +587,17 @@ impl DriveRelay {
             }
             IRP_MJ_CLOSE => {
                 if let Some(f) = self.open.remove(&file) {
+                    self.held -= f.held();
                     report(f, &mut out);
                 }
                 Pending::Other
             }
             _ => Pending::Other,
         };
-        self.pending.insert((device, completion), pending);
+        self.held += pending.held();
+        if let Some(old) = self.pending.insert((device, completion), pending) {
+            self.held -= old.held();
+        }
         out.push(DriveOutput::ToClient(pdu.to_vec()));
         out
     }
@@ -562,11 +612,13 @@ impl DriveRelay {
                 "an I/O completion for no request (device {device}, id {completion})"
             ))];
         };
+        self.held -= pending.held();
         let ok = status & 0xC000_0000 != 0xC000_0000;
         match pending {
             Pending::Create { path } => {
                 if let (true, Some(file_id)) = (ok, r.u32()) {
-                    self.open.insert(
+                    self.held += path.len();
+                    let replaced = self.open.insert(
                         (device, file_id),
                         OpenFile {
                             path,
@@ -574,6 +626,9 @@ impl DriveRelay {
                             written: Flow::fresh(),
                         },
                     );
+                    if let Some(old) = replaced {
+                        self.held -= old.held();
+                    }
                 }
             }
             Pending::Read {
@@ -596,7 +651,7 @@ impl DriveRelay {
                     }
                 };
                 if let Some(f) = self.open.get_mut(&file) {
-                    f.read.add(offset, data);
+                    f.read.add(offset, data, &mut self.held);
                 }
             }
             Pending::Write | Pending::Other => {}

@@ -9,10 +9,13 @@
 //! IronRDP traps handled here: xrdp pads bitmap widths to a multiple of 4, which older
 //! `ironrdp-session` releases drew sheared (we use the 0.13 family); RemoteFX is only used when
 //! asked for (it is lossy); the pointer is drawn into the picture so viewers and recordings see it.
+//! IronRDP's channel and fast-path reassembly has no memory bound of its own: [`reassembly`]
+//! gates every frame on both sides before IronRDP sees it.
 
 pub mod client;
 mod clip;
 pub mod drive;
+pub mod reassembly;
 pub mod server;
 mod tls;
 

@@ -21,7 +21,7 @@ use portcullis_audit::{Kind, Record};
 use portcullis_broker::{OpenRequest, RawViewer};
 use portcullis_core::desktop::InputEvent;
 use portcullis_core::session::EntryPath;
-use portcullis_core::wire::ServerMessage;
+use portcullis_core::wire::{ErrorCode, ServerMessage};
 use portcullis_policy::{Entry, SessionGrant};
 use portcullis_rdp::server::{
     Admission, BoxFuture, Denial, Display, DisplayEvent, Gate, Login, NlaIdentity, Refusal,
@@ -321,6 +321,15 @@ impl Display for NativeView {
 
     fn device(&mut self, pdu: Vec<u8>) -> BoxFuture<'_, ()> {
         Display::device(&mut self.viewer, pdu)
+    }
+
+    /// The session ends with the listener's reason, which the session's end record keeps (the
+    /// first ending wins over the generic one of `Drop`).
+    fn cut_off(&mut self, reason: String) {
+        self.handle.close(ServerMessage::Error {
+            code: ErrorCode::BadMessage,
+            message: reason,
+        });
     }
 }
 

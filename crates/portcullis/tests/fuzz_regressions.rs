@@ -25,6 +25,18 @@ const TARGETS: &[(&str, Oracle)] = &[
         "rdp_drive_bytes",
         portcullis_rdp::server::oracles::drive_bytes,
     ),
+    (
+        "rdp_target_chunks",
+        portcullis_rdp::reassembly::oracles::client_channel_chunks,
+    ),
+    (
+        "rdp_target_fast_path",
+        portcullis_rdp::reassembly::oracles::fast_path_fragments,
+    ),
+    (
+        "rdp_client_chunks",
+        portcullis_rdp::reassembly::oracles::server_channel_chunks,
+    ),
     ("audit_segment", portcullis_audit::oracles::segment_bytes),
     (
         "policy_document",

@@ -421,3 +421,89 @@ fn hostile_bytes_never_panic() {
     }
     assert!(r.pending.len() <= MAX_PENDING);
 }
+
+#[test]
+fn parts_held_ahead_are_capped_per_session_not_per_file() {
+    // Eight files read in parallel, each with three 1 MiB answers ahead of a read still on its
+    // way: 3 MiB per file is within the per-file cap, but 24 MiB for the session is not.
+    const MIB: usize = 1024 * 1024;
+    let mut r = relay(true, false);
+    let part = vec![0x5a; MIB];
+    let first = vec![0x11; MIB];
+    let mut completion = 100;
+    for f in 0..8u32 {
+        let file_id = 10 + f;
+        completion += 1;
+        let out = r.from_target(&create(
+            completion,
+            &format!("\\f{f}.bin"),
+            GENERIC_READ,
+            FILE_OPEN,
+        ));
+        assert!(
+            matches!(out.as_slice(), [DriveOutput::ToClient(_)]),
+            "{out:?}"
+        );
+        r.from_client(&done(completion, 0, &[10 + f as u8, 0, 0, 0, 1]));
+        for k in 1..=3u64 {
+            completion += 1;
+            r.from_target(&read(completion, file_id, k * MIB as u64, MIB as u32));
+            r.from_client(&read_done(completion, &part));
+        }
+        let held: usize = r
+            .open
+            .values()
+            .map(|f| f.read.ahead_bytes + f.written.ahead_bytes)
+            .sum();
+        assert!(
+            held <= MAX_SESSION_HELD,
+            "{held} bytes held after {} files",
+            f + 1
+        );
+        r.check_bounds();
+    }
+    // The holes fill: the files whose parts were kept have their hash, the others say it is
+    // unavailable; every byte count is exact.
+    let whole = [first.clone(), part.clone(), part.clone(), part.clone()].concat();
+    let (mut hashed, mut unhashed) = (0, 0);
+    for f in 0..8u32 {
+        let file_id = 10 + f;
+        completion += 1;
+        r.from_target(&read(completion, file_id, 0, MIB as u32));
+        r.from_client(&read_done(completion, &first));
+        completion += 1;
+        let events = files(&r.from_target(&close(completion, file_id)));
+        let [FileEvent::Transferred { bytes, sha256, .. }] = &events[..] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(*bytes, 4 * MIB as u64);
+        match sha256 {
+            Some(h) => {
+                assert_eq!(*h, sha(&whole));
+                hashed += 1;
+            }
+            None => unhashed += 1,
+        }
+    }
+    assert!(
+        hashed >= 4 && unhashed >= 1,
+        "{hashed} hashed, {unhashed} not"
+    );
+    r.check_bounds();
+    assert_eq!(r.held, 0);
+}
+
+#[test]
+fn opens_past_the_session_budget_are_refused() {
+    let mut r = relay(true, false);
+    r.held = MAX_SESSION_HELD - 10;
+    let out = r.from_target(&create(
+        5,
+        "\\a-rather-long-name.bin",
+        GENERIC_READ,
+        FILE_OPEN,
+    ));
+    let pdus = to_target(&out);
+    assert_eq!(pdus.len(), 1, "{out:?}");
+    assert_eq!(status_of(&pdus[0]), STATUS_INSUFFICIENT_RESOURCES);
+}

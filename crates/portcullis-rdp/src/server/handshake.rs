@@ -37,6 +37,7 @@ use super::{
 };
 use crate::clip::{self, ClipQueue, ClipState};
 use crate::drive::{self, RdpdrChannel};
+use crate::reassembly::{Reassembly, Verdict};
 
 type Framed = TokioFramed<TlsStream<TcpStream>>;
 
@@ -121,6 +122,8 @@ pub(crate) struct Active {
     rdpdr: Option<u16>,
     /// Channel PDUs to send once the current client PDU is handled.
     outbox: Vec<u8>,
+    /// Bounds what the client can make IronRDP gather on those channels.
+    bounds: Reassembly,
 }
 
 /// X.224, TLS, login, activation and the session's opening. Bounded by the handshake deadline
@@ -171,6 +174,13 @@ pub(crate) async fn run(
         }
     };
     let (w, h) = (u32::from(size.0), u32::from(size.1));
+    let mut bounds = Reassembly::new();
+    if let Some(id) = cliprdr {
+        bounds.add_channel(id, "clipboard", clip::MAX_CLIPRDR_PDU);
+    }
+    if let Some(id) = rdpdr {
+        bounds.add_channel(id, "drive", drive::MAX_RDPDR_PDU);
+    }
     let mut active = Active {
         admission,
         framed,
@@ -188,6 +198,7 @@ pub(crate) async fn run(
         clip: ClipState::default(),
         rdpdr,
         outbox: Vec::new(),
+        bounds,
     };
     let mut hello = Vec::new();
     output::hidden_pointer(&mut hello);
@@ -489,15 +500,6 @@ fn desktop_size(caps: &[CapabilitySet]) -> (u16, u16) {
         .unwrap_or((PROVISIONAL.width, PROVISIONAL.height))
 }
 
-/// The whole message's length a channel PDU declares (its header's first field).
-fn declared_length(user_data: &[u8]) -> usize {
-    let declared = user_data
-        .get(..4)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map_or(0, u32::from_le_bytes);
-    usize::try_from(declared).unwrap_or(usize::MAX)
-}
-
 /// The clipboard channel's processor, when the client joined it.
 fn cliprdr_of(channels: &mut StaticChannelSet) -> Option<&mut CliprdrServer> {
     channels
@@ -665,12 +667,6 @@ impl Active {
     /// go to the session (whose policy decides whether they reach the target; files are fetched
     /// first, and only when the session's terms let them cross).
     async fn clipboard_pdu(&mut self, channel_id: u16, user_data: &[u8]) -> Result<(), ServeError> {
-        // The channel header's first field is the whole message's length: refuse huge ones
-        // before anything is gathered.
-        if declared_length(user_data) > clip::MAX_CLIPRDR_PDU {
-            debug!("oversized clipboard PDU dropped");
-            return Ok(());
-        }
         let replies = match self.channels.get_by_channel_id_mut(channel_id) {
             Some(channel) => match channel.process(user_data) {
                 Ok(replies) => replies,
@@ -699,10 +695,6 @@ impl Active {
     /// A PDU on the drive channel: reassembled, then relayed to the session's target (whose
     /// adapter filters it under the session's terms).
     async fn drive_pdu(&mut self, channel_id: u16, user_data: &[u8]) {
-        if declared_length(user_data) > drive::MAX_RDPDR_PDU {
-            debug!("oversized drive redirection PDU dropped");
-            return;
-        }
         let Some(channel) = self.channels.get_by_channel_id_mut(channel_id) else {
             return;
         };
@@ -755,11 +747,26 @@ impl Active {
                             }
                         }
                     }
-                    McsMessage::SendDataRequest(data) if Some(data.channel_id) == self.cliprdr => {
-                        self.clipboard_pdu(data.channel_id, &data.user_data).await?;
-                    }
-                    McsMessage::SendDataRequest(data) if Some(data.channel_id) == self.rdpdr => {
-                        self.drive_pdu(data.channel_id, &data.user_data).await;
+                    McsMessage::SendDataRequest(data)
+                        if Some(data.channel_id) == self.cliprdr
+                            || Some(data.channel_id) == self.rdpdr =>
+                    {
+                        // Checked before IronRDP gathers anything of it.
+                        match self.bounds.channel_chunk(data.channel_id, &data.user_data) {
+                            Ok(Verdict::Pass) if Some(data.channel_id) == self.cliprdr => {
+                                self.clipboard_pdu(data.channel_id, &data.user_data).await?;
+                            }
+                            Ok(Verdict::Pass) => {
+                                self.drive_pdu(data.channel_id, &data.user_data).await
+                            }
+                            Ok(Verdict::Skip) => debug!("oversized channel message dropped"),
+                            Err(e) => {
+                                // The session ends with this as its reason, then the connection.
+                                self.display
+                                    .cut_off(format!("the native client sent too much: {e}"));
+                                return Err(ServeError::Bounds(e));
+                            }
+                        }
                     }
                     // Other channels (sound, printers) are not offered.
                     _ => {}

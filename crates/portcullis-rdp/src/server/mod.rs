@@ -240,6 +240,12 @@ pub trait Display: Send {
     /// Relays a drive redirection (`rdpdr`) message of the client to the session's target,
     /// whose adapter decides on it (dropped when the session has no redirected drive).
     fn device(&mut self, pdu: Vec<u8>) -> BoxFuture<'_, ()>;
+    /// The connection is cut off for `reason` (the client broke a bound): the session should
+    /// end with it as its recorded reason. By default nothing: the session ends when the
+    /// display is dropped, for a generic reason.
+    fn cut_off(&mut self, reason: String) {
+        let _ = reason;
+    }
 }
 
 /// The SubjectPublicKey bits of a DER certificate, as CredSSP wants them.
@@ -267,6 +273,8 @@ pub(crate) enum ServeError {
     Protocol(String),
     #[error("refused: {0}")]
     Refused(Denial),
+    #[error("the client sent too much: {0}")]
+    Bounds(#[from] crate::reassembly::BoundsError),
 }
 
 /// Serves one client connection to its end. Never panics on what the client sends; every
