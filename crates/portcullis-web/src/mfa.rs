@@ -431,28 +431,39 @@ pub(crate) async fn enrol(
     user: AuthUser,
 ) -> Result<Json<Value>, WebError> {
     let secret = portcullis_secrets::random_bytes(SECRET_BYTES);
-    {
-        let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut record = state
-            .store
-            .get_user(&user.name)?
-            .ok_or(WebError::Unauthorized)?;
-        if record.mfa_enabled() {
-            return Err(WebError::Conflict(
-                "two-factor authentication is already on; an administrator can reset it".into(),
-            ));
-        }
-        record.mfa = Some(MfaRecord {
-            sealed_secret: state.key.seal(&secret, &secret_aad(&user.name)),
-            confirmed: false,
-            last_step: 0,
-            since: ops::now_unix(),
-        });
-        state.store.put_user(&record)?;
+    let already_on = || {
+        WebError::Conflict(
+            "two-factor authentication is already on; an administrator can reset it".into(),
+        )
+    };
+    let current = state
+        .store
+        .get_user(&user.name)?
+        .ok_or(WebError::Unauthorized)?;
+    if current.mfa_enabled() {
+        return Err(already_on());
     }
+    // On record before the new secret is stored.
     state
         .audit
-        .record(mfa_record(&user.name, "enrol", "started"))
+        .before(mfa_record(&user.name, "enrol", "started"), || {
+            let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut record = state
+                .store
+                .get_user(&user.name)?
+                .ok_or(WebError::Unauthorized)?;
+            if record.mfa_enabled() {
+                return Err(already_on());
+            }
+            record.mfa = Some(MfaRecord {
+                sealed_secret: state.key.seal(&secret, &secret_aad(&user.name)),
+                confirmed: false,
+                last_step: 0,
+                since: ops::now_unix(),
+            });
+            state.store.put_user(&record)?;
+            Ok(())
+        })
         .await?;
     let b32 = Zeroizing::new(base32(&secret));
     let uri = Zeroizing::new(otpauth_uri(&user.name, &b32));
@@ -524,30 +535,30 @@ pub(crate) async fn reset(
     Admin(admin): Admin,
     Path(name): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    let before = {
-        let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut user = state
-            .store
-            .get_user(&name)?
-            .ok_or_else(|| WebError::NotFound(format!("no user named {name:?}")))?;
-        let before = user.mfa_enabled();
-        user.mfa = None;
-        state.store.put_user(&user)?;
-        before
-    };
+    let gone = || WebError::NotFound(format!("no user named {name:?}"));
+    let before = state.store.get_user(&name)?.ok_or_else(gone)?.mfa_enabled();
+    state
+        .audit
+        .before(
+            admin_change(
+                &admin.name,
+                "mfa_reset",
+                json!({ "user": name, "mfa": before }),
+                json!({ "user": name, "mfa": false }),
+            ),
+            || {
+                let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
+                let mut user = state.store.get_user(&name)?.ok_or_else(gone)?;
+                user.mfa = None;
+                state.store.put_user(&user)?;
+                Ok(())
+            },
+        )
+        .await?;
     if name != admin.name {
         state.logins.remove_user(&name);
     }
     info!(admin = %admin.name, user = %name, "two-factor authentication reset");
-    state
-        .audit
-        .record(admin_change(
-            &admin.name,
-            "mfa_reset",
-            json!({ "user": name, "mfa": before }),
-            json!({ "user": name, "mfa": false }),
-        ))
-        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
