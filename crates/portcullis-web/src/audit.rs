@@ -550,4 +550,95 @@ mod tests {
         );
         assert_eq!(entries[0].record.detail["before"]["name"], json!("alice"));
     }
+
+    /// An RFB 3.8 server without authentication (64x64) that keeps the connection open.
+    async fn rfb_target() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            s.write_all(b"RFB 003.008\n").await.unwrap();
+            s.read_exact(&mut buf[..12]).await.unwrap();
+            s.write_all(&[1, 1]).await.unwrap();
+            s.read_exact(&mut buf[..1]).await.unwrap();
+            s.write_all(&0u32.to_be_bytes()).await.unwrap();
+            s.read_exact(&mut buf[..1]).await.unwrap();
+            let mut init = vec![
+                0, 64, 0, 64, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0,
+            ];
+            init.extend_from_slice(&4u32.to_be_bytes());
+            init.extend_from_slice(b"fake");
+            s.write_all(&init).await.unwrap();
+            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+        });
+        addr
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_freeze_the_trail_cannot_take_is_refused_and_the_session_stays_as_it_was() {
+        use portcullis_policy::{Entry, Policy, Recording, Subject, TargetRef};
+        let mut g = gateway();
+        let broker = portcullis_broker::Broker::new(Default::default())
+            .with_audit(g.state.audit.session_sink().unwrap());
+        g.state.broker = broker.clone();
+        let mut doc = PolicyDoc::default_policy();
+        doc.rules[0].recording = Recording::Optional;
+        let grant = Policy::compile(&doc)
+            .unwrap()
+            .session(
+                &Subject {
+                    user: "alice",
+                    role: "user",
+                },
+                &TargetRef::new("db1", &[]),
+                Entry::Browser,
+                0,
+            )
+            .into_result()
+            .unwrap();
+        let session = broker
+            .open(portcullis_broker::OpenRequest {
+                user: "alice".into(),
+                target: "db1".into(),
+                spec: portcullis_broker::TargetSpec::Vnc {
+                    address: rfb_target().await,
+                    password: String::new(),
+                },
+                client_addr: "test".into(),
+                entry: portcullis_core::session::EntryPath::Browser,
+                grant,
+            })
+            .await
+            .unwrap();
+        let id = session.id();
+        // The start was on record (durably) before the target was contacted.
+        let kinds: Vec<String> = g
+            .log
+            .query(&Filter::new(10))
+            .unwrap()
+            .iter()
+            .map(|e| e.record.kind.as_str().to_owned())
+            .collect();
+        assert_eq!(
+            kinds[..2],
+            ["session_start".to_owned(), "policy".to_owned()]
+        );
+
+        g.files.fail_with(Some(io::ErrorKind::StorageFull));
+        let (status, v) = call(
+            &g.state,
+            "sam",
+            "POST",
+            &format!("/sessions/{id}/freeze"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert!(!session.info().frozen, "frozen without a record");
+        session.close(portcullis_core::wire::ServerMessage::Closed {
+            reason: "done".into(),
+        });
+    }
 }
