@@ -2,7 +2,11 @@
 // verification naming a tampered record, and no acknowledged record lost across kill -9.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  readdirSync, readFileSync, writeFileSync, mkdtempSync, openSync, writeSync, closeSync, rmSync, unlinkSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   startDesktop, startGateway, launchBrowser, uiLogin, openTarget, sleep, recordedEvents, newPage,
@@ -300,4 +304,86 @@ test('no acknowledged record is lost across kill -9; the chain verifies; a tampe
   lines[victim - 1] = lines[victim - 1].replace('"actor":"admim"', '"actor":"admin"');
   writeFileSync(path, lines.join('\n'));
   gw = await startGateway({ adminPassword: ADMIN, dir: gw.dir });
+});
+
+/** Fills the file system of `dir` until it has no byte left; returns the filler's path. */
+function fillDisk(dir) {
+  const path = join(dir, 'filler.bin');
+  const fd = openSync(path, 'w');
+  const chunk = Buffer.alloc(256 * 1024, 0x5a);
+  try {
+    for (const size of [chunk.length, 65536, 4096, 512, 1]) {
+      try { for (;;) writeSync(fd, chunk.subarray(0, size)); } catch (e) { if (e.code !== 'ENOSPC') throw e; }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return path;
+}
+
+test('an unwritable trail (its disk full): admin changes get 503 and change nothing; nothing unrecorded', async () => {
+  // The trail on its own small tmpfs, so that it alone fills up.
+  const mnt = mkdtempSync(join(tmpdir(), 'pc-auditfull-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', mnt]);
+  let g;
+  try {
+    const extraConfig = `[audit]\ndir = "${mnt}/audit"\n`;
+    g = await startGateway({ adminPassword: ADMIN, extraConfig });
+    const a = g.api();
+    assert.equal((await a.login('admin', ADMIN)).status, 200);
+    let r = await a.post('/users', { name: 'ursula', password: 'ursula-password-1', role: 'user' });
+    assert.equal(r.status, 201, r.text);
+    const policyBefore = (await a.get('/policy')).json.policy;
+    const usersBefore = (await a.get('/users')).json;
+
+    const filler = fillDisk(mnt);
+    // The segment's last page may still hold a few records: harmless, recorded changes (unlocking
+    // an unlocked user) until the trail refuses one. Then the log stops for good (until a restart).
+    let refused = null;
+    for (let i = 0; i < 500 && !refused; i++) {
+      r = await a.post('/users/ursula/unlock');
+      if (r.status === 503) refused = r;
+      else assert.equal(r.status, 204, r.text);
+    }
+    assert.ok(refused, 'the trail never refused a record on a full disk');
+    assert.match(refused.json.error, /audit trail cannot be written/);
+
+    r = await a.del('/users/ursula');
+    assert.equal(r.status, 503, r.text);
+    assert.match(r.json.error, /audit trail cannot be written.*nothing was done/);
+    const doc = structuredClone(policyBefore);
+    doc.rules[0].entry = ['native'];
+    r = await a.put('/policy', doc);
+    assert.equal(r.status, 503, r.text);
+    r = await a.post('/users/ursula/lock', { reason: 'disk full test' });
+    assert.equal(r.status, 503, r.text);
+
+    // Nothing changed: the user is there and unlocked, the policy in force is the old one.
+    assert.deepEqual((await a.get('/users')).json, usersBefore);
+    assert.deepEqual((await a.get('/policy')).json.policy, policyBefore);
+
+    // Space again and a restart: the trail verifies and holds none of the refused changes, and
+    // the same deletion now works (recorded first).
+    unlinkSync(filler);
+    await g.stop({ keep: true });
+    g = await startGateway({ adminPassword: ADMIN, dir: g.dir, extraConfig });
+    const b = g.api();
+    assert.equal((await b.login('admin', ADMIN)).status, 200);
+    assert.deepEqual((await b.get('/policy')).json.policy, policyBefore);
+    assert.ok((await b.get('/users')).json.some((u) => u.name === 'ursula' && !u.locked));
+    const v = await b.get('/audit/verify');
+    assert.equal(v.json.ok, true, JSON.stringify(v.json));
+    const all = (await b.get('/audit?limit=500')).json.entries;
+    assert.ok(!all.some((e) => e.detail.action === 'user_delete' || e.detail.action === 'policy_change'
+      || e.kind === 'user_lock'), 'a refused change is in the trail');
+    r = await b.del('/users/ursula');
+    assert.equal(r.status, 204, r.text);
+    const deleted = (await b.get('/audit?limit=5&kind=admin_change')).json.entries[0];
+    assert.equal(deleted.detail.action, 'user_delete');
+    assert.equal(deleted.detail.before.name, 'ursula');
+  } finally {
+    await g?.stop();
+    try { execFileSync('umount', [mnt]); } catch { execFileSync('umount', ['-l', mnt]); }
+    rmSync(mnt, { recursive: true, force: true });
+  }
 });

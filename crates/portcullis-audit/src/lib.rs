@@ -47,6 +47,12 @@
 //! An acknowledged record is always in the log. A record whose append failed (or never returned,
 //! because of a crash) may be there too: it was attempted.
 //!
+//! Readers of the files (the SIEM export) see a batch's lines as soon as they are written, before
+//! their fsync: a crash can still take those back, and their seqs then go to other records.
+//! [`AuditLog::watermark`] tells such readers how far the log is fsynced ([`Watermark`]).
+//! The writer's file operations go through a [`FileLayer`]; [`CrashFiles`] is a fault-injecting
+//! one for tests (failing writes, held fsyncs, a crash that forgets what was not fsynced).
+//!
 //! # Recovery and verification
 //!
 //! Opening reads the current (last) segment. A crash can only damage what was not fsynced, so
@@ -76,6 +82,7 @@
 //! ```
 
 mod error;
+mod files;
 mod log;
 #[doc(hidden)]
 pub mod oracles;
@@ -86,8 +93,10 @@ mod ticket;
 mod verify;
 
 pub use error::AuditError;
+pub use files::{AppendFile, CrashFiles, CrashLayer, FileLayer, OsFiles};
 pub use log::{
-    AuditLog, OpenOptions, Recovery, Stats, DEFAULT_MAX_SEGMENT_BYTES, DEFAULT_QUEUE_DEPTH,
+    AuditLog, OpenOptions, Recovery, Stats, Watermark, DEFAULT_MAX_SEGMENT_BYTES,
+    DEFAULT_QUEUE_DEPTH,
 };
 pub use query::{read_only_query, Filter, Order, MAX_QUERY_LIMIT};
 pub use record::{BadDigest, Digest, Entry, Kind, Record, GENESIS, MAX_RECORD_BYTES};

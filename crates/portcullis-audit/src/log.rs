@@ -1,7 +1,6 @@
 //! The log: opening and recovering a directory, and the group-commit writer thread.
 
 use std::fs::{self, File, TryLockError};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -12,8 +11,9 @@ use std::{fmt, mem};
 use tracing::{error, warn};
 
 use crate::error::AuditError;
+use crate::files::{create_segment, sync_dir, AppendFile, FileLayer, OsFiles};
 use crate::query::{self, Filter};
-use crate::record::{frame, parse_line, Entry, Record, MAX_RECORD_BYTES};
+use crate::record::{frame, parse_line, Digest, Entry, Record, MAX_RECORD_BYTES};
 use crate::segment::{list_segments, read_first_line, read_last_line, segment_name, LOCK_FILE};
 use crate::ticket::{ticket, Appended, Reply, Ticket};
 use crate::verify::{scan_segment, BadRecord, Chain, OnBad, Position, Problem, TornTail};
@@ -32,10 +32,6 @@ const MAX_QUEUE_DEPTH: usize = 16 * 1024;
 /// Smallest segment size accepted: a segment must hold the largest record.
 const MIN_SEGMENT_BYTES: u64 = MAX_RECORD_BYTES as u64;
 
-/// How segment files are created: only the gateway's user reads the audit trail.
-#[cfg(unix)]
-const SEGMENT_MODE: u32 = 0o600;
-
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// How to open a log. [`AuditLog::open`] uses the defaults.
@@ -45,6 +41,7 @@ pub struct OpenOptions {
     queue_depth: usize,
     on_broken_chain: OnBad,
     clock: Clock,
+    files: Arc<dyn FileLayer>,
 }
 
 impl fmt::Debug for OpenOptions {
@@ -53,6 +50,7 @@ impl fmt::Debug for OpenOptions {
             .field("max_segment_bytes", &self.max_segment_bytes)
             .field("queue_depth", &self.queue_depth)
             .field("on_broken_chain", &self.on_broken_chain)
+            .field("files", &self.files)
             .finish_non_exhaustive()
     }
 }
@@ -71,6 +69,7 @@ impl OpenOptions {
             queue_depth: DEFAULT_QUEUE_DEPTH,
             on_broken_chain: OnBad::Stop,
             clock: Arc::new(system_ms),
+            files: Arc::new(OsFiles),
         }
     }
 
@@ -107,6 +106,15 @@ impl OpenOptions {
         self
     }
 
+    /// The file operations the writer uses (default: the operating system's). For tests that
+    /// put faults under the log ([`CrashFiles`](crate::CrashFiles)): reading stays on the real
+    /// files.
+    #[must_use]
+    pub fn file_layer(mut self, files: Arc<dyn FileLayer>) -> Self {
+        self.files = files;
+        self
+    }
+
     /// Opens (creating if need be) the log in `dir`: takes its lock, checks the current segment
     /// and cuts its torn tail, and starts the writer thread.
     pub fn open(&self, dir: impl AsRef<Path>) -> Result<AuditLog, AuditError> {
@@ -126,9 +134,9 @@ impl OpenOptions {
         let state = recover(&dir, self.on_broken_chain)?;
 
         let path = state.current;
-        let file = fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
+        let file = self
+            .files
+            .open_append(&path)
             .map_err(AuditError::io("open", &path))?;
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
@@ -139,6 +147,7 @@ impl OpenOptions {
             room: Condvar::new(),
             capacity: self.queue_depth,
             durable_seq: AtomicU64::new(state.chain.next_seq - 1),
+            opened_at: (state.chain.next_seq - 1, state.chain.prev),
             appended: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
@@ -153,6 +162,7 @@ impl OpenOptions {
             chain: state.chain,
             max_segment_bytes: self.max_segment_bytes,
             clock: self.clock.clone(),
+            files: self.files.clone(),
             buf: Vec::new(),
         };
         let handle = std::thread::Builder::new()
@@ -265,6 +275,37 @@ impl AuditLog {
         self.enqueue(&record, WhenFull::Wait)
     }
 
+    /// Queues records that belong together so that the writer takes them in one batch (one
+    /// write, one fsync): they are on disk together or not at all, unless the queue has no
+    /// room for all of them (then [`AuditError::QueueFull`], and nothing is queued).
+    pub fn submit_all(&self, records: &[Record]) -> Result<Vec<Ticket>, AuditError> {
+        let bodies = records
+            .iter()
+            .map(Record::encode_body)
+            .collect::<Result<Vec<_>, _>>()?;
+        let shared = &*self.shared;
+        let mut queue = shared.lock_queue();
+        match &queue.state {
+            State::Open => {}
+            State::Closing => return Err(AuditError::Closed),
+            State::Stopped(e) => return Err(e.clone()),
+        }
+        if queue.items.len().saturating_add(bodies.len()) > shared.capacity {
+            return Err(AuditError::QueueFull);
+        }
+        let tickets = bodies
+            .into_iter()
+            .map(|body| {
+                let (reply, ticket) = ticket();
+                queue.items.push(Pending { body, reply });
+                ticket
+            })
+            .collect();
+        drop(queue);
+        shared.work.notify_one();
+        Ok(tickets)
+    }
+
     /// Queues a record without ever blocking; fails with [`AuditError::QueueFull`] when the
     /// queue is full.
     pub fn try_submit(&self, record: Record) -> Result<Ticket, AuditError> {
@@ -312,6 +353,13 @@ impl AuditLog {
             .clone();
         let durable = self.shared.durable_seq.load(Ordering::Acquire);
         query::run(&segments, durable, filter)
+    }
+
+    /// What readers of the files may trust: see [`Watermark`].
+    pub fn watermark(&self) -> Watermark {
+        Watermark {
+            shared: self.shared.clone(),
+        }
     }
 
     /// What opening found and did.
@@ -366,6 +414,39 @@ impl Drop for AuditLog {
     }
 }
 
+/// How far the log's files can be trusted by a reader that reads them directly (the SIEM
+/// export): the writer appends a batch, fsyncs it, and only then moves the watermark. A whole
+/// line past it may still vanish in a crash (its fsync had not returned), and its seq then goes
+/// to another record: read no further than [`Watermark::synced_seq`].
+///
+/// Cheap to clone; it keeps showing the last value after the log is closed.
+#[derive(Clone)]
+pub struct Watermark {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Watermark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watermark")
+            .field("synced_seq", &self.synced_seq())
+            .field("opened_at", &self.opened_at())
+            .finish()
+    }
+}
+
+impl Watermark {
+    /// The last record known to be fsynced (0 when the log has none).
+    pub fn synced_seq(&self) -> u64 {
+        self.shared.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// The seq and hash of the log's last record when it was opened (after a torn tail was
+    /// cut): everything after a crash continues from there. `(0, GENESIS)` for an empty log.
+    pub fn opened_at(&self) -> (u64, Digest) {
+        self.shared.opened_at
+    }
+}
+
 struct Shared {
     queue: Mutex<Queue>,
     /// Signalled when records are queued or the log closes: wakes the writer.
@@ -373,8 +454,11 @@ struct Shared {
     /// Signalled when the writer empties the queue: wakes waiting submitters.
     room: Condvar,
     capacity: usize,
-    /// The last fsynced seq: queries read no further (a line past it may be half written).
+    /// The last fsynced seq: queries read no further (a line past it may be half written, or
+    /// whole but not yet on disk: a crash would take it back).
     durable_seq: AtomicU64,
+    /// The last record's seq and hash when the log was opened.
+    opened_at: (u64, Digest),
     appended: AtomicU64,
     batches: AtomicU64,
     fsyncs: AtomicU64,
@@ -411,13 +495,14 @@ struct Pending {
 struct Writer {
     shared: Arc<Shared>,
     dir: PathBuf,
-    file: File,
+    file: Box<dyn AppendFile>,
     path: PathBuf,
     /// Bytes in the current segment.
     size: u64,
     chain: Chain,
     max_segment_bytes: u64,
     clock: Clock,
+    files: Arc<dyn FileLayer>,
     buf: Vec<u8>,
 }
 
@@ -551,8 +636,13 @@ impl Writer {
     /// Starts the segment whose first record is `first_seq`, and makes its name durable.
     fn rotate(&mut self, first_seq: u64, first_ts: u64) -> Result<(), AuditError> {
         let path = self.dir.join(segment_name(first_seq));
-        self.file = create_segment(&path).map_err(stopped("create", &path))?;
-        sync_dir(&self.dir).map_err(stopped("fsync dir", &self.dir))?;
+        self.file = self
+            .files
+            .create_new(&path)
+            .map_err(stopped("create", &path))?;
+        self.files
+            .sync_dir(&self.dir)
+            .map_err(stopped("fsync dir", &self.dir))?;
         self.path = path.clone();
         self.size = 0;
         self.shared
@@ -587,18 +677,6 @@ fn stopped(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Audi
         path,
         source: Arc::new(source),
     }
-}
-
-fn create_segment(path: &Path) -> std::io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options.append(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, SEGMENT_MODE);
-    options.open(path)
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 fn lock_dir(dir: &Path) -> Result<File, AuditError> {

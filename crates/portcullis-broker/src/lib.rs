@@ -17,6 +17,8 @@ mod viewer;
 
 pub use native::denial_of;
 pub use portcullis_rdp::{RdpCredentials, RdpOptions};
-pub use session::{Broker, OpenError, OpenRequest, SessionAudit, SessionHandle, TargetSpec};
+pub use session::{
+    AuditFuture, Broker, OpenError, OpenRequest, SessionAudit, SessionHandle, TargetSpec,
+};
 pub use tap::{SessionRecorder, Tap, TapBatch, TapEvent, MAX_TAP_EVENTS};
 pub use viewer::{RawOutput, RawViewer, Viewer, ViewerOutput};

@@ -206,14 +206,26 @@ impl Target {
     }
 }
 
-/// Where a session's events that belong in the audit trail go (the gateway's audit log). Called
-/// on the session's own thread: it must not block for long (queue and return).
+/// Where a session's events that belong in the audit trail go (the gateway's audit log).
 pub trait SessionAudit: Send + Sync + 'static {
-    /// `event` happened in `session`. Only audit-worthy events come here: start and end,
-    /// viewers and watchers, freeze, policy decisions, clipboard and file events (not keys, not
-    /// resizes: those are in the recording).
+    /// `event` happened in `session`. Only audit-worthy events come here: end, viewers,
+    /// policy decisions, clipboard and file events (not keys, not resizes: those are in the
+    /// recording). Called on the session's own thread: it must not block for long (queue and
+    /// return).
     fn session_event(&self, session: &SessionInfo, event: &SessionEvent);
+
+    /// Records `event`, which is about to happen, and resolves once it is durable in the trail
+    /// (fsynced). The broker awaits it before acts that must be on record first: a session's
+    /// start and the policy's decision to open it (before the target is contacted), a watcher
+    /// joining (before it sees the screen), a freeze or unfreeze (before it takes effect). An
+    /// error (why the trail cannot take it) means the act does not happen.
+    fn record_before(&self, session: &SessionInfo, event: &SessionEvent) -> AuditFuture;
 }
+
+/// What [`SessionAudit::record_before`] returns: resolves once the record is durable, or with
+/// why it cannot be.
+pub type AuditFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
 /// True for the events that [`SessionAudit`] receives.
 fn audit_worthy(event: &SessionEvent) -> bool {
@@ -302,6 +314,23 @@ impl SessionShared {
         }
         if let Some(tap) = self.tap.get() {
             tap.event(event);
+        }
+    }
+
+    /// Records an act in the audit trail and waits until it is durable: the act may happen
+    /// only after this succeeds.
+    async fn audit_first(&self, event: &SessionEvent) -> Result<(), String> {
+        let Some(audit) = &self.audit else {
+            return Ok(());
+        };
+        let info = lock(&self.info).clone();
+        audit.record_before(&info, event).await
+    }
+
+    /// Sends an event to the recording's tap only (the audit trail has it already).
+    fn tap_only(&self, event: SessionEvent) {
+        if let Some(tap) = self.tap.get() {
+            tap.event(TapEvent::Session(event));
         }
     }
 
@@ -580,36 +609,49 @@ impl SessionHandle {
     }
 
     /// Attaches a view-only viewer for the security team: it sees what the user sees, its input
-    /// is never delivered, and the event track notes it as a watcher.
-    pub fn attach_watcher(&self, user: &str) -> (Viewer, (u32, u32)) {
-        let (viewer, size) = self.register(user, true);
-        (Viewer::view_only(self.shared.clone(), viewer), size)
+    /// is never delivered, and the event track notes it as a watcher. The watch is in the audit
+    /// trail (durably) before the watcher is attached; when it cannot be recorded, nobody
+    /// watches and the error says why.
+    pub async fn attach_watcher(&self, user: &str) -> Result<(Viewer, (u32, u32)), String> {
+        let event = SessionEvent::WatcherJoined {
+            user: user.to_owned(),
+        };
+        self.shared.audit_first(&event).await?;
+        let (viewer, size) = self.register_as(user, event, false);
+        Ok((Viewer::view_only(self.shared.clone(), viewer), size))
     }
 
     /// Freezes (`frozen`) or unfreezes the session on behalf of `by`. While frozen, the user's
     /// input is held (dropped, never delivered later) and the screen keeps being shown and
-    /// recorded. Returns false when it already was in that state.
-    pub fn set_frozen(&self, frozen: bool, by: &str) -> bool {
+    /// recorded. The change is in the audit trail (durably) before it takes effect; when it
+    /// cannot be recorded, nothing changes and the error says why. Returns false when it
+    /// already was in that state.
+    pub async fn set_frozen(&self, frozen: bool, by: &str) -> Result<bool, String> {
+        if lock(&self.shared.info).frozen == frozen {
+            return Ok(false);
+        }
+        let event = if frozen {
+            SessionEvent::Frozen { by: by.to_owned() }
+        } else {
+            SessionEvent::Unfrozen { by: by.to_owned() }
+        };
+        self.shared.audit_first(&event).await?;
         {
             let mut info = lock(&self.shared.info);
             if info.frozen == frozen {
-                return false;
+                return Ok(false);
             }
             info.frozen = frozen;
         }
         self.shared.frozen.store(frozen, Ordering::SeqCst);
         let id = self.id();
         info!(session = %id, frozen, %by, "session freeze changed");
-        self.shared.tap_event(TapEvent::Session(if frozen {
-            SessionEvent::Frozen { by: by.to_owned() }
-        } else {
-            SessionEvent::Unfrozen { by: by.to_owned() }
-        }));
+        self.shared.tap_only(event);
         self.shared.for_each_viewer(|v| {
             v.push_event(ServerMessage::Frozen { frozen });
             v.wake();
         });
-        true
+        Ok(true)
     }
 
     /// A JPEG of the screen as it is now, at most `max_width` wide (for the SOC's live list).
@@ -631,6 +673,23 @@ impl SessionHandle {
 
     /// Lists a new viewer (full repaint pending) and notes it in the event track.
     fn register(&self, user: &str, watcher: bool) -> (Arc<ViewerShared>, (u32, u32)) {
+        let user = user.to_owned();
+        let event = if watcher {
+            SessionEvent::WatcherJoined { user: user.clone() }
+        } else {
+            SessionEvent::ViewerJoined { user: user.clone() }
+        };
+        self.register_as(&user, event, true)
+    }
+
+    /// Lists a new viewer and notes `event` in the event track (and, unless it is there
+    /// already, in the audit trail).
+    fn register_as(
+        &self,
+        user: &str,
+        event: SessionEvent,
+        to_audit: bool,
+    ) -> (Arc<ViewerShared>, (u32, u32)) {
         let mut viewers = lock(&self.shared.viewers);
         let (w, h) = self.size();
         let viewer = Arc::new(ViewerShared::new(w, h, user));
@@ -639,12 +698,11 @@ impl SessionHandle {
         }
         viewers.push(Arc::downgrade(&viewer));
         drop(viewers);
-        let user = user.to_owned();
-        self.shared.tap_event(TapEvent::Session(if watcher {
-            SessionEvent::WatcherJoined { user }
+        if to_audit {
+            self.shared.tap_event(TapEvent::Session(event));
         } else {
-            SessionEvent::ViewerJoined { user }
-        }));
+            self.shared.tap_only(event);
+        }
         (viewer, (w, h))
     }
 
@@ -808,11 +866,29 @@ impl Broker {
             }),
         });
         let handle = SessionHandle { shared };
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(shutting_down());
+        }
+        // On record, durably, before the target is contacted: no unaudited session.
+        for event in opening_events(&req) {
+            if let Err(e) = handle.shared.audit_first(&event).await {
+                warn!(session = %id, error = %e, "cannot audit the session's start; refusing it");
+                return Err(OpenError {
+                    code: ErrorCode::Internal,
+                    message: format!(
+                        "the audit trail cannot be written right now ({e}), so the session was not opened"
+                    ),
+                });
+            }
+        }
         {
             // Under the lock [`Broker::shutdown`] takes: either it sees this session, or this
-            // sees that it began.
+            // sees that it began (and the start on record gets its end).
             let mut sessions = lock(&self.sessions);
             if self.closing.load(Ordering::SeqCst) {
+                handle.shared.audit_only(&SessionEvent::SessionEnd {
+                    reason: "the session did not open: the gateway is shutting down".into(),
+                });
                 return Err(shutting_down());
             }
             sessions.insert(id.clone(), handle.clone());
@@ -908,7 +984,7 @@ async fn session_thread(
             Ok(t) => t,
             Err(e) => {
                 info!(session = %id, target = %req.target, error = %e, "session failed to open");
-                let _ = ready.send(Err(OpenError::from(e)));
+                refuse(&handle, ready, OpenError::from(e));
                 return;
             }
         },
@@ -921,7 +997,7 @@ async fn session_thread(
                     message: "closed by an administrator while connecting".into(),
                 }
             };
-            let _ = ready.send(Err(error));
+            refuse(&handle, ready, error);
             return;
         }
     };
@@ -931,30 +1007,21 @@ async fn session_thread(
         t.set_clipboard_files(clip_file_terms(&req.grant));
     }
     let (w, h) = target.size();
-    if let Err(e) = write(&handle.shared.desktop).resize(w, h) {
-        let _ = ready.send(Err(OpenError {
-            code: ErrorCode::TargetProtocol,
-            message: e.to_string(),
-        }));
+    let resized = write(&handle.shared.desktop).resize(w, h);
+    if let Err(e) = resized {
+        refuse(
+            &handle,
+            ready,
+            OpenError {
+                code: ErrorCode::TargetProtocol,
+                message: e.to_string(),
+            },
+        );
         return;
     }
     lock(&handle.shared.info).state = SessionState::Active;
-    let opening = [
-        SessionEvent::SessionStart {
-            user: req.user.clone(),
-            target: req.target.clone(),
-            client_addr: req.client_addr.clone(),
-        },
-        // The policy's decision to let it open, first in the track like every later one.
-        SessionEvent::Policy {
-            action: "open".into(),
-            decision: "allow".into(),
-            reason: open_reason(&req.grant, req.entry),
-        },
-    ];
-    for event in &opening {
-        handle.shared.audit_only(event);
-    }
+    // In the audit trail already (before the target was contacted); first in the recording.
+    let opening = opening_events(&req);
     if let Some(recorder) = recorder {
         let tap = Arc::new(TapShared::new(w, h));
         for event in opening {
@@ -968,12 +1035,16 @@ async fn session_thread(
         });
         if let Err(e) = started {
             warn!(session = %id, error = %e, "cannot record the session; refusing it");
-            let _ = ready.send(Err(OpenError {
-                code: ErrorCode::RecordingUnavailable,
-                message: format!(
-                    "the session cannot be recorded right now ({e}), so it was not opened"
-                ),
-            }));
+            refuse(
+                &handle,
+                ready,
+                OpenError {
+                    code: ErrorCode::RecordingUnavailable,
+                    message: format!(
+                        "the session cannot be recorded right now ({e}), so it was not opened"
+                    ),
+                },
+            );
             return;
         }
     }
@@ -987,6 +1058,32 @@ async fn session_thread(
         });
     }
     run_session(handle, upd_rx, adapter, guard).await;
+}
+
+/// Tells the opener why the session did not open. Its start is on record already, so its end
+/// is recorded too.
+fn refuse(handle: &SessionHandle, ready: oneshot::Sender<Result<(), OpenError>>, e: OpenError) {
+    handle.shared.audit_only(&SessionEvent::SessionEnd {
+        reason: format!("the session did not open: {}", e.message),
+    });
+    let _ = ready.send(Err(e));
+}
+
+/// A session's first events: its start and the policy's decision to let it open (first in the
+/// track like every later decision).
+fn opening_events(req: &OpenRequest) -> [SessionEvent; 2] {
+    [
+        SessionEvent::SessionStart {
+            user: req.user.clone(),
+            target: req.target.clone(),
+            client_addr: req.client_addr.clone(),
+        },
+        SessionEvent::Policy {
+            action: "open".into(),
+            decision: "allow".into(),
+            reason: open_reason(&req.grant, req.entry),
+        },
+    ]
 }
 
 /// Which clipboard files may be fetched from the side that copies them, from the grant: the

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_broker::{
-    Broker, OpenRequest, SessionAudit, SessionRecorder, Tap, TapEvent, TargetSpec, ViewerOutput,
+    AuditFuture, Broker, OpenRequest, SessionAudit, SessionRecorder, Tap, TapEvent, TargetSpec,
+    ViewerOutput,
 };
 use portcullis_core::session::{EntryPath, SessionEvent, SessionInfo};
 use portcullis_core::wire::ServerMessage;
@@ -127,6 +128,10 @@ impl SessionAudit for SlowLeaveAudit {
         if matches!(event, SessionEvent::ViewerLeft { .. }) {
             std::thread::sleep(Duration::from_millis(300));
         }
+    }
+
+    fn record_before(&self, _session: &SessionInfo, _event: &SessionEvent) -> AuditFuture {
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use portcullis_audit::{Filter, Order, Watermark};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -236,6 +237,8 @@ pub struct Forwarder {
     pump: Pump,
     status: watch::Sender<Status>,
     wake: Arc<Notify>,
+    /// The writer's fsynced end, when the log is open in this process.
+    synced: Option<Watermark>,
 }
 
 impl Forwarder {
@@ -301,7 +304,20 @@ impl Forwarder {
             pump,
             status,
             wake: Arc::new(Notify::new()),
+            synced: None,
         })
+    }
+
+    /// Forwards only what the log's writer has fsynced ([`AuditLog::watermark`]): a record
+    /// whose line is whole but whose fsync has not returned may vanish in a crash and its seq go
+    /// to another record, so it is not sent yet. The gateway always gives it; without one (a
+    /// log written by another process), whole lines are read, which a crash may take back.
+    ///
+    /// [`AuditLog::watermark`]: portcullis_audit::AuditLog::watermark
+    #[must_use]
+    pub fn synced_by(mut self, watermark: Watermark) -> Self {
+        self.synced = Some(watermark);
+        self
     }
 
     /// The status and wake-up handle.
@@ -420,17 +436,31 @@ impl Forwarder {
     /// One read of the log and, if it gave records, one batch written. Returns false when the
     /// connection was lost.
     async fn read_and_send(&mut self, conn: &mut Conn) -> bool {
-        let dir = self.audit_dir.clone();
-        let last = tokio::task::spawn_blocking(move || tail::last_seq(&dir))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
+        if self.pump.needs_cursor_check() {
+            if let Err(e) = self.check_cursor().await {
+                let message = format!("reading {}: {e}", self.audit_dir.display());
+                warn!(sink = %self.plan.sink, "{message}");
+                self.pump.on_read_failed(message, Instant::now(), wall_ms());
+                return true;
+            }
+        }
+        let synced = self.synced.as_ref().map(Watermark::synced_seq);
+        let last = match synced {
+            Some(seq) => Some(seq),
+            None => {
+                let dir = self.audit_dir.clone();
+                tokio::task::spawn_blocking(move || tail::last_seq(&dir))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten()
+            }
+        };
         if !self.pump.on_log_end(last, Instant::now()) {
             return true;
         }
         let dir = self.audit_dir.clone();
-        let filter = self.pump.read_filter();
+        let filter = self.pump.read_filter(synced);
         let read = tokio::task::spawn_blocking(move || {
             portcullis_audit::read_only_query(&dir, &filter).map_err(|e| e.to_string())
         })
@@ -462,6 +492,50 @@ impl Forwarder {
                 false
             }
         }
+    }
+
+    /// Checks the cursor against the log once, before the first read (see
+    /// [`Pump::on_cursor_check`]).
+    async fn check_cursor(&mut self) -> Result<(), String> {
+        let cursor = self.pump.delivered();
+        let dir = self.audit_dir.clone();
+        let opened_at = self.synced.as_ref().map(Watermark::opened_at);
+        let found = tokio::task::spawn_blocking(move || {
+            let to_cursor = |e: &portcullis_audit::Entry| Cursor {
+                seq: e.seq,
+                hash: e.hash,
+            };
+            let end = match opened_at {
+                Some((seq, hash)) => Cursor { seq, hash },
+                None => {
+                    let newest = Filter {
+                        order: Order::NewestFirst,
+                        ..Filter::new(1)
+                    };
+                    portcullis_audit::read_only_query(&dir, &newest)?
+                        .first()
+                        .map_or(Cursor::START, to_cursor)
+                }
+            };
+            if end.seq < cursor.seq {
+                return Ok((None, end));
+            }
+            let at = Filter {
+                after_seq: Some(cursor.seq.saturating_sub(1)),
+                before_seq: Some(cursor.seq.saturating_add(1)),
+                ..Filter::new(1)
+            };
+            let found = portcullis_audit::read_only_query(&dir, &at)?;
+            Ok::<_, portcullis_audit::AuditError>((found.first().map(to_cursor), end))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        if self.pump.on_cursor_check(found.0, found.1) {
+            let delivered = self.pump.delivered().seq;
+            warn!(sink = %self.plan.sink, from_seq = delivered + 1, "SIEM cursor moved back: delivering again");
+        }
+        Ok(())
     }
 
     async fn store_cursor(&mut self) {

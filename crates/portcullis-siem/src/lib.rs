@@ -38,9 +38,17 @@
 //! - a receiver that takes a message off the socket and then loses it more than `settle_ms`
 //!   later (an in-memory queue), or a receiving host that vanishes without a reset for longer,
 //!   can lose what it had: only an application-level acknowledgement (RELP) closes that;
-//! - the forwarder reads records once their line is whole, which may be just before the writer's
-//!   fsync; if the gateway then crashes, that record is cut at restart and its seq used again:
-//!   the SIEM has a record the log no longer has, and the next one shows as a chain gap.
+//! - a forwarder given the writer's [`Watermark`](portcullis_audit::Watermark)
+//!   ([`Forwarder::synced_by`], as the gateway does) reads no record past the last fsync: a
+//!   whole line whose fsync had not returned may vanish in a crash, and its seq then goes to
+//!   another record. Without one (a log written by another process) it reads whole lines and a
+//!   crash of that writer can take back a record the SIEM already has.
+//!
+//! At start, the cursor is checked against the log ([`Pump::on_cursor_check`]): a cursor ahead of
+//! where the log really ends (after a crash, records an older forwarder had sent before their
+//! fsync are gone, and their seqs belong to new records) moves back to that end, and a cursor
+//! whose seq carries another hash in the log (a replaced log) moves back to the start; both are
+//! reported as gaps. Duplicates, never skipped records.
 //!
 //! The cursor (`<state_dir>/siem-<name>.cursor`, `{"seq":…,"hash":"…"}`) is replaced
 //! atomically (temp file, fsync, rename, fsync of the directory) ([`cursor`]).

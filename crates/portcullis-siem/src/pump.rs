@@ -153,6 +153,8 @@ pub struct Pump {
     settling: VecDeque<Settling>,
     /// The highest seq whose chain link was checked (resends are not checked twice).
     checked_through: u64,
+    /// Whether the cursor was checked against the log (its seq there has its hash).
+    cursor_checked: bool,
     connected: bool,
     backoff: Backoff,
     next_connect: Option<Instant>,
@@ -173,6 +175,7 @@ impl Pump {
             sent: cursor,
             settling: VecDeque::new(),
             checked_through: cursor.seq,
+            cursor_checked: cursor.seq == 0,
             connected: false,
             next_connect: None,
             next_read: None,
@@ -263,13 +266,77 @@ impl Pump {
         true
     }
 
-    /// What to query: the records after the last one sent, oldest first, one batch.
-    pub fn read_filter(&self) -> Filter {
+    /// What to query: the records after the last one sent, oldest first, one batch, and none
+    /// past `synced` (the log's fsynced end, when known: a record past it may still vanish in a
+    /// crash, and its seq go to another record).
+    pub fn read_filter(&self, synced: Option<u64>) -> Filter {
         Filter {
             after_seq: Some(self.sent.seq),
+            before_seq: synced.map(|s| s.saturating_add(1)),
             order: Order::OldestFirst,
             ..Filter::new(self.settings.batch)
         }
+    }
+
+    /// Whether the cursor still has to be checked against the log ([`Pump::on_cursor_check`])
+    /// before anything is read.
+    pub fn needs_cursor_check(&self) -> bool {
+        !self.cursor_checked
+    }
+
+    /// What the log says of the cursor, checked once before the first read: `log_end` is the
+    /// log's last record when it was opened (after a crash: where the log really ends) and
+    /// `at_cursor` the record the log has at the cursor's seq (`None`: it has none).
+    ///
+    /// - the log has the cursor's record (same seq, same hash): go on after it;
+    /// - the log ended before the cursor: records were delivered that a crash took back before
+    ///   their fsync (an older forwarder read them too early), and their seqs now belong to
+    ///   other records: deliver again from the log's real end, never skip those;
+    /// - the log has another record at that seq: it is not the log the cursor was about
+    ///   (replaced or altered): deliver everything again from the first record.
+    ///
+    /// Either problem is reported as a gap. Returns whether the cursor moved back.
+    pub fn on_cursor_check(&mut self, at_cursor: Option<Cursor>, log_end: Cursor) -> bool {
+        self.cursor_checked = true;
+        let cursor = self.delivered;
+        let (rewind, gap) = if log_end.seq < cursor.seq {
+            (
+                log_end,
+                format!(
+                    "the cursor (seq {}) is ahead of the audit log, which really ends at seq {}:                      records delivered before a crash were never fsynced; delivering again from seq {}",
+                    cursor.seq,
+                    log_end.seq,
+                    log_end.seq + 1
+                ),
+            )
+        } else {
+            match at_cursor {
+                Some(found) if found.seq == cursor.seq && found.hash == cursor.hash => return false,
+                Some(found) => (
+                    Cursor::START,
+                    format!(
+                        "the audit log's record at the cursor (seq {}) has hash {}, not the delivered {}:                          the log was replaced or altered; delivering everything again",
+                        cursor.seq, found.hash, cursor.hash
+                    ),
+                ),
+                None => (
+                    Cursor::START,
+                    format!(
+                        "the audit log has no record at the cursor (seq {}); delivering everything again",
+                        cursor.seq
+                    ),
+                ),
+            }
+        };
+        error!(sink = %self.status.sink, "{gap}");
+        self.status.gaps += 1;
+        self.status.last_gap = Some(gap);
+        self.delivered = rewind;
+        self.sent = rewind;
+        self.checked_through = rewind.seq;
+        self.settling.clear();
+        self.next_store = None;
+        true
     }
 
     /// Reading the log failed: try again at the next poll.
@@ -499,7 +566,7 @@ mod tests {
         assert!(!p.wants_read(at(0)), "nothing is read before connecting");
         p.on_connected();
         assert!(p.wants_read(at(0)));
-        assert_eq!(p.read_filter().after_seq, Some(0));
+        assert_eq!(p.read_filter(None).after_seq, Some(0));
         assert!(p.on_log_end(Some(5), at(0)));
 
         let batch = p.on_records(&[rec(1), rec(2), rec(3)], at(0)).unwrap();
@@ -508,7 +575,7 @@ mod tests {
         // A full page: read on at once, after what was sent.
         assert!(p.wants_read(at(0)));
         p.on_written(&batch, at(0));
-        assert_eq!(p.read_filter().after_seq, Some(3));
+        assert_eq!(p.read_filter(None).after_seq, Some(3));
         let batch2 = p.on_records(&[rec(4), rec(5)], at(10)).unwrap();
         p.on_written(&batch2, at(10));
         // Not a full page: wait for the poll.
@@ -564,7 +631,7 @@ mod tests {
         assert_eq!(s.pending, 3);
         p.on_connected();
         // Resent from seq 4, without counting a gap.
-        assert_eq!(p.read_filter().after_seq, Some(3));
+        assert_eq!(p.read_filter(None).after_seq, Some(3));
         let again = p.on_records(&[rec(4), rec(5), rec(6)], at(1800)).unwrap();
         assert_eq!(again.bytes, b2.bytes);
         p.on_written(&again, at(1800));
@@ -636,6 +703,51 @@ mod tests {
         assert_eq!(p.to_store(at(500)).map(|c| c.seq), Some(1));
         p.on_stored(p.delivered());
         assert_eq!(p.status().durable_seq, 1);
+    }
+
+    #[test]
+    fn the_cursor_is_checked_against_the_log_once() {
+        let cur = |seq: u64| Cursor { seq, hash: h(seq) };
+        let with_cursor = |c: Cursor| {
+            Pump::new(
+                c,
+                Formatter {
+                    message: Message::JsonLine,
+                    framing: Framing::Newline,
+                },
+                settings(),
+                "test".into(),
+            )
+        };
+        // A fresh cursor needs no check.
+        assert!(!pump(settings()).needs_cursor_check());
+        // The log has the cursor's record: go on after it.
+        let mut p = with_cursor(cur(5));
+        assert!(p.needs_cursor_check());
+        assert!(!p.on_cursor_check(Some(cur(5)), cur(9)));
+        assert!(!p.needs_cursor_check());
+        assert_eq!((p.delivered().seq, p.status().gaps), (5, 0));
+        // The log really ends before the cursor: deliver again from its end, and store that.
+        let mut p = with_cursor(cur(8));
+        assert!(p.on_cursor_check(None, cur(5)));
+        assert_eq!(p.delivered(), cur(5));
+        assert_eq!(p.read_filter(Some(9)).after_seq, Some(5));
+        assert_eq!(p.read_filter(Some(9)).before_seq, Some(10));
+        assert_eq!(p.to_store(at(0)), Some(cur(5)));
+        assert!(p
+            .status()
+            .last_gap
+            .unwrap()
+            .contains("really ends at seq 5"));
+        // Another record at the cursor's seq: everything again.
+        let mut p = with_cursor(cur(8));
+        let other = Cursor {
+            seq: 8,
+            hash: Digest([7; 32]),
+        };
+        assert!(p.on_cursor_check(Some(other), cur(12)));
+        assert_eq!(p.delivered(), Cursor::START);
+        assert_eq!(p.status().gaps, 1);
     }
 
     #[test]

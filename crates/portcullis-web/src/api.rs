@@ -295,8 +295,7 @@ pub(crate) async fn create_target(
         .kind
         .parse::<TargetKind>()
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
-    let t = ops::create_target(
-        state.store.as_ref(),
+    let t = ops::prepare_target(
         &state.key,
         ops::NewTarget {
             name: &body.name,
@@ -308,14 +307,15 @@ pub(crate) async fn create_target(
             labels: &body.labels,
         },
     )?;
-    info!(admin = %admin.name, target = %t.name, address = %t.address, "target created");
     let shown = target_json(&t, true);
     state
         .audit
-        .record(
+        .before(
             admin_change(&admin.name, "target_create", Value::Null, shown.clone()).target(&t.name),
+            || Ok(state.store.create_target(&t)?),
         )
         .await?;
+    info!(admin = %admin.name, target = %t.name, address = %t.address, "target created");
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
@@ -339,24 +339,26 @@ pub(crate) async fn rdp_file(
     }
     let (host, port) =
         crate::rdp_tickets::rdp_address(state.rdp_public_address.as_deref(), &uri, &headers, port);
-    let ticket = state.rdp_tickets.issue(&user.name, &name).ok_or_else(|| {
-        WebError::TooManyRequests(format!(
-            "too many RDP tickets outstanding (at most {} per user; unused ones expire after {} s)",
-            crate::rdp_tickets::MAX_TICKETS_PER_USER,
-            state.rdp_tickets.ttl().as_secs()
-        ))
-    })?;
-    info!(user = %user.name, target = %name, "RDP ticket issued");
-    state
+    let ticket = state
         .audit
-        .record(
+        .before(
             Record::new(
                 Kind::new("rdp_ticket").map_err(|e| WebError::Internal(e.to_string()))?,
                 &user.name,
             )
             .target(&name),
+            || {
+                state.rdp_tickets.issue(&user.name, &name).ok_or_else(|| {
+                    WebError::TooManyRequests(format!(
+                        "too many RDP tickets outstanding (at most {} per user; unused ones expire after {} s)",
+                        crate::rdp_tickets::MAX_TICKETS_PER_USER,
+                        state.rdp_tickets.ttl().as_secs()
+                    ))
+                })
+            },
         )
         .await?;
+    info!(user = %user.name, target = %name, "RDP ticket issued");
     let body = crate::rdp_tickets::rdp_file(&host, port, &user.name, &name, &ticket.id);
     Ok((
         [
@@ -382,23 +384,26 @@ pub(crate) async fn delete_target(
     Admin(admin): Admin,
     Path(name): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    let before = state
-        .store
-        .get_target(&name)?
-        .map_or(Value::Null, |t| target_json(&t, true));
-    if !state.store.delete_target(&name)? {
-        return Err(WebError::NotFound(format!("no target named {name:?}")));
-    }
-    close_sessions(
-        &state,
-        |s| s.target == name,
-        "this target was removed by an administrator",
-    );
-    info!(admin = %admin.name, target = %name, "target deleted");
+    let gone = || WebError::NotFound(format!("no target named {name:?}"));
+    let before = target_json(&state.store.get_target(&name)?.ok_or_else(gone)?, true);
     state
         .audit
-        .record(admin_change(&admin.name, "target_delete", before, Value::Null).target(&name))
+        .before(
+            admin_change(&admin.name, "target_delete", before, Value::Null).target(&name),
+            || {
+                if !state.store.delete_target(&name)? {
+                    return Err(gone());
+                }
+                close_sessions(
+                    &state,
+                    |s| s.target == name,
+                    "this target was removed by an administrator",
+                );
+                Ok(())
+            },
+        )
         .await?;
+    info!(admin = %admin.name, target = %name, "target deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -427,28 +432,21 @@ pub(crate) async fn create_user(
     Admin(admin): Admin,
     Body(body): Body<NewUser>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), WebError> {
-    let store = state.store.clone();
+    // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
     let u = tokio::task::spawn_blocking(move || {
-        ops::create_user(
-            store.as_ref(),
-            &body.name,
-            body.password.expose(),
-            body.role,
-        )
+        ops::prepare_user(&body.name, body.password.expose(), body.role)
     })
     .await
     .map_err(|e| WebError::Internal(e.to_string()))??;
-    info!(admin = %admin.name, user = %u.name, role = %u.role, "user created");
     let shown = json!({"name": u.name, "role": u.role});
     state
         .audit
-        .record(admin_change(
-            &admin.name,
-            "user_create",
-            Value::Null,
-            shown.clone(),
-        ))
+        .before(
+            admin_change(&admin.name, "user_create", Value::Null, shown.clone()),
+            || Ok(state.store.create_user(&u)?),
+        )
         .await?;
+    info!(admin = %admin.name, user = %u.name, role = %u.role, "user created");
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
@@ -462,34 +460,33 @@ pub(crate) async fn delete_user(
             "you cannot delete your own account".into(),
         ));
     }
-    let before = state.store.get_user(&name)?.map_or(
-        Value::Null,
-        |u| json!({"name": u.name, "role": u.role, "locked": u.locked}),
-    );
-    if !state.store.delete_user(&name)? {
-        return Err(WebError::NotFound(format!("no user named {name:?}")));
-    }
-    state.logins.remove_user(&name);
-    // The store took the user's grants and API tokens with them; the in-memory RDP tickets go
-    // here, so that an account created later under the same name inherits nothing.
-    state.rdp_tickets.revoke_user(&name);
-    // Nor the failed-login count of the old one.
-    state.throttle.succeeded(&name);
-    close_sessions(
-        &state,
-        |s| s.user == name,
-        "your account was removed by an administrator",
-    );
-    info!(admin = %admin.name, user = %name, "user deleted");
+    let gone = || WebError::NotFound(format!("no user named {name:?}"));
+    let u = state.store.get_user(&name)?.ok_or_else(gone)?;
+    let before = json!({"name": u.name, "role": u.role, "locked": u.locked});
     state
         .audit
-        .record(admin_change(
-            &admin.name,
-            "user_delete",
-            before,
-            Value::Null,
-        ))
+        .before(
+            admin_change(&admin.name, "user_delete", before, Value::Null),
+            || {
+                if !state.store.delete_user(&name)? {
+                    return Err(gone());
+                }
+                state.logins.remove_user(&name);
+                // The store took the user's grants and API tokens with them; the in-memory RDP
+                // tickets go here, so that an account created later under the same name
+                // inherits nothing, nor the failed-login count of the old one.
+                state.rdp_tickets.revoke_user(&name);
+                state.throttle.succeeded(&name);
+                close_sessions(
+                    &state,
+                    |s| s.user == name,
+                    "your account was removed by an administrator",
+                );
+                Ok(())
+            },
+        )
         .await?;
+    info!(admin = %admin.name, user = %name, "user deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -517,18 +514,20 @@ pub(crate) async fn create_grant(
     Admin(admin): Admin,
     Body(body): Body<NewGrant>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), WebError> {
-    state
-        .store
-        .create_grant(&body.user, &body.target, ops::now_unix())?;
-    info!(admin = %admin.name, user = %body.user, target = %body.target, "grant created");
     let shown = json!({"user": body.user, "target": body.target});
     state
         .audit
-        .record(
+        .before(
             admin_change(&admin.name, "grant_create", Value::Null, shown.clone())
                 .target(&body.target),
+            || {
+                Ok(state
+                    .store
+                    .create_grant(&body.user, &body.target, ops::now_unix())?)
+            },
         )
         .await?;
+    info!(admin = %admin.name, user = %body.user, target = %body.target, "grant created");
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
@@ -537,20 +536,13 @@ pub(crate) async fn delete_grant(
     Admin(admin): Admin,
     Path((user, target)): Path<(String, String)>,
 ) -> Result<StatusCode, WebError> {
-    if !state.store.delete_grant(&user, &target)? {
-        return Err(WebError::NotFound(format!(
-            "no grant of {target:?} to {user:?}"
-        )));
+    let gone = || WebError::NotFound(format!("no grant of {target:?} to {user:?}"));
+    if !state.store.has_grant(&user, &target)? {
+        return Err(gone());
     }
-    close_sessions(
-        &state,
-        |s| s.user == user && s.target == target,
-        "your access to this target was revoked by an administrator",
-    );
-    info!(admin = %admin.name, %user, %target, "grant deleted");
     state
         .audit
-        .record(
+        .before(
             admin_change(
                 &admin.name,
                 "grant_delete",
@@ -558,8 +550,20 @@ pub(crate) async fn delete_grant(
                 Value::Null,
             )
             .target(&target),
+            || {
+                if !state.store.delete_grant(&user, &target)? {
+                    return Err(gone());
+                }
+                close_sessions(
+                    &state,
+                    |s| s.user == user && s.target == target,
+                    "your access to this target was revoked by an administrator",
+                );
+                Ok(())
+            },
         )
         .await?;
+    info!(admin = %admin.name, %user, %target, "grant deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -603,25 +607,30 @@ pub(crate) async fn close_session(
     Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    let closed = state.broker.close(
-        &id,
-        ServerMessage::Error {
-            code: ErrorCode::ClosedByAdmin,
-            message: "the session was closed by an administrator".into(),
-        },
-    );
-    if !closed {
-        return Err(WebError::NotFound(format!("no live session {id:?}")));
-    }
-    info!(admin = %admin.name, session = %id, "session closed by admin");
+    let gone = || WebError::NotFound(format!("no live session {id:?}"));
+    let session = state.broker.get(&id).ok_or_else(gone)?;
+    let info = session.info();
     state
         .audit
-        .record(
+        .before(
             Record::new(Kind::SESSION_KILL, &admin.name)
                 .session(&id)
+                .target(info.target)
+                .detail("user", info.user)
                 .detail("reason", "closed by an administrator"),
+            || {
+                let closed = state.broker.close(
+                    &id,
+                    ServerMessage::Error {
+                        code: ErrorCode::ClosedByAdmin,
+                        message: "the session was closed by an administrator".into(),
+                    },
+                );
+                closed.then_some(()).ok_or_else(gone)
+            },
         )
         .await?;
+    info!(admin = %admin.name, session = %id, "session closed by admin");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,11 +2,15 @@
 //! session's start, end, watchers, freezes, policy decisions, clipboard and file events, every
 //! administrative change (who, what, before and after), every kill, lock and export.
 //!
-//! An action the API acknowledges is on disk in the trail first: handlers call
-//! [`Audit::record`], which waits for the log's fsync, and answer 503 (doing nothing) when the
-//! trail cannot be written: the gateway fails closed. Events from inside a live session come
-//! through [`SessionAudit`] and are queued without waiting (the session must not stall on a disk);
-//! they are also in the session's recording.
+//! An action is on disk in the trail before it takes effect and before the API acknowledges it:
+//! handlers record what they are about to do ([`Audit::before`], [`Audit::record`], which wait
+//! for the log's fsync) and only then do it, and answer 503 (doing nothing) when the trail
+//! cannot be written: the gateway fails closed. When the act then fails, a follow-up record
+//! says so. A session's start, a watcher joining and a freeze are recorded the same way
+//! through [`SessionAudit::record_before`], awaited by the broker before the target is
+//! contacted, the watcher sees the screen, the freeze takes effect. Other events from inside a
+//! live session come through [`SessionAudit::session_event`] and are queued without waiting
+//! (the session must not stall on a disk); they are also in the session's recording.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,10 +18,10 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::Json;
 use portcullis_audit::{AuditLog, Entry, Filter, Kind, Order, Record};
-use portcullis_broker::SessionAudit;
+use portcullis_broker::{AuditFuture, SessionAudit};
 use portcullis_core::session::{SessionEvent, SessionInfo};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tracing::{error, warn};
 
 use crate::auth::Soc;
@@ -59,6 +63,11 @@ impl Audit {
         self.log.as_ref().map(|l| l.dir().to_path_buf())
     }
 
+    /// How far the trail is fsynced, for readers of its files (the SIEM exports).
+    pub fn watermark(&self) -> Option<portcullis_audit::Watermark> {
+        self.log.as_ref().map(|l| l.watermark())
+    }
+
     /// The sink the broker sends session events to.
     pub fn session_sink(&self) -> Option<Arc<dyn SessionAudit>> {
         self.log
@@ -69,29 +78,92 @@ impl Audit {
     /// Records `record` and waits until it is on disk. An error means the action must not be
     /// carried out (or acknowledged): the trail cannot take it.
     pub(crate) async fn record(&self, record: Record) -> Result<(), WebError> {
+        self.record_seq(record).await.map(|_| ())
+    }
+
+    /// [`Audit::record`], returning the record's seq (none without a trail).
+    async fn record_seq(&self, record: Record) -> Result<Option<u64>, WebError> {
         let Some(log) = &self.log else {
-            return Ok(());
+            return Ok(None);
         };
         let kind = record.kind.as_str().to_owned();
         let outcome = match log.try_submit(record) {
-            Ok(ticket) => ticket.await.map(|_| ()),
+            Ok(ticket) => ticket.await.map(|a| Some(a.seq)),
             Err(e) => Err(e),
         };
         outcome.map_err(|e| {
             error!(error = %e, %kind, "the audit trail cannot be written; action refused");
-            WebError::Unavailable(format!(
-                "the audit trail cannot be written right now ({e}), so nothing was done"
-            ))
+            unavailable(&e)
         })
+    }
+
+    /// Records an act that is about to happen (`record` states the intended change: before
+    /// and after), waits until the record is on disk, and only then carries it out. When the
+    /// trail cannot take the record, `act` does not run (503). When `act` fails after it was
+    /// recorded, a follow-up record of the same kind says so (`outcome: "failed"`, the error,
+    /// and `intent_seq`, the seq of the record it follows up): the trail never shows a change
+    /// that did not happen without saying so.
+    pub(crate) async fn before<T>(
+        &self,
+        record: Record,
+        act: impl FnOnce() -> Result<T, WebError>,
+    ) -> Result<T, WebError> {
+        let mut follow_up = Record {
+            detail: Map::new(),
+            ..record.clone()
+        };
+        if let Some(action) = record.detail.get("action") {
+            follow_up = follow_up.detail("action", action.clone());
+        }
+        let seq = self.record_seq(record).await?;
+        let e = match act() {
+            Ok(done) => return Ok(done),
+            Err(e) => e,
+        };
+        let mut follow_up = follow_up
+            .detail("outcome", "failed")
+            .detail("error", e.to_string());
+        if let Some(seq) = seq {
+            follow_up = follow_up.detail("intent_seq", seq);
+        }
+        if let Err(not_recorded) = self.record(follow_up).await {
+            warn!(error = %not_recorded, "the failure of an audited action is not in the trail");
+        }
+        Err(e)
     }
 }
 
-/// Session events into the log, queued (the session thread does not wait for the disk).
+/// The answer when the trail cannot take a record: 503, nothing done.
+pub(crate) fn unavailable(e: &dyn std::fmt::Display) -> WebError {
+    WebError::Unavailable(format!(
+        "the audit trail cannot be written right now ({e}), so nothing was done"
+    ))
+}
+
+/// Session events into the log: queued (the session thread does not wait for the disk), or
+/// awaited for the acts that must be on record first.
 struct SessionSink {
     log: Arc<AuditLog>,
 }
 
 impl SessionAudit for SessionSink {
+    fn record_before(&self, session: &SessionInfo, event: &SessionEvent) -> AuditFuture {
+        let record = session_record(session, event);
+        let kind = record.kind.as_str().to_owned();
+        let submitted = self.log.try_submit(record);
+        let id = session.id.clone();
+        Box::pin(async move {
+            let outcome = match submitted {
+                Ok(ticket) => ticket.await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            outcome.map_err(|e| {
+                error!(error = %e, session = %id, %kind, "the audit trail cannot be written; session act refused");
+                e.to_string()
+            })
+        })
+    }
+
     fn session_event(&self, session: &SessionInfo, event: &SessionEvent) {
         let record = session_record(session, event);
         let kind = record.kind.as_str().to_owned();
@@ -237,4 +309,338 @@ pub(crate) async fn verify(
             json!({ "ok": false, "error": e.to_string() })
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The record comes before the act: with a trail that cannot be written (a disk that fails
+    //! every write, under a real log), every state-changing call answers 503 and changes
+    //! nothing; with a working trail, a change that fails after it was recorded is followed up.
+    #![allow(clippy::unwrap_used)]
+
+    use std::io;
+    use std::sync::Arc;
+
+    use axum::body::Body as HttpBody;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt as _;
+    use portcullis_audit::{AuditLog, CrashFiles, CrashLayer, Filter, OpenOptions};
+    use portcullis_policy::PolicyDoc;
+    use portcullis_secrets::SecretKey;
+    use portcullis_store::{MemoryStore, Store, TargetKind, TargetRecord, TokenRecord, UserRecord};
+    use serde_json::{json, Value};
+    use tower::ServiceExt as _;
+
+    use super::Audit;
+    use crate::{policy_store, AppState};
+
+    struct Gateway {
+        state: AppState,
+        store: Arc<MemoryStore>,
+        files: Arc<CrashFiles>,
+        log: Arc<AuditLog>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn user(name: &str, role: &str, locked: bool) -> UserRecord {
+        serde_json::from_value(json!({
+            "name": name, "password_hash": "x", "role": role, "created_at": 0, "locked": locked,
+        }))
+        .unwrap()
+    }
+
+    fn gateway() -> Gateway {
+        let store = Arc::new(MemoryStore::new());
+        store.create_user(&user("root", "admin", false)).unwrap();
+        store.create_user(&user("sam", "soc", false)).unwrap();
+        store.create_user(&user("alice", "user", false)).unwrap();
+        store.create_user(&user("bob", "user", true)).unwrap();
+        let mut carol = user("carol", "user", false);
+        carol.mfa = Some(portcullis_store::MfaRecord {
+            sealed_secret: vec![1, 2, 3],
+            confirmed: true,
+            last_step: 0,
+            since: 0,
+        });
+        store.create_user(&carol).unwrap();
+        store
+            .create_target(&TargetRecord {
+                name: "db1".into(),
+                kind: TargetKind::Vnc,
+                address: "h:5900".into(),
+                account: String::new(),
+                sealed_secret: vec![],
+                description: String::new(),
+                created_at: 0,
+                labels: vec![],
+            })
+            .unwrap();
+        store.create_grant("alice", "db1", 0).unwrap();
+        store
+            .put_token(&TokenRecord {
+                id: "0123456789abcdef".into(),
+                user: "alice".into(),
+                user_id: String::new(),
+                name: "ci".into(),
+                scopes: vec!["sessions:read".into()],
+                secret_hash: vec![0; 32],
+                created_at: 0,
+                expires_at: i64::MAX,
+                created_by: "root".into(),
+            })
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let files = CrashFiles::new();
+        let log = Arc::new(
+            OpenOptions::new()
+                .file_layer(Arc::new(CrashLayer(files.clone())))
+                .open(dir.path())
+                .unwrap(),
+        );
+        let broker = portcullis_broker::Broker::new(Default::default());
+        let state = AppState::new(store.clone(), Arc::new(SecretKey::generate()), broker)
+            .with_audit(Audit::new(log.clone()));
+        Gateway {
+            state,
+            store,
+            files,
+            log,
+            _dir: dir,
+        }
+    }
+
+    async fn call(
+        state: &AppState,
+        who: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let token = state.logins.create(who);
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header("cookie", format!("pc_session={token}"))
+            .header("x-portcullis-csrf", "1")
+            .header("content-type", "application/json");
+        let req = match body {
+            Some(b) => req.body(HttpBody::from(b.to_string())),
+            None => req.body(HttpBody::empty()),
+        }
+        .unwrap();
+        let res = crate::router(state.clone()).oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Everything the calls below could change.
+    fn snapshot(g: &Gateway) -> Value {
+        let s = g.store.as_ref();
+        json!({
+            "users": s.list_users().unwrap(),
+            "targets": s.list_targets().unwrap().iter().map(|t| &t.name).collect::<Vec<_>>(),
+            "grants": s.list_grants().unwrap().iter().map(|g| (&g.user, &g.target)).collect::<Vec<_>>(),
+            "tokens": s.list_tokens().unwrap(),
+            "policy_stored": policy_store::load_policy_doc(s).unwrap(),
+            "policy_in_force": g.state.policy.current().doc(),
+        })
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_trail_refuses_every_change_and_changes_nothing() {
+        let g = gateway();
+        g.files.fail_with(Some(io::ErrorKind::StorageFull));
+        let before = snapshot(&g);
+        let mut policy = PolicyDoc::default_policy();
+        policy.rules.clear();
+        let calls: Vec<(&str, &str, &str, Option<Value>)> = vec![
+            ("root", "DELETE", "/users/alice", None),
+            (
+                "root",
+                "POST",
+                "/users",
+                Some(json!({"name": "dave", "password": "a long enough password", "role": "user"})),
+            ),
+            (
+                "root",
+                "POST",
+                "/tokens",
+                Some(json!({"user": "alice", "name": "new", "scopes": ["sessions:read"]})),
+            ),
+            ("root", "DELETE", "/tokens/0123456789abcdef", None),
+            ("root", "PUT", "/policy", Some(json!(policy))),
+            ("root", "DELETE", "/users/carol/mfa", None),
+            (
+                "root",
+                "POST",
+                "/targets",
+                Some(json!({"name": "db2", "address": "h:5901", "password": "pw"})),
+            ),
+            ("root", "DELETE", "/targets/db1", None),
+            (
+                "root",
+                "POST",
+                "/grants",
+                Some(json!({"user": "carol", "target": "db1"})),
+            ),
+            ("root", "DELETE", "/grants/alice/db1", None),
+            (
+                "sam",
+                "POST",
+                "/users/alice/lock",
+                Some(json!({"reason": "test"})),
+            ),
+            ("sam", "POST", "/users/bob/unlock", None),
+        ];
+        for (who, method, path, body) in calls {
+            let (status, v) = call(&g.state, who, method, path, body).await;
+            assert_eq!(
+                status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{method} {path}: {v}"
+            );
+            assert!(
+                v["error"].as_str().unwrap().contains("audit trail"),
+                "{method} {path}: {v}"
+            );
+            assert_eq!(snapshot(&g), before, "{method} {path} changed something");
+        }
+        // Nothing reached the trail either.
+        assert!(g.log.query(&Filter::new(100)).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_record_comes_first_and_a_failed_act_is_followed_up() {
+        let g = gateway();
+        let (status, _) = call(&g.state, "root", "DELETE", "/users/alice", None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _) = call(
+            &g.state,
+            "root",
+            "POST",
+            "/grants",
+            Some(json!({"user": "nobody", "target": "db1"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let entries = g.log.query(&Filter::new(100)).unwrap();
+        let details: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.record.detail.get("action").cloned(),
+                    e.record.detail.get("outcome").cloned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            details,
+            vec![
+                (Some(json!("user_delete")), None),
+                (Some(json!("grant_create")), None),
+                (Some(json!("grant_create")), Some(json!("failed"))),
+            ]
+        );
+        assert_eq!(
+            entries[2].record.detail["intent_seq"],
+            json!(entries[1].seq)
+        );
+        assert_eq!(entries[0].record.detail["before"]["name"], json!("alice"));
+    }
+
+    /// An RFB 3.8 server without authentication (64x64) that keeps the connection open.
+    async fn rfb_target() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            s.write_all(b"RFB 003.008\n").await.unwrap();
+            s.read_exact(&mut buf[..12]).await.unwrap();
+            s.write_all(&[1, 1]).await.unwrap();
+            s.read_exact(&mut buf[..1]).await.unwrap();
+            s.write_all(&0u32.to_be_bytes()).await.unwrap();
+            s.read_exact(&mut buf[..1]).await.unwrap();
+            let mut init = vec![
+                0, 64, 0, 64, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0,
+            ];
+            init.extend_from_slice(&4u32.to_be_bytes());
+            init.extend_from_slice(b"fake");
+            s.write_all(&init).await.unwrap();
+            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+        });
+        addr
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_freeze_the_trail_cannot_take_is_refused_and_the_session_stays_as_it_was() {
+        use portcullis_policy::{Entry, Policy, Recording, Subject, TargetRef};
+        let mut g = gateway();
+        let broker = portcullis_broker::Broker::new(Default::default())
+            .with_audit(g.state.audit.session_sink().unwrap());
+        g.state.broker = broker.clone();
+        let mut doc = PolicyDoc::default_policy();
+        doc.rules[0].recording = Recording::Optional;
+        let grant = Policy::compile(&doc)
+            .unwrap()
+            .session(
+                &Subject {
+                    user: "alice",
+                    role: "user",
+                },
+                &TargetRef::new("db1", &[]),
+                Entry::Browser,
+                0,
+            )
+            .into_result()
+            .unwrap();
+        let session = broker
+            .open(portcullis_broker::OpenRequest {
+                user: "alice".into(),
+                user_id: "u_alice".into(),
+                target: "db1".into(),
+                spec: portcullis_broker::TargetSpec::Vnc {
+                    address: rfb_target().await,
+                    password: String::new(),
+                },
+                client_addr: "test".into(),
+                entry: portcullis_core::session::EntryPath::Browser,
+                grant,
+            })
+            .await
+            .unwrap();
+        let id = session.id();
+        // The start was on record (durably) before the target was contacted.
+        let kinds: Vec<String> = g
+            .log
+            .query(&Filter::new(10))
+            .unwrap()
+            .iter()
+            .map(|e| e.record.kind.as_str().to_owned())
+            .collect();
+        assert_eq!(
+            kinds[..2],
+            ["session_start".to_owned(), "policy".to_owned()]
+        );
+
+        g.files.fail_with(Some(io::ErrorKind::StorageFull));
+        let (status, v) = call(
+            &g.state,
+            "sam",
+            "POST",
+            &format!("/sessions/{id}/freeze"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert!(!session.info().frozen, "frozen without a record");
+        session.close(portcullis_core::wire::ServerMessage::Closed {
+            reason: "done".into(),
+        });
+    }
 }

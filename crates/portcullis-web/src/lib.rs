@@ -81,8 +81,8 @@ pub struct AppState {
     pub policy: policy::PolicyState,
     /// The file the policy comes from (`[policy] file`): then the API refuses to change it.
     pub policy_file: Option<PathBuf>,
-    /// Held while a new policy is saved and put in force.
-    pub(crate) policy_writes: Arc<Mutex<()>>,
+    /// Held while a new policy is recorded, saved and put in force.
+    pub(crate) policy_writes: Arc<tokio::sync::Mutex<()>>,
     /// The audit trail (none only in tests of the HTTP layer).
     pub audit: audit::Audit,
     /// Failed logins, for lock-out with back-off (browser and native alike).

@@ -447,35 +447,46 @@ pub(crate) async fn enrol(
     user: AuthUser,
 ) -> Result<Json<Value>, WebError> {
     let secret = portcullis_secrets::random_bytes(SECRET_BYTES);
-    {
-        let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let sealed_secret = state.key.seal(&secret, &secret_aad(&user.name));
-        let mut already_on = false;
-        let found = state.store.update_user(&user.name, &mut |record| {
-            already_on = record.mfa_enabled();
-            if already_on {
-                return false;
-            }
-            record.mfa = Some(MfaRecord {
-                sealed_secret: sealed_secret.clone(),
-                confirmed: false,
-                last_step: 0,
-                since: ops::now_unix(),
-            });
-            true
-        })?;
-        if found.is_none() {
-            return Err(WebError::Unauthorized);
-        }
-        if already_on {
-            return Err(WebError::Conflict(
-                "two-factor authentication is already on; an administrator can reset it".into(),
-            ));
-        }
+    let already_on = || {
+        WebError::Conflict(
+            "two-factor authentication is already on; an administrator can reset it".into(),
+        )
+    };
+    let current = state
+        .store
+        .get_user(&user.name)?
+        .ok_or(WebError::Unauthorized)?;
+    if current.mfa_enabled() {
+        return Err(already_on());
     }
+    // On record before the new secret is stored.
     state
         .audit
-        .record(mfa_record(&user.name, "enrol", "started"))
+        .before(mfa_record(&user.name, "enrol", "started"), || {
+            let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let sealed_secret = state.key.seal(&secret, &secret_aad(&user.name));
+            let mut on = false;
+            let found = state.store.update_user(&user.name, &mut |record| {
+                on = record.mfa_enabled();
+                if on {
+                    return false;
+                }
+                record.mfa = Some(MfaRecord {
+                    sealed_secret: sealed_secret.clone(),
+                    confirmed: false,
+                    last_step: 0,
+                    since: ops::now_unix(),
+                });
+                true
+            })?;
+            if found.is_none() {
+                return Err(WebError::Unauthorized);
+            }
+            if on {
+                return Err(already_on());
+            }
+            Ok(())
+        })
         .await?;
     let b32 = Zeroizing::new(base32(&secret));
     let uri = Zeroizing::new(otpauth_uri(&user.name, &b32));
@@ -547,31 +558,31 @@ pub(crate) async fn reset(
     Admin(admin): Admin,
     Path(name): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    let before = {
-        let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut before = false;
-        state
-            .store
-            .update_user(&name, &mut |user| {
-                before = user.mfa_enabled();
-                user.mfa.take().is_some()
-            })?
-            .ok_or_else(|| WebError::NotFound(format!("no user named {name:?}")))?;
-        before
-    };
+    let gone = || WebError::NotFound(format!("no user named {name:?}"));
+    let before = state.store.get_user(&name)?.ok_or_else(gone)?.mfa_enabled();
+    state
+        .audit
+        .before(
+            admin_change(
+                &admin.name,
+                "mfa_reset",
+                json!({ "user": name, "mfa": before }),
+                json!({ "user": name, "mfa": false }),
+            ),
+            || {
+                let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
+                state
+                    .store
+                    .update_user(&name, &mut |user| user.mfa.take().is_some())?
+                    .ok_or_else(gone)?;
+                Ok(())
+            },
+        )
+        .await?;
     if name != admin.name {
         state.logins.remove_user(&name);
     }
     info!(admin = %admin.name, user = %name, "two-factor authentication reset");
-    state
-        .audit
-        .record(admin_change(
-            &admin.name,
-            "mfa_reset",
-            json!({ "user": name, "mfa": before }),
-            json!({ "user": name, "mfa": false }),
-        ))
-        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

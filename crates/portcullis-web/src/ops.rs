@@ -94,6 +94,14 @@ pub fn create_user(
     password: &str,
     role: Role,
 ) -> Result<UserRecord, OpsError> {
+    let record = prepare_user(name, password, role)?;
+    store.create_user(&record)?;
+    Ok(record)
+}
+
+/// The user [`create_user`] would store (checked, password hashed), without storing it: to
+/// record the change before making it.
+pub fn prepare_user(name: &str, password: &str, role: Role) -> Result<UserRecord, OpsError> {
     validate_name("user", name)?;
     check_password(password)?;
     let hash =
@@ -107,7 +115,6 @@ pub fn create_user(
         locked: false,
         mfa: None,
     };
-    store.create_user(&record)?;
     Ok(record)
 }
 
@@ -180,6 +187,14 @@ pub fn create_target(
     key: &SecretKey,
     new: NewTarget<'_>,
 ) -> Result<TargetRecord, OpsError> {
+    let record = prepare_target(key, new)?;
+    store.create_target(&record)?;
+    Ok(record)
+}
+
+/// The target [`create_target`] would store (checked, secret sealed), without storing it: to
+/// record the change before making it.
+pub fn prepare_target(key: &SecretKey, new: NewTarget<'_>) -> Result<TargetRecord, OpsError> {
     validate_name("target", new.name)?;
     check_address(new.address)?;
     check_labels(new.labels)?;
@@ -212,7 +227,6 @@ pub fn create_target(
         created_at: now_unix(),
         labels: new.labels.to_vec(),
     };
-    store.create_target(&record)?;
     Ok(record)
 }
 

@@ -44,29 +44,26 @@ pub(crate) async fn put_policy(
         )));
     }
     let policy = Policy::compile(&doc).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    // Recorded, saved and put in force under one lock, so two administrators saving at once
+    // cannot leave one policy in the store and the other in force, and each record's "before"
+    // is the policy it replaced.
+    let _writing = state.policy_writes.lock().await;
     let before = serde_json::to_value(policy_store::load_policy_doc(state.store.as_ref())?)
         .unwrap_or(Value::Null);
-    {
-        // Saved and put in force together, so two administrators saving at once cannot leave
-        // one policy in the store and the other in force.
-        let _writing = state
-            .policy_writes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        policy_store::save_policy_doc(state.store.as_ref(), &doc)?;
-        state.policy.replace(policy);
-    }
-    info!(admin = %admin.name, rules = doc.rules.len(), "policy changed");
     let after = serde_json::to_value(&doc).unwrap_or(Value::Null);
+    // The new policy is on record before it is in force.
     state
         .audit
-        .record(crate::api::admin_change(
-            &admin.name,
-            "policy_change",
-            before,
-            after,
-        ))
+        .before(
+            crate::api::admin_change(&admin.name, "policy_change", before, after),
+            || {
+                policy_store::save_policy_doc(state.store.as_ref(), &doc)?;
+                state.policy.replace(policy);
+                Ok(())
+            },
+        )
         .await?;
+    info!(admin = %admin.name, rules = doc.rules.len(), "policy changed");
     Ok(Json(policy_json(&state, &doc)))
 }
 

@@ -326,7 +326,7 @@ impl Display for NativeView {
     /// The session ends with the listener's reason, which the session's end record keeps (the
     /// first ending wins over the generic one of `Drop`).
     fn cut_off(&mut self, reason: String) {
-        self.handle.close(ServerMessage::Error {
+        self.viewer.leave_and_end(ServerMessage::Error {
             code: ErrorCode::BadMessage,
             message: reason,
         });

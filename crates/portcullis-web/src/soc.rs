@@ -16,6 +16,7 @@ use serde::Deserialize;
 use tracing::info;
 
 use crate::api::{close_sessions, Body};
+use crate::audit::unavailable;
 use crate::auth::Soc;
 use crate::{ws, AppState, WebError};
 
@@ -69,11 +70,6 @@ pub(crate) async fn kill(
 ) -> Result<StatusCode, WebError> {
     let reason = body.checked(true)?;
     let session = live(&state, &id)?;
-    session.close(ServerMessage::Error {
-        code: ErrorCode::ClosedByAdmin,
-        message: format!("the security team ended this session: {reason}"),
-    });
-    info!(by = %soc.name, session = %id, %reason, "session killed");
     let info = session.info();
     state
         .audit
@@ -85,26 +81,38 @@ pub(crate) async fn kill(
                 .detail("reason", reason),
         )
         .await?;
+    session.close(ServerMessage::Error {
+        code: ErrorCode::ClosedByAdmin,
+        message: format!("the security team ended this session: {reason}"),
+    });
+    info!(by = %soc.name, session = %id, %reason, "session killed");
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /sessions/{id}/freeze`: the user's input is held until unfrozen.
+/// `POST /sessions/{id}/freeze`: the user's input is held until unfrozen. On record (fsynced)
+/// before it takes effect; 503 and no freeze when the trail cannot take it.
 pub(crate) async fn freeze(
     State(state): State<AppState>,
     Soc(soc): Soc,
     Path(id): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    live(&state, &id)?.set_frozen(true, &soc.name);
+    live(&state, &id)?
+        .set_frozen(true, &soc.name)
+        .await
+        .map_err(|e| unavailable(&e))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /sessions/{id}/unfreeze`.
+/// `POST /sessions/{id}/unfreeze`, recorded like a freeze.
 pub(crate) async fn unfreeze(
     State(state): State<AppState>,
     Soc(soc): Soc,
     Path(id): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    live(&state, &id)?.set_frozen(false, &soc.name);
+    live(&state, &id)?
+        .set_frozen(false, &soc.name)
+        .await
+        .map_err(|e| unavailable(&e))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -130,7 +138,8 @@ pub(crate) async fn thumbnail(
 }
 
 /// `GET /sessions/{id}/watch`: a view-only WebSocket onto a live session (same protocol as a
-/// session's, input ignored); the event track notes the watcher.
+/// session's, input ignored); the event track notes the watcher. The watch is on record
+/// (fsynced) before the upgrade: 503 and nothing shown when the trail cannot take it.
 pub(crate) async fn watch(
     State(state): State<AppState>,
     Soc(soc): Soc,
@@ -144,10 +153,14 @@ pub(crate) async fn watch(
         ));
     }
     let session = live(&state, &id)?;
+    let watcher = session
+        .attach_watcher(&soc.name)
+        .await
+        .map_err(|e| unavailable(&e))?;
     Ok(upgrade
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| ws::watch(socket, session, soc.name)))
+        .on_upgrade(move |socket| ws::watch(socket, session, watcher, soc.name)))
 }
 
 /// `POST /users/{name}/lock`: ends the user's sessions and logins; no new ones until unlocked.
@@ -164,22 +177,26 @@ pub(crate) async fn lock_user(
             "you cannot lock your own account".into(),
         ));
     }
-    set_locked(&state, &name, true)?;
-    state.logins.remove_user(&name);
-    close_sessions(
-        &state,
-        |s| s.user == name,
-        &format!("your account was locked by the security team: {reason}"),
-    );
-    info!(by = %soc.name, user = %name, %reason, "user locked");
+    existing(&state, &name)?;
     state
         .audit
-        .record(
+        .before(
             Record::new(Kind::USER_LOCK, &soc.name)
                 .detail("user", name.as_str())
                 .detail("reason", reason),
+            || {
+                set_locked(&state, &name, true)?;
+                state.logins.remove_user(&name);
+                close_sessions(
+                    &state,
+                    |s| s.user == name,
+                    &format!("your account was locked by the security team: {reason}"),
+                );
+                Ok(())
+            },
         )
         .await?;
+    info!(by = %soc.name, user = %name, %reason, "user locked");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -190,12 +207,15 @@ pub(crate) async fn unlock_user(
     Path(name): Path<String>,
 ) -> Result<StatusCode, WebError> {
     only_admins_touch_admins(&state, &soc, &name)?;
-    set_locked(&state, &name, false)?;
-    info!(by = %soc.name, user = %name, "user unlocked");
+    existing(&state, &name)?;
     state
         .audit
-        .record(Record::new(Kind::USER_UNLOCK, &soc.name).detail("user", name.as_str()))
+        .before(
+            Record::new(Kind::USER_UNLOCK, &soc.name).detail("user", name.as_str()),
+            || set_locked(&state, &name, false),
+        )
         .await?;
+    info!(by = %soc.name, user = %name, "user unlocked");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -217,6 +237,14 @@ fn only_admins_touch_admins(
         )));
     }
     Ok(())
+}
+
+/// The user named `name`, or 404 (checked before an act is recorded).
+fn existing(state: &AppState, name: &str) -> Result<portcullis_store::UserRecord, WebError> {
+    state
+        .store
+        .get_user(name)?
+        .ok_or_else(|| WebError::NotFound(format!("no user named {name:?}")))
 }
 
 fn set_locked(state: &AppState, name: &str, locked: bool) -> Result<(), WebError> {

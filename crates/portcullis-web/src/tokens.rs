@@ -333,16 +333,13 @@ pub(crate) async fn create(
         expires_at: now.saturating_add(i64::try_from(days).unwrap_or(i64::MAX)),
         created_by: admin.name.clone(),
     };
-    state.store.put_token(&record)?;
     let shown = token_json(&record);
     state
         .audit
-        .record(admin_change(
-            &admin.name,
-            "token_create",
-            Value::Null,
-            shown.clone(),
-        ))
+        .before(
+            admin_change(&admin.name, "token_create", Value::Null, shown.clone()),
+            || Ok(state.store.put_token(&record)?),
+        )
         .await?;
     info!(admin = %admin.name, user = %record.user, token = %record.name, "API token created");
     let mut answer = shown;
@@ -377,15 +374,17 @@ pub(crate) async fn revoke(
         .store
         .get_token(&id)?
         .ok_or_else(|| WebError::NotFound(format!("no API token {id:?}")))?;
-    state.store.delete_token(&id)?;
     state
         .audit
-        .record(admin_change(
-            &admin.name,
-            "token_revoke",
-            token_json(&before),
-            Value::Null,
-        ))
+        .before(
+            admin_change(
+                &admin.name,
+                "token_revoke",
+                token_json(&before),
+                Value::Null,
+            ),
+            || Ok(state.store.delete_token(&id)?),
+        )
         .await?;
     info!(admin = %admin.name, token = %before.name, "API token revoked");
     Ok(StatusCode::NO_CONTENT)

@@ -216,10 +216,14 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
 
 /// A security-team member watches a live session, view-only: leaving (or failing) ends only the
 /// watch, never the session.
-pub(crate) async fn watch(socket: WebSocket, session: SessionHandle, watcher: String) {
+pub(crate) async fn watch(
+    socket: WebSocket,
+    session: SessionHandle,
+    (mut viewer, (width, height)): (Viewer, (u32, u32)),
+    watcher: String,
+) {
     let id = session.id();
     let info = session.info();
-    let (mut viewer, (width, height)) = session.attach_watcher(&watcher);
     info!(session = %id, %watcher, user = %info.user, target = %info.target, "watcher attached");
     let init = ServerMessage::Init {
         session: id.clone(),

@@ -1,6 +1,7 @@
 //! `portcullis`: the gateway binary.
 #![allow(clippy::print_stdout)]
 
+mod cli_audit;
 mod config;
 mod recording;
 mod rotate;
@@ -18,7 +19,9 @@ use portcullis_store::{Role, SledStore, Store};
 use portcullis_web::{ops, policy_store};
 use tracing::{error, info, warn};
 
+use crate::cli_audit::CliAudit;
 use crate::config::Config;
+use serde_json::{json, Value};
 
 /// Environment variable holding the first admin's password (else a random one is printed once).
 const ADMIN_PASSWORD_ENV: &str = "PORTCULLIS_ADMIN_PASSWORD";
@@ -338,7 +341,12 @@ fn policy_cmd(config: &Config, cmd: PolicyCmd) -> Result<()> {
             }
             let (doc, _) = config::load_policy_file(&file)?;
             let store = open_store(config)?;
-            policy_store::save_policy_doc(&store, &doc)?;
+            let audit = CliAudit::open(config)?;
+            let before = serde_json::to_value(policy_store::load_policy_doc(&store)?)?;
+            audit.before(
+                audit.change("policy_change", before, serde_json::to_value(&doc)?),
+                || Ok(policy_store::save_policy_doc(&store, &doc)?),
+            )?;
             println!(
                 "policy from {} saved ({} rules)",
                 file.display(),
@@ -420,7 +428,13 @@ fn rotate_key_cmd(config: &Config) -> Result<()> {
         Err(_) => None,
     };
     let from_env = new.is_some();
-    let done = rotate::rotate(config, &store, &old, new)?;
+    let audit = CliAudit::open(config)?;
+    // Which key, never the key: its source and the public fingerprint of nothing secret.
+    let source = json!({ "key_source": if from_env { "environment" } else { "key file" } });
+    let done = audit.before(
+        audit.change("secret_key_rotate", source.clone(), source),
+        || rotate::rotate(config, &store, &old, new),
+    )?;
     println!(
         "secret key rotated: {} target secrets and {} signing key sealed under the new key",
         done.targets,
@@ -472,7 +486,16 @@ fn user_cmd(config: &Config, cmd: UserCmd) -> Result<()> {
             password_env,
         } => {
             let password = read_secret(password_env.as_deref(), "password")?;
-            ops::create_user(&store, &name, &password, role)?;
+            let user = ops::prepare_user(&name, &password, role)?;
+            let audit = CliAudit::open(config)?;
+            audit.before(
+                audit.change(
+                    "user_create",
+                    Value::Null,
+                    json!({"name": user.name, "role": user.role}),
+                ),
+                || Ok(store.create_user(&user)?),
+            )?;
             println!("user {name} added with role {role}");
         }
         UserCmd::List => {
@@ -481,9 +504,23 @@ fn user_cmd(config: &Config, cmd: UserCmd) -> Result<()> {
             }
         }
         UserCmd::Delete { name } => {
-            if !store.delete_user(&name)? {
+            let Some(u) = store.get_user(&name)? else {
                 bail!("no user named {name:?}");
-            }
+            };
+            let audit = CliAudit::open(config)?;
+            audit.before(
+                audit.change(
+                    "user_delete",
+                    json!({"name": u.name, "role": u.role, "locked": u.locked}),
+                    Value::Null,
+                ),
+                || {
+                    if !store.delete_user(&name)? {
+                        bail!("no user named {name:?}");
+                    }
+                    Ok(())
+                },
+            )?;
             println!("user {name} deleted");
         }
     }
@@ -504,8 +541,7 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
         } => {
             let key = load_key(config)?;
             let password = read_secret(password_env.as_deref(), "target password")?;
-            ops::create_target(
-                &store,
+            let target = ops::prepare_target(
                 &key,
                 ops::NewTarget {
                     name: &name,
@@ -516,6 +552,13 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
                     description: &description,
                     labels: &labels,
                 },
+            )?;
+            let audit = CliAudit::open(config)?;
+            audit.before(
+                audit
+                    .change("target_create", Value::Null, target_shown(&target))
+                    .target(&name),
+                || Ok(store.create_target(&target)?),
             )?;
             println!("target {name} added ({kind} at {address})");
         }
@@ -532,9 +575,21 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
             }
         }
         TargetCmd::Delete { name } => {
-            if !store.delete_target(&name)? {
+            let Some(t) = store.get_target(&name)? else {
                 bail!("no target named {name:?}");
-            }
+            };
+            let audit = CliAudit::open(config)?;
+            audit.before(
+                audit
+                    .change("target_delete", target_shown(&t), Value::Null)
+                    .target(&name),
+                || {
+                    if !store.delete_target(&name)? {
+                        bail!("no target named {name:?}");
+                    }
+                    Ok(())
+                },
+            )?;
             println!("target {name} deleted");
         }
     }
@@ -545,7 +600,17 @@ fn grant_cmd(config: &Config, cmd: GrantCmd) -> Result<()> {
     let store = open_store(config)?;
     match cmd {
         GrantCmd::Add { user, target } => {
-            store.create_grant(&user, &target, ops::now_unix())?;
+            let audit = CliAudit::open(config)?;
+            audit.before(
+                audit
+                    .change(
+                        "grant_create",
+                        Value::Null,
+                        json!({"user": user, "target": target}),
+                    )
+                    .target(&target),
+                || Ok(store.create_grant(&user, &target, ops::now_unix())?),
+            )?;
             println!("{user} may now open {target}");
         }
         GrantCmd::List => {
@@ -554,13 +619,37 @@ fn grant_cmd(config: &Config, cmd: GrantCmd) -> Result<()> {
             }
         }
         GrantCmd::Delete { user, target } => {
-            if !store.delete_grant(&user, &target)? {
+            if !store.has_grant(&user, &target)? {
                 bail!("no grant of {target:?} to {user:?}");
             }
+            let audit = CliAudit::open(config)?;
+            audit.before(
+                audit
+                    .change(
+                        "grant_delete",
+                        json!({"user": user, "target": target}),
+                        Value::Null,
+                    )
+                    .target(&target),
+                || {
+                    if !store.delete_grant(&user, &target)? {
+                        bail!("no grant of {target:?} to {user:?}");
+                    }
+                    Ok(())
+                },
+            )?;
             println!("grant of {target} to {user} revoked");
         }
     }
     Ok(())
+}
+
+/// A target as the audit trail shows it (never its secret).
+fn target_shown(t: &portcullis_store::TargetRecord) -> Value {
+    json!({
+        "name": t.name, "kind": t.kind, "address": t.address, "account": t.account,
+        "description": t.description, "labels": t.labels,
+    })
 }
 
 /// Creates the first administrator when there is no user at all.
@@ -659,12 +748,18 @@ fn serve(config: Config) -> Result<()> {
     // The SIEM exporters: a bad section (CA file, state directory) stops the start.
     let siem = {
         let _in_runtime = runtime.enter();
+        let synced = state.audit.watermark();
         config
             .siem
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 portcullis_siem::Forwarder::new(s, &config.audit.dir, config.data_dir.join("siem"))
+                    .map(|f| match &synced {
+                        // Only what the trail has fsynced is exported.
+                        Some(w) => f.synced_by(w.clone()),
+                        None => f,
+                    })
                     .with_context(|| format!("siem[{i}]"))
             })
             .collect::<Result<Vec<_>>>()?

@@ -1,0 +1,200 @@
+//! The acts the audit trail must hold before they happen: a session's start (before the target
+//! is contacted), a watcher (before it sees anything), a freeze or unfreeze (before it takes
+//! effect). With a trail that refuses, none of them happens.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_broker::{AuditFuture, Broker, OpenRequest, SessionAudit, TargetSpec};
+use portcullis_core::session::{EntryPath, SessionEvent, SessionInfo};
+use portcullis_policy::{Entry, Policy, PolicyDoc, Recording, SessionGrant, Subject, TargetRef};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A trail that can be made to refuse, and that notes what it got (and how many connections
+/// the target had accepted at that moment).
+#[derive(Default)]
+struct Trail {
+    refuse: AtomicBool,
+    accepted: Arc<AtomicUsize>,
+    /// (durable?, event kind, target connections so far)
+    seen: Mutex<Vec<(bool, String, usize)>>,
+}
+
+/// The event's variant name.
+fn kind(event: &SessionEvent) -> String {
+    format!("{event:?}")
+        .split([' ', '{'])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+impl SessionAudit for Trail {
+    fn session_event(&self, _session: &SessionInfo, event: &SessionEvent) {
+        let accepted = self.accepted.load(Ordering::SeqCst);
+        self.seen
+            .lock()
+            .unwrap()
+            .push((false, kind(event), accepted));
+    }
+
+    fn record_before(&self, _session: &SessionInfo, event: &SessionEvent) -> AuditFuture {
+        if self.refuse.load(Ordering::SeqCst) {
+            return Box::pin(async { Err("no space left on device".to_owned()) });
+        }
+        let accepted = self.accepted.load(Ordering::SeqCst);
+        self.seen
+            .lock()
+            .unwrap()
+            .push((true, kind(event), accepted));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// An RFB 3.8 server without authentication (64x64) that counts its connections and then
+/// keeps them open, painting nothing.
+async fn target(accepted: Arc<AtomicUsize>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            accepted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                s.write_all(b"RFB 003.008\n").await?;
+                let mut version = [0u8; 12];
+                s.read_exact(&mut version).await?;
+                s.write_all(&[1, 1]).await?;
+                let mut choice = [0u8; 1];
+                s.read_exact(&mut choice).await?;
+                s.write_all(&0u32.to_be_bytes()).await?;
+                let mut shared = [0u8; 1];
+                s.read_exact(&mut shared).await?;
+                let mut init = Vec::new();
+                init.extend_from_slice(&64u16.to_be_bytes());
+                init.extend_from_slice(&64u16.to_be_bytes());
+                init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
+                init.extend_from_slice(&4u32.to_be_bytes());
+                init.extend_from_slice(b"fake");
+                s.write_all(&init).await?;
+                let mut buf = [0u8; 4096];
+                while s.read(&mut buf).await? > 0 {}
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    addr
+}
+
+fn grant() -> SessionGrant {
+    let mut doc = PolicyDoc::default_policy();
+    doc.rules[0].recording = Recording::Optional;
+    let who = Subject {
+        user: "u",
+        role: "user",
+    };
+    Policy::compile(&doc)
+        .unwrap()
+        .session(&who, &TargetRef::new("t", &[]), Entry::Browser, 0)
+        .into_result()
+        .unwrap()
+}
+
+fn request(address: String) -> OpenRequest {
+    OpenRequest {
+        user: "alice".into(),
+        user_id: "u_alice".into(),
+        target: "t".into(),
+        spec: TargetSpec::Vnc {
+            address,
+            password: String::new(),
+        },
+        client_addr: "test".into(),
+        entry: EntryPath::Browser,
+        grant: grant(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_start_cannot_be_recorded_never_contacts_its_target() {
+    let trail = Arc::new(Trail::default());
+    trail.refuse.store(true, Ordering::SeqCst);
+    let address = target(trail.accepted.clone()).await;
+    let broker = Broker::default().with_audit(trail.clone());
+    let err = broker.open(request(address.clone())).await.unwrap_err();
+    assert!(err.message.contains("audit trail"), "{}", err.message);
+    assert!(broker.list().is_empty());
+    // Had it been contacted, the connection would be counted by now: a second session to the
+    // same target (recorded this time) is, and the first one never was.
+    trail.refuse.store(false, Ordering::SeqCst);
+    let session = broker.open(request(address)).await.unwrap();
+    assert_eq!(trail.accepted.load(Ordering::SeqCst), 1);
+    session.close(portcullis_core::wire::ServerMessage::Closed {
+        reason: "done".into(),
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_watch_and_freeze_are_on_record_before_they_happen() {
+    let trail = Arc::new(Trail::default());
+    let address = target(trail.accepted.clone()).await;
+    let broker = Broker::default().with_audit(trail.clone());
+    let session = broker.open(request(address)).await.unwrap();
+    {
+        let seen = trail.seen.lock().unwrap();
+        assert_eq!(
+            seen[..2],
+            [
+                (true, "SessionStart".to_owned(), 0),
+                (true, "Policy".to_owned(), 0)
+            ],
+            "the start is durable before the target is contacted"
+        );
+        assert!(
+            !seen
+                .iter()
+                .any(|(durable, k, _)| !durable && k == "SessionStart"),
+            "the start is recorded once"
+        );
+    }
+
+    // The trail refuses: no freeze, no watcher.
+    trail.refuse.store(true, Ordering::SeqCst);
+    assert!(session.set_frozen(true, "sam").await.is_err());
+    assert!(!session.info().frozen);
+    assert!(session.attach_watcher("sam").await.is_err());
+    assert!(!trail
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, k, _)| k == "WatcherJoined" || k == "Frozen"));
+
+    // It takes records again: both happen, each recorded (durably) once.
+    trail.refuse.store(false, Ordering::SeqCst);
+    assert!(session.set_frozen(true, "sam").await.unwrap());
+    assert!(session.info().frozen);
+    let (_watcher, _) = session.attach_watcher("sam").await.unwrap();
+    let acts: Vec<_> = trail
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, k, _)| k == "WatcherJoined" || k == "Frozen")
+        .map(|(durable, k, _)| (*durable, k.clone()))
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            (true, "Frozen".to_owned()),
+            (true, "WatcherJoined".to_owned())
+        ]
+    );
+    session.close(portcullis_core::wire::ServerMessage::Closed {
+        reason: "done".into(),
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
