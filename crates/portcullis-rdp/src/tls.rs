@@ -1,9 +1,9 @@
 //! TLS towards targets.
 //!
 //! RDP servers almost always present self-signed certificates, so the certificate is not checked
-//! against a CA: the gateway logs its SHA-256 fingerprint (pinning per target comes with the
-//! target settings). CredSSP binds the NLA exchange to the server's public key, which is what we
-//! hand to the connector.
+//! against a CA here: the handshake accepts it, and its SHA-256 is checked against the target's
+//! pin (`crate::identity`) before anything is sent inside the TLS channel. CredSSP binds the NLA
+//! exchange to the server's public key, which is what we hand to the connector.
 
 use std::sync::Arc;
 

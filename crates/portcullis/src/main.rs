@@ -172,6 +172,33 @@ enum TargetCmd {
     List,
     /// Delete a target and its grants.
     Delete { name: String },
+    /// Show one target, with an RDP target's identity (pinned certificate, NLA).
+    Show { name: String },
+    /// Set an RDP target's identity ahead of time (audited): the certificate's SHA-256 it must
+    /// present, and whether it must select NLA.
+    Identity {
+        name: String,
+        /// SHA-256 of the target's TLS certificate (64 hex digits, ':' separators allowed).
+        #[arg(long, conflicts_with = "forget_certificate")]
+        tls_sha256: Option<String>,
+        /// Forget the pinned certificate: the next connection pins what the target presents.
+        #[arg(long)]
+        forget_certificate: bool,
+        /// Refuse the target unless it selects NLA (CredSSP): true or false.
+        #[arg(long)]
+        require_nla: Option<bool>,
+    },
+    /// After a refusal, accept an RDP target's new certificate and/or its answering without NLA
+    /// (audited).
+    Accept {
+        name: String,
+        /// The certificate to accept, as the refusal named it (`presented`).
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Accept the target without NLA although it did NLA before.
+        #[arg(long)]
+        allow_without_nla: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -527,7 +554,107 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
             }
             println!("target {name} deleted");
         }
+        TargetCmd::Show { name } => {
+            let t = store
+                .get_target(&name)?
+                .with_context(|| format!("no target named {name:?}"))?;
+            println!("name\t{}\nkind\t{}\naddress\t{}", t.name, t.kind, t.address);
+            println!("account\t{}\nlabels\t{}", t.account, t.labels.join(","));
+            if t.kind == portcullis_store::TargetKind::Rdp {
+                let id = &t.identity;
+                let none = || "(none: pinned at the next connection)".to_owned();
+                println!("tls_sha256\t{}", id.tls_sha256.clone().unwrap_or_else(none));
+                println!("nla_seen\t{}\nrequire_nla\t{}", id.nla_seen, id.require_nla);
+                if let Some(refused) = &id.refused_sha256 {
+                    println!("refused_sha256\t{refused}");
+                }
+                if id.refused_downgrade {
+                    println!("refused_downgrade\ttrue");
+                }
+            }
+        }
+        TargetCmd::Identity {
+            name,
+            tls_sha256,
+            forget_certificate,
+            require_nla,
+        } => {
+            let mut t = store
+                .get_target(&name)?
+                .with_context(|| format!("no target named {name:?}"))?;
+            let pin = if forget_certificate {
+                Some(None)
+            } else {
+                tls_sha256.as_deref().map(Some)
+            };
+            let identity = ops::set_identity(&t, pin, require_nla)?;
+            cli_audit(
+                config,
+                &t.name,
+                "target_identity_set",
+                &t.identity,
+                &identity,
+            )?;
+            t.identity = identity;
+            store.put_target(&t)?;
+            store.flush()?;
+            println!("identity of target {name} set");
+        }
+        TargetCmd::Accept {
+            name,
+            sha256,
+            allow_without_nla,
+        } => {
+            let mut t = store
+                .get_target(&name)?
+                .with_context(|| format!("no target named {name:?}"))?;
+            let identity = ops::accept_identity(&t, sha256.as_deref(), allow_without_nla)?;
+            cli_audit(
+                config,
+                &t.name,
+                "target_identity_accept",
+                &t.identity,
+                &identity,
+            )?;
+            t.identity = identity;
+            store.put_target(&t)?;
+            store.flush()?;
+            println!("target {name}: accepted");
+        }
     }
+    Ok(())
+}
+
+/// Records a change made from the command line in the audit trail (actor: the OS user) and
+/// waits until it is on disk, before the change is stored.
+fn cli_audit(
+    config: &Config,
+    target: &str,
+    action: &str,
+    before: &portcullis_store::TargetIdentity,
+    after: &portcullis_store::TargetIdentity,
+) -> Result<()> {
+    let actor = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let shown =
+        |id: &portcullis_store::TargetIdentity| serde_json::to_value(id).unwrap_or_default();
+    std::fs::create_dir_all(&config.audit.dir)
+        .with_context(|| format!("audit.dir: cannot create {}", config.audit.dir.display()))?;
+    let log = portcullis_audit::OpenOptions::new()
+        .max_segment_bytes(config.audit.segment_bytes)
+        .open(&config.audit.dir)
+        .context("cannot open the audit trail: nothing was changed")?;
+    log.append(
+        portcullis_audit::Record::new(portcullis_audit::Kind::ADMIN_CHANGE, format!("os:{actor}"))
+            .target(target)
+            .detail("action", action)
+            .detail("via", "cli")
+            .detail("before", shown(before))
+            .detail("after", shown(after)),
+    )
+    .context("cannot write the audit trail: nothing was changed")?;
+    log.close().context("cannot close the audit trail")?;
     Ok(())
 }
 
