@@ -328,3 +328,40 @@ test('identity routes are for admins, and VNC targets have none', async () => {
   assert.equal((await anonymous.get('/targets/rdp-box')).status, 401);
   assert.equal((await anonymous.put('/targets/rdp-box/identity', { require_nla: true })).status, 401);
 });
+
+test('the command line shows, pins and accepts an RDP target identity, audited', async () => {
+  const own = await startGateway({ adminPassword: ADMIN });
+  try {
+    const api = own.api();
+    assert.equal((await api.login('admin', ADMIN)).status, 200);
+    let r = await api.post('/targets', { name: 'win', kind: 'rdp', address: '127.0.0.1:3999', account: 'u', password: 'x' });
+    assert.equal(r.status, 201, r.text);
+    r = await api.post('/targets', { name: 'vnc', kind: 'vnc', address: '127.0.0.1:5999', password: 'x' });
+    assert.equal(r.status, 201, r.text);
+    await own.stop({ keep: true });
+
+    const pin = 'CD:'.repeat(31) + 'CD';
+    let out = own.cli(['target', 'identity', 'win', '--tls-sha256', pin, '--require-nla', 'true']);
+    assert.equal(out.status, 0, out.stderr);
+    out = own.cli(['target', 'show', 'win']);
+    assert.equal(out.status, 0, out.stderr);
+    assert.match(out.stdout, new RegExp(`tls_sha256\\t${'cd'.repeat(32)}`));
+    assert.match(out.stdout, /require_nla\ttrue/);
+    out = own.cli(['target', 'accept', 'win', '--allow-without-nla']);
+    assert.notEqual(out.status, 0, 'require_nla blocks the override');
+    assert.match(out.stderr, /requires NLA/);
+    out = own.cli(['target', 'accept', 'win', '--sha256', 'ef'.repeat(32)]);
+    assert.equal(out.status, 0, out.stderr);
+    out = own.cli(['target', 'show', 'win']);
+    assert.match(out.stdout, new RegExp(`tls_sha256\\t${'ef'.repeat(32)}`));
+    out = own.cli(['target', 'identity', 'vnc', '--require-nla', 'true']);
+    assert.notEqual(out.status, 0);
+    assert.match(out.stderr, /RFB has no server authentication/);
+    out = own.cli(['audit', 'show', '--kind', 'admin_change']);
+    assert.equal(out.status, 0, out.stderr);
+    const actions = out.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.detail.via === 'cli').map((e) => e.detail.action);
+    assert.deepEqual(actions.sort(), ['target_identity_accept', 'target_identity_set']);
+  } finally {
+    await own.stop();
+  }
+});
