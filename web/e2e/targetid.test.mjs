@@ -365,3 +365,81 @@ test('the command line shows, pins and accepts an RDP target identity, audited',
     await own.stop();
   }
 });
+
+/** A CA and a certificate it signs for 127.0.0.1 (PEM files in `dir`). */
+function makeCa(dir) {
+  const run = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=portcullis test CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    '-keyout', 'ca.key', '-out', 'ca.pem');
+  run('req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'srv.key', '-out', 'srv.csr');
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
+  run('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1',
+    '-extfile', 'ext.cnf', '-out', 'srv.crt');
+  return { ca: join(dir, 'ca.pem'), cert: join(dir, 'srv.crt'), key: join(dir, 'srv.key') };
+}
+
+/** Restarts `desk`'s shadow server (NLA, same SAM) with the certificate and key given. */
+async function restartWithCertificate(desk, certFile, keyFile) {
+  const pid = Number(readFileSync(join(desk.dir, 'shadow.pid'), 'utf8'));
+  process.kill(pid);
+  for (let i = 0; i < 50; i++) {
+    try { process.kill(pid, 0); } catch { break; }
+    await sleep(100);
+  }
+  let crt;
+  const walk = (d) => {
+    for (const e of readdirSync(d)) {
+      const p = join(d, e);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (e.endsWith('.crt')) crt = p;
+    }
+  };
+  walk(join(desk.dir, '.config'));
+  writeFileSync(crt, readFileSync(certFile));
+  writeFileSync(crt.replace(/\.crt$/, '.key'), readFileSync(keyFile));
+  const proc = spawn('freerdp-shadow-cli', ['/bind-address:127.0.0.1', `/port:${desk.port}`, '/sec:nla', `/sam-file:${join(desk.dir, 'sam')}`], {
+    env: { ...process.env, DISPLAY: desk.display, HOME: desk.dir },
+    stdio: 'ignore',
+  });
+  writeFileSync(join(desk.dir, 'shadow.pid'), String(proc.pid));
+  await waitForPort(desk.port, 30000);
+}
+
+test('a target verified against a CA bundle and its host name instead of a pin', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-ca-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const files = makeCa(dir);
+  const desk = await startShadowDesktop();
+  let running = desk;
+  cleanups.push(() => running?.stop());
+  await restartWithCertificate(desk, files.cert, files.key);
+  assert.equal(sha256Of(shadowCertificate(desk.dir)), sha256Of(readFileSync(files.cert, 'utf8')));
+  await addTarget('ca-box', desk.address, desk.user, desk.password);
+  let r = await admin.put('/targets/ca-box/identity', { tls_ca_file: files.ca });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.identity.tls_ca_file, files.ca);
+
+  let outcome = await openAsAlice('ca-box');
+  assert.deepEqual(outcome, { ok: true }, 'the CA vouches for the target');
+  await noSessions();
+  const id = await identity('ca-box');
+  assert.equal(id.tls_sha256, null, 'nothing is pinned under a CA');
+  assert.equal(id.nla_seen, true);
+
+  // An impostor with a self-signed certificate on the same address.
+  desk.stop();
+  running = null;
+  const impostor = await startImpostor(desk.port);
+  cleanups.push(() => impostor.stop());
+  outcome = await openAsAlice('ca-box');
+  assert.match(outcome.error ?? '', /does not verify against the CA bundle/, JSON.stringify(outcome));
+  assert.ok(outcome.error.includes(impostor.sha256), outcome.error);
+  for (let i = 0; i < 50 && impostor.log.closed < impostor.log.handshakes; i++) await sleep(100);
+  assert.ok(impostor.log.handshakes >= 1, JSON.stringify(impostor.log));
+  assert.equal(impostor.log.bytesAfterTls, 0, 'no credential reached the impostor');
+  const refused = (await auditOf('ca-box', 'target_identity')).find((e) => e.detail.decision === 'deny');
+  assert.equal(refused?.detail.reason, 'ca_rejected', JSON.stringify(refused));
+  await noSessions();
+  await impostor.stop();
+});

@@ -64,6 +64,8 @@ export interface TargetIdentity {
   refused_sha256: string | null;
   /** The last connection was refused because the target answered without NLA. */
   refused_downgrade: boolean;
+  /** Verified against this CA bundle and the address's host name instead of the pin. */
+  tls_ca_file?: string | null;
 }
 
 /** The body of `POST /api/v1/targets`. `account` only for RDP (empty or absent for VNC). */

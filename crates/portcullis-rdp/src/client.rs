@@ -347,9 +347,15 @@ async fn handshake(
     let (tls, server_public_key, certificate_sha256) = tls::connect(tcp, &host).await?;
     // Nothing has crossed the TLS channel yet: the target is checked before CredSSP (NLA) or
     // the Client Info PDU (TLS) would carry any credential.
+    let ca_verdict = identity
+        .pin
+        .ca_file
+        .as_deref()
+        .map(|ca| tls::verify_chain(&tls, ca, &host));
     let presented = Presented {
         sha256: certificate_sha256.clone(),
         nla,
+        ca_verdict,
     };
     if let Err(refusal) = identity.check(&presented).await {
         warn!(reason = refusal.reason(), error = %refusal, "RDP target refused before login");

@@ -21,6 +21,9 @@ pub struct Pin {
     pub nla_seen: bool,
     /// An administrator requires NLA for this target.
     pub require_nla: bool,
+    /// Verify the certificate against this CA bundle (PEM) and the address's host name instead
+    /// of the pin.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// What the target presented on this connection.
@@ -30,6 +33,9 @@ pub struct Presented {
     pub sha256: String,
     /// It selected NLA (CredSSP, `HYBRID` or `HYBRID_EX`) rather than TLS alone.
     pub nla: bool,
+    /// When the pin names a CA bundle: whether the certificate chains to it and names the host
+    /// (`Err`: why not). `None`: not checked.
+    pub ca_verdict: Option<Result<(), String>>,
 }
 
 /// Why a target is refused. Shown to the administrator (and the user) as is: it names both
@@ -59,6 +65,17 @@ pub enum Refusal {
         /// The certificate the target presented (it matched the pin, if any).
         presented: String,
     },
+    /// The certificate does not verify against the target's CA bundle and host name.
+    #[error(
+        "the target's TLS certificate (SHA-256 {presented}) does not verify against the CA bundle: \
+         {reason}; nothing was sent to it"
+    )]
+    CaRejected {
+        /// What the target presented.
+        presented: String,
+        /// Why it did not verify.
+        reason: String,
+    },
     /// What the connection taught could not be recorded (store or audit trail failing): the
     /// gateway fails closed.
     #[error("the target's identity could not be recorded, so no login was attempted: {0}")]
@@ -71,6 +88,7 @@ impl Refusal {
         match self {
             Refusal::CertificateChanged { .. } => "certificate_changed",
             Refusal::Downgrade { .. } => "nla_downgrade",
+            Refusal::CaRejected { .. } => "ca_rejected",
             Refusal::NotRemembered(_) => "not_remembered",
         }
     }
@@ -96,7 +114,24 @@ impl Learned {
 
 /// The decision: accept (and remember what is new) or refuse.
 pub fn decide(pin: &Pin, presented: &Presented) -> Result<Learned, Refusal> {
-    if let Some(expected) = &pin.sha256 {
+    if pin.ca_file.is_some() {
+        // Verified by a CA: the certificate may change (renewals), the pin is not used.
+        match &presented.ca_verdict {
+            Some(Ok(())) => {}
+            Some(Err(reason)) => {
+                return Err(Refusal::CaRejected {
+                    presented: presented.sha256.clone(),
+                    reason: reason.clone(),
+                })
+            }
+            None => {
+                return Err(Refusal::CaRejected {
+                    presented: presented.sha256.clone(),
+                    reason: "it was not checked".into(),
+                })
+            }
+        }
+    } else if let Some(expected) = &pin.sha256 {
         if !expected.eq_ignore_ascii_case(&presented.sha256) {
             return Err(Refusal::CertificateChanged {
                 expected: expected.to_ascii_lowercase(),
@@ -112,7 +147,7 @@ pub fn decide(pin: &Pin, presented: &Presented) -> Result<Learned, Refusal> {
     }
     Ok(Learned {
         sha256: presented.sha256.clone(),
-        first_certificate: pin.sha256.is_none(),
+        first_certificate: pin.sha256.is_none() && pin.ca_file.is_none(),
         first_nla: presented.nla && !pin.nla_seen,
     })
 }
@@ -184,6 +219,7 @@ mod tests {
         Presented {
             sha256: sha256.to_owned(),
             nla,
+            ca_verdict: None,
         }
     }
 
@@ -192,7 +228,36 @@ mod tests {
             sha256: sha256.map(str::to_owned),
             nla_seen,
             require_nla,
+            ca_file: None,
         }
+    }
+
+    #[test]
+    fn a_ca_bundle_replaces_the_pin() {
+        let pin = Pin {
+            ca_file: Some("/etc/ca.pem".into()),
+            ..pinned(Some(A), true, false)
+        };
+        let verified = |sha: &str, nla, verdict: Result<(), String>| Presented {
+            ca_verdict: Some(verdict),
+            ..seen(sha, nla)
+        };
+        // Another certificate that the CA vouches for: accepted, nothing pinned.
+        let l = decide(&pin, &verified(B, true, Ok(()))).unwrap();
+        assert!(!l.is_news(), "{l:?}");
+        let r = decide(&pin, &verified(A, true, Err("unknown issuer".into()))).unwrap_err();
+        assert_eq!(r.reason(), "ca_rejected");
+        assert!(
+            r.to_string().contains("unknown issuer") && r.to_string().contains(A),
+            "{r}"
+        );
+        assert!(
+            decide(&pin, &seen(A, true)).is_err(),
+            "unchecked is refused"
+        );
+        // The downgrade rule still holds.
+        let r = decide(&pin, &verified(B, false, Ok(()))).unwrap_err();
+        assert_eq!(r.reason(), "nla_downgrade");
     }
 
     #[test]

@@ -293,6 +293,10 @@ pub struct TargetIdentity {
     /// The last connection was refused because the target no longer selected NLA.
     #[serde(default)]
     pub refused_downgrade: bool,
+    /// Verify the target's certificate against this CA bundle (PEM file on the gateway) and the
+    /// host name of its address, instead of the pinned fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<String>,
 }
 
 impl TargetIdentity {

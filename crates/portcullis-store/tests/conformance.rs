@@ -124,6 +124,7 @@ mod checks {
             require_nla: true,
             refused_sha256: Some("e1".repeat(32)),
             refused_downgrade: true,
+            tls_ca_file: Some("/etc/portcullis/ca.pem".to_owned()),
         };
         store.put_target(&changed).unwrap();
         assert_eq!(store.get_target("web").unwrap(), Some(changed));

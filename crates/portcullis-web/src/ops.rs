@@ -225,12 +225,14 @@ pub fn parse_sha256(text: &str) -> Result<String, OpsError> {
 }
 
 /// An administrator's change of an RDP target's identity settings: `tls_sha256`
-/// (`Some(None)`: forget the pin, the next connection pins again), `require_nla`. Returns the
-/// new identity; the caller audits, then stores it.
+/// (`Some(None)`: forget the pin, the next connection pins again), `require_nla`, `tls_ca_file`
+/// (verify against a CA bundle and the address's host name instead of the pin; `Some(None)`:
+/// back to the pin). Returns the new identity; the caller audits, then stores it.
 pub fn set_identity(
     target: &TargetRecord,
     tls_sha256: Option<Option<&str>>,
     require_nla: Option<bool>,
+    tls_ca_file: Option<Option<&str>>,
 ) -> Result<TargetIdentity, OpsError> {
     if target.kind != TargetKind::Rdp {
         return Err(OpsError::Invalid(format!(
@@ -247,7 +249,29 @@ pub fn set_identity(
     if let Some(require) = require_nla {
         identity.require_nla = require;
     }
+    if let Some(ca) = tls_ca_file {
+        identity.tls_ca_file = ca.map(check_ca_file).transpose()?;
+    }
     Ok(identity)
+}
+
+/// A CA bundle for verifying a target: an absolute path to a readable PEM file with at least
+/// one certificate.
+fn check_ca_file(path: &str) -> Result<String, OpsError> {
+    let p = std::path::Path::new(path);
+    if !p.is_absolute() {
+        return Err(OpsError::Invalid(format!(
+            "the CA bundle must be an absolute path, not {path:?}"
+        )));
+    }
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| OpsError::Invalid(format!("cannot read the CA bundle {path:?}: {e}")))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(OpsError::Invalid(format!(
+            "the CA bundle {path:?} holds no PEM certificate"
+        )));
+    }
+    Ok(path.to_owned())
 }
 
 /// An administrator accepts what a target presented after a refusal: a new certificate
@@ -327,6 +351,7 @@ pub fn target_spec(
                         sha256: target.identity.tls_sha256.clone(),
                         nla_seen: target.identity.nla_seen,
                         require_nla: target.identity.require_nla,
+                        ca_file: target.identity.tls_ca_file.as_ref().map(Into::into),
                     },
                     keeper,
                 },
@@ -524,17 +549,36 @@ mod tests {
         let key = SecretKey::generate();
         let t = rdp(&store, &key);
         assert!(t.identity.is_unknown());
-        let id = set_identity(&t, Some(Some(&"AB".repeat(32))), Some(true)).unwrap();
+        let id = set_identity(&t, Some(Some(&"AB".repeat(32))), Some(true), None).unwrap();
         assert_eq!(id.tls_sha256.as_deref(), Some("ab".repeat(32).as_str()));
         assert!(id.require_nla);
         let t = TargetRecord { identity: id, ..t };
-        let id = set_identity(&t, Some(None), None).unwrap();
+        let id = set_identity(&t, Some(None), None, None).unwrap();
         assert_eq!(id.tls_sha256, None);
         assert!(id.require_nla, "unchanged when not named");
-        assert!(set_identity(&t, Some(Some("nope")), None).is_err());
+        assert!(set_identity(&t, Some(Some("nope")), None, None).is_err());
         let v = create_target(&store, &key, vnc("v", "h:5900", "p")).unwrap();
-        let err = set_identity(&v, None, Some(true)).unwrap_err().to_string();
+        let err = set_identity(&v, None, Some(true), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("RFB has no server authentication"), "{err}");
+        for bad in ["relative.pem", "/nonexistent/ca.pem", "/etc/hostname"] {
+            assert!(
+                set_identity(&t, None, None, Some(Some(bad))).is_err(),
+                "{bad}"
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("pc-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let id = set_identity(&t, None, None, Some(ca.to_str())).unwrap();
+        assert_eq!(id.tls_ca_file.as_deref(), ca.to_str());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

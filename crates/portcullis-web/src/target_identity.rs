@@ -37,6 +37,7 @@ pub(crate) fn identity_json(identity: &TargetIdentity) -> Value {
         "require_nla": identity.require_nla,
         "refused_sha256": identity.refused_sha256,
         "refused_downgrade": identity.refused_downgrade,
+        "tls_ca_file": identity.tls_ca_file,
     })
 }
 
@@ -124,6 +125,11 @@ impl IdentityKeeper for Keeper {
                         .detail("require_nla", *required)
                         .detail("presented_sha256", presented.as_str());
                 }
+                Refusal::CaRejected { presented, reason } => {
+                    record = record
+                        .detail("presented_sha256", presented.as_str())
+                        .detail("ca_error", reason.as_str());
+                }
                 Refusal::NotRemembered(_) => {}
             }
             // The connection is refused whatever happens here; the record is waited for so the
@@ -137,7 +143,7 @@ impl IdentityKeeper for Keeper {
                     id.refused_sha256 = Some(presented.clone());
                 }
                 Refusal::Downgrade { .. } => id.refused_downgrade = true,
-                Refusal::NotRemembered(_) => {}
+                Refusal::CaRejected { .. } | Refusal::NotRemembered(_) => {}
             });
             if let Err(e) = outcome {
                 warn!(target = %self.target, error = %e, "the refused identity could not be kept for the admin");
@@ -170,6 +176,10 @@ pub(crate) struct IdentityBody {
     #[serde(default, with = "double_option")]
     tls_sha256: Option<Option<String>>,
     require_nla: Option<bool>,
+    /// A CA bundle (absolute path of a PEM file on the gateway) to verify the target against,
+    /// with the host name of its address, instead of the pin; `null`: back to the pin.
+    #[serde(default, with = "double_option")]
+    tls_ca_file: Option<Option<String>>,
 }
 
 /// Tells a field left out (`None`) from one set to `null` (`Some(None)`).
@@ -196,6 +206,7 @@ pub(crate) async fn put_identity(
         &target,
         body.tls_sha256.as_ref().map(|p| p.as_deref()),
         body.require_nla,
+        body.tls_ca_file.as_ref().map(|p| p.as_deref()),
     )?;
     change(
         &state,

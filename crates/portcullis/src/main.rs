@@ -187,6 +187,13 @@ enum TargetCmd {
         /// Refuse the target unless it selects NLA (CredSSP): true or false.
         #[arg(long)]
         require_nla: Option<bool>,
+        /// Verify the target against this CA bundle (absolute path of a PEM file) and the host
+        /// name of its address, instead of the pinned certificate.
+        #[arg(long, conflicts_with = "no_tls_ca_file")]
+        tls_ca_file: Option<String>,
+        /// Stop verifying against a CA bundle: back to the pinned certificate.
+        #[arg(long)]
+        no_tls_ca_file: bool,
     },
     /// After a refusal, accept an RDP target's new certificate and/or its answering without NLA
     /// (audited).
@@ -571,6 +578,9 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
                 if id.refused_downgrade {
                     println!("refused_downgrade\ttrue");
                 }
+                if let Some(ca) = &id.tls_ca_file {
+                    println!("tls_ca_file\t{ca}");
+                }
             }
         }
         TargetCmd::Identity {
@@ -578,6 +588,8 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
             tls_sha256,
             forget_certificate,
             require_nla,
+            tls_ca_file,
+            no_tls_ca_file,
         } => {
             let mut t = store
                 .get_target(&name)?
@@ -587,7 +599,12 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
             } else {
                 tls_sha256.as_deref().map(Some)
             };
-            let identity = ops::set_identity(&t, pin, require_nla)?;
+            let ca = if no_tls_ca_file {
+                Some(None)
+            } else {
+                tls_ca_file.as_deref().map(Some)
+            };
+            let identity = ops::set_identity(&t, pin, require_nla, ca)?;
             cli_audit(
                 config,
                 &t.name,

@@ -351,7 +351,9 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
   const identityCell = (t: Target) => {
     const id = t.identity;
     if (!id) return h('td', { class: 'muted' }, t.kind === 'vnc' ? 'none (VNC)' : '');
-    const pin = id.tls_sha256
+    const pin = id.tls_ca_file
+      ? h('span', { class: 'mono', 'data-tls-ca-file': id.tls_ca_file }, `CA ${id.tls_ca_file}`)
+      : id.tls_sha256
       ? h('span', { class: 'mono', title: id.tls_sha256, 'data-tls-sha256': id.tls_sha256 }, `SHA-256 ${id.tls_sha256.slice(0, 16)}…`)
       : h('span', { class: 'muted' }, 'pinned on first use');
     const nla = id.require_nla ? 'NLA required' : id.nla_seen ? 'NLA (no downgrade)' : 'TLS';
