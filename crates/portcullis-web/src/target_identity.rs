@@ -61,13 +61,16 @@ struct Keeper {
 impl Keeper {
     /// Re-reads the record (an admin may have changed it meanwhile) and applies `change` to its
     /// identity.
-    fn update(&self, change: impl FnOnce(&mut TargetIdentity)) -> Result<(), String> {
+    fn update(
+        &self,
+        change: impl FnOnce(&mut TargetIdentity) -> Result<(), String>,
+    ) -> Result<(), String> {
         let mut record = self
             .store
             .get_target(&self.target)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("target {} was deleted", self.target))?;
-        change(&mut record.identity);
+        change(&mut record.identity)?;
         self.store.put_target(&record).map_err(|e| e.to_string())
     }
 }
@@ -89,14 +92,25 @@ impl IdentityKeeper for Keeper {
             info!(target = %self.target, sha256 = %learned.sha256, pinned = learned.first_certificate,
                 nla = learned.first_nla, "RDP target identity remembered");
             self.update(|id| {
-                if learned.first_certificate && id.tls_sha256.is_none() {
-                    id.tls_sha256 = Some(learned.sha256.clone());
+                if learned.first_certificate {
+                    match &id.tls_sha256 {
+                        None => id.tls_sha256 = Some(learned.sha256.clone()),
+                        // Another connection pinned a different certificate meanwhile: one of
+                        // the two is not the target.
+                        Some(other) if *other != learned.sha256 => {
+                            return Err(format!(
+                                "another certificate (SHA-256 {other}) was pinned meanwhile"
+                            ))
+                        }
+                        Some(_) => {}
+                    }
                 }
                 if learned.first_nla {
                     id.nla_seen = true;
                 }
                 id.refused_sha256 = None;
                 id.refused_downgrade = false;
+                Ok(())
             })
         })
     }
@@ -138,12 +152,15 @@ impl IdentityKeeper for Keeper {
                 error!(target = %self.target, error = %e, "the refusal of an RDP target could not be audited");
             }
             warn!(target = %self.target, user = %self.user, error = %refusal, "RDP target refused: identity");
-            let outcome = self.update(|id| match refusal {
-                Refusal::CertificateChanged { presented, .. } => {
-                    id.refused_sha256 = Some(presented.clone());
+            let outcome = self.update(|id| {
+                match refusal {
+                    Refusal::CertificateChanged { presented, .. } => {
+                        id.refused_sha256 = Some(presented.clone());
+                    }
+                    Refusal::Downgrade { .. } => id.refused_downgrade = true,
+                    Refusal::CaRejected { .. } | Refusal::NotRemembered(_) => {}
                 }
-                Refusal::Downgrade { .. } => id.refused_downgrade = true,
-                Refusal::CaRejected { .. } | Refusal::NotRemembered(_) => {}
+                Ok(())
             });
             if let Err(e) = outcome {
                 warn!(target = %self.target, error = %e, "the refused identity could not be kept for the admin");
@@ -382,7 +399,32 @@ mod tests {
         assert_eq!(id.tls_sha256.as_deref(), Some(A), "the pin stays");
         assert_eq!(id.refused_sha256.as_deref(), Some(B));
 
-        let recs = records(&f.log);
+        // A second first-use connection racing the first with another certificate is refused.
+        let raced = keeper
+            .learned(&Learned {
+                sha256: B.into(),
+                first_certificate: true,
+                first_nla: false,
+            })
+            .await
+            .unwrap_err();
+        assert!(raced.contains(A), "{raced}");
+        assert_eq!(
+            f.state
+                .store
+                .get_target("win")
+                .unwrap()
+                .unwrap()
+                .identity
+                .tls_sha256
+                .as_deref(),
+            Some(A)
+        );
+
+        let recs: Vec<Value> = records(&f.log)
+            .into_iter()
+            .filter(|r| r["detail"]["sha256"] != B)
+            .collect();
         assert_eq!(recs.len(), 2, "{recs:?}");
         assert_eq!(recs[0]["kind"], "target_identity");
         assert_eq!(recs[0]["detail"]["pinned"], true);
