@@ -48,6 +48,24 @@ export interface Target {
   account?: string | null;
   /** Labels the policy refers to (`label:prod`). Only admins see them. */
   labels?: string[];
+  /** RDP: what the gateway knows of the target's identity. Only admins see it. */
+  identity?: TargetIdentity;
+}
+
+/** An RDP target's identity: checked before any credential is sent to it. */
+export interface TargetIdentity {
+  /** SHA-256 of the certificate it must present; null: pinned at the next connection. */
+  tls_sha256: string | null;
+  /** It did NLA before: answering without NLA is refused as a downgrade. */
+  nla_seen: boolean;
+  /** It must select NLA. */
+  require_nla: boolean;
+  /** The certificate last refused (not the pinned one), for an admin to accept. */
+  refused_sha256: string | null;
+  /** The last connection was refused because the target answered without NLA. */
+  refused_downgrade: boolean;
+  /** Verified against this CA bundle and the address's host name instead of the pin. */
+  tls_ca_file?: string | null;
 }
 
 /** The body of `POST /api/v1/targets`. `account` only for RDP (empty or absent for VNC). */
@@ -249,6 +267,12 @@ export const listTargets = () => api<Target[]>('GET', '/targets');
 export const createTarget = (t: NewTarget) =>
   api<Target>('POST', '/targets', t);
 export const deleteTarget = (name: string) => api<null>('DELETE', `/targets/${seg(name)}`);
+/** Pins an RDP target's certificate ahead of time (null: forget it) and/or sets `require_nla`. */
+export const setTargetIdentity = (name: string, body: { tls_sha256?: string | null; require_nla?: boolean }) =>
+  api<Target>('PUT', `/targets/${seg(name)}/identity`, body);
+/** After a refusal: accepts the target's new certificate and/or its answering without NLA. */
+export const acceptTargetIdentity = (name: string, body: { sha256?: string; allow_without_nla?: boolean }) =>
+  api<Target>('POST', `/targets/${seg(name)}/identity/accept`, body);
 /** A one-time `.rdp` file and the one-time password the RDP client will ask for. */
 export async function rdpFile(name: string): Promise<{ file: Blob; password: string }> {
   const res = await send('POST', `/targets/${seg(name)}/rdp-file`, undefined, '*/*');

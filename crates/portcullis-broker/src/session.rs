@@ -14,7 +14,7 @@ use portcullis_core::session::{
 use portcullis_core::wire::{ErrorCode, ServerMessage};
 use portcullis_policy::{ClipKind, Direction, FileTransferMode, SessionGrant};
 use portcullis_rdp::drive::DriveTerms;
-use portcullis_rdp::{RdpCredentials, RdpOptions, RdpTargetError};
+use portcullis_rdp::{IdentityCheck, RdpCredentials, RdpOptions, RdpTargetError};
 use portcullis_vnc::VncTargetError;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -50,6 +50,8 @@ pub enum TargetSpec {
         credentials: RdpCredentials,
         /// Desktop size and codecs.
         options: RdpOptions,
+        /// The target's pinned identity, checked before the credentials are sent.
+        identity: IdentityCheck,
     },
 }
 
@@ -62,12 +64,16 @@ impl std::fmt::Debug for TargetSpec {
                 .field("password", &"[redacted]")
                 .finish(),
             TargetSpec::Rdp {
-                address, options, ..
+                address,
+                options,
+                identity,
+                ..
             } => f
                 .debug_struct("Rdp")
                 .field("address", address)
                 .field("credentials", &"[redacted]")
                 .field("options", options)
+                .field("identity", identity)
                 .finish(),
         }
     }
@@ -157,7 +163,8 @@ impl From<TargetError> for OpenError {
                 RdpTargetError::Protocol(_)
                 | RdpTargetError::Ended(_)
                 | RdpTargetError::Closed
-                | RdpTargetError::Bounds(_) => (ErrorCode::TargetProtocol, r.to_string()),
+                | RdpTargetError::Bounds(_)
+                | RdpTargetError::Untrusted(_) => (ErrorCode::TargetProtocol, r.to_string()),
             },
         };
         OpenError { code, message }
@@ -181,8 +188,9 @@ impl Target {
                 address,
                 credentials,
                 options,
+                identity,
             } => Target::Rdp(Box::new(
-                portcullis_rdp::connect(&address, credentials, options, timeouts).await?,
+                portcullis_rdp::connect(&address, credentials, options, identity, timeouts).await?,
             )),
         })
     }
@@ -1108,6 +1116,7 @@ fn offer_drive(spec: TargetSpec, grant: &SessionGrant, entry: EntryPath) -> Targ
             address,
             credentials,
             mut options,
+            identity,
         } => {
             let upload = grant.file_transfer(Direction::ClientToTarget).is_allowed();
             let download = grant.file_transfer(Direction::TargetToClient).is_allowed();
@@ -1117,6 +1126,7 @@ fn offer_drive(spec: TargetSpec, grant: &SessionGrant, entry: EntryPath) -> Targ
                 address,
                 credentials,
                 options,
+                identity,
             }
         }
         vnc => vnc,

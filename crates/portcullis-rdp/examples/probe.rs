@@ -19,16 +19,21 @@ async fn main() {
         password: args[3].clone(),
     };
     let started = Instant::now();
-    let target =
-        match portcullis_rdp::connect(&args[1], creds, RdpOptions::default(), Timeouts::default())
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => {
-                println!("connect failed after {:?}: {e}", started.elapsed());
-                return;
-            }
-        };
+    let target = match portcullis_rdp::connect(
+        &args[1],
+        creds,
+        RdpOptions::default(),
+        portcullis_rdp::IdentityCheck::default(),
+        Timeouts::default(),
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            println!("connect failed after {:?}: {e}", started.elapsed());
+            return;
+        }
+    };
     println!(
         "connected in {:?}, size {:?}",
         started.elapsed(),

@@ -25,10 +25,11 @@ use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::clip::{self, ClipQueue, ClipState};
 use crate::drive::{DriveOutput, DriveRelay, DriveTerms, RdpdrChannel};
+use crate::identity::{IdentityCheck, Presented, Refusal};
 use crate::reassembly::{BoundsError, Reassembly, Verdict};
 use crate::tls;
 
@@ -130,6 +131,10 @@ pub enum RdpTargetError {
     /// The target broke a reassembly bound (a huge channel message, endless fragments).
     #[error("RDP target sent too much: {0}")]
     Bounds(#[from] BoundsError),
+    /// The target is not the one the gateway knows (another certificate, or no NLA where NLA
+    /// is due): refused before any credential was sent.
+    #[error("RDP target refused: {0}")]
+    Untrusted(Refusal),
 }
 
 impl RdpTargetError {
@@ -282,10 +287,14 @@ fn config(
 
 /// Connects and logs in to the RDP server at `address` (host:port) with TLS, or NLA (CredSSP
 /// with NTLM) when the target asks for it. The password is used for the login and dropped.
+/// `identity` is checked after the TLS handshake and before any credential is sent: another
+/// certificate than the pinned one, or TLS alone where NLA is due, refuses the target
+/// ([`RdpTargetError::Untrusted`]).
 pub async fn connect(
     address: &str,
     creds: RdpCredentials,
     options: RdpOptions,
+    identity: IdentityCheck,
     limits: Timeouts,
 ) -> Result<RdpTarget, RdpTargetError> {
     let timed_out = |d: Duration| RdpTargetError::Timeout {
@@ -308,7 +317,7 @@ pub async fn connect(
     let config = config(creds, &options)?;
     timeout(
         limits.handshake,
-        handshake(tcp, host, config, options.drive),
+        handshake(tcp, host, config, options.drive, identity),
     )
     .await
     .map_err(|_| timed_out(limits.handshake))?
@@ -319,6 +328,7 @@ async fn handshake(
     host: String,
     config: ironrdp_connector::Config,
     drive: Option<DriveTerms>,
+    identity: IdentityCheck,
 ) -> Result<RdpTarget, RdpTargetError> {
     let local = tcp.local_addr().map_err(RdpTargetError::io)?;
     let mut framed = TokioFramed::new(tcp);
@@ -341,6 +351,22 @@ async fn handshake(
     );
     let tcp = framed.into_inner_no_leftover();
     let (tls, server_public_key, certificate_sha256) = tls::connect(tcp, &host).await?;
+    // Nothing has crossed the TLS channel yet: the target is checked before CredSSP (NLA) or
+    // the Client Info PDU (TLS) would carry any credential.
+    let ca_verdict = identity
+        .pin
+        .ca_file
+        .as_deref()
+        .map(|ca| tls::verify_chain(&tls, ca, &host));
+    let presented = Presented {
+        sha256: certificate_sha256.clone(),
+        nla,
+        ca_verdict,
+    };
+    if let Err(refusal) = identity.check(&presented).await {
+        warn!(reason = refusal.reason(), error = %refusal, "RDP target refused before login");
+        return Err(RdpTargetError::Untrusted(refusal));
+    }
     let upgraded = ironrdp_tokio::mark_as_upgraded(should_upgrade, &mut connector);
     let mut framed = TokioFramed::new(tls);
     let outcome = ironrdp_tokio::connect_finalize(

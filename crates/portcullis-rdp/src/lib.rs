@@ -15,8 +15,10 @@
 pub mod client;
 mod clip;
 pub mod drive;
+pub mod identity;
 pub mod reassembly;
 pub mod server;
 mod tls;
 
 pub use client::{connect, RdpCredentials, RdpOptions, RdpTarget, RdpTargetError};
+pub use identity::IdentityCheck;

@@ -1,9 +1,9 @@
 //! TLS towards targets.
 //!
 //! RDP servers almost always present self-signed certificates, so the certificate is not checked
-//! against a CA: the gateway logs its SHA-256 fingerprint (pinning per target comes with the
-//! target settings). CredSSP binds the NLA exchange to the server's public key, which is what we
-//! hand to the connector.
+//! against a CA here: the handshake accepts it, and its SHA-256 is checked against the target's
+//! pin (`crate::identity`) before anything is sent inside the TLS channel. CredSSP binds the NLA
+//! exchange to the server's public key, which is what we hand to the connector.
 
 use std::sync::Arc;
 
@@ -106,4 +106,45 @@ pub(crate) async fn connect(
         })?
         .to_vec();
     Ok((tls, key, fingerprint))
+}
+
+/// Whether the certificate chain `tls` received verifies against the CA bundle in `ca_file` (PEM)
+/// for the name `host` (a DNS name or an IP address), at the current time. `Err`: why not.
+pub(crate) fn verify_chain(
+    tls: &TlsStream<TcpStream>,
+    ca_file: &std::path::Path,
+    host: &str,
+) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let pem = std::fs::read(ca_file)
+        .map_err(|e| format!("cannot read the CA bundle {}: {e}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert =
+            cert.map_err(|e| format!("the CA bundle {} is unreadable: {e}", ca_file.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("a CA in {} is unusable: {e}", ca_file.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "the CA bundle {} holds no certificate",
+            ca_file.display()
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("the CA bundle {} is unusable: {e}", ca_file.display()))?;
+    let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| "the target sent no certificate".to_owned())?;
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("{host:?} is not a host name to verify: {e}"))?;
+    verifier
+        .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -274,6 +274,46 @@ pub struct TargetRecord {
     /// [`validate_name`]. Records stored before labels existed have none.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// RDP: what the gateway knows of the target's identity (its pinned certificate, whether it
+    /// does NLA). Records stored before pinning existed know nothing yet: the next connection
+    /// pins (trust on first use).
+    #[serde(default, skip_serializing_if = "TargetIdentity::is_unknown")]
+    pub identity: TargetIdentity,
+}
+
+/// An RDP target's identity as the gateway knows it: checked on every connection before any
+/// credential is sent (see portcullis-rdp `identity`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetIdentity {
+    /// SHA-256 of the target's TLS certificate (DER), 64 lowercase hex digits. `None`: not known
+    /// yet; the next connection pins what the target presents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_sha256: Option<String>,
+    /// The target once logged the gateway in with NLA (CredSSP): a later answer without NLA is
+    /// a downgrade and is refused until an administrator allows it.
+    #[serde(default)]
+    pub nla_seen: bool,
+    /// Refuse the target unless it selects NLA, whatever it did before.
+    #[serde(default)]
+    pub require_nla: bool,
+    /// The certificate last refused because it did not match `tls_sha256`: what an
+    /// administrator may accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_sha256: Option<String>,
+    /// The last connection was refused because the target no longer selected NLA.
+    #[serde(default)]
+    pub refused_downgrade: bool,
+    /// Verify the target's certificate against this CA bundle (PEM file on the gateway) and the
+    /// host name of its address, instead of the pinned fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<String>,
+}
+
+impl TargetIdentity {
+    /// Nothing is known or asked for (as for records stored before pinning existed).
+    pub fn is_unknown(&self) -> bool {
+        *self == TargetIdentity::default()
+    }
 }
 
 /// Permission for a user to connect to a target.
@@ -456,6 +496,29 @@ mod tests {
         )
         .unwrap();
         assert!(!old.locked);
+    }
+
+    #[test]
+    fn targets_stored_before_pinning_load_unpinned() {
+        let old: TargetRecord = serde_json::from_str(
+            r#"{"name":"t","kind":"rdp","address":"h:3389","sealed_secret":[1],"description":"","created_at":1}"#,
+        )
+        .unwrap();
+        assert!(old.identity.is_unknown());
+        // An unknown identity is not written out: the stored shape stays as before.
+        let json = serde_json::to_value(&old).unwrap();
+        assert!(json.get("identity").is_none(), "{json}");
+        let pinned = TargetRecord {
+            identity: TargetIdentity {
+                tls_sha256: Some("ab".repeat(32)),
+                nla_seen: true,
+                ..TargetIdentity::default()
+            },
+            ..old
+        };
+        let back: TargetRecord =
+            serde_json::from_value(serde_json::to_value(&pinned).unwrap()).unwrap();
+        assert_eq!(back, pinned);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use portcullis_store::{
-    GrantRecord, MemoryStore, MfaRecord, Role, SledStore, Store, StoreError, TargetKind,
-    TargetRecord, TokenRecord, UserRecord,
+    GrantRecord, MemoryStore, MfaRecord, Role, SledStore, Store, StoreError, TargetIdentity,
+    TargetKind, TargetRecord, TokenRecord, UserRecord,
 };
 
 fn user(name: &str, role: Role) -> UserRecord {
@@ -29,6 +29,7 @@ fn target(name: &str) -> TargetRecord {
         description: format!("the {name} box"),
         created_at: 1_700_000_001,
         labels: vec!["prod".to_owned(), format!("{name}-label")],
+        identity: Default::default(),
     }
 }
 
@@ -113,6 +114,19 @@ mod checks {
         let mut changed = web.clone();
         changed.address = "10.0.0.1:5901".to_owned();
         changed.sealed_secret = vec![9; 57];
+        store.put_target(&changed).unwrap();
+        assert_eq!(store.get_target("web").unwrap(), Some(changed.clone()));
+
+        // The pinned identity of an RDP target is kept as written.
+        changed.kind = TargetKind::Rdp;
+        changed.identity = TargetIdentity {
+            tls_sha256: Some("0f".repeat(32)),
+            nla_seen: true,
+            require_nla: true,
+            refused_sha256: Some("e1".repeat(32)),
+            refused_downgrade: true,
+            tls_ca_file: Some("/etc/portcullis/ca.pem".to_owned()),
+        };
         store.put_target(&changed).unwrap();
         assert_eq!(store.get_target("web").unwrap(), Some(changed));
         store.put_target(&target("new")).unwrap();
@@ -696,6 +710,31 @@ mod sled_only {
         labelled.labels = vec!["prod".to_owned()];
         store.put_target(&labelled).unwrap();
         assert_eq!(store.get_target("old").unwrap(), Some(labelled));
+    }
+
+    #[test]
+    fn targets_stored_before_pinning_load_unpinned_and_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        {
+            let db = ::sled::open(&path).unwrap();
+            db.open_tree("targets")
+                .unwrap()
+                .insert(
+                    "old",
+                    &br#"{"name":"old","kind":"rdp","address":"h:3389","account":"u","sealed_secret":[1],"description":"","created_at":5,"labels":[]}"#[..],
+                )
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(&path).unwrap();
+        let mut old = store.get_target("old").unwrap().unwrap();
+        assert!(old.identity.is_unknown(), "{old:?}");
+        old.identity.tls_sha256 = Some("aa".repeat(32));
+        store.put_target(&old).unwrap();
+        drop(store);
+        let store = SledStore::open(&path).unwrap();
+        assert_eq!(store.get_target("old").unwrap(), Some(old));
     }
 
     #[test]

@@ -238,13 +238,17 @@ pub(crate) async fn me(
     }))
 }
 
-/// A target as the API shows it: admins (`with_address`) also see address, account and labels.
-fn target_json(t: &TargetRecord, with_address: bool) -> serde_json::Value {
+/// A target as the API shows it: admins (`with_address`) also see address, account, labels and
+/// an RDP target's identity (pinned certificate, NLA).
+pub(crate) fn target_json(t: &TargetRecord, with_address: bool) -> serde_json::Value {
     let mut v = json!({ "name": t.name, "kind": t.kind, "description": t.description });
     if with_address {
         v["address"] = json!(t.address);
         v["account"] = json!(t.account);
         v["labels"] = json!(t.labels);
+        if t.kind == TargetKind::Rdp {
+            v["identity"] = crate::target_identity::identity_json(&t.identity);
+        }
     }
     v
 }

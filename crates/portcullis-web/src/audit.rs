@@ -373,6 +373,7 @@ mod tests {
                 description: String::new(),
                 created_at: 0,
                 labels: vec![],
+                identity: Default::default(),
             })
             .unwrap();
         store.create_grant("alice", "db1", 0).unwrap();

@@ -18,6 +18,7 @@ pub mod rdp_tickets;
 mod recordings;
 mod session_policy;
 mod soc;
+mod target_identity;
 pub mod throttle;
 mod tls;
 pub mod tokens;
@@ -33,7 +34,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use portcullis_broker::Broker;
 use portcullis_secrets::SecretKey;
@@ -164,7 +165,18 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/targets", get(api::list_targets).post(api::create_target))
-        .route("/targets/{name}", delete(api::delete_target))
+        .route(
+            "/targets/{name}",
+            get(target_identity::get_target).delete(api::delete_target),
+        )
+        .route(
+            "/targets/{name}/identity",
+            put(target_identity::put_identity),
+        )
+        .route(
+            "/targets/{name}/identity/accept",
+            post(target_identity::accept_identity),
+        )
         .route("/targets/{name}/connect", get(ws::connect))
         .route("/targets/{name}/rdp-file", post(api::rdp_file))
         .route("/users", get(api::list_users).post(api::create_user))

@@ -112,7 +112,16 @@ pub(crate) async fn document() -> Json<Value> {
             },
             "/targets/{name}": {
                 "parameters": [path_param("name")],
+                "get": op("One target with address, account, labels and (RDP) its identity: pinned certificate SHA-256, NLA seen or required, what was last refused", "admin", None, "200"),
                 "delete": op("Delete a target and its grants", "admin", None, "204")
+            },
+            "/targets/{name}/identity": {
+                "parameters": [path_param("name")],
+                "put": op("Set an RDP target's identity ahead of time: tls_sha256 (null forgets the pin: the next connection pins again), require_nla, tls_ca_file; audited", "admin", Some("TargetIdentity"), "200")
+            },
+            "/targets/{name}/identity/accept": {
+                "parameters": [path_param("name")],
+                "post": op("After a refusal, accept an RDP target's new certificate (sha256) and/or its answering without NLA (allow_without_nla); audited", "admin", Some("AcceptIdentity"), "200")
             },
             "/targets/{name}/connect": {
                 "parameters": [path_param("name"), query_param("width", "integer"), query_param("height", "integer")],
@@ -221,6 +230,13 @@ pub(crate) async fn document() -> Json<Value> {
     doc["components"]["schemas"]["NewTarget"] = new_target_schema();
     doc["components"]["schemas"]["PolicyDoc"] = policy_doc_schema();
     doc["components"]["schemas"]["Explain"] = explain_schema();
+    doc["components"]["schemas"]["TargetIdentity"] = json!({ "type": "object", "properties": {
+        "tls_sha256": { "type": "string", "nullable": true, "description": "SHA-256 of the target's TLS certificate, 64 hex digits (':' separators allowed); null forgets the pin", "example": "3f7a…" },
+        "require_nla": { "type": "boolean", "description": "refuse the target unless it selects NLA (CredSSP)" },
+        "tls_ca_file": { "type": "string", "nullable": true, "description": "verify the target against this CA bundle (absolute path of a PEM file on the gateway) and the host name of its address instead of the pin; null: back to the pin" } } });
+    doc["components"]["schemas"]["AcceptIdentity"] = json!({ "type": "object", "properties": {
+        "sha256": { "type": "string", "description": "the certificate to accept: the refused one, as the refusal named it" },
+        "allow_without_nla": { "type": "boolean", "description": "accept the target answering without NLA although it did NLA before" } } });
     annotate_scopes(&mut doc);
     Json(doc)
 }

@@ -3,8 +3,11 @@
 
 use portcullis_broker::{RdpCredentials, RdpOptions, TargetSpec};
 use portcullis_secrets::SecretKey;
+use std::sync::Arc;
+
+use portcullis_rdp::identity::{IdentityCheck, IdentityKeeper, Pin};
 use portcullis_store::{
-    validate_name, Role, Store, StoreError, TargetKind, TargetRecord, UserRecord,
+    validate_name, Role, Store, StoreError, TargetIdentity, TargetKind, TargetRecord, UserRecord,
 };
 use thiserror::Error;
 
@@ -226,6 +229,7 @@ pub fn prepare_target(key: &SecretKey, new: NewTarget<'_>) -> Result<TargetRecor
         description: new.description.to_owned(),
         created_at: now_unix(),
         labels: new.labels.to_vec(),
+        identity: Default::default(),
     };
     Ok(record)
 }
@@ -256,13 +260,122 @@ pub fn split_account(account: &str) -> (Option<String>, String) {
     }
 }
 
+/// Reads a certificate fingerprint as admins paste it: 64 hex digits, any case, optionally in
+/// pairs separated by `:` (as `openssl x509 -fingerprint -sha256` prints it). Returns lowercase
+/// hex without separators.
+pub fn parse_sha256(text: &str) -> Result<String, OpsError> {
+    let hex: String = text.trim().chars().filter(|c| *c != ':').collect();
+    let hex = hex
+        .strip_prefix("sha256:")
+        .or_else(|| hex.strip_prefix("SHA256:"))
+        .unwrap_or(&hex);
+    if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(hex.to_ascii_lowercase())
+    } else {
+        Err(OpsError::Invalid(format!(
+            "invalid certificate fingerprint {:?}: expected a SHA-256 as 64 hex digits",
+            text.chars().take(100).collect::<String>()
+        )))
+    }
+}
+
+/// An administrator's change of an RDP target's identity settings: `tls_sha256`
+/// (`Some(None)`: forget the pin, the next connection pins again), `require_nla`, `tls_ca_file`
+/// (verify against a CA bundle and the address's host name instead of the pin; `Some(None)`:
+/// back to the pin). Returns the new identity; the caller audits, then stores it.
+pub fn set_identity(
+    target: &TargetRecord,
+    tls_sha256: Option<Option<&str>>,
+    require_nla: Option<bool>,
+    tls_ca_file: Option<Option<&str>>,
+) -> Result<TargetIdentity, OpsError> {
+    if target.kind != TargetKind::Rdp {
+        return Err(OpsError::Invalid(format!(
+            "target {} is a {} target: only RDP targets have a pinned identity (RFB has no \
+             server authentication)",
+            target.name, target.kind
+        )));
+    }
+    let mut identity = target.identity.clone();
+    if let Some(pin) = tls_sha256 {
+        identity.tls_sha256 = pin.map(parse_sha256).transpose()?;
+        identity.refused_sha256 = None;
+    }
+    if let Some(require) = require_nla {
+        identity.require_nla = require;
+    }
+    if let Some(ca) = tls_ca_file {
+        identity.tls_ca_file = ca.map(check_ca_file).transpose()?;
+    }
+    Ok(identity)
+}
+
+/// A CA bundle for verifying a target: an absolute path to a readable PEM file with at least
+/// one certificate.
+fn check_ca_file(path: &str) -> Result<String, OpsError> {
+    let p = std::path::Path::new(path);
+    if !p.is_absolute() {
+        return Err(OpsError::Invalid(format!(
+            "the CA bundle must be an absolute path, not {path:?}"
+        )));
+    }
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| OpsError::Invalid(format!("cannot read the CA bundle {path:?}: {e}")))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(OpsError::Invalid(format!(
+            "the CA bundle {path:?} holds no PEM certificate"
+        )));
+    }
+    Ok(path.to_owned())
+}
+
+/// An administrator accepts what a target presented after a refusal: a new certificate
+/// (`sha256`, named explicitly so the admin accepts exactly what they checked) and/or TLS
+/// without NLA (`allow_without_nla`: forgets that the target did NLA). Returns the new
+/// identity; the caller audits, then stores it.
+pub fn accept_identity(
+    target: &TargetRecord,
+    sha256: Option<&str>,
+    allow_without_nla: bool,
+) -> Result<TargetIdentity, OpsError> {
+    if target.kind != TargetKind::Rdp {
+        return Err(OpsError::Invalid(format!(
+            "target {} is not an RDP target",
+            target.name
+        )));
+    }
+    if sha256.is_none() && !allow_without_nla {
+        return Err(OpsError::Invalid(
+            "name the certificate to accept (sha256) or allow the target without NLA".into(),
+        ));
+    }
+    let mut identity = target.identity.clone();
+    if let Some(text) = sha256 {
+        identity.tls_sha256 = Some(parse_sha256(text)?);
+        identity.refused_sha256 = None;
+    }
+    if allow_without_nla {
+        if identity.require_nla {
+            return Err(OpsError::Invalid(format!(
+                "target {} requires NLA (require_nla): turn that off first",
+                target.name
+            )));
+        }
+        identity.nla_seen = false;
+        identity.refused_downgrade = false;
+    }
+    Ok(identity)
+}
+
 /// How to reach `target`, with its secret opened. `size` is the viewer's wish for the desktop
-/// size (RDP only; VNC servers have their own).
+/// size (RDP only; VNC servers have their own). An RDP target's pinned identity goes with it,
+/// and `keeper` hears what the connection learns or why it refused the target.
 pub fn target_spec(
     key: &SecretKey,
     target: &TargetRecord,
     size: Option<(u16, u16)>,
     remotefx: bool,
+    keeper: Option<Arc<dyn IdentityKeeper>>,
 ) -> Result<TargetSpec, OpsError> {
     let password = open_target_secret(key, target)?;
     Ok(match target.kind {
@@ -287,6 +400,15 @@ pub fn target_spec(
                     height,
                     remotefx,
                     drive: None,
+                },
+                identity: IdentityCheck {
+                    pin: Pin {
+                        sha256: target.identity.tls_sha256.clone(),
+                        nla_seen: target.identity.nla_seen,
+                        require_nla: target.identity.require_nla,
+                        ca_file: target.identity.tls_ca_file.as_ref().map(Into::into),
+                    },
+                    keeper,
                 },
             }
         }
@@ -448,5 +570,94 @@ mod tests {
         }
         assert!(check_address("[::1]:5900").is_ok());
         assert!(check_address("vnc.example.com:5901").is_ok());
+    }
+
+    fn rdp(store: &MemoryStore, key: &SecretKey) -> TargetRecord {
+        create_target(
+            store,
+            key,
+            NewTarget {
+                kind: TargetKind::Rdp,
+                account: "admin",
+                ..vnc("win", "10.0.0.9:3389", "pw")
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn fingerprints_are_read_as_admins_paste_them() {
+        let hex = "3F:7A".to_owned() + &":00".repeat(30);
+        assert_eq!(
+            parse_sha256(&hex).unwrap(),
+            "3f7a".to_owned() + &"00".repeat(30)
+        );
+        assert_eq!(parse_sha256(&"ab".repeat(32)).unwrap(), "ab".repeat(32));
+        for bad in ["", "abc", &"zz".repeat(32), &"ab".repeat(33)] {
+            assert!(parse_sha256(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn identity_is_set_ahead_of_time_and_forgotten() {
+        let store = MemoryStore::new();
+        let key = SecretKey::generate();
+        let t = rdp(&store, &key);
+        assert!(t.identity.is_unknown());
+        let id = set_identity(&t, Some(Some(&"AB".repeat(32))), Some(true), None).unwrap();
+        assert_eq!(id.tls_sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        assert!(id.require_nla);
+        let t = TargetRecord { identity: id, ..t };
+        let id = set_identity(&t, Some(None), None, None).unwrap();
+        assert_eq!(id.tls_sha256, None);
+        assert!(id.require_nla, "unchanged when not named");
+        assert!(set_identity(&t, Some(Some("nope")), None, None).is_err());
+        let v = create_target(&store, &key, vnc("v", "h:5900", "p")).unwrap();
+        let err = set_identity(&v, None, Some(true), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RFB has no server authentication"), "{err}");
+        for bad in ["relative.pem", "/nonexistent/ca.pem", "/etc/hostname"] {
+            assert!(
+                set_identity(&t, None, None, Some(Some(bad))).is_err(),
+                "{bad}"
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("pc-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let id = set_identity(&t, None, None, Some(ca.to_str())).unwrap();
+        assert_eq!(id.tls_ca_file.as_deref(), ca.to_str());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn accepting_names_what_is_accepted() {
+        let store = MemoryStore::new();
+        let key = SecretKey::generate();
+        let mut t = rdp(&store, &key);
+        t.identity = TargetIdentity {
+            tls_sha256: Some("aa".repeat(32)),
+            nla_seen: true,
+            refused_sha256: Some("bb".repeat(32)),
+            refused_downgrade: true,
+            ..TargetIdentity::default()
+        };
+        assert!(accept_identity(&t, None, false).is_err());
+        let id = accept_identity(&t, Some(&"bb".repeat(32)), false).unwrap();
+        assert_eq!(id.tls_sha256, Some("bb".repeat(32)));
+        assert_eq!(id.refused_sha256, None);
+        assert!(id.nla_seen, "NLA is remembered unless allowed away");
+        let id = accept_identity(&t, None, true).unwrap();
+        assert!(!id.nla_seen && !id.refused_downgrade);
+        assert_eq!(id.tls_sha256, Some("aa".repeat(32)));
+        t.identity.require_nla = true;
+        let err = accept_identity(&t, None, true).unwrap_err().to_string();
+        assert!(err.contains("requires NLA"), "{err}");
     }
 }

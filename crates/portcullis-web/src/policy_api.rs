@@ -143,6 +143,7 @@ mod tests {
                 description: String::new(),
                 created_at: 0,
                 labels: vec!["prod".into(), "db".into()],
+                identity: Default::default(),
             })
             .unwrap();
         store.create_grant("alice", "db1", 0).unwrap();

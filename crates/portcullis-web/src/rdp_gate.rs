@@ -253,11 +253,13 @@ impl RdpGate {
         size: (u16, u16),
     ) -> Result<Box<dyn Display>, Denial> {
         let (target, grant) = self.grant(&admission)?;
+        let keeper = crate::target_identity::keeper(&self.state, &target.name, &admission.user);
         let spec = ops::target_spec(
             &self.state.key,
             &target,
             Some(size),
             self.state.rdp_remotefx,
+            Some(keeper),
         )
         .map_err(|e| deny(Refusal::TargetFailed, e.to_string()))?;
         // The account as it is now (the name may have been given to a new account since the

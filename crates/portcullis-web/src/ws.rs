@@ -103,7 +103,8 @@ pub(crate) async fn connect(
         }
     };
     let size = query.width.zip(query.height);
-    let spec = ops::target_spec(&state.key, &target, size, state.rdp_remotefx)?;
+    let keeper = crate::target_identity::keeper(&state, &target.name, &user.name);
+    let spec = ops::target_spec(&state.key, &target, size, state.rdp_remotefx, Some(keeper))?;
     let req = OpenRequest {
         user_id: user.id,
         user: user.name,

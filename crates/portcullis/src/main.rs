@@ -179,6 +179,40 @@ enum TargetCmd {
     List,
     /// Delete a target and its grants.
     Delete { name: String },
+    /// Show one target, with an RDP target's identity (pinned certificate, NLA).
+    Show { name: String },
+    /// Set an RDP target's identity ahead of time (audited): the certificate's SHA-256 it must
+    /// present, and whether it must select NLA.
+    Identity {
+        name: String,
+        /// SHA-256 of the target's TLS certificate (64 hex digits, ':' separators allowed).
+        #[arg(long, conflicts_with = "forget_certificate")]
+        tls_sha256: Option<String>,
+        /// Forget the pinned certificate: the next connection pins what the target presents.
+        #[arg(long)]
+        forget_certificate: bool,
+        /// Refuse the target unless it selects NLA (CredSSP): true or false.
+        #[arg(long)]
+        require_nla: Option<bool>,
+        /// Verify the target against this CA bundle (absolute path of a PEM file) and the host
+        /// name of its address, instead of the pinned certificate.
+        #[arg(long, conflicts_with = "no_tls_ca_file")]
+        tls_ca_file: Option<String>,
+        /// Stop verifying against a CA bundle: back to the pinned certificate.
+        #[arg(long)]
+        no_tls_ca_file: bool,
+    },
+    /// After a refusal, accept an RDP target's new certificate and/or its answering without NLA
+    /// (audited).
+    Accept {
+        name: String,
+        /// The certificate to accept, as the refusal named it (`presented`).
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Accept the target without NLA although it did NLA before.
+        #[arg(long)]
+        allow_without_nla: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -592,8 +626,100 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
             )?;
             println!("target {name} deleted");
         }
+        TargetCmd::Show { name } => {
+            let t = store
+                .get_target(&name)?
+                .with_context(|| format!("no target named {name:?}"))?;
+            println!("name\t{}\nkind\t{}\naddress\t{}", t.name, t.kind, t.address);
+            println!("account\t{}\nlabels\t{}", t.account, t.labels.join(","));
+            if t.kind == portcullis_store::TargetKind::Rdp {
+                let id = &t.identity;
+                let none = || "(none: pinned at the next connection)".to_owned();
+                println!("tls_sha256\t{}", id.tls_sha256.clone().unwrap_or_else(none));
+                println!("nla_seen\t{}\nrequire_nla\t{}", id.nla_seen, id.require_nla);
+                if let Some(refused) = &id.refused_sha256 {
+                    println!("refused_sha256\t{refused}");
+                }
+                if id.refused_downgrade {
+                    println!("refused_downgrade\ttrue");
+                }
+                if let Some(ca) = &id.tls_ca_file {
+                    println!("tls_ca_file\t{ca}");
+                }
+            }
+        }
+        TargetCmd::Identity {
+            name,
+            tls_sha256,
+            forget_certificate,
+            require_nla,
+            tls_ca_file,
+            no_tls_ca_file,
+        } => {
+            let mut t = store
+                .get_target(&name)?
+                .with_context(|| format!("no target named {name:?}"))?;
+            let pin = if forget_certificate {
+                Some(None)
+            } else {
+                tls_sha256.as_deref().map(Some)
+            };
+            let ca = if no_tls_ca_file {
+                Some(None)
+            } else {
+                tls_ca_file.as_deref().map(Some)
+            };
+            let identity = ops::set_identity(&t, pin, require_nla, ca)?;
+            let audit = CliAudit::open(config)?;
+            audit.before(
+                audit
+                    .change(
+                        "target_identity_set",
+                        identity_json(&t.identity),
+                        identity_json(&identity),
+                    )
+                    .target(&t.name),
+                || {
+                    t.identity = identity;
+                    store.put_target(&t)?;
+                    Ok(store.flush()?)
+                },
+            )?;
+            println!("identity of target {name} set");
+        }
+        TargetCmd::Accept {
+            name,
+            sha256,
+            allow_without_nla,
+        } => {
+            let mut t = store
+                .get_target(&name)?
+                .with_context(|| format!("no target named {name:?}"))?;
+            let identity = ops::accept_identity(&t, sha256.as_deref(), allow_without_nla)?;
+            let audit = CliAudit::open(config)?;
+            audit.before(
+                audit
+                    .change(
+                        "target_identity_accept",
+                        identity_json(&t.identity),
+                        identity_json(&identity),
+                    )
+                    .target(&t.name),
+                || {
+                    t.identity = identity;
+                    store.put_target(&t)?;
+                    Ok(store.flush()?)
+                },
+            )?;
+            println!("target {name}: accepted");
+        }
     }
     Ok(())
+}
+
+/// A target's identity as the audit trail shows it (fingerprints, never a secret).
+fn identity_json(identity: &portcullis_store::TargetIdentity) -> Value {
+    serde_json::to_value(identity).unwrap_or_default()
 }
 
 fn grant_cmd(config: &Config, cmd: GrantCmd) -> Result<()> {

@@ -1,4 +1,5 @@
 import {
+  acceptTargetIdentity,
   closeSession,
   createGrant,
   createTarget,
@@ -15,6 +16,7 @@ import {
   lockUser,
   resetMfa,
   revokeToken,
+  setTargetIdentity,
   unlockUser,
   type ApiToken,
   type Grant,
@@ -80,6 +82,19 @@ function emptyRow(cols: number, text: string): HTMLTableRowElement {
 
 export function field(label: string, input: HTMLElement, id: string): HTMLElement {
   return h('div', { class: 'field' }, h('label', { for: id }, label), input);
+}
+
+function actionButton(label: string, attrs: Record<string, string>, onClick: () => Promise<void>): HTMLButtonElement {
+  const btn = h('button', { type: 'button', class: 'btn btn-small', ...attrs }, label);
+  btn.addEventListener('click', async () => {
+    btn.disabled = true;
+    try {
+      await onClick();
+    } finally {
+      btn.disabled = false;
+    }
+  });
+  return btn;
 }
 
 function deleteButton(label: string, attrs: Record<string, string>, onClick: (btn: HTMLButtonElement) => Promise<void>): HTMLButtonElement {
@@ -225,7 +240,7 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
     'admin-targets',
     'Manage targets',
     'Systems the gateway connects to. Their passwords are stored by the gateway and never shown.',
-    ['Name', 'Kind', 'Address', 'Account', 'Labels', 'Description', ''],
+    ['Name', 'Kind', 'Address', 'Account', 'Labels', 'Description', 'Identity', ''],
     'targets-table',
   );
   if (!page) return;
@@ -255,6 +270,21 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
   const accountField = field('Account (RDP)', account, 'target-account');
   accountField.hidden = true;
   const kindNote = h('p', { id: 'target-kind-note', class: 'note', role: 'note' }, kindSecurityNote('vnc') ?? '');
+  // RDP: the certificate the target must present, when known ahead of time (else pinned on
+  // first use), and whether it must do NLA.
+  const tlsSha256 = h('input', {
+    id: 'target-tls-sha256',
+    type: 'text',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'pinned on first use',
+    disabled: true,
+  });
+  const requireNla = h('input', { id: 'target-require-nla', type: 'checkbox', disabled: true });
+  const pinField = field('Certificate SHA-256 (RDP)', tlsSha256, 'target-tls-sha256');
+  pinField.hidden = true;
+  const nlaField = field('Require NLA', requireNla, 'target-require-nla');
+  nlaField.hidden = true;
   const form = h(
     'form',
     { class: 'card create-form', novalidate: true },
@@ -269,6 +299,8 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
       h('div', { class: 'field' }, passwordLabel, password),
       field('Description', description, 'target-description'),
       field('Labels (comma-separated)', labels, 'target-labels'),
+      pinField,
+      nlaField,
       h('div', { class: 'field field-action' }, create),
     ),
     kindNote,
@@ -283,6 +315,10 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
     accountField.hidden = !rdp;
     account.disabled = !rdp;
     account.required = rdp;
+    pinField.hidden = !rdp;
+    nlaField.hidden = !rdp;
+    tlsSha256.disabled = !rdp;
+    requireNla.disabled = !rdp;
     address.placeholder = ADDRESS_PLACEHOLDER[selectedKind()];
     passwordLabel.textContent = rdp ? 'RDP password' : 'VNC password';
     const note = kindSecurityNote(selectedKind());
@@ -301,6 +337,7 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
       h('td', { class: 'mono' }, t.account ?? ''),
       h('td', { class: 'labels' }, ...(t.labels ?? []).map((l) => h('span', { class: 'label-badge' }, l))),
       h('td', null, t.description ?? ''),
+      identityCell(t),
       h(
         'td',
         { class: 'actions' },
@@ -313,7 +350,38 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
     const targets = await listTargets();
     if (ctx.signal.aborted) return;
     targets.sort((a, b) => a.name.localeCompare(b.name));
-    replace(tbody, ...(targets.length ? targets.map(row) : [emptyRow(7, 'No targets yet.')]));
+    replace(tbody, ...(targets.length ? targets.map(row) : [emptyRow(8, 'No targets yet.')]));
+  };
+
+  /** An RDP target's pinned certificate and NLA, and what was refused, with the buttons to accept it. */
+  const identityCell = (t: Target) => {
+    const id = t.identity;
+    if (!id) return h('td', { class: 'muted' }, t.kind === 'vnc' ? 'none (VNC)' : '');
+    const pin = id.tls_ca_file
+      ? h('span', { class: 'mono', 'data-tls-ca-file': id.tls_ca_file }, `CA ${id.tls_ca_file}`)
+      : id.tls_sha256
+      ? h('span', { class: 'mono', title: id.tls_sha256, 'data-tls-sha256': id.tls_sha256 }, `SHA-256 ${id.tls_sha256.slice(0, 16)}…`)
+      : h('span', { class: 'muted' }, 'pinned on first use');
+    const nla = id.require_nla ? 'NLA required' : id.nla_seen ? 'NLA (no downgrade)' : 'TLS';
+    const parts: (HTMLElement | string)[] = [pin, h('div', { class: 'muted' }, nla)];
+    if (id.refused_sha256) {
+      const sha = id.refused_sha256;
+      parts.push(
+        h('div', { class: 'identity-refused', 'data-refused-sha256': sha }, `Refused: it presented ${sha}`),
+        actionButton('Accept new certificate', { 'data-accept-certificate': t.name, title: sha }, async () => {
+          if (await attempt(ctx, error, () => acceptTargetIdentity(t.name, { sha256: sha }))) await attempt(ctx, error, load);
+        }),
+      );
+    }
+    if (id.refused_downgrade) {
+      parts.push(
+        h('div', { class: 'identity-refused' }, 'Refused: it answered without NLA'),
+        actionButton('Allow without NLA', { 'data-allow-without-nla': t.name }, async () => {
+          if (await attempt(ctx, error, () => acceptTargetIdentity(t.name, { allow_without_nla: true }))) await attempt(ctx, error, load);
+        }),
+      );
+    }
+    return h('td', { class: 'identity', 'data-identity': t.name }, ...parts);
   };
 
   form.addEventListener('submit', async (e) => {
@@ -339,7 +407,14 @@ export async function renderAdminTargets(ctx: PageContext): Promise<void> {
     const labelList = parseLabels(labels.value);
     if (labelList.length) body.labels = labelList;
     submitting(create, true);
-    const ok = await attempt(ctx, error, () => createTarget(body));
+    const pinText = tlsSha256.value.trim();
+    const pinNla = requireNla.checked;
+    const ok = await attempt(ctx, error, async () => {
+      await createTarget(body);
+      if (k === 'rdp' && (pinText !== '' || pinNla)) {
+        await setTargetIdentity(body.name, { ...(pinText !== '' ? { tls_sha256: pinText } : {}), require_nla: pinNla });
+      }
+    });
     submitting(create, false);
     if (ok) {
       form.reset(); // back to VNC, without a change event

@@ -1,0 +1,530 @@
+//! RDP targets' identities: what the adapter learns on first use (the certificate's SHA-256, that
+//! the target does NLA) is stored in the target's record and audited; a refusal (another
+//! certificate, TLS without NLA) is audited and kept for an administrator to accept.
+//!
+//! Routes (admins only): `GET /targets/{name}` (with its identity), `PUT
+//! /targets/{name}/identity` (pin ahead of time, forget the pin, `require_nla`) and `POST
+//! /targets/{name}/identity/accept` (accept a new certificate, allow a target without NLA).
+//! Each change is in the audit trail before it is stored.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use portcullis_audit::{Kind, Record};
+use portcullis_rdp::identity::{BoxFuture, IdentityKeeper, Learned, Refusal};
+use portcullis_store::{Store, TargetIdentity, TargetKind, TargetRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::{error, info, warn};
+
+use crate::api::{admin_change, target_json, Body};
+use crate::audit::Audit;
+use crate::auth::Admin;
+use crate::{ops, AppState, WebError};
+
+/// The audit record kind of what the gateway learns or refuses about a target's identity.
+pub(crate) fn kind() -> Kind {
+    // A constant name of the allowed shape: this cannot fail.
+    Kind::new("target_identity").unwrap_or(Kind::ADMIN_CHANGE)
+}
+
+/// The identity as the API shows it (admins only).
+pub(crate) fn identity_json(identity: &TargetIdentity) -> Value {
+    json!({
+        "tls_sha256": identity.tls_sha256,
+        "nla_seen": identity.nla_seen,
+        "require_nla": identity.require_nla,
+        "refused_sha256": identity.refused_sha256,
+        "refused_downgrade": identity.refused_downgrade,
+        "tls_ca_file": identity.tls_ca_file,
+    })
+}
+
+/// Hears what one connection to `target`, opened for `user`, learns or refuses.
+pub(crate) fn keeper(state: &AppState, target: &str, user: &str) -> Arc<dyn IdentityKeeper> {
+    Arc::new(Keeper {
+        store: state.store.clone(),
+        audit: state.audit.clone(),
+        target: target.to_owned(),
+        user: user.to_owned(),
+    })
+}
+
+struct Keeper {
+    store: Arc<dyn Store>,
+    audit: Audit,
+    target: String,
+    user: String,
+}
+
+impl Keeper {
+    /// Re-reads the record (an admin may have changed it meanwhile) and applies `change` to its
+    /// identity.
+    fn update(
+        &self,
+        change: impl FnOnce(&mut TargetIdentity) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut record = self
+            .store
+            .get_target(&self.target)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("target {} was deleted", self.target))?;
+        change(&mut record.identity)?;
+        self.store.put_target(&record).map_err(|e| e.to_string())
+    }
+}
+
+impl IdentityKeeper for Keeper {
+    fn learned<'a>(&'a self, learned: &'a Learned) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let mut record = Record::new(kind(), &self.user)
+                .target(&self.target)
+                .detail("decision", "allow")
+                .detail("sha256", learned.sha256.as_str());
+            if learned.first_certificate {
+                record = record.detail("pinned", true);
+            }
+            if learned.first_nla {
+                record = record.detail("nla_seen", true);
+            }
+            self.audit.record(record).await.map_err(|e| e.to_string())?;
+            info!(target = %self.target, sha256 = %learned.sha256, pinned = learned.first_certificate,
+                nla = learned.first_nla, "RDP target identity remembered");
+            self.update(|id| {
+                if learned.first_certificate {
+                    match &id.tls_sha256 {
+                        None => id.tls_sha256 = Some(learned.sha256.clone()),
+                        // Another connection pinned a different certificate meanwhile: one of
+                        // the two is not the target.
+                        Some(other) if *other != learned.sha256 => {
+                            return Err(format!(
+                                "another certificate (SHA-256 {other}) was pinned meanwhile"
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                if learned.first_nla {
+                    id.nla_seen = true;
+                }
+                id.refused_sha256 = None;
+                id.refused_downgrade = false;
+                Ok(())
+            })
+        })
+    }
+
+    fn refused<'a>(&'a self, refusal: &'a Refusal) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut record = Record::new(kind(), &self.user)
+                .target(&self.target)
+                .detail("decision", "deny")
+                .detail("reason", refusal.reason())
+                .detail("message", refusal.to_string());
+            match refusal {
+                Refusal::CertificateChanged {
+                    expected,
+                    presented,
+                } => {
+                    record = record
+                        .detail("expected_sha256", expected.as_str())
+                        .detail("presented_sha256", presented.as_str());
+                }
+                Refusal::Downgrade {
+                    required,
+                    presented,
+                } => {
+                    record = record
+                        .detail("require_nla", *required)
+                        .detail("presented_sha256", presented.as_str());
+                }
+                Refusal::CaRejected { presented, reason } => {
+                    record = record
+                        .detail("presented_sha256", presented.as_str())
+                        .detail("ca_error", reason.as_str());
+                }
+                Refusal::NotRemembered(_) => {}
+            }
+            // The connection is refused whatever happens here; the record is waited for so the
+            // refusal is on file before the user hears of it.
+            if let Err(e) = self.audit.record(record).await {
+                error!(target = %self.target, error = %e, "the refusal of an RDP target could not be audited");
+            }
+            warn!(target = %self.target, user = %self.user, error = %refusal, "RDP target refused: identity");
+            let outcome = self.update(|id| {
+                match refusal {
+                    Refusal::CertificateChanged { presented, .. } => {
+                        id.refused_sha256 = Some(presented.clone());
+                    }
+                    Refusal::Downgrade { .. } => id.refused_downgrade = true,
+                    Refusal::CaRejected { .. } | Refusal::NotRemembered(_) => {}
+                }
+                Ok(())
+            });
+            if let Err(e) = outcome {
+                warn!(target = %self.target, error = %e, "the refused identity could not be kept for the admin");
+            }
+        })
+    }
+}
+
+fn rdp_target(state: &AppState, name: &str) -> Result<TargetRecord, WebError> {
+    state
+        .store
+        .get_target(name)?
+        .ok_or_else(|| WebError::NotFound(format!("no target named {name:?}")))
+}
+
+/// `GET /targets/{name}`: one target as admins see it, with an RDP target's identity.
+pub(crate) async fn get_target(
+    State(state): State<AppState>,
+    Admin(_admin): Admin,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    Ok(Json(target_json(&rdp_target(&state, &name)?, true)))
+}
+
+/// The body of `PUT /targets/{name}/identity`: fields left out are unchanged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityBody {
+    /// The fingerprint to pin; `null` forgets the pin (the next connection pins again).
+    #[serde(default, with = "double_option")]
+    tls_sha256: Option<Option<String>>,
+    require_nla: Option<bool>,
+    /// A CA bundle (absolute path of a PEM file on the gateway) to verify the target against,
+    /// with the host name of its address, instead of the pin; `null`: back to the pin.
+    #[serde(default, with = "double_option")]
+    tls_ca_file: Option<Option<String>>,
+}
+
+/// Tells a field left out (`None`) from one set to `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+/// `PUT /targets/{name}/identity`: pins a certificate ahead of time (or forgets the pin) and
+/// sets `require_nla`.
+pub(crate) async fn put_identity(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+    Body(body): Body<IdentityBody>,
+) -> Result<Json<Value>, WebError> {
+    let mut target = rdp_target(&state, &name)?;
+    let identity = ops::set_identity(
+        &target,
+        body.tls_sha256.as_ref().map(|p| p.as_deref()),
+        body.require_nla,
+        body.tls_ca_file.as_ref().map(|p| p.as_deref()),
+    )?;
+    change(
+        &state,
+        &admin.name,
+        "target_identity_set",
+        &mut target,
+        identity,
+    )
+    .await
+}
+
+/// The body of `POST /targets/{name}/identity/accept`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AcceptBody {
+    /// The certificate to accept (normally the refused one, as the target shows it).
+    sha256: Option<String>,
+    /// Accept the target without NLA (it did NLA before).
+    #[serde(default)]
+    allow_without_nla: bool,
+}
+
+/// `POST /targets/{name}/identity/accept`: after a refusal, accepts the target's new
+/// certificate and/or its answering without NLA.
+pub(crate) async fn accept_identity(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+    Body(body): Body<AcceptBody>,
+) -> Result<Json<Value>, WebError> {
+    let mut target = rdp_target(&state, &name)?;
+    let identity = ops::accept_identity(&target, body.sha256.as_deref(), body.allow_without_nla)?;
+    change(
+        &state,
+        &admin.name,
+        "target_identity_accept",
+        &mut target,
+        identity,
+    )
+    .await
+}
+
+/// Audits, then stores, an administrator's change of `target`'s identity.
+async fn change(
+    state: &AppState,
+    admin: &str,
+    action: &str,
+    target: &mut TargetRecord,
+    identity: TargetIdentity,
+) -> Result<Json<Value>, WebError> {
+    debug_assert_eq!(target.kind, TargetKind::Rdp);
+    let before = identity_json(&target.identity);
+    let after = identity_json(&identity);
+    state
+        .audit
+        .before(
+            admin_change(admin, action, before, after).target(&target.name),
+            || {
+                target.identity = identity;
+                Ok(state.store.put_target(target)?)
+            },
+        )
+        .await?;
+    info!(%admin, target = %target.name, %action, "RDP target identity changed");
+    Ok(Json(target_json(target, true)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use axum::body::Body as HttpBody;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt as _;
+    use portcullis_audit::{AuditLog, Filter};
+    use portcullis_secrets::SecretKey;
+    use portcullis_store::{MemoryStore, Role};
+    use tower::ServiceExt as _;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    struct Fixture {
+        state: AppState,
+        log: Arc<AuditLog>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let store = Arc::new(MemoryStore::new());
+        let key = SecretKey::generate();
+        ops::create_user(store.as_ref(), "root", "root-password-1", Role::Admin).unwrap();
+        ops::create_user(store.as_ref(), "alice", "alice-password-1", Role::User).unwrap();
+        ops::create_target(
+            store.as_ref(),
+            &key,
+            ops::NewTarget {
+                name: "win",
+                kind: TargetKind::Rdp,
+                address: "10.0.0.9:3389",
+                account: "admin",
+                password: "pw",
+                description: "",
+                labels: &[],
+            },
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(AuditLog::open(dir.path()).unwrap());
+        let broker = portcullis_broker::Broker::new(Default::default());
+        let mut state = AppState::new(store, Arc::new(key), broker);
+        state.audit = Audit::new(log.clone());
+        Fixture {
+            state,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn records(log: &AuditLog) -> Vec<Value> {
+        log.query(&Filter::new(100))
+            .unwrap()
+            .into_iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect()
+    }
+
+    async fn call(
+        state: &AppState,
+        user: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let token = state.logins.create(user);
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header("cookie", format!("pc_session={token}"))
+            .header("x-portcullis-csrf", "1")
+            .header("content-type", "application/json")
+            .body(body.map_or_else(HttpBody::empty, |b| HttpBody::from(b.to_string())))
+            .unwrap();
+        let res = crate::router(state.clone()).oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn first_use_pins_and_a_change_is_refused_audited_and_kept() {
+        let f = fixture();
+        let keeper = keeper(&f.state, "win", "alice");
+        keeper
+            .learned(&Learned {
+                sha256: A.into(),
+                first_certificate: true,
+                first_nla: true,
+            })
+            .await
+            .unwrap();
+        let id = f.state.store.get_target("win").unwrap().unwrap().identity;
+        assert_eq!(id.tls_sha256.as_deref(), Some(A));
+        assert!(id.nla_seen);
+
+        keeper
+            .refused(&Refusal::CertificateChanged {
+                expected: A.into(),
+                presented: B.into(),
+            })
+            .await;
+        let id = f.state.store.get_target("win").unwrap().unwrap().identity;
+        assert_eq!(id.tls_sha256.as_deref(), Some(A), "the pin stays");
+        assert_eq!(id.refused_sha256.as_deref(), Some(B));
+
+        // A second first-use connection racing the first with another certificate is refused.
+        let raced = keeper
+            .learned(&Learned {
+                sha256: B.into(),
+                first_certificate: true,
+                first_nla: false,
+            })
+            .await
+            .unwrap_err();
+        assert!(raced.contains(A), "{raced}");
+        assert_eq!(
+            f.state
+                .store
+                .get_target("win")
+                .unwrap()
+                .unwrap()
+                .identity
+                .tls_sha256
+                .as_deref(),
+            Some(A)
+        );
+
+        let recs: Vec<Value> = records(&f.log)
+            .into_iter()
+            .filter(|r| r["detail"]["sha256"] != B)
+            .collect();
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        assert_eq!(recs[0]["kind"], "target_identity");
+        assert_eq!(recs[0]["detail"]["pinned"], true);
+        assert_eq!(recs[1]["detail"]["decision"], "deny");
+        assert_eq!(recs[1]["detail"]["expected_sha256"], A);
+        assert_eq!(recs[1]["detail"]["presented_sha256"], B);
+        assert_eq!(recs[1]["actor"], "alice");
+        assert_eq!(recs[1]["target"], "win");
+    }
+
+    #[tokio::test]
+    async fn admins_see_set_and_accept_identities_others_do_not() {
+        let f = fixture();
+        let s = &f.state;
+        let (status, _) = call(s, "alice", "GET", "/targets/win", None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(
+            s,
+            "alice",
+            "PUT",
+            "/targets/win/identity",
+            Some(json!({"require_nla": true})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(
+            s,
+            "alice",
+            "POST",
+            "/targets/win/identity/accept",
+            Some(json!({"sha256": B})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(records(&f.log).is_empty());
+        assert!(f
+            .state
+            .store
+            .get_target("win")
+            .unwrap()
+            .unwrap()
+            .identity
+            .is_unknown());
+
+        let (status, v) = call(s, "root", "GET", "/targets/win", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["identity"]["tls_sha256"], Value::Null);
+
+        let (status, v) = call(
+            s,
+            "root",
+            "PUT",
+            "/targets/win/identity",
+            Some(json!({"tls_sha256": A, "require_nla": true})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["identity"]["tls_sha256"], A);
+        assert_eq!(v["identity"]["require_nla"], true);
+        let (status, _) = call(
+            s,
+            "root",
+            "PUT",
+            "/targets/win/identity",
+            Some(json!({"bogus": 1})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        let (status, v) = call(
+            s,
+            "root",
+            "POST",
+            "/targets/win/identity/accept",
+            Some(json!({"sha256": B})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["identity"]["tls_sha256"], B);
+        let recs = records(&f.log);
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        assert_eq!(recs[1]["detail"]["action"], "target_identity_accept");
+        assert_eq!(recs[1]["detail"]["before"]["tls_sha256"], A);
+        assert_eq!(recs[1]["detail"]["after"]["tls_sha256"], B);
+        assert_eq!(recs[1]["actor"], "root");
+
+        // null forgets the pin.
+        let (_, v) = call(
+            s,
+            "root",
+            "PUT",
+            "/targets/win/identity",
+            Some(json!({"tls_sha256": null})),
+        )
+        .await;
+        assert_eq!(v["identity"]["tls_sha256"], Value::Null);
+        assert_eq!(v["identity"]["require_nla"], true);
+    }
+}
