@@ -19,6 +19,7 @@ pub use native::denial_of;
 pub use portcullis_rdp::{RdpCredentials, RdpOptions};
 pub use session::{
     AuditFuture, Broker, OpenError, OpenRequest, SessionAudit, SessionHandle, TargetSpec,
+    MAX_SESSIONS_PER_USER,
 };
 pub use tap::{SessionRecorder, Tap, TapBatch, TapEvent, MAX_TAP_EVENTS};
 pub use viewer::{RawOutput, RawViewer, Viewer, ViewerOutput};

@@ -31,6 +31,10 @@ use crate::viewer::{RawViewer, Viewer, ViewerShared};
 const UPDATE_QUEUE: usize = 16;
 /// Commands (input) buffered towards the target; a browser that floods input waits.
 const COMMAND_QUEUE: usize = 256;
+/// Most live sessions one account may have at once (browser and native together). Each session
+/// is a thread, a target connection and a video encoder; a person works in a handful at a time,
+/// so 16 leaves room for automation without letting one login starve the gateway.
+pub const MAX_SESSIONS_PER_USER: usize = 16;
 
 /// How to reach a target.
 #[derive(Clone)]
@@ -825,6 +829,27 @@ impl Broker {
     pub async fn open(&self, req: OpenRequest) -> Result<SessionHandle, OpenError> {
         if self.closing.load(Ordering::SeqCst) {
             return Err(shutting_down());
+        }
+        // One account cannot take the gateway's threads and encoders from everyone else. (Two
+        // opens racing may both pass: the cap is a bound on resources, not an exact count.)
+        let open_now = lock(&self.sessions)
+            .values()
+            .filter(|h| {
+                let info = h.info();
+                if req.user_id.is_empty() {
+                    info.user == req.user
+                } else {
+                    info.user_id == req.user_id
+                }
+            })
+            .count();
+        if open_now >= MAX_SESSIONS_PER_USER {
+            return Err(OpenError {
+                code: ErrorCode::PolicyDenied,
+                message: format!(
+                    "you already have {open_now} live sessions, the most one account may have at once: close one first"
+                ),
+            });
         }
         if let Some(denial) = req.grant.recording(self.recorder.is_some()).denial() {
             return Err(OpenError {

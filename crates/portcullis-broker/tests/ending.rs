@@ -263,3 +263,26 @@ async fn shutdown_ends_every_session_and_waits_for_viewers_and_recorders() {
         .unwrap_err();
     assert!(refused.message.contains("shutting down"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_has_at_most_its_share_of_live_sessions() {
+    let seen = Arc::new(Seen::default());
+    let broker = broker_with(&seen, Duration::ZERO);
+    let address = still_server().await;
+    let mut held = Vec::new();
+    for _ in 0..portcullis_broker::MAX_SESSIONS_PER_USER {
+        held.push(broker.open(request(address.clone())).await.unwrap());
+    }
+    let refused = broker.open(request(address.clone())).await.unwrap_err();
+    assert_eq!(refused.code, portcullis_core::wire::ErrorCode::PolicyDenied);
+    assert!(
+        refused.message.contains("close one first"),
+        "{}",
+        refused.message
+    );
+    // Another account is not affected.
+    let mut bobs = request(address.clone());
+    bobs.user = "bob".into();
+    bobs.user_id = "u_bob".into();
+    assert!(broker.open(bobs).await.is_ok());
+}

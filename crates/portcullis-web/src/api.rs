@@ -167,7 +167,7 @@ pub(crate) async fn login(
         record = record.detail("mfa", "enrol_only");
     }
     state.audit.record(record).await?;
-    let token = state.logins.create_login(&user.name, mfa_required);
+    let token = state.logins.create_login(&user, mfa_required);
     info!(user = %user.name, enrol_only = mfa_required, "login");
     Ok((
         [(header::SET_COOKIE, set_cookie(&token))],
@@ -352,7 +352,7 @@ pub(crate) async fn rdp_file(
             )
             .target(&name),
             || {
-                state.rdp_tickets.issue(&user.name, &name).ok_or_else(|| {
+                state.rdp_tickets.issue(&user.name, &user.id, &name).ok_or_else(|| {
                     WebError::TooManyRequests(format!(
                         "too many RDP tickets outstanding (at most {} per user; unused ones expire after {} s)",
                         crate::rdp_tickets::MAX_TICKETS_PER_USER,

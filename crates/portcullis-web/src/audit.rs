@@ -417,7 +417,9 @@ mod tests {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let token = state.logins.create(who);
+        let token = state
+            .logins
+            .create(&state.store.get_user(who).unwrap().unwrap());
         let req = Request::builder()
             .method(method)
             .uri(format!("/api/v1{path}"))

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::header;
 use axum::http::request::Parts;
-use portcullis_store::Role;
+use portcullis_store::{Role, UserRecord};
 
 use crate::{AppState, WebError};
 
@@ -28,6 +28,10 @@ pub(crate) const COOKIE: &str = "pc_session";
 #[derive(Debug, Clone)]
 struct Login {
     user: String,
+    /// The account's immutable id: the login is that account's, never a later one's of the
+    /// same name (a login that completed while its account was being deleted must not pass to
+    /// a new account created under the name).
+    user_id: String,
     created: Instant,
     last_seen: Instant,
     /// Password only, MFA required but not set up: enrolment routes only.
@@ -67,12 +71,12 @@ impl LoginSessions {
     }
 
     /// A new full login of `user`.
-    pub(crate) fn create(&self, user: &str) -> String {
+    pub(crate) fn create(&self, user: &UserRecord) -> String {
         self.create_login(user, false)
     }
 
     /// A new login of `user`; `enrol_only`: it may only enrol in MFA (and log out).
-    pub(crate) fn create_login(&self, user: &str, enrol_only: bool) -> String {
+    pub(crate) fn create_login(&self, user: &UserRecord, enrol_only: bool) -> String {
         let token = portcullis_secrets::random_token(32);
         let now = Instant::now();
         let mut map = self.lock();
@@ -80,7 +84,8 @@ impl LoginSessions {
         map.insert(
             token.clone(),
             Login {
-                user: user.to_owned(),
+                user: user.name.clone(),
+                user_id: user.id.clone(),
                 created: now,
                 last_seen: now,
                 enrol_only,
@@ -100,7 +105,7 @@ impl LoginSessions {
         now.duration_since(l.created) > self.absolute || now.duration_since(l.last_seen) > self.idle
     }
 
-    fn lookup(&self, token: &str) -> Option<(String, bool)> {
+    fn lookup(&self, token: &str) -> Option<(String, String, bool)> {
         let now = Instant::now();
         let mut map = self.lock();
         let login = map.get_mut(token)?;
@@ -109,7 +114,7 @@ impl LoginSessions {
             return None;
         }
         login.last_seen = now;
-        Some((login.user.clone(), login.enrol_only))
+        Some((login.user.clone(), login.user_id.clone(), login.enrol_only))
     }
 
     /// Ends every login of `user` (deleted or locked).
@@ -177,7 +182,8 @@ impl FromRequestParts<AppState> for AuthUser {
             return crate::tokens::authenticate(parts, state, bearer.trim()).await;
         }
         let token = cookie_token(parts).ok_or(WebError::Unauthorized)?;
-        let (name, enrol_only) = state.logins.lookup(&token).ok_or(WebError::Unauthorized)?;
+        let (name, user_id, enrol_only) =
+            state.logins.lookup(&token).ok_or(WebError::Unauthorized)?;
         if enrol_only {
             let route = parts
                 .extensions
@@ -190,10 +196,14 @@ impl FromRequestParts<AppState> for AuthUser {
                 ));
             }
         }
-        let user = state.store.get_user(&name)?.ok_or_else(|| {
-            state.logins.remove(&token);
-            WebError::Unauthorized
-        })?;
+        let user = state
+            .store
+            .get_user(&name)?
+            .filter(|u| u.id == user_id)
+            .ok_or_else(|| {
+                state.logins.remove(&token);
+                WebError::Unauthorized
+            })?;
         if user.locked {
             state.logins.remove(&token);
             return Err(WebError::Forbidden(

@@ -422,7 +422,7 @@ pub(crate) async fn login_code(
                 .detail("address", address),
         )
         .await?;
-    let session = state.logins.create(&name);
+    let session = state.logins.create(&user);
     info!(user = %name, "login with second factor");
     let mut res = Json(json!({
         "name": user.name,

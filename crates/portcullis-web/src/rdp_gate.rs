@@ -127,6 +127,7 @@ impl RdpGate {
             .as_ref()
             .is_some_and(|u| crate::mfa::needs_mfa(&self.state, u));
         let password = login.password.clone();
+        let user_id = record.as_ref().map(|u| u.id.clone()).unwrap_or_default();
         let verified = tokio::task::spawn_blocking(move || match &record {
             Some(u) => portcullis_secrets::verify_password(&password, &u.password_hash),
             None => {
@@ -190,6 +191,7 @@ impl RdpGate {
         }
         Ok(Admission {
             user: user.to_owned(),
+            user_id,
             target,
         })
     }
@@ -198,12 +200,13 @@ impl RdpGate {
     /// to (the client may leave the user name empty, but not name someone else).
     fn redeem(&self, token: &str, login: &Login) -> Result<Admission, Denial> {
         let secret = (!login.nla).then_some(login.password.as_str());
-        let (user, target) = self.state.rdp_tickets.take(token, secret).ok_or_else(|| {
-            deny(
-                Refusal::BadCredentials,
-                "unknown, used or expired RDP ticket, or wrong ticket password",
-            )
-        })?;
+        let (user, user_id, target) =
+            self.state.rdp_tickets.take(token, secret).ok_or_else(|| {
+                deny(
+                    Refusal::BadCredentials,
+                    "unknown, used or expired RDP ticket, or wrong ticket password",
+                )
+            })?;
         let (named, named_target) = parse_username(&login.username);
         if !(named.is_empty() || named == user) || named_target.is_some_and(|t| t != target) {
             return Err(deny(
@@ -223,7 +226,11 @@ impl RdpGate {
                 format!("{user} has no grant for {target:?}"),
             ));
         }
-        Ok(Admission { user, target })
+        Ok(Admission {
+            user,
+            user_id,
+            target,
+        })
     }
 
     /// The target record and what the policy allows the admitted user on it (asked again when
@@ -262,15 +269,22 @@ impl RdpGate {
             Some(keeper),
         )
         .map_err(|e| deny(Refusal::TargetFailed, e.to_string()))?;
-        // The account as it is now (the name may have been given to a new account since the
-        // login: then the open is refused rather than recorded under the wrong one).
+        // The account that logged in, still there: if the name was given to a new account
+        // since the login (or the ticket was issued), the open is refused rather than made for
+        // the wrong one.
         let user_id = self
             .state
             .store
             .get_user(&admission.user)
             .map_err(|e| deny(Refusal::TargetFailed, e.to_string()))?
             .map(|u| u.id)
-            .ok_or_else(|| deny(Refusal::NotAllowed, format!("no user {:?}", admission.user)))?;
+            .filter(|id| *id == admission.user_id)
+            .ok_or_else(|| {
+                deny(
+                    Refusal::NotAllowed,
+                    format!("the account {:?} that logged in is gone", admission.user),
+                )
+            })?;
         let req = OpenRequest {
             user_id,
             user: admission.user.clone(),

@@ -5,7 +5,8 @@
 //! alone would let one address take every place with idle sockets and keep everyone else out,
 //! so each network (an IPv4 address, an IPv6 /64: see [`crate::throttle::client_network`]) may
 //! have at most a few connections waiting for their login at once. A connection leaves the count
-//! when its login is admitted (it then holds a session, which the policy bounds) or when it ends.
+//! when its login is admitted (it then holds a session: one account may hold at most
+//! `portcullis_broker::MAX_SESSIONS_PER_USER`) or when it ends.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};

@@ -24,6 +24,8 @@ pub const MAX_TICKETS_PER_USER: usize = 8;
 
 struct Ticket {
     user: String,
+    /// The account's immutable id: the ticket is that account's, never a later one's.
+    user_id: String,
     target: String,
     secret: Zeroizing<String>,
     expires: Instant,
@@ -82,7 +84,7 @@ impl RdpTickets {
 
     /// A new ticket for `user` to open `target`; `None` when too many are outstanding, in all
     /// or for this user.
-    pub fn issue(&self, user: &str, target: &str) -> Option<IssuedTicket> {
+    pub fn issue(&self, user: &str, user_id: &str, target: &str) -> Option<IssuedTicket> {
         let now = Instant::now();
         let mut map = self.map();
         map.retain(|_, t| t.expires > now);
@@ -97,6 +99,7 @@ impl RdpTickets {
             id.clone(),
             Ticket {
                 user: user.to_owned(),
+                user_id: user_id.to_owned(),
                 target: target.to_owned(),
                 secret: secret.clone(),
                 expires: now + self.ttl,
@@ -119,15 +122,21 @@ impl RdpTickets {
         Some((format!("{}#{}", t.user, t.target), t.secret.clone()))
     }
 
-    /// Uses ticket `id` up, whatever the outcome: its user and target if it has not expired and
-    /// `secret` matches (`None`: the secret was already proven, by NLA).
-    pub fn take(&self, id: &str, secret: Option<&str>) -> Option<(String, String)> {
+    /// Uses ticket `id` up, whatever the outcome: its user, the user's id and the target if it
+    /// has not expired and `secret` matches (`None`: the secret was already proven, by NLA).
+    pub fn take(&self, id: &str, secret: Option<&str>) -> Option<(String, String, String)> {
         let ticket = self.map().remove(id)?;
         let fresh = ticket.expires > Instant::now();
         let proven = secret.is_none_or(|s| {
             portcullis_secrets::constant_time_eq(s.as_bytes(), ticket.secret.as_bytes())
         });
-        (fresh && proven).then(|| (ticket.user.clone(), ticket.target.clone()))
+        (fresh && proven).then(|| {
+            (
+                ticket.user.clone(),
+                ticket.user_id.clone(),
+                ticket.target.clone(),
+            )
+        })
     }
 }
 
@@ -224,26 +233,26 @@ mod tests {
     #[test]
     fn a_ticket_works_once_with_its_secret_and_expires() {
         let t = RdpTickets::new(Duration::from_secs(60));
-        let a = t.issue("alice", "web01").unwrap();
+        let a = t.issue("alice", "u_alice", "web01").unwrap();
         assert!(a.id.starts_with(TICKET_PREFIX));
         let (who, secret) = t.nla_identity(&a.id).unwrap();
         assert_eq!(who, "alice#web01");
         assert_eq!(*secret, *a.secret);
         assert_eq!(
             t.take(&a.id, Some(&a.secret)),
-            Some(("alice".into(), "web01".into()))
+            Some(("alice".into(), "u_alice".into(), "web01".into()))
         );
         assert_eq!(t.take(&a.id, Some(&a.secret)), None);
         assert_eq!(t.nla_identity(&a.id), None);
         // A wrong secret uses the ticket up too.
-        let b = t.issue("alice", "web01").unwrap();
+        let b = t.issue("alice", "u_alice", "web01").unwrap();
         assert_eq!(t.take(&b.id, Some("guess")), None);
         assert_eq!(t.take(&b.id, Some(&b.secret)), None);
         // Proven by NLA.
-        let c = t.issue("alice", "web01").unwrap();
+        let c = t.issue("alice", "u_alice", "web01").unwrap();
         assert!(t.take(&c.id, None).is_some());
         let short = RdpTickets::new(Duration::ZERO);
-        let d = short.issue("alice", "web01").unwrap();
+        let d = short.issue("alice", "u_alice", "web01").unwrap();
         assert_eq!(short.nla_identity(&d.id), None);
         assert_eq!(short.take(&d.id, Some(&d.secret)), None);
     }
@@ -252,10 +261,16 @@ mod tests {
     fn one_user_cannot_hold_more_than_their_share_of_tickets() {
         let t = RdpTickets::new(Duration::from_secs(60));
         for _ in 0..MAX_TICKETS_PER_USER {
-            assert!(t.issue("alice", "web01").is_some());
+            assert!(t.issue("alice", "u_alice", "web01").is_some());
         }
-        assert!(t.issue("alice", "web02").is_none(), "alice is over her cap");
-        assert!(t.issue("bob", "web01").is_some(), "bob still gets one");
+        assert!(
+            t.issue("alice", "u_alice", "web02").is_none(),
+            "alice is over her cap"
+        );
+        assert!(
+            t.issue("bob", "u_bob", "web01").is_some(),
+            "bob still gets one"
+        );
         // A used ticket frees its place.
         let c = {
             let map = t.map();
@@ -265,9 +280,9 @@ mod tests {
                 .unwrap()
         };
         t.take(&c, Some("wrong"));
-        assert!(t.issue("alice", "web01").is_some());
+        assert!(t.issue("alice", "u_alice", "web01").is_some());
         // Deleting alice voids hers, not bob's.
-        let bobs = t.issue("bob", "web01").unwrap();
+        let bobs = t.issue("bob", "u_bob", "web01").unwrap();
         t.revoke_user("alice");
         assert_eq!(t.map().values().filter(|v| v.user == "alice").count(), 0);
         assert!(t.take(&bobs.id, Some(&bobs.secret)).is_some());

@@ -359,7 +359,9 @@ mod tests {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let token = state.logins.create(user);
+        let token = state
+            .logins
+            .create(&state.store.get_user(user).unwrap().unwrap());
         let req = Request::builder()
             .method(method)
             .uri(format!("/api/v1{path}"))

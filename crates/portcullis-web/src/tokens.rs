@@ -545,6 +545,30 @@ mod tests {
         );
     }
 
+    /// A browser login is the account's too: a login that outlived its account (it completed
+    /// while the account was being deleted) does not pass to a new account of the same name.
+    #[tokio::test]
+    async fn a_login_never_acts_for_a_later_account_of_the_same_name() {
+        let state = state();
+        let sam = state.store.get_user("sam").unwrap().unwrap();
+        let cookie = format!("pc_session={}", state.logins.create(&sam));
+        let me = |cookie: String| {
+            let state = state.clone();
+            async move {
+                let req = Request::builder()
+                    .uri("/api/v1/me")
+                    .header("cookie", cookie)
+                    .body(HttpBody::empty())
+                    .unwrap();
+                crate::router(state).oneshot(req).await.unwrap().status()
+            }
+        };
+        assert_eq!(me(cookie.clone()).await, StatusCode::OK);
+        assert!(state.store.delete_user("sam").unwrap());
+        ops::create_user(&*state.store, "sam", "a new sam's password", Role::Soc).unwrap();
+        assert_eq!(me(cookie).await, StatusCode::UNAUTHORIZED);
+    }
+
     /// Records from before ids existed get them at start; tokens follow their user, and a token
     /// whose user is gone goes.
     #[test]
@@ -649,7 +673,9 @@ mod tests {
     #[tokio::test]
     async fn an_enrol_only_login_reaches_the_enrolment_routes_only() {
         let state = state();
-        let login = state.logins.create_login("sam", true);
+        let login = state
+            .logins
+            .create_login(&state.store.get_user("sam").unwrap().unwrap(), true);
         let send = |method: &str, path: &str| {
             Request::builder()
                 .method(method)

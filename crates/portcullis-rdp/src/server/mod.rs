@@ -169,6 +169,9 @@ pub struct Denial {
 pub struct Admission {
     /// Gateway user.
     pub user: String,
+    /// The account's immutable id as it was when the login was checked (the session must open
+    /// for that account, not for a later one of the same name).
+    pub user_id: String,
     /// Target name.
     pub target: String,
 }
