@@ -321,15 +321,12 @@ mod tests {
     use std::io;
     use std::sync::Arc;
 
-    use axum::body::Body as HttpBody;
-    use axum::http::{Request, StatusCode};
-    use http_body_util::BodyExt as _;
+    use axum::http::StatusCode;
     use portcullis_audit::{AuditLog, CrashFiles, CrashLayer, Filter, OpenOptions};
     use portcullis_policy::PolicyDoc;
     use portcullis_secrets::SecretKey;
     use portcullis_store::{MemoryStore, Store, TargetKind, TargetRecord, TokenRecord, UserRecord};
     use serde_json::{json, Value};
-    use tower::ServiceExt as _;
 
     use super::Audit;
     use crate::{policy_store, AppState};
@@ -410,35 +407,7 @@ mod tests {
         }
     }
 
-    async fn call(
-        state: &AppState,
-        who: &str,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let token = state
-            .logins
-            .create(&state.store.get_user(who).unwrap().unwrap());
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("/api/v1{path}"))
-            .header("cookie", format!("pc_session={token}"))
-            .header("x-portcullis-csrf", "1")
-            .header("content-type", "application/json");
-        let req = match body {
-            Some(b) => req.body(HttpBody::from(b.to_string())),
-            None => req.body(HttpBody::empty()),
-        }
-        .unwrap();
-        let res = crate::router(state.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
+    use crate::test_support::call_as as call;
 
     /// Everything the calls below could change.
     fn snapshot(g: &Gateway) -> Value {

@@ -19,6 +19,8 @@ mod recordings;
 mod session_policy;
 mod soc;
 mod target_identity;
+#[cfg(test)]
+mod test_support;
 pub mod throttle;
 mod tls;
 pub mod tokens;

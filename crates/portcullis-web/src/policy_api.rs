@@ -112,13 +112,10 @@ pub(crate) async fn explain(
 mod tests {
     use std::sync::Arc;
 
-    use axum::body::Body as HttpBody;
-    use axum::http::{Request, StatusCode};
-    use http_body_util::BodyExt as _;
+    use axum::http::StatusCode;
     use portcullis_policy::{Entry, RuleDoc};
     use portcullis_secrets::SecretKey;
     use portcullis_store::{MemoryStore, Store, TargetKind, TargetRecord, UserRecord};
-    use tower::ServiceExt as _;
 
     use super::*;
     use crate::policy::PolicyState;
@@ -155,34 +152,7 @@ mod tests {
         AppState::new(store, Arc::new(SecretKey::generate()), broker)
     }
 
-    /// Sends a request as `user` (logged in for it); returns the status and the JSON answer.
-    async fn call(
-        state: &AppState,
-        user: &str,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let token = state
-            .logins
-            .create(&state.store.get_user(user).unwrap().unwrap());
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("/api/v1{path}"))
-            .header("cookie", format!("pc_session={token}"))
-            .header("x-portcullis-csrf", "1")
-            .header("content-type", "application/json");
-        let req = match body {
-            Some(b) => req.body(HttpBody::from(b.to_string())),
-            None => req.body(HttpBody::empty()),
-        }
-        .unwrap();
-        let res = crate::router(state.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, v)
-    }
+    use crate::test_support::call_as as call;
 
     fn vendor_policy() -> PolicyDoc {
         let mut doc = PolicyDoc::default();

@@ -296,13 +296,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use axum::body::Body as HttpBody;
-    use axum::http::{Request, StatusCode};
-    use http_body_util::BodyExt as _;
+    use axum::http::StatusCode;
     use portcullis_audit::{AuditLog, Filter};
     use portcullis_secrets::SecretKey;
     use portcullis_store::{MemoryStore, Role};
-    use tower::ServiceExt as _;
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -352,32 +349,7 @@ mod tests {
             .collect()
     }
 
-    async fn call(
-        state: &AppState,
-        user: &str,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let token = state
-            .logins
-            .create(&state.store.get_user(user).unwrap().unwrap());
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("/api/v1{path}"))
-            .header("cookie", format!("pc_session={token}"))
-            .header("x-portcullis-csrf", "1")
-            .header("content-type", "application/json")
-            .body(body.map_or_else(HttpBody::empty, |b| HttpBody::from(b.to_string())))
-            .unwrap();
-        let res = crate::router(state.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
+    use crate::test_support::call_as as call;
 
     #[tokio::test]
     async fn first_use_pins_and_a_change_is_refused_audited_and_kept() {

@@ -656,7 +656,7 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
             tls_ca_file,
             no_tls_ca_file,
         } => {
-            let mut t = store
+            let t = store
                 .get_target(&name)?
                 .with_context(|| format!("no target named {name:?}"))?;
             let pin = if forget_certificate {
@@ -670,21 +670,7 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
                 tls_ca_file.as_deref().map(Some)
             };
             let identity = ops::set_identity(&t, pin, require_nla, ca)?;
-            let audit = CliAudit::open(config)?;
-            audit.before(
-                audit
-                    .change(
-                        "target_identity_set",
-                        identity_json(&t.identity),
-                        identity_json(&identity),
-                    )
-                    .target(&t.name),
-                || {
-                    t.identity = identity;
-                    store.put_target(&t)?;
-                    Ok(store.flush()?)
-                },
-            )?;
+            store_identity(config, &store, t, "target_identity_set", identity)?;
             println!("identity of target {name} set");
         }
         TargetCmd::Accept {
@@ -692,29 +678,36 @@ fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
             sha256,
             allow_without_nla,
         } => {
-            let mut t = store
+            let t = store
                 .get_target(&name)?
                 .with_context(|| format!("no target named {name:?}"))?;
             let identity = ops::accept_identity(&t, sha256.as_deref(), allow_without_nla)?;
-            let audit = CliAudit::open(config)?;
-            audit.before(
-                audit
-                    .change(
-                        "target_identity_accept",
-                        identity_json(&t.identity),
-                        identity_json(&identity),
-                    )
-                    .target(&t.name),
-                || {
-                    t.identity = identity;
-                    store.put_target(&t)?;
-                    Ok(store.flush()?)
-                },
-            )?;
+            store_identity(config, &store, t, "target_identity_accept", identity)?;
             println!("target {name}: accepted");
         }
     }
     Ok(())
+}
+
+/// Records (fsynced) and then stores a change of `t`'s identity made from the command line.
+fn store_identity(
+    config: &Config,
+    store: &SledStore,
+    mut t: portcullis_store::TargetRecord,
+    action: &str,
+    identity: portcullis_store::TargetIdentity,
+) -> Result<()> {
+    let audit = CliAudit::open(config)?;
+    audit.before(
+        audit
+            .change(action, identity_json(&t.identity), identity_json(&identity))
+            .target(&t.name),
+        || {
+            t.identity = identity;
+            store.put_target(&t)?;
+            Ok(store.flush()?)
+        },
+    )
 }
 
 /// A target's identity as the audit trail shows it (fingerprints, never a secret).
