@@ -65,9 +65,11 @@ fn main() -> Result<()> {
         Some("demo") => demo(&root),
         Some("test") => test(&root),
         Some("bench") => bench(&root),
-        Some("fuzz") => fuzz(&root, args.get(1).map(String::as_str)),
+        Some("fuzz") => fuzz(&root, &args[1..]),
         _ => {
-            println!("usage: cargo xtask <demo|test|bench|fuzz [SECONDS]|deps>");
+            println!(
+                "usage: cargo xtask <demo|test|bench|fuzz [SECONDS | --runs N] [TARGET...]|deps>"
+            );
             bail!("unknown or missing command")
         }
     }
@@ -293,11 +295,42 @@ const FUZZ_TARGETS: &[&str] = &[
     "config_file",
 ];
 
-fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
-    let seconds: u32 = seconds
-        .unwrap_or("60")
-        .parse()
-        .context("SECONDS must be a number")?;
+/// How long each fuzz target runs: for a time, or for a number of executions.
+enum FuzzBudget {
+    Seconds(u32),
+    Runs(u64),
+}
+
+/// `cargo xtask fuzz [SECONDS | --runs N] [TARGET...]`: every target (or those named) for
+/// SECONDS each (60 by default) or for N executions each.
+fn fuzz(root: &Path, args: &[String]) -> Result<()> {
+    let mut budget = FuzzBudget::Seconds(60);
+    let mut chosen: Vec<&str> = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--runs" {
+            let n = rest.next().context("--runs needs a number")?;
+            budget = FuzzBudget::Runs(n.parse().context("--runs N: N must be a number")?);
+        } else if let Ok(seconds) = arg.parse::<u32>() {
+            budget = FuzzBudget::Seconds(seconds);
+        } else if FUZZ_TARGETS.contains(&arg.as_str()) {
+            chosen.push(arg);
+        } else {
+            bail!(
+                "cargo xtask fuzz: {arg:?} is neither a number of seconds, --runs N, nor a target ({})",
+                FUZZ_TARGETS.join(", ")
+            );
+        }
+    }
+    let targets: Vec<&str> = if chosen.is_empty() {
+        FUZZ_TARGETS.to_vec()
+    } else {
+        chosen
+    };
+    let limit = match budget {
+        FuzzBudget::Seconds(s) => format!("-max_total_time={s}"),
+        FuzzBudget::Runs(n) => format!("-runs={n}"),
+    };
     if !Command::new("cargo")
         .args(["fuzz", "--version"])
         .stdout(Stdio::null())
@@ -309,7 +342,7 @@ fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
     }
     let mut report = Vec::new();
     let mut crashed = Vec::new();
-    for target in FUZZ_TARGETS {
+    for target in &targets {
         let corpus = root.join("fuzz/corpus").join(target);
         let seeds = root.join("fuzz/regressions").join(target);
         let artifacts = root.join("fuzz/artifacts").join(target);
@@ -324,7 +357,7 @@ fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
             .arg(&seeds)
             .args([
                 "--".to_owned(),
-                format!("-max_total_time={seconds}"),
+                limit.clone(),
                 "-max_len=4096".to_owned(),
                 "-print_final_stats=1".to_owned(),
                 format!("-artifact_prefix={}/", artifacts.display()),
@@ -361,7 +394,10 @@ fn fuzz(root: &Path, seconds: Option<&str>) -> Result<()> {
         }
         report.push((*target, execs, found));
     }
-    println!("fuzzing, {seconds} s per target:");
+    match budget {
+        FuzzBudget::Seconds(s) => println!("fuzzing, {s} s per target:"),
+        FuzzBudget::Runs(n) => println!("fuzzing, {n} runs per target:"),
+    }
     for (target, execs, found) in &report {
         let execs = execs.map_or_else(|| "?".to_owned(), |n| n.to_string());
         println!("  {target:<22} {execs:>10} runs  {found} new failing inputs");
