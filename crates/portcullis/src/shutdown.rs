@@ -59,7 +59,10 @@ pub async fn run(
              the next start"
         );
     }
-    let until = deadline.checked_sub(LAST_STEPS).unwrap_or(deadline);
+    // The last steps may not eat all of a short grace's margin.
+    let until = deadline
+        .checked_sub(LAST_STEPS.min(trail_margin(grace) / 2))
+        .unwrap_or(deadline);
     let seq = match tokio::time::timeout_at(until, trail(audit, signal, still_open)).await {
         Ok(seq) => seq,
         Err(_) => {
