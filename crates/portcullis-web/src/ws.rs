@@ -391,7 +391,172 @@ async fn pump(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::{Arc, Mutex};
+
+    use portcullis_broker::{Broker, SessionRecorder, Tap, TargetSpec};
+    use portcullis_policy::{Policy, PolicyDoc, Subject, TargetRef};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+
     use super::*;
+
+    /// An RFB server whose 256x256 desktop is fresh noise at every update request (sent raw):
+    /// its frames are far larger than small socket buffers.
+    async fn noisy_desktop() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    s.write_all(b"RFB 003.008\n").await?;
+                    let mut skip = [0u8; 64];
+                    s.read_exact(&mut skip[..12]).await?;
+                    s.write_all(&[1, 1]).await?;
+                    s.read_exact(&mut skip[..1]).await?;
+                    s.write_all(&0u32.to_be_bytes()).await?;
+                    s.read_exact(&mut skip[..1]).await?;
+                    let mut init = vec![1, 0, 1, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255];
+                    init.extend_from_slice(&[16, 8, 0, 0, 0, 0, 0, 0, 0, 1, b'n']);
+                    s.write_all(&init).await?;
+                    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+                    loop {
+                        let kind = s.read_u8().await?;
+                        match kind {
+                            0 => s.read_exact(&mut skip[..19]).await.map(|_| ())?,
+                            2 => {
+                                s.read_exact(&mut skip[..1]).await?;
+                                let n = s.read_u16().await?;
+                                for _ in 0..n {
+                                    s.read_u32().await?;
+                                }
+                            }
+                            3 => {
+                                s.read_exact(&mut skip[..9]).await?;
+                                let mut update = vec![0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0];
+                                update.extend_from_slice(&0i32.to_be_bytes());
+                                update.reserve(256 * 256 * 4);
+                                for _ in 0..256 * 256 {
+                                    seed ^= seed << 13;
+                                    seed ^= seed >> 7;
+                                    seed ^= seed << 17;
+                                    update.extend_from_slice(&(seed as u32).to_le_bytes());
+                                }
+                                s.write_all(&update).await?;
+                            }
+                            4 => s.read_exact(&mut skip[..7]).await.map(|_| ())?,
+                            5 => s.read_exact(&mut skip[..5]).await.map(|_| ())?,
+                            6 => {
+                                s.read_exact(&mut skip[..3]).await?;
+                                let n = s.read_u32().await?;
+                                for _ in 0..n {
+                                    s.read_u8().await?;
+                                }
+                            }
+                            _ => return Ok::<_, std::io::Error>(()),
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    struct NoRecording;
+
+    impl SessionRecorder for NoRecording {
+        fn start(&self, _tap: Tap) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_browser_that_stopped_reading_is_let_go_soon_after_a_soc_kill() {
+        let broker = Broker::default().with_recorder(Arc::new(NoRecording));
+        let grant = Policy::compile(&PolicyDoc::default_policy())
+            .unwrap()
+            .session(
+                &Subject {
+                    user: "alice",
+                    role: "user",
+                },
+                &TargetRef::new("t", &[]),
+                Entry::Browser,
+                0,
+            )
+            .into_result()
+            .unwrap();
+        let session = broker
+            .open(OpenRequest {
+                user: "alice".into(),
+                user_id: "u_alice".into(),
+                target: "t".into(),
+                spec: portcullis_broker::TargetSpec::Vnc {
+                    address: noisy_desktop().await,
+                    password: String::new(),
+                },
+                client_addr: "test".into(),
+                entry: EntryPath::Browser,
+                grant,
+            })
+            .await
+            .unwrap();
+        let viewer = Arc::new(Mutex::new(Some(session.attach_viewer("alice").0)));
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let done_tx = Arc::new(Mutex::new(Some(done_tx)));
+        let app = axum::Router::new().route(
+            "/ws",
+            axum::routing::get(move |ws: WebSocketUpgrade| async move {
+                let mut viewer = viewer.lock().unwrap().take().unwrap();
+                let done = done_tx.lock().unwrap().take().unwrap();
+                ws.on_upgrade(move |socket| async move {
+                    let init = ServerMessage::Bell;
+                    let (m, _) = pump(socket, &mut viewer, "s", &init).await;
+                    drop(viewer);
+                    let _ = done.send(m);
+                })
+            }),
+        );
+        // Small, fixed send buffers (no autotuning to megabytes as on loopback): a frame of
+        // noise fills them.
+        let server = TcpSocket::new_v4().unwrap();
+        server.set_send_buffer_size(4096).unwrap();
+        server.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = server.listen(4).unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let mut browser: TcpStream = client.connect(addr).await.unwrap();
+        browser
+            .write_all(
+                b"GET /ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                  Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(browser.read_u8().await.unwrap());
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+        // From now on the browser reads nothing: the gateway's frame send gets stuck.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let killed = ServerMessage::Error {
+            code: ErrorCode::ClosedByAdmin,
+            message: "closed by the SOC".into(),
+        };
+        session.close(killed.clone());
+        let started = tokio::time::Instant::now();
+        let told = tokio::time::timeout(Duration::from_secs(5), done_rx)
+            .await
+            .expect("the viewer was let go after the session ended")
+            .unwrap();
+        assert_eq!(told, Some(killed));
+        assert!(started.elapsed() < ENDED_GRACE + Duration::from_secs(1));
+        drop(browser);
+    }
 
     fn closed() -> ServerMessage {
         ServerMessage::Closed {
