@@ -492,7 +492,7 @@ mod tests {
                 user: "alice".into(),
                 user_id: "u_alice".into(),
                 target: "t".into(),
-                spec: portcullis_broker::TargetSpec::Vnc {
+                spec: TargetSpec::Vnc {
                     address: noisy_desktop().await,
                     password: String::new(),
                 },
