@@ -66,4 +66,11 @@ impl Display for RawViewer {
     fn device(&mut self, pdu: Vec<u8>) -> BoxFuture<'_, ()> {
         Box::pin(async move { RawViewer::device(self, pdu).await })
     }
+
+    fn ended(&self) -> BoxFuture<'static, ()> {
+        let ended = RawViewer::ended(self);
+        Box::pin(async move {
+            ended.await;
+        })
+    }
 }

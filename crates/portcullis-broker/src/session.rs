@@ -19,7 +19,7 @@ use portcullis_vnc::VncTargetError;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::live::{Live, Tracker};
 use crate::tap::{SessionRecorder, Tap, TapEvent, TapShared};
@@ -914,7 +914,7 @@ impl Broker {
                 });
             }
         }
-        {
+        let guard = {
             // Under the lock [`Broker::shutdown`] takes: either it sees this session, or this
             // sees that it began (and the start on record gets its end).
             let mut sessions = lock(&self.sessions);
@@ -925,12 +925,16 @@ impl Broker {
                 return Err(shutting_down());
             }
             sessions.insert(id.clone(), handle.clone());
-        }
-        let guard = Deregister {
-            sessions: self.sessions.clone(),
-            id: id.clone(),
-            _live: self.tracker.enter(),
+            // Entered under the same lock: a shutdown that sees no session thread alive also
+            // sees no session listed.
+            Deregister {
+                sessions: self.sessions.clone(),
+                id: id.clone(),
+                _live: self.tracker.enter(),
+            }
         };
+        #[cfg(test)]
+        tests::registered();
 
         // Each session lives on its own thread with a single-threaded runtime: vnc-rs hands an
         // update over tile by tile through its own tasks, and hops between them are far cheaper
@@ -956,15 +960,27 @@ impl Broker {
                         return;
                     }
                 };
-                rt.block_on(session_thread(
-                    thread_handle,
-                    req,
-                    timeouts,
-                    recorder,
-                    cmd_rx,
-                    guard,
-                    ready_tx,
-                ));
+                let run = std::panic::AssertUnwindSafe(|| {
+                    rt.block_on(session_thread(
+                        thread_handle.clone(),
+                        req,
+                        timeouts,
+                        recorder,
+                        cmd_rx,
+                        guard,
+                        ready_tx,
+                    ))
+                });
+                // A bug must not leave a zombie: viewers waiting forever, a recording never
+                // closed, a shutdown waiting for them. The session ends as it would otherwise.
+                if std::panic::catch_unwind(run).is_err() {
+                    error!(session = %thread_handle.id(), "session thread panicked: ending the session");
+                    thread_handle.shared.end(ServerMessage::Error {
+                        code: ErrorCode::Internal,
+                        message: INTERNAL_ERROR.into(),
+                    });
+                    finish(&thread_handle.shared);
+                }
             });
         if let Err(e) = spawned {
             return Err(OpenError {
@@ -1297,6 +1313,16 @@ async fn run_session(
         },
     };
     shared.end(message);
+    finish(&shared);
+}
+
+/// Why a session whose thread panicked ended, as its viewers, recording and audit trail say.
+const INTERNAL_ERROR: &str = "the session stopped on an internal error";
+
+/// After the session's end was set: logs it, records the viewers' leave and the end (audit
+/// trail and recording) and wakes the viewers.
+fn finish(shared: &SessionShared) {
+    let id = lock(&shared.info).id.clone();
     // The first ending wins (an admin's close, say, over what the target did afterwards).
     let ending = shared.ending.borrow().clone();
     match &ending {
@@ -1309,7 +1335,7 @@ async fn run_session(
     if let Ending::Ended(m) = &ending {
         // Viewers still attached leave with the session: record it before the end, which the
         // recorder takes as its last word.
-        shared.for_each_viewer(|v| v.leave(&shared));
+        shared.for_each_viewer(|v| v.leave(shared));
         let reason = ending_reason(m);
         shared.audit_only(&SessionEvent::SessionEnd {
             reason: reason.clone(),
@@ -1461,4 +1487,86 @@ pub(crate) fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 pub(crate) fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::cell::RefCell;
+
+    use super::*;
+    use portcullis_policy::{Entry, Policy, PolicyDoc, Subject, TargetRef};
+
+    thread_local! {
+        /// Called by [`Broker::open`] once the session is registered (tests only).
+        static ON_REGISTERED: RefCell<Option<Box<dyn FnMut()>>> = RefCell::new(None);
+    }
+
+    pub(super) fn registered() {
+        ON_REGISTERED.with(|f| {
+            if let Some(f) = f.borrow_mut().as_mut() {
+                f();
+            }
+        });
+    }
+
+    struct NoRecorder;
+
+    impl SessionRecorder for NoRecorder {
+        fn start(&self, _tap: crate::Tap) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_listed_session_always_has_its_shutdown_guard() {
+        let broker = Broker::default().with_recorder(Arc::new(NoRecorder));
+        let tracker = broker.tracker.clone();
+        let sessions = broker.sessions.clone();
+        let seen = std::rc::Rc::new(RefCell::new(None));
+        let seen_in = seen.clone();
+        ON_REGISTERED.with(|f| {
+            *f.borrow_mut() = Some(Box::new(move || {
+                // What a shutdown taking the sessions' lock right now would see.
+                let listed = lock(&sessions).len();
+                *seen_in.borrow_mut() = Some((listed, tracker.count()));
+            }))
+        });
+        let grant = Policy::compile(&PolicyDoc::default_policy())
+            .unwrap()
+            .session(
+                &Subject {
+                    user: "alice",
+                    role: "user",
+                },
+                &TargetRef::new("t", &[]),
+                Entry::Browser,
+                0,
+            )
+            .into_result()
+            .unwrap();
+        // Nothing listens there: the open fails after the session was registered.
+        let _ = broker
+            .open(OpenRequest {
+                user: "alice".into(),
+                user_id: "u_alice".into(),
+                target: "t".into(),
+                spec: TargetSpec::Vnc {
+                    address: "127.0.0.1:1".into(),
+                    password: String::new(),
+                },
+                client_addr: "test".into(),
+                entry: EntryPath::Browser,
+                grant,
+            })
+            .await;
+        ON_REGISTERED.with(|f| f.borrow_mut().take());
+        let (listed, guards) = seen.borrow().unwrap();
+        assert_eq!(listed, 1);
+        assert!(
+            guards >= 1,
+            "a session was listed with no shutdown guard: a shutdown would not wait for it"
+        );
+    }
 }

@@ -1,4 +1,5 @@
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -247,6 +248,13 @@ impl Viewer {
         out
     }
 
+    /// Resolves with the session's ending once it ended (the same message [`Viewer::next`]
+    /// hands out). Independent of the viewer: race it against every send to the browser, so an
+    /// ended session's viewer is let go even when its browser stopped reading.
+    pub fn ended(&self) -> impl Future<Output = ServerMessage> + Send + 'static {
+        ended_of(&self.ending)
+    }
+
     /// This viewer leaves and, being the one the session exists for, ends it with `message`.
     /// The leave is in the event track before the end, which the recorder takes as its last
     /// word.
@@ -451,6 +459,11 @@ impl RawViewer {
         self.session.end(message);
     }
 
+    /// Resolves with the session's ending once it ended; see [`Viewer::ended`].
+    pub fn ended(&self) -> impl Future<Output = ServerMessage> + Send + 'static {
+        ended_of(&self.ending)
+    }
+
     /// True when the session ended because the gateway is shutting down.
     pub fn ended_by_shutdown(&self) -> bool {
         self.session.ended_by_shutdown()
@@ -466,6 +479,25 @@ impl RawViewer {
 impl Drop for RawViewer {
     fn drop(&mut self) {
         self.shared.leave(&self.session);
+    }
+}
+
+/// Resolves with the session's ending once it ended. Owns its own receiver: it can be awaited
+/// alongside anything the viewer does (a send to a client that stopped reading, say).
+fn ended_of(
+    ending: &watch::Receiver<Ending>,
+) -> impl Future<Output = ServerMessage> + Send + 'static {
+    let mut ending = ending.clone();
+    async move {
+        loop {
+            if let Ending::Ended(m) = &*ending.borrow_and_update() {
+                return m.clone();
+            }
+            if ending.changed().await.is_err() {
+                // The session is gone without an ending: nothing more will come.
+                return std::future::pending().await;
+            }
+        }
     }
 }
 

@@ -286,3 +286,149 @@ async fn one_account_has_at_most_its_share_of_live_sessions() {
     bobs.user_id = "u_bob".into();
     assert!(broker.open(bobs).await.is_ok());
 }
+
+/// An RFB server like [`still_server`] whose desktop puts text on the clipboard right away
+/// (ServerCutText): the session thread then asks the policy, and records its decision.
+async fn copying_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                s.write_all(b"RFB 003.008\n").await?;
+                let mut version = [0u8; 12];
+                s.read_exact(&mut version).await?;
+                s.write_all(&[1, 1]).await?;
+                let mut choice = [0u8; 1];
+                s.read_exact(&mut choice).await?;
+                s.write_all(&0u32.to_be_bytes()).await?;
+                let mut shared = [0u8; 1];
+                s.read_exact(&mut shared).await?;
+                let mut init = Vec::new();
+                init.extend_from_slice(&64u16.to_be_bytes());
+                init.extend_from_slice(&32u16.to_be_bytes());
+                init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
+                init.extend_from_slice(&4u32.to_be_bytes());
+                init.extend_from_slice(b"copy");
+                s.write_all(&init).await?;
+                // Give the gateway time to attach its viewer first.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let text = b"copied";
+                let mut cut = vec![3, 0, 0, 0];
+                cut.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                cut.extend_from_slice(text);
+                s.write_all(&cut).await?;
+                let mut buf = [0u8; 4096];
+                while s.read(&mut buf).await? > 0 {}
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    addr
+}
+
+/// An audit trail with a bug: it panics on the first clipboard decision, on the session's own
+/// thread. It keeps every event it takes.
+#[derive(Default)]
+struct PanickingAudit {
+    panicked: AtomicBool,
+    events: Mutex<Vec<SessionEvent>>,
+}
+
+impl SessionAudit for PanickingAudit {
+    fn session_event(&self, _session: &SessionInfo, event: &SessionEvent) {
+        if matches!(event, SessionEvent::Policy { action, .. } if action.starts_with("clipboard"))
+            && !self.panicked.swap(true, Ordering::SeqCst)
+        {
+            panic!("a bug in the session thread");
+        }
+        self.events.lock().unwrap().push(event.clone());
+    }
+
+    fn record_before(&self, _session: &SessionInfo, _event: &SessionEvent) -> AuditFuture {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_session_thread_still_ends_its_session() {
+    let seen = Arc::new(Seen::default());
+    let audit = Arc::new(PanickingAudit::default());
+    let broker = Broker::default()
+        .with_audit(audit.clone())
+        .with_recorder(Arc::new(ReadingRecorder {
+            seen: seen.clone(),
+            closing: Duration::ZERO,
+        }));
+    let session = broker.open(request(copying_server().await)).await.unwrap();
+    let (mut viewer, _) = session.attach_viewer("alice");
+    // The viewer is told the session ended (it would otherwise wait forever).
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let ViewerOutput::End(m) = viewer.next().await {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("the viewer was told the session ended");
+    assert!(audit.panicked.load(Ordering::SeqCst));
+    let internal = |reason: &str| reason.contains("internal error");
+    assert!(
+        matches!(&end, ServerMessage::Error { message, .. } if internal(message)),
+        "{end:?}"
+    );
+    // The recording closed with the end as its last word, after the viewer's leave.
+    let events = recorded(&seen).await;
+    assert_left_before_end(&events);
+    assert!(
+        matches!(events.last(), Some(SessionEvent::SessionEnd { reason }) if internal(reason)),
+        "{events:?}"
+    );
+    // The audit trail has the end.
+    assert!(
+        audit
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, SessionEvent::SessionEnd { reason } if internal(reason))),
+        "{:?}",
+        audit.events.lock().unwrap()
+    );
+    // A shutdown waits only for this viewer, and returns once it is let go.
+    drop(viewer);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        broker.shutdown(ServerMessage::Closed {
+            reason: "stop".into(),
+        }),
+    )
+    .await
+    .expect("nothing was left behind");
+    assert!(broker.list().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_sessions_viewer_hears_of_it_while_busy_elsewhere() {
+    let seen = Arc::new(Seen::default());
+    let broker = broker_with(&seen, Duration::ZERO);
+    let session = broker.open(request(still_server().await)).await.unwrap();
+    let (viewer, _) = session.attach_viewer("alice");
+    let raw = session.attach_raw_viewer("bob");
+    // Taken while running, awaited while the viewers are stuck elsewhere (a send that never
+    // returns): an admin's close reaches them.
+    let (ended, raw_ended) = (viewer.ended(), raw.ended());
+    let closed = ServerMessage::Closed {
+        reason: "closed by the SOC".into(),
+    };
+    session.close(closed.clone());
+    let heard = tokio::time::timeout(Duration::from_secs(2), async {
+        (ended.await, raw_ended.await)
+    })
+    .await
+    .expect("the end was heard");
+    assert_eq!(heard, (closed.clone(), closed.clone()));
+    // Also when asked after the end.
+    assert_eq!(viewer.ended().await, closed);
+}

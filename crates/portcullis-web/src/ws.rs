@@ -8,7 +8,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use portcullis_broker::{OpenRequest, SessionHandle, Viewer, ViewerOutput};
 use portcullis_core::session::EntryPath;
 use portcullis_core::wire::{self, ErrorCode, ServerMessage, WireError};
@@ -25,8 +25,41 @@ const PING_INTERVAL: Duration = Duration::from_secs(20);
 const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 /// How long the browser gets to answer our Close before the connection is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Longest wait for the browser to take a frame or for the target to take input.
+/// Longest wait for the browser to take a frame or a ping, or for the target to take input.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Once the session ended, how much longer a send in progress may take before the viewer lets
+/// go (the gateway's shutdown waits for every viewer, within its grace).
+const ENDED_GRACE: Duration = Duration::from_secs(2);
+
+/// What became of a send to the browser (or of input to the target).
+#[derive(Debug, PartialEq)]
+enum Sent<T> {
+    Done(T),
+    /// Not done within its time limit: the other side stopped taking.
+    Stalled,
+    /// The session ended, and the send was still not done a moment later.
+    Ended(ServerMessage),
+}
+
+/// Waits for `work` at most `limit`, and at most [`ENDED_GRACE`] once `ended` (the session's
+/// end) resolved: a client that stopped reading never holds its viewer past its session.
+async fn bounded<T>(
+    limit: Duration,
+    ended: std::pin::Pin<&mut impl std::future::Future<Output = ServerMessage>>,
+    work: impl std::future::Future<Output = T>,
+) -> Sent<T> {
+    let work = tokio::time::timeout(limit, work);
+    tokio::pin!(work);
+    tokio::select! {
+        biased;
+        r = &mut work => r.map_or(Sent::Stalled, Sent::Done),
+        m = ended => match tokio::time::timeout(ENDED_GRACE, work).await {
+            Ok(Ok(v)) => Sent::Done(v),
+            Ok(Err(_)) => Sent::Stalled,
+            Err(_) => Sent::Ended(m),
+        },
+    }
+}
 
 /// The request must come from a page of this gateway: browsers send Origin on WebSocket
 /// upgrades, and a cross-site page must not ride the user's cookie.
@@ -123,12 +156,14 @@ async fn send_json(socket: &mut WebSocket, m: &ServerMessage) -> bool {
 
 async fn close_with(socket: &mut WebSocket, m: &ServerMessage) {
     // Bounded like every send: a browser that stopped reading must not hold up the end (nor
-    // the gateway's shutdown, which waits for every viewer to be let go).
+    // the gateway's shutdown, which waits for every viewer to be let go). One that does not
+    // take the message gets nothing more.
     if !matches!(
         tokio::time::timeout(CLOSE_GRACE, send_json(socket, m)).await,
         Ok(true)
     ) {
         warn!("the browser did not take the closing message");
+        return;
     }
     let reason = match m {
         ServerMessage::Error { code, .. } => serde_json::to_string(code).unwrap_or_default(),
@@ -240,15 +275,23 @@ pub(crate) async fn watch(
 
 /// Pumps frames and control messages to the browser and its messages to `viewer`, after `init`,
 /// until either side ends. Returns why (`None`: the browser went away) and the socket when it can
-/// still be closed properly.
+/// still be closed properly. Every send and every wait on the target is bounded, and raced
+/// against the session's end: an ended session's viewer is let go within [`ENDED_GRACE`] even
+/// when its browser stopped reading.
 async fn pump(
     mut socket: WebSocket,
     viewer: &mut Viewer,
     id: &str,
     init: &ServerMessage,
 ) -> (Option<ServerMessage>, Option<WebSocket>) {
-    if !send_json(&mut socket, init).await {
-        return (None, None);
+    // Fused: once it resolved (a send then still finished in time) it stays pending, and the
+    // viewer's next output is the end.
+    let ended = viewer.ended().fuse();
+    tokio::pin!(ended);
+    match bounded(SEND_TIMEOUT, ended.as_mut(), send_json(&mut socket, init)).await {
+        Sent::Done(true) => {}
+        Sent::Done(false) | Sent::Stalled => return (None, None),
+        Sent::Ended(m) => return (Some(m), None),
     }
     let (mut tx, mut rx) = socket.split();
     let mut ping = tokio::time::interval(PING_INTERVAL);
@@ -258,14 +301,23 @@ async fn pump(
         code: ErrorCode::BadMessage,
         message: "the browser stopped answering".into(),
     };
-    let end: Option<ServerMessage> = loop {
+    /// How the loop ends: the browser went away, or why the session ends and whether the
+    /// browser can still be told.
+    enum End {
+        Gone,
+        Tell(ServerMessage),
+        Unreachable(ServerMessage),
+    }
+    let end = loop {
         tokio::select! {
             out = viewer.next() => match out {
                 ViewerOutput::Message(m) => {
-                    match tokio::time::timeout(SEND_TIMEOUT, tx.send(Message::Text(m.to_json().into()))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break None,
-                        Err(_) => break Some(stopped_answering()),
+                    let send = tx.send(Message::Text(m.to_json().into()));
+                    match bounded(SEND_TIMEOUT, ended.as_mut(), send).await {
+                        Sent::Done(Ok(())) => {}
+                        Sent::Done(Err(_)) => break End::Gone,
+                        Sent::Stalled => break End::Unreachable(stopped_answering()),
+                        Sent::Ended(m) => break End::Unreachable(m),
                     }
                 }
                 ViewerOutput::Frame(msgs) => {
@@ -275,48 +327,55 @@ async fn pump(
                         }
                         tx.flush().await
                     };
-                    match tokio::time::timeout(SEND_TIMEOUT, send_all).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break None,
-                        Err(_) => break Some(stopped_answering()),
+                    match bounded(SEND_TIMEOUT, ended.as_mut(), send_all).await {
+                        Sent::Done(Ok(())) => {}
+                        Sent::Done(Err(_)) => break End::Gone,
+                        Sent::Stalled => break End::Unreachable(stopped_answering()),
+                        Sent::Ended(m) => break End::Unreachable(m),
                     }
                 }
-                ViewerOutput::End(m) => break Some(m),
+                ViewerOutput::End(m) => break End::Tell(m),
             },
             _ = ping.tick() => {
                 if last_heard.elapsed() > SILENCE_LIMIT {
-                    break Some(stopped_answering());
+                    break End::Tell(stopped_answering());
                 }
-                if tx.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    break None;
+                let send = tx.send(Message::Ping(Vec::new().into()));
+                match bounded(SEND_TIMEOUT, ended.as_mut(), send).await {
+                    Sent::Done(Ok(())) => {}
+                    Sent::Done(Err(_)) => break End::Gone,
+                    Sent::Stalled => break End::Unreachable(stopped_answering()),
+                    Sent::Ended(m) => break End::Unreachable(m),
                 }
             }
             incoming = rx.next() => {
                 last_heard = tokio::time::Instant::now();
                 match incoming {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break End::Gone,
                     Some(Ok(Message::Text(text))) => {
                         let handled = match wire::parse_client_message(text.as_str()) {
-                            Ok(msg) => match tokio::time::timeout(SEND_TIMEOUT, viewer.handle(msg)).await {
-                                Ok(r) => r.map_err(|e| e.to_string()),
-                                Err(_) => {
-                                    break Some(ServerMessage::Error {
+                            Ok(msg) => match bounded(SEND_TIMEOUT, ended.as_mut(), viewer.handle(msg)).await {
+                                Sent::Done(r) => r.map_err(|e| e.to_string()),
+                                Sent::Stalled => {
+                                    break End::Tell(ServerMessage::Error {
                                         code: ErrorCode::TargetProtocol,
                                         message: "the target stopped taking input".into(),
                                     })
                                 }
+                                // The browser is still there to be told.
+                                Sent::Ended(m) => break End::Tell(m),
                             },
                             Err(e) => Err(e.to_string()),
                         };
                         if let Err(e) = handled {
                             warn!(session = %id, error = %e, "bad message from browser");
-                            break Some(ServerMessage::Error { code: ErrorCode::BadMessage, message: e });
+                            break End::Tell(ServerMessage::Error { code: ErrorCode::BadMessage, message: e });
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
                         let e = WireError::UnexpectedBinary.to_string();
                         warn!(session = %id, error = %e, "bad message from browser");
-                        break Some(ServerMessage::Error { code: ErrorCode::BadMessage, message: e });
+                        break End::Tell(ServerMessage::Error { code: ErrorCode::BadMessage, message: e });
                     }
                     Some(Ok(_)) => {}
                 }
@@ -324,7 +383,234 @@ async fn pump(
         }
     };
     match end {
-        Some(m) => (Some(m), tx.reunite(rx).ok()),
-        None => (None, None),
+        End::Tell(m) => (Some(m), tx.reunite(rx).ok()),
+        End::Unreachable(m) => (Some(m), None),
+        End::Gone => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::{Arc, Mutex};
+
+    use portcullis_broker::{Broker, SessionRecorder, Tap, TargetSpec};
+    use portcullis_policy::{Policy, PolicyDoc, Subject, TargetRef};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+
+    use super::*;
+
+    /// An RFB server whose 256x256 desktop is fresh noise at every update request (sent raw):
+    /// its frames are far larger than small socket buffers.
+    async fn noisy_desktop() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    s.write_all(b"RFB 003.008\n").await?;
+                    let mut skip = [0u8; 64];
+                    s.read_exact(&mut skip[..12]).await?;
+                    s.write_all(&[1, 1]).await?;
+                    s.read_exact(&mut skip[..1]).await?;
+                    s.write_all(&0u32.to_be_bytes()).await?;
+                    s.read_exact(&mut skip[..1]).await?;
+                    let mut init = vec![1, 0, 1, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255];
+                    init.extend_from_slice(&[16, 8, 0, 0, 0, 0, 0, 0, 0, 1, b'n']);
+                    s.write_all(&init).await?;
+                    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+                    loop {
+                        let kind = s.read_u8().await?;
+                        match kind {
+                            0 => s.read_exact(&mut skip[..19]).await.map(|_| ())?,
+                            2 => {
+                                s.read_exact(&mut skip[..1]).await?;
+                                let n = s.read_u16().await?;
+                                for _ in 0..n {
+                                    s.read_u32().await?;
+                                }
+                            }
+                            3 => {
+                                s.read_exact(&mut skip[..9]).await?;
+                                let mut update = vec![0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0];
+                                update.extend_from_slice(&0i32.to_be_bytes());
+                                update.reserve(256 * 256 * 4);
+                                for _ in 0..256 * 256 {
+                                    seed ^= seed << 13;
+                                    seed ^= seed >> 7;
+                                    seed ^= seed << 17;
+                                    update.extend_from_slice(&(seed as u32).to_le_bytes());
+                                }
+                                s.write_all(&update).await?;
+                            }
+                            4 => s.read_exact(&mut skip[..7]).await.map(|_| ())?,
+                            5 => s.read_exact(&mut skip[..5]).await.map(|_| ())?,
+                            6 => {
+                                s.read_exact(&mut skip[..3]).await?;
+                                let n = s.read_u32().await?;
+                                for _ in 0..n {
+                                    s.read_u8().await?;
+                                }
+                            }
+                            _ => return Ok::<_, std::io::Error>(()),
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    struct NoRecording;
+
+    impl SessionRecorder for NoRecording {
+        fn start(&self, _tap: Tap) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_browser_that_stopped_reading_is_let_go_soon_after_a_soc_kill() {
+        let broker = Broker::default().with_recorder(Arc::new(NoRecording));
+        let grant = Policy::compile(&PolicyDoc::default_policy())
+            .unwrap()
+            .session(
+                &Subject {
+                    user: "alice",
+                    role: "user",
+                },
+                &TargetRef::new("t", &[]),
+                Entry::Browser,
+                0,
+            )
+            .into_result()
+            .unwrap();
+        let session = broker
+            .open(OpenRequest {
+                user: "alice".into(),
+                user_id: "u_alice".into(),
+                target: "t".into(),
+                spec: TargetSpec::Vnc {
+                    address: noisy_desktop().await,
+                    password: String::new(),
+                },
+                client_addr: "test".into(),
+                entry: EntryPath::Browser,
+                grant,
+            })
+            .await
+            .unwrap();
+        let viewer = Arc::new(Mutex::new(Some(session.attach_viewer("alice").0)));
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let done_tx = Arc::new(Mutex::new(Some(done_tx)));
+        let app = axum::Router::new().route(
+            "/ws",
+            axum::routing::get(move |ws: WebSocketUpgrade| async move {
+                let mut viewer = viewer.lock().unwrap().take().unwrap();
+                let done = done_tx.lock().unwrap().take().unwrap();
+                ws.on_upgrade(move |socket| async move {
+                    let init = ServerMessage::Bell;
+                    let (m, _) = pump(socket, &mut viewer, "s", &init).await;
+                    drop(viewer);
+                    let _ = done.send(m);
+                })
+            }),
+        );
+        // Small, fixed send buffers (no autotuning to megabytes as on loopback): a frame of
+        // noise fills them.
+        let server = TcpSocket::new_v4().unwrap();
+        server.set_send_buffer_size(4096).unwrap();
+        server.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = server.listen(4).unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let mut browser: TcpStream = client.connect(addr).await.unwrap();
+        browser
+            .write_all(
+                b"GET /ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                  Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(browser.read_u8().await.unwrap());
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+        // From now on the browser reads nothing: the gateway's frame send gets stuck.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let killed = ServerMessage::Error {
+            code: ErrorCode::ClosedByAdmin,
+            message: "closed by the SOC".into(),
+        };
+        session.close(killed.clone());
+        let started = tokio::time::Instant::now();
+        let told = tokio::time::timeout(Duration::from_secs(5), done_rx)
+            .await
+            .expect("the viewer was let go after the session ended")
+            .unwrap();
+        assert_eq!(told, Some(killed));
+        assert!(started.elapsed() < ENDED_GRACE + Duration::from_secs(1));
+        drop(browser);
+    }
+
+    fn closed() -> ServerMessage {
+        ServerMessage::Closed {
+            reason: "closed by the SOC".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_that_never_returns_lets_go_soon_after_the_session_ended() {
+        let ended = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            closed()
+        };
+        tokio::pin!(ended);
+        let started = tokio::time::Instant::now();
+        // A browser that never reads: the send never returns, and its own limit is far off.
+        let sent = bounded(
+            Duration::from_secs(3600),
+            ended.as_mut(),
+            std::future::pending::<()>(),
+        )
+        .await;
+        assert_eq!(sent, Sent::Ended(closed()));
+        let took = started.elapsed();
+        assert!(
+            took < ENDED_GRACE + Duration::from_millis(800),
+            "let go after {took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_send_that_never_returns_stalls_at_its_limit() {
+        let ended = std::future::pending::<ServerMessage>();
+        tokio::pin!(ended);
+        let sent = bounded(
+            Duration::from_millis(100),
+            ended.as_mut(),
+            std::future::pending::<()>(),
+        )
+        .await;
+        assert_eq!(sent, Sent::Stalled);
+    }
+
+    #[tokio::test]
+    async fn a_send_in_progress_when_the_session_ends_may_finish() {
+        let ended = std::future::ready(closed());
+        tokio::pin!(ended);
+        let work = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            7
+        };
+        assert_eq!(
+            bounded(SEND_TIMEOUT, ended.as_mut(), work).await,
+            Sent::Done(7)
+        );
     }
 }

@@ -211,6 +211,21 @@ fn timeout(field: &str, v: Option<u64>, default: u64) -> Result<Duration> {
     Ok(Duration::from_secs(v))
 }
 
+/// The longest `shutdown_grace_secs`: systemd kills the gateway `TimeoutStopSec` (30 s in
+/// `deploy/portcullis.service`) after SIGTERM, and the runtime needs a moment after the grace.
+pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 25;
+
+fn shutdown_grace(v: Option<u64>) -> Result<Duration> {
+    let v = v.unwrap_or(10);
+    if v == 0 || v > MAX_SHUTDOWN_GRACE_SECS {
+        bail!(
+            "shutdown_grace_secs: must be between 1 and {MAX_SHUTDOWN_GRACE_SECS} seconds (the \
+             service unit's TimeoutStopSec of 30 s must outlast it; raise both together), got {v}"
+        );
+    }
+    Ok(Duration::from_secs(v))
+}
+
 fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     field: &str,
     v: Option<T>,
@@ -362,7 +377,7 @@ impl Config {
             audit: audit(file.audit, &data_dir)?,
             auth: auth(file.auth)?,
             siem: siem(file.siem)?,
-            shutdown_grace: timeout("shutdown_grace_secs", file.shutdown_grace_secs, 10)?,
+            shutdown_grace: shutdown_grace(file.shutdown_grace_secs)?,
             data_dir,
         })
     }
@@ -446,6 +461,26 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(25));
         let e = Config::parse("shutdown_grace_secs = 0", None).unwrap_err();
         assert!(e.to_string().contains("shutdown_grace_secs"), "{e}");
+        // Beyond systemd's TimeoutStopSec (30 s), the grace would be cut by a SIGKILL.
+        let e = format!(
+            "{:#}",
+            Config::parse("shutdown_grace_secs = 26", None).unwrap_err()
+        );
+        assert!(
+            e.contains("shutdown_grace_secs") && e.contains("TimeoutStopSec"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_grace_fits_in_the_service_units_stop_timeout() {
+        let unit = include_str!("../../../deploy/portcullis.service");
+        let stop: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the unit sets TimeoutStopSec");
+        assert!(MAX_SHUTDOWN_GRACE_SECS + 2 <= stop, "TimeoutStopSec={stop}");
     }
 
     #[test]

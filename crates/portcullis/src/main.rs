@@ -946,7 +946,7 @@ fn serve(config: Config) -> Result<()> {
             }
         };
         info!(signal, grace_secs = grace.as_secs(), "shutting down: no new connections; ending every session");
-        let deadline = tokio::time::Instant::now() + grace;
+        let start = tokio::time::Instant::now();
         let _ = stop_tx.send(true);
         // A second signal does not wait.
         tokio::spawn(async move {
@@ -954,27 +954,7 @@ fn serve(config: Config) -> Result<()> {
             error!(signal = again, "second signal: exiting now; recordings still open are closed as incomplete at the next start");
             std::process::exit(1);
         });
-        let clean = tokio::time::timeout_at(
-            deadline,
-            shutdown::sessions_and_trail(&broker, &audit_log, signal),
-        )
-        .await;
-        let clean = match clean {
-            Ok(Some(seq)) => {
-                shutdown::siem(&exports, seq, deadline).await;
-                true
-            }
-            Ok(None) => false,
-            Err(_) => {
-                error!(
-                    grace_secs = grace.as_secs(),
-                    still_open = broker.still_open(),
-                    "the shutdown grace passed with sessions or recordings still open: exiting \
-                     now; recordings left open are closed as incomplete at the next start"
-                );
-                false
-            }
-        };
+        let clean = shutdown::run(&broker, &audit_log, &exports, signal, start, grace).await;
         let _ = siem_stop_tx.send(true);
         let last = tokio::time::Instant::now() + shutdown::LAST_STEPS;
         for forwarder in forwarders {

@@ -32,8 +32,8 @@ use tracing::debug;
 use super::input::{fast_path_input_sane, InputMapper};
 use super::output;
 use super::{
-    Admission, Denial, Display, DisplayEvent, Gate, Login, NlaIdentity, Refusal, ServeError,
-    ServerConfig,
+    Admission, BoxFuture, Denial, Display, DisplayEvent, Gate, Login, NlaIdentity, Refusal,
+    ServeError, ServerConfig,
 };
 use crate::clip::{self, ClipQueue, ClipState};
 use crate::drive::{self, RdpdrChannel};
@@ -213,14 +213,44 @@ pub(crate) async fn run(
         }
     }
     active.channels = channels;
-    timeout(limits.write_stall, active.framed.write_all(&hello))
-        .await
-        .map_err(|_| ServeError::Timeout(limits.write_stall))??;
-    let wanted = active.display.size();
-    if wanted != active.size {
-        active.reactivate(wanted, config).await?;
-    }
+    let ended = active.display.ended();
+    until_end(
+        async {
+            timeout(limits.write_stall, active.framed.write_all(&hello))
+                .await
+                .map_err(|_| ServeError::Timeout(limits.write_stall))??;
+            let wanted = active.display.size();
+            if wanted != active.size {
+                active.reactivate(wanted, config).await?;
+            }
+            Ok(())
+        },
+        ended,
+    )
+    .await?;
     Ok(active)
+}
+
+/// Once the session ended, how much longer the connection may take to finish what it was doing
+/// and say goodbye ([`GOODBYE_GRACE`]) before it is dropped (and the session's viewer with it:
+/// the gateway's shutdown waits for every viewer, within its grace).
+const ENDED_GRACE: Duration = Duration::from_millis(2500);
+
+/// Runs `work` (writes to the client, waits on the target), but once `ended` resolved gives it
+/// only [`ENDED_GRACE`] more: a write stall or reactivation deadline is not awaited past the
+/// session's end.
+async fn until_end<T>(
+    work: impl std::future::Future<Output = Result<T, ServeError>>,
+    ended: BoxFuture<'static, ()>,
+) -> Result<T, ServeError> {
+    tokio::pin!(work);
+    tokio::select! {
+        biased;
+        r = &mut work => r,
+        () = ended => timeout(ENDED_GRACE, work)
+            .await
+            .unwrap_or(Err(ServeError::Stalled(ENDED_GRACE))),
+    }
 }
 
 /// How long a departing client gets to read our last words (and hang up) before we drop the line.
@@ -571,6 +601,11 @@ impl Active {
 
     /// The active loop, until the client leaves or the session ends. Returns why it ended.
     pub(crate) async fn run(mut self, config: &ServerConfig) -> Result<String, ServeError> {
+        let ended = self.display.ended();
+        until_end(self.run_loop(config), ended).await
+    }
+
+    async fn run_loop(&mut self, config: &ServerConfig) -> Result<String, ServeError> {
         for pdu in std::mem::take(&mut self.early_input) {
             // Kept by the acceptor as they came: slow-path (TPKT, version 3) or fast-path.
             let action = if pdu.first() == Some(&3) {
@@ -774,5 +809,35 @@ impl Active {
             }
         }
         Ok(Step::Go)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stalled_write_lets_go_soon_after_the_session_ended() {
+        let ended: BoxFuture<'static, ()> =
+            Box::pin(tokio::time::sleep(Duration::from_millis(100)));
+        let started = Instant::now();
+        // A client that stopped reading: the write never returns, its own stall limit is far.
+        let r = until_end(std::future::pending::<Result<(), ServeError>>(), ended).await;
+        assert!(matches!(r, Err(ServeError::Stalled(_))), "{r:?}");
+        let took = started.elapsed();
+        assert!(
+            took < ENDED_GRACE + Duration::from_millis(800),
+            "let go after {took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_goodbye_in_progress_when_the_session_ends_finishes() {
+        let ended: BoxFuture<'static, ()> = Box::pin(std::future::ready(()));
+        let work = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, ServeError>("told")
+        };
+        assert_eq!(until_end(work, ended).await.unwrap(), "told");
     }
 }

@@ -243,6 +243,13 @@ pub trait Display: Send {
     /// Relays a drive redirection (`rdpdr`) message of the client to the session's target,
     /// whose adapter decides on it (dropped when the session has no redirected drive).
     fn device(&mut self, pdu: Vec<u8>) -> BoxFuture<'_, ()>;
+    /// Resolves once the session ended ([`Display::next`] then reports it). The connection
+    /// awaits it alongside every write to the client and every wait on the target, so a client
+    /// that stopped reading never holds the session's viewer long past its end. By default
+    /// never.
+    fn ended(&self) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::pending())
+    }
     /// The connection is cut off for `reason` (the client broke a bound): the session should
     /// end with it as its recorded reason. By default nothing: the session ends when the
     /// display is dropped, for a generic reason.
@@ -278,6 +285,8 @@ pub(crate) enum ServeError {
     Refused(Denial),
     #[error("the client sent too much: {0}")]
     Bounds(#[from] crate::reassembly::BoundsError),
+    #[error("the session ended and the client was still not taking its last writes after {0:?}")]
+    Stalled(Duration),
 }
 
 /// Serves one client connection to its end. Never panics on what the client sends; every
