@@ -358,8 +358,8 @@ pub enum Status {
     /// closed it at its next start); everything listed checks out, the end of the session is
     /// missing.
     Incomplete,
-    /// No end line yet, and a running gateway is writing it right now (its writer lock is held);
-    /// everything listed so far checks out.
+    /// No end line yet, and a running gateway is writing it right now (as its caller tells:
+    /// [`Verdict::live`]); everything listed so far checks out.
     Live,
     /// No end line and nobody writing it: lines were removed from the end, or the gateway
     /// stopped and has not restarted (a start closes it as `incomplete`). Or closed as
