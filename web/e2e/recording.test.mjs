@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync, rmSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync, rmSync, copyFileSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDesktop, startGateway, launchBrowser, uiLogin, sleep } from './harness.mjs';
@@ -313,6 +313,72 @@ test('kill -9 mid-session: the recording plays up to the last fragment and is ma
       assert.match(r.stdout, /state:\s+incomplete/);
       assert.match(r.stdout, /verdict:\s+INCOMPLETE:/);
       assert.doesNotMatch(r.stdout, /INTACT/);
+    } finally {
+      await g2.stop({ keep: true });
+    }
+  } finally {
+    await g.stop();
+  }
+});
+
+test('a closed recording whose end is removed while the gateway is down is found cut at the next start, not incomplete, and recovery is on the audit trail', async () => {
+  const g = await startGateway({ adminPassword: ADMIN });
+  try {
+    await setUpGateway(g);
+    const { page, sessionId } = await openDesk(g, 'alice', ALICE);
+    const a = g.api();
+    assert.equal((await a.login('admin', ADMIN)).status, 200);
+    await page.click('canvas');
+    for (let i = 0; i < 4; i++) {
+      await page.keyboard.type(`echo cut ${i}`);
+      await page.keyboard.press('Enter');
+      await sleep(400);
+    }
+    await page.context().close();
+    await waitForState(a, sessionId, 'complete');
+    await g.stop({ keep: true });
+
+    // Someone with write access removes the end line and the line before it, at line
+    // boundaries, and cuts every data file to the last byte the kept lines name.
+    const dir = join(g.dir, 'data/recordings', sessionId);
+    const manifest = join(dir, 'manifest.jsonl');
+    const lines = readFileSync(manifest, 'utf8').split('\n').filter(Boolean);
+    assert.ok(lines.length >= 5, `${lines.length} lines`);
+    const kept = lines.slice(0, lines.length - 2);
+    writeFileSync(manifest, kept.join('\n') + '\n');
+    const ends = {};
+    for (const l of kept) {
+      const e = JSON.parse(l).body.entry;
+      for (const span of [e.video, e.events, e.thumb].filter(Boolean)) {
+        ends[span.file] = Math.max(ends[span.file] ?? 0, span.offset + span.len);
+      }
+    }
+    for (const f of readdirSync(dir)) {
+      if (f !== 'manifest.jsonl') truncateSync(join(dir, f), ends[f] ?? 0);
+    }
+
+    const g2 = await startGateway({ adminPassword: ADMIN, dir: g.dir });
+    try {
+      // Closed again by the start, as found cut: verify says CUT (exit 1), naming the trail.
+      const r = g2.cli(['recording', 'verify', dir]);
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /verdict:\s+CUT: missing the end of the recording: found cut/);
+      assert.match(r.stdout, /state:\s+found cut/);
+      assert.match(r.stdout, /2 lines are missing/);
+      assert.doesNotMatch(r.stdout, /INCOMPLETE|INTACT/);
+      // The trail holds the close, and what recovery did, before it did it.
+      const shown = g2.cli(['audit', 'show', '--kind', 'recording_closed,recording_recovered', '--limit', '100']);
+      assert.equal(shown.status, 0, shown.stderr);
+      const records = shown.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l))
+        .filter((e) => e.session === sessionId);
+      const closed = records.find((e) => e.kind === 'recording_closed');
+      assert.ok(closed && closed.detail.lines === lines.length, shown.stdout);
+      const recovered = records.find((e) => e.kind === 'recording_recovered');
+      assert.ok(recovered, shown.stdout);
+      assert.equal(recovered.detail.state, 'found_cut');
+      assert.equal(recovered.detail.action, 'close');
+      assert.match(recovered.detail.reason, new RegExp(`record ${closed.seq}`));
+      assert.ok(recovered.seq > closed.seq);
     } finally {
       await g2.stop({ keep: true });
     }

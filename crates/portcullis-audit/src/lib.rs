@@ -95,7 +95,7 @@ mod verify;
 pub use error::AuditError;
 pub use files::{AppendFile, CrashFiles, CrashLayer, FileLayer, OsFiles};
 pub use log::{
-    AuditLog, OpenOptions, Recovery, Stats, Watermark, DEFAULT_MAX_SEGMENT_BYTES,
+    is_held, AuditLog, OpenOptions, Recovery, Stats, Watermark, DEFAULT_MAX_SEGMENT_BYTES,
     DEFAULT_QUEUE_DEPTH,
 };
 pub use query::{read_only_query, Filter, Order, MAX_QUERY_LIMIT};

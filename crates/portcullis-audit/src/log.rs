@@ -679,6 +679,18 @@ fn stopped(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Audi
     }
 }
 
+/// True when a process has the log in `dir` open for writing right now (it holds the log's
+/// lock): a running gateway. `false` when nobody does, or when it cannot be told (no lock file,
+/// no permission, a filesystem without locks).
+pub fn is_held(dir: &Path) -> bool {
+    let Ok(file) = fs::File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    // A shared lock is refused only while the writer's exclusive one is held; it is released
+    // when `file` is dropped.
+    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+}
+
 fn lock_dir(dir: &Path) -> Result<File, AuditError> {
     let path = dir.join(LOCK_FILE);
     let file = fs::OpenOptions::new()

@@ -141,6 +141,11 @@ impl Kind {
     pub const USER_LOCK: Kind = Kind(Cow::Borrowed("user_lock"));
     /// A user unlocked.
     pub const USER_UNLOCK: Kind = Kind(Cow::Borrowed("user_unlock"));
+    /// A session's recording closed (its signed end line on disk), detail: lines.
+    pub const RECORDING_CLOSED: Kind = Kind(Cow::Borrowed("recording_closed"));
+    /// What start-up recovery is about to do to a recording left open, detail: action, state,
+    /// reason, set_aside, cut.
+    pub const RECORDING_RECOVERED: Kind = Kind(Cow::Borrowed("recording_recovered"));
 
     /// A kind by name, e.g. one from a filter in a request.
     pub fn new(name: impl Into<String>) -> Result<Kind, AuditError> {

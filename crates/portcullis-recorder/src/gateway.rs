@@ -23,7 +23,12 @@ pub struct GatewayRecorder {
     key: Arc<SigningKey>,
     config: RecorderConfig,
     live: LiveRecordings,
+    on_closed: Option<OnClosed>,
 }
+
+/// Told a recording's id once its signed end line is on disk (the gateway records the close in
+/// its audit trail, so that an end line removed later is found out).
+pub type OnClosed = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl std::fmt::Debug for GatewayRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,7 +50,15 @@ impl GatewayRecorder {
             key,
             config,
             live: LiveRecordings::default(),
+            on_closed: None,
         }
+    }
+
+    /// Calls `f` with a recording's id once the recording is closed (on the recording's thread,
+    /// before the session's tap goes, so a shutdown waits for it).
+    pub fn with_on_closed(mut self, f: OnClosed) -> Self {
+        self.on_closed = Some(f);
+        self
     }
 
     /// The set of recordings in progress (shared).
@@ -78,13 +91,19 @@ impl SessionRecorder for GatewayRecorder {
         let config = self.config.clone();
         let storage = self.storage.clone();
         let live = self.live.clone();
+        let on_closed = self.on_closed.clone();
         live.insert(&info.id);
         let id = info.id.clone();
         std::thread::Builder::new()
             .name(format!("record-{}", id.get(..8).unwrap_or(&id)))
             .spawn(move || {
                 // Built on its own thread: FFmpeg's contexts must not change threads.
-                let outcome = run(tap, Recorder::new(writer, config), storage.as_ref());
+                let outcome = run(
+                    tap,
+                    Recorder::new(writer, config),
+                    storage.as_ref(),
+                    on_closed.as_deref(),
+                );
                 live.remove(&id);
                 match outcome {
                     Ok(frames) => info!(session = %id, frames, "recording closed"),
@@ -136,7 +155,12 @@ fn check_space(storage: &dyn RecordingStorage, min_free: u64) -> Result<(), Stri
 /// The recording loop of one session. Returns the number of frames encoded. The tap goes when
 /// this returns, after the last fragment and the signed end line are on disk: the broker's
 /// shutdown waits for that.
-fn run(tap: Tap, mut recorder: Recorder, storage: &dyn RecordingStorage) -> Result<u64, String> {
+fn run(
+    tap: Tap,
+    mut recorder: Recorder,
+    storage: &dyn RecordingStorage,
+    on_closed: Option<&(dyn Fn(&str) + Send + Sync)>,
+) -> Result<u64, String> {
     let t0 = Instant::now();
     let ms = |at: Instant| u64::try_from(at.saturating_duration_since(t0).as_millis()).unwrap_or(0);
     let cfg = recorder.config().clone();
@@ -266,6 +290,9 @@ fn run(tap: Tap, mut recorder: Recorder, storage: &dyn RecordingStorage) -> Resu
             recorder
                 .finish(ms(Instant::now()), &reason, unix_ms())
                 .map_err(|e| e.to_string())?;
+            if let Some(f) = on_closed {
+                f(&tap.info().id);
+            }
             return Ok(frames);
         }
     }

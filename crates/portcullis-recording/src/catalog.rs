@@ -113,7 +113,7 @@ pub fn summary(
         }) => {
             s.state = match state {
                 EndState::Complete => ListedState::Complete,
-                EndState::Incomplete => ListedState::Incomplete,
+                EndState::Incomplete | EndState::FoundCut => ListedState::Incomplete,
             };
             s.duration_ms = duration_ms;
             s.ended_at_ms = Some(ended_at_ms);
@@ -123,6 +123,25 @@ pub fn summary(
         _ => {}
     }
     Ok(s)
+}
+
+/// The number of manifest lines of a closed recording (its end line's seq + 1), read from its
+/// last line; `None` when that is not an end line. For the audit record of its close.
+pub fn closed_lines(storage: &dyn RecordingStorage, id: &str) -> Result<Option<u64>, StorageError> {
+    let len = storage
+        .len(id, MANIFEST)?
+        .ok_or_else(|| StorageError::NotFound(id.to_owned()))?;
+    let tail_len = len.min(MAX_LINE as u64);
+    let tail = storage.read(id, MANIFEST, len - tail_len, tail_len)?;
+    let last = tail
+        .split(|&b| b == b'\n')
+        .rev()
+        .find(|l| !l.is_empty())
+        .and_then(|l| serde_json::from_slice::<crate::manifest::Line>(l).ok());
+    Ok(last.and_then(|l| match l.body.entry {
+        Entry::End { .. } => Some(l.body.seq.saturating_add(1)),
+        _ => None,
+    }))
 }
 
 fn parse_entry(raw: &[u8]) -> Option<Entry> {
@@ -339,11 +358,13 @@ pub enum Status {
     /// closed it at its next start); everything listed checks out, the end of the session is
     /// missing.
     Incomplete,
-    /// No end line yet, and a running gateway is writing it right now (its writer lock is held);
-    /// everything listed so far checks out.
+    /// No end line yet, and a running gateway is writing it right now (as its caller tells:
+    /// [`Verdict::live`]); everything listed so far checks out.
     Live,
     /// No end line and nobody writing it: lines were removed from the end, or the gateway
-    /// stopped and has not restarted (a start closes it as `incomplete`).
+    /// stopped and has not restarted (a start closes it as `incomplete`). Or closed as
+    /// `found_cut` by a start: the audit trail says the gateway had closed it, its end line was
+    /// gone.
     Cut,
     /// Something does not check out: a line, a signature, a byte, or a part set aside by
     /// recovery.
@@ -370,6 +391,10 @@ pub struct Verdict {
     pub lines: u64,
     /// Media segments among them.
     pub segments: u64,
+    /// Lines kept after a damaged stretch the walk could not tie to the lines before it
+    /// ([`Damage::tied`]): signed with the key, but not proven to be this recording's; not
+    /// counted in `lines` or `segments`.
+    pub unproven_lines: u64,
     /// Duration covered by good segments.
     pub duration_ms: u64,
     /// How it ended, if it did.
@@ -385,7 +410,9 @@ pub struct Verdict {
     /// Files recovery set aside next to the recording (name, size): bytes it found damaged or
     /// torn, kept byte for byte.
     pub quarantine: Vec<(String, u64)>,
-    /// A running gateway is writing it right now.
+    /// A running gateway is writing it right now. Never set by [`verify`]: only the caller can
+    /// tell (the recording is in the recordings folder of a gateway that runs right now and
+    /// holds its writer lock); a lock anyone who can read the manifest may hold is no proof.
     pub live: bool,
     /// Fingerprint of the key checked against.
     pub key_fingerprint: String,
@@ -400,6 +427,7 @@ impl Verdict {
         match self.ended {
             Some(EndState::Complete) => Status::Intact,
             Some(EndState::Incomplete) => Status::Incomplete,
+            Some(EndState::FoundCut) => Status::Cut,
             None if self.live => Status::Live,
             None => Status::Cut,
         }
@@ -435,6 +463,10 @@ impl Verdict {
                 "the end line: the gateway is still writing it ({} lines so far)",
                 self.lines
             )),
+            Status::Cut if self.ended.is_some() => Some(format!(
+                "the end of the recording: {}",
+                self.end_reason.as_deref().unwrap_or("found cut")
+            )),
             Status::Cut => Some(format!(
                 "the signed end line: the manifest stops after line {}{}; lines were removed \
                  from its end, or the gateway could not close it (it stopped, or its disk was \
@@ -457,7 +489,8 @@ impl Verdict {
 pub const QUARANTINE_PREFIX: &str = "quarantine-";
 
 /// Checks every line's chain and signature and every listed byte's hash, and whether the
-/// recording is closed (or, if not, being written right now).
+/// recording is closed. One not closed is [`Status::Cut`] unless the caller sets
+/// [`Verdict::live`].
 pub fn verify(
     storage: &dyn RecordingStorage,
     id: &str,
@@ -480,8 +513,11 @@ pub fn verify(
         };
         unlisted += len.saturating_sub(listed);
     }
+    let untied = s.untied_from.unwrap_or(u64::MAX);
+    let proven = s.bodies.iter().filter(|b| b.seq < untied).count() as u64;
     let mut v = Verdict {
-        lines: s.bodies.len() as u64,
+        lines: proven,
+        unproven_lines: s.bodies.len() as u64 - proven,
         segments: 0,
         duration_ms: 0,
         ended: None,
@@ -496,7 +532,9 @@ pub fn verify(
     for b in &s.bodies {
         match &b.entry {
             Entry::Segment { end_ms, .. } => {
-                v.segments += 1;
+                if b.seq < untied {
+                    v.segments += 1;
+                }
                 v.duration_ms = *end_ms;
             }
             Entry::End {
@@ -511,9 +549,6 @@ pub fn verify(
             }
             _ => {}
         }
-    }
-    if v.ended.is_none() {
-        v.live = storage.is_being_written(id)?;
     }
     if v.problem.is_none() && v.ended.is_some() && unlisted > 0 {
         v.problem = Some(Problem {
@@ -537,23 +572,69 @@ pub struct Recovered {
     pub problem: Option<Problem>,
     /// Quarantine files written (bytes set aside, byte for byte).
     pub quarantined: Vec<String>,
-    /// Recovery could not close it (a full disk, say): it stays open, still verifiable up to its
-    /// last listed segment, and the next start tries again. The other recordings are not held
-    /// up by it, nor is the start.
+    /// The audit trail says this recording was closed, yet its end line was gone: it was cut
+    /// after the fact, and closed as [`EndState::FoundCut`].
+    pub found_cut: Option<ClosedOnRecord>,
+    /// Recovery could not close it (a full disk, an unreadable byte, the audit trail refusing
+    /// the record of what recovery was about to do): it stays as it was, still verifiable up to
+    /// its last listed segment, and the next start tries again. The other recordings are not
+    /// held up by it, nor is the start.
     pub failed: Option<StorageError>,
 }
 
+/// The audit trail's record that the gateway closed a recording (written once its signed end
+/// line was on disk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedOnRecord {
+    /// The audit record's seq.
+    pub audit_seq: u64,
+    /// Manifest lines the recording had when closed (its end line's seq + 1).
+    pub lines: u64,
+}
+
+/// What recovery is about to do to one recording: told to [`RecoveryTrail::before`] first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryAct {
+    /// Which recording.
+    pub id: String,
+    /// `delete` (created but never started: no line, no byte), or `close` (an end line follows
+    /// the last line that checks out).
+    pub action: &'static str,
+    /// The end line's state (`None` for a delete).
+    pub state: Option<EndState>,
+    /// The end line's reason (what the end line will say; empty for a delete).
+    pub reason: String,
+    /// Byte ranges copied to quarantine files: (file, from, to).
+    pub set_aside: Vec<(String, u64, u64)>,
+    /// Files cut after being set aside: (file, new length, old length).
+    pub cut: Vec<(String, u64, u64)>,
+}
+
+/// What recovery needs from the audit trail: whether a recording's close is on record, and a
+/// durable record of every act before it happens.
+pub trait RecoveryTrail {
+    /// The trail's record that this recording was closed, if any. An error leaves the
+    /// recording as it is (the next start tries again).
+    fn closed_on_record(&self, id: &str) -> Result<Option<ClosedOnRecord>, String>;
+    /// Records `act` durably; only then is it carried out. An error: it is not.
+    fn before(&self, act: &RecoveryAct) -> Result<(), String>;
+}
+
 /// Closes every recording left open by a gateway that stopped (at start-up, before any session
-/// runs): appends a signed end line marked incomplete. Nothing is destroyed: a torn or damaged
-/// tail (bytes no checked line vouches for at the end of a file) is copied to a quarantine file
-/// next to the recording before it is cut, and a damaged line in the middle stays where it is
-/// (a copy is set aside too) with the signed lines after it; the end line names the damage. A
-/// recording the gateway stopped while creating (not one complete manifest line, no other byte)
-/// is deleted: its session was never opened. Only failing to list the recordings is an error; a
-/// recording that cannot be closed is reported with [`Recovered::failed`].
+/// runs, with the audit trail open): appends a signed end line marked incomplete. Nothing is
+/// destroyed: a torn or damaged tail (bytes no checked line vouches for at the end of a file) is
+/// copied to a quarantine file next to the recording before it is cut, and a damaged line in the
+/// middle stays where it is (a copy is set aside too) with the signed lines after it; the end
+/// line names the damage. A recording the trail says was closed, but whose end line is gone, is
+/// closed as [`EndState::FoundCut`] instead (lines were removed from its end). A recording the
+/// gateway stopped while creating (not one complete manifest line, no other byte) is deleted:
+/// its session was never opened. Every act is told to `trail` before it happens. Only failing
+/// to list the recordings is an error; a recording that cannot be closed is reported with
+/// [`Recovered::failed`].
 pub fn recover(
     storage: &dyn RecordingStorage,
     key: &Arc<SigningKey>,
+    trail: &dyn RecoveryTrail,
     now_ms: i64,
 ) -> Result<Vec<Recovered>, StorageError> {
     let mut done = Vec::new();
@@ -563,7 +644,7 @@ pub fn recover(
         if summary(storage, &id, false).is_ok_and(|s| s.ended_at_ms.is_some()) {
             continue;
         }
-        match recover_one(storage, key, &id, now_ms) {
+        match recover_one(storage, key, trail, &id, now_ms) {
             Ok(Some(r)) => done.push(r),
             Ok(None) => {}
             Err(e) => done.push(Recovered {
@@ -571,6 +652,7 @@ pub fn recover(
                 discarded_bytes: 0,
                 problem: None,
                 quarantined: Vec::new(),
+                found_cut: None,
                 failed: Some(e),
             }),
         }
@@ -584,38 +666,62 @@ const MAX_REASON: usize = 4000;
 fn recover_one(
     storage: &dyn RecordingStorage,
     key: &Arc<SigningKey>,
+    trail: &dyn RecoveryTrail,
     id: &str,
     now_ms: i64,
 ) -> Result<Option<Recovered>, StorageError> {
+    let refused = |e: String| StorageError::Refused(format!("the audit trail: {e}"));
+    let delete = |storage: &dyn RecordingStorage| -> Result<(), StorageError> {
+        trail
+            .before(&RecoveryAct {
+                id: id.to_owned(),
+                action: "delete",
+                state: None,
+                reason: String::new(),
+                set_aside: Vec::new(),
+                cut: Vec::new(),
+            })
+            .map_err(refused)?;
+        storage.delete(id)
+    };
     let s = match scan(storage, id, Depth::Full(&key.verifying_key())) {
         Ok(s) => s,
         Err(StorageError::NotFound(_)) => {
             // Created but not one line written: nothing to keep.
-            storage.delete(id)?;
+            delete(storage)?;
             return Ok(None);
         }
         Err(e) => return Err(e),
     };
     if s.bodies.is_empty() && never_started(storage, id)? {
         // The gateway stopped while writing the header: the session was never opened.
-        storage.delete(id)?;
+        delete(storage)?;
         return Ok(None);
     }
     if s.is_ended() || s.bodies.is_empty() {
         return Ok(None);
     }
+    let closed = trail.closed_on_record(id).map_err(refused)?;
     let mut notes: Vec<String> = Vec::new();
-    let mut quarantined = Vec::new();
+    let mut act = RecoveryAct {
+        id: id.to_owned(),
+        action: "close",
+        state: Some(EndState::Incomplete),
+        reason: String::new(),
+        set_aside: Vec::new(),
+        cut: Vec::new(),
+    };
+    // For each range set aside, the note its quarantine file's name goes in (a damaged middle
+    // line's), or none (a cut tail gets its own note).
+    let mut note_of: Vec<Option<usize>> = Vec::new();
     // Damaged lines in the middle stay in place; a copy of their bytes is set aside as well.
     for d in s.damage.iter().filter(|d| d.resumed_at.is_some()) {
         let (from, to) = d.manifest;
-        let mut note = format!("damaged: {}", d.describe());
+        notes.push(format!("damaged: {}", d.describe()));
         if to > from {
-            let q = set_aside(storage, id, MANIFEST, from, to)?;
-            note.push_str(&format!(" (a copy of those bytes is in {q})"));
-            quarantined.push(q);
+            act.set_aside.push((MANIFEST.to_owned(), from, to));
+            note_of.push(Some(notes.len() - 1));
         }
-        notes.push(note);
     }
     if let Some(p) = &s.problem {
         notes.push(format!("damaged: at line {}: {}", p.seq, p.what));
@@ -625,7 +731,6 @@ fn recover_one(
     }
     // Bytes after the last checked line of each file (a torn write, a damaged tail): set aside,
     // then cut, so that the end line can follow the last line that checks out.
-    let mut discarded = 0;
     for (file, len) in storage.files(id)? {
         if file.starts_with(QUARANTINE_PREFIX) {
             continue;
@@ -636,15 +741,57 @@ fn recover_one(
             s.file_ends.get(&file).copied().unwrap_or(0)
         };
         if len > keep {
-            let q = set_aside(storage, id, &file, keep, len)?;
-            notes.push(format!(
-                "cut: {} bytes of {file} after its last listed byte {keep}, set aside in {q}",
-                len - keep
-            ));
-            quarantined.push(q);
-            discarded += len - keep;
-            storage.truncate(id, &file, keep)?;
+            act.set_aside.push((file.clone(), keep, len));
+            note_of.push(None);
+            act.cut.push((file, keep, len));
         }
+    }
+    let here = s.bodies.last().map_or(0, |b| b.seq.saturating_add(1));
+    let mut reason = match &closed {
+        Some(c) => {
+            act.state = Some(EndState::FoundCut);
+            format!(
+                "found cut: the audit trail (record {}) says the gateway closed this recording \
+                 with {} manifest lines before it stopped, but its end line was gone; {} lines \
+                 are missing after line {} (removed from its end); closed again at the next \
+                 start",
+                c.audit_seq,
+                c.lines,
+                c.lines.saturating_sub(here).max(1),
+                here.saturating_sub(1)
+            )
+        }
+        None => String::from("the gateway stopped while recording; closed at the next start"),
+    };
+    // The notes name the quarantine files, whose names are known once written: the trail is
+    // told the ranges first.
+    let mut planned = act.clone();
+    planned.reason = reason.clone();
+    for n in &notes {
+        planned.reason.push_str("; ");
+        planned.reason.push_str(n);
+    }
+    trail.before(&planned).map_err(refused)?;
+    let mut quarantined = Vec::new();
+    let mut discarded = 0;
+    for (i, (file, from, to)) in act.set_aside.iter().enumerate() {
+        let q = set_aside(storage, id, file, *from, *to)?;
+        match note_of.get(i).copied().flatten() {
+            Some(n) => {
+                if let Some(n) = notes.get_mut(n) {
+                    n.push_str(&format!(" (a copy of those bytes is in {q})"));
+                }
+            }
+            None => notes.push(format!(
+                "cut: {} bytes of {file} after its last listed byte {from}, set aside in {q}",
+                to - from
+            )),
+        }
+        quarantined.push(q);
+    }
+    for (file, keep, len) in &act.cut {
+        discarded += len - keep;
+        storage.truncate(id, file, *keep)?;
     }
     let duration_ms = s
         .bodies
@@ -655,7 +802,6 @@ fn recover_one(
             _ => None,
         })
         .unwrap_or(0);
-    let mut reason = String::from("the gateway stopped while recording; closed at the next start");
     for n in &notes {
         reason.push_str("; ");
         reason.push_str(n);
@@ -669,10 +815,9 @@ fn recover_one(
         reason.push_str(" …");
     }
     let sink = storage.reopen(id)?;
-    let next_seq = s.bodies.last().map_or(0, |b| b.seq.saturating_add(1));
-    let mut w = RecordingWriter::resume(id.to_owned(), sink, key.clone(), next_seq, s.chain);
+    let mut w = RecordingWriter::resume(id.to_owned(), sink, key.clone(), here, s.chain);
     w.close(
-        EndState::Incomplete,
+        act.state.unwrap_or(EndState::Incomplete),
         &reason,
         duration_ms,
         now_ms,
@@ -683,6 +828,7 @@ fn recover_one(
         discarded_bytes: discarded,
         problem: s.first_problem(),
         quarantined,
+        found_cut: closed,
         failed: None,
     }))
 }
@@ -691,8 +837,11 @@ fn recover_one(
 const COPY_CHUNK: u64 = 1024 * 1024;
 
 /// Copies bytes `from..to` of `file` to a quarantine file next to it, durably, and returns its
-/// name. Idempotent: a start interrupted after the copy finds it whole and leaves it; a partial
-/// copy (interrupted during the copy, the original still whole) is written again.
+/// name. Idempotent: a start interrupted after the copy finds it whole (the same bytes) and
+/// leaves it; a partial copy (interrupted during the copy, the original still whole: a prefix of
+/// the bytes) is written again. A file of that name holding anything else (planted, say) is
+/// left as it is and the bytes go to the next free name: nothing is cut before its copy is
+/// checked byte for byte.
 fn set_aside(
     storage: &dyn RecordingStorage,
     id: &str,
@@ -700,26 +849,75 @@ fn set_aside(
     from: u64,
     to: u64,
 ) -> Result<String, StorageError> {
-    let name = format!("{QUARANTINE_PREFIX}{file}-{from}");
     let want = to - from;
-    match storage.len(id, &name)? {
-        Some(n) if n == want => return Ok(name),
-        Some(_) => storage.truncate(id, &name, 0)?,
-        None => {}
+    for n in 0..MAX_QUARANTINE_NAMES {
+        let name = if n == 0 {
+            format!("{QUARANTINE_PREFIX}{file}-{from}")
+        } else {
+            format!("{QUARANTINE_PREFIX}{file}-{from}-{n}")
+        };
+        match storage.len(id, &name)? {
+            Some(len) if len <= want && same_bytes(storage, id, file, from, &name, len)? => {
+                if len == want {
+                    return Ok(name);
+                }
+                // A partial copy of these very bytes: written again.
+                storage.truncate(id, &name, 0)?;
+            }
+            Some(_) => continue,
+            None => {}
+        }
+        copy_range(storage, id, file, from, to, &name)?;
+        return Ok(name);
     }
+    Err(StorageError::Exists(format!(
+        "{id}/{QUARANTINE_PREFIX}{file}-{from} (and {MAX_QUARANTINE_NAMES} other names)"
+    )))
+}
+
+/// Names tried for one quarantine copy before giving up.
+const MAX_QUARANTINE_NAMES: u32 = 100;
+
+/// True when the first `len` bytes of `name` are bytes `from..from + len` of `file`.
+fn same_bytes(
+    storage: &dyn RecordingStorage,
+    id: &str,
+    file: &str,
+    from: u64,
+    name: &str,
+    len: u64,
+) -> Result<bool, StorageError> {
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(COPY_CHUNK);
+        if storage.read(id, file, from + at, n)? != storage.read(id, name, at, n)? {
+            return Ok(false);
+        }
+        at += n;
+    }
+    Ok(true)
+}
+
+fn copy_range(
+    storage: &dyn RecordingStorage,
+    id: &str,
+    file: &str,
+    from: u64,
+    to: u64,
+    name: &str,
+) -> Result<(), StorageError> {
     let mut sink = storage.reopen(id)?;
     let mut at = from;
     while at < to {
         let n = (to - at).min(COPY_CHUNK);
         let bytes = storage.read(id, file, at, n)?;
-        sink.append(&name, &bytes)?;
+        sink.append(name, &bytes)?;
         at += n;
     }
-    if want == 0 {
-        sink.append(&name, &[])?;
+    if to == from {
+        sink.append(name, &[])?;
     }
-    sink.sync(&name)?;
-    Ok(name)
+    sink.sync(name)
 }
 
 /// True when a recording holds no complete manifest line and no other byte: what a gateway

@@ -85,6 +85,10 @@ pub enum EndState {
     Complete,
     /// The gateway stopped without closing it; found and closed at the next start.
     Incomplete,
+    /// The gateway had closed it (the audit trail says so), yet its end line was gone when the
+    /// next start found it: lines were removed from its end. Closed again by that start; the
+    /// reason says what the trail recorded.
+    FoundCut,
 }
 
 /// What one manifest line says.

@@ -81,5 +81,19 @@ pub fn recording_folder(data: &[u8]) {
     }
     let _ = crate::verify(&storage, "r", &key.verifying_key());
     // Start-up recovery walks it too (this storage refuses writes: it reports, never panics).
-    let _ = crate::recover(&storage, &std::sync::Arc::new(key), 0);
+    let _ = crate::recover(&storage, &std::sync::Arc::new(key), &NoTrail, 0);
+}
+
+/// An audit trail with nothing on record that lets every recovery act go ahead (tests and
+/// fuzzing only: the gateway passes its own trail).
+#[derive(Debug, Default)]
+pub struct NoTrail;
+
+impl crate::RecoveryTrail for NoTrail {
+    fn closed_on_record(&self, _: &str) -> Result<Option<crate::ClosedOnRecord>, String> {
+        Ok(None)
+    }
+    fn before(&self, _: &crate::RecoveryAct) -> Result<(), String> {
+        Ok(())
+    }
 }

@@ -68,6 +68,13 @@ pub struct Damage {
     /// Lines after the damage that are signed with the key but whose content cannot be tied to
     /// the chain (the chain value before them is lost): kept, not counted as checked.
     pub unproven: Vec<u64>,
+    /// The walk picked up again from the chain value before the damage (a line inserted, say):
+    /// the lines after it are proven to follow the lines before. `false`: it picked up from a
+    /// line signed with the key whose place cannot be proven (a line's body does not name its
+    /// recording, so it may come from another recording signed with the same key): the lines
+    /// from there on are kept and chain to each other, but are not proven to be this
+    /// recording's.
+    pub tied: bool,
 }
 
 impl Damage {
@@ -89,6 +96,13 @@ impl Damage {
             }
             Some(_) => {}
             None => s.push_str("; no line after it checks out"),
+        }
+        if let (Some(next), false) = (self.resumed_at, self.tied) {
+            s.push_str(&format!(
+                "; from line {next} on, the lines are signed with the key and chain to each \
+                 other, but nothing ties them to this recording's lines before the damage (they \
+                 may come from another recording): kept, not proven"
+            ));
         }
         for seq in &self.unproven {
             s.push_str(&format!(
@@ -124,6 +138,10 @@ pub struct Scan {
     pub damage: Vec<Damage>,
     /// A torn last line (no newline) that was ignored.
     pub torn_tail: bool,
+    /// The first line after a damaged stretch the walk could not tie to the lines before it
+    /// (see [`Damage::tied`]): it and every line after it are kept in [`Scan::bodies`] but not
+    /// proven to belong to this recording.
+    pub untied_from: Option<u64>,
 }
 
 impl Scan {
@@ -155,22 +173,21 @@ impl Scan {
     }
 }
 
-/// Chain values kept to tie the line after a damaged stretch (the one before the damage, and
-/// those written in the last damaged lines).
-const MAX_CANDIDATES: usize = 8;
-
 /// A damaged stretch being walked over.
 struct Open {
     damage: Damage,
-    /// Chain values found in the damaged lines' text: a line after them whose body follows
-    /// from one of them is proven to be the line it claims to be.
-    candidates: Vec<[u8; 32]>,
+    /// The chain value after the last line before the damage: a line whose body follows from
+    /// it is proven to be the line after them. (Chain values written in the damaged text prove
+    /// nothing: anyone can write one, another recording's say.)
+    before: [u8; 32],
     /// A signed line whose body could not be tied to its chain value: the next line can be
     /// checked from it. `(chain, next seq)`.
     anchor: Option<([u8; 32], u64)>,
 }
 
-/// Walks a recording's manifest.
+/// Walks a recording's manifest. An I/O error reading it or a byte it names (other than a file
+/// that is too short, which is damage) is an error: it proves nothing about the recording, and
+/// recovery must not cut anything because of it.
 pub fn scan(
     storage: &dyn RecordingStorage,
     id: &str,
@@ -199,7 +216,7 @@ pub fn scan(
 
         let accepted = match open.as_mut() {
             None => match check(raw, seq, &s.chain, depth) {
-                Ok(ok) => Some(ok),
+                Ok((body, chain)) => Some((body, chain, true)),
                 Err(p) if seq == 0 => {
                     s.problem = Some(Problem {
                         seq,
@@ -216,8 +233,9 @@ pub fn scan(
                             what: format!("manifest line {seq}: {p}"),
                             unverified: Vec::new(),
                             unproven: Vec::new(),
+                            tied: true,
                         },
-                        candidates: vec![s.chain],
+                        before: s.chain,
                         anchor: None,
                     };
                     // The line itself may be fine and one before it missing.
@@ -228,12 +246,16 @@ pub fn scan(
             },
             Some(o) => step(raw, end, o, depth),
         };
-        let Some((body, chain)) = accepted else {
+        let Some((body, chain, tied)) = accepted else {
             continue;
         };
         if let Some(o) = open.take() {
             let mut d = o.damage;
             d.resumed_at = Some(body.seq);
+            d.tied = tied;
+            if !tied && s.untied_from.is_none() {
+                s.untied_from = Some(body.seq);
+            }
             s.damage.push(d);
             resync_files = Some((s.damage.len() - 1, BTreeSet::new()));
         }
@@ -253,6 +275,7 @@ pub fn scan(
                 });
                 break;
             }
+            Err(EntryProblem::Io(e)) => return Err(e),
             Err(EntryProblem::Data(what)) => s.damage.push(Damage {
                 seq: body.seq,
                 resumed_at: Some(body.seq.saturating_add(1)),
@@ -260,6 +283,7 @@ pub fn scan(
                 what,
                 unverified: Vec::new(),
                 unproven: Vec::new(),
+                tied: true,
             }),
         }
         if let (
@@ -310,11 +334,12 @@ fn check(
     }
 }
 
-/// One line inside a damaged stretch: picks the walk up again, or notes the line as damaged
-/// (the manifest range grows) or as signed but unprovable (an anchor).
-fn step(raw: &[u8], end: u64, o: &mut Open, depth: Depth<'_>) -> Option<(Body, [u8; 32])> {
+/// One line inside a damaged stretch: picks the walk up again (and says whether from the chain
+/// before the damage), or notes the line as damaged (the manifest range grows) or as signed but
+/// unprovable (an anchor).
+fn step(raw: &[u8], end: u64, o: &mut Open, depth: Depth<'_>) -> Option<(Body, [u8; 32], bool)> {
     match resync(raw, o, depth) {
-        Resync::Proven(body, chain) => Some((*body, chain)),
+        Resync::Proven(body, chain, tied) => Some((*body, chain, tied)),
         // The line that failed its check, signed but with altered content: damaged.
         Resync::Anchor(seq) if seq == o.damage.seq => {
             o.damage.manifest.1 = end;
@@ -326,22 +351,15 @@ fn step(raw: &[u8], end: u64, o: &mut Open, depth: Depth<'_>) -> Option<(Body, [
         }
         Resync::Bad => {
             o.damage.manifest.1 = end;
-            // Only the last damaged lines' chain values can tie the next line: a bounded few
-            // (a manifest of copied lines must not make the walk quadratic).
-            o.candidates
-                .extend(chain_in_text(raw).into_iter().take(MAX_CANDIDATES));
-            if o.candidates.len() > MAX_CANDIDATES {
-                let extra = o.candidates.len() - MAX_CANDIDATES;
-                o.candidates.drain(1..=extra);
-            }
             None
         }
     }
 }
 
 enum Resync {
-    /// The line checks out: the walk goes on from it.
-    Proven(Box<Body>, [u8; 32]),
+    /// The line checks out: the walk goes on from it; `true` when it follows from the chain
+    /// before the damage (not from an anchor).
+    Proven(Box<Body>, [u8; 32], bool),
     /// The line is signed but its content cannot be tied to the chain: the next line is checked
     /// from its chain value.
     Anchor(u64),
@@ -355,7 +373,7 @@ enum Resync {
 fn resync(raw: &[u8], o: &mut Open, depth: Depth<'_>) -> Resync {
     if let Some((chain, next)) = o.anchor {
         if let Ok((body, chain)) = check(raw, next, &chain, depth) {
-            return Resync::Proven(Box::new(body), chain);
+            return Resync::Proven(Box::new(body), chain, false);
         }
     }
     if raw.len() > MAX_LINE {
@@ -389,37 +407,11 @@ fn resync(raw: &[u8], o: &mut Open, depth: Depth<'_>) -> Resync {
             return Resync::Bad;
         }
     }
-    if o.candidates
-        .iter()
-        .any(|c| chain_next(c, &line.body) == chain)
-    {
-        return Resync::Proven(Box::new(line.body), chain);
+    if chain_next(&o.before, &line.body) == chain {
+        return Resync::Proven(Box::new(line.body), chain, true);
     }
     o.anchor = Some((chain, line.body.seq.saturating_add(1)));
     Resync::Anchor(line.body.seq)
-}
-
-/// Chain values written in a damaged line's text (`"chain":"<64 hex>"`).
-fn chain_in_text(raw: &[u8]) -> Vec<[u8; 32]> {
-    const KEY: &[u8] = b"\"chain\":\"";
-    let mut found = Vec::new();
-    let mut i = 0;
-    while found.len() < MAX_CANDIDATES {
-        let Some(at) = raw[i..].windows(KEY.len()).position(|w| w == KEY) else {
-            break;
-        };
-        let from = i + at + KEY.len();
-        if let Some(hex) = raw.get(from..from + 64) {
-            if let Some(c) = hex::decode(hex)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            {
-                found.push(c);
-            }
-        }
-        i = from;
-    }
-    found
 }
 
 fn structure_only(raw: &[u8], seq: u64, prev: &[u8; 32]) -> Result<(Body, [u8; 32]), LineProblem> {
@@ -446,6 +438,9 @@ enum EntryProblem {
     Fatal(String),
     /// The line is fine, the bytes it names are not.
     Data(String),
+    /// The bytes could not be read (an I/O error, not a short file): nothing can be concluded
+    /// about them, so the walk fails rather than call them damaged.
+    Io(StorageError),
 }
 
 fn check_entry(
@@ -549,7 +544,7 @@ fn check_entry(
                         span.end()
                     ))
                 }
-                Err(e) => return Err(Fatal(format!("segment {seq}: cannot read {what}: {e}"))),
+                Err(e) => return Err(EntryProblem::Io(e)),
             }
         }
     }

@@ -32,6 +32,9 @@ pub enum StorageError {
         /// The limit.
         max: u64,
     },
+    /// Something outside the storage (the audit trail) refused: nothing was done.
+    #[error("{0}")]
+    Refused(String),
     /// The operating system said no.
     #[error("{op} {path}: {source}")]
     Io {
@@ -103,9 +106,11 @@ pub trait RecordingStorage: Send + Sync {
     fn available_bytes(&self) -> Result<Option<u64>, StorageError> {
         Ok(None)
     }
-    /// True when a running process is appending to the recording right now, as far as the
-    /// storage can tell (a local disk: a writer holds a lock on the manifest while it writes;
-    /// the lock dies with its process). `false` when it cannot tell.
+    /// True when some process holds the recording's writer lock right now (a local disk: a
+    /// writer holds a lock on the manifest while it writes; the lock dies with its process).
+    /// `false` when it cannot tell. Only a hint: anyone who can read the manifest can hold that
+    /// lock, so it says "live" only together with the gateway's own lock (see the CLI's
+    /// `recording verify`).
     fn is_being_written(&self, _id: &str) -> Result<bool, StorageError> {
         Ok(false)
     }
@@ -310,7 +315,8 @@ impl RecordingStorage for LocalDisk {
         match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared) {
             Ok(()) => Ok(false),
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(true),
-            Err(e) => Err(io("lock", &path)(e.into())),
+            // No locks here (ENOLCK, EOPNOTSUPP): cannot tell.
+            Err(_) => Ok(false),
         }
     }
 
@@ -327,23 +333,29 @@ impl RecordingStorage for LocalDisk {
 }
 
 /// Takes the manifest's writer lock (held while the file stays open, i.e. until the recording's
-/// writer is dropped, and released by the kernel if the process dies). Another holder means
-/// another process writes this recording: refused rather than interleaved.
-fn lock_for_writing(f: &File, path: &Path) -> Result<(), StorageError> {
+/// writer is dropped, and released by the kernel if the process dies). The lock only tells a
+/// verifier on this machine that a writer is here (see [`RecordingStorage::is_being_written`]);
+/// it is not what keeps two writers apart (a new recording's folder is created exclusively, and
+/// the gateway's audit trail lock keeps one gateway per data directory). So a lock that cannot
+/// be had (held by a reader, say, or a filesystem without locks) never fails a recording: it is
+/// written without.
+fn lock_for_writing(f: &File, path: &Path) {
     for _ in 0..50 {
         match rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(()),
-            // A verifier's brief shared lock, or another writer.
+            Ok(()) => return,
+            // A verifier's brief shared lock, or another holder.
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 std::thread::sleep(std::time::Duration::from_millis(10))
             }
-            Err(e) => return Err(io("lock", path)(e.into())),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e,
+                    "no writer lock on this filesystem; writing without");
+                return;
+            }
         }
     }
-    Err(io("lock", path)(std::io::Error::new(
-        std::io::ErrorKind::WouldBlock,
-        "another process is writing this recording",
-    )))
+    tracing::warn!(path = %path.display(),
+        "another process holds the manifest's lock; writing without it");
 }
 
 struct DiskSink {
@@ -363,7 +375,7 @@ impl RecordingSink for DiskSink {
                 .open(&path)
                 .map_err(io("open", &path))?;
             if file == crate::manifest::MANIFEST {
-                lock_for_writing(&f, &path)?;
+                lock_for_writing(&f, &path);
             }
             let len = f.metadata().map_err(io("stat", &path))?.len();
             if !existed {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use portcullis_core::session::SessionEvent;
 use portcullis_recording::manifest::EndState;
+use portcullis_recording::oracles::NoTrail;
 use portcullis_recording::storage::RecordingStorage;
 use portcullis_recording::{
     detail, expire, generate_key, recover, summary, verify, ListedState, LocalDisk,
@@ -167,7 +168,7 @@ fn an_unclosed_recording_is_recovered_as_incomplete() {
         ListedState::Incomplete
     );
 
-    let done = recover(&disk, &key, 1_700_000_200_000).unwrap();
+    let done = recover(&disk, &key, &NoTrail, 1_700_000_200_000).unwrap();
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].discarded_bytes, 37 + 8);
     // The torn bytes are set aside, not destroyed.
@@ -197,7 +198,9 @@ fn an_unclosed_recording_is_recovered_as_incomplete() {
     let s = summary(&disk, "r1", false).unwrap();
     assert_eq!(s.state, ListedState::Incomplete);
     // A second start finds nothing to do.
-    assert!(recover(&disk, &key, 1_700_000_300_000).unwrap().is_empty());
+    assert!(recover(&disk, &key, &NoTrail, 1_700_000_300_000)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -234,7 +237,7 @@ fn a_recording_cut_before_its_header_is_removed_and_evidence_is_kept() {
     std::fs::write(&m, format!("{first}\n")).unwrap();
     write(&disk, &key, "open", 2, false);
 
-    let done = recover(&disk, &key, 1_700_000_200_000).unwrap();
+    let done = recover(&disk, &key, &NoTrail, 1_700_000_200_000).unwrap();
     assert_eq!(
         done.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         ["open"]
@@ -310,7 +313,7 @@ fn a_recording_that_cannot_be_closed_holds_up_neither_the_others_nor_the_start()
     write(&disk, &key, "r1", 2, false);
     write(&disk, &key, "r2", 3, false);
     let full = FullOnReopen(disk.clone());
-    let mut done = recover(&full, &key, 1_700_000_200_000).unwrap();
+    let mut done = recover(&full, &key, &NoTrail, 1_700_000_200_000).unwrap();
     done.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(done.len(), 2);
     for r in &done {
@@ -326,7 +329,7 @@ fn a_recording_that_cannot_be_closed_holds_up_neither_the_others_nor_the_start()
         );
         assert_eq!(v.status(), Status::Cut);
     }
-    let done = recover(&disk, &key, 1_700_000_300_000).unwrap();
+    let done = recover(&disk, &key, &NoTrail, 1_700_000_300_000).unwrap();
     assert!(done.iter().all(|r| r.failed.is_none()) && done.len() == 2);
     for id in ["r1", "r2"] {
         let v = verify(&disk, id, &key.verifying_key()).unwrap();
@@ -412,7 +415,7 @@ fn a_recording_cut_at_any_line_boundary_is_never_intact() {
 }
 
 #[test]
-fn a_recording_being_written_is_live_and_cut_once_its_writer_is_gone() {
+fn a_recording_not_closed_is_cut_whoever_holds_its_lock() {
     let dir = tempfile::tempdir().unwrap();
     let disk = LocalDisk::open(dir.path()).unwrap();
     let key = Arc::new(generate_key());
@@ -429,13 +432,27 @@ fn a_recording_being_written_is_live_and_cut_once_its_writer_is_gone() {
         None,
     )
     .unwrap();
+    // The writer holds the manifest's lock, and the storage says so; but that lock is no proof
+    // (anyone who can read the manifest can take it): only the caller, who can tell that this
+    // is its running gateway's recording, may call it live.
+    assert!(disk.is_being_written("r1").unwrap());
     let v = verify(&disk, "r1", &key.verifying_key()).unwrap();
-    assert_eq!(v.status(), Status::Live, "{:?}", v.problem);
-    assert!(!v.is_intact());
-    // The writer is gone without closing it (a crash): nobody writes it, it is cut.
+    assert_eq!(v.status(), Status::Cut, "{:?}", v.problem);
+    assert!(!v.live);
     drop(w);
-    let v = verify(&disk, "r1", &key.verifying_key()).unwrap();
-    assert_eq!(v.status(), Status::Cut);
+    assert!(!disk.is_being_written("r1").unwrap());
+    // Someone else holds the lock: recovery still closes it, and at once.
+    let lock = std::fs::File::open(dir.path().join("r1/manifest.jsonl")).unwrap();
+    lock.try_lock().unwrap();
+    assert!(disk.is_being_written("r1").unwrap());
+    let t = std::time::Instant::now();
+    let done = recover(&disk, &key, &NoTrail, 1_700_000_200_000).unwrap();
+    assert!(done[0].failed.is_none(), "{:?}", done[0].failed);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(
+        verify(&disk, "r1", &key.verifying_key()).unwrap().status(),
+        Status::Incomplete
+    );
 }
 
 /// Every file's original bytes are still there: the file was not shortened (it may have grown),
@@ -499,7 +516,7 @@ fn recovery_keeps_the_signed_lines_after_a_damaged_middle_line() {
         let damaged_at = lines[..4].iter().map(|l| l.len() + 1).sum::<usize>();
         let before = snapshot(dir.path(), "r1");
 
-        let done = recover(&disk, &key, 1_700_000_200_000).unwrap();
+        let done = recover(&disk, &key, &NoTrail, 1_700_000_200_000).unwrap();
         assert_eq!(done.len(), 1, "{case}");
         assert!(done[0].failed.is_none(), "{case}: {:?}", done[0].failed);
         assert_eq!(done[0].problem.as_ref().unwrap().seq, 4, "{case}");
@@ -535,9 +552,17 @@ fn recovery_keeps_the_signed_lines_after_a_damaged_middle_line() {
             v.problem.as_ref().unwrap().what.contains("manifest line 4"),
             "{case}"
         );
-        // The lines after the damage are walked: all 6 segments' time is there, 5 of them
-        // (or 4, when the line after the damage can only anchor the chain) checked.
-        assert!(v.segments >= 4, "{case}: {} segments", v.segments);
+        // The lines after the damage are walked and kept (all 6 segments' time is there), but
+        // only those before it are proven: nothing ties the ones after to them.
+        assert_eq!(v.segments, 2, "{case}");
+        assert_eq!(v.lines, 4, "{case}");
+        assert!(v.unproven_lines >= 3, "{case}: {}", v.unproven_lines);
+        assert!(!v.damage[0].tied, "{case}");
+        assert!(
+            v.damage[0].describe().contains("kept, not proven"),
+            "{case}: {}",
+            v.damage[0].describe()
+        );
         assert_eq!(v.duration_ms, 6000, "{case}");
         assert!(v
             .quarantine
@@ -569,7 +594,9 @@ fn recovery_keeps_the_signed_lines_after_a_damaged_middle_line() {
             "{case}"
         );
         // A second start leaves it alone.
-        assert!(recover(&disk, &key, 1_700_000_300_000).unwrap().is_empty());
+        assert!(recover(&disk, &key, &NoTrail, 1_700_000_300_000)
+            .unwrap()
+            .is_empty());
     }
 }
 
@@ -586,7 +613,7 @@ fn recovery_sets_a_damaged_tail_aside_before_cutting_it() {
     lines[last] = lines[last].replacen("\"frames\":4", "\"frames\":5", 1);
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let before = snapshot(dir.path(), "r1");
-    let done = recover(&disk, &key, 1_700_000_200_000).unwrap();
+    let done = recover(&disk, &key, &NoTrail, 1_700_000_200_000).unwrap();
     assert_eq!(done.len(), 1);
     assert!(done[0].discarded_bytes > 0);
     assert_all_bytes_kept(dir.path(), "r1", &before);
@@ -671,7 +698,7 @@ fn any_damage_to_the_manifest_is_never_intact_and_recovery_keeps_every_byte() {
         assert!(!v.is_intact(), "round {round} ({what}) called intact");
         let _ = detail(&disk, &id);
         let before = snapshot(dir.path(), &id);
-        for r in recover(&disk, &key, 1_700_000_200_000).unwrap() {
+        for r in recover(&disk, &key, &NoTrail, 1_700_000_200_000).unwrap() {
             assert!(r.failed.is_none(), "round {round}: {:?}", r.failed);
         }
         assert_all_bytes_kept(dir.path(), &id, &before);
@@ -683,4 +710,259 @@ fn any_damage_to_the_manifest_is_never_intact_and_recovery_keeps_every_byte() {
         // Keep the next round's recover() to the new copy.
         disk.delete(&id).unwrap();
     }
+}
+
+#[test]
+fn a_planted_quarantine_file_of_the_right_length_does_not_make_recovery_lose_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    write(&disk, &key, "r1", 3, false);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("r1/video-1.mp4"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[9; 37]).unwrap();
+    // Planted where recovery would copy the torn 37 bytes, with the same length.
+    let planted = dir.path().join("r1/quarantine-video-1.mp4-310");
+    std::fs::write(&planted, [0u8; 37]).unwrap();
+    let before = snapshot(dir.path(), "r1");
+    let done = recover(&disk, &key, &NoTrail, 1_700_000_200_000).unwrap();
+    assert!(done[0].failed.is_none(), "{:?}", done[0].failed);
+    // The planted file is left as it is; the torn bytes are kept under another name.
+    assert_eq!(std::fs::read(&planted).unwrap(), [0u8; 37]);
+    assert_eq!(
+        std::fs::read(dir.path().join("r1/quarantine-video-1.mp4-310-1")).unwrap(),
+        [9; 37]
+    );
+    let kept = done[0]
+        .quarantined
+        .iter()
+        .any(|q| q == "quarantine-video-1.mp4-310-1");
+    assert!(kept, "{:?}", done[0].quarantined);
+    assert_all_bytes_kept_anywhere(dir.path(), "r1", &before);
+}
+
+/// Like [`assert_all_bytes_kept`], with the bytes cut from a file in any quarantine file.
+fn assert_all_bytes_kept_anywhere(root: &std::path::Path, id: &str, before: &[(String, Vec<u8>)]) {
+    let now = snapshot(root, id);
+    for (file, old) in before {
+        let cur = &now.iter().find(|(n, _)| n == file).unwrap().1;
+        if cur.len() >= old.len() {
+            assert_eq!(&cur[..old.len()], &old[..], "{file} rewritten");
+            continue;
+        }
+        assert_eq!(&old[..cur.len()], &cur[..], "{file} rewritten");
+        let rest = &old[cur.len()..];
+        let found = now
+            .iter()
+            .any(|(n, b)| n.starts_with(&format!("quarantine-{file}-")) && b == rest);
+        assert!(found, "{file}: {} cut bytes are nowhere", rest.len());
+    }
+}
+
+/// A disk whose reads of one file fail with EIO (a failing sector).
+struct FailingReads(LocalDisk, &'static str);
+
+impl RecordingStorage for FailingReads {
+    fn create(&self, id: &str) -> Res<Box<dyn portcullis_recording::RecordingSink>> {
+        self.0.create(id)
+    }
+    fn reopen(&self, id: &str) -> Res<Box<dyn portcullis_recording::RecordingSink>> {
+        self.0.reopen(id)
+    }
+    fn list(&self) -> Res<Vec<String>> {
+        self.0.list()
+    }
+    fn files(&self, id: &str) -> Res<Vec<(String, u64)>> {
+        self.0.files(id)
+    }
+    fn len(&self, id: &str, file: &str) -> Res<Option<u64>> {
+        self.0.len(id, file)
+    }
+    fn read(&self, id: &str, file: &str, offset: u64, len: u64) -> Res<Vec<u8>> {
+        if file == self.1 && offset > 0 {
+            return Err(portcullis_recording::StorageError::Io {
+                op: "read",
+                path: file.into(),
+                source: std::io::Error::from_raw_os_error(5),
+            });
+        }
+        self.0.read(id, file, offset, len)
+    }
+    fn truncate(&self, id: &str, file: &str, len: u64) -> Res<()> {
+        self.0.truncate(id, file, len)
+    }
+    fn delete(&self, id: &str) -> Res<()> {
+        self.0.delete(id)
+    }
+}
+
+#[test]
+fn a_read_error_during_recovery_leaves_the_recording_untouched_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    write(&disk, &key, "r1", 4, false);
+    let before = snapshot(dir.path(), "r1");
+    let failing = FailingReads(disk.clone(), "video-1.mp4");
+    let done = recover(&failing, &key, &NoTrail, 1_700_000_200_000).unwrap();
+    assert_eq!(done.len(), 1);
+    let e = done[0].failed.as_ref().expect("recovery must not go on");
+    assert!(e.to_string().contains("read"), "{e}");
+    // Nothing set aside, nothing cut, no end line: still open.
+    let mut now = snapshot(dir.path(), "r1");
+    let mut was = before.clone();
+    now.sort();
+    was.sort();
+    assert_eq!(now, was);
+    // The disk is readable again: the next start closes it as incomplete, nothing lost.
+    let done = recover(&disk, &key, &NoTrail, 1_700_000_300_000).unwrap();
+    assert!(done[0].failed.is_none(), "{:?}", done[0].failed);
+    let v = verify(&disk, "r1", &key.verifying_key()).unwrap();
+    assert_eq!(v.status(), Status::Incomplete, "{:?}", v.problem);
+    assert_eq!(v.segments, 4);
+}
+
+/// An audit trail that says which recordings the gateway closed, and keeps what recovery tells
+/// it (or refuses it).
+#[derive(Default)]
+struct Trail {
+    closed: std::collections::HashMap<String, portcullis_recording::ClosedOnRecord>,
+    acts: std::sync::Mutex<Vec<portcullis_recording::RecoveryAct>>,
+    refuse: bool,
+}
+
+impl portcullis_recording::RecoveryTrail for Trail {
+    fn closed_on_record(
+        &self,
+        id: &str,
+    ) -> Result<Option<portcullis_recording::ClosedOnRecord>, String> {
+        Ok(self.closed.get(id).cloned())
+    }
+    fn before(&self, act: &portcullis_recording::RecoveryAct) -> Result<(), String> {
+        if self.refuse {
+            return Err("the trail is stopped".into());
+        }
+        self.acts.lock().unwrap().push(act.clone());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_closed_recording_cut_while_the_gateway_was_down_is_found_cut_not_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    write(&disk, &key, "r1", 5, true);
+    assert_eq!(
+        portcullis_recording::closed_lines(&disk, "r1").unwrap(),
+        Some(8)
+    );
+    // Someone removes the end line and the last two segments at line boundaries, and cuts the
+    // data files to match.
+    let path = dir.path().join("r1/manifest.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&path, lines[..5].join("\n") + "\n").unwrap();
+    let s =
+        portcullis_recording::scan::scan(&disk, "r1", portcullis_recording::scan::Depth::Structure)
+            .unwrap();
+    for (file, len) in disk.files("r1").unwrap() {
+        let keep = s.file_ends.get(&file).copied().unwrap_or(len);
+        if file != "manifest.jsonl" && keep < len {
+            disk.truncate("r1", &file, keep).unwrap();
+        }
+    }
+    // Also a recording a kill -9 left open: no close on record, plain incomplete.
+    write(&disk, &key, "r2", 2, false);
+    let mut trail = Trail::default();
+    trail.closed.insert(
+        "r1".into(),
+        portcullis_recording::ClosedOnRecord {
+            audit_seq: 42,
+            lines: 8,
+        },
+    );
+
+    // The trail refuses the record of the act: nothing is done.
+    let refusing = Trail {
+        closed: trail.closed.clone(),
+        refuse: true,
+        ..Trail::default()
+    };
+    let before = snapshot(dir.path(), "r1");
+    let done = recover(&disk, &key, &refusing, 1_700_000_200_000).unwrap();
+    assert!(done.iter().all(|r| r.failed.is_some()), "{done:?}");
+    let mut now = snapshot(dir.path(), "r1");
+    let mut was = before;
+    now.sort();
+    was.sort();
+    assert_eq!(now, was);
+
+    let mut done = recover(&disk, &key, &trail, 1_700_000_200_000).unwrap();
+    done.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(done.len(), 2);
+    assert!(done.iter().all(|r| r.failed.is_none()), "{done:?}");
+    assert_eq!(done[0].found_cut.as_ref().unwrap().audit_seq, 42);
+    assert!(done[1].found_cut.is_none());
+    // Each act was on record before it was done.
+    let acts = trail.acts.lock().unwrap();
+    let act = acts.iter().find(|a| a.id == "r1").unwrap();
+    assert_eq!(act.action, "close");
+    assert_eq!(act.state, Some(EndState::FoundCut));
+    assert!(act.reason.contains("3 lines are missing"), "{}", act.reason);
+    let other = acts.iter().find(|a| a.id == "r2").unwrap();
+    assert_eq!(other.state, Some(EndState::Incomplete));
+
+    let v = verify(&disk, "r1", &key.verifying_key()).unwrap();
+    assert_eq!(v.status(), Status::Cut, "{:?}", v.problem);
+    assert!(!v.is_intact());
+    assert_eq!(v.ended, Some(EndState::FoundCut));
+    let missing = v.missing().unwrap();
+    assert!(missing.contains("found cut"), "{missing}");
+    assert!(missing.contains("record 42"), "{missing}");
+    assert!(missing.contains("after line 4"), "{missing}");
+    let v = verify(&disk, "r2", &key.verifying_key()).unwrap();
+    assert_eq!(v.status(), Status::Incomplete);
+}
+
+#[test]
+fn a_planted_line_naming_another_recordings_chain_does_not_make_its_lines_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    write(&disk, &key, "victim", 5, true);
+    write(&disk, &key, "other", 5, true);
+    let victim = std::fs::read_to_string(dir.path().join("victim/manifest.jsonl")).unwrap();
+    let other = std::fs::read_to_string(dir.path().join("other/manifest.jsonl")).unwrap();
+    let v_lines: Vec<&str> = victim.lines().collect();
+    let o_lines: Vec<&str> = other.lines().collect();
+    // Lines 0..4 of the victim, then a damaged line holding the other recording's chain value
+    // after its line 3, then the other recording's signed lines 4.. (same key, other content).
+    let o3: serde_json::Value = serde_json::from_str(o_lines[3]).unwrap();
+    let planted = format!("garbage \"chain\":\"{}\"", o3["chain"].as_str().unwrap());
+    let mut forged: Vec<String> = v_lines[..4].iter().map(|l| (*l).to_owned()).collect();
+    forged.push(planted);
+    forged.extend(o_lines[4..].iter().map(|l| (*l).to_owned()));
+    std::fs::write(
+        dir.path().join("victim/manifest.jsonl"),
+        forged.join("\n") + "\n",
+    )
+    .unwrap();
+    // The other recording's data after its line 3, so that its spans check out.
+    for f in ["video-1.mp4", "events.jsonl", "thumbs.bin"] {
+        std::fs::copy(
+            dir.path().join("other").join(f),
+            dir.path().join("victim").join(f),
+        )
+        .unwrap();
+    }
+    let v = verify(&disk, "victim", &key.verifying_key()).unwrap();
+    assert_eq!(v.status(), Status::Altered);
+    // Only the victim's own lines 0..3 are counted as checked; the foreign ones are not.
+    assert_eq!(v.lines, 4, "{:?}", v.damage);
+    assert_eq!(v.segments, 2);
+    assert!(v.unproven_lines >= 3, "{}", v.unproven_lines);
+    assert!(!v.damage[0].tied);
 }

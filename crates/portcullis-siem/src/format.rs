@@ -129,6 +129,8 @@ pub fn severity(entry: &Entry) -> Severity {
     if *kind == Kind::LOGIN_FAILED
         || *kind == Kind::SESSION_KILL
         || *kind == Kind::USER_LOCK
+        // The gateway set bytes aside, cut a torn tail or found a recording cut at a start.
+        || *kind == Kind::RECORDING_RECOVERED
         || decision(entry) == Some("deny")
     {
         Severity::Warning
@@ -168,6 +170,8 @@ pub fn kind_name(kind: &Kind) -> &str {
         "export" => "Export",
         "user_lock" => "User locked",
         "user_unlock" => "User unlocked",
+        "recording_closed" => "Recording closed",
+        "recording_recovered" => "Recording recovered at start",
         other => other,
     }
 }
@@ -508,6 +512,11 @@ mod tests {
         assert_eq!(
             severity(&entry(Record::new(Kind::LOGIN, "bob"))),
             Severity::Info
+        );
+        // What start-up recovery did to a recording reaches the SOC as a warning.
+        assert_eq!(
+            severity(&entry(Record::new(Kind::RECORDING_RECOVERED, "system"))),
+            Severity::Warning
         );
         let unknown = entry(Record::new(Kind::new("future_kind").unwrap(), "x"));
         assert_eq!(severity(&unknown), Severity::Info);

@@ -819,8 +819,10 @@ fn serve(config: Config) -> Result<()> {
             files
         }
     };
-    let recording = recording::set_up(&config, &key)?;
+    // The trail first: start-up recovery looks up which recordings were closed, and records
+    // what it does to those left open before it does it.
     let (audit, audit_log) = open_audit(&config)?;
+    let recording = recording::set_up(&config, &key, &audit_log)?;
     let mut broker = portcullis_broker::Broker::new(portcullis_core::desktop::Timeouts {
         connect: config.connect_timeout,
         handshake: config.handshake_timeout,

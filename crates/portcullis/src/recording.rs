@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use portcullis_audit::{AuditLog, Filter, Kind, Order, Record};
 use portcullis_recorder::{GatewayRecorder, KeystrokeLog, RecorderConfig};
-use portcullis_recording::manifest::fingerprint;
+use portcullis_recording::manifest::{fingerprint, EndState};
 use portcullis_recording::{
-    unix_ms, LiveRecordings, LocalDisk, RecordingStorage, SigningKey, VerifyingKey,
+    unix_ms, ClosedOnRecord, LiveRecordings, LocalDisk, RecordingStorage, RecoveryAct,
+    RecoveryTrail, SigningKey, VerifyingKey,
 };
 use portcullis_secrets::SecretKey;
 use tracing::{info, warn};
@@ -76,8 +78,63 @@ pub struct Recording {
     pub live: LiveRecordings,
 }
 
-/// Opens the recording storage, closes what a previous run left open, and builds the recorder.
-pub fn set_up(config: &Config, secret: &SecretKey) -> Result<Option<Recording>> {
+/// The gateway's audit trail as start-up recovery sees it: the trail's `recording_closed`
+/// records tell which recordings the gateway closed, and every recovery act is recorded as
+/// `recording_recovered` before it is carried out.
+struct AuditTrail<'a>(&'a AuditLog);
+
+impl RecoveryTrail for AuditTrail<'_> {
+    fn closed_on_record(&self, id: &str) -> Result<Option<ClosedOnRecord>, String> {
+        let found = self
+            .0
+            .query(&Filter {
+                session: Some(id.to_owned()),
+                kinds: vec![Kind::RECORDING_CLOSED],
+                order: Order::NewestFirst,
+                ..Filter::new(1)
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(found.first().map(|e| ClosedOnRecord {
+            audit_seq: e.seq,
+            lines: e
+                .record
+                .detail
+                .get("lines")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
+        }))
+    }
+
+    fn before(&self, act: &RecoveryAct) -> Result<(), String> {
+        let state = act.state.map(|s| match s {
+            EndState::Complete => "complete",
+            EndState::Incomplete => "incomplete",
+            EndState::FoundCut => "found_cut",
+        });
+        let ranges = |r: &[(String, u64, u64)]| {
+            r.iter()
+                .map(|(f, a, b)| serde_json::json!({"file": f, "from": a, "to": b}))
+                .collect::<Vec<_>>()
+        };
+        let record = Record::new(Kind::RECORDING_RECOVERED, "system")
+            .session(act.id.clone())
+            .detail("action", act.action)
+            .detail("state", state)
+            .detail("reason", act.reason.clone())
+            .detail("set_aside", ranges(&act.set_aside))
+            .detail("cut", ranges(&act.cut));
+        self.0.append(record).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// Opens the recording storage, closes what a previous run left open (with the audit trail
+/// open: see [`AuditTrail`]), and builds the recorder, which records each recording's close in
+/// the trail.
+pub fn set_up(
+    config: &Config,
+    secret: &SecretKey,
+    audit: &Arc<AuditLog>,
+) -> Result<Option<Recording>> {
     let r = &config.recording;
     if !r.enabled {
         warn!("recording is turned off: sessions will not be recorded");
@@ -88,18 +145,26 @@ pub fn set_up(config: &Config, secret: &SecretKey) -> Result<Option<Recording>> 
         LocalDisk::open(&r.dir)
             .with_context(|| format!("cannot open the recordings folder {}", r.dir.display()))?,
     );
-    for rec in portcullis_recording::recover(storage.as_ref(), &key, unix_ms())
+    for rec in portcullis_recording::recover(storage.as_ref(), &key, &AuditTrail(audit), unix_ms())
         .context("cannot recover recordings left open")?
     {
         if let Some(e) = &rec.failed {
             // The gateway still starts: new sessions are refused while the storage fails (no
             // unrecorded session), and the next start tries again.
             warn!(recording = %rec.id, error = %e,
-                "cannot close a recording left open by the previous run; it stays open (verifiable \
-                 up to its last segment) and the next start tries again");
+                "cannot close a recording left open by the previous run; it was left as it was \
+                 (verifiable up to its last segment) and the next start tries again");
             continue;
         }
         let quarantined = rec.quarantined.join(" ");
+        if let Some(c) = &rec.found_cut {
+            warn!(recording = %rec.id, audit_seq = c.audit_seq, lines_on_record = c.lines,
+                quarantined = %quarantined,
+                "a recording the gateway had closed was found without its end line: lines were \
+                 removed from its end while the gateway was down; closed as found cut (verify \
+                 calls it cut)");
+            continue;
+        }
         match &rec.problem {
             Some(p) => {
                 warn!(recording = %rec.id, discarded_bytes = rec.discarded_bytes, problem = %p.what,
@@ -128,7 +193,27 @@ pub fn set_up(config: &Config, secret: &SecretKey) -> Result<Option<Recording>> 
         min_free_bytes: r.min_free_mb * 1024 * 1024,
         ..RecorderConfig::default()
     };
-    let recorder = Arc::new(GatewayRecorder::new(storage.clone(), key.clone(), cfg));
+    let closed_storage = storage.clone();
+    let trail = audit.clone();
+    let on_closed: portcullis_recorder::gateway::OnClosed = Arc::new(move |id: &str| {
+        let lines = match portcullis_recording::closed_lines(closed_storage.as_ref(), id) {
+            Ok(Some(n)) => n,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(recording = %id, error = %e, "cannot read the closed recording's end line");
+                return;
+            }
+        };
+        let record = Record::new(Kind::RECORDING_CLOSED, "system")
+            .session(id)
+            .detail("lines", lines);
+        if let Err(e) = trail.append(record) {
+            warn!(recording = %id, error = %e,
+                "cannot record the recording's close in the audit trail");
+        }
+    });
+    let recorder =
+        Arc::new(GatewayRecorder::new(storage.clone(), key.clone(), cfg).with_on_closed(on_closed));
     let live = recorder.live();
     let web = portcullis_web::Recordings::new(storage.clone(), live.clone(), key.verifying_key());
     Ok(Some(Recording {
@@ -250,6 +335,16 @@ fn shipped_key(dir: &Path) -> Result<(VerifyingKey, String)> {
     }
 }
 
+/// True when recording `id` under `root` is being written right now by this configuration's
+/// gateway: `root` is the configured recordings folder, the gateway runs (it holds its audit
+/// trail's lock) and a writer holds the recording's lock. The recording's lock alone proves
+/// nothing (anyone who can read the manifest can take it): anything else is not live.
+fn written_by_running_gateway(config: &Config, root: &Path, storage: &LocalDisk, id: &str) -> bool {
+    let ours = config.recording.dir.canonicalize().is_ok_and(|d| d == root);
+    ours && portcullis_audit::is_held(&config.audit.dir)
+        && storage.is_being_written(id).unwrap_or(false)
+}
+
 /// `portcullis recording verify`: prints the verdict and returns the exit status (see
 /// [`verify_exit`]).
 pub fn verify_cmd(
@@ -301,8 +396,11 @@ pub fn verify_cmd(
             }
         }
     };
-    let storage = LocalDisk::at(root);
-    let v = portcullis_recording::verify(&storage, &id, &key)?;
+    let storage = LocalDisk::at(&root);
+    let mut v = portcullis_recording::verify(&storage, &id, &key)?;
+    if v.ended.is_none() {
+        v.live = written_by_running_gateway(config, &root, &storage, &id);
+    }
     println!("recording:   {id}");
     match &source {
         KeySource::Given(from) => println!(
@@ -330,6 +428,13 @@ pub fn verify_cmd(
         v.segments,
         v.duration_ms as f64 / 1000.0
     );
+    if v.unproven_lines > 0 {
+        println!(
+            "unproven:    {} more lines after damage, signed with the key but not proven to be \
+             this recording's (not counted above)",
+            v.unproven_lines
+        );
+    }
     let reason = v.end_reason.as_deref().unwrap_or("");
     match (v.ended, v.live) {
         _ if v.lines == 0 => println!("state:       unknown (no manifest line checks out)"),
@@ -339,13 +444,19 @@ pub fn verify_cmd(
         (Some(portcullis_recording::manifest::EndState::Incomplete), _) => {
             println!("state:       incomplete ({reason})")
         }
+        (Some(portcullis_recording::manifest::EndState::FoundCut), _) => {
+            println!("state:       found cut ({reason})")
+        }
         (None, true) => {
             println!(
                 "state:       live (a running gateway is writing it right now: no end line yet)"
             )
         }
         (None, false) => {
-            println!("state:       not closed (no signed end line, and nobody is writing it)")
+            println!(
+                "state:       not closed (no signed end line, and no gateway running with this \
+                 configuration is writing it)"
+            )
         }
     }
     if v.unlisted_bytes > 0 && v.lines > 0 {

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use portcullis_recording::manifest::fingerprint;
+use portcullis_recording::oracles::NoTrail;
 use portcullis_recording::{
     generate_key, recover, LocalDisk, RecordingWriter, SegmentInfo, SessionMeta, SigningKey,
 };
@@ -188,21 +189,107 @@ fn verdicts_and_exit_statuses() {
         r.out
     );
 
-    // Being written right now (this process holds the writer): live, 3. Once the writer is gone
-    // without closing it (a crash): cut, 1. Closed by the next start: incomplete, 2.
-    let w = write(&disk, &key, "open", 2, false);
-    let open = recs.join("open");
+    // Being written right now by this configuration's running gateway (this process holds
+    // the gateway's audit trail lock, and the writer, in its recordings folder): live, 3.
+    let gw_recs = data.join("recordings");
+    let gw_disk = LocalDisk::open(&gw_recs).unwrap();
+    std::fs::create_dir_all(data.join("audit")).unwrap();
+    let trail = portcullis_audit::AuditLog::open(data.join("audit")).unwrap();
+    let w = write(&gw_disk, &key, "open", 2, false);
+    let open = gw_recs.join("open");
     let r = verify(&data, &open, Some(trusted));
     assert_eq!(r.code, 3, "{}", r.out);
     assert!(r.out.contains("verdict:     LIVE"), "{}", r.out);
+    // A copy outside the recordings folder, its manifest locked by whoever can read it: not
+    // live but cut, 1.
+    let held = recs.join("held");
+    copy_dir(&open, &held);
+    let lock = std::fs::File::open(held.join("manifest.jsonl")).unwrap();
+    lock.try_lock().unwrap();
+    let r = verify(&data, &held, Some(trusted));
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(r.out.contains("verdict:     CUT"), "{}", r.out);
+    // The gateway stopped (its trail's lock is gone) while something still holds the writer
+    // lock: cut, 1.
+    drop(trail);
+    let r = verify(&data, &open, Some(trusted));
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(r.out.contains("verdict:     CUT"), "{}", r.out);
+    // Once the writer is gone without closing it (a crash): cut, 1. Closed by the next start
+    // (the trail has no close of it on record): incomplete, 2. A held lock does not hold up
+    // recovery.
     drop(w);
     let r = verify(&data, &open, Some(trusted));
     assert_eq!(r.code, 1, "{}", r.out);
     assert!(r.out.contains("CUT"), "{}", r.out);
-    recover(&disk, &key, 1_700_000_200_000).unwrap();
+    let held_lock = std::fs::File::open(open.join("manifest.jsonl")).unwrap();
+    held_lock.try_lock().unwrap();
+    let done = recover(&gw_disk, &key, &NoTrail, 1_700_000_200_000).unwrap();
+    assert!(done.iter().all(|d| d.failed.is_none()), "{done:?}");
+    drop(held_lock);
     let r = verify(&data, &open, Some(trusted));
     assert_eq!(r.code, 2, "{}", r.out);
     assert!(r.out.contains("verdict:     INCOMPLETE"), "{}", r.out);
     assert!(r.out.contains("state:       incomplete"), "{}", r.out);
     assert!(!r.out.contains("INTACT"), "{}", r.out);
+    drop(lock);
+}
+
+/// The trail of a gateway that closed every recording given.
+struct ClosedAll(u64);
+
+impl portcullis_recording::RecoveryTrail for ClosedAll {
+    fn closed_on_record(
+        &self,
+        _: &str,
+    ) -> Result<Option<portcullis_recording::ClosedOnRecord>, String> {
+        Ok(Some(portcullis_recording::ClosedOnRecord {
+            audit_seq: 7,
+            lines: self.0,
+        }))
+    }
+    fn before(&self, _: &portcullis_recording::RecoveryAct) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_closed_recording_found_cut_at_a_start_verifies_as_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let recs = tmp.path().join("recs");
+    let disk = LocalDisk::open(&recs).unwrap();
+    let key = Arc::new(generate_key());
+    let hex_key = hex(key.verifying_key().as_bytes());
+    write(&disk, &key, "r1", 3, true);
+    let m = recs.join("r1/manifest.jsonl");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6);
+    // The end line and the last segment removed, the video cut to match.
+    std::fs::write(&m, lines[..4].join("\n") + "\n").unwrap();
+    let video = recs.join("r1/video-1.mp4");
+    let len = std::fs::metadata(&video).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&video)
+        .unwrap()
+        .set_len(len - 50)
+        .unwrap();
+    let done = recover(&disk, &key, &ClosedAll(6), 1_700_000_200_000).unwrap();
+    assert!(done[0].found_cut.is_some(), "{done:?}");
+    let r = verify(&data, &recs.join("r1"), Some(&hex_key));
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(
+        r.out
+            .contains("verdict:     CUT: missing the end of the recording: found cut"),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("state:       found cut"), "{}", r.out);
+    assert!(
+        r.out.contains("2 lines are missing after line 3"),
+        "{}",
+        r.out
+    );
 }
