@@ -12,6 +12,7 @@
 //! - [`scancode`]: X11 keysyms as PC scancodes (RDP keyboard input), and back.
 //! - [`wire`]: the browser WebSocket format (see `docs/browser-protocol.md`).
 
+pub mod addr;
 pub mod damage;
 pub mod desktop;
 pub mod flow;

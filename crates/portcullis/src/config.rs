@@ -323,7 +323,7 @@ fn rdp(r: dto::Rdp) -> Result<Rdp> {
         public_address: match r.public_address {
             None => None,
             Some(text) => {
-                if portcullis_web::rdp_tickets::parse_host_port(&text).is_none() {
+                if portcullis_core::addr::parse_host_port(&text).is_none() {
                     bail!(
                         "rdp.public_address: {text:?} is not a host name or address, optionally with a port (like rdp.example.com:3389)"
                     );
