@@ -258,8 +258,15 @@ fn a_recording_cut_before_its_header_is_removed_and_evidence_is_kept() {
     }
 }
 
-/// A disk whose recordings cannot be appended to on reopening (a full disk at start-up).
-struct FullOnReopen(LocalDisk);
+/// A disk that fails in one chosen way and otherwise behaves as the local disk.
+struct Faulty(LocalDisk, Fault);
+
+enum Fault {
+    /// Recordings cannot be appended to on reopening (a full disk at start-up).
+    FullOnReopen,
+    /// Reads of this file past its first byte fail with EIO (a failing sector).
+    FailingReads(&'static str),
+}
 
 struct FullSink;
 
@@ -278,12 +285,15 @@ impl portcullis_recording::RecordingSink for FullSink {
 
 type Res<T> = Result<T, portcullis_recording::StorageError>;
 
-impl RecordingStorage for FullOnReopen {
+impl RecordingStorage for Faulty {
     fn create(&self, id: &str) -> Res<Box<dyn portcullis_recording::RecordingSink>> {
         self.0.create(id)
     }
-    fn reopen(&self, _: &str) -> Res<Box<dyn portcullis_recording::RecordingSink>> {
-        Ok(Box::new(FullSink))
+    fn reopen(&self, id: &str) -> Res<Box<dyn portcullis_recording::RecordingSink>> {
+        match self.1 {
+            Fault::FullOnReopen => Ok(Box::new(FullSink)),
+            Fault::FailingReads(_) => self.0.reopen(id),
+        }
     }
     fn list(&self) -> Res<Vec<String>> {
         self.0.list()
@@ -295,6 +305,13 @@ impl RecordingStorage for FullOnReopen {
         self.0.len(id, file)
     }
     fn read(&self, id: &str, file: &str, offset: u64, len: u64) -> Res<Vec<u8>> {
+        if matches!(self.1, Fault::FailingReads(f) if f == file) && offset > 0 {
+            return Err(portcullis_recording::StorageError::Io {
+                op: "read",
+                path: file.into(),
+                source: std::io::Error::from_raw_os_error(5),
+            });
+        }
         self.0.read(id, file, offset, len)
     }
     fn truncate(&self, id: &str, file: &str, len: u64) -> Res<()> {
@@ -312,7 +329,7 @@ fn a_recording_that_cannot_be_closed_holds_up_neither_the_others_nor_the_start()
     let key = Arc::new(generate_key());
     write(&disk, &key, "r1", 2, false);
     write(&disk, &key, "r2", 3, false);
-    let full = FullOnReopen(disk.clone());
+    let full = Faulty(disk.clone(), Fault::FullOnReopen);
     let mut done = recover(&full, &key, &NoTrail, 1_700_000_200_000).unwrap();
     done.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(done.len(), 2);
@@ -761,43 +778,6 @@ fn assert_all_bytes_kept_anywhere(root: &std::path::Path, id: &str, before: &[(S
     }
 }
 
-/// A disk whose reads of one file fail with EIO (a failing sector).
-struct FailingReads(LocalDisk, &'static str);
-
-impl RecordingStorage for FailingReads {
-    fn create(&self, id: &str) -> Res<Box<dyn portcullis_recording::RecordingSink>> {
-        self.0.create(id)
-    }
-    fn reopen(&self, id: &str) -> Res<Box<dyn portcullis_recording::RecordingSink>> {
-        self.0.reopen(id)
-    }
-    fn list(&self) -> Res<Vec<String>> {
-        self.0.list()
-    }
-    fn files(&self, id: &str) -> Res<Vec<(String, u64)>> {
-        self.0.files(id)
-    }
-    fn len(&self, id: &str, file: &str) -> Res<Option<u64>> {
-        self.0.len(id, file)
-    }
-    fn read(&self, id: &str, file: &str, offset: u64, len: u64) -> Res<Vec<u8>> {
-        if file == self.1 && offset > 0 {
-            return Err(portcullis_recording::StorageError::Io {
-                op: "read",
-                path: file.into(),
-                source: std::io::Error::from_raw_os_error(5),
-            });
-        }
-        self.0.read(id, file, offset, len)
-    }
-    fn truncate(&self, id: &str, file: &str, len: u64) -> Res<()> {
-        self.0.truncate(id, file, len)
-    }
-    fn delete(&self, id: &str) -> Res<()> {
-        self.0.delete(id)
-    }
-}
-
 #[test]
 fn a_read_error_during_recovery_leaves_the_recording_untouched_for_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -805,7 +785,7 @@ fn a_read_error_during_recovery_leaves_the_recording_untouched_for_the_next_star
     let key = Arc::new(generate_key());
     write(&disk, &key, "r1", 4, false);
     let before = snapshot(dir.path(), "r1");
-    let failing = FailingReads(disk.clone(), "video-1.mp4");
+    let failing = Faulty(disk.clone(), Fault::FailingReads("video-1.mp4"));
     let done = recover(&failing, &key, &NoTrail, 1_700_000_200_000).unwrap();
     assert_eq!(done.len(), 1);
     let e = done[0].failed.as_ref().expect("recovery must not go on");
