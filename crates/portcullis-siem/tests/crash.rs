@@ -139,6 +139,28 @@ impl Drop for Release {
     }
 }
 
+/// An audit log on files whose fsyncs the test can hold and whose power it can cut.
+fn crashable_log(audit: &Path) -> (AuditLog, Arc<CrashFiles>, Release) {
+    let files = CrashFiles::new();
+    let log = OpenOptions::new()
+        .file_layer(Arc::new(CrashLayer(files.clone())))
+        .open(audit)
+        .unwrap();
+    let release = Release(files.clone());
+    (log, files, release)
+}
+
+/// Waits until the forwarder has delivered up to `seq`.
+async fn delivered(run: &Running, seq: u64) {
+    let h = run.handle.clone();
+    wait_for(
+        &format!("{seq} records delivered"),
+        Duration::from_secs(10),
+        || h.status().delivered_seq == seq,
+    )
+    .await;
+}
+
 /// Submits `seqs` while fsyncs are held: the lines are written, never fsynced.
 fn write_unsynced(
     log: &AuditLog,
@@ -172,12 +194,7 @@ fn crash(log: AuditLog, files: &CrashFiles, tickets: Vec<Ticket>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_fsynced_records_are_forwarded_and_a_crash_skips_nothing() {
     let s = setup();
-    let files = CrashFiles::new();
-    let log = OpenOptions::new()
-        .file_layer(Arc::new(CrashLayer(files.clone())))
-        .open(&s.audit)
-        .unwrap();
-    let _release = Release(files.clone());
+    let (log, files, _release) = crashable_log(&s.audit);
     append(&log, "before", 1..=3);
     let run = spawn(&s.config, &s.audit, &s.state, &log);
     let h = run.handle.clone();
@@ -219,11 +236,7 @@ async fn only_fsynced_records_are_forwarded_and_a_crash_skips_nothing() {
     );
     append(&log, "after", 4..=7);
     let run = spawn(&s.config, &s.audit, &s.state, &log);
-    let h = run.handle.clone();
-    wait_for("7 records delivered", Duration::from_secs(10), || {
-        h.status().delivered_seq == 7
-    })
-    .await;
+    delivered(&run, 7).await;
     let st = run.handle.status();
     run.stop().await;
     assert_eq!(exported(&s.out), in_log(&log));
@@ -233,12 +246,7 @@ async fn only_fsynced_records_are_forwarded_and_a_crash_skips_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_ahead_of_the_log_delivers_again_from_where_the_log_ends() {
     let s = setup();
-    let files = CrashFiles::new();
-    let log = OpenOptions::new()
-        .file_layer(Arc::new(CrashLayer(files.clone())))
-        .open(&s.audit)
-        .unwrap();
-    let _release = Release(files.clone());
+    let (log, files, _release) = crashable_log(&s.audit);
     append(&log, "before", 1..=3);
     let tickets = write_unsynced(&log, &files, 4..=6);
     // A forwarder that read whole lines (as before) delivered up to 6 and stored its cursor.
@@ -273,11 +281,7 @@ async fn a_cursor_ahead_of_the_log_delivers_again_from_where_the_log_ends() {
     assert_eq!(log.recovery().next_seq, 4);
     append(&log, "after", 4..=8);
     let run = spawn(&s.config, &s.audit, &s.state, &log);
-    let h = run.handle.clone();
-    wait_for("8 records delivered", Duration::from_secs(10), || {
-        h.status().delivered_seq == 8
-    })
-    .await;
+    delivered(&run, 8).await;
     let st = run.handle.status();
     run.stop().await;
     let log_now = in_log(&log);
