@@ -58,9 +58,8 @@ function holdSession(base, cookie, target) {
   });
 }
 
-/** A gateway with a desk target, and a session on it held open by a client that never answers. */
-async function heldGateway(desktop, opts) {
-  const gw = await startGateway({ adminPassword: ADMIN, ...opts });
+/** Logs the admin in and gives alice (a user) a grant for `desk`, the desktop; returns the admin's client. */
+async function aliceOnDesk(gw, desktop) {
   const admin = gw.api();
   assert.equal((await admin.login('admin', ADMIN)).status, 200);
   let r = await admin.post('/users', { name: 'alice', password: ALICE, role: 'user' });
@@ -69,6 +68,20 @@ async function heldGateway(desktop, opts) {
   assert.equal(r.status, 201, r.text);
   r = await admin.post('/grants', { user: 'alice', target: 'desk' });
   assert.equal(r.status, 201, r.text);
+  return admin;
+}
+
+/** The last 200 records of the gateway's audit trail, read by the CLI (the gateway may be stopped). */
+function auditTrail(gw) {
+  const shown = gw.cli(['audit', 'show', '--limit', '200']);
+  assert.equal(shown.status, 0, shown.stderr);
+  return { text: shown.stdout, records: shown.stdout.trim().split('\n').map((l) => JSON.parse(l)) };
+}
+
+/** A gateway with a desk target, and a session on it held open by a client that never answers. */
+async function heldGateway(desktop, opts) {
+  const gw = await startGateway({ adminPassword: ADMIN, ...opts });
+  const admin = await aliceOnDesk(gw, desktop);
   const alice = gw.api();
   assert.equal((await alice.login('alice', ALICE)).status, 200);
   const socket = await holdSession(gw.base, alice.cookie, 'desk');
@@ -101,10 +114,9 @@ test('a second signal, or the end of the grace, exits at once with status 1 and 
     assert.match(second.gw.log(), /the shutdown grace passed with sessions or recordings still open/);
     // The stop is on record anyway, with what was left open.
     assert.match(second.gw.log(), /audit trail flushed/);
-    const shown = second.gw.cli(['audit', 'show', '--limit', '200']);
-    assert.equal(shown.status, 0, shown.stderr);
-    const stop = shown.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.kind === 'gateway_stop');
-    assert.ok(stop, `no gateway_stop record: ${shown.stdout.slice(-2000)}`);
+    const trail = auditTrail(second.gw);
+    const stop = trail.records.find((e) => e.kind === 'gateway_stop');
+    assert.ok(stop, `no gateway_stop record: ${trail.text.slice(-2000)}`);
     assert.ok(stop.detail.still_open >= 1, JSON.stringify(stop));
   } finally {
     for (const { gw, socket } of held) {
@@ -156,14 +168,7 @@ test('a browser that stopped reading is let go once its session ends: SIGTERM st
   const gw = await startGateway({ adminPassword: ADMIN });
   let stalled;
   try {
-    const admin = gw.api();
-    assert.equal((await admin.login('admin', ADMIN)).status, 200);
-    let r = await admin.post('/users', { name: 'alice', password: ALICE, role: 'user' });
-    assert.equal(r.status, 201, r.text);
-    r = await admin.post('/targets', { name: 'desk', address: desktop.address, password: VNC_PASSWORD });
-    assert.equal(r.status, 201, r.text);
-    r = await admin.post('/grants', { user: 'alice', target: 'desk' });
-    assert.equal(r.status, 201, r.text);
+    const admin = await aliceOnDesk(gw, desktop);
     const alice = gw.api();
     assert.equal((await alice.login('alice', ALICE)).status, 200);
     const { hostname, port } = new URL(gw.base);
@@ -183,10 +188,9 @@ test('a browser that stopped reading is let go once its session ends: SIGTERM st
     console.log(`# exited ${exit.ms} ms after SIGTERM`);
     assert.match(log, /audit trail flushed/);
     assert.doesNotMatch(log, /grace passed/);
-    const shown = gw.cli(['audit', 'show', '--limit', '200']);
-    const records = shown.stdout.trim().split('\n').map((l) => JSON.parse(l));
-    const end = records.find((e) => e.kind === 'session_end');
-    assert.equal(end?.detail.reason, REASON, shown.stdout.slice(-3000));
+    const trail = auditTrail(gw);
+    const end = trail.records.find((e) => e.kind === 'session_end');
+    assert.equal(end?.detail.reason, REASON, trail.text.slice(-3000));
   } finally {
     stalled?.kill();
     await gw.stop();
@@ -203,14 +207,7 @@ test('SIGTERM under live browser and native sessions: viewers told, recordings c
   const browser = await launchBrowser();
   let client, again;
   try {
-    const admin = gw.api();
-    assert.equal((await admin.login('admin', ADMIN)).status, 200);
-    let r = await admin.post('/users', { name: 'alice', password: ALICE, role: 'user' });
-    assert.equal(r.status, 201, r.text);
-    r = await admin.post('/targets', { name: 'desk', address: desktop.address, password: VNC_PASSWORD });
-    assert.equal(r.status, 201, r.text);
-    r = await admin.post('/grants', { user: 'alice', target: 'desk' });
-    assert.equal(r.status, 201, r.text);
+    const admin = await aliceOnDesk(gw, desktop);
 
     // A browser session, painting.
     const page = await newPage(browser);
@@ -255,12 +252,10 @@ test('SIGTERM under live browser and native sessions: viewers told, recordings c
     }
 
     // The audit trail has both sessions' ends with the reason, and the stop.
-    const shown = gw.cli(['audit', 'show', '--limit', '200']);
-    assert.equal(shown.status, 0, shown.stderr);
-    const records = shown.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const { text, records } = auditTrail(gw);
     for (const id of [browserId, native.id]) {
       const end = records.find((e) => e.kind === 'session_end' && e.session === id);
-      assert.ok(end, `no session_end for ${id}: ${shown.stdout.slice(0, 3000)}`);
+      assert.ok(end, `no session_end for ${id}: ${text.slice(0, 3000)}`);
       assert.equal(end.detail.reason, REASON);
     }
     assert.ok(records.some((e) => e.kind === 'gateway_stop'), 'no gateway_stop record');
