@@ -416,6 +416,10 @@ pub struct Verdict {
     pub live: bool,
     /// Fingerprint of the key checked against.
     pub key_fingerprint: String,
+    /// Who and what the signed header says the recording is about (`None` when the header does
+    /// not check out). Its `session` is the recording's real id, whatever its folder is called:
+    /// a caller that knows the folder should be that session's says so when it is not.
+    pub meta: Option<SessionMeta>,
 }
 
 impl Verdict {
@@ -528,9 +532,11 @@ pub fn verify(
         quarantine,
         live: false,
         key_fingerprint: fingerprint(key),
+        meta: None,
     };
     for b in &s.bodies {
         match &b.entry {
+            Entry::Header { meta, .. } if b.seq == 0 => v.meta = Some(meta.clone()),
             Entry::Segment { end_ms, .. } => {
                 if b.seq < untied {
                     v.segments += 1;

@@ -401,7 +401,27 @@ pub fn verify_cmd(
     if v.ended.is_none() {
         v.live = written_by_running_gateway(config, &root, &storage, &id);
     }
+    // In the gateway's own folder, a recording's folder is its session id: another session's
+    // recording copied in its place is not this one. (An export may sit in a folder of any name.)
+    let in_place = config.recording.dir.canonicalize().is_ok_and(|d| d == root);
+    if let Some(meta) = v.meta.as_ref().filter(|m| in_place && m.session != id) {
+        if v.problem.is_none() {
+            v.problem = Some(portcullis_recording::scan::Problem {
+                seq: 0,
+                what: format!(
+                    "the folder {id} holds the recording of another session ({}), signed as such",
+                    meta.session
+                ),
+            });
+        }
+    }
     println!("recording:   {id}");
+    if let Some(m) = &v.meta {
+        println!(
+            "signed as:   session {}, user {}, target {}, started {} (Unix ms)",
+            m.session, m.user, m.target, m.started_at_ms
+        );
+    }
     match &source {
         KeySource::Given(from) => println!(
             "trusted key: fingerprint {} (given: {from})",

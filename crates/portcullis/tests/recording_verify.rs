@@ -293,3 +293,47 @@ fn a_closed_recording_found_cut_at_a_start_verifies_as_cut() {
         r.out
     );
 }
+
+#[test]
+fn another_sessions_recording_in_a_recordings_folder_is_altered_and_every_verdict_names_the_signed_session(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let recs = data.join("recordings");
+    let disk = LocalDisk::open(&recs).unwrap();
+    let key = Arc::new(generate_key());
+    let trusted = tmp.path().join("gateway.pub");
+    std::fs::write(
+        &trusted,
+        format!("{}\n", hex(key.verifying_key().as_bytes())),
+    )
+    .unwrap();
+    let trusted = trusted.to_str().unwrap();
+    write(&disk, &key, "r-one", 3, true);
+    write(&disk, &key, "r-two", 2, true);
+
+    // Someone with the disk puts r-two's files in r-one's place: each file checks out, but the
+    // folder r-one no longer holds session r-one.
+    std::fs::remove_dir_all(recs.join("r-one")).unwrap();
+    copy_dir(&recs.join("r-two"), &recs.join("r-one"));
+    let r = verify(&data, &recs.join("r-one"), Some(trusted));
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(
+        r.out
+            .contains("the folder r-one holds the recording of another session (r-two)"),
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out
+            .contains("signed as:   session r-two, user alice, target db1"),
+        "{}",
+        r.out
+    );
+
+    // An export may sit in a folder of any name: intact, and the verdict says whose it is.
+    copy_dir(&recs.join("r-two"), &tmp.path().join("evidence"));
+    let r = verify(&data, &tmp.path().join("evidence"), Some(trusted));
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert!(r.out.contains("signed as:   session r-two"), "{}", r.out);
+}
