@@ -56,7 +56,7 @@ pub fn new_user_id() -> String {
 }
 
 /// Gives every user stored before ids existed an id, and every API token its user's id (a token
-/// whose user is gone is deleted). Idempotent; run at every start before anything is served.
+/// whose user is gone, or that is older than the account now bearing its user's name, is deleted). Idempotent; run at every start before anything is served.
 pub fn migrate_user_ids(store: &dyn Store) -> Result<usize, OpsError> {
     let mut changed = 0;
     for user in store.list_users()? {
@@ -77,11 +77,13 @@ pub fn migrate_user_ids(store: &dyn Store) -> Result<usize, OpsError> {
             continue;
         }
         match store.get_user(&token.user)? {
-            Some(user) => {
+            // A token older than the account of its name was an earlier account's (deleting a
+            // user did not take their tokens then): the new account inherits nothing.
+            Some(user) if token.created_at >= user.created_at => {
                 token.user_id = user.id;
                 store.put_token(&token)?;
             }
-            None => {
+            _ => {
                 store.delete_token(&token.id)?;
             }
         }
@@ -460,6 +462,39 @@ mod tests {
             description: "",
             labels: &[],
         }
+    }
+
+    #[test]
+    fn a_token_of_an_earlier_account_of_the_same_name_is_not_handed_to_the_new_one() {
+        let store = MemoryStore::new();
+        // The bob of today was created at 2000; a token of the deleted bob of before, at 1000.
+        let bob = prepare_user("bob", "bob-password-123", Role::User).unwrap();
+        store
+            .put_user(&UserRecord {
+                id: String::new(),
+                created_at: 2000,
+                ..bob
+            })
+            .unwrap();
+        for (id, created_at) in [("old", 1000), ("new", 2000)] {
+            store
+                .put_token(&portcullis_store::TokenRecord {
+                    id: id.into(),
+                    user: "bob".into(),
+                    user_id: String::new(),
+                    name: id.into(),
+                    scopes: vec![],
+                    secret_hash: vec![],
+                    created_at,
+                    expires_at: i64::MAX,
+                    created_by: "admin".into(),
+                })
+                .unwrap();
+        }
+        migrate_user_ids(&store).unwrap();
+        let bob = store.get_user("bob").unwrap().unwrap();
+        assert_eq!(store.get_token("old").unwrap(), None);
+        assert_eq!(store.get_token("new").unwrap().unwrap().user_id, bob.id);
     }
 
     #[test]
