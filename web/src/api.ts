@@ -1,6 +1,6 @@
 // The gateway's HTTP API (docs/browser-protocol.md, "HTTP API").
 
-import type { PolicyAction } from './policy';
+import type { PolicyAction } from './model/policy';
 
 export interface Me {
   name: string;

@@ -1,3 +1,6 @@
+// `#/admin/{users,targets,grants,sessions,tokens}`: the administrators' pages (shared parts in
+// admin-kit.ts; the policy page is policy-page.ts).
+
 import {
   acceptTargetIdentity,
   closeSession,
@@ -26,106 +29,14 @@ import {
   type TargetKind,
   type User,
 } from '../api';
-import { isAdmin, type PageContext } from '../context';
+import type { PageContext } from '../context';
 import { h, replace, showError } from '../dom';
-import { roleClass, shell, type NavKey } from '../layout';
-import { parseLabels } from '../policy';
-import { reasonForm } from './reason';
-import { kindSecurityNote } from './target-kind';
+import { roleClass } from '../layout';
+import { parseLabels } from '../model/policy';
+import { reasonForm } from './reason-form';
+import { kindSecurityNote } from '../model/target-kind';
+import { actionButton, adminShell, attempt, deleteButton, emptyRow, field, submitting } from './admin-kit';
 import { errorMessage, formatTime } from './util';
-
-/** The parts every admin page has. There is exactly one `.form-error` per page. */
-export interface AdminPage {
-  main: HTMLElement;
-  /** The page's single error element (API errors of the form and of table actions). */
-  error: HTMLElement;
-  tbody: HTMLTableSectionElement;
-  table: HTMLTableElement;
-}
-
-/** Renders the shell; returns null (after showing "not allowed") for a non-admin. */
-export function adminShell(
-  ctx: PageContext,
-  nav: NavKey,
-  title: string,
-  subtitle: string,
-  columns: string[],
-  tableId: string,
-): AdminPage | null {
-  const main = shell(ctx.root, ctx.me, nav);
-  if (!isAdmin(ctx.me)) {
-    main.append(
-      h(
-        'div',
-        { id: 'not-allowed', class: 'empty', role: 'alert' },
-        h('p', { class: 'empty-title' }, 'You are not allowed to view this page.'),
-        h('p', { class: 'muted' }, 'Only administrators can manage the gateway.'),
-      ),
-    );
-    return null;
-  }
-  const error = h('div', { class: 'form-error', role: 'alert', hidden: true });
-  const tbody = h('tbody');
-  const table = h(
-    'table',
-    { id: tableId, class: 'data-table' },
-    h('thead', null, h('tr', null, ...columns.map((c) => h('th', { scope: 'col' }, c)))),
-    tbody,
-  );
-  main.append(h('div', { class: 'page-head' }, h('h1', null, title), h('p', { class: 'muted' }, subtitle)));
-  return { main, error, tbody, table };
-}
-
-function emptyRow(cols: number, text: string): HTMLTableRowElement {
-  return h('tr', { class: 'empty-row' }, h('td', { colspan: cols }, text));
-}
-
-export function field(label: string, input: HTMLElement, id: string): HTMLElement {
-  return h('div', { class: 'field' }, h('label', { for: id }, label), input);
-}
-
-function actionButton(label: string, attrs: Record<string, string>, onClick: () => Promise<void>): HTMLButtonElement {
-  const btn = h('button', { type: 'button', class: 'btn btn-small', ...attrs }, label);
-  btn.addEventListener('click', async () => {
-    btn.disabled = true;
-    try {
-      await onClick();
-    } finally {
-      btn.disabled = false;
-    }
-  });
-  return btn;
-}
-
-function deleteButton(label: string, attrs: Record<string, string>, onClick: (btn: HTMLButtonElement) => Promise<void>): HTMLButtonElement {
-  const btn = h('button', { type: 'button', class: 'btn btn-danger btn-small', ...attrs }, label);
-  btn.addEventListener('click', async () => {
-    btn.disabled = true;
-    try {
-      await onClick(btn);
-    } finally {
-      btn.disabled = false;
-    }
-  });
-  return btn;
-}
-
-/** Runs an API action, showing its error in the page's error element. True on success. */
-export async function attempt(ctx: PageContext, error: HTMLElement, action: () => Promise<unknown>): Promise<boolean> {
-  showError(error, null);
-  try {
-    await action();
-    return true;
-  } catch (err) {
-    if (!ctx.signal.aborted) showError(error, errorMessage(err));
-    return false;
-  }
-}
-
-export function submitting(btn: HTMLButtonElement, busy: boolean): void {
-  btn.disabled = busy;
-  btn.classList.toggle('busy', busy);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Users

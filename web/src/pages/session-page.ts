@@ -3,17 +3,17 @@
 import { getMe } from '../api';
 import type { PageContext } from '../context';
 import { h, showError } from '../dom';
-import { KeyTracker, type KeyAction } from '../keysym';
+import { KeyTracker, type KeyAction } from '../model/keysym';
 import { shell } from '../layout';
 import { DesktopCanvas } from '../desktop';
-import { FROZEN_BANNER_TEXT } from '../soc';
+import { FROZEN_BANNER_TEXT } from '../model/soc';
 import {
   domButtonToBit,
   PointerSender,
   toDesktop,
   WheelAccumulator,
   wheelBits,
-} from '../pointer';
+} from '../model/pointer';
 import {
   ackMsg,
   clipboardMsg,
@@ -23,56 +23,14 @@ import {
   pointerMsg,
   refreshMsg,
   type ServerMessage,
-} from '../protocol';
-import { counters, resetCounters } from '../state';
+} from '../model/protocol';
+import { connectUrl, desktopSizeWish, SESSION_CHROME_FALLBACK, type DesktopSize } from '../model/session';
+import { counters, resetCounters } from '../test-hooks';
 
 /** How long to wait for `init` before giving up. */
 export const INIT_TIMEOUT_MS = 20_000;
 /** How long a Ctrl+V keydown waits for its paste event before it is forwarded anyway. */
 const PASTE_WAIT_MS = 150;
-
-/** A desktop size in pixels. */
-export interface DesktopSize {
-  width: number;
-  height: number;
-}
-
-/** The smallest and largest desktop the gateway accepts as a wish (it clamps to the same). */
-export const DESKTOP_MIN: Readonly<DesktopSize> = { width: 640, height: 480 };
-export const DESKTOP_MAX: Readonly<DesktopSize> = { width: 4096, height: 2160 };
-
-/**
- * What the page around the canvas takes when it cannot be measured: the header bar (52 px) and
- * the session toolbar (about 47 px) above it, the clipboard panel (280 px) beside it.
- */
-export const SESSION_CHROME_FALLBACK = { height: 100, width: 280 } as const;
-
-/**
- * The desktop size to ask for (RDP targets render at the size asked; VNC ignores it): the window's
- * inner size minus the page chrome (`chromeH` above and below the canvas, `chromeW` beside it),
- * rounded down to whole pixels and an even width, clamped to DESKTOP_MIN … DESKTOP_MAX.
- */
-export function desktopSizeWish(viewportW: number, viewportH: number, chromeH: number, chromeW = 0): DesktopSize {
-  const avail = (total: number, chrome: number) => {
-    const v = Math.floor(total - (Number.isFinite(chrome) && chrome > 0 ? chrome : 0));
-    return Number.isFinite(v) ? v : 0;
-  };
-  const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
-  const width = clamp(avail(viewportW, chromeW), DESKTOP_MIN.width, DESKTOP_MAX.width);
-  const height = clamp(avail(viewportH, chromeH), DESKTOP_MIN.height, DESKTOP_MAX.height);
-  return { width: width - (width % 2), height };
-}
-
-/**
- * The WebSocket URL of a target (wss: on https pages, ws: on http), with `?width=W&height=H` when
- * a desktop size is wished.
- */
-export function connectUrl(loc: { protocol: string; host: string }, target: string, size?: DesktopSize): string {
-  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  const base = `${scheme}//${loc.host}/api/v1/targets/${encodeURIComponent(target)}/connect`;
-  if (!size) return base;
-  return `${base}?width=${Math.trunc(size.width)}&height=${Math.trunc(size.height)}`;
-}
 
 /**
  * The desktop size wished for the session page as laid out now: the window minus whatever the

@@ -18,9 +18,9 @@ import {
   thumbnailFor,
   timeAtX,
   timelineMs,
-} from '../recording';
-import { counters, type PlayerHook } from '../state';
-import { formatStart, stateClass } from './recordings';
+} from '../model/recording';
+import { counters, type PlayerHook } from '../test-hooks';
+import { formatStart, stateClass } from './recordings-page';
 import { errorMessage } from './util';
 
 /** While the recording is live, its detail is polled this often. */
