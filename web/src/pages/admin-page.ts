@@ -15,6 +15,7 @@ import {
   listSessions,
   listTargets,
   listTokens,
+  listTokenScopes,
   listUsers,
   lockUser,
   resetMfa,
@@ -26,6 +27,7 @@ import {
   type NewTarget,
   type SessionInfo,
   type Target,
+  type TokenScope,
   type TargetKind,
   type User,
 } from '../api';
@@ -417,16 +419,6 @@ export async function renderAdminGrants(ctx: PageContext): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // API tokens
 
-/** The scopes a token may carry (deny by default: a token reaches only the routes of its scopes). */
-export const TOKEN_SCOPES: readonly [string, string][] = [
-  ['sessions:read', 'List live sessions and thumbnails'],
-  ['sessions:kill', 'Kill, freeze and unfreeze sessions'],
-  ['users:lock', 'Lock and unlock users'],
-  ['audit:read', 'Read the audit trail and its exports'],
-  ['recordings:read', 'Read and export recordings'],
-  ['admin', "Everything the user's role allows"],
-];
-
 export async function renderAdminTokens(ctx: PageContext): Promise<void> {
   const page = adminShell(
     ctx,
@@ -442,10 +434,18 @@ export async function renderAdminTokens(ctx: PageContext): Promise<void> {
   const user = h('select', { id: 'token-user', required: true });
   const name = h('input', { id: 'token-name', type: 'text', required: true, autocomplete: 'off', placeholder: 'soar-kill' });
   const days = h('input', { id: 'token-days', type: 'number', min: 1, max: 366, value: 30, required: true });
-  const scopes = TOKEN_SCOPES.map(([scope, label]) => {
-    const box = h('input', { type: 'checkbox', value: scope, 'data-scope': scope, id: `token-scope-${scope.replace(':', '-')}` });
-    return { scope, box, el: h('label', { class: 'check' }, box, ` ${scope}`, h('span', { class: 'muted' }, ` — ${label}`)) };
-  });
+  // The scopes a token may carry come from the gateway (deny by default: a token reaches only the
+  // routes of its scopes).
+  const scopeSet = h('fieldset', { class: 'scopes' }, h('legend', null, 'Scopes'));
+  let scopes: { scope: string; box: HTMLInputElement }[] = [];
+  const showScopes = (list: TokenScope[]) => {
+    const made = list.map(({ name: scope, description }) => {
+      const box = h('input', { type: 'checkbox', value: scope, 'data-scope': scope, id: `token-scope-${scope.replace(':', '-')}` });
+      return { scope, box, el: h('label', { class: 'check' }, box, ` ${scope}`, h('span', { class: 'muted' }, ` — ${description}`)) };
+    });
+    scopes = made;
+    scopeSet.append(...made.map((s) => s.el));
+  };
   const create = h('button', { id: 'token-create', type: 'submit', class: 'btn btn-primary' }, 'Create token');
   const secret = h('div', { id: 'token-secret', class: 'card notice', hidden: true });
   const form = h(
@@ -453,7 +453,7 @@ export async function renderAdminTokens(ctx: PageContext): Promise<void> {
     { class: 'card create-form', novalidate: true },
     h('h2', null, 'New token'),
     h('div', { class: 'form-row' }, field('User', user, 'token-user'), field('Name', name, 'token-name'), field('Valid for (days)', days, 'token-days')),
-    h('fieldset', { class: 'scopes' }, h('legend', null, 'Scopes'), ...scopes.map((s) => s.el)),
+    scopeSet,
     h('div', { class: 'form-row' }, h('div', { class: 'field field-action' }, create)),
     error,
   );
@@ -513,7 +513,10 @@ export async function renderAdminTokens(ctx: PageContext): Promise<void> {
     }
   });
 
-  await attempt(ctx, error, load);
+  await attempt(ctx, error, async () => {
+    const [list] = await Promise.all([listTokenScopes(), load()]);
+    if (!ctx.signal.aborted) showScopes(list.scopes);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
