@@ -277,6 +277,7 @@ const ACCESS = {
   'post /policy/explain': { roles: ADMIN_ONLY },
   'get /tokens': { roles: ADMIN_ONLY },
   'post /tokens': { roles: ADMIN_ONLY },
+  'get /tokens/scopes': { roles: ADMIN_ONLY },
   'delete /tokens/{id}': { roles: ADMIN_ONLY },
   'get /sessions': { roles: SOC },
   'delete /sessions/{id}': { roles: ADMIN_ONLY },

@@ -1,6 +1,6 @@
 // The gateway's HTTP API (docs/browser-protocol.md, "HTTP API").
 
-import type { PolicyAction } from './policy';
+import type { PolicyAction } from './model/policy';
 
 export interface Me {
   name: string;
@@ -252,6 +252,14 @@ export const confirmMfa = (code: string) => api<{ mfa: boolean }>('POST', '/me/m
 export const resetMfa = (name: string) => api<null>('DELETE', `/users/${seg(name)}/mfa`);
 export const listTokens = () => api<ApiToken[]>('GET', '/tokens');
 export const revokeToken = (id: string) => api<null>('DELETE', `/tokens/${seg(id)}`);
+/** A scope an API token may have, as `GET /tokens/scopes` lists it. */
+export interface TokenScope {
+  name: string;
+  /** What the scope allows, for people. */
+  description: string;
+}
+/** Every scope a token may have, in the gateway's order. */
+export const listTokenScopes = () => api<{ scopes: TokenScope[] }>('GET', '/tokens/scopes');
 /** What `POST /tokens` asks for. */
 export interface NewToken {
   user: string;

@@ -1,3 +1,5 @@
+// What the router hands every page (`PageContext`) and role checks on the logged-in user.
+
 import type { Me } from './api';
 
 /** What the router hands a page. */

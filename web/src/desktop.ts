@@ -2,8 +2,8 @@
 // watch page (`#/watch/<id>`): both get exactly the same server messages, so both decode and paint
 // the binary frames here, in arrival order, and acknowledge each frame once it is painted.
 
-import { fitSize } from './pointer';
-import { ENC_FILL, mimeOf, parseBinary } from './protocol';
+import { fitSize } from './model/pointer';
+import { ENC_FILL, mimeOf, parseBinary } from './model/protocol';
 
 export interface DesktopCanvasOptions {
   canvas: HTMLCanvasElement;

@@ -1,7 +1,9 @@
+// The page shell: header bar with the navigation the role may use, the user and the logout button.
+
 import { logout, type Me } from './api';
 import { isAdmin } from './context';
-import { isSocRole } from './soc';
-import { landingHash } from './router';
+import { isSocRole } from './model/soc';
+import { landingHash } from './model/router';
 import { h } from './dom';
 
 export type NavKey = 'me' | 'targets' | 'recordings' | 'soc' | 'audit' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'admin-tokens' | 'session';

@@ -4,20 +4,24 @@ import './style.css';
 import { ApiError, getMe, onUnauthorized, type Me } from './api';
 import type { PageContext } from './context';
 import { h, replace } from './dom';
-import { renderAdminGrants, renderAdminSessions, renderAdminTokens, renderAdminTargets, renderAdminUsers } from './pages/admin';
-import { renderAudit } from './pages/audit';
-import { renderLogin } from './pages/login';
-import { renderMe } from './pages/me';
-import { renderAdminPolicy } from './pages/policy';
-import { renderPlayer } from './pages/player';
-import { renderRecordings } from './pages/recordings';
-import { renderSession } from './pages/session';
-import { renderSoc } from './pages/soc';
-import { renderTargets } from './pages/targets';
-import { renderWatch } from './pages/watch';
+import { renderAdminGrants } from './pages/admin-grants-page';
+import { renderAdminSessions } from './pages/admin-sessions-page';
+import { renderAdminTargets } from './pages/admin-targets-page';
+import { renderAdminTokens } from './pages/admin-tokens-page';
+import { renderAdminUsers } from './pages/admin-users-page';
+import { renderAudit } from './pages/audit-page';
+import { renderLogin } from './pages/login-page';
+import { renderMe } from './pages/me-page';
+import { renderAdminPolicy } from './pages/policy-page';
+import { renderPlayer } from './pages/player-page';
+import { renderRecordings } from './pages/recordings-page';
+import { renderSession } from './pages/session-page';
+import { renderSoc } from './pages/soc-page';
+import { renderTargets } from './pages/targets-page';
+import { renderWatch } from './pages/watch-page';
 import { errorMessage } from './pages/util';
-import { landingHash, routeParts } from './router';
-import { counters } from './state';
+import { landingHash, routeParts } from './model/router';
+import { counters } from './test-hooks';
 
 counters(); // window.__portcullis exists from the start
 

@@ -5,7 +5,7 @@
 // one at a time (each waits for `updateend`).
 
 import { ApiError, fetchBytes, initUrl, runUrl, segmentUrl, type RecordingDetail } from './api';
-import { bufferedEnd, evictionRanges, mimeFor, nextSegmentIndex, rangesMs, reachedEnd, runLength, timelineMs, type RangeMs } from './recording';
+import { bufferedEnd, evictionRanges, mimeFor, nextSegmentIndex, rangesMs, reachedEnd, runLength, timelineMs, type RangeMs } from './model/recording';
 
 /** Keep about this much buffered ahead of the playhead (at 1×; more at higher speeds). */
 export const AHEAD_MS = 60_000;

@@ -165,6 +165,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me/mfa/confirm", post(mfa::confirm))
         .route("/users/{name}/mfa", delete(mfa::reset))
         .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/scopes", get(tokens::scopes))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/targets", get(api::list_targets).post(api::create_target))
         .route(

@@ -279,6 +279,9 @@ fn auth_paths(doc: &mut Value) {
                 "get": op("List API tokens (never their secrets)", "admin", None, "200"),
                 "post": op("Create an API token for a user; the token text is in this answer only", "admin", Some("NewToken"), "201")
             },
+            "/tokens/scopes": {
+                "get": op("Every scope an API token may have, with what it allows: {\"scopes\":[{\"name\",\"description\"}]}", "admin", None, "200")
+            },
             "/tokens/{id}": {
                 "parameters": [path_param("id")],
                 "delete": op("Revoke an API token", "admin", None, "204")

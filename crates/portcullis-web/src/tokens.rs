@@ -39,15 +39,27 @@ pub const AUDIT_READ: &str = "audit:read";
 /// List, play and export recordings.
 pub const RECORDINGS_READ: &str = "recordings:read";
 
-/// Every scope a token may have.
-pub const SCOPES: &[&str] = &[
-    SESSIONS_READ,
-    SESSIONS_KILL,
-    USERS_LOCK,
-    AUDIT_READ,
-    RECORDINGS_READ,
-    ADMIN,
+/// Every scope a token may have and what it allows, as the admin page offers them
+/// (`GET /tokens/scopes`), in this order.
+pub const SCOPE_INFO: [(&str, &str); 6] = [
+    (SESSIONS_READ, "List live sessions and thumbnails"),
+    (SESSIONS_KILL, "Kill, freeze and unfreeze sessions"),
+    (USERS_LOCK, "Lock and unlock users"),
+    (AUDIT_READ, "Read the audit trail and its exports"),
+    (RECORDINGS_READ, "Read and export recordings"),
+    (ADMIN, "Everything the user's role allows"),
 ];
+
+/// Every scope a token may have (the names of [`SCOPE_INFO`]).
+pub const SCOPES: &[&str] = &{
+    let mut names = [""; SCOPE_INFO.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = SCOPE_INFO[i].0;
+        i += 1;
+    }
+    names
+};
 
 /// What a bearer token needs to call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +118,7 @@ pub const ROUTES: &[(&str, &str, Need)] = {
         ("put", "/policy", Scope(ADMIN)),
         ("post", "/policy/explain", Scope(ADMIN)),
         ("get", "/tokens", Scope(ADMIN)),
+        ("get", "/tokens/scopes", Scope(ADMIN)),
         ("post", "/tokens", Scope(ADMIN)),
         ("delete", "/tokens/{id}", Scope(ADMIN)),
         ("get", "/sessions", Scope(SESSIONS_READ)),
@@ -365,6 +378,15 @@ pub(crate) async fn list(
     Ok(Json(
         state.store.list_tokens()?.iter().map(token_json).collect(),
     ))
+}
+
+/// `GET /tokens/scopes`: every scope a token may have, with what it allows.
+pub(crate) async fn scopes(_admin: Admin) -> Json<Value> {
+    let scopes: Vec<Value> = SCOPE_INFO
+        .iter()
+        .map(|(name, description)| json!({ "name": name, "description": description }))
+        .collect();
+    Json(json!({ "scopes": scopes }))
 }
 
 /// `DELETE /tokens/{id}`: the token stops working at once.
@@ -715,5 +737,49 @@ mod tests {
         assert!(checked(&body("ci", &["root"], 7)).is_err());
         assert!(checked(&body("ci", &[AUDIT_READ], 0)).is_err());
         assert!(checked(&body("ci", &[AUDIT_READ], 400)).is_err());
+    }
+
+    /// The admin page's scope list comes from here: every scope, in table order, described.
+    #[tokio::test]
+    async fn the_scope_list_is_served_to_admins_only() {
+        use crate::test_support::call_as;
+        let state = state();
+        state
+            .store
+            .create_user(&UserRecord {
+                id: "u_ada".into(),
+                name: "ada".into(),
+                password_hash: String::new(),
+                role: Role::Admin,
+                created_at: 0,
+                locked: false,
+                mfa: None,
+            })
+            .unwrap();
+        let (status, body) = call_as(&state, "ada", "GET", "/tokens/scopes", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let listed = body["scopes"].as_array().unwrap();
+        let names: Vec<&str> = listed.iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(names, SCOPES);
+        for s in listed {
+            assert!(!s["description"].as_str().unwrap().is_empty(), "{s}");
+        }
+        for user in ["sam", "ursula"] {
+            let (status, _) = call_as(&state, user, "GET", "/tokens/scopes", None).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{user}");
+        }
+        // An admin's token needs the admin scope, as for the other token routes.
+        let later = ops::now_unix() + 3600;
+        let reader = put(&state, "t1", "ada", &[AUDIT_READ], later);
+        let admin = put(&state, "t2", "ada", &[ADMIN], later);
+        let bearer = |t: &str| format!("Bearer {t}");
+        assert_eq!(
+            call(&state, "GET", "/tokens/scopes", &bearer(&reader)).await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            call(&state, "GET", "/tokens/scopes", &bearer(&admin)).await,
+            StatusCode::OK
+        );
     }
 }

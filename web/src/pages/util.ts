@@ -1,3 +1,5 @@
+// Small helpers every page uses: an error message for the user, a readable timestamp.
+
 import { ApiError } from '../api';
 
 /** A message for the user from any thrown value. */

@@ -3,8 +3,8 @@
 import { explainPolicy, getPolicy, listTargets, listUsers, putPolicy, type Explanation, type PolicyInfo } from '../api';
 import type { PageContext } from '../context';
 import { h, replace, showError } from '../dom';
-import { ACTION_CHOICES, actionFor, choiceTakesBytes, formatPolicy, parsePolicyText, ruleCount, verdictText } from '../policy';
-import { adminShell, attempt, field, submitting } from './admin';
+import { ACTION_CHOICES, actionFor, choiceTakesBytes, formatPolicy, parsePolicyText, ruleCount, verdictText } from '../model/policy';
+import { adminShell, attempt, field, submitting } from './admin-kit';
 
 /** Runs `fn` through `attempt` (errors shown in `el`); its value, or null when it failed. */
 async function tryCall<T>(ctx: PageContext, el: HTMLElement, fn: () => Promise<T>): Promise<T | null> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AuditEntry } from './api';
+import type { AuditEntry } from '../api';
 import {
   AUDIT_KINDS,
   auditKindClass,

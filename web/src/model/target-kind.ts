@@ -1,3 +1,5 @@
+// What the admin target form says about a target kind (pure text, no DOM).
+
 import type { TargetKind } from '../api';
 
 /**

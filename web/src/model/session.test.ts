@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DESKTOP_MAX, DESKTOP_MIN, desktopSizeWish } from './pages/session';
+import { connectUrl, DESKTOP_MAX, DESKTOP_MIN, desktopSizeWish } from './session';
 
 describe('desktopSizeWish', () => {
   it('takes the window minus the chrome', () => {
@@ -27,5 +27,26 @@ describe('desktopSizeWish', () => {
   it('ignores negative or non-finite chrome and survives non-finite sizes', () => {
     expect(desktopSizeWish(1280, 800, -50, Number.NaN)).toEqual({ width: 1280, height: 800 });
     expect(desktopSizeWish(Number.NaN, Number.POSITIVE_INFINITY, 0)).toEqual({ width: 640, height: 480 });
+  });
+});
+
+describe('connectUrl', () => {
+  it('uses wss on https and ws on http, encoding the name', () => {
+    expect(connectUrl({ protocol: 'https:', host: 'gw.example:8443' }, 'web 1')).toBe(
+      'wss://gw.example:8443/api/v1/targets/web%201/connect',
+    );
+    expect(connectUrl({ protocol: 'http:', host: '127.0.0.1:8080' }, 'a/b')).toBe(
+      'ws://127.0.0.1:8080/api/v1/targets/a%2Fb/connect',
+    );
+  });
+
+  it('appends the wished desktop size as width and height', () => {
+    expect(connectUrl({ protocol: 'https:', host: 'gw.example' }, 'rdp box', { width: 1120, height: 900 })).toBe(
+      'wss://gw.example/api/v1/targets/rdp%20box/connect?width=1120&height=900',
+    );
+    expect(connectUrl({ protocol: 'http:', host: 'h:1' }, 'a?b', { width: 640, height: 480 })).toBe(
+      'ws://h:1/api/v1/targets/a%3Fb/connect?width=640&height=480',
+    );
+    expect(connectUrl({ protocol: 'http:', host: 'h:1' }, 'x', undefined)).toBe('ws://h:1/api/v1/targets/x/connect');
   });
 });

@@ -1,8 +1,10 @@
+// `#/me`: the own account page: two-factor (TOTP) enrolment with its QR code and confirmation.
+
 import { ApiError, confirmMfa, enrolMfa, getMe, type MfaEnrolment } from '../api';
 import type { PageContext } from '../context';
 import { h, replace, showError } from '../dom';
 import { shell } from '../layout';
-import { landingHash } from '../router';
+import { landingHash } from '../model/router';
 import { errorMessage } from './util';
 
 /**

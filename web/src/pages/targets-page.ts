@@ -1,25 +1,12 @@
+// `#/targets`: the targets the user may open, as cards linking to the session page, each with an
+// "RDP file" button for a native client.
+
 import { listTargets, rdpFile, type Target } from '../api';
 import { isAdmin, type PageContext } from '../context';
 import { h, replace } from '../dom';
 import { shell } from '../layout';
+import { rdpFileName, rdpFileNote, sessionHref } from '../model/targets';
 import { errorMessage } from './util';
-
-/** `#/session/<name>` for a target. */
-export const sessionHref = (name: string): string => `#/session/${encodeURIComponent(name)}`;
-
-/**
- * The name the `.rdp` file for a target is saved under: `NAME.rdp`, as the gateway's
- * Content-Disposition says (target names are already safe; anything else becomes `_`).
- */
-export function rdpFileName(target: string): string {
-  const base = target.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.-]+/, '');
-  return `${base || 'target'}.rdp`;
-}
-
-/** The note shown once an `.rdp` file is downloaded, with the one-time password it needs. */
-export const rdpFileNote = (fileName: string, password: string): string =>
-  `${fileName} downloaded: open it with your RDP client (mstsc, FreeRDP, Remmina) within a few minutes ` +
-  `and give this one-time password when it asks: ${password} — it works once.`;
 
 /** Saves `blob` as `fileName` through a temporary object URL and `<a download>`. */
 function saveBlob(blob: Blob, fileName: string): void {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rdpFileName, rdpFileNote, sessionHref } from './pages/targets';
+import { rdpFileName, rdpFileNote, sessionHref } from './targets';
 
 describe('rdpFileName', () => {
   it('is NAME.rdp for valid target names', () => {

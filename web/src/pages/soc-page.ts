@@ -24,8 +24,8 @@ import {
   SOC_REFRESH_MS,
   ThumbnailUrls,
   watchHref,
-} from '../soc';
-import { reasonForm, type ReasonForm } from './reason';
+} from '../model/soc';
+import { reasonForm, type ReasonForm } from './reason-form';
 import { errorMessage, formatTime } from './util';
 
 interface Card {

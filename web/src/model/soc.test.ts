@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { SessionInfo } from './api';
-import { roleClass } from './layout';
+import type { SessionInfo } from '../api';
+import { roleClass } from '../layout';
 import {
   checkReason,
   entryLabel,

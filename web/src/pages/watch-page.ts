@@ -7,10 +7,10 @@ import type { PageContext } from '../context';
 import { h, showError } from '../dom';
 import { DesktopCanvas } from '../desktop';
 import { shell } from '../layout';
-import { ackMsg, parseServerText } from '../protocol';
-import { isSocRole, watchEndText, watchTitle, watchUrl } from '../soc';
-import { counters, resetCounters } from '../state';
-import { notAllowed } from './soc';
+import { ackMsg, parseServerText } from '../model/protocol';
+import { isSocRole, watchEndText, watchTitle, watchUrl } from '../model/soc';
+import { counters, resetCounters } from '../test-hooks';
+import { notAllowed } from './soc-page';
 import { errorMessage } from './util';
 
 export async function renderWatch(ctx: PageContext, id: string): Promise<void> {

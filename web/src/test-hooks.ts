@@ -1,4 +1,6 @@
-// Counters end-to-end tests read from `window.__portcullis`.
+// Test hooks: the counters and player state the end-to-end tests (`web/e2e/`) read from
+// `window.__portcullis`. The session, watch and player pages write them as they go; the UI itself
+// reads back only the player's `ready` flag.
 
 /** The recording player's state (`#/recordings/<id>`), null on every other page. */
 export interface PlayerHook {

@@ -2,7 +2,7 @@
 // record, its badge, the verify result's text and the export. Contract: `GET /api/v1/audit` and
 // `GET /api/v1/audit/verify` (docs/browser-protocol.md, "HTTP API").
 
-import type { AuditEntry, AuditVerify } from './api';
+import type { AuditEntry, AuditVerify } from '../api';
 import { formatBytes, parseLocalDateTime } from './recording';
 
 /** Records per page the audit page asks for (the gateway gives at most 500). */

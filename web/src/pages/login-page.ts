@@ -1,3 +1,5 @@
+// `#/login`: the sign-in form, with the second step (TOTP code) when the account has two-factor on.
+
 import { ApiError, login, loginCode, type Me } from '../api';
 import { h, showError } from '../dom';
 

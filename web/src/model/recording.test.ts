@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RecordingEvent, SegmentInfo } from './api';
+import type { RecordingEvent, SegmentInfo } from '../api';
 import {
   runLength,
   bufferedEnd,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { kindSecurityNote } from './pages/target-kind';
+import { kindSecurityNote } from './target-kind';
 
 describe('kindSecurityNote', () => {
   it('warns that VNC authenticates no server, that VncAuth is DES challenge-response and that nothing is encrypted', () => {

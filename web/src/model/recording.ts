@@ -2,7 +2,7 @@
 // what to show. Times are milliseconds from the recording start unless a name says otherwise.
 // Contract: docs/browser-protocol.md, "Recordings".
 
-import type { RecordingDetail, RecordingEvent, SegmentInfo, ThumbnailInfo } from './api';
+import type { RecordingDetail, RecordingEvent, SegmentInfo, ThumbnailInfo } from '../api';
 
 /** A buffered time range in milliseconds, `[start, end]`. */
 export type RangeMs = readonly [number, number];

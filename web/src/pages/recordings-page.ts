@@ -4,7 +4,7 @@ import { listRecordings, type Recording } from '../api';
 import type { PageContext } from '../context';
 import { h, replace, showError } from '../dom';
 import { shell } from '../layout';
-import { EMPTY_FILTERS, formatBytes, formatDuration, recordingHref, recordingsQuery, RECORDING_STATES, type RecordingFilters } from '../recording';
+import { EMPTY_FILTERS, formatBytes, formatDuration, recordingHref, recordingsQuery, RECORDING_STATES, type RecordingFilters } from '../model/recording';
 import { errorMessage } from './util';
 
 /** The list refreshes itself this often. */

@@ -2,7 +2,7 @@
 // gateway shows the reason to the user and keeps it in the recording, so it is asked every time.
 
 import { h, showError } from '../dom';
-import { checkReason, MAX_REASON_BYTES } from '../soc';
+import { checkReason, MAX_REASON_BYTES } from '../model/soc';
 import { errorMessage } from './util';
 
 export interface ReasonForm {

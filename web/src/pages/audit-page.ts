@@ -18,12 +18,12 @@ import {
   toJsonLines,
   verifyText,
   type AuditFilters,
-} from '../audit';
+} from '../model/audit';
 import type { PageContext } from '../context';
 import { h, replace, showError } from '../dom';
 import { shell } from '../layout';
-import { recordingHref } from '../recording';
-import { isSocRole } from '../soc';
+import { recordingHref } from '../model/recording';
+import { isSocRole } from '../model/soc';
 import { errorMessage } from './util';
 
 /** Typing in a text filter reloads after this pause. */

@@ -1,7 +1,7 @@
 // The security team's console, the pure parts: reasons, URLs, the live list, thumbnails' object
 // URLs, and the texts of the watch page and the frozen banner. No DOM here (unit-tested in node).
 
-import type { SessionInfo } from './api';
+import type { SessionInfo } from '../api';
 import { utf8Length } from './protocol';
 
 /** The banner a user sees on their session page while it is frozen. */

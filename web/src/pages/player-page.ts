@@ -1,0 +1,186 @@
+// `#/recordings/<id>`: plays a session recording (Media Source Extensions, see ../mse.ts) with a
+// scrub bar carrying the event markers, hover thumbnails, speeds, the event list and the export.
+// This file loads the recording, polls it while it is live and starts the loader; the markup is
+// player-dom.ts, the scrub bar and events list player-timeline.ts, play/speed/status
+// player-controls.ts, the pure parts ../model/recording.ts.
+
+import { ApiError, getRecording, getRecordingEvents, type RecordingDetail, type RecordingEvent } from '../api';
+import type { PageContext } from '../context';
+import { shell } from '../layout';
+import { MseLoader, unsupportedReason } from '../mse';
+import { timelineMs } from '../model/recording';
+import { counters, type PlayerHook } from '../test-hooks';
+import { playerControls } from './player-controls';
+import { buildPlayerDom, ErrorLine, setStatus, showMeta } from './player-dom';
+import { PlayerTimeline } from './player-timeline';
+import { errorMessage } from './util';
+
+/** While the recording is live, its detail is polled this often. */
+export const LIVE_POLL_MS = 1000;
+/** … and its events every this many polls. */
+const EVENTS_EVERY = 3;
+
+export async function renderPlayer(ctx: PageContext, id: string): Promise<void> {
+  const { signal } = ctx;
+  const hookState: PlayerHook = { ready: false, currentTime: () => 0, seeks: 0, lastSeekTarget: null, segmentsAppended: 0 };
+  const hooks = counters();
+  hooks.player = hookState;
+  signal.addEventListener('abort', () => {
+    if (hooks.player === hookState) hooks.player = null;
+  });
+
+  const dom = buildPlayerDom(shell(ctx.root, ctx.me, 'recordings', 'page player-page'), id);
+  const { video, playBtn } = dom;
+  const errors = new ErrorLine(dom.errorBox);
+  hookState.currentTime = () => video.currentTime;
+
+  // ---- data -----------------------------------------------------------------------------------
+  let detail: RecordingDetail;
+  let events: RecordingEvent[] = [];
+  let eventsError: string | null = null;
+  try {
+    const [d, ev] = await Promise.all([
+      getRecording(id),
+      getRecordingEvents(id).catch((err: unknown) => {
+        eventsError = `Could not load the events: ${errorMessage(err)}`;
+        return [] as RecordingEvent[];
+      }),
+    ]);
+    detail = normalise(d);
+    events = sortEvents(ev);
+  } catch (err) {
+    if (signal.aborted) return;
+    const message =
+      err instanceof ApiError && err.status === 404 ? 'This recording does not exist, or you are not allowed to see it.' : `Could not load the recording: ${errorMessage(err)}`;
+    errors.set('detail', message);
+    dom.status.hidden = true;
+    dom.eventsNote.textContent = '';
+    dom.exportLink.hidden = true;
+    for (const dd of Object.values(dom.meta)) dd.textContent = '—';
+    return;
+  }
+  if (signal.aborted) return;
+  errors.set('events', eventsError);
+  if (signal.aborted) return;
+
+  let isLive = detail.recording.state === 'recording';
+  const durationMs = () => timelineMs(detail);
+  showMeta(dom, detail, durationMs(), isLive);
+
+  // ---- seeking --------------------------------------------------------------------------------
+  /** A seek asked for in the UI (scrub bar, marker, event row, keys): counted for the test hook. */
+  const seekTo = (ms: number) => {
+    const d = durationMs();
+    const t = Math.min(Math.max(0, ms), d > 0 ? d : Math.max(0, ms)) / 1000;
+    hookState.seeks++;
+    hookState.lastSeekTarget = t;
+    video.currentTime = t;
+  };
+
+  const timeline = new PlayerTimeline({ dom, recordingId: id, detail: () => detail, events: () => events, durationMs, seekTo, signal });
+  playerControls({ dom, errors, hook: hookState, isLive: () => isLive, durationMs, signal });
+
+  // ---- live polling ---------------------------------------------------------------------------
+  let loader: MseLoader | null = null;
+  let polls = 0;
+  const refreshEvents = async () => {
+    try {
+      const ev = await getRecordingEvents(id);
+      if (signal.aborted) return;
+      events = sortEvents(ev);
+      errors.set('events', null);
+      timeline.renderEvents();
+    } catch (err) {
+      if (!signal.aborted) errors.set('events', `Could not load the events: ${errorMessage(err)}`);
+    }
+  };
+  const poll = async () => {
+    if (signal.aborted || !isLive) return;
+    try {
+      const d = normalise(await getRecording(id));
+      if (signal.aborted) return;
+      detail = d;
+      isLive = d.recording.state === 'recording';
+      errors.set('poll', null);
+      showMeta(dom, detail, durationMs(), isLive);
+      timeline.renderEvents();
+      if (loader) loader.kick();
+      else startPlayback();
+      polls++;
+      if (!isLive || polls % EVENTS_EVERY === 0) await refreshEvents();
+    } catch (err) {
+      if (!signal.aborted) errors.set('poll', `Could not refresh the live recording: ${errorMessage(err)}`);
+    }
+    if (!signal.aborted && isLive) pollTimer = window.setTimeout(() => void poll(), LIVE_POLL_MS);
+  };
+  let pollTimer = 0;
+  signal.addEventListener('abort', () => window.clearTimeout(pollTimer));
+  if (isLive) pollTimer = window.setTimeout(() => void poll(), LIVE_POLL_MS);
+
+  // ---- the player -----------------------------------------------------------------------------
+  /** Creates the loader once the codec is known (a live recording may have no video yet). */
+  const startPlayback = (): void => {
+    if (loader || signal.aborted) return;
+    if (!detail.codec || detail.segments.length === 0) {
+      if (isLive) {
+        setStatus(dom, 'Waiting for the first video segment…');
+      } else {
+        setStatus(dom, null);
+        errors.set('empty', 'This recording contains no video.');
+      }
+      return;
+    }
+    const unsupported = unsupportedReason(detail.codec);
+    if (unsupported) {
+      errors.set('codec', unsupported);
+      setStatus(dom, null);
+      return;
+    }
+    errors.set('empty', null);
+    setStatus(dom, 'Loading…');
+    const l = new MseLoader({
+      video,
+      recordingId: id,
+      detail: () => detail,
+      live: () => isLive,
+      signal,
+      error: (message, fatal) => {
+        errors.set(fatal ? 'player' : 'loading', message);
+        if (fatal) {
+          setStatus(dom, null);
+          playBtn.disabled = true;
+        }
+      },
+      appended: (first) => {
+        hookState.segmentsAppended++;
+        if (first) {
+          // Start at the beginning of the data (the first key frame may start a little after 0).
+          const b = video.buffered;
+          if (b.length > 0 && video.currentTime < b.start(0) - 0.001 && b.start(0) < 5) video.currentTime = b.start(0);
+        }
+        if (!hookState.ready && video.buffered.length > 0) {
+          hookState.ready = true;
+          playBtn.disabled = false;
+          setStatus(dom, null);
+        }
+      },
+    });
+    loader = l;
+    video.addEventListener('seeking', () => l.seeking());
+    for (const ev of ['timeupdate', 'ratechange', 'waiting']) video.addEventListener(ev, () => l.kick());
+    void l.start();
+  };
+  startPlayback();
+}
+
+function sortEvents(list: RecordingEvent[] | null): RecordingEvent[] {
+  if (!Array.isArray(list)) return [];
+  return list.filter((e) => typeof e === 'object' && e !== null && typeof e.t_ms === 'number' && Number.isFinite(e.t_ms)).sort((a, b) => a.t_ms - b.t_ms);
+}
+
+/** Defensive copies: arrays present, segments and thumbnails in time order. */
+function normalise(d: RecordingDetail): RecordingDetail {
+  const segments = Array.isArray(d.segments) ? [...d.segments] : [];
+  const thumbnails = Array.isArray(d.thumbnails) ? [...d.thumbnails].sort((a, b) => a.t_ms - b.t_ms) : [];
+  return { ...d, inits: Array.isArray(d.inits) ? d.inits : [], segments, thumbnails };
+}
