@@ -247,7 +247,7 @@ pub(crate) fn target_json(t: &TargetRecord, with_address: bool) -> serde_json::V
         v["account"] = json!(t.account);
         v["labels"] = json!(t.labels);
         if t.kind == TargetKind::Rdp {
-            v["identity"] = crate::target_identity::identity_json(&t.identity);
+            v["identity"] = crate::rdp::identity::identity_json(&t.identity);
         }
     }
     v
@@ -342,7 +342,7 @@ pub(crate) async fn rdp_file(
         return Err(WebError::NotFound(format!("no target named {name:?}")));
     }
     let (host, port) =
-        crate::rdp_tickets::rdp_address(state.rdp_public_address.as_deref(), &uri, &headers, port);
+        crate::rdp::tickets::rdp_address(state.rdp_public_address.as_deref(), &uri, &headers, port);
     let ticket = state
         .audit
         .before(
@@ -355,7 +355,7 @@ pub(crate) async fn rdp_file(
                 state.rdp_tickets.issue(&user.name, &user.id, &name).ok_or_else(|| {
                     WebError::TooManyRequests(format!(
                         "too many RDP tickets outstanding (at most {} per user; unused ones expire after {} s)",
-                        crate::rdp_tickets::MAX_TICKETS_PER_USER,
+                        crate::rdp::tickets::MAX_TICKETS_PER_USER,
                         state.rdp_tickets.ttl().as_secs()
                     ))
                 })
@@ -363,7 +363,7 @@ pub(crate) async fn rdp_file(
         )
         .await?;
     info!(user = %user.name, target = %name, "RDP ticket issued");
-    let body = crate::rdp_tickets::rdp_file(&host, port, &user.name, &name, &ticket.id);
+    let body = crate::rdp::tickets::rdp_file(&host, port, &user.name, &name, &ticket.id);
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-rdp".to_owned()),

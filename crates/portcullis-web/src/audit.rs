@@ -329,7 +329,8 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::Audit;
-    use crate::{policy_store, AppState};
+    use crate::policy::store as policy_store;
+    use crate::AppState;
 
     struct Gateway {
         state: AppState,

@@ -10,15 +10,9 @@ pub mod mfa;
 mod openapi;
 pub mod ops;
 pub mod policy;
-mod policy_api;
-pub mod policy_store;
-pub mod rdp_gate;
-pub mod rdp_preauth;
-pub mod rdp_tickets;
+pub mod rdp;
 mod recordings;
-mod session_policy;
 mod soc;
-mod target_identity;
 #[cfg(test)]
 mod test_support;
 pub mod throttle;
@@ -43,7 +37,10 @@ use portcullis_secrets::SecretKey;
 use portcullis_store::{Role, Store};
 
 pub use auth::LoginSessions;
+// The paths the binary has used since before the modules were grouped.
 pub use error::WebError;
+pub use policy::store as policy_store;
+pub use rdp::{gate as rdp_gate, preauth as rdp_preauth, tickets as rdp_tickets};
 pub use recordings::Recordings;
 pub use tls::{load_or_create_self_signed, server_config, TlsFiles};
 
@@ -79,7 +76,7 @@ pub struct AppState {
     /// gateway through a proxy or another name than the one they browse to.
     pub rdp_public_address: Option<String>,
     /// One-time tickets of `.rdp` files.
-    pub rdp_tickets: rdp_tickets::RdpTickets,
+    pub rdp_tickets: rdp::tickets::RdpTickets,
     /// The policy in force (who may open what, how, when; what may cross).
     pub policy: policy::PolicyState,
     /// The file the policy comes from (`[policy] file`): then the API refuses to change it.
@@ -111,7 +108,7 @@ impl AppState {
             rdp_remotefx: false,
             rdp_port: None,
             rdp_public_address: None,
-            rdp_tickets: rdp_tickets::RdpTickets::new(Duration::from_secs(300)),
+            rdp_tickets: rdp::tickets::RdpTickets::new(Duration::from_secs(300)),
             policy: policy::PolicyState::default_policy(),
             policy_file: None,
             policy_writes: Arc::default(),
@@ -169,15 +166,12 @@ pub fn router(state: AppState) -> Router {
         .route("/targets", get(api::list_targets).post(api::create_target))
         .route(
             "/targets/{name}",
-            get(target_identity::get_target).delete(api::delete_target),
+            get(rdp::identity::get_target).delete(api::delete_target),
         )
-        .route(
-            "/targets/{name}/identity",
-            put(target_identity::put_identity),
-        )
+        .route("/targets/{name}/identity", put(rdp::identity::put_identity))
         .route(
             "/targets/{name}/identity/accept",
-            post(target_identity::accept_identity),
+            post(rdp::identity::accept_identity),
         )
         .route("/targets/{name}/connect", get(ws::connect))
         .route("/targets/{name}/rdp-file", post(api::rdp_file))
@@ -187,9 +181,9 @@ pub fn router(state: AppState) -> Router {
         .route("/grants/{user}/{target}", delete(api::delete_grant))
         .route(
             "/policy",
-            get(policy_api::get_policy).put(policy_api::put_policy),
+            get(policy::api::get_policy).put(policy::api::put_policy),
         )
-        .route("/policy/explain", post(policy_api::explain))
+        .route("/policy/explain", post(policy::api::explain))
         .route("/sessions", get(api::list_sessions))
         .route("/sessions/{id}", delete(api::close_session))
         .route("/sessions/{id}/kill", post(soc::kill))

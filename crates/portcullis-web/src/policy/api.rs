@@ -16,7 +16,8 @@ use tracing::info;
 
 use crate::api::Body;
 use crate::auth::Admin;
-use crate::{ops, policy_store, AppState, WebError};
+use crate::policy::store as policy_store;
+use crate::{ops, AppState, WebError};
 
 /// The policy document and where it comes from.
 fn policy_json(state: &AppState, doc: &PolicyDoc) -> Value {

@@ -8,7 +8,7 @@
 //!
 //! The password is the gateway password of that user (TLS logon only: NLA would need the
 //! password's NT hash on our side, which we do not keep). Or the client presents a one-time
-//! ticket from an `.rdp` file with its one-time password (see [`crate::rdp_tickets`]), with NLA
+//! ticket from an `.rdp` file with its one-time password (see [`crate::rdp::tickets`]), with NLA
 //! when the client offers it.
 //!
 //! A user with two-factor authentication on, or of a role that requires it, cannot log in with
@@ -29,14 +29,15 @@ use portcullis_rdp::server::{
 use portcullis_store::TargetRecord;
 use tracing::{info, warn};
 
-use crate::rdp_tickets::TICKET_PREFIX;
-use crate::{ops, session_policy, AppState};
+use crate::policy::session as session_policy;
+use crate::rdp::tickets::TICKET_PREFIX;
+use crate::{ops, AppState};
 
 /// The [`Gate`] of the gateway's RDP listener.
 #[derive(Clone)]
 pub struct RdpGate {
     state: AppState,
-    pre_auth: crate::rdp_preauth::PreAuth,
+    pre_auth: crate::rdp::preauth::PreAuth,
 }
 
 impl std::fmt::Debug for RdpGate {
@@ -65,13 +66,13 @@ impl RdpGate {
     pub fn new(state: AppState) -> Self {
         Self {
             state,
-            pre_auth: crate::rdp_preauth::PreAuth::default(),
+            pre_auth: crate::rdp::preauth::PreAuth::default(),
         }
     }
 
     /// The connections waiting for their login: the listener takes a place for each new one,
     /// and an admitted login gives it back.
-    pub fn pre_auth(&self) -> crate::rdp_preauth::PreAuth {
+    pub fn pre_auth(&self) -> crate::rdp::preauth::PreAuth {
         self.pre_auth.clone()
     }
 
@@ -260,7 +261,7 @@ impl RdpGate {
         size: (u16, u16),
     ) -> Result<Box<dyn Display>, Denial> {
         let (target, grant) = self.grant(&admission)?;
-        let keeper = crate::target_identity::keeper(&self.state, &target.name, &admission.user);
+        let keeper = crate::rdp::identity::keeper(&self.state, &target.name, &admission.user);
         let spec = ops::target_spec(
             &self.state.key,
             &target,
