@@ -2,23 +2,26 @@
 //! embedded browser UI. This is the only crate that knows axum; it maps every error to an HTTP
 //! status here and nowhere else. The wire contract is `docs/browser-protocol.md`.
 
-mod api;
 pub mod audit;
 mod auth;
 mod error;
+mod extract;
+mod grants;
 pub mod mfa;
 mod openapi;
 pub mod ops;
 pub mod policy;
 pub mod rdp;
 mod recordings;
-mod soc;
+mod sessions;
+mod targets;
 #[cfg(test)]
 mod test_support;
 pub mod throttle;
 mod tls;
 pub mod tokens;
 mod ui;
+mod users;
 mod ws;
 
 use std::net::SocketAddr;
@@ -30,7 +33,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use axum::Router;
 use portcullis_broker::Broker;
 use portcullis_secrets::SecretKey;
@@ -44,7 +46,7 @@ pub use rdp::{gate as rdp_gate, preauth as rdp_preauth, tickets as rdp_tickets};
 pub use recordings::Recordings;
 pub use tls::{load_or_create_self_signed, server_config, TlsFiles};
 
-/// Password verifications that may run at once; more get 429 (see `api::login`).
+/// Password verifications that may run at once; more get 429 (see `auth::api::login`).
 const LOGIN_SLOTS: usize = 4;
 
 /// Longest a client may take to send a request's headers.
@@ -153,62 +155,10 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/auth/login", post(api::login))
-        .route("/auth/logout", post(api::logout))
-        .route("/auth/mfa", post(mfa::login_code))
-        .route("/me", get(api::me))
-        .route("/me/mfa/enrol", post(mfa::enrol))
-        .route("/me/mfa/confirm", post(mfa::confirm))
-        .route("/users/{name}/mfa", delete(mfa::reset))
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{id}", delete(tokens::revoke))
-        .route("/targets", get(api::list_targets).post(api::create_target))
-        .route(
-            "/targets/{name}",
-            get(rdp::identity::get_target).delete(api::delete_target),
-        )
-        .route("/targets/{name}/identity", put(rdp::identity::put_identity))
-        .route(
-            "/targets/{name}/identity/accept",
-            post(rdp::identity::accept_identity),
-        )
-        .route("/targets/{name}/connect", get(ws::connect))
-        .route("/targets/{name}/rdp-file", post(api::rdp_file))
-        .route("/users", get(api::list_users).post(api::create_user))
-        .route("/users/{name}", delete(api::delete_user))
-        .route("/grants", get(api::list_grants).post(api::create_grant))
-        .route("/grants/{user}/{target}", delete(api::delete_grant))
-        .route(
-            "/policy",
-            get(policy::api::get_policy).put(policy::api::put_policy),
-        )
-        .route("/policy/explain", post(policy::api::explain))
-        .route("/sessions", get(api::list_sessions))
-        .route("/sessions/{id}", delete(api::close_session))
-        .route("/sessions/{id}/kill", post(soc::kill))
-        .route("/sessions/{id}/freeze", post(soc::freeze))
-        .route("/sessions/{id}/unfreeze", post(soc::unfreeze))
-        .route("/sessions/{id}/thumbnail", get(soc::thumbnail))
-        .route("/sessions/{id}/watch", get(soc::watch))
-        .route("/users/{name}/lock", post(soc::lock_user))
-        .route("/users/{name}/unlock", post(soc::unlock_user))
-        .route("/recordings", get(recordings::list))
-        .route("/recordings/{id}", get(recordings::detail))
-        .route("/recordings/{id}/init/{part}", get(recordings::init))
-        .route("/recordings/{id}/segments/{seq}", get(recordings::segment))
-        .route("/recordings/{id}/run/{from}/{to}", get(recordings::run))
-        .route(
-            "/recordings/{id}/thumbnails/{seq}",
-            get(recordings::thumbnail),
-        )
-        .route("/recordings/{id}/events", get(recordings::events))
-        .route("/recordings/{id}/export", get(recordings::export))
-        .route("/audit", get(audit::query))
-        .route("/audit/verify", get(audit::verify))
-        .route("/audit/exports", get(audit::exports))
-        .route("/openapi.json", get(openapi::document))
-        .fallback(api::not_found)
+    // Each resource's routes; `tests::every_route_is_documented_and_scoped` checks them against
+    // the OpenAPI document and the token table.
+    let api = api_routes()
+        .fallback(not_found)
         .layer(middleware::from_fn(csrf_guard))
         .layer(DefaultBodyLimit::max(MAX_BODY));
     Router::new()
@@ -216,6 +166,27 @@ pub fn router(state: AppState) -> Router {
         .fallback(ui::serve)
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Every route under `/api/v1`, resource by resource.
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .merge(auth::api::routes())
+        .merge(mfa::api::routes())
+        .merge(tokens::api::routes())
+        .merge(targets::routes())
+        .merge(users::routes())
+        .merge(grants::routes())
+        .merge(policy::api::routes())
+        .merge(sessions::routes())
+        .merge(sessions::soc::routes())
+        .merge(recordings::routes())
+        .merge(audit::api::routes())
+        .merge(openapi::routes())
+}
+
+async fn not_found() -> WebError {
+    WebError::NotFound("no such API route".into())
 }
 
 /// A state-changing request must carry `x-portcullis-csrf: 1`, which a cross-site form or

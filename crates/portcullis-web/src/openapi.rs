@@ -1,6 +1,9 @@
 //! The OpenAPI 3 document of `/api/v1`, kept beside the routes in `lib.rs`.
 
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::AppState;
 use serde_json::{json, Value};
 
 /// The roles `who` (an `op`'s words) admits, and whether the route then also checks ownership or
@@ -96,6 +99,11 @@ fn explain_schema() -> Value {
                     "action": { "type": "object", "required": ["action"], "description": "e.g. {\"action\":\"open\",\"entry\":\"browser\"}, {\"action\":\"clipboard\",\"direction\":\"target_to_client\",\"kind\":\"text\",\"bytes\":10}, {\"action\":\"file_transfer\",\"direction\":\"client_to_target\"}, {\"action\":\"printing\"}, {\"action\":\"audio\"}",
                         "properties": { "action": { "type": "string", "enum": ["open", "clipboard", "file_transfer", "printing", "audio"] } } },
                     "at": { "type": "integer", "description": "Unix seconds; default now" } } })
+}
+
+/// The route of the document itself.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(document))
 }
 
 pub(crate) async fn document() -> Json<Value> {

@@ -11,7 +11,8 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use portcullis_recording::catalog::{self, Detail, Piece, Summary};
 use portcullis_recording::manifest::{video_file, EVENTS, MANIFEST, THUMBS};
 use portcullis_recording::storage::check_name;
@@ -21,9 +22,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::warn;
 
-use crate::auth::AuthUser;
-use crate::error::WebError;
-use crate::AppState;
+use crate::extract::AuthUser;
+use crate::{AppState, WebError};
 
 /// Most recordings one list answer carries (newest first).
 const MAX_LISTED: usize = 2000;
@@ -87,6 +87,19 @@ impl Recordings {
         cache.insert(id.to_owned(), (len, d.clone()));
         Ok(d)
     }
+}
+
+/// The routes of this resource.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/recordings", get(list))
+        .route("/recordings/{id}", get(detail))
+        .route("/recordings/{id}/init/{part}", get(init))
+        .route("/recordings/{id}/segments/{seq}", get(segment))
+        .route("/recordings/{id}/run/{from}/{to}", get(run))
+        .route("/recordings/{id}/thumbnails/{seq}", get(thumbnail))
+        .route("/recordings/{id}/events", get(events))
+        .route("/recordings/{id}/export", get(export))
 }
 
 fn recordings(state: &AppState) -> Result<Recordings, WebError> {
