@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod extract;
 mod grants;
+mod login;
 pub mod mfa;
 mod openapi;
 pub mod ops;
@@ -46,7 +47,7 @@ pub use rdp::{gate as rdp_gate, preauth as rdp_preauth, tickets as rdp_tickets};
 pub use recordings::Recordings;
 pub use tls::{load_or_create_self_signed, server_config, TlsFiles};
 
-/// Password verifications that may run at once; more get 429 (see `auth::api::login`).
+/// Password verifications that may run at once; more get 429 (see `login`).
 const LOGIN_SLOTS: usize = 4;
 
 /// Longest a client may take to send a request's headers.

@@ -16,7 +16,8 @@ use tracing::{info, warn};
 use crate::audit::login_failed;
 use crate::auth::{clear_cookie, cookie_token, set_cookie};
 use crate::extract::{AuthUser, Body};
-use crate::{ops, AppState, WebError};
+use crate::login::{self, Refused, Verified};
+use crate::{AppState, WebError};
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<AppState> {
@@ -49,56 +50,50 @@ pub(crate) async fn login(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Body(body): Body<LoginBody>,
 ) -> Result<Response, WebError> {
-    if body.username.len() > 256 || body.password.expose().len() > ops::MAX_SECRET_LEN {
-        return Err(WebError::BadCredentials);
-    }
-    // Each verification takes ~19 MiB and tens of ms of CPU: a few at a time, never a pile-up.
-    let Ok(_permit) = state.login_slots.clone().try_acquire_owned() else {
-        return Err(WebError::TooManyRequests(
-            "too many logins in progress, try again shortly".into(),
-        ));
-    };
     let username = body.username.clone();
-    if let Err(wait) = state
-        .throttle
-        .check(&username, peer.ip(), std::time::Instant::now())
-    {
-        warn!(user = %username, client = %peer, "login refused: too many failed attempts");
-        let why = format!(
-            "too many failed logins: try again in {} s",
-            wait.as_secs().max(1)
-        );
-        state
-            .audit
-            .record(login_failed(&username, &why).detail("address", peer.to_string()))
-            .await?;
-        return Err(WebError::TooManyRequests(why));
-    }
-    let user = state.store.get_user(&body.username)?;
-    // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-    let verified = tokio::task::spawn_blocking(move || match &user {
-        Some(u) => portcullis_secrets::verify_password(body.password.expose(), &u.password_hash)
-            .then(|| u.clone()),
-        None => {
-            portcullis_secrets::burn_verify_time(body.password.expose());
-            None
+    let attempt = login::Attempt {
+        user: &username,
+        password: body.password.expose(),
+        address: peer.ip(),
+    };
+    // The verification slot is held to the end, the audit records included.
+    let Verified { user, slot: _slot } = match login::check_password(&state, attempt).await {
+        Ok(verified) => verified,
+        Err(Refused::Oversized) => return Err(WebError::BadCredentials),
+        // Busy comes first: a locked-out attempt is recorded within the slots only.
+        Err(Refused::Busy | Refused::LockedOut { slot: None, .. }) => {
+            return Err(WebError::TooManyRequests(
+                "too many logins in progress, try again shortly".into(),
+            ))
         }
-    })
-    .await
-    .map_err(|e| WebError::Internal(e.to_string()))?;
-    let Some(user) = verified else {
-        warn!(user = %username, "login failed");
-        state
-            .throttle
-            .failed(&username, peer.ip(), std::time::Instant::now());
-        state
-            .audit
-            .record(
-                login_failed(&username, "wrong user name or password")
-                    .detail("address", peer.to_string()),
-            )
-            .await?;
-        return Err(WebError::BadCredentials);
+        Err(Refused::LockedOut {
+            wait,
+            slot: Some(_slot),
+        }) => {
+            warn!(user = %username, client = %peer, "login refused: too many failed attempts");
+            let why = format!(
+                "too many failed logins: try again in {} s",
+                wait.as_secs().max(1)
+            );
+            state
+                .audit
+                .record(login_failed(&username, &why).detail("address", peer.to_string()))
+                .await?;
+            return Err(WebError::TooManyRequests(why));
+        }
+        Err(Refused::Store(e)) => return Err(e.into()),
+        Err(Refused::Internal(e)) => return Err(WebError::Internal(e)),
+        Err(Refused::WrongPassword) => {
+            warn!(user = %username, "login failed");
+            state
+                .audit
+                .record(
+                    login_failed(&username, "wrong user name or password")
+                        .detail("address", peer.to_string()),
+                )
+                .await?;
+            return Err(WebError::BadCredentials);
+        }
     };
     if user.locked {
         warn!(user = %username, "login refused: the account is locked");

@@ -29,6 +29,7 @@ use portcullis_rdp::server::{
 use portcullis_store::TargetRecord;
 use tracing::{info, warn};
 
+use crate::login::{Refused, Verified};
 use crate::policy::session as session_policy;
 use crate::rdp::tickets::TICKET_PREFIX;
 use crate::{ops, AppState};
@@ -91,58 +92,48 @@ impl RdpGate {
                 format!("wrong password for {user:?}"),
             )
         };
-        if user.len() > 256 || login.password.len() > ops::MAX_SECRET_LEN {
-            return Err(bad());
-        }
         let address = login.client_addr.ip();
-        if let Err(wait) = self.state.throttle.check(user, address, Instant::now()) {
-            return Err(deny(
-                Refusal::BadCredentials,
-                format!(
+        let attempt = crate::login::Attempt {
+            user,
+            password: &login.password,
+            address,
+        };
+        // The verification slot is held until the grant is checked.
+        let Verified {
+            user: record,
+            slot: _permit,
+        } = match crate::login::check_password(&self.state, attempt).await {
+            Ok(verified) => verified,
+            Err(Refused::Oversized | Refused::WrongPassword) => return Err(bad()),
+            // The lock-out comes first: a native client is told it is locked out even when
+            // the slots are busy.
+            Err(Refused::LockedOut { wait, .. }) => {
+                return Err(deny(
+                    Refusal::BadCredentials,
+                    format!(
                     "too many failed logins for {user:?} or from {address}: locked out for {} s",
                     wait.as_secs().max(1)
                 ),
-            ));
-        }
-        // The same slots as the web's logins, and like them never waiting for one: queued
-        // native attempts would hold the slots and keep browser logins at 429.
-        let _permit = self
-            .state
-            .login_slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| {
-                deny(
+                ))
+            }
+            // The same slots as the web's logins, and like them never waiting for one: queued
+            // native attempts would hold the slots and keep browser logins at 429.
+            Err(Refused::Busy) => {
+                return Err(deny(
                     Refusal::Busy,
                     "too many logins at once; the client should try again shortly",
-                )
-            })?;
-        let record = self
-            .state
-            .store
-            .get_user(user)
-            .map_err(|e| deny(Refusal::BadCredentials, e.to_string()))?;
+                ))
+            }
+            Err(Refused::Store(e)) => return Err(deny(Refusal::BadCredentials, e.to_string())),
+            // A failed verification counts as a wrong password here.
+            Err(Refused::Internal(_)) => {
+                self.state.throttle.failed(user, address, Instant::now());
+                return Err(bad());
+            }
+        };
         // Two-factor users (or roles that require it) never get in with the password alone:
         // they use a one-time ticket from the browser, which needs the full login.
-        let second_factor = record
-            .as_ref()
-            .is_some_and(|u| crate::mfa::needs_mfa(&self.state, u));
-        let password = login.password.clone();
-        let user_id = record.as_ref().map(|u| u.id.clone()).unwrap_or_default();
-        let verified = tokio::task::spawn_blocking(move || match &record {
-            Some(u) => portcullis_secrets::verify_password(&password, &u.password_hash),
-            None => {
-                portcullis_secrets::burn_verify_time(&password);
-                false
-            }
-        })
-        .await
-        .unwrap_or(false);
-        if !verified {
-            self.state.throttle.failed(user, address, Instant::now());
-            return Err(bad());
-        }
-        if second_factor {
+        if crate::mfa::needs_mfa(&self.state, &record) {
             warn!(user = %user, "native RDP password login refused: two-factor authentication is required");
             return Err(deny(
                 Refusal::BadCredentials,
@@ -153,6 +144,7 @@ impl RdpGate {
             ));
         }
         self.state.throttle.succeeded(user);
+        let user_id = record.id;
         let target = match target {
             Some(t) => t.to_owned(),
             None => {
