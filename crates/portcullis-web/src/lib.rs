@@ -156,7 +156,7 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    // Each resource's routes; `tests::every_route_is_documented_and_scoped` checks them against
+    // Each resource's routes; `openapi::tests::every_route_is_documented_and_scoped` checks them against
     // the OpenAPI document and the token table.
     let api = api_routes()
         .fallback(not_found)
