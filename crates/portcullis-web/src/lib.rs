@@ -181,7 +181,7 @@ fn api_routes() -> Router<AppState> {
         .merge(policy::api::routes())
         .merge(sessions::routes())
         .merge(sessions::soc::routes())
-        .merge(recordings::routes())
+        .merge(recordings::api::routes())
         .merge(audit::api::routes())
         .merge(openapi::routes())
 }

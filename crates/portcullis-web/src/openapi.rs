@@ -271,7 +271,7 @@ fn annotate_scopes(doc: &mut Value) {
     }
 }
 
-/// Two-factor authentication and API tokens (`mfa.rs`, `tokens.rs`).
+/// Two-factor authentication and API tokens (`mfa/api.rs`, `tokens/api.rs`).
 fn auth_paths(doc: &mut Value) {
     let paths = json!({
             "/auth/mfa": { "post": op("Second login step: the TOTP code for the pending login of the pc_mfa cookie (from /auth/login answering mfa_required); sets pc_session. 401: wrong, used or expired", "anyone", Some("Code"), "200") },
@@ -311,7 +311,7 @@ fn auth_paths(doc: &mut Value) {
     }
 }
 
-/// The security team's routes (`soc.rs`).
+/// The security team's routes (`sessions/soc.rs`).
 fn soc_paths(doc: &mut Value) {
     let soc = "admins and soc";
     let routes = [
