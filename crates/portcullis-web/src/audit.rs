@@ -12,20 +12,18 @@
 //! live session come through [`SessionAudit::session_event`] and are queued without waiting
 //! (the session must not stall on a disk); they are also in the session's recording.
 
+pub(crate) mod api;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use axum::Json;
-use portcullis_audit::{AuditLog, Entry, Filter, Kind, Order, Record};
+use portcullis_audit::{AuditLog, Kind, Record};
 use portcullis_broker::{AuditFuture, SessionAudit};
 use portcullis_core::session::{SessionEvent, SessionInfo};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tracing::{error, warn};
 
-use crate::auth::Soc;
-use crate::{AppState, WebError};
+use crate::WebError;
 
 /// The gateway's audit trail, or none (unit tests of the HTTP layer).
 #[derive(Clone, Default)]
@@ -133,6 +131,24 @@ impl Audit {
     }
 }
 
+/// A failed login attempt, for the audit trail (`name` as typed: it may be no user at all).
+pub(crate) fn login_failed(name: &str, why: &str) -> Record {
+    // A password typed into the user name field must not end up in the trail whole.
+    let shown: String = name.chars().take(64).collect();
+    Record::new(Kind::LOGIN_FAILED, shown)
+        .detail("entry", "browser")
+        .detail("reason", why)
+}
+
+/// An administrator's change, for the audit trail: what changed, and its state before and after
+/// (never a secret).
+pub(crate) fn admin_change(admin: &str, action: &str, before: Value, after: Value) -> Record {
+    Record::new(Kind::ADMIN_CHANGE, admin)
+        .detail("action", action)
+        .detail("before", before)
+        .detail("after", after)
+}
+
 /// The answer when the trail cannot take a record: 503, nothing done.
 pub(crate) fn unavailable(e: &dyn std::fmt::Display) -> WebError {
     WebError::Unavailable(format!(
@@ -207,110 +223,6 @@ fn session_record(session: &SessionInfo, event: &SessionEvent) -> Record {
     record
 }
 
-/// Most entries one query returns.
-const MAX_PAGE: usize = 500;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AuditQuery {
-    /// Who acted (exact).
-    actor: Option<String>,
-    /// Which target (exact).
-    target: Option<String>,
-    /// Which session (exact).
-    session: Option<String>,
-    /// Record kinds, comma-separated.
-    kind: Option<String>,
-    /// From this time (Unix ms, inclusive).
-    since_ms: Option<u64>,
-    /// Until this time (Unix ms, exclusive).
-    until_ms: Option<u64>,
-    /// Newest first, older than this sequence number (paging backwards).
-    before_seq: Option<u64>,
-    /// At most this many (default 100, at most 500).
-    limit: Option<usize>,
-}
-
-/// `GET /audit`: the trail, newest first, filtered (security team and administrators).
-pub(crate) async fn query(
-    State(state): State<AppState>,
-    Soc(_who): Soc,
-    Query(q): Query<AuditQuery>,
-) -> Result<Json<Value>, WebError> {
-    let Some(log) = state.audit.log.clone() else {
-        return Err(WebError::NotFound(
-            "this gateway keeps no audit trail".into(),
-        ));
-    };
-    let mut kinds = Vec::new();
-    for name in q.kind.iter().flat_map(|k| k.split(',')).map(str::trim) {
-        if !name.is_empty() {
-            kinds.push(Kind::new(name).map_err(|e| WebError::BadRequest(e.to_string()))?);
-        }
-    }
-    let limit = q.limit.unwrap_or(100).min(MAX_PAGE);
-    let filter = Filter {
-        actor: q.actor,
-        target: q.target,
-        session: q.session,
-        kinds,
-        since_ms: q.since_ms,
-        until_ms: q.until_ms,
-        before_seq: q.before_seq,
-        order: Order::NewestFirst,
-        ..Filter::new(limit)
-    };
-    let entries: Vec<Entry> = tokio::task::spawn_blocking(move || log.query(&filter))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-    let next = (entries.len() == limit)
-        .then(|| entries.last().map(|e| e.seq))
-        .flatten();
-    Ok(Json(json!({ "entries": entries, "next_before_seq": next })))
-}
-
-/// `GET /audit/exports`: each SIEM export's status (connected, last delivered record, pending,
-/// last error), so the security team sees a SIEM falling behind.
-pub(crate) async fn exports(State(state): State<AppState>, Soc(_who): Soc) -> Json<Value> {
-    let last = state.audit.log.as_ref().map(|l| l.recovery().next_seq);
-    let list: Vec<Value> = state
-        .audit
-        .exports
-        .iter()
-        .map(|h| serde_json::to_value(h.status()).unwrap_or(Value::Null))
-        .collect();
-    Json(json!({ "exports": list, "next_seq_at_start": last }))
-}
-
-/// `GET /audit/verify`: checks the whole chain now and says where it breaks, if it does.
-pub(crate) async fn verify(
-    State(state): State<AppState>,
-    Soc(_who): Soc,
-) -> Result<Json<Value>, WebError> {
-    let Some(dir) = state.audit.dir() else {
-        return Err(WebError::NotFound(
-            "this gateway keeps no audit trail".into(),
-        ));
-    };
-    let report = tokio::task::spawn_blocking(move || portcullis_audit::verify(&dir))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-    Ok(Json(match report {
-        Ok(r) => json!({
-            "ok": true,
-            "records": r.records,
-            "files": r.files,
-            "last_seq": r.last_seq,
-            "last_hash": r.last_hash.to_hex(),
-        }),
-        Err(e) => {
-            warn!(error = %e, "the audit trail does not verify");
-            json!({ "ok": false, "error": e.to_string() })
-        }
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     //! The record comes before the act: with a trail that cannot be written (a disk that fails
@@ -329,7 +241,8 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::Audit;
-    use crate::{policy_store, AppState};
+    use crate::policy::store as policy_store;
+    use crate::AppState;
 
     struct Gateway {
         state: AppState,

@@ -1,4 +1,5 @@
-//! Browser login sessions and the extractors that authorise requests.
+//! Browser login sessions (the cookie, who is logged in) and [`AuthUser`], the caller as the
+//! extractors in `crate::extract` find them.
 //!
 //! A login gives the browser a random token in an HttpOnly, Secure, SameSite=Strict cookie.
 //! Every request re-reads the user from the store, so deleting a user or changing their role
@@ -11,16 +12,15 @@
 //! password step: it reaches [`ENROL_ONLY_ROUTES`] and nothing else (403 naming the reason), and
 //! becomes a full login when enrolment is confirmed (see [`crate::mfa`]).
 
+pub(crate) mod api;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::header;
 use axum::http::request::Parts;
 use portcullis_store::{Role, UserRecord};
-
-use crate::{AppState, WebError};
 
 /// Name of the login cookie.
 pub(crate) const COOKIE: &str = "pc_session";
@@ -105,7 +105,9 @@ impl LoginSessions {
         now.duration_since(l.created) > self.absolute || now.duration_since(l.last_seen) > self.idle
     }
 
-    fn lookup(&self, token: &str) -> Option<(String, String, bool)> {
+    /// The user name, account id and whether the login is enrol-only, of a live login (its
+    /// idle time starts again).
+    pub(crate) fn lookup(&self, token: &str) -> Option<(String, String, bool)> {
         let now = Instant::now();
         let mut map = self.lock();
         let login = map.get_mut(token)?;
@@ -163,112 +165,4 @@ pub(crate) struct AuthUser {
     pub role: Role,
     /// When the account was created, Unix seconds.
     pub created_at: i64,
-}
-
-impl FromRequestParts<AppState> for AuthUser {
-    type Rejection = WebError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
-            // A bearer request is judged by its token alone, never by a cookie beside it.
-            let bearer = auth
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or(WebError::Unauthorized)?;
-            return crate::tokens::authenticate(parts, state, bearer.trim()).await;
-        }
-        let token = cookie_token(parts).ok_or(WebError::Unauthorized)?;
-        let (name, user_id, enrol_only) =
-            state.logins.lookup(&token).ok_or(WebError::Unauthorized)?;
-        if enrol_only {
-            let route = parts
-                .extensions
-                .get::<MatchedPath>()
-                .map(|m| m.as_str().strip_prefix("/api/v1").unwrap_or(m.as_str()));
-            if !route.is_some_and(|r| ENROL_ONLY_ROUTES.contains(&r)) {
-                return Err(WebError::Forbidden(
-                    "your role requires two-factor authentication: set it up first (your account page, #/me)"
-                        .into(),
-                ));
-            }
-        }
-        let user = state
-            .store
-            .get_user(&name)?
-            .filter(|u| u.id == user_id)
-            .ok_or_else(|| {
-                state.logins.remove(&token);
-                WebError::Unauthorized
-            })?;
-        if user.locked {
-            state.logins.remove(&token);
-            return Err(WebError::Forbidden(
-                "your account is locked by the security team".into(),
-            ));
-        }
-        Ok(AuthUser {
-            id: user.id,
-            name: user.name,
-            role: user.role,
-            created_at: user.created_at,
-        })
-    }
-}
-
-/// A logged-in administrator.
-#[derive(Debug, Clone)]
-pub(crate) struct Admin(#[allow(dead_code)] pub AuthUser);
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = WebError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        with_role(parts, state, &[Role::Admin], "administrators only")
-            .await
-            .map(Admin)
-    }
-}
-
-/// The logged-in user, if their role is one of `roles`; else 403 with `refusal`.
-async fn with_role(
-    parts: &mut Parts,
-    state: &AppState,
-    roles: &[Role],
-    refusal: &str,
-) -> Result<AuthUser, WebError> {
-    let user = AuthUser::from_request_parts(parts, state).await?;
-    if !roles.contains(&user.role) {
-        return Err(WebError::Forbidden(refusal.into()));
-    }
-    Ok(user)
-}
-
-/// A logged-in member of the security team (role `soc`) or administrator: may watch, freeze and
-/// kill any live session and lock users.
-#[derive(Debug, Clone)]
-pub(crate) struct Soc(pub AuthUser);
-
-impl FromRequestParts<AppState> for Soc {
-    type Rejection = WebError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        with_role(
-            parts,
-            state,
-            &[Role::Soc, Role::Admin],
-            "the security team and administrators only",
-        )
-        .await
-        .map(Soc)
-    }
 }

@@ -2,8 +2,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use portcullis_store::StoreError;
+
 use thiserror::Error;
 use tracing::error;
+
+use crate::ops::OpsError;
 
 /// An error of the web layer, mapped to an HTTP status.
 #[derive(Debug, Error)]
@@ -77,5 +80,15 @@ impl IntoResponse for WebError {
         }
         let body = serde_json::json!({ "error": self.to_string() });
         (self.status(), Json(body)).into_response()
+    }
+}
+
+impl From<OpsError> for WebError {
+    fn from(e: OpsError) -> Self {
+        match e {
+            OpsError::Invalid(m) => WebError::BadRequest(m),
+            OpsError::Store(s) => s.into(),
+            OpsError::Crypto(m) => WebError::Internal(m),
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Two-factor authentication: TOTP (RFC 6238: HMAC-SHA-1, 6 digits, 30 s steps, one step of
 //! clock drift either way), enrolment with a QR code, the second login step, and the admin's
-//! reset.
+//! reset. The TOTP arithmetic is `totp`, the routes `api`; here: the sealed secrets, spending
+//! a code once, and the pending logins.
 //!
 //! - **Enrolment**: `POST /me/mfa/enrol` makes a fresh secret, stores it sealed with the
 //!   gateway's key (AAD naming the user) and shows it once (base32, `otpauth://` URI, QR code as
@@ -16,37 +17,20 @@
 //!   `/auth/logout`, nothing else (see [`crate::auth`]). Confirming enrolment makes it a full
 //!   login (the user has then shown the password and the second factor).
 
+pub(crate) mod api;
+pub mod totp;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use hmac::{Hmac, Mac};
-use portcullis_audit::{Kind, Record};
 use portcullis_secrets::SecretKey;
-use portcullis_store::{MfaRecord, UserRecord};
-use serde::Deserialize;
-use serde_json::{json, Value};
-use sha1::Sha1;
-use tracing::{info, warn};
+use portcullis_store::UserRecord;
 use zeroize::Zeroizing;
 
-use crate::api::admin_change;
-use crate::auth::{cookie_value, set_cookie, Admin, AuthUser, COOKIE};
+use crate::mfa::totp::verify;
 use crate::{ops, AppState, WebError};
 
-/// Length of a TOTP step.
-pub const STEP_SECS: u64 = 30;
-/// Digits of a code.
-pub const DIGITS: u32 = 6;
-/// Steps of clock drift accepted either way.
-pub const DRIFT_STEPS: u64 = 1;
-/// Bytes of a TOTP secret (160 bits, as RFC 4226 recommends).
-const SECRET_BYTES: usize = 20;
 /// How long a pending (password checked, code not yet) login lives.
 pub const PENDING_TTL: Duration = Duration::from_secs(120);
 /// Wrong codes one pending login may take before it is dropped (the lock-out counts too).
@@ -55,104 +39,13 @@ const PENDING_MAX_FAILURES: u32 = 5;
 const PENDING_MAX: usize = 10_000;
 /// The pending login's cookie.
 pub(crate) const PENDING_COOKIE: &str = "pc_mfa";
-/// The issuer shown in authenticator apps.
-const ISSUER: &str = "Portcullis";
-
-// --- TOTP ---------------------------------------------------------------------------------
-
-/// The HOTP value (RFC 4226) of `counter` under `secret`, `digits` long.
-pub fn hotp(secret: &[u8], counter: u64, digits: u32) -> u32 {
-    // HMAC takes keys of any length: this cannot fail.
-    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(secret) else {
-        return u32::MAX;
-    };
-    mac.update(&counter.to_be_bytes());
-    let digest = mac.finalize().into_bytes();
-    let offset = usize::from(digest[19] & 0x0f);
-    let bin = (u32::from(digest[offset]) & 0x7f) << 24
-        | u32::from(digest[offset + 1]) << 16
-        | u32::from(digest[offset + 2]) << 8
-        | u32::from(digest[offset + 3]);
-    bin % 10u32.pow(digits)
-}
-
-/// The TOTP code of `secret` at Unix time `unix_secs`, as text with leading zeros.
-pub fn totp(secret: &[u8], unix_secs: u64) -> String {
-    format!(
-        "{:0width$}",
-        hotp(secret, unix_secs / STEP_SECS, DIGITS),
-        width = DIGITS as usize
-    )
-}
-
-/// The time step `code` is valid for at `unix_secs` (±[`DRIFT_STEPS`]), if it is later than
-/// `last_step` (a step already used is refused: no replay). Constant time per candidate.
-pub fn verify(secret: &[u8], code: &str, unix_secs: u64, last_step: u64) -> Option<u64> {
-    let code = code.trim();
-    if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let now = unix_secs / STEP_SECS;
-    let mut found = None;
-    for step in now.saturating_sub(DRIFT_STEPS)..=now + DRIFT_STEPS {
-        let want = format!(
-            "{:0width$}",
-            hotp(secret, step, DIGITS),
-            width = DIGITS as usize
-        );
-        if portcullis_secrets::constant_time_eq(want.as_bytes(), code.as_bytes())
-            && step > last_step
-        {
-            found = Some(step);
-        }
-    }
-    found
-}
-
-/// RFC 4648 base32 without padding (what authenticator apps expect).
-pub fn base32(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for &b in bytes {
-        buffer = (buffer << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
-        }
-    }
-    if bits > 0 {
-        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
-    }
-    out
-}
-
-/// The `otpauth://` URI an authenticator app reads from the QR code.
-pub fn otpauth_uri(user: &str, secret_b32: &str) -> String {
-    // User names are [A-Za-z0-9._-] (store rule): nothing to escape.
-    format!(
-        "otpauth://totp/{ISSUER}:{user}?secret={secret_b32}&issuer={ISSUER}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECS}"
-    )
-}
-
-/// The QR code of `text` as a standalone SVG document.
-fn qr_svg(text: &str) -> Result<String, WebError> {
-    let code = qrcode::QrCode::new(text.as_bytes())
-        .map_err(|e| WebError::Internal(format!("QR code: {e}")))?;
-    Ok(code
-        .render::<qrcode::render::svg::Color<'_>>()
-        .min_dimensions(200, 200)
-        .quiet_zone(true)
-        .build())
-}
 
 fn now_unix() -> u64 {
     u64::try_from(ops::now_unix()).unwrap_or(0)
 }
 
 /// Additional data binding a sealed TOTP secret to its user.
-fn secret_aad(user: &str) -> Vec<u8> {
+pub(crate) fn secret_aad(user: &str) -> Vec<u8> {
     format!("portcullis mfa secret v1:{user}").into_bytes()
 }
 
@@ -195,7 +88,12 @@ pub(crate) fn needs_mfa(state: &AppState, user: &UserRecord) -> bool {
 
 /// Checks `code` for `name` and, when it is good, stores its step as used (under the MFA lock,
 /// so two requests cannot both spend the same code). `confirm`: the code confirms enrolment.
-fn check_code(state: &AppState, name: &str, code: &str, confirm: bool) -> Result<bool, WebError> {
+pub(crate) fn check_code(
+    state: &AppState,
+    name: &str,
+    code: &str,
+    confirm: bool,
+) -> Result<bool, WebError> {
     let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
     // Read, check and spend the step in one atomic change of the user's record: a lock, a
     // reset or a delete that comes meanwhile is neither lost nor undone.
@@ -236,20 +134,6 @@ fn check_code(state: &AppState, name: &str, code: &str, confirm: bool) -> Result
         true
     })?;
     outcome
-}
-
-fn mfa_record(user: &str, step: &str, outcome: &str) -> Record {
-    Record::new(Kind::MFA, user)
-        .detail("step", step)
-        .detail("outcome", outcome)
-}
-
-fn wrong_code() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({ "error": "wrong or already used code" })),
-    )
-        .into_response()
 }
 
 // --- Pending logins -----------------------------------------------------------------------
@@ -341,249 +225,8 @@ pub(crate) fn set_pending_cookie(token: &str) -> String {
     )
 }
 
-fn clear_pending_cookie() -> String {
+pub(crate) fn clear_pending_cookie() -> String {
     format!("{PENDING_COOKIE}=; Path=/api/v1/auth; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
-}
-
-// --- Handlers -----------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CodeBody {
-    code: String,
-}
-
-/// `POST /auth/mfa {code}`: the second step of a login whose password was right.
-pub(crate) async fn login_code(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Result<Response, WebError> {
-    let (parts, body) = req.into_parts();
-    let pending = cookie_value(&parts, PENDING_COOKIE);
-    let now = Instant::now();
-    let Some((token, name)) = pending.and_then(|t| state.pending.user(&t, now).map(|u| (t, u)))
-    else {
-        return Err(WebError::Unauthorized);
-    };
-    let body = axum::body::to_bytes(body, 4096)
-        .await
-        .map_err(|e| WebError::BadRequest(e.to_string()))?;
-    let CodeBody { code } =
-        serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
-    let address = peer.to_string();
-    if let Err(wait) = state.throttle.check(&name, peer.ip(), now) {
-        let why = format!(
-            "too many failed logins: try again in {} s",
-            wait.as_secs().max(1)
-        );
-        state
-            .audit
-            .record(mfa_record(&name, "login", "failed").detail("reason", why.as_str()))
-            .await?;
-        return Err(WebError::TooManyRequests(why));
-    }
-    let ok = {
-        let (state, name, code) = (state.clone(), name.clone(), code.clone());
-        tokio::task::spawn_blocking(move || check_code(&state, &name, &code, false))
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))??
-    };
-    if !ok {
-        warn!(user = %name, "second factor: wrong code");
-        state.throttle.failed(&name, peer.ip(), Instant::now());
-        state.pending.failed(&token);
-        state
-            .audit
-            .record(mfa_record(&name, "login", "failed").detail("address", address))
-            .await?;
-        return Ok(wrong_code());
-    }
-    if state.pending.take(&token, Instant::now()).is_none() {
-        return Err(WebError::Unauthorized);
-    }
-    let user = state.store.get_user(&name)?.ok_or(WebError::Unauthorized)?;
-    if user.locked {
-        return Err(WebError::Forbidden(
-            "your account is locked by the security team".into(),
-        ));
-    }
-    state.throttle.succeeded(&name);
-    state
-        .audit
-        .record(mfa_record(&name, "login", "ok").detail("address", address.as_str()))
-        .await?;
-    state
-        .audit
-        .record(
-            Record::new(Kind::LOGIN, &name)
-                .detail("entry", "browser")
-                .detail("mfa", true)
-                .detail("address", address),
-        )
-        .await?;
-    let session = state.logins.create(&user);
-    info!(user = %name, "login with second factor");
-    let mut res = Json(json!({
-        "name": user.name,
-        "role": user.role,
-        "mfa": true,
-        "mfa_required_by_role": state.mfa_required_roles.contains(&user.role),
-        "mfa_enrol_required": false,
-    }))
-    .into_response();
-    let headers = res.headers_mut();
-    for cookie in [set_cookie(&session), clear_pending_cookie()] {
-        if let Ok(v) = header::HeaderValue::from_str(&cookie) {
-            headers.append(header::SET_COOKIE, v);
-        }
-    }
-    Ok(res)
-}
-
-/// `POST /me/mfa/enrol`: a fresh secret, shown this once (not yet in force).
-pub(crate) async fn enrol(
-    State(state): State<AppState>,
-    user: AuthUser,
-) -> Result<Json<Value>, WebError> {
-    let secret = portcullis_secrets::random_bytes(SECRET_BYTES);
-    let already_on = || {
-        WebError::Conflict(
-            "two-factor authentication is already on; an administrator can reset it".into(),
-        )
-    };
-    let current = state
-        .store
-        .get_user(&user.name)?
-        .ok_or(WebError::Unauthorized)?;
-    if current.mfa_enabled() {
-        return Err(already_on());
-    }
-    // On record before the new secret is stored.
-    state
-        .audit
-        .before(mfa_record(&user.name, "enrol", "started"), || {
-            let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let sealed_secret = state.key.seal(&secret, &secret_aad(&user.name));
-            let mut on = false;
-            let found = state.store.update_user(&user.name, &mut |record| {
-                on = record.mfa_enabled();
-                if on {
-                    return false;
-                }
-                record.mfa = Some(MfaRecord {
-                    sealed_secret: sealed_secret.clone(),
-                    confirmed: false,
-                    last_step: 0,
-                    since: ops::now_unix(),
-                });
-                true
-            })?;
-            if found.is_none() {
-                return Err(WebError::Unauthorized);
-            }
-            if on {
-                return Err(already_on());
-            }
-            Ok(())
-        })
-        .await?;
-    let b32 = Zeroizing::new(base32(&secret));
-    let uri = Zeroizing::new(otpauth_uri(&user.name, &b32));
-    let svg = qr_svg(&uri)?;
-    info!(user = %user.name, "two-factor enrolment started");
-    Ok(Json(json!({
-        "secret": b32.as_str(),
-        "otpauth_uri": uri.as_str(),
-        "qr_svg": svg,
-        "digits": DIGITS,
-        "period": STEP_SECS,
-        "algorithm": "SHA1",
-    })))
-}
-
-/// `POST /me/mfa/confirm {code}`: turns MFA on when the code is right; an enrol-only login
-/// becomes a full one.
-pub(crate) async fn confirm(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    user: AuthUser,
-    req: Request,
-) -> Result<Response, WebError> {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 4096)
-        .await
-        .map_err(|e| WebError::BadRequest(e.to_string()))?;
-    let CodeBody { code } =
-        serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
-    let now = Instant::now();
-    if let Err(wait) = state.throttle.check(&user.name, peer.ip(), now) {
-        return Err(WebError::TooManyRequests(format!(
-            "too many wrong codes: try again in {} s",
-            wait.as_secs().max(1)
-        )));
-    }
-    let ok = {
-        let (state, name) = (state.clone(), user.name.clone());
-        tokio::task::spawn_blocking(move || check_code(&state, &name, &code, true))
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))??
-    };
-    if !ok {
-        state.throttle.failed(&user.name, peer.ip(), now);
-        state
-            .audit
-            .record(mfa_record(&user.name, "confirm", "failed"))
-            .await?;
-        // 400, not 401: the user is logged in, only the code is wrong.
-        return Err(WebError::BadRequest(
-            "wrong code: enter the code your app shows now".into(),
-        ));
-    }
-    state
-        .audit
-        .record(mfa_record(&user.name, "confirm", "ok"))
-        .await?;
-    if let Some(token) = cookie_value(&parts, COOKIE) {
-        state.logins.upgrade(&token);
-    }
-    info!(user = %user.name, "two-factor authentication on");
-    Ok(Json(json!({ "mfa": true })).into_response())
-}
-
-/// `DELETE /users/{name}/mfa`: the user's second factor is removed (lost phone); their logins
-/// end, and a role that requires MFA makes them enrol again at the next login.
-pub(crate) async fn reset(
-    State(state): State<AppState>,
-    Admin(admin): Admin,
-    Path(name): Path<String>,
-) -> Result<StatusCode, WebError> {
-    let gone = || WebError::NotFound(format!("no user named {name:?}"));
-    let before = state.store.get_user(&name)?.ok_or_else(gone)?.mfa_enabled();
-    state
-        .audit
-        .before(
-            admin_change(
-                &admin.name,
-                "mfa_reset",
-                json!({ "user": name, "mfa": before }),
-                json!({ "user": name, "mfa": false }),
-            ),
-            || {
-                let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
-                state
-                    .store
-                    .update_user(&name, &mut |user| user.mfa.take().is_some())?
-                    .ok_or_else(gone)?;
-                Ok(())
-            },
-        )
-        .await?;
-    if name != admin.name {
-        state.logins.remove_user(&name);
-    }
-    info!(admin = %admin.name, user = %name, "two-factor authentication reset");
-    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]
@@ -591,91 +234,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    /// RFC 6238 appendix B, SHA-1 (8 digits; the 6-digit codes are their last 6).
-    #[test]
-    fn rfc6238_sha1_vectors() {
-        let secret = b"12345678901234567890";
-        for (t, want) in [
-            (59u64, "94287082"),
-            (1_111_111_109, "07081804"),
-            (1_111_111_111, "14050471"),
-            (1_234_567_890, "89005924"),
-            (2_000_000_000, "69279037"),
-            (20_000_000_000, "65353130"),
-        ] {
-            assert_eq!(
-                format!("{:08}", hotp(secret, t / STEP_SECS, 8)),
-                want,
-                "t = {t}"
-            );
-            assert_eq!(totp(secret, t), want[2..], "t = {t}");
-        }
-    }
-
-    #[test]
-    fn rfc4226_hotp_vectors() {
-        let secret = b"12345678901234567890";
-        let want = [
-            755_224, 287_082, 359_152, 969_429, 338_314, 254_676, 287_922, 162_583, 399_871,
-            520_489,
-        ];
-        for (counter, want) in want.iter().enumerate() {
-            assert_eq!(hotp(secret, counter as u64, 6), *want);
-        }
-    }
-
-    #[test]
-    fn codes_are_accepted_one_step_either_way_and_only_once() {
-        let secret = b"12345678901234567890";
-        let t = 1_700_000_000;
-        let step = t / STEP_SECS;
-        let code = totp(secret, t);
-        assert_eq!(verify(secret, &code, t, 0), Some(step));
-        assert_eq!(verify(secret, &code, t + STEP_SECS, 0), Some(step));
-        assert_eq!(verify(secret, &code, t - STEP_SECS, 0), Some(step));
-        assert_eq!(verify(secret, &code, t + 2 * STEP_SECS, 0), None);
-        assert_eq!(verify(secret, &code, t, step), None, "replay refused");
-        let previous = totp(secret, t - STEP_SECS);
-        assert_eq!(
-            verify(secret, &previous, t, step),
-            None,
-            "older step refused"
-        );
-        assert_eq!(verify(secret, "12345", t, 0), None);
-        assert_eq!(verify(secret, "abcdef", t, 0), None);
-        assert_eq!(verify(b"another secret", &code, t, 0), None);
-    }
-
-    #[test]
-    fn base32_matches_rfc4648() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "MY"),
-            ("fo", "MZXQ"),
-            ("foo", "MZXW6"),
-            ("foob", "MZXW6YQ"),
-            ("fooba", "MZXW6YTB"),
-            ("foobar", "MZXW6YTBOI"),
-        ] {
-            assert_eq!(base32(input.as_bytes()), want);
-        }
-        assert_eq!(
-            base32(b"12345678901234567890"),
-            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
-        );
-    }
-
-    #[test]
-    fn the_uri_and_qr_code() {
-        let uri = otpauth_uri("alice", "GEZDGNBV");
-        assert!(
-            uri.starts_with("otpauth://totp/Portcullis:alice?secret=GEZDGNBV&issuer=Portcullis")
-        );
-        let svg = qr_svg(&uri).unwrap();
-        assert!(svg.contains("<svg"), "{svg}");
-        assert!(!svg.contains("<script"));
-    }
+    use portcullis_store::MfaRecord;
 
     #[test]
     fn pending_logins_expire_and_are_single_use() {

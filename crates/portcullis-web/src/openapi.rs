@@ -1,6 +1,9 @@
 //! The OpenAPI 3 document of `/api/v1`, kept beside the routes in `lib.rs`.
 
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::AppState;
 use serde_json::{json, Value};
 
 /// The roles `who` (an `op`'s words) admits, and whether the route then also checks ownership or
@@ -96,6 +99,11 @@ fn explain_schema() -> Value {
                     "action": { "type": "object", "required": ["action"], "description": "e.g. {\"action\":\"open\",\"entry\":\"browser\"}, {\"action\":\"clipboard\",\"direction\":\"target_to_client\",\"kind\":\"text\",\"bytes\":10}, {\"action\":\"file_transfer\",\"direction\":\"client_to_target\"}, {\"action\":\"printing\"}, {\"action\":\"audio\"}",
                         "properties": { "action": { "type": "string", "enum": ["open", "clipboard", "file_transfer", "printing", "audio"] } } },
                     "at": { "type": "integer", "description": "Unix seconds; default now" } } })
+}
+
+/// The route of the document itself.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(document))
 }
 
 pub(crate) async fn document() -> Json<Value> {
@@ -263,7 +271,7 @@ fn annotate_scopes(doc: &mut Value) {
     }
 }
 
-/// Two-factor authentication and API tokens (`mfa.rs`, `tokens.rs`).
+/// Two-factor authentication and API tokens (`mfa/api.rs`, `tokens/api.rs`).
 fn auth_paths(doc: &mut Value) {
     let paths = json!({
             "/auth/mfa": { "post": op("Second login step: the TOTP code for the pending login of the pc_mfa cookie (from /auth/login answering mfa_required); sets pc_session. 401: wrong, used or expired", "anyone", Some("Code"), "200") },
@@ -306,7 +314,7 @@ fn auth_paths(doc: &mut Value) {
     }
 }
 
-/// The security team's routes (`soc.rs`).
+/// The security team's routes (`sessions/soc.rs`).
 fn soc_paths(doc: &mut Value) {
     let soc = "admins and soc";
     let routes = [
@@ -363,6 +371,8 @@ fn audit_paths(doc: &mut Value) {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use std::collections::{BTreeMap, BTreeSet};
+
     use super::*;
 
     /// The token table and the document name the same routes, and every operation names its
@@ -397,5 +407,141 @@ mod tests {
             doc["paths"]["/sessions/{id}/kill"]["post"]["x-portcullis-scope"],
             "sessions:kill"
         );
+    }
+
+    /// The (method, path) pairs the real API router answers, read from axum's `Debug` of the
+    /// router (axum has no other way to list them; `HEAD` comes with `GET`). The test below
+    /// fails if this finds nothing, e.g. when a new axum prints routers differently.
+    fn routed() -> BTreeSet<(String, String)> {
+        let text = format!("{:?}", crate::api_routes());
+        // The routes proper, not the fallback's.
+        let text = &text[..text.find("fallback_router:").unwrap_or(text.len())];
+        let mut methods: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("RouteId(") {
+            rest = &rest[at + "RouteId(".len()..];
+            let id: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let after = &rest[id.len()..];
+            if let Some(body) = after.strip_prefix("): MethodRouter(MethodRouter { ") {
+                let fields = &body[..body.find("fallback:").unwrap_or(body.len())];
+                for field in fields.split(", ") {
+                    if let Some((method, endpoint)) = field.split_once(": ") {
+                        if endpoint != "None" && method != "head" {
+                            methods
+                                .entry(id.clone())
+                                .or_default()
+                                .push(method.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let mut found = BTreeSet::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("RouteId(") {
+            rest = &rest[at + "RouteId(".len()..];
+            let id: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Some(path) = rest[id.len()..].strip_prefix("): \"") {
+                let path = &path[..path.find('"').unwrap_or(0)];
+                for m in methods.get(&id).into_iter().flatten() {
+                    found.insert((m.clone(), path.to_owned()));
+                }
+            }
+        }
+        found
+    }
+
+    /// A route cannot exist without being documented, in the token table (scoped) and, unless
+    /// public, refusing an anonymous caller: the real router, the OpenAPI document and
+    /// `tokens::ROUTES` name the same routes.
+    #[tokio::test]
+    async fn every_route_is_documented_and_scoped() {
+        let routed = routed();
+        let table: BTreeSet<(String, String)> = crate::tokens::ROUTES
+            .iter()
+            .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        let Json(doc) = document().await;
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                    documented.insert((method.clone(), path.clone()));
+                }
+            }
+        }
+        assert!(
+            routed.len() >= table.len(),
+            "no routes read from the router: {routed:?}"
+        );
+        let missing = |a: &BTreeSet<(String, String)>, b: &BTreeSet<(String, String)>| {
+            a.difference(b).cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(
+            missing(&routed, &table),
+            [],
+            "routed but not in tokens::ROUTES"
+        );
+        assert_eq!(
+            missing(&table, &routed),
+            [],
+            "in tokens::ROUTES but not routed"
+        );
+        assert_eq!(
+            missing(&routed, &documented),
+            [],
+            "routed but not documented"
+        );
+        assert_eq!(
+            missing(&documented, &routed),
+            [],
+            "documented but not routed"
+        );
+    }
+
+    /// Every route but the public ones refuses a caller who is not logged in (401), and the
+    /// document says who may call it accordingly.
+    #[tokio::test]
+    async fn only_public_routes_answer_anonymous_callers() {
+        use axum::body::Body as HttpBody;
+        use axum::http::{Request, StatusCode};
+        use tower::ServiceExt as _;
+
+        let store = std::sync::Arc::new(portcullis_store::MemoryStore::new());
+        let broker = portcullis_broker::Broker::new(Default::default());
+        let key = std::sync::Arc::new(portcullis_secrets::SecretKey::generate());
+        let state = AppState::new(store, key, broker);
+        let Json(doc) = document().await;
+        for (method, path, need) in crate::tokens::ROUTES {
+            let roles = &doc["paths"][*path][*method]["x-portcullis-roles"];
+            let anonymous = roles.as_array().unwrap().iter().any(|r| r == "anonymous");
+            let public = *need == crate::tokens::Need::Public;
+            assert_eq!(
+                anonymous, public,
+                "{method} {path}: documented roles {roles}"
+            );
+            if public {
+                continue;
+            }
+            let uri = format!("/api/v1{}", path.replace(['{', '}'], ""));
+            let mut req = Request::builder()
+                .method(method.to_ascii_uppercase().as_str())
+                .uri(uri)
+                .header("x-portcullis-csrf", "1")
+                .header("content-type", "application/json")
+                .body(HttpBody::from("{}"))
+                .unwrap();
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                    [192, 0, 2, 1],
+                    40000,
+                ))));
+            let status = crate::router(state.clone())
+                .oneshot(req)
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        }
     }
 }

@@ -1,5 +1,10 @@
 //! The gateway's current policy (portcullis-policy): shared by the session WebSocket, the native
-//! RDP gate and the policy API, swapped whole when an administrator changes it.
+//! RDP gate and the policy API, swapped whole when an administrator changes it. `store` keeps the
+//! edited document, `api` serves it, `session` is where both entry paths ask it.
+
+pub(crate) mod api;
+pub(crate) mod session;
+pub mod store;
 
 use std::sync::{Arc, RwLock};
 

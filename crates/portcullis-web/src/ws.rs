@@ -16,7 +16,8 @@ use portcullis_policy::Entry;
 use tracing::{info, warn};
 
 use crate::auth::AuthUser;
-use crate::{ops, session_policy};
+use crate::ops;
+use crate::policy::session as session_policy;
 use crate::{AppState, WebError};
 
 /// How often the gateway pings the browser; browsers answer pings on their own.
@@ -136,7 +137,7 @@ pub(crate) async fn connect(
         }
     };
     let size = query.width.zip(query.height);
-    let keeper = crate::target_identity::keeper(&state, &target.name, &user.name);
+    let keeper = crate::rdp::identity::keeper(&state, &target.name, &user.name);
     let spec = ops::target_spec(&state.key, &target, size, state.rdp_remotefx, Some(keeper))?;
     let req = OpenRequest {
         user_id: user.id,

@@ -8,6 +8,8 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
 use portcullis_audit::{Kind, Record};
 use portcullis_broker::SessionHandle;
 use portcullis_core::wire::{self, ErrorCode, ServerMessage};
@@ -15,10 +17,22 @@ use portcullis_store::Role;
 use serde::Deserialize;
 use tracing::info;
 
-use crate::api::{close_sessions, Body};
 use crate::audit::unavailable;
-use crate::auth::Soc;
+use crate::extract::{AuthUser, Body, Soc};
+use crate::sessions::close_sessions;
 use crate::{ws, AppState, WebError};
+
+/// The routes of this resource.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions/{id}/kill", post(kill))
+        .route("/sessions/{id}/freeze", post(freeze))
+        .route("/sessions/{id}/unfreeze", post(unfreeze))
+        .route("/sessions/{id}/thumbnail", get(thumbnail))
+        .route("/sessions/{id}/watch", get(watch))
+        .route("/users/{name}/lock", post(lock_user))
+        .route("/users/{name}/unlock", post(unlock_user))
+}
 
 /// Longest reason the security team may give (it is shown to the user and recorded).
 const MAX_REASON: usize = 500;
@@ -224,7 +238,7 @@ pub(crate) async fn unlock_user(
 /// administrators out, nor let a locked one back in.
 fn only_admins_touch_admins(
     state: &AppState,
-    actor: &crate::auth::AuthUser,
+    actor: &AuthUser,
     name: &str,
 ) -> Result<(), WebError> {
     let target_is_admin = state

@@ -8,7 +8,7 @@
 //!
 //! The password is the gateway password of that user (TLS logon only: NLA would need the
 //! password's NT hash on our side, which we do not keep). Or the client presents a one-time
-//! ticket from an `.rdp` file with its one-time password (see [`crate::rdp_tickets`]), with NLA
+//! ticket from an `.rdp` file with its one-time password (see [`crate::rdp::tickets`]), with NLA
 //! when the client offers it.
 //!
 //! A user with two-factor authentication on, or of a role that requires it, cannot log in with
@@ -29,14 +29,16 @@ use portcullis_rdp::server::{
 use portcullis_store::TargetRecord;
 use tracing::{info, warn};
 
-use crate::rdp_tickets::TICKET_PREFIX;
-use crate::{ops, session_policy, AppState};
+use crate::login::{Refused, Verified};
+use crate::policy::session as session_policy;
+use crate::rdp::tickets::TICKET_PREFIX;
+use crate::{ops, AppState};
 
 /// The [`Gate`] of the gateway's RDP listener.
 #[derive(Clone)]
 pub struct RdpGate {
     state: AppState,
-    pre_auth: crate::rdp_preauth::PreAuth,
+    pre_auth: crate::rdp::preauth::PreAuth,
 }
 
 impl std::fmt::Debug for RdpGate {
@@ -65,13 +67,13 @@ impl RdpGate {
     pub fn new(state: AppState) -> Self {
         Self {
             state,
-            pre_auth: crate::rdp_preauth::PreAuth::default(),
+            pre_auth: crate::rdp::preauth::PreAuth::default(),
         }
     }
 
     /// The connections waiting for their login: the listener takes a place for each new one,
     /// and an admitted login gives it back.
-    pub fn pre_auth(&self) -> crate::rdp_preauth::PreAuth {
+    pub fn pre_auth(&self) -> crate::rdp::preauth::PreAuth {
         self.pre_auth.clone()
     }
 
@@ -90,58 +92,48 @@ impl RdpGate {
                 format!("wrong password for {user:?}"),
             )
         };
-        if user.len() > 256 || login.password.len() > ops::MAX_SECRET_LEN {
-            return Err(bad());
-        }
         let address = login.client_addr.ip();
-        if let Err(wait) = self.state.throttle.check(user, address, Instant::now()) {
-            return Err(deny(
-                Refusal::BadCredentials,
-                format!(
+        let attempt = crate::login::Attempt {
+            user,
+            password: &login.password,
+            address,
+        };
+        // The verification slot is held until the grant is checked.
+        let Verified {
+            user: record,
+            slot: _permit,
+        } = match crate::login::check_password(&self.state, attempt).await {
+            Ok(verified) => verified,
+            Err(Refused::Oversized | Refused::WrongPassword) => return Err(bad()),
+            // The lock-out comes first: a native client is told it is locked out even when
+            // the slots are busy.
+            Err(Refused::LockedOut { wait, .. }) => {
+                return Err(deny(
+                    Refusal::BadCredentials,
+                    format!(
                     "too many failed logins for {user:?} or from {address}: locked out for {} s",
                     wait.as_secs().max(1)
                 ),
-            ));
-        }
-        // The same slots as the web's logins, and like them never waiting for one: queued
-        // native attempts would hold the slots and keep browser logins at 429.
-        let _permit = self
-            .state
-            .login_slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| {
-                deny(
+                ))
+            }
+            // The same slots as the web's logins, and like them never waiting for one: queued
+            // native attempts would hold the slots and keep browser logins at 429.
+            Err(Refused::Busy) => {
+                return Err(deny(
                     Refusal::Busy,
                     "too many logins at once; the client should try again shortly",
-                )
-            })?;
-        let record = self
-            .state
-            .store
-            .get_user(user)
-            .map_err(|e| deny(Refusal::BadCredentials, e.to_string()))?;
+                ))
+            }
+            Err(Refused::Store(e)) => return Err(deny(Refusal::BadCredentials, e.to_string())),
+            // A failed verification counts as a wrong password here.
+            Err(Refused::Internal(_)) => {
+                self.state.throttle.failed(user, address, Instant::now());
+                return Err(bad());
+            }
+        };
         // Two-factor users (or roles that require it) never get in with the password alone:
         // they use a one-time ticket from the browser, which needs the full login.
-        let second_factor = record
-            .as_ref()
-            .is_some_and(|u| crate::mfa::needs_mfa(&self.state, u));
-        let password = login.password.clone();
-        let user_id = record.as_ref().map(|u| u.id.clone()).unwrap_or_default();
-        let verified = tokio::task::spawn_blocking(move || match &record {
-            Some(u) => portcullis_secrets::verify_password(&password, &u.password_hash),
-            None => {
-                portcullis_secrets::burn_verify_time(&password);
-                false
-            }
-        })
-        .await
-        .unwrap_or(false);
-        if !verified {
-            self.state.throttle.failed(user, address, Instant::now());
-            return Err(bad());
-        }
-        if second_factor {
+        if crate::mfa::needs_mfa(&self.state, &record) {
             warn!(user = %user, "native RDP password login refused: two-factor authentication is required");
             return Err(deny(
                 Refusal::BadCredentials,
@@ -152,6 +144,7 @@ impl RdpGate {
             ));
         }
         self.state.throttle.succeeded(user);
+        let user_id = record.id;
         let target = match target {
             Some(t) => t.to_owned(),
             None => {
@@ -260,7 +253,7 @@ impl RdpGate {
         size: (u16, u16),
     ) -> Result<Box<dyn Display>, Denial> {
         let (target, grant) = self.grant(&admission)?;
-        let keeper = crate::target_identity::keeper(&self.state, &target.name, &admission.user);
+        let keeper = crate::rdp::identity::keeper(&self.state, &target.name, &admission.user);
         let spec = ops::target_spec(
             &self.state.key,
             &target,

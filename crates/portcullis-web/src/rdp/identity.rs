@@ -2,26 +2,18 @@
 //! the target does NLA) is stored in the target's record and audited; a refusal (another
 //! certificate, TLS without NLA) is audited and kept for an administrator to accept.
 //!
-//! Routes (admins only): `GET /targets/{name}` (with its identity), `PUT
-//! /targets/{name}/identity` (pin ahead of time, forget the pin, `require_nla`) and `POST
-//! /targets/{name}/identity/accept` (accept a new certificate, allow a target without NLA).
-//! Each change is in the audit trail before it is stored.
+//! An administrator's routes over it are `crate::targets::identity`'s.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::Json;
 use portcullis_audit::{Kind, Record};
 use portcullis_rdp::identity::{BoxFuture, IdentityKeeper, Learned, Refusal};
-use portcullis_store::{Store, TargetIdentity, TargetKind, TargetRecord};
-use serde::Deserialize;
+use portcullis_store::{Store, TargetIdentity};
 use serde_json::{json, Value};
 use tracing::{error, info, warn};
 
-use crate::api::{admin_change, target_json, Body};
 use crate::audit::Audit;
-use crate::auth::Admin;
-use crate::{ops, AppState, WebError};
+use crate::AppState;
 
 /// The audit record kind of what the gateway learns or refuses about a target's identity.
 pub(crate) fn kind() -> Kind {
@@ -169,128 +161,6 @@ impl IdentityKeeper for Keeper {
     }
 }
 
-fn rdp_target(state: &AppState, name: &str) -> Result<TargetRecord, WebError> {
-    state
-        .store
-        .get_target(name)?
-        .ok_or_else(|| WebError::NotFound(format!("no target named {name:?}")))
-}
-
-/// `GET /targets/{name}`: one target as admins see it, with an RDP target's identity.
-pub(crate) async fn get_target(
-    State(state): State<AppState>,
-    Admin(_admin): Admin,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, WebError> {
-    Ok(Json(target_json(&rdp_target(&state, &name)?, true)))
-}
-
-/// The body of `PUT /targets/{name}/identity`: fields left out are unchanged.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct IdentityBody {
-    /// The fingerprint to pin; `null` forgets the pin (the next connection pins again).
-    #[serde(default, with = "double_option")]
-    tls_sha256: Option<Option<String>>,
-    require_nla: Option<bool>,
-    /// A CA bundle (absolute path of a PEM file on the gateway) to verify the target against,
-    /// with the host name of its address, instead of the pin; `null`: back to the pin.
-    #[serde(default, with = "double_option")]
-    tls_ca_file: Option<Option<String>>,
-}
-
-/// Tells a field left out (`None`) from one set to `null` (`Some(None)`).
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
-    }
-}
-
-/// `PUT /targets/{name}/identity`: pins a certificate ahead of time (or forgets the pin) and
-/// sets `require_nla`.
-pub(crate) async fn put_identity(
-    State(state): State<AppState>,
-    Admin(admin): Admin,
-    Path(name): Path<String>,
-    Body(body): Body<IdentityBody>,
-) -> Result<Json<Value>, WebError> {
-    let mut target = rdp_target(&state, &name)?;
-    let identity = ops::set_identity(
-        &target,
-        body.tls_sha256.as_ref().map(|p| p.as_deref()),
-        body.require_nla,
-        body.tls_ca_file.as_ref().map(|p| p.as_deref()),
-    )?;
-    change(
-        &state,
-        &admin.name,
-        "target_identity_set",
-        &mut target,
-        identity,
-    )
-    .await
-}
-
-/// The body of `POST /targets/{name}/identity/accept`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AcceptBody {
-    /// The certificate to accept (normally the refused one, as the target shows it).
-    sha256: Option<String>,
-    /// Accept the target without NLA (it did NLA before).
-    #[serde(default)]
-    allow_without_nla: bool,
-}
-
-/// `POST /targets/{name}/identity/accept`: after a refusal, accepts the target's new
-/// certificate and/or its answering without NLA.
-pub(crate) async fn accept_identity(
-    State(state): State<AppState>,
-    Admin(admin): Admin,
-    Path(name): Path<String>,
-    Body(body): Body<AcceptBody>,
-) -> Result<Json<Value>, WebError> {
-    let mut target = rdp_target(&state, &name)?;
-    let identity = ops::accept_identity(&target, body.sha256.as_deref(), body.allow_without_nla)?;
-    change(
-        &state,
-        &admin.name,
-        "target_identity_accept",
-        &mut target,
-        identity,
-    )
-    .await
-}
-
-/// Audits, then stores, an administrator's change of `target`'s identity.
-async fn change(
-    state: &AppState,
-    admin: &str,
-    action: &str,
-    target: &mut TargetRecord,
-    identity: TargetIdentity,
-) -> Result<Json<Value>, WebError> {
-    debug_assert_eq!(target.kind, TargetKind::Rdp);
-    let before = identity_json(&target.identity);
-    let after = identity_json(&identity);
-    state
-        .audit
-        .before(
-            admin_change(admin, action, before, after).target(&target.name),
-            || {
-                target.identity = identity;
-                Ok(state.store.put_target(target)?)
-            },
-        )
-        .await?;
-    info!(%admin, target = %target.name, %action, "RDP target identity changed");
-    Ok(Json(target_json(target, true)))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -299,7 +169,9 @@ mod tests {
     use axum::http::StatusCode;
     use portcullis_audit::{AuditLog, Filter};
     use portcullis_secrets::SecretKey;
-    use portcullis_store::{MemoryStore, Role};
+    use portcullis_store::{MemoryStore, Role, TargetKind};
+
+    use crate::ops;
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";

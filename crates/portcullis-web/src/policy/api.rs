@@ -8,15 +8,24 @@
 //!   target to the user); 404 for an unknown user or target
 
 use axum::extract::State;
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use portcullis_policy::{Action, Policy, PolicyDoc, Subject, TargetRef};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::info;
 
-use crate::api::Body;
-use crate::auth::Admin;
-use crate::{ops, policy_store, AppState, WebError};
+use crate::audit::admin_change;
+use crate::extract::{Admin, Body};
+use crate::policy::store as policy_store;
+use crate::{ops, AppState, WebError};
+
+/// The routes of this resource.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/policy", get(get_policy).put(put_policy))
+        .route("/policy/explain", post(explain))
+}
 
 /// The policy document and where it comes from.
 fn policy_json(state: &AppState, doc: &PolicyDoc) -> Value {
@@ -55,7 +64,7 @@ pub(crate) async fn put_policy(
     state
         .audit
         .before(
-            crate::api::admin_change(&admin.name, "policy_change", before, after),
+            admin_change(&admin.name, "policy_change", before, after),
             || {
                 policy_store::save_policy_doc(state.store.as_ref(), &doc)?;
                 state.policy.replace(policy);

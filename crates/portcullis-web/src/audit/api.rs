@@ -1,0 +1,126 @@
+//! The trail's routes (security team and administrators): `GET /audit` (filtered, newest first),
+//! `GET /audit/verify` (the whole hash chain now) and `GET /audit/exports` (the SIEM exports'
+//! status).
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use portcullis_audit::{Entry, Filter, Kind, Order};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::warn;
+
+use crate::extract::Soc;
+use crate::{AppState, WebError};
+
+/// The routes of this resource.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/audit", get(query))
+        .route("/audit/verify", get(verify))
+        .route("/audit/exports", get(exports))
+}
+
+/// Most entries one query returns.
+const MAX_PAGE: usize = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditQuery {
+    /// Who acted (exact).
+    actor: Option<String>,
+    /// Which target (exact).
+    target: Option<String>,
+    /// Which session (exact).
+    session: Option<String>,
+    /// Record kinds, comma-separated.
+    kind: Option<String>,
+    /// From this time (Unix ms, inclusive).
+    since_ms: Option<u64>,
+    /// Until this time (Unix ms, exclusive).
+    until_ms: Option<u64>,
+    /// Newest first, older than this sequence number (paging backwards).
+    before_seq: Option<u64>,
+    /// At most this many (default 100, at most 500).
+    limit: Option<usize>,
+}
+
+/// `GET /audit`: the trail, newest first, filtered (security team and administrators).
+pub(crate) async fn query(
+    State(state): State<AppState>,
+    Soc(_who): Soc,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, WebError> {
+    let Some(log) = state.audit.log.clone() else {
+        return Err(WebError::NotFound(
+            "this gateway keeps no audit trail".into(),
+        ));
+    };
+    let mut kinds = Vec::new();
+    for name in q.kind.iter().flat_map(|k| k.split(',')).map(str::trim) {
+        if !name.is_empty() {
+            kinds.push(Kind::new(name).map_err(|e| WebError::BadRequest(e.to_string()))?);
+        }
+    }
+    let limit = q.limit.unwrap_or(100).min(MAX_PAGE);
+    let filter = Filter {
+        actor: q.actor,
+        target: q.target,
+        session: q.session,
+        kinds,
+        since_ms: q.since_ms,
+        until_ms: q.until_ms,
+        before_seq: q.before_seq,
+        order: Order::NewestFirst,
+        ..Filter::new(limit)
+    };
+    let entries: Vec<Entry> = tokio::task::spawn_blocking(move || log.query(&filter))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let next = (entries.len() == limit)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(json!({ "entries": entries, "next_before_seq": next })))
+}
+
+/// `GET /audit/exports`: each SIEM export's status (connected, last delivered record, pending,
+/// last error), so the security team sees a SIEM falling behind.
+pub(crate) async fn exports(State(state): State<AppState>, Soc(_who): Soc) -> Json<Value> {
+    let last = state.audit.log.as_ref().map(|l| l.recovery().next_seq);
+    let list: Vec<Value> = state
+        .audit
+        .exports
+        .iter()
+        .map(|h| serde_json::to_value(h.status()).unwrap_or(Value::Null))
+        .collect();
+    Json(json!({ "exports": list, "next_seq_at_start": last }))
+}
+
+/// `GET /audit/verify`: checks the whole chain now and says where it breaks, if it does.
+pub(crate) async fn verify(
+    State(state): State<AppState>,
+    Soc(_who): Soc,
+) -> Result<Json<Value>, WebError> {
+    let Some(dir) = state.audit.dir() else {
+        return Err(WebError::NotFound(
+            "this gateway keeps no audit trail".into(),
+        ));
+    };
+    let report = tokio::task::spawn_blocking(move || portcullis_audit::verify(&dir))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    Ok(Json(match report {
+        Ok(r) => json!({
+            "ok": true,
+            "records": r.records,
+            "files": r.files,
+            "last_seq": r.last_seq,
+            "last_hash": r.last_hash.to_hex(),
+        }),
+        Err(e) => {
+            warn!(error = %e, "the audit trail does not verify");
+            json!({ "ok": false, "error": e.to_string() })
+        }
+    }))
+}

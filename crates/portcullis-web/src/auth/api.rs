@@ -1,0 +1,193 @@
+//! Logging in and out with a password (`/auth/login`, `/auth/logout`) and who is logged in
+//! (`/me`). The second login step is `crate::mfa::api`'s.
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use portcullis_audit::{Kind, Record};
+use portcullis_secrets::Secret;
+use portcullis_store::Role;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::audit::login_failed;
+use crate::auth::{clear_cookie, cookie_token, set_cookie};
+use crate::extract::{AuthUser, Body};
+use crate::login::{self, Refused, Verified};
+use crate::{AppState, WebError};
+
+/// The routes of this resource.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/me", get(me))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginBody {
+    username: String,
+    password: Secret,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Me {
+    name: String,
+    role: Role,
+    /// Two-factor authentication is on.
+    mfa: bool,
+    /// The user's role requires two-factor authentication (`[auth] mfa_required_roles`).
+    mfa_required_by_role: bool,
+    /// This login may only set up two-factor authentication (the role requires it).
+    mfa_enrol_required: bool,
+}
+
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Body(body): Body<LoginBody>,
+) -> Result<Response, WebError> {
+    let username = body.username.clone();
+    let attempt = login::Attempt {
+        user: &username,
+        password: body.password.expose(),
+        address: peer.ip(),
+    };
+    // The verification slot is held to the end, the audit records included.
+    let Verified { user, slot: _slot } = match login::check_password(&state, attempt).await {
+        Ok(verified) => verified,
+        Err(Refused::Oversized) => return Err(WebError::BadCredentials),
+        // Busy comes first: a locked-out attempt is recorded within the slots only.
+        Err(Refused::Busy | Refused::LockedOut { slot: None, .. }) => {
+            return Err(WebError::TooManyRequests(
+                "too many logins in progress, try again shortly".into(),
+            ))
+        }
+        Err(Refused::LockedOut {
+            wait,
+            slot: Some(_slot),
+        }) => {
+            warn!(user = %username, client = %peer, "login refused: too many failed attempts");
+            let why = format!(
+                "too many failed logins: try again in {} s",
+                wait.as_secs().max(1)
+            );
+            state
+                .audit
+                .record(login_failed(&username, &why).detail("address", peer.to_string()))
+                .await?;
+            return Err(WebError::TooManyRequests(why));
+        }
+        Err(Refused::Store(e)) => return Err(e.into()),
+        Err(Refused::Internal(e)) => return Err(WebError::Internal(e)),
+        Err(Refused::WrongPassword) => {
+            warn!(user = %username, "login failed");
+            state
+                .audit
+                .record(
+                    login_failed(&username, "wrong user name or password")
+                        .detail("address", peer.to_string()),
+                )
+                .await?;
+            return Err(WebError::BadCredentials);
+        }
+    };
+    if user.locked {
+        warn!(user = %username, "login refused: the account is locked");
+        state
+            .audit
+            .record(
+                login_failed(&username, "the account is locked")
+                    .detail("address", peer.to_string()),
+            )
+            .await?;
+        return Err(WebError::Forbidden(
+            "your account is locked by the security team".into(),
+        ));
+    }
+    let mfa_required = state.mfa_required_roles.contains(&user.role);
+    if user.mfa_enabled() {
+        // The password alone gives no session: the code must follow within two minutes. The
+        // account's failure count is cleared only then, so the password does not buy more
+        // guesses at the code.
+        state
+            .audit
+            .record(
+                Record::new(Kind::MFA, &user.name)
+                    .detail("step", "password")
+                    .detail("outcome", "code_required")
+                    .detail("address", peer.to_string()),
+            )
+            .await?;
+        let pending = state.pending.create(&user.name, std::time::Instant::now());
+        info!(user = %user.name, "password accepted; second factor required");
+        return Ok((
+            [(header::SET_COOKIE, crate::mfa::set_pending_cookie(&pending))],
+            Json(json!({ "mfa_required": true })),
+        )
+            .into_response());
+    }
+    state.throttle.succeeded(&user.name);
+    // On disk before the browser gets its cookie.
+    let mut record = Record::new(Kind::LOGIN, &user.name)
+        .detail("entry", "browser")
+        .detail("address", peer.to_string());
+    if mfa_required {
+        record = record.detail("mfa", "enrol_only");
+    }
+    state.audit.record(record).await?;
+    let token = state.logins.create_login(&user, mfa_required);
+    info!(user = %user.name, enrol_only = mfa_required, "login");
+    Ok((
+        [(header::SET_COOKIE, set_cookie(&token))],
+        Json(Me {
+            name: user.name,
+            role: user.role,
+            mfa: false,
+            mfa_required_by_role: mfa_required,
+            mfa_enrol_required: mfa_required,
+        }),
+    )
+        .into_response())
+}
+
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    req: Request,
+) -> Result<Response, WebError> {
+    let (parts, _) = req.into_parts();
+    if let Some(token) = cookie_token(&parts) {
+        state.logins.remove(&token);
+    }
+    state
+        .audit
+        .record(Record::new(Kind::LOGOUT, &user.name))
+        .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, clear_cookie())],
+    )
+        .into_response())
+}
+
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Me>, WebError> {
+    let mfa = state
+        .store
+        .get_user(&user.name)?
+        .is_some_and(|u| u.mfa_enabled());
+    let mfa_required = state.mfa_required_roles.contains(&user.role);
+    Ok(Json(Me {
+        name: user.name,
+        role: user.role,
+        mfa,
+        mfa_required_by_role: mfa_required,
+        mfa_enrol_required: mfa_required && !mfa,
+    }))
+}

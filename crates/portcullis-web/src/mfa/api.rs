@@ -1,0 +1,319 @@
+//! The two-factor routes: the second login step (`POST /auth/mfa`), enrolment
+//! (`POST /me/mfa/enrol`, `POST /me/mfa/confirm`) and an administrator's reset
+//! (`DELETE /users/{name}/mfa`).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use portcullis_audit::{Kind, Record};
+use portcullis_store::MfaRecord;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+use crate::audit::admin_change;
+use crate::auth::{cookie_value, set_cookie, COOKIE};
+use crate::extract::{Admin, AuthUser};
+use crate::mfa::totp::{base32, otpauth_uri, DIGITS, STEP_SECS};
+use crate::mfa::{check_code, clear_pending_cookie, secret_aad, PENDING_COOKIE};
+use crate::{ops, AppState, WebError};
+
+/// Bytes of a TOTP secret (160 bits, as RFC 4226 recommends).
+const SECRET_BYTES: usize = 20;
+
+/// The routes of this resource.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/mfa", post(login_code))
+        .route("/me/mfa/enrol", post(enrol))
+        .route("/me/mfa/confirm", post(confirm))
+        .route("/users/{name}/mfa", delete(reset))
+}
+
+/// The QR code of `text` as a standalone SVG document.
+fn qr_svg(text: &str) -> Result<String, WebError> {
+    let code = qrcode::QrCode::new(text.as_bytes())
+        .map_err(|e| WebError::Internal(format!("QR code: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build())
+}
+
+fn mfa_record(user: &str, step: &str, outcome: &str) -> Record {
+    Record::new(Kind::MFA, user)
+        .detail("step", step)
+        .detail("outcome", outcome)
+}
+
+fn wrong_code() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({ "error": "wrong or already used code" })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodeBody {
+    code: String,
+}
+
+/// `POST /auth/mfa {code}`: the second step of a login whose password was right.
+pub(crate) async fn login_code(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Result<Response, WebError> {
+    let (parts, body) = req.into_parts();
+    let pending = cookie_value(&parts, PENDING_COOKIE);
+    let now = Instant::now();
+    let Some((token, name)) = pending.and_then(|t| state.pending.user(&t, now).map(|u| (t, u)))
+    else {
+        return Err(WebError::Unauthorized);
+    };
+    let body = axum::body::to_bytes(body, 4096)
+        .await
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let CodeBody { code } =
+        serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let address = peer.to_string();
+    if let Err(wait) = state.throttle.check(&name, peer.ip(), now) {
+        let why = format!(
+            "too many failed logins: try again in {} s",
+            wait.as_secs().max(1)
+        );
+        state
+            .audit
+            .record(mfa_record(&name, "login", "failed").detail("reason", why.as_str()))
+            .await?;
+        return Err(WebError::TooManyRequests(why));
+    }
+    let ok = {
+        let (state, name, code) = (state.clone(), name.clone(), code.clone());
+        tokio::task::spawn_blocking(move || check_code(&state, &name, &code, false))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))??
+    };
+    if !ok {
+        warn!(user = %name, "second factor: wrong code");
+        state.throttle.failed(&name, peer.ip(), Instant::now());
+        state.pending.failed(&token);
+        state
+            .audit
+            .record(mfa_record(&name, "login", "failed").detail("address", address))
+            .await?;
+        return Ok(wrong_code());
+    }
+    if state.pending.take(&token, Instant::now()).is_none() {
+        return Err(WebError::Unauthorized);
+    }
+    let user = state.store.get_user(&name)?.ok_or(WebError::Unauthorized)?;
+    if user.locked {
+        return Err(WebError::Forbidden(
+            "your account is locked by the security team".into(),
+        ));
+    }
+    state.throttle.succeeded(&name);
+    state
+        .audit
+        .record(mfa_record(&name, "login", "ok").detail("address", address.as_str()))
+        .await?;
+    state
+        .audit
+        .record(
+            Record::new(Kind::LOGIN, &name)
+                .detail("entry", "browser")
+                .detail("mfa", true)
+                .detail("address", address),
+        )
+        .await?;
+    let session = state.logins.create(&user);
+    info!(user = %name, "login with second factor");
+    let mut res = Json(json!({
+        "name": user.name,
+        "role": user.role,
+        "mfa": true,
+        "mfa_required_by_role": state.mfa_required_roles.contains(&user.role),
+        "mfa_enrol_required": false,
+    }))
+    .into_response();
+    let headers = res.headers_mut();
+    for cookie in [set_cookie(&session), clear_pending_cookie()] {
+        if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(res)
+}
+
+/// `POST /me/mfa/enrol`: a fresh secret, shown this once (not yet in force).
+pub(crate) async fn enrol(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Value>, WebError> {
+    let secret = portcullis_secrets::random_bytes(SECRET_BYTES);
+    let already_on = || {
+        WebError::Conflict(
+            "two-factor authentication is already on; an administrator can reset it".into(),
+        )
+    };
+    let current = state
+        .store
+        .get_user(&user.name)?
+        .ok_or(WebError::Unauthorized)?;
+    if current.mfa_enabled() {
+        return Err(already_on());
+    }
+    // On record before the new secret is stored.
+    state
+        .audit
+        .before(mfa_record(&user.name, "enrol", "started"), || {
+            let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let sealed_secret = state.key.seal(&secret, &secret_aad(&user.name));
+            let mut on = false;
+            let found = state.store.update_user(&user.name, &mut |record| {
+                on = record.mfa_enabled();
+                if on {
+                    return false;
+                }
+                record.mfa = Some(MfaRecord {
+                    sealed_secret: sealed_secret.clone(),
+                    confirmed: false,
+                    last_step: 0,
+                    since: ops::now_unix(),
+                });
+                true
+            })?;
+            if found.is_none() {
+                return Err(WebError::Unauthorized);
+            }
+            if on {
+                return Err(already_on());
+            }
+            Ok(())
+        })
+        .await?;
+    let b32 = Zeroizing::new(base32(&secret));
+    let uri = Zeroizing::new(otpauth_uri(&user.name, &b32));
+    let svg = qr_svg(&uri)?;
+    info!(user = %user.name, "two-factor enrolment started");
+    Ok(Json(json!({
+        "secret": b32.as_str(),
+        "otpauth_uri": uri.as_str(),
+        "qr_svg": svg,
+        "digits": DIGITS,
+        "period": STEP_SECS,
+        "algorithm": "SHA1",
+    })))
+}
+
+/// `POST /me/mfa/confirm {code}`: turns MFA on when the code is right; an enrol-only login
+/// becomes a full one.
+pub(crate) async fn confirm(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    user: AuthUser,
+    req: Request,
+) -> Result<Response, WebError> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 4096)
+        .await
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let CodeBody { code } =
+        serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let now = Instant::now();
+    if let Err(wait) = state.throttle.check(&user.name, peer.ip(), now) {
+        return Err(WebError::TooManyRequests(format!(
+            "too many wrong codes: try again in {} s",
+            wait.as_secs().max(1)
+        )));
+    }
+    let ok = {
+        let (state, name) = (state.clone(), user.name.clone());
+        tokio::task::spawn_blocking(move || check_code(&state, &name, &code, true))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))??
+    };
+    if !ok {
+        state.throttle.failed(&user.name, peer.ip(), now);
+        state
+            .audit
+            .record(mfa_record(&user.name, "confirm", "failed"))
+            .await?;
+        // 400, not 401: the user is logged in, only the code is wrong.
+        return Err(WebError::BadRequest(
+            "wrong code: enter the code your app shows now".into(),
+        ));
+    }
+    state
+        .audit
+        .record(mfa_record(&user.name, "confirm", "ok"))
+        .await?;
+    if let Some(token) = cookie_value(&parts, COOKIE) {
+        state.logins.upgrade(&token);
+    }
+    info!(user = %user.name, "two-factor authentication on");
+    Ok(Json(json!({ "mfa": true })).into_response())
+}
+
+/// `DELETE /users/{name}/mfa`: the user's second factor is removed (lost phone); their logins
+/// end, and a role that requires MFA makes them enrol again at the next login.
+pub(crate) async fn reset(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> Result<StatusCode, WebError> {
+    let gone = || WebError::NotFound(format!("no user named {name:?}"));
+    let before = state.store.get_user(&name)?.ok_or_else(gone)?.mfa_enabled();
+    state
+        .audit
+        .before(
+            admin_change(
+                &admin.name,
+                "mfa_reset",
+                json!({ "user": name, "mfa": before }),
+                json!({ "user": name, "mfa": false }),
+            ),
+            || {
+                let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
+                state
+                    .store
+                    .update_user(&name, &mut |user| user.mfa.take().is_some())?
+                    .ok_or_else(gone)?;
+                Ok(())
+            },
+        )
+        .await?;
+    if name != admin.name {
+        state.logins.remove_user(&name);
+    }
+    info!(admin = %admin.name, user = %name, "two-factor authentication reset");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_uri_and_qr_code() {
+        let uri = otpauth_uri("alice", "GEZDGNBV");
+        assert!(
+            uri.starts_with("otpauth://totp/Portcullis:alice?secret=GEZDGNBV&issuer=Portcullis")
+        );
+        let svg = qr_svg(&uri).unwrap();
+        assert!(svg.contains("<svg"), "{svg}");
+        assert!(!svg.contains("<script"));
+    }
+}

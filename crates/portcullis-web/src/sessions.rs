@@ -1,0 +1,92 @@
+//! Live sessions (`/sessions`): the list (security team and admins) and an administrator's
+//! close; [`close_sessions`] ends the sessions a revocation takes away. The security team's
+//! controls (kill, freeze, watch, lock users) are in `soc`.
+
+pub(crate) mod soc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use portcullis_audit::{Kind, Record};
+use portcullis_core::session::SessionInfo;
+use portcullis_core::wire::{ErrorCode, ServerMessage};
+use serde_json::json;
+use tracing::info;
+
+use crate::extract::{Admin, Soc};
+use crate::{AppState, WebError};
+
+/// The routes of this resource.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/{id}", delete(close_session))
+}
+
+/// Closes the live sessions that `pick` selects: revocations take effect at once.
+pub(crate) fn close_sessions(state: &AppState, pick: impl Fn(&SessionInfo) -> bool, message: &str) {
+    for s in state.broker.list().into_iter().filter(|s| pick(s)) {
+        state.broker.close(
+            &s.id,
+            ServerMessage::Error {
+                code: ErrorCode::ClosedByAdmin,
+                message: message.to_owned(),
+            },
+        );
+    }
+}
+
+fn session_json(s: &SessionInfo) -> serde_json::Value {
+    let started =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(s.started_at_ms) * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+    json!({
+        "id": s.id, "user": s.user, "target": s.target, "client_addr": s.client_addr,
+        "started_at": started, "state": s.state, "entry": s.entry, "frozen": s.frozen,
+    })
+}
+
+pub(crate) async fn list_sessions(
+    State(state): State<AppState>,
+    _soc: Soc,
+) -> Json<Vec<serde_json::Value>> {
+    Json(state.broker.list().iter().map(session_json).collect())
+}
+
+pub(crate) async fn close_session(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, WebError> {
+    let gone = || WebError::NotFound(format!("no live session {id:?}"));
+    let session = state.broker.get(&id).ok_or_else(gone)?;
+    let info = session.info();
+    state
+        .audit
+        .before(
+            Record::new(Kind::SESSION_KILL, &admin.name)
+                .session(&id)
+                .target(info.target)
+                .detail("user", info.user)
+                .detail("reason", "closed by an administrator"),
+            || {
+                let closed = state.broker.close(
+                    &id,
+                    ServerMessage::Error {
+                        code: ErrorCode::ClosedByAdmin,
+                        message: "the session was closed by an administrator".into(),
+                    },
+                );
+                closed.then_some(()).ok_or_else(gone)
+            },
+        )
+        .await?;
+    info!(admin = %admin.name, session = %id, "session closed by admin");
+    Ok(StatusCode::NO_CONTENT)
+}
