@@ -437,3 +437,26 @@ fn records_sealed_as_found_are_named_by_verify() {
         }]
     );
 }
+
+/// While a writer holds the log, records after the last seal are a write in progress: counted,
+/// not refused. Once nobody holds it, the same files are refused.
+#[test]
+fn an_unsealed_tail_is_a_write_in_progress_only_while_the_log_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = sealing().open(dir.path()).unwrap();
+    fill_batches(&log, 2, 2);
+    drop(log);
+    // Two more records from a writer without the key.
+    let log = AuditLog::open(dir.path()).unwrap();
+    fill_batches(&log, 1, 2);
+    let report = verify(dir.path(), Some(&public())).unwrap();
+    assert_eq!((report.records, report.unsealed_tail), (6, 2));
+    assert_eq!(report.last_sealed_seq, Some(4));
+    drop(log);
+    assert_eq!(
+        broken(dir.path(), Some(&public())).problem,
+        Problem::Unsealed {
+            last_sealed: Some(4)
+        }
+    );
+}
