@@ -208,7 +208,9 @@ impl OpenOptions {
                 .detail("hash", end.hash.to_hex())
                 .detail("last_sealed_seq", end.last_sealed_seq)
                 .detail("earlier_records_sealed", earlier);
-            log.recovery.sealed_as_found = Some(log.append(record)?.seq);
+            let sealed = log.append(record)?.seq;
+            log.recovery.sealed_as_found = Some(sealed);
+            log.recovery.next_seq = sealed + 1;
         }
         Ok(log)
     }

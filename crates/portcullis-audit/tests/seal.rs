@@ -267,8 +267,8 @@ fn a_log_from_before_sealing_is_sealed_as_found_when_opened_with_the_key() {
     assert_eq!(bad.problem, Problem::Unsealed { last_sealed: None });
 
     let log = sealing().open(dir.path()).unwrap();
-    assert_eq!(log.recovery().next_seq, 7);
     assert_eq!(log.recovery().sealed_as_found, Some(7));
+    assert_eq!(log.recovery().next_seq, 8);
     let found = log
         .query(&Filter {
             kinds: vec![Kind::AUDIT_SEALED],
