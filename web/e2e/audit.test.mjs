@@ -149,6 +149,9 @@ test('only the security team and administrators read the trail', async () => {
   assert.equal(v.status, 200);
   assert.equal(v.json.ok, true, JSON.stringify(v.json));
   assert.ok(v.json.records > 10);
+  // Checked with the gateway's key: the trail is sealed.
+  assert.equal(v.json.seals_checked, true, JSON.stringify(v.json));
+  assert.ok(v.json.sealed > 0 && v.json.last_sealed_seq > 0, JSON.stringify(v.json));
 });
 
 test('five wrong passwords lock an account out with back-off, even for the right password; recorded', async () => {
@@ -281,6 +284,8 @@ test('no acknowledged record is lost across kill -9; the chain verifies; a tampe
   const verified = gw.cli(['audit', 'verify']);
   assert.equal(verified.status, 0, verified.stdout + verified.stderr);
   assert.match(verified.stdout, /intact/);
+  // The seals, checked with the gateway's key: the last record of each write carries one.
+  assert.match(verified.stdout, /sealed: \d+ records carry a seal, the last at seq \d+; every seal checks out/);
   const shown = gw.cli(['audit', 'show', '--kind', 'user_lock', '--limit', '1000000']);
   assert.equal(shown.status, 0, shown.stderr);
   const kept = new Set(shown.stdout.trim().split('\n').map((l) => JSON.parse(l).detail.reason));

@@ -1,12 +1,15 @@
 //! Appends N records from K threads to a fresh log and prints the rate and the fsyncs it took:
 //! `cargo run --release -p portcullis-audit --example audit_rate -- [N] [K] [DIR]`
 //! (defaults: 20000 records, 8 threads, a temporary directory under the system's temp dir).
+//! The log seals each write with an Ed25519 key, as the gateway's does (`PORTCULLIS_AUDIT_NO_SEAL`
+//! set: without, to compare).
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use portcullis_audit::{verify, AuditLog, Kind, Record};
+use ed25519_dalek::SigningKey;
+use portcullis_audit::{verify, Kind, OpenOptions, Record};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -17,7 +20,14 @@ fn main() {
         None => tempfile::tempdir().unwrap(),
     };
 
-    let log = Arc::new(AuditLog::open(dir.path()).unwrap());
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let sealing = std::env::var_os("PORTCULLIS_AUDIT_NO_SEAL").is_none();
+    let options = if sealing {
+        OpenOptions::new().sealing_key(key.clone())
+    } else {
+        OpenOptions::new()
+    };
+    let log = Arc::new(options.open(dir.path()).unwrap());
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|t| {
@@ -44,7 +54,8 @@ fn main() {
     drop(log);
 
     let verify_started = Instant::now();
-    let report = verify(dir.path()).unwrap();
+    let public = key.verifying_key();
+    let report = verify(dir.path(), sealing.then_some(&public)).unwrap();
     let verify_elapsed = verify_started.elapsed();
     let bytes: u64 = std::fs::read_dir(dir.path())
         .unwrap()
@@ -65,9 +76,10 @@ fn main() {
         bytes as f64 / records.max(1) as f64
     );
     println!(
-        "verify: {} records in {} files, {:.3} s",
+        "verify: {} records in {} files, {} seals checked, {:.3} s",
         report.records,
         report.files,
+        report.sealed,
         verify_elapsed.as_secs_f64()
     );
 }

@@ -16,15 +16,21 @@
 //! Each segment is JSON lines, one record per line, in one canonical form:
 //!
 //! ```text
-//! {"seq":1,"ts_ms":1700000000000,"prev":"000…000","hash":"9f2c…","kind":"login","actor":"alice","detail":{"address":"10.0.0.7"}}
+//! {"seq":1,"ts_ms":1700000000000,"prev":"000…000","hash":"9f2c…","seal":"5be0…","kind":"login","actor":"alice","detail":{"address":"10.0.0.7"}}
 //! ```
 //!
-//! - the fields always come in this order: `seq`, `ts_ms`, `prev`, `hash`, `kind`, `actor`,
-//!   `target` and `session` (left out when absent), `detail` (a JSON object); no spaces;
-//! - `hash` is the SHA-256 of the line without `"hash":"<64 hex>",` and without its newline
-//!   (its canonical bytes). Verification checks that the line starts with exactly the header
-//!   its parsed `seq`, `ts_ms`, `prev` and `hash` give, then hashes the line's own bytes: it never
-//!   re-serialises, so what is hashed is what is on disk;
+//! - the fields always come in this order: `seq`, `ts_ms`, `prev`, `hash`, `seal` (left out
+//!   when absent), `kind`, `actor`, `target` and `session` (left out when absent), `detail`
+//!   (a JSON object); no spaces;
+//! - `hash` is the SHA-256 of the line without `"hash":"<64 hex>",`, without
+//!   `"seal":"<128 hex>",` and without its newline (its canonical bytes). Verification checks
+//!   that the line starts with exactly the header its parsed `seq`, `ts_ms`, `prev`, `hash` and
+//!   `seal` give, then hashes the line's own bytes: it never re-serialises, so what is hashed is
+//!   what is on disk;
+//! - `seal` (a log opened with [`OpenOptions::sealing_key`]: the gateway's Ed25519 recording
+//!   signing key) is on the last record of each write: the key's signature of [`SEAL_DOMAIN`]
+//!   followed by the record's 32 hash bytes. A hash chain alone can be recomputed by anyone who
+//!   can write the files; a seal cannot, and it vouches for every record before it;
 //! - `prev` is the previous record's `hash`: [`GENESIS`] (zeros) for seq 1, and the last hash of
 //!   the previous segment for the first record of each later one, so the chain runs across
 //!   segments;
@@ -62,9 +68,15 @@
 //! refuses it ([`AuditError::BrokenChain`], naming the record) unless
 //! [`OpenOptions::allow_broken_chain`] is given; nothing is ever repaired.
 //!
+//! A sealing log whose last whole record has no seal (a log from before sealing, or a crash in
+//! the middle of a write, whose records were never acknowledged) gets an `audit_sealed` record
+//! first, sealing it as found.
+//!
 //! [`verify`] checks the whole chain offline and names the first bad record (file, line, seq,
-//! problem). A chain shows changes, insertions and deletions, but not the removal of the most
-//! recent records: compare [`VerifyReport::last_hash`] with a copy kept elsewhere.
+//! problem); given the public key, every seal and that the last record is sealed. Seals show
+//! changes, insertions and deletions even by someone who recomputes the hashes, but not the
+//! removal of the most recent records (a shorter log ending at an earlier seal): compare
+//! [`VerifyReport::last_hash`] with a copy kept elsewhere (the SIEM export).
 //!
 //! ```
 //! use portcullis_audit::{verify, AuditLog, Filter, Kind, Record};
@@ -78,7 +90,7 @@
 //! let found = log.query(&Filter { actor: Some("alice".into()), ..Filter::new(10) }).unwrap();
 //! assert_eq!(found[0].record.kind, Kind::LOGIN);
 //! drop(log);
-//! assert_eq!(verify(dir.path()).unwrap().last_hash, appended.hash);
+//! assert_eq!(verify(dir.path(), None).unwrap().last_hash, appended.hash);
 //! ```
 
 mod error;
@@ -99,6 +111,8 @@ pub use log::{
     DEFAULT_QUEUE_DEPTH,
 };
 pub use query::{read_only_query, Filter, Order, MAX_QUERY_LIMIT};
-pub use record::{BadDigest, Digest, Entry, Kind, Record, GENESIS, MAX_RECORD_BYTES};
+pub use record::{
+    BadDigest, Digest, Entry, Kind, Record, Seal, GENESIS, MAX_RECORD_BYTES, SEAL_DOMAIN,
+};
 pub use ticket::{Appended, Ticket};
-pub use verify::{verify, BadRecord, Problem, TornTail, VerifyError, VerifyReport};
+pub use verify::{verify, BadRecord, Problem, SealedAsFound, TornTail, VerifyError, VerifyReport};

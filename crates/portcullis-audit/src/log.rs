@@ -1,4 +1,5 @@
-//! The log: opening and recovering a directory, and the group-commit writer thread.
+//! The log: opening and recovering a directory, and the group-commit writer thread (which seals
+//! the last record of each write when given the gateway's key).
 
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -8,15 +9,19 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 use std::{fmt, mem};
 
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use tracing::{error, warn};
 
 use crate::error::AuditError;
 use crate::files::{create_segment, sync_dir, AppendFile, FileLayer, OsFiles};
 use crate::query::{self, Filter};
-use crate::record::{frame, parse_line, Digest, Entry, Record, MAX_RECORD_BYTES};
+use crate::record::{
+    frame, insert_seal, parse_line, Digest, Entry, Framed, Kind, Record, Seal, MAX_RECORD_BYTES,
+    SEAL_TAG_BYTES,
+};
 use crate::segment::{list_segments, read_first_line, read_last_line, segment_name, LOCK_FILE};
 use crate::ticket::{ticket, Appended, Reply, Ticket};
-use crate::verify::{scan_segment, BadRecord, Chain, OnBad, Position, Problem, TornTail};
+use crate::verify::{scan_segment, BadRecord, Chain, OnBad, Position, Problem, Seals, TornTail};
 
 /// Default segment size before rotation: 64 MiB keeps a segment quick to scan and to copy,
 /// and a busy gateway (a few hundred records a minute) at a handful of files a month.
@@ -42,6 +47,7 @@ pub struct OpenOptions {
     on_broken_chain: OnBad,
     clock: Clock,
     files: Arc<dyn FileLayer>,
+    seal: Option<Arc<SigningKey>>,
 }
 
 impl fmt::Debug for OpenOptions {
@@ -51,6 +57,7 @@ impl fmt::Debug for OpenOptions {
             .field("queue_depth", &self.queue_depth)
             .field("on_broken_chain", &self.on_broken_chain)
             .field("files", &self.files)
+            .field("sealing", &self.seal.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -70,7 +77,18 @@ impl OpenOptions {
             on_broken_chain: OnBad::Stop,
             clock: Arc::new(system_ms),
             files: Arc::new(OsFiles),
+            seal: None,
         }
+    }
+
+    /// Seals the log with the gateway's signing key: the last record of each write carries the
+    /// key's seal of its hash, and opening a log whose last record has none (a log from before
+    /// sealing, or a crash in the middle of a write) first appends an `audit_sealed` record that
+    /// seals it as found. Then [`verify`](crate::verify) with the public key shows any change.
+    #[must_use]
+    pub fn sealing_key(mut self, key: SigningKey) -> Self {
+        self.seal = Some(Arc::new(key));
+        self
     }
 
     /// Starts a new segment before a record would take the current one past `bytes`
@@ -131,7 +149,8 @@ impl OpenOptions {
         let dir = dir.as_ref().to_owned();
         fs::create_dir_all(&dir).map_err(AuditError::io("create", &dir))?;
         let lock = lock_dir(&dir)?;
-        let state = recover(&dir, self.on_broken_chain)?;
+        let mut state = recover(&dir, self.on_broken_chain)?;
+        let unsealed_end = state.unsealed_end.take().filter(|_| self.seal.is_some());
 
         let path = state.current;
         let file = self
@@ -164,18 +183,36 @@ impl OpenOptions {
             clock: self.clock.clone(),
             files: self.files.clone(),
             buf: Vec::new(),
+            seal: self.seal.clone(),
+            last_framed: None,
         };
         let handle = std::thread::Builder::new()
             .name("portcullis-audit".into())
             .spawn(move || writer.run())
             .map_err(AuditError::io("spawn writer for", &dir))?;
-        Ok(AuditLog {
+        let mut log = AuditLog {
             shared,
             writer: Some(handle),
             recovery: state.recovery,
             dir,
+            verifying_key: self.seal.as_ref().map(|k| k.verifying_key()),
             _lock: lock,
-        })
+        };
+        if let Some(end) = unsealed_end {
+            let earlier = end.last_sealed_seq.is_some();
+            warn!(seq = end.seq, hash = %end.hash, last_sealed_seq = ?end.last_sealed_seq,
+                "the audit trail's last record carries no seal (a log from before sealing, or a \
+                 crash in the middle of a write): sealing it as found");
+            let record = Record::new(Kind::AUDIT_SEALED, "system")
+                .detail("seq", end.seq)
+                .detail("hash", end.hash.to_hex())
+                .detail("last_sealed_seq", end.last_sealed_seq)
+                .detail("earlier_records_sealed", earlier);
+            let sealed = log.append(record)?.seq;
+            log.recovery.sealed_as_found = Some(sealed);
+            log.recovery.next_seq = sealed + 1;
+        }
+        Ok(log)
     }
 }
 
@@ -196,6 +233,9 @@ pub struct Recovery {
     pub broken_chain: Option<BadRecord>,
     /// The seq the next record gets.
     pub next_seq: u64,
+    /// The seq of the `audit_sealed` record opening appended because the last record carried
+    /// no seal (only with [`OpenOptions::sealing_key`]).
+    pub sealed_as_found: Option<u64>,
 }
 
 /// Counters since the log was opened.
@@ -237,6 +277,8 @@ pub struct AuditLog {
     writer: Option<JoinHandle<()>>,
     recovery: Recovery,
     dir: PathBuf,
+    /// The public half of the sealing key, if the log seals.
+    verifying_key: Option<VerifyingKey>,
     /// Held for the log's life: a second `AuditLog` on the directory is refused.
     _lock: File,
 }
@@ -381,6 +423,11 @@ impl AuditLog {
         &self.dir
     }
 
+    /// The key that checks this log's seals (the public half of its sealing key), if it seals.
+    pub fn verifying_key(&self) -> Option<VerifyingKey> {
+        self.verifying_key
+    }
+
     /// Writes and acknowledges what is queued, stops the writer, and says whether it had
     /// stopped on a failure.
     pub fn close(mut self) -> Result<(), AuditError> {
@@ -504,6 +551,10 @@ struct Writer {
     clock: Clock,
     files: Arc<dyn FileLayer>,
     buf: Vec<u8>,
+    /// The key sealing the last record of each write.
+    seal: Option<Arc<SigningKey>>,
+    /// The last line framed in `buf`: the one the next write seals.
+    last_framed: Option<Framed>,
 }
 
 /// Whatever ends the writer thread (a return or a panic), nobody is left waiting: the log takes
@@ -590,20 +641,38 @@ impl Writer {
         let mut appended = Vec::with_capacity(batch.len());
         let now = (self.clock)();
         self.buf.clear();
+        self.last_framed = None;
+        // The one seal a write carries, on its last line.
+        let seal_bytes = if self.seal.is_some() {
+            SEAL_TAG_BYTES
+        } else {
+            0
+        };
         for pending in batch {
             let ts_ms = now.max(self.chain.last_ts);
             let seq = self.chain.next_seq;
             let start = self.buf.len();
-            let hash = frame(&mut self.buf, seq, ts_ms, &self.chain.prev, &pending.body);
+            let before = self.last_framed;
+            let framed = frame(&mut self.buf, seq, ts_ms, &self.chain.prev, &pending.body);
+            let hash = framed.hash;
             let unwritten = self.size + start as u64;
-            if unwritten > 0 && unwritten + (self.buf.len() - start) as u64 > self.max_segment_bytes
-            {
+            let line_bytes = (self.buf.len() - start + seal_bytes) as u64;
+            if unwritten > 0 && unwritten + line_bytes > self.max_segment_bytes {
                 let line = self.buf.split_off(start);
+                // The segment's last write seals its last record.
+                self.last_framed = before;
                 self.flush()?;
                 self.rotate(seq, ts_ms)?;
                 self.buf = line;
-            } else if unwritten == 0 {
-                self.note_first_ts(ts_ms);
+                self.last_framed = Some(Framed {
+                    hash,
+                    seal_at: framed.seal_at - start,
+                });
+            } else {
+                self.last_framed = Some(framed);
+                if unwritten == 0 {
+                    self.note_first_ts(ts_ms);
+                }
             }
             self.chain = Chain {
                 next_seq: seq + 1,
@@ -616,10 +685,14 @@ impl Writer {
         Ok(appended)
     }
 
-    /// Writes the buffer to the current segment and fsyncs it.
+    /// Seals the buffer's last line (when the log seals), writes the buffer to the current
+    /// segment and fsyncs it: the seal is in the same write and fsync as the records it covers.
     fn flush(&mut self) -> Result<(), AuditError> {
         if self.buf.is_empty() {
             return Ok(());
+        }
+        if let (Some(key), Some(last)) = (&self.seal, self.last_framed.take()) {
+            insert_seal(&mut self.buf, &last, &Seal::sign(key, &last.hash));
         }
         self.file
             .write_all(&self.buf)
@@ -715,6 +788,17 @@ struct Recovered {
     /// Bytes in the current (last) segment.
     size: u64,
     recovery: Recovery,
+    /// The last record, when it carries no seal.
+    unsealed_end: Option<UnsealedEnd>,
+}
+
+/// A log's last record that carries no seal.
+struct UnsealedEnd {
+    seq: u64,
+    hash: Digest,
+    /// The last sealed record in the segments read (the current one, else the previous one's
+    /// last record).
+    last_sealed_seq: Option<u64>,
 }
 
 /// Reads the directory: every segment's first record time, the chain up to the start of the
@@ -744,10 +828,15 @@ fn recover(dir: &Path, on_bad: OnBad) -> Result<Recovered, AuditError> {
     }
 
     let mut broken = None;
+    // Whether the previous segment's last record is sealed.
+    let mut previous_sealed = false;
     let mut chain = match earlier.last() {
         None => Chain::genesis(),
         Some(previous) => match chain_after(previous.path.as_path())? {
-            Ok(chain) => chain,
+            Ok((chain, sealed)) => {
+                previous_sealed = sealed;
+                chain
+            }
             Err(bad) => {
                 if on_bad == OnBad::Stop {
                     return Err(AuditError::BrokenChain(Box::new(bad)));
@@ -761,8 +850,25 @@ fn recover(dir: &Path, on_bad: OnBad) -> Result<Recovered, AuditError> {
         },
     };
 
-    let scan = scan_segment(current, &mut chain, Position::Last, on_bad)
+    let before_current = chain;
+    let mut seals = Seals::new(None);
+    let scan = scan_segment(current, &mut chain, &mut seals, Position::Last, on_bad)
         .map_err(AuditError::io("read", &current.path))?;
+    let previous_last_sealed =
+        (previous_sealed && before_current.next_seq > 1).then(|| before_current.next_seq - 1);
+    let unsealed_end = match &seals.last {
+        Some(_) if seals.unsealed_from.is_some() => {
+            Some(seals.last_sealed.or(previous_last_sealed))
+        }
+        Some(_) => None,
+        None if chain.next_seq > 1 && !previous_sealed => Some(None),
+        None => None,
+    }
+    .map(|last_sealed_seq| UnsealedEnd {
+        seq: chain.next_seq - 1,
+        hash: chain.prev,
+        last_sealed_seq,
+    });
     if let Some(bad) = scan.first_bad {
         if on_bad == OnBad::Stop {
             return Err(AuditError::BrokenChain(Box::new(bad)));
@@ -797,12 +903,15 @@ fn recover(dir: &Path, on_bad: OnBad) -> Result<Recovered, AuditError> {
             torn_tail: scan.torn,
             broken_chain: broken,
             next_seq: chain.next_seq,
+            sealed_as_found: None,
         },
+        unsealed_end,
     })
 }
 
-/// The chain right after the last record of a finished segment, or why it cannot be had.
-fn chain_after(path: &Path) -> Result<Result<Chain, BadRecord>, AuditError> {
+/// The chain right after the last record of a finished segment and whether that record is
+/// sealed, or why it cannot be had.
+fn chain_after(path: &Path) -> Result<Result<(Chain, bool), BadRecord>, AuditError> {
     let last = read_last_line(path).map_err(AuditError::io("read", path))?;
     let line_number =
         |offset| crate::segment::line_number_at(path, offset).map_err(AuditError::io("read", path));
@@ -815,7 +924,7 @@ fn chain_after(path: &Path) -> Result<Result<Chain, BadRecord>, AuditError> {
     Ok(match last {
         None => Err(bad(0, None, Problem::EmptySegment)),
         Some((line, offset)) => match parse_line(&line) {
-            Ok(entry) => Ok(Chain::after(&entry)),
+            Ok(entry) => Ok((Chain::after(&entry), entry.seal.is_some())),
             Err(e) => Err(bad(line_number(offset)?, e.seq, e.problem)),
         },
     })

@@ -3,19 +3,25 @@
 //! A stored line is
 //!
 //! ```text
-//! {"seq":7,"ts_ms":1700000000000,"prev":"<64 hex>","hash":"<64 hex>","kind":"login","actor":"alice",["target":"…",]["session":"…",]"detail":{…}}\n
+//! {"seq":7,"ts_ms":1700000000000,"prev":"<64 hex>","hash":"<64 hex>",["seal":"<128 hex>",]"kind":"login","actor":"alice",["target":"…",]["session":"…",]"detail":{…}}\n
 //! ```
 //!
 //! and its **canonical bytes**, the input of its SHA-256 `hash`, are the same line without
-//! `"hash":"<64 hex>",` and without the newline. The fields always come in this order and
-//! `target`/`session` are left out when absent. Verification never re-serialises a record: it
-//! checks that the line starts with exactly the header its parsed `seq`, `ts_ms`, `prev` and `hash`
-//! give, and hashes the line's own bytes, so what is hashed is what is on disk.
+//! `"hash":"<64 hex>",`, without `"seal":"<128 hex>",` and without the newline. The fields always
+//! come in this order and `seal`/`target`/`session` are left out when absent. Verification never
+//! re-serialises a record: it checks that the line starts with exactly the header its parsed
+//! `seq`, `ts_ms`, `prev`, `hash` and `seal` give, and hashes the line's own bytes, so what is
+//! hashed is what is on disk.
+//!
+//! A `seal` is the gateway's Ed25519 signature of [`SEAL_DOMAIN`] followed by the record's 32
+//! hash bytes: the writer seals the last record of each write, and since every hash covers the
+//! one before it, a valid seal vouches for every record up to it.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -32,11 +38,20 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 /// The `prev` of the very first record of a log: 32 zero bytes.
 pub const GENESIS: Digest = Digest([0; 32]);
 
-/// The longest header a line can have: both numbers at `u64::MAX`, both hashes (64 hex each)
-/// and the closing `}` plus the newline. Used to check a record's size before it has a `seq`.
+/// What a seal signs before the record's hash, so that a seal can never be taken for (or made
+/// from) a signature of anything else the same key signs (recordings).
+pub const SEAL_DOMAIN: &[u8] = b"portcullis-audit-seal-v1";
+
+/// Bytes a seal adds to a line: `"seal":"<128 hex>",`.
+pub(crate) const SEAL_TAG_BYTES: usize = r#""seal":"","#.len() + 128;
+
+/// The longest header a line can have: both numbers at `u64::MAX`, both hashes (64 hex each),
+/// a seal, and the closing `}` plus the newline. Used to check a record's size before it has a
+/// `seq` (and before the writer knows whether it seals it).
 const HEADER_MAX_BYTES: usize =
     r#"{"seq":18446744073709551615,"ts_ms":18446744073709551615,"prev":"","hash":"","#.len()
         + 2 * 64
+        + SEAL_TAG_BYTES
         + "}\n".len();
 
 /// Longest kind name, to keep kinds identifiers rather than prose.
@@ -95,6 +110,68 @@ impl Serialize for Digest {
     }
 }
 
+/// A record's seal: the gateway's Ed25519 signature of [`SEAL_DOMAIN`] and the record's hash.
+/// Shown as 128 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Seal(pub [u8; 64]);
+
+impl Seal {
+    /// Seals the record whose hash is `hash`.
+    pub(crate) fn sign(key: &SigningKey, hash: &Digest) -> Self {
+        Self(key.sign(&seal_message(hash)).to_bytes())
+    }
+
+    /// Whether this is `key`'s seal of the record whose hash is `hash`.
+    pub fn is_valid(&self, key: &VerifyingKey, hash: &Digest) -> bool {
+        key.verify_strict(&seal_message(hash), &Signature::from_bytes(&self.0))
+            .is_ok()
+    }
+
+    /// The seal as 128 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+fn seal_message(hash: &Digest) -> [u8; SEAL_DOMAIN.len() + 32] {
+    let mut message = [0; SEAL_DOMAIN.len() + 32];
+    message[..SEAL_DOMAIN.len()].copy_from_slice(SEAL_DOMAIN);
+    message[SEAL_DOMAIN.len()..].copy_from_slice(&hash.0);
+    message
+}
+
+impl fmt::Display for Seal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Seal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Seal({})", self.to_hex())
+    }
+}
+
+impl FromStr for Seal {
+    type Err = BadDigest;
+
+    /// Parses 128 **lowercase** hex digits (the only form the log writes).
+    fn from_str(s: &str) -> Result<Self, BadDigest> {
+        if s.len() != 128 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(BadDigest);
+        }
+        let mut out = [0; 64];
+        hex::decode_to_slice(s, &mut out).map_err(|_| BadDigest)?;
+        Ok(Self(out))
+    }
+}
+
+impl Serialize for Seal {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
 /// What a record is about: `login`, `session_kill`, ...
 ///
 /// Use the constants; [`Kind::new`] makes a kind this crate does not list yet (lowercase ASCII
@@ -146,6 +223,10 @@ impl Kind {
     /// What start-up recovery is about to do to a recording left open, detail: action, state,
     /// reason, set_aside, cut.
     pub const RECORDING_RECOVERED: Kind = Kind(Cow::Borrowed("recording_recovered"));
+    /// Written by a sealing log when it opens a log whose last record carries no seal (a log
+    /// from before sealing, or a crash in the middle of a write), sealing it as found, detail:
+    /// seq, hash (the record it covers), last_sealed_seq, earlier_records_sealed.
+    pub const AUDIT_SEALED: Kind = Kind(Cow::Borrowed("audit_sealed"));
 
     /// A kind by name, e.g. one from a filter in a request.
     pub fn new(name: impl Into<String>) -> Result<Kind, AuditError> {
@@ -282,6 +363,9 @@ pub struct Entry {
     pub prev: Digest,
     /// SHA-256 of its canonical bytes.
     pub hash: Digest,
+    /// The gateway's seal of `hash`, on the last record of each write of a sealing log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seal: Option<Seal>,
     /// What happened.
     #[serde(flatten)]
     pub record: Record,
@@ -294,8 +378,17 @@ pub(crate) fn write_header(out: &mut Vec<u8>, seq: u64, ts_ms: u64, prev: &Diges
     let _ = write!(out, r#"{{"seq":{seq},"ts_ms":{ts_ms},"prev":"{prev}","#);
 }
 
-/// Appends the line of a record with this body to `out` and returns its hash.
-pub(crate) fn frame(out: &mut Vec<u8>, seq: u64, ts_ms: u64, prev: &Digest, body: &[u8]) -> Digest {
+/// A line [`frame`] appended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Framed {
+    /// Its hash.
+    pub(crate) hash: Digest,
+    /// Where in the buffer its seal would go (right after its `"hash":"…",`).
+    pub(crate) seal_at: usize,
+}
+
+/// Appends the line of a record with this body to `out` (without a seal).
+pub(crate) fn frame(out: &mut Vec<u8>, seq: u64, ts_ms: u64, prev: &Digest, body: &[u8]) -> Framed {
     let start = out.len();
     write_header(out, seq, ts_ms, prev);
     let header_end = out.len();
@@ -303,9 +396,17 @@ pub(crate) fn frame(out: &mut Vec<u8>, seq: u64, ts_ms: u64, prev: &Digest, body
     out.push(b'}');
     let hash = Digest::of(&out[start..]);
     let tag = format!(r#""hash":"{hash}","#);
+    let seal_at = header_end + tag.len();
     out.splice(header_end..header_end, tag.into_bytes());
     out.push(b'\n');
-    hash
+    Framed { hash, seal_at }
+}
+
+/// Puts `seal` into the line framed at `framed` (which must still be where [`frame`] put it).
+pub(crate) fn insert_seal(out: &mut Vec<u8>, framed: &Framed, seal: &Seal) {
+    let tag = format!(r#""seal":"{seal}","#);
+    debug_assert_eq!(tag.len(), SEAL_TAG_BYTES);
+    out.splice(framed.seal_at..framed.seal_at, tag.into_bytes());
 }
 
 /// The fields of a line, parsed strictly (unknown or duplicate fields are errors).
@@ -318,6 +419,9 @@ struct Line<'a> {
     prev: Cow<'a, str>,
     #[serde(borrow)]
     hash: Cow<'a, str>,
+    /// Absent or a string: `null` is not a form the log writes.
+    #[serde(default, deserialize_with = "present_str")]
+    seal: Option<Cow<'a, str>>,
     kind: Kind,
     actor: String,
     #[serde(default)]
@@ -325,6 +429,10 @@ struct Line<'a> {
     #[serde(default)]
     session: Option<String>,
     detail: Map<String, Value>,
+}
+
+fn present_str<'de, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    String::deserialize(d).map(|s| Some(Cow::Owned(s)))
 }
 
 /// Why a line is not a valid record, with its seq when it could be read.
@@ -370,6 +478,10 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<Entry, Box<LineError>> {
     };
     let prev = Digest::from_str(&parsed.prev).map_err(|_| bad(Problem::NotCanonical))?;
     let claimed = claimed.ok_or_else(|| bad(Problem::NotCanonical))?;
+    let seal = match &parsed.seal {
+        None => None,
+        Some(s) => Some(Seal::from_str(s).map_err(|_| bad(Problem::NotCanonical))?),
+    };
     if parsed.actor.is_empty() {
         return Err(bad(Problem::NotCanonical));
     }
@@ -378,9 +490,14 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<Entry, Box<LineError>> {
     write_header(&mut canonical, parsed.seq, parsed.ts_ms, &prev);
     let header_len = canonical.len();
     let tag = format!(r#""hash":"{claimed}","#);
+    let seal_tag = seal.map(|s| format!(r#""seal":"{s}","#));
     let rest = line
         .strip_prefix(&canonical[..])
         .and_then(|rest| rest.strip_prefix(tag.as_bytes()))
+        .and_then(|rest| match &seal_tag {
+            Some(t) => rest.strip_prefix(t.as_bytes()),
+            None => Some(rest),
+        })
         .filter(|rest| rest.ends_with(b"}"))
         .ok_or_else(|| bad(Problem::NotCanonical))?;
     canonical.extend_from_slice(rest);
@@ -398,6 +515,7 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<Entry, Box<LineError>> {
         ts_ms: parsed.ts_ms,
         prev,
         hash: claimed,
+        seal,
         record: Record {
             kind: parsed.kind,
             actor: parsed.actor,
@@ -434,7 +552,7 @@ mod tests {
             .detail("address", "10.0.0.1");
         let body = record.encode_body().unwrap();
         let mut line = Vec::new();
-        let hash = frame(&mut line, 7, 1234, &GENESIS, &body);
+        let hash = frame(&mut line, 7, 1234, &GENESIS, &body).hash;
         let text = std::str::from_utf8(&line).unwrap();
         let expected_start = format!(
             r#"{{"seq":7,"ts_ms":1234,"prev":"{}","hash":"{hash}","kind":"login","actor":"alice","target":"web01","detail":{{"address":"10.0.0.1"}}}}"#,
@@ -469,6 +587,48 @@ mod tests {
         assert!(matches!(problem(&extra), Problem::Unparseable(_)));
         let twice = text.replacen(r#""kind""#, r#""seq":2,"kind""#, 1);
         assert!(matches!(problem(&twice), Problem::Unparseable(_)));
+    }
+
+    #[test]
+    fn a_seal_sits_after_the_hash_and_is_not_hashed() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let body = Record::new(Kind::LOGIN, "alice").encode_body().unwrap();
+        let mut plain = Vec::new();
+        let framed = frame(&mut plain, 3, 9, &GENESIS, &body);
+        let mut sealed = plain.clone();
+        let seal = Seal::sign(&key, &framed.hash);
+        insert_seal(&mut sealed, &framed, &seal);
+        let text = std::str::from_utf8(&sealed).unwrap().trim_end().to_owned();
+        let expected = format!(
+            r#"{{"seq":3,"ts_ms":9,"prev":"{GENESIS}","hash":"{}","seal":"{seal}","kind":"login","actor":"alice","detail":{{}}}}"#,
+            framed.hash
+        );
+        assert_eq!(text, expected);
+        assert_eq!(sealed.len(), plain.len() + SEAL_TAG_BYTES);
+        let entry = parse_line(text.as_bytes()).unwrap();
+        assert_eq!(
+            entry.hash, framed.hash,
+            "the seal is outside the canonical bytes"
+        );
+        assert_eq!(entry.seal, Some(seal));
+        assert!(seal.is_valid(&key.verifying_key(), &entry.hash));
+        let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
+        assert!(!seal.is_valid(&other, &entry.hash));
+        // A signature of the bare hash (no domain) is not a seal.
+        let bare = Seal(key.sign(&entry.hash.0).to_bytes());
+        assert!(!bare.is_valid(&key.verifying_key(), &entry.hash));
+        // The serialised entry is the stored line, seal included (what the SIEM forwards).
+        assert_eq!(serde_json::to_string(&entry).unwrap(), text);
+
+        let problem = |line: &str| parse_line(line.as_bytes()).unwrap_err().problem;
+        let null = text.replacen(&format!(r#""seal":"{seal}""#), r#""seal":null"#, 1);
+        assert!(matches!(problem(&null), Problem::Unparseable(_)));
+        let upper = text.replacen(&seal.to_hex(), &seal.to_hex().to_uppercase(), 1);
+        assert_eq!(problem(&upper), Problem::NotCanonical);
+        let moved = text
+            .replacen(&format!(r#""seal":"{seal}","#), "", 1)
+            .replacen(r#""detail""#, &format!(r#""seal":"{seal}","detail""#), 1);
+        assert_eq!(problem(&moved), Problem::NotCanonical);
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! Checking the chain offline, and the segment scan that opening the log shares with it.
+//! Checking the chain (and, given the gateway's key, its seals) offline, and the segment scan
+//! that opening the log shares with it.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use ed25519_dalek::VerifyingKey;
 use thiserror::Error;
 
-use crate::record::{parse_line, Digest, Entry, LineError, GENESIS};
+use crate::record::{parse_line, Digest, Entry, Kind, LineError, GENESIS};
 use crate::segment::{list_segments, Ending, Lines, SegmentFile};
 
 /// What is wrong with a line or a segment file.
@@ -69,6 +71,20 @@ pub enum Problem {
     /// A segment other than the last has no record.
     #[error("empty segment")]
     EmptySegment,
+    /// The record's seal is not the given key's seal of its hash: the seal, or the record and
+    /// every hash before it, was made by someone else.
+    #[error("seal does not verify with the given key")]
+    BadSeal,
+    /// The log's last record carries no seal, so nothing vouches for the records after the last
+    /// seal: they were added or changed while the gateway was down, or a crash cut the write
+    /// that would have sealed them (never acknowledged; the gateway seals them as found, with an
+    /// `audit_sealed` record, when it next opens the trail).
+    #[error("the last record carries no seal (the last seal is at {})",
+        .last_sealed.map_or_else(|| "no record".to_owned(), |s| format!("seq {s}")))]
+    Unsealed {
+        /// The seq of the last sealed record, if there is one.
+        last_sealed: Option<u64>,
+    },
 }
 
 impl Problem {
@@ -139,6 +155,31 @@ pub struct VerifyReport {
     /// Unacknowledged bytes at the end of the last segment, which opening the log cuts: a crash
     /// (or a write in progress while verifying), not a broken chain.
     pub torn_tail: Option<TornTail>,
+    /// Whether seals were checked against a key. Without one only the chain was checked, which
+    /// proves nothing against someone who can write the files (they can recompute every hash).
+    pub key_checked: bool,
+    /// Records carrying a seal (each one checked when [`VerifyReport::key_checked`]).
+    pub sealed: u64,
+    /// The seq of the last sealed record.
+    pub last_sealed_seq: Option<u64>,
+    /// Records after the last seal, accepted only because a running gateway holds the log (a
+    /// write in progress: its seal comes with its last record). 0 when the last record is sealed.
+    pub unsealed_tail: u64,
+    /// Stretches of records that their writer never sealed and that an `audit_sealed` record
+    /// sealed as found when the log was next opened: a log from before sealing, a crash in the
+    /// middle of a write, or records added or changed while the gateway was down.
+    pub sealed_as_found: Vec<SealedAsFound>,
+}
+
+/// Records an `audit_sealed` record vouches for that were not sealed when written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedAsFound {
+    /// The first unsealed record's seq.
+    pub from_seq: u64,
+    /// The last one's (the record the `audit_sealed` record covers).
+    pub to_seq: u64,
+    /// The `audit_sealed` record's seq.
+    pub by_seq: u64,
 }
 
 /// Why [`verify`] failed.
@@ -162,12 +203,20 @@ pub enum VerifyError {
 /// its seq (one more than the last), its prev (the last one's hash) and its time (never going
 /// back), and that the first record is seq 1 chained from [`GENESIS`]. Stops at the first bad
 /// record and names it. Needs no lock: it may run while the log is being appended to.
-pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
+///
+/// With the gateway's `key`, also: every seal present must be that key's seal of its record
+/// ([`Problem::BadSeal`]), and the last record must carry one ([`Problem::Unsealed`]), unless a
+/// running gateway holds the log (then the records after the last seal are a write in progress,
+/// counted in [`VerifyReport::unsealed_tail`]). Since each hash covers the previous record, the
+/// last seal vouches for the whole log: changing or removing any record means recomputing every
+/// later hash, which breaks that seal. Without a key only the chain is checked.
+pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<VerifyReport, VerifyError> {
     let segments = list_segments(dir).map_err(|source| VerifyError::Io {
         path: dir.to_owned(),
         source,
     })?;
     let mut chain = Chain::genesis();
+    let mut seals = Seals::new(key);
     let mut records = 0;
     let mut torn_tail = None;
     for (i, segment) in segments.iter().enumerate() {
@@ -176,17 +225,34 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         } else {
             Position::Earlier
         };
-        let scan = scan_segment(segment, &mut chain, position, OnBad::Stop).map_err(|source| {
-            VerifyError::Io {
+        let scan = scan_segment(segment, &mut chain, &mut seals, position, OnBad::Stop).map_err(
+            |source| VerifyError::Io {
                 path: segment.path.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         if let Some(bad) = scan.first_bad {
             return Err(VerifyError::Broken(Box::new(bad)));
         }
         records += scan.records;
         torn_tail = scan.torn;
+    }
+    let mut unsealed_tail = 0;
+    if let (Some(_), Some(last)) = (key, &seals.last) {
+        if let Some(from) = seals.unsealed_from {
+            if crate::log::is_held(dir) {
+                unsealed_tail = last.seq - from + 1;
+            } else {
+                return Err(VerifyError::Broken(Box::new(BadRecord {
+                    file: last.file.clone(),
+                    line: last.line,
+                    seq: Some(last.seq),
+                    problem: Problem::Unsealed {
+                        last_sealed: seals.last_sealed,
+                    },
+                })));
+            }
+        }
     }
     Ok(VerifyReport {
         records,
@@ -194,7 +260,79 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         last_seq: chain.next_seq - 1,
         last_hash: chain.prev,
         torn_tail,
+        key_checked: key.is_some(),
+        sealed: seals.sealed,
+        last_sealed_seq: seals.last_sealed,
+        unsealed_tail,
+        sealed_as_found: seals.sealed_as_found,
     })
+}
+
+/// Where a record was found.
+#[derive(Debug, Clone)]
+pub(crate) struct Located {
+    pub(crate) file: PathBuf,
+    pub(crate) line: u64,
+    pub(crate) seq: u64,
+}
+
+/// The seals seen so far along the chain.
+#[derive(Debug)]
+pub(crate) struct Seals<'k> {
+    /// The key seals are checked against, if any.
+    key: Option<&'k VerifyingKey>,
+    /// Records with a seal.
+    pub(crate) sealed: u64,
+    /// The last sealed record's seq.
+    pub(crate) last_sealed: Option<u64>,
+    /// The first record after the last seal, when there is one.
+    pub(crate) unsealed_from: Option<u64>,
+    /// The last record seen.
+    pub(crate) last: Option<Located>,
+    pub(crate) sealed_as_found: Vec<SealedAsFound>,
+}
+
+impl<'k> Seals<'k> {
+    pub(crate) fn new(key: Option<&'k VerifyingKey>) -> Self {
+        Self {
+            key,
+            sealed: 0,
+            last_sealed: None,
+            unsealed_from: None,
+            last: None,
+            sealed_as_found: Vec::new(),
+        }
+    }
+
+    /// Takes note of `entry` (at `line` of `file`), checking its seal if there is a key.
+    fn note(&mut self, entry: &Entry, file: &Path, line: u64) -> Result<(), Problem> {
+        self.last = Some(Located {
+            file: file.to_owned(),
+            line,
+            seq: entry.seq,
+        });
+        let Some(seal) = &entry.seal else {
+            self.unsealed_from.get_or_insert(entry.seq);
+            return Ok(());
+        };
+        if let Some(key) = self.key {
+            if !seal.is_valid(key, &entry.hash) {
+                return Err(Problem::BadSeal);
+            }
+        }
+        if let Some(from) = self.unsealed_from.take() {
+            if entry.record.kind == Kind::AUDIT_SEALED {
+                self.sealed_as_found.push(SealedAsFound {
+                    from_seq: from,
+                    to_seq: entry.seq - 1,
+                    by_seq: entry.seq,
+                });
+            }
+        }
+        self.sealed += 1;
+        self.last_sealed = Some(entry.seq);
+        Ok(())
+    }
 }
 
 /// Where the chain stands: what the next record must carry.
@@ -287,6 +425,7 @@ pub(crate) struct SegmentScan {
 pub(crate) fn scan_segment(
     segment: &SegmentFile,
     chain: &mut Chain,
+    seals: &mut Seals<'_>,
     position: Position,
     on_bad: OnBad,
 ) -> io::Result<SegmentScan> {
@@ -331,7 +470,10 @@ pub(crate) fn scan_segment(
                         return Ok(scan);
                     }
                 }
-                match chain.check(&entry) {
+                match chain
+                    .check(&entry)
+                    .and_then(|()| seals.note(&entry, &segment.path, line.number))
+                {
                     Ok(()) => scan.records += 1,
                     Err(problem) => {
                         scan.first_bad

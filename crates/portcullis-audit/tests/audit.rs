@@ -62,7 +62,7 @@ fn remove_line(path: &Path, n: usize) {
 }
 
 fn broken(dir: &Path) -> portcullis_audit::BadRecord {
-    match verify(dir) {
+    match verify(dir, None) {
         Err(VerifyError::Broken(bad)) => *bad,
         other => panic!("expected a broken chain, got {other:?}"),
     }
@@ -77,7 +77,7 @@ fn chain_verifies_and_continues_across_restarts() {
     let last = log.append(record(31)).unwrap();
     drop(log);
 
-    let report = verify(dir.path()).unwrap();
+    let report = verify(dir.path(), None).unwrap();
     assert_eq!(report.records, 31);
     assert_eq!(report.files, 1);
     assert_eq!(report.last_seq, 31);
@@ -95,14 +95,14 @@ fn chain_verifies_and_continues_across_restarts() {
     assert_eq!(entries[31].prev, last.hash);
     assert_eq!(entries[31].hash, next.hash);
     log.close().unwrap();
-    assert_eq!(verify(dir.path()).unwrap().records, 32);
+    assert_eq!(verify(dir.path(), None).unwrap().records, 32);
 }
 
 #[test]
 fn an_empty_log_verifies_as_empty() {
     let dir = tempfile::tempdir().unwrap();
     drop(AuditLog::open(dir.path()).unwrap());
-    let report = verify(dir.path()).unwrap();
+    let report = verify(dir.path(), None).unwrap();
     assert_eq!((report.records, report.files, report.last_seq), (0, 1, 0));
     assert_eq!(report.last_hash, GENESIS);
 }
@@ -195,7 +195,7 @@ fn a_torn_tail_is_cut_on_open_and_appending_continues() {
     bytes.extend_from_slice(torn);
     std::fs::write(&file, bytes).unwrap();
 
-    let report = verify(dir.path()).unwrap();
+    let report = verify(dir.path(), None).unwrap();
     assert_eq!(report.records, 10);
     let tail = report.torn_tail.unwrap();
     assert_eq!((tail.line, tail.offset), (11, valid_len));
@@ -207,7 +207,7 @@ fn a_torn_tail_is_cut_on_open_and_appending_continues() {
     assert_eq!(std::fs::metadata(&file).unwrap().len(), valid_len);
     assert_eq!(log.append(record(11)).unwrap().seq, 11);
     drop(log);
-    let report = verify(dir.path()).unwrap();
+    let report = verify(dir.path(), None).unwrap();
     assert_eq!((report.records, report.torn_tail), (11, None));
 }
 
@@ -256,7 +256,7 @@ fn rotation_chains_across_files_and_tampering_in_the_second_is_named() {
     for file in &files {
         assert!(std::fs::metadata(file).unwrap().len() <= 64 * 1024);
     }
-    let report = verify(dir.path()).unwrap();
+    let report = verify(dir.path(), None).unwrap();
     assert_eq!((report.records, report.files), (60, files.len()));
 
     // The second file's name is the seq of its first record.
@@ -337,7 +337,7 @@ fn concurrent_appends_are_all_acknowledged_in_shared_fsyncs() {
     assert_eq!(stats.fsyncs, stats.batches);
     drop(log);
 
-    let report = verify(dir.path()).unwrap();
+    let report = verify(dir.path(), None).unwrap();
     assert_eq!(report.records, total);
     let log = AuditLog::open(dir.path()).unwrap();
     for t in 0..THREADS {
@@ -395,7 +395,7 @@ fn oversize_and_invalid_records_are_refused() {
     let fits = record(1).detail("blob", "x".repeat(63 * 1024));
     assert_eq!(log.append(fits).unwrap().seq, 1);
     drop(log);
-    assert_eq!(verify(dir.path()).unwrap().records, 1);
+    assert_eq!(verify(dir.path(), None).unwrap().records, 1);
 }
 
 #[test]
@@ -472,7 +472,7 @@ fn time_never_goes_back_along_the_log() {
     now.store(4_000, Ordering::SeqCst);
     assert_eq!(log.append(record(2)).unwrap().ts_ms, 5_000);
     drop(log);
-    verify(dir.path()).unwrap();
+    verify(dir.path(), None).unwrap();
 }
 
 #[test]

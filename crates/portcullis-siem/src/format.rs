@@ -172,6 +172,7 @@ pub fn kind_name(kind: &Kind) -> &str {
         "user_unlock" => "User unlocked",
         "recording_closed" => "Recording closed",
         "recording_recovered" => "Recording recovered at start",
+        "audit_sealed" => "Audit trail sealed as found at start",
         other => other,
     }
 }
@@ -466,6 +467,7 @@ mod tests {
             ts_ms: 1_700_000_000_123,
             prev: hash(0xab),
             hash: hash(0xcd),
+            seal: None,
             record,
         }
     }
@@ -537,6 +539,18 @@ mod tests {
             json_line(&bare),
             format!(
                 r#"{{"seq":12,"ts_ms":1700000000123,"prev":"{AB}","hash":"{CD}","kind":"login","actor":"bob","detail":{{}}}}"#
+            )
+        );
+        // A sealed record keeps its seal where the log has it, right after the hash.
+        let sealed = Entry {
+            seal: Some(portcullis_audit::Seal([0x5e; 64])),
+            ..bare
+        };
+        let seal = "5e".repeat(64);
+        assert_eq!(
+            json_line(&sealed),
+            format!(
+                r#"{{"seq":12,"ts_ms":1700000000123,"prev":"{AB}","hash":"{CD}","seal":"{seal}","kind":"login","actor":"bob","detail":{{}}}}"#
             )
         );
     }

@@ -515,6 +515,7 @@ mod tests {
             ts_ms: 1000 + seq,
             prev: if seq == 1 { GENESIS } else { h(seq - 1) },
             hash: h(seq),
+            seal: None,
             record: Record::new(Kind::LOGIN, "a"),
         }
     }

@@ -298,3 +298,27 @@ async fn a_cursor_ahead_of_the_log_delivers_again_from_where_the_log_ends() {
     );
     assert_eq!(cursor::load(&cursor_path).unwrap().unwrap().seq, 8);
 }
+
+/// A sealing log (the gateway's) puts a seal on the last record of each write: the export reads
+/// those lines and forwards them byte for byte, seal included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_records_are_forwarded_as_stored() {
+    let s = setup();
+    let log = OpenOptions::new()
+        .sealing_key(ed25519_dalek::SigningKey::from_bytes(&[9; 32]))
+        .open(&s.audit)
+        .unwrap();
+    append(&log, "sealed", 1..=4);
+    let run = spawn(&s.config, &s.audit, &s.state, &log);
+    delivered(&run, 4).await;
+    run.stop().await;
+    drop(log);
+    let stored: String = std::fs::read_dir(&s.audit)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(stored.matches(r#","seal":""#).count(), 4);
+    assert_eq!(std::fs::read_to_string(&s.out).unwrap(), stored);
+}

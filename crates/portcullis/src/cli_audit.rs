@@ -1,19 +1,31 @@
-//! The audit trail as the command line writes it: every change the CLI makes (users, targets,
-//! grants, policy import, key rotation) is recorded, fsynced, before it is made, with the
-//! operating-system user as the actor (`cli:root`).
+//! The audit trail as the command line writes and checks it: every change the CLI makes (users,
+//! targets, grants, policy import, key rotation) is recorded, fsynced, before it is made, with the
+//! operating-system user as the actor (`cli:root`), sealed with the gateway's signing key as the
+//! gateway seals its own records; `portcullis audit verify` checks the chain and the seals.
 //!
 //! The CLI opens the trail itself, with its lock. A running gateway holds that lock (as it
 //! holds the store's): the CLI then refuses with a clear message rather than change anything
 //! unaudited: changes while the gateway runs go through the web UI or the API, which record
 //! them with the administrator's name.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use portcullis_audit::{AuditError, AuditLog, Kind, OpenOptions, Record};
+use portcullis_audit::{AuditError, AuditLog, Kind, OpenOptions, Record, VerifyError};
+use portcullis_recording::manifest::fingerprint;
+use portcullis_recording::{SigningKey, VerifyingKey};
+use portcullis_secrets::SecretKey;
 use serde_json::Value;
 
 use crate::config::Config;
+
+/// The key the audit trail is sealed with: the gateway's recording signing key (created on
+/// first use, like the gateway does), whose public half `portcullis recording public-key`
+/// prints and exports carry.
+pub fn sealing_key(config: &Config, secret: &SecretKey) -> Result<SigningKey> {
+    crate::recording::load_signing_key(config, secret)
+        .context("the audit trail is sealed with the recording signing key")
+}
 
 /// An open trail and who acts.
 pub struct CliAudit {
@@ -26,9 +38,17 @@ impl CliAudit {
     /// Opens the trail of `config` (created on first use).
     pub fn open(config: &Config) -> Result<Self> {
         let dir = &config.audit.dir;
-        let log = OpenOptions::new()
-            .max_segment_bytes(config.audit.segment_bytes)
-            .open(dir);
+        let mut options = OpenOptions::new().max_segment_bytes(config.audit.segment_bytes);
+        match crate::load_key(config).and_then(|secret| sealing_key(config, &secret)) {
+            Ok(key) => options = options.sealing_key(key),
+            // Say so, but still record the change: the gateway seals what it finds unsealed at
+            // its next start (an `audit_sealed` record), and verify names those records.
+            Err(e) => eprintln!(
+                "warning: {e:#}: the CLI's audit records are not sealed (the gateway seals them \
+                 as found at its next start)"
+            ),
+        }
+        let log = options.open(dir);
         let log = match log {
             Err(AuditError::Locked(_)) => bail!(
                 "the audit trail {} is held by a running gateway: stop it, or make the change in \
@@ -111,6 +131,121 @@ fn passwd_name(path: &Path, uid: u32) -> Option<String> {
         let id: u32 = fields.nth(1)?.parse().ok()?;
         (id == uid && !name.is_empty()).then(|| name.to_owned())
     })
+}
+
+/// Where the key the trail's seals are checked with comes from.
+enum KeySource {
+    /// `--public-key`: a file, or hex digits.
+    Given(String),
+    /// This gateway's signing key, from its data directory.
+    Gateway(PathBuf),
+}
+
+/// `portcullis audit verify`: checks the chain and, with the gateway's key (or `--public-key`),
+/// every seal and that the last record is sealed. Exit status 1 naming the first bad record.
+pub fn verify_cmd(config: &Config, dir: Option<PathBuf>, public_key: Option<&str>) -> Result<()> {
+    let dir = dir.unwrap_or_else(|| config.audit.dir.clone());
+    let mut why_no_key = None;
+    let key: Option<(VerifyingKey, KeySource)> = match public_key {
+        Some(k) => {
+            let (key, path) = crate::recording::read_key_arg(k)?;
+            let from = path.map_or_else(|| "--public-key".to_owned(), |p| p.display().to_string());
+            Some((key, KeySource::Given(from)))
+        }
+        None => {
+            let path = &config.recording.signing_key_file;
+            // Never create a key here: load only one that exists.
+            let gateway = if path.is_file() {
+                crate::load_key(config).and_then(|s| sealing_key(config, &s))
+            } else {
+                Err(anyhow::anyhow!("{} does not exist", path.display()))
+            };
+            match gateway {
+                Ok(k) => Some((k.verifying_key(), KeySource::Gateway(path.clone()))),
+                Err(e) => {
+                    why_no_key = Some(format!("{e:#}"));
+                    None
+                }
+            }
+        }
+    };
+    let report = match portcullis_audit::verify(&dir, key.as_ref().map(|(k, _)| k)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("{}: NOT intact: {e}", dir.display());
+            if let VerifyError::Broken(bad) = &e {
+                match bad.problem {
+                    portcullis_audit::Problem::Unsealed { .. } => eprintln!(
+                        "nothing vouches for the records after the last seal: they were added or \
+                         changed while the gateway was down, or the gateway crashed in the middle \
+                         of a write (never acknowledged: its next start seals them as found, and \
+                         verify then names them)"
+                    ),
+                    portcullis_audit::Problem::BadSeal => eprintln!(
+                        "the seal is not this key's seal of the record: the record, or one before \
+                         it, was changed and the hashes recomputed (or the key is not the one the \
+                         trail was sealed with)"
+                    ),
+                    _ => {}
+                }
+            }
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "{}: {} records in {} files, intact; last seq {}, last hash {}",
+        dir.display(),
+        report.records,
+        report.files,
+        report.last_seq,
+        report.last_hash
+    );
+    match &key {
+        Some((key, source)) => {
+            let source = match source {
+                KeySource::Given(from) => format!("given: {from}"),
+                KeySource::Gateway(path) => {
+                    format!("this gateway's signing key, {}", path.display())
+                }
+            };
+            let last = report
+                .last_sealed_seq
+                .map_or_else(|| "none".to_owned(), |s| s.to_string());
+            println!(
+                "sealed: {} records carry a seal, the last at seq {last}; every seal checks out with key fingerprint {} ({source})",
+                report.sealed,
+                fingerprint(key)
+            );
+            if report.unsealed_tail > 0 {
+                println!(
+                    "write in progress: the last {} records are not sealed yet (a running gateway holds the trail; their seal comes with their write)",
+                    report.unsealed_tail
+                );
+            }
+            for found in &report.sealed_as_found {
+                println!(
+                    "sealed as found: records {} to {} were not sealed when written; the audit_sealed record {} sealed them at a start (a trail from before sealing, a crash in the middle of a write, or records added or changed while the gateway was down)",
+                    found.from_seq, found.to_seq, found.by_seq
+                );
+            }
+            println!(
+                "the end of the trail cannot be checked from the files (a shorter trail ending at an earlier seal verifies): compare the last seq and hash with the SIEM copy or an export"
+            );
+        }
+        None => println!(
+            "chain only, seals NOT checked ({}): anyone who can write the files can recompute a chain, so this proves nothing against them; give the gateway's public key with --public-key FILE|HEX (portcullis recording public-key prints it)",
+            why_no_key.as_deref().unwrap_or("no key")
+        ),
+    }
+    if let Some(torn) = report.torn_tail {
+        println!(
+            "an unfinished last line ({} bytes at {} line {}) was never acknowledged; the gateway cuts it when it opens the trail",
+            torn.bytes,
+            torn.file.display(),
+            torn.line
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -84,10 +84,14 @@ enum SecretsCmd {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Check the whole hash chain; exit status 1 naming the first bad record.
+    /// Check the whole hash chain and its seals; exit status 1 naming the first bad record.
     Verify {
         /// The audit directory (default: `[audit] dir` of the configuration).
         dir: Option<PathBuf>,
+        /// The gateway's public key (a file, or 64 hex digits) to check the seals with
+        /// (default: this gateway's signing key).
+        #[arg(long)]
+        public_key: Option<String>,
     },
     /// Print the newest records as JSON lines (the gateway may be running).
     Show {
@@ -259,6 +263,7 @@ fn main() -> Result<()> {
 /// record: the evidence must be looked at before anything is added to it.
 fn open_audit(
     config: &Config,
+    secret: &SecretKey,
 ) -> Result<(
     portcullis_web::audit::Audit,
     Arc<portcullis_audit::AuditLog>,
@@ -268,6 +273,7 @@ fn open_audit(
         .with_context(|| format!("audit.dir: cannot create {}", dir.display()))?;
     let log = portcullis_audit::OpenOptions::new()
         .max_segment_bytes(config.audit.segment_bytes)
+        .sealing_key(cli_audit::sealing_key(config, secret)?)
         .open(dir)
         .with_context(|| {
             format!(
@@ -286,33 +292,8 @@ fn open_audit(
 
 fn audit_cmd(config: &Config, cmd: AuditCmd) -> Result<()> {
     match cmd {
-        AuditCmd::Verify { dir } => {
-            let dir = dir.unwrap_or_else(|| config.audit.dir.clone());
-            match portcullis_audit::verify(&dir) {
-                Ok(report) => {
-                    println!(
-                        "{}: {} records in {} files, intact; last seq {}, last hash {}",
-                        dir.display(),
-                        report.records,
-                        report.files,
-                        report.last_seq,
-                        report.last_hash
-                    );
-                    if let Some(torn) = report.torn_tail {
-                        println!(
-                            "an unfinished last line ({} bytes at {} line {}) was never acknowledged; the gateway cuts it when it opens the trail",
-                            torn.bytes,
-                            torn.file.display(),
-                            torn.line
-                        );
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    eprintln!("{}: NOT intact: {e}", dir.display());
-                    std::process::exit(1);
-                }
-            }
+        AuditCmd::Verify { dir, public_key } => {
+            cli_audit::verify_cmd(config, dir, public_key.as_deref())
         }
         AuditCmd::Show { limit, actor, kind } => {
             // Read-only, without the writer's lock: the segments' fsynced lines are read as they
@@ -821,7 +802,7 @@ fn serve(config: Config) -> Result<()> {
     };
     // The trail first: start-up recovery looks up which recordings were closed, and records
     // what it does to those left open before it does it.
-    let (audit, audit_log) = open_audit(&config)?;
+    let (audit, audit_log) = open_audit(&config, &key)?;
     let recording = recording::set_up(&config, &key, &audit_log)?;
     let mut broker = portcullis_broker::Broker::new(portcullis_core::desktop::Timeouts {
         connect: config.connect_timeout,

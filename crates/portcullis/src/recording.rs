@@ -292,7 +292,7 @@ enum KeySource {
     Shipped(String),
 }
 
-fn read_key_arg(k: &str) -> Result<(VerifyingKey, Option<PathBuf>)> {
+pub(crate) fn read_key_arg(k: &str) -> Result<(VerifyingKey, Option<PathBuf>)> {
     match std::fs::read_to_string(k) {
         Ok(text) => {
             let path = Path::new(k)

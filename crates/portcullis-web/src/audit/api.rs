@@ -97,7 +97,8 @@ pub(crate) async fn exports(State(state): State<AppState>, Soc(_who): Soc) -> Js
     Json(json!({ "exports": list, "next_seq_at_start": last }))
 }
 
-/// `GET /audit/verify`: checks the whole chain now and says where it breaks, if it does.
+/// `GET /audit/verify`: checks the whole chain now, and its seals with the gateway's key when
+/// the trail is sealed, and says where it breaks, if it does.
 pub(crate) async fn verify(
     State(state): State<AppState>,
     Soc(_who): Soc,
@@ -107,7 +108,8 @@ pub(crate) async fn verify(
             "this gateway keeps no audit trail".into(),
         ));
     };
-    let report = tokio::task::spawn_blocking(move || portcullis_audit::verify(&dir))
+    let key = state.audit.log.as_ref().and_then(|l| l.verifying_key());
+    let report = tokio::task::spawn_blocking(move || portcullis_audit::verify(&dir, key.as_ref()))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     Ok(Json(match report {
@@ -117,6 +119,15 @@ pub(crate) async fn verify(
             "files": r.files,
             "last_seq": r.last_seq,
             "last_hash": r.last_hash.to_hex(),
+            "seals_checked": r.key_checked,
+            "sealed": r.sealed,
+            "last_sealed_seq": r.last_sealed_seq,
+            "unsealed_tail": r.unsealed_tail,
+            "sealed_as_found": r.sealed_as_found.iter().map(|f| json!({
+                "from_seq": f.from_seq,
+                "to_seq": f.to_seq,
+                "by_seq": f.by_seq,
+            })).collect::<Vec<_>>(),
         }),
         Err(e) => {
             warn!(error = %e, "the audit trail does not verify");

@@ -1,0 +1,149 @@
+//! `portcullis audit verify` checks the seals of the trail with the gateway's key: a trail edited
+//! and re-hashed while the gateway was down (which a chain alone cannot show) is refused.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest as _, Sha256};
+
+fn portcullis(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("PORTCULLIS_CONFIG")
+        .env_remove("PORTCULLIS_SECRET_KEY")
+        .env("PW", "a long enough password")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn segment(data: &Path) -> PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(data.join("audit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 1);
+    files.remove(0)
+}
+
+/// Changes `from` to `to` in the record `seq`, then rewrites every `prev` and `hash` after it so
+/// that the chain checks out again, keeping the seals (which cannot be remade without the key).
+fn edit_and_rehash(path: &Path, seq: u64, from: &str, to: &str) {
+    let mut prev = "0".repeat(64);
+    let mut out = String::new();
+    for (i, line) in std::fs::read_to_string(path).unwrap().lines().enumerate() {
+        let mut line = line.to_owned();
+        if i as u64 + 1 == seq {
+            assert!(line.contains(from), "{line}");
+            line = line.replacen(from, to, 1);
+        }
+        let at = line.find(r#","prev":""#).unwrap();
+        let header = format!(r#"{},"prev":"{prev}","#, &line[..at]);
+        let rest = &line[at + 9 + 64 + 2..];
+        let rest = rest.strip_prefix(r#""hash":""#).unwrap();
+        let rest = &rest[64 + 2..];
+        let (seal, rest) = match rest.strip_prefix(r#""seal":""#) {
+            Some(r) => (format!(r#""seal":"{}","#, &r[..128]), &r[130..]),
+            None => (String::new(), rest),
+        };
+        let hash = hex::encode(Sha256::digest(format!("{header}{rest}").as_bytes()));
+        out.push_str(&format!(r#"{header}"hash":"{hash}",{seal}{rest}"#));
+        out.push('\n');
+        prev = hash;
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn a_trail_edited_and_rehashed_fails_audit_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    for name in ["bob", "carol", "dave"] {
+        let out = portcullis(data, &["user", "add", name, "--password-env", "PW"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    // The CLI seals its records with the gateway's key, as the gateway does.
+    let out = portcullis(data, &["audit", "verify"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("3 records in 1 files, intact"), "{stdout}");
+    assert!(
+        stdout.contains("sealed: 3 records carry a seal, the last at seq 3; every seal checks out"),
+        "{stdout}"
+    );
+
+    // Carol's creation now says bob made eve, with every later hash recomputed.
+    edit_and_rehash(&segment(data), 2, r#""name":"carol""#, r#""name":"eve""#);
+    let out = portcullis(data, &["audit", "verify"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("NOT intact") && stderr.contains("(seq 2): seal does not verify"),
+        "{stderr}"
+    );
+
+    // The public key given by hand does the same; another key fails even the untouched trail.
+    let key = portcullis(data, &["recording", "public-key"]);
+    let hex_key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    let out = portcullis(data, &["audit", "verify", "--public-key", &hex_key]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    edit_and_rehash(&segment(data), 2, r#""name":"eve""#, r#""name":"carol""#);
+    let out = portcullis(data, &["audit", "verify", "--public-key", &hex_key]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("(given: --public-key)"), "{stdout}");
+    let other = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+    let out = portcullis(data, &["audit", "verify", "--public-key", other]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+
+    // Seals stripped: the last record has none.
+    let path = segment(data);
+    let stripped: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let at = l.find(r#""seal":""#).unwrap();
+            format!("{}{}\n", &l[..at], &l[at + 138..])
+        })
+        .collect();
+    std::fs::write(&path, stripped).unwrap();
+    let out = portcullis(data, &["audit", "verify"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("(seq 3): the last record carries no seal"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn without_a_key_verify_says_it_checked_the_chain_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let out = portcullis(data, &["user", "add", "bob", "--password-env", "PW"]);
+    assert!(out.status.success(), "{out:?}");
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(segment(data), copy.join(segment(data).file_name().unwrap())).unwrap();
+    // Another data directory: no gateway key there.
+    let elsewhere = tmp.path().join("elsewhere");
+    let out = portcullis(&elsewhere, &["audit", "verify", copy.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("chain only, seals NOT checked") && stdout.contains("proves nothing"),
+        "{stdout}"
+    );
+}
