@@ -396,8 +396,18 @@ pub trait Store: Send + Sync + 'static {
     /// Adds a new target. Fails with [`StoreError::AlreadyExists`] if the name is taken, or
     /// [`StoreError::InvalidName`].
     fn create_target(&self, target: &TargetRecord) -> Result<(), StoreError>;
-    /// Adds or replaces a target. Fails with [`StoreError::InvalidName`].
+    /// Adds or replaces a target. Fails with [`StoreError::InvalidName`]. Never use it to change
+    /// an existing target: a change made meanwhile (a pin learned, an admin's edit) would be
+    /// lost and a deleted target would come back; use [`Store::update_target`].
     fn put_target(&self, target: &TargetRecord) -> Result<(), StoreError>;
+    /// Changes an existing target atomically, as [`Store::update_user`] does users: `change`
+    /// gets the record as stored now and says whether it changed it. `None` when there is no
+    /// such target (nothing is written).
+    fn update_target(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(&mut TargetRecord) -> bool,
+    ) -> Result<Option<TargetRecord>, StoreError>;
     /// Looks up a target.
     fn get_target(&self, name: &str) -> Result<Option<TargetRecord>, StoreError>;
     /// All targets, sorted by name.

@@ -75,6 +75,24 @@ impl Store for MemoryStore {
         Ok(Some(record))
     }
 
+    fn update_target(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(&mut TargetRecord) -> bool,
+    ) -> Result<Option<TargetRecord>, StoreError> {
+        let mut inner = self.lock();
+        let Some(stored) = inner.targets.get_mut(name) else {
+            return Ok(None);
+        };
+        let mut record = stored.clone();
+        if change(&mut record) {
+            // INVARIANT: the key is the name; a change may not rename.
+            record.name = name.to_owned();
+            *stored = record.clone();
+        }
+        Ok(Some(record))
+    }
+
     fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         Ok(self.lock().users.get(name).cloned())
     }

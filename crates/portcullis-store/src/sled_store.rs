@@ -231,6 +231,27 @@ impl Store for SledStore {
         Ok(Some(record))
     }
 
+    fn update_target(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(&mut TargetRecord) -> bool,
+    ) -> Result<Option<TargetRecord>, StoreError> {
+        // As update_user: under the write lock, read, change and write are one step.
+        let _guard = self.write_lock();
+        let Some(mut record) = get_record::<TargetRecord>(&self.targets, "targets", name)? else {
+            return Ok(None);
+        };
+        if change(&mut record) {
+            // INVARIANT: the key is the name; a change may not rename.
+            record.name = name.to_owned();
+            self.targets
+                .insert(name.as_bytes(), encode(&record)?)
+                .map_err(backend)?;
+            self.flush_db()?;
+        }
+        Ok(Some(record))
+    }
+
     fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         get_record(&self.users, "users", name)
     }

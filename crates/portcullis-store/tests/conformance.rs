@@ -411,6 +411,46 @@ mod checks {
     }
 }
 
+/// Concurrent changes to one target (a pin learned while an admin edits): none is lost, and a
+/// deleted target never comes back.
+pub fn concurrent_target_updates(store: &dyn Store) {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 50;
+    store.create_target(&target("win")).unwrap();
+    let before = target("win").labels.len();
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            scope.spawn(move || {
+                for r in 0..ROUNDS {
+                    store
+                        .update_target("win", &mut |rec| {
+                            let mut labels = rec.labels.clone();
+                            std::thread::yield_now();
+                            labels.push(format!("t{t}-{r}"));
+                            rec.labels = labels;
+                            true
+                        })
+                        .unwrap()
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(
+        store.get_target("win").unwrap().unwrap().labels.len(),
+        before + THREADS * ROUNDS
+    );
+    assert_eq!(store.update_target("nowhere", &mut |_| true).unwrap(), None);
+    assert_eq!(store.get_target("nowhere").unwrap(), None);
+    assert!(store.delete_target("win").unwrap());
+    assert_eq!(store.update_target("win", &mut |_| true).unwrap(), None);
+    assert_eq!(
+        store.get_target("win").unwrap(),
+        None,
+        "a deleted target came back"
+    );
+}
+
 /// Concurrent changes to one user: none is lost, and a delete is never undone by a change that
 /// read the record before it.
 pub fn concurrent_user_updates(store: &dyn Store) {
@@ -515,6 +555,10 @@ macro_rules! conformance {
             #[test]
             fn users() {
                 with_store(checks::users);
+            }
+            #[test]
+            fn concurrent_target_updates() {
+                with_store(super::concurrent_target_updates);
             }
             #[test]
             fn user_already_exists() {

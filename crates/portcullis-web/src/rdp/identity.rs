@@ -51,19 +51,25 @@ struct Keeper {
 }
 
 impl Keeper {
-    /// Re-reads the record (an admin may have changed it meanwhile) and applies `change` to its
-    /// identity.
+    /// Applies `change` to the identity of the record as stored now, in one atomic step (an
+    /// admin may change it meanwhile).
     fn update(
         &self,
-        change: impl FnOnce(&mut TargetIdentity) -> Result<(), String>,
+        mut change: impl FnMut(&mut TargetIdentity) -> Result<(), String>,
     ) -> Result<(), String> {
-        let mut record = self
+        // Atomically: an admin's change or another connection's lesson meanwhile is kept.
+        let mut outcome = Ok(());
+        let found = self
             .store
-            .get_target(&self.target)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("target {} was deleted", self.target))?;
-        change(&mut record.identity)?;
-        self.store.put_target(&record).map_err(|e| e.to_string())
+            .update_target(&self.target, &mut |record| {
+                outcome = change(&mut record.identity);
+                outcome.is_ok()
+            })
+            .map_err(|e| e.to_string())?;
+        if found.is_none() {
+            return Err(format!("target {} was deleted", self.target));
+        }
+        outcome
     }
 }
 

@@ -130,8 +130,32 @@ async fn change(
         .before(
             admin_change(admin, action, before, after).target(&target.name),
             || {
-                target.identity = identity;
-                Ok(state.store.put_target(target)?)
+                // Only over the identity this change was computed from: a connection that
+                // learned or was refused meanwhile, or another admin, is not overwritten.
+                let seen = target.identity.clone();
+                let mut stale = false;
+                let stored = state.store.update_target(&target.name, &mut |t| {
+                    stale = t.identity != seen;
+                    if !stale {
+                        t.identity = identity.clone();
+                    }
+                    !stale
+                })?;
+                match stored {
+                    None => Err(WebError::NotFound(format!(
+                        "no target named {:?}",
+                        target.name
+                    ))),
+                    Some(_) if stale => Err(WebError::Conflict(
+                        "the target's identity changed meanwhile (a connection pinned or was \
+                         refused, or another admin changed it): reload and try again"
+                            .into(),
+                    )),
+                    Some(now) => {
+                        *target = now;
+                        Ok(())
+                    }
+                }
             },
         )
         .await?;
