@@ -84,6 +84,7 @@
 mod error;
 mod files;
 mod log;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod oracles;
 mod query;
