@@ -174,10 +174,10 @@ async fn only_fsynced_records_are_forwarded_and_a_crash_skips_nothing() {
     let s = setup();
     let files = CrashFiles::new();
     let log = OpenOptions::new()
-        .file_layer(Arc::new(CrashLayer(files.clone())))
+        .file_layer(Arc::new(CrashLayer(Arc::clone(&files))))
         .open(&s.audit)
         .unwrap();
-    let _release = Release(files.clone());
+    let _release = Release(Arc::clone(&files));
     append(&log, "before", 1..=3);
     let run = spawn(&s.config, &s.audit, &s.state, &log);
     let h = run.handle.clone();
@@ -235,10 +235,10 @@ async fn a_cursor_ahead_of_the_log_delivers_again_from_where_the_log_ends() {
     let s = setup();
     let files = CrashFiles::new();
     let log = OpenOptions::new()
-        .file_layer(Arc::new(CrashLayer(files.clone())))
+        .file_layer(Arc::new(CrashLayer(Arc::clone(&files))))
         .open(&s.audit)
         .unwrap();
-    let _release = Release(files.clone());
+    let _release = Release(Arc::clone(&files));
     append(&log, "before", 1..=3);
     let tickets = write_unsynced(&log, &files, 4..=6);
     // A forwarder that read whole lines (as before) delivered up to 6 and stored its cursor.

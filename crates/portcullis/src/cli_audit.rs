@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::config::Config;
 
 /// An open trail and who acts.
-pub struct CliAudit {
+pub(crate) struct CliAudit {
     log: AuditLog,
     actor: String,
     uid: Option<u32>,
@@ -24,7 +24,7 @@ pub struct CliAudit {
 
 impl CliAudit {
     /// Opens the trail of `config` (created on first use).
-    pub fn open(config: &Config) -> Result<Self> {
+    pub(crate) fn open(config: &Config) -> Result<Self> {
         let dir = &config.audit.dir;
         let log = OpenOptions::new()
             .max_segment_bytes(config.audit.segment_bytes)
@@ -48,7 +48,7 @@ impl CliAudit {
     }
 
     /// An administrative change by the CLI's user: what, before and after (never a secret).
-    pub fn change(&self, action: &str, before: Value, after: Value) -> Record {
+    pub(crate) fn change(&self, action: &str, before: Value, after: Value) -> Record {
         let mut record = Record::new(Kind::ADMIN_CHANGE, &self.actor)
             .detail("action", action)
             .detail("before", before)
@@ -63,7 +63,7 @@ impl CliAudit {
     /// Records `record` (fsynced) and only then runs `act`; if `act` fails, a follow-up record
     /// says so (`outcome: "failed"`, the error, `intent_seq`). Nothing is done when the record
     /// cannot be written.
-    pub fn before<T>(&self, record: Record, act: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(crate) fn before<T>(&self, record: Record, act: impl FnOnce() -> Result<T>) -> Result<T> {
         let mut follow_up = Record::new(record.kind.clone(), record.actor.clone());
         if let Some(target) = &record.target {
             follow_up = follow_up.target(target.clone());

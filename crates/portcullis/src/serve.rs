@@ -47,7 +47,7 @@ fn open_audit(
     }
     info!(dir = %dir.display(), next_seq = recovery.next_seq, "audit trail open");
     let log = Arc::new(log);
-    Ok((portcullis_web::audit::Audit::new(log.clone()), log))
+    Ok((portcullis_web::audit::Audit::new(Arc::clone(&log)), log))
 }
 
 /// The policy to start with: the `[policy] file`, else the one saved in the store, else the
@@ -138,7 +138,9 @@ pub(crate) fn serve(config: Config) -> Result<()> {
         broker = broker.with_audit(sink);
     }
     if let Some(r) = &recording {
-        broker = broker.with_recorder(r.recorder.clone());
+        broker = broker.with_recorder(Arc::<portcullis_recorder::GatewayRecorder>::clone(
+            &r.recorder,
+        ));
     }
     let mut state = portcullis_web::AppState::new(Arc::new(store), Arc::new(key), broker)
         .with_audit(audit)
@@ -212,7 +214,7 @@ pub(crate) fn serve(config: Config) -> Result<()> {
             forwarders.push(tokio::spawn(forwarder.run(stopped(siem_stop_rx.clone()))));
         }
         if let (Some(r), Some(retention)) = (&recording, config.recording.retention) {
-            recording::spawn_retention(r.storage.clone(), r.live.clone(), retention);
+            recording::spawn_retention(Arc::clone(&r.storage), r.live.clone(), retention);
         }
         if let Some((tls, public_key, listener)) = rdp {
             let listener = tokio::net::TcpListener::from_std(listener)

@@ -45,7 +45,7 @@ pub(super) async fn rdp_accept_loop(
         // One network may hold only a few connections that have not logged in yet, so idle
         // sockets from one address cannot take the places of everyone else.
         let admitted = pre_auth.enter(peer).and_then(|waiting| {
-            let permit = slots.clone().try_acquire_owned().ok()?;
+            let permit = Arc::clone(&slots).try_acquire_owned().ok()?;
             Some((waiting, permit))
         });
         let Some((waiting, permit)) = admitted else {
@@ -63,7 +63,7 @@ pub(super) async fn rdp_accept_loop(
             }
             continue;
         };
-        let (server, gate) = (server.clone(), gate.clone());
+        let (server, gate) = (Arc::clone(&server), Arc::clone(&gate));
         tokio::spawn(async move {
             portcullis_rdp::server::serve(tcp, peer, server, gate).await;
             drop(waiting);
