@@ -117,6 +117,68 @@ pub(crate) const RULES: &[Rule] = &[
     },
 ];
 
+/// Sans-I/O crates whose own source must not name the standard library's files, sockets,
+/// clocks or threads (dependencies cannot show that: `std` is always there). Comments aside.
+pub(crate) const SANS_IO_SOURCES: &[(&str, &str)] = &[
+    (
+        "crates/portcullis-core/src",
+        "portcullis-core is sans-I/O: never tokio, sockets, clocks, files",
+    ),
+    (
+        "crates/portcullis-policy/src",
+        "portcullis-policy: never I/O, clocks (time is passed in)",
+    ),
+];
+
+/// What a sans-I/O source file must not name.
+const SANS_IO_FORBIDDEN: &[&str] = &[
+    "std::fs",
+    "std::net",
+    "std::thread",
+    "SystemTime",
+    "Instant",
+    "tokio",
+];
+
+/// Every line of `files` (path, text) that names one of [`SANS_IO_FORBIDDEN`] outside a
+/// comment.
+pub(crate) fn source_violations(files: &[(String, String)], why: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, text) in files {
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if let Some(word) = SANS_IO_FORBIDDEN.iter().find(|w| code.contains(*w)) {
+                found.push(format!(
+                    "{path}:{} names {word}, but ARCHITECTURE.md says: {why}",
+                    n + 1
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// The `.rs` files under `dir`, with their text.
+fn rust_files(dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                files.push((path.display().to_string(), text));
+            }
+        }
+    }
+    Ok(files)
+}
+
 /// Normal dependencies by crate name (all versions of a name merged), and the workspace's crates.
 #[derive(Debug, Default)]
 pub(crate) struct Graph {
@@ -288,6 +350,9 @@ pub(crate) fn check(root: &Path) -> Result<()> {
     let graph = Graph::from_metadata(&metadata)?;
     let mut broken = unknown_crates(RULES, &graph);
     broken.extend(violations(RULES, &graph));
+    for (dir, why) in SANS_IO_SOURCES {
+        broken.extend(source_violations(&rust_files(&root.join(dir))?, why));
+    }
     if !broken.is_empty() {
         for b in &broken {
             eprintln!("error: {b}");
@@ -298,9 +363,11 @@ pub(crate) fn check(root: &Path) -> Result<()> {
         );
     }
     println!(
-        "cargo xtask check: {} dependency rules hold for {} workspace crates",
+        "cargo xtask check: {} dependency rules hold for {} workspace crates; {} sans-I/O crates \
+         name no file, socket, clock or thread",
         RULES.len(),
-        graph.members.len()
+        graph.members.len(),
+        SANS_IO_SOURCES.len()
     );
     Ok(())
 }
@@ -414,6 +481,27 @@ mod tests {
             why: "",
         }];
         assert_eq!(unknown_crates(&rules, &g).len(), 1);
+    }
+
+    #[test]
+    fn sans_io_sources_name_no_file_socket_or_clock() {
+        let files = [
+            (
+                "a.rs".to_owned(),
+                "use std::fs::File;\n// std::net in a comment\nfn f() {}\n".to_owned(),
+            ),
+            (
+                "b.rs".to_owned(),
+                "let t = 1; // Instant::now() was here\nlet n = Instant::now();\n".to_owned(),
+            ),
+        ];
+        assert_eq!(
+            source_violations(&files, "sans-I/O"),
+            [
+                "a.rs:1 names std::fs, but ARCHITECTURE.md says: sans-I/O",
+                "b.rs:2 names Instant, but ARCHITECTURE.md says: sans-I/O"
+            ]
+        );
     }
 
     #[test]
