@@ -158,10 +158,10 @@ pub(crate) fn source_violations(files: &[(String, String)], why: &str) -> Vec<St
     found
 }
 
-/// The `.rs` files under `dir`, with their text.
-fn rust_files(dir: &Path) -> Result<Vec<(String, String)>> {
+/// The `.rs` files under `root`/`dir`, with their text, named relative to `root`.
+fn rust_files(root: &Path, dir: &str) -> Result<Vec<(String, String)>> {
     let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
+    let mut dirs = vec![root.join(dir)];
     while let Some(d) = dirs.pop() {
         for entry in
             std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))?
@@ -172,7 +172,12 @@ fn rust_files(dir: &Path) -> Result<Vec<(String, String)>> {
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
-                files.push((path.display().to_string(), text));
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                files.push((name, text));
             }
         }
     }
@@ -351,7 +356,7 @@ pub(crate) fn check(root: &Path) -> Result<()> {
     let mut broken = unknown_crates(RULES, &graph);
     broken.extend(violations(RULES, &graph));
     for (dir, why) in SANS_IO_SOURCES {
-        broken.extend(source_violations(&rust_files(&root.join(dir))?, why));
+        broken.extend(source_violations(&rust_files(root, dir)?, why));
     }
     if !broken.is_empty() {
         for b in &broken {
