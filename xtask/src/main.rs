@@ -2,13 +2,17 @@
 //!
 //! - `demo`: installs what is missing, builds the UI and the gateway, starts a demo VNC desktop
 //!   and runs the gateway with that desktop registered.
-//! - `test`: installs what is missing and runs every test: formatting, lints, Rust unit and
+//! - `check`: the dependency rules of ARCHITECTURE.md (which crate may never depend on what),
+//!   against the graph `cargo metadata` resolves.
+//! - `test`: checks those rules first, then installs what is missing and runs every test: formatting, lints, Rust unit and
 //!   integration tests, UI unit tests, and the end-to-end tests through real peers.
 //! - `bench [latency|recording|rdp|kill|policy]`: builds in release mode and runs the benchmarks
 //!   in `benches/` (and the policy crate's decision timing).
 //! - `fuzz [SECONDS]`: runs every cargo-fuzz target in `fuzz/` for SECONDS each (default 60).
 //! - `deps`: only installs the system and npm packages.
 #![allow(clippy::print_stdout)]
+
+mod check;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -62,13 +66,14 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match args.first().map(String::as_str) {
         Some("deps") => deps(&root),
+        Some("check") => check::check(&root),
         Some("demo") => demo(&root),
         Some("test") => test(&root),
         Some("bench") => bench(&root),
         Some("fuzz") => fuzz(&root, &args[1..]),
         _ => {
             println!(
-                "usage: cargo xtask <demo|test|bench|fuzz [SECONDS | --runs N] [TARGET...]|deps>"
+                "usage: cargo xtask <check|demo|test|bench|fuzz [SECONDS | --runs N] [TARGET...]|deps>"
             );
             bail!("unknown or missing command")
         }
@@ -180,6 +185,7 @@ fn cargo() -> Command {
 }
 
 fn test(root: &Path) -> Result<()> {
+    check::check(root)?;
     deps(root)?;
     build_ui(root)?;
     run(Command::new("npm")

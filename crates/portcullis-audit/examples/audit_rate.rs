@@ -31,7 +31,7 @@ fn main() {
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|t| {
-            let log = log.clone();
+            let log = Arc::clone(&log);
             let mine = records / threads + usize::from(t < records % threads);
             std::thread::spawn(move || {
                 for i in 0..mine {

@@ -189,7 +189,7 @@ impl CrashFiles {
         };
         state.durable.insert(path.to_owned(), len);
         Box::new(CrashFile {
-            layer: self.clone(),
+            layer: Arc::clone(self),
             path: path.to_owned(),
             file,
             written: len,

@@ -96,6 +96,7 @@
 mod error;
 mod files;
 mod log;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod oracles;
 mod query;

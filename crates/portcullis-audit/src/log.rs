@@ -173,15 +173,15 @@ impl OpenOptions {
             segments: Mutex::new(state.segments),
         });
         let writer = Writer {
-            shared: shared.clone(),
+            shared: Arc::clone(&shared),
             dir: dir.clone(),
             file,
             path,
             size: state.size,
             chain: state.chain,
             max_segment_bytes: self.max_segment_bytes,
-            clock: self.clock.clone(),
-            files: self.files.clone(),
+            clock: Arc::clone(&self.clock),
+            files: Arc::clone(&self.files),
             buf: Vec::new(),
             seal: self.seal.clone(),
             last_framed: None,
@@ -400,7 +400,7 @@ impl AuditLog {
     /// What readers of the files may trust: see [`Watermark`].
     pub fn watermark(&self) -> Watermark {
         Watermark {
-            shared: self.shared.clone(),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -577,7 +577,7 @@ impl Drop for ExitGuard {
 
 impl Writer {
     fn run(mut self) {
-        let _guard = ExitGuard(self.shared.clone());
+        let _guard = ExitGuard(Arc::clone(&self.shared));
         loop {
             let batch = {
                 let mut queue = self.shared.lock_queue();

@@ -61,7 +61,12 @@ pub(crate) struct Reply {
 /// A connected reply and ticket.
 pub(crate) fn ticket() -> (Reply, Ticket) {
     let slot = Arc::new(Slot::default());
-    (Reply { slot: slot.clone() }, Ticket { slot })
+    (
+        Reply {
+            slot: Arc::clone(&slot),
+        },
+        Ticket { slot },
+    )
 }
 
 impl Reply {
@@ -157,7 +162,7 @@ mod tests {
     fn future_is_woken_and_ready() {
         let (reply, mut ticket) = ticket();
         let flag = Arc::new(Flag(Mutex::new(false)));
-        let waker = Waker::from(flag.clone());
+        let waker = Waker::from(Arc::clone(&flag));
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut ticket).poll(&mut cx).is_pending());
         reply.send(Ok(appended(9)));

@@ -310,7 +310,7 @@ fn concurrent_appends_are_all_acknowledged_in_shared_fsyncs() {
     let log = Arc::new(AuditLog::open(dir.path()).unwrap());
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {
-            let log = log.clone();
+            let log = Arc::clone(&log);
             std::thread::spawn(move || {
                 (0..EACH)
                     .map(|i| {
@@ -457,7 +457,7 @@ fn a_ticket_can_be_awaited() {
 /// A clock the test moves.
 fn manual_clock() -> (Arc<AtomicU64>, OpenOptions) {
     let now = Arc::new(AtomicU64::new(1_000));
-    let clock = now.clone();
+    let clock = Arc::clone(&now);
     let options = small_segments().clock(move || clock.load(Ordering::SeqCst));
     (now, options)
 }

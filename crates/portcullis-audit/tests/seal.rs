@@ -347,7 +347,9 @@ fn a_crash_that_forgets_unsynced_writes_leaves_a_sealed_log() {
     let dir = tempfile::tempdir().unwrap();
     let files = CrashFiles::new();
     let log = sealing()
-        .file_layer(std::sync::Arc::new(CrashLayer(files.clone())))
+        .file_layer(std::sync::Arc::new(CrashLayer(std::sync::Arc::clone(
+            &files,
+        ))))
         .open(dir.path())
         .unwrap();
     fill_batches(&log, 2, 3);

@@ -17,6 +17,7 @@ pub mod damage;
 pub mod desktop;
 pub mod flow;
 pub mod keytext;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod oracles;
 pub mod scancode;

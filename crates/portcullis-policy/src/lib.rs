@@ -48,6 +48,7 @@ pub mod decision;
 pub mod doc;
 pub mod error;
 pub mod explain;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod oracles;
 pub mod policy;

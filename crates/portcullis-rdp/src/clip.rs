@@ -492,6 +492,7 @@ fn sent<R: Role>(
 /// The fuzzing oracle of the clipboard channel (see `server::oracles::clipboard_bytes`): `data`
 /// as one channel PDU (header and chunk) from a native client, and as the payload of a hostile
 /// target, to both roles once they are ready. Must never panic nor gather more than the limit.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn fuzz_channel_bytes(data: &[u8]) {
     use ironrdp_cliprdr::{CliprdrClient, CliprdrServer};
     use ironrdp_svc::{StaticVirtualChannel, SvcProcessor};

@@ -353,6 +353,7 @@ impl DriveRelay {
     }
 
     /// Panics when the relay's state outgrew its bounds (for the fuzzer).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn check_bounds(&self) {
         assert!(
             self.pending.len() <= MAX_PENDING,

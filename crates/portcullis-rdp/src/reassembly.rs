@@ -348,6 +348,7 @@ impl Reassembly {
     }
 
     /// Panics when the count broke a bound (for the fuzzer).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn check_bounds(&self) {
         assert!(self.held() <= self.session_limit, "session bound broken");
         assert!(
@@ -381,6 +382,7 @@ fn le_u32(b: &[u8], at: usize) -> Option<u32> {
         .map(u32::from_le_bytes)
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod oracles;
 

@@ -79,7 +79,7 @@ impl SessionRecorder for GatewayRecorder {
             client_addr: info.client_addr.clone(),
             started_at_ms: unix_ms(),
         };
-        let writer = RecordingWriter::create(self.storage.as_ref(), self.key.clone(), meta)
+        let writer = RecordingWriter::create(self.storage.as_ref(), Arc::clone(&self.key), meta)
             .map_err(|e| {
                 warn!(session = %info.id, error = %e, "cannot create the recording");
                 if e.is_full() {
@@ -89,7 +89,7 @@ impl SessionRecorder for GatewayRecorder {
                 }
             })?;
         let config = self.config.clone();
-        let storage = self.storage.clone();
+        let storage = Arc::clone(&self.storage);
         let live = self.live.clone();
         let on_closed = self.on_closed.clone();
         live.insert(&info.id);

@@ -87,7 +87,7 @@ fn recording_probes_plays_and_shows_changes_at_their_time() {
         client_addr: "127.0.0.1".into(),
         started_at_ms: 0,
     };
-    let writer = RecordingWriter::create(&disk, key.clone(), meta).unwrap();
+    let writer = RecordingWriter::create(&disk, Arc::clone(&key), meta).unwrap();
     let cfg = RecorderConfig::default();
     let mut r = Recorder::new(writer, cfg);
     let (w, h) = (640, 480);

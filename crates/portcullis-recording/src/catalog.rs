@@ -821,7 +821,7 @@ fn recover_one(
         reason.push_str(" …");
     }
     let sink = storage.reopen(id)?;
-    let mut w = RecordingWriter::resume(id.to_owned(), sink, key.clone(), here, s.chain);
+    let mut w = RecordingWriter::resume(id.to_owned(), sink, Arc::clone(key), here, s.chain);
     w.close(
         act.state.unwrap_or(EndState::Incomplete),
         &reason,

@@ -9,6 +9,7 @@
 pub mod catalog;
 mod live;
 pub mod manifest;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod oracles;
 pub mod scan;

@@ -77,7 +77,7 @@ impl RecordingWriter {
         let mut w = Self {
             id,
             sink,
-            key: key.clone(),
+            key: Arc::clone(&key),
             seq: 0,
             chain: CHAIN_START,
             part: 0,

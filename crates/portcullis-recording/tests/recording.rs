@@ -32,7 +32,7 @@ fn write(
     n: u64,
     finish: bool,
 ) {
-    let mut w = RecordingWriter::create(disk, key.clone(), meta(id)).unwrap();
+    let mut w = RecordingWriter::create(disk, Arc::clone(key), meta(id)).unwrap();
     w.event(
         0,
         &SessionEvent::ViewerJoined {
@@ -436,7 +436,7 @@ fn a_recording_not_closed_is_cut_whoever_holds_its_lock() {
     let dir = tempfile::tempdir().unwrap();
     let disk = LocalDisk::open(dir.path()).unwrap();
     let key = Arc::new(generate_key());
-    let mut w = RecordingWriter::create(&disk, key.clone(), meta("r1")).unwrap();
+    let mut w = RecordingWriter::create(&disk, Arc::clone(&key), meta("r1")).unwrap();
     w.begin_part(1280, 800, "avc1.64001f", b"init").unwrap();
     w.segment(
         SegmentInfo {

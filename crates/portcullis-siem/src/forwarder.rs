@@ -324,7 +324,7 @@ impl Forwarder {
     pub fn handle(&self) -> Handle {
         Handle {
             status: self.status.subscribe(),
-            wake: self.wake.clone(),
+            wake: Arc::clone(&self.wake),
         }
     }
 

@@ -57,7 +57,7 @@ fn last_seq_in(buf: &[u8]) -> Option<u64> {
 }
 
 /// The seq of the log's last whole record, `None` when there is none or it cannot be told.
-pub fn last_seq(dir: &Path) -> io::Result<Option<u64>> {
+pub(crate) fn last_seq(dir: &Path) -> io::Result<Option<u64>> {
     // A segment just opened may not hold a whole line yet: then the one before tells.
     for (_, path) in segments_newest_first(dir)?.iter().take(2) {
         if let Some(seq) = last_line_seq(path)? {

@@ -143,10 +143,10 @@ impl Drop for Release {
 fn crashable_log(audit: &Path) -> (AuditLog, Arc<CrashFiles>, Release) {
     let files = CrashFiles::new();
     let log = OpenOptions::new()
-        .file_layer(Arc::new(CrashLayer(files.clone())))
+        .file_layer(Arc::new(CrashLayer(Arc::clone(&files))))
         .open(audit)
         .unwrap();
-    let release = Release(files.clone());
+    let release = Release(Arc::clone(&files));
     (log, files, release)
 }
 

@@ -427,7 +427,7 @@ async fn kill_and_restart(label: &str, tls: bool, before: u64, total: u64) {
 
     // The rest arrives over ~4 s while the forwarder runs.
     let producer = {
-        let log = log.clone();
+        let log = Arc::clone(&log);
         let rest = total - before;
         std::thread::spawn(move || {
             append(

@@ -56,7 +56,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 mod checks {
     use super::*;
 
-    pub fn users(store: &dyn Store) {
+    pub(crate) fn users(store: &dyn Store) {
         assert_eq!(store.get_user("alice").unwrap(), None);
         assert!(store.list_users().unwrap().is_empty());
 
@@ -83,7 +83,7 @@ mod checks {
         assert_eq!(store.list_users().unwrap().len(), 4);
     }
 
-    pub fn user_already_exists(store: &dyn Store) {
+    pub(crate) fn user_already_exists(store: &dyn Store) {
         store.create_user(&user("alice", Role::Admin)).unwrap();
         let mut other = user("alice", Role::User);
         other.password_hash = "other".to_owned();
@@ -97,7 +97,7 @@ mod checks {
         assert_eq!(store.get_user("alice").unwrap().unwrap().role, Role::Admin);
     }
 
-    pub fn targets(store: &dyn Store) {
+    pub(crate) fn targets(store: &dyn Store) {
         assert_eq!(store.get_target("web").unwrap(), None);
         assert!(store.list_targets().unwrap().is_empty());
 
@@ -139,7 +139,7 @@ mod checks {
         );
     }
 
-    pub fn invalid_names(store: &dyn Store) {
+    pub(crate) fn invalid_names(store: &dyn Store) {
         for bad in [
             "",
             ".hidden",
@@ -192,7 +192,7 @@ mod checks {
         assert!(store.list_targets().unwrap().is_empty());
     }
 
-    pub fn grants(store: &dyn Store) {
+    pub(crate) fn grants(store: &dyn Store) {
         store.create_user(&user("alice", Role::User)).unwrap();
         store.create_user(&user("al", Role::User)).unwrap();
         store.create_user(&user("al-b", Role::User)).unwrap();
@@ -245,7 +245,7 @@ mod checks {
         assert!(!store.delete_grant("nobody", "web").unwrap());
     }
 
-    pub fn grant_not_found(store: &dyn Store) {
+    pub(crate) fn grant_not_found(store: &dyn Store) {
         store.create_user(&user("alice", Role::User)).unwrap();
         store.create_target(&target("web")).unwrap();
 
@@ -274,7 +274,7 @@ mod checks {
         assert!(store.list_grants().unwrap().is_empty());
     }
 
-    pub fn delete_user_cascades(store: &dyn Store) {
+    pub(crate) fn delete_user_cascades(store: &dyn Store) {
         store.create_user(&user("alice", Role::User)).unwrap();
         store.create_user(&user("al", Role::User)).unwrap();
         store.create_user(&user("bob", Role::User)).unwrap();
@@ -319,7 +319,7 @@ mod checks {
         assert_eq!(store.list_targets().unwrap().len(), 2);
     }
 
-    pub fn delete_target_cascades(store: &dyn Store) {
+    pub(crate) fn delete_target_cascades(store: &dyn Store) {
         store.create_user(&user("alice", Role::User)).unwrap();
         store.create_user(&user("bob", Role::User)).unwrap();
         store.create_target(&target("web")).unwrap();
@@ -346,7 +346,7 @@ mod checks {
         assert!(matches!(err, StoreError::NotFound { kind: "target", .. }));
     }
 
-    pub fn meta(store: &dyn Store) {
+    pub(crate) fn meta(store: &dyn Store) {
         assert_eq!(store.get_meta("schema").unwrap(), None);
         store.put_meta("schema", b"1").unwrap();
         store.put_meta("binary", &[0, 255, 10]).unwrap();
@@ -370,7 +370,7 @@ mod checks {
         store.flush().unwrap();
     }
 
-    pub fn tokens_and_mfa(store: &dyn Store) {
+    pub(crate) fn tokens_and_mfa(store: &dyn Store) {
         let mut alice = user("alice", Role::User);
         alice.mfa = Some(MfaRecord {
             sealed_secret: vec![9, 8, 7],
@@ -802,7 +802,7 @@ mod sled_only {
         store.create_target(&target("web")).unwrap();
         let handles: Vec<_> = (0..8)
             .map(|i| {
-                let store = store.clone();
+                let store = std::sync::Arc::clone(&store);
                 std::thread::spawn(move || {
                     let name = format!("user{i}");
                     store.create_user(&user(&name, Role::User)).unwrap();

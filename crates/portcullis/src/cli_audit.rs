@@ -22,13 +22,13 @@ use crate::config::Config;
 /// The key the audit trail is sealed with: the gateway's recording signing key (created on
 /// first use, like the gateway does), whose public half `portcullis recording public-key`
 /// prints and exports carry.
-pub fn sealing_key(config: &Config, secret: &SecretKey) -> Result<SigningKey> {
+pub(crate) fn sealing_key(config: &Config, secret: &SecretKey) -> Result<SigningKey> {
     crate::recording::load_signing_key(config, secret)
         .context("the audit trail is sealed with the recording signing key")
 }
 
 /// An open trail and who acts.
-pub struct CliAudit {
+pub(crate) struct CliAudit {
     log: AuditLog,
     actor: String,
     uid: Option<u32>,
@@ -36,10 +36,10 @@ pub struct CliAudit {
 
 impl CliAudit {
     /// Opens the trail of `config` (created on first use).
-    pub fn open(config: &Config) -> Result<Self> {
+    pub(crate) fn open(config: &Config) -> Result<Self> {
         let dir = &config.audit.dir;
         let mut options = OpenOptions::new().max_segment_bytes(config.audit.segment_bytes);
-        match crate::load_key(config).and_then(|secret| sealing_key(config, &secret)) {
+        match crate::data::load_key(config).and_then(|secret| sealing_key(config, &secret)) {
             Ok(key) => options = options.sealing_key(key),
             // Say so, but still record the change: the gateway seals what it finds unsealed at
             // its next start (an `audit_sealed` record), and verify names those records.
@@ -68,7 +68,7 @@ impl CliAudit {
     }
 
     /// An administrative change by the CLI's user: what, before and after (never a secret).
-    pub fn change(&self, action: &str, before: Value, after: Value) -> Record {
+    pub(crate) fn change(&self, action: &str, before: Value, after: Value) -> Record {
         let mut record = Record::new(Kind::ADMIN_CHANGE, &self.actor)
             .detail("action", action)
             .detail("before", before)
@@ -83,7 +83,7 @@ impl CliAudit {
     /// Records `record` (fsynced) and only then runs `act`; if `act` fails, a follow-up record
     /// says so (`outcome: "failed"`, the error, `intent_seq`). Nothing is done when the record
     /// cannot be written.
-    pub fn before<T>(&self, record: Record, act: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(crate) fn before<T>(&self, record: Record, act: impl FnOnce() -> Result<T>) -> Result<T> {
         let mut follow_up = Record::new(record.kind.clone(), record.actor.clone());
         if let Some(target) = &record.target {
             follow_up = follow_up.target(target.clone());
@@ -143,7 +143,11 @@ enum KeySource {
 
 /// `portcullis audit verify`: checks the chain and, with the gateway's key (or `--public-key`),
 /// every seal and that the last record is sealed. Exit status 1 naming the first bad record.
-pub fn verify_cmd(config: &Config, dir: Option<PathBuf>, public_key: Option<&str>) -> Result<()> {
+pub(crate) fn verify_cmd(
+    config: &Config,
+    dir: Option<PathBuf>,
+    public_key: Option<&str>,
+) -> Result<()> {
     let dir = dir.unwrap_or_else(|| config.audit.dir.clone());
     let mut why_no_key = None;
     let key: Option<(VerifyingKey, KeySource)> = match public_key {
@@ -156,7 +160,7 @@ pub fn verify_cmd(config: &Config, dir: Option<PathBuf>, public_key: Option<&str
             let path = &config.recording.signing_key_file;
             // Never create a key here: load only one that exists.
             let gateway = if path.is_file() {
-                crate::load_key(config).and_then(|s| sealing_key(config, &s))
+                crate::data::load_key(config).and_then(|s| sealing_key(config, &s))
             } else {
                 Err(anyhow::anyhow!("{} does not exist", path.display()))
             };

@@ -104,7 +104,7 @@ mod dto {
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct File {
+    pub(super) struct File {
         pub data_dir: Option<PathBuf>,
         pub shutdown_grace_secs: Option<u64>,
         #[serde(default)]
@@ -129,27 +129,27 @@ mod dto {
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct Audit {
+    pub(super) struct Audit {
         pub dir: Option<PathBuf>,
         pub segment_mib: Option<u64>,
     }
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct Auth {
+    pub(super) struct Auth {
         #[serde(default)]
         pub mfa_required_roles: Vec<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct Policy {
+    pub(super) struct Policy {
         pub file: Option<PathBuf>,
     }
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct Recording {
+    pub(super) struct Recording {
         pub enabled: Option<bool>,
         pub dir: Option<PathBuf>,
         pub signing_key_file: Option<PathBuf>,
@@ -165,7 +165,7 @@ mod dto {
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct Http {
+    pub(super) struct Http {
         pub listen: Option<String>,
         pub cert: Option<PathBuf>,
         pub key: Option<PathBuf>,
@@ -173,13 +173,13 @@ mod dto {
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct Secrets {
+    pub(super) struct Secrets {
         pub key_file: Option<PathBuf>,
     }
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct Rdp {
+    pub(super) struct Rdp {
         pub enabled: Option<bool>,
         pub listen: Option<String>,
         pub remotefx: Option<bool>,
@@ -190,7 +190,7 @@ mod dto {
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct Targets {
+    pub(super) struct Targets {
         pub connect_timeout_secs: Option<u64>,
         pub handshake_timeout_secs: Option<u64>,
     }

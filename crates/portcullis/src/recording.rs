@@ -23,7 +23,7 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Loads the recording signing key, sealed at rest with the gateway's secret key, creating it
 /// on first use.
-pub fn load_signing_key(config: &Config, secret: &SecretKey) -> Result<SigningKey> {
+pub(crate) fn load_signing_key(config: &Config, secret: &SecretKey) -> Result<SigningKey> {
     let path = &config.recording.signing_key_file;
     match std::fs::read(path) {
         Ok(sealed) => {
@@ -71,7 +71,7 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// What `serve` needs for recording.
-pub struct Recording {
+pub(crate) struct Recording {
     pub recorder: Arc<GatewayRecorder>,
     pub web: portcullis_web::Recordings,
     pub storage: Arc<dyn RecordingStorage>,
@@ -130,7 +130,7 @@ impl RecoveryTrail for AuditTrail<'_> {
 /// Opens the recording storage, closes what a previous run left open (with the audit trail
 /// open: see [`AuditTrail`]), and builds the recorder, which records each recording's close in
 /// the trail.
-pub fn set_up(
+pub(crate) fn set_up(
     config: &Config,
     secret: &SecretKey,
     audit: &Arc<AuditLog>,
@@ -193,8 +193,8 @@ pub fn set_up(
         min_free_bytes: r.min_free_mb * 1024 * 1024,
         ..RecorderConfig::default()
     };
-    let closed_storage = storage.clone();
-    let trail = audit.clone();
+    let closed_storage = Arc::clone(&storage);
+    let trail = Arc::clone(audit);
     let on_closed: portcullis_recorder::gateway::OnClosed = Arc::new(move |id: &str| {
         let lines = match portcullis_recording::closed_lines(closed_storage.as_ref(), id) {
             Ok(Some(n)) => n,
@@ -212,10 +212,12 @@ pub fn set_up(
                 "cannot record the recording's close in the audit trail");
         }
     });
-    let recorder =
-        Arc::new(GatewayRecorder::new(storage.clone(), key.clone(), cfg).with_on_closed(on_closed));
+    let recorder = Arc::new(
+        GatewayRecorder::new(Arc::clone(&storage), Arc::clone(&key), cfg).with_on_closed(on_closed),
+    );
     let live = recorder.live();
-    let web = portcullis_web::Recordings::new(storage.clone(), live.clone(), key.verifying_key());
+    let web =
+        portcullis_web::Recordings::new(Arc::clone(&storage), live.clone(), key.verifying_key());
     Ok(Some(Recording {
         recorder,
         web,
@@ -225,7 +227,7 @@ pub fn set_up(
 }
 
 /// Deletes expired recordings now and then, for as long as the runtime runs.
-pub fn spawn_retention(
+pub(crate) fn spawn_retention(
     storage: Arc<dyn RecordingStorage>,
     live: LiveRecordings,
     retention: Duration,
@@ -234,7 +236,7 @@ pub fn spawn_retention(
         let mut every = tokio::time::interval(RETENTION_EVERY);
         loop {
             every.tick().await;
-            let storage = storage.clone();
+            let storage = Arc::clone(&storage);
             let live = live.clone();
             let cutoff = unix_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
             let done = tokio::task::spawn_blocking(move || {
@@ -268,17 +270,17 @@ fn parse_public_key(text: &str) -> Result<VerifyingKey> {
 }
 
 /// Exit statuses of `portcullis recording verify` (README, "Recordings").
-pub mod verify_exit {
+pub(crate) mod verify_exit {
     /// Complete and intact, checked against a trusted key.
-    pub const INTACT: i32 = 0;
+    pub(crate) const INTACT: i32 = 0;
     /// Altered, damaged or cut (something is missing or does not check out); also any error.
-    pub const ALTERED_OR_CUT: i32 = 1;
+    pub(crate) const ALTERED_OR_CUT: i32 = 1;
     /// Authentic but closed as incomplete (the gateway stopped while recording).
-    pub const INCOMPLETE: i32 = 2;
+    pub(crate) const INCOMPLETE: i32 = 2;
     /// Authentic so far and still being written by a running gateway.
-    pub const LIVE: i32 = 3;
+    pub(crate) const LIVE: i32 = 3;
     /// Consistent, but the only key at hand came with the recording itself: nothing proven.
-    pub const UNTRUSTED_KEY: i32 = 4;
+    pub(crate) const UNTRUSTED_KEY: i32 = 4;
 }
 
 /// Where the key a recording is checked against comes from.
@@ -347,7 +349,7 @@ fn written_by_running_gateway(config: &Config, root: &Path, storage: &LocalDisk,
 
 /// `portcullis recording verify`: prints the verdict and returns the exit status (see
 /// [`verify_exit`]).
-pub fn verify_cmd(
+pub(crate) fn verify_cmd(
     config: &Config,
     secret: impl FnOnce() -> Result<SecretKey>,
     dir: &Path,
@@ -546,7 +548,7 @@ pub fn verify_cmd(
 }
 
 /// `portcullis recording public-key`.
-pub fn public_key_cmd(config: &Config, secret: &SecretKey) -> Result<()> {
+pub(crate) fn public_key_cmd(config: &Config, secret: &SecretKey) -> Result<()> {
     let key = load_signing_key(config, secret)?.verifying_key();
     let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
     println!("{hex}");
@@ -555,7 +557,7 @@ pub fn public_key_cmd(config: &Config, secret: &SecretKey) -> Result<()> {
 }
 
 /// `portcullis recording list`.
-pub fn list_cmd(config: &Config) -> Result<()> {
+pub(crate) fn list_cmd(config: &Config) -> Result<()> {
     let dir: PathBuf = config.recording.dir.clone();
     if !dir.is_dir() {
         eprintln!("no recordings yet ({} does not exist)", dir.display());

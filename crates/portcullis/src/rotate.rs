@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::recording::SIGNING_KEY_AAD;
 
 /// Where the key being rotated to waits until everything is sealed under it.
-pub fn next_key_path(key_file: &Path) -> PathBuf {
+pub(crate) fn next_key_path(key_file: &Path) -> PathBuf {
     let mut name = key_file.as_os_str().to_owned();
     name.push(".next");
     PathBuf::from(name)
@@ -27,7 +27,7 @@ pub fn next_key_path(key_file: &Path) -> PathBuf {
 /// Where a rotation to a key from the environment marks itself as under way (the new key is
 /// not on disk then, so its `.next` file cannot be the mark). It holds a short text sealed
 /// under the new key, so a resumed run can tell it is given the same new key.
-pub fn env_rotation_marker(key_file: &Path) -> PathBuf {
+pub(crate) fn env_rotation_marker(key_file: &Path) -> PathBuf {
     let mut name = key_file.as_os_str().to_owned();
     name.push(".rotating");
     PathBuf::from(name)
@@ -37,7 +37,7 @@ const MARKER_TEXT: &[u8] = b"portcullis secret key rotation under way";
 const MARKER_AAD: &[u8] = b"portcullis:rotation-marker";
 
 /// Stops a start in the middle of an unfinished rotation.
-pub fn refuse_unfinished(config: &Config) -> Result<()> {
+pub(crate) fn refuse_unfinished(config: &Config) -> Result<()> {
     let next = next_key_path(&config.key_file);
     if next.exists() {
         bail!(
@@ -57,14 +57,14 @@ pub fn refuse_unfinished(config: &Config) -> Result<()> {
 
 /// What a rotation did.
 #[derive(Debug)]
-pub struct Rotated {
+pub(crate) struct Rotated {
     pub targets: usize,
     pub signing_key: bool,
 }
 
 /// Rotates the key file's key. With the key given in the environment instead, the new key is
 /// taken from `new_key` (the operator then puts it in the environment) and no file is written.
-pub fn rotate(
+pub(crate) fn rotate(
     config: &Config,
     store: &dyn Store,
     old: &SecretKey,

@@ -14,15 +14,15 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 /// What browsers are shown and what recordings and the audit trail give as the end reason.
-pub const REASON: &str = "the gateway is shutting down";
+pub(crate) const REASON: &str = "the gateway is shutting down";
 
 /// Kept out of the grace for the last steps (forwarders storing their cursors, the runtime
 /// stopping).
-pub const LAST_STEPS: Duration = Duration::from_millis(500);
+pub(crate) const LAST_STEPS: Duration = Duration::from_millis(500);
 
 /// The end of the grace kept for the audit trail's stop record and the SIEM exports, however
 /// long the sessions take: at most 3 s, half of a short grace.
-pub fn trail_margin(grace: Duration) -> Duration {
+pub(crate) fn trail_margin(grace: Duration) -> Duration {
     (grace / 2).min(Duration::from_secs(3))
 }
 
@@ -31,7 +31,7 @@ pub fn trail_margin(grace: Duration) -> Duration {
 /// writes the stop in the audit trail and waits for its fsync (the writer acknowledges in order,
 /// so every session's end record queued before it is on disk too) and gives the SIEM exports
 /// the rest of the grace to deliver up to it. True when all of it finished.
-pub async fn run(
+pub(crate) async fn run(
     broker: &Broker,
     audit: &Arc<AuditLog>,
     exports: &[portcullis_siem::Handle],
@@ -94,7 +94,7 @@ async fn trail(audit: &Arc<AuditLog>, signal: &str, still_open: usize) -> Option
     let ticket = match record {
         Ok(record) => match audit.try_submit(record.clone()) {
             Err(AuditError::QueueFull) => {
-                let audit = audit.clone();
+                let audit = Arc::clone(audit);
                 match tokio::task::spawn_blocking(move || audit.submit(record)).await {
                     Ok(ticket) => ticket,
                     Err(e) => {
@@ -126,7 +126,7 @@ async fn trail(audit: &Arc<AuditLog>, signal: &str, still_open: usize) -> Option
 /// Wakes the SIEM forwarders and waits until each has delivered the trail up to `seq`, or
 /// until `deadline` (less the last steps). What is not delivered then goes at the next start
 /// (each forwarder keeps a durable cursor).
-pub async fn siem(exports: &[portcullis_siem::Handle], seq: u64, deadline: Instant) {
+pub(crate) async fn siem(exports: &[portcullis_siem::Handle], seq: u64, deadline: Instant) {
     let until = deadline.checked_sub(LAST_STEPS).unwrap_or(deadline);
     for export in exports {
         export.wake();
@@ -142,6 +142,35 @@ pub async fn siem(exports: &[portcullis_siem::Handle], seq: u64, deadline: Insta
             let s = export.status();
             warn!(sink = %s.sink, delivered_seq = s.delivered_seq, last_seq = seq,
                 "SIEM export not delivered up to the end of the trail before the shutdown; the rest goes at the next start");
+        }
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// SIGTERM (systemd, `kill`) and SIGINT (Ctrl-C).
+pub(crate) struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next signal's name.
+    pub(crate) async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
     }
 }

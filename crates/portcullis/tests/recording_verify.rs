@@ -31,7 +31,7 @@ fn write(
     n: u64,
     finish: bool,
 ) -> Option<RecordingWriter> {
-    let mut w = RecordingWriter::create(disk, key.clone(), meta(id)).unwrap();
+    let mut w = RecordingWriter::create(disk, Arc::clone(key), meta(id)).unwrap();
     w.begin_part(1280, 800, "avc1.64001f", b"init-bytes")
         .unwrap();
     for i in 0..n {

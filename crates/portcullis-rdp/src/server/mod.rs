@@ -19,6 +19,8 @@
 
 mod handshake;
 mod input;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
 pub mod oracles;
 mod output;
 

@@ -1,0 +1,37 @@
+//! What the commands open in the data directory: the store (refused while a gateway holds it)
+//! and the secret key (from the environment, else the key file, created on first use).
+
+use anyhow::{bail, Context, Result};
+use portcullis_secrets::SecretKey;
+use portcullis_store::SledStore;
+
+use crate::config::Config;
+
+/// Environment variable holding the secret key as 64 hex characters (else the key file is used).
+pub(crate) const SECRET_KEY_ENV: &str = "PORTCULLIS_SECRET_KEY";
+/// The key to rotate to, when the current one comes from [`SECRET_KEY_ENV`].
+pub(crate) const NEW_SECRET_KEY_ENV: &str = "PORTCULLIS_NEW_SECRET_KEY";
+
+pub(crate) fn open_store(config: &Config) -> Result<SledStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let store = SledStore::open(&config.data_dir.join("store"));
+    match store {
+        Err(portcullis_store::StoreError::Locked { .. }) => bail!(
+            "the data directory {} is in use by a running gateway: stop it, or use the web UI or API",
+            config.data_dir.display()
+        ),
+        other => Ok(other?),
+    }
+}
+
+pub(crate) fn load_key(config: &Config) -> Result<SecretKey> {
+    if let Ok(hex) = std::env::var(SECRET_KEY_ENV) {
+        return SecretKey::from_hex(&hex)
+            .with_context(|| format!("{SECRET_KEY_ENV} is not a valid key"));
+    }
+    if let Some(dir) = config.key_file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(SecretKey::load_or_create(&config.key_file)?)
+}

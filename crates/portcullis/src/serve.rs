@@ -1,0 +1,354 @@
+//! `portcullis serve`: the gateway's wiring. Opens the store, the key, the audit trail and the
+//! recordings (recovering what a crash left open), builds the broker and the web state, binds
+//! the listeners, starts the SIEM exports and retention, and runs until a stop signal, then the
+//! graceful stop (`shutdown`).
+
+mod rdp_listener;
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use portcullis_policy::{Policy, PolicyDoc};
+use portcullis_secrets::SecretKey;
+use portcullis_store::{Role, Store};
+use portcullis_web::{ops, policy_store};
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config};
+use crate::data::{load_key, open_store};
+use crate::shutdown::{self, stopped, StopSignals};
+use crate::{cli_audit, recording, rotate};
+
+/// Environment variable holding the first admin's password (else a random one is printed once).
+const ADMIN_PASSWORD_ENV: &str = "PORTCULLIS_ADMIN_PASSWORD";
+
+/// Opens the audit trail (created on first start). A broken chain stops the start, naming the
+/// record: the evidence must be looked at before anything is added to it.
+fn open_audit(
+    config: &Config,
+    secret: &SecretKey,
+) -> Result<(
+    portcullis_web::audit::Audit,
+    Arc<portcullis_audit::AuditLog>,
+)> {
+    let dir = &config.audit.dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("audit.dir: cannot create {}", dir.display()))?;
+    let log = portcullis_audit::OpenOptions::new()
+        .max_segment_bytes(config.audit.segment_bytes)
+        .sealing_key(cli_audit::sealing_key(config, secret)?)
+        .open(dir)
+        .with_context(|| {
+            format!(
+                "cannot open the audit trail in {} (check it with `portcullis audit verify`)",
+                dir.display()
+            )
+        })?;
+    let recovery = log.recovery();
+    if recovery.torn_tail.is_some() {
+        warn!(dir = %dir.display(), "the audit trail ended in an unfinished record (never acknowledged): cut");
+    }
+    info!(dir = %dir.display(), next_seq = recovery.next_seq, "audit trail open");
+    let log = Arc::new(log);
+    Ok((portcullis_web::audit::Audit::new(Arc::clone(&log)), log))
+}
+
+/// The policy to start with: the `[policy] file`, else the one saved in the store, else the
+/// shipped default. A saved policy that no longer compiles stops the start (never silently
+/// replaced by the default).
+fn load_policy(config: &Config, store: &dyn Store) -> Result<Policy> {
+    if let Some(file) = &config.policy_file {
+        let (doc, policy) = config::load_policy_file(file)?;
+        info!(file = %file.display(), rules = doc.rules.len(), "policy loaded from file");
+        return Ok(policy);
+    }
+    let stored = policy_store::load_policy_doc(store).context(
+        "cannot read the policy saved in the store (repair it with `portcullis policy import FILE`)",
+    )?;
+    let Some(doc) = stored else {
+        info!("no policy saved yet: the shipped default policy is in force");
+        return Policy::compile(&PolicyDoc::default_policy())
+            .map_err(|e| anyhow::anyhow!("the default policy does not compile: {e}"));
+    };
+    let policy = Policy::compile(&doc).map_err(|e| {
+        anyhow::anyhow!(
+            "the policy saved in the store (through the web UI or the API) does not compile: {e}; \
+             see it with `portcullis policy show` and replace it with `portcullis policy import FILE`, \
+             or set [policy] file in the configuration"
+        )
+    })?;
+    info!(rules = doc.rules.len(), "policy loaded from the store");
+    Ok(policy)
+}
+
+/// Creates the first administrator when there is no user at all.
+fn bootstrap_admin(store: &dyn Store) -> Result<()> {
+    if !store.list_users()?.is_empty() {
+        return Ok(());
+    }
+    let (password, generated) = match std::env::var(ADMIN_PASSWORD_ENV) {
+        Ok(p) => (p, false),
+        Err(_) => (portcullis_secrets::random_token(18), true),
+    };
+    ops::create_user(store, "admin", &password, Role::Admin)
+        .with_context(|| format!("cannot create the first admin (check {ADMIN_PASSWORD_ENV})"))?;
+    if generated {
+        println!("first administrator created: user \"admin\", one-time password: {password}");
+        println!("(it is shown only now; set {ADMIN_PASSWORD_ENV} to choose it instead)");
+    } else {
+        println!("first administrator created: user \"admin\" with the password from {ADMIN_PASSWORD_ENV}");
+    }
+    Ok(())
+}
+
+pub(crate) fn serve(config: Config) -> Result<()> {
+    rotate::refuse_unfinished(&config)?;
+    let store = open_store(&config)?;
+    let key = load_key(&config)?;
+    bootstrap_admin(&store)?;
+    // Users and tokens stored before users had immutable ids get theirs before anything is
+    // served.
+    let migrated = ops::migrate_user_ids(&store).context("cannot give users their ids")?;
+    if migrated > 0 {
+        info!(
+            records = migrated,
+            "users and API tokens given immutable user ids"
+        );
+    }
+    let policy = load_policy(&config, &store)?;
+    let tls = match &config.tls {
+        Some((cert, key)) => portcullis_web::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        None => {
+            let files = portcullis_web::default_tls_files(&config.data_dir);
+            if portcullis_web::load_or_create_self_signed(&files, &[])? {
+                info!(cert = %files.cert.display(), "generated a self-signed TLS certificate");
+            }
+            files
+        }
+    };
+    // The trail first: start-up recovery looks up which recordings were closed, and records
+    // what it does to those left open before it does it.
+    let (audit, audit_log) = open_audit(&config, &key)?;
+    let recording = recording::set_up(&config, &key, &audit_log)?;
+    let mut broker = portcullis_broker::Broker::new(portcullis_core::desktop::Timeouts {
+        connect: config.connect_timeout,
+        handshake: config.handshake_timeout,
+    });
+    if let Some(sink) = audit.session_sink() {
+        broker = broker.with_audit(sink);
+    }
+    if let Some(r) = &recording {
+        broker = broker.with_recorder(Arc::<portcullis_recorder::GatewayRecorder>::clone(
+            &r.recorder,
+        ));
+    }
+    let mut state = portcullis_web::AppState::new(Arc::new(store), Arc::new(key), broker)
+        .with_audit(audit)
+        .with_mfa_required_roles(config.auth.mfa_required_roles.clone());
+    if let Some(r) = &recording {
+        state = state.with_recordings(r.web.clone());
+    }
+    state = state.with_policy(
+        portcullis_web::policy::PolicyState::new(policy),
+        config.policy_file.clone(),
+    );
+    state.rdp_remotefx = config.rdp.remotefx;
+    state.rdp_tickets = portcullis_web::rdp_tickets::RdpTickets::new(config.rdp.ticket_ttl);
+    if config.rdp.enabled {
+        state.rdp_port = Some(config.rdp.listen.port());
+        state.rdp_public_address = config.rdp.public_address.clone();
+    }
+    // Bound before anything starts, so a taken port fails the start with the field's name.
+    let rdp = if config.rdp.enabled {
+        let (tls, leaf) = portcullis_web::server_config(&tls)?;
+        let public_key = portcullis_rdp::server::public_key_of(&leaf)
+            .map_err(|e| anyhow::anyhow!("the TLS certificate's public key: {e}"))?;
+        let listener = std::net::TcpListener::bind(config.rdp.listen)
+            .with_context(|| format!("rdp.listen: cannot listen on {}", config.rdp.listen))?;
+        listener.set_nonblocking(true)?;
+        Some((tls, public_key, listener))
+    } else {
+        None
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("portcullis")
+        .build()
+        .context("cannot start the async runtime")?;
+    // The SIEM exporters: a bad section (CA file, state directory) stops the start.
+    let siem = {
+        let _in_runtime = runtime.enter();
+        let synced = state.audit.watermark();
+        config
+            .siem
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                portcullis_siem::Forwarder::new(s, &config.audit.dir, config.data_dir.join("siem"))
+                    .map(|f| match &synced {
+                        // Only what the trail has fsynced is exported.
+                        Some(w) => f.synced_by(w.clone()),
+                        None => f,
+                    })
+                    .with_context(|| format!("siem[{i}]"))
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    let exports: Vec<portcullis_siem::Handle> = siem
+        .iter()
+        .map(portcullis_siem::Forwarder::handle)
+        .collect();
+    state.audit = state.audit.clone().with_exports(exports.clone());
+    let broker = state.broker.clone();
+    let grace = config.shutdown_grace;
+    // The stop signal, passed down: listeners stop accepting once it turns true.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The SIEM forwarders stop later, once they had their chance to deliver the last records.
+    let (siem_stop_tx, siem_stop_rx) = tokio::sync::watch::channel(false);
+    let clean = runtime.block_on(async move {
+        // First thing: from now on SIGTERM and SIGINT start the graceful shutdown.
+        let mut signals = StopSignals::new().context("cannot install the signal handlers")?;
+        let mut forwarders = Vec::new();
+        for forwarder in siem {
+            // They run until the gateway stops; what was not delivered yet goes next time.
+            forwarders.push(tokio::spawn(forwarder.run(stopped(siem_stop_rx.clone()))));
+        }
+        if let (Some(r), Some(retention)) = (&recording, config.recording.retention) {
+            recording::spawn_retention(Arc::clone(&r.storage), r.live.clone(), retention);
+        }
+        if let Some((tls, public_key, listener)) = rdp {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| portcullis_web::WebError::Startup(format!("rdp.listen: {e}")))?;
+            info!(listen = %config.rdp.listen, "RDP listener started");
+            let server = Arc::new(portcullis_rdp::server::ServerConfig {
+                tls,
+                public_key,
+                limits: portcullis_rdp::server::Limits {
+                    handshake: config.rdp.handshake_timeout,
+                    ..portcullis_rdp::server::Limits::default()
+                },
+            });
+            let gate = portcullis_web::rdp_gate::RdpGate::new(state.clone());
+            let pre_auth = gate.pre_auth();
+            let gate: Arc<dyn portcullis_rdp::server::Gate> = Arc::new(gate);
+            tokio::spawn(rdp_listener::rdp_accept_loop(
+                listener,
+                server,
+                gate,
+                pre_auth,
+                stop_rx.clone(),
+            ));
+        }
+        let mut https = tokio::spawn({
+            let stop = stopped(stop_rx.clone());
+            async move { portcullis_web::serve_https(config.listen, &tls, state, stop).await }
+        });
+        println!(
+            "Portcullis is listening on https://{}/",
+            display_addr(&config.listen)
+        );
+        info!(listen = %config.listen, data_dir = %config.data_dir.display(), "gateway started");
+        let signal = tokio::select! {
+            signal = signals.next() => signal,
+            served = &mut https => {
+                // The server stopped by itself: it could not serve (the error says why).
+                served.context("the HTTPS server failed")??;
+                bail!("the HTTPS server stopped unexpectedly");
+            }
+        };
+        info!(signal, grace_secs = grace.as_secs(), "shutting down: no new connections; ending every session");
+        let start = tokio::time::Instant::now();
+        let _ = stop_tx.send(true);
+        // A second signal does not wait.
+        tokio::spawn(async move {
+            let again = signals.next().await;
+            error!(signal = again, "second signal: exiting now; recordings still open are closed as incomplete at the next start");
+            std::process::exit(1);
+        });
+        let clean = shutdown::run(&broker, &audit_log, &exports, signal, start, grace).await;
+        let _ = siem_stop_tx.send(true);
+        let last = tokio::time::Instant::now() + shutdown::LAST_STEPS;
+        for forwarder in forwarders {
+            let _ = tokio::time::timeout_at(last, forwarder).await;
+        }
+        let _ = tokio::time::timeout_at(last, https).await;
+        anyhow::Ok(clean)
+    })?;
+    runtime.shutdown_timeout(shutdown::LAST_STEPS);
+    if !clean {
+        std::process::exit(1);
+    }
+    info!("gateway stopped");
+    Ok(())
+}
+
+fn display_addr(addr: &std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_policy::RuleDoc;
+    use portcullis_store::MemoryStore;
+
+    fn config(extra: &str) -> Config {
+        Config::parse(extra, None).unwrap()
+    }
+
+    #[test]
+    fn policy_at_start_default_stored_or_refused() {
+        let store = MemoryStore::new();
+        let p = load_policy(&config(""), &store).unwrap();
+        assert_eq!(p.doc(), &PolicyDoc::default_policy());
+
+        let mut doc = PolicyDoc::default();
+        doc.rules
+            .push(RuleDoc::new("ops", &["role:admin"], &["label:prod"]));
+        policy_store::save_policy_doc(&store, &doc).unwrap();
+        assert_eq!(load_policy(&config(""), &store).unwrap().doc(), &doc);
+
+        // A stored policy that no longer compiles stops the start; it is not replaced.
+        doc.rules[0].subjects = vec!["usr:bob".into()];
+        policy_store::save_policy_doc(&store, &doc).unwrap();
+        let e = format!("{:#}", load_policy(&config(""), &store).unwrap_err());
+        assert!(
+            e.contains("does not compile") && e.contains("rule \"ops\": subjects[0]"),
+            "{e}"
+        );
+
+        store
+            .put_meta(policy_store::POLICY_META_KEY, b"not json")
+            .unwrap();
+        let e = format!("{:#}", load_policy(&config(""), &store).unwrap_err());
+        assert!(e.contains("stored policy"), "{e}");
+    }
+
+    #[test]
+    fn a_policy_file_wins_over_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.toml");
+        std::fs::write(
+            &file,
+            "[[rules]]\nname = \"from-file\"\nsubjects = [\"*\"]\ntargets = [\"*\"]\n",
+        )
+        .unwrap();
+        let store = MemoryStore::new();
+        store
+            .put_meta(policy_store::POLICY_META_KEY, b"not json")
+            .unwrap();
+        let c = config(&format!(
+            "[policy]\nfile = {:?}\n",
+            file.display().to_string()
+        ));
+        let p = load_policy(&c, &store).unwrap();
+        assert_eq!(p.doc().rules[0].name, "from-file");
+    }
+}
