@@ -304,13 +304,17 @@ mod tests {
         let files = CrashFiles::new();
         let log = Arc::new(
             OpenOptions::new()
-                .file_layer(Arc::new(CrashLayer(files.clone())))
+                .file_layer(Arc::new(CrashLayer(Arc::clone(&files))))
                 .open(dir.path())
                 .unwrap(),
         );
         let broker = portcullis_broker::Broker::new(Default::default());
-        let state = AppState::new(store.clone(), Arc::new(SecretKey::generate()), broker)
-            .with_audit(Audit::new(log.clone()));
+        let state = AppState::new(
+            Arc::<MemoryStore>::clone(&store),
+            Arc::new(SecretKey::generate()),
+            broker,
+        )
+        .with_audit(Audit::new(Arc::clone(&log)));
         Gateway {
             state,
             store,

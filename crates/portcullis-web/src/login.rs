@@ -66,7 +66,9 @@ pub(crate) async fn check_password(
         return Err(Refused::Oversized);
     }
     // Each verification takes ~19 MiB and tens of ms of CPU: a few at a time, never a pile-up.
-    let slot = state.login_slots.clone().try_acquire_owned().ok();
+    let slot = std::sync::Arc::clone(&state.login_slots)
+        .try_acquire_owned()
+        .ok();
     if let Err(wait) = state.throttle.check(user, address, Instant::now()) {
         return Err(Refused::LockedOut { wait, slot });
     }
@@ -134,9 +136,7 @@ mod tests {
             ));
         }
         // Every slot taken: busy, or locked out without a slot when the lock-out applies.
-        let taken = state
-            .login_slots
-            .clone()
+        let taken = std::sync::Arc::clone(&state.login_slots)
             .acquire_many_owned(u32::try_from(crate::LOGIN_SLOTS).unwrap())
             .await
             .unwrap();

@@ -57,7 +57,7 @@ impl Recordings {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((cached_len, d)) = cache.get(id) {
             if *cached_len == len {
-                return Ok(d.clone());
+                return Ok(Arc::clone(d));
             }
         }
         drop(cache);
@@ -66,7 +66,7 @@ impl Recordings {
         if cache.len() >= DETAIL_CACHE {
             cache.clear();
         }
-        cache.insert(id.to_owned(), (len, d.clone()));
+        cache.insert(id.to_owned(), (len, Arc::clone(&d)));
         Ok(d)
     }
 }

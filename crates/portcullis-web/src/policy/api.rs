@@ -181,7 +181,7 @@ mod tests {
     #[tokio::test]
     async fn put_checks_saves_and_puts_in_force() {
         let store = store();
-        let state = state(store.clone());
+        let state = state(std::sync::Arc::clone(&store));
         let (status, v) = call(&state, "root", "GET", "/policy", None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(v["policy"], json!(PolicyDoc::default_policy()));

@@ -36,7 +36,7 @@ pub(crate) fn identity_json(identity: &TargetIdentity) -> Value {
 /// Hears what one connection to `target`, opened for `user`, learns or refuses.
 pub(crate) fn keeper(state: &AppState, target: &str, user: &str) -> Arc<dyn IdentityKeeper> {
     Arc::new(Keeper {
-        store: state.store.clone(),
+        store: Arc::clone(&state.store),
         audit: state.audit.clone(),
         target: target.to_owned(),
         user: user.to_owned(),
@@ -211,7 +211,7 @@ mod tests {
         let log = Arc::new(AuditLog::open(dir.path()).unwrap());
         let broker = portcullis_broker::Broker::new(Default::default());
         let mut state = AppState::new(store, Arc::new(key), broker);
-        state.audit = Audit::new(log.clone());
+        state.audit = Audit::new(Arc::clone(&log));
         Fixture {
             state,
             log,

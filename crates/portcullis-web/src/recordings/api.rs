@@ -403,7 +403,7 @@ fn write_export(
         header.set_mode(0o644);
         header.set_mtime(mtime);
         let reader = StorageReader {
-            storage: rec.storage.clone(),
+            storage: Arc::clone(&rec.storage),
             id: id.to_owned(),
             file: name.clone(),
             offset: 0,
