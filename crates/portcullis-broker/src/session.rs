@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use portcullis_core::desktop::{Framebuffer, TargetCommand};
-use portcullis_core::session::{SessionEvent, SessionInfo};
+use portcullis_core::session::{SessionEnd, SessionEvent, SessionInfo};
 use portcullis_core::wire::ServerMessage;
 use portcullis_policy::SessionGrant;
 use tokio::sync::{mpsc, watch};
@@ -64,7 +64,7 @@ fn audit_worthy(event: &SessionEvent) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) enum Ending {
     Running,
-    Ended(ServerMessage),
+    Ended(SessionEnd),
 }
 
 pub(crate) struct SessionShared {
@@ -156,17 +156,17 @@ impl SessionShared {
         Some(self.opened + last + idle)
     }
 
-    pub(crate) fn end(&self, message: ServerMessage) {
-        self.end_because(message, false);
+    pub(crate) fn end(&self, end: SessionEnd) {
+        self.end_because(end, false);
     }
 
     /// Ends the session unless it already ended; `shutdown` says the gateway is stopping (set
     /// before anyone hears of the end, and only when this is the ending that counts).
-    fn end_because(&self, message: ServerMessage, shutdown: bool) {
+    fn end_because(&self, end: SessionEnd, shutdown: bool) {
         self.ending.send_if_modified(|e| match e {
             Ending::Running => {
                 self.by_shutdown.store(shutdown, Ordering::SeqCst);
-                *e = Ending::Ended(message);
+                *e = Ending::Ended(end);
                 true
             }
             Ending::Ended(_) => false,
@@ -317,9 +317,9 @@ impl SessionHandle {
         (viewer, (w, h))
     }
 
-    /// Ends the session: the target connection closes and every viewer gets `message`.
-    pub fn close(&self, message: ServerMessage) {
-        self.shared.end(message);
+    /// Ends the session: the target connection closes and every viewer is told `end`.
+    pub fn close(&self, end: SessionEnd) {
+        self.shared.end(end);
     }
 
     /// True once the session has ended.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_broker::{AuditFuture, Broker, OpenRequest, SessionAudit, TargetSpec};
-use portcullis_core::session::{EntryPath, SessionEvent, SessionInfo};
+use portcullis_core::session::{EntryPath, SessionEnd, SessionEvent, SessionInfo};
 use portcullis_policy::{Entry, Policy, PolicyDoc, Recording, SessionGrant, Subject, TargetRef};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -132,8 +132,8 @@ async fn a_session_whose_start_cannot_be_recorded_never_contacts_its_target() {
     trail.refuse.store(false, Ordering::SeqCst);
     let session = broker.open(request(address)).await.unwrap();
     assert_eq!(trail.accepted.load(Ordering::SeqCst), 1);
-    session.close(portcullis_core::wire::ServerMessage::Closed {
-        reason: "done".into(),
+    session.close(SessionEnd::ClosedByAdmin {
+        message: "done".into(),
     });
 }
 
@@ -193,8 +193,8 @@ async fn start_watch_and_freeze_are_on_record_before_they_happen() {
             (true, "WatcherJoined".to_owned())
         ]
     );
-    session.close(portcullis_core::wire::ServerMessage::Closed {
-        reason: "done".into(),
+    session.close(SessionEnd::ClosedByAdmin {
+        message: "done".into(),
     });
     tokio::time::sleep(Duration::from_millis(10)).await;
 }

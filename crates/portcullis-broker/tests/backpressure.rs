@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use portcullis_broker::{Broker, OpenRequest, TargetSpec, ViewerOutput};
-use portcullis_core::session::EntryPath;
+use portcullis_core::session::{EntryPath, SessionEnd};
 use portcullis_core::wire::{decode_server_binary, ClientMessage, ServerBinary};
 use portcullis_policy::{Entry, Policy, PolicyDoc, Recording, SessionGrant, Subject, TargetRef};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -140,8 +140,8 @@ async fn a_stalled_viewer_gets_the_window_then_merged_frames_and_never_slows_ano
     // A bogus acknowledgement is an error for that viewer only.
     assert!(slow.handle(ClientMessage::Ack { seq: 1000 }).await.is_err());
 
-    session.close(portcullis_core::wire::ServerMessage::Closed {
-        reason: "done".into(),
+    session.close(SessionEnd::ClosedByAdmin {
+        message: "done".into(),
     });
     let end = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
@@ -152,10 +152,7 @@ async fn a_stalled_viewer_gets_the_window_then_merged_frames_and_never_slows_ano
     })
     .await
     .unwrap();
-    assert!(matches!(
-        end,
-        portcullis_core::wire::ServerMessage::Closed { .. }
-    ));
+    assert!(matches!(end, SessionEnd::ClosedByAdmin { .. }));
     for _ in 0..50 {
         if broker.list().is_empty() {
             break;
@@ -242,8 +239,8 @@ async fn a_stuck_recorder_never_slows_the_session_and_its_tap_stays_bounded() {
     );
     assert!(batch.updates > 20, "updates seen: {}", batch.updates);
     assert!(batch.events.len() <= portcullis_broker::MAX_TAP_EVENTS);
-    session.close(portcullis_core::wire::ServerMessage::Closed {
-        reason: "test over".into(),
+    session.close(SessionEnd::ClosedByAdmin {
+        message: "test over".into(),
     });
     // The end may come in a later batch than the viewer leaving with it.
     let deadline = std::time::Instant::now() + Duration::from_secs(2);

@@ -12,8 +12,7 @@ use portcullis_broker::{
     AuditFuture, Broker, OpenRequest, SessionAudit, SessionRecorder, Tap, TapEvent, TargetSpec,
     ViewerOutput,
 };
-use portcullis_core::session::{EntryPath, SessionEvent, SessionInfo};
-use portcullis_core::wire::ServerMessage;
+use portcullis_core::session::{EntryPath, SessionEnd, SessionEvent, SessionInfo};
 use portcullis_policy::{Entry, Policy, PolicyDoc, SessionGrant, Subject, TargetRef};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -181,9 +180,7 @@ async fn the_leave_precedes_the_end_when_the_last_viewer_leaving_ends_the_sessio
     let broker = broker_with(&seen, Duration::ZERO);
     let session = broker.open(request(still_server().await)).await.unwrap();
     let (viewer, _) = session.attach_viewer("alice");
-    viewer.leave_and_end(ServerMessage::Closed {
-        reason: "the viewer disconnected".into(),
-    });
+    viewer.leave_and_end(SessionEnd::ViewerDisconnected);
     drop(viewer);
     assert_left_before_end(&recorded(&seen).await);
 }
@@ -198,8 +195,8 @@ async fn the_leave_precedes_the_end_when_the_session_ends_while_the_viewer_leave
     // meanwhile the session ends for another reason (an admin, the target).
     std::thread::spawn(move || drop(viewer));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    session.close(ServerMessage::Closed {
-        reason: "closed elsewhere".into(),
+    session.close(SessionEnd::ClosedByAdmin {
+        message: "closed elsewhere".into(),
     });
     assert_left_before_end(&recorded(&seen).await);
 }
@@ -234,9 +231,7 @@ async fn shutdown_ends_every_session_and_waits_for_viewers_and_recorders() {
         drop(raw);
         by_shutdown
     });
-    let reason = ServerMessage::Closed {
-        reason: "the gateway is shutting down".into(),
-    };
+    let reason = SessionEnd::Shutdown;
     assert!(broker.still_open() > 0);
     tokio::time::timeout(Duration::from_secs(5), broker.shutdown(reason.clone()))
         .await
@@ -375,7 +370,7 @@ async fn a_panicking_session_thread_still_ends_its_session() {
     assert!(audit.panicked.load(Ordering::SeqCst));
     let internal = |reason: &str| reason.contains("internal error");
     assert!(
-        matches!(&end, ServerMessage::Error { message, .. } if internal(message)),
+        matches!(&end, SessionEnd::Internal) && internal(&end.to_string()),
         "{end:?}"
     );
     // The recording closed with the end as its last word, after the viewer's leave.
@@ -400,9 +395,7 @@ async fn a_panicking_session_thread_still_ends_its_session() {
     drop(viewer);
     tokio::time::timeout(
         Duration::from_secs(5),
-        broker.shutdown(ServerMessage::Closed {
-            reason: "stop".into(),
-        }),
+        broker.shutdown(SessionEnd::Shutdown),
     )
     .await
     .expect("nothing was left behind");
@@ -419,8 +412,8 @@ async fn an_ended_sessions_viewer_hears_of_it_while_busy_elsewhere() {
     // Taken while running, awaited while the viewers are stuck elsewhere (a send that never
     // returns): an admin's close reaches them.
     let (ended, raw_ended) = (viewer.ended(), raw.ended());
-    let closed = ServerMessage::Closed {
-        reason: "closed by the SOC".into(),
+    let closed = SessionEnd::ClosedByAdmin {
+        message: "closed by the SOC".into(),
     };
     session.close(closed.clone());
     let heard = tokio::time::timeout(Duration::from_secs(2), async {

@@ -6,8 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use portcullis_audit::{Kind, Record};
-use portcullis_core::session::SessionInfo;
-use portcullis_core::wire::{ErrorCode, ServerMessage};
+use portcullis_core::session::{SessionEnd, SessionInfo};
 use portcullis_secrets::Secret;
 use portcullis_store::{Role, TargetKind, TargetRecord};
 use serde::de::DeserializeOwned;
@@ -576,8 +575,7 @@ pub(crate) fn close_sessions(state: &AppState, pick: impl Fn(&SessionInfo) -> bo
     for s in state.broker.list().into_iter().filter(|s| pick(s)) {
         state.broker.close(
             &s.id,
-            ServerMessage::Error {
-                code: ErrorCode::ClosedByAdmin,
+            SessionEnd::ClosedByAdmin {
                 message: message.to_owned(),
             },
         );
@@ -625,8 +623,7 @@ pub(crate) async fn close_session(
             || {
                 let closed = state.broker.close(
                     &id,
-                    ServerMessage::Error {
-                        code: ErrorCode::ClosedByAdmin,
+                    SessionEnd::ClosedByAdmin {
                         message: "the session was closed by an administrator".into(),
                     },
                 );

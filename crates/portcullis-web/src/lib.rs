@@ -16,6 +16,7 @@ pub mod rdp_gate;
 pub mod rdp_preauth;
 pub mod rdp_tickets;
 mod recordings;
+mod session_end;
 mod session_policy;
 mod soc;
 mod target_identity;

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_core::desktop::{Framebuffer, Timeouts};
-use portcullis_core::session::{EntryPath, SessionEvent, SessionInfo, SessionState};
-use portcullis_core::wire::{ErrorCode, ServerMessage};
+use portcullis_core::session::{EntryPath, SessionEnd, SessionEvent, SessionInfo, SessionState};
+use portcullis_core::wire::ErrorCode;
 use portcullis_policy::SessionGrant;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use super::drive::DriveRoute;
 use super::target::TargetSpec;
-use super::task::{finish, opening_events, session_thread, INTERNAL_ERROR};
+use super::task::{finish, opening_events, session_thread};
 use super::{lock, Ending, SessionAudit, SessionHandle, SessionShared};
 use crate::live::{Live, Tracker};
 use crate::tap::SessionRecorder;
@@ -121,21 +121,21 @@ impl Broker {
     }
 
     /// Closes a session by id; false if there is none.
-    pub fn close(&self, id: &str, message: ServerMessage) -> bool {
+    pub fn close(&self, id: &str, end: SessionEnd) -> bool {
         match self.get(id) {
             Some(s) => {
-                s.close(message);
+                s.close(end);
                 true
             }
             None => false,
         }
     }
 
-    /// Ends every session with `message` (the gateway is stopping), refuses any new one, and
+    /// Ends every session with `end` (the gateway is stopping), refuses any new one, and
     /// waits until every session thread has ended, every viewer was told and let go (browser
     /// sockets closed, native clients disconnected) and every recorder dropped its tap (its
     /// recording closed). The caller bounds the wait; see [`Broker::still_open`].
-    pub async fn shutdown(&self, message: ServerMessage) {
+    pub async fn shutdown(&self, end: SessionEnd) {
         let sessions: Vec<SessionHandle> = {
             let map = lock(&self.sessions);
             self.closing.store(true, Ordering::SeqCst);
@@ -143,7 +143,7 @@ impl Broker {
         };
         info!(sessions = sessions.len(), "ending every session");
         for s in sessions {
-            s.shared.end_because(message.clone(), true);
+            s.shared.end_because(end.clone(), true);
         }
         self.tracker.idle().await;
     }
@@ -305,10 +305,7 @@ impl Broker {
                 // closed, a shutdown waiting for them. The session ends as it would otherwise.
                 if std::panic::catch_unwind(run).is_err() {
                     error!(session = %thread_handle.id(), "session thread panicked: ending the session");
-                    thread_handle.shared.end(ServerMessage::Error {
-                        code: ErrorCode::Internal,
-                        message: INTERNAL_ERROR.into(),
-                    });
+                    thread_handle.shared.end(SessionEnd::Internal);
                     finish(&thread_handle.shared);
                 }
             });

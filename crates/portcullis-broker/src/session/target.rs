@@ -2,6 +2,7 @@
 //! VNC and RDP, and their failures as the user is told them.
 
 use portcullis_core::desktop::{TargetCommand, TargetUpdate, Timeouts};
+use portcullis_core::session::TargetFault;
 use portcullis_core::wire::ErrorCode;
 use portcullis_rdp::{IdentityCheck, RdpCredentials, RdpOptions, RdpTargetError};
 use portcullis_vnc::VncTargetError;
@@ -74,46 +75,55 @@ impl TargetError {
             TargetError::Rdp(e) => matches!(e, RdpTargetError::Closed),
         }
     }
-}
 
-impl From<TargetError> for OpenError {
-    /// The message is for the user: it never names the target's address (users do not see
-    /// addresses); the full error is logged by the caller.
-    fn from(e: TargetError) -> Self {
+    /// What kind of failure this is, and what the user is told: never the target's address
+    /// (users do not see addresses); the full error is logged by the caller.
+    pub(super) fn fault(&self) -> (TargetFault, String) {
         let unreachable = |source: &dyn std::fmt::Display| {
             (
-                ErrorCode::TargetUnreachable,
+                TargetFault::Unreachable,
                 format!("cannot reach the target: {source}"),
             )
         };
         let timeout = |seconds: u64| {
             (
-                ErrorCode::TargetUnreachable,
+                TargetFault::Unreachable,
                 format!("cannot reach the target: no answer within {seconds} s"),
             )
         };
-        let (code, message) = match &e {
+        match self {
             TargetError::Vnc(v) => match v {
                 VncTargetError::Unreachable { source, .. } => unreachable(source),
                 VncTargetError::Timeout { seconds, .. } => timeout(*seconds),
-                VncTargetError::AuthFailed(_) => (ErrorCode::TargetAuthFailed, v.to_string()),
+                VncTargetError::AuthFailed(_) => (TargetFault::AuthFailed, v.to_string()),
                 VncTargetError::Protocol(_) | VncTargetError::Closed => {
-                    (ErrorCode::TargetProtocol, v.to_string())
+                    (TargetFault::Protocol, v.to_string())
                 }
             },
             TargetError::Rdp(r) => match r {
                 RdpTargetError::Unreachable { source, .. } => unreachable(source),
                 RdpTargetError::Timeout { seconds, .. } => timeout(*seconds),
                 RdpTargetError::AuthFailed(_) => (
-                    ErrorCode::TargetAuthFailed,
+                    TargetFault::AuthFailed,
                     "the RDP target refused the stored credentials".into(),
                 ),
                 RdpTargetError::Protocol(_)
                 | RdpTargetError::Ended(_)
                 | RdpTargetError::Closed
                 | RdpTargetError::Bounds(_)
-                | RdpTargetError::Untrusted(_) => (ErrorCode::TargetProtocol, r.to_string()),
+                | RdpTargetError::Untrusted(_) => (TargetFault::Protocol, r.to_string()),
             },
+        }
+    }
+}
+
+impl From<TargetError> for OpenError {
+    fn from(e: TargetError) -> Self {
+        let (fault, message) = e.fault();
+        let code = match fault {
+            TargetFault::Unreachable => ErrorCode::TargetUnreachable,
+            TargetFault::AuthFailed => ErrorCode::TargetAuthFailed,
+            TargetFault::Protocol => ErrorCode::TargetProtocol,
         };
         OpenError { code, message }
     }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use portcullis_core::desktop::{
     Applied, TargetCommand, TargetUpdate, Timeouts, MAX_CLIPBOARD_BYTES,
 };
-use portcullis_core::session::{ClipboardDirection, EntryPath, SessionEvent, SessionState};
+use portcullis_core::session::{
+    ClipboardDirection, EntryPath, SessionEnd, SessionEvent, SessionState, TargetFault,
+};
 use portcullis_core::wire::{ErrorCode, ServerMessage};
 use portcullis_policy::Direction;
 use portcullis_rdp::RdpTargetError;
@@ -118,9 +120,7 @@ pub(super) async fn session_thread(
     let adapter = tokio::spawn(target.run(upd_tx, commands));
     if ready.send(Ok(())).is_err() {
         // The opener went away (the browser left while we connected).
-        handle.close(ServerMessage::Closed {
-            reason: "the viewer left while connecting".into(),
-        });
+        handle.close(SessionEnd::ViewerLeftWhileConnecting);
     }
     run_session(handle, upd_rx, adapter, guard).await;
 }
@@ -191,11 +191,8 @@ async fn run_session(
             _ = ending.wait_for(|e| matches!(e, Ending::Ended(_))) => break Ok(()),
             _ = sleep_until(shared.ends_at) => {
                 info!(session = %id, rule = shared.grant.rule(), "session reached its time limit");
-                shared.end(ServerMessage::Closed {
-                    reason: format!(
-                        "the session reached the end of the time the policy allows (rule {:?})",
-                        shared.grant.rule()
-                    ),
+                shared.end(SessionEnd::TimeLimit {
+                    rule: shared.grant.rule().to_owned(),
                 });
                 break Ok(());
             }
@@ -203,12 +200,9 @@ async fn run_session(
                 // Input may have come meanwhile: only a deadline still past counts.
                 if shared.idle_due().is_some_and(|due| due <= Instant::now()) {
                     info!(session = %id, rule = shared.grant.rule(), "session idle too long");
-                    shared.end(ServerMessage::Closed {
-                        reason: format!(
-                            "the session was idle for longer than the policy allows ({} s, rule {:?})",
-                            shared.grant.idle_timeout_secs().unwrap_or(0),
-                            shared.grant.rule()
-                        ),
+                    shared.end(SessionEnd::IdleTimeout {
+                        secs: shared.grant.idle_timeout_secs().unwrap_or(0),
+                        rule: shared.grant.rule().to_owned(),
                     });
                     break Ok(());
                 }
@@ -226,34 +220,24 @@ async fn run_session(
         adapter.abort();
         None
     };
-    let message = match (outcome, adapter_result) {
-        (Err(e), _) => ServerMessage::Error {
-            code: ErrorCode::TargetProtocol,
+    let end = match (outcome, adapter_result) {
+        (Err(e), _) => SessionEnd::TargetFailed {
+            fault: TargetFault::Protocol,
             message: format!("the target sent an invalid update: {e}"),
         },
         (Ok(()), Some(Err(TargetError::Rdp(RdpTargetError::Ended(reason))))) => {
-            ServerMessage::Closed {
-                reason: format!("the target ended the session: {reason}"),
-            }
+            SessionEnd::TargetEnded { reason }
         }
         (Ok(()), Some(Err(e))) if !e.is_closed() => {
             warn!(session = %id, error = %e, "target connection failed");
-            let e = OpenError::from(e);
-            ServerMessage::Error {
-                code: e.code,
-                message: e.message,
-            }
+            let (fault, message) = e.fault();
+            SessionEnd::TargetFailed { fault, message }
         }
-        _ => ServerMessage::Closed {
-            reason: "the target closed the session".into(),
-        },
+        _ => SessionEnd::TargetClosed,
     };
-    shared.end(message);
+    shared.end(end);
     finish(&shared);
 }
-
-/// Why a session whose thread panicked ended, as its viewers, recording and audit trail say.
-pub(super) const INTERNAL_ERROR: &str = "the session stopped on an internal error";
 
 /// After the session's end was set: logs it, records the viewers' leave and the end (audit
 /// trail and recording) and wakes the viewers.
@@ -262,17 +246,21 @@ pub(super) fn finish(shared: &SessionShared) {
     // The first ending wins (an admin's close, say, over what the target did afterwards).
     let ending = shared.ending.borrow().clone();
     match &ending {
-        Ending::Ended(m @ ServerMessage::Error { .. }) => {
-            warn!(session = %id, reason = %m.to_json(), "session ended with an error")
-        }
-        Ending::Ended(m) => info!(session = %id, reason = %m.to_json(), "session ended"),
+        Ending::Ended(
+            end @ (SessionEnd::ClosedByAdmin { .. }
+            | SessionEnd::TargetFailed { .. }
+            | SessionEnd::RecordingFailed { .. }
+            | SessionEnd::ClientFault { .. }
+            | SessionEnd::Internal),
+        ) => warn!(session = %id, reason = %end, "session ended with an error"),
+        Ending::Ended(end) => info!(session = %id, reason = %end, "session ended"),
         Ending::Running => {}
     }
-    if let Ending::Ended(m) = &ending {
+    if let Ending::Ended(end) = &ending {
         // Viewers still attached leave with the session: record it before the end, which the
         // recorder takes as its last word.
         shared.for_each_viewer(|v| v.leave(shared));
-        let reason = ending_reason(m);
+        let reason = end.to_string();
         shared.audit_only(&SessionEvent::SessionEnd {
             reason: reason.clone(),
         });
@@ -282,15 +270,6 @@ pub(super) fn finish(shared: &SessionShared) {
     }
     lock(&shared.info).state = SessionState::Closed;
     shared.for_each_viewer(ViewerShared::wake);
-}
-
-/// A session's ending in words, for the event track.
-fn ending_reason(m: &ServerMessage) -> String {
-    match m {
-        ServerMessage::Closed { reason } => reason.clone(),
-        ServerMessage::Error { message, .. } => message.clone(),
-        other => other.to_json(),
-    }
 }
 
 /// Longest a change waits for the rest of its update: a target that never pauses still gets
