@@ -9,72 +9,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_broker::{
-    AuditFuture, Broker, OpenRequest, SessionAudit, SessionRecorder, Tap, TapEvent, TargetSpec,
-    ViewerOutput,
+    AuditFuture, Broker, OpenRequest, SessionAudit, SessionRecorder, Tap, TapEvent, ViewerOutput,
 };
-use portcullis_core::session::{EntryPath, SessionEnd, SessionEvent, SessionInfo};
-use portcullis_policy::{Entry, Policy, PolicyDoc, SessionGrant, Subject, TargetRef};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use portcullis_core::session::{SessionEnd, SessionEvent, SessionInfo};
+use portcullis_policy::Recording;
+use tokio::io::AsyncWriteExt;
 
-/// A minimal RFB 3.8 server without authentication: a 64x32 desktop that never changes.
+mod common;
+
+/// A minimal RFB server without authentication: a 64x32 desktop that never changes.
 async fn still_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                s.write_all(b"RFB 003.008\n").await?;
-                let mut version = [0u8; 12];
-                s.read_exact(&mut version).await?;
-                s.write_all(&[1, 1]).await?;
-                let mut choice = [0u8; 1];
-                s.read_exact(&mut choice).await?;
-                s.write_all(&0u32.to_be_bytes()).await?;
-                let mut shared = [0u8; 1];
-                s.read_exact(&mut shared).await?;
-                let mut init = Vec::new();
-                init.extend_from_slice(&64u16.to_be_bytes());
-                init.extend_from_slice(&32u16.to_be_bytes());
-                init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
-                init.extend_from_slice(&5u32.to_be_bytes());
-                init.extend_from_slice(b"still");
-                s.write_all(&init).await?;
-                // Discard what the client sends until it goes away.
-                let mut buf = [0u8; 4096];
-                while s.read(&mut buf).await? > 0 {}
-                Ok::<_, std::io::Error>(())
-            });
-        }
-    });
-    addr
+    common::still_server(64, 32, b"still").await
 }
 
-fn grant() -> SessionGrant {
-    let who = Subject {
-        user: "alice",
-        role: "user",
-    };
-    Policy::compile(&PolicyDoc::default_policy())
-        .unwrap()
-        .session(&who, &TargetRef::new("t", &[]), Entry::Browser, 0)
-        .into_result()
-        .unwrap()
-}
-
+/// Sessions here are recorded, as the shipped policy requires.
 fn request(address: String) -> OpenRequest {
-    OpenRequest {
-        user: "alice".into(),
-        user_id: "u_alice".into(),
-        target: "t".into(),
-        spec: TargetSpec::Vnc {
-            address,
-            password: String::new(),
-        },
-        client_addr: "test".into(),
-        entry: EntryPath::Browser,
-        grant: grant(),
-    }
+    common::request(address, Recording::Required)
 }
 
 /// What a recorder thread saw in its tap, and whether it finished.
@@ -285,41 +235,18 @@ async fn one_account_has_at_most_its_share_of_live_sessions() {
 /// An RFB server like [`still_server`] whose desktop puts text on the clipboard right away
 /// (ServerCutText): the session thread then asks the policy, and records its decision.
 async fn copying_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                s.write_all(b"RFB 003.008\n").await?;
-                let mut version = [0u8; 12];
-                s.read_exact(&mut version).await?;
-                s.write_all(&[1, 1]).await?;
-                let mut choice = [0u8; 1];
-                s.read_exact(&mut choice).await?;
-                s.write_all(&0u32.to_be_bytes()).await?;
-                let mut shared = [0u8; 1];
-                s.read_exact(&mut shared).await?;
-                let mut init = Vec::new();
-                init.extend_from_slice(&64u16.to_be_bytes());
-                init.extend_from_slice(&32u16.to_be_bytes());
-                init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
-                init.extend_from_slice(&4u32.to_be_bytes());
-                init.extend_from_slice(b"copy");
-                s.write_all(&init).await?;
-                // Give the gateway time to attach its viewer first.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let text = b"copied";
-                let mut cut = vec![3, 0, 0, 0];
-                cut.extend_from_slice(&(text.len() as u32).to_be_bytes());
-                cut.extend_from_slice(text);
-                s.write_all(&cut).await?;
-                let mut buf = [0u8; 4096];
-                while s.read(&mut buf).await? > 0 {}
-                Ok::<_, std::io::Error>(())
-            });
-        }
-    });
-    addr
+    common::serve(|mut s| async move {
+        common::handshake(&mut s, 64, 32, b"copy").await?;
+        // Give the gateway time to attach its viewer first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let text = b"copied";
+        let mut cut = vec![3, 0, 0, 0];
+        cut.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        cut.extend_from_slice(text);
+        s.write_all(&cut).await?;
+        common::drain(&mut s).await
+    })
+    .await
 }
 
 /// An audit trail with a bug: it panics on the first clipboard decision, on the session's own
