@@ -2,33 +2,32 @@
 //! [`Display`] trait.
 
 use portcullis_core::desktop::InputEvent;
-use portcullis_core::wire::{ErrorCode, ServerMessage};
+use portcullis_core::session::SessionEnd;
 use portcullis_rdp::server::{BoxFuture, Denial, Display, DisplayEvent, Refusal};
 
 use crate::viewer::{RawOutput, RawViewer};
 
-/// How a session's ending reads to a native client.
-pub fn denial_of(message: &ServerMessage) -> Denial {
-    match message {
-        ServerMessage::Error {
-            code: ErrorCode::ClosedByAdmin,
-            message,
-        } => Denial {
-            refusal: Refusal::ClosedByAdmin,
-            message: message.clone(),
-        },
-        ServerMessage::Error { message, .. } => Denial {
-            refusal: Refusal::Ended,
-            message: message.clone(),
-        },
-        ServerMessage::Closed { reason } => Denial {
-            refusal: Refusal::Ended,
-            message: reason.clone(),
-        },
-        other => Denial {
-            refusal: Refusal::Ended,
-            message: other.to_json(),
-        },
+/// How a session's ending reads to a native client: an administrator's close is told as such
+/// (its own disconnect reason), every other end as the session ending, with its words.
+pub fn denial_of(end: &SessionEnd) -> Denial {
+    let refusal = match end {
+        SessionEnd::ClosedByAdmin { .. } => Refusal::ClosedByAdmin,
+        SessionEnd::Shutdown
+        | SessionEnd::TimeLimit { .. }
+        | SessionEnd::IdleTimeout { .. }
+        | SessionEnd::TargetEnded { .. }
+        | SessionEnd::TargetClosed
+        | SessionEnd::TargetFailed { .. }
+        | SessionEnd::RecordingFailed { .. }
+        | SessionEnd::ViewerDisconnected
+        | SessionEnd::NativeClientDisconnected
+        | SessionEnd::ViewerLeftWhileConnecting
+        | SessionEnd::ClientFault { .. }
+        | SessionEnd::Internal => Refusal::Ended,
+    };
+    Denial {
+        refusal,
+        message: end.to_string(),
     }
 }
 

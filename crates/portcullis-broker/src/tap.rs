@@ -9,8 +9,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use portcullis_core::damage::DamageRegion;
-use portcullis_core::session::{SessionEvent, SessionInfo};
-use portcullis_core::wire::{ErrorCode, ServerMessage};
+use portcullis_core::session::{SessionEnd, SessionEvent, SessionInfo};
+
 use portcullis_core::Rect;
 
 use crate::live::Live;
@@ -202,8 +202,7 @@ impl Tap {
 
     /// Ends the session because it can no longer be recorded (deny by default).
     pub fn fail(&self, message: &str) {
-        self.session.end(ServerMessage::Error {
-            code: ErrorCode::RecordingUnavailable,
+        self.session.end(SessionEnd::RecordingFailed {
             message: message.to_owned(),
         });
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use portcullis_core::damage::DamageRegion;
 use portcullis_core::desktop::{ClipFile, ClipFileTerms, TargetCommand};
 use portcullis_core::flow::{BadAck, FrameWindow};
-use portcullis_core::session::{ClipboardDirection, SessionEvent};
+use portcullis_core::session::{ClipboardDirection, SessionEnd, SessionEvent};
 use portcullis_core::wire::{self, ClientMessage, ServerMessage};
 use portcullis_core::{InputEvent, Rect};
 use portcullis_encode::{encode_rgba, Choice};
@@ -150,8 +150,8 @@ pub enum ViewerOutput {
     Message(ServerMessage),
     /// Binary messages: rectangles, then the end of frame.
     Frame(Vec<Vec<u8>>),
-    /// The session is over: send this and close.
-    End(ServerMessage),
+    /// The session is over, and why: tell the browser and close.
+    End(SessionEnd),
 }
 
 /// One viewer of a session (a browser tab). Dropping it detaches it.
@@ -248,19 +248,19 @@ impl Viewer {
         out
     }
 
-    /// Resolves with the session's ending once it ended (the same message [`Viewer::next`]
-    /// hands out). Independent of the viewer: race it against every send to the browser, so an
+    /// Resolves with the session's ending once it ended (the same [`Viewer::next`] hands
+    /// out). Independent of the viewer: race it against every send to the browser, so an
     /// ended session's viewer is let go even when its browser stopped reading.
-    pub fn ended(&self) -> impl Future<Output = ServerMessage> + Send + 'static {
+    pub fn ended(&self) -> impl Future<Output = SessionEnd> + Send + 'static {
         ended_of(&self.ending)
     }
 
-    /// This viewer leaves and, being the one the session exists for, ends it with `message`.
+    /// This viewer leaves and, being the one the session exists for, ends it with `end`.
     /// The leave is in the event track before the end, which the recorder takes as its last
     /// word.
-    pub fn leave_and_end(&self, message: ServerMessage) {
+    pub fn leave_and_end(&self, end: SessionEnd) {
         self.shared.leave(&self.session);
-        self.session.end(message);
+        self.session.end(end);
     }
 
     /// Handles a message from this viewer: input goes to the target (waiting if the target is
@@ -346,8 +346,8 @@ pub enum RawOutput {
     ClipboardTerms(ClipFileTerms),
     /// A drive redirection message from the target (this client owns the session's drive).
     Device(Vec<u8>),
-    /// The session ended, with the message a browser would get.
-    End(ServerMessage),
+    /// The session ended, and why.
+    End(SessionEnd),
 }
 
 /// A viewer that takes pixels rather than browser frames: the gateway's RDP server uses it.
@@ -452,15 +452,15 @@ impl RawViewer {
         }
     }
 
-    /// This client leaves and ends the session it opened, with `message`: the leave is in the
+    /// This client leaves and ends the session it opened, with `end`: the leave is in the
     /// event track before the end.
-    pub fn leave_and_end(&self, message: ServerMessage) {
+    pub fn leave_and_end(&self, end: SessionEnd) {
         self.shared.leave(&self.session);
-        self.session.end(message);
+        self.session.end(end);
     }
 
     /// Resolves with the session's ending once it ended; see [`Viewer::ended`].
-    pub fn ended(&self) -> impl Future<Output = ServerMessage> + Send + 'static {
+    pub fn ended(&self) -> impl Future<Output = SessionEnd> + Send + 'static {
         ended_of(&self.ending)
     }
 
@@ -484,9 +484,7 @@ impl Drop for RawViewer {
 
 /// Resolves with the session's ending once it ended. Owns its own receiver: it can be awaited
 /// alongside anything the viewer does (a send to a client that stopped reading, say).
-fn ended_of(
-    ending: &watch::Receiver<Ending>,
-) -> impl Future<Output = ServerMessage> + Send + 'static {
+fn ended_of(ending: &watch::Receiver<Ending>) -> impl Future<Output = SessionEnd> + Send + 'static {
     let mut ending = ending.clone();
     async move {
         loop {

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_broker::{AuditFuture, Broker, OpenRequest, SessionAudit, TargetSpec};
-use portcullis_core::session::{EntryPath, SessionEvent, SessionInfo};
-use portcullis_policy::{Entry, Policy, PolicyDoc, Recording, SessionGrant, Subject, TargetRef};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use portcullis_broker::{AuditFuture, Broker, OpenRequest, SessionAudit};
+use portcullis_core::session::{SessionEnd, SessionEvent, SessionInfo};
+use portcullis_policy::Recording;
+
+mod common;
 
 /// A trail that can be made to refuse, and that notes what it got (and how many connections
 /// the target had accepted at that moment).
@@ -54,68 +54,21 @@ impl SessionAudit for Trail {
     }
 }
 
-/// An RFB 3.8 server without authentication (64x64) that counts its connections and then
-/// keeps them open, painting nothing.
+/// An RFB server (64x64) that counts its connections and then keeps them open, painting
+/// nothing.
 async fn target(accepted: Arc<AtomicUsize>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            accepted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                s.write_all(b"RFB 003.008\n").await?;
-                let mut version = [0u8; 12];
-                s.read_exact(&mut version).await?;
-                s.write_all(&[1, 1]).await?;
-                let mut choice = [0u8; 1];
-                s.read_exact(&mut choice).await?;
-                s.write_all(&0u32.to_be_bytes()).await?;
-                let mut shared = [0u8; 1];
-                s.read_exact(&mut shared).await?;
-                let mut init = Vec::new();
-                init.extend_from_slice(&64u16.to_be_bytes());
-                init.extend_from_slice(&64u16.to_be_bytes());
-                init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
-                init.extend_from_slice(&4u32.to_be_bytes());
-                init.extend_from_slice(b"fake");
-                s.write_all(&init).await?;
-                let mut buf = [0u8; 4096];
-                while s.read(&mut buf).await? > 0 {}
-                Ok::<_, std::io::Error>(())
-            });
+    common::serve(move |mut s| {
+        accepted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            common::handshake(&mut s, 64, 64, b"fake").await?;
+            common::drain(&mut s).await
         }
-    });
-    addr
-}
-
-fn grant() -> SessionGrant {
-    let mut doc = PolicyDoc::default_policy();
-    doc.rules[0].recording = Recording::Optional;
-    let who = Subject {
-        user: "u",
-        role: "user",
-    };
-    Policy::compile(&doc)
-        .unwrap()
-        .session(&who, &TargetRef::new("t", &[]), Entry::Browser, 0)
-        .into_result()
-        .unwrap()
+    })
+    .await
 }
 
 fn request(address: String) -> OpenRequest {
-    OpenRequest {
-        user: "alice".into(),
-        user_id: "u_alice".into(),
-        target: "t".into(),
-        spec: TargetSpec::Vnc {
-            address,
-            password: String::new(),
-        },
-        client_addr: "test".into(),
-        entry: EntryPath::Browser,
-        grant: grant(),
-    }
+    common::request(address, Recording::Optional)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,8 +85,8 @@ async fn a_session_whose_start_cannot_be_recorded_never_contacts_its_target() {
     trail.refuse.store(false, Ordering::SeqCst);
     let session = broker.open(request(address)).await.unwrap();
     assert_eq!(trail.accepted.load(Ordering::SeqCst), 1);
-    session.close(portcullis_core::wire::ServerMessage::Closed {
-        reason: "done".into(),
+    session.close(SessionEnd::ClosedByAdmin {
+        message: "done".into(),
     });
 }
 
@@ -193,8 +146,8 @@ async fn start_watch_and_freeze_are_on_record_before_they_happen() {
             (true, "WatcherJoined".to_owned())
         ]
     );
-    session.close(portcullis_core::wire::ServerMessage::Closed {
-        reason: "done".into(),
+    session.close(SessionEnd::ClosedByAdmin {
+        message: "done".into(),
     });
     tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use portcullis_broker::{Broker, OpenRequest, TargetSpec, ViewerOutput};
-use portcullis_core::session::EntryPath;
+use portcullis_broker::{Broker, OpenRequest, ViewerOutput};
+use portcullis_core::session::SessionEnd;
 use portcullis_core::wire::{decode_server_binary, ClientMessage, ServerBinary};
-use portcullis_policy::{Entry, Policy, PolicyDoc, Recording, SessionGrant, Subject, TargetRef};
+use portcullis_policy::Recording;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+
+mod common;
 
 const W: u16 = 256;
 const H: u16 = 128;
@@ -17,26 +18,8 @@ const H: u16 = 128;
 /// A minimal RFB 3.8 server without authentication that paints a 16x16 square at a new place
 /// every 2 ms until the client goes away.
 async fn scripted_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        s.write_all(b"RFB 003.008\n").await.unwrap();
-        let mut version = [0u8; 12];
-        s.read_exact(&mut version).await.unwrap();
-        s.write_all(&[1, 1]).await.unwrap();
-        let mut choice = [0u8; 1];
-        s.read_exact(&mut choice).await.unwrap();
-        s.write_all(&0u32.to_be_bytes()).await.unwrap();
-        let mut shared = [0u8; 1];
-        s.read_exact(&mut shared).await.unwrap();
-        let mut init = Vec::new();
-        init.extend_from_slice(&W.to_be_bytes());
-        init.extend_from_slice(&H.to_be_bytes());
-        init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
-        init.extend_from_slice(&4u32.to_be_bytes());
-        init.extend_from_slice(b"fake");
-        s.write_all(&init).await.unwrap();
+    common::serve(|mut s| async move {
+        common::handshake(&mut s, W, H, b"fake").await?;
         let (mut rd, mut wr) = s.into_split();
         // Discard whatever the client sends (pixel format, encodings, update requests, input).
         tokio::spawn(async move {
@@ -57,12 +40,13 @@ async fn scripted_server() -> String {
                 msg.extend_from_slice(&[c, 255 - c, 0, 0]);
             }
             if wr.write_all(&msg).await.is_err() {
-                return;
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-    });
-    addr
+        Ok(())
+    })
+    .await
 }
 
 fn seq_of(frame: &[Vec<u8>]) -> u32 {
@@ -140,8 +124,8 @@ async fn a_stalled_viewer_gets_the_window_then_merged_frames_and_never_slows_ano
     // A bogus acknowledgement is an error for that viewer only.
     assert!(slow.handle(ClientMessage::Ack { seq: 1000 }).await.is_err());
 
-    session.close(portcullis_core::wire::ServerMessage::Closed {
-        reason: "done".into(),
+    session.close(SessionEnd::ClosedByAdmin {
+        message: "done".into(),
     });
     let end = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
@@ -152,10 +136,7 @@ async fn a_stalled_viewer_gets_the_window_then_merged_frames_and_never_slows_ano
     })
     .await
     .unwrap();
-    assert!(matches!(
-        end,
-        portcullis_core::wire::ServerMessage::Closed { .. }
-    ));
+    assert!(matches!(end, SessionEnd::ClosedByAdmin { .. }));
     for _ in 0..50 {
         if broker.list().is_empty() {
             break;
@@ -183,34 +164,9 @@ impl portcullis_broker::SessionRecorder for BrokenRecorder {
     }
 }
 
+/// The default policy, with recording optional (most of these brokers have no recorder).
 fn request(address: String) -> OpenRequest {
-    OpenRequest {
-        user: "u".into(),
-        user_id: "u_u".into(),
-        target: "t".into(),
-        spec: TargetSpec::Vnc {
-            address,
-            password: String::new(),
-        },
-        client_addr: "test".into(),
-        entry: EntryPath::Browser,
-        grant: grant(),
-    }
-}
-
-/// The default policy's grant, with recording optional (most of these brokers have no recorder).
-fn grant() -> SessionGrant {
-    let mut doc = PolicyDoc::default_policy();
-    doc.rules[0].recording = Recording::Optional;
-    let who = Subject {
-        user: "u",
-        role: "user",
-    };
-    Policy::compile(&doc)
-        .unwrap()
-        .session(&who, &TargetRef::new("t", &[]), Entry::Browser, 0)
-        .into_result()
-        .unwrap()
+    common::request(address, Recording::Optional)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,8 +198,8 @@ async fn a_stuck_recorder_never_slows_the_session_and_its_tap_stays_bounded() {
     );
     assert!(batch.updates > 20, "updates seen: {}", batch.updates);
     assert!(batch.events.len() <= portcullis_broker::MAX_TAP_EVENTS);
-    session.close(portcullis_core::wire::ServerMessage::Closed {
-        reason: "test over".into(),
+    session.close(SessionEnd::ClosedByAdmin {
+        message: "test over".into(),
     });
     // The end may come in a later batch than the viewer leaving with it.
     let deadline = std::time::Instant::now() + Duration::from_secs(2);

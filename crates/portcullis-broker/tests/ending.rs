@@ -9,73 +9,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_broker::{
-    AuditFuture, Broker, OpenRequest, SessionAudit, SessionRecorder, Tap, TapEvent, TargetSpec,
-    ViewerOutput,
+    AuditFuture, Broker, OpenRequest, SessionAudit, SessionRecorder, Tap, TapEvent, ViewerOutput,
 };
-use portcullis_core::session::{EntryPath, SessionEvent, SessionInfo};
-use portcullis_core::wire::ServerMessage;
-use portcullis_policy::{Entry, Policy, PolicyDoc, SessionGrant, Subject, TargetRef};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use portcullis_core::session::{SessionEnd, SessionEvent, SessionInfo};
+use portcullis_policy::Recording;
+use tokio::io::AsyncWriteExt;
 
-/// A minimal RFB 3.8 server without authentication: a 64x32 desktop that never changes.
+mod common;
+
+/// A minimal RFB server without authentication: a 64x32 desktop that never changes.
 async fn still_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                s.write_all(b"RFB 003.008\n").await?;
-                let mut version = [0u8; 12];
-                s.read_exact(&mut version).await?;
-                s.write_all(&[1, 1]).await?;
-                let mut choice = [0u8; 1];
-                s.read_exact(&mut choice).await?;
-                s.write_all(&0u32.to_be_bytes()).await?;
-                let mut shared = [0u8; 1];
-                s.read_exact(&mut shared).await?;
-                let mut init = Vec::new();
-                init.extend_from_slice(&64u16.to_be_bytes());
-                init.extend_from_slice(&32u16.to_be_bytes());
-                init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
-                init.extend_from_slice(&5u32.to_be_bytes());
-                init.extend_from_slice(b"still");
-                s.write_all(&init).await?;
-                // Discard what the client sends until it goes away.
-                let mut buf = [0u8; 4096];
-                while s.read(&mut buf).await? > 0 {}
-                Ok::<_, std::io::Error>(())
-            });
-        }
-    });
-    addr
+    common::still_server(64, 32, b"still").await
 }
 
-fn grant() -> SessionGrant {
-    let who = Subject {
-        user: "alice",
-        role: "user",
-    };
-    Policy::compile(&PolicyDoc::default_policy())
-        .unwrap()
-        .session(&who, &TargetRef::new("t", &[]), Entry::Browser, 0)
-        .into_result()
-        .unwrap()
-}
-
+/// Sessions here are recorded, as the shipped policy requires.
 fn request(address: String) -> OpenRequest {
-    OpenRequest {
-        user: "alice".into(),
-        user_id: "u_alice".into(),
-        target: "t".into(),
-        spec: TargetSpec::Vnc {
-            address,
-            password: String::new(),
-        },
-        client_addr: "test".into(),
-        entry: EntryPath::Browser,
-        grant: grant(),
-    }
+    common::request(address, Recording::Required)
 }
 
 /// What a recorder thread saw in its tap, and whether it finished.
@@ -181,9 +130,7 @@ async fn the_leave_precedes_the_end_when_the_last_viewer_leaving_ends_the_sessio
     let broker = broker_with(&seen, Duration::ZERO);
     let session = broker.open(request(still_server().await)).await.unwrap();
     let (viewer, _) = session.attach_viewer("alice");
-    viewer.leave_and_end(ServerMessage::Closed {
-        reason: "the viewer disconnected".into(),
-    });
+    viewer.leave_and_end(SessionEnd::ViewerDisconnected);
     drop(viewer);
     assert_left_before_end(&recorded(&seen).await);
 }
@@ -198,8 +145,8 @@ async fn the_leave_precedes_the_end_when_the_session_ends_while_the_viewer_leave
     // meanwhile the session ends for another reason (an admin, the target).
     std::thread::spawn(move || drop(viewer));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    session.close(ServerMessage::Closed {
-        reason: "closed elsewhere".into(),
+    session.close(SessionEnd::ClosedByAdmin {
+        message: "closed elsewhere".into(),
     });
     assert_left_before_end(&recorded(&seen).await);
 }
@@ -234,9 +181,7 @@ async fn shutdown_ends_every_session_and_waits_for_viewers_and_recorders() {
         drop(raw);
         by_shutdown
     });
-    let reason = ServerMessage::Closed {
-        reason: "the gateway is shutting down".into(),
-    };
+    let reason = SessionEnd::Shutdown;
     assert!(broker.still_open() > 0);
     tokio::time::timeout(Duration::from_secs(5), broker.shutdown(reason.clone()))
         .await
@@ -290,41 +235,18 @@ async fn one_account_has_at_most_its_share_of_live_sessions() {
 /// An RFB server like [`still_server`] whose desktop puts text on the clipboard right away
 /// (ServerCutText): the session thread then asks the policy, and records its decision.
 async fn copying_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                s.write_all(b"RFB 003.008\n").await?;
-                let mut version = [0u8; 12];
-                s.read_exact(&mut version).await?;
-                s.write_all(&[1, 1]).await?;
-                let mut choice = [0u8; 1];
-                s.read_exact(&mut choice).await?;
-                s.write_all(&0u32.to_be_bytes()).await?;
-                let mut shared = [0u8; 1];
-                s.read_exact(&mut shared).await?;
-                let mut init = Vec::new();
-                init.extend_from_slice(&64u16.to_be_bytes());
-                init.extend_from_slice(&32u16.to_be_bytes());
-                init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
-                init.extend_from_slice(&4u32.to_be_bytes());
-                init.extend_from_slice(b"copy");
-                s.write_all(&init).await?;
-                // Give the gateway time to attach its viewer first.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let text = b"copied";
-                let mut cut = vec![3, 0, 0, 0];
-                cut.extend_from_slice(&(text.len() as u32).to_be_bytes());
-                cut.extend_from_slice(text);
-                s.write_all(&cut).await?;
-                let mut buf = [0u8; 4096];
-                while s.read(&mut buf).await? > 0 {}
-                Ok::<_, std::io::Error>(())
-            });
-        }
-    });
-    addr
+    common::serve(|mut s| async move {
+        common::handshake(&mut s, 64, 32, b"copy").await?;
+        // Give the gateway time to attach its viewer first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let text = b"copied";
+        let mut cut = vec![3, 0, 0, 0];
+        cut.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        cut.extend_from_slice(text);
+        s.write_all(&cut).await?;
+        common::drain(&mut s).await
+    })
+    .await
 }
 
 /// An audit trail with a bug: it panics on the first clipboard decision, on the session's own
@@ -375,7 +297,7 @@ async fn a_panicking_session_thread_still_ends_its_session() {
     assert!(audit.panicked.load(Ordering::SeqCst));
     let internal = |reason: &str| reason.contains("internal error");
     assert!(
-        matches!(&end, ServerMessage::Error { message, .. } if internal(message)),
+        matches!(&end, SessionEnd::Internal) && internal(&end.to_string()),
         "{end:?}"
     );
     // The recording closed with the end as its last word, after the viewer's leave.
@@ -400,9 +322,7 @@ async fn a_panicking_session_thread_still_ends_its_session() {
     drop(viewer);
     tokio::time::timeout(
         Duration::from_secs(5),
-        broker.shutdown(ServerMessage::Closed {
-            reason: "stop".into(),
-        }),
+        broker.shutdown(SessionEnd::Shutdown),
     )
     .await
     .expect("nothing was left behind");
@@ -419,8 +339,8 @@ async fn an_ended_sessions_viewer_hears_of_it_while_busy_elsewhere() {
     // Taken while running, awaited while the viewers are stuck elsewhere (a send that never
     // returns): an admin's close reaches them.
     let (ended, raw_ended) = (viewer.ended(), raw.ended());
-    let closed = ServerMessage::Closed {
-        reason: "closed by the SOC".into(),
+    let closed = SessionEnd::ClosedByAdmin {
+        message: "closed by the SOC".into(),
     };
     session.close(closed.clone());
     let heard = tokio::time::timeout(Duration::from_secs(2), async {

@@ -1,4 +1,5 @@
-//! The session model: what an administrator sees of a live session.
+//! The session model: what an administrator sees of a live session, why a session ended, and
+//! the events a recording keeps.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,109 @@ pub struct SessionInfo {
     /// The security team holds the user's input (the screen is still shown and recorded).
     #[serde(default)]
     pub frozen: bool,
+}
+
+/// Why a live session ended, whoever ended it. Protocol-neutral: the web crate tells a browser
+/// with a `closed` or `error` message, the native RDP path with a disconnect reason; its words
+/// ([`Display`](std::fmt::Display)) are what the user, the event track and the audit trail read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// An administrator or the security team ended it (a close, a kill, a revoked grant, a
+    /// locked account); `message` says who and why, for the user.
+    ClosedByAdmin {
+        /// Who and why.
+        message: String,
+    },
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The policy's maximum duration or time window ran out.
+    TimeLimit {
+        /// The rule that set it.
+        rule: String,
+    },
+    /// No input for longer than the policy's idle timeout.
+    IdleTimeout {
+        /// The timeout, in seconds.
+        secs: u64,
+        /// The rule that set it.
+        rule: String,
+    },
+    /// The target ended the session and said why (an RDP disconnect reason).
+    TargetEnded {
+        /// The target's words.
+        reason: String,
+    },
+    /// The target closed its connection.
+    TargetClosed,
+    /// The target could not be reached, refused the stored credentials, or sent (or stopped
+    /// taking) what the gateway cannot accept.
+    TargetFailed {
+        /// Which of these.
+        fault: TargetFault,
+        /// What happened, safe to show the user (never the target's address).
+        message: String,
+    },
+    /// The session can no longer be recorded, so it does not go on.
+    RecordingFailed {
+        /// Why.
+        message: String,
+    },
+    /// The browser viewer the session was opened for disconnected.
+    ViewerDisconnected,
+    /// The native RDP client the session was opened for disconnected.
+    NativeClientDisconnected,
+    /// The opener went away while the target was being connected.
+    ViewerLeftWhileConnecting,
+    /// The viewer's client sent what the gateway cannot accept, or stopped answering.
+    ClientFault {
+        /// What went wrong.
+        message: String,
+    },
+    /// A fault inside the gateway stopped the session.
+    Internal,
+}
+
+/// How a target failed a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetFault {
+    /// It did not answer or refused the connection.
+    Unreachable,
+    /// It refused the stored credentials.
+    AuthFailed,
+    /// It spoke (or stopped speaking) in a way the gateway cannot accept.
+    Protocol,
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEnd::ClosedByAdmin { message }
+            | SessionEnd::TargetFailed { message, .. }
+            | SessionEnd::RecordingFailed { message }
+            | SessionEnd::ClientFault { message } => f.write_str(message),
+            SessionEnd::Shutdown => f.write_str("the gateway is shutting down"),
+            SessionEnd::TimeLimit { rule } => write!(
+                f,
+                "the session reached the end of the time the policy allows (rule {rule:?})"
+            ),
+            SessionEnd::IdleTimeout { secs, rule } => write!(
+                f,
+                "the session was idle for longer than the policy allows ({secs} s, rule {rule:?})"
+            ),
+            SessionEnd::TargetEnded { reason } => {
+                write!(f, "the target ended the session: {reason}")
+            }
+            SessionEnd::TargetClosed => f.write_str("the target closed the session"),
+            SessionEnd::ViewerDisconnected => f.write_str("the viewer disconnected"),
+            SessionEnd::NativeClientDisconnected => {
+                f.write_str("the native RDP client disconnected")
+            }
+            SessionEnd::ViewerLeftWhileConnecting => {
+                f.write_str("the viewer left while connecting")
+            }
+            SessionEnd::Internal => f.write_str("the session stopped on an internal error"),
+        }
+    }
 }
 
 /// Direction of a clipboard transfer.

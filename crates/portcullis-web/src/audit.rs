@@ -528,8 +528,8 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
         assert!(!session.info().frozen, "frozen without a record");
-        session.close(portcullis_core::wire::ServerMessage::Closed {
-            reason: "done".into(),
+        session.close(portcullis_core::session::SessionEnd::ClosedByAdmin {
+            message: "done".into(),
         });
     }
 }

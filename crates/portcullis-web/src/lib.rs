@@ -14,6 +14,7 @@ pub mod ops;
 pub mod policy;
 pub mod rdp;
 mod recordings;
+mod session_end;
 mod sessions;
 mod targets;
 #[cfg(test)]

@@ -9,8 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use portcullis_audit::{Kind, Record};
-use portcullis_core::session::SessionInfo;
-use portcullis_core::wire::{ErrorCode, ServerMessage};
+use portcullis_core::session::{SessionEnd, SessionInfo};
 use serde_json::json;
 use tracing::info;
 
@@ -29,8 +28,7 @@ pub(crate) fn close_sessions(state: &AppState, pick: impl Fn(&SessionInfo) -> bo
     for s in state.broker.list().into_iter().filter(|s| pick(s)) {
         state.broker.close(
             &s.id,
-            ServerMessage::Error {
-                code: ErrorCode::ClosedByAdmin,
+            SessionEnd::ClosedByAdmin {
                 message: message.to_owned(),
             },
         );
@@ -78,8 +76,7 @@ pub(crate) async fn close_session(
             || {
                 let closed = state.broker.close(
                     &id,
-                    ServerMessage::Error {
-                        code: ErrorCode::ClosedByAdmin,
+                    SessionEnd::ClosedByAdmin {
                         message: "the session was closed by an administrator".into(),
                     },
                 );

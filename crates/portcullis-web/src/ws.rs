@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use portcullis_broker::{OpenRequest, SessionHandle, Viewer, ViewerOutput};
-use portcullis_core::session::EntryPath;
+use portcullis_core::session::{EntryPath, SessionEnd, TargetFault};
 use portcullis_core::wire::{self, ErrorCode, ServerMessage, WireError};
 use portcullis_policy::Entry;
 use tracing::{info, warn};
@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::auth::AuthUser;
 use crate::ops;
 use crate::policy::session as session_policy;
+use crate::session_end::browser_message;
 use crate::{AppState, WebError};
 
 /// How often the gateway pings the browser; browsers answer pings on their own.
@@ -39,14 +40,14 @@ enum Sent<T> {
     /// Not done within its time limit: the other side stopped taking.
     Stalled,
     /// The session ended, and the send was still not done a moment later.
-    Ended(ServerMessage),
+    Ended(SessionEnd),
 }
 
 /// Waits for `work` at most `limit`, and at most [`ENDED_GRACE`] once `ended` (the session's
 /// end) resolved: a client that stopped reading never holds its viewer past its session.
 async fn bounded<T>(
     limit: Duration,
-    ended: std::pin::Pin<&mut impl std::future::Future<Output = ServerMessage>>,
+    ended: std::pin::Pin<&mut impl std::future::Future<Output = SessionEnd>>,
     work: impl std::future::Future<Output = T>,
 ) -> Sent<T> {
     let work = tokio::time::timeout(limit, work);
@@ -215,12 +216,11 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
     let still_allowed = state.store.has_grant(&user, &target).unwrap_or(false)
         && matches!(state.store.get_user(&user), Ok(Some(u)) if !u.locked);
     if !still_allowed {
-        let m = ServerMessage::Error {
-            code: ErrorCode::ClosedByAdmin,
+        let end = SessionEnd::ClosedByAdmin {
             message: "your access to this target was revoked".into(),
         };
-        session.close(m.clone());
-        close_with(&mut socket, &m).await;
+        session.close(end.clone());
+        close_with(&mut socket, &browser_message(&end)).await;
         return;
     }
     let (mut viewer, (width, height)) = session.attach_viewer(&user);
@@ -234,8 +234,9 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
     // before the end (the recorder's last word). The viewer itself is dropped only once the
     // browser was told why: the gateway's shutdown waits for that.
     match pump(socket, &mut viewer, &id, &init).await {
-        (Some(m), socket) => {
-            viewer.leave_and_end(m.clone());
+        (Some(end), socket) => {
+            viewer.leave_and_end(end.clone());
+            let m = browser_message(&end);
             match socket {
                 Some(mut socket) => close_with(&mut socket, &m).await,
                 None => warn!(session = %id, "cannot tell the browser why the session ended"),
@@ -243,9 +244,7 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
             info!(session = %id, %user, %target, reason = %m.to_json(), "viewer left");
         }
         (None, _) => {
-            viewer.leave_and_end(ServerMessage::Closed {
-                reason: "the viewer disconnected".into(),
-            });
+            viewer.leave_and_end(SessionEnd::ViewerDisconnected);
             info!(session = %id, %user, %target, "viewer disconnected");
         }
     }
@@ -268,8 +267,8 @@ pub(crate) async fn watch(
         width,
         height,
     };
-    if let (Some(m), Some(mut s)) = pump(socket, &mut viewer, &id, &init).await {
-        close_with(&mut s, &m).await;
+    if let (Some(end), Some(mut s)) = pump(socket, &mut viewer, &id, &init).await {
+        close_with(&mut s, &browser_message(&end)).await;
     }
     info!(session = %id, %watcher, "watcher left");
 }
@@ -284,7 +283,7 @@ async fn pump(
     viewer: &mut Viewer,
     id: &str,
     init: &ServerMessage,
-) -> (Option<ServerMessage>, Option<WebSocket>) {
+) -> (Option<SessionEnd>, Option<WebSocket>) {
     // Fused: once it resolved (a send then still finished in time) it stays pending, and the
     // viewer's next output is the end.
     let ended = viewer.ended().fuse();
@@ -298,16 +297,15 @@ async fn pump(
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.reset();
     let mut last_heard = tokio::time::Instant::now();
-    let stopped_answering = || ServerMessage::Error {
-        code: ErrorCode::BadMessage,
+    let stopped_answering = || SessionEnd::ClientFault {
         message: "the browser stopped answering".into(),
     };
     /// How the loop ends: the browser went away, or why the session ends and whether the
     /// browser can still be told.
     enum End {
         Gone,
-        Tell(ServerMessage),
-        Unreachable(ServerMessage),
+        Tell(SessionEnd),
+        Unreachable(SessionEnd),
     }
     let end = loop {
         tokio::select! {
@@ -358,8 +356,8 @@ async fn pump(
                             Ok(msg) => match bounded(SEND_TIMEOUT, ended.as_mut(), viewer.handle(msg)).await {
                                 Sent::Done(r) => r.map_err(|e| e.to_string()),
                                 Sent::Stalled => {
-                                    break End::Tell(ServerMessage::Error {
-                                        code: ErrorCode::TargetProtocol,
+                                    break End::Tell(SessionEnd::TargetFailed {
+                                        fault: TargetFault::Protocol,
                                         message: "the target stopped taking input".into(),
                                     })
                                 }
@@ -370,13 +368,13 @@ async fn pump(
                         };
                         if let Err(e) = handled {
                             warn!(session = %id, error = %e, "bad message from browser");
-                            break End::Tell(ServerMessage::Error { code: ErrorCode::BadMessage, message: e });
+                            break End::Tell(SessionEnd::ClientFault { message: e });
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
                         let e = WireError::UnexpectedBinary.to_string();
                         warn!(session = %id, error = %e, "bad message from browser");
-                        break End::Tell(ServerMessage::Error { code: ErrorCode::BadMessage, message: e });
+                        break End::Tell(SessionEnd::ClientFault { message: e });
                     }
                     Some(Ok(_)) => {}
                 }
@@ -544,8 +542,7 @@ mod tests {
         assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
         // From now on the browser reads nothing: the gateway's frame send gets stuck.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let killed = ServerMessage::Error {
-            code: ErrorCode::ClosedByAdmin,
+        let killed = SessionEnd::ClosedByAdmin {
             message: "closed by the SOC".into(),
         };
         session.close(killed.clone());
@@ -559,9 +556,9 @@ mod tests {
         drop(browser);
     }
 
-    fn closed() -> ServerMessage {
-        ServerMessage::Closed {
-            reason: "closed by the SOC".into(),
+    fn closed() -> SessionEnd {
+        SessionEnd::ClosedByAdmin {
+            message: "closed by the SOC".into(),
         }
     }
 
@@ -590,7 +587,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_send_that_never_returns_stalls_at_its_limit() {
-        let ended = std::future::pending::<ServerMessage>();
+        let ended = std::future::pending::<SessionEnd>();
         tokio::pin!(ended);
         let sent = bounded(
             Duration::from_millis(100),

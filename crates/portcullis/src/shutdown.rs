@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use portcullis_audit::{AuditError, AuditLog, Kind, Record};
 use portcullis_broker::Broker;
-use portcullis_core::wire::ServerMessage;
+use portcullis_core::session::SessionEnd;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -41,10 +41,7 @@ pub(crate) async fn run(
 ) -> bool {
     let deadline = start + grace;
     let sessions_until = deadline.checked_sub(trail_margin(grace)).unwrap_or(start);
-    let message = ServerMessage::Closed {
-        reason: REASON.into(),
-    };
-    let ended = tokio::time::timeout_at(sessions_until, broker.shutdown(message))
+    let ended = tokio::time::timeout_at(sessions_until, broker.shutdown(SessionEnd::Shutdown))
         .await
         .is_ok();
     let still_open = broker.still_open();
@@ -186,6 +183,11 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+
+    #[test]
+    fn sessions_end_with_the_reason_the_stop_record_gives() {
+        assert_eq!(SessionEnd::Shutdown.to_string(), REASON);
+    }
 
     /// A minimal RFB 3.8 server without authentication: a still 64x32 desktop.
     async fn still_desktop() -> String {

@@ -20,8 +20,7 @@ use std::time::Instant;
 use portcullis_audit::{Kind, Record};
 use portcullis_broker::{OpenRequest, RawViewer};
 use portcullis_core::desktop::InputEvent;
-use portcullis_core::session::EntryPath;
-use portcullis_core::wire::{ErrorCode, ServerMessage};
+use portcullis_core::session::{EntryPath, SessionEnd};
 use portcullis_policy::{Entry, SessionGrant};
 use portcullis_rdp::server::{
     Admission, BoxFuture, Denial, Display, DisplayEvent, Gate, Login, NlaIdentity, Refusal,
@@ -305,9 +304,8 @@ struct NativeView {
 impl Drop for NativeView {
     fn drop(&mut self) {
         // The leave goes in the event track before the end.
-        self.viewer.leave_and_end(ServerMessage::Closed {
-            reason: "the native RDP client disconnected".into(),
-        });
+        self.viewer
+            .leave_and_end(SessionEnd::NativeClientDisconnected);
     }
 }
 
@@ -335,10 +333,8 @@ impl Display for NativeView {
     /// The session ends with the listener's reason, which the session's end record keeps (the
     /// first ending wins over the generic one of `Drop`).
     fn cut_off(&mut self, reason: String) {
-        self.viewer.leave_and_end(ServerMessage::Error {
-            code: ErrorCode::BadMessage,
-            message: reason,
-        });
+        self.viewer
+            .leave_and_end(SessionEnd::ClientFault { message: reason });
     }
 }
 

@@ -12,7 +12,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use portcullis_audit::{Kind, Record};
 use portcullis_broker::SessionHandle;
-use portcullis_core::wire::{self, ErrorCode, ServerMessage};
+use portcullis_core::session::SessionEnd;
+use portcullis_core::wire;
 use portcullis_store::Role;
 use serde::Deserialize;
 use tracing::info;
@@ -95,8 +96,7 @@ pub(crate) async fn kill(
                 .detail("reason", reason),
         )
         .await?;
-    session.close(ServerMessage::Error {
-        code: ErrorCode::ClosedByAdmin,
+    session.close(SessionEnd::ClosedByAdmin {
         message: format!("the security team ended this session: {reason}"),
     });
     info!(by = %soc.name, session = %id, %reason, "session killed");
