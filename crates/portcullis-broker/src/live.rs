@@ -20,7 +20,7 @@ impl Tracker {
     /// One more thing to wait for, until the guard is dropped.
     pub(crate) fn enter(&self) -> Live {
         self.0.send_modify(|n| *n += 1);
-        Live(self.0.clone())
+        Live(Arc::clone(&self.0))
     }
 
     /// How many guards are alive.

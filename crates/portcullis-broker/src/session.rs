@@ -216,7 +216,7 @@ impl SessionHandle {
     /// `user` is who watches (the event track of the recording names them).
     pub fn attach_viewer(&self, user: &str) -> (Viewer, (u32, u32)) {
         let (viewer, size) = self.register(user, false);
-        (Viewer::new(self.shared.clone(), viewer), size)
+        (Viewer::new(Arc::clone(&self.shared), viewer), size)
     }
 
     /// Attaches a view-only viewer for the security team: it sees what the user sees, its input
@@ -229,7 +229,7 @@ impl SessionHandle {
         };
         self.shared.audit_first(&event).await?;
         let (viewer, size) = self.register_as(user, event, false);
-        Ok((Viewer::view_only(self.shared.clone(), viewer), size))
+        Ok((Viewer::view_only(Arc::clone(&self.shared), viewer), size))
     }
 
     /// Freezes (`frozen`) or unfreezes the session on behalf of `by`. While frozen, the user's
@@ -279,7 +279,7 @@ impl SessionHandle {
     pub fn attach_raw_viewer(&self, user: &str) -> RawViewer {
         let (viewer, _) = self.register(user, false);
         self.shared.claim_drive(&viewer);
-        RawViewer::new(self.shared.clone(), viewer)
+        RawViewer::new(Arc::clone(&self.shared), viewer)
     }
 
     /// Lists a new viewer (full repaint pending) and notes it in the event track.

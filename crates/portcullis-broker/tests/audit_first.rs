@@ -75,8 +75,11 @@ fn request(address: String) -> OpenRequest {
 async fn a_session_whose_start_cannot_be_recorded_never_contacts_its_target() {
     let trail = Arc::new(Trail::default());
     trail.refuse.store(true, Ordering::SeqCst);
-    let address = target(trail.accepted.clone()).await;
-    let broker = Broker::default().with_audit(trail.clone());
+    let address = target(std::sync::Arc::<std::sync::atomic::AtomicUsize>::clone(
+        &trail.accepted,
+    ))
+    .await;
+    let broker = Broker::default().with_audit(std::sync::Arc::<Trail>::clone(&trail));
     let err = broker.open(request(address.clone())).await.unwrap_err();
     assert!(err.message.contains("audit trail"), "{}", err.message);
     assert!(broker.list().is_empty());
@@ -93,8 +96,11 @@ async fn a_session_whose_start_cannot_be_recorded_never_contacts_its_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_watch_and_freeze_are_on_record_before_they_happen() {
     let trail = Arc::new(Trail::default());
-    let address = target(trail.accepted.clone()).await;
-    let broker = Broker::default().with_audit(trail.clone());
+    let address = target(std::sync::Arc::<std::sync::atomic::AtomicUsize>::clone(
+        &trail.accepted,
+    ))
+    .await;
+    let broker = Broker::default().with_audit(std::sync::Arc::<Trail>::clone(&trail));
     let session = broker.open(request(address)).await.unwrap();
     {
         let seen = trail.seen.lock().unwrap();

@@ -173,7 +173,7 @@ fn request(address: String) -> OpenRequest {
 async fn a_stuck_recorder_never_slows_the_session_and_its_tap_stays_bounded() {
     let address = scripted_server().await;
     let recorder = std::sync::Arc::new(StuckRecorder(std::sync::Mutex::default()));
-    let broker = Broker::default().with_recorder(recorder.clone());
+    let broker = Broker::default().with_recorder(std::sync::Arc::<StuckRecorder>::clone(&recorder));
     let session = broker.open(request(address)).await.unwrap();
     let (mut viewer, _) = session.attach_viewer("watcher");
     let mut frames = 0u32;

@@ -45,7 +45,7 @@ struct ReadingRecorder {
 
 impl SessionRecorder for ReadingRecorder {
     fn start(&self, tap: Tap) -> Result<(), String> {
-        let seen = self.seen.clone();
+        let seen = std::sync::Arc::<Seen>::clone(&self.seen);
         let closing = self.closing;
         std::thread::spawn(move || loop {
             let batch = tap.wait(Duration::from_millis(100));
@@ -88,7 +88,7 @@ fn broker_with(seen: &Arc<Seen>, closing: Duration) -> Broker {
     Broker::default()
         .with_audit(Arc::new(SlowLeaveAudit))
         .with_recorder(Arc::new(ReadingRecorder {
-            seen: seen.clone(),
+            seen: std::sync::Arc::<Seen>::clone(seen),
             closing,
         }))
 }
@@ -163,7 +163,9 @@ async fn shutdown_ends_every_session_and_waits_for_viewers_and_recorders() {
     // browser before it lets the viewer go.
     let told = Arc::new(Mutex::new(None));
     let browser = tokio::spawn({
-        let told = told.clone();
+        let told = std::sync::Arc::<
+            std::sync::Mutex<std::option::Option<portcullis_core::session::SessionEnd>>,
+        >::clone(&told);
         async move {
             loop {
                 if let ViewerOutput::End(m) = viewer.next().await {
@@ -277,9 +279,9 @@ async fn a_panicking_session_thread_still_ends_its_session() {
     let seen = Arc::new(Seen::default());
     let audit = Arc::new(PanickingAudit::default());
     let broker = Broker::default()
-        .with_audit(audit.clone())
+        .with_audit(std::sync::Arc::<PanickingAudit>::clone(&audit))
         .with_recorder(Arc::new(ReadingRecorder {
-            seen: seen.clone(),
+            seen: std::sync::Arc::<Seen>::clone(&seen),
             closing: Duration::ZERO,
         }));
     let session = broker.open(request(copying_server().await)).await.unwrap();

@@ -258,7 +258,7 @@ impl Broker {
             // Entered under the same lock: a shutdown that sees no session thread alive also
             // sees no session listed.
             Deregister {
-                sessions: self.sessions.clone(),
+                sessions: Arc::clone(&self.sessions),
                 id: id.clone(),
                 _live: self.tracker.enter(),
             }
@@ -386,9 +386,9 @@ mod tests {
     async fn a_listed_session_always_has_its_shutdown_guard() {
         let broker = Broker::default().with_recorder(Arc::new(NoRecorder));
         let tracker = broker.tracker.clone();
-        let sessions = broker.sessions.clone();
+        let sessions = Arc::clone(&broker.sessions);
         let seen = std::rc::Rc::new(RefCell::new(None));
-        let seen_in = seen.clone();
+        let seen_in = std::rc::Rc::clone(&seen);
         ON_REGISTERED.with(|f| {
             *f.borrow_mut() = Some(Box::new(move || {
                 // What a shutdown taking the sessions' lock right now would see.

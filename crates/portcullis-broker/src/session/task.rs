@@ -94,10 +94,10 @@ pub(super) async fn session_thread(
         for event in opening {
             tap.event(TapEvent::Session(event));
         }
-        let _ = handle.shared.tap.set(tap.clone());
+        let _ = handle.shared.tap.set(Arc::clone(&tap));
         let started = recorder.start(Tap {
             shared: tap,
-            session: handle.shared.clone(),
+            session: Arc::clone(&handle.shared),
             _live: handle.shared.tracker.enter(),
         });
         if let Err(e) = started {
@@ -165,7 +165,7 @@ async fn run_session(
     adapter: tokio::task::JoinHandle<Result<(), TargetError>>,
     _guard: Deregister,
 ) {
-    let shared = handle.shared.clone();
+    let shared = Arc::clone(&handle.shared);
     let id = handle.id();
     let mut ending = shared.ending.subscribe();
     let mut target_gone = false;

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Listens on a free local port and hands every connection to `each` on its own task; returns
 /// the address. `each` is called as the connection is accepted (count connections there).
-pub async fn serve<F, Fut>(each: F) -> String
+pub(crate) async fn serve<F, Fut>(each: F) -> String
 where
     F: Fn(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = std::io::Result<()>> + Send + 'static,
@@ -30,7 +30,7 @@ where
 
 /// The server side of an RFB 3.8 handshake without authentication: a `width`x`height`
 /// desktop called `name`, 32 bits per pixel.
-pub async fn handshake(
+pub(crate) async fn handshake(
     s: &mut TcpStream,
     width: u16,
     height: u16,
@@ -55,7 +55,7 @@ pub async fn handshake(
 }
 
 /// Discards what the client sends until it goes away.
-pub async fn drain(s: &mut TcpStream) -> std::io::Result<()> {
+pub(crate) async fn drain(s: &mut TcpStream) -> std::io::Result<()> {
     let mut buf = [0u8; 4096];
     while s.read(&mut buf).await? > 0 {}
     Ok(())
@@ -63,7 +63,7 @@ pub async fn drain(s: &mut TcpStream) -> std::io::Result<()> {
 
 /// A minimal RFB server without authentication: a `width`x`height` desktop called `name` that
 /// never changes.
-pub async fn still_server(width: u16, height: u16, name: &'static [u8]) -> String {
+pub(crate) async fn still_server(width: u16, height: u16, name: &'static [u8]) -> String {
     serve(move |mut s| async move {
         handshake(&mut s, width, height, name).await?;
         drain(&mut s).await
@@ -73,7 +73,7 @@ pub async fn still_server(width: u16, height: u16, name: &'static [u8]) -> Strin
 
 /// What the shipped default policy grants on target `t` (text clipboard both ways), with
 /// recording `recording`.
-pub fn grant(recording: Recording) -> SessionGrant {
+pub(crate) fn grant(recording: Recording) -> SessionGrant {
     let mut doc = PolicyDoc::default_policy();
     doc.rules[0].recording = recording;
     let who = Subject {
@@ -88,7 +88,7 @@ pub fn grant(recording: Recording) -> SessionGrant {
 }
 
 /// Alice opens target `t` at `address` (VNC, no password) from a browser.
-pub fn request(address: String, recording: Recording) -> OpenRequest {
+pub(crate) fn request(address: String, recording: Recording) -> OpenRequest {
     OpenRequest {
         user: "alice".into(),
         user_id: "u_alice".into(),
