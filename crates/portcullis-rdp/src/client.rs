@@ -1,12 +1,13 @@
 //! Towards targets: an RDP client on IronRDP (connector 0.12 / session 0.13) that decodes the
 //! target's graphics into the desktop model and relays viewer input as RDP input.
 //!
-//! Laid out like `server`: `handshake` connects (TCP, TLS, the identity check, the login),
-//! `active` runs the session loop, `input` translates viewer input into RDP input.
+//! Laid out like `server`: `handshake` connects (TCP, TLS through `tls`, the identity check,
+//! the login), `active` runs the session loop, `input` translates viewer input into RDP input.
 
 mod active;
 mod handshake;
 mod input;
+mod tls;
 
 use ironrdp_connector::{ConnectorError, ConnectorErrorKind};
 use ironrdp_session::image::DecodedImage;

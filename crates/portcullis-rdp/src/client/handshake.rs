@@ -14,11 +14,10 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::{info, warn};
 
-use super::{RdpCredentials, RdpOptions, RdpTarget, RdpTargetError};
+use super::{tls, RdpCredentials, RdpOptions, RdpTarget, RdpTargetError};
 use crate::clip::{ClipQueue, ClipState};
 use crate::drive::{DriveRelay, DriveTerms, RdpdrChannel};
 use crate::identity::{IdentityCheck, Presented};
-use crate::tls;
 
 /// Kerberos would need the gateway to reach a KDC; we log in with NTLM (or TLS logon) only.
 struct NoKerberos;

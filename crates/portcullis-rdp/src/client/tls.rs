@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use x509_cert::der::Decode as _;
 
-use crate::client::RdpTargetError;
+use super::RdpTargetError;
 
 #[derive(Debug)]
 struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
