@@ -363,7 +363,7 @@ mod tests {
         let keeper = Arc::new(Keeper::default());
         let check = |pin: Pin| IdentityCheck {
             pin,
-            keeper: Some(keeper.clone() as Arc<dyn IdentityKeeper>),
+            keeper: Some(std::sync::Arc::<Keeper>::clone(&keeper) as Arc<dyn IdentityKeeper>),
         };
         run(check(Pin::default()).check(&seen(A, true))).unwrap();
         run(check(pinned(Some(A), true, false)).check(&seen(A, true))).unwrap();

@@ -18,7 +18,6 @@ pub mod drive;
 pub mod identity;
 pub mod reassembly;
 pub mod server;
-mod tls;
 
 pub use client::{connect, RdpCredentials, RdpOptions, RdpTarget, RdpTargetError};
 pub use identity::IdentityCheck;

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use x509_cert::der::Decode as _;
 
-use crate::client::RdpTargetError;
+use super::RdpTargetError;
 
 #[derive(Debug)]
 struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
@@ -72,12 +72,14 @@ pub(crate) async fn connect(
     host: &str,
 ) -> Result<(TlsStream<TcpStream>, Vec<u8>, String), RdpTargetError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| RdpTargetError::Protocol(format!("TLS set-up: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-        .with_no_client_auth();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::<
+        rustls::crypto::CryptoProvider,
+    >::clone(&provider))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| RdpTargetError::Protocol(format!("TLS set-up: {e}")))?
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+    .with_no_client_auth();
     // CredSSP does not support TLS session resumption.
     config.resumption = rustls::client::Resumption::disabled();
     let name = ServerName::try_from(host.to_owned())

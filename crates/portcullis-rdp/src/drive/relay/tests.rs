@@ -1,4 +1,5 @@
 use super::*;
+use sha2::{Digest as _, Sha256};
 
 fn hdr(packet: u16) -> Vec<u8> {
     header(packet)

@@ -16,7 +16,11 @@
 //!
 //! Every step before activation runs under one deadline and a byte budget, so a slow or
 //! flooding client is cut off; each write has its own deadline.
+//!
+//! Laid out like `client`: `handshake` runs steps 1–3 up to activation, `active` opens the
+//! session and runs step 4; `input` and `output` translate both ways; `oracles` are fuzz entries.
 
+mod active;
 mod handshake;
 mod input;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -300,7 +304,7 @@ pub async fn serve(
     gate: Arc<dyn Gate>,
 ) {
     let _ = tcp.set_nodelay(true);
-    match handshake::run(tcp, peer, &config, gate.as_ref()).await {
+    match active::open(tcp, peer, &config, gate.as_ref()).await {
         Ok(active) => {
             let user = active.admission.user.clone();
             let target = active.admission.target.clone();
