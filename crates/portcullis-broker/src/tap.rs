@@ -214,6 +214,15 @@ impl Tap {
     }
 }
 
+/// A recorder that lets go of its tap before the session ended (its thread panicked, or it
+/// stopped without saying why) can no longer record it: the session ends (deny by default: no
+/// unrecorded session). After the end this changes nothing (the first end stands).
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.fail("the recording stopped");
+    }
+}
+
 /// Starts recording a session. The broker calls it once the target has answered and before any
 /// frame reaches a viewer; an error refuses the session (deny by default: no unrecorded
 /// session).

@@ -331,6 +331,39 @@ async fn a_panicking_session_thread_still_ends_its_session() {
     assert!(broker.list().is_empty());
 }
 
+/// A recorder whose thread panics (a bug in the encoder, say) while the session runs.
+struct PanickingRecorder;
+
+impl SessionRecorder for PanickingRecorder {
+    fn start(&self, tap: Tap) -> Result<(), String> {
+        std::thread::spawn(move || {
+            let _tap = tap;
+            panic!("the recorder broke (on purpose, for the test)");
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_recorder_dies_ends_instead_of_running_unrecorded() {
+    let broker = Broker::default().with_recorder(Arc::new(PanickingRecorder));
+    let session = broker.open(request(still_server().await)).await.unwrap();
+    let (mut viewer, _) = session.attach_viewer("alice");
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let ViewerOutput::End(m) = viewer.next().await {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("the session ended when its recorder died");
+    assert!(
+        matches!(&end, SessionEnd::RecordingFailed { message } if message == "the recording stopped"),
+        "{end:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_sessions_viewer_hears_of_it_while_busy_elsewhere() {
     let seen = Arc::new(Seen::default());
