@@ -261,8 +261,8 @@ impl Framebuffer {
             return Ok(());
         }
         let row_len = rect.w as usize * 4;
-        for (row, src) in pixels.chunks_exact(row_len).enumerate() {
-            let start = self.offset(rect.x, rect.y + row as u32);
+        for (y, src) in (rect.y..).zip(pixels.chunks_exact(row_len)) {
+            let start = self.offset(rect.x, y);
             let dst = &mut self.data[start..start + row_len];
             match layout {
                 PixelLayout::Rgbx => {

@@ -11,6 +11,8 @@
 //! - [`keytext`]: key presses as readable text for the event track.
 //! - [`scancode`]: X11 keysyms as PC scancodes (RDP keyboard input), and back.
 //! - [`wire`]: the browser WebSocket format (see `docs/browser-protocol.md`).
+// Untrusted sizes and counts pass through here: a cast that could cut a number is a bug.
+#![warn(clippy::cast_possible_truncation)]
 
 pub mod addr;
 pub mod damage;

@@ -43,6 +43,8 @@
 //! assert!(!grant.clipboard(Direction::TargetToClient, ClipKind::Files, 100).is_allowed());
 //! assert!(grant.recording_required());
 //! ```
+// Untrusted sizes and counts pass through here: a cast that could cut a number is a bug.
+#![warn(clippy::cast_possible_truncation)]
 
 pub mod decision;
 pub mod doc;

@@ -129,8 +129,10 @@ fn latest_close(windows: &[Window], t: i64) -> Option<i64> {
 
 /// Monday = 0 … Sunday = 6 for a day number counted from 1970-01-01 (a Thursday).
 fn weekday_index(day: i64) -> usize {
-    // rem_euclid(7) is in 0..7.
-    (day + 3).rem_euclid(7) as usize
+    // INVARIANT: rem_euclid(7) is in 0..7, so the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let index = (day + 3).rem_euclid(7) as usize;
+    index
 }
 
 /// Parses `HH:MM` into seconds after midnight; `24:00` only when `end` is set.
