@@ -25,7 +25,8 @@ use crate::{AppState, WebError};
 const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A browser from which nothing (not even a pong) arrived for this long is gone.
 const SILENCE_LIMIT: Duration = Duration::from_secs(60);
-/// How long the browser gets to answer our Close before the connection is dropped.
+/// How long the goodbye may take in all (the closing message, our Close, the browser's
+/// answer) before the connection is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Longest wait for the browser to take a frame or a ping, or for the target to take input.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -157,11 +158,12 @@ async fn send_json(socket: &mut WebSocket, m: &ServerMessage) -> bool {
 }
 
 async fn close_with(socket: &mut WebSocket, m: &ServerMessage) {
-    // Bounded like every send: a browser that stopped reading must not hold up the end (nor
-    // the gateway's shutdown, which waits for every viewer to be let go). One that does not
-    // take the message gets nothing more.
+    // One deadline for the whole goodbye: a browser that stopped reading must not hold up the
+    // end (nor the gateway's shutdown, which waits for every viewer to be let go, within its
+    // grace). One that does not take the message gets nothing more.
+    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
     if !matches!(
-        tokio::time::timeout(CLOSE_GRACE, send_json(socket, m)).await,
+        tokio::time::timeout_at(deadline, send_json(socket, m)).await,
         Ok(true)
     ) {
         warn!("the browser did not take the closing message");
@@ -179,7 +181,7 @@ async fn close_with(socket: &mut WebSocket, m: &ServerMessage) {
         },
         reason: reason.trim_matches('"').to_owned().into(),
     })));
-    let _ = tokio::time::timeout(CLOSE_GRACE, close).await;
+    let _ = tokio::time::timeout_at(deadline, close).await;
     // Finish the closing handshake: read until the browser's Close. Dropping the connection
     // while the browser's acks sit unread makes the kernel reset it, and a reset can discard
     // the message above before the page has read it.
@@ -190,7 +192,7 @@ async fn close_with(socket: &mut WebSocket, m: &ServerMessage) {
             }
         }
     };
-    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+    let _ = tokio::time::timeout_at(deadline, drain).await;
 }
 
 async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
@@ -309,6 +311,10 @@ async fn pump(
     }
     let end = loop {
         tokio::select! {
+            // The viewer first: once the session ended its next output is the end, so no ping
+            // or read is started after it (those would be bounded by the send timeout only,
+            // `ended` being spent).
+            biased;
             out = viewer.next() => match out {
                 ViewerOutput::Message(m) => {
                     let send = tx.send(Message::Text(m.to_json().into()));
@@ -465,7 +471,16 @@ mod tests {
     struct NoRecording;
 
     impl SessionRecorder for NoRecording {
-        fn start(&self, _tap: Tap) -> Result<(), String> {
+        fn start(&self, tap: Tap) -> Result<(), String> {
+            // Holds the tap until the session ends, as a recorder does (letting go of it
+            // earlier ends the session: it would run unrecorded).
+            std::thread::spawn(move || {
+                while tap
+                    .wait(std::time::Duration::from_millis(20))
+                    .ended
+                    .is_none()
+                {}
+            });
             Ok(())
         }
     }

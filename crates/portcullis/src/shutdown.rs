@@ -216,11 +216,20 @@ mod tests {
         addr
     }
 
-    /// Takes the tap and lets it go at once (its recording "closes" immediately).
+    /// Takes the tap and lets it go once the session ended (its recording "closes" at once).
     struct NoRecording;
 
     impl SessionRecorder for NoRecording {
-        fn start(&self, _tap: Tap) -> Result<(), String> {
+        fn start(&self, tap: Tap) -> Result<(), String> {
+            // Holds the tap until the session ends, as a recorder does (letting go of it
+            // earlier ends the session: it would run unrecorded).
+            std::thread::spawn(move || {
+                while tap
+                    .wait(std::time::Duration::from_millis(20))
+                    .ended
+                    .is_none()
+                {}
+            });
             Ok(())
         }
     }

@@ -377,7 +377,16 @@ mod tests {
     struct NoRecorder;
 
     impl SessionRecorder for NoRecorder {
-        fn start(&self, _tap: crate::Tap) -> Result<(), String> {
+        fn start(&self, tap: crate::Tap) -> Result<(), String> {
+            // Holds the tap until the session ends, as a recorder does (letting go of it
+            // earlier ends the session: it would run unrecorded).
+            std::thread::spawn(move || {
+                while tap
+                    .wait(std::time::Duration::from_millis(20))
+                    .ended
+                    .is_none()
+                {}
+            });
             Ok(())
         }
     }
