@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use crate::doc::Direction;
 use crate::doc::{ClipboardFlow, Entry, FileTransferMode};
 
 /// The user a decision is about. Groups are not passed in: the policy defines them.
@@ -43,25 +44,6 @@ impl<L> Clone for TargetRef<'_, L> {
 }
 
 impl<L> Copy for TargetRef<'_, L> {}
-
-/// Which way something crosses between the user's machine and the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// From the user's machine into the target (paste, upload).
-    ClientToTarget,
-    /// From the target to the user's machine (copy, download).
-    TargetToClient,
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Direction::ClientToTarget => "client→target",
-            Direction::TargetToClient => "target→client",
-        })
-    }
-}
 
 /// What is on the clipboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

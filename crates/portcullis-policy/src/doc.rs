@@ -31,8 +31,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::decision::Direction;
-
 /// The clipboard limit a rule gets when it does not name one: 128 KiB.
 pub const DEFAULT_CLIPBOARD_MAX_BYTES: u32 = 128 * 1024;
 
@@ -361,5 +359,24 @@ impl Weekday {
 impl fmt::Display for Weekday {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Which way something crosses between the user's machine and the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From the user's machine into the target (paste, upload).
+    ClientToTarget,
+    /// From the target to the user's machine (copy, download).
+    TargetToClient,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::ClientToTarget => "client→target",
+            Direction::TargetToClient => "target→client",
+        })
     }
 }
