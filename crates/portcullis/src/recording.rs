@@ -356,6 +356,14 @@ pub(crate) fn verify_cmd(
     public_key: Option<&str>,
 ) -> Result<i32> {
     use portcullis_recording::Status;
+    // A recording's folder name is its session id: a link named after one session and pointing
+    // at another's folder would make the check below compare the other with itself.
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!(
+            "{} is a symbolic link: verify the folder it points to, by its own name",
+            dir.display()
+        );
+    }
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot open {}", dir.display()))?;

@@ -331,6 +331,13 @@ fn another_sessions_recording_in_a_recordings_folder_is_altered_and_every_verdic
         r.out
     );
 
+    // Nor through a link named after r-one pointing at r-two's folder.
+    std::fs::remove_dir_all(recs.join("r-one")).unwrap();
+    std::os::unix::fs::symlink(recs.join("r-two"), recs.join("r-one")).unwrap();
+    let r = verify(&data, &recs.join("r-one"), Some(trusted));
+    assert_ne!(r.code, 0, "{}", r.out);
+    assert!(r.out.contains("is a symbolic link"), "{}", r.out);
+
     // An export may sit in a folder of any name: intact, and the verdict says whose it is.
     copy_dir(&recs.join("r-two"), &tmp.path().join("evidence"));
     let r = verify(&data, &tmp.path().join("evidence"), Some(trusted));
