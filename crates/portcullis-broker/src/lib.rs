@@ -13,6 +13,8 @@ mod live;
 mod native;
 mod session;
 mod tap;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod viewer;
 
 pub use native::denial_of;

@@ -400,8 +400,7 @@ mod tests {
 
     use std::sync::{Arc, Mutex};
 
-    use portcullis_broker::{Broker, SessionRecorder, Tap, TargetSpec};
-    use portcullis_policy::{Policy, PolicyDoc, Subject, TargetRef};
+    use portcullis_broker::Broker;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpSocket, TcpStream};
 
@@ -468,52 +467,14 @@ mod tests {
         addr
     }
 
-    struct NoRecording;
-
-    impl SessionRecorder for NoRecording {
-        fn start(&self, tap: Tap) -> Result<(), String> {
-            // Holds the tap until the session ends, as a recorder does (letting go of it
-            // earlier ends the session: it would run unrecorded).
-            std::thread::spawn(move || {
-                while tap
-                    .wait(std::time::Duration::from_millis(20))
-                    .ended
-                    .is_none()
-                {}
-            });
-            Ok(())
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_browser_that_stopped_reading_is_let_go_soon_after_a_soc_kill() {
-        let broker = Broker::default().with_recorder(Arc::new(NoRecording));
-        let grant = Policy::compile(&PolicyDoc::default_policy())
-            .unwrap()
-            .session(
-                &Subject {
-                    user: "alice",
-                    role: "user",
-                },
-                &TargetRef::new("t", &[]),
-                Entry::Browser,
-                0,
-            )
-            .into_result()
-            .unwrap();
+        let broker =
+            Broker::default().with_recorder(portcullis_broker::testing::HoldingRecorder::shared());
         let session = broker
-            .open(OpenRequest {
-                user: "alice".into(),
-                user_id: "u_alice".into(),
-                target: "t".into(),
-                spec: TargetSpec::Vnc {
-                    address: noisy_desktop().await,
-                    password: String::new(),
-                },
-                client_addr: "test".into(),
-                entry: EntryPath::Browser,
-                grant,
-            })
+            .open(portcullis_broker::testing::browser_request(
+                noisy_desktop().await,
+            ))
             .await
             .unwrap();
         let viewer = Arc::new(Mutex::new(Some(session.attach_viewer("alice").0)));

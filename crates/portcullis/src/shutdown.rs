@@ -177,9 +177,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use portcullis_audit::Filter;
-    use portcullis_broker::{OpenRequest, SessionRecorder, Tap, TargetSpec};
-    use portcullis_core::session::EntryPath;
-    use portcullis_policy::{Entry, Policy, PolicyDoc, Subject, TargetRef};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
@@ -216,55 +213,16 @@ mod tests {
         addr
     }
 
-    /// Takes the tap and lets it go once the session ended (its recording "closes" at once).
-    struct NoRecording;
-
-    impl SessionRecorder for NoRecording {
-        fn start(&self, tap: Tap) -> Result<(), String> {
-            // Holds the tap until the session ends, as a recorder does (letting go of it
-            // earlier ends the session: it would run unrecorded).
-            std::thread::spawn(move || {
-                while tap
-                    .wait(std::time::Duration::from_millis(20))
-                    .ended
-                    .is_none()
-                {}
-            });
-            Ok(())
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_stop_is_on_record_even_when_a_session_outlives_the_grace() {
         let dir = tempfile::tempdir().unwrap();
         let audit = Arc::new(AuditLog::open(dir.path()).unwrap());
-        let broker = Broker::default().with_recorder(Arc::new(NoRecording));
-        let grant = Policy::compile(&PolicyDoc::default_policy())
-            .unwrap()
-            .session(
-                &Subject {
-                    user: "alice",
-                    role: "user",
-                },
-                &TargetRef::new("t", &[]),
-                Entry::Browser,
-                0,
-            )
-            .into_result()
-            .unwrap();
+        let broker =
+            Broker::default().with_recorder(portcullis_broker::testing::HoldingRecorder::shared());
         let session = broker
-            .open(OpenRequest {
-                user: "alice".into(),
-                user_id: "u_alice".into(),
-                target: "t".into(),
-                spec: TargetSpec::Vnc {
-                    address: still_desktop().await,
-                    password: String::new(),
-                },
-                client_addr: "test".into(),
-                entry: EntryPath::Browser,
-                grant,
-            })
+            .open(portcullis_broker::testing::browser_request(
+                still_desktop().await,
+            ))
             .await
             .unwrap();
         // A viewer that is never let go (a stuck client): the shutdown cannot finish.

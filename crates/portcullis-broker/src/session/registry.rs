@@ -359,7 +359,6 @@ mod tests {
     use std::cell::RefCell;
 
     use super::*;
-    use portcullis_policy::{Entry, Policy, PolicyDoc, Subject, TargetRef};
 
     thread_local! {
         /// Called by [`Broker::open`] once the session is registered (tests only).
@@ -374,26 +373,9 @@ mod tests {
         });
     }
 
-    struct NoRecorder;
-
-    impl SessionRecorder for NoRecorder {
-        fn start(&self, tap: crate::Tap) -> Result<(), String> {
-            // Holds the tap until the session ends, as a recorder does (letting go of it
-            // earlier ends the session: it would run unrecorded).
-            std::thread::spawn(move || {
-                while tap
-                    .wait(std::time::Duration::from_millis(20))
-                    .ended
-                    .is_none()
-                {}
-            });
-            Ok(())
-        }
-    }
-
     #[tokio::test(flavor = "current_thread")]
     async fn a_listed_session_always_has_its_shutdown_guard() {
-        let broker = Broker::default().with_recorder(Arc::new(NoRecorder));
+        let broker = Broker::default().with_recorder(crate::testing::HoldingRecorder::shared());
         let tracker = broker.tracker.clone();
         let sessions = Arc::clone(&broker.sessions);
         let seen = std::rc::Rc::new(RefCell::new(None));
@@ -405,33 +387,9 @@ mod tests {
                 *seen_in.borrow_mut() = Some((listed, tracker.count()));
             }))
         });
-        let grant = Policy::compile(&PolicyDoc::default_policy())
-            .unwrap()
-            .session(
-                &Subject {
-                    user: "alice",
-                    role: "user",
-                },
-                &TargetRef::new("t", &[]),
-                Entry::Browser,
-                0,
-            )
-            .into_result()
-            .unwrap();
         // Nothing listens there: the open fails after the session was registered.
         let _ = broker
-            .open(OpenRequest {
-                user: "alice".into(),
-                user_id: "u_alice".into(),
-                target: "t".into(),
-                spec: TargetSpec::Vnc {
-                    address: "127.0.0.1:1".into(),
-                    password: String::new(),
-                },
-                client_addr: "test".into(),
-                entry: EntryPath::Browser,
-                grant,
-            })
+            .open(crate::testing::browser_request("127.0.0.1:1".to_owned()))
             .await;
         ON_REGISTERED.with(|f| f.borrow_mut().take());
         let (listed, guards) = seen.borrow().unwrap();
