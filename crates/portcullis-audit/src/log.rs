@@ -981,7 +981,11 @@ fn last_seal_in<'p>(files: impl Iterator<Item = &'p Path>) -> Result<Option<Seal
 
 /// Whether any record of the log in `dir` carries a seal (the trail was sealed by some key).
 /// Cheap for a sealed log (its last segment ends sealed); reads a log without seals whole.
+/// `false` when `dir` does not exist.
 pub fn has_seal(dir: &Path) -> Result<bool, AuditError> {
+    if !dir.exists() {
+        return Ok(false);
+    }
     let files = list_segments(dir).map_err(AuditError::io("list", dir))?;
     for file in files.iter().rev() {
         if let Some((line, _)) =
