@@ -239,3 +239,39 @@ fn the_gateway_refuses_a_trail_whose_last_seal_does_not_verify() {
         assert_eq!(std::fs::read(segment(data)).unwrap(), trail, "{args:?}");
     }
 }
+
+/// The secret key file gone (the signing key is sealed under it): no command makes a new one,
+/// which could open nothing; each refuses, naming the missing key.
+#[test]
+fn a_missing_secret_key_is_not_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let out = portcullis(data, &["user", "add", "bob", "--password-env", "PW"]);
+    assert!(out.status.success(), "{out:?}");
+    let secret = data.join("secret.key");
+    std::fs::remove_file(&secret).unwrap();
+    let trail = std::fs::read(segment(data)).unwrap();
+    for args in [
+        &["user", "add", "carol", "--password-env", "PW"][..],
+        &["audit", "verify"],
+        &["serve"],
+    ] {
+        let out = portcullis(data, args);
+        let (stdout, stderr) = text(&out);
+        if args == ["audit", "verify"] {
+            // Verify still checks the chain, and says why the seals were not.
+            assert!(
+                stdout.contains("seals NOT checked") && stdout.contains("is missing"),
+                "{stdout}{stderr}"
+            );
+        } else {
+            assert!(!out.status.success(), "{args:?}: {stdout}{stderr}");
+            assert!(
+                stderr.contains("the secret key") && stderr.contains("is missing"),
+                "{args:?}: {stderr}"
+            );
+        }
+        assert!(!secret.exists(), "{args:?} created a new secret key");
+        assert_eq!(std::fs::read(segment(data)).unwrap(), trail, "{args:?}");
+    }
+}
