@@ -441,7 +441,17 @@ export interface AuditPage {
 
 /** `GET /audit/verify`: the whole chain checked now. */
 export type AuditVerify =
-  | { ok: true; records: number; files: number; last_seq: number | null; last_hash: string }
+  | {
+      ok: true;
+      records: number;
+      files: number;
+      last_seq: number | null;
+      last_hash: string;
+      /** False when records were sealed as found: no seal made when they were written vouches for them. */
+      vouched?: boolean;
+      /** Why not vouched for. */
+      warning?: string | null;
+    }
   | { ok: false; error: string };
 
 /** `query` is '' or `?…` (see `auditQuery`). */

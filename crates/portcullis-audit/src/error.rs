@@ -43,6 +43,30 @@ pub enum AuditError {
     /// [`OpenOptions::allow_broken_chain`](crate::OpenOptions::allow_broken_chain) to go on.
     #[error("audit log chain is broken: {0}")]
     BrokenChain(Box<BadRecord>),
+    /// The last seal of the log does not verify with the sealing key: the log was changed (and
+    /// its hashes recomputed), or the key is not the one that sealed it. Nothing is appended.
+    #[error(
+        "the seal of record {seq} does not verify with this gateway's key: the trail was \
+        changed, or the key is not the one that sealed it; check with `portcullis audit verify`"
+    )]
+    SealMismatch {
+        /// The last sealed record's seq.
+        seq: u64,
+    },
+    /// More records follow the last seal than one write of the writer holds, so they are not a
+    /// crash's unacknowledged write: they were added or had their seals stripped while the
+    /// gateway was down. Nothing is appended (sealing them would vouch for them).
+    #[error(
+        "{count} records follow the last seal (record {last_sealed_seq}), more than one \
+        write holds: they were not written by this gateway as they are (added, or their seals \
+        stripped); check with `portcullis audit verify`"
+    )]
+    UnsealedTail {
+        /// Records after the last seal.
+        count: u64,
+        /// The last sealed record's seq.
+        last_sealed_seq: u64,
+    },
     /// The record's line would be longer than [`MAX_RECORD_BYTES`](crate::MAX_RECORD_BYTES).
     #[error("audit record too large: up to {bytes} bytes, at most {max}")]
     RecordTooLarge {

@@ -68,9 +68,13 @@
 //! refuses it ([`AuditError::BrokenChain`], naming the record) unless
 //! [`OpenOptions::allow_broken_chain`] is given; nothing is ever repaired.
 //!
-//! A sealing log whose last whole record has no seal (a log from before sealing, or a crash in
-//! the middle of a write, whose records were never acknowledged) gets an `audit_sealed` record
-//! first, sealing it as found.
+//! A sealing log first checks its last seal with the key's public half: one that does not verify
+//! (the log was changed, or the key is another) refuses the open ([`AuditError::SealMismatch`]).
+//! Records after the last seal are sealed as found (an `audit_sealed` record) only when they can
+//! be a crash's unacknowledged write, at most [`MAX_BATCH_RECORDS`]; more refuse the open
+//! ([`AuditError::UnsealedTail`]). A log without any seal (from before sealing) is sealed as found
+//! (trust on first use): [`VerifyReport::sealed_as_found`] names what no seal made at writing
+//! time vouches for.
 //!
 //! [`verify`] checks the whole chain offline and names the first bad record (file, line, seq,
 //! problem); given the public key, every seal and that the last record is sealed. Seals show
@@ -108,8 +112,8 @@ mod verify;
 pub use error::AuditError;
 pub use files::{AppendFile, CrashFiles, CrashLayer, FileLayer, OsFiles};
 pub use log::{
-    is_held, AuditLog, OpenOptions, Recovery, Stats, Watermark, DEFAULT_MAX_SEGMENT_BYTES,
-    DEFAULT_QUEUE_DEPTH,
+    has_seal, is_held, AuditLog, OpenOptions, Recovery, Stats, Watermark,
+    DEFAULT_MAX_SEGMENT_BYTES, DEFAULT_QUEUE_DEPTH, MAX_BATCH_RECORDS,
 };
 pub use query::{read_only_query, Filter, Order, MAX_QUERY_LIMIT};
 pub use record::{

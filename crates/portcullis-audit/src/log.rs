@@ -19,7 +19,9 @@ use crate::record::{
     frame, insert_seal, parse_line, Digest, Entry, Framed, Kind, Record, Seal, MAX_RECORD_BYTES,
     SEAL_TAG_BYTES,
 };
-use crate::segment::{list_segments, read_first_line, read_last_line, segment_name, LOCK_FILE};
+use crate::segment::{
+    list_segments, read_first_line, read_last_line, segment_name, Ending, Lines, LOCK_FILE,
+};
 use crate::ticket::{ticket, Appended, Reply, Ticket};
 use crate::verify::{scan_segment, BadRecord, Chain, OnBad, Position, Problem, Seals, TornTail};
 
@@ -31,8 +33,13 @@ pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// holds at most 64 MiB; in practice records are a few hundred bytes.
 pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
 
-/// Largest queue depth accepted: 1 GiB of records at the worst.
-const MAX_QUEUE_DEPTH: usize = 16 * 1024;
+/// The most records one write of the writer holds: it takes the whole queue at once, and the
+/// queue holds at most this many. So a crash in the middle of a write leaves fewer whole records
+/// after the last seal than this; opening a sealed log refuses more (they were not a crash).
+pub const MAX_BATCH_RECORDS: usize = 16 * 1024;
+
+/// Largest queue depth accepted (1 GiB of records at the worst): a write is one queue's worth.
+const MAX_QUEUE_DEPTH: usize = MAX_BATCH_RECORDS;
 
 /// Smallest segment size accepted: a segment must hold the largest record.
 const MIN_SEGMENT_BYTES: u64 = MAX_RECORD_BYTES as u64;
@@ -82,8 +89,10 @@ impl OpenOptions {
     }
 
     /// Seals the log with the gateway's signing key: the last record of each write carries the
-    /// key's seal of its hash, and opening a log whose last record has none (a log from before
-    /// sealing, or a crash in the middle of a write) first appends an `audit_sealed` record that
+    /// key's seal of its hash. Opening checks the log's last seal with the key
+    /// ([`AuditError::SealMismatch`]); a log whose last record has no seal (a log from before
+    /// sealing, or a crash in the middle of a write: at most [`MAX_BATCH_RECORDS`] records after
+    /// the last seal, else [`AuditError::UnsealedTail`]) first gets an `audit_sealed` record that
     /// seals it as found. Then [`verify`](crate::verify) with the public key shows any change.
     #[must_use]
     pub fn sealing_key(mut self, key: SigningKey) -> Self {
@@ -149,7 +158,10 @@ impl OpenOptions {
         let dir = dir.as_ref().to_owned();
         fs::create_dir_all(&dir).map_err(AuditError::io("create", &dir))?;
         let lock = lock_dir(&dir)?;
-        let mut state = recover(&dir, self.on_broken_chain)?;
+        let mut state = recover(&dir, self.on_broken_chain, self.seal.is_some())?;
+        if let Some(key) = &self.seal {
+            check_last_seal(&state, &key.verifying_key())?;
+        }
         let unsealed_end = state.unsealed_end.take().filter(|_| self.seal.is_some());
 
         let path = state.current;
@@ -583,6 +595,7 @@ impl Writer {
                 let mut queue = self.shared.lock_queue();
                 loop {
                     if !queue.items.is_empty() {
+                        debug_assert!(queue.items.len() <= MAX_BATCH_RECORDS);
                         break mem::take(&mut queue.items);
                     }
                     if !matches!(queue.state, State::Open) {
@@ -790,6 +803,37 @@ struct Recovered {
     recovery: Recovery,
     /// The last record, when it carries no seal.
     unsealed_end: Option<UnsealedEnd>,
+    /// The last sealed record of the whole log, if any record has a seal.
+    last_seal: Option<SealAt>,
+}
+
+/// A sealed record: where the seal is and what it must vouch for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SealAt {
+    pub(crate) seq: u64,
+    pub(crate) hash: Digest,
+    pub(crate) seal: Seal,
+}
+
+/// Before a sealing log is opened: the last seal must be this key's, and the records after it
+/// must be few enough to be a crash's unacknowledged write. A log without any seal (from before
+/// sealing) passes, and is sealed as found.
+fn check_last_seal(state: &Recovered, key: &VerifyingKey) -> Result<(), AuditError> {
+    let Some(last) = state.last_seal else {
+        return Ok(());
+    };
+    if !last.seal.is_valid(key, &last.hash) {
+        return Err(AuditError::SealMismatch { seq: last.seq });
+    }
+    let last_seq = state.chain.next_seq - 1;
+    let unsealed = last_seq.saturating_sub(last.seq);
+    if unsealed > MAX_BATCH_RECORDS as u64 {
+        return Err(AuditError::UnsealedTail {
+            count: unsealed,
+            last_sealed_seq: last.seq,
+        });
+    }
+    Ok(())
 }
 
 /// A log's last record that carries no seal.
@@ -804,7 +848,7 @@ struct UnsealedEnd {
 /// Reads the directory: every segment's first record time, the chain up to the start of the
 /// current segment (from the previous segment's last line), then the current segment whole,
 /// cutting its torn tail.
-fn recover(dir: &Path, on_bad: OnBad) -> Result<Recovered, AuditError> {
+fn recover(dir: &Path, on_bad: OnBad, sealing: bool) -> Result<Recovered, AuditError> {
     let mut files = list_segments(dir).map_err(AuditError::io("list", dir))?;
     if files.is_empty() {
         let path = dir.join(segment_name(1));
@@ -828,13 +872,13 @@ fn recover(dir: &Path, on_bad: OnBad) -> Result<Recovered, AuditError> {
     }
 
     let mut broken = None;
-    // Whether the previous segment's last record is sealed.
-    let mut previous_sealed = false;
+    // The previous segment's last record, when it is sealed.
+    let mut previous_seal = None;
     let mut chain = match earlier.last() {
         None => Chain::genesis(),
         Some(previous) => match chain_after(previous.path.as_path())? {
             Ok((chain, sealed)) => {
-                previous_sealed = sealed;
+                previous_seal = sealed;
                 chain
             }
             Err(bad) => {
@@ -850,25 +894,24 @@ fn recover(dir: &Path, on_bad: OnBad) -> Result<Recovered, AuditError> {
         },
     };
 
-    let before_current = chain;
     let mut seals = Seals::new(None);
     let scan = scan_segment(current, &mut chain, &mut seals, Position::Last, on_bad)
         .map_err(AuditError::io("read", &current.path))?;
-    let previous_last_sealed =
-        (previous_sealed && before_current.next_seq > 1).then(|| before_current.next_seq - 1);
-    let unsealed_end = match &seals.last {
-        Some(_) if seals.unsealed_from.is_some() => {
-            Some(seals.last_sealed.or(previous_last_sealed))
-        }
-        Some(_) => None,
-        None if chain.next_seq > 1 && !previous_sealed => Some(None),
+    // The last seal: in the current segment, else the previous one's last record, else (a log
+    // whose segments do not end sealed: from before sealing, or stripped) anywhere before, read
+    // only by a sealing log.
+    let last_seal = match seals.last_seal.or(previous_seal) {
+        Some(seal) => Some(seal),
+        None if sealing => last_seal_in(earlier.iter().rev().map(|f| f.path.as_path()))?,
         None => None,
-    }
-    .map(|last_sealed_seq| UnsealedEnd {
-        seq: chain.next_seq - 1,
-        hash: chain.prev,
-        last_sealed_seq,
-    });
+    };
+    let last_seq = chain.next_seq - 1;
+    let unsealed_end =
+        (last_seq > 0 && last_seal.map(|s| s.seq) != Some(last_seq)).then(|| UnsealedEnd {
+            seq: last_seq,
+            hash: chain.prev,
+            last_sealed_seq: last_seal.map(|s| s.seq),
+        });
     if let Some(bad) = scan.first_bad {
         if on_bad == OnBad::Stop {
             return Err(AuditError::BrokenChain(Box::new(bad)));
@@ -906,12 +949,59 @@ fn recover(dir: &Path, on_bad: OnBad) -> Result<Recovered, AuditError> {
             sealed_as_found: None,
         },
         unsealed_end,
+        last_seal,
     })
 }
 
-/// The chain right after the last record of a finished segment and whether that record is
-/// sealed, or why it cannot be had.
-fn chain_after(path: &Path) -> Result<Result<(Chain, bool), BadRecord>, AuditError> {
+/// The last sealed record in the first of `files` (taken in order) that has one.
+fn last_seal_in<'p>(files: impl Iterator<Item = &'p Path>) -> Result<Option<SealAt>, AuditError> {
+    for path in files {
+        let mut lines = Lines::open(path).map_err(AuditError::io("read", path))?;
+        let mut found = None;
+        while let Some(line) = lines.next_line().map_err(AuditError::io("read", path))? {
+            if line.ending != Ending::Newline {
+                continue;
+            }
+            if let Ok(entry) = parse_line(line.bytes) {
+                if let Some(seal) = entry.seal {
+                    found = Some(SealAt {
+                        seq: entry.seq,
+                        hash: entry.hash,
+                        seal,
+                    });
+                }
+            }
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// Whether any record of the log in `dir` carries a seal (the trail was sealed by some key).
+/// Cheap for a sealed log (its last segment ends sealed); reads a log without seals whole.
+/// `false` when `dir` does not exist.
+pub fn has_seal(dir: &Path) -> Result<bool, AuditError> {
+    if !dir.exists() {
+        return Ok(false);
+    }
+    let files = list_segments(dir).map_err(AuditError::io("list", dir))?;
+    for file in files.iter().rev() {
+        if let Some((line, _)) =
+            read_last_line(&file.path).map_err(AuditError::io("read", &file.path))?
+        {
+            if parse_line(&line).is_ok_and(|e| e.seal.is_some()) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(last_seal_in(files.iter().rev().map(|f| f.path.as_path()))?.is_some())
+}
+
+/// The chain right after the last record of a finished segment and that record's seal, or why
+/// it cannot be had.
+fn chain_after(path: &Path) -> Result<Result<(Chain, Option<SealAt>), BadRecord>, AuditError> {
     let last = read_last_line(path).map_err(AuditError::io("read", path))?;
     let line_number =
         |offset| crate::segment::line_number_at(path, offset).map_err(AuditError::io("read", path));
@@ -924,7 +1014,14 @@ fn chain_after(path: &Path) -> Result<Result<(Chain, bool), BadRecord>, AuditErr
     Ok(match last {
         None => Err(bad(0, None, Problem::EmptySegment)),
         Some((line, offset)) => match parse_line(&line) {
-            Ok(entry) => Ok((Chain::after(&entry), entry.seal.is_some())),
+            Ok(entry) => Ok((
+                Chain::after(&entry),
+                entry.seal.map(|seal| SealAt {
+                    seq: entry.seq,
+                    hash: entry.hash,
+                    seal,
+                }),
+            )),
             Err(e) => Err(bad(line_number(offset)?, e.seq, e.problem)),
         },
     })

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 use thiserror::Error;
 
+use crate::log::SealAt;
 use crate::record::{parse_line, Digest, Entry, Kind, LineError, GENESIS};
 use crate::segment::{list_segments, Ending, Lines, SegmentFile};
 
@@ -290,6 +291,8 @@ pub(crate) struct Seals<'k> {
     /// The last record seen.
     pub(crate) last: Option<Located>,
     pub(crate) sealed_as_found: Vec<SealedAsFound>,
+    /// The last sealed record: its seq, hash and seal.
+    pub(crate) last_seal: Option<SealAt>,
 }
 
 impl<'k> Seals<'k> {
@@ -301,6 +304,7 @@ impl<'k> Seals<'k> {
             unsealed_from: None,
             last: None,
             sealed_as_found: Vec::new(),
+            last_seal: None,
         }
     }
 
@@ -331,6 +335,11 @@ impl<'k> Seals<'k> {
         }
         self.sealed += 1;
         self.last_sealed = Some(entry.seq);
+        self.last_seal = Some(SealAt {
+            seq: entry.seq,
+            hash: entry.hash,
+            seal: *seal,
+        });
         Ok(())
     }
 }

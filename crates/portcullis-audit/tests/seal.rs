@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use portcullis_audit::{
-    verify, AuditLog, BadRecord, CrashFiles, CrashLayer, Filter, Kind, OpenOptions, Order, Problem,
-    Record, SealedAsFound, VerifyError,
+    verify, AuditError, AuditLog, BadRecord, CrashFiles, CrashLayer, Filter, Kind, OpenOptions,
+    Order, Problem, Record, SealedAsFound, VerifyError, MAX_BATCH_RECORDS,
 };
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -461,4 +461,144 @@ fn an_unsealed_tail_is_a_write_in_progress_only_while_the_log_is_held() {
             last_sealed: Some(4)
         }
     );
+}
+
+fn open_error(dir: &Path) -> AuditError {
+    match sealing().open(dir) {
+        Err(e) => e,
+        Ok(log) => panic!("expected a refusal, opened with {:?}", log.recovery()),
+    }
+}
+
+/// A forged tail ending in any seal (here: a middle record edited and every hash recomputed,
+/// the old seals kept) is not taken for sealed: opening checks the last seal and refuses,
+/// naming it, and appends nothing.
+#[test]
+fn opening_refuses_a_last_seal_that_does_not_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = sealing().open(dir.path()).unwrap();
+    fill_batches(&log, 3, 3);
+    drop(log);
+    tamper_and_rehash(
+        dir.path(),
+        |seq, line| {
+            if seq == 2 {
+                line.replacen("user-01", "nobody", 1)
+            } else {
+                line
+            }
+        },
+        |_| true,
+    );
+    let before = std::fs::read(&segments(dir.path())[0]).unwrap();
+    let e = open_error(dir.path());
+    assert!(matches!(e, AuditError::SealMismatch { seq: 9 }), "{e:?}");
+    let message = e.to_string();
+    assert!(
+        message.contains("the seal of record 9 does not verify"),
+        "{message}"
+    );
+    assert!(message.contains("portcullis audit verify"), "{message}");
+    assert_eq!(std::fs::read(&segments(dir.path())[0]).unwrap(), before);
+    // Another key's seals are refused the same way.
+    let other = OpenOptions::new()
+        .sealing_key(SigningKey::from_bytes(&[1; 32]))
+        .open(dir.path());
+    assert!(matches!(other, Err(AuditError::SealMismatch { seq: 9 })));
+}
+
+/// Seals stripped from the end of a multi-segment trail: the last seal left (in an earlier
+/// segment) is found and checked, not taken for a trail from before sealing.
+#[test]
+fn opening_finds_the_last_seal_in_an_earlier_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = sealing()
+        .max_segment_bytes(64 * 1024)
+        .open(dir.path())
+        .unwrap();
+    let big: Vec<Record> = (0..40)
+        .map(|i| record(i).detail("pad", "p".repeat(4000)))
+        .collect();
+    for ticket in log.submit_all(&big).unwrap() {
+        ticket.wait().unwrap();
+    }
+    drop(log);
+    let files = segments(dir.path());
+    assert!(files.len() >= 3);
+    let first_end = lines(&files[0]).len() as u64;
+    // Record 1 changed; only the first segment keeps its (now wrong) seal.
+    tamper_and_rehash(
+        dir.path(),
+        |seq, line| {
+            if seq == 1 {
+                line.replacen("user-00", "nobody", 1)
+            } else {
+                line
+            }
+        },
+        |seq| seq <= first_end,
+    );
+    let e = open_error(dir.path());
+    assert!(
+        matches!(e, AuditError::SealMismatch { seq } if seq == first_end),
+        "{e:?}"
+    );
+    assert!(portcullis_audit::has_seal(dir.path()).unwrap());
+}
+
+/// More records after the last seal than one write holds cannot be a crash's unacknowledged
+/// write: refused, naming the count and the last sealed record. Up to one write's worth is
+/// still sealed as found.
+#[test]
+fn opening_refuses_more_unsealed_records_than_one_write_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = sealing().open(dir.path()).unwrap();
+    fill_batches(&log, 1, 2);
+    drop(log);
+    // Records from a writer without the key (what someone adding records would leave).
+    let log = OpenOptions::new()
+        .queue_depth(MAX_BATCH_RECORDS)
+        .open(dir.path())
+        .unwrap();
+    let records: Vec<Record> = (0..MAX_BATCH_RECORDS).map(record).collect();
+    for ticket in log.submit_all(&records).unwrap() {
+        ticket.wait().unwrap();
+    }
+    drop(log);
+    let copy = tempfile::tempdir().unwrap();
+    for path in segments(dir.path()) {
+        std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+    }
+    // One write's worth: sealed as found, as after a crash.
+    let log = sealing().open(copy.path()).unwrap();
+    assert_eq!(
+        log.recovery().sealed_as_found,
+        Some(MAX_BATCH_RECORDS as u64 + 3)
+    );
+    drop(log);
+
+    let log = AuditLog::open(dir.path()).unwrap();
+    log.append(record(0)).unwrap();
+    drop(log);
+    let e = open_error(dir.path());
+    let count = MAX_BATCH_RECORDS as u64 + 1;
+    assert!(
+        matches!(e, AuditError::UnsealedTail { count: c, last_sealed_seq: 2 } if c == count),
+        "{e:?}"
+    );
+    assert!(e
+        .to_string()
+        .contains(&format!("{count} records follow the last seal (record 2)")));
+}
+
+#[test]
+fn has_seal_tells_a_sealed_trail_from_one_before_sealing() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!portcullis_audit::has_seal(dir.path()).unwrap());
+    let log = AuditLog::open(dir.path()).unwrap();
+    fill_batches(&log, 1, 2);
+    drop(log);
+    assert!(!portcullis_audit::has_seal(dir.path()).unwrap());
+    drop(sealing().open(dir.path()).unwrap());
+    assert!(portcullis_audit::has_seal(dir.path()).unwrap());
 }

@@ -363,7 +363,7 @@ fn audit_paths(doc: &mut Value) {
         "get": op("Each SIEM export's status: connected, last delivered seq and hash, pending records, gaps, last error", soc, None, "200"),
     });
     doc["paths"]["/audit/verify"] = json!({
-        "get": op("Check the audit trail's whole hash chain now; names the first bad record", soc, None, "200"),
+        "get": op("Check the audit trail's whole hash chain and its seals now; names the first bad record. `ok`: the chain and seals check out; `vouched`: every record is vouched for by a seal made when it was written (false, with a `warning`, when records were sealed as found)", soc, None, "200"),
     });
 }
 

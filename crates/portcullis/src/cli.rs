@@ -60,7 +60,10 @@ pub enum SecretsCmd {
 
 #[derive(Subcommand)]
 pub enum AuditCmd {
-    /// Check the whole hash chain and its seals; exit status 1 naming the first bad record.
+    /// Check the whole hash chain and its seals. Exit status: 0 intact, every record vouched
+    /// for by a seal made when it was written; 1 not intact (names the first bad record); 2 the
+    /// chain and seals check out, but records were sealed as found (trusted as they were found
+    /// at a start: a trail from before sealing, a crash, or a change while the gateway was down).
     Verify {
         /// The audit directory (default: `[audit] dir` of the configuration).
         dir: Option<PathBuf>,

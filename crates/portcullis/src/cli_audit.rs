@@ -20,8 +20,8 @@ use serde_json::Value;
 use crate::config::Config;
 
 /// The key the audit trail is sealed with: the gateway's recording signing key (created on
-/// first use, like the gateway does), whose public half `portcullis recording public-key`
-/// prints and exports carry.
+/// first use, like the gateway does, but never for a trail that already carries a seal), whose
+/// public half `portcullis recording public-key` prints and exports carry.
 pub(crate) fn sealing_key(config: &Config, secret: &SecretKey) -> Result<SigningKey> {
     crate::recording::load_signing_key(config, secret)
         .context("the audit trail is sealed with the recording signing key")
@@ -41,6 +41,14 @@ impl CliAudit {
         let mut options = OpenOptions::new().max_segment_bytes(config.audit.segment_bytes);
         match crate::data::load_key(config).and_then(|secret| sealing_key(config, &secret)) {
             Ok(key) => options = options.sealing_key(key),
+            // A sealed trail gets no unsealed record: it would only be vouched for as found.
+            Err(e) if portcullis_audit::has_seal(dir).unwrap_or(true) => {
+                return Err(e.context(format!(
+                    "the audit trail in {} is sealed and cannot be sealed now (nothing was \
+                     changed)",
+                    dir.display()
+                )))
+            }
             // Say so, but still record the change: the gateway seals what it finds unsealed at
             // its next start (an `audit_sealed` record), and verify names those records.
             Err(e) => eprintln!(
@@ -142,7 +150,9 @@ enum KeySource {
 }
 
 /// `portcullis audit verify`: checks the chain and, with the gateway's key (or `--public-key`),
-/// every seal and that the last record is sealed. Exit status 1 naming the first bad record.
+/// every seal and that the last record is sealed. Exit status 1 naming the first bad record; 2
+/// when the chain is whole but records were sealed as found (not vouched for by a seal made when
+/// they were written).
 pub(crate) fn verify_cmd(
     config: &Config,
     dir: Option<PathBuf>,
@@ -197,10 +207,15 @@ pub(crate) fn verify_cmd(
         }
     };
     println!(
-        "{}: {} records in {} files, intact; last seq {}, last hash {}",
+        "{}: {} records in {} files, {}; last seq {}, last hash {}",
         dir.display(),
         report.records,
         report.files,
+        if report.sealed_as_found.is_empty() {
+            "intact"
+        } else {
+            "chain whole but NOT every record vouched for"
+        },
         report.last_seq,
         report.last_hash
     );
@@ -226,12 +241,6 @@ pub(crate) fn verify_cmd(
                     report.unsealed_tail
                 );
             }
-            for found in &report.sealed_as_found {
-                println!(
-                    "sealed as found: records {} to {} were not sealed when written; the audit_sealed record {} sealed them at a start (a trail from before sealing, a crash in the middle of a write, or records added or changed while the gateway was down)",
-                    found.from_seq, found.to_seq, found.by_seq
-                );
-            }
             println!(
                 "the end of the trail cannot be checked from the files (a shorter trail ending at an earlier seal verifies): compare the last seq and hash with the SIEM copy or an export"
             );
@@ -249,7 +258,36 @@ pub(crate) fn verify_cmd(
             torn.line
         );
     }
+    if !report.sealed_as_found.is_empty() {
+        for line in not_vouched(&report.sealed_as_found) {
+            println!("{line}");
+        }
+        std::process::exit(NOT_VOUCHED_EXIT);
+    }
     Ok(())
+}
+
+/// `audit verify`'s exit status when the chain is whole (and every seal checks out) but some
+/// records were sealed as found: no seal made when they were written vouches for them.
+const NOT_VOUCHED_EXIT: i32 = 2;
+
+/// What `audit verify` says of records sealed as found: plainly, that nothing made when they were
+/// written vouches for them.
+fn not_vouched(found: &[portcullis_audit::SealedAsFound]) -> Vec<String> {
+    let mut lines: Vec<String> = found
+        .iter()
+        .map(|f| {
+            format!(
+                "NOT VOUCHED FOR: records {} to {} carry no seal made when they were written; they were trusted as found at seq {} (an audit_sealed record written when the trail was next opened)",
+                f.from_seq, f.to_seq, f.by_seq
+            )
+        })
+        .collect();
+    lines.push(
+        "a trail from before sealing, a crash in the middle of a write, or records added, changed or stripped of their seals while the gateway was down look the same: only the records before each stretch, and from its audit_sealed record on, are vouched for by a seal made when they were written; check the others against the SIEM copy or an export (exit status 2)"
+            .to_owned(),
+    );
+    lines
 }
 
 #[cfg(test)]

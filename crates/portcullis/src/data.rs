@@ -1,5 +1,6 @@
 //! What the commands open in the data directory: the store (refused while a gateway holds it)
-//! and the secret key (from the environment, else the key file, created on first use).
+//! and the secret key (from the environment, else the key file, created on first use: never
+//! while a recording signing key or a sealed audit trail shows that one existed).
 
 use anyhow::{bail, Context, Result};
 use portcullis_secrets::SecretKey;
@@ -29,6 +30,20 @@ pub(crate) fn load_key(config: &Config) -> Result<SecretKey> {
     if let Ok(hex) = std::env::var(SECRET_KEY_ENV) {
         return SecretKey::from_hex(&hex)
             .with_context(|| format!("{SECRET_KEY_ENV} is not a valid key"));
+    }
+    if !config.key_file.exists() {
+        // A new key could open nothing sealed under the lost one: never make it over them.
+        let signing = &config.recording.signing_key_file;
+        if signing.exists() || portcullis_audit::has_seal(&config.audit.dir).unwrap_or(true) {
+            bail!(
+                "the secret key {} is missing, but the recording signing key {} (which seals the \
+                 audit trail) was sealed under it: restore the secret key from a backup (or set \
+                 {SECRET_KEY_ENV}); a new one is not created, since it could open nothing sealed \
+                 under the old one",
+                config.key_file.display(),
+                signing.display()
+            );
+        }
     }
     if let Some(dir) = config.key_file.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -22,7 +22,8 @@ pub(crate) const SIGNING_KEY_AAD: &[u8] = b"portcullis recording signing key v1"
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Loads the recording signing key, sealed at rest with the gateway's secret key, creating it
-/// on first use.
+/// on first use, but never when the audit trail already carries a seal: that trail was sealed
+/// with the missing key, and a new one could never verify its seals.
 pub(crate) fn load_signing_key(config: &Config, secret: &SecretKey) -> Result<SigningKey> {
     let path = &config.recording.signing_key_file;
     match std::fs::read(path) {
@@ -39,6 +40,19 @@ pub(crate) fn load_signing_key(config: &Config, secret: &SecretKey) -> Result<Si
             Ok(SigningKey::from_bytes(&seed))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let trail = &config.audit.dir;
+            if portcullis_audit::has_seal(trail)
+                .with_context(|| format!("cannot read the audit trail in {}", trail.display()))?
+            {
+                bail!(
+                    "the recording signing key {} is missing, but the audit trail in {} is sealed: \
+                     the key that sealed the trail is missing. Restore it (and the secret key it \
+                     is sealed with) from a backup; a new key is not created, since it could \
+                     never verify the trail's seals",
+                    path.display(),
+                    trail.display()
+                );
+            }
             let key = portcullis_recording::generate_key();
             let sealed = secret.seal(&key.to_bytes(), SIGNING_KEY_AAD);
             if let Some(dir) = path.parent() {

@@ -147,3 +147,131 @@ fn without_a_key_verify_says_it_checked_the_chain_only() {
         "{stdout}"
     );
 }
+
+/// Every seal stripped while the gateway was down (records edited, hashes recomputed): the next
+/// change seals the trail as found, and from then on `audit verify` says plainly that the
+/// records before it are not vouched for, with exit status 2 (never 0 "intact").
+#[test]
+fn a_trail_sealed_as_found_is_not_called_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    for name in ["bob", "carol"] {
+        let out = portcullis(data, &["user", "add", name, "--password-env", "PW"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    edit_and_rehash(&segment(data), 2, r#""name":"carol""#, r#""name":"eve""#);
+    let path = segment(data);
+    let stripped: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| match l.find(r#""seal":""#) {
+            Some(at) => format!("{}{}\n", &l[..at], &l[at + 138..]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&path, stripped).unwrap();
+    // The next change (the CLI, or a gateway start) seals it as found.
+    let out = portcullis(data, &["user", "add", "dave", "--password-env", "PW"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = portcullis(data, &["audit", "verify"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(!stdout.contains(", intact;"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "NOT VOUCHED FOR: records 1 to 2 carry no seal made when they were written; they were trusted as found at seq 3"
+        ),
+        "{stdout}"
+    );
+}
+
+/// The signing key file gone while the trail is sealed: neither the CLI nor the gateway makes
+/// a new key (which could never verify the trail's seals); both refuse, naming the cause.
+#[test]
+fn a_missing_key_of_a_sealed_trail_is_not_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let out = portcullis(data, &["user", "add", "bob", "--password-env", "PW"]);
+    assert!(out.status.success(), "{out:?}");
+    let key = data.join("recording-signing.key");
+    std::fs::remove_file(&key).unwrap();
+    let trail = std::fs::read(segment(data)).unwrap();
+    for args in [
+        &["user", "add", "carol", "--password-env", "PW"][..],
+        &["recording", "public-key"],
+        &["serve"],
+    ] {
+        let out = portcullis(data, args);
+        let (stdout, stderr) = text(&out);
+        assert!(!out.status.success(), "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("the key that sealed the trail is missing"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!key.exists(), "{args:?} created a new key");
+        assert_eq!(std::fs::read(segment(data)).unwrap(), trail, "{args:?}");
+    }
+}
+
+/// A forged tail whose last record carries a seal the key did not make: the gateway refuses
+/// to start (and to add anything) rather than take it for sealed.
+#[test]
+fn the_gateway_refuses_a_trail_whose_last_seal_does_not_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    for name in ["bob", "carol"] {
+        let out = portcullis(data, &["user", "add", name, "--password-env", "PW"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    edit_and_rehash(&segment(data), 1, r#""name":"bob""#, r#""name":"eve""#);
+    let trail = std::fs::read(segment(data)).unwrap();
+    for args in [
+        &["serve"][..],
+        &["user", "add", "dave", "--password-env", "PW"],
+    ] {
+        let out = portcullis(data, args);
+        let (stdout, stderr) = text(&out);
+        assert!(!out.status.success(), "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("the seal of record 2 does not verify with this gateway's key"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(std::fs::read(segment(data)).unwrap(), trail, "{args:?}");
+    }
+}
+
+/// The secret key file gone (the signing key is sealed under it): no command makes a new one,
+/// which could open nothing; each refuses, naming the missing key.
+#[test]
+fn a_missing_secret_key_is_not_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let out = portcullis(data, &["user", "add", "bob", "--password-env", "PW"]);
+    assert!(out.status.success(), "{out:?}");
+    let secret = data.join("secret.key");
+    std::fs::remove_file(&secret).unwrap();
+    let trail = std::fs::read(segment(data)).unwrap();
+    for args in [
+        &["user", "add", "carol", "--password-env", "PW"][..],
+        &["audit", "verify"],
+        &["serve"],
+    ] {
+        let out = portcullis(data, args);
+        let (stdout, stderr) = text(&out);
+        if args == ["audit", "verify"] {
+            // Verify still checks the chain, and says why the seals were not.
+            assert!(
+                stdout.contains("seals NOT checked") && stdout.contains("is missing"),
+                "{stdout}{stderr}"
+            );
+        } else {
+            assert!(!out.status.success(), "{args:?}: {stdout}{stderr}");
+            assert!(
+                stderr.contains("the secret key") && stderr.contains("is missing"),
+                "{args:?}: {stderr}"
+            );
+        }
+        assert!(!secret.exists(), "{args:?} created a new secret key");
+        assert_eq!(std::fs::read(segment(data)).unwrap(), trail, "{args:?}");
+    }
+}

@@ -189,6 +189,10 @@ describe('verify, export, paging', () => {
     expect(verifyText({ ok: true, records: 42, files: 1, last_seq: 42, last_hash: HASH })).toEqual({ ok: true, text: 'Intact: 42 records, last seq 42' });
     expect(verifyText({ ok: true, records: 1, files: 1, last_seq: 1, last_hash: HASH })).toEqual({ ok: true, text: 'Intact: 1 record, last seq 1' });
     expect(verifyText({ ok: true, records: 0, files: 0, last_seq: null, last_hash: '' }).text).toBe('Intact: 0 records, last seq none');
+    expect(verifyText({ ok: true, records: 3, files: 1, last_seq: 3, last_hash: HASH, vouched: true, warning: null }).text).toBe('Intact: 3 records, last seq 3');
+    const found = verifyText({ ok: true, records: 7, files: 1, last_seq: 7, last_hash: HASH, vouched: false, warning: 'records 1 to 6 (trusted as found at seq 7)' });
+    expect(found).toEqual({ ok: false, text: 'Chain whole, but NOT every record is vouched for (7 records, last seq 7): records 1 to 6 (trusted as found at seq 7)' });
+    expect(found.text).not.toMatch(/Intact/);
     expect(verifyText({ ok: false, error: 'line 5 (seq 5): hash mismatch' })).toEqual({
       ok: false,
       text: 'The audit trail does not verify: line 5 (seq 5): hash mismatch',

@@ -330,7 +330,11 @@ export function verifyText(v: AuditVerify): { ok: boolean; text: string } {
   if (v.ok) {
     const n = v.records;
     const last = v.last_seq === null || v.last_seq === undefined ? 'none' : String(v.last_seq);
-    return { ok: true, text: `Intact: ${n} record${n === 1 ? '' : 's'}, last seq ${last}` };
+    const counted = `${n} record${n === 1 ? '' : 's'}, last seq ${last}`;
+    if (v.vouched === false) {
+      return { ok: false, text: `Chain whole, but NOT every record is vouched for (${counted}): ${v.warning || 'records were sealed as found'}` };
+    }
+    return { ok: true, text: `Intact: ${counted}` };
   }
   return { ok: false, text: `The audit trail does not verify: ${v.error || 'no reason given'}` };
 }

@@ -112,9 +112,48 @@ pub(crate) async fn verify(
     let report = tokio::task::spawn_blocking(move || portcullis_audit::verify(&dir, key.as_ref()))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
-    Ok(Json(match report {
-        Ok(r) => json!({
+    Ok(Json(verify_json(report)))
+}
+
+/// The answer of `GET /audit/verify`. `ok` says whether the chain (and every seal) checks out;
+/// `vouched` whether every record is vouched for by a seal made when it was written: not when
+/// records were sealed as found (a trail from before sealing, a crash, or a change while the
+/// gateway was down look the same), nor when seals were not checked. Then `warning` says why.
+fn verify_json(
+    report: Result<portcullis_audit::VerifyReport, portcullis_audit::VerifyError>,
+) -> Value {
+    match report {
+        Ok(r) => {
+            let warning = if !r.key_checked {
+                Some(
+                    "the seals were not checked (no key): a chain alone can be recomputed by \
+                     anyone who can write the files"
+                        .to_owned(),
+                )
+            } else if r.sealed_as_found.is_empty() {
+                None
+            } else {
+                let stretches: Vec<String> = r
+                    .sealed_as_found
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "records {} to {} (trusted as found at seq {})",
+                            f.from_seq, f.to_seq, f.by_seq
+                        )
+                    })
+                    .collect();
+                Some(format!(
+                    "not vouched for by any seal made when they were written: {}; a trail from \
+                     before sealing, a crash, or records changed while the gateway was down look \
+                     the same: check them against the SIEM copy or an export",
+                    stretches.join(", ")
+                ))
+            };
+            json!({
             "ok": true,
+            "vouched": warning.is_none(),
+            "warning": warning,
             "records": r.records,
             "files": r.files,
             "last_seq": r.last_seq,
@@ -128,10 +167,89 @@ pub(crate) async fn verify(
                 "to_seq": f.to_seq,
                 "by_seq": f.by_seq,
             })).collect::<Vec<_>>(),
-        }),
+            })
+        }
         Err(e) => {
             warn!(error = %e, "the audit trail does not verify");
             json!({ "ok": false, "error": e.to_string() })
         }
-    }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use portcullis_audit::{AuditLog, Kind, OpenOptions, Record};
+    use portcullis_recording::SigningKey;
+
+    use super::*;
+
+    fn fill(log: &AuditLog) {
+        for i in 0..3 {
+            log.append(Record::new(Kind::LOGIN, format!("user{i}")))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_trail_sealed_from_its_first_record_is_vouched_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let log = OpenOptions::new()
+            .sealing_key(key.clone())
+            .open(dir.path())
+            .unwrap();
+        fill(&log);
+        drop(log);
+        let v = verify_json(portcullis_audit::verify(
+            dir.path(),
+            Some(&key.verifying_key()),
+        ));
+        assert_eq!(
+            (&v["ok"], &v["vouched"], &v["warning"]),
+            (&json!(true), &json!(true), &Value::Null),
+            "{v}"
+        );
+    }
+
+    /// A trail sealed as found (here: from before sealing) still has a whole chain (`ok`), but is
+    /// not called vouched for: the warning names the records.
+    #[test]
+    fn records_sealed_as_found_are_not_vouched_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        fill(&log);
+        drop(log);
+        let key = SigningKey::from_bytes(&[5; 32]);
+        drop(
+            OpenOptions::new()
+                .sealing_key(key.clone())
+                .open(dir.path())
+                .unwrap(),
+        );
+        let v = verify_json(portcullis_audit::verify(
+            dir.path(),
+            Some(&key.verifying_key()),
+        ));
+        assert_eq!(
+            (&v["ok"], &v["vouched"]),
+            (&json!(true), &json!(false)),
+            "{v}"
+        );
+        let warning = v["warning"].as_str().unwrap();
+        assert!(
+            warning.contains("not vouched for by any seal made when they were written: records 1 to 3 (trusted as found at seq 4)"),
+            "{warning}"
+        );
+        let unchecked = verify_json(portcullis_audit::verify(dir.path(), None));
+        assert_eq!(
+            (&unchecked["ok"], &unchecked["vouched"]),
+            (&json!(true), &json!(false))
+        );
+        assert!(unchecked["warning"]
+            .as_str()
+            .unwrap()
+            .contains("seals were not checked"));
+    }
 }
