@@ -178,7 +178,10 @@ test('a browser that stopped reading is let go once its session ends: SIGTERM st
     stalled.stderr.on('data', (d) => { out += d; });
     // Its first frame sits unread. (Loopback send buffers grow to megabytes, so the gateway's
     // send of it does not block here: the stuck send itself is covered by ws.rs's unit tests.)
-    await until('the client to stall the gateway', () => /stalled/.test(out) || /refused|Error/.test(out), 20000);
+    // The first frame comes when x11vnc has polled the screen and the gateway encoded it: seconds
+    // on a loaded machine. A failure names what the client and the gateway said.
+    await until('the client to stall the gateway', () => /stalled/.test(out) || /refused|Error/.test(out), 60000)
+      .catch((e) => { throw new Error(`${e.message}; the client said ${JSON.stringify(out)}; gateway log: ${gw.log().slice(-2500)}`); });
     assert.match(out, /stalled/, out);
     const exit = await gw.signal('SIGTERM');
     const log = gw.log();
