@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_policy::{Entry, Policy, PolicyDoc, Subject, TargetRef};
+use portcullis_policy::{Entry, Policy, PolicyDoc, SessionGrant, Subject, TargetRef};
 
 use portcullis_core::session::EntryPath;
 
@@ -46,6 +46,11 @@ pub fn browser_request(address: String) -> OpenRequest {
         )
         .into_result()
         .expect("the default policy lets a user open a target");
+    browser_request_with(address, grant)
+}
+
+/// As [`browser_request`], with the grant a test's own policy gave.
+pub fn browser_request_with(address: String, grant: SessionGrant) -> OpenRequest {
     OpenRequest {
         user: "alice".into(),
         user_id: "u_alice".into(),

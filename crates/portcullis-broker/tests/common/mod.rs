@@ -5,8 +5,7 @@
 
 use std::future::Future;
 
-use portcullis_broker::{OpenRequest, TargetSpec};
-use portcullis_core::session::EntryPath;
+use portcullis_broker::OpenRequest;
 use portcullis_policy::{Entry, Policy, PolicyDoc, Recording, SessionGrant, Subject, TargetRef};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -89,16 +88,5 @@ pub(crate) fn grant(recording: Recording) -> SessionGrant {
 
 /// Alice opens target `t` at `address` (VNC, no password) from a browser.
 pub(crate) fn request(address: String, recording: Recording) -> OpenRequest {
-    OpenRequest {
-        user: "alice".into(),
-        user_id: "u_alice".into(),
-        target: "t".into(),
-        spec: TargetSpec::Vnc {
-            address,
-            password: String::new(),
-        },
-        client_addr: "test".into(),
-        entry: EntryPath::Browser,
-        grant: grant(recording),
-    }
+    portcullis_broker::testing::browser_request_with(address, grant(recording))
 }
