@@ -3,22 +3,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use sha2::{Digest as _, Sha256};
 
-fn portcullis(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("PORTCULLIS_CONFIG")
-        .env_remove("PORTCULLIS_SECRET_KEY")
-        .env("PW", "a long enough password")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::portcullis;
 
 fn text(out: &Output) -> (String, String) {
     (

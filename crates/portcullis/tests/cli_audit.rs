@@ -3,23 +3,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use portcullis_audit::{read_only_query, AuditLog, Filter};
 use serde_json::json;
 
-fn portcullis(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("PORTCULLIS_CONFIG")
-        .env_remove("PORTCULLIS_SECRET_KEY")
-        .env("PW", "a long enough password")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::portcullis;
 
 fn users(data: &Path) -> String {
     let out = portcullis(data, &["user", "list"]);
