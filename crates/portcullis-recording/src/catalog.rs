@@ -581,6 +581,10 @@ pub struct Recovered {
     /// The audit trail says this recording was closed, yet its end line was gone: it was cut
     /// after the fact, and closed as [`EndState::FoundCut`].
     pub found_cut: Option<ClosedOnRecord>,
+    /// It was closed already (its end line checks out), but the audit trail had no record of
+    /// that close (the gateway stopped between the two): recorded now (`found_closed`), nothing
+    /// else done. [`Recovered::problem`] names anything the full check found wrong.
+    pub found_closed: bool,
     /// Recovery could not close it (a full disk, an unreadable byte, the audit trail refusing
     /// the record of what recovery was about to do): it stays as it was, still verifiable up to
     /// its last listed segment, and the next start tries again. The other recordings are not
@@ -594,7 +598,8 @@ pub struct Recovered {
 pub struct ClosedOnRecord {
     /// The audit record's seq.
     pub audit_seq: u64,
-    /// Manifest lines the recording had when closed (its end line's seq + 1).
+    /// Manifest lines the recording had when closed (its end line's seq + 1); 0 when the
+    /// record does not say.
     pub lines: u64,
 }
 
@@ -610,6 +615,9 @@ pub struct RecoveryAct {
     pub state: Option<EndState>,
     /// The end line's reason (what the end line will say; empty for a delete).
     pub reason: String,
+    /// Manifest lines the recording has once the act is done (its end line's seq + 1; `None`
+    /// for a delete): what the next start compares with.
+    pub lines: Option<u64>,
     /// Byte ranges copied to quarantine files: (file, from, to).
     pub set_aside: Vec<(String, u64, u64)>,
     /// Files cut after being set aside: (file, new length, old length).
@@ -619,8 +627,10 @@ pub struct RecoveryAct {
 /// What recovery needs from the audit trail: whether a recording's close is on record, and a
 /// durable record of every act before it happens.
 pub trait RecoveryTrail {
-    /// The trail's record that this recording was closed, if any. An error leaves the
-    /// recording as it is (the next start tries again).
+    /// The trail's latest record that this recording was closed (by the gateway, or by
+    /// recovery: a `close` or `found_closed` act), if any. Asked once per recording at every
+    /// start: answer from memory. An error leaves the recording as it is (the next start tries
+    /// again).
     fn closed_on_record(&self, id: &str) -> Result<Option<ClosedOnRecord>, String>;
     /// Records `act` durably; only then is it carried out. An error: it is not.
     fn before(&self, act: &RecoveryAct) -> Result<(), String>;
@@ -645,25 +655,97 @@ pub fn recover(
 ) -> Result<Vec<Recovered>, StorageError> {
     let mut done = Vec::new();
     for id in storage.list()? {
-        // Closed recordings are the vast majority: their last line says so, and hashing all their
-        // bytes at every start would make start-up as slow as the archive is large.
-        if summary(storage, &id, false).is_ok_and(|s| s.ended_at_ms.is_some()) {
+        let closed = match trail.closed_on_record(&id) {
+            Ok(c) => c,
+            Err(e) => {
+                done.push(Recovered::failed(
+                    id,
+                    StorageError::Refused(format!("the audit trail: {e}")),
+                ));
+                continue;
+            }
+        };
+        // Closed recordings are the vast majority, and hashing all their bytes at every start
+        // would make start-up as slow as the archive is large: one whose last line is the end
+        // line the trail says the gateway wrote (signed, chained to the line before it, at the
+        // line count on record) is skipped. Anything else (an end line nobody recorded, a forged
+        // or moved one) gets the full check.
+        if closed
+            .as_ref()
+            .is_some_and(|c| ends_as_on_record(storage, &id, c, &key.verifying_key()))
+        {
             continue;
         }
-        match recover_one(storage, key, trail, &id, now_ms) {
+        match recover_one(storage, key, trail, &id, closed, now_ms) {
             Ok(Some(r)) => done.push(r),
             Ok(None) => {}
-            Err(e) => done.push(Recovered {
-                id,
-                discarded_bytes: 0,
-                problem: None,
-                quarantined: Vec::new(),
-                found_cut: None,
-                failed: Some(e),
-            }),
+            Err(e) => done.push(Recovered::failed(id, e)),
         }
     }
     Ok(done)
+}
+
+impl Recovered {
+    fn failed(id: String, e: StorageError) -> Self {
+        Self {
+            id,
+            discarded_bytes: 0,
+            problem: None,
+            quarantined: Vec::new(),
+            found_cut: None,
+            found_closed: false,
+            failed: Some(e),
+        }
+    }
+}
+
+/// True when the recording's manifest ends with the end line `closed` describes: a newline-ended
+/// last line at seq `closed.lines - 1` that checks out (chain value from the line before it,
+/// signature) and is an end line. Reads two lines at most.
+fn ends_as_on_record(
+    storage: &dyn RecordingStorage,
+    id: &str,
+    closed: &ClosedOnRecord,
+    key: &VerifyingKey,
+) -> bool {
+    let Some(seq) = closed.lines.checked_sub(1).filter(|s| *s > 0) else {
+        return false;
+    };
+    let Ok(Some(len)) = storage.len(id, MANIFEST) else {
+        return false;
+    };
+    let want = len.min(2 * (MAX_LINE as u64 + 1));
+    let Ok(tail) = storage.read(id, MANIFEST, len - want, want) else {
+        return false;
+    };
+    let Some(body) = tail.strip_suffix(b"\n") else {
+        return false;
+    };
+    let mut lines = body.rsplitn(3, |&b| b == b'\n');
+    let (Some(last), Some(before)) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    // `before` is whole only if a newline precedes it (or the file starts with it).
+    if lines.next().is_none() && want < len {
+        return false;
+    }
+    let Some(prev) = serde_json::from_slice::<crate::manifest::Line>(before)
+        .ok()
+        .and_then(|l| hex::decode(l.chain).ok())
+        .and_then(|c| <[u8; 32]>::try_from(c).ok())
+    else {
+        return false;
+    };
+    matches!(
+        crate::manifest::check_line(last, seq, &prev, key),
+        Ok((
+            crate::manifest::Body {
+                entry: Entry::End { .. },
+                ..
+            },
+            _
+        ))
+    )
 }
 
 /// Most of the end line's reason given to naming damage.
@@ -674,6 +756,7 @@ fn recover_one(
     key: &Arc<SigningKey>,
     trail: &dyn RecoveryTrail,
     id: &str,
+    closed: Option<ClosedOnRecord>,
     now_ms: i64,
 ) -> Result<Option<Recovered>, StorageError> {
     let refused = |e: String| StorageError::Refused(format!("the audit trail: {e}"));
@@ -684,6 +767,7 @@ fn recover_one(
                 action: "delete",
                 state: None,
                 reason: String::new(),
+                lines: None,
                 set_aside: Vec::new(),
                 cut: Vec::new(),
             })
@@ -704,16 +788,61 @@ fn recover_one(
         delete(storage)?;
         return Ok(None);
     }
-    if s.is_ended() || s.bodies.is_empty() {
+    if s.bodies.is_empty() {
         return Ok(None);
     }
-    let closed = trail.closed_on_record(id).map_err(refused)?;
+    let here = s.bodies.last().map_or(0, |b| b.seq.saturating_add(1));
+    if s.is_ended() {
+        // Closed, and the full check above found its end line (signed, in its place), yet the
+        // trail has no record of this close (the gateway stopped between writing the end line
+        // and recording it), or not this one: recorded now, so that the next start can skip it.
+        // What the full check found wrong, if anything, stays for `verify` to report.
+        if closed.as_ref().is_some_and(|c| c.lines == here) {
+            return Ok(None);
+        }
+        let state = s.bodies.last().and_then(|b| match &b.entry {
+            Entry::End { state, .. } => Some(*state),
+            _ => None,
+        });
+        trail
+            .before(&RecoveryAct {
+                id: id.to_owned(),
+                action: "found_closed",
+                state,
+                reason: match &closed {
+                    Some(c) => format!(
+                        "found closed with {here} manifest lines, where the audit trail (record \
+                         {}) says {}",
+                        c.audit_seq, c.lines
+                    ),
+                    None => format!(
+                        "found closed with {here} manifest lines, a close the audit trail had no \
+                         record of"
+                    ),
+                },
+                lines: Some(here),
+                set_aside: Vec::new(),
+                cut: Vec::new(),
+            })
+            .map_err(refused)?;
+        return Ok(Some(Recovered {
+            id: id.to_owned(),
+            discarded_bytes: 0,
+            problem: s.first_problem(),
+            quarantined: Vec::new(),
+            found_cut: None,
+            found_closed: true,
+            failed: None,
+        }));
+    }
     let mut notes: Vec<String> = Vec::new();
     let mut act = RecoveryAct {
         id: id.to_owned(),
         action: "close",
         state: Some(EndState::Incomplete),
         reason: String::new(),
+        // The end line follows the last line that checks out.
+        lines: Some(here + 1),
         set_aside: Vec::new(),
         cut: Vec::new(),
     };
@@ -752,7 +881,6 @@ fn recover_one(
             act.cut.push((file, keep, len));
         }
     }
-    let here = s.bodies.last().map_or(0, |b| b.seq.saturating_add(1));
     let mut reason = match &closed {
         Some(c) => {
             act.state = Some(EndState::FoundCut);
@@ -762,8 +890,16 @@ fn recover_one(
                  are missing after line {} (removed from its end); closed again at the next \
                  start",
                 c.audit_seq,
-                c.lines,
-                c.lines.saturating_sub(here).max(1),
+                if c.lines == 0 {
+                    "an unrecorded number of".to_owned()
+                } else {
+                    c.lines.to_string()
+                },
+                if c.lines == 0 {
+                    "some".to_owned()
+                } else {
+                    c.lines.saturating_sub(here).max(1).to_string()
+                },
                 here.saturating_sub(1)
             )
         }
@@ -835,6 +971,7 @@ fn recover_one(
         problem: s.first_problem(),
         quarantined,
         found_cut: closed,
+        found_closed: false,
         failed: None,
     }))
 }

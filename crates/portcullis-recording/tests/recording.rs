@@ -168,7 +168,8 @@ fn an_unclosed_recording_is_recovered_as_incomplete() {
         ListedState::Incomplete
     );
 
-    let done = recover(&disk, &key, &NoTrail, 1_700_000_200_000).unwrap();
+    let trail = Trail::default();
+    let done = recover(&disk, &key, &trail, 1_700_000_200_000).unwrap();
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].discarded_bytes, 37 + 8);
     // The torn bytes are set aside, not destroyed.
@@ -198,7 +199,7 @@ fn an_unclosed_recording_is_recovered_as_incomplete() {
     let s = summary(&disk, "r1", false).unwrap();
     assert_eq!(s.state, ListedState::Incomplete);
     // A second start finds nothing to do.
-    assert!(recover(&disk, &key, &NoTrail, 1_700_000_300_000)
+    assert!(recover(&disk, &key, &trail, 1_700_000_300_000)
         .unwrap()
         .is_empty());
 }
@@ -533,7 +534,8 @@ fn recovery_keeps_the_signed_lines_after_a_damaged_middle_line() {
         let damaged_at = lines[..4].iter().map(|l| l.len() + 1).sum::<usize>();
         let before = snapshot(dir.path(), "r1");
 
-        let done = recover(&disk, &key, &NoTrail, 1_700_000_200_000).unwrap();
+        let trail = Trail::default();
+        let done = recover(&disk, &key, &trail, 1_700_000_200_000).unwrap();
         assert_eq!(done.len(), 1, "{case}");
         assert!(done[0].failed.is_none(), "{case}: {:?}", done[0].failed);
         assert_eq!(done[0].problem.as_ref().unwrap().seq, 4, "{case}");
@@ -611,7 +613,7 @@ fn recovery_keeps_the_signed_lines_after_a_damaged_middle_line() {
             "{case}"
         );
         // A second start leaves it alone.
-        assert!(recover(&disk, &key, &NoTrail, 1_700_000_300_000)
+        assert!(recover(&disk, &key, &trail, 1_700_000_300_000)
             .unwrap()
             .is_empty());
     }
@@ -814,11 +816,21 @@ struct Trail {
 }
 
 impl portcullis_recording::RecoveryTrail for Trail {
+    /// What it was given, or the close of the latest act it recorded (as the gateway's trail
+    /// does).
     fn closed_on_record(
         &self,
         id: &str,
     ) -> Result<Option<portcullis_recording::ClosedOnRecord>, String> {
-        Ok(self.closed.get(id).cloned())
+        let acts = self.acts.lock().unwrap();
+        let recorded = acts.iter().enumerate().rev().find(|(_, a)| a.id == id);
+        Ok(match recorded {
+            Some((i, a)) => a.lines.map(|lines| portcullis_recording::ClosedOnRecord {
+                audit_seq: 1000 + i as u64,
+                lines,
+            }),
+            None => self.closed.get(id).cloned(),
+        })
     }
     fn before(&self, act: &portcullis_recording::RecoveryAct) -> Result<(), String> {
         if self.refuse {
@@ -945,4 +957,108 @@ fn a_planted_line_naming_another_recordings_chain_does_not_make_its_lines_checke
     assert_eq!(v.segments, 2);
     assert!(v.unproven_lines >= 3, "{}", v.unproven_lines);
     assert!(!v.damage[0].tied);
+}
+
+/// Start-up skips a closed recording only when its last line is the signed end line the trail
+/// has on record: an end line that merely parses (forged, or recorded by nobody) gets the full
+/// check.
+#[test]
+fn start_up_skips_only_an_end_line_the_trail_has_on_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    for id in ["kept", "forged", "unrecorded"] {
+        write(&disk, &key, id, 5, true);
+    }
+    let on_record = |seq| portcullis_recording::ClosedOnRecord {
+        audit_seq: seq,
+        lines: 8,
+    };
+    let mut trail = Trail::default();
+    trail.closed.insert("kept".into(), on_record(10));
+    trail.closed.insert("forged".into(), on_record(11));
+    // "forged": the end line and the last segment cut, and an end line that parses but was
+    // never signed put in their place (its reason rewritten).
+    let path = dir.path().join("forged/manifest.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines[7].replace("the target closed the session", "closed normally");
+    assert_ne!(end, lines[7]);
+    let mut forged: Vec<&str> = lines[..6].to_vec();
+    forged.push(&end);
+    std::fs::write(&path, forged.join("\n") + "\n").unwrap();
+    assert!(portcullis_recording::summary(&disk, "forged", false)
+        .unwrap()
+        .ended_at_ms
+        .is_some());
+
+    let mut done = recover(&disk, &key, &trail, 1_700_000_200_000).unwrap();
+    done.sort_by(|a, b| a.id.cmp(&b.id));
+    let ids: Vec<&str> = done.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["forged", "unrecorded"], "{done:?}");
+    assert!(done.iter().all(|r| r.failed.is_none()), "{done:?}");
+    // The forged end line (and the data only the cut segment named) were set aside and the
+    // recording closed as found cut.
+    assert_eq!(done[0].found_cut.as_ref().unwrap().audit_seq, 11);
+    assert!(
+        done[0]
+            .quarantined
+            .iter()
+            .any(|q| q.starts_with("quarantine-manifest.jsonl")),
+        "{done:?}"
+    );
+    let v = verify(&disk, "forged", &key.verifying_key()).unwrap();
+    assert_eq!(v.ended, Some(EndState::FoundCut));
+    assert_eq!(v.status(), Status::Cut, "{:?}", v.problem);
+    // The recording closed without a record of it: its close recorded now, nothing touched.
+    assert!(done[1].found_closed, "{done:?}");
+    assert!(done[1].problem.is_none());
+    let acts = trail.acts.lock().unwrap().clone();
+    let act = acts.iter().find(|a| a.id == "unrecorded").unwrap();
+    assert_eq!(act.action, "found_closed");
+    assert_eq!(act.lines, Some(8));
+    assert_eq!(act.state, Some(EndState::Complete));
+    assert!(act.set_aside.is_empty() && act.cut.is_empty());
+    let closed = acts.iter().find(|a| a.id == "forged").unwrap();
+    assert_eq!(closed.lines, Some(7));
+    assert!(verify(&disk, "unrecorded", &key.verifying_key())
+        .unwrap()
+        .is_intact());
+    assert!(verify(&disk, "kept", &key.verifying_key())
+        .unwrap()
+        .is_intact());
+
+    // With those acts on record, the next start skips all three.
+    for (id, a) in [("forged", closed), ("unrecorded", act)] {
+        trail.closed.insert(
+            id.into(),
+            portcullis_recording::ClosedOnRecord {
+                audit_seq: 20,
+                lines: a.lines.unwrap(),
+            },
+        );
+    }
+    trail.acts.lock().unwrap().clear();
+    let done = recover(&disk, &key, &trail, 1_700_000_300_000).unwrap();
+    assert!(done.is_empty(), "{done:?}");
+    assert!(trail.acts.lock().unwrap().is_empty());
+
+    // A close on record with another line count than the file's end line: the full check, which
+    // finds it closed and records the count it found.
+    trail.closed.insert(
+        "kept".into(),
+        portcullis_recording::ClosedOnRecord {
+            audit_seq: 30,
+            lines: 9,
+        },
+    );
+    let done = recover(&disk, &key, &trail, 1_700_000_400_000).unwrap();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert!(done[0].found_closed);
+    let acts = trail.acts.lock().unwrap();
+    assert!(
+        acts[0].reason.contains("(record 30) says 9"),
+        "{}",
+        acts[0].reason
+    );
 }

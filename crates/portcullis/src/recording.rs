@@ -1,11 +1,12 @@
 //! Recording set-up for `serve`, and the `portcullis recording` commands.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use portcullis_audit::{AuditLog, Filter, Kind, Order, Record};
+use portcullis_audit::{AuditLog, Filter, Kind, Record};
 use portcullis_recorder::{GatewayRecorder, KeystrokeLog, RecorderConfig};
 use portcullis_recording::manifest::{fingerprint, EndState};
 use portcullis_recording::{
@@ -93,30 +94,76 @@ pub(crate) struct Recording {
 }
 
 /// The gateway's audit trail as start-up recovery sees it: the trail's `recording_closed`
-/// records tell which recordings the gateway closed, and every recovery act is recorded as
-/// `recording_recovered` before it is carried out.
-struct AuditTrail<'a>(&'a AuditLog);
+/// records (and recovery's own closes, `recording_recovered`) tell which recordings were
+/// closed, read once at start; every recovery act is recorded as `recording_recovered` before
+/// it is carried out.
+struct AuditTrail<'a> {
+    log: &'a AuditLog,
+    closes: HashMap<String, ClosedOnRecord>,
+}
+
+impl<'a> AuditTrail<'a> {
+    fn load(log: &'a AuditLog) -> Result<Self> {
+        let closes = closes_on_record(None, |f| log.query(f))
+            .context("cannot read the recording closes in the audit trail")?;
+        Ok(Self { log, closes })
+    }
+}
+
+/// Every recording close in the trail (or only `session`'s), by recording id: the latest
+/// `recording_closed`, or recovery's `close`/`found_closed`, per recording; a recovery
+/// `delete` forgets it. Reads the trail once, a page at a time.
+pub(crate) fn closes_on_record(
+    session: Option<&str>,
+    query: impl Fn(
+        &Filter,
+    )
+        -> std::result::Result<Vec<portcullis_audit::Entry>, portcullis_audit::AuditError>,
+) -> Result<HashMap<String, ClosedOnRecord>> {
+    let mut closes = HashMap::new();
+    let mut after = None;
+    loop {
+        let page = query(&Filter {
+            session: session.map(str::to_owned),
+            kinds: vec![Kind::RECORDING_CLOSED, Kind::RECORDING_RECOVERED],
+            after_seq: after,
+            ..Filter::new(portcullis_audit::MAX_QUERY_LIMIT)
+        })?;
+        for e in &page {
+            let Some(id) = e.record.session.clone() else {
+                continue;
+            };
+            let detail = |k: &str| e.record.detail.get(k);
+            let close = ClosedOnRecord {
+                audit_seq: e.seq,
+                lines: detail("lines")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0),
+            };
+            if e.record.kind == Kind::RECORDING_CLOSED {
+                closes.insert(id, close);
+                continue;
+            }
+            match detail("action").and_then(serde_json::Value::as_str) {
+                Some("close" | "found_closed") => {
+                    closes.insert(id, close);
+                }
+                Some("delete") => {
+                    closes.remove(&id);
+                }
+                _ => {}
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == portcullis_audit::MAX_QUERY_LIMIT => after = Some(last.seq),
+            _ => return Ok(closes),
+        }
+    }
+}
 
 impl RecoveryTrail for AuditTrail<'_> {
     fn closed_on_record(&self, id: &str) -> Result<Option<ClosedOnRecord>, String> {
-        let found = self
-            .0
-            .query(&Filter {
-                session: Some(id.to_owned()),
-                kinds: vec![Kind::RECORDING_CLOSED],
-                order: Order::NewestFirst,
-                ..Filter::new(1)
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(found.first().map(|e| ClosedOnRecord {
-            audit_seq: e.seq,
-            lines: e
-                .record
-                .detail
-                .get("lines")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0),
-        }))
+        Ok(self.closes.get(id).cloned())
     }
 
     fn before(&self, act: &RecoveryAct) -> Result<(), String> {
@@ -135,9 +182,13 @@ impl RecoveryTrail for AuditTrail<'_> {
             .detail("action", act.action)
             .detail("state", state)
             .detail("reason", act.reason.clone())
+            .detail("lines", act.lines)
             .detail("set_aside", ranges(&act.set_aside))
             .detail("cut", ranges(&act.cut));
-        self.0.append(record).map(|_| ()).map_err(|e| e.to_string())
+        self.log
+            .append(record)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -159,7 +210,8 @@ pub(crate) fn set_up(
         LocalDisk::open(&r.dir)
             .with_context(|| format!("cannot open the recordings folder {}", r.dir.display()))?,
     );
-    for rec in portcullis_recording::recover(storage.as_ref(), &key, &AuditTrail(audit), unix_ms())
+    let trail = AuditTrail::load(audit)?;
+    for rec in portcullis_recording::recover(storage.as_ref(), &key, &trail, unix_ms())
         .context("cannot recover recordings left open")?
     {
         if let Some(e) = &rec.failed {
@@ -168,6 +220,12 @@ pub(crate) fn set_up(
             warn!(recording = %rec.id, error = %e,
                 "cannot close a recording left open by the previous run; it was left as it was \
                  (verifiable up to its last segment) and the next start tries again");
+            continue;
+        }
+        if rec.found_closed {
+            warn!(recording = %rec.id, problem = ?rec.problem.as_ref().map(|p| &p.what),
+                "found a closed recording whose close the audit trail had no record of (the \
+                 gateway stopped between the two): recorded now");
             continue;
         }
         let quarantined = rec.quarantined.join(" ");
@@ -422,12 +480,22 @@ pub(crate) fn verify_cmd(
     };
     let storage = LocalDisk::at(&root);
     let mut v = portcullis_recording::verify(&storage, &id, &key)?;
+    let in_place = config.recording.dir.canonicalize().is_ok_and(|d| d == root);
+    // In the gateway's own folder, the trail says whether the gateway closed it: a recording
+    // closed on record is never live, whoever holds its lock now.
+    let on_record = match in_place {
+        true => closes_on_record(Some(&id), |f| {
+            portcullis_audit::read_only_query(&config.audit.dir, f)
+        })
+        .map(|mut closes| closes.remove(&id)),
+        false => Ok(None),
+    };
     if v.ended.is_none() {
-        v.live = written_by_running_gateway(config, &root, &storage, &id);
+        v.live = matches!(on_record, Ok(None))
+            && written_by_running_gateway(config, &root, &storage, &id);
     }
     // In the gateway's own folder, a recording's folder is its session id: another session's
     // recording copied in its place is not this one. (An export may sit in a folder of any name.)
-    let in_place = config.recording.dir.canonicalize().is_ok_and(|d| d == root);
     if let Some(meta) = v.meta.as_ref().filter(|m| in_place && m.session != id) {
         if v.problem.is_none() {
             v.problem = Some(portcullis_recording::scan::Problem {
@@ -472,6 +540,21 @@ pub(crate) fn verify_cmd(
         v.segments,
         v.duration_ms as f64 / 1000.0
     );
+    match &on_record {
+        Ok(Some(c)) => println!(
+            "on record:   the audit trail says the gateway closed it{} (record {})",
+            match c.lines {
+                0 => String::new(),
+                n => format!(" with {n} manifest lines"),
+            },
+            c.audit_seq
+        ),
+        Ok(None) => {}
+        Err(e) => println!(
+            "on record:   cannot read the audit trail ({e:#}): a recording without its end line \
+             is not called live"
+        ),
+    }
     if v.unproven_lines > 0 {
         println!(
             "unproven:    {} more lines after damage, signed with the key but not proven to be \
@@ -609,4 +692,60 @@ pub(crate) fn list_cmd(config: &Config) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn closed(id: &str, lines: u64) -> Record {
+        Record::new(Kind::RECORDING_CLOSED, "system")
+            .session(id)
+            .detail("lines", lines)
+    }
+
+    fn recovered(id: &str, action: &str, lines: Option<u64>) -> Record {
+        Record::new(Kind::RECORDING_RECOVERED, "system")
+            .session(id)
+            .detail("action", action)
+            .detail("lines", lines)
+    }
+
+    /// Start-up recovery knows a recording's latest close, whoever made it (the gateway or a
+    /// previous recovery), across pages of the trail.
+    #[test]
+    fn closes_on_record_are_the_latest_close_of_each_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        let mut records = vec![
+            closed("gw", 8),
+            closed("again", 8),
+            recovered("again", "close", Some(6)),
+            recovered("found", "found_closed", Some(9)),
+            closed("deleted", 3),
+            recovered("deleted", "delete", None),
+            recovered("old", "close", None),
+        ];
+        // More than a page of other records, then one more close.
+        records.extend((0..portcullis_audit::MAX_QUERY_LIMIT).map(|i| closed(&format!("r{i}"), 4)));
+        records.push(closed("last", 5));
+        for t in log.submit_all(&records).unwrap() {
+            assert!(t.wait().is_ok());
+        }
+        let closes = closes_on_record(None, |f| log.query(f)).unwrap();
+        let lines = |id: &str| closes.get(id).map(|c| c.lines);
+        assert_eq!(lines("gw"), Some(8));
+        assert_eq!(lines("again"), Some(6));
+        assert_eq!(closes["again"].audit_seq, 3);
+        assert_eq!(lines("found"), Some(9));
+        assert_eq!(lines("deleted"), None);
+        assert_eq!(lines("old"), Some(0));
+        assert_eq!(lines("last"), Some(5));
+        assert_eq!(closes.len(), 5 + portcullis_audit::MAX_QUERY_LIMIT);
+        // One recording's only.
+        let one = closes_on_record(Some("again"), |f| log.query(f)).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one["again"].lines, 6);
+    }
 }

@@ -344,3 +344,44 @@ fn another_sessions_recording_in_a_recordings_folder_is_altered_and_every_verdic
     assert_eq!(r.code, 0, "{}", r.out);
     assert!(r.out.contains("signed as:   session r-two"), "{}", r.out);
 }
+
+/// A recording the trail says the gateway closed is never called live, whoever holds its lock
+/// while the gateway runs: cut from its end, it is cut.
+#[test]
+fn a_recording_closed_on_record_is_not_live_whoever_holds_its_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let recs = data.join("recordings");
+    let disk = LocalDisk::open(&recs).unwrap();
+    let key = Arc::new(generate_key());
+    let hex_key = hex(key.verifying_key().as_bytes());
+    write(&disk, &key, "r1", 3, true);
+    std::fs::create_dir_all(data.join("audit")).unwrap();
+    // The running gateway: it holds its trail, which says it closed r1 with 6 lines.
+    let trail = portcullis_audit::AuditLog::open(data.join("audit")).unwrap();
+    trail
+        .append(
+            portcullis_audit::Record::new(portcullis_audit::Kind::RECORDING_CLOSED, "system")
+                .session("r1")
+                .detail("lines", 6),
+        )
+        .unwrap();
+    // The end line removed; someone who can read the manifest holds its lock.
+    let m = recs.join("r1/manifest.jsonl");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&m, lines[..5].join("\n") + "\n").unwrap();
+    let lock = std::fs::File::open(&m).unwrap();
+    lock.try_lock().unwrap();
+    let r = verify(&data, &recs.join("r1"), Some(&hex_key));
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(r.out.contains("verdict:     CUT"), "{}", r.out);
+    assert!(
+        r.out
+            .contains("on record:   the audit trail says the gateway closed it with 6 manifest lines (record 1)"),
+        "{}",
+        r.out
+    );
+    drop(lock);
+    drop(trail);
+}
