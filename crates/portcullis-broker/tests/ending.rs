@@ -253,10 +253,12 @@ async fn copying_server() -> String {
 
 /// An audit trail with a bug: it panics on the first clipboard decision, on the session's own
 /// thread. It keeps every event it takes.
+/// With `slow_end`, it takes its time over the end record (a busy disk).
 #[derive(Default)]
 struct PanickingAudit {
     panicked: AtomicBool,
     events: Mutex<Vec<SessionEvent>>,
+    slow_end: bool,
 }
 
 impl SessionAudit for PanickingAudit {
@@ -265,6 +267,9 @@ impl SessionAudit for PanickingAudit {
             && !self.panicked.swap(true, Ordering::SeqCst)
         {
             panic!("a bug in the session thread");
+        }
+        if self.slow_end && matches!(event, SessionEvent::SessionEnd { .. }) {
+            std::thread::sleep(Duration::from_millis(300));
         }
         self.events.lock().unwrap().push(event.clone());
     }
@@ -386,4 +391,43 @@ async fn an_ended_sessions_viewer_hears_of_it_while_busy_elsewhere() {
     assert_eq!(heard, (closed.clone(), closed.clone()));
     // Also when asked after the end.
     assert_eq!(viewer.ended().await, closed);
+}
+
+/// A session thread that panics still has its end on record before a shutdown waiting for it
+/// returns (the gateway's stop record comes after it), however slow the trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_waits_for_the_end_record_of_a_panicked_session() {
+    let audit = Arc::new(PanickingAudit {
+        slow_end: true,
+        ..PanickingAudit::default()
+    });
+    // Unrecorded: no recorder's tap holds the shutdown, only the session thread.
+    let broker = Broker::default().with_audit(Arc::<PanickingAudit>::clone(&audit));
+    let _session = broker
+        .open(common::request(copying_server().await, Recording::Optional))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !audit.panicked.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the session thread panicked");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        broker.shutdown(SessionEnd::Shutdown),
+    )
+    .await
+    .expect("the shutdown finished");
+    assert!(
+        audit
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, SessionEvent::SessionEnd { .. })),
+        "the shutdown returned before the session's end was on record: {:?}",
+        audit.events.lock().unwrap()
+    );
 }

@@ -183,8 +183,23 @@ impl SessionAudit for SessionSink {
     fn session_event(&self, session: &SessionInfo, event: &SessionEvent) {
         let record = session_record(session, event);
         let kind = record.kind.as_str().to_owned();
-        // Waits only while the queue is full: back-pressure rather than a lost record.
-        if let Err(e) = self.log.submit(record) {
+        // Waits only while the queue is full: back-pressure rather than a lost record. On the
+        // gateway's shared runtime the wait is announced to it (`block_in_place`), so that its
+        // other tasks, the shutdown's deadline among them, move to another worker; a session's
+        // own thread simply waits.
+        let submitted = match self.log.try_submit(record.clone()) {
+            Err(portcullis_audit::AuditError::QueueFull) => {
+                let wait = || self.log.submit(record);
+                match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                        tokio::task::block_in_place(wait)
+                    }
+                    _ => wait(),
+                }
+            }
+            other => other,
+        };
+        if let Err(e) = submitted {
             error!(error = %e, session = %session.id, %kind, "audit record of a session event lost");
         }
     }
@@ -531,5 +546,73 @@ mod tests {
         session.close(portcullis_core::session::SessionEnd::ClosedByAdmin {
             message: "done".into(),
         });
+    }
+
+    /// A session event that arrives while the trail's disk is stalled and its queue is full
+    /// waits for room (nothing is lost), but on the gateway's runtime it lets the other tasks
+    /// run: the shutdown's deadline still fires.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_session_event_on_a_stalled_trail_does_not_stall_the_runtime() {
+        use portcullis_broker::SessionAudit;
+        use portcullis_core::session::{SessionEvent, SessionInfo};
+        let dir = tempfile::tempdir().unwrap();
+        let files = CrashFiles::new();
+        let log = Arc::new(
+            OpenOptions::new()
+                .queue_depth(1)
+                .file_layer(Arc::new(CrashLayer(Arc::clone(&files))))
+                .open(dir.path())
+                .unwrap(),
+        );
+        let record = || portcullis_audit::Record::new(portcullis_audit::Kind::POLICY, "alice");
+        files.hold_syncs(true);
+        // Let go however the test ends, so that a failure is reported rather than a hang.
+        struct Release(Arc<CrashFiles>);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                self.0.hold_syncs(false);
+            }
+        }
+        let release = Release(Arc::clone(&files));
+        // One record held in its fsync, one waiting in the queue: the queue is full.
+        let _held = log.try_submit(record()).unwrap();
+        assert!(files.wait_held(std::time::Duration::from_secs(10)));
+        let _queued = log.try_submit(record()).unwrap();
+        assert!(log.try_submit(record()).is_err());
+        let sink = super::SessionSink {
+            log: Arc::clone(&log),
+        };
+        let info: SessionInfo = serde_json::from_value(json!({
+            "id": "s1", "user": "alice", "target": "db1", "client_addr": "127.0.0.1",
+            "started_at_ms": 0, "state": "active", "entry": "browser",
+        }))
+        .unwrap();
+        // On the runtime's only worker: waits for room in the queue.
+        let waiting = tokio::spawn(async move {
+            sink.session_event(&info, &SessionEvent::ViewerLeft { user: "bob".into() });
+        });
+        // A deadline on the same runtime still fires meanwhile.
+        let (fired, heard) = std::sync::mpsc::channel();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let _ = fired.send(());
+        });
+        assert!(
+            heard
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .is_ok(),
+            "a session event waiting on the stalled trail stalled the runtime"
+        );
+        assert!(!waiting.is_finished());
+        drop(release);
+        waiting.await.unwrap();
+        log.try_submit(record()).unwrap().await.unwrap();
+        let left = log
+            .query(&Filter {
+                kinds: vec![portcullis_audit::Kind::VIEWER_LEFT],
+                ..Filter::new(10)
+            })
+            .unwrap();
+        assert_eq!(left.len(), 1, "the event waited and was recorded");
     }
 }

@@ -157,6 +157,9 @@ impl Broker {
     /// Connects to the target and starts the session. While connecting, the session is listed
     /// in state `connecting`; on failure it disappears and the error says why.
     pub async fn open(&self, req: OpenRequest) -> Result<SessionHandle, OpenError> {
+        // A shutdown waits for an open under way (entered before `closing` is read): a start
+        // it puts on record gets its end on record before the gateway's stop.
+        let opening = self.tracker.enter();
         if self.closing.load(Ordering::SeqCst) {
             return Err(shutting_down());
         }
@@ -246,23 +249,30 @@ impl Broker {
         }
         let guard = {
             // Under the lock [`Broker::shutdown`] takes: either it sees this session, or this
-            // sees that it began (and the start on record gets its end).
+            // sees that it began (and the start on record gets its end, recorded once the lock
+            // is let go: a stalled trail must not hold up the shutdown's lock).
             let mut sessions = lock(&self.sessions);
             if self.closing.load(Ordering::SeqCst) {
-                handle.shared.audit_only(&SessionEvent::SessionEnd {
-                    reason: "the session did not open: the gateway is shutting down".into(),
-                });
-                return Err(shutting_down());
-            }
-            sessions.insert(id.clone(), handle.clone());
-            // Entered under the same lock: a shutdown that sees no session thread alive also
-            // sees no session listed.
-            Deregister {
-                sessions: Arc::clone(&self.sessions),
-                id: id.clone(),
-                _live: self.tracker.enter(),
+                None
+            } else {
+                sessions.insert(id.clone(), handle.clone());
+                // Entered under the same lock: a shutdown that sees no session thread alive
+                // also sees no session listed.
+                Some(Deregister {
+                    sessions: Arc::clone(&self.sessions),
+                    id: id.clone(),
+                    _live: self.tracker.enter(),
+                })
             }
         };
+        let Some(guard) = guard else {
+            handle.shared.audit_only(&SessionEvent::SessionEnd {
+                reason: "the session did not open: the gateway is shutting down".into(),
+            });
+            return Err(shutting_down());
+        };
+        // The session thread's guard holds the shutdown from here on.
+        drop(opening);
         #[cfg(test)]
         tests::registered();
 
@@ -274,9 +284,14 @@ impl Broker {
         let timeouts = self.timeouts;
         let recorder = self.recorder.clone();
         let thread_handle = handle.clone();
+        // Held until the thread is done, after a panic's `finish` too (the guard inside the
+        // session's future goes as the panic unwinds it): the session's end is on record before
+        // a shutdown waiting for it writes the gateway's stop.
+        let alive = self.tracker.enter();
         let spawned = std::thread::Builder::new()
             .name(format!("session-{}", id.get(..8).unwrap_or(&id)))
             .spawn(move || {
+                let _alive = alive;
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -371,6 +386,75 @@ mod tests {
                 f();
             }
         });
+    }
+
+    /// A trail whose first record waits until `release` is notified; it keeps what it takes.
+    #[derive(Default)]
+    struct HeldTrail {
+        release: Arc<tokio::sync::Notify>,
+        held: AtomicBool,
+        events: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl SessionAudit for HeldTrail {
+        fn session_event(&self, _: &SessionInfo, event: &SessionEvent) {
+            lock(&self.events).push(format!("{event:?}"));
+        }
+        fn record_before(&self, _: &SessionInfo, _: &SessionEvent) -> super::super::AuditFuture {
+            let release = Arc::clone(&self.release);
+            let first = !self.held.swap(true, Ordering::SeqCst);
+            Box::pin(async move {
+                if first {
+                    release.notified().await;
+                }
+                Ok(())
+            })
+        }
+    }
+
+    /// An open under way when the shutdown begins holds the shutdown until its start, already
+    /// on record, has its end on record too: the gateway's stop comes last.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_shutdown_waits_for_an_open_under_way_and_its_end_record() {
+        let trail = Arc::new(HeldTrail::default());
+        let events = Arc::clone(&trail.events);
+        let release = Arc::clone(&trail.release);
+        let broker = Broker::default()
+            .with_audit(Arc::<HeldTrail>::clone(&trail))
+            .with_recorder(crate::testing::HoldingRecorder::shared());
+        let opener = broker.clone();
+        let open = tokio::spawn(async move {
+            opener
+                .open(crate::testing::browser_request("127.0.0.1:1".to_owned()))
+                .await
+        });
+        while !trail.held.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        let stopper = broker.clone();
+        let stop_events = Arc::clone(&events);
+        let stop = tokio::spawn(async move {
+            stopper.shutdown(SessionEnd::Shutdown).await;
+            lock(&stop_events).push("gateway stopped".to_owned());
+        });
+        while !broker.closing.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !stop.is_finished(),
+            "the shutdown did not wait for the open"
+        );
+        release.notify_one();
+        let refused = open.await.unwrap().unwrap_err();
+        assert!(refused.message.contains("shutting down"), "{refused}");
+        stop.await.unwrap();
+        let events = lock(&events).clone();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(events[0].contains("SessionEnd"), "{events:?}");
+        assert_eq!(events[1], "gateway stopped");
     }
 
     #[tokio::test(flavor = "current_thread")]
