@@ -89,6 +89,7 @@ impl From<OpsError> for WebError {
             OpsError::Invalid(m) => WebError::BadRequest(m),
             OpsError::Store(s) => s.into(),
             OpsError::Crypto(m) => WebError::Internal(m),
+            e @ OpsError::Unaudited(_) => WebError::Unavailable(e.to_string()),
         }
     }
 }

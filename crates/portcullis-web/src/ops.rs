@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use portcullis_rdp::identity::{IdentityCheck, IdentityKeeper, Pin};
 use portcullis_store::{
-    validate_name, Role, Store, StoreError, TargetIdentity, TargetKind, TargetRecord, UserRecord,
+    validate_name, Role, Store, StoreError, TargetIdentity, TargetKind, TargetRecord, TokenRecord,
+    UserRecord,
 };
 use thiserror::Error;
 
@@ -28,6 +29,9 @@ pub enum OpsError {
     /// Hashing or sealing failed.
     #[error("{0}")]
     Crypto(String),
+    /// The audit trail cannot take the record of a change, so the change was not made.
+    #[error("the audit trail cannot be written ({0}), so nothing was changed")]
+    Unaudited(String),
 }
 
 /// Current time, Unix seconds.
@@ -55,9 +59,15 @@ pub fn new_user_id() -> String {
     format!("u_{}", portcullis_secrets::random_token(12))
 }
 
-/// Gives every user stored before ids existed an id, and every API token its user's id (a token
-/// whose user is gone, or that is older than the account now bearing its user's name, is deleted). Idempotent; run at every start before anything is served.
-pub fn migrate_user_ids(store: &dyn Store) -> Result<usize, OpsError> {
+/// Gives every user stored before ids existed an id, and every API token its user's id. A
+/// token whose user is gone, or that is older than the account now bearing its user's name (an
+/// earlier account's), is deleted, told to `before_delete` first with why (the caller records
+/// it in the audit trail; an error keeps the token and stops the migration). Idempotent; run at
+/// every start before anything is served.
+pub fn migrate_user_ids(
+    store: &dyn Store,
+    before_delete: &mut dyn FnMut(&TokenRecord, &str) -> Result<(), String>,
+) -> Result<usize, OpsError> {
     let mut changed = 0;
     for user in store.list_users()? {
         if user.id.is_empty() {
@@ -76,17 +86,20 @@ pub fn migrate_user_ids(store: &dyn Store) -> Result<usize, OpsError> {
         if !token.user_id.is_empty() {
             continue;
         }
-        match store.get_user(&token.user)? {
+        let why = match store.get_user(&token.user)? {
             // A token older than the account of its name was an earlier account's (deleting a
             // user did not take their tokens then): the new account inherits nothing.
             Some(user) if token.created_at >= user.created_at => {
                 token.user_id = user.id;
                 store.put_token(&token)?;
+                changed += 1;
+                continue;
             }
-            _ => {
-                store.delete_token(&token.id)?;
-            }
-        }
+            Some(_) => "the token is older than the account now bearing its user's name: it was an earlier account's",
+            None => "the token's user no longer exists",
+        };
+        before_delete(&token, why).map_err(OpsError::Unaudited)?;
+        store.delete_token(&token.id)?;
         changed += 1;
     }
     Ok(changed)
@@ -491,7 +504,7 @@ mod tests {
                 })
                 .unwrap();
         }
-        migrate_user_ids(&store).unwrap();
+        migrate_user_ids(&store, &mut |_, _| Ok(())).unwrap();
         let bob = store.get_user("bob").unwrap().unwrap();
         assert_eq!(store.get_token("old").unwrap(), None);
         assert_eq!(store.get_token("new").unwrap().unwrap().user_id, bob.id);

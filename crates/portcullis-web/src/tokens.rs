@@ -465,14 +465,20 @@ mod tests {
                 })
                 .unwrap();
         }
-        assert_eq!(ops::migrate_user_ids(&store).unwrap(), 4);
+        assert_eq!(
+            ops::migrate_user_ids(&store, &mut |_, _| Ok(())).unwrap(),
+            4
+        );
         let old = store.get_user("old").unwrap().unwrap();
         assert!(old.id.starts_with("u_"));
         assert_ne!(old.id, store.get_user("older").unwrap().unwrap().id);
         assert_eq!(store.get_token("t1").unwrap().unwrap().user_id, old.id);
         assert_eq!(store.get_token("t2").unwrap(), None);
         // Idempotent: nothing changes the second time, ids stay.
-        assert_eq!(ops::migrate_user_ids(&store).unwrap(), 0);
+        assert_eq!(
+            ops::migrate_user_ids(&store, &mut |_, _| Ok(())).unwrap(),
+            0
+        );
         assert_eq!(store.get_user("old").unwrap().unwrap().id, old.id);
     }
 

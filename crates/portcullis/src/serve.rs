@@ -8,6 +8,7 @@ mod rdp_listener;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use portcullis_audit::{AuditLog, Kind, Record};
 use portcullis_policy::{Policy, PolicyDoc};
 use portcullis_secrets::SecretKey;
 use portcullis_store::{Role, Store};
@@ -81,8 +82,9 @@ fn load_policy(config: &Config, store: &dyn Store) -> Result<Policy> {
     Ok(policy)
 }
 
-/// Creates the first administrator when there is no user at all.
-fn bootstrap_admin(store: &dyn Store) -> Result<()> {
+/// Creates the first administrator when there is no user at all, on record in the audit trail
+/// first (actor `system`).
+fn bootstrap_admin(store: &dyn Store, audit: &AuditLog) -> Result<()> {
     if !store.list_users()?.is_empty() {
         return Ok(());
     }
@@ -90,8 +92,27 @@ fn bootstrap_admin(store: &dyn Store) -> Result<()> {
         Ok(p) => (p, false),
         Err(_) => (portcullis_secrets::random_token(18), true),
     };
-    ops::create_user(store, "admin", &password, Role::Admin)
-        .with_context(|| format!("cannot create the first admin (check {ADMIN_PASSWORD_ENV})"))?;
+    let check = || format!("cannot create the first admin (check {ADMIN_PASSWORD_ENV})");
+    let admin = ops::prepare_user("admin", &password, Role::Admin).with_context(check)?;
+    audit
+        .append(
+            Record::new(Kind::ADMIN_CHANGE, "system")
+                .target("admin")
+                .detail("action", "user_create")
+                .detail("before", serde_json::Value::Null)
+                .detail(
+                    "after",
+                    serde_json::json!({"name": admin.name, "id": admin.id, "role": "admin"}),
+                )
+                .detail(
+                    "reason",
+                    "no user exists: the first administrator is created at start",
+                ),
+        )
+        .context(
+            "cannot record the first admin's creation in the audit trail, so it was not created",
+        )?;
+    store.create_user(&admin).with_context(check)?;
     if generated {
         println!("first administrator created: user \"admin\", one-time password: {password}");
         println!("(it is shown only now; set {ADMIN_PASSWORD_ENV} to choose it instead)");
@@ -101,14 +122,39 @@ fn bootstrap_admin(store: &dyn Store) -> Result<()> {
     Ok(())
 }
 
+/// [`ops::migrate_user_ids`], each token it deletes on record first (actor `system`).
+fn migrate_user_ids(store: &dyn Store, audit: &AuditLog) -> Result<usize> {
+    ops::migrate_user_ids(store, &mut |token, why| {
+        audit
+            .append(
+                Record::new(Kind::ADMIN_CHANGE, "system")
+                    .target(token.user.clone())
+                    .detail("action", "token_delete")
+                    .detail(
+                        "before",
+                        serde_json::json!({"id": token.id, "name": token.name, "user": token.user}),
+                    )
+                    .detail("after", serde_json::Value::Null)
+                    .detail("reason", why),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .context("cannot give users their ids")
+}
+
 pub(crate) fn serve(config: Config) -> Result<()> {
     rotate::refuse_unfinished(&config)?;
     let store = open_store(&config)?;
     let key = load_key(&config)?;
-    bootstrap_admin(&store)?;
+    // The trail first: the first admin and the id migration change accounts and tokens, and
+    // start-up recovery looks up which recordings were closed; each records what it does
+    // before it does it.
+    let (audit, audit_log) = open_audit(&config, &key)?;
+    bootstrap_admin(&store, &audit_log)?;
     // Users and tokens stored before users had immutable ids get theirs before anything is
-    // served.
-    let migrated = ops::migrate_user_ids(&store).context("cannot give users their ids")?;
+    // served; a token deleted by it is on record first.
+    let migrated = migrate_user_ids(&store, &audit_log)?;
     if migrated > 0 {
         info!(
             records = migrated,
@@ -129,9 +175,6 @@ pub(crate) fn serve(config: Config) -> Result<()> {
             files
         }
     };
-    // The trail first: start-up recovery looks up which recordings were closed, and records
-    // what it does to those left open before it does it.
-    let (audit, audit_log) = open_audit(&config, &key)?;
     let recording = recording::set_up(&config, &key, &audit_log)?;
     let mut broker = portcullis_broker::Broker::new(portcullis_core::desktop::Timeouts {
         connect: config.connect_timeout,
@@ -350,5 +393,99 @@ mod tests {
         ));
         let p = load_policy(&c, &store).unwrap();
         assert_eq!(p.doc().rules[0].name, "from-file");
+    }
+}
+
+#[cfg(test)]
+mod start_records {
+    //! What the start changes in accounts is on record first.
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use portcullis_audit::{CrashFiles, CrashLayer, Filter, OpenOptions};
+    use portcullis_store::{MemoryStore, TokenRecord};
+
+    use super::*;
+
+    fn trail(dir: &std::path::Path) -> (AuditLog, Arc<CrashFiles>) {
+        let files = CrashFiles::new();
+        let log = OpenOptions::new()
+            .file_layer(Arc::new(CrashLayer(Arc::clone(&files))))
+            .open(dir)
+            .unwrap();
+        (log, files)
+    }
+
+    fn records(log: &AuditLog) -> Vec<portcullis_audit::Entry> {
+        log.query(&Filter::new(100)).unwrap()
+    }
+
+    #[test]
+    fn the_first_admin_is_on_record_before_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, files) = trail(dir.path());
+        let store = MemoryStore::new();
+        // A trail that cannot be written: no admin.
+        files.fail_with(Some(std::io::ErrorKind::Other));
+        let e = bootstrap_admin(&store, &log).unwrap_err();
+        assert!(format!("{e:#}").contains("so it was not created"), "{e:#}");
+        assert!(store.list_users().unwrap().is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = trail(dir.path());
+        bootstrap_admin(&store, &log).unwrap();
+        let admin = store.get_user("admin").unwrap().unwrap();
+        let found = records(&log);
+        assert_eq!(found.len(), 1);
+        let r = &found[0].record;
+        assert_eq!(r.actor, "system");
+        assert_eq!(r.target.as_deref(), Some("admin"));
+        assert_eq!(r.detail["action"], "user_create");
+        assert_eq!(r.detail["after"]["id"], admin.id.as_str());
+        // Only when there is no user at all.
+        bootstrap_admin(&store, &log).unwrap();
+        assert_eq!(records(&log).len(), 1);
+    }
+
+    #[test]
+    fn a_token_the_id_migration_deletes_is_on_record_first() {
+        let store = MemoryStore::new();
+        let token = TokenRecord {
+            id: "t1".into(),
+            user: "gone".into(),
+            user_id: String::new(),
+            name: "ci".into(),
+            scopes: vec![],
+            secret_hash: vec![],
+            created_at: 0,
+            expires_at: i64::MAX,
+            created_by: "admin".into(),
+        };
+        store.put_token(&token).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (log, files) = trail(dir.path());
+        files.fail_with(Some(std::io::ErrorKind::Other));
+        assert!(migrate_user_ids(&store, &log).is_err());
+        assert!(
+            store.get_token("t1").unwrap().is_some(),
+            "kept: not on record"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = trail(dir.path());
+        assert_eq!(migrate_user_ids(&store, &log).unwrap(), 1);
+        assert_eq!(store.get_token("t1").unwrap(), None);
+        let found = records(&log);
+        assert_eq!(found.len(), 1);
+        let r = &found[0].record;
+        assert_eq!(r.detail["action"], "token_delete");
+        assert_eq!(r.detail["before"]["id"], "t1");
+        assert!(
+            r.detail["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no longer exists"),
+            "{:?}",
+            r.detail
+        );
     }
 }
