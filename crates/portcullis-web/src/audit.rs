@@ -606,7 +606,12 @@ mod tests {
         assert!(!waiting.is_finished());
         drop(release);
         waiting.await.unwrap();
-        log.try_submit(record()).unwrap().await.unwrap();
+        // Once a later record is on disk, so is the event (the writer goes in order).
+        let later = Arc::clone(&log);
+        tokio::task::spawn_blocking(move || later.append(record()))
+            .await
+            .unwrap()
+            .unwrap();
         let left = log
             .query(&Filter {
                 kinds: vec![portcullis_audit::Kind::VIEWER_LEFT],
