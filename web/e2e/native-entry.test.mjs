@@ -143,6 +143,10 @@ test('the security team locks users but not administrators; an administrator may
   assert.equal(refused.status, 403, refused.text);
   assert.match(refused.json.error, /only an administrator/);
   assert.equal(await locked('root2'), false);
+  // The attempt is on record: who tried, on whom.
+  const tried = (await admin.get('/audit?limit=20&kind=user_lock')).json.entries
+    .find((e) => e.actor === 'sam' && e.detail.outcome === 'refused');
+  assert.equal(tried?.detail.user, 'root2', JSON.stringify(tried));
   assert.equal((await admin.post('/users/root2/lock', { reason: 'leaving' })).status, 204);
   assert.equal(await locked('root2'), true);
   assert.equal((await sam.post('/users/root2/unlock')).status, 403);

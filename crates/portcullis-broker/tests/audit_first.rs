@@ -82,6 +82,11 @@ async fn a_session_whose_start_cannot_be_recorded_never_contacts_its_target() {
     let broker = Broker::default().with_audit(std::sync::Arc::<Trail>::clone(&trail));
     let err = broker.open(request(address.clone())).await.unwrap_err();
     assert!(err.message.contains("audit trail"), "{}", err.message);
+    assert_eq!(
+        err.code,
+        portcullis_core::wire::ErrorCode::AuditUnavailable,
+        "the browser is told why, not 'internal'"
+    );
     assert!(broker.list().is_empty());
     // Had it been contacted, the connection would be counted by now: a second session to the
     // same target (recorded this time) is, and the first one never was.

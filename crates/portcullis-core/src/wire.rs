@@ -118,6 +118,8 @@ pub enum ErrorCode {
     RecordingUnavailable,
     /// The policy does not allow this session (entry path, time window, a deny rule, no rule).
     PolicyDenied,
+    /// The audit trail cannot take the session's start, so it does not run.
+    AuditUnavailable,
     /// A fault inside the gateway.
     Internal,
 }

@@ -417,6 +417,53 @@ mod tests {
         assert!(g.log.query(&Filter::new(100)).unwrap().is_empty());
     }
 
+    /// A logout is on record before the login ends: with a trail that cannot take it, the
+    /// login stays (503), and once it can, the login ends.
+    #[tokio::test]
+    async fn a_logout_the_trail_cannot_take_leaves_the_login() {
+        use axum::body::Body as HttpBody;
+        use tower::ServiceExt;
+        let g = gateway();
+        let alice = g.store.get_user("alice").unwrap().unwrap();
+        let token = g.state.logins.create(&alice);
+        let logout = || {
+            axum::http::Request::builder()
+                .method("POST")
+                .uri("/api/v1/auth/logout")
+                .header("cookie", format!("pc_session={token}"))
+                .header("x-portcullis-csrf", "1")
+                .body(HttpBody::empty())
+                .unwrap()
+        };
+        g.files.fail_with(Some(io::ErrorKind::StorageFull));
+        let res = crate::router(g.state.clone())
+            .oneshot(logout())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            g.state.logins.lookup(&token).is_some(),
+            "the login ended unrecorded"
+        );
+        // A trail that works (a failed one stays stopped), same logins.
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(AuditLog::open(dir.path()).unwrap());
+        let state = g.state.clone().with_audit(Audit::new(Arc::clone(&log)));
+        let res = crate::router(state.clone())
+            .oneshot(logout())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert!(state.logins.lookup(&token).is_none());
+        let out = log
+            .query(&Filter {
+                kinds: vec![portcullis_audit::Kind::LOGOUT],
+                ..Filter::new(10)
+            })
+            .unwrap();
+        assert_eq!(out.len(), 1);
+    }
+
     #[tokio::test]
     async fn the_record_comes_first_and_a_failed_act_is_followed_up() {
         let g = gateway();

@@ -240,7 +240,7 @@ impl Broker {
             if let Err(e) = handle.shared.audit_first(&event).await {
                 warn!(session = %id, error = %e, "cannot audit the session's start; refusing it");
                 return Err(OpenError {
-                    code: ErrorCode::Internal,
+                    code: ErrorCode::AuditUnavailable,
                     message: format!(
                         "the audit trail cannot be written right now ({e}), so the session was not opened"
                     ),

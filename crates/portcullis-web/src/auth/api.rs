@@ -160,13 +160,14 @@ pub(crate) async fn logout(
     req: Request,
 ) -> Result<Response, WebError> {
     let (parts, _) = req.into_parts();
-    if let Some(token) = cookie_token(&parts) {
-        state.logins.remove(&token);
-    }
+    // On record before the login ends; a trail that cannot take it leaves it as it was (503).
     state
         .audit
         .record(Record::new(Kind::LOGOUT, &user.name))
         .await?;
+    if let Some(token) = cookie_token(&parts) {
+        state.logins.remove(&token);
+    }
     Ok((
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, clear_cookie())],

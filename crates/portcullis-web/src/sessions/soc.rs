@@ -16,7 +16,7 @@ use portcullis_core::session::SessionEnd;
 use portcullis_core::wire;
 use portcullis_store::Role;
 use serde::Deserialize;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::audit::unavailable;
 use crate::extract::{AuthUser, Body, Soc};
@@ -185,7 +185,7 @@ pub(crate) async fn lock_user(
     Body(body): Body<ReasonBody>,
 ) -> Result<StatusCode, WebError> {
     let reason = body.checked(true)?;
-    only_admins_touch_admins(&state, &soc, &name)?;
+    only_admins_touch_admins(&state, &soc, &name, Kind::USER_LOCK).await?;
     if name == soc.name {
         return Err(WebError::Conflict(
             "you cannot lock your own account".into(),
@@ -220,7 +220,7 @@ pub(crate) async fn unlock_user(
     Soc(soc): Soc,
     Path(name): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    only_admins_touch_admins(&state, &soc, &name)?;
+    only_admins_touch_admins(&state, &soc, &name, Kind::USER_UNLOCK).await?;
     existing(&state, &name)?;
     state
         .audit
@@ -235,20 +235,31 @@ pub(crate) async fn unlock_user(
 
 /// The security team locks and unlocks users, but an administrator's account only another
 /// administrator may lock or unlock: a `soc` login (or token) must not be able to shut the
-/// administrators out, nor let a locked one back in.
-fn only_admins_touch_admins(
+/// administrators out, nor let a locked one back in. A refused attempt is on record too (`kind`,
+/// `outcome: "refused"`): the security team reads who tried.
+async fn only_admins_touch_admins(
     state: &AppState,
     actor: &AuthUser,
     name: &str,
+    kind: Kind,
 ) -> Result<(), WebError> {
     let target_is_admin = state
         .store
         .get_user(name)?
         .is_some_and(|u| u.role == Role::Admin);
     if target_is_admin && actor.role != Role::Admin {
-        return Err(WebError::Forbidden(format!(
+        let refused = WebError::Forbidden(format!(
             "only an administrator may lock or unlock the administrator {name:?}"
-        )));
+        ));
+        let record = Record::new(kind, &actor.name)
+            .detail("user", name)
+            .detail("outcome", "refused")
+            .detail("why", refused.to_string());
+        if let Err(e) = state.audit.record(record).await {
+            warn!(by = %actor.name, user = %name, error = %e,
+                "a refused lock or unlock of an administrator is not in the audit trail");
+        }
+        return Err(refused);
     }
     Ok(())
 }
