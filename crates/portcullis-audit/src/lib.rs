@@ -107,6 +107,7 @@ pub mod oracles;
 mod query;
 mod record;
 mod segment;
+mod set_aside;
 mod ticket;
 mod verify;
 
@@ -121,4 +122,4 @@ pub use query::{read_only_query, Filter, Order, MAX_QUERY_LIMIT};
 pub use record::{Entry, Kind, Record, Seal, MAX_RECORD_BYTES, SEAL_DOMAIN};
 pub use segment::is_held;
 pub use ticket::{Appended, Ticket};
-pub use verify::{verify, SealedAsFound, TornTail, VerifyError, VerifyReport};
+pub use verify::{verify, SealedAsFound, SetAside, TornTail, VerifyError, VerifyReport};

@@ -25,7 +25,7 @@ use crate::segment::{
     LOCK_FILE,
 };
 use crate::ticket::{ticket, Appended, Reply, Ticket};
-use crate::verify::{scan_segment, OnBad, Position, SealAt, Seals, TornTail};
+use crate::verify::{scan_segment, OnBad, Position, SealAt, Seals, SetAside, TornTail};
 
 /// Default segment size before rotation: 64 MiB keeps a segment quick to scan and to copy,
 /// and a busy gateway (a few hundred records a minute) at a handful of files a month.
@@ -161,8 +161,31 @@ impl OpenOptions {
         fs::create_dir_all(&dir).map_err(AuditError::io("create", &dir))?;
         let lock = lock_dir(&dir)?;
         let mut state = recover(&dir, self.on_broken_chain, self.seal.is_some())?;
+        let mut set_aside = None;
         if let Some(key) = &self.seal {
             check_last_seal(&state, &key.verifying_key())?;
+            // Records after the last seal, in the write a crash left unfinished (never
+            // acknowledged: nothing waited on them), are set aside rather than vouched for.
+            if let Some((end, offset, last_sealed)) = state
+                .unsealed_end
+                .as_ref()
+                .and_then(|e| Some((e.seq, e.tail_offset?, e.last_sealed_seq?)))
+            {
+                let found = crate::set_aside::set_aside(
+                    &dir,
+                    &state.current,
+                    offset,
+                    last_sealed + 1,
+                    end,
+                )?;
+                warn!(from_seq = found.from_seq, to_seq = found.to_seq, file = %found.file,
+                    "the audit trail ended in records after its last seal (a crash in the middle \
+                     of a write: never acknowledged): set aside");
+                set_aside = Some(found);
+                state = recover(&dir, self.on_broken_chain, true)?;
+            } else {
+                set_aside = crate::set_aside::unrecorded(&dir, state.chain.next_seq)?;
+            }
         }
         let unsealed_end = state.unsealed_end.take().filter(|_| self.seal.is_some());
 
@@ -212,6 +235,28 @@ impl OpenOptions {
             verifying_key: self.seal.as_ref().map(|k| k.verifying_key()),
             _lock: lock,
         };
+        if let Some(q) = set_aside {
+            let record = Record::new(Kind::AUDIT_SET_ASIDE, "system")
+                .detail("from_seq", q.from_seq)
+                .detail("to_seq", q.to_seq)
+                .detail("records", q.to_seq - q.from_seq + 1)
+                .detail("file", q.file.as_str())
+                .detail("bytes", q.bytes)
+                .detail("sha256", q.sha256.as_str())
+                .detail(
+                    "reason",
+                    "records after the trail's last seal: a write a crash left unfinished, never \
+                     acknowledged; copied to the file named, not part of the chain",
+                );
+            let by_seq = log.append(record)?.seq;
+            log.recovery.set_aside = Some(SetAside {
+                by_seq,
+                from_seq: q.from_seq,
+                to_seq: q.to_seq,
+                file: q.file,
+            });
+            log.recovery.next_seq = by_seq + 1;
+        }
         if let Some(end) = unsealed_end {
             let earlier = end.last_sealed_seq.is_some();
             warn!(seq = end.seq, hash = %end.hash, last_sealed_seq = ?end.last_sealed_seq,
@@ -250,6 +295,9 @@ pub struct Recovery {
     /// The seq of the `audit_sealed` record opening appended because the last record carried
     /// no seal (only with [`OpenOptions::sealing_key`]).
     pub sealed_as_found: Option<u64>,
+    /// Records after the last seal that opening set aside (only with
+    /// [`OpenOptions::sealing_key`]).
+    pub set_aside: Option<SetAside>,
 }
 
 /// Counters since the log was opened.
@@ -385,6 +433,16 @@ impl AuditLog {
         drop(queue);
         shared.work.notify_one();
         Ok(ticket)
+    }
+
+    /// [`verify`](crate::verify) of this log, by its writer: only records written after the
+    /// check began may lack their seal (a write in progress); an acknowledged record after the
+    /// last seal is [`Problem::Unsealed`], whoever holds the lock. Blocking file I/O.
+    pub fn verify(&self) -> Result<crate::VerifyReport, crate::VerifyError> {
+        let acknowledged = self.shared.durable_seq.load(Ordering::Acquire);
+        crate::verify::verify_with(&self.dir, self.verifying_key.as_ref(), &|from, _| {
+            from > acknowledged
+        })
     }
 
     /// Records matching `filter`, read from the segments (acknowledged records only). A linear
@@ -816,6 +874,9 @@ struct UnsealedEnd {
     /// The last sealed record in the segments read (the current one, else the previous one's
     /// last record).
     last_sealed_seq: Option<u64>,
+    /// Where the records after the last seal begin in the current segment, when the last seal
+    /// is in it or ends the previous segment (a write a crash left unfinished lies there).
+    tail_offset: Option<u64>,
 }
 
 /// Reads the directory: every segment's first record time, the chain up to the start of the
@@ -879,11 +940,18 @@ fn recover(dir: &Path, on_bad: OnBad, sealing: bool) -> Result<Recovered, AuditE
         None => None,
     };
     let last_seq = chain.next_seq - 1;
+    let tail_offset = match (&seals.last_seal_end, previous_seal) {
+        (Some((file, end)), _) if *file == current.path => Some(*end),
+        (None, Some(_)) => Some(0),
+        _ => None,
+    }
+    .filter(|_| scan.first_bad.is_none() && broken.is_none());
     let unsealed_end =
         (last_seq > 0 && last_seal.map(|s| s.seq) != Some(last_seq)).then(|| UnsealedEnd {
             seq: last_seq,
             hash: chain.prev,
             last_sealed_seq: last_seal.map(|s| s.seq),
+            tail_offset,
         });
     if let Some(bad) = scan.first_bad {
         if on_bad == OnBad::Stop {
@@ -920,6 +988,7 @@ fn recover(dir: &Path, on_bad: OnBad, sealing: bool) -> Result<Recovered, AuditE
             broken_chain: broken,
             next_seq: chain.next_seq,
             sealed_as_found: None,
+            set_aside: None,
         },
         unsealed_end,
         last_seal,

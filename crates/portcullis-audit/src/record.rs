@@ -170,6 +170,8 @@ impl Kind {
     /// from before sealing, or a crash in the middle of a write), sealing it as found, detail:
     /// seq, hash (the record it covers), last_sealed_seq, earlier_records_sealed.
     pub const AUDIT_SEALED: Kind = Kind(Cow::Borrowed("audit_sealed"));
+    /// Opening the log set aside records after its last seal that a crash left unfinished.
+    pub const AUDIT_SET_ASIDE: Kind = Kind(Cow::Borrowed("audit_set_aside"));
 
     /// A kind by name, e.g. one from a filter in a request.
     pub fn new(name: impl Into<String>) -> Result<Kind, AuditError> {

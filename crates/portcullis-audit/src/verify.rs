@@ -57,6 +57,24 @@ pub struct VerifyReport {
     /// sealed as found when the log was next opened: a log from before sealing, a crash in the
     /// middle of a write, or records added or changed while the gateway was down.
     pub sealed_as_found: Vec<SealedAsFound>,
+    /// Unacknowledged records that opening the log set aside (see [`SetAside`]).
+    pub set_aside: Vec<SetAside>,
+}
+
+/// Records after a log's last seal that a crash left in the middle of a write (never
+/// acknowledged, so no act waited on them): opening the log copied them to a quarantine file in
+/// its directory, cut them, and recorded that (`audit_set_aside`, this record) before anything
+/// else. Not part of the chain; kept, not vouched for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// The `audit_set_aside` record's seq.
+    pub by_seq: u64,
+    /// The first record set aside.
+    pub from_seq: u64,
+    /// The last one.
+    pub to_seq: u64,
+    /// The quarantine file's name, in the log's directory.
+    pub file: String,
 }
 
 /// Records an `audit_sealed` record vouches for that were not sealed when written.
@@ -94,13 +112,28 @@ pub enum VerifyError {
 ///
 /// With the gateway's `key`, also: every seal present must be that key's seal of its record
 /// ([`Problem::BadSeal`]), and the last record must carry one ([`Problem::Unsealed`]), unless a
-/// running gateway holds the log (then the records after the last seal are a write in progress,
-/// counted in [`VerifyReport::unsealed_tail`]). Since each hash covers the previous record, the
+/// running gateway holds the log and they are at most one write's records (then the records
+/// after the last seal are a write in progress, counted in [`VerifyReport::unsealed_tail`] and
+/// vouched for by nothing yet). Since each hash covers the previous record, the
 /// last seal vouches for the whole log: changing or removing any record means recomputing every
 /// later hash, which breaks that seal. Without a key only the chain is checked.
 ///
 /// [`GENESIS`]: crate::GENESIS
 pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<VerifyReport, VerifyError> {
+    // A write in progress is at most one write's records, and only while a writer holds the
+    // log (a lock anyone who can open its file can take: the CLI checks again a moment later).
+    verify_with(dir, key, &|from, last| {
+        last - from < crate::log::MAX_BATCH_RECORDS as u64 && crate::segment::is_held(dir)
+    })
+}
+
+/// [`verify`], with `in_progress(from, last)` saying whether unsealed records `from..=last` at
+/// the end may be a write in progress.
+pub(crate) fn verify_with(
+    dir: &Path,
+    key: Option<&VerifyingKey>,
+    in_progress: &dyn Fn(u64, u64) -> bool,
+) -> Result<VerifyReport, VerifyError> {
     let segments = list_segments(dir).map_err(|source| VerifyError::Io {
         path: dir.to_owned(),
         source,
@@ -130,7 +163,7 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<VerifyReport, Ve
     let mut unsealed_tail = 0;
     if let (Some(_), Some(last)) = (key, &seals.last) {
         if let Some(from) = seals.unsealed_from {
-            if crate::segment::is_held(dir) {
+            if in_progress(from, last.seq) {
                 unsealed_tail = last.seq - from + 1;
             } else {
                 return Err(VerifyError::Broken(Box::new(BadRecord {
@@ -155,6 +188,7 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<VerifyReport, Ve
         last_sealed_seq: seals.last_sealed,
         unsealed_tail,
         sealed_as_found: seals.sealed_as_found,
+        set_aside: seals.set_aside,
     })
 }
 
@@ -190,6 +224,10 @@ pub(crate) struct Seals<'k> {
     pub(crate) sealed_as_found: Vec<SealedAsFound>,
     /// The last sealed record: its seq, hash and seal.
     pub(crate) last_seal: Option<SealAt>,
+    /// Where the last sealed record's line ends: its file, and the byte after its newline.
+    pub(crate) last_seal_end: Option<(PathBuf, u64)>,
+    /// The `audit_set_aside` records seen.
+    pub(crate) set_aside: Vec<SetAside>,
 }
 
 impl<'k> Seals<'k> {
@@ -202,11 +240,35 @@ impl<'k> Seals<'k> {
             last: None,
             sealed_as_found: Vec::new(),
             last_seal: None,
+            last_seal_end: None,
+            set_aside: Vec::new(),
         }
     }
 
-    /// Takes note of `entry` (at `line` of `file`), checking its seal if there is a key.
-    fn note(&mut self, entry: &Entry, file: &Path, line: u64) -> Result<(), Problem> {
+    /// Takes note of `entry` (at `line` of `file`, its newline ending before byte `end`),
+    /// checking its seal if there is a key.
+    fn note(&mut self, entry: &Entry, file: &Path, line: u64, end: u64) -> Result<(), Problem> {
+        if entry.record.kind == Kind::AUDIT_SET_ASIDE {
+            let n = |k: &str| {
+                entry
+                    .record
+                    .detail
+                    .get(k)
+                    .and_then(serde_json::Value::as_u64)
+            };
+            self.set_aside.push(SetAside {
+                by_seq: entry.seq,
+                from_seq: n("from_seq").unwrap_or(0),
+                to_seq: n("to_seq").unwrap_or(0),
+                file: entry
+                    .record
+                    .detail
+                    .get("file")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            });
+        }
         self.last = Some(Located {
             file: file.to_owned(),
             line,
@@ -237,6 +299,7 @@ impl<'k> Seals<'k> {
             hash: entry.hash,
             seal: *seal,
         });
+        self.last_seal_end = Some((file.to_owned(), end));
         Ok(())
     }
 }
@@ -322,10 +385,9 @@ pub(crate) fn scan_segment(
                         return Ok(scan);
                     }
                 }
-                match chain
-                    .check(&entry)
-                    .and_then(|()| seals.note(&entry, &segment.path, line.number))
-                {
+                match chain.check(&entry).and_then(|()| {
+                    seals.note(&entry, &segment.path, line.number, line.offset + line.len)
+                }) {
                     Ok(()) => scan.records += 1,
                     Err(problem) => {
                         scan.first_bad

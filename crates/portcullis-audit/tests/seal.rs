@@ -327,18 +327,47 @@ fn a_crash_in_the_middle_of_a_write_verifies_after_reopening() {
         )
     );
 
+    // Opening sets the two unacknowledged records aside, byte for byte, and says so first.
     let log = sealing().open(dir.path()).unwrap();
-    assert_eq!(log.recovery().sealed_as_found, Some(7));
-    drop(log);
-    let report = verify(dir.path(), Some(&public())).unwrap();
-    assert_eq!(report.records, 7);
+    let set_aside = log.recovery().set_aside.clone().unwrap();
+    assert_eq!(log.recovery().sealed_as_found, None);
     assert_eq!(
-        report.sealed_as_found,
-        vec![SealedAsFound {
-            from_seq: 5,
-            to_seq: 6,
-            by_seq: 7
-        }]
+        (set_aside.by_seq, set_aside.from_seq, set_aside.to_seq),
+        (5, 5, 6)
+    );
+    let all = lines(&segments(dir.path())[0]);
+    drop(log);
+    let kept_aside = std::fs::read_to_string(dir.path().join(&set_aside.file)).unwrap();
+    assert_eq!(kept_aside, kept[4..].join("\n") + "\n");
+    assert!(all[4].contains("\"audit_set_aside\""), "{}", all[4]);
+    let report = verify(dir.path(), Some(&public())).unwrap();
+    assert_eq!(report.records, 5);
+    assert!(report.sealed_as_found.is_empty());
+    assert_eq!(report.set_aside, vec![set_aside]);
+    // Opening again adds nothing.
+    let log = sealing().open(dir.path()).unwrap();
+    assert_eq!(log.recovery().set_aside, None);
+    assert_eq!(log.recovery().next_seq, 6);
+}
+
+/// A start that stopped between cutting the records set aside and recording it records it at
+/// the next start, from the quarantine file.
+#[test]
+fn a_set_aside_not_yet_recorded_is_recorded_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = sealing().open(dir.path()).unwrap();
+    fill_batches(&log, 2, 2);
+    drop(log);
+    let name = format!("quarantine-{:020}-{:020}.jsonl", 5, 6);
+    std::fs::write(dir.path().join(&name), "two records\n").unwrap();
+    let log = sealing().open(dir.path()).unwrap();
+    let set_aside = log.recovery().set_aside.clone().unwrap();
+    assert_eq!((set_aside.by_seq, set_aside.from_seq), (5, 5));
+    assert_eq!(set_aside.file, name);
+    drop(log);
+    assert_eq!(
+        sealing().open(dir.path()).unwrap().recovery().set_aside,
+        None
     );
 }
 
@@ -403,10 +432,11 @@ fn every_segment_ends_sealed_and_within_its_size() {
 }
 
 /// The honest limit, pinned down: records added (or changed, seals after them stripped) while
-/// the gateway is down look like a crash's unacknowledged write, and the next start seals them
-/// as found. Verifying before that start catches it; after it, the report names the stretch.
+/// the gateway is down look like a crash's unacknowledged write, and the next start sets them
+/// aside (kept in a quarantine file, out of the chain). Verifying before that start catches it;
+/// after it, the report names the stretch set aside.
 #[test]
-fn records_sealed_as_found_are_named_by_verify() {
+fn records_changed_after_the_last_seal_are_set_aside_and_named_by_verify() {
     let dir = tempfile::tempdir().unwrap();
     let log = sealing().open(dir.path()).unwrap();
     fill_batches(&log, 2, 2);
@@ -430,14 +460,12 @@ fn records_sealed_as_found_are_named_by_verify() {
     );
     drop(sealing().open(dir.path()).unwrap());
     let report = verify(dir.path(), Some(&public())).unwrap();
-    assert_eq!(
-        report.sealed_as_found,
-        vec![SealedAsFound {
-            from_seq: 3,
-            to_seq: 4,
-            by_seq: 5
-        }]
-    );
+    assert!(report.sealed_as_found.is_empty());
+    assert_eq!(report.set_aside.len(), 1);
+    let aside = &report.set_aside[0];
+    assert_eq!((aside.by_seq, aside.from_seq, aside.to_seq), (3, 3, 4));
+    let kept = std::fs::read_to_string(dir.path().join(&aside.file)).unwrap();
+    assert!(kept.contains("nobody"), "{kept}");
 }
 
 /// While a writer holds the log, records after the last seal are a write in progress: counted,
@@ -569,11 +597,12 @@ fn opening_refuses_more_unsealed_records_than_one_write_holds() {
     for path in segments(dir.path()) {
         std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
     }
-    // One write's worth: sealed as found, as after a crash.
+    // One write's worth: set aside, as after a crash.
     let log = sealing().open(copy.path()).unwrap();
+    let aside = log.recovery().set_aside.clone().unwrap();
     assert_eq!(
-        log.recovery().sealed_as_found,
-        Some(MAX_BATCH_RECORDS as u64 + 3)
+        (aside.from_seq, aside.to_seq),
+        (3, MAX_BATCH_RECORDS as u64 + 2)
     );
     drop(log);
 
@@ -601,4 +630,58 @@ fn has_seal_tells_a_sealed_trail_from_one_before_sealing() {
     assert!(!portcullis_audit::has_seal(dir.path()).unwrap());
     drop(sealing().open(dir.path()).unwrap());
     assert!(portcullis_audit::has_seal(dir.path()).unwrap());
+}
+
+/// Records after the last seal, added while the gateway runs (the lock held, by it or by anyone
+/// who can open the lock file), are a write in progress for an outside check only while they
+/// could be one write; the gateway's own check knows which records it acknowledged and refuses
+/// any of them unsealed.
+#[test]
+fn an_unsealed_tail_is_a_write_in_progress_only_if_it_could_be_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = sealing().open(dir.path()).unwrap();
+    fill_batches(&log, 2, 2);
+    // The seals of records 3 and 4 stripped while the gateway runs.
+    tamper_and_rehash(dir.path(), |_, line| line, |seq| seq < 3);
+    let report = verify(dir.path(), Some(&public())).unwrap();
+    assert_eq!(report.unsealed_tail, 2);
+    match log.verify() {
+        Err(VerifyError::Broken(bad)) => assert_eq!(
+            bad.problem,
+            Problem::Unsealed {
+                last_sealed: Some(2)
+            }
+        ),
+        other => panic!("the writer's check took acknowledged records unsealed: {other:?}"),
+    }
+    drop(log);
+
+    // More unsealed records than one write holds, the lock held: not a write in progress.
+    let log = OpenOptions::new()
+        .queue_depth(MAX_BATCH_RECORDS)
+        .open(dir.path())
+        .unwrap();
+    let records: Vec<Record> = (0..MAX_BATCH_RECORDS).map(record).collect();
+    for ticket in log.submit_all(&records).unwrap() {
+        ticket.wait().unwrap();
+    }
+    assert!(portcullis_audit::is_held(dir.path()));
+    assert_eq!(
+        broken(dir.path(), Some(&public())).problem,
+        Problem::Unsealed {
+            last_sealed: Some(2)
+        }
+    );
+    drop(log);
+}
+
+/// The gateway's own check of a sealed log it is writing: intact.
+#[test]
+fn the_writers_own_check_passes_on_its_sealed_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = sealing().open(dir.path()).unwrap();
+    fill_batches(&log, 3, 3);
+    let report = log.verify().unwrap();
+    assert_eq!((report.records, report.unsealed_tail), (9, 0));
+    assert!(report.key_checked);
 }

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use portcullis_audit::{AuditError, AuditLog, Kind, OpenOptions, Record, VerifyError};
+use portcullis_audit::{AuditError, AuditLog, Kind, OpenOptions, Problem, Record, VerifyError};
 use portcullis_recording::manifest::fingerprint;
 use portcullis_recording::{SigningKey, VerifyingKey};
 use portcullis_secrets::SecretKey;
@@ -183,7 +183,7 @@ pub(crate) fn verify_cmd(
             }
         }
     };
-    let report = match portcullis_audit::verify(&dir, key.as_ref().map(|(k, _)| k)) {
+    let report = match verify_settled(&dir, key.as_ref().map(|(k, _)| k)) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("{}: NOT intact: {e}", dir.display());
@@ -191,9 +191,11 @@ pub(crate) fn verify_cmd(
                 match bad.problem {
                     portcullis_audit::Problem::Unsealed { .. } => eprintln!(
                         "nothing vouches for the records after the last seal: they were added or \
-                         changed while the gateway was down, or the gateway crashed in the middle \
-                         of a write (never acknowledged: its next start seals them as found, and \
-                         verify then names them)"
+                         changed outside the gateway (while it was down, or while it runs: a \
+                         write in progress is sealed within moments, and these stayed unsealed), \
+                         or the gateway crashed in the middle of a write (never acknowledged: its \
+                         next start sets them aside in a quarantine file, and verify then names \
+                         them)"
                     ),
                     portcullis_audit::Problem::BadSeal => eprintln!(
                         "the seal is not this key's seal of the record: the record, or one before \
@@ -258,6 +260,15 @@ pub(crate) fn verify_cmd(
             torn.line
         );
     }
+    for aside in &report.set_aside {
+        println!(
+            "set aside at seq {}: records {} to {} came after the last seal of a write a crash left unfinished (never acknowledged); they are kept in {}, out of the chain and vouched for by nothing",
+            aside.by_seq,
+            aside.from_seq,
+            aside.to_seq,
+            dir.join(&aside.file).display()
+        );
+    }
     if !report.sealed_as_found.is_empty() {
         for line in not_vouched(&report.sealed_as_found) {
             println!("{line}");
@@ -265,6 +276,44 @@ pub(crate) fn verify_cmd(
         std::process::exit(NOT_VOUCHED_EXIT);
     }
     Ok(())
+}
+
+/// How long records after the last seal may stay unsealed while the trail is held before
+/// they are not taken for a write in progress: a write and its seal go to disk in one `write`,
+/// which takes far less.
+const WRITE_IN_PROGRESS: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// [`portcullis_audit::verify`], checked again while records after the last seal are taken for
+/// a write in progress (the trail's lock is held: by the gateway, or by anyone who can open the
+/// lock file): once that write is done, its seal covers them. Records still unsealed after
+/// [`WRITE_IN_PROGRESS`] were not written by a gateway's write: [`Problem::Unsealed`].
+fn verify_settled(
+    dir: &Path,
+    key: Option<&VerifyingKey>,
+) -> Result<portcullis_audit::VerifyReport, VerifyError> {
+    let first = portcullis_audit::verify(dir, key)?;
+    if first.unsealed_tail == 0 {
+        return Ok(first);
+    }
+    let deadline = std::time::Instant::now() + WRITE_IN_PROGRESS;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = portcullis_audit::verify(dir, key)?;
+        // Sealed since: the records seen unsealed are covered by a seal now.
+        if now.last_sealed_seq.unwrap_or(0) >= first.last_seq {
+            return Ok(now);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(VerifyError::Broken(Box::new(portcullis_audit::BadRecord {
+                file: dir.to_owned(),
+                line: 0,
+                seq: Some(first.last_seq),
+                problem: Problem::Unsealed {
+                    last_sealed: first.last_sealed_seq,
+                },
+            })));
+        }
+    }
 }
 
 /// `audit verify`'s exit status when the chain is whole (and every seal checks out) but some
