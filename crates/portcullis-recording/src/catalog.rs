@@ -628,12 +628,16 @@ pub struct RecoveryAct {
 /// durable record of every act before it happens.
 pub trait RecoveryTrail {
     /// The trail's latest record that this recording was closed (by the gateway, or by
-    /// recovery: a `close` or `found_closed` act), if any. Asked once per recording at every
+    /// recovery: a `close` carried out ([`RecoveryTrail::after`]) or a `found_closed`), if any. Asked once per recording at every
     /// start: answer from memory. An error leaves the recording as it is (the next start tries
     /// again).
     fn closed_on_record(&self, id: &str) -> Result<Option<ClosedOnRecord>, String>;
     /// Records `act` durably; only then is it carried out. An error: it is not.
     fn before(&self, act: &RecoveryAct) -> Result<(), String>;
+    /// Records that `act` (a `close`) was carried out: its end line is on disk. Only this makes
+    /// the close one "on record" (a close that failed, on a full disk say, is retried). An
+    /// error leaves the recording closed but its close unrecorded: the next start finds it.
+    fn after(&self, act: &RecoveryAct) -> Result<(), String>;
 }
 
 /// Closes every recording left open by a gateway that stopped (at start-up, before any session
@@ -965,6 +969,8 @@ fn recover_one(
         now_ms,
         discarded,
     )?;
+    planned.reason = reason.clone();
+    trail.after(&planned).map_err(refused)?;
     Ok(Some(Recovered {
         id: id.to_owned(),
         discarded_bytes: discarded,

@@ -96,4 +96,7 @@ impl crate::RecoveryTrail for NoTrail {
     fn before(&self, _: &crate::RecoveryAct) -> Result<(), String> {
         Ok(())
     }
+    fn after(&self, _: &crate::RecoveryAct) -> Result<(), String> {
+        Ok(())
+    }
 }

@@ -812,6 +812,8 @@ fn a_read_error_during_recovery_leaves_the_recording_untouched_for_the_next_star
 struct Trail {
     closed: std::collections::HashMap<String, portcullis_recording::ClosedOnRecord>,
     acts: std::sync::Mutex<Vec<portcullis_recording::RecoveryAct>>,
+    /// Closes carried out (`after`), and `found_closed` acts.
+    done: std::sync::Mutex<Vec<portcullis_recording::RecoveryAct>>,
     refuse: bool,
 }
 
@@ -822,8 +824,8 @@ impl portcullis_recording::RecoveryTrail for Trail {
         &self,
         id: &str,
     ) -> Result<Option<portcullis_recording::ClosedOnRecord>, String> {
-        let acts = self.acts.lock().unwrap();
-        let recorded = acts.iter().enumerate().rev().find(|(_, a)| a.id == id);
+        let done = self.done.lock().unwrap();
+        let recorded = done.iter().enumerate().rev().find(|(_, a)| a.id == id);
         Ok(match recorded {
             Some((i, a)) => a.lines.map(|lines| portcullis_recording::ClosedOnRecord {
                 audit_seq: 1000 + i as u64,
@@ -837,6 +839,13 @@ impl portcullis_recording::RecoveryTrail for Trail {
             return Err("the trail is stopped".into());
         }
         self.acts.lock().unwrap().push(act.clone());
+        if act.action == "found_closed" {
+            self.done.lock().unwrap().push(act.clone());
+        }
+        Ok(())
+    }
+    fn after(&self, act: &portcullis_recording::RecoveryAct) -> Result<(), String> {
+        self.done.lock().unwrap().push(act.clone());
         Ok(())
     }
 }
@@ -1039,6 +1048,7 @@ fn start_up_skips_only_an_end_line_the_trail_has_on_record() {
         );
     }
     trail.acts.lock().unwrap().clear();
+    trail.done.lock().unwrap().clear();
     let done = recover(&disk, &key, &trail, 1_700_000_300_000).unwrap();
     assert!(done.is_empty(), "{done:?}");
     assert!(trail.acts.lock().unwrap().is_empty());

@@ -111,8 +111,8 @@ impl<'a> AuditTrail<'a> {
 }
 
 /// Every recording close in the trail (or only `session`'s), by recording id: the latest
-/// `recording_closed`, or recovery's `close`/`found_closed`, per recording; a recovery
-/// `delete` forgets it. Reads the trail once, a page at a time.
+/// `recording_closed`, or recovery's `closed` (a close carried out) or `found_closed`, per
+/// recording; a recovery `delete` forgets it. Reads the trail once, a page at a time.
 pub(crate) fn closes_on_record(
     session: Option<&str>,
     query: impl Fn(
@@ -144,8 +144,9 @@ pub(crate) fn closes_on_record(
                 closes.insert(id, close);
                 continue;
             }
+            // A `close` is the intent, recorded before; `closed` says it was carried out.
             match detail("action").and_then(serde_json::Value::as_str) {
-                Some("close" | "found_closed") => {
+                Some("closed" | "found_closed") => {
                     closes.insert(id, close);
                 }
                 Some("delete") => {
@@ -167,11 +168,7 @@ impl RecoveryTrail for AuditTrail<'_> {
     }
 
     fn before(&self, act: &RecoveryAct) -> Result<(), String> {
-        let state = act.state.map(|s| match s {
-            EndState::Complete => "complete",
-            EndState::Incomplete => "incomplete",
-            EndState::FoundCut => "found_cut",
-        });
+        let state = recovery_state(act);
         let ranges = |r: &[(String, u64, u64)]| {
             r.iter()
                 .map(|(f, a, b)| serde_json::json!({"file": f, "from": a, "to": b}))
@@ -190,6 +187,26 @@ impl RecoveryTrail for AuditTrail<'_> {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+
+    fn after(&self, act: &RecoveryAct) -> Result<(), String> {
+        let record = Record::new(Kind::RECORDING_RECOVERED, "system")
+            .session(act.id.clone())
+            .detail("action", "closed")
+            .detail("state", recovery_state(act))
+            .detail("lines", act.lines);
+        self.log
+            .append(record)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn recovery_state(act: &RecoveryAct) -> Option<&'static str> {
+    act.state.map(|s| match s {
+        EndState::Complete => "complete",
+        EndState::Incomplete => "incomplete",
+        EndState::FoundCut => "found_cut",
+    })
 }
 
 /// Opens the recording storage, closes what a previous run left open (with the audit trail
@@ -722,6 +739,10 @@ mod tests {
             closed("gw", 8),
             closed("again", 8),
             recovered("again", "close", Some(6)),
+            recovered("again", "closed", Some(6)),
+            // A close that failed (only its intent on record) is not a close.
+            closed("failed", 4),
+            recovered("failed", "close", Some(3)),
             recovered("found", "found_closed", Some(9)),
             closed("deleted", 3),
             recovered("deleted", "delete", None),
@@ -737,10 +758,11 @@ mod tests {
         let lines = |id: &str| closes.get(id).map(|c| c.lines);
         assert_eq!(lines("gw"), Some(8));
         assert_eq!(lines("again"), Some(6));
-        assert_eq!(closes["again"].audit_seq, 3);
+        assert_eq!(closes["again"].audit_seq, 4);
+        assert_eq!(lines("failed"), Some(4));
         assert_eq!(lines("found"), Some(9));
         assert_eq!(lines("deleted"), None);
-        assert_eq!(lines("old"), Some(0));
+        assert_eq!(lines("old"), None, "a recovery close is only an intent");
         assert_eq!(lines("last"), Some(5));
         assert_eq!(closes.len(), 5 + portcullis_audit::MAX_QUERY_LIMIT);
         // One recording's only.

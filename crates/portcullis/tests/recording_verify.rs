@@ -251,6 +251,9 @@ impl portcullis_recording::RecoveryTrail for ClosedAll {
     fn before(&self, _: &portcullis_recording::RecoveryAct) -> Result<(), String> {
         Ok(())
     }
+    fn after(&self, _: &portcullis_recording::RecoveryAct) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 #[test]
