@@ -1,12 +1,14 @@
-//! Why opening, appending to or querying the audit log failed.
+//! Why opening, appending to or querying the audit log failed, and what can be wrong with a
+//! record of it (a line or a segment file).
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::verify::BadRecord;
+use crate::digest::Digest;
 
 /// An error of the audit log. Cloneable, because one failed fsync fails every record of its batch.
 #[derive(Debug, Clone, Error)]
@@ -100,3 +102,118 @@ impl AuditError {
         }
     }
 }
+
+/// What is wrong with a line or a segment file.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Problem {
+    /// The line is not a JSON record of this format.
+    #[error("unparseable: {0}")]
+    Unparseable(String),
+    /// The line is longer than any record can be.
+    #[error("line longer than a record can be")]
+    TooLong,
+    /// The file ends in the middle of a line (only tolerated at the end of the last segment).
+    #[error("incomplete line (no newline)")]
+    Unterminated,
+    /// The line parses but is not in the one form the log writes (field order, spacing, hex case).
+    #[error("not in canonical form")]
+    NotCanonical,
+    /// The record's `hash` is not the SHA-256 of its canonical bytes: it was changed.
+    #[error("hash mismatch: stored {stored}, computed {computed}")]
+    HashMismatch {
+        /// The `hash` field.
+        stored: Digest,
+        /// What its bytes hash to.
+        computed: Digest,
+    },
+    /// The record's `seq` is not the one after the previous record's: records are missing,
+    /// duplicated or reordered.
+    #[error("seq gap: expected {expected}, found {found}")]
+    SeqGap {
+        /// The previous record's seq plus one.
+        expected: u64,
+        /// The record's seq.
+        found: u64,
+    },
+    /// The record's `prev` is not the previous record's `hash`.
+    #[error("prev mismatch: expected {expected}, found {found}")]
+    PrevMismatch {
+        /// The previous record's hash.
+        expected: Digest,
+        /// The record's `prev`.
+        found: Digest,
+    },
+    /// The record's time is before the previous record's (the writer never lets time go back).
+    #[error("time went backwards: {found} ms after {previous} ms")]
+    TimeWentBackwards {
+        /// The previous record's `ts_ms`.
+        previous: u64,
+        /// The record's `ts_ms`.
+        found: u64,
+    },
+    /// The segment's name does not give the seq the chain expects next: a segment before it is
+    /// missing, or it was renamed.
+    #[error("segment named for seq {named}, but seq {expected} is next")]
+    MisnamedSegment {
+        /// The seq in the file name.
+        named: u64,
+        /// The seq the chain expects.
+        expected: u64,
+    },
+    /// A segment other than the last has no record.
+    #[error("empty segment")]
+    EmptySegment,
+    /// The record's seal is not the given key's seal of its hash: the seal, or the record and
+    /// every hash before it, was made by someone else.
+    #[error("seal does not verify with the given key")]
+    BadSeal,
+    /// The log's last record carries no seal, so nothing vouches for the records after the last
+    /// seal: they were added or changed while the gateway was down, or a crash cut the write
+    /// that would have sealed them (never acknowledged; the gateway seals them as found, with an
+    /// `audit_sealed` record, when it next opens the trail).
+    #[error("the last record carries no seal (the last seal is at {})",
+        .last_sealed.map_or_else(|| "no record".to_owned(), |s| format!("seq {s}")))]
+    Unsealed {
+        /// The seq of the last sealed record, if there is one.
+        last_sealed: Option<u64>,
+    },
+}
+
+impl Problem {
+    /// Whether a crash in the middle of a write can leave this: such lines at the very end of the
+    /// last segment were never acknowledged, and are a torn tail rather than a broken chain.
+    pub(crate) fn may_be_torn(&self) -> bool {
+        matches!(
+            self,
+            Problem::Unparseable(_) | Problem::TooLong | Problem::Unterminated
+        )
+    }
+}
+
+/// The first bad record (or segment) of a log, located for a human.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    /// The segment file.
+    pub file: PathBuf,
+    /// The line, from 1; 0 when the problem is the file itself (its name, or it is empty).
+    pub line: u64,
+    /// The record's seq, when it could be read.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+impl fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, " line {}", self.line)?;
+        }
+        if let Some(seq) = self.seq {
+            write!(f, " (seq {seq})")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+impl std::error::Error for BadRecord {}

@@ -97,6 +97,7 @@
 //! assert_eq!(verify(dir.path(), None).unwrap().last_hash, appended.hash);
 //! ```
 
+mod digest;
 mod error;
 mod files;
 mod log;
@@ -109,15 +110,15 @@ mod segment;
 mod ticket;
 mod verify;
 
-pub use error::AuditError;
+pub use digest::{BadDigest, Digest, GENESIS};
+pub use error::{AuditError, BadRecord, Problem};
 pub use files::{AppendFile, CrashFiles, CrashLayer, FileLayer, OsFiles};
 pub use log::{
-    has_seal, is_held, AuditLog, OpenOptions, Recovery, Stats, Watermark,
-    DEFAULT_MAX_SEGMENT_BYTES, DEFAULT_QUEUE_DEPTH, MAX_BATCH_RECORDS,
+    has_seal, AuditLog, OpenOptions, Recovery, Stats, Watermark, DEFAULT_MAX_SEGMENT_BYTES,
+    DEFAULT_QUEUE_DEPTH, MAX_BATCH_RECORDS,
 };
 pub use query::{read_only_query, Filter, Order, MAX_QUERY_LIMIT};
-pub use record::{
-    BadDigest, Digest, Entry, Kind, Record, Seal, GENESIS, MAX_RECORD_BYTES, SEAL_DOMAIN,
-};
+pub use record::{Entry, Kind, Record, Seal, MAX_RECORD_BYTES, SEAL_DOMAIN};
+pub use segment::is_held;
 pub use ticket::{Appended, Ticket};
-pub use verify::{verify, BadRecord, Problem, SealedAsFound, TornTail, VerifyError, VerifyReport};
+pub use verify::{verify, SealedAsFound, TornTail, VerifyError, VerifyReport};

@@ -12,18 +12,20 @@ use std::{fmt, mem};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use tracing::{error, warn};
 
-use crate::error::AuditError;
+use crate::digest::Digest;
+use crate::error::{AuditError, BadRecord, Problem};
 use crate::files::{create_segment, sync_dir, AppendFile, FileLayer, OsFiles};
 use crate::query::{self, Filter};
 use crate::record::{
-    frame, insert_seal, parse_line, Digest, Entry, Framed, Kind, Record, Seal, MAX_RECORD_BYTES,
+    frame, insert_seal, parse_line, Chain, Entry, Framed, Kind, Record, Seal, MAX_RECORD_BYTES,
     SEAL_TAG_BYTES,
 };
 use crate::segment::{
-    list_segments, read_first_line, read_last_line, segment_name, Ending, Lines, LOCK_FILE,
+    list_segments, read_first_line, read_last_line, segment_name, Ending, Lines, SegmentMeta,
+    LOCK_FILE,
 };
 use crate::ticket::{ticket, Appended, Reply, Ticket};
-use crate::verify::{scan_segment, BadRecord, Chain, OnBad, Position, Problem, Seals, TornTail};
+use crate::verify::{scan_segment, OnBad, Position, SealAt, Seals, TornTail};
 
 /// Default segment size before rotation: 64 MiB keeps a segment quick to scan and to copy,
 /// and a busy gateway (a few hundred records a minute) at a handful of files a month.
@@ -259,15 +261,6 @@ pub struct Stats {
     pub batches: u64,
     /// `fsync`s of segments (one per batch, two when a batch spans a rotation).
     pub fsyncs: u64,
-}
-
-/// A segment as the log knows it, for queries.
-#[derive(Debug, Clone)]
-pub(crate) struct SegmentMeta {
-    pub(crate) first_seq: u64,
-    pub(crate) path: PathBuf,
-    /// Its first record's time; `None` while it has none (or it cannot be read).
-    pub(crate) first_ts: Option<u64>,
 }
 
 /// An open audit log: append-only, hash-chained, fsynced before acknowledging (group commit).
@@ -765,18 +758,6 @@ fn stopped(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Audi
     }
 }
 
-/// True when a process has the log in `dir` open for writing right now (it holds the log's
-/// lock): a running gateway. `false` when nobody does, or when it cannot be told (no lock file,
-/// no permission, a filesystem without locks).
-pub fn is_held(dir: &Path) -> bool {
-    let Ok(file) = fs::File::open(dir.join(LOCK_FILE)) else {
-        return false;
-    };
-    // A shared lock is refused only while the writer's exclusive one is held; it is released
-    // when `file` is dropped.
-    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
-}
-
 fn lock_dir(dir: &Path) -> Result<File, AuditError> {
     let path = dir.join(LOCK_FILE);
     let file = fs::OpenOptions::new()
@@ -805,14 +786,6 @@ struct Recovered {
     unsealed_end: Option<UnsealedEnd>,
     /// The last sealed record of the whole log, if any record has a seal.
     last_seal: Option<SealAt>,
-}
-
-/// A sealed record: where the seal is and what it must vouch for.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SealAt {
-    pub(crate) seq: u64,
-    pub(crate) hash: Digest,
-    pub(crate) seal: Seal,
 }
 
 /// Before a sealing log is opened: the last seal must be this key's, and the records after it

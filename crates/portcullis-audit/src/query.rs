@@ -6,9 +6,8 @@ use std::ops::ControlFlow;
 use tracing::warn;
 
 use crate::error::AuditError;
-use crate::log::SegmentMeta;
 use crate::record::{parse_line, Entry, Head, Kind};
-use crate::segment::{Ending, Lines};
+use crate::segment::{Ending, Lines, SegmentMeta};
 
 /// The most records one query returns: a page of the audit screen. Records are at most
 /// 64 KiB, so an answer stays under 64 MiB; page on with `after_seq`/`before_seq`.
@@ -235,7 +234,7 @@ pub fn read_only_query(dir: &std::path::Path, filter: &Filter) -> Result<Vec<Ent
     for file in files {
         let first = crate::segment::read_first_line(&file.path)
             .map_err(AuditError::io("read", &file.path))?;
-        segments.push(crate::log::SegmentMeta {
+        segments.push(crate::segment::SegmentMeta {
             first_seq: file.first_seq,
             first_ts: first
                 .and_then(|l| crate::record::parse_line(&l).ok())

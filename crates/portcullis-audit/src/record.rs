@@ -25,18 +25,14 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
 
-use crate::error::AuditError;
-use crate::verify::{Chain, Problem};
+use crate::digest::{BadDigest, Digest, GENESIS};
+use crate::error::{AuditError, Problem};
 
 /// The largest stored line, newline included. A record whose line would be longer is refused
 /// ([`AuditError::RecordTooLarge`]), never cut: an audit record is evidence. 64 KiB holds an
 /// admin change's before/after comfortably, and bounds what one record costs in the queue.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
-
-/// The `prev` of the very first record of a log: 32 zero bytes.
-pub const GENESIS: Digest = Digest([0; 32]);
 
 /// What a seal signs before the record's hash, so that a seal can never be taken for (or made
 /// from) a signature of anything else the same key signs (recordings).
@@ -56,59 +52,6 @@ const HEADER_MAX_BYTES: usize =
 
 /// Longest kind name, to keep kinds identifiers rather than prose.
 const MAX_KIND_LEN: usize = 32;
-
-/// A SHA-256 digest: a record's `hash` or `prev`. Shown as 64 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Digest(pub [u8; 32]);
-
-impl Digest {
-    /// The digest as 64 lowercase hex digits.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// SHA-256 of `bytes`.
-    pub(crate) fn of(bytes: &[u8]) -> Self {
-        Self(Sha256::digest(bytes).into())
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.to_hex())
-    }
-}
-
-/// Why a string is not a [`Digest`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not 64 lowercase hex digits")]
-pub struct BadDigest;
-
-impl FromStr for Digest {
-    type Err = BadDigest;
-
-    /// Parses 64 **lowercase** hex digits (the only form the log writes).
-    fn from_str(s: &str) -> Result<Self, BadDigest> {
-        if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(BadDigest);
-        }
-        let mut out = [0; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| BadDigest)?;
-        Ok(Self(out))
-    }
-}
-
-impl Serialize for Digest {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
-    }
-}
 
 /// A record's seal: the gateway's Ed25519 signature of [`SEAL_DOMAIN`] and the record's hash.
 /// Shown as 128 lowercase hex digits.
@@ -453,6 +396,60 @@ impl LineError {
             seq: None,
             resume: None,
         })
+    }
+}
+
+/// Where the chain stands: what the next record must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chain {
+    /// The seq the next record must have.
+    pub(crate) next_seq: u64,
+    /// The `prev` it must have.
+    pub(crate) prev: Digest,
+    /// The time it must not be before.
+    pub(crate) last_ts: u64,
+}
+
+impl Chain {
+    /// Before the first record.
+    pub(crate) fn genesis() -> Self {
+        Self {
+            next_seq: 1,
+            prev: GENESIS,
+            last_ts: 0,
+        }
+    }
+
+    /// Right after `entry`.
+    pub(crate) fn after(entry: &Entry) -> Self {
+        Self {
+            next_seq: entry.seq.saturating_add(1),
+            prev: entry.hash,
+            last_ts: entry.ts_ms,
+        }
+    }
+
+    /// Whether `entry` (whose own hash already checked out) continues the chain.
+    pub(crate) fn check(&self, entry: &Entry) -> Result<(), Problem> {
+        if entry.seq != self.next_seq {
+            return Err(Problem::SeqGap {
+                expected: self.next_seq,
+                found: entry.seq,
+            });
+        }
+        if entry.prev != self.prev {
+            return Err(Problem::PrevMismatch {
+                expected: self.prev,
+                found: entry.prev,
+            });
+        }
+        if entry.ts_ms < self.last_ts {
+            return Err(Problem::TimeWentBackwards {
+                previous: self.last_ts,
+                found: entry.ts_ms,
+            });
+        }
+        Ok(())
     }
 }
 

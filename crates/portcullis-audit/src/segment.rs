@@ -4,7 +4,7 @@
 //! `audit-<seq of their first record, 20 digits>.jsonl`: the zero padding makes name order the
 //! chain's order. Other files are ignored.
 
-use std::fs::File;
+use std::fs::{self, File, TryLockError};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -222,6 +222,27 @@ pub(crate) fn read_first_line(path: &Path) -> io::Result<Option<Vec<u8>>> {
         .next_line()?
         .filter(|l| l.ending == Ending::Newline)
         .map(|l| l.bytes.to_vec()))
+}
+
+/// A segment as the log knows it, for queries.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentMeta {
+    pub(crate) first_seq: u64,
+    pub(crate) path: PathBuf,
+    /// Its first record's time; `None` while it has none (or it cannot be read).
+    pub(crate) first_ts: Option<u64>,
+}
+
+/// True when a process has the log in `dir` open for writing right now (it holds the log's
+/// lock): a running gateway. `false` when nobody does, or when it cannot be told (no lock file,
+/// no permission, a filesystem without locks).
+pub fn is_held(dir: &Path) -> bool {
+    let Ok(file) = fs::File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    // A shared lock is refused only while the writer's exclusive one is held; it is released
+    // when `file` is dropped.
+    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+use crate::digest::Digest;
 use crate::error::AuditError;
-use crate::record::Digest;
 
 /// Where a record landed: returned once it is fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,131 +1,16 @@
 //! Checking the chain (and, given the gateway's key, its seals) offline, and the segment scan
 //! that opening the log shares with it.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 use thiserror::Error;
 
-use crate::log::SealAt;
-use crate::record::{parse_line, Digest, Entry, Kind, LineError, GENESIS};
+use crate::digest::Digest;
+use crate::error::{BadRecord, Problem};
+use crate::record::{parse_line, Chain, Entry, Kind, LineError, Seal};
 use crate::segment::{list_segments, Ending, Lines, SegmentFile};
-
-/// What is wrong with a line or a segment file.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum Problem {
-    /// The line is not a JSON record of this format.
-    #[error("unparseable: {0}")]
-    Unparseable(String),
-    /// The line is longer than any record can be.
-    #[error("line longer than a record can be")]
-    TooLong,
-    /// The file ends in the middle of a line (only tolerated at the end of the last segment).
-    #[error("incomplete line (no newline)")]
-    Unterminated,
-    /// The line parses but is not in the one form the log writes (field order, spacing, hex case).
-    #[error("not in canonical form")]
-    NotCanonical,
-    /// The record's `hash` is not the SHA-256 of its canonical bytes: it was changed.
-    #[error("hash mismatch: stored {stored}, computed {computed}")]
-    HashMismatch {
-        /// The `hash` field.
-        stored: Digest,
-        /// What its bytes hash to.
-        computed: Digest,
-    },
-    /// The record's `seq` is not the one after the previous record's: records are missing,
-    /// duplicated or reordered.
-    #[error("seq gap: expected {expected}, found {found}")]
-    SeqGap {
-        /// The previous record's seq plus one.
-        expected: u64,
-        /// The record's seq.
-        found: u64,
-    },
-    /// The record's `prev` is not the previous record's `hash`.
-    #[error("prev mismatch: expected {expected}, found {found}")]
-    PrevMismatch {
-        /// The previous record's hash.
-        expected: Digest,
-        /// The record's `prev`.
-        found: Digest,
-    },
-    /// The record's time is before the previous record's (the writer never lets time go back).
-    #[error("time went backwards: {found} ms after {previous} ms")]
-    TimeWentBackwards {
-        /// The previous record's `ts_ms`.
-        previous: u64,
-        /// The record's `ts_ms`.
-        found: u64,
-    },
-    /// The segment's name does not give the seq the chain expects next: a segment before it is
-    /// missing, or it was renamed.
-    #[error("segment named for seq {named}, but seq {expected} is next")]
-    MisnamedSegment {
-        /// The seq in the file name.
-        named: u64,
-        /// The seq the chain expects.
-        expected: u64,
-    },
-    /// A segment other than the last has no record.
-    #[error("empty segment")]
-    EmptySegment,
-    /// The record's seal is not the given key's seal of its hash: the seal, or the record and
-    /// every hash before it, was made by someone else.
-    #[error("seal does not verify with the given key")]
-    BadSeal,
-    /// The log's last record carries no seal, so nothing vouches for the records after the last
-    /// seal: they were added or changed while the gateway was down, or a crash cut the write
-    /// that would have sealed them (never acknowledged; the gateway seals them as found, with an
-    /// `audit_sealed` record, when it next opens the trail).
-    #[error("the last record carries no seal (the last seal is at {})",
-        .last_sealed.map_or_else(|| "no record".to_owned(), |s| format!("seq {s}")))]
-    Unsealed {
-        /// The seq of the last sealed record, if there is one.
-        last_sealed: Option<u64>,
-    },
-}
-
-impl Problem {
-    /// Whether a crash in the middle of a write can leave this: such lines at the very end of the
-    /// last segment were never acknowledged, and are a torn tail rather than a broken chain.
-    pub(crate) fn may_be_torn(&self) -> bool {
-        matches!(
-            self,
-            Problem::Unparseable(_) | Problem::TooLong | Problem::Unterminated
-        )
-    }
-}
-
-/// The first bad record (or segment) of a log, located for a human.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadRecord {
-    /// The segment file.
-    pub file: PathBuf,
-    /// The line, from 1; 0 when the problem is the file itself (its name, or it is empty).
-    pub line: u64,
-    /// The record's seq, when it could be read.
-    pub seq: Option<u64>,
-    /// What is wrong.
-    pub problem: Problem,
-}
-
-impl fmt::Display for BadRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if self.line > 0 {
-            write!(f, " line {}", self.line)?;
-        }
-        if let Some(seq) = self.seq {
-            write!(f, " (seq {seq})")?;
-        }
-        write!(f, ": {}", self.problem)
-    }
-}
-
-impl std::error::Error for BadRecord {}
 
 /// Unacknowledged bytes a crash left at the end of the last segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +37,8 @@ pub struct VerifyReport {
     /// The last record's hash ([`GENESIS`] for an empty log). Comparing it with a copy kept
     /// elsewhere (a SIEM, a printout) is what shows that nothing was cut off the end: a chain
     /// alone cannot.
+    ///
+    /// [`GENESIS`]: crate::GENESIS
     pub last_hash: Digest,
     /// Unacknowledged bytes at the end of the last segment, which opening the log cuts: a crash
     /// (or a write in progress while verifying), not a broken chain.
@@ -211,6 +98,8 @@ pub enum VerifyError {
 /// counted in [`VerifyReport::unsealed_tail`]). Since each hash covers the previous record, the
 /// last seal vouches for the whole log: changing or removing any record means recomputing every
 /// later hash, which breaks that seal. Without a key only the chain is checked.
+///
+/// [`GENESIS`]: crate::GENESIS
 pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<VerifyReport, VerifyError> {
     let segments = list_segments(dir).map_err(|source| VerifyError::Io {
         path: dir.to_owned(),
@@ -241,7 +130,7 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<VerifyReport, Ve
     let mut unsealed_tail = 0;
     if let (Some(_), Some(last)) = (key, &seals.last) {
         if let Some(from) = seals.unsealed_from {
-            if crate::log::is_held(dir) {
+            if crate::segment::is_held(dir) {
                 unsealed_tail = last.seq - from + 1;
             } else {
                 return Err(VerifyError::Broken(Box::new(BadRecord {
@@ -275,6 +164,14 @@ pub(crate) struct Located {
     pub(crate) file: PathBuf,
     pub(crate) line: u64,
     pub(crate) seq: u64,
+}
+
+/// A sealed record: where the seal is and what it must vouch for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SealAt {
+    pub(crate) seq: u64,
+    pub(crate) hash: Digest,
+    pub(crate) seal: Seal,
 }
 
 /// The seals seen so far along the chain.
@@ -340,60 +237,6 @@ impl<'k> Seals<'k> {
             hash: entry.hash,
             seal: *seal,
         });
-        Ok(())
-    }
-}
-
-/// Where the chain stands: what the next record must carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Chain {
-    /// The seq the next record must have.
-    pub(crate) next_seq: u64,
-    /// The `prev` it must have.
-    pub(crate) prev: Digest,
-    /// The time it must not be before.
-    pub(crate) last_ts: u64,
-}
-
-impl Chain {
-    /// Before the first record.
-    pub(crate) fn genesis() -> Self {
-        Self {
-            next_seq: 1,
-            prev: GENESIS,
-            last_ts: 0,
-        }
-    }
-
-    /// Right after `entry`.
-    pub(crate) fn after(entry: &Entry) -> Self {
-        Self {
-            next_seq: entry.seq.saturating_add(1),
-            prev: entry.hash,
-            last_ts: entry.ts_ms,
-        }
-    }
-
-    /// Whether `entry` (whose own hash already checked out) continues the chain.
-    fn check(&self, entry: &Entry) -> Result<(), Problem> {
-        if entry.seq != self.next_seq {
-            return Err(Problem::SeqGap {
-                expected: self.next_seq,
-                found: entry.seq,
-            });
-        }
-        if entry.prev != self.prev {
-            return Err(Problem::PrevMismatch {
-                expected: self.prev,
-                found: entry.prev,
-            });
-        }
-        if entry.ts_ms < self.last_ts {
-            return Err(Problem::TimeWentBackwards {
-                previous: self.last_ts,
-                found: entry.ts_ms,
-            });
-        }
         Ok(())
     }
 }
