@@ -1,7 +1,9 @@
 //! `cargo xtask check`: the dependency rules of ARCHITECTURE.md, checked against the graph
 //! `cargo metadata` resolves (normal dependencies only, for this machine's platform: what a
 //! crate's code can call at run time). A rule broken names the crate, what it reaches, through
-//! which path, and the sentence of ARCHITECTURE.md that forbids it.
+//! which path, and the sentence of ARCHITECTURE.md that forbids it. It also reads sources: the
+//! sans-I/O crates' for files, sockets, clocks and threads, and every crate's for import circles
+//! between its modules ([`circles`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -9,6 +11,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
+
+use crate::circles;
 
 /// A rule of ARCHITECTURE.md about what a crate may depend on.
 #[derive(Debug)]
@@ -358,21 +362,35 @@ pub(crate) fn check(root: &Path) -> Result<()> {
     for (dir, why) in SANS_IO_SOURCES {
         broken.extend(source_violations(&rust_files(root, dir)?, why));
     }
+    let sources = circles::workspace_sources(&metadata)?;
+    for krate in &sources {
+        for circle in circles::crate_circles(krate)? {
+            broken.push(format!(
+                "{} has an import circle between its modules {} (each names the next through \
+                 `crate::`, directly or not), but ARCHITECTURE.md says: no import circles inside \
+                 a crate",
+                krate.name,
+                circle.join(", ")
+            ));
+        }
+    }
     if !broken.is_empty() {
         for b in &broken {
             eprintln!("error: {b}");
         }
         bail!(
-            "cargo xtask check: {} dependency rule(s) of ARCHITECTURE.md broken",
+            "cargo xtask check: {} rule(s) of ARCHITECTURE.md broken",
             broken.len()
         );
     }
     println!(
         "cargo xtask check: {} dependency rules hold for {} workspace crates; {} sans-I/O crates \
-         name no file, socket, clock or thread",
+         name no file, socket, clock or thread; no import circle between the modules of any of \
+         the {} crates",
         RULES.len(),
         graph.members.len(),
-        SANS_IO_SOURCES.len()
+        SANS_IO_SOURCES.len(),
+        sources.len()
     );
     Ok(())
 }

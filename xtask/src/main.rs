@@ -3,7 +3,8 @@
 //! - `demo`: installs what is missing, builds the UI and the gateway, starts a demo VNC desktop
 //!   and runs the gateway with that desktop registered.
 //! - `check`: the dependency rules of ARCHITECTURE.md (which crate may never depend on what),
-//!   against the graph `cargo metadata` resolves.
+//!   against the graph `cargo metadata` resolves, and no import circles between the modules of
+//!   any workspace crate.
 //! - `test`: checks those rules first, then installs what is missing and runs every test: formatting, lints, Rust unit and
 //!   integration tests, UI unit tests, and the end-to-end tests through real peers.
 //! - `bench [latency|recording|rdp|kill|policy]`: builds in release mode and runs the benchmarks
@@ -13,6 +14,7 @@
 #![allow(clippy::print_stdout)]
 
 mod check;
+mod circles;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -35,10 +35,7 @@ pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// holds at most 64 MiB; in practice records are a few hundred bytes.
 pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
 
-/// The most records one write of the writer holds: it takes the whole queue at once, and the
-/// queue holds at most this many. So a crash in the middle of a write leaves fewer whole records
-/// after the last seal than this; opening a sealed log refuses more (they were not a crash).
-pub const MAX_BATCH_RECORDS: usize = 16 * 1024;
+pub use crate::segment::MAX_BATCH_RECORDS;
 
 /// Largest queue depth accepted (1 GiB of records at the worst): a write is one queue's worth.
 const MAX_QUEUE_DEPTH: usize = MAX_BATCH_RECORDS;

@@ -16,6 +16,11 @@ const SUFFIX: &str = ".jsonl";
 const SEQ_DIGITS: usize = 20;
 
 /// The lock file's name: held (`flock`) while a log is open for appending.
+/// The most records one write of the writer holds: it takes the whole queue at once, and the
+/// queue holds at most this many. So a crash in the middle of a write leaves fewer whole records
+/// after the last seal than this; opening a sealed log refuses more (they were not a crash).
+pub const MAX_BATCH_RECORDS: usize = 16 * 1024;
+
 pub(crate) const LOCK_FILE: &str = "audit.lock";
 
 /// The file name of the segment whose first record is `first_seq`.

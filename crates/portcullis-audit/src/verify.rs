@@ -123,7 +123,7 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<VerifyReport, Ve
     // A write in progress is at most one write's records, and only while a writer holds the
     // log (a lock anyone who can open its file can take: the CLI checks again a moment later).
     verify_with(dir, key, &|from, last| {
-        last - from < crate::log::MAX_BATCH_RECORDS as u64 && crate::segment::is_held(dir)
+        last - from < crate::segment::MAX_BATCH_RECORDS as u64 && crate::segment::is_held(dir)
     })
 }
 

@@ -10,6 +10,7 @@
 //! [`Broker::shutdown`] ends every session and waits for their viewers and recorders.
 
 mod live;
+mod locks;
 mod native;
 mod session;
 mod tap;
@@ -23,5 +24,6 @@ pub use session::{
     AuditFuture, Broker, OpenError, OpenRequest, SessionAudit, SessionHandle, TargetSpec,
     MAX_SESSIONS_PER_USER,
 };
-pub use tap::{SessionRecorder, Tap, TapBatch, TapEvent, MAX_TAP_EVENTS};
+pub use tap::state::{TapEvent, MAX_TAP_EVENTS};
+pub use tap::{SessionRecorder, Tap, TapBatch};
 pub use viewer::{RawOutput, RawViewer, Viewer, ViewerOutput};

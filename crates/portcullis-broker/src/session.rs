@@ -1,6 +1,6 @@
 //! A live session as everything around it shares it ([`SessionShared`]) and the handle the
-//! gateway holds ([`SessionHandle`]): viewers, freeze, audit and end. The session's other jobs
-//! live in the submodules below.
+//! gateway holds ([`SessionHandle`]): freeze, audit and end (viewers attach through it in
+//! `viewer`, above this module). The session's other jobs live in the submodules below.
 
 mod crossing;
 mod drive;
@@ -24,8 +24,9 @@ pub use registry::{Broker, OpenError, OpenRequest, MAX_SESSIONS_PER_USER};
 pub use target::TargetSpec;
 
 use crate::live::Tracker;
-use crate::tap::{TapEvent, TapShared};
-use crate::viewer::{RawViewer, Viewer, ViewerShared};
+use crate::locks::{lock, read};
+use crate::tap::state::{TapEvent, TapShared};
+use crate::viewer::state::ViewerShared;
 use drive::DriveRoute;
 
 /// Where a session's events that belong in the audit trail go (the gateway's audit log).
@@ -120,7 +121,7 @@ impl SessionShared {
 
     /// Records an act in the audit trail and waits until it is durable: the act may happen
     /// only after this succeeds.
-    async fn audit_first(&self, event: &SessionEvent) -> Result<(), String> {
+    pub(crate) async fn audit_first(&self, event: &SessionEvent) -> Result<(), String> {
         let Some(audit) = &self.audit else {
             return Ok(());
         };
@@ -210,28 +211,6 @@ impl SessionHandle {
         (fb.width(), fb.height())
     }
 
-    /// Attaches a viewer that starts with a full repaint, and returns the desktop size it starts
-    /// from. The size is read under the viewer list's lock, so a resize that happens later is
-    /// announced to this viewer as a `resize` message.
-    /// `user` is who watches (the event track of the recording names them).
-    pub fn attach_viewer(&self, user: &str) -> (Viewer, (u32, u32)) {
-        let (viewer, size) = self.register(user, false);
-        (Viewer::new(Arc::clone(&self.shared), viewer), size)
-    }
-
-    /// Attaches a view-only viewer for the security team: it sees what the user sees, its input
-    /// is never delivered, and the event track notes it as a watcher. The watch is in the audit
-    /// trail (durably) before the watcher is attached; when it cannot be recorded, nobody
-    /// watches and the error says why.
-    pub async fn attach_watcher(&self, user: &str) -> Result<(Viewer, (u32, u32)), String> {
-        let event = SessionEvent::WatcherJoined {
-            user: user.to_owned(),
-        };
-        self.shared.audit_first(&event).await?;
-        let (viewer, size) = self.register_as(user, event, false);
-        Ok((Viewer::view_only(Arc::clone(&self.shared), viewer), size))
-    }
-
     /// Freezes (`frozen`) or unfreezes the session on behalf of `by`. While frozen, the user's
     /// input is held (dropped, never delivered later) and the screen keeps being shown and
     /// recorded. The change is in the audit trail (durably) before it takes effect; when it
@@ -275,15 +254,8 @@ impl SessionHandle {
         portcullis_encode::thumbnail_jpeg(&data, w, h, max_width).ok()
     }
 
-    /// Attaches a raw viewer (pixels, no browser encoding), starting with a full repaint.
-    pub fn attach_raw_viewer(&self, user: &str) -> RawViewer {
-        let (viewer, _) = self.register(user, false);
-        self.shared.claim_drive(&viewer);
-        RawViewer::new(Arc::clone(&self.shared), viewer)
-    }
-
     /// Lists a new viewer (full repaint pending) and notes it in the event track.
-    fn register(&self, user: &str, watcher: bool) -> (Arc<ViewerShared>, (u32, u32)) {
+    pub(crate) fn register(&self, user: &str, watcher: bool) -> (Arc<ViewerShared>, (u32, u32)) {
         let user = user.to_owned();
         let event = if watcher {
             SessionEvent::WatcherJoined { user: user.clone() }
@@ -295,7 +267,7 @@ impl SessionHandle {
 
     /// Lists a new viewer and notes `event` in the event track (and, unless it is there
     /// already, in the audit trail).
-    fn register_as(
+    pub(crate) fn register_as(
         &self,
         user: &str,
         event: SessionEvent,
@@ -326,18 +298,4 @@ impl SessionHandle {
     pub fn is_closed(&self) -> bool {
         matches!(*self.shared.ending.borrow(), Ending::Ended(_))
     }
-}
-
-// Poisoning only follows a panic elsewhere; the data is plain and still usable, so recover it
-// instead of spreading the panic to every session.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(crate) fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(crate) fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|p| p.into_inner())
 }

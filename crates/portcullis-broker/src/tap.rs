@@ -3,35 +3,20 @@
 //!
 //! The session only ever takes a short lock to add to the tap; it never waits for the
 //! consumer. A consumer that falls behind finds merged damage (so it skips intermediate frames)
-//! and at most [`MAX_TAP_EVENTS`] events (further ones are counted as lost).
+//! and at most [`MAX_TAP_EVENTS`](crate::MAX_TAP_EVENTS) events (further ones are counted as lost).
 
-use std::sync::{Arc, Condvar, Mutex};
+pub(crate) mod state;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_core::damage::DamageRegion;
-use portcullis_core::session::{SessionEnd, SessionEvent, SessionInfo};
-
+use portcullis_core::session::{SessionEnd, SessionInfo};
 use portcullis_core::Rect;
 
 use crate::live::Live;
-use crate::session::{lock, read, SessionShared};
-
-/// Events held for a consumer that has not collected them.
-pub const MAX_TAP_EVENTS: usize = 10_000;
-
-/// Something the session reports to its tap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TapEvent {
-    /// A session event.
-    Session(SessionEvent),
-    /// A key press or release from a viewer, as an X11 keysym.
-    Key {
-        /// Keysym.
-        keysym: u32,
-        /// Pressed.
-        down: bool,
-    },
-}
+use crate::locks::{lock, read};
+use crate::session::SessionShared;
+use state::{TapEvent, TapShared, TapState};
 
 /// What accumulated since the consumer last looked.
 #[derive(Debug, Default)]
@@ -48,76 +33,6 @@ pub struct TapBatch {
     pub updates: u64,
     /// The session ended, and why.
     pub ended: Option<String>,
-}
-
-#[derive(Debug)]
-struct TapState {
-    damage: DamageRegion,
-    resized: Option<(u32, u32)>,
-    events: Vec<(Instant, TapEvent)>,
-    events_lost: u64,
-    updates: u64,
-    ended: Option<String>,
-}
-
-#[derive(Debug)]
-pub(crate) struct TapShared {
-    state: Mutex<TapState>,
-    wake: Condvar,
-}
-
-impl TapShared {
-    pub(crate) fn new(width: u32, height: u32) -> Self {
-        let mut damage = DamageRegion::new(width, height);
-        damage.reset_full(width, height);
-        Self {
-            state: Mutex::new(TapState {
-                damage,
-                resized: None,
-                events: Vec::new(),
-                events_lost: 0,
-                updates: 0,
-                ended: None,
-            }),
-            wake: Condvar::new(),
-        }
-    }
-
-    pub(crate) fn add_damage(&self, rect: Rect) {
-        lock(&self.state).damage.add(rect);
-    }
-
-    pub(crate) fn resized(&self, width: u32, height: u32) {
-        let mut s = lock(&self.state);
-        s.resized = Some((width, height));
-        s.damage.reset_full(width, height);
-    }
-
-    /// End of one update from the target: wake the consumer.
-    pub(crate) fn updated(&self) {
-        lock(&self.state).updates += 1;
-        self.wake.notify_one();
-    }
-
-    pub(crate) fn event(&self, event: TapEvent) {
-        let mut s = lock(&self.state);
-        if s.events.len() >= MAX_TAP_EVENTS {
-            s.events_lost += 1;
-        } else {
-            s.events.push((Instant::now(), event));
-        }
-        drop(s);
-        self.wake.notify_one();
-    }
-
-    pub(crate) fn end(&self, reason: String) {
-        let mut s = lock(&self.state);
-        if s.ended.is_none() {
-            s.ended = Some(reason);
-        }
-        drop(s);
-        self.wake.notify_one();
-    }
 }
 
 /// A consumer's handle on a session (the recorder's). Blocking: use it from a plain thread.

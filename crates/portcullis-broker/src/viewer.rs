@@ -1,9 +1,13 @@
-use std::collections::VecDeque;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+//! One viewer of a session: a browser's [`Viewer`] (encoded frames, flow-controlled by acks) or
+//! a native client's [`RawViewer`] (pixels), attached through the [`SessionHandle`]. What the
+//! session itself shares with a viewer is in [`state`].
 
-use portcullis_core::damage::DamageRegion;
+pub(crate) mod state;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use portcullis_core::desktop::{ClipFile, ClipFileTerms, TargetCommand};
 use portcullis_core::flow::{BadAck, FrameWindow};
 use portcullis_core::session::{ClipboardDirection, SessionEnd, SessionEvent};
@@ -11,67 +15,49 @@ use portcullis_core::wire::{self, ClientMessage, ServerMessage};
 use portcullis_core::{InputEvent, Rect};
 use portcullis_encode::{encode_rgba, Choice};
 use portcullis_policy::Direction;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tracing::warn;
 
 use crate::live::Live;
-use crate::session::{lock, read, Ending, SessionShared};
-use crate::tap::TapEvent;
+use crate::locks::{lock, read};
+use crate::session::{Ending, SessionHandle, SessionShared};
+use crate::tap::state::TapEvent;
+use state::ViewerShared;
 
-/// Control messages (clipboard, bell) a viewer may have pending. Beyond this the oldest bell
-/// goes; clipboard text replaces older clipboard text, so nothing grows without bound.
-const MAX_PENDING_EVENTS: usize = 16;
+// Viewers attach through the session's handle. The methods live here, above the session, which
+// holds only their `ViewerShared` state and so never names a viewer.
+impl SessionHandle {
+    /// Attaches a viewer that starts with a full repaint, and returns the desktop size it starts
+    /// from. The size is read under the viewer list's lock, so a resize that happens later is
+    /// announced to this viewer as a `resize` message.
+    /// `user` is who watches (the event track of the recording names them).
+    pub fn attach_viewer(&self, user: &str) -> (Viewer, (u32, u32)) {
+        let (viewer, size) = self.register(user, false);
+        (Viewer::new(Arc::clone(&self.shared), viewer), size)
+    }
 
-/// Drive redirection messages a native client may have pending. Beyond this the client is not
-/// reading (the target's requests then go unanswered, which is the client's own loss).
-const MAX_PENDING_DEVICE_BYTES: usize = 16 * 1024 * 1024;
+    /// Attaches a view-only viewer for the security team: it sees what the user sees, its input
+    /// is never delivered, and the event track notes it as a watcher. The watch is in the audit
+    /// trail (durably) before the watcher is attached; when it cannot be recorded, nobody
+    /// watches and the error says why.
+    pub async fn attach_watcher(&self, user: &str) -> Result<(Viewer, (u32, u32)), String> {
+        let event = SessionEvent::WatcherJoined {
+            user: user.to_owned(),
+        };
+        self.shared.audit_first(&event).await?;
+        let (viewer, size) = self.register_as(user, event, false);
+        Ok((Viewer::view_only(Arc::clone(&self.shared), viewer), size))
+    }
 
-struct ViewerState {
-    damage: DamageRegion,
-    resize: Option<(u32, u32)>,
-    events: VecDeque<ServerMessage>,
-    /// Drive redirection messages for a native client that owns the drive.
-    device: VecDeque<Vec<u8>>,
-    device_bytes: usize,
-    /// Files the target copied (allowed by the policy), for a native client's clipboard: the
-    /// latest copy only.
-    clip_files: Option<Vec<ClipFile>>,
-}
-
-/// What the session shares with one viewer.
-pub(crate) struct ViewerShared {
-    state: Mutex<ViewerState>,
-    notify: Notify,
-    /// Who watches.
-    user: String,
-    /// A native RDP client (the only kind that takes clipboard files).
-    native: AtomicBool,
-    /// Its leaving is recorded (by whichever comes first: the viewer going away or the session
-    /// ending with it still attached). A lock, not a flag: the session's end waits for a leave
-    /// in progress on another thread, so the leave is in the tap before the end.
-    left: Mutex<bool>,
+    /// Attaches a raw viewer (pixels, no browser encoding), starting with a full repaint.
+    pub fn attach_raw_viewer(&self, user: &str) -> RawViewer {
+        let (viewer, _) = self.register(user, false);
+        self.shared.claim_drive(&viewer);
+        RawViewer::new(Arc::clone(&self.shared), viewer)
+    }
 }
 
 impl ViewerShared {
-    pub(crate) fn new(width: u32, height: u32, user: &str) -> Self {
-        let mut damage = DamageRegion::new(width, height);
-        damage.reset_full(width, height);
-        Self {
-            state: Mutex::new(ViewerState {
-                damage,
-                resize: None,
-                events: VecDeque::new(),
-                device: VecDeque::new(),
-                device_bytes: 0,
-                clip_files: None,
-            }),
-            notify: Notify::new(),
-            user: user.to_owned(),
-            native: AtomicBool::new(false),
-            left: Mutex::new(false),
-        }
-    }
-
     /// Records that this viewer left, once. Returns once the event is in the tap, whoever
     /// recorded it.
     pub(crate) fn leave(&self, session: &SessionShared) {
@@ -82,64 +68,6 @@ impl ViewerShared {
                 user: self.user.clone(),
             }));
         }
-    }
-
-    pub(crate) fn add_damage(&self, rect: Rect) {
-        lock(&self.state).damage.add(rect);
-    }
-
-    pub(crate) fn resized(&self, width: u32, height: u32) {
-        let mut s = lock(&self.state);
-        s.resize = Some((width, height));
-        s.damage.reset_full(width, height);
-    }
-
-    pub(crate) fn push_event(&self, event: ServerMessage) {
-        let mut s = lock(&self.state);
-        if matches!(event, ServerMessage::Clipboard { .. }) {
-            s.events
-                .retain(|e| !matches!(e, ServerMessage::Clipboard { .. }));
-            // Newer than any files the target copied before.
-            s.clip_files = None;
-        }
-        if s.events.len() >= MAX_PENDING_EVENTS {
-            if let Some(i) = s
-                .events
-                .iter()
-                .position(|e| matches!(e, ServerMessage::Bell))
-            {
-                s.events.remove(i);
-            } else {
-                return;
-            }
-        }
-        s.events.push_back(event);
-    }
-
-    /// Files the target copied, for a native client (others have no way to take them): they
-    /// replace any clipboard content still pending for it.
-    pub(crate) fn push_clip_files(&self, files: &[ClipFile]) {
-        if !self.native.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut s = lock(&self.state);
-        s.events
-            .retain(|e| !matches!(e, ServerMessage::Clipboard { .. }));
-        s.clip_files = Some(files.to_vec());
-    }
-
-    pub(crate) fn push_device(&self, pdu: Vec<u8>) {
-        let mut s = lock(&self.state);
-        if s.device_bytes + pdu.len() > MAX_PENDING_DEVICE_BYTES {
-            warn!(user = %self.user, "native client not reading its drive messages: one dropped");
-            return;
-        }
-        s.device_bytes += pdu.len();
-        s.device.push_back(pdu);
-    }
-
-    pub(crate) fn wake(&self) {
-        self.notify.notify_one();
     }
 }
 

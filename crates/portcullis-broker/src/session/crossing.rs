@@ -13,8 +13,9 @@ use portcullis_rdp::drive::DriveTerms;
 use tracing::info;
 
 use super::target::TargetSpec;
-use super::{lock, SessionShared};
-use crate::tap::TapEvent;
+use super::SessionShared;
+use crate::locks::lock;
+use crate::tap::state::TapEvent;
 
 /// The policy's answer to a crossing, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,9 @@ use std::sync::{Arc, Weak};
 
 use tracing::warn;
 
-use super::{lock, SessionShared};
-use crate::viewer::ViewerShared;
+use super::SessionShared;
+use crate::locks::lock;
+use crate::viewer::state::ViewerShared;
 
 /// Drive-redirection messages of the target that arrived before a native client claimed the
 /// drive: the target's greeting, a few hundred bytes. More is not a real target.

@@ -18,8 +18,9 @@ use tracing::{error, info, warn};
 use super::drive::DriveRoute;
 use super::target::TargetSpec;
 use super::task::{finish, opening_events, session_thread};
-use super::{lock, Ending, SessionAudit, SessionHandle, SessionShared};
+use super::{Ending, SessionAudit, SessionHandle, SessionShared};
 use crate::live::{Live, Tracker};
+use crate::locks::lock;
 use crate::tap::SessionRecorder;
 
 /// Commands (input) buffered towards the target; a browser that floods input waits.

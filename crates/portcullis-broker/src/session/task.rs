@@ -21,9 +21,11 @@ use tracing::{info, warn};
 use super::crossing::{clip_file_terms, offer_drive, open_reason};
 use super::registry::{shutting_down, Deregister, OpenError, OpenRequest};
 use super::target::{Target, TargetError};
-use super::{lock, read, write, Ending, SessionHandle, SessionShared};
-use crate::tap::{SessionRecorder, Tap, TapEvent, TapShared};
-use crate::viewer::ViewerShared;
+use super::{Ending, SessionHandle, SessionShared};
+use crate::locks::{lock, read, write};
+use crate::tap::state::{TapEvent, TapShared};
+use crate::tap::{SessionRecorder, Tap};
+use crate::viewer::state::ViewerShared;
 
 /// Updates buffered between the target adapter and the session task. Small: when the session
 /// cannot keep up, the adapter stops reading from the target (TCP backpressure), which bounds
