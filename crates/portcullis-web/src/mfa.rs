@@ -141,6 +141,8 @@ pub(crate) fn check_code(
 #[derive(Debug, Clone)]
 struct Pending {
     user: String,
+    /// The account's immutable id: a pending login is that account's, not its name's.
+    user_id: String,
     created: Instant,
     failures: u32,
 }
@@ -163,8 +165,8 @@ impl PendingLogins {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new pending login of `user`; returns its token.
-    pub fn create(&self, user: &str, now: Instant) -> String {
+    /// A new pending login of the account `user` (id `user_id`); returns its token.
+    pub fn create(&self, user: &str, user_id: &str, now: Instant) -> String {
         let token = portcullis_secrets::random_token(32);
         let mut map = self.lock();
         map.retain(|_, p| now.saturating_duration_since(p.created) < PENDING_TTL);
@@ -182,6 +184,7 @@ impl PendingLogins {
             token.clone(),
             Pending {
                 user: user.to_owned(),
+                user_id: user_id.to_owned(),
                 created: now,
                 failures: 0,
             },
@@ -200,10 +203,11 @@ impl PendingLogins {
         Some(p.user.clone())
     }
 
-    /// Uses the pending login up (the code was right): it cannot be used again.
-    pub fn take(&self, token: &str, now: Instant) -> Option<String> {
+    /// Uses the pending login up (the code was right): it cannot be used again. Returns the
+    /// account's name and id.
+    pub fn take(&self, token: &str, now: Instant) -> Option<(String, String)> {
         let p = self.lock().remove(token)?;
-        (now.saturating_duration_since(p.created) < PENDING_TTL).then_some(p.user)
+        (now.saturating_duration_since(p.created) < PENDING_TTL).then_some((p.user, p.user_id))
     }
 
     /// A wrong code: after [`PENDING_MAX_FAILURES`] the pending login is gone.
@@ -240,18 +244,18 @@ mod tests {
     fn pending_logins_expire_and_are_single_use() {
         let p = PendingLogins::default();
         let t0 = Instant::now();
-        let token = p.create("alice", t0);
+        let token = p.create("alice", "u_alice", t0);
         assert_eq!(p.user(&token, t0).as_deref(), Some("alice"));
         assert_eq!(p.user("forged", t0), None);
         assert_eq!(
-            p.take(&token, t0 + Duration::from_secs(1)).as_deref(),
-            Some("alice")
+            p.take(&token, t0 + Duration::from_secs(1)),
+            Some(("alice".to_owned(), "u_alice".to_owned()))
         );
         assert_eq!(p.take(&token, t0), None, "single use");
-        let late = p.create("bob", t0);
+        let late = p.create("bob", "u_bob", t0);
         assert_eq!(p.user(&late, t0 + PENDING_TTL), None, "expired");
         assert_eq!(p.take(&late, t0 + PENDING_TTL), None);
-        let guessed = p.create("carol", t0);
+        let guessed = p.create("carol", "u_carol", t0);
         for _ in 0..PENDING_MAX_FAILURES {
             assert!(p.user(&guessed, t0).is_some());
             p.failed(&guessed);

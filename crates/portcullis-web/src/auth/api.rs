@@ -122,7 +122,9 @@ pub(crate) async fn login(
                     .detail("address", peer.to_string()),
             )
             .await?;
-        let pending = state.pending.create(&user.name, std::time::Instant::now());
+        let pending = state
+            .pending
+            .create(&user.name, &user.id, std::time::Instant::now());
         info!(user = %user.name, "password accepted; second factor required");
         return Ok((
             [(header::SET_COOKIE, crate::mfa::set_pending_cookie(&pending))],

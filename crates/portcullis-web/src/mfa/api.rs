@@ -113,10 +113,15 @@ pub(crate) async fn login_code(
             .await?;
         return Ok(wrong_code());
     }
-    if state.pending.take(&token, Instant::now()).is_none() {
+    let Some((_, user_id)) = state.pending.take(&token, Instant::now()) else {
+        return Err(WebError::Unauthorized);
+    };
+    let user = state.store.get_user(&name)?.ok_or(WebError::Unauthorized)?;
+    // The account whose password was right, not a new one given its name since.
+    if user.id != user_id {
+        warn!(user = %name, "second factor: the account was replaced since its password step");
         return Err(WebError::Unauthorized);
     }
-    let user = state.store.get_user(&name)?.ok_or(WebError::Unauthorized)?;
     if user.locked {
         return Err(WebError::Forbidden(
             "your account is locked by the security team".into(),
@@ -305,6 +310,64 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// The second step completes the login of the account whose password was right, not of a
+    /// new account given its name meanwhile (whose code someone may have).
+    #[tokio::test]
+    async fn a_pending_login_is_its_accounts_not_its_names() {
+        use std::sync::Arc;
+
+        use axum::body::Body as HttpBody;
+        use axum::extract::ConnectInfo;
+        use portcullis_secrets::SecretKey;
+        use portcullis_store::{MemoryStore, MfaRecord, Store, UserRecord};
+        use tower::ServiceExt;
+
+        let key = SecretKey::generate();
+        let secret = b"12345678901234567890";
+        let mut carol: UserRecord = serde_json::from_value(json!({
+            "name": "carol", "password_hash": "x", "role": "user", "created_at": 0, "locked": false,
+        }))
+        .unwrap();
+        carol.id = "u_new".into();
+        carol.mfa = Some(MfaRecord {
+            sealed_secret: key.seal(secret, &secret_aad("carol")),
+            confirmed: true,
+            last_step: 0,
+            since: 0,
+        });
+        let store = Arc::new(MemoryStore::new());
+        store.create_user(&carol).unwrap();
+        let state = AppState::new(store, Arc::new(key), portcullis_broker::Broker::default());
+        let second_step = |token: String, at: u64| {
+            let code = crate::mfa::totp::totp(secret, at);
+            let mut req = axum::http::Request::builder()
+                .method("POST")
+                .uri("/api/v1/auth/mfa")
+                .header("cookie", format!("{PENDING_COOKIE}={token}"))
+                .header("x-portcullis-csrf", "1")
+                .header("content-type", "application/json")
+                .body(HttpBody::from(json!({ "code": code }).to_string()))
+                .unwrap();
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 4000))));
+            crate::router(state.clone()).oneshot(req)
+        };
+        let now = u64::try_from(crate::ops::now_unix()).unwrap();
+        // The password step was passed by the account carol was before (another id).
+        let stale = state.pending.create("carol", "u_old", Instant::now());
+        let res = second_step(stale, now).await.unwrap();
+        assert_eq!(res.status(), axum::http::StatusCode::UNAUTHORIZED);
+        assert!(res
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("pc_session=")));
+        // The account's own pending login gets in (with the next code: the last one is spent).
+        let own = state.pending.create("carol", "u_new", Instant::now());
+        let res = second_step(own, now + STEP_SECS).await.unwrap();
+        assert_eq!(res.status(), axum::http::StatusCode::OK);
+    }
 
     #[test]
     fn the_uri_and_qr_code() {

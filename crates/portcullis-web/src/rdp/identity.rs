@@ -89,7 +89,7 @@ impl IdentityKeeper for Keeper {
             self.audit.record(record).await.map_err(|e| e.to_string())?;
             info!(target = %self.target, sha256 = %learned.sha256, pinned = learned.first_certificate,
                 nla = learned.first_nla, "RDP target identity remembered");
-            self.update(|id| {
+            let updated = self.update(|id| {
                 if learned.first_certificate {
                     match &id.tls_sha256 {
                         None => id.tls_sha256 = Some(learned.sha256.clone()),
@@ -109,7 +109,22 @@ impl IdentityKeeper for Keeper {
                 id.refused_sha256 = None;
                 id.refused_downgrade = false;
                 Ok(())
-            })
+            });
+            if let Err(why) = &updated {
+                // The allow on record did not hold (another connection pinned another
+                // certificate first, say): the trail says so, and the connection is refused.
+                let record = Record::new(kind(), &self.user)
+                    .target(&self.target)
+                    .detail("decision", "deny")
+                    .detail("reason", "pin_failed")
+                    .detail("sha256", learned.sha256.as_str())
+                    .detail("message", why.as_str());
+                if let Err(e) = self.audit.record(record).await {
+                    warn!(target = %self.target, error = %e,
+                        "the refusal of an RDP target identity is not in the audit trail");
+                }
+            }
+            updated
         })
     }
 
@@ -289,6 +304,14 @@ mod tests {
         assert_eq!(recs[1]["detail"]["presented_sha256"], B);
         assert_eq!(recs[1]["actor"], "alice");
         assert_eq!(recs[1]["target"], "win");
+        // The raced connection's allow is followed by its refusal: the trail ends on the truth.
+        let raced: Vec<Value> = records(&f.log)
+            .into_iter()
+            .filter(|r| r["detail"]["sha256"] == B)
+            .collect();
+        let decisions: Vec<&Value> = raced.iter().map(|r| &r["detail"]["decision"]).collect();
+        assert_eq!(decisions, ["allow", "deny"], "{raced:?}");
+        assert_eq!(raced[1]["detail"]["reason"], "pin_failed");
     }
 
     #[tokio::test]
