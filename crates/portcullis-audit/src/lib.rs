@@ -70,11 +70,12 @@
 //!
 //! A sealing log first checks its last seal with the key's public half: one that does not verify
 //! (the log was changed, or the key is another) refuses the open ([`AuditError::SealMismatch`]).
-//! Records after the last seal are sealed as found (an `audit_sealed` record) only when they can
-//! be a crash's unacknowledged write, at most [`MAX_BATCH_RECORDS`]; more refuse the open
-//! ([`AuditError::UnsealedTail`]). A log without any seal (from before sealing) is sealed as found
-//! (trust on first use): [`VerifyReport::sealed_as_found`] names what no seal made at writing
-//! time vouches for.
+//! Records after the last seal can be a crash's unacknowledged write only up to
+//! [`MAX_BATCH_RECORDS`]; more refuse the open ([`AuditError::UnsealedTail`]). Fewer are set
+//! aside: copied to a quarantine file, cut, and recorded first (`audit_set_aside`;
+//! [`VerifyReport::set_aside`] lists them and checks each file). A log with no seal to go back to
+//! (from before sealing) is sealed as found (an `audit_sealed` record; trust on first use):
+//! [`VerifyReport::sealed_as_found`] names what no seal made at writing time vouches for.
 //!
 //! [`verify`] checks the whole chain offline and names the first bad record (file, line, seq,
 //! problem); given the public key, every seal and that the last record is sealed. Seals show
@@ -120,6 +121,6 @@ pub use log::{
 };
 pub use query::{read_only_query, Filter, Order, MAX_QUERY_LIMIT};
 pub use record::{Entry, Kind, Record, Seal, MAX_RECORD_BYTES, SEAL_DOMAIN};
-pub use segment::is_held;
+pub use segment::{held_since, is_held};
 pub use ticket::{Appended, Ticket};
 pub use verify::{verify, SealedAsFound, SetAside, TornTail, VerifyError, VerifyReport};

@@ -89,10 +89,11 @@ impl OpenOptions {
 
     /// Seals the log with the gateway's signing key: the last record of each write carries the
     /// key's seal of its hash. Opening checks the log's last seal with the key
-    /// ([`AuditError::SealMismatch`]); a log whose last record has no seal (a log from before
-    /// sealing, or a crash in the middle of a write: at most [`MAX_BATCH_RECORDS`] records after
-    /// the last seal, else [`AuditError::UnsealedTail`]) first gets an `audit_sealed` record that
-    /// seals it as found. Then [`verify`](crate::verify) with the public key shows any change.
+    /// ([`AuditError::SealMismatch`]); records after the last seal (a crash in the middle of a
+    /// write: at most [`MAX_BATCH_RECORDS`], else [`AuditError::UnsealedTail`]) are set aside
+    /// in a quarantine file, recorded first (`audit_set_aside`); a log with no seal to go back
+    /// to (from before sealing) first gets an `audit_sealed` record that seals it as found.
+    /// Then [`verify`](crate::verify) with the public key shows any change.
     #[must_use]
     pub fn sealing_key(mut self, key: SigningKey) -> Self {
         self.seal = Some(Arc::new(key));
@@ -200,6 +201,7 @@ impl OpenOptions {
             room: Condvar::new(),
             capacity: self.queue_depth,
             durable_seq: AtomicU64::new(state.chain.next_seq - 1),
+            written_seq: AtomicU64::new(state.chain.next_seq - 1),
             opened_at: (state.chain.next_seq - 1, state.chain.prev),
             appended: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -242,8 +244,9 @@ impl OpenOptions {
                 .detail("sha256", q.sha256.as_str())
                 .detail(
                     "reason",
-                    "records after the trail's last seal: a write a crash left unfinished, never \
-                     acknowledged; copied to the file named, not part of the chain",
+                    "records after the trail's last seal (a write a crash left unfinished, or \
+                     records added or stripped of their seals while the gateway was down): \
+                     copied to the file named, not part of the chain",
                 );
             let by_seq = log.append(record)?.seq;
             log.recovery.set_aside = Some(SetAside {
@@ -251,6 +254,7 @@ impl OpenOptions {
                 from_seq: q.from_seq,
                 to_seq: q.to_seq,
                 file: q.file,
+                file_intact: true,
             });
             log.recovery.next_seq = by_seq + 1;
         }
@@ -437,8 +441,12 @@ impl AuditLog {
     /// last seal is [`Problem::Unsealed`], whoever holds the lock. Blocking file I/O.
     pub fn verify(&self) -> Result<crate::VerifyReport, crate::VerifyError> {
         let acknowledged = self.shared.durable_seq.load(Ordering::Acquire);
-        crate::verify::verify_with(&self.dir, self.verifying_key.as_ref(), &|from, _| {
-            from > acknowledged
+        crate::verify::verify_with(&self.dir, self.verifying_key.as_ref(), &|from, last| {
+            // Only records this writer has started writing and not yet acknowledged, while it
+            // still writes: not records someone else appended after its last write.
+            let written = self.shared.written_seq.load(Ordering::Acquire);
+            let writing = matches!(self.shared.lock_queue().state, State::Open);
+            writing && from > acknowledged && last <= written
         })
     }
 
@@ -564,6 +572,8 @@ struct Shared {
     /// The last fsynced seq: queries read no further (a line past it may be half written, or
     /// whole but not yet on disk: a crash would take it back).
     durable_seq: AtomicU64,
+    /// The last record the writer has handed to the file (fsynced or not yet).
+    written_seq: AtomicU64,
     /// The last record's seq and hash when the log was opened.
     opened_at: (u64, Digest),
     appended: AtomicU64,
@@ -755,6 +765,11 @@ impl Writer {
         if let (Some(key), Some(last)) = (&self.seal, self.last_framed.take()) {
             insert_seal(&mut self.buf, &last, &Seal::sign(key, &last.hash));
         }
+        // Before the bytes reach the file: a check of the log by its owner meanwhile takes
+        // these records for its own write in progress, and no others.
+        self.shared
+            .written_seq
+            .store(self.chain.next_seq - 1, Ordering::Release);
         self.file
             .write_all(&self.buf)
             .map_err(stopped("write", &self.path))?;
@@ -822,7 +837,15 @@ fn lock_dir(dir: &Path) -> Result<File, AuditError> {
         .open(&path)
         .map_err(AuditError::io("open", &path))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => {
+            // Since when this writer holds the log (see `held_since`); the file stays the lock
+            // whatever this write does.
+            let mut f = &file;
+            let _ = f.set_len(0).and_then(|()| {
+                std::io::Write::write_all(&mut f, format!("{}\n", system_ms()).as_bytes())
+            });
+            Ok(file)
+        }
         Err(TryLockError::WouldBlock) => Err(AuditError::Locked(dir.to_owned())),
         Err(TryLockError::Error(e)) => Err(AuditError::io("lock", &path)(e)),
     }

@@ -250,6 +250,17 @@ pub fn is_held(dir: &Path) -> bool {
     matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
 }
 
+/// When the process holding the log in `dir` took it (Unix ms), while one does: what it wrote
+/// in the lock file, which only the log's owner can write (anyone who can read the file can take
+/// a lock on it, not write it). `None` when nobody holds the log or it cannot be told.
+pub fn held_since(dir: &Path) -> Option<u64> {
+    if !is_held(dir) {
+        return None;
+    }
+    let text = fs::read_to_string(dir.join(LOCK_FILE)).ok()?;
+    text.trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,10 +61,10 @@ pub struct VerifyReport {
     pub set_aside: Vec<SetAside>,
 }
 
-/// Records after a log's last seal that a crash left in the middle of a write (never
-/// acknowledged, so no act waited on them): opening the log copied them to a quarantine file in
-/// its directory, cut them, and recorded that (`audit_set_aside`, this record) before anything
-/// else. Not part of the chain; kept, not vouched for.
+/// Records after a log's last seal (what a crash in the middle of a write leaves; records added,
+/// or stripped of their seals, while the gateway was down look the same): opening the log copied
+/// them to a quarantine file in its directory, cut them, and recorded that (`audit_set_aside`,
+/// this record) before anything else. Not part of the chain; kept, vouched for by nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetAside {
     /// The `audit_set_aside` record's seq.
@@ -75,6 +75,9 @@ pub struct SetAside {
     pub to_seq: u64,
     /// The quarantine file's name, in the log's directory.
     pub file: String,
+    /// The file is there and holds what the record says (its length and SHA-256): deleting or
+    /// editing the only copy of records set aside shows.
+    pub file_intact: bool,
 }
 
 /// Records an `audit_sealed` record vouches for that were not sealed when written.
@@ -188,7 +191,14 @@ pub(crate) fn verify_with(
         last_sealed_seq: seals.last_sealed,
         unsealed_tail,
         sealed_as_found: seals.sealed_as_found,
-        set_aside: seals.set_aside,
+        set_aside: seals
+            .set_aside
+            .into_iter()
+            .map(|(mut aside, bytes, sha256)| {
+                aside.file_intact = crate::set_aside::still_there(dir, &aside.file, bytes, &sha256);
+                aside
+            })
+            .collect(),
     })
 }
 
@@ -226,8 +236,8 @@ pub(crate) struct Seals<'k> {
     pub(crate) last_seal: Option<SealAt>,
     /// Where the last sealed record's line ends: its file, and the byte after its newline.
     pub(crate) last_seal_end: Option<(PathBuf, u64)>,
-    /// The `audit_set_aside` records seen.
-    pub(crate) set_aside: Vec<SetAside>,
+    /// The `audit_set_aside` records seen, with the length and SHA-256 they give their file.
+    pub(crate) set_aside: Vec<(SetAside, u64, String)>,
 }
 
 impl<'k> Seals<'k> {
@@ -249,25 +259,26 @@ impl<'k> Seals<'k> {
     /// checking its seal if there is a key.
     fn note(&mut self, entry: &Entry, file: &Path, line: u64, end: u64) -> Result<(), Problem> {
         if entry.record.kind == Kind::AUDIT_SET_ASIDE {
-            let n = |k: &str| {
-                entry
-                    .record
-                    .detail
+            let detail = &entry.record.detail;
+            let n = |k: &str| detail.get(k).and_then(serde_json::Value::as_u64);
+            let text = |k: &str| {
+                detail
                     .get(k)
-                    .and_then(serde_json::Value::as_u64)
-            };
-            self.set_aside.push(SetAside {
-                by_seq: entry.seq,
-                from_seq: n("from_seq").unwrap_or(0),
-                to_seq: n("to_seq").unwrap_or(0),
-                file: entry
-                    .record
-                    .detail
-                    .get("file")
                     .and_then(serde_json::Value::as_str)
                     .unwrap_or_default()
-                    .to_owned(),
-            });
+                    .to_owned()
+            };
+            self.set_aside.push((
+                SetAside {
+                    by_seq: entry.seq,
+                    from_seq: n("from_seq").unwrap_or(0),
+                    to_seq: n("to_seq").unwrap_or(0),
+                    file: text("file"),
+                    file_intact: false,
+                },
+                n("bytes").unwrap_or(0),
+                text("sha256"),
+            ));
         }
         self.last = Some(Located {
             file: file.to_owned(),

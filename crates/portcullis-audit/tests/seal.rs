@@ -575,8 +575,8 @@ fn opening_finds_the_last_seal_in_an_earlier_segment() {
 }
 
 /// More records after the last seal than one write holds cannot be a crash's unacknowledged
-/// write: refused, naming the count and the last sealed record. Up to one write's worth is
-/// still sealed as found.
+/// write: refused, naming the count and the last sealed record. Up to one write's worth is set
+/// aside.
 #[test]
 fn opening_refuses_more_unsealed_records_than_one_write_holds() {
     let dir = tempfile::tempdir().unwrap();
@@ -675,6 +675,43 @@ fn an_unsealed_tail_is_a_write_in_progress_only_if_it_could_be_one() {
     drop(log);
 }
 
+/// Records appended by someone else after the gateway's last write (chained, unsealed) are not
+/// the gateway's write in progress, however few: its own check refuses them, while an outside
+/// check, which cannot tell, takes them for one (and the CLI checks again a moment later).
+#[test]
+fn the_writers_own_check_refuses_records_it_did_not_write() {
+    let fixed = || sealing().clock(|| 1_700_000_000_000);
+    // The same records, sealed the same way (deterministic signatures), with two more whose
+    // seals are stripped: the lines someone would append.
+    let other = tempfile::tempdir().unwrap();
+    let log = fixed().open(other.path()).unwrap();
+    fill_batches(&log, 3, 2);
+    drop(log);
+    tamper_and_rehash(other.path(), |_, line| line, |seq| seq < 5);
+    let extra = lines(&segments(other.path())[0])[4..].join("\n") + "\n";
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = fixed().open(dir.path()).unwrap();
+    fill_batches(&log, 2, 2);
+    let segment = &segments(dir.path())[0];
+    let mut text = std::fs::read_to_string(segment).unwrap();
+    text.push_str(&extra);
+    std::fs::write(segment, text).unwrap();
+    assert_eq!(
+        verify(dir.path(), Some(&public())).unwrap().unsealed_tail,
+        2
+    );
+    match log.verify() {
+        Err(VerifyError::Broken(bad)) => assert_eq!(
+            bad.problem,
+            Problem::Unsealed {
+                last_sealed: Some(4)
+            }
+        ),
+        other => panic!("the writer's check took appended records for its own: {other:?}"),
+    }
+}
+
 /// The gateway's own check of a sealed log it is writing: intact.
 #[test]
 fn the_writers_own_check_passes_on_its_sealed_log() {
@@ -684,4 +721,69 @@ fn the_writers_own_check_passes_on_its_sealed_log() {
     let report = log.verify().unwrap();
     assert_eq!((report.records, report.unsealed_tail), (9, 0));
     assert!(report.key_checked);
+}
+
+/// A log whose second write a crash left half done: records 5 and 6 after the last seal.
+fn half_written(dir: &Path) -> Vec<String> {
+    let log = sealing().open(dir).unwrap();
+    fill_batches(&log, 2, 4);
+    drop(log);
+    let path = &segments(dir)[0];
+    let mut kept = lines(path);
+    kept.truncate(6);
+    write_lines(path, &kept);
+    kept
+}
+
+/// A start stopped in the middle of setting records aside (the copy half written, or whole but
+/// not yet cut) does it again at the next start, whatever it left; a file planted under the
+/// quarantine name is left alone; and deleting or changing the copy afterwards shows in verify.
+#[test]
+fn an_interrupted_set_aside_is_done_again_and_its_copy_is_checked() {
+    let name = |n: &str| format!("quarantine-{:020}-{:020}{n}.jsonl", 5, 6);
+    // The copy half written under its temporary name.
+    let dir = tempfile::tempdir().unwrap();
+    let kept = half_written(dir.path());
+    let tail = kept[4..].join("\n") + "\n";
+    std::fs::write(
+        dir.path()
+            .join(format!("quarantine-{:020}-{:020}.partial", 5, 6)),
+        &tail[..10],
+    )
+    .unwrap();
+    let log = sealing().open(dir.path()).unwrap();
+    assert_eq!(log.recovery().set_aside.as_ref().unwrap().file, name(""));
+    drop(log);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(name(""))).unwrap(),
+        tail
+    );
+
+    // The copy whole under its name, the records not yet cut.
+    let dir = tempfile::tempdir().unwrap();
+    let kept = half_written(dir.path());
+    std::fs::write(dir.path().join(name("")), kept[4..].join("\n") + "\n").unwrap();
+    let log = sealing().open(dir.path()).unwrap();
+    assert_eq!(log.recovery().set_aside.as_ref().unwrap().file, name(""));
+    drop(log);
+    let report = verify(dir.path(), Some(&public())).unwrap();
+    assert!(report.set_aside[0].file_intact);
+
+    // Something else under that name: kept, and the copy goes to the next name.
+    let dir = tempfile::tempdir().unwrap();
+    half_written(dir.path());
+    std::fs::write(dir.path().join(name("")), "planted\n").unwrap();
+    let log = sealing().open(dir.path()).unwrap();
+    assert_eq!(log.recovery().set_aside.as_ref().unwrap().file, name("-1"));
+    drop(log);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(name(""))).unwrap(),
+        "planted\n"
+    );
+    let report = verify(dir.path(), Some(&public())).unwrap();
+    assert!(report.set_aside[0].file_intact);
+    // The only copy changed: verify says so.
+    std::fs::write(dir.path().join(name("-1")), "changed\n").unwrap();
+    let report = verify(dir.path(), Some(&public())).unwrap();
+    assert!(!report.set_aside[0].file_intact);
 }

@@ -96,15 +96,18 @@ pub(crate) struct SessionShared {
 }
 
 impl SessionShared {
+    /// Calls `f` for every viewer still there, with the viewer list let go: `f` may record in
+    /// the audit trail, which can wait on a stalled disk, and an attach on the shared runtime
+    /// takes that list.
     fn for_each_viewer(&self, mut f: impl FnMut(&ViewerShared)) {
-        let mut viewers = lock(&self.viewers);
-        viewers.retain(|w| match w.upgrade() {
-            Some(v) => {
-                f(&v);
-                true
-            }
-            None => false,
-        });
+        let live: Vec<Arc<ViewerShared>> = {
+            let mut viewers = lock(&self.viewers);
+            viewers.retain(|w| w.strong_count() > 0);
+            viewers.iter().filter_map(Weak::upgrade).collect()
+        };
+        for v in &live {
+            f(v);
+        }
     }
 
     pub(crate) fn tap_event(&self, event: TapEvent) {

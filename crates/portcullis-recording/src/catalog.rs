@@ -128,6 +128,15 @@ pub fn summary(
 /// The number of manifest lines of a closed recording (its end line's seq + 1), read from its
 /// last line; `None` when that is not an end line. For the audit record of its close.
 pub fn closed_lines(storage: &dyn RecordingStorage, id: &str) -> Result<Option<u64>, StorageError> {
+    Ok(closed_end(storage, id)?.map(|(lines, _)| lines))
+}
+
+/// A closed recording's line count and its end line's chain value (hex), as its last line says
+/// (unchecked: for the gateway's own record of a close it has just written).
+pub fn closed_end(
+    storage: &dyn RecordingStorage,
+    id: &str,
+) -> Result<Option<(u64, String)>, StorageError> {
     let len = storage
         .len(id, MANIFEST)?
         .ok_or_else(|| StorageError::NotFound(id.to_owned()))?;
@@ -139,7 +148,7 @@ pub fn closed_lines(storage: &dyn RecordingStorage, id: &str) -> Result<Option<u
         .find(|l| !l.is_empty())
         .and_then(|l| serde_json::from_slice::<crate::manifest::Line>(l).ok());
     Ok(last.and_then(|l| match l.body.entry {
-        Entry::End { .. } => Some(l.body.seq.saturating_add(1)),
+        Entry::End { .. } => Some((l.body.seq.saturating_add(1), l.chain)),
         _ => None,
     }))
 }
@@ -585,6 +594,10 @@ pub struct Recovered {
     /// that close (the gateway stopped between the two): recorded now (`found_closed`), nothing
     /// else done. [`Recovered::problem`] names anything the full check found wrong.
     pub found_closed: bool,
+    /// It ends with a signed end line, but not as the gateway left it (damage, lines that
+    /// cannot be tied to its chain, another line count than the close on record): left as it
+    /// is, nothing recorded as closed; [`Recovered::problem`] says what.
+    pub altered_end: bool,
     /// Recovery could not close it (a full disk, an unreadable byte, the audit trail refusing
     /// the record of what recovery was about to do): it stays as it was, still verifiable up to
     /// its last listed segment, and the next start tries again. The other recordings are not
@@ -601,6 +614,9 @@ pub struct ClosedOnRecord {
     /// Manifest lines the recording had when closed (its end line's seq + 1); 0 when the
     /// record does not say.
     pub lines: u64,
+    /// The end line's chain value (hex), which only this recording's manifest leads to; `None`
+    /// when the record does not say (older records).
+    pub chain: Option<String>,
 }
 
 /// What recovery is about to do to one recording: told to [`RecoveryTrail::before`] first.
@@ -618,6 +634,9 @@ pub struct RecoveryAct {
     /// Manifest lines the recording has once the act is done (its end line's seq + 1; `None`
     /// for a delete): what the next start compares with.
     pub lines: Option<u64>,
+    /// The end line's chain value (hex), once known: for a `found_closed`, and for a `close`
+    /// when [`RecoveryTrail::after`] hears of it.
+    pub chain: Option<String>,
     /// Byte ranges copied to quarantine files: (file, from, to).
     pub set_aside: Vec<(String, u64, u64)>,
     /// Files cut after being set aside: (file, new length, old length).
@@ -698,6 +717,7 @@ impl Recovered {
             quarantined: Vec::new(),
             found_cut: None,
             found_closed: false,
+            altered_end: false,
             failed: Some(e),
         }
     }
@@ -712,7 +732,10 @@ fn ends_as_on_record(
     closed: &ClosedOnRecord,
     key: &VerifyingKey,
 ) -> bool {
-    let Some(seq) = closed.lines.checked_sub(1).filter(|s| *s > 0) else {
+    let (Some(seq), Some(chain)) = (
+        closed.lines.checked_sub(1).filter(|s| *s > 0),
+        closed.chain.as_deref(),
+    ) else {
         return false;
     };
     let Ok(Some(len)) = storage.len(id, MANIFEST) else {
@@ -740,15 +763,12 @@ fn ends_as_on_record(
     else {
         return false;
     };
+    // The end line must be the one on record (its chain value names this recording's whole
+    // manifest: an end line spliced in from another recording has another), and its body must
+    // lead to that value from the line before it.
     matches!(
         crate::manifest::check_line(last, seq, &prev, key),
-        Ok((
-            crate::manifest::Body {
-                entry: Entry::End { .. },
-                ..
-            },
-            _
-        ))
+        Ok((crate::manifest::Body { entry: Entry::End { .. }, .. }, c)) if hex::encode(c) == chain
     )
 }
 
@@ -772,6 +792,7 @@ fn recover_one(
                 state: None,
                 reason: String::new(),
                 lines: None,
+                chain: None,
                 set_aside: Vec::new(),
                 cut: Vec::new(),
             })
@@ -797,12 +818,46 @@ fn recover_one(
     }
     let here = s.bodies.last().map_or(0, |b| b.seq.saturating_add(1));
     if s.is_ended() {
-        // Closed, and the full check above found its end line (signed, in its place), yet the
-        // trail has no record of this close (the gateway stopped between writing the end line
-        // and recording it), or not this one: recorded now, so that the next start can skip it.
-        // What the full check found wrong, if anything, stays for `verify` to report.
-        if closed.as_ref().is_some_and(|c| c.lines == here) {
-            return Ok(None);
+        let end_chain = hex::encode(s.chain);
+        let clean = s.first_problem().is_none() && s.untied_from.is_none();
+        match &closed {
+            // The close on record, exactly (the quick check could not read it, say).
+            Some(c) if c.lines == here && c.chain.as_deref() == Some(end_chain.as_str()) => {
+                return Ok(None);
+            }
+            // Whole up to its end line and closed, yet the trail has no record of this close
+            // (the gateway stopped between writing the end line and recording it), or one from
+            // before closes named their chain value: recorded now, so that the next start can
+            // skip it.
+            None if clean => {}
+            Some(c) if clean && c.lines == here && c.chain.is_none() => {}
+            // It ends with a signed end line, but not as the gateway left it: damage before it,
+            // lines that cannot be tied to the chain (an end spliced in from another recording
+            // signed with the same key), or another end than the close on record. Nothing to
+            // close and nothing recorded as closed: `verify` names what is wrong, and the next
+            // start checks it fully again.
+            _ => {
+                return Ok(Some(Recovered {
+                    id: id.to_owned(),
+                    discarded_bytes: 0,
+                    problem: s.first_problem().or_else(|| {
+                        closed.as_ref().map(|c| Problem {
+                            seq: here.saturating_sub(1),
+                            what: format!(
+                                "its end line is not the one the audit trail (record {}) says \
+                                 the gateway closed it with ({} manifest lines; this one makes \
+                                 {here})",
+                                c.audit_seq, c.lines
+                            ),
+                        })
+                    }),
+                    quarantined: Vec::new(),
+                    found_cut: None,
+                    found_closed: false,
+                    altered_end: true,
+                    failed: None,
+                }));
+            }
         }
         let state = s.bodies.last().and_then(|b| match &b.entry {
             Entry::End { state, .. } => Some(*state),
@@ -813,18 +868,12 @@ fn recover_one(
                 id: id.to_owned(),
                 action: "found_closed",
                 state,
-                reason: match &closed {
-                    Some(c) => format!(
-                        "found closed with {here} manifest lines, where the audit trail (record \
-                         {}) says {}",
-                        c.audit_seq, c.lines
-                    ),
-                    None => format!(
-                        "found closed with {here} manifest lines, a close the audit trail had no \
-                         record of"
-                    ),
-                },
+                reason: format!(
+                    "found closed with {here} manifest lines, a close the audit trail had no \
+                     record of"
+                ),
                 lines: Some(here),
+                chain: Some(end_chain),
                 set_aside: Vec::new(),
                 cut: Vec::new(),
             })
@@ -836,6 +885,7 @@ fn recover_one(
             quarantined: Vec::new(),
             found_cut: None,
             found_closed: true,
+            altered_end: false,
             failed: None,
         }));
     }
@@ -847,6 +897,7 @@ fn recover_one(
         reason: String::new(),
         // The end line follows the last line that checks out.
         lines: Some(here + 1),
+        chain: None,
         set_aside: Vec::new(),
         cut: Vec::new(),
     };
@@ -970,6 +1021,7 @@ fn recover_one(
         discarded,
     )?;
     planned.reason = reason.clone();
+    planned.chain = Some(w.chain_hex());
     trail.after(&planned).map_err(refused)?;
     Ok(Some(Recovered {
         id: id.to_owned(),
@@ -978,6 +1030,7 @@ fn recover_one(
         quarantined,
         found_cut: closed,
         found_closed: false,
+        altered_end: false,
         failed: None,
     }))
 }

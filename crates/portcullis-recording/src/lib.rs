@@ -17,9 +17,9 @@ pub mod storage;
 pub mod writer;
 
 pub use catalog::{
-    closed_lines, detail, expire, read_piece, read_run, recover, summary, verify, ClosedOnRecord,
-    Detail, ListedState, Piece, Recovered, RecoveryAct, RecoveryTrail, Status, Summary, Verdict,
-    QUARANTINE_PREFIX,
+    closed_end, closed_lines, detail, expire, read_piece, read_run, recover, summary, verify,
+    ClosedOnRecord, Detail, ListedState, Piece, Recovered, RecoveryAct, RecoveryTrail, Status,
+    Summary, Verdict, QUARANTINE_PREFIX,
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use live::LiveRecordings;

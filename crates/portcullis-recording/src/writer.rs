@@ -99,6 +99,12 @@ impl RecordingWriter {
         &self.id
     }
 
+    /// The chain value after the last line written, hex: once closed, the end line's, which
+    /// names this recording's whole manifest (what the audit trail's close records).
+    pub fn chain_hex(&self) -> String {
+        hex::encode(self.chain)
+    }
+
     /// Continues a recording found open at start-up (see `catalog::recover`).
     pub(crate) fn resume(
         id: String,

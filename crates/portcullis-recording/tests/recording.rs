@@ -830,6 +830,7 @@ impl portcullis_recording::RecoveryTrail for Trail {
             Some((i, a)) => a.lines.map(|lines| portcullis_recording::ClosedOnRecord {
                 audit_seq: 1000 + i as u64,
                 lines,
+                chain: a.chain.clone(),
             }),
             None => self.closed.get(id).cloned(),
         })
@@ -883,6 +884,7 @@ fn a_closed_recording_cut_while_the_gateway_was_down_is_found_cut_not_incomplete
         portcullis_recording::ClosedOnRecord {
             audit_seq: 42,
             lines: 8,
+            chain: None,
         },
     );
 
@@ -979,13 +981,22 @@ fn start_up_skips_only_an_end_line_the_trail_has_on_record() {
     for id in ["kept", "forged", "unrecorded"] {
         write(&disk, &key, id, 5, true);
     }
-    let on_record = |seq| portcullis_recording::ClosedOnRecord {
+    let end_of = |id: &str| {
+        portcullis_recording::closed_end(&disk, id)
+            .unwrap()
+            .unwrap()
+            .1
+    };
+    let on_record = |seq, id: &str| portcullis_recording::ClosedOnRecord {
         audit_seq: seq,
         lines: 8,
+        chain: Some(end_of(id)),
     };
     let mut trail = Trail::default();
-    trail.closed.insert("kept".into(), on_record(10));
-    trail.closed.insert("forged".into(), on_record(11));
+    trail.closed.insert("kept".into(), on_record(10, "kept"));
+    trail
+        .closed
+        .insert("forged".into(), on_record(11, "forged"));
     // "forged": the end line and the last segment cut, and an end line that parses but was
     // never signed put in their place (its reason rewritten).
     let path = dir.path().join("forged/manifest.jsonl");
@@ -1037,38 +1048,94 @@ fn start_up_skips_only_an_end_line_the_trail_has_on_record() {
         .unwrap()
         .is_intact());
 
-    // With those acts on record, the next start skips all three.
-    for (id, a) in [("forged", closed), ("unrecorded", act)] {
-        trail.closed.insert(
-            id.into(),
-            portcullis_recording::ClosedOnRecord {
-                audit_seq: 20,
-                lines: a.lines.unwrap(),
-            },
-        );
-    }
+    // With those closes on record (the close carried out, the close found), the next start
+    // skips all three.
+    assert!(
+        closed.chain.is_none(),
+        "the intent does not know the end yet"
+    );
+    let done_acts = trail.done.lock().unwrap().clone();
+    assert!(done_acts.iter().all(|a| a.chain.is_some()), "{done_acts:?}");
     trail.acts.lock().unwrap().clear();
-    trail.done.lock().unwrap().clear();
     let done = recover(&disk, &key, &trail, 1_700_000_300_000).unwrap();
     assert!(done.is_empty(), "{done:?}");
     assert!(trail.acts.lock().unwrap().is_empty());
 
     // A close on record with another line count than the file's end line: the full check, which
-    // finds it closed and records the count it found.
+    // names the difference, records no close and leaves it for verify.
     trail.closed.insert(
         "kept".into(),
         portcullis_recording::ClosedOnRecord {
             audit_seq: 30,
             lines: 9,
+            chain: Some(end_of("kept")),
         },
     );
     let done = recover(&disk, &key, &trail, 1_700_000_400_000).unwrap();
     assert_eq!(done.len(), 1, "{done:?}");
-    assert!(done[0].found_closed);
-    let acts = trail.acts.lock().unwrap();
+    assert!(done[0].altered_end && !done[0].found_closed, "{done:?}");
+    let what = &done[0].problem.as_ref().unwrap().what;
     assert!(
-        acts[0].reason.contains("(record 30) says 9"),
-        "{}",
-        acts[0].reason
+        what.contains("(record 30) says the gateway closed it with (9 manifest lines"),
+        "{what}"
     );
+    assert!(trail.acts.lock().unwrap().is_empty());
+}
+
+/// An end spliced in from another recording signed with the same key (after a damaged line, so
+/// that the chain cannot tie it) is not taken for the recording's close: nothing is recorded as
+/// closed, and every start checks it fully again.
+#[test]
+fn an_end_spliced_from_another_recording_is_not_recorded_as_a_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    write(&disk, &key, "victim", 5, true);
+    write(&disk, &key, "other", 5, true);
+    let end = |id| {
+        portcullis_recording::closed_end(&disk, id)
+            .unwrap()
+            .unwrap()
+            .1
+    };
+    let (victim_end, other_end) = (end("victim"), end("other"));
+    let victim = std::fs::read_to_string(dir.path().join("victim/manifest.jsonl")).unwrap();
+    let other = std::fs::read_to_string(dir.path().join("other/manifest.jsonl")).unwrap();
+    let v: Vec<&str> = victim.lines().collect();
+    let o: Vec<&str> = other.lines().collect();
+    // The victim's end and last segment cut, a garbage line, then the other's last two lines.
+    let mut forged: Vec<&str> = v[..6].to_vec();
+    forged.push("garbage");
+    forged.extend(&o[6..]);
+    std::fs::write(
+        dir.path().join("victim/manifest.jsonl"),
+        forged.join("\n") + "\n",
+    )
+    .unwrap();
+    let mut trail = Trail::default();
+    for (id, chain) in [("victim", &victim_end), ("other", &other_end)] {
+        trail.closed.insert(
+            id.into(),
+            portcullis_recording::ClosedOnRecord {
+                audit_seq: 1,
+                lines: 8,
+                chain: Some(chain.clone()),
+            },
+        );
+    }
+    for start in 0..2 {
+        let done = recover(&disk, &key, &trail, 1_700_000_200_000 + start).unwrap();
+        let victim = done.iter().find(|r| r.id == "victim");
+        assert!(
+            victim.is_some_and(|r| !r.found_closed && r.failed.is_none()),
+            "start {start}: {done:?}"
+        );
+        let acts = trail.acts.lock().unwrap();
+        assert!(
+            acts.iter().all(|a| a.action != "found_closed"),
+            "start {start}: {acts:?}"
+        );
+    }
+    let v = verify(&disk, "victim", &key.verifying_key()).unwrap();
+    assert!(!v.is_intact());
 }

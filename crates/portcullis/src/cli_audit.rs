@@ -262,12 +262,21 @@ pub(crate) fn verify_cmd(
     }
     for aside in &report.set_aside {
         println!(
-            "set aside at seq {}: records {} to {} came after the last seal of a write a crash left unfinished (never acknowledged); they are kept in {}, out of the chain and vouched for by nothing",
+            "set aside at seq {}: records {} to {} came after the trail's last seal (a write a crash left unfinished, or records added or stripped of their seals while the gateway was down); kept in {}, out of the chain, vouched for by nothing{}",
             aside.by_seq,
             aside.from_seq,
             aside.to_seq,
-            dir.join(&aside.file).display()
+            dir.join(&aside.file).display(),
+            if aside.file_intact {
+                ""
+            } else {
+                " — NOT VOUCHED FOR: that file is missing or does not hold what the record says (its length and SHA-256)"
+            }
         );
+    }
+    let lost_copies = report.set_aside.iter().any(|a| !a.file_intact);
+    if lost_copies && report.sealed_as_found.is_empty() {
+        std::process::exit(NOT_VOUCHED_EXIT);
     }
     if !report.sealed_as_found.is_empty() {
         for line in not_vouched(&report.sealed_as_found) {

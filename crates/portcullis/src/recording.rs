@@ -139,6 +139,9 @@ pub(crate) fn closes_on_record(
                 lines: detail("lines")
                     .and_then(serde_json::Value::as_u64)
                     .unwrap_or(0),
+                chain: detail("chain")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
             };
             if e.record.kind == Kind::RECORDING_CLOSED {
                 closes.insert(id, close);
@@ -180,6 +183,7 @@ impl RecoveryTrail for AuditTrail<'_> {
             .detail("state", state)
             .detail("reason", act.reason.clone())
             .detail("lines", act.lines)
+            .detail("chain", act.chain.clone())
             .detail("set_aside", ranges(&act.set_aside))
             .detail("cut", ranges(&act.cut));
         self.log
@@ -193,7 +197,8 @@ impl RecoveryTrail for AuditTrail<'_> {
             .session(act.id.clone())
             .detail("action", "closed")
             .detail("state", recovery_state(act))
-            .detail("lines", act.lines);
+            .detail("lines", act.lines)
+            .detail("chain", act.chain.clone());
         self.log
             .append(record)
             .map(|_| ())
@@ -237,6 +242,13 @@ pub(crate) fn set_up(
             warn!(recording = %rec.id, error = %e,
                 "cannot close a recording left open by the previous run; it was left as it was \
                  (verifiable up to its last segment) and the next start tries again");
+            continue;
+        }
+        if rec.altered_end {
+            warn!(recording = %rec.id, problem = ?rec.problem.as_ref().map(|p| &p.what),
+                "a closed recording does not end as the gateway left it (its end line is not the \
+                 one on record, or lines before it do not check out): left as it is; \
+                 `portcullis recording verify` names what is wrong");
             continue;
         }
         if rec.found_closed {
@@ -285,8 +297,8 @@ pub(crate) fn set_up(
     let closed_storage = Arc::clone(&storage);
     let trail = Arc::clone(audit);
     let on_closed: portcullis_recorder::gateway::OnClosed = Arc::new(move |id: &str| {
-        let lines = match portcullis_recording::closed_lines(closed_storage.as_ref(), id) {
-            Ok(Some(n)) => n,
+        let (lines, chain) = match portcullis_recording::closed_end(closed_storage.as_ref(), id) {
+            Ok(Some(end)) => end,
             Ok(None) => return,
             Err(e) => {
                 warn!(recording = %id, error = %e, "cannot read the closed recording's end line");
@@ -295,7 +307,8 @@ pub(crate) fn set_up(
         };
         let record = Record::new(Kind::RECORDING_CLOSED, "system")
             .session(id)
-            .detail("lines", lines);
+            .detail("lines", lines)
+            .detail("chain", chain);
         if let Err(e) = trail.append(record) {
             warn!(recording = %id, error = %e,
                 "cannot record the recording's close in the audit trail");
@@ -428,12 +441,22 @@ fn shipped_key(dir: &Path) -> Result<(VerifyingKey, String)> {
 
 /// True when recording `id` under `root` is being written right now by this configuration's
 /// gateway: `root` is the configured recordings folder, the gateway runs (it holds its audit
-/// trail's lock) and a writer holds the recording's lock. The recording's lock alone proves
-/// nothing (anyone who can read the manifest can take it): anything else is not live.
-fn written_by_running_gateway(config: &Config, root: &Path, storage: &LocalDisk, id: &str) -> bool {
+/// trail's lock), the recording started after the gateway did (a recording left open by an
+/// earlier run is not this run's), and a writer holds the recording's lock. The recording's lock
+/// alone proves nothing (anyone who can read the manifest can take it): anything else is not
+/// live.
+fn written_by_running_gateway(
+    config: &Config,
+    root: &Path,
+    storage: &LocalDisk,
+    id: &str,
+    started_at_ms: Option<i64>,
+) -> bool {
     let ours = config.recording.dir.canonicalize().is_ok_and(|d| d == root);
-    ours && portcullis_audit::is_held(&config.audit.dir)
-        && storage.is_being_written(id).unwrap_or(false)
+    let this_run = portcullis_audit::held_since(&config.audit.dir).is_some_and(|since| {
+        started_at_ms.is_some_and(|at| i64::try_from(since).is_ok_and(|since| at >= since))
+    });
+    ours && this_run && storage.is_being_written(id).unwrap_or(false)
 }
 
 /// `portcullis recording verify`: prints the verdict and returns the exit status (see
@@ -496,10 +519,10 @@ pub(crate) fn verify_cmd(
         }
     };
     let storage = LocalDisk::at(&root);
-    let mut v = portcullis_recording::verify(&storage, &id, &key)?;
     let in_place = config.recording.dir.canonicalize().is_ok_and(|d| d == root);
     // In the gateway's own folder, the trail says whether the gateway closed it: a recording
-    // closed on record is never live, whoever holds its lock now.
+    // closed on record is never live, whoever holds its lock now. Read before the recording, so
+    // that a close landing in between is seen as an end line, not as a cut.
     let on_record = match in_place {
         true => closes_on_record(Some(&id), |f| {
             portcullis_audit::read_only_query(&config.audit.dir, f)
@@ -507,9 +530,16 @@ pub(crate) fn verify_cmd(
         .map(|mut closes| closes.remove(&id)),
         false => Ok(None),
     };
+    let mut v = portcullis_recording::verify(&storage, &id, &key)?;
     if v.ended.is_none() {
         v.live = matches!(on_record, Ok(None))
-            && written_by_running_gateway(config, &root, &storage, &id);
+            && written_by_running_gateway(
+                config,
+                &root,
+                &storage,
+                &id,
+                v.meta.as_ref().map(|m| m.started_at_ms),
+            );
     }
     // In the gateway's own folder, a recording's folder is its session id: another session's
     // recording copied in its place is not this one. (An export may sit in a folder of any name.)

@@ -112,7 +112,10 @@ fn bootstrap_admin(store: &dyn Store, audit: &AuditLog) -> Result<()> {
         .context(
             "cannot record the first admin's creation in the audit trail, so it was not created",
         )?;
-    store.create_user(&admin).with_context(check)?;
+    if let Err(e) = store.create_user(&admin) {
+        failed_after_record(audit, "user_create", "admin", &e);
+        return Err(e).with_context(check);
+    }
     if generated {
         println!("first administrator created: user \"admin\", one-time password: {password}");
         println!("(it is shown only now; set {ADMIN_PASSWORD_ENV} to choose it instead)");
@@ -122,9 +125,49 @@ fn bootstrap_admin(store: &dyn Store, audit: &AuditLog) -> Result<()> {
     Ok(())
 }
 
-/// [`ops::migrate_user_ids`], each token it deletes on record first (actor `system`).
+/// A change recorded at start that then failed: the trail says so (`outcome: "failed"`).
+fn failed_after_record(audit: &AuditLog, action: &str, target: &str, e: &dyn std::fmt::Display) {
+    let record = Record::new(Kind::ADMIN_CHANGE, "system")
+        .target(target)
+        .detail("action", action)
+        .detail("outcome", "failed")
+        .detail("error", e.to_string());
+    if let Err(not_recorded) = audit.append(record) {
+        error!(error = %not_recorded, %action, "the failure of a recorded change is not in the audit trail");
+    }
+}
+
+/// [`ops::migrate_user_ids`] on record: what it will change first (users given ids, tokens
+/// bound to their account's id), each token it deletes, and a failure after those.
 fn migrate_user_ids(store: &dyn Store, audit: &AuditLog) -> Result<usize> {
-    ops::migrate_user_ids(store, &mut |token, why| {
+    let users: Vec<String> = store
+        .list_users()?
+        .into_iter()
+        .filter(|u| u.id.is_empty())
+        .map(|u| u.name)
+        .collect();
+    let tokens: Vec<String> = store
+        .list_tokens()?
+        .into_iter()
+        .filter(|t| t.user_id.is_empty())
+        .map(|t| t.id)
+        .collect();
+    if users.is_empty() && tokens.is_empty() {
+        return Ok(0);
+    }
+    audit
+        .append(
+            Record::new(Kind::ADMIN_CHANGE, "system")
+                .detail("action", "user_id_migration")
+                .detail("users", users)
+                .detail("tokens", tokens)
+                .detail(
+                    "reason",
+                    "users and API tokens stored before users had immutable ids get theirs",
+                ),
+        )
+        .context("cannot record the user id migration in the audit trail, so it was not done")?;
+    let migrated = ops::migrate_user_ids(store, &mut |token, why| {
         audit
             .append(
                 Record::new(Kind::ADMIN_CHANGE, "system")
@@ -139,8 +182,11 @@ fn migrate_user_ids(store: &dyn Store, audit: &AuditLog) -> Result<usize> {
             )
             .map(|_| ())
             .map_err(|e| e.to_string())
-    })
-    .context("cannot give users their ids")
+    });
+    if let Err(e) = &migrated {
+        failed_after_record(audit, "user_id_migration", "users", e);
+    }
+    migrated.context("cannot give users their ids")
 }
 
 pub(crate) fn serve(config: Config) -> Result<()> {
@@ -475,8 +521,11 @@ mod start_records {
         assert_eq!(migrate_user_ids(&store, &log).unwrap(), 1);
         assert_eq!(store.get_token("t1").unwrap(), None);
         let found = records(&log);
-        assert_eq!(found.len(), 1);
-        let r = &found[0].record;
+        assert_eq!(found.len(), 2);
+        // What the migration will change, then each token deletion.
+        assert_eq!(found[0].record.detail["action"], "user_id_migration");
+        assert_eq!(found[0].record.detail["tokens"], serde_json::json!(["t1"]));
+        let r = &found[1].record;
         assert_eq!(r.detail["action"], "token_delete");
         assert_eq!(r.detail["before"]["id"], "t1");
         assert!(

@@ -19,7 +19,14 @@ fn meta(id: &str) -> SessionMeta {
         user_id: "u_alice".into(),
         target: "db1".into(),
         client_addr: "127.0.0.1".into(),
-        started_at_ms: 1_700_000_000_000,
+        // Now: a recording being written is one this run of the gateway started.
+        started_at_ms: i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap(),
     }
 }
 
@@ -200,6 +207,19 @@ fn verdicts_and_exit_statuses() {
     let r = verify(&data, &open, Some(trusted));
     assert_eq!(r.code, 3, "{}", r.out);
     assert!(r.out.contains("verdict:     LIVE"), "{}", r.out);
+    // A recording an earlier run left open (started before this run took the trail), its
+    // manifest locked by whoever can read it: not live but cut, 1.
+    drop(trail);
+    let earlier = write(&gw_disk, &key, "earlier", 2, false);
+    drop(earlier);
+    let earlier_lock = std::fs::File::open(gw_recs.join("earlier/manifest.jsonl")).unwrap();
+    earlier_lock.try_lock().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let trail = portcullis_audit::AuditLog::open(data.join("audit")).unwrap();
+    let r = verify(&data, &gw_recs.join("earlier"), Some(trusted));
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(r.out.contains("verdict:     CUT"), "{}", r.out);
+    drop(earlier_lock);
     // A copy outside the recordings folder, its manifest locked by whoever can read it: not
     // live but cut, 1.
     let held = recs.join("held");
@@ -246,6 +266,7 @@ impl portcullis_recording::RecoveryTrail for ClosedAll {
         Ok(Some(portcullis_recording::ClosedOnRecord {
             audit_seq: 7,
             lines: self.0,
+            chain: None,
         }))
     }
     fn before(&self, _: &portcullis_recording::RecoveryAct) -> Result<(), String> {

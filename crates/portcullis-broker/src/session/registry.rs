@@ -237,9 +237,17 @@ impl Broker {
             return Err(shutting_down());
         }
         // On record, durably, before the target is contacted: no unaudited session.
-        for event in opening_events(&req) {
-            if let Err(e) = handle.shared.audit_first(&event).await {
+        for (i, event) in opening_events(&req).iter().enumerate() {
+            if let Err(e) = handle.shared.audit_first(event).await {
                 warn!(session = %id, error = %e, "cannot audit the session's start; refusing it");
+                if i > 0 {
+                    // Its start is on record: so is its end, if the trail takes it.
+                    handle.shared.audit_only(&SessionEvent::SessionEnd {
+                        reason: format!(
+                            "the session did not open: the audit trail cannot be written ({e})"
+                        ),
+                    });
+                }
                 return Err(OpenError {
                     code: ErrorCode::AuditUnavailable,
                     message: format!(
@@ -411,6 +419,49 @@ mod tests {
                 Ok(())
             })
         }
+    }
+
+    /// A trail that takes the first record before an act and refuses the next.
+    #[derive(Default)]
+    struct FailsSecond {
+        before: std::sync::atomic::AtomicUsize,
+        events: Mutex<Vec<String>>,
+    }
+
+    impl SessionAudit for FailsSecond {
+        fn session_event(&self, _: &SessionInfo, event: &SessionEvent) {
+            lock(&self.events).push(format!("{event:?}"));
+        }
+        fn record_before(&self, _: &SessionInfo, _: &SessionEvent) -> super::super::AuditFuture {
+            let n = self.before.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n == 0 {
+                    Ok(())
+                } else {
+                    Err("the disk is full".to_owned())
+                }
+            })
+        }
+    }
+
+    /// A session whose start is on record but whose policy decision is not does not open, and
+    /// its end is on record too.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_start_on_record_gets_its_end_when_the_open_is_refused() {
+        let trail = Arc::new(FailsSecond::default());
+        let broker = Broker::default()
+            .with_audit(Arc::<FailsSecond>::clone(&trail))
+            .with_recorder(crate::testing::HoldingRecorder::shared());
+        let refused = broker
+            .open(crate::testing::browser_request("127.0.0.1:1".to_owned()))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::AuditUnavailable);
+        let events = lock(&trail.events).clone();
+        assert!(
+            events.len() == 1 && events[0].contains("SessionEnd"),
+            "{events:?}"
+        );
     }
 
     /// An open under way when the shutdown begins holds the shutdown until its start, already

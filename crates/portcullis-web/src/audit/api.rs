@@ -109,10 +109,27 @@ pub(crate) async fn verify(
         ));
     };
     // The writer's own check: it knows which records it acknowledged, so only a write still
-    // in progress may lack its seal.
-    let report = tokio::task::spawn_blocking(move || log.verify())
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    // in progress may lack its seal; once that write is done (moments later) its seal covers it.
+    let check = |log: std::sync::Arc<portcullis_audit::AuditLog>| async move {
+        tokio::task::spawn_blocking(move || log.verify())
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))
+    };
+    let mut report = check(std::sync::Arc::clone(&log)).await?;
+    for _ in 0..10 {
+        let Ok(first) = &report else { break };
+        if first.unsealed_tail == 0 {
+            break;
+        }
+        let seen = first.last_seq;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let again = check(std::sync::Arc::clone(&log)).await?;
+        let covered = matches!(&again, Ok(r) if r.last_sealed_seq.unwrap_or(0) >= seen);
+        report = again;
+        if covered {
+            break;
+        }
+    }
     Ok(Json(verify_json(report)))
 }
 
@@ -125,12 +142,29 @@ fn verify_json(
 ) -> Value {
     match report {
         Ok(r) => {
+            let lost: Vec<String> = r
+                .set_aside
+                .iter()
+                .filter(|a| !a.file_intact)
+                .map(|a| a.file.clone())
+                .collect();
             let warning = if !r.key_checked {
                 Some(
                     "the seals were not checked (no key): a chain alone can be recomputed by \
                      anyone who can write the files"
                         .to_owned(),
                 )
+            } else if !lost.is_empty() {
+                Some(format!(
+                    "records set aside at a start are kept in {}, which no longer holds what the \
+                     trail says (missing or changed)",
+                    lost.join(", ")
+                ))
+            } else if r.unsealed_tail > 0 {
+                Some(format!(
+                    "the last {} records are a write in progress, not sealed yet: check again",
+                    r.unsealed_tail
+                ))
             } else if r.sealed_as_found.is_empty() {
                 None
             } else {
@@ -168,6 +202,7 @@ fn verify_json(
                 "from_seq": a.from_seq,
                 "to_seq": a.to_seq,
                 "file": a.file,
+                "file_intact": a.file_intact,
             })).collect::<Vec<_>>(),
             "sealed_as_found": r.sealed_as_found.iter().map(|f| json!({
                 "from_seq": f.from_seq,
