@@ -104,12 +104,12 @@ test('clipboard crosses only in the direction the policy allows, and each decisi
 });
 
 test('a time window that excludes now refuses the browser and the native client, with the reason', async () => {
-  // A window of one minute, twelve hours from now (UTC): never now.
+  // A window of one minute, twelve hours from now (UTC): never now. Its end is a minute after
+  // its start on the clock (at hh:59 that is the next hour: "hh:59"-"hh:00" would be a window
+  // of 23 hours that wraps around midnight, and holds now).
+  const hhmm = (d) => `${String(d.getUTCHours()).padStart(2, '0')}:${String(d.getUTCMinutes()).padStart(2, '0')}`;
   const later = new Date(Date.now() + 12 * 3600_000);
-  const hh = String(later.getUTCHours()).padStart(2, '0');
-  const mm = String(later.getUTCMinutes()).padStart(2, '0');
-  const to = String((later.getUTCMinutes() + 1) % 60).padStart(2, '0');
-  await setPolicy({ windows: [{ from: `${hh}:${mm}`, to: `${hh}:${to}` }] });
+  await setPolicy({ windows: [{ from: hhmm(later), to: hhmm(new Date(later.getTime() + 60_000)) }] });
 
   const page = await newPage();
   await openSession(page);
