@@ -71,6 +71,18 @@ pub(crate) fn create_segment(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
+/// Cuts a file back to `len` bytes, durably (a torn tail, records set aside).
+pub(crate) fn cut(path: &Path, len: u64) -> Result<(), crate::error::AuditError> {
+    use crate::error::AuditError;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(AuditError::io("open", path))?;
+    file.set_len(len)
+        .map_err(AuditError::io("truncate", path))?;
+    file.sync_all().map_err(AuditError::io("fsync", path))
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

@@ -14,7 +14,7 @@ use tracing::{error, warn};
 
 use crate::digest::Digest;
 use crate::error::{AuditError, BadRecord, Problem};
-use crate::files::{create_segment, sync_dir, AppendFile, FileLayer, OsFiles};
+use crate::files::{create_segment, cut, sync_dir, AppendFile, FileLayer, OsFiles};
 use crate::query::{self, Filter};
 use crate::record::{
     frame, insert_seal, parse_line, Chain, Entry, Framed, Kind, Record, Seal, MAX_RECORD_BYTES,
@@ -1087,15 +1087,4 @@ fn chain_after(path: &Path) -> Result<Result<(Chain, Option<SealAt>), BadRecord>
             Err(e) => Err(bad(line_number(offset)?, e.seq, e.problem)),
         },
     })
-}
-
-/// Cuts a segment back to `len` bytes, durably.
-fn cut(path: &Path, len: u64) -> Result<(), AuditError> {
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(AuditError::io("open", path))?;
-    file.set_len(len)
-        .map_err(AuditError::io("truncate", path))?;
-    file.sync_all().map_err(AuditError::io("fsync", path))
 }

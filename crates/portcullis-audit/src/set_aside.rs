@@ -11,7 +11,7 @@ use std::path::Path;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::AuditError;
-use crate::files::sync_dir;
+use crate::files::{cut, sync_dir};
 use crate::record::MAX_RECORD_BYTES;
 use crate::segment::MAX_BATCH_RECORDS;
 
@@ -97,13 +97,7 @@ pub(crate) fn set_aside(
             &dir.join(name(from_seq, to_seq, 0)),
         )(io::ErrorKind::AlreadyExists.into()));
     };
-    let cut = fs::OpenOptions::new()
-        .write(true)
-        .open(segment)
-        .map_err(AuditError::io("open", segment))?;
-    cut.set_len(from)
-        .map_err(AuditError::io("truncate", segment))?;
-    cut.sync_all().map_err(AuditError::io("fsync", segment))?;
+    cut(segment, from)?;
     Ok(Quarantined {
         from_seq,
         to_seq,
