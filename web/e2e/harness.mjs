@@ -90,9 +90,10 @@ export async function startDesktop(password, geometry = '1280x800', server = 'x1
 
 /**
  * Starts the gateway with a fresh data directory, or on `dir` left by an earlier one (a restart).
- * `extraConfig` is appended to the TOML file; `topConfig` goes before its first table.
+ * `extraConfig` is appended to the TOML file; `topConfig` goes before its first table; `binary`
+ * is another gateway build (a benchmark's baseline).
  */
-export async function startGateway({ adminPassword = 'admin-password-e2e', dir: reuse, extraConfig = '', topConfig = '' } = {}) {
+export async function startGateway({ adminPassword = 'admin-password-e2e', dir: reuse, extraConfig = '', topConfig = '', binary = bin } = {}) {
   const port = await freePort();
   // Every gateway gets its own RDP listener port (3389 is the default, and tests run several).
   const rdpPort = await freePort();
@@ -101,7 +102,7 @@ export async function startGateway({ adminPassword = 'admin-password-e2e', dir: 
   const config = join(dir, 'portcullis.toml');
   writeFileSync(config, `data_dir = "${dir}/data"\n${topConfig}[http]\nlisten = "127.0.0.1:${port}"\n[targets]\nconnect_timeout_secs = 3\nhandshake_timeout_secs = 5\n${rdp}${extraConfig}`);
   const logs = [];
-  const proc = spawn(bin, ['--config', config, 'serve'], {
+  const proc = spawn(binary, ['--config', config, 'serve'], {
     env: { ...process.env, PORTCULLIS_ADMIN_PASSWORD: adminPassword, RUST_LOG: 'info', NO_COLOR: '1', RUST_BACKTRACE: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -254,11 +255,18 @@ export async function compareCanvasWith(page, png, region) {
     const a = ref.getImageData(x, y, w, h).data;
     const b = live.getImageData(x, y, w, h).data;
     let differing = 0;
+    /** Bounding box [x0, y0, x1, y1] of the differing pixels (region coordinates), null if none. */
+    let box = null;
     for (let i = 0; i < a.length; i += 4) {
       const d = Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1]) + Math.abs(a[i + 2] - b[i + 2]);
-      if (d > 24) differing++;
+      if (d > 24) {
+        differing++;
+        const px = (i / 4) % w;
+        const py = Math.floor(i / 4 / w);
+        box = box ? [Math.min(box[0], px), Math.min(box[1], py), Math.max(box[2], px), Math.max(box[3], py)] : [px, py, px, py];
+      }
     }
-    return { differing, total: w * h, canvas: [canvas.width, canvas.height], ref: [bmp.width, bmp.height] };
+    return { differing, total: w * h, box, canvas: [canvas.width, canvas.height], ref: [bmp.width, bmp.height] };
   }, { b64: Buffer.from(png).toString('base64'), region });
 }
 

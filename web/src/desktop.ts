@@ -3,7 +3,7 @@
 // the binary frames here, in arrival order, and acknowledge each frame once it is painted.
 
 import { fitSize } from './model/pointer';
-import { ENC_FILL, mimeOf, parseBinary } from './model/protocol';
+import { ENC_FILL, insideDesktop, mimeOf, parseBinary } from './model/protocol';
 
 export interface DesktopCanvasOptions {
   canvas: HTMLCanvasElement;
@@ -13,6 +13,8 @@ export interface DesktopCanvasOptions {
   fit: () => boolean;
   /** A frame is fully painted: acknowledge it (and count it). */
   onFramePainted: (seq: number) => void;
+  /** A copy within the canvas is painted (counted for the tests). */
+  onCopyPainted?: () => void;
 }
 
 /** Paints the gateway's binary messages onto a canvas and keeps it scaled. */
@@ -66,7 +68,10 @@ export class DesktopCanvas {
     });
   }
 
-  /** One binary message: a rectangle to paint or an end-of-frame to acknowledge once painted. */
+  /**
+   * One binary message: a rectangle to paint, a copy within the canvas, or an end-of-frame to
+   * acknowledge once painted.
+   */
   binary(buf: ArrayBuffer): void {
     let m;
     try {
@@ -80,8 +85,25 @@ export class DesktopCanvas {
       this.enqueue(() => this.o.onFramePainted(seq));
       return;
     }
-    const { x, y, width, height, encoding, data } = m;
     const g = this.g;
+    if (m.kind === 'copy') {
+      const { dx, dy, sx, sy, width, height } = m;
+      // Checked in turn, against the size the canvas has then (a resize may come before it).
+      this.enqueue(() => {
+        if (
+          !insideDesktop(sx, sy, width, height, this.width, this.height) ||
+          !insideDesktop(dx, dy, width, height, this.width, this.height)
+        ) {
+          console.warn('portcullis: copy outside the desktop');
+          return;
+        }
+        // A canvas drawn onto itself reads its source as it was before the draw.
+        g?.drawImage(this.o.canvas, sx, sy, width, height, dx, dy, width, height);
+        this.o.onCopyPainted?.();
+      });
+      return;
+    }
+    const { x, y, width, height, encoding, data } = m;
     if (encoding === ENC_FILL) {
       if (data.length < 3) {
         console.warn('portcullis: short fill rectangle');

@@ -19,6 +19,8 @@ export interface PlayerHook {
 export interface PortcullisCounters {
   /** End-of-frame messages fully painted (and acknowledged) in the current session. */
   framesPainted: number;
+  /** Copy messages (canvas to canvas) painted in the current session. */
+  copiesPainted: number;
   /** Sequence number of the last painted frame (0 before the first). */
   lastSeq: number;
   /** Session id from the last `init`, null before it arrives. */
@@ -36,7 +38,7 @@ declare global {
 /** The counters object, created once; pages mutate it in place. */
 export function counters(): PortcullisCounters {
   if (!window.__portcullis) {
-    window.__portcullis = { framesPainted: 0, lastSeq: 0, sessionId: null, player: null };
+    window.__portcullis = { framesPainted: 0, copiesPainted: 0, lastSeq: 0, sessionId: null, player: null };
   }
   return window.__portcullis;
 }
@@ -45,6 +47,7 @@ export function counters(): PortcullisCounters {
 export function resetCounters(): void {
   const c = counters();
   c.framesPainted = 0;
+  c.copiesPainted = 0;
   c.lastSeq = 0;
   c.sessionId = null;
 }

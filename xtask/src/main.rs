@@ -7,7 +7,7 @@
 //!   any workspace crate.
 //! - `test`: checks those rules first, then installs what is missing and runs every test: formatting, lints, Rust unit and
 //!   integration tests, UI unit tests, and the end-to-end tests through real peers.
-//! - `bench [latency|recording|rdp|kill|policy]`: builds in release mode and runs the benchmarks
+//! - `bench [latency|bytes|recording|rdp|kill|policy]`: builds in release mode and runs the benchmarks
 //!   in `benches/` (and the policy crate's decision timing).
 //! - `fuzz [SECONDS]`: runs every cargo-fuzz target in `fuzz/` for SECONDS each (default 60).
 //! - `deps`: only installs the system and npm packages.
@@ -217,10 +217,18 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [latency|recording|rdp|kill|policy|audit]`: all of them by default (in that
-/// order), or one.
+/// `cargo xtask bench [latency|bytes|recording|rdp|kill|policy|audit]`: all of them by default (in
+/// that order), or one.
 fn bench(root: &Path) -> Result<()> {
-    const ALL: [&str; 6] = ["latency", "recording", "rdp", "kill", "policy", "audit"];
+    const ALL: [&str; 7] = [
+        "latency",
+        "bytes",
+        "recording",
+        "rdp",
+        "kill",
+        "policy",
+        "audit",
+    ];
     let which = std::env::args().nth(2);
     let chosen: Vec<&str> = match which.as_deref() {
         None | Some("all") => ALL.to_vec(),
@@ -258,6 +266,8 @@ fn bench(root: &Path) -> Result<()> {
     for name in chosen {
         let outcome = match name {
             "latency" => node("run.mjs"),
+            // The page's received bytes per workload phase, gateway vs noVNC, each alone.
+            "bytes" => node("bytes.mjs"),
             "recording" => node("recording.mjs"),
             "rdp" => node("rdp.mjs"),
             "kill" => node("kill.mjs"),

@@ -100,14 +100,16 @@ impl SessionShared {
     /// the audit trail, which can wait on a stalled disk, and an attach on the shared runtime
     /// takes that list.
     fn for_each_viewer(&self, mut f: impl FnMut(&ViewerShared)) {
-        let live: Vec<Arc<ViewerShared>> = {
-            let mut viewers = lock(&self.viewers);
-            viewers.retain(|w| w.strong_count() > 0);
-            viewers.iter().filter_map(Weak::upgrade).collect()
-        };
-        for v in &live {
+        for v in &self.viewers_now() {
             f(v);
         }
+    }
+
+    /// The viewers still there (the list is let go on return).
+    fn viewers_now(&self) -> Vec<Arc<ViewerShared>> {
+        let mut viewers = lock(&self.viewers);
+        viewers.retain(|w| w.strong_count() > 0);
+        viewers.iter().filter_map(Weak::upgrade).collect()
     }
 
     pub(crate) fn tap_event(&self, event: TapEvent) {

@@ -82,6 +82,14 @@ pub enum ViewerOutput {
     End(SessionEnd),
 }
 
+/// What a browser viewer sends in its next frame.
+struct Pending {
+    /// Copies within the canvas (destination, source), in order.
+    copies: Vec<(Rect, Rect)>,
+    /// Damaged rectangles with their pixels (RGBA).
+    pixels: Vec<(Rect, Vec<u8>)>,
+}
+
 /// One viewer of a session (a browser tab). Dropping it detaches it.
 pub struct Viewer {
     session: Arc<SessionShared>,
@@ -137,9 +145,8 @@ impl Viewer {
                 }
             }
             if self.window.can_send() {
-                let rects = lock(&self.shared.state).damage.take();
-                if !rects.is_empty() {
-                    let frame = blocking(|| self.encode(&rects));
+                if let Some(pending) = self.take_pending() {
+                    let frame = blocking(|| self.encode(pending));
                     return ViewerOutput::Frame(frame);
                 }
             }
@@ -150,21 +157,54 @@ impl Viewer {
         }
     }
 
-    fn encode(&mut self, rects: &[Rect]) -> Vec<Vec<u8>> {
-        // Copy the pixels out under the lock and encode without it, so the session task can keep
-        // applying updates while a large frame is compressed.
-        let pixels: Vec<(Rect, Vec<u8>)> = {
-            let fb = read(&self.session.desktop);
-            let bounds = fb.bounds();
-            rects
-                .iter()
-                // The desktop may have shrunk since the damage was recorded.
-                .map(|r| r.intersection(&bounds))
-                .filter(|r| !r.is_empty())
-                .filter_map(|r| fb.read_rect(r).ok().map(|px| (r, px)))
-                .collect()
+    /// Takes the pending copies and damage, with the damage's pixels, or `None` when nothing
+    /// changed. One read of the framebuffer: the copies are exactly those that led from what
+    /// the browser was sent to the pixels read (the session adds them under the write lock).
+    fn take_pending(&self) -> Option<Pending> {
+        let fb = read(&self.session.desktop);
+        let (copies, mut rects) = {
+            let mut s = lock(&self.shared.state);
+            if s.damage.is_empty() && s.copies.is_empty() {
+                return None;
+            }
+            (std::mem::take(&mut s.copies), s.damage.take())
         };
-        let mut out = Vec::with_capacity(pixels.len() + 1);
+        let bounds = fb.bounds();
+        let copies = copies
+            .into_iter()
+            .filter(|(dst, src)| {
+                // Cleared at each resize, so always inside; repainted if it ever were not.
+                let inside = bounds.contains(dst) && bounds.contains(src);
+                if !inside {
+                    rects.push(*dst);
+                }
+                inside
+            })
+            .collect();
+        // Copied out under the lock and encoded without it, so the session task can keep
+        // applying updates while a large frame is compressed.
+        let pixels = rects
+            .iter()
+            // The desktop may have shrunk since the damage was recorded.
+            .map(|r| r.intersection(&bounds))
+            .filter(|r| !r.is_empty())
+            .filter_map(|r| fb.read_rect(r).ok().map(|px| (r, px)))
+            .collect();
+        Some(Pending { copies, pixels })
+    }
+
+    /// One frame: the copies first (in order, on what the browser shows), then the damaged
+    /// rectangles, then the end of frame.
+    fn encode(&mut self, pending: Pending) -> Vec<Vec<u8>> {
+        let Pending { copies, pixels } = pending;
+        let mut out = Vec::with_capacity(copies.len() + pixels.len() + 1);
+        for (dst, src) in copies {
+            match wire::copy_message(dst, src) {
+                Ok(msg) => out.push(msg.to_vec()),
+                // Unreachable for a desktop of at most 8192 pixels a side.
+                Err(error) => warn!(%error, "cannot describe a copy"),
+            }
+        }
         for (r, px) in pixels {
             let mut msg = Vec::new();
             match encode_rgba(&px, r, Choice::Auto, &mut msg) {
@@ -346,6 +386,7 @@ impl RawViewer {
                 if let Some((w, h)) = s.resize.take() {
                     return RawOutput::Resize(w, h);
                 }
+                s.copies_to_damage();
                 s.damage.take()
             };
             if !rects.is_empty() {

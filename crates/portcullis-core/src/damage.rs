@@ -104,6 +104,17 @@ impl DamageRegion {
         self.rects[i] = self.rects[i].union(&b);
     }
 
+    /// True when some held rectangle overlaps `rect`.
+    pub fn intersects(&self, rect: &Rect) -> bool {
+        self.rects.iter().any(|r| !r.intersection(rect).is_empty())
+    }
+
+    /// Forgets the rectangles that lie entirely inside `rect` (whose pixels the consumer is
+    /// brought up to date with another way, e.g. a copy); others stay whole.
+    pub fn forget_inside(&mut self, rect: &Rect) {
+        self.rects.retain(|r| !rect.contains(r));
+    }
+
     /// Returns the changed rectangles and leaves the region empty.
     pub fn take(&mut self) -> Vec<Rect> {
         std::mem::take(&mut self.rects)
@@ -161,6 +172,22 @@ mod tests {
         for i in 0..10_000u32 {
             assert!(covered((i * 7919) % 3900, (i * 104_729) % 3900));
         }
+    }
+
+    #[test]
+    fn intersects_and_forgets_only_what_lies_inside() {
+        let mut d = DamageRegion::new(1000, 1000);
+        d.add(Rect::new(0, 0, 10, 10));
+        d.add(Rect::new(500, 500, 100, 100));
+        assert!(d.intersects(&Rect::new(9, 9, 5, 5)));
+        assert!(
+            !d.intersects(&Rect::new(10, 10, 5, 5)),
+            "edges touch, no pixel shared"
+        );
+        d.forget_inside(&Rect::new(0, 0, 600, 599));
+        assert_eq!(d.rects(), &[Rect::new(500, 500, 100, 100)]);
+        d.forget_inside(&Rect::new(500, 500, 100, 100));
+        assert!(d.is_empty());
     }
 
     #[test]

@@ -13,8 +13,12 @@ pub const MAX_CLIENT_MESSAGE: usize = 256 * 1024;
 pub const KIND_RECT: u8 = 1;
 /// First byte of a binary end-of-frame message.
 pub const KIND_FRAME_END: u8 = 2;
+/// First byte of a binary copy message.
+pub const KIND_COPY: u8 = 3;
 /// Bytes before the image data in a rectangle message.
 pub const RECT_HEADER_LEN: usize = 10;
+/// Length of a copy message: kind, destination x and y, source x, y, width and height (u16 each).
+pub const COPY_LEN: usize = 13;
 
 /// A browser message the gateway could not accept.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -221,6 +225,26 @@ pub fn write_rect_header(
     Ok(())
 }
 
+/// A copy message: the browser copies the pixels of `src` (as it shows them now) to the
+/// rectangle of the same size at `dst`'s origin. Overlap is allowed.
+pub fn copy_message(dst: Rect, src: Rect) -> Result<[u8; COPY_LEN], WireError> {
+    let field = |v: u32| u16::try_from(v).map_err(|_| WireError::RectTooLarge(src));
+    let fields = [
+        field(dst.x)?,
+        field(dst.y)?,
+        field(src.x)?,
+        field(src.y)?,
+        field(src.w)?,
+        field(src.h)?,
+    ];
+    let mut out = [0; COPY_LEN];
+    out[0] = KIND_COPY;
+    for (i, v) in fields.into_iter().enumerate() {
+        out[1 + 2 * i..3 + 2 * i].copy_from_slice(&v.to_be_bytes());
+    }
+    Ok(out)
+}
+
 /// An end-of-frame message.
 pub fn frame_end(seq: u32) -> [u8; 5] {
     let s = seq.to_be_bytes();
@@ -238,6 +262,13 @@ pub enum ServerBinary<'a> {
         rect: Rect,
         /// The image bytes.
         data: &'a [u8],
+    },
+    /// Pixels the browser already shows, copied within the canvas.
+    Copy {
+        /// Where they go (the source's size).
+        dst: Rect,
+        /// Where they come from.
+        src: Rect,
     },
     /// End of a frame.
     FrameEnd {
@@ -260,6 +291,13 @@ pub fn decode_server_binary(bytes: &[u8]) -> Result<ServerBinary<'_>, WireError>
                 encoding,
                 rect,
                 data: bytes.get(RECT_HEADER_LEN..).unwrap_or_default(),
+            })
+        }
+        Some(&KIND_COPY) if bytes.len() == COPY_LEN => {
+            let (w, h) = (u16_at(9)?, u16_at(11)?);
+            Ok(ServerBinary::Copy {
+                dst: Rect::new(u16_at(1)?, u16_at(3)?, w, h),
+                src: Rect::new(u16_at(5)?, u16_at(7)?, w, h),
             })
         }
         Some(&KIND_FRAME_END) => {
@@ -365,6 +403,39 @@ mod tests {
         );
         assert!(decode_server_binary(&[1, 1, 0]).is_err());
         assert!(decode_server_binary(&[]).is_err());
+    }
+
+    #[test]
+    fn copy_round_trip_and_hostile_lengths() {
+        let (dst, src) = (Rect::new(5, 6, 70, 80), Rect::new(65_535, 2, 70, 80));
+        let msg = copy_message(dst, src).unwrap();
+        assert_eq!(
+            msg,
+            [3, 0, 5, 0, 6, 0xff, 0xff, 0, 2, 0, 70, 0, 80],
+            "kind, dst x y, src x y, w h"
+        );
+        assert_eq!(
+            decode_server_binary(&msg).unwrap(),
+            ServerBinary::Copy { dst, src }
+        );
+        // The destination takes the source's size whatever `dst` said.
+        let odd = copy_message(Rect::new(1, 1, 9, 9), src).unwrap();
+        assert_eq!(
+            decode_server_binary(&odd).unwrap(),
+            ServerBinary::Copy {
+                dst: Rect::new(1, 1, 70, 80),
+                src
+            }
+        );
+        assert!(copy_message(Rect::new(70_000, 0, 0, 0), src).is_err());
+        assert!(copy_message(dst, Rect::new(0, 0, 70_000, 1)).is_err());
+        // Cut short or padded: refused, never read past the end.
+        for len in 0..msg.len() {
+            assert!(decode_server_binary(&msg[..len]).is_err(), "{len}");
+        }
+        let mut long = msg.to_vec();
+        long.push(0);
+        assert!(decode_server_binary(&long).is_err());
     }
 
     #[test]

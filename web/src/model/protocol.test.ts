@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   ackMsg,
   clipboardMsg,
+  insideDesktop,
   keyMsg,
   mimeOf,
   parseBinary,
@@ -32,6 +33,29 @@ describe('parseBinary', () => {
       kind: 'frameEnd',
       seq: 4294967295,
     });
+  });
+
+  it('decodes a copy (destination, source, size: big-endian u16 each)', () => {
+    expect(
+      parseBinary(bytes(3, 0x00, 0x05, 0x00, 0x06, 0xff, 0xff, 0x00, 0x02, 0x00, 0x46, 0x01, 0x00)),
+    ).toEqual({ kind: 'copy', dx: 5, dy: 6, sx: 65535, sy: 2, width: 70, height: 256 });
+  });
+
+  it('rejects a copy cut short or padded', () => {
+    const ok = [3, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6];
+    expect(parseBinary(bytes(...ok))).toMatchObject({ kind: 'copy' });
+    for (let len = 1; len < ok.length; len++) {
+      expect(() => parseBinary(bytes(...ok.slice(0, len)))).toThrow();
+    }
+    expect(() => parseBinary(bytes(...ok, 0))).toThrow();
+  });
+
+  it('tells whether an area lies inside the desktop', () => {
+    expect(insideDesktop(0, 0, 800, 600, 800, 600)).toBe(true);
+    expect(insideDesktop(1, 0, 800, 600, 800, 600)).toBe(false);
+    expect(insideDesktop(0, 599, 10, 2, 800, 600)).toBe(false);
+    expect(insideDesktop(0, 0, 0, 10, 800, 600)).toBe(false);
+    expect(insideDesktop(65535, 65535, 65535, 65535, 800, 600)).toBe(false);
   });
 
   it('rejects short and unknown messages', () => {

@@ -3,6 +3,9 @@
 /** Binary message kinds. */
 export const KIND_RECT = 1;
 export const KIND_FRAME_END = 2;
+export const KIND_COPY = 3;
+/** Length of a copy message: kind, then u16 destination x, y, source x, y, width, height. */
+export const COPY_LEN = 13;
 /** Bytes before the image in a rectangle message. */
 export const RECT_HEADER_LEN = 10;
 
@@ -20,6 +23,8 @@ export const MAX_CLIENT_MESSAGE = 256 * 1024;
 /** A decoded binary message from the gateway. */
 export type ServerBinary =
   | { kind: 'rect'; encoding: number; x: number; y: number; width: number; height: number; data: Uint8Array<ArrayBuffer> }
+  /** Copy the canvas's own pixels at (sx, sy) (width×height) to (dx, dy); overlap allowed. */
+  | { kind: 'copy'; dx: number; dy: number; sx: number; sy: number; width: number; height: number }
   | { kind: 'frameEnd'; seq: number };
 
 /** Decodes a binary message; throws on a short or unknown one. */
@@ -39,11 +44,35 @@ export function parseBinary(buf: ArrayBuffer): ServerBinary {
       data: new Uint8Array(buf, RECT_HEADER_LEN),
     };
   }
+  if (kind === KIND_COPY) {
+    if (buf.byteLength !== COPY_LEN) throw new Error('copy message of the wrong length');
+    return {
+      kind: 'copy',
+      dx: view.getUint16(1),
+      dy: view.getUint16(3),
+      sx: view.getUint16(5),
+      sy: view.getUint16(7),
+      width: view.getUint16(9),
+      height: view.getUint16(11),
+    };
+  }
   if (kind === KIND_FRAME_END) {
     if (buf.byteLength < 5) throw new Error('short end-of-frame message');
     return { kind: 'frameEnd', seq: view.getUint32(1) };
   }
   throw new Error(`unknown binary message kind ${kind}`);
+}
+
+/** True when a `width`×`height` area at (x, y) lies inside a desktop of `dw`×`dh`. */
+export function insideDesktop(
+  x: number,
+  y: number,
+  width: number,
+  height: number,
+  dw: number,
+  dh: number,
+): boolean {
+  return width > 0 && height > 0 && x + width <= dw && y + height <= dh;
 }
 
 /** The MIME type of a rectangle encoding, or null if unknown. */

@@ -92,6 +92,9 @@ export function renderSession(ctx: PageContext, target: string): void {
       stats.lastSeq = seq;
       send(ackMsg(seq));
     },
+    onCopyPainted: () => {
+      stats.copiesPainted += 1;
+    },
   });
   dom.scaleBox.addEventListener('change', () => {
     view.applyScale();

@@ -22,7 +22,7 @@ use super::crossing::{clip_file_terms, offer_drive, open_reason};
 use super::registry::{shutting_down, Deregister, OpenError, OpenRequest};
 use super::target::{Target, TargetError};
 use super::{Ending, SessionHandle, SessionShared};
-use crate::locks::{lock, read, write};
+use crate::locks::{lock, write};
 use crate::tap::state::{TapEvent, TapShared};
 use crate::tap::{SessionRecorder, Tap};
 use crate::viewer::state::ViewerShared;
@@ -346,38 +346,47 @@ fn apply_batch(
             TargetUpdate::Bell => shared.for_each_viewer(|v| v.push_event(ServerMessage::Bell)),
             TargetUpdate::Device(pdu) => shared.device_to_client(pdu),
             TargetUpdate::File(event) => shared.file_event(event),
-            other => {
-                let applied = write(&shared.desktop)
-                    .apply(&other)
-                    .map_err(|e| e.to_string())?;
-                match applied {
-                    Applied::Damaged(r) => {
-                        shared.for_each_viewer(|v| v.add_damage(r));
-                        if let Some(tap) = shared.tap.get() {
-                            tap.add_damage(r);
-                        }
-                    }
-                    Applied::Resized => {
-                        let (w, h) = {
-                            let fb = read(&shared.desktop);
-                            (fb.width(), fb.height())
-                        };
-                        shared.for_each_viewer(|v| v.resized(w, h));
-                        if let Some(tap) = shared.tap.get() {
-                            tap.resized(w, h);
-                        }
-                        shared.tap_event(TapEvent::Session(SessionEvent::Resize {
-                            width: w,
-                            height: h,
-                        }));
-                    }
-                    Applied::Nothing => {}
-                }
-            }
+            other => apply_pixels(shared, &other)?,
         }
         if applied_count < MAX_BATCH {
             next = updates.try_recv().ok();
         }
+    }
+    Ok(())
+}
+
+/// Applies a change of the picture (pixels, a copy, a resize) and tells the viewers and the
+/// tap. The viewers learn of it under the framebuffer's write lock, so a viewer that reads the
+/// framebuffer sees exactly the changes it was told of (what its copy rule relies on).
+fn apply_pixels(shared: &SessionShared, update: &TargetUpdate) -> Result<(), String> {
+    // Listed before the lock: attaching takes the list, then reads the desktop.
+    let viewers = shared.viewers_now();
+    let mut fb = write(&shared.desktop);
+    match fb.apply(update).map_err(|e| e.to_string())? {
+        Applied::Damaged(r) => {
+            match update {
+                TargetUpdate::Copy { src, .. } => viewers.iter().for_each(|v| v.add_copy(r, *src)),
+                _ => viewers.iter().for_each(|v| v.add_damage(r)),
+            }
+            drop(fb);
+            // The recorder takes plain damage.
+            if let Some(tap) = shared.tap.get() {
+                tap.add_damage(r);
+            }
+        }
+        Applied::Resized => {
+            let (w, h) = (fb.width(), fb.height());
+            viewers.iter().for_each(|v| v.resized(w, h));
+            drop(fb);
+            if let Some(tap) = shared.tap.get() {
+                tap.resized(w, h);
+            }
+            shared.tap_event(TapEvent::Session(SessionEvent::Resize {
+                width: w,
+                height: h,
+            }));
+        }
+        Applied::Nothing => {}
     }
     Ok(())
 }
