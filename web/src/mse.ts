@@ -5,7 +5,7 @@
 // one at a time (each waits for `updateend`).
 
 import { ApiError, fetchBytes, initUrl, runUrl, segmentUrl, type RecordingDetail } from './api';
-import { bufferedEnd, evictionRanges, mimeFor, nextSegmentIndex, rangesMs, reachedEnd, runLength, timelineMs, type RangeMs } from './model/recording';
+import { bufferedEnd, evictionRanges, mimeFor, nextSegmentIndex, prefetchRun, rangesMs, reachedEnd, runLength, timelineMs, type RangeMs } from './model/recording';
 
 /** Keep about this much buffered ahead of the playhead (at 1×; more at higher speeds). */
 export const AHEAD_MS = 60_000;
@@ -21,6 +21,17 @@ const IDLE_MS = 1000;
 const RUN_PAST_TARGET_MS = 2000;
 /** After a failed fetch, wait this long before trying again. */
 const RETRY_MS = 2000;
+/** Segments per request when playing on (the next ones after the last appended). */
+const CONTINUE_RUN = 30;
+/**
+ * While nothing is needed for the playhead, whole groups of pictures within this distance of it
+ * are loaded ahead of need, so that a seek there costs decoding only (no request, no append). A
+ * one-hour recording is tens of MB, well within the browser's buffer for a video track.
+ */
+export const PREFETCH_SPAN_MS = 2 * 3600_000;
+/** Segments per prefetch request: big enough to fill an hour in seconds, small enough that a seek
+ * arriving meanwhile does not wait long for the append in progress. */
+const PREFETCH_RUN = 120;
 
 export interface LoaderHost {
   video: HTMLVideoElement;
@@ -69,6 +80,8 @@ export class MseLoader {
   private fetchingSeq: number | null = null;
   private wake: (() => void) | null = null;
   private aheadMs = AHEAD_MS;
+  /** Set when the browser's buffer refused prefetched data: no more prefetching (no thrashing). */
+  private prefetchFull = false;
   private stopped = false;
   private appendedAny = false;
   private errorShown = false;
@@ -203,17 +216,27 @@ export class MseLoader {
   private async run(): Promise<void> {
     while (!this.stopped && !this.host.video.error) {
       this.updateDuration();
-      const next = this.plan();
+      let next = this.plan();
       const segs = this.host.detail().segments;
+      let count = 0;
+      let prefetch = false;
       if (next === null) {
-        if (!this.host.live() && reachedEnd(segs, this.buffered(), this.host.video.currentTime * 1000)) this.endOfStream();
-        await this.idle(IDLE_MS);
-        continue;
+        const ahead = this.prefetchFull ? null : prefetchRun(segs, this.buffered(), this.host.video.currentTime * 1000, PREFETCH_SPAN_MS, PREFETCH_RUN);
+        if (ahead === null) {
+          if (!this.host.live() && reachedEnd(segs, this.buffered(), this.host.video.currentTime * 1000)) this.endOfStream();
+          await this.idle(IDLE_MS);
+          continue;
+        }
+        [next, count] = ahead;
+        prefetch = true;
+      } else {
+        // After a seek, everything from the key segment to the target is needed before a frame
+        // shows: fetch it in one request (contiguous in the recording) rather than one by one.
+        // Playing on, the segments up to the buffer-ahead target come a few at a time too.
+        const cur = this.host.video.currentTime * 1000;
+        count = this.lastIndex() === next - 1 ? runLength(segs, next, cur + this.aheadMs, CONTINUE_RUN) : runLength(segs, next, cur + RUN_PAST_TARGET_MS);
       }
       const seg = segs[next]!;
-      // After a seek, everything from the key segment to the target is needed before a frame
-      // shows: fetch it in one request (contiguous in the recording) rather than one by one.
-      const count = this.lastIndex() === next - 1 ? 1 : runLength(segs, next, this.host.video.currentTime * 1000 + RUN_PAST_TARGET_MS);
       const lastSeg = segs[next + Math.max(1, count) - 1]!;
       const ac = new AbortController();
       this.fetchAc = ac;
@@ -259,6 +282,11 @@ export class MseLoader {
         this.host.appended(first);
       } catch (err) {
         if (this.stopped) return;
+        if (isQuotaError(err) && prefetch) {
+          // Loading ahead of need filled the buffer: stop that, keep what is there.
+          this.prefetchFull = true;
+          continue;
+        }
         if (isQuotaError(err)) {
           this.held = { seq: seg.seq, last: lastAppended, data }; // no need to download it again
           // Nothing was appended (the browser refused the data up front): the chain is intact

@@ -14,6 +14,8 @@ export interface PlayerHook {
   lastSeekTarget: number | null;
   /** Media segments appended to the SourceBuffer (init segments not counted; re-appends counted). */
   segmentsAppended: number;
+  /** Manifest line of the thumbnail shown as the poster (the first with content), null if none. */
+  posterSeq: number | null;
 }
 
 export interface PortcullisCounters {

@@ -43,6 +43,9 @@ const APT_PACKAGES: &[&str] = &[
     "rsyslog",
     "rsyslog-gnutls",
     "imagemagick",
+    // OCR: the player's decoded frame must read like the source (recording-ocr.test.mjs).
+    "tesseract-ocr",
+    "tesseract-ocr-eng",
     "chromium",
     "fonts-dejavu-core",
     "novnc",

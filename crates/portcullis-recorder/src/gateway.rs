@@ -273,6 +273,8 @@ fn run(
                 damage_waiting = !due;
             }
         }
+        // `mirror` holds the picture of the last frame: an unchanged screen gets its thumbnail.
+        recorder.settled(ms(now), &mirror, width, height);
         recorder.tick(ms(now)).map_err(|e| fail(&tap, &e))?;
         if now.duration_since(space_checked) >= SPACE_CHECK {
             space_checked = now;

@@ -106,7 +106,10 @@ pub struct Recorder {
     last_key_ms: u64,
     frames_since_key: u32,
     last_thumb_ms: Option<u64>,
-    thumb: Option<Vec<u8>>,
+    /// A thumbnail waiting for its segment, with the time of the frame it shows.
+    thumb: Option<(u64, Vec<u8>)>,
+    /// A new picture came after the last thumbnail was taken (which no longer shows the screen).
+    thumb_stale: bool,
     frames: u64,
     last_commit_ms: u64,
 }
@@ -130,6 +133,7 @@ impl Recorder {
             frames_since_key: 0,
             last_thumb_ms: None,
             thumb: None,
+            thumb_stale: false,
             frames: 0,
             last_commit_ms: 0,
         }
@@ -197,19 +201,39 @@ impl Recorder {
         let pts = self.next_pts(now_ms);
         let key = self.wants_key(pts);
         if self.wants_thumbnail(pts) {
-            match portcullis_encode::thumbnail_jpeg(rgba, pw, ph, self.cfg.thumbnail_width) {
-                Ok(jpeg) => {
-                    self.thumb = Some(jpeg);
-                    self.last_thumb_ms = Some(pts);
-                }
-                Err(error) => warn!(%error, "cannot make a thumbnail"),
-            }
+            self.take_thumbnail(pts, rgba, pw, ph);
+        } else {
+            self.thumb_stale = true;
         }
         let Some(part) = self.part.as_mut() else {
             return Ok(());
         };
         let out = part.encoder.encode(rgba, changed, to_i64(pts), key)?;
         self.take_encoded(pts, out, Picture::New)
+    }
+
+    /// The screen is still `rgba` (the picture of the last frame, padded like it): when the
+    /// picture changed after the last thumbnail, once a thumbnail is due and the next fragment
+    /// starts with this picture, takes the thumbnail of the settled screen. Without it, a screen
+    /// that changes for a moment and then stays (a session's first picture, often still black,
+    /// and the desktop drawn right after) keeps the old thumbnail until the next change.
+    pub fn settled(&mut self, now_ms: u64, rgba: &[u8], width: u32, height: u32) {
+        let Some(pending) = self.pending.as_ref() else {
+            return;
+        };
+        // The fragment cut next must start with the pending picture: its thumbnail is "of its
+        // first frame".
+        if !self.thumb_stale || self.thumb.is_some() || !self.samples.is_empty() {
+            return;
+        }
+        if !self.wants_thumbnail(now_ms) {
+            return;
+        }
+        let at = pending.time_ms;
+        let (pw, ph) = padded(width, height);
+        self.take_thumbnail(at, rgba, pw, ph);
+        // Due again only after the interval, counted from now.
+        self.last_thumb_ms = Some(now_ms);
     }
 
     /// Time passes with nothing new on screen: cuts a fragment once one is due, so what is
@@ -316,6 +340,18 @@ impl Recorder {
             .is_none_or(|t| pts >= t + self.cfg.thumbnail_every_ms)
     }
 
+    /// A thumbnail of the padded picture `rgba`, shown at `at`.
+    fn take_thumbnail(&mut self, at: u64, rgba: &[u8], pw: u32, ph: u32) {
+        match portcullis_encode::thumbnail_jpeg(rgba, pw, ph, self.cfg.thumbnail_width) {
+            Ok(jpeg) => {
+                self.thumb = Some((at, jpeg));
+                self.last_thumb_ms = Some(at);
+                self.thumb_stale = false;
+            }
+            Err(error) => warn!(%error, "cannot make a thumbnail"),
+        }
+    }
+
     /// Takes what the encoder produced for the frame at `pts`.
     fn take_encoded(
         &mut self,
@@ -392,7 +428,13 @@ impl Recorder {
         };
         part.fragments += 1;
         let bytes = mp4::fragment(part.fragments, &self.samples);
-        let thumb = self.thumb.take();
+        // INVARIANT: a thumbnail goes with the fragment holding its frame, never an earlier one
+        // (a keyframe cuts the fragment before it while its thumbnail is already taken).
+        let last_time = self.samples.last().map_or(0, |s| s.time_ms);
+        let thumb = self
+            .thumb
+            .take_if(|(at, _)| *at <= last_time)
+            .map(|(_, jpeg)| jpeg);
         self.writer.segment(info, &bytes, thumb.as_deref())?;
         self.last_commit_ms = info.end_ms;
         self.samples.clear();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use portcullis_core::session::SessionEvent;
 use portcullis_core::Rect;
 use portcullis_recorder::{Recorder, RecorderConfig};
+use portcullis_recording::catalog::{detail, read_piece, Piece};
 use portcullis_recording::{generate_key, verify, LocalDisk, RecordingWriter, SessionMeta};
 
 fn picture(w: u32, h: u32, red_box: bool) -> Vec<u8> {
@@ -150,4 +151,92 @@ fn recording_probes_plays_and_shows_changes_at_their_time() {
         "{events}"
     );
     assert!(events.contains(r#""type":"session_end""#), "{events}");
+}
+
+/// The mean RGB of a JPEG (decoded by FFmpeg's own tools).
+fn jpeg_mean(jpeg: &[u8]) -> [f64; 3] {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.jpg");
+    std::fs::write(&file, jpeg).unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut sum = [0f64; 3];
+    for px in out.stdout.chunks_exact(3) {
+        for (s, v) in sum.iter_mut().zip(px) {
+            *s += f64::from(*v);
+        }
+    }
+    let n = (out.stdout.len() / 3) as f64;
+    sum.map(|s| s / n)
+}
+
+/// A session's first picture is often still black (the server has not drawn yet); the desktop
+/// comes half a second later and then stays. The thumbnail a reviewer sees when hovering at 13 s
+/// must show that desktop, not the black first picture (issue 15, item 8), and every thumbnail
+/// goes with the segment that holds its picture.
+#[test]
+fn an_unchanged_screen_gets_its_thumbnail_after_a_black_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    let meta = SessionMeta {
+        session: "thumbs".into(),
+        user: "alice".into(),
+        user_id: "u_alice".into(),
+        target: "t".into(),
+        client_addr: "127.0.0.1".into(),
+        started_at_ms: 0,
+    };
+    let writer = RecordingWriter::create(&disk, Arc::clone(&key), meta).unwrap();
+    let mut r = Recorder::new(writer, RecorderConfig::default());
+    let (w, h) = (320, 240);
+    let black = vec![0u8; (w * h * 4) as usize];
+    let desktop = picture(w, h, false);
+    r.frame(0, &black, w, h).unwrap();
+    let mut shown = &black;
+    let mut t = 0;
+    while t < 22_000 {
+        t += 100;
+        if t == 500 {
+            r.frame(t, &desktop, w, h).unwrap();
+            shown = &desktop;
+        }
+        // What the gateway's loop does on every round.
+        r.settled(t, shown, w, h);
+        r.tick(t).unwrap();
+    }
+    r.finish(22_000, "closed", 1).unwrap();
+
+    let d = detail(&disk, "thumbs").unwrap();
+    let at13 = d
+        .thumbnails
+        .iter()
+        .rev()
+        .find(|th| th.t_ms <= 13_000)
+        .unwrap();
+    let jpeg = read_piece(&disk, "thumbs", &d, Piece::Thumbnail(at13.seq)).unwrap();
+    let mean = jpeg_mean(&jpeg);
+    // The desktop is (40, 90, 160).
+    assert!(
+        mean[2] > 120.0 && mean[1] > 60.0,
+        "the thumbnail at 13 s (t_ms {}) is not the desktop: {mean:?}; thumbnails {:?}",
+        at13.t_ms,
+        d.thumbnails
+    );
+    // Each thumbnail lies in its segment's time: none shows a picture from before its time.
+    for th in &d.thumbnails {
+        let seg = d.segments.iter().find(|s| s.seq == th.seq).unwrap();
+        assert_eq!(th.t_ms, seg.start_ms);
+    }
+    // Still a few, not one per fragment.
+    assert!(d.thumbnails.len() <= 3, "{:?}", d.thumbnails);
 }

@@ -6,17 +6,21 @@ import {
   currentEventIndex,
   describeEvent,
   EMPTY_FILTERS,
+  eventClasses,
   eventKind,
   evictionRanges,
   formatBytes,
   formatClock,
   formatDuration,
   fractionOf,
+  hasPictureContent,
   keySegmentIndex,
   markers,
   mimeFor,
   nextSegmentIndex,
   parseLocalDateTime,
+  policyOutcome,
+  prefetchRun,
   rangesMs,
   reachedEnd,
   recordingHref,
@@ -316,6 +320,21 @@ describe('events and markers', () => {
     expect(eventKind(42)).toBe('other');
   });
 
+  it('styles a policy refusal apart from an allowed action (an allow is not a denial)', () => {
+    const allow = ev(1000, 'policy', { action: 'open', decision: 'allow', reason: 'grant' });
+    const deny = ev(2000, 'policy', { action: 'clipboard', decision: 'deny', reason: 'rule 3' });
+    expect(policyOutcome(allow)).toBe('allow');
+    expect(policyOutcome(deny)).toBe('deny');
+    // An unknown decision word is looked at, not skipped.
+    expect(policyOutcome(ev(0, 'policy', { decision: 'maybe' }))).toBe('deny');
+    expect(policyOutcome(ev(0, 'keys', { decision: 'deny' }))).toBeNull();
+    expect(eventClasses(allow, 'event')).toBe('event-policy decision-allow');
+    expect(eventClasses(deny, 'event')).toBe('event-policy decision-deny');
+    expect(eventClasses(ev(0, 'keys'), 'marker')).toBe('marker-keys');
+    const m = markers([allow, deny], 10_000);
+    expect(m.map((x) => x.classes)).toEqual(['marker-policy decision-allow', 'marker-policy decision-deny']);
+  });
+
   it('finds the current event', () => {
     expect(currentEventIndex([0, 1000, 5000], 4999)).toBe(1);
     expect(currentEventIndex([0, 1000, 5000], 5000)).toBe(2);
@@ -338,5 +357,51 @@ describe('runLength', () => {
     expect(runLength(segs, 3, 99999)).toBe(1);
     expect(runLength(segs, 0, 99999, 2)).toBe(2);
     expect(runLength(segs, 9, 0)).toBe(0);
+  });
+});
+
+describe('hasPictureContent', () => {
+  const pic = (w: number, h: number, paint: (x: number, y: number) => [number, number, number]): Uint8ClampedArray => {
+    const out = new Uint8ClampedArray(w * h * 4);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) out.set([...paint(x, y), 255], (y * w + x) * 4);
+    return out;
+  };
+  it('a black or one-colour screen (with JPEG noise) has none; a desktop with a window has some', () => {
+    expect(hasPictureContent(pic(240, 150, () => [0, 0, 0]))).toBe(false);
+    expect(hasPictureContent(pic(240, 150, (x, y) => [(x * 7 + y) % 6, (x + y * 3) % 5, 2]))).toBe(false);
+    expect(hasPictureContent(pic(240, 150, () => [32, 64, 96]))).toBe(false);
+    // A white xterm of 30×20 on a dark background: 1.7% of the picture.
+    expect(hasPictureContent(pic(240, 150, (x, y) => (x >= 20 && x < 50 && y >= 20 && y < 40 ? [255, 255, 255] : [32, 64, 96])))).toBe(true);
+    // A dot (a cursor) is not content.
+    expect(hasPictureContent(pic(240, 150, (x, y) => (x < 4 && y < 4 ? [255, 255, 255] : [0, 0, 0])))).toBe(false);
+    expect(hasPictureContent(new Uint8ClampedArray(0))).toBe(false);
+  });
+});
+
+describe('prefetchRun', () => {
+  // 12 segments of 2 s, a key segment every 3: groups [0-2] [3-5] [6-8] [9-11].
+  const list = segs(12, 3);
+  it('loads whole groups of pictures after the playhead first, several per request', () => {
+    // Playing at 1 s with the first group buffered: the next three groups in one run.
+    expect(prefetchRun(list, [[0, 6000]], 1000, 3_600_000, 300)).toEqual([3, 9]);
+    // At most `maxRun` segments: whole groups only.
+    expect(prefetchRun(list, [[0, 6000]], 1000, 3_600_000, 7)).toEqual([3, 6]);
+    expect(prefetchRun(list, [[0, 6000]], 1000, 3_600_000, 4)).toEqual([3, 3]);
+    // A group longer than the limit is not prefetched (the player loads it when needed).
+    expect(prefetchRun(list, [], 1000, 3_600_000, 2)).toBeNull();
+  });
+  it('after the end, goes back before the playhead, nearest first; nothing when all is buffered', () => {
+    expect(prefetchRun(list, [[12_000, 24_000]], 13_000, 3_600_000, 300)).toEqual([3, 3]);
+    expect(prefetchRun(list, [[6000, 24_000]], 13_000, 3_600_000, 300)).toEqual([0, 3]);
+    expect(prefetchRun(list, [[0, 24_000]], 13_000, 3_600_000, 300)).toBeNull();
+    // Gaps below the tolerance are no holes.
+    expect(prefetchRun(list, [[0, 11_950], [12_000, 24_000]], 13_000, 3_600_000, 300)).toBeNull();
+  });
+  it('stays within the span around the playhead and within its part', () => {
+    expect(prefetchRun(list, [[0, 6000]], 1000, 5000, 300)).toEqual([3, 3]);
+    expect(prefetchRun(list, [[0, 12_000]], 1000, 5000, 300)).toBeNull();
+    const parts = segs(12, 3, 6);
+    expect(prefetchRun(parts, [[0, 6000]], 1000, 3_600_000, 300)).toEqual([3, 3]);
+    expect(prefetchRun([], [], 0, 1000, 300)).toBeNull();
   });
 });

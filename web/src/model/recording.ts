@@ -199,6 +199,61 @@ export function nextSegmentIndex(
   return k;
 }
 
+/** Whether `[fromMs, toMs]` lies inside one buffered run (gaps under `tol` are no holes). */
+export function isBuffered(buffered: readonly RangeMs[], fromMs: number, toMs: number, tol = TOLERANCE_MS): boolean {
+  const inside = buffered.some(([s, e]) => s - tol <= fromMs && fromMs <= e + tol);
+  return inside && bufferedEnd(buffered, fromMs, tol) >= toMs - tol;
+}
+
+/**
+ * What to load ahead of need while nothing is needed for the playhead, so that a later seek
+ * finds its data buffered and costs only decoding: `[from, count]`, a run of whole groups of
+ * pictures (each from a key segment to the segment before the next key segment) not yet
+ * buffered, of the playhead's part, within `spanMs` of the playhead, at most `maxRun` segments;
+ * the first such group after the playhead, else the nearest before it. Null when there is none.
+ */
+export function prefetchRun(
+  segments: readonly SegmentInfo[],
+  buffered: readonly RangeMs[],
+  currentMs: number,
+  spanMs: number,
+  maxRun: number,
+  tol = TOLERANCE_MS,
+): [number, number] | null {
+  if (segments.length === 0 || maxRun < 1) return null;
+  const here = Math.max(0, keySegmentIndex(segments, currentMs));
+  const part = segments[here]!.part;
+  // Groups of pictures of the playhead's part: [first, last] segment indices.
+  const groups: [number, number][] = [];
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i]!;
+    if (s.part !== part) continue;
+    if (s.key || groups.length === 0) groups.push([i, i]);
+    else groups[groups.length - 1]![1] = i;
+  }
+  const missing = ([a, b]: [number, number]) => {
+    const first = segments[a]!;
+    const last = segments[b]!;
+    const near = first.start_ms <= currentMs + spanMs && last.end_ms >= currentMs - spanMs;
+    return first.key && near && b - a + 1 <= maxRun && !isBuffered(buffered, first.start_ms, last.end_ms, tol);
+  };
+  let g = groups.findIndex(([a, b]) => segments[b]!.end_ms > currentMs && missing([a, b]));
+  if (g < 0) {
+    for (let k = groups.length - 1; k >= 0; k--) {
+      if (segments[groups[k]![0]]!.start_ms <= currentMs && missing(groups[k]!)) {
+        g = k;
+        break;
+      }
+    }
+  }
+  if (g < 0) return null;
+  const from = groups[g]![0];
+  let to = groups[g]![1];
+  // Following groups that are missing too, while the run stays within bounds.
+  for (let k = g + 1; k < groups.length && missing(groups[k]!) && groups[k]![1] - from + 1 <= maxRun && groups[k]![0] === to + 1; k++) to = groups[k]![1];
+  return [from, to - from + 1];
+}
+
 /**
  * True when the stream can be ended (`MediaSource.endOfStream()`): the playhead is in buffered
  * data whose run reaches the last segment's end. (Ending earlier would cut the duration down to
@@ -268,6 +323,31 @@ export function thumbnailFor(thumbs: readonly ThumbnailInfo[], tMs: number): Thu
   return found;
 }
 
+/** How many of the first thumbnails are looked at for a poster. */
+export const POSTER_CANDIDATES = 8;
+
+/**
+ * Whether an RGBA picture (a decoded thumbnail) shows something: false for a screen of one colour
+ * (a session's first picture is often black, before the server has drawn), with room for JPEG
+ * noise. True once more than 1% of the pixels stray from the most common brightness.
+ */
+export function hasPictureContent(rgba: ArrayLike<number>): boolean {
+  const n = Math.floor(rgba.length / 4);
+  if (n === 0) return false;
+  const bins = new Array<number>(32).fill(0);
+  const luma = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const y = (rgba[i * 4]! * 77 + rgba[i * 4 + 1]! * 150 + rgba[i * 4 + 2]! * 29) >> 8;
+    luma[i] = y;
+    bins[y >> 3]!++;
+  }
+  const top = bins.indexOf(Math.max(...bins));
+  const centre = top * 8 + 4;
+  let stray = 0;
+  for (let i = 0; i < n; i++) if (Math.abs(luma[i]! - centre) > 20) stray++;
+  return stray > n / 100;
+}
+
 // ---- events -------------------------------------------------------------------------------------
 
 const str = (v: unknown): string => (typeof v === 'string' ? v : v === undefined || v === null ? '' : String(v));
@@ -333,6 +413,22 @@ export function eventKind(type: unknown): string {
   return typeof type === 'string' && /^[a-z_]{1,32}$/.test(type) ? type : 'other';
 }
 
+/**
+ * A policy event's outcome, for its style: `deny` (styled as a refusal), `allow` (an ordinary
+ * entry), or null for every other event. An unknown decision word counts as a refusal: a reviewer
+ * should look at it rather than skip it.
+ */
+export function policyOutcome(ev: RecordingEvent): 'allow' | 'deny' | null {
+  if (ev.type !== 'policy') return null;
+  return str(ev.decision).toLowerCase() === 'allow' ? 'allow' : 'deny';
+}
+
+/** The CSS classes of an event with prefix `p` (`marker` or `event`): `p-<kind>`, plus `decision-<outcome>` for policy events. */
+export function eventClasses(ev: RecordingEvent, p: string): string {
+  const outcome = policyOutcome(ev);
+  return `${p}-${eventKind(ev.type)}${outcome ? ` decision-${outcome}` : ''}`;
+}
+
 export interface Marker {
   tMs: number;
   /** 0..1 along the timeline. */
@@ -340,6 +436,8 @@ export interface Marker {
   /** Time and description, for the marker's `title`. */
   label: string;
   kind: string;
+  /** `marker-<kind>` and, for a policy event, `decision-allow` or `decision-deny`. */
+  classes: string;
 }
 
 /** Markers for the scrub bar, in time order; events without a usable `t_ms` are skipped. */
@@ -348,7 +446,7 @@ export function markers(events: readonly RecordingEvent[], durationMs: number): 
   for (const ev of events) {
     const t = num(ev.t_ms);
     if (t === null) continue;
-    out.push({ tMs: t, fraction: fractionOf(t, durationMs), label: `${formatClock(t)} ${describeEvent(ev)}`, kind: eventKind(ev.type) });
+    out.push({ tMs: t, fraction: fractionOf(t, durationMs), label: `${formatClock(t)} ${describeEvent(ev)}`, kind: eventKind(ev.type), classes: eventClasses(ev, 'marker') });
   }
   out.sort((a, b) => a.tMs - b.tMs);
   return out;

@@ -42,6 +42,8 @@ export interface PlayerDom {
   title: HTMLElement;
   meta: MetaElements;
   video: HTMLVideoElement;
+  /** The poster over the video before the first play or seek. */
+  poster: HTMLImageElement;
   /** The loading/buffering overlay and its text. */
   status: HTMLElement;
   statusText: HTMLElement;
@@ -103,7 +105,10 @@ export function buildPlayerDom(main: HTMLElement, id: string): PlayerDom {
   video.muted = true;
   const statusText = h('span', { id: 'player-status-text' }, 'Loading…');
   const status = h('div', { id: 'player-status', class: 'player-status', role: 'status' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), statusText);
-  const stage = h('div', { class: 'player-stage' }, video, status);
+  // Until the first play or seek: a picture of the session (its first thumbnail with content),
+  // since the first frame is often black (the server had not drawn yet).
+  const poster = h('img', { id: 'player-poster', class: 'player-poster', alt: '', decoding: 'async', hidden: true });
+  const stage = h('div', { class: 'player-stage' }, video, poster, status);
 
   const playBtn = h('button', { id: 'player-play', type: 'button', class: 'btn btn-small btn-primary player-play', 'data-state': 'paused', 'aria-label': 'Play', disabled: true }, 'Play');
   const timeText = h('span', { id: 'player-time', class: 'player-time mono' }, '0:00 / 0:00');
@@ -172,6 +177,7 @@ export function buildPlayerDom(main: HTMLElement, id: string): PlayerDom {
     title,
     meta,
     video,
+    poster,
     status,
     statusText,
     playBtn,

@@ -4,11 +4,11 @@
 // player-dom.ts, the scrub bar and events list player-timeline.ts, play/speed/status
 // player-controls.ts, the pure parts ../model/recording.ts.
 
-import { ApiError, getRecording, getRecordingEvents, type RecordingDetail, type RecordingEvent } from '../api';
+import { ApiError, getRecording, getRecordingEvents, thumbnailUrl, type RecordingDetail, type RecordingEvent, type ThumbnailInfo } from '../api';
 import type { PageContext } from '../context';
 import { shell } from '../layout';
 import { MseLoader, unsupportedReason } from '../mse';
-import { timelineMs } from '../model/recording';
+import { hasPictureContent, POSTER_CANDIDATES, timelineMs } from '../model/recording';
 import { counters, type PlayerHook } from '../test-hooks';
 import { playerControls } from './player-controls';
 import { buildPlayerDom, ErrorLine, setStatus, showMeta } from './player-dom';
@@ -22,7 +22,7 @@ const EVENTS_EVERY = 3;
 
 export async function renderPlayer(ctx: PageContext, id: string): Promise<void> {
   const { signal } = ctx;
-  const hookState: PlayerHook = { ready: false, currentTime: () => 0, seeks: 0, lastSeekTarget: null, segmentsAppended: 0 };
+  const hookState: PlayerHook = { ready: false, currentTime: () => 0, seeks: 0, lastSeekTarget: null, segmentsAppended: 0, posterSeq: null };
   const hooks = counters();
   hooks.player = hookState;
   signal.addEventListener('abort', () => {
@@ -74,8 +74,26 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
     const t = Math.min(Math.max(0, ms), d > 0 ? d : Math.max(0, ms)) / 1000;
     hookState.seeks++;
     hookState.lastSeekTarget = t;
+    hidePoster();
     video.currentTime = t;
   };
+
+  // ---- poster ---------------------------------------------------------------------------------
+  // The first frame is what the server showed when the session opened, often black (an RDP
+  // desktop is drawn a second or two later). Until the reviewer plays or seeks, the stage shows the
+  // first thumbnail with content instead; the playhead stays at the start, so nothing is skipped.
+  let posterDone = false;
+  const hidePoster = () => {
+    posterDone = true;
+    dom.poster.hidden = true;
+  };
+  video.addEventListener('playing', hidePoster);
+  void choosePoster(id, detail.thumbnails, signal).then((th) => {
+    if (!th || posterDone || signal.aborted) return;
+    dom.poster.src = thumbnailUrl(id, th.seq);
+    dom.poster.hidden = false;
+    hookState.posterSeq = th.seq;
+  });
 
   const timeline = new PlayerTimeline({ dom, recordingId: id, detail: () => detail, events: () => events, durationMs, seekTo, signal });
   playerControls({ dom, errors, hook: hookState, isLive: () => isLive, durationMs, signal });
@@ -171,6 +189,28 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
     void l.start();
   };
   startPlayback();
+}
+
+/** The first of the first few thumbnails that shows something (not one colour), or null. */
+async function choosePoster(id: string, thumbs: readonly ThumbnailInfo[], signal: AbortSignal): Promise<ThumbnailInfo | null> {
+  for (const th of thumbs.slice(0, POSTER_CANDIDATES)) {
+    if (signal.aborted) return null;
+    try {
+      const img = new Image();
+      img.src = thumbnailUrl(id, th.seq);
+      await img.decode();
+      const c = document.createElement('canvas');
+      c.width = img.naturalWidth;
+      c.height = img.naturalHeight;
+      const ctx = c.getContext('2d', { willReadFrequently: true });
+      if (!ctx || c.width === 0 || c.height === 0) continue;
+      ctx.drawImage(img, 0, 0);
+      if (hasPictureContent(ctx.getImageData(0, 0, c.width, c.height).data)) return th;
+    } catch {
+      // an unreadable thumbnail: try the next
+    }
+  }
+  return null;
 }
 
 function sortEvents(list: RecordingEvent[] | null): RecordingEvent[] {

@@ -4,7 +4,7 @@
 
 import { thumbnailUrl, type RecordingDetail, type RecordingEvent } from '../api';
 import { h, replace } from '../dom';
-import { currentEventIndex, describeEvent, eventKind, formatClock, fractionOf, markers, rangesMs, thumbnailFor, timeAtX } from '../model/recording';
+import { currentEventIndex, describeEvent, eventClasses, formatClock, fractionOf, markers, rangesMs, thumbnailFor, timeAtX } from '../model/recording';
 import type { PlayerDom } from './player-dom';
 
 /** Arrow keys on the scrub bar move this far; Page Up/Down ten times as far. */
@@ -66,7 +66,7 @@ export class PlayerTimeline {
     replace(
       dom.scrub.markerBox,
       ...ms.map((m) => {
-        const el = h('button', { type: 'button', class: `marker marker-${m.kind}`, 'data-t-ms': m.tMs, title: m.label, 'aria-label': m.label, tabindex: -1 });
+        const el = h('button', { type: 'button', class: `marker ${m.classes}`, 'data-t-ms': m.tMs, title: m.label, 'aria-label': m.label, tabindex: -1 });
         el.style.left = pct(m.fraction);
         el.addEventListener('click', (e) => {
           e.stopPropagation();
@@ -80,7 +80,7 @@ export class PlayerTimeline {
       const full = describeEvent(ev, 4000);
       const row = h(
         'li',
-        { class: `event-row event-${eventKind(ev.type)}`, 'data-t-ms': ev.t_ms, role: 'button', tabindex: 0, title: `${formatClock(ev.t_ms)} ${full}` },
+        { class: `event-row ${eventClasses(ev, 'event')}`, 'data-t-ms': ev.t_ms, role: 'button', tabindex: 0, title: `${formatClock(ev.t_ms)} ${full}` },
         h('span', { class: 'event-time mono' }, formatClock(ev.t_ms)),
         h('span', { class: 'event-text' }, describeEvent(ev)),
       );
