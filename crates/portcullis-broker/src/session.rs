@@ -278,14 +278,18 @@ impl SessionHandle {
         event: SessionEvent,
         to_audit: bool,
     ) -> (Arc<ViewerShared>, (u32, u32)) {
+        // The framebuffer's lock, then the list's (as the session applying a change does): no
+        // change falls between the size read here and the viewer being on the list.
+        let fb = read(&self.shared.desktop);
+        let (w, h) = (fb.width(), fb.height());
         let mut viewers = lock(&self.shared.viewers);
-        let (w, h) = self.size();
         let viewer = Arc::new(ViewerShared::new(w, h, user));
         if self.shared.frozen.load(Ordering::SeqCst) {
             viewer.push_event(ServerMessage::Frozen { frozen: true });
         }
         viewers.push(Arc::downgrade(&viewer));
         drop(viewers);
+        drop(fb);
         if to_audit {
             self.shared.tap_event(TapEvent::Session(event));
         } else {

@@ -84,10 +84,28 @@ pub enum ViewerOutput {
 
 /// What a browser viewer sends in its next frame.
 struct Pending {
-    /// Copies within the canvas (destination, source), in order.
-    copies: Vec<(Rect, Rect)>,
+    /// Copy messages within the canvas, in order.
+    copies: Vec<Vec<u8>>,
     /// Damaged rectangles with their pixels (RGBA).
     pixels: Vec<(Rect, Vec<u8>)>,
+}
+
+/// What a viewer found when it went to take its next frame.
+enum Taken<T> {
+    Nothing,
+    /// The session resized since the viewer looked: the resize is sent first.
+    ResizeFirst,
+    Frame(T),
+}
+
+impl<T> Taken<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Taken<U> {
+        match self {
+            Taken::Nothing => Taken::Nothing,
+            Taken::ResizeFirst => Taken::ResizeFirst,
+            Taken::Frame(t) => Taken::Frame(f(t)),
+        }
+    }
 }
 
 /// One viewer of a session (a browser tab). Dropping it detaches it.
@@ -144,10 +162,14 @@ impl Viewer {
                     return ViewerOutput::Message(e);
                 }
             }
-            if self.window.can_send() {
-                if let Some(pending) = self.take_pending() {
-                    let frame = blocking(|| self.encode(pending));
-                    return ViewerOutput::Frame(frame);
+            if self.window.can_send() && lock(&self.shared.state).has_frame() {
+                // Off the runtime's worker: the read waits for the session's write lock, and
+                // copying and compressing a large frame takes milliseconds.
+                match blocking(|| self.take_pending().map(|p| self.encode(p))) {
+                    Taken::Frame(frame) => return ViewerOutput::Frame(frame),
+                    // Announced before any frame of the new size: back to the top.
+                    Taken::ResizeFirst => continue,
+                    Taken::Nothing => {}
                 }
             }
             tokio::select! {
@@ -157,30 +179,40 @@ impl Viewer {
         }
     }
 
-    /// Takes the pending copies and damage, with the damage's pixels, or `None` when nothing
-    /// changed. One read of the framebuffer: the copies are exactly those that led from what
-    /// the browser was sent to the pixels read (the session adds them under the write lock).
-    fn take_pending(&self) -> Option<Pending> {
+    /// Takes the pending copies and damage, with the damage's pixels. One read of the
+    /// framebuffer: the copies are exactly those that led from what the browser was sent to
+    /// the pixels read (the session adds them under the write lock). A resize the session
+    /// announced meanwhile goes first (its damage is in the new size's coordinates).
+    fn take_pending(&self) -> Taken<Pending> {
         let fb = read(&self.session.desktop);
         let (copies, mut rects) = {
             let mut s = lock(&self.shared.state);
-            if s.damage.is_empty() && s.copies.is_empty() {
-                return None;
+            if s.resize.is_some() {
+                return Taken::ResizeFirst;
             }
-            (std::mem::take(&mut s.copies), s.damage.take())
+            if !s.has_frame() {
+                return Taken::Nothing;
+            }
+            s.take_frame()
         };
         let bounds = fb.bounds();
-        let copies = copies
-            .into_iter()
-            .filter(|(dst, src)| {
-                // Cleared at each resize, so always inside; repainted if it ever were not.
-                let inside = bounds.contains(dst) && bounds.contains(src);
-                if !inside {
-                    rects.push(*dst);
-                }
-                inside
+        // Cleared at each resize and bounded by the desktop, so always inside and describable;
+        // if one ever were not, no copy of this frame is sent and the whole desktop is
+        // repainted (a later copy may read what a dropped one would have written).
+        let messages: Option<Vec<Vec<u8>>> = copies
+            .iter()
+            .map(|(dst, src)| {
+                (bounds.contains(dst) && bounds.contains(src))
+                    .then(|| wire::copy_message(*dst, *src).ok())
+                    .flatten()
+                    .map(|m| m.to_vec())
             })
             .collect();
+        let copies = messages.unwrap_or_else(|| {
+            warn!("a copy outside the desktop: the frame repaints the whole desktop instead");
+            rects = vec![bounds];
+            Vec::new()
+        });
         // Copied out under the lock and encoded without it, so the session task can keep
         // applying updates while a large frame is compressed.
         let pixels = rects
@@ -190,7 +222,7 @@ impl Viewer {
             .filter(|r| !r.is_empty())
             .filter_map(|r| fb.read_rect(r).ok().map(|px| (r, px)))
             .collect();
-        Some(Pending { copies, pixels })
+        Taken::Frame(Pending { copies, pixels })
     }
 
     /// One frame: the copies first (in order, on what the browser shows), then the damaged
@@ -198,13 +230,7 @@ impl Viewer {
     fn encode(&mut self, pending: Pending) -> Vec<Vec<u8>> {
         let Pending { copies, pixels } = pending;
         let mut out = Vec::with_capacity(copies.len() + pixels.len() + 1);
-        for (dst, src) in copies {
-            match wire::copy_message(dst, src) {
-                Ok(msg) => out.push(msg.to_vec()),
-                // Unreachable for a desktop of at most 8192 pixels a side.
-                Err(error) => warn!(%error, "cannot describe a copy"),
-            }
-        }
+        out.extend(copies);
         for (r, px) in pixels {
             let mut msg = Vec::new();
             match encode_rgba(&px, r, Choice::Auto, &mut msg) {

@@ -359,9 +359,10 @@ fn apply_batch(
 /// tap. The viewers learn of it under the framebuffer's write lock, so a viewer that reads the
 /// framebuffer sees exactly the changes it was told of (what its copy rule relies on).
 fn apply_pixels(shared: &SessionShared, update: &TargetUpdate) -> Result<(), String> {
-    // Listed before the lock: attaching takes the list, then reads the desktop.
-    let viewers = shared.viewers_now();
+    // The framebuffer's lock, then the list's (as attaching does): a viewer is either on the
+    // list and told of this change, or attaches after it and starts from the result.
     let mut fb = write(&shared.desktop);
+    let viewers = shared.viewers_now();
     match fb.apply(update).map_err(|e| e.to_string())? {
         Applied::Damaged(r) => {
             match update {

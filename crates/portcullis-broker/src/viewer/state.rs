@@ -26,6 +26,11 @@ const MAX_PENDING_DEVICE_BYTES: usize = 16 * 1024 * 1024;
 /// canvas-to-canvas draw; beyond this a copy's destination becomes damage (repainted).
 const MAX_PENDING_COPIES: usize = 64;
 
+/// The area a browser viewer may have pending as copies for its next frame, in desktops: a
+/// canvas-to-canvas draw costs the browser about what painting its area costs, so a target
+/// that sends many desktop-sized copies gets repaints instead (bounded by the damage region).
+const MAX_PENDING_COPY_DESKTOPS: u64 = 4;
+
 pub(super) struct ViewerState {
     pub(super) damage: DamageRegion,
     /// Copies (destination with the source's size, source) to send before the damage, in the
@@ -35,6 +40,10 @@ pub(super) struct ViewerState {
     // a copy only when its source is outside `damage`, under the framebuffer's write lock; the
     // viewer takes copies and damage and reads the damage's pixels under its read lock.
     pub(super) copies: Vec<(Rect, Rect)>,
+    /// The area of `copies`, and how much of it is allowed (the desktop's area times
+    /// [`MAX_PENDING_COPY_DESKTOPS`]).
+    copy_area: u64,
+    copy_budget: u64,
     pub(super) resize: Option<(u32, u32)>,
     pub(super) events: VecDeque<ServerMessage>,
     /// Drive redirection messages for a native client that owns the drive.
@@ -50,23 +59,47 @@ impl ViewerState {
     /// browser will show there is then what the framebuffer held before the copy), and only
     /// [`MAX_PENDING_COPIES`] per frame; otherwise its destination becomes damage.
     pub(super) fn add_copy(&mut self, dst: Rect, src: Rect) {
-        if self.copies.len() >= MAX_PENDING_COPIES || self.damage.intersects(&src) {
+        if dst.is_empty() {
+            return;
+        }
+        let area = self.copy_area.saturating_add(dst.area());
+        if self.copies.len() >= MAX_PENDING_COPIES
+            || area > self.copy_budget
+            || self.damage.intersects(&src)
+        {
             self.damage.add(dst);
             return;
         }
         // Damage wholly inside the destination is brought up to date by the copy.
         self.damage.forget_inside(&dst);
         self.copies.push((dst, src));
+        self.copy_area = area;
+    }
+
+    /// Something is pending for the next frame (a resize comes before any frame).
+    pub(super) fn has_frame(&self) -> bool {
+        !self.damage.is_empty() || !self.copies.is_empty()
+    }
+
+    /// Takes what the next frame sends: the copies, then the damaged rectangles.
+    pub(super) fn take_frame(&mut self) -> (Vec<(Rect, Rect)>, Vec<Rect>) {
+        self.copy_area = 0;
+        (std::mem::take(&mut self.copies), self.damage.take())
     }
 
     /// Hands a native client the destinations of pending copies as damage (it has no copy
     /// operation). Copies only queue for browser viewers; this covers one queued before the
     /// viewer was known to be native.
     pub(super) fn copies_to_damage(&mut self) {
+        self.copy_area = 0;
         for (dst, _) in std::mem::take(&mut self.copies) {
             self.damage.add(dst);
         }
     }
+}
+
+fn copy_budget(width: u32, height: u32) -> u64 {
+    u64::from(width) * u64::from(height) * MAX_PENDING_COPY_DESKTOPS
 }
 
 /// What the session shares with one viewer.
@@ -91,6 +124,8 @@ impl ViewerShared {
             state: Mutex::new(ViewerState {
                 damage,
                 copies: Vec::new(),
+                copy_area: 0,
+                copy_budget: copy_budget(width, height),
                 resize: None,
                 events: VecDeque::new(),
                 device: VecDeque::new(),
@@ -126,6 +161,8 @@ impl ViewerShared {
         s.damage.reset_full(width, height);
         // In the old size's coordinates, and the repaint covers them.
         s.copies.clear();
+        s.copy_area = 0;
+        s.copy_budget = copy_budget(width, height);
     }
 
     pub(crate) fn push_event(&self, event: ServerMessage) {
@@ -248,7 +285,7 @@ mod tests {
                 if let Some((w, h)) = s.resize.take() {
                     self.canvas.resize(w, h).unwrap();
                 }
-                (std::mem::take(&mut s.copies), s.damage.take())
+                s.take_frame()
             };
             for (dst, src) in &copies {
                 self.canvas.copy_rect(*dst, *src).unwrap();
@@ -330,6 +367,29 @@ mod tests {
         }
         assert_eq!(m.frame().len(), MAX_PENDING_COPIES);
         assert!(m.sent_rects > 1);
+    }
+
+    #[test]
+    fn copies_beyond_four_times_the_desktop_area_become_damage() {
+        let mut m = Model::new(100, 100);
+        m.paint(Rect::new(0, 0, 100, 100), 3);
+        m.frame();
+        // Scrolls of almost the whole desktop: four fit the budget, the rest are repainted.
+        for _ in 0..10 {
+            m.copy((0, 0), Rect::new(0, 1, 100, 99));
+        }
+        assert_eq!(m.frame().len(), 4);
+        // The budget is per frame.
+        m.copy((0, 0), Rect::new(0, 1, 100, 99));
+        assert_eq!(m.frame().len(), 1);
+    }
+
+    #[test]
+    fn an_empty_copy_is_ignored() {
+        let v = ViewerShared::new(100, 100, "bob");
+        lock(&v.state).damage.take();
+        v.add_copy(Rect::new(50, 50, 0, 10), Rect::new(0, 0, 0, 10));
+        assert!(!lock(&v.state).has_frame());
     }
 
     #[test]
