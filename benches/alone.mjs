@@ -147,7 +147,8 @@ const inside = (p, r) => p[0] >= r.x && p[0] < r.x + r.w && p[1] >= r.y && p[1] 
 const hexRgb = (h) => [0, 2, 4].map((i) => Number.parseInt(h.slice(i, i + 2), 16));
 function xtermGeometry(desktop) {
   let id = null;
-  for (let i = 0; i < 50 && !id; i++) {
+  // Up to 15 s: a loaded machine starts the xterm late.
+  for (let i = 0; i < 150 && !id; i++) {
     try { id = desktop.xdotool('search', '--name', 'portcullis-xterm').trim().split('\n')[0]; } catch { execFileSync('sleep', ['0.1']); }
   }
   if (!id) throw new Error('no xterm window on the desktop');
@@ -183,15 +184,18 @@ async function block(server, browser, connectClient) {
       if (inside(p, xtermRect)) throw new Error(`watched pixel ${p} is covered by the xterm ${JSON.stringify(xtermRect)}`);
     }
     // The typing row (diff of two screenshots), before any client is connected.
-    await xdo('key', 'ctrl+u');
-    await xdo('key', 'ctrl+l');
-    await sleep(400);
-    const shotA = rawShot(desktop.display);
-    await poke('key 0x78');
-    await sleep(400);
-    const shotB = rawShot(desktop.display);
     const clip = { x: geo.x, y: geo.y, w: Math.min(geo.w, W - geo.x), h: Math.min(geo.h, H_ - geo.y) };
-    const box = diffBox(shotA, shotB, W, clip);
+    let box = null;
+    // A loaded machine may start the xterm's shell late: try a few times.
+    for (let attempt = 1; attempt <= 4 && !box; attempt++) {
+      await xdo('key', 'ctrl+u');
+      await xdo('key', 'ctrl+l');
+      await sleep(400 * attempt);
+      const shotA = rawShot(desktop.display);
+      await poke('key 0x78');
+      await sleep(400 * attempt);
+      box = diffBox(shotA, rawShot(desktop.display), W, clip);
+    }
     if (!box) throw new Error('typing into the xterm changed nothing on the display (keyboard focus?)');
     const band = { x: clip.x, y: Math.max(clip.y, box.y0 - 1), w: clip.w, h: Math.min(box.y1 - box.y0 + 3, clip.y + clip.h - box.y0 + 1) };
 
@@ -334,7 +338,14 @@ async function main() {
       // Alternate the order so that neither client always goes first.
       const order = b % 2 ? [...names].reverse() : names;
       for (const name of order) {
-        const s = await block(server, browser, clients[name]);
+        let s;
+        try {
+          s = await block(server, browser, clients[name]);
+        } catch (e) {
+          // A desktop that came up badly (loaded machine): one more try on a fresh one.
+          log(`${server} block ${b + 1} ${name} failed (${e.message.split('\n')[0]}); retrying once`);
+          s = await block(server, browser, clients[name]);
+        }
         samples[name].push(...s);
         const missed = s.filter((x) => x.paint === null).length;
         log(`${server} block ${b + 1}/${BLOCKS} ${name}: p50 ${CASES.map((k) => `${k} ${stats(s.filter((x) => x.kind === k).map((x) => x.paint)).p50}`).join(', ')}${missed ? ` (${missed} missed)` : ''}`);

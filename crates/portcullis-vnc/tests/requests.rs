@@ -2,6 +2,8 @@
 //! local socket, the next request follows each update (an empty one too) at once, and none
 //! comes while one is outstanding (no timer polling).
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use portcullis_core::desktop::TargetUpdate;
