@@ -152,8 +152,13 @@ function xtermGeometry(desktop) {
     try { id = desktop.xdotool('search', '--name', 'portcullis-xterm').trim().split('\n')[0]; } catch { execFileSync('sleep', ['0.1']); }
   }
   if (!id) throw new Error('no xterm window on the desktop');
-  const g = Object.fromEntries(desktop.xdotool('getwindowgeometry', '--shell', id).trim().split('\n').map((l) => l.split('=')));
-  return { id, x: Number(g.X), y: Number(g.Y), w: Number(g.WIDTH), h: Number(g.HEIGHT) };
+  // Until the xterm has its final size (it maps small first on a loaded machine).
+  for (let i = 0; ; i++) {
+    const g = Object.fromEntries(desktop.xdotool('getwindowgeometry', '--shell', id).trim().split('\n').map((l) => l.split('=')));
+    const geo = { id, x: Number(g.X), y: Number(g.Y), w: Number(g.WIDTH), h: Number(g.HEIGHT) };
+    if (geo.w > 200 || i >= 100) return geo;
+    execFileSync('sleep', ['0.1']);
+  }
 }
 function pkgVersion(name) {
   try { return execFileSync('dpkg-query', ['-W', '-f', '${Version}', name], { encoding: 'utf8' }); } catch { return null; }
@@ -344,7 +349,10 @@ async function main() {
         } catch (e) {
           // A desktop that came up badly (loaded machine): one more try on a fresh one.
           log(`${server} block ${b + 1} ${name} failed (${e.message.split('\n')[0]}); retrying once`);
-          s = await block(server, browser, clients[name]);
+          s = await block(server, browser, clients[name]).catch((again) => {
+            log(`${server} block ${b + 1} ${name} failed again (${again.message.split('\n')[0]}); skipped`);
+            return [];
+          });
         }
         samples[name].push(...s);
         const missed = s.filter((x) => x.paint === null).length;
