@@ -268,7 +268,8 @@ fn bench(root: &Path) -> Result<()> {
     let mut first_failure = Ok(());
     for name in chosen {
         let outcome = match name {
-            "latency" => node("run.mjs"),
+            // Both clients on one x11vnc at once, then each alone on x11vnc and TigerVNC.
+            "latency" => node("run.mjs").and_then(|()| node("alone.mjs")),
             // The page's received bytes per workload phase, gateway vs noVNC, each alone.
             "bytes" => node("bytes.mjs"),
             "recording" => node("recording.mjs"),

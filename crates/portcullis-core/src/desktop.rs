@@ -499,6 +499,10 @@ pub enum TargetUpdate {
     /// Files copied on the target's clipboard (RDP), fetched by the adapter when the session's
     /// [`ClipFileTerms`] allowed it, else only named; the broker's policy decides.
     ClipboardFiles(Vec<ClipFile>),
+    /// The target's current update is complete: what came since the previous one is a
+    /// consistent picture, to be shown now. Only adapters that know it send it (VNC); without
+    /// it the broker waits for the stream of updates to pause.
+    UpdateEnd,
 }
 
 /// Which way a file crossed, seen from the user.
@@ -578,7 +582,8 @@ impl Framebuffer {
             | TargetUpdate::Bell
             | TargetUpdate::Device(_)
             | TargetUpdate::File(_)
-            | TargetUpdate::ClipboardFiles(_) => Ok(Applied::Nothing),
+            | TargetUpdate::ClipboardFiles(_)
+            | TargetUpdate::UpdateEnd => Ok(Applied::Nothing),
         }
     }
 }

@@ -2,15 +2,27 @@
 //! protocol-neutral desktop model of `portcullis-core`.
 //!
 //! Only this crate knows `vnc-rs`. Its traps, handled here:
-//! - the client asks for one full update only, so we keep asking for incremental updates;
+//! - the client asks for one full update only and reports no update's end, so the stream it
+//!   reads is watched (`watch`, `framer`): after each update (empty ones too) we ask for the next
+//!   at once, keeping one incremental request outstanding as RFB clients do, and tell the broker
+//!   the update is complete; if the framer loses track, a timer asks instead;
 //! - `VncClient::input` waits on the same lock as a pending `recv_event`, so one task owns the
 //!   client and multiplexes events, commands and the refresh timer with `select!`;
 //! - its event channel is tiny, so events are drained promptly and handed on through a bounded
 //!   channel whose backpressure slows reading from the target rather than growing memory.
 //!
-//! We offer only lossless encodings (ZRLE, TRLE, CopyRect, Raw): Tight would hand us JPEG that we
-//! would have to decode, and the gateway re-encodes for the browser anyway.
+//! We offer only lossless encodings whose length is known without decoding them (ZRLE, CopyRect,
+//! Raw): Tight would hand us JPEG that we would have to decode (and the gateway re-encodes for the
+//! browser anyway); TRLE cannot be framed without decoding it.
 
+mod framer;
+mod watch;
+
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub use framer::oracles;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::desktop::{check_size, InputEvent, PixelLayout, Rect, TargetUpdate};
@@ -20,14 +32,33 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use vnc::{PixelFormat, VncConnector, VncEncoding, VncError, VncEvent, X11Event};
+use watch::{Framing, Watched};
 
-/// How often we ask the server for changes when it has been quiet. A pending incremental
-/// request is answered as soon as something changes, so this only bounds how long a lost or
-/// ignored request can stall the picture.
+/// What we offer, best first: lossless, and each measurable by the framer.
+const ENCODINGS: [VncEncoding; 4] = [
+    VncEncoding::Zrle,
+    VncEncoding::CopyRect,
+    VncEncoding::Raw,
+    VncEncoding::DesktopSizePseudo,
+];
+
+/// While update ends are seen, a new request follows each one at once; this only bounds how
+/// long a lost or ignored request can stall the picture.
+const SAFETY_REFRESH: Duration = Duration::from_secs(1);
+/// Without update ends (the framer lost track): how often we ask when the server was quiet.
 const IDLE_REFRESH: Duration = Duration::from_millis(100);
-/// After data arrived, how soon we ask again. Short, so that the next change is not delayed:
-/// this is most of what the gateway adds to change→paint latency.
+/// Without update ends: after data arrived, how soon we ask again.
 const BUSY_REFRESH: Duration = Duration::from_millis(4);
+
+/// Our SetEncodings message as vnc-rs writes it.
+fn set_encodings_message() -> Vec<u8> {
+    let mut m = vec![2, 0];
+    m.extend_from_slice(&u16::try_from(ENCODINGS.len()).unwrap_or(0).to_be_bytes());
+    for e in ENCODINGS {
+        m.extend_from_slice(&u32::from(e).to_be_bytes());
+    }
+    m
+}
 
 /// Why a VNC target session could not be opened or ended abnormally.
 #[derive(Debug, Error)]
@@ -83,6 +114,7 @@ impl VncTargetError {
 /// An open, authenticated VNC connection.
 pub struct VncTarget {
     client: vnc::VncClient,
+    framing: Arc<Framing>,
     width: u32,
     height: u32,
 }
@@ -115,14 +147,15 @@ pub async fn connect(
             source,
         })?;
     let _ = tcp.set_nodelay(true);
+    let framing = Framing::new();
+    let stream = Watched::new(tcp, Arc::clone(&framing), set_encodings_message());
     let handshake = async move {
-        let client = VncConnector::new(tcp)
-            .set_auth_method(async move { Ok::<String, VncError>(password) })
-            .add_encoding(VncEncoding::Zrle)
-            .add_encoding(VncEncoding::Trle)
-            .add_encoding(VncEncoding::CopyRect)
-            .add_encoding(VncEncoding::Raw)
-            .add_encoding(VncEncoding::DesktopSizePseudo)
+        let connector = ENCODINGS.into_iter().fold(
+            VncConnector::new(stream)
+                .set_auth_method(async move { Ok::<String, VncError>(password) }),
+            |c, e| c.add_encoding(e),
+        );
+        let client = connector
             .allow_shared(true)
             .set_pixel_format(PixelFormat::rgba())
             .build()
@@ -144,6 +177,7 @@ pub async fn connect(
                     check_size(w, h).map_err(|e| VncTargetError::Protocol(e.to_string()))?;
                     return Ok(VncTarget {
                         client,
+                        framing,
                         width: w,
                         height: h,
                     });
@@ -172,6 +206,7 @@ impl VncTarget {
         mut commands: mpsc::Receiver<TargetCommand>,
     ) -> Result<(), VncTargetError> {
         let client = self.client;
+        let framing = self.framing;
         let result = async {
             client
                 .input(X11Event::FullRefresh)
@@ -180,7 +215,13 @@ impl VncTarget {
             let mut last_request = Instant::now();
             let mut busy = true;
             loop {
-                let wait = if busy { BUSY_REFRESH } else { IDLE_REFRESH };
+                let wait = if framing.in_sync() {
+                    SAFETY_REFRESH
+                } else if busy {
+                    BUSY_REFRESH
+                } else {
+                    IDLE_REFRESH
+                };
                 let deadline = last_request + wait;
                 tokio::select! {
                     biased;
@@ -191,8 +232,17 @@ impl VncTarget {
                         }
                     }
                     ev = client.recv_event() => {
-                        let ev = ev.map_err(VncTargetError::from_vnc)?;
-                        if let Some(update) = translate(ev)? {
+                        let update = match ev.map_err(VncTargetError::from_vnc)? {
+                            // The update is complete: ask for the next one at once (the
+                            // server answers when something changes), then say so.
+                            VncEvent::Text(text) if framing.is_marker(&text) => {
+                                client.input(X11Event::Refresh).await.map_err(VncTargetError::from_vnc)?;
+                                last_request = Instant::now();
+                                Some(TargetUpdate::UpdateEnd)
+                            }
+                            ev => translate(ev)?,
+                        };
+                        if let Some(update) = update {
                             busy = true;
                             if updates.send(update).await.is_err() {
                                 return Ok(());
@@ -286,4 +336,18 @@ fn to_x11(cmd: TargetCommand) -> Option<X11Event> {
         // Clipboard files are RDP's only (the broker never sends them to a VNC target).
         TargetCommand::Input(InputEvent::ClipboardFiles(_)) => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn we_offer_exactly_what_the_framer_follows() {
+        let offered: Vec<i32> = super::ENCODINGS
+            .iter()
+            .map(|e| i32::from_be_bytes(u32::from(*e).to_be_bytes()))
+            .collect();
+        assert_eq!(offered, crate::framer::FOLLOWED_ENCODINGS);
+        let m = super::set_encodings_message();
+        assert_eq!(m.len(), 4 + 4 * offered.len());
+    }
 }

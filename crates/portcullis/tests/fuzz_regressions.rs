@@ -38,6 +38,7 @@ const TARGETS: &[(&str, Oracle)] = &[
         portcullis_rdp::reassembly::oracles::server_channel_chunks,
     ),
     ("audit_segment", portcullis_audit::oracles::segment_bytes),
+    ("vnc_server_stream", portcullis_vnc::oracles::server_stream),
     (
         "policy_document",
         portcullis_policy::oracles::policy_document,

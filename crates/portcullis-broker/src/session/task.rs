@@ -178,11 +178,15 @@ async fn run_session(
                     target_gone = true;
                     break Ok(());
                 };
-                if let Err(e) = apply_batch(&shared, first, &mut updates) {
-                    break Err(e);
-                }
-                if let Err(e) = settle(&shared, &mut updates).await {
-                    break Err(e);
+                match apply_batch(&shared, first, &mut updates) {
+                    Err(e) => break Err(e),
+                    // The adapter said the update is complete: nothing to wait for.
+                    Ok(Batch::Complete) => {}
+                    Ok(Batch::Open) => {
+                        if let Err(e) = settle(&shared, &mut updates).await {
+                            break Err(e);
+                        }
+                    }
                 }
                 shared.for_each_viewer(ViewerShared::wake);
                 if let Some(tap) = shared.tap.get() {
@@ -280,9 +284,10 @@ const SETTLE_MAX: Duration = Duration::from_millis(12);
 /// Scheduler rounds with no new update after which the update counts as complete.
 const SETTLE_IDLE_ROUNDS: u32 = 2;
 
-/// Waits until the target's current update has been fully decoded, applying it as it comes.
+/// Waits until the target's current update has been fully decoded, applying it as it comes,
+/// or until the adapter says it is complete ([`TargetUpdate::UpdateEnd`]).
 ///
-/// vnc-rs hands one update over as many tiles with no end marker. Waking viewers per tile made
+/// Adapters that cannot tell hand one update over as many tiles with no end marker. Waking viewers per tile made
 /// them send partial frames that queued behind the frame window (+28 ms p50 for a large change),
 /// and a quiet timer cost 2-3 ms on every change (timer granularity). Instead: this thread runs
 /// only this session's tasks, so when yielding lets every other task run and no new update
@@ -298,7 +303,9 @@ async fn settle(
         match updates.try_recv() {
             Ok(update) => {
                 idle_rounds = 0;
-                apply_batch(shared, update, updates)?;
+                if apply_batch(shared, update, updates)? == Batch::Complete {
+                    break;
+                }
             }
             Err(mpsc::error::TryRecvError::Empty) => idle_rounds += 1,
             // The main loop sees the closed channel on its next receive.
@@ -312,18 +319,28 @@ async fn settle(
 /// close, say): a target that streams without pause must not monopolise it.
 const MAX_BATCH: usize = UPDATE_QUEUE;
 
-/// Applies `first` and whatever else is already queued (up to [`MAX_BATCH`]). Viewers are woken
-/// by the caller once the stream settles.
+/// Whether a batch of updates ended with the end of the target's update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    /// The adapter said the update is complete.
+    Complete,
+    /// More may belong to the same update.
+    Open,
+}
+
+/// Applies `first` and whatever else is already queued (up to [`MAX_BATCH`]), stopping after an
+/// [`TargetUpdate::UpdateEnd`]. Viewers are woken by the caller once the update is complete.
 fn apply_batch(
     shared: &SessionShared,
     first: TargetUpdate,
     updates: &mut mpsc::Receiver<TargetUpdate>,
-) -> Result<(), String> {
+) -> Result<Batch, String> {
     let mut next = Some(first);
     let mut applied_count = 0;
     while let Some(update) = next.take() {
         applied_count += 1;
         match update {
+            TargetUpdate::UpdateEnd => return Ok(Batch::Complete),
             TargetUpdate::Clipboard(mut text)
                 if shared.clipboard_allowed(Direction::TargetToClient, text.len()) =>
             {
@@ -352,7 +369,7 @@ fn apply_batch(
             next = updates.try_recv().ok();
         }
     }
-    Ok(())
+    Ok(Batch::Open)
 }
 
 /// Applies a change of the picture (pixels, a copy, a resize) and tells the viewers and the

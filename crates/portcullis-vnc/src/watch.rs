@@ -1,0 +1,186 @@
+//! The TCP stream vnc-rs is given, watched: the server's bytes go through our [`Framer`] and,
+//! after each FramebufferUpdate, a marker message is slipped into what vnc-rs reads, so the
+//! adapter sees the update's end in order with its decoded pixels (vnc-rs reports none).
+//!
+//! The framer starts at the message boundary right after ServerInit, which it recognises as our
+//! own SetEncodings going out (vnc-rs reads the handshake exactly, so nothing further was read).
+//! If the framer loses sync, the stream passes through untouched from then on.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tracing::warn;
+
+use crate::framer::Framer;
+
+/// Whether update ends are reported, shared between the stream and the adapter.
+#[derive(Debug)]
+pub(crate) struct Framing {
+    state: AtomicU8,
+    /// The ServerCutText text that marks an update's end (random per connection).
+    marker: String,
+}
+
+const UNARMED: u8 = 0;
+const IN_SYNC: u8 = 1;
+const LOST: u8 = 2;
+
+impl Framing {
+    pub(crate) fn new() -> Arc<Self> {
+        use std::hash::{BuildHasher, Hasher};
+        let random = |salt: u64| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(salt);
+            h.finish()
+        };
+        Arc::new(Self {
+            state: AtomicU8::new(UNARMED),
+            marker: format!("portcullis-update-end-{:016x}{:016x}", random(1), random(2)),
+        })
+    }
+
+    /// Update ends are being reported (the adapter may rely on them).
+    pub(crate) fn in_sync(&self) -> bool {
+        self.state.load(Ordering::Acquire) == IN_SYNC
+    }
+
+    /// Whether `text` (a decoded ServerCutText) is our marker.
+    pub(crate) fn is_marker(&self, text: &str) -> bool {
+        text == self.marker
+    }
+
+    /// The marker as a ServerCutText message.
+    fn marker_message(&self) -> Vec<u8> {
+        let text = self.marker.as_bytes();
+        let mut m = vec![3, 0, 0, 0];
+        m.extend_from_slice(&u32::try_from(text.len()).unwrap_or(0).to_be_bytes());
+        m.extend_from_slice(text);
+        m
+    }
+}
+
+/// A stream whose server→client bytes are framed; see the module doc.
+pub(crate) struct Watched<S> {
+    inner: S,
+    framing: Arc<Framing>,
+    /// Our SetEncodings message: seeing it go out arms the framer.
+    arm_on: Vec<u8>,
+    framer: Option<Framer>,
+    /// A marker to hand to vnc-rs before anything else (not the server's: never framed).
+    marker: Vec<u8>,
+    marker_at: usize,
+    /// Server bytes read past an update's end, given (and framed) after the marker: at most
+    /// one read's worth.
+    held: Vec<u8>,
+    held_at: usize,
+}
+
+impl<S> Watched<S> {
+    pub(crate) fn new(inner: S, framing: Arc<Framing>, set_encodings: Vec<u8>) -> Self {
+        Self {
+            inner,
+            framing,
+            arm_on: set_encodings,
+            framer: None,
+            marker: Vec::new(),
+            marker_at: 0,
+            held: Vec::new(),
+            held_at: 0,
+        }
+    }
+}
+
+/// Frames `bytes` from the server: how many of them vnc-rs gets now, and whether an update
+/// ended right after those (then the rest waits behind a marker).
+fn frame(framer: &mut Option<Framer>, framing: &Framing, bytes: &[u8]) -> (usize, bool) {
+    let Some(framer) = framer.as_mut().filter(|f| !f.is_lost()) else {
+        return (bytes.len(), false);
+    };
+    let fed = framer.feed(bytes);
+    if framer.is_lost() {
+        framing.state.store(LOST, Ordering::Release);
+        warn!("lost track of the VNC server's messages: asking for updates on a timer from now on");
+        return (bytes.len(), false);
+    }
+    (fed.consumed, fed.update_end)
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.marker_at < this.marker.len() {
+            let n = (this.marker.len() - this.marker_at).min(buf.remaining());
+            buf.put_slice(&this.marker[this.marker_at..this.marker_at + n]);
+            this.marker_at += n;
+            return Poll::Ready(Ok(()));
+        }
+        let update_end = if this.held_at < this.held.len() {
+            let n = (this.held.len() - this.held_at).min(buf.remaining());
+            let chunk = &this.held[this.held_at..this.held_at + n];
+            let (given, end) = frame(&mut this.framer, &this.framing, chunk);
+            buf.put_slice(&chunk[..given]);
+            this.held_at += given;
+            if this.held_at == this.held.len() {
+                this.held = Vec::new();
+                this.held_at = 0;
+            }
+            end
+        } else {
+            let before = buf.filled().len();
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            let read = &buf.filled()[before..];
+            let (given, end) = frame(&mut this.framer, &this.framing, read);
+            if given < read.len() {
+                this.held = read[given..].to_vec();
+                this.held_at = 0;
+            }
+            buf.set_filled(before + given);
+            end
+        };
+        if update_end {
+            this.marker = this.framing.marker_message();
+            this.marker_at = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.framer.is_none()
+            && this.framing.state.load(Ordering::Acquire) == UNARMED
+            && data.starts_with(&this.arm_on)
+        {
+            this.framer = Some(Framer::new(4));
+            this.framing.state.store(IN_SYNC, Ordering::Release);
+        }
+        Pin::new(&mut this.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! The adapter keeps one incremental update request outstanding: against a fake RFB server on a
+//! local socket, the next request follows each update (an empty one too) at once, and none
+//! comes while one is outstanding (no timer polling).
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use portcullis_core::desktop::TargetUpdate;
+use portcullis_vnc::{connect, TargetCommand, Timeouts};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// A client message, as far as the fake server cares.
+#[derive(Debug, PartialEq)]
+enum FromClient {
+    Request { incremental: bool },
+    Other,
+}
+
+async fn handshake(s: &mut TcpStream) {
+    s.write_all(b"RFB 003.008\n").await.unwrap();
+    let mut version = [0; 12];
+    s.read_exact(&mut version).await.unwrap();
+    s.write_all(&[1, 1]).await.unwrap(); // one security type: None
+    assert_eq!(s.read_u8().await.unwrap(), 1);
+    s.write_all(&0_u32.to_be_bytes()).await.unwrap(); // SecurityResult: OK
+    let _shared = s.read_u8().await.unwrap();
+    let mut init = vec![0, 64, 0, 48];
+    init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
+    init.extend_from_slice(&4_u32.to_be_bytes());
+    init.extend_from_slice(b"fake");
+    s.write_all(&init).await.unwrap();
+}
+
+async fn read_message(s: &mut TcpStream) -> FromClient {
+    let kind = s.read_u8().await.unwrap();
+    let skip = |n: usize| vec![0_u8; n];
+    match kind {
+        0 => {
+            s.read_exact(&mut skip(19)).await.unwrap();
+        }
+        2 => {
+            let mut h = [0; 3];
+            s.read_exact(&mut h).await.unwrap();
+            let n = usize::from(u16::from_be_bytes([h[1], h[2]]));
+            s.read_exact(&mut skip(4 * n)).await.unwrap();
+        }
+        3 => {
+            let mut r = [0; 9];
+            s.read_exact(&mut r).await.unwrap();
+            return FromClient::Request {
+                incremental: r[0] == 1,
+            };
+        }
+        4 => {
+            s.read_exact(&mut skip(7)).await.unwrap();
+        }
+        5 => {
+            s.read_exact(&mut skip(5)).await.unwrap();
+        }
+        other => panic!("unexpected client message {other}"),
+    }
+    FromClient::Other
+}
+
+async fn next_request(s: &mut TcpStream) -> FromClient {
+    loop {
+        let m = read_message(s).await;
+        if m != FromClient::Other {
+            return m;
+        }
+    }
+}
+
+const EMPTY_UPDATE: [u8; 4] = [0, 0, 0, 0];
+
+fn one_pixel_update() -> Vec<u8> {
+    let mut m = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1];
+    m.extend_from_slice(&0_i32.to_be_bytes()); // Raw
+    m.extend_from_slice(&[10, 20, 30, 0]);
+    m
+}
+
+const ROUNDS: usize = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asks_again_right_after_each_update_even_an_empty_one() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        handshake(&mut s).await;
+        // vnc-rs's first (full) request gets a pixel.
+        assert_eq!(
+            next_request(&mut s).await,
+            FromClient::Request { incremental: false }
+        );
+        s.write_all(&one_pixel_update()).await.unwrap();
+        // Every later request gets an empty update at once: the client must ask again at
+        // once, not when a timer fires (which took 100 ms per round before).
+        let started = Instant::now();
+        for _ in 0..ROUNDS {
+            let _ = next_request(&mut s).await;
+            s.write_all(&EMPTY_UPDATE).await.unwrap();
+        }
+        let rounds_took = started.elapsed();
+        // Now the server keeps quiet: with requests outstanding, the client waits, it does not
+        // poll. At most the answers to the last two updates arrive (two requests chains: vnc-rs's
+        // first request and the adapter's first full refresh; a real server merges them).
+        let mut while_quiet = 0;
+        let quiet_until = Instant::now() + Duration::from_millis(400);
+        while tokio::time::timeout_at(quiet_until.into(), next_request(&mut s))
+            .await
+            .is_ok()
+        {
+            while_quiet += 1;
+        }
+        // One more empty update: the next request follows at once (the safety timer is 1 s).
+        s.write_all(&EMPTY_UPDATE).await.unwrap();
+        let answered = Instant::now();
+        let _ = timeout(Duration::from_millis(500), next_request(&mut s))
+            .await
+            .expect("a request right after the empty update");
+        (rounds_took, while_quiet, answered.elapsed(), s)
+    });
+
+    let target = connect(&address, String::new(), Timeouts::default())
+        .await
+        .unwrap();
+    let (updates_tx, mut updates) = mpsc::channel(16);
+    let (commands, commands_rx) = mpsc::channel::<TargetCommand>(4);
+    let adapter = tokio::spawn(target.run(updates_tx, commands_rx));
+    let collector = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(u) = updates.recv().await {
+            seen.push(u);
+        }
+        seen
+    });
+    let (rounds_took, while_quiet, next_after, socket) = server.await.unwrap();
+    drop(commands);
+    let _ = adapter.await;
+    drop(socket);
+    let seen = collector.await.unwrap();
+
+    assert!(
+        rounds_took < Duration::from_millis(1000),
+        "{ROUNDS} empty updates took {rounds_took:?}: the client waited for a timer"
+    );
+    assert!(
+        while_quiet <= 2,
+        "{while_quiet} requests came while one was outstanding"
+    );
+    assert!(next_after < Duration::from_millis(300), "{next_after:?}");
+    // The broker hears of each update's end, after the update's pixels.
+    let first_pixels = seen
+        .iter()
+        .position(|u| matches!(u, TargetUpdate::Pixels { .. }))
+        .expect("the pixel arrived");
+    let first_end = seen
+        .iter()
+        .position(|u| matches!(u, TargetUpdate::UpdateEnd))
+        .expect("update ends are reported");
+    assert!(first_pixels < first_end, "{seen:?}");
+    let ends = seen
+        .iter()
+        .filter(|u| matches!(u, TargetUpdate::UpdateEnd))
+        .count();
+    assert!(
+        ends >= ROUNDS,
+        "only {ends} update ends for {} updates",
+        ROUNDS + 1
+    );
+}
