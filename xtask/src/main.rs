@@ -61,6 +61,9 @@ const APT_PACKAGES: &[&str] = &[
     "libavfilter-dev",
     "libavdevice-dev",
     "clang",
+    // The recording benchmark reads the recorded text with OCR (benches/ocr.mjs).
+    "tesseract-ocr",
+    "tesseract-ocr-eng",
     "libclang-dev",
     "pkg-config",
 ];

@@ -41,20 +41,39 @@ fn ffe(context: &'static str) -> impl FnOnce(ff::Error) -> EncoderError {
     move |source| EncoderError::Ffmpeg { context, source }
 }
 
-/// Encoder settings.
+/// Encoder settings: chosen on the size × legibility × CPU × memory frontier measured by
+/// `examples/reencode.rs` (see benches/README.md, "Recording").
 #[derive(Debug, Clone)]
 pub struct EncoderSettings {
     /// x264 preset (`ultrafast` … `veryslow`).
     pub preset: String,
+    /// x264 tune (`animation`, `stillimage`, …), empty for none.
+    pub tune: String,
     /// Constant rate factor (0-51, lower is better quality).
     pub crf: u8,
+    /// The frame rate x264 assumes for a frame whose duration it cannot know yet (the
+    /// recorder's `max_fps`). Timestamps are real (ms): x264 rate-controls each frame by how long
+    /// it is shown, up to a second.
+    pub fps: u32,
+    /// Frames x264 looks ahead (its macroblock tree then spends bits on what stays on screen).
+    /// Each costs a frame of memory and delays a frame's output by one frame: the recorder
+    /// pushes them out with repeats of the picture, at `fps`, once the screen is still.
+    /// 0: no lookahead, one packet per frame.
+    pub lookahead: u32,
+    /// More x264 options (`key=value:…`), after ours.
+    pub x264_params: String,
 }
 
 impl Default for EncoderSettings {
     fn default() -> Self {
         Self {
             preset: "veryfast".into(),
-            crf: 28,
+            tune: String::new(),
+            // The highest CRF whose OCR legibility stays ≥ 0.95 of the screen's (crf 28: 0.94).
+            crf: 24,
+            fps: 5,
+            lookahead: 0,
+            x264_params: String::new(),
         }
     }
 }
@@ -99,7 +118,12 @@ impl H264Encoder {
         enc.set_width(width);
         enc.set_height(height);
         enc.set_format(Pixel::YUV420P);
+        // Milliseconds, and a nominal rate: without one, FFmpeg tells x264 the rate is the
+        // time base's (1000 fps) and x264, when it cannot use timestamps, rate-controls every
+        // frame as if it lasted 1 ms (P-frames far coarser than the CRF asks, keyframes finer).
         enc.set_time_base((1, 1000));
+        let fps = i32::try_from(settings.fps.clamp(1, 60)).unwrap_or(5);
+        enc.set_frame_rate(Some((fps, 1)));
         // Keyframes are placed by the recorder (forced IDR), never by x264 on its own.
         enc.set_gop(100_000);
         enc.set_max_b_frames(0);
@@ -107,17 +131,34 @@ impl H264Encoder {
         enc.set_color_range(ff::color::Range::MPEG);
         let mut opts = Dictionary::new();
         opts.set("preset", &settings.preset);
-        opts.set("tune", "stillimage,zerolatency");
+        if !settings.tune.is_empty() {
+            opts.set("tune", &settings.tune);
+        }
         opts.set("crf", &settings.crf.to_string());
         opts.set("forced-idr", "1");
         opts.set("threads", "1");
-        // Uneven multi-hexagon search over ±64 pixels finds scrolled text (xterm, pagers): 25%
-        // fewer bytes than the preset's ±16 hexagon on a scrolling admin workload, for ~15%
-        // more encoding time (measured by re-encoding a recorded session with ffmpeg).
-        opts.set(
-            "x264-params",
-            "scenecut=0:repeat-headers=1:aud=0:me=umh:merange=64",
+        // Uneven multi-hexagon search over ±128 pixels finds scrolled text (xterm, pagers): on
+        // a 1080p xterm capture (examples/reencode.rs) ±16 hexagon 136 MB/h, ±64 72 MB/h,
+        // ±128 62 MB/h for 11% more CPU than ±64, ±256 53 MB/h for 43% more.
+        // No B-frames and no frame-threading lookahead: output is delayed by `lookahead` frames
+        // only. Timestamps are used (variable frame rate): no `zerolatency`, which forces a
+        // constant rate.
+        // Text wants one quantizer everywhere: no adaptive quantization (it raises the quantizer
+        // of busy blocks, i.e. of text) and qcomp 1 (a frame's quantizer does not fall with its
+        // complexity, so a repeat of a still picture is not re-encoded finer, and new text is
+        // coded alike whatever else changed). Re-encoding a 1080p xterm capture, against the
+        // stillimage tune: the same OCR legibility for 25-30% fewer bytes (benches/README.md).
+        let lookahead = settings.lookahead.min(60);
+        let mut params = format!(
+            "scenecut=0:repeat-headers=1:aud=0:me=umh:merange=128:bframes=0:sync-lookahead=0:\
+             rc-lookahead={lookahead}:mbtree={}:aq-mode=0:qcomp=1",
+            u8::from(lookahead > 0)
         );
+        if !settings.x264_params.is_empty() {
+            params.push(':');
+            params.push_str(&settings.x264_params);
+        }
+        opts.set("x264-params", &params);
         let encoder = enc.open_with(opts).map_err(ffe("open libx264"))?;
         Ok(Self {
             encoder,

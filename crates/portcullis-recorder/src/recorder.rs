@@ -3,6 +3,8 @@
 //! [`Recorder`] is driven by its caller (the session loop in [`crate::gateway`] or a test) with
 //! pictures and times; it never reads a clock itself.
 
+use std::collections::VecDeque;
+
 use portcullis_core::session::SessionEvent;
 use portcullis_core::Rect;
 use portcullis_recording::{RecordingWriter, SegmentInfo, StorageError};
@@ -41,13 +43,12 @@ pub struct RecorderConfig {
     /// pending: the most screen activity a crash can lose. Events are committed as often.
     pub fragment_ms: u64,
     /// While the screen stays the same, a fragment (one repeat of the picture, to move the
-    /// timeline on) is cut this often: a crash then loses only how long nothing changed.
+    /// timeline on) is cut this often: a crash then loses only how long nothing changed. Each
+    /// costs ~700 bytes (its signed manifest line ~480): once a minute, an idle hour is ~0.04 MB.
     pub idle_fragment_ms: u64,
-    /// A keyframe at least this often (bounds how far back a seek reaches, in time)...
+    /// A keyframe on the first new picture this long after the last one (bounds how far back a
+    /// seek reaches). Placed by time only: an unchanged screen gets none.
     pub keyframe_max_ms: u64,
-    /// ...and at least every this many new pictures (bounds a seek's decoding work; repeats of
-    /// an unchanged picture decode almost for free and do not count).
-    pub keyframe_max_frames: u32,
     /// A thumbnail at most this often.
     pub thumbnail_every_ms: u64,
     /// Thumbnail width.
@@ -66,9 +67,8 @@ impl Default for RecorderConfig {
         Self {
             max_fps: 5,
             fragment_ms: 1000,
-            idle_fragment_ms: 10_000,
-            keyframe_max_ms: 300_000,
-            keyframe_max_frames: 60,
+            idle_fragment_ms: 60_000,
+            keyframe_max_ms: 60_000,
             thumbnail_every_ms: 10_000,
             thumbnail_width: 240,
             encoder: EncoderSettings::default(),
@@ -103,8 +103,13 @@ pub struct Recorder {
     pending: Option<Pending>,
     samples: Vec<mp4::Sample>,
     last_pts: Option<u64>,
+    /// Frames given to the encoder and not out yet (x264's lookahead holds them), oldest first:
+    /// time and whether each shows something new. No B-frames: they come out in this order.
+    inflight: VecDeque<(u64, Picture)>,
+    /// Time of the last frame given to the encoder.
+    last_in_ms: Option<u64>,
+    /// Time of the last keyframe asked for.
     last_key_ms: u64,
-    frames_since_key: u32,
     last_thumb_ms: Option<u64>,
     /// A thumbnail waiting for its segment, with the time of the frame it shows.
     thumb: Option<(u64, Vec<u8>)>,
@@ -129,8 +134,9 @@ impl Recorder {
             pending: None,
             samples: Vec::new(),
             last_pts: None,
+            inflight: VecDeque::new(),
+            last_in_ms: None,
             last_key_ms: 0,
-            frames_since_key: 0,
             last_thumb_ms: None,
             thumb: None,
             thumb_stale: false,
@@ -200,6 +206,9 @@ impl Recorder {
         }
         let pts = self.next_pts(now_ms);
         let key = self.wants_key(pts);
+        if key {
+            self.last_key_ms = pts;
+        }
         if self.wants_thumbnail(pts) {
             self.take_thumbnail(pts, rgba, pw, ph);
         } else {
@@ -209,7 +218,36 @@ impl Recorder {
             return Ok(());
         };
         let out = part.encoder.encode(rgba, changed, to_i64(pts), key)?;
-        self.take_encoded(pts, out, Picture::New)
+        self.inflight.push_back((pts, Picture::New));
+        self.last_in_ms = Some(pts);
+        self.take_encoded(out)
+    }
+
+    /// Repeats the picture (never a keyframe) at `pts`.
+    fn repeat(&mut self, pts: u64) -> Result<(), RecordError> {
+        let Some(part) = self.part.as_mut() else {
+            return Ok(());
+        };
+        let out = part.encoder.repeat(to_i64(pts), false)?;
+        self.inflight.push_back((pts, Picture::Repeat));
+        self.last_in_ms = Some(pts);
+        self.take_encoded(out)
+    }
+
+    /// The screen is still and x264's lookahead holds new pictures: repeats of the picture, one
+    /// per frame slot up to `now_ms`, push them out (a few tens of bytes each), so they reach
+    /// the next fragment in time.
+    fn drain(&mut self, now_ms: u64) -> Result<(), RecordError> {
+        let slot = 1000 / u64::from(self.cfg.encoder.fps.max(1));
+        while self.inflight.iter().any(|(_, p)| *p == Picture::New) {
+            let Some(last) = self.last_in_ms else { break };
+            let pts = last + slot;
+            if pts > now_ms {
+                break;
+            }
+            self.repeat(pts)?;
+        }
+        Ok(())
     }
 
     /// The screen is still `rgba` (the picture of the last frame, padded like it): when the
@@ -239,6 +277,7 @@ impl Recorder {
     /// Time passes with nothing new on screen: cuts a fragment once one is due, so what is
     /// recorded becomes durable and playable.
     pub fn tick(&mut self, now_ms: u64) -> Result<(), RecordError> {
+        self.drain(now_ms)?;
         let fragment_start = self
             .samples
             .first()
@@ -258,11 +297,7 @@ impl Recorder {
                     // Encode the same picture again so the pending frame gets its duration
                     // and the timeline has no hole.
                     let pts = self.next_pts(now_ms);
-                    let key = self.wants_key(pts);
-                    if let Some(part) = self.part.as_mut() {
-                        let out = part.encoder.repeat(to_i64(pts), key)?;
-                        self.take_encoded(pts, out, Picture::Repeat)?;
-                    }
+                    self.repeat(pts)?;
                 }
                 self.flush_fragment()?;
             }
@@ -303,11 +338,14 @@ impl Recorder {
     }
 
     fn end_part(&mut self, now_ms: u64) -> Result<(), RecordError> {
-        let end = self.last_pts.map_or(now_ms, |p| now_ms.max(p + 1));
         if let Some(part) = self.part.as_mut() {
+            // What x264's lookahead still holds comes out now.
             let rest = part.encoder.flush()?;
-            self.take_encoded(end, rest, Picture::New)?;
+            self.take_encoded(rest)?;
         }
+        self.inflight.clear();
+        self.last_in_ms = None;
+        let end = self.last_pts.map_or(now_ms, |p| now_ms.max(p + 1));
         self.settle_pending(end);
         self.flush_fragment()?;
         self.part = None;
@@ -318,18 +356,25 @@ impl Recorder {
         Ok(())
     }
 
+    /// The time of a frame at `now_ms`: after everything given to the encoder and everything
+    /// written.
     fn next_pts(&self, now_ms: u64) -> u64 {
-        match self.last_pts {
+        let after = match (self.last_pts, self.last_in_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        match after {
             Some(last) => now_ms.max(last + 1),
             None => now_ms,
         }
     }
 
+    /// A new picture at `pts` is a keyframe: the first of a part, or the first this long after
+    /// the last keyframe (by time only).
     fn wants_key(&self, pts: u64) -> bool {
         match &self.part {
-            Some(p) if p.started => {
-                self.frames_since_key >= self.cfg.keyframe_max_frames
-                    || pts >= self.last_key_ms + self.cfg.keyframe_max_ms
+            Some(p) if p.started || self.last_in_ms.is_some() => {
+                pts >= self.last_key_ms + self.cfg.keyframe_max_ms
             }
             _ => true,
         }
@@ -352,14 +397,13 @@ impl Recorder {
         }
     }
 
-    /// Takes what the encoder produced for the frame at `pts`.
-    fn take_encoded(
-        &mut self,
-        pts: u64,
-        out: Vec<Encoded>,
-        picture: Picture,
-    ) -> Result<(), RecordError> {
+    /// Takes what the encoder produced: the oldest frames in flight, in order.
+    fn take_encoded(&mut self, out: Vec<Encoded>) -> Result<(), RecordError> {
         for e in out {
+            let (pts, picture) = self
+                .inflight
+                .pop_front()
+                .unwrap_or((u64::try_from(e.pts_ms).unwrap_or(0), Picture::New));
             let Some(part) = self.part.as_mut() else {
                 break;
             };
@@ -380,13 +424,8 @@ impl Recorder {
                 // A keyframe starts a fragment: seeks start at fragment boundaries.
                 self.settle_pending(time);
                 self.flush_fragment()?;
-                self.last_key_ms = time;
-                self.frames_since_key = 0;
             } else {
                 self.settle_pending(time);
-            }
-            if picture == Picture::New {
-                self.frames_since_key += 1;
             }
             self.frames += 1;
             self.pending = Some(Pending {

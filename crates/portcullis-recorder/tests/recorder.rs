@@ -240,3 +240,118 @@ fn an_unchanged_screen_gets_its_thumbnail_after_a_black_start() {
     // Still a few, not one per fragment.
     assert!(d.thumbnails.len() <= 3, "{:?}", d.thumbnails);
 }
+
+fn writer(disk: &LocalDisk, id: &str) -> RecordingWriter {
+    let meta = SessionMeta {
+        session: id.into(),
+        user: "alice".into(),
+        user_id: "u_alice".into(),
+        target: "t".into(),
+        client_addr: "127.0.0.1".into(),
+        started_at_ms: 0,
+    };
+    RecordingWriter::create(disk, Arc::new(generate_key()), meta).unwrap()
+}
+
+/// (start_ms, end_ms, key) of every segment in the manifest so far.
+fn segments(dir: &Path, id: &str) -> Vec<(u64, u64, bool)> {
+    let manifest = std::fs::read_to_string(dir.join(id).join("manifest.jsonl")).unwrap();
+    manifest
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let e = &v["body"]["entry"];
+            (e["type"] == "segment").then(|| {
+                (
+                    e["start_ms"].as_u64().unwrap(),
+                    e["end_ms"].as_u64().unwrap(),
+                    e["key"] == true,
+                )
+            })
+        })
+        .collect()
+}
+
+/// A picture with a moving box: every frame differs.
+fn moving(w: u32, h: u32, n: u32) -> Vec<u8> {
+    let mut px = picture(w, h, false);
+    let x0 = (n * 8) % (w - 16);
+    for y in 0..16 {
+        for x in x0..x0 + 16 {
+            let i = ((y * w + x) * 4) as usize;
+            px[i..i + 3].copy_from_slice(&[250, 250, 250]);
+        }
+    }
+    px
+}
+
+#[test]
+fn keyframes_come_by_time_only_and_never_while_the_screen_is_still() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let cfg = RecorderConfig {
+        keyframe_max_ms: 5000,
+        ..RecorderConfig::default()
+    };
+    let mut r = Recorder::new(writer(&disk, "keys"), cfg);
+    let (w, h) = (320, 240);
+    // 12 s of a picture changing 5 times a second (60 new pictures: no count bounds keys)...
+    let mut t = 0;
+    for n in 0..60 {
+        r.frame(t, &moving(w, h, n), w, h).unwrap();
+        for _ in 0..4 {
+            t += 50;
+            r.tick(t).unwrap();
+        }
+    }
+    // ...then a minute with nothing new.
+    while t < 72_000 {
+        t += 100;
+        r.tick(t).unwrap();
+    }
+    r.finish(t, "done", 1).unwrap();
+    let segs = segments(dir.path(), "keys");
+    let keys: Vec<u64> = segs.iter().filter(|s| s.2).map(|s| s.0).collect();
+    assert_eq!(keys, [0, 5000, 10_000], "{segs:?}");
+    // The still minute is on the timeline (to its end, or 1 ms past it when a repeat falls on
+    // the last instant), without a keyframe.
+    let end = segs.last().unwrap().1;
+    assert!((t..=t + 1).contains(&end), "ends at {end}, not {t}");
+}
+
+#[test]
+fn with_lookahead_a_change_is_in_a_fragment_within_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let mut cfg = RecorderConfig::default();
+    cfg.encoder.lookahead = 4;
+    let mut r = Recorder::new(writer(&disk, "la"), cfg);
+    let (w, h) = (320, 240);
+    let plain = picture(w, h, false);
+    let red = picture(w, h, true);
+    r.frame(0, &plain, w, h).unwrap();
+    let mut t = 0;
+    while t < 2000 {
+        t += 100;
+        r.tick(t).unwrap();
+    }
+    r.frame_changed(2000, &red, w, h, &[Rect::new(100, 100, 100, 100)])
+        .unwrap();
+    // The gateway ticks at least once a second while nothing changes.
+    for _ in 0..2 {
+        t += 1000;
+        r.tick(t).unwrap();
+    }
+    let segs = segments(dir.path(), "la");
+    assert!(
+        segs.iter().any(|s| s.0 <= 2000 && s.1 > 2000),
+        "the change at 2.0 s is not on disk at {t} ms: {segs:?}"
+    );
+    r.finish(4500, "done", 1).unwrap();
+    let part = dir.path().join("la/video-1.mp4");
+    assert!((ffprobe_duration(&part) - 4.5).abs() < 0.05);
+    let before = pixel_at(&part, 1.9, w, 150, 150);
+    let after = pixel_at(&part, 2.1, w, 150, 150);
+    assert!(before[2] > 120 && before[0] < 90, "before: {before:?}");
+    assert!(after[0] > 180 && after[2] < 90, "after: {after:?}");
+}

@@ -78,7 +78,6 @@ pub struct Recording {
     pub signing_key_file: PathBuf,
     pub max_fps: u32,
     pub keyframe_max_secs: u64,
-    pub keyframe_max_frames: u32,
     pub crf: u8,
     pub preset: String,
     pub keystrokes: bool,
@@ -155,6 +154,7 @@ mod dto {
         pub signing_key_file: Option<PathBuf>,
         pub max_fps: Option<u32>,
         pub keyframe_max_secs: Option<u64>,
+        /// Accepted from older configurations and ignored: keyframes are placed by time only.
         pub keyframe_max_frames: Option<u32>,
         pub crf: Option<u8>,
         pub preset: Option<String>,
@@ -240,7 +240,10 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
 }
 
 fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
-    let preset = r.preset.unwrap_or_else(|| "veryfast".into());
+    let defaults = portcullis_recorder::encoder::EncoderSettings::default();
+    // Keyframes are placed by time only now; an old `keyframe_max_frames` is accepted, unused.
+    let _ignored = r.keyframe_max_frames;
+    let preset = r.preset.unwrap_or(defaults.preset);
     if !PRESETS.contains(&preset.as_str()) {
         bail!(
             "recording.preset: expected one of {}, got {preset:?}",
@@ -267,16 +270,10 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
         keyframe_max_secs: in_range(
             "recording.keyframe_max_secs",
             r.keyframe_max_secs,
-            300,
+            60,
             (1, 3600),
         )?,
-        keyframe_max_frames: in_range(
-            "recording.keyframe_max_frames",
-            r.keyframe_max_frames,
-            60,
-            (1, 10_000),
-        )?,
-        crf: in_range("recording.crf", r.crf, 28, (10, 45))?,
+        crf: in_range("recording.crf", r.crf, defaults.crf, (10, 45))?,
         preset,
         keystrokes,
         retention,

@@ -281,10 +281,11 @@ pub(crate) fn set_up(
     let cfg = RecorderConfig {
         max_fps: r.max_fps,
         keyframe_max_ms: r.keyframe_max_secs * 1000,
-        keyframe_max_frames: r.keyframe_max_frames,
         encoder: portcullis_recorder::encoder::EncoderSettings {
             preset: r.preset.clone(),
             crf: r.crf,
+            fps: r.max_fps,
+            ..portcullis_recorder::encoder::EncoderSettings::default()
         },
         keystrokes: if r.keystrokes {
             KeystrokeLog::Text
