@@ -124,7 +124,7 @@ fn main() -> Result<(), Error> {
         &enc,
     )?);
     std::fs::create_dir_all(dir)?;
-    let storage = LocalDisk::open(&PathBuf::from(dir))?;
+    let storage = LocalDisk::open(PathBuf::from(dir))?;
     let id = format!("{:08x}-0000-4000-8000-000000000000", std::process::id());
     let meta = SessionMeta {
         session: id.clone(),

@@ -31,15 +31,12 @@ const LOST: u8 = 2;
 
 impl Framing {
     pub(crate) fn new() -> Arc<Self> {
-        use std::hash::{BuildHasher, Hasher};
-        let random = |salt: u64| {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(salt);
-            h.finish()
-        };
+        // 128 bits from a CSPRNG seeded by the OS: neither the server nor a user who can put
+        // text on the target's clipboard can guess it (a guess would only end an update early).
+        let secret: u128 = rand::random();
         Arc::new(Self {
             state: AtomicU8::new(UNARMED),
-            marker: format!("portcullis-update-end-{:016x}{:016x}", random(1), random(2)),
+            marker: format!("portcullis-update-end-{secret:032x}"),
         })
     }
 

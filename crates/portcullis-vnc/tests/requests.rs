@@ -84,7 +84,7 @@ fn one_pixel_update() -> Vec<u8> {
     m
 }
 
-const ROUNDS: usize = 20;
+const ROUNDS: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asks_again_right_after_each_update_even_an_empty_one() {
@@ -111,7 +111,7 @@ async fn asks_again_right_after_each_update_even_an_empty_one() {
         // poll. At most the answers to the last two updates arrive (two requests chains: vnc-rs's
         // first request and the adapter's first full refresh; a real server merges them).
         let mut while_quiet = 0;
-        let quiet_until = Instant::now() + Duration::from_millis(400);
+        let quiet_until = Instant::now() + Duration::from_millis(100);
         while tokio::time::timeout_at(quiet_until.into(), next_request(&mut s))
             .await
             .is_ok()
@@ -121,7 +121,7 @@ async fn asks_again_right_after_each_update_even_an_empty_one() {
         // One more empty update: the next request follows at once (the safety timer is 1 s).
         s.write_all(&EMPTY_UPDATE).await.unwrap();
         let answered = Instant::now();
-        let _ = timeout(Duration::from_millis(500), next_request(&mut s))
+        let _ = timeout(Duration::from_millis(800), next_request(&mut s))
             .await
             .expect("a request right after the empty update");
         (rounds_took, while_quiet, answered.elapsed(), s)
@@ -147,14 +147,16 @@ async fn asks_again_right_after_each_update_even_an_empty_one() {
     let seen = collector.await.unwrap();
 
     assert!(
-        rounds_took < Duration::from_millis(1000),
+        rounds_took < Duration::from_millis(2500),
         "{ROUNDS} empty updates took {rounds_took:?}: the client waited for a timer"
     );
     assert!(
         while_quiet <= 2,
         "{while_quiet} requests came while one was outstanding"
     );
-    assert!(next_after < Duration::from_millis(300), "{next_after:?}");
+    // The safety timer would send one ≈900 ms after the update; a timer-paced client (100 ms)
+    // would take 5 s for the rounds.
+    assert!(next_after < Duration::from_millis(600), "{next_after:?}");
     // The broker hears of each update's end, after the update's pixels.
     let first_pixels = seen
         .iter()
