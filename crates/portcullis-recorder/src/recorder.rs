@@ -283,9 +283,12 @@ impl Recorder {
             .first()
             .map(|s| s.time_ms)
             .or(self.pending.as_ref().map(|p| p.time_ms));
-        // Only an unchanged picture pending, and nothing new in the fragment: no hurry.
-        let only_repeats =
-            self.samples.is_empty() && self.pending.as_ref().is_some_and(|p| p.repeat);
+        // Only an unchanged picture pending, and nothing new in the fragment: no hurry, unless
+        // a thumbnail of the settled screen waits for it (a reviewer's hover shows the screen
+        // within a second, not a minute later).
+        let only_repeats = self.samples.is_empty()
+            && self.thumb.is_none()
+            && self.pending.as_ref().is_some_and(|p| p.repeat);
         let every = if only_repeats {
             self.cfg.idle_fragment_ms
         } else {
