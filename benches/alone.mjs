@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import os from 'node:os';
 import { installProbe } from './probe.mjs';
+import { diffBox, hexRgb, inside, killGroup, pkgVersion, rawShot, shuffle } from './common.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -59,10 +60,6 @@ const log = (...a) => console.error('[alone]', ...a);
 // ---- cleanup ----------------------------------------------------------------------------------
 const cleanups = [];
 const children = new Set();
-function killGroup(p, sig = 'SIGTERM') {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  try { process.kill(-p.pid, sig); } catch { try { p.kill(sig); } catch { /* gone */ } }
-}
 async function cleanup() {
   while (cleanups.length) {
     try { await cleanups.pop()(); } catch (e) { log('cleanup:', e.message); }
@@ -100,13 +97,6 @@ function stats(values) {
   if (!v.length) return { n: 0 };
   return { n: v.length, min: r2(v[0]), p50: r2(pct(v, 50)), p90: r2(pct(v, 90)), p99: r2(pct(v, 99)), max: r2(v.at(-1)) };
 }
-function shuffle(a) {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
 
 // ---- X helpers --------------------------------------------------------------------------------
 function startPoke(display) {
@@ -128,23 +118,6 @@ function startPoke(display) {
   poke.stop = () => p.stop();
   return poke;
 }
-function rawShot(display) {
-  return execFileSync('import', ['-display', display, '-window', 'root', '-depth', '8', 'rgb:-'], { maxBuffer: 64 << 20 });
-}
-function diffBox(a, b, width, region) {
-  let x0 = Infinity; let y0 = Infinity; let x1 = -1; let y1 = -1;
-  for (let y = region.y; y < region.y + region.h; y++) {
-    for (let x = region.x; x < region.x + region.w; x++) {
-      const i = (y * width + x) * 3;
-      if (a[i] !== b[i] || a[i + 1] !== b[i + 1] || a[i + 2] !== b[i + 2]) {
-        if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
-      }
-    }
-  }
-  return x1 < 0 ? null : { x0, y0, x1, y1 };
-}
-const inside = (p, r) => p[0] >= r.x && p[0] < r.x + r.w && p[1] >= r.y && p[1] < r.y + r.h;
-const hexRgb = (h) => [0, 2, 4].map((i) => Number.parseInt(h.slice(i, i + 2), 16));
 function xtermGeometry(desktop) {
   let id = null;
   // Up to 15 s: a loaded machine starts the xterm late.
@@ -159,9 +132,6 @@ function xtermGeometry(desktop) {
     if (geo.w > 200 || i >= 100) return geo;
     execFileSync('sleep', ['0.1']);
   }
-}
-function pkgVersion(name) {
-  try { return execFileSync('dpkg-query', ['-W', '-f', '${Version}', name], { encoding: 'utf8' }); } catch { return null; }
 }
 
 // ---- one block: a fresh desktop, one client, the three cases ----------------------------------

@@ -22,6 +22,7 @@ import { createInterface } from 'node:readline';
 import os from 'node:os';
 import zlib from 'node:zlib';
 import { installProbe } from './probe.mjs';
+import { diffBox, hexRgb, inside, killGroup, pkgVersion, rawShot, shuffle } from './common.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -69,10 +70,6 @@ function cleanup() {
     })();
   }
   return cleaning;
-}
-function killGroup(p, sig = 'SIGTERM') {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  try { process.kill(-p.pid, sig); } catch { try { p.kill(sig); } catch { /* gone */ } }
 }
 let interrupted = false;
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
@@ -142,25 +139,7 @@ function startPoke(display) {
 }
 
 /** Raw RGB screenshot of the X display. */
-function rawShot(display) {
-  return execFileSync('import', ['-display', display, '-window', 'root', '-depth', '8', 'rgb:-'], { maxBuffer: 64 << 20 });
-}
 
-function diffBox(a, b, width, region) {
-  let x0 = Infinity; let y0 = Infinity; let x1 = -1; let y1 = -1;
-  for (let y = region.y; y < region.y + region.h; y++) {
-    for (let x = region.x; x < region.x + region.w; x++) {
-      const i = (y * width + x) * 3;
-      if (a[i] !== b[i] || a[i + 1] !== b[i + 1] || a[i + 2] !== b[i + 2]) {
-        if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
-      }
-    }
-  }
-  return x1 < 0 ? null : { x0, y0, x1, y1 };
-}
-
-const inside = (p, r) => p[0] >= r.x && p[0] < r.x + r.w && p[1] >= r.y && p[1] < r.y + r.h;
-const hexRgb = (h) => [0, 2, 4].map((i) => Number.parseInt(h.slice(i, i + 2), 16));
 
 // ---- TCP and CPU counters ----------------------------------------------------------------------
 /** Established TCP sockets matching an ss filter, with byte counters and owning process. */
@@ -701,14 +680,6 @@ function breakdown(ss, packets, P) {
   return out;
 }
 
-function shuffle(a) {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
-
 function countTraffic(page, portcullis = false) {
   const c = { rxBytes: 0, rxMsgs: 0, txBytes: 0, txMsgs: 0, lastRx: 0, sockets: 0, rects: 0, area: 0, png: 0, jpeg: 0, capture: null };
   const size = (p) => (typeof p === 'string' ? Buffer.byteLength(p) : p.length);
@@ -763,10 +734,6 @@ function tcpListenPid(port) {
 
 function pidOf(desktop, name) {
   try { return Number(readFileSync(join(desktop.dir, `${name}.pid`), 'utf8').trim()); } catch { return null; }
-}
-
-function pkgVersion(name) {
-  try { return execFileSync('dpkg-query', ['-W', '-f', '${Version}', name], { encoding: 'utf8' }); } catch { return null; }
 }
 
 function xtermGeometry(desktop) {
