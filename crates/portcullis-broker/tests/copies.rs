@@ -125,9 +125,22 @@ async fn a_copy_reaches_a_browser_as_a_copy_and_a_native_client_as_damage() {
     else {
         panic!("expected damage");
     };
-    assert_eq!(d.len(), 1);
-    assert_eq!(d[0].0, Rect::new(100, 50, 16, 16));
-    assert_eq!(&d[0].1[..4], &[200, 10, 10, 255]);
+    // The destination as damage with the square's pixels (the native client may get other
+    // damage in the same batch, and the damage region may cut or merge rectangles).
+    let dst = Rect::new(100, 50, 16, 16);
+    let red_at = |x: u32, y: u32| {
+        d.iter().any(|(r, px)| {
+            r.contains(&Rect::new(x, y, 1, 1)) && {
+                let i = (((y - r.y) * r.w + (x - r.x)) * 4) as usize;
+                px[i..i + 4] == [200, 10, 10, 255]
+            }
+        })
+    };
+    assert!(
+        red_at(dst.x, dst.y) && red_at(dst.x + 15, dst.y + 15),
+        "{:?}",
+        d.iter().map(|(r, _)| *r).collect::<Vec<_>>()
+    );
     session.close(SessionEnd::ClosedByAdmin {
         message: "done".into(),
     });
