@@ -1,9 +1,14 @@
 //! Encodes changed desktop rectangles as browser rectangle messages.
 //!
 //! This crate is the only one that depends on `image`. The policy: text and UI (few distinct
-//! colours) go out as PNG, lossless, so terminal text stays sharp; large areas with many colours
-//! (photos, gradients, video) go out as JPEG, which is many times smaller for that content.
+//! colours) go out lossless, as a palette image (or RGB) in a chunk of the viewer's one deflate
+//! stream ([`Encoder`]), so glyphs and colours sent before cost little again and terminal text
+//! stays sharp; large areas with many colours (photos, gradients, video) go out as JPEG, which is
+//! many times smaller for that content.
 
+use std::collections::HashMap;
+
+use flate2::{Compress, Compression, FlushCompress, Status};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
@@ -11,20 +16,32 @@ use portcullis_core::wire::{self, ImageEncoding, WireError};
 use portcullis_core::{DesktopError, Framebuffer, Rect};
 use thiserror::Error;
 
-/// Smallest area (pixels) considered for JPEG: below it PNG costs little whatever the content.
+/// Smallest area (pixels) considered for JPEG: below it a lossless image costs little whatever
+/// the content.
 const JPEG_MIN_AREA: u64 = 128 * 128;
 /// Distinct colours among the sampled pixels above which an area counts as photographic.
 /// UI and text use a handful of colours (plus antialiasing ramps); photos use thousands.
 const PHOTO_COLOURS: usize = 384;
 /// Pixels sampled to count colours.
 const SAMPLES: u64 = 2048;
-/// Deflate level of PNG rectangles. Measured on a 1280x800 terminal desktop
-/// (`examples/encode_cost.rs`): level 1 takes 7 ms and 142 KB, the default level 6 takes 33-40 ms
-/// for 116 KB, the `Fast` setting 4 ms for 283 KB. Level 1 keeps a full repaint well inside a
-/// frame time while sending about half of what noVNC's Tight does for the same workload.
+/// Deflate level of PNG rectangles (the fallback once a viewer's deflate stream failed).
+/// Measured on a 1280x800 terminal desktop (`examples/encode_cost.rs`): level 1 takes 7 ms and
+/// 142 KB, the default level 6 takes 33-40 ms for 116 KB, the `Fast` setting 4 ms for 283 KB.
 const PNG_LEVEL: CompressionType = CompressionType::Level(1);
+/// Deflate level of a viewer's stream. Measured on 1280x800 xterm screens
+/// (`examples/encode_cost.rs`, release): a bitmap-font screen (2 colours) is 8.0 KB in 3.3 ms at
+/// level 6, 8.6 KB / 2.8 ms at 3, 11.0 KB / 2.5 ms at 1 (PNG level 1: 58 KB / 2.1 ms); an
+/// antialiased one (256 greys) 41 KB / 10.9 ms, 46 KB / 7.3 ms, 74 KB / 4.9 ms (PNG: 179 KB /
+/// 4.4 ms). Palette indices are a third to a twenty-fourth of the RGB bytes, so the thorough
+/// level costs little time for what it saves.
+const STREAM_LEVEL: u32 = 6;
 /// JPEG quality for photographic areas.
 const JPEG_QUALITY: u8 = 80;
+/// Largest palette: more distinct colours go out as RGB.
+const MAX_PALETTE: usize = 256;
+/// Inflated layouts of a [`ImageEncoding::Zlib`] rectangle (its first byte).
+const LAYOUT_RGB: u8 = 0;
+const LAYOUT_PALETTE: u8 = 1;
 
 /// Why a rectangle could not be encoded.
 #[derive(Debug, Error)]
@@ -38,6 +55,12 @@ pub enum EncodeError {
     /// The image codec failed.
     #[error("image encoding failed: {0}")]
     Image(#[from] image::ImageError),
+    /// The viewer's deflate stream failed; the encoder goes on without it.
+    #[error("deflate stream failed: {0}")]
+    Deflate(#[from] flate2::CompressError),
+    /// The deflate stream made no progress.
+    #[error("deflate stream made no progress")]
+    Stalled,
 }
 
 /// Which encoding to use, decided from the content.
@@ -49,7 +72,8 @@ pub enum Choice {
     Auto,
 }
 
-/// Appends one complete rectangle message (header and image) for `rect` of `fb` to `out`.
+/// Appends one complete rectangle message (header and image) for `rect` of `fb` to `out`,
+/// without a deflate stream (fill, PNG or JPEG): each message stands alone.
 pub fn encode_rect(
     fb: &Framebuffer,
     rect: Rect,
@@ -68,6 +92,81 @@ pub fn encode_rgba(
     choice: Choice,
     out: &mut Vec<u8>,
 ) -> Result<ImageEncoding, EncodeError> {
+    if let Some(done) = encode_simple(rgba, rect, choice, out)? {
+        return Ok(done);
+    }
+    encode_png(&rgba_to_rgb(rgba), rect, out)
+}
+
+/// A viewer's encoder. It keeps one deflate stream for the viewer's whole connection, so every
+/// lossless rectangle compresses against what the stream saw before (the browser inflates the
+/// chunks in order with one stream too). One per connection, used in the order of sending.
+pub struct Encoder {
+    /// `None` once the stream failed: from then on lossless rectangles are PNGs, which need
+    /// no shared state (a chunk the browser never got would break the stream for good).
+    stream: Option<Compress>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("stream", &self.stream.is_some())
+            .finish()
+    }
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Encoder {
+    /// A fresh stream: its first chunk carries the zlib header.
+    pub fn new() -> Self {
+        Self {
+            stream: Some(Compress::new(Compression::new(STREAM_LEVEL), true)),
+        }
+    }
+
+    /// Appends one complete rectangle message for `rgba` (tightly packed RGBA of `rect`) to
+    /// `out`: a fill, a JPEG for photographic areas (with [`Choice::Auto`]), else a palette or
+    /// RGB image deflated into the stream and flushed, so the browser can draw it at once.
+    /// When the stream fails, the error is returned once with nothing appended to `out`, and
+    /// later rectangles are PNGs.
+    pub fn encode_rgba(
+        &mut self,
+        rgba: &[u8],
+        rect: Rect,
+        choice: Choice,
+        out: &mut Vec<u8>,
+    ) -> Result<ImageEncoding, EncodeError> {
+        if let Some(done) = encode_simple(rgba, rect, choice, out)? {
+            return Ok(done);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return encode_png(&rgba_to_rgb(rgba), rect, out);
+        };
+        let image = lossless_image(rgba, rect.w);
+        let start = out.len();
+        wire::write_rect_header(out, ImageEncoding::Zlib, rect)?;
+        if let Err(error) = deflate_flushed(stream, &image, out) {
+            out.truncate(start);
+            self.stream = None;
+            return Err(error);
+        }
+        Ok(ImageEncoding::Zlib)
+    }
+}
+
+/// Checks the pixel count and encodes what needs no lossless image: one colour (a fill) or a
+/// photographic area (JPEG, with [`Choice::Auto`]).
+fn encode_simple(
+    rgba: &[u8],
+    rect: Rect,
+    choice: Choice,
+    out: &mut Vec<u8>,
+) -> Result<Option<ImageEncoding>, EncodeError> {
     let expected = usize::try_from(rect.area() * 4).unwrap_or(usize::MAX);
     if rgba.len() != expected {
         return Err(EncodeError::Desktop(DesktopError::BadPixelData {
@@ -79,28 +178,127 @@ pub fn encode_rgba(
     if let Some(rgb) = solid_colour(rgba) {
         wire::write_rect_header(out, ImageEncoding::Fill, rect)?;
         out.extend_from_slice(&rgb);
-        return Ok(ImageEncoding::Fill);
+        return Ok(Some(ImageEncoding::Fill));
     }
-    let photographic = matches!(choice, Choice::Auto) && looks_photographic(rgba, rect.area());
-    let rgb = rgba_to_rgb(rgba);
-    if photographic {
-        wire::write_rect_header(out, ImageEncoding::Jpeg, rect)?;
-        JpegEncoder::new_with_quality(&mut *out, JPEG_QUALITY).write_image(
-            &rgb,
-            rect.w,
-            rect.h,
-            ExtendedColorType::Rgb8,
-        )?;
-        return Ok(ImageEncoding::Jpeg);
+    if !(matches!(choice, Choice::Auto) && looks_photographic(rgba, rect.area())) {
+        return Ok(None);
     }
+    wire::write_rect_header(out, ImageEncoding::Jpeg, rect)?;
+    JpegEncoder::new_with_quality(&mut *out, JPEG_QUALITY).write_image(
+        &rgba_to_rgb(rgba),
+        rect.w,
+        rect.h,
+        ExtendedColorType::Rgb8,
+    )?;
+    Ok(Some(ImageEncoding::Jpeg))
+}
+
+fn encode_png(rgb: &[u8], rect: Rect, out: &mut Vec<u8>) -> Result<ImageEncoding, EncodeError> {
     wire::write_rect_header(out, ImageEncoding::Png, rect)?;
     PngEncoder::new_with_quality(&mut *out, PNG_LEVEL, FilterType::Adaptive).write_image(
-        &rgb,
+        rgb,
         rect.w,
         rect.h,
         ExtendedColorType::Rgb8,
     )?;
     Ok(ImageEncoding::Png)
+}
+
+/// The inflated form of a stream rectangle (docs/browser-protocol.md): `[1, n - 1, n colours
+/// (RGB), rows of indices packed 1, 2, 4 or 8 bits per pixel, most significant bits first,
+/// each row starting on a byte]` when the area has at most 256 colours, else `[0, RGB rows]`.
+fn lossless_image(rgba: &[u8], width: u32) -> Vec<u8> {
+    let Some((colours, indices)) = palette(rgba) else {
+        let mut out = Vec::with_capacity(1 + rgba.len() / 4 * 3);
+        out.push(LAYOUT_RGB);
+        for px in rgba.chunks_exact(4) {
+            out.extend_from_slice(&px[..3]);
+        }
+        return out;
+    };
+    let bits: usize = match colours.len() {
+        0..=2 => 1,
+        3..=4 => 2,
+        5..=16 => 4,
+        _ => 8,
+    };
+    let width = width as usize;
+    let row_bytes = (width * bits).div_ceil(8);
+    let rows = indices.len().checked_div(width).unwrap_or(0);
+    let header = 2 + colours.len() * 3;
+    let mut out = vec![0; header + row_bytes * rows];
+    out[0] = LAYOUT_PALETTE;
+    out[1] = u8::try_from(colours.len().saturating_sub(1)).unwrap_or(u8::MAX);
+    for (slot, colour) in out[2..header].chunks_exact_mut(3).zip(&colours) {
+        slot.copy_from_slice(colour);
+    }
+    for (row, packed) in indices
+        .chunks_exact(width.max(1))
+        .zip(out[header..].chunks_exact_mut(row_bytes.max(1)))
+    {
+        for (x, &index) in row.iter().enumerate() {
+            let bit = x * bits;
+            packed[bit / 8] |= index << (8 - bits - bit % 8);
+        }
+    }
+    out
+}
+
+/// The area's colours (first seen first) and each pixel's index, or `None` beyond
+/// [`MAX_PALETTE`] colours.
+fn palette(rgba: &[u8]) -> Option<(Vec<[u8; 3]>, Vec<u8>)> {
+    let mut colours: Vec<[u8; 3]> = Vec::new();
+    let mut lookup: HashMap<[u8; 3], u8> = HashMap::new();
+    let mut indices = Vec::with_capacity(rgba.len() / 4);
+    let mut last: Option<([u8; 3], u8)> = None;
+    for px in rgba.chunks_exact(4) {
+        let colour = [px[0], px[1], px[2]];
+        let index = match last {
+            // Runs of one colour are the common case in UI and text.
+            Some((c, i)) if c == colour => i,
+            _ => match lookup.get(&colour) {
+                Some(&i) => i,
+                None => {
+                    if colours.len() == MAX_PALETTE {
+                        return None;
+                    }
+                    let i = u8::try_from(colours.len()).ok()?;
+                    colours.push(colour);
+                    lookup.insert(colour, i);
+                    i
+                }
+            },
+        };
+        last = Some((colour, index));
+        indices.push(index);
+    }
+    Some((colours, indices))
+}
+
+/// Deflates `input` into the stream and flushes it to a byte boundary (a sync flush), so the
+/// bytes appended to `out` inflate completely given the stream's earlier chunks.
+fn deflate_flushed(
+    stream: &mut Compress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let mut rest = input;
+    loop {
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(rest.len() / 2 + 4096);
+        }
+        let (read, written) = (stream.total_in(), stream.total_out());
+        let status = stream.compress_vec(rest, out, FlushCompress::Sync)?;
+        let used = usize::try_from(stream.total_in() - read).unwrap_or(usize::MAX);
+        rest = rest.get(used..).unwrap_or_default();
+        // With room left over after a sync flush, everything is out (zlib's contract).
+        if rest.is_empty() && out.len() < out.capacity() {
+            return Ok(());
+        }
+        if used == 0 && stream.total_out() == written && status != Status::Ok {
+            return Err(EncodeError::Stalled);
+        }
+    }
 }
 
 /// The colour of a rectangle that has only one (backgrounds, cleared areas): sent as 3 bytes
@@ -221,6 +419,188 @@ mod tests {
             encode_rect(&fb, r, Choice::Auto, &mut out).unwrap(),
             ImageEncoding::Png
         );
+    }
+
+    /// The browser's side of a stream: one inflater for the whole connection.
+    struct Inflater(flate2::Decompress);
+
+    impl Inflater {
+        fn new() -> Self {
+            Self(flate2::Decompress::new(true))
+        }
+
+        /// Inflates one stream rectangle message and returns its RGB pixels.
+        fn pixels(&mut self, msg: &[u8]) -> (Rect, Vec<[u8; 3]>) {
+            let ServerBinary::Rect {
+                encoding,
+                rect,
+                data,
+            } = decode_server_binary(msg).unwrap()
+            else {
+                panic!("not a rectangle")
+            };
+            assert_eq!(encoding, ImageEncoding::Zlib as u8);
+            let mut inflated = Vec::with_capacity(2 + 256 * 3 + rect.area() as usize * 3);
+            let before = self.0.total_in();
+            self.0
+                .decompress_vec(data, &mut inflated, flate2::FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(self.0.total_in() - before, data.len() as u64, "all read");
+            let (w, h) = (rect.w as usize, rect.h as usize);
+            let pixels = match inflated[0] {
+                LAYOUT_RGB => {
+                    assert_eq!(inflated.len(), 1 + w * h * 3);
+                    inflated[1..]
+                        .chunks_exact(3)
+                        .map(|c| [c[0], c[1], c[2]])
+                        .collect()
+                }
+                LAYOUT_PALETTE => {
+                    let n = inflated[1] as usize + 1;
+                    let colours: Vec<[u8; 3]> = inflated[2..2 + n * 3]
+                        .chunks_exact(3)
+                        .map(|c| [c[0], c[1], c[2]])
+                        .collect();
+                    let bits = match n {
+                        0..=2 => 1,
+                        3..=4 => 2,
+                        5..=16 => 4,
+                        _ => 8,
+                    };
+                    let row_bytes = (w * bits).div_ceil(8);
+                    let rows = &inflated[2 + n * 3..];
+                    assert_eq!(rows.len(), row_bytes * h, "{n} colours");
+                    let mut px = Vec::new();
+                    for row in rows.chunks_exact(row_bytes) {
+                        for x in 0..w {
+                            let bit = x * bits;
+                            let index =
+                                (row[bit / 8] >> (8 - bits - bit % 8)) & ((1 << bits) - 1) as u8;
+                            px.push(colours[index as usize]);
+                        }
+                    }
+                    px
+                }
+                other => panic!("layout {other}"),
+            };
+            (rect, pixels)
+        }
+    }
+
+    fn assert_same(fb: &Framebuffer, rect: Rect, pixels: &[[u8; 3]]) {
+        assert_eq!(pixels.len() as u64, rect.area());
+        for (i, px) in pixels.iter().enumerate() {
+            let (x, y) = (rect.x + i as u32 % rect.w, rect.y + i as u32 / rect.w);
+            assert_eq!(*px, fb.pixel(x, y).unwrap(), "at {x},{y}");
+        }
+    }
+
+    /// A desktop of `colours` colours in a pattern with no long runs.
+    fn patterned(w: u32, h: u32, colours: u32) -> Framebuffer {
+        let mut fb = Framebuffer::new(w, h).unwrap();
+        for y in 0..h {
+            for x in 0..w {
+                let c = (x * 7 + y * 13 + x * y) % colours;
+                let v = (c * 251 % 256) as u8;
+                fb.fill(Rect::new(x, y, 1, 1), [v, v ^ 0x5a, (c / 256) as u8])
+                    .unwrap();
+            }
+        }
+        fb
+    }
+
+    #[test]
+    fn stream_rectangles_are_lossless_for_every_palette_size_and_rgb() {
+        let mut enc = Encoder::new();
+        let mut inflater = Inflater::new();
+        // 1, 2, 4, 8 bits per index, then RGB; odd widths end rows mid-byte.
+        for colours in [2, 3, 4, 5, 16, 17, 256, 257, 5000] {
+            let fb = patterned(37, 11, colours);
+            let r = Rect::new(3, 2, 29, 9);
+            let mut out = Vec::new();
+            let encoding = enc
+                .encode_rgba(&fb.read_rect(r).unwrap(), r, Choice::Lossless, &mut out)
+                .unwrap();
+            assert_eq!(encoding, ImageEncoding::Zlib, "{colours} colours");
+            let (rect, pixels) = inflater.pixels(&out);
+            assert_eq!(rect, r);
+            assert_same(&fb, r, &pixels);
+        }
+    }
+
+    #[test]
+    fn the_stream_remembers_what_it_sent() {
+        // Two colours at random: text-like, but no pattern deflate finds within the image.
+        let mut fb = Framebuffer::new(200, 100).unwrap();
+        let mut seed = 7u32;
+        for y in 0..100 {
+            for x in 0..200 {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                let v = if seed >> 31 == 1 { 255 } else { 0 };
+                fb.fill(Rect::new(x, y, 1, 1), [v, v, v]).unwrap();
+            }
+        }
+        let r = fb.bounds();
+        let px = fb.read_rect(r).unwrap();
+        let mut enc = Encoder::new();
+        let mut inflater = Inflater::new();
+        let (mut first, mut again) = (Vec::new(), Vec::new());
+        enc.encode_rgba(&px, r, Choice::Auto, &mut first).unwrap();
+        enc.encode_rgba(&px, r, Choice::Auto, &mut again).unwrap();
+        assert_same(&fb, r, &inflater.pixels(&first).1);
+        assert_same(&fb, r, &inflater.pixels(&again).1);
+        // The same glyphs again are a back-reference into the stream's window.
+        assert!(
+            again.len() * 4 < first.len(),
+            "{} vs {}",
+            again.len(),
+            first.len()
+        );
+        // A stateless PNG of the same pixels pays in full every time.
+        let mut png = Vec::new();
+        encode_rgba(&px, r, Choice::Auto, &mut png).unwrap();
+        assert!(
+            again.len() * 4 < png.len(),
+            "{} vs png {}",
+            again.len(),
+            png.len()
+        );
+    }
+
+    #[test]
+    fn a_large_desktop_flushes_whole() {
+        // More output than one reservation: the loop must keep going until the flush is out.
+        let fb = patterned(1920, 1080, 100_000);
+        let r = fb.bounds();
+        let mut enc = Encoder::new();
+        let mut out = Vec::new();
+        enc.encode_rgba(&fb.read_rect(r).unwrap(), r, Choice::Lossless, &mut out)
+            .unwrap();
+        assert_same(&fb, r, &Inflater::new().pixels(&out).1);
+    }
+
+    #[test]
+    fn the_stream_encoder_still_fills_and_uses_jpeg() {
+        let mut enc = Encoder::new();
+        let mut fb = Framebuffer::new(256, 256).unwrap();
+        fb.fill(fb.bounds(), [1, 2, 3]).unwrap();
+        let mut out = Vec::new();
+        let px = fb.read_rect(fb.bounds()).unwrap();
+        assert_eq!(
+            enc.encode_rgba(&px, fb.bounds(), Choice::Auto, &mut out)
+                .unwrap(),
+            ImageEncoding::Fill
+        );
+        let noisy = patterned(256, 256, 100_000);
+        let px = noisy.read_rect(noisy.bounds()).unwrap();
+        assert_eq!(
+            enc.encode_rgba(&px, noisy.bounds(), Choice::Auto, &mut out)
+                .unwrap(),
+            ImageEncoding::Jpeg
+        );
+        assert!(enc
+            .encode_rgba(&px[..8], noisy.bounds(), Choice::Auto, &mut out)
+            .is_err());
     }
 
     #[test]
