@@ -21,10 +21,9 @@ import { promisify } from 'node:util';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import os from 'node:os';
 import { installProbe } from './probe.mjs';
-import { diffBox, hexRgb, inside, killGroup, pkgVersion, rawShot, shuffle } from './common.mjs';
+import { diffBox, hexRgb, inside, killGroup, monoOffset, pkgVersion, rawShot, shuffle, startPoke } from './common.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -99,25 +98,6 @@ function stats(values) {
 }
 
 // ---- X helpers --------------------------------------------------------------------------------
-function startPoke(display) {
-  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-  const p = startChild(python, [join(here, 'xpoke.py')], { env: { ...process.env, DISPLAY: display }, stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines = createInterface({ input: p.stdout });
-  const waiting = [];
-  lines.on('line', (l) => waiting.shift()?.(l));
-  const poke = (cmd) => new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`xpoke did not answer ${cmd}: ${p.output.join('')}`)), 5000);
-    waiting.push((l) => {
-      clearTimeout(timer);
-      const m = l.match(/^ok ([\d.]+) ([\d.]+)$/);
-      if (!m) return rej(new Error(`xpoke: ${l}`));
-      res({ t0: Number(m[1]), t1: Number(m[2]) });
-    });
-    p.stdin.write(cmd + '\n');
-  });
-  poke.stop = () => p.stop();
-  return poke;
-}
 function xtermGeometry(desktop) {
   let id = null;
   // Up to 15 s: a loaded machine starts the xterm late.
@@ -141,7 +121,7 @@ function xtermGeometry(desktop) {
  */
 async function block(server, browser, connectClient) {
   const desktop = await H.startDesktop(VNC_PW, `${W}x${H_}`, server);
-  const poke = startPoke(desktop.display);
+  const poke = startPoke(desktop.display, startChild);
   let client = null;
   try {
     const xdo = (...args) => promisify(execFile)('xdotool', args, { env: { ...process.env, DISPLAY: desktop.display } });
@@ -176,7 +156,8 @@ async function block(server, browser, connectClient) {
 
     client = await connectClient(desktop, browser);
     const { page } = client;
-    const skew = await page.evaluate(() => window.__bench.clockSkew());
+    // The page's clock and xpoke's both monotonic (the wall clock is slewed here).
+    const offset = await monoOffset(page);
     await sleep(800);
 
     const plan = [];
@@ -206,9 +187,9 @@ async function block(server, browser, connectClient) {
       await page.evaluate((s) => window.__bench.arm(s), spec);
       const waiting = page.evaluate(([i, ms]) => window.__bench.wait(i, ms), [id, SAMPLE_TIMEOUT_MS]);
       const tNode = Date.now();
-      const { t0 } = await poke(cmd);
+      const { m0 } = await poke(cmd);
       const r = await waiting;
-      samples.push({ kind, paint: r ? r.paint + skew - t0 : null });
+      samples.push({ kind, paint: r ? r.paint + offset - m0 : null });
       const wait = tNode + SPACING_MS + Math.random() * JITTER_MS - Date.now();
       if (wait > 0) await sleep(wait);
     }

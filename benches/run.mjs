@@ -18,10 +18,9 @@ import { promisify } from 'node:util';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import os from 'node:os';
 import { installProbe } from './probe.mjs';
-import { diffBox, hexRgb, inside, killGroup, pkgVersion, rawShot, shuffle } from './common.mjs';
+import { diffBox, hexRgb, inside, killGroup, pkgVersion, rawShot, shuffle, startPoke } from './common.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -119,23 +118,6 @@ function stats(values) {
 }
 
 // ---- X helpers --------------------------------------------------------------------------------
-function startPoke(display) {
-  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-  const p = startChild(python, [join(here, 'xpoke.py')], { env: { ...process.env, DISPLAY: display }, stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines = createInterface({ input: p.stdout });
-  const waiting = [];
-  lines.on('line', (l) => waiting.shift()?.(l));
-  return (cmd) => new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`xpoke did not answer ${cmd}: ${p.output.join('')}`)), 5000);
-    waiting.push((l) => {
-      clearTimeout(timer);
-      const m = l.match(/^ok ([\d.]+) ([\d.]+)$/);
-      if (!m) return rej(new Error(`xpoke: ${l}`));
-      res({ t0: Number(m[1]), t1: Number(m[2]) });
-    });
-    p.stdin.write(cmd + '\n');
-  });
-}
 
 /** Raw RGB screenshot of the X display. */
 
@@ -214,7 +196,7 @@ async function main() {
   await H.waitForPort(wsPort, 20000).catch((e) => { throw new Error(`${e.message}\nwebsockify: ${wsp.output.join('')}`); });
   log(`websockify + noVNC on 127.0.0.1:${wsPort}`);
 
-  const poke = startPoke(desktop.display);
+  const poke = startPoke(desktop.display, startChild);
   // xdotool without blocking node (the pages' events keep flowing meanwhile).
   const xdo = (...args) => promisify(execFile)('xdotool', args, { env: { ...process.env, DISPLAY: desktop.display } });
   const geo = xtermGeometry(desktop);

@@ -239,10 +239,20 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     Ok(v)
 }
 
+/// Longest time between two keyframes a configuration may ask for.
+const MAX_KEYFRAME_SECS: u64 = 600;
+
 fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
     let defaults = portcullis_recorder::encoder::EncoderSettings::default();
-    // Keyframes are placed by time only now; an old `keyframe_max_frames` is accepted, unused.
-    let _ignored = r.keyframe_max_frames;
+    // Keyframes are placed by time only now: an old `keyframe_max_frames` still loads (a
+    // configuration that worked keeps working), and the log says it does nothing.
+    if let Some(frames) = r.keyframe_max_frames {
+        tracing::warn!(
+            frames,
+            "recording.keyframe_max_frames is no longer used: keyframes are placed by time only \
+             (recording.keyframe_max_secs)"
+        );
+    }
     let preset = r.preset.unwrap_or(defaults.preset);
     if !PRESETS.contains(&preset.as_str()) {
         bail!(
@@ -271,7 +281,8 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
             "recording.keyframe_max_secs",
             r.keyframe_max_secs,
             60,
-            (1, 3600),
+            // A seek decodes from the keyframe before it: ten minutes of frames is already slow.
+            (1, MAX_KEYFRAME_SECS),
         )?,
         crf: in_range("recording.crf", r.crf, defaults.crf, (10, 45))?,
         preset,
@@ -492,6 +503,17 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/srv/pc"));
         let c = Config::parse("data_dir = \"/srv/pc\"", Some(Path::new("/tmp/x"))).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn keyframe_bounds_are_by_time_and_bounded() {
+        let c = Config::parse("[recording]\nkeyframe_max_secs = 600\n", None).unwrap();
+        assert_eq!(c.recording.keyframe_max_secs, 600);
+        let e = Config::parse("[recording]\nkeyframe_max_secs = 3600\n", None).unwrap_err();
+        assert!(e.to_string().contains("recording.keyframe_max_secs"), "{e}");
+        // The old frame bound still loads (and is logged as unused).
+        let c = Config::parse("[recording]\nkeyframe_max_frames = 300\n", None).unwrap();
+        assert_eq!(c.recording.keyframe_max_secs, 60);
     }
 
     #[test]
