@@ -240,6 +240,9 @@ impl Viewer {
                 .encoder
                 .encode_rgba(&px, r, Choice::Auto, &mut msg)
                 .or_else(|error| {
+                    if !error.is_stream_failure() {
+                        return Err(error);
+                    }
                     // The stream is given up (nothing of this rectangle went into the message);
                     // this and later rectangles go out as standalone images.
                     warn!(%error, "the viewer's deflate stream failed: standalone images from now on");

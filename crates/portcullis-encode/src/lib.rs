@@ -29,11 +29,10 @@ const SAMPLES: u64 = 2048;
 /// 142 KB, the default level 6 takes 33-40 ms for 116 KB, the `Fast` setting 4 ms for 283 KB.
 const PNG_LEVEL: CompressionType = CompressionType::Level(1);
 /// Deflate level of a viewer's stream. Measured on 1280x800 xterm screens
-/// (`examples/encode_cost.rs`, release): a bitmap-font screen (2 colours) is 8.0 KB in 3.3 ms at
-/// level 6, 8.6 KB / 2.8 ms at 3, 11.0 KB / 2.5 ms at 1 (PNG level 1: 58 KB / 2.1 ms); an
-/// antialiased one (256 greys) 41 KB / 10.9 ms, 46 KB / 7.3 ms, 74 KB / 4.9 ms (PNG: 179 KB /
-/// 4.4 ms). Palette indices are a third to a twenty-fourth of the RGB bytes, so the thorough
-/// level costs little time for what it saves.
+/// (`examples/encode_cost.rs`, release, zlib-rs): a bitmap-font screen (2 colours) is 7.6 KB in
+/// 3.0 ms at level 6, 8.9 KB / 3.0 ms at 3, 12.2 KB / 2.7 ms at 1 (PNG level 1: 58 KB / 2.1 ms);
+/// an antialiased one (256 greys) 41 KB / 10.1 ms, 53 KB / 7.8 ms, 83 KB / 5.2 ms (PNG: 179 KB /
+/// 4.4 ms). A large change (≈190k pixels, a fifth of that screen) costs 0.6-2 ms at level 6.
 const STREAM_LEVEL: u32 = 6;
 /// JPEG quality for photographic areas.
 const JPEG_QUALITY: u8 = 80;
@@ -61,6 +60,17 @@ pub enum EncodeError {
     /// The deflate stream made no progress.
     #[error("deflate stream made no progress")]
     Stalled,
+    /// A rectangle without pixels has no image.
+    #[error("empty rectangle {0}")]
+    Empty(Rect),
+}
+
+impl EncodeError {
+    /// The viewer's deflate stream failed (and is given up): the same rectangle can still be
+    /// sent as a standalone image.
+    pub fn is_stream_failure(&self) -> bool {
+        matches!(self, Self::Deflate(_) | Self::Stalled)
+    }
 }
 
 /// Which encoding to use, decided from the content.
@@ -143,6 +153,9 @@ impl Encoder {
     ) -> Result<ImageEncoding, EncodeError> {
         if let Some(done) = encode_simple(rgba, rect, choice, out)? {
             return Ok(done);
+        }
+        if rect.is_empty() {
+            return Err(EncodeError::Empty(rect));
         }
         let Some(stream) = self.stream.as_mut() else {
             return encode_png(&rgba_to_rgb(rgba), rect, out);
@@ -276,7 +289,10 @@ fn palette(rgba: &[u8]) -> Option<(Vec<[u8; 3]>, Vec<u8>)> {
 }
 
 /// Deflates `input` into the stream and flushes it to a byte boundary (a sync flush), so the
-/// bytes appended to `out` inflate completely given the stream's earlier chunks.
+/// bytes appended to `out` inflate completely given the stream's earlier chunks. Needs zlib's
+/// semantics (the workspace pins flate2 to zlib-rs): after a sync flush, output room left over
+/// means the flush is complete. The room reserved is zlib's bound for the input (stored blocks
+/// and all), so one call normally does it.
 fn deflate_flushed(
     stream: &mut Compress,
     input: &[u8],
@@ -284,14 +300,14 @@ fn deflate_flushed(
 ) -> Result<(), EncodeError> {
     let mut rest = input;
     loop {
-        if out.capacity() - out.len() < 1024 {
-            out.reserve(rest.len() / 2 + 4096);
+        let bound = rest.len() + rest.len() / 1000 * 5 + 1024;
+        if out.capacity() - out.len() < bound {
+            out.reserve(bound);
         }
         let (read, written) = (stream.total_in(), stream.total_out());
         let status = stream.compress_vec(rest, out, FlushCompress::Sync)?;
         let used = usize::try_from(stream.total_in() - read).unwrap_or(usize::MAX);
         rest = rest.get(used..).unwrap_or_default();
-        // With room left over after a sync flush, everything is out (zlib's contract).
         if rest.is_empty() && out.len() < out.capacity() {
             return Ok(());
         }
@@ -429,8 +445,9 @@ mod tests {
             Self(flate2::Decompress::new(true))
         }
 
-        /// Inflates one stream rectangle message and returns its RGB pixels.
-        fn pixels(&mut self, msg: &[u8]) -> (Rect, Vec<[u8; 3]>) {
+        /// Inflates one stream rectangle message: its rectangle, RGB pixels and (layout,
+        /// palette size).
+        fn image(&mut self, msg: &[u8]) -> (Rect, Vec<[u8; 3]>, (u8, usize)) {
             let ServerBinary::Rect {
                 encoding,
                 rect,
@@ -446,7 +463,14 @@ mod tests {
                 .decompress_vec(data, &mut inflated, flate2::FlushDecompress::Sync)
                 .unwrap();
             assert_eq!(self.0.total_in() - before, data.len() as u64, "all read");
+            // Nothing more comes out of the stream for this chunk.
+            let mut more = Vec::with_capacity(16);
+            self.0
+                .decompress_vec(&[], &mut more, flate2::FlushDecompress::Sync)
+                .ok();
+            assert!(more.is_empty(), "the chunk inflates to more than its image");
             let (w, h) = (rect.w as usize, rect.h as usize);
+            let mut seen = (inflated[0], 0);
             let pixels = match inflated[0] {
                 LAYOUT_RGB => {
                     assert_eq!(inflated.len(), 1 + w * h * 3);
@@ -457,6 +481,7 @@ mod tests {
                 }
                 LAYOUT_PALETTE => {
                     let n = inflated[1] as usize + 1;
+                    seen.1 = n;
                     let colours: Vec<[u8; 3]> = inflated[2..2 + n * 3]
                         .chunks_exact(3)
                         .map(|c| [c[0], c[1], c[2]])
@@ -483,7 +508,7 @@ mod tests {
                 }
                 other => panic!("layout {other}"),
             };
-            (rect, pixels)
+            (rect, pixels, seen)
         }
     }
 
@@ -509,23 +534,155 @@ mod tests {
         fb
     }
 
+    /// A desktop where the rectangle `r` holds exactly `colours` distinct colours (when it has
+    /// that many pixels), in a pattern with no long runs.
+    fn exactly(r: Rect, colours: u32) -> Framebuffer {
+        let mut fb = Framebuffer::new(r.x + r.w, r.y + r.h).unwrap();
+        for y in 0..r.h {
+            for x in 0..r.w {
+                let c = (x * 7 + y * r.w) % colours.min(r.area() as u32);
+                let c = c.to_be_bytes();
+                fb.fill(Rect::new(r.x + x, r.y + y, 1, 1), [c[1], c[2], c[3] ^ 0x55])
+                    .unwrap();
+            }
+        }
+        fb
+    }
+
     #[test]
     fn stream_rectangles_are_lossless_for_every_palette_size_and_rgb() {
         let mut enc = Encoder::new();
         let mut inflater = Inflater::new();
-        // 1, 2, 4, 8 bits per index, then RGB; odd widths end rows mid-byte.
-        for colours in [2, 3, 4, 5, 16, 17, 256, 257, 5000] {
-            let fb = patterned(37, 11, colours);
-            let r = Rect::new(3, 2, 29, 9);
+        // 1, 2, 4 and 8 bits per index, then RGB; odd widths end rows mid-byte.
+        let r = Rect::new(3, 2, 37, 29);
+        for (colours, layout, n) in [
+            (2, LAYOUT_PALETTE, 2),
+            (3, LAYOUT_PALETTE, 3),
+            (4, LAYOUT_PALETTE, 4),
+            (5, LAYOUT_PALETTE, 5),
+            (16, LAYOUT_PALETTE, 16),
+            (17, LAYOUT_PALETTE, 17),
+            (256, LAYOUT_PALETTE, 256),
+            (257, LAYOUT_RGB, 0),
+            (1000, LAYOUT_RGB, 0),
+        ] {
+            let fb = exactly(r, colours);
             let mut out = Vec::new();
             let encoding = enc
                 .encode_rgba(&fb.read_rect(r).unwrap(), r, Choice::Lossless, &mut out)
                 .unwrap();
             assert_eq!(encoding, ImageEncoding::Zlib, "{colours} colours");
-            let (rect, pixels) = inflater.pixels(&out);
+            let (rect, pixels, seen) = inflater.image(&out);
             assert_eq!(rect, r);
+            assert_eq!(seen, (layout, n), "{colours} colours");
             assert_same(&fb, r, &pixels);
         }
+    }
+
+    #[test]
+    fn every_chunk_inflates_to_exactly_its_image_whatever_its_size() {
+        // Sizes from a few bytes to megabytes, one stream: each chunk must be complete on its
+        // own (a backend that holds back part of a flush fails here).
+        let mut enc = Encoder::new();
+        let mut inflater = Inflater::new();
+        let mut seed = 3u32;
+        let mut next = |m: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 8) % m
+        };
+        for _ in 0..60 {
+            let (w, h) = (1 + next(700), 1 + next(500));
+            let colours = [2, 9, 200, 100_000][next(4) as usize];
+            let mut fb = Framebuffer::new(w, h).unwrap();
+            for y in 0..h {
+                for x in 0..w {
+                    let c = (next(colours)).to_be_bytes();
+                    fb.fill(Rect::new(x, y, 1, 1), [c[1], c[2], c[3]]).unwrap();
+                }
+            }
+            let r = fb.bounds();
+            let mut out = Vec::new();
+            if enc
+                .encode_rgba(&fb.read_rect(r).unwrap(), r, Choice::Lossless, &mut out)
+                .unwrap()
+                == ImageEncoding::Zlib
+            {
+                assert_same(&fb, r, &inflater.image(&out).1);
+            }
+        }
+    }
+
+    /// The images of the browser's fixture (`web/src/model/testdata/stream-fixture.ts`): the same
+    /// formula is in `inflate.test.ts`.
+    fn fixture_images() -> Vec<(Rect, Framebuffer)> {
+        let mut images = Vec::new();
+        // Each twice: the second chunk refers back into the first.
+        for (w, h, colours) in [
+            (13, 7, 2),
+            (13, 7, 2),
+            (40, 9, 20),
+            (40, 9, 20),
+            (17, 5, 1000),
+        ] {
+            let mut fb = Framebuffer::new(w, h).unwrap();
+            for y in 0..h {
+                for x in 0..w {
+                    let c = (x * 7 + y * 13 + x * y) % colours;
+                    let rgb = [(c * 37) as u8, (c * 91 + 7) as u8, (c >> 3) as u8];
+                    fb.fill(Rect::new(x, y, 1, 1), rgb).unwrap();
+                }
+            }
+            images.push((fb.bounds(), fb));
+        }
+        images
+    }
+
+    /// The browser's inflater is tested on what this encoder writes: messages, each with a
+    /// u32 (big-endian) length before it, in hex in a TypeScript module.
+    /// `PORTCULLIS_WRITE_FIXTURES=1` writes it anew (a new zlib version may choose other,
+    /// equally valid, bytes).
+    #[test]
+    fn the_browser_fixture_is_what_the_encoder_writes() {
+        let mut enc = Encoder::new();
+        let mut inflater = Inflater::new();
+        let mut file = Vec::new();
+        for (r, fb) in fixture_images() {
+            let mut msg = Vec::new();
+            enc.encode_rgba(&fb.read_rect(r).unwrap(), r, Choice::Lossless, &mut msg)
+                .unwrap();
+            assert_same(&fb, r, &inflater.image(&msg).1);
+            file.extend_from_slice(&u32::try_from(msg.len()).unwrap().to_be_bytes());
+            file.extend_from_slice(&msg);
+        }
+        let hex: String = file.iter().map(|b| format!("{b:02x}")).collect();
+        let module = format!(
+            "// Written by portcullis-encode's test the_browser_fixture_is_what_the_encoder_writes:\n\
+             // stream rectangle messages, each after its u32 (big-endian) length.\n\
+             export const STREAM_FIXTURE_HEX =\n  '{hex}';\n"
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../web/src/model/testdata/stream-fixture.ts");
+        if std::env::var_os("PORTCULLIS_WRITE_FIXTURES").is_some() {
+            std::fs::write(&path, &module).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap();
+        // Any valid deflate of the same images would do for the browser; this says when the
+        // fixture no longer shows what the encoder writes.
+        assert!(
+            on_disk == module,
+            "{} is not what the encoder writes now: run with PORTCULLIS_WRITE_FIXTURES=1",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn an_empty_rectangle_is_refused() {
+        let mut out = Vec::new();
+        let e = Encoder::new()
+            .encode_rgba(&[], Rect::new(0, 0, 0, 5), Choice::Lossless, &mut out)
+            .unwrap_err();
+        assert!(!e.is_stream_failure(), "{e}");
+        assert!(out.is_empty());
     }
 
     #[test]
@@ -547,8 +704,8 @@ mod tests {
         let (mut first, mut again) = (Vec::new(), Vec::new());
         enc.encode_rgba(&px, r, Choice::Auto, &mut first).unwrap();
         enc.encode_rgba(&px, r, Choice::Auto, &mut again).unwrap();
-        assert_same(&fb, r, &inflater.pixels(&first).1);
-        assert_same(&fb, r, &inflater.pixels(&again).1);
+        assert_same(&fb, r, &inflater.image(&first).1);
+        assert_same(&fb, r, &inflater.image(&again).1);
         // The same glyphs again are a back-reference into the stream's window.
         assert!(
             again.len() * 4 < first.len(),
@@ -576,7 +733,7 @@ mod tests {
         let mut out = Vec::new();
         enc.encode_rgba(&fb.read_rect(r).unwrap(), r, Choice::Lossless, &mut out)
             .unwrap();
-        assert_same(&fb, r, &Inflater::new().pixels(&out).1);
+        assert_same(&fb, r, &Inflater::new().image(&out).1);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { expandPalette, indexBits, StreamImages } from './inflate';
+import { parseBinary } from './protocol';
+import { STREAM_FIXTURE_HEX } from './testdata/stream-fixture';
 
 /**
  * The gateway's side, simplified: one zlib stream, each image in its own chunk of stored
@@ -86,6 +88,15 @@ describe('StreamImages', () => {
     await expect(later).rejects.toThrow();
   });
 
+  it('a chunk that inflates to less than its image fails after the stall windows, not never', async () => {
+    const d = new Deflater();
+    const s = new StreamImages(20);
+    // A 2×2 palette image announced as 4×4: its rows end early.
+    const short = s.image(await d.chunk(paletteImage(2, 2, 2, () => 1)), 4, 4);
+    await expect(short).rejects.toThrow(/less than its image/);
+    await expect(s.image(await d.chunk(paletteImage(2, 2, 2, () => 1)), 2, 2)).rejects.toThrow();
+  });
+
   it('rejects garbage, unknown layouts and oversized rectangles', async () => {
     await expect(new StreamImages().image(new Uint8Array([1, 2, 3, 4]), 2, 2)).rejects.toThrow();
     const d = new Deflater();
@@ -93,6 +104,31 @@ describe('StreamImages', () => {
       /layout 7/,
     );
     await expect(new StreamImages().image(new Uint8Array(), 8000, 8000)).rejects.toThrow(/8000x8000/);
+  });
+});
+
+describe('the gateway encoder\'s own output', () => {
+  it('inflates to the images the Rust test encoded (same formula as its fixture_images)', async () => {
+    const bytes = new Uint8Array(STREAM_FIXTURE_HEX.match(/../g)!.map((h) => Number.parseInt(h, 16)));
+    const images: [number, number, number][] = [[13, 7, 2], [13, 7, 2], [40, 9, 20], [40, 9, 20], [17, 5, 1000]];
+    const s = new StreamImages();
+    let at = 0;
+    for (const [w, h, colours] of images) {
+      const len = new DataView(bytes.buffer).getUint32(at);
+      const m = parseBinary(bytes.slice(at + 4, at + 4 + len).buffer);
+      at += 4 + len;
+      if (m.kind !== 'rect') throw new Error('not a rectangle');
+      expect([m.encoding, m.width, m.height]).toEqual([4, w, h]);
+      const rgba = await s.image(m.data, w, h);
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const c = (x * 7 + y * 13 + x * y) % colours;
+          const o = (y * w + x) * 4;
+          expect([...rgba.subarray(o, o + 4)]).toEqual([(c * 37) & 255, (c * 91 + 7) & 255, (c >> 3) & 255, 255]);
+        }
+      }
+    }
+    expect(at).toBe(bytes.length);
   });
 });
 

@@ -7,6 +7,13 @@ const LAYOUT_RGB = 0;
 const LAYOUT_PALETTE = 1;
 /** Largest rectangle accepted (8K UHD, the gateway's largest desktop). */
 export const MAX_STREAM_PIXELS = 7680 * 4320;
+/**
+ * A chunk's image must come out of the inflater within two windows of this long: a chunk that
+ * inflates to less than its image would otherwise wait for bytes that never come. Two windows,
+ * so that a main thread stalled for a while (the timer and the data both due when it wakes)
+ * does not count as a broken stream.
+ */
+export const STALL_MS = 5000;
 
 /** Bits per palette index for a palette of `n` colours. */
 export function indexBits(n: number): number {
@@ -51,8 +58,11 @@ export function expandPalette(
 
 /** The connection's deflate stream, read as images. */
 export class StreamImages {
-  private readonly writer: WritableStreamDefaultWriter<BufferSource>;
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  /** Created with the first chunk, so a browser without it fails with a clear message. */
+  private writer: WritableStreamDefaultWriter<BufferSource> | null = null;
+  private reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  /** A read of the inflater still under way (a stall check may have stopped waiting for it). */
+  private reading: Promise<ReadableStreamReadResult<Uint8Array>> | null = null;
   /** Inflated bytes not yet used, oldest first; `start` is how much of the first is used. */
   private held: Uint8Array[] = [];
   private start = 0;
@@ -61,11 +71,10 @@ export class StreamImages {
   private chain: Promise<unknown> = Promise.resolve();
   /** Once the stream broke, every later image fails with this. */
   private broken: Error | null = null;
+  private readonly stallMs: number;
 
-  constructor() {
-    const stream = new DecompressionStream('deflate');
-    this.writer = stream.writable.getWriter();
-    this.reader = stream.readable.getReader();
+  constructor(stallMs = STALL_MS) {
+    this.stallMs = stallMs;
   }
 
   /**
@@ -85,10 +94,21 @@ export class StreamImages {
       if (width < 1 || height < 1 || width * height > MAX_STREAM_PIXELS) {
         throw new Error(`stream rectangle of ${width}x${height}`);
       }
+      if (!this.writer) {
+        if (typeof DecompressionStream === 'undefined') {
+          throw new Error('this browser cannot inflate (no DecompressionStream): use a current Chrome, Edge, Firefox or Safari');
+        }
+        const stream = new DecompressionStream('deflate');
+        this.writer = stream.writable.getWriter();
+        this.reader = stream.readable.getReader();
+      }
       // Not awaited: the write completes as the inflated bytes are read below.
       this.writer.write(chunk).catch(() => {});
-      const out = new Uint8ClampedArray(width * height * 4);
       const layout = (await this.take(1))[0];
+      if (layout !== LAYOUT_RGB && layout !== LAYOUT_PALETTE) {
+        throw new Error(`unknown stream image layout ${layout}`);
+      }
+      const out = new Uint8ClampedArray(width * height * 4);
       if (layout === LAYOUT_RGB) {
         const rgb = await this.take(width * height * 3);
         for (let i = 0, o = 0; i < rgb.length; i += 3, o += 4) {
@@ -97,15 +117,14 @@ export class StreamImages {
           out[o + 2] = rgb[i + 2];
           out[o + 3] = 255;
         }
-      } else if (layout === LAYOUT_PALETTE) {
+      } else {
         const n = (await this.take(1))[0] + 1;
         const colours = await this.take(n * 3);
         const rows = await this.take(Math.ceil((width * indexBits(n)) / 8) * height);
         expandPalette(colours, rows, width, height, out);
-      } else {
-        throw new Error(`unknown stream image layout ${layout}`);
       }
-      // A flushed chunk inflates exactly to its image: anything more is out of step.
+      // A flushed chunk inflates exactly to its image: anything more is out of step. (Bytes
+      // of this chunk that come out in a later read surface as the next image's error.)
       if (this.heldBytes !== 0) throw new Error('stream chunk longer than its image');
       return out;
     } catch (err) {
@@ -117,8 +136,7 @@ export class StreamImages {
   /** The next `n` inflated bytes, waiting for the stream to produce them. */
   private async take(n: number): Promise<Uint8Array> {
     while (this.heldBytes < n) {
-      const { value, done } = await this.reader.read();
-      if (done) throw new Error('the deflate stream ended');
+      const value = await this.readSome();
       this.held.push(value);
       this.heldBytes += value.length;
     }
@@ -137,5 +155,25 @@ export class StreamImages {
     }
     this.heldBytes -= n;
     return out;
+  }
+
+  /** The inflater's next output; throws once it has given nothing for two stall windows. */
+  private async readSome(): Promise<Uint8Array> {
+    const reader = this.reader;
+    if (!reader) throw new Error('no deflate stream');
+    for (let quiet = 0; quiet < 2; quiet++) {
+      this.reading ??= reader.read();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stalled = new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), this.stallMs);
+      });
+      const result = await Promise.race([this.reading, stalled]);
+      clearTimeout(timer);
+      if (result === null) continue;
+      this.reading = null;
+      if (result.done) throw new Error('the deflate stream ended');
+      return result.value;
+    }
+    throw new Error(`a stream chunk gave less than its image (nothing inflated for ${(2 * this.stallMs) / 1000} s)`);
   }
 }
