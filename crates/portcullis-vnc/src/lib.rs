@@ -236,6 +236,7 @@ impl VncTarget {
                             // The update is complete: ask for the next one at once (the
                             // server answers when something changes), then say so.
                             VncEvent::Text(text) if framing.is_marker(&text) => {
+                                framing.marker_seen();
                                 client.input(X11Event::Refresh).await.map_err(VncTargetError::from_vnc)?;
                                 last_request = Instant::now();
                                 Some(TargetUpdate::UpdateEnd)

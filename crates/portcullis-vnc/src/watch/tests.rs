@@ -24,6 +24,8 @@ async fn through(server: &[u8], arm: bool, piece: usize) -> (Vec<u8>, Arc<Framin
             break;
         }
         out.extend_from_slice(&buf[..n]);
+        // The adapter keeps up (it sees each marker as soon as it is read).
+        framing.marker_seen();
     }
     (out, framing)
 }
@@ -81,4 +83,39 @@ fn the_marker_is_a_server_cut_text_that_decodes_to_itself() {
         !Framing::new().is_marker(&text),
         "each connection has its own"
     );
+}
+
+#[tokio::test]
+async fn the_socket_is_not_read_while_updates_wait_for_the_adapter() {
+    use std::time::Duration;
+    let (client_end, mut server_end) = tokio::io::duplex(1 << 20);
+    let framing = Framing::new();
+    let mut watched = Watched::new(client_end, Arc::clone(&framing), ARM.to_vec());
+    watched.write_all(&ARM).await.unwrap();
+    // A flood of empty updates nobody asked for.
+    let flood = [0_u8, 0, 0, 0].repeat(10_000);
+    server_end.write_all(&flood).await.unwrap();
+    let mut read = Vec::new();
+    let mut buf = vec![0; 4096];
+    // vnc-rs reads ahead: it gets what one socket read brought (already off the socket), then
+    // nothing more while MAX_UNSEEN markers or more are unseen.
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(200), watched.read(&mut buf)).await
+    {
+        read.extend_from_slice(&buf[..n]);
+    }
+    let m = marker(&framing);
+    let markers = read.windows(m.len()).filter(|w| *w == &m[..]).count();
+    assert!(markers as u32 >= super::MAX_UNSEEN);
+    let from_server = read.len() - markers * m.len();
+    assert!(from_server <= 4096, "{from_server} bytes of the flood read");
+    // The adapter catches up (all but one seen): the stream reads on.
+    for _ in 1..markers {
+        framing.marker_seen();
+    }
+    let n = tokio::time::timeout(Duration::from_secs(5), watched.read(&mut buf))
+        .await
+        .expect("woken once a marker was seen")
+        .unwrap();
+    assert!(n > 0);
 }
