@@ -208,10 +208,9 @@ impl VncTarget {
         let client = self.client;
         let framing = self.framing;
         let result = async {
-            client
-                .input(X11Event::FullRefresh)
-                .await
-                .map_err(VncTargetError::from_vnc)?;
+            // vnc-rs asked for the first full frame itself (right after our SetEncodings, so
+            // the framer sees its update): asking again would start a second chain of
+            // requests, two updates in flight for good (and the first picture twice).
             let mut last_request = Instant::now();
             let mut busy = true;
             loop {
