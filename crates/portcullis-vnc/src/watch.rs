@@ -7,10 +7,12 @@
 //! If the framer loses sync, the stream passes through untouched from then on.
 //!
 //! It is also where a fast or hostile server is slowed down: vnc-rs reads the socket ahead of
-//! its decoder into a channel of 4096 × 64 KiB (256 MiB). Once [`MAX_UNSEEN`] markers were
-//! handed to vnc-rs that the adapter has not seen yet (updates decoded by nobody so far), the
-//! stream reads no more from the socket until the adapter catches up, so what waits is in the
-//! kernel's socket buffer and the server's.
+//! its decoder into a channel of 4096 reads (256 MiB at its 64 KiB reads). Each read here gives
+//! at most [`READ_CHUNK`] bytes (so that channel holds at most 32 MiB, whatever the server
+//! sends, even one endless update), and once [`MAX_UNSEEN`] markers were handed to vnc-rs that
+//! the adapter has not seen yet (updates decoded by nobody so far), the stream gives nothing
+//! more until the adapter catches up: what waits is in the kernel's socket buffers and the
+//! server's.
 
 use std::io;
 use std::pin::Pin;
@@ -37,8 +39,11 @@ pub(crate) struct Framing {
 
 /// Complete updates read from the server but not yet through vnc-rs to the adapter, beyond
 /// which the socket is not read. With one request outstanding a server sends one update per
-/// request; the start (a full and an incremental request) can make two.
+/// request; a second comes only from the safety timer's request or one nobody asked for.
 pub(crate) const MAX_UNSEEN: u32 = 2;
+
+/// Most bytes one read hands to vnc-rs, which keeps up to 4096 reads queued for its decoder.
+pub(crate) const READ_CHUNK: usize = 8 * 1024;
 
 const UNARMED: u8 = 0;
 const IN_SYNC: u8 = 1;
@@ -162,6 +167,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
             this.marker_at += n;
             return Poll::Ready(Ok(()));
         }
+        // Only after a marker went out in full: every marker vnc-rs has follows a complete
+        // update, so the adapter reaches it without more bytes (held ones included).
+        if this.framing.must_wait(cx) {
+            return Poll::Pending;
+        }
         let update_end = if this.held_at < this.held.len() {
             let n = (this.held.len() - this.held_at).min(buf.remaining());
             let chunk = &this.held[this.held_at..this.held_at + n];
@@ -174,21 +184,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
             }
             end
         } else {
-            if this.framing.must_wait(cx) {
-                return Poll::Pending;
-            }
-            let before = buf.filled().len();
-            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            let mut scratch = [0; READ_CHUNK];
+            let room = READ_CHUNK.min(buf.remaining());
+            let mut limited = ReadBuf::new(&mut scratch[..room]);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut limited) {
                 Poll::Ready(Ok(())) => {}
                 other => return other,
             }
-            let read = &buf.filled()[before..];
+            let read = limited.filled();
             let (given, end) = frame(&mut this.framer, &this.framing, read);
             if given < read.len() {
                 this.held = read[given..].to_vec();
                 this.held_at = 0;
             }
-            buf.set_filled(before + given);
+            buf.put_slice(&read[..given]);
             end
         };
         if update_end {

@@ -177,3 +177,34 @@ async fn asks_again_right_after_each_update_even_an_empty_one() {
         ROUNDS + 1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_request_left_unanswered_is_asked_again_in_full() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        handshake(&mut s).await;
+        // vnc-rs's first, full, request: ignored (a server whose screen is not ready).
+        assert_eq!(
+            next_request(&mut s).await,
+            FromClient::Request { incremental: false }
+        );
+        // The safety timer (1 s) asks again, for the whole picture, not for changes since.
+        let again = timeout(Duration::from_secs(3), next_request(&mut s))
+            .await
+            .expect("a second request within the safety time");
+        (again, s)
+    });
+    let target = connect(&address, String::new(), Timeouts::default())
+        .await
+        .unwrap();
+    let (updates_tx, _updates) = mpsc::channel(16);
+    let (commands, commands_rx) = mpsc::channel::<TargetCommand>(4);
+    let adapter = tokio::spawn(target.run(updates_tx, commands_rx));
+    let (again, socket) = server.await.unwrap();
+    assert_eq!(again, FromClient::Request { incremental: false });
+    drop(commands);
+    let _ = adapter.await;
+    drop(socket);
+}

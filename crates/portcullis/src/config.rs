@@ -239,8 +239,23 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     Ok(v)
 }
 
-/// Longest time between two keyframes a configuration may ask for.
+/// Longest time between two keyframes: a seek decodes from the keyframe before it, and ten
+/// minutes of frames is already slow.
 const MAX_KEYFRAME_SECS: u64 = 600;
+
+/// `recording.keyframe_max_secs`: 1 and up; a longer time than [`MAX_KEYFRAME_SECS`] (accepted
+/// up to 3600 before) is lowered to it with a warning, so such a configuration still starts.
+fn keyframe_max_secs(v: Option<u64>) -> Result<u64> {
+    let v = in_range("recording.keyframe_max_secs", v, 60, (1, u64::MAX))?;
+    if v > MAX_KEYFRAME_SECS {
+        tracing::warn!(
+            asked = v,
+            used = MAX_KEYFRAME_SECS,
+            "recording.keyframe_max_secs is above its limit: the limit is used"
+        );
+    }
+    Ok(v.min(MAX_KEYFRAME_SECS))
+}
 
 fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
     let defaults = portcullis_recorder::encoder::EncoderSettings::default();
@@ -277,13 +292,7 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
             .signing_key_file
             .unwrap_or_else(|| data_dir.join("recording-signing.key")),
         max_fps: in_range("recording.max_fps", r.max_fps, 5, (1, 30))?,
-        keyframe_max_secs: in_range(
-            "recording.keyframe_max_secs",
-            r.keyframe_max_secs,
-            60,
-            // A seek decodes from the keyframe before it: ten minutes of frames is already slow.
-            (1, MAX_KEYFRAME_SECS),
-        )?,
+        keyframe_max_secs: keyframe_max_secs(r.keyframe_max_secs)?,
         crf: in_range("recording.crf", r.crf, defaults.crf, (10, 45))?,
         preset,
         keystrokes,
@@ -509,7 +518,10 @@ mod tests {
     fn keyframe_bounds_are_by_time_and_bounded() {
         let c = Config::parse("[recording]\nkeyframe_max_secs = 600\n", None).unwrap();
         assert_eq!(c.recording.keyframe_max_secs, 600);
-        let e = Config::parse("[recording]\nkeyframe_max_secs = 3600\n", None).unwrap_err();
+        // Accepted up to 3600 before: still starts, with the limit.
+        let c = Config::parse("[recording]\nkeyframe_max_secs = 3600\n", None).unwrap();
+        assert_eq!(c.recording.keyframe_max_secs, 600);
+        let e = Config::parse("[recording]\nkeyframe_max_secs = 0\n", None).unwrap_err();
         assert!(e.to_string().contains("recording.keyframe_max_secs"), "{e}");
         // The old frame bound still loads (and is logged as unused).
         let c = Config::parse("[recording]\nkeyframe_max_frames = 300\n", None).unwrap();
