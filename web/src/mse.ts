@@ -82,6 +82,8 @@ export class MseLoader {
   private aheadMs = AHEAD_MS;
   /** Set when the browser's buffer refused prefetched data: no more prefetching (no thrashing). */
   private prefetchFull = false;
+  /** Key segments (seq) of the groups loaded ahead of need: each is loaded ahead once at most. */
+  private readonly prefetched = new Set<number>();
   private stopped = false;
   private appendedAny = false;
   private errorShown = false;
@@ -221,7 +223,9 @@ export class MseLoader {
       let count = 0;
       let prefetch = false;
       if (next === null) {
-        const ahead = this.prefetchFull ? null : prefetchRun(segs, this.buffered(), this.host.video.currentTime * 1000, PREFETCH_SPAN_MS, PREFETCH_RUN);
+        const ahead = this.prefetchFull
+          ? null
+          : prefetchRun(segs, this.buffered(), this.host.video.currentTime * 1000, PREFETCH_SPAN_MS, PREFETCH_RUN, undefined, this.prefetched);
         if (ahead === null) {
           if (!this.host.live() && reachedEnd(segs, this.buffered(), this.host.video.currentTime * 1000)) this.endOfStream();
           await this.idle(IDLE_MS);
@@ -275,6 +279,10 @@ export class MseLoader {
           this.part = seg.part;
         }
         await this.append(data);
+        if (prefetch) {
+          // Appended: if the browser evicts it later, it is not loaded ahead again.
+          for (let i = next; i < next + count; i++) if (segs[i]?.key) this.prefetched.add(segs[i]!.seq);
+        }
         this.lastSeq = lastAppended;
         const first = !this.appendedAny;
         this.appendedAny = true;

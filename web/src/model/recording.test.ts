@@ -404,4 +404,12 @@ describe('prefetchRun', () => {
     expect(prefetchRun(parts, [[0, 6000]], 1000, 3_600_000, 300)).toEqual([3, 3]);
     expect(prefetchRun([], [], 0, 1000, 300)).toBeNull();
   });
+  it('never loads ahead a group it loaded ahead before (the browser evicted it: no thrashing)', () => {
+    const seqOf = (i: number) => list[i]!.seq;
+    // Groups [3-5] and [6-8] were prefetched, then evicted: only [9-11] is left to load ahead.
+    const before = new Set([seqOf(3), seqOf(6)]);
+    expect(prefetchRun(list, [[0, 6000]], 1000, 3_600_000, 300, undefined, before)).toEqual([9, 3]);
+    before.add(seqOf(9));
+    expect(prefetchRun(list, [[0, 6000]], 1000, 3_600_000, 300, undefined, before)).toBeNull();
+  });
 });

@@ -210,7 +210,8 @@ export function isBuffered(buffered: readonly RangeMs[], fromMs: number, toMs: n
  * finds its data buffered and costs only decoding: `[from, count]`, a run of whole groups of
  * pictures (each from a key segment to the segment before the next key segment) not yet
  * buffered, of the playhead's part, within `spanMs` of the playhead, at most `maxRun` segments;
- * the first such group after the playhead, else the nearest before it. Null when there is none.
+ * the first such group after the playhead, else the nearest before it; never a group whose key
+ * segment's seq is in `loadedBefore` (prefetched once already). Null when there is none.
  */
 export function prefetchRun(
   segments: readonly SegmentInfo[],
@@ -219,6 +220,7 @@ export function prefetchRun(
   spanMs: number,
   maxRun: number,
   tol = TOLERANCE_MS,
+  loadedBefore: ReadonlySet<number> = new Set(),
 ): [number, number] | null {
   if (segments.length === 0 || maxRun < 1) return null;
   const here = Math.max(0, keySegmentIndex(segments, currentMs));
@@ -235,7 +237,9 @@ export function prefetchRun(
     const first = segments[a]!;
     const last = segments[b]!;
     const near = first.start_ms <= currentMs + spanMs && last.end_ms >= currentMs - spanMs;
-    return first.key && near && b - a + 1 <= maxRun && !isBuffered(buffered, first.start_ms, last.end_ms, tol);
+    // A group loaded ahead before and missing now was evicted by the browser: loading it again
+    // ahead of need would evict another (the playhead's needs still load it).
+    return first.key && near && b - a + 1 <= maxRun && !loadedBefore.has(first.seq) && !isBuffered(buffered, first.start_ms, last.end_ms, tol);
   };
   let g = groups.findIndex(([a, b]) => segments[b]!.end_ms > currentMs && missing([a, b]));
   if (g < 0) {
