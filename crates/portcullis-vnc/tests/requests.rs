@@ -84,6 +84,18 @@ fn one_pixel_update() -> Vec<u8> {
     m
 }
 
+/// Accepts the adapter's connection, does the handshake and takes vnc-rs's first request, which
+/// asks for the full picture.
+async fn accept_to_first_request(listener: TcpListener) -> TcpStream {
+    let (mut s, _) = listener.accept().await.unwrap();
+    handshake(&mut s).await;
+    assert_eq!(
+        next_request(&mut s).await,
+        FromClient::Request { incremental: false }
+    );
+    s
+}
+
 const ROUNDS: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,13 +103,8 @@ async fn asks_again_right_after_each_update_even_an_empty_one() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let server = tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        handshake(&mut s).await;
+        let mut s = accept_to_first_request(listener).await;
         // vnc-rs's first (full) request gets a pixel.
-        assert_eq!(
-            next_request(&mut s).await,
-            FromClient::Request { incremental: false }
-        );
         s.write_all(&one_pixel_update()).await.unwrap();
         // Every later request gets an empty update at once: the client must ask again at
         // once, not when a timer fires (which took 100 ms per round before).
@@ -183,13 +190,8 @@ async fn a_first_request_left_unanswered_is_asked_again_in_full() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let server = tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        handshake(&mut s).await;
         // vnc-rs's first, full, request: ignored (a server whose screen is not ready).
-        assert_eq!(
-            next_request(&mut s).await,
-            FromClient::Request { incremental: false }
-        );
+        let mut s = accept_to_first_request(listener).await;
         // The safety timer (1 s) asks again, for the whole picture, not for changes since.
         let again = timeout(Duration::from_secs(3), next_request(&mut s))
             .await
