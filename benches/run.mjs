@@ -13,16 +13,17 @@
 //   CHROMIUM            browser binary (default /usr/bin/chromium, see web/e2e/harness.mjs)
 //
 // See benches/README.md for what is measured and the caveats.
-import { spawn, execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import os from 'node:os';
 import zlib from 'node:zlib';
 import { installProbe } from './probe.mjs';
-import { diffBox, hexRgb, inside, killGroup, pkgVersion, rawShot, shuffle } from './common.mjs';
+import {
+  children, diffBox, hexRgb, inside, intEnv, killGroup, pkgVersion, rawShot, shuffle, startChild as startGrouped, startPoke,
+} from './common.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -48,18 +49,10 @@ const TARGET = 'desk';
 const W = 1280;
 const H_ = 800;
 
-function intEnv(name, def) {
-  const v = process.env[name];
-  if (v === undefined || v === '') return def;
-  const n = Number.parseInt(v, 10);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive integer, not ${v}`);
-  return n;
-}
 const log = (...a) => console.error('[bench]', ...a);
 
 // ---- cleanup: everything started is stopped, also on failure and on signals --------------------
 const cleanups = [];
-const children = new Set();
 let cleaning = null;
 function cleanup() {
   if (!cleaning) {
@@ -89,19 +82,10 @@ const watchdog = setTimeout(async () => {
 }, DEADLINE_MS);
 watchdog.unref();
 
-/** Starts a child in its own process group (so that it and its forks can be stopped together). */
+/** A child in its own process group (benches/common.mjs), stopped by the cleanup. */
 function startChild(cmd, args, opts = {}) {
-  const p = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  children.add(p);
-  p.output = [];
-  p.stdout?.on('data', (d) => p.output.push(d.toString()));
-  p.stderr?.on('data', (d) => p.output.push(d.toString()));
-  p.on('exit', () => children.delete(p));
-  cleanups.push(async () => {
-    killGroup(p);
-    await Promise.race([new Promise((r) => p.once('exit', r)), sleep(3000)]);
-    killGroup(p, 'SIGKILL');
-  });
+  const p = startGrouped(cmd, args, opts);
+  cleanups.push(p.stop);
   return p;
 }
 
@@ -120,24 +104,6 @@ function stats(values) {
 }
 
 // ---- X helpers --------------------------------------------------------------------------------
-function startPoke(display) {
-  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-  const p = startChild(python, [join(here, 'xpoke.py')], { env: { ...process.env, DISPLAY: display }, stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines = createInterface({ input: p.stdout });
-  const waiting = [];
-  lines.on('line', (l) => waiting.shift()?.(l));
-  return (cmd) => new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`xpoke did not answer ${cmd}: ${p.output.join('')}`)), 5000);
-    waiting.push((l) => {
-      clearTimeout(timer);
-      const m = l.match(/^ok ([\d.]+) ([\d.]+)$/);
-      if (!m) return rej(new Error(`xpoke: ${l}`));
-      res({ t0: Number(m[1]), t1: Number(m[2]) });
-    });
-    p.stdin.write(cmd + '\n');
-  });
-}
-
 /** Raw RGB screenshot of the X display. */
 
 
@@ -216,6 +182,7 @@ async function main() {
   log(`websockify + noVNC on 127.0.0.1:${wsPort}`);
 
   const poke = startPoke(desktop.display);
+  cleanups.push(poke.stop);
   // xdotool without blocking node (the pages' events keep flowing meanwhile).
   const xdo = (...args) => promisify(execFile)('xdotool', args, { env: { ...process.env, DISPLAY: desktop.display } });
   const geo = xtermGeometry(desktop);
