@@ -53,6 +53,7 @@ const GOALS = { sessions: 100, chromiumP99Ms: 100, recorderBehindMs: 2000, guaca
 const ADMIN_PW = 'admin-password-bench';
 const USER = 'bench';
 const USER_PW = 'bench-password-1234';
+const PER_USER = 10;
 const VNC_PW = 'vncbench';
 const log = (...a) => console.error(`[scale ${new Date().toISOString().slice(11, 19)}]`, ...a);
 
@@ -169,13 +170,20 @@ async function runN(n, browser) {
       if (r.status !== want) throw new Error(`gateway API answered ${r.status}: ${r.text}`);
       return r;
     };
-    await must(admin.post('/users', { name: USER, password: USER_PW, role: 'user' }), 201);
+    // The gateway allows an account 16 live sessions: ten sessions per user.
+    const users = [];
+    for (let u = 0; u * PER_USER < n; u++) {
+      await must(admin.post('/users', { name: `${USER}${u}`, password: USER_PW, role: 'user' }), 201);
+      const api = gw.api();
+      users.push(api);
+    }
     for (const e of active) {
       await must(admin.post('/targets', { name: e.name, address: e.desktop.address, password: VNC_PW, description: `scale ${e.role}` }), 201);
-      await must(admin.post('/grants', { user: USER, target: e.name }), 201);
+      await must(admin.post('/grants', { user: `${USER}${Math.floor(e.i / PER_USER)}`, target: e.name }), 201);
     }
-    const user = gw.api();
-    if ((await user.login(USER, USER_PW)).status !== 200) throw new Error('user login failed');
+    for (const [u, api] of users.entries()) {
+      if ((await api.login(`${USER}${u}`, USER_PW)).status !== 200) throw new Error(`login of ${USER}${u} failed`);
+    }
 
     // The bare viewers, ten at a time: each acknowledges every end of frame at once.
     const viewers = [];
@@ -183,7 +191,7 @@ async function runN(n, browser) {
     const open = (e) => new Promise((res, rej) => {
       const v = { e, session: null, error: null, ws: null };
       const timer = setTimeout(() => rej(new Error(`${e.name}: no frame after 30 s`)), 30000);
-      v.ws = connectSession(gw.base, user.cookie, e.name, {
+      v.ws = connectSession(gw.base, users[Math.floor(e.i / PER_USER)].cookie, e.name, {
         onText: (t) => {
           const m = JSON.parse(t);
           if (m.type === 'init') v.session = m.session;
@@ -210,7 +218,7 @@ async function runN(n, browser) {
     page = await ctx.newPage();
     await page.addInitScript(installProbe);
     page.on('pageerror', (e) => log('page error:', e.message));
-    await H.openTarget(page, gw.base, USER, USER_PW, probeDesk.name);
+    await H.openTarget(page, gw.base, `${USER}0`, USER_PW, probeDesk.name);
     await page.waitForFunction(() => window.__portcullis?.framesPainted >= 1, null, { timeout: 30000 });
     await page.evaluate(() => { window.__bench.selector = '#session-canvas'; });
 
@@ -346,13 +354,14 @@ async function runN(n, browser) {
 function table(runs) {
   const rows = [['N', 'gw CPU %core', 'rec thr %', 'RSS peak MiB', 'RSS end MiB', 'dropped (win)', 'frag age max ms', 'p50 ms', 'p99 ms', 'missed', 'machine %/200', 'targets %']];
   for (const r of runs) {
-    if (r.error) { rows.push([String(r.n), `failed: ${r.error.split('\n')[0]}`]); continue; }
+    if (r.error) continue;
     rows.push([r.n, r.gateway.cpuPctOfCore, r.gateway.recordersCpuPctOfCore, r.gateway.rssPeakMiB, r.gateway.rssEndMiB,
       r.framesDropped.window, r.recorderLagMs.worstPerRecorder.max, r.chromium.p50, r.chromium.p99, r.chromium.missed,
       r.machine.busyPctOf200, r.machine.desktopsCpuPctOfCore].map(String));
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length)));
-  return rows.map((row) => row.map((x, c) => x.padStart(widths[c])).join('  ')).join('\n');
+  const failed = runs.filter((r) => r.error).map((r) => `N=${r.n} failed: ${r.error.split('\n')[0]}`);
+  return [...rows.map((row) => row.map((x, c) => x.padStart(widths[c])).join('  ')), ...failed].join('\n');
 }
 
 async function main() {
