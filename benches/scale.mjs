@@ -236,6 +236,13 @@ async function runN(n, browser) {
     const cpu0 = cpuSeconds(pid);
     const recThreads = threadsNamed(pid, 'record-');
     const rec0 = recThreads.map((tid) => cpuSeconds(pid, tid));
+    // A recorder thread is named after its session (record-<first 8 characters of the id>).
+    const roleOfThread = recThreads.map((tid) => {
+      let comm = '';
+      try { comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(); } catch { /* gone */ }
+      return recs.find((r) => r.id && comm === `record-${r.id.slice(0, 8)}`)?.role ?? 'unknown';
+    });
+    const bench0 = process.cpuUsage();
     const m0 = machineTicks();
     const d0 = desktopsCpu(n);
     const frames0 = viewers.map((v) => v.ws.stats.frames);
@@ -287,6 +294,9 @@ async function runN(n, browser) {
     const secs = (t1 - t0) / 1000;
     const cpu1 = cpuSeconds(pid);
     const rec1 = recThreads.map((tid) => cpuSeconds(pid, tid));
+    const bench1 = process.cpuUsage(bench0);
+    const recByRole = Object.fromEntries(ROLES.map((role) => [role, 0]));
+    rec1.forEach((x, k) => { if (roleOfThread[k] in recByRole) recByRole[roleOfThread[k]] += (x ?? 0) - (rec0[k] ?? 0); });
     const m1 = machineTicks();
     const d1 = desktopsCpu(n);
     const fps = Object.fromEntries(ROLES.filter((r) => r !== 'probe').map((role) => [role, stats(viewers
@@ -315,6 +325,9 @@ async function runN(n, browser) {
         cpuPctOfCore: r1(((cpu1 - cpu0) / secs) * 100),
         recorderThreads: recThreads.length,
         recordersCpuPctOfCore: r1((rec1.reduce((a, x, k) => a + ((x ?? 0) - (rec0[k] ?? 0)), 0) / secs) * 100),
+        // Per session of each role, % of one core.
+        recorderCpuPctPerSession: Object.fromEntries(ROLES.map((role) => [role,
+          r1((recByRole[role] / secs / Math.max(1, active.filter((e) => e.role === role).length)) * 100)])),
         rssPeakMiB: r1((statusKiB(pid, 'VmHWM') ?? 0) / 1024),
         rssWindowPeakMiB: r1(Math.max(...rss.filter(Boolean)) / 1024),
         rssEndMiB: r1((statusKiB(pid) ?? 0) / 1024),
@@ -322,6 +335,8 @@ async function runN(n, browser) {
       machine: {
         busyPctOf200: r1(((m1.busy - m0.busy) / (m1.total - m0.total)) * 200),
         desktopsCpuPctOfCore: r1(((d1 - d0) / secs) * 100),
+        // This process: the bare viewers (TLS, acknowledgements) and the polling.
+        benchCpuPctOfCore: r1(((bench1.user + bench1.system) / 1e6 / secs) * 100),
         loadavg: os.loadavg().map(r1),
         memAvailableMiB: r1((Number(/MemAvailable:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))[1])) / 1024),
       },
@@ -393,6 +408,12 @@ async function main() {
   console.log(`\nScale: N recorded sessions through one gateway, ${GEOMETRY} TigerVNC desktops, ${WINDOW_S}-s window`);
   console.log(table(runs));
   console.log(`goal: ${GOALS.sessions} sessions with Chromium p99 ≤ ${GOALS.chromiumP99Ms} ms and no recorder more than ${GOALS.recorderBehindMs / 1000} s behind; Guacamole's guidance ≈${GOALS.guacamolePerCore} sessions per core`);
+  for (const r of runs.filter((x) => !x.error)) {
+    const ok = r.n >= GOALS.sessions && r.chromium.p99 <= GOALS.chromiumP99Ms && r.recorderLagMs.over2s === 0;
+    console.log(`N=${r.n}: ${ok ? 'goal met' : 'goal not met'} (p99 ${r.chromium.p99} ms, ${r.recorderLagMs.over2s} of ${r.recorderLagMs.recorders} ` +
+      `changing recordings' fragments more than ${GOALS.recorderBehindMs / 1000} s old, ${r.framesDropped.window} frames dropped; ` +
+      `recorder % of a core per session: ${ROLES.map((role) => `${role} ${r.gateway.recorderCpuPctPerSession[role]}`).join(', ')})`);
+  }
   console.log(`results written to ${OUT}`);
   if (runs.some((r) => r.error)) process.exitCode = 1;
 }
