@@ -327,7 +327,7 @@ async function runN(n, browser) {
         recordersCpuPctOfCore: r1((rec1.reduce((a, x, k) => a + ((x ?? 0) - (rec0[k] ?? 0)), 0) / secs) * 100),
         // Per session of each role, % of one core.
         recorderCpuPctPerSession: Object.fromEntries(ROLES.map((role) => [role,
-          r1((recByRole[role] / secs / Math.max(1, active.filter((e) => e.role === role).length)) * 100)])),
+          active.some((e) => e.role === role) ? r1((recByRole[role] / secs / active.filter((e) => e.role === role).length) * 100) : null])),
         rssPeakMiB: r1((statusKiB(pid, 'VmHWM') ?? 0) / 1024),
         rssWindowPeakMiB: r1(Math.max(...rss.filter(Boolean)) / 1024),
         rssEndMiB: r1((statusKiB(pid) ?? 0) / 1024),
