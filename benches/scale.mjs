@@ -256,8 +256,8 @@ async function runN(n, browser) {
         const c = ++id % 2 ? 'ff8000' : '00c0ff';
         const pts = [[SQ.x + 3, SQ.y + 3], [SQ.x + SQ.w - 4, SQ.y + SQ.h - 4], [SQ.x + 12, SQ.y + 12]];
         await page.evaluate((s) => window.__bench.arm(s), { id, mode: 'color', pts, rgb: hexRgb(c), tol: 24 });
-        // The page's clock offset is taken again at each change: here the wall clock is slewed
-        // against the monotonic one (≈5 ms per second was seen), so an offset taken once drifts.
+        // The page's clock offset is taken again at each change: the wall clock is at times
+        // slewed against the monotonic one (≈5 ms per second was seen), so an offset taken once drifts.
         const seen = page.evaluate(([i, ms]) => window.__bench.wait(i, ms)
           .then((r) => r && { paint: r.paint, skew: window.__bench.clockSkew() }), [id, SAMPLE_TIMEOUT_MS]);
         const tNode = Date.now();
