@@ -23,7 +23,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { installProbe } from './probe.mjs';
-import { children, diffBox, hexRgb, inside, intEnv, killGroup, pkgVersion, rawShot, shuffle, startChild, startPoke } from './common.mjs';
+import {
+  children, diffBox, hexRgb, inside, intEnv, killGroup, monoOffset, pkgVersion, rawShot, shuffle, startChild, startPoke,
+} from './common.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -97,7 +99,7 @@ function xtermGeometry(desktop) {
  */
 async function block(server, browser, connectClient) {
   const desktop = await H.startDesktop(VNC_PW, `${W}x${H_}`, server);
-  const poke = startPoke(desktop.display);
+  const poke = startPoke(desktop.display, startChild);
   let client = null;
   try {
     const xdo = (...args) => promisify(execFile)('xdotool', args, { env: { ...process.env, DISPLAY: desktop.display } });
@@ -132,7 +134,8 @@ async function block(server, browser, connectClient) {
 
     client = await connectClient(desktop, browser);
     const { page } = client;
-    const skew = await page.evaluate(() => window.__bench.clockSkew());
+    // The page's clock and xpoke's both monotonic (the wall clock is slewed here).
+    const offset = await monoOffset(page);
     await sleep(800);
 
     const plan = [];
@@ -162,9 +165,9 @@ async function block(server, browser, connectClient) {
       await page.evaluate((s) => window.__bench.arm(s), spec);
       const waiting = page.evaluate(([i, ms]) => window.__bench.wait(i, ms), [id, SAMPLE_TIMEOUT_MS]);
       const tNode = Date.now();
-      const { t0 } = await poke(cmd);
+      const { m0 } = await poke(cmd);
       const r = await waiting;
-      samples.push({ kind, paint: r ? r.paint + skew - t0 : null });
+      samples.push({ kind, paint: r ? r.paint + offset - m0 : null });
       const wait = tNode + SPACING_MS + Math.random() * JITTER_MS - Date.now();
       if (wait > 0) await sleep(wait);
     }

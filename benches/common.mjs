@@ -81,12 +81,36 @@ export function startChild(cmd, args, opts = {}) {
 }
 
 /**
- * The X helper `xpoke.py` on `display`: `poke(cmd)` resolves with { t0, t1 } (wall-clock ms
- * before the X requests and after XSync); `poke.stop()` ends it.
+ * CLOCK_MONOTONIC in milliseconds: the clock xpoke's `M0`/`M1` and Chromium's `performance.now()`
+ * run on. The wall clock is not used for latencies: on these machines it is slewed by several
+ * milliseconds per second (seen: 2-5 ms/s), which turned whole blocks of samples negative.
  */
-export function startPoke(display) {
+export const monoMs = () => Number(process.hrtime.bigint()) / 1e6;
+
+/**
+ * Offset to add to a page's `window.__bench.now()` to get {@link monoMs}: both are monotonic, so
+ * it is constant; taken from the fastest of 25 round trips (error at most half of it, ~1 ms).
+ */
+export async function monoOffset(page) {
+  let best = null;
+  for (let i = 0; i < 25; i++) {
+    const a = monoMs();
+    const p = await page.evaluate(() => window.__bench.now());
+    const b = monoMs();
+    if (!best || b - a < best.rtt) best = { rtt: b - a, offset: (a + b) / 2 - p };
+  }
+  return best.offset;
+}
+
+/**
+ * Starts `benches/xpoke.py` on `display` through `start` (a script's own `startChild`, which
+ * owns the clean-up; by default the one above) and returns `poke(cmd)`, resolving with
+ * `{ t0, t1 }` (wall clock, ms) and `{ m0, m1 }` (monotonic, ms) before the X calls and after
+ * XSync; `poke.stop()` ends it.
+ */
+export function startPoke(display, start = startChild) {
   const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-  const p = startChild(python, [join(here, 'xpoke.py')], { env: { ...process.env, DISPLAY: display }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const p = start(python, [join(here, 'xpoke.py')], { env: { ...process.env, DISPLAY: display }, stdio: ['pipe', 'pipe', 'pipe'] });
   const lines = createInterface({ input: p.stdout });
   const waiting = [];
   lines.on('line', (l) => waiting.shift()?.(l));
@@ -94,9 +118,9 @@ export function startPoke(display) {
     const timer = setTimeout(() => rej(new Error(`xpoke did not answer ${cmd}: ${p.output.join('')}`)), 5000);
     waiting.push((l) => {
       clearTimeout(timer);
-      const m = l.match(/^ok ([\d.]+) ([\d.]+)$/);
+      const m = l.match(/^ok ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+)$/);
       if (!m) return rej(new Error(`xpoke: ${l}`));
-      res({ t0: Number(m[1]), t1: Number(m[2]) });
+      res({ t0: Number(m[1]), t1: Number(m[2]), m0: Number(m[3]), m1: Number(m[4]) });
     });
     p.stdin.write(cmd + '\n');
   });
@@ -151,14 +175,12 @@ export function listenPid(port) {
 }
 
 // ---- a bare session WebSocket --------------------------------------------------------------------
-const hrNow = () => Number(process.hrtime.bigint()) / 1e6;
-
 /**
  * Opens `/api/v1/targets/TARGET/connect` as the browser does (TLS, the user's cookie, same
  * origin) without a browser. Frames are parsed as they stream in; pixel payloads are counted and
  * skipped, not kept. Handlers: `onText(string)`, `onFrameEnd(seq)` for each end of frame,
  * `onError(error)` (socket error, or an upgrade the gateway refused). It answers Close and Ping
- * as a browser does. Returns { send(text), close(), closed() (resolves with the hrtime ms the
+ * as a browser does. Returns { send(text), close(), closed() (resolves with the monoMs() the
  * gateway's side ended), stats: { bytes, messages, frames } }.
  */
 export function connectSession(base, cookie, target, { onText, onFrameEnd, onError } = {}) {
@@ -184,7 +206,7 @@ export function connectSession(base, cookie, target, { onText, onFrameEnd, onErr
   let closedAt = null;
   const closedWaiters = [];
   const onClose = () => {
-    if (closedAt === null) closedAt = hrNow();
+    if (closedAt === null) closedAt = monoMs();
     while (closedWaiters.length) closedWaiters.shift()(closedAt);
   };
   // The message being read: opcode, length, bytes still to come, the first `want` bytes kept.

@@ -135,6 +135,8 @@ export function installProbe() {
       done();
     }, ms);
   });
+  /** The probe's clock now (what results are in), to relate it to node's monotonic clock. */
+  B.now = () => hr();
   /** Offset to add to hr() to get Date.now()'s clock, measured over ~30 ms. */
   B.clockSkew = () => {
     let sum = 0;

@@ -19,7 +19,6 @@ import { existsSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
-import zlib from 'node:zlib';
 import { installProbe } from './probe.mjs';
 import {
   children, diffBox, hexRgb, inside, intEnv, killGroup, pkgVersion, rawShot, shuffle, startChild as startGrouped, startPoke,
@@ -104,6 +103,7 @@ function stats(values) {
 }
 
 // ---- X helpers --------------------------------------------------------------------------------
+
 /** Raw RGB screenshot of the X display. */
 
 
@@ -181,8 +181,7 @@ async function main() {
   await H.waitForPort(wsPort, 20000).catch((e) => { throw new Error(`${e.message}\nwebsockify: ${wsp.output.join('')}`); });
   log(`websockify + noVNC on 127.0.0.1:${wsPort}`);
 
-  const poke = startPoke(desktop.display);
-  cleanups.push(poke.stop);
+  const poke = startPoke(desktop.display, startChild);
   // xdotool without blocking node (the pages' events keep flowing meanwhile).
   const xdo = (...args) => promisify(execFile)('xdotool', args, { env: { ...process.env, DISPLAY: desktop.display } });
   const geo = xtermGeometry(desktop);
@@ -271,7 +270,7 @@ async function main() {
     const up = vncPeers();
     return {
       t: Date.now(),
-      rx: { portcullis: { ...pcTraffic, capture: null }, novnc: { ...nvTraffic, capture: null } },
+      rx: { portcullis: { ...pcTraffic }, novnc: { ...nvTraffic } },
       wire: {
         portcullis: sum(tcp(`( sport = :${gw.port} )`), 'bytes_sent'),
         novnc: sum(tcp(`( sport = :${wsPort} )`), 'bytes_sent'),
@@ -440,7 +439,6 @@ async function main() {
     }],
   ];
   const bytes = [];
-  pcTraffic.capture = [];
   for (const [name, run] of phases) {
     const a = await snapshot();
     await run();
@@ -449,20 +447,6 @@ async function main() {
     bytes.push(phaseDelta(name, a, b, quiet));
   }
   const total = totalOf(bytes);
-  // What-if: the same PNG rectangles with their image data deflated harder.
-  const pngs = pcTraffic.capture;
-  pcTraffic.capture = null;
-  const z6 = pngs.map((p) => pngRecompressed(p, 6));
-  const z9 = pngs.map((p) => pngRecompressed(p, 9));
-  total.portcullisPngRecompressed = {
-    sent: pngs.reduce((a, p) => a + p.length, 0),
-    zlib6: z6.reduce((a, x) => a + x.size, 0),
-    zlib9: z9.reduce((a, x) => a + x.size, 0),
-    // Deflate time in node on this machine (zlib), a hint of the CPU cost.
-    zlib6Ms: round(z6.reduce((a, x) => a + x.ms, 0), 1),
-    zlib9Ms: round(z9.reduce((a, x) => a + x.ms, 0), 1),
-  };
-
   await sleep(500);
   const shot = desktop.screenshot();
   const fidelityEnd = { portcullis: await fidelity(pc, shot), novnc: await fidelity(nv, shot) };
@@ -515,7 +499,7 @@ function totalOf(parts) {
     pageTaskSeconds: add((p) => p.pageTaskSeconds),
     pageScriptSeconds: add((p) => p.pageScriptSeconds),
     ratio: ratioOf(payloadBytes),
-    portcullisRects: ['count', 'megapixels', 'pngBytes', 'jpegBytes'].reduce((o, k) => ({ ...o, [k]: round(parts.reduce((x, p) => x + p.portcullisRects[k], 0), 3) }), {}),
+    portcullisRects: ['count', 'megapixels', 'pngBytes', 'jpegBytes', 'streamBytes'].reduce((o, k) => ({ ...o, [k]: round(parts.reduce((x, p) => x + p.portcullisRects[k], 0), 3) }), {}),
   };
 }
 
@@ -538,7 +522,7 @@ function phaseDelta(name, a, b, quiet) {
   o.cpuSeconds.x11vnc = round(d(a.cpu.x11vnc, b.cpu.x11vnc), 2);
   const pa = a.rx.portcullis;
   const pb = b.rx.portcullis;
-  o.portcullisRects = { count: pb.rects - pa.rects, megapixels: round((pb.area - pa.area) / 1e6, 3), pngBytes: pb.png - pa.png, jpegBytes: pb.jpeg - pa.jpeg };
+  o.portcullisRects = { count: pb.rects - pa.rects, megapixels: round((pb.area - pa.area) / 1e6, 3), pngBytes: pb.png - pa.png, jpegBytes: pb.jpeg - pa.jpeg, streamBytes: pb.stream - pa.stream };
   o.cpu = o.cpuSeconds;
   o.ratio = ratioOf(o.payloadBytes);
   return o;
@@ -648,7 +632,7 @@ function breakdown(ss, packets, P) {
 }
 
 function countTraffic(page, portcullis = false) {
-  const c = { rxBytes: 0, rxMsgs: 0, txBytes: 0, txMsgs: 0, lastRx: 0, sockets: 0, rects: 0, area: 0, png: 0, jpeg: 0, capture: null };
+  const c = { rxBytes: 0, rxMsgs: 0, txBytes: 0, txMsgs: 0, lastRx: 0, sockets: 0, rects: 0, area: 0, png: 0, jpeg: 0, stream: 0 };
   const size = (p) => (typeof p === 'string' ? Buffer.byteLength(p) : p.length);
   page.on('websocket', (ws) => {
     c.sockets += 1;
@@ -662,31 +646,13 @@ function countTraffic(page, portcullis = false) {
         c.rects += 1;
         c.area += p.readUInt16BE(6) * p.readUInt16BE(8);
         if (p[1] === 1) c.png += p.length - 10;
-        else c.jpeg += p.length - 10;
-        if (p[1] === 1 && c.capture) c.capture.push(Buffer.from(p.subarray(10)));
+        else if (p[1] === 2) c.jpeg += p.length - 10;
+        else if (p[1] === 4) c.stream += p.length - 10;
       }
     });
     ws.on('framesent', (f) => { c.txBytes += size(f.payload); c.txMsgs += 1; });
   });
   return c;
-}
-
-/** Size of a PNG if its image data were deflated at zlib `level` (same filtering, same chunks). */
-function pngRecompressed(png, level) {
-  let off = 8;
-  let other = 8;
-  const idat = [];
-  while (off + 8 <= png.length) {
-    const len = png.readUInt32BE(off);
-    const type = png.toString('latin1', off + 4, off + 8);
-    if (type === 'IDAT') idat.push(png.subarray(off + 8, off + 8 + len));
-    else other += 12 + len;
-    off += 12 + len;
-  }
-  const raw = zlib.inflateSync(Buffer.concat(idat));
-  const t = process.hrtime.bigint();
-  const size = other + 12 + zlib.deflateSync(raw, { level }).length;
-  return { size, ms: Number(process.hrtime.bigint() - t) / 1e6 };
 }
 
 function tcpListenPid(port) {
@@ -785,11 +751,7 @@ function printReport(r) {
   const t = r.bytes.at(-1);
   out.push(`   from x11vnc (total): to the gateway ${kb(t.upstreamBytes.portcullis)} KiB (ZRLE/TRLE, lossless), to websockify ${kb(t.upstreamBytes.novnc)} KiB (Tight)`);
   const pr = t.portcullisRects;
-  out.push(`   Portcullis sent ${pr.count} rectangles covering ${f(pr.megapixels, 2)} Mpx (desktop = ${f((1280 * 800) / 1e6, 2)} Mpx): PNG ${kb(pr.pngBytes)} KiB, JPEG ${kb(pr.jpegBytes)} KiB`);
-  if (t.portcullisPngRecompressed) {
-    const z = t.portcullisPngRecompressed;
-    out.push(`   the same PNGs deflated at zlib level 6 would be ${kb(z.zlib6)} KiB (${f(z.zlib6Ms)} ms of deflate in node), level 9 ${kb(z.zlib9)} KiB (${f(z.zlib9Ms)} ms); sent ${kb(z.sent)} KiB`);
-  }
+  out.push(`   Portcullis sent ${pr.count} rectangles covering ${f(pr.megapixels, 2)} Mpx (desktop = ${f((1280 * 800) / 1e6, 2)} Mpx): deflate stream ${kb(pr.streamBytes)} KiB, PNG ${kb(pr.pngBytes)} KiB, JPEG ${kb(pr.jpegBytes)} KiB`);
   out.push(`   goal Portcullis ≤ noVNC: ${t.payloadBytes.portcullis <= t.payloadBytes.novnc ? 'met' : 'MISSED'} (ratio ${f(t.ratio, 2)})`);
   out.push(`   page main-thread task time (total s): Portcullis ${f(t.pageTaskSeconds.portcullis, 2)}, noVNC ${f(t.pageTaskSeconds.novnc, 2)}`);
   out.push(`   CPU during the latency phase (s): gateway ${f(r.latencyPhaseCpu.portcullis, 2)}, websockify ${f(r.latencyPhaseCpu.novnc, 2)}, x11vnc ${f(r.latencyPhaseCpu.x11vnc, 2)}`);

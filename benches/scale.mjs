@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { installProbe } from './probe.mjs';
 import {
-  children, connectSession, cpuSeconds, hexRgb, intEnv, killGroup, listenPid, pkgVersion, startChild, startPoke,
+  children, connectSession, cpuSeconds, hexRgb, intEnv, killGroup, listenPid, monoOffset, pkgVersion, startChild, startPoke,
   statusKiB, threadsNamed,
 } from './common.mjs';
 
@@ -221,6 +221,8 @@ async function runN(n, browser) {
     await H.openTarget(page, gw.base, `${USER}0`, USER_PW, probeDesk.name);
     await page.waitForFunction(() => window.__portcullis?.framesPainted >= 1, null, { timeout: 30000 });
     await page.evaluate(() => { window.__bench.selector = '#session-canvas'; });
+    // The page's clock to the monotonic clock xpoke also reports (the wall clock is slewed at times).
+    const offset = await monoOffset(page);
 
     // Recordings (id = session id): the bare viewers' from init, Chromium's from the session list.
     const connectMs = Date.now() - connectStart;
@@ -256,14 +258,11 @@ async function runN(n, browser) {
         const c = ++id % 2 ? 'ff8000' : '00c0ff';
         const pts = [[SQ.x + 3, SQ.y + 3], [SQ.x + SQ.w - 4, SQ.y + SQ.h - 4], [SQ.x + 12, SQ.y + 12]];
         await page.evaluate((s) => window.__bench.arm(s), { id, mode: 'color', pts, rgb: hexRgb(c), tol: 24 });
-        // The page's clock offset is taken again at each change: the wall clock is at times
-        // slewed against the monotonic one (≈5 ms per second was seen), so an offset taken once drifts.
-        const seen = page.evaluate(([i, ms]) => window.__bench.wait(i, ms)
-          .then((r) => r && { paint: r.paint, skew: window.__bench.clockSkew() }), [id, SAMPLE_TIMEOUT_MS]);
+        const seen = page.evaluate(([i, ms]) => window.__bench.wait(i, ms), [id, SAMPLE_TIMEOUT_MS]);
         const tNode = Date.now();
-        const { t0: tx } = await poke(`fill ${SQ.x} ${SQ.y} ${SQ.w} ${SQ.h} ${c}`);
+        const { m0 } = await poke(`fill ${SQ.x} ${SQ.y} ${SQ.w} ${SQ.h} ${c}`);
         const r = await seen;
-        if (r) latencies.push(r.paint + r.skew - tx); else missed++;
+        if (r) latencies.push(r.paint + offset - m0); else missed++;
         const wait = tNode + SPACING_MS + Math.random() * JITTER_MS - Date.now();
         if (wait > 0) await sleep(wait);
       }

@@ -3,9 +3,10 @@
 
 One long-lived process (no spawn per change), talking to the X server through Xlib and XTest
 with ctypes, so it needs only libX11 and libXtst. Reads commands on stdin, one per line, and
-answers each with a line "ok T0 T1": wall-clock milliseconds (time.time(), the same clock as
-Date.now() in node and in the browser) just before the X calls and once the X server has
-processed them (after XSync).
+answers each with a line "ok T0 T1 M0 M1": milliseconds just before the X calls (T0, M0) and once
+the X server has processed them (after XSync: T1, M1), T on the wall clock (time.time(), the clock
+of Date.now()), M on CLOCK_MONOTONIC (time.monotonic(), the clock of node's process.hrtime and of
+Chromium's performance.now(); not slewed apart from them as the wall clock can be).
 
   fill X Y W H RRGGBB   fill a rectangle of the root window (outside other windows)
   bg RRGGBB             set the root background colour and repaint it (like xsetroot -solid)
@@ -53,6 +54,10 @@ def now_ms():
     return time.time() * 1000.0
 
 
+def mono_ms():
+    return time.monotonic() * 1000.0
+
+
 for line in sys.stdin:
     parts = line.split()
     if not parts:
@@ -60,7 +65,7 @@ for line in sys.stdin:
     cmd, args = parts[0], parts[1:]
     if cmd == "quit":
         break
-    t0 = now_ms()
+    t0, m0 = now_ms(), mono_ms()
     if cmd == "fill":
         x, y, w, h = (int(a) for a in args[:4])
         xlib.XSetForeground(dpy, gc, int(args[4], 16))
@@ -79,6 +84,6 @@ for line in sys.stdin:
         sys.stdout.flush()
         continue
     xlib.XSync(dpy, 0)
-    t1 = now_ms()
-    sys.stdout.write("ok %.3f %.3f\n" % (t0, t1))
+    t1, m1 = now_ms(), mono_ms()
+    sys.stdout.write("ok %.3f %.3f %.3f %.3f\n" % (t0, t1, m0, m1))
     sys.stdout.flush()

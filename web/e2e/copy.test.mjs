@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startDesktop, startGateway, launchBrowser, newPage, openTarget, compareCanvasWith, sleep,
+  startDesktop, startGateway, launchBrowser, newPage, openTarget, compareCanvasWith,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -35,15 +35,23 @@ after(async () => {
 // allow 0.1% of the desktop. A window copied wrong differs by tens of thousands.
 const POINTER_PIXELS = Math.round(1024 * 768 * 0.001);
 
-/** Compares until the canvas equals the display (updates may still be on their way). */
+/**
+ * Compares until the canvas equals the display: after each newly painted frame (updates may
+ * still be on their way); when no frame comes for 5 s, the canvas is as final as it gets.
+ */
 async function settledComparison(page) {
-  let cmp;
-  for (let i = 0; i < 50; i++) {
-    cmp = await compareCanvasWith(page, tiger.screenshot(), { x: 0, y: 0, w: 1024, h: 768 });
-    if (cmp.differing <= POINTER_PIXELS) break;
-    await sleep(200);
+  const area = { x: 0, y: 0, w: 1024, h: 768 };
+  for (let i = 0; i < 200; i++) {
+    const painted = await page.evaluate(() => window.__portcullis.framesPainted);
+    const cmp = await compareCanvasWith(page, tiger.screenshot(), area);
+    if (cmp.differing <= POINTER_PIXELS) return cmp;
+    try {
+      await page.waitForFunction((n) => window.__portcullis.framesPainted > n, painted, { timeout: 5000 });
+    } catch {
+      break;
+    }
   }
-  return cmp;
+  return compareCanvasWith(page, tiger.screenshot(), area);
 }
 
 test('a moved window arrives as copies and the canvas equals the display', async () => {

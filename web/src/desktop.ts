@@ -3,7 +3,8 @@
 // the binary frames here, in arrival order, and acknowledge each frame once it is painted.
 
 import { fitSize } from './model/pointer';
-import { ENC_FILL, insideDesktop, mimeOf, parseBinary } from './model/protocol';
+import { StreamImages } from './model/inflate';
+import { ENC_FILL, ENC_ZLIB, insideDesktop, mimeOf, parseBinary } from './model/protocol';
 
 export interface DesktopCanvasOptions {
   canvas: HTMLCanvasElement;
@@ -15,6 +16,8 @@ export interface DesktopCanvasOptions {
   onFramePainted: (seq: number) => void;
   /** A copy within the canvas is painted (counted for the tests). */
   onCopyPainted?: () => void;
+  /** The connection's pixel stream is broken (a bug): the view cannot be trusted any more. */
+  onBroken?: (err: Error) => void;
 }
 
 /** Paints the gateway's binary messages onto a canvas and keeps it scaled. */
@@ -27,6 +30,8 @@ export class DesktopCanvas {
   private readonly o: DesktopCanvasOptions;
   private readonly g: CanvasRenderingContext2D | null;
   private readonly observer: ResizeObserver;
+  /** The connection's deflate stream (one page, one connection). */
+  private readonly stream = new StreamImages();
 
   constructor(options: DesktopCanvasOptions) {
     this.o = options;
@@ -115,6 +120,18 @@ export class DesktopCanvas {
           g.fillStyle = colour;
           g.fillRect(x, y, width, height);
         }
+      });
+      return;
+    }
+    if (encoding === ENC_ZLIB) {
+      // Inflated now (after earlier stream rectangles), drawn in arrival order.
+      const pixels = this.stream.image(data, width, height);
+      pixels.catch((err: unknown) => {
+        this.o.onBroken?.(err instanceof Error ? err : new Error(String(err)));
+      });
+      this.enqueue(async () => {
+        const image = new ImageData(await pixels, width, height);
+        g?.putImageData(image, x, y);
       });
       return;
     }

@@ -13,7 +13,7 @@ use portcullis_core::flow::{BadAck, FrameWindow};
 use portcullis_core::session::{ClipboardDirection, SessionEnd, SessionEvent};
 use portcullis_core::wire::{self, ClientMessage, ServerMessage};
 use portcullis_core::{InputEvent, Rect};
-use portcullis_encode::{encode_rgba, Choice};
+use portcullis_encode::{Choice, Encoder};
 use portcullis_policy::Direction;
 use tokio::sync::watch;
 use tracing::warn;
@@ -113,6 +113,8 @@ pub struct Viewer {
     session: Arc<SessionShared>,
     shared: Arc<ViewerShared>,
     window: FrameWindow,
+    /// This connection's deflate stream: frames are encoded in the order they are sent.
+    encoder: Encoder,
     ending: watch::Receiver<Ending>,
     /// A watcher: its input is never delivered.
     view_only: bool,
@@ -134,6 +136,7 @@ impl Viewer {
             session,
             shared,
             window: FrameWindow::new(),
+            encoder: Encoder::new(),
             ending,
             view_only: false,
             _live: live,
@@ -233,7 +236,20 @@ impl Viewer {
         out.extend(copies);
         for (r, px) in pixels {
             let mut msg = Vec::new();
-            match encode_rgba(&px, r, Choice::Auto, &mut msg) {
+            let encoded = self
+                .encoder
+                .encode_rgba(&px, r, Choice::Auto, &mut msg)
+                .or_else(|error| {
+                    if !error.is_stream_failure() {
+                        return Err(error);
+                    }
+                    // The stream is given up (nothing of this rectangle went into the message);
+                    // this and later rectangles go out as standalone images.
+                    warn!(%error, "the viewer's deflate stream failed: standalone images from now on");
+                    msg.clear();
+                    self.encoder.encode_rgba(&px, r, Choice::Auto, &mut msg)
+                });
+            match encoded {
                 Ok(_) => out.push(msg),
                 Err(error) => warn!(%error, rect = %r, "cannot encode rectangle"),
             }

@@ -202,6 +202,9 @@ pub enum ImageEncoding {
     Jpeg = 2,
     /// One colour for the whole rectangle: 3 bytes of data, red, green, blue.
     Fill = 3,
+    /// Lossless; a chunk of the connection's one deflate stream (so repeated glyphs and
+    /// colours cost little in later messages), which inflates to a palette or RGB image.
+    Zlib = 4,
 }
 
 /// Writes the header of a rectangle message into `out` (image bytes follow).

@@ -1,7 +1,10 @@
-//! Times PNG settings on a real screenshot: `cargo run --release --example encode_cost -- shot.png`
+//! Times PNG settings and the viewer's deflate stream on a real screenshot:
+//! `cargo run --release -p portcullis-encode --example encode_cost -- shot.png`
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
+use portcullis_core::Rect;
+use portcullis_encode::{Choice, Encoder};
 use std::time::Instant;
 
 fn main() {
@@ -53,4 +56,42 @@ fn main() {
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!("{name:18} {:8.2} ms  {:8} bytes", times[3], size);
     }
+    // The stream: the whole screen once, then again (what a repaint of known content costs),
+    // then line by line (typing, scrolling: small rectangles of glyphs seen before).
+    let rgba: Vec<u8> = img.pixels().flat_map(|p| [p[0], p[1], p[2], 0]).collect();
+    let whole = Rect::new(0, 0, w, h);
+    let mut times = Vec::new();
+    let (mut first, mut again) = (0, 0);
+    for _ in 0..7 {
+        let mut enc = Encoder::new();
+        let t = Instant::now();
+        let mut out = Vec::new();
+        enc.encode_rgba(&rgba, whole, Choice::Lossless, &mut out)
+            .unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        first = out.len();
+        out.clear();
+        enc.encode_rgba(&rgba, whole, Choice::Lossless, &mut out)
+            .unwrap();
+        again = out.len();
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "{:18} {:8.2} ms  {first:8} bytes (again: {again})",
+        "stream", times[3]
+    );
+    let (mut png_lines, mut stream_lines) = (0, 0);
+    let mut enc = Encoder::new();
+    let row = 16;
+    for y in (0..h).step_by(row as usize) {
+        let r = Rect::new(0, y, w, row.min(h - y));
+        let px = &rgba[(y * w * 4) as usize..((y + r.h) * w * 4) as usize];
+        let mut out = Vec::new();
+        portcullis_encode::encode_rgba(px, r, Choice::Lossless, &mut out).unwrap();
+        png_lines += out.len();
+        out.clear();
+        enc.encode_rgba(px, r, Choice::Lossless, &mut out).unwrap();
+        stream_lines += out.len();
+    }
+    println!("{row}-pixel strips     png {png_lines} bytes, stream {stream_lines} bytes");
 }

@@ -1,9 +1,14 @@
 //! Encodes changed desktop rectangles as browser rectangle messages.
 //!
 //! This crate is the only one that depends on `image`. The policy: text and UI (few distinct
-//! colours) go out as PNG, lossless, so terminal text stays sharp; large areas with many colours
-//! (photos, gradients, video) go out as JPEG, which is many times smaller for that content.
+//! colours) go out lossless, as a palette image (or RGB) in a chunk of the viewer's one deflate
+//! stream ([`Encoder`]), so glyphs and colours sent before cost little again and terminal text
+//! stays sharp; large areas with many colours (photos, gradients, video) go out as JPEG, which is
+//! many times smaller for that content.
 
+use std::collections::HashMap;
+
+use flate2::{Compress, Compression, FlushCompress, Status};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
@@ -11,20 +16,31 @@ use portcullis_core::wire::{self, ImageEncoding, WireError};
 use portcullis_core::{DesktopError, Framebuffer, Rect};
 use thiserror::Error;
 
-/// Smallest area (pixels) considered for JPEG: below it PNG costs little whatever the content.
+/// Smallest area (pixels) considered for JPEG: below it a lossless image costs little whatever
+/// the content.
 const JPEG_MIN_AREA: u64 = 128 * 128;
 /// Distinct colours among the sampled pixels above which an area counts as photographic.
 /// UI and text use a handful of colours (plus antialiasing ramps); photos use thousands.
 const PHOTO_COLOURS: usize = 384;
 /// Pixels sampled to count colours.
 const SAMPLES: u64 = 2048;
-/// Deflate level of PNG rectangles. Measured on a 1280x800 terminal desktop
-/// (`examples/encode_cost.rs`): level 1 takes 7 ms and 142 KB, the default level 6 takes 33-40 ms
-/// for 116 KB, the `Fast` setting 4 ms for 283 KB. Level 1 keeps a full repaint well inside a
-/// frame time while sending about half of what noVNC's Tight does for the same workload.
+/// Deflate level of PNG rectangles (the fallback once a viewer's deflate stream failed).
+/// Measured on a 1280x800 terminal desktop (`examples/encode_cost.rs`): level 1 takes 7 ms and
+/// 142 KB, the default level 6 takes 33-40 ms for 116 KB, the `Fast` setting 4 ms for 283 KB.
 const PNG_LEVEL: CompressionType = CompressionType::Level(1);
+/// Deflate level of a viewer's stream. Measured on 1280x800 xterm screens
+/// (`examples/encode_cost.rs`, release, zlib-rs): a bitmap-font screen (2 colours) is 7.6 KB in
+/// 3.0 ms at level 6, 8.9 KB / 3.0 ms at 3, 12.2 KB / 2.7 ms at 1 (PNG level 1: 58 KB / 2.1 ms);
+/// an antialiased one (256 greys) 41 KB / 10.1 ms, 53 KB / 7.8 ms, 83 KB / 5.2 ms (PNG: 179 KB /
+/// 4.4 ms). A large change (≈190k pixels, a fifth of that screen) costs 0.6-2 ms at level 6.
+const STREAM_LEVEL: u32 = 6;
 /// JPEG quality for photographic areas.
 const JPEG_QUALITY: u8 = 80;
+/// Largest palette: more distinct colours go out as RGB.
+const MAX_PALETTE: usize = 256;
+/// Inflated layouts of a [`ImageEncoding::Zlib`] rectangle (its first byte).
+const LAYOUT_RGB: u8 = 0;
+const LAYOUT_PALETTE: u8 = 1;
 
 /// Why a rectangle could not be encoded.
 #[derive(Debug, Error)]
@@ -38,6 +54,23 @@ pub enum EncodeError {
     /// The image codec failed.
     #[error("image encoding failed: {0}")]
     Image(#[from] image::ImageError),
+    /// The viewer's deflate stream failed; the encoder goes on without it.
+    #[error("deflate stream failed: {0}")]
+    Deflate(#[from] flate2::CompressError),
+    /// The deflate stream made no progress.
+    #[error("deflate stream made no progress")]
+    Stalled,
+    /// A rectangle without pixels has no image.
+    #[error("empty rectangle {0}")]
+    Empty(Rect),
+}
+
+impl EncodeError {
+    /// The viewer's deflate stream failed (and is given up): the same rectangle can still be
+    /// sent as a standalone image.
+    pub fn is_stream_failure(&self) -> bool {
+        matches!(self, Self::Deflate(_) | Self::Stalled)
+    }
 }
 
 /// Which encoding to use, decided from the content.
@@ -49,7 +82,8 @@ pub enum Choice {
     Auto,
 }
 
-/// Appends one complete rectangle message (header and image) for `rect` of `fb` to `out`.
+/// Appends one complete rectangle message (header and image) for `rect` of `fb` to `out`,
+/// without a deflate stream (fill, PNG or JPEG): each message stands alone.
 pub fn encode_rect(
     fb: &Framebuffer,
     rect: Rect,
@@ -68,6 +102,84 @@ pub fn encode_rgba(
     choice: Choice,
     out: &mut Vec<u8>,
 ) -> Result<ImageEncoding, EncodeError> {
+    if let Some(done) = encode_simple(rgba, rect, choice, out)? {
+        return Ok(done);
+    }
+    encode_png(&rgba_to_rgb(rgba), rect, out)
+}
+
+/// A viewer's encoder. It keeps one deflate stream for the viewer's whole connection, so every
+/// lossless rectangle compresses against what the stream saw before (the browser inflates the
+/// chunks in order with one stream too). One per connection, used in the order of sending.
+pub struct Encoder {
+    /// `None` once the stream failed: from then on lossless rectangles are PNGs, which need
+    /// no shared state (a chunk the browser never got would break the stream for good).
+    stream: Option<Compress>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("stream", &self.stream.is_some())
+            .finish()
+    }
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Encoder {
+    /// A fresh stream: its first chunk carries the zlib header.
+    pub fn new() -> Self {
+        Self {
+            stream: Some(Compress::new(Compression::new(STREAM_LEVEL), true)),
+        }
+    }
+
+    /// Appends one complete rectangle message for `rgba` (tightly packed RGBA of `rect`) to
+    /// `out`: a fill, a JPEG for photographic areas (with [`Choice::Auto`]), else a palette or
+    /// RGB image deflated into the stream and flushed, so the browser can draw it at once.
+    /// When the stream fails, the error is returned once with nothing appended to `out`, and
+    /// later rectangles are PNGs.
+    pub fn encode_rgba(
+        &mut self,
+        rgba: &[u8],
+        rect: Rect,
+        choice: Choice,
+        out: &mut Vec<u8>,
+    ) -> Result<ImageEncoding, EncodeError> {
+        if let Some(done) = encode_simple(rgba, rect, choice, out)? {
+            return Ok(done);
+        }
+        if rect.is_empty() {
+            return Err(EncodeError::Empty(rect));
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return encode_png(&rgba_to_rgb(rgba), rect, out);
+        };
+        let image = lossless_image(rgba, rect.w);
+        let start = out.len();
+        wire::write_rect_header(out, ImageEncoding::Zlib, rect)?;
+        if let Err(error) = deflate_flushed(stream, &image, out) {
+            out.truncate(start);
+            self.stream = None;
+            return Err(error);
+        }
+        Ok(ImageEncoding::Zlib)
+    }
+}
+
+/// Checks the pixel count and encodes what needs no lossless image: one colour (a fill) or a
+/// photographic area (JPEG, with [`Choice::Auto`]).
+fn encode_simple(
+    rgba: &[u8],
+    rect: Rect,
+    choice: Choice,
+    out: &mut Vec<u8>,
+) -> Result<Option<ImageEncoding>, EncodeError> {
     let expected = usize::try_from(rect.area() * 4).unwrap_or(usize::MAX);
     if rgba.len() != expected {
         return Err(EncodeError::Desktop(DesktopError::BadPixelData {
@@ -79,28 +191,130 @@ pub fn encode_rgba(
     if let Some(rgb) = solid_colour(rgba) {
         wire::write_rect_header(out, ImageEncoding::Fill, rect)?;
         out.extend_from_slice(&rgb);
-        return Ok(ImageEncoding::Fill);
+        return Ok(Some(ImageEncoding::Fill));
     }
-    let photographic = matches!(choice, Choice::Auto) && looks_photographic(rgba, rect.area());
-    let rgb = rgba_to_rgb(rgba);
-    if photographic {
-        wire::write_rect_header(out, ImageEncoding::Jpeg, rect)?;
-        JpegEncoder::new_with_quality(&mut *out, JPEG_QUALITY).write_image(
-            &rgb,
-            rect.w,
-            rect.h,
-            ExtendedColorType::Rgb8,
-        )?;
-        return Ok(ImageEncoding::Jpeg);
+    if !(matches!(choice, Choice::Auto) && looks_photographic(rgba, rect.area())) {
+        return Ok(None);
     }
+    wire::write_rect_header(out, ImageEncoding::Jpeg, rect)?;
+    JpegEncoder::new_with_quality(&mut *out, JPEG_QUALITY).write_image(
+        &rgba_to_rgb(rgba),
+        rect.w,
+        rect.h,
+        ExtendedColorType::Rgb8,
+    )?;
+    Ok(Some(ImageEncoding::Jpeg))
+}
+
+fn encode_png(rgb: &[u8], rect: Rect, out: &mut Vec<u8>) -> Result<ImageEncoding, EncodeError> {
     wire::write_rect_header(out, ImageEncoding::Png, rect)?;
     PngEncoder::new_with_quality(&mut *out, PNG_LEVEL, FilterType::Adaptive).write_image(
-        &rgb,
+        rgb,
         rect.w,
         rect.h,
         ExtendedColorType::Rgb8,
     )?;
     Ok(ImageEncoding::Png)
+}
+
+/// The inflated form of a stream rectangle (docs/browser-protocol.md): `[1, n - 1, n colours
+/// (RGB), rows of indices packed 1, 2, 4 or 8 bits per pixel, most significant bits first,
+/// each row starting on a byte]` when the area has at most 256 colours, else `[0, RGB rows]`.
+fn lossless_image(rgba: &[u8], width: u32) -> Vec<u8> {
+    let Some((colours, indices)) = palette(rgba) else {
+        let mut out = Vec::with_capacity(1 + rgba.len() / 4 * 3);
+        out.push(LAYOUT_RGB);
+        for px in rgba.chunks_exact(4) {
+            out.extend_from_slice(&px[..3]);
+        }
+        return out;
+    };
+    let bits: usize = match colours.len() {
+        0..=2 => 1,
+        3..=4 => 2,
+        5..=16 => 4,
+        _ => 8,
+    };
+    let width = width as usize;
+    let row_bytes = (width * bits).div_ceil(8);
+    let rows = indices.len().checked_div(width).unwrap_or(0);
+    let header = 2 + colours.len() * 3;
+    let mut out = vec![0; header + row_bytes * rows];
+    out[0] = LAYOUT_PALETTE;
+    out[1] = u8::try_from(colours.len().saturating_sub(1)).unwrap_or(u8::MAX);
+    for (slot, colour) in out[2..header].chunks_exact_mut(3).zip(&colours) {
+        slot.copy_from_slice(colour);
+    }
+    for (row, packed) in indices
+        .chunks_exact(width.max(1))
+        .zip(out[header..].chunks_exact_mut(row_bytes.max(1)))
+    {
+        for (x, &index) in row.iter().enumerate() {
+            let bit = x * bits;
+            packed[bit / 8] |= index << (8 - bits - bit % 8);
+        }
+    }
+    out
+}
+
+/// The area's colours (first seen first) and each pixel's index, or `None` beyond
+/// [`MAX_PALETTE`] colours.
+fn palette(rgba: &[u8]) -> Option<(Vec<[u8; 3]>, Vec<u8>)> {
+    let mut colours: Vec<[u8; 3]> = Vec::new();
+    let mut lookup: HashMap<[u8; 3], u8> = HashMap::new();
+    let mut indices = Vec::with_capacity(rgba.len() / 4);
+    let mut last: Option<([u8; 3], u8)> = None;
+    for px in rgba.chunks_exact(4) {
+        let colour = [px[0], px[1], px[2]];
+        let index = match last {
+            // Runs of one colour are the common case in UI and text.
+            Some((c, i)) if c == colour => i,
+            _ => match lookup.get(&colour) {
+                Some(&i) => i,
+                None => {
+                    if colours.len() == MAX_PALETTE {
+                        return None;
+                    }
+                    let i = u8::try_from(colours.len()).ok()?;
+                    colours.push(colour);
+                    lookup.insert(colour, i);
+                    i
+                }
+            },
+        };
+        last = Some((colour, index));
+        indices.push(index);
+    }
+    Some((colours, indices))
+}
+
+/// Deflates `input` into the stream and flushes it to a byte boundary (a sync flush), so the
+/// bytes appended to `out` inflate completely given the stream's earlier chunks. Needs zlib's
+/// semantics (the workspace pins flate2 to zlib-rs): after a sync flush, output room left over
+/// means the flush is complete. The room reserved is zlib's bound for the input (stored blocks
+/// and all), so one call normally does it.
+fn deflate_flushed(
+    stream: &mut Compress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let mut rest = input;
+    loop {
+        let bound = rest.len() + rest.len() / 1000 * 5 + 1024;
+        if out.capacity() - out.len() < bound {
+            out.reserve(bound);
+        }
+        let (read, written) = (stream.total_in(), stream.total_out());
+        let status = stream.compress_vec(rest, out, FlushCompress::Sync)?;
+        let used = usize::try_from(stream.total_in() - read).unwrap_or(usize::MAX);
+        rest = rest.get(used..).unwrap_or_default();
+        if rest.is_empty() && out.len() < out.capacity() {
+            return Ok(());
+        }
+        if used == 0 && stream.total_out() == written && status != Status::Ok {
+            return Err(EncodeError::Stalled);
+        }
+    }
 }
 
 /// The colour of a rectangle that has only one (backgrounds, cleared areas): sent as 3 bytes
@@ -221,6 +435,329 @@ mod tests {
             encode_rect(&fb, r, Choice::Auto, &mut out).unwrap(),
             ImageEncoding::Png
         );
+    }
+
+    /// The browser's side of a stream: one inflater for the whole connection.
+    struct Inflater(flate2::Decompress);
+
+    impl Inflater {
+        fn new() -> Self {
+            Self(flate2::Decompress::new(true))
+        }
+
+        /// Inflates one stream rectangle message: its rectangle, RGB pixels and (layout,
+        /// palette size).
+        fn image(&mut self, msg: &[u8]) -> (Rect, Vec<[u8; 3]>, (u8, usize)) {
+            let ServerBinary::Rect {
+                encoding,
+                rect,
+                data,
+            } = decode_server_binary(msg).unwrap()
+            else {
+                panic!("not a rectangle")
+            };
+            assert_eq!(encoding, ImageEncoding::Zlib as u8);
+            let mut inflated = Vec::with_capacity(2 + 256 * 3 + rect.area() as usize * 3);
+            let before = self.0.total_in();
+            self.0
+                .decompress_vec(data, &mut inflated, flate2::FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(self.0.total_in() - before, data.len() as u64, "all read");
+            // Nothing more comes out of the stream for this chunk.
+            let mut more = Vec::with_capacity(16);
+            self.0
+                .decompress_vec(&[], &mut more, flate2::FlushDecompress::Sync)
+                .ok();
+            assert!(more.is_empty(), "the chunk inflates to more than its image");
+            let (w, h) = (rect.w as usize, rect.h as usize);
+            let mut seen = (inflated[0], 0);
+            let pixels = match inflated[0] {
+                LAYOUT_RGB => {
+                    assert_eq!(inflated.len(), 1 + w * h * 3);
+                    inflated[1..]
+                        .chunks_exact(3)
+                        .map(|c| [c[0], c[1], c[2]])
+                        .collect()
+                }
+                LAYOUT_PALETTE => {
+                    let n = inflated[1] as usize + 1;
+                    seen.1 = n;
+                    let colours: Vec<[u8; 3]> = inflated[2..2 + n * 3]
+                        .chunks_exact(3)
+                        .map(|c| [c[0], c[1], c[2]])
+                        .collect();
+                    let bits = match n {
+                        0..=2 => 1,
+                        3..=4 => 2,
+                        5..=16 => 4,
+                        _ => 8,
+                    };
+                    let row_bytes = (w * bits).div_ceil(8);
+                    let rows = &inflated[2 + n * 3..];
+                    assert_eq!(rows.len(), row_bytes * h, "{n} colours");
+                    let mut px = Vec::new();
+                    for row in rows.chunks_exact(row_bytes) {
+                        for x in 0..w {
+                            let bit = x * bits;
+                            let index =
+                                (row[bit / 8] >> (8 - bits - bit % 8)) & ((1 << bits) - 1) as u8;
+                            px.push(colours[index as usize]);
+                        }
+                    }
+                    px
+                }
+                other => panic!("layout {other}"),
+            };
+            (rect, pixels, seen)
+        }
+    }
+
+    fn assert_same(fb: &Framebuffer, rect: Rect, pixels: &[[u8; 3]]) {
+        assert_eq!(pixels.len() as u64, rect.area());
+        for (i, px) in pixels.iter().enumerate() {
+            let (x, y) = (rect.x + i as u32 % rect.w, rect.y + i as u32 / rect.w);
+            assert_eq!(*px, fb.pixel(x, y).unwrap(), "at {x},{y}");
+        }
+    }
+
+    /// A desktop of `colours` colours in a pattern with no long runs.
+    fn patterned(w: u32, h: u32, colours: u32) -> Framebuffer {
+        let mut fb = Framebuffer::new(w, h).unwrap();
+        for y in 0..h {
+            for x in 0..w {
+                let c = (x * 7 + y * 13 + x * y) % colours;
+                let v = (c * 251 % 256) as u8;
+                fb.fill(Rect::new(x, y, 1, 1), [v, v ^ 0x5a, (c / 256) as u8])
+                    .unwrap();
+            }
+        }
+        fb
+    }
+
+    /// A desktop where the rectangle `r` holds exactly `colours` distinct colours (when it has
+    /// that many pixels), in a pattern with no long runs.
+    fn exactly(r: Rect, colours: u32) -> Framebuffer {
+        let mut fb = Framebuffer::new(r.x + r.w, r.y + r.h).unwrap();
+        for y in 0..r.h {
+            for x in 0..r.w {
+                let c = (x * 7 + y * r.w) % colours.min(r.area() as u32);
+                let c = c.to_be_bytes();
+                fb.fill(Rect::new(r.x + x, r.y + y, 1, 1), [c[1], c[2], c[3] ^ 0x55])
+                    .unwrap();
+            }
+        }
+        fb
+    }
+
+    #[test]
+    fn stream_rectangles_are_lossless_for_every_palette_size_and_rgb() {
+        let mut enc = Encoder::new();
+        let mut inflater = Inflater::new();
+        // 1, 2, 4 and 8 bits per index, then RGB; odd widths end rows mid-byte.
+        let r = Rect::new(3, 2, 37, 29);
+        for (colours, layout, n) in [
+            (2, LAYOUT_PALETTE, 2),
+            (3, LAYOUT_PALETTE, 3),
+            (4, LAYOUT_PALETTE, 4),
+            (5, LAYOUT_PALETTE, 5),
+            (16, LAYOUT_PALETTE, 16),
+            (17, LAYOUT_PALETTE, 17),
+            (256, LAYOUT_PALETTE, 256),
+            (257, LAYOUT_RGB, 0),
+            (1000, LAYOUT_RGB, 0),
+        ] {
+            let fb = exactly(r, colours);
+            let mut out = Vec::new();
+            let encoding = enc
+                .encode_rgba(&fb.read_rect(r).unwrap(), r, Choice::Lossless, &mut out)
+                .unwrap();
+            assert_eq!(encoding, ImageEncoding::Zlib, "{colours} colours");
+            let (rect, pixels, seen) = inflater.image(&out);
+            assert_eq!(rect, r);
+            assert_eq!(seen, (layout, n), "{colours} colours");
+            assert_same(&fb, r, &pixels);
+        }
+    }
+
+    #[test]
+    fn every_chunk_inflates_to_exactly_its_image_whatever_its_size() {
+        // Sizes from a few bytes to megabytes, one stream: each chunk must be complete on its
+        // own (a backend that holds back part of a flush fails here).
+        let mut enc = Encoder::new();
+        let mut inflater = Inflater::new();
+        let mut seed = 3u32;
+        let mut next = |m: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 8) % m
+        };
+        for _ in 0..60 {
+            let (w, h) = (1 + next(700), 1 + next(500));
+            let colours = [2, 9, 200, 100_000][next(4) as usize];
+            let mut fb = Framebuffer::new(w, h).unwrap();
+            for y in 0..h {
+                for x in 0..w {
+                    let c = (next(colours)).to_be_bytes();
+                    fb.fill(Rect::new(x, y, 1, 1), [c[1], c[2], c[3]]).unwrap();
+                }
+            }
+            let r = fb.bounds();
+            let mut out = Vec::new();
+            if enc
+                .encode_rgba(&fb.read_rect(r).unwrap(), r, Choice::Lossless, &mut out)
+                .unwrap()
+                == ImageEncoding::Zlib
+            {
+                assert_same(&fb, r, &inflater.image(&out).1);
+            }
+        }
+    }
+
+    /// The images of the browser's fixture (`web/src/model/testdata/stream-fixture.ts`): the same
+    /// formula is in `inflate.test.ts`.
+    fn fixture_images() -> Vec<(Rect, Framebuffer)> {
+        let mut images = Vec::new();
+        // Each twice: the second chunk refers back into the first.
+        for (w, h, colours) in [
+            (13, 7, 2),
+            (13, 7, 2),
+            (40, 9, 20),
+            (40, 9, 20),
+            (17, 5, 1000),
+        ] {
+            let mut fb = Framebuffer::new(w, h).unwrap();
+            for y in 0..h {
+                for x in 0..w {
+                    let c = (x * 7 + y * 13 + x * y) % colours;
+                    let rgb = [(c * 37) as u8, (c * 91 + 7) as u8, (c >> 3) as u8];
+                    fb.fill(Rect::new(x, y, 1, 1), rgb).unwrap();
+                }
+            }
+            images.push((fb.bounds(), fb));
+        }
+        images
+    }
+
+    /// The browser's inflater is tested on what this encoder writes: messages, each with a
+    /// u32 (big-endian) length before it, in hex in a TypeScript module.
+    /// `PORTCULLIS_WRITE_FIXTURES=1` writes it anew (a new zlib version may choose other,
+    /// equally valid, bytes).
+    #[test]
+    fn the_browser_fixture_is_what_the_encoder_writes() {
+        let mut enc = Encoder::new();
+        let mut inflater = Inflater::new();
+        let mut file = Vec::new();
+        for (r, fb) in fixture_images() {
+            let mut msg = Vec::new();
+            enc.encode_rgba(&fb.read_rect(r).unwrap(), r, Choice::Lossless, &mut msg)
+                .unwrap();
+            assert_same(&fb, r, &inflater.image(&msg).1);
+            file.extend_from_slice(&u32::try_from(msg.len()).unwrap().to_be_bytes());
+            file.extend_from_slice(&msg);
+        }
+        let hex: String = file.iter().map(|b| format!("{b:02x}")).collect();
+        let module = format!(
+            "// Written by portcullis-encode's test the_browser_fixture_is_what_the_encoder_writes:\n\
+             // stream rectangle messages, each after its u32 (big-endian) length.\n\
+             export const STREAM_FIXTURE_HEX =\n  '{hex}';\n"
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../web/src/model/testdata/stream-fixture.ts");
+        if std::env::var_os("PORTCULLIS_WRITE_FIXTURES").is_some() {
+            std::fs::write(&path, &module).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap();
+        // Any valid deflate of the same images would do for the browser; this says when the
+        // fixture no longer shows what the encoder writes.
+        assert!(
+            on_disk == module,
+            "{} is not what the encoder writes now: run with PORTCULLIS_WRITE_FIXTURES=1",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn an_empty_rectangle_is_refused() {
+        let mut out = Vec::new();
+        let e = Encoder::new()
+            .encode_rgba(&[], Rect::new(0, 0, 0, 5), Choice::Lossless, &mut out)
+            .unwrap_err();
+        assert!(!e.is_stream_failure(), "{e}");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn the_stream_remembers_what_it_sent() {
+        // Two colours at random: text-like, but no pattern deflate finds within the image.
+        let mut fb = Framebuffer::new(200, 100).unwrap();
+        let mut seed = 7u32;
+        for y in 0..100 {
+            for x in 0..200 {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                let v = if seed >> 31 == 1 { 255 } else { 0 };
+                fb.fill(Rect::new(x, y, 1, 1), [v, v, v]).unwrap();
+            }
+        }
+        let r = fb.bounds();
+        let px = fb.read_rect(r).unwrap();
+        let mut enc = Encoder::new();
+        let mut inflater = Inflater::new();
+        let (mut first, mut again) = (Vec::new(), Vec::new());
+        enc.encode_rgba(&px, r, Choice::Auto, &mut first).unwrap();
+        enc.encode_rgba(&px, r, Choice::Auto, &mut again).unwrap();
+        assert_same(&fb, r, &inflater.image(&first).1);
+        assert_same(&fb, r, &inflater.image(&again).1);
+        // The same glyphs again are a back-reference into the stream's window.
+        assert!(
+            again.len() * 4 < first.len(),
+            "{} vs {}",
+            again.len(),
+            first.len()
+        );
+        // A stateless PNG of the same pixels pays in full every time.
+        let mut png = Vec::new();
+        encode_rgba(&px, r, Choice::Auto, &mut png).unwrap();
+        assert!(
+            again.len() * 4 < png.len(),
+            "{} vs png {}",
+            again.len(),
+            png.len()
+        );
+    }
+
+    #[test]
+    fn a_large_desktop_flushes_whole() {
+        // More output than one reservation: the loop must keep going until the flush is out.
+        let fb = patterned(1920, 1080, 100_000);
+        let r = fb.bounds();
+        let mut enc = Encoder::new();
+        let mut out = Vec::new();
+        enc.encode_rgba(&fb.read_rect(r).unwrap(), r, Choice::Lossless, &mut out)
+            .unwrap();
+        assert_same(&fb, r, &Inflater::new().image(&out).1);
+    }
+
+    #[test]
+    fn the_stream_encoder_still_fills_and_uses_jpeg() {
+        let mut enc = Encoder::new();
+        let mut fb = Framebuffer::new(256, 256).unwrap();
+        fb.fill(fb.bounds(), [1, 2, 3]).unwrap();
+        let mut out = Vec::new();
+        let px = fb.read_rect(fb.bounds()).unwrap();
+        assert_eq!(
+            enc.encode_rgba(&px, fb.bounds(), Choice::Auto, &mut out)
+                .unwrap(),
+            ImageEncoding::Fill
+        );
+        let noisy = patterned(256, 256, 100_000);
+        let px = noisy.read_rect(noisy.bounds()).unwrap();
+        assert_eq!(
+            enc.encode_rgba(&px, noisy.bounds(), Choice::Auto, &mut out)
+                .unwrap(),
+            ImageEncoding::Jpeg
+        );
+        assert!(enc
+            .encode_rgba(&px[..8], noisy.bounds(), Choice::Auto, &mut out)
+            .is_err());
     }
 
     #[test]

@@ -45,6 +45,9 @@ const ENCODINGS: [VncEncoding; 4] = [
 /// While update ends are seen, a new request follows each one at once; this only bounds how
 /// long a lost or ignored request can stall the picture.
 const SAFETY_REFRESH: Duration = Duration::from_secs(1);
+/// Longest wait for the safety request while the server stays quiet (it doubles from
+/// [`SAFETY_REFRESH`]).
+const SAFETY_REFRESH_MAX: Duration = Duration::from_secs(30);
 /// Without update ends (the framer lost track): how often we ask when the server was quiet.
 const IDLE_REFRESH: Duration = Duration::from_millis(100);
 /// Without update ends: after data arrived, how soon we ask again.
@@ -208,15 +211,23 @@ impl VncTarget {
         let client = self.client;
         let framing = self.framing;
         let result = async {
-            client
-                .input(X11Event::FullRefresh)
-                .await
-                .map_err(VncTargetError::from_vnc)?;
+            // vnc-rs asked for the first full frame itself (right after our SetEncodings, so
+            // the framer sees its update): asking again would start a second chain of
+            // requests, two updates in flight for good (and the first picture twice).
             let mut last_request = Instant::now();
             let mut busy = true;
+            // No update has ended yet: the safety timer asks for the full picture again (a
+            // server may ignore the first request, or answer it before its screen is ready).
+            let mut seen_end = false;
+            // Safety requests since the last update end: each waits twice as long (a server
+            // that answers every request would otherwise gain one request chain per quiet
+            // second).
+            let mut quiet_rounds: u32 = 0;
             loop {
                 let wait = if framing.in_sync() {
                     SAFETY_REFRESH
+                        .saturating_mul(1 << quiet_rounds.min(5))
+                        .min(SAFETY_REFRESH_MAX)
                 } else if busy {
                     BUSY_REFRESH
                 } else {
@@ -236,6 +247,9 @@ impl VncTarget {
                             // The update is complete: ask for the next one at once (the
                             // server answers when something changes), then say so.
                             VncEvent::Text(text) if framing.is_marker(&text) => {
+                                framing.marker_seen();
+                                seen_end = true;
+                                quiet_rounds = 0;
                                 client.input(X11Event::Refresh).await.map_err(VncTargetError::from_vnc)?;
                                 last_request = Instant::now();
                                 Some(TargetUpdate::UpdateEnd)
@@ -250,9 +264,11 @@ impl VncTarget {
                         }
                     }
                     _ = tokio::time::sleep_until(deadline) => {
-                        client.input(X11Event::Refresh).await.map_err(VncTargetError::from_vnc)?;
+                        let ask = if seen_end { X11Event::Refresh } else { X11Event::FullRefresh };
+                        client.input(ask).await.map_err(VncTargetError::from_vnc)?;
                         last_request = Instant::now();
                         busy = false;
+                        quiet_rounds = quiet_rounds.saturating_add(1);
                     }
                 }
             }

@@ -5,12 +5,20 @@
 //! The framer starts at the message boundary right after ServerInit, which it recognises as our
 //! own SetEncodings going out (vnc-rs reads the handshake exactly, so nothing further was read).
 //! If the framer loses sync, the stream passes through untouched from then on.
+//!
+//! It is also where a fast or hostile server is slowed down: vnc-rs reads the socket ahead of
+//! its decoder into a channel of 4096 reads (256 MiB at its 64 KiB reads). Each read here gives
+//! at most [`READ_CHUNK`] bytes (so that channel holds at most 32 MiB, whatever the server
+//! sends, even one endless update), and once [`MAX_UNSEEN`] markers were handed to vnc-rs that
+//! the adapter has not seen yet (updates decoded by nobody so far), the stream gives nothing
+//! more until the adapter catches up: what waits is in the kernel's socket buffers and the
+//! server's.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::warn;
@@ -23,7 +31,19 @@ pub(crate) struct Framing {
     state: AtomicU8,
     /// The ServerCutText text that marks an update's end (random per connection).
     marker: String,
+    /// Markers handed to vnc-rs that the adapter has not seen yet.
+    unseen: AtomicU32,
+    /// The stream's reader, while it waits for the adapter to catch up.
+    paused: Mutex<Option<Waker>>,
 }
+
+/// Complete updates read from the server but not yet through vnc-rs to the adapter, beyond
+/// which the socket is not read. With one request outstanding a server sends one update per
+/// request; a second comes only from the safety timer's request or one nobody asked for.
+pub(crate) const MAX_UNSEEN: u32 = 2;
+
+/// Most bytes one read hands to vnc-rs, which keeps up to 4096 reads queued for its decoder.
+pub(crate) const READ_CHUNK: usize = 8 * 1024;
 
 const UNARMED: u8 = 0;
 const IN_SYNC: u8 = 1;
@@ -37,7 +57,35 @@ impl Framing {
         Arc::new(Self {
             state: AtomicU8::new(UNARMED),
             marker: format!("portcullis-update-end-{secret:032x}"),
+            unseen: AtomicU32::new(0),
+            paused: Mutex::new(None),
         })
+    }
+
+    /// The adapter saw a marker: the stream may read on.
+    pub(crate) fn marker_seen(&self) {
+        let _ = self
+            .unseen
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let waker = self
+            .paused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Whether the stream must wait (too many updates not seen by the adapter); if so, `cx`
+    /// is woken once it may read again.
+    fn must_wait(&self, cx: &Context<'_>) -> bool {
+        if self.unseen.load(Ordering::Acquire) < MAX_UNSEEN {
+            return false;
+        }
+        *self.paused.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+        // Seen meanwhile (before the waker was in place): no wake-up would come.
+        self.unseen.load(Ordering::Acquire) >= MAX_UNSEEN
     }
 
     /// Update ends are being reported (the adapter may rely on them).
@@ -119,6 +167,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
             this.marker_at += n;
             return Poll::Ready(Ok(()));
         }
+        // Only after a marker went out in full: every marker vnc-rs has follows a complete
+        // update, so the adapter reaches it without more bytes (held ones included).
+        if this.framing.must_wait(cx) {
+            return Poll::Pending;
+        }
         let update_end = if this.held_at < this.held.len() {
             let n = (this.held.len() - this.held_at).min(buf.remaining());
             let chunk = &this.held[this.held_at..this.held_at + n];
@@ -131,23 +184,26 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
             }
             end
         } else {
-            let before = buf.filled().len();
-            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            let mut scratch = [0; READ_CHUNK];
+            let room = READ_CHUNK.min(buf.remaining());
+            let mut limited = ReadBuf::new(&mut scratch[..room]);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut limited) {
                 Poll::Ready(Ok(())) => {}
                 other => return other,
             }
-            let read = &buf.filled()[before..];
+            let read = limited.filled();
             let (given, end) = frame(&mut this.framer, &this.framing, read);
             if given < read.len() {
                 this.held = read[given..].to_vec();
                 this.held_at = 0;
             }
-            buf.set_filled(before + given);
+            buf.put_slice(&read[..given]);
             end
         };
         if update_end {
             this.marker = this.framing.marker_message();
             this.marker_at = 0;
+            this.framing.unseen.fetch_add(1, Ordering::AcqRel);
         }
         Poll::Ready(Ok(()))
     }

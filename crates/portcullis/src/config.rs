@@ -239,10 +239,35 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     Ok(v)
 }
 
+/// Longest time between two keyframes: a seek decodes from the keyframe before it, and ten
+/// minutes of frames is already slow.
+const MAX_KEYFRAME_SECS: u64 = 600;
+
+/// `recording.keyframe_max_secs`: 1 and up; a longer time than [`MAX_KEYFRAME_SECS`] (accepted
+/// up to 3600 before) is lowered to it with a warning, so such a configuration still starts.
+fn keyframe_max_secs(v: Option<u64>) -> Result<u64> {
+    let v = in_range("recording.keyframe_max_secs", v, 60, (1, u64::MAX))?;
+    if v > MAX_KEYFRAME_SECS {
+        tracing::warn!(
+            asked = v,
+            used = MAX_KEYFRAME_SECS,
+            "recording.keyframe_max_secs is above its limit: the limit is used"
+        );
+    }
+    Ok(v.min(MAX_KEYFRAME_SECS))
+}
+
 fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
     let defaults = portcullis_recorder::encoder::EncoderSettings::default();
-    // Keyframes are placed by time only now; an old `keyframe_max_frames` is accepted, unused.
-    let _ignored = r.keyframe_max_frames;
+    // Keyframes are placed by time only now: an old `keyframe_max_frames` still loads (a
+    // configuration that worked keeps working), and the log says it does nothing.
+    if let Some(frames) = r.keyframe_max_frames {
+        tracing::warn!(
+            frames,
+            "recording.keyframe_max_frames is no longer used: keyframes are placed by time only \
+             (recording.keyframe_max_secs)"
+        );
+    }
     let preset = r.preset.unwrap_or(defaults.preset);
     if !PRESETS.contains(&preset.as_str()) {
         bail!(
@@ -267,12 +292,7 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
             .signing_key_file
             .unwrap_or_else(|| data_dir.join("recording-signing.key")),
         max_fps: in_range("recording.max_fps", r.max_fps, 5, (1, 30))?,
-        keyframe_max_secs: in_range(
-            "recording.keyframe_max_secs",
-            r.keyframe_max_secs,
-            60,
-            (1, 3600),
-        )?,
+        keyframe_max_secs: keyframe_max_secs(r.keyframe_max_secs)?,
         crf: in_range("recording.crf", r.crf, defaults.crf, (10, 45))?,
         preset,
         keystrokes,
@@ -492,6 +512,20 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/srv/pc"));
         let c = Config::parse("data_dir = \"/srv/pc\"", Some(Path::new("/tmp/x"))).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn keyframe_bounds_are_by_time_and_bounded() {
+        let c = Config::parse("[recording]\nkeyframe_max_secs = 600\n", None).unwrap();
+        assert_eq!(c.recording.keyframe_max_secs, 600);
+        // Accepted up to 3600 before: still starts, with the limit.
+        let c = Config::parse("[recording]\nkeyframe_max_secs = 3600\n", None).unwrap();
+        assert_eq!(c.recording.keyframe_max_secs, 600);
+        let e = Config::parse("[recording]\nkeyframe_max_secs = 0\n", None).unwrap_err();
+        assert!(e.to_string().contains("recording.keyframe_max_secs"), "{e}");
+        // The old frame bound still loads (and is logged as unused).
+        let c = Config::parse("[recording]\nkeyframe_max_frames = 300\n", None).unwrap();
+        assert_eq!(c.recording.keyframe_max_secs, 60);
     }
 
     #[test]

@@ -14,6 +14,8 @@ export const ENC_PNG = 1;
 export const ENC_JPEG = 2;
 /** One colour: the data is 3 bytes, red, green, blue. */
 export const ENC_FILL = 3;
+/** A chunk of the connection's deflate stream (`StreamImages`, model/inflate.ts). */
+export const ENC_ZLIB = 4;
 
 /** Largest clipboard text we may send, in UTF-8 bytes. */
 export const MAX_CLIPBOARD_BYTES = 128 * 1024;

@@ -95,6 +95,13 @@ export function renderSession(ctx: PageContext, target: string): void {
     onCopyPainted: () => {
       stats.copiesPainted += 1;
     },
+    onBroken: (err) => {
+      if (gotError) return;
+      gotError = true;
+      showError(errorBox, `The picture from the gateway could not be decoded (${err.message}). Reconnect to go on.`);
+      endSession();
+      ws.close(1000, 'undecodable picture');
+    },
   });
   dom.scaleBox.addEventListener('change', () => {
     view.applyScale();

@@ -98,6 +98,10 @@ export async function renderWatch(ctx: PageContext, id: string): Promise<void> {
       stats.lastSeq = seq;
       if (ws.readyState === WebSocket.OPEN) ws.send(ackMsg(seq));
     },
+    onBroken: (err) => {
+      error ??= `The picture from the gateway could not be decoded (${err.message}). Watch again to go on.`;
+      ws.close(1000, 'undecodable picture');
+    },
   });
   scaleBox.addEventListener('change', () => view.applyScale());
 

@@ -24,6 +24,8 @@ async fn through(server: &[u8], arm: bool, piece: usize) -> (Vec<u8>, Arc<Framin
             break;
         }
         out.extend_from_slice(&buf[..n]);
+        // The adapter keeps up (it sees each marker as soon as it is read).
+        framing.marker_seen();
     }
     (out, framing)
 }
@@ -81,4 +83,75 @@ fn the_marker_is_a_server_cut_text_that_decodes_to_itself() {
         !Framing::new().is_marker(&text),
         "each connection has its own"
     );
+}
+
+#[tokio::test]
+async fn the_socket_is_not_read_while_updates_wait_for_the_adapter() {
+    use std::time::Duration;
+    let (client_end, mut server_end) = tokio::io::duplex(1 << 20);
+    let framing = Framing::new();
+    let mut watched = Watched::new(client_end, Arc::clone(&framing), ARM.to_vec());
+    watched.write_all(&ARM).await.unwrap();
+    // A flood of empty updates nobody asked for.
+    let flood = [0_u8, 0, 0, 0].repeat(100_000);
+    server_end.write_all(&flood).await.unwrap();
+    let mut read = Vec::new();
+    // vnc-rs's own read size.
+    let mut buf = vec![0; 65_535];
+    // It gets updates and markers until MAX_UNSEEN markers are unseen, then nothing.
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(200), watched.read(&mut buf)).await
+    {
+        assert!(n <= super::READ_CHUNK, "one read gave {n} bytes");
+        read.extend_from_slice(&buf[..n]);
+    }
+    let m = marker(&framing);
+    let markers = read.windows(m.len()).filter(|w| *w == &m[..]).count();
+    assert_eq!(markers as u32, super::MAX_UNSEEN);
+    let from_server = read.len() - markers * m.len();
+    assert_eq!(
+        from_server,
+        4 * markers,
+        "only the updates before the markers"
+    );
+    // The adapter catches up: the stream reads on.
+    framing.marker_seen();
+    let n = tokio::time::timeout(Duration::from_secs(5), watched.read(&mut buf))
+        .await
+        .expect("woken once a marker was seen")
+        .unwrap();
+    assert!(n > 0);
+}
+
+#[tokio::test]
+async fn one_endless_update_is_handed_over_in_small_reads() {
+    use std::time::Duration;
+    let (client_end, mut server_end) = tokio::io::duplex(1 << 20);
+    let framing = Framing::new();
+    let mut watched = Watched::new(client_end, Arc::clone(&framing), ARM.to_vec());
+    watched.write_all(&ARM).await.unwrap();
+    // One Raw rectangle of 4000x4000 pixels (64 MB): no marker for a long time, so nothing
+    // pauses the stream; vnc-rs queues reads, each at most READ_CHUNK (4096 of them: 32 MiB).
+    let mut update = vec![0_u8, 0, 0, 1, 0, 0, 0, 0];
+    update.extend_from_slice(&[0x0f, 0xa0, 0x0f, 0xa0]);
+    update.extend_from_slice(&0_i32.to_be_bytes());
+    let writer = tokio::spawn(async move {
+        server_end.write_all(&update).await.unwrap();
+        let block = vec![7_u8; 1 << 16];
+        for _ in 0..32 {
+            server_end.write_all(&block).await.unwrap();
+        }
+        server_end
+    });
+    let mut buf = vec![0; 65_535];
+    let mut total = 0;
+    while total < 32 << 16 {
+        let n = tokio::time::timeout(Duration::from_secs(5), watched.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0 && n <= super::READ_CHUNK, "one read gave {n} bytes");
+        total += n;
+    }
+    drop(writer.await.unwrap());
 }
