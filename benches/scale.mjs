@@ -85,7 +85,7 @@ function stats(values) {
   const v = values.filter((x) => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
   if (!v.length) return { n: 0 };
   const at = (p) => v[Math.min(v.length - 1, Math.max(0, Math.ceil((p / 100) * v.length) - 1))];
-  return { n: v.length, p50: r1(at(50)), p90: r1(at(90)), p99: r1(at(99)), max: r1(v.at(-1)) };
+  return { n: v.length, min: r1(v[0]), p50: r1(at(50)), p90: r1(at(90)), p99: r1(at(99)), max: r1(v.at(-1)) };
 }
 /** Busy and total jiffies of the whole machine (/proc/stat). */
 function machineTicks() {
@@ -100,8 +100,9 @@ function machineTicks() {
 // one in five typing, the rest idle.
 const roleOf = (i) => (i === 0 ? 'probe' : i % 5 === 1 ? 'active' : i % 5 === 3 ? 'typing' : 'idle');
 const ROLES = ['probe', 'active', 'typing', 'idle'];
-// The active terminal: the fixture's xterm size (100x30 cells, ~900x540 px at the fixture's font)
-// over it, every cell rewritten five times a second (cursor home, no scrolling).
+// The active terminal: the fixture's xterm size (100x30 cells, ~900x540 px at the fixture's font),
+// beside it (over it on a narrow desktop), every cell rewritten five times a second (cursor home,
+// no scrolling).
 const ACTIVE_PY = `import os, random, sys, time
 c, r = os.get_terminal_size()
 rng = random.Random()
@@ -131,7 +132,10 @@ async function growDesktops(n) {
     cleanups.push(async () => { await entry.work?.stop(); d.stop(); });
     const env = { ...process.env, DISPLAY: d.display };
     if (role === 'active') {
-      entry.work = startChild('xterm', ['-geometry', '100x30+40+40', '-fa', 'Monospace', '-fs', '12', '-bg', 'white',
+      // Without a window manager the window mapped last is on top: wait for the fixture's xterm
+      // first (it maps late on a loaded machine), else it may cover the active one.
+      execFileSync('xdotool', ['search', '--sync', '--onlyvisible', '--name', 'portcullis-xterm'], { env, timeout: 20000, stdio: 'ignore' });
+      entry.work = startChild('xterm', ['-geometry', `100x30+${W >= 1900 ? 960 : 40}+40`, '-fa', 'Monospace', '-fs', '12', '-bg', 'white',
         '-fg', 'black', '-T', 'scale-active', '-e', 'python3', '-c', ACTIVE_PY], { env });
     } else if (role === 'typing') {
       entry.work = startChild('bash', ['-c', TYPING_SH], { env });
@@ -298,6 +302,9 @@ async function runN(n, browser) {
     rec1.forEach((x, k) => { if (roleOfThread[k] in recByRole) recByRole[roleOfThread[k]] += (x ?? 0) - (rec0[k] ?? 0); });
     const m1 = machineTicks();
     const d1 = desktopsCpu(n);
+    // A workload that died would make a quiet session of an active or typing one.
+    const dead = active.filter((e) => e.work && (e.work.exitCode !== null || e.work.signalCode !== null));
+    for (const e of dead) log(`${e.name}: the ${e.role} workload ended (${e.work.exitCode ?? e.work.signalCode}): ${e.work.output.join('').slice(-300)}`);
     const fps = Object.fromEntries(ROLES.filter((r) => r !== 'probe').map((role) => [role, stats(viewers
       .map((v, k) => [v, k]).filter(([v]) => v.e.role === role).map(([v, k]) => (v.ws.stats.frames - frames0[k]) / secs))]));
     const rxMB = (viewers.reduce((a, v) => a + v.ws.stats.bytes, 0) - bytes0) / 1e6;
@@ -349,6 +356,7 @@ async function runN(n, browser) {
         byRole: Object.fromEntries(['probe', 'active'].map((role) => [role, stats(lagIds.filter((r) => r.role === role).map((r) => lag[r.id]).flat())])),
       },
       chromium: { ...stats(latencies), missed },
+      workloadsEnded: dead.map((e) => e.name),
       viewers: { count: viewers.length, ended: viewers.filter((v) => v.error).length, framesPerSecond: fps, receivedMB: r1(rxMB) },
       connectSeconds: r1(connectMs / 1000),
     };
