@@ -16,14 +16,16 @@
 //   BENCH_ALONE_OUT     JSON results (default benches/results/alone.json)
 //
 // See benches/README.md ("Each client alone").
-import { spawn, execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { installProbe } from './probe.mjs';
-import { diffBox, hexRgb, inside, killGroup, monoOffset, pkgVersion, rawShot, shuffle, startPoke } from './common.mjs';
+import {
+  children, diffBox, hexRgb, inside, intEnv, killGroup, monoOffset, pkgVersion, rawShot, shuffle, startChild, startPoke,
+} from './common.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -31,13 +33,6 @@ process.env.PORTCULLIS_BIN = resolve(process.env.PORTCULLIS_BIN || join(root, 't
 const H = await import('../web/e2e/harness.mjs');
 const { sleep } = H;
 
-const intEnv = (name, def) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return def;
-  const n = Number.parseInt(v, 10);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive integer, not ${v}`);
-  return n;
-};
 const BLOCKS = intEnv('BENCH_BLOCKS', 4);
 const PER_CASE = intEnv('BENCH_BLOCK_SAMPLES', 12);
 const SPACING_MS = intEnv('BENCH_SPACING_MS', 350);
@@ -58,7 +53,6 @@ const log = (...a) => console.error('[alone]', ...a);
 
 // ---- cleanup ----------------------------------------------------------------------------------
 const cleanups = [];
-const children = new Set();
 async function cleanup() {
   while (cleanups.length) {
     try { await cleanups.pop()(); } catch (e) { log('cleanup:', e.message); }
@@ -68,22 +62,6 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, async () => { log(`${sig}: stopping everything`); await cleanup(); process.exit(130); });
 }
 process.on('exit', () => { for (const p of children) killGroup(p, 'SIGKILL'); });
-
-/** A child in its own process group; returns it with a stop() that waits for it. */
-function startChild(cmd, args, opts = {}) {
-  const p = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  children.add(p);
-  p.output = [];
-  p.stdout?.on('data', (d) => p.output.push(d.toString()));
-  p.stderr?.on('data', (d) => p.output.push(d.toString()));
-  p.on('exit', () => children.delete(p));
-  p.stop = async () => {
-    killGroup(p);
-    await Promise.race([new Promise((r) => p.once('exit', r)), sleep(3000)]);
-    killGroup(p, 'SIGKILL');
-  };
-  return p;
-}
 
 // ---- statistics -------------------------------------------------------------------------------
 function pct(sorted, p) {

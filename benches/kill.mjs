@@ -12,10 +12,10 @@
 //   BENCH_KILL_NATIVE    native xfreerdp sessions killed (default 15; 0 skips them)
 //   BENCH_KILL_OUT       JSON results (default benches/results/kill-<timestamp>.json)
 import net from 'node:net';
-import tls from 'node:tls';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connectSession } from './common.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -77,62 +77,15 @@ async function relay(to) {
   };
 }
 
-/** A bare WebSocket client for the session socket: resolves once `init` arrives; `closed` is when
- * the gateway closed the TCP connection. */
+/** The session WebSocket as a browser opens it (benches/common.mjs): resolves once `init`
+ * arrives; `closed()` is when the gateway closed the TCP connection. It answers the gateway's
+ * Close at once, as a browser does (the gateway waits up to 2 s for that answer). */
 function sessionSocket(base, cookie, target) {
-  const url = new URL(base);
   return new Promise((resolveOpen, rejectOpen) => {
-    const sock = tls.connect({ host: url.hostname, port: Number(url.port), rejectUnauthorized: false }, () => {
-      sock.write(`GET /api/v1/targets/${target}/connect HTTP/1.1\r\nHost: ${url.host}\r\nOrigin: ${base}\r\n` +
-        `Cookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n` +
-        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    const ws = connectSession(base, cookie, target, {
+      onText: (t) => { if (t.includes('"type":"init"')) resolveOpen(ws); },
+      onError: rejectOpen,
     });
-    let seen = '';
-    let open = false;
-    let closedAt = null;
-    const closedWaiters = [];
-    const onClose = () => {
-      if (closedAt === null) closedAt = now();
-      for (const w of closedWaiters) w(closedAt);
-    };
-    // Frames after the handshake, parsed only far enough to answer the gateway's Close at once,
-    // as a browser does (the gateway waits up to 2 s for that answer before it drops the line).
-    let frames = Buffer.alloc(0);
-    const onFrames = () => {
-      for (;;) {
-        if (frames.length < 2) return;
-        let len = frames[1] & 0x7f;
-        let at = 2;
-        if (len === 126) { if (frames.length < 4) return; len = frames.readUInt16BE(2); at = 4; }
-        else if (len === 127) { if (frames.length < 10) return; len = Number(frames.readBigUInt64BE(2)); at = 10; }
-        if (frames.length < at + len) return;
-        const opcode = frames[0] & 0x0f;
-        const payload = frames.subarray(at, at + len);
-        frames = frames.subarray(at + len);
-        if (opcode === 1 && !open && payload.toString().includes('"type":"init"')) {
-          open = true;
-          resolveOpen({ closed: () => (closedAt !== null ? Promise.resolve(closedAt) : new Promise((r) => closedWaiters.push(r))) });
-        }
-        if (opcode === 8) sock.write(Buffer.from([0x88, 0x80, 0, 0, 0, 0]));
-      }
-    };
-    let upgraded = false;
-    sock.on('data', (d) => {
-      if (!upgraded) {
-        seen += d.toString('latin1');
-        const end = seen.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        if (!seen.startsWith('HTTP/1.1 101')) { rejectOpen(new Error(seen.split('\r\n')[0])); return; }
-        upgraded = true;
-        frames = Buffer.from(seen.slice(end + 4), 'latin1');
-      } else {
-        frames = Buffer.concat([frames, d]);
-      }
-      onFrames();
-    });
-    sock.on('end', onClose);
-    sock.on('close', onClose);
-    sock.on('error', (e) => { if (!open) rejectOpen(e); });
   });
 }
 

@@ -13,14 +13,16 @@
 //   CHROMIUM            browser binary (default /usr/bin/chromium, see web/e2e/harness.mjs)
 //
 // See benches/README.md for what is measured and the caveats.
-import { spawn, execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { installProbe } from './probe.mjs';
-import { diffBox, hexRgb, inside, killGroup, pkgVersion, rawShot, shuffle, startPoke } from './common.mjs';
+import {
+  children, diffBox, hexRgb, inside, intEnv, killGroup, pkgVersion, rawShot, shuffle, startChild as startGrouped, startPoke,
+} from './common.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -46,18 +48,10 @@ const TARGET = 'desk';
 const W = 1280;
 const H_ = 800;
 
-function intEnv(name, def) {
-  const v = process.env[name];
-  if (v === undefined || v === '') return def;
-  const n = Number.parseInt(v, 10);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive integer, not ${v}`);
-  return n;
-}
 const log = (...a) => console.error('[bench]', ...a);
 
 // ---- cleanup: everything started is stopped, also on failure and on signals --------------------
 const cleanups = [];
-const children = new Set();
 let cleaning = null;
 function cleanup() {
   if (!cleaning) {
@@ -87,19 +81,10 @@ const watchdog = setTimeout(async () => {
 }, DEADLINE_MS);
 watchdog.unref();
 
-/** Starts a child in its own process group (so that it and its forks can be stopped together). */
+/** A child in its own process group (benches/common.mjs), stopped by the cleanup. */
 function startChild(cmd, args, opts = {}) {
-  const p = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  children.add(p);
-  p.output = [];
-  p.stdout?.on('data', (d) => p.output.push(d.toString()));
-  p.stderr?.on('data', (d) => p.output.push(d.toString()));
-  p.on('exit', () => children.delete(p));
-  cleanups.push(async () => {
-    killGroup(p);
-    await Promise.race([new Promise((r) => p.once('exit', r)), sleep(3000)]);
-    killGroup(p, 'SIGKILL');
-  });
+  const p = startGrouped(cmd, args, opts);
+  cleanups.push(p.stop);
   return p;
 }
 

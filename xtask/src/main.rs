@@ -7,8 +7,9 @@
 //!   any workspace crate.
 //! - `test`: checks those rules first, then installs what is missing and runs every test: formatting, lints, Rust unit and
 //!   integration tests, UI unit tests, and the end-to-end tests through real peers.
-//! - `bench [latency|bytes|recording|rdp|kill|policy]`: builds in release mode and runs the benchmarks
-//!   in `benches/` (and the policy crate's decision timing).
+//! - `bench [latency|bytes|recording|rdp|kill|policy|audit|scale]`: builds in release mode (or uses
+//!   the gateway `PORTCULLIS_BIN` names) and runs the benchmarks in `benches/` (and the policy
+//!   crate's decision timing).
 //! - `fuzz [SECONDS]`: runs every cargo-fuzz target in `fuzz/` for SECONDS each (default 60).
 //! - `deps`: only installs the system and npm packages.
 #![allow(clippy::print_stdout)]
@@ -223,10 +224,11 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [latency|bytes|recording|rdp|kill|policy|audit]`: all of them by default (in
-/// that order), or one.
+/// `cargo xtask bench [latency|bytes|recording|rdp|kill|policy|audit|scale]`: all of them by
+/// default (in that order), or one. A gateway binary named by `PORTCULLIS_BIN` is used as it is
+/// (no release build of the gateway).
 fn bench(root: &Path) -> Result<()> {
-    const ALL: [&str; 7] = [
+    const ALL: [&str; 8] = [
         "latency",
         "bytes",
         "recording",
@@ -234,6 +236,7 @@ fn bench(root: &Path) -> Result<()> {
         "kill",
         "policy",
         "audit",
+        "scale",
     ];
     let which = std::env::args().nth(2);
     let chosen: Vec<&str> = match which.as_deref() {
@@ -249,7 +252,13 @@ fn bench(root: &Path) -> Result<()> {
     let wants = |name: &str| chosen.contains(&name);
     deps(root)?;
     build_ui(root)?;
-    run(cargo().args(["build", "--release", "-p", "portcullis"]))?;
+    let gateway = match std::env::var_os("PORTCULLIS_BIN") {
+        Some(bin) if !bin.is_empty() => root.join(bin),
+        _ => {
+            run(cargo().args(["build", "--release", "-p", "portcullis"]))?;
+            root.join("target/release/portcullis")
+        }
+    };
     if wants("recording") {
         run(cargo().args([
             "build",
@@ -263,7 +272,7 @@ fn bench(root: &Path) -> Result<()> {
     let node = |script: &str| {
         run(Command::new("node")
             .arg(root.join("benches").join(script))
-            .env("PORTCULLIS_BIN", root.join("target/release/portcullis"))
+            .env("PORTCULLIS_BIN", &gateway)
             .env("HOUR_BIN", root.join("target/release/examples/hour"))
             .current_dir(root.join("web")))
     };
@@ -278,6 +287,8 @@ fn bench(root: &Path) -> Result<()> {
             "recording" => node("recording.mjs"),
             "rdp" => node("rdp.mjs"),
             "kill" => node("kill.mjs"),
+            // N recorded sessions through one gateway (benches/README.md, "Benchmark: scale").
+            "scale" => node("scale.mjs"),
             // Audit appends (each fsynced before it returns) from 1, 8 and 64 threads side by
             // side: group commit is what makes many writers cheap.
             "audit" => ["1", "8", "64"].iter().try_for_each(|threads| {
