@@ -6,8 +6,6 @@
 //! stays sharp; large areas with many colours (photos, gradients, video) go out as JPEG, which is
 //! many times smaller for that content.
 
-use std::collections::HashMap;
-
 use flate2::{Compress, Compression, FlushCompress, Status};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
@@ -261,7 +259,7 @@ fn lossless_image(rgba: &[u8], width: u32) -> Vec<u8> {
 /// [`MAX_PALETTE`] colours.
 fn palette(rgba: &[u8]) -> Option<(Vec<[u8; 3]>, Vec<u8>)> {
     let mut colours: Vec<[u8; 3]> = Vec::new();
-    let mut lookup: HashMap<[u8; 3], u8> = HashMap::new();
+    let mut table = ColourTable::new();
     let mut indices = Vec::with_capacity(rgba.len() / 4);
     let mut last: Option<([u8; 3], u8)> = None;
     for px in rgba.chunks_exact(4) {
@@ -269,23 +267,61 @@ fn palette(rgba: &[u8]) -> Option<(Vec<[u8; 3]>, Vec<u8>)> {
         let index = match last {
             // Runs of one colour are the common case in UI and text.
             Some((c, i)) if c == colour => i,
-            _ => match lookup.get(&colour) {
-                Some(&i) => i,
-                None => {
-                    if colours.len() == MAX_PALETTE {
-                        return None;
+            _ => match table.get_or_insert(colour, colours.len()) {
+                Some(i) => {
+                    if usize::from(i) == colours.len() {
+                        colours.push(colour);
                     }
-                    let i = u8::try_from(colours.len()).ok()?;
-                    colours.push(colour);
-                    lookup.insert(colour, i);
                     i
                 }
+                None => return None,
             },
         };
         last = Some((colour, index));
         indices.push(index);
     }
     Some((colours, indices))
+}
+
+/// Colour → palette index for at most [`MAX_PALETTE`] colours: open addressing in a table four
+/// times that size (a general hash map with its keyed hash cost twice the time per pixel).
+struct ColourTable {
+    /// `colour + 1` (0: empty slot), with the colour as 0xRRGGBB.
+    keys: [u32; TABLE_SLOTS],
+    values: [u8; TABLE_SLOTS],
+}
+
+const TABLE_SLOTS: usize = 4 * MAX_PALETTE;
+
+impl ColourTable {
+    fn new() -> Self {
+        Self {
+            keys: [0; TABLE_SLOTS],
+            values: [0; TABLE_SLOTS],
+        }
+    }
+
+    /// The index of `colour`, or `next` (its new index) when it is new; `None` when it is new
+    /// and the palette is full.
+    fn get_or_insert(&mut self, colour: [u8; 3], next: usize) -> Option<u8> {
+        let key =
+            (u32::from(colour[0]) << 16 | u32::from(colour[1]) << 8 | u32::from(colour[2])) + 1;
+        // Fibonacci hashing: the top bits of the product spread neighbouring colours.
+        let mut slot =
+            (key.wrapping_mul(0x9E37_79B1) >> (32 - TABLE_SLOTS.trailing_zeros())) as usize;
+        loop {
+            match self.keys[slot] {
+                0 => {
+                    let index = u8::try_from(next).ok()?;
+                    self.keys[slot] = key;
+                    self.values[slot] = index;
+                    return Some(index);
+                }
+                k if k == key => return Some(self.values[slot]),
+                _ => slot = (slot + 1) % TABLE_SLOTS,
+            }
+        }
+    }
 }
 
 /// Deflates `input` into the stream and flushes it to a byte boundary (a sync flush), so the
