@@ -83,9 +83,14 @@ impl Framing {
         if self.unseen.load(Ordering::Acquire) < MAX_UNSEEN {
             return false;
         }
-        *self.paused.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
-        // Seen meanwhile (before the waker was in place): no wake-up would come.
-        self.unseen.load(Ordering::Acquire) >= MAX_UNSEEN
+        let mut paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
+        *paused = Some(cx.waker().clone());
+        // Seen meanwhile (before the waker was in place): no wake-up would come, read on.
+        let wait = self.unseen.load(Ordering::Acquire) >= MAX_UNSEEN;
+        if !wait {
+            *paused = None;
+        }
+        wait
     }
 
     /// Update ends are being reported (the adapter may rely on them).
