@@ -435,6 +435,95 @@ test('the reviewer plays a recording: a marker click jumps the video there; hove
   }
 });
 
+test('pointing at a place before clicking it: the second video has its frame ready and shows it at once; the main video takes over with the same picture', async () => {
+  const recorded = await recordSession({ red: true });
+  const events = (await admin.get(`/recordings/${recorded.id}/events`)).json;
+  const keys = events.find((e) => e.type === 'keys');
+  assert.ok(keys, 'no keys event');
+  const page = await newPage();
+  try {
+    await uiLogin(page, gw.base, 'rita', RITA);
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.waitForSelector(`#recordings-table tr[data-id="${recorded.id}"]`, { timeout: 10000 });
+    await page.click(`#recordings-table tr[data-id="${recorded.id}"]`);
+    await page.waitForFunction(() => window.__portcullis?.player?.ready && window.__portcullis.player.ahead, null, { timeout: 20000 }).catch(async (e) => {
+      throw new Error(`${e.message}; page errors: ${pageErrors.join(' | ')}; hook: ${await page.evaluate(() => JSON.stringify(window.__portcullis?.player))}`);
+    });
+    const durationMs = await page.evaluate(() => document.querySelector('#player-video').duration * 1000);
+    const bar = await page.locator('#player-scrub').boundingBox();
+    const y = bar.y + bar.height / 2;
+    // After the red window opened (the keys came after it), before the end.
+    const xAt = (ms) => bar.x + bar.width * (ms / durationMs);
+    const aimMs = Math.min(keys.t_ms + 300, durationMs - 200);
+    const x = xAt(aimMs);
+
+    // Pointing there: the second video goes there (hidden) and decodes the frame.
+    await page.mouse.move(x, y);
+    await page.waitForFunction((t) => {
+      const a = window.__portcullis.player.ahead;
+      return !a.seeking && a.readyState >= 2 && Math.abs(a.currentTime - t) < 1;
+    }, aimMs / 1000, { timeout: 15000 });
+    const frameOf = (sel) => page.evaluate((sel) => {
+      const v = document.querySelector(sel);
+      const c = document.createElement('canvas');
+      c.width = v.videoWidth; c.height = v.videoHeight;
+      const ctx = c.getContext('2d');
+      ctx.drawImage(v, 0, 0);
+      return { w: c.width, h: c.height, data: Array.from(ctx.getImageData(0, 0, c.width, c.height).data) };
+    }, sel);
+    const ahead = await frameOf('#player-ahead');
+    const px = (f, x, y) => f.data.slice((y * f.w + x) * 4, (y * f.w + x) * 4 + 3);
+    assert.ok(isRed(px(ahead, 650, 340)), `the second video does not show the red window: ${px(ahead, 650, 340)}`);
+    assert.equal(await page.locator('#player-ahead').evaluate((el) => el.classList.contains('shown')), false, 'shown before any click');
+
+    // The click there: the frame is on screen through the second video, at once.
+    await page.mouse.down();
+    await page.mouse.up();
+    await page.waitForFunction(() => window.__portcullis.player.shown.at(-1)?.shownAt !== null, null, { timeout: 15000 });
+    const shown = await page.evaluate(() => window.__portcullis.player.shown.at(-1));
+    assert.equal(shown.via, 'ahead', JSON.stringify(shown));
+    assert.ok(Math.abs(shown.target - aimMs / 1000) < 1, JSON.stringify(shown));
+    // The main video arrives at the same place, then takes over: the second one hides.
+    await page.waitForFunction((t) => {
+      const v = document.querySelector('#player-video');
+      const a = window.__portcullis.player.ahead;
+      return !v.seeking && v.readyState >= 2 && Math.abs(v.currentTime - t) < 0.002 && !a.classList.contains('shown');
+    }, shown.target, { timeout: 15000 }).catch(async (e) => {
+      const st = await page.evaluate(() => {
+        const v = document.querySelector('#player-video');
+        const a = window.__portcullis.player.ahead;
+        return { seeking: v.seeking, rs: v.readyState, t: v.currentTime, shown: a.className, at: a.currentTime, hook: window.__portcullis.player.shown };
+      });
+      throw new Error(`${e.message}: ${JSON.stringify(st)}`);
+    });
+    const main = await frameOf('#player-video');
+    assert.equal(main.w, ahead.w);
+    let differing = 0;
+    for (let i = 0; i < main.data.length; i += 4) {
+      if (Math.abs(main.data[i] - ahead.data[i]) + Math.abs(main.data[i + 1] - ahead.data[i + 1]) + Math.abs(main.data[i + 2] - ahead.data[i + 2]) > 6) differing++;
+    }
+    assert.ok(differing <= (main.w * main.h) / 1000, `the second video showed another picture: ${differing} pixels differ`);
+
+    // Pointing elsewhere afterwards moves the (hidden) second video there; a click without any
+    // pause still shows the frame, through whichever video is first.
+    const otherMs = Math.max(100, recorded.detail.segments[0].end_ms / 2);
+    await page.mouse.move(xAt(otherMs), y);
+    await page.waitForFunction((t) => {
+      const a = window.__portcullis.player.ahead;
+      return !a.seeking && Math.abs(a.currentTime - t) < 1;
+    }, otherMs / 1000, { timeout: 15000 });
+    await page.mouse.click(xAt(aimMs / 2), y);
+    await page.waitForFunction(() => window.__portcullis.player.shown.at(-1)?.shownAt !== null, null, { timeout: 15000 });
+    const cold = await page.evaluate(() => window.__portcullis.player.shown.at(-1));
+    assert.ok(['ahead', 'video'].includes(cold.via), JSON.stringify(cold));
+    await page.waitForFunction(() => !window.__portcullis.player.ahead.classList.contains('shown'), null, { timeout: 15000 });
+    assert.equal(await page.locator('#player-error').isVisible(), false);
+  } finally {
+    await page.context().close();
+  }
+});
+
 test('a live session is watched from its recording start while it goes on', async () => {
   const { page: userPage, sessionId } = await openDesk(gw, 'alice', ALICE);
   const page = await newPage();

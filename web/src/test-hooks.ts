@@ -16,6 +16,14 @@ export interface PlayerHook {
   segmentsAppended: number;
   /** Manifest line of the thumbnail shown as the poster (the first with content), null if none. */
   posterSeq: number | null;
+  /**
+   * The last seeks (at most 50): asked for at `at` (performance.now()), the frame at the target
+   * on screen at `shownAt`, through the second video that went there ahead of the click
+   * (`ahead`) or the main video (`video`).
+   */
+  shown: { seek: number; target: number; at: number; shownAt: number | null; via: 'ahead' | 'video' | null }[];
+  /** The second video that seeks where the reviewer points, once it exists. */
+  ahead: HTMLVideoElement | null;
 }
 
 export interface PortcullisCounters {

@@ -8,6 +8,7 @@ import { ApiError, getRecording, getRecordingEvents, thumbnailUrl, type Recordin
 import type { PageContext } from '../context';
 import { shell } from '../layout';
 import { MseLoader, unsupportedReason } from '../mse';
+import { SeekAhead } from './player-ahead';
 import { hasPictureContent, POSTER_CANDIDATES, timelineMs } from '../model/recording';
 import { counters, type PlayerHook } from '../test-hooks';
 import { playerControls } from './player-controls';
@@ -22,7 +23,7 @@ const EVENTS_EVERY = 3;
 
 export async function renderPlayer(ctx: PageContext, id: string): Promise<void> {
   const { signal } = ctx;
-  const hookState: PlayerHook = { ready: false, currentTime: () => 0, seeks: 0, lastSeekTarget: null, segmentsAppended: 0, posterSeq: null };
+  const hookState: PlayerHook = { ready: false, currentTime: () => 0, seeks: 0, lastSeekTarget: null, segmentsAppended: 0, posterSeq: null, shown: [], ahead: null };
   const hooks = counters();
   hooks.player = hookState;
   signal.addEventListener('abort', () => {
@@ -68,14 +69,42 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
   showMeta(dom, detail, durationMs(), isLive);
 
   // ---- seeking --------------------------------------------------------------------------------
+  /** The video time (s) a seek to `ms` goes to: within the timeline. */
+  const seekSeconds = (ms: number) => {
+    const d = durationMs();
+    return Math.min(Math.max(0, ms), d > 0 ? d : Math.max(0, ms)) / 1000;
+  };
+  /** Set once the main video has data: a second video seeks where the reviewer points. */
+  let ahead: SeekAhead | null = null;
   /** A seek asked for in the UI (scrub bar, marker, event row, keys): counted for the test hook. */
   const seekTo = (ms: number) => {
-    const d = durationMs();
-    const t = Math.min(Math.max(0, ms), d > 0 ? d : Math.max(0, ms)) / 1000;
+    const t = seekSeconds(ms);
     hookState.seeks++;
     hookState.lastSeekTarget = t;
     hidePoster();
-    video.currentTime = t;
+    hookState.shown.push({ seek: hookState.seeks, target: t, at: performance.now(), shownAt: null, via: null });
+    if (hookState.shown.length > 50) hookState.shown.shift();
+    const seekMain = () => {
+      video.currentTime = t;
+    };
+    if (ahead) {
+      seekIds.clear(); // only the latest seek's frame is reported
+      seekIds.set(ahead.seek(t, seekMain), hookState.seeks);
+    }
+    else seekMain();
+  };
+  /** The reviewer points at `ms` (scrub bar hover, a marker, an event row). */
+  const pointAt = (ms: number) => ahead?.hint(seekSeconds(ms));
+  /** Seek numbers of the second video's bookkeeping → the hook's seek numbers. */
+  const seekIds = new Map<number, number>();
+  const onShown = (no: number, via: 'ahead' | 'video') => {
+    const id = seekIds.get(no);
+    seekIds.delete(no);
+    const rec = hookState.shown.find((r) => r.seek === id);
+    if (rec && rec.shownAt === null) {
+      rec.shownAt = performance.now();
+      rec.via = via;
+    }
   };
 
   // ---- poster ---------------------------------------------------------------------------------
@@ -95,7 +124,7 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
     hookState.posterSeq = th.seq;
   });
 
-  const timeline = new PlayerTimeline({ dom, recordingId: id, detail: () => detail, events: () => events, durationMs, seekTo, signal });
+  const timeline = new PlayerTimeline({ dom, recordingId: id, detail: () => detail, events: () => events, durationMs, seekTo, pointAt, signal });
   playerControls({ dom, errors, hook: hookState, isLive: () => isLive, durationMs, signal });
 
   // ---- live polling ---------------------------------------------------------------------------
@@ -124,6 +153,7 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
       timeline.renderEvents();
       if (loader) loader.kick();
       else startPlayback();
+      ahead?.kick();
       polls++;
       if (!isLive || polls % EVENTS_EVERY === 0) await refreshEvents();
     } catch (err) {
@@ -180,6 +210,7 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
           hookState.ready = true;
           playBtn.disabled = false;
           setStatus(dom, null);
+          startAhead();
         }
       },
     });
@@ -187,6 +218,33 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
     video.addEventListener('seeking', () => l.seeking());
     for (const ev of ['timeupdate', 'ratechange', 'waiting']) video.addEventListener(ev, () => l.kick());
     void l.start();
+  };
+  /** The second video: fed by its own loader, silent about its errors (it only speeds seeks up). */
+  const startAhead = (): void => {
+    if (ahead || signal.aborted) return;
+    ahead = new SeekAhead({
+      video,
+      signal,
+      shown: onShown,
+      startLoader: (el, aheadSignal, broken) => {
+        const l = new MseLoader({
+          video: el,
+          recordingId: id,
+          detail: () => detail,
+          live: () => isLive,
+          signal: aheadSignal,
+          error: (_message, fatal) => {
+            if (fatal) broken();
+          },
+          appended: () => {},
+        });
+        el.addEventListener('seeking', () => l.seeking());
+        void l.start();
+        return l;
+      },
+    });
+    hookState.ahead = ahead.el;
+    ahead.start();
   };
   startPlayback();
 }

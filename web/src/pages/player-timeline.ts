@@ -23,6 +23,8 @@ export interface PlayerTimelineOptions {
   durationMs: () => number;
   /** A seek asked for in the UI, to this time in ms. */
   seekTo: (ms: number) => void;
+  /** The reviewer points at this time in ms (hover): a seek there may follow. */
+  pointAt: (ms: number) => void;
   /** The page goes: stop redrawing. */
   signal: AbortSignal;
 }
@@ -56,7 +58,7 @@ export class PlayerTimeline {
 
   /** The events list and the markers, rebuilt when the duration or the events changed. */
   renderEvents(): void {
-    const { dom, seekTo } = this.o;
+    const { dom, seekTo, pointAt } = this.o;
     const events = this.o.events();
     const d = this.o.durationMs();
     const key = `${d}|${events.length}|${events.length ? events[events.length - 1]!.t_ms : ''}`;
@@ -85,6 +87,8 @@ export class PlayerTimeline {
         h('span', { class: 'event-text' }, describeEvent(ev)),
       );
       const go = () => seekTo(ev.t_ms);
+      row.addEventListener('pointerenter', () => pointAt(ev.t_ms));
+      row.addEventListener('focus', () => pointAt(ev.t_ms));
       row.addEventListener('click', go);
       row.addEventListener('keydown', (e) => {
         if (e.key === 'Enter' || e.key === ' ') {
@@ -174,7 +178,7 @@ export class PlayerTimeline {
   private listen(): void {
     const { video } = this.o.dom;
     const { scrub, thumbImg, thumbPop } = this.o.dom.scrub;
-    const { seekTo } = this.o;
+    const { seekTo, pointAt } = this.o;
     thumbImg.addEventListener('error', () => {
       thumbImg.hidden = true;
     });
@@ -197,6 +201,10 @@ export class PlayerTimeline {
     scrub.addEventListener('pointermove', (e) => {
       const t = this.showThumb(e.clientX);
       if (this.dragging) this.dragMs = t;
+      // Over a marker, its click seeks to the marker's time.
+      const marker = e.target instanceof Element ? e.target.closest<HTMLElement>('.marker') : null;
+      const markerMs = Number(marker?.dataset.tMs);
+      pointAt(marker && Number.isFinite(markerMs) ? markerMs : t);
     });
     scrub.addEventListener('pointerup', (e) => {
       if (!this.dragging) return;
