@@ -33,7 +33,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { installProbe } from './probe.mjs';
-import { installStages, startTrace, stagesOf, summarise } from './stages.mjs';
+import { installStages, startTrace, stagesOf, summarise, tileStats } from './stages.mjs';
 import {
   children, diffBox, hexRgb, inside, intEnv, killGroup, listenPid, monoOffset, pkgVersion, rawShot, shuffle, startChild, startPoke, threadsNamed,
 } from './common.mjs';
@@ -182,7 +182,10 @@ async function block(server, browser, connectClient) {
       const { m0 } = await poke(cmd);
       const r = await waiting;
       const ev = await page.evaluate(() => window.__stages.take());
-      samples.push({ kind, paint: r ? r.paint + offset - m0 : null, m0, offset, r, ev });
+      // Image rectangles of a large change: how much of them is one colour per 64×64 tile.
+      const images = kind === 'large' ? ev.filter((e) => e.e === 'msg' && e.kind === 1 && e.enc !== 3 && e.w) : [];
+      const tiles = images.length ? await page.evaluate(tileStats, images.map(({ x, y, w, h }) => ({ x, y, w, h }))) : null;
+      samples.push({ kind, paint: r ? r.paint + offset - m0 : null, m0, offset, r, ev, tiles });
       const wait = tNode + SPACING_MS + Math.random() * JITTER_MS - Date.now();
       if (wait > 0) await sleep(wait);
     }

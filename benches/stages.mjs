@@ -46,7 +46,9 @@ export function installStages() {
       if (!(d instanceof ArrayBuffer)) { push({ e: 'msg', t, n: d.size ?? 0 }); return; }
       const u = new Uint8Array(d, 0, Math.min(10, d.byteLength));
       const ev = { e: 'msg', t, n: d.byteLength, kind: u[0] };
-      if (u[0] === 1 && u.length >= 10) { ev.enc = u[1]; ev.w = (u[6] << 8) | u[7]; ev.h = (u[8] << 8) | u[9]; }
+      if (u[0] === 1 && u.length >= 10) {
+        ev.enc = u[1]; ev.x = (u[2] << 8) | u[3]; ev.y = (u[4] << 8) | u[5]; ev.w = (u[6] << 8) | u[7]; ev.h = (u[8] << 8) | u[9];
+      }
       push(ev);
     });
     Object.defineProperty(ws, 'onmessage', {
@@ -91,6 +93,36 @@ export function installStages() {
       return out;
     };
   }
+}
+
+/**
+ * Runs in the page: of each rectangle `{ x, y, w, h }` as the watched canvas shows it now, how
+ * many 64×64 tiles (aligned to the rectangle) are one colour, and their pixels.
+ */
+export function tileStats(rects) {
+  const ctx = window.__bench.ctx;
+  const out = [];
+  for (const { x, y, w, h } of rects) {
+    const d = ctx.getImageData(x, y, w, h).data;
+    let tiles = 0; let solid = 0; let solidPx = 0;
+    for (let ty = 0; ty < h; ty += 64) {
+      for (let tx = 0; tx < w; tx += 64) {
+        const tw = Math.min(64, w - tx); const th = Math.min(64, h - ty);
+        const i0 = ((ty * w) + tx) * 4;
+        let one = true;
+        for (let yy = 0; yy < th && one; yy++) {
+          for (let xx = 0; xx < tw; xx++) {
+            const i = (((ty + yy) * w) + tx + xx) * 4;
+            if (d[i] !== d[i0] || d[i + 1] !== d[i0 + 1] || d[i + 2] !== d[i0 + 2]) { one = false; break; }
+          }
+        }
+        tiles += 1;
+        if (one) { solid += 1; solidPx += tw * th; }
+      }
+    }
+    out.push({ x, y, w, h, tiles, solid, solidPx });
+  }
+  return out;
 }
 
 /** Starts stage-trace.py on `ports` (root only). `stop()` resolves with the packets. */
