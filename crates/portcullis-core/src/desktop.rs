@@ -264,21 +264,23 @@ impl Framebuffer {
         for (y, src) in (rect.y..).zip(pixels.chunks_exact(row_len)) {
             let start = self.offset(rect.x, y);
             let dst = &mut self.data[start..start + row_len];
+            // A word per pixel, which the compiler vectorises (byte by byte it did not: 0.8 ms
+            // of a 445k-pixel VNC update, perf in LATENCY-NOTES.md; 0.25 → 0.12 ms warm).
             match layout {
                 PixelLayout::Rgbx => {
                     for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-                        d[0] = s[0];
-                        d[1] = s[1];
-                        d[2] = s[2];
-                        d[3] = 255;
+                        let px = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) | 0xff00_0000;
+                        d.copy_from_slice(&px.to_le_bytes());
                     }
                 }
                 PixelLayout::Bgrx => {
                     for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-                        d[0] = s[2];
-                        d[1] = s[1];
-                        d[2] = s[0];
-                        d[3] = 255;
+                        let v = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                        let px = (v & 0x0000_ff00)
+                            | ((v >> 16) & 0xff)
+                            | ((v & 0xff) << 16)
+                            | 0xff00_0000;
+                        d.copy_from_slice(&px.to_le_bytes());
                     }
                 }
             }
@@ -612,6 +614,31 @@ mod tests {
         assert_eq!(fb.pixel(1, 1), Some([2, 1, 0]));
         assert_eq!(fb.pixel(2, 2), Some([14, 13, 12]));
         assert_eq!(fb.pixel(0, 0), Some([0, 0, 0]));
+    }
+
+    #[test]
+    fn put_rect_writes_every_pixel_exactly_in_both_layouts() {
+        // Every byte value in every channel (the word-wise conversion must not mix pixels).
+        let (w, h) = (16u32, 16u32);
+        let px: Vec<u8> = (0..w * h * 4)
+            .map(|i| u8::try_from(i * 7 % 256).unwrap())
+            .collect();
+        for layout in [PixelLayout::Rgbx, PixelLayout::Bgrx] {
+            let mut fb = Framebuffer::new(w + 2, h + 1).unwrap();
+            let r = Rect::new(1, 1, w, h);
+            fb.put_rect(r, &px, layout).unwrap();
+            let back = fb.read_rect(r).unwrap();
+            for (i, (got, src)) in back.chunks_exact(4).zip(px.chunks_exact(4)).enumerate() {
+                let want = match layout {
+                    PixelLayout::Rgbx => [src[0], src[1], src[2], 255],
+                    PixelLayout::Bgrx => [src[2], src[1], src[0], 255],
+                };
+                assert_eq!(got, want, "{layout:?} pixel {i}");
+            }
+            // Nothing outside the rectangle was touched.
+            assert_eq!(fb.pixel(0, 0), Some([0, 0, 0]));
+            assert_eq!(fb.pixel(w + 1, h), Some([0, 0, 0]));
+        }
     }
 
     #[test]
