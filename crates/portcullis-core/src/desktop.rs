@@ -265,7 +265,7 @@ impl Framebuffer {
             let start = self.offset(rect.x, y);
             let dst = &mut self.data[start..start + row_len];
             // A word per pixel, which the compiler vectorises (byte by byte it did not: 0.8 ms
-            // of a 445k-pixel VNC update, perf in LATENCY-NOTES.md; 0.25 → 0.12 ms warm).
+            // of a 445k-pixel VNC update, perf in benches/LATENCY-NOTES.md; 0.25 → 0.12 ms warm).
             match layout {
                 PixelLayout::Rgbx => {
                     for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {

@@ -359,7 +359,7 @@ fn deflate_flushed(
 /// Compared a word per pixel (alpha masked off), in blocks of 16 pixels with no early exit
 /// inside a block, which the compiler vectorises: a large change is mostly such areas, and the
 /// byte-slice comparison per pixel was 0.5 ms of the gateway's 4 ms on a 445k-pixel background
-/// change (perf, LATENCY-NOTES.md; 0.21 → 0.13 ms warm in a micro-benchmark).
+/// change (perf, benches/LATENCY-NOTES.md; 0.21 → 0.13 ms warm in a micro-benchmark).
 fn solid_colour(rgba: &[u8]) -> Option<[u8; 3]> {
     let first = rgba.get(..3)?;
     let want = u32::from_le_bytes([first[0], first[1], first[2], 0]);

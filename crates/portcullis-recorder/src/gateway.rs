@@ -152,22 +152,6 @@ fn check_space(storage: &dyn RecordingStorage, min_free: u64) -> Result<(), Stri
     }
 }
 
-/// How long a change's live path gets before the recorder encodes it. The recorder sees a
-/// change when the viewers do; encoding it at once put x264 (1.5-4 ms a frame on 1280x800) on
-/// the cores right when the viewers encode and the browser paints. On 2 cores with the browser
-/// on the same machine that added 1.4-1.6 ms (mean) to a small change or a typed character on
-/// TigerVNC, nearly all the gateway's excess over noVNC (recording off: 1.01× noVNC;
-/// LATENCY-NOTES.md). A frame slot is 200 ms at the default 5 fps, so in a steady stream of
-/// changes this delays nothing; a lone change is recorded 40 ms later.
-const LIVE_HEADSTART: Duration = Duration::from_millis(40);
-
-/// When damage first seen at `since` may be encoded: after the live path's head start, and
-/// not before the last frame's slot (`min_interval` after `last_frame`) is over.
-fn frame_due_at(since: Instant, last_frame: Option<Instant>, min_interval: Duration) -> Instant {
-    let headstart = since + LIVE_HEADSTART;
-    last_frame.map_or(headstart, |t| headstart.max(t + min_interval))
-}
-
 /// The recording loop of one session. Returns the number of frames encoded. The tap goes when
 /// this returns, after the last fragment and the signed end line are on disk: the broker's
 /// shutdown waits for that.
@@ -190,8 +174,6 @@ fn run(
     let mut keys_at: Option<Instant> = None;
     let mut last_key: Option<Instant> = None;
     let mut damage_waiting = false;
-    // When the damage waiting to be encoded was first seen (`None`: none waits).
-    let mut waiting_since: Option<Instant> = None;
     // Screen updates since the last encoded frame.
     let mut updates_merged = 0u64;
     let mut behind = false;
@@ -202,9 +184,7 @@ fn run(
     };
     loop {
         if damage_waiting {
-            if let Some(due) =
-                waiting_since.map(|since| frame_due_at(since, last_frame, min_interval))
-            {
+            if let Some(due) = last_frame.map(|t| t + min_interval) {
                 let now = Instant::now();
                 if due > now {
                     std::thread::sleep(due - now);
@@ -268,12 +248,8 @@ fn run(
             mirror = vec![0u8; pw as usize * ph as usize * 4];
         }
         if !batch.damage.is_empty() {
-            let since = *waiting_since.get_or_insert(now);
-            let slot_free = last_frame.is_none_or(|t| now >= t + min_interval);
-            // The head start is skipped at the session's end: the last change is recorded.
-            let due = slot_free && (now >= since + LIVE_HEADSTART || batch.ended.is_some());
+            let due = last_frame.is_none_or(|t| now >= t + min_interval);
             if due && tap.copy_into(&batch.damage, &mut mirror, pw, ph) {
-                waiting_since = None;
                 // The last frame took longer than a frame slot to encode: the updates merged
                 // meanwhile are frames the recording skipped.
                 if behind && updates_merged > 1 {
@@ -292,8 +268,8 @@ fn run(
                 last_frame = Some(now);
             } else {
                 tap.return_damage(&batch.damage);
-                // Not due yet: it waits for its frame slot and the live path's head start. Due
-                // but not copied: a resize is on its way and comes with the next batch.
+                // Not due yet: it waits for its frame slot. Due but not copied: a resize is on its
+                // way and comes with the next batch.
                 damage_waiting = !due;
             }
         }
@@ -336,26 +312,6 @@ mod tests {
             path: "/srv/recordings/0f6c/video-1.mp4".into(),
             source: std::io::Error::from_raw_os_error(errno),
         })
-    }
-
-    #[test]
-    fn a_change_waits_for_the_live_head_start_and_for_the_frame_slot() {
-        let t0 = Instant::now();
-        let slot = Duration::from_millis(200);
-        // The first change of a session, or one long after the last frame: the head start.
-        assert_eq!(frame_due_at(t0, None, slot), t0 + LIVE_HEADSTART);
-        let long_ago = t0;
-        let seen = t0 + Duration::from_secs(5);
-        assert_eq!(
-            frame_due_at(seen, Some(long_ago), slot),
-            seen + LIVE_HEADSTART
-        );
-        // Soon after a frame: the slot, which is longer than the head start.
-        let seen = t0 + Duration::from_millis(10);
-        assert_eq!(frame_due_at(seen, Some(t0), slot), t0 + slot);
-        // Seen near the slot's end: the head start ends later than the slot.
-        let seen = t0 + Duration::from_millis(190);
-        assert_eq!(frame_due_at(seen, Some(t0), slot), seen + LIVE_HEADSTART);
     }
 
     #[test]
