@@ -788,7 +788,8 @@ async function seekBench(hour, browser) {
     await page.mouse.move(away.x, away.y);
     await page.evaluate(() => Object.assign(window.__seekBench, { armed: true, t0: null, seeking: null, seeked: null, frame: null, mediaTime: null }));
     if (mode === 'point') {
-      await page.mouse.move(x, y);
+      // A pointer's way there (many moves; the second video seeks once it rests), then the rest.
+      await page.mouse.move(x, y, { steps: 15 });
       await sleep(DWELL_MS);
     }
     await page.mouse.click(x, y);

@@ -480,7 +480,7 @@ test('pointing at a place before clicking it: the second video has its frame rea
     // The click there: the frame is on screen through the second video, at once.
     await page.mouse.down();
     await page.mouse.up();
-    await page.waitForFunction(() => window.__portcullis.player.shown.at(-1)?.shownAt !== null, null, { timeout: 15000 });
+    await page.waitForFunction(() => window.__portcullis.player.shown.at(-1)?.shownAt != null, null, { timeout: 15000 });
     const shown = await page.evaluate(() => window.__portcullis.player.shown.at(-1));
     assert.equal(shown.via, 'ahead', JSON.stringify(shown));
     assert.ok(Math.abs(shown.target - aimMs / 1000) < 1, JSON.stringify(shown));
@@ -513,11 +513,28 @@ test('pointing at a place before clicking it: the second video has its frame rea
       const a = window.__portcullis.player.ahead;
       return !a.seeking && Math.abs(a.currentTime - t) < 1;
     }, otherMs / 1000, { timeout: 15000 });
+    // Whenever the second video hides, the main video is at the latest click's target (it
+    // takes over for that seek, never for an earlier one).
+    await page.evaluate(() => {
+      const a = window.__portcullis.player.ahead;
+      const v = document.querySelector('#player-video');
+      window.__hides = [];
+      new MutationObserver(() => {
+        if (!a.classList.contains('shown')) window.__hides.push({ main: v.currentTime, target: window.__portcullis.player.lastSeekTarget });
+      }).observe(a, { attributes: true, attributeFilter: ['class'] });
+    });
+    const seeksBefore = await page.evaluate(() => window.__portcullis.player.seeks);
     await page.mouse.click(xAt(aimMs / 2), y);
-    await page.waitForFunction(() => window.__portcullis.player.shown.at(-1)?.shownAt !== null, null, { timeout: 15000 });
+    await page.waitForFunction((n) => {
+      const s = window.__portcullis.player.shown.at(-1);
+      return s?.seek === n + 1 && s.shownAt != null;
+    }, seeksBefore, { timeout: 15000 });
     const cold = await page.evaluate(() => window.__portcullis.player.shown.at(-1));
     assert.ok(['ahead', 'video'].includes(cold.via), JSON.stringify(cold));
     await page.waitForFunction(() => !window.__portcullis.player.ahead.classList.contains('shown'), null, { timeout: 15000 });
+    for (const h of await page.evaluate(() => window.__hides)) {
+      assert.ok(Math.abs(h.main - h.target) < 0.002, `the second video hid while the main video was elsewhere: ${JSON.stringify(h)}`);
+    }
     assert.equal(await page.locator('#player-error').isVisible(), false);
   } finally {
     await page.context().close();

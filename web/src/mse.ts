@@ -46,6 +46,10 @@ export interface LoaderHost {
   appended(first: boolean): void;
   /** Aborted when the page goes away. */
   signal: AbortSignal;
+  /** Load whole groups of pictures ahead of need while idle (default true). */
+  prefetch?: boolean;
+  /** Keep this much buffered ahead of the playhead (default AHEAD_MS). */
+  aheadMs?: number;
 }
 
 /** Can this browser play `codec` through Media Source Extensions? An error message if not. */
@@ -90,6 +94,7 @@ export class MseLoader {
 
   constructor(private readonly host: LoaderHost) {
     this.url = URL.createObjectURL(this.ms);
+    this.aheadMs = host.aheadMs ?? AHEAD_MS;
     host.signal.addEventListener('abort', () => this.stop());
   }
 
@@ -223,8 +228,9 @@ export class MseLoader {
       let count = 0;
       let prefetch = false;
       if (next === null) {
-        const ahead = this.prefetchFull
-          ? null
+        const ahead =
+          this.prefetchFull || this.host.prefetch === false
+            ? null
           : prefetchRun(segs, this.buffered(), this.host.video.currentTime * 1000, PREFETCH_SPAN_MS, PREFETCH_RUN, undefined, this.prefetched);
         if (ahead === null) {
           if (!this.host.live() && reachedEnd(segs, this.buffered(), this.host.video.currentTime * 1000)) this.endOfStream();

@@ -124,7 +124,9 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
     hookState.posterSeq = th.seq;
   });
 
-  const timeline = new PlayerTimeline({ dom, recordingId: id, detail: () => detail, events: () => events, durationMs, seekTo, pointAt, signal });
+  // Where the player is going (a click waiting for the second video), for the arrow keys.
+  const positionMs = () => (ahead?.waitingTarget() ?? video.currentTime) * 1000;
+  const timeline = new PlayerTimeline({ dom, recordingId: id, detail: () => detail, events: () => events, durationMs, seekTo, pointAt, positionMs, signal });
   playerControls({ dom, errors, hook: hookState, isLive: () => isLive, durationMs, signal });
 
   // ---- live polling ---------------------------------------------------------------------------
@@ -226,15 +228,19 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
       video,
       signal,
       shown: onShown,
-      startLoader: (el, aheadSignal, broken) => {
+      startLoader: (el, aheadSignal, failed) => {
+        // Only what a seek there needs (from its key frame to a little past it): no loading
+        // ahead of need, no second copy of the whole recording.
         const l = new MseLoader({
           video: el,
           recordingId: id,
           detail: () => detail,
           live: () => isLive,
           signal: aheadSignal,
-          error: (_message, fatal) => {
-            if (fatal) broken();
+          prefetch: false,
+          aheadMs: 2000,
+          error: (message, fatal) => {
+            if (message !== null) failed(fatal === true);
           },
           appended: () => {},
         });
@@ -244,7 +250,6 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
       },
     });
     hookState.ahead = ahead.el;
-    ahead.start();
   };
   startPlayback();
 }

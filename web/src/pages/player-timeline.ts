@@ -25,6 +25,8 @@ export interface PlayerTimelineOptions {
   seekTo: (ms: number) => void;
   /** The reviewer points at this time in ms (hover): a seek there may follow. */
   pointAt: (ms: number) => void;
+  /** Where the player is, or is going, in ms (the arrow keys step from there). */
+  positionMs: () => number;
   /** The page goes: stop redrawing. */
   signal: AbortSignal;
 }
@@ -176,7 +178,6 @@ export class PlayerTimeline {
 
   /** The scrub bar: click/drag, hover thumbnails, keyboard. */
   private listen(): void {
-    const { video } = this.o.dom;
     const { scrub, thumbImg, thumbPop } = this.o.dom.scrub;
     const { seekTo, pointAt } = this.o;
     thumbImg.addEventListener('error', () => {
@@ -219,7 +220,7 @@ export class PlayerTimeline {
       if (!this.dragging) thumbPop.hidden = true;
     });
     scrub.addEventListener('keydown', (e) => {
-      const cur = video.currentTime * 1000;
+      const cur = this.o.positionMs();
       const steps: Record<string, number> = {
         ArrowLeft: cur - KEY_STEP_MS,
         ArrowRight: cur + KEY_STEP_MS,
