@@ -23,6 +23,8 @@
 //   BENCH_REC_PARTS       what to run, comma-separated: real (A and C), hour (B) (default real,hour)
 //   BENCH_REC_REGENERATE  1: write the one-hour recording again even if a matching one is cached
 //   BENCH_REC_OUT         JSON results (default benches/results/recording.json)
+//   BENCH_REC_CONFIG      extra gateway configuration for A and C (`\n` for new lines), e.g.
+//                         '[recording]\ndraft_crf = 0' (drafts off) to compare with the defaults
 //   CHROMIUM              browser binary (default /usr/bin/chromium)
 //
 // See benches/README.md ("Recording") for what is measured and the caveats.
@@ -47,6 +49,9 @@ const GEOMETRIES = (process.env.BENCH_REC_GEOMETRIES || '1280x800,1920x1080').sp
 const ACTIVE_S = numEnv('BENCH_REC_ACTIVE_S', 60);
 const IDLE_S = numEnv('BENCH_REC_IDLE_S', 30);
 const MIX = numEnv('BENCH_REC_MIX', 0.2);
+// Extra gateway configuration for the real sessions (A, C), e.g. '[recording]\ndraft_crf = 0' to
+// measure a setting beside the defaults; empty: the defaults.
+const GW_CONFIG = (process.env.BENCH_REC_CONFIG || '').replace(/\\n/g, '\n');
 const SEEKS = numEnv('BENCH_REC_SEEKS', 40);
 const DWELL_MS = numEnv('BENCH_REC_DWELL_MS', 300);
 const REGENERATE = process.env.BENCH_REC_REGENERATE === '1';
@@ -302,7 +307,7 @@ async function realSession(geometry, browser) {
   log(`${geometry}: desktop, gateway, session…`);
   const desktop = await H.startDesktop(VNC_PW, geometry, 'x11vnc');
   const stopDesktop = onCleanup(() => desktop.stop(), () => desktop.stop());
-  const gw = await H.startGateway({ adminPassword: ADMIN_PW });
+  const gw = await H.startGateway({ adminPassword: ADMIN_PW, extraConfig: GW_CONFIG ? `${GW_CONFIG}\n` : '' });
   const gwPid = tcpListenPid(gw.port);
   const stopGateway = onCleanup(() => gw.stop(), () => { if (gwPid) try { process.kill(gwPid, 'SIGKILL'); } catch { /* gone */ } });
   if (!gwPid) throw new Error('cannot find the gateway process (ss -ltnp)');
@@ -882,7 +887,7 @@ async function seekBench(hour, browser) {
 // ---- main ---------------------------------------------------------------------------------------
 async function main() {
   const started = Date.now();
-  for (const [what, path] of [['gateway', process.env.PORTCULLIS_BIN], ['hour example', HOUR_BIN]]) {
+  for (const [what, path] of [['gateway', process.env.PORTCULLIS_BIN], ...(PARTS.has('hour') ? [['hour example', HOUR_BIN]] : [])]) {
     if (!existsSync(path)) throw new Error(`${what} binary ${path} is missing (cargo xtask bench builds it)`);
   }
   for (const tool of ['ffmpeg', 'xdotool', 'xterm', 'import', 'ss', ...(OCR ? ['tesseract'] : [])]) {
@@ -923,7 +928,9 @@ function printReport(r) {
   const out = [];
   out.push('');
   out.push(`Recording benchmark: ${r.machine.cpus} CPUs (${r.machine.model}), load ${r.machine.loadavg.join(' ')}; run took ${r.durationSeconds} s`);
-  out.push('recorder at its defaults: the gateway without a [recording] section; the example with RecorderConfig::default()');
+  out.push(GW_CONFIG
+    ? `real sessions' gateway configured with: ${JSON.stringify(GW_CONFIG)}; the example with RecorderConfig::default()`
+    : 'recorder at its defaults: the gateway without a [recording] section; the example with RecorderConfig::default()');
   if (r.config.recorder) out.push(`   ${r.config.recorder}`);
   out.push('');
   if (r.real.length) out.push(`A. real sessions (x11vnc desktop → gateway → Chromium): ${r.config.activeSeconds} s of scripted admin work, then ${r.config.idleSeconds} s idle`);

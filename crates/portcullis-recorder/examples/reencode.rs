@@ -6,7 +6,8 @@
 //! benches/recording-capture.sh /tmp/cap            # source.mkv: a lossless 5 fps capture
 //! cargo run --release -p portcullis-recorder --example reencode -- /tmp/cap/source.mkv OUT_DIR \
 //!     [--preset veryfast] [--tune stillimage] [--crf 28] [--lookahead 0] [--key-secs 300] \
-//!     [--x264 'key=value:…'] [--idle-from SECONDS] [--width 1920] [--height 1080]
+//!     [--x264 'key=value:…'] [--draft-crf 32] [--refine-ms 1000] [--idle-from SECONDS] \
+//!     [--width 1920] [--height 1080]
 //! ```
 //!
 //! The capture is decoded with the ffmpeg CLI (RGBA); frame `i` is shown at `i × 200 ms`. A frame
@@ -91,6 +92,8 @@ fn main() -> Result<(), Error> {
             "--preset" => enc.preset = val()?,
             "--tune" => enc.tune = val()?,
             "--crf" => enc.crf = val()?.parse()?,
+            "--draft-crf" => enc.draft_crf = Some(val()?.parse()?),
+            "--refine-ms" => cfg.refine_after_ms = val()?.parse()?,
             "--lookahead" => enc.lookahead = val()?.parse()?,
             "--x264" => enc.x264_params = val()?,
             "--key-secs" => cfg.keyframe_max_ms = val()?.parse::<u64>()? * 1000,
@@ -138,6 +141,7 @@ fn main() -> Result<(), Error> {
     let rss0 = rss_kib();
     let mut rss_max = rss0;
     let key_secs = cfg.keyframe_max_ms / 1000;
+    let refine_ms = cfg.refine_after_ms;
     let mut rec = Recorder::new(writer, cfg);
     let mut cpu = File::open("/proc/thread-self/schedstat")?;
     let mut cpu_ns = [0u64; 2]; // [active, idle]
@@ -212,6 +216,7 @@ fn main() -> Result<(), Error> {
     };
     let out = serde_json::json!({
         "settings": format!("{enc:?}"),
+        "refine_after_ms": refine_ms,
         "key_secs": key_secs,
         "id": id,
         "seconds": end as f64 / 1000.0,

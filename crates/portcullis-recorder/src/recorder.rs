@@ -53,6 +53,13 @@ pub struct RecorderConfig {
     pub thumbnail_every_ms: u64,
     /// Thumbnail width.
     pub thumbnail_width: u32,
+    /// With drafts (`EncoderSettings::draft_crf`): a new picture that stays on screen this long
+    /// is encoded again at the full quality (only what differs from its draft costs bytes).
+    /// What a screen shows for less time than this (each step of a scroll, of a window moved,
+    /// of typing) is recorded as a draft; what a reviewer can read, because it stayed, is
+    /// refined. The last picture of a part (the session ends, the desktop is resized) is
+    /// refined at its end whatever its age.
+    pub refine_after_ms: u64,
     /// libx264 settings.
     pub encoder: EncoderSettings,
     /// Keystrokes in the event track.
@@ -71,6 +78,7 @@ impl Default for RecorderConfig {
             keyframe_max_ms: 60_000,
             thumbnail_every_ms: 10_000,
             thumbnail_width: 240,
+            refine_after_ms: 1000,
             encoder: EncoderSettings::default(),
             keystrokes: KeystrokeLog::Text,
             min_free_bytes: 512 * 1024 * 1024,
@@ -117,6 +125,8 @@ pub struct Recorder {
     thumb_stale: bool,
     frames: u64,
     last_commit_ms: u64,
+    /// The time of the last new picture, while it is encoded as a draft only.
+    unrefined: Option<u64>,
 }
 
 /// The size libx264 gets for a desktop: 4:2:0 needs even sides.
@@ -142,6 +152,7 @@ impl Recorder {
             thumb_stale: false,
             frames: 0,
             last_commit_ms: 0,
+            unrefined: None,
         }
     }
 
@@ -217,13 +228,31 @@ impl Recorder {
         let Some(part) = self.part.as_mut() else {
             return Ok(());
         };
+        if let Some(draft) = self.cfg.encoder.draft_crf {
+            part.encoder.set_crf(draft);
+            self.unrefined = Some(pts);
+        }
         let out = part.encoder.encode(rgba, changed, to_i64(pts), key)?;
         self.inflight.push_back((pts, Picture::New));
         self.last_in_ms = Some(pts);
         self.take_encoded(out)
     }
 
-    /// Repeats the picture (never a keyframe) at `pts`.
+    /// Encodes the draft on screen again at the full quality, at `pts`: a new picture for the
+    /// fragments (cut within `fragment_ms`, like any change).
+    fn refine(&mut self, pts: u64) -> Result<(), RecordError> {
+        let Some(part) = self.part.as_mut() else {
+            return Ok(());
+        };
+        self.unrefined = None;
+        part.encoder.set_crf(self.cfg.encoder.crf);
+        let out = part.encoder.repeat(to_i64(pts), false)?;
+        self.inflight.push_back((pts, Picture::New));
+        self.last_in_ms = Some(pts);
+        self.take_encoded(out)
+    }
+
+    /// Repeats the picture (never a keyframe) at `pts`, at the quality it was last encoded at.
     fn repeat(&mut self, pts: u64) -> Result<(), RecordError> {
         let Some(part) = self.part.as_mut() else {
             return Ok(());
@@ -277,6 +306,13 @@ impl Recorder {
     /// Time passes with nothing new on screen: cuts a fragment once one is due, so what is
     /// recorded becomes durable and playable.
     pub fn tick(&mut self, now_ms: u64) -> Result<(), RecordError> {
+        if self
+            .unrefined
+            .is_some_and(|at| now_ms >= at.saturating_add(self.cfg.refine_after_ms))
+        {
+            let pts = self.next_pts(now_ms);
+            self.refine(pts)?;
+        }
         self.drain(now_ms)?;
         let fragment_start = self
             .samples
@@ -341,6 +377,11 @@ impl Recorder {
     }
 
     fn end_part(&mut self, now_ms: u64) -> Result<(), RecordError> {
+        if self.unrefined.is_some() {
+            // The last picture stays on screen until the end: a reviewer reads it.
+            let pts = self.next_pts(now_ms);
+            self.refine(pts)?;
+        }
         if let Some(part) = self.part.as_mut() {
             // What x264's lookahead still holds comes out now.
             let rest = part.encoder.flush()?;

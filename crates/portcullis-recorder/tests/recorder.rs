@@ -25,6 +25,14 @@ fn picture(w: u32, h: u32, red_box: bool) -> Vec<u8> {
     px
 }
 
+/// Ticks `r` every 100 ms from `t` up to `until` (the gateway's loop ticks at least that often).
+fn tick_until(r: &mut Recorder, t: &mut u64, until: u64) {
+    while *t < until {
+        *t += 100;
+        r.tick(*t).unwrap();
+    }
+}
+
 fn ffprobe_duration(file: &Path) -> f64 {
     let out = Command::new("ffprobe")
         .args([
@@ -50,6 +58,13 @@ fn ffprobe_duration(file: &Path) -> f64 {
 /// variable frame rate to what is displayed every 20 ms, then trim starts at `t` (a plain `-ss`
 /// picks the first frame at or after `t`, and drops earlier frames before the filter sees them).
 fn pixel_at(file: &Path, t: f64, w: u32, x: u32, y: u32) -> [u8; 3] {
+    let frame = frame_at(file, t);
+    let i = ((y * w + x) * 3) as usize;
+    [frame[i], frame[i + 1], frame[i + 2]]
+}
+
+/// The frame on screen at `t` seconds, RGB (see [`pixel_at`]).
+fn frame_at(file: &Path, t: f64) -> Vec<u8> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(file)
@@ -71,8 +86,7 @@ fn pixel_at(file: &Path, t: f64, w: u32, x: u32, y: u32) -> [u8; 3] {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let i = ((y * w + x) * 3) as usize;
-    [out.stdout[i], out.stdout[i + 1], out.stdout[i + 2]]
+    out.stdout
 }
 
 #[test]
@@ -102,25 +116,16 @@ fn recording_probes_plays_and_shows_changes_at_their_time() {
         },
     );
     let mut t = 0;
-    while t < 2000 {
-        t += 100;
-        r.tick(t).unwrap();
-    }
+    tick_until(&mut r, &mut t, 2000);
     // Only the box changed: only it is converted again.
     r.frame_changed(2000, &red, w, h, &[Rect::new(100, 100, 100, 100)])
         .unwrap();
-    while t < 3000 {
-        t += 100;
-        r.tick(t).unwrap();
-    }
+    tick_until(&mut r, &mut t, 3000);
     // A resize: the next part is 800x600.
     r.resize(3000).unwrap();
     let big = picture(800, 600, true);
     r.frame(3000, &big, 800, 600).unwrap();
-    while t < 4500 {
-        t += 100;
-        r.tick(t).unwrap();
-    }
+    tick_until(&mut r, &mut t, 4500);
     r.finish(4500, "the target closed the session", 1).unwrap();
 
     let v = verify(&disk, "rec1", &key.verifying_key()).unwrap();
@@ -305,10 +310,7 @@ fn keyframes_come_by_time_only_and_never_while_the_screen_is_still() {
         }
     }
     // ...then a minute with nothing new.
-    while t < 72_000 {
-        t += 100;
-        r.tick(t).unwrap();
-    }
+    tick_until(&mut r, &mut t, 72_000);
     r.finish(t, "done", 1).unwrap();
     let segs = segments(dir.path(), "keys");
     let keys: Vec<u64> = segs.iter().filter(|s| s.2).map(|s| s.0).collect();
@@ -331,10 +333,7 @@ fn with_lookahead_a_change_is_in_a_fragment_within_two_seconds() {
     let red = picture(w, h, true);
     r.frame(0, &plain, w, h).unwrap();
     let mut t = 0;
-    while t < 2000 {
-        t += 100;
-        r.tick(t).unwrap();
-    }
+    tick_until(&mut r, &mut t, 2000);
     r.frame_changed(2000, &red, w, h, &[Rect::new(100, 100, 100, 100)])
         .unwrap();
     // The gateway ticks at least once a second while nothing changes.
@@ -354,4 +353,93 @@ fn with_lookahead_a_change_is_in_a_fragment_within_two_seconds() {
     let after = pixel_at(&part, 2.1, w, 150, 150);
     assert!(before[2] > 120 && before[0] < 90, "before: {before:?}");
     assert!(after[0] > 180 && after[2] < 90, "after: {after:?}");
+}
+
+/// Text-like detail: 8×16 cells of pseudo-random dark strokes on white, different per `seed`.
+fn glyphs(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let mut px = vec![255u8; (w * h * 4) as usize];
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    for cy in 0..h / 16 {
+        for cx in 0..w / 8 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            for y in 3..13 {
+                for x in 1..7 {
+                    if (state >> ((y * 3 + x) % 32)) & 1 == 1 {
+                        let i = (((cy * 16 + y) * w + cx * 8 + x) * 4) as usize;
+                        px[i..i + 3].copy_from_slice(&[20, 20, 20]);
+                    }
+                }
+            }
+        }
+    }
+    px
+}
+
+/// Mean absolute difference between a decoded RGB frame and the RGBA source.
+fn error(rgb: &[u8], rgba: &[u8]) -> f64 {
+    let sum: u64 = rgb
+        .chunks_exact(3)
+        .zip(rgba.chunks_exact(4))
+        .map(|(a, b)| (0..3).map(|c| u64::from(a[c].abs_diff(b[c]))).sum::<u64>())
+        .sum();
+    sum as f64 / rgb.len() as f64
+}
+
+#[test]
+fn a_picture_that_stays_is_refined_and_one_replaced_sooner_stays_a_draft() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let mut cfg = RecorderConfig {
+        refine_after_ms: 1000,
+        ..RecorderConfig::default()
+    };
+    cfg.encoder.crf = 18;
+    cfg.encoder.draft_crf = Some(42);
+    let mut r = Recorder::new(writer(&disk, "draft"), cfg);
+    let (w, h) = (320, 240);
+    let pics: Vec<Vec<u8>> = (0..4).map(|n| glyphs(w, h, n)).collect();
+    let mut t = 0;
+    // A stays 2 s: a draft, refined 1 s after it came.
+    r.frame(0, &pics[0], w, h).unwrap();
+    tick_until(&mut r, &mut t, 2000);
+    // B is replaced by C after 200 ms: B stays a draft; C stays and is refined.
+    r.frame(2000, &pics[1], w, h).unwrap();
+    tick_until(&mut r, &mut t, 2200);
+    r.frame(2200, &pics[2], w, h).unwrap();
+    tick_until(&mut r, &mut t, 4000);
+    // D comes 100 ms before the end: refined at the end.
+    r.frame(4000, &pics[3], w, h).unwrap();
+    tick_until(&mut r, &mut t, 4100);
+    r.finish(4100, "done", 1).unwrap();
+
+    let part = dir.path().join("draft/video-1.mp4");
+    let at = |s: f64, pic: usize| error(&frame_at(&part, s), &pics[pic]);
+    let (a_draft, a_refined) = (at(0.5, 0), at(1.5, 0));
+    let b_draft = at(2.1, 1);
+    let (c_draft, c_refined) = (at(2.5, 2), at(3.5, 2));
+    let d_end = at(4.1, 3);
+    // What a crf of 18 keeps of such detail, and what one of 42 loses.
+    let (fine, coarse) = (6.0, 12.0);
+    for (what, e) in [
+        ("A refined", a_refined),
+        ("C refined", c_refined),
+        ("D at the end", d_end),
+    ] {
+        assert!(
+            e < fine,
+            "{what}: error {e:.1} (drafts: {a_draft:.1}, {b_draft:.1}, {c_draft:.1})"
+        );
+    }
+    for (what, e) in [
+        ("A before 1 s", a_draft),
+        ("B", b_draft),
+        ("C before 1 s", c_draft),
+    ] {
+        assert!(
+            e > coarse,
+            "{what}: error {e:.1} (refined: {a_refined:.1}, {c_refined:.1})"
+        );
+    }
 }

@@ -79,6 +79,10 @@ pub struct Recording {
     pub max_fps: u32,
     pub keyframe_max_secs: u64,
     pub crf: u8,
+    /// The quality of a picture replaced before `refine_after_ms` (`None`: every picture at
+    /// `crf`).
+    pub draft_crf: Option<u8>,
+    pub refine_after_ms: u64,
     pub preset: String,
     pub keystrokes: bool,
     pub min_free_mb: u64,
@@ -157,6 +161,8 @@ mod dto {
         /// Accepted from older configurations and ignored: keyframes are placed by time only.
         pub keyframe_max_frames: Option<u32>,
         pub crf: Option<u8>,
+        pub draft_crf: Option<u8>,
+        pub refine_after_ms: Option<u64>,
         pub preset: Option<String>,
         pub keystrokes: Option<String>,
         pub retention_days: Option<u64>,
@@ -285,6 +291,21 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
         Some(d) if d > 36_500 => bail!("recording.retention_days: at most 36500, got {d}"),
         Some(d) => Some(Duration::from_secs(d * 86_400)),
     };
+    let crf = in_range("recording.crf", r.crf, defaults.crf, (10, 45))?;
+    // 0 turns drafts off; a draft is never finer than the picture it is refined to.
+    let draft_crf = match r.draft_crf.or(defaults.draft_crf) {
+        None | Some(0) => None,
+        Some(d) if d < crf || d > 51 => {
+            bail!("recording.draft_crf: 0 (off) or between recording.crf ({crf}) and 51, got {d}")
+        }
+        Some(d) => Some(d),
+    };
+    let refine_after_ms = in_range(
+        "recording.refine_after_ms",
+        r.refine_after_ms,
+        portcullis_recorder::RecorderConfig::default().refine_after_ms,
+        (100, 60_000),
+    )?;
     Ok(Recording {
         enabled: r.enabled.unwrap_or(true),
         dir: r.dir.unwrap_or_else(|| data_dir.join("recordings")),
@@ -293,7 +314,9 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
             .unwrap_or_else(|| data_dir.join("recording-signing.key")),
         max_fps: in_range("recording.max_fps", r.max_fps, 5, (1, 30))?,
         keyframe_max_secs: keyframe_max_secs(r.keyframe_max_secs)?,
-        crf: in_range("recording.crf", r.crf, defaults.crf, (10, 45))?,
+        crf,
+        draft_crf,
+        refine_after_ms,
         preset,
         keystrokes,
         retention,
@@ -470,6 +493,38 @@ mod tests {
         );
         assert!(c.tls.is_none());
         assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn drafts_are_on_by_default_can_be_turned_off_and_are_never_finer_than_crf() {
+        let defaults = portcullis_recorder::encoder::EncoderSettings::default();
+        let c = Config::parse("", None).unwrap();
+        assert_eq!(c.recording.draft_crf, defaults.draft_crf);
+        assert!(c.recording.draft_crf.is_some());
+        assert_eq!(c.recording.refine_after_ms, 1000);
+        let c = Config::parse("[recording]\ndraft_crf = 0\n", None).unwrap();
+        assert_eq!(c.recording.draft_crf, None);
+        let c = Config::parse(
+            "[recording]\ncrf = 22\ndraft_crf = 36\nrefine_after_ms = 500\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.recording.crf,
+                c.recording.draft_crf,
+                c.recording.refine_after_ms
+            ),
+            (22, Some(36), 500)
+        );
+        for bad in [
+            "[recording]\ncrf = 30\ndraft_crf = 28\n",
+            "[recording]\ndraft_crf = 52\n",
+            "[recording]\nrefine_after_ms = 50\n",
+        ] {
+            let e = format!("{:#}", Config::parse(bad, None).unwrap_err());
+            assert!(e.contains("recording."), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -284,6 +284,7 @@ pub(crate) fn set_up(
         encoder: portcullis_recorder::encoder::EncoderSettings {
             preset: r.preset.clone(),
             crf: r.crf,
+            draft_crf: r.draft_crf,
             fps: r.max_fps,
             ..portcullis_recorder::encoder::EncoderSettings::default()
         },
@@ -293,6 +294,7 @@ pub(crate) fn set_up(
             KeystrokeLog::Off
         },
         min_free_bytes: r.min_free_mb * 1024 * 1024,
+        refine_after_ms: r.refine_after_ms,
         ..RecorderConfig::default()
     };
     let closed_storage = Arc::clone(&storage);
