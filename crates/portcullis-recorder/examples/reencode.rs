@@ -6,7 +6,7 @@
 //! benches/recording-capture.sh /tmp/cap            # source.mkv: a lossless 5 fps capture
 //! cargo run --release -p portcullis-recorder --example reencode -- /tmp/cap/source.mkv OUT_DIR \
 //!     [--preset veryfast] [--tune stillimage] [--crf 28] [--lookahead 0] [--key-secs 300] \
-//!     [--x264 'key=value:…'] [--draft-crf 32] [--refine-ms 1000] [--idle-from SECONDS] \
+//!     [--x264 'key=value:…'] [--draft-crf 38 (0: off)] [--refine-ms 1000] [--idle-from SECONDS] \
 //!     [--width 1920] [--height 1080]
 //! ```
 //!
@@ -92,7 +92,7 @@ fn main() -> Result<(), Error> {
             "--preset" => enc.preset = val()?,
             "--tune" => enc.tune = val()?,
             "--crf" => enc.crf = val()?.parse()?,
-            "--draft-crf" => enc.draft_crf = Some(val()?.parse()?),
+            "--draft-crf" => enc.draft_crf = Some(val()?.parse()?).filter(|&d| d > 0),
             "--refine-ms" => cfg.refine_after_ms = val()?.parse()?,
             "--lookahead" => enc.lookahead = val()?.parse()?,
             "--x264" => enc.x264_params = val()?,

@@ -191,10 +191,15 @@ fn run(
                 }
             }
         }
+        // Nothing waiting: sleep until the next fragment is due, or a draft's refinement.
+        let idle_wait = recorder.next_deadline().map_or(fragment, |due| {
+            let left = due.saturating_sub(ms(Instant::now()));
+            fragment.min(Duration::from_millis(left))
+        });
         let batch = tap.wait(if damage_waiting {
             Duration::ZERO
         } else {
-            fragment
+            idle_wait
         });
         let now = Instant::now();
         damage_waiting = false;

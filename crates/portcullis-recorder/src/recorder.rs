@@ -57,8 +57,10 @@ pub struct RecorderConfig {
     /// is encoded again at the full quality (only what differs from its draft costs bytes).
     /// What a screen shows for less time than this (each step of a scroll, of a window moved,
     /// of typing) is recorded as a draft; what a reviewer can read, because it stayed, is
-    /// refined. The last picture of a part (the session ends, the desktop is resized) is
-    /// refined at its end whatever its age.
+    /// refined. While something keeps changing (a blinking cursor, a clock, a long scroll),
+    /// the screen is refined every `REFINE_AT_MOST` × this anyway; and the last picture of a
+    /// part (the session ends, the desktop is resized) is encoded at the full quality when x264
+    /// still holds it (the last frame given), else refined then.
     pub refine_after_ms: u64,
     /// libx264 settings.
     pub encoder: EncoderSettings,
@@ -127,7 +129,13 @@ pub struct Recorder {
     last_commit_ms: u64,
     /// The time of the last new picture, while it is encoded as a draft only.
     unrefined: Option<u64>,
+    /// The time of the first draft since the last refinement.
+    unrefined_since: Option<u64>,
 }
+
+/// While the screen keeps changing, drafts wait at most this many `refine_after_ms` since the
+/// first of them for a refinement.
+pub const REFINE_AT_MOST: u64 = 3;
 
 /// The size libx264 gets for a desktop: 4:2:0 needs even sides.
 pub fn padded(width: u32, height: u32) -> (u32, u32) {
@@ -153,6 +161,7 @@ impl Recorder {
             frames: 0,
             last_commit_ms: 0,
             unrefined: None,
+            unrefined_since: None,
         }
     }
 
@@ -231,6 +240,7 @@ impl Recorder {
         if let Some(draft) = self.cfg.encoder.draft_crf {
             part.encoder.set_crf(draft);
             self.unrefined = Some(pts);
+            self.unrefined_since.get_or_insert(pts);
         }
         let out = part.encoder.encode(rgba, changed, to_i64(pts), key)?;
         self.inflight.push_back((pts, Picture::New));
@@ -245,6 +255,7 @@ impl Recorder {
             return Ok(());
         };
         self.unrefined = None;
+        self.unrefined_since = None;
         part.encoder.set_crf(self.cfg.encoder.crf);
         let out = part.encoder.repeat(to_i64(pts), false)?;
         self.inflight.push_back((pts, Picture::New));
@@ -303,13 +314,24 @@ impl Recorder {
         self.last_thumb_ms = Some(now_ms);
     }
 
-    /// Time passes with nothing new on screen: cuts a fragment once one is due, so what is
-    /// recorded becomes durable and playable.
+    /// When the caller should call [`Recorder::tick`] next at the latest (besides the fragments'
+    /// second): a draft's refinement is due.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let after = self.cfg.refine_after_ms;
+        let last = self.unrefined.map(|at| at.saturating_add(after));
+        let first = self
+            .unrefined_since
+            .map(|at| at.saturating_add(after.saturating_mul(REFINE_AT_MOST)));
+        match (last, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Time passes with nothing new on screen: refines a draft once due, cuts a fragment once
+    /// one is due, so what is recorded becomes durable and playable.
     pub fn tick(&mut self, now_ms: u64) -> Result<(), RecordError> {
-        if self
-            .unrefined
-            .is_some_and(|at| now_ms >= at.saturating_add(self.cfg.refine_after_ms))
-        {
+        if self.next_deadline().is_some_and(|due| now_ms >= due) {
             let pts = self.next_pts(now_ms);
             self.refine(pts)?;
         }
@@ -378,9 +400,20 @@ impl Recorder {
 
     fn end_part(&mut self, now_ms: u64) -> Result<(), RecordError> {
         if self.unrefined.is_some() {
-            // The last picture stays on screen until the end: a reviewer reads it.
-            let pts = self.next_pts(now_ms);
-            self.refine(pts)?;
+            // The last picture stays on screen until the end: a reviewer reads it. If x264
+            // still holds the last frame given (the draft, or a repeat of it), it is encoded at
+            // the full quality and shows until the end; else (only after a long still while)
+            // the draft is refined now.
+            self.unrefined = None;
+            self.unrefined_since = None;
+            if let Some(part) = self.part.as_mut() {
+                if part.encoder.held() > 0 {
+                    part.encoder.requalify_held(self.cfg.encoder.crf);
+                } else {
+                    let pts = self.next_pts(now_ms);
+                    self.refine(pts)?;
+                }
+            }
         }
         if let Some(part) = self.part.as_mut() {
             // What x264's lookahead still holds comes out now.

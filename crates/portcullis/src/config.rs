@@ -293,7 +293,12 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
     };
     let crf = in_range("recording.crf", r.crf, defaults.crf, (10, 45))?;
     // 0 turns drafts off; a draft is never finer than the picture it is refined to.
-    let draft_crf = match r.draft_crf.or(defaults.draft_crf) {
+    // Unset: the default, unless `crf` is already as coarse (a configuration that worked
+    // keeps working).
+    let draft_crf = match r
+        .draft_crf
+        .or(defaults.draft_crf.filter(|&d| d > crf).or(Some(0)))
+    {
         None | Some(0) => None,
         Some(d) if d < crf || d > 51 => {
             bail!("recording.draft_crf: 0 (off) or between recording.crf ({crf}) and 51, got {d}")
@@ -517,6 +522,9 @@ mod tests {
             ),
             (22, Some(36), 500)
         );
+        // A crf as coarse as the default draft, without draft_crf: no drafts, no error.
+        let c = Config::parse("[recording]\ncrf = 40\n", None).unwrap();
+        assert_eq!((c.recording.crf, c.recording.draft_crf), (40, None));
         for bad in [
             "[recording]\ncrf = 30\ndraft_crf = 28\n",
             "[recording]\ndraft_crf = 52\n",
