@@ -507,6 +507,78 @@ pub enum TargetUpdate {
     UpdateEnd,
 }
 
+/// Most bytes of pixels in one [`TargetUpdate::Pixels`] on its way from an adapter to the
+/// session. The queue between them counts updates (16), not bytes: a larger rectangle (a
+/// target's full-screen Raw update is 33 MB at 8K, 8 MB at 1080p) goes as bands of whole rows
+/// ([`TargetUpdate::into_bands`]), so what a target can make the gateway hold there is bounded
+/// by this, not by the desktop's size.
+pub const MAX_UPDATE_PIXEL_BYTES: usize = 1 << 20;
+
+impl TargetUpdate {
+    /// This update as updates of at most [`MAX_UPDATE_PIXEL_BYTES`] of pixels each (bands of
+    /// whole rows, top to bottom; a row wider than that is one band). Anything else, and pixels
+    /// whose data does not match their rectangle (the framebuffer refuses them), comes back as
+    /// it is.
+    pub fn into_bands(self) -> Bands {
+        Bands::new(self)
+    }
+}
+
+/// The updates of [`TargetUpdate::into_bands`].
+#[derive(Debug)]
+pub struct Bands {
+    whole: Option<TargetUpdate>,
+    /// Pixels split: the rectangle, its data, its layout, rows per band, the next row.
+    split: Option<(Rect, Vec<u8>, PixelLayout, u32, u32)>,
+}
+
+impl Bands {
+    fn new(update: TargetUpdate) -> Self {
+        let whole = |u| Self {
+            whole: Some(u),
+            split: None,
+        };
+        let TargetUpdate::Pixels { rect, data, layout } = update else {
+            return whole(update);
+        };
+        let row = rect.w as usize * 4;
+        if data.len() <= MAX_UPDATE_PIXEL_BYTES || row == 0 || data.len() != row * rect.h as usize {
+            return whole(TargetUpdate::Pixels { rect, data, layout });
+        }
+        let rows = u32::try_from((MAX_UPDATE_PIXEL_BYTES / row).max(1)).unwrap_or(1);
+        Self {
+            whole: None,
+            split: Some((rect, data, layout, rows, 0)),
+        }
+    }
+}
+
+impl Iterator for Bands {
+    type Item = TargetUpdate;
+
+    fn next(&mut self) -> Option<TargetUpdate> {
+        if let Some(u) = self.whole.take() {
+            return Some(u);
+        }
+        let (rect, data, layout, rows, next) = self.split.as_mut()?;
+        if *next >= rect.h {
+            self.split = None;
+            return None;
+        }
+        let h = (*rows).min(rect.h - *next);
+        let row = rect.w as usize * 4;
+        let from = *next as usize * row;
+        let band = data.get(from..from + h as usize * row)?.to_vec();
+        let out = TargetUpdate::Pixels {
+            rect: Rect::new(rect.x, rect.y + *next, rect.w, h),
+            data: band,
+            layout: *layout,
+        };
+        *next += h;
+        Some(out)
+    }
+}
+
 /// Which way a file crossed, seen from the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -593,6 +665,55 @@ impl Framebuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_pixels_go_as_bands_of_whole_rows_that_paint_the_same_picture() {
+        for (w, h) in [(1920u32, 1080u32), (300, 7), (70_000, 3), (512, 512)] {
+            let data: Vec<u8> = (0..w as usize * h as usize * 4)
+                .map(|i| u8::try_from(i % 251).unwrap_or(0))
+                .collect();
+            let whole = TargetUpdate::Pixels {
+                rect: Rect::new(5, 9, w, h),
+                data: data.clone(),
+                layout: PixelLayout::Bgrx,
+            };
+            let mut next_y = 9;
+            let mut joined = Vec::new();
+            let mut n = 0;
+            for band in whole.into_bands() {
+                let TargetUpdate::Pixels { rect, data, layout } = band else {
+                    panic!("not pixels");
+                };
+                assert_eq!(
+                    (rect.x, rect.y, rect.w, layout),
+                    (5, next_y, w, PixelLayout::Bgrx)
+                );
+                assert_eq!(data.len(), rect.w as usize * rect.h as usize * 4);
+                // At most the bound, or one row when a row alone is over it.
+                assert!(data.len() <= MAX_UPDATE_PIXEL_BYTES.max(w as usize * 4));
+                next_y += rect.h;
+                joined.extend_from_slice(&data);
+                n += 1;
+            }
+            assert_eq!(next_y, 9 + h);
+            assert_eq!(joined, data, "{w}x{h}");
+            let small = data.len() <= MAX_UPDATE_PIXEL_BYTES;
+            assert_eq!(n == 1, small, "{w}x{h}: {n} bands");
+        }
+    }
+
+    #[test]
+    fn other_updates_and_mismatched_pixels_go_as_they_are() {
+        let odd = TargetUpdate::Pixels {
+            rect: Rect::new(0, 0, 1000, 1000),
+            data: vec![0; 4_000_004],
+            layout: PixelLayout::Rgbx,
+        };
+        let out: Vec<_> = odd.clone().into_bands().collect();
+        assert_eq!(out, vec![odd]);
+        let out: Vec<_> = TargetUpdate::UpdateEnd.into_bands().collect();
+        assert_eq!(out, vec![TargetUpdate::UpdateEnd]);
+    }
 
     #[test]
     fn rejects_bad_sizes() {

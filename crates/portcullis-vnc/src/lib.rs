@@ -258,8 +258,11 @@ impl VncTarget {
                         };
                         if let Some(update) = update {
                             busy = true;
-                            if updates.send(update).await.is_err() {
-                                return Ok(());
+                            // Bands: the queue to the session holds 16 updates, not 16 screens.
+                            for band in update.into_bands() {
+                                if updates.send(band).await.is_err() {
+                                    return Ok(());
+                                }
                             }
                         }
                     }

@@ -10,7 +10,7 @@ use ironrdp_session::ActiveStageOutput;
 use ironrdp_svc::{SvcMessage, SvcProcessorMessages};
 use ironrdp_tokio::FramedWrite as _;
 use portcullis_core::desktop::{
-    check_size, InputEvent, PixelLayout, Rect, TargetCommand, TargetUpdate,
+    check_size, InputEvent, PixelLayout, Rect, TargetCommand, TargetUpdate, MAX_UPDATE_PIXEL_BYTES,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info};
@@ -77,7 +77,7 @@ impl RdpTarget {
                                 right: self.image.width().saturating_sub(1),
                                 bottom: self.image.height().saturating_sub(1),
                             };
-                            if updates.send(self.pixels(&full)).await.is_err() {
+                            if !send_pixels(&self.image, &full, &updates).await {
                                 break Ok(());
                             }
                             Vec::new()
@@ -255,7 +255,7 @@ impl RdpTarget {
                     }
                 }
                 ActiveStageOutput::GraphicsUpdate(region) => {
-                    if updates.send(self.pixels(&region)).await.is_err() {
+                    if !send_pixels(&self.image, &region, updates).await {
                         return Ok(false);
                     }
                 }
@@ -276,36 +276,6 @@ impl RdpTarget {
             }
         }
         Ok(true)
-    }
-
-    /// The pixels of `region` (clipped to the image) as a desktop update.
-    fn pixels(&self, region: &InclusiveRectangle) -> TargetUpdate {
-        let (iw, ih) = (self.image.width(), self.image.height());
-        let left = region.left.min(iw.saturating_sub(1));
-        let top = region.top.min(ih.saturating_sub(1));
-        let right = region.right.min(iw.saturating_sub(1));
-        let bottom = region.bottom.min(ih.saturating_sub(1));
-        let (w, h) = (
-            usize::from(right.saturating_sub(left)) + 1,
-            usize::from(bottom.saturating_sub(top)) + 1,
-        );
-        let stride = self.image.stride();
-        let src = self.image.data();
-        let mut data = Vec::with_capacity(w * h * 4);
-        for y in usize::from(top)..usize::from(top) + h {
-            let start = y * stride + usize::from(left) * 4;
-            data.extend_from_slice(&src[start..start + w * 4]);
-        }
-        TargetUpdate::Pixels {
-            rect: Rect::new(
-                u32::from(left),
-                u32::from(top),
-                u32::try_from(w).unwrap_or(0),
-                u32::try_from(h).unwrap_or(0),
-            ),
-            data,
-            layout: PixelLayout::Rgbx,
-        }
     }
 
     /// The Deactivation-Reactivation sequence (the target changes size or logs a user in).
@@ -357,5 +327,70 @@ impl RdpTarget {
                 .await
                 .map_err(RdpTargetError::connector)?;
         }
+    }
+}
+
+/// Sends the pixels of `region` (clipped to the image) as bands of whole rows of at most
+/// [`MAX_UPDATE_PIXEL_BYTES`] each: the queue to the session counts updates, not bytes.
+/// False when the session is gone.
+async fn send_pixels(
+    image: &DecodedImage,
+    region: &InclusiveRectangle,
+    updates: &mpsc::Sender<TargetUpdate>,
+) -> bool {
+    let (iw, ih) = (image.width(), image.height());
+    let (left, right) = (
+        region.left.min(iw.saturating_sub(1)),
+        region.right.min(iw.saturating_sub(1)),
+    );
+    let bottom = region.bottom.min(ih.saturating_sub(1));
+    let row = (usize::from(right.saturating_sub(left)) + 1) * 4;
+    let rows = u16::try_from((MAX_UPDATE_PIXEL_BYTES / row).max(1)).unwrap_or(u16::MAX);
+    let mut top = region.top.min(bottom);
+    loop {
+        let end = top.saturating_add(rows - 1).min(bottom);
+        let band = InclusiveRectangle {
+            left,
+            top,
+            right,
+            bottom: end,
+        };
+        if updates.send(pixels(image, &band)).await.is_err() {
+            return false;
+        }
+        if end >= bottom {
+            return true;
+        }
+        top = end + 1;
+    }
+}
+
+/// The pixels of `region` (clipped to the image) as a desktop update.
+fn pixels(image: &DecodedImage, region: &InclusiveRectangle) -> TargetUpdate {
+    let (iw, ih) = (image.width(), image.height());
+    let left = region.left.min(iw.saturating_sub(1));
+    let top = region.top.min(ih.saturating_sub(1));
+    let right = region.right.min(iw.saturating_sub(1));
+    let bottom = region.bottom.min(ih.saturating_sub(1));
+    let (w, h) = (
+        usize::from(right.saturating_sub(left)) + 1,
+        usize::from(bottom.saturating_sub(top)) + 1,
+    );
+    let stride = image.stride();
+    let src = image.data();
+    let mut data = Vec::with_capacity(w * h * 4);
+    for y in usize::from(top)..usize::from(top) + h {
+        let start = y * stride + usize::from(left) * 4;
+        data.extend_from_slice(&src[start..start + w * 4]);
+    }
+    TargetUpdate::Pixels {
+        rect: Rect::new(
+            u32::from(left),
+            u32::from(top),
+            u32::try_from(w).unwrap_or(0),
+            u32::try_from(h).unwrap_or(0),
+        ),
+        data,
+        layout: PixelLayout::Rgbx,
     }
 }
