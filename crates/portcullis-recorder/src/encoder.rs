@@ -163,6 +163,8 @@ pub struct H264Encoder {
     held: VecDeque<u8>,
     /// The timestamp of the last frame given.
     last_pts: i64,
+    /// Changing the quality failed once: it is not tried again (nor logged at every frame).
+    fixed_crf: bool,
 }
 
 static INIT: Once = Once::new();
@@ -236,6 +238,7 @@ impl H264Encoder {
             x264_crf: settings.crf,
             held: VecDeque::new(),
             last_pts: 0,
+            fixed_crf: false,
         })
     }
 
@@ -261,6 +264,9 @@ impl H264Encoder {
         if crf == self.x264_crf {
             return true;
         }
+        if self.fixed_crf {
+            return false;
+        }
         match ffi::set_option(&mut self.encoder, c"crf", crf) {
             Ok(()) => {
                 self.x264_crf = crf;
@@ -268,7 +274,8 @@ impl H264Encoder {
             }
             Err(error) => {
                 let now = self.x264_crf;
-                warn!(%error, crf, now, "cannot change libx264's quality; it stays as it is");
+                warn!(%error, crf, now, "cannot change libx264's quality: every frame of this part is encoded at crf {now}");
+                self.fixed_crf = true;
                 false
             }
         }

@@ -144,7 +144,10 @@ pub fn padded(width: u32, height: u32) -> (u32, u32) {
 
 impl Recorder {
     /// A recorder writing into `writer`.
-    pub fn new(writer: RecordingWriter, cfg: RecorderConfig) -> Self {
+    pub fn new(writer: RecordingWriter, mut cfg: RecorderConfig) -> Self {
+        // A draft is coarser than the picture it is refined to, or there is none.
+        let crf = cfg.encoder.crf;
+        cfg.encoder.draft_crf = cfg.encoder.draft_crf.filter(|&d| d > crf);
         Self {
             cfg,
             writer,
@@ -238,9 +241,22 @@ impl Recorder {
             return Ok(());
         };
         if let Some(draft) = self.cfg.encoder.draft_crf {
-            part.encoder.set_crf(draft);
-            self.unrefined = Some(pts);
-            self.unrefined_since.get_or_insert(pts);
+            let cap = self.cfg.refine_after_ms.saturating_mul(REFINE_AT_MOST);
+            if self
+                .unrefined_since
+                .is_some_and(|s| pts >= s.saturating_add(cap))
+            {
+                // Drafts have waited long enough (the screen keeps changing): this picture is
+                // the refinement, at the full quality, rather than a draft and a refinement
+                // of it 1 ms later.
+                part.encoder.set_crf(self.cfg.encoder.crf);
+                self.unrefined = None;
+                self.unrefined_since = None;
+            } else {
+                part.encoder.set_crf(draft);
+                self.unrefined = Some(pts);
+                self.unrefined_since.get_or_insert(pts);
+            }
         }
         let out = part.encoder.encode(rgba, changed, to_i64(pts), key)?;
         self.inflight.push_back((pts, Picture::New));
