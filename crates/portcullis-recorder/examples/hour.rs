@@ -53,6 +53,8 @@ struct Args {
     seconds: u64,
     seed: u64,
     active: f64,
+    /// `--draft-crf`: the recorder's drafts (0: off); unset, its default.
+    draft_crf: Option<u8>,
 }
 
 fn parse_args() -> Result<Args, Error> {
@@ -64,6 +66,7 @@ fn parse_args() -> Result<Args, Error> {
         seconds: 3600,
         seed: 1,
         active: 0.5,
+        draft_crf: None,
     };
     let mut dir = None;
     while let Some(arg) = it.next() {
@@ -74,6 +77,7 @@ fn parse_args() -> Result<Args, Error> {
             "--seconds" => a.seconds = val()?.parse()?,
             "--seed" => a.seed = val()?.parse()?,
             "--active" => a.active = val()?.parse()?,
+            "--draft-crf" => a.draft_crf = Some(val()?.parse()?),
             s if s.starts_with("--") => return Err(format!("unknown option {s}").into()),
             s => dir = Some(PathBuf::from(s)),
         }
@@ -623,8 +627,12 @@ fn main() -> Result<(), Error> {
         started_at_ms,
     };
     let writer = RecordingWriter::create(&storage, Arc::new(generate_key()), meta)?;
-    let cfg = RecorderConfig::default();
+    let mut cfg = RecorderConfig::default();
+    if let Some(d) = a.draft_crf {
+        cfg.encoder.draft_crf = Some(d).filter(|&d| d > 0);
+    }
     let min_interval = 1000 / u64::from(cfg.max_fps.max(1));
+    let cfg_text = format!("{cfg:?}");
     let mut rec = Recorder::new(writer, cfg);
 
     let mut cpu = ThreadCpu::open()?;
@@ -756,7 +764,7 @@ fn main() -> Result<(), Error> {
         thumb_bytes,
     )?;
     out["encoder_parts"] = parts;
-    out["recorder_config"] = serde_json::json!(format!("{:?}", RecorderConfig::default()));
+    out["recorder_config"] = serde_json::json!(cfg_text);
     println!("{out}");
     Ok(())
 }

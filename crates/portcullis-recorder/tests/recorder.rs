@@ -33,16 +33,11 @@ fn tick_until(r: &mut Recorder, t: &mut u64, until: u64) {
     }
 }
 
-fn ffprobe_duration(file: &Path) -> f64 {
+/// What `ffprobe -v error ARGS FILE` prints.
+fn ffprobe(file: &Path, args: &[&str]) -> String {
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
+        .args(["-v", "error"])
+        .args(args)
         .arg(file)
         .output()
         .unwrap();
@@ -51,7 +46,17 @@ fn ffprobe_duration(file: &Path) -> f64 {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ffprobe_duration(file: &Path) -> f64 {
+    ffprobe(
+        file,
+        &["-show_entries", "format=duration", "-of", "csv=p=0"],
+    )
+    .trim()
+    .parse()
+    .unwrap()
 }
 
 /// RGB of pixel (x, y) of the frame on screen at `t` seconds: the fps filter resamples the
@@ -496,26 +501,15 @@ fn a_blinking_cursor_does_not_keep_the_screen_a_draft() {
 
 /// The presentation times of a video's packets, in seconds.
 fn packet_times(file: &Path) -> Vec<f64> {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "packet=pts_time",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let args = [
+        "-select_streams",
+        "v",
+        "-show_entries",
+        "packet=pts_time",
+        "-of",
+        "csv=p=0",
+    ];
+    ffprobe(file, &args)
         .lines()
         .map(|l| l.trim().trim_end_matches(',').parse().unwrap())
         .collect()
