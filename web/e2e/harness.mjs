@@ -401,3 +401,14 @@ export async function recordedEvents(admin, id) {
   }
   return (await admin.get(`/recordings/${id}/events`)).json;
 }
+
+/** Polls `f` (every 200 ms) until it returns a truthy value, which it returns; fails naming `what`. */
+export async function until(what, f, ms = 20000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const last = await f();
+    if (last) return last;
+    await sleep(200);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}

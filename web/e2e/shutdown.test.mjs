@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import {
-  startDesktop, startGateway, startXfreerdp, launchBrowser, newPage, openTarget, sleep,
+  startDesktop, startGateway, startXfreerdp, launchBrowser, newPage, openTarget, sleep, until,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -20,18 +20,6 @@ const VNC_PASSWORD = 'vncsecret';
 const REASON = 'the gateway is shutting down';
 /** The default `shutdown_grace_secs`. */
 const GRACE_MS = 10000;
-
-/** Polls `f` until it returns a truthy value. */
-async function until(what, f, ms = 20000) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    last = await f();
-    if (last) return last;
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /**
  * Opens a session over a raw WebSocket that reads what comes and never answers (no acks, no

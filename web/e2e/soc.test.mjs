@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
 import {
-  startDesktop, startGateway, startXfreerdp, launchBrowser, uiLogin, compareCanvasWith, request, sleep,
+  startDesktop, startGateway, startXfreerdp, launchBrowser, uiLogin, compareCanvasWith, request, sleep, until,
 } from './harness.mjs';
 import * as H from './harness.mjs';
 
@@ -179,21 +179,27 @@ test('the SOC watches view-only: its input goes nowhere, it is noted, and thumbn
 test('locking a user ends their session and refuses new logins until unlocked', async () => {
   const { page, id } = await aliceSession();
   assert.equal((await post(soc, '/users/alice/lock', { reason: 'credential leak' })).status, 204);
-  await page.waitForSelector('#session-error:not([hidden])', { timeout: 10000 });
-  assert.match(await page.textContent('#session-error'), /locked by the security team: credential leak/);
-  await page.context().close();
-  assert.equal((await soc.get('/sessions')).json.filter((s) => s.user === 'alice').length, 0);
+  try {
+    await page.waitForSelector('#session-error:not([hidden])', { timeout: 10000 });
+    assert.match(await page.textContent('#session-error'), /locked by the security team: credential leak/);
+    await page.context().close();
+    // The browser is told at once; the session leaves the list once it has ended (its
+    // recording closed and its end on the audit trail).
+    await until("alice's session to leave the live list",
+      async () => (await soc.get('/sessions')).json.filter((s) => s.user === 'alice').length === 0, 10000);
 
-  const alice = gw.api();
-  const r = await alice.login('alice', ALICE);
-  assert.equal(r.status, 403, r.text);
-  assert.match(r.text, /locked/);
-  const client = await startXfreerdp({ args: [`/v:127.0.0.1:${gw.rdpPort}`, '/u:alice#desk', `/p:${ALICE}`, '/cert:ignore', '/size:1024x768'] });
-  for (let i = 0; i < 100 && client.alive(); i++) await sleep(100);
-  assert.equal(client.alive(), false);
-  assert.match(client.log(), /ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES/);
-
-  assert.equal((await post(soc, '/users/alice/unlock')).status, 204);
+    const alice = gw.api();
+    const r = await alice.login('alice', ALICE);
+    assert.equal(r.status, 403, r.text);
+    assert.match(r.text, /locked/);
+    const client = await startXfreerdp({ args: [`/v:127.0.0.1:${gw.rdpPort}`, '/u:alice#desk', `/p:${ALICE}`, '/cert:ignore', '/size:1024x768'] });
+    for (let i = 0; i < 100 && client.alive(); i++) await sleep(100);
+    assert.equal(client.alive(), false);
+    assert.match(client.log(), /ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES/);
+  } finally {
+    // Whatever failed above, alice is unlocked for the tests after this one.
+    assert.equal((await post(soc, '/users/alice/unlock')).status, 204);
+  }
   assert.equal((await gw.api().login('alice', ALICE)).status, 200);
   void id;
 });
