@@ -253,11 +253,6 @@ impl H264Encoder {
         self.crf = crf.min(51);
     }
 
-    /// The CRF of the next frame given.
-    pub fn crf(&self) -> u8 {
-        self.crf
-    }
-
     /// Sets libx264's `crf` option to `crf`. A failure is logged and the quality stays as it
     /// is: drafts save bytes, they are no reason to end a session.
     fn apply_crf(&mut self, crf: u8) -> bool {

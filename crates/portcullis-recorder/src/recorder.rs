@@ -127,10 +127,9 @@ pub struct Recorder {
     thumb_stale: bool,
     frames: u64,
     last_commit_ms: u64,
-    /// The time of the last new picture, while it is encoded as a draft only.
-    unrefined: Option<u64>,
-    /// The time of the first draft since the last refinement.
-    unrefined_since: Option<u64>,
+    /// While the picture on screen is a draft only: the times of the first draft since the last
+    /// refinement and of the last one.
+    unrefined: Option<(u64, u64)>,
 }
 
 /// While the screen keeps changing, drafts wait at most this many `refine_after_ms` since the
@@ -164,7 +163,6 @@ impl Recorder {
             frames: 0,
             last_commit_ms: 0,
             unrefined: None,
-            unrefined_since: None,
         }
     }
 
@@ -242,20 +240,18 @@ impl Recorder {
         };
         if let Some(draft) = self.cfg.encoder.draft_crf {
             let cap = self.cfg.refine_after_ms.saturating_mul(REFINE_AT_MOST);
-            if self
-                .unrefined_since
-                .is_some_and(|s| pts >= s.saturating_add(cap))
-            {
-                // Drafts have waited long enough (the screen keeps changing): this picture is
-                // the refinement, at the full quality, rather than a draft and a refinement
-                // of it 1 ms later.
-                part.encoder.set_crf(self.cfg.encoder.crf);
-                self.unrefined = None;
-                self.unrefined_since = None;
-            } else {
-                part.encoder.set_crf(draft);
-                self.unrefined = Some(pts);
-                self.unrefined_since.get_or_insert(pts);
+            match self.unrefined {
+                Some((first, _)) if pts >= first.saturating_add(cap) => {
+                    // Drafts have waited long enough (the screen keeps changing): this
+                    // picture is the refinement, at the full quality, rather than a draft
+                    // and a refinement of it 1 ms later.
+                    part.encoder.set_crf(self.cfg.encoder.crf);
+                    self.unrefined = None;
+                }
+                first => {
+                    part.encoder.set_crf(draft);
+                    self.unrefined = Some((first.map_or(pts, |(f, _)| f), pts));
+                }
             }
         }
         let out = part.encoder.encode(rgba, changed, to_i64(pts), key)?;
@@ -267,25 +263,25 @@ impl Recorder {
     /// Encodes the draft on screen again at the full quality, at `pts`: a new picture for the
     /// fragments (cut within `fragment_ms`, like any change).
     fn refine(&mut self, pts: u64) -> Result<(), RecordError> {
-        let Some(part) = self.part.as_mut() else {
-            return Ok(());
-        };
         self.unrefined = None;
-        self.unrefined_since = None;
-        part.encoder.set_crf(self.cfg.encoder.crf);
-        let out = part.encoder.repeat(to_i64(pts), false)?;
-        self.inflight.push_back((pts, Picture::New));
-        self.last_in_ms = Some(pts);
-        self.take_encoded(out)
+        if let Some(part) = self.part.as_mut() {
+            part.encoder.set_crf(self.cfg.encoder.crf);
+        }
+        self.encode_repeat(pts, Picture::New)
     }
 
     /// Repeats the picture (never a keyframe) at `pts`, at the quality it was last encoded at.
     fn repeat(&mut self, pts: u64) -> Result<(), RecordError> {
+        self.encode_repeat(pts, Picture::Repeat)
+    }
+
+    /// Gives the encoder the last picture again at `pts`, counted as `picture`.
+    fn encode_repeat(&mut self, pts: u64, picture: Picture) -> Result<(), RecordError> {
         let Some(part) = self.part.as_mut() else {
             return Ok(());
         };
         let out = part.encoder.repeat(to_i64(pts), false)?;
-        self.inflight.push_back((pts, Picture::Repeat));
+        self.inflight.push_back((pts, picture));
         self.last_in_ms = Some(pts);
         self.take_encoded(out)
     }
@@ -334,14 +330,10 @@ impl Recorder {
     /// second): a draft's refinement is due.
     pub fn next_deadline(&self) -> Option<u64> {
         let after = self.cfg.refine_after_ms;
-        let last = self.unrefined.map(|at| at.saturating_add(after));
-        let first = self
-            .unrefined_since
-            .map(|at| at.saturating_add(after.saturating_mul(REFINE_AT_MOST)));
-        match (last, first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.unrefined.map(|(first, last)| {
+            let cap = first.saturating_add(after.saturating_mul(REFINE_AT_MOST));
+            last.saturating_add(after).min(cap)
+        })
     }
 
     /// Time passes with nothing new on screen: refines a draft once due, cuts a fragment once
@@ -421,7 +413,6 @@ impl Recorder {
             // the full quality and shows until the end; else (only after a long still while)
             // the draft is refined now.
             self.unrefined = None;
-            self.unrefined_since = None;
             if let Some(part) = self.part.as_mut() {
                 if part.encoder.held() > 0 {
                     part.encoder.requalify_held(self.cfg.encoder.crf);

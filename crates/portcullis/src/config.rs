@@ -295,11 +295,9 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
     // 0 turns drafts off; a draft is never finer than the picture it is refined to.
     // Unset: the default, unless `crf` is already as coarse (a configuration that worked
     // keeps working).
-    let draft_crf = match r
-        .draft_crf
-        .or(defaults.draft_crf.filter(|&d| d > crf).or(Some(0)))
-    {
-        None | Some(0) => None,
+    let draft_crf = match r.draft_crf {
+        None => defaults.draft_crf.filter(|&d| d > crf),
+        Some(0) => None,
         Some(d) if d < crf || d > 51 => {
             bail!("recording.draft_crf: 0 (off) or between recording.crf ({crf}) and 51, got {d}")
         }
