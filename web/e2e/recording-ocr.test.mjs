@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDesktop, startGateway, launchBrowser, uiLogin } from './harness.mjs';
+import { startDesktop, startGateway, launchBrowser, uiLogin, until } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const ALICE = 'alice-password-123';
@@ -55,7 +55,85 @@ function ocr(png, name) {
   return { text, words: text.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean) };
 }
 
-const missing = (words) => WORDS.filter((w) => !words.includes(w.toLowerCase()));
+const missing = (words, want = WORDS) => want.filter((w) => !words.includes(w.toLowerCase()));
+
+/**
+ * The target's own screen (the xterm's `box`), read until `want` was typed and echoed (each word
+ * twice); each read takes a second or two of OCR. `shotAt`: when that screenshot was taken.
+ */
+function readSource(box, want) {
+  for (let i = 0; i < 15; i++) {
+    const shotAt = Date.now();
+    const name = `source-${want[0]}-${i}`;
+    const read = ocr(crop(desktop.screenshot(), box, name), name);
+    if (missing(read.words, want).length === 0 && want.every((w) => read.words.filter((x) => x === w.toLowerCase()).length >= 2)) {
+      return { source: read, shotAt };
+    }
+  }
+  assert.fail(`the target never showed the echoed line ${want.join(' ')}`);
+}
+
+/** Waits for the recording `id` to be complete (read through `api`); its detail. */
+async function completed(api, id) {
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    const detail = (await api.get(`/recordings/${id}`)).json;
+    if (detail.recording.state === 'complete') return detail;
+    assert.ok(Date.now() < deadline, `recording ${id} not complete`);
+    await new Promise((r) => setTimeout(r, 250)); // polling the API, as waitForState does
+  }
+}
+
+/**
+ * In the player page `rev` showing a recording of `durationMs`: clicks the bar at `momentMs`,
+ * waits for the decoded frame there and reads the xterm's `box` in it.
+ */
+async function seekAndRead(rev, { momentMs, durationMs, box, name }) {
+  const bar = await rev.locator('#player-scrub').boundingBox();
+  const x = bar.x + (momentMs / durationMs) * bar.width;
+  await rev.evaluate(() => {
+    const v = document.querySelector('#player-video');
+    window.__ocrSeeked = false;
+    v.addEventListener('seeked', () => { window.__ocrSeeked = true; }, { once: true });
+  });
+  await rev.mouse.click(x, bar.y + bar.height / 2);
+  const target = await rev.evaluate(() => window.__portcullis.player.lastSeekTarget);
+  assert.ok(Math.abs(target * 1000 - momentMs) < 250, `seeked to ${target} s for ${momentMs} ms`);
+  await rev.waitForFunction((t) => {
+    const v = document.querySelector('#player-video');
+    return window.__ocrSeeked && !v.seeking && v.readyState >= 2 && Math.abs(v.currentTime - t) < 0.05;
+  }, target, { timeout: 20000 });
+  // The decoded frame's xterm region, at the video's own resolution.
+  const b64 = await rev.evaluate((bx) => {
+    const v = document.querySelector('#player-video');
+    const c = document.createElement('canvas');
+    c.width = bx.w; c.height = bx.h;
+    c.getContext('2d').drawImage(v, bx.x, bx.y, bx.w, bx.h, 0, 0, bx.w, bx.h);
+    return c.toDataURL('image/png').split(',')[1];
+  }, box);
+  return ocr(Buffer.from(b64, 'base64'), name);
+}
+
+/** Opens a session of alice's on the desktop in a new page: { page, id, startedAt }. */
+async function openSession(base) {
+  const page = await newPage();
+  await uiLogin(page, base, 'alice', ALICE);
+  await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
+  await page.click('[data-target="desk"]');
+  await page.waitForFunction(() => window.__portcullis?.sessionId && window.__portcullis.framesPainted >= 1, null, { timeout: 20000 });
+  const id = await page.evaluate(() => window.__portcullis.sessionId);
+  return { page, id };
+}
+
+/** Opens the player on recording `id` as the admin, in a new page. */
+async function openPlayer(base, id) {
+  const rev = await newPage();
+  await uiLogin(rev, base, 'admin', ADMIN);
+  await rev.waitForFunction(() => !location.hash.startsWith('#/login'), null, { timeout: 10000 });
+  await rev.goto(`${base}/#/recordings/${id}`);
+  await rev.waitForFunction(() => window.__portcullis?.player?.ready, null, { timeout: 20000 });
+  return rev;
+}
 
 /** The xterm's window on the target's display: { x, y, w, h }. */
 function xtermBox() {
@@ -74,29 +152,14 @@ function crop(png, { x, y, w, h }, name) {
 
 test('the player decodes the frame at a known moment: its text reads like the source; thumbnail, poster and policy styles are right', async () => {
   // ---- the session: a distinctive line typed into the xterm -----------------------------------
-  const page = await newPage();
-  await uiLogin(page, gw.base, 'alice', ALICE);
-  await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
-  await page.click('[data-target="desk"]');
-  await page.waitForFunction(() => window.__portcullis?.sessionId && window.__portcullis.framesPainted >= 1, null, { timeout: 20000 });
-  const id = await page.evaluate(() => window.__portcullis.sessionId);
+  const { page, id } = await openSession(gw.base);
   const startedAt = (await admin.get(`/recordings/${id}`)).json.recording.started_at_ms;
   await page.click('canvas');
   await page.keyboard.type(`echo ${WORDS.join(' ')}`);
   await page.keyboard.press('Enter');
 
-  // The source: the target's own screen, read until the echoed line is there (each read takes
-  // a second or two of OCR; the moment is when the screenshot was taken).
   const box = xtermBox();
-  let source = null;
-  let shotAt = 0;
-  for (let i = 0; i < 15 && !source; i++) {
-    shotAt = Date.now();
-    const read = ocr(crop(desktop.screenshot(), box, `source-${i}`), `source-${i}`);
-    // The typed command and its output: each word twice once the echo ran.
-    if (missing(read.words).length === 0 && WORDS.every((w) => read.words.filter((x) => x === w.toLowerCase()).length >= 2)) source = read;
-  }
-  assert.ok(source, 'the target never showed the echoed line');
+  const { source, shotAt } = readSource(box, WORDS);
   const shownMs = shotAt - startedAt;
 
   // The first thumbnail is of the session's first picture (black: x11vnc has not sent the screen
@@ -113,12 +176,7 @@ test('the player decodes the frame at a known moment: its text reads like the so
     await new Promise((r) => setTimeout(r, 250)); // polling the API, as waitForState does
   }
   await page.context().close();
-  for (;;) {
-    detail = (await admin.get(`/recordings/${id}`)).json;
-    if (detail.recording.state === 'complete') break;
-    assert.ok(Date.now() < until + 20000, `recording ${id} not complete`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  detail = await completed(admin, id);
   const settled = detail.thumbnails.find(settledAfter);
   // The known moment: after the line was shown, and after the settled thumbnail's start.
   const momentMs = Math.max(shownMs + 1000, settled.t_ms + 300);
@@ -126,12 +184,8 @@ test('the player decodes the frame at a known moment: its text reads like the so
   assert.ok(momentMs < durationMs - 200, `moment ${momentMs} ms, recording ${durationMs} ms`);
 
   // ---- the player ------------------------------------------------------------------------------
-  const rev = await newPage();
+  const rev = await openPlayer(gw.base, id);
   try {
-    await uiLogin(rev, gw.base, 'admin', ADMIN);
-    await rev.waitForFunction(() => !location.hash.startsWith('#/login'), null, { timeout: 10000 });
-    await rev.goto(`${gw.base}/#/recordings/${id}`);
-    await rev.waitForFunction(() => window.__portcullis?.player?.ready, null, { timeout: 20000 });
 
     // The poster (before any play or seek): a thumbnail with content, not a black picture.
     await rev.waitForFunction(() => window.__portcullis.player.posterSeq !== null, null, { timeout: 10000 });
@@ -186,29 +240,8 @@ test('the player decodes the frame at a known moment: its text reads like the so
     }, { bx: box, vw: detail.inits[0].width });
     assert.ok(thumb.rgb.every((c) => c > 200), `the hover thumbnail at ${momentMs} ms does not show the xterm: ${JSON.stringify(thumb)}`);
 
-    // Seek there by clicking the bar; wait for `seeked` and the decoded frame at the new position.
-    await rev.evaluate(() => {
-      const v = document.querySelector('#player-video');
-      window.__ocrSeeked = false;
-      v.addEventListener('seeked', () => { window.__ocrSeeked = true; }, { once: true });
-    });
-    await rev.mouse.click(x, bar.y + bar.height / 2);
-    const target = await rev.evaluate(() => window.__portcullis.player.lastSeekTarget);
-    assert.ok(Math.abs(target * 1000 - momentMs) < 250, `seeked to ${target} s for ${momentMs} ms`);
-    await rev.waitForFunction((t) => {
-      const v = document.querySelector('#player-video');
-      return window.__ocrSeeked && !v.seeking && v.readyState >= 2 && Math.abs(v.currentTime - t) < 0.05;
-    }, target, { timeout: 20000 });
-
-    // The decoded frame's xterm region, at the video's own resolution.
-    const b64 = await rev.evaluate((bx) => {
-      const v = document.querySelector('#player-video');
-      const c = document.createElement('canvas');
-      c.width = bx.w; c.height = bx.h;
-      c.getContext('2d').drawImage(v, bx.x, bx.y, bx.w, bx.h, 0, 0, bx.w, bx.h);
-      return c.toDataURL('image/png').split(',')[1];
-    }, box);
-    const played = ocr(Buffer.from(b64, 'base64'), 'played');
+    // Seek there by clicking the bar; the decoded frame at the new position.
+    const played = await seekAndRead(rev, { momentMs, durationMs, box, name: 'played' });
     assert.deepEqual(missing(played.words), [], `the player's frame lacks words the source shows.\nsource:\n${source.text}\nplayer:\n${played.text}`);
     // Word for word, most of what the source reads is read in the recording too.
     const src = new Map();
@@ -219,5 +252,66 @@ test('the player decodes the frame at a known moment: its text reads like the so
     assert.ok(accuracy >= 0.8, `word accuracy ${accuracy.toFixed(2)} of the source's.\nsource:\n${source.text}\nplayer:\n${played.text}`);
   } finally {
     await rev.context().close();
+  }
+});
+
+test('a still screen lets go of the recording\'s encoder; what changes after it is recorded in the same file and plays', async () => {
+  const still = await startGateway({ adminPassword: ADMIN, extraConfig: '[recording]\nrelease_encoder_after_secs = 2\n' });
+  const LET_GO = "the recording's encoder is let go";
+  const lettings = () => still.log().split(LET_GO).length - 1;
+  try {
+    const api = still.api();
+    assert.equal((await api.login('admin', ADMIN)).status, 200);
+    let r = await api.post('/users', { name: 'alice', password: ALICE, role: 'user' });
+    assert.equal(r.status, 201, r.text);
+    r = await api.post('/targets', { name: 'desk', address: desktop.address, password: VNC_PASSWORD });
+    assert.equal(r.status, 201, r.text);
+    r = await api.post('/grants', { user: 'alice', target: 'desk' });
+    assert.equal(r.status, 201, r.text);
+
+    const { page, id } = await openSession(still.base);
+    const startedAt = (await api.get(`/recordings/${id}`)).json.recording.started_at_ms;
+    const box = xtermBox();
+    const first = ['gooseberry', 'hinterland', '1848'];
+    const second = ['zanzibar', 'quokka', '2718'];
+    await page.click('canvas');
+    await page.keyboard.type(`echo ${first.join(' ')}`);
+    await page.keyboard.press('Enter');
+    readSource(box, first);
+    // The screen stays still: the encoder goes (the log says so).
+    await until('the encoder let go (gateway log)', () => lettings() >= 1, 30000);
+    const letGoAt = Date.now() - startedAt;
+    // A change after that: a new encoder, in the same part.
+    await page.keyboard.type(`echo ${second.join(' ')}`);
+    await page.keyboard.press('Enter');
+    const { shotAt } = readSource(box, second);
+    const shownMs = shotAt - startedAt;
+    // ...and it is let go again once the screen is still again.
+    await until('the encoder let go a second time (gateway log)', () => lettings() >= 2, 30000);
+    await page.context().close();
+
+    // Stored the way an admin (or an attacker with the files) finds it: one part, no hole in the
+    // timeline, a keyframe where the screen changed after the encoder was let go.
+    const detail = await completed(api, id);
+    assert.equal(detail.inits.length, 1, `more than one part: ${JSON.stringify(detail.inits)}`);
+    const segs = detail.segments;
+    for (let i = 1; i < segs.length; i++) {
+      assert.equal(segs[i].start_ms, segs[i - 1].end_ms, `a hole in the timeline: ${JSON.stringify(segs)}`);
+    }
+    assert.ok(segs.some((s) => s.key && s.start_ms >= letGoAt - 3000 && s.start_ms <= shownMs),
+      `no keyframe where the screen changed after the encoder went (${letGoAt}..${shownMs} ms): ${JSON.stringify(segs)}`);
+
+    // The player shows the second line at the moment it was on screen.
+    const durationMs = segs.at(-1).end_ms;
+    const momentMs = Math.min(shownMs + 1000, durationMs - 300);
+    const rev = await openPlayer(still.base, id);
+    try {
+      const played = await seekAndRead(rev, { momentMs, durationMs, box, name: 'played-still' });
+      assert.deepEqual(missing(played.words, second), [], `the player's frame after the encoder came back lacks the second line:\n${played.text}`);
+    } finally {
+      await rev.context().close();
+    }
+  } finally {
+    await still.stop();
   }
 });

@@ -143,6 +143,28 @@ mod ffi {
             Ok(())
         }
     }
+
+    /// Hands the C heap's free pages back to the system.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    pub(super) fn trim_c_heap() {
+        // SAFETY: `malloc_trim` takes no pointer and touches only glibc's own arenas, each
+        // under its lock (it is thread-safe); it frees nothing that is in use.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    pub(super) fn trim_c_heap() {}
+}
+
+/// Gives back to the system the memory a closed encoder leaves in the C heap. libx264 and
+/// FFmpeg allocate with glibc's `malloc` (not the gateway's allocator), and glibc keeps what
+/// they free for later: measured with `examples/encmem.rs` at 1080p, about 20 MiB of a closed
+/// encoder stays resident otherwise. Costs a walk over glibc's arenas: call it after closing
+/// one, not per frame.
+pub fn return_freed_memory() {
+    ffi::trim_c_heap();
 }
 
 fn clamp_u8(v: i32) -> u8 {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use portcullis_broker::{SessionRecorder, Tap, TapEvent};
 use portcullis_core::keytext::KeyTranscriber;
 use portcullis_core::session::SessionEvent;
+use portcullis_core::Rect;
 use portcullis_recording::{
     unix_ms, LiveRecordings, RecordingStorage, RecordingWriter, SessionMeta, SigningKey,
 };
@@ -254,7 +255,14 @@ fn run(
         }
         if !batch.damage.is_empty() {
             let due = last_frame.is_none_or(|t| now >= t + min_interval);
-            if due && tap.copy_into(&batch.damage, &mut mirror, pw, ph) {
+            // The mirror went with the encoder (a still screen): the whole desktop again.
+            let copied = if mirror.is_empty() {
+                mirror = vec![0u8; pw as usize * ph as usize * 4];
+                due && tap.copy_into(&[Rect::new(0, 0, pw, ph)], &mut mirror, pw, ph)
+            } else {
+                due && tap.copy_into(&batch.damage, &mut mirror, pw, ph)
+            };
+            if copied {
                 // The last frame took longer than a frame slot to encode: the updates merged
                 // meanwhile are frames the recording skipped.
                 if behind && updates_merged > 1 {
@@ -279,8 +287,18 @@ fn run(
             }
         }
         // `mirror` holds the picture of the last frame: an unchanged screen gets its thumbnail.
-        recorder.settled(ms(now), &mirror, width, height);
+        if !mirror.is_empty() {
+            recorder.settled(ms(now), &mirror, width, height);
+        }
         recorder.tick(ms(now)).map_err(|e| fail(&tap, &e))?;
+        if !recorder.holds_encoder() && recorder.frames() > 0 && !mirror.is_empty() {
+            // A still screen let go of its encoder: its copy of the desktop goes too (8 MiB at
+            // 1080p); the next change copies the whole desktop again.
+            mirror = Vec::new();
+            if batch.resized.is_none() {
+                info!(session = %tap.info().id, "the screen is still: the recording's encoder is let go until it changes");
+            }
+        }
         if now.duration_since(space_checked) >= SPACE_CHECK {
             space_checked = now;
             // Half the start-up margin: end the session while its recording can still be closed.

@@ -62,6 +62,13 @@ pub struct RecorderConfig {
     /// part (the session ends, the desktop is resized) is encoded at the full quality when x264
     /// still holds it (the last frame given), else refined then.
     pub refine_after_ms: u64,
+    /// A screen still this long (no new picture, nothing left to refine) lets go of its
+    /// encoder: x264's frames and tables, ~20-45 MiB at 1080p, are freed while nobody changes
+    /// anything. Repeats for the next `PARKED_REPEATS` idle fragments are encoded before it
+    /// goes, so the timeline still moves on (a crash loses no more than before); the next new
+    /// picture opens an encoder again and is a keyframe (with this at least `keyframe_max_ms`,
+    /// it would have been one anyway). 0: never.
+    pub release_after_ms: u64,
     /// libx264 settings.
     pub encoder: EncoderSettings,
     /// Keystrokes in the event track.
@@ -81,6 +88,7 @@ impl Default for RecorderConfig {
             thumbnail_every_ms: 10_000,
             thumbnail_width: 240,
             refine_after_ms: 1000,
+            release_after_ms: 60_000,
             encoder: EncoderSettings::default(),
             keystrokes: KeystrokeLog::Text,
             min_free_bytes: 512 * 1024 * 1024,
@@ -89,11 +97,14 @@ impl Default for RecorderConfig {
 }
 
 struct Part {
-    encoder: H264Encoder,
+    /// `None` while the screen is still and the encoder was let go
+    /// (`RecorderConfig::release_after_ms`).
+    encoder: Option<H264Encoder>,
     /// Desktop size (the encoded size is padded to even).
     width: u32,
     height: u32,
-    started: bool,
+    /// The parameter sets of the part's init segment, once written.
+    params: Option<(Vec<u8>, Vec<u8>)>,
     fragments: u32,
 }
 
@@ -130,7 +141,17 @@ pub struct Recorder {
     /// While the picture on screen is a draft only: the times of the first draft since the last
     /// refinement and of the last one.
     unrefined: Option<(u64, u64)>,
+    /// Time of the last new picture given.
+    last_new_ms: Option<u64>,
+    /// While the encoder is let go: repeats of the still picture it encoded for the idle
+    /// fragments to come, oldest first (each a few tens of bytes).
+    parked: VecDeque<Encoded>,
 }
+
+/// How many idle fragments' repeats are encoded before an encoder is let go: with one fragment a
+/// minute, an hour. After that, a still screen gets no more fragments until it changes (the
+/// last picture is kept, not its time: a crash then loses the still time beyond the hour).
+pub const PARKED_REPEATS: u64 = 60;
 
 /// While the screen keeps changing, drafts wait at most this many `refine_after_ms` since the
 /// first of them for a refinement.
@@ -163,6 +184,8 @@ impl Recorder {
             frames: 0,
             last_commit_ms: 0,
             unrefined: None,
+            last_new_ms: None,
+            parked: VecDeque::new(),
         }
     }
 
@@ -174,6 +197,12 @@ impl Recorder {
     /// Frames encoded so far.
     pub fn frames(&self) -> u64 {
         self.frames
+    }
+
+    /// Whether an encoder is open now (none before the first picture, nor while a still screen
+    /// let go of it).
+    pub fn holds_encoder(&self) -> bool {
+        self.part.as_ref().is_some_and(|p| p.encoder.is_some())
     }
 
     /// An event at `t_ms`.
@@ -214,19 +243,32 @@ impl Recorder {
             self.end_part(now_ms)?;
         }
         let mut changed = changed;
-        if self.part.is_none() {
+        let mut opened = false;
+        match self.part.as_mut() {
+            Some(part) if part.encoder.is_some() => {}
+            Some(part) => {
+                // The screen changes again after a still while: a new encoder for the same part.
+                part.encoder = Some(H264Encoder::new(pw, ph, &self.cfg.encoder)?);
+                self.parked.clear();
+                opened = true;
+            }
+            None => {
+                self.part = Some(Part {
+                    encoder: Some(H264Encoder::new(pw, ph, &self.cfg.encoder)?),
+                    width,
+                    height,
+                    params: None,
+                    fragments: 0,
+                });
+                opened = true;
+            }
+        }
+        if opened {
             // A new encoder starts from nothing: convert the whole picture.
             changed = &everything;
-            self.part = Some(Part {
-                encoder: H264Encoder::new(pw, ph, &self.cfg.encoder)?,
-                width,
-                height,
-                started: false,
-                fragments: 0,
-            });
         }
         let pts = self.next_pts(now_ms);
-        let key = self.wants_key(pts);
+        let key = opened || self.wants_key(pts);
         if key {
             self.last_key_ms = pts;
         }
@@ -235,7 +277,7 @@ impl Recorder {
         } else {
             self.thumb_stale = true;
         }
-        let Some(part) = self.part.as_mut() else {
+        let Some(encoder) = self.part.as_mut().and_then(|p| p.encoder.as_mut()) else {
             return Ok(());
         };
         if let Some(draft) = self.cfg.encoder.draft_crf {
@@ -245,18 +287,19 @@ impl Recorder {
                     // Drafts have waited long enough (the screen keeps changing): this
                     // picture is the refinement, at the full quality, rather than a draft
                     // and a refinement of it 1 ms later.
-                    part.encoder.set_crf(self.cfg.encoder.crf);
+                    encoder.set_crf(self.cfg.encoder.crf);
                     self.unrefined = None;
                 }
                 first => {
-                    part.encoder.set_crf(draft);
+                    encoder.set_crf(draft);
                     self.unrefined = Some((first.map_or(pts, |(f, _)| f), pts));
                 }
             }
         }
-        let out = part.encoder.encode(rgba, changed, to_i64(pts), key)?;
+        let out = encoder.encode(rgba, changed, to_i64(pts), key)?;
         self.inflight.push_back((pts, Picture::New));
         self.last_in_ms = Some(pts);
+        self.last_new_ms = Some(pts);
         self.take_encoded(out)
     }
 
@@ -264,8 +307,9 @@ impl Recorder {
     /// fragments (cut within `fragment_ms`, like any change).
     fn refine(&mut self, pts: u64) -> Result<(), RecordError> {
         self.unrefined = None;
-        if let Some(part) = self.part.as_mut() {
-            part.encoder.set_crf(self.cfg.encoder.crf);
+        let crf = self.cfg.encoder.crf;
+        if let Some(encoder) = self.encoder() {
+            encoder.set_crf(crf);
         }
         self.encode_repeat(pts, Picture::New)
     }
@@ -277,10 +321,10 @@ impl Recorder {
 
     /// Gives the encoder the last picture again at `pts`, counted as `picture`.
     fn encode_repeat(&mut self, pts: u64, picture: Picture) -> Result<(), RecordError> {
-        let Some(part) = self.part.as_mut() else {
+        let Some(encoder) = self.encoder() else {
             return Ok(());
         };
-        let out = part.encoder.repeat(to_i64(pts), false)?;
+        let out = encoder.repeat(to_i64(pts), false)?;
         self.inflight.push_back((pts, picture));
         self.last_in_ms = Some(pts);
         self.take_encoded(out)
@@ -291,7 +335,7 @@ impl Recorder {
     /// the next fragment in time.
     fn drain(&mut self, now_ms: u64) -> Result<(), RecordError> {
         let slot = 1000 / u64::from(self.cfg.encoder.fps.max(1));
-        while self.inflight.iter().any(|(_, p)| *p == Picture::New) {
+        while self.encoder().is_some() && self.inflight.iter().any(|(_, p)| *p == Picture::New) {
             let Some(last) = self.last_in_ms else { break };
             let pts = last + slot;
             if pts > now_ms {
@@ -344,6 +388,7 @@ impl Recorder {
             self.refine(pts)?;
         }
         self.drain(now_ms)?;
+        self.release_if_still(now_ms)?;
         let fragment_start = self
             .samples
             .first()
@@ -364,9 +409,20 @@ impl Recorder {
             Some(start) if now_ms >= start + every => {
                 if self.pending.is_some() {
                     // Encode the same picture again so the pending frame gets its duration
-                    // and the timeline has no hole.
-                    let pts = self.next_pts(now_ms);
-                    self.repeat(pts)?;
+                    // and the timeline has no hole (or, without an encoder, take the repeat
+                    // encoded for this moment before it went).
+                    if self.encoder().is_some() {
+                        let pts = self.next_pts(now_ms);
+                        self.repeat(pts)?;
+                    } else if self
+                        .parked
+                        .front()
+                        .is_some_and(|e| e.pts_ms <= to_i64(now_ms))
+                    {
+                        if let Some(e) = self.parked.pop_front() {
+                            self.take_one(e, Picture::Repeat)?;
+                        }
+                    }
                 }
                 self.flush_fragment()?;
             }
@@ -413,26 +469,30 @@ impl Recorder {
             // the full quality and shows until the end; else (only after a long still while)
             // the draft is refined now.
             self.unrefined = None;
-            if let Some(part) = self.part.as_mut() {
-                if part.encoder.held() > 0 {
-                    part.encoder.requalify_held(self.cfg.encoder.crf);
+            let crf = self.cfg.encoder.crf;
+            if let Some(encoder) = self.encoder() {
+                if encoder.held() > 0 {
+                    encoder.requalify_held(crf);
                 } else {
                     let pts = self.next_pts(now_ms);
                     self.refine(pts)?;
                 }
             }
         }
-        if let Some(part) = self.part.as_mut() {
+        if let Some(encoder) = self.encoder() {
             // What x264's lookahead still holds comes out now.
-            let rest = part.encoder.flush()?;
+            let rest = encoder.flush()?;
             self.take_encoded(rest)?;
         }
+        self.parked.clear();
         self.inflight.clear();
         self.last_in_ms = None;
         let end = self.last_pts.map_or(now_ms, |p| now_ms.max(p + 1));
         self.settle_pending(end);
         self.flush_fragment()?;
-        self.part = None;
+        if self.part.take().is_some_and(|p| p.encoder.is_some()) {
+            crate::encoder::return_freed_memory();
+        }
         if self.last_pts.is_some() {
             // The next part starts where this one ends: no hole in the timeline.
             self.last_pts = Some(end.saturating_sub(1));
@@ -457,7 +517,7 @@ impl Recorder {
     /// the last keyframe (by time only).
     fn wants_key(&self, pts: u64) -> bool {
         match &self.part {
-            Some(p) if p.started || self.last_in_ms.is_some() => {
+            Some(p) if p.params.is_some() || self.last_in_ms.is_some() => {
                 pts >= self.last_key_ms + self.cfg.keyframe_max_ms
             }
             _ => true,
@@ -484,42 +544,103 @@ impl Recorder {
     /// Takes what the encoder produced: the oldest frames in flight, in order.
     fn take_encoded(&mut self, out: Vec<Encoded>) -> Result<(), RecordError> {
         for e in out {
-            let (pts, picture) = self
-                .inflight
-                .pop_front()
-                .unwrap_or((u64::try_from(e.pts_ms).unwrap_or(0), Picture::New));
-            let Some(part) = self.part.as_mut() else {
-                break;
-            };
-            if !part.started {
-                let (Some(sps), Some(pps)) = (&e.unit.sps, &e.unit.pps) else {
-                    // Nothing can be decoded before the parameter sets.
+            let picture = match self.inflight.pop_front() {
+                Some((_, Picture::Parked)) => {
+                    self.parked.push_back(e);
                     continue;
-                };
-                let avcc = h264::avcc(sps, pps).unwrap_or_default();
-                let (pw, ph) = part.encoder.size();
-                let init = mp4::init_segment(pw, ph, &avcc);
-                self.writer
-                    .begin_part(pw, ph, &h264::codec_string(sps), &init)?;
-                part.started = true;
-            }
-            let time = u64::try_from(e.pts_ms).unwrap_or(pts);
-            if e.key {
-                // A keyframe starts a fragment: seeks start at fragment boundaries.
-                self.settle_pending(time);
-                self.flush_fragment()?;
-            } else {
-                self.settle_pending(time);
-            }
-            self.frames += 1;
-            self.pending = Some(Pending {
-                sample: e.unit.sample,
-                time_ms: time,
-                key: e.key,
-                repeat: picture == Picture::Repeat,
-            });
-            self.last_pts = Some(time);
+                }
+                Some((_, picture)) => picture,
+                None => Picture::New,
+            };
+            self.take_one(e, picture)?;
         }
+        Ok(())
+    }
+
+    /// One frame out of the encoder: it becomes the pending frame.
+    fn take_one(&mut self, e: Encoded, picture: Picture) -> Result<(), RecordError> {
+        let time = u64::try_from(e.pts_ms).unwrap_or(0);
+        if e.key {
+            // A keyframe starts a fragment: seeks start at fragment boundaries.
+            self.settle_pending(time);
+            self.flush_fragment()?;
+        } else {
+            self.settle_pending(time);
+        }
+        let Some(part) = self.part.as_mut() else {
+            return Ok(());
+        };
+        if e.key {
+            if let (Some(sps), Some(pps)) = (&e.unit.sps, &e.unit.pps) {
+                // The first keyframe starts the part's file; one whose parameter sets differ
+                // from the init segment's (an encoder opened again and set up otherwise:
+                // never seen, but the samples carry no parameter sets) starts a new file.
+                if part
+                    .params
+                    .as_ref()
+                    .is_none_or(|(s, p)| s != sps || p != pps)
+                {
+                    let avcc = h264::avcc(sps, pps).unwrap_or_default();
+                    let (pw, ph) = padded(part.width, part.height);
+                    let init = mp4::init_segment(pw, ph, &avcc);
+                    self.writer
+                        .begin_part(pw, ph, &h264::codec_string(sps), &init)?;
+                    part.params = Some((sps.clone(), pps.clone()));
+                    part.fragments = 0;
+                }
+            }
+        }
+        if part.params.is_none() {
+            // Nothing can be decoded before the parameter sets.
+            return Ok(());
+        }
+        self.frames += 1;
+        self.pending = Some(Pending {
+            sample: e.unit.sample,
+            time_ms: time,
+            key: e.key,
+            repeat: picture == Picture::Repeat,
+        });
+        self.last_pts = Some(time);
+        Ok(())
+    }
+
+    /// The encoder of the current part, if it has one now.
+    fn encoder(&mut self) -> Option<&mut H264Encoder> {
+        self.part.as_mut().and_then(|p| p.encoder.as_mut())
+    }
+
+    /// Lets go of the encoder once the screen stayed the same `release_after_ms` and nothing is
+    /// left to refine or to come out; repeats for the next idle fragments are encoded first.
+    fn release_if_still(&mut self, now_ms: u64) -> Result<(), RecordError> {
+        let after = self.cfg.release_after_ms;
+        if after == 0
+            || self.unrefined.is_some()
+            || self.inflight.iter().any(|(_, p)| *p == Picture::New)
+            || self
+                .last_new_ms
+                .is_none_or(|t| now_ms < t.saturating_add(after))
+        {
+            return Ok(());
+        }
+        let Some(last) = self.last_in_ms else {
+            return Ok(());
+        };
+        let every = self.cfg.idle_fragment_ms.max(1);
+        let Some(mut encoder) = self.part.as_mut().and_then(|p| p.encoder.take()) else {
+            return Ok(());
+        };
+        let mut out = Vec::new();
+        for k in 1..=PARKED_REPEATS {
+            let pts = last.saturating_add(every.saturating_mul(k));
+            out.extend(encoder.repeat(to_i64(pts), false)?);
+            self.inflight.push_back((pts, Picture::Parked));
+        }
+        out.extend(encoder.flush()?);
+        drop(encoder);
+        crate::encoder::return_freed_memory();
+        self.take_encoded(out)?;
+        self.inflight.clear();
         Ok(())
     }
 
@@ -570,6 +691,8 @@ impl Recorder {
 enum Picture {
     New,
     Repeat,
+    /// A repeat encoded ahead for an idle fragment, before the encoder is let go.
+    Parked,
 }
 
 fn duration(from: u64, to: u64) -> u32 {

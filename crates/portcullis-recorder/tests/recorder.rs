@@ -327,6 +327,84 @@ fn keyframes_come_by_time_only_and_never_while_the_screen_is_still() {
 }
 
 #[test]
+fn a_still_screen_lets_go_of_its_encoder_and_the_next_change_plays_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let cfg = RecorderConfig {
+        release_after_ms: 3000,
+        idle_fragment_ms: 1000,
+        ..RecorderConfig::default()
+    };
+    let mut r = Recorder::new(writer(&disk, "still"), cfg);
+    let (w, h) = (320, 240);
+    let mut t = 0;
+    r.frame(0, &picture(w, h, false), w, h).unwrap();
+    assert!(r.holds_encoder());
+    tick_until(&mut r, &mut t, 2000);
+    assert!(r.holds_encoder(), "let go before release_after_ms");
+    tick_until(&mut r, &mut t, 5000);
+    assert!(!r.holds_encoder(), "a still screen keeps its encoder");
+    // Still for longer than the repeats encoded ahead last (60 idle fragments of 1 s), then a
+    // change: a new encoder, in the same file.
+    tick_until(&mut r, &mut t, 70_000);
+    let boxed = picture(w, h, true);
+    r.frame_changed(70_000, &boxed, w, h, &[Rect::new(100, 100, 100, 100)])
+        .unwrap();
+    assert!(r.holds_encoder());
+    tick_until(&mut r, &mut t, 72_000);
+    r.finish(t, "done", 1).unwrap();
+
+    assert!(!dir.path().join("still/video-2.mp4").exists(), "a new part");
+    let segs = segments(dir.path(), "still");
+    // The idle fragments kept coming while the repeats lasted (one a second)...
+    let idle = segs.iter().filter(|s| s.0 >= 5000 && s.1 <= 60_000).count();
+    assert!(idle >= 50, "{idle} fragments in the still minute: {segs:?}");
+    // ...the timeline has no hole, and the change is a keyframe.
+    assert_eq!(segs.first().unwrap().0, 0);
+    for pair in segs.windows(2) {
+        assert_eq!(pair[0].1, pair[1].0, "a hole: {segs:?}");
+    }
+    assert!(segs.iter().any(|s| s.0 == 70_000 && s.2), "{segs:?}");
+    let end = segs.last().unwrap().1;
+    assert!((t..=t + 1).contains(&end), "ends at {end}, not {t}");
+
+    let part = dir.path().join("still/video-1.mp4");
+    assert!((ffprobe_duration(&part) - 72.0).abs() < 0.1);
+    // FFmpeg decodes it all without a complaint.
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&part)
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-enc_time_base",
+            "-1",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let complaints = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "{complaints}"
+    );
+    let blue = [40, 90, 160];
+    let red = [230, 20, 20];
+    let near = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(x, y)| x.abs_diff(y) < 24);
+    for (at, x, want) in [
+        (4.0, 150, blue),
+        (65.0, 150, blue),
+        (71.0, 150, red),
+        (71.0, 20, blue),
+    ] {
+        let got = pixel_at(&part, at, w, x, 150);
+        assert!(near(got, want), "at {at} s, x {x}: {got:?}, want {want:?}");
+    }
+}
+
+#[test]
 fn with_lookahead_a_change_is_in_a_fragment_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let disk = LocalDisk::open(dir.path()).unwrap();

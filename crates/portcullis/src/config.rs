@@ -83,6 +83,8 @@ pub struct Recording {
     /// `crf`).
     pub draft_crf: Option<u8>,
     pub refine_after_ms: u64,
+    /// A still screen lets go of its encoder after this long (0: never).
+    pub release_encoder_after_secs: u64,
     pub preset: String,
     pub keystrokes: bool,
     pub min_free_mb: u64,
@@ -163,6 +165,7 @@ mod dto {
         pub crf: Option<u8>,
         pub draft_crf: Option<u8>,
         pub refine_after_ms: Option<u64>,
+        pub release_encoder_after_secs: Option<u64>,
         pub preset: Option<String>,
         pub keystrokes: Option<String>,
         pub retention_days: Option<u64>,
@@ -309,6 +312,13 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
         portcullis_recorder::RecorderConfig::default().refine_after_ms,
         (100, 60_000),
     )?;
+    let release_encoder_after_secs = match r.release_encoder_after_secs {
+        None => portcullis_recorder::RecorderConfig::default().release_after_ms / 1000,
+        Some(s) if s > 86_400 => {
+            bail!("recording.release_encoder_after_secs: 0 (never) to 86400, got {s}")
+        }
+        Some(s) => s,
+    };
     Ok(Recording {
         enabled: r.enabled.unwrap_or(true),
         dir: r.dir.unwrap_or_else(|| data_dir.join("recordings")),
@@ -320,6 +330,7 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
         crf,
         draft_crf,
         refine_after_ms,
+        release_encoder_after_secs,
         preset,
         keystrokes,
         retention,
@@ -531,6 +542,31 @@ mod tests {
             let e = format!("{:#}", Config::parse(bad, None).unwrap_err());
             assert!(e.contains("recording."), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_still_screen_lets_go_of_its_encoder_after_a_minute_unless_told_otherwise() {
+        let c = Config::parse("", None).unwrap();
+        assert_eq!(c.recording.release_encoder_after_secs, 60);
+        let c = Config::parse(
+            "[recording]
+release_encoder_after_secs = 0
+",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.recording.release_encoder_after_secs, 0);
+        let e = Config::parse(
+            "[recording]
+release_encoder_after_secs = 90000
+",
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("recording.release_encoder_after_secs"),
+            "{e:#}"
+        );
     }
 
     #[test]
