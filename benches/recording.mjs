@@ -26,6 +26,9 @@
 //   BENCH_REC_HOUR_DRAFT_CRF  the one-hour recording's draft CRF (0: no drafts); unset: the default
 //   BENCH_REC_CONFIG      extra gateway configuration for A and C (`\n` for new lines), e.g.
 //                         '[recording]\ndraft_crf = 0' (drafts off) to compare with the defaults
+//   BENCH_REC_WARMUP      0: no first session (see "gateway RSS added": with it, a small session
+//                         on its own desktop stays open, idle, while the measured one runs, so
+//                         one-time costs are not counted as the session's)
 //   CHROMIUM              browser binary (default /usr/bin/chromium)
 //
 // See benches/README.md ("Recording") for what is measured and the caveats.
@@ -57,6 +60,7 @@ const SEEKS = numEnv('BENCH_REC_SEEKS', 40);
 const DWELL_MS = numEnv('BENCH_REC_DWELL_MS', 300);
 const REGENERATE = process.env.BENCH_REC_REGENERATE === '1';
 const OCR = process.env.BENCH_REC_OCR !== '0';
+const WARMUP = process.env.BENCH_REC_WARMUP !== '0';
 const PARTS = new Set((process.env.BENCH_REC_PARTS || 'real,hour').split(',').map((x) => x.trim()));
 const RESULTS = join(here, 'results');
 const OUT = resolve(process.env.BENCH_REC_OUT || join(RESULTS, 'recording.json'));
@@ -315,7 +319,7 @@ async function realSession(geometry, browser) {
   if (!gwPid) throw new Error('cannot find the gateway process (ss -ltnp)');
   const admin = gw.api();
   if ((await admin.login('admin', ADMIN_PW)).status !== 200) throw new Error('admin login failed');
-  const rssBefore = rssKiB(gwPid);
+  const rssBase = rssKiB(gwPid);
   for (const [p, body] of [
     ['/users', { name: USER, password: USER_PW, role: 'user' }],
     ['/targets', { name: TARGET, address: desktop.address, password: VNC_PW }],
@@ -324,6 +328,31 @@ async function realSession(geometry, browser) {
     const r = await admin.post(p, body);
     if (r.status !== 201) throw new Error(`POST ${p}: ${r.status} ${r.text}`);
   }
+  // What the first session pays once for the gateway (FFmpeg's and x264's code, thread pools, the
+  // UI's assets) is not what each session adds: a first, small session on its own desktop stays
+  // open and idle while the measured one runs.
+  let stopWarm = async () => {};
+  if (WARMUP) {
+    const warmDesk = await H.startDesktop(VNC_PW, '640x480', 'x11vnc');
+    const stopWarmDesk = onCleanup(() => warmDesk.stop(), () => warmDesk.stop());
+    for (const [p, body] of [
+      ['/targets', { name: 'warm', address: warmDesk.address, password: VNC_PW }],
+      ['/grants', { user: USER, target: 'warm' }],
+    ]) {
+      const r = await admin.post(p, body);
+      if (r.status !== 201) throw new Error(`POST ${p}: ${r.status} ${r.text}`);
+    }
+    const warmCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 800, height: 600 } });
+    const closeWarm = onCleanup(() => warmCtx.close());
+    stopWarm = async () => { await closeWarm(); await stopWarmDesk(); };
+    const warm = await warmCtx.newPage();
+    await H.uiLogin(warm, gw.base, USER, USER_PW);
+    await warm.waitForSelector('[data-target="warm"]', { timeout: 15000 });
+    await warm.click('[data-target="warm"]');
+    await warm.waitForFunction(() => window.__portcullis?.framesPainted >= 1, null, { timeout: 20000 });
+    await sleep(3000); // its first picture encoded, refined and in a fragment
+  }
+  const rssBefore = rssKiB(gwPid);
 
   const env = { ...process.env, DISPLAY: desktop.display };
   const xdo = (...args) => promisify(execFile)('xdotool', args, { env });
@@ -483,6 +512,7 @@ async function realSession(geometry, browser) {
   log(`${geometry}: ${IDLE_S} s idle…`);
   await sleep(IDLE_S * 1000);
   const i1 = snap();
+  const rssIdle = rssKiB(gwPid);
   await stopSampler();
 
   // ---- the end of the session: the recording closes ------------------------------------------
@@ -563,6 +593,10 @@ async function realSession(geometry, browser) {
     keySegmentBytes: segments.filter((s) => s.key).map((s) => s.video),
     // The whole session's (recorder, live viewer, adapter), at the end of the active phase.
     gatewayRssAddedMiB: rssBefore && rssActive ? round((rssActive - rssBefore) / 1024, 1) : null,
+    // The same, after the idle phase (a still screen lets go of its encoder after 60 s).
+    gatewayRssIdleAddedMiB: rssBefore && rssIdle ? round((rssIdle - rssBefore) / 1024, 1) : null,
+    // With the first session's one-time costs (the figure before December 6's second session).
+    gatewayRssFirstSessionMiB: rssBase && rssActive ? round((rssActive - rssBase) / 1024, 1) : null,
     readability: null,
   };
   result.measured.videoBytesPerHour = round((result.measured.videoBytes * 3600) / durationS, 0);
@@ -577,6 +611,7 @@ async function realSession(geometry, browser) {
   if (screenshot) result.readability = readability(geometry, screenshot, join(kept, 'video-1.mp4'), W, Ht);
   if (screenshot && typedShot && OCR) result.legibility = legibility(geometry, { page: screenshot, typing: typedShot }, join(kept, 'video-1.mp4'), W, Ht);
 
+  await stopWarm();
   await stopGateway();
   await stopDesktop();
   log(`${geometry}: active ${mb(active.bytesPerHour)} MB/h, recorder ${active.recorderCpuPct}% of a core; idle ${mb(idle.bytesPerHour)} MB/h, ${idle.recorderCpuPct}%`);
@@ -963,6 +998,8 @@ function printReport(r) {
   line('x11vnc CPU active %', (x) => x.active.x11vncCpuPct);
   line('frames active', (x) => x.active.frames, 0);
   line('gateway RSS added MiB', (x) => x.gatewayRssAddedMiB, 1);
+  line('  after the idle phase', (x) => x.gatewayRssIdleAddedMiB, 1);
+  line('  with one-time costs', (x) => x.gatewayRssFirstSessionMiB, 1);
   line('key segment KB (mean)', (x) => x.keySegmentBytes.reduce((a, b) => a + b, 0) / Math.max(1, x.keySegmentBytes.length) / 1000, 1);
   line('text PSNR dB', (x) => x.readability?.psnrText?.average, 1, false);
   line('screen PSNR dB', (x) => x.readability?.psnr?.average, 1, false);

@@ -64,8 +64,6 @@ fn main() {
     let parked_ms = t1.elapsed().as_secs_f64() * 1000.0;
     // A still screen lets go of its encoder (Recorder's release_after_ms): what stays resident.
     drop(enc);
-    let kept = rss_mib();
-    portcullis_recorder::encoder::return_freed_memory();
     let released = rss_mib();
     // ...and after it is opened again, used and let go once more.
     let mut enc = H264Encoder::new(w, h, &settings).unwrap();
@@ -75,15 +73,13 @@ fn main() {
     }
     let reopened = rss_mib();
     drop(enc);
-    portcullis_recorder::encoder::return_freed_memory();
     let again = rss_mib();
     println!(
         "{w}x{h} {}: rss before {before:.1} MiB, encoder opened +{:.1}, after 60 busy frames +{:.1} MiB; {ms:.1} ms/frame; \
-         {parked_ms:.0} ms for the repeats encoded ahead; let go +{:.1} (trimmed +{:.1}), opened again +{:.1}, let go again +{:.1}",
+         {parked_ms:.0} ms for the repeats encoded ahead; let go +{:.1}, opened again +{:.1}, let go again +{:.1}",
         settings.preset,
         opened - before,
         encoded - before,
-        kept - before,
         released - before,
         reopened - before,
         again - before

@@ -169,7 +169,9 @@ fn run(
     let fragment = Duration::from_millis(cfg.fragment_ms.max(100));
     let (mut width, mut height) = tap.size();
     let (mut pw, mut ph) = padded(width, height);
-    let mut mirror = vec![0u8; pw as usize * ph as usize * 4];
+    // The picture of the last frame, RGBA, padded; empty until the whole desktop is copied in
+    // (at the start, after a resize, after the encoder was let go).
+    let mut mirror = Vec::new();
     let mut last_frame: Option<Instant> = None;
     let mut keys = KeyTranscriber::new();
     let mut keys_at: Option<Instant> = None;
@@ -251,17 +253,22 @@ fn run(
             recorder.resize(ms(now)).map_err(|e| fail(&tap, &e))?;
             (width, height) = (w, h);
             (pw, ph) = padded(w, h);
-            mirror = vec![0u8; pw as usize * ph as usize * 4];
+            mirror = Vec::new();
         }
         if !batch.damage.is_empty() {
             let due = last_frame.is_none_or(|t| now >= t + min_interval);
-            // The mirror went with the encoder (a still screen): the whole desktop again.
-            let copied = if mirror.is_empty() {
-                mirror = vec![0u8; pw as usize * ph as usize * 4];
-                due && tap.copy_into(&[Rect::new(0, 0, pw, ph)], &mut mirror, pw, ph)
-            } else {
-                due && tap.copy_into(&batch.damage, &mut mirror, pw, ph)
-            };
+            // No picture yet (or no longer): the whole desktop, kept only once copied.
+            let copied = due
+                && if mirror.is_empty() {
+                    let mut whole = vec![0u8; pw as usize * ph as usize * 4];
+                    let copied = tap.copy_into(&[Rect::new(0, 0, pw, ph)], &mut whole, pw, ph);
+                    if copied {
+                        mirror = whole;
+                    }
+                    copied
+                } else {
+                    tap.copy_into(&batch.damage, &mut mirror, pw, ph)
+                };
             if copied {
                 // The last frame took longer than a frame slot to encode: the updates merged
                 // meanwhile are frames the recording skipped.
@@ -296,7 +303,7 @@ fn run(
             // 1080p); the next change copies the whole desktop again.
             mirror = Vec::new();
             if batch.resized.is_none() {
-                info!(session = %tap.info().id, "the screen is still: the recording's encoder is let go until it changes");
+                info!(session = %tap.info().id, t_ms = ms(now), "the screen is still: the recording's encoder is let go until it changes");
             }
         }
         if now.duration_since(space_checked) >= SPACE_CHECK {

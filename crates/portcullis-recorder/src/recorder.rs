@@ -62,9 +62,9 @@ pub struct RecorderConfig {
     /// part (the session ends, the desktop is resized) is encoded at the full quality when x264
     /// still holds it (the last frame given), else refined then.
     pub refine_after_ms: u64,
-    /// A screen still this long (no new picture, nothing left to refine) lets go of its
-    /// encoder: x264's frames and tables, ~20-45 MiB at 1080p, are freed while nobody changes
-    /// anything. Repeats for the next `PARKED_REPEATS` idle fragments are encoded before it
+    /// A screen still this long (no new picture, nothing left to refine, its thumbnail taken)
+    /// lets go of its encoder: x264's frames and tables, ~37 MiB at 1080p (`examples/encmem.rs`),
+    /// are freed while nobody changes anything. Repeats for the next `PARKED_REPEATS` idle fragments are encoded before it
     /// goes, so the timeline still moves on (a crash loses no more than before); the next new
     /// picture opens an encoder again and is a keyframe (with this at least `keyframe_max_ms`,
     /// it would have been one anyway). 0: never.
@@ -247,9 +247,11 @@ impl Recorder {
         match self.part.as_mut() {
             Some(part) if part.encoder.is_some() => {}
             Some(part) => {
-                // The screen changes again after a still while: a new encoder for the same part.
-                part.encoder = Some(H264Encoder::new(pw, ph, &self.cfg.encoder)?);
+                // The screen changes again after a still while: a new encoder for the same part
+                // (opened with the same settings, so with the same parameter sets: x264 derives
+                // the PPS's initial QP from the CRF it is opened with, never from a later change).
                 self.parked.clear();
+                part.encoder = Some(H264Encoder::new(pw, ph, &self.cfg.encoder)?);
                 opened = true;
             }
             None => {
@@ -405,8 +407,16 @@ impl Recorder {
         } else {
             self.cfg.fragment_ms
         };
+        // Without an encoder, the timeline moves on only with a repeat encoded ahead; once those
+        // ran out (a still hour), only events are committed until the screen changes.
+        let can_cut = self.encoder().is_some()
+            || !self.samples.is_empty()
+            || self
+                .parked
+                .front()
+                .is_some_and(|e| e.pts_ms <= to_i64(now_ms));
         match fragment_start {
-            Some(start) if now_ms >= start + every => {
+            Some(start) if now_ms >= start + every && can_cut => {
                 if self.pending.is_some() {
                     // Encode the same picture again so the pending frame gets its duration
                     // and the timeline has no hole (or, without an encoder, take the repeat
@@ -490,9 +500,7 @@ impl Recorder {
         let end = self.last_pts.map_or(now_ms, |p| now_ms.max(p + 1));
         self.settle_pending(end);
         self.flush_fragment()?;
-        if self.part.take().is_some_and(|p| p.encoder.is_some()) {
-            crate::encoder::return_freed_memory();
-        }
+        self.part = None;
         if self.last_pts.is_some() {
             // The next part starts where this one ends: no hole in the timeline.
             self.last_pts = Some(end.saturating_sub(1));
@@ -614,7 +622,10 @@ impl Recorder {
     /// left to refine or to come out; repeats for the next idle fragments are encoded first.
     fn release_if_still(&mut self, now_ms: u64) -> Result<(), RecordError> {
         let after = self.cfg.release_after_ms;
+        // A screen that settled after a change gets its thumbnail first (`settled`, from the
+        // caller's picture, which goes with the encoder).
         if after == 0
+            || self.thumb_stale
             || self.unrefined.is_some()
             || self.inflight.iter().any(|(_, p)| *p == Picture::New)
             || self
@@ -638,7 +649,6 @@ impl Recorder {
         }
         out.extend(encoder.flush()?);
         drop(encoder);
-        crate::encoder::return_freed_memory();
         self.take_encoded(out)?;
         self.inflight.clear();
         Ok(())

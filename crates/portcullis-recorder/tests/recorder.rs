@@ -344,8 +344,21 @@ fn a_still_screen_lets_go_of_its_encoder_and_the_next_change_plays_on() {
     assert!(r.holds_encoder(), "let go before release_after_ms");
     tick_until(&mut r, &mut t, 5000);
     assert!(!r.holds_encoder(), "a still screen keeps its encoder");
-    // Still for longer than the repeats encoded ahead last (60 idle fragments of 1 s), then a
-    // change: a new encoder, in the same file.
+    // Still for longer than the repeats encoded ahead last (60 idle fragments of 1 s): events
+    // are still committed within a second...
+    tick_until(&mut r, &mut t, 66_000);
+    r.event(66_000, &SessionEvent::EventsLost { count: 1 });
+    tick_until(&mut r, &mut t, 67_100);
+    let manifest = std::fs::read_to_string(dir.path().join("still/manifest.jsonl")).unwrap();
+    let committed = manifest.lines().any(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["body"]["entry"]["type"] == "events"
+    });
+    assert!(
+        committed,
+        "an event after the still hour is not committed:\n{manifest}"
+    );
+    // ...then a change: a new encoder, in the same file.
     tick_until(&mut r, &mut t, 70_000);
     let boxed = picture(w, h, true);
     r.frame_changed(70_000, &boxed, w, h, &[Rect::new(100, 100, 100, 100)])

@@ -312,8 +312,13 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
         portcullis_recorder::RecorderConfig::default().refine_after_ms,
         (100, 60_000),
     )?;
+    let keyframe_max_secs = keyframe_max_secs(r.keyframe_max_secs)?;
+    // Unset: a minute, or the keyframe interval if longer (the first change after the encoder
+    // was let go is a keyframe; after the interval it is one anyway). Shorter saves memory for
+    // a keyframe more per resumption.
     let release_encoder_after_secs = match r.release_encoder_after_secs {
-        None => portcullis_recorder::RecorderConfig::default().release_after_ms / 1000,
+        None => (portcullis_recorder::RecorderConfig::default().release_after_ms / 1000)
+            .max(keyframe_max_secs),
         Some(s) if s > 86_400 => {
             bail!("recording.release_encoder_after_secs: 0 (never) to 86400, got {s}")
         }
@@ -326,7 +331,7 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
             .signing_key_file
             .unwrap_or_else(|| data_dir.join("recording-signing.key")),
         max_fps: in_range("recording.max_fps", r.max_fps, 5, (1, 30))?,
-        keyframe_max_secs: keyframe_max_secs(r.keyframe_max_secs)?,
+        keyframe_max_secs,
         crf,
         draft_crf,
         refine_after_ms,
@@ -548,6 +553,15 @@ mod tests {
     fn a_still_screen_lets_go_of_its_encoder_after_a_minute_unless_told_otherwise() {
         let c = Config::parse("", None).unwrap();
         assert_eq!(c.recording.release_encoder_after_secs, 60);
+        // Not before a keyframe is due anyway, unless told.
+        let c = Config::parse("[recording]\nkeyframe_max_secs = 300\n", None).unwrap();
+        assert_eq!(c.recording.release_encoder_after_secs, 300);
+        let c = Config::parse(
+            "[recording]\nkeyframe_max_secs = 300\nrelease_encoder_after_secs = 30\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.recording.release_encoder_after_secs, 30);
         let c = Config::parse(
             "[recording]
 release_encoder_after_secs = 0
