@@ -84,35 +84,12 @@ impl Tap {
         }
     }
 
-    /// Copies the given areas of the desktop into `mirror`, an RGBA image `width` pixels wide
-    /// and `height` high (areas outside it are clipped). Returns false if the desktop no longer
-    /// has that size (a resize is on its way).
-    pub fn copy_into(&self, rects: &[Rect], mirror: &mut [u8], width: u32, height: u32) -> bool {
+    /// Calls `f` with the desktop's pixels (RGBA, rows back to back), width and height, under
+    /// the desktop's read lock: the session cannot apply an update meanwhile, so `f` should
+    /// only copy or convert what it needs.
+    pub fn read_desktop<R>(&self, f: impl FnOnce(&[u8], u32, u32) -> R) -> R {
         let fb = read(&self.session.desktop);
-        if fb.width() > width || fb.height() > height {
-            return false;
-        }
-        let stride = width as usize * 4;
-        let src = fb.data();
-        let src_stride = fb.width() as usize * 4;
-        let bounds = fb.bounds();
-        for r in rects {
-            let r = r.intersection(&bounds);
-            if r.is_empty() {
-                continue;
-            }
-            let row_bytes = r.w as usize * 4;
-            for y in r.y..r.y + r.h {
-                let s = y as usize * src_stride + r.x as usize * 4;
-                let d = y as usize * stride + r.x as usize * 4;
-                if let (Some(from), Some(to)) =
-                    (src.get(s..s + row_bytes), mirror.get_mut(d..d + row_bytes))
-                {
-                    to.copy_from_slice(from);
-                }
-            }
-        }
-        true
+        f(fb.data(), fb.width(), fb.height())
     }
 
     /// Ends the session because it can no longer be recorded (deny by default).

@@ -187,6 +187,19 @@ fn clamp_u8(v: i32) -> u8 {
     u8::try_from(v.clamp(0, 255)).unwrap_or(u8::MAX)
 }
 
+/// An RGBA picture to convert from: `width` × `height` pixels, rows `stride` pixels apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Pixels<'a> {
+    /// The pixels, 4 bytes each (R, G, B, unused).
+    pub rgba: &'a [u8],
+    /// Pixels from one row to the next.
+    pub stride: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
 /// An H.264 encoder for frames of one size. Even sizes only (4:2:0): the recorder pads.
 pub struct H264Encoder {
     encoder: ff::encoder::Video,
@@ -350,17 +363,41 @@ impl H264Encoder {
                 got: rgba.len(),
             });
         }
+        let whole = Pixels {
+            rgba,
+            stride: self.width,
+            width: self.width,
+            height: self.height,
+        };
         for r in changed {
-            self.convert(rgba, *r);
+            self.convert(&whole, *r);
         }
+        self.send(pts_ms, key)
+    }
+
+    /// Converts the area `r` of `from` into the picture kept for the next frame (what `from`
+    /// does not cover is black); [`H264Encoder::send_picture`] then encodes it. The caller may
+    /// hold a lock on `from` for this call only, not for the encoding.
+    pub fn convert_from(&mut self, from: &Pixels<'_>, r: Rect) {
+        self.convert(from, r);
+    }
+
+    /// Encodes the picture as converted so far (a new picture) at `pts_ms`.
+    pub fn send_picture(&mut self, pts_ms: i64, key: bool) -> Result<Vec<Encoded>, EncoderError> {
         self.send(pts_ms, key)
     }
 
     /// RGBA → YUV 4:2:0 (BT.601, limited range, chroma averaged over 2×2) for one area, written
     /// into the frame kept from the last picture. Converting only what changed is what makes a
     /// keystroke cheap: the whole 1080p frame costs 5-9 ms, one line of text microseconds.
-    fn convert(&mut self, rgba: &[u8], r: Rect) {
+    fn convert(&mut self, from: &Pixels<'_>, r: Rect) {
         let (w, h) = (self.width as usize, self.height as usize);
+        let (sw, sh, src_stride) = (
+            from.width as usize,
+            from.height as usize,
+            from.stride as usize,
+        );
+        let rgba = from.rgba;
         // Whole 2×2 chroma blocks, inside the frame.
         let x0 = (r.x as usize & !1).min(w);
         let y0 = (r.y as usize & !1).min(h);
@@ -370,7 +407,10 @@ impl H264Encoder {
             return;
         }
         let px = |x: usize, y: usize| -> [i32; 3] {
-            let i = (y * w + x) * 4;
+            if x >= sw || y >= sh {
+                return [0; 3];
+            }
+            let i = (y * src_stride + x) * 4;
             match rgba.get(i..i + 3) {
                 Some(p) => [i32::from(p[0]), i32::from(p[1]), i32::from(p[2])],
                 None => [0; 3],

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use portcullis_broker::{SessionRecorder, Tap, TapEvent};
 use portcullis_core::keytext::KeyTranscriber;
 use portcullis_core::session::SessionEvent;
-use portcullis_core::Rect;
 use portcullis_recording::{
     unix_ms, LiveRecordings, RecordingStorage, RecordingWriter, SessionMeta, SigningKey,
 };
 use tracing::{info, warn};
 
-use crate::recorder::{padded, KeystrokeLog, RecordError, Recorder, RecorderConfig};
+use crate::encoder::Pixels;
+use crate::recorder::{KeystrokeLog, RecordError, Recorder, RecorderConfig, Screen};
 
 /// Typed text is cut into an event after this long without a key (or at Enter).
 const KEYS_QUIET: Duration = Duration::from_millis(1500);
@@ -116,6 +116,26 @@ impl SessionRecorder for GatewayRecorder {
     }
 }
 
+/// The session's desktop, read by the recorder under its read lock.
+struct Desktop<'a>(&'a Tap);
+
+impl Screen for Desktop<'_> {
+    fn read(&self, width: u32, height: u32, f: &mut dyn FnMut(&Pixels<'_>)) -> bool {
+        self.0.read_desktop(|rgba, w, h| {
+            if (w, h) != (width, height) {
+                return false;
+            }
+            f(&Pixels {
+                rgba,
+                stride: w,
+                width: w,
+                height: h,
+            });
+            true
+        })
+    }
+}
+
 /// How often a running recording looks at the free space: a disk that fills up (another
 /// session, another program) ends even an idle session, which writes nothing for up to 10 s,
 /// within about this long. A `statvfs` costs microseconds.
@@ -168,10 +188,7 @@ fn run(
     let min_interval = Duration::from_millis(1000 / u64::from(cfg.max_fps.max(1)));
     let fragment = Duration::from_millis(cfg.fragment_ms.max(100));
     let (mut width, mut height) = tap.size();
-    let (mut pw, mut ph) = padded(width, height);
-    // The picture of the last frame, RGBA, padded; empty until the whole desktop is copied in
-    // (at the start, after a resize, after the encoder was let go).
-    let mut mirror = Vec::new();
+    let screen = Desktop(&tap);
     let mut last_frame: Option<Instant> = None;
     let mut keys = KeyTranscriber::new();
     let mut keys_at: Option<Instant> = None;
@@ -252,24 +269,16 @@ fn run(
         if let Some((w, h)) = batch.resized {
             recorder.resize(ms(now)).map_err(|e| fail(&tap, &e))?;
             (width, height) = (w, h);
-            (pw, ph) = padded(w, h);
-            mirror = Vec::new();
         }
         if !batch.damage.is_empty() {
             let due = last_frame.is_none_or(|t| now >= t + min_interval);
-            // No picture yet (or no longer): the whole desktop, kept only once copied.
-            let copied = due
-                && if mirror.is_empty() {
-                    let mut whole = vec![0u8; pw as usize * ph as usize * 4];
-                    let copied = tap.copy_into(&[Rect::new(0, 0, pw, ph)], &mut whole, pw, ph);
-                    if copied {
-                        mirror = whole;
-                    }
-                    copied
-                } else {
-                    tap.copy_into(&batch.damage, &mut mirror, pw, ph)
-                };
-            if copied {
+            // Read from the desktop itself (the recorder keeps no copy of it): what changed is
+            // converted under its read lock, then encoded. Not read: a resize is on its way.
+            if due
+                && recorder
+                    .frame_changed_on(ms(now), &screen, width, height, &batch.damage)
+                    .map_err(|e| fail(&tap, &e))?
+            {
                 // The last frame took longer than a frame slot to encode: the updates merged
                 // meanwhile are frames the recording skipped.
                 if behind && updates_merged > 1 {
@@ -281,9 +290,6 @@ fn run(
                     );
                 }
                 updates_merged = 0;
-                recorder
-                    .frame_changed(ms(now), &mirror, width, height, &batch.damage)
-                    .map_err(|e| fail(&tap, &e))?;
                 behind = now.elapsed() > min_interval;
                 last_frame = Some(now);
             } else {
@@ -293,18 +299,12 @@ fn run(
                 damage_waiting = !due;
             }
         }
-        // `mirror` holds the picture of the last frame: an unchanged screen gets its thumbnail.
-        if !mirror.is_empty() {
-            recorder.settled(ms(now), &mirror, width, height);
-        }
+        // An unchanged screen gets its thumbnail.
+        recorder.settled_on(ms(now), &screen, width, height);
+        let had_encoder = recorder.holds_encoder();
         recorder.tick(ms(now)).map_err(|e| fail(&tap, &e))?;
-        if !recorder.holds_encoder() && recorder.frames() > 0 && !mirror.is_empty() {
-            // A still screen let go of its encoder: its copy of the desktop goes too (8 MiB at
-            // 1080p); the next change copies the whole desktop again.
-            mirror = Vec::new();
-            if batch.resized.is_none() {
-                info!(session = %tap.info().id, t_ms = ms(now), "the screen is still: the recording's encoder is let go until it changes");
-            }
+        if had_encoder && !recorder.holds_encoder() {
+            info!(session = %tap.info().id, t_ms = ms(now), "the screen is still: the recording's encoder is let go until it changes");
         }
         if now.duration_since(space_checked) >= SPACE_CHECK {
             space_checked = now;

@@ -11,7 +11,9 @@ use portcullis_recording::{RecordingWriter, SegmentInfo, StorageError};
 use thiserror::Error;
 use tracing::warn;
 
-use crate::encoder::{Encoded, EncoderError, EncoderSettings, H264Encoder};
+use portcullis_encode::EncodeError;
+
+use crate::encoder::{Encoded, EncoderError, EncoderSettings, H264Encoder, Pixels};
 use crate::{h264, mp4};
 
 /// Why recording failed.
@@ -153,6 +155,53 @@ pub struct Recorder {
 /// last picture is kept, not its time: a crash then loses the still time beyond the hour).
 pub const PARKED_REPEATS: u64 = 60;
 
+/// The desktop as the recorder reads it.
+pub trait Screen {
+    /// Calls `f` with the desktop's pixels if it is `width` × `height` now and returns true;
+    /// returns false without calling it otherwise (a resize is on its way). `f` converts what
+    /// changed (and makes a thumbnail when one is due): whatever guards the pixels may be held
+    /// for that long, never for the encoding.
+    fn read(&self, width: u32, height: u32, f: &mut dyn FnMut(&Pixels<'_>)) -> bool;
+}
+
+/// A padded RGBA image in memory, as a [`Screen`].
+struct Image<'a>(Pixels<'a>);
+
+impl<'a> Image<'a> {
+    /// `rgba`: `width` × `height` padded to even, rows back to back.
+    fn new(rgba: &'a [u8], width: u32, height: u32) -> Result<Self, RecordError> {
+        let (pw, ph) = padded(width, height);
+        if rgba.len() != pw as usize * ph as usize * 4 {
+            return Err(RecordError::Encoder(EncoderError::BadFrame {
+                width: pw,
+                height: ph,
+                got: rgba.len(),
+            }));
+        }
+        Ok(Self(Pixels {
+            rgba,
+            stride: pw,
+            width: pw,
+            height: ph,
+        }))
+    }
+}
+
+impl Screen for Image<'_> {
+    fn read(&self, _width: u32, _height: u32, f: &mut dyn FnMut(&Pixels<'_>)) -> bool {
+        f(&self.0);
+        true
+    }
+}
+
+/// A JPEG thumbnail of `pixels`, `width` wide at most.
+fn thumbnail(pixels: &Pixels<'_>, width: u32) -> Result<Vec<u8>, EncodeError> {
+    let rows = pixels.stride as usize * pixels.height as usize * 4;
+    let rgba = pixels.rgba.get(..rows).unwrap_or(pixels.rgba);
+    // Rows are `stride` apart: the thumbnail is of that many columns (the padding is black).
+    portcullis_encode::thumbnail_jpeg(rgba, pixels.stride, pixels.height, width)
+}
+
 /// While the screen keeps changing, drafts wait at most this many `refine_after_ms` since the
 /// first of them for a refinement.
 pub const REFINE_AT_MOST: u64 = 3;
@@ -233,6 +282,23 @@ impl Recorder {
         height: u32,
         changed: &[Rect],
     ) -> Result<(), RecordError> {
+        let image = Image::new(rgba, width, height)?;
+        self.frame_changed_on(now_ms, &image, width, height, changed)
+            .map(|_| ())
+    }
+
+    /// A new picture on `screen` (`width` × `height`) at `now_ms`, of which only `changed`
+    /// differs from the previous one. The screen is read once (converting what changed, and a
+    /// thumbnail when one is due), then encoded. False: the screen no longer has that size,
+    /// nothing was read (a resize is on its way; the caller keeps the damage).
+    pub fn frame_changed_on(
+        &mut self,
+        now_ms: u64,
+        screen: &dyn Screen,
+        width: u32,
+        height: u32,
+        changed: &[Rect],
+    ) -> Result<bool, RecordError> {
         let (pw, ph) = padded(width, height);
         let everything = [Rect::new(0, 0, pw, ph)];
         if self
@@ -271,16 +337,37 @@ impl Recorder {
         }
         let pts = self.next_pts(now_ms);
         let key = opened || self.wants_key(pts);
+        let thumb_width = self
+            .wants_thumbnail(pts)
+            .then_some(self.cfg.thumbnail_width);
+        let Some(encoder) = self.part.as_mut().and_then(|p| p.encoder.as_mut()) else {
+            return Ok(true);
+        };
+        let mut thumb = None;
+        let read = screen.read(width, height, &mut |pixels| {
+            for r in changed {
+                encoder.convert_from(pixels, *r);
+            }
+            thumb = thumb_width.map(|tw| thumbnail(pixels, tw));
+        });
+        if !read {
+            if opened {
+                // Nothing converted into it: the next picture opens one again, whole.
+                if let Some(part) = self.part.as_mut() {
+                    part.encoder = None;
+                }
+            }
+            return Ok(false);
+        }
         if key {
             self.last_key_ms = pts;
         }
-        if self.wants_thumbnail(pts) {
-            self.take_thumbnail(pts, rgba, pw, ph);
-        } else {
-            self.thumb_stale = true;
+        match thumb {
+            Some(made) => self.keep_thumbnail(pts, made),
+            None => self.thumb_stale = true,
         }
         let Some(encoder) = self.part.as_mut().and_then(|p| p.encoder.as_mut()) else {
-            return Ok(());
+            return Ok(true);
         };
         if let Some(draft) = self.cfg.encoder.draft_crf {
             let cap = self.cfg.refine_after_ms.saturating_mul(REFINE_AT_MOST);
@@ -298,11 +385,12 @@ impl Recorder {
                 }
             }
         }
-        let out = encoder.encode(rgba, changed, to_i64(pts), key)?;
+        let out = encoder.send_picture(to_i64(pts), key)?;
         self.inflight.push_back((pts, Picture::New));
         self.last_in_ms = Some(pts);
         self.last_new_ms = Some(pts);
-        self.take_encoded(out)
+        self.take_encoded(out)?;
+        Ok(true)
     }
 
     /// Encodes the draft on screen again at the full quality, at `pts`: a new picture for the
@@ -348,12 +436,20 @@ impl Recorder {
         Ok(())
     }
 
-    /// The screen is still `rgba` (the picture of the last frame, padded like it): when the
+    /// The screen is still `rgba` (the picture of the last frame, padded like it): see
+    /// [`Recorder::settled_on`].
+    pub fn settled(&mut self, now_ms: u64, rgba: &[u8], width: u32, height: u32) {
+        if let Ok(image) = Image::new(rgba, width, height) {
+            self.settled_on(now_ms, &image, width, height);
+        }
+    }
+
+    /// The screen (`width` × `height`) shows the picture of the last frame still: when the
     /// picture changed after the last thumbnail, once a thumbnail is due and the next fragment
     /// starts with this picture, takes the thumbnail of the settled screen. Without it, a screen
     /// that changes for a moment and then stays (a session's first picture, often still black,
     /// and the desktop drawn right after) keeps the old thumbnail until the next change.
-    pub fn settled(&mut self, now_ms: u64, rgba: &[u8], width: u32, height: u32) {
+    pub fn settled_on(&mut self, now_ms: u64, screen: &dyn Screen, width: u32, height: u32) {
         let Some(pending) = self.pending.as_ref() else {
             return;
         };
@@ -366,8 +462,16 @@ impl Recorder {
             return;
         }
         let at = pending.time_ms;
-        let (pw, ph) = padded(width, height);
-        self.take_thumbnail(at, rgba, pw, ph);
+        let tw = self.cfg.thumbnail_width;
+        let mut made = None;
+        if !screen.read(width, height, &mut |pixels| {
+            made = Some(thumbnail(pixels, tw))
+        }) {
+            return;
+        }
+        if let Some(made) = made {
+            self.keep_thumbnail(at, made);
+        }
         // Due again only after the interval, counted from now.
         self.last_thumb_ms = Some(now_ms);
     }
@@ -537,9 +641,9 @@ impl Recorder {
             .is_none_or(|t| pts >= t + self.cfg.thumbnail_every_ms)
     }
 
-    /// A thumbnail of the padded picture `rgba`, shown at `at`.
-    fn take_thumbnail(&mut self, at: u64, rgba: &[u8], pw: u32, ph: u32) {
-        match portcullis_encode::thumbnail_jpeg(rgba, pw, ph, self.cfg.thumbnail_width) {
+    /// A thumbnail made of the picture shown at `at`.
+    fn keep_thumbnail(&mut self, at: u64, made: Result<Vec<u8>, EncodeError>) {
+        match made {
             Ok(jpeg) => {
                 self.thumb = Some((at, jpeg));
                 self.last_thumb_ms = Some(at);

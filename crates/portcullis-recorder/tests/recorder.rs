@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use portcullis_core::session::SessionEvent;
 use portcullis_core::Rect;
+use portcullis_recorder::encoder::Pixels;
+use portcullis_recorder::recorder::Screen;
 use portcullis_recorder::{Recorder, RecorderConfig};
 use portcullis_recording::catalog::{detail, read_piece, Piece};
 use portcullis_recording::{generate_key, verify, LocalDisk, RecordingWriter, SessionMeta};
@@ -414,6 +416,74 @@ fn a_still_screen_lets_go_of_its_encoder_and_the_next_change_plays_on() {
     ] {
         let got = pixel_at(&part, at, w, x, 150);
         assert!(near(got, want), "at {at} s, x {x}: {got:?}, want {want:?}");
+    }
+}
+
+/// A desktop of odd size as the gateway's recorder reads it: unpadded rows, under a lock.
+struct OddDesktop {
+    rgba: Vec<u8>,
+    width: u32,
+    height: u32,
+}
+
+impl Screen for OddDesktop {
+    fn read(&self, width: u32, height: u32, f: &mut dyn FnMut(&Pixels<'_>)) -> bool {
+        if (width, height) != (self.width, self.height) {
+            return false;
+        }
+        f(&Pixels {
+            rgba: &self.rgba,
+            stride: self.width,
+            width: self.width,
+            height: self.height,
+        });
+        true
+    }
+}
+
+#[test]
+fn a_desktop_is_read_in_place_whatever_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let mut r = Recorder::new(writer(&disk, "odd"), RecorderConfig::default());
+    let (w, h) = (321, 241);
+    let mut desk = OddDesktop {
+        rgba: picture(w, h, false),
+        width: w,
+        height: h,
+    };
+    assert!(r.frame_changed_on(0, &desk, w, h, &[]).unwrap());
+    // The desktop was resized, the recorder not told yet: nothing read, the caller keeps the
+    // damage.
+    let resized = OddDesktop {
+        rgba: picture(w + 2, h, true),
+        width: w + 2,
+        height: h,
+    };
+    assert!(!r.frame_changed_on(500, &resized, w, h, &[]).unwrap());
+    desk.rgba = picture(w, h, true);
+    let boxed = [Rect::new(100, 100, 100, 100)];
+    assert!(r.frame_changed_on(1000, &desk, w, h, &boxed).unwrap());
+    let mut t = 1000;
+    tick_until(&mut r, &mut t, 3000);
+    r.finish(t, "done", 1).unwrap();
+    let part = dir.path().join("odd/video-1.mp4");
+    let size = ffprobe(
+        &part,
+        &["-show_entries", "stream=width,height", "-of", "csv=p=0"],
+    );
+    assert_eq!(size.trim(), "322,242");
+    let near = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(x, y)| x.abs_diff(y) < 24);
+    for (at, x, y, want) in [
+        (0.5, 150, 150, [40, 90, 160]),
+        (2.0, 150, 150, [230, 20, 20]),
+        (2.0, 310, 230, [40, 90, 160]),
+    ] {
+        let got = pixel_at(&part, at, 322, x, y);
+        assert!(
+            near(got, want),
+            "at {at} s, ({x}, {y}): {got:?}, want {want:?}"
+        );
     }
 }
 
