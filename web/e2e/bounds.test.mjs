@@ -16,6 +16,7 @@ import {
   startRdpMitm, mcsFrame, channelChunk, fastPathFrame,
   CHANNEL_FLAG_FIRST, CHANNEL_PACKET_COMPRESSED,
 } from './hostile-rdp.mjs';
+import { startHostileVnc } from './hostile-vnc.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const ALICE = 'alice-password-123';
@@ -232,4 +233,52 @@ test('an RDP target sending endless fast-path fragments is cut off', async () =>
   assert.equal(gw.exited, null, 'gateway died');
   await page.context().close();
   await good.context().close();
+});
+
+test('a VNC target flooding full-screen Raw updates cannot make the gateway hold them', async () => {
+  // Raw is plain RFB, so the session is not cut off: the gateway must read the target only as
+  // fast as it applies what it read. Before updates were queued in bands of at most 1 MiB, its
+  // queue of 16 updates alone could pin 16 screens (530 MB at 3840x2160).
+  const good = await goodSession();
+  const [W, H] = [3840, 2160];
+  const screen = W * H * 4;
+  const evil = await startHostileVnc('raw_flood', { width: W, height: H });
+  cleanups.push(() => evil.close());
+  let r = await admin.post('/targets', { name: 'evil-raw', kind: 'vnc', address: `127.0.0.1:${evil.port}`, password: 'x' });
+  assert.equal(r.status, 201, r.text);
+  r = await admin.post('/grants', { user: 'alice', target: 'evil-raw' });
+  assert.equal(r.status, 201, r.text);
+  const pid = gatewayPid();
+  const base = rss(pid);
+  let peak = base;
+  const sampler = setInterval(() => { try { peak = Math.max(peak, rss(pid)); } catch { /* gone */ } }, 50);
+  try {
+    const page = await newPage(browser);
+    await openTarget(page, gw.base, 'alice', ALICE, 'evil-raw');
+    await page.waitForFunction(() => window.__portcullis?.sessionId, null, { timeout: 30000 });
+    // A few gigabytes offered: the gateway takes what it can, the rest waits in the socket.
+    const until = Date.now() + 12000;
+    while (Date.now() < until && peak - base < 1024 * MIB) await sleep(100);
+    evil.stop();
+    const sent = evil.sent();
+    clearInterval(sampler);
+    peak = Math.max(peak, rss(pid));
+    const growth = peak - base;
+    console.log(`# Raw flood at ${W}x${H}: ${sent} screens written (${((sent * screen) / MIB).toFixed(0)} MiB), gateway RSS grew ${(growth / MIB).toFixed(1)} MiB`);
+    // More than what may be in flight between the socket and the framebuffer (below): the
+    // bounds were reached, not merely the socket's.
+    assert.ok(sent >= 5, `the gateway read only ${sent} screens: the flood did not fill its queues`);
+    // What a 4K session holds anyway (framebuffer 32 MiB, the recorder's x264 about 140, the
+    // viewer's copy and encoding of a full screen about 100), plus what may be in flight:
+    // vnc-rs's 32 MiB read channel, the rectangle it decodes and the 2 it has handed over
+    // (32 MiB each), 16 bands of 1 MiB.
+    assert.ok(growth < 600 * MIB, `the gateway grew by ${(growth / MIB).toFixed(0)} MiB under the flood`);
+    await assertStillPainting(good);
+    assert.equal(gw.exited, null, 'gateway died');
+    await page.context().close();
+  } finally {
+    clearInterval(sampler);
+    evil.close();
+    await good.context().close();
+  }
 });

@@ -37,10 +37,32 @@ const behaviours = {
   },
   // A desktop size of 65535x65535 in the server init.
   huge_desktop(sock) { /* handled in the init */ },
+  // Full-screen Raw updates, unasked and without end, as fast as the gateway reads them (each
+  // one differs from the last): what the gateway holds of them must stay bounded.
+  raw_flood(sock, { width, height }, state) {
+    const header = Buffer.alloc(4 + 12);
+    header.writeUInt8(0, 0); header.writeUInt16BE(1, 2);
+    header.writeUInt16BE(width, 8); header.writeUInt16BE(height, 10);
+    header.writeInt32BE(0, 12); // Raw
+    const screens = [Buffer.alloc(width * height * 4, 0x40), Buffer.alloc(width * height * 4, 0xc0)];
+    const more = () => {
+      while (!sock.destroyed && !state.stopped) {
+        sock.write(header);
+        const room = sock.write(screens[state.sent++ & 1]);
+        if (!room) { sock.once('drain', more); return; }
+      }
+    };
+    more();
+  },
 };
 
-/** Starts a hostile server; returns { port, close }. */
-export function startHostileVnc(behaviour) {
+/**
+ * Starts a hostile server; returns { port, close, stop, sent }: `stop` ends a flood (the
+ * connection stays open), `sent` counts the updates it wrote. `width` × `height`: the desktop
+ * it announces (64 × 64 unless said).
+ */
+export function startHostileVnc(behaviour, { width = 64, height = 64 } = {}) {
+  const state = { sent: 0, stopped: false };
   const conns = new Set();
   const server = net.createServer((sock) => {
     conns.add(sock);
@@ -67,8 +89,8 @@ export function startHostileVnc(behaviour) {
         if (behaviour === 'huge_desktop') {
           sock.write(serverInit(65535, 65535));
         } else {
-          sock.write(serverInit(64, 64));
-          setTimeout(() => behaviours[behaviour](sock), 200);
+          sock.write(serverInit(width, height));
+          setTimeout(() => behaviours[behaviour](sock, { width, height }, state), 200);
         }
       }
     });
@@ -77,7 +99,9 @@ export function startHostileVnc(behaviour) {
     server.listen(0, '127.0.0.1', () => {
       res({
         port: server.address().port,
-        close: () => { for (const c of conns) c.destroy(); server.close(); },
+        close: () => { state.stopped = true; for (const c of conns) c.destroy(); server.close(); },
+        stop: () => { state.stopped = true; },
+        sent: () => state.sent,
       });
     });
   });
