@@ -24,6 +24,8 @@
 //   BENCH_REC_REGENERATE  1: write the one-hour recording again even if a matching one is cached
 //   BENCH_REC_OUT         JSON results (default benches/results/recording.json)
 //   BENCH_REC_HOUR_DRAFT_CRF  the one-hour recording's draft CRF (0: no drafts); unset: the default
+//   BENCH_REC_HOUR_X264   extra libx264 options for the one-hour recording (e.g. 'deblock=0,0' to
+//                         compare with the deblocking filter on)
 //   BENCH_REC_CONFIG      extra gateway configuration for A and C (`\n` for new lines), e.g.
 //                         '[recording]\ndraft_crf = 0' (drafts off) to compare with the defaults
 //   BENCH_REC_WARMUP      0: no first session (see "gateway RSS added": with it, a small session
@@ -66,7 +68,8 @@ const RESULTS = join(here, 'results');
 const OUT = resolve(process.env.BENCH_REC_OUT || join(RESULTS, 'recording.json'));
 const HOUR_CACHE = join(RESULTS, 'hour-1080p');
 const HOUR_ARGS = ['--width', '1920', '--height', '1080', '--seconds', '3600', '--seed', '1', '--active', '0.5',
-  ...(process.env.BENCH_REC_HOUR_DRAFT_CRF ? ['--draft-crf', process.env.BENCH_REC_HOUR_DRAFT_CRF] : [])];
+  ...(process.env.BENCH_REC_HOUR_DRAFT_CRF ? ['--draft-crf', process.env.BENCH_REC_HOUR_DRAFT_CRF] : []),
+  ...(process.env.BENCH_REC_HOUR_X264 ? ['--x264', process.env.BENCH_REC_HOUR_X264] : [])];
 // 8 minutes for the run; writing the one-hour recording (only when none is cached) gets its own 8.
 const DEADLINE_MS = 8 * 60_000;
 const HOUR_BUDGET_MS = 8 * 60_000;

@@ -55,6 +55,8 @@ struct Args {
     active: f64,
     /// `--draft-crf`: the recorder's drafts (0: off); unset, its default.
     draft_crf: Option<u8>,
+    /// Extra libx264 options (`key=value:…`), after the recorder's own.
+    x264: String,
 }
 
 fn parse_args() -> Result<Args, Error> {
@@ -67,6 +69,7 @@ fn parse_args() -> Result<Args, Error> {
         seed: 1,
         active: 0.5,
         draft_crf: None,
+        x264: String::new(),
     };
     let mut dir = None;
     while let Some(arg) = it.next() {
@@ -78,6 +81,7 @@ fn parse_args() -> Result<Args, Error> {
             "--seed" => a.seed = val()?.parse()?,
             "--active" => a.active = val()?.parse()?,
             "--draft-crf" => a.draft_crf = Some(val()?.parse()?),
+            "--x264" => a.x264 = val()?,
             s if s.starts_with("--") => return Err(format!("unknown option {s}").into()),
             s => dir = Some(PathBuf::from(s)),
         }
@@ -628,6 +632,7 @@ fn main() -> Result<(), Error> {
     };
     let writer = RecordingWriter::create(&storage, Arc::new(generate_key()), meta)?;
     let mut cfg = RecorderConfig::default();
+    cfg.encoder.x264_params.clone_from(&a.x264);
     if let Some(d) = a.draft_crf {
         cfg.encoder.draft_crf = Some(d).filter(|&d| d > 0);
     }

@@ -261,6 +261,10 @@ impl H264Encoder {
         // No B-frames and no frame-threading lookahead: output is delayed by `lookahead` frames
         // only. Timestamps are used (variable frame rate): no `zerolatency`, which forces a
         // constant rate.
+        // No deblocking filter: it smooths block edges, which text does not have where blocks
+        // meet, and costs decoding time at every seek (re-encoding a 1080p xterm capture: 0.4%
+        // more bytes, 12% less encoding CPU, 25% less decoding time, OCR as good or better,
+        // drafts included).
         // Whole-pixel motion only (subme 0): screens move by whole pixels, and x264 then keeps
         // one luma plane per reference frame instead of four (with drafts, on a 1080p xterm
         // capture: 4% more bytes, 20% less CPU, 11 MiB less per session, the same OCR).
@@ -272,7 +276,7 @@ impl H264Encoder {
         let lookahead = settings.lookahead.min(60);
         let mut params = format!(
             "scenecut=0:repeat-headers=1:aud=0:me=umh:merange=128:subme=0:bframes=0:\
-             sync-lookahead=0:rc-lookahead={lookahead}:mbtree={}:aq-mode=0:qcomp=1",
+             sync-lookahead=0:rc-lookahead={lookahead}:mbtree={}:aq-mode=0:qcomp=1:no-deblock=1",
             u8::from(lookahead > 0)
         );
         if !settings.x264_params.is_empty() {
