@@ -252,33 +252,35 @@ test('a VNC target flooding full-screen Raw updates cannot make the gateway hold
   const base = rss(pid);
   let peak = base;
   const sampler = setInterval(() => { try { peak = Math.max(peak, rss(pid)); } catch { /* gone */ } }, 50);
+  let page = null;
   try {
-    const page = await newPage(browser);
+    page = await newPage(browser);
     await openTarget(page, gw.base, 'alice', ALICE, 'evil-raw');
     await page.waitForFunction(() => window.__portcullis?.sessionId, null, { timeout: 30000 });
-    // A few gigabytes offered: the gateway takes what it can, the rest waits in the socket.
-    const until = Date.now() + 12000;
-    while (Date.now() < until && peak - base < 1024 * MIB) await sleep(100);
+    // Gigabytes offered: the gateway takes what it can, the rest waits in the socket. At least
+    // 8 screens (what may be in flight between the socket and the framebuffer, below, is about
+    // 4.5, and Node holds one more), within a minute on a slow machine.
+    const until = Date.now() + 60000;
+    while (Date.now() < until && evil.sent() < 10 && peak - base < 1024 * MIB) await sleep(100);
+    // The other session paints while the flood goes on.
+    await assertStillPainting(good);
     evil.stop();
     const sent = evil.sent();
     clearInterval(sampler);
     peak = Math.max(peak, rss(pid));
     const growth = peak - base;
-    console.log(`# Raw flood at ${W}x${H}: ${sent} screens written (${((sent * screen) / MIB).toFixed(0)} MiB), gateway RSS grew ${(growth / MIB).toFixed(1)} MiB`);
-    // More than what may be in flight between the socket and the framebuffer (below): the
-    // bounds were reached, not merely the socket's.
-    assert.ok(sent >= 5, `the gateway read only ${sent} screens: the flood did not fill its queues`);
+    console.log(`# Raw flood at ${W}x${H}: ${sent} screens given to the socket (${((sent * screen) / MIB).toFixed(0)} MiB), gateway RSS grew ${(growth / MIB).toFixed(1)} MiB`);
+    assert.ok(sent >= 8, `only ${sent} screens went into the socket in a minute: the flood did not reach the gateway's bounds`);
     // What a 4K session holds anyway (framebuffer 32 MiB, the recorder's x264 about 140, the
     // viewer's copy and encoding of a full screen about 100), plus what may be in flight:
     // vnc-rs's 32 MiB read channel, the rectangle it decodes and the 2 it has handed over
     // (32 MiB each), 16 bands of 1 MiB.
     assert.ok(growth < 600 * MIB, `the gateway grew by ${(growth / MIB).toFixed(0)} MiB under the flood`);
-    await assertStillPainting(good);
     assert.equal(gw.exited, null, 'gateway died');
-    await page.context().close();
   } finally {
     clearInterval(sampler);
     evil.close();
+    await page?.context().close();
     await good.context().close();
   }
 });

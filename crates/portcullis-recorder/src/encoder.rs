@@ -8,6 +8,7 @@ use ff::util::frame::video::Video as VideoFrame;
 use ff::{codec, picture, Dictionary, Packet};
 use ffmpeg_next as ff;
 use portcullis_core::Rect;
+use portcullis_encode::EncodeError;
 use thiserror::Error;
 use tracing::warn;
 
@@ -152,7 +153,7 @@ mod ffi {
         // SAFETY: neither call takes a pointer. `mallopt` sets one of glibc's tunables under its
         // lock (thread-safe) and affects only where later allocations are placed; `prctl`
         // with PR_SET_THP_DISABLE sets a flag of the process (its four further arguments are
-        // integers, and must be 1 then 0, 0, 0). Either fails without effect (return value
+        // integers: nonzero to disable, then three zeros, which the kernel requires). Either fails without effect (return value
         // ignored), which changes nothing but memory use.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, mmap_threshold);
@@ -179,8 +180,10 @@ mod ffi {
 ///
 /// And x264 asks for transparent huge pages on every buffer of 1.75 MiB or more: each first touch
 /// then makes a whole 2 MiB page resident, also in its output buffers, of which a P-frame of
-/// screen content uses a few kB. The process has them off (the first encoder turns them off;
-/// nothing else in the gateway asks for them): 40.2 → 34.8 MiB per busy 1080p encoder (encmem).
+/// screen content uses a few kB. The process has them off from the first encoder on (with the
+/// system set to `always`, that also keeps them from the gateway's own allocations, which are
+/// better off without; children would inherit it, and the gateway starts none): 40.2 → 34.8 MiB
+/// per busy 1080p encoder (encmem).
 const C_MMAP_THRESHOLD: i32 = 512 * 1024;
 
 fn clamp_u8(v: i32) -> u8 {
@@ -384,6 +387,47 @@ impl H264Encoder {
     /// hold a lock on `from` for this call only, not for the encoding.
     pub fn convert_from(&mut self, from: &Pixels<'_>, r: Rect) {
         self.convert(from, r);
+    }
+
+    /// A JPEG thumbnail, at most `max_width` wide, of the picture as converted so far (box
+    /// filter over the YUV planes, then BT.601 back to RGB): made without the screen's lock.
+    pub fn thumbnail(&self, max_width: u32) -> Result<Vec<u8>, EncodeError> {
+        let (w, h) = (self.width as usize, self.height as usize);
+        // Whole 2×2 chroma blocks: an even step.
+        let step = w.div_ceil(max_width.max(1) as usize).max(2);
+        let step = step + (step & 1);
+        let (tw, th) = ((w / step).max(1), (h / step).max(1));
+        let (ys, us, vs) = (self.yuv.stride(0), self.yuv.stride(1), self.yuv.stride(2));
+        let (yp, up, vp) = (self.yuv.data(0), self.yuv.data(1), self.yuv.data(2));
+        let avg = |plane: &[u8], stride: usize, x0: usize, y0: usize, n: usize| -> i32 {
+            let mut sum = 0u32;
+            for y in y0..y0 + n {
+                for x in x0..x0 + n {
+                    sum += u32::from(plane.get(y * stride + x).copied().unwrap_or(0));
+                }
+            }
+            i32::try_from(sum / u32::try_from(n * n).unwrap_or(1)).unwrap_or(0)
+        };
+        let mut rgba = Vec::with_capacity(tw * th * 4);
+        for ty in 0..th {
+            for tx in 0..tw {
+                let c = 298 * (avg(yp, ys, tx * step, ty * step, step) - 16);
+                let (cx, cy, n) = (tx * step / 2, ty * step / 2, step / 2);
+                let d = avg(up, us, cx, cy, n) - 128;
+                let e = avg(vp, vs, cx, cy, n) - 128;
+                rgba.extend_from_slice(&[
+                    clamp_u8((c + 409 * e + 128) >> 8),
+                    clamp_u8((c - 100 * d - 208 * e + 128) >> 8),
+                    clamp_u8((c + 516 * d + 128) >> 8),
+                    255,
+                ]);
+            }
+        }
+        let (tw, th) = (
+            u32::try_from(tw).unwrap_or(1),
+            u32::try_from(th).unwrap_or(1),
+        );
+        portcullis_encode::thumbnail_jpeg(&rgba, tw, th, tw)
     }
 
     /// Encodes the picture as converted so far (a new picture) at `pts_ms`.

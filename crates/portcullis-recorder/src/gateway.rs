@@ -300,7 +300,7 @@ fn run(
             }
         }
         // An unchanged screen gets its thumbnail.
-        recorder.settled_on(ms(now), &screen, width, height);
+        recorder.settled_now(ms(now));
         let had_encoder = recorder.holds_encoder();
         recorder.tick(ms(now)).map_err(|e| fail(&tap, &e))?;
         if had_encoder && !recorder.holds_encoder() {

@@ -65,7 +65,7 @@ pub struct RecorderConfig {
     /// still holds it (the last frame given), else refined then.
     pub refine_after_ms: u64,
     /// A screen still this long (no new picture, nothing left to refine, its thumbnail taken)
-    /// lets go of its encoder: x264's frames and tables, ~37 MiB at 1080p (`examples/encmem.rs`),
+    /// lets go of its encoder: x264's frames and tables, ~35 MiB at 1080p (`examples/encmem.rs`),
     /// are freed while nobody changes anything. Repeats for the next `PARKED_REPEATS` idle fragments are encoded before it
     /// goes, so the timeline still moves on (a crash loses no more than before); the next new
     /// picture opens an encoder again and is a keyframe (with this at least `keyframe_max_ms`,
@@ -194,12 +194,45 @@ impl Screen for Image<'_> {
     }
 }
 
-/// A JPEG thumbnail of `pixels`, `width` wide at most.
-fn thumbnail(pixels: &Pixels<'_>, width: u32) -> Result<Vec<u8>, EncodeError> {
-    let rows = pixels.stride as usize * pixels.height as usize * 4;
-    let rgba = pixels.rgba.get(..rows).unwrap_or(pixels.rgba);
-    // Rows are `stride` apart: the thumbnail is of that many columns (the padding is black).
-    portcullis_encode::thumbnail_jpeg(rgba, pixels.stride, pixels.height, width)
+/// Rows of the screen converted per read: the screen's lock (which the session needs to apply
+/// the target's updates) is taken again for each band, never for a whole large change.
+const BAND_ROWS: u32 = 64;
+
+/// Converts the `changed` areas of `screen` into the encoder's picture, band by band. False if
+/// the screen is no longer `width` × `height` (then the picture may be partly converted).
+fn read_changed(
+    screen: &dyn Screen,
+    width: u32,
+    height: u32,
+    changed: &[Rect],
+    encoder: &mut H264Encoder,
+) -> bool {
+    let top = changed.iter().map(|r| r.y).min().unwrap_or(0);
+    let bottom = changed
+        .iter()
+        .map(|r| r.y.saturating_add(r.h))
+        .max()
+        .unwrap_or(0);
+    let mut y = top - top % 2;
+    // At least one read: it also checks the size.
+    loop {
+        let band = Rect::new(0, y, u32::MAX / 2, BAND_ROWS);
+        let read = screen.read(width, height, &mut |pixels| {
+            for r in changed {
+                let part = r.intersection(&band);
+                if !part.is_empty() {
+                    encoder.convert_from(pixels, part);
+                }
+            }
+        });
+        if !read {
+            return false;
+        }
+        y = y.saturating_add(BAND_ROWS);
+        if y >= bottom {
+            return true;
+        }
+    }
 }
 
 /// While the screen keeps changing, drafts wait at most this many `refine_after_ms` since the
@@ -316,7 +349,6 @@ impl Recorder {
                 // The screen changes again after a still while: a new encoder for the same part
                 // (opened with the same settings, so with the same parameter sets: x264 derives
                 // the PPS's initial QP from the CRF it is opened with, never from a later change).
-                self.parked.clear();
                 part.encoder = Some(H264Encoder::new(pw, ph, &self.cfg.encoder)?);
                 opened = true;
             }
@@ -343,26 +375,21 @@ impl Recorder {
         let Some(encoder) = self.part.as_mut().and_then(|p| p.encoder.as_mut()) else {
             return Ok(true);
         };
-        let mut thumb = None;
-        let read = screen.read(width, height, &mut |pixels| {
-            for r in changed {
-                encoder.convert_from(pixels, *r);
-            }
-            thumb = thumb_width.map(|tw| thumbnail(pixels, tw));
-        });
-        if !read {
+        if !read_changed(screen, width, height, changed, encoder) {
             if opened {
-                // Nothing converted into it: the next picture opens one again, whole.
+                // Not (wholly) converted: the next picture opens one again, whole.
                 if let Some(part) = self.part.as_mut() {
                     part.encoder = None;
                 }
             }
             return Ok(false);
         }
+        // The repeats encoded ahead by an encoder let go are of no more use.
+        self.parked.clear();
         if key {
             self.last_key_ms = pts;
         }
-        match thumb {
+        match thumb_width.map(|tw| encoder.thumbnail(tw)) {
             Some(made) => self.keep_thumbnail(pts, made),
             None => self.thumb_stale = true,
         }
@@ -436,20 +463,13 @@ impl Recorder {
         Ok(())
     }
 
-    /// The screen is still `rgba` (the picture of the last frame, padded like it): see
-    /// [`Recorder::settled_on`].
-    pub fn settled(&mut self, now_ms: u64, rgba: &[u8], width: u32, height: u32) {
-        if let Ok(image) = Image::new(rgba, width, height) {
-            self.settled_on(now_ms, &image, width, height);
-        }
-    }
-
-    /// The screen (`width` × `height`) shows the picture of the last frame still: when the
-    /// picture changed after the last thumbnail, once a thumbnail is due and the next fragment
-    /// starts with this picture, takes the thumbnail of the settled screen. Without it, a screen
-    /// that changes for a moment and then stays (a session's first picture, often still black,
-    /// and the desktop drawn right after) keeps the old thumbnail until the next change.
-    pub fn settled_on(&mut self, now_ms: u64, screen: &dyn Screen, width: u32, height: u32) {
+    /// The screen shows the picture of the last frame still: when the picture changed after
+    /// the last thumbnail, once a thumbnail is due and the next fragment starts with this
+    /// picture, takes the thumbnail of the settled screen (from the encoder's copy of that
+    /// picture, not from the screen). Without it, a screen that changes for a moment and then
+    /// stays (a session's first picture, often still black, and the desktop drawn right after)
+    /// keeps the old thumbnail until the next change.
+    pub fn settled_now(&mut self, now_ms: u64) {
         let Some(pending) = self.pending.as_ref() else {
             return;
         };
@@ -463,15 +483,11 @@ impl Recorder {
         }
         let at = pending.time_ms;
         let tw = self.cfg.thumbnail_width;
-        let mut made = None;
-        if !screen.read(width, height, &mut |pixels| {
-            made = Some(thumbnail(pixels, tw))
-        }) {
+        let Some(encoder) = self.part.as_ref().and_then(|p| p.encoder.as_ref()) else {
             return;
-        }
-        if let Some(made) = made {
-            self.keep_thumbnail(at, made);
-        }
+        };
+        let made = encoder.thumbnail(tw);
+        self.keep_thumbnail(at, made);
         // Due again only after the interval, counted from now.
         self.last_thumb_ms = Some(now_ms);
     }

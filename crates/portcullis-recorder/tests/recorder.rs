@@ -214,16 +214,14 @@ fn an_unchanged_screen_gets_its_thumbnail_after_a_black_start() {
     let black = vec![0u8; (w * h * 4) as usize];
     let desktop = picture(w, h, false);
     r.frame(0, &black, w, h).unwrap();
-    let mut shown = &black;
     let mut t = 0;
     while t < 22_000 {
         t += 100;
         if t == 500 {
             r.frame(t, &desktop, w, h).unwrap();
-            shown = &desktop;
         }
         // What the gateway's loop does on every round.
-        r.settled(t, shown, w, h);
+        r.settled_now(t);
         r.tick(t).unwrap();
     }
     r.finish(22_000, "closed", 1).unwrap();
@@ -424,10 +422,13 @@ struct OddDesktop {
     rgba: Vec<u8>,
     width: u32,
     height: u32,
+    /// How often it was read (each read holds the lock).
+    reads: std::cell::Cell<u32>,
 }
 
 impl Screen for OddDesktop {
     fn read(&self, width: u32, height: u32, f: &mut dyn FnMut(&Pixels<'_>)) -> bool {
+        self.reads.set(self.reads.get() + 1);
         if (width, height) != (self.width, self.height) {
             return false;
         }
@@ -451,14 +452,19 @@ fn a_desktop_is_read_in_place_whatever_its_size() {
         rgba: picture(w, h, false),
         width: w,
         height: h,
+        reads: Default::default(),
     };
     assert!(r.frame_changed_on(0, &desk, w, h, &[]).unwrap());
+    // The whole desktop (a new encoder), read in bands of 64 rows: the lock is never held for
+    // a whole large change.
+    assert_eq!(desk.reads.get(), 4);
     // The desktop was resized, the recorder not told yet: nothing read, the caller keeps the
     // damage.
     let resized = OddDesktop {
         rgba: picture(w + 2, h, true),
         width: w + 2,
         height: h,
+        reads: Default::default(),
     };
     assert!(!r.frame_changed_on(500, &resized, w, h, &[]).unwrap());
     desk.rgba = picture(w, h, true);

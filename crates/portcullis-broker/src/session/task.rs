@@ -395,10 +395,13 @@ fn apply_pixels(shared: &SessionShared, update: &TargetUpdate) -> Result<(), Str
         Applied::Resized => {
             let (w, h) = (fb.width(), fb.height());
             viewers.iter().for_each(|v| v.resized(w, h));
-            drop(fb);
+            // Told under the write lock: a recorder that finds the framebuffer no longer the
+            // size it knows finds the resize waiting in the tap (lock order: framebuffer, then
+            // the tap's state), rather than looking again and again until it comes.
             if let Some(tap) = shared.tap.get() {
                 tap.resized(w, h);
             }
+            drop(fb);
             shared.tap_event(TapEvent::Session(SessionEvent::Resize {
                 width: w,
                 height: h,
