@@ -19,18 +19,24 @@ const WORDS = ['PORTCULLIS', 'marmalade', 'quixotic', 'zeppelin', '4711'];
 let desktop, gw, browser, admin;
 const scratch = mkdtempSync(join(tmpdir(), 'pc-rec-ocr-'));
 
+/** Logs the admin into `g`, makes alice and the `desk` target she may use; the admin's client. */
+async function setUp(g) {
+  const api = g.api();
+  assert.equal((await api.login('admin', ADMIN)).status, 200);
+  let r = await api.post('/users', { name: 'alice', password: ALICE, role: 'user' });
+  assert.equal(r.status, 201, r.text);
+  r = await api.post('/targets', { name: 'desk', address: desktop.address, password: VNC_PASSWORD });
+  assert.equal(r.status, 201, r.text);
+  r = await api.post('/grants', { user: 'alice', target: 'desk' });
+  assert.equal(r.status, 201, r.text);
+  return api;
+}
+
 before(async () => {
   desktop = await startDesktop(VNC_PASSWORD);
   gw = await startGateway({ adminPassword: ADMIN });
   browser = await launchBrowser();
-  admin = gw.api();
-  assert.equal((await admin.login('admin', ADMIN)).status, 200);
-  let r = await admin.post('/users', { name: 'alice', password: ALICE, role: 'user' });
-  assert.equal(r.status, 201, r.text);
-  r = await admin.post('/targets', { name: 'desk', address: desktop.address, password: VNC_PASSWORD });
-  assert.equal(r.status, 201, r.text);
-  r = await admin.post('/grants', { user: 'alice', target: 'desk' });
-  assert.equal(r.status, 201, r.text);
+  admin = await setUp(gw);
 });
 
 after(async () => {
@@ -260,14 +266,7 @@ test('a still screen lets go of the recording\'s encoder; what changes after it 
   /** Recording times (ms) at which the gateway logged letting the encoder go. */
   const lettings = () => [...still.log().matchAll(/the recording's encoder is let go[^\n]*?t_ms=(\d+)/g)].map((m) => Number(m[1]));
   try {
-    const api = still.api();
-    assert.equal((await api.login('admin', ADMIN)).status, 200);
-    let r = await api.post('/users', { name: 'alice', password: ALICE, role: 'user' });
-    assert.equal(r.status, 201, r.text);
-    r = await api.post('/targets', { name: 'desk', address: desktop.address, password: VNC_PASSWORD });
-    assert.equal(r.status, 201, r.text);
-    r = await api.post('/grants', { user: 'alice', target: 'desk' });
-    assert.equal(r.status, 201, r.text);
+    const api = await setUp(still);
 
     const { page, id } = await openSession(still.base);
     const startedAt = (await api.get(`/recordings/${id}`)).json.recording.started_at_ms;
