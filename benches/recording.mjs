@@ -631,6 +631,20 @@ async function realSession(geometry, browser) {
 const mb = (b) => (b === null || b === undefined ? '–' : (b / 1e6).toFixed(2));
 
 /**
+ * The first row of pixels at or below `from` (within 40) that is blank in the `width` columns
+ * from x = 24 of the screenshot `png` (the xterm's white between two text rows); `from` if none.
+ */
+function rowGap(png, width, from) {
+  const rows = 40;
+  const gray = execFileSync('ffmpeg', ['-v', 'error', '-i', png, '-vf', `crop=${width}:${rows}:24:${from},format=gray`, '-f', 'rawvideo', '-'], { maxBuffer: 16 << 20 });
+  for (let y = 0; y < rows; y++) {
+    const row = gray.subarray(y * width, (y + 1) * width);
+    if (row.length === width && row.every((v) => v > 200)) return from + y;
+  }
+  return from;
+}
+
+/**
  * C2. OCR: the terminal's text in the screenshot and in the recorded frame of the same moment,
  * after a full-page change (`clear; head -45 /proc/cpuinfo`, its top lines) and after typing (the
  * typed line and the lines above it, at the terminal's bottom), read by tesseract (benches/ocr.mjs).
@@ -639,15 +653,17 @@ function legibility(geometry, shots, video, W, Ht) {
   const cw = Math.min(1200, W - 200);
   const crops = {
     // Below the pointer (parked at 60,60; x11vnc draws it into the recorded picture only).
-    page: `${cw}:480:24:84`,
-    // The xterm spans 20..Ht-100; its last 10 lines.
-    typing: `${cw}:200:24:${Ht - 100 - 204}`,
+    page: () => `${cw}:480:24:84`,
+    // The xterm spans 20..Ht-100; its last lines, from the first gap between two text rows at or
+    // below that height (a crop through a row of text makes tesseract read noise on both sides).
+    typing: (png) => `${cw}:200:24:${rowGap(png, cw, Ht - 100 - 204)}`,
   };
   const out = {};
   for (const [name, shot] of Object.entries(shots)) {
     const screenPng = join(RESULTS, `ocr-screen-${name}-${geometry}.png`);
     const framePng = join(RESULTS, `ocr-recorded-${name}-${geometry}.png`);
     writeFileSync(screenPng, shot.png);
+    crops[name] = crops[name](screenPng);
     frameAt(video, (shot.recT / 1000).toFixed(3), framePng);
     out[name] = { atRecordingSeconds: round(shot.recT / 1000, 3), screenPng, framePng, ...ocrCompare(screenPng, framePng, crops[name]) };
     log(`${geometry}: OCR ${name}: ${out[name].matched} of the screen's ${out[name].words} words read in the recording (${round(out[name].accuracy, 3)})`);
