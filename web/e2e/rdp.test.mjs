@@ -79,14 +79,21 @@ async function waitConnectedAndPainted(page) {
 }
 
 /** Types a command that writes a marker file on the target, and waits for the file. */
+/** Waits (up to 5 s) until the gateway lists no session. */
+async function waitNoSessions() {
+  for (let i = 0; i < 50 && (await admin.get('/sessions')).json.length; i++) await sleep(100);
+}
+
 async function typeMarker(page, marker, text) {
   rmSync(marker, { force: true });
   await page.click('#session-canvas', { position: { x: 300, y: 200 } });
   await page.keyboard.type(`echo ${text} > ${marker}`);
   await page.keyboard.press('Enter');
-  for (let i = 0; i < 80 && !existsSync(marker); i++) await sleep(100);
+  // The shell creates the file before echo writes into it: wait for the whole line.
+  const line = () => (existsSync(marker) ? readFileSync(marker, 'utf8') : '');
+  for (let i = 0; i < 80 && !line().endsWith('\n'); i++) await sleep(100);
   assert.ok(existsSync(marker), 'typed command did not run on the target');
-  const got = readFileSync(marker, 'utf8').trim();
+  const got = line().trim();
   rmSync(marker, { force: true });
   return got;
 }
@@ -192,12 +199,17 @@ test('xrdp target (TLS logon) in the browser: live view, typing, listed and reco
 
 test('NLA target (freerdp-shadow) in the browser: live view and typing', async () => {
   const page = await newPage();
-  await openSession(page, 'nla');
-  await waitConnectedAndPainted(page);
-  await assertShowsTarget(page, () => shadow.screenshot());
-  const marker = `/tmp/portcullis-nla-e2e-${process.pid}`;
-  assert.equal(await typeMarker(page, marker, 'through-NLA'), 'through-NLA');
-  await page.context().close();
+  try {
+    await openSession(page, 'nla');
+    await waitConnectedAndPainted(page);
+    await assertShowsTarget(page, () => shadow.screenshot());
+    const marker = `/tmp/portcullis-nla-e2e-${process.pid}`;
+    assert.equal(await typeMarker(page, marker, 'through-NLA'), 'through-NLA');
+  } finally {
+    // Its session ends with the page (else the next tests, which expect none, fail too).
+    await page.context().close();
+    await waitNoSessions();
+  }
 });
 
 test('an NLA target refusing the stored credentials gives a clear error at once', async () => {
@@ -208,7 +220,7 @@ test('an NLA target refusing the stored credentials gives a clear error at once'
   assert.match(await page.textContent('#session-error'), /refused the stored credentials/i);
   assert.ok(Date.now() - started < 10000);
   await page.context().close();
-  for (let i = 0; i < 20 && (await admin.get('/sessions')).json.length; i++) await sleep(100);
+  await waitNoSessions();
   assert.deepEqual((await admin.get('/sessions')).json, []);
 });
 
