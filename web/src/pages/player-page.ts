@@ -255,8 +255,16 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
 }
 
 /** The first of the first few thumbnails that shows something (not one colour), or null. */
+/** Thumbnails this close to the first one show the screen as the session opened (see choosePoster). */
+const POSTER_SKIP_MS = 1000;
+
 async function choosePoster(id: string, thumbs: readonly ThumbnailInfo[], signal: AbortSignal): Promise<ThumbnailInfo | null> {
-  for (const th of thumbs.slice(0, POSTER_CANDIDATES)) {
+  // The picture at the connection's first moment is often black or half drawn (the server is still
+  // sending the screen): a later thumbnail with content goes first, that one only if none has.
+  const candidates = thumbs.slice(0, POSTER_CANDIDATES);
+  const first = thumbs[0]?.t_ms ?? 0;
+  const atOpen = (th: ThumbnailInfo) => th.t_ms < first + POSTER_SKIP_MS;
+  for (const th of [...candidates.filter((t) => !atOpen(t)), ...candidates.filter(atOpen)]) {
     if (signal.aborted) return null;
     try {
       const img = new Image();
