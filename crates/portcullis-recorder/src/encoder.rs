@@ -377,16 +377,9 @@ impl H264Encoder {
             height: self.height,
         };
         for r in changed {
-            self.convert(&whole, *r);
+            self.convert_from(&whole, *r);
         }
         self.send(pts_ms, key)
-    }
-
-    /// Converts the area `r` of `from` into the picture kept for the next frame (what `from`
-    /// does not cover is black); [`H264Encoder::send_picture`] then encodes it. The caller may
-    /// hold a lock on `from` for this call only, not for the encoding.
-    pub fn convert_from(&mut self, from: &Pixels<'_>, r: Rect) {
-        self.convert(from, r);
     }
 
     /// A JPEG thumbnail, at most `max_width` wide, of the picture as converted so far (box
@@ -438,7 +431,10 @@ impl H264Encoder {
     /// RGBA → YUV 4:2:0 (BT.601, limited range, chroma averaged over 2×2) for one area, written
     /// into the frame kept from the last picture. Converting only what changed is what makes a
     /// keystroke cheap: the whole 1080p frame costs 5-9 ms, one line of text microseconds.
-    fn convert(&mut self, from: &Pixels<'_>, r: Rect) {
+    ///
+    /// What `from` does not cover is black; [`H264Encoder::send_picture`] then encodes the
+    /// picture. The caller may hold a lock on `from` for this call only, not for the encoding.
+    pub fn convert_from(&mut self, from: &Pixels<'_>, r: Rect) {
         let (w, h) = (self.width as usize, self.height as usize);
         let (sw, sh, src_stride) = (
             from.width as usize,

@@ -529,12 +529,11 @@ impl Recorder {
         };
         // Without an encoder, the timeline moves on only with a repeat encoded ahead; once those
         // ran out (a still hour), only events are committed until the screen changes.
-        let can_cut = self.encoder().is_some()
-            || !self.samples.is_empty()
-            || self
-                .parked
-                .front()
-                .is_some_and(|e| e.pts_ms <= to_i64(now_ms));
+        let parked_due = self
+            .parked
+            .front()
+            .is_some_and(|e| e.pts_ms <= to_i64(now_ms));
+        let can_cut = self.encoder().is_some() || !self.samples.is_empty() || parked_due;
         match fragment_start {
             Some(start) if now_ms >= start + every && can_cut => {
                 if self.pending.is_some() {
@@ -544,11 +543,7 @@ impl Recorder {
                     if self.encoder().is_some() {
                         let pts = self.next_pts(now_ms);
                         self.repeat(pts)?;
-                    } else if self
-                        .parked
-                        .front()
-                        .is_some_and(|e| e.pts_ms <= to_i64(now_ms))
-                    {
+                    } else if parked_due {
                         if let Some(e) = self.parked.pop_front() {
                             self.take_one(e, Picture::Repeat)?;
                         }
