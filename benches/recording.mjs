@@ -24,6 +24,10 @@
 //   BENCH_REC_REGENERATE  1: write the one-hour recording again even if a matching one is cached
 //   BENCH_REC_OUT         JSON results (default benches/results/recording.json)
 //   BENCH_REC_HOUR_DRAFT_CRF  the one-hour recording's draft CRF (0: no drafts); unset: the default
+//   BENCH_REC_HOUR_DIR    where the one-hour recording is cached (default benches/results/hour-1080p;
+//                         one per set of options, to compare two side by side)
+//   BENCH_REC_HOUR_KEYFRAME_S  the one-hour recording's longest time between keyframes (s; default
+//                         the recorder's, 60)
 //   BENCH_REC_HOUR_X264   extra libx264 options for the one-hour recording (e.g. 'deblock=0,0' to
 //                         compare with the deblocking filter on)
 //   BENCH_REC_CONFIG      extra gateway configuration for A and C (`\n` for new lines), e.g.
@@ -66,10 +70,11 @@ const WARMUP = process.env.BENCH_REC_WARMUP !== '0';
 const PARTS = new Set((process.env.BENCH_REC_PARTS || 'real,hour').split(',').map((x) => x.trim()));
 const RESULTS = join(here, 'results');
 const OUT = resolve(process.env.BENCH_REC_OUT || join(RESULTS, 'recording.json'));
-const HOUR_CACHE = join(RESULTS, 'hour-1080p');
+const HOUR_CACHE = resolve(process.env.BENCH_REC_HOUR_DIR || join(RESULTS, 'hour-1080p'));
 const HOUR_ARGS = ['--width', '1920', '--height', '1080', '--seconds', '3600', '--seed', '1', '--active', '0.5',
   ...(process.env.BENCH_REC_HOUR_DRAFT_CRF ? ['--draft-crf', process.env.BENCH_REC_HOUR_DRAFT_CRF] : []),
-  ...(process.env.BENCH_REC_HOUR_X264 ? ['--x264', process.env.BENCH_REC_HOUR_X264] : [])];
+  ...(process.env.BENCH_REC_HOUR_X264 ? ['--x264', process.env.BENCH_REC_HOUR_X264] : []),
+  ...(process.env.BENCH_REC_HOUR_KEYFRAME_S ? ['--keyframe-secs', process.env.BENCH_REC_HOUR_KEYFRAME_S] : [])];
 // 8 minutes for the run; writing the one-hour recording (only when none is cached) gets its own 8.
 const DEADLINE_MS = 8 * 60_000;
 const HOUR_BUDGET_MS = 8 * 60_000;

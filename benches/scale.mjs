@@ -47,6 +47,8 @@ const SETTLE_S = intEnv('BENCH_SCALE_SETTLE_S', 10);
 const SPACING_MS = intEnv('BENCH_SCALE_SPACING_MS', 350);
 const TIMEOUT_S = intEnv('BENCH_SCALE_TIMEOUT_S', 2400);
 const OUT = resolve(process.env.BENCH_SCALE_OUT || join(here, 'results/scale.json'));
+/** Extra gateway configuration (`\n` between lines), e.g. `[recording]\nnice = 0`. */
+const GW_CONFIG = (process.env.BENCH_SCALE_CONFIG || '').replace(/\\n/g, '\n');
 const JITTER_MS = 150;
 const SAMPLE_TIMEOUT_MS = 3000;
 const GOALS = { sessions: 100, chromiumP99Ms: 100, recorderBehindMs: 2000, guacamolePerCore: 25 };
@@ -159,7 +161,7 @@ function desktopsCpu(n) {
 async function runN(n, browser) {
   await growDesktops(n);
   const active = desktops.slice(0, n);
-  const gw = await H.startGateway({ adminPassword: ADMIN_PW });
+  const gw = await H.startGateway({ adminPassword: ADMIN_PW, extraConfig: GW_CONFIG });
   const pid = listenPid(gw.port);
   if (!pid) throw new Error('cannot find the gateway process');
   gatewayPids.add(pid);
@@ -405,7 +407,7 @@ async function main() {
     date: new Date().toISOString(),
     durationSeconds: r1((Date.now() - started) / 1000),
     machine: { cpus: os.cpus().length, memGiB: r1(os.totalmem() / 2 ** 30), fdLimit: Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' })) },
-    config: { ns: NS, geometry: GEOMETRY, windowSeconds: WINDOW_S, settleSeconds: SETTLE_S, spacingMs: SPACING_MS, gatewayBin: process.env.PORTCULLIS_BIN },
+    config: { ns: NS, geometry: GEOMETRY, windowSeconds: WINDOW_S, settleSeconds: SETTLE_S, spacingMs: SPACING_MS, gatewayBin: process.env.PORTCULLIS_BIN, gatewayConfig: GW_CONFIG },
     versions: { tigervnc: pkgVersion('tigervnc-standalone-server'), chromium: browser.version() },
     goals: GOALS,
     runs,

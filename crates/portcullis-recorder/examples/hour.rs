@@ -57,6 +57,8 @@ struct Args {
     draft_crf: Option<u8>,
     /// Extra libx264 options (`key=value:…`), after the recorder's own.
     x264: String,
+    /// The recorder's `keyframe_max_ms` in seconds (default: the recorder's).
+    keyframe_secs: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, Error> {
@@ -70,6 +72,7 @@ fn parse_args() -> Result<Args, Error> {
         active: 0.5,
         draft_crf: None,
         x264: String::new(),
+        keyframe_secs: None,
     };
     let mut dir = None;
     while let Some(arg) = it.next() {
@@ -82,6 +85,7 @@ fn parse_args() -> Result<Args, Error> {
             "--active" => a.active = val()?.parse()?,
             "--draft-crf" => a.draft_crf = Some(val()?.parse()?),
             "--x264" => a.x264 = val()?,
+            "--keyframe-secs" => a.keyframe_secs = Some(val()?.parse()?),
             s if s.starts_with("--") => return Err(format!("unknown option {s}").into()),
             s => dir = Some(PathBuf::from(s)),
         }
@@ -635,6 +639,9 @@ fn main() -> Result<(), Error> {
     cfg.encoder.x264_params.clone_from(&a.x264);
     if let Some(d) = a.draft_crf {
         cfg.encoder.draft_crf = Some(d).filter(|&d| d > 0);
+    }
+    if let Some(k) = a.keyframe_secs {
+        cfg.keyframe_max_ms = k.clamp(1, 3600) * 1000;
     }
     let min_interval = 1000 / u64::from(cfg.max_fps.max(1));
     let cfg_text = format!("{cfg:?}");

@@ -255,7 +255,8 @@ const MAX_KEYFRAME_SECS: u64 = 600;
 /// `recording.keyframe_max_secs`: 1 and up; a longer time than [`MAX_KEYFRAME_SECS`] (accepted
 /// up to 3600 before) is lowered to it with a warning, so such a configuration still starts.
 fn keyframe_max_secs(v: Option<u64>) -> Result<u64> {
-    let v = in_range("recording.keyframe_max_secs", v, 60, (1, u64::MAX))?;
+    let default = portcullis_recorder::RecorderConfig::default().keyframe_max_ms / 1000;
+    let v = in_range("recording.keyframe_max_secs", v, default, (1, u64::MAX))?;
     if v > MAX_KEYFRAME_SECS {
         tracing::warn!(
             asked = v,
@@ -636,7 +637,7 @@ release_encoder_after_secs = 90000
         assert!(e.to_string().contains("recording.keyframe_max_secs"), "{e}");
         // The old frame bound still loads (and is logged as unused).
         let c = Config::parse("[recording]\nkeyframe_max_frames = 300\n", None).unwrap();
-        assert_eq!(c.recording.keyframe_max_secs, 60);
+        assert_eq!(c.recording.keyframe_max_secs, 30);
     }
 
     #[test]
