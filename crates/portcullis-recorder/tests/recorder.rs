@@ -681,3 +681,54 @@ fn packet_times(file: &Path) -> Vec<f64> {
         .map(|l| l.trim().trim_end_matches(',').parse().unwrap())
         .collect()
 }
+
+/// The durability promise for a screen that changes a little and often (a clock, a cursor, the
+/// scale benchmark's probe square): what was on screen is in a signed fragment on disk within
+/// the fragment interval plus a frame, drafts and refinements included.
+#[test]
+fn a_small_change_twice_a_second_is_on_disk_within_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let mut r = Recorder::new(writer(&disk, "sq"), RecorderConfig::default());
+    let (w, h) = (640, 480);
+    let mut px = picture(w, h, false);
+    r.frame(0, &px, w, h).unwrap();
+    let mut t = 0u64;
+    let mut worst = 0u64;
+    let mut n = 0u32;
+    let mut ages = Vec::new();
+    while t < 20_000 {
+        // A 24×24 square changes colour every 400 ms; the loop ticks every 100 ms.
+        if t.is_multiple_of(400) && t > 0 {
+            n += 1;
+            let c = if n.is_multiple_of(2) {
+                [240, 240, 0]
+            } else {
+                [0, 200, 240]
+            };
+            for y in 300..324u32 {
+                for x in 300..324u32 {
+                    let i = ((y * w + x) * 4) as usize;
+                    px[i..i + 3].copy_from_slice(&c);
+                }
+            }
+            r.frame_changed(t, &px, w, h, &[Rect::new(300, 300, 24, 24)])
+                .unwrap();
+        }
+        r.tick(t).unwrap();
+        let end = segments(dir.path(), "sq")
+            .iter()
+            .map(|s| s.1)
+            .max()
+            .unwrap_or(0);
+        let age = t.saturating_sub(end);
+        ages.push((t, age));
+        worst = worst.max(age);
+        t += 100;
+    }
+    assert!(
+        worst <= 2000,
+        "fragments up to {worst} ms old: {:?}",
+        ages.iter().filter(|a| a.1 > 1500).collect::<Vec<_>>()
+    );
+}

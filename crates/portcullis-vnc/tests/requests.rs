@@ -21,6 +21,10 @@ enum FromClient {
 }
 
 async fn handshake(s: &mut TcpStream) {
+    handshake_sized(s, 64, 48).await;
+}
+
+async fn handshake_sized(s: &mut TcpStream, width: u16, height: u16) {
     s.write_all(b"RFB 003.008\n").await.unwrap();
     let mut version = [0; 12];
     s.read_exact(&mut version).await.unwrap();
@@ -28,7 +32,7 @@ async fn handshake(s: &mut TcpStream) {
     assert_eq!(s.read_u8().await.unwrap(), 1);
     s.write_all(&0_u32.to_be_bytes()).await.unwrap(); // SecurityResult: OK
     let _shared = s.read_u8().await.unwrap();
-    let mut init = vec![0, 64, 0, 48];
+    let mut init = [width.to_be_bytes(), height.to_be_bytes()].concat();
     init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
     init.extend_from_slice(&4_u32.to_be_bytes());
     init.extend_from_slice(b"fake");
@@ -209,4 +213,67 @@ async fn a_first_request_left_unanswered_is_asked_again_in_full() {
     drop(commands);
     let _ = adapter.await;
     drop(socket);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_screen_raw_update_reaches_the_session_in_bands_of_at_most_a_mib() {
+    use portcullis_core::desktop::MAX_UPDATE_PIXEL_BYTES;
+    // 3 MiB of pixels in one rectangle: the queue to the session (16 updates) must not hold
+    // whole screens, whatever the desktop's size (bounds.test.mjs floods 4K the same way).
+    const W: u16 = 1024;
+    const H: u16 = 768;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        handshake_sized(&mut s, W, H).await;
+        assert_eq!(
+            next_request(&mut s).await,
+            FromClient::Request { incremental: false }
+        );
+        let mut m = vec![0, 0, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(&W.to_be_bytes());
+        m.extend_from_slice(&H.to_be_bytes());
+        m.extend_from_slice(&0_i32.to_be_bytes()); // Raw
+        m.extend((0..usize::from(W) * usize::from(H)).flat_map(|i| {
+            let b = u8::try_from(i % 251).unwrap();
+            [b, b, b, 0]
+        }));
+        s.write_all(&m).await.unwrap();
+        // The next request says the update was read; then the server goes away.
+        let _ = timeout(Duration::from_secs(10), next_request(&mut s)).await;
+        s
+    });
+    let target = connect(&address, String::new(), Timeouts::default())
+        .await
+        .unwrap();
+    let (updates_tx, mut updates) = mpsc::channel(16);
+    let (commands, commands_rx) = mpsc::channel::<TargetCommand>(4);
+    let adapter = tokio::spawn(target.run(updates_tx, commands_rx));
+    let mut rows = 0;
+    let mut biggest = 0;
+    while rows < u32::from(H) {
+        let u = timeout(Duration::from_secs(10), updates.recv())
+            .await
+            .expect("the update's pixels within 10 s")
+            .expect("the adapter is running");
+        if let TargetUpdate::Pixels { rect, data, .. } = u {
+            assert_eq!(
+                (rect.x, rect.w, rect.y),
+                (0, u32::from(W), rows),
+                "bands top to bottom"
+            );
+            assert_eq!(data.len(), (rect.w * rect.h * 4) as usize);
+            biggest = biggest.max(data.len());
+            rows += rect.h;
+        }
+    }
+    assert!(
+        biggest <= MAX_UPDATE_PIXEL_BYTES,
+        "a band of {biggest} bytes"
+    );
+    let socket = server.await.unwrap();
+    drop(commands);
+    drop(socket);
+    let _ = adapter.await;
 }
