@@ -238,7 +238,11 @@ test('an RDP target sending endless fast-path fragments is cut off', async () =>
 test('a VNC target flooding full-screen Raw updates cannot make the gateway hold them', async () => {
   // Raw is plain RFB, so the session is not cut off: the gateway must read the target only as
   // fast as it applies what it read. Before updates were queued in bands of at most 1 MiB, its
-  // queue of 16 updates alone could pin 16 screens (530 MB at 3840x2160).
+  // queue of 16 updates alone could pin 16 screens (530 MB at 3840x2160). Whether that queue
+  // fills depends on which side is slower (on the debug build, reading: this test passed with
+  // the bands taken out, +233 MiB); the bands themselves are checked by portcullis-vnc's
+  // `a_full_screen_raw_update_reaches_the_session_in_bands_of_at_most_a_mib`, which fails
+  // without them. Here: the whole gateway stays bounded and the other session keeps painting.
   const good = await goodSession();
   const [W, H] = [3840, 2160];
   const screen = W * H * 4;

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
+import assert from 'node:assert/strict';
 import https from 'node:https';
 import { chromium } from 'playwright-core';
 
@@ -390,6 +391,22 @@ export async function startXfreerdp({ display, args = [] } = {}) {
 export async function newPage(browser) {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 1000 } });
   return ctx.newPage();
+}
+
+/**
+ * The admin (logged in, returned) creates a user with a grant on a VNC target named `target`
+ * at `desktop`'s address: the set-up of most tests that open one session.
+ */
+export async function userWithTarget(gw, { adminPassword, user = 'alice', password, target = 'desk', desktop, vncPassword }) {
+  const admin = gw.api();
+  assert.equal((await admin.login('admin', adminPassword)).status, 200);
+  let r = await admin.post('/users', { name: user, password, role: 'user' });
+  assert.equal(r.status, 201, r.text);
+  r = await admin.post('/targets', { name: target, address: desktop.address, password: vncPassword });
+  assert.equal(r.status, 201, r.text);
+  r = await admin.post('/grants', { user, target });
+  assert.equal(r.status, 201, r.text);
+  return admin;
 }
 
 /** A session's recorded event track, once its recording is closed (waits up to 20 s for that). */

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDesktop, startGateway, launchBrowser, uiLogin, until } from './harness.mjs';
+import { startDesktop, startGateway, launchBrowser, uiLogin, until, userWithTarget } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const ALICE = 'alice-password-123';
@@ -17,26 +17,15 @@ const VNC_PASSWORD = 'vncsecret';
 const WORDS = ['PORTCULLIS', 'marmalade', 'quixotic', 'zeppelin', '4711'];
 
 let desktop, gw, browser, admin;
+/** Alice may use the `desk` target (the desktop, once started). */
+const aliceOnDesk = { adminPassword: ADMIN, password: ALICE, get desktop() { return desktop; }, vncPassword: VNC_PASSWORD };
 const scratch = mkdtempSync(join(tmpdir(), 'pc-rec-ocr-'));
-
-/** Logs the admin into `g`, makes alice and the `desk` target she may use; the admin's client. */
-async function setUp(g) {
-  const api = g.api();
-  assert.equal((await api.login('admin', ADMIN)).status, 200);
-  let r = await api.post('/users', { name: 'alice', password: ALICE, role: 'user' });
-  assert.equal(r.status, 201, r.text);
-  r = await api.post('/targets', { name: 'desk', address: desktop.address, password: VNC_PASSWORD });
-  assert.equal(r.status, 201, r.text);
-  r = await api.post('/grants', { user: 'alice', target: 'desk' });
-  assert.equal(r.status, 201, r.text);
-  return api;
-}
 
 before(async () => {
   desktop = await startDesktop(VNC_PASSWORD);
   gw = await startGateway({ adminPassword: ADMIN });
   browser = await launchBrowser();
-  admin = await setUp(gw);
+  admin = await userWithTarget(gw, aliceOnDesk);
 });
 
 after(async () => {
@@ -266,7 +255,7 @@ test('a still screen lets go of the recording\'s encoder; what changes after it 
   /** Recording times (ms) at which the gateway logged letting the encoder go. */
   const lettings = () => [...still.log().matchAll(/the recording's encoder is let go[^\n]*?t_ms=(\d+)/g)].map((m) => Number(m[1]));
   try {
-    const api = await setUp(still);
+    const api = await userWithTarget(still, aliceOnDesk);
 
     const { page, id } = await openSession(still.base);
     const startedAt = (await api.get(`/recordings/${id}`)).json.recording.started_at_ms;

@@ -556,14 +556,17 @@ test('a live session is watched from its recording start while it goes on', asyn
     await page.waitForFunction(() => window.__portcullis?.player?.ready, null, { timeout: 20000 });
     const first = await page.evaluate(() => window.__portcullis.player.segmentsAppended);
     await userPage.click('canvas');
-    // Keep the screen changing: an idle screen is cut into fragments only every 10 s.
-    for (const c of 'echo live and well') {
-      await userPage.keyboard.type(c);
+    // Keep the screen changing (an idle screen is cut into fragments only once a minute) until
+    // the player has appended two more segments: one a second while it changes, polled.
+    const appended = () => page.evaluate(() => window.__portcullis.player.segmentsAppended);
+    const until = Date.now() + 30000;
+    let later = first;
+    for (let i = 0; later < first + 2 && Date.now() < until; i++) {
+      await userPage.keyboard.type(i % 20 === 19 ? '\n' : 'x');
       await sleep(250);
+      later = await appended();
     }
-    await sleep(500);
-    const later = await page.evaluate(() => window.__portcullis.player.segmentsAppended);
-    assert.ok(later >= first + 2, `segments appended: ${first} then ${later}`);
+    assert.ok(later >= first + 2, `segments appended: ${first}, then ${later} after 30 s of typing`);
     // It plays from the start of the recording.
     const buffered = await page.evaluate(() => {
       const b = document.querySelector('#player-video').buffered;

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import {
-  startDesktop, startGateway, startXfreerdp, launchBrowser, newPage, openTarget, sleep, until,
+  startDesktop, startGateway, startXfreerdp, launchBrowser, newPage, openTarget, sleep, until, userWithTarget,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -47,17 +47,6 @@ function holdSession(base, cookie, target) {
 }
 
 /** Logs the admin in and gives alice (a user) a grant for `desk`, the desktop; returns the admin's client. */
-async function aliceOnDesk(gw, desktop) {
-  const admin = gw.api();
-  assert.equal((await admin.login('admin', ADMIN)).status, 200);
-  let r = await admin.post('/users', { name: 'alice', password: ALICE, role: 'user' });
-  assert.equal(r.status, 201, r.text);
-  r = await admin.post('/targets', { name: 'desk', address: desktop.address, password: VNC_PASSWORD });
-  assert.equal(r.status, 201, r.text);
-  r = await admin.post('/grants', { user: 'alice', target: 'desk' });
-  assert.equal(r.status, 201, r.text);
-  return admin;
-}
 
 /** The last 200 records of the gateway's audit trail, read by the CLI (the gateway may be stopped). */
 function auditTrail(gw) {
@@ -66,10 +55,13 @@ function auditTrail(gw) {
   return { text: shown.stdout, records: shown.stdout.trim().split('\n').map((l) => JSON.parse(l)) };
 }
 
+/** Alice may use the `desk` target, `desktop`. */
+const aliceOn = (desktop) => ({ adminPassword: ADMIN, password: ALICE, desktop, vncPassword: VNC_PASSWORD });
+
 /** A gateway with a desk target, and a session on it held open by a client that never answers. */
 async function heldGateway(desktop, opts) {
   const gw = await startGateway({ adminPassword: ADMIN, ...opts });
-  const admin = await aliceOnDesk(gw, desktop);
+  const admin = await userWithTarget(gw, aliceOn(desktop));
   const alice = gw.api();
   assert.equal((await alice.login('alice', ALICE)).status, 200);
   const socket = await holdSession(gw.base, alice.cookie, 'desk');
@@ -156,7 +148,7 @@ test('a browser that stopped reading is let go once its session ends: SIGTERM st
   const gw = await startGateway({ adminPassword: ADMIN });
   let stalled;
   try {
-    const admin = await aliceOnDesk(gw, desktop);
+    const admin = await userWithTarget(gw, aliceOn(desktop));
     const alice = gw.api();
     assert.equal((await alice.login('alice', ALICE)).status, 200);
     // The desktop's xterm is on screen first: the first frames then hold it (kilobytes); a
@@ -208,7 +200,7 @@ test('SIGTERM under live browser and native sessions: viewers told, recordings c
   const browser = await launchBrowser();
   let client, again;
   try {
-    const admin = await aliceOnDesk(gw, desktop);
+    const admin = await userWithTarget(gw, aliceOn(desktop));
 
     // A browser session, painting.
     const page = await newPage(browser);
