@@ -17,6 +17,7 @@
 
 mod framer;
 mod watch;
+pub mod zrle;
 
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

@@ -39,6 +39,7 @@ const TARGETS: &[(&str, Oracle)] = &[
     ),
     ("audit_segment", portcullis_audit::oracles::segment_bytes),
     ("vnc_server_stream", portcullis_vnc::oracles::server_stream),
+    ("vnc_zrle", portcullis_vnc::oracles::zrle_rect),
     (
         "policy_document",
         portcullis_policy::oracles::policy_document,

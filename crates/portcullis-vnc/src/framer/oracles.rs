@@ -37,3 +37,51 @@ pub fn server_stream(data: &[u8]) {
         "update ends depend on how the bytes were cut"
     );
 }
+
+/// ZRLE decoding of what a hostile server sends: the first 4 bytes give the rectangle's size
+/// (each side 1-256), the next one which half of the rest is tile data to compress ourselves
+/// (reaching the tile parser) and which is fed as zlib data unchanged (the inflater and its
+/// bound). Either must return a picture of exactly the rectangle's size or an error.
+pub fn zrle_rect(data: &[u8]) {
+    use crate::zrle::Zrle;
+    use portcullis_core::desktop::Rect;
+
+    let Some((head, rest)) = data.split_first_chunk::<5>() else {
+        return;
+    };
+    let w = u32::from(u16::from_le_bytes([head[0], head[1]]) % 256) + 1;
+    let h = u32::from(u16::from_le_bytes([head[2], head[3]]) % 256) + 1;
+    let rect = Rect::new(0, 0, w, h);
+    let (tiles, zlib) = rest.split_at(usize::from(head[4]).min(rest.len()) * rest.len() / 255);
+    let mut compress = flate2::Compress::new(flate2::Compression::fast(), true);
+    let mut packed = Vec::with_capacity(tiles.len() + 64);
+    loop {
+        let done = usize::try_from(compress.total_in()).unwrap_or(usize::MAX);
+        packed.reserve(256);
+        if compress
+            .compress_vec(
+                tiles.get(done..).unwrap_or_default(),
+                &mut packed,
+                flate2::FlushCompress::Sync,
+            )
+            .is_err()
+        {
+            return;
+        }
+        if usize::try_from(compress.total_in()).unwrap_or(0) == tiles.len()
+            && packed.len() < packed.capacity()
+        {
+            break;
+        }
+    }
+    let mut zrle = Zrle::new();
+    for bytes in [&packed[..], zlib] {
+        if let Ok(px) = zrle.decode(rect, bytes) {
+            assert_eq!(
+                px.len(),
+                (w * h * 4) as usize,
+                "a picture of the wrong size"
+            );
+        }
+    }
+}
