@@ -329,6 +329,8 @@ const FUZZ_TARGETS: &[&str] = &[
     "audit_segment",
     "policy_document",
     "config_file",
+    "vnc_server_stream",
+    "vnc_zrle",
 ];
 
 /// How long each fuzz target runs: for a time, or for a number of executions.
