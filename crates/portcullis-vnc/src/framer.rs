@@ -1,7 +1,18 @@
-//! Finds where each server→client RFB message ends, without decoding it, so the adapter knows
-//! when a FramebufferUpdate is complete (vnc-rs says nothing at its end, and nothing at all for
-//! an empty one). Sans-I/O: bytes in, "update ended here" out. It allocates nothing and only
-//! counts the bytes a length announces, so a lying length costs a counter, never memory.
+//! Finds where each server→client RFB message ends, so the adapter knows when a
+//! FramebufferUpdate is complete (vnc-rs says nothing at its end, and nothing at all for an empty
+//! one). Sans-I/O: bytes in; out, the bytes vnc-rs is to read and "update ended here".
+//!
+//! Counting ([`Framer::new`]), it decodes nothing and allocates nothing: a lying length costs a
+//! counter, never memory. Rewriting ([`Framer::rewriting`], what the adapter uses), it also takes
+//! ZRLE away from vnc-rs (whose decoder builds every tile pixel by pixel): a ZRLE rectangle's
+//! data is gathered (at most what the rectangle can take) and decoded by [`crate::zrle`], and
+//! vnc-rs reads a CopyRect of the rectangle onto itself instead, which the adapter replaces with
+//! the decoded picture ([`Decoded`], in the same order). A server's own copy of a rectangle onto
+//! itself (a no-op) is announced too, so the two stay in step whatever the server sends.
+
+use portcullis_core::desktop::Rect;
+
+use crate::zrle::{max_tile_bytes, Zrle, ZrleError};
 
 /// Rectangle encodings whose length is known from their header (and what we offer the server).
 /// Anything else loses sync: TRLE, Tight and Hextile can only be measured by decoding them.
@@ -22,6 +33,38 @@ pub(crate) const FOLLOWED_ENCODINGS: [i32; 4] = [
     encoding::DESKTOP_SIZE,
 ];
 
+/// What the rewriting framer hands the adapter, one per CopyRect of a rectangle onto itself that
+/// vnc-rs will report, in stream order.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// A ZRLE rectangle, decoded here: `rect.w × rect.h` RGBX pixels.
+    Pixels { rect: Rect, data: Vec<u8> },
+    /// The server's own copy of a rectangle onto itself: nothing to do.
+    NoOp,
+}
+
+/// Why the rewriting framer stopped (the connection cannot go on: the zlib stream of ZRLE is
+/// shared by every rectangle, and vnc-rs cannot take it over midway).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FramerError {
+    /// The rectangle's data did not decode.
+    #[error(transparent)]
+    Zrle(#[from] ZrleError),
+    /// A ZRLE rectangle larger than any the gateway takes.
+    #[error("the VNC server sent a ZRLE rectangle of {0}x{1} pixels")]
+    ZrleSize(u32, u32),
+    /// More ZRLE data than its rectangle can take.
+    #[error("the VNC server announced {0} bytes of ZRLE data for at most {1}")]
+    ZrleLength(u64, u64),
+    /// A message or encoding the framer does not follow, after ZRLE was taken over.
+    #[error("the VNC server sent a message the gateway does not follow")]
+    Lost,
+}
+
+/// The largest ZRLE rectangle decoded: vnc-rs's own bounds (8192 a side, 3840 × 2160 pixels).
+const MAX_ZRLE_SIDE: u32 = 8192;
+const MAX_ZRLE_PIXELS: u64 = 3840 * 2160;
+
 /// What the framer does with the next bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -31,6 +74,8 @@ enum State {
     Header { part: Part, need: usize },
     /// Skipping a payload, then going on with `then`.
     Skip { left: u64, then: Then },
+    /// Gathering `left` more bytes of a ZRLE rectangle's data (rewriting), then `then`.
+    Zrle { left: u64, then: Then },
     /// Out of sync (an unknown message or encoding): everything passes uncounted.
     Lost,
 }
@@ -71,12 +116,20 @@ pub(crate) struct Fed {
 }
 
 /// The server→client message framer, for a pixel format of `bytes_per_pixel`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Framer {
     state: State,
     header: [u8; 12],
     got: usize,
     bytes_per_pixel: u64,
+    /// The current rectangle's position and size, as sent (x, y, width, height).
+    rect: [u8; 8],
+    /// Rewriting: the connection's ZRLE decoder.
+    zrle: Option<Zrle>,
+    /// The current ZRLE rectangle's data.
+    zlib: Vec<u8>,
+    /// A ZRLE rectangle was taken from vnc-rs: from then on, losing sync ends the connection.
+    took_zrle: bool,
 }
 
 impl Framer {
@@ -87,6 +140,19 @@ impl Framer {
             header: [0; 12],
             got: 0,
             bytes_per_pixel: u64::from(bytes_per_pixel),
+            rect: [0; 8],
+            zrle: None,
+            zlib: Vec::new(),
+            took_zrle: false,
+        }
+    }
+
+    /// A framer that also decodes ZRLE itself (the adapter's pixel format: 4 bytes a pixel,
+    /// 3-byte compressed pixels), positioned right after ServerInit.
+    pub(crate) fn rewriting() -> Self {
+        Self {
+            zrle: Some(Zrle::new()),
+            ..Self::new(4)
         }
     }
 
@@ -95,17 +161,42 @@ impl Framer {
         self.state == State::Lost
     }
 
-    /// Reads `data` up to the end of the next FramebufferUpdate, if one ends in it.
+    /// Counting only: reads `data` up to the end of the next FramebufferUpdate, if one ends
+    /// in it (what vnc-rs gets is `data` itself).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn feed(&mut self, data: &[u8]) -> Fed {
+        let mut out = Vec::new();
+        let mut decoded = Vec::new();
+        // A counting framer decodes nothing, so it never fails.
+        self.feed_into(data, &mut out, &mut decoded).unwrap_or(Fed {
+            consumed: data.len(),
+            update_end: false,
+        })
+    }
+
+    /// Reads `data` up to the end of the next FramebufferUpdate, if one ends in it, appending
+    /// to `out` what vnc-rs is to read for the bytes consumed (the same bytes, but for ZRLE
+    /// rectangles when rewriting) and to `decoded` what the adapter takes in its place.
+    pub(crate) fn feed_into(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        decoded: &mut Vec<Decoded>,
+    ) -> Result<Fed, FramerError> {
         let mut at = 0;
         while at < data.len() {
             match self.state {
                 State::Lost => {
+                    if self.took_zrle {
+                        return Err(FramerError::Lost);
+                    }
+                    out.extend_from_slice(&data[at..]);
                     at = data.len();
                 }
                 State::Message => {
                     let kind = data[at];
                     at += 1;
+                    out.push(kind);
                     self.state = match kind {
                         0 => self.gather(Part::Update, 3),
                         1 => self.gather(Part::Colours, 5),
@@ -120,27 +211,39 @@ impl Framer {
                     self.got += take;
                     at += take;
                     if self.got == need {
-                        self.state = self.header_done(part);
+                        self.state = self.header_done(part, need, out, decoded)?;
                     }
                 }
                 State::Skip { left, then } => {
-                    let available = u64::try_from(data.len() - at).unwrap_or(u64::MAX);
-                    let take = left.min(available);
-                    // `take` is at most `data.len() - at`, so it fits.
-                    at += usize::try_from(take).unwrap_or(data.len() - at);
-                    let left = left - take;
-                    self.state = State::Skip { left, then };
+                    let take = self.take(left, data.len() - at);
+                    out.extend_from_slice(&data[at..at + take]);
+                    at += take;
+                    self.state = State::Skip {
+                        left: left - take as u64,
+                        then,
+                    };
                 }
+                State::Zrle { left, then } => {
+                    let take = self.take(left, data.len() - at);
+                    self.zlib.extend_from_slice(&data[at..at + take]);
+                    at += take;
+                    let left = left - take as u64;
+                    self.state = State::Zrle { left, then };
+                }
+            }
+            if let State::Zrle { left: 0, then } = self.state {
+                self.zrle_done(out, decoded)?;
+                self.state = State::Skip { left: 0, then };
             }
             if let State::Skip { left: 0, then } = self.state {
                 match then {
                     Then::Message => self.state = State::Message,
                     Then::Rects { left: 0 } => {
                         self.state = State::Message;
-                        return Fed {
+                        return Ok(Fed {
                             consumed: at,
                             update_end: true,
-                        };
+                        });
                     }
                     Then::Rects { left } => {
                         self.state = self.gather(Part::Rect { left: left - 1 }, 12);
@@ -148,10 +251,43 @@ impl Framer {
                 }
             }
         }
-        Fed {
+        Ok(Fed {
             consumed: at,
             update_end: false,
+        })
+    }
+
+    /// How many of `available` bytes a payload of `left` more takes.
+    fn take(&self, left: u64, available: usize) -> usize {
+        // At most `available`, so it fits.
+        usize::try_from(left.min(available as u64)).unwrap_or(available)
+    }
+
+    /// A ZRLE rectangle's data is all there: decode it, and give vnc-rs a copy of the
+    /// rectangle onto itself instead.
+    fn zrle_done(
+        &mut self,
+        out: &mut Vec<u8>,
+        decoded: &mut Vec<Decoded>,
+    ) -> Result<(), FramerError> {
+        let Some(zrle) = self.zrle.as_mut() else {
+            return Ok(());
+        };
+        let r = self.rect;
+        let rect = rect_of(&r);
+        let data = zrle.decode(rect, &self.zlib)?;
+        decoded.push(Decoded::Pixels { rect, data });
+        self.took_zrle = true;
+        out.extend_from_slice(&r);
+        out.extend_from_slice(&encoding::COPY_RECT.to_be_bytes());
+        out.extend_from_slice(&r[..4]);
+        // A screenful kept for the next one would be memory held for nothing while idle.
+        if self.zlib.capacity() > 1 << 20 {
+            self.zlib = Vec::new();
+        } else {
+            self.zlib.clear();
         }
+        Ok(())
     }
 
     fn gather(&mut self, part: Part, need: usize) -> State {
@@ -159,12 +295,31 @@ impl Framer {
         State::Header { part, need }
     }
 
-    /// The state after a complete header of `part`.
-    fn header_done(&mut self, part: Part) -> State {
+    /// The state after a complete header of `part` (`need` bytes), whose bytes go to `out`
+    /// unless a ZRLE rectangle is taken from vnc-rs.
+    fn header_done(
+        &mut self,
+        part: Part,
+        need: usize,
+        out: &mut Vec<u8>,
+        decoded: &mut Vec<Decoded>,
+    ) -> Result<State, FramerError> {
         let h = self.header;
         let u16_at = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
         let u32_at = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        match part {
+        let rewriting = self.zrle.is_some();
+        let taken = match part {
+            Part::Rect { .. } => {
+                self.rect.copy_from_slice(&h[..8]);
+                rewriting && i32::from_be_bytes([h[8], h[9], h[10], h[11]]) == encoding::ZRLE
+            }
+            Part::ZrleLength { .. } => rewriting,
+            _ => false,
+        };
+        if !taken {
+            out.extend_from_slice(&h[..need]);
+        }
+        let state = match part {
             Part::Update => match u16_at(1) {
                 // An empty update: over with its header.
                 0 => State::Skip {
@@ -190,10 +345,35 @@ impl Framer {
                     _ => State::Lost,
                 }
             }
-            Part::CopySource { left } => State::Skip {
-                left: 0,
-                then: Then::Rects { left },
-            },
+            Part::CopySource { left } => {
+                if rewriting && h[..4] == self.rect[..4] {
+                    decoded.push(Decoded::NoOp);
+                }
+                State::Skip {
+                    left: 0,
+                    then: Then::Rects { left },
+                }
+            }
+            Part::ZrleLength { left } if rewriting => {
+                let rect = rect_of(&self.rect);
+                if rect.w > MAX_ZRLE_SIDE
+                    || rect.h > MAX_ZRLE_SIDE
+                    || u64::from(rect.w) * u64::from(rect.h) > MAX_ZRLE_PIXELS
+                {
+                    return Err(FramerError::ZrleSize(rect.w, rect.h));
+                }
+                // zlib adds at most a few bytes per 16 KiB to what it cannot compress.
+                let most = max_tile_bytes(rect.w, rect.h) + 64 * 1024;
+                let announced = u64::from(u32_at(0));
+                if announced > most {
+                    return Err(FramerError::ZrleLength(announced, most));
+                }
+                self.zlib.clear();
+                State::Zrle {
+                    left: announced,
+                    then: Then::Rects { left },
+                }
+            }
             Part::ZrleLength { left } => State::Skip {
                 left: u64::from(u32_at(0)),
                 then: Then::Rects { left },
@@ -206,8 +386,15 @@ impl Framer {
                 left: u64::from(u32_at(3)),
                 then: Then::Message,
             },
-        }
+        };
+        Ok(state)
     }
+}
+
+/// A rectangle from its header's first 8 bytes.
+fn rect_of(r: &[u8; 8]) -> Rect {
+    let at = |i: usize| u32::from(u16::from_be_bytes([r[i], r[i + 1]]));
+    Rect::new(at(0), at(2), at(4), at(6))
 }
 
 #[cfg(any(test, feature = "fuzzing"))]

@@ -9,7 +9,11 @@
 //! - `VncClient::input` waits on the same lock as a pending `recv_event`, so one task owns the
 //!   client and multiplexes events, commands and the refresh timer with `select!`;
 //! - its event channel is tiny, so events are drained promptly and handed on through a bounded
-//!   channel whose backpressure slows reading from the target rather than growing memory.
+//!   channel whose backpressure slows reading from the target rather than growing memory;
+//! - its ZRLE decoder builds every tile pixel by pixel and hands each tile over on its own, so
+//!   ZRLE is decoded by us (`zrle`): the watched stream gives vnc-rs a copy of each ZRLE
+//!   rectangle onto itself instead, and the adapter swaps the decoded picture in for that copy
+//!   (a large change of a few colours: ~0.2 ms instead of ~2.5).
 //!
 //! We offer only lossless encodings whose length is known without decoding them (ZRLE, CopyRect,
 //! Raw): Tight would hand us JPEG that we would have to decode (and the gateway re-encodes for the
@@ -26,6 +30,7 @@ pub use framer::oracles;
 use std::sync::Arc;
 use std::time::Duration;
 
+use framer::Decoded;
 use portcullis_core::desktop::{check_size, InputEvent, PixelLayout, Rect, TargetUpdate};
 pub use portcullis_core::desktop::{TargetCommand, Timeouts};
 use thiserror::Error;
@@ -244,7 +249,12 @@ impl VncTarget {
                         }
                     }
                     ev = client.recv_event() => {
-                        let update = match ev.map_err(VncTargetError::from_vnc)? {
+                        // The stream's framer ended the connection: say why, not "closed".
+                        let ev = ev.map_err(|e| match framing.failure() {
+                            Some(why) => VncTargetError::Protocol(why),
+                            None => VncTargetError::from_vnc(e),
+                        })?;
+                        let update = match ev {
                             // The update is complete: ask for the next one at once (the
                             // server answers when something changes), then say so.
                             VncEvent::Text(text) if framing.is_marker(&text) => {
@@ -254,6 +264,11 @@ impl VncTarget {
                                 client.input(X11Event::Refresh).await.map_err(VncTargetError::from_vnc)?;
                                 last_request = Instant::now();
                                 Some(TargetUpdate::UpdateEnd)
+                            }
+                            // A copy onto itself: a ZRLE rectangle the stream's framer decoded
+                            // (vnc-rs read this copy in its place), or the server's own no-op.
+                            VncEvent::Copy(dst, src) if (dst.x, dst.y) == (src.x, src.y) => {
+                                swap_decoded(&framing, rect(dst))?
                             }
                             ev => translate(ev)?,
                         };
@@ -296,6 +311,21 @@ fn handshake_error(e: VncError) -> VncTargetError {
         }
     }
     VncTargetError::from_vnc(e)
+}
+
+/// What replaces a copy of `dst` onto itself: the picture the framer decoded for it.
+fn swap_decoded(framing: &Framing, dst: Rect) -> Result<Option<TargetUpdate>, VncTargetError> {
+    match framing.take_decoded() {
+        Some(Decoded::Pixels { rect, data }) if rect == dst => Ok(Some(TargetUpdate::Pixels {
+            rect,
+            data,
+            layout: PixelLayout::Rgbx,
+        })),
+        Some(Decoded::Pixels { rect, .. }) => Err(VncTargetError::Protocol(format!(
+            "decoded rectangle {rect} out of step with {dst}"
+        ))),
+        Some(Decoded::NoOp) | None => Ok(None),
+    }
 }
 
 fn rect(r: vnc::Rect) -> Rect {

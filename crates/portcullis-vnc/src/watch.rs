@@ -4,7 +4,12 @@
 //!
 //! The framer starts at the message boundary right after ServerInit, which it recognises as our
 //! own SetEncodings going out (vnc-rs reads the handshake exactly, so nothing further was read).
-//! If the framer loses sync, the stream passes through untouched from then on.
+//! If the framer loses sync, the stream passes through untouched from then on (unless it had
+//! taken ZRLE over: then the stream ends with an error, see below).
+//!
+//! The framer also takes ZRLE from vnc-rs (`Framer::rewriting`): what vnc-rs reads is the
+//! framer's output, in which each ZRLE rectangle is a copy of the rectangle onto itself, and the
+//! decoded pictures wait in [`Framing`] for the adapter, which swaps them in for those copies.
 //!
 //! It is also where a fast or hostile server is slowed down: vnc-rs reads the socket ahead of
 //! its decoder into a channel of 4096 reads (256 MiB at its 64 KiB reads). Each read here gives
@@ -23,7 +28,9 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::warn;
 
-use crate::framer::Framer;
+use std::collections::VecDeque;
+
+use crate::framer::{Decoded, Framer};
 
 /// Whether update ends are reported, shared between the stream and the adapter.
 #[derive(Debug)]
@@ -35,7 +42,16 @@ pub(crate) struct Framing {
     unseen: AtomicU32,
     /// The stream's reader, while it waits for the adapter to catch up.
     paused: Mutex<Option<Waker>>,
+    /// Pictures decoded by the framer, for the copies onto themselves vnc-rs will report, and
+    /// their pixel bytes.
+    decoded: Mutex<(VecDeque<Decoded>, usize)>,
+    /// Why the stream ended, when the framer ended it (vnc-rs reports only a closed connection).
+    failure: Mutex<Option<String>>,
 }
+
+/// Decoded pixel bytes waiting for the adapter beyond which the socket is not read (one update
+/// may hold many rectangles; [`MAX_UNSEEN`] counts updates).
+pub(crate) const MAX_DECODED_BYTES: usize = 64 << 20;
 
 /// Complete updates read from the server but not yet through vnc-rs to the adapter, beyond
 /// which the socket is not read. With one request outstanding a server sends one update per
@@ -59,14 +75,52 @@ impl Framing {
             marker: format!("portcullis-update-end-{secret:032x}"),
             unseen: AtomicU32::new(0),
             paused: Mutex::new(None),
+            decoded: Mutex::new((VecDeque::new(), 0)),
+            failure: Mutex::new(None),
         })
     }
 
-    /// The adapter saw a marker: the stream may read on.
-    pub(crate) fn marker_seen(&self) {
-        let _ = self
-            .unseen
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    /// Why the framer ended the stream, if it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The framer's next decoded picture (or no-op) for a copy onto itself that vnc-rs reported;
+    /// `None` when there is none (the stream is not being rewritten: a real no-op).
+    pub(crate) fn take_decoded(&self) -> Option<Decoded> {
+        let next = {
+            let mut d = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+            let next = d.0.pop_front();
+            if let Some(Decoded::Pixels { data, .. }) = &next {
+                d.1 = d.1.saturating_sub(data.len());
+            }
+            next
+        };
+        self.wake_reader();
+        next
+    }
+
+    fn push_decoded(&self, items: Vec<Decoded>) {
+        let mut d = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+        for item in items {
+            if let Decoded::Pixels { data, .. } = &item {
+                d.1 += data.len();
+            }
+            d.0.push_back(item);
+        }
+    }
+
+    fn decoded_bytes(&self) -> usize {
+        self.decoded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+    }
+
+    fn wake_reader(&self) {
         let waker = self
             .paused
             .lock()
@@ -77,16 +131,30 @@ impl Framing {
         }
     }
 
+    /// The adapter saw a marker: the stream may read on.
+    pub(crate) fn marker_seen(&self) {
+        let _ = self
+            .unseen
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.wake_reader();
+    }
+
+    /// Too much waits for the adapter (updates not seen, decoded pictures not taken).
+    fn behind(&self) -> bool {
+        self.unseen.load(Ordering::Acquire) >= MAX_UNSEEN
+            || self.decoded_bytes() >= MAX_DECODED_BYTES
+    }
+
     /// Whether the stream must wait (too many updates not seen by the adapter); if so, `cx`
     /// is woken once it may read again.
     fn must_wait(&self, cx: &Context<'_>) -> bool {
-        if self.unseen.load(Ordering::Acquire) < MAX_UNSEEN {
+        if !self.behind() {
             return false;
         }
         let mut paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
         *paused = Some(cx.waker().clone());
-        // Seen meanwhile (before the waker was in place): no wake-up would come, read on.
-        let wait = self.unseen.load(Ordering::Acquire) >= MAX_UNSEEN;
+        // Caught up meanwhile (before the waker was in place): no wake-up would come, read on.
+        let wait = self.behind();
         if !wait {
             *paused = None;
         }
@@ -120,11 +188,14 @@ pub(crate) struct Watched<S> {
     /// Our SetEncodings message: seeing it go out arms the framer.
     arm_on: Vec<u8>,
     framer: Option<Framer>,
-    /// A marker to hand to vnc-rs before anything else (not the server's: never framed).
+    /// What vnc-rs reads next: the framer's output for the bytes it took.
+    out: Vec<u8>,
+    out_at: usize,
+    /// A marker to hand to vnc-rs once `out` is given (not the server's: never framed).
     marker: Vec<u8>,
     marker_at: usize,
-    /// Server bytes read past an update's end, given (and framed) after the marker: at most
-    /// one read's worth.
+    /// Server bytes read past an update's end, framed after the marker: at most one read's
+    /// worth.
     held: Vec<u8>,
     held_at: usize,
 }
@@ -136,6 +207,8 @@ impl<S> Watched<S> {
             framing,
             arm_on: set_encodings,
             framer: None,
+            out: Vec::new(),
+            out_at: 0,
             marker: Vec::new(),
             marker_at: 0,
             held: Vec::new(),
@@ -144,19 +217,43 @@ impl<S> Watched<S> {
     }
 }
 
-/// Frames `bytes` from the server: how many of them vnc-rs gets now, and whether an update
-/// ended right after those (then the rest waits behind a marker).
-fn frame(framer: &mut Option<Framer>, framing: &Framing, bytes: &[u8]) -> (usize, bool) {
+/// Frames `bytes` from the server, appending to `out` what vnc-rs reads for them: how many
+/// were taken, and whether an update ended right after those (then the rest waits behind a
+/// marker).
+fn frame(
+    framer: &mut Option<Framer>,
+    framing: &Framing,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<(usize, bool)> {
     let Some(framer) = framer.as_mut().filter(|f| !f.is_lost()) else {
-        return (bytes.len(), false);
+        out.extend_from_slice(bytes);
+        return Ok((bytes.len(), false));
     };
-    let fed = framer.feed(bytes);
+    let mut decoded = Vec::new();
+    let fed = framer.feed_into(bytes, out, &mut decoded).map_err(|e| {
+        let message = e.to_string();
+        warn!(error = %message, "ending the VNC connection");
+        *framing
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(message.clone());
+        io::Error::new(io::ErrorKind::InvalidData, message)
+    })?;
+    framing.push_decoded(decoded);
     if framer.is_lost() {
         framing.state.store(LOST, Ordering::Release);
         warn!("lost track of the VNC server's messages: asking for updates on a timer from now on");
-        return (bytes.len(), false);
+        return Ok((bytes.len(), false));
     }
-    (fed.consumed, fed.update_end)
+    Ok((fed.consumed, fed.update_end))
+}
+
+/// Gives `buf` as much of `from[*at..]` as fits.
+fn give(from: &[u8], at: &mut usize, buf: &mut ReadBuf<'_>) {
+    let n = (from.len() - *at).min(buf.remaining());
+    buf.put_slice(&from[*at..*at + n]);
+    *at += n;
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
@@ -166,51 +263,61 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.marker_at < this.marker.len() {
-            let n = (this.marker.len() - this.marker_at).min(buf.remaining());
-            buf.put_slice(&this.marker[this.marker_at..this.marker_at + n]);
-            this.marker_at += n;
-            return Poll::Ready(Ok(()));
-        }
-        // Only after a marker went out in full: every marker vnc-rs has follows a complete
-        // update, so the adapter reaches it without more bytes (held ones included).
-        if this.framing.must_wait(cx) {
-            return Poll::Pending;
-        }
-        let update_end = if this.held_at < this.held.len() {
-            let n = (this.held.len() - this.held_at).min(buf.remaining());
-            let chunk = &this.held[this.held_at..this.held_at + n];
-            let (given, end) = frame(&mut this.framer, &this.framing, chunk);
-            buf.put_slice(&chunk[..given]);
-            this.held_at += given;
-            if this.held_at == this.held.len() {
-                this.held = Vec::new();
-                this.held_at = 0;
+        loop {
+            if this.out_at < this.out.len() {
+                give(&this.out, &mut this.out_at, buf);
+                if this.out_at == this.out.len() {
+                    this.out.clear();
+                    this.out_at = 0;
+                }
+                return Poll::Ready(Ok(()));
             }
-            end
-        } else {
-            let mut scratch = [0; READ_CHUNK];
-            let room = READ_CHUNK.min(buf.remaining());
-            let mut limited = ReadBuf::new(&mut scratch[..room]);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut limited) {
-                Poll::Ready(Ok(())) => {}
-                other => return other,
+            if this.marker_at < this.marker.len() {
+                give(&this.marker, &mut this.marker_at, buf);
+                return Poll::Ready(Ok(()));
             }
-            let read = limited.filled();
-            let (given, end) = frame(&mut this.framer, &this.framing, read);
-            if given < read.len() {
-                this.held = read[given..].to_vec();
-                this.held_at = 0;
+            // Only after a marker went out in full: every marker vnc-rs has follows a complete
+            // update, so the adapter reaches it without more bytes (held ones included); and
+            // every copy standing for a decoded picture went out with it.
+            if this.framing.must_wait(cx) {
+                return Poll::Pending;
             }
-            buf.put_slice(&read[..given]);
-            end
-        };
-        if update_end {
-            this.marker = this.framing.marker_message();
-            this.marker_at = 0;
-            this.framing.unseen.fetch_add(1, Ordering::AcqRel);
+            let update_end = if this.held_at < this.held.len() {
+                let chunk = &this.held[this.held_at..];
+                let (taken, end) = frame(&mut this.framer, &this.framing, chunk, &mut this.out)?;
+                this.held_at += taken;
+                if this.held_at == this.held.len() {
+                    this.held = Vec::new();
+                    this.held_at = 0;
+                }
+                end
+            } else {
+                let mut scratch = [0; READ_CHUNK];
+                let room = READ_CHUNK.min(buf.remaining());
+                let mut limited = ReadBuf::new(&mut scratch[..room]);
+                match Pin::new(&mut this.inner).poll_read(cx, &mut limited) {
+                    Poll::Ready(Ok(())) => {}
+                    other => return other,
+                }
+                let read = limited.filled();
+                if read.is_empty() {
+                    // The server closed the connection.
+                    return Poll::Ready(Ok(()));
+                }
+                let (taken, end) = frame(&mut this.framer, &this.framing, read, &mut this.out)?;
+                if taken < read.len() {
+                    this.held = read[taken..].to_vec();
+                    this.held_at = 0;
+                }
+                end
+            };
+            if update_end {
+                this.marker = this.framing.marker_message();
+                this.marker_at = 0;
+                this.framing.unseen.fetch_add(1, Ordering::AcqRel);
+            }
+            // Nothing for vnc-rs yet (a header or ZRLE data gathered): read on.
         }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -225,7 +332,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
             && this.framing.state.load(Ordering::Acquire) == UNARMED
             && data.starts_with(&this.arm_on)
         {
-            this.framer = Some(Framer::new(4));
+            this.framer = Some(Framer::rewriting());
             this.framing.state.store(IN_SYNC, Ordering::Release);
         }
         Pin::new(&mut this.inner).poll_write(cx, data)

@@ -9,10 +9,9 @@
 //! (a window closed, a terminal cleared) that is most of the gateway's time between the
 //! target's bytes and the browser's (benches/LATENCY-NOTES.md).
 //!
-//! Not in the adapter's path yet: vnc-rs still decodes what the server sends. Taking ZRLE from
-//! it means rewriting the stream it reads (`watch`): each ZRLE rectangle decoded here and handed
-//! to vnc-rs as a CopyRect of the rectangle onto itself, which the adapter replaces with these
-//! pixels (see benches/LATENCY-NOTES.md, "Next: ZRLE of our own").
+//! The stream vnc-rs reads is rewritten for it (`watch`, `framer`): each ZRLE rectangle is
+//! decoded here and vnc-rs reads a CopyRect of the rectangle onto itself instead, which the
+//! adapter replaces with these pixels.
 //!
 //! Bounded: the zlib stream is inflated into at most what the rectangle's tiles can take
 //! ([`max_tile_bytes`]), a run never goes past its tile, and every read is checked; a hostile

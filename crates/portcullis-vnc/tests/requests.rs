@@ -277,3 +277,232 @@ async fn a_full_screen_raw_update_reaches_the_session_in_bands_of_at_most_a_mib(
     drop(socket);
     let _ = adapter.await;
 }
+
+/// A picture for the ZRLE test: areas of one colour, stripes of two, and noise.
+fn zrle_picture(w: u16, h: u16) -> Vec<[u8; 3]> {
+    let mut s = 7_u32;
+    (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            match x * 3 / w {
+                0 => [10, 20, 30],
+                1 if y % 8 < 4 => [200, 0, 0],
+                1 => [0, 200, 0],
+                _ => {
+                    let b = s.to_le_bytes();
+                    [b[0], b[1], b[2]]
+                }
+            }
+        })
+        .collect()
+}
+
+/// ZRLE tiles of `px` (`w` wide): solid tiles as one colour, the others alternately raw and
+/// as plain runs.
+fn zrle_tiles(px: &[[u8; 3]], w: u16, h: u16) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut n = 0;
+    for ty in (0..h).step_by(64) {
+        for tx in (0..w).step_by(64) {
+            let (tw, th) = (64.min(w - tx), 64.min(h - ty));
+            let tile: Vec<[u8; 3]> = (ty..ty + th)
+                .flat_map(|y| (tx..tx + tw).map(move |x| (x, y)))
+                .map(|(x, y)| px[usize::from(y) * usize::from(w) + usize::from(x)])
+                .collect();
+            n += 1;
+            if tile.iter().all(|c| *c == tile[0]) {
+                raw.push(1);
+                raw.extend_from_slice(&tile[0]);
+            } else if n % 2 == 0 {
+                raw.push(0);
+                tile.iter().for_each(|c| raw.extend_from_slice(c));
+            } else {
+                raw.push(128);
+                let mut i = 0;
+                while i < tile.len() {
+                    let run = tile[i..].iter().take_while(|c| **c == tile[i]).count();
+                    raw.extend_from_slice(&tile[i]);
+                    let mut left = run - 1;
+                    while left >= 255 {
+                        raw.push(255);
+                        left -= 255;
+                    }
+                    raw.push(u8::try_from(left).unwrap());
+                    i += run;
+                }
+            }
+        }
+    }
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zrle_is_decoded_by_the_adapter_in_order_with_copies_and_update_ends() {
+    use flate2::{Compress, Compression, FlushCompress};
+    const W: u16 = 300;
+    const H: u16 = 200;
+    let px = zrle_picture(W, H);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let tiles = zrle_tiles(&px, W, H);
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        handshake_sized(&mut s, 400, 300).await;
+        assert_eq!(
+            next_request(&mut s).await,
+            FromClient::Request { incremental: false }
+        );
+        let mut zlib = Compress::new(Compression::default(), true);
+        let rect = |x: u16, y: u16, w: u16, h: u16, enc: i32| {
+            let mut m = Vec::new();
+            for v in [x, y, w, h] {
+                m.extend_from_slice(&v.to_be_bytes());
+            }
+            m.extend_from_slice(&enc.to_be_bytes());
+            m
+        };
+        // One update: a ZRLE rectangle, the server's own copy of a rectangle onto itself, a real
+        // copy, and a second ZRLE rectangle (one tile of one colour) on the same zlib stream.
+        let mut m = vec![0, 0, 0, 4];
+        let mut compress = |raw: &[u8]| {
+            let mut out = Vec::with_capacity(raw.len() * 2 + 1024);
+            zlib.compress_vec(raw, &mut out, FlushCompress::Sync)
+                .unwrap();
+            out
+        };
+        let first = compress(&tiles);
+        m.extend(rect(10, 20, W, H, 16));
+        m.extend_from_slice(&u32::try_from(first.len()).unwrap().to_be_bytes());
+        m.extend_from_slice(&first);
+        m.extend(rect(5, 5, 8, 8, 1));
+        m.extend_from_slice(&[0, 5, 0, 5]);
+        m.extend(rect(50, 60, 8, 8, 1));
+        m.extend_from_slice(&[0, 1, 0, 2]);
+        let second = compress(&[1, 9, 8, 7]);
+        m.extend(rect(0, 0, 16, 16, 16));
+        m.extend_from_slice(&u32::try_from(second.len()).unwrap().to_be_bytes());
+        m.extend_from_slice(&second);
+        // Handed over one byte at a time for the first kilobyte, then in one go: the framer
+        // must not depend on where reads cut the stream.
+        for b in &m[..1024] {
+            s.write_all(&[*b]).await.unwrap();
+        }
+        s.write_all(&m[1024..]).await.unwrap();
+        let _ = timeout(Duration::from_secs(10), next_request(&mut s)).await;
+        s
+    });
+    let target = connect(&address, String::new(), Timeouts::default())
+        .await
+        .unwrap();
+    let (updates_tx, mut updates) = mpsc::channel(16);
+    let (commands, commands_rx) = mpsc::channel::<TargetCommand>(4);
+    let adapter = tokio::spawn(target.run(updates_tx, commands_rx));
+    let mut seen = Vec::new();
+    loop {
+        let u = timeout(Duration::from_secs(10), updates.recv())
+            .await
+            .expect("the update within 10 s")
+            .expect("the adapter is running");
+        let end = matches!(u, TargetUpdate::UpdateEnd);
+        seen.push(u);
+        if end {
+            break;
+        }
+    }
+    let socket = server.await.unwrap();
+    drop(commands);
+    drop(socket);
+    let _ = adapter.await;
+
+    // The first rectangle, in bands top to bottom, exactly the picture.
+    let mut picture = Vec::new();
+    let mut rest = seen.iter();
+    while picture.len() < usize::from(W) * usize::from(H) * 4 {
+        match rest.next() {
+            Some(TargetUpdate::Pixels { rect, data, .. }) => {
+                assert_eq!((rect.x, rect.w), (10, u32::from(W)), "{rect}");
+                assert_eq!(
+                    rect.y,
+                    20 + u32::try_from(picture.len() / (usize::from(W) * 4)).unwrap()
+                );
+                picture.extend_from_slice(data);
+            }
+            other => panic!("expected the first rectangle's pixels, got {other:?}"),
+        }
+    }
+    let want: Vec<u8> = px.iter().flat_map(|c| [c[0], c[1], c[2], 0]).collect();
+    assert!(picture == want, "the decoded picture differs");
+    // The server's copy onto itself is nothing; the real copy is a copy; then the one-colour
+    // rectangle; then the update's end.
+    let rest: Vec<_> = rest.collect();
+    assert!(
+        matches!(rest[0], TargetUpdate::Copy { dst, src } if (dst.x, dst.y, src.x, src.y) == (50, 60, 1, 2)),
+        "{:?}",
+        rest[0]
+    );
+    match rest[1] {
+        TargetUpdate::Pixels { rect, data, .. } => {
+            assert_eq!((rect.x, rect.y, rect.w, rect.h), (0, 0, 16, 16));
+            assert!(data.chunks_exact(4).all(|p| p == [9, 8, 7, 0]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(rest[2], TargetUpdate::UpdateEnd), "{:?}", rest[2]);
+    assert_eq!(rest.len(), 3, "{rest:?}");
+}
+
+/// The adapter's outcome when a server sends `update` as its first update.
+async fn outcome_of(update: Vec<u8>) -> Result<(), portcullis_vnc::VncTargetError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        handshake_sized(&mut s, 400, 300).await;
+        let _ = next_request(&mut s).await;
+        s.write_all(&update).await.unwrap();
+        // Keep the connection open: the adapter must end on what it read, not on a close.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let target = connect(&address, String::new(), Timeouts::default())
+        .await
+        .unwrap();
+    let (updates_tx, mut updates) = mpsc::channel(16);
+    let (_commands, commands_rx) = mpsc::channel::<TargetCommand>(4);
+    let drain = tokio::spawn(async move { while updates.recv().await.is_some() {} });
+    let outcome = timeout(Duration::from_secs(5), target.run(updates_tx, commands_rx))
+        .await
+        .expect("the adapter ends within 5 s");
+    server.abort();
+    drain.abort();
+    outcome
+}
+
+fn zrle_update(w: u16, h: u16, length: u32, data: &[u8]) -> Vec<u8> {
+    let mut m = vec![0, 0, 0, 1, 0, 0, 0, 0];
+    m.extend_from_slice(&w.to_be_bytes());
+    m.extend_from_slice(&h.to_be_bytes());
+    m.extend_from_slice(&16_i32.to_be_bytes());
+    m.extend_from_slice(&length.to_be_bytes());
+    m.extend_from_slice(data);
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_zrle_ends_the_session_with_a_clear_error() {
+    // Not zlib; a length far beyond what a 16×16 rectangle can take (no memory is reserved
+    // for it); a rectangle larger than any taken.
+    for (update, says) in [
+        (zrle_update(16, 16, 8, &[0xff; 8]), "zlib"),
+        (zrle_update(16, 16, u32::MAX, &[]), "bytes of ZRLE data"),
+        (
+            zrle_update(8192, 8192, 4, &[0; 4]),
+            "ZRLE rectangle of 8192x8192",
+        ),
+    ] {
+        let e = outcome_of(update).await.expect_err("the session ends");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+}

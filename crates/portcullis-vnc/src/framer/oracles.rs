@@ -1,7 +1,7 @@
 //! Entry point for fuzzing the framer with what a hostile VNC server sends: it must return,
 //! never panic, always make progress, and find the same update ends however the bytes are cut.
 
-use super::Framer;
+use super::{Decoded, Framer};
 
 /// Update-end offsets found in `stream` when it arrives in pieces of at most `piece` bytes.
 pub fn update_ends(stream: &[u8], piece: usize) -> Vec<usize> {
@@ -24,8 +24,39 @@ pub fn update_ends(stream: &[u8], piece: usize) -> Vec<usize> {
     ends
 }
 
+/// What the rewriting framer makes of `stream` in pieces of at most `piece` bytes: the bytes
+/// for vnc-rs, the decoded pictures, the update ends, and whether it stopped with an error.
+fn rewritten(stream: &[u8], piece: usize) -> (Vec<u8>, Vec<Decoded>, Vec<usize>, bool) {
+    let mut framer = Framer::rewriting();
+    let (mut out, mut decoded, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+    let mut offset = 0;
+    for chunk in stream.chunks(piece.max(1)) {
+        let mut at = 0;
+        while at < chunk.len() {
+            let before = out.len();
+            match framer.feed_into(&chunk[at..], &mut out, &mut decoded) {
+                Ok(fed) => {
+                    assert!(fed.consumed <= chunk.len() - at, "consumed more than given");
+                    assert!(fed.consumed > 0, "no progress");
+                    assert!(
+                        out.len() - before <= fed.consumed + 16,
+                        "more out than in beyond a rewritten header"
+                    );
+                    at += fed.consumed;
+                    if fed.update_end {
+                        ends.push(offset + at);
+                    }
+                }
+                Err(_) => return (out, decoded, ends, true),
+            }
+        }
+        offset += chunk.len();
+    }
+    (out, decoded, ends, false)
+}
+
 /// The first byte picks a piece size; the rest is the server's stream, framed whole and in
-/// pieces: both must agree.
+/// pieces, counting and rewriting: each must agree with itself however the bytes were cut.
 pub fn server_stream(data: &[u8]) {
     let Some((&piece, stream)) = data.split_first() else {
         return;
@@ -35,6 +66,12 @@ pub fn server_stream(data: &[u8]) {
     assert_eq!(
         whole, pieces,
         "update ends depend on how the bytes were cut"
+    );
+    let whole = rewritten(stream, stream.len());
+    let pieces = rewritten(stream, usize::from(piece));
+    assert!(
+        whole == pieces,
+        "the rewritten stream depends on how the bytes were cut"
     );
 }
 
