@@ -2,17 +2,19 @@
 //! FramebufferUpdate is complete (vnc-rs says nothing at its end, and nothing at all for an empty
 //! one). Sans-I/O: bytes in; out, the bytes vnc-rs is to read and "update ended here".
 //!
-//! Counting ([`Framer::new`]), it decodes nothing and allocates nothing: a lying length costs a
+//! Counting ([`Framer::new`]), it decodes nothing and keeps nothing: a lying length costs a
 //! counter, never memory. Rewriting ([`Framer::rewriting`], what the adapter uses), it also takes
 //! ZRLE away from vnc-rs (whose decoder builds every tile pixel by pixel): a ZRLE rectangle's
-//! data is gathered (at most what the rectangle can take) and decoded by [`crate::zrle`], and
-//! vnc-rs reads a CopyRect of the rectangle onto itself instead, which the adapter replaces with
-//! the decoded picture ([`Decoded`], in the same order). A server's own copy of a rectangle onto
-//! itself (a no-op) is announced too, so the two stay in step whatever the server sends.
+//! compressed data is gathered (at most what the rectangle can take) and vnc-rs reads a CopyRect
+//! of the rectangle onto itself instead. The adapter decodes the data ([`crate::zrle`]) when
+//! vnc-rs reports that copy, i.e. in stream order (the zlib stream is shared) and only once
+//! vnc-rs has checked the rectangle against the screen; a server's own copy of a rectangle onto
+//! itself (a no-op) is announced too ([`Gathered`]), so the two stay in step whatever the server
+//! sends.
 
 use portcullis_core::desktop::Rect;
 
-use crate::zrle::{max_tile_bytes, Zrle, ZrleError};
+use crate::zrle::max_tile_bytes;
 
 /// Rectangle encodings whose length is known from their header (and what we offer the server).
 /// Anything else loses sync: TRLE, Tight and Hextile can only be measured by decoding them.
@@ -36,9 +38,9 @@ pub(crate) const FOLLOWED_ENCODINGS: [i32; 4] = [
 /// What the rewriting framer hands the adapter, one per CopyRect of a rectangle onto itself that
 /// vnc-rs will report, in stream order.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Decoded {
-    /// A ZRLE rectangle, decoded here: `rect.w × rect.h` RGBX pixels.
-    Pixels { rect: Rect, data: Vec<u8> },
+pub(crate) enum Gathered {
+    /// A ZRLE rectangle's compressed data, for the adapter to decode.
+    Zrle { rect: Rect, zlib: Vec<u8> },
     /// The server's own copy of a rectangle onto itself: nothing to do.
     NoOp,
 }
@@ -47,9 +49,6 @@ pub(crate) enum Decoded {
 /// shared by every rectangle, and vnc-rs cannot take it over midway).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FramerError {
-    /// The rectangle's data did not decode.
-    #[error(transparent)]
-    Zrle(#[from] ZrleError),
     /// A ZRLE rectangle larger than any the gateway takes.
     #[error("the VNC server sent a ZRLE rectangle of {0}x{1} pixels")]
     ZrleSize(u32, u32),
@@ -124,8 +123,8 @@ pub(crate) struct Framer {
     bytes_per_pixel: u64,
     /// The current rectangle's position and size, as sent (x, y, width, height).
     rect: [u8; 8],
-    /// Rewriting: the connection's ZRLE decoder.
-    zrle: Option<Zrle>,
+    /// Rewriting: ZRLE is taken from vnc-rs.
+    rewriting: bool,
     /// The current ZRLE rectangle's data.
     zlib: Vec<u8>,
     /// A ZRLE rectangle was taken from vnc-rs: from then on, losing sync ends the connection.
@@ -141,7 +140,7 @@ impl Framer {
             got: 0,
             bytes_per_pixel: u64::from(bytes_per_pixel),
             rect: [0; 8],
-            zrle: None,
+            rewriting: false,
             zlib: Vec::new(),
             took_zrle: false,
         }
@@ -151,9 +150,14 @@ impl Framer {
     /// 3-byte compressed pixels), positioned right after ServerInit.
     pub(crate) fn rewriting() -> Self {
         Self {
-            zrle: Some(Zrle::new()),
+            rewriting: true,
             ..Self::new(4)
         }
+    }
+
+    /// A ZRLE rectangle was taken from vnc-rs (from then on, losing sync ends the connection).
+    pub(crate) fn took_zrle(&self) -> bool {
+        self.took_zrle
     }
 
     /// Whether the framer lost sync (then it never finds another boundary).
@@ -166,22 +170,23 @@ impl Framer {
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn feed(&mut self, data: &[u8]) -> Fed {
         let mut out = Vec::new();
-        let mut decoded = Vec::new();
-        // A counting framer decodes nothing, so it never fails.
-        self.feed_into(data, &mut out, &mut decoded).unwrap_or(Fed {
-            consumed: data.len(),
-            update_end: false,
-        })
+        let mut gathered = Vec::new();
+        // A counting framer takes nothing over, so it never fails.
+        self.feed_into(data, &mut out, &mut gathered)
+            .unwrap_or(Fed {
+                consumed: data.len(),
+                update_end: false,
+            })
     }
 
     /// Reads `data` up to the end of the next FramebufferUpdate, if one ends in it, appending
     /// to `out` what vnc-rs is to read for the bytes consumed (the same bytes, but for ZRLE
-    /// rectangles when rewriting) and to `decoded` what the adapter takes in its place.
+    /// rectangles when rewriting) and to `gathered` what the adapter takes in their place.
     pub(crate) fn feed_into(
         &mut self,
         data: &[u8],
         out: &mut Vec<u8>,
-        decoded: &mut Vec<Decoded>,
+        gathered: &mut Vec<Gathered>,
     ) -> Result<Fed, FramerError> {
         let mut at = 0;
         while at < data.len() {
@@ -211,7 +216,7 @@ impl Framer {
                     self.got += take;
                     at += take;
                     if self.got == need {
-                        self.state = self.header_done(part, need, out, decoded)?;
+                        self.state = self.header_done(part, need, out, gathered)?;
                     }
                 }
                 State::Skip { left, then } => {
@@ -232,7 +237,7 @@ impl Framer {
                 }
             }
             if let State::Zrle { left: 0, then } = self.state {
-                self.zrle_done(out, decoded)?;
+                self.zrle_done(out, gathered);
                 self.state = State::Skip { left: 0, then };
             }
             if let State::Skip { left: 0, then } = self.state {
@@ -263,31 +268,19 @@ impl Framer {
         usize::try_from(left.min(available as u64)).unwrap_or(available)
     }
 
-    /// A ZRLE rectangle's data is all there: decode it, and give vnc-rs a copy of the
-    /// rectangle onto itself instead.
-    fn zrle_done(
-        &mut self,
-        out: &mut Vec<u8>,
-        decoded: &mut Vec<Decoded>,
-    ) -> Result<(), FramerError> {
-        let Some(zrle) = self.zrle.as_mut() else {
-            return Ok(());
-        };
+    /// A ZRLE rectangle's data is all there: hand it to the adapter, and give vnc-rs a copy of
+    /// the rectangle onto itself instead.
+    fn zrle_done(&mut self, out: &mut Vec<u8>, gathered: &mut Vec<Gathered>) {
         let r = self.rect;
-        let rect = rect_of(&r);
-        let data = zrle.decode(rect, &self.zlib)?;
-        decoded.push(Decoded::Pixels { rect, data });
+        let zlib = std::mem::take(&mut self.zlib);
+        gathered.push(Gathered::Zrle {
+            rect: rect_of(&r),
+            zlib,
+        });
         self.took_zrle = true;
         out.extend_from_slice(&r);
         out.extend_from_slice(&encoding::COPY_RECT.to_be_bytes());
         out.extend_from_slice(&r[..4]);
-        // A screenful kept for the next one would be memory held for nothing while idle.
-        if self.zlib.capacity() > 1 << 20 {
-            self.zlib = Vec::new();
-        } else {
-            self.zlib.clear();
-        }
-        Ok(())
     }
 
     fn gather(&mut self, part: Part, need: usize) -> State {
@@ -302,12 +295,12 @@ impl Framer {
         part: Part,
         need: usize,
         out: &mut Vec<u8>,
-        decoded: &mut Vec<Decoded>,
+        gathered: &mut Vec<Gathered>,
     ) -> Result<State, FramerError> {
         let h = self.header;
         let u16_at = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
         let u32_at = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        let rewriting = self.zrle.is_some();
+        let rewriting = self.rewriting;
         let taken = match part {
             Part::Rect { .. } => {
                 self.rect.copy_from_slice(&h[..8]);
@@ -347,7 +340,7 @@ impl Framer {
             }
             Part::CopySource { left } => {
                 if rewriting && h[..4] == self.rect[..4] {
-                    decoded.push(Decoded::NoOp);
+                    gathered.push(Gathered::NoOp);
                 }
                 State::Skip {
                     left: 0,
@@ -368,7 +361,8 @@ impl Framer {
                 if announced > most {
                     return Err(FramerError::ZrleLength(announced, most));
                 }
-                self.zlib.clear();
+                // Grown as the data comes: a lying length reserves nothing.
+                self.zlib = Vec::new();
                 State::Zrle {
                     left: announced,
                     then: Then::Rects { left },

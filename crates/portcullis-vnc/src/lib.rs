@@ -12,8 +12,8 @@
 //!   channel whose backpressure slows reading from the target rather than growing memory;
 //! - its ZRLE decoder builds every tile pixel by pixel and hands each tile over on its own, so
 //!   ZRLE is decoded by us (`zrle`): the watched stream gives vnc-rs a copy of each ZRLE
-//!   rectangle onto itself instead, and the adapter swaps the decoded picture in for that copy
-//!   (a large change of a few colours: ~0.2 ms instead of ~2.5).
+//!   rectangle onto itself instead, and the adapter decodes the rectangle when vnc-rs reports
+//!   that copy (a large change of a few colours: ~0.2 ms instead of ~2.5).
 //!
 //! We offer only lossless encodings whose length is known without decoding them (ZRLE, CopyRect,
 //! Raw): Tight would hand us JPEG that we would have to decode (and the gateway re-encodes for the
@@ -30,7 +30,7 @@ pub use framer::oracles;
 use std::sync::Arc;
 use std::time::Duration;
 
-use framer::Decoded;
+use framer::Gathered;
 use portcullis_core::desktop::{check_size, InputEvent, PixelLayout, Rect, TargetUpdate};
 pub use portcullis_core::desktop::{TargetCommand, Timeouts};
 use thiserror::Error;
@@ -39,6 +39,7 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use vnc::{PixelFormat, VncConnector, VncEncoding, VncError, VncEvent, X11Event};
 use watch::{Framing, Watched};
+use zrle::Zrle;
 
 /// What we offer, best first: lossless, and each measurable by the framer.
 const ENCODINGS: [VncEncoding; 4] = [
@@ -229,6 +230,8 @@ impl VncTarget {
             // that answers every request would otherwise gain one request chain per quiet
             // second).
             let mut quiet_rounds: u32 = 0;
+            // The connection's ZRLE decoder (its zlib stream goes on from one rectangle to the next).
+            let mut zrle = Zrle::new();
             loop {
                 let wait = if framing.in_sync() {
                     SAFETY_REFRESH
@@ -268,7 +271,7 @@ impl VncTarget {
                             // A copy onto itself: a ZRLE rectangle the stream's framer decoded
                             // (vnc-rs read this copy in its place), or the server's own no-op.
                             VncEvent::Copy(dst, src) if (dst.x, dst.y) == (src.x, src.y) => {
-                                swap_decoded(&framing, rect(dst))?
+                                swap_zrle(&framing, &mut zrle, rect(dst))?
                             }
                             ev => translate(ev)?,
                         };
@@ -313,18 +316,28 @@ fn handshake_error(e: VncError) -> VncTargetError {
     VncTargetError::from_vnc(e)
 }
 
-/// What replaces a copy of `dst` onto itself: the picture the framer decoded for it.
-fn swap_decoded(framing: &Framing, dst: Rect) -> Result<Option<TargetUpdate>, VncTargetError> {
-    match framing.take_decoded() {
-        Some(Decoded::Pixels { rect, data }) if rect == dst => Ok(Some(TargetUpdate::Pixels {
-            rect,
-            data,
-            layout: PixelLayout::Rgbx,
-        })),
-        Some(Decoded::Pixels { rect, .. }) => Err(VncTargetError::Protocol(format!(
-            "decoded rectangle {rect} out of step with {dst}"
+/// What replaces a copy of `dst` onto itself: the ZRLE rectangle the framer took from vnc-rs
+/// for it, decoded now (in stream order, and after vnc-rs checked it against the screen).
+fn swap_zrle(
+    framing: &Framing,
+    zrle: &mut Zrle,
+    dst: Rect,
+) -> Result<Option<TargetUpdate>, VncTargetError> {
+    match framing.take_gathered() {
+        Some(Gathered::Zrle { rect, zlib }) if rect == dst => {
+            let data = zrle
+                .decode(rect, &zlib)
+                .map_err(|e| VncTargetError::Protocol(e.to_string()))?;
+            Ok(Some(TargetUpdate::Pixels {
+                rect,
+                data,
+                layout: PixelLayout::Rgbx,
+            }))
+        }
+        Some(Gathered::Zrle { rect, .. }) => Err(VncTargetError::Protocol(format!(
+            "ZRLE rectangle {rect} out of step with {dst}"
         ))),
-        Some(Decoded::NoOp) | None => Ok(None),
+        Some(Gathered::NoOp) | None => Ok(None),
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! The framer also takes ZRLE from vnc-rs (`Framer::rewriting`): what vnc-rs reads is the
 //! framer's output, in which each ZRLE rectangle is a copy of the rectangle onto itself, and the
-//! decoded pictures wait in [`Framing`] for the adapter, which swaps them in for those copies.
+//! rectangles' compressed data waits in [`Framing`] for the adapter, which decodes it when vnc-rs
+//! reports those copies.
 //!
 //! It is also where a fast or hostile server is slowed down: vnc-rs reads the socket ahead of
 //! its decoder into a channel of 4096 reads (256 MiB at its 64 KiB reads). Each read here gives
@@ -30,7 +31,7 @@ use tracing::warn;
 
 use std::collections::VecDeque;
 
-use crate::framer::{Decoded, Framer};
+use crate::framer::{Framer, Gathered};
 
 /// Whether update ends are reported, shared between the stream and the adapter.
 #[derive(Debug)]
@@ -42,16 +43,25 @@ pub(crate) struct Framing {
     unseen: AtomicU32,
     /// The stream's reader, while it waits for the adapter to catch up.
     paused: Mutex<Option<Waker>>,
-    /// Pictures decoded by the framer, for the copies onto themselves vnc-rs will report, and
-    /// their pixel bytes.
-    decoded: Mutex<(VecDeque<Decoded>, usize)>,
+    /// What the framer took from vnc-rs, for the copies onto themselves vnc-rs will report, and
+    /// what it weighs ([`weight`]).
+    gathered: Mutex<(VecDeque<Gathered>, usize)>,
     /// Why the stream ended, when the framer ended it (vnc-rs reports only a closed connection).
     failure: Mutex<Option<String>>,
 }
 
-/// Decoded pixel bytes waiting for the adapter beyond which the socket is not read (one update
+/// What may wait for the adapter ([`weight`]) beyond which the socket is not read (one update
 /// may hold many rectangles; [`MAX_UNSEEN`] counts updates).
-pub(crate) const MAX_DECODED_BYTES: usize = 64 << 20;
+pub(crate) const MAX_GATHERED_BYTES: usize = 16 << 20;
+
+/// What an entry of [`Framing::gathered`] costs: its data and its own size (a server may send
+/// thousands of tiny rectangles).
+fn weight(g: &Gathered) -> usize {
+    64 + match g {
+        Gathered::Zrle { zlib, .. } => zlib.len(),
+        Gathered::NoOp => 0,
+    }
+}
 
 /// Complete updates read from the server but not yet through vnc-rs to the adapter, beyond
 /// which the socket is not read. With one request outstanding a server sends one update per
@@ -75,7 +85,7 @@ impl Framing {
             marker: format!("portcullis-update-end-{secret:032x}"),
             unseen: AtomicU32::new(0),
             paused: Mutex::new(None),
-            decoded: Mutex::new((VecDeque::new(), 0)),
+            gathered: Mutex::new((VecDeque::new(), 0)),
             failure: Mutex::new(None),
         })
     }
@@ -88,14 +98,14 @@ impl Framing {
             .clone()
     }
 
-    /// The framer's next decoded picture (or no-op) for a copy onto itself that vnc-rs reported;
-    /// `None` when there is none (the stream is not being rewritten: a real no-op).
-    pub(crate) fn take_decoded(&self) -> Option<Decoded> {
+    /// What the framer took for the next copy onto itself that vnc-rs reported; `None` when
+    /// there is none (the stream is not being rewritten: a real no-op).
+    pub(crate) fn take_gathered(&self) -> Option<Gathered> {
         let next = {
-            let mut d = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
-            let next = d.0.pop_front();
-            if let Some(Decoded::Pixels { data, .. }) = &next {
-                d.1 = d.1.saturating_sub(data.len());
+            let mut g = self.gathered.lock().unwrap_or_else(PoisonError::into_inner);
+            let next = g.0.pop_front();
+            if let Some(item) = &next {
+                g.1 = g.1.saturating_sub(weight(item));
             }
             next
         };
@@ -103,18 +113,16 @@ impl Framing {
         next
     }
 
-    fn push_decoded(&self, items: Vec<Decoded>) {
-        let mut d = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+    fn push_gathered(&self, items: Vec<Gathered>) {
+        let mut g = self.gathered.lock().unwrap_or_else(PoisonError::into_inner);
         for item in items {
-            if let Decoded::Pixels { data, .. } = &item {
-                d.1 += data.len();
-            }
-            d.0.push_back(item);
+            g.1 += weight(&item);
+            g.0.push_back(item);
         }
     }
 
-    fn decoded_bytes(&self) -> usize {
-        self.decoded
+    fn gathered_bytes(&self) -> usize {
+        self.gathered
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .1
@@ -139,10 +147,10 @@ impl Framing {
         self.wake_reader();
     }
 
-    /// Too much waits for the adapter (updates not seen, decoded pictures not taken).
+    /// Too much waits for the adapter (updates not seen, rectangles not taken).
     fn behind(&self) -> bool {
         self.unseen.load(Ordering::Acquire) >= MAX_UNSEEN
-            || self.decoded_bytes() >= MAX_DECODED_BYTES
+            || self.gathered_bytes() >= MAX_GATHERED_BYTES
     }
 
     /// Whether the stream must wait (too many updates not seen by the adapter); if so, `cx`
@@ -226,21 +234,31 @@ fn frame(
     bytes: &[u8],
     out: &mut Vec<u8>,
 ) -> io::Result<(usize, bool)> {
-    let Some(framer) = framer.as_mut().filter(|f| !f.is_lost()) else {
-        out.extend_from_slice(bytes);
-        return Ok((bytes.len(), false));
-    };
-    let mut decoded = Vec::new();
-    let fed = framer.feed_into(bytes, out, &mut decoded).map_err(|e| {
-        let message = e.to_string();
+    let fail = |message: String| {
         warn!(error = %message, "ending the VNC connection");
         *framing
             .failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(message.clone());
         io::Error::new(io::ErrorKind::InvalidData, message)
-    })?;
-    framing.push_decoded(decoded);
+    };
+    let Some(framer) = framer.as_mut() else {
+        out.extend_from_slice(bytes);
+        return Ok((bytes.len(), false));
+    };
+    if framer.is_lost() {
+        // vnc-rs cannot decode ZRLE from the middle of its zlib stream.
+        if framer.took_zrle() {
+            return Err(fail(crate::framer::FramerError::Lost.to_string()));
+        }
+        out.extend_from_slice(bytes);
+        return Ok((bytes.len(), false));
+    }
+    let mut gathered = Vec::new();
+    let fed = framer
+        .feed_into(bytes, out, &mut gathered)
+        .map_err(|e| fail(e.to_string()))?;
+    framing.push_gathered(gathered);
     if framer.is_lost() {
         framing.state.store(LOST, Ordering::Release);
         warn!("lost track of the VNC server's messages: asking for updates on a timer from now on");

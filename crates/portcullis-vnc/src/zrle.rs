@@ -9,9 +9,9 @@
 //! (a window closed, a terminal cleared) that is most of the gateway's time between the
 //! target's bytes and the browser's (benches/LATENCY-NOTES.md).
 //!
-//! The stream vnc-rs reads is rewritten for it (`watch`, `framer`): each ZRLE rectangle is
-//! decoded here and vnc-rs reads a CopyRect of the rectangle onto itself instead, which the
-//! adapter replaces with these pixels.
+//! The stream vnc-rs reads is rewritten for it (`watch`, `framer`): vnc-rs reads a CopyRect of
+//! each ZRLE rectangle onto itself instead, and the adapter, when vnc-rs reports that copy,
+//! decodes the rectangle's data here and hands on the picture.
 //!
 //! Bounded: the zlib stream is inflated into at most what the rectangle's tiles can take
 //! ([`max_tile_bytes`]), a run never goes past its tile, and every read is checked; a hostile
@@ -118,6 +118,10 @@ impl Zrle {
             }
         }
         let left = self.raw.len() - r.at;
+        // A screenful kept for the next rectangle would be memory held for nothing while idle.
+        if self.raw.capacity() > 1 << 20 {
+            self.raw = Vec::new();
+        }
         if left > 0 {
             return Err(ZrleError::Trailing(left));
         }

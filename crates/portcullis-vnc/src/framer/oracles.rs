@@ -1,7 +1,7 @@
 //! Entry point for fuzzing the framer with what a hostile VNC server sends: it must return,
 //! never panic, always make progress, and find the same update ends however the bytes are cut.
 
-use super::{Decoded, Framer};
+use super::{Framer, Gathered};
 
 /// Update-end offsets found in `stream` when it arrives in pieces of at most `piece` bytes.
 pub fn update_ends(stream: &[u8], piece: usize) -> Vec<usize> {
@@ -25,8 +25,8 @@ pub fn update_ends(stream: &[u8], piece: usize) -> Vec<usize> {
 }
 
 /// What the rewriting framer makes of `stream` in pieces of at most `piece` bytes: the bytes
-/// for vnc-rs, the decoded pictures, the update ends, and whether it stopped with an error.
-fn rewritten(stream: &[u8], piece: usize) -> (Vec<u8>, Vec<Decoded>, Vec<usize>, bool) {
+/// for vnc-rs, what it took over, the update ends, and whether it stopped with an error.
+fn rewritten(stream: &[u8], piece: usize) -> (Vec<u8>, Vec<Gathered>, Vec<usize>, bool) {
     let mut framer = Framer::rewriting();
     let (mut out, mut decoded, mut ends) = (Vec::new(), Vec::new(), Vec::new());
     let mut offset = 0;
@@ -89,7 +89,7 @@ pub fn zrle_rect(data: &[u8]) {
     let w = u32::from(u16::from_le_bytes([head[0], head[1]]) % 256) + 1;
     let h = u32::from(u16::from_le_bytes([head[2], head[3]]) % 256) + 1;
     let rect = Rect::new(0, 0, w, h);
-    let (tiles, zlib) = rest.split_at(usize::from(head[4]).min(rest.len()) * rest.len() / 255);
+    let (tiles, zlib) = rest.split_at(usize::from(head[4]) * rest.len() / 255);
     let mut compress = flate2::Compress::new(flate2::Compression::fast(), true);
     let mut packed = Vec::with_capacity(tiles.len() + 64);
     loop {

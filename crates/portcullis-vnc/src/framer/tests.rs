@@ -278,3 +278,87 @@ fn random_streams_of_real_and_garbage_messages_keep_the_oracle_happy() {
         super::oracles::server_stream(&data);
     }
 }
+
+fn rewrite(
+    stream: &[u8],
+) -> (
+    Vec<u8>,
+    Vec<super::Gathered>,
+    Result<(), super::FramerError>,
+) {
+    let mut framer = Framer::rewriting();
+    let (mut out, mut gathered) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    while at < stream.len() {
+        match framer.feed_into(&stream[at..], &mut out, &mut gathered) {
+            Ok(fed) => at += fed.consumed,
+            Err(e) => return (out, gathered, Err(e)),
+        }
+    }
+    (out, gathered, Ok(()))
+}
+
+#[test]
+fn rewriting_hands_vnc_rs_a_copy_onto_itself_for_each_zrle_rectangle() {
+    use super::Gathered;
+    let self_copy = {
+        let mut r = rect_header(8, 8, 1);
+        r.extend_from_slice(&[0, 1, 0, 2]); // the header's own position
+        r
+    };
+    let stream = [
+        update(&[zrle(&[1, 2, 3]), copy_rect(), self_copy.clone(), raw(1, 1)]),
+        bell(),
+    ]
+    .concat();
+    let (out, gathered, done) = rewrite(&stream);
+    done.unwrap();
+    // vnc-rs reads the ZRLE rectangle as a copy of it onto itself; everything else as sent.
+    let mut as_copy = rect_header(16, 16, 1);
+    as_copy.extend_from_slice(&[0, 1, 0, 2]);
+    let want = [
+        update(&[as_copy, copy_rect(), self_copy, raw(1, 1)]),
+        bell(),
+    ]
+    .concat();
+    assert_eq!(out, want);
+    // The adapter gets the ZRLE data to decode, then a no-op for the server's own self-copy
+    // (the copy from elsewhere is a real copy: nothing for it).
+    assert_eq!(
+        gathered,
+        vec![
+            Gathered::Zrle {
+                rect: portcullis_core::desktop::Rect::new(1, 2, 16, 16),
+                zlib: vec![1, 2, 3],
+            },
+            Gathered::NoOp,
+        ]
+    );
+}
+
+#[test]
+fn rewriting_refuses_what_no_rectangle_can_take_and_losing_sync_after_zrle() {
+    // 16×16 can take at most a few kB: 4 GiB announced is refused before any is kept.
+    let mut lying = rect_header(16, 16, 16);
+    lying.extend_from_slice(&u32::MAX.to_be_bytes());
+    let (_, _, done) = rewrite(&update(&[lying]));
+    assert!(
+        matches!(done, Err(super::FramerError::ZrleLength(..))),
+        "{done:?}"
+    );
+    // Larger than any rectangle taken.
+    let mut huge = rect_header(8192, 8192, 16);
+    huge.extend_from_slice(&4_u32.to_be_bytes());
+    let (_, _, done) = rewrite(&update(&[huge]));
+    assert!(
+        matches!(done, Err(super::FramerError::ZrleSize(8192, 8192))),
+        "{done:?}"
+    );
+    // An unknown message after a ZRLE rectangle: vnc-rs could not go on with ZRLE.
+    let (_, _, done) = rewrite(&[update(&[zrle(&[1])]), vec![9, 0, 0]].concat());
+    assert!(matches!(done, Err(super::FramerError::Lost)), "{done:?}");
+    // Before any ZRLE, losing sync only stops the framing (the counting behaviour).
+    let (out, _, done) = rewrite(&[update(&[raw(1, 1)]), vec![9, 0, 0]].concat());
+    done.unwrap();
+    assert_eq!(out.len(), update(&[raw(1, 1)]).len() + 3);
+}
