@@ -100,6 +100,24 @@ async fn accept_to_first_request(listener: TcpListener) -> TcpStream {
     s
 }
 
+/// The adapter connected to `address` and running: its updates, its commands (dropping them
+/// ends it) and its task.
+async fn start_adapter(
+    address: &str,
+) -> (
+    mpsc::Receiver<TargetUpdate>,
+    mpsc::Sender<TargetCommand>,
+    tokio::task::JoinHandle<Result<(), portcullis_vnc::VncTargetError>>,
+) {
+    let target = connect(address, String::new(), Timeouts::default())
+        .await
+        .unwrap();
+    let (updates_tx, updates) = mpsc::channel(16);
+    let (commands, commands_rx) = mpsc::channel::<TargetCommand>(4);
+    let adapter = tokio::spawn(target.run(updates_tx, commands_rx));
+    (updates, commands, adapter)
+}
+
 const ROUNDS: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,12 +156,7 @@ async fn asks_again_right_after_each_update_even_an_empty_one() {
         (rounds_took, while_quiet, answered.elapsed(), s)
     });
 
-    let target = connect(&address, String::new(), Timeouts::default())
-        .await
-        .unwrap();
-    let (updates_tx, mut updates) = mpsc::channel(16);
-    let (commands, commands_rx) = mpsc::channel::<TargetCommand>(4);
-    let adapter = tokio::spawn(target.run(updates_tx, commands_rx));
+    let (mut updates, commands, adapter) = start_adapter(&address).await;
     let collector = tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some(u) = updates.recv().await {
@@ -202,12 +215,7 @@ async fn a_first_request_left_unanswered_is_asked_again_in_full() {
             .expect("a second request within the safety time");
         (again, s)
     });
-    let target = connect(&address, String::new(), Timeouts::default())
-        .await
-        .unwrap();
-    let (updates_tx, _updates) = mpsc::channel(16);
-    let (commands, commands_rx) = mpsc::channel::<TargetCommand>(4);
-    let adapter = tokio::spawn(target.run(updates_tx, commands_rx));
+    let (_updates, commands, adapter) = start_adapter(&address).await;
     let (again, socket) = server.await.unwrap();
     assert_eq!(again, FromClient::Request { incremental: false });
     drop(commands);
@@ -244,12 +252,7 @@ async fn a_full_screen_raw_update_reaches_the_session_in_bands_of_at_most_a_mib(
         let _ = timeout(Duration::from_secs(10), next_request(&mut s)).await;
         s
     });
-    let target = connect(&address, String::new(), Timeouts::default())
-        .await
-        .unwrap();
-    let (updates_tx, mut updates) = mpsc::channel(16);
-    let (commands, commands_rx) = mpsc::channel::<TargetCommand>(4);
-    let adapter = tokio::spawn(target.run(updates_tx, commands_rx));
+    let (mut updates, commands, adapter) = start_adapter(&address).await;
     let mut rows = 0;
     let mut biggest = 0;
     while rows < u32::from(H) {
@@ -394,12 +397,7 @@ async fn zrle_is_decoded_by_the_adapter_in_order_with_copies_and_update_ends() {
         let _ = timeout(Duration::from_secs(10), next_request(&mut s)).await;
         s
     });
-    let target = connect(&address, String::new(), Timeouts::default())
-        .await
-        .unwrap();
-    let (updates_tx, mut updates) = mpsc::channel(16);
-    let (commands, commands_rx) = mpsc::channel::<TargetCommand>(4);
-    let adapter = tokio::spawn(target.run(updates_tx, commands_rx));
+    let (mut updates, commands, adapter) = start_adapter(&address).await;
     let mut seen = Vec::new();
     loop {
         let u = timeout(Duration::from_secs(10), updates.recv())
