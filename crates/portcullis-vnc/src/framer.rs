@@ -155,6 +155,11 @@ impl Framer {
         }
     }
 
+    /// Bytes of the ZRLE rectangle being gathered (memory held for it).
+    pub(crate) fn gathering(&self) -> usize {
+        self.zlib.capacity()
+    }
+
     /// A ZRLE rectangle was taken from vnc-rs (from then on, losing sync ends the connection).
     pub(crate) fn took_zrle(&self) -> bool {
         self.took_zrle
@@ -272,7 +277,9 @@ impl Framer {
     /// the rectangle onto itself instead.
     fn zrle_done(&mut self, out: &mut Vec<u8>, gathered: &mut Vec<Gathered>) {
         let r = self.rect;
-        let zlib = std::mem::take(&mut self.zlib);
+        let mut zlib = std::mem::take(&mut self.zlib);
+        // It waits for the adapter weighed by its length: no spare capacity with it.
+        zlib.shrink_to_fit();
         gathered.push(Gathered::Zrle {
             rect: rect_of(&r),
             zlib,

@@ -50,8 +50,10 @@ pub(crate) struct Framing {
     failure: Mutex<Option<String>>,
 }
 
-/// What may wait for the adapter ([`weight`]) beyond which the socket is not read (one update
-/// may hold many rectangles; [`MAX_UNSEEN`] counts updates).
+/// What may wait for the adapter ([`weight`], and the rectangle being gathered) beyond which the
+/// socket is not read (one update may hold many rectangles; [`MAX_UNSEEN`] counts updates). One
+/// rectangle larger than this is still let through alone (at most 3840 × 2160 pixels' worth,
+/// ~34 MB): a connection holds at most this plus one such rectangle.
 pub(crate) const MAX_GATHERED_BYTES: usize = 16 << 20;
 
 /// What an entry of [`Framing::gathered`] costs: its data and its own size (a server may send
@@ -121,11 +123,16 @@ impl Framing {
         }
     }
 
-    fn gathered_bytes(&self) -> usize {
-        self.gathered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1
+    /// What waits for the adapter, with `gathering` (the rectangle the framer is gathering
+    /// now) counted while anything else waits: with nothing waiting it must be let through,
+    /// since its copy is what the adapter waits for.
+    fn gathered_bytes(&self, gathering: usize) -> usize {
+        let g = self.gathered.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.0.is_empty() {
+            0
+        } else {
+            g.1 + gathering
+        }
     }
 
     fn wake_reader(&self) {
@@ -148,21 +155,21 @@ impl Framing {
     }
 
     /// Too much waits for the adapter (updates not seen, rectangles not taken).
-    fn behind(&self) -> bool {
+    fn behind(&self, gathering: usize) -> bool {
         self.unseen.load(Ordering::Acquire) >= MAX_UNSEEN
-            || self.gathered_bytes() >= MAX_GATHERED_BYTES
+            || self.gathered_bytes(gathering) >= MAX_GATHERED_BYTES
     }
 
     /// Whether the stream must wait (too many updates not seen by the adapter); if so, `cx`
     /// is woken once it may read again.
-    fn must_wait(&self, cx: &Context<'_>) -> bool {
-        if !self.behind() {
+    fn must_wait(&self, cx: &Context<'_>, gathering: usize) -> bool {
+        if !self.behind(gathering) {
             return false;
         }
         let mut paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
         *paused = Some(cx.waker().clone());
         // Caught up meanwhile (before the waker was in place): no wake-up would come, read on.
-        let wait = self.behind();
+        let wait = self.behind(gathering);
         if !wait {
             *paused = None;
         }
@@ -259,6 +266,9 @@ fn frame(
         .feed_into(bytes, out, &mut gathered)
         .map_err(|e| fail(e.to_string()))?;
     framing.push_gathered(gathered);
+    if framer.is_lost() && framer.took_zrle() {
+        return Err(fail(crate::framer::FramerError::Lost.to_string()));
+    }
     if framer.is_lost() {
         framing.state.store(LOST, Ordering::Release);
         warn!("lost track of the VNC server's messages: asking for updates on a timer from now on");
@@ -297,7 +307,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
             // Only after a marker went out in full: every marker vnc-rs has follows a complete
             // update, so the adapter reaches it without more bytes (held ones included); and
             // every copy standing for a decoded picture went out with it.
-            if this.framing.must_wait(cx) {
+            let gathering = this.framer.as_ref().map_or(0, Framer::gathering);
+            if this.framing.must_wait(cx, gathering) {
                 return Poll::Pending;
             }
             let update_end = if this.held_at < this.held.len() {
