@@ -41,8 +41,8 @@ pub(crate) const FOLLOWED_ENCODINGS: [i32; 4] = [
 pub(crate) enum Gathered {
     /// A ZRLE rectangle's compressed data, for the adapter to decode.
     Zrle { rect: Rect, zlib: Vec<u8> },
-    /// The server's own copy of a rectangle onto itself: nothing to do.
-    NoOp,
+    /// The server's own copy of `rect` onto itself: nothing to do.
+    NoOp { rect: Rect },
 }
 
 /// Why the rewriting framer stopped (the connection cannot go on: the zlib stream of ZRLE is
@@ -347,7 +347,9 @@ impl Framer {
             }
             Part::CopySource { left } => {
                 if rewriting && h[..4] == self.rect[..4] {
-                    gathered.push(Gathered::NoOp);
+                    gathered.push(Gathered::NoOp {
+                        rect: rect_of(&self.rect),
+                    });
                 }
                 State::Skip {
                     left: 0,

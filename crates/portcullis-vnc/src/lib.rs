@@ -337,7 +337,7 @@ fn swap_zrle(
         Some(Gathered::Zrle { rect, .. }) => Err(VncTargetError::Protocol(format!(
             "ZRLE rectangle {rect} out of step with {dst}"
         ))),
-        Some(Gathered::NoOp) | None => Ok(None),
+        Some(Gathered::NoOp { .. }) | None => Ok(None),
     }
 }
 

@@ -61,7 +61,7 @@ pub(crate) const MAX_GATHERED_BYTES: usize = 16 << 20;
 fn weight(g: &Gathered) -> usize {
     64 + match g {
         Gathered::Zrle { zlib, .. } => zlib.len(),
-        Gathered::NoOp => 0,
+        Gathered::NoOp { .. } => 0,
     }
 }
 

@@ -73,6 +73,28 @@ pub fn server_stream(data: &[u8]) {
         whole == pieces,
         "the rewritten stream depends on how the bytes were cut"
     );
+    // What vnc-rs reads holds no ZRLE, and its copies onto themselves are exactly the entries
+    // the adapter will pop for them, rectangle for rectangle, in order: rewriting it again
+    // changes nothing and finds one no-op per entry.
+    let (out, gathered, _, _) = whole;
+    let (again, noops, _, _) = rewritten(&out, out.len());
+    assert_eq!(again, out, "vnc-rs was handed ZRLE");
+    let rects = |g: &[Gathered]| -> Vec<_> {
+        g.iter()
+            .map(|e| match e {
+                Gathered::Zrle { rect, .. } | Gathered::NoOp { rect } => *rect,
+            })
+            .collect()
+    };
+    assert!(
+        noops.iter().all(|e| matches!(e, Gathered::NoOp { .. })),
+        "ZRLE left in what vnc-rs reads"
+    );
+    assert_eq!(
+        rects(&noops),
+        rects(&gathered),
+        "the copies vnc-rs reads and the entries for them differ"
+    );
 }
 
 /// ZRLE decoding of what a hostile server sends: the first 4 bytes give the rectangle's size

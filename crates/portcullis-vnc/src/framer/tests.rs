@@ -331,7 +331,9 @@ fn rewriting_hands_vnc_rs_a_copy_onto_itself_for_each_zrle_rectangle() {
                 rect: portcullis_core::desktop::Rect::new(1, 2, 16, 16),
                 zlib: vec![1, 2, 3],
             },
-            Gathered::NoOp,
+            Gathered::NoOp {
+                rect: portcullis_core::desktop::Rect::new(1, 2, 8, 8),
+            },
         ]
     );
 }
