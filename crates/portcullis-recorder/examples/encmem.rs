@@ -1,4 +1,4 @@
-//! Memory of one H.264 encoder at a given size: `encmem [WIDTH HEIGHT [PRESET]]`.
+//! Memory of one H.264 encoder at a given size: `encmem [WIDTH HEIGHT [PRESET [X264_PARAMS]]]`.
 //! Prints the process's resident memory before opening the encoder, after opening it and after
 //! encoding 60 busy frames (random 16x16 blocks over an 800x600 area), in MiB. A first encoder is
 //! opened and closed before measuring, so loading FFmpeg's and x264's code is not counted: what
@@ -27,6 +27,9 @@ fn main() {
     let mut settings = EncoderSettings::default();
     if let Some(p) = args.get(2) {
         settings.preset = p.clone();
+    }
+    if let Some(x) = args.get(3) {
+        settings.x264_params = x.clone();
     }
     let mut rgba = vec![0u8; w as usize * h as usize * 4];
     let warm = H264Encoder::new(w, h, &settings).unwrap();
