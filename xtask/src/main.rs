@@ -67,6 +67,8 @@ const APT_PACKAGES: &[&str] = &[
     "tesseract-ocr-eng",
     "libclang-dev",
     "pkg-config",
+    // The shared store's tests run against a real PostgreSQL (fixtures/postgres.sh).
+    "postgresql",
 ];
 
 fn main() -> Result<()> {
@@ -209,7 +211,11 @@ fn test(root: &Path) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    run(cargo().args(["test", "--workspace"]))?;
+    let postgres = ScratchPostgres::start(root)?;
+    run(cargo()
+        .args(["test", "--workspace"])
+        .env("PORTCULLIS_TEST_POSTGRES", &postgres.url)
+        .env("PORTCULLIS_REQUIRE_POSTGRES", "1"))?;
     run(cargo().args(["build", "-p", "portcullis"]))?;
     run(Command::new("node")
         .args([
@@ -219,9 +225,71 @@ fn test(root: &Path) -> Result<()> {
             "e2e/",
         ])
         .env("PORTCULLIS_BIN", root.join("target/debug/portcullis"))
+        .env("PORTCULLIS_TEST_POSTGRES", &postgres.url)
         .current_dir(root.join("web")))?;
+    drop(postgres);
     println!("all tests passed");
     Ok(())
+}
+
+/// A PostgreSQL server of the test run's own (fixtures/postgres.sh): a new cluster in a scratch
+/// directory on a free loopback port with a random superuser password, stopped and deleted when
+/// dropped (also when a test step failed).
+struct ScratchPostgres {
+    script: PathBuf,
+    dir: PathBuf,
+    /// A superuser's URL (`postgres://…/postgres`); tests create their own databases.
+    url: String,
+}
+
+impl ScratchPostgres {
+    fn start(root: &Path) -> Result<ScratchPostgres> {
+        let script = root.join("fixtures/postgres.sh");
+        let dir = std::env::temp_dir().join(format!("portcullis-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let password = portcullis_token(24);
+        println!(
+            "$ {} {port} portcullis_test *** {}",
+            script.display(),
+            dir.display()
+        );
+        let out = Command::new(&script)
+            .args([&port.to_string(), "portcullis_test", &password])
+            .arg(&dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run {}", script.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let url = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("READY url="))
+            .map(str::to_owned);
+        let started = ScratchPostgres {
+            script,
+            dir,
+            url: url.unwrap_or_default(),
+        };
+        if !out.status.success() || started.url.is_empty() {
+            bail!(
+                "the scratch PostgreSQL server did not start ({})",
+                out.status
+            );
+        }
+        Ok(started)
+    }
+}
+
+impl Drop for ScratchPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// `cargo xtask bench [latency|bytes|recording|rdp|kill|policy|audit|scale]`: all of them by

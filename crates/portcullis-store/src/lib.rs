@@ -1,9 +1,10 @@
 //! The embedded store of Portcullis: users, targets, grants and small metadata values, behind the
 //! [`Store`] trait.
 //!
-//! Two implementations: [`SledStore`] (on disk, the only place that knows about sled) and
-//! [`MemoryStore`] (in memory, for tests of other crates). Both behave the same; a shared
-//! conformance test suite checks that.
+//! Three implementations: [`SledStore`] (on disk, the embedded default, the only place that
+//! knows about sled), [`PgStore`] (PostgreSQL, shared by several gateways; the only place that
+//! knows about PostgreSQL) and [`MemoryStore`] (in memory, for tests of other crates). All behave
+//! the same; a shared conformance test suite checks that.
 //!
 //! The store never sees plaintext secrets: [`TargetRecord::sealed_secret`] is sealed by the
 //! caller.
@@ -15,9 +16,13 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 mod memory;
+mod postgres_store;
 mod sled_store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use memory::MemoryStore;
+pub use postgres_store::{PgOptions, PgStore};
 pub use sled_store::SledStore;
 
 /// Longest allowed user or target name, in characters.
@@ -441,9 +446,95 @@ pub trait Store: Send + Sync + 'static {
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes a metadata value.
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// The keys of every metadata value, sorted (to copy a store whole).
+    fn meta_keys(&self) -> Result<Vec<String>, StoreError>;
 
     /// Flushes everything written so far to disk (see [`SledStore`] for what that guarantees).
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// What [`copy_all`] copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CopyCounts {
+    /// Users.
+    pub users: usize,
+    /// Targets.
+    pub targets: usize,
+    /// Grants.
+    pub grants: usize,
+    /// API tokens.
+    pub tokens: usize,
+    /// Metadata values (the saved policy, ...).
+    pub meta: usize,
+}
+
+/// Copies everything in `from` into `to`, which must be empty (no users, targets or tokens):
+/// records are copied whole (ids, creation times, sealed secrets, pins), then `to` is read back
+/// and compared with `from`. Fails without copying anything when `to` is not empty, and with a
+/// [`StoreError::Backend`] naming the difference when the copy does not read back the same.
+pub fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<CopyCounts, StoreError> {
+    if !to.list_users()?.is_empty()
+        || !to.list_targets()?.is_empty()
+        || !to.list_tokens()?.is_empty()
+    {
+        return Err(StoreError::Backend(
+            "the destination store already holds users, targets or API tokens: nothing was copied \
+             (a store is copied into an empty one only)"
+                .to_owned(),
+        ));
+    }
+    let users = from.list_users()?;
+    let targets = from.list_targets()?;
+    let grants = from.list_grants()?;
+    let tokens = from.list_tokens()?;
+    let meta_keys = from.meta_keys()?;
+    for user in &users {
+        to.put_user(user)?;
+    }
+    for target in &targets {
+        to.put_target(target)?;
+    }
+    for grant in &grants {
+        to.create_grant(&grant.user, &grant.target, grant.created_at)?;
+    }
+    for token in &tokens {
+        to.put_token(token)?;
+    }
+    for key in &meta_keys {
+        if let Some(value) = from.get_meta(key)? {
+            to.put_meta(key, &value)?;
+        }
+    }
+    to.flush()?;
+    let differs = |what: &str| {
+        StoreError::Backend(format!(
+            "the copy's {what} do not read back as the source's: check the destination before using it"
+        ))
+    };
+    if to.list_users()? != users {
+        return Err(differs("users"));
+    }
+    if to.list_targets()? != targets {
+        return Err(differs("targets"));
+    }
+    if to.list_grants()? != grants {
+        return Err(differs("grants"));
+    }
+    if to.list_tokens()? != tokens {
+        return Err(differs("API tokens"));
+    }
+    for key in &meta_keys {
+        if to.get_meta(key)? != from.get_meta(key)? {
+            return Err(differs("metadata values"));
+        }
+    }
+    Ok(CopyCounts {
+        users: users.len(),
+        targets: targets.len(),
+        grants: grants.len(),
+        tokens: tokens.len(),
+        meta: meta_keys.len(),
+    })
 }
 
 #[cfg(test)]

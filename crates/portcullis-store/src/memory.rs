@@ -226,6 +226,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn meta_keys(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.lock().meta.keys().cloned().collect())
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -390,6 +390,19 @@ impl Store for SledStore {
         self.flush_db()
     }
 
+    fn meta_keys(&self) -> Result<Vec<String>, StoreError> {
+        self.meta
+            .iter()
+            .keys()
+            .map(|key| {
+                let key = key.map_err(backend)?;
+                String::from_utf8(key.to_vec()).map_err(|_| StoreError::Corrupt {
+                    detail: "a metadata key is not UTF-8".to_owned(),
+                })
+            })
+            .collect()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.flush_db()
     }

@@ -2,9 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::any::Any;
+
+use portcullis_store::testing::TestDatabase;
 use portcullis_store::{
-    GrantRecord, MemoryStore, MfaRecord, Role, SledStore, Store, StoreError, TargetIdentity,
-    TargetKind, TargetRecord, TokenRecord, UserRecord,
+    GrantRecord, MemoryStore, MfaRecord, PgOptions, PgStore, Role, SledStore, Store, StoreError,
+    TargetIdentity, TargetKind, TargetRecord, TokenRecord, UserRecord,
 };
 
 fn user(name: &str, role: Role) -> UserRecord {
@@ -365,9 +368,83 @@ mod checks {
             store.get_meta("schema").unwrap().as_deref(),
             Some(&b"2"[..])
         );
+        assert_eq!(store.meta_keys().unwrap(), ["binary", "empty", "schema"]);
         // Meta keys live apart from users.
         assert_eq!(store.get_user("schema").unwrap(), None);
+        assert_eq!(store.get_meta("a\0b").unwrap(), None);
         store.flush().unwrap();
+    }
+
+    /// A whole installation copied into this store (`portcullis store migrate`).
+    pub(crate) fn copied_into(store: &dyn Store) {
+        let source = MemoryStore::new();
+        let mut alice = user("alice", Role::Admin);
+        alice.mfa = Some(MfaRecord {
+            sealed_secret: vec![9, 9],
+            confirmed: true,
+            last_step: 123,
+            since: 77,
+        });
+        alice.locked = true;
+        source.create_user(&alice).unwrap();
+        source.create_user(&user("bob", Role::User)).unwrap();
+        let mut pinned = target("win");
+        pinned.kind = TargetKind::Rdp;
+        pinned.account = "CORP\\svc".to_owned();
+        pinned.identity = TargetIdentity {
+            tls_sha256: Some("ab".repeat(32)),
+            nla_seen: true,
+            ..TargetIdentity::default()
+        };
+        source.create_target(&pinned).unwrap();
+        source.create_target(&target("web")).unwrap();
+        source.create_grant("bob", "win", 11).unwrap();
+        source.create_grant("bob", "web", 12).unwrap();
+        source
+            .put_token(&TokenRecord {
+                id: "tok1".to_owned(),
+                user: "alice".to_owned(),
+                user_id: "u_alice".to_owned(),
+                name: "ci".to_owned(),
+                scopes: vec!["sessions:read".to_owned()],
+                secret_hash: vec![7; 32],
+                created_at: 1,
+                expires_at: 2,
+                created_by: "alice".to_owned(),
+            })
+            .unwrap();
+        source.put_meta("policy", b"{\"rules\":[]}").unwrap();
+
+        let counts = portcullis_store::copy_all(&source, store).unwrap();
+        assert_eq!(
+            (
+                counts.users,
+                counts.targets,
+                counts.grants,
+                counts.tokens,
+                counts.meta
+            ),
+            (2, 2, 2, 1, 1)
+        );
+        assert_eq!(store.get_user("alice").unwrap(), Some(alice));
+        assert_eq!(store.get_target("win").unwrap(), Some(pinned));
+        assert_eq!(store.list_grants().unwrap(), source.list_grants().unwrap());
+        assert_eq!(
+            store.get_token("tok1").unwrap(),
+            source.get_token("tok1").unwrap()
+        );
+        assert_eq!(
+            store.get_meta("policy").unwrap(),
+            source.get_meta("policy").unwrap()
+        );
+        // Never into a store that holds anything: the second copy is refused and changes nothing.
+        let again = MemoryStore::new();
+        again.create_user(&user("mallory", Role::Admin)).unwrap();
+        let err = portcullis_store::copy_all(&again, store)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already holds"), "{err}");
+        assert_eq!(store.get_user("mallory").unwrap(), None);
     }
 
     pub(crate) fn tokens_and_mfa(store: &dyn Store) {
@@ -547,9 +624,13 @@ macro_rules! conformance {
 
             fn with_store(check: fn(&dyn Store)) {
                 #[allow(clippy::redundant_closure_call)]
-                let (store, _dir) = ($make)();
+                let Some((store, guard)) = ($make)() else {
+                    return;
+                };
                 check(&*store);
                 store.flush().unwrap();
+                drop(store);
+                drop(guard);
             }
 
             #[test]
@@ -593,6 +674,10 @@ macro_rules! conformance {
                 with_store(checks::meta);
             }
             #[test]
+            fn copied_into() {
+                with_store(checks::copied_into);
+            }
+            #[test]
             fn tokens_and_mfa() {
                 with_store(checks::tokens_and_mfa);
             }
@@ -604,18 +689,29 @@ macro_rules! conformance {
     };
 }
 
-fn memory_store() -> (Box<dyn Store>, Option<tempfile::TempDir>) {
-    (Box::new(MemoryStore::new()), None)
+/// A store for one check, and what must outlive it (a directory, a database); `None` when this
+/// backend cannot run here (PostgreSQL without `PORTCULLIS_TEST_POSTGRES`).
+type Made = Option<(Box<dyn Store>, Box<dyn Any>)>;
+
+fn memory_store() -> Made {
+    Some((Box::new(MemoryStore::new()), Box::new(())))
 }
 
-fn sled_store() -> (Box<dyn Store>, Option<tempfile::TempDir>) {
+fn sled_store() -> Made {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(&dir.path().join("data")).unwrap();
-    (Box::new(store), Some(dir))
+    Some((Box::new(store), Box::new(dir)))
+}
+
+fn postgres_store() -> Made {
+    let db = TestDatabase::create()?;
+    let store = PgStore::open(&db.url, &PgOptions::default()).unwrap();
+    Some((Box::new(store), Box::new(db)))
 }
 
 conformance!(memory, memory_store);
 conformance!(sled, sled_store);
+conformance!(postgres, postgres_store);
 
 /// Tests only the on-disk store can pass.
 mod sled_only {
@@ -816,5 +912,201 @@ mod sled_only {
         assert_eq!(store.list_grants().unwrap().len(), 8);
         assert!(store.delete_target("web").unwrap());
         assert!(store.list_grants().unwrap().is_empty());
+    }
+}
+
+/// What only the shared store does: several gateways on one database.
+mod postgres_only {
+    use super::*;
+    use std::time::Duration;
+
+    fn open(url: &str) -> PgStore {
+        PgStore::open(url, &PgOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn two_gateways_on_one_database_see_each_others_changes() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let (a, b) = (open(&db.url), open(&db.url));
+        a.create_user(&user("alice", Role::Admin)).unwrap();
+        a.create_target(&target("web")).unwrap();
+        b.create_grant("alice", "web", 7).unwrap();
+        assert!(a.has_grant("alice", "web").unwrap());
+        assert_eq!(
+            b.get_user("alice").unwrap(),
+            Some(user("alice", Role::Admin))
+        );
+        assert!(matches!(
+            b.create_user(&user("alice", Role::User)),
+            Err(StoreError::AlreadyExists { kind: "user", .. })
+        ));
+        assert!(b.delete_user("alice").unwrap());
+        assert_eq!(a.get_user("alice").unwrap(), None);
+        assert!(!a.has_grant("alice", "web").unwrap());
+        // What was written is there for a gateway that starts later (nothing needs a flush).
+        let c = open(&db.url);
+        assert_eq!(c.get_target("web").unwrap(), Some(target("web")));
+    }
+
+    #[test]
+    fn concurrent_changes_from_two_gateways_are_none_lost() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let stores = [open(&db.url), open(&db.url)];
+        let mut carol = user("carol", Role::User);
+        carol.mfa = Some(MfaRecord {
+            sealed_secret: vec![1],
+            confirmed: true,
+            last_step: 0,
+            since: 0,
+        });
+        stores[0].create_user(&carol).unwrap();
+        const ROUNDS: u64 = 60;
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let store = &stores[t % 2];
+                scope.spawn(move || {
+                    for _ in 0..ROUNDS {
+                        store
+                            .update_user("carol", &mut |u| {
+                                let m = u.mfa.as_mut().unwrap();
+                                let seen = m.last_step;
+                                std::thread::sleep(Duration::from_micros(200));
+                                m.last_step = seen + 1;
+                                true
+                            })
+                            .unwrap()
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let carol = stores[1].get_user("carol").unwrap().unwrap();
+        assert_eq!(carol.mfa.unwrap().last_step, 4 * ROUNDS);
+    }
+
+    #[test]
+    fn gateways_starting_together_migrate_once() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let stores: Vec<PgStore> = std::thread::scope(|scope| {
+            let opening: Vec<_> = (0..4).map(|_| scope.spawn(|| open(&db.url))).collect();
+            opening.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(stores.len(), 4);
+        let mut admin = db.admin();
+        let versions: Vec<i32> = admin
+            .query(
+                "SELECT version FROM portcullis.schema_migrations ORDER BY version",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(versions, [1]);
+        // Opening again changes nothing.
+        drop(open(&db.url));
+        let count: i64 = admin
+            .query_one("SELECT count(*) FROM portcullis.schema_migrations", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn a_schema_newer_than_the_gateway_is_refused() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        drop(open(&db.url));
+        db.admin()
+            .batch_execute("INSERT INTO portcullis.schema_migrations (version, description) VALUES (999, 'future')")
+            .unwrap();
+        let err = PgStore::open(&db.url, &PgOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("version 999, newer than this gateway knows"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn undecodable_records_are_corrupt_errors() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let store = open(&db.url);
+        store.create_user(&user("alice", Role::Admin)).unwrap();
+        db.admin()
+            .batch_execute(
+                r#"UPDATE portcullis.users SET record = '{"name": 5}' WHERE name = 'alice'"#,
+            )
+            .unwrap();
+        let err = store.get_user("alice").unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("users record \"alice\""), "{err}");
+        assert!(matches!(
+            store.list_users(),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn a_wrong_password_is_a_clear_error_that_does_not_show_it() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        // Replace the password of the URL (postgres://user:password@…).
+        let (scheme_user, rest) = db.url.split_once('@').unwrap();
+        let user_part = scheme_user.rsplit_once(':').unwrap().0;
+        let wrong = format!("{user_part}:Wr0ngPassw0rd@{rest}");
+        let err = PgStore::open(&wrong, &PgOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("password authentication failed"), "{err}");
+        assert!(
+            err.contains("cannot connect to PostgreSQL at postgres://"),
+            "{err}"
+        );
+        assert!(!err.contains("Wr0ngPassw0rd"), "{err}");
+    }
+
+    #[test]
+    fn connections_the_server_dropped_are_made_again() {
+        let Some(db) = TestDatabase::create() else {
+            return;
+        };
+        let options = PgOptions {
+            connections: 1,
+            ..PgOptions::default()
+        };
+        let store = PgStore::open(&db.url, &options).unwrap();
+        store.create_user(&user("alice", Role::Admin)).unwrap();
+        // The server ends every connection of the store (as a restart or a failover would).
+        let ended: i64 = db
+            .admin()
+            .query_one(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = 'portcullis') t",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(ended, 1);
+        // The first call after it may fail (and says so); the store then connects again.
+        let first = store.get_user("alice");
+        if let Err(e) = &first {
+            assert!(e.to_string().contains("PostgreSQL"), "{e}");
+        }
+        assert_eq!(
+            store.get_user("alice").unwrap(),
+            Some(user("alice", Role::Admin))
+        );
     }
 }

@@ -48,6 +48,26 @@ pub enum Command {
     /// The secret key that seals target credentials and the recording signing key.
     #[command(subcommand)]
     Secrets(SecretsCmd),
+    /// The store of users, targets, grants, API tokens and the saved policy.
+    #[command(subcommand)]
+    Store(StoreCmd),
+}
+
+#[derive(Subcommand)]
+pub enum StoreCmd {
+    /// Copy the data directory's embedded store into an empty PostgreSQL store, to move to
+    /// several gateways on one database (stop the gateway first; the source is left as it was).
+    /// Target credentials stay sealed under the secret key, which every gateway then needs.
+    Migrate {
+        /// Where from: `sled` (the data directory's embedded store; the only source).
+        #[arg(long, value_name = "sled")]
+        from: String,
+        /// Where to: `postgres://user@host:port/database`, or `postgres` for the `[store]` of the
+        /// configuration (or PORTCULLIS_STORE_URL): better for a password, which a command line
+        /// shows to every local user.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -10,10 +10,12 @@ use portcullis_secrets::SecretKey;
 use portcullis_web::policy_store;
 use serde_json::json;
 
-use crate::cli::{AuditCmd, Cli, Command, PolicyCmd, RecordingCmd, SecretsCmd};
+use crate::cli::{AuditCmd, Cli, Command, PolicyCmd, RecordingCmd, SecretsCmd, StoreCmd};
 use crate::cli_audit::{self, CliAudit};
-use crate::config::{self, Config};
-use crate::data::{load_key, open_store, NEW_SECRET_KEY_ENV, SECRET_KEY_ENV};
+use crate::config::{self, Config, StoreConfig};
+use crate::data::{
+    load_key, open_postgres, open_sled, open_store, NEW_SECRET_KEY_ENV, SECRET_KEY_ENV,
+};
 use crate::{recording, rotate, serve};
 
 /// Runs the command `cli` names.
@@ -28,7 +30,50 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Policy(cmd) => policy_cmd(&config, cmd),
         Command::Audit(cmd) => audit_cmd(&config, cmd),
         Command::Secrets(SecretsCmd::RotateKey) => rotate_key_cmd(&config),
+        Command::Store(StoreCmd::Migrate { from, to }) => store_migrate_cmd(&config, &from, &to),
     }
+}
+
+/// `portcullis store migrate --from sled --to URL|postgres`: the embedded store copied whole into
+/// an empty PostgreSQL store, on record before it is done.
+fn store_migrate_cmd(config: &Config, from: &str, to: &str) -> Result<()> {
+    if from != "sled" {
+        bail!(
+            "--from {from:?}: only `sled` (the data directory's embedded store) can be copied from"
+        );
+    }
+    let destination = match (to, &config.store) {
+        ("postgres", StoreConfig::Postgres(pg)) => pg.clone(),
+        ("postgres", StoreConfig::Embedded) => bail!(
+            "--to postgres: the configuration names no PostgreSQL store ([store] url or {})",
+            config::STORE_URL_ENV
+        ),
+        // A server named here gets nothing of the configured one's (its password file could
+        // be another server's).
+        (url, _) => config::PostgresStore::from_url(url)?,
+    };
+    let source = open_sled(config)?;
+    let target = open_postgres(&destination)?;
+    let audit = CliAudit::open(config)?;
+    let counts = audit.before(
+        audit.change(
+            "store_migrate",
+            json!({"store": "sled", "dir": source.path()}),
+            json!({"store": "postgres", "server": target.server()}),
+        ),
+        || Ok(portcullis_store::copy_all(&source, &target)?),
+    )?;
+    println!(
+        "copied {} users, {} targets, {} grants, {} API tokens and {} metadata values from {} to {}",
+        counts.users,
+        counts.targets,
+        counts.grants,
+        counts.tokens,
+        counts.meta,
+        source.path().display(),
+        target.server()
+    );
+    Ok(())
 }
 
 fn audit_cmd(config: &Config, cmd: AuditCmd) -> Result<()> {
@@ -78,7 +123,7 @@ fn policy_cmd(config: &Config, cmd: PolicyCmd) -> Result<()> {
                 Some(file) => config::load_policy_file(file)?.0,
                 None => {
                     let store = open_store(config)?;
-                    policy_store::load_policy_doc(&store)
+                    policy_store::load_policy_doc(&*store)
                         .context("cannot read the policy saved in the store")?
                         .unwrap_or_else(PolicyDoc::default_policy)
                 }
@@ -98,10 +143,10 @@ fn policy_cmd(config: &Config, cmd: PolicyCmd) -> Result<()> {
             let (doc, _) = config::load_policy_file(&file)?;
             let store = open_store(config)?;
             let audit = CliAudit::open(config)?;
-            let before = serde_json::to_value(policy_store::load_policy_doc(&store)?)?;
+            let before = serde_json::to_value(policy_store::load_policy_doc(&*store)?)?;
             audit.before(
                 audit.change("policy_change", before, serde_json::to_value(&doc)?),
-                || Ok(policy_store::save_policy_doc(&store, &doc)?),
+                || Ok(policy_store::save_policy_doc(&*store, &doc)?),
             )?;
             println!(
                 "policy from {} saved ({} rules)",
@@ -148,7 +193,7 @@ fn rotate_key_cmd(config: &Config) -> Result<()> {
     let source = json!({ "key_source": if from_env { "environment" } else { "key file" } });
     let done = audit.before(
         audit.change("secret_key_rotate", source.clone(), source),
-        || rotate::rotate(config, &store, &old, new),
+        || rotate::rotate(config, &*store, &old, new),
     )?;
     println!(
         "secret key rotated: {} target secrets and {} signing key sealed under the new key",

@@ -33,6 +33,64 @@ pub struct Config {
     /// `shutdown_grace_secs`: how long a SIGTERM or SIGINT gives the gateway to end its
     /// sessions, close their recordings and flush the audit trail before it exits anyway.
     pub shutdown_grace: Duration,
+    /// `[store]`: where users, targets, grants and tokens live.
+    pub store: StoreConfig,
+}
+
+/// Environment variable naming the PostgreSQL store (wins over `[store] url`), so that the URL
+/// and its password can come from a secret rather than the configuration file.
+pub const STORE_URL_ENV: &str = "PORTCULLIS_STORE_URL";
+
+/// The checked `[store]` section.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The embedded default: sled in `DATA_DIR/store`, one gateway.
+    Embedded,
+    /// PostgreSQL, shared by any number of gateways.
+    Postgres(PostgresStore),
+}
+
+/// `[store] url = "postgres://…"` and its settings.
+#[derive(Clone)]
+pub struct PostgresStore {
+    /// `postgres://user[:password]@host:port/database` (may hold a password: never shown).
+    pub url: String,
+    /// `[store] password_file`: the password, kept out of the URL (e.g. a mounted secret).
+    pub password_file: Option<PathBuf>,
+    /// `[store] ca_file`: the CA that signed the server's certificate (TLS, required for a
+    /// server not on this machine).
+    pub ca_file: Option<PathBuf>,
+    /// `[store] connections` (default 4).
+    pub connections: usize,
+}
+
+impl PostgresStore {
+    /// A server named by URL alone (default settings), checked as `[store] url` is.
+    pub fn from_url(url: &str) -> Result<PostgresStore> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!("store.url: only PostgreSQL is supported (postgres://user@host:port/database)");
+        }
+        Ok(PostgresStore {
+            url: url.to_owned(),
+            password_file: None,
+            ca_file: None,
+            connections: DEFAULT_STORE_CONNECTIONS,
+        })
+    }
+}
+
+/// `[store] connections` when not set.
+const DEFAULT_STORE_CONNECTIONS: usize = 4;
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &"<not shown: may hold a password>")
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .field("connections", &self.connections)
+            .finish()
+    }
 }
 
 /// The `[auth]` section.
@@ -130,6 +188,17 @@ mod dto {
         pub auth: Auth,
         #[serde(default)]
         pub siem: Vec<portcullis_siem::SiemConfig>,
+        #[serde(default)]
+        pub store: Store,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Store {
+        pub url: Option<String>,
+        pub password_file: Option<PathBuf>,
+        pub ca_file: Option<PathBuf>,
+        pub connections: Option<usize>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -349,6 +418,29 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
     })
 }
 
+/// `[store]`, with the URL from [`STORE_URL_ENV`] when that is set (and not empty).
+fn store(s: dto::Store, env_url: Option<String>) -> Result<StoreConfig> {
+    let url = env_url.filter(|u| !u.is_empty()).or(s.url);
+    let Some(url) = url else {
+        if s.password_file.is_some() || s.ca_file.is_some() || s.connections.is_some() {
+            bail!(
+                "store: password_file, ca_file and connections need store.url (or {STORE_URL_ENV})"
+            );
+        }
+        return Ok(StoreConfig::Embedded);
+    };
+    let connections = s.connections.unwrap_or(DEFAULT_STORE_CONNECTIONS);
+    if !(1..=64).contains(&connections) {
+        bail!("store.connections: {connections} is not between 1 and 64");
+    }
+    Ok(StoreConfig::Postgres(PostgresStore {
+        password_file: s.password_file,
+        ca_file: s.ca_file,
+        connections,
+        ..PostgresStore::from_url(&url)?
+    }))
+}
+
 fn auth(a: dto::Auth) -> Result<Auth> {
     let mut roles = Vec::new();
     for name in &a.mfa_required_roles {
@@ -438,6 +530,7 @@ impl Config {
             auth: auth(file.auth)?,
             siem: siem(file.siem)?,
             shutdown_grace: shutdown_grace(file.shutdown_grace_secs)?,
+            store: store(file.store, std::env::var(STORE_URL_ENV).ok())?,
             data_dir,
         })
     }

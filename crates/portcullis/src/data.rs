@@ -4,16 +4,54 @@
 
 use anyhow::{bail, Context, Result};
 use portcullis_secrets::SecretKey;
-use portcullis_store::SledStore;
+use std::sync::Arc;
 
-use crate::config::Config;
+use portcullis_store::{PgOptions, PgStore, SledStore, Store};
+
+use crate::config::{Config, PostgresStore, StoreConfig};
 
 /// Environment variable holding the secret key as 64 hex characters (else the key file is used).
 pub(crate) const SECRET_KEY_ENV: &str = "PORTCULLIS_SECRET_KEY";
 /// The key to rotate to, when the current one comes from [`SECRET_KEY_ENV`].
 pub(crate) const NEW_SECRET_KEY_ENV: &str = "PORTCULLIS_NEW_SECRET_KEY";
 
-pub(crate) fn open_store(config: &Config) -> Result<SledStore> {
+/// Opens the configured store: PostgreSQL when `[store] url` (or `PORTCULLIS_STORE_URL`) names
+/// one, else the embedded sled store in the data directory.
+pub(crate) fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    match &config.store {
+        StoreConfig::Embedded => Ok(Arc::new(open_sled(config)?)),
+        StoreConfig::Postgres(pg) => Ok(Arc::new(open_postgres(pg)?)),
+    }
+}
+
+/// Opens (and migrates) the PostgreSQL store `pg`.
+pub(crate) fn open_postgres(pg: &PostgresStore) -> Result<PgStore> {
+    let password = match &pg.password_file {
+        Some(file) => Some(read_password(file)?),
+        None => None,
+    };
+    let options = PgOptions {
+        connections: pg.connections,
+        ca_file: pg.ca_file.clone(),
+        password,
+        ..PgOptions::default()
+    };
+    Ok(PgStore::open(&pg.url, &options)?)
+}
+
+/// A password file's first line (a mounted secret may end with a newline).
+fn read_password(file: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read store.password_file {}", file.display()))?;
+    let password = text.lines().next().unwrap_or("").to_owned();
+    if password.is_empty() {
+        bail!("store.password_file {} is empty", file.display());
+    }
+    Ok(password)
+}
+
+/// The embedded store in the data directory.
+pub(crate) fn open_sled(config: &Config) -> Result<SledStore> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store = SledStore::open(&config.data_dir.join("store"));

@@ -197,17 +197,17 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     // start-up recovery looks up which recordings were closed; each records what it does
     // before it does it.
     let (audit, audit_log) = open_audit(&config, &key)?;
-    bootstrap_admin(&store, &audit_log)?;
+    bootstrap_admin(&*store, &audit_log)?;
     // Users and tokens stored before users had immutable ids get theirs before anything is
     // served; a token deleted by it is on record first.
-    let migrated = migrate_user_ids(&store, &audit_log)?;
+    let migrated = migrate_user_ids(&*store, &audit_log)?;
     if migrated > 0 {
         info!(
             records = migrated,
             "users and API tokens given immutable user ids"
         );
     }
-    let policy = load_policy(&config, &store)?;
+    let policy = load_policy(&config, &*store)?;
     let tls = match &config.tls {
         Some((cert, key)) => portcullis_web::TlsFiles {
             cert: cert.clone(),
@@ -234,7 +234,7 @@ pub(crate) fn serve(config: Config) -> Result<()> {
             &r.recorder,
         ));
     }
-    let mut state = portcullis_web::AppState::new(Arc::new(store), Arc::new(key), broker)
+    let mut state = portcullis_web::AppState::new(store, Arc::new(key), broker)
         .with_audit(audit)
         .with_mfa_required_roles(config.auth.mfa_required_roles.clone());
     if let Some(r) = &recording {

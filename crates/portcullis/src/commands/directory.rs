@@ -4,7 +4,7 @@
 use std::io::BufRead as _;
 
 use anyhow::{bail, Context, Result};
-use portcullis_store::{SledStore, Store};
+use portcullis_store::Store;
 use portcullis_web::ops;
 use serde_json::{json, Value};
 
@@ -186,7 +186,7 @@ pub(super) fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
                 tls_ca_file.as_deref().map(Some)
             };
             let identity = ops::set_identity(&t, pin, require_nla, ca)?;
-            store_identity(config, &store, t, "target_identity_set", identity)?;
+            store_identity(config, &*store, t, "target_identity_set", identity)?;
             println!("identity of target {name} set");
         }
         TargetCmd::Accept {
@@ -198,7 +198,7 @@ pub(super) fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
                 .get_target(&name)?
                 .with_context(|| format!("no target named {name:?}"))?;
             let identity = ops::accept_identity(&t, sha256.as_deref(), allow_without_nla)?;
-            store_identity(config, &store, t, "target_identity_accept", identity)?;
+            store_identity(config, &*store, t, "target_identity_accept", identity)?;
             println!("target {name}: accepted");
         }
     }
@@ -208,7 +208,7 @@ pub(super) fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
 /// Records (fsynced) and then stores a change of `t`'s identity made from the command line.
 fn store_identity(
     config: &Config,
-    store: &SledStore,
+    store: &dyn Store,
     mut t: portcullis_store::TargetRecord,
     action: &str,
     identity: portcullis_store::TargetIdentity,

@@ -12,6 +12,7 @@ pub(crate) fn portcullis(data: &Path, args: &[&str]) -> Output {
         .args(args)
         .env_remove("PORTCULLIS_CONFIG")
         .env_remove("PORTCULLIS_SECRET_KEY")
+        .env_remove("PORTCULLIS_STORE_URL")
         .env("PW", "a long enough password")
         .env("RUST_LOG", "warn")
         .output()

@@ -1,0 +1,996 @@
+//! The shared [`Store`] on PostgreSQL: several gateways on one database. Nothing outside this
+//! module knows about PostgreSQL.
+//!
+//! The [`Store`] trait is synchronous and is called from the gateway's async tasks as well as
+//! from plain threads; the `postgres` client runs its own small runtime and must never be driven
+//! from inside another. So each connection lives on a thread of its own (a pool of
+//! [`PgOptions::connections`] threads); a call hands its query to the pool and waits for the answer
+//! (at most [`PgOptions::timeout`]), as a sled call waits for its disk.
+//!
+//! Tables live in the `portcullis` schema and are created by numbered migrations when the store
+//! opens, one gateway at a time (an advisory lock), so several nodes may start together. Records
+//! are the same JSON as sled's, in `jsonb` columns; names are compared and sorted byte-wise
+//! (`COLLATE "C"`), as in sled. Changes of one record ([`Store::update_user`]) are optimistic: read
+//! with its version, change on the caller's thread, write if the version is unchanged, else again.
+//! Every write is a committed transaction with `synchronous_commit` on: durable when the call
+//! returns.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use postgres::config::{Host, SslMode};
+use postgres::types::Json;
+use postgres::{Client, NoTls};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{validate_name, GrantRecord, Store, StoreError, TargetRecord, TokenRecord, UserRecord};
+
+/// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`. Never edit one that
+/// has shipped: add the next.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "users, targets, grants, API tokens and metadata",
+    r#"
+    CREATE TABLE portcullis.users (
+        name text COLLATE "C" PRIMARY KEY,
+        record jsonb NOT NULL,
+        version bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE portcullis.targets (
+        name text COLLATE "C" PRIMARY KEY,
+        record jsonb NOT NULL,
+        version bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE portcullis.grants (
+        user_name text COLLATE "C" NOT NULL REFERENCES portcullis.users (name) ON DELETE CASCADE,
+        target_name text COLLATE "C" NOT NULL REFERENCES portcullis.targets (name) ON DELETE CASCADE,
+        created_at bigint NOT NULL,
+        PRIMARY KEY (user_name, target_name)
+    );
+    CREATE INDEX grants_by_target ON portcullis.grants (target_name);
+    CREATE TABLE portcullis.tokens (
+        id text COLLATE "C" PRIMARY KEY,
+        user_name text COLLATE "C" NOT NULL,
+        record jsonb NOT NULL
+    );
+    CREATE INDEX tokens_by_user ON portcullis.tokens (user_name);
+    CREATE TABLE portcullis.meta (
+        key text COLLATE "C" PRIMARY KEY,
+        value bytea NOT NULL
+    );
+    "#,
+)];
+
+/// The advisory lock key that serialises migrations between gateways ("portcull" in ASCII).
+const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
+
+/// How many times a change of one record is tried again when another writer came first.
+const MAX_UPDATE_ATTEMPTS: usize = 1000;
+
+/// How a [`PgStore`] connects.
+#[derive(Clone)]
+pub struct PgOptions {
+    /// Connections (each on its own thread). At least 1.
+    pub connections: usize,
+    /// How long a call waits for the database before it fails.
+    pub timeout: Duration,
+    /// PEM file of the certificate authorities that may sign the server's certificate. Required
+    /// for a server that is not on this machine (TLS is then mandatory and verified, host name
+    /// included); optional for a loopback or Unix-socket server (TLS only if given).
+    pub ca_file: Option<PathBuf>,
+    /// The password, when it is not in the URL (e.g. read from a mounted secret).
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("connections", &self.connections)
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .field("password", &self.password.as_ref().map(|_| "<not shown>"))
+            .finish()
+    }
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            connections: 4,
+            timeout: Duration::from_secs(30),
+            ca_file: None,
+            password: None,
+        }
+    }
+}
+
+/// A [`Store`] in a PostgreSQL database, shared by any number of gateways.
+pub struct PgStore {
+    jobs: mpsc::Sender<Job>,
+    timeout: Duration,
+    /// `postgres://user@host:port/db`: the URL without its password, for messages.
+    shown: String,
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("server", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a connection thread needs to (re)connect.
+struct Connector {
+    config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    shown: String,
+}
+
+impl Connector {
+    fn connect(&self) -> Result<Client, StoreError> {
+        let connected = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        };
+        let mut client = connected.map_err(|e| {
+            StoreError::Backend(format!(
+                "cannot connect to PostgreSQL at {}: {}",
+                self.shown,
+                describe(&e)
+            ))
+        })?;
+        // Durable when the call returns, whatever the server's default; a stuck statement or
+        // lock fails the call instead of holding a gateway thread.
+        client
+            .batch_execute(
+                "SET synchronous_commit = on; SET statement_timeout = '20s'; SET lock_timeout = '15s'; \
+                 SET idle_in_transaction_session_timeout = '60s'",
+            )
+            .map_err(|e| pg_error("set up the connection", &e))?;
+        Ok(client)
+    }
+}
+
+/// One pool thread's connection, made when first needed and made again after it broke.
+struct Connection {
+    connector: Arc<Connector>,
+    client: Option<Client>,
+    /// When the connection last answered: one idle longer than [`CHECK_IDLE_AFTER`] is checked
+    /// before it is used (the server may have restarted meanwhile, and a write must not be the
+    /// call that finds out).
+    last_used: Instant,
+}
+
+/// See [`Connection::last_used`].
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(5);
+
+impl Connection {
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        let idle = self.last_used.elapsed() > CHECK_IDLE_AFTER;
+        if let Some(client) = &mut self.client {
+            if client.is_closed() || (idle && client.is_valid(Duration::from_secs(5)).is_err()) {
+                self.client = None;
+            }
+        }
+        self.last_used = Instant::now();
+        match &mut self.client {
+            Some(client) => Ok(client),
+            slot => Ok(slot.insert(self.connector.connect()?)),
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db?…` or
+    /// `host=… user=…`), runs the migrations this version has and the database lacks, and
+    /// returns the store. Fails with a clear message when the server cannot be reached, refuses
+    /// the login, is not on this machine and no CA file is given, or holds a newer schema.
+    pub fn open(url: &str, options: &PgOptions) -> Result<PgStore, StoreError> {
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+            StoreError::Backend(format!(
+                "the PostgreSQL URL is not valid ({}); expected postgres://user:password@host:port/database",
+                describe(&e)
+            ))
+        })?;
+        if let Some(password) = &options.password {
+            config.password(password);
+        }
+        let shown = shown_url(&config);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("portcullis");
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
+        let local = config.get_hosts().iter().all(|host| match host {
+            Host::Unix(_) => true,
+            Host::Tcp(name) => is_loopback(name),
+        }) && config.get_hostaddrs().iter().all(IpAddr::is_loopback);
+        let tls = match &options.ca_file {
+            Some(file) => {
+                config.ssl_mode(SslMode::Require);
+                Some(tls_from_ca_file(file)?)
+            }
+            None if local => {
+                if config.get_ssl_mode() == SslMode::Require {
+                    return Err(StoreError::Backend(format!(
+                        "PostgreSQL at {shown}: sslmode=require needs the certificate authority that signed the \
+                         server's certificate (the store's ca_file)"
+                    )));
+                }
+                config.ssl_mode(SslMode::Disable);
+                None
+            }
+            None => {
+                return Err(StoreError::Backend(format!(
+                    "PostgreSQL at {shown} is not on this machine: its connection must be TLS, verified against \
+                     the certificate authority that signed the server's certificate (set the store's ca_file)"
+                )))
+            }
+        };
+        let connector = Arc::new(Connector {
+            config,
+            tls,
+            shown: shown.clone(),
+        });
+
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..options.connections.max(1) {
+            let queue = Arc::clone(&queue);
+            let mut connection = Connection {
+                connector: Arc::clone(&connector),
+                client: None,
+                last_used: Instant::now(),
+            };
+            std::thread::Builder::new()
+                .name(format!("store-pg-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job.
+                    let job = match queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(poisoned) => poisoned.into_inner().recv(),
+                    };
+                    match job {
+                        Ok(job) => job(&mut connection),
+                        Err(_) => return, // the store was dropped
+                    }
+                })
+                .map_err(|e| {
+                    StoreError::Backend(format!("cannot start a PostgreSQL thread: {e}"))
+                })?;
+        }
+        let store = PgStore {
+            jobs,
+            timeout: options.timeout,
+            shown,
+        };
+        store.run(migrate)?;
+        Ok(store)
+    }
+
+    /// The server, without the password (for messages).
+    pub fn server(&self) -> &str {
+        &self.shown
+    }
+
+    /// Runs `op` on a pool connection and waits for its answer.
+    fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (answer, answered) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |connection: &mut Connection| {
+            let result = connection.client().and_then(op);
+            connection.last_used = Instant::now();
+            let _ = answer.send(result);
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Backend("the PostgreSQL store is closed".to_owned()))?;
+        match answered.recv_timeout(self.timeout) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::Backend(format!(
+                "PostgreSQL at {} did not answer within {} s",
+                self.shown,
+                self.timeout.as_secs()
+            ))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::Backend(
+                "a PostgreSQL connection thread ended without answering".to_owned(),
+            )),
+        }
+    }
+
+    fn create_record<T: Serialize>(
+        &self,
+        table: Table,
+        name: &str,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        validate_name(table.kind(), name)?;
+        let value = encode(record)?;
+        let name = name.to_owned();
+        self.run(move |c| {
+            let sql = format!(
+                "INSERT INTO portcullis.{} (name, record) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                table.name()
+            );
+            let inserted = c
+                .execute(&sql, &[&name, &Json(&value)])
+                .map_err(|e| pg_error("insert", &e))?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists {
+                    kind: table.kind(),
+                    name,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn put_record<T: Serialize>(
+        &self,
+        table: Table,
+        name: &str,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        validate_name(table.kind(), name)?;
+        let value = encode(record)?;
+        let name = name.to_owned();
+        self.run(move |c| {
+            let sql = format!(
+                "INSERT INTO portcullis.{t} (name, record) VALUES ($1, $2) ON CONFLICT (name) \
+                 DO UPDATE SET record = excluded.record, version = {t}.version + 1",
+                t = table.name()
+            );
+            c.execute(&sql, &[&name, &Json(&value)])
+                .map_err(|e| pg_error("write", &e))?;
+            Ok(())
+        })
+    }
+
+    fn get_record<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: Table,
+        name: &str,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.get_versioned(table, name)?.map(|(record, _)| record))
+    }
+
+    fn get_versioned<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: Table,
+        name: &str,
+    ) -> Result<Option<(T, i64)>, StoreError> {
+        if !may_exist(name) {
+            return Ok(None);
+        }
+        let name = name.to_owned();
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT record, version FROM portcullis.{} WHERE name = $1",
+                table.name()
+            );
+            let row = c
+                .query_opt(&sql, &[&name])
+                .map_err(|e| pg_error("read", &e))?;
+            row.map(|row| {
+                let Json(value): Json<serde_json::Value> = row.get(0);
+                Ok((decode(table.name(), &name, value)?, row.get::<_, i64>(1)))
+            })
+            .transpose()
+        })
+    }
+
+    fn list_records<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: Table,
+    ) -> Result<Vec<T>, StoreError> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT name, record FROM portcullis.{} ORDER BY name",
+                table.name()
+            );
+            let rows = c.query(&sql, &[]).map_err(|e| pg_error("list", &e))?;
+            rows.into_iter()
+                .map(|row| {
+                    let name: String = row.get(0);
+                    let Json(value): Json<serde_json::Value> = row.get(1);
+                    decode(table.name(), &name, value)
+                })
+                .collect()
+        })
+    }
+
+    /// Changes one record with optimistic concurrency (see the module documentation).
+    fn update_record<T>(
+        &self,
+        table: Table,
+        name: &str,
+        change: &mut dyn FnMut(&mut T) -> bool,
+        rename_back: impl Fn(&mut T),
+    ) -> Result<Option<T>, StoreError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let Some((mut record, version)) = self.get_versioned::<T>(table, name)? else {
+                return Ok(None);
+            };
+            if !change(&mut record) {
+                return Ok(Some(record));
+            }
+            // INVARIANT: the key is the name; a change may not rename.
+            rename_back(&mut record);
+            let value = encode(&record)?;
+            let key = name.to_owned();
+            let written = self.run(move |c| {
+                let sql = format!(
+                    "UPDATE portcullis.{} SET record = $2, version = version + 1 WHERE name = $1 AND version = $3",
+                    table.name()
+                );
+                c.execute(&sql, &[&key, &Json(&value), &version])
+                    .map_err(|e| pg_error("update", &e))
+            })?;
+            if written == 1 {
+                return Ok(Some(record));
+            }
+            // Changed or deleted meanwhile: read it again.
+            std::thread::yield_now();
+        }
+        Err(StoreError::Backend(format!(
+            "{} {name:?} changed {MAX_UPDATE_ATTEMPTS} times while this change was being made",
+            table.kind()
+        )))
+    }
+}
+
+/// The tables holding one JSON record per name.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Users,
+    Targets,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Users => "users",
+            Table::Targets => "targets",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Table::Users => "user",
+            Table::Targets => "target",
+        }
+    }
+}
+
+impl Store for PgStore {
+    fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.create_record(Table::Users, &user.name, user)
+    }
+
+    fn put_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.put_record(Table::Users, &user.name, user)
+    }
+
+    fn update_user(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(&mut UserRecord) -> bool,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        self.update_record(Table::Users, name, change, |u: &mut UserRecord| {
+            u.name = name.to_owned()
+        })
+    }
+
+    fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.get_record(Table::Users, name)
+    }
+
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.list_records(Table::Users)
+    }
+
+    fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        if !may_exist(name) {
+            return Ok(false);
+        }
+        let name = name.to_owned();
+        self.run(move |c| {
+            let mut tx = c.transaction().map_err(|e| pg_error("begin", &e))?;
+            // Grants go with the user (ON DELETE CASCADE); tokens name the user.
+            let existed = tx
+                .execute("DELETE FROM portcullis.users WHERE name = $1", &[&name])
+                .map_err(|e| pg_error("delete user", &e))?;
+            tx.execute(
+                "DELETE FROM portcullis.tokens WHERE user_name = $1",
+                &[&name],
+            )
+            .map_err(|e| pg_error("delete the user's tokens", &e))?;
+            tx.commit().map_err(|e| pg_error("commit", &e))?;
+            Ok(existed == 1)
+        })
+    }
+
+    fn create_target(&self, target: &TargetRecord) -> Result<(), StoreError> {
+        self.create_record(Table::Targets, &target.name, target)
+    }
+
+    fn put_target(&self, target: &TargetRecord) -> Result<(), StoreError> {
+        self.put_record(Table::Targets, &target.name, target)
+    }
+
+    fn update_target(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(&mut TargetRecord) -> bool,
+    ) -> Result<Option<TargetRecord>, StoreError> {
+        self.update_record(Table::Targets, name, change, |t: &mut TargetRecord| {
+            t.name = name.to_owned()
+        })
+    }
+
+    fn get_target(&self, name: &str) -> Result<Option<TargetRecord>, StoreError> {
+        self.get_record(Table::Targets, name)
+    }
+
+    fn list_targets(&self) -> Result<Vec<TargetRecord>, StoreError> {
+        self.list_records(Table::Targets)
+    }
+
+    fn delete_target(&self, name: &str) -> Result<bool, StoreError> {
+        if !may_exist(name) {
+            return Ok(false);
+        }
+        let name = name.to_owned();
+        self.run(move |c| {
+            // Grants go with the target (ON DELETE CASCADE), in the same statement.
+            let existed = c
+                .execute("DELETE FROM portcullis.targets WHERE name = $1", &[&name])
+                .map_err(|e| pg_error("delete target", &e))?;
+            Ok(existed == 1)
+        })
+    }
+
+    fn create_grant(&self, user: &str, target: &str, created_at: i64) -> Result<(), StoreError> {
+        for (kind, name) in [("user", user), ("target", target)] {
+            if !may_exist(name) {
+                return Err(StoreError::NotFound {
+                    kind,
+                    name: name.to_owned(),
+                });
+            }
+        }
+        let (user, target) = (user.to_owned(), target.to_owned());
+        self.run(move |c| {
+            let mut tx = c.transaction().map_err(|e| pg_error("begin", &e))?;
+            // FOR KEY SHARE: neither may be deleted until the grant is in.
+            let exists = |tx: &mut postgres::Transaction<'_>, table: &str, name: &str| {
+                let sql = format!("SELECT 1 FROM portcullis.{table} WHERE name = $1 FOR KEY SHARE");
+                tx.query_opt(&sql, &[&name])
+                    .map(|row| row.is_some())
+                    .map_err(|e| pg_error("check the grant's user and target", &e))
+            };
+            if !exists(&mut tx, "users", &user)? {
+                return Err(StoreError::NotFound { kind: "user", name: user });
+            }
+            if !exists(&mut tx, "targets", &target)? {
+                return Err(StoreError::NotFound { kind: "target", name: target });
+            }
+            tx.execute(
+                "INSERT INTO portcullis.grants (user_name, target_name, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+                &[&user, &target, &created_at],
+            )
+            .map_err(|e| pg_error("insert grant", &e))?;
+            tx.commit().map_err(|e| pg_error("commit", &e))
+        })
+    }
+
+    fn delete_grant(&self, user: &str, target: &str) -> Result<bool, StoreError> {
+        if !may_exist(user) || !may_exist(target) {
+            return Ok(false);
+        }
+        let (user, target) = (user.to_owned(), target.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM portcullis.grants WHERE user_name = $1 AND target_name = $2",
+                &[&user, &target],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| pg_error("delete grant", &e))
+        })
+    }
+
+    fn list_grants(&self) -> Result<Vec<GrantRecord>, StoreError> {
+        self.run(|c| {
+            let rows = c
+                .query(
+                    "SELECT user_name, target_name, created_at FROM portcullis.grants \
+                     ORDER BY user_name, target_name",
+                    &[],
+                )
+                .map_err(|e| pg_error("list grants", &e))?;
+            Ok(rows
+                .into_iter()
+                .map(|row| GrantRecord {
+                    user: row.get(0),
+                    target: row.get(1),
+                    created_at: row.get(2),
+                })
+                .collect())
+        })
+    }
+
+    fn has_grant(&self, user: &str, target: &str) -> Result<bool, StoreError> {
+        if !may_exist(user) || !may_exist(target) {
+            return Ok(false);
+        }
+        let (user, target) = (user.to_owned(), target.to_owned());
+        self.run(move |c| {
+            c.query_opt(
+                "SELECT 1 FROM portcullis.grants WHERE user_name = $1 AND target_name = $2",
+                &[&user, &target],
+            )
+            .map(|row| row.is_some())
+            .map_err(|e| pg_error("read grant", &e))
+        })
+    }
+
+    fn granted_targets(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        if !may_exist(user) {
+            return Ok(Vec::new());
+        }
+        let user = user.to_owned();
+        self.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT target_name FROM portcullis.grants WHERE user_name = $1 ORDER BY target_name",
+                    &[&user],
+                )
+                .map_err(|e| pg_error("list grants", &e))?;
+            Ok(rows.into_iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        validate_name("token", &token.id)?;
+        let value = encode(token)?;
+        let (id, user) = (token.id.clone(), token.user.clone());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO portcullis.tokens (id, user_name, record) VALUES ($1, $2, $3) ON CONFLICT (id) \
+                 DO UPDATE SET user_name = excluded.user_name, record = excluded.record",
+                &[&id, &user, &Json(&value)],
+            )
+            .map(drop)
+            .map_err(|e| pg_error("write token", &e))
+        })
+    }
+
+    fn get_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        if !may_exist(id) {
+            return Ok(None);
+        }
+        let id = id.to_owned();
+        self.run(move |c| {
+            let row = c
+                .query_opt("SELECT record FROM portcullis.tokens WHERE id = $1", &[&id])
+                .map_err(|e| pg_error("read token", &e))?;
+            row.map(|row| {
+                let Json(value): Json<serde_json::Value> = row.get(0);
+                decode("tokens", &id, value)
+            })
+            .transpose()
+        })
+    }
+
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.run(|c| {
+            let rows = c
+                .query("SELECT id, record FROM portcullis.tokens ORDER BY id", &[])
+                .map_err(|e| pg_error("list tokens", &e))?;
+            rows.into_iter()
+                .map(|row| {
+                    let id: String = row.get(0);
+                    let Json(value): Json<serde_json::Value> = row.get(1);
+                    decode("tokens", &id, value)
+                })
+                .collect()
+        })
+    }
+
+    fn delete_token(&self, id: &str) -> Result<bool, StoreError> {
+        if !may_exist(id) {
+            return Ok(false);
+        }
+        let id = id.to_owned();
+        self.run(move |c| {
+            c.execute("DELETE FROM portcullis.tokens WHERE id = $1", &[&id])
+                .map(|n| n == 1)
+                .map_err(|e| pg_error("delete token", &e))
+        })
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if !may_exist(key) {
+            return Ok(None);
+        }
+        let key = key.to_owned();
+        self.run(move |c| {
+            c.query_opt("SELECT value FROM portcullis.meta WHERE key = $1", &[&key])
+                .map(|row| row.map(|row| row.get(0)))
+                .map_err(|e| pg_error("read metadata", &e))
+        })
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO portcullis.meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .map(drop)
+            .map_err(|e| pg_error("write metadata", &e))
+        })
+    }
+
+    fn meta_keys(&self) -> Result<Vec<String>, StoreError> {
+        self.run(|c| {
+            let rows = c
+                .query("SELECT key FROM portcullis.meta ORDER BY key", &[])
+                .map_err(|e| pg_error("list metadata", &e))?;
+            Ok(rows.into_iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every write was committed with synchronous_commit on before its call returned.
+        Ok(())
+    }
+}
+
+/// Brings the schema up to [`MIGRATIONS`], one gateway at a time.
+fn migrate(c: &mut Client) -> Result<(), StoreError> {
+    let mut tx = c.transaction().map_err(|e| pg_error("begin", &e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(|e| pg_error("wait for other gateways' migrations", &e))?;
+    tx.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS portcullis; \
+         CREATE TABLE IF NOT EXISTS portcullis.schema_migrations ( \
+             version integer PRIMARY KEY, description text NOT NULL, \
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .map_err(|e| pg_error("create the portcullis schema", &e))?;
+    let applied: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM portcullis.schema_migrations",
+            &[],
+        )
+        .map_err(|e| pg_error("read the schema version", &e))?
+        .get(0);
+    let known = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+    if applied > known {
+        return Err(StoreError::Backend(format!(
+            "the database's portcullis schema is at version {applied}, newer than this gateway knows ({known}): \
+             upgrade this gateway"
+        )));
+    }
+    for (version, (description, sql)) in (1..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(applied).unwrap_or(0))
+    {
+        tx.batch_execute(sql)
+            .map_err(|e| pg_error(&format!("apply migration {version} ({description})"), &e))?;
+        tx.execute(
+            "INSERT INTO portcullis.schema_migrations (version, description) VALUES ($1, $2)",
+            &[&version, description],
+        )
+        .map_err(|e| pg_error("record the migration", &e))?;
+    }
+    tx.commit()
+        .map_err(|e| pg_error("commit the migrations", &e))
+}
+
+/// Whether a record could have this name or key: PostgreSQL's text holds no NUL, and a name
+/// that cannot be stored matches nothing (the store's lookups never fail on a bad name).
+fn may_exist(name: &str) -> bool {
+    !name.contains('\0')
+}
+
+fn encode<T: Serialize>(record: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(record)
+        .map_err(|e| StoreError::Backend(format!("cannot encode record: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(
+    table: &str,
+    key: &str,
+    value: serde_json::Value,
+) -> Result<T, StoreError> {
+    serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+        detail: format!("{table} record {key:?}: {e}"),
+    })
+}
+
+/// A PostgreSQL error as a store error, with the server's own message (never a query's
+/// parameters: those may be records).
+fn pg_error(doing: &str, error: &postgres::Error) -> StoreError {
+    StoreError::Backend(format!("PostgreSQL: cannot {doing}: {}", describe(error)))
+}
+
+fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `postgres://user@host:port/db`, never the password.
+fn shown_url(config: &postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let name = match host {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{name}:{port}"),
+                None => name,
+            }
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+fn tls_from_ca_file(file: &Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let bad = |detail: String| {
+        StoreError::Backend(format!(
+            "the PostgreSQL CA file {}: {detail}",
+            file.display()
+        ))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(file)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    for cert in certs {
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no certificate".to_owned()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_url_shown_has_no_password() {
+        let config: postgres::Config = "postgres://alice:s3cret@db.example:6543/gw"
+            .parse()
+            .unwrap();
+        let shown = shown_url(&config);
+        assert_eq!(shown, "postgres://alice@db.example:6543/gw");
+        let config: postgres::Config = "host=/run/pg user=bob password=s3cret dbname=x"
+            .parse()
+            .unwrap();
+        assert!(!shown_url(&config).contains("s3cret"));
+    }
+
+    #[test]
+    fn a_remote_server_without_a_ca_is_refused_before_any_connection() {
+        let err = PgStore::open(
+            "postgres://alice:s3cret@db.example:6543/gw",
+            &PgOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is not on this machine"), "{err}");
+        assert!(err.contains("ca_file"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        // sslmode=disable does not lift it.
+        let err = PgStore::open(
+            "postgres://alice:s3cret@10.1.2.3/gw?sslmode=disable",
+            &PgOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is not on this machine"), "{err}");
+    }
+
+    #[test]
+    fn loopback_names() {
+        for local in [
+            "localhost",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback(local), "{local}");
+        }
+        for remote in ["db", "10.0.0.1", "localhost.evil.example", "::2"] {
+            assert!(!is_loopback(remote), "{remote}");
+        }
+    }
+
+    #[test]
+    fn a_bad_url_says_what_is_expected() {
+        let err = PgStore::open("postgres://[nope", &PgOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected postgres://"), "{err}");
+    }
+
+    #[test]
+    fn an_unreachable_server_fails_with_its_address_and_without_the_password() {
+        // Port 1 on loopback: nothing listens there.
+        let options = PgOptions {
+            timeout: Duration::from_secs(20),
+            ..PgOptions::default()
+        };
+        let err = PgStore::open("postgres://alice:s3cret@127.0.0.1:1/gw", &options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot connect to PostgreSQL at postgres://alice@127.0.0.1:1/gw"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
