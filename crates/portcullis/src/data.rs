@@ -64,6 +64,37 @@ pub(crate) fn open_sled(config: &Config) -> Result<SledStore> {
     }
 }
 
+/// The store's metadata key holding a known text sealed under the secret key: a gateway whose
+/// key cannot open it would seal and open target credentials nobody else can (several gateways
+/// on one PostgreSQL store need one key).
+pub(crate) const KEY_CHECK_META: &str = "secret_key_check";
+const KEY_CHECK_TEXT: &[u8] = b"portcullis: the secret key of this store";
+const KEY_CHECK_AAD: &[u8] = b"portcullis:key-check";
+
+/// Checks that `key` is the key the store's secrets are sealed under (the first gateway on a
+/// store leaves the check there); refuses with what to do otherwise.
+pub(crate) fn check_key_against_store(store: &dyn Store, key: &SecretKey) -> Result<()> {
+    match store.get_meta(KEY_CHECK_META)? {
+        Some(sealed) => match key.open(&sealed, KEY_CHECK_AAD) {
+            Ok(text) if text == KEY_CHECK_TEXT => Ok(()),
+            _ => bail!(
+                "this gateway's secret key is not the one the store's secrets are sealed under: \
+                 every gateway on one store needs the same key (give it in {SECRET_KEY_ENV}, or \
+                 copy the key file); nothing was started"
+            ),
+        },
+        None => {
+            store.put_meta(KEY_CHECK_META, &seal_key_check(key))?;
+            Ok(())
+        }
+    }
+}
+
+/// The key check sealed under `key` (what a rotation writes for its new key).
+pub(crate) fn seal_key_check(key: &SecretKey) -> Vec<u8> {
+    key.seal(KEY_CHECK_TEXT, KEY_CHECK_AAD)
+}
+
 pub(crate) fn load_key(config: &Config) -> Result<SecretKey> {
     if let Ok(hex) = std::env::var(SECRET_KEY_ENV) {
         return SecretKey::from_hex(&hex)
@@ -87,4 +118,42 @@ pub(crate) fn load_key(config: &Config) -> Result<SecretKey> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     Ok(SecretKey::load_or_create(&config.key_file)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use portcullis_store::MemoryStore;
+
+    use super::*;
+
+    #[test]
+    fn a_gateway_with_another_key_than_the_stores_is_refused() {
+        let store = MemoryStore::new();
+        let first = SecretKey::from_bytes([7; 32]);
+        // The first gateway on a store leaves the check; it and any with its key pass.
+        check_key_against_store(&store, &first).unwrap();
+        assert!(store.get_meta(KEY_CHECK_META).unwrap().is_some());
+        check_key_against_store(&store, &first).unwrap();
+        // Another gateway given the same key (e.g. in PORTCULLIS_SECRET_KEY) passes too.
+        check_key_against_store(&store, &SecretKey::from_bytes([7; 32])).unwrap();
+        // Another key is refused, and the check is left as it was.
+        let before = store.get_meta(KEY_CHECK_META).unwrap();
+        let err = check_key_against_store(&store, &SecretKey::generate())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is not the one the store's secrets are sealed under"),
+            "{err}"
+        );
+        assert_eq!(store.get_meta(KEY_CHECK_META).unwrap(), before);
+        // A check sealed under a rotated-to key passes that key only.
+        let new = SecretKey::generate();
+        store
+            .put_meta(KEY_CHECK_META, &seal_key_check(&new))
+            .unwrap();
+        check_key_against_store(&store, &new).unwrap();
+        assert!(check_key_against_store(&store, &first).is_err());
+    }
 }

@@ -139,6 +139,11 @@ pub(crate) fn rotate(
             return Err(anyhow::Error::msg(e));
         }
     }
+    // Gateways started after this check the new key against the store.
+    store.put_meta(
+        crate::data::KEY_CHECK_META,
+        &crate::data::seal_key_check(&new),
+    )?;
     store.flush()?;
     let signing_key = reseal_file(&config.recording.signing_key_file, old, &new)?;
     if !from_env {
@@ -213,6 +218,7 @@ mod tests {
         .unwrap();
         let store = MemoryStore::new();
         let old = SecretKey::generate();
+        crate::data::check_key_against_store(&store, &old).unwrap();
         portcullis_web::ops::create_target(
             &store,
             &old,
@@ -256,5 +262,8 @@ mod tests {
             "target-password"
         );
         assert!(!env_rotation_marker(&config.key_file).exists());
+        // Gateways now start with the new key only.
+        crate::data::check_key_against_store(&store, &new).unwrap();
+        assert!(crate::data::check_key_against_store(&store, &old).is_err());
     }
 }

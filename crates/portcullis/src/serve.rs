@@ -16,7 +16,7 @@ use portcullis_web::{ops, policy_store};
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
-use crate::data::{load_key, open_store};
+use crate::data::{check_key_against_store, load_key, open_store};
 use crate::shutdown::{self, stopped, StopSignals};
 use crate::{cli_audit, recording, rotate};
 
@@ -193,6 +193,7 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     rotate::refuse_unfinished(&config)?;
     let store = open_store(&config)?;
     let key = load_key(&config)?;
+    check_key_against_store(&*store, &key)?;
     // The trail first: the first admin and the id migration change accounts and tokens, and
     // start-up recovery looks up which recordings were closed; each records what it does
     // before it does it.
