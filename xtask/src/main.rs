@@ -215,6 +215,7 @@ fn test(root: &Path) -> Result<()> {
     run(cargo()
         .args(["test", "--workspace"])
         .env("PORTCULLIS_TEST_POSTGRES", &postgres.url)
+        .env("PORTCULLIS_TEST_POSTGRES_CA", &postgres.ca)
         .env("PORTCULLIS_REQUIRE_POSTGRES", "1"))?;
     run(cargo().args(["build", "-p", "portcullis"]))?;
     run(Command::new("node")
@@ -226,6 +227,7 @@ fn test(root: &Path) -> Result<()> {
         ])
         .env("PORTCULLIS_BIN", root.join("target/debug/portcullis"))
         .env("PORTCULLIS_TEST_POSTGRES", &postgres.url)
+        .env("PORTCULLIS_TEST_POSTGRES_CA", &postgres.ca)
         .current_dir(root.join("web")))?;
     drop(postgres);
     println!("all tests passed");
@@ -240,6 +242,8 @@ struct ScratchPostgres {
     dir: PathBuf,
     /// A superuser's URL (`postgres://…/postgres`); tests create their own databases.
     url: String,
+    /// The CA that signed the server's certificate (for the name `localhost`).
+    ca: String,
 }
 
 impl ScratchPostgres {
@@ -263,16 +267,18 @@ impl ScratchPostgres {
             .output()
             .with_context(|| format!("cannot run {}", script.display()))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let url = stdout
+        let ready = stdout
             .lines()
             .find_map(|l| l.strip_prefix("READY url="))
-            .map(str::to_owned);
+            .unwrap_or_default();
+        let (url, ca) = ready.split_once(" ca=").unwrap_or_default();
         let started = ScratchPostgres {
             script,
             dir,
-            url: url.unwrap_or_default(),
+            url: url.to_owned(),
+            ca: ca.to_owned(),
         };
-        if !out.status.success() || started.url.is_empty() {
+        if !out.status.success() || started.url.is_empty() || started.ca.is_empty() {
             bail!(
                 "the scratch PostgreSQL server did not start ({})",
                 out.status

@@ -21,6 +21,14 @@ pub fn server_url() -> Option<String> {
     }
 }
 
+/// The CA that signed the test server's certificate (for the name `localhost`), from
+/// `PORTCULLIS_TEST_POSTGRES_CA`.
+pub fn server_ca() -> Option<std::path::PathBuf> {
+    std::env::var_os("PORTCULLIS_TEST_POSTGRES_CA")
+        .filter(|ca| !ca.is_empty())
+        .map(Into::into)
+}
+
 /// `url` with its database replaced by `db`.
 pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {

@@ -1110,3 +1110,79 @@ mod postgres_only {
         );
     }
 }
+
+/// TLS to PostgreSQL: the server's certificate is checked against the configured CA and the
+/// host name before the password goes to it (the test server's certificate names `localhost`).
+mod postgres_tls {
+    use super::*;
+
+    fn with_ca(ca: std::path::PathBuf) -> PgOptions {
+        PgOptions {
+            ca_file: Some(ca),
+            connections: 1,
+            ..PgOptions::default()
+        }
+    }
+
+    /// Whether every connection of the store to `db` is TLS (the server's own view).
+    fn all_tls(db: &TestDatabase) -> bool {
+        db.admin()
+            .query_one(
+                "SELECT count(*) > 0 AND bool_and(s.ssl) FROM pg_stat_ssl s \
+                 JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.datname = current_database() AND a.application_name = 'portcullis'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    }
+
+    #[test]
+    fn the_servers_certificate_and_name_are_verified_before_the_password_is_sent() {
+        let (Some(db), Some(ca)) = (
+            TestDatabase::create(),
+            portcullis_store::testing::server_ca(),
+        ) else {
+            return;
+        };
+        let by_name = db.url.replace("@127.0.0.1:", "@localhost:");
+        assert_ne!(by_name, db.url);
+
+        // The right CA and the certificate's name: TLS, and it works.
+        let store = PgStore::open(&by_name, &with_ca(ca.clone())).unwrap();
+        store.create_user(&user("alice", Role::Admin)).unwrap();
+        assert!(all_tls(&db), "the store's connection is not TLS");
+        drop(store);
+
+        // The right CA but another name than the certificate's: refused.
+        let err = PgStore::open(&db.url, &with_ca(ca))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+        // A CA that did not sign the server's certificate: refused.
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other-ca.pem");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&other, params.self_signed(&key).unwrap().pem()).unwrap();
+        let err = PgStore::open(&by_name, &with_ca(other))
+            .unwrap_err()
+            .to_string();
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+        // Not a CA file at all: says so.
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let err = PgStore::open(&by_name, &with_ca(junk))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds no certificate"), "{err}");
+        let err = PgStore::open(&by_name, &with_ca(dir.path().join("missing.pem")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.pem"), "{err}");
+    }
+}
