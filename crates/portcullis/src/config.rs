@@ -609,6 +609,58 @@ mod tests {
     }
 
     #[test]
+    fn the_store_is_embedded_unless_a_postgres_url_is_given() {
+        let parse = |text: &str, env: Option<&str>| {
+            let file: dto::File = toml::from_str(text).unwrap();
+            store(file.store, env.map(str::to_owned))
+        };
+        assert!(matches!(parse("", None).unwrap(), StoreConfig::Embedded));
+        let StoreConfig::Postgres(pg) = parse(
+            "[store]\nurl = \"postgres://gw:s3cret@db:5432/p\"\nca_file = \"/ca.pem\"\nconnections = 8",
+            None,
+        )
+        .unwrap() else {
+            panic!("not PostgreSQL")
+        };
+        assert_eq!(pg.connections, 8);
+        assert_eq!(pg.ca_file.as_deref(), Some(Path::new("/ca.pem")));
+        // The URL may hold a password: never in a debug print.
+        assert!(!format!("{pg:?}").contains("s3cret"));
+        // The environment wins over the file (an empty one does not count).
+        let StoreConfig::Postgres(pg) = parse(
+            "[store]\nurl = \"postgres://file/db\"",
+            Some("postgres://env/db"),
+        )
+        .unwrap() else {
+            panic!("not PostgreSQL")
+        };
+        assert_eq!(pg.url, "postgres://env/db");
+        assert!(matches!(
+            parse("", Some("")).unwrap(),
+            StoreConfig::Embedded
+        ));
+        for (text, says) in [
+            ("[store]\nurl = \"mysql://db/x\"", "only PostgreSQL"),
+            (
+                "[store]\nurl = \"postgres://db/x\"\nconnections = 0",
+                "store.connections",
+            ),
+            (
+                "[store]\nurl = \"postgres://db/x\"\nconnections = 65",
+                "store.connections",
+            ),
+            ("[store]\nca_file = \"/ca.pem\"", "need store.url"),
+        ] {
+            let e = parse(text, None).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let e = Config::parse("[store]\nhost = \"db\"", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
     fn drafts_are_on_by_default_can_be_turned_off_and_are_never_finer_than_crf() {
         let defaults = portcullis_recorder::encoder::EncoderSettings::default();
         let c = Config::parse("", None).unwrap();
