@@ -449,8 +449,127 @@ pub trait Store: Send + Sync + 'static {
     /// The keys of every metadata value, sorted (to copy a store whole).
     fn meta_keys(&self) -> Result<Vec<String>, StoreError>;
 
+    /// Changes one entry of short-lived state atomically (see [`Ephemeral`]): `change` gets the
+    /// entry as stored now (`None`: none, or expired at `now_ms`) and says what to do; no other
+    /// change of that entry comes between. Returns the entry as it was before (`None` likewise):
+    /// taking a one-time ticket is `Delete`, and only one caller gets it. `change` may run more
+    /// than once (backends may retry).
+    fn ephemeral_update(
+        &self,
+        space: &str,
+        key: &str,
+        now_ms: i64,
+        change: &mut dyn FnMut(Option<&Ephemeral>) -> EphemeralChange,
+    ) -> Result<Option<Ephemeral>, StoreError>;
+    /// Deletes every entry of `space` owned by `owner` (their account was deleted or locked).
+    fn ephemeral_delete_owner(&self, space: &str, owner: &str) -> Result<usize, StoreError>;
+    /// How many live entries `space` holds at `now_ms`, in all and owned by `owner`.
+    fn ephemeral_count(
+        &self,
+        space: &str,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<(usize, usize), StoreError>;
+    /// Deletes every entry expired at `now_ms`.
+    fn ephemeral_purge(&self, now_ms: i64) -> Result<usize, StoreError>;
+
     /// Flushes everything written so far to disk (see [`SledStore`] for what that guarantees).
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// An entry of short-lived state that every gateway on a store shares (logins, one-time RDP
+/// tickets, failed-login counts), in a `space` under a `key`. Expired entries are never
+/// returned. The embedded stores keep them in memory (a restart forgets them, as one gateway
+/// alone always did); the PostgreSQL store shares them between gateways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ephemeral {
+    /// The user it belongs to (empty: nobody): [`Store::ephemeral_delete_owner`] ends them.
+    pub owner: String,
+    /// What the entry holds (its space's own encoding).
+    pub value: Vec<u8>,
+    /// Unix milliseconds from which it is gone.
+    pub expires_at_ms: i64,
+}
+
+/// What [`Store::ephemeral_update`] does with an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EphemeralChange {
+    /// Leave it as it is.
+    Keep,
+    /// Store this (created or replaced).
+    Put(Ephemeral),
+    /// Delete it.
+    Delete,
+}
+
+/// Ephemeral entries in memory, for the embedded stores.
+#[derive(Debug, Default)]
+pub(crate) struct LocalEphemeral {
+    entries: std::sync::Mutex<std::collections::BTreeMap<(String, String), Ephemeral>>,
+}
+
+impl LocalEphemeral {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(String, String), Ephemeral>> {
+        // Every change below completes without panicking (a panicking `change` leaves the map
+        // as it was).
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn update(
+        &self,
+        space: &str,
+        key: &str,
+        now_ms: i64,
+        change: &mut dyn FnMut(Option<&Ephemeral>) -> EphemeralChange,
+    ) -> Option<Ephemeral> {
+        let mut entries = self.lock();
+        let id = (space.to_owned(), key.to_owned());
+        let before = entries
+            .get(&id)
+            .filter(|e| e.expires_at_ms > now_ms)
+            .cloned();
+        match change(before.as_ref()) {
+            EphemeralChange::Keep => {}
+            EphemeralChange::Put(entry) => {
+                entries.insert(id, entry);
+            }
+            EphemeralChange::Delete => {
+                entries.remove(&id);
+            }
+        }
+        before
+    }
+
+    pub(crate) fn delete_owner(&self, space: &str, owner: &str) -> usize {
+        let mut entries = self.lock();
+        let before = entries.len();
+        entries.retain(|(s, _), e| !(s == space && e.owner == owner));
+        before - entries.len()
+    }
+
+    pub(crate) fn count(&self, space: &str, owner: &str, now_ms: i64) -> (usize, usize) {
+        let entries = self.lock();
+        let live = entries
+            .iter()
+            .filter(|((s, _), e)| s == space && e.expires_at_ms > now_ms);
+        let (mut all, mut owned) = (0, 0);
+        for (_, e) in live {
+            all += 1;
+            owned += usize::from(e.owner == owner);
+        }
+        (all, owned)
+    }
+
+    pub(crate) fn purge(&self, now_ms: i64) -> usize {
+        let mut entries = self.lock();
+        let before = entries.len();
+        entries.retain(|_, e| e.expires_at_ms > now_ms);
+        before - entries.len()
+    }
 }
 
 /// What [`copy_all`] copied.

@@ -28,13 +28,17 @@ use postgres::{Client, NoTls};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{validate_name, GrantRecord, Store, StoreError, TargetRecord, TokenRecord, UserRecord};
+use crate::{
+    validate_name, Ephemeral, EphemeralChange, GrantRecord, Store, StoreError, TargetRecord,
+    TokenRecord, UserRecord,
+};
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`. Never edit one that
 /// has shipped: add the next.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "users, targets, grants, API tokens and metadata",
-    r#"
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "users, targets, grants, API tokens and metadata",
+        r#"
     CREATE TABLE portcullis.users (
         name text COLLATE "C" PRIMARY KEY,
         record jsonb NOT NULL,
@@ -63,7 +67,24 @@ const MIGRATIONS: &[(&str, &str)] = &[(
         value bytea NOT NULL
     );
     "#,
-)];
+    ),
+    (
+        "short-lived state shared by the gateways (logins, RDP tickets, failed logins)",
+        r#"
+    CREATE TABLE portcullis.ephemeral (
+        space text COLLATE "C" NOT NULL,
+        key text COLLATE "C" NOT NULL,
+        owner text COLLATE "C" NOT NULL,
+        value bytea NOT NULL,
+        expires_at_ms bigint NOT NULL,
+        version bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (space, key)
+    );
+    CREATE INDEX ephemeral_by_owner ON portcullis.ephemeral (space, owner);
+    CREATE INDEX ephemeral_by_expiry ON portcullis.ephemeral (expires_at_ms);
+    "#,
+    ),
+];
 
 /// The advisory lock key that serialises migrations between gateways ("portcull" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
@@ -754,6 +775,135 @@ impl Store for PgStore {
                 .query("SELECT key FROM portcullis.meta ORDER BY key", &[])
                 .map_err(|e| pg_error("list metadata", &e))?;
             Ok(rows.into_iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn ephemeral_update(
+        &self,
+        space: &str,
+        key: &str,
+        now_ms: i64,
+        change: &mut dyn FnMut(Option<&Ephemeral>) -> EphemeralChange,
+    ) -> Result<Option<Ephemeral>, StoreError> {
+        if !may_exist(space) || !may_exist(key) {
+            // Nothing can be stored under it; a change asked for fails below as any bad key.
+            if let EphemeralChange::Keep | EphemeralChange::Delete = change(None) {
+                return Ok(None);
+            }
+            return Err(StoreError::Backend(
+                "an ephemeral key holds a NUL".to_owned(),
+            ));
+        }
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let (s, k) = (space.to_owned(), key.to_owned());
+            // The row as stored (expired or not) and its version.
+            let row = self.run(move |c| {
+                c.query_opt(
+                    "SELECT owner, value, expires_at_ms, version FROM portcullis.ephemeral \
+                     WHERE space = $1 AND key = $2",
+                    &[&s, &k],
+                )
+                .map(|row| {
+                    row.map(|row| {
+                        let entry = Ephemeral {
+                            owner: row.get(0),
+                            value: row.get(1),
+                            expires_at_ms: row.get(2),
+                        };
+                        (entry, row.get::<_, i64>(3))
+                    })
+                })
+                .map_err(|e| pg_error("read short-lived state", &e))
+            })?;
+            let version = row.as_ref().map(|(_, v)| *v);
+            let before = row.map(|(e, _)| e).filter(|e| e.expires_at_ms > now_ms);
+            let (s, k) = (space.to_owned(), key.to_owned());
+            let done = match (change(before.as_ref()), version) {
+                (EphemeralChange::Keep, _) | (EphemeralChange::Delete, None) => true,
+                (EphemeralChange::Delete, Some(v)) => self.run(move |c| {
+                    c.execute(
+                        "DELETE FROM portcullis.ephemeral WHERE space = $1 AND key = $2 AND version = $3",
+                        &[&s, &k, &v],
+                    )
+                    .map(|n| n == 1)
+                    .map_err(|e| pg_error("delete short-lived state", &e))
+                })?,
+                (EphemeralChange::Put(e), None) => self.run(move |c| {
+                    c.execute(
+                        "INSERT INTO portcullis.ephemeral (space, key, owner, value, expires_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (space, key) DO NOTHING",
+                        &[&s, &k, &e.owner, &e.value, &e.expires_at_ms],
+                    )
+                    .map(|n| n == 1)
+                    .map_err(|e| pg_error("write short-lived state", &e))
+                })?,
+                (EphemeralChange::Put(e), Some(v)) => self.run(move |c| {
+                    c.execute(
+                        "UPDATE portcullis.ephemeral SET owner = $3, value = $4, expires_at_ms = $5, \
+                         version = version + 1 WHERE space = $1 AND key = $2 AND version = $6",
+                        &[&s, &k, &e.owner, &e.value, &e.expires_at_ms, &v],
+                    )
+                    .map(|n| n == 1)
+                    .map_err(|e| pg_error("write short-lived state", &e))
+                })?,
+            };
+            if done {
+                return Ok(before);
+            }
+            // Another gateway changed it meanwhile: read it again.
+            std::thread::yield_now();
+        }
+        Err(StoreError::Backend(format!(
+            "short-lived state {space}/{key} changed {MAX_UPDATE_ATTEMPTS} times while this change was being made"
+        )))
+    }
+
+    fn ephemeral_delete_owner(&self, space: &str, owner: &str) -> Result<usize, StoreError> {
+        if !may_exist(space) || !may_exist(owner) {
+            return Ok(0);
+        }
+        let (space, owner) = (space.to_owned(), owner.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM portcullis.ephemeral WHERE space = $1 AND owner = $2",
+                &[&space, &owner],
+            )
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .map_err(|e| pg_error("delete short-lived state", &e))
+        })
+    }
+
+    fn ephemeral_count(
+        &self,
+        space: &str,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<(usize, usize), StoreError> {
+        if !may_exist(space) {
+            return Ok((0, 0));
+        }
+        let (space, owner) = (space.to_owned(), owner.to_owned());
+        self.run(move |c| {
+            let row = c
+                .query_one(
+                    "SELECT count(*), count(*) FILTER (WHERE owner = $2) FROM portcullis.ephemeral \
+                     WHERE space = $1 AND expires_at_ms > $3",
+                    &[&space, &owner, &now_ms],
+                )
+                .map_err(|e| pg_error("count short-lived state", &e))?;
+            let count = |i: usize| usize::try_from(row.get::<_, i64>(i)).unwrap_or(usize::MAX);
+            Ok((count(0), count(1)))
+        })
+    }
+
+    fn ephemeral_purge(&self, now_ms: i64) -> Result<usize, StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM portcullis.ephemeral WHERE expires_at_ms <= $1",
+                &[&now_ms],
+            )
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .map_err(|e| pg_error("purge short-lived state", &e))
         })
     }
 

@@ -9,7 +9,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use crate::{validate_name, GrantRecord, Store, StoreError, TargetRecord, TokenRecord, UserRecord};
+use crate::{
+    validate_name, Ephemeral, EphemeralChange, GrantRecord, LocalEphemeral, Store, StoreError,
+    TargetRecord, TokenRecord, UserRecord,
+};
 
 /// Separator between user and target in a grant key: `user \0 target`. Valid names never
 /// contain it, so keys are unambiguous and sort by user, then target.
@@ -45,6 +48,8 @@ pub struct SledStore {
     tokens: sled::Tree,
     /// Serializes mutations, so that a scan followed by a transaction sees no concurrent change.
     write_lock: Mutex<()>,
+    /// Short-lived state, in memory: one gateway alone has this directory.
+    ephemeral: LocalEphemeral,
 }
 
 impl fmt::Debug for SledStore {
@@ -99,6 +104,7 @@ impl SledStore {
             tokens: tree("tokens")?,
             db,
             write_lock: Mutex::new(()),
+            ephemeral: LocalEphemeral::default(),
         })
     }
 
@@ -405,6 +411,33 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.flush_db()
+    }
+
+    fn ephemeral_update(
+        &self,
+        space: &str,
+        key: &str,
+        now_ms: i64,
+        change: &mut dyn FnMut(Option<&Ephemeral>) -> EphemeralChange,
+    ) -> Result<Option<Ephemeral>, StoreError> {
+        Ok(self.ephemeral.update(space, key, now_ms, change))
+    }
+
+    fn ephemeral_delete_owner(&self, space: &str, owner: &str) -> Result<usize, StoreError> {
+        Ok(self.ephemeral.delete_owner(space, owner))
+    }
+
+    fn ephemeral_count(
+        &self,
+        space: &str,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<(usize, usize), StoreError> {
+        Ok(self.ephemeral.count(space, owner, now_ms))
+    }
+
+    fn ephemeral_purge(&self, now_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.ephemeral.purge(now_ms))
     }
 }
 

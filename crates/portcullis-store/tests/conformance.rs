@@ -6,8 +6,9 @@ use std::any::Any;
 
 use portcullis_store::testing::TestDatabase;
 use portcullis_store::{
-    GrantRecord, MemoryStore, MfaRecord, PgOptions, PgStore, Role, SledStore, Store, StoreError,
-    TargetIdentity, TargetKind, TargetRecord, TokenRecord, UserRecord,
+    Ephemeral, EphemeralChange, GrantRecord, MemoryStore, MfaRecord, PgOptions, PgStore, Role,
+    SledStore, Store, StoreError, TargetIdentity, TargetKind, TargetRecord, TokenRecord,
+    UserRecord,
 };
 
 fn user(name: &str, role: Role) -> UserRecord {
@@ -488,6 +489,107 @@ mod checks {
     }
 }
 
+/// Short-lived state: expiry, one-time take, owners, counts and purge.
+pub fn ephemeral(store: &dyn Store) {
+    let now = 1_800_000_000_000i64;
+    let entry = |owner: &str, value: &[u8], expires: i64| Ephemeral {
+        owner: owner.to_owned(),
+        value: value.to_vec(),
+        expires_at_ms: expires,
+    };
+    let put = |space: &str, key: &str, e: Ephemeral| {
+        store
+            .ephemeral_update(space, key, now, &mut |_| EphemeralChange::Put(e.clone()))
+            .unwrap()
+    };
+    let get = |space: &str, key: &str, at: i64| {
+        store
+            .ephemeral_update(space, key, at, &mut |_| EphemeralChange::Keep)
+            .unwrap()
+    };
+    assert_eq!(put("logins", "a", entry("alice", b"1", now + 1000)), None);
+    put("logins", "b", entry("alice", b"2", now + 5000));
+    put("logins", "c", entry("bob", b"3", now + 5000));
+    put("tickets", "a", entry("alice", b"t", now + 5000));
+    assert_eq!(
+        get("logins", "a", now),
+        Some(entry("alice", b"1", now + 1000))
+    );
+    // Spaces are apart; an expired entry is gone.
+    assert_eq!(get("tickets", "a", now).unwrap().value, b"t");
+    assert_eq!(get("logins", "a", now + 1000), None);
+    assert_eq!(get("logins", "nothing", now), None);
+    assert_eq!(
+        store.ephemeral_count("logins", "alice", now).unwrap(),
+        (3, 2)
+    );
+    assert_eq!(
+        store
+            .ephemeral_count("logins", "alice", now + 1000)
+            .unwrap(),
+        (2, 1)
+    );
+    // The change sees the entry; replacing keeps the key.
+    store
+        .ephemeral_update("logins", "b", now, &mut |e| {
+            let mut e = e.unwrap().clone();
+            e.value = b"2b".to_vec();
+            EphemeralChange::Put(e)
+        })
+        .unwrap();
+    assert_eq!(get("logins", "b", now).unwrap().value, b"2b");
+    // Taken once.
+    let take = |space: &str, key: &str| {
+        store
+            .ephemeral_update(space, key, now, &mut |_| EphemeralChange::Delete)
+            .unwrap()
+    };
+    assert_eq!(take("tickets", "a").unwrap().value, b"t");
+    assert_eq!(take("tickets", "a"), None);
+    // An owner's entries go at once, others' stay.
+    assert_eq!(store.ephemeral_delete_owner("logins", "alice").unwrap(), 2);
+    assert_eq!(get("logins", "b", now), None);
+    assert!(get("logins", "c", now).is_some());
+    // Purge drops what expired.
+    put("logins", "d", entry("", b"4", now + 10));
+    assert_eq!(store.ephemeral_purge(now + 10).unwrap(), 1);
+    assert!(get("logins", "c", now).is_some());
+    // Keys that cannot be stored match nothing.
+    assert_eq!(get("logins", "a\0b", now), None);
+
+    // Concurrent: one taker of a ticket; no lost increments.
+    put("tickets", "once", entry("bob", b"x", now + 60_000));
+    let winners = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..6 {
+            scope.spawn(|| {
+                if take("tickets", "once").is_some() {
+                    winners.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..40 {
+                    store
+                        .ephemeral_update("counts", "k", now, &mut |e| {
+                            let n = e.map_or(0, |e| e.value[0]);
+                            std::thread::yield_now();
+                            EphemeralChange::Put(Ephemeral {
+                                owner: String::new(),
+                                value: vec![n + 1],
+                                expires_at_ms: now + 60_000,
+                            })
+                        })
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(winners.into_inner(), 1);
+    assert_eq!(get("counts", "k", now).unwrap().value, [160]);
+}
+
 /// Concurrent changes to one target (a pin learned while an admin edits): none is lost, and a
 /// deleted target never comes back.
 pub fn concurrent_target_updates(store: &dyn Store) {
@@ -672,6 +774,10 @@ macro_rules! conformance {
             #[test]
             fn meta() {
                 with_store(checks::meta);
+            }
+            #[test]
+            fn ephemeral() {
+                with_store(super::ephemeral);
             }
             #[test]
             fn copied_into() {
@@ -1008,14 +1114,14 @@ mod postgres_only {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, [1]);
+        assert_eq!(versions, [1, 2]);
         // Opening again changes nothing.
         drop(open(&db.url));
         let count: i64 = admin
             .query_one("SELECT count(*) FROM portcullis.schema_migrations", &[])
             .unwrap()
             .get(0);
-        assert_eq!(count, 1);
+        assert_eq!(count, 2);
     }
 
     #[test]

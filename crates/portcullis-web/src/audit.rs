@@ -435,7 +435,7 @@ mod tests {
                 .unwrap()
         };
         g.files.fail_with(Some(io::ErrorKind::StorageFull));
-        let token = g.state.logins.create(&alice);
+        let token = g.state.logins.create(&alice).unwrap();
         let res = crate::router(g.state.clone())
             .oneshot(logout(&token))
             .await
@@ -445,7 +445,7 @@ mod tests {
             g.state.logins.lookup(&token).is_none(),
             "the login outlived its logout"
         );
-        let token = g.state.logins.create(&alice);
+        let token = g.state.logins.create(&alice).unwrap();
         // A trail that works (a failed one stays stopped), same logins.
         let dir = tempfile::tempdir().unwrap();
         let log = Arc::new(AuditLog::open(dir.path()).unwrap());

@@ -14,26 +14,30 @@
 
 pub(crate) mod api;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::header;
 use axum::http::request::Parts;
-use portcullis_store::{Role, UserRecord};
+use portcullis_store::{Ephemeral, EphemeralChange, Role, Store, StoreError, UserRecord};
+use serde::{Deserialize, Serialize};
 
 /// Name of the login cookie.
 pub(crate) const COOKIE: &str = "pc_session";
 
-#[derive(Debug, Clone)]
+/// A login as the store keeps it (under the SHA-256 of its token: whoever reads the store
+/// cannot log in with what they find).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Login {
     user: String,
     /// The account's immutable id: the login is that account's, never a later one's of the
     /// same name (a login that completed while its account was being deleted must not pass to
     /// a new account created under the name).
     user_id: String,
-    created: Instant,
-    last_seen: Instant,
+    /// Unix milliseconds.
+    created_ms: i64,
+    /// Unix milliseconds of the last request seen (written at most every [`TOUCH_EVERY_MS`]).
+    last_seen_ms: i64,
     /// Password only, MFA required but not set up: enrolment routes only.
     enrol_only: bool,
 }
@@ -42,12 +46,21 @@ struct Login {
 pub(crate) const ENROL_ONLY_ROUTES: &[&str] =
     &["/me", "/me/mfa/enrol", "/me/mfa/confirm", "/auth/logout"];
 
-/// Logged-in browsers, by token. In memory: a restart logs everyone out.
+/// The store's space for logins.
+const LOGIN_SPACE: &str = "login";
+/// A login's last request is written down at most this often (each request would be a write
+/// otherwise): its idle timeout is this much coarser.
+const TOUCH_EVERY_MS: i64 = 30_000;
+
+/// Logged-in browsers, by token, in the store's short-lived state: in memory with the embedded
+/// store (a restart logs everyone out), shared by every gateway on a PostgreSQL store (a login
+/// on one works on all). Cheap to clone.
 #[derive(Clone)]
 pub struct LoginSessions {
-    inner: Arc<Mutex<HashMap<String, Login>>>,
+    store: Arc<dyn Store>,
     absolute: Duration,
     idle: Duration,
+    purge: Purge,
 }
 
 impl std::fmt::Debug for LoginSessions {
@@ -56,76 +69,177 @@ impl std::fmt::Debug for LoginSessions {
     }
 }
 
-impl LoginSessions {
-    /// Logins expire `absolute` after creation or `idle` after the last request.
-    pub fn new(absolute: Duration, idle: Duration) -> Self {
-        Self {
-            inner: Arc::default(),
-            absolute,
-            idle,
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Drops the store's expired short-lived entries now and then (at most once a minute per
+/// gateway), so that what nobody comes back for does not pile up.
+#[derive(Clone, Default)]
+pub(crate) struct Purge {
+    last_ms: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Purge {
+    pub(crate) fn maybe(&self, store: &dyn Store, now_ms: i64) {
+        use std::sync::atomic::Ordering;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now_ms - last < 60_000
+            || self
+                .last_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Err(e) = store.ephemeral_purge(now_ms) {
+            tracing::warn!(error = %e, "cannot purge expired logins, tickets and failure counts");
         }
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Login>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+/// The store's key of a login token: its SHA-256, in hex.
+fn login_key(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+impl LoginSessions {
+    /// Logins kept in `store`, which expire `absolute` after creation or `idle` after the last
+    /// request.
+    pub fn new(store: Arc<dyn Store>, absolute: Duration, idle: Duration) -> Self {
+        Self {
+            store,
+            absolute,
+            idle,
+            purge: Purge::default(),
+        }
     }
 
     /// A new full login of `user`.
-    pub(crate) fn create(&self, user: &UserRecord) -> String {
+    pub(crate) fn create(&self, user: &UserRecord) -> Result<String, StoreError> {
         self.create_login(user, false)
     }
 
+    /// When `login` is over: `absolute` after creation or `idle` after its last request.
+    fn expires_ms(&self, login: &Login) -> i64 {
+        login
+            .created_ms
+            .saturating_add(ms(self.absolute))
+            .min(login.last_seen_ms.saturating_add(ms(self.idle)))
+    }
+
+    fn entry(&self, login: &Login) -> Ephemeral {
+        Ephemeral {
+            owner: login.user.clone(),
+            value: serde_json::to_vec(login).unwrap_or_default(),
+            expires_at_ms: self.expires_ms(login),
+        }
+    }
+
     /// A new login of `user`; `enrol_only`: it may only enrol in MFA (and log out).
-    pub(crate) fn create_login(&self, user: &UserRecord, enrol_only: bool) -> String {
+    pub(crate) fn create_login(
+        &self,
+        user: &UserRecord,
+        enrol_only: bool,
+    ) -> Result<String, StoreError> {
         let token = portcullis_secrets::random_token(32);
-        let now = Instant::now();
-        let mut map = self.lock();
-        map.retain(|_, l| !self.expired(l, now));
-        map.insert(
-            token.clone(),
-            Login {
-                user: user.name.clone(),
-                user_id: user.id.clone(),
-                created: now,
-                last_seen: now,
-                enrol_only,
-            },
-        );
-        token
+        let now = now_ms();
+        self.purge.maybe(&*self.store, now);
+        let login = Login {
+            user: user.name.clone(),
+            user_id: user.id.clone(),
+            created_ms: now,
+            last_seen_ms: now,
+            enrol_only,
+        };
+        let entry = self.entry(&login);
+        self.store
+            .ephemeral_update(LOGIN_SPACE, &login_key(&token), now, &mut |_| {
+                EphemeralChange::Put(entry.clone())
+            })?;
+        Ok(token)
     }
 
     /// An enrol-only login becomes a full one (the user confirmed their second factor).
-    pub(crate) fn upgrade(&self, token: &str) {
-        if let Some(l) = self.lock().get_mut(token) {
-            l.enrol_only = false;
-        }
-    }
-
-    fn expired(&self, l: &Login, now: Instant) -> bool {
-        now.duration_since(l.created) > self.absolute || now.duration_since(l.last_seen) > self.idle
+    pub(crate) fn upgrade(&self, token: &str) -> Result<(), StoreError> {
+        self.store
+            .ephemeral_update(
+                LOGIN_SPACE,
+                &login_key(token),
+                now_ms(),
+                &mut |entry| match entry
+                    .and_then(|e| serde_json::from_slice::<Login>(&e.value).ok())
+                {
+                    Some(mut login) => {
+                        login.enrol_only = false;
+                        EphemeralChange::Put(self.entry(&login))
+                    }
+                    None => EphemeralChange::Keep,
+                },
+            )
+            .map(drop)
     }
 
     /// The user name, account id and whether the login is enrol-only, of a live login (its
-    /// idle time starts again).
+    /// idle time starts again). `None` also when the store cannot say (logged: deny).
     pub(crate) fn lookup(&self, token: &str) -> Option<(String, String, bool)> {
-        let now = Instant::now();
-        let mut map = self.lock();
-        let login = map.get_mut(token)?;
-        if self.expired(login, now) {
-            map.remove(token);
-            return None;
+        let now = now_ms();
+        let mut live = None;
+        let looked =
+            self.store
+                .ephemeral_update(LOGIN_SPACE, &login_key(token), now, &mut |entry| {
+                    live = None;
+                    let Some(entry) = entry else {
+                        return EphemeralChange::Keep;
+                    };
+                    let Ok(mut login) = serde_json::from_slice::<Login>(&entry.value) else {
+                        return EphemeralChange::Delete;
+                    };
+                    if self.expires_ms(&login) <= now {
+                        return EphemeralChange::Delete;
+                    }
+                    live = Some((login.user.clone(), login.user_id.clone(), login.enrol_only));
+                    if now - login.last_seen_ms < TOUCH_EVERY_MS {
+                        return EphemeralChange::Keep;
+                    }
+                    login.last_seen_ms = now;
+                    EphemeralChange::Put(self.entry(&login))
+                });
+        match looked {
+            Ok(_) => live,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look up a login in the store: refused");
+                None
+            }
         }
-        login.last_seen = now;
-        Some((login.user.clone(), login.user_id.clone(), login.enrol_only))
     }
 
-    /// Ends every login of `user` (deleted or locked).
+    /// Ends every login of `user` (deleted or locked). Every request also re-reads the user
+    /// from the store, so a login left behind by a store failure lets nobody in.
     pub(crate) fn remove_user(&self, user: &str) {
-        self.lock().retain(|_, l| l.user != user);
+        if let Err(e) = self.store.ephemeral_delete_owner(LOGIN_SPACE, user) {
+            tracing::error!(error = %e, user, "cannot end the logins of a user in the store");
+        }
     }
 
     pub(crate) fn remove(&self, token: &str) {
-        self.lock().remove(token);
+        let removed =
+            self.store
+                .ephemeral_update(LOGIN_SPACE, &login_key(token), now_ms(), &mut |_| {
+                    EphemeralChange::Delete
+                });
+        if let Err(e) = removed {
+            tracing::error!(error = %e, "cannot end a login in the store");
+        }
     }
 }
 

@@ -103,22 +103,30 @@ impl AppState {
     /// State over the given parts, with default login lifetimes.
     pub fn new(store: Arc<dyn Store>, key: Arc<SecretKey>, broker: Broker) -> Self {
         Self {
-            store,
-            key,
+            store: Arc::clone(&store),
+            key: Arc::clone(&key),
             broker,
-            logins: LoginSessions::new(Duration::from_secs(12 * 3600), Duration::from_secs(3600)),
+            logins: LoginSessions::new(
+                Arc::clone(&store),
+                Duration::from_secs(12 * 3600),
+                Duration::from_secs(3600),
+            ),
             login_slots: Arc::new(tokio::sync::Semaphore::new(LOGIN_SLOTS)),
             recordings: None,
             rdp_remotefx: false,
             rdp_port: None,
             rdp_public_address: None,
-            rdp_tickets: rdp::tickets::RdpTickets::new(Duration::from_secs(300)),
+            rdp_tickets: rdp::tickets::RdpTickets::new(
+                Arc::clone(&store),
+                Arc::clone(&key),
+                Duration::from_secs(300),
+            ),
             policy: policy::PolicyState::default_policy(),
             policy_file: None,
             policy_writes: Arc::default(),
             audit: audit::Audit::default(),
-            throttle: throttle::LoginThrottle::default(),
-            pending: mfa::PendingLogins::default(),
+            throttle: throttle::LoginThrottle::new(Arc::clone(&store)),
+            pending: mfa::PendingLogins::new(Arc::clone(&store)),
             mfa_required_roles: Vec::new(),
             mfa_lock: Arc::default(),
         }

@@ -4,7 +4,7 @@
 //! answers, records and checks next (a locked account, the second factor).
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portcullis_store::{StoreError, UserRecord};
 use tokio::sync::OwnedSemaphorePermit;
@@ -69,7 +69,7 @@ pub(crate) async fn check_password(
     let slot = std::sync::Arc::clone(&state.login_slots)
         .try_acquire_owned()
         .ok();
-    if let Err(wait) = state.throttle.check(user, address, Instant::now()) {
+    if let Err(wait) = state.throttle.check(user, address, crate::auth::now_ms()) {
         return Err(Refused::LockedOut { wait, slot });
     }
     let slot = slot.ok_or(Refused::Busy)?;
@@ -86,7 +86,7 @@ pub(crate) async fn check_password(
     .await
     .map_err(|e| Refused::Internal(e.to_string()))?;
     let Some(user_record) = verified else {
-        state.throttle.failed(user, address, Instant::now());
+        state.throttle.failed(user, address, crate::auth::now_ms());
         return Err(Refused::WrongPassword);
     };
     Ok(Verified {
@@ -148,7 +148,7 @@ mod tests {
             state.throttle.failed(
                 "alice",
                 IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
-                Instant::now(),
+                crate::auth::now_ms(),
             );
         }
         assert!(matches!(

@@ -20,12 +20,12 @@
 pub(crate) mod api;
 pub mod totp;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use portcullis_secrets::SecretKey;
-use portcullis_store::UserRecord;
+use portcullis_store::{Ephemeral, EphemeralChange, Store, StoreError, UserRecord};
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::mfa::totp::verify;
@@ -35,8 +35,6 @@ use crate::{ops, AppState, WebError};
 pub const PENDING_TTL: Duration = Duration::from_secs(120);
 /// Wrong codes one pending login may take before it is dropped (the lock-out counts too).
 const PENDING_MAX_FAILURES: u32 = 5;
-/// Pending logins kept at once.
-const PENDING_MAX: usize = 10_000;
 /// The pending login's cookie.
 pub(crate) const PENDING_COOKIE: &str = "pc_mfa";
 
@@ -138,20 +136,27 @@ pub(crate) fn check_code(
 
 // --- Pending logins -----------------------------------------------------------------------
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pending {
     user: String,
     /// The account's immutable id: a pending login is that account's, not its name's.
     user_id: String,
-    created: Instant,
+    /// Unix milliseconds.
+    created_ms: i64,
     failures: u32,
 }
 
-/// Logins whose password was right and whose code is awaited: short-lived, single use. Pure
-/// apart from the map: callers pass the time.
-#[derive(Clone, Default)]
+/// The store's space for pending logins.
+const PENDING_SPACE: &str = "mfa_pending";
+
+/// Logins whose password was right and whose code is awaited: short-lived, single use, in the
+/// store's short-lived state under the SHA-256 of their token (shared by every gateway on a
+/// PostgreSQL store: the code may reach another gateway than the password did). Callers pass
+/// the time (Unix milliseconds). A store that cannot answer loses the pending login (logged):
+/// the user logs in again.
+#[derive(Clone)]
 pub struct PendingLogins {
-    inner: Arc<Mutex<HashMap<String, Pending>>>,
+    store: Arc<dyn Store>,
 }
 
 impl std::fmt::Debug for PendingLogins {
@@ -160,64 +165,88 @@ impl std::fmt::Debug for PendingLogins {
     }
 }
 
+fn pending_key(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+fn ttl_ms() -> i64 {
+    i64::try_from(PENDING_TTL.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl PendingLogins {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// Pending logins kept in `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    fn entry(p: &Pending) -> Ephemeral {
+        Ephemeral {
+            owner: p.user.clone(),
+            value: serde_json::to_vec(p).unwrap_or_default(),
+            expires_at_ms: p.created_ms.saturating_add(ttl_ms()),
+        }
     }
 
     /// A new pending login of the account `user` (id `user_id`); returns its token.
-    pub fn create(&self, user: &str, user_id: &str, now: Instant) -> String {
+    pub fn create(&self, user: &str, user_id: &str, now_ms: i64) -> Result<String, StoreError> {
         let token = portcullis_secrets::random_token(32);
-        let mut map = self.lock();
-        map.retain(|_, p| now.saturating_duration_since(p.created) < PENDING_TTL);
-        if map.len() >= PENDING_MAX {
-            // Full of fresh ones: the oldest goes.
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, p)| p.created)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
-        }
-        map.insert(
-            token.clone(),
-            Pending {
-                user: user.to_owned(),
-                user_id: user_id.to_owned(),
-                created: now,
-                failures: 0,
-            },
-        );
-        token
+        let entry = Self::entry(&Pending {
+            user: user.to_owned(),
+            user_id: user_id.to_owned(),
+            created_ms: now_ms,
+            failures: 0,
+        });
+        self.store
+            .ephemeral_update(PENDING_SPACE, &pending_key(&token), now_ms, &mut |_| {
+                EphemeralChange::Put(entry.clone())
+            })?;
+        Ok(token)
+    }
+
+    fn read(&self, token: &str, now_ms: i64, change: EphemeralChange) -> Option<Pending> {
+        let entry = self
+            .store
+            .ephemeral_update(PENDING_SPACE, &pending_key(token), now_ms, &mut |_| {
+                change.clone()
+            })
+            .map_err(|e| tracing::error!(error = %e, "cannot read a pending login from the store"))
+            .ok()??;
+        serde_json::from_slice(&entry.value).ok()
     }
 
     /// The user of a live pending login.
-    pub fn user(&self, token: &str, now: Instant) -> Option<String> {
-        let mut map = self.lock();
-        let p = map.get(token)?;
-        if now.saturating_duration_since(p.created) >= PENDING_TTL {
-            map.remove(token);
-            return None;
-        }
-        Some(p.user.clone())
+    pub fn user(&self, token: &str, now_ms: i64) -> Option<String> {
+        self.read(token, now_ms, EphemeralChange::Keep)
+            .map(|p| p.user)
     }
 
     /// Uses the pending login up (the code was right): it cannot be used again. Returns the
     /// account's name and id.
-    pub fn take(&self, token: &str, now: Instant) -> Option<(String, String)> {
-        let p = self.lock().remove(token)?;
-        (now.saturating_duration_since(p.created) < PENDING_TTL).then_some((p.user, p.user_id))
+    pub fn take(&self, token: &str, now_ms: i64) -> Option<(String, String)> {
+        self.read(token, now_ms, EphemeralChange::Delete)
+            .map(|p| (p.user.clone(), p.user_id.clone()))
     }
 
     /// A wrong code: after [`PENDING_MAX_FAILURES`] the pending login is gone.
-    pub fn failed(&self, token: &str) {
-        let mut map = self.lock();
-        if let Some(p) = map.get_mut(token) {
-            p.failures += 1;
-            if p.failures >= PENDING_MAX_FAILURES {
-                map.remove(token);
-            }
+    pub fn failed(&self, token: &str, now_ms: i64) {
+        let counted =
+            self.store
+                .ephemeral_update(PENDING_SPACE, &pending_key(token), now_ms, &mut |entry| {
+                    match entry.and_then(|e| serde_json::from_slice::<Pending>(&e.value).ok()) {
+                        Some(mut p) => {
+                            p.failures += 1;
+                            if p.failures >= PENDING_MAX_FAILURES {
+                                EphemeralChange::Delete
+                            } else {
+                                EphemeralChange::Put(Self::entry(&p))
+                            }
+                        }
+                        None => EphemeralChange::Delete,
+                    }
+                });
+        if let Err(e) = counted {
+            tracing::error!(error = %e, "cannot count a wrong code in the store");
         }
     }
 }
@@ -242,23 +271,24 @@ mod tests {
 
     #[test]
     fn pending_logins_expire_and_are_single_use() {
-        let p = PendingLogins::default();
-        let t0 = Instant::now();
-        let token = p.create("alice", "u_alice", t0);
+        let p = PendingLogins::new(Arc::new(portcullis_store::MemoryStore::new()));
+        let t0 = 1_800_000_000_000i64;
+        let ttl = ttl_ms();
+        let token = p.create("alice", "u_alice", t0).unwrap();
         assert_eq!(p.user(&token, t0).as_deref(), Some("alice"));
         assert_eq!(p.user("forged", t0), None);
         assert_eq!(
-            p.take(&token, t0 + Duration::from_secs(1)),
+            p.take(&token, t0 + 1000),
             Some(("alice".to_owned(), "u_alice".to_owned()))
         );
         assert_eq!(p.take(&token, t0), None, "single use");
-        let late = p.create("bob", "u_bob", t0);
-        assert_eq!(p.user(&late, t0 + PENDING_TTL), None, "expired");
-        assert_eq!(p.take(&late, t0 + PENDING_TTL), None);
-        let guessed = p.create("carol", "u_carol", t0);
+        let late = p.create("bob", "u_bob", t0).unwrap();
+        assert_eq!(p.user(&late, t0 + ttl), None, "expired");
+        assert_eq!(p.take(&late, t0 + ttl), None);
+        let guessed = p.create("carol", "u_carol", t0).unwrap();
         for _ in 0..PENDING_MAX_FAILURES {
             assert!(p.user(&guessed, t0).is_some());
-            p.failed(&guessed);
+            p.failed(&guessed, t0);
         }
         assert_eq!(
             p.user(&guessed, t0),

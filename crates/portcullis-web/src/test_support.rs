@@ -23,7 +23,7 @@ pub(crate) async fn call_as(
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("no user {user:?} in the test's store"));
-    let token = state.logins.create(&account);
+    let token = state.logins.create(&account).unwrap();
     let req = Request::builder()
         .method(method)
         .uri(format!("/api/v1{path}"))

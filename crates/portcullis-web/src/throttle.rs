@@ -5,15 +5,19 @@
 //! further failure, up to [`MAX_BACKOFF`]. A success clears the account's count.
 //!
 //! Both the account and the address count: guessing one account's password from many addresses,
-//! or many accounts' from one, is slowed either way. The state is in memory (a restart forgets
-//! it) and bounded: the oldest entries go first when it is full.
+//! or many accounts' from one, is slowed either way. The counts are in the store's short-lived
+//! state (see [`LoginThrottle`]); each is forgotten an hour after its last failure. What the
+//! table can hold is bounded by that hour and by the cost of a failure (a password check, or a
+//! throttled refusal that adds nothing new).
 //!
-//! Pure: the caller passes the time.
+//! The caller passes the time (Unix milliseconds).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_store::{Ephemeral, EphemeralChange, Store};
+use serde::{Deserialize, Serialize};
 
 /// Failures in a row allowed for an account before its first lock-out.
 pub const FREE_FAILURES: u32 = 5;
@@ -23,22 +27,18 @@ pub const FREE_ADDRESS_FAILURES: u32 = 20;
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest lock-out.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
-/// A count of failures is forgotten after this long without another.
+/// A count of failures is forgotten after this long without another (the store then drops it).
 const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
-/// Accounts and addresses tracked at once; beyond, the stalest are dropped.
-const MAX_TRACKED: usize = 100_000;
+/// The store's space for failure counts.
+const FAILURE_SPACE: &str = "login_failures";
 
-#[derive(Debug, Clone, Copy)]
+/// Failures of one account or address, as the store keeps them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Failures {
     count: u32,
-    last: Instant,
-    locked_until: Option<Instant>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Account(String),
-    Address(IpAddr),
+    /// Unix milliseconds.
+    last_ms: i64,
+    locked_until_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,66 +47,122 @@ enum KeyKind {
     Address,
 }
 
-/// Failed logins, by account and by address. Cheap to clone (shared).
-#[derive(Debug, Clone, Default)]
-pub struct LoginThrottle {
-    inner: Arc<Mutex<HashMap<Key, Failures>>>,
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The store's keys of an account and of an address's network (names never hold `:`; the
+/// prefixes keep the two apart).
+fn keys(account: &str, address: IpAddr) -> [(String, KeyKind); 2] {
+    [
+        (format!("account:{account}"), KeyKind::Account),
+        (
+            format!("network:{}", client_network(address)),
+            KeyKind::Address,
+        ),
+    ]
+}
+
+/// Failed logins, by account and by address, in the store's short-lived state: in memory with
+/// the embedded store (a restart forgets them), shared by every gateway on a PostgreSQL store (a
+/// lock-out on one holds on all). Each count is forgotten an hour after its last failure. Cheap
+/// to clone. A store that cannot answer counts as a lock-out (logged): no password is checked
+/// while the counts cannot be kept.
+#[derive(Clone)]
+pub struct LoginThrottle {
+    store: Arc<dyn Store>,
+    purge: crate::auth::Purge,
+}
+
+impl std::fmt::Debug for LoginThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginThrottle").finish_non_exhaustive()
+    }
+}
+
+/// How long a login refused because the store could not be asked waits.
+const STORE_DOWN_WAIT: Duration = Duration::from_secs(5);
+
 impl LoginThrottle {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Failures>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// Failure counts kept in `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            purge: crate::auth::Purge::default(),
+        }
     }
 
-    /// `Err(wait)` when `account` or `address` is locked out at `now`: refuse without checking
-    /// the password, and say when to try again.
-    pub fn check(&self, account: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
-        let map = self.lock();
-        let wait = [
-            Key::Account(account.to_owned()),
-            Key::Address(client_network(address)),
-        ]
-        .iter()
-        .filter_map(|k| map.get(k).and_then(|f| f.locked_until))
-        .filter(|until| *until > now)
-        .map(|until| until - now)
-        .max();
-        wait.map_or(Ok(()), Err)
+    fn read(
+        &self,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<Failures>, portcullis_store::StoreError> {
+        let entry = self
+            .store
+            .ephemeral_update(FAILURE_SPACE, key, now_ms, &mut |_| EphemeralChange::Keep)?;
+        Ok(entry.and_then(|e| serde_json::from_slice(&e.value).ok()))
     }
 
-    /// A failed attempt: counts against both, and locks them out once past the free failures.
-    pub fn failed(&self, account: &str, address: IpAddr, now: Instant) {
-        let mut map = self.lock();
-        if map.len() >= MAX_TRACKED {
-            map.retain(|_, f| now.saturating_duration_since(f.last) < FORGET_AFTER);
-            if map.len() >= MAX_TRACKED {
-                // Still full of fresh entries: drop the stalest half.
-                let mut ages: Vec<Instant> = map.values().map(|f| f.last).collect();
-                ages.sort_unstable();
-                let cut = ages[ages.len() / 2];
-                map.retain(|_, f| f.last > cut);
+    /// `Err(wait)` when `account` or `address` is locked out at `now_ms` (Unix milliseconds):
+    /// refuse without checking the password, and say when to try again.
+    pub fn check(&self, account: &str, address: IpAddr, now_ms: i64) -> Result<(), Duration> {
+        let mut wait_ms = 0i64;
+        for (key, _) in keys(account, address) {
+            match self.read(&key, now_ms) {
+                Ok(f) => {
+                    if let Some(until) = f.and_then(|f| f.locked_until_ms) {
+                        wait_ms = wait_ms.max(until - now_ms);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read failed-login counts: login refused");
+                    return Err(STORE_DOWN_WAIT);
+                }
             }
         }
-        for (key, key_kind) in [
-            (Key::Account(account.to_owned()), KeyKind::Account),
-            (Key::Address(client_network(address)), KeyKind::Address),
-        ] {
-            let f = map.entry(key).or_insert(Failures {
-                count: 0,
-                last: now,
-                locked_until: None,
-            });
-            if now.saturating_duration_since(f.last) >= FORGET_AFTER {
-                f.count = 0;
-            }
-            f.count = f.count.saturating_add(1);
-            f.last = now;
-            let free = match key_kind {
-                KeyKind::Account => FREE_FAILURES,
-                KeyKind::Address => FREE_ADDRESS_FAILURES,
-            };
-            if f.count >= free {
-                f.locked_until = Some(now + backoff(f.count - free));
+        if wait_ms > 0 {
+            Err(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A failed attempt at `now_ms`: counts against both, and locks them out once past the
+    /// free failures.
+    pub fn failed(&self, account: &str, address: IpAddr, now_ms: i64) {
+        self.purge.maybe(&*self.store, now_ms);
+        for (key, key_kind) in keys(account, address) {
+            let counted = self
+                .store
+                .ephemeral_update(FAILURE_SPACE, &key, now_ms, &mut |entry| {
+                    let mut f = entry
+                        .and_then(|e| serde_json::from_slice::<Failures>(&e.value).ok())
+                        .unwrap_or(Failures {
+                            count: 0,
+                            last_ms: now_ms,
+                            locked_until_ms: None,
+                        });
+                    if now_ms.saturating_sub(f.last_ms) >= ms(FORGET_AFTER) {
+                        f.count = 0;
+                    }
+                    f.count = f.count.saturating_add(1);
+                    f.last_ms = now_ms;
+                    let free = match key_kind {
+                        KeyKind::Account => FREE_FAILURES,
+                        KeyKind::Address => FREE_ADDRESS_FAILURES,
+                    };
+                    if f.count >= free {
+                        f.locked_until_ms =
+                            Some(now_ms.saturating_add(ms(backoff(f.count - free))));
+                    }
+                    EphemeralChange::Put(Ephemeral {
+                        owner: String::new(),
+                        value: serde_json::to_vec(&f).unwrap_or_default(),
+                        expires_at_ms: now_ms.saturating_add(ms(FORGET_AFTER)),
+                    })
+                });
+            if let Err(e) = counted {
+                tracing::error!(error = %e, "cannot count a failed login in the store");
             }
         }
     }
@@ -114,7 +170,15 @@ impl LoginThrottle {
     /// A successful login: the account starts afresh (the address keeps its count, so one
     /// good account does not unlock guessing at others).
     pub fn succeeded(&self, account: &str) {
-        self.lock().remove(&Key::Account(account.to_owned()));
+        let cleared = self.store.ephemeral_update(
+            FAILURE_SPACE,
+            &format!("account:{account}"),
+            crate::auth::now_ms(),
+            &mut |_| EphemeralChange::Delete,
+        );
+        if let Err(e) = cleared {
+            tracing::error!(error = %e, "cannot clear an account's failed logins in the store");
+        }
     }
 }
 
@@ -145,12 +209,32 @@ fn backoff(extra: u32) -> Duration {
 mod tests {
     use super::*;
 
+    fn throttle() -> LoginThrottle {
+        LoginThrottle::new(Arc::new(portcullis_store::MemoryStore::new()))
+    }
+
+    #[test]
+    fn gateways_on_one_store_share_the_counts() {
+        let store: Arc<dyn Store> = Arc::new(portcullis_store::MemoryStore::new());
+        let (a, b) = (
+            LoginThrottle::new(Arc::clone(&store)),
+            LoginThrottle::new(store),
+        );
+        let now = 1_800_000_000_000i64;
+        for _ in 0..FREE_FAILURES {
+            a.failed("alice", A, now);
+        }
+        assert_eq!(b.check("alice", B, now), Err(FIRST_BACKOFF));
+        b.succeeded("alice");
+        assert_eq!(a.check("alice", B, now), Ok(()));
+    }
+
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
 
     #[test]
     fn ipv6_clients_count_by_their_64() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+        let t = throttle();
+        let now = 1_800_000_000_000i64;
         let host =
             |last: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
         // One host walking through its /64: every attempt comes from a new address.
@@ -177,8 +261,8 @@ mod tests {
 
     #[test]
     fn five_failures_are_free_then_the_lock_out_doubles_up_to_the_cap() {
-        let t = LoginThrottle::default();
-        let mut now = Instant::now();
+        let t = throttle();
+        let mut now = 1_800_000_000_000i64;
         for _ in 0..FREE_FAILURES - 1 {
             t.failed("alice", A, now);
             assert_eq!(t.check("alice", A, now), Ok(()));
@@ -186,7 +270,7 @@ mod tests {
         t.failed("alice", A, now);
         assert_eq!(t.check("alice", A, now), Err(FIRST_BACKOFF));
         // Over: one more failure doubles it.
-        now += FIRST_BACKOFF;
+        now += ms(FIRST_BACKOFF);
         assert_eq!(t.check("alice", A, now), Ok(()));
         t.failed("alice", A, now);
         assert_eq!(t.check("alice", A, now), Err(FIRST_BACKOFF * 2));
@@ -198,8 +282,8 @@ mod tests {
 
     #[test]
     fn the_account_is_locked_from_every_address_and_the_address_for_every_account() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+        let t = throttle();
+        let now = 1_800_000_000_000i64;
         for _ in 0..FREE_FAILURES {
             t.failed("alice", A, now);
         }
@@ -220,8 +304,8 @@ mod tests {
 
     #[test]
     fn a_success_clears_the_account_and_old_failures_are_forgotten() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+        let t = throttle();
+        let now = 1_800_000_000_000i64;
         for _ in 0..FREE_FAILURES - 1 {
             t.failed("alice", A, now);
         }
@@ -229,7 +313,7 @@ mod tests {
         t.failed("alice", B, now);
         assert_eq!(t.check("alice", B, now), Ok(()));
         // An hour later the count starts again.
-        let later = now + FORGET_AFTER;
+        let later = now + ms(FORGET_AFTER);
         for _ in 0..FREE_FAILURES - 1 {
             t.failed("carol", B, later);
         }

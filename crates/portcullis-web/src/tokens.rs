@@ -414,7 +414,7 @@ mod tests {
     async fn a_login_never_acts_for_a_later_account_of_the_same_name() {
         let state = state();
         let sam = state.store.get_user("sam").unwrap().unwrap();
-        let cookie = format!("pc_session={}", state.logins.create(&sam));
+        let cookie = format!("pc_session={}", state.logins.create(&sam).unwrap());
         let me = |cookie: String| {
             let state = state.clone();
             async move {
@@ -544,7 +544,8 @@ mod tests {
         let state = state();
         let login = state
             .logins
-            .create_login(&state.store.get_user("sam").unwrap().unwrap(), true);
+            .create_login(&state.store.get_user("sam").unwrap().unwrap(), true)
+            .unwrap();
         let send = |method: &str, path: &str| {
             Request::builder()
                 .method(method)
@@ -563,7 +564,7 @@ mod tests {
         for (m, p) in [("GET", "/sessions"), ("GET", "/targets"), ("GET", "/audit")] {
             assert_eq!(status(send(m, p)).await, StatusCode::FORBIDDEN, "{m} {p}");
         }
-        state.logins.upgrade(&login);
+        state.logins.upgrade(&login).unwrap();
         assert_eq!(status(send("GET", "/sessions")).await, StatusCode::OK);
     }
 

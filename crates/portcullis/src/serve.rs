@@ -112,9 +112,19 @@ fn bootstrap_admin(store: &dyn Store, audit: &AuditLog) -> Result<()> {
         .context(
             "cannot record the first admin's creation in the audit trail, so it was not created",
         )?;
-    if let Err(e) = store.create_user(&admin) {
-        failed_after_record(audit, "user_create", "admin", &e);
-        return Err(e).with_context(check);
+    match store.create_user(&admin) {
+        Ok(()) => {}
+        // Another gateway on the same (PostgreSQL) store created it first, and showed its
+        // password; this one's was never valid.
+        Err(e @ portcullis_store::StoreError::AlreadyExists { .. }) => {
+            failed_after_record(audit, "user_create", "admin", &e);
+            info!("another gateway on this store created the first administrator");
+            return Ok(());
+        }
+        Err(e) => {
+            failed_after_record(audit, "user_create", "admin", &e);
+            return Err(e).with_context(check);
+        }
     }
     if generated {
         println!("first administrator created: user \"admin\", one-time password: {password}");
@@ -246,7 +256,7 @@ pub(crate) fn serve(config: Config) -> Result<()> {
         config.policy_file.clone(),
     );
     state.rdp_remotefx = config.rdp.remotefx;
-    state.rdp_tickets = portcullis_web::rdp_tickets::RdpTickets::new(config.rdp.ticket_ttl);
+    state.rdp_tickets = state.rdp_tickets.clone().with_ttl(config.rdp.ticket_ttl);
     if config.rdp.enabled {
         state.rdp_port = Some(config.rdp.listen.port());
         state.rdp_public_address = config.rdp.public_address.clone();

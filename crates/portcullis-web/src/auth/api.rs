@@ -124,7 +124,7 @@ pub(crate) async fn login(
             .await?;
         let pending = state
             .pending
-            .create(&user.name, &user.id, std::time::Instant::now());
+            .create(&user.name, &user.id, crate::auth::now_ms())?;
         info!(user = %user.name, "password accepted; second factor required");
         return Ok((
             [(header::SET_COOKIE, crate::mfa::set_pending_cookie(&pending))],
@@ -141,7 +141,7 @@ pub(crate) async fn login(
         record = record.detail("mfa", "enrol_only");
     }
     state.audit.record(record).await?;
-    let token = state.logins.create_login(&user, mfa_required);
+    let token = state.logins.create_login(&user, mfa_required)?;
     info!(user = %user.name, enrol_only = mfa_required, "login");
     Ok((
         [(header::SET_COOKIE, set_cookie(&token))],

@@ -3,7 +3,6 @@
 //! (`DELETE /users/{name}/mfa`).
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -75,7 +74,7 @@ pub(crate) async fn login_code(
 ) -> Result<Response, WebError> {
     let (parts, body) = req.into_parts();
     let pending = cookie_value(&parts, PENDING_COOKIE);
-    let now = Instant::now();
+    let now = crate::auth::now_ms();
     let Some((token, name)) = pending.and_then(|t| state.pending.user(&t, now).map(|u| (t, u)))
     else {
         return Err(WebError::Unauthorized);
@@ -105,15 +104,17 @@ pub(crate) async fn login_code(
     };
     if !ok {
         warn!(user = %name, "second factor: wrong code");
-        state.throttle.failed(&name, peer.ip(), Instant::now());
-        state.pending.failed(&token);
+        state
+            .throttle
+            .failed(&name, peer.ip(), crate::auth::now_ms());
+        state.pending.failed(&token, crate::auth::now_ms());
         state
             .audit
             .record(mfa_record(&name, "login", "failed").detail("address", address))
             .await?;
         return Ok(wrong_code());
     }
-    let Some((_, user_id)) = state.pending.take(&token, Instant::now()) else {
+    let Some((_, user_id)) = state.pending.take(&token, crate::auth::now_ms()) else {
         return Err(WebError::Unauthorized);
     };
     let user = state.store.get_user(&name)?.ok_or(WebError::Unauthorized)?;
@@ -141,7 +142,7 @@ pub(crate) async fn login_code(
                 .detail("address", address),
         )
         .await?;
-    let session = state.logins.create(&user);
+    let session = state.logins.create(&user)?;
     info!(user = %name, "login with second factor");
     let mut res = Json(json!({
         "name": user.name,
@@ -235,7 +236,7 @@ pub(crate) async fn confirm(
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
     let CodeBody { code } =
         serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
-    let now = Instant::now();
+    let now = crate::auth::now_ms();
     if let Err(wait) = state.throttle.check(&user.name, peer.ip(), now) {
         return Err(WebError::TooManyRequests(format!(
             "too many wrong codes: try again in {} s",
@@ -264,7 +265,7 @@ pub(crate) async fn confirm(
         .record(mfa_record(&user.name, "confirm", "ok"))
         .await?;
     if let Some(token) = cookie_value(&parts, COOKIE) {
-        state.logins.upgrade(&token);
+        state.logins.upgrade(&token)?;
     }
     info!(user = %user.name, "two-factor authentication on");
     Ok(Json(json!({ "mfa": true })).into_response())
@@ -355,7 +356,10 @@ mod tests {
         };
         let now = u64::try_from(crate::ops::now_unix()).unwrap();
         // The password step was passed by the account carol was before (another id).
-        let stale = state.pending.create("carol", "u_old", Instant::now());
+        let stale = state
+            .pending
+            .create("carol", "u_old", crate::auth::now_ms())
+            .unwrap();
         let res = second_step(stale, now).await.unwrap();
         assert_eq!(res.status(), axum::http::StatusCode::UNAUTHORIZED);
         assert!(res
@@ -364,7 +368,10 @@ mod tests {
             .iter()
             .all(|c| !c.to_str().unwrap().starts_with("pc_session=")));
         // The account's own pending login gets in (with the next code: the last one is spent).
-        let own = state.pending.create("carol", "u_new", Instant::now());
+        let own = state
+            .pending
+            .create("carol", "u_new", crate::auth::now_ms())
+            .unwrap();
         let res = second_step(own, now + STEP_SECS).await.unwrap();
         assert_eq!(res.status(), axum::http::StatusCode::OK);
     }

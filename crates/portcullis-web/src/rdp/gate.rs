@@ -15,7 +15,6 @@
 //! the password: only with a ticket, which their browser gets after the full (code) login.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use portcullis_audit::{Kind, Record};
 use portcullis_broker::{OpenRequest, RawViewer};
@@ -126,7 +125,9 @@ impl RdpGate {
             Err(Refused::Store(e)) => return Err(deny(Refusal::BadCredentials, e.to_string())),
             // A failed verification counts as a wrong password here.
             Err(Refused::Internal(_)) => {
-                self.state.throttle.failed(user, address, Instant::now());
+                self.state
+                    .throttle
+                    .failed(user, address, crate::auth::now_ms());
                 return Err(bad());
             }
         };

@@ -5,14 +5,18 @@
 //! clients send as the X.224 routing token (`Cookie: msts=pct_…`) *before* TLS, so it is no
 //! secret: it only tells the gateway which ticket is meant. The secret is the password: with NLA
 //! it never crosses the wire (NTLM proves it inside TLS), without NLA it is sent inside TLS in the
-//! Client Info PDU. A ticket is used up by its first attempt, right or wrong, and lives only in
-//! memory: a restart voids every ticket.
+//! Client Info PDU. A ticket is used up by its first attempt, right or wrong. Tickets live in the
+//! store's short-lived state, sealed under the secret key (see [`RdpTickets`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use portcullis_secrets::SecretKey;
+use portcullis_store::{Ephemeral, EphemeralChange, Store};
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
+
+use crate::auth::{now_ms, Purge};
 
 /// What every ticket id starts with, so the gate knows a routing token is one of ours.
 pub const TICKET_PREFIX: &str = "pct_";
@@ -21,14 +25,24 @@ const MAX_TICKETS: usize = 10_000;
 /// Most tickets one user may have outstanding: a native client needs one at a time, and a user
 /// (or a stolen login) must not be able to take the whole table from everyone else.
 pub const MAX_TICKETS_PER_USER: usize = 8;
+/// The store's space for tickets.
+const TICKET_SPACE: &str = "rdp_ticket";
 
+/// A ticket as the store keeps it: sealed under the secret key (its secret is a password), and
+/// bound to its id (a sealed ticket moved under another id does not open).
+#[derive(Serialize, Deserialize)]
 struct Ticket {
     user: String,
     /// The account's immutable id: the ticket is that account's, never a later one's.
     user_id: String,
     target: String,
-    secret: Zeroizing<String>,
-    expires: Instant,
+    secret: String,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
 }
 
 /// A newly issued ticket.
@@ -49,11 +63,15 @@ impl std::fmt::Debug for IssuedTicket {
     }
 }
 
-/// The outstanding tickets. Cheap to clone.
+/// The outstanding tickets, in the store's short-lived state: in memory with the embedded store
+/// (a restart voids them), shared by every gateway on a PostgreSQL store (a ticket issued on one
+/// works once on any). Cheap to clone.
 #[derive(Clone)]
 pub struct RdpTickets {
-    inner: Arc<Mutex<HashMap<String, Ticket>>>,
+    store: Arc<dyn Store>,
+    key: Arc<SecretKey>,
     ttl: Duration,
+    purge: Purge,
 }
 
 impl std::fmt::Debug for RdpTickets {
@@ -64,13 +82,25 @@ impl std::fmt::Debug for RdpTickets {
     }
 }
 
+fn aad(id: &str) -> Vec<u8> {
+    format!("portcullis:rdp-ticket:{id}").into_bytes()
+}
+
 impl RdpTickets {
-    /// Tickets valid for `ttl` after they are issued.
-    pub fn new(ttl: Duration) -> Self {
+    /// Tickets kept in `store`, sealed under `key`, valid for `ttl` after they are issued.
+    pub fn new(store: Arc<dyn Store>, key: Arc<SecretKey>, ttl: Duration) -> Self {
         Self {
-            inner: Arc::default(),
+            store,
+            key,
             ttl,
+            purge: Purge::default(),
         }
+    }
+
+    /// The same tickets, valid for `ttl` from now on.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
     }
 
     /// How long a ticket stays valid.
@@ -78,59 +108,84 @@ impl RdpTickets {
         self.ttl
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ticket>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// A new ticket for `user` to open `target`; `None` when too many are outstanding, in all
-    /// or for this user.
+    /// or for this user (or the store cannot take it: logged).
     pub fn issue(&self, user: &str, user_id: &str, target: &str) -> Option<IssuedTicket> {
-        let now = Instant::now();
-        let mut map = self.map();
-        map.retain(|_, t| t.expires > now);
-        if map.len() >= MAX_TICKETS
-            || map.values().filter(|t| t.user == user).count() >= MAX_TICKETS_PER_USER
-        {
+        let now = now_ms();
+        self.purge.maybe(&*self.store, now);
+        let (all, users) = self
+            .store
+            .ephemeral_count(TICKET_SPACE, user, now)
+            .map_err(|e| tracing::error!(error = %e, "cannot count RDP tickets in the store"))
+            .ok()?;
+        if all >= MAX_TICKETS || users >= MAX_TICKETS_PER_USER {
             return None;
         }
         let id = format!("{TICKET_PREFIX}{}", portcullis_secrets::random_token(16));
         let secret = Zeroizing::new(portcullis_secrets::random_token(18));
-        map.insert(
-            id.clone(),
-            Ticket {
-                user: user.to_owned(),
-                user_id: user_id.to_owned(),
-                target: target.to_owned(),
-                secret: secret.clone(),
-                expires: now + self.ttl,
-            },
-        );
+        let ticket = Ticket {
+            user: user.to_owned(),
+            user_id: user_id.to_owned(),
+            target: target.to_owned(),
+            secret: secret.to_string(),
+        };
+        let plain = Zeroizing::new(serde_json::to_vec(&ticket).ok()?);
+        let entry = Ephemeral {
+            owner: user.to_owned(),
+            value: self.key.seal(&plain, &aad(&id)),
+            expires_at_ms: now
+                .saturating_add(i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)),
+        };
+        self.store
+            .ephemeral_update(TICKET_SPACE, &id, now, &mut |_| {
+                EphemeralChange::Put(entry.clone())
+            })
+            .map_err(|e| tracing::error!(error = %e, "cannot store an RDP ticket"))
+            .ok()?;
         Some(IssuedTicket { id, secret })
     }
 
     /// Voids every ticket of `user` (their account was deleted: a later account of the same name
     /// must not find them).
     pub fn revoke_user(&self, user: &str) {
-        self.map().retain(|_, t| t.user != user);
+        if let Err(e) = self.store.ephemeral_delete_owner(TICKET_SPACE, user) {
+            tracing::error!(error = %e, user, "cannot void the RDP tickets of a user in the store");
+        }
+    }
+
+    fn open(&self, id: &str, entry: &Ephemeral) -> Option<Ticket> {
+        let plain = Zeroizing::new(self.key.open(&entry.value, &aad(id)).ok()?);
+        serde_json::from_slice(&plain).ok()
     }
 
     /// The NTLM identity an NLA login with ticket `id` must prove: `user#target` and the
     /// secret. The ticket stays until [`RdpTickets::take`].
     pub fn nla_identity(&self, id: &str) -> Option<(String, Zeroizing<String>)> {
-        let map = self.map();
-        let t = map.get(id).filter(|t| t.expires > Instant::now())?;
-        Some((format!("{}#{}", t.user, t.target), t.secret.clone()))
+        let entry = self
+            .store
+            .ephemeral_update(TICKET_SPACE, id, now_ms(), &mut |_| EphemeralChange::Keep)
+            .map_err(|e| tracing::error!(error = %e, "cannot read an RDP ticket from the store"))
+            .ok()??;
+        let t = self.open(id, &entry)?;
+        Some((
+            format!("{}#{}", t.user, t.target),
+            Zeroizing::new(t.secret.clone()),
+        ))
     }
 
     /// Uses ticket `id` up, whatever the outcome: its user, the user's id and the target if it
     /// has not expired and `secret` matches (`None`: the secret was already proven, by NLA).
     pub fn take(&self, id: &str, secret: Option<&str>) -> Option<(String, String, String)> {
-        let ticket = self.map().remove(id)?;
-        let fresh = ticket.expires > Instant::now();
+        let entry = self
+            .store
+            .ephemeral_update(TICKET_SPACE, id, now_ms(), &mut |_| EphemeralChange::Delete)
+            .map_err(|e| tracing::error!(error = %e, "cannot take an RDP ticket from the store"))
+            .ok()??;
+        let ticket = self.open(id, &entry)?;
         let proven = secret.is_none_or(|s| {
             portcullis_secrets::constant_time_eq(s.as_bytes(), ticket.secret.as_bytes())
         });
-        (fresh && proven).then(|| {
+        proven.then(|| {
             (
                 ticket.user.clone(),
                 ticket.user_id.clone(),
@@ -193,9 +248,53 @@ pub fn rdp_file(host: &str, port: u16, user: &str, target: &str, ticket_id: &str
 mod tests {
     use super::*;
 
+    fn tickets(ttl: Duration) -> RdpTickets {
+        RdpTickets::new(
+            Arc::new(portcullis_store::MemoryStore::new()),
+            Arc::new(SecretKey::generate()),
+            ttl,
+        )
+    }
+
+    #[test]
+    fn the_store_holds_tickets_sealed_and_bound_to_their_id() {
+        let store = Arc::new(portcullis_store::MemoryStore::new());
+        let t = RdpTickets::new(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(SecretKey::generate()),
+            Duration::from_secs(60),
+        );
+        let a = t.issue("alice", "u_alice", "web01").unwrap();
+        let b = t.issue("alice", "u_alice", "web02").unwrap();
+        let read = |id: &str| {
+            store
+                .ephemeral_update(TICKET_SPACE, id, now_ms(), &mut |_| EphemeralChange::Keep)
+                .unwrap()
+                .unwrap()
+        };
+        let sealed = read(&a.id);
+        assert!(!sealed
+            .value
+            .windows(a.secret.len())
+            .any(|w| w == a.secret.as_bytes()));
+        // b's sealed ticket put under a's id does not open: a ticket cannot be swapped.
+        let b_sealed = read(&b.id);
+        store
+            .ephemeral_update(TICKET_SPACE, &a.id, now_ms(), &mut |_| {
+                EphemeralChange::Put(b_sealed.clone())
+            })
+            .unwrap();
+        assert_eq!(t.nla_identity(&a.id), None);
+        assert_eq!(t.take(&a.id, Some(&b.secret)), None);
+        // Another gateway with the same key and store takes b once.
+        let other = t.clone();
+        assert!(other.take(&b.id, Some(&b.secret)).is_some());
+        assert!(t.take(&b.id, Some(&b.secret)).is_none());
+    }
+
     #[test]
     fn a_ticket_works_once_with_its_secret_and_expires() {
-        let t = RdpTickets::new(Duration::from_secs(60));
+        let t = tickets(Duration::from_secs(60));
         let a = t.issue("alice", "u_alice", "web01").unwrap();
         assert!(a.id.starts_with(TICKET_PREFIX));
         let (who, secret) = t.nla_identity(&a.id).unwrap();
@@ -214,7 +313,7 @@ mod tests {
         // Proven by NLA.
         let c = t.issue("alice", "u_alice", "web01").unwrap();
         assert!(t.take(&c.id, None).is_some());
-        let short = RdpTickets::new(Duration::ZERO);
+        let short = t.clone().with_ttl(Duration::ZERO);
         let d = short.issue("alice", "u_alice", "web01").unwrap();
         assert_eq!(short.nla_identity(&d.id), None);
         assert_eq!(short.take(&d.id, Some(&d.secret)), None);
@@ -222,9 +321,10 @@ mod tests {
 
     #[test]
     fn one_user_cannot_hold_more_than_their_share_of_tickets() {
-        let t = RdpTickets::new(Duration::from_secs(60));
+        let t = tickets(Duration::from_secs(60));
+        let mut alices = Vec::new();
         for _ in 0..MAX_TICKETS_PER_USER {
-            assert!(t.issue("alice", "u_alice", "web01").is_some());
+            alices.push(t.issue("alice", "u_alice", "web01").unwrap());
         }
         assert!(
             t.issue("alice", "u_alice", "web02").is_none(),
@@ -235,19 +335,13 @@ mod tests {
             "bob still gets one"
         );
         // A used ticket frees its place.
-        let c = {
-            let map = t.map();
-            map.iter()
-                .find(|(_, v)| v.user == "alice")
-                .map(|(k, _)| k.clone())
-                .unwrap()
-        };
-        t.take(&c, Some("wrong"));
+        t.take(&alices[0].id, Some("wrong"));
         assert!(t.issue("alice", "u_alice", "web01").is_some());
         // Deleting alice voids hers, not bob's.
         let bobs = t.issue("bob", "u_bob", "web01").unwrap();
         t.revoke_user("alice");
-        assert_eq!(t.map().values().filter(|v| v.user == "alice").count(), 0);
+        assert_eq!(t.nla_identity(&alices[1].id), None);
+        assert!(t.take(&alices[2].id, Some(&alices[2].secret)).is_none());
         assert!(t.take(&bobs.id, Some(&bobs.secret)).is_some());
     }
 
