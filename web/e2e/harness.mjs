@@ -1,7 +1,8 @@
 // Test harness: starts real peers (Xvfb + x11vnc desktops from fixtures/, the gateway binary,
 // headless Chromium) and offers small helpers. Everything listens on loopback only.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, chmodSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,7 +95,7 @@ export async function startDesktop(password, geometry = '1280x800', server = 'x1
  * `extraConfig` is appended to the TOML file; `topConfig` goes before its first table; `binary`
  * is another gateway build (a benchmark's baseline).
  */
-export async function startGateway({ adminPassword = 'admin-password-e2e', dir: reuse, extraConfig = '', topConfig = '', binary = bin } = {}) {
+export async function startGateway({ adminPassword = 'admin-password-e2e', dir: reuse, extraConfig = '', topConfig = '', binary = bin, env = {} } = {}) {
   const port = await freePort();
   // Every gateway gets its own RDP listener port (3389 is the default, and tests run several).
   const rdpPort = await freePort();
@@ -104,7 +105,7 @@ export async function startGateway({ adminPassword = 'admin-password-e2e', dir: 
   writeFileSync(config, `data_dir = "${dir}/data"\n${topConfig}[http]\nlisten = "127.0.0.1:${port}"\n[targets]\nconnect_timeout_secs = 3\nhandshake_timeout_secs = 5\n${rdp}${extraConfig}`);
   const logs = [];
   const proc = spawn(binary, ['--config', config, 'serve'], {
-    env: { ...process.env, PORTCULLIS_ADMIN_PASSWORD: adminPassword, RUST_LOG: 'info', NO_COLOR: '1', RUST_BACKTRACE: '0' },
+    env: { ...process.env, PORTCULLIS_ADMIN_PASSWORD: adminPassword, RUST_LOG: 'info', NO_COLOR: '1', RUST_BACKTRACE: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout.on('data', (d) => logs.push(d.toString()));
@@ -397,6 +398,39 @@ export async function newPage(browser) {
  * The admin (logged in, returned) creates a user with a grant on a VNC target named `target`
  * at `desktop`'s address: the set-up of most tests that open one session.
  */
+/**
+ * A scratch PostgreSQL server of this test's own (fixtures/postgres.sh: loopback, password logins,
+ * TLS with a throw-away CA for the name `localhost`). `database(name)` creates an empty database
+ * and returns its URL; `stop()` ends the server and deletes its files.
+ */
+export async function startPostgres() {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'pc-pg-'));
+  // The server runs as the `postgres` user (when the tests run as root): it must reach its files.
+  chmodSync(dir, 0o755);
+  const password = randomBytes(12).toString('hex');
+  const script = join(root, 'fixtures/postgres.sh');
+  const started = spawnSync(script, [String(port), 'portcullis_e2e', password, join(dir, 'pg')], { encoding: 'utf8', timeout: 120000 });
+  const ready = /READY url=(\S+) ca=(\S+)/.exec(started.stdout ?? '');
+  if (started.status !== 0 || !ready) {
+    throw new Error(`PostgreSQL did not start (${started.status}): ${started.stderr}`);
+  }
+  const [, server, ca] = ready;
+  return {
+    server,
+    ca,
+    database(name) {
+      const r = spawnSync('psql', [server, '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${name}`], { encoding: 'utf8', timeout: 60000 });
+      if (r.status !== 0) throw new Error(`cannot create database ${name}: ${r.stderr}`);
+      return server.replace(/\/postgres$/, `/${name}`);
+    },
+    stop() {
+      spawnSync(script, ['stop', join(dir, 'pg')], { timeout: 60000 });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 export async function userWithTarget(gw, { adminPassword, user = 'alice', password, target = 'desk', desktop, vncPassword }) {
   const admin = gw.api();
   assert.equal((await admin.login('admin', adminPassword)).status, 200);

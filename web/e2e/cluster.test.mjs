@@ -1,0 +1,92 @@
+// Several gateways on one PostgreSQL store (issue 16): each test starts its own PostgreSQL
+// (fixtures/postgres.sh) and two gateways with their own ports and data directories on it.
+// What is shared: users, targets and grants; browser logins (a cookie from one gateway works on
+// the other, a logout on one ends it on both); lock-outs after failed logins. A gateway whose
+// secret key is not the store's refuses to start.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { startGateway, startPostgres, bin } from './harness.mjs';
+
+const ADMIN = 'admin-password-e2e';
+
+/** Two gateways on a new database of `pg`, sharing `key`; both stopped when `t` ends. */
+async function twoGateways(t, pg, name, key) {
+  const store = `[store]\nurl = "${pg.database(name)}"\n`;
+  const env = { PORTCULLIS_SECRET_KEY: key };
+  const a = await startGateway({ extraConfig: store, env });
+  t.after(() => a.stop());
+  const b = await startGateway({ extraConfig: store, env });
+  t.after(() => b.stop());
+  return { a, b, store };
+}
+
+test('two gateways on one PostgreSQL store share the directory, logins and lock-outs', async (t) => {
+  const pg = await startPostgres();
+  t.after(() => pg.stop());
+  const key = randomBytes(32).toString('hex');
+  const { a, b } = await twoGateways(t, pg, 'cluster_share', key);
+  // Only the first gateway created the first administrator; the second found it.
+  assert.match(a.log() + b.log(), /first administrator created/);
+  assert.doesNotMatch(a.log() + b.log(), /error/i);
+
+  // An administrator on A creates a user; the user logs in on B.
+  const adminA = a.api();
+  assert.equal((await adminA.login('admin', ADMIN)).status, 200);
+  let r = await adminA.post('/users', { name: 'vera', password: 'vera-password-123', role: 'user' });
+  assert.equal(r.status, 201, r.text);
+  const veraB = b.api();
+  r = await veraB.login('vera', 'vera-password-123');
+  assert.equal(r.status, 200, r.text);
+  assert.equal((await veraB.get('/me')).json.name, 'vera');
+
+  // A login made on A works on B; a logout on B ends it on A too.
+  const adminOnB = b.api(adminA.cookie);
+  r = await adminOnB.get('/me');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.name, 'admin');
+  r = await adminOnB.get('/users');
+  assert.ok(r.json.some((u) => u.name === 'vera'), r.text);
+  r = await adminOnB.post('/auth/logout');
+  assert.ok(r.status < 300, `logout: ${r.status} ${r.text}`);
+  assert.equal((await adminA.get('/me')).status, 401, 'the login ended on A as well');
+
+  // Failed logins on A lock the account out on B, before its password is even checked.
+  for (let i = 0; i < 5; i++) {
+    r = await a.api().login('vera', `wrong-password-${i}`);
+    assert.equal(r.status, 401, r.text);
+  }
+  r = await b.api().login('vera', 'vera-password-123');
+  assert.equal(r.status, 429, `locked out on B too: ${r.status} ${r.text}`);
+  assert.match(r.text, /too many failed logins/);
+
+  // Deleting the user on B ends her login made on B, seen from A.
+  const admin2 = a.api();
+  assert.equal((await admin2.login('admin', ADMIN)).status, 200);
+  assert.equal((await b.api(admin2.cookie).del('/users/vera')).status, 204);
+  assert.equal((await a.api(veraB.cookie).get('/me')).status, 401);
+});
+
+test('a gateway whose secret key is not the store\'s refuses to start', async (t) => {
+  const pg = await startPostgres();
+  t.after(() => pg.stop());
+  const key = randomBytes(32).toString('hex');
+  const { store } = await twoGateways(t, pg, 'cluster_key', key);
+  const dir = mkdtempSync(join(tmpdir(), 'pc-gw-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, 'portcullis.toml');
+  writeFileSync(config, `data_dir = "${dir}/data"\n[http]\nlisten = "127.0.0.1:0"\n[rdp]\nenabled = false\n${store}`);
+  const other = randomBytes(32).toString('hex');
+  const run = spawnSync(bin, ['--config', config, 'serve'], {
+    env: { ...process.env, PORTCULLIS_SECRET_KEY: other, RUST_LOG: 'warn', NO_COLOR: '1' },
+    encoding: 'utf8',
+    timeout: 60000,
+  });
+  assert.notEqual(run.status, 0, `it started: ${run.stdout}${run.stderr}`);
+  assert.match(run.stderr, /secret key is not the one the store's secrets are sealed under/);
+  assert.doesNotMatch(run.stderr + run.stdout, new RegExp(other));
+});
