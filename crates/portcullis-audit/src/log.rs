@@ -486,6 +486,16 @@ impl AuditLog {
         }
     }
 
+    /// Why the log takes nothing more, if it does not (a write or fsync failed, or it is
+    /// closing): what a readiness check reports.
+    pub fn failure(&self) -> Option<String> {
+        match &self.shared.lock_queue().state {
+            State::Open => None,
+            State::Closing => Some("the audit trail is closing".to_owned()),
+            State::Stopped(e) => Some(format!("the audit trail stopped: {e}")),
+        }
+    }
+
     /// The log's directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -13,6 +13,7 @@ mod live;
 mod locks;
 mod native;
 mod session;
+pub mod stats;
 mod tap;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -282,6 +282,8 @@ fn run(
                 // The last frame took longer than a frame slot to encode: the updates merged
                 // meanwhile are frames the recording skipped.
                 if behind && updates_merged > 1 {
+                    portcullis_broker::stats::FRAMES_DROPPED
+                        .fetch_add(updates_merged - 1, std::sync::atomic::Ordering::Relaxed);
                     recorder.event(
                         ms(now),
                         &SessionEvent::FramesDropped {

@@ -56,6 +56,16 @@ impl Audit {
         self
     }
 
+    /// Records written and fsynced since the trail was opened (none without a trail).
+    pub fn appended(&self) -> Option<u64> {
+        self.log.as_ref().map(|l| l.stats().appended)
+    }
+
+    /// Why the trail takes nothing more, if it does not (none without a trail).
+    pub fn failure(&self) -> Option<String> {
+        self.log.as_ref().and_then(|l| l.failure())
+    }
+
     /// Where the trail lives, if there is one.
     pub fn dir(&self) -> Option<PathBuf> {
         self.log.as_ref().map(|l| l.dir().to_path_buf())
@@ -81,6 +91,7 @@ impl Audit {
 
     /// [`Audit::record`], returning the record's seq (none without a trail).
     async fn record_seq(&self, record: Record) -> Result<Option<u64>, WebError> {
+        count(&record);
         let Some(log) = &self.log else {
             return Ok(None);
         };
@@ -165,6 +176,7 @@ struct SessionSink {
 impl SessionAudit for SessionSink {
     fn record_before(&self, session: &SessionInfo, event: &SessionEvent) -> AuditFuture {
         let record = session_record(session, event);
+        count(&record);
         let kind = record.kind.as_str().to_owned();
         let submitted = self.log.try_submit(record);
         let id = session.id.clone();
@@ -182,6 +194,7 @@ impl SessionAudit for SessionSink {
 
     fn session_event(&self, session: &SessionInfo, event: &SessionEvent) {
         let record = session_record(session, event);
+        count(&record);
         let kind = record.kind.as_str().to_owned();
         // Waits only while the queue is full: back-pressure rather than a lost record. On the
         // gateway's shared runtime the wait is announced to it (`block_in_place`), so that its
@@ -202,6 +215,15 @@ impl SessionAudit for SessionSink {
         if let Err(e) = submitted {
             error!(error = %e, session = %session.id, %kind, "audit record of a session event lost");
         }
+    }
+}
+
+/// Counts what `/metrics` derives from the trail: policy denials.
+fn count(record: &Record) {
+    if record.kind == Kind::POLICY
+        && record.detail.get("decision").and_then(Value::as_str) == Some("deny")
+    {
+        portcullis_broker::stats::POLICY_DENIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod extract;
 mod grants;
+pub mod health;
 mod login;
 pub mod mfa;
 mod openapi;
@@ -97,6 +98,8 @@ pub struct AppState {
     pub mfa_required_roles: Vec<Role>,
     /// Held while a user's TOTP state is read and written (a code is spent once).
     pub(crate) mfa_lock: Arc<Mutex<()>>,
+    /// Draining: no new sessions (running ones go on); `/readyz` answers not ready.
+    pub draining: health::Draining,
 }
 
 impl AppState {
@@ -129,6 +132,7 @@ impl AppState {
             pending: mfa::PendingLogins::new(Arc::clone(&store)),
             mfa_required_roles: Vec::new(),
             mfa_lock: Arc::default(),
+            draining: Arc::default(),
         }
     }
 

@@ -130,6 +130,7 @@ impl LoginThrottle {
     /// A failed attempt at `now_ms`: counts against both, and locks them out once past the
     /// free failures.
     pub fn failed(&self, account: &str, address: IpAddr, now_ms: i64) {
+        portcullis_broker::stats::LOGIN_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.purge.maybe(&*self.store, now_ms);
         for (key, key_kind) in keys(account, address) {
             let counted = self

@@ -35,6 +35,20 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `[store]`: where users, targets, grants and tokens live.
     pub store: StoreConfig,
+    /// `[ops]`: the operations listener (health, readiness, metrics) and draining.
+    pub ops: Ops,
+}
+
+/// The checked `[ops]` section.
+#[derive(Debug, Clone)]
+pub struct Ops {
+    /// `[ops] listen`: plain HTTP for `/healthz`, `/readyz` and `/metrics`; `None`: off.
+    pub listen: Option<SocketAddr>,
+    /// `[ops] metrics_token_file`: `/metrics` then needs this bearer token.
+    pub metrics_token_file: Option<PathBuf>,
+    /// `[ops] drain_deadline_secs`: after SIGUSR1 (drain), sessions still open this long after
+    /// are ended as a graceful shutdown ends them.
+    pub drain_deadline: Duration,
 }
 
 /// Environment variable naming the PostgreSQL store (wins over `[store] url`), so that the URL
@@ -190,6 +204,16 @@ mod dto {
         pub siem: Vec<portcullis_siem::SiemConfig>,
         #[serde(default)]
         pub store: Store,
+        #[serde(default)]
+        pub ops: Ops,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Ops {
+        pub listen: Option<String>,
+        pub metrics_token_file: Option<PathBuf>,
+        pub drain_deadline_secs: Option<u64>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -418,6 +442,24 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
     })
 }
 
+fn ops(o: dto::Ops) -> Result<Ops> {
+    let listen = match &o.listen {
+        Some(text) => Some(text.parse::<SocketAddr>().with_context(|| {
+            format!("ops.listen: {text:?} is not an address like 127.0.0.1:9090")
+        })?),
+        None => None,
+    };
+    let secs = o.drain_deadline_secs.unwrap_or(3600);
+    if !(1..=7 * 24 * 3600).contains(&secs) {
+        bail!("ops.drain_deadline_secs: {secs} is not between 1 and 604800 (a week)");
+    }
+    Ok(Ops {
+        listen,
+        metrics_token_file: o.metrics_token_file,
+        drain_deadline: Duration::from_secs(secs),
+    })
+}
+
 /// `[store]`, with the URL from [`STORE_URL_ENV`] when that is set (and not empty).
 fn store(s: dto::Store, env_url: Option<String>) -> Result<StoreConfig> {
     let url = env_url.filter(|u| !u.is_empty()).or(s.url);
@@ -531,6 +573,7 @@ impl Config {
             siem: siem(file.siem)?,
             shutdown_grace: shutdown_grace(file.shutdown_grace_secs)?,
             store: store(file.store, std::env::var(STORE_URL_ENV).ok())?,
+            ops: ops(file.ops)?,
             data_dir,
         })
     }

@@ -6,6 +6,7 @@
 mod rdp_listener;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use portcullis_audit::{AuditLog, Kind, Record};
@@ -273,6 +274,20 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     } else {
         None
     };
+    // The operations listener, bound before anything starts too.
+    let ops = match config.ops.listen {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("ops.listen: cannot listen on {addr}"))?;
+            listener.set_nonblocking(true)?;
+            let token = match &config.ops.metrics_token_file {
+                Some(file) => Some(read_token(file)?),
+                None => None,
+            };
+            Some((listener, token))
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("portcullis")
@@ -311,6 +326,9 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     let clean = runtime.block_on(async move {
         // First thing: from now on SIGTERM and SIGINT start the graceful shutdown.
         let mut signals = StopSignals::new().context("cannot install the signal handlers")?;
+        // And SIGUSR1 drains (its default would end the process at once).
+        let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+            .context("cannot install the SIGUSR1 (drain) handler")?;
         let mut forwarders = Vec::new();
         for forwarder in siem {
             // They run until the gateway stops; what was not delivered yet goes next time.
@@ -342,6 +360,21 @@ pub(crate) fn serve(config: Config) -> Result<()> {
                 stop_rx.clone(),
             ));
         }
+        if let Some((listener, token)) = ops {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| portcullis_web::WebError::Startup(format!("ops.listen: {e}")))?;
+            info!(listen = %listener.local_addr()?, "operations listener started (/healthz, /readyz, /metrics)");
+            let router = portcullis_web::health::ops_router(portcullis_web::health::OpsState::new(
+                state.clone(),
+                token,
+            ));
+            tokio::spawn(portcullis_web::health::serve_ops(
+                listener,
+                router,
+                stopped(stop_rx.clone()),
+            ));
+        }
+        let drained = drain(usr1, state.clone(), Arc::clone(&audit_log), config.ops.drain_deadline);
         let mut https = tokio::spawn({
             let stop = stopped(stop_rx.clone());
             async move { portcullis_web::serve_https(config.listen, &tls, state, stop).await }
@@ -353,6 +386,7 @@ pub(crate) fn serve(config: Config) -> Result<()> {
         info!(listen = %config.listen, data_dir = %config.data_dir.display(), "gateway started");
         let signal = tokio::select! {
             signal = signals.next() => signal,
+            signal = drained => signal,
             served = &mut https => {
                 // The server stopped by itself: it could not serve (the error says why).
                 served.context("the HTTPS server failed")??;
@@ -383,6 +417,76 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     }
     info!("gateway stopped");
     Ok(())
+}
+
+/// `SIGUSR1`: drain. Recorded first; then no new session (`/readyz` answers not ready, so a load
+/// balancer sends users elsewhere) while running ones go on. Resolves once the last one ended,
+/// or at `deadline` (the shutdown then ends what is left, as for SIGTERM). Never resolves when
+/// the signal cannot be watched.
+async fn drain(
+    mut usr1: tokio::signal::unix::Signal,
+    state: portcullis_web::AppState,
+    audit: Arc<AuditLog>,
+    deadline: Duration,
+) -> &'static str {
+    if usr1.recv().await.is_none() {
+        return std::future::pending().await;
+    }
+    let open = state.broker.list().len();
+    let record = Kind::new("gateway_drain").map(|kind| {
+        Record::new(kind, "system")
+            .detail("signal", "SIGUSR1")
+            .detail("sessions", open as u64)
+            .detail("deadline_secs", deadline.as_secs())
+    });
+    let recorded = match record {
+        Ok(record) => match audit.try_submit(record) {
+            Ok(ticket) => ticket.await.map(drop).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = recorded {
+        // Refusing new sessions is safe either way; the stop that follows is recorded too.
+        error!(error = %e, "the drain could not be recorded in the audit trail");
+    }
+    portcullis_web::health::start_draining(&state);
+    info!(
+        sessions = open,
+        deadline_secs = deadline.as_secs(),
+        "draining: no new sessions; stopping once the last one ends"
+    );
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if state.broker.list().is_empty() {
+            info!("drained: no session left");
+            return "SIGUSR1 (drained)";
+        }
+        if tokio::time::Instant::now() >= end {
+            warn!(
+                sessions = state.broker.list().len(),
+                "drain deadline reached: ending the sessions left"
+            );
+            return "SIGUSR1 (drain deadline)";
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A token file's first line (e.g. a mounted secret); never empty.
+fn read_token(file: &std::path::Path) -> Result<zeroize::Zeroizing<String>> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(file)
+            .with_context(|| format!("ops.metrics_token_file: cannot read {}", file.display()))?,
+    );
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.len() < 16 {
+        bail!(
+            "ops.metrics_token_file {}: the token must be at least 16 characters",
+            file.display()
+        );
+    }
+    Ok(zeroize::Zeroizing::new(token.to_owned()))
 }
 
 fn display_addr(addr: &std::net::SocketAddr) -> String {

@@ -19,6 +19,14 @@ pub(crate) fn decide_open(
     target: &TargetRecord,
     entry: Entry,
 ) -> Result<SessionGrant, String> {
+    // A draining gateway takes no new session (those running go on); the load balancer sends
+    // the next attempt to another gateway, since this one no longer answers ready.
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(
+            "this gateway is draining for maintenance and takes no new session: connect again"
+                .into(),
+        );
+    }
     let role = match state.store.get_user(user) {
         Ok(Some(u)) if u.locked => {
             warn!(%user, target = %target.name, "session refused: the account is locked");

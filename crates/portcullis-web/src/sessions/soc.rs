@@ -84,6 +84,7 @@ pub(crate) async fn kill(
     Body(body): Body<ReasonBody>,
 ) -> Result<StatusCode, WebError> {
     let reason = body.checked(true)?;
+    let asked = std::time::Instant::now();
     let session = live(&state, &id)?;
     let info = session.info();
     state
@@ -99,6 +100,9 @@ pub(crate) async fn kill(
     session.close(SessionEnd::ClosedByAdmin {
         message: format!("the security team ended this session: {reason}"),
     });
+    let micros = u64::try_from(asked.elapsed().as_micros()).unwrap_or(u64::MAX);
+    portcullis_broker::stats::KILLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    portcullis_broker::stats::KILL_MICROS.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
     info!(by = %soc.name, session = %id, %reason, "session killed");
     Ok(StatusCode::NO_CONTENT)
 }
