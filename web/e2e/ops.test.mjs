@@ -96,3 +96,21 @@ test('health, readiness and metrics on the ops listener; SIGUSR1 drains, then th
   assert.match(trail.stdout, /gateway_drain/);
   assert.match(trail.stdout, /gateway_stop.*SIGUSR1 \(drained\)/);
 });
+
+test('PORTCULLIS_LOG_FORMAT=json gives one JSON object per log line', async (t) => {
+  const gw = await startGateway({ env: { PORTCULLIS_LOG_FORMAT: 'json' } });
+  t.after(() => gw.stop());
+  const started = await until('the start to be logged', async () => gw.log()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .find((e) => e.message === 'gateway started'));
+  assert.equal(started.level, 'INFO');
+  assert.ok(started.timestamp && started.listen, JSON.stringify(started));
+  // No log line in the format for people (what is printed for people on standard output, the
+  // banner and the first admin's password, is not a log line).
+  for (const l of gw.log().split('\n')) {
+    assert.doesNotMatch(l, /^\S+Z\s+(TRACE|DEBUG|INFO|WARN|ERROR)\s/, l);
+    if (l.startsWith('{')) assert.doesNotThrow(() => JSON.parse(l), l);
+  }
+});

@@ -652,6 +652,29 @@ mod tests {
     }
 
     #[test]
+    fn the_ops_listener_is_off_unless_asked_for() {
+        let c = Config::parse("", None).unwrap();
+        assert!(c.ops.listen.is_none());
+        assert_eq!(c.ops.drain_deadline, Duration::from_secs(3600));
+        let c = Config::parse(
+            "[ops]\nlisten = \"0.0.0.0:9090\"\nmetrics_token_file = \"/t\"\ndrain_deadline_secs = 60",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.ops.listen.unwrap().port(), 9090);
+        assert_eq!(c.ops.metrics_token_file.as_deref(), Some(Path::new("/t")));
+        assert_eq!(c.ops.drain_deadline, Duration::from_secs(60));
+        for (text, says) in [
+            ("[ops]\nlisten = \"nowhere\"", "ops.listen"),
+            ("[ops]\ndrain_deadline_secs = 0", "ops.drain_deadline_secs"),
+            ("[ops]\nport = 9090", "unknown field"),
+        ] {
+            let e = format!("{:#}", Config::parse(text, None).unwrap_err());
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn the_store_is_embedded_unless_a_postgres_url_is_given() {
         let parse = |text: &str, env: Option<&str>| {
             let file: dto::File = toml::from_str(text).unwrap();

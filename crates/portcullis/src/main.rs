@@ -11,13 +11,20 @@ use clap::Parser as _;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// `PORTCULLIS_LOG_FORMAT=json`: one JSON object per log line (for a log collector); anything
+/// else, or unset: lines for people.
+const LOG_FORMAT_ENV: &str = "PORTCULLIS_LOG_FORMAT";
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var(LOG_FORMAT_ENV).is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        logs.init();
+    }
     portcullis::commands::run(portcullis::cli::Cli::parse())
 }
