@@ -39,15 +39,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "users, targets, grants, API tokens and metadata",
         r#"
+    -- Every row's version comes from this one sequence, never reused: a row deleted and made
+    -- again never gets a version a change read before the delete could match.
+    CREATE SEQUENCE portcullis.versions;
     CREATE TABLE portcullis.users (
         name text COLLATE "C" PRIMARY KEY,
         record jsonb NOT NULL,
-        version bigint NOT NULL DEFAULT 0
+        version bigint NOT NULL DEFAULT nextval('portcullis.versions')
     );
     CREATE TABLE portcullis.targets (
         name text COLLATE "C" PRIMARY KEY,
         record jsonb NOT NULL,
-        version bigint NOT NULL DEFAULT 0
+        version bigint NOT NULL DEFAULT nextval('portcullis.versions')
     );
     CREATE TABLE portcullis.grants (
         user_name text COLLATE "C" NOT NULL REFERENCES portcullis.users (name) ON DELETE CASCADE,
@@ -77,7 +80,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         owner text COLLATE "C" NOT NULL,
         value bytea NOT NULL,
         expires_at_ms bigint NOT NULL,
-        version bigint NOT NULL DEFAULT 0,
+        version bigint NOT NULL DEFAULT nextval('portcullis.versions'),
         PRIMARY KEY (space, key)
     );
     CREATE INDEX ephemeral_by_owner ON portcullis.ephemeral (space, owner);
@@ -368,7 +371,7 @@ impl PgStore {
         self.run(move |c| {
             let sql = format!(
                 "INSERT INTO portcullis.{t} (name, record) VALUES ($1, $2) ON CONFLICT (name) \
-                 DO UPDATE SET record = excluded.record, version = {t}.version + 1",
+                 DO UPDATE SET record = excluded.record, version = nextval('portcullis.versions')",
                 t = table.name()
             );
             c.execute(&sql, &[&name, &Json(&value)])
@@ -454,7 +457,7 @@ impl PgStore {
             let key = name.to_owned();
             let written = self.run(move |c| {
                 let sql = format!(
-                    "UPDATE portcullis.{} SET record = $2, version = version + 1 WHERE name = $1 AND version = $3",
+                    "UPDATE portcullis.{} SET record = $2, version = nextval('portcullis.versions') WHERE name = $1 AND version = $3",
                     table.name()
                 );
                 c.execute(&sql, &[&key, &Json(&value), &version])
@@ -840,7 +843,7 @@ impl Store for PgStore {
                 (EphemeralChange::Put(e), Some(v)) => self.run(move |c| {
                     c.execute(
                         "UPDATE portcullis.ephemeral SET owner = $3, value = $4, expires_at_ms = $5, \
-                         version = version + 1 WHERE space = $1 AND key = $2 AND version = $6",
+                         version = nextval('portcullis.versions') WHERE space = $1 AND key = $2 AND version = $6",
                         &[&s, &k, &e.owner, &e.value, &e.expires_at_ms, &v],
                     )
                     .map(|n| n == 1)
@@ -913,8 +916,44 @@ impl Store for PgStore {
     }
 }
 
+fn newer_schema(applied: i32, known: i32) -> StoreError {
+    StoreError::Backend(format!(
+        "the database's portcullis schema is at version {applied}, newer than this gateway knows ({known}): \
+         upgrade this gateway"
+    ))
+}
+
+/// The schema's version, `None` before the first migration (read without creating anything).
+fn schema_version(c: &mut Client) -> Result<Option<i32>, StoreError> {
+    let exists: bool = c
+        .query_one(
+            "SELECT to_regclass('portcullis.schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .map_err(|e| pg_error("read the schema version", &e))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let version: i32 = c
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM portcullis.schema_migrations",
+            &[],
+        )
+        .map_err(|e| pg_error("read the schema version", &e))?
+        .get(0);
+    Ok(Some(version))
+}
+
 /// Brings the schema up to [`MIGRATIONS`], one gateway at a time.
 fn migrate(c: &mut Client) -> Result<(), StoreError> {
+    let known = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+    // Up to date: nothing to create, so a role without the right to create may run gateways.
+    match schema_version(c)? {
+        Some(v) if v == known => return Ok(()),
+        Some(v) if v > known => return Err(newer_schema(v, known)),
+        _ => {}
+    }
     let mut tx = c.transaction().map_err(|e| pg_error("begin", &e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(|e| pg_error("wait for other gateways' migrations", &e))?;
@@ -932,12 +971,8 @@ fn migrate(c: &mut Client) -> Result<(), StoreError> {
         )
         .map_err(|e| pg_error("read the schema version", &e))?
         .get(0);
-    let known = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
     if applied > known {
-        return Err(StoreError::Backend(format!(
-            "the database's portcullis schema is at version {applied}, newer than this gateway knows ({known}): \
-             upgrade this gateway"
-        )));
+        return Err(newer_schema(applied, known));
     }
     for (version, (description, sql)) in (1..)
         .zip(MIGRATIONS)

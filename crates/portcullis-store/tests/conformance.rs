@@ -1292,3 +1292,50 @@ mod postgres_tls {
         assert!(err.contains("missing.pem"), "{err}");
     }
 }
+
+/// A change that read a record before it was deleted and made again never writes over the new
+/// one (versions are never reused).
+#[test]
+fn postgres_a_stale_change_never_lands_on_a_record_made_again() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = PgStore::open(&db.url, &PgOptions::default()).unwrap();
+    store.create_user(&user("alice", Role::User)).unwrap();
+    let (read_tx, read_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let store = &store;
+        let stale = scope.spawn(move || {
+            let mut calls = 0;
+            store
+                .update_user("alice", &mut |u| {
+                    calls += 1;
+                    if calls == 1 {
+                        // Read the first alice; wait while she is replaced.
+                        read_tx.send(u.id.clone()).unwrap();
+                        go_rx.recv().unwrap();
+                    }
+                    u.locked = true;
+                    true
+                })
+                .unwrap()
+        });
+        assert_eq!(read_rx.recv().unwrap(), "u_alice");
+        assert!(store.delete_user("alice").unwrap());
+        let mut second = user("alice", Role::User);
+        second.id = "u_alice_2".to_owned();
+        second.password_hash = "$argon2id$second".to_owned();
+        store.create_user(&second).unwrap();
+        go_tx.send(()).unwrap();
+        let written = stale.join().unwrap().unwrap();
+        assert_eq!(
+            written.id, "u_alice_2",
+            "the change was made again on the new record"
+        );
+    });
+    let alice = store.get_user("alice").unwrap().unwrap();
+    assert_eq!(alice.id, "u_alice_2");
+    assert_eq!(alice.password_hash, "$argon2id$second");
+    assert!(alice.locked);
+}

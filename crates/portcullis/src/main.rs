@@ -22,7 +22,10 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if std::env::var(LOG_FORMAT_ENV).is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        logs.json().flatten_event(true).with_current_span(false).init();
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
     } else {
         logs.init();
     }
