@@ -18,6 +18,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -92,6 +93,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// The advisory lock key that serialises migrations between gateways ("portcull" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
 
+/// Calls that may wait for a connection at once; more fail at once (the database is not keeping
+/// up, and a queue without end would only hold every caller longer).
+const MAX_QUEUED: usize = 256;
+
 /// How many times a change of one record is tried again when another writer came first.
 const MAX_UPDATE_ATTEMPTS: usize = 1000;
 
@@ -135,6 +140,8 @@ impl Default for PgOptions {
 /// A [`Store`] in a PostgreSQL database, shared by any number of gateways.
 pub struct PgStore {
     jobs: mpsc::Sender<Job>,
+    /// Calls handed to the pool and not answered yet.
+    queued: Arc<AtomicUsize>,
     timeout: Duration,
     /// `postgres://user@host:port/db`: the URL without its password, for messages.
     shown: String,
@@ -283,7 +290,17 @@ impl PgStore {
                         Err(poisoned) => poisoned.into_inner().recv(),
                     };
                     match job {
-                        Ok(job) => job(&mut connection),
+                        // A job that panics (a bug) drops its answer (the caller gets an
+                        // error) and the connection; the thread goes on serving.
+                        Ok(job) => {
+                            let ran =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    job(&mut connection);
+                                }));
+                            if ran.is_err() {
+                                connection.client = None;
+                            }
+                        }
                         Err(_) => return, // the store was dropped
                     }
                 })
@@ -293,6 +310,7 @@ impl PgStore {
         }
         let store = PgStore {
             jobs,
+            queued: Arc::default(),
             timeout: options.timeout,
             shown,
         };
@@ -310,16 +328,39 @@ impl PgStore {
         &self,
         op: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // Fail fast rather than queue without end behind a slow or unreachable database.
+        let waiting = self.queued.fetch_add(1, Ordering::Relaxed);
+        let queued = Arc::clone(&self.queued);
+        if waiting >= MAX_QUEUED {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Backend(format!(
+                "PostgreSQL at {} is not keeping up: {waiting} calls are waiting",
+                self.shown
+            )));
+        }
         let (answer, answered) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |connection: &mut Connection| {
             let result = connection.client().and_then(op);
             connection.last_used = Instant::now();
+            queued.fetch_sub(1, Ordering::Relaxed);
             let _ = answer.send(result);
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| StoreError::Backend("the PostgreSQL store is closed".to_owned()))?;
-        match answered.recv_timeout(self.timeout) {
+        if self.jobs.send(job).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Backend(
+                "the PostgreSQL store is closed".to_owned(),
+            ));
+        }
+        let wait = || answered.recv_timeout(self.timeout);
+        // On a worker of the gateway's multi-threaded runtime, the wait is announced to it, so
+        // that its other tasks move to other workers instead of stalling behind the database.
+        let answer = match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        match answer {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::Backend(format!(
                 "PostgreSQL at {} did not answer within {} s",

@@ -1339,3 +1339,61 @@ fn postgres_a_stale_change_never_lands_on_a_record_made_again() {
     assert_eq!(alice.password_hash, "$argon2id$second");
     assert!(alice.locked);
 }
+
+/// A database that does not answer neither stalls the gateway's runtime (its other tasks go on)
+/// nor queues callers without end (past the bound they fail at once, saying why).
+#[test]
+fn postgres_a_stuck_database_stalls_nothing_else() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = std::sync::Arc::new(PgStore::open(&db.url, &PgOptions::default()).unwrap());
+    store.create_user(&user("alice", Role::User)).unwrap();
+    // Another session holds the users table: every read of it waits.
+    let mut holder = db.admin();
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE portcullis.users IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ticked = runtime.block_on(async {
+        let asked = std::time::Instant::now();
+        // More stuck calls than workers, each on a task of its own.
+        for _ in 0..4 {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move { store.get_user("alice") });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // Timers and tasks on the same runtime still run, long before the database's lock
+        // timeout (15 s) would free the workers (wall time: a stalled runtime's timers stall
+        // too).
+        tokio::spawn(async {}).await.unwrap();
+        asked.elapsed()
+    });
+    assert!(
+        ticked < std::time::Duration::from_secs(5),
+        "the runtime stalled behind the database for {ticked:?}"
+    );
+
+    // Past the bound, callers fail at once instead of queueing.
+    let overloaded = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..300)
+            .map(|_| scope.spawn(|| store.get_user("alice")))
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        tx.rollback().unwrap();
+        calls
+            .into_iter()
+            .filter_map(|c| c.join().unwrap().err())
+            .filter(|e| e.to_string().contains("is not keeping up"))
+            .count()
+    });
+    assert!(overloaded > 0, "no call was refused past the bound");
+    runtime.shutdown_background();
+    // And the store works again once the database does.
+    assert!(store.get_user("alice").unwrap().is_some());
+}
