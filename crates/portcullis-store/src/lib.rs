@@ -446,6 +446,9 @@ pub trait Store: Send + Sync + 'static {
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes a metadata value.
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Writes a metadata value unless the key has one: true when written (of several gateways
+    /// writing at once, exactly one wins).
+    fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
     /// The keys of every metadata value, sorted (to copy a store whole).
     fn meta_keys(&self) -> Result<Vec<String>, StoreError>;
 
@@ -472,6 +475,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(usize, usize), StoreError>;
     /// Deletes every entry expired at `now_ms`.
     fn ephemeral_purge(&self, now_ms: i64) -> Result<usize, StoreError>;
+    /// Keeps at most `keep` entries of `space`: those that expire first go (a bound on what
+    /// many failed logins or tickets can make the store hold).
+    fn ephemeral_trim(&self, space: &str, keep: usize) -> Result<usize, StoreError>;
 
     /// Flushes everything written so far to disk (see [`SledStore`] for what that guarantees).
     fn flush(&self) -> Result<(), StoreError>;
@@ -564,12 +570,60 @@ impl LocalEphemeral {
         (all, owned)
     }
 
+    pub(crate) fn trim(&self, space: &str, keep: usize) -> usize {
+        let mut entries = self.lock();
+        let mut expiries: Vec<(i64, String)> = entries
+            .iter()
+            .filter(|((s, _), _)| s == space)
+            .map(|((_, k), e)| (e.expires_at_ms, k.clone()))
+            .collect();
+        if expiries.len() <= keep {
+            return 0;
+        }
+        expiries.sort_unstable();
+        let cut = expiries.len() - keep;
+        for (_, key) in expiries.into_iter().take(cut) {
+            entries.remove(&(space.to_owned(), key));
+        }
+        cut
+    }
+
     pub(crate) fn purge(&self, now_ms: i64) -> usize {
         let mut entries = self.lock();
         let before = entries.len();
         entries.retain(|_, e| e.expires_at_ms > now_ms);
         before - entries.len()
     }
+}
+
+/// The writing half of [`copy_all`].
+fn copy_records(
+    from: &dyn Store,
+    to: &dyn Store,
+    users: &[UserRecord],
+    targets: &[TargetRecord],
+    grants: &[GrantRecord],
+    tokens: &[TokenRecord],
+    meta_keys: &[String],
+) -> Result<(), StoreError> {
+    for user in users {
+        to.put_user(user)?;
+    }
+    for target in targets {
+        to.put_target(target)?;
+    }
+    for grant in grants {
+        to.create_grant(&grant.user, &grant.target, grant.created_at)?;
+    }
+    for token in tokens {
+        to.put_token(token)?;
+    }
+    for key in meta_keys {
+        if let Some(value) = from.get_meta(key)? {
+            to.put_meta(key, &value)?;
+        }
+    }
+    to.flush()
 }
 
 /// What [`copy_all`] copied.
@@ -607,24 +661,31 @@ pub fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<CopyCounts, StoreErr
     let grants = from.list_grants()?;
     let tokens = from.list_tokens()?;
     let meta_keys = from.meta_keys()?;
-    for user in &users {
-        to.put_user(user)?;
-    }
-    for target in &targets {
-        to.put_target(target)?;
-    }
-    for grant in &grants {
-        to.create_grant(&grant.user, &grant.target, grant.created_at)?;
-    }
-    for token in &tokens {
-        to.put_token(token)?;
-    }
-    for key in &meta_keys {
-        if let Some(value) = from.get_meta(key)? {
-            to.put_meta(key, &value)?;
+    // Text with a NUL cannot be stored everywhere (PostgreSQL): found before anything is written.
+    let nul = |kind: &str, name: &str, json: Result<String, serde_json::Error>| {
+        if json.is_ok_and(|j| j.contains("\\u0000")) {
+            return Err(StoreError::Backend(format!(
+                "{kind} {name:?} holds a NUL character, which the destination cannot store: edit it \
+                 first (nothing was copied)"
+            )));
         }
+        Ok(())
+    };
+    for u in &users {
+        nul("user", &u.name, serde_json::to_string(u))?;
     }
-    to.flush()?;
+    for t in &targets {
+        nul("target", &t.name, serde_json::to_string(t))?;
+    }
+    for t in &tokens {
+        nul("API token", &t.id, serde_json::to_string(t))?;
+    }
+    copy_records(from, to, &users, &targets, &grants, &tokens, &meta_keys).map_err(|e| {
+        StoreError::Backend(format!(
+            "{e}; the destination now holds part of the installation: empty it (PostgreSQL: DROP \
+             SCHEMA portcullis CASCADE) before copying again"
+        ))
+    })?;
     let differs = |what: &str| {
         StoreError::Backend(format!(
             "the copy's {what} do not read back as the source's: check the destination before using it"

@@ -230,6 +230,15 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.meta.contains_key(key) {
+            return Ok(false);
+        }
+        inner.meta.insert(key.to_owned(), value.to_vec());
+        Ok(true)
+    }
+
     fn meta_keys(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.lock().meta.keys().cloned().collect())
     }
@@ -259,6 +268,10 @@ impl Store for MemoryStore {
 
     fn ephemeral_purge(&self, now_ms: i64) -> Result<usize, StoreError> {
         Ok(self.ephemeral.purge(now_ms))
+    }
+
+    fn ephemeral_trim(&self, space: &str, keep: usize) -> Result<usize, StoreError> {
+        Ok(self.ephemeral.trim(space, keep))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

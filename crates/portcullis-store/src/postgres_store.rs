@@ -813,6 +813,18 @@ impl Store for PgStore {
         })
     }
 
+    fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO portcullis.meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| pg_error("write metadata", &e))
+        })
+    }
+
     fn meta_keys(&self) -> Result<Vec<String>, StoreError> {
         self.run(|c| {
             let rows = c
@@ -941,13 +953,49 @@ impl Store for PgStore {
     }
 
     fn ephemeral_purge(&self, now_ms: i64) -> Result<usize, StoreError> {
+        // In batches: each statement stays short, however much expired.
+        let mut purged = 0;
+        loop {
+            let n = self.run(move |c| {
+                c.execute(
+                    "DELETE FROM portcullis.ephemeral WHERE ctid IN (SELECT ctid FROM \
+                     portcullis.ephemeral WHERE expires_at_ms <= $1 LIMIT 5000)",
+                    &[&now_ms],
+                )
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                .map_err(|e| pg_error("purge short-lived state", &e))
+            })?;
+            purged += n;
+            if n < 5000 {
+                return Ok(purged);
+            }
+        }
+    }
+
+    fn ephemeral_trim(&self, space: &str, keep: usize) -> Result<usize, StoreError> {
+        if !may_exist(space) {
+            return Ok(0);
+        }
+        let space = space.to_owned();
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         self.run(move |c| {
+            let count: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM portcullis.ephemeral WHERE space = $1",
+                    &[&space],
+                )
+                .map_err(|e| pg_error("count short-lived state", &e))?
+                .get(0);
+            if count <= keep {
+                return Ok(0);
+            }
             c.execute(
-                "DELETE FROM portcullis.ephemeral WHERE expires_at_ms <= $1",
-                &[&now_ms],
+                "DELETE FROM portcullis.ephemeral WHERE space = $1 AND key IN (SELECT key FROM \
+                 portcullis.ephemeral WHERE space = $1 ORDER BY expires_at_ms LIMIT $2)",
+                &[&space, &(count - keep)],
             )
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-            .map_err(|e| pg_error("purge short-lived state", &e))
+            .map_err(|e| pg_error("trim short-lived state", &e))
         })
     }
 

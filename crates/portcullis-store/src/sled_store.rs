@@ -396,6 +396,16 @@ impl Store for SledStore {
         self.flush_db()
     }
 
+    fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let _guard = self.write_lock();
+        let swapped = self
+            .meta
+            .compare_and_swap(key.as_bytes(), None as Option<&[u8]>, Some(value))
+            .map_err(backend)?;
+        self.flush_db()?;
+        Ok(swapped.is_ok())
+    }
+
     fn meta_keys(&self) -> Result<Vec<String>, StoreError> {
         self.meta
             .iter()
@@ -438,6 +448,10 @@ impl Store for SledStore {
 
     fn ephemeral_purge(&self, now_ms: i64) -> Result<usize, StoreError> {
         Ok(self.ephemeral.purge(now_ms))
+    }
+
+    fn ephemeral_trim(&self, space: &str, keep: usize) -> Result<usize, StoreError> {
+        Ok(self.ephemeral.trim(space, keep))
     }
 }
 

@@ -370,6 +370,22 @@ mod checks {
             Some(&b"2"[..])
         );
         assert_eq!(store.meta_keys().unwrap(), ["binary", "empty", "schema"]);
+        // Written once: the first writer wins.
+        assert!(store.put_meta_if_absent("once", b"first").unwrap());
+        assert!(!store.put_meta_if_absent("once", b"second").unwrap());
+        assert_eq!(
+            store.get_meta("once").unwrap().as_deref(),
+            Some(&b"first"[..])
+        );
+        assert!(!store.put_meta_if_absent("schema", b"3").unwrap());
+        assert_eq!(
+            store.get_meta("schema").unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(
+            store.meta_keys().unwrap(),
+            ["binary", "empty", "once", "schema"]
+        );
         // Meta keys live apart from users.
         assert_eq!(store.get_user("schema").unwrap(), None);
         assert_eq!(store.get_meta("a\0b").unwrap(), None);
@@ -378,6 +394,21 @@ mod checks {
 
     /// A whole installation copied into this store (`portcullis store migrate`).
     pub(crate) fn copied_into(store: &dyn Store) {
+        // Text that cannot be stored everywhere is found before anything is written.
+        let bad = MemoryStore::new();
+        bad.create_user(&user("zoe", Role::User)).unwrap();
+        let mut t = target("nul");
+        t.description = "before\0after".to_owned();
+        bad.create_target(&t).unwrap();
+        let err = portcullis_store::copy_all(&bad, store)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("target \"nul\" holds a NUL character"),
+            "{err}"
+        );
+        assert!(store.list_users().unwrap().is_empty(), "nothing was copied");
+
         let source = MemoryStore::new();
         let mut alice = user("alice", Role::Admin);
         alice.mfa = Some(MfaRecord {
@@ -556,6 +587,15 @@ pub fn ephemeral(store: &dyn Store) {
     assert!(get("logins", "c", now).is_some());
     // Keys that cannot be stored match nothing.
     assert_eq!(get("logins", "a\0b", now), None);
+    // A space trimmed to its bound keeps the entries that expire last.
+    for i in 0..5 {
+        put("bounded", &format!("k{i}"), entry("", b"b", now + 1000 + i));
+    }
+    assert_eq!(store.ephemeral_trim("bounded", 2).unwrap(), 3);
+    assert_eq!(store.ephemeral_trim("bounded", 2).unwrap(), 0);
+    assert_eq!(store.ephemeral_count("bounded", "", now).unwrap(), (2, 2));
+    assert!(get("bounded", "k4", now).is_some() && get("bounded", "k3", now).is_some());
+    assert!(get("bounded", "k2", now).is_none());
 
     // Concurrent: one taker of a ticket; no lost increments.
     put("tickets", "once", entry("bob", b"x", now + 60_000));

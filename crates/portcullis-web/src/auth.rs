@@ -81,6 +81,16 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The most entries each space of short-lived state keeps (checked with each purge): what an
+/// unauthenticated flood of failed logins (one count per account name and per network) or a
+/// burst of logins and tickets can make the store hold.
+const EPHEMERAL_BOUNDS: &[(&str, usize)] = &[
+    ("login_failures", 100_000),
+    ("mfa_pending", 10_000),
+    ("rdp_ticket", 10_000),
+    (LOGIN_SPACE, 200_000),
+];
+
 /// Drops the store's expired short-lived entries now and then (at most once a minute per
 /// gateway), so that what nobody comes back for does not pile up.
 #[derive(Clone, Default)]
@@ -102,6 +112,20 @@ impl Purge {
         }
         if let Err(e) = store.ephemeral_purge(now_ms) {
             tracing::warn!(error = %e, "cannot purge expired logins, tickets and failure counts");
+        }
+        for (space, keep) in EPHEMERAL_BOUNDS {
+            match store.ephemeral_trim(space, *keep) {
+                Ok(0) => {}
+                Ok(dropped) => {
+                    tracing::warn!(
+                        space,
+                        dropped,
+                        keep,
+                        "short-lived state over its bound: those expiring first dropped"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, space, "cannot bound short-lived state"),
+            }
         }
     }
 }
@@ -223,23 +247,21 @@ impl LoginSessions {
         }
     }
 
-    /// Ends every login of `user` (deleted or locked). Every request also re-reads the user
-    /// from the store, so a login left behind by a store failure lets nobody in.
-    pub(crate) fn remove_user(&self, user: &str) {
-        if let Err(e) = self.store.ephemeral_delete_owner(LOGIN_SPACE, user) {
-            tracing::error!(error = %e, user, "cannot end the logins of a user in the store");
-        }
+    /// Ends every login of `user` (deleted, locked, second factor reset). A failure is the
+    /// caller's to report: the act is then not done.
+    pub(crate) fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+        self.store
+            .ephemeral_delete_owner(LOGIN_SPACE, user)
+            .map(drop)
     }
 
-    pub(crate) fn remove(&self, token: &str) {
-        let removed =
-            self.store
-                .ephemeral_update(LOGIN_SPACE, &login_key(token), now_ms(), &mut |_| {
-                    EphemeralChange::Delete
-                });
-        if let Err(e) = removed {
-            tracing::error!(error = %e, "cannot end a login in the store");
-        }
+    /// Ends one login (a logout). A failure is the caller's to report: the login still works.
+    pub(crate) fn remove(&self, token: &str) -> Result<(), StoreError> {
+        self.store
+            .ephemeral_update(LOGIN_SPACE, &login_key(token), now_ms(), &mut |_| {
+                EphemeralChange::Delete
+            })
+            .map(drop)
     }
 }
 

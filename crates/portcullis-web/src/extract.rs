@@ -70,11 +70,12 @@ impl FromRequestParts<AppState> for AuthUser {
             .get_user(&name)?
             .filter(|u| u.id == user_id)
             .ok_or_else(|| {
-                state.logins.remove(&token);
+                // Refused whatever becomes of it: ended if the store can.
+                let _ = state.logins.remove(&token);
                 WebError::Unauthorized
             })?;
         if user.locked {
-            state.logins.remove(&token);
+            let _ = state.logins.remove(&token);
             return Err(WebError::Forbidden(
                 "your account is locked by the security team".into(),
             ));

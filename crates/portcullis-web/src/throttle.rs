@@ -55,7 +55,11 @@ fn ms(d: Duration) -> i64 {
 /// prefixes keep the two apart).
 fn keys(account: &str, address: IpAddr) -> [(String, KeyKind); 2] {
     [
-        (format!("account:{account}"), KeyKind::Account),
+        // A NUL cannot be stored (PostgreSQL's text): it stands for itself as U+FFFD.
+        (
+            format!("account:{}", account.replace('\0', "\u{FFFD}")),
+            KeyKind::Account,
+        ),
         (
             format!("network:{}", client_network(address)),
             KeyKind::Address,
@@ -173,7 +177,7 @@ impl LoginThrottle {
     pub fn succeeded(&self, account: &str) {
         let cleared = self.store.ephemeral_update(
             FAILURE_SPACE,
-            &format!("account:{account}"),
+            &keys(account, std::net::Ipv4Addr::UNSPECIFIED.into())[0].0,
             crate::auth::now_ms(),
             &mut |_| EphemeralChange::Delete,
         );

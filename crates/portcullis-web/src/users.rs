@@ -88,7 +88,7 @@ pub(crate) async fn delete_user(
                 if !state.store.delete_user(&name)? {
                     return Err(gone());
                 }
-                state.logins.remove_user(&name);
+                state.logins.remove_user(&name)?;
                 // The store took the user's grants and API tokens with them; the in-memory RDP
                 // tickets go here, so that an account created later under the same name
                 // inherits nothing, nor the failed-login count of the old one.

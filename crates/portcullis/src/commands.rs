@@ -14,7 +14,8 @@ use crate::cli::{AuditCmd, Cli, Command, PolicyCmd, RecordingCmd, SecretsCmd, St
 use crate::cli_audit::{self, CliAudit};
 use crate::config::{self, Config, StoreConfig};
 use crate::data::{
-    load_key, open_postgres, open_sled, open_store, NEW_SECRET_KEY_ENV, SECRET_KEY_ENV,
+    check_key_against_store, load_key, open_postgres, open_sled, open_store, NEW_SECRET_KEY_ENV,
+    SECRET_KEY_ENV,
 };
 use crate::{recording, rotate, serve};
 
@@ -53,6 +54,9 @@ fn store_migrate_cmd(config: &Config, from: &str, to: &str) -> Result<()> {
         (url, _) => config::PostgresStore::from_url(url)?,
     };
     let source = open_sled(config)?;
+    // The key must be the one the installation's secrets are sealed under; its check value is
+    // copied with the rest, so every gateway on the new store is checked against it.
+    check_key_against_store(&source, &load_key(config)?)?;
     let target = open_postgres(&destination)?;
     let audit = CliAudit::open(config)?;
     let counts = audit.before(

@@ -71,22 +71,48 @@ pub(crate) const KEY_CHECK_META: &str = "secret_key_check";
 const KEY_CHECK_TEXT: &[u8] = b"portcullis: the secret key of this store";
 const KEY_CHECK_AAD: &[u8] = b"portcullis:key-check";
 
-/// Checks that `key` is the key the store's secrets are sealed under (the first gateway on a
-/// store leaves the check there); refuses with what to do otherwise.
+/// The store's metadata key marking a secret key rotation under way (non-empty while it runs):
+/// the store's secrets are then sealed partly under the old key, partly under the new.
+pub(crate) const ROTATION_META: &str = "secret_key_rotation";
+
+/// Checks that `key` is the key the store's secrets are sealed under, and that no rotation is
+/// half done; refuses with what to do otherwise. The first check on a store makes sure `key`
+/// opens the target credentials already there, then leaves the check value (of gateways doing
+/// so at once, one wins and the others are checked against it).
 pub(crate) fn check_key_against_store(store: &dyn Store, key: &SecretKey) -> Result<()> {
-    match store.get_meta(KEY_CHECK_META)? {
-        Some(sealed) => match key.open(&sealed, KEY_CHECK_AAD) {
-            Ok(text) if text == KEY_CHECK_TEXT => Ok(()),
-            _ => bail!(
-                "this gateway's secret key is not the one the store's secrets are sealed under: \
-                 every gateway on one store needs the same key (give it in {SECRET_KEY_ENV}, or \
-                 copy the key file); nothing was started"
-            ),
-        },
-        None => {
-            store.put_meta(KEY_CHECK_META, &seal_key_check(key))?;
-            Ok(())
+    if store
+        .get_meta(ROTATION_META)?
+        .is_some_and(|v| !v.is_empty())
+    {
+        bail!(
+            "a secret key rotation of this store is under way or was interrupted: finish it with \
+             `portcullis secrets rotate-key` (every gateway of the store stopped), then give every \
+             gateway the new key; nothing was started"
+        );
+    }
+    if store.get_meta(KEY_CHECK_META)?.is_none() {
+        for target in store.list_targets()? {
+            if portcullis_web::ops::open_target_secret(key, &target).is_err() {
+                bail!(
+                    "this gateway's secret key does not open the credential of target {:?} already in \
+                     the store: every gateway on one store needs the key it was sealed under (give it \
+                     in {SECRET_KEY_ENV}, or copy the key file); nothing was started",
+                    target.name
+                );
+            }
         }
+        store.put_meta_if_absent(KEY_CHECK_META, &seal_key_check(key))?;
+    }
+    let sealed = store
+        .get_meta(KEY_CHECK_META)?
+        .context("the store's key check vanished")?;
+    match key.open(&sealed, KEY_CHECK_AAD) {
+        Ok(text) if text == KEY_CHECK_TEXT => Ok(()),
+        _ => bail!(
+            "this gateway's secret key is not the one the store's secrets are sealed under: \
+             every gateway on one store needs the same key (give it in {SECRET_KEY_ENV}, or \
+             copy the key file); nothing was started"
+        ),
     }
 }
 
@@ -155,5 +181,44 @@ mod tests {
             .unwrap();
         check_key_against_store(&store, &new).unwrap();
         assert!(check_key_against_store(&store, &first).is_err());
+        // A rotation under way stops every start, whichever key.
+        store.put_meta(ROTATION_META, b"under way").unwrap();
+        let err = check_key_against_store(&store, &new)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rotation of this store is under way"), "{err}");
+        store.put_meta(ROTATION_META, b"").unwrap();
+        check_key_against_store(&store, &new).unwrap();
+    }
+
+    #[test]
+    fn the_first_check_needs_a_key_that_opens_the_credentials_already_stored() {
+        let store = MemoryStore::new();
+        let key = SecretKey::from_bytes([1; 32]);
+        portcullis_web::ops::create_target(
+            &store,
+            &key,
+            portcullis_web::ops::NewTarget {
+                name: "web01",
+                kind: portcullis_store::TargetKind::Vnc,
+                address: "10.0.0.5:5900",
+                account: "",
+                password: "target-password",
+                description: "",
+                labels: &[],
+            },
+        )
+        .unwrap();
+        // An installation from before the check: another key leaves no check behind.
+        let err = check_key_against_store(&store, &SecretKey::from_bytes([2; 32]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("does not open the credential of target \"web01\""),
+            "{err}"
+        );
+        assert_eq!(store.get_meta(KEY_CHECK_META).unwrap(), None);
+        check_key_against_store(&store, &key).unwrap();
+        assert!(check_key_against_store(&store, &SecretKey::from_bytes([2; 32])).is_err());
     }
 }

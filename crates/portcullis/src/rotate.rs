@@ -113,14 +113,32 @@ pub(crate) fn rotate(
         None => SecretKey::load_or_create(&next_path)
             .with_context(|| format!("cannot write the new key to {}", next_path.display()))?,
     };
+    // Gateways that start from now on refuse until the rotation is done (they would find
+    // secrets sealed under either key).
+    store.put_meta(crate::data::ROTATION_META, b"under way")?;
     let mut targets = 0;
-    for mut target in store.list_targets()? {
-        if portcullis_web::ops::reseal_target(old, &new, &mut target)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?
-        {
-            store.put_target(&target)?;
-            targets += 1;
+    for name in store.list_targets()?.into_iter().map(|t| t.name) {
+        let mut failed = None;
+        let mut resealed = false;
+        // Changed in place: an edit made meanwhile is kept, a target deleted meanwhile stays so.
+        store.update_target(&name, &mut |target| {
+            failed = None;
+            resealed = false;
+            match portcullis_web::ops::reseal_target(old, &new, target) {
+                Ok(changed) => {
+                    resealed = changed;
+                    changed
+                }
+                Err(e) => {
+                    failed = Some(format!("{e:?}"));
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            bail!("cannot reseal target {name:?}: {e}");
         }
+        targets += usize::from(resealed);
     }
     // Users' TOTP secrets are sealed with the same key.
     for user in store.list_users()? {
@@ -144,6 +162,7 @@ pub(crate) fn rotate(
         crate::data::KEY_CHECK_META,
         &crate::data::seal_key_check(&new),
     )?;
+    store.put_meta(crate::data::ROTATION_META, b"")?;
     store.flush()?;
     let signing_key = reseal_file(&config.recording.signing_key_file, old, &new)?;
     if !from_env {

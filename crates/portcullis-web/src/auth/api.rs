@@ -174,7 +174,7 @@ pub(crate) async fn logout(
             "the logout is not in the audit trail (it cannot be written); the login ends anyway");
     }
     if let Some(token) = cookie_token(&parts) {
-        state.logins.remove(&token);
+        state.logins.remove(&token)?;
     }
     Ok((
         StatusCode::NO_CONTENT,

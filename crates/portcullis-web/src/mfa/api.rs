@@ -300,7 +300,7 @@ pub(crate) async fn reset(
         )
         .await?;
     if name != admin.name {
-        state.logins.remove_user(&name);
+        state.logins.remove_user(&name)?;
     }
     info!(admin = %admin.name, user = %name, "two-factor authentication reset");
     Ok(StatusCode::NO_CONTENT)

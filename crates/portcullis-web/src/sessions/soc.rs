@@ -204,7 +204,7 @@ pub(crate) async fn lock_user(
                 .detail("reason", reason),
             || {
                 set_locked(&state, &name, true)?;
-                state.logins.remove_user(&name);
+                state.logins.remove_user(&name)?;
                 close_sessions(
                     &state,
                     |s| s.user == name,

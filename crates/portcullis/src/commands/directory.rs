@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::cli::{GrantCmd, TargetCmd, UserCmd};
 use crate::cli_audit::CliAudit;
 use crate::config::Config;
-use crate::data::{load_key, open_store};
+use crate::data::{check_key_against_store, load_key, open_store};
 
 fn read_secret(env: Option<&str>, what: &str) -> Result<String> {
     if let Some(var) = env {
@@ -90,6 +90,8 @@ pub(super) fn target_cmd(config: &Config, cmd: TargetCmd) -> Result<()> {
             password_env,
         } => {
             let key = load_key(config)?;
+            // Never seal a credential under another key than the store's.
+            check_key_against_store(&*store, &key)?;
             let password = read_secret(password_env.as_deref(), "target password")?;
             let target = ops::prepare_target(
                 &key,
