@@ -16,23 +16,24 @@ const ADMIN = 'admin-password-e2e';
 
 /** Two gateways on a new database of `pg`, sharing `key`; both stopped when `t` ends. */
 async function twoGateways(t, pg, name, key) {
-  const store = `[store]\nurl = "${pg.database(name)}"\n`;
+  const url = pg.database(name);
+  const store = `[store]\nurl = "${url}"\n`;
   const env = { PORTCULLIS_SECRET_KEY: key };
   const a = await startGateway({ extraConfig: store, env });
   t.after(() => a.stop());
   const b = await startGateway({ extraConfig: store, env });
   t.after(() => b.stop());
-  return { a, b, store };
+  return { a, b, store, url };
 }
 
 test('two gateways on one PostgreSQL store share the directory, logins and lock-outs', async (t) => {
   const pg = await startPostgres();
   t.after(() => pg.stop());
   const key = randomBytes(32).toString('hex');
-  const { a, b } = await twoGateways(t, pg, 'cluster_share', key);
+  const { a, b, url } = await twoGateways(t, pg, 'cluster_share', key);
   // Only the first gateway created the first administrator; the second found it.
   assert.match(a.log() + b.log(), /first administrator created/);
-  assert.doesNotMatch(a.log() + b.log(), /error/i);
+  assert.doesNotMatch(a.log() + b.log(), / ERROR /);
 
   // An administrator on A creates a user; the user logs in on B.
   const adminA = a.api();
@@ -64,11 +65,16 @@ test('two gateways on one PostgreSQL store share the directory, logins and lock-
   assert.equal(r.status, 429, `locked out on B too: ${r.status} ${r.text}`);
   assert.match(r.text, /too many failed logins/);
 
-  // Deleting the user on B ends her login made on B, seen from A.
+  // Deleting the user on B ends her login made on B, seen from A, and takes it out of the
+  // shared store (not merely refused because the account is gone).
+  const logins = () => spawnSync('psql', [url, '-tAc',
+    "SELECT count(*) FROM portcullis.ephemeral WHERE space = 'login' AND owner = 'vera'"], { encoding: 'utf8' }).stdout.trim();
+  assert.equal(logins(), '1');
   const admin2 = a.api();
   assert.equal((await admin2.login('admin', ADMIN)).status, 200);
   assert.equal((await b.api(admin2.cookie).del('/users/vera')).status, 204);
   assert.equal((await a.api(veraB.cookie).get('/me')).status, 401);
+  assert.equal(logins(), '0');
 });
 
 test('a gateway whose secret key is not the store\'s refuses to start', async (t) => {
