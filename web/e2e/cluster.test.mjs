@@ -10,7 +10,9 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startGateway, startPostgres, bin } from './harness.mjs';
+import {
+  startGateway, startPostgres, bin, startDesktop, userWithTarget, launchBrowser, newPage, openTarget, until,
+} from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 
@@ -95,4 +97,47 @@ test('a gateway whose secret key is not the store\'s refuses to start', async (t
   assert.notEqual(run.status, 0, `it started: ${run.stdout}${run.stderr}`);
   assert.match(run.stderr, /secret key is not the one the store's secrets are sealed under/);
   assert.doesNotMatch(run.stderr + run.stdout, new RegExp(other));
+});
+
+test('the SOC on one gateway lists and kills a session another gateway holds', async (t) => {
+  const pg = await startPostgres();
+  t.after(() => pg.stop());
+  const desktop = await startDesktop('vnc-cluster-1');
+  t.after(() => desktop.stop());
+  const { a, b } = await twoGateways(t, pg, 'cluster_soc', randomBytes(32).toString('hex'));
+  const admin = await userWithTarget(a, {
+    adminPassword: ADMIN, user: 'uma', password: 'uma-password-123', target: 'desk', desktop, vncPassword: 'vnc-cluster-1',
+  });
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await newPage(browser);
+  await openTarget(page, a.base, 'uma', 'uma-password-123', 'desk');
+  const onA = await until('the session on A', async () => (await admin.get('/sessions')).json?.[0]);
+  assert.ok(onA.node, 'a gateway of a cluster names itself');
+
+  // The SOC (here the administrator) reaches B: the session is listed there, naming A.
+  const soc = b.api();
+  assert.equal((await soc.login('admin', ADMIN)).status, 200);
+  const onB = await until('B to list the session held by A', async () => (await soc.get('/sessions')).json
+    ?.find((s) => s.id === onA.id));
+  assert.equal(onB.node, onA.node);
+  assert.equal(onB.user, 'uma');
+
+  // Killed through B: the user on A is told why at once, and the session is gone everywhere.
+  const asked = Date.now();
+  let r = await soc.post(`/sessions/${onA.id}/kill`, { reason: 'cross-gateway check' });
+  assert.equal(r.status, 204, r.text);
+  await page.waitForSelector('#session-error:not([hidden])', { timeout: 10000 });
+  const tookMs = Date.now() - asked;
+  assert.match(await page.textContent('#session-error'), /security team ended this session: cross-gateway check/);
+  console.log(`# kill across gateways: ${tookMs} ms from the request on B to the message in the browser on A`);
+  await until('the session to leave both lists', async () =>
+    (await admin.get('/sessions')).json.length === 0 && !(await soc.get('/sessions')).json.some((s) => s.id === onA.id));
+  // The kill is on record on B, where it was asked, naming A.
+  const trail = b.cli(['audit', 'show', '--kind', 'session_kill']);
+  assert.match(trail.stdout, new RegExp(onA.node));
+  assert.match(trail.stdout, /cross-gateway check/);
+  // A session nobody holds is not found.
+  r = await soc.post('/sessions/00000000-0000-0000-0000-000000000000/kill', { reason: 'x' });
+  assert.equal(r.status, 404);
 });

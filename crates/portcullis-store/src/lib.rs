@@ -483,6 +483,33 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
 }
 
+/// What the gateways of one deployment tell each other through the shared store: which live
+/// sessions each one holds (published every few seconds with a heartbeat) and commands for one
+/// gateway (a kill asked on another), which wake it at once. Only a store several gateways share
+/// has it ([`PgStore`]).
+pub trait Cluster: Send + Sync + 'static {
+    /// Replaces what `node` published (`sessions`, a JSON array) and marks it alive at `now_ms`.
+    fn publish(
+        &self,
+        node: &str,
+        sessions: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// What every gateway heard from since `since_ms` published: (node, its sessions).
+    fn published(&self, since_ms: i64) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+    /// Leaves `command` for `node` and wakes it.
+    fn send(&self, node: &str, command: &serde_json::Value) -> Result<(), StoreError>;
+    /// The commands left for `node`, oldest first; each is taken once.
+    fn take(&self, node: &str) -> Result<Vec<serde_json::Value>, StoreError>;
+    /// Waits until a command may be waiting for `node` (woken by [`Cluster::send`]), at most
+    /// `timeout`; on its own connection. Callers take commands after it returns, whatever it
+    /// returns (a wake-up can be missed while reconnecting: the timeout bounds the delay). An
+    /// error (no connection) comes after waiting out the timeout.
+    fn wait(&self, node: &str, timeout: std::time::Duration) -> Result<(), StoreError>;
+    /// Forgets `node` (it stopped): its sessions are no longer listed.
+    fn leave(&self, node: &str) -> Result<(), StoreError>;
+}
+
 /// An entry of short-lived state that every gateway on a store shares (logins, one-time RDP
 /// tickets, failed-login counts), in a `space` under a `key`. Expired entries are never
 /// returned. The embedded stores keep them in memory (a restart forgets them, as one gateway

@@ -30,8 +30,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{
-    validate_name, Ephemeral, EphemeralChange, GrantRecord, Store, StoreError, TargetRecord,
-    TokenRecord, UserRecord,
+    validate_name, Cluster, Ephemeral, EphemeralChange, GrantRecord, Store, StoreError,
+    TargetRecord, TokenRecord, UserRecord,
 };
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`. Never edit one that
@@ -88,7 +88,26 @@ const MIGRATIONS: &[(&str, &str)] = &[
     CREATE INDEX ephemeral_by_expiry ON portcullis.ephemeral (expires_at_ms);
     "#,
     ),
+    (
+        "the gateways' live sessions and the commands between them",
+        r#"
+    CREATE TABLE portcullis.nodes (
+        node text COLLATE "C" PRIMARY KEY,
+        heartbeat_ms bigint NOT NULL,
+        sessions jsonb NOT NULL
+    );
+    CREATE TABLE portcullis.node_commands (
+        id bigserial PRIMARY KEY,
+        node text COLLATE "C" NOT NULL,
+        command jsonb NOT NULL
+    );
+    CREATE INDEX node_commands_by_node ON portcullis.node_commands (node, id);
+    "#,
+    ),
 ];
+
+/// The channel `NOTIFY` wakes gateways on (the payload names the gateway).
+const COMMAND_CHANNEL: &str = "portcullis_commands";
 
 /// The advisory lock key that serialises migrations between gateways ("portcull" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
@@ -140,6 +159,10 @@ impl Default for PgOptions {
 /// A [`Store`] in a PostgreSQL database, shared by any number of gateways.
 pub struct PgStore {
     jobs: mpsc::Sender<Job>,
+    /// How to connect (for the listening connection of [`Cluster::wait`]).
+    connector: Arc<Connector>,
+    /// The connection that listens for commands, once [`Cluster::wait`] made it.
+    listener: Mutex<Option<Client>>,
     /// Calls handed to the pool and not answered yet.
     queued: Arc<AtomicUsize>,
     timeout: Duration,
@@ -310,6 +333,8 @@ impl PgStore {
         }
         let store = PgStore {
             jobs,
+            connector: Arc::clone(&connector),
+            listener: Mutex::new(None),
             queued: Arc::default(),
             timeout: options.timeout,
             shown,
@@ -1032,6 +1057,129 @@ fn schema_version(c: &mut Client) -> Result<Option<i32>, StoreError> {
         .map_err(|e| pg_error("read the schema version", &e))?
         .get(0);
     Ok(Some(version))
+}
+
+impl Cluster for PgStore {
+    fn publish(
+        &self,
+        node: &str,
+        sessions: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (node, sessions) = (node.to_owned(), sessions.clone());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO portcullis.nodes (node, heartbeat_ms, sessions) VALUES ($1, $2, $3) \
+                 ON CONFLICT (node) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms, \
+                 sessions = excluded.sessions",
+                &[&node, &now_ms, &Json(&sessions)],
+            )
+            .map(drop)
+            .map_err(|e| pg_error("publish this gateway's sessions", &e))
+        })
+    }
+
+    fn published(&self, since_ms: i64) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT node, sessions FROM portcullis.nodes WHERE heartbeat_ms >= $1 ORDER BY node",
+                    &[&since_ms],
+                )
+                .map_err(|e| pg_error("read the gateways' sessions", &e))?;
+            Ok(rows
+                .into_iter()
+                .map(|row| {
+                    let Json(sessions): Json<serde_json::Value> = row.get(1);
+                    (row.get(0), sessions)
+                })
+                .collect())
+        })
+    }
+
+    fn send(&self, node: &str, command: &serde_json::Value) -> Result<(), StoreError> {
+        let (node, command) = (node.to_owned(), command.clone());
+        self.run(move |c| {
+            let mut tx = c.transaction().map_err(|e| pg_error("begin", &e))?;
+            tx.execute(
+                "INSERT INTO portcullis.node_commands (node, command) VALUES ($1, $2)",
+                &[&node, &Json(&command)],
+            )
+            .map_err(|e| pg_error("send a command to a gateway", &e))?;
+            // Delivered with the commit: the woken gateway finds the command.
+            tx.execute("SELECT pg_notify($1, $2)", &[&COMMAND_CHANNEL, &node])
+                .map_err(|e| pg_error("wake a gateway", &e))?;
+            tx.commit().map_err(|e| pg_error("commit", &e))
+        })
+    }
+
+    fn take(&self, node: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        let node = node.to_owned();
+        self.run(move |c| {
+            let rows = c
+                .query(
+                    "DELETE FROM portcullis.node_commands WHERE node = $1 RETURNING id, command",
+                    &[&node],
+                )
+                .map_err(|e| pg_error("take this gateway's commands", &e))?;
+            let mut commands: Vec<(i64, serde_json::Value)> = rows
+                .into_iter()
+                .map(|row| {
+                    let Json(command): Json<serde_json::Value> = row.get(1);
+                    (row.get(0), command)
+                })
+                .collect();
+            commands.sort_by_key(|(id, _)| *id);
+            Ok(commands.into_iter().map(|(_, c)| c).collect())
+        })
+    }
+
+    fn wait(&self, _node: &str, timeout: Duration) -> Result<(), StoreError> {
+        let mut listener = match self.listener.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if listener.as_ref().is_none_or(Client::is_closed) {
+            *listener = None;
+            let listening = self.connector.connect().and_then(|mut c| {
+                c.batch_execute(&format!("LISTEN {COMMAND_CHANNEL}"))
+                    .map_err(|e| pg_error("listen for commands", &e))?;
+                Ok(c)
+            });
+            match listening {
+                Ok(c) => *listener = Some(c),
+                Err(e) => {
+                    drop(listener);
+                    std::thread::sleep(timeout);
+                    return Err(e);
+                }
+            }
+        }
+        let Some(client) = listener.as_mut() else {
+            return Ok(());
+        };
+        // Any wake-up ends the wait: the caller takes whatever is there for it.
+        use postgres::fallible_iterator::FallibleIterator as _;
+        let woken = client
+            .notifications()
+            .timeout_iter(timeout)
+            .next()
+            .map(drop);
+        if let Err(e) = woken {
+            *listener = None;
+            return Err(pg_error("wait for commands", &e));
+        }
+        Ok(())
+    }
+
+    fn leave(&self, node: &str) -> Result<(), StoreError> {
+        let node = node.to_owned();
+        self.run(move |c| {
+            c.execute("DELETE FROM portcullis.nodes WHERE node = $1", &[&node])
+                .map(drop)
+                .map_err(|e| pg_error("leave the cluster", &e))
+        })
+    }
 }
 
 /// Brings the schema up to [`MIGRATIONS`], one gateway at a time.

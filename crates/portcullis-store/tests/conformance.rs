@@ -1154,14 +1154,14 @@ mod postgres_only {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
         // Opening again changes nothing.
         drop(open(&db.url));
         let count: i64 = admin
             .query_one("SELECT count(*) FROM portcullis.schema_migrations", &[])
             .unwrap()
             .get(0);
-        assert_eq!(count, 2);
+        assert_eq!(count, 3);
     }
 
     #[test]
@@ -1436,4 +1436,61 @@ fn postgres_a_stuck_database_stalls_nothing_else() {
     runtime.shutdown_background();
     // And the store works again once the database does.
     assert!(store.get_user("alice").unwrap().is_some());
+}
+
+/// The gateways' registry of live sessions and the commands between them.
+#[test]
+fn postgres_gateways_publish_their_sessions_and_wake_each_other() {
+    use portcullis_store::Cluster;
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let (a, b) = (
+        PgStore::open(&db.url, &PgOptions::default()).unwrap(),
+        PgStore::open(&db.url, &PgOptions::default()).unwrap(),
+    );
+    a.publish("gw-a", &serde_json::json!([{"id": "s1"}]), 1_000)
+        .unwrap();
+    b.publish("gw-b", &serde_json::json!([]), 5_000).unwrap();
+    assert_eq!(
+        b.published(0).unwrap(),
+        [
+            ("gw-a".to_owned(), serde_json::json!([{"id": "s1"}])),
+            ("gw-b".to_owned(), serde_json::json!([]))
+        ]
+    );
+    // Only gateways heard from lately.
+    assert_eq!(b.published(2_000).unwrap().len(), 1);
+    a.publish("gw-a", &serde_json::json!([]), 6_000).unwrap();
+    assert_eq!(b.published(2_000).unwrap()[0].1, serde_json::json!([]));
+
+    // A command wakes its gateway long before the wait's end, and is taken once, in order.
+    let waiting = std::thread::spawn(move || {
+        // The listening connection is made by the first wait: make it, then wait for real.
+        a.wait("gw-a", std::time::Duration::from_millis(10))
+            .unwrap();
+        let started = std::time::Instant::now();
+        a.wait("gw-a", std::time::Duration::from_secs(20)).unwrap();
+        (a, started.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    b.send("gw-a", &serde_json::json!({"kill": "s1"})).unwrap();
+    b.send("gw-a", &serde_json::json!({"kill": "s2"})).unwrap();
+    b.send("gw-b", &serde_json::json!({"kill": "s3"})).unwrap();
+    let (a, waited) = waiting.join().unwrap();
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "not woken: {waited:?}"
+    );
+    assert_eq!(
+        a.take("gw-a").unwrap(),
+        [
+            serde_json::json!({"kill": "s1"}),
+            serde_json::json!({"kill": "s2"})
+        ]
+    );
+    assert!(a.take("gw-a").unwrap().is_empty());
+    assert_eq!(b.take("gw-b").unwrap().len(), 1);
+    a.leave("gw-a").unwrap();
+    assert_eq!(b.published(0).unwrap().len(), 1);
 }

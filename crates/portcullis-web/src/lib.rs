@@ -4,6 +4,7 @@
 
 pub mod audit;
 mod auth;
+pub mod cluster;
 mod error;
 mod extract;
 mod grants;
@@ -100,6 +101,8 @@ pub struct AppState {
     pub(crate) mfa_lock: Arc<Mutex<()>>,
     /// Draining: no new sessions (running ones go on); `/readyz` answers not ready.
     pub draining: health::Draining,
+    /// The other gateways of a cluster (a PostgreSQL store), if any.
+    pub cluster: Option<cluster::ClusterLink>,
 }
 
 impl AppState {
@@ -133,6 +136,7 @@ impl AppState {
             mfa_required_roles: Vec::new(),
             mfa_lock: Arc::default(),
             draining: Arc::default(),
+            cluster: None,
         }
     }
 

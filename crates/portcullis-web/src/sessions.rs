@@ -35,7 +35,8 @@ pub(crate) fn close_sessions(state: &AppState, pick: impl Fn(&SessionInfo) -> bo
     }
 }
 
-fn session_json(s: &SessionInfo) -> serde_json::Value {
+/// A live session as the API lists it; `node`: the gateway holding it, in a cluster.
+pub(crate) fn session_json(s: &SessionInfo, node: Option<&str>) -> serde_json::Value {
     let started =
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(s.started_at_ms) * 1_000_000)
             .ok()
@@ -44,17 +45,35 @@ fn session_json(s: &SessionInfo) -> serde_json::Value {
                     .ok()
             })
             .unwrap_or_default();
-    json!({
+    let mut listed = json!({
         "id": s.id, "user": s.user, "target": s.target, "client_addr": s.client_addr,
         "started_at": started, "state": s.state, "entry": s.entry, "frozen": s.frozen,
-    })
+    });
+    if let Some(node) = node {
+        listed["node"] = json!(node);
+    }
+    listed
 }
 
+/// Every live session: this gateway's, and in a cluster every other gateway's (as they last
+/// published them, within seconds), each naming its `node`.
 pub(crate) async fn list_sessions(
     State(state): State<AppState>,
     _soc: Soc,
 ) -> Json<Vec<serde_json::Value>> {
-    Json(state.broker.list().iter().map(session_json).collect())
+    let node = state.cluster.as_ref().map(|c| c.node().to_owned());
+    let mut listed: Vec<serde_json::Value> = state
+        .broker
+        .list()
+        .iter()
+        .map(|s| session_json(s, node.as_deref()))
+        .collect();
+    if let Some(link) = state.cluster.clone() {
+        if let Ok(remote) = tokio::task::spawn_blocking(move || link.remote_sessions()).await {
+            listed.extend(remote);
+        }
+    }
+    Json(listed)
 }
 
 pub(crate) async fn close_session(

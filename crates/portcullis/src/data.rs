@@ -24,6 +24,23 @@ pub(crate) fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     }
 }
 
+/// The store, and the cluster it is shared by (PostgreSQL only).
+pub(crate) type StoreAndCluster = (Arc<dyn Store>, Option<Arc<dyn portcullis_store::Cluster>>);
+
+/// [`open_store`], and the cluster the store is shared by (PostgreSQL only).
+pub(crate) fn open_store_with_cluster(config: &Config) -> Result<StoreAndCluster> {
+    match &config.store {
+        StoreConfig::Embedded => Ok((Arc::new(open_sled(config)?), None)),
+        StoreConfig::Postgres(pg) => {
+            let store = Arc::new(open_postgres(pg)?);
+            Ok((
+                Arc::clone(&store) as Arc<dyn Store>,
+                Some(store as Arc<dyn portcullis_store::Cluster>),
+            ))
+        }
+    }
+}
+
 /// Opens (and migrates) the PostgreSQL store `pg`.
 pub(crate) fn open_postgres(pg: &PostgresStore) -> Result<PgStore> {
     let password = match &pg.password_file {

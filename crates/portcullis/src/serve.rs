@@ -17,7 +17,7 @@ use portcullis_web::{ops, policy_store};
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
-use crate::data::{check_key_against_store, load_key, open_store};
+use crate::data::{check_key_against_store, load_key, open_store_with_cluster};
 use crate::shutdown::{self, stopped, StopSignals};
 use crate::{cli_audit, recording, rotate};
 
@@ -202,7 +202,7 @@ fn migrate_user_ids(store: &dyn Store, audit: &AuditLog) -> Result<usize> {
 
 pub(crate) fn serve(config: Config) -> Result<()> {
     rotate::refuse_unfinished(&config)?;
-    let store = open_store(&config)?;
+    let (store, cluster) = open_store_with_cluster(&config)?;
     let key = load_key(&config)?;
     check_key_against_store(&*store, &key)?;
     // The trail first: the first admin and the id migration change accounts and tokens, and
@@ -256,6 +256,16 @@ pub(crate) fn serve(config: Config) -> Result<()> {
         portcullis_web::policy::PolicyState::new(policy),
         config.policy_file.clone(),
     );
+    if let Some(cluster) = cluster {
+        // A name of its own for this run: the host's, and a random part (two gateways on one
+        // host, or a restart, are told apart).
+        let node = format!(
+            "{}-{}",
+            portcullis_siem::machine_hostname(),
+            portcullis_secrets::random_token(6)
+        );
+        state.cluster = Some(portcullis_web::cluster::ClusterLink::new(cluster, node));
+    }
     state.rdp_remotefx = config.rdp.remotefx;
     state.rdp_tickets = state.rdp_tickets.clone().with_ttl(config.rdp.ticket_ttl);
     if config.rdp.enabled {
@@ -374,6 +384,8 @@ pub(crate) fn serve(config: Config) -> Result<()> {
                 stopped(stop_rx.clone()),
             ));
         }
+        portcullis_web::cluster::start(&state);
+        let cluster_state = state.clone();
         let drained = drain(usr1, state.clone(), Arc::clone(&audit_log), config.ops.drain_deadline);
         let mut https = tokio::spawn({
             let stop = stopped(stop_rx.clone());
@@ -403,6 +415,8 @@ pub(crate) fn serve(config: Config) -> Result<()> {
             std::process::exit(1);
         });
         let clean = shutdown::run(&broker, &audit_log, &exports, signal, start, grace).await;
+        // Its sessions are over: the other gateways stop listing them at once.
+        portcullis_web::cluster::leave(&cluster_state);
         let _ = siem_stop_tx.send(true);
         let last = tokio::time::Instant::now() + shutdown::LAST_STEPS;
         for forwarder in forwarders {

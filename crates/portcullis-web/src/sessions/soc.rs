@@ -85,7 +85,10 @@ pub(crate) async fn kill(
 ) -> Result<StatusCode, WebError> {
     let reason = body.checked(true)?;
     let asked = std::time::Instant::now();
-    let session = live(&state, &id)?;
+    let session = match live(&state, &id) {
+        Ok(session) => session,
+        Err(not_here) => return kill_elsewhere(&state, &soc.name, &id, reason, not_here).await,
+    };
     let info = session.info();
     state
         .audit
@@ -104,6 +107,50 @@ pub(crate) async fn kill(
     portcullis_broker::stats::KILLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     portcullis_broker::stats::KILL_MICROS.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
     info!(by = %soc.name, session = %id, %reason, "session killed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A kill of a session another gateway of the cluster holds: on record here (fsynced, naming
+/// that gateway) before the command goes; that gateway ends it at once (woken by the store).
+async fn kill_elsewhere(
+    state: &AppState,
+    soc: &str,
+    id: &str,
+    reason: &str,
+    not_here: WebError,
+) -> Result<StatusCode, WebError> {
+    let Some(link) = state.cluster.clone() else {
+        return Err(not_here);
+    };
+    let found = {
+        let (link, id) = (link.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || link.node_of(&id))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?
+    };
+    let Some(node) = found else {
+        return Err(not_here);
+    };
+    state
+        .audit
+        .record(
+            Record::new(Kind::SESSION_KILL, soc)
+                .session(id)
+                .detail("node", node.as_str())
+                .detail("reason", reason),
+        )
+        .await?;
+    let (sent_link, node_c, id_c, soc_c, reason_c) = (
+        link,
+        node.clone(),
+        id.to_owned(),
+        soc.to_owned(),
+        reason.to_owned(),
+    );
+    tokio::task::spawn_blocking(move || sent_link.kill(&node_c, &id_c, &soc_c, &reason_c))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))??;
+    info!(by = %soc, session = %id, %node, %reason, "session killed on another gateway");
     Ok(StatusCode::NO_CONTENT)
 }
 
