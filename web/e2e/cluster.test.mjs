@@ -123,6 +123,12 @@ test('the SOC on one gateway lists and kills a session another gateway holds', a
   assert.equal(onB.node, onA.node);
   assert.equal(onB.user, 'uma');
 
+  // Frozen and unfrozen through B: A holds the user's input meanwhile.
+  assert.equal((await soc.post(`/sessions/${onA.id}/freeze`)).status, 204);
+  await until('A to hold the session frozen', async () => (await admin.get('/sessions')).json[0]?.frozen === true);
+  assert.equal((await soc.post(`/sessions/${onA.id}/unfreeze`)).status, 204);
+  await until('A to let the session go on', async () => (await admin.get('/sessions')).json[0]?.frozen === false);
+
   // Killed through B: the user on A is told why at once, and the session is gone everywhere.
   const asked = Date.now();
   let r = await soc.post(`/sessions/${onA.id}/kill`, { reason: 'cross-gateway check' });
@@ -140,4 +146,13 @@ test('the SOC on one gateway lists and kills a session another gateway holds', a
   // A session nobody holds is not found.
   r = await soc.post('/sessions/00000000-0000-0000-0000-000000000000/kill', { reason: 'x' });
   assert.equal(r.status, 404);
+  assert.equal((await soc.post('/sessions/00000000-0000-0000-0000-000000000000/freeze')).status, 404);
+
+  // A revocation on B ends the user's session on A at once.
+  const again = await newPage(browser);
+  await openTarget(again, a.base, 'uma', 'uma-password-123', 'desk');
+  await until('the second session on B\'s list', async () => (await soc.get('/sessions')).json.some((s) => s.user === 'uma'));
+  assert.equal((await soc.del('/grants/uma/desk')).status, 204);
+  await again.waitForSelector('#session-error:not([hidden])', { timeout: 10000 });
+  assert.match(await again.textContent('#session-error'), /access to this target was revoked/);
 });

@@ -48,6 +48,18 @@ enum Command {
         by: String,
         reason: String,
     },
+    /// End the sessions a revocation takes away (a user deleted or locked, a grant or a target
+    /// removed on another gateway: already on record there).
+    Close {
+        filter: crate::sessions::SessionFilter,
+        message: String,
+    },
+    /// Freeze or unfreeze a session: the security team asked on another gateway.
+    Freeze {
+        session: String,
+        by: String,
+        frozen: bool,
+    },
 }
 
 impl ClusterLink {
@@ -94,6 +106,54 @@ impl ClusterLink {
         })
     }
 
+    /// The other gateways heard from lately.
+    fn others(&self) -> Vec<String> {
+        let since =
+            crate::auth::now_ms() - i64::try_from(ALIVE_WITHIN.as_millis()).unwrap_or(i64::MAX);
+        match self.store.published(since) {
+            Ok(nodes) => nodes
+                .into_iter()
+                .map(|(node, _)| node)
+                .filter(|node| **node != *self.node)
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot read which other gateways are alive");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Tells every other gateway to end the sessions `filter` picks (a revocation).
+    pub(crate) fn close_everywhere(&self, filter: &crate::sessions::SessionFilter, message: &str) {
+        let command = serde_json::to_value(Command::Close {
+            filter: filter.clone(),
+            message: message.to_owned(),
+        })
+        .unwrap_or_default();
+        for node in self.others() {
+            if let Err(e) = self.store.send(&node, &command) {
+                warn!(error = %e, %node, "cannot tell another gateway to end revoked sessions");
+            }
+        }
+    }
+
+    /// Asks `node` to freeze or unfreeze session `id`.
+    pub(crate) fn freeze(
+        &self,
+        node: &str,
+        id: &str,
+        by: &str,
+        frozen: bool,
+    ) -> Result<(), portcullis_store::StoreError> {
+        let command = Command::Freeze {
+            session: id.to_owned(),
+            by: by.to_owned(),
+            frozen,
+        };
+        self.store
+            .send(node, &serde_json::to_value(command).unwrap_or_default())
+    }
+
     /// Asks `node` to end session `id` (woken at once).
     pub(crate) fn kill(
         &self,
@@ -128,6 +188,7 @@ pub fn start(state: &AppState) {
         }
     });
     let runner = state.clone();
+    let runtime = tokio::runtime::Handle::current();
     let spawned = std::thread::Builder::new()
         .name("cluster-commands".into())
         .spawn(move || loop {
@@ -137,7 +198,7 @@ pub fn start(state: &AppState) {
             match link.store.take(&link.node) {
                 Ok(commands) => {
                     for command in commands {
-                        carry_out(&runner, command);
+                        carry_out(&runner, &runtime, command);
                     }
                 }
                 Err(e) => warn!(error = %e, "cannot take other gateways' commands"),
@@ -179,7 +240,7 @@ pub fn leave(state: &AppState) {
     }
 }
 
-fn carry_out(state: &AppState, command: serde_json::Value) {
+fn carry_out(state: &AppState, runtime: &tokio::runtime::Handle, command: serde_json::Value) {
     match serde_json::from_value::<Command>(command) {
         Ok(Command::Kill {
             session,
@@ -193,6 +254,22 @@ fn carry_out(state: &AppState, command: serde_json::Value) {
                 info!(%by, %session, %reason, "session killed from another gateway");
             }
             None => info!(%session, "a kill from another gateway found the session already gone"),
+        },
+        Ok(Command::Close { filter, message }) => {
+            crate::sessions::close_local_sessions(state, &filter, &message);
+        }
+        Ok(Command::Freeze {
+            session,
+            by,
+            frozen,
+        }) => match state.broker.get(&session).filter(|s| !s.is_closed()) {
+            Some(live) => {
+                // On record here too (the session's own trail), before it takes effect.
+                if let Err(e) = runtime.block_on(live.set_frozen(frozen, &by)) {
+                    warn!(error = %e, %session, "a freeze from another gateway could not be recorded: not applied");
+                }
+            }
+            None => info!(%session, "a freeze from another gateway found the session already gone"),
         },
         Err(e) => warn!(error = %e, "an unknown command from another gateway was ignored"),
     }

@@ -87,7 +87,10 @@ pub(crate) async fn delete_grant(
                 }
                 close_sessions(
                     &state,
-                    |s| s.user == user && s.target == target,
+                    &crate::sessions::SessionFilter {
+                        user: Some(user.clone()),
+                        target: Some(target.clone()),
+                    },
                     "your access to this target was revoked by an administrator",
                 );
                 Ok(())

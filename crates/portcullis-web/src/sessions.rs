@@ -23,9 +23,50 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/sessions/{id}", delete(close_session))
 }
 
-/// Closes the live sessions that `pick` selects: revocations take effect at once.
-pub(crate) fn close_sessions(state: &AppState, pick: impl Fn(&SessionInfo) -> bool, message: &str) {
-    for s in state.broker.list().into_iter().filter(|s| pick(s)) {
+/// Which live sessions a revocation ends: those of `user`, to `target`, or both (each given
+/// narrows it; neither: none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SessionFilter {
+    pub user: Option<String>,
+    pub target: Option<String>,
+}
+
+impl SessionFilter {
+    /// Every session of `user`.
+    pub(crate) fn user(user: &str) -> Self {
+        Self {
+            user: Some(user.to_owned()),
+            target: None,
+        }
+    }
+
+    /// Every session to `target`.
+    pub(crate) fn target(target: &str) -> Self {
+        Self {
+            user: None,
+            target: Some(target.to_owned()),
+        }
+    }
+
+    pub(crate) fn picks(&self, s: &SessionInfo) -> bool {
+        (self.user.is_some() || self.target.is_some())
+            && self.user.as_ref().is_none_or(|u| *u == s.user)
+            && self.target.as_ref().is_none_or(|t| *t == s.target)
+    }
+}
+
+/// Closes the live sessions `filter` picks on this gateway; in a cluster every other gateway is
+/// told to do the same at once: revocations take effect everywhere.
+pub(crate) fn close_sessions(state: &AppState, filter: &SessionFilter, message: &str) {
+    close_local_sessions(state, filter, message);
+    if let Some(link) = &state.cluster {
+        link.close_everywhere(filter, message);
+    }
+}
+
+/// [`close_sessions`] on this gateway only (what another gateway's command asks).
+pub(crate) fn close_local_sessions(state: &AppState, filter: &SessionFilter, message: &str) {
+    for s in state.broker.list().into_iter().filter(|s| filter.picks(s)) {
         state.broker.close(
             &s.id,
             SessionEnd::ClosedByAdmin {

@@ -203,7 +203,7 @@ pub(crate) async fn delete_target(
                 }
                 close_sessions(
                     &state,
-                    |s| s.target == name,
+                    &crate::sessions::SessionFilter::target(&name),
                     "this target was removed by an administrator",
                 );
                 Ok(())

@@ -96,7 +96,7 @@ pub(crate) async fn delete_user(
                 state.throttle.succeeded(&name);
                 close_sessions(
                     &state,
-                    |s| s.user == name,
+                    &crate::sessions::SessionFilter::user(&name),
                     "your account was removed by an administrator",
                 );
                 Ok(())

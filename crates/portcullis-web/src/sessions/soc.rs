@@ -119,16 +119,7 @@ async fn kill_elsewhere(
     reason: &str,
     not_here: WebError,
 ) -> Result<StatusCode, WebError> {
-    let Some(link) = state.cluster.clone() else {
-        return Err(not_here);
-    };
-    let found = {
-        let (link, id) = (link.clone(), id.to_owned());
-        tokio::task::spawn_blocking(move || link.node_of(&id))
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))?
-    };
-    let Some(node) = found else {
+    let (Some(link), Some(node)) = (state.cluster.clone(), holder(state, id).await?) else {
         return Err(not_here);
     };
     state
@@ -155,17 +146,14 @@ async fn kill_elsewhere(
 }
 
 /// `POST /sessions/{id}/freeze`: the user's input is held until unfrozen. On record (fsynced)
-/// before it takes effect; 503 and no freeze when the trail cannot take it.
+/// before it takes effect; 503 and no freeze when the trail cannot take it. A session another
+/// gateway of the cluster holds is frozen there (asked on record here first).
 pub(crate) async fn freeze(
     State(state): State<AppState>,
     Soc(soc): Soc,
     Path(id): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    live(&state, &id)?
-        .set_frozen(true, &soc.name)
-        .await
-        .map_err(|e| unavailable(&e))?;
-    Ok(StatusCode::NO_CONTENT)
+    set_frozen(&state, &soc.name, &id, true).await
 }
 
 /// `POST /sessions/{id}/unfreeze`, recorded like a freeze.
@@ -174,11 +162,57 @@ pub(crate) async fn unfreeze(
     Soc(soc): Soc,
     Path(id): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    live(&state, &id)?
-        .set_frozen(false, &soc.name)
+    set_frozen(&state, &soc.name, &id, false).await
+}
+
+async fn set_frozen(
+    state: &AppState,
+    soc: &str,
+    id: &str,
+    frozen: bool,
+) -> Result<StatusCode, WebError> {
+    let not_here = match live(state, id) {
+        Ok(session) => {
+            session
+                .set_frozen(frozen, soc)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        Err(not_here) => not_here,
+    };
+    let (Some(link), Some(node)) = (state.cluster.clone(), holder(state, id).await?) else {
+        return Err(not_here);
+    };
+    let kind = if frozen {
+        Kind::SESSION_FREEZE
+    } else {
+        Kind::SESSION_UNFREEZE
+    };
+    state
+        .audit
+        .record(
+            Record::new(kind, soc)
+                .session(id)
+                .detail("node", node.as_str()),
+        )
+        .await?;
+    let (id_c, soc_c) = (id.to_owned(), soc.to_owned());
+    tokio::task::spawn_blocking(move || link.freeze(&node, &id_c, &soc_c, frozen))
         .await
-        .map_err(|e| unavailable(&e))?;
+        .map_err(|e| WebError::Internal(e.to_string()))??;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The other gateway of the cluster that holds session `id`, if one does.
+async fn holder(state: &AppState, id: &str) -> Result<Option<String>, WebError> {
+    let Some(link) = state.cluster.clone() else {
+        return Ok(None);
+    };
+    let id = id.to_owned();
+    tokio::task::spawn_blocking(move || link.node_of(&id))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))
 }
 
 /// `GET /sessions/{id}/thumbnail`: the screen now, as a small JPEG.
@@ -254,7 +288,7 @@ pub(crate) async fn lock_user(
                 state.logins.remove_user(&name)?;
                 close_sessions(
                     &state,
-                    |s| s.user == name,
+                    &crate::sessions::SessionFilter::user(&name),
                     &format!("your account was locked by the security team: {reason}"),
                 );
                 Ok(())
