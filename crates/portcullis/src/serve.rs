@@ -257,13 +257,8 @@ pub(crate) fn serve(config: Config) -> Result<()> {
         config.policy_file.clone(),
     );
     if let Some(cluster) = cluster {
-        // A name of its own for this run: the host's, and a random part (two gateways on one
-        // host, or a restart, are told apart).
-        let node = format!(
-            "{}-{}",
-            portcullis_siem::machine_hostname(),
-            portcullis_secrets::random_token(6)
-        );
+        let node = node_name(&config)?;
+        info!(%node, "this gateway's name in the cluster");
         state.cluster = Some(portcullis_web::cluster::ClusterLink::new(cluster, node));
     }
     state.rdp_remotefx = config.rdp.remotefx;
@@ -485,6 +480,28 @@ async fn drain(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// This gateway's name in a cluster, the same at every start on this data directory
+/// (`DATA_DIR/node-name`, made at the first start: the host's name and a random part, so that two
+/// gateways on one host are told apart).
+fn node_name(config: &Config) -> Result<String> {
+    let file = config.data_dir.join("node-name");
+    match std::fs::read_to_string(&file) {
+        Ok(name) if !name.trim().is_empty() => return Ok(name.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    }
+    let host: String = portcullis_siem::machine_hostname()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+        .take(48)
+        .collect();
+    let name = format!("{host}-{}", portcullis_secrets::random_token(6));
+    std::fs::write(&file, format!("{name}\n"))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(name)
 }
 
 /// A token file's first line (e.g. a mounted secret); never empty.
