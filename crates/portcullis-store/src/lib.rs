@@ -535,6 +535,44 @@ pub enum EphemeralChange {
     Delete,
 }
 
+/// The [`Store`] methods of short-lived state, for a store that keeps it in a [`LocalEphemeral`]
+/// field named `$field`.
+macro_rules! local_ephemeral_methods {
+    ($field:ident) => {
+        fn ephemeral_update(
+            &self,
+            space: &str,
+            key: &str,
+            now_ms: i64,
+            change: &mut dyn FnMut(Option<&$crate::Ephemeral>) -> $crate::EphemeralChange,
+        ) -> Result<Option<$crate::Ephemeral>, StoreError> {
+            Ok(self.$field.update(space, key, now_ms, change))
+        }
+
+        fn ephemeral_delete_owner(&self, space: &str, owner: &str) -> Result<usize, StoreError> {
+            Ok(self.$field.delete_owner(space, owner))
+        }
+
+        fn ephemeral_count(
+            &self,
+            space: &str,
+            owner: &str,
+            now_ms: i64,
+        ) -> Result<(usize, usize), StoreError> {
+            Ok(self.$field.count(space, owner, now_ms))
+        }
+
+        fn ephemeral_purge(&self, now_ms: i64) -> Result<usize, StoreError> {
+            Ok(self.$field.purge(now_ms))
+        }
+
+        fn ephemeral_trim(&self, space: &str, keep: usize) -> Result<usize, StoreError> {
+            Ok(self.$field.trim(space, keep))
+        }
+    };
+}
+pub(crate) use local_ephemeral_methods;
+
 /// Ephemeral entries in memory, for the embedded stores.
 #[derive(Debug, Default)]
 pub(crate) struct LocalEphemeral {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::{
-    validate_name, Ephemeral, EphemeralChange, GrantRecord, LocalEphemeral, Store, StoreError,
-    TargetRecord, TokenRecord, UserRecord,
+    validate_name, GrantRecord, LocalEphemeral, Store, StoreError, TargetRecord, TokenRecord,
+    UserRecord,
 };
 
 /// A [`Store`] kept in memory (a mutex around ordered maps). Behaves like [`crate::SledStore`]
@@ -243,36 +243,7 @@ impl Store for MemoryStore {
         Ok(self.lock().meta.keys().cloned().collect())
     }
 
-    fn ephemeral_update(
-        &self,
-        space: &str,
-        key: &str,
-        now_ms: i64,
-        change: &mut dyn FnMut(Option<&Ephemeral>) -> EphemeralChange,
-    ) -> Result<Option<Ephemeral>, StoreError> {
-        Ok(self.ephemeral.update(space, key, now_ms, change))
-    }
-
-    fn ephemeral_delete_owner(&self, space: &str, owner: &str) -> Result<usize, StoreError> {
-        Ok(self.ephemeral.delete_owner(space, owner))
-    }
-
-    fn ephemeral_count(
-        &self,
-        space: &str,
-        owner: &str,
-        now_ms: i64,
-    ) -> Result<(usize, usize), StoreError> {
-        Ok(self.ephemeral.count(space, owner, now_ms))
-    }
-
-    fn ephemeral_purge(&self, now_ms: i64) -> Result<usize, StoreError> {
-        Ok(self.ephemeral.purge(now_ms))
-    }
-
-    fn ephemeral_trim(&self, space: &str, keep: usize) -> Result<usize, StoreError> {
-        Ok(self.ephemeral.trim(space, keep))
-    }
+    crate::local_ephemeral_methods!(ephemeral);
 
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())

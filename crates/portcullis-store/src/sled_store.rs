@@ -10,8 +10,8 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use crate::{
-    validate_name, Ephemeral, EphemeralChange, GrantRecord, LocalEphemeral, Store, StoreError,
-    TargetRecord, TokenRecord, UserRecord,
+    validate_name, GrantRecord, LocalEphemeral, Store, StoreError, TargetRecord, TokenRecord,
+    UserRecord,
 };
 
 /// Separator between user and target in a grant key: `user \0 target`. Valid names never
@@ -423,36 +423,7 @@ impl Store for SledStore {
         self.flush_db()
     }
 
-    fn ephemeral_update(
-        &self,
-        space: &str,
-        key: &str,
-        now_ms: i64,
-        change: &mut dyn FnMut(Option<&Ephemeral>) -> EphemeralChange,
-    ) -> Result<Option<Ephemeral>, StoreError> {
-        Ok(self.ephemeral.update(space, key, now_ms, change))
-    }
-
-    fn ephemeral_delete_owner(&self, space: &str, owner: &str) -> Result<usize, StoreError> {
-        Ok(self.ephemeral.delete_owner(space, owner))
-    }
-
-    fn ephemeral_count(
-        &self,
-        space: &str,
-        owner: &str,
-        now_ms: i64,
-    ) -> Result<(usize, usize), StoreError> {
-        Ok(self.ephemeral.count(space, owner, now_ms))
-    }
-
-    fn ephemeral_purge(&self, now_ms: i64) -> Result<usize, StoreError> {
-        Ok(self.ephemeral.purge(now_ms))
-    }
-
-    fn ephemeral_trim(&self, space: &str, keep: usize) -> Result<usize, StoreError> {
-        Ok(self.ephemeral.trim(space, keep))
-    }
+    crate::local_ephemeral_methods!(ephemeral);
 }
 
 /// Whether sled failed to open because another process holds the database's lock.
