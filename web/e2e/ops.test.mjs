@@ -111,6 +111,11 @@ test('PORTCULLIS_LOG_FORMAT=json gives one JSON object per log line', async (t) 
   // banner and the first admin's password, is not a log line).
   for (const l of gw.log().split('\n')) {
     assert.doesNotMatch(l, /^\S+Z\s+(TRACE|DEBUG|INFO|WARN|ERROR)\s/, l);
-    if (l.startsWith('{')) assert.doesNotThrow(() => JSON.parse(l), l);
+    if (l.startsWith('{')) {
+      assert.doesNotThrow(() => JSON.parse(l), l);
+      // No key twice (a parser would keep one of them only).
+      const keys = [...l.matchAll(/"([a-z_]+)":/g)].map((m) => m[1]);
+      assert.equal(new Set(keys).size, keys.length, l);
+    }
   }
 });

@@ -488,15 +488,15 @@ pub trait Store: Send + Sync + 'static {
 /// gateway (a kill asked on another), which wake it at once. Only a store several gateways share
 /// has it ([`PgStore`]).
 pub trait Cluster: Send + Sync + 'static {
-    /// Replaces what `node` published (`sessions`, a JSON array) and marks it alive at `now_ms`.
-    fn publish(
+    /// Replaces what `node` published (`sessions`, a JSON array) and marks it alive now (by
+    /// the store's clock, the same for every gateway).
+    fn publish(&self, node: &str, sessions: &serde_json::Value) -> Result<(), StoreError>;
+    /// What every gateway heard from within `within` (by the store's clock) published: (node,
+    /// its sessions).
+    fn published(
         &self,
-        node: &str,
-        sessions: &serde_json::Value,
-        now_ms: i64,
-    ) -> Result<(), StoreError>;
-    /// What every gateway heard from since `since_ms` published: (node, its sessions).
-    fn published(&self, since_ms: i64) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+        within: std::time::Duration,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
     /// Leaves `command` for `node` and wakes it.
     fn send(&self, node: &str, command: &serde_json::Value) -> Result<(), StoreError>;
     /// The commands left for `node`, oldest first; each is taken once.

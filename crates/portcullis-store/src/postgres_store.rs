@@ -1060,31 +1060,29 @@ fn schema_version(c: &mut Client) -> Result<Option<i32>, StoreError> {
 }
 
 impl Cluster for PgStore {
-    fn publish(
-        &self,
-        node: &str,
-        sessions: &serde_json::Value,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    fn publish(&self, node: &str, sessions: &serde_json::Value) -> Result<(), StoreError> {
         let (node, sessions) = (node.to_owned(), sessions.clone());
         self.run(move |c| {
             c.execute(
-                "INSERT INTO portcullis.nodes (node, heartbeat_ms, sessions) VALUES ($1, $2, $3) \
+                "INSERT INTO portcullis.nodes (node, heartbeat_ms, sessions) VALUES ($1, \
+                 (extract(epoch from clock_timestamp()) * 1000)::bigint, $2) \
                  ON CONFLICT (node) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms, \
                  sessions = excluded.sessions",
-                &[&node, &now_ms, &Json(&sessions)],
+                &[&node, &Json(&sessions)],
             )
             .map(drop)
             .map_err(|e| pg_error("publish this gateway's sessions", &e))
         })
     }
 
-    fn published(&self, since_ms: i64) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    fn published(&self, within: Duration) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let within_ms = i64::try_from(within.as_millis()).unwrap_or(i64::MAX);
         self.run(move |c| {
             let rows = c
                 .query(
-                    "SELECT node, sessions FROM portcullis.nodes WHERE heartbeat_ms >= $1 ORDER BY node",
-                    &[&since_ms],
+                    "SELECT node, sessions FROM portcullis.nodes WHERE heartbeat_ms >= \
+                     (extract(epoch from clock_timestamp()) * 1000)::bigint - $1 ORDER BY node",
+                    &[&within_ms],
                 )
                 .map_err(|e| pg_error("read the gateways' sessions", &e))?;
             Ok(rows

@@ -47,6 +47,9 @@ enum Command {
         session: String,
         by: String,
         reason: String,
+        /// The gateway it was asked on.
+        #[serde(default)]
+        from: String,
     },
     /// End the sessions a revocation takes away (a user deleted or locked, a grant or a target
     /// removed on another gateway: already on record there).
@@ -78,17 +81,11 @@ impl ClusterLink {
 
     /// The sessions the other gateways hold, as they published them (each with its `node`).
     pub(crate) fn remote_sessions(&self) -> Vec<serde_json::Value> {
-        let since =
-            crate::auth::now_ms() - i64::try_from(ALIVE_WITHIN.as_millis()).unwrap_or(i64::MAX);
-        match self.store.published(since) {
+        match self.store.published(ALIVE_WITHIN) {
             Ok(nodes) => nodes
                 .into_iter()
                 .filter(|(node, _)| **node != *self.node)
-                .filter_map(|(_, sessions)| match sessions {
-                    serde_json::Value::Array(list) => Some(list),
-                    _ => None,
-                })
-                .flatten()
+                .flat_map(|(node, sessions)| listed(&node, sessions))
                 .collect(),
             Err(e) => {
                 warn!(error = %e, "cannot read the other gateways' sessions");
@@ -108,9 +105,7 @@ impl ClusterLink {
 
     /// The other gateways heard from lately.
     fn others(&self) -> Vec<String> {
-        let since =
-            crate::auth::now_ms() - i64::try_from(ALIVE_WITHIN.as_millis()).unwrap_or(i64::MAX);
-        match self.store.published(since) {
+        match self.store.published(ALIVE_WITHIN) {
             Ok(nodes) => nodes
                 .into_iter()
                 .map(|(node, _)| node)
@@ -166,6 +161,7 @@ impl ClusterLink {
             session: id.to_owned(),
             by: by.to_owned(),
             reason: reason.to_owned(),
+            from: self.node.to_string(),
         };
         self.store
             .send(node, &serde_json::to_value(command).unwrap_or_default())
@@ -198,7 +194,13 @@ pub fn start(state: &AppState) {
             match link.store.take(&link.node) {
                 Ok(commands) => {
                     for command in commands {
-                        carry_out(&runner, &runtime, command);
+                        // A bug in one command must not stop the others, nor later ones.
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            carry_out(&runner, &runtime, command);
+                        }));
+                        if ran.is_err() {
+                            warn!("a command from another gateway failed (panicked)");
+                        }
                     }
                 }
                 Err(e) => warn!(error = %e, "cannot take other gateways' commands"),
@@ -209,26 +211,100 @@ pub fn start(state: &AppState) {
     }
 }
 
-/// Publishes `state`'s live sessions now.
+/// Publishes `state`'s live sessions now, after ending those the store no longer allows: a
+/// revocation made on another gateway (or by the command line) whose command did not arrive
+/// takes effect here within one round.
 pub async fn publish(state: &AppState) {
     let Some(link) = state.cluster.clone() else {
         return;
     };
+    let checker = state.clone();
+    let _ = tokio::task::spawn_blocking(move || end_revoked(&checker)).await;
     let sessions: Vec<serde_json::Value> = state
         .broker
         .list()
         .iter()
         .map(|s| crate::sessions::session_json(s, Some(&link.node)))
         .collect();
-    let now = crate::auth::now_ms();
     let published = tokio::task::spawn_blocking(move || {
         link.store
-            .publish(&link.node, &serde_json::Value::Array(sessions), now)
+            .publish(&link.node, &serde_json::Value::Array(sessions))
     })
     .await;
-    if let Ok(Err(e)) = published {
-        warn!(error = %e, "cannot publish this gateway's sessions");
+    match published {
+        Ok(Ok(())) => state
+            .cluster_published
+            .store(crate::auth::now_ms(), std::sync::atomic::Ordering::Relaxed),
+        Ok(Err(e)) => warn!(error = %e, "cannot publish this gateway's sessions"),
+        Err(e) => warn!(error = %e, "cannot publish this gateway's sessions"),
     }
+}
+
+/// Ends this gateway's sessions whose user, grant or target the store no longer has (or whose
+/// user is locked now). A store that cannot answer ends nothing (logged).
+fn end_revoked(state: &AppState) {
+    for s in state.broker.list() {
+        let user = match state.store.get_user(&s.user) {
+            Ok(user) => user,
+            Err(e) => {
+                warn!(error = %e, "cannot check live sessions against the store");
+                return;
+            }
+        };
+        let why = match user {
+            None => Some("your account was removed by an administrator"),
+            Some(u) if !s.user_id.is_empty() && u.id != s.user_id => {
+                Some("your account was removed by an administrator")
+            }
+            Some(u) if u.locked => Some("your account was locked by the security team"),
+            Some(_) => match state.store.has_grant(&s.user, &s.target) {
+                Ok(true) => None,
+                Ok(false) => Some("your access to this target was revoked by an administrator"),
+                Err(e) => {
+                    warn!(error = %e, "cannot check live sessions against the store");
+                    return;
+                }
+            },
+        };
+        if let Some(why) = why {
+            info!(session = %s.id, user = %s.user, target = %s.target, why, "session ended: revoked in the store");
+            state.broker.close(
+                &s.id,
+                SessionEnd::ClosedByAdmin {
+                    message: why.to_owned(),
+                },
+            );
+        }
+    }
+}
+
+/// What another gateway published, as this API lists it: the fields the UI shows, typed and
+/// bounded, with `node` the gateway's own name (not what the entry says).
+fn listed(node: &str, sessions: serde_json::Value) -> Vec<serde_json::Value> {
+    let serde_json::Value::Array(list) = sessions else {
+        return Vec::new();
+    };
+    let text = |v: &serde_json::Value, key: &str| {
+        v.get(key)
+            .and_then(|x| x.as_str())
+            .map(|x| x.chars().take(256).collect::<String>())
+    };
+    list.into_iter()
+        .take(10_000)
+        .filter_map(|s| {
+            Some(serde_json::json!({
+                "id": text(&s, "id")?,
+                "user": text(&s, "user").unwrap_or_default(),
+                "target": text(&s, "target").unwrap_or_default(),
+                "client_addr": text(&s, "client_addr").unwrap_or_default(),
+                "started_at": text(&s, "started_at").unwrap_or_default(),
+                "state": text(&s, "state").unwrap_or_default(),
+                "entry": text(&s, "entry").unwrap_or_default(),
+                "frozen": s.get("frozen").and_then(serde_json::Value::as_bool).unwrap_or(false),
+                "node": node,
+            }))
+        })
+        .collect()
 }
 
 /// Says the gateway left (it stops): its sessions are no longer listed.
@@ -246,8 +322,22 @@ fn carry_out(state: &AppState, runtime: &tokio::runtime::Handle, command: serde_
             session,
             by,
             reason,
+            from,
         }) => match state.broker.get(&session).filter(|s| !s.is_closed()) {
             Some(live) => {
+                // On record here too, beside the session (its trail and recording), before it
+                // takes effect: who asked, where.
+                let info = live.info();
+                let record =
+                    portcullis_audit::Record::new(portcullis_audit::Kind::SESSION_KILL, &by)
+                        .session(&session)
+                        .target(info.target)
+                        .detail("user", info.user)
+                        .detail("reason", reason.as_str())
+                        .detail("from_node", from.as_str());
+                if let Err(e) = runtime.block_on(state.audit.record(record)) {
+                    warn!(error = %e, %session, "a kill from another gateway could not be recorded here; ending the session anyway");
+                }
                 live.close(SessionEnd::ClosedByAdmin {
                     message: format!("the security team ended this session: {reason}"),
                 });

@@ -83,19 +83,29 @@ async fn not_ready(app: &AppState) -> Vec<String> {
     if app.draining.load(Ordering::Relaxed) {
         why.push("draining: no new sessions".to_owned());
     }
+    // What is wrong is said in general terms (the listener needs no login); the details are
+    // logged.
     if let Some(failure) = app.audit.failure() {
-        why.push(failure);
+        tracing::warn!(%failure, "not ready: the audit trail");
+        why.push("the audit trail takes no records".to_owned());
     }
     let store = Arc::clone(&app.store);
     let asked = tokio::task::spawn_blocking(move || store.get_meta("secret_key_check"));
     match tokio::time::timeout(STORE_CHECK, asked).await {
         Ok(Ok(Ok(_))) => {}
-        Ok(Ok(Err(e))) => why.push(format!("the store: {e}")),
-        Ok(Err(e)) => why.push(format!("the store check failed: {e}")),
-        Err(_) => why.push(format!(
-            "the store did not answer within {} s",
-            STORE_CHECK.as_secs()
-        )),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "not ready: the store");
+            why.push("the store does not answer".to_owned());
+        }
+        Ok(Err(_)) | Err(_) => why.push("the store does not answer".to_owned()),
+    }
+    // In a cluster: the others must see this gateway's sessions to act on them.
+    if app.cluster.is_some() {
+        let last = app.cluster_published.load(Ordering::Relaxed);
+        let stale = crate::cluster::PUBLISH_EVERY * 3;
+        if crate::auth::now_ms() - last > i64::try_from(stale.as_millis()).unwrap_or(i64::MAX) {
+            why.push("the cluster has not heard from this gateway lately".to_owned());
+        }
     }
     why
 }

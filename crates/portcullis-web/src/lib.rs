@@ -103,6 +103,8 @@ pub struct AppState {
     pub draining: health::Draining,
     /// The other gateways of a cluster (a PostgreSQL store), if any.
     pub cluster: Option<cluster::ClusterLink>,
+    /// When this gateway last published its sessions to the cluster (Unix ms; 0: never).
+    pub(crate) cluster_published: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl AppState {
@@ -137,6 +139,7 @@ impl AppState {
             mfa_lock: Arc::default(),
             draining: Arc::default(),
             cluster: None,
+            cluster_published: Arc::default(),
         }
     }
 

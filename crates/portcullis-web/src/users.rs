@@ -88,17 +88,18 @@ pub(crate) async fn delete_user(
                 if !state.store.delete_user(&name)? {
                     return Err(gone());
                 }
-                state.logins.remove_user(&name)?;
-                // The store took the user's grants and API tokens with them; the in-memory RDP
-                // tickets go here, so that an account created later under the same name
-                // inherits nothing, nor the failed-login count of the old one.
-                state.rdp_tickets.revoke_user(&name);
-                state.throttle.succeeded(&name);
+                // Sessions first: whatever fails after, none outlives the account.
                 close_sessions(
                     &state,
                     &crate::sessions::SessionFilter::user(&name),
                     "your account was removed by an administrator",
                 );
+                // The store took the user's grants and API tokens with them; the RDP tickets go
+                // here, so that an account created later under the same name inherits nothing,
+                // nor the failed-login count of the old one.
+                state.rdp_tickets.revoke_user(&name);
+                state.throttle.succeeded(&name);
+                state.logins.remove_user(&name)?;
                 Ok(())
             },
         )

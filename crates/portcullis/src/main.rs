@@ -22,9 +22,11 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if std::env::var(LOG_FORMAT_ENV).is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        // The module path is left out: events name a `target` (a host) of their own.
         logs.json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_target(false)
             .init();
     } else {
         logs.init();

@@ -285,12 +285,13 @@ pub(crate) async fn lock_user(
                 .detail("reason", reason),
             || {
                 set_locked(&state, &name, true)?;
-                state.logins.remove_user(&name)?;
+                // Sessions first: whatever fails after, none outlives the lock.
                 close_sessions(
                     &state,
                     &crate::sessions::SessionFilter::user(&name),
                     &format!("your account was locked by the security team: {reason}"),
                 );
+                state.logins.remove_user(&name)?;
                 Ok(())
             },
         )
