@@ -112,6 +112,15 @@ const COMMAND_CHANNEL: &str = "portcullis_commands";
 /// The advisory lock key that serialises migrations between gateways ("portcull" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
 
+/// One call in the pool's count; counted out when dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Calls that may wait for a connection at once; more fail at once (the database is not keeping
 /// up, and a queue without end would only hold every caller longer).
 const MAX_QUEUED: usize = 256;
@@ -364,14 +373,16 @@ impl PgStore {
             )));
         }
         let (answer, answered) = mpsc::sync_channel(1);
+        // Counted out when the job ends, however it ends (a panic included).
+        let counted = Counted(queued);
         let job: Job = Box::new(move |connection: &mut Connection| {
+            let _counted = counted;
             let result = connection.client().and_then(op);
             connection.last_used = Instant::now();
-            queued.fetch_sub(1, Ordering::Relaxed);
             let _ = answer.send(result);
         });
         if self.jobs.send(job).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+            // The job came back and was dropped: counted out.
             return Err(StoreError::Backend(
                 "the PostgreSQL store is closed".to_owned(),
             ));
