@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
   startGateway, startPostgres, bin, startDesktop, userWithTarget, launchBrowser, newPage, openTarget, until,
+  startXfreerdp,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -167,4 +168,43 @@ test('the SOC on one gateway lists and kills a session another gateway holds', a
   assert.equal(psql.status, 0, psql.stderr);
   await third.waitForSelector('#session-error:not([hidden])', { timeout: 15000 });
   assert.match(await third.textContent('#session-error'), /access to this target was revoked/);
+});
+
+test('an .rdp ticket issued on one gateway lets a native client in once through another', async (t) => {
+  const pg = await startPostgres();
+  t.after(() => pg.stop());
+  const desktop = await startDesktop('vnc-cluster-2');
+  t.after(() => desktop.stop());
+  const { a, b } = await twoGateways(t, pg, 'cluster_ticket', randomBytes(32).toString('hex'));
+  const admin = await userWithTarget(a, {
+    adminPassword: ADMIN, user: 'nia', password: 'nia-password-123', target: 'desk', desktop, vncPassword: 'vnc-cluster-2',
+  });
+  const nia = a.api();
+  assert.equal((await nia.login('nia', 'nia-password-123')).status, 200);
+  const r = await nia.post('/targets/desk/rdp-file');
+  assert.equal(r.status, 200, r.text);
+  const password = r.headers['x-portcullis-rdp-password'];
+  const dir = mkdtempSync(join(tmpdir(), 'pc-rdpfile-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'desk.rdp');
+  writeFileSync(path, r.text);
+
+  // The file names A; the client goes to B's RDP listener instead: B redeems A's ticket.
+  const native = await startXfreerdp({ args: [path, `/v:127.0.0.1:${b.rdpPort}`, `/p:${password}`, '/cert:ignore', '/size:1024x768'] });
+  t.after(() => native.stop());
+  const onB = await until('the native session on B, listed on A', async () => (await admin.get('/sessions')).json
+    .find((s) => s.user === 'nia' && s.entry === 'rdp' && s.node && s.node !== undefined));
+  const socB = b.api();
+  assert.equal((await socB.login('admin', ADMIN)).status, 200);
+  assert.ok((await socB.get('/sessions')).json.some((s) => s.id === onB.id && s.node === onB.node));
+  native.stop();
+  await until('the native session to end', async () => !(await admin.get('/sessions')).json.some((s) => s.id === onB.id));
+
+  // Used up: the same ticket does not get in again, on either gateway.
+  const refusals = () => (a.log() + b.log()).match(/native RDP login refused/g)?.length ?? 0;
+  const before = refusals();
+  const again = await startXfreerdp({ args: [path, `/v:127.0.0.1:${a.rdpPort}`, `/p:${password}`, '/cert:ignore', '/size:1024x768'] });
+  t.after(() => again.stop());
+  await until('the second use to be refused', async () => refusals() > before);
+  assert.ok(!(await admin.get('/sessions')).json.some((s) => s.user === 'nia'), 'the ticket got in twice');
 });
