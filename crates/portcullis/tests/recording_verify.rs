@@ -63,6 +63,24 @@ fn write(
     }
 }
 
+/// Opens `manifest` and takes its lock, as someone who can read it would. A writer just dropped
+/// may still be holding it for a moment through a copy of its file in a child process another
+/// test forked (the lock belongs to the open file, which `fork` shares until `exec`): the lock is
+/// waited for, up to 10 s.
+fn hold_lock(manifest: &Path) -> std::fs::File {
+    let file = std::fs::File::open(manifest).unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return file,
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => panic!("cannot lock {}: {e:?}", manifest.display()),
+        }
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -212,8 +230,7 @@ fn verdicts_and_exit_statuses() {
     drop(trail);
     let earlier = write(&gw_disk, &key, "earlier", 2, false);
     drop(earlier);
-    let earlier_lock = std::fs::File::open(gw_recs.join("earlier/manifest.jsonl")).unwrap();
-    earlier_lock.try_lock().unwrap();
+    let earlier_lock = hold_lock(&gw_recs.join("earlier/manifest.jsonl"));
     std::thread::sleep(std::time::Duration::from_millis(5));
     let trail = portcullis_audit::AuditLog::open(data.join("audit")).unwrap();
     let r = verify(&data, &gw_recs.join("earlier"), Some(trusted));
@@ -224,8 +241,7 @@ fn verdicts_and_exit_statuses() {
     // live but cut, 1.
     let held = recs.join("held");
     copy_dir(&open, &held);
-    let lock = std::fs::File::open(held.join("manifest.jsonl")).unwrap();
-    lock.try_lock().unwrap();
+    let lock = hold_lock(&held.join("manifest.jsonl"));
     let r = verify(&data, &held, Some(trusted));
     assert_eq!(r.code, 1, "{}", r.out);
     assert!(r.out.contains("verdict:     CUT"), "{}", r.out);
@@ -242,8 +258,7 @@ fn verdicts_and_exit_statuses() {
     let r = verify(&data, &open, Some(trusted));
     assert_eq!(r.code, 1, "{}", r.out);
     assert!(r.out.contains("CUT"), "{}", r.out);
-    let held_lock = std::fs::File::open(open.join("manifest.jsonl")).unwrap();
-    held_lock.try_lock().unwrap();
+    let held_lock = hold_lock(&open.join("manifest.jsonl"));
     let done = recover(&gw_disk, &key, &NoTrail, 1_700_000_200_000).unwrap();
     assert!(done.iter().all(|d| d.failed.is_none()), "{done:?}");
     drop(held_lock);
@@ -395,8 +410,7 @@ fn a_recording_closed_on_record_is_not_live_whoever_holds_its_lock() {
     let text = std::fs::read_to_string(&m).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(&m, lines[..5].join("\n") + "\n").unwrap();
-    let lock = std::fs::File::open(&m).unwrap();
-    lock.try_lock().unwrap();
+    let lock = hold_lock(&m);
     let r = verify(&data, &recs.join("r1"), Some(&hex_key));
     assert_eq!(r.code, 1, "{}", r.out);
     assert!(r.out.contains("verdict:     CUT"), "{}", r.out);
