@@ -58,13 +58,26 @@ pub(crate) fn open_postgres(pg: &PostgresStore) -> Result<PgStore> {
 
 /// A password file's first line (a mounted secret may end with a newline).
 fn read_password(file: &std::path::Path) -> Result<String> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read store.password_file {}", file.display()))?;
-    let password = text.lines().next().unwrap_or("").to_owned();
+    let password = first_line(file, "store.password_file")?;
     if password.is_empty() {
         bail!("store.password_file {} is empty", file.display());
     }
-    Ok(password)
+    Ok(password.to_string())
+}
+
+/// The first line of a secret file (a mounted secret may end with a newline); `field` names the
+/// setting in messages.
+pub(crate) fn first_line(
+    file: &std::path::Path,
+    field: &str,
+) -> Result<zeroize::Zeroizing<String>> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(file)
+            .with_context(|| format!("{field}: cannot read {}", file.display()))?,
+    );
+    Ok(zeroize::Zeroizing::new(
+        text.lines().next().unwrap_or("").to_owned(),
+    ))
 }
 
 /// The embedded store in the data directory.

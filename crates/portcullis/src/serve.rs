@@ -506,11 +506,8 @@ fn node_name(config: &Config) -> Result<String> {
 
 /// A token file's first line (e.g. a mounted secret); never empty.
 fn read_token(file: &std::path::Path) -> Result<zeroize::Zeroizing<String>> {
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(file)
-            .with_context(|| format!("ops.metrics_token_file: cannot read {}", file.display()))?,
-    );
-    let token = text.lines().next().unwrap_or("").trim();
+    let line = crate::data::first_line(file, "ops.metrics_token_file")?;
+    let token = line.trim();
     if token.len() < 16 {
         bail!(
             "ops.metrics_token_file {}: the token must be at least 16 characters",

@@ -4,28 +4,18 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use portcullis_audit::{read_only_query, Filter};
 use portcullis_store::testing::TestDatabase;
 use serde_json::json;
 
 mod common;
-use common::portcullis;
+use common::{portcullis, portcullis_with};
 
 /// The CLI on the PostgreSQL store at `url` (named by the environment, as a deployment would).
 fn portcullis_on(url: &str, data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("PORTCULLIS_CONFIG")
-        .env_remove("PORTCULLIS_SECRET_KEY")
-        .env("PORTCULLIS_STORE_URL", url)
-        .env("PW", "a long enough password")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
+    portcullis_with(data, args, &[("PORTCULLIS_STORE_URL", url)])
 }
 
 fn ok(out: &Output) -> String {
