@@ -863,12 +863,26 @@ conformance!(postgres, postgres_store);
 mod sled_only {
     use super::*;
 
+    /// Opens the store at `path`, which a store just dropped may still hold for a moment (sled's
+    /// background flusher lets go of the directory's lock when it ends): waited for, up to 10 s.
+    fn reopen(path: &std::path::Path) -> SledStore {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match SledStore::open(path) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                opened => return opened.unwrap(),
+            }
+        }
+    }
+
     #[test]
     fn persists_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
         {
-            let store = SledStore::open(&path).unwrap();
+            let store = reopen(&path);
             store.create_user(&user("alice", Role::Admin)).unwrap();
             store.create_user(&user("bob", Role::User)).unwrap();
             store.create_target(&target("web")).unwrap();
@@ -878,7 +892,7 @@ mod sled_only {
             store.put_meta("schema", b"1").unwrap();
             assert!(store.delete_target("db").unwrap());
         }
-        let store = SledStore::open(&path).unwrap();
+        let store = reopen(&path);
         assert_eq!(store.path(), path);
         assert_eq!(
             store.get_user("alice").unwrap(),
@@ -907,7 +921,7 @@ mod sled_only {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
-        let _store = SledStore::open(&path).unwrap();
+        let _store = reopen(&path);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
     }
@@ -916,7 +930,7 @@ mod sled_only {
     fn second_open_is_locked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
-        let first = SledStore::open(&path).unwrap();
+        let first = reopen(&path);
         let err = SledStore::open(&path).unwrap_err();
         assert!(
             matches!(&err, StoreError::Locked { path: p } if *p == path),
@@ -931,7 +945,7 @@ mod sled_only {
         );
         drop(first);
         // Released on drop.
-        let again = SledStore::open(&path).unwrap();
+        let again = reopen(&path);
         again.flush().unwrap();
     }
 
@@ -940,7 +954,7 @@ mod sled_only {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
         {
-            let store = SledStore::open(&path).unwrap();
+            let store = reopen(&path);
             store.create_user(&user("alice", Role::User)).unwrap();
             store.create_target(&target("web")).unwrap();
         }
@@ -956,7 +970,7 @@ mod sled_only {
                 .unwrap();
             db.flush().unwrap();
         }
-        let store = SledStore::open(&path).unwrap();
+        let store = reopen(&path);
         assert!(store.get_user("alice").unwrap().is_some());
         let err = store.get_user("mallory").unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
@@ -989,7 +1003,7 @@ mod sled_only {
                 .unwrap();
             db.flush().unwrap();
         }
-        let store = SledStore::open(&path).unwrap();
+        let store = reopen(&path);
         let old = store.get_target("old").unwrap().unwrap();
         assert!(old.labels.is_empty() && old.account.is_empty(), "{old:?}");
         let mut labelled = old.clone();
@@ -1013,13 +1027,13 @@ mod sled_only {
                 .unwrap();
             db.flush().unwrap();
         }
-        let store = SledStore::open(&path).unwrap();
+        let store = reopen(&path);
         let mut old = store.get_target("old").unwrap().unwrap();
         assert!(old.identity.is_unknown(), "{old:?}");
         old.identity.tls_sha256 = Some("aa".repeat(32));
         store.put_target(&old).unwrap();
         drop(store);
-        let store = SledStore::open(&path).unwrap();
+        let store = reopen(&path);
         assert_eq!(store.get_target("old").unwrap(), Some(old));
     }
 
