@@ -40,6 +40,8 @@ const APT_PACKAGES: &[&str] = &[
     "xclip",
     // xrdp-chansrv shows redirected drives through FUSE (~/thinclient_drives).
     "fuse3",
+    // The S3 server of the object-store tests comes from PyPI (fixtures/s3.sh).
+    "python3-pip",
     // A real syslog receiver (plain TCP and TLS) for the SIEM export tests.
     "rsyslog",
     "rsyslog-gnutls",
@@ -212,11 +214,18 @@ fn test(root: &Path) -> Result<()> {
         "warnings",
     ]))?;
     let postgres = ScratchPostgres::start(root)?;
+    let s3 = ScratchS3::start(root)?;
     run(cargo()
         .args(["test", "--workspace"])
         .env("PORTCULLIS_TEST_POSTGRES", &postgres.url)
         .env("PORTCULLIS_TEST_POSTGRES_CA", &postgres.ca)
-        .env("PORTCULLIS_REQUIRE_POSTGRES", "1"))?;
+        .env("PORTCULLIS_REQUIRE_POSTGRES", "1")
+        .env("PORTCULLIS_TEST_S3_ENDPOINT", &s3.endpoint)
+        .env("PORTCULLIS_TEST_S3_BUCKET", ScratchS3::BUCKET)
+        .env("PORTCULLIS_TEST_S3_ACCESS_KEY", &s3.access)
+        .env("PORTCULLIS_TEST_S3_SECRET_KEY", &s3.secret)
+        .env("PORTCULLIS_REQUIRE_S3", "1"))?;
+    drop(s3);
     run(cargo().args(["build", "-p", "portcullis"]))?;
     run(Command::new("node")
         .args([
@@ -289,6 +298,69 @@ impl ScratchPostgres {
 }
 
 impl Drop for ScratchPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An S3-compatible object store of the test run's own (fixtures/s3.sh: SeaweedFS) on a free
+/// loopback port, with random credentials and one bucket, stopped and deleted when dropped.
+struct ScratchS3 {
+    script: PathBuf,
+    dir: PathBuf,
+    endpoint: String,
+    access: String,
+    secret: String,
+}
+
+impl ScratchS3 {
+    const BUCKET: &'static str = "portcullis-test";
+
+    fn start(root: &Path) -> Result<ScratchS3> {
+        let script = root.join("fixtures/s3.sh");
+        let dir = std::env::temp_dir().join(format!("portcullis-s3-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let (access, secret) = (portcullis_token(20), portcullis_token(32));
+        println!(
+            "$ {} {port} {access} *** {} {}",
+            script.display(),
+            Self::BUCKET,
+            dir.display()
+        );
+        let out = Command::new(&script)
+            .args([&port.to_string(), &access, &secret, Self::BUCKET])
+            .arg(&dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run {}", script.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let endpoint = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("READY endpoint="))
+            .unwrap_or_default()
+            .to_owned();
+        let started = ScratchS3 {
+            script,
+            dir,
+            endpoint,
+            access,
+            secret,
+        };
+        if !out.status.success() || started.endpoint.is_empty() {
+            bail!("the scratch S3 server did not start ({})", out.status);
+        }
+        Ok(started)
+    }
+}
+
+impl Drop for ScratchS3 {
     fn drop(&mut self) {
         let _ = Command::new(&self.script)
             .arg("stop")

@@ -1157,8 +1157,12 @@ pub fn expire(
             continue;
         };
         if s.ended_at_ms.is_some_and(|t| t < cutoff_ms) {
-            storage.delete(&id)?;
-            deleted.push(id);
+            match storage.delete(&id) {
+                Ok(()) => deleted.push(id),
+                // Another gateway of the cluster deleted it first.
+                Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(deleted)

@@ -24,7 +24,7 @@ pub use catalog::{
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use live::LiveRecordings;
 pub use manifest::{SessionMeta, Span};
-pub use storage::{LocalDisk, RecordingSink, RecordingStorage, StorageError};
+pub use storage::{LocalDisk, RecordingSink, RecordingStorage, StorageError, UploadStatus};
 pub use writer::{RecordingWriter, SegmentInfo};
 
 /// Now, in Unix milliseconds (the wall-clock times manifests record).

@@ -35,6 +35,16 @@ pub enum StorageError {
     /// Something outside the storage (the audit trail) refused: nothing was done.
     #[error("{0}")]
     Refused(String),
+    /// The object store said no, or did not answer in time.
+    #[error("object store: {op} {what}: {message}")]
+    Remote {
+        /// What we tried.
+        op: &'static str,
+        /// On what (a recording and file, never a credential).
+        what: String,
+        /// Why it failed.
+        message: String,
+    },
     /// The operating system said no.
     #[error("{op} {path}: {source}")]
     Io {
@@ -114,6 +124,34 @@ pub trait RecordingStorage: Send + Sync {
     fn is_being_written(&self, _id: &str) -> Result<bool, StorageError> {
         Ok(false)
     }
+    /// Where uploads to a remote store stand (`None`: nothing is uploaded, e.g. a local disk).
+    fn uploads(&self) -> Option<UploadStatus> {
+        None
+    }
+    /// Asks a remote store whether it answers now (a local disk: always).
+    fn probe(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+/// Where the uploads of a spooled storage stand (see `portcullis-objects`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadStatus {
+    /// Bytes written and made durable locally, not yet in the remote store.
+    pub pending_bytes: u64,
+    /// Recordings with something not yet uploaded (or not yet closed there).
+    pub pending_recordings: u64,
+    /// How long the oldest bytes not yet uploaded have waited, in milliseconds.
+    pub oldest_pending_ms: u64,
+    /// Bytes uploaded since the gateway started.
+    pub uploaded_bytes: u64,
+    /// Failed upload attempts since the gateway started.
+    pub failures: u64,
+    /// Whether the last attempt to reach the remote store worked.
+    pub reachable: bool,
+    /// Upload lag (durable here → in the remote store) of the last uploads, in milliseconds:
+    /// median and 99th percentile; `None` before the first.
+    pub lag_ms: Option<(u64, u64)>,
 }
 
 /// Reads a whole file, refusing one larger than `max` bytes.

@@ -231,6 +231,20 @@ pub async fn publish(state: &AppState) {
             .publish(&link.node, &serde_json::Value::Array(sessions))
     })
     .await;
+    if let Some(recordings) = state.recordings.clone() {
+        // Recordings another gateway is writing are listed as being recorded here too.
+        let link = state.cluster.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let ids = link
+                .map(|l| l.remote_sessions())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| s.get("id").and_then(|v| v.as_str()).map(str::to_owned))
+                .collect();
+            recordings.set_elsewhere(ids);
+        })
+        .await;
+    }
     match published {
         Ok(Ok(())) => state
             .cluster_published

@@ -99,6 +99,24 @@ async fn not_ready(app: &AppState) -> Vec<String> {
         }
         Ok(Err(_)) | Err(_) => why.push("the store does not answer".to_owned()),
     }
+    // Recordings uploaded to an object store: it must take them (they wait in the spool
+    // meanwhile, but a gateway whose uploads fail should not be sent more sessions).
+    if let Some(storage) = app
+        .recordings
+        .as_ref()
+        .map(|r| Arc::clone(&r.storage))
+        .filter(|s| s.uploads().is_some())
+    {
+        let asked = tokio::task::spawn_blocking(move || storage.probe());
+        match tokio::time::timeout(STORE_CHECK, asked).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "not ready: the object store");
+                why.push("the object store does not answer".to_owned());
+            }
+            Ok(Err(_)) | Err(_) => why.push("the object store does not answer".to_owned()),
+        }
+    }
     // In a cluster: the others must see this gateway's sessions to act on them.
     if app.cluster.is_some() {
         let last = app.cluster_published.load(Ordering::Relaxed);
@@ -225,6 +243,14 @@ async fn metrics(State(ops): State<OpsState>, headers: HeaderMap) -> Response {
             appended,
         );
     }
+    if let Some(u) = ops
+        .app
+        .recordings
+        .as_ref()
+        .and_then(|r| r.storage.uploads())
+    {
+        upload_metrics(&mut out, &u);
+    }
     let gauge = |out: &mut String, name: &str, help: &str, value: bool| {
         let _ = writeln!(
             out,
@@ -252,6 +278,65 @@ async fn metrics(State(ops): State<OpsState>, headers: HeaderMap) -> Response {
         out,
     )
         .into_response()
+}
+
+/// The uploads of recordings to the object store.
+fn upload_metrics(out: &mut String, u: &portcullis_recording::UploadStatus) {
+    let mut one = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let secs = |ms: u64| format!("{}", ms as f64 / 1000.0);
+    one(
+        "portcullis_recording_uploaded_bytes_total",
+        "counter",
+        "Recording bytes uploaded to the object store since this gateway started.",
+        u.uploaded_bytes.to_string(),
+    );
+    one(
+        "portcullis_recording_upload_pending_bytes",
+        "gauge",
+        "Recording bytes durable in the local spool, not yet in the object store.",
+        u.pending_bytes.to_string(),
+    );
+    one(
+        "portcullis_recording_upload_pending_recordings",
+        "gauge",
+        "Recordings with something not yet in the object store.",
+        u.pending_recordings.to_string(),
+    );
+    one(
+        "portcullis_recording_upload_oldest_pending_seconds",
+        "gauge",
+        "How long the oldest bytes not yet uploaded have waited.",
+        secs(u.oldest_pending_ms),
+    );
+    one(
+        "portcullis_recording_upload_failures_total",
+        "counter",
+        "Failed upload attempts (retried).",
+        u.failures.to_string(),
+    );
+    one(
+        "portcullis_object_store_reachable",
+        "gauge",
+        "1 when the last request to the object store worked.",
+        u8::from(u.reachable).to_string(),
+    );
+    if let Some((p50, p99)) = u.lag_ms {
+        let _ = writeln!(
+            out,
+            "# HELP portcullis_recording_upload_lag_seconds From durable in the spool to stored in the object store (recent uploads).\n\
+             # TYPE portcullis_recording_upload_lag_seconds summary\n\
+             portcullis_recording_upload_lag_seconds{{quantile=\"0.5\"}} {}\n\
+             portcullis_recording_upload_lag_seconds{{quantile=\"0.99\"}} {}",
+            secs(p50),
+            secs(p99)
+        );
+    }
 }
 
 /// Starts draining `app`: `/readyz` answers not ready and new sessions are refused; running

@@ -27,6 +27,9 @@ pub struct Recordings {
     /// The gateway's signing key (public half), shipped in exports.
     pub public_key: VerifyingKey,
     cache: Arc<Mutex<DetailCache>>,
+    /// Sessions other gateways of the cluster hold (so, recordings being written there), as
+    /// last read from the cluster.
+    elsewhere: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Recordings {
@@ -41,11 +44,26 @@ impl Recordings {
             live,
             public_key,
             cache: Arc::default(),
+            elsewhere: Arc::default(),
         }
     }
 
     fn summary(&self, id: &str) -> Result<Summary, StorageError> {
-        catalog::summary(self.storage.as_ref(), id, self.live.contains(id))
+        let elsewhere = self
+            .elsewhere
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id);
+        catalog::summary(
+            self.storage.as_ref(),
+            id,
+            self.live.contains(id) || elsewhere,
+        )
+    }
+
+    /// The sessions other gateways hold now (their recordings are being written).
+    pub(crate) fn set_elsewhere(&self, ids: std::collections::HashSet<String>) {
+        *self.elsewhere.lock().unwrap_or_else(|p| p.into_inner()) = ids;
     }
 
     /// The parsed manifest, re-read only when it grew.

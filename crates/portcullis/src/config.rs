@@ -162,6 +162,19 @@ pub struct Recording {
     pub min_free_mb: u64,
     /// Closed recordings older than this are deleted; `None` keeps them forever.
     pub retention: Option<Duration>,
+    /// `[recording.object_store]`: recordings go to an S3-compatible store, `dir` is the
+    /// local spool; `None`: recordings stay in `dir`.
+    pub object_store: Option<ObjectStore>,
+}
+
+/// The checked `[recording.object_store]` section.
+#[derive(Debug, Clone)]
+pub struct ObjectStore {
+    /// Everything but the secret access key, which is read from its file at start.
+    pub config: portcullis_objects::ObjectConfig,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// A recording being written is uploaded at most this often.
+    pub upload_every: Duration,
 }
 
 const PRESETS: &[&str] = &[
@@ -263,6 +276,19 @@ mod dto {
         pub keystrokes: Option<String>,
         pub retention_days: Option<u64>,
         pub min_free_mb: Option<u64>,
+        pub object_store: Option<ObjectStore>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct ObjectStore {
+        pub url: Option<String>,
+        pub endpoint: Option<String>,
+        pub region: Option<String>,
+        pub access_key_id: Option<String>,
+        pub secret_access_key_file: Option<PathBuf>,
+        pub ca_file: Option<PathBuf>,
+        pub upload_every_secs: Option<u64>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -439,6 +465,39 @@ fn recording(r: dto::Recording, data_dir: &Path) -> Result<Recording> {
             512,
             (0, 100_000_000),
         )?,
+        object_store: r.object_store.map(object_store).transpose()?,
+    })
+}
+
+fn object_store(o: dto::ObjectStore) -> Result<ObjectStore> {
+    let url = o.url.ok_or_else(|| {
+        anyhow::anyhow!("recording.object_store.url: missing (s3://bucket/prefix)")
+    })?;
+    if o.access_key_id.is_some() != o.secret_access_key_file.is_some() {
+        bail!(
+            "recording.object_store: access_key_id and secret_access_key_file go together \
+             (neither: anonymous requests)"
+        );
+    }
+    let config = portcullis_objects::ObjectConfig {
+        url,
+        endpoint: o.endpoint,
+        region: o.region,
+        access_key_id: o.access_key_id,
+        secret_access_key: None,
+        ca_file: o.ca_file,
+    };
+    // The endpoint's rules (https, or http on loopback) are checked here, not at first use.
+    portcullis_objects::check(&config)?;
+    Ok(ObjectStore {
+        config,
+        secret_access_key_file: o.secret_access_key_file,
+        upload_every: Duration::from_secs(in_range(
+            "recording.object_store.upload_every_secs",
+            o.upload_every_secs,
+            2,
+            (1, 3600),
+        )?),
     })
 }
 

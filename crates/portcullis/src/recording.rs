@@ -91,6 +91,8 @@ pub(crate) struct Recording {
     pub web: portcullis_web::Recordings,
     pub storage: Arc<dyn RecordingStorage>,
     pub live: LiveRecordings,
+    /// The uploads to the object store, when recordings go there.
+    pub uploads: Option<portcullis_objects::Spooled>,
 }
 
 /// The gateway's audit trail as start-up recovery sees it: the trail's `recording_closed`
@@ -228,12 +230,20 @@ pub(crate) fn set_up(
         return Ok(None);
     }
     let key = Arc::new(load_signing_key(config, secret)?);
-    let storage: Arc<dyn RecordingStorage> = Arc::new(
-        LocalDisk::open(&r.dir)
-            .with_context(|| format!("cannot open the recordings folder {}", r.dir.display()))?,
-    );
+    let disk = LocalDisk::open(&r.dir)
+        .with_context(|| format!("cannot open the recordings folder {}", r.dir.display()))?;
+    let uploads = match &r.object_store {
+        Some(o) => Some(object_store(o, disk.clone())?),
+        None => None,
+    };
+    let storage: Arc<dyn RecordingStorage> = match &uploads {
+        Some(spooled) => Arc::new(spooled.clone()),
+        None => Arc::new(disk.clone()),
+    };
     let trail = AuditTrail::load(audit)?;
-    for rec in portcullis_recording::recover(storage.as_ref(), &key, &trail, unix_ms())
+    // Recovery works on this gateway's own recordings: the local folder (the spool, with an
+    // object store).
+    for rec in portcullis_recording::recover(&disk, &key, &trail, unix_ms())
         .context("cannot recover recordings left open")?
     {
         if let Some(e) = &rec.failed {
@@ -277,6 +287,12 @@ pub(crate) fn set_up(
                 quarantined = %quarantined,
                 "closed a recording left open by the previous run (marked incomplete)"),
         }
+    }
+    if let Some(spooled) = &uploads {
+        // What the previous run left in the spool is uploaded now (closed by recovery above).
+        spooled
+            .start()
+            .context("cannot start the uploads to the object store")?;
     }
     let cfg = RecorderConfig {
         max_fps: r.max_fps,
@@ -329,7 +345,33 @@ pub(crate) fn set_up(
         web,
         storage,
         live,
+        uploads,
     }))
+}
+
+/// The object store `o` names, over the spool `disk`. A store that does not answer now is
+/// reported, not fatal: recordings wait in the spool until it does (`/readyz` says so).
+fn object_store(
+    o: &crate::config::ObjectStore,
+    disk: LocalDisk,
+) -> Result<portcullis_objects::Spooled> {
+    let mut config = o.config.clone();
+    if let Some(file) = &o.secret_access_key_file {
+        let secret =
+            crate::data::first_line(file, "recording.object_store.secret_access_key_file")?;
+        config.secret_access_key = Some(secret.to_string());
+    }
+    let remote = portcullis_objects::connect(&config)?;
+    match remote.probe() {
+        Ok(()) => info!(url = %config.url, "recordings go to the object store"),
+        Err(e) => warn!(url = %config.url, error = %e,
+            "the object store does not answer: recordings wait in the local spool until it does"),
+    }
+    Ok(portcullis_objects::Spooled::new(
+        disk,
+        remote,
+        o.upload_every,
+    ))
 }
 
 /// Deletes expired recordings now and then, for as long as the runtime runs.

@@ -410,6 +410,16 @@ pub(crate) fn serve(config: Config) -> Result<()> {
             std::process::exit(1);
         });
         let clean = shutdown::run(&broker, &audit_log, &exports, signal, start, grace).await;
+        if let Some(spooled) = recording.as_ref().and_then(|r| r.uploads.clone()) {
+            // The last recordings' uploads get what is left of the grace; whatever does not
+            // make it waits in the spool for the next start.
+            let until = (start + grace).max(tokio::time::Instant::now() + shutdown::LAST_STEPS);
+            let until = until.into_std();
+            let done = tokio::task::spawn_blocking(move || spooled.finish(until)).await;
+            if !matches!(done, Ok(true)) {
+                warn!("recordings not yet uploaded stay in the spool; the next start uploads them");
+            }
+        }
         // Its sessions are over: the other gateways stop listing them at once.
         portcullis_web::cluster::leave(&cluster_state);
         let _ = siem_stop_tx.send(true);
