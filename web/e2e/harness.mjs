@@ -150,7 +150,8 @@ export async function startGateway({ adminPassword = 'admin-password-e2e', dir: 
     },
     /** Runs the gateway binary's command line on this gateway's configuration. */
     cli(args, { input } = {}) {
-      return spawnSync(bin, ['--config', config, ...args], { input, encoding: 'utf8', timeout: 60000 });
+      // With the gateway's own environment (its secret key, say).
+      return spawnSync(bin, ['--config', config, ...args], { input, encoding: 'utf8', timeout: 60000, env: { ...process.env, ...env } });
     },
     api: (cookie) => apiClient(base, cookie),
   };
@@ -462,4 +463,58 @@ export async function until(what, f, ms = 20000) {
     await sleep(200);
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+/**
+ * A scratch S3-compatible object store of this test's own (fixtures/s3.sh: SeaweedFS on
+ * loopback, one identity with random keys, anonymous requests refused) with the bucket
+ * `recordings`. `config(prefix)` is the gateway's `[recording.object_store]` table for it;
+ * `down()` stops the server (its data kept), `up()` starts it again on the same port;
+ * `stop()` ends it and deletes its files.
+ */
+export async function startS3() {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'pc-s3-'));
+  const access = randomBytes(10).toString('hex');
+  const secret = randomBytes(20).toString('hex');
+  const secretFile = join(dir, 'secret');
+  writeFileSync(secretFile, `${secret}\n`, { mode: 0o600 });
+  const script = join(root, 'fixtures/s3.sh');
+  const state = join(dir, 's3');
+  const start = () => {
+    const started = spawnSync(script, [String(port), access, secret, 'recordings', state], { encoding: 'utf8', timeout: 180000 });
+    const ready = /READY endpoint=(\S+)/.exec(started.stdout ?? '');
+    if (started.status !== 0 || !ready) {
+      throw new Error(`the S3 server did not start (${started.status}): ${started.stderr}`);
+    }
+    return ready[1];
+  };
+  const endpoint = start();
+  return {
+    endpoint,
+    access,
+    secret,
+    config: (prefix, { every = 1 } = {}) => `[recording.object_store]\nurl = "s3://recordings/${prefix}"\nendpoint = "${endpoint}"\naccess_key_id = "${access}"\nsecret_access_key_file = "${secretFile}"\nupload_every_secs = ${every}\n`,
+    down() { spawnSync(script, ['stop', state], { timeout: 60000 }); },
+    up() { start(); },
+    stop() {
+      spawnSync(script, ['stop', state], { timeout: 60000 });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Minimal ustar reader: { name: Buffer }. */
+export function untar(buf) {
+  const files = {};
+  let off = 0;
+  while (off + 512 <= buf.length) {
+    const header = buf.subarray(off, off + 512);
+    if (header.every((b) => b === 0)) break;
+    const name = header.subarray(0, 100).toString().replace(/\0.*$/s, '');
+    const size = parseInt(header.subarray(124, 136).toString().replace(/\0.*$/s, '').trim(), 8);
+    files[name] = buf.subarray(off + 512, off + 512 + size);
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return files;
 }

@@ -7,7 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync, rmSync, copyFileSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDesktop, startGateway, launchBrowser, uiLogin, sleep } from './harness.mjs';
+import { startDesktop, startGateway, launchBrowser, uiLogin, sleep, untar } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const ALICE = 'alice-password-123';
@@ -72,21 +72,6 @@ async function waitForState(api, id, state, ms = 20000) {
     await sleep(250);
   }
   throw new Error(`recording ${id} not ${state}: ${last?.status} ${last?.text}`);
-}
-
-/** Minimal ustar reader: { name: Buffer }. */
-function untar(buf) {
-  const files = {};
-  let off = 0;
-  while (off + 512 <= buf.length) {
-    const header = buf.subarray(off, off + 512);
-    if (header.every((b) => b === 0)) break;
-    const name = header.subarray(0, 100).toString().replace(/\0.*$/s, '');
-    const size = parseInt(header.subarray(124, 136).toString().replace(/\0.*$/s, '').trim(), 8);
-    files[name] = buf.subarray(off + 512, off + 512 + size);
-    off += 512 + Math.ceil(size / 512) * 512;
-  }
-  return files;
 }
 
 function ffprobeDuration(file) {

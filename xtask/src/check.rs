@@ -65,6 +65,16 @@ pub(crate) const RULES: &[Rule] = &[
         why: "portcullis-store is the only crate with `sled`",
     },
     Rule::OnlyIn {
+        dep: "postgres",
+        owners: &["portcullis-store"],
+        why: "portcullis-store is the only crate with `postgres`",
+    },
+    Rule::OnlyIn {
+        dep: "object_store",
+        owners: &["portcullis-objects"],
+        why: "portcullis-objects is the only crate with `object_store`",
+    },
+    Rule::OnlyIn {
         dep: "axum*",
         owners: &["portcullis-web"],
         why: "portcullis-web is the only crate with `axum`",

@@ -68,6 +68,70 @@ pub(crate) fn load_signing_key(config: &Config, secret: &SecretKey) -> Result<Si
     }
 }
 
+/// The store's metadata key holding the cluster's recording signing key, sealed under the
+/// secret key as the key file is.
+const SIGNING_KEY_META: &str = "recording_signing_key";
+
+/// Makes this gateway's signing key the one of the gateways sharing `store`: the first gateway
+/// leaves its key there (its key file's, or a new one), the others write it to their key file;
+/// a gateway whose key file holds another key refuses to start (its recordings and seals would
+/// verify with its own key only).
+pub(crate) fn share_signing_key(
+    config: &Config,
+    secret: &SecretKey,
+    store: &dyn portcullis_store::Store,
+) -> Result<()> {
+    let path = &config.recording.signing_key_file;
+    if store.get_meta(SIGNING_KEY_META)?.is_none() {
+        let own = load_signing_key(config, secret)?;
+        store.put_meta_if_absent(
+            SIGNING_KEY_META,
+            &secret.seal(&own.to_bytes(), SIGNING_KEY_AAD),
+        )?;
+    }
+    let sealed = store
+        .get_meta(SIGNING_KEY_META)?
+        .context("the store's recording signing key vanished")?;
+    let seed: [u8; 32] = secret
+        .open(&sealed, SIGNING_KEY_AAD)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .context("the recording signing key in the store cannot be opened with this gateway's secret key")?;
+    let shared = SigningKey::from_bytes(&seed);
+    if path.exists() {
+        let own = load_signing_key(config, secret)?;
+        if own.verifying_key() != shared.verifying_key() {
+            bail!(
+                "this gateway's recording signing key ({}, fingerprint {}) is not the one of the \
+                 gateways sharing its store (fingerprint {}): every gateway of a cluster signs \
+                 with one key. Move this key file aside (recordings it signed verify with its \
+                 public key) and start again to take the cluster's; nothing was started",
+                path.display(),
+                fingerprint(&own.verifying_key()),
+                fingerprint(&shared.verifying_key())
+            );
+        }
+        return Ok(());
+    }
+    let trail = &config.audit.dir;
+    if portcullis_audit::has_seal(trail)
+        .with_context(|| format!("cannot read the audit trail in {}", trail.display()))?
+    {
+        bail!(
+            "the recording signing key {} is missing, but the audit trail in {} is sealed with \
+             it: restore the key file from a backup; nothing was started",
+            path.display(),
+            trail.display()
+        );
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    write_private(path, &sealed)?;
+    info!(fingerprint = %fingerprint(&shared.verifying_key()), "took the cluster's recording signing key");
+    Ok(())
+}
+
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();

@@ -205,6 +205,10 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     let (store, cluster) = open_store_with_cluster(&config)?;
     let key = load_key(&config)?;
     check_key_against_store(&*store, &key)?;
+    if cluster.is_some() {
+        // One signing key for the cluster: any gateway verifies any recording and seal.
+        recording::share_signing_key(&config, &key, &*store)?;
+    }
     // The trail first: the first admin and the id migration change accounts and tokens, and
     // start-up recovery looks up which recordings were closed; each records what it does
     // before it does it.
