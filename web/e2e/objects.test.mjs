@@ -138,6 +138,23 @@ test('a recording made on one gateway is played and exported on another; the obj
   const r = b.cli(['recording', 'verify', dir, '--public-key', keyFile]);
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /verdict:\s+INTACT/);
+
+  // The audit trail of the cluster: each gateway keeps its own chain, every record naming it;
+  // B's merged view shows A's session records next to its own, newest first.
+  const nodeA = session.node;
+  const merged = await until('A\'s session end in B\'s merged view', async () => {
+    const page = (await reviewer.get(`/audit?cluster=true&session=${session.id}`)).json;
+    return page?.entries?.some((e) => e.kind === 'session_end') && page;
+  });
+  assert.ok(merged.entries.every((e) => e.node === nodeA && e.detail.node === nodeA), JSON.stringify(merged.entries[0]));
+  const all = (await reviewer.get('/audit?cluster=true&limit=500')).json.entries;
+  const nodes = new Set(all.map((e) => e.node));
+  assert.equal(nodes.size, 2, `both gateways: ${[...nodes]}`);
+  for (let i = 1; i < all.length; i++) assert.ok(all[i - 1].ts_ms >= all[i].ts_ms, 'newest first');
+  assert.equal((await a.api().get('/audit?cluster=true')).status, 401, 'the merged view needs a login');
+  const v = b.cli(['audit', 'verify', '--cluster']);
+  assert.equal(v.status, 0, v.stdout + v.stderr);
+  assert.equal((v.stdout.match(/: intact: \d+ records/g) ?? []).length, 2, v.stdout);
 });
 
 test('a gateway killed with -9 mid-session: its recording stays authentic in the store, and its next start closes it as incomplete and finishes the upload', async (t) => {

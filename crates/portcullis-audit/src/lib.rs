@@ -119,7 +119,7 @@ pub use log::{
     has_seal, AuditLog, OpenOptions, Recovery, Stats, Watermark, DEFAULT_MAX_SEGMENT_BYTES,
     DEFAULT_QUEUE_DEPTH, MAX_BATCH_RECORDS,
 };
-pub use query::{read_only_query, Filter, Order, MAX_QUERY_LIMIT};
+pub use query::{read_lines, read_only_query, Filter, Order, MAX_QUERY_LIMIT};
 pub use record::{Entry, Kind, Record, Seal, MAX_RECORD_BYTES, SEAL_DOMAIN};
 pub use segment::{held_since, is_held};
 pub use ticket::{Appended, Ticket};

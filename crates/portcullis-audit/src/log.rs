@@ -54,6 +54,7 @@ pub struct OpenOptions {
     clock: Clock,
     files: Arc<dyn FileLayer>,
     seal: Option<Arc<SigningKey>>,
+    node: Option<Arc<str>>,
 }
 
 impl fmt::Debug for OpenOptions {
@@ -84,7 +85,17 @@ impl OpenOptions {
             clock: Arc::new(system_ms),
             files: Arc::new(OsFiles),
             seal: None,
+            node: None,
         }
+    }
+
+    /// Names the gateway in every record (`detail.node`, unless the record names one): in a
+    /// cluster each gateway keeps its own chain, and a record seen in the merged view, a SIEM
+    /// or an export still says where it happened, under the chain's hashes and seals.
+    #[must_use]
+    pub fn node(mut self, node: &str) -> Self {
+        self.node = Some(node.into());
+        self
     }
 
     /// Seals the log with the gateway's signing key: the last record of each write carries the
@@ -232,6 +243,7 @@ impl OpenOptions {
             recovery: state.recovery,
             dir,
             verifying_key: self.seal.as_ref().map(|k| k.verifying_key()),
+            node: self.node.clone(),
             _lock: lock,
         };
         if let Some(q) = set_aside {
@@ -333,6 +345,8 @@ pub struct AuditLog {
     dir: PathBuf,
     /// The public half of the sealing key, if the log seals.
     verifying_key: Option<VerifyingKey>,
+    /// The gateway named in every record ([`OpenOptions::node`]).
+    node: Option<Arc<str>>,
     /// Held for the log's life: a second `AuditLog` on the directory is refused.
     _lock: File,
 }
@@ -377,7 +391,7 @@ impl AuditLog {
     pub fn submit_all(&self, records: &[Record]) -> Result<Vec<Ticket>, AuditError> {
         let bodies = records
             .iter()
-            .map(Record::encode_body)
+            .map(|r| self.body(r))
             .collect::<Result<Vec<_>, _>>()?;
         let shared = &*self.shared;
         let mut queue = shared.lock_queue();
@@ -408,8 +422,22 @@ impl AuditLog {
         self.enqueue(&record, WhenFull::Fail)
     }
 
+    /// The record's stored body, with this gateway's name when it has one.
+    fn body(&self, record: &Record) -> Result<Vec<u8>, AuditError> {
+        match &self.node {
+            Some(node) if !record.detail.contains_key("node") => {
+                let mut named = record.clone();
+                named
+                    .detail
+                    .insert("node".to_owned(), serde_json::Value::from(node.as_ref()));
+                named.encode_body()
+            }
+            _ => record.encode_body(),
+        }
+    }
+
     fn enqueue(&self, record: &Record, when_full: WhenFull) -> Result<Ticket, AuditError> {
-        let body = record.encode_body()?;
+        let body = self.body(record)?;
         let shared = &*self.shared;
         let mut queue = shared.lock_queue();
         loop {

@@ -244,3 +244,45 @@ pub fn read_only_query(dir: &std::path::Path, filter: &Filter) -> Result<Vec<Ent
     }
     run(&segments, u64::MAX, filter)
 }
+
+/// The stored lines (without their newlines) of the records after `after_seq`, oldest first, at
+/// most `max`, each with its parsed entry: what a copy of the chain elsewhere is made of (the
+/// cluster's mirror), byte for byte as on disk. Only whole lines in canonical form whose hash
+/// checks out are returned; a damaged one is skipped, so the copy shows a gap where the chain
+/// here is damaged (`verify` names it in both).
+pub fn read_lines(
+    dir: &std::path::Path,
+    after_seq: u64,
+    max: usize,
+) -> Result<Vec<(Entry, Vec<u8>)>, AuditError> {
+    let files = crate::segment::list_segments(dir).map_err(AuditError::io("list", dir))?;
+    let mut out = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        // A segment all of whose records come at or before `after_seq` is not read.
+        if files
+            .get(i + 1)
+            .is_some_and(|next| next.first_seq <= after_seq.saturating_add(1))
+        {
+            continue;
+        }
+        let mut lines = Lines::open(&file.path).map_err(AuditError::io("open", &file.path))?;
+        while let Some(line) = lines
+            .next_line()
+            .map_err(AuditError::io("read", &file.path))?
+        {
+            if line.ending != Ending::Newline {
+                continue;
+            }
+            let Ok(entry) = parse_line(line.bytes) else {
+                continue;
+            };
+            if entry.seq > after_seq {
+                out.push((entry, line.bytes.to_vec()));
+                if out.len() >= max {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -508,6 +508,71 @@ pub trait Cluster: Send + Sync + 'static {
     fn wait(&self, node: &str, timeout: std::time::Duration) -> Result<(), StoreError>;
     /// Forgets `node` (it stopped): its sessions are no longer listed.
     fn leave(&self, node: &str) -> Result<(), StoreError>;
+
+    /// The highest seq of `node`'s audit chain mirrored so far (0: none).
+    fn audit_mirrored_up_to(&self, node: &str) -> Result<u64, StoreError>;
+    /// Mirrors records of one gateway's audit chain. A record already there is left as it is;
+    /// one already there with other bytes (two gateways with one name, or a chain rewritten)
+    /// is refused ([`StoreError::Corrupt`]), nothing of the call stored.
+    fn audit_mirror(&self, records: &[MirroredRecord]) -> Result<(), StoreError>;
+    /// The merged view: records of every gateway matching `query`, newest first (by time, then
+    /// gateway, then seq).
+    fn audit_mirrored(&self, query: &MirrorQuery) -> Result<Vec<MirroredRecord>, StoreError>;
+    /// `node`'s chain as mirrored, oldest first, after `after_seq`, at most `limit`.
+    fn audit_chain(
+        &self,
+        node: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<MirroredRecord>, StoreError>;
+    /// The gateways whose chains are mirrored.
+    fn audit_nodes(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// One record of a gateway's audit chain, as mirrored for the cluster's merged view: the
+/// stored line as the gateway wrote it (its hash, seal and `detail.node` in it), and the fields
+/// the view filters on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirroredRecord {
+    /// The gateway whose chain it belongs to.
+    pub node: String,
+    /// Its place in that chain.
+    pub seq: u64,
+    /// When it was written (Unix milliseconds, the gateway's clock).
+    pub ts_ms: u64,
+    /// Its kind.
+    pub kind: String,
+    /// Who acted.
+    pub actor: String,
+    /// What it was done to.
+    pub target: Option<String>,
+    /// Its session.
+    pub session: Option<String>,
+    /// The stored line, without its newline.
+    pub line: String,
+}
+
+/// What [`Cluster::audit_mirrored`] returns. Every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorQuery {
+    /// Who acted (exact).
+    pub actor: Option<String>,
+    /// Which target (exact).
+    pub target: Option<String>,
+    /// Which session (exact).
+    pub session: Option<String>,
+    /// Any of these kinds.
+    pub kinds: Vec<String>,
+    /// Which gateway.
+    pub node: Option<String>,
+    /// At or after this time (Unix ms).
+    pub since_ms: Option<u64>,
+    /// Before this time (Unix ms).
+    pub until_ms: Option<u64>,
+    /// Older than this (time, gateway, seq): the last one of the page before.
+    pub before: Option<(u64, String, u64)>,
+    /// At most this many (at most 1000).
+    pub limit: usize,
 }
 
 /// An entry of short-lived state that every gateway on a store shares (logins, one-time RDP

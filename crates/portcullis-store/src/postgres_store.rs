@@ -30,8 +30,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{
-    validate_name, Cluster, Ephemeral, EphemeralChange, GrantRecord, Store, StoreError,
-    TargetRecord, TokenRecord, UserRecord,
+    validate_name, Cluster, Ephemeral, EphemeralChange, GrantRecord, MirrorQuery, MirroredRecord,
+    Store, StoreError, TargetRecord, TokenRecord, UserRecord,
 };
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`. Never edit one that
@@ -102,6 +102,23 @@ const MIGRATIONS: &[(&str, &str)] = &[
         command jsonb NOT NULL
     );
     CREATE INDEX node_commands_by_node ON portcullis.node_commands (node, id);
+    "#,
+    ),
+    (
+        "the gateways' audit chains, mirrored for the merged view",
+        r#"
+    CREATE TABLE portcullis.audit (
+        node text COLLATE "C" NOT NULL,
+        seq bigint NOT NULL,
+        ts_ms bigint NOT NULL,
+        kind text COLLATE "C" NOT NULL,
+        actor text NOT NULL,
+        target text,
+        session text,
+        line text NOT NULL,
+        PRIMARY KEY (node, seq)
+    );
+    CREATE INDEX audit_by_time ON portcullis.audit (ts_ms DESC, node DESC, seq DESC);
     "#,
     ),
 ];
@@ -1188,6 +1205,156 @@ impl Cluster for PgStore {
                 .map(drop)
                 .map_err(|e| pg_error("leave the cluster", &e))
         })
+    }
+
+    fn audit_mirrored_up_to(&self, node: &str) -> Result<u64, StoreError> {
+        let node = node.to_owned();
+        self.run(move |c| {
+            let row = c
+                .query_one(
+                    "SELECT coalesce(max(seq), 0) FROM portcullis.audit WHERE node = $1",
+                    &[&node],
+                )
+                .map_err(|e| pg_error("read how far the audit chain is mirrored", &e))?;
+            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        })
+    }
+
+    fn audit_mirror(&self, records: &[MirroredRecord]) -> Result<(), StoreError> {
+        let records = records.to_vec();
+        self.run(move |c| {
+            let mut tx = c.transaction().map_err(|e| pg_error("begin", &e))?;
+            for r in &records {
+                let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
+                let ts = i64::try_from(r.ts_ms).unwrap_or(i64::MAX);
+                let row = tx
+                    .query_one(
+                        "WITH put AS (INSERT INTO portcullis.audit \
+                         (node, seq, ts_ms, kind, actor, target, session, line) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (node, seq) DO NOTHING RETURNING line) \
+                         SELECT coalesce((SELECT line FROM put), \
+                         (SELECT line FROM portcullis.audit WHERE node = $1 AND seq = $2))",
+                        &[
+                            &r.node, &seq, &ts, &r.kind, &r.actor, &r.target, &r.session, &r.line,
+                        ],
+                    )
+                    .map_err(|e| pg_error("mirror the audit chain", &e))?;
+                let there: Option<String> = row.get(0);
+                if there.as_deref() != Some(r.line.as_str()) {
+                    return Err(StoreError::Corrupt {
+                        detail: format!(
+                            "record {} of gateway {:?}'s audit chain is already mirrored with \
+                             other bytes (two gateways with one name, or a chain rewritten): \
+                             nothing mirrored",
+                            r.seq, r.node
+                        ),
+                    });
+                }
+            }
+            tx.commit().map_err(|e| pg_error("commit", &e))
+        })
+    }
+
+    fn audit_mirrored(&self, q: &MirrorQuery) -> Result<Vec<MirroredRecord>, StoreError> {
+        let q = q.clone();
+        self.run(move |c| {
+            let mut sql = String::from(
+                "SELECT node, seq, ts_ms, kind, actor, target, session, line \
+                 FROM portcullis.audit WHERE true",
+            );
+            let mut params: Vec<Box<dyn postgres::types::ToSql + Sync>> = Vec::new();
+            let mut add =
+                |sql: &mut String, clause: &str, p: Box<dyn postgres::types::ToSql + Sync>| {
+                    params.push(p);
+                    sql.push_str(&clause.replace('?', &format!("${}", params.len())));
+                };
+            let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            if let Some(a) = q.actor {
+                add(&mut sql, " AND actor = ?", Box::new(a));
+            }
+            if let Some(t) = q.target {
+                add(&mut sql, " AND target = ?", Box::new(t));
+            }
+            if let Some(s) = q.session {
+                add(&mut sql, " AND session = ?", Box::new(s));
+            }
+            if let Some(n) = q.node {
+                add(&mut sql, " AND node = ?", Box::new(n));
+            }
+            if !q.kinds.is_empty() {
+                add(&mut sql, " AND kind = ANY(?)", Box::new(q.kinds));
+            }
+            if let Some(t) = q.since_ms {
+                add(&mut sql, " AND ts_ms >= ?", Box::new(big(t)));
+            }
+            if let Some(t) = q.until_ms {
+                add(&mut sql, " AND ts_ms < ?", Box::new(big(t)));
+            }
+            if let Some((ts, node, seq)) = q.before {
+                add(&mut sql, " AND (ts_ms, node, seq) < (?", Box::new(big(ts)));
+                add(&mut sql, ", ?", Box::new(node));
+                add(&mut sql, ", ?)", Box::new(big(seq)));
+            }
+            let limit = i64::try_from(q.limit.min(1000)).unwrap_or(1000);
+            add(
+                &mut sql,
+                " ORDER BY ts_ms DESC, node DESC, seq DESC LIMIT ?",
+                Box::new(limit),
+            );
+            let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref()).collect();
+            let rows = c
+                .query(sql.as_str(), &refs)
+                .map_err(|e| pg_error("read the cluster's audit trail", &e))?;
+            Ok(rows.iter().map(mirrored_row).collect())
+        })
+    }
+
+    fn audit_chain(
+        &self,
+        node: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<MirroredRecord>, StoreError> {
+        let node = node.to_owned();
+        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit.min(10_000)).unwrap_or(10_000);
+        self.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT node, seq, ts_ms, kind, actor, target, session, line \
+                     FROM portcullis.audit WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    &[&node, &after, &limit],
+                )
+                .map_err(|e| pg_error("read a mirrored audit chain", &e))?;
+            Ok(rows.iter().map(mirrored_row).collect())
+        })
+    }
+
+    fn audit_nodes(&self) -> Result<Vec<String>, StoreError> {
+        self.run(|c| {
+            let rows = c
+                .query(
+                    "SELECT DISTINCT node FROM portcullis.audit ORDER BY node",
+                    &[],
+                )
+                .map_err(|e| pg_error("list the mirrored audit chains", &e))?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+}
+
+fn mirrored_row(row: &postgres::Row) -> MirroredRecord {
+    MirroredRecord {
+        node: row.get(0),
+        seq: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+        ts_ms: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+        kind: row.get(3),
+        actor: row.get(4),
+        target: row.get(5),
+        session: row.get(6),
+        line: row.get(7),
     }
 }
 

@@ -1168,14 +1168,14 @@ mod postgres_only {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
         // Opening again changes nothing.
         drop(open(&db.url));
         let count: i64 = admin
             .query_one("SELECT count(*) FROM portcullis.schema_migrations", &[])
             .unwrap()
             .get(0);
-        assert_eq!(count, 3);
+        assert_eq!(count, 4);
     }
 
     #[test]
@@ -1518,4 +1518,89 @@ fn postgres_gateways_publish_their_sessions_and_wake_each_other() {
     assert_eq!(b.take("gw-b").unwrap().len(), 1);
     a.leave("gw-a").unwrap();
     assert_eq!(b.published(lately).unwrap().len(), 1);
+}
+
+/// The mirror of the gateways' audit chains: at least once (a record mirrored twice is one),
+/// never two versions of a record, the merged view by time and filters, each chain in order.
+#[test]
+fn postgres_mirrors_each_gateways_audit_chain_and_merges_them() {
+    use portcullis_store::{Cluster, MirrorQuery, MirroredRecord};
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = PgStore::open(&db.url, &PgOptions::default()).unwrap();
+    let rec = |node: &str, seq: u64, ts_ms: u64, kind: &str| MirroredRecord {
+        node: node.into(),
+        seq,
+        ts_ms,
+        kind: kind.into(),
+        actor: if seq.is_multiple_of(2) { "alice" } else { "system" }.into(),
+        target: None,
+        session: (kind == "session_start").then(|| format!("s-{node}")),
+        line: format!("{{\"seq\":{seq},\"node\":\"{node}\"}}"),
+    };
+    assert_eq!(store.audit_mirrored_up_to("gw-a").unwrap(), 0);
+    let a: Vec<_> = (1..=4)
+        .map(|s| rec("gw-a", s, 1000 + s * 10, "login"))
+        .collect();
+    let b: Vec<_> = (1..=3)
+        .map(|s| rec("gw-b", s, 1005 + s * 10, "session_start"))
+        .collect();
+    store.audit_mirror(&a[..2]).unwrap();
+    // Again from the start (a mirror that lost its place): the same records are one.
+    store.audit_mirror(&a).unwrap();
+    store.audit_mirror(&b).unwrap();
+    assert_eq!(store.audit_mirrored_up_to("gw-a").unwrap(), 4);
+    assert_eq!(store.audit_nodes().unwrap(), ["gw-a", "gw-b"]);
+    // Another version of a record already mirrored: refused, nothing of the call stored.
+    let mut forged = rec("gw-a", 3, 1030, "login");
+    forged.line.push(' ');
+    let err = store
+        .audit_mirror(&[rec("gw-a", 5, 1050, "login"), forged])
+        .unwrap_err();
+    assert!(err.to_string().contains("other bytes"), "{err}");
+    assert_eq!(store.audit_mirrored_up_to("gw-a").unwrap(), 4);
+
+    let all = store
+        .audit_mirrored(&MirrorQuery {
+            limit: 100,
+            ..MirrorQuery::default()
+        })
+        .unwrap();
+    let order: Vec<(String, u64)> = all.iter().map(|r| (r.node.clone(), r.seq)).collect();
+    assert_eq!(
+        order,
+        [
+            ("gw-a", 4),
+            ("gw-b", 3),
+            ("gw-a", 3),
+            ("gw-b", 2),
+            ("gw-a", 2),
+            ("gw-b", 1),
+            ("gw-a", 1)
+        ]
+        .map(|(n, s)| (n.to_owned(), s))
+    );
+    // Paging on from the last of a page, and the filters.
+    let page = store
+        .audit_mirrored(&MirrorQuery {
+            before: Some((all[2].ts_ms, all[2].node.clone(), all[2].seq)),
+            limit: 2,
+            ..MirrorQuery::default()
+        })
+        .unwrap();
+    assert_eq!(page, all[3..5]);
+    let sessions = store
+        .audit_mirrored(&MirrorQuery {
+            kinds: vec!["session_start".into()],
+            actor: Some("system".into()),
+            limit: 100,
+            ..MirrorQuery::default()
+        })
+        .unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert!(sessions.iter().all(|r| r.node == "gw-b" && !r.seq.is_multiple_of(2)));
+    let chain = store.audit_chain("gw-a", 1, 2).unwrap();
+    assert_eq!(chain.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(chain[0], a[1]);
 }

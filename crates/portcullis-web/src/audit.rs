@@ -33,6 +33,13 @@ pub struct Audit {
     exports: Vec<portcullis_siem::Handle>,
 }
 
+impl Audit {
+    /// The trail, when there is one.
+    pub(crate) fn trail(&self) -> Option<Arc<AuditLog>> {
+        self.log.clone()
+    }
+}
+
 impl std::fmt::Debug for Audit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Audit")

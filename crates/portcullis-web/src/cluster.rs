@@ -79,6 +79,14 @@ impl ClusterLink {
         &self.node
     }
 
+    /// The cluster's merged audit view (see [`Cluster::audit_mirrored`]).
+    pub(crate) fn audit_mirrored(
+        &self,
+        query: &portcullis_store::MirrorQuery,
+    ) -> Result<Vec<portcullis_store::MirroredRecord>, portcullis_store::StoreError> {
+        self.store.audit_mirrored(query)
+    }
+
     /// The sessions the other gateways hold, as they published them (each with its `node`).
     pub(crate) fn remote_sessions(&self) -> Vec<serde_json::Value> {
         match self.store.published(ALIVE_WITHIN) {
@@ -183,6 +191,15 @@ pub fn start(state: &AppState) {
             publish(&publisher).await;
         }
     });
+    if let Some(log) = state.audit.trail() {
+        let (store, node) = (Arc::clone(&link.store), link.node.to_string());
+        let spawned = std::thread::Builder::new()
+            .name("audit-mirror".into())
+            .spawn(move || mirror_audit(store.as_ref(), &node, &log));
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start mirroring the audit trail: the cluster's merged view lacks this gateway");
+        }
+    }
     let runner = state.clone();
     let runtime = tokio::runtime::Handle::current();
     let spawned = std::thread::Builder::new()
@@ -208,6 +225,68 @@ pub fn start(state: &AppState) {
         });
     if let Err(e) = spawned {
         warn!(error = %e, "cannot start the cluster's command thread: kills asked on other gateways do not reach this one");
+    }
+}
+
+/// How often the audit mirror looks for new records.
+const MIRROR_EVERY: Duration = Duration::from_secs(1);
+/// At most this many records go to the mirror in one transaction.
+const MIRROR_BATCH: usize = 500;
+
+/// Copies this gateway's audit records, once fsynced, into the store's mirror of every
+/// gateway's chain (byte for byte, so the copy verifies as the trail does), for the cluster's
+/// merged view. At least once, in order, for as long as the process runs; after an outage of
+/// the store it picks up where the mirror stands.
+fn mirror_audit(store: &dyn Cluster, node: &str, log: &portcullis_audit::AuditLog) {
+    let mut up_to: Option<u64> = None;
+    loop {
+        let done = (|| -> Result<bool, String> {
+            let from = match up_to {
+                Some(n) => n,
+                None => store
+                    .audit_mirrored_up_to(node)
+                    .map_err(|e| e.to_string())?,
+            };
+            up_to = Some(from);
+            let synced = log.watermark().synced_seq();
+            if synced <= from {
+                return Ok(true);
+            }
+            let lines = portcullis_audit::read_lines(log.dir(), from, MIRROR_BATCH)
+                .map_err(|e| e.to_string())?;
+            let records: Vec<portcullis_store::MirroredRecord> = lines
+                .into_iter()
+                .filter(|(e, _)| e.seq <= synced)
+                .filter_map(|(e, line)| {
+                    Some(portcullis_store::MirroredRecord {
+                        node: node.to_owned(),
+                        seq: e.seq,
+                        ts_ms: e.ts_ms,
+                        kind: e.record.kind.as_str().to_owned(),
+                        actor: e.record.actor,
+                        target: e.record.target,
+                        session: e.record.session,
+                        line: String::from_utf8(line).ok()?,
+                    })
+                })
+                .collect();
+            let Some(last) = records.last().map(|r| r.seq) else {
+                return Ok(true);
+            };
+            store.audit_mirror(&records).map_err(|e| e.to_string())?;
+            up_to = Some(last);
+            Ok(records.len() < MIRROR_BATCH)
+        })();
+        match done {
+            Ok(true) => std::thread::sleep(MIRROR_EVERY),
+            Ok(false) => {}
+            Err(e) => {
+                warn!(error = %e, "cannot mirror the audit trail to the cluster (retried)");
+                // Ask the store again where the mirror stands.
+                up_to = None;
+                std::thread::sleep(MIRROR_EVERY * 5);
+            }
+        }
     }
 }
 

@@ -91,6 +91,10 @@ pub enum AuditCmd {
         /// (default: this gateway's signing key).
         #[arg(long)]
         public_key: Option<String>,
+        /// Check every gateway's chain as mirrored in the cluster's store instead (each chain
+        /// whole, sealed with the cluster's key, every record naming its gateway).
+        #[arg(long, conflicts_with = "dir")]
+        cluster: bool,
     },
     /// Print the newest records as JSON lines (the gateway may be running).
     Show {

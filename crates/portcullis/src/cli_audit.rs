@@ -287,6 +287,104 @@ pub(crate) fn verify_cmd(
     Ok(())
 }
 
+/// `audit verify --cluster`: every gateway's chain as mirrored in the cluster's store, each
+/// checked as `audit verify` checks a trail (hash chain, seals with the cluster's key), and
+/// every record naming the gateway whose chain holds it. Exit 1 if any is not intact.
+pub(crate) fn verify_cluster_cmd(config: &Config, public_key: Option<&str>) -> Result<()> {
+    let (_store, cluster) = crate::data::open_store_with_cluster(config)?;
+    let cluster = cluster.context(
+        "--cluster: this gateway is not in a cluster ([store] url names no PostgreSQL store)",
+    )?;
+    let key = match public_key {
+        Some(k) => crate::recording::read_key_arg(k)?.0,
+        None => {
+            let secret = crate::data::load_key(config)?;
+            sealing_key(config, &secret)?.verifying_key()
+        }
+    };
+    let nodes = cluster.audit_nodes()?;
+    if nodes.is_empty() {
+        bail!("the cluster's store holds no mirrored audit chain yet");
+    }
+    let mut bad = 0;
+    for node in &nodes {
+        let scratch = tempfile::tempdir().context("cannot make a scratch folder")?;
+        let (count, misnamed) = copy_chain(cluster.as_ref(), node, scratch.path())?;
+        let verdict = portcullis_audit::verify(scratch.path(), Some(&key));
+        match (&verdict, misnamed) {
+            (Ok(r), None) if r.sealed_as_found.is_empty() => println!(
+                "{node}: intact: {count} records, last seq {}, last hash {}, sealed up to seq {} (key fingerprint {})",
+                r.last_seq,
+                r.last_hash,
+                r.last_sealed_seq.unwrap_or(0),
+                fingerprint(&key)
+            ),
+            (Ok(r), None) => {
+                bad += 1;
+                println!(
+                    "{node}: chain whole but NOT every record vouched for: {}",
+                    not_vouched(&r.sealed_as_found).join("; ")
+                );
+            }
+            (Ok(_), Some(seq)) => {
+                bad += 1;
+                println!("{node}: NOT intact: record {seq} names another gateway");
+            }
+            (Err(e), _) => {
+                bad += 1;
+                println!("{node}: NOT intact: {e}");
+            }
+        }
+    }
+    if bad > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Writes `node`'s mirrored chain into `dir` as one segment; returns the record count and the
+/// first record naming another gateway, if one does.
+fn copy_chain(
+    cluster: &dyn portcullis_store::Cluster,
+    node: &str,
+    dir: &Path,
+) -> Result<(u64, Option<u64>)> {
+    use std::io::Write as _;
+    let mut after = 0;
+    let mut count = 0;
+    let mut misnamed = None;
+    let mut out: Option<std::io::BufWriter<std::fs::File>> = None;
+    loop {
+        let page = cluster.audit_chain(node, after, 5000)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            let file = match &mut out {
+                Some(f) => f,
+                None => {
+                    let path = dir.join(format!("audit-{:020}.jsonl", r.seq));
+                    out.insert(std::io::BufWriter::new(std::fs::File::create(&path)?))
+                }
+            };
+            file.write_all(r.line.as_bytes())?;
+            file.write_all(b"\n")?;
+            count += 1;
+            let named = serde_json::from_str::<Value>(&r.line).ok().and_then(|v| {
+                v.pointer("/detail/node")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+            if misnamed.is_none() && named.is_some_and(|n| n != node) {
+                misnamed = Some(r.seq);
+            }
+        }
+    }
+    if let Some(mut f) = out {
+        f.flush()?;
+    }
+    Ok((count, misnamed))
+}
+
 /// How long records after the last seal may stay unsealed while the trail is held before
 /// they are not taken for a write in progress: a write and its seal go to disk in one `write`,
 /// which takes far less.

@@ -82,9 +82,14 @@ fn store_migrate_cmd(config: &Config, from: &str, to: &str) -> Result<()> {
 
 fn audit_cmd(config: &Config, cmd: AuditCmd) -> Result<()> {
     match cmd {
-        AuditCmd::Verify { dir, public_key } => {
-            cli_audit::verify_cmd(config, dir, public_key.as_deref())
-        }
+        AuditCmd::Verify {
+            cluster: true,
+            public_key,
+            ..
+        } => cli_audit::verify_cluster_cmd(config, public_key.as_deref()),
+        AuditCmd::Verify {
+            dir, public_key, ..
+        } => cli_audit::verify_cmd(config, dir, public_key.as_deref()),
         AuditCmd::Show { limit, actor, kind } => {
             // Read-only, without the writer's lock: the segments' fsynced lines are read as they
             // are (the gateway may be appending).

@@ -29,6 +29,7 @@ const ADMIN_PASSWORD_ENV: &str = "PORTCULLIS_ADMIN_PASSWORD";
 fn open_audit(
     config: &Config,
     secret: &SecretKey,
+    node: Option<&str>,
 ) -> Result<(
     portcullis_web::audit::Audit,
     Arc<portcullis_audit::AuditLog>,
@@ -36,16 +37,18 @@ fn open_audit(
     let dir = &config.audit.dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("audit.dir: cannot create {}", dir.display()))?;
-    let log = portcullis_audit::OpenOptions::new()
+    let mut options = portcullis_audit::OpenOptions::new()
         .max_segment_bytes(config.audit.segment_bytes)
-        .sealing_key(cli_audit::sealing_key(config, secret)?)
-        .open(dir)
-        .with_context(|| {
-            format!(
-                "cannot open the audit trail in {} (check it with `portcullis audit verify`)",
-                dir.display()
-            )
-        })?;
+        .sealing_key(cli_audit::sealing_key(config, secret)?);
+    if let Some(node) = node {
+        options = options.node(node);
+    }
+    let log = options.open(dir).with_context(|| {
+        format!(
+            "cannot open the audit trail in {} (check it with `portcullis audit verify`)",
+            dir.display()
+        )
+    })?;
     let recovery = log.recovery();
     if recovery.torn_tail.is_some() {
         warn!(dir = %dir.display(), "the audit trail ended in an unfinished record (never acknowledged): cut");
@@ -212,7 +215,9 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     // The trail first: the first admin and the id migration change accounts and tokens, and
     // start-up recovery looks up which recordings were closed; each records what it does
     // before it does it.
-    let (audit, audit_log) = open_audit(&config, &key)?;
+    // In a cluster, every audit record names the gateway that wrote it.
+    let node = cluster.as_ref().map(|_| node_name(&config)).transpose()?;
+    let (audit, audit_log) = open_audit(&config, &key, node.as_deref())?;
     bootstrap_admin(&*store, &audit_log)?;
     // Users and tokens stored before users had immutable ids get theirs before anything is
     // served; a token deleted by it is on record first.
@@ -260,8 +265,7 @@ pub(crate) fn serve(config: Config) -> Result<()> {
         portcullis_web::policy::PolicyState::new(policy),
         config.policy_file.clone(),
     );
-    if let Some(cluster) = cluster {
-        let node = node_name(&config)?;
+    if let (Some(cluster), Some(node)) = (cluster, node) {
         info!(%node, "this gateway's name in the cluster");
         state.cluster = Some(portcullis_web::cluster::ClusterLink::new(cluster, node));
     }

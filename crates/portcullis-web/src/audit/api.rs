@@ -43,6 +43,16 @@ pub(crate) struct AuditQuery {
     before_seq: Option<u64>,
     /// At most this many (default 100, at most 500).
     limit: Option<usize>,
+    /// `true`: every gateway of the cluster, merged by time (from the store's mirror of each
+    /// gateway's chain); then `node` picks one, and paging goes on with `before_ts_ms`,
+    /// `before_node` and `before_seq` (the last entry of the page before).
+    cluster: Option<bool>,
+    /// With `cluster`: only this gateway's records.
+    node: Option<String>,
+    /// With `cluster`: paging.
+    before_ts_ms: Option<u64>,
+    /// With `cluster`: paging.
+    before_node: Option<String>,
 }
 
 /// `GET /audit`: the trail, newest first, filtered (security team and administrators).
@@ -63,6 +73,9 @@ pub(crate) async fn query(
         }
     }
     let limit = q.limit.unwrap_or(100).min(MAX_PAGE);
+    if q.cluster == Some(true) {
+        return merged(&state, q, kinds, limit).await;
+    }
     let filter = Filter {
         actor: q.actor,
         target: q.target,
@@ -82,6 +95,64 @@ pub(crate) async fn query(
         .then(|| entries.last().map(|e| e.seq))
         .flatten();
     Ok(Json(json!({ "entries": entries, "next_before_seq": next })))
+}
+
+/// The merged view of every gateway's chain, newest first; each entry names its `node`.
+async fn merged(
+    state: &AppState,
+    q: AuditQuery,
+    kinds: Vec<Kind>,
+    limit: usize,
+) -> Result<Json<Value>, WebError> {
+    let Some(link) = state.cluster.clone() else {
+        return Err(WebError::BadRequest(
+            "cluster: this gateway is not in a cluster (its trail is the whole trail)".into(),
+        ));
+    };
+    let before = match (q.before_ts_ms, q.before_node, q.before_seq) {
+        (Some(ts), Some(node), Some(seq)) => Some((ts, node, seq)),
+        (None, None, None) => None,
+        _ => {
+            return Err(WebError::BadRequest(
+                "before_ts_ms, before_node and before_seq go together".into(),
+            ))
+        }
+    };
+    let query = portcullis_store::MirrorQuery {
+        actor: q.actor,
+        target: q.target,
+        session: q.session,
+        kinds: kinds.iter().map(|k| k.as_str().to_owned()).collect(),
+        node: q.node,
+        since_ms: q.since_ms,
+        until_ms: q.until_ms,
+        before,
+        limit,
+    };
+    let rows = tokio::task::spawn_blocking(move || link.audit_mirrored(&query))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // The mirrored line as its gateway wrote it; one that does not parse is shown as such.
+        let mut entry = match serde_json::from_str::<Value>(&row.line) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(node = %row.node, seq = row.seq, error = %e, "an unreadable mirrored audit record");
+                json!({ "seq": row.seq, "ts_ms": row.ts_ms, "unreadable": e.to_string() })
+            }
+        };
+        if let Some(obj) = entry.as_object_mut() {
+            obj.insert("node".into(), Value::from(row.node.clone()));
+        }
+        entries.push(entry);
+    }
+    let next = (rows.len() == limit)
+        .then(|| rows.last())
+        .flatten()
+        .map(|r| json!({ "before_ts_ms": r.ts_ms, "before_node": r.node, "before_seq": r.seq }));
+    Ok(Json(json!({ "entries": entries, "next": next })))
 }
 
 /// `GET /audit/exports`: each SIEM export's status (connected, last delivered record, pending,
