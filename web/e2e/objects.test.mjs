@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
   startGateway, startPostgres, startS3, startDesktop, userWithTarget, launchBrowser, newPage, openTarget,
-  until, untar, freePort, sleep,
+  until, untar, freePort, sleep, uiLogin, startXfreerdp, tryUpgrade,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -157,7 +157,7 @@ test('a recording made on one gateway is played and exported on another; the obj
   assert.equal((v.stdout.match(/: intact: \d+ records/g) ?? []).length, 2, v.stdout);
 });
 
-test('a gateway killed with -9 mid-session: its recording stays authentic in the store, and its next start closes it as incomplete and finishes the upload', async (t) => {
+test('one deployment: browser on A, native RDP on B, the SOC on B lists both and watches A\'s; A killed with -9 mid-session: its recording stays authentic in the store, and A\'s next start closes it as incomplete and finishes the upload; the SOC on B kills the native session', async (t) => {
   const desktop = await startDesktop('vnc-objects-2');
   t.after(() => desktop.stop());
   const { a, b, shared, env } = await cluster(t, 'objects_crash');
@@ -166,11 +166,64 @@ test('a gateway killed with -9 mid-session: its recording stays authentic in the
   });
   const browser = await launchBrowser();
   t.after(() => browser.close());
+
+  // One deployment, end to end: the user's browser session on A, a native RDP session on B.
   const page = await newPage(browser);
   await openTarget(page, a.base, 'kai', 'kai-password-123', 'desk');
   const session = await until('the session on A', async () => (await admin.get('/sessions')).json?.[0]);
-  const reviewer = b.api();
-  assert.equal((await reviewer.login('admin', ADMIN)).status, 200);
+  const native = await startXfreerdp({ args: [`/v:127.0.0.1:${b.rdpPort}`, '/u:kai#desk', '/p:kai-password-123', '/sec:tls', '/cert:ignore', '/size:1024x768'] });
+  t.after(() => native.stop());
+  // The SOC on B lists both, each naming its gateway.
+  const soc = b.api();
+  assert.equal((await soc.login('admin', ADMIN)).status, 200);
+  const reviewer = soc;
+  const both = await until('B to list both sessions', async () => {
+    const list = (await soc.get('/sessions')).json ?? [];
+    return list.length === 2 && list;
+  }, 30000);
+  const rdpOnB = both.find((s) => s.entry === 'rdp');
+  assert.ok(rdpOnB && rdpOnB.node !== session.node, JSON.stringify(both));
+  assert.ok(both.some((s) => s.id === session.id && s.node === session.node));
+  // The SOC on B watches A's session: B relays it from A, on record on both gateways.
+  const watcher = await newPage(browser);
+  await uiLogin(watcher, b.base, 'admin', ADMIN);
+  await watcher.waitForSelector('#current-role', { timeout: 10000 });
+  const seen = await watcher.evaluate(async ({ id }) => new Promise((resolve) => {
+    const ws = new WebSocket(`wss://${location.host}/api/v1/sessions/${id}/watch`);
+    ws.binaryType = 'arraybuffer';
+    const got = { init: null, binary: 0, closed: null };
+    ws.onclose = (e) => { got.closed = `${e.code} ${e.reason}`; };
+    ws.onmessage = (m) => {
+      if (typeof m.data === 'string') {
+        const msg = JSON.parse(m.data);
+        if (msg.type === 'init') got.init = msg;
+      } else {
+        got.binary += 1;
+      }
+    };
+    setTimeout(() => { ws.close(); resolve(got); }, 3000);
+  }), { id: session.id });
+  assert.equal(seen.init?.session, session.id, JSON.stringify(seen));
+  assert.ok(seen.binary > 0, 'the watcher on B got no frames from A');
+  await watcher.context().close();
+  const watchedOnA = await until('the watch on A\'s record', async () => (await admin.get(`/audit?kind=watcher&session=${session.id}`)).json
+    ?.entries?.find((e) => e.actor.startsWith('admin via ')));
+  assert.ok(watchedOnA);
+  assert.match(b.cli(['audit', 'show', '--kind', 'watcher']).stdout, new RegExp(`"held_by":"${session.node}"`));
+  // The gateways' own route takes only a live ticket for that session: none, a made-up one.
+  assert.equal(await tryUpgrade(a.base, `/api/v1/cluster/watch/${session.id}`), 401);
+  assert.equal(await tryUpgrade(a.base, `/api/v1/cluster/watch/${session.id}`, { 'x-portcullis-watch-ticket': 'made-up' }), 401);
+
+  // A second browser session on A, killed by the SOC on B: the user sees why at once.
+  const second = await newPage(browser);
+  await openTarget(second, a.base, 'kai', 'kai-password-123', 'desk');
+  const other = await until('the second session on B\'s list', async () => (await soc.get('/sessions')).json
+    ?.find((s) => s.user === 'kai' && s.entry !== 'rdp' && s.id !== session.id));
+  assert.equal((await soc.post(`/sessions/${other.id}/kill`, { reason: 'one session at a time' })).status, 204);
+  await second.waitForSelector('#session-error:not([hidden])', { timeout: 10000 });
+  assert.match(await second.textContent('#session-error'), /security team ended this session: one session at a time/);
+
+  // The user keeps working on A; then A dies (kill -9) mid-session.
   for (let i = 0; i < 4; i++) {
     await type(page, `echo line ${i}`);
     await sleep(500);
@@ -209,4 +262,9 @@ test('a gateway killed with -9 mid-session: its recording stays authentic in the
   assert.match(r.stdout, /verdict:\s+INCOMPLETE:/);
   const events = JSON.stringify((await reviewer.get(`/recordings/${session.id}/events`)).json);
   assert.ok(events.includes('echo line 1'), events.slice(0, 400));
+
+  // The native session on B went on throughout; the SOC on B ends it.
+  const r2 = await soc.post(`/sessions/${rdpOnB.id}/kill`, { reason: 'end of the drill' });
+  assert.equal(r2.status, 204, r2.text);
+  await until('the native session to end', async () => !(await soc.get('/sessions')).json.some((s) => s.id === rdpOnB.id));
 });

@@ -7,7 +7,7 @@
 mod active;
 mod handshake;
 mod input;
-mod tls;
+pub(crate) mod tls;
 
 use ironrdp_connector::{ConnectorError, ConnectorErrorKind};
 use ironrdp_session::image::DecodedImage;

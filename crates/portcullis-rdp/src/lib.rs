@@ -19,5 +19,6 @@ pub mod identity;
 pub mod reassembly;
 pub mod server;
 
+pub use client::tls::pinned as tls_pinned;
 pub use client::{connect, RdpCredentials, RdpOptions, RdpTarget, RdpTargetError};
 pub use identity::IdentityCheck;

@@ -1534,7 +1534,12 @@ fn postgres_mirrors_each_gateways_audit_chain_and_merges_them() {
         seq,
         ts_ms,
         kind: kind.into(),
-        actor: if seq.is_multiple_of(2) { "alice" } else { "system" }.into(),
+        actor: if seq.is_multiple_of(2) {
+            "alice"
+        } else {
+            "system"
+        }
+        .into(),
         target: None,
         session: (kind == "session_start").then(|| format!("s-{node}")),
         line: format!("{{\"seq\":{seq},\"node\":\"{node}\"}}"),
@@ -1599,7 +1604,9 @@ fn postgres_mirrors_each_gateways_audit_chain_and_merges_them() {
         })
         .unwrap();
     assert_eq!(sessions.len(), 2);
-    assert!(sessions.iter().all(|r| r.node == "gw-b" && !r.seq.is_multiple_of(2)));
+    assert!(sessions
+        .iter()
+        .all(|r| r.node == "gw-b" && !r.seq.is_multiple_of(2)));
     let chain = store.audit_chain("gw-a", 1, 2).unwrap();
     assert_eq!(chain.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
     assert_eq!(chain[0], a[1]);

@@ -299,6 +299,13 @@ pub async fn publish(state: &AppState) {
     };
     let checker = state.clone();
     let _ = tokio::task::spawn_blocking(move || end_revoked(&checker)).await;
+    if let Some(address) = state.advertise.clone() {
+        let (store, node) = (std::sync::Arc::clone(&state.store), link.node.to_string());
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::relay::publish_address(store.as_ref(), &node, &address, crate::auth::now_ms());
+        })
+        .await;
+    }
     let sessions: Vec<serde_json::Value> = state
         .broker
         .list()

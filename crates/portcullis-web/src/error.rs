@@ -38,6 +38,9 @@ pub enum WebError {
     /// 503: a dependency the action needs (the audit trail) cannot take it right now.
     #[error("{0}")]
     Unavailable(String),
+    /// 502: another gateway of the cluster, which the action needs, cannot be reached.
+    #[error("{0}")]
+    BadGateway(String),
     /// 500: details are logged, not shown.
     #[error("internal error")]
     Internal(String),
@@ -57,6 +60,7 @@ impl WebError {
             WebError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             WebError::Internal(_) | WebError::Startup(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

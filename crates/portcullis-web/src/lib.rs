@@ -16,6 +16,7 @@ pub mod ops;
 pub mod policy;
 pub mod rdp;
 mod recordings;
+pub mod relay;
 mod session_end;
 mod sessions;
 mod targets;
@@ -105,6 +106,8 @@ pub struct AppState {
     pub cluster: Option<cluster::ClusterLink>,
     /// When this gateway last published its sessions to the cluster (Unix ms; 0: never).
     pub(crate) cluster_published: Arc<std::sync::atomic::AtomicI64>,
+    /// Where the other gateways of a cluster reach this one (to watch its sessions).
+    pub advertise: Option<relay::NodeAddress>,
 }
 
 impl AppState {
@@ -140,6 +143,7 @@ impl AppState {
             draining: Arc::default(),
             cluster: None,
             cluster_published: Arc::default(),
+            advertise: None,
         }
     }
 

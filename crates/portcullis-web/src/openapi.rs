@@ -17,6 +17,7 @@ fn roles_for(who: &str) -> (Vec<&'static str>, bool) {
         "any user" => (USERS.to_vec(), false),
         "admin" => (vec!["admin"], false),
         "admins and soc" => (vec!["admin", "soc"], false),
+        "another gateway of the cluster, with a one-time ticket" => (vec!["gateway"], false),
         RECORDINGS | "a user with a grant for the target" => (USERS.to_vec(), true),
         // INVARIANT: every `op` names one of the above (the document test checks each route).
         _ => (Vec::new(), true),
@@ -326,6 +327,15 @@ fn soc_paths(doc: &mut Value) {
         ("/users/{name}/lock", "name", "post", "Lock a user: their sessions and logins end, no new ones until unlocked", Some("Reason"), "204"),
         ("/users/{name}/unlock", "name", "post", "Unlock a user", None, "204"),
     ];
+    doc["paths"]["/cluster/watch/{id}"] = json!({
+        "parameters": [path_param("id")],
+        "get": op(
+            "WebSocket: another gateway of the cluster relays a watch of a session held here (header x-portcullis-watch-ticket: the one-time ticket it left in the shared store)",
+            "another gateway of the cluster, with a one-time ticket",
+            None,
+            "101",
+        ),
+    });
     for (path, param, method, summary, body, ok) in routes {
         doc["paths"][path] = json!({
             "parameters": [path_param(param)],
@@ -349,6 +359,10 @@ fn audit_paths(doc: &mut Value) {
         "200",
     );
     list["parameters"] = json!([
+        query("cluster", "boolean", "true: every gateway of the cluster, merged by time (each entry names its node); page on with before_ts_ms, before_node and before_seq from `next`"),
+        query("node", "string", "With cluster: only this gateway's records"),
+        query("before_ts_ms", "integer", "With cluster: paging (from `next`)"),
+        query("before_node", "string", "With cluster: paging (from `next`)"),
         query("actor", "string", "Who acted (exact)"),
         query("target", "string", "Which target (exact)"),
         query("session", "string", "Which session (exact)"),

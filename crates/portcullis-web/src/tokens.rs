@@ -68,6 +68,9 @@ pub enum Need {
     Scope(&'static str),
     /// People only: opening or watching sessions, RDP tickets, MFA enrolment. No token.
     Browser,
+    /// Another gateway of the cluster, with a one-time ticket it left in the shared store (a
+    /// watch it relays). No token, no login.
+    Gateway,
 }
 
 impl Need {
@@ -78,6 +81,7 @@ impl Need {
             Need::AnyToken => "any",
             Need::Scope(s) => s,
             Need::Browser => "browser",
+            Need::Gateway => "gateway",
         }
     }
 }
@@ -97,6 +101,7 @@ pub const ROUTES: &[(&str, &str, Need)] = {
         ("get", "/targets/{name}/connect", Browser),
         ("post", "/targets/{name}/rdp-file", Browser),
         ("get", "/sessions/{id}/watch", Browser),
+        ("get", "/cluster/watch/{id}", Gateway),
         ("get", "/targets", Scope(ADMIN)),
         ("post", "/targets", Scope(ADMIN)),
         ("delete", "/targets/{name}", Scope(ADMIN)),
@@ -169,7 +174,7 @@ pub fn allows(scopes: &[String], need: Option<Need>) -> bool {
     match need {
         Some(Need::Public | Need::AnyToken) => true,
         Some(Need::Scope(s)) => scopes.iter().any(|have| have == s || have == ADMIN),
-        Some(Need::Browser) | None => false,
+        Some(Need::Browser | Need::Gateway) | None => false,
     }
 }
 
@@ -294,7 +299,11 @@ mod tests {
         assert!(!allows(&killer, need("get", "/sessions")));
         let admin = scopes(&[ADMIN]);
         for (m, p, n) in ROUTES {
-            assert_eq!(allows(&admin, Some(*n)), *n != Need::Browser, "{m} {p}");
+            assert_eq!(
+                allows(&admin, Some(*n)),
+                !matches!(n, Need::Browser | Need::Gateway),
+                "{m} {p}"
+            );
         }
         assert!(!allows(&admin, need("get", "/targets/{name}/connect")));
         assert!(!allows(&admin, need("post", "/me/mfa/enrol")));

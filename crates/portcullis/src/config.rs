@@ -14,6 +14,10 @@ use serde::Deserialize;
 pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// `[http] advertise` (or [`ADVERTISE_ENV`]): the `https://host:port` other gateways of a
+    /// cluster reach this one at (to watch its sessions); `None`: the listen address when it is
+    /// a specific one.
+    pub advertise: Option<String>,
     /// Certificate and key files; `None` means a self-signed pair kept in the data directory.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub key_file: PathBuf,
@@ -49,6 +53,24 @@ pub struct Ops {
     /// `[ops] drain_deadline_secs`: after SIGUSR1 (drain), sessions still open this long after
     /// are ended as a graceful shutdown ends them.
     pub drain_deadline: Duration,
+}
+
+/// Environment variable giving `[http] advertise` (e.g. a pod's address on Kubernetes).
+pub const ADVERTISE_ENV: &str = "PORTCULLIS_ADVERTISE_URL";
+
+/// `[http] advertise`: an `https://host:port` URL, nothing else.
+fn advertise(text: Option<String>, listen: SocketAddr) -> Result<Option<String>> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok((!listen.ip().is_unspecified()).then(|| format!("https://{listen}")));
+    };
+    let ok = text.strip_prefix("https://").is_some_and(|rest| {
+        portcullis_core::addr::parse_host_port(rest.trim_end_matches('/'))
+            .is_some_and(|(_, port)| port.is_some())
+    });
+    if !ok {
+        bail!("http.advertise: {text:?} is not like https://10.0.0.5:8443");
+    }
+    Ok(Some(text.trim_end_matches('/').to_owned()))
 }
 
 /// Environment variable naming the PostgreSQL store (wins over `[store] url`), so that the URL
@@ -295,6 +317,7 @@ mod dto {
     #[serde(deny_unknown_fields)]
     pub(super) struct Http {
         pub listen: Option<String>,
+        pub advertise: Option<String>,
         pub cert: Option<PathBuf>,
         pub key: Option<PathBuf>,
     }
@@ -611,6 +634,10 @@ impl Config {
             .key_file
             .unwrap_or_else(|| data_dir.join("secret.key"));
         Ok(Config {
+            advertise: advertise(
+                std::env::var(ADVERTISE_ENV).ok().or(file.http.advertise),
+                listen,
+            )?,
             listen,
             tls,
             key_file,

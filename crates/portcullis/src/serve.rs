@@ -267,6 +267,19 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     );
     if let (Some(cluster), Some(node)) = (cluster, node) {
         info!(%node, "this gateway's name in the cluster");
+        // Where the others reach this gateway to watch its sessions, and the certificate they
+        // must find there.
+        match &config.advertise {
+            Some(url) => {
+                let (_, leaf) = portcullis_web::server_config(&tls)?;
+                state.advertise = Some(portcullis_web::relay::NodeAddress::new(url, &leaf));
+            }
+            None => warn!(
+                "http.listen is a wildcard address and http.advertise is not set: the security \
+                 team cannot watch this gateway's sessions from other gateways (set \
+                 [http] advertise or PORTCULLIS_ADVERTISE_URL)"
+            ),
+        }
         state.cluster = Some(portcullis_web::cluster::ClusterLink::new(cluster, node));
     }
     state.rdp_remotefx = config.rdp.remotefx;

@@ -5,24 +5,33 @@ import {
   auditKindClass,
   auditQuery,
   compactValue,
+  countText,
   describeAudit,
   diffSummary,
   EMPTY_AUDIT_FILTERS,
+  entryKey,
+  entryNode,
   exportFileName,
   formatAuditTime,
   hasFilters,
+  isClusterCursor,
   isWarning,
+  kindOf,
   mergeEntries,
+  nextCursor,
   parseKinds,
   recordJson,
+  showsGateway,
   toJsonLines,
   verifyText,
+  verifyTitle,
+  type ShownAuditEntry,
 } from './audit';
 import { parseLocalDateTime } from './recording';
 
 const HASH = 'a'.repeat(64);
 
-function entry(kind: string, detail: Record<string, unknown> = {}, more: Partial<AuditEntry> = {}): AuditEntry {
+function entry(kind: string, detail: Record<string, unknown> = {}, more: Partial<ShownAuditEntry> = {}): ShownAuditEntry {
   return { seq: 1, ts_ms: 1_700_000_000_000, prev: '0'.repeat(64), hash: HASH, kind, actor: 'alice', detail, ...more };
 }
 
@@ -45,7 +54,7 @@ describe('auditQuery', () => {
   });
 
   it('sends the set filters, trimmed, with times as Unix ms', () => {
-    const f = { actor: ' alice ', target: 'desk', session: 'abc-1', kinds: 'login, login_failed', from: '2024-03-05T10:00', to: '2024-03-05T11:30:15' };
+    const f = { ...EMPTY_AUDIT_FILTERS, actor: ' alice ', target: 'desk', session: 'abc-1', kinds: 'login, login_failed', from: '2024-03-05T10:00', to: '2024-03-05T11:30:15' };
     const q = new URLSearchParams(auditQuery(f).slice(1));
     expect(q.get('actor')).toBe('alice');
     expect(q.get('target')).toBe('desk');
@@ -55,7 +64,42 @@ describe('auditQuery', () => {
     expect(q.get('until_ms')).toBe(String(parseLocalDateTime('2024-03-05T11:30:15')));
     expect(q.get('limit')).toBe('100');
     expect(q.has('before_seq')).toBe(false);
+    expect(q.has('cluster')).toBe(false);
     expect(hasFilters(f)).toBe(true);
+  });
+
+  it('leaves out the gateway filter outside the cluster view', () => {
+    const f = { ...EMPTY_AUDIT_FILTERS, node: 'gw-b' };
+    expect(auditQuery(f)).toBe('?limit=100');
+    expect(hasFilters(f)).toBe(false);
+  });
+
+  it('asks for the cluster view, with the gateway filter trimmed when set', () => {
+    const all = { ...EMPTY_AUDIT_FILTERS, cluster: true };
+    expect(auditQuery(all)).toBe('?cluster=true&limit=100');
+    expect(hasFilters(all)).toBe(false);
+    expect(auditQuery({ ...all, node: '   ' })).toBe('?cluster=true&limit=100');
+    const one = { ...all, node: ' gw-b ', actor: 'alice', kinds: 'login' };
+    expect(auditQuery(one)).toBe('?cluster=true&node=gw-b&actor=alice&kind=login&limit=100');
+    expect(hasFilters({ ...all, node: 'gw-b' })).toBe(true);
+    const q = new URLSearchParams(auditQuery({ ...one, node: 'gw b&c', from: '2024-03-05T10:00' }).slice(1));
+    expect(q.get('node')).toBe('gw b&c');
+    expect(q.get('since_ms')).toBe(String(parseLocalDateTime('2024-03-05T10:00')));
+  });
+
+  it('pages on in the cluster view with the whole cursor, and only the cursor of the view', () => {
+    const all = { ...EMPTY_AUDIT_FILTERS, cluster: true };
+    const cursor = { before_ts_ms: 1_700_000_000_123, before_node: 'gw-a', before_seq: 42 };
+    expect(auditQuery(all, cursor)).toBe('?cluster=true&before_ts_ms=1700000000123&before_node=gw-a&before_seq=42&limit=100');
+    const q = new URLSearchParams(auditQuery({ ...all, node: 'gw-a' }, { ...cursor, before_node: 'gw a/1' }, 50).slice(1));
+    expect([q.get('node'), q.get('before_ts_ms'), q.get('before_node'), q.get('before_seq'), q.get('limit')]).toEqual(['gw-a', '1700000000123', 'gw a/1', '42', '50']);
+    // A seq alone is this gateway's trail's cursor; a cluster cursor is not this gateway's.
+    expect(auditQuery(all, 11)).toBe('?cluster=true&limit=100');
+    expect(auditQuery(EMPTY_AUDIT_FILTERS, cursor)).toBe('?limit=100');
+    // Never a partial cursor (the gateway refuses one).
+    expect(auditQuery(all, { ...cursor, before_node: '' })).toBe('?cluster=true&limit=100');
+    expect(auditQuery(all, { ...cursor, before_seq: -1 })).toBe('?cluster=true&limit=100');
+    expect(auditQuery(all, { before_ts_ms: 5, before_node: 'gw-a' } as never)).toBe('?cluster=true&limit=100');
   });
 
   it('pages on with before_seq and caps the limit', () => {
@@ -66,6 +110,59 @@ describe('auditQuery', () => {
 
   it('leaves out malformed times and invalid kinds', () => {
     expect(auditQuery({ ...EMPTY_AUDIT_FILTERS, from: 'yesterday', to: '2024-02-31T00:00', kinds: 'bad-kind' })).toBe('?limit=100');
+  });
+});
+
+describe('paging cursors', () => {
+  it('reads where the next page starts in each view', () => {
+    const cursor = { before_ts_ms: 1_700_000_000_000, before_node: 'gw-b', before_seq: 7 };
+    expect(nextCursor({ entries: [], next_before_seq: 11 }, false)).toBe(11);
+    expect(nextCursor({ entries: [], next_before_seq: null }, false)).toBeNull();
+    expect(nextCursor({ entries: [] }, false)).toBeNull();
+    expect(nextCursor({ entries: [], next: cursor }, true)).toEqual(cursor);
+    expect(nextCursor({ entries: [], next: null }, true)).toBeNull();
+    // The other view's cursor, or a malformed one, ends the paging.
+    expect(nextCursor({ entries: [], next_before_seq: 11 }, true)).toBeNull();
+    expect(nextCursor({ entries: [], next: cursor }, false)).toBeNull();
+    expect(nextCursor({ entries: [], next: { ...cursor, before_seq: '7' } as never }, true)).toBeNull();
+    expect(nextCursor({ entries: [], next_before_seq: 1.5 }, false)).toBeNull();
+  });
+
+  it('knows a whole cluster cursor', () => {
+    expect(isClusterCursor({ before_ts_ms: 0, before_node: 'a', before_seq: 0 })).toBe(true);
+    expect(isClusterCursor({ before_ts_ms: 1, before_node: 'a' })).toBe(false);
+    expect(isClusterCursor({ before_ts_ms: Number.NaN, before_node: 'a', before_seq: 1 })).toBe(false);
+    expect(isClusterCursor(null)).toBe(false);
+    expect(isClusterCursor(3)).toBe(false);
+  });
+});
+
+describe('gateways', () => {
+  it('names the gateway of a record: node in the cluster view, else detail.node', () => {
+    expect(entryNode(entry('login', {}, { node: 'gw-a' }))).toBe('gw-a');
+    expect(entryNode(entry('login', { node: 'gw-b' }))).toBe('gw-b');
+    expect(entryNode(entry('login', { node: 'gw-b' }, { node: 'gw-a' }))).toBe('gw-a');
+    expect(entryNode(entry('login'))).toBeNull();
+    expect(entryNode(entry('login', { node: 5 }))).toBeNull();
+    expect(entryNode({ detail: null })).toBeNull();
+  });
+
+  it('has a Gateway column in the cluster view, or when a record names its gateway', () => {
+    expect(showsGateway([], true)).toBe(true);
+    expect(showsGateway([entry('login')], false)).toBe(false);
+    expect(showsGateway([entry('login'), entry('logout', { node: 'gw-a' })], false)).toBe(true);
+  });
+
+  it('says the verify button checks this gateway’s own chain in the cluster view', () => {
+    expect(verifyTitle(true)).toBe("Verify checks this gateway's own chain; `portcullis audit verify --cluster` checks every gateway's");
+    expect(verifyTitle(false)).toMatch(/this gateway's/);
+  });
+
+  it('counts the rows shown', () => {
+    expect(countText(0, true, true)).toBe('');
+    expect(countText(1, false, false)).toBe('1 record shown');
+    expect(countText(3, true, false)).toBe('3 records shown, older ones on request');
+    expect(countText(3, false, true)).toBe('3 records shown from all gateways');
   });
 });
 
@@ -148,6 +245,24 @@ describe('describeAudit', () => {
     expect(describeAudit(entry('clipboard', { direction: 'sideways', bytes: -1 }))).toBe('Clipboard sideways');
   });
 
+  it('leaves the gateway to its column', () => {
+    expect(describeAudit(entry('login', { entry: 'browser', address: '127.0.0.1:5000', node: 'gw-a' }, { node: 'gw-a' }))).toBe(
+      'Login from 127.0.0.1:5000 (browser)',
+    );
+    expect(describeAudit(entry('mfa_step', { result: 'ok', node: 'gw-a' }))).toBe('Mfa step: {result: ok}');
+    expect(describeAudit(entry('mfa', { node: 'gw-a' }))).toBe('Mfa');
+  });
+
+  it('describes a mirrored line that does not parse, naming its gateway', () => {
+    const bad = { seq: 4, ts_ms: 1_700_000_000_000, unreadable: 'expected value at line 1 column 1', node: 'gw-b' } as unknown as ShownAuditEntry;
+    expect(describeAudit(bad)).toBe('Unreadable record: the line in the chain of gw-b does not parse (expected value at line 1 column 1)');
+    expect(kindOf(bad)).toBe('unreadable');
+    expect(kindOf(entry('login'))).toBe('login');
+    expect(isWarning(bad)).toBe(true);
+    expect(auditKindClass(bad)).toBe('kind-badge audit-kind warn');
+    expect(entryNode(bad)).toBe('gw-b');
+  });
+
   it('has a description for every kind in use', () => {
     for (const kind of AUDIT_KINDS) expect(describeAudit(entry(kind)).length).toBeGreaterThan(0);
   });
@@ -212,11 +327,56 @@ describe('verify, export, paging', () => {
     expect(json).toContain('"seq": 2');
     expect(json).toContain(`"hash": "${HASH}"`);
     expect(exportFileName(new Date(2024, 2, 5, 9, 7, 3).getTime())).toBe('portcullis-audit-20240305-090703.jsonl');
+    expect(exportFileName(new Date(2024, 2, 5, 9, 7, 3).getTime(), true)).toBe('portcullis-audit-cluster-20240305-090703.jsonl');
+  });
+
+  it('exports and shows the gateway of each record', () => {
+    const a = entry('login', { node: 'gw-a' }, { seq: 3, node: 'gw-a' });
+    const b = entry('logout', { node: 'gw-b' }, { seq: 3, node: 'gw-b' });
+    const lines = toJsonLines([a, b])
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as ShownAuditEntry);
+    expect(lines.map((e) => [e.node, e.seq])).toEqual([
+      ['gw-a', 3],
+      ['gw-b', 3],
+    ]);
+    expect(lines).toEqual([a, b]);
+    // This gateway's trail in a cluster: the record as written, its gateway in detail.node.
+    const local = entry('login', { node: 'gw-a' }, { seq: 9 });
+    expect(JSON.parse(toJsonLines([local])) as unknown).toEqual(local);
+    expect(Object.keys(JSON.parse(recordJson(a)) as object).slice(0, 2)).toEqual(['node', 'seq']);
+    expect(JSON.parse(recordJson(a))).toEqual(a);
   });
 
   it('merges a further page newest first without duplicates', () => {
     const e = (seq: number) => entry('login', {}, { seq });
     expect(mergeEntries([e(9), e(8)], [e(8), e(7), e(5)]).map((x) => x.seq)).toEqual([9, 8, 7, 5]);
+    expect(mergeEntries([e(9), e(8)], [e(8), e(7), e(5)], false).map((x) => x.seq)).toEqual([9, 8, 7, 5]);
+  });
+
+  it('keys records by gateway and seq in the cluster view, ordered by time', () => {
+    const c = (node: string, seq: number, ts: number) => entry('login', { node }, { seq, ts_ms: ts, node });
+    expect(entryKey(c('gw-a', 3, 1), true)).not.toBe(entryKey(c('gw-b', 3, 1), true));
+    expect(entryKey(c('gw-a', 3, 1), true)).toBe(entryKey(c('gw-a', 3, 2), true));
+    expect(entryKey(c('gw-a', 3, 1), false)).toBe('3');
+    // No collision between names that run into the seq.
+    expect(entryKey(c('gw-1', 23, 1), true)).not.toBe(entryKey(c('gw-12', 3, 1), true));
+    const shown = [c('gw-b', 5, 300), c('gw-a', 5, 200), c('gw-b', 4, 200)];
+    const more = [c('gw-b', 4, 200), c('gw-a', 4, 150), c('gw-b', 3, 100)];
+    const merged = mergeEntries(shown, more, true);
+    expect(merged.map((x) => [x.node, x.seq])).toEqual([
+      ['gw-b', 5],
+      ['gw-a', 5],
+      ['gw-b', 4],
+      ['gw-a', 4],
+      ['gw-b', 3],
+    ]);
+    // Same seq on two gateways: both kept (by seq alone one would be lost).
+    expect(mergeEntries([c('gw-a', 1, 10)], [c('gw-b', 1, 10)], true)).toHaveLength(2);
+    expect(mergeEntries([c('gw-a', 1, 10)], [c('gw-b', 1, 10)], false)).toHaveLength(1);
+    // Records of the same millisecond keep the gateway's order.
+    expect(mergeEntries([], [c('gw-b', 2, 10), c('gw-a', 9, 10), c('gw-a', 8, 10)], true).map((x) => x.node)).toEqual(['gw-b', 'gw-a', 'gw-a']);
   });
 
   it('formats times and refuses invalid ones', () => {

@@ -1,6 +1,9 @@
 // Pure logic of the audit page (no DOM): the query of the filters, the one-line description of a
 // record, its badge, the verify result's text and the export. Contract: `GET /api/v1/audit` and
-// `GET /api/v1/audit/verify` (docs/browser-protocol.md, "HTTP API").
+// `GET /api/v1/audit/verify` (docs/browser-protocol.md, "HTTP API"); the cluster view is
+// `GET /api/v1/audit?cluster=true` (crates/portcullis-web/src/audit/api.rs): every gateway's
+// chain merged by time, each entry naming its gateway in `node`, paged with a (time, gateway,
+// seq) cursor.
 
 import type { AuditEntry, AuditVerify } from '../api';
 import { formatBytes, parseLocalDateTime } from './recording';
@@ -42,9 +45,55 @@ export interface AuditFilters {
   kinds: string;
   from: string;
   to: string;
+  /** The cluster view: every gateway's records (`cluster=true`), not only this gateway's trail. */
+  cluster: boolean;
+  /** With `cluster`: only this gateway's records (ignored without it). */
+  node: string;
 }
 
-export const EMPTY_AUDIT_FILTERS: AuditFilters = { actor: '', target: '', session: '', kinds: '', from: '', to: '' };
+export const EMPTY_AUDIT_FILTERS: AuditFilters = { actor: '', target: '', session: '', kinds: '', from: '', to: '', cluster: false, node: '' };
+
+/** Where the cluster view's next older page starts: the last entry of the page before (all three go together). */
+export interface AuditClusterCursor {
+  before_ts_ms: number;
+  before_node: string;
+  before_seq: number;
+}
+
+/** Where the next older page starts: `before_seq` in this gateway's trail, the cluster cursor in the cluster view. */
+export type AuditCursor = number | AuditClusterCursor;
+
+/**
+ * A record as the page shows it. In the cluster view it names its gateway in `node`; a mirrored
+ * line that did not parse comes as `{seq, ts_ms, unreadable, node}` only (no kind, actor or hashes).
+ */
+export type ShownAuditEntry = AuditEntry & { node?: string; unreadable?: string };
+
+/** A page of either view: `next_before_seq` (this gateway's trail) or `next` (the cluster view). */
+export interface AnyAuditPage {
+  entries: ShownAuditEntry[];
+  next_before_seq?: number | null;
+  next?: AuditClusterCursor | null;
+}
+
+const isSeq = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/** Whether `v` is a whole cluster cursor (the gateway refuses a partial one). */
+export function isClusterCursor(v: unknown): v is AuditClusterCursor {
+  if (typeof v !== 'object' || v === null) return false;
+  const c = v as Record<string, unknown>;
+  return isSeq(c['before_ts_ms']) && typeof c['before_node'] === 'string' && c['before_node'] !== '' && isSeq(c['before_seq']);
+}
+
+/** Where the page after `page` starts in that view (`null`: it was the last one, or the answer is malformed). */
+export function nextCursor(page: AnyAuditPage, cluster: boolean): AuditCursor | null {
+  if (cluster) {
+    const n = page.next;
+    return isClusterCursor(n) ? { before_ts_ms: n.before_ts_ms, before_node: n.before_node, before_seq: n.before_seq } : null;
+  }
+  const n = page.next_before_seq;
+  return isSeq(n) && n > 0 ? n : null;
+}
 
 /** A kind name as the gateway accepts it: 1 to 32 of `a-z`, `0-9`, `_`. */
 const KIND_NAME = /^[a-z0-9_]{1,32}$/;
@@ -76,17 +125,25 @@ export function hasFilters(f: AuditFilters): boolean {
     f.session.trim() !== '' ||
     parseKinds(f.kinds).kinds.length > 0 ||
     parseLocalDateTime(f.from) !== null ||
-    parseLocalDateTime(f.to) !== null
+    parseLocalDateTime(f.to) !== null ||
+    (f.cluster && f.node.trim() !== '')
   );
 }
 
 /**
- * The query string of `GET /api/v1/audit` for the filters: only the set ones (the gateway matches
- * an empty `actor=` literally), `from`/`to` as `since_ms`/`until_ms`, then `before_seq` when paging
- * on and `limit`. Always starts with `?`.
+ * The query string of `GET /api/v1/audit` for the filters: `cluster=true` (and `node` when set)
+ * for the cluster view, then only the set filters (the gateway matches an empty `actor=`
+ * literally), `from`/`to` as `since_ms`/`until_ms`, then where to page on (`before_seq` in this
+ * gateway's trail, `before_ts_ms`, `before_node` and `before_seq` in the cluster view; a cursor of
+ * the other view is left out) and `limit`. Always starts with `?`.
  */
-export function auditQuery(f: AuditFilters, beforeSeq: number | null = null, limit = AUDIT_PAGE_SIZE): string {
+export function auditQuery(f: AuditFilters, before: AuditCursor | null = null, limit = AUDIT_PAGE_SIZE): string {
   const q = new URLSearchParams();
+  if (f.cluster) {
+    q.set('cluster', 'true');
+    const node = f.node.trim();
+    if (node !== '') q.set('node', node);
+  }
   const actor = f.actor.trim();
   if (actor !== '') q.set('actor', actor);
   const target = f.target.trim();
@@ -99,12 +156,22 @@ export function auditQuery(f: AuditFilters, beforeSeq: number | null = null, lim
   if (since !== null && since >= 0) q.set('since_ms', String(since));
   const until = parseLocalDateTime(f.to);
   if (until !== null && until >= 0) q.set('until_ms', String(until));
-  if (beforeSeq !== null && Number.isInteger(beforeSeq) && beforeSeq > 0) q.set('before_seq', String(beforeSeq));
+  if (f.cluster) {
+    if (isClusterCursor(before)) {
+      q.set('before_ts_ms', String(before.before_ts_ms));
+      q.set('before_node', before.before_node);
+      q.set('before_seq', String(before.before_seq));
+    }
+  } else if (typeof before === 'number' && Number.isInteger(before) && before > 0) {
+    q.set('before_seq', String(before));
+  }
   q.set('limit', String(Math.max(1, Math.min(500, Math.floor(limit)))));
   return `?${q.toString()}`;
 }
 
 // ---- presentation -------------------------------------------------------------------------------
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A local date/time with seconds from Unix ms ('—' when invalid). */
 export function formatAuditTime(ms: number): string {
@@ -113,15 +180,33 @@ export function formatAuditTime(ms: number): string {
   return d.toLocaleString(undefined, { year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
-/** Whether a record is one the security team should notice: a refusal, a failure, a kill, a lock. */
-export function isWarning(e: Pick<AuditEntry, 'kind' | 'detail'>): boolean {
+/**
+ * The gateway whose chain holds a record: `node` in the cluster view, else `detail.node` (every
+ * record a gateway in a cluster writes names it), else `null`.
+ */
+export function entryNode(e: Pick<ShownAuditEntry, 'node' | 'detail'>): string | null {
+  if (typeof e.node === 'string' && e.node !== '') return e.node;
+  const n = isObject(e.detail) ? e.detail['node'] : undefined;
+  return typeof n === 'string' && n !== '' ? n : null;
+}
+
+/** Whether the table has a Gateway column: in the cluster view, or when a record shown names its gateway. */
+export const showsGateway = (entries: readonly Pick<ShownAuditEntry, 'node' | 'detail'>[], cluster: boolean): boolean =>
+  cluster || entries.some((e) => entryNode(e) !== null);
+
+/** A record's kind as the page shows it (`unreadable` for a mirrored line that did not parse). */
+export const kindOf = (e: Pick<ShownAuditEntry, 'kind'>): string => (typeof e.kind === 'string' ? e.kind : 'unreadable');
+
+/** Whether a record is one the security team should notice: a refusal, a failure, a kill, a lock, an unreadable line. */
+export function isWarning(e: Pick<ShownAuditEntry, 'kind' | 'detail' | 'unreadable'>): boolean {
+  if (typeof e.kind !== 'string' || e.unreadable !== undefined) return true;
   if (/failed|kill|deny|denied|refused|lock$/.test(e.kind) && e.kind !== 'user_unlock') return true;
   const decision = e.detail?.['decision'];
   return typeof decision === 'string' && decision.toLowerCase() === 'deny';
 }
 
 /** The classes of a record's kind badge (`audit-kind warn` for the ones to notice). */
-export const auditKindClass = (e: Pick<AuditEntry, 'kind' | 'detail'>): string =>
+export const auditKindClass = (e: Pick<ShownAuditEntry, 'kind' | 'detail' | 'unreadable'>): string =>
   isWarning(e) ? 'kind-badge audit-kind warn' : 'kind-badge audit-kind';
 
 /** Longest description shown in the table (the full record is one click away). */
@@ -160,8 +245,6 @@ export function compactValue(v: unknown, max = MAX_VALUE): string {
   };
   return clip(oneLine(render(v, 0)), max);
 }
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Deep equality of JSON values (key order does not matter). */
 function sameJson(a: unknown, b: unknown): boolean {
@@ -214,14 +297,25 @@ function byteCount(v: unknown): string {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? formatBytes(v) : '';
 }
 
-/** The detail fields left once the ones a description names are taken out (for unknown shapes). */
+/**
+ * The detail fields left once the ones a description names are taken out (for unknown shapes);
+ * `node` is the Gateway column's.
+ */
 function rest(detail: Record<string, unknown>, used: readonly string[]): string {
-  const left = Object.fromEntries(Object.entries(detail).filter(([k]) => !used.includes(k) && k !== 'type' && k !== 'entry'));
+  const left = Object.fromEntries(Object.entries(detail).filter(([k]) => !used.includes(k) && k !== 'type' && k !== 'entry' && k !== 'node'));
   return Object.keys(left).length ? compactValue(left) : '';
 }
 
-/** A human line for one audit record, e.g. `Login failed from 127.0.0.1:5000 (browser): wrong user name or password`. */
-export function describeAudit(e: Pick<AuditEntry, 'kind' | 'actor' | 'target' | 'detail'>): string {
+/**
+ * A human line for one audit record, e.g. `Login failed from 127.0.0.1:5000 (browser): wrong user
+ * name or password`. The gateway (`node`) is not repeated: the Gateway column shows it.
+ */
+export function describeAudit(e: Pick<ShownAuditEntry, 'kind' | 'actor' | 'target' | 'detail' | 'unreadable' | 'node'>): string {
+  if (typeof e.kind !== 'string' || typeof e.unreadable === 'string') {
+    const node = typeof e.node === 'string' && e.node !== '' ? ` of ${e.node}` : '';
+    const why = typeof e.unreadable === 'string' ? e.unreadable : 'it names no kind';
+    return clip(oneLine(`Unreadable record: the line in the chain${node} does not parse (${why})`), MAX_DESCRIPTION);
+  }
   const d: Record<string, unknown> = isObject(e.detail) ? e.detail : {};
   const entry = text(d, 'entry');
   const address = text(d, 'address');
@@ -314,15 +408,22 @@ export function describeAudit(e: Pick<AuditEntry, 'kind' | 'actor' | 'target' | 
 }
 
 /** The order of the fields in the expanded record (others follow as they came). */
-const FIELD_ORDER = ['seq', 'ts_ms', 'kind', 'actor', 'target', 'session', 'detail', 'prev', 'hash'];
+const FIELD_ORDER = ['node', 'seq', 'ts_ms', 'kind', 'actor', 'target', 'session', 'detail', 'prev', 'hash'];
 
-/** The full record as the page shows it expanded: pretty JSON, every field, seq first and the hashes last. */
+/** The full record as the page shows it expanded: pretty JSON, every field, its gateway (cluster view) and seq first, the hashes last. */
 export function recordJson(e: AuditEntry): string {
   const all = e as unknown as Record<string, unknown>;
   const ordered: Record<string, unknown> = {};
   for (const k of FIELD_ORDER) if (k in all) ordered[k] = all[k];
   for (const [k, v] of Object.entries(all)) if (!(k in ordered)) ordered[k] = v;
   return JSON.stringify(ordered, null, 2);
+}
+
+/** The verify button's title: it checks this gateway's own chain, also in the cluster view. */
+export function verifyTitle(cluster: boolean): string {
+  return cluster
+    ? "Verify checks this gateway's own chain; `portcullis audit verify --cluster` checks every gateway's"
+    : "Checks this gateway's whole hash chain (and its seals) now";
 }
 
 /** What the verify button shows, and whether it is bad news. */
@@ -341,24 +442,47 @@ export function verifyText(v: AuditVerify): { ok: boolean; text: string } {
 
 // ---- export -------------------------------------------------------------------------------------
 
-/** The records as JSON lines (one record per line, each ending in a newline). */
-export const toJsonLines = (entries: readonly AuditEntry[]): string => entries.map((e) => `${JSON.stringify(e)}\n`).join('');
+/**
+ * The records as JSON lines (one record per line, each ending in a newline), as the gateway sent
+ * them: in the cluster view each names its gateway (`node`); in this gateway's trail, in a
+ * cluster, `detail.node` does.
+ */
+export const toJsonLines = (entries: readonly ShownAuditEntry[]): string => entries.map((e) => `${JSON.stringify(e)}\n`).join('');
 
-/** `portcullis-audit-YYYYMMDD-HHMMSS.jsonl` (local time of `nowMs`). */
-export function exportFileName(nowMs: number): string {
+/** `portcullis-audit-YYYYMMDD-HHMMSS.jsonl` (local time of `nowMs`); `portcullis-audit-cluster-…` for the cluster view. */
+export function exportFileName(nowMs: number, cluster = false): string {
   const d = new Date(nowMs);
   const p = (n: number) => String(n).padStart(2, '0');
-  return `portcullis-audit-${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}.jsonl`;
+  return `portcullis-audit-${cluster ? 'cluster-' : ''}${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}.jsonl`;
 }
 
-/** Adds records of a further page to those shown, keeping newest first and each seq once. */
-export function mergeEntries(shown: readonly AuditEntry[], more: readonly AuditEntry[]): AuditEntry[] {
-  const seen = new Set(shown.map((e) => e.seq));
+/**
+ * What makes a record one: its seq in this gateway's trail; its gateway and seq in the cluster
+ * view (each gateway has its own chain, so seqs repeat across gateways).
+ */
+export function entryKey(e: Pick<ShownAuditEntry, 'seq' | 'node' | 'detail'>, cluster: boolean): string {
+  return cluster ? JSON.stringify([entryNode(e) ?? '', e.seq]) : String(e.seq);
+}
+
+/**
+ * Adds records of a further page to those shown, keeping newest first and each record once (by
+ * {@link entryKey}). This gateway's trail is ordered by seq; the cluster view by time, records of
+ * the same millisecond staying in the gateway's order (by gateway, then seq).
+ */
+export function mergeEntries<E extends ShownAuditEntry>(shown: readonly E[], more: readonly E[], cluster = false): E[] {
+  const seen = new Set(shown.map((e) => entryKey(e, cluster)));
   const out = [...shown];
   for (const e of more) {
-    if (seen.has(e.seq)) continue;
-    seen.add(e.seq);
+    const key = entryKey(e, cluster);
+    if (seen.has(key)) continue;
+    seen.add(key);
     out.push(e);
   }
-  return out.sort((a, b) => b.seq - a.seq);
+  return cluster ? out.sort((a, b) => b.ts_ms - a.ts_ms) : out.sort((a, b) => b.seq - a.seq);
+}
+
+/** The toolbar's count of the rows shown ('' for none). */
+export function countText(shown: number, more: boolean, cluster: boolean): string {
+  if (shown === 0) return '';
+  return `${shown} record${shown === 1 ? '' : 's'} shown${cluster ? ' from all gateways' : ''}${more ? ', older ones on request' : ''}`;
 }

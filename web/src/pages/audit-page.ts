@@ -1,23 +1,34 @@
 // `#/audit`: the gateway's tamper-evident audit trail (roles soc and admin). Filters, a table of
 // records newest first (each expandable to its full JSON), paging to older records, a check of the
-// whole hash chain, and an export of the rows shown as JSON lines.
+// whole hash chain, and an export of the rows shown as JSON lines. "All gateways" switches to the
+// cluster view: every gateway's chain merged by time, with a Gateway column (a gateway not in a
+// cluster says so in the error box).
 
-import { listAudit, verifyAudit, type AuditEntry } from '../api';
+import { listAudit, verifyAudit } from '../api';
 import {
   AUDIT_KINDS,
   auditKindClass,
   auditQuery,
+  countText,
   describeAudit,
   EMPTY_AUDIT_FILTERS,
+  entryNode,
   exportFileName,
   formatAuditTime,
   hasFilters,
+  kindOf,
   mergeEntries,
+  nextCursor,
   parseKinds,
   recordJson,
+  showsGateway,
   toJsonLines,
   verifyText,
+  verifyTitle,
+  type AnyAuditPage,
+  type AuditCursor,
   type AuditFilters,
+  type ShownAuditEntry,
 } from '../model/audit';
 import type { PageContext } from '../context';
 import { h, replace, showError } from '../dom';
@@ -29,7 +40,7 @@ import { errorMessage } from './util';
 /** Typing in a text filter reloads after this pause. */
 const TYPING_DELAY_MS = 300;
 
-/** The filters survive leaving the page (e.g. to a recording and back). */
+/** The filters (and the view: this gateway's or all gateways) survive leaving the page (e.g. to a recording and back). */
 let saved: AuditFilters = { ...EMPTY_AUDIT_FILTERS };
 
 function notAllowed(main: HTMLElement): void {
@@ -77,7 +88,7 @@ export async function renderAudit(ctx: PageContext): Promise<void> {
         'p',
         { class: 'muted' },
         'Everything the gateway did and who asked for it, newest first. Each record is chained to the one before by its hash; ',
-        'Verify chain checks the whole trail on the gateway.',
+        'Verify chain checks the whole trail on the gateway. In a cluster, All gateways shows every gateway’s records, merged by time.',
       ),
     ),
   );
@@ -91,6 +102,10 @@ export async function renderAudit(ctx: PageContext): Promise<void> {
   kinds.title = `Kinds, separated by commas: ${AUDIT_KINDS.join(', ')}`;
   const from = h('input', { id: 'audit-filter-from', type: 'datetime-local', step: 1, value: saved.from });
   const to = h('input', { id: 'audit-filter-to', type: 'datetime-local', step: 1, value: saved.to });
+  const cluster = h('input', { id: 'audit-filter-cluster', type: 'checkbox', checked: saved.cluster });
+  const node = text('audit-filter-node', saved.node, 'any gateway');
+  node.disabled = !saved.cluster;
+  node.title = 'Only this gateway’s records (with All gateways)';
   const clear = h('button', { id: 'audit-filter-clear', type: 'button', class: 'btn' }, 'Clear');
   const field = (label: string, input: HTMLElement, id: string) => h('div', { class: 'field' }, h('label', { for: id }, label), input);
   const form = h(
@@ -109,40 +124,52 @@ export async function renderAudit(ctx: PageContext): Promise<void> {
       { class: 'form-row' },
       field('From', from, 'audit-filter-from'),
       field('Before', to, 'audit-filter-to'),
+      h(
+        'div',
+        { class: 'field field-check' },
+        h('label', { class: 'check', for: 'audit-filter-cluster', title: 'Every gateway of the cluster, merged by time' }, cluster, ' All gateways'),
+      ),
+      field('Gateway', node, 'audit-filter-node'),
       h('div', { class: 'field field-action' }, clear),
     ),
   );
 
   const refresh = h('button', { id: 'audit-refresh', type: 'button', class: 'btn' }, 'Refresh');
-  const verify = h('button', { id: 'audit-verify', type: 'button', class: 'btn' }, 'Verify chain');
+  const verify = h('button', { id: 'audit-verify', type: 'button', class: 'btn', title: verifyTitle(saved.cluster) }, 'Verify chain');
   const exportBtn = h('button', { id: 'audit-export', type: 'button', class: 'btn', disabled: true }, 'Export shown rows');
   const count = h('span', { id: 'audit-count', class: 'muted audit-count', role: 'status' });
   const toolbar = h('div', { class: 'audit-toolbar' }, count, h('span', { class: 'toolbar-spacer' }), refresh, verify, exportBtn);
   const verifyResult = h('div', { id: 'audit-verify-result', hidden: true });
   const error = h('div', { id: 'audit-error', class: 'form-error', role: 'alert', hidden: true });
 
+  const thead = h('thead');
   const tbody = h('tbody');
-  const columns = ['Time', 'Kind', 'Actor', 'Target', 'Session', 'What happened'];
-  const table = h(
-    'table',
-    { id: 'audit-table', class: 'data-table audit-table' },
-    h('thead', null, h('tr', null, ...columns.map((c) => h('th', { scope: 'col' }, c)))),
-    tbody,
-  );
+  const columnsOf = (gateway: boolean) => ['Time', ...(gateway ? ['Gateway'] : []), 'Kind', 'Actor', 'Target', 'Session', 'What happened'];
+  const table = h('table', { id: 'audit-table', class: 'data-table audit-table' }, thead, tbody);
+  /** Sets the header row; returns the columns. */
+  const head = (gateway: boolean): string[] => {
+    const columns = columnsOf(gateway);
+    replace(thead, h('tr', null, ...columns.map((c) => h('th', { scope: 'col' }, c))));
+    return columns;
+  };
+  head(saved.cluster);
   const more = h('button', { id: 'audit-more', type: 'button', class: 'btn', hidden: true }, 'Load older');
   main.append(form, toolbar, verifyResult, error, h('div', { class: 'card table-card' }, table), h('div', { class: 'audit-more-row' }, more));
 
-  const row = (e: AuditEntry) => {
+  const row = (e: ShownAuditEntry, gateway: boolean) => {
     const sessionCell = e.session
       ? h('a', { href: recordingHref(e.session), class: 'mono audit-session', title: `Session ${e.session}: open its recording` }, e.session.length > 8 ? `${e.session.slice(0, 8)}…` : e.session)
       : h('span', { class: 'muted' }, '—');
     const description = describeAudit(e);
+    const kind = kindOf(e);
+    const gw = entryNode(e);
     return h(
       'tr',
-      { 'data-seq': e.seq, 'data-kind': e.kind, 'data-actor': e.actor },
+      { 'data-seq': e.seq, 'data-node': gw, 'data-kind': kind, 'data-actor': e.actor },
       h('td', { class: 'num', title: isoTime(e.ts_ms) }, formatAuditTime(e.ts_ms)),
-      h('td', null, h('span', { class: auditKindClass(e) }, e.kind)),
-      h('td', null, e.actor),
+      gateway ? h('td', { class: 'audit-node' }, gw ?? h('span', { class: 'muted' }, '—')) : null,
+      h('td', null, h('span', { class: auditKindClass(e) }, kind)),
+      h('td', null, e.actor ?? h('span', { class: 'muted' }, '—')),
       h('td', null, e.target ? e.target : h('span', { class: 'muted' }, '—')),
       h('td', null, sessionCell),
       h(
@@ -158,9 +185,12 @@ export async function renderAudit(ctx: PageContext): Promise<void> {
     );
   };
 
-  let entries: AuditEntry[] = [];
-  let nextBefore: number | null = null;
+  let entries: ShownAuditEntry[] = [];
+  let nextBefore: AuditCursor | null = null;
+  /** The filters (and view) of the rows shown. */
   let filters: AuditFilters = saved;
+  /** The last load failed with no rows of its view to keep showing: the table says nothing was loaded. */
+  let failed = false;
   let generation = 0;
 
   const current = (): AuditFilters => ({
@@ -170,19 +200,21 @@ export async function renderAudit(ctx: PageContext): Promise<void> {
     kinds: kinds.value,
     from: from.value,
     to: to.value,
+    cluster: cluster.checked,
+    node: node.value,
   });
 
   const show = () => {
+    const gateway = showsGateway(entries, filters.cluster);
+    const columns = head(gateway);
+    const empty = failed ? 'No records loaded.' : hasFilters(filters) ? 'No records match these filters.' : 'No records yet.';
     replace(
       tbody,
-      ...(entries.length
-        ? entries.map(row)
-        : [h('tr', { class: 'empty-row' }, h('td', { colspan: columns.length }, hasFilters(filters) ? 'No records match these filters.' : 'No records yet.'))]),
+      ...(entries.length ? entries.map((e) => row(e, gateway)) : [h('tr', { class: 'empty-row' }, h('td', { colspan: columns.length }, empty))]),
     );
     more.hidden = nextBefore === null;
     exportBtn.disabled = entries.length === 0;
-    count.textContent =
-      entries.length === 0 ? '' : `${entries.length} record${entries.length === 1 ? '' : 's'} shown${nextBefore === null ? '' : ', older ones on request'}`;
+    count.textContent = countText(entries.length, nextBefore !== null, filters.cluster);
   };
 
   /** Loads the newest page for the filters, replacing the rows. */
@@ -197,15 +229,25 @@ export async function renderAudit(ctx: PageContext): Promise<void> {
       return;
     }
     try {
-      const page = await listAudit(auditQuery(f));
+      const page: AnyAuditPage = await listAudit(auditQuery(f));
       if (ctx.signal.aborted || gen !== generation) return;
       filters = f;
-      entries = mergeEntries([], page.entries);
-      nextBefore = page.next_before_seq ?? null;
+      failed = false;
+      entries = mergeEntries([], page.entries, f.cluster);
+      nextBefore = nextCursor(page, f.cluster);
       show();
       showError(error, null);
     } catch (err) {
       if (ctx.signal.aborted || gen !== generation) return;
+      // Rows of the other view would pass for this one's (e.g. this gateway's trail under "All
+      // gateways" on a gateway that is not in a cluster): show none, and say nothing was loaded.
+      if (f.cluster !== filters.cluster || entries.length === 0) {
+        filters = f;
+        failed = true;
+        entries = [];
+        nextBefore = null;
+        show();
+      }
       showError(error, errorMessage(err));
     }
   };
@@ -216,10 +258,10 @@ export async function renderAudit(ctx: PageContext): Promise<void> {
     const gen = generation;
     more.disabled = true;
     try {
-      const page = await listAudit(auditQuery(filters, nextBefore));
+      const page: AnyAuditPage = await listAudit(auditQuery(filters, nextBefore));
       if (ctx.signal.aborted || gen !== generation) return;
-      entries = mergeEntries(entries, page.entries);
-      nextBefore = page.next_before_seq ?? null;
+      entries = mergeEntries(entries, page.entries, filters.cluster);
+      nextBefore = nextCursor(page, filters.cluster);
       show();
       showError(error, null);
     } catch (err) {
@@ -259,15 +301,22 @@ export async function renderAudit(ctx: PageContext): Promise<void> {
     window.clearTimeout(typing);
     typing = window.setTimeout(() => void load(), TYPING_DELAY_MS);
   };
-  for (const el of [actor, target, session, kinds]) el.addEventListener('input', soon);
+  for (const el of [actor, target, session, kinds, node]) el.addEventListener('input', soon);
   for (const el of [from, to]) el.addEventListener('change', () => void load());
+  cluster.addEventListener('change', () => {
+    node.disabled = !cluster.checked;
+    verify.title = verifyTitle(cluster.checked);
+    window.clearTimeout(typing);
+    void load();
+  });
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     window.clearTimeout(typing);
     void load();
   });
   clear.addEventListener('click', () => {
-    for (const el of [actor, target, session, kinds, from, to]) el.value = '';
+    // The view (this gateway's or all gateways) is not a filter: it stays.
+    for (const el of [actor, target, session, kinds, from, to, node]) el.value = '';
     window.clearTimeout(typing);
     void load();
   });
@@ -276,7 +325,7 @@ export async function renderAudit(ctx: PageContext): Promise<void> {
   verify.addEventListener('click', () => void runVerify());
   exportBtn.addEventListener('click', () => {
     if (entries.length === 0) return;
-    saveBlob(new Blob([toJsonLines(entries)], { type: 'application/x-ndjson' }), exportFileName(Date.now()));
+    saveBlob(new Blob([toJsonLines(entries)], { type: 'application/x-ndjson' }), exportFileName(Date.now(), filters.cluster));
   });
 
   ctx.signal.addEventListener('abort', () => window.clearTimeout(typing));

@@ -110,6 +110,20 @@ pub(crate) async fn connect(
     Ok((tls, key, fingerprint))
 }
 
+/// TLS to a peer known by its certificate's SHA-256 (`pin`, lowercase hex), e.g. another
+/// gateway of a cluster: the handshake takes any certificate, then the one received must be the
+/// pinned one before the caller sends anything inside. Not for RDP targets only.
+pub async fn pinned(tcp: TcpStream, host: &str, pin: &str) -> Result<TlsStream<TcpStream>, String> {
+    let (tls, _, fingerprint) = connect(tcp, host).await.map_err(|e| e.to_string())?;
+    // Both are public fingerprints: no timing to hide.
+    if fingerprint != pin {
+        return Err(format!(
+            "the peer's TLS certificate (SHA-256 {fingerprint}) is not the one it published"
+        ));
+    }
+    Ok(tls)
+}
+
 /// Whether the certificate chain `tls` received verifies against the CA bundle in `ca_file` (PEM)
 /// for the name `host` (a DNS name or an IP address), at the current time. `Err`: why not.
 pub(crate) fn verify_chain(

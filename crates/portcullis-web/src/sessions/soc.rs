@@ -4,6 +4,8 @@
 //! sessions end, no new login or session until unlocked). Every action is logged with who did it
 //! and lands in the session's event track.
 
+use std::sync::Arc;
+
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -31,6 +33,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/sessions/{id}/unfreeze", post(unfreeze))
         .route("/sessions/{id}/thumbnail", get(thumbnail))
         .route("/sessions/{id}/watch", get(watch))
+        .route("/cluster/watch/{id}", get(watch_for_peer))
         .route("/users/{name}/lock", post(lock_user))
         .route("/users/{name}/unlock", post(unlock_user))
 }
@@ -127,7 +130,7 @@ async fn kill_elsewhere(
         .record(
             Record::new(Kind::SESSION_KILL, soc)
                 .session(id)
-                .detail("node", node.as_str())
+                .detail("held_by", node.as_str())
                 .detail("reason", reason),
         )
         .await?;
@@ -194,7 +197,7 @@ async fn set_frozen(
         .record(
             Record::new(kind, soc)
                 .session(id)
-                .detail("node", node.as_str()),
+                .detail("held_by", node.as_str()),
         )
         .await?;
     let (id_c, soc_c) = (id.to_owned(), soc.to_owned());
@@ -251,7 +254,10 @@ pub(crate) async fn watch(
             "cross-origin watch requests are refused".into(),
         ));
     }
-    let session = live(&state, &id)?;
+    let session = match live(&state, &id) {
+        Ok(session) => session,
+        Err(not_here) => return watch_elsewhere(&state, &soc.name, &id, upgrade, not_here).await,
+    };
     let watcher = session
         .attach_watcher(&soc.name)
         .await
@@ -260,6 +266,93 @@ pub(crate) async fn watch(
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| ws::watch(socket, session, watcher, soc.name)))
+}
+
+/// A watch of a session another gateway of the cluster holds: on record here (fsynced, naming
+/// that gateway) before anything goes there; then relayed through this gateway (see
+/// [`crate::relay`]). 502 when that gateway cannot be reached or refuses.
+async fn watch_elsewhere(
+    state: &AppState,
+    soc: &str,
+    id: &str,
+    upgrade: WebSocketUpgrade,
+    not_here: WebError,
+) -> Result<Response, WebError> {
+    let (Some(link), Some(node)) = (state.cluster.clone(), holder(state, id).await?) else {
+        return Err(not_here);
+    };
+    state
+        .audit
+        .record(
+            Record::new(Kind::WATCHER, soc)
+                .session(id)
+                .detail("held_by", node.as_str()),
+        )
+        .await?;
+    let ticket = crate::relay::WatchTicket {
+        session: id.to_owned(),
+        watcher: soc.to_owned(),
+        from: link.node().to_owned(),
+    };
+    let upstream = crate::relay::connect(
+        Arc::clone(&state.store),
+        Arc::clone(&state.key),
+        &node,
+        ticket,
+        crate::auth::now_ms(),
+    )
+    .await
+    .map_err(|e| {
+        tracing::warn!(session = %id, %node, error = %e, "cannot watch a session on another gateway");
+        WebError::BadGateway(format!(
+            "the gateway holding this session ({node}) cannot be reached to watch it"
+        ))
+    })?;
+    info!(by = %soc, session = %id, %node, "watching a session on another gateway");
+    Ok(upgrade
+        .max_message_size(wire::MAX_CLIENT_MESSAGE)
+        .max_frame_size(wire::MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| crate::relay::relay(socket, upstream)))
+}
+
+/// `GET /cluster/watch/{id}`: another gateway of the cluster relays a watch of a session held
+/// here. No login: a one-time ticket that gateway left in the shared store (header
+/// [`crate::relay::TICKET_HEADER`]), for this session. The watcher attaches as
+/// `NAME via GATEWAY`, on record here as any watch.
+pub(crate) async fn watch_for_peer(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, WebError> {
+    let token = headers
+        .get(crate::relay::TICKET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if token.is_empty() {
+        return Err(WebError::Unauthorized);
+    }
+    // Not a WebSocket request: refused before the ticket is used up.
+    let upgrade = upgrade.map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let (store, key) = (Arc::clone(&state.store), Arc::clone(&state.key));
+    let ticket = tokio::task::spawn_blocking(move || {
+        crate::relay::take(store.as_ref(), &key, &token, crate::auth::now_ms())
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))?
+    .filter(|t| t.session == id)
+    .ok_or(WebError::Unauthorized)?;
+    let session = live(&state, &id)?;
+    let name = format!("{} via {}", ticket.watcher, ticket.from);
+    let watcher = session
+        .attach_watcher(&name)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    Ok(upgrade
+        .max_message_size(wire::MAX_CLIENT_MESSAGE)
+        .max_frame_size(wire::MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| ws::watch(socket, session, watcher, name)))
 }
 
 /// `POST /users/{name}/lock`: ends the user's sessions and logins; no new ones until unlocked.
