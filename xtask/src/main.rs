@@ -11,11 +11,13 @@
 //!   the gateway `PORTCULLIS_BIN` names) and runs the benchmarks in `benches/` (and the policy
 //!   crate's decision timing).
 //! - `fuzz [SECONDS]`: runs every cargo-fuzz target in `fuzz/` for SECONDS each (default 60).
+//! - `deploy-check`: the Helm chart, the image and the two-node recipe in `deploy/` ([`deploy`]).
 //! - `deps`: only installs the system and npm packages.
 #![allow(clippy::print_stdout)]
 
 mod check;
 mod circles;
+mod deploy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -71,6 +73,8 @@ const APT_PACKAGES: &[&str] = &[
     "pkg-config",
     // The shared store's tests run against a real PostgreSQL (fixtures/postgres.sh).
     "postgresql",
+    // cargo xtask deploy-check reads the Helm chart's YAML with PyYAML.
+    "python3-yaml",
 ];
 
 fn main() -> Result<()> {
@@ -80,13 +84,14 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("deps") => deps(&root),
         Some("check") => check::check(&root),
+        Some("deploy-check") => deploy::deploy_check(&root),
         Some("demo") => demo(&root),
         Some("test") => test(&root),
         Some("bench") => bench(&root),
         Some("fuzz") => fuzz(&root, &args[1..]),
         _ => {
             println!(
-                "usage: cargo xtask <check|demo|test|bench|fuzz [SECONDS | --runs N] [TARGET...]|deps>"
+                "usage: cargo xtask <check|deploy-check|demo|test|bench|fuzz [SECONDS | --runs N] [TARGET...]|deps>"
             );
             bail!("unknown or missing command")
         }
@@ -200,6 +205,8 @@ fn cargo() -> Command {
 fn test(root: &Path) -> Result<()> {
     check::check(root)?;
     deps(root)?;
+    // After deps: it needs python3-yaml, and npm to fetch helm.
+    deploy::deploy_check(root)?;
     build_ui(root)?;
     run(Command::new("npm")
         .args(["test"])
@@ -370,11 +377,11 @@ impl Drop for ScratchS3 {
     }
 }
 
-/// `cargo xtask bench [latency|bytes|recording|rdp|kill|policy|audit|scale]`: all of them by
+/// `cargo xtask bench [latency|bytes|recording|rdp|kill|policy|audit|scale|cluster]`: all of them by
 /// default (in that order), or one. A gateway binary named by `PORTCULLIS_BIN` is used as it is
 /// (no release build of the gateway).
 fn bench(root: &Path) -> Result<()> {
-    const ALL: [&str; 8] = [
+    const ALL: [&str; 9] = [
         "latency",
         "bytes",
         "recording",
@@ -383,6 +390,7 @@ fn bench(root: &Path) -> Result<()> {
         "policy",
         "audit",
         "scale",
+        "cluster",
     ];
     let which = std::env::args().nth(2);
     let chosen: Vec<&str> = match which.as_deref() {
@@ -435,6 +443,8 @@ fn bench(root: &Path) -> Result<()> {
             "kill" => node("kill.mjs"),
             // N recorded sessions through one gateway (benches/README.md, "Benchmark: scale").
             "scale" => node("scale.mjs"),
+            // Sessions spread over 1 and 2 nodes on PostgreSQL + S3: per-node cost, upload lag.
+            "cluster" => node("cluster.mjs"),
             // Audit appends (each fsynced before it returns) from 1, 8 and 64 threads side by
             // side: group commit is what makes many writers cheap.
             "audit" => ["1", "8", "64"].iter().try_for_each(|threads| {
