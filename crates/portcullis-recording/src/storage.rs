@@ -1,4 +1,5 @@
-//! Where recordings live. Local disk now; object storage later implements the same trait.
+//! Where recordings live: a local disk here; `portcullis-objects` implements the same trait over
+//! a local spool and an S3-compatible object store.
 //!
 //! A recording is a set of append-only files under its id. Names are checked here so that no
 //! caller can escape the recording's folder.
