@@ -518,3 +518,32 @@ export function untar(buf) {
   }
   return files;
 }
+
+/**
+ * Opens the watch WebSocket of session `id` from `page` (logged in on the gateway it shows) for
+ * 3 s, typing `keys` once the watch began (a watcher's input must go nowhere); returns
+ * { init, binary: frames received, closed }.
+ */
+export function watchFromPage(page, id, keys = '') {
+  return page.evaluate(async ({ id, keys }) => new Promise((resolve) => {
+    const ws = new WebSocket(`wss://${location.host}/api/v1/sessions/${id}/watch`);
+    ws.binaryType = 'arraybuffer';
+    const got = { init: null, binary: 0, closed: null };
+    ws.onclose = (e) => { got.closed = `${e.code} ${e.reason}`; };
+    ws.onmessage = (m) => {
+      if (typeof m.data !== 'string') {
+        got.binary += 1;
+        return;
+      }
+      const msg = JSON.parse(m.data);
+      if (msg.type !== 'init') return;
+      got.init = msg;
+      for (const ch of keys) {
+        const keysym = ch === '\r' ? 0xff0d : ch.charCodeAt(0);
+        ws.send(JSON.stringify({ t: 'key', keysym, down: true }));
+        ws.send(JSON.stringify({ t: 'key', keysym, down: false }));
+      }
+    };
+    setTimeout(() => { ws.close(); resolve(got); }, 3000);
+  }), { id, keys });
+}

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
   startGateway, startPostgres, startS3, startDesktop, userWithTarget, launchBrowser, newPage, openTarget,
-  until, untar, freePort, sleep, uiLogin, startXfreerdp, tryUpgrade,
+  until, untar, freePort, sleep, uiLogin, startXfreerdp, tryUpgrade, watchFromPage,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -188,21 +188,7 @@ test('one deployment: browser on A, native RDP on B, the SOC on B lists both and
   const watcher = await newPage(browser);
   await uiLogin(watcher, b.base, 'admin', ADMIN);
   await watcher.waitForSelector('#current-role', { timeout: 10000 });
-  const seen = await watcher.evaluate(async ({ id }) => new Promise((resolve) => {
-    const ws = new WebSocket(`wss://${location.host}/api/v1/sessions/${id}/watch`);
-    ws.binaryType = 'arraybuffer';
-    const got = { init: null, binary: 0, closed: null };
-    ws.onclose = (e) => { got.closed = `${e.code} ${e.reason}`; };
-    ws.onmessage = (m) => {
-      if (typeof m.data === 'string') {
-        const msg = JSON.parse(m.data);
-        if (msg.type === 'init') got.init = msg;
-      } else {
-        got.binary += 1;
-      }
-    };
-    setTimeout(() => { ws.close(); resolve(got); }, 3000);
-  }), { id: session.id });
+  const seen = await watchFromPage(watcher, session.id);
   assert.equal(seen.init?.session, session.id, JSON.stringify(seen));
   assert.ok(seen.binary > 0, 'the watcher on B got no frames from A');
   await watcher.context().close();

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
 import {
-  startDesktop, startGateway, startXfreerdp, launchBrowser, uiLogin, compareCanvasWith, request, sleep, until,
+  startDesktop, startGateway, startXfreerdp, launchBrowser, uiLogin, compareCanvasWith, request, sleep, until, watchFromPage,
 } from './harness.mjs';
 import * as H from './harness.mjs';
 
@@ -140,28 +140,7 @@ test('the SOC watches view-only: its input goes nowhere, it is noted, and thumbn
   await watcher.waitForSelector('#current-role', { timeout: 10000 });
   const marker = `/tmp/portcullis-watch-${process.pid}`;
   rmSync(marker, { force: true });
-  const seen = await watcher.evaluate(async ({ id, marker }) => new Promise((resolve) => {
-    const ws = new WebSocket(`wss://${location.host}/api/v1/sessions/${id}/watch`);
-    ws.binaryType = 'arraybuffer';
-    const got = { init: null, binary: 0, closed: null };
-    ws.onclose = (e) => { got.closed = `${e.code} ${e.reason}`; };
-    ws.onmessage = (m) => {
-      if (typeof m.data === 'string') {
-        const msg = JSON.parse(m.data);
-        if (msg.type === 'init') {
-          got.init = msg;
-          for (const ch of `echo watcher > ${marker}\r`) {
-            const keysym = ch === '\r' ? 0xff0d : ch.charCodeAt(0);
-            ws.send(JSON.stringify({ t: 'key', keysym, down: true }));
-            ws.send(JSON.stringify({ t: 'key', keysym, down: false }));
-          }
-        }
-      } else {
-        got.binary += 1;
-      }
-    };
-    setTimeout(() => { ws.close(); resolve(got); }, 3000);
-  }), { id, marker });
+  const seen = await watchFromPage(watcher, id, `echo watcher > ${marker}\r`);
   assert.equal(seen.init?.session, id, JSON.stringify(seen));
   assert.ok(seen.binary > 0, 'the watcher got no frames');
   await sleep(1000);

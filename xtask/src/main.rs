@@ -250,61 +250,41 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A PostgreSQL server of the test run's own (fixtures/postgres.sh): a new cluster in a scratch
-/// directory on a free loopback port with a random superuser password, stopped and deleted when
-/// dropped (also when a test step failed).
-struct ScratchPostgres {
+/// A server a fixture script started for the test run (`fixtures/NAME.sh ARGS… DIR`, which prints
+/// `READY …` once it serves): stopped (`NAME.sh stop DIR`) and its directory deleted when
+/// dropped, also when a test step failed.
+struct Scratch {
     script: PathBuf,
     dir: PathBuf,
-    /// A superuser's URL (`postgres://…/postgres`); tests create their own databases.
-    url: String,
-    /// The CA that signed the server's certificate (for the name `localhost`).
-    ca: String,
 }
 
-impl ScratchPostgres {
-    fn start(root: &Path) -> Result<ScratchPostgres> {
-        let script = root.join("fixtures/postgres.sh");
-        let dir = std::env::temp_dir().join(format!("portcullis-pg-{}", std::process::id()));
+impl Scratch {
+    /// Runs `fixtures/{name}.sh` with `args` (shown as `shown`: no secret) and a fresh scratch
+    /// directory; returns the server and what its `READY ` line says.
+    fn start(root: &Path, name: &str, args: &[&str], shown: &str) -> Result<(Scratch, String)> {
+        let script = root.join(format!("fixtures/{name}.sh"));
+        let dir = std::env::temp_dir().join(format!("portcullis-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let password = portcullis_token(24);
-        println!(
-            "$ {} {port} portcullis_test *** {}",
-            script.display(),
-            dir.display()
-        );
+        println!("$ {} {shown} {}", script.display(), dir.display());
         let out = Command::new(&script)
-            .args([&port.to_string(), "portcullis_test", &password])
+            .args(args)
             .arg(&dir)
             .stderr(Stdio::inherit())
             .output()
             .with_context(|| format!("cannot run {}", script.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let ready = stdout
+        let ready = String::from_utf8_lossy(&out.stdout)
             .lines()
-            .find_map(|l| l.strip_prefix("READY url="))
+            .find_map(|l| l.strip_prefix("READY ").map(str::to_owned))
             .unwrap_or_default();
-        let (url, ca) = ready.split_once(" ca=").unwrap_or_default();
-        let started = ScratchPostgres {
-            script,
-            dir,
-            url: url.to_owned(),
-            ca: ca.to_owned(),
-        };
-        if !out.status.success() || started.url.is_empty() || started.ca.is_empty() {
-            bail!(
-                "the scratch PostgreSQL server did not start ({})",
-                out.status
-            );
+        let started = Scratch { script, dir };
+        if !out.status.success() || ready.is_empty() {
+            bail!("the scratch {name} server did not start ({})", out.status);
         }
-        Ok(started)
+        Ok((started, ready))
     }
 }
 
-impl Drop for ScratchPostgres {
+impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = Command::new(&self.script)
             .arg("stop")
@@ -314,11 +294,53 @@ impl Drop for ScratchPostgres {
     }
 }
 
+fn free_port() -> Result<String> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port()
+        .to_string())
+}
+
+/// A PostgreSQL server of the test run's own (fixtures/postgres.sh): a new cluster in a scratch
+/// directory on a free loopback port with a random superuser password.
+struct ScratchPostgres {
+    _server: Scratch,
+    /// A superuser's URL (`postgres://…/postgres`); tests create their own databases.
+    url: String,
+    /// The CA that signed the server's certificate (for the name `localhost`).
+    ca: String,
+}
+
+impl ScratchPostgres {
+    fn start(root: &Path) -> Result<ScratchPostgres> {
+        let port = free_port()?;
+        let password = portcullis_token(24);
+        let (server, ready) = Scratch::start(
+            root,
+            "postgres",
+            &[&port, "portcullis_test", &password],
+            &format!("{port} portcullis_test ***"),
+        )?;
+        // READY url=… ca=…
+        let (url, ca) = ready
+            .strip_prefix("url=")
+            .and_then(|r| r.split_once(" ca="))
+            .unwrap_or_default();
+        if url.is_empty() || ca.is_empty() {
+            bail!("the scratch PostgreSQL server said {ready:?}");
+        }
+        Ok(ScratchPostgres {
+            url: url.to_owned(),
+            ca: ca.to_owned(),
+            _server: server,
+        })
+    }
+}
+
 /// An S3-compatible object store of the test run's own (fixtures/s3.sh: SeaweedFS) on a free
-/// loopback port, with random credentials and one bucket, stopped and deleted when dropped.
+/// loopback port, with random credentials and one bucket.
 struct ScratchS3 {
-    script: PathBuf,
-    dir: PathBuf,
+    _server: Scratch,
     endpoint: String,
     access: String,
     secret: String,
@@ -328,52 +350,27 @@ impl ScratchS3 {
     const BUCKET: &'static str = "portcullis-test";
 
     fn start(root: &Path) -> Result<ScratchS3> {
-        let script = root.join("fixtures/s3.sh");
-        let dir = std::env::temp_dir().join(format!("portcullis-s3-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let (access, secret) = (portcullis_token(20), portcullis_token(32));
-        println!(
-            "$ {} {port} {access} *** {} {}",
-            script.display(),
-            Self::BUCKET,
-            dir.display()
-        );
-        let out = Command::new(&script)
-            .args([&port.to_string(), &access, &secret, Self::BUCKET])
-            .arg(&dir)
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("cannot run {}", script.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let endpoint = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("READY endpoint="))
+        let (server, ready) = Scratch::start(
+            root,
+            "s3",
+            &[&port, &access, &secret, Self::BUCKET],
+            &format!("{port} {access} *** {}", Self::BUCKET),
+        )?;
+        let endpoint = ready
+            .strip_prefix("endpoint=")
             .unwrap_or_default()
             .to_owned();
-        let started = ScratchS3 {
-            script,
-            dir,
+        if endpoint.is_empty() {
+            bail!("the scratch S3 server said {ready:?}");
+        }
+        Ok(ScratchS3 {
+            _server: server,
             endpoint,
             access,
             secret,
-        };
-        if !out.status.success() || started.endpoint.is_empty() {
-            bail!("the scratch S3 server did not start ({})", out.status);
-        }
-        Ok(started)
-    }
-}
-
-impl Drop for ScratchS3 {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script)
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        })
     }
 }
 

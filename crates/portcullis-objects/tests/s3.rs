@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use portcullis_core::session::SessionEvent;
 use portcullis_objects::{connect, ObjectConfig, Spooled};
-use portcullis_recording::oracles::NoTrail;
+use portcullis_recording::oracles::{test_meta, NoTrail};
 use portcullis_recording::{
     generate_key, recover, verify, LocalDisk, RecordingStorage, RecordingWriter, SegmentInfo,
-    SessionMeta, SigningKey, Status,
+    SigningKey, Status,
 };
 
 struct Server {
@@ -82,17 +82,6 @@ fn node(cfg: &ObjectConfig, spool: &std::path::Path) -> Spooled {
     s
 }
 
-fn meta(id: &str) -> SessionMeta {
-    SessionMeta {
-        session: id.into(),
-        user: "alice".into(),
-        user_id: "u_alice".into(),
-        target: "db1".into(),
-        client_addr: "127.0.0.1".into(),
-        started_at_ms: 1_700_000_000_000,
-    }
-}
-
 fn segments(w: &mut RecordingWriter, from: u64, to: u64) {
     for i in from..to {
         w.event(
@@ -116,7 +105,8 @@ fn segments(w: &mut RecordingWriter, from: u64, to: u64) {
 }
 
 fn start(storage: &dyn RecordingStorage, key: &Arc<SigningKey>, id: &str) -> RecordingWriter {
-    let mut w = RecordingWriter::create(storage, Arc::clone(key), meta(id)).unwrap();
+    let mut w = RecordingWriter::create(storage, Arc::clone(key), test_meta(id, 1_700_000_000_000))
+        .unwrap();
     w.begin_part(1280, 800, "avc1.64001f", b"init-bytes")
         .unwrap();
     w

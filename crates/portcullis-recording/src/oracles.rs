@@ -100,3 +100,16 @@ impl crate::RecoveryTrail for NoTrail {
         Ok(())
     }
 }
+
+/// A session's metadata for tests: `id`, user alice (`u_alice`), target db1, from loopback,
+/// started at `started_at_ms`.
+pub fn test_meta(id: &str, started_at_ms: i64) -> crate::SessionMeta {
+    crate::SessionMeta {
+        session: id.into(),
+        user: "alice".into(),
+        user_id: "u_alice".into(),
+        target: "db1".into(),
+        client_addr: "127.0.0.1".into(),
+        started_at_ms,
+    }
+}
