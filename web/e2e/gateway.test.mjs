@@ -243,7 +243,8 @@ test('every API route needs a login, and writes need the CSRF header', async () 
 // Who may call what: written here, by hand, from what each route is for, and never read from the
 // OpenAPI document the handlers' authors write (a route documented wrong would otherwise be tested
 // wrong). `scoped`: the role gets in, but the route then checks a grant or ownership, so 403/404
-// for the object at hand is fine. `null`: not called here (logging in or out changes the client).
+// for the object at hand is fine. `null`: not called here (logging in or out changes the client;
+// the gateways' own route takes no person at all).
 const USERS = ['admin', 'soc', 'reviewer', 'user'];
 const ADMIN_ONLY = ['admin'];
 const SOC = ['admin', 'soc'];
@@ -286,6 +287,8 @@ const ACCESS = {
   'post /sessions/{id}/unfreeze': { roles: SOC },
   'get /sessions/{id}/thumbnail': { roles: SOC },
   'get /sessions/{id}/watch': { roles: SOC },
+  // No person's route: another gateway of the cluster with a one-time ticket (objects.test.mjs).
+  'get /cluster/watch/{id}': null,
   'get /audit': { roles: SOC },
   'get /audit/verify': { roles: SOC },
   'get /audit/exports': { roles: SOC },

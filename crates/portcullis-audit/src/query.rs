@@ -273,6 +273,11 @@ pub fn read_lines(
             if line.ending != Ending::Newline {
                 continue;
             }
+            // Lines before the one asked for are skipped on their seq alone (a canonical line
+            // starts `{"seq":N,`), not parsed and hashed: catching up stays linear.
+            if seq_of(line.bytes).is_some_and(|seq| seq <= after_seq) {
+                continue;
+            }
             let Ok(entry) = parse_line(line.bytes) else {
                 continue;
             };
@@ -285,4 +290,14 @@ pub fn read_lines(
         }
     }
     Ok(out)
+}
+
+/// The seq a canonical line starts with (`{"seq":N,`), read without parsing the line.
+fn seq_of(line: &[u8]) -> Option<u64> {
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if rest.get(digits) != Some(&b',') {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }

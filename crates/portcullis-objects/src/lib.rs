@@ -104,7 +104,11 @@ fn loopback(endpoint: &str) -> bool {
     let Some(rest) = endpoint.strip_prefix("http://") else {
         return false;
     };
-    let authority = rest.split('/').next().unwrap_or("");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // `http://127.0.0.1@elsewhere`: the host is after the user part.
+    if authority.contains('@') {
+        return false;
+    }
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
@@ -191,7 +195,18 @@ pub fn connect(config: &ObjectConfig) -> Result<Remote, ObjectConfigError> {
                 .with_access_key_id(id.clone())
                 .with_secret_access_key(secret.clone());
         }
-        (None, None) => builder = builder.with_skip_signature(true),
+        // Unsigned requests only to a store on this machine (a bucket anyone on the network
+        // could write to would hold the evidence).
+        (None, None) if config.endpoint.as_deref().is_some_and(loopback) => {
+            builder = builder.with_skip_signature(true);
+        }
+        (None, None) => {
+            return Err(ObjectConfigError::Invalid(
+                "recording.object_store: access_key_id and secret_access_key_file are required \
+                 (unsigned requests only to a store on this machine's loopback)"
+                    .to_owned(),
+            ))
+        }
         _ => {
             return Err(ObjectConfigError::Invalid(
                 "recording.object_store: access_key_id and secret_access_key_file go together"
@@ -243,12 +258,22 @@ mod tests {
         assert!(!loopback("http://s3.example.com"));
         assert!(!loopback("http://127.0.0.1.example.com"));
         assert!(!loopback("https://127.0.0.1"));
+        assert!(!loopback("http://127.0.0.1:80@evil.example"));
+        assert!(!loopback("http://[::1]@evil.example/"));
+        assert!(!loopback("http://localhost@evil.example"));
         let config = ObjectConfig {
             url: "s3://recs".into(),
             endpoint: Some("http://10.0.0.5:8333".into()),
             ..ObjectConfig::default()
         };
         assert!(connect(&config).is_err());
+        // No credentials: refused unless the store is on loopback.
+        let anonymous = ObjectConfig {
+            url: "s3://recs".into(),
+            endpoint: Some("https://s3.example.org".into()),
+            ..ObjectConfig::default()
+        };
+        assert!(connect(&anonymous).is_err());
     }
 
     #[test]

@@ -304,13 +304,17 @@ impl Uploads {
                 st.retry_at = None;
                 st.backoff = Duration::ZERO;
             }
-            Err(StorageError::Remote { .. }) => {
-                st.reachable = false;
+            // The store holds more than the spool: nothing to retry (see below).
+            Err(StorageError::Refused(_)) => st.failures += 1,
+            // The store or the spool failed (a 404 from a bucket being set up, say): wait, retry.
+            Err(e) => {
+                if matches!(e, StorageError::Remote { .. } | StorageError::NotFound(_)) {
+                    st.reachable = false;
+                }
                 st.failures += 1;
                 st.backoff = (st.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
                 st.retry_at = Some(now + st.backoff);
             }
-            Err(_) => st.failures += 1,
         }
         let remove = match (result, st.entries.get_mut(id)) {
             (_, None) => false,
@@ -337,18 +341,16 @@ impl Uploads {
                         }
                         false
                     }
-                    Err(StorageError::Remote { message, .. }) => {
-                        tracing::warn!(recording = %id, error = %message,
-                            "cannot upload to the object store; the recording stays in the \
-                             spool and the upload is retried");
-                        e.waiting_since = e.waiting_since.or(e.next_since.take());
+                    Err(StorageError::Refused(why)) => {
+                        tracing::error!(recording = %id, error = %why,
+                            "the recording's upload cannot go on; it stays in the spool, untouched, until the gateway starts again");
+                        e.stuck = Some(why);
                         false
                     }
                     Err(other) => {
-                        tracing::error!(recording = %id, error = %other,
-                            "the recording's upload cannot go on; it stays in the spool, \
-                             untouched, until the gateway starts again");
-                        e.stuck = Some(other.to_string());
+                        tracing::warn!(recording = %id, error = %other,
+                            "cannot upload the recording now; it stays in the spool and the upload is retried");
+                        e.waiting_since = e.waiting_since.or(e.next_since.take());
                         false
                     }
                 }

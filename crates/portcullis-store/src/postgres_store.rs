@@ -119,6 +119,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         PRIMARY KEY (node, seq)
     );
     CREATE INDEX audit_by_time ON portcullis.audit (ts_ms DESC, node DESC, seq DESC);
+    CREATE INDEX audit_by_actor ON portcullis.audit (actor, ts_ms DESC);
+    CREATE INDEX audit_by_session ON portcullis.audit (session, ts_ms DESC);
+    CREATE INDEX audit_by_target ON portcullis.audit (target, ts_ms DESC);
+    CREATE INDEX audit_by_kind ON portcullis.audit (kind, ts_ms DESC);
     "#,
     ),
 ];
@@ -1227,6 +1231,16 @@ impl Cluster for PgStore {
             for r in &records {
                 let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
                 let ts = i64::try_from(r.ts_ms).unwrap_or(i64::MAX);
+                // PostgreSQL's text holds no NUL, which a record's fields may (a failed login's
+                // name is what was typed): the filter columns get U+FFFD instead, so one record
+                // can never stop the mirror. The line itself is JSON (NUL escaped), stored as is.
+                let text = |v: &str| v.replace('\0', "\u{FFFD}");
+                let (actor, kind) = (text(&r.actor), text(&r.kind));
+                let (target, session) = (
+                    r.target.as_deref().map(text),
+                    r.session.as_deref().map(text),
+                );
+                let line = text(&r.line);
                 let row = tx
                     .query_one(
                         "WITH put AS (INSERT INTO portcullis.audit \
@@ -1235,13 +1249,11 @@ impl Cluster for PgStore {
                          ON CONFLICT (node, seq) DO NOTHING RETURNING line) \
                          SELECT coalesce((SELECT line FROM put), \
                          (SELECT line FROM portcullis.audit WHERE node = $1 AND seq = $2))",
-                        &[
-                            &r.node, &seq, &ts, &r.kind, &r.actor, &r.target, &r.session, &r.line,
-                        ],
+                        &[&r.node, &seq, &ts, &kind, &actor, &target, &session, &line],
                     )
                     .map_err(|e| pg_error("mirror the audit chain", &e))?;
                 let there: Option<String> = row.get(0);
-                if there.as_deref() != Some(r.line.as_str()) {
+                if there.as_deref() != Some(line.as_str()) {
                     return Err(StoreError::Corrupt {
                         detail: format!(
                             "record {} of gateway {:?}'s audit chain is already mirrored with \

@@ -1557,6 +1557,7 @@ fn postgres_mirrors_each_gateways_audit_chain_and_merges_them() {
     store.audit_mirror(&b).unwrap();
     assert_eq!(store.audit_mirrored_up_to("gw-a").unwrap(), 4);
     assert_eq!(store.audit_nodes().unwrap(), ["gw-a", "gw-b"]);
+
     // Another version of a record already mirrored: refused, nothing of the call stored.
     let mut forged = rec("gw-a", 3, 1030, "login");
     forged.line.push(' ');
@@ -1566,8 +1567,19 @@ fn postgres_mirrors_each_gateways_audit_chain_and_merges_them() {
     assert!(err.to_string().contains("other bytes"), "{err}");
     assert_eq!(store.audit_mirrored_up_to("gw-a").unwrap(), 4);
 
+    // A record whose fields hold a NUL (a failed login's typed name) is mirrored all the same.
+    let mut nul = rec("gw-c", 1, 900, "login_failed");
+    nul.actor = "a\0b".into();
+    nul.session = Some("s\0".into());
+    store.audit_mirror(&[nul.clone()]).unwrap();
+    store.audit_mirror(&[nul]).unwrap();
+    assert_eq!(store.audit_mirrored_up_to("gw-c").unwrap(), 1);
+    let c = store.audit_chain("gw-c", 0, 10).unwrap();
+    assert_eq!(c[0].actor, "a\u{FFFD}b");
     let all = store
         .audit_mirrored(&MirrorQuery {
+            node: None,
+            since_ms: Some(1000),
             limit: 100,
             ..MirrorQuery::default()
         })

@@ -233,58 +233,177 @@ const MIRROR_EVERY: Duration = Duration::from_secs(1);
 /// At most this many records go to the mirror in one transaction.
 const MIRROR_BATCH: usize = 500;
 
-/// Copies this gateway's audit records, once fsynced, into the store's mirror of every
-/// gateway's chain (byte for byte, so the copy verifies as the trail does), for the cluster's
-/// merged view. At least once, in order, for as long as the process runs; after an outage of
-/// the store it picks up where the mirror stands.
-fn mirror_audit(store: &dyn Cluster, node: &str, log: &portcullis_audit::AuditLog) {
-    let mut up_to: Option<u64> = None;
-    loop {
-        let done = (|| -> Result<bool, String> {
-            let from = match up_to {
-                Some(n) => n,
-                None => store
-                    .audit_mirrored_up_to(node)
-                    .map_err(|e| e.to_string())?,
-            };
-            up_to = Some(from);
-            let synced = log.watermark().synced_seq();
-            if synced <= from {
-                return Ok(true);
+/// The largest write the audit trail makes (its records are sealed per write): a batch is read
+/// this far when it must reach the write's seal.
+const MIRROR_BATCH_MAX: usize = 20_000;
+
+/// Where the mirror of this gateway's chain stands.
+struct Mirror<'a> {
+    store: &'a dyn Cluster,
+    node: &'a str,
+    log: &'a portcullis_audit::AuditLog,
+    /// The last seq mirrored, once checked against the trail here.
+    up_to: Option<u64>,
+}
+
+/// Why a round of the mirror stopped.
+enum MirrorError {
+    /// The store did not answer or refused: tried again soon.
+    Store(String),
+    /// The mirror does not continue this trail (a restored data directory, two gateways with
+    /// one name, a row that is not ours): nothing more is mirrored, said loudly, until it is
+    /// sorted out (a restart checks again).
+    Diverged(String),
+}
+
+impl Mirror<'_> {
+    /// Mirrors what is fsynced and sealed, a batch at a time; `Ok(true)`: nothing left.
+    fn round(&mut self) -> Result<bool, MirrorError> {
+        let synced = self.log.watermark().synced_seq();
+        let from = match self.up_to {
+            Some(n) => n,
+            None => {
+                let n = self
+                    .store
+                    .audit_mirrored_up_to(self.node)
+                    .map_err(|e| MirrorError::Store(e.to_string()))?;
+                self.check_continues(n, synced)?;
+                self.up_to = Some(n);
+                n
             }
-            let lines = portcullis_audit::read_lines(log.dir(), from, MIRROR_BATCH)
-                .map_err(|e| e.to_string())?;
-            let records: Vec<portcullis_store::MirroredRecord> = lines
-                .into_iter()
-                .filter(|(e, _)| e.seq <= synced)
-                .filter_map(|(e, line)| {
-                    Some(portcullis_store::MirroredRecord {
-                        node: node.to_owned(),
-                        seq: e.seq,
-                        ts_ms: e.ts_ms,
-                        kind: e.record.kind.as_str().to_owned(),
-                        actor: e.record.actor,
-                        target: e.record.target,
-                        session: e.record.session,
-                        line: String::from_utf8(line).ok()?,
-                    })
+        };
+        if synced <= from {
+            return Ok(true);
+        }
+        let mut max = MIRROR_BATCH;
+        let lines = loop {
+            let mut lines = portcullis_audit::read_lines(self.log.dir(), from, max)
+                .map_err(|e| MirrorError::Store(e.to_string()))?;
+            lines.retain(|(e, _)| e.seq <= synced);
+            // Up to the last seal: a copy never ends in the middle of a write (its seal, on
+            // its last record, vouches for the rest).
+            match lines.iter().rposition(|(e, _)| e.seal.is_some()) {
+                Some(last) => {
+                    lines.truncate(last + 1);
+                    break lines;
+                }
+                None if lines.len() == max && max < MIRROR_BATCH_MAX => max = MIRROR_BATCH_MAX,
+                // An unsealed trail (none yet) goes as it is.
+                None => break lines,
+            }
+        };
+        let records: Vec<portcullis_store::MirroredRecord> = lines
+            .into_iter()
+            .filter_map(|(e, line)| {
+                Some(portcullis_store::MirroredRecord {
+                    node: self.node.to_owned(),
+                    seq: e.seq,
+                    ts_ms: e.ts_ms,
+                    kind: e.record.kind.as_str().to_owned(),
+                    actor: e.record.actor,
+                    target: e.record.target,
+                    session: e.record.session,
+                    line: String::from_utf8(line).ok()?,
                 })
-                .collect();
-            let Some(last) = records.last().map(|r| r.seq) else {
-                return Ok(true);
-            };
-            store.audit_mirror(&records).map_err(|e| e.to_string())?;
-            up_to = Some(last);
-            Ok(records.len() < MIRROR_BATCH)
-        })();
-        match done {
+            })
+            .collect();
+        let Some(last) = records.last().map(|r| r.seq) else {
+            return Ok(true);
+        };
+        self.store.audit_mirror(&records).map_err(|e| match e {
+            portcullis_store::StoreError::Corrupt { detail } => MirrorError::Diverged(detail),
+            other => MirrorError::Store(other.to_string()),
+        })?;
+        self.up_to = Some(last);
+        Ok(records.len() < MIRROR_BATCH)
+    }
+
+    /// The mirror's last record (`seq`) must be this trail's record `seq`, byte for byte.
+    fn check_continues(&self, seq: u64, synced: u64) -> Result<(), MirrorError> {
+        if seq == 0 {
+            return Ok(());
+        }
+        let diverged = |why: String| {
+            MirrorError::Diverged(format!(
+                "the store's copy of gateway {:?}'s audit chain does not continue the trail \
+                 here: {why}",
+                self.node
+            ))
+        };
+        if seq > synced {
+            return Err(diverged(format!(
+                "it goes to record {seq}, the trail here only to {synced}"
+            )));
+        }
+        let theirs = self
+            .store
+            .audit_chain(self.node, seq - 1, 1)
+            .map_err(|e| MirrorError::Store(e.to_string()))?;
+        let ours = portcullis_audit::read_lines(self.log.dir(), seq - 1, 1)
+            .map_err(|e| MirrorError::Store(e.to_string()))?;
+        let same = match (theirs.first(), ours.first()) {
+            (Some(t), Some((e, line))) => e.seq == seq && t.line.as_bytes() == line.as_slice(),
+            _ => false,
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(diverged(format!("its record {seq} is not this trail's")))
+        }
+    }
+}
+
+/// Copies this gateway's audit records, once fsynced and sealed, into the store's mirror of
+/// every gateway's chain (byte for byte, so the copy verifies as the trail does), for the
+/// cluster's merged view. At least once, in order, for as long as the process runs; after an
+/// outage of the store it picks up where the mirror stands, once it checked that the mirror
+/// continues this trail.
+fn mirror_audit(store: &dyn Cluster, node: &str, log: &portcullis_audit::AuditLog) {
+    let mut mirror = Mirror {
+        store,
+        node,
+        log,
+        up_to: None,
+    };
+    loop {
+        match mirror.round() {
             Ok(true) => std::thread::sleep(MIRROR_EVERY),
             Ok(false) => {}
-            Err(e) => {
+            Err(MirrorError::Store(e)) => {
                 warn!(error = %e, "cannot mirror the audit trail to the cluster (retried)");
                 // Ask the store again where the mirror stands.
-                up_to = None;
+                mirror.up_to = None;
                 std::thread::sleep(MIRROR_EVERY * 5);
+            }
+            Err(MirrorError::Diverged(e)) => {
+                tracing::error!(error = %e,
+                    "the audit trail is no longer mirrored to the cluster: the copy there is not this trail's (the trail here is intact and goes on; check `portcullis audit verify --cluster`)");
+                mirror.up_to = None;
+                std::thread::sleep(MIRROR_EVERY * 60);
+            }
+        }
+    }
+}
+
+/// Mirrors what is left of this gateway's trail now (at its stop: the `gateway_stop` record
+/// and the sessions' ends), until `until`. Blocking.
+pub fn flush_audit_mirror(state: &AppState, until: std::time::Instant) {
+    let (Some(link), Some(log)) = (state.cluster.as_ref(), state.audit.trail()) else {
+        return;
+    };
+    let mut mirror = Mirror {
+        store: link.store.as_ref(),
+        node: &link.node,
+        log: &log,
+        up_to: None,
+    };
+    while std::time::Instant::now() < until {
+        match mirror.round() {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(MirrorError::Store(e) | MirrorError::Diverged(e)) => {
+                warn!(error = %e, "the audit trail's last records are not mirrored to the cluster (the next start mirrors them)");
+                return;
             }
         }
     }
@@ -300,9 +419,19 @@ pub async fn publish(state: &AppState) {
     let checker = state.clone();
     let _ = tokio::task::spawn_blocking(move || end_revoked(&checker)).await;
     if let Some(address) = state.advertise.clone() {
-        let (store, node) = (std::sync::Arc::clone(&state.store), link.node.to_string());
+        let (store, key, node) = (
+            std::sync::Arc::clone(&state.store),
+            std::sync::Arc::clone(&state.key),
+            link.node.to_string(),
+        );
         let _ = tokio::task::spawn_blocking(move || {
-            crate::relay::publish_address(store.as_ref(), &node, &address, crate::auth::now_ms());
+            crate::relay::publish_address(
+                store.as_ref(),
+                &key,
+                &node,
+                &address,
+                crate::auth::now_ms(),
+            );
         })
         .await;
     }

@@ -20,6 +20,10 @@ use zeroize::Zeroizing;
 
 use crate::{AppState, WebError};
 
+/// How long recordings may wait for an object store that does not answer before `/readyz`
+/// says not ready (the metrics say it at once).
+const UPLOADS_BEHIND_MS: u64 = 5 * 60 * 1000;
+
 /// How long `/readyz` waits for the store.
 const STORE_CHECK: Duration = Duration::from_secs(5);
 
@@ -99,22 +103,29 @@ async fn not_ready(app: &AppState) -> Vec<String> {
         }
         Ok(Err(_)) | Err(_) => why.push("the store does not answer".to_owned()),
     }
-    // Recordings uploaded to an object store: it must take them (they wait in the spool
-    // meanwhile, but a gateway whose uploads fail should not be sent more sessions).
+    // Recordings uploaded to an object store: a store that does not answer is not a reason to
+    // send users elsewhere at once (every gateway shares it: all would go unready together,
+    // while the spool keeps every recording safe); once recordings have waited
+    // `UPLOADS_BEHIND` for it, it is.
     if let Some(storage) = app
         .recordings
         .as_ref()
         .map(|r| Arc::clone(&r.storage))
-        .filter(|s| s.uploads().is_some())
+        .filter(|s| {
+            s.uploads()
+                .is_some_and(|u| u.oldest_pending_ms > UPLOADS_BEHIND_MS)
+        })
     {
         let asked = tokio::task::spawn_blocking(move || storage.probe());
         match tokio::time::timeout(STORE_CHECK, asked).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "not ready: the object store");
-                why.push("the object store does not answer".to_owned());
+                why.push("the object store does not answer and recordings wait for it".to_owned());
             }
-            Ok(Err(_)) | Err(_) => why.push("the object store does not answer".to_owned()),
+            Ok(Err(_)) | Err(_) => {
+                why.push("the object store does not answer and recordings wait for it".to_owned())
+            }
         }
     }
     // In a cluster: the others must see this gateway's sessions to act on them.

@@ -53,14 +53,26 @@ impl NodeAddress {
     }
 }
 
-/// Publishes `node`'s address (again), for [`ADDRESS_TTL_MS`].
-pub(crate) fn publish_address(store: &dyn Store, node: &str, address: &NodeAddress, now_ms: i64) {
-    let Ok(value) = serde_json::to_vec(address) else {
+fn address_aad(node: &str) -> Vec<u8> {
+    format!("portcullis:node-address:{node}").into_bytes()
+}
+
+/// Publishes `node`'s address (again), for [`ADDRESS_TTL_MS`]; sealed under the cluster's
+/// secret key (bound to the node's name), so only a gateway of the cluster can say where a
+/// gateway is and which certificate it shows.
+pub(crate) fn publish_address(
+    store: &dyn Store,
+    secret: &SecretKey,
+    node: &str,
+    address: &NodeAddress,
+    now_ms: i64,
+) {
+    let Ok(plain) = serde_json::to_vec(address) else {
         return;
     };
     let entry = Ephemeral {
         owner: String::new(),
-        value,
+        value: secret.seal(&plain, &address_aad(node)),
         expires_at_ms: now_ms.saturating_add(ADDRESS_TTL_MS),
     };
     if let Err(e) = store.ephemeral_update(ADDRESS_SPACE, node, now_ms, &mut |_| {
@@ -71,11 +83,17 @@ pub(crate) fn publish_address(store: &dyn Store, node: &str, address: &NodeAddre
 }
 
 /// The address `node` published lately.
-fn address_of(store: &dyn Store, node: &str, now_ms: i64) -> Option<NodeAddress> {
+fn address_of(
+    store: &dyn Store,
+    secret: &SecretKey,
+    node: &str,
+    now_ms: i64,
+) -> Option<NodeAddress> {
     let entry = store
         .ephemeral_update(ADDRESS_SPACE, node, now_ms, &mut |_| EphemeralChange::Keep)
         .ok()??;
-    serde_json::from_slice(&entry.value).ok()
+    let plain = secret.open(&entry.value, &address_aad(node)).ok()?;
+    serde_json::from_slice(&plain).ok()
 }
 
 /// What a watch ticket allows: `watcher` (asking on gateway `from`) to watch `session`.
@@ -84,6 +102,8 @@ pub(crate) struct WatchTicket {
     pub(crate) session: String,
     pub(crate) watcher: String,
     pub(crate) from: String,
+    /// The gateway it is for (which checks it is the one).
+    pub(crate) to: String,
 }
 
 fn ticket_key(token: &str) -> String {
@@ -124,7 +144,12 @@ pub(crate) fn take(
     token: &str,
     now_ms: i64,
 ) -> Option<WatchTicket> {
-    if token.is_empty() || token.len() > 128 {
+    // Tokens are what `random_token(24)` makes: 32 URL-safe characters.
+    if token.len() != 32
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return None;
     }
     let key = ticket_key(token);
@@ -151,7 +176,7 @@ pub(crate) async fn connect(
     let node_c = node.to_owned();
     let session = ticket.session.clone();
     let (address, token) = tokio::task::spawn_blocking(move || {
-        let address = address_of(store.as_ref(), &node_c, now_ms)
+        let address = address_of(store.as_ref(), &secret, &node_c, now_ms)
             .ok_or_else(|| format!("gateway {node_c:?} published no address ([http] advertise)"))?;
         let token = issue(store.as_ref(), &secret, &ticket, now_ms)?;
         Ok::<_, String>((address, token))
@@ -198,32 +223,63 @@ pub(crate) async fn connect(
         })?
 }
 
+/// How long one relayed message may take to be sent on.
+const RELAY_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the browser is pinged; one silent for [`BROWSER_SILENT`] is gone.
+const BROWSER_PING: Duration = Duration::from_secs(20);
+const BROWSER_SILENT: Duration = Duration::from_secs(60);
+
 /// Relays messages between the watcher's browser and the gateway holding the session until
-/// either side ends; a close from one side is passed to the other.
+/// either side ends; a close from one side is passed to the other. Every send is bounded, and
+/// the browser is pinged here (the holder's pings are answered by this gateway's socket, so it
+/// cannot tell a vanished browser): one that stops answering ends the relay, and so the watch
+/// on the holder.
 pub(crate) async fn relay(browser: WebSocket, upstream: Upstream) {
     let (mut to_browser, mut from_browser) = browser.split();
     let (mut to_upstream, mut from_upstream) = upstream.split();
+    let mut ping = tokio::time::interval(BROWSER_PING);
+    ping.reset();
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             m = from_upstream.next() => {
                 let Some(Ok(m)) = m else { break };
                 let closing = matches!(m, WsMessage::Close(_));
                 let Some(m) = to_axum(m) else { continue };
-                if to_browser.send(m).await.is_err() || closing {
+                let sent = tokio::time::timeout(RELAY_SEND_TIMEOUT, to_browser.send(m)).await;
+                if !matches!(sent, Ok(Ok(()))) || closing {
                     break;
                 }
             }
             m = from_browser.next() => {
                 let Some(Ok(m)) = m else { break };
+                heard = tokio::time::Instant::now();
+                if matches!(m, AxMessage::Pong(_)) {
+                    continue;
+                }
                 let closing = matches!(m, AxMessage::Close(_));
-                if to_upstream.send(from_axum(m)).await.is_err() || closing {
+                let sent = tokio::time::timeout(RELAY_SEND_TIMEOUT, to_upstream.send(from_axum(m))).await;
+                if !matches!(sent, Ok(Ok(()))) || closing {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() > BROWSER_SILENT {
+                    break;
+                }
+                let sent = tokio::time::timeout(
+                    RELAY_SEND_TIMEOUT,
+                    to_browser.send(AxMessage::Ping(axum::body::Bytes::new())),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(()))) {
                     break;
                 }
             }
         }
     }
-    let _ = to_browser.close().await;
-    let _ = to_upstream.close().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), to_browser.close()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), to_upstream.close()).await;
 }
 
 fn to_axum(m: WsMessage) -> Option<AxMessage> {
@@ -269,6 +325,7 @@ mod tests {
             session: "s1".into(),
             watcher: "sam".into(),
             from: "gw-b".into(),
+            to: "gw-a".into(),
         };
         let token = issue(&store, &secret, &ticket, 1000).unwrap();
         // Sealed: the store holds neither the token nor the ticket in the clear.
@@ -298,6 +355,7 @@ mod tests {
         let late = issue(&store, &secret, &ticket, 1000).unwrap();
         assert_eq!(take(&store, &secret, &late, 1000 + TICKET_TTL_MS + 1), None);
         assert_eq!(take(&store, &secret, "", 1000), None);
+        assert_eq!(take(&store, &secret, &"x".repeat(500), 1000), None);
         // Another cluster's key opens nothing.
         let foreign = issue(&store, &SecretKey::generate(), &ticket, 1000).unwrap();
         assert_eq!(take(&store, &secret, &foreign, 1000), None);
@@ -310,9 +368,27 @@ mod tests {
             url: "https://10.0.0.5:8443".into(),
             cert_sha256: "ab".repeat(32),
         };
-        publish_address(&store, "gw-a", &a, 1000);
-        assert_eq!(address_of(&store, "gw-a", 2000), Some(a));
-        assert_eq!(address_of(&store, "gw-a", 1000 + ADDRESS_TTL_MS + 1), None);
-        assert_eq!(address_of(&store, "gw-b", 2000), None);
+        let secret = SecretKey::generate();
+        publish_address(&store, &secret, "gw-a", &a, 1000);
+        assert_eq!(address_of(&store, &secret, "gw-a", 2000), Some(a.clone()));
+        assert_eq!(
+            address_of(&store, &secret, "gw-a", 1000 + ADDRESS_TTL_MS + 1),
+            None
+        );
+        assert_eq!(address_of(&store, &secret, "gw-b", 2000), None);
+        // Written by someone without the cluster's key, or moved from another gateway's name:
+        // not taken.
+        publish_address(&store, &SecretKey::generate(), "gw-c", &a, 1000);
+        assert_eq!(address_of(&store, &secret, "gw-c", 2000), None);
+        let moved = store
+            .ephemeral_update(ADDRESS_SPACE, "gw-a", 2000, &mut |_| EphemeralChange::Keep)
+            .unwrap()
+            .unwrap();
+        store
+            .ephemeral_update(ADDRESS_SPACE, "gw-d", 2000, &mut |_| {
+                EphemeralChange::Put(moved.clone())
+            })
+            .unwrap();
+        assert_eq!(address_of(&store, &secret, "gw-d", 2000), None);
     }
 }

@@ -39,6 +39,10 @@ impl CliAudit {
     pub(crate) fn open(config: &Config) -> Result<Self> {
         let dir = &config.audit.dir;
         let mut options = OpenOptions::new().max_segment_bytes(config.audit.segment_bytes);
+        // In a cluster every record names its gateway, the command line's too.
+        if matches!(config.store, crate::config::StoreConfig::Postgres(_)) {
+            options = options.node(&crate::serve::node_name(config)?);
+        }
         match crate::data::load_key(config).and_then(|secret| sealing_key(config, &secret)) {
             Ok(key) => options = options.sealing_key(key),
             // A sealed trail gets no unsealed record: it would only be vouched for as found.
@@ -328,7 +332,9 @@ pub(crate) fn verify_cluster_cmd(config: &Config, public_key: Option<&str>) -> R
             }
             (Ok(_), Some(seq)) => {
                 bad += 1;
-                println!("{node}: NOT intact: record {seq} names another gateway");
+                println!(
+                    "{node}: NOT intact: record {seq} does not name this gateway, or the copy's columns (time, kind, actor, target, session) are not its line's"
+                );
             }
             (Err(e), _) => {
                 bad += 1;
@@ -369,12 +375,7 @@ fn copy_chain(
             file.write_all(r.line.as_bytes())?;
             file.write_all(b"\n")?;
             count += 1;
-            let named = serde_json::from_str::<Value>(&r.line).ok().and_then(|v| {
-                v.pointer("/detail/node")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            });
-            if misnamed.is_none() && named.is_some_and(|n| n != node) {
+            if misnamed.is_none() && !agrees(r, node) {
                 misnamed = Some(r.seq);
             }
         }
@@ -383,6 +384,27 @@ fn copy_chain(
         f.flush()?;
     }
     Ok((count, misnamed))
+}
+
+/// Whether a mirrored record is what its line says: the filter columns the merged view uses
+/// (seq, time, kind, actor, target, session) as in the line, and the line naming `node`.
+fn agrees(r: &portcullis_store::MirroredRecord, node: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<Value>(&r.line) else {
+        return false;
+    };
+    // The mirror stores U+FFFD for a NUL (PostgreSQL's text holds none).
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(|t| t.replace('\0', "\u{FFFD}"))
+    };
+    v.get("seq").and_then(Value::as_u64) == Some(r.seq)
+        && v.get("ts_ms").and_then(Value::as_u64) == Some(r.ts_ms)
+        && text("kind").as_deref() == Some(r.kind.as_str())
+        && text("actor").as_deref() == Some(r.actor.as_str())
+        && text("target") == r.target
+        && text("session") == r.session
+        && v.pointer("/detail/node").and_then(Value::as_str) == Some(node)
 }
 
 /// How long records after the last seal may stay unsealed while the trail is held before

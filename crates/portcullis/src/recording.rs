@@ -82,11 +82,33 @@ pub(crate) fn share_signing_key(
     store: &dyn portcullis_store::Store,
 ) -> Result<()> {
     let path = &config.recording.signing_key_file;
+    let trail = &config.audit.dir;
+    let sealed_trail = || {
+        portcullis_audit::has_seal(trail)
+            .with_context(|| format!("cannot read the audit trail in {}", trail.display()))
+    };
+    // This gateway's own key, if it has one; else (a trail sealed without its key aside) none
+    // is made here: one is offered to the store only in memory, and the store's winner is what
+    // goes to the key file (gateways starting together agree on one).
+    let own = if path.exists() {
+        Some(load_signing_key(config, secret)?)
+    } else if sealed_trail()? {
+        bail!(
+            "the recording signing key {} is missing, but the audit trail in {} is sealed with \
+             it: restore the key file from a backup; nothing was started",
+            path.display(),
+            trail.display()
+        );
+    } else {
+        None
+    };
     if store.get_meta(SIGNING_KEY_META)?.is_none() {
-        let own = load_signing_key(config, secret)?;
+        let offer = own
+            .clone()
+            .unwrap_or_else(portcullis_recording::generate_key);
         store.put_meta_if_absent(
             SIGNING_KEY_META,
-            &secret.seal(&own.to_bytes(), SIGNING_KEY_AAD),
+            &secret.seal(&offer.to_bytes(), SIGNING_KEY_AAD),
         )?;
     }
     let sealed = store
@@ -98,31 +120,21 @@ pub(crate) fn share_signing_key(
         .and_then(|s| s.try_into().ok())
         .context("the recording signing key in the store cannot be opened with this gateway's secret key")?;
     let shared = SigningKey::from_bytes(&seed);
-    if path.exists() {
-        let own = load_signing_key(config, secret)?;
+    if let Some(own) = own {
         if own.verifying_key() != shared.verifying_key() {
             bail!(
                 "this gateway's recording signing key ({}, fingerprint {}) is not the one of the \
                  gateways sharing its store (fingerprint {}): every gateway of a cluster signs \
-                 with one key. Move this key file aside (recordings it signed verify with its \
-                 public key) and start again to take the cluster's; nothing was started",
+                 with one key. Keep this key's public half (`portcullis recording public-key`) to \
+                 verify what it signed, move the key file aside and start again to take the \
+                 cluster's (a sealed audit trail here needs its own key: give this gateway a new \
+                 data directory instead); nothing was started",
                 path.display(),
                 fingerprint(&own.verifying_key()),
                 fingerprint(&shared.verifying_key())
             );
         }
         return Ok(());
-    }
-    let trail = &config.audit.dir;
-    if portcullis_audit::has_seal(trail)
-        .with_context(|| format!("cannot read the audit trail in {}", trail.display()))?
-    {
-        bail!(
-            "the recording signing key {} is missing, but the audit trail in {} is sealed with \
-             it: restore the key file from a backup; nothing was started",
-            path.display(),
-            trail.display()
-        );
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

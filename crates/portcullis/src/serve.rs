@@ -443,6 +443,14 @@ pub(crate) fn serve(config: Config) -> Result<()> {
         }
         // Its sessions are over: the other gateways stop listing them at once.
         portcullis_web::cluster::leave(&cluster_state);
+        // The trail's last records (the sessions' ends, gateway_stop) reach the cluster's copy.
+        let mirrored = cluster_state.clone();
+        let until = (start + grace).max(tokio::time::Instant::now() + shutdown::LAST_STEPS);
+        let until = until.into_std();
+        let _ = tokio::task::spawn_blocking(move || {
+            portcullis_web::cluster::flush_audit_mirror(&mirrored, until);
+        })
+        .await;
         let _ = siem_stop_tx.send(true);
         let last = tokio::time::Instant::now() + shutdown::LAST_STEPS;
         for forwarder in forwarders {
@@ -516,7 +524,7 @@ async fn drain(
 /// This gateway's name in a cluster, the same at every start on this data directory
 /// (`DATA_DIR/node-name`, made at the first start: the host's name and a random part, so that two
 /// gateways on one host are told apart).
-fn node_name(config: &Config) -> Result<String> {
+pub(crate) fn node_name(config: &Config) -> Result<String> {
     let file = config.data_dir.join("node-name");
     match std::fs::read_to_string(&file) {
         Ok(name) if !name.trim().is_empty() => return Ok(name.trim().to_owned()),

@@ -293,6 +293,7 @@ async fn watch_elsewhere(
         session: id.to_owned(),
         watcher: soc.to_owned(),
         from: link.node().to_owned(),
+        to: node.clone(),
     };
     let upstream = crate::relay::connect(
         Arc::clone(&state.store),
@@ -325,6 +326,12 @@ pub(crate) async fn watch_for_peer(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, WebError> {
+    // A gateway's route: no API token reaches it (whatever its scope).
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Err(WebError::Forbidden(
+            "API tokens cannot be used on this route".into(),
+        ));
+    }
     let token = headers
         .get(crate::relay::TICKET_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -333,6 +340,10 @@ pub(crate) async fn watch_for_peer(
     if token.is_empty() {
         return Err(WebError::Unauthorized);
     }
+    // Only gateways of a cluster relay watches.
+    let Some(link) = state.cluster.clone() else {
+        return Err(WebError::NotFound("not in a cluster".into()));
+    };
     // Not a WebSocket request: refused before the ticket is used up.
     let upgrade = upgrade.map_err(|e| WebError::BadRequest(e.to_string()))?;
     let (store, key) = (Arc::clone(&state.store), Arc::clone(&state.key));
@@ -341,7 +352,7 @@ pub(crate) async fn watch_for_peer(
     })
     .await
     .map_err(|e| WebError::Internal(e.to_string()))?
-    .filter(|t| t.session == id)
+    .filter(|t| t.session == id && t.to == link.node())
     .ok_or(WebError::Unauthorized)?;
     let session = live(&state, &id)?;
     let name = format!("{} via {}", ticket.watcher, ticket.from);
