@@ -26,6 +26,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_OBJECTS_PER_RECORDING: usize = 200_000;
 /// At most this many recordings are listed.
 pub const MAX_RECORDINGS: usize = 10_000_000;
+/// The most one read asks of the store (what a manifest names is far smaller: a segment).
+pub const MAX_READ: u64 = 256 * 1024 * 1024;
 /// Objects larger than this are uploaded in parts of this size (multipart upload).
 pub const MULTIPART_CHUNK: usize = 16 * 1024 * 1024;
 const PARTS: &str = "_parts";
@@ -261,11 +263,14 @@ impl Remote {
                 layout.len()
             )));
         }
-        let want =
-            usize::try_from(range.end - range.start).map_err(|_| StorageError::TooLarge {
+        let len = range.end - range.start;
+        let want = usize::try_from(len)
+            .ok()
+            .filter(|_| len <= MAX_READ)
+            .ok_or_else(|| StorageError::TooLarge {
                 what: what.clone(),
-                len: range.end - range.start,
-                max: usize::MAX as u64,
+                len,
+                max: MAX_READ,
             })?;
         if want == 0 {
             return Ok(Vec::new());
