@@ -41,7 +41,7 @@ impl CliAudit {
         let mut options = OpenOptions::new().max_segment_bytes(config.audit.segment_bytes);
         // In a cluster every record names its gateway, the command line's too.
         if matches!(config.store, crate::config::StoreConfig::Postgres(_)) {
-            options = options.node(&crate::serve::node_name(config)?);
+            options = options.node(&crate::data::node_name(config)?);
         }
         match crate::data::load_key(config).and_then(|secret| sealing_key(config, &secret)) {
             Ok(key) => options = options.sealing_key(key),

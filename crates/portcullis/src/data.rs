@@ -176,6 +176,28 @@ pub(crate) fn load_key(config: &Config) -> Result<SecretKey> {
     Ok(SecretKey::load_or_create(&config.key_file)?)
 }
 
+/// This gateway's name in a cluster, the same at every start on this data directory
+/// (`DATA_DIR/node-name`, made at the first start: the host's name and a random part, so that two
+/// gateways on one host are told apart).
+pub(crate) fn node_name(config: &Config) -> Result<String> {
+    let file = config.data_dir.join("node-name");
+    match std::fs::read_to_string(&file) {
+        Ok(name) if !name.trim().is_empty() => return Ok(name.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    }
+    let host: String = portcullis_siem::machine_hostname()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+        .take(48)
+        .collect();
+    let name = format!("{host}-{}", portcullis_secrets::random_token(6));
+    std::fs::write(&file, format!("{name}\n"))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(name)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -216,7 +216,10 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     // start-up recovery looks up which recordings were closed; each records what it does
     // before it does it.
     // In a cluster, every audit record names the gateway that wrote it.
-    let node = cluster.as_ref().map(|_| node_name(&config)).transpose()?;
+    let node = cluster
+        .as_ref()
+        .map(|_| crate::data::node_name(&config))
+        .transpose()?;
     let (audit, audit_log) = open_audit(&config, &key, node.as_deref())?;
     bootstrap_admin(&*store, &audit_log)?;
     // Users and tokens stored before users had immutable ids get theirs before anything is
@@ -519,28 +522,6 @@ async fn drain(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// This gateway's name in a cluster, the same at every start on this data directory
-/// (`DATA_DIR/node-name`, made at the first start: the host's name and a random part, so that two
-/// gateways on one host are told apart).
-pub(crate) fn node_name(config: &Config) -> Result<String> {
-    let file = config.data_dir.join("node-name");
-    match std::fs::read_to_string(&file) {
-        Ok(name) if !name.trim().is_empty() => return Ok(name.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
-    }
-    let host: String = portcullis_siem::machine_hostname()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
-        .take(48)
-        .collect();
-    let name = format!("{host}-{}", portcullis_secrets::random_token(6));
-    std::fs::write(&file, format!("{name}\n"))
-        .with_context(|| format!("cannot write {}", file.display()))?;
-    Ok(name)
 }
 
 /// A token file's first line (e.g. a mounted secret); never empty.
