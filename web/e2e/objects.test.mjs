@@ -146,11 +146,16 @@ test('a recording made on one gateway is played and exported on another; the obj
   // The audit trail of the cluster: each gateway keeps its own chain, every record naming it;
   // B's merged view shows A's session records next to its own, newest first.
   const nodeA = session.node;
-  const merged = await until('A\'s session end in B\'s merged view', async () => {
+  // The session's records from both gateways: its start and end where it ran (A), its export
+  // where the reviewer asked for it (B).
+  const merged = await until('the session\'s records of both gateways in B\'s merged view', async () => {
     const page = (await reviewer.get(`/audit?cluster=true&session=${session.id}`)).json;
-    return page?.entries?.some((e) => e.kind === 'session_end') && page;
+    const entries = page?.entries ?? [];
+    return entries.some((e) => e.kind === 'session_end') && entries.some((e) => e.kind === 'export') && page;
   });
-  assert.ok(merged.entries.every((e) => e.node === nodeA && e.detail.node === nodeA), JSON.stringify(merged.entries[0]));
+  assert.ok(merged.entries.every((e) => e.node === e.detail.node), JSON.stringify(merged.entries));
+  assert.ok(merged.entries.filter((e) => e.kind.startsWith('session_')).every((e) => e.node === nodeA), JSON.stringify(merged.entries));
+  assert.ok(merged.entries.filter((e) => e.kind === 'export').every((e) => e.node !== nodeA), JSON.stringify(merged.entries));
   const all = (await reviewer.get('/audit?cluster=true&limit=500')).json.entries;
   const nodes = new Set(all.map((e) => e.node));
   assert.equal(nodes.size, 2, `both gateways: ${[...nodes]}`);

@@ -200,6 +200,18 @@ impl LocalDisk {
             std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
                 .map_err(io("chmod", &root))?;
         }
+        // What a crash left of a deletion (out of every listing already) goes now.
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if name
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(DELETING_PREFIX))
+                {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
         Ok(Self { root })
     }
 
@@ -361,15 +373,24 @@ impl RecordingStorage for LocalDisk {
 
     fn delete(&self, id: &str) -> Result<(), StorageError> {
         let dir = self.dir(id)?;
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => sync_dir(&self.root),
+        // Out of sight first, in one step (a name no recording can have), then removed: a crash
+        // in the middle of the removal leaves no half recording to be found and "recovered".
+        let gone = self.root.join(format!("{DELETING_PREFIX}{id}"));
+        match std::fs::rename(&dir, &gone) {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(StorageError::NotFound(id.to_owned()))
+                return Err(StorageError::NotFound(id.to_owned()))
             }
-            Err(e) => Err(io("delete", &dir)(e)),
+            Err(e) => return Err(io("delete", &dir)(e)),
         }
+        sync_dir(&self.root)?;
+        std::fs::remove_dir_all(&gone).map_err(io("delete", &gone))?;
+        sync_dir(&self.root)
     }
 }
+
+/// Where a recording being deleted goes first (`_` is in no recording's name).
+const DELETING_PREFIX: &str = "_deleting-";
 
 /// Takes the manifest's writer lock (held while the file stays open, i.e. until the recording's
 /// writer is dropped, and released by the kernel if the process dies). The lock only tells a
@@ -486,6 +507,13 @@ mod tests {
         assert!(disk.available_bytes().unwrap().unwrap() > 0);
         disk.delete("r1").unwrap();
         assert!(disk.list().unwrap().is_empty());
+        // A deletion a crash cut short is invisible, and gone at the next open.
+        let half = dir.path().join("rec").join(format!("{DELETING_PREFIX}r9"));
+        std::fs::create_dir_all(&half).unwrap();
+        std::fs::write(half.join("manifest.jsonl"), b"x").unwrap();
+        assert!(disk.list().unwrap().is_empty());
+        let disk = LocalDisk::open(dir.path().join("rec")).unwrap();
+        assert!(!half.exists());
         assert!(disk.read("../rec", "a.bin", 0, 1).is_err());
     }
 
