@@ -286,26 +286,17 @@ impl Remote {
             return Self::exact(bytes.to_vec(), want, &what);
         }
         let mut out = Vec::with_capacity(want);
+        // Parts in order of offset; each gives what comes next from it (parts may overlap when
+        // an upload was retried from another offset), and a gap ends the read.
         for (&offset, &size) in layout.parts.range(..range.end) {
-            let end = offset.saturating_add(size);
-            let (from, to) = (range.start.max(offset), range.end.min(end));
-            if from >= to {
-                continue;
+            let next = range.start + out.len() as u64;
+            let to = range.end.min(offset.saturating_add(size));
+            if offset > next {
+                break;
             }
-            if from != range.start + out.len() as u64 {
-                // Overlapping parts (an upload retried from another offset): take only what
-                // comes next.
-                if from > range.start + out.len() as u64 {
-                    break;
-                }
-                let skip = range.start + out.len() as u64;
-                if skip >= to {
-                    continue;
-                }
-                out.extend(self.read_part(id, file, offset, skip - offset..to - offset)?);
-                continue;
+            if next < to {
+                out.extend(self.read_part(id, file, offset, next - offset..to - offset)?);
             }
-            out.extend(self.read_part(id, file, offset, from - offset..to - offset)?);
         }
         Self::exact(out, want, &what)
     }
