@@ -316,6 +316,20 @@ pub struct Entry {
     pub record: Record,
 }
 
+impl Entry {
+    /// Reads one stored line (without its newline), as a copy of the chain elsewhere holds it
+    /// (the cluster's mirror): it must be in canonical form and its `hash` the SHA-256 of its
+    /// canonical bytes. Chain checks (seq, prev, time) and seals are the caller's.
+    pub fn from_line(line: &[u8]) -> Result<Entry, Problem> {
+        parse_line(line).map_err(|e| e.problem)
+    }
+
+    /// The gateway that wrote it (`detail.node`), when it names one.
+    pub fn node(&self) -> Option<&str> {
+        self.record.detail.get("node").and_then(Value::as_str)
+    }
+}
+
 /// The start of a line (`{"seq":…,"ts_ms":…,"prev":"…",`): canonical bytes and line share it.
 pub(crate) fn write_header(out: &mut Vec<u8>, seq: u64, ts_ms: u64, prev: &Digest) {
     use std::io::Write as _;

@@ -46,6 +46,20 @@ impl SiemKind {
     }
 }
 
+/// Which trail a section exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SiemSource {
+    /// This gateway's own trail, from a cursor file in its state directory: the default.
+    #[default]
+    Local,
+    /// The cluster's merged trail: every gateway's records as mirrored in the PostgreSQL
+    /// store, merged by time; one gateway at a time exports it (a lease in the store), from a
+    /// cursor kept in the store, and another takes over when it stops or dies. Give every
+    /// gateway the same section.
+    Cluster,
+}
+
 /// How CEF events travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +77,18 @@ pub enum CefFraming {
 pub struct SiemConfig {
     /// The message format.
     pub kind: SiemKind,
+    /// Which trail: this gateway's (default) or the cluster's merged one.
+    #[serde(default)]
+    pub source: SiemSource,
+    /// A cluster export: how long the exporting gateway's lease lasts without renewal (ms): a
+    /// gateway that dies is taken over after at most this long.
+    #[serde(default = "defaults::lease_ms")]
+    pub lease_ms: u64,
+    /// A cluster export: how long records wait for older ones of other gateways (ms), whose
+    /// copies reach the store about every second; a record that comes later still is sent,
+    /// out of order, never dropped.
+    #[serde(default = "defaults::merge_delay_ms")]
+    pub merge_delay_ms: u64,
     /// Names the cursor file (letters, digits, `.`, `_`, `-`; at most 64). By default it comes
     /// from the kind and the destination, so a new destination starts from the first record.
     pub name: Option<String>,
@@ -131,6 +157,12 @@ mod defaults {
     pub(super) fn write_timeout_ms() -> u64 {
         30_000
     }
+    pub(super) fn lease_ms() -> u64 {
+        15_000
+    }
+    pub(super) fn merge_delay_ms() -> u64 {
+        5_000
+    }
 }
 
 impl SiemConfig {
@@ -138,6 +170,9 @@ impl SiemConfig {
     pub fn new(kind: SiemKind) -> Self {
         Self {
             kind,
+            source: SiemSource::default(),
+            lease_ms: defaults::lease_ms(),
+            merge_delay_ms: defaults::merge_delay_ms(),
             name: None,
             address: None,
             file: None,
@@ -215,6 +250,15 @@ impl SiemConfig {
         if self.connect_timeout_ms == 0 || self.write_timeout_ms == 0 {
             return bad("timeouts must be > 0".into());
         }
+        if !(1_000..=600_000).contains(&self.lease_ms) {
+            return bad("`lease_ms` must be 1000 to 600000".into());
+        }
+        if self.merge_delay_ms > 3_600_000 {
+            return bad("`merge_delay_ms` must be at most 3600000".into());
+        }
+        if self.source == SiemSource::Cluster && self.state_dir.is_some() {
+            return bad("a cluster export keeps its cursor in the store: no `state_dir`".into());
+        }
         let name = match &self.name {
             Some(name) => {
                 if name.is_empty()
@@ -226,6 +270,9 @@ impl SiemConfig {
                     return bad(format!("name {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ -"));
                 }
                 name.clone()
+            }
+            None if self.source == SiemSource::Cluster => {
+                format!("cluster-{}", default_name(self.kind, &destination))
             }
             None => default_name(self.kind, &destination),
         };
@@ -259,7 +306,13 @@ impl SiemConfig {
         };
         let ms = Duration::from_millis;
         Ok(Plan {
-            sink: format!("{} {}", self.kind.as_str(), destination),
+            sink: match self.source {
+                SiemSource::Local => format!("{} {}", self.kind.as_str(), destination),
+                SiemSource::Cluster => format!("{} {} (cluster)", self.kind.as_str(), destination),
+            },
+            source: self.source,
+            lease: ms(self.lease_ms),
+            merge_delay: ms(self.merge_delay_ms),
             name,
             destination,
             formatter,
@@ -343,8 +396,14 @@ impl std::fmt::Display for Destination {
 pub struct Plan {
     /// `kind destination`, for logs and the status.
     pub sink: String,
-    /// The cursor's name.
+    /// The cursor's name (a cluster export's name in the store).
     pub name: String,
+    /// Which trail.
+    pub source: SiemSource,
+    /// A cluster export's lease.
+    pub lease: Duration,
+    /// How long a cluster export's merge waits for older records.
+    pub merge_delay: Duration,
     /// Where to.
     pub destination: Destination,
     /// What the records become.

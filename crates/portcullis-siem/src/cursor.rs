@@ -5,6 +5,7 @@
 //! {"seq":412337,"hash":"9f2c…"}
 //! ```
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::Path;
@@ -57,6 +58,51 @@ impl Cursor {
 impl Default for Cursor {
     fn default() -> Self {
         Self::START
+    }
+}
+
+/// Where a cluster export stands: the last record delivered of each gateway's chain (a gateway
+/// not named: none yet). Kept in the shared store as JSON,
+/// `{"gw-a":{"seq":41,"hash":"…"},"gw-b":{"seq":7,"hash":"…"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Chains(pub BTreeMap<String, Cursor>);
+
+impl Chains {
+    /// Where `node`'s chain stands ([`Cursor::START`] when nothing of it was delivered).
+    pub fn get(&self, node: &str) -> Cursor {
+        self.0.get(node).copied().unwrap_or(Cursor::START)
+    }
+
+    /// As kept in the store.
+    pub fn encode(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .0
+            .iter()
+            .map(|(node, c)| {
+                (
+                    node.clone(),
+                    serde_json::json!({ "seq": c.seq, "hash": c.hash.to_hex() }),
+                )
+            })
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+
+    /// Reads what [`Chains::encode`] wrote; empty text is the start (no gateway's record yet).
+    pub fn decode(text: &str) -> Result<Chains, CursorError> {
+        if text.trim().is_empty() {
+            return Ok(Chains::default());
+        }
+        let map: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(|e| CursorError::Invalid(e.to_string()))?;
+        map.into_iter()
+            .map(|(node, v)| {
+                let c = Cursor::decode(&v.to_string())
+                    .map_err(|e| CursorError::Invalid(format!("{node}: {e}")))?;
+                Ok((node, c))
+            })
+            .collect::<Result<_, _>>()
+            .map(Chains)
     }
 }
 

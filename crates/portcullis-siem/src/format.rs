@@ -264,7 +264,8 @@ pub fn sd_escape(value: &str) -> String {
 }
 
 /// The structured data element: `[portcullis@32473 seq="…" hash="…" actor="…" target="…"
-/// session="…"]` (target and session only when the record has them).
+/// session="…" node="…"]` (target, session and node — the gateway that wrote it, whose chain
+/// `seq` is a place in — only when the record has them).
 pub fn structured_data(entry: &Entry) -> String {
     let mut sd = format!(
         r#"[{SD_ID} seq="{}" hash="{}" actor="{}""#,
@@ -277,6 +278,9 @@ pub fn structured_data(entry: &Entry) -> String {
     }
     if let Some(session) = &entry.record.session {
         let _ = write!(sd, r#" session="{}""#, sd_escape(session));
+    }
+    if let Some(node) = entry.node() {
+        let _ = write!(sd, r#" node="{}""#, sd_escape(node));
     }
     sd.push(']');
     sd
@@ -337,7 +341,8 @@ pub fn cef_ext_escape(value: &str) -> String {
 ///
 /// `CEF:0|Portcullis|Portcullis|<version>|<kind>|<name>|<severity>|<extension>` with the
 /// extension `rt` (ts_ms), `cn1` (seq), `suser` (actor), `cs1` (target), `cs2` (session),
-/// `act` (the detail's `decision`, when there is one), `cs3`/`cs4` (hash and prev) and `msg`
+/// `act` (the detail's `decision`, when there is one), `dvchost` (the gateway that wrote it,
+/// when the record names one), `cs3`/`cs4` (hash and prev) and `msg`
 /// (the detail as JSON); each `csN`/`cnN` has its `…Label`.
 pub fn cef(entry: &Entry, version: &str) -> String {
     let record = &entry.record;
@@ -363,6 +368,9 @@ pub fn cef(entry: &Entry, version: &str) -> String {
     }
     if let Some(decision) = decision(entry) {
         let _ = write!(out, " act={}", cef_ext_escape(decision));
+    }
+    if let Some(node) = entry.node() {
+        let _ = write!(out, " dvchost={}", cef_ext_escape(node));
     }
     let _ = write!(
         out,

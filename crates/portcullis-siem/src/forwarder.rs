@@ -16,9 +16,9 @@ use tokio::sync::{watch, Notify};
 use tokio::time::{timeout, Instant};
 use tracing::{error, info, warn};
 
-use crate::config::{Destination, Plan, SiemConfig};
+use crate::config::{Destination, Plan, SiemConfig, SiemSource};
 use crate::cursor::{self, Cursor};
-use crate::pump::{Pump, Status};
+use crate::pump::{Batch, Position, Pump, Status};
 use crate::tail;
 
 /// Why a forwarder cannot start. Everything after the start (a receiver down, a full disk,
@@ -72,7 +72,7 @@ impl Handle {
 }
 
 /// Where a forwarder connects.
-enum Target {
+pub(crate) enum Target {
     File(PathBuf),
     Tcp(String),
     Tls {
@@ -187,7 +187,7 @@ impl Conn {
     }
 }
 
-fn wall_ms() -> u64 {
+pub(crate) fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -226,22 +226,82 @@ fn tls_connector(ca_file: &Path) -> Result<tokio_rustls::TlsConnector, SiemError
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-/// One `[[siem]]` section's forwarder: reads the audit directory forward from its cursor and
-/// delivers every record at least once. Make it with [`Forwarder::new`], keep its
-/// [`Forwarder::handle`], then [`Forwarder::run`] it on a tokio runtime.
-pub struct Forwarder {
+/// Where a forwarder reads records and keeps its cursor: this gateway's trail ([`Local`]) or
+/// the cluster's merged trail ([`Cluster`]).
+pub trait Source: Send + 'static + sealed::Sealed {
+    /// Where delivery stands.
+    type Position: Position;
+}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// What the loop asks of a source (not for use outside this crate).
+    pub trait Sealed: Send {
+        type Pos: Position;
+        /// Whether to export now; may move the pump (a lease taken over). Quick when not due.
+        fn hold(
+            &mut self,
+            pump: &mut Pump<Self::Pos>,
+            sink: &str,
+        ) -> impl Future<Output = bool> + Send;
+        /// When [`Sealed::hold`] wants to look again.
+        fn next_check(&self) -> Option<Instant>;
+        /// The next batch after the pump's sent position, if there is one.
+        fn next_batch(
+            &mut self,
+            pump: &mut Pump<Self::Pos>,
+            sink: &str,
+        ) -> impl Future<Output = Option<Batch<Self::Pos>>> + Send;
+        /// Stores the delivered position.
+        fn store(&mut self, at: &Self::Pos) -> impl Future<Output = Result<(), String>> + Send;
+        /// At the stop, after the last store.
+        fn release(&mut self) -> impl Future<Output = ()> + Send;
+    }
+}
+
+/// One `[[siem]]` section's forwarder: reads the audit trail forward from its cursor and
+/// delivers every record at least once. Make it with [`Forwarder::new`] (this gateway's trail)
+/// or [`Forwarder::cluster`] (the cluster's), keep its [`Forwarder::handle`], then
+/// [`Forwarder::run`] it on a tokio runtime.
+pub struct Forwarder<S: Source = Local> {
     plan: Plan,
     target: Target,
-    audit_dir: PathBuf,
-    cursor_path: PathBuf,
-    pump: Pump,
+    source: S,
+    pump: Pump<S::Position>,
     status: watch::Sender<Status>,
     wake: Arc<Notify>,
+}
+
+/// This gateway's own audit trail, read from its directory; the cursor in a file.
+pub struct Local {
+    audit_dir: PathBuf,
+    cursor_path: PathBuf,
     /// The writer's fsynced end, when the log is open in this process.
     synced: Option<Watermark>,
 }
 
-impl Forwarder {
+impl Source for Local {
+    type Position = Cursor;
+}
+
+pub(crate) fn target(plan: &Plan) -> Result<Target, SiemError> {
+    Ok(match &plan.destination {
+        Destination::File(path) => Target::File(path.clone()),
+        Destination::Tcp(address) => Target::Tcp(address.clone()),
+        Destination::Tls {
+            address,
+            ca_file,
+            server_name,
+        } => Target::Tls {
+            address: address.clone(),
+            connector: tls_connector(ca_file)?,
+            server_name: server_name.clone(),
+        },
+    })
+}
+
+impl Forwarder<Local> {
     /// Checks the section, loads the CA file and the cursor (`siem-<name>.cursor` in the
     /// section's `state_dir`, or else in `default_state_dir`, made if missing).
     ///
@@ -253,19 +313,12 @@ impl Forwarder {
         default_state_dir: impl Into<PathBuf>,
     ) -> Result<Self, SiemError> {
         let plan = config.plan(&machine_hostname())?;
-        let target = match &plan.destination {
-            Destination::File(path) => Target::File(path.clone()),
-            Destination::Tcp(address) => Target::Tcp(address.clone()),
-            Destination::Tls {
-                address,
-                ca_file,
-                server_name,
-            } => Target::Tls {
-                address: address.clone(),
-                connector: tls_connector(ca_file)?,
-                server_name: server_name.clone(),
-            },
-        };
+        if plan.source != SiemSource::Local {
+            return Err(SiemError::Config(crate::ConfigError(
+                "a cluster export (`source = \"cluster\"`) needs the cluster's store".into(),
+            )));
+        }
+        let target = target(&plan)?;
         let state_dir = plan
             .state_dir
             .clone()
@@ -295,17 +348,12 @@ impl Forwarder {
         if let Some(message) = problem {
             pump.error(message, wall_ms());
         }
-        let (status, _) = watch::channel(pump.status());
-        Ok(Self {
-            plan,
-            target,
+        let source = Local {
             audit_dir: audit_dir.into(),
             cursor_path,
-            pump,
-            status,
-            wake: Arc::new(Notify::new()),
             synced: None,
-        })
+        };
+        Ok(Self::assemble(plan, target, source, pump))
     }
 
     /// Forwards only what the log's writer has fsynced ([`AuditLog::watermark`]): a record
@@ -316,132 +364,39 @@ impl Forwarder {
     /// [`AuditLog::watermark`]: portcullis_audit::AuditLog::watermark
     #[must_use]
     pub fn synced_by(mut self, watermark: Watermark) -> Self {
-        self.synced = Some(watermark);
+        self.source.synced = Some(watermark);
         self
-    }
-
-    /// The status and wake-up handle.
-    pub fn handle(&self) -> Handle {
-        Handle {
-            status: self.status.subscribe(),
-            wake: Arc::clone(&self.wake),
-        }
     }
 
     /// Where the cursor is kept.
     pub fn cursor_path(&self) -> &Path {
-        &self.cursor_path
+        &self.source.cursor_path
+    }
+}
+
+impl sealed::Sealed for Local {
+    type Pos = Cursor;
+
+    async fn hold(&mut self, _: &mut Pump<Cursor>, _: &str) -> bool {
+        true
     }
 
-    fn publish(&self) {
-        let now = self.pump.status();
-        self.status.send_if_modified(|s| {
-            if *s == now {
-                false
-            } else {
-                *s = now;
-                true
-            }
-        });
+    fn next_check(&self) -> Option<Instant> {
+        None
     }
 
-    /// Forwards until `shutdown` resolves. Returns only then: failures are retried with
-    /// back-off and shown in the status. Records sent but not yet delivered when it stops
-    /// are sent again next time.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut conn: Option<Conn> = None;
-        info!(sink = %self.plan.sink, after_seq = self.pump.delivered().seq, "SIEM forwarder started");
-        loop {
-            let now = Instant::now();
-            if conn.is_none() && self.pump.wants_connect(now) {
-                tokio::select! {
-                    biased;
-                    () = &mut shutdown => break,
-                    result = timeout(self.plan.connect_timeout, self.target.connect()) => {
-                        match result {
-                            Ok(Ok(c)) => {
-                                info!(sink = %self.plan.sink, after_seq = self.pump.delivered().seq, "SIEM connected");
-                                conn = Some(c);
-                                self.pump.on_connected();
-                            }
-                            Ok(Err(e)) => self.connect_failed(e.to_string()),
-                            Err(_) => self.connect_failed("connect timed out".into()),
-                        }
-                    }
-                }
-            }
-            if let Some(c) = conn.as_mut() {
-                if self.pump.wants_read(Instant::now()) {
-                    // A stalled receiver must not hold up the shutdown: what was being written
-                    // is sent again next time.
-                    tokio::select! {
-                        biased;
-                        () = &mut shutdown => break,
-                        up = self.read_and_send(c) => if !up { conn = None },
-                    }
-                }
-            }
-            if let Some(c) = conn.as_mut() {
-                if self.pump.settle_due(Instant::now()) {
-                    if let Some(e) = c.check_closed().await {
-                        self.lost(&e.to_string());
-                        conn = None;
-                    } else {
-                        self.pump.settle(Instant::now());
-                    }
-                }
-            }
-            self.store_cursor().await;
-            self.publish();
-
-            let deadline = self.pump.deadline(Instant::now());
-            let gone = async {
-                match conn.as_mut() {
-                    Some(c) => c.closed().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                e = gone => {
-                    self.lost(&e.to_string());
-                    conn = None;
-                }
-                () = self.wake.notified() => self.pump.on_wake(),
-                () = tokio::time::sleep_until(deadline) => {}
-            }
-        }
-        if let Some(mut c) = conn {
-            c.shutdown().await;
-        }
-        self.store_cursor().await;
-        self.publish();
-        info!(sink = %self.plan.sink, delivered_seq = self.pump.delivered().seq, "SIEM forwarder stopped");
-    }
-
-    fn connect_failed(&mut self, message: String) {
-        warn!(sink = %self.plan.sink, "SIEM connect failed: {message}");
-        self.pump
-            .on_connect_failed(message, Instant::now(), wall_ms());
-    }
-
-    fn lost(&mut self, message: &str) {
-        warn!(sink = %self.plan.sink, resend_after_seq = self.pump.delivered().seq, "SIEM connection lost: {message}");
-        self.pump
-            .on_lost(message.to_owned(), Instant::now(), wall_ms());
-    }
-
-    /// One read of the log and, if it gave records, one batch written. Returns false when the
-    /// connection was lost.
-    async fn read_and_send(&mut self, conn: &mut Conn) -> bool {
-        if self.pump.needs_cursor_check() {
-            if let Err(e) = self.check_cursor().await {
-                let message = format!("reading {}: {e}", self.audit_dir.display());
-                warn!(sink = %self.plan.sink, "{message}");
-                self.pump.on_read_failed(message, Instant::now(), wall_ms());
-                return true;
+    /// One read of the log.
+    async fn next_batch(&mut self, pump: &mut Pump<Cursor>, sink: &str) -> Option<Batch> {
+        let dir_name = self.audit_dir.display().to_string();
+        let failed = |pump: &mut Pump<Cursor>, e: String| {
+            let message = format!("reading {dir_name}: {e}");
+            warn!(sink = %sink, "{message}");
+            pump.on_read_failed(message, Instant::now(), wall_ms());
+        };
+        if pump.needs_cursor_check() {
+            if let Err(e) = self.check_cursor(pump, sink).await {
+                failed(pump, e);
+                return None;
             }
         }
         let synced = self.synced.as_ref().map(Watermark::synced_seq);
@@ -456,48 +411,41 @@ impl Forwarder {
                     .flatten()
             }
         };
-        if !self.pump.on_log_end(last, Instant::now()) {
-            return true;
+        if !pump.on_log_end(last, Instant::now()) {
+            return None;
         }
         let dir = self.audit_dir.clone();
-        let filter = self.pump.read_filter(synced);
+        let filter = pump.read_filter(synced);
         let read = tokio::task::spawn_blocking(move || {
             portcullis_audit::read_only_query(&dir, &filter).map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
-        let entries = match read {
-            Ok(entries) => entries,
+        match read {
+            Ok(entries) => pump.on_records(&entries, Instant::now()),
             Err(e) => {
-                let message = format!("reading {}: {e}", self.audit_dir.display());
-                warn!(sink = %self.plan.sink, "{message}");
-                self.pump.on_read_failed(message, Instant::now(), wall_ms());
-                return true;
-            }
-        };
-        let Some(batch) = self.pump.on_records(&entries, Instant::now()) else {
-            return true;
-        };
-        match timeout(self.plan.write_timeout, conn.write_batch(&batch.bytes)).await {
-            Ok(Ok(())) => {
-                self.pump.on_written(&batch, Instant::now());
-                true
-            }
-            Ok(Err(e)) => {
-                self.lost(&format!("write: {e}"));
-                false
-            }
-            Err(_) => {
-                self.lost("write timed out");
-                false
+                failed(pump, e);
+                None
             }
         }
     }
 
+    async fn store(&mut self, at: &Cursor) -> Result<(), String> {
+        let (path, at) = (self.cursor_path.clone(), *at);
+        tokio::task::spawn_blocking(move || cursor::store(&path, &at))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)))
+            .map_err(|e| format!("storing {}: {e}", self.cursor_path.display()))
+    }
+
+    async fn release(&mut self) {}
+}
+
+impl Local {
     /// Checks the cursor against the log once, before the first read (see
     /// [`Pump::on_cursor_check`]).
-    async fn check_cursor(&mut self) -> Result<(), String> {
-        let cursor = self.pump.delivered();
+    async fn check_cursor(&mut self, pump: &mut Pump<Cursor>, sink: &str) -> Result<(), String> {
+        let cursor = pump.delivered();
         let dir = self.audit_dir.clone();
         let opened_at = self.synced.as_ref().map(Watermark::opened_at);
         let found = tokio::task::spawn_blocking(move || {
@@ -531,25 +479,186 @@ impl Forwarder {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        if self.pump.on_cursor_check(found.0, found.1) {
-            let delivered = self.pump.delivered().seq;
-            warn!(sink = %self.plan.sink, from_seq = delivered + 1, "SIEM cursor moved back: delivering again");
+        if pump.on_cursor_check(found.0, found.1) {
+            let delivered = pump.delivered().seq;
+            warn!(sink = %sink, from_seq = delivered + 1, "SIEM cursor moved back: delivering again");
         }
         Ok(())
+    }
+}
+
+impl<S: Source + sealed::Sealed<Pos = <S as Source>::Position>> Forwarder<S> {
+    pub(crate) fn assemble(plan: Plan, target: Target, source: S, pump: Pump<S::Position>) -> Self {
+        let (status, _) = watch::channel(pump.status());
+        Self {
+            plan,
+            target,
+            source,
+            pump,
+            status,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The status and wake-up handle.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            status: self.status.subscribe(),
+            wake: Arc::clone(&self.wake),
+        }
+    }
+
+    fn publish(&self) {
+        let now = self.pump.status();
+        self.status.send_if_modified(|s| {
+            if *s == now {
+                false
+            } else {
+                *s = now;
+                true
+            }
+        });
+    }
+
+    /// Forwards until `shutdown` resolves. Returns only then: failures are retried with
+    /// back-off and shown in the status. Records sent but not yet delivered when it stops
+    /// are sent again next time.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut conn: Option<Conn> = None;
+        let sink = self.plan.sink.clone();
+        info!(sink = %sink, after = ?self.pump.delivered(), "SIEM forwarder started");
+        loop {
+            let held = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                held = self.source.hold(&mut self.pump, &sink) => held,
+            };
+            if !held {
+                if let Some(mut c) = conn.take() {
+                    c.shutdown().await;
+                }
+                self.pump.on_standby();
+            }
+            let now = Instant::now();
+            if held && conn.is_none() && self.pump.wants_connect(now) {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    result = timeout(self.plan.connect_timeout, self.target.connect()) => {
+                        match result {
+                            Ok(Ok(c)) => {
+                                info!(sink = %sink, after = ?self.pump.delivered(), "SIEM connected");
+                                conn = Some(c);
+                                self.pump.on_connected();
+                            }
+                            Ok(Err(e)) => self.connect_failed(e.to_string()),
+                            Err(_) => self.connect_failed("connect timed out".into()),
+                        }
+                    }
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                if self.pump.wants_read(Instant::now()) {
+                    // A stalled receiver must not hold up the shutdown: what was being written
+                    // is sent again next time.
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        up = Self::read_and_send(&mut self.source, &mut self.pump, &self.plan, c) => if !up { conn = None },
+                    }
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                if self.pump.settle_due(Instant::now()) {
+                    if let Some(e) = c.check_closed().await {
+                        self.lost(&e.to_string());
+                        conn = None;
+                    } else {
+                        self.pump.settle(Instant::now());
+                    }
+                }
+            }
+            if held {
+                self.store_cursor().await;
+            }
+            self.publish();
+
+            let mut deadline = self.pump.deadline(Instant::now());
+            if let Some(check) = self.source.next_check() {
+                deadline = deadline.min(check);
+            }
+            let gone = async {
+                match conn.as_mut() {
+                    Some(c) => c.closed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                e = gone => {
+                    self.lost(&e.to_string());
+                    conn = None;
+                }
+                () = self.wake.notified() => self.pump.on_wake(),
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        if let Some(mut c) = conn {
+            c.shutdown().await;
+        }
+        self.store_cursor().await;
+        self.source.release().await;
+        self.publish();
+        info!(sink = %sink, delivered = ?self.pump.delivered(), "SIEM forwarder stopped");
+    }
+
+    fn connect_failed(&mut self, message: String) {
+        warn!(sink = %self.plan.sink, "SIEM connect failed: {message}");
+        self.pump
+            .on_connect_failed(message, Instant::now(), wall_ms());
+    }
+
+    fn lost(&mut self, message: &str) {
+        warn!(sink = %self.plan.sink, resend_after = ?self.pump.delivered(), "SIEM connection lost: {message}");
+        self.pump
+            .on_lost(message.to_owned(), Instant::now(), wall_ms());
+    }
+
+    /// One read and, if it gave records, one batch written. Returns false when the connection
+    /// was lost.
+    async fn read_and_send(
+        source: &mut S,
+        pump: &mut Pump<S::Position>,
+        plan: &Plan,
+        conn: &mut Conn,
+    ) -> bool {
+        let Some(batch) = source.next_batch(pump, &plan.sink).await else {
+            return true;
+        };
+        let lost = |pump: &mut Pump<S::Position>, message: String| {
+            warn!(sink = %plan.sink, resend_after = ?pump.delivered(), "SIEM connection lost: {message}");
+            pump.on_lost(message, Instant::now(), wall_ms());
+            false
+        };
+        match timeout(plan.write_timeout, conn.write_batch(&batch.bytes)).await {
+            Ok(Ok(())) => {
+                pump.on_written(&batch, Instant::now());
+                true
+            }
+            Ok(Err(e)) => lost(pump, format!("write: {e}")),
+            Err(_) => lost(pump, "write timed out".into()),
+        }
     }
 
     async fn store_cursor(&mut self) {
         let Some(cursor) = self.pump.to_store(Instant::now()) else {
             return;
         };
-        let path = self.cursor_path.clone();
-        let stored = tokio::task::spawn_blocking(move || cursor::store(&path, &cursor))
-            .await
-            .unwrap_or_else(|e| Err(io::Error::other(e)));
-        match stored {
+        match self.source.store(&cursor).await {
             Ok(()) => self.pump.on_stored(cursor),
-            Err(e) => {
-                let message = format!("storing {}: {e}", self.cursor_path.display());
+            Err(message) => {
                 error!(sink = %self.plan.sink, "{message}");
                 self.pump
                     .on_store_failed(message, Instant::now(), wall_ms());

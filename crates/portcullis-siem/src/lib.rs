@@ -80,6 +80,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster;
 pub mod config;
 pub mod cursor;
 pub mod format;
@@ -87,8 +88,10 @@ mod forwarder;
 pub mod pump;
 mod tail;
 
-pub use config::{CefFraming, ConfigError, Destination, Plan, SiemConfig, SiemKind};
+pub use cluster::{Cluster, ClusterTrail, Lease, TrailError};
+pub use config::{CefFraming, ConfigError, Destination, Plan, SiemConfig, SiemKind, SiemSource};
+pub use cursor::Chains;
 pub use cursor::Cursor;
 pub use format::{Facility, Formatter, Framing, Message, Severity, SyslogHeader};
-pub use forwarder::{machine_hostname, run, Forwarder, Handle, SiemError};
-pub use pump::{Backoff, Batch, Pump, Settings, Status};
+pub use forwarder::{machine_hostname, run, Forwarder, Handle, Local, SiemError, Source};
+pub use pump::{Backoff, Batch, Position, Pump, Settings, Status};

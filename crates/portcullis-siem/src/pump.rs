@@ -14,7 +14,7 @@
 //! connection is lost, every settling batch is sent again from the last delivered record: the
 //! SIEM may see a record twice, never lose one. A file sink settles at once (after fsync).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use portcullis_audit::{Entry, Filter, Order};
@@ -22,8 +22,43 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::error;
 
-use crate::cursor::Cursor;
+use crate::cursor::{Chains, Cursor};
 use crate::format::Formatter;
+
+/// Where delivery stands: after one record of one chain ([`Cursor`], a gateway's own trail) or
+/// after one record of each gateway's chain ([`Chains`], the cluster's merged trail).
+pub trait Position: Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static {
+    /// How many records come at or before it (the sum of its seqs), for the status.
+    fn records(&self) -> u64;
+    /// The last record's hash, when it names one record.
+    fn hash_hex(&self) -> String;
+    /// The seq reached in each gateway's chain (a cluster's position only).
+    fn by_node(&self) -> BTreeMap<String, u64>;
+}
+
+impl Position for Cursor {
+    fn records(&self) -> u64 {
+        self.seq
+    }
+    fn hash_hex(&self) -> String {
+        self.hash.to_hex()
+    }
+    fn by_node(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
+}
+
+impl Position for Chains {
+    fn records(&self) -> u64 {
+        self.0.values().fold(0u64, |n, c| n.saturating_add(c.seq))
+    }
+    fn hash_hex(&self) -> String {
+        String::new()
+    }
+    fn by_node(&self) -> BTreeMap<String, u64> {
+        self.0.iter().map(|(n, c)| (n.clone(), c.seq)).collect()
+    }
+}
 
 /// Timing and size of the forwarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,21 +121,21 @@ impl Backoff {
 
 /// Records formatted and framed, ready to be written in one go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
+pub struct Batch<P = Cursor> {
     /// The bytes to write.
     pub bytes: Vec<u8>,
     /// Its first seq.
     pub first_seq: u64,
-    /// Its last record: the cursor once it is delivered.
-    pub last: Cursor,
+    /// Where delivery stands once it is delivered.
+    pub last: P,
     /// How many records.
     pub count: usize,
 }
 
 /// A written batch waiting to count as delivered.
-#[derive(Debug, Clone, Copy)]
-struct Settling {
-    last: Cursor,
+#[derive(Debug, Clone)]
+struct Settling<P> {
+    last: P,
     due: Instant,
 }
 
@@ -137,22 +172,36 @@ pub struct Status {
     pub connects: u64,
     /// Records written, resends included.
     pub records_written: u64,
+    /// A cluster export: the last seq delivered of each gateway's chain.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub delivered_by_node: BTreeMap<String, u64>,
+    /// A cluster export: the gateway that exports it now, as far as this one knows (one at a
+    /// time holds the export's lease; the others stand by).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exporter: Option<String>,
+    /// A cluster export: records sent after a record of a later time (a gateway's copy in the
+    /// store came later than the merge waits, [`SiemConfig::merge_delay_ms`]).
+    ///
+    /// [`SiemConfig::merge_delay_ms`]: crate::SiemConfig::merge_delay_ms
+    pub late: u64,
 }
 
 /// The sans-I/O core of a forwarder. See the [module docs](self).
 #[derive(Debug)]
-pub struct Pump {
+pub struct Pump<P = Cursor> {
     settings: Settings,
     formatter: Formatter,
-    /// Stored in the cursor file.
-    durable: Cursor,
+    /// Stored in the cursor file (or the store, for a cluster export).
+    durable: P,
     /// Known delivered (settled on a live connection).
-    delivered: Cursor,
+    delivered: P,
     /// Written on this connection: where reading goes on.
-    sent: Cursor,
-    settling: VecDeque<Settling>,
-    /// The highest seq whose chain link was checked (resends are not checked twice).
-    checked_through: u64,
+    sent: P,
+    settling: VecDeque<Settling<P>>,
+    /// How far chain links were checked (resends are not checked twice).
+    checked: P,
+    /// The time of the latest record sent by a merge (a cluster export's order).
+    merged_ts: u64,
     /// Whether the cursor was checked against the log (its seq there has its hash).
     cursor_checked: bool,
     connected: bool,
@@ -163,19 +212,20 @@ pub struct Pump {
     status: Status,
 }
 
-impl Pump {
+impl<P: Position> Pump<P> {
     /// A pump that goes on after `cursor` (as loaded from the cursor file).
-    pub fn new(cursor: Cursor, formatter: Formatter, settings: Settings, sink: String) -> Self {
+    pub fn new(cursor: P, formatter: Formatter, settings: Settings, sink: String) -> Self {
         Self {
             backoff: Backoff::new(settings.backoff_min, settings.backoff_max),
             settings,
             formatter,
-            durable: cursor,
-            delivered: cursor,
-            sent: cursor,
+            durable: cursor.clone(),
+            delivered: cursor.clone(),
+            sent: cursor.clone(),
             settling: VecDeque::new(),
-            checked_through: cursor.seq,
-            cursor_checked: cursor.seq == 0,
+            checked: cursor.clone(),
+            merged_ts: 0,
+            cursor_checked: cursor.records() == 0,
             connected: false,
             next_connect: None,
             next_read: None,
@@ -188,8 +238,30 @@ impl Pump {
     }
 
     /// The last delivered record.
-    pub fn delivered(&self) -> Cursor {
-        self.delivered
+    pub fn delivered(&self) -> P {
+        self.delivered.clone()
+    }
+
+    /// The last record sent on this connection: where reading goes on.
+    pub fn sent(&self) -> &P {
+        &self.sent
+    }
+
+    /// Goes on from `position` from now (a cluster export taken over from another gateway:
+    /// the store's cursor), dropping whatever this one had sent and not stored.
+    pub fn restart(&mut self, position: P) {
+        self.durable = position.clone();
+        self.delivered = position.clone();
+        self.sent = position.clone();
+        self.checked = position;
+        self.settling.clear();
+        self.next_read = None;
+        self.next_store = None;
+    }
+
+    /// Sets what the status says of the exporting gateway (cluster exports).
+    pub fn set_exporter(&mut self, exporter: Option<String>) {
+        self.status.exporter = exporter;
     }
 
     /// Whether the sink is connected.
@@ -212,9 +284,17 @@ impl Pump {
     pub fn on_connected(&mut self) {
         self.connected = true;
         self.status.connects += 1;
-        self.sent = self.delivered;
+        self.sent = self.delivered.clone();
         self.settling.clear();
         self.next_read = None;
+    }
+
+    /// Another gateway exports now (a cluster export's lease): no connection, nothing
+    /// settling; what was delivered and not stored is sent again by whoever exports.
+    pub fn on_standby(&mut self) {
+        self.connected = false;
+        self.sent = self.delivered.clone();
+        self.settling.clear();
     }
 
     /// A connection attempt failed: try again after the back-off.
@@ -227,7 +307,7 @@ impl Pump {
     /// not known to be delivered and will be sent again after reconnecting.
     pub fn on_lost(&mut self, message: String, now: Instant, at_ms: u64) {
         self.connected = false;
-        self.sent = self.delivered;
+        self.sent = self.delivered.clone();
         self.settling.clear();
         self.next_connect = Some(now + self.backoff.failure());
         self.error(message, at_ms);
@@ -243,6 +323,120 @@ impl Pump {
         self.connected && self.next_read.is_none_or(|t| now >= t)
     }
 
+    /// Whether the cursor still has to be checked against the log ([`Pump::on_cursor_check`])
+    /// before anything is read.
+    pub fn needs_cursor_check(&self) -> bool {
+        !self.cursor_checked
+    }
+
+    /// Reading the log failed: try again at the next poll.
+    pub fn on_read_failed(&mut self, message: String, now: Instant, at_ms: u64) {
+        self.next_read = Some(now + self.settings.poll);
+        self.error(message, at_ms);
+    }
+
+    /// The batch was written and flushed: it settles from now.
+    pub fn on_written(&mut self, batch: &Batch<P>, now: Instant) {
+        self.sent = batch.last.clone();
+        self.status.records_written = self
+            .status
+            .records_written
+            .saturating_add(u64::try_from(batch.count).unwrap_or(u64::MAX));
+        self.settling.push_back(Settling {
+            last: batch.last.clone(),
+            due: now + self.settings.settle,
+        });
+    }
+
+    /// Moves the batches that have settled on the live connection to delivered. Returns whether
+    /// the delivered cursor moved.
+    pub fn settle(&mut self, now: Instant) -> bool {
+        if !self.connected {
+            return false;
+        }
+        let mut moved = false;
+        while let Some(front) = self.settling.front() {
+            if front.due > now {
+                break;
+            }
+            if let Some(front) = self.settling.pop_front() {
+                self.delivered = front.last;
+            }
+            moved = true;
+        }
+        if moved {
+            // Delivery works again: the next failure starts the back-off from the bottom.
+            self.backoff.reset();
+            self.next_store = None;
+        }
+        moved
+    }
+
+    /// Whether a settling batch is due: the loop checks that the connection is still up
+    /// before calling [`Pump::settle`].
+    pub fn settle_due(&self, now: Instant) -> bool {
+        self.connected && self.settling.front().is_some_and(|s| s.due <= now)
+    }
+
+    /// The cursor to store now, if the delivered one is not stored yet.
+    pub fn to_store(&self, now: Instant) -> Option<P> {
+        (self.delivered != self.durable && self.next_store.is_none_or(|t| now >= t))
+            .then(|| self.delivered.clone())
+    }
+
+    /// The cursor file now holds `cursor`.
+    pub fn on_stored(&mut self, cursor: P) {
+        self.durable = cursor;
+    }
+
+    /// Storing the cursor failed: delivery goes on, storing is tried again at the next poll
+    /// (after a restart, the records since the stored cursor are sent again).
+    pub fn on_store_failed(&mut self, message: String, now: Instant, at_ms: u64) {
+        self.next_store = Some(now + self.settings.poll);
+        self.error(message, at_ms);
+    }
+
+    /// Until when the loop may sleep (it also wakes on a notification or a lost connection).
+    pub fn deadline(&self, now: Instant) -> Instant {
+        let mut at = now + self.settings.poll;
+        let mut earlier = |t: Option<Instant>| {
+            if let Some(t) = t {
+                at = at.min(t);
+            }
+        };
+        if self.connected {
+            earlier(Some(self.next_read.unwrap_or(now)));
+            earlier(self.settling.front().map(|s| s.due));
+        } else {
+            earlier(Some(self.next_connect.unwrap_or(now)));
+        }
+        if self.delivered != self.durable {
+            earlier(Some(self.next_store.unwrap_or(now)));
+        }
+        at
+    }
+
+    /// The status now.
+    pub fn status(&self) -> Status {
+        let log_last = self
+            .status
+            .log_last_seq
+            .unwrap_or(0)
+            .max(self.sent.records());
+        Status {
+            connected: self.connected,
+            delivered_seq: self.delivered.records(),
+            delivered_hash: self.delivered.hash_hex(),
+            durable_seq: self.durable.records(),
+            sent_seq: self.sent.records(),
+            pending: log_last.saturating_sub(self.delivered.records()),
+            delivered_by_node: self.delivered.by_node(),
+            ..self.status.clone()
+        }
+    }
+}
+
+impl Pump<Cursor> {
     /// The log's last seq, when it could be seen cheaply. Returns whether to query for records.
     pub fn on_log_end(&mut self, last: Option<u64>, now: Instant) -> bool {
         if let Some(last) = last {
@@ -276,12 +470,6 @@ impl Pump {
             order: Order::OldestFirst,
             ..Filter::new(self.settings.batch)
         }
-    }
-
-    /// Whether the cursor still has to be checked against the log ([`Pump::on_cursor_check`])
-    /// before anything is read.
-    pub fn needs_cursor_check(&self) -> bool {
-        !self.cursor_checked
     }
 
     /// What the log says of the cursor, checked once before the first read: `log_end` is the
@@ -333,16 +521,10 @@ impl Pump {
         self.status.last_gap = Some(gap);
         self.delivered = rewind;
         self.sent = rewind;
-        self.checked_through = rewind.seq;
+        self.checked = rewind;
         self.settling.clear();
         self.next_store = None;
         true
-    }
-
-    /// Reading the log failed: try again at the next poll.
-    pub fn on_read_failed(&mut self, message: String, now: Instant, at_ms: u64) {
-        self.next_read = Some(now + self.settings.poll);
-        self.error(message, at_ms);
     }
 
     /// The records a [`Pump::read_filter`] query returned: checks that the chain continues and
@@ -358,13 +540,13 @@ impl Pump {
         let mut tip = self.sent;
         let mut bytes = Vec::new();
         for entry in entries {
-            if entry.seq > self.checked_through {
+            if entry.seq > self.checked.seq {
                 if let Some(gap) = chain_gap(&tip, entry) {
                     error!(sink = %self.status.sink, "audit chain gap: {gap}");
                     self.status.gaps += 1;
                     self.status.last_gap = Some(gap);
                 }
-                self.checked_through = entry.seq;
+                self.checked.seq = entry.seq;
             }
             tip = Cursor {
                 seq: entry.seq,
@@ -380,99 +562,124 @@ impl Pump {
             count: entries.len(),
         })
     }
+}
 
-    /// The batch was written and flushed: it settles from now.
-    pub fn on_written(&mut self, batch: &Batch, now: Instant) {
-        self.sent = batch.last;
-        self.status.records_written = self
-            .status
-            .records_written
-            .saturating_add(u64::try_from(batch.count).unwrap_or(u64::MAX));
-        self.settling.push_back(Settling {
-            last: batch.last,
-            due: now + self.settings.settle,
-        });
-    }
-
-    /// Moves the batches that have settled on the live connection to delivered. Returns whether
-    /// the delivered cursor moved.
-    pub fn settle(&mut self, now: Instant) -> bool {
-        if !self.connected {
-            return false;
-        }
-        let mut moved = false;
-        while let Some(front) = self.settling.front().copied() {
-            if front.due > now {
+impl Pump<Chains> {
+    /// Merges what the store holds of each gateway's chain after this export's
+    /// [`Pump::sent`] position (`chains`: each gateway's next records, oldest first, at most
+    /// `page` of each) into one batch ordered by time (then gateway, then seq), up to
+    /// `horizon_ms`: records later than that wait, in case a gateway whose copy lags has older
+    /// ones still to come (a record that comes anyway after later ones went is counted as
+    /// [`Status::late`], never dropped). Each gateway's records go in the order of its chain,
+    /// none skipped: where a chain's own times are not in order, the merge follows the chain.
+    /// Every link is checked as on a single trail; a record naming another gateway than the
+    /// chain it is in counts as a gap.
+    pub fn on_chains(
+        &mut self,
+        chains: Vec<(String, Vec<Entry>)>,
+        page: usize,
+        horizon_ms: u64,
+        now: Instant,
+    ) -> Option<Batch<Chains>> {
+        let seen: u64 = chains
+            .iter()
+            .map(|(node, entries)| {
+                entries
+                    .last()
+                    .map_or(self.sent.get(node).seq, |e| e.seq)
+                    .max(self.sent.get(node).seq)
+            })
+            .fold(0, u64::saturating_add);
+        self.status.log_last_seq = Some(seen);
+        let mut heads: Vec<(String, std::iter::Peekable<std::vec::IntoIter<Entry>>, bool)> = chains
+            .into_iter()
+            .map(|(node, entries)| {
+                let full = entries.len() >= page;
+                (node, entries.into_iter().peekable(), full)
+            })
+            .collect();
+        let mut tip = self.sent.clone();
+        let mut bytes = Vec::new();
+        let (mut count, mut first_seq, mut more) = (0usize, None, false);
+        loop {
+            if count >= self.settings.batch {
+                more = true;
                 break;
             }
-            self.settling.pop_front();
-            self.delivered = front.last;
-            moved = true;
-        }
-        if moved {
-            // Delivery works again: the next failure starts the back-off from the bottom.
-            self.backoff.reset();
-            self.next_store = None;
-        }
-        moved
-    }
-
-    /// Whether a settling batch is due: the loop checks that the connection is still up
-    /// before calling [`Pump::settle`].
-    pub fn settle_due(&self, now: Instant) -> bool {
-        self.connected && self.settling.front().is_some_and(|s| s.due <= now)
-    }
-
-    /// The cursor to store now, if the delivered one is not stored yet.
-    pub fn to_store(&self, now: Instant) -> Option<Cursor> {
-        (self.delivered != self.durable && self.next_store.is_none_or(|t| now >= t))
-            .then_some(self.delivered)
-    }
-
-    /// The cursor file now holds `cursor`.
-    pub fn on_stored(&mut self, cursor: Cursor) {
-        self.durable = cursor;
-    }
-
-    /// Storing the cursor failed: delivery goes on, storing is tried again at the next poll
-    /// (after a restart, the records since the stored cursor are sent again).
-    pub fn on_store_failed(&mut self, message: String, now: Instant, at_ms: u64) {
-        self.next_store = Some(now + self.settings.poll);
-        self.error(message, at_ms);
-    }
-
-    /// Until when the loop may sleep (it also wakes on a notification or a lost connection).
-    pub fn deadline(&self, now: Instant) -> Instant {
-        let mut at = now + self.settings.poll;
-        let mut earlier = |t: Option<Instant>| {
-            if let Some(t) = t {
-                at = at.min(t);
+            // The chain whose next record comes first.
+            let next = heads
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, (node, it, _))| {
+                    it.peek().map(|e| ((e.ts_ms, node.clone(), e.seq), i))
+                })
+                .min();
+            let Some(((ts, _, _), i)) = next else {
+                break;
+            };
+            if ts > horizon_ms {
+                break;
             }
-        };
-        if self.connected {
-            earlier(Some(self.next_read.unwrap_or(now)));
-            earlier(self.settling.front().map(|s| s.due));
+            let (node, it, full) = &mut heads[i];
+            let Some(entry) = it.next() else { break };
+            let at = tip.get(node);
+            if entry.seq > self.checked.get(node).seq {
+                let problem = chain_gap(&at, &entry).or_else(|| {
+                    (entry.node() != Some(node.as_str())).then(|| {
+                        format!(
+                            "seq {} of gateway {node:?}'s chain names gateway {:?}",
+                            entry.seq,
+                            entry.node().unwrap_or_default()
+                        )
+                    })
+                });
+                if let Some(gap) = problem {
+                    let gap = format!("gateway {node:?}: {gap}");
+                    error!(sink = %self.status.sink, "audit chain gap: {gap}");
+                    self.status.gaps += 1;
+                    self.status.last_gap = Some(gap);
+                }
+                self.checked.0.insert(
+                    node.clone(),
+                    Cursor {
+                        seq: entry.seq,
+                        hash: entry.hash,
+                    },
+                );
+                if entry.ts_ms < self.merged_ts {
+                    self.status.late += 1;
+                }
+            }
+            self.merged_ts = self.merged_ts.max(entry.ts_ms);
+            tip.0.insert(
+                node.clone(),
+                Cursor {
+                    seq: entry.seq,
+                    hash: entry.hash,
+                },
+            );
+            first_seq.get_or_insert(entry.seq);
+            self.formatter.write(&mut bytes, &entry);
+            count += 1;
+            // A chain read to the end of its page may go on in the store: merging on without
+            // it would put its next records out of order.
+            if *full && it.peek().is_none() {
+                more = true;
+                break;
+            }
+        }
+        self.next_read = if more {
+            None
         } else {
-            earlier(Some(self.next_connect.unwrap_or(now)));
-        }
-        if self.delivered != self.durable {
-            earlier(Some(self.next_store.unwrap_or(now)));
-        }
-        at
-    }
-
-    /// The status now.
-    pub fn status(&self) -> Status {
-        let log_last = self.status.log_last_seq.unwrap_or(0).max(self.sent.seq);
-        Status {
-            connected: self.connected,
-            delivered_seq: self.delivered.seq,
-            delivered_hash: self.delivered.hash.to_hex(),
-            durable_seq: self.durable.seq,
-            sent_seq: self.sent.seq,
-            pending: log_last.saturating_sub(self.delivered.seq),
-            ..self.status.clone()
-        }
+            Some(now + self.settings.poll)
+        };
+        let first_seq = first_seq?;
+        Some(Batch {
+            bytes,
+            first_seq,
+            last: tip,
+            count,
+        })
     }
 }
 
@@ -758,5 +965,197 @@ mod tests {
         assert_eq!(p.on_records(&[], at(0)), None);
         assert!(!p.wants_read(at(0)));
         assert_eq!(p.deadline(at(0)), at(500));
+    }
+
+    /// Gateway `node`'s record `seq`, written at `ts`, well chained in that gateway's chain.
+    fn nrec(node: &str, seq: u64, ts: u64) -> Entry {
+        let hn = |seq: u64| {
+            let mut d = h(seq).0;
+            d[16] = node.as_bytes()[0];
+            Digest(d)
+        };
+        Entry {
+            seq,
+            ts_ms: ts,
+            prev: if seq == 1 { GENESIS } else { hn(seq - 1) },
+            hash: hn(seq),
+            seal: None,
+            record: Record::new(Kind::LOGIN, "a").detail("node", node),
+        }
+    }
+
+    fn cluster_pump(batch: usize) -> Pump<Chains> {
+        let mut p = Pump::new(
+            Chains::default(),
+            Formatter {
+                message: Message::JsonLine,
+                framing: Framing::Newline,
+            },
+            Settings {
+                batch,
+                ..settings()
+            },
+            "test".into(),
+        );
+        p.on_connected();
+        p
+    }
+
+    /// (node, seq) of each record of a batch, in its order.
+    fn order(batch: &Batch<Chains>) -> Vec<(String, u64)> {
+        String::from_utf8(batch.bytes.clone())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["detail"]["node"].as_str().unwrap().to_owned(),
+                    v["seq"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn o(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+        pairs.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect()
+    }
+
+    #[test]
+    fn a_cluster_batch_merges_the_chains_by_time_up_to_the_horizon() {
+        let mut p = cluster_pump(100);
+        let chains = vec![
+            (
+                "a".into(),
+                vec![nrec("a", 1, 10), nrec("a", 2, 30), nrec("a", 3, 50)],
+            ),
+            (
+                "b".into(),
+                vec![nrec("b", 1, 20), nrec("b", 2, 30), nrec("b", 3, 60)],
+            ),
+        ];
+        // Records after 55 wait for gateways whose copies may lag.
+        let batch = p.on_chains(chains, 100, 55, at(0)).unwrap();
+        assert_eq!(
+            order(&batch),
+            o(&[("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3)])
+        );
+        assert_eq!((batch.last.get("a").seq, batch.last.get("b").seq), (3, 2));
+        assert!(
+            !p.wants_read(at(0)),
+            "all read: the next look is at the poll"
+        );
+        p.on_written(&batch, at(0));
+        assert_eq!(p.sent().get("b").seq, 2);
+        // Later, B's last one goes; a record of A older than what went is late, still sent.
+        let chains = vec![
+            ("a".into(), vec![nrec("a", 4, 40)]),
+            ("b".into(), vec![nrec("b", 3, 60)]),
+        ];
+        let batch = p.on_chains(chains, 100, 1000, at(600)).unwrap();
+        assert_eq!(order(&batch), o(&[("a", 4), ("b", 3)]));
+        let status = p.status();
+        assert_eq!((status.late, status.gaps), (1, 0));
+        p.on_written(&batch, at(600));
+        assert!(p.settle(at(1600)));
+        assert_eq!(
+            p.status().delivered_by_node,
+            [("a".to_owned(), 4), ("b".to_owned(), 3)].into()
+        );
+        assert_eq!(p.status().delivered_seq, 7);
+    }
+
+    #[test]
+    fn a_chain_goes_in_its_own_order_and_a_full_page_stops_the_merge() {
+        // A's clock went back between its records 1 and 2: its order is kept all the same
+        // (no record of a chain skipped over).
+        let mut p = cluster_pump(100);
+        let chains = vec![
+            ("a".into(), vec![nrec("a", 1, 50), nrec("a", 2, 10)]),
+            ("b".into(), vec![nrec("b", 1, 20)]),
+        ];
+        let batch = p.on_chains(chains, 100, 100, at(0)).unwrap();
+        assert_eq!(order(&batch), o(&[("b", 1), ("a", 1), ("a", 2)]));
+
+        // A's page is full: the store may hold more of A that come before B's record.
+        let mut p = cluster_pump(100);
+        let chains = vec![
+            ("a".into(), vec![nrec("a", 1, 10), nrec("a", 2, 11)]),
+            ("b".into(), vec![nrec("b", 1, 20)]),
+        ];
+        let batch = p.on_chains(chains, 2, 100, at(0)).unwrap();
+        assert_eq!(order(&batch), o(&[("a", 1), ("a", 2)]));
+        assert!(p.wants_read(at(0)), "read on at once");
+
+        // The batch limit, likewise.
+        let mut p = cluster_pump(2);
+        let chains = vec![
+            ("a".into(), vec![nrec("a", 1, 10), nrec("a", 2, 30)]),
+            ("b".into(), vec![nrec("b", 1, 20)]),
+        ];
+        let batch = p.on_chains(chains, 100, 100, at(0)).unwrap();
+        assert_eq!(order(&batch), o(&[("a", 1), ("b", 1)]));
+        assert!(p.wants_read(at(0)));
+        p.on_written(&batch, at(0));
+        let chains = vec![("a".into(), vec![nrec("a", 2, 30)]), ("b".into(), vec![])];
+        let batch = p.on_chains(chains, 100, 100, at(0)).unwrap();
+        assert_eq!(order(&batch), o(&[("a", 2)]));
+        // Nothing new, or only what is past the horizon: no batch.
+        assert_eq!(
+            p.on_chains(vec![("a".into(), vec![])], 100, 100, at(0)),
+            None
+        );
+        assert_eq!(
+            p.on_chains(vec![("c".into(), vec![nrec("c", 1, 500)])], 100, 100, at(0)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_cluster_batch_reports_gaps_and_records_of_another_gateway() {
+        let mut p = cluster_pump(100);
+        let chains = vec![
+            ("a".into(), vec![nrec("a", 1, 10), nrec("a", 3, 30)]),
+            ("b".into(), vec![nrec("c", 1, 20)]),
+        ];
+        let batch = p.on_chains(chains, 100, 100, at(0)).unwrap();
+        assert_eq!(batch.count, 3, "forwarding goes on");
+        let status = p.status();
+        assert_eq!(status.gaps, 2);
+        // Sent again after a lost connection: not reported twice.
+        p.on_written(&batch, at(0));
+        p.on_lost("reset".into(), at(10), 0);
+        p.on_connected();
+        let chains = vec![
+            ("a".into(), vec![nrec("a", 1, 10), nrec("a", 3, 30)]),
+            ("b".into(), vec![nrec("c", 1, 20)]),
+        ];
+        p.on_chains(chains, 100, 100, at(20)).unwrap();
+        assert_eq!(p.status().gaps, 2);
+    }
+
+    #[test]
+    fn a_cluster_cursor_round_trips_and_restarts_the_pump() {
+        let c = Chains(
+            [
+                (
+                    "gw-a".to_owned(),
+                    Cursor {
+                        seq: 41,
+                        hash: h(41),
+                    },
+                ),
+                ("gw-b".to_owned(), Cursor { seq: 7, hash: h(7) }),
+            ]
+            .into(),
+        );
+        assert_eq!(Chains::decode(&c.encode()).unwrap(), c);
+        assert_eq!(Chains::decode("").unwrap(), Chains::default());
+        assert!(Chains::decode("{\"gw\":{\"seq\":1}}").is_err());
+        assert!(Chains::decode("[1]").is_err());
+        let mut p = cluster_pump(10);
+        p.restart(c.clone());
+        assert_eq!((p.delivered(), p.sent().clone()), (c.clone(), c.clone()));
+        assert_eq!(p.to_store(at(0)), None, "the store has it");
+        assert_eq!(c.get("gw-c"), Cursor::START);
     }
 }

@@ -527,6 +527,35 @@ pub trait Cluster: Send + Sync + 'static {
     ) -> Result<Vec<MirroredRecord>, StoreError>;
     /// The gateways whose chains are mirrored.
     fn audit_nodes(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Takes the lease of export `name` (a SIEM export of the merged trail, which one gateway
+    /// at a time carries out) for `holder`, or renews it, for `lease` by the store's clock:
+    /// unless another gateway holds it and it has not run out.
+    fn export_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<ExportLease, StoreError>;
+    /// Stores export `name`'s cursor if `holder` holds its lease (false: it does not).
+    fn export_advance(&self, name: &str, holder: &str, cursor: &str) -> Result<bool, StoreError>;
+    /// Ends `holder`'s lease of export `name` now (it stops), if it has it.
+    fn export_release(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+}
+
+/// What [`Cluster::export_lease`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportLease {
+    /// The caller holds the lease; the export's cursor as stored (empty: none yet).
+    Held {
+        /// The cursor.
+        cursor: String,
+    },
+    /// Another gateway holds it.
+    Other {
+        /// Which.
+        holder: String,
+    },
 }
 
 /// One record of a gateway's audit chain, as mirrored for the cluster's merged view: the

@@ -30,8 +30,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{
-    validate_name, Cluster, Ephemeral, EphemeralChange, GrantRecord, MirrorQuery, MirroredRecord,
-    Store, StoreError, TargetRecord, TokenRecord, UserRecord,
+    validate_name, Cluster, Ephemeral, EphemeralChange, ExportLease, GrantRecord, MirrorQuery,
+    MirroredRecord, Store, StoreError, TargetRecord, TokenRecord, UserRecord,
 };
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`. Never edit one that
@@ -123,6 +123,17 @@ const MIGRATIONS: &[(&str, &str)] = &[
     CREATE INDEX audit_by_session ON portcullis.audit (session, ts_ms DESC);
     CREATE INDEX audit_by_target ON portcullis.audit (target, ts_ms DESC);
     CREATE INDEX audit_by_kind ON portcullis.audit (kind, ts_ms DESC);
+    "#,
+    ),
+    (
+        "the exports one gateway at a time carries out, with their cursors",
+        r#"
+    CREATE TABLE portcullis.exports (
+        name text COLLATE "C" PRIMARY KEY,
+        holder text COLLATE "C" NOT NULL,
+        lease_until_ms bigint NOT NULL,
+        cursor text NOT NULL DEFAULT ''
+    );
     "#,
     ),
 ];
@@ -1346,13 +1357,80 @@ impl Cluster for PgStore {
 
     fn audit_nodes(&self) -> Result<Vec<String>, StoreError> {
         self.run(|c| {
+            // One index probe per gateway (a loose index scan), not a scan of every record.
             let rows = c
                 .query(
-                    "SELECT DISTINCT node FROM portcullis.audit ORDER BY node",
+                    "WITH RECURSIVE n(node) AS ( \
+                       (SELECT node FROM portcullis.audit ORDER BY node LIMIT 1) \
+                       UNION ALL \
+                       SELECT (SELECT a.node FROM portcullis.audit a WHERE a.node > n.node \
+                               ORDER BY a.node LIMIT 1) \
+                       FROM n WHERE n.node IS NOT NULL) \
+                     SELECT node FROM n WHERE node IS NOT NULL",
                     &[],
                 )
                 .map_err(|e| pg_error("list the mirrored audit chains", &e))?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn export_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<ExportLease, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            let taken = c
+                .query_opt(
+                    "INSERT INTO portcullis.exports AS e (name, holder, lease_until_ms) VALUES \
+                     ($1, $2, (extract(epoch from clock_timestamp()) * 1000)::bigint + $3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                     lease_until_ms = excluded.lease_until_ms \
+                     WHERE e.holder = excluded.holder OR e.lease_until_ms < \
+                     (extract(epoch from clock_timestamp()) * 1000)::bigint \
+                     RETURNING e.cursor",
+                    &[&name, &holder, &lease_ms],
+                )
+                .map_err(|e| pg_error("take an export's lease", &e))?;
+            if let Some(row) = taken {
+                return Ok(ExportLease::Held { cursor: row.get(0) });
+            }
+            let row = c
+                .query_opt(
+                    "SELECT holder FROM portcullis.exports WHERE name = $1",
+                    &[&name],
+                )
+                .map_err(|e| pg_error("read an export's lease", &e))?;
+            Ok(ExportLease::Other {
+                holder: row.map(|r| r.get(0)).unwrap_or_default(),
+            })
+        })
+    }
+
+    fn export_advance(&self, name: &str, holder: &str, cursor: &str) -> Result<bool, StoreError> {
+        let (name, holder, cursor) = (name.to_owned(), holder.to_owned(), cursor.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "UPDATE portcullis.exports SET cursor = $3 WHERE name = $1 AND holder = $2",
+                &[&name, &holder, &cursor],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| pg_error("store an export's cursor", &e))
+        })
+    }
+
+    fn export_release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "UPDATE portcullis.exports SET lease_until_ms = 0 WHERE name = $1 AND holder = $2",
+                &[&name, &holder],
+            )
+            .map(drop)
+            .map_err(|e| pg_error("give an export's lease up", &e))
         })
     }
 }

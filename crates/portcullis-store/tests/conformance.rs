@@ -1168,14 +1168,14 @@ mod postgres_only {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 3, 4]);
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
         // Opening again changes nothing.
         drop(open(&db.url));
         let count: i64 = admin
             .query_one("SELECT count(*) FROM portcullis.schema_migrations", &[])
             .unwrap()
             .get(0);
-        assert_eq!(count, 4);
+        assert_eq!(count, 5);
     }
 
     #[test]
@@ -1622,4 +1622,81 @@ fn postgres_mirrors_each_gateways_audit_chain_and_merges_them() {
     let chain = store.audit_chain("gw-a", 1, 2).unwrap();
     assert_eq!(chain.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
     assert_eq!(chain[0], a[1]);
+}
+
+/// An export of the merged trail is carried out by one gateway at a time: its lease goes to
+/// another only once run out or given up, by the database's clock, and only its holder moves
+/// its cursor, which the next holder gets.
+#[test]
+fn postgres_export_lease_is_held_by_one_gateway_at_a_time() {
+    use portcullis_store::{Cluster, ExportLease};
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let (a, b) = (
+        PgStore::open(&db.url, &PgOptions::default()).unwrap(),
+        PgStore::open(&db.url, &PgOptions::default()).unwrap(),
+    );
+    let long = std::time::Duration::from_secs(60);
+    let held = |cursor: &str| ExportLease::Held {
+        cursor: cursor.into(),
+    };
+    let other = |holder: &str| ExportLease::Other {
+        holder: holder.into(),
+    };
+    assert_eq!(a.export_lease("siem", "gw-a", long).unwrap(), held(""));
+    assert_eq!(b.export_lease("siem", "gw-b", long).unwrap(), other("gw-a"));
+    // Another export is another lease.
+    assert_eq!(b.export_lease("other", "gw-b", long).unwrap(), held(""));
+    assert!(a.export_advance("siem", "gw-a", "{\"gw-a\":1}").unwrap());
+    assert!(
+        !b.export_advance("siem", "gw-b", "{}").unwrap(),
+        "not its lease"
+    );
+    assert_eq!(
+        a.export_lease("siem", "gw-a", long).unwrap(),
+        held("{\"gw-a\":1}"),
+        "renewed, with its cursor"
+    );
+    // Run out (by the database's clock): the other takes it, with the cursor; the first can
+    // no longer store one.
+    db.admin()
+        .batch_execute("UPDATE portcullis.exports SET lease_until_ms = lease_until_ms - 120000 WHERE name = 'siem'")
+        .unwrap();
+    assert_eq!(
+        b.export_lease("siem", "gw-b", long).unwrap(),
+        held("{\"gw-a\":1}")
+    );
+    assert!(!a.export_advance("siem", "gw-a", "{\"stale\":1}").unwrap());
+    assert_eq!(a.export_lease("siem", "gw-a", long).unwrap(), other("gw-b"));
+    // Given up: taken at once; giving up another's lease does nothing.
+    a.export_release("siem", "gw-a").unwrap();
+    assert_eq!(a.export_lease("siem", "gw-a", long).unwrap(), other("gw-b"));
+    b.export_release("siem", "gw-b").unwrap();
+    assert_eq!(
+        a.export_lease("siem", "gw-a", long).unwrap(),
+        held("{\"gw-a\":1}")
+    );
+
+    // Many gateways asking at once: exactly one holds it.
+    db.admin()
+        .batch_execute("UPDATE portcullis.exports SET lease_until_ms = 0")
+        .unwrap();
+    let url = db.url.clone();
+    let winners: usize = (0..6)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let s = PgStore::open(&url, &PgOptions::default()).unwrap();
+                matches!(
+                    s.export_lease("race", &format!("gw-{i}"), long).unwrap(),
+                    ExportLease::Held { .. }
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| usize::from(t.join().unwrap()))
+        .sum();
+    assert_eq!(winners, 1);
 }

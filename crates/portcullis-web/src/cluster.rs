@@ -79,6 +79,11 @@ impl ClusterLink {
         &self.node
     }
 
+    /// The shared store as a cluster SIEM export (`source = "cluster"`) reads it.
+    pub fn siem_trail(&self) -> Arc<dyn portcullis_siem::ClusterTrail> {
+        Arc::new(SiemTrail(Arc::clone(&self.store)))
+    }
+
     /// The cluster's merged audit view (see [`Cluster::audit_mirrored`]).
     pub(crate) fn audit_mirrored(
         &self,
@@ -591,5 +596,67 @@ fn carry_out(state: &AppState, runtime: &tokio::runtime::Handle, command: serde_
             None => info!(%session, "a freeze from another gateway found the session already gone"),
         },
         Err(e) => warn!(error = %e, "an unknown command from another gateway was ignored"),
+    }
+}
+
+/// The cluster's merged trail for a SIEM export: the mirrored chains and the export's lease.
+struct SiemTrail(Arc<dyn Cluster>);
+
+fn trail_error(e: portcullis_store::StoreError) -> portcullis_siem::TrailError {
+    portcullis_siem::TrailError(e.to_string())
+}
+
+impl portcullis_siem::ClusterTrail for SiemTrail {
+    fn nodes(&self) -> Result<Vec<String>, portcullis_siem::TrailError> {
+        self.0.audit_nodes().map_err(trail_error)
+    }
+
+    fn chain(
+        &self,
+        node: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, portcullis_siem::TrailError> {
+        self.0
+            .audit_chain(node, after_seq, limit)
+            .map(|records| records.into_iter().map(|r| r.line).collect())
+            .map_err(trail_error)
+    }
+
+    fn lease(
+        &self,
+        export: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<portcullis_siem::Lease, portcullis_siem::TrailError> {
+        Ok(
+            match self
+                .0
+                .export_lease(export, holder, lease)
+                .map_err(trail_error)?
+            {
+                portcullis_store::ExportLease::Held { cursor } => {
+                    portcullis_siem::Lease::Held { cursor }
+                }
+                portcullis_store::ExportLease::Other { holder } => {
+                    portcullis_siem::Lease::Other { holder }
+                }
+            },
+        )
+    }
+
+    fn advance(
+        &self,
+        export: &str,
+        holder: &str,
+        cursor: &str,
+    ) -> Result<bool, portcullis_siem::TrailError> {
+        self.0
+            .export_advance(export, holder, cursor)
+            .map_err(trail_error)
+    }
+
+    fn release(&self, export: &str, holder: &str) -> Result<(), portcullis_siem::TrailError> {
+        self.0.export_release(export, holder).map_err(trail_error)
     }
 }

@@ -331,20 +331,30 @@ pub(crate) fn serve(config: Config) -> Result<()> {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                portcullis_siem::Forwarder::new(s, &config.audit.dir, config.data_dir.join("siem"))
-                    .map(|f| match &synced {
-                        // Only what the trail has fsynced is exported.
-                        Some(w) => f.synced_by(w.clone()),
-                        None => f,
-                    })
-                    .with_context(|| format!("siem[{i}]"))
+                let export = match s.source {
+                    portcullis_siem::SiemSource::Local => {
+                        portcullis_siem::Forwarder::new(s, &config.audit.dir, config.data_dir.join("siem"))
+                            .map(|f| match &synced {
+                                // Only what the trail has fsynced is exported.
+                                Some(w) => Export::Local(f.synced_by(w.clone())),
+                                None => Export::Local(f),
+                            })
+                            .map_err(anyhow::Error::from)
+                    }
+                    portcullis_siem::SiemSource::Cluster => match &state.cluster {
+                        Some(link) => portcullis_siem::Forwarder::cluster(s, link.siem_trail(), link.node())
+                            .map(Export::Cluster)
+                            .map_err(anyhow::Error::from),
+                        None => Err(anyhow::anyhow!(
+                            "`source = \"cluster\"` exports the merged trail of gateways sharing a PostgreSQL store: set [store] url"
+                        )),
+                    },
+                };
+                export.with_context(|| format!("siem[{i}]"))
             })
             .collect::<Result<Vec<_>>>()?
     };
-    let exports: Vec<portcullis_siem::Handle> = siem
-        .iter()
-        .map(portcullis_siem::Forwarder::handle)
-        .collect();
+    let exports: Vec<portcullis_siem::Handle> = siem.iter().map(Export::handle).collect();
     state.audit = state.audit.clone().with_exports(exports.clone());
     let broker = state.broker.clone();
     let grace = config.shutdown_grace;
@@ -361,7 +371,7 @@ pub(crate) fn serve(config: Config) -> Result<()> {
         let mut forwarders = Vec::new();
         for forwarder in siem {
             // They run until the gateway stops; what was not delivered yet goes next time.
-            forwarders.push(tokio::spawn(forwarder.run(stopped(siem_stop_rx.clone()))));
+            forwarders.push(forwarder.spawn(stopped(siem_stop_rx.clone())));
         }
         if let (Some(r), Some(retention)) = (&recording, config.recording.retention) {
             recording::spawn_retention(Arc::clone(&r.storage), r.live.clone(), retention);
@@ -699,5 +709,30 @@ mod start_records {
             "{:?}",
             r.detail
         );
+    }
+}
+
+/// One `[[siem]]` section's forwarder: of this gateway's trail or of the cluster's.
+enum Export {
+    Local(portcullis_siem::Forwarder<portcullis_siem::Local>),
+    Cluster(portcullis_siem::Forwarder<portcullis_siem::Cluster>),
+}
+
+impl Export {
+    fn handle(&self) -> portcullis_siem::Handle {
+        match self {
+            Export::Local(f) => f.handle(),
+            Export::Cluster(f) => f.handle(),
+        }
+    }
+
+    fn spawn(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        match self {
+            Export::Local(f) => tokio::spawn(f.run(stop)),
+            Export::Cluster(f) => tokio::spawn(f.run(stop)),
+        }
     }
 }

@@ -1,0 +1,243 @@
+//! The cluster's merged trail as a source: every gateway's chain as mirrored in the shared
+//! store, merged by time ([`Pump::on_chains`]), exported by one gateway at a time.
+//!
+//! Each gateway with the same `source = "cluster"` section runs a [`Forwarder`] over it; they
+//! share one lease in the store, renewed every third of `lease_ms` by the gateway holding it.
+//! That gateway exports, from the cursor kept with the lease ([`Chains`]: the last record
+//! delivered of each gateway's chain), and stores the cursor only while it still holds the
+//! lease. The others stand by and look again as often; when the exporting gateway stops it
+//! gives the lease up, when it dies the lease runs out, and another goes on from the stored
+//! cursor: the records delivered since it was stored come again (at least once, never lost).
+//! A gateway that cannot reach the store stops exporting at once (it cannot renew the lease).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_audit::Entry;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::config::{SiemConfig, SiemSource};
+use crate::cursor::Chains;
+use crate::forwarder::{machine_hostname, sealed, target, wall_ms, Forwarder, SiemError, Source};
+use crate::pump::{Batch, Pump};
+
+/// What a cluster export needs of the shared store (the gateway implements it over its
+/// PostgreSQL store). Blocking calls: they run on tokio's blocking threads.
+pub trait ClusterTrail: Send + Sync + 'static {
+    /// The gateways whose chains the store holds.
+    fn nodes(&self) -> Result<Vec<String>, TrailError>;
+    /// `node`'s stored lines after `after_seq`, in the order of its chain, at most `limit`.
+    fn chain(&self, node: &str, after_seq: u64, limit: usize) -> Result<Vec<String>, TrailError>;
+    /// Takes export `export`'s lease for `holder` (or renews it) for `lease` by the store's
+    /// clock, unless another gateway holds it and it has not run out.
+    fn lease(&self, export: &str, holder: &str, lease: Duration) -> Result<Lease, TrailError>;
+    /// Stores the export's cursor if `holder` still holds its lease: false when it does not.
+    fn advance(&self, export: &str, holder: &str, cursor: &str) -> Result<bool, TrailError>;
+    /// Gives the lease up (at the stop), if `holder` has it.
+    fn release(&self, export: &str, holder: &str) -> Result<(), TrailError>;
+}
+
+/// What [`ClusterTrail::lease`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// The caller holds the lease; the export's cursor as stored (empty: none yet).
+    Held {
+        /// [`Chains::encode`]'s text.
+        cursor: String,
+    },
+    /// Another gateway holds it.
+    Other {
+        /// Which.
+        holder: String,
+    },
+}
+
+/// The store did not answer or refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct TrailError(pub String);
+
+/// The cluster's merged trail (see the [module docs](self)).
+pub struct Cluster {
+    trail: Arc<dyn ClusterTrail>,
+    export: String,
+    node: String,
+    lease: Duration,
+    merge_delay: Duration,
+    page: usize,
+    held: bool,
+    next_check: Option<Instant>,
+}
+
+impl Source for Cluster {
+    type Position = Chains;
+}
+
+impl Forwarder<Cluster> {
+    /// The forwarder of a `source = "cluster"` section on gateway `node`, over the shared
+    /// store `trail`.
+    pub fn cluster(
+        config: &SiemConfig,
+        trail: Arc<dyn ClusterTrail>,
+        node: &str,
+    ) -> Result<Self, SiemError> {
+        let plan = config.plan(&machine_hostname())?;
+        if plan.source != SiemSource::Cluster {
+            return Err(SiemError::Config(crate::ConfigError(
+                "not a cluster export (`source = \"cluster\"`)".into(),
+            )));
+        }
+        let target = target(&plan)?;
+        let pump = Pump::new(
+            Chains::default(),
+            plan.formatter.clone(),
+            plan.settings,
+            plan.sink.clone(),
+        );
+        let source = Cluster {
+            trail,
+            export: plan.name.clone(),
+            node: node.to_owned(),
+            lease: plan.lease,
+            merge_delay: plan.merge_delay,
+            page: plan.settings.batch,
+            held: false,
+            next_check: None,
+        };
+        Ok(Forwarder::assemble(plan, target, source, pump))
+    }
+}
+
+impl Cluster {
+    /// How often the lease is renewed (by its holder) or looked at (by the others).
+    fn period(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(300))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn ClusterTrail) -> Result<T, TrailError> + Send + 'static,
+    ) -> Result<T, TrailError> {
+        let trail = Arc::clone(&self.trail);
+        tokio::task::spawn_blocking(move || f(trail.as_ref()))
+            .await
+            .unwrap_or_else(|e| Err(TrailError(e.to_string())))
+    }
+}
+
+impl sealed::Sealed for Cluster {
+    type Pos = Chains;
+
+    async fn hold(&mut self, pump: &mut Pump<Chains>, sink: &str) -> bool {
+        let now = Instant::now();
+        if self.next_check.is_some_and(|t| now < t) {
+            return self.held;
+        }
+        self.next_check = Some(now + self.period());
+        let (export, node, lease) = (self.export.clone(), self.node.clone(), self.lease);
+        match self.blocking(move |t| t.lease(&export, &node, lease)).await {
+            Ok(Lease::Held { cursor }) => {
+                if !self.held {
+                    let from = Chains::decode(&cursor).unwrap_or_else(|e| {
+                        let message = format!(
+                            "the cluster export's cursor in the store is unusable ({e}): \
+                             delivering everything again"
+                        );
+                        error!(sink = %sink, "{message}");
+                        pump.error(message, wall_ms());
+                        Chains::default()
+                    });
+                    info!(sink = %sink, after = ?from, "this gateway exports the cluster's audit trail");
+                    pump.restart(from);
+                    pump.set_exporter(Some(self.node.clone()));
+                    self.held = true;
+                }
+            }
+            Ok(Lease::Other { holder }) => {
+                if self.held {
+                    warn!(sink = %sink, exporter = %holder, "another gateway exports the cluster's audit trail now");
+                }
+                self.held = false;
+                pump.set_exporter(Some(holder));
+            }
+            Err(e) => {
+                if self.held {
+                    warn!(sink = %sink, error = %e, "cannot renew the cluster export's lease: this gateway stops exporting");
+                }
+                self.held = false;
+                pump.set_exporter(None);
+                pump.error(format!("the cluster export's lease: {e}"), wall_ms());
+            }
+        }
+        self.held
+    }
+
+    fn next_check(&self) -> Option<Instant> {
+        self.next_check
+    }
+
+    async fn next_batch(&mut self, pump: &mut Pump<Chains>, sink: &str) -> Option<Batch<Chains>> {
+        let sent = pump.sent().clone();
+        let page = self.page;
+        let read = self
+            .blocking(move |t| {
+                let mut chains = Vec::new();
+                for node in t.nodes()? {
+                    let after = sent.get(&node).seq;
+                    let entries = t
+                        .chain(&node, after, page)?
+                        .iter()
+                        // A damaged copy of a record is left out: the merge then reports the
+                        // gap it leaves (and `audit verify --cluster` names it).
+                        .filter_map(|line| Entry::from_line(line.as_bytes()).ok())
+                        .collect();
+                    chains.push((node, entries));
+                }
+                Ok(chains)
+            })
+            .await;
+        match read {
+            Ok(chains) => {
+                let horizon = wall_ms().saturating_sub(
+                    u64::try_from(self.merge_delay.as_millis()).unwrap_or(u64::MAX),
+                );
+                pump.on_chains(chains, page, horizon, Instant::now())
+            }
+            Err(e) => {
+                let message = format!("reading the cluster's audit trail: {e}");
+                warn!(sink = %sink, "{message}");
+                pump.on_read_failed(message, Instant::now(), wall_ms());
+                None
+            }
+        }
+    }
+
+    async fn store(&mut self, at: &Chains) -> Result<(), String> {
+        let (export, node, text) = (self.export.clone(), self.node.clone(), at.encode());
+        match self
+            .blocking(move |t| t.advance(&export, &node, &text))
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                // Look at the lease again at once: the loop then stands by.
+                self.held = false;
+                self.next_check = None;
+                Err("the cluster export's lease went to another gateway: it goes on from the stored cursor".into())
+            }
+            Err(e) => Err(format!("storing the cluster export's cursor: {e}")),
+        }
+    }
+
+    async fn release(&mut self) {
+        if !self.held {
+            return;
+        }
+        let (export, node) = (self.export.clone(), self.node.clone());
+        if let Err(e) = self.blocking(move |t| t.release(&export, &node)).await {
+            warn!(error = %e, "cannot give the cluster export's lease up: another gateway takes over when it runs out");
+        }
+        self.held = false;
+    }
+}
