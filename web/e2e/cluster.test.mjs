@@ -6,25 +6,25 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
   startGateway, startPostgres, bin, startDesktop, userWithTarget, launchBrowser, newPage, openTarget, until,
-  startXfreerdp,
+  startXfreerdp, startRsyslog, freePort,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 
 /** Two gateways on a new database of `pg`, sharing `key`; both stopped when `t` ends. */
-async function twoGateways(t, pg, name, key) {
+async function twoGateways(t, pg, name, key, extra = '') {
   const url = pg.database(name);
   const store = `[store]\nurl = "${url}"\n`;
   const env = { PORTCULLIS_SECRET_KEY: key };
-  const a = await startGateway({ extraConfig: store, env });
+  const a = await startGateway({ extraConfig: store + extra, env });
   t.after(() => a.stop());
-  const b = await startGateway({ extraConfig: store, env });
+  const b = await startGateway({ extraConfig: store + extra, env });
   t.after(() => b.stop());
   return { a, b, store, url };
 }
@@ -207,4 +207,96 @@ test('an .rdp ticket issued on one gateway lets a native client in once through 
   t.after(() => again.stop());
   await until('the second use to be refused', async () => refusals() > before);
   assert.ok(!(await admin.get('/sessions')).json.some((s) => s.user === 'nia'), 'the ticket got in twice');
+});
+
+/** What the receiver holds: each message's gateway, seq and time (Unix ms), in its order. */
+function syslogReceived(file) {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => {
+    const seq = Number(l.match(/\[portcullis@32473 seq="(\d+)"/)?.[1]);
+    const node = l.match(/ node="([^"]+)"\]/)?.[1];
+    const ts = Date.parse(l.split(' ')[1]);
+    return { node, seq, ts };
+  });
+}
+
+test('one SIEM export carries the whole cluster\'s trail merged by time, and another gateway carries it on when the exporting one dies', async (t) => {
+  const pg = await startPostgres();
+  t.after(() => pg.stop());
+  const dir = mkdtempSync(join(tmpdir(), 'pc-csiem-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const port = await freePort();
+  const rsyslog = await startRsyslog(dir, port);
+  t.after(() => rsyslog.stop());
+  // The same section on both gateways: one of them exports at a time.
+  const siem = `[[siem]]\nsource = "cluster"\nkind = "syslog"\naddress = "127.0.0.1:${port}"\n`
+    + 'settle_ms = 300\nlease_ms = 3000\nbackoff_max_ms = 1000\npoll_ms = 200\n';
+  const key = randomBytes(32).toString('hex');
+  const { a, b } = await twoGateways(t, pg, 'cluster_siem', key, siem);
+
+  // Acts on both gateways, interleaved in time.
+  for (let i = 0; i < 4; i++) {
+    assert.equal((await a.api().login('admin', ADMIN)).status, 200);
+    assert.equal((await b.api().login('admin', ADMIN)).status, 200);
+  }
+  const admin = a.api();
+  assert.equal((await admin.login('admin', ADMIN)).status, 200);
+  /** Every record of the merged view now, as gateway/seq. */
+  const merged = async (client) => {
+    const r = await client.get('/audit?cluster=true&limit=1000');
+    assert.equal(r.status, 200, r.text);
+    return r.json.entries.map((e) => `${e.node}/${e.seq}`);
+  };
+  const arrived = (want) => {
+    const got = new Set(syslogReceived(rsyslog.file).map((m) => `${m.node}/${m.seq}`));
+    return want.every((k) => got.has(k));
+  };
+  // What the merged view holds once it has the failed logins of both.
+  const want = await until('both gateways\' records in the merged view', async () => {
+    const keys = await merged(admin);
+    const nodes = new Set(keys.map((k) => k.split('/')[0]));
+    return nodes.size === 2 && keys.length >= 10 ? keys : null;
+  }, 30000);
+  await until('every record of the merged view at the receiver', () => arrived(want), 40000);
+  const got = syslogReceived(rsyslog.file);
+  const keys = got.map((m) => `${m.node}/${m.seq}`);
+  assert.equal(new Set(keys).size, keys.length, `each record once while nothing failed: ${keys}`);
+  assert.ok(got.every((m, i) => i === 0 || got[i - 1].ts <= m.ts), `merged by time: ${JSON.stringify(got)}`);
+  const changes = got.filter((m, i) => i > 0 && got[i - 1].node !== m.node).length;
+  assert.ok(changes >= 4, `both gateways' records interleaved: ${keys}`);
+
+  // Which gateway exports: both say the same one.
+  const exporter = async (gw) => {
+    const c = gw.api(admin.cookie);
+    const r = await c.get('/audit/exports');
+    assert.equal(r.status, 200, r.text);
+    return r.json.exports[0];
+  };
+  const [ea, eb] = [await exporter(a), await exporter(b)];
+  assert.ok(ea.exporter && ea.exporter === eb.exporter, `${JSON.stringify(ea)} / ${JSON.stringify(eb)}`);
+  const nodeOf = async (gw) => (await gw.api(admin.cookie).get('/audit?limit=1')).json.entries[0].detail.node;
+  const [na, nb] = [await nodeOf(a), await nodeOf(b)];
+  const [dying, survivor, survivorNode] = ea.exporter === na ? [a, b, nb] : [b, a, na];
+  assert.ok([na, nb].includes(ea.exporter), `${ea.exporter} is one of ${na}, ${nb}`);
+
+  // The exporting gateway dies; acts go on on the other, whose export carries them (once the
+  // lease ran out), with nothing of before lost.
+  await dying.kill();
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await survivor.api().login('admin', ADMIN)).status, 200);
+  }
+  const survivorAdmin = survivor.api();
+  assert.equal((await survivorAdmin.login('admin', ADMIN)).status, 200);
+  const after = await until('the survivor\'s new records in the merged view', async () => {
+    const keys = await merged(survivorAdmin);
+    return keys.filter((k) => k.startsWith(`${survivorNode}/`)).length
+      > want.filter((k) => k.startsWith(`${survivorNode}/`)).length + 3 ? keys : null;
+  }, 30000);
+  await until('the records after the death at the receiver', () => arrived(after), 40000);
+  const status = await until('the survivor exporting', async () => {
+    const s = (await survivorAdmin.get('/audit/exports')).json.exports[0];
+    return s.exporter === survivorNode && s.connected ? s : null;
+  }, 20000);
+  assert.equal(status.gaps, 0, JSON.stringify(status));
+  assert.match(survivor.log(), /this gateway exports the cluster's audit trail/);
 });

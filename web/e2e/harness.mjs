@@ -1,7 +1,7 @@
 // Test harness: starts real peers (Xvfb + x11vnc desktops from fixtures/, the gateway binary,
 // headless Chromium) and offers small helpers. Everything listens on loopback only.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, chmodSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, existsSync, chmodSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -546,4 +546,46 @@ export function watchFromPage(page, id, keys = '') {
     };
     setTimeout(() => { ws.close(); resolve(got); }, 3000);
   }), { id, keys });
+}
+
+const RSYSLOGD = ['/usr/sbin/rsyslogd', '/sbin/rsyslogd'].find(existsSync);
+
+/**
+ * Starts Debian's rsyslogd on loopback `port` (RFC 5424 over TCP), writing each raw message as
+ * one line of `DIR/received.log` (kept across restarts). Resolves once it listens; `stop()`
+ * kills it.
+ */
+export async function startRsyslog(dir, port) {
+  if (!RSYSLOGD) throw new Error('rsyslogd is not installed (apt-get install rsyslog: cargo xtask deps does it)');
+  const work = join(dir, 'work');
+  mkdirSync(work, { recursive: true });
+  const conf = join(dir, 'rsyslog.conf');
+  writeFileSync(conf, `global(workDirectory="${work}" maxMessageSize="256k")
+main_queue(queue.type="Direct")
+module(load="imtcp")
+template(name="raw" type="string" string="%rawmsg%\\n")
+ruleset(name="siem" queue.type="Direct") {
+  action(type="omfile" file="${join(dir, 'received.log')}" template="raw" flushOnTXEnd="on" asyncWriting="off")
+}
+input(type="imtcp" address="127.0.0.1" port="${port}" ruleset="siem")
+`);
+  rmSync(join(dir, 'rsyslogd.pid'), { force: true });
+  const child = spawn(RSYSLOGD, ['-n', '-f', conf, '-i', join(dir, 'rsyslogd.pid')], { stdio: 'ignore' });
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await gone;
+  };
+  for (let i = 0; i < 150; i++) {
+    const up = await new Promise((r) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
+      s.on('error', () => r(false));
+    });
+    if (up) return { stop, file: join(dir, 'received.log') };
+    if (child.exitCode !== null) break;
+    await sleep(100);
+  }
+  await stop();
+  throw new Error('rsyslogd did not listen');
 }

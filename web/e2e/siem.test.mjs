@@ -3,52 +3,18 @@
 // receiver is killed and restarted while the gateway keeps acknowledging actions.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
-import { startGateway, freePort, sleep } from './harness.mjs';
+import { startGateway, freePort, sleep, startRsyslog } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
-const RSYSLOGD = ['/usr/sbin/rsyslogd', '/sbin/rsyslogd'].find(existsSync);
 
 let gw, admin, port, dir, rsyslog;
 
-/** Starts rsyslogd on `port`, writing each raw message as one line of `received.log`. */
-async function startReceiver() {
-  assert.ok(RSYSLOGD, 'rsyslogd is not installed (apt-get install rsyslog: cargo xtask deps does it)');
-  const work = join(dir, 'work');
-  mkdirSync(work, { recursive: true });
-  const conf = join(dir, 'rsyslog.conf');
-  writeFileSync(conf, `global(workDirectory="${work}" maxMessageSize="256k")
-main_queue(queue.type="Direct")
-module(load="imtcp")
-template(name="raw" type="string" string="%rawmsg%\\n")
-ruleset(name="siem" queue.type="Direct") {
-  action(type="omfile" file="${join(dir, 'received.log')}" template="raw" flushOnTXEnd="on" asyncWriting="off")
-}
-input(type="imtcp" address="127.0.0.1" port="${port}" ruleset="siem")
-`);
-  rmSync(join(dir, 'rsyslogd.pid'), { force: true });
-  const child = spawn(RSYSLOGD, ['-n', '-f', conf, '-i', join(dir, 'rsyslogd.pid')], { stdio: 'ignore' });
-  for (let i = 0; i < 150; i++) {
-    const up = await new Promise((r) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
-      s.on('error', () => r(false));
-    });
-    if (up) return child;
-    await sleep(100);
-  }
-  throw new Error('rsyslogd did not listen');
-}
-
-async function stopReceiver(child) {
-  if (!child || child.exitCode !== null) return;
-  const gone = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await gone;
-}
+/** Starts rsyslogd on `port` (see `startRsyslog` in the harness). */
+const startReceiver = () => startRsyslog(dir, port);
+const stopReceiver = (r) => r?.stop();
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pc-siem-'));

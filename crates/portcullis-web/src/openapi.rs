@@ -374,7 +374,7 @@ fn audit_paths(doc: &mut Value) {
     ]);
     doc["paths"]["/audit"] = json!({ "get": list });
     doc["paths"]["/audit/exports"] = json!({
-        "get": op("Each SIEM export's status: connected, last delivered seq and hash, pending records, gaps, last error", soc, None, "200"),
+        "get": op("Each SIEM export's status: connected, last delivered seq and hash, pending records, gaps, last error; a cluster export (`source = \"cluster\"`) also the gateway exporting it now (`exporter`), the last seq delivered of each gateway's chain (`delivered_by_node`) and records sent out of time order (`late`)", soc, None, "200"),
     });
     doc["paths"]["/audit/verify"] = json!({
         "get": op("Check the audit trail's whole hash chain and its seals now; names the first bad record. `ok`: the chain and seals check out; `vouched`: every record is vouched for by a seal made when it was written (false, with a `warning`, when records were sealed as found)", soc, None, "200"),
