@@ -34,6 +34,24 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Lag samples kept for the percentiles.
 const LAG_SAMPLES: usize = 2048;
+/// A file's parts are folded into one once this many of the same size class follow each other
+/// (see [`fold`]): a file written for days stays a few hundred objects, not one per upload.
+const FOLD: usize = 64;
+/// A fold is at most this big (it is read into memory and put in one call); parts that would
+/// make a bigger one stay as they are.
+const FOLD_MAX: u64 = 32 * 1024 * 1024;
+
+/// A part of a file in the store, as this uploader made it (or found it at the start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Part {
+    offset: u64,
+    size: u64,
+    /// 0 for an upload's part, `n + 1` for a fold of parts of level `n`; [`FROZEN`] for parts
+    /// that are folded no more.
+    level: u8,
+}
+
+const FROZEN: u8 = u8::MAX;
 
 /// One recording's upload.
 #[derive(Debug, Default)]
@@ -46,6 +64,8 @@ struct Entry {
     next_since: Option<Instant>,
     /// What the store holds (`None`: not asked yet).
     uploaded: Option<BTreeMap<String, u64>>,
+    /// The parts of each file in the store, in order (known when `uploaded` is).
+    parts: BTreeMap<String, Vec<Part>>,
     /// No writer any more: upload the rest and, once it is closed, finish it in the store.
     closed: bool,
     /// A worker has it.
@@ -91,6 +111,7 @@ struct Uploads {
     state: Mutex<State>,
     wake: Condvar,
     every: Duration,
+    fold: usize,
     spool: LocalDisk,
     remote: Arc<Remote>,
 }
@@ -105,6 +126,37 @@ enum Outcome {
     Parked,
     /// The spool holds it no more (deleted meanwhile).
     Gone,
+}
+
+/// Where one upload round stands: what the store holds, the parts, the bytes sent.
+struct Progress<'a> {
+    uploaded: Option<BTreeMap<String, u64>>,
+    parts: &'a mut BTreeMap<String, Vec<Part>>,
+    sent: u64,
+}
+
+/// The parts of a file the store already holds (a restart), in order: one that lies within the
+/// one before (a fold a crash cut short) is left out, as is everything from a gap on; they
+/// count as uploads' parts.
+fn found_parts(layout: &Layout) -> Vec<Part> {
+    let mut out: Vec<Part> = Vec::new();
+    let mut end = 0u64;
+    for (&offset, &size) in &layout.parts {
+        let part_end = offset.saturating_add(size);
+        if offset > end {
+            break;
+        }
+        if part_end <= end {
+            continue;
+        }
+        out.push(Part {
+            offset,
+            size,
+            level: 0,
+        });
+        end = part_end;
+    }
+    out
 }
 
 /// A [`RecordingStorage`] over a local spool and an object store.
@@ -126,9 +178,24 @@ impl Spooled {
                 }),
                 wake: Condvar::new(),
                 every,
+                fold: FOLD,
                 spool,
                 remote: Arc::new(remote),
             }),
+        }
+    }
+
+    /// Folds a file's parts once `n` (at least 2) of a size class follow each other, instead of
+    /// 64: for tests, which would otherwise need thousands of uploads to see a fold.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn fold_after(self, n: usize) -> Self {
+        match Arc::try_unwrap(self.up) {
+            Ok(mut up) => {
+                up.fold = n.max(2);
+                Self { up: Arc::new(up) }
+            }
+            Err(up) => Self { up },
         }
     }
 
@@ -236,7 +303,7 @@ impl Uploads {
     /// One worker: takes a recording that is due, uploads, reports; until stopped.
     fn work(&self) {
         loop {
-            let (id, target, uploaded, closed) = {
+            let (id, target, uploaded, mut parts, closed) = {
                 let mut st = self.lock();
                 loop {
                     if st.stopping {
@@ -270,7 +337,13 @@ impl Uploads {
                     if let Some(id) = pick {
                         if let Some(e) = st.entries.get_mut(&id) {
                             e.busy = true;
-                            break (id, e.target.clone(), e.uploaded.clone(), e.closed);
+                            break (
+                                id,
+                                e.target.clone(),
+                                e.uploaded.clone(),
+                                std::mem::take(&mut e.parts),
+                                e.closed,
+                            );
                         }
                     }
                     st = self
@@ -280,10 +353,14 @@ impl Uploads {
                         .unwrap_or_else(|p| p.into_inner().0);
                 }
             };
-            let mut progress = uploaded;
-            let mut sent = 0;
-            let result = self.upload(&id, &target, closed, &mut progress, &mut sent);
-            self.report(&id, progress, sent, result);
+            let mut progress = Progress {
+                uploaded,
+                parts: &mut parts,
+                sent: 0,
+            };
+            let result = self.upload(&id, &target, closed, &mut progress);
+            let (uploaded, sent) = (progress.uploaded, progress.sent);
+            self.report(&id, uploaded, parts, sent, result);
         }
     }
 
@@ -291,6 +368,7 @@ impl Uploads {
         &self,
         id: &str,
         progress: Option<BTreeMap<String, u64>>,
+        parts: BTreeMap<String, Vec<Part>>,
         sent: u64,
         result: Result<Outcome, StorageError>,
     ) {
@@ -321,6 +399,7 @@ impl Uploads {
             (result, Some(e)) => {
                 e.busy = false;
                 e.uploaded = progress;
+                e.parts = parts;
                 match result {
                     Ok(Outcome::Finished | Outcome::Gone) => true,
                     Ok(Outcome::Parked) => {
@@ -381,24 +460,27 @@ impl Uploads {
         id: &str,
         target: &BTreeMap<String, u64>,
         closed: bool,
-        progress: &mut Option<BTreeMap<String, u64>>,
-        sent: &mut u64,
+        progress: &mut Progress<'_>,
     ) -> Result<Outcome, StorageError> {
         let spooled = match self.spool.files(id) {
             Ok(files) => files,
             Err(StorageError::NotFound(_)) => return Ok(Outcome::Gone),
             Err(e) => return Err(e),
         };
-        let uploaded = match progress {
+        let uploaded = match &mut progress.uploaded {
             Some(u) => u,
-            None => progress.insert(
-                self.remote
-                    .layout(id)?
-                    .into_iter()
-                    .map(|(f, l)| (f, l.len()))
-                    .collect(),
-            ),
+            None => {
+                let layout = self.remote.layout(id)?;
+                *progress.parts = layout
+                    .iter()
+                    .map(|(f, l)| (f.clone(), found_parts(l)))
+                    .collect();
+                progress
+                    .uploaded
+                    .insert(layout.into_iter().map(|(f, l)| (f, l.len())).collect())
+            }
         };
+        let sent = &mut progress.sent;
         let finishing = closed
             && match portcullis_recording::closed_end(&self.spool, id) {
                 Ok(end) => end.is_some(),
@@ -420,13 +502,22 @@ impl Uploads {
                     "{id}/{file}: the object store holds {have} bytes, the spool {len}"
                 )));
             }
+            let parts = progress.parts.entry(file.clone()).or_default();
             while have < len {
                 let n = (len - have).min(PART_MAX);
                 let bytes = self.spool.read(id, file, have, n)?;
                 self.remote.put_part(id, file, have, bytes)?;
+                parts.push(Part {
+                    offset: have,
+                    size: n,
+                    level: 0,
+                });
                 have += n;
                 *sent += n;
                 uploaded.insert(file.clone(), have);
+            }
+            if !finishing {
+                self.fold(id, file, parts)?;
             }
         }
         if !finishing {
@@ -452,6 +543,48 @@ impl Uploads {
         self.spool.delete(id)?;
         tracing::info!(recording = %id, "recording uploaded to the object store");
         Ok(Outcome::Finished)
+    }
+
+    /// Folds the last parts of `file` into one while the last [`Uploads::fold`] are of one
+    /// level and contiguous: the fold is put under the first one's name (the same bytes from
+    /// that offset on, and more), then the others are deleted. A reader between the two finds
+    /// overlapping parts, which it reads as one file; a crash between leaves them so until the
+    /// recording is finished (its parts are all deleted then). Each byte is uploaded about
+    /// once per level: a few times in all.
+    fn fold(&self, id: &str, file: &str, parts: &mut Vec<Part>) -> Result<(), StorageError> {
+        while parts.len() >= self.fold {
+            let tail = &parts[parts.len() - self.fold..];
+            let level = tail[0].level;
+            let contiguous = tail
+                .windows(2)
+                .all(|w| w[0].offset.saturating_add(w[0].size) == w[1].offset);
+            if level == FROZEN || tail.iter().any(|p| p.level != level) || !contiguous {
+                return Ok(());
+            }
+            let start = tail[0].offset;
+            let size = tail.iter().map(|p| p.size).sum::<u64>();
+            let keep = parts.len() - self.fold;
+            if size > FOLD_MAX || level == FROZEN - 1 {
+                for p in &mut parts[keep..] {
+                    p.level = FROZEN;
+                }
+                return Ok(());
+            }
+            let bytes = self.spool.read(id, file, start, size)?;
+            self.remote.put_part(id, file, start, bytes)?;
+            let folded = Layout {
+                whole: None,
+                parts: tail[1..].iter().map(|p| (p.offset, p.size)).collect(),
+            };
+            self.remote.delete_parts(id, file, &folded)?;
+            parts.truncate(keep);
+            parts.push(Part {
+                offset: start,
+                size,
+                level: level + 1,
+            });
+        }
+        Ok(())
     }
 
     fn status(&self) -> UploadStatus {
@@ -671,5 +804,34 @@ impl RecordingStorage for Spooled {
 
     fn probe(&self) -> Result<(), StorageError> {
         self.up.remote.probe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_found_at_a_start_leave_out_what_an_earlier_one_covers_and_stop_at_a_gap() {
+        let layout = Layout {
+            whole: None,
+            // A fold [0, 300) a crash left with two of the parts it covers; then [300, 350),
+            // one overlapping the end, and one after a gap.
+            parts: [
+                (0, 300),
+                (100, 100),
+                (200, 100),
+                (300, 50),
+                (320, 60),
+                (500, 10),
+            ]
+            .into(),
+        };
+        let found: Vec<(u64, u64)> = found_parts(&layout)
+            .iter()
+            .map(|p| (p.offset, p.size))
+            .collect();
+        assert_eq!(found, [(0, 300), (300, 50), (320, 60)]);
+        assert!(found_parts(&Layout::default()).is_empty());
     }
 }

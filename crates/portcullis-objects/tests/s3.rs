@@ -357,6 +357,60 @@ fn deleting_a_recording_removes_it_everywhere() {
     assert!(a.read("r5", "manifest.jsonl", 0, 1).is_err());
 }
 
+/// A recording written for a long time: each upload adds a part per file, but parts are
+/// folded as they pile up, so a file stays a handful of objects (not one per upload: a day's
+/// recording would pass what one listing may hold), and another gateway reads the same bytes
+/// all along.
+#[test]
+fn a_long_recording_stays_a_few_parts_per_file_and_reads_the_same() {
+    let Some(srv) = server() else { return };
+    let prefix = fresh_prefix("fold");
+    let cfg = config(&srv, &srv.endpoint, &prefix);
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Folds after 3 parts instead of 64, so that 60 uploads show several levels of folds.
+    let a = Spooled::new(
+        LocalDisk::open(a_dir.path()).unwrap(),
+        connect(&cfg).unwrap(),
+        Duration::from_millis(10),
+    )
+    .fold_after(3);
+    a.start().unwrap();
+    let b = node(&cfg, b_dir.path());
+    let key = Arc::new(generate_key());
+    let mut w = start(&a, &key, "r6");
+    let mut most = 0;
+    for i in 0..60 {
+        segments(&mut w, i, i + 1);
+        wait_for("the segment's upload", || settled(&a));
+        let layout = connect(&cfg).unwrap().layout("r6").unwrap();
+        most = most.max(layout.values().map(|l| l.parts.len()).max().unwrap_or(0));
+    }
+    // 60 uploads of each file: at most 2 parts of each of 4 levels (and one being folded).
+    assert!(most <= 9, "{most} parts of one file");
+    let so_far = verify(&b, "r6", &key.verifying_key()).unwrap();
+    assert!(so_far.is_authentic_so_far(), "{:?}", so_far.problem);
+    for (file, len) in a.spool().files("r6").unwrap() {
+        assert_eq!(
+            b.read("r6", &file, 0, len).unwrap(),
+            a.spool().read("r6", &file, 0, len).unwrap(),
+            "{file}"
+        );
+    }
+    w.finish("done", 60_000, 1_700_000_060_000).unwrap();
+    wait_for("the spool to be emptied", || {
+        a.spool().list().unwrap().is_empty()
+    });
+    let v = verify(&b, "r6", &key.verifying_key()).unwrap();
+    assert_eq!(v.status(), Status::Intact, "{:?}", v.problem);
+    let layout = connect(&cfg).unwrap().layout("r6").unwrap();
+    assert!(
+        layout
+            .values()
+            .all(|l| l.whole.is_some() && l.parts.is_empty()),
+        "{layout:?}"
+    );
+}
+
 #[test]
 fn wrong_credentials_are_an_error_not_a_hang() {
     let Some(srv) = server() else { return };
