@@ -27,6 +27,9 @@ pub struct Recordings {
     /// The gateway's signing key (public half), shipped in exports.
     pub public_key: VerifyingKey,
     cache: Arc<Mutex<DetailCache>>,
+    /// Summaries of closed recordings (an end line: they change no more), for lists: in an
+    /// object store each summary is several requests, a list of thousands would be thousands.
+    closed: Arc<Mutex<HashMap<String, Summary>>>,
     /// Sessions other gateways of the cluster hold (so, recordings being written there), as
     /// last read from the cluster.
     elsewhere: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -44,8 +47,40 @@ impl Recordings {
             live,
             public_key,
             cache: Arc::default(),
+            closed: Arc::default(),
             elsewhere: Arc::default(),
         }
+    }
+
+    /// The summaries of every recording `storage` lists, those of closed recordings from the
+    /// cache (kept to what was listed: bounded by the recordings there are); unreadable ones
+    /// are skipped (and logged).
+    pub(crate) fn listed(&self) -> Result<Vec<Summary>, StorageError> {
+        let ids = self.storage.list()?;
+        let mut closed =
+            std::mem::take(&mut *self.closed.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut kept = HashMap::with_capacity(closed.len());
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let s = match closed.remove(&id) {
+                Some(s) => s,
+                None => match self.summary(&id) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(recording = %id, error = %e, "unreadable recording skipped");
+                        continue;
+                    }
+                },
+            };
+            if s.ended_at_ms.is_some() {
+                kept.insert(id, s.clone());
+            }
+            out.push(s);
+        }
+        let mut cache = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        // What another list added meanwhile stays too.
+        cache.extend(kept);
+        Ok(out)
     }
 
     fn summary(&self, id: &str) -> Result<Summary, StorageError> {
@@ -86,5 +121,59 @@ impl Recordings {
         }
         cache.insert(id.to_owned(), (len, Arc::clone(&d)));
         Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use portcullis_recording::{LocalDisk, RecordingWriter, SessionMeta};
+
+    use super::*;
+
+    fn meta(id: &str) -> SessionMeta {
+        SessionMeta {
+            session: id.into(),
+            user: "alice".into(),
+            user_id: "u_alice".into(),
+            target: "db1".into(),
+            client_addr: "127.0.0.1".into(),
+            started_at_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn lists_read_a_closed_recording_once_and_an_open_one_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk: Arc<dyn RecordingStorage> = Arc::new(LocalDisk::open(dir.path()).unwrap());
+        let key = Arc::new(portcullis_recording::generate_key());
+        RecordingWriter::create(disk.as_ref(), Arc::clone(&key), meta("closed1"))
+            .unwrap()
+            .finish("done", 1000, 1_700_000_001_000)
+            .unwrap();
+        let open = RecordingWriter::create(disk.as_ref(), Arc::clone(&key), meta("open1")).unwrap();
+        let recs = Recordings::new(
+            Arc::clone(&disk),
+            LiveRecordings::default(),
+            key.verifying_key(),
+        );
+        let ids = |l: Vec<Summary>| {
+            let mut ids: Vec<String> = l.into_iter().map(|s| s.id).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(recs.listed().unwrap()), ["closed1", "open1"]);
+        // Both manifests made unreadable behind its back: the closed one's summary is the one
+        // read before (it cannot change), the open one is read again (and skipped).
+        for id in ["closed1", "open1"] {
+            std::fs::write(dir.path().join(id).join(MANIFEST), b"").unwrap();
+        }
+        assert_eq!(ids(recs.listed().unwrap()), ["closed1"]);
+        // Gone from the storage: gone from lists, and from the cache.
+        std::fs::remove_dir_all(dir.path().join("closed1")).unwrap();
+        assert!(recs.listed().unwrap().is_empty());
+        assert!(recs.closed.lock().unwrap().is_empty());
+        drop(open);
     }
 }

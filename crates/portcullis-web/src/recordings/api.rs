@@ -117,14 +117,7 @@ pub(crate) async fn list(
     }
     blocking(move || {
         let mut out = Vec::new();
-        for id in rec.storage.list().map_err(storage_error)? {
-            let s = match rec.summary(&id) {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(recording = %id, error = %e, "unreadable recording skipped");
-                    continue;
-                }
-            };
+        for s in rec.listed().map_err(storage_error)? {
             let keep = may_see(&user, &s)
                 && q.user.as_ref().is_none_or(|u| contains_ci(&s.user, u))
                 && q.target.as_ref().is_none_or(|t| contains_ci(&s.target, t))
