@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, openSync, writeSync, closeSync, unlinkSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, openSync, writeSync, closeSync, unlinkSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -388,4 +388,27 @@ test('a full recordings disk ends the recorded session within 2 s, refuses new o
   console.log(`# disk full → typing session ended after ${endedAfter} ms, idle one after ${idleEndedAfter} ms: ${JSON.stringify(message)}; `
     + `idle: ${JSON.stringify(idleMessage)}; refused: ${JSON.stringify(refusal)}; `
     + `${results.size} recordings verified intact`);
+});
+
+test('a second gateway on the same recordings folder refuses to start, naming it; the first goes on', async (t) => {
+  const shared = mkdtempSync(join(tmpdir(), 'pc-shared-rec-'));
+  t.after(() => rmSync(shared, { recursive: true, force: true }));
+  const recording = `[recording]\ndir = "${shared}"\n`;
+  const first = await startGateway({ extraConfig: recording });
+  t.after(() => first.stop());
+  const dir = mkdtempSync(join(tmpdir(), 'pc-second-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, 'portcullis.toml');
+  writeFileSync(config, `data_dir = "${dir}/data"\n[http]\nlisten = "127.0.0.1:0"\n[rdp]\nenabled = false\n${recording}`);
+  const second = spawnSync(bin, ['--config', config, 'serve'], {
+    encoding: 'utf8', timeout: 60000,
+    env: { ...process.env, PORTCULLIS_ADMIN_PASSWORD: 'admin-password-e2e', NO_COLOR: '1' },
+  });
+  assert.notEqual(second.status, 0, `the second gateway started: ${second.stderr}`);
+  assert.match(second.stderr, /another gateway .*uses the recordings folder/);
+  assert.ok(second.stderr.includes(shared), second.stderr);
+  // The first one is untouched and still serves.
+  assert.equal(first.exited, null);
+  const admin = first.api();
+  assert.equal((await admin.login('admin', 'admin-password-e2e')).status, 200);
 });

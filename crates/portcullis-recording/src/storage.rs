@@ -389,6 +389,44 @@ impl RecordingStorage for LocalDisk {
     }
 }
 
+/// The file a gateway holds locked in its recordings folder ([`lock_folder`]).
+pub const FOLDER_LOCK: &str = ".gateway.lock";
+
+/// A recordings folder kept for one gateway: released when dropped (or when the process
+/// ends, by the kernel).
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: File,
+}
+
+/// Keeps every other gateway off the recordings folder `root` (made if missing) while the lock
+/// lives: two gateways on one folder (a data directory copied, a shared volume mounted twice)
+/// would each recover, upload and delete the other's recordings in progress. Refused when
+/// another process holds it; a filesystem without locks is taken as it is (logged).
+pub fn lock_folder(root: &Path) -> Result<FolderLock, StorageError> {
+    std::fs::create_dir_all(root).map_err(io("create", root))?;
+    let path = root.join(FOLDER_LOCK);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io("open", &path))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            return Err(StorageError::Refused(format!(
+                "another gateway (or portcullis command) uses the recordings folder {}: each \
+                 gateway needs its own",
+                root.display()
+            )))
+        }
+        Err(e) => tracing::warn!(path = %path.display(), error = %e,
+            "no lock on this filesystem: nothing keeps a second gateway off this recordings folder"),
+    }
+    Ok(FolderLock { _file: file })
+}
+
 /// Where a recording being deleted goes first (`_` is in no recording's name).
 const DELETING_PREFIX: &str = "_deleting-";
 

@@ -1139,3 +1139,21 @@ fn an_end_spliced_from_another_recording_is_not_recorded_as_a_close() {
     let v = verify(&disk, "victim", &key.verifying_key()).unwrap();
     assert!(!v.is_intact());
 }
+
+/// One gateway per recordings folder: a second one (another process, or here another lock)
+/// is refused, naming the folder, until the first lets go; the lock file is no recording.
+#[test]
+fn a_recordings_folder_is_one_gateways_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("recordings");
+    let first = portcullis_recording::storage::lock_folder(&root).unwrap();
+    let err = portcullis_recording::storage::lock_folder(&root).unwrap_err();
+    assert!(
+        matches!(&err, portcullis_recording::StorageError::Refused(m) if m.contains("recordings")),
+        "{err}"
+    );
+    drop(first);
+    let _again = portcullis_recording::storage::lock_folder(&root).unwrap();
+    let disk = LocalDisk::open(&root).unwrap();
+    assert!(disk.list().unwrap().is_empty());
+}

@@ -169,6 +169,8 @@ pub(crate) struct Recording {
     pub live: LiveRecordings,
     /// The uploads to the object store, when recordings go there.
     pub uploads: Option<portcullis_objects::Spooled>,
+    /// The recordings folder is this gateway's alone while it runs.
+    _folder: portcullis_recording::storage::FolderLock,
 }
 
 /// The gateway's audit trail as start-up recovery sees it: the trail's `recording_closed`
@@ -306,6 +308,8 @@ pub(crate) fn set_up(
         return Ok(None);
     }
     let key = Arc::new(load_signing_key(config, secret)?);
+    let folder = portcullis_recording::storage::lock_folder(&r.dir)
+        .with_context(|| format!("cannot open the recordings folder {}", r.dir.display()))?;
     let disk = LocalDisk::open(&r.dir)
         .with_context(|| format!("cannot open the recordings folder {}", r.dir.display()))?;
     let uploads = match &r.object_store {
@@ -422,6 +426,7 @@ pub(crate) fn set_up(
         storage,
         live,
         uploads,
+        _folder: folder,
     }))
 }
 
