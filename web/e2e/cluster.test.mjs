@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
   startGateway, startPostgres, bin, startDesktop, userWithTarget, launchBrowser, newPage, openTarget, until,
-  startXfreerdp, startRsyslog, freePort,
+  startXfreerdp, startRsyslog, freePort, uiLogin,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -299,4 +299,64 @@ test('one SIEM export carries the whole cluster\'s trail merged by time, and ano
   }, 20000);
   assert.equal(status.gaps, 0, JSON.stringify(status));
   assert.match(survivor.log(), /this gateway exports the cluster's audit trail/);
+});
+
+/** Opens a watch of session `id` from `page` (logged in on its gateway) and keeps it open;
+ * `state()` tells whether it got its first frame and whether (and how) it closed. */
+async function openWatch(page, id) {
+  await page.evaluate((id) => {
+    const ws = new WebSocket(`wss://${location.host}/api/v1/sessions/${id}/watch`);
+    ws.binaryType = 'arraybuffer';
+    const w = { init: false, frames: 0, closed: null };
+    window.__watch = w;
+    ws.onmessage = (m) => {
+      if (typeof m.data !== 'string') w.frames += 1;
+      else if (JSON.parse(m.data).type === 'init') w.init = true;
+    };
+    ws.onclose = (e) => { w.closed = `${e.code}`; };
+  }, id);
+  return { state: () => page.evaluate(() => ({ ...window.__watch })) };
+}
+
+test('locking a security team member ends their watches at once: on the gateway holding the session and relayed from another', async (t) => {
+  const pg = await startPostgres();
+  t.after(() => pg.stop());
+  const desktop = await startDesktop('vnc-cluster-3');
+  t.after(() => desktop.stop());
+  const { a, b } = await twoGateways(t, pg, 'cluster_watch_lock', randomBytes(32).toString('hex'));
+  const admin = await userWithTarget(a, {
+    adminPassword: ADMIN, user: 'uma', password: 'uma-password-123', target: 'desk', desktop, vncPassword: 'vnc-cluster-3',
+  });
+  assert.equal((await admin.post('/users', { name: 'sam', password: 'sam-password-1234', role: 'soc' })).status, 201);
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const user = await newPage(browser);
+  await openTarget(user, a.base, 'uma', 'uma-password-123', 'desk');
+  const session = await until('the session on A', async () => (await admin.get('/sessions')).json?.[0]);
+
+  // Sam watches it from B (relayed to A) and from A itself.
+  const watches = [];
+  for (const gw of [b, a]) {
+    const page = await newPage(browser);
+    await uiLogin(page, gw.base, 'sam', 'sam-password-1234');
+    await until(`sam's login on ${gw.base}`, async () => page.evaluate(async () =>
+      (await fetch('/api/v1/me')).status === 200));
+    const w = await openWatch(page, session.id);
+    await until('the watch to show the session', async () => {
+      const s = await w.state();
+      return s.init && s.frames > 0;
+    }, 30000);
+    watches.push(w);
+  }
+
+  // Locked on A: both watches end within seconds; the watched session goes on.
+  const asked = Date.now();
+  assert.equal((await admin.post('/users/sam/lock', { reason: 'left the team' })).status, 204);
+  for (const w of watches) {
+    await until('the watch to end', async () => (await w.state()).closed !== null, 15000);
+  }
+  console.log(`# watches ended ${Date.now() - asked} ms after the lock`);
+  const still = (await admin.get('/sessions')).json;
+  assert.ok(still.some((s) => s.id === session.id), 'the watched session goes on');
+  assert.match(a.log() + b.log(), /watch(es)? ended: the watcher's account was revoked/);
 });

@@ -477,6 +477,19 @@ pub async fn publish(state: &AppState) {
 /// Ends this gateway's sessions whose user, grant or target the store no longer has (or whose
 /// user is locked now). A store that cannot answer ends nothing (logged).
 fn end_revoked(state: &AppState) {
+    // Watches of accounts locked or deleted meanwhile (the command line, a lost command).
+    for user in state.watches.users() {
+        let why = match state.store.get_user(&user) {
+            Ok(None) => "your account was removed by an administrator",
+            Ok(Some(u)) if u.locked => "your account was locked by the security team",
+            Ok(Some(_)) => continue,
+            Err(e) => {
+                warn!(error = %e, "cannot check open watches against the store");
+                break;
+            }
+        };
+        state.watches.end_user(&user, why);
+    }
     for s in state.broker.list() {
         let user = match state.store.get_user(&s.user) {
             Ok(user) => user,

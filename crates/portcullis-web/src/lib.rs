@@ -27,6 +27,7 @@ mod tls;
 pub mod tokens;
 mod ui;
 mod users;
+pub mod watches;
 mod ws;
 
 use std::net::SocketAddr;
@@ -84,6 +85,8 @@ pub struct AppState {
     pub rdp_public_address: Option<String>,
     /// One-time tickets of `.rdp` files.
     pub rdp_tickets: rdp::tickets::RdpTickets,
+    /// The security team's open watches (ended when the watcher's account is revoked).
+    pub watches: watches::Watches,
     /// The policy in force (who may open what, how, when; what may cross).
     pub policy: policy::PolicyState,
     /// The file the policy comes from (`[policy] file`): then the API refuses to change it.
@@ -132,6 +135,7 @@ impl AppState {
                 Arc::clone(&key),
                 Duration::from_secs(300),
             ),
+            watches: watches::Watches::default(),
             policy: policy::PolicyState::default_policy(),
             policy_file: None,
             policy_writes: Arc::default(),

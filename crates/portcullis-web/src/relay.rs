@@ -234,7 +234,7 @@ const BROWSER_SILENT: Duration = Duration::from_secs(60);
 /// the browser is pinged here (the holder's pings are answered by this gateway's socket, so it
 /// cannot tell a vanished browser): one that stops answering ends the relay, and so the watch
 /// on the holder.
-pub(crate) async fn relay(browser: WebSocket, upstream: Upstream) {
+pub(crate) async fn relay(browser: WebSocket, upstream: Upstream, mut open: crate::watches::Watch) {
     let (mut to_browser, mut from_browser) = browser.split();
     let (mut to_upstream, mut from_upstream) = upstream.split();
     let mut ping = tokio::time::interval(BROWSER_PING);
@@ -242,6 +242,10 @@ pub(crate) async fn relay(browser: WebSocket, upstream: Upstream) {
     let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            why = open.revoked() => {
+                tracing::info!(%why, "relayed watch ended: the watcher's account was revoked");
+                break;
+            }
             m = from_upstream.next() => {
                 let Some(Ok(m)) = m else { break };
                 let closing = matches!(m, WsMessage::Close(_));

@@ -64,8 +64,15 @@ pub(crate) fn close_sessions(state: &AppState, filter: &SessionFilter, message: 
     }
 }
 
-/// [`close_sessions`] on this gateway only (what another gateway's command asks).
+/// [`close_sessions`] on this gateway only (what another gateway's command asks). Closing every
+/// session of a user (the account locked or deleted) ends their watches here too.
 pub(crate) fn close_local_sessions(state: &AppState, filter: &SessionFilter, message: &str) {
+    if let (Some(user), None) = (&filter.user, &filter.target) {
+        let n = state.watches.end_user(user, message);
+        if n > 0 {
+            tracing::info!(%user, watches = n, "watches ended: the watcher's account was revoked");
+        }
+    }
     for s in state.broker.list().into_iter().filter(|s| filter.picks(s)) {
         state.broker.close(
             &s.id,

@@ -259,6 +259,7 @@ pub(crate) async fn watch(
     session: SessionHandle,
     (mut viewer, (width, height)): (Viewer, (u32, u32)),
     watcher: String,
+    mut open: crate::watches::Watch,
 ) {
     let id = session.id();
     let info = session.info();
@@ -269,8 +270,16 @@ pub(crate) async fn watch(
         width,
         height,
     };
-    if let (Some(end), Some(mut s)) = pump(socket, &mut viewer, &id, &init).await {
-        close_with(&mut s, &browser_message(&end)).await;
+    tokio::select! {
+        ended = pump(socket, &mut viewer, &id, &init) => {
+            if let (Some(end), Some(mut s)) = ended {
+                close_with(&mut s, &browser_message(&end)).await;
+            }
+        }
+        why = open.revoked() => {
+            // The browser's socket goes with the pump; its login is ended already.
+            info!(session = %id, %watcher, %why, "watch ended: the watcher's account was revoked");
+        }
     }
     info!(session = %id, %watcher, "watcher left");
 }

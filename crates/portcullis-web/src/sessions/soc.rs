@@ -262,10 +262,11 @@ pub(crate) async fn watch(
         .attach_watcher(&soc.name)
         .await
         .map_err(|e| unavailable(&e))?;
+    let open = state.watches.begin(&soc.name);
     Ok(upgrade
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| ws::watch(socket, session, watcher, soc.name)))
+        .on_upgrade(move |socket| ws::watch(socket, session, watcher, soc.name, open)))
 }
 
 /// A watch of a session another gateway of the cluster holds: on record here (fsynced, naming
@@ -310,10 +311,11 @@ async fn watch_elsewhere(
         ))
     })?;
     info!(by = %soc, session = %id, %node, "watching a session on another gateway");
+    let open = state.watches.begin(soc);
     Ok(upgrade
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| crate::relay::relay(socket, upstream)))
+        .on_upgrade(move |socket| crate::relay::relay(socket, upstream, open)))
 }
 
 /// `GET /cluster/watch/{id}`: another gateway of the cluster relays a watch of a session held
@@ -360,10 +362,12 @@ pub(crate) async fn watch_for_peer(
         .attach_watcher(&name)
         .await
         .map_err(|e| unavailable(&e))?;
+    // Under the watcher's own name: a lock of that account, asked anywhere, ends it here too.
+    let open = state.watches.begin(&ticket.watcher);
     Ok(upgrade
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| ws::watch(socket, session, watcher, name)))
+        .on_upgrade(move |socket| ws::watch(socket, session, watcher, name, open)))
 }
 
 /// `POST /users/{name}/lock`: ends the user's sessions and logins; no new ones until unlocked.
