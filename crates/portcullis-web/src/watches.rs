@@ -9,10 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+/// Each open watch: whose, and how to end it.
+type Entries = HashMap<u64, (String, watch::Sender<Option<String>>)>;
+type Open = Arc<Mutex<Entries>>;
+
 /// The open watches. Cheap to clone; clones share them.
 #[derive(Debug, Clone, Default)]
 pub struct Watches {
-    open: Arc<Mutex<HashMap<u64, (String, watch::Sender<Option<String>>)>>>,
+    open: Open,
     next: Arc<AtomicU64>,
 }
 
@@ -21,14 +25,12 @@ pub struct Watches {
 #[derive(Debug)]
 pub struct Watch {
     id: u64,
-    open: Arc<Mutex<HashMap<u64, (String, watch::Sender<Option<String>>)>>>,
+    open: Open,
     ended: watch::Receiver<Option<String>>,
 }
 
 impl Watches {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<u64, (String, watch::Sender<Option<String>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
