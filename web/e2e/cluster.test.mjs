@@ -5,14 +5,15 @@
 // secret key is not the store's refuses to start.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, execFileSync } from 'node:child_process';
+import tls from 'node:tls';
 import { mkdtempSync, writeFileSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
   startGateway, startPostgres, bin, startDesktop, userWithTarget, launchBrowser, newPage, openTarget, until,
-  startXfreerdp, startRsyslog, freePort, uiLogin,
+  startXfreerdp, startRsyslog, freePort, uiLogin, tryUpgrade,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -359,4 +360,51 @@ test('locking a security team member ends their watches at once: on the gateway 
   const still = (await admin.get('/sessions')).json;
   assert.ok(still.some((s) => s.id === session.id), 'the watched session goes on');
   assert.match(a.log() + b.log(), /watch(es)? ended: the watcher's account was revoked/);
+});
+
+test('a watch relayed to an address that answers with another certificate than the holder published sends no ticket there', async (t) => {
+  const pg = await startPostgres();
+  t.after(() => pg.stop());
+  const desktop = await startDesktop('vnc-cluster-4');
+  t.after(() => desktop.stop());
+  // The impostor: TLS with a certificate of its own, counting what arrives inside.
+  const dir = mkdtempSync(join(tmpdir(), 'pc-relay-impostor-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  const seen = { handshakes: 0, bytes: 0 };
+  const impostor = tls.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (s) => {
+    seen.handshakes += 1;
+    s.on('data', (d) => { seen.bytes += d.length; });
+    s.on('error', () => {});
+  });
+  await new Promise((r) => impostor.listen(0, '127.0.0.1', r));
+  t.after(() => impostor.close());
+  const url = pg.database('cluster_relay_pin');
+  const store = `[store]\nurl = "${url}"\n`;
+  const key = randomBytes(32).toString('hex');
+  // A publishes the impostor's address (a hijacked name, say) with its own certificate's hash.
+  const a = await startGateway({
+    extraConfig: store,
+    env: { PORTCULLIS_SECRET_KEY: key, PORTCULLIS_ADVERTISE_URL: `https://127.0.0.1:${impostor.address().port}` },
+  });
+  t.after(() => a.stop());
+  const b = await startGateway({ extraConfig: store, env: { PORTCULLIS_SECRET_KEY: key } });
+  t.after(() => b.stop());
+  const admin = await userWithTarget(a, {
+    adminPassword: ADMIN, user: 'uma', password: 'uma-password-123', target: 'desk', desktop, vncPassword: 'vnc-cluster-4',
+  });
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await newPage(browser);
+  await openTarget(page, a.base, 'uma', 'uma-password-123', 'desk');
+  const session = await until('the session on A', async () => (await admin.get('/sessions')).json?.[0]);
+  const soc = b.api();
+  assert.equal((await soc.login('admin', ADMIN)).status, 200);
+  await until('B to list the session', async () => (await soc.get('/sessions')).json?.some((s) => s.id === session.id));
+  const status = await tryUpgrade(b.base, `/api/v1/sessions/${session.id}/watch`, { cookie: soc.cookie, 'x-portcullis-csrf': '1' });
+  assert.equal(status, 502, 'the watch is refused, not relayed');
+  assert.ok(seen.handshakes >= 1, 'B did reach the published address');
+  assert.equal(seen.bytes, 0, 'nothing (no ticket) went inside the impostor\'s TLS');
+  assert.match(b.log(), /is not the one it published/);
 });
