@@ -1263,7 +1263,19 @@ impl Cluster for PgStore {
                         &[&r.node, &seq, &ts, &kind, &actor, &target, &session, &line],
                     )
                     .map_err(|e| pg_error("mirror the audit chain", &e))?;
-                let there: Option<String> = row.get(0);
+                let mut there: Option<String> = row.get(0);
+                if there.is_none() {
+                    // Another transaction inserted it meanwhile (two copies of one gateway's
+                    // mirror at its stop): the insert waited for it, but this statement's
+                    // snapshot was taken before it committed. A new statement sees it.
+                    there = tx
+                        .query_opt(
+                            "SELECT line FROM portcullis.audit WHERE node = $1 AND seq = $2",
+                            &[&r.node, &seq],
+                        )
+                        .map_err(|e| pg_error("mirror the audit chain", &e))?
+                        .map(|row| row.get(0));
+                }
                 if there.as_deref() != Some(line.as_str()) {
                     return Err(StoreError::Corrupt {
                         detail: format!(

@@ -1700,3 +1700,46 @@ fn postgres_export_lease_is_held_by_one_gateway_at_a_time() {
         .sum();
     assert_eq!(winners, 1);
 }
+
+/// Two copies of one gateway's mirror (the running one and the one its stop flushes) putting
+/// the same records at once: both succeed, none reports the other's copy as another version.
+#[test]
+fn postgres_the_same_records_mirrored_at_once_are_no_conflict() {
+    use portcullis_store::{Cluster, MirroredRecord};
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let records: Vec<MirroredRecord> = (1..=300)
+        .map(|seq| MirroredRecord {
+            node: "gw-a".into(),
+            seq,
+            ts_ms: 1_700_000_000_000 + seq,
+            kind: "login".into(),
+            actor: "alice".into(),
+            target: None,
+            session: None,
+            line: format!("{{\"seq\":{seq}}}"),
+        })
+        .collect();
+    for round in 0..5 {
+        let chunk: Vec<MirroredRecord> = records[round * 60..(round + 1) * 60].to_vec();
+        let results: Vec<_> = (0..3)
+            .map(|_| {
+                let (url, chunk) = (db.url.clone(), chunk.clone());
+                std::thread::spawn(move || {
+                    PgStore::open(&url, &PgOptions::default())
+                        .unwrap()
+                        .audit_mirror(&chunk)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        for r in results {
+            assert!(r.is_ok(), "round {round}: {r:?}");
+        }
+    }
+    let store = PgStore::open(&db.url, &PgOptions::default()).unwrap();
+    assert_eq!(store.audit_mirrored_up_to("gw-a").unwrap(), 300);
+}
