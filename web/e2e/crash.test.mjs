@@ -141,7 +141,7 @@ function typeUntil(page, tag, stop) {
 /** `portcullis recording verify` on every recording folder under `root`: id → result. */
 function verifyAll(g, root) {
   const out = new Map();
-  for (const id of readdirSync(root)) {
+  for (const id of readdirSync(root).filter((n) => !n.startsWith('.'))) {
     const r = g.cli(['recording', 'verify', join(root, id)]);
     const segments = Number(/(\d+) video segments/.exec(r.stdout)?.[1] ?? -1);
     const state = /state:\s+(\S+)/.exec(r.stdout)?.[1];

@@ -66,7 +66,7 @@ async function exported(api, id) {
 
 const spooled = (gw) => {
   const dir = join(gw.dir, 'data/recordings');
-  return existsSync(dir) ? readdirSync(dir) : [];
+  return existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith('.')) : []; // not the folder's lock
 };
 
 test('a recording made on one gateway is played and exported on another; the object store down for a while loses nothing', async (t) => {
@@ -130,6 +130,10 @@ test('a recording made on one gateway is played and exported on another; the obj
   for (const typed of ['before the outage', 'still during the outage', 'after the outage']) {
     assert.ok(events.includes(typed), `events lack ${typed}: ${events.slice(0, 400)}`);
   }
+  // B's command line lists it too (from the store: it was never in B's folder).
+  const onCli = b.cli(['recording', 'list']);
+  assert.equal(onCli.status, 0, onCli.stderr);
+  assert.match(onCli.stdout, new RegExp(`${session.id}\\s+\\S+\\s+\\S+.*complete`));
   // Its export from B verifies offline against the cluster's key, taken from B.
   const dir = await exported(reviewer, session.id);
   t.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -706,7 +706,13 @@ impl RecordingStorage for Spooled {
 
     fn list(&self) -> Result<Vec<String>, StorageError> {
         let mut ids = self.up.remote.list()?;
-        ids.extend(self.up.spool.list()?);
+        match self.up.spool.list() {
+            Ok(spooled) => ids.extend(spooled),
+            // No local folder yet (a gateway that never recorded): only the store's.
+            Err(StorageError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         ids.sort();
         ids.dedup();
         Ok(ids)

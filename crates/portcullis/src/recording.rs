@@ -838,17 +838,22 @@ pub(crate) fn public_key_cmd(config: &Config, secret: &SecretKey) -> Result<()> 
 /// `portcullis recording list`.
 pub(crate) fn list_cmd(config: &Config) -> Result<()> {
     let dir: PathBuf = config.recording.dir.clone();
-    if !dir.is_dir() {
-        eprintln!("no recordings yet ({} does not exist)", dir.display());
-        return Ok(());
-    }
-    let storage = LocalDisk::at(&dir);
+    // With an object store: what is there and what is still in the local spool (read only: no
+    // upload starts here).
+    let storage: Box<dyn RecordingStorage> = match &config.recording.object_store {
+        Some(o) => Box::new(object_store(o, LocalDisk::at(&dir))?),
+        None if !dir.is_dir() => {
+            eprintln!("no recordings yet ({} does not exist)", dir.display());
+            return Ok(());
+        }
+        None => Box::new(LocalDisk::at(&dir)),
+    };
     let mut all = Vec::new();
     for id in storage
         .list()
         .with_context(|| format!("cannot list {}", dir.display()))?
     {
-        match portcullis_recording::summary(&storage, &id, false) {
+        match portcullis_recording::summary(storage.as_ref(), &id, false) {
             Ok(s) => all.push(s),
             Err(e) => eprintln!("{id}: unreadable ({e})"),
         }
