@@ -408,7 +408,7 @@ test('a second gateway on the same recordings folder refuses to start, naming it
   assert.match(second.stderr, /another gateway .*uses the recordings folder/);
   assert.ok(second.stderr.includes(shared), second.stderr);
   // The first one is untouched and still serves.
-  assert.equal(first.exited, null);
   const admin = first.api();
   assert.equal((await admin.login('admin', 'admin-password-e2e')).status, 200);
+  assert.equal(first.exited, null);
 });

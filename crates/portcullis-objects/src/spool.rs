@@ -516,8 +516,15 @@ impl Uploads {
                 *sent += n;
                 uploaded.insert(file.clone(), have);
             }
-            if !finishing {
-                self.fold(id, file, parts)?;
+        }
+        if !finishing {
+            // After the manifest: a fold only saves objects, it never holds an upload back
+            // (one that fails is tried again next round).
+            for (file, parts) in progress.parts.iter_mut() {
+                if let Err(e) = self.fold(id, file, parts) {
+                    tracing::warn!(recording = %id, %file, error = %e, "cannot fold the recording's parts in the object store now (tried again later)");
+                    break;
+                }
             }
         }
         if !finishing {
@@ -545,15 +552,17 @@ impl Uploads {
         Ok(Outcome::Finished)
     }
 
-    /// Folds the last parts of `file` into one while the last [`Uploads::fold`] are of one
-    /// level and contiguous: the fold is put under the first one's name (the same bytes from
-    /// that offset on, and more), then the others are deleted. A reader between the two finds
-    /// overlapping parts, which it reads as one file; a crash between leaves them so until the
-    /// recording is finished (its parts are all deleted then). Each byte is uploaded about
-    /// once per level: a few times in all.
+    /// Folds the last parts of `file` while the last [`Uploads::fold`] are of one level and
+    /// contiguous: as many of them, from the first, as make at most [`FOLD_MAX`] together
+    /// become one part of the next level. The fold is put under the first one's name (the same
+    /// bytes from that offset on, and more), then the others are deleted. A reader between the
+    /// two finds overlapping parts, which it reads as one file; a crash between leaves them so
+    /// until the recording is finished (its parts are all deleted then). A part too big to
+    /// fold with the next stays as it is for good. Each byte is uploaded about once per level.
     fn fold(&self, id: &str, file: &str, parts: &mut Vec<Part>) -> Result<(), StorageError> {
         while parts.len() >= self.fold {
-            let tail = &parts[parts.len() - self.fold..];
+            let first = parts.len() - self.fold;
+            let tail = &parts[first..];
             let level = tail[0].level;
             let contiguous = tail
                 .windows(2)
@@ -561,28 +570,34 @@ impl Uploads {
             if level == FROZEN || tail.iter().any(|p| p.level != level) || !contiguous {
                 return Ok(());
             }
-            let start = tail[0].offset;
-            let size = tail.iter().map(|p| p.size).sum::<u64>();
-            let keep = parts.len() - self.fold;
-            if size > FOLD_MAX || level == FROZEN - 1 {
-                for p in &mut parts[keep..] {
-                    p.level = FROZEN;
+            let (mut size, mut n) = (0u64, 0usize);
+            for p in tail {
+                if size.saturating_add(p.size) > FOLD_MAX {
+                    break;
                 }
-                return Ok(());
+                size += p.size;
+                n += 1;
             }
+            if n < 2 || level == FROZEN - 1 {
+                parts[first].level = FROZEN;
+                continue;
+            }
+            let start = tail[0].offset;
             let bytes = self.spool.read(id, file, start, size)?;
             self.remote.put_part(id, file, start, bytes)?;
             let folded = Layout {
                 whole: None,
-                parts: tail[1..].iter().map(|p| (p.offset, p.size)).collect(),
+                parts: tail[1..n].iter().map(|p| (p.offset, p.size)).collect(),
             };
             self.remote.delete_parts(id, file, &folded)?;
-            parts.truncate(keep);
-            parts.push(Part {
-                offset: start,
-                size,
-                level: level + 1,
-            });
+            parts.splice(
+                first..first + n,
+                [Part {
+                    offset: start,
+                    size,
+                    level: level + 1,
+                }],
+            );
         }
         Ok(())
     }

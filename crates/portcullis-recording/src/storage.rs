@@ -404,28 +404,46 @@ pub struct FolderLock {
 /// would each recover, upload and delete the other's recordings in progress. Refused when
 /// another process holds it; a filesystem without locks is taken as it is (logged).
 pub fn lock_folder(root: &Path) -> Result<FolderLock, StorageError> {
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(root).map_err(io("create", root))?;
     let path = root.join(FOLDER_LOCK);
+    // Never through a link planted there; readable by the gateway's account only.
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)
         .map_err(io("open", &path))?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {}
-        Err(rustix::io::Errno::WOULDBLOCK) => {
-            return Err(StorageError::Refused(format!(
-                "another gateway (or portcullis command) uses the recordings folder {}: each \
-                 gateway needs its own",
-                root.display()
-            )))
+    // A gateway being replaced on the same volume may still be stopping: wait a little.
+    let mut tries = 0;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::WOULDBLOCK) if tries < LOCK_TRIES => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(StorageError::Refused(format!(
+                    "another gateway (or portcullis command) uses the recordings folder {}: each \
+                     gateway needs its own",
+                    root.display()
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "no lock on this filesystem: nothing keeps a second gateway off this recordings folder");
+                break;
+            }
         }
-        Err(e) => tracing::warn!(path = %path.display(), error = %e,
-            "no lock on this filesystem: nothing keeps a second gateway off this recordings folder"),
     }
     Ok(FolderLock { _file: file })
 }
+
+/// How many times (100 ms apart) [`lock_folder`] tries before it refuses.
+const LOCK_TRIES: u32 = 50;
 
 /// Where a recording being deleted goes first (`_` is in no recording's name).
 const DELETING_PREFIX: &str = "_deleting-";

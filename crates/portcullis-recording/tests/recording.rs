@@ -1153,7 +1153,15 @@ fn a_recordings_folder_is_one_gateways_at_a_time() {
         "{err}"
     );
     drop(first);
-    let _again = portcullis_recording::storage::lock_folder(&root).unwrap();
+    let again = portcullis_recording::storage::lock_folder(&root).unwrap();
     let disk = LocalDisk::open(&root).unwrap();
     assert!(disk.list().unwrap().is_empty());
+    drop(again);
+    // A link planted in its place is not followed (nothing is created or locked through it).
+    let lock = root.join(portcullis_recording::storage::FOLDER_LOCK);
+    std::fs::remove_file(&lock).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, &lock).unwrap();
+    assert!(portcullis_recording::storage::lock_folder(&root).is_err());
+    assert!(!elsewhere.exists());
 }

@@ -19,16 +19,32 @@ use tracing::{error, info, warn};
 
 use crate::config::{SiemConfig, SiemSource};
 use crate::cursor::Chains;
+use crate::cursor::Cursor;
 use crate::forwarder::{machine_hostname, sealed, target, wall_ms, Forwarder, SiemError, Source};
-use crate::pump::{Batch, Pump};
+use crate::pump::{Batch, ChainRead, Pump};
+
+/// How long a chain waits at a stored record that cannot be read (damaged, or altered so that
+/// its hash does not check) before the export goes on past it, reporting the gap: long enough
+/// for an operator to see the alert and repair the row, short enough not to hold a gateway's
+/// records back for good.
+const STALL_MAX: Duration = Duration::from_secs(300);
+
+/// Records read of each chain at least (a read reads the export's batch spread over the chains).
+const MIN_PAGE: usize = 16;
 
 /// What a cluster export needs of the shared store (the gateway implements it over its
 /// PostgreSQL store). Blocking calls: they run on tokio's blocking threads.
 pub trait ClusterTrail: Send + Sync + 'static {
     /// The gateways whose chains the store holds.
     fn nodes(&self) -> Result<Vec<String>, TrailError>;
-    /// `node`'s stored lines after `after_seq`, in the order of its chain, at most `limit`.
-    fn chain(&self, node: &str, after_seq: u64, limit: usize) -> Result<Vec<String>, TrailError>;
+    /// `node`'s stored records after `after_seq`, in the order of its chain, at most `limit`:
+    /// each one's seq (as stored beside it) and line.
+    fn chain(
+        &self,
+        node: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, TrailError>;
     /// Takes export `export`'s lease for `holder` (or renews it) for `lease` by the store's
     /// clock, unless another gateway holds it and it has not run out.
     fn lease(&self, export: &str, holder: &str, lease: Duration) -> Result<Lease, TrailError>;
@@ -68,6 +84,8 @@ pub struct Cluster {
     page: usize,
     held: bool,
     next_check: Option<Instant>,
+    /// A chain held back at an unreadable record: its seq, and since when.
+    stalled: std::collections::BTreeMap<String, (u64, Instant)>,
 }
 
 impl Source for Cluster {
@@ -104,12 +122,52 @@ impl Forwarder<Cluster> {
             page: plan.settings.batch,
             held: false,
             next_check: None,
+            stalled: std::collections::BTreeMap::new(),
         };
+        // A write or a connection that takes longer than a third of the lease would let it run
+        // out meanwhile, and another gateway export at the same time.
+        let mut plan = plan;
+        let third = plan.lease / 3;
+        plan.write_timeout = plan.write_timeout.min(third);
+        plan.connect_timeout = plan.connect_timeout.min(third);
         Ok(Forwarder::assemble(plan, target, source, pump))
     }
 }
 
 impl Cluster {
+    /// Checks each chain's place in a cursor read from the store against the store's copy of
+    /// that chain (the record there, with that hash): one that does not match (a row changed,
+    /// a cursor altered, a gateway's chain replaced) moves back to the chain's start and is
+    /// reported — records come again, none is passed over.
+    async fn check_cursor(&self, from: Chains) -> Result<(Chains, Vec<String>), TrailError> {
+        self.blocking(move |t| {
+            let mut checked = Chains::default();
+            let mut problems = Vec::new();
+            for (node, c) in from.0 {
+                if c.seq == 0 {
+                    continue;
+                }
+                let there = t.chain(&node, c.seq - 1, 1)?;
+                let same = there.first().is_some_and(|(seq, line)| {
+                    *seq == c.seq
+                        && Entry::from_line(line.as_bytes()).is_ok_and(|e| e.hash == c.hash)
+                });
+                if same {
+                    checked.0.insert(node, c);
+                } else {
+                    problems.push(format!(
+                        "gateway {node:?}: the export's cursor (seq {}) is not a record of the \
+                         store's copy of its chain: delivering that chain again from its start",
+                        c.seq
+                    ));
+                    checked.0.insert(node, Cursor::START);
+                }
+            }
+            Ok((checked, problems))
+        })
+        .await
+    }
+
     /// How often the lease is renewed (by its holder) or looked at (by the others).
     fn period(&self) -> Duration {
         (self.lease / 3).max(Duration::from_millis(300))
@@ -148,6 +206,22 @@ impl sealed::Sealed for Cluster {
                         pump.error(message, wall_ms());
                         Chains::default()
                     });
+                    let from = match self.check_cursor(from.clone()).await {
+                        Ok((checked, problems)) => {
+                            for p in problems {
+                                pump.report_gap(p);
+                            }
+                            checked
+                        }
+                        Err(e) => {
+                            // Not checked: not taken (looked at again soon).
+                            pump.error(
+                                format!("checking the cluster export's cursor: {e}"),
+                                wall_ms(),
+                            );
+                            return false;
+                        }
+                    };
                     info!(sink = %sink, after = ?from, "this gateway exports the cluster's audit trail");
                     pump.restart(from);
                     pump.set_exporter(Some(self.node.clone()));
@@ -179,38 +253,93 @@ impl sealed::Sealed for Cluster {
 
     async fn next_batch(&mut self, pump: &mut Pump<Chains>, sink: &str) -> Option<Batch<Chains>> {
         let sent = pump.sent().clone();
-        let page = self.page;
+        let batch = self.page;
         let read = self
             .blocking(move |t| {
-                let mut chains = Vec::new();
-                for node in t.nodes()? {
+                let nodes = t.nodes()?;
+                let page = (batch / nodes.len().max(1)).clamp(MIN_PAGE, batch.max(MIN_PAGE));
+                let mut chains = Vec::with_capacity(nodes.len());
+                for node in nodes {
                     let after = sent.get(&node).seq;
-                    let entries = t
-                        .chain(&node, after, page)?
-                        .iter()
-                        // A damaged copy of a record is left out: the merge then reports the
-                        // gap it leaves (and `audit verify --cluster` names it).
-                        .filter_map(|line| Entry::from_line(line.as_bytes()).ok())
+                    let rows = t.chain(&node, after, page)?;
+                    let full = rows.len() >= page;
+                    let parsed: Vec<(u64, Result<Entry, String>)> = rows
+                        .into_iter()
+                        .map(|(seq, line)| {
+                            let entry = Entry::from_line(line.as_bytes())
+                                .map_err(|e| e.to_string())
+                                .and_then(|e| {
+                                    if e.seq == seq {
+                                        Ok(e)
+                                    } else {
+                                        Err(format!("its line says seq {}", e.seq))
+                                    }
+                                });
+                            (seq, entry)
+                        })
                         .collect();
-                    chains.push((node, entries));
+                    chains.push((node, parsed, full));
                 }
                 Ok(chains)
             })
             .await;
-        match read {
-            Ok(chains) => {
-                let horizon = wall_ms().saturating_sub(
-                    u64::try_from(self.merge_delay.as_millis()).unwrap_or(u64::MAX),
-                );
-                pump.on_chains(chains, page, horizon, Instant::now())
-            }
+        let chains = match read {
+            Ok(chains) => chains,
             Err(e) => {
                 let message = format!("reading the cluster's audit trail: {e}");
                 warn!(sink = %sink, "{message}");
                 pump.on_read_failed(message, Instant::now(), wall_ms());
-                None
+                return None;
             }
+        };
+        let now = Instant::now();
+        let mut reads = Vec::with_capacity(chains.len());
+        for (node, rows, full) in chains {
+            let mut entries = Vec::with_capacity(rows.len());
+            // Held back at an unreadable record, the chain's read ends there: the merge goes on
+            // with the other chains (this one's later records come later, as late ones).
+            let mut more = full;
+            let mut damaged = false;
+            for (seq, entry) in rows {
+                match entry {
+                    Ok(e) => entries.push(e),
+                    Err(why) => {
+                        damaged = true;
+                        let since = match self.stalled.get(&node) {
+                            Some(&(s, since)) if s == seq => since,
+                            _ => {
+                                let message = format!(
+                                    "gateway {node:?}: the stored copy of record {seq} is unreadable \
+                                     ({why}); its chain waits here for up to {} s (repair the row, \
+                                     or it is passed over and reported as a gap)",
+                                    STALL_MAX.as_secs()
+                                );
+                                error!(sink = %sink, "{message}");
+                                pump.error(message, wall_ms());
+                                self.stalled.insert(node.clone(), (seq, now));
+                                now
+                            }
+                        };
+                        if now.saturating_duration_since(since) < STALL_MAX {
+                            more = false;
+                            break;
+                        }
+                        // Passed over: the next record's link shows the gap.
+                    }
+                }
+            }
+            if !damaged {
+                self.stalled.remove(&node);
+            }
+            reads.push(ChainRead {
+                node,
+                entries,
+                more,
+            });
         }
+        let horizon = wall_ms()
+            .saturating_sub(u64::try_from(self.merge_delay.as_millis()).unwrap_or(u64::MAX));
+        pump.on_chains(reads, horizon, self.merge_delay, now)
     }
 
     async fn store(&mut self, at: &Chains) -> Result<(), String> {
@@ -231,9 +360,8 @@ impl sealed::Sealed for Cluster {
     }
 
     async fn release(&mut self) {
-        if !self.held {
-            return;
-        }
+        // Also when not known to hold it: a stop may have come between the store granting the
+        // lease and this gateway hearing of it (releasing another's lease does nothing).
         let (export, node) = (self.export.clone(), self.node.clone());
         if let Err(e) = self.blocking(move |t| t.release(&export, &node)).await {
             warn!(error = %e, "cannot give the cluster export's lease up: another gateway takes over when it runs out");

@@ -28,6 +28,8 @@ use crate::format::Formatter;
 /// Where delivery stands: after one record of one chain ([`Cursor`], a gateway's own trail) or
 /// after one record of each gateway's chain ([`Chains`], the cluster's merged trail).
 pub trait Position: Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static {
+    /// Whether it is a cluster's (several chains merged).
+    const MERGED: bool;
     /// How many records come at or before it (the sum of its seqs), for the status.
     fn records(&self) -> u64;
     /// The last record's hash, when it names one record.
@@ -37,6 +39,7 @@ pub trait Position: Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static 
 }
 
 impl Position for Cursor {
+    const MERGED: bool = false;
     fn records(&self) -> u64 {
         self.seq
     }
@@ -49,6 +52,7 @@ impl Position for Cursor {
 }
 
 impl Position for Chains {
+    const MERGED: bool = true;
     fn records(&self) -> u64 {
         self.0.values().fold(0u64, |n, c| n.saturating_add(c.seq))
     }
@@ -172,6 +176,8 @@ pub struct Status {
     pub connects: u64,
     /// Records written, resends included.
     pub records_written: u64,
+    /// A cluster export (the merged trail of every gateway, exported by one at a time).
+    pub cluster: bool,
     /// A cluster export: the last seq delivered of each gateway's chain.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub delivered_by_node: BTreeMap<String, u64>,
@@ -202,9 +208,13 @@ pub struct Pump<P = Cursor> {
     checked: P,
     /// The time of the latest record sent by a merge (a cluster export's order).
     merged_ts: u64,
+    /// A cluster export: each chain's first record waiting for the horizon (seq) and since when.
+    waiting: BTreeMap<String, (u64, Instant)>,
     /// Whether the cursor was checked against the log (its seq there has its hash).
     cursor_checked: bool,
     connected: bool,
+    /// Another gateway exports (a cluster export's lease): nothing to connect, read or store.
+    standby: bool,
     backoff: Backoff,
     next_connect: Option<Instant>,
     next_read: Option<Instant>,
@@ -225,8 +235,10 @@ impl<P: Position> Pump<P> {
             settling: VecDeque::new(),
             checked: cursor.clone(),
             merged_ts: 0,
+            waiting: BTreeMap::new(),
             cursor_checked: cursor.records() == 0,
             connected: false,
+            standby: false,
             next_connect: None,
             next_read: None,
             next_store: None,
@@ -250,6 +262,7 @@ impl<P: Position> Pump<P> {
     /// Goes on from `position` from now (a cluster export taken over from another gateway:
     /// the store's cursor), dropping whatever this one had sent and not stored.
     pub fn restart(&mut self, position: P) {
+        self.standby = false;
         self.durable = position.clone();
         self.delivered = position.clone();
         self.sent = position.clone();
@@ -257,6 +270,13 @@ impl<P: Position> Pump<P> {
         self.settling.clear();
         self.next_read = None;
         self.next_store = None;
+    }
+
+    /// Reports a break in a chain (logged, counted, shown): forwarding goes on.
+    pub fn report_gap(&mut self, gap: String) {
+        error!(sink = %self.status.sink, "audit chain gap: {gap}");
+        self.status.gaps += 1;
+        self.status.last_gap = Some(gap);
     }
 
     /// Sets what the status says of the exporting gateway (cluster exports).
@@ -277,7 +297,7 @@ impl<P: Position> Pump<P> {
 
     /// Whether to (re)connect now.
     pub fn wants_connect(&self, now: Instant) -> bool {
-        !self.connected && self.next_connect.is_none_or(|t| now >= t)
+        !self.standby && !self.connected && self.next_connect.is_none_or(|t| now >= t)
     }
 
     /// The sink is connected: (re)send everything after the last delivered record.
@@ -292,7 +312,10 @@ impl<P: Position> Pump<P> {
     /// Another gateway exports now (a cluster export's lease): no connection, nothing
     /// settling; what was delivered and not stored is sent again by whoever exports.
     pub fn on_standby(&mut self) {
+        self.standby = true;
         self.connected = false;
+        // Whoever exports stores the cursor: nothing is left to store here.
+        self.delivered = self.durable.clone();
         self.sent = self.delivered.clone();
         self.settling.clear();
     }
@@ -399,6 +422,9 @@ impl<P: Position> Pump<P> {
     /// Until when the loop may sleep (it also wakes on a notification or a lost connection).
     pub fn deadline(&self, now: Instant) -> Instant {
         let mut at = now + self.settings.poll;
+        if self.standby {
+            return at;
+        }
         let mut earlier = |t: Option<Instant>| {
             if let Some(t) = t {
                 at = at.min(t);
@@ -431,6 +457,7 @@ impl<P: Position> Pump<P> {
             sent_seq: self.sent.records(),
             pending: log_last.saturating_sub(self.delivered.records()),
             delivered_by_node: self.delivered.by_node(),
+            cluster: P::MERGED,
             ..self.status.clone()
         }
     }
@@ -564,39 +591,50 @@ impl Pump<Cursor> {
     }
 }
 
+/// What a cluster export read of one gateway's chain: its next records after the export's
+/// position, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainRead {
+    /// The gateway.
+    pub node: String,
+    /// Its records.
+    pub entries: Vec<Entry>,
+    /// The read stopped before the chain's end in the store (a full page, or a record held
+    /// back): the chain may go on there, so the merge must not run past its last record.
+    pub more: bool,
+}
+
 impl Pump<Chains> {
     /// Merges what the store holds of each gateway's chain after this export's
-    /// [`Pump::sent`] position (`chains`: each gateway's next records, oldest first, at most
-    /// `page` of each) into one batch ordered by time (then gateway, then seq), up to
-    /// `horizon_ms`: records later than that wait, in case a gateway whose copy lags has older
-    /// ones still to come (a record that comes anyway after later ones went is counted as
-    /// [`Status::late`], never dropped). Each gateway's records go in the order of its chain,
-    /// none skipped: where a chain's own times are not in order, the merge follows the chain.
-    /// Every link is checked as on a single trail; a record naming another gateway than the
-    /// chain it is in counts as a gap.
+    /// [`Pump::sent`] position into one batch ordered by time (then gateway, then seq), up to
+    /// `horizon_ms`: later records wait, in case a gateway whose copy lags has older ones still
+    /// to come — but none waits longer than `max_wait` after it was first seen here (a gateway
+    /// whose clock runs ahead would hold its chain back for as long). A record that comes
+    /// after later ones went is counted as [`Status::late`], never dropped. Each gateway's
+    /// records go in the order of its chain, none skipped: where a chain's own times are not in
+    /// order, the merge follows the chain. Every link is checked as on a single trail; a record
+    /// naming another gateway than the chain it is in counts as a gap.
     pub fn on_chains(
         &mut self,
-        chains: Vec<(String, Vec<Entry>)>,
-        page: usize,
+        chains: Vec<ChainRead>,
         horizon_ms: u64,
+        max_wait: Duration,
         now: Instant,
     ) -> Option<Batch<Chains>> {
         let seen: u64 = chains
             .iter()
-            .map(|(node, entries)| {
-                entries
-                    .last()
-                    .map_or(self.sent.get(node).seq, |e| e.seq)
-                    .max(self.sent.get(node).seq)
+            .map(|c| {
+                let sent = self.sent.get(&c.node).seq;
+                c.entries.last().map_or(sent, |e| e.seq).max(sent)
             })
             .fold(0, u64::saturating_add);
         self.status.log_last_seq = Some(seen);
+        // Since when each chain's first waiting record has waited here.
+        self.waiting
+            .retain(|node, _| chains.iter().any(|c| &c.node == node));
         let mut heads: Vec<(String, std::iter::Peekable<std::vec::IntoIter<Entry>>, bool)> = chains
             .into_iter()
-            .map(|(node, entries)| {
-                let full = entries.len() >= page;
-                (node, entries.into_iter().peekable(), full)
-            })
+            .map(|c| (c.node, c.entries.into_iter().peekable(), c.more))
             .collect();
         let mut tip = self.sent.clone();
         let mut bytes = Vec::new();
@@ -614,30 +652,40 @@ impl Pump<Chains> {
                     it.peek().map(|e| ((e.ts_ms, node.clone(), e.seq), i))
                 })
                 .min();
-            let Some(((ts, _, _), i)) = next else {
+            let Some(((ts, node, seq), i)) = next else {
                 break;
             };
             if ts > horizon_ms {
-                break;
+                let since = match self.waiting.get(&node) {
+                    Some(&(s, since)) if s == seq => since,
+                    _ => {
+                        self.waiting.insert(node.clone(), (seq, now));
+                        now
+                    }
+                };
+                if now.saturating_duration_since(since) < max_wait {
+                    break;
+                }
             }
-            let (node, it, full) = &mut heads[i];
+            let (node, it, chain_more) = &mut heads[i];
             let Some(entry) = it.next() else { break };
+            self.waiting.remove(node.as_str());
             let at = tip.get(node);
             if entry.seq > self.checked.get(node).seq {
+                // A record from before its gateway joined a cluster names none.
                 let problem = chain_gap(&at, &entry).or_else(|| {
-                    (entry.node() != Some(node.as_str())).then(|| {
-                        format!(
-                            "seq {} of gateway {node:?}'s chain names gateway {:?}",
-                            entry.seq,
-                            entry.node().unwrap_or_default()
-                        )
-                    })
+                    entry
+                        .node()
+                        .filter(|named| *named != node.as_str())
+                        .map(|named| {
+                            format!(
+                                "seq {} of gateway {node:?}'s chain names gateway {named:?}",
+                                entry.seq
+                            )
+                        })
                 });
                 if let Some(gap) = problem {
-                    let gap = format!("gateway {node:?}: {gap}");
-                    error!(sink = %self.status.sink, "audit chain gap: {gap}");
-                    self.status.gaps += 1;
-                    self.status.last_gap = Some(gap);
+                    self.report_gap(format!("gateway {node:?}: {gap}"));
                 }
                 self.checked.0.insert(
                     node.clone(),
@@ -650,7 +698,8 @@ impl Pump<Chains> {
                     self.status.late += 1;
                 }
             }
-            self.merged_ts = self.merged_ts.max(entry.ts_ms);
+            // A time past the horizon (a clock ahead) does not make every record after it late.
+            self.merged_ts = self.merged_ts.max(entry.ts_ms.min(horizon_ms));
             tip.0.insert(
                 node.clone(),
                 Cursor {
@@ -661,9 +710,9 @@ impl Pump<Chains> {
             first_seq.get_or_insert(entry.seq);
             self.formatter.write(&mut bytes, &entry);
             count += 1;
-            // A chain read to the end of its page may go on in the store: merging on without
-            // it would put its next records out of order.
-            if *full && it.peek().is_none() {
+            // A chain read to the end of what was read of it may go on in the store: merging on
+            // without it would put its next records out of order.
+            if *chain_more && it.peek().is_none() {
                 more = true;
                 break;
             }
@@ -1016,6 +1065,20 @@ mod tests {
             .collect()
     }
 
+    const LONG: Duration = Duration::from_secs(3600);
+
+    /// Reads of the chains, each with `page` records at most (a full one: more may follow).
+    fn reads(chains: Vec<(String, Vec<Entry>)>, page: usize) -> Vec<ChainRead> {
+        chains
+            .into_iter()
+            .map(|(node, entries)| ChainRead {
+                more: entries.len() >= page,
+                node,
+                entries,
+            })
+            .collect()
+    }
+
     fn o(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
         pairs.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect()
     }
@@ -1034,7 +1097,7 @@ mod tests {
             ),
         ];
         // Records after 55 wait for gateways whose copies may lag.
-        let batch = p.on_chains(chains, 100, 55, at(0)).unwrap();
+        let batch = p.on_chains(reads(chains, 100), 55, LONG, at(0)).unwrap();
         assert_eq!(
             order(&batch),
             o(&[("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3)])
@@ -1051,7 +1114,9 @@ mod tests {
             ("a".into(), vec![nrec("a", 4, 40)]),
             ("b".into(), vec![nrec("b", 3, 60)]),
         ];
-        let batch = p.on_chains(chains, 100, 1000, at(600)).unwrap();
+        let batch = p
+            .on_chains(reads(chains, 100), 1000, LONG, at(600))
+            .unwrap();
         assert_eq!(order(&batch), o(&[("a", 4), ("b", 3)]));
         let status = p.status();
         assert_eq!((status.late, status.gaps), (1, 0));
@@ -1073,7 +1138,7 @@ mod tests {
             ("a".into(), vec![nrec("a", 1, 50), nrec("a", 2, 10)]),
             ("b".into(), vec![nrec("b", 1, 20)]),
         ];
-        let batch = p.on_chains(chains, 100, 100, at(0)).unwrap();
+        let batch = p.on_chains(reads(chains, 100), 100, LONG, at(0)).unwrap();
         assert_eq!(order(&batch), o(&[("b", 1), ("a", 1), ("a", 2)]));
 
         // A's page is full: the store may hold more of A that come before B's record.
@@ -1082,7 +1147,7 @@ mod tests {
             ("a".into(), vec![nrec("a", 1, 10), nrec("a", 2, 11)]),
             ("b".into(), vec![nrec("b", 1, 20)]),
         ];
-        let batch = p.on_chains(chains, 2, 100, at(0)).unwrap();
+        let batch = p.on_chains(reads(chains, 2), 100, LONG, at(0)).unwrap();
         assert_eq!(order(&batch), o(&[("a", 1), ("a", 2)]));
         assert!(p.wants_read(at(0)), "read on at once");
 
@@ -1092,20 +1157,25 @@ mod tests {
             ("a".into(), vec![nrec("a", 1, 10), nrec("a", 2, 30)]),
             ("b".into(), vec![nrec("b", 1, 20)]),
         ];
-        let batch = p.on_chains(chains, 100, 100, at(0)).unwrap();
+        let batch = p.on_chains(reads(chains, 100), 100, LONG, at(0)).unwrap();
         assert_eq!(order(&batch), o(&[("a", 1), ("b", 1)]));
         assert!(p.wants_read(at(0)));
         p.on_written(&batch, at(0));
         let chains = vec![("a".into(), vec![nrec("a", 2, 30)]), ("b".into(), vec![])];
-        let batch = p.on_chains(chains, 100, 100, at(0)).unwrap();
+        let batch = p.on_chains(reads(chains, 100), 100, LONG, at(0)).unwrap();
         assert_eq!(order(&batch), o(&[("a", 2)]));
         // Nothing new, or only what is past the horizon: no batch.
         assert_eq!(
-            p.on_chains(vec![("a".into(), vec![])], 100, 100, at(0)),
+            p.on_chains(reads(vec![("a".into(), vec![])], 100), 100, LONG, at(0)),
             None
         );
         assert_eq!(
-            p.on_chains(vec![("c".into(), vec![nrec("c", 1, 500)])], 100, 100, at(0)),
+            p.on_chains(
+                reads(vec![("c".into(), vec![nrec("c", 1, 500)])], 100),
+                100,
+                LONG,
+                at(0)
+            ),
             None
         );
     }
@@ -1117,7 +1187,7 @@ mod tests {
             ("a".into(), vec![nrec("a", 1, 10), nrec("a", 3, 30)]),
             ("b".into(), vec![nrec("c", 1, 20)]),
         ];
-        let batch = p.on_chains(chains, 100, 100, at(0)).unwrap();
+        let batch = p.on_chains(reads(chains, 100), 100, LONG, at(0)).unwrap();
         assert_eq!(batch.count, 3, "forwarding goes on");
         let status = p.status();
         assert_eq!(status.gaps, 2);
@@ -1129,7 +1199,7 @@ mod tests {
             ("a".into(), vec![nrec("a", 1, 10), nrec("a", 3, 30)]),
             ("b".into(), vec![nrec("c", 1, 20)]),
         ];
-        p.on_chains(chains, 100, 100, at(20)).unwrap();
+        p.on_chains(reads(chains, 100), 100, LONG, at(20)).unwrap();
         assert_eq!(p.status().gaps, 2);
     }
 
@@ -1157,5 +1227,69 @@ mod tests {
         assert_eq!((p.delivered(), p.sent().clone()), (c.clone(), c.clone()));
         assert_eq!(p.to_store(at(0)), None, "the store has it");
         assert_eq!(c.get("gw-c"), Cursor::START);
+    }
+
+    #[test]
+    fn a_record_past_the_horizon_waits_at_most_the_wait_and_a_standby_pump_sleeps() {
+        let mut p = cluster_pump(100);
+        // Gateway b's clock runs an hour ahead: its record waits for the horizon, but only
+        // for as long as `max_wait` from when it was first seen.
+        let wait = Duration::from_secs(5);
+        let chains = || {
+            reads(
+                vec![
+                    ("a".into(), vec![nrec("a", 1, 1000)]),
+                    ("b".into(), vec![nrec("b", 1, 3_601_000)]),
+                ],
+                100,
+            )
+        };
+        let batch = p.on_chains(chains(), 2000, wait, at(0)).unwrap();
+        assert_eq!(order(&batch), o(&[("a", 1)]));
+        p.on_written(&batch, at(0));
+        let only_b = || {
+            reads(
+                vec![
+                    ("a".into(), vec![]),
+                    ("b".into(), vec![nrec("b", 1, 3_601_000)]),
+                ],
+                100,
+            )
+        };
+        assert_eq!(p.on_chains(only_b(), 4000, wait, at(4000)), None);
+        let batch = p.on_chains(only_b(), 6000, wait, at(5000)).unwrap();
+        assert_eq!(order(&batch), o(&[("b", 1)]));
+        p.on_written(&batch, at(5000));
+        // It does not make the records after it late.
+        let batch = p
+            .on_chains(
+                reads(vec![("a".into(), vec![nrec("a", 2, 7000)])], 100),
+                8000,
+                wait,
+                at(8000),
+            )
+            .unwrap();
+        assert_eq!(order(&batch), o(&[("a", 2)]));
+        assert_eq!((p.status().late, p.status().gaps), (0, 0));
+
+        // A record from before its gateway joined the cluster names no gateway: no gap.
+        let mut p = cluster_pump(100);
+        let mut old = nrec("c", 1, 10);
+        old.record.detail.remove("node");
+        let batch = p.on_chains(reads(vec![("c".into(), vec![old])], 100), 100, wait, at(0));
+        assert!(batch.is_some());
+        assert_eq!(p.status().gaps, 0);
+
+        // Standing by (another gateway exports): nothing to connect, read or store, and the
+        // loop sleeps a poll, not at once.
+        let mut p = cluster_pump(100);
+        p.on_lost("gone".into(), at(0), 0);
+        p.on_standby();
+        assert!(!p.wants_connect(at(10_000)));
+        assert_eq!(p.deadline(at(0)), at(500));
+        assert_eq!(p.to_store(at(0)), None);
+        assert!(p.status().cluster);
+        p.restart(Chains::default());
+        assert!(p.wants_connect(at(10_000)));
     }
 }

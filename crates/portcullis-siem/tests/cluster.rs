@@ -61,16 +61,22 @@ impl ClusterTrail for Shared {
         Ok(self.chains.lock().unwrap().keys().cloned().collect())
     }
 
-    fn chain(&self, node: &str, after_seq: u64, limit: usize) -> Result<Vec<String>, TrailError> {
+    fn chain(
+        &self,
+        node: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, TrailError> {
         self.up()?;
         let chains = self.chains.lock().unwrap();
         Ok(chains
             .get(node)
             .map(|c| {
                 c.iter()
+                    .enumerate()
                     .skip(usize::try_from(after_seq).unwrap())
                     .take(limit)
-                    .cloned()
+                    .map(|(i, line)| (i as u64 + 1, line.clone()))
                     .collect()
             })
             .unwrap_or_default())
@@ -205,7 +211,7 @@ async fn one_gateway_exports_the_merged_trail_and_another_takes_over_without_los
     let mut config = SiemConfig::new(SiemKind::Jsonl);
     config.source = SiemSource::Cluster;
     config.file = Some(file.clone());
-    config.lease_ms = 1000;
+    config.lease_ms = 3000;
     config.merge_delay_ms = 0;
     config.poll_ms = 50;
     // Batches of 7: several batches, the lease renewed meanwhile.
@@ -236,11 +242,68 @@ async fn one_gateway_exports_the_merged_trail_and_another_takes_over_without_los
     for h in [&a.handle, &b.handle] {
         assert_eq!(h.status().exporter.as_deref(), Some(exporter.as_str()));
     }
+    // Idle, the two gateways (one exporting, one standing by) wait, they do not spin.
+    let cpu = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<u64> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        fields[0] + fields[1]
+    };
+    let (before, ticks) = (cpu(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = (cpu() - before) as f64 / 100.0;
+    assert!(
+        used < 0.5 * ticks.elapsed().as_secs_f64(),
+        "idle forwarders used {used:.2} s of CPU in {:?}",
+        ticks.elapsed()
+    );
+
+    // A stored copy that does not check (damaged, or altered): that chain waits there,
+    // loudly; the other goes on; once the row is repaired, the chain goes on from it.
+    append(&b_log, 2, "damaged");
+    append(&a_log, 2, "beside");
+    shared.mirror("gw-a", &a_log);
+    shared.mirror("gw-b", &b_log);
+    let real = {
+        let mut chains = shared.chains.lock().unwrap();
+        let line = &mut chains.get_mut("gw-b").unwrap()[20];
+        let real = line.clone();
+        *line = line.replacen("damaged", "DAMAGED", 1);
+        real
+    };
+    let exporting = if exporter == "gw-a" { &a } else { &b };
+    wait_for("the other chain's records", Duration::from_secs(20), || {
+        has_all(&file, &[("gw-a", 22), ("gw-b", 20)])
+    })
+    .await;
+    wait_for("the damaged row reported", Duration::from_secs(10), || {
+        exporting
+            .handle
+            .status()
+            .last_error
+            .is_some_and(|e| e.contains("record 21 is unreadable"))
+    })
+    .await;
+    assert!(!has_all(&file, &[("gw-b", 21)]), "nothing passed over");
+    shared.chains.lock().unwrap().get_mut("gw-b").unwrap()[20] = real;
+    wait_for("the repaired chain", Duration::from_secs(20), || {
+        has_all(&file, &[("gw-a", 22), ("gw-b", 22)])
+    })
+    .await;
+    assert_eq!(exporting.handle.status().gaps, 0);
+
     let (dying, other) = if exporter == "gw-a" { (a, b) } else { (b, a) };
     wait_for(
         "the exporter's cursor stored",
         Duration::from_secs(10),
-        || dying.handle.status().durable_seq == 40,
+        || dying.handle.status().durable_seq == 44,
     )
     .await;
 
@@ -256,13 +319,13 @@ async fn one_gateway_exports_the_merged_trail_and_another_takes_over_without_los
     wait_for(
         "the records after the death",
         Duration::from_secs(20),
-        || has_all(&file, &[("gw-a", 25), ("gw-b", 25)]),
+        || has_all(&file, &[("gw-a", 27), ("gw-b", 27)]),
     )
     .await;
     assert_ne!(shared.holder().as_deref(), Some(exporter.as_str()));
     let got = received(&file);
-    assert!(got.len() >= 50, "{got:?}");
-    assert!(got[40..].windows(2).all(|w| w[0].2 <= w[1].2), "{got:?}");
+    assert!(got.len() >= 54, "{got:?}");
+    assert!(got[44..].windows(2).all(|w| w[0].2 <= w[1].2), "{got:?}");
 
     // The store stops answering: the exporter cannot renew and stops exporting; once it is
     // back, export goes on.
@@ -277,7 +340,7 @@ async fn one_gateway_exports_the_merged_trail_and_another_takes_over_without_los
     wait_for(
         "the records after the outage",
         Duration::from_secs(20),
-        || has_all(&file, &[("gw-a", 28), ("gw-b", 25)]),
+        || has_all(&file, &[("gw-a", 30), ("gw-b", 27)]),
     )
     .await;
 
@@ -285,6 +348,42 @@ async fn one_gateway_exports_the_merged_trail_and_another_takes_over_without_los
     let _ = other.stop.send(());
     other.task.await.unwrap();
     assert_eq!(shared.holder(), None, "released at the stop");
+
+    // A cursor altered in the store (gateway a's place moved on, with a hash of no record of
+    // its chain): the next exporter finds it is not a record there and delivers that chain
+    // again from its start — duplicates, nothing passed over.
+    {
+        let mut lease = shared.lease.lock().unwrap();
+        let cursor = &mut lease.as_mut().unwrap().2;
+        let mut v: serde_json::Value = serde_json::from_str(cursor).unwrap();
+        v["gw-a"] = serde_json::json!({"seq": 29, "hash": "ab".repeat(32)});
+        *cursor = v.to_string();
+    }
+    let lines_before = received(&file).len();
+    let c = start(&config, &shared, "gw-c");
+    wait_for(
+        "gateway a's chain delivered again",
+        Duration::from_secs(20),
+        || {
+            received(&file)[lines_before..]
+                .iter()
+                .filter(|(n, _, _)| n == "gw-a")
+                .count()
+                >= 30
+        },
+    )
+    .await;
+    let status = c.handle.status();
+    assert!(status.gaps >= 1, "{status:?}");
+    assert!(
+        status
+            .last_gap
+            .as_deref()
+            .is_some_and(|g| g.contains("not a record")),
+        "{status:?}"
+    );
+    let _ = c.stop.send(());
+    c.task.await.unwrap();
 }
 
 #[test]

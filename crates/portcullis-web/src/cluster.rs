@@ -629,10 +629,10 @@ impl portcullis_siem::ClusterTrail for SiemTrail {
         node: &str,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Vec<String>, portcullis_siem::TrailError> {
+    ) -> Result<Vec<(u64, String)>, portcullis_siem::TrailError> {
         self.0
             .audit_chain(node, after_seq, limit)
-            .map(|records| records.into_iter().map(|r| r.line).collect())
+            .map(|records| records.into_iter().map(|r| (r.seq, r.line)).collect())
             .map_err(trail_error)
     }
 

@@ -57,29 +57,41 @@ impl Recordings {
     /// are skipped (and logged).
     pub(crate) fn listed(&self) -> Result<Vec<Summary>, StorageError> {
         let ids = self.storage.list()?;
-        let mut closed =
-            std::mem::take(&mut *self.closed.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut kept = HashMap::with_capacity(closed.len());
+        let cached = |id: &str| {
+            self.closed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(id)
+                .cloned()
+        };
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let s = match closed.remove(&id) {
+        for id in &ids {
+            let s = match cached(id) {
                 Some(s) => s,
-                None => match self.summary(&id) {
-                    Ok(s) => s,
+                None => match self.summary(id) {
+                    Ok(s) => {
+                        if s.ended_at_ms.is_some() {
+                            self.closed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(id.clone(), s.clone());
+                        }
+                        s
+                    }
                     Err(e) => {
                         tracing::warn!(recording = %id, error = %e, "unreadable recording skipped");
                         continue;
                     }
                 },
             };
-            if s.ended_at_ms.is_some() {
-                kept.insert(id, s.clone());
-            }
             out.push(s);
         }
-        let mut cache = self.closed.lock().unwrap_or_else(|p| p.into_inner());
-        // What another list added meanwhile stays too.
-        cache.extend(kept);
+        // Only what is there: the cache stays as big as the recordings are many.
+        let listed: std::collections::HashSet<&String> = ids.iter().collect();
+        self.closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| listed.contains(id));
         Ok(out)
     }
 

@@ -680,9 +680,19 @@ impl Config {
 
 fn siem(sections: Vec<portcullis_siem::SiemConfig>) -> Result<Vec<portcullis_siem::SiemConfig>> {
     let host = portcullis_siem::machine_hostname();
+    let mut names = std::collections::HashMap::new();
     for (i, s) in sections.iter().enumerate() {
-        s.plan(&host)
+        let plan = s
+            .plan(&host)
             .map_err(|e| anyhow::anyhow!("siem[{i}]: {e}"))?;
+        // One cursor (file, or lease in the store) per name: two sections sharing one would
+        // move each other's and skip records.
+        if let Some(j) = names.insert(plan.name.clone(), i) {
+            bail!(
+                "siem[{i}] and siem[{j}] are both named {:?}: give each its own `name` (or destination)",
+                plan.name
+            );
+        }
     }
     Ok(sections)
 }
@@ -1016,6 +1026,9 @@ release_encoder_after_secs = 90000
         )
         .unwrap();
         assert_eq!(ok.siem.len(), 1);
+        let twice = "[[siem]]\nkind = \"jsonl\"\nfile = \"/var/log/a.jsonl\"\n\n[[siem]]\nkind = \"syslog\"\naddress = \"siem:514\"\nname = \"jsonl-_var_log_a.jsonl\"\n";
+        let e = Config::parse(twice, None).unwrap_err().to_string();
+        assert!(e.contains("siem[1] and siem[0]"), "{e}");
         assert_eq!(Config::parse("", None).unwrap().policy_file, None);
         let c = Config::parse("[policy]\nfile = \"/etc/portcullis/policy.toml\"", None).unwrap();
         assert_eq!(
