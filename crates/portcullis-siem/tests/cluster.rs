@@ -6,6 +6,9 @@
 //! `web/e2e/cluster.test.mjs`); the records are real audit lines of two real trails.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::wait_for;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -166,17 +169,6 @@ fn received(file: &Path) -> Vec<(String, u64, u64)> {
             )
         })
         .collect()
-}
-
-async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Whether the file holds records 1..=n of each of `nodes`.

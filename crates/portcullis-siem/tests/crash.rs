@@ -6,6 +6,9 @@
 //! page cache) and then "cuts the power": every segment goes back to its fsynced length.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::wait_for;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,17 +25,6 @@ fn record(label: &str, i: u64) -> Record {
 fn append(log: &AuditLog, label: &str, seqs: std::ops::RangeInclusive<u64>) {
     for i in seqs {
         assert_eq!(log.append(record(label, i)).unwrap().seq, i);
-    }
-}
-
-async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -7,6 +7,9 @@
 //! clear message if that does not work: nothing is skipped.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::wait_for;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -349,17 +352,6 @@ fn append(log: &AuditLog, first: u64, count: u64, per_tick: u64, tick: Duration)
         }
         i = end;
         std::thread::sleep(tick);
-    }
-}
-
-async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -140,31 +140,30 @@ impl Recordings {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use portcullis_recording::{LocalDisk, RecordingWriter, SessionMeta};
+    use portcullis_recording::oracles::test_meta;
+    use portcullis_recording::{LocalDisk, RecordingWriter};
 
     use super::*;
-
-    fn meta(id: &str) -> SessionMeta {
-        SessionMeta {
-            session: id.into(),
-            user: "alice".into(),
-            user_id: "u_alice".into(),
-            target: "db1".into(),
-            client_addr: "127.0.0.1".into(),
-            started_at_ms: 1_700_000_000_000,
-        }
-    }
 
     #[test]
     fn lists_read_a_closed_recording_once_and_an_open_one_each_time() {
         let dir = tempfile::tempdir().unwrap();
         let disk: Arc<dyn RecordingStorage> = Arc::new(LocalDisk::open(dir.path()).unwrap());
         let key = Arc::new(portcullis_recording::generate_key());
-        RecordingWriter::create(disk.as_ref(), Arc::clone(&key), meta("closed1"))
-            .unwrap()
-            .finish("done", 1000, 1_700_000_001_000)
-            .unwrap();
-        let open = RecordingWriter::create(disk.as_ref(), Arc::clone(&key), meta("open1")).unwrap();
+        RecordingWriter::create(
+            disk.as_ref(),
+            Arc::clone(&key),
+            test_meta("closed1", 1_700_000_000_000),
+        )
+        .unwrap()
+        .finish("done", 1000, 1_700_000_001_000)
+        .unwrap();
+        let open = RecordingWriter::create(
+            disk.as_ref(),
+            Arc::clone(&key),
+            test_meta("open1", 1_700_000_000_000),
+        )
+        .unwrap();
         let recs = Recordings::new(
             Arc::clone(&disk),
             LiveRecordings::default(),
