@@ -583,13 +583,15 @@ impl Uploads {
                 continue;
             }
             let start = tail[0].offset;
-            let bytes = self.spool.read(id, file, start, size)?;
-            self.remote.put_part(id, file, start, bytes)?;
             let folded = Layout {
                 whole: None,
                 parts: tail[1..n].iter().map(|p| (p.offset, p.size)).collect(),
             };
-            self.remote.delete_parts(id, file, &folded)?;
+            let bytes = self.spool.read(id, file, start, size)?;
+            self.remote.put_part(id, file, start, bytes)?;
+            // Folded from here on, whether or not the parts it covers go now: left over, they
+            // overlap it (readers take that) until the recording is finished and they go with
+            // it. Never put again.
             parts.splice(
                 first..first + n,
                 [Part {
@@ -598,6 +600,7 @@ impl Uploads {
                     level: level + 1,
                 }],
             );
+            self.remote.delete_parts(id, file, &folded)?;
         }
         Ok(())
     }

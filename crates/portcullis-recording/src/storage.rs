@@ -416,6 +416,11 @@ pub fn lock_folder(root: &Path) -> Result<FolderLock, StorageError> {
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)
         .map_err(io("open", &path))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io("chmod", &path))?;
+    }
     // A gateway being replaced on the same volume may still be stopping: wait a little.
     let mut tries = 0;
     loop {

@@ -84,8 +84,14 @@ pub struct Cluster {
     page: usize,
     held: bool,
     next_check: Option<Instant>,
-    /// A chain held back at an unreadable record: its seq, and since when.
-    stalled: std::collections::BTreeMap<String, (u64, Instant)>,
+    /// Chains held back at an unreadable record: since when. Once that ran out the chain
+    /// passes over every unreadable record it reads, until a read of it finds none.
+    stalled: std::collections::BTreeMap<String, Instant>,
+    /// When the lease was last granted or renewed.
+    renewed: Option<Instant>,
+    /// Calls to the store one after the other, also one a stop abandoned: the lease is given
+    /// up only after a grant still under way.
+    serial: Arc<std::sync::Mutex<()>>,
 }
 
 impl Source for Cluster {
@@ -123,6 +129,8 @@ impl Forwarder<Cluster> {
             held: false,
             next_check: None,
             stalled: std::collections::BTreeMap::new(),
+            renewed: None,
+            serial: Arc::default(),
         };
         // A write or a connection that takes longer than a third of the lease would let it run
         // out meanwhile, and another gateway export at the same time.
@@ -177,10 +185,13 @@ impl Cluster {
         &self,
         f: impl FnOnce(&dyn ClusterTrail) -> Result<T, TrailError> + Send + 'static,
     ) -> Result<T, TrailError> {
-        let trail = Arc::clone(&self.trail);
-        tokio::task::spawn_blocking(move || f(trail.as_ref()))
-            .await
-            .unwrap_or_else(|e| Err(TrailError(e.to_string())))
+        let (trail, serial) = (Arc::clone(&self.trail), Arc::clone(&self.serial));
+        tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = serial.lock().unwrap_or_else(|p| p.into_inner());
+            f(trail.as_ref())
+        })
+        .await
+        .unwrap_or_else(|e| Err(TrailError(e.to_string())))
     }
 }
 
@@ -196,6 +207,7 @@ impl sealed::Sealed for Cluster {
         let (export, node, lease) = (self.export.clone(), self.node.clone(), self.lease);
         match self.blocking(move |t| t.lease(&export, &node, lease)).await {
             Ok(Lease::Held { cursor }) => {
+                self.renewed = Some(now);
                 if !self.held {
                     let from = Chains::decode(&cursor).unwrap_or_else(|e| {
                         let message = format!(
@@ -214,21 +226,24 @@ impl sealed::Sealed for Cluster {
                             checked
                         }
                         Err(e) => {
-                            // Not checked: not taken (looked at again soon).
+                            // Not checked: not taken, and given back (another may do better).
                             pump.error(
                                 format!("checking the cluster export's cursor: {e}"),
                                 wall_ms(),
                             );
+                            self.give_up().await;
                             return false;
                         }
                     };
                     info!(sink = %sink, after = ?from, "this gateway exports the cluster's audit trail");
+                    self.stalled.clear();
                     pump.restart(from);
                     pump.set_exporter(Some(self.node.clone()));
                     self.held = true;
                 }
             }
             Ok(Lease::Other { holder }) => {
+                self.renewed = None;
                 if self.held {
                     warn!(sink = %sink, exporter = %holder, "another gateway exports the cluster's audit trail now");
                 }
@@ -236,6 +251,7 @@ impl sealed::Sealed for Cluster {
                 pump.set_exporter(Some(holder));
             }
             Err(e) => {
+                self.renewed = None;
                 if self.held {
                     warn!(sink = %sink, error = %e, "cannot renew the cluster export's lease: this gateway stops exporting");
                 }
@@ -249,6 +265,12 @@ impl sealed::Sealed for Cluster {
 
     fn next_check(&self) -> Option<Instant> {
         self.next_check
+    }
+
+    fn fresh(&self) -> bool {
+        // A write or a connect (each at most a third of the lease) started within a third of
+        // it from the last renewal ends before the lease could run out.
+        self.held && self.renewed.is_some_and(|t| t.elapsed() < self.period())
     }
 
     async fn next_batch(&mut self, pump: &mut Pump<Chains>, sink: &str) -> Option<Batch<Chains>> {
@@ -296,37 +318,36 @@ impl sealed::Sealed for Cluster {
         let mut reads = Vec::with_capacity(chains.len());
         for (node, rows, full) in chains {
             let mut entries = Vec::with_capacity(rows.len());
-            // Held back at an unreadable record, the chain's read ends there: the merge goes on
-            // with the other chains (this one's later records come later, as late ones).
             let mut more = full;
             let mut damaged = false;
             for (seq, entry) in rows {
-                match entry {
-                    Ok(e) => entries.push(e),
-                    Err(why) => {
-                        damaged = true;
-                        let since = match self.stalled.get(&node) {
-                            Some(&(s, since)) if s == seq => since,
-                            _ => {
-                                let message = format!(
-                                    "gateway {node:?}: the stored copy of record {seq} is unreadable \
-                                     ({why}); its chain waits here for up to {} s (repair the row, \
-                                     or it is passed over and reported as a gap)",
-                                    STALL_MAX.as_secs()
-                                );
-                                error!(sink = %sink, "{message}");
-                                pump.error(message, wall_ms());
-                                self.stalled.insert(node.clone(), (seq, now));
-                                now
-                            }
-                        };
-                        if now.saturating_duration_since(since) < STALL_MAX {
-                            more = false;
-                            break;
-                        }
-                        // Passed over: the next record's link shows the gap.
+                let why = match entry {
+                    Ok(e) => {
+                        entries.push(e);
+                        continue;
                     }
+                    Err(why) => why,
+                };
+                damaged = true;
+                let since = *self.stalled.entry(node.clone()).or_insert_with(|| {
+                    let message = format!(
+                        "gateway {node:?}: the stored copy of record {seq} is unreadable ({why}); \
+                         its chain waits here for up to {} s (repair the row, or it is passed \
+                         over and reported as a gap)",
+                        STALL_MAX.as_secs()
+                    );
+                    error!(sink = %sink, "{message}");
+                    pump.error(message, wall_ms());
+                    now
+                });
+                if now.saturating_duration_since(since) < STALL_MAX {
+                    // Held back here: the merge goes on with the other chains (this one's
+                    // later records come later, as late ones).
+                    more = false;
+                    break;
                 }
+                // Passed over, as is every unreadable record until a read of this chain finds
+                // none: the next record's link shows the gap.
             }
             if !damaged {
                 self.stalled.remove(&node);
@@ -361,11 +382,20 @@ impl sealed::Sealed for Cluster {
 
     async fn release(&mut self) {
         // Also when not known to hold it: a stop may have come between the store granting the
-        // lease and this gateway hearing of it (releasing another's lease does nothing).
+        // lease and this gateway hearing of it (releasing another's lease does nothing; the
+        // calls go one after the other, so a grant still under way is released too).
+        self.give_up().await;
+    }
+}
+
+impl Cluster {
+    /// Gives the lease up now, if this gateway has it.
+    async fn give_up(&mut self) {
         let (export, node) = (self.export.clone(), self.node.clone());
         if let Err(e) = self.blocking(move |t| t.release(&export, &node)).await {
             warn!(error = %e, "cannot give the cluster export's lease up: another gateway takes over when it runs out");
         }
         self.held = false;
+        self.renewed = None;
     }
 }

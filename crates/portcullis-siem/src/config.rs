@@ -81,7 +81,9 @@ pub struct SiemConfig {
     #[serde(default)]
     pub source: SiemSource,
     /// A cluster export: how long the exporting gateway's lease lasts without renewal (ms): a
-    /// gateway that dies is taken over after at most this long.
+    /// gateway that dies is taken over after at most this long. Connects and writes are cut
+    /// off after a third of it (whatever `connect_timeout_ms` and `write_timeout_ms` say), so
+    /// the lease cannot run out under one.
     #[serde(default = "defaults::lease_ms")]
     pub lease_ms: u64,
     /// A cluster export: how long records wait for older ones of other gateways (ms), whose
@@ -250,8 +252,8 @@ impl SiemConfig {
         if self.connect_timeout_ms == 0 || self.write_timeout_ms == 0 {
             return bad("timeouts must be > 0".into());
         }
-        if !(1_000..=600_000).contains(&self.lease_ms) {
-            return bad("`lease_ms` must be 1000 to 600000".into());
+        if !(3_000..=600_000).contains(&self.lease_ms) {
+            return bad("`lease_ms` must be 3000 to 600000".into());
         }
         if self.merge_delay_ms > 3_600_000 {
             return bad("`merge_delay_ms` must be at most 3600000".into());

@@ -247,6 +247,9 @@ pub(crate) mod sealed {
         ) -> impl Future<Output = bool> + Send;
         /// When [`Sealed::hold`] wants to look again.
         fn next_check(&self) -> Option<Instant>;
+        /// Whether a connect or a write may start now (a cluster export's lease renewed
+        /// recently enough that it cannot run out meanwhile).
+        fn fresh(&self) -> bool;
         /// The next batch after the pump's sent position, if there is one.
         fn next_batch(
             &mut self,
@@ -383,6 +386,10 @@ impl sealed::Sealed for Local {
 
     fn next_check(&self) -> Option<Instant> {
         None
+    }
+
+    fn fresh(&self) -> bool {
+        true
     }
 
     /// One read of the log.
@@ -541,7 +548,7 @@ impl<S: Source + sealed::Sealed<Pos = <S as Source>::Position>> Forwarder<S> {
                 self.pump.on_standby();
             }
             let now = Instant::now();
-            if held && conn.is_none() && self.pump.wants_connect(now) {
+            if held && conn.is_none() && self.pump.wants_connect(now) && self.source.fresh() {
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break,
@@ -637,6 +644,11 @@ impl<S: Source + sealed::Sealed<Pos = <S as Source>::Position>> Forwarder<S> {
         let Some(batch) = source.next_batch(pump, &plan.sink).await else {
             return true;
         };
+        if !source.fresh() {
+            // The lease is due for renewal (the read took long): renewed first, written then.
+            pump.on_wake();
+            return true;
+        }
         let lost = |pump: &mut Pump<S::Position>, message: String| {
             warn!(sink = %plan.sink, resend_after = ?pump.delivered(), "SIEM connection lost: {message}");
             pump.on_lost(message, Instant::now(), wall_ms());

@@ -208,8 +208,9 @@ pub struct Pump<P = Cursor> {
     checked: P,
     /// The time of the latest record sent by a merge (a cluster export's order).
     merged_ts: u64,
-    /// A cluster export: each chain's first record waiting for the horizon (seq) and since when.
-    waiting: BTreeMap<String, (u64, Instant)>,
+    /// A cluster export: for each chain whose next record waits for the horizon, since when
+    /// it waits and the last seq of that chain read by then: those all go once the wait ran out.
+    waiting: BTreeMap<String, (Instant, u64)>,
     /// Whether the cursor was checked against the log (its seq there has its hash).
     cursor_checked: bool,
     connected: bool,
@@ -263,6 +264,7 @@ impl<P: Position> Pump<P> {
     /// the store's cursor), dropping whatever this one had sent and not stored.
     pub fn restart(&mut self, position: P) {
         self.standby = false;
+        self.waiting.clear();
         self.durable = position.clone();
         self.delivered = position.clone();
         self.sent = position.clone();
@@ -629,9 +631,12 @@ impl Pump<Chains> {
             })
             .fold(0, u64::saturating_add);
         self.status.log_last_seq = Some(seen);
-        // Since when each chain's first waiting record has waited here.
         self.waiting
             .retain(|node, _| chains.iter().any(|c| &c.node == node));
+        let last_read: BTreeMap<String, u64> = chains
+            .iter()
+            .filter_map(|c| c.entries.last().map(|e| (c.node.clone(), e.seq)))
+            .collect();
         let mut heads: Vec<(String, std::iter::Peekable<std::vec::IntoIter<Entry>>, bool)> = chains
             .into_iter()
             .map(|c| (c.node, c.entries.into_iter().peekable(), c.more))
@@ -656,10 +661,13 @@ impl Pump<Chains> {
                 break;
             };
             if ts > horizon_ms {
+                // Every record of the chain read when its wait began goes once it ran out (a
+                // gateway whose clock runs ahead is delayed, not slowed to a record per wait).
                 let since = match self.waiting.get(&node) {
-                    Some(&(s, since)) if s == seq => since,
+                    Some(&(since, upto)) if seq <= upto => since,
                     _ => {
-                        self.waiting.insert(node.clone(), (seq, now));
+                        let upto = last_read.get(&node).copied().unwrap_or(seq);
+                        self.waiting.insert(node.clone(), (now, upto));
                         now
                     }
                 };
@@ -669,7 +677,6 @@ impl Pump<Chains> {
             }
             let (node, it, chain_more) = &mut heads[i];
             let Some(entry) = it.next() else { break };
-            self.waiting.remove(node.as_str());
             let at = tip.get(node);
             if entry.seq > self.checked.get(node).seq {
                 // A record from before its gateway joined a cluster names none.
@@ -1271,6 +1278,33 @@ mod tests {
             .unwrap();
         assert_eq!(order(&batch), o(&[("a", 2)]));
         assert_eq!((p.status().late, p.status().gaps), (0, 0));
+
+        // A busy gateway whose clock runs ahead: all it had when the wait began go at its end,
+        // not one record per wait; those read later wait their own.
+        let mut p = cluster_pump(100);
+        let ahead = |to: u64| {
+            reads(
+                vec![(
+                    "b".into(),
+                    (1..=to).map(|s| nrec("b", s, 3_600_000 + s)).collect(),
+                )],
+                100,
+            )
+        };
+        assert_eq!(p.on_chains(ahead(10), 1000, wait, at(0)), None);
+        assert_eq!(p.on_chains(ahead(11), 1000, wait, at(4000)), None);
+        let batch = p.on_chains(ahead(12), 1000, wait, at(5000)).unwrap();
+        assert_eq!(batch.count, 10);
+        p.on_written(&batch, at(5000));
+        let rest = reads(
+            vec![(
+                "b".into(),
+                (11..=12).map(|s| nrec("b", s, 3_600_000 + s)).collect(),
+            )],
+            100,
+        );
+        assert_eq!(p.on_chains(rest.clone(), 1000, wait, at(9000)), None);
+        assert_eq!(p.on_chains(rest, 1000, wait, at(10_000)).unwrap().count, 2);
 
         // A record from before its gateway joined the cluster names no gateway: no gap.
         let mut p = cluster_pump(100);

@@ -258,11 +258,12 @@ pub(crate) async fn watch(
         Ok(session) => session,
         Err(not_here) => return watch_elsewhere(&state, &soc.name, &id, upgrade, not_here).await,
     };
+    // Listed before it begins, then checked: a lock coming meanwhile ends it either way.
+    let open = watch_begins(&state, &soc.name).await?;
     let watcher = session
         .attach_watcher(&soc.name)
         .await
         .map_err(|e| unavailable(&e))?;
-    let open = state.watches.begin(&soc.name);
     Ok(upgrade
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
@@ -311,7 +312,7 @@ async fn watch_elsewhere(
         ))
     })?;
     info!(by = %soc, session = %id, %node, "watching a session on another gateway");
-    let open = state.watches.begin(soc);
+    let open = watch_begins(state, soc).await?;
     Ok(upgrade
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
@@ -358,16 +359,33 @@ pub(crate) async fn watch_for_peer(
     .ok_or(WebError::Unauthorized)?;
     let session = live(&state, &id)?;
     let name = format!("{} via {}", ticket.watcher, ticket.from);
+    // Under the watcher's own name: a lock of that account, asked anywhere, ends it here too.
+    let open = watch_begins(&state, &ticket.watcher).await?;
     let watcher = session
         .attach_watcher(&name)
         .await
         .map_err(|e| unavailable(&e))?;
-    // Under the watcher's own name: a lock of that account, asked anywhere, ends it here too.
-    let open = state.watches.begin(&ticket.watcher);
     Ok(upgrade
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| ws::watch(socket, session, watcher, name, open)))
+}
+
+/// Lists a watch by `user` as beginning, then checks the account in the store: a lock or a
+/// deletion that came after the login was checked (and before the watch was listed, when
+/// ending the user's watches could not see it) refuses it.
+async fn watch_begins(state: &AppState, user: &str) -> Result<crate::watches::Watch, WebError> {
+    let open = state.watches.begin(user);
+    let (store, name) = (Arc::clone(&state.store), user.to_owned());
+    let account = tokio::task::spawn_blocking(move || store.get_user(&name))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))??;
+    match account {
+        Some(u) if !u.locked => Ok(open),
+        _ => Err(WebError::Forbidden(
+            "this account is locked or removed".into(),
+        )),
+    }
 }
 
 /// `POST /users/{name}/lock`: ends the user's sessions and logins; no new ones until unlocked.
