@@ -4,12 +4,11 @@
 // the admin's reset, and API tokens with scopes against the real routes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  startDesktop, startGateway, launchBrowser, uiLogin, request, apiClient, startXfreerdp, newPage, sleep,
+  startDesktop, startGateway, launchBrowser, uiLogin, request, apiClient, startXfreerdp, newPage, sleep, totpAt,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -43,28 +42,9 @@ after(async () => {
   desktop?.stop();
 });
 
-// --- TOTP (RFC 6238, SHA-1, 6 digits, 30 s), independently of the gateway's code. ---
+// --- TOTP codes: `totpAt` in the harness, independently of the gateway's code. ---
 
-function base32Decode(text) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = 0, value = 0;
-  const out = [];
-  for (const c of text.replace(/=+$/, '').toUpperCase()) {
-    value = (value << 5) | alphabet.indexOf(c);
-    bits += 5;
-    if (bits >= 8) { bits -= 8; out.push((value >>> bits) & 0xff); }
-  }
-  return Buffer.from(out);
-}
-
-function codeAt(secret, step) {
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(step));
-  const mac = createHmac('sha1', base32Decode(secret)).update(counter).digest();
-  const offset = mac[19] & 0x0f;
-  const bin = ((mac[offset] & 0x7f) << 24) | (mac[offset + 1] << 16) | (mac[offset + 2] << 8) | mac[offset + 3];
-  return String(bin % 1_000_000).padStart(6, '0');
-}
+const codeAt = totpAt;
 
 const stepNow = () => Math.floor(Date.now() / 1000 / 30);
 
@@ -157,6 +137,9 @@ test('a user enrols in TOTP in the browser, with the QR code, and only a right c
   await page.click('#mfa-confirm');
   await page.waitForSelector('#mfa-status[data-mfa="on"]');
   assert.equal((await admin.get('/users')).json.find((u) => u.name === 'alice').mfa, true);
+  // With its recovery codes, shown this once.
+  await page.waitForSelector('#mfa-recovery-codes li');
+  assert.equal(await page.locator('#mfa-recovery-codes li').count(), 10);
   // Shown once: never again, nor in the log, the user list or /me.
   const me = await page.evaluate(() => fetch('/api/v1/me').then((r) => r.text()));
   assert.ok(!me.includes(secret));

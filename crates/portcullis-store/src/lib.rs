@@ -226,6 +226,10 @@ pub struct MfaRecord {
     /// When enrolment started (confirmed: when it was confirmed), unix seconds.
     #[serde(default)]
     pub since: i64,
+    /// The recovery codes not used yet, as their SHA-256 (hex): each works once instead of a
+    /// code from the app (a lost phone). The codes themselves are shown once and kept nowhere.
+    #[serde(default)]
+    pub recovery: Vec<String>,
 }
 
 /// An API token for automation: it acts as `user`, limited to `scopes`. Only a hash of its

@@ -416,6 +416,7 @@ mod checks {
             confirmed: true,
             last_step: 123,
             since: 77,
+            recovery: Vec::new(),
         });
         alice.locked = true;
         source.create_user(&alice).unwrap();
@@ -486,6 +487,7 @@ mod checks {
             confirmed: true,
             last_step: 42,
             since: 5,
+            recovery: Vec::new(),
         });
         store.create_user(&alice).unwrap();
         let back = store.get_user("alice").unwrap().unwrap();
@@ -681,6 +683,7 @@ pub fn concurrent_user_updates(store: &dyn Store) {
         confirmed: false,
         last_step: 0,
         since: 0,
+        recovery: Vec::new(),
     });
     store.create_user(&carol).unwrap();
     std::thread::scope(|scope| {
@@ -1122,6 +1125,7 @@ mod postgres_only {
             confirmed: true,
             last_step: 0,
             since: 0,
+            recovery: Vec::new(),
         });
         stores[0].create_user(&carol).unwrap();
         const ROUNDS: u64 = 60;

@@ -315,6 +315,7 @@ mod tests {
             confirmed: true,
             last_step: 0,
             since: 0,
+            recovery: Vec::new(),
         });
         store.create_user(&carol).unwrap();
         store

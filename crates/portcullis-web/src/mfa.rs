@@ -16,6 +16,10 @@
 //!   for the password alone, an *enrol-only* login: it may call `/me`, `/me/mfa/*` and
 //!   `/auth/logout`, nothing else (see [`crate::auth`]). Confirming enrolment makes it a full
 //!   login (the user has then shown the password and the second factor).
+//! - **Recovery codes**: confirming enrolment issues [`RECOVERY_CODES`] codes (`xxxx-xxxx-xxxx`,
+//!   ~59 bits each), shown once; only their SHA-256 is kept. Each replaces a code from the app
+//!   once at the second login step (a lost phone); `POST /me/mfa/recovery-codes {code}` (a
+//!   code from the app) issues a new set in place of the old.
 
 pub(crate) mod api;
 pub mod totp;
@@ -132,6 +136,126 @@ pub(crate) fn check_code(
         true
     })?;
     outcome
+}
+
+// --- Recovery codes -----------------------------------------------------------------------
+
+/// How many recovery codes a user gets (each works once).
+pub const RECOVERY_CODES: usize = 10;
+
+/// Their letters: none that looks like another (0/o, 1/l/i).
+const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+
+/// Letters in one code (12 of 31: about 59 bits).
+const RECOVERY_LEN: usize = 12;
+
+/// A code as typed, made canonical (lower case, no dashes or spaces), if it can be one.
+fn recovery_letters(code: &str) -> Option<String> {
+    let letters: String = code
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (letters.len() == RECOVERY_LEN && letters.bytes().all(|b| RECOVERY_ALPHABET.contains(&b)))
+        .then_some(letters)
+}
+
+/// Whether `code` is shaped like a recovery code (a code from the app is 6 digits).
+pub(crate) fn is_recovery_code(code: &str) -> bool {
+    recovery_letters(code).is_some()
+}
+
+/// What is kept of a recovery code.
+fn recovery_hash(letters: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"portcullis recovery code\0");
+    h.update(letters.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// A fresh set: the codes (to show once) and what is kept of them.
+fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
+    let mut codes = Vec::with_capacity(RECOVERY_CODES);
+    let mut kept = Vec::with_capacity(RECOVERY_CODES);
+    // 248 = 8 × 31: bytes at or above it are drawn again, so every letter is equally likely.
+    let limit = u8::try_from(256 - 256 % RECOVERY_ALPHABET.len()).unwrap_or(u8::MAX);
+    while codes.len() < RECOVERY_CODES {
+        let mut letters = String::with_capacity(RECOVERY_LEN);
+        while letters.len() < RECOVERY_LEN {
+            for &b in portcullis_secrets::random_bytes(RECOVERY_LEN).iter() {
+                if b < limit && letters.len() < RECOVERY_LEN {
+                    letters.push(char::from(
+                        RECOVERY_ALPHABET[usize::from(b) % RECOVERY_ALPHABET.len()],
+                    ));
+                }
+            }
+        }
+        kept.push(recovery_hash(&letters));
+        codes.push(format!(
+            "{}-{}-{}",
+            &letters[0..4],
+            &letters[4..8],
+            &letters[8..12]
+        ));
+    }
+    (codes, kept)
+}
+
+/// Spends one of `name`'s recovery codes (under the MFA lock, in one atomic change of the
+/// user: two requests cannot both spend it): `Some(left)` when `code` was one, now used up.
+pub(crate) fn use_recovery_code(
+    state: &AppState,
+    name: &str,
+    code: &str,
+) -> Result<Option<usize>, WebError> {
+    let Some(letters) = recovery_letters(code) else {
+        return Ok(None);
+    };
+    let hash = recovery_hash(&letters);
+    let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut left = None;
+    state.store.update_user(name, &mut |user| {
+        left = None;
+        let Some(m) = user.mfa.as_mut().filter(|m| m.confirmed) else {
+            return false;
+        };
+        let Some(i) = m
+            .recovery
+            .iter()
+            .position(|h| portcullis_secrets::constant_time_eq(h.as_bytes(), hash.as_bytes()))
+        else {
+            return false;
+        };
+        m.recovery.remove(i);
+        left = Some(m.recovery.len());
+        true
+    })?;
+    Ok(left)
+}
+
+/// Gives `name` a fresh set of recovery codes in place of the old ones; returns the codes (to
+/// show once).
+pub(crate) fn renew_recovery_codes(state: &AppState, name: &str) -> Result<Vec<String>, WebError> {
+    let (codes, kept) = new_recovery_codes();
+    let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut done = false;
+    state.store.update_user(name, &mut |user| {
+        done = false;
+        let Some(m) = user.mfa.as_mut().filter(|m| m.confirmed) else {
+            return false;
+        };
+        m.recovery.clone_from(&kept);
+        done = true;
+        true
+    })?;
+    if done {
+        Ok(codes)
+    } else {
+        Err(WebError::Conflict(
+            "two-factor authentication is not on for this user".into(),
+        ))
+    }
 }
 
 // --- Pending logins -----------------------------------------------------------------------
@@ -312,10 +436,33 @@ mod tests {
                 confirmed: true,
                 last_step: 0,
                 since: 0,
+                recovery: Vec::new(),
             }),
         };
         assert!(reseal_user_mfa(&old, &new, &mut user).unwrap());
         assert!(!reseal_user_mfa(&old, &new, &mut user).unwrap());
         assert_eq!(&*open_secret(&new, &user).unwrap(), b"s3cret");
+    }
+
+    #[test]
+    fn recovery_codes_are_well_formed_distinct_and_read_as_typed() {
+        let (codes, kept) = new_recovery_codes();
+        assert_eq!((codes.len(), kept.len()), (RECOVERY_CODES, RECOVERY_CODES));
+        let distinct: std::collections::HashSet<&String> = codes.iter().collect();
+        assert_eq!(distinct.len(), RECOVERY_CODES);
+        for (code, hash) in codes.iter().zip(&kept) {
+            assert_eq!(code.len(), 14, "{code}");
+            assert!(is_recovery_code(code));
+            // Typed in capitals, without dashes, with spaces: the same code.
+            let typed = code.to_uppercase().replace('-', " ");
+            assert_eq!(recovery_hash(&recovery_letters(&typed).unwrap()), *hash);
+            assert!(!hash.contains(&code.replace('-', "")));
+        }
+        assert!(!is_recovery_code("123456"));
+        assert!(
+            !is_recovery_code("abcd-efgh-ijk0"),
+            "0 and i are not in the alphabet"
+        );
+        assert!(!is_recovery_code("abcd-efgh-jkm"));
     }
 }

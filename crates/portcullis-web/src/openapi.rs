@@ -279,7 +279,8 @@ fn auth_paths(doc: &mut Value) {
             "/auth/logout": { "post": op("Log out", "any user", None, "204") },
             "/me": { "get": op("The logged-in user: name, role, mfa (on), mfa_required_by_role, mfa_enrol_required (this login may only enrol)", "any user", None, "200") },
             "/me/mfa/enrol": { "post": op("Start TOTP enrolment: a new secret (base32), otpauth URI and QR code (SVG), shown this once; not in force until confirmed. 409 when MFA is already on", "any user", None, "200") },
-            "/me/mfa/confirm": { "post": op("Confirm TOTP enrolment with a code: MFA is on from now; an enrol-only login becomes a full one", "any user", Some("Code"), "200") },
+            "/me/mfa/confirm": { "post": op("Confirm TOTP enrolment with a code: MFA is on from now; an enrol-only login becomes a full one. Answers the recovery codes (`recovery_codes`), shown this once", "any user", Some("Code"), "200") },
+            "/me/mfa/recovery-codes": { "post": op("A new set of recovery codes in place of the old ones, for a code from the app now; shown this once", "any user", Some("Code"), "200") },
             "/users/{name}/mfa": {
                 "parameters": [path_param("name")],
                 "delete": op("Reset a user's two-factor authentication (their logins end)", "admin", None, "204")

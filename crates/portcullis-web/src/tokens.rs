@@ -98,6 +98,7 @@ pub const ROUTES: &[(&str, &str, Need)] = {
         ("get", "/me", AnyToken),
         ("post", "/me/mfa/enrol", Browser),
         ("post", "/me/mfa/confirm", Browser),
+        ("post", "/me/mfa/recovery-codes", Browser),
         ("get", "/targets/{name}/connect", Browser),
         ("post", "/targets/{name}/rdp-file", Browser),
         ("get", "/sessions/{id}/watch", Browser),

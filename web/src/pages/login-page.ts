@@ -40,10 +40,8 @@ export function renderLogin(root: HTMLElement, signal: AbortSignal, done: (me: M
     id: 'login-mfa-code',
     name: 'code',
     type: 'text',
-    inputmode: 'numeric',
     autocomplete: 'one-time-code',
-    pattern: '[0-9]{6}',
-    maxlength: 6,
+    maxlength: 16,
     required: true,
   });
   const codeSubmit = h('button', { id: 'login-mfa-submit', type: 'submit', class: 'btn btn-primary btn-block' }, 'Verify');
@@ -51,7 +49,7 @@ export function renderLogin(root: HTMLElement, signal: AbortSignal, done: (me: M
   const codeForm = h(
     'form',
     { id: 'login-mfa-form', class: 'login-form', novalidate: true, hidden: true },
-    h('p', { class: 'muted' }, 'Enter the 6-digit code from your authenticator app.'),
+    h('p', { class: 'muted' }, 'Enter the 6-digit code from your authenticator app, or one of your recovery codes.'),
     h('label', { for: 'login-mfa-code' }, 'Code'),
     code,
     codeError,
@@ -61,8 +59,8 @@ export function renderLogin(root: HTMLElement, signal: AbortSignal, done: (me: M
     e.preventDefault();
     showError(codeError, null);
     const value = code.value.trim();
-    if (!/^[0-9]{6}$/.test(value)) {
-      showError(codeError, 'Enter the 6 digits your app shows.');
+    if (!/^[0-9]{6}$/.test(value) && !/^[a-zA-Z0-9 -]{12,16}$/.test(value)) {
+      showError(codeError, 'Enter the 6 digits your app shows, or a recovery code.');
       return;
     }
     codeSubmit.disabled = true;

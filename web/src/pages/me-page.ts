@@ -1,6 +1,6 @@
 // `#/me`: the own account page: two-factor (TOTP) enrolment with its QR code and confirmation.
 
-import { ApiError, confirmMfa, enrolMfa, getMe, type MfaEnrolment } from '../api';
+import { ApiError, confirmMfa, enrolMfa, getMe, newRecoveryCodes, type MfaEnrolment } from '../api';
 import type { PageContext } from '../context';
 import { h, replace, showError } from '../dom';
 import { shell } from '../layout';
@@ -28,12 +28,45 @@ export async function renderMe(ctx: PageContext, onChange: () => void): Promise<
   const status = h('p', { id: 'mfa-status' });
   const error = h('div', { id: 'mfa-error', class: 'form-error', role: 'alert', hidden: true });
 
-  const showOn = () => {
+  /** Recovery codes, shown this once. */
+  const codesList = (codes: string[]) => h(
+    'div',
+    { id: 'mfa-recovery', class: 'notice' },
+    h('p', null, 'Recovery codes: keep them somewhere safe. Each one works once instead of a code from your app (a lost phone). They are not shown again.'),
+    h('ul', { id: 'mfa-recovery-codes', class: 'mfa-recovery-codes' }, ...codes.map((c) => h('li', null, h('code', null, c)))),
+  );
+
+  const showOn = (codes?: string[]) => {
+    const code = h('input', { id: 'mfa-renew-code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6, required: true });
+    const renew = h('button', { id: 'mfa-renew', type: 'submit', class: 'btn' }, 'New recovery codes');
+    const renewForm = h('form', { class: 'create-form', novalidate: true }, h('label', { for: 'mfa-renew-code' }, 'Code from the app'), code, renew, error);
+    renewForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      showError(error, null);
+      const value = code.value.trim();
+      if (!/^[0-9]{6}$/.test(value)) {
+        showError(error, 'Enter the 6 digits your app shows.');
+        return;
+      }
+      renew.disabled = true;
+      try {
+        const answer = await newRecoveryCodes(value);
+        if (ctx.signal.aborted) return;
+        showOn(answer.recovery_codes);
+      } catch (err) {
+        if (ctx.signal.aborted) return;
+        showError(error, errorMessage(err));
+      } finally {
+        renew.disabled = false;
+      }
+    });
     replace(
       section,
       h('h2', null, 'Two-factor authentication'),
       status,
-      h('p', { class: 'muted' }, 'Lost your phone? An administrator can reset it; you then set it up again.'),
+      ...(codes ? [codesList(codes)] : []),
+      h('p', { class: 'muted' }, 'Lost your phone? Sign in with a recovery code, or an administrator resets it and you set it up again.'),
+      renewForm,
     );
     status.textContent = 'Two-factor authentication is on: sign-ins ask for a code from your app.';
     status.dataset.mfa = 'on';
@@ -53,11 +86,11 @@ export async function renderMe(ctx: PageContext, onChange: () => void): Promise<
       }
       submit.disabled = true;
       try {
-        await confirmMfa(value);
+        const answer = await confirmMfa(value);
         if (ctx.signal.aborted) return;
         ctx.me.mfa = true;
         ctx.me.mfa_enrol_required = false;
-        showOn();
+        showOn(answer.recovery_codes);
         main.append(h('p', null, h('a', { id: 'mfa-continue', class: 'btn btn-primary', href: landingHash(ctx.me) }, 'Continue')));
         onChange();
       } catch (err) {

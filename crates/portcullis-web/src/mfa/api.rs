@@ -20,7 +20,10 @@ use crate::audit::admin_change;
 use crate::auth::{cookie_value, set_cookie, COOKIE};
 use crate::extract::{Admin, AuthUser};
 use crate::mfa::totp::{base32, otpauth_uri, DIGITS, STEP_SECS};
-use crate::mfa::{check_code, clear_pending_cookie, secret_aad, PENDING_COOKIE};
+use crate::mfa::{
+    check_code, clear_pending_cookie, is_recovery_code, renew_recovery_codes, secret_aad,
+    use_recovery_code, PENDING_COOKIE,
+};
 use crate::{ops, AppState, WebError};
 
 /// Bytes of a TOTP secret (160 bits, as RFC 4226 recommends).
@@ -32,6 +35,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/auth/mfa", post(login_code))
         .route("/me/mfa/enrol", post(enrol))
         .route("/me/mfa/confirm", post(confirm))
+        .route("/me/mfa/recovery-codes", post(recovery_codes))
         .route("/users/{name}/mfa", delete(reset))
 }
 
@@ -96,11 +100,19 @@ pub(crate) async fn login_code(
             .await?;
         return Err(WebError::TooManyRequests(why));
     }
-    let ok = {
+    // A code from the app, or one of the recovery codes (each works once).
+    let (ok, recovery_left) = {
         let (state, name, code) = (state.clone(), name.clone(), code.clone());
-        tokio::task::spawn_blocking(move || check_code(&state, &name, &code, false))
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))??
+        tokio::task::spawn_blocking(move || {
+            if is_recovery_code(&code) {
+                let left = use_recovery_code(&state, &name, &code)?;
+                Ok::<_, WebError>((left.is_some(), left))
+            } else {
+                Ok((check_code(&state, &name, &code, false)?, None))
+            }
+        })
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))??
     };
     if !ok {
         warn!(user = %name, "second factor: wrong code");
@@ -129,10 +141,13 @@ pub(crate) async fn login_code(
         ));
     }
     state.throttle.succeeded(&name);
-    state
-        .audit
-        .record(mfa_record(&name, "login", "ok").detail("address", address.as_str()))
-        .await?;
+    let mut ok_record = mfa_record(&name, "login", "ok").detail("address", address.as_str());
+    if let Some(left) = recovery_left {
+        ok_record = ok_record
+            .detail("recovery_code", true)
+            .detail("recovery_codes_left", left);
+    }
+    state.audit.record(ok_record).await?;
     state
         .audit
         .record(
@@ -150,6 +165,7 @@ pub(crate) async fn login_code(
         "mfa": true,
         "mfa_required_by_role": state.mfa_required_roles.contains(&user.role),
         "mfa_enrol_required": false,
+        "recovery_codes_left": recovery_left,
     }))
     .into_response();
     let headers = res.headers_mut();
@@ -196,6 +212,7 @@ pub(crate) async fn enrol(
                     confirmed: false,
                     last_step: 0,
                     since: ops::now_unix(),
+                    recovery: Vec::new(),
                 });
                 true
             })?;
@@ -268,7 +285,64 @@ pub(crate) async fn confirm(
         state.logins.upgrade(&token)?;
     }
     info!(user = %user.name, "two-factor authentication on");
-    Ok(Json(json!({ "mfa": true })).into_response())
+    let codes = issue_recovery_codes(&state, &user.name).await?;
+    Ok(Json(json!({ "mfa": true, "recovery_codes": codes })).into_response())
+}
+
+/// On record first, then a fresh set of recovery codes in place of the old ones.
+async fn issue_recovery_codes(state: &AppState, name: &str) -> Result<Vec<String>, WebError> {
+    state
+        .audit
+        .record(
+            mfa_record(name, "recovery_codes", "issued")
+                .detail("count", crate::mfa::RECOVERY_CODES),
+        )
+        .await?;
+    let (state, name) = (state.clone(), name.to_owned());
+    tokio::task::spawn_blocking(move || renew_recovery_codes(&state, &name))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+}
+
+/// `POST /me/mfa/recovery-codes {code}`: a new set of recovery codes (shown this once) in place
+/// of the old ones, for a code from the app now (whoever holds only the login cannot).
+pub(crate) async fn recovery_codes(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    user: AuthUser,
+    req: Request,
+) -> Result<Response, WebError> {
+    let body = axum::body::to_bytes(req.into_body(), 4096)
+        .await
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let CodeBody { code } =
+        serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let now = crate::auth::now_ms();
+    if let Err(wait) = state.throttle.check(&user.name, peer.ip(), now) {
+        return Err(WebError::TooManyRequests(format!(
+            "too many wrong codes: try again in {} s",
+            wait.as_secs().max(1)
+        )));
+    }
+    let ok = {
+        let (state, name) = (state.clone(), user.name.clone());
+        tokio::task::spawn_blocking(move || check_code(&state, &name, &code, false))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))??
+    };
+    if !ok {
+        state.throttle.failed(&user.name, peer.ip(), now);
+        state
+            .audit
+            .record(mfa_record(&user.name, "recovery_codes", "failed"))
+            .await?;
+        return Err(WebError::BadRequest(
+            "wrong code: enter the code your app shows now".into(),
+        ));
+    }
+    let codes = issue_recovery_codes(&state, &user.name).await?;
+    info!(user = %user.name, "new recovery codes issued");
+    Ok(Json(json!({ "recovery_codes": codes })).into_response())
 }
 
 /// `DELETE /users/{name}/mfa`: the user's second factor is removed (lost phone); their logins
@@ -336,6 +410,7 @@ mod tests {
             confirmed: true,
             last_step: 0,
             since: 0,
+            recovery: Vec::new(),
         });
         let store = Arc::new(MemoryStore::new());
         store.create_user(&carol).unwrap();
