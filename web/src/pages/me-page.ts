@@ -17,6 +17,44 @@ function qrImage(svg: string, signal: AbortSignal): HTMLImageElement {
   return h('img', { id: 'mfa-qr', class: 'mfa-qr', src: url, alt: 'QR code to scan with an authenticator app', width: 200, height: 200 });
 }
 
+/**
+ * A form asking for a code from the app (`inputId`, `buttonId`): 6 digits are handed to `use`;
+ * its failure is shown in `error` and the field cleared.
+ */
+function appCodeForm(
+  ids: { input: string; button: string },
+  buttonText: string,
+  buttonClass: string,
+  error: HTMLElement,
+  signal: AbortSignal,
+  use: (code: string) => Promise<void>,
+): { form: HTMLFormElement; input: HTMLInputElement } {
+  const input = h('input', { id: ids.input, type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6, pattern: '[0-9]{6}', required: true });
+  const submit = h('button', { id: ids.button, type: 'submit', class: buttonClass }, buttonText);
+  const form = h('form', { class: 'create-form', novalidate: true }, h('label', { for: ids.input }, 'Code from the app'), input, submit, error);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    showError(error, null);
+    const value = input.value.trim();
+    if (!/^[0-9]{6}$/.test(value)) {
+      showError(error, 'Enter the 6 digits your app shows.');
+      return;
+    }
+    submit.disabled = true;
+    try {
+      await use(value);
+    } catch (err) {
+      if (signal.aborted) return;
+      showError(error, errorMessage(err));
+      input.value = '';
+      input.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return { form, input };
+}
+
 /** `#/me`: the user's own account: two-factor authentication (TOTP) set-up. */
 export async function renderMe(ctx: PageContext, onChange: () => void): Promise<void> {
   const main = shell(ctx.root, ctx.me, 'me');
@@ -37,28 +75,10 @@ export async function renderMe(ctx: PageContext, onChange: () => void): Promise<
   );
 
   const showOn = (codes?: string[]) => {
-    const code = h('input', { id: 'mfa-renew-code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6, required: true });
-    const renew = h('button', { id: 'mfa-renew', type: 'submit', class: 'btn' }, 'New recovery codes');
-    const renewForm = h('form', { class: 'create-form', novalidate: true }, h('label', { for: 'mfa-renew-code' }, 'Code from the app'), code, renew, error);
-    renewForm.addEventListener('submit', async (ev) => {
-      ev.preventDefault();
-      showError(error, null);
-      const value = code.value.trim();
-      if (!/^[0-9]{6}$/.test(value)) {
-        showError(error, 'Enter the 6 digits your app shows.');
-        return;
-      }
-      renew.disabled = true;
-      try {
-        const answer = await newRecoveryCodes(value);
-        if (ctx.signal.aborted) return;
-        showOn(answer.recovery_codes);
-      } catch (err) {
-        if (ctx.signal.aborted) return;
-        showError(error, errorMessage(err));
-      } finally {
-        renew.disabled = false;
-      }
+    const { form: renewForm } = appCodeForm({ input: 'mfa-renew-code', button: 'mfa-renew' }, 'New recovery codes', 'btn', error, ctx.signal, async (value) => {
+      const answer = await newRecoveryCodes(value);
+      if (ctx.signal.aborted) return;
+      showOn(answer.recovery_codes);
     });
     replace(
       section,
@@ -73,34 +93,14 @@ export async function renderMe(ctx: PageContext, onChange: () => void): Promise<
   };
 
   const showEnrolment = (e: MfaEnrolment) => {
-    const code = h('input', { id: 'mfa-code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6, pattern: '[0-9]{6}', required: true });
-    const submit = h('button', { id: 'mfa-confirm', type: 'submit', class: 'btn btn-primary' }, 'Turn on');
-    const form = h('form', { class: 'create-form', novalidate: true }, h('label', { for: 'mfa-code' }, 'Code from the app'), code, submit, error);
-    form.addEventListener('submit', async (ev) => {
-      ev.preventDefault();
-      showError(error, null);
-      const value = code.value.trim();
-      if (!/^[0-9]{6}$/.test(value)) {
-        showError(error, 'Enter the 6 digits your app shows.');
-        return;
-      }
-      submit.disabled = true;
-      try {
-        const answer = await confirmMfa(value);
-        if (ctx.signal.aborted) return;
-        ctx.me.mfa = true;
-        ctx.me.mfa_enrol_required = false;
-        showOn(answer.recovery_codes);
-        main.append(h('p', null, h('a', { id: 'mfa-continue', class: 'btn btn-primary', href: landingHash(ctx.me) }, 'Continue')));
-        onChange();
-      } catch (err) {
-        if (ctx.signal.aborted) return;
-        showError(error, errorMessage(err));
-        code.value = '';
-        code.focus();
-      } finally {
-        submit.disabled = false;
-      }
+    const { form, input: code } = appCodeForm({ input: 'mfa-code', button: 'mfa-confirm' }, 'Turn on', 'btn btn-primary', error, ctx.signal, async (value) => {
+      const answer = await confirmMfa(value);
+      if (ctx.signal.aborted) return;
+      ctx.me.mfa = true;
+      ctx.me.mfa_enrol_required = false;
+      showOn(answer.recovery_codes);
+      main.append(h('p', null, h('a', { id: 'mfa-continue', class: 'btn btn-primary', href: landingHash(ctx.me) }, 'Continue')));
+      onChange();
     });
     replace(
       section,

@@ -239,15 +239,16 @@ pub(crate) async fn enrol(
     })))
 }
 
-/// `POST /me/mfa/confirm {code}`: turns MFA on when the code is right; an enrol-only login
-/// becomes a full one.
-pub(crate) async fn confirm(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    user: AuthUser,
-    req: Request,
-) -> Result<Response, WebError> {
-    let (parts, body) = req.into_parts();
+/// A code from the app in the body of a logged-in user's request (`{code}`), checked for `step`
+/// (`confirm`: it turns MFA on): throttled and counted like a login's, a wrong one on record
+/// and answered 400 (the user is logged in, only the code is wrong).
+async fn code_from_app(
+    state: &AppState,
+    peer: SocketAddr,
+    user: &AuthUser,
+    body: axum::body::Body,
+    step: &str,
+) -> Result<(), WebError> {
     let body = axum::body::to_bytes(body, 4096)
         .await
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
@@ -261,8 +262,8 @@ pub(crate) async fn confirm(
         )));
     }
     let ok = {
-        let (state, name) = (state.clone(), user.name.clone());
-        tokio::task::spawn_blocking(move || check_code(&state, &name, &code, true))
+        let (state, name, confirm) = (state.clone(), user.name.clone(), step == "confirm");
+        tokio::task::spawn_blocking(move || check_code(&state, &name, &code, confirm))
             .await
             .map_err(|e| WebError::Internal(e.to_string()))??
     };
@@ -270,13 +271,25 @@ pub(crate) async fn confirm(
         state.throttle.failed(&user.name, peer.ip(), now);
         state
             .audit
-            .record(mfa_record(&user.name, "confirm", "failed"))
+            .record(mfa_record(&user.name, step, "failed"))
             .await?;
-        // 400, not 401: the user is logged in, only the code is wrong.
         return Err(WebError::BadRequest(
             "wrong code: enter the code your app shows now".into(),
         ));
     }
+    Ok(())
+}
+
+/// `POST /me/mfa/confirm {code}`: turns MFA on when the code is right; an enrol-only login
+/// becomes a full one. Answers the recovery codes, shown this once.
+pub(crate) async fn confirm(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    user: AuthUser,
+    req: Request,
+) -> Result<Response, WebError> {
+    let (parts, body) = req.into_parts();
+    code_from_app(&state, peer, &user, body, "confirm").await?;
     state
         .audit
         .record(mfa_record(&user.name, "confirm", "ok"))
@@ -312,34 +325,7 @@ pub(crate) async fn recovery_codes(
     user: AuthUser,
     req: Request,
 ) -> Result<Response, WebError> {
-    let body = axum::body::to_bytes(req.into_body(), 4096)
-        .await
-        .map_err(|e| WebError::BadRequest(e.to_string()))?;
-    let CodeBody { code } =
-        serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
-    let now = crate::auth::now_ms();
-    if let Err(wait) = state.throttle.check(&user.name, peer.ip(), now) {
-        return Err(WebError::TooManyRequests(format!(
-            "too many wrong codes: try again in {} s",
-            wait.as_secs().max(1)
-        )));
-    }
-    let ok = {
-        let (state, name) = (state.clone(), user.name.clone());
-        tokio::task::spawn_blocking(move || check_code(&state, &name, &code, false))
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))??
-    };
-    if !ok {
-        state.throttle.failed(&user.name, peer.ip(), now);
-        state
-            .audit
-            .record(mfa_record(&user.name, "recovery_codes", "failed"))
-            .await?;
-        return Err(WebError::BadRequest(
-            "wrong code: enter the code your app shows now".into(),
-        ));
-    }
+    code_from_app(&state, peer, &user, req.into_body(), "recovery_codes").await?;
     let codes = issue_recovery_codes(&state, &user.name).await?;
     info!(user = %user.name, "new recovery codes issued");
     Ok(Json(json!({ "recovery_codes": codes })).into_response())
