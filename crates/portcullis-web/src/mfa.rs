@@ -17,7 +17,7 @@
 //!   `/auth/logout`, nothing else (see [`crate::auth`]). Confirming enrolment makes it a full
 //!   login (the user has then shown the password and the second factor).
 //! - **Recovery codes**: confirming enrolment issues [`RECOVERY_CODES`] codes (`xxxx-xxxx-xxxx`,
-//!   ~59 bits each), shown once; only their SHA-256 is kept. Each replaces a code from the app
+//!   ~79 bits each), shown once; only their SHA-256 (salted with the account's id) is kept. Each replaces a code from the app
 //!   once at the second login step (a lost phone); `POST /me/mfa/recovery-codes {code}` (a
 //!   code from the app) issues a new set in place of the old.
 
@@ -88,15 +88,61 @@ pub(crate) fn needs_mfa(state: &AppState, user: &UserRecord) -> bool {
     user.mfa_enabled() || state.mfa_required_roles.contains(&user.role)
 }
 
-/// Checks `code` for `name` and, when it is good, stores its step as used (under the MFA lock,
-/// so two requests cannot both spend the same code). `confirm`: the code confirms enrolment.
-pub(crate) fn check_code(
+/// What a code a user gave came to.
+pub(crate) enum Attempt {
+    /// The account or the address is locked out for this long: not checked.
+    Locked(std::time::Duration),
+    /// Wrong (counted toward the lock-out).
+    Wrong,
+    /// Right; a recovery code's: how many are left.
+    Right { recovery_left: Option<usize> },
+}
+
+/// What a code is given for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CodeUse {
+    /// The second sign-in step: a code from the app or a recovery code.
+    SignIn,
+    /// Turning TOTP on: a code from the app being set up.
+    Confirm,
+    /// A logged-in user's act that asks for a code from the app now.
+    App,
+}
+
+/// Checks `code` of `name` from `ip` for `what`, under the MFA lock from the lock-out check to
+/// the count of a wrong code: guesses sent in parallel see each other's failures (the lock-out
+/// cannot be outrun), and a code is spent once. Blocking.
+pub(crate) fn attempt(
     state: &AppState,
     name: &str,
+    ip: std::net::IpAddr,
     code: &str,
-    confirm: bool,
-) -> Result<bool, WebError> {
+    what: CodeUse,
+) -> Result<Attempt, WebError> {
     let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let now = crate::auth::now_ms();
+    if let Err(wait) = state.throttle.check(name, ip, now) {
+        return Ok(Attempt::Locked(wait));
+    }
+    let right = match what {
+        CodeUse::SignIn if is_recovery_code(code) => {
+            use_recovery_code(state, name, code)?.map(Some)
+        }
+        CodeUse::SignIn | CodeUse::App => check_code(state, name, code, false)?.then_some(None),
+        CodeUse::Confirm => check_code(state, name, code, true)?.then_some(None),
+    };
+    match right {
+        Some(recovery_left) => Ok(Attempt::Right { recovery_left }),
+        None => {
+            state.throttle.failed(name, ip, now);
+            Ok(Attempt::Wrong)
+        }
+    }
+}
+
+/// Checks `code` for `name` and, when it is good, stores its step as used. `confirm`: the code
+/// confirms enrolment. Only under the MFA lock ([`attempt`]).
+fn check_code(state: &AppState, name: &str, code: &str, confirm: bool) -> Result<bool, WebError> {
     // Read, check and spend the step in one atomic change of the user's record: a lock, a
     // reset or a delete that comes meanwhile is neither lost nor undone.
     let mut outcome: Result<bool, WebError> = Err(WebError::Unauthorized);
@@ -146,8 +192,8 @@ pub const RECOVERY_CODES: usize = 10;
 /// Their letters: none that looks like another (0/o, 1/l/i).
 const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 
-/// Letters in one code (12 of 31: about 59 bits).
-const RECOVERY_LEN: usize = 12;
+/// Letters in one code (16 of 31: about 79 bits).
+const RECOVERY_LEN: usize = 16;
 
 /// A code as typed, made canonical (lower case, no dashes or spaces), if it can be one.
 fn recovery_letters(code: &str) -> Option<String> {
@@ -165,58 +211,60 @@ pub(crate) fn is_recovery_code(code: &str) -> bool {
     recovery_letters(code).is_some()
 }
 
-/// What is kept of a recovery code.
-fn recovery_hash(letters: &str) -> String {
+/// What is kept of a recovery code of the account `user_id` (salted with it: a copy of the store
+/// gives no way to try a guess on every account at once; at 79 bits a guess per account is
+/// hopeless).
+fn recovery_hash(user_id: &str, letters: &str) -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    h.update(b"portcullis recovery code\0");
+    h.update(b"portcullis recovery code v1\0");
+    h.update(user_id.as_bytes());
+    h.update(b"\0");
     h.update(letters.as_bytes());
     hex::encode(h.finalize())
 }
 
-/// A fresh set: the codes (to show once) and what is kept of them.
+/// A fresh set: the codes (to show once) and their letters.
 fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
     let mut codes = Vec::with_capacity(RECOVERY_CODES);
-    let mut kept = Vec::with_capacity(RECOVERY_CODES);
+    let mut all = Vec::with_capacity(RECOVERY_CODES);
     // 248 = 8 × 31: bytes at or above it are drawn again, so every letter is equally likely.
-    let limit = u8::try_from(256 - 256 % RECOVERY_ALPHABET.len()).unwrap_or(u8::MAX);
+    let limit = 256 - 256 % RECOVERY_ALPHABET.len();
     while codes.len() < RECOVERY_CODES {
         let mut letters = String::with_capacity(RECOVERY_LEN);
         while letters.len() < RECOVERY_LEN {
             for &b in portcullis_secrets::random_bytes(RECOVERY_LEN).iter() {
-                if b < limit && letters.len() < RECOVERY_LEN {
+                if usize::from(b) < limit && letters.len() < RECOVERY_LEN {
                     letters.push(char::from(
                         RECOVERY_ALPHABET[usize::from(b) % RECOVERY_ALPHABET.len()],
                     ));
                 }
             }
         }
-        kept.push(recovery_hash(&letters));
-        codes.push(format!(
-            "{}-{}-{}",
-            &letters[0..4],
-            &letters[4..8],
-            &letters[8..12]
-        ));
+        codes.push(
+            letters
+                .as_bytes()
+                .chunks(4)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+                .join("-"),
+        );
+        all.push(letters);
     }
-    (codes, kept)
+    (codes, all)
 }
 
-/// Spends one of `name`'s recovery codes (under the MFA lock, in one atomic change of the
-/// user: two requests cannot both spend it): `Some(left)` when `code` was one, now used up.
-pub(crate) fn use_recovery_code(
-    state: &AppState,
-    name: &str,
-    code: &str,
-) -> Result<Option<usize>, WebError> {
+/// Spends one of `name`'s recovery codes (in one atomic change of the user, under the MFA lock
+/// ([`attempt`]): two requests cannot both spend it): `Some(left)` when `code` was one, now
+/// used up.
+fn use_recovery_code(state: &AppState, name: &str, code: &str) -> Result<Option<usize>, WebError> {
     let Some(letters) = recovery_letters(code) else {
         return Ok(None);
     };
-    let hash = recovery_hash(&letters);
-    let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
     let mut left = None;
     state.store.update_user(name, &mut |user| {
         left = None;
+        let hash = recovery_hash(&user.id, &letters);
         let Some(m) = user.mfa.as_mut().filter(|m| m.confirmed) else {
             return false;
         };
@@ -237,15 +285,16 @@ pub(crate) fn use_recovery_code(
 /// Gives `name` a fresh set of recovery codes in place of the old ones; returns the codes (to
 /// show once).
 pub(crate) fn renew_recovery_codes(state: &AppState, name: &str) -> Result<Vec<String>, WebError> {
-    let (codes, kept) = new_recovery_codes();
+    let (codes, letters) = new_recovery_codes();
     let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
     let mut done = false;
     state.store.update_user(name, &mut |user| {
         done = false;
+        let kept: Vec<String> = letters.iter().map(|l| recovery_hash(&user.id, l)).collect();
         let Some(m) = user.mfa.as_mut().filter(|m| m.confirmed) else {
             return false;
         };
-        m.recovery.clone_from(&kept);
+        m.recovery = kept;
         done = true;
         true
     })?;
@@ -446,23 +495,27 @@ mod tests {
 
     #[test]
     fn recovery_codes_are_well_formed_distinct_and_read_as_typed() {
-        let (codes, kept) = new_recovery_codes();
-        assert_eq!((codes.len(), kept.len()), (RECOVERY_CODES, RECOVERY_CODES));
+        let (codes, letters) = new_recovery_codes();
+        assert_eq!(
+            (codes.len(), letters.len()),
+            (RECOVERY_CODES, RECOVERY_CODES)
+        );
         let distinct: std::collections::HashSet<&String> = codes.iter().collect();
         assert_eq!(distinct.len(), RECOVERY_CODES);
-        for (code, hash) in codes.iter().zip(&kept) {
-            assert_eq!(code.len(), 14, "{code}");
+        for (code, letters) in codes.iter().zip(&letters) {
+            assert_eq!(code.len(), 19, "{code}");
             assert!(is_recovery_code(code));
             // Typed in capitals, without dashes, with spaces: the same code.
             let typed = code.to_uppercase().replace('-', " ");
-            assert_eq!(recovery_hash(&recovery_letters(&typed).unwrap()), *hash);
-            assert!(!hash.contains(&code.replace('-', "")));
+            assert_eq!(recovery_letters(&typed).as_ref(), Some(letters));
+            // Salted with the account: the same code is kept differently for another.
+            assert_ne!(recovery_hash("u_1", letters), recovery_hash("u_2", letters));
         }
         assert!(!is_recovery_code("123456"));
         assert!(
-            !is_recovery_code("abcd-efgh-ijk0"),
+            !is_recovery_code("abcd-efgh-jkmn-ijk0"),
             "0 and i are not in the alphabet"
         );
-        assert!(!is_recovery_code("abcd-efgh-jkm"));
+        assert!(!is_recovery_code("abcd-efgh-jkmn-pqr"));
     }
 }

@@ -41,7 +41,7 @@ export function renderLogin(root: HTMLElement, signal: AbortSignal, done: (me: M
     name: 'code',
     type: 'text',
     autocomplete: 'one-time-code',
-    maxlength: 16,
+    maxlength: 24,
     required: true,
   });
   const codeSubmit = h('button', { id: 'login-mfa-submit', type: 'submit', class: 'btn btn-primary btn-block' }, 'Verify');
@@ -59,7 +59,7 @@ export function renderLogin(root: HTMLElement, signal: AbortSignal, done: (me: M
     e.preventDefault();
     showError(codeError, null);
     const value = code.value.trim();
-    if (!/^[0-9]{6}$/.test(value) && !/^[a-zA-Z0-9 -]{12,16}$/.test(value)) {
+    if (!/^[0-9]{6}$/.test(value) && !/^[a-zA-Z0-9 -]{16,24}$/.test(value)) {
       showError(codeError, 'Enter the 6 digits your app shows, or a recovery code.');
       return;
     }

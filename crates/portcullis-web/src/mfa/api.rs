@@ -21,8 +21,8 @@ use crate::auth::{cookie_value, set_cookie, COOKIE};
 use crate::extract::{Admin, AuthUser};
 use crate::mfa::totp::{base32, otpauth_uri, DIGITS, STEP_SECS};
 use crate::mfa::{
-    check_code, clear_pending_cookie, is_recovery_code, renew_recovery_codes, secret_aad,
-    use_recovery_code, PENDING_COOKIE,
+    attempt, clear_pending_cookie, renew_recovery_codes, secret_aad, Attempt, CodeUse,
+    PENDING_COOKIE,
 };
 use crate::{ops, AppState, WebError};
 
@@ -89,43 +89,36 @@ pub(crate) async fn login_code(
     let CodeBody { code } =
         serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let address = peer.to_string();
-    if let Err(wait) = state.throttle.check(&name, peer.ip(), now) {
-        let why = format!(
-            "too many failed logins: try again in {} s",
-            wait.as_secs().max(1)
-        );
-        state
-            .audit
-            .record(mfa_record(&name, "login", "failed").detail("reason", why.as_str()))
-            .await?;
-        return Err(WebError::TooManyRequests(why));
-    }
     // A code from the app, or one of the recovery codes (each works once).
-    let (ok, recovery_left) = {
-        let (state, name, code) = (state.clone(), name.clone(), code.clone());
-        tokio::task::spawn_blocking(move || {
-            if is_recovery_code(&code) {
-                let left = use_recovery_code(&state, &name, &code)?;
-                Ok::<_, WebError>((left.is_some(), left))
-            } else {
-                Ok((check_code(&state, &name, &code, false)?, None))
-            }
-        })
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))??
+    let verdict = {
+        let (state, name, ip) = (state.clone(), name.clone(), peer.ip());
+        tokio::task::spawn_blocking(move || attempt(&state, &name, ip, &code, CodeUse::SignIn))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))??
     };
-    if !ok {
-        warn!(user = %name, "second factor: wrong code");
-        state
-            .throttle
-            .failed(&name, peer.ip(), crate::auth::now_ms());
-        state.pending.failed(&token, crate::auth::now_ms());
-        state
-            .audit
-            .record(mfa_record(&name, "login", "failed").detail("address", address))
-            .await?;
-        return Ok(wrong_code());
-    }
+    let recovery_left = match verdict {
+        Attempt::Locked(wait) => {
+            let why = format!(
+                "too many failed logins: try again in {} s",
+                wait.as_secs().max(1)
+            );
+            state
+                .audit
+                .record(mfa_record(&name, "login", "failed").detail("reason", why.as_str()))
+                .await?;
+            return Err(WebError::TooManyRequests(why));
+        }
+        Attempt::Wrong => {
+            warn!(user = %name, "second factor: wrong code");
+            state.pending.failed(&token, crate::auth::now_ms());
+            state
+                .audit
+                .record(mfa_record(&name, "login", "failed").detail("address", address))
+                .await?;
+            return Ok(wrong_code());
+        }
+        Attempt::Right { recovery_left } => recovery_left,
+    };
     let Some((_, user_id)) = state.pending.take(&token, crate::auth::now_ms()) else {
         return Err(WebError::Unauthorized);
     };
@@ -254,30 +247,33 @@ async fn code_from_app(
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
     let CodeBody { code } =
         serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
-    let now = crate::auth::now_ms();
-    if let Err(wait) = state.throttle.check(&user.name, peer.ip(), now) {
-        return Err(WebError::TooManyRequests(format!(
-            "too many wrong codes: try again in {} s",
-            wait.as_secs().max(1)
-        )));
-    }
-    let ok = {
-        let (state, name, confirm) = (state.clone(), user.name.clone(), step == "confirm");
-        tokio::task::spawn_blocking(move || check_code(&state, &name, &code, confirm))
+    let what = if step == "confirm" {
+        CodeUse::Confirm
+    } else {
+        CodeUse::App
+    };
+    let verdict = {
+        let (state, name, ip) = (state.clone(), user.name.clone(), peer.ip());
+        tokio::task::spawn_blocking(move || attempt(&state, &name, ip, &code, what))
             .await
             .map_err(|e| WebError::Internal(e.to_string()))??
     };
-    if !ok {
-        state.throttle.failed(&user.name, peer.ip(), now);
-        state
-            .audit
-            .record(mfa_record(&user.name, step, "failed"))
-            .await?;
-        return Err(WebError::BadRequest(
-            "wrong code: enter the code your app shows now".into(),
-        ));
+    match verdict {
+        Attempt::Locked(wait) => Err(WebError::TooManyRequests(format!(
+            "too many wrong codes: try again in {} s",
+            wait.as_secs().max(1)
+        ))),
+        Attempt::Wrong => {
+            state
+                .audit
+                .record(mfa_record(&user.name, step, "failed"))
+                .await?;
+            Err(WebError::BadRequest(
+                "wrong code: enter the code your app shows now".into(),
+            ))
+        }
+        Attempt::Right { .. } => Ok(()),
     }
-    Ok(())
 }
 
 /// `POST /me/mfa/confirm {code}`: turns MFA on when the code is right; an enrol-only login
