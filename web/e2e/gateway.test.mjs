@@ -256,6 +256,7 @@ const ACCESS = {
   'get /me': { roles: USERS },
   'post /me/mfa/enrol': { roles: USERS },
   'post /me/mfa/confirm': { roles: USERS },
+  'post /me/mfa/recovery-codes': { roles: USERS },
   'get /targets': { roles: USERS },
   'post /targets': { roles: ADMIN_ONLY },
   'get /targets/{name}': { roles: ADMIN_ONLY },
