@@ -16,7 +16,7 @@
 //!   for the password alone, an *enrol-only* login: it may call `/me`, `/me/mfa/*` and
 //!   `/auth/logout`, nothing else (see [`crate::auth`]). Confirming enrolment makes it a full
 //!   login (the user has then shown the password and the second factor).
-//! - **Recovery codes**: confirming enrolment issues [`RECOVERY_CODES`] codes (`xxxx-xxxx-xxxx`,
+//! - **Recovery codes**: confirming enrolment issues [`RECOVERY_CODES`] codes (`xxxx-xxxx-xxxx-xxxx`,
 //!   ~79 bits each), shown once; only their SHA-256 (salted with the account's id) is kept. Each replaces a code from the app
 //!   once at the second login step (a lost phone); `POST /me/mfa/recovery-codes {code}` (a
 //!   code from the app) issues a new set in place of the old.
