@@ -253,6 +253,17 @@ const ACCESS = {
   'post /auth/mfa': null,
   'post /auth/logout': null,
   'get /openapi.json': { roles: USERS },
+  // Single sign-on: the list and a start at an unknown provider (503, a page) reach anyone; the
+  // provider's return is not called here (each refused one counts against the address:
+  // sso.test.mjs tries it).
+  'get /auth/sso/providers': { roles: USERS },
+  'get /auth/sso/{id}/start': { roles: USERS },
+  'get /auth/sso/callback': null,
+  'get /sso/settings': { roles: ADMIN_ONLY },
+  'put /sso/settings': { roles: ADMIN_ONLY },
+  'put /sso/providers/{id}': { roles: ADMIN_ONLY },
+  'delete /sso/providers/{id}': { roles: ADMIN_ONLY },
+  'get /sso/providers/{id}/test': { roles: ADMIN_ONLY },
   'get /me': { roles: USERS },
   'post /me/mfa/enrol': { roles: USERS },
   'post /me/mfa/confirm': { roles: USERS },

@@ -271,7 +271,49 @@ export interface NewToken {
 }
 /** The new token, with its secret (shown this once). */
 export const createToken = (t: NewToken) => api<ApiToken & { token: string }>('POST', '/tokens', t);
-export const logout = () => api<null>('POST', '/auth/logout');
+/** Logs out; a login made through an identity provider answers where its sign-out is. */
+export const logout = () => api<{ logout_url?: string } | null>('POST', '/auth/logout');
+
+/** An identity provider the sign-in page offers. */
+export interface SsoButton {
+  id: string;
+  display_name: string;
+}
+export const ssoProviders = () => api<{ providers: SsoButton[] }>('GET', '/auth/sso/providers');
+/** Where a browser starts a single sign-on at provider `id` (a navigation, not a fetch). */
+export const ssoStartUrl = (id: string) => `${BASE}/auth/sso/${seg(id)}/start`;
+
+export type RoleName = 'admin' | 'reviewer' | 'soc' | 'user';
+/** One OpenID Connect provider, as administrators see it (never its secret). */
+export interface SsoProvider {
+  id: string;
+  display_name: string;
+  issuer: string;
+  client_id: string;
+  scopes: string[];
+  username_claim: string;
+  groups_claim: string;
+  role_mapping: { group: string; role: RoleName }[];
+  default_role: RoleName | null;
+  client_secret_set: boolean;
+}
+export interface SsoSettings {
+  public_url: string | null;
+  required_for_roles: RoleName[];
+  /** Register this with each provider. */
+  redirect_uri: string | null;
+  providers: SsoProvider[];
+}
+export const getSsoSettings = () => api<SsoSettings>('GET', '/sso/settings');
+export const putSsoSettings = (public_url: string | null, required_for_roles: RoleName[]) =>
+  api<SsoSettings>('PUT', '/sso/settings', { public_url, required_for_roles });
+export const putSsoProvider = (
+  id: string,
+  body: Omit<SsoProvider, 'id' | 'client_secret_set'> & { client_secret?: string },
+) => api<SsoSettings>('PUT', `/sso/providers/${seg(id)}`, body);
+export const deleteSsoProvider = (id: string) => api<null>('DELETE', `/sso/providers/${seg(id)}`);
+export const testSsoProvider = (id: string) =>
+  api<{ ok: boolean; error?: string }>('GET', `/sso/providers/${seg(id)}/test`);
 
 export const listTargets = () => api<Target[]>('GET', '/targets');
 export const createTarget = (t: NewTarget) =>

@@ -43,7 +43,12 @@ export function header(me: Me, active: NavKey): HTMLElement {
   logoutBtn.addEventListener('click', async () => {
     logoutBtn.disabled = true;
     try {
-      await logout();
+      const answer = await logout();
+      // Signed in through an identity provider: its sign-out next (it sends the browser back).
+      if (answer?.logout_url) {
+        location.assign(answer.logout_url);
+        return;
+      }
     } catch {
       // Whatever happened, the user wants out: the login page follows anyway.
     }

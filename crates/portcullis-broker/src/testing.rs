@@ -39,6 +39,7 @@ pub fn browser_request(address: String) -> OpenRequest {
             &Subject {
                 user: "alice",
                 role: "user",
+                groups: &[],
             },
             &TargetRef::new("t", &[]),
             Entry::Browser,

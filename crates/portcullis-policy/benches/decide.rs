@@ -68,6 +68,7 @@ fn main() {
     let alice = Subject {
         user: "alice",
         role: "user",
+        groups: &[],
     };
     let labels = ["env:test", "team:ops", "l49"];
     let target = TargetRef {
@@ -77,6 +78,7 @@ fn main() {
     let nobody = Subject {
         user: "mallory",
         role: "user",
+        groups: &[],
     };
     assert_eq!(
         policy

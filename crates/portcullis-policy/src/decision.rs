@@ -15,6 +15,9 @@ pub struct Subject<'a> {
     pub user: &'a str,
     /// The user's role as the gateway names it (`admin`, `reviewer`, `user`), compared exactly.
     pub role: &'a str,
+    /// The identity provider's groups the user is in (single sign-on users; empty for local
+    /// accounts), matched by `sso_group:<name>` subjects, compared exactly.
+    pub groups: &'a [String],
 }
 
 /// The target a decision is about.

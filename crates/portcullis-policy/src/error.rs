@@ -5,7 +5,7 @@ use std::fmt;
 use thiserror::Error;
 
 /// A problem in a policy document, located by rule (or group) and field, e.g.
-/// `rule "vendors": subjects[1]: unknown prefix "usr" (expected user:, role:, group: or *)`.
+/// `rule "vendors": subjects[1]: unknown prefix "usr" (expected user:, role:, group:, sso_group: or *)`.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PolicyError {
     /// A field of a rule is invalid.
@@ -74,10 +74,10 @@ pub enum Problem {
     #[error("empty (leave days out for every day)")]
     NoDays,
     /// A subject without a `prefix:`.
-    #[error("\"{0}\" has no prefix (expected user:, role:, group: or *)")]
+    #[error("\"{0}\" has no prefix (expected user:, role:, group:, sso_group: or *)")]
     SubjectWithoutPrefix(String),
     /// A subject with a prefix other than `user:`, `role:` or `group:`.
-    #[error("unknown prefix \"{0}\" (expected user:, role:, group: or *)")]
+    #[error("unknown prefix \"{0}\" (expected user:, role:, group:, sso_group: or *)")]
     UnknownSubjectPrefix(String),
     /// A target without a `prefix:`.
     #[error("\"{0}\" has no prefix (expected name:, label: or *)")]

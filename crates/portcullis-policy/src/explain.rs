@@ -72,6 +72,9 @@ pub struct Explanation {
     pub role: String,
     /// The policy's groups the user is in.
     pub groups: Vec<String>,
+    /// The identity provider's groups the user is in (single sign-on users).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sso_groups: Vec<String>,
     /// The target asked about.
     pub target: String,
     /// The target's labels.
@@ -208,6 +211,7 @@ impl Policy {
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
+            sso_groups: who.groups.to_vec(),
             target: target.name.to_owned(),
             labels: target
                 .labels

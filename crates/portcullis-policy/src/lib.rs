@@ -36,7 +36,7 @@
 //! use portcullis_policy::{ClipKind, Direction, Entry, Policy, PolicyDoc, Subject, TargetRef};
 //!
 //! let policy = Policy::compile(&PolicyDoc::default_policy()).unwrap();
-//! let who = Subject { user: "alice", role: "user" };
+//! let who = Subject { user: "alice", role: "user", groups: &[] };
 //! let target = TargetRef { name: "web01", labels: &["prod"] };
 //! let grant = policy.session(&who, &target, Entry::Browser, 0).into_result().unwrap();
 //! assert!(grant.clipboard(Direction::TargetToClient, ClipKind::Text, 100).is_allowed());

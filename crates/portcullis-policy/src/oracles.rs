@@ -15,7 +15,11 @@ pub fn policy_document(data: &[u8]) {
     };
     let labels = ["prod", "vendor"];
     for (user, role) in [("alice", "user"), ("root", "admin"), ("", "soc")] {
-        let who = Subject { user, role };
+        let who = Subject {
+            user,
+            role,
+            groups: &[],
+        };
         for name in ["web01", "db", ""] {
             let target = TargetRef {
                 name,

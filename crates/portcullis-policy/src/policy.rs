@@ -3,9 +3,9 @@
 //! Compiling maps every user, role, target name and label that a rule mentions to a bitset of
 //! the rules mentioning it (groups are expanded to their users), plus one bitset each for the
 //! rules with `*` subjects and `*` targets. The first rule matching a user on a target is then the
-//! lowest bit of `(any subject | user's rules | role's rules) & (any target | name's rules |
-//! labels' rules)`: a handful of hash lookups and bit operations, whatever the number of rules,
-//! and no allocation.
+//! lowest bit of `(any subject | user's rules | role's rules | SSO groups' rules) & (any target |
+//! name's rules | labels' rules)`: a handful of hash lookups and bit operations, whatever the
+//! number of rules, and no allocation (but one bitset for a subject in identity provider groups).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -30,6 +30,8 @@ pub struct Policy {
     any_target: Vec<u64>,
     users: Index,
     roles: Index,
+    /// Identity provider groups (`sso_group:`).
+    sso_groups: Index,
     names: Index,
     labels: Index,
 }
@@ -54,6 +56,8 @@ pub(crate) enum SubjectPattern {
     User(String),
     Role(String),
     Group(String),
+    /// A group of the identity provider (single sign-on users).
+    SsoGroup(String),
 }
 
 impl fmt::Display for SubjectPattern {
@@ -63,6 +67,7 @@ impl fmt::Display for SubjectPattern {
             SubjectPattern::User(u) => write!(f, "user:{u}"),
             SubjectPattern::Role(r) => write!(f, "role:{r}"),
             SubjectPattern::Group(g) => write!(f, "group:{g}"),
+            SubjectPattern::SsoGroup(g) => write!(f, "sso_group:{g}"),
         }
     }
 }
@@ -118,6 +123,8 @@ pub(crate) struct Lookup<'p, 'a, L> {
     policy: &'p Policy,
     user: Option<&'p [u64]>,
     role: Option<&'p [u64]>,
+    /// The rules of the subject's identity provider groups, OR-ed (none without groups).
+    groups: Option<Vec<u64>>,
     name: Option<&'p [u64]>,
     labels: &'a [L],
 }
@@ -130,6 +137,9 @@ impl<L: AsRef<str>> Lookup<'_, '_, L> {
             bits |= row[word];
         }
         if let Some(row) = self.role {
+            bits |= row[word];
+        }
+        if let Some(row) = &self.groups {
             bits |= row[word];
         }
         bits
@@ -233,9 +243,26 @@ impl Policy {
             policy: self,
             user: self.users.row(who.user, self.words),
             role: self.roles.row(who.role, self.words),
+            groups: self.sso_group_rows(who.groups),
             name: self.names.row(target.name, self.words),
             labels: target.labels,
         }
+    }
+
+    /// The rules mentioning any of `groups`, OR-ed; `None` when none does.
+    fn sso_group_rows(&self, groups: &[String]) -> Option<Vec<u64>> {
+        let mut rows = groups
+            .iter()
+            .filter_map(|g| self.sso_groups.row(g, self.words))
+            .peekable();
+        rows.peek()?;
+        let mut bits = vec![0; self.words];
+        for row in rows {
+            for (b, r) in bits.iter_mut().zip(row) {
+                *b |= r;
+            }
+        }
+        Some(bits)
     }
 
     /// Rule `i`'s decision; `entry` is `None` for a crossing inside a session, where the entry
@@ -296,6 +323,7 @@ impl Policy {
                     .groups
                     .get(g)
                     .is_some_and(|members| members.iter().any(|m| m == who.user)),
+                SubjectPattern::SsoGroup(g) => who.groups.iter().any(|m| m == g),
             })
             .map(ToString::to_string)
     }
@@ -351,6 +379,7 @@ fn build(doc: &PolicyDoc, problems: &mut Vec<PolicyError>) -> Policy {
         any_target: vec![0; words],
         users: Index::default(),
         roles: Index::default(),
+        sso_groups: Index::default(),
         names: Index::default(),
         labels: Index::default(),
     };
@@ -500,7 +529,7 @@ fn compile_rule(
     }
 }
 
-/// `user:alice`, `role:admin`, `group:vendors` or `*`.
+/// `user:alice`, `role:admin`, `group:vendors`, `sso_group:ops` or `*`.
 fn parse_subject(
     s: &str,
     groups: &BTreeMap<String, Vec<String>>,
@@ -515,6 +544,7 @@ fn parse_subject(
         "user" => SubjectPattern::User,
         "role" => SubjectPattern::Role,
         "group" => SubjectPattern::Group,
+        "sso_group" => SubjectPattern::SsoGroup,
         _ => return Err(Problem::UnknownSubjectPrefix(prefix.to_owned())),
     };
     check_value(prefix, value)?;
@@ -562,6 +592,7 @@ impl Policy {
                         self.users.insert(member, i, words);
                     }
                 }
+                SubjectPattern::SsoGroup(g) => self.sso_groups.insert(g, i, words),
             }
         }
         for pattern in &rule.targets {

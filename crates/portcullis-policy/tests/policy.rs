@@ -212,7 +212,11 @@ fn check(
     policy: &Policy,
     (user, role, target, action, now, expect): (&str, &str, &str, Action, i64, Expect),
 ) {
-    let who = Subject { user, role };
+    let who = Subject {
+        user,
+        role,
+        groups: &[],
+    };
     let target_ref = TargetRef {
         name: target,
         labels: labels_of(target),
@@ -363,6 +367,7 @@ fn default_policy_decisions() {
     let who = Subject {
         user: "anyone",
         role: "user",
+        groups: &[],
     };
     let target = TargetRef::new("web01", &[]);
     let grant = policy
@@ -387,6 +392,7 @@ fn an_empty_policy_denies_everything() {
         &Subject {
             user: "alice",
             role: "admin",
+            groups: &[],
         },
         &TargetRef {
             name: "web01",
@@ -407,7 +413,11 @@ fn denial_messages() {
     let policy = sample();
     let weekday = at(0, 10, 0);
     let message = |user: &str, role: &str, target: &str, action: Action, now: i64| {
-        let who = Subject { user, role };
+        let who = Subject {
+            user,
+            role,
+            groups: &[],
+        };
         let target = TargetRef {
             name: target,
             labels: labels_of(target),
@@ -447,6 +457,7 @@ fn recording_fails_closed() {
     let vendor = Subject {
         user: "victor",
         role: "user",
+        groups: &[],
     };
     let grant = policy
         .session(&vendor, &target, Entry::Browser, at(0, 10, 0))
@@ -464,6 +475,7 @@ fn recording_fails_closed() {
     let admin = Subject {
         user: "alice",
         role: "admin",
+        groups: &[],
     };
     let grant = policy
         .session(&admin, &target, Entry::Native, 0)
@@ -479,6 +491,7 @@ fn grants_carry_the_rule_terms() {
     let vendor = Subject {
         user: "vera",
         role: "user",
+        groups: &[],
     };
     let target = TargetRef {
         name: "web01",
@@ -542,6 +555,7 @@ fn window_end(policy: &Policy, now: i64) -> Option<Option<i64>> {
     let who = Subject {
         user: "u",
         role: "user",
+        groups: &[],
     };
     let target = TargetRef::new("t", &[]);
     match policy.session(&who, &target, Entry::Browser, now) {
@@ -623,8 +637,8 @@ fn compile_errors() {
     let any = "subjects = [\"*\"]\ntargets = [\"*\"]\n";
     #[rustfmt::skip]
     let cases: Vec<(String, &str)> = vec![
-        ("[[rules]]\nname = \"vendors\"\nsubjects = [\"user:a\", \"usr:b\"]\ntargets = [\"*\"]".to_owned(), r#"rule "vendors": subjects[1]: unknown prefix "usr" (expected user:, role:, group: or *)"#),
-        (rule("subjects = [\"alice\"]\ntargets = [\"*\"]"), r#"rule "r": subjects[0]: "alice" has no prefix (expected user:, role:, group: or *)"#),
+        ("[[rules]]\nname = \"vendors\"\nsubjects = [\"user:a\", \"usr:b\"]\ntargets = [\"*\"]".to_owned(), r#"rule "vendors": subjects[1]: unknown prefix "usr" (expected user:, role:, group:, sso_group: or *)"#),
+        (rule("subjects = [\"alice\"]\ntargets = [\"*\"]"), r#"rule "r": subjects[0]: "alice" has no prefix (expected user:, role:, group:, sso_group: or *)"#),
         (rule("subjects = [\"*\"]\ntargets = [\"host:web01\"]"), r#"rule "r": targets[0]: unknown prefix "host" (expected name:, label: or *)"#),
         (rule("subjects = [\"*\"]\ntargets = [\"label:a\", \"web01\"]"), r#"rule "r": targets[1]: "web01" has no prefix (expected name:, label: or *)"#),
         (rule("subjects = [\"user:\"]\ntargets = [\"*\"]"), r#"rule "r": subjects[0]: nothing after "user:""#),
@@ -687,7 +701,7 @@ fn problems_lists_every_error() {
         messages,
         [
             r#"group "g": members[0]: must not be empty"#,
-            r#"rule "a": subjects[0]: unknown prefix "usr" (expected user:, role:, group: or *)"#,
+            r#"rule "a": subjects[0]: unknown prefix "usr" (expected user:, role:, group:, sso_group: or *)"#,
             r#"rule "a": subjects[1]: undefined group "missing""#,
             r#"rule "a": targets: empty (use "*" for any target)"#,
             r#"rule "a": max_duration_secs: must be more than 0"#,
@@ -774,6 +788,7 @@ fn explanations_list_the_rules_considered() {
     let bob = Subject {
         user: "bob",
         role: "user",
+        groups: &[],
     };
     let web01 = TargetRef {
         name: "web01",
@@ -835,6 +850,7 @@ fn explanations_list_the_rules_considered() {
     let vera = Subject {
         user: "vera",
         role: "user",
+        groups: &[],
     };
     let vend01 = TargetRef {
         name: "vend01",
@@ -921,6 +937,7 @@ fn labels_may_be_owned_strings() {
     let who = Subject {
         user: "olga",
         role: "user",
+        groups: &[],
     };
     let decision = policy.session(&who, &target, Entry::Browser, 0);
     assert_eq!(decision.grant().map(|g| g.rule()), Some("operators"));
@@ -947,7 +964,11 @@ fn many_rules() {
     })
     .unwrap();
     let rule_of = |user: &str, name: &str, labels: &[&str]| {
-        let who = Subject { user, role: "user" };
+        let who = Subject {
+            user,
+            role: "user",
+            groups: &[],
+        };
         let target = TargetRef { name, labels };
         let decision = policy.session(&who, &target, Entry::Browser, 0);
         let explained = policy.explain(&who, &target, BROWSER, 0);
@@ -1044,6 +1065,7 @@ fn lookup_tables_agree_with_a_naive_reading() {
             let who = Subject {
                 user: USERS[rng.below(USERS.len())],
                 role: ROLES[rng.below(ROLES.len())],
+                groups: &[],
             };
             let labels: Vec<&str> = (0..rng.below(3))
                 .map(|_| LABELS[rng.below(LABELS.len())])
@@ -1071,6 +1093,7 @@ fn denials_are_errors() {
         let who = Subject {
             user: "victor",
             role: "user",
+            groups: &[],
         };
         let target = TargetRef {
             name: "vend01",
@@ -1089,4 +1112,72 @@ fn denials_are_errors() {
         error.to_string(),
         r#"file download (target→client) denied by rule "vendors" (upload only)"#
     );
+}
+
+/// `sso_group:` subjects match the identity provider's groups a user is in (any of them), and
+/// nothing else: not a local user of that name, not a policy group, not a user without groups.
+#[test]
+fn sso_groups_are_subjects() {
+    let policy = Policy::compile(&parse(
+        "[groups]\nops = [\"olga\"]\n\n\
+         [[rules]]\nname = \"sso-ops\"\nsubjects = [\"sso_group:ops\", \"sso_group:dba\"]\ntargets = [\"label:prod\"]\n\n\
+         [[rules]]\nname = \"local-ops\"\nsubjects = [\"group:ops\"]\ntargets = [\"*\"]\ndeny = true",
+    ))
+    .unwrap();
+    let target = TargetRef {
+        name: "db01",
+        labels: &["prod"],
+    };
+    let in_groups = ["finance".to_owned(), "dba".to_owned()];
+    let sso = Subject {
+        user: "sam",
+        role: "user",
+        groups: &in_groups,
+    };
+    let grant = policy
+        .session(&sso, &target, Entry::Browser, 0)
+        .into_result()
+        .unwrap();
+    assert_eq!(grant.rule(), "sso-ops");
+    let explained = policy.explain(
+        &sso,
+        &target,
+        Action::Open {
+            entry: Entry::Browser,
+        },
+        0,
+    );
+    assert_eq!(explained.sso_groups, in_groups);
+    assert!(explained.allowed);
+    // A local member of the policy's own `ops` group is not in the provider's.
+    let local = Subject {
+        user: "olga",
+        role: "user",
+        groups: &[],
+    };
+    let denial = policy
+        .session(&local, &target, Entry::Browser, 0)
+        .into_result()
+        .unwrap_err();
+    assert_eq!(denial.rule.as_deref(), Some("local-ops"));
+    let other = ["ops-readonly".to_owned()];
+    let outsider = Subject {
+        user: "sam",
+        role: "user",
+        groups: &other,
+    };
+    assert_eq!(
+        policy
+            .session(&outsider, &target, Entry::Browser, 0)
+            .into_result()
+            .unwrap_err()
+            .reason
+            .code(),
+        "no_rule"
+    );
+    // An empty group name is refused like any empty subject value.
+    assert!(Policy::compile(&parse(
+        "[[rules]]\nname = \"r\"\nsubjects = [\"sso_group:\"]\ntargets = [\"*\"]"
+    ))
+    .is_err());
 }

@@ -203,6 +203,24 @@ pub struct UserRecord {
     /// MFA existed have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa: Option<MfaRecord>,
+    /// The identity provider account this user signs in with (single sign-on), if any. Such an
+    /// account has no password: it is made and kept up to date by its sign-ins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<SsoLink>,
+    /// The identity provider's groups the user was in at their last sign-in (policy subjects
+    /// `sso_group:<name>`). Empty for local accounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// Which identity provider account a user is: the provider's id in the gateway's settings and
+/// the account's `sub` (subject) there, which the provider never gives to anyone else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoLink {
+    /// The provider's id (`[[sso.providers]] id`).
+    pub provider: String,
+    /// The `sub` claim of the account's ID tokens.
+    pub subject: String,
 }
 
 impl UserRecord {
@@ -929,6 +947,8 @@ mod tests {
             created_at: 1,
             locked: false,
             mfa: None,
+            sso: None,
+            groups: Vec::new(),
         };
         assert_eq!(
             serde_json::to_value(&user).unwrap(),

@@ -20,6 +20,8 @@ fn user(name: &str, role: Role) -> UserRecord {
         created_at: 1_700_000_000,
         locked: false,
         mfa: None,
+        sso: None,
+        groups: Vec::new(),
     }
 }
 

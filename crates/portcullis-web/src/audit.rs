@@ -574,6 +574,7 @@ mod tests {
                 &Subject {
                     user: "alice",
                     role: "user",
+                    groups: &[],
                 },
                 &TargetRef::new("db1", &[]),
                 Entry::Browser,

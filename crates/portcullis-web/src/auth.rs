@@ -40,6 +40,19 @@ struct Login {
     last_seen_ms: i64,
     /// Password only, MFA required but not set up: enrolment routes only.
     enrol_only: bool,
+    /// Signed in through an identity provider: signing out ends the provider's session too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sso: Option<LoginSso>,
+}
+
+/// How a login signed in through an identity provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LoginSso {
+    /// The provider's id.
+    pub(crate) provider: String,
+    /// The ID token of the sign-in (the hint of the provider's sign-out), when not too long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id_token: Option<String>,
 }
 
 /// The routes (under `/api/v1`) an enrol-only login may call.
@@ -88,6 +101,7 @@ const EPHEMERAL_BOUNDS: &[(&str, usize)] = &[
     ("login_failures", 100_000),
     ("mfa_pending", 10_000),
     ("rdp_ticket", 10_000),
+    (crate::sso::api::PENDING_SPACE, 10_000),
     (LOGIN_SPACE, 200_000),
 ];
 
@@ -150,7 +164,7 @@ impl LoginSessions {
 
     /// A new full login of `user`.
     pub(crate) fn create(&self, user: &UserRecord) -> Result<String, StoreError> {
-        self.create_login(user, false)
+        self.create_login(user, false, None)
     }
 
     /// When `login` is over: `absolute` after creation or `idle` after its last request.
@@ -169,11 +183,13 @@ impl LoginSessions {
         }
     }
 
-    /// A new login of `user`; `enrol_only`: it may only enrol in MFA (and log out).
+    /// A new login of `user`; `enrol_only`: it may only enrol in MFA (and log out); `sso`: it
+    /// came through an identity provider.
     pub(crate) fn create_login(
         &self,
         user: &UserRecord,
         enrol_only: bool,
+        sso: Option<LoginSso>,
     ) -> Result<String, StoreError> {
         let token = portcullis_secrets::random_token(32);
         let now = now_ms();
@@ -184,6 +200,7 @@ impl LoginSessions {
             created_ms: now,
             last_seen_ms: now,
             enrol_only,
+            sso,
         };
         let entry = self.entry(&login);
         self.store
@@ -247,6 +264,20 @@ impl LoginSessions {
         }
     }
 
+    /// How the login `token` signed in through an identity provider, if it did.
+    pub(crate) fn sso_of(&self, token: &str) -> Option<LoginSso> {
+        let mut found = None;
+        let looked =
+            self.store
+                .ephemeral_update(LOGIN_SPACE, &login_key(token), now_ms(), &mut |entry| {
+                    found = entry
+                        .and_then(|e| serde_json::from_slice::<Login>(&e.value).ok())
+                        .and_then(|l| l.sso);
+                    EphemeralChange::Keep
+                });
+        looked.ok().and(found)
+    }
+
     /// Ends every login of `user` (deleted, locked, second factor reset). A failure is the
     /// caller's to report: the act is then not done.
     pub(crate) fn remove_user(&self, user: &str) -> Result<(), StoreError> {
@@ -266,12 +297,12 @@ impl LoginSessions {
 }
 
 pub(crate) fn cookie_token(parts: &Parts) -> Option<String> {
-    cookie_value(parts, COOKIE)
+    cookie_value(&parts.headers, COOKIE)
 }
 
 /// The value of the cookie `name`, if the request has a non-empty one.
-pub(crate) fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
-    for value in parts.headers.get_all(header::COOKIE) {
+pub(crate) fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    for value in headers.get_all(header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
         for pair in text.split(';') {
             if let Some((k, v)) = pair.trim().split_once('=') {

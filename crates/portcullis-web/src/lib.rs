@@ -19,6 +19,7 @@ mod recordings;
 pub mod relay;
 mod session_end;
 mod sessions;
+pub mod sso;
 mod targets;
 #[cfg(test)]
 mod test_support;
@@ -111,6 +112,10 @@ pub struct AppState {
     pub(crate) cluster_published: Arc<std::sync::atomic::AtomicI64>,
     /// Where the other gateways of a cluster reach this one (to watch its sessions).
     pub advertise: Option<relay::NodeAddress>,
+    /// The identity providers' discovery documents and keys, cached.
+    pub(crate) sso: sso::client::Discovery,
+    /// Held while the single sign-on settings are read, changed and saved.
+    pub(crate) sso_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -148,6 +153,11 @@ impl AppState {
             cluster: None,
             cluster_published: Arc::default(),
             advertise: None,
+            sso: sso::client::Discovery::new().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "single sign-on unavailable");
+                sso::client::Discovery::default()
+            }),
+            sso_writes: Arc::default(),
         }
     }
 
@@ -202,6 +212,7 @@ fn api_routes() -> Router<AppState> {
     Router::new()
         .merge(auth::api::routes())
         .merge(mfa::api::routes())
+        .merge(sso::api::routes())
         .merge(tokens::api::routes())
         .merge(targets::routes())
         .merge(users::routes())

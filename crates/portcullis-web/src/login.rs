@@ -45,6 +45,9 @@ pub(crate) enum Refused {
     },
     /// No such user, or the wrong password (counted toward the lock-out).
     WrongPassword,
+    /// The password is right, but the user's role signs in through an identity provider only
+    /// (`required_for_roles` of the single sign-on settings).
+    SsoRequired(UserRecord),
     /// The store could not be read.
     Store(StoreError),
     /// The verification task failed.
@@ -89,6 +92,12 @@ pub(crate) async fn check_password(
         state.throttle.failed(user, address, crate::auth::now_ms());
         return Err(Refused::WrongPassword);
     };
+    // Known only to whoever has the password: the role signs in through a provider.
+    let settings = crate::sso::SsoSettings::load(&*state.store)
+        .map_err(|e| Refused::Internal(e.to_string()))?;
+    if settings.required_for(user_record.role) && !settings.providers.is_empty() {
+        return Err(Refused::SsoRequired(user_record));
+    }
     Ok(Verified {
         user: user_record,
         slot,

@@ -487,6 +487,8 @@ mod tests {
                 since: 0,
                 recovery: Vec::new(),
             }),
+            sso: None,
+            groups: Vec::new(),
         };
         assert!(reseal_user_mfa(&old, &new, &mut user).unwrap());
         assert!(!reseal_user_mfa(&old, &new, &mut user).unwrap());

@@ -276,7 +276,26 @@ fn annotate_scopes(doc: &mut Value) {
 fn auth_paths(doc: &mut Value) {
     let paths = json!({
             "/auth/mfa": { "post": op("Second login step: the TOTP code for the pending login of the pc_mfa cookie (from /auth/login answering mfa_required); sets pc_session. 401: wrong, used or expired", "anyone", Some("Code"), "200") },
-            "/auth/logout": { "post": op("Log out", "any user", None, "204") },
+            "/auth/logout": { "post": op("Log out. A login made through an identity provider answers 200 with `logout_url`, the provider's sign-out to send the browser to", "any user", None, "204") },
+            "/auth/sso/providers": { "get": op("The identity providers the sign-in page offers: {\"providers\":[{\"id\",\"display_name\"}]}", "anyone", None, "200") },
+            "/auth/sso/{id}/start": {
+                "parameters": [path_param("id")],
+                "get": op("Browser navigation: starts a single sign-on at provider `id` (authorization code flow with PKCE) and redirects to it", "anyone", None, "303")
+            },
+            "/auth/sso/callback": { "get": op("Browser navigation: where the provider sends the browser back (`state`, `code`); signs in and goes on to the UI (or to the second factor), or shows why not", "anyone", None, "200") },
+            "/sso/settings": {
+                "get": op("Single sign-on settings: public_url, required_for_roles, redirect_uri (register it with the providers), providers (never a client secret: client_secret_set)", "admin", None, "200"),
+                "put": op("Set public_url (the gateway's https address) and required_for_roles (roles whose users may not use a password); 409 when it would lock out the caller", "admin", Some("SsoSettings"), "200")
+            },
+            "/sso/providers/{id}": {
+                "parameters": [path_param("id")],
+                "put": op("Add or change an OpenID Connect provider (client_secret required when new; left out: kept)", "admin", Some("SsoProvider"), "200"),
+                "delete": op("Remove a provider (its users' accounts stay; they cannot sign in until it is back)", "admin", None, "204")
+            },
+            "/sso/providers/{id}/test": {
+                "parameters": [path_param("id")],
+                "get": op("Fetch the provider's discovery document now: {\"ok\", \"error\"}", "admin", None, "200")
+            },
             "/me": { "get": op("The logged-in user: name, role, mfa (on), mfa_required_by_role, mfa_enrol_required (this login may only enrol)", "any user", None, "200") },
             "/me/mfa/enrol": { "post": op("Start TOTP enrolment: a new secret (base32), otpauth URI and QR code (SVG), shown this once; not in force until confirmed. 409 when MFA is already on", "any user", None, "200") },
             "/me/mfa/confirm": { "post": op("Confirm TOTP enrolment with a code: MFA is on from now; an enrol-only login becomes a full one. Answers the recovery codes (`recovery_codes`), shown this once", "any user", Some("Code"), "200") },
@@ -301,6 +320,18 @@ fn auth_paths(doc: &mut Value) {
         all.extend(new.clone());
     }
     let schemas = json!({
+                "SsoSettings": { "type": "object", "properties": {
+                    "public_url": { "type": ["string", "null"] },
+                    "required_for_roles": { "type": "array", "items": { "type": "string", "enum": ["admin", "reviewer", "soc", "user"] } } } },
+                "SsoProvider": { "type": "object", "required": ["display_name", "issuer", "client_id"], "properties": {
+                    "display_name": { "type": "string" }, "issuer": { "type": "string" },
+                    "client_id": { "type": "string" }, "client_secret": { "type": "string" },
+                    "scopes": { "type": "array", "items": { "type": "string" } },
+                    "username_claim": { "type": "string", "default": "preferred_username" },
+                    "groups_claim": { "type": "string", "default": "groups" },
+                    "role_mapping": { "type": "array", "items": { "type": "object", "required": ["group", "role"], "properties": {
+                        "group": { "type": "string" }, "role": { "type": "string", "enum": ["admin", "reviewer", "soc", "user"] } } } },
+                    "default_role": { "type": ["string", "null"], "enum": ["admin", "reviewer", "soc", "user", null] } } },
                 "Code": { "type": "object", "required": ["code"], "properties": {
                     "code": { "type": "string", "pattern": "^[0-9]{6}$" } } },
                 "NewToken": { "type": "object", "required": ["user", "name", "scopes"], "properties": {

@@ -132,6 +132,8 @@ pub fn prepare_user(name: &str, password: &str, role: Role) -> Result<UserRecord
         created_at: now_unix(),
         locked: false,
         mfa: None,
+        sso: None,
+        groups: Vec::new(),
     };
     Ok(record)
 }

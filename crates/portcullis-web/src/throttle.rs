@@ -110,8 +110,16 @@ impl LoginThrottle {
     /// `Err(wait)` when `account` or `address` is locked out at `now_ms` (Unix milliseconds):
     /// refuse without checking the password, and say when to try again.
     pub fn check(&self, account: &str, address: IpAddr, now_ms: i64) -> Result<(), Duration> {
+        self.check_keys(keys(account, address), now_ms)
+    }
+
+    fn check_keys(
+        &self,
+        keys: impl IntoIterator<Item = (String, KeyKind)>,
+        now_ms: i64,
+    ) -> Result<(), Duration> {
         let mut wait_ms = 0i64;
-        for (key, _) in keys(account, address) {
+        for (key, _) in keys {
             match self.read(&key, now_ms) {
                 Ok(f) => {
                     if let Some(until) = f.and_then(|f| f.locked_until_ms) {
@@ -134,9 +142,24 @@ impl LoginThrottle {
     /// A failed attempt at `now_ms`: counts against both, and locks them out once past the
     /// free failures.
     pub fn failed(&self, account: &str, address: IpAddr, now_ms: i64) {
+        self.count(keys(account, address), now_ms);
+    }
+
+    /// A failed attempt whose account is not known (a single sign-on refused before the
+    /// provider said who it was): counts against the address only.
+    pub fn failed_from(&self, address: IpAddr, now_ms: i64) {
+        self.count(keys("", address).into_iter().skip(1), now_ms);
+    }
+
+    /// Whether `address` is locked out (see [`LoginThrottle::check`]).
+    pub fn check_from(&self, address: IpAddr, now_ms: i64) -> Result<(), Duration> {
+        self.check_keys(keys("", address).into_iter().skip(1), now_ms)
+    }
+
+    fn count(&self, keys: impl IntoIterator<Item = (String, KeyKind)>, now_ms: i64) {
         portcullis_broker::stats::LOGIN_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.purge.maybe(&*self.store, now_ms);
-        for (key, key_kind) in keys(account, address) {
+        for (key, key_kind) in keys {
             let counted = self
                 .store
                 .ephemeral_update(FAILURE_SPACE, &key, now_ms, &mut |entry| {

@@ -94,6 +94,9 @@ pub const ROUTES: &[(&str, &str, Need)] = {
         ("post", "/auth/login", Public),
         ("post", "/auth/mfa", Public),
         ("get", "/openapi.json", Public),
+        ("get", "/auth/sso/providers", Public),
+        ("get", "/auth/sso/{id}/start", Public),
+        ("get", "/auth/sso/callback", Public),
         ("post", "/auth/logout", AnyToken),
         ("get", "/me", AnyToken),
         ("post", "/me/mfa/enrol", Browser),
@@ -116,6 +119,11 @@ pub const ROUTES: &[(&str, &str, Need)] = {
         ("get", "/grants", Scope(ADMIN)),
         ("post", "/grants", Scope(ADMIN)),
         ("delete", "/grants/{user}/{target}", Scope(ADMIN)),
+        ("get", "/sso/settings", Scope(ADMIN)),
+        ("put", "/sso/settings", Scope(ADMIN)),
+        ("put", "/sso/providers/{id}", Scope(ADMIN)),
+        ("delete", "/sso/providers/{id}", Scope(ADMIN)),
+        ("get", "/sso/providers/{id}/test", Scope(ADMIN)),
         ("get", "/policy", Scope(ADMIN)),
         ("put", "/policy", Scope(ADMIN)),
         ("post", "/policy/explain", Scope(ADMIN)),
@@ -349,6 +357,8 @@ mod tests {
                     created_at: 0,
                     locked: false,
                     mfa: None,
+                    sso: None,
+                    groups: Vec::new(),
                 })
                 .unwrap();
         }
@@ -457,6 +467,8 @@ mod tests {
                     created_at: 0,
                     locked: false,
                     mfa: None,
+                    sso: None,
+                    groups: Vec::new(),
                 })
                 .unwrap();
         }
@@ -554,7 +566,7 @@ mod tests {
         let state = state();
         let login = state
             .logins
-            .create_login(&state.store.get_user("sam").unwrap().unwrap(), true)
+            .create_login(&state.store.get_user("sam").unwrap().unwrap(), true, None)
             .unwrap();
         let send = |method: &str, path: &str| {
             Request::builder()
@@ -593,6 +605,8 @@ mod tests {
                 created_at: 0,
                 locked: false,
                 mfa: None,
+                sso: None,
+                groups: Vec::new(),
             })
             .unwrap();
         let (status, body) = call_as(&state, "ada", "GET", "/tokens/scopes", None).await;

@@ -32,7 +32,14 @@ pub(crate) async fn list_users(
     Ok(Json(
         users
             .iter()
-            .map(|u| json!({"name": u.name, "role": u.role, "locked": u.locked, "mfa": u.mfa_enabled()}))
+            .map(|u| {
+                let mut v = json!({"name": u.name, "role": u.role, "locked": u.locked, "mfa": u.mfa_enabled()});
+                if let Some(link) = &u.sso {
+                    v["sso"] = json!(link.provider);
+                    v["groups"] = json!(u.groups);
+                }
+                v
+            })
             .collect(),
     ))
 }

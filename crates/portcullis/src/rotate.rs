@@ -157,6 +157,8 @@ pub(crate) fn rotate(
             return Err(anyhow::Error::msg(e));
         }
     }
+    // So are the identity providers' client secrets.
+    portcullis_web::sso::reseal_settings(store, old, &new).map_err(anyhow::Error::msg)?;
     // Gateways started after this check the new key against the store.
     store.put_meta(
         crate::data::KEY_CHECK_META,

@@ -1,6 +1,7 @@
-// `#/login`: the sign-in form, with the second step (TOTP code) when the account has two-factor on.
+// `#/login`: the sign-in form, with the second step (TOTP code) when the account has two-factor on,
+// and a button per identity provider (single sign-on).
 
-import { ApiError, login, loginCode, type Me } from '../api';
+import { ApiError, login, loginCode, ssoProviders, ssoStartUrl, type Me } from '../api';
 import { h, showError } from '../dom';
 
 /** `#/login`: the sign-in form. Calls `done` with the user on success. */
@@ -123,6 +124,23 @@ export function renderLogin(root: HTMLElement, signal: AbortSignal, done: (me: M
     }
   });
 
+  // Single sign-on: one button per provider (a navigation to the provider and back).
+  const sso = h('div', { id: 'login-sso', class: 'login-sso', hidden: true });
+  void ssoProviders()
+    .then(({ providers }) => {
+      if (signal.aborted || providers.length === 0 || !codeForm.hidden) return;
+      sso.replaceChildren(
+        ...providers.map((p) =>
+          h('a', { id: `login-sso-${p.id}`, class: 'btn btn-block', href: ssoStartUrl(p.id) }, `Sign in with ${p.display_name}`),
+        ),
+        h('p', { class: 'login-or muted' }, 'or with a local account'),
+      );
+      sso.hidden = false;
+    })
+    .catch(() => {
+      // No providers shown: the password form still works.
+    });
+
   root.append(
     h(
       'div',
@@ -132,10 +150,20 @@ export function renderLogin(root: HTMLElement, signal: AbortSignal, done: (me: M
         { class: 'login-card' },
         h('div', { class: 'login-brand' }, h('span', { class: 'wordmark-mark', 'aria-hidden': 'true' }), 'Portcullis'),
         h('p', { class: 'login-subtitle' }, 'Privileged session gateway'),
+        sso,
         form,
         codeForm,
       ),
     ),
   );
+  // Back from a single sign-on whose account has two-factor on: the code step at once.
+  if (new URLSearchParams(location.search).get('second_factor') === '1') {
+    history.replaceState(null, '', `/${location.hash}`);
+    form.hidden = true;
+    sso.hidden = true;
+    codeForm.hidden = false;
+    code.focus();
+    return;
+  }
   username.focus();
 }

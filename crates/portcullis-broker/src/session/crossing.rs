@@ -332,6 +332,7 @@ mod tests {
         let who = Subject {
             user: "alice",
             role: "user",
+            groups: &[],
         };
         Policy::compile(&doc)
             .unwrap()

@@ -78,6 +78,7 @@ pub(crate) fn grant(recording: Recording) -> SessionGrant {
     let who = Subject {
         user: "alice",
         role: "user",
+        groups: &[],
     };
     Policy::compile(&doc)
         .unwrap()

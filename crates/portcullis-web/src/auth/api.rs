@@ -83,6 +83,18 @@ pub(crate) async fn login(
         }
         Err(Refused::Store(e)) => return Err(e.into()),
         Err(Refused::Internal(e)) => return Err(WebError::Internal(e)),
+        Err(Refused::SsoRequired(user)) => {
+            let why = format!(
+                "users of the {} role sign in through single sign-on, not with a password",
+                user.role
+            );
+            warn!(user = %username, "password login refused: single sign-on required");
+            state
+                .audit
+                .record(login_failed(&username, &why).detail("address", peer.to_string()))
+                .await?;
+            return Err(WebError::Forbidden(why));
+        }
         Err(Refused::WrongPassword) => {
             warn!(user = %username, "login failed");
             state
@@ -108,52 +120,94 @@ pub(crate) async fn login(
             "your account is locked by the security team".into(),
         ));
     }
-    let mfa_required = state.mfa_required_roles.contains(&user.role);
-    if user.mfa_enabled() {
-        // The password alone gives no session: the code must follow within two minutes. The
-        // account's failure count is cleared only then, so the password does not buy more
-        // guesses at the code.
-        state
-            .audit
-            .record(
-                Record::new(Kind::MFA, &user.name)
-                    .detail("step", "password")
-                    .detail("outcome", "code_required")
-                    .detail("address", peer.to_string()),
-            )
-            .await?;
-        let pending = state
-            .pending
-            .create(&user.name, &user.id, crate::auth::now_ms())?;
-        info!(user = %user.name, "password accepted; second factor required");
-        return Ok((
+    match first_factor_passed(&state, user, peer, None).await? {
+        FirstFactor::SecondNeeded { pending } => Ok((
             [(header::SET_COOKIE, crate::mfa::set_pending_cookie(&pending))],
             Json(json!({ "mfa_required": true })),
         )
-            .into_response());
+            .into_response()),
+        FirstFactor::LoggedIn {
+            token,
+            name,
+            role,
+            enrol_only,
+        } => Ok((
+            [(header::SET_COOKIE, set_cookie(&token))],
+            Json(Me {
+                name,
+                role,
+                mfa: false,
+                mfa_required_by_role: enrol_only,
+                mfa_enrol_required: enrol_only,
+            }),
+        )
+            .into_response()),
+    }
+}
+
+/// What follows a first factor (a password, or a single sign-on).
+pub(crate) enum FirstFactor {
+    /// The second factor must follow: the pending login's token (its cookie).
+    SecondNeeded { pending: String },
+    /// Logged in: the login's token (its cookie); `enrol_only`: the role requires a second
+    /// factor the user has not set up, so the login may only set one up.
+    LoggedIn {
+        token: String,
+        name: String,
+        role: Role,
+        enrol_only: bool,
+    },
+}
+
+/// The login of `user`, whose first factor passed from `peer` (`sso`: through a provider): a
+/// pending login when their second factor must follow, else a full (or enrol-only) login. On
+/// record first.
+pub(crate) async fn first_factor_passed(
+    state: &AppState,
+    user: portcullis_store::UserRecord,
+    peer: std::net::SocketAddr,
+    sso: Option<crate::auth::LoginSso>,
+) -> Result<FirstFactor, WebError> {
+    let mfa_required = state.mfa_required_roles.contains(&user.role);
+    let provider = sso.as_ref().map(|s| s.provider.clone());
+    if user.mfa_enabled() {
+        // The first factor alone gives no session: the code must follow within two minutes.
+        // The account's failure count is cleared only then, so the password does not buy more
+        // guesses at the code.
+        let mut record = Record::new(Kind::MFA, &user.name)
+            .detail("step", if sso.is_some() { "sso" } else { "password" })
+            .detail("outcome", "code_required")
+            .detail("address", peer.to_string());
+        if let Some(p) = &provider {
+            record = record.detail("provider", p.clone());
+        }
+        state.audit.record(record).await?;
+        let pending = state
+            .pending
+            .create(&user.name, &user.id, crate::auth::now_ms())?;
+        info!(user = %user.name, "first factor accepted; second factor required");
+        return Ok(FirstFactor::SecondNeeded { pending });
     }
     state.throttle.succeeded(&user.name);
     // On disk before the browser gets its cookie.
     let mut record = Record::new(Kind::LOGIN, &user.name)
         .detail("entry", "browser")
         .detail("address", peer.to_string());
+    if let Some(p) = &provider {
+        record = record.detail("sso", p.clone());
+    }
     if mfa_required {
         record = record.detail("mfa", "enrol_only");
     }
     state.audit.record(record).await?;
-    let token = state.logins.create_login(&user, mfa_required)?;
-    info!(user = %user.name, enrol_only = mfa_required, "login");
-    Ok((
-        [(header::SET_COOKIE, set_cookie(&token))],
-        Json(Me {
-            name: user.name,
-            role: user.role,
-            mfa: false,
-            mfa_required_by_role: mfa_required,
-            mfa_enrol_required: mfa_required,
-        }),
-    )
-        .into_response())
+    let token = state.logins.create_login(&user, mfa_required, sso)?;
+    info!(user = %user.name, enrol_only = mfa_required, sso = ?provider, "login");
+    Ok(FirstFactor::LoggedIn {
+        token,
+        name: user.name,
+        role: user.role,
+        enrol_only: mfa_required,
+    })
 }
 
 pub(crate) async fn logout(
@@ -173,8 +227,22 @@ pub(crate) async fn logout(
         warn!(user = %user.name, error = %e,
             "the logout is not in the audit trail (it cannot be written); the login ends anyway");
     }
+    let mut sso = None;
     if let Some(token) = cookie_token(&parts) {
+        sso = state.logins.sso_of(&token);
         state.logins.remove(&token)?;
+    }
+    // Signed in through a provider: the browser goes on to the provider's sign-out, so that
+    // the next sign-in there asks again.
+    if let Some(url) = match sso {
+        Some(sso) => crate::sso::logout_url(&state, &sso).await,
+        None => None,
+    } {
+        return Ok((
+            [(header::SET_COOKIE, clear_cookie())],
+            Json(json!({ "logout_url": url })),
+        )
+            .into_response());
     }
     Ok((
         StatusCode::NO_CONTENT,

@@ -77,7 +77,7 @@ pub(crate) async fn login_code(
     req: Request,
 ) -> Result<Response, WebError> {
     let (parts, body) = req.into_parts();
-    let pending = cookie_value(&parts, PENDING_COOKIE);
+    let pending = cookie_value(&parts.headers, PENDING_COOKIE);
     let now = crate::auth::now_ms();
     let Some((token, name)) = pending.and_then(|t| state.pending.user(&t, now).map(|u| (t, u)))
     else {
@@ -290,7 +290,7 @@ pub(crate) async fn confirm(
         .audit
         .record(mfa_record(&user.name, "confirm", "ok"))
         .await?;
-    if let Some(token) = cookie_value(&parts, COOKIE) {
+    if let Some(token) = cookie_value(&parts.headers, COOKIE) {
         state.logins.upgrade(&token)?;
     }
     info!(user = %user.name, "two-factor authentication on");

@@ -104,6 +104,7 @@ pub(crate) async fn explain(
     let who = Subject {
         user: &user.name,
         role: user.role.as_str(),
+        groups: &user.groups,
     };
     let on = TargetRef {
         name: &target.name,

@@ -27,12 +27,12 @@ pub(crate) fn decide_open(
                 .into(),
         );
     }
-    let role = match state.store.get_user(user) {
+    let account = match state.store.get_user(user) {
         Ok(Some(u)) if u.locked => {
             warn!(%user, target = %target.name, "session refused: the account is locked");
             return Err("your account is locked by the security team".into());
         }
-        Ok(Some(u)) => u.role,
+        Ok(Some(u)) => u,
         Ok(None) => return Err(format!("no user {user:?}")),
         Err(e) => {
             warn!(%user, error = %e, "cannot read the user for a policy decision");
@@ -45,7 +45,8 @@ pub(crate) fn decide_open(
         .unwrap_or(0);
     let who = Subject {
         user,
-        role: role.as_str(),
+        role: account.role.as_str(),
+        groups: &account.groups,
     };
     let target_ref = TargetRef {
         name: &target.name,

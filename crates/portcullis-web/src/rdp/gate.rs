@@ -116,6 +116,15 @@ impl RdpGate {
             }
             // The same slots as the web's logins, and like them never waiting for one: queued
             // native attempts would hold the slots and keep browser logins at 429.
+            Err(Refused::SsoRequired(_)) => {
+                return Err(deny(
+                    Refusal::BadCredentials,
+                    format!(
+                        "{user:?} signs in through single sign-on: the password does not open \
+                         native RDP sessions; use a one-time .rdp file from the browser"
+                    ),
+                ))
+            }
             Err(Refused::Busy) => {
                 return Err(deny(
                     Refusal::Busy,
