@@ -172,12 +172,21 @@ test('hostile returns are refused and on record: wrong audience, expired, anothe
     const failed = await records('login_failed');
     assert.ok(failed.filter((rec) => rec.detail?.entry === 'sso').length >= cases.length, JSON.stringify(failed.slice(-3)));
 
-    // A replayed return: the code and state of a sign-in that succeeded, sent again.
+    // A replayed return: the code and state of a sign-in that succeeded, sent again by the
+    // same browser (its binding cookie put back: the return cleared it).
     let callback = null;
+    let binding = null;
     page.on('request', (req) => { if (req.url().startsWith(`${gw.base}/api/v1/auth/sso/callback`)) callback = req.url(); });
+    page.on('response', async (res) => {
+      const set = res.url().includes('/api/v1/auth/sso/corp/start') ? await res.headerValue('set-cookie') : null;
+      const m = /__Host-pc_sso=([^;]+)/.exec(set ?? '');
+      if (m) binding = m[1];
+    });
     await ssoSignIn(page, 'alice');
     await page.waitForSelector('#current-user', { timeout: 15000 });
-    assert.ok(callback, 'no callback seen');
+    assert.ok(callback && binding, 'no callback or binding cookie seen');
+    assert.equal((await page.context().cookies()).some((c) => c.name === '__Host-pc_sso'), false, 'the binding cookie is cleared once used');
+    await page.context().addCookies([{ name: '__Host-pc_sso', value: binding, url: `${gw.base}/` }]);
     await page.goto(callback);
     assert.match(await page.textContent('#message'), /unknown, expired or already used/);
 
@@ -216,13 +225,19 @@ test('a group revoked at the provider: the next sign-in changes the role; with n
     assert.equal((await second.get('/me')).json.role, 'user');
     // The first login re-reads the account: an admin no more.
     assert.equal((await first.get('/users')).status, 403);
+    // An API token of hers, made meanwhile: it must stop with her access.
+    const made = await admin.post('/tokens', { user: 'anna', name: 'anna-script', scopes: ['sessions:read'] });
+    assert.equal(made.status, 201, made.text);
+    const bearer = { authorization: `Bearer ${made.json.token}` };
+    assert.equal((await request(gw.base, 'GET', '/api/v1/me', { headers: bearer })).status, 200);
     idp.setUsers({ ...USERS, anna: { ...USERS.anna, groups: ['finance'] } });
     await ssoSignIn(page, 'anna');
     await page.waitForSelector('#message', { timeout: 10000 });
     assert.match(await page.textContent('#message'), /none of your groups/);
     assert.equal((await second.get('/me')).status, 401, 'the logins of a revoked account end');
     const anna = (await admin.get('/users')).json.find((u) => u.name === 'anna');
-    assert.deepEqual(anna.groups, []);
+    assert.deepEqual({ groups: anna.groups, locked: anna.locked }, { groups: [], locked: true });
+    assert.equal((await request(gw.base, 'GET', '/api/v1/me', { headers: bearer })).status, 403, 'her API token stopped');
     const changes = await records('admin_change');
     assert.ok(changes.some((rec) => rec.actor === 'anna' && rec.detail?.action === 'user_revoke_sso'));
     // Someone in no mapped group never gets an account.
@@ -253,10 +268,11 @@ test('no local account is taken over, a role may be made SSO-only, secrets are s
     assert.equal(r.status, 409, r.text);
     r = await admin.put('/sso/settings', { public_url: gw.base, required_for_roles: ['user'] });
     assert.equal(r.status, 200, r.text);
+    // Answered like a wrong password (the answer does not confirm it); the reason on record.
     r = await apiClient(gw.base).login('carl', 'carl-password-1234');
-    assert.equal(r.status, 403, r.text);
-    assert.match(r.json.error, /single sign-on/);
-    assert.equal((await apiClient(gw.base).login('carl', 'wrong-password-xx')).status, 401, 'a wrong password learns nothing');
+    assert.equal(r.status, 401, r.text);
+    const refusedCarl = (await records('login_failed')).filter((rec) => rec.actor === 'carl');
+    assert.match(refusedCarl.at(-1)?.detail?.reason ?? '', /single sign-on/, JSON.stringify(refusedCarl));
     assert.equal((await apiClient(gw.base).login('admin', ADMIN)).status, 200, 'the break-glass admin keeps their password');
     assert.equal((await admin.put('/sso/settings', { public_url: gw.base, required_for_roles: [] })).status, 200);
 
@@ -277,6 +293,61 @@ test('no local account is taken over, a role may be made SSO-only, secrets are s
     await ssoSignIn(page, 'alice');
     await page.waitForSelector('#current-user', { timeout: 15000 });
     assert.equal(await page.textContent('#current-user'), 'alice');
+  } finally {
+    await page.context().close();
+  }
+});
+
+test('admins set single sign-on up in the web UI; the client secret is write-only', async () => {
+  const page = await newPage(browser);
+  try {
+    await page.goto(`${gw.base}/#/login`);
+    await page.fill('#login-username', 'admin');
+    await page.fill('#login-password', ADMIN);
+    await page.click('#login-submit');
+    await page.waitForSelector('#nav-admin-sso');
+    await page.click('#nav-admin-sso');
+    await page.waitForSelector('[data-sso-provider="corp"]');
+    assert.equal(await page.textContent('#sso-redirect-uri'), `${gw.base}/api/v1/auth/sso/callback`);
+    assert.equal(await page.inputValue('#sso-public-url'), gw.base);
+    // Edit: the form shows the settings, never the secret; saving without one keeps it.
+    await page.click('[data-edit-sso="corp"]');
+    assert.equal(await page.inputValue('#sso-issuer'), idp.issuer);
+    assert.equal(await page.inputValue('#sso-client-secret'), '');
+    assert.match(await page.inputValue('#sso-mappings'), /^psm-admins = admin\npsm-users = user$/);
+    assert.ok(!(await page.content()).includes(SECRET));
+    await page.fill('#sso-display', 'Corp Login');
+    await page.fill('#sso-mappings', 'psm-admins = admin\npsm-users = user\nops = user');
+    await page.click('#sso-provider-save');
+    await page.waitForFunction(() => document.querySelector('[data-sso-provider="corp"]')?.textContent.includes('Corp Login'));
+    await page.click('[data-test-sso="corp"]');
+    await page.waitForSelector('#sso-test-result:not([hidden])');
+    assert.match(await page.textContent('#sso-test-result'), /answers/);
+    // A bad mapping line is named before anything is sent.
+    await page.fill('#sso-mappings', 'psm-admins = root');
+    await page.click('#sso-provider-save');
+    await page.waitForSelector('.form-error:not([hidden])');
+    assert.match(await page.textContent('.form-error'), /line 1/);
+    const settings = (await admin.get('/sso/settings')).json;
+    assert.equal(settings.providers[0].display_name, 'Corp Login');
+    assert.equal(settings.providers[0].client_secret_set, true);
+    // The sign-in page offers it under its new name, and the secret still works.
+    const other = await newPage(browser);
+    try {
+      await other.goto(`${gw.base}/#/login`);
+      assert.equal((await other.textContent('#login-sso-corp')).trim(), 'Sign in with Corp Login');
+    } finally {
+      await other.context().close();
+    }
+    const users = await page.context().newPage();
+    await users.goto(`${gw.base}/#/admin/users`);
+    await users.waitForSelector('[data-sso-user="alice"]');
+    // Removing the provider: nobody vouches for its accounts any more; they are locked.
+    await page.click('[data-remove-sso="corp"]');
+    await page.waitForSelector('#sso-table .empty-row');
+    const alice = (await admin.get('/users')).json.find((u) => u.name === 'alice');
+    assert.equal(alice.locked, true);
+    assert.equal((await apiClient(gw.base).get('/auth/sso/providers')).json.providers.length, 0);
   } finally {
     await page.context().close();
   }

@@ -88,6 +88,9 @@ export interface User {
   locked?: boolean;
   /** Two-factor authentication is on. */
   mfa?: boolean;
+  /** The identity provider the account signs in with (no password), and its groups there. */
+  sso?: string;
+  groups?: string[];
 }
 
 export interface Grant {

@@ -6,7 +6,7 @@ import { isSocRole } from './model/soc';
 import { landingHash } from './model/router';
 import { h } from './dom';
 
-export type NavKey = 'me' | 'targets' | 'recordings' | 'soc' | 'audit' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'admin-tokens' | 'session';
+export type NavKey = 'me' | 'targets' | 'recordings' | 'soc' | 'audit' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'admin-tokens' | 'admin-sso' | 'session';
 
 function navLink(id: string, href: string, label: string, active: boolean): HTMLAnchorElement {
   return h('a', { id, href, class: active ? 'nav-link active' : 'nav-link', 'aria-current': active ? 'page' : null }, label);
@@ -35,6 +35,7 @@ export function header(me: Me, active: NavKey): HTMLElement {
       navLink('nav-admin-sessions', '#/admin/sessions', 'Sessions', active === 'admin-sessions'),
       navLink('nav-admin-policy', '#/admin/policy', 'Policy', active === 'admin-policy'),
       navLink('nav-admin-tokens', '#/admin/tokens', 'API tokens', active === 'admin-tokens'),
+      navLink('nav-admin-sso', '#/admin/sso', 'Sign-on', active === 'admin-sso'),
     );
   }
   // An enrol-only login (the role requires two-factor authentication) reaches no other page.

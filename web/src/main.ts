@@ -8,6 +8,7 @@ import { renderAdminGrants } from './pages/admin-grants-page';
 import { renderAdminSessions } from './pages/admin-sessions-page';
 import { renderAdminTargets } from './pages/admin-targets-page';
 import { renderAdminTokens } from './pages/admin-tokens-page';
+import { renderAdminSso } from './pages/admin-sso-page';
 import { renderAdminUsers } from './pages/admin-users-page';
 import { renderAudit } from './pages/audit-page';
 import { renderLogin } from './pages/login-page';
@@ -136,6 +137,9 @@ async function render(): Promise<void> {
         break;
       case 'tokens':
         await renderAdminTokens(ctx);
+        break;
+      case 'sso':
+        await renderAdminSso(ctx);
         break;
       default:
         location.replace(landingHash(me));

@@ -217,8 +217,11 @@ pub struct UserRecord {
 /// the account's `sub` (subject) there, which the provider never gives to anyone else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SsoLink {
-    /// The provider's id (`[[sso.providers]] id`).
+    /// The provider's id in the gateway's settings.
     pub provider: String,
+    /// The provider's issuer when the account was linked: a provider whose issuer changed
+    /// (another identity provider under the same id) is not trusted for the account.
+    pub issuer: String,
     /// The `sub` claim of the account's ID tokens.
     pub subject: String,
 }

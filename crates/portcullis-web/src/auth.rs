@@ -163,6 +163,7 @@ impl LoginSessions {
     }
 
     /// A new full login of `user`.
+    #[cfg(test)]
     pub(crate) fn create(&self, user: &UserRecord) -> Result<String, StoreError> {
         self.create_login(user, false, None)
     }

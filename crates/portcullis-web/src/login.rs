@@ -47,7 +47,7 @@ pub(crate) enum Refused {
     WrongPassword,
     /// The password is right, but the user's role signs in through an identity provider only
     /// (`required_for_roles` of the single sign-on settings).
-    SsoRequired(UserRecord),
+    SsoRequired(Box<UserRecord>),
     /// The store could not be read.
     Store(StoreError),
     /// The verification task failed.
@@ -77,11 +77,17 @@ pub(crate) async fn check_password(
     }
     let slot = slot.ok_or(Refused::Busy)?;
     let record = state.store.get_user(user).map_err(Refused::Store)?;
+    // An account of an identity provider has no password to guess: a failure counts against
+    // the address only (counting it against the account would let anyone lock its owner out
+    // of single sign-on).
+    let guessable = record.as_ref().is_none_or(|u| u.sso.is_none());
     let password = Zeroizing::new(password.to_owned());
     // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
     let verified = tokio::task::spawn_blocking(move || match record {
-        Some(u) => portcullis_secrets::verify_password(&password, &u.password_hash).then_some(u),
-        None => {
+        Some(u) if u.sso.is_none() => {
+            portcullis_secrets::verify_password(&password, &u.password_hash).then_some(u)
+        }
+        _ => {
             portcullis_secrets::burn_verify_time(&password);
             None
         }
@@ -89,14 +95,18 @@ pub(crate) async fn check_password(
     .await
     .map_err(|e| Refused::Internal(e.to_string()))?;
     let Some(user_record) = verified else {
-        state.throttle.failed(user, address, crate::auth::now_ms());
+        if guessable {
+            state.throttle.failed(user, address, crate::auth::now_ms());
+        } else {
+            state.throttle.failed_from(address, crate::auth::now_ms());
+        }
         return Err(Refused::WrongPassword);
     };
     // Known only to whoever has the password: the role signs in through a provider.
     let settings = crate::sso::SsoSettings::load(&*state.store)
         .map_err(|e| Refused::Internal(e.to_string()))?;
     if settings.required_for(user_record.role) && !settings.providers.is_empty() {
-        return Err(Refused::SsoRequired(user_record));
+        return Err(Refused::SsoRequired(Box::new(user_record)));
     }
     Ok(Verified {
         user: user_record,

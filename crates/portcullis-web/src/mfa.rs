@@ -317,6 +317,9 @@ struct Pending {
     /// Unix milliseconds.
     created_ms: i64,
     failures: u32,
+    /// The first factor was a single sign-on: the login keeps it (for the provider's sign-out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sso: Option<crate::auth::LoginSso>,
 }
 
 /// The store's space for pending logins.
@@ -363,12 +366,24 @@ impl PendingLogins {
 
     /// A new pending login of the account `user` (id `user_id`); returns its token.
     pub fn create(&self, user: &str, user_id: &str, now_ms: i64) -> Result<String, StoreError> {
+        self.create_with(user, user_id, now_ms, None)
+    }
+
+    /// [`PendingLogins::create`], the first factor having been `sso` when given.
+    pub(crate) fn create_with(
+        &self,
+        user: &str,
+        user_id: &str,
+        now_ms: i64,
+        sso: Option<crate::auth::LoginSso>,
+    ) -> Result<String, StoreError> {
         let token = portcullis_secrets::random_token(32);
         let entry = Self::entry(&Pending {
             user: user.to_owned(),
             user_id: user_id.to_owned(),
             created_ms: now_ms,
             failures: 0,
+            sso,
         });
         self.store
             .ephemeral_update(PENDING_SPACE, &pending_key(&token), now_ms, &mut |_| {
@@ -397,8 +412,18 @@ impl PendingLogins {
     /// Uses the pending login up (the code was right): it cannot be used again. Returns the
     /// account's name and id.
     pub fn take(&self, token: &str, now_ms: i64) -> Option<(String, String)> {
+        self.take_with_sso(token, now_ms)
+            .map(|(user, id, _)| (user, id))
+    }
+
+    /// [`PendingLogins::take`], with the single sign-on the first factor was, if it was one.
+    pub(crate) fn take_with_sso(
+        &self,
+        token: &str,
+        now_ms: i64,
+    ) -> Option<(String, String, Option<crate::auth::LoginSso>)> {
         self.read(token, now_ms, EphemeralChange::Delete)
-            .map(|p| (p.user.clone(), p.user_id.clone()))
+            .map(|p| (p.user, p.user_id, p.sso))
     }
 
     /// A wrong code: after [`PENDING_MAX_FAILURES`] the pending login is gone.

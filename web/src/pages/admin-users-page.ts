@@ -62,7 +62,13 @@ export async function renderAdminUsers(ctx: PageContext): Promise<void> {
     return h(
       'tr',
       { 'data-user': u.name, 'data-locked': u.locked ? 'true' : 'false' },
-      h('td', null, u.name, self ? h('span', { class: 'muted you' }, ' (you)') : null),
+      h(
+        'td',
+        null,
+        u.name,
+        self ? h('span', { class: 'muted you' }, ' (you)') : null,
+        u.sso ? h('span', { class: 'muted', 'data-sso-user': u.name, title: (u.groups ?? []).join(', ') }, ` · SSO ${u.sso}`) : null,
+      ),
       h('td', null, h('span', { class: `role-badge ${roleClass(u.role)}` }, u.role)),
       h('td', null, u.locked ? h('span', { class: 'locked-badge', 'data-locked-badge': u.name }, 'Locked') : h('span', { class: 'muted' }, 'Active')),
       h('td', { 'data-mfa': u.name }, u.mfa ? 'On' : h('span', { class: 'muted' }, 'Off')),

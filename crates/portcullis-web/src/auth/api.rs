@@ -93,7 +93,9 @@ pub(crate) async fn login(
                 .audit
                 .record(login_failed(&username, &why).detail("address", peer.to_string()))
                 .await?;
-            return Err(WebError::Forbidden(why));
+            // Answered like a wrong password: the answer does not confirm the password (which
+            // may be the one at the provider too). The sign-in page offers the providers.
+            return Err(WebError::BadCredentials);
         }
         Err(Refused::WrongPassword) => {
             warn!(user = %username, "login failed");
@@ -182,9 +184,10 @@ pub(crate) async fn first_factor_passed(
             record = record.detail("provider", p.clone());
         }
         state.audit.record(record).await?;
-        let pending = state
-            .pending
-            .create(&user.name, &user.id, crate::auth::now_ms())?;
+        let pending =
+            state
+                .pending
+                .create_with(&user.name, &user.id, crate::auth::now_ms(), sso)?;
         info!(user = %user.name, "first factor accepted; second factor required");
         return Ok(FirstFactor::SecondNeeded { pending });
     }

@@ -119,7 +119,7 @@ pub(crate) async fn login_code(
         }
         Attempt::Right { recovery_left } => recovery_left,
     };
-    let Some((_, user_id)) = state.pending.take(&token, crate::auth::now_ms()) else {
+    let Some((_, user_id, sso)) = state.pending.take_with_sso(&token, crate::auth::now_ms()) else {
         return Err(WebError::Unauthorized);
     };
     let user = state.store.get_user(&name)?.ok_or(WebError::Unauthorized)?;
@@ -150,7 +150,7 @@ pub(crate) async fn login_code(
                 .detail("address", address),
         )
         .await?;
-    let session = state.logins.create(&user)?;
+    let session = state.logins.create_login(&user, false, sso)?;
     info!(user = %name, "login with second factor");
     let mut res = Json(json!({
         "name": user.name,

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::client::Identity;
+use super::client::{Identity, SsoError};
 use super::{ProviderSettings, RoleMapping, SsoSettings, StoredProvider};
 use crate::audit::{admin_change, login_failed};
 use crate::auth::api::{first_factor_passed, FirstFactor};
@@ -39,9 +39,11 @@ use crate::{AppState, WebError};
 /// The store's space for sign-ins under way.
 pub(crate) const PENDING_SPACE: &str = "sso_pending";
 /// The cookie binding a sign-in under way to the browser that started it.
-const BINDING_COOKIE: &str = "pc_sso";
+const BINDING_COOKIE: &str = "__Host-pc_sso";
 /// How long a sign-in may take at the provider.
 const PENDING_TTL_MS: i64 = 10 * 60 * 1000;
+/// Most sign-ins under way from one network (see `throttle::client_network`).
+const MAX_PENDING_PER_NETWORK: usize = 20;
 /// Longest `state`, `code` or `error` parameter taken.
 const MAX_PARAM: usize = 2048;
 
@@ -141,25 +143,63 @@ async fn providers(State(state): State<AppState>) -> Result<Json<Value>, WebErro
 }
 
 /// Starts a sign-in at provider `id`.
-async fn start(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match start_inner(&state, &id).await {
+async fn start(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+) -> Response {
+    // Anyone may ask: an address locked out of logins, or with many sign-ins under way, is
+    // turned away before anything is stored or fetched.
+    let now = now_ms();
+    if let Err(wait) = state.throttle.check_from(peer.ip(), now) {
+        return page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Sign-in refused",
+            &format!(
+                "too many failed sign-ins from your address: try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        );
+    }
+    let network = crate::throttle::client_network(peer.ip()).to_string();
+    match state.store.ephemeral_count(PENDING_SPACE, &network, now) {
+        Ok((_, mine)) if mine < MAX_PENDING_PER_NETWORK => {}
+        Ok(_) => {
+            return page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Sign-in refused",
+                "too many sign-ins under way from your address: finish one, or try again in a few minutes",
+            )
+        }
+        Err(e) => return WebError::from(e).into_response(),
+    }
+    let Ok(settings) = SsoSettings::load(&*state.store) else {
+        return unavailable();
+    };
+    let Some(provider) = settings.provider(&id) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "Single sign-on unavailable",
+            "no such identity provider",
+        );
+    };
+    match start_inner(&state, &settings, provider, &network).await {
         Ok(response) => response,
         Err(message) => {
+            // The details (addresses, the provider's words) for the log, not for anyone.
             warn!(provider = %id, error = %message, "single sign-on could not start");
-            page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Single sign-on unavailable",
-                &message,
-            )
+            unavailable()
         }
     }
 }
 
-async fn start_inner(state: &AppState, id: &str) -> Result<Response, String> {
-    let settings = SsoSettings::load(&*state.store).map_err(|e| e.to_string())?;
-    let provider = settings
-        .provider(id)
-        .ok_or_else(|| format!("no identity provider {id:?}"))?;
+async fn start_inner(
+    state: &AppState,
+    settings: &SsoSettings,
+    provider: &StoredProvider,
+    network: &str,
+) -> Result<Response, String> {
+    let id = provider.settings.id.as_str();
     let redirect = settings.redirect_url()?;
     let secret = provider.client_secret(&state.key)?;
     let started = state
@@ -177,7 +217,7 @@ async fn start_inner(state: &AppState, id: &str) -> Result<Response, String> {
     };
     let plain = zeroize::Zeroizing::new(serde_json::to_vec(&pending).map_err(|e| e.to_string())?);
     let entry = Ephemeral {
-        owner: String::new(),
+        owner: network.to_owned(),
         value: state.key.seal(&plain, &pending_aad(&key)),
         expires_at_ms: now_ms() + PENDING_TTL_MS,
     };
@@ -187,9 +227,10 @@ async fn start_inner(state: &AppState, id: &str) -> Result<Response, String> {
             EphemeralChange::Put(entry.clone())
         })
         .map_err(|e| e.to_string())?;
-    // Lax: the provider's redirect back is a cross-site navigation.
+    // Lax: the provider's redirect back is a cross-site navigation. `__Host-`: only this host
+    // sets it (no sibling domain plants one), which needs the path `/`.
     let cookie = format!(
-        "{BINDING_COOKIE}={binding}; Path=/api/v1/auth/sso; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        "{BINDING_COOKIE}={binding}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
         PENDING_TTL_MS / 1000
     );
     Ok((
@@ -211,35 +252,72 @@ struct CallbackQuery {
     error_description: Option<String>,
 }
 
-/// Takes the pending sign-in `state` (once: a replayed return finds nothing).
-fn take_pending(state: &AppState, sign_in: &str) -> Result<Option<Pending>, StoreError> {
+/// What the return's `state` and the browser's binding cookie find.
+enum Found {
+    /// The pending sign-in, now used up.
+    Pending(Pending),
+    /// None such (unknown, expired, already used).
+    Unknown,
+    /// One exists, but this browser did not start it: left for its own browser.
+    OtherBrowser,
+}
+
+/// Takes the pending sign-in `sign_in` if `binding` (this browser's cookie) is the one it was
+/// started with: once (a replayed return finds nothing), and only by its own browser (a return
+/// planted in another browser neither signs it in nor spoils the real one).
+fn take_pending(state: &AppState, sign_in: &str, binding: &str) -> Result<Found, StoreError> {
+    use subtle::ConstantTimeEq as _;
     let key = sha256_hex(sign_in);
-    let mut taken = None;
+    let bound = sha256_hex(binding);
+    let mut found = Found::Unknown;
     state
         .store
         .ephemeral_update(PENDING_SPACE, &key, now_ms(), &mut |entry| {
-            taken = entry.map(|e| e.value.clone());
-            EphemeralChange::Delete
+            found = Found::Unknown;
+            let Some(entry) = entry else {
+                return EphemeralChange::Keep;
+            };
+            let pending = state
+                .key
+                .open(&entry.value, &pending_aad(&key))
+                .ok()
+                .map(zeroize::Zeroizing::new)
+                .and_then(|plain| serde_json::from_slice::<Pending>(&plain).ok());
+            let Some(pending) = pending else {
+                return EphemeralChange::Delete;
+            };
+            if bool::from(bound.as_bytes().ct_eq(pending.binding.as_bytes())) {
+                found = Found::Pending(pending);
+                EphemeralChange::Delete
+            } else {
+                found = Found::OtherBrowser;
+                EphemeralChange::Keep
+            }
         })?;
-    Ok(taken.and_then(|sealed| {
-        let plain = zeroize::Zeroizing::new(state.key.open(&sealed, &pending_aad(&key)).ok()?);
-        serde_json::from_slice(&plain).ok()
-    }))
+    Ok(found)
 }
 
-/// A refused sign-in: on record (and counted against the address, or the account when known),
-/// then told to the browser. `None`: the trail could not take the record.
+/// A return refused before it is known to be a sign-in this browser started (no cookie, an
+/// unknown state, another browser's): logged, neither recorded nor counted (anyone's page can
+/// send a browser here; counting would let it lock the browser's network out).
+fn refuse_unbound(peer: SocketAddr, why: &str) -> Response {
+    warn!(client = %peer, reason = %why, "single sign-on return refused");
+    refused(why)
+}
+
+/// A refused sign-in of this browser: on record, then told to the browser; `counted`: a
+/// failure of the sign-in itself (a token refused), counted against the address.
 async fn refuse(
     state: &AppState,
     peer: SocketAddr,
     provider: &str,
     user: Option<&str>,
     why: &str,
+    counted: bool,
 ) -> Response {
     warn!(provider, user = ?user, client = %peer, reason = %why, "single sign-on refused");
-    match user {
-        Some(u) => state.throttle.failed(u, peer.ip(), now_ms()),
-        None => state.throttle.failed_from(peer.ip(), now_ms()),
+    if counted {
+        state.throttle.failed_from(peer.ip(), now_ms());
     }
     let record = login_failed(user.unwrap_or("?"), why)
         .detail("entry", "sso")
@@ -251,26 +329,34 @@ async fn refuse(
     refused(why)
 }
 
-/// The provider sends the browser back here.
+/// The provider sends the browser back here. The binding cookie is cleared whatever comes.
 async fn callback(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
+    let mut response = returned(&state, peer, &headers, q).await;
+    if let Ok(clear) = header::HeaderValue::from_str(&format!(
+        "{BINDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, clear);
+    }
+    response
+}
+
+async fn returned(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    q: CallbackQuery,
+) -> Response {
     let too_long = [&q.state, &q.code, &q.error, &q.error_description]
         .into_iter()
         .flatten()
         .any(|p| p.len() > MAX_PARAM);
     if too_long {
-        return refuse(
-            &state,
-            peer,
-            "?",
-            None,
-            "a parameter of the return is too long",
-        )
-        .await;
+        return refuse_unbound(peer, "a parameter of the return is too long");
     }
     if let Err(wait) = state.throttle.check_from(peer.ip(), now_ms()) {
         return refused(&format!(
@@ -278,47 +364,29 @@ async fn callback(
             wait.as_secs().max(1)
         ));
     }
-    let Some(sign_in) = q.state.as_deref() else {
-        return refuse(
-            &state,
+    let (Some(sign_in), Some(binding)) =
+        (q.state.as_deref(), cookie_value(headers, BINDING_COOKIE))
+    else {
+        return refuse_unbound(
             peer,
-            "?",
-            None,
-            "the return names no sign-in (no state)",
-        )
-        .await;
+            "this sign-in was started in another browser, or this browser keeps no cookies: \
+             sign in again",
+        );
     };
-    let pending = match take_pending(&state, sign_in) {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            return refuse(
-                &state,
+    let pending = match take_pending(state, sign_in, &binding) {
+        Ok(Found::Pending(p)) => p,
+        Ok(Found::Unknown) => {
+            return refuse_unbound(
                 peer,
-                "?",
-                None,
                 "this sign-in is unknown, expired or already used: sign in again",
             )
-            .await
+        }
+        Ok(Found::OtherBrowser) => {
+            return refuse_unbound(peer, "this sign-in was started in another browser")
         }
         Err(e) => return WebError::from(e).into_response(),
     };
     let provider_id = pending.provider.clone();
-    // The browser that comes back must be the one that left (no sign-in planted by another).
-    let binding = cookie_value(&headers, BINDING_COOKIE);
-    let bound = binding.is_some_and(|b| {
-        use subtle::ConstantTimeEq as _;
-        bool::from(sha256_hex(&b).as_bytes().ct_eq(pending.binding.as_bytes()))
-    });
-    if !bound {
-        return refuse(
-            &state,
-            peer,
-            &provider_id,
-            None,
-            "this sign-in was started in another browser",
-        )
-        .await;
-    }
     if let Some(error) = &q.error {
         let detail = q.error_description.as_deref().unwrap_or("");
         let why: String = format!("the identity provider refused: {error} {detail}")
@@ -326,15 +394,16 @@ async fn callback(
             .filter(|c| !c.is_control())
             .take(300)
             .collect();
-        return refuse(&state, peer, &provider_id, None, why.trim_end()).await;
+        return refuse(state, peer, &provider_id, None, why.trim_end(), false).await;
     }
     let Some(code) = q.code.as_deref() else {
         return refuse(
-            &state,
+            state,
             peer,
             &provider_id,
             None,
             "the return carries no code",
+            true,
         )
         .await;
     };
@@ -344,22 +413,21 @@ async fn callback(
     };
     let Some(provider) = settings.provider(&provider_id) else {
         return refuse(
-            &state,
+            state,
             peer,
             &provider_id,
             None,
             "the identity provider was removed meanwhile",
+            false,
         )
         .await;
     };
     let (redirect, secret) = match (settings.redirect_url(), provider.client_secret(&state.key)) {
         (Ok(r), Ok(s)) => (r, s),
         (Err(e), _) | (_, Err(e)) => {
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Single sign-on unavailable",
-                &e,
-            )
+            let why = format!("single sign-on is misconfigured: {e}");
+            let _ = refuse(state, peer, &provider_id, None, &why, false).await;
+            return unavailable();
         }
     };
     let identity = match state
@@ -375,14 +443,31 @@ async fn callback(
         .await
     {
         Ok(identity) => identity,
-        Err(e) => return refuse(&state, peer, &provider_id, None, &e.to_string()).await,
+        Err(e @ SsoError::Token(_)) => {
+            return refuse(state, peer, &provider_id, None, &e.to_string(), true).await
+        }
+        Err(e @ SsoError::Provider(_)) => {
+            // The details (addresses, the provider's words) go on record, not to the browser.
+            let _ = refuse(state, peer, &provider_id, None, &e.to_string(), false).await;
+            return unavailable();
+        }
     };
-    match signed_in(&state, peer, provider, identity).await {
+    match signed_in(state, peer, provider, identity).await {
         Ok(response) => response,
         Err(Refusal { user, why }) => {
-            refuse(&state, peer, &provider_id, user.as_deref(), &why).await
+            refuse(state, peer, &provider_id, user.as_deref(), &why, false).await
         }
     }
+}
+
+/// The page of a provider that cannot be used now (the reason is in the log and the trail).
+fn unavailable() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Single sign-on unavailable",
+        "The identity provider cannot be used at the moment: try again later, or ask the \
+         gateway's administrators (the reason is in its log).",
+    )
 }
 
 /// Why a checked identity gets no login.
@@ -413,24 +498,32 @@ async fn signed_in(
         )
     })?;
     portcullis_store::validate_name("user", &name).map_err(|e| no(None, e.to_string()))?;
-    if let Err(wait) = state.throttle.check(&name, peer.ip(), now_ms()) {
-        return Err(no(
-            Some(&name),
-            format!(
-                "too many failed logins: try again in {} s",
-                wait.as_secs().max(1)
-            ),
-        ));
-    }
     let link = SsoLink {
         provider: p.id.clone(),
+        issuer: p.issuer.clone(),
         subject: identity.subject.clone(),
     };
+    // The same provider id and subject under another issuer: another identity provider now
+    // stands behind the id, whose subjects are not this one's.
+    let same_account = |l: &SsoLink| l.provider == link.provider && l.subject == link.subject;
     let existing = state
         .store
         .get_user(&name)
         .map_err(|e| no(Some(&name), e.to_string()))?;
     if let Some(u) = &existing {
+        if u.sso
+            .as_ref()
+            .is_some_and(|l| same_account(l) && l.issuer != link.issuer)
+        {
+            return Err(no(
+                Some(&name),
+                format!(
+                    "the account {name:?} was linked to {} at another issuer: an administrator \
+                     must remove it before it can sign in from {}",
+                    p.id, p.issuer
+                ),
+            ));
+        }
         if u.sso.as_ref() != Some(&link) {
             return Err(no(
                 Some(&name),
@@ -447,7 +540,7 @@ async fn signed_in(
             .list_users()
             .map_err(|e| no(Some(&name), e.to_string()))?
             .into_iter()
-            .find(|u| u.sso.as_ref() == Some(&link));
+            .find(|u| u.sso.as_ref().is_some_and(&same_account));
         if let Some(other) = known {
             return Err(no(
                 Some(&name),
@@ -462,9 +555,14 @@ async fn signed_in(
     let role = p.role_for(&identity.groups);
     let Some(role) = role else {
         if let Some(u) = existing {
-            revoke(state, &u, &identity.groups)
-                .await
-                .map_err(|e| no(Some(&name), e))?;
+            revoke(
+                state,
+                &u,
+                &identity.groups,
+                "your access was withdrawn at your identity provider",
+            )
+            .await
+            .map_err(|e| no(Some(&name), e))?;
         }
         return Err(no(
             Some(&name),
@@ -550,13 +648,18 @@ async fn signed_in(
     }
 }
 
-/// The provider no longer gives `user` access: their groups emptied, their logins, tickets and
-/// sessions ended (on record first).
-async fn revoke(state: &AppState, user: &UserRecord, groups: &[String]) -> Result<(), String> {
+/// The provider no longer gives `user` access: the account is locked (its API tokens stop
+/// working with it; an administrator or the security team unlocks it once the provider gives
+/// access again), its groups emptied, its logins, tickets and sessions ended. On record first.
+pub(crate) async fn revoke(
+    state: &AppState,
+    user: &UserRecord,
+    groups: &[String],
+    why: &str,
+) -> Result<(), String> {
     let name = user.name.clone();
-    let before = json!({"role": user.role, "groups": user.groups});
-    let after =
-        json!({"role": user.role, "groups": groups, "access": "revoked by the identity provider"});
+    let before = json!({"role": user.role, "groups": user.groups, "locked": user.locked});
+    let after = json!({"role": user.role, "groups": groups, "locked": true, "reason": why});
     state
         .audit
         .before(
@@ -564,13 +667,10 @@ async fn revoke(state: &AppState, user: &UserRecord, groups: &[String]) -> Resul
             || {
                 state.store.update_user(&name, &mut |u| {
                     u.groups.clear();
+                    u.locked = true;
                     true
                 })?;
-                close_sessions(
-                    state,
-                    &SessionFilter::user(&name),
-                    "your access was withdrawn at your identity provider",
-                );
+                close_sessions(state, &SessionFilter::user(&name), why);
                 state.rdp_tickets.revoke_user(&name);
                 state.logins.remove_user(&name)?;
                 Ok(())
@@ -735,6 +835,24 @@ async fn delete_provider(
         )
         .await?;
     state.sso.forget(&id);
+    // Nobody vouches for its accounts any more: locked, their logins, tokens' use and
+    // sessions end (an administrator may unlock one, or the provider's return re-links none).
+    let linked: Vec<UserRecord> = state
+        .store
+        .list_users()?
+        .into_iter()
+        .filter(|u| u.sso.as_ref().is_some_and(|l| l.provider == id) && !u.locked)
+        .collect();
+    for u in &linked {
+        revoke(
+            &state,
+            u,
+            &[],
+            "your identity provider was removed from the gateway",
+        )
+        .await
+        .map_err(WebError::Unavailable)?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -26,6 +26,11 @@ pub(crate) const MAX_RESPONSE: usize = 512 * 1024;
 const FRESH_FOR: Duration = Duration::from_secs(15 * 60);
 /// Longest an ID token may be (kept with the login, for the provider's sign-out).
 const MAX_ID_TOKEN: usize = 16 * 1024;
+/// A discovery that failed is not tried again for this long (a provider down is not asked by
+/// every sign-in page opened meanwhile).
+const FAILED_FOR: Duration = Duration::from_secs(5);
+/// The most an ID token's issue time may be off the gateway's clock (either way).
+const IAT_SKEW_SECS: i64 = 10 * 60;
 /// Most groups taken from a token.
 const MAX_GROUPS: usize = 256;
 /// Longest group name taken from a token.
@@ -139,6 +144,8 @@ struct Discovered {
 #[derive(Clone, Default)]
 pub(crate) struct Discovery {
     cached: Arc<Mutex<HashMap<String, Arc<Discovered>>>>,
+    /// The last failed discovery of each provider: when, and why.
+    failed: Arc<Mutex<HashMap<String, (Instant, String)>>>,
     http: Option<Http>,
 }
 
@@ -171,6 +178,7 @@ impl Discovery {
     pub(crate) fn new() -> Result<Discovery, String> {
         Ok(Discovery {
             cached: Arc::default(),
+            failed: Arc::default(),
             http: Some(Http::new()?),
         })
     }
@@ -205,8 +213,43 @@ impl Discovery {
                 return Ok(Arc::clone(c));
             }
         }
+        let recent_failure = self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .filter(|(when, _)| when.elapsed() < FAILED_FOR)
+            .map(|(_, why)| why.clone());
+        if let Some(why) = recent_failure {
+            return Err(SsoError::Provider(why));
+        }
+        let fetched = self.discover(issuer).await;
+        let metadata = match fetched {
+            Ok(m) => m,
+            Err(e) => {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(id.clone(), (Instant::now(), e.to_string()));
+                return Err(e);
+            }
+        };
+        let fresh = Arc::new(Discovered {
+            issuer: issuer.clone(),
+            metadata,
+            fetched: Instant::now(),
+        });
+        self.cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone(), Arc::clone(&fresh));
+        Ok(fresh)
+    }
+
+    /// Fetches and checks the discovery document of `issuer`.
+    async fn discover(&self, issuer: &str) -> Result<ProviderMetadataWithLogout, SsoError> {
         let http = self.http()?;
-        let issuer_url = IssuerUrl::new(issuer.clone())
+        let issuer_url = IssuerUrl::new(issuer.to_owned())
             .map_err(|e| SsoError::Provider(format!("issuer: {e}")))?;
         let metadata = ProviderMetadataWithLogout::discover_async(issuer_url, http)
             .await
@@ -234,21 +277,16 @@ impl Discovery {
                 "the discovery document names no token endpoint".into(),
             ));
         }
-        let fresh = Arc::new(Discovered {
-            issuer: issuer.clone(),
-            metadata,
-            fetched: Instant::now(),
-        });
-        self.cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id.clone(), Arc::clone(&fresh));
-        Ok(fresh)
+        Ok(metadata)
     }
 
     /// Forgets a provider's document (its settings changed or it was removed).
     pub(crate) fn forget(&self, id: &str) {
         self.cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+        self.failed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(id);
@@ -328,14 +366,16 @@ impl Discovery {
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
             .request_async(http)
             .await
-            .map_err(|e| SsoError::Token(format!("the code exchange failed: {}", describe(&e))))?;
+            .map_err(|e| {
+                SsoError::Provider(format!("the code exchange failed: {}", describe(&e)))
+            })?;
         let received = Instant::now();
         let id_token = response
             .id_token()
             .ok_or_else(|| SsoError::Token("the provider sent no ID token".into()))?;
         let nonce = Nonce::new(nonce.to_owned());
         let verified = {
-            let verifier = client.id_token_verifier();
+            let verifier = verifier(&client);
             match id_token.claims(&verifier, &nonce) {
                 Ok(claims) => Ok(claims.subject().to_string()),
                 Err(ClaimsVerificationError::SignatureVerification(
@@ -350,7 +390,7 @@ impl Discovery {
                 // An unknown key: maybe rotated since the keys were fetched.
                 let again = self.metadata(provider, Some(received)).await?;
                 let client = Self::client(&again, provider, secret, redirect)?;
-                let verifier = client.id_token_verifier();
+                let verifier = verifier(&client);
                 id_token
                     .claims(&verifier, &nonce)
                     .map_err(|e| SsoError::Token(e.to_string()))?
@@ -385,6 +425,44 @@ impl Discovery {
         }
         Some(request.http_get_url().to_string())
     }
+}
+
+/// The ID token checks of `client`, narrowed: asymmetric signatures only (never one keyed by
+/// the client secret, never none, whatever the discovery document offers), and an issue time
+/// within [`IAT_SKEW_SECS`] of the gateway's clock.
+fn verifier<'a>(
+    client: &'a CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    >,
+) -> openidconnect::core::CoreIdTokenVerifier<'a> {
+    use openidconnect::core::CoreJwsSigningAlgorithm as Alg;
+    client
+        .id_token_verifier()
+        .set_allowed_algs([
+            Alg::RsaSsaPkcs1V15Sha256,
+            Alg::RsaSsaPkcs1V15Sha384,
+            Alg::RsaSsaPkcs1V15Sha512,
+            Alg::RsaSsaPssSha256,
+            Alg::RsaSsaPssSha384,
+            Alg::RsaSsaPssSha512,
+            Alg::EcdsaP256Sha256,
+            Alg::EcdsaP384Sha384,
+            Alg::EdDsa,
+        ])
+        .set_issue_time_verifier_fn(|iat| {
+            let now = crate::ops::now_unix();
+            let off = (iat.timestamp() - now).abs();
+            if off > IAT_SKEW_SECS {
+                Err(format!("issued {off} s away from the gateway's clock"))
+            } else {
+                Ok(())
+            }
+        })
 }
 
 /// The claims the gateway uses, read from the token's payload once its checks passed
@@ -456,4 +534,92 @@ fn describe(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use base64::Engine as _;
+
+    use super::*;
+    use crate::sso::{ProviderSettings, StoredProvider};
+
+    fn provider() -> StoredProvider {
+        StoredProvider {
+            settings: serde_json::from_value::<ProviderSettings>(serde_json::json!({
+                "id": "corp", "display_name": "Corp", "issuer": "https://idp.example",
+                "client_id": "gw", "username_claim": "upn", "groups_claim": "roles",
+                "default_role": "user"
+            }))
+            .unwrap(),
+            sealed_client_secret: Vec::new(),
+        }
+    }
+
+    /// A token of these claims (the signature is not looked at here: `identity` reads a token
+    /// whose checks passed).
+    fn token(claims: serde_json::Value) -> CoreIdToken {
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let mut claims = claims;
+        for (k, v) in [
+            ("iss", serde_json::json!("https://idp.example")),
+            ("aud", serde_json::json!("gw")),
+            ("sub", serde_json::json!("s-1")),
+            ("exp", serde_json::json!(4_000_000_000_i64)),
+            ("iat", serde_json::json!(1_700_000_000_i64)),
+        ] {
+            claims[k] = v;
+        }
+        format!(
+            "{}.{}.c2ln",
+            b64(&serde_json::json!({"alg": "RS256"})),
+            b64(&claims)
+        )
+        .parse()
+        .unwrap()
+    }
+
+    #[test]
+    fn the_configured_claims_are_read_and_bounded() {
+        let p = provider();
+        let id = identity(
+            &p,
+            &token(serde_json::json!({"upn": "ann", "roles": ["a", "", 7, "b"], "email": "a@x"})),
+            "s-1".into(),
+        )
+        .unwrap();
+        assert_eq!(id.username.as_deref(), Some("ann"));
+        assert_eq!(
+            id.groups,
+            ["a", "b"],
+            "empty and non-string groups are left out"
+        );
+        assert_eq!(id.email.as_deref(), Some("a@x"));
+        assert!(id.id_token.is_some());
+        // One group as a plain string; none at all.
+        let one = identity(&p, &token(serde_json::json!({"roles": "ops"})), "s".into()).unwrap();
+        assert_eq!((one.groups, one.username), (vec!["ops".to_owned()], None));
+        let none = identity(&p, &token(serde_json::json!({})), "s".into()).unwrap();
+        assert!(none.groups.is_empty());
+        // Too many groups, or a claim of another shape: refused, not guessed at.
+        let many: Vec<String> = (0..=MAX_GROUPS).map(|i| format!("g{i}")).collect();
+        assert!(identity(&p, &token(serde_json::json!({"roles": many})), "s".into()).is_err());
+        assert!(identity(
+            &p,
+            &token(serde_json::json!({"roles": {"a": 1}})),
+            "s".into()
+        )
+        .is_err());
+        // A huge token is not kept for the sign-out.
+        let big = identity(
+            &p,
+            &token(serde_json::json!({"pad": "x".repeat(MAX_ID_TOKEN)})),
+            "s".into(),
+        )
+        .unwrap();
+        assert!(big.id_token.is_none());
+    }
 }
