@@ -277,6 +277,49 @@ export const createToken = (t: NewToken) => api<ApiToken & { token: string }>('P
 /** Logs out; a login made through an identity provider answers where its sign-out is. */
 export const logout = () => api<{ logout_url?: string } | null>('POST', '/auth/logout');
 
+/** A request for access to a target (just in time). */
+export interface AccessRequest {
+  id: string;
+  user: string;
+  target: string;
+  reason: string;
+  ticket?: string;
+  duration_secs: number;
+  rule: string;
+  approvals_needed: number;
+  created_at: number;
+  decide_by: number;
+  state: 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled';
+  approvals: { by: string; at: number; comment: string }[];
+  denial?: { by: string; at: number; comment: string };
+  grant_until?: number;
+  ended?: [number, string];
+  remaining_secs: number | null;
+  can_decide: boolean;
+}
+export interface Requestable {
+  target: string;
+  rule: string;
+  approvers: string[];
+  approvals: number;
+  max_duration_secs: number;
+}
+export const listRequests = () => api<{ requests: AccessRequest[] }>('GET', '/requests');
+export const requestableTargets = () => api<{ targets: Requestable[] }>('GET', '/requests/targets');
+export const createRequest = (body: { target: string; duration_secs: number; reason: string; ticket?: string }) =>
+  api<AccessRequest>('POST', '/requests', body);
+export const decideRequest = (id: string, verdict: 'approve' | 'deny', comment: string) =>
+  api<AccessRequest>('POST', `/requests/${seg(id)}/${verdict}`, { comment });
+export const cancelRequest = (id: string) => api<AccessRequest>('POST', `/requests/${seg(id)}/cancel`);
+export interface RequestSettings {
+  webhook_url: string | null;
+  webhook_secret_set: boolean;
+  decide_within_secs: number;
+}
+export const getRequestSettings = () => api<RequestSettings>('GET', '/requests/settings');
+export const putRequestSettings = (body: { webhook_url: string | null; webhook_secret?: string; decide_within_secs: number }) =>
+  api<RequestSettings>('PUT', '/requests/settings', body);
+
 /** An identity provider the sign-in page offers. */
 export interface SsoButton {
   id: string;

@@ -9,6 +9,7 @@ import { renderAdminSessions } from './pages/admin-sessions-page';
 import { renderAdminTargets } from './pages/admin-targets-page';
 import { renderAdminTokens } from './pages/admin-tokens-page';
 import { renderAdminSso } from './pages/admin-sso-page';
+import { renderRequests } from './pages/requests-page';
 import { renderAdminUsers } from './pages/admin-users-page';
 import { renderAudit } from './pages/audit-page';
 import { renderLogin } from './pages/login-page';
@@ -96,6 +97,9 @@ async function render(): Promise<void> {
       // Enrolment confirmed: the login is a full one now; the header shows every page.
       me = ctx.me;
     });
+  } else if (first === 'requests' && parts.length === 1) {
+    document.title = 'Access requests · Portcullis';
+    await renderRequests(ctx);
   } else if (first === 'targets' && parts.length === 1) {
     document.title = 'Targets · Portcullis';
     await renderTargets(ctx);

@@ -123,6 +123,9 @@ impl Serialize for Seal {
 pub struct Kind(Cow<'static, str>);
 
 impl Kind {
+    /// An access request made, approved, denied, withdrawn or expired; detail: action, request,
+    /// target, and the decision's comment.
+    pub const ACCESS_REQUEST: Kind = Kind(Cow::Borrowed("access_request"));
     /// A successful login (web or native), detail: method, address.
     pub const LOGIN: Kind = Kind(Cow::Borrowed("login"));
     /// A refused login, detail: reason, address.

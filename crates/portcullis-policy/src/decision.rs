@@ -118,8 +118,28 @@ pub struct SessionGrant {
     pub(crate) rule: Arc<str>,
     pub(crate) rule_index: usize,
     pub(crate) window_ends_at_unix_secs: Option<i64>,
+    /// The rule gives access by approved request only (no standing grant counts).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) request_only: bool,
+    /// What the gateway adds about the access (the approved request it was opened under).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) note: Option<String>,
     #[serde(flatten)]
     pub(crate) terms: Terms,
+}
+
+/// What a user may ask for on a target under the policy: the rule giving access by request, who
+/// approves, how many, and for how long at most.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Requestable {
+    /// The rule.
+    pub rule: String,
+    /// Who may approve (the rule's `request.approvers`), never the requester.
+    pub approvers: Vec<String>,
+    /// How many different approvers must approve.
+    pub approvals: u32,
+    /// The longest access a request may ask for, in seconds.
+    pub max_duration_secs: u64,
 }
 
 /// What a rule allows a session: the compiled rule holds it, and a grant carries a copy.
@@ -137,6 +157,24 @@ pub(crate) struct Terms {
 }
 
 impl SessionGrant {
+    /// Whether the rule gives access by approved request only: a standing grant does not
+    /// count, an approved access request for the user and target must.
+    pub fn request_only(&self) -> bool {
+        self.request_only
+    }
+
+    /// The grant, with `note` on what the access rests on (the approved request), for the
+    /// session's record.
+    pub fn with_note(mut self, note: &str) -> SessionGrant {
+        self.note = Some(note.to_owned());
+        self
+    }
+
+    /// What the gateway added about the access, if anything.
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+
     /// The name of the rule that allowed the session.
     pub fn rule(&self) -> &str {
         &self.rule

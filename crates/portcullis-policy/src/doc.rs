@@ -115,6 +115,34 @@ pub struct RuleDoc {
     /// one of them and is ended when the windows close.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<WindowDoc>,
+    /// Access by request only (just in time): the rule's subjects have no standing access to its
+    /// targets; they ask for a while, and the approvers named here approve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestDoc>,
+}
+
+/// Who approves access requests under a rule, how many must, and for how long at most.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestDoc {
+    /// Who may approve: subjects like a rule's (`user:`, `role:`, `group:`, `sso_group:`, `*`).
+    /// Never the requester, whatever this says.
+    pub approvers: Vec<String>,
+    /// How many different approvers must approve (1 to 10). One by default.
+    #[serde(default = "one")]
+    pub approvals: u32,
+    /// The longest access a request may ask for, in seconds (60 s to 30 days). Four hours by
+    /// default.
+    #[serde(default = "four_hours")]
+    pub max_duration_secs: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn four_hours() -> u64 {
+    4 * 3600
 }
 
 fn is_false(b: &bool) -> bool {
@@ -126,6 +154,7 @@ impl RuleDoc {
     /// paths, nothing crosses, recording required, no time limits.
     pub fn new(name: &str, subjects: &[&str], targets: &[&str]) -> Self {
         Self {
+            request: None,
             name: name.to_owned(),
             description: None,
             subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),

@@ -100,6 +100,14 @@ pub enum Problem {
     /// A UTC offset beyond ±14 hours.
     #[error("{0} minutes is out of range (-840 to 840)")]
     OffsetOutOfRange(i16),
+    /// A number outside what the field allows.
+    #[error("must be from {min} to {max}")]
+    OutOfRange {
+        /// The smallest allowed.
+        min: u64,
+        /// The largest allowed.
+        max: u64,
+    },
     /// A limit of zero, which would deny everything it limits.
     #[error("must be more than 0")]
     Zero,

@@ -98,6 +98,10 @@ pub struct Explanation {
     /// The session's terms under the deciding rule, when a session would be allowed (for a
     /// crossing: whatever the crossing's verdict).
     pub grant: Option<SessionGrant>,
+    /// The deciding rule gives access by approved request only: who approves, how many, for
+    /// how long at most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<crate::Requestable>,
 }
 
 /// How one rule fared against the user and target.
@@ -227,6 +231,7 @@ impl Policy {
             message,
             considered,
             grant,
+            request: decided.and_then(|_| self.requestable(who, target)),
         }
     }
 

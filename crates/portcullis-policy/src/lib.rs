@@ -57,12 +57,12 @@ pub mod policy;
 mod window;
 
 pub use decision::{
-    ClipKind, Denial, DenyReason, Direction, SessionDecision, SessionGrant, Subject, TargetRef,
-    Verdict,
+    ClipKind, Denial, DenyReason, Direction, Requestable, SessionDecision, SessionGrant, Subject,
+    TargetRef, Verdict,
 };
 pub use doc::{
-    ClipboardDoc, ClipboardFlow, Entry, FileTransferMode, PolicyDoc, Recording, RuleDoc, Weekday,
-    WindowDoc, DEFAULT_CLIPBOARD_MAX_BYTES,
+    ClipboardDoc, ClipboardFlow, Entry, FileTransferMode, PolicyDoc, Recording, RequestDoc,
+    RuleDoc, Weekday, WindowDoc, DEFAULT_CLIPBOARD_MAX_BYTES,
 };
 pub use error::{PolicyError, Problem};
 pub use explain::{Action, Explanation, RuleCheck};

@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::decision::{
-    Denial, DenyReason, SessionDecision, SessionGrant, Subject, TargetRef, Terms,
+    Denial, DenyReason, Requestable, SessionDecision, SessionGrant, Subject, TargetRef, Terms,
 };
 use crate::doc::{ClipboardFlow, Entry, FileTransferMode, PolicyDoc, Recording, RuleDoc};
 use crate::error::{PolicyError, Problem};
@@ -47,6 +47,16 @@ pub(crate) struct Rule {
     pub(crate) native: bool,
     pub(crate) terms: Terms,
     pub(crate) windows: Vec<Window>,
+    /// Access by request only: who approves.
+    pub(crate) request: Option<RequestTerms>,
+}
+
+/// A rule's terms for access requests, compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestTerms {
+    pub(crate) approvers: Vec<SubjectPattern>,
+    pub(crate) approvals: u32,
+    pub(crate) max_duration_secs: u64,
 }
 
 /// A parsed subject string.
@@ -295,7 +305,51 @@ impl Policy {
             rule: Arc::clone(&rule.name),
             rule_index: i,
             window_ends_at_unix_secs,
+            request_only: rule.request.is_some(),
+            note: None,
             terms: rule.terms.clone(),
+        })
+    }
+
+    /// What `who` may request on `target`: the first rule matching both, when it gives access by
+    /// request (`None`: no rule, a deny rule, or a rule of standing access).
+    pub fn requestable<L: AsRef<str>>(
+        &self,
+        who: &Subject<'_>,
+        target: &TargetRef<'_, L>,
+    ) -> Option<Requestable> {
+        let i = self.lookup(who, target).first_match()?;
+        let rule = &self.rules[i];
+        let terms = rule.request.as_ref().filter(|_| !rule.deny)?;
+        Some(Requestable {
+            rule: rule.name.to_string(),
+            approvers: terms.approvers.iter().map(ToString::to_string).collect(),
+            approvals: terms.approvals,
+            max_duration_secs: terms.max_duration_secs,
+        })
+    }
+
+    /// Whether `approver` is one of the approvers of rule `rule` (by name). Whether they are the
+    /// requester is the caller's to refuse.
+    pub fn may_approve(&self, rule: &str, approver: &Subject<'_>) -> bool {
+        let Some(terms) = self
+            .rules
+            .iter()
+            .find(|r| &*r.name == rule)
+            .and_then(|r| r.request.as_ref())
+        else {
+            return false;
+        };
+        terms.approvers.iter().any(|p| match p {
+            SubjectPattern::Any => true,
+            SubjectPattern::User(u) => u == approver.user,
+            SubjectPattern::Role(r) => r == approver.role,
+            SubjectPattern::Group(g) => self
+                .doc
+                .groups
+                .get(g)
+                .is_some_and(|members| members.iter().any(|m| m == approver.user)),
+            SubjectPattern::SsoGroup(g) => approver.groups.iter().any(|m| m == g),
         })
     }
 
@@ -507,7 +561,43 @@ fn compile_rule(
             }
         }
     }
+    let request = doc.request.as_ref().map(|r| {
+        if doc.deny {
+            report("request".to_owned(), Problem::UnusedByDenyRule);
+        }
+        if r.approvers.is_empty() {
+            report("request.approvers".to_owned(), Problem::NoSubjects);
+        }
+        let mut approvers = Vec::with_capacity(r.approvers.len());
+        for (j, s) in r.approvers.iter().enumerate() {
+            match parse_subject(s, groups) {
+                Ok(pattern) => approvers.push(pattern),
+                Err(problem) => report(format!("request.approvers[{j}]"), problem),
+            }
+        }
+        if !(1..=10).contains(&r.approvals) {
+            report(
+                "request.approvals".to_owned(),
+                Problem::OutOfRange { min: 1, max: 10 },
+            );
+        }
+        if !(60..=30 * 86_400).contains(&r.max_duration_secs) {
+            report(
+                "request.max_duration_secs".to_owned(),
+                Problem::OutOfRange {
+                    min: 60,
+                    max: 30 * 86_400,
+                },
+            );
+        }
+        RequestTerms {
+            approvers,
+            approvals: r.approvals,
+            max_duration_secs: r.max_duration_secs,
+        }
+    });
     Rule {
+        request,
         name: Arc::from(doc.name.as_str()),
         subjects,
         targets,

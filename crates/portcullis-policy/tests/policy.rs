@@ -1181,3 +1181,113 @@ fn sso_groups_are_subjects() {
     ))
     .is_err());
 }
+
+/// A rule with `request` gives access by approved request only: its sessions say so, it names
+/// who approves and how many, and its settings are checked.
+#[test]
+fn request_rules_name_their_approvers() {
+    let policy = Policy::compile(&parse(
+        "[groups]\nleads = [\"lena\"]\n\n\
+         [[rules]]\nname = \"dba-jit\"\nsubjects = [\"role:user\"]\ntargets = [\"label:db\"]\n\
+         [rules.request]\napprovers = [\"group:leads\", \"role:admin\", \"sso_group:dba-leads\"]\napprovals = 2\nmax_duration_secs = 3600\n\n\
+         [[rules]]\nname = \"standing\"\nsubjects = [\"role:user\"]\ntargets = [\"*\"]",
+    ))
+    .unwrap();
+    let alice = Subject {
+        user: "alice",
+        role: "user",
+        groups: &[],
+    };
+    let db = TargetRef {
+        name: "db1",
+        labels: &["db"],
+    };
+    let web: TargetRef<'_, &str> = TargetRef {
+        name: "web1",
+        labels: &[],
+    };
+    let asked = policy.requestable(&alice, &db).unwrap();
+    assert_eq!(
+        (
+            asked.rule.as_str(),
+            asked.approvals,
+            asked.max_duration_secs
+        ),
+        ("dba-jit", 2, 3600)
+    );
+    assert_eq!(
+        asked.approvers,
+        ["group:leads", "role:admin", "sso_group:dba-leads"]
+    );
+    assert!(
+        policy.requestable(&alice, &web).is_none(),
+        "standing access"
+    );
+    let grant = policy
+        .session(&alice, &db, Entry::Browser, 0)
+        .into_result()
+        .unwrap();
+    assert!(grant.request_only());
+    assert!(!policy
+        .session(&alice, &web, Entry::Browser, 0)
+        .into_result()
+        .unwrap()
+        .request_only());
+    let explained = policy.explain(
+        &alice,
+        &db,
+        Action::Open {
+            entry: Entry::Browser,
+        },
+        0,
+    );
+    assert_eq!(
+        explained.request.map(|r| r.rule),
+        Some("dba-jit".to_owned())
+    );
+    let lead_groups = ["dba-leads".to_owned()];
+    for (user, role, groups, may) in [
+        ("lena", "user", &[][..], true),
+        ("root", "admin", &[][..], true),
+        ("sam", "user", &lead_groups[..], true),
+        ("bob", "user", &[][..], false),
+    ] {
+        let who = Subject { user, role, groups };
+        assert_eq!(policy.may_approve("dba-jit", &who), may, "{user}");
+    }
+    assert!(!policy.may_approve(
+        "standing",
+        &Subject {
+            user: "root",
+            role: "admin",
+            groups: &[]
+        }
+    ));
+    assert!(!policy.may_approve(
+        "nope",
+        &Subject {
+            user: "root",
+            role: "admin",
+            groups: &[]
+        }
+    ));
+    for (bad, field) in [
+        ("approvers = []", "request.approvers"),
+        (
+            "approvers = [\"role:admin\"]\napprovals = 0",
+            "request.approvals",
+        ),
+        (
+            "approvers = [\"role:admin\"]\nmax_duration_secs = 10",
+            "request.max_duration_secs",
+        ),
+        ("approvers = [\"group:nope\"]", "request.approvers[0]"),
+    ] {
+        let e = Policy::compile(&parse(&format!(
+            "[[rules]]\nname = \"r\"\nsubjects = [\"*\"]\ntargets = [\"*\"]\n[rules.request]\n{bad}"
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(field), "{e}");
+    }
+}

@@ -253,6 +253,77 @@ pub struct MfaRecord {
     pub recovery: Vec<String>,
 }
 
+/// A user's request for access to a target for a while (just-in-time access), and what became
+/// of it. Approved, it lets the user open the target (as a grant would) until `grant_until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRequest {
+    /// Public identifier (`req_…`).
+    pub id: String,
+    /// Who asks.
+    pub user: String,
+    /// Their account's immutable id: the request is that account's only.
+    pub user_id: String,
+    /// For which target.
+    pub target: String,
+    /// Why (free text).
+    pub reason: String,
+    /// A ticket reference (change or incident number), if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// How long the access is asked for, in seconds (from the approval).
+    pub duration_secs: u64,
+    /// The policy rule that makes the target requestable (and says who approves).
+    pub rule: String,
+    /// How many approvals it needs.
+    pub approvals_needed: u32,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// A request not decided by then expires (Unix seconds).
+    pub decide_by: i64,
+    /// Where it stands.
+    pub state: RequestState,
+    /// The approvals given so far.
+    #[serde(default)]
+    pub approvals: Vec<RequestDecision>,
+    /// The denial, if denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denial: Option<RequestDecision>,
+    /// Approved: the access ends then (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_until: Option<i64>,
+    /// When it was ended (expired, withdrawn, revoked), Unix seconds, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<(i64, String)>,
+}
+
+/// Where an access request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for approvals.
+    Pending,
+    /// Approved: access until `grant_until`.
+    Approved,
+    /// Refused by an approver.
+    Denied,
+    /// Not decided in time, or its access ran out.
+    Expired,
+    /// Withdrawn by the requester (or their access taken back).
+    Cancelled,
+}
+
+/// One approver's word on a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestDecision {
+    /// The approver.
+    pub by: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// Their comment.
+    #[serde(default)]
+    pub comment: String,
+}
+
 /// An API token for automation: it acts as `user`, limited to `scopes`. Only a hash of its
 /// secret is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -503,6 +574,20 @@ pub trait Store: Send + Sync + 'static {
     /// Keeps at most `keep` entries of `space`: those that expire first go (a bound on what
     /// many failed logins or tickets can make the store hold).
     fn ephemeral_trim(&self, space: &str, keep: usize) -> Result<usize, StoreError>;
+
+    /// Stores a new access request; fails when its id exists.
+    fn create_request(&self, request: &AccessRequest) -> Result<(), StoreError>;
+    /// Changes the request `id` in one step (`change` returns whether it changed anything; it may
+    /// run more than once); the request as stored after, `None` when there is none.
+    fn update_request(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut AccessRequest) -> bool,
+    ) -> Result<Option<AccessRequest>, StoreError>;
+    /// The request `id`.
+    fn get_request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError>;
+    /// Every access request, by id.
+    fn list_requests(&self) -> Result<Vec<AccessRequest>, StoreError>;
 
     /// Flushes everything written so far to disk (see [`SledStore`] for what that guarantees).
     fn flush(&self) -> Result<(), StoreError>;

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::{
-    validate_name, GrantRecord, LocalEphemeral, Store, StoreError, TargetRecord, TokenRecord,
-    UserRecord,
+    validate_name, AccessRequest, GrantRecord, LocalEphemeral, Store, StoreError, TargetRecord,
+    TokenRecord, UserRecord,
 };
 
 /// A [`Store`] kept in memory (a mutex around ordered maps). Behaves like [`crate::SledStore`]
@@ -24,6 +24,7 @@ struct Inner {
     grants: BTreeMap<(String, String), GrantRecord>,
     meta: BTreeMap<String, Vec<u8>>,
     tokens: BTreeMap<String, TokenRecord>,
+    requests: BTreeMap<String, AccessRequest>,
 }
 
 impl MemoryStore {
@@ -42,6 +43,44 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn create_request(&self, request: &AccessRequest) -> Result<(), StoreError> {
+        validate_name("access request", &request.id)?;
+        let mut inner = self.lock();
+        if inner.requests.contains_key(&request.id) {
+            return Err(StoreError::AlreadyExists {
+                kind: "access request",
+                name: request.id.clone(),
+            });
+        }
+        inner.requests.insert(request.id.clone(), request.clone());
+        Ok(())
+    }
+
+    fn update_request(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut AccessRequest) -> bool,
+    ) -> Result<Option<AccessRequest>, StoreError> {
+        let mut inner = self.lock();
+        let Some(stored) = inner.requests.get_mut(id) else {
+            return Ok(None);
+        };
+        let mut record = stored.clone();
+        if change(&mut record) {
+            record.id = id.to_owned();
+            *stored = record.clone();
+        }
+        Ok(Some(record))
+    }
+
+    fn get_request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
+        Ok(self.lock().requests.get(id).cloned())
+    }
+
+    fn list_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        Ok(self.lock().requests.values().cloned().collect())
+    }
+
     fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         validate_name("user", &user.name)?;
         let mut inner = self.lock();

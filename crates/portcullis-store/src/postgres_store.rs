@@ -30,8 +30,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{
-    validate_name, Cluster, Ephemeral, EphemeralChange, ExportLease, GrantRecord, MirrorQuery,
-    MirroredRecord, Store, StoreError, TargetRecord, TokenRecord, UserRecord,
+    validate_name, AccessRequest, Cluster, Ephemeral, EphemeralChange, ExportLease, GrantRecord,
+    MirrorQuery, MirroredRecord, Store, StoreError, TargetRecord, TokenRecord, UserRecord,
 };
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`. Never edit one that
@@ -133,6 +133,16 @@ const MIGRATIONS: &[(&str, &str)] = &[
         holder text COLLATE "C" NOT NULL,
         lease_until_ms bigint NOT NULL,
         cursor text NOT NULL DEFAULT ''
+    );
+    "#,
+    ),
+    (
+        "just-in-time access requests",
+        r#"
+    CREATE TABLE portcullis.access_requests (
+        name text COLLATE "C" PRIMARY KEY,
+        record jsonb NOT NULL,
+        version bigint NOT NULL DEFAULT nextval('portcullis.versions')
     );
     "#,
     ),
@@ -590,6 +600,7 @@ impl PgStore {
 enum Table {
     Users,
     Targets,
+    Requests,
 }
 
 impl Table {
@@ -597,6 +608,7 @@ impl Table {
         match self {
             Table::Users => "users",
             Table::Targets => "targets",
+            Table::Requests => "access_requests",
         }
     }
 
@@ -604,11 +616,34 @@ impl Table {
         match self {
             Table::Users => "user",
             Table::Targets => "target",
+            Table::Requests => "access request",
         }
     }
 }
 
 impl Store for PgStore {
+    fn create_request(&self, request: &AccessRequest) -> Result<(), StoreError> {
+        self.create_record(Table::Requests, &request.id, request)
+    }
+
+    fn update_request(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut AccessRequest) -> bool,
+    ) -> Result<Option<AccessRequest>, StoreError> {
+        self.update_record(Table::Requests, id, change, |r: &mut AccessRequest| {
+            r.id = id.to_owned()
+        })
+    }
+
+    fn get_request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
+        self.get_record(Table::Requests, id)
+    }
+
+    fn list_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        self.list_records(Table::Requests)
+    }
+
     fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         self.create_record(Table::Users, &user.name, user)
     }

@@ -10,8 +10,8 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use crate::{
-    validate_name, GrantRecord, LocalEphemeral, Store, StoreError, TargetRecord, TokenRecord,
-    UserRecord,
+    validate_name, AccessRequest, GrantRecord, LocalEphemeral, Store, StoreError, TargetRecord,
+    TokenRecord, UserRecord,
 };
 
 /// Separator between user and target in a grant key: `user \0 target`. Valid names never
@@ -46,6 +46,7 @@ pub struct SledStore {
     grants: sled::Tree,
     meta: sled::Tree,
     tokens: sled::Tree,
+    requests: sled::Tree,
     /// Serializes mutations, so that a scan followed by a transaction sees no concurrent change.
     write_lock: Mutex<()>,
     /// Short-lived state, in memory: one gateway alone has this directory.
@@ -102,6 +103,7 @@ impl SledStore {
             grants: tree("grants")?,
             meta: tree("meta")?,
             tokens: tree("tokens")?,
+            requests: tree("access_requests")?,
             db,
             write_lock: Mutex::new(()),
             ephemeral: LocalEphemeral::default(),
@@ -207,6 +209,38 @@ impl SledStore {
 }
 
 impl Store for SledStore {
+    fn create_request(&self, request: &AccessRequest) -> Result<(), StoreError> {
+        self.create_record(&self.requests, "access request", &request.id, request)
+    }
+
+    fn update_request(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut AccessRequest) -> bool,
+    ) -> Result<Option<AccessRequest>, StoreError> {
+        let _guard = self.write_lock();
+        let Some(mut record) = get_record::<AccessRequest>(&self.requests, "access_requests", id)?
+        else {
+            return Ok(None);
+        };
+        if change(&mut record) {
+            record.id = id.to_owned();
+            self.requests
+                .insert(id.as_bytes(), encode(&record)?)
+                .map_err(backend)?;
+            self.flush_db()?;
+        }
+        Ok(Some(record))
+    }
+
+    fn get_request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
+        get_record(&self.requests, "access_requests", id)
+    }
+
+    fn list_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        list_records(&self.requests, "access_requests")
+    }
+
     fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         self.create_record(&self.users, "user", &user.name, user)
     }

@@ -836,8 +836,94 @@ macro_rules! conformance {
             fn concurrent_user_updates() {
                 with_store(super::concurrent_user_updates);
             }
+            #[test]
+            fn access_requests() {
+                with_store(super::access_requests);
+            }
         }
     };
+}
+
+/// Access requests: made once per id, changed in one step (two approvers at once both count),
+/// listed by id, kept as written.
+fn access_requests(store: &dyn Store) {
+    use portcullis_store::{AccessRequest, RequestDecision, RequestState};
+    let request = |id: &str| AccessRequest {
+        id: id.to_owned(),
+        user: "alice".into(),
+        user_id: "u_alice".into(),
+        target: "db1".into(),
+        reason: "INC-42: disk full".into(),
+        ticket: Some("INC-42".into()),
+        duration_secs: 3600,
+        rule: "dba-on-request".into(),
+        approvals_needed: 2,
+        created_at: 1_700_000_000,
+        decide_by: 1_700_086_400,
+        state: RequestState::Pending,
+        approvals: Vec::new(),
+        denial: None,
+        grant_until: None,
+        ended: None,
+    };
+    store.create_request(&request("req_b")).unwrap();
+    store.create_request(&request("req_a")).unwrap();
+    assert!(matches!(
+        store.create_request(&request("req_a")),
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(store.create_request(&request("bad/id")).is_err());
+    assert_eq!(
+        names(&store.list_requests().unwrap(), |r| &r.id),
+        ["req_a", "req_b"]
+    );
+    assert_eq!(store.get_request("req_a").unwrap(), Some(request("req_a")));
+    assert_eq!(store.get_request("nope").unwrap(), None);
+    assert_eq!(store.update_request("nope", &mut |_| true).unwrap(), None);
+    // Two approvers at once: each change applies to the other's result.
+    std::thread::scope(|scope| {
+        for by in ["bob", "carol"] {
+            scope.spawn(move || {
+                store
+                    .update_request("req_a", &mut |r| {
+                        r.approvals.push(RequestDecision {
+                            by: by.into(),
+                            at: 1_700_000_100,
+                            comment: String::new(),
+                        });
+                        if r.approvals.len() >= 2 {
+                            r.state = RequestState::Approved;
+                            r.grant_until = Some(1_700_003_700);
+                        }
+                        true
+                    })
+                    .unwrap();
+            });
+        }
+    });
+    let done = store.get_request("req_a").unwrap().unwrap();
+    assert_eq!(done.approvals.len(), 2);
+    assert_eq!(done.state, RequestState::Approved);
+    // A change that changes nothing writes nothing; an id is never renamed.
+    let same = store
+        .update_request("req_b", &mut |r| {
+            r.id = "req_z".into();
+            false
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(same.id, "req_z", "the closure's copy");
+    assert_eq!(store.get_request("req_b").unwrap(), Some(request("req_b")));
+    let renamed = store
+        .update_request("req_b", &mut |r| {
+            r.id = "req_z".into();
+            r.state = RequestState::Cancelled;
+            true
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.id, "req_b");
+    assert_eq!(store.get_request("req_z").unwrap(), None);
 }
 
 /// A store for one check, and what must outlive it (a directory, a database); `None` when this

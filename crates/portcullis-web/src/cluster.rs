@@ -504,7 +504,7 @@ fn end_revoked(state: &AppState) {
                 Some("your account was removed by an administrator")
             }
             Some(u) if u.locked => Some("your account was locked by the security team"),
-            Some(_) => match state.store.has_grant(&s.user, &s.target) {
+            Some(_) => match crate::requests::has_access(state, &s.user, &s.target) {
                 Ok(true) => None,
                 Ok(false) => Some("your access to this target was revoked by an administrator"),
                 Err(e) => {

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod rdp;
 mod recordings;
 pub mod relay;
+pub mod requests;
 mod session_end;
 mod sessions;
 pub mod sso;
@@ -116,6 +117,8 @@ pub struct AppState {
     pub(crate) sso: sso::client::Discovery,
     /// Held while the single sign-on settings are read, changed and saved.
     pub(crate) sso_writes: Arc<tokio::sync::Mutex<()>>,
+    /// Announces access requests and decisions (started by [`serve_https`]).
+    pub(crate) webhook: requests::webhook::Webhook,
 }
 
 impl AppState {
@@ -158,6 +161,7 @@ impl AppState {
                 sso::client::Discovery::default()
             }),
             sso_writes: Arc::default(),
+            webhook: requests::webhook::Webhook::default(),
         }
     }
 
@@ -213,6 +217,7 @@ fn api_routes() -> Router<AppState> {
         .merge(auth::api::routes())
         .merge(mfa::api::routes())
         .merge(sso::api::routes())
+        .merge(requests::api::routes())
         .merge(tokens::api::routes())
         .merge(targets::routes())
         .merge(users::routes())
@@ -295,6 +300,9 @@ pub async fn serve_https(
         shutdown.await;
         h2.graceful_shutdown(Some(Duration::from_secs(2)));
     });
+    // Access requests: the webhook's deliveries, and the sweeper ending what ran out.
+    state.webhook.start();
+    let sweeper = requests::spawn_sweeper(state.clone());
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let mut server = axum_server::bind_rustls(listen, config).handle(handle);
     // A client that opens a connection and sends its request headers slowly (or never) is cut
@@ -304,10 +312,12 @@ pub async fn serve_https(
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    server
+    let served = server
         .serve(app)
         .await
-        .map_err(|e| WebError::Startup(format!("cannot serve on {listen}: {e}")))
+        .map_err(|e| WebError::Startup(format!("cannot serve on {listen}: {e}")));
+    sweeper.abort();
+    served
 }
 
 /// Where the TLS files of a data directory live.

@@ -90,7 +90,11 @@ fn policy_doc_schema() -> Value {
                         "windows": { "type": "array", "items": { "type": "object", "required": ["from", "to"], "properties": {
                             "days": { "type": "array", "items": { "type": "string", "enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] } },
                             "from": { "type": "string", "example": "08:00" }, "to": { "type": "string", "example": "18:00" },
-                            "utc_offset_minutes": { "type": "integer" } } } } } } } } })
+                            "utc_offset_minutes": { "type": "integer" } } } },
+                        "request": { "type": "object", "required": ["approvers"], "description": "access by approved request only (just in time)", "properties": {
+                            "approvers": { "type": "array", "items": { "type": "string" } },
+                            "approvals": { "type": "integer", "minimum": 1, "maximum": 10, "default": 1 },
+                            "max_duration_secs": { "type": "integer", "minimum": 60, "maximum": 2592000, "default": 14400 } } } } } } } })
 }
 
 /// The body of `POST /policy/explain`.
@@ -283,6 +287,27 @@ fn auth_paths(doc: &mut Value) {
                 "get": op("Browser navigation: starts a single sign-on at provider `id` (authorization code flow with PKCE) and redirects to it", "anyone", None, "303")
             },
             "/auth/sso/callback": { "get": op("Browser navigation: where the provider sends the browser back (`state`, `code`); signs in and goes on to the UI (or to the second factor), or shows why not", "anyone", None, "200") },
+            "/requests": {
+                "get": op("Access requests: the caller's own and those they may decide (admins and soc: all), newest first, each with can_decide and remaining_secs", "any user", None, "200"),
+                "post": op("Ask for access to a target whose policy rule gives access by request: {target, duration_secs (up to the rule's max), reason, ticket?}", "any user", Some("NewRequest"), "201")
+            },
+            "/requests/targets": { "get": op("The targets the caller may request, with the rule, approvers, approvals needed and longest duration", "any user", None, "200") },
+            "/requests/{id}/approve": {
+                "parameters": [path_param("id")],
+                "post": op("Approve (an approver named by the rule, never the requester, once each); the last approval needed gives access until now + duration. 409: decided, expired or already approved by you", "any user", Some("Decision"), "200")
+            },
+            "/requests/{id}/deny": {
+                "parameters": [path_param("id")],
+                "post": op("Deny, with a comment", "any user", Some("Decision"), "200")
+            },
+            "/requests/{id}/cancel": {
+                "parameters": [path_param("id")],
+                "post": op("The requester withdraws the request (approved: their sessions under it end)", "any user", None, "200")
+            },
+            "/requests/settings": {
+                "get": op("Access request settings: webhook_url, webhook_secret_set, decide_within_secs", "admin", None, "200"),
+                "put": op("Set the webhook (URL and its HMAC secret, write-only) and how long a request may wait for a decision", "admin", Some("RequestSettings"), "200")
+            },
             "/sso/settings": {
                 "get": op("Single sign-on settings: public_url, required_for_roles, redirect_uri (register it with the providers), providers (never a client secret: client_secret_set)", "admin", None, "200"),
                 "put": op("Set public_url (the gateway's https address) and required_for_roles (roles whose users may not use a password); 409 when it would lock out the caller", "admin", Some("SsoSettings"), "200")
@@ -320,6 +345,13 @@ fn auth_paths(doc: &mut Value) {
         all.extend(new.clone());
     }
     let schemas = json!({
+                "NewRequest": { "type": "object", "required": ["target", "duration_secs", "reason"], "properties": {
+                    "target": { "type": "string" }, "duration_secs": { "type": "integer", "minimum": 1 },
+                    "reason": { "type": "string", "maxLength": 500 }, "ticket": { "type": "string", "maxLength": 64 } } },
+                "Decision": { "type": "object", "properties": { "comment": { "type": "string", "maxLength": 500 } } },
+                "RequestSettings": { "type": "object", "properties": {
+                    "webhook_url": { "type": ["string", "null"] }, "webhook_secret": { "type": "string", "minLength": 16 },
+                    "decide_within_secs": { "type": "integer", "minimum": 1, "maximum": 2592000 } } },
                 "SsoSettings": { "type": "object", "properties": {
                     "public_url": { "type": ["string", "null"] },
                     "required_for_roles": { "type": "array", "items": { "type": "string", "enum": ["admin", "reviewer", "soc", "user"] } } } },

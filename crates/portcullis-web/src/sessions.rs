@@ -40,6 +40,14 @@ impl SessionFilter {
         }
     }
 
+    /// Every session of `user` to `target`.
+    pub(crate) fn user_target(user: &str, target: &str) -> Self {
+        Self {
+            user: Some(user.to_owned()),
+            target: Some(target.to_owned()),
+        }
+    }
+
     /// Every session to `target`.
     pub(crate) fn target(target: &str) -> Self {
         Self {

@@ -65,10 +65,31 @@ pub(crate) async fn list_targets(
         targets.iter().map(|t| target_json(t, true)).collect()
     } else {
         let granted = state.store.granted_targets(&user.name)?;
+        // And those an approved access request opens now, with when that access ends.
+        let now = crate::requests::now();
+        let requested: Vec<(String, i64)> = state
+            .store
+            .list_requests()?
+            .into_iter()
+            .filter(|r| r.user_id == user.id && r.state == portcullis_store::RequestState::Approved)
+            .filter_map(|r| r.grant_until.filter(|t| *t > now).map(|t| (r.target, t)))
+            .collect();
         targets
             .iter()
-            .filter(|t| granted.contains(&t.name))
-            .map(|t| target_json(t, false))
+            .filter_map(|t| {
+                let until = requested
+                    .iter()
+                    .find(|(name, _)| *name == t.name)
+                    .map(|(_, u)| *u);
+                if !granted.contains(&t.name) && until.is_none() {
+                    return None;
+                }
+                let mut v = target_json(t, false);
+                if let Some(until) = until {
+                    v["access_until"] = json!(until);
+                }
+                Some(v)
+            })
             .collect()
     };
     Ok(Json(list))
@@ -141,7 +162,9 @@ pub(crate) async fn rdp_file(
             "native RDP clients are not served by this gateway (rdp.enabled = false)".into(),
         ));
     };
-    if !state.store.has_grant(&user.name, &name)? || state.store.get_target(&name)?.is_none() {
+    if !crate::requests::has_access(&state, &user.name, &name)?
+        || state.store.get_target(&name)?.is_none()
+    {
         return Err(WebError::NotFound(format!("no target named {name:?}")));
     }
     let (host, port) =

@@ -99,7 +99,7 @@ pub(crate) async fn connect(
             "cross-origin session requests are refused".into(),
         ));
     }
-    if !state.store.has_grant(&user.name, &name)? {
+    if !crate::requests::has_access(&state, &user.name, &name)? {
         warn!(user = %user.name, target = %name, "session refused: no grant");
         return Err(WebError::Forbidden(format!(
             "you have no grant for target {name:?}"
@@ -215,7 +215,7 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
     let id = session.id();
     // The grant may have been revoked while we connected (revocation closes only listed
     // sessions, and this one was not listed when the grant was checked).
-    let still_allowed = state.store.has_grant(&user, &target).unwrap_or(false)
+    let still_allowed = crate::requests::has_access(&state, &user, &target).unwrap_or(false)
         && matches!(state.store.get_user(&user), Ok(Some(u)) if !u.locked);
     if !still_allowed {
         let end = SessionEnd::ClosedByAdmin {

@@ -159,6 +159,8 @@ pub(crate) fn rotate(
     }
     // So are the identity providers' client secrets.
     portcullis_web::sso::reseal_settings(store, old, &new).map_err(anyhow::Error::msg)?;
+    // And the access request webhook's.
+    portcullis_web::requests::reseal_settings(store, old, &new).map_err(anyhow::Error::msg)?;
     // Gateways started after this check the new key against the store.
     store.put_meta(
         crate::data::KEY_CHECK_META,

@@ -208,7 +208,11 @@ pub(super) fn open_reason(grant: &SessionGrant, entry_path: EntryPath) -> String
     } else {
         format!(" ({})", terms.join(", "))
     };
-    format!("{entry} session allowed by rule {:?}{terms}", grant.rule())
+    let note = grant.note().map(|n| format!("; {n}")).unwrap_or_default();
+    format!(
+        "{entry} session allowed by rule {:?}{terms}{note}",
+        grant.rule()
+    )
 }
 
 impl SessionShared {

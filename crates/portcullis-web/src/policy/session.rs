@@ -52,7 +52,7 @@ pub(crate) fn decide_open(
         name: &target.name,
         labels: &target.labels,
     };
-    state
+    let grant = state
         .policy
         .current()
         .session(&who, &target_ref, entry, now)
@@ -61,5 +61,32 @@ pub(crate) fn decide_open(
             let why = format!("refused by the policy: {}", denial.explain());
             warn!(%user, target = %target.name, ?entry, reason = %why, "session refused by the policy");
             why
-        })
+        })?;
+    // The rule gives access by approved request only: a standing grant does not count.
+    if grant.request_only() {
+        return match crate::requests::active(state, user, Some(&account.id), &target.name) {
+            Ok(Some(r)) => Ok(grant.with_note(&crate::requests::note(&r))),
+            Ok(None) => {
+                warn!(%user, target = %target.name, rule = grant.rule(), "session refused: no approved access request");
+                Err(format!(
+                    "access to {:?} is by approved request only (rule {:?}): ask for it on the \
+                     Requests page",
+                    target.name,
+                    grant.rule()
+                ))
+            }
+            Err(e) => {
+                warn!(%user, error = %e, "cannot read the access requests for a policy decision");
+                Err("the policy could not be checked, so the session was refused".into())
+            }
+        };
+    }
+    match state.store.has_grant(user, &target.name) {
+        Ok(true) => Ok(grant),
+        Ok(false) => Err(format!("you have no grant for target {:?}", target.name)),
+        Err(e) => {
+            warn!(%user, error = %e, "cannot read the grants for a policy decision");
+            Err("the policy could not be checked, so the session was refused".into())
+        }
+    }
 }

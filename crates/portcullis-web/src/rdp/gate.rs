@@ -180,10 +180,7 @@ impl RdpGate {
                 }
             }
         };
-        let granted = self
-            .state
-            .store
-            .has_grant(user, &target)
+        let granted = crate::requests::has_access(&self.state, user, &target)
             .map_err(|e| deny(Refusal::NotAllowed, e.to_string()))?;
         if !granted {
             return Err(deny(
@@ -217,10 +214,7 @@ impl RdpGate {
             ));
         }
         // The grant may have been revoked since the ticket was issued.
-        let granted = self
-            .state
-            .store
-            .has_grant(&user, &target)
+        let granted = crate::requests::has_access(&self.state, &user, &target)
             .map_err(|e| deny(Refusal::NotAllowed, e.to_string()))?;
         if !granted {
             return Err(deny(

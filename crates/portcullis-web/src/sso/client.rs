@@ -132,6 +132,32 @@ impl<'c> openidconnect::AsyncHttpClient<'c> for Http {
     }
 }
 
+impl Http {
+    /// POSTs `body` (JSON) to `url` with `headers`, checked like every request; the answer's
+    /// status (its body is read, bounded, and dropped).
+    pub(crate) async fn post_json(
+        &self,
+        url: &str,
+        body: &str,
+        headers: &[(&str, String)],
+    ) -> Result<u16, String> {
+        let mut request = openidconnect::http::Request::builder()
+            .method(openidconnect::http::Method::POST)
+            .uri(url)
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            request = request.header(*k, v);
+        }
+        let request = request
+            .body(body.as_bytes().to_vec())
+            .map_err(|e| e.to_string())?;
+        self.send(request)
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// A provider's discovery document (with its keys), as last fetched.
 struct Discovered {
     /// The issuer it was fetched for (settings may change the issuer).

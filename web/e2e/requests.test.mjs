@@ -1,0 +1,211 @@
+// Just-in-time access through the real gateway, a real VNC desktop and Chromium: a user without
+// standing access asks for a target; the approvers the policy names (never the requester)
+// approve, one or two of them; the access lets a session open and ends it when it runs out; a
+// request nobody decides in time expires and a late approval is refused; everything is in the
+// audit trail, on the session's recording, and announced by a signed webhook. Its own gateway.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { createHmac } from 'node:crypto';
+import {
+  startGateway, startDesktop, launchBrowser, newPage, uiLogin, recordedEvents, until, freePort,
+} from './harness.mjs';
+
+const ADMIN = 'admin-password-e2e';
+const VNC = 'vncpass1';
+const PASSWORD = (name) => `${name}-password-1234`;
+const HOOK_SECRET = 'webhook-secret-0123456789';
+let gw, admin, browser, desktop, hook;
+const clients = {};
+/** Webhook deliveries: { event, body, valid } in arrival order. */
+const delivered = [];
+
+before(async () => {
+  gw = await startGateway({ adminPassword: ADMIN });
+  desktop = await startDesktop(VNC);
+  browser = await launchBrowser();
+  admin = gw.api();
+  assert.equal((await admin.login('admin', ADMIN)).status, 200);
+  for (const [name, role] of [['alice', 'user'], ['bob', 'user'], ['lead', 'user'], ['dave', 'soc'], ['carl', 'soc']]) {
+    assert.equal((await admin.post('/users', { name, password: PASSWORD(name), role })).status, 201);
+    clients[name] = gw.api();
+    assert.equal((await clients[name].login(name, PASSWORD(name))).status, 200);
+  }
+  for (const name of ['desk', 'vault']) {
+    assert.equal((await admin.post('/targets', { name, address: desktop.address, password: VNC })).status, 201);
+  }
+  const r = await admin.put('/policy', {
+    rules: [
+      {
+        name: 'desk-jit', subjects: ['role:user'], targets: ['name:desk'],
+        request: { approvers: ['user:lead', 'user:bob', 'role:soc'], approvals: 1, max_duration_secs: 3600 },
+      },
+      {
+        name: 'vault-jit', subjects: ['role:user'], targets: ['name:vault'],
+        request: { approvers: ['user:lead', 'role:soc'], approvals: 2, max_duration_secs: 600 },
+      },
+    ],
+  });
+  assert.equal(r.status, 200, r.text);
+  // A receiver checking each delivery's signature as a chat relay would.
+  const port = await freePort();
+  hook = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString();
+      const ts = req.headers['x-portcullis-timestamp'];
+      const expected = 'sha256=' + createHmac('sha256', HOOK_SECRET).update(`${ts}.${body}`).digest('hex');
+      delivered.push({ event: req.headers['x-portcullis-event'], body: JSON.parse(body), valid: expected === req.headers['x-portcullis-signature'] });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((resolve) => hook.listen(port, '127.0.0.1', resolve));
+  const s = await admin.put('/requests/settings', { webhook_url: `http://127.0.0.1:${port}/hook`, webhook_secret: HOOK_SECRET, decide_within_secs: 3600 });
+  assert.equal(s.status, 200, s.text);
+  assert.equal(s.json.webhook_secret_set, true);
+  assert.ok(!s.text.includes(HOOK_SECRET));
+});
+
+after(async () => {
+  await browser?.close();
+  hook?.close();
+  desktop?.stop();
+  await gw?.stop();
+});
+
+const trail = async (action, request) => (await admin.get('/audit?kind=access_request&limit=500')).json.entries
+  .filter((e) => (!action || e.detail.action === action) && (!request || e.detail.request === request));
+const announced = (event, id) => delivered.find((d) => d.event === event && d.body.request.id === id);
+
+test('a request approved by another person opens the target until its time runs out; then the session ends; on record, recorded, announced', async () => {
+  const alice = clients.alice;
+  const offered = (await alice.get('/requests/targets')).json.targets;
+  assert.deepEqual(offered.map((t) => t.target).sort(), ['desk', 'vault']);
+  // No standing access: the target is not hers yet.
+  assert.deepEqual((await alice.get('/targets')).json.map((t) => t.name), []);
+  let r = await alice.post('/requests', { target: 'desk', duration_secs: 7200, reason: 'too long' });
+  assert.equal(r.status, 400, r.text);
+  r = await alice.post('/requests', { target: 'desk', duration_secs: 15, reason: 'INC-1: restart the agent', ticket: 'INC-1' });
+  assert.equal(r.status, 201, r.text);
+  const id = r.json.id;
+  assert.equal(r.json.state, 'pending');
+  assert.equal((await alice.post('/requests', { target: 'desk', duration_secs: 15, reason: 'again' })).status, 409, 'one open request per target');
+  // Alice is no approver; Bob is.
+  assert.equal((await alice.post(`/requests/${id}/approve`, {})).status, 403);
+  assert.ok((await clients.bob.get('/requests')).json.requests.find((x) => x.id === id)?.can_decide);
+  r = await clients.bob.post(`/requests/${id}/approve`, { comment: 'go ahead' });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.state, 'approved');
+  const listed = (await alice.get('/targets')).json.find((t) => t.name === 'desk');
+  assert.ok(listed?.access_until, JSON.stringify(listed));
+
+  const page = await newPage(browser);
+  try {
+    await uiLogin(page, gw.base, 'alice', PASSWORD('alice'));
+    await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
+    await page.click('[data-target="desk"]');
+    await page.waitForFunction(() => window.__portcullis?.framesPainted >= 1, null, { timeout: 20000 });
+    const sessionId = await page.evaluate(() => window.__portcullis.sessionId);
+    // The access runs out: the session ends and says why.
+    await page.waitForSelector('#session-error:not([hidden])', { timeout: 30000 });
+    assert.match(await page.textContent('#session-error'), /access granted by your request ended/);
+    const events = JSON.stringify(await recordedEvents(admin, sessionId));
+    assert.match(events, new RegExp(`under access request ${id}`), 'the recording names the request');
+    assert.match(events, /approved by bob/);
+  } finally {
+    await page.context().close();
+  }
+  const after = (await alice.get('/requests')).json.requests.find((x) => x.id === id);
+  assert.equal(after.state, 'expired');
+  assert.equal((await alice.get('/targets')).json.length, 0);
+  for (const action of ['requested', 'approval', 'approved', 'expired']) {
+    assert.equal((await trail(action, id)).length, 1, `${action} on record once`);
+  }
+  await until('the webhook deliveries', () => ['request.created', 'request.approved', 'request.expired'].every((e) => announced(e, id)));
+  for (const e of ['request.created', 'request.approved', 'request.expired']) assert.ok(announced(e, id).valid, `${e}: bad signature`);
+});
+
+test('nobody approves their own request, and a rule may need two approvers', async () => {
+  let r = await clients.lead.post('/requests', { target: 'vault', duration_secs: 300, reason: 'key rotation' });
+  assert.equal(r.status, 201, r.text);
+  const id = r.json.id;
+  r = await clients.lead.post(`/requests/${id}/approve`, { comment: 'me' });
+  assert.equal(r.status, 403);
+  assert.match(r.json.error, /your own request/);
+  assert.equal((await clients.lead.get('/requests')).json.requests.find((x) => x.id === id).can_decide, false);
+  assert.equal((await clients.bob.post(`/requests/${id}/approve`, {})).status, 403, 'bob approves desk, not vault');
+  r = await clients.dave.post(`/requests/${id}/approve`, { comment: 'one' });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.state, 'pending');
+  assert.equal(r.json.approvals.length, 1);
+  assert.equal((await clients.dave.post(`/requests/${id}/approve`, {})).status, 409, 'one approval per approver');
+  r = await clients.carl.post(`/requests/${id}/approve`, { comment: 'two' });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.state, 'approved');
+  assert.ok((await clients.lead.get('/targets')).json.some((t) => t.name === 'vault'));
+  // Withdrawn by the requester: the access ends at once.
+  r = await clients.lead.post(`/requests/${id}/cancel`, {});
+  assert.equal(r.status, 200, r.text);
+  assert.ok(!(await clients.lead.get('/targets')).json.some((t) => t.name === 'vault'));
+  // A denial is final.
+  r = await clients.bob.post('/requests', { target: 'vault', duration_secs: 60, reason: 'look around' });
+  assert.equal(r.status, 201, r.text);
+  const denied = await clients.carl.post(`/requests/${r.json.id}/deny`, { comment: 'no ticket' });
+  assert.equal(denied.json.state, 'denied');
+  assert.equal((await clients.dave.post(`/requests/${r.json.id}/approve`, {})).status, 409);
+  await until('the denial announced', () => announced('request.denied', r.json.id));
+});
+
+test('a request nobody decides in time expires, and an approval arriving after is refused', async () => {
+  assert.equal((await admin.put('/requests/settings', { webhook_url: `http://127.0.0.1:${hook.address().port}/hook`, decide_within_secs: 2 })).status, 200);
+  try {
+    const r = await clients.alice.post('/requests', { target: 'vault', duration_secs: 60, reason: 'nobody looks' });
+    assert.equal(r.status, 201, r.text);
+    const id = r.json.id;
+    await until('the request to expire', async () => (await clients.alice.get('/requests')).json.requests.find((x) => x.id === id)?.state === 'expired', 15000);
+    const late = await clients.dave.post(`/requests/${id}/approve`, { comment: 'sorry, late' });
+    assert.equal(late.status, 409, late.text);
+    assert.match(late.json.error, /expired|already/);
+    assert.equal((await trail('expired', id)).length, 1);
+    assert.ok(!(await clients.alice.get('/targets')).json.some((t) => t.name === 'vault'));
+  } finally {
+    await admin.put('/requests/settings', { webhook_url: `http://127.0.0.1:${hook.address().port}/hook`, decide_within_secs: 3600 });
+  }
+});
+
+test('the Requests page: a user asks, an approver approves with a comment', async () => {
+  const asker = await newPage(browser);
+  const approver = await newPage(browser);
+  try {
+    await uiLogin(asker, gw.base, 'bob', PASSWORD('bob'));
+    await asker.waitForSelector('#nav-requests');
+    await asker.click('#nav-requests');
+    await asker.waitForSelector('#request-target option[value="desk"]', { state: 'attached' });
+    await asker.selectOption('#request-target', 'desk');
+    assert.match(await asker.textContent('#request-hint'), /desk-jit/);
+    await asker.fill('#request-minutes', '5');
+    await asker.fill('#request-reason', 'CHG-7: patch');
+    await asker.fill('#request-ticket', 'CHG-7');
+    await asker.click('#request-submit');
+    await asker.waitForSelector('tr[data-state="pending"]');
+    const id = await asker.getAttribute('tr[data-state="pending"]', 'data-request');
+
+    await uiLogin(approver, gw.base, 'dave', PASSWORD('dave'));
+    await approver.waitForSelector('#nav-requests');
+    await approver.click('#nav-requests');
+    await approver.waitForSelector(`[data-approve="${id}"]`);
+    await approver.fill(`[data-comment="${id}"]`, 'fine');
+    await approver.click(`[data-approve="${id}"]`);
+    await approver.waitForSelector(`tr[data-request="${id}"][data-state="approved"]`);
+    assert.match(await approver.textContent(`[data-status="${id}"]`), /approved: access for .* more/);
+    assert.match(await approver.textContent(`[data-status="${id}"]`), /dave: fine/);
+    await asker.reload();
+    await asker.waitForSelector(`tr[data-request="${id}"][data-state="approved"]`);
+    await asker.click(`[data-cancel="${id}"]`);
+    await asker.waitForSelector(`tr[data-request="${id}"][data-state="cancelled"]`);
+  } finally {
+    await asker.context().close();
+    await approver.context().close();
+  }
+});
