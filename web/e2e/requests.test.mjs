@@ -119,7 +119,8 @@ test('a request approved by another person opens the target until its time runs 
   const after = (await alice.get('/requests')).json.requests.find((x) => x.id === id);
   assert.equal(after.state, 'expired');
   assert.equal((await alice.get('/targets')).json.length, 0);
-  for (const action of ['requested', 'approval', 'approved', 'expired']) {
+  assert.equal((await trail('approval', id)).length, 0, 'one approval needed: it is the approval');
+  for (const action of ['requested', 'approved', 'expired']) {
     assert.equal((await trail(action, id)).length, 1, `${action} on record once`);
   }
   await until('the webhook deliveries', () => ['request.created', 'request.approved', 'request.expired'].every((e) => announced(e, id)));
@@ -144,9 +145,14 @@ test('nobody approves their own request, and a rule may need two approvers', asy
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json.state, 'approved');
   assert.ok((await clients.lead.get('/targets')).json.some((t) => t.name === 'vault'));
-  // Withdrawn by the requester: the access ends at once.
-  r = await clients.lead.post(`/requests/${id}/cancel`, {});
+  assert.equal((await trail('approval', id)).length, 1);
+  assert.equal((await trail('approved', id)).length, 1);
+  // Taken back by the security team: the access ends at once (the user cannot revoke others').
+  assert.equal((await clients.alice.post(`/requests/${id}/cancel`, {})).status, 404);
+  r = await clients.dave.post(`/requests/${id}/cancel`, {});
   assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.state, 'cancelled');
+  assert.equal((await trail('revoked', id)).length, 1);
   assert.ok(!(await clients.lead.get('/targets')).json.some((t) => t.name === 'vault'));
   // A denial is final.
   r = await clients.bob.post('/requests', { target: 'vault', duration_secs: 60, reason: 'look around' });

@@ -85,6 +85,10 @@ pub(crate) struct SessionShared {
     ends_at: Option<Instant>,
     /// The security team holds the user's input.
     pub(crate) frozen: AtomicBool,
+    /// Observers watching now (four eyes: the grant requires one for input to go through).
+    pub(crate) observers: std::sync::atomic::AtomicUsize,
+    /// The four-eyes hold of the session's start is in the event track.
+    pub(crate) hold_recorded: AtomicBool,
     /// Where the target's drive redirection messages go.
     drive: Mutex<DriveRoute>,
     /// The audit trail, if the gateway keeps one.
@@ -110,6 +114,63 @@ impl SessionShared {
         let mut viewers = lock(&self.viewers);
         viewers.retain(|w| w.strong_count() > 0);
         viewers.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Whether the user's input is held: frozen by the security team, or a four-eyes session
+    /// nobody observes.
+    pub(crate) fn input_held(&self) -> bool {
+        self.frozen.load(Ordering::SeqCst)
+            || (self.grant.observer_required() && self.observers.load(Ordering::SeqCst) == 0)
+    }
+
+    /// A four-eyes session's user viewer joins: told whether an observer watches; the session's
+    /// first hold is recorded once.
+    pub(crate) fn observer_state_for(&self, viewer: &ViewerShared) {
+        if !self.grant.observer_required() {
+            return;
+        }
+        let present = self.observers.load(Ordering::SeqCst) > 0;
+        viewer.push_event(ServerMessage::Observer { present });
+        if !present && !self.hold_recorded.swap(true, Ordering::SeqCst) {
+            self.tap_event(TapEvent::Session(SessionEvent::InputHeld {
+                why: format!(
+                    "waiting for an observer (four-eyes rule {:?})",
+                    self.grant.rule()
+                ),
+            }));
+        }
+    }
+
+    /// An observer (`user`) starts watching: the first one lets the input through.
+    pub(crate) fn observer_joined(&self, user: &str) {
+        if self.observers.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.hold_recorded.store(true, Ordering::SeqCst);
+            self.tap_event(TapEvent::Session(SessionEvent::InputReleased {
+                by: user.to_owned(),
+            }));
+            info!(session = %lock(&self.info).id, observer = %user, "four eyes: observed, input goes through");
+            self.for_each_viewer(|v| {
+                v.push_event(ServerMessage::Observer { present: true });
+                v.wake();
+            });
+        }
+    }
+
+    /// An observer (`user`) stops watching: when it was the last, the input is held again.
+    pub(crate) fn observer_left(&self, user: &str) {
+        let before = self
+            .observers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if before == Ok(1) && matches!(*self.ending.borrow(), Ending::Running) {
+            self.tap_event(TapEvent::Session(SessionEvent::InputHeld {
+                why: format!("the last observer ({user}) left: input held until one watches"),
+            }));
+            info!(session = %lock(&self.info).id, observer = %user, "four eyes: the last observer left, input held");
+            self.for_each_viewer(|v| {
+                v.push_event(ServerMessage::Observer { present: false });
+                v.wake();
+            });
+        }
     }
 
     pub(crate) fn tap_event(&self, event: TapEvent) {
@@ -203,6 +264,11 @@ impl SessionHandle {
     /// The session id.
     pub fn id(&self) -> String {
         lock(&self.shared.info).id.clone()
+    }
+
+    /// What the policy allows it (its rule, and whether it needs an observer).
+    pub fn grant(&self) -> &SessionGrant {
+        &self.shared.grant
     }
 
     /// A snapshot of its description.

@@ -33,6 +33,7 @@ impl SessionHandle {
     /// `user` is who watches (the event track of the recording names them).
     pub fn attach_viewer(&self, user: &str) -> (Viewer, (u32, u32)) {
         let (viewer, size) = self.register(user, false);
+        self.shared.observer_state_for(&viewer);
         (Viewer::new(Arc::clone(&self.shared), viewer), size)
     }
 
@@ -49,9 +50,20 @@ impl SessionHandle {
         Ok((Viewer::view_only(Arc::clone(&self.shared), viewer), size))
     }
 
+    /// [`SessionHandle::attach_watcher`], the watcher counting as an observer of a four-eyes
+    /// session (the caller checked that the rule names them and that they are not the user):
+    /// while one watches, the user's input goes through; when the last leaves, it is held.
+    pub async fn attach_observer(&self, user: &str) -> Result<(Viewer, (u32, u32)), String> {
+        let (viewer, size) = self.attach_watcher(user).await?;
+        viewer.shared.observer.store(true, Ordering::SeqCst);
+        self.shared.observer_joined(user);
+        Ok((viewer, size))
+    }
+
     /// Attaches a raw viewer (pixels, no browser encoding), starting with a full repaint.
     pub fn attach_raw_viewer(&self, user: &str) -> RawViewer {
         let (viewer, _) = self.register(user, false);
+        self.shared.observer_state_for(&viewer);
         self.shared.claim_drive(&viewer);
         RawViewer::new(Arc::clone(&self.shared), viewer)
     }
@@ -67,6 +79,9 @@ impl ViewerShared {
             session.tap_event(TapEvent::Session(SessionEvent::ViewerLeft {
                 user: self.user.clone(),
             }));
+            if self.observer.load(Ordering::SeqCst) {
+                session.observer_left(&self.user);
+            }
         }
     }
 }
@@ -309,8 +324,9 @@ impl Drop for Viewer {
 /// Runs CPU-heavy encoding without stalling other tasks on a multi-threaded runtime.
 /// Relays a viewer's input to the target, noting keys and clipboard for the recording.
 async fn forward_input(session: &SessionShared, input: InputEvent) {
-    // Frozen: the input is held (dropped), and it does not count as activity either.
-    if session.frozen.load(Ordering::SeqCst) {
+    // Frozen, or a four-eyes session nobody observes: the input is held (dropped), and it does
+    // not count as activity either.
+    if session.input_held() {
         return;
     }
     session.touched();

@@ -199,6 +199,16 @@ pub enum SessionEvent {
         /// Who unfroze it.
         by: String,
     },
+    /// A four-eyes session's input is held: no observer watches (yet, or any more).
+    InputHeld {
+        /// Why (waiting for the first observer, or the last one left).
+        why: String,
+    },
+    /// A four-eyes session's input goes through: an observer watches.
+    InputReleased {
+        /// The observer.
+        by: String,
+    },
     /// A viewer (or watcher) went away.
     ViewerLeft {
         /// Gateway user.

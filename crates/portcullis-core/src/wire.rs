@@ -169,6 +169,12 @@ pub enum ServerMessage {
         /// Frozen now.
         frozen: bool,
     },
+    /// A four-eyes session (its rule requires an observer): whether one watches now. While
+    /// none does, the user's input is held; sent when the session is joined and at each change.
+    Observer {
+        /// An observer watches now.
+        present: bool,
+    },
     /// The session failed; the socket closes next.
     Error {
         /// Machine-readable reason.

@@ -121,6 +121,9 @@ pub struct SessionGrant {
     /// The rule gives access by approved request only (no standing grant counts).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) request_only: bool,
+    /// Four eyes: an observer must watch for the user's input to go through.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) observer_required: bool,
     /// What the gateway adds about the access (the approved request it was opened under).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
@@ -163,10 +166,26 @@ impl SessionGrant {
         self.request_only
     }
 
+    /// Whether the rule requires an observer (four eyes): the user's input is held while nobody
+    /// who counts as one watches.
+    pub fn observer_required(&self) -> bool {
+        self.observer_required
+    }
+
     /// The grant, with `note` on what the access rests on (the approved request), for the
     /// session's record.
     pub fn with_note(mut self, note: &str) -> SessionGrant {
         self.note = Some(note.to_owned());
+        self
+    }
+
+    /// The grant, ending at `unix_secs` at the latest (the access it rests on runs out then):
+    /// the session ends by itself then, like at the close of a time window.
+    pub fn until(mut self, unix_secs: i64) -> SessionGrant {
+        self.window_ends_at_unix_secs = Some(
+            self.window_ends_at_unix_secs
+                .map_or(unix_secs, |w| w.min(unix_secs)),
+        );
         self
     }
 

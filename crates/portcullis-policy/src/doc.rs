@@ -115,6 +115,14 @@ pub struct RuleDoc {
     /// one of them and is ended when the windows close.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<WindowDoc>,
+    /// Four eyes: the user's input is held until an observer watches (through the security
+    /// team's watch view) and whenever none does; the observer can end the session.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub observer_required: bool,
+    /// Who counts as an observer (subjects like a rule's); anyone who may watch sessions (the
+    /// security team, administrators) when empty. Never the session's own user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observers: Vec<String>,
     /// Access by request only (just in time): the rule's subjects have no standing access to its
     /// targets; they ask for a while, and the approvers named here approve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +163,8 @@ impl RuleDoc {
     pub fn new(name: &str, subjects: &[&str], targets: &[&str]) -> Self {
         Self {
             request: None,
+            observer_required: false,
+            observers: Vec::new(),
             name: name.to_owned(),
             description: None,
             subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),

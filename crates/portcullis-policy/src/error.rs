@@ -100,6 +100,9 @@ pub enum Problem {
     /// A UTC offset beyond ±14 hours.
     #[error("{0} minutes is out of range (-840 to 840)")]
     OffsetOutOfRange(i16),
+    /// Observers named by a rule that requires none.
+    #[error("names observers, but observer_required is not set")]
+    ObserversWithoutFourEyes,
     /// A number outside what the field allows.
     #[error("must be from {min} to {max}")]
     OutOfRange {

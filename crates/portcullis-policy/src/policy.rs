@@ -49,6 +49,8 @@ pub(crate) struct Rule {
     pub(crate) windows: Vec<Window>,
     /// Access by request only: who approves.
     pub(crate) request: Option<RequestTerms>,
+    /// Four eyes: an observer must watch; who counts as one (anyone who may watch when empty).
+    pub(crate) observers: Option<Vec<SubjectPattern>>,
 }
 
 /// A rule's terms for access requests, compiled.
@@ -306,6 +308,7 @@ impl Policy {
             rule_index: i,
             window_ends_at_unix_secs,
             request_only: rule.request.is_some(),
+            observer_required: rule.observers.is_some(),
             note: None,
             terms: rule.terms.clone(),
         })
@@ -340,7 +343,29 @@ impl Policy {
         else {
             return false;
         };
-        terms.approvers.iter().any(|p| match p {
+        self.names_subject(&terms.approvers, approver)
+    }
+
+    /// Whether `watcher` counts as an observer of sessions under rule `rule` (by name): the
+    /// rule requires one and names them (or names none: anyone who may watch counts). Whether
+    /// they may watch at all, and are not the session's user, is the caller's to check.
+    pub fn may_observe(&self, rule: &str, watcher: &Subject<'_>) -> bool {
+        match self
+            .rules
+            .iter()
+            .find(|r| &*r.name == rule)
+            .and_then(|r| r.observers.as_ref())
+        {
+            Some(named) if named.is_empty() => true,
+            Some(named) => self.names_subject(named, watcher),
+            None => false,
+        }
+    }
+
+    /// Whether any of `patterns` matches `who`.
+    fn names_subject(&self, patterns: &[SubjectPattern], who: &Subject<'_>) -> bool {
+        let approver = who;
+        patterns.iter().any(|p| match p {
             SubjectPattern::Any => true,
             SubjectPattern::User(u) => u == approver.user,
             SubjectPattern::Role(r) => r == approver.role,
@@ -596,7 +621,21 @@ fn compile_rule(
             max_duration_secs: r.max_duration_secs,
         }
     });
+    if !doc.observer_required && !doc.observers.is_empty() {
+        report("observers".to_owned(), Problem::ObserversWithoutFourEyes);
+    }
+    if doc.deny && doc.observer_required {
+        report("observer_required".to_owned(), Problem::UnusedByDenyRule);
+    }
+    let mut observers = Vec::with_capacity(doc.observers.len());
+    for (j, s) in doc.observers.iter().enumerate() {
+        match parse_subject(s, groups) {
+            Ok(pattern) => observers.push(pattern),
+            Err(problem) => report(format!("observers[{j}]"), problem),
+        }
+    }
     Rule {
+        observers: doc.observer_required.then_some(observers),
         request,
         name: Arc::from(doc.name.as_str()),
         subjects,

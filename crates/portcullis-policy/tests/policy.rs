@@ -1291,3 +1291,47 @@ fn request_rules_name_their_approvers() {
         assert!(e.contains(field), "{e}");
     }
 }
+
+/// Four eyes: a rule may require an observer, optionally naming who counts as one.
+#[test]
+fn four_eyes_rules_name_their_observers() {
+    let policy = Policy::compile(&parse(
+        "[[rules]]\nname = \"watched\"\nsubjects = [\"role:user\"]\ntargets = [\"label:prod\"]\nobserver_required = true\nobservers = [\"user:olga\", \"sso_group:soc-t2\"]\n\n\
+         [[rules]]\nname = \"any-watcher\"\nsubjects = [\"role:user\"]\ntargets = [\"label:dev\"]\nobserver_required = true\n\n\
+         [[rules]]\nname = \"plain\"\nsubjects = [\"*\"]\ntargets = [\"*\"]",
+    ))
+    .unwrap();
+    let alice = Subject {
+        user: "alice",
+        role: "user",
+        groups: &[],
+    };
+    for (labels, rule, required) in [
+        (&["prod"][..], "watched", true),
+        (&["dev"][..], "any-watcher", true),
+        (&[][..], "plain", false),
+    ] {
+        let grant = policy
+            .session(&alice, &TargetRef { name: "t", labels }, Entry::Native, 0)
+            .into_result()
+            .unwrap();
+        assert_eq!((grant.rule(), grant.observer_required()), (rule, required));
+    }
+    let t2 = ["soc-t2".to_owned()];
+    let who = |user, groups| Subject {
+        user,
+        role: "soc",
+        groups,
+    };
+    assert!(policy.may_observe("watched", &who("olga", &[])));
+    assert!(policy.may_observe("watched", &who("sam", &t2)));
+    assert!(!policy.may_observe("watched", &who("sam", &[])));
+    assert!(policy.may_observe("any-watcher", &who("sam", &[])));
+    assert!(!policy.may_observe("plain", &who("olga", &[])));
+    let e = Policy::compile(&parse(
+        "[[rules]]\nname = \"r\"\nsubjects = [\"*\"]\ntargets = [\"*\"]\nobservers = [\"user:olga\"]",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("observer_required is not set"), "{e}");
+}

@@ -302,7 +302,7 @@ fn auth_paths(doc: &mut Value) {
             },
             "/requests/{id}/cancel": {
                 "parameters": [path_param("id")],
-                "post": op("The requester withdraws the request (approved: their sessions under it end)", "any user", None, "200")
+                "post": op("The requester withdraws the request, or an admin, the security team or one of its approvers revokes it (approved: the sessions under it end at once)", "any user", None, "200")
             },
             "/requests/settings": {
                 "get": op("Access request settings: webhook_url, webhook_secret_set, decide_within_secs", "admin", None, "200"),

@@ -112,6 +112,11 @@ pub(crate) async fn sweep(state: &AppState) {
             .await
         {
             warn!(request = %r.id, error = %e, "cannot record an access request's end: retried");
+            // Taking access away is never held back by the trail: its sessions end now, the
+            // change waits for the record.
+            if was == RequestState::Approved {
+                end_sessions(state, &r, "the access granted by your request ended");
+            }
             continue;
         }
         let changed = state.store.update_request(&r.id, &mut |stored| {

@@ -97,6 +97,8 @@ describe('parseServerText', () => {
     });
     expect(parseServerText('{"type":"frozen","frozen":true}')).toEqual({ type: 'frozen', frozen: true });
     expect(parseServerText('{"type":"frozen","frozen":false}')).toEqual({ type: 'frozen', frozen: false });
+    expect(parseServerText('{"type":"observer","present":false}')).toEqual({ type: 'observer', present: false });
+    expect(parseServerText('{"type":"observer"}')).toBeNull();
   });
 
   it('rejects malformed messages', () => {

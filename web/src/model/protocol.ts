@@ -94,6 +94,7 @@ export type ServerMessage =
   | { type: 'closed'; reason: string }
   /** The security team froze (true) or unfroze (false) the session: while frozen, input is held. */
   | { type: 'frozen'; frozen: boolean }
+  | { type: 'observer'; present: boolean }
   /** The policy refused a crossing (`clipboard_to_target`, `clipboard_to_client`), naming the rule. */
   | { type: 'denied'; action: string; reason: string };
 
@@ -143,6 +144,9 @@ export function parseServerText(text: string): ServerMessage | null {
     case 'frozen':
       if (typeof v.frozen !== 'boolean') return null;
       return { type: 'frozen', frozen: v.frozen };
+    case 'observer':
+      if (typeof v.present !== 'boolean') return null;
+      return { type: 'observer', present: v.present };
     case 'denied':
       if (typeof v.action !== 'string' || typeof v.reason !== 'string') return null;
       return { type: 'denied', action: v.action, reason: v.reason };

@@ -26,6 +26,8 @@ export interface SessionDom {
   disconnectBtn: HTMLButtonElement;
   errorBox: HTMLElement;
   frozenBanner: HTMLElement;
+  /** Four eyes: shown while no observer watches (the input is held). */
+  observerBanner: HTMLElement;
   canvas: HTMLCanvasElement;
   spinner: HTMLElement;
   placeholderText: HTMLElement;
@@ -47,7 +49,12 @@ export function buildSessionDom(main: HTMLElement, target: string): SessionDom {
   const spinner = h('span', { class: 'spinner', 'aria-hidden': 'true' });
   const placeholderText = h('span', null, `Connecting to ${target}…`);
   const placeholder = h('div', { class: 'viewport-placeholder' }, spinner, placeholderText);
-  const viewport = h('div', { id: 'session-viewport', class: 'session-viewport fit' }, placeholder, canvas, frozenBanner);
+  const observerBanner = h(
+    'div',
+    { id: 'session-observer', class: 'frozen-banner', role: 'status', hidden: true },
+    'Waiting for an observer: this session needs someone of the security team watching. Your input is held until one joins.',
+  );
+  const viewport = h('div', { id: 'session-viewport', class: 'session-viewport fit' }, placeholder, canvas, frozenBanner, observerBanner);
 
   const remoteClip = h('textarea', { id: 'remote-clipboard', readonly: true, rows: 5, spellcheck: 'false', placeholder: 'Text copied on the target appears here.' });
   const copyBtn = h('button', { id: 'copy-remote-clipboard', type: 'button', class: 'btn btn-small' }, 'Copy');
@@ -93,6 +100,7 @@ export function buildSessionDom(main: HTMLElement, target: string): SessionDom {
     disconnectBtn,
     errorBox,
     frozenBanner,
+    observerBanner,
     canvas,
     spinner,
     placeholderText,

@@ -131,6 +131,9 @@ export function renderSession(ctx: PageContext, target: string): void {
       case 'resize':
         view.resize(msg.width, msg.height);
         return;
+      case 'observer':
+        dom.observerBanner.hidden = msg.present;
+        return;
       case 'frozen':
         dom.frozenBanner.hidden = !msg.frozen;
         return;
@@ -204,6 +207,7 @@ export function renderSession(ctx: PageContext, target: string): void {
     clipboard.enable(false);
     viewport.classList.add('ended');
     dom.frozenBanner.hidden = true;
+    dom.observerBanner.hidden = true;
     if (!gotInit) {
       dom.spinner.hidden = true;
       dom.placeholderText.textContent = 'Not connected.';

@@ -223,6 +223,8 @@ impl Broker {
             opened: Instant::now(),
             last_input_ms: AtomicU64::new(0),
             frozen: AtomicBool::new(false),
+            observers: std::sync::atomic::AtomicUsize::new(0),
+            hold_recorded: AtomicBool::new(false),
             drive: Mutex::new(DriveRoute::default()),
             audit: self.audit.clone(),
             tracker: self.tracker.clone(),

@@ -110,6 +110,8 @@ pub(crate) struct ViewerShared {
     pub(super) user: String,
     /// A native RDP client (the only kind that takes clipboard files).
     pub(super) native: AtomicBool,
+    /// A four-eyes observer: its leaving may hold the user's input again.
+    pub(crate) observer: AtomicBool,
     /// Its leaving is recorded (by whichever comes first: the viewer going away or the session
     /// ending with it still attached). A lock, not a flag: the session's end waits for a leave
     /// in progress on another thread, so the leave is in the tap before the end.
@@ -135,6 +137,7 @@ impl ViewerShared {
             notify: Notify::new(),
             user: user.to_owned(),
             native: AtomicBool::new(false),
+            observer: AtomicBool::new(false),
             left: Mutex::new(false),
         }
     }

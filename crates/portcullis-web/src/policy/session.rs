@@ -65,7 +65,23 @@ pub(crate) fn decide_open(
     // The rule gives access by approved request only: a standing grant does not count.
     if grant.request_only() {
         return match crate::requests::active(state, user, Some(&account.id), &target.name) {
-            Ok(Some(r)) => Ok(grant.with_note(&crate::requests::note(&r))),
+            // Approved under this very rule (the policy may have changed since). The sweeper
+            // ends the session when the access runs out (telling why); should it not, the
+            // session ends by itself 2 s later.
+            Ok(Some(r)) if r.rule == grant.rule() => {
+                let until = r.grant_until.unwrap_or(0).saturating_add(2);
+                Ok(grant.with_note(&crate::requests::note(&r)).until(until))
+            }
+            Ok(Some(r)) => {
+                warn!(%user, target = %target.name, request = %r.id, "session refused: the request was approved under another rule");
+                Err(format!(
+                    "your access request {} was approved under rule {:?}, and the policy now \
+                     asks for rule {:?}: request access again",
+                    r.id,
+                    r.rule,
+                    grant.rule()
+                ))
+            }
             Ok(None) => {
                 warn!(%user, target = %target.name, rule = grant.rule(), "session refused: no approved access request");
                 Err(format!(

@@ -33,6 +33,8 @@ const MAX_TICKET: usize = 64;
 const MAX_COMMENT: usize = 500;
 /// Requests one user may have waiting at once.
 const MAX_PENDING_PER_USER: usize = 10;
+/// Requests one user may make in a day (the store keeps them all).
+const MAX_PER_USER_PER_DAY: usize = 50;
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<AppState> {
@@ -185,6 +187,11 @@ async fn create(
             "you have {MAX_PENDING_PER_USER} requests waiting already"
         )));
     }
+    if mine.iter().filter(|r| r.created_at > now - 86_400).count() >= MAX_PER_USER_PER_DAY {
+        return Err(WebError::TooManyRequests(format!(
+            "you made {MAX_PER_USER_PER_DAY} requests in the last day: ask an administrator"
+        )));
+    }
     let decide_within = settings
         .decide_within_secs
         .unwrap_or(DEFAULT_DECIDE_WITHIN_SECS);
@@ -233,6 +240,36 @@ fn view(state: &AppState, r: &AccessRequest, viewer: Option<&UserRecord>) -> Val
     v["remaining_secs"] = json!(remaining.map(|s| s.max(0)));
     v["can_decide"] = json!(viewer.is_some_and(|u| may_decide(state, r, u).is_ok()));
     v
+}
+
+/// How many approvals `r` needs under the policy now: its rule must still be the one that makes
+/// the target requestable for the requester (else 409: the policy changed, ask again).
+fn current_terms(state: &AppState, r: &AccessRequest) -> Result<u32, WebError> {
+    let requester = state
+        .store
+        .get_user(&r.user)?
+        .filter(|u| u.id == r.user_id)
+        .ok_or_else(|| WebError::Conflict("the requester's account is gone".into()))?;
+    let target = state
+        .store
+        .get_target(&r.target)?
+        .ok_or_else(|| WebError::Conflict(format!("target {:?} is gone", r.target)))?;
+    let on = TargetRef {
+        name: &target.name,
+        labels: &target.labels,
+    };
+    match state
+        .policy
+        .current()
+        .requestable(&subject(&requester), &on)
+    {
+        Some(now) if now.rule == r.rule => Ok(now.approvals.max(r.approvals_needed)),
+        _ => Err(WebError::Conflict(format!(
+            "the policy changed since request {} was made (rule {:?} no longer decides it): \
+             the requester must ask again",
+            r.id, r.rule
+        ))),
+    }
 }
 
 /// Whether `u` may approve or deny `r` now; `Err` says why not.
@@ -320,7 +357,15 @@ async fn decide(
         .get_request(id)?
         .ok_or_else(|| WebError::NotFound(format!("no access request {id:?}")))?;
     may_decide(state, &r, &me)?;
-    let action = if approve { "approval" } else { "denied" };
+    // The policy now must still make this target requestable for the requester under the same
+    // rule; its approvals now count (a rule made stricter since applies).
+    let needed = current_terms(state, &r)?;
+    let completes = approve && u32::try_from(r.approvals.len() + 1).unwrap_or(u32::MAX) >= needed;
+    let action = match (approve, completes) {
+        (true, true) => "approved",
+        (true, false) => "approval",
+        (false, _) => "denied",
+    };
     let word = RequestDecision {
         by: me.name.clone(),
         at: now(),
@@ -341,9 +386,8 @@ async fn decide(
                     }
                     if approve {
                         stored.approvals.push(word.clone());
-                        if u32::try_from(stored.approvals.len()).unwrap_or(u32::MAX)
-                            >= stored.approvals_needed
-                        {
+                        stored.approvals_needed = needed;
+                        if u32::try_from(stored.approvals.len()).unwrap_or(u32::MAX) >= needed {
                             stored.state = RequestState::Approved;
                             let secs = i64::try_from(stored.duration_secs).unwrap_or(i64::MAX);
                             stored.grant_until = Some(word.at.saturating_add(secs));
@@ -362,18 +406,18 @@ async fn decide(
             },
         )
         .await?;
+    if changed.state == RequestState::Approved && !completes {
+        // Another approval came meanwhile and this one completed it after all: on record so.
+        state
+            .audit
+            .record(
+                record(&me.name, "approved", &changed)
+                    .detail("until", changed.grant_until.unwrap_or_default()),
+            )
+            .await?;
+    }
     let event = match changed.state {
-        RequestState::Approved => {
-            // On record too, as the step that gives access.
-            state
-                .audit
-                .record(
-                    record("system", "approved", &changed)
-                        .detail("until", changed.grant_until.unwrap_or_default()),
-                )
-                .await?;
-            "request.approved"
-        }
+        RequestState::Approved => "request.approved",
         RequestState::Denied => "request.denied",
         _ => "request.approval",
     };
@@ -400,7 +444,8 @@ async fn deny(
     decide(&state, &user, &id, body.comment, false).await
 }
 
-/// The requester withdraws a request (waiting, or approved: its sessions end).
+/// The requester withdraws a request, or an administrator, the security team or one of its
+/// approvers takes it back (waiting, or approved: its sessions end at once).
 async fn cancel(
     State(state): State<AppState>,
     user: AuthUser,
@@ -410,15 +455,28 @@ async fn cancel(
     let r = state
         .store
         .get_request(&id)?
-        .filter(|r| r.user_id == me.id)
-        .ok_or_else(|| WebError::NotFound(format!("no access request {id:?} of yours")))?;
+        .ok_or_else(|| WebError::NotFound(format!("no access request {id:?}")))?;
+    let own = r.user_id == me.id;
+    let may_revoke = !me.locked
+        && (matches!(me.role, Role::Admin | Role::Soc)
+            || state.policy.current().may_approve(&r.rule, &subject(&me)));
+    if !own && !may_revoke {
+        return Err(WebError::NotFound(format!(
+            "no access request {id:?} of yours"
+        )));
+    }
+    let (action, why) = if own {
+        ("cancelled", "withdrawn by the requester".to_owned())
+    } else {
+        ("revoked", format!("revoked by {}", me.name))
+    };
     let was = r.state;
     if !matches!(was, RequestState::Pending | RequestState::Approved) {
         return Err(WebError::Conflict(format!("request {id} is over already")));
     }
     let changed = state
         .audit
-        .before(record(&me.name, "cancelled", &r), || {
+        .before(record(&me.name, action, &r), || {
             state
                 .store
                 .update_request(&id, &mut |stored| {
@@ -426,7 +484,7 @@ async fn cancel(
                         return false;
                     }
                     stored.state = RequestState::Cancelled;
-                    stored.ended = Some((now(), "withdrawn by the requester".into()));
+                    stored.ended = Some((now(), why.clone()));
                     true
                 })?
                 .filter(|s| s.state == RequestState::Cancelled)
@@ -434,7 +492,12 @@ async fn cancel(
         })
         .await?;
     if was == RequestState::Approved {
-        super::end_sessions(&state, &changed, "you withdrew the access request");
+        let told = if own {
+            "you withdrew the access request".to_owned()
+        } else {
+            format!("your access was {why}")
+        };
+        super::end_sessions(&state, &changed, &told);
     }
     state
         .webhook

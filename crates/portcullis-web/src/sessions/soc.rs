@@ -260,10 +260,7 @@ pub(crate) async fn watch(
     };
     // Listed before it begins, then checked: a lock coming meanwhile ends it either way.
     let open = watch_begins(&state, &soc.name).await?;
-    let watcher = session
-        .attach_watcher(&soc.name)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let watcher = attach(&state, &session, &soc.name, &soc.name).await?;
     Ok(upgrade
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
@@ -361,14 +358,40 @@ pub(crate) async fn watch_for_peer(
     let name = format!("{} via {}", ticket.watcher, ticket.from);
     // Under the watcher's own name: a lock of that account, asked anywhere, ends it here too.
     let open = watch_begins(&state, &ticket.watcher).await?;
-    let watcher = session
-        .attach_watcher(&name)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let watcher = attach(&state, &session, &ticket.watcher, &name).await?;
     Ok(upgrade
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| ws::watch(socket, session, watcher, name, open)))
+}
+
+/// Attaches `account` (shown as `name`) as a watcher of `session`, or as its observer when the
+/// session's rule requires one (four eyes) and names them, and they are not its user.
+async fn attach(
+    state: &AppState,
+    session: &portcullis_broker::SessionHandle,
+    account: &str,
+    name: &str,
+) -> Result<(portcullis_broker::Viewer, (u32, u32)), WebError> {
+    let grant = session.grant();
+    let observer = grant.observer_required()
+        && session.info().user != account
+        && state.store.get_user(account)?.is_some_and(|u| {
+            state.policy.current().may_observe(
+                grant.rule(),
+                &portcullis_policy::Subject {
+                    user: &u.name,
+                    role: u.role.as_str(),
+                    groups: &u.groups,
+                },
+            )
+        });
+    let attached = if observer {
+        session.attach_observer(name).await
+    } else {
+        session.attach_watcher(name).await
+    };
+    attached.map_err(|e| unavailable(&e))
 }
 
 /// Lists a watch by `user` as beginning, then checks the account in the store: a lock or a

@@ -1,0 +1,142 @@
+// Four-eyes sessions through the real gateway, TigerVNC, Chromium and xfreerdp: under a rule with
+// `observer_required`, the user's input is held ("waiting for an observer") until someone the
+// rule names watches through the security team's watch view; held again when the last one
+// leaves; the observer can end the session; a watcher the rule does not name does not count; the
+// native RDP entry is held alike; all of it in the event track and the audit trail.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, rmSync } from 'node:fs';
+import {
+  startDesktop, startGateway, startXfreerdp, launchBrowser, uiLogin, request, sleep, until, recordedEvents,
+} from './harness.mjs';
+import * as H from './harness.mjs';
+
+const ADMIN = 'admin-password-e2e';
+const PASSWORD = (name) => `${name}-password-1234`;
+const VNC_PASSWORD = 'vncsecret';
+let desk, gw, browser, admin;
+
+before(async () => {
+  desk = await startDesktop(VNC_PASSWORD, '1024x768', 'xvnc');
+  gw = await startGateway({ adminPassword: ADMIN });
+  browser = await launchBrowser();
+  admin = gw.api();
+  assert.equal((await admin.login('admin', ADMIN)).status, 200);
+  for (const [name, role] of [['alice', 'user'], ['olga', 'soc'], ['sam', 'soc']]) {
+    assert.equal((await admin.post('/users', { name, password: PASSWORD(name), role })).status, 201);
+  }
+  assert.equal((await admin.post('/targets', { name: 'desk', address: desk.address, password: VNC_PASSWORD })).status, 201);
+  assert.equal((await admin.post('/grants', { user: 'alice', target: 'desk' })).status, 201);
+  const r = await admin.put('/policy', {
+    rules: [{ name: 'watched', subjects: ['role:user'], targets: ['name:desk'], observer_required: true, observers: ['user:olga'] },
+      { name: 'staff', subjects: ['role:soc'], targets: ['*'] }],
+  });
+  assert.equal(r.status, 200, r.text);
+});
+
+after(async () => {
+  await browser?.close();
+  await gw?.stop();
+  desk?.stop();
+});
+
+const newPage = () => H.newPage(browser);
+
+/** Types `echo WORD > FILE` + Enter in the xterm through the page. */
+async function typeMarker(page, word, file) {
+  await page.click('#session-canvas', { position: { x: 300, y: 200 } });
+  await page.keyboard.type(`echo ${word} > ${file}`);
+  await page.keyboard.press('Enter');
+}
+
+/** `name` watches session `id` in the SOC watch view; resolves once the view painted. */
+async function watch(name, id) {
+  const page = await newPage();
+  await uiLogin(page, gw.base, name, PASSWORD(name));
+  await page.waitForSelector('#current-user');
+  await page.goto(`${gw.base}/#/watch/${id}`);
+  await page.waitForFunction(() => window.__portcullis?.framesPainted >= 1, null, { timeout: 20000 });
+  return page;
+}
+
+const banner = (page, shown) => page.waitForSelector(shown ? '#session-observer:not([hidden])' : '#session-observer[hidden]', { state: 'attached', timeout: 15000 });
+
+test('input waits for an observer the rule names, is held again when the last one leaves, and the observer ends the session', async () => {
+  const page = await newPage();
+  await uiLogin(page, gw.base, 'alice', PASSWORD('alice'));
+  await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
+  await page.click('[data-target="desk"]');
+  await page.waitForFunction(() => window.__portcullis?.framesPainted >= 1, null, { timeout: 20000 });
+  const id = await page.evaluate(() => window.__portcullis.sessionId);
+  await banner(page, true);
+  assert.match(await page.textContent('#session-observer'), /waiting for an observer/i);
+  const marker = `/tmp/portcullis-4eyes-${process.pid}`;
+  rmSync(marker, { force: true });
+  await typeMarker(page, 'unobserved', marker);
+
+  // Sam is of the security team but not named by the rule: watching, he does not count.
+  const samsView = await watch('sam', id);
+  await sleep(1500);
+  assert.equal(existsSync(marker), false, 'typing reached the target with no observer');
+  assert.equal(await page.isVisible('#session-observer'), true);
+
+  const olgasView = await watch('olga', id);
+  await banner(page, false);
+  await typeMarker(page, 'observed', marker);
+  await until('typing observed to reach the target', () => existsSync(marker));
+  rmSync(marker, { force: true });
+
+  // The last observer leaves: held again until one comes back (Sam still watches).
+  await olgasView.context().close();
+  await banner(page, true);
+  await typeMarker(page, 'left-alone', marker);
+  await sleep(1500);
+  assert.equal(existsSync(marker), false, 'typing reached the target after the observer left');
+
+  // Back, and she ends it.
+  const again = await watch('olga', id);
+  await banner(page, false);
+  const olga = gw.api();
+  assert.equal((await olga.login('olga', PASSWORD('olga'))).status, 200);
+  const killed = await request(gw.base, 'POST', `/api/v1/sessions/${id}/kill`, { body: { reason: 'four eyes: stop here' }, headers: { cookie: olga.cookie, 'x-portcullis-csrf': '1' } });
+  assert.equal(killed.status, 204, killed.text);
+  await page.waitForSelector('#session-error:not([hidden])', { timeout: 15000 });
+  assert.match(await page.textContent('#session-error'), /stop here/);
+  for (const p of [page, samsView, again]) await p.context().close();
+
+  const ev = await recordedEvents(admin, id);
+  const kinds = ev.filter((e) => ['input_held', 'input_released'].includes(e.type)).map((e) => `${e.type}:${e.by ?? ''}`);
+  assert.deepEqual(kinds, ['input_held:', 'input_released:olga', 'input_held:', 'input_released:olga'], JSON.stringify(ev));
+  assert.match(ev.find((e) => e.type === 'input_held').why, /waiting for an observer.*watched/);
+  const trail = (await admin.get(`/audit?session=${id}&limit=200`)).json.entries;
+  assert.ok(trail.some((e) => e.kind === 'session_unfreeze' && e.actor === 'olga' && e.detail.type === 'input_released'), JSON.stringify(trail.map((e) => e.kind)));
+  assert.ok(trail.some((e) => e.kind === 'session_freeze' && e.detail.type === 'input_held'));
+});
+
+test('a native RDP client\'s four-eyes session waits for an observer too', async () => {
+  const client = await startXfreerdp({ args: [`/v:127.0.0.1:${gw.rdpPort}`, '/u:alice#desk', `/p:${PASSWORD('alice')}`, '/sec:tls', '/cert:ignore', '/size:1024x768'] });
+  try {
+    const live = await until('the native session', async () => (await admin.get('/sessions')).json.find((s) => s.user === 'alice' && s.entry === 'rdp'));
+    const marker = `/tmp/portcullis-4eyes-native-${process.pid}`;
+    rmSync(marker, { force: true });
+    const typeNative = async (word) => {
+      client.xdotool('mousemove', '300', '200', 'click', '1');
+      client.xdotool('type', '--delay', '30', `echo ${word} > ${marker}`);
+      client.xdotool('key', 'Return');
+    };
+    await typeNative('unobserved');
+    await sleep(2000);
+    assert.equal(existsSync(marker), false, 'a native client\'s typing reached the target with no observer');
+    const view = await watch('olga', live.id);
+    try {
+      await until('the hold to be released', async () => JSON.stringify((await admin.get(`/audit?session=${live.id}&limit=200`)).json.entries).includes('input_released'));
+      await typeNative('observed');
+      await until('the observed native typing to reach the target', () => existsSync(marker), 15000);
+    } finally {
+      await view.context().close();
+      rmSync(marker, { force: true });
+    }
+  } finally {
+    client.stop();
+  }
+});
