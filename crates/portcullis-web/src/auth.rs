@@ -45,15 +45,7 @@ struct Login {
     sso: Option<LoginSso>,
 }
 
-/// How a login signed in through an identity provider.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct LoginSso {
-    /// The provider's id.
-    pub(crate) provider: String,
-    /// The ID token of the sign-in (the hint of the provider's sign-out), when not too long.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) id_token: Option<String>,
-}
+pub(crate) use crate::sso::LoginSso;
 
 /// The routes (under `/api/v1`) an enrol-only login may call.
 pub(crate) const ENROL_ONLY_ROUTES: &[&str] =
@@ -101,7 +93,7 @@ const EPHEMERAL_BOUNDS: &[(&str, usize)] = &[
     ("login_failures", 100_000),
     ("mfa_pending", 10_000),
     ("rdp_ticket", 10_000),
-    (crate::sso::api::PENDING_SPACE, 10_000),
+    (crate::sso::PENDING_SPACE, 10_000),
     (LOGIN_SPACE, 200_000),
 ];
 

@@ -319,7 +319,7 @@ struct Pending {
     failures: u32,
     /// The first factor was a single sign-on: the login keeps it (for the provider's sign-out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    sso: Option<crate::auth::LoginSso>,
+    sso: Option<crate::sso::LoginSso>,
 }
 
 /// The store's space for pending logins.
@@ -375,7 +375,7 @@ impl PendingLogins {
         user: &str,
         user_id: &str,
         now_ms: i64,
-        sso: Option<crate::auth::LoginSso>,
+        sso: Option<crate::sso::LoginSso>,
     ) -> Result<String, StoreError> {
         let token = portcullis_secrets::random_token(32);
         let entry = Self::entry(&Pending {
@@ -421,7 +421,7 @@ impl PendingLogins {
         &self,
         token: &str,
         now_ms: i64,
-    ) -> Option<(String, String, Option<crate::auth::LoginSso>)> {
+    ) -> Option<(String, String, Option<crate::sso::LoginSso>)> {
         self.read(token, now_ms, EphemeralChange::Delete)
             .map(|p| (p.user, p.user_id, p.sso))
     }

@@ -18,6 +18,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::WebError;
 
+/// The store's space for sign-ins under way.
+pub(crate) const PENDING_SPACE: &str = "sso_pending";
+
+/// How a login signed in through an identity provider (kept with the login).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LoginSso {
+    /// The provider's id.
+    pub(crate) provider: String,
+    /// The ID token of the sign-in (the hint of the provider's sign-out), when not too long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id_token: Option<String>,
+}
+
 /// The store's meta key of the settings.
 pub(crate) const SETTINGS_META: &str = "sso_settings";
 /// Most providers one gateway offers.
@@ -254,10 +267,7 @@ pub fn reseal_settings(store: &dyn Store, old: &SecretKey, new: &SecretKey) -> R
 
 /// Where a browser signing out of a login made through a provider goes next: the provider's
 /// sign-out, then back to the gateway; `None` when there is no such place.
-pub(crate) async fn logout_url(
-    state: &crate::AppState,
-    sso: &crate::auth::LoginSso,
-) -> Option<String> {
+pub(crate) async fn logout_url(state: &crate::AppState, sso: &LoginSso) -> Option<String> {
     let settings = SsoSettings::load(&*state.store).ok()?;
     let provider = settings.provider(&sso.provider)?;
     let back = format!("{}/", settings.public_url.as_deref()?.trim_end_matches('/'));

@@ -168,7 +168,7 @@ pub(crate) async fn first_factor_passed(
     state: &AppState,
     user: portcullis_store::UserRecord,
     peer: std::net::SocketAddr,
-    sso: Option<crate::auth::LoginSso>,
+    sso: Option<crate::sso::LoginSso>,
 ) -> Result<FirstFactor, WebError> {
     let mfa_required = state.mfa_required_roles.contains(&user.role);
     let provider = sso.as_ref().map(|s| s.provider.clone());

@@ -28,16 +28,16 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use super::client::{Identity, SsoError};
+use super::LoginSso;
 use super::{ProviderSettings, RoleMapping, SsoSettings, StoredProvider};
 use crate::audit::{admin_change, login_failed};
 use crate::auth::api::{first_factor_passed, FirstFactor};
-use crate::auth::{cookie_value, now_ms, set_cookie, LoginSso};
+use crate::auth::{cookie_value, now_ms, set_cookie};
 use crate::extract::{Admin, Body};
 use crate::sessions::{close_sessions, SessionFilter};
 use crate::{AppState, WebError};
 
-/// The store's space for sign-ins under way.
-pub(crate) const PENDING_SPACE: &str = "sso_pending";
+use super::PENDING_SPACE;
 /// The cookie binding a sign-in under way to the browser that started it.
 const BINDING_COOKIE: &str = "__Host-pc_sso";
 /// How long a sign-in may take at the provider.
