@@ -109,8 +109,9 @@ test('input waits for an observer the rule names, is held again when the last on
   assert.deepEqual(kinds, ['input_held:', 'input_released:olga', 'input_held:', 'input_released:olga'], JSON.stringify(ev));
   assert.match(ev.find((e) => e.type === 'input_held').why, /waiting for an observer.*watched/);
   const trail = (await admin.get(`/audit?session=${id}&limit=200`)).json.entries;
-  assert.ok(trail.some((e) => e.kind === 'session_unfreeze' && e.actor === 'olga' && e.detail.type === 'input_released'), JSON.stringify(trail.map((e) => e.kind)));
-  assert.ok(trail.some((e) => e.kind === 'session_freeze' && e.detail.type === 'input_held'));
+  assert.ok(trail.some((e) => e.kind === 'session_release' && e.actor === 'olga' && e.detail.type === 'input_released'), JSON.stringify(trail.map((e) => e.kind)));
+  assert.ok(trail.some((e) => e.kind === 'session_hold' && e.detail.type === 'input_held'));
+  assert.ok(trail.every((e) => e.kind !== 'session_freeze' && e.kind !== 'session_unfreeze'), 'a hold is no freeze');
 });
 
 test('a native RDP client\'s four-eyes session waits for an observer too', async () => {

@@ -11,7 +11,28 @@ export interface Me {
   mfa_required_by_role?: boolean;
   /** This login may only set up two-factor authentication (the role requires it): `#/me`. */
   mfa_enrol_required?: boolean;
+  /** TOTP (a code from an app) is on. */
+  totp?: boolean;
+  /** Passkeys registered. */
+  passkeys?: number;
+  /** The role requires a passkey (phishing-resistant). */
+  passkey_required_by_role?: boolean;
 }
+
+/** A registered passkey. */
+export interface PasskeyInfo {
+  id: string;
+  name: string;
+  created_at: number;
+  last_used_at: number;
+}
+export const listPasskeys = () =>
+  api<{ passkeys: PasskeyInfo[]; required_by_role: boolean; available: boolean }>('GET', '/me/passkeys');
+export const passkeyOptions = () => api<{ publicKey: Record<string, unknown> }>('POST', '/me/passkeys/options');
+export const addPasskey = (name: string, credential: unknown) => api<{ id: string; name: string }>('POST', '/me/passkeys', { name, credential });
+export const removePasskey = (id: string) => api<null>('DELETE', `/me/passkeys/${seg(id)}`);
+export const passkeyLoginOptions = () => api<{ publicKey: Record<string, unknown> }>('POST', '/auth/mfa/passkey/options');
+export const passkeyLogin = (credential: unknown) => api<Me>('POST', '/auth/mfa/passkey', { credential });
 
 /** `POST /auth/login`: the user, or the word that a code must follow (`POST /auth/mfa`). */
 export type LoginAnswer = Me | { mfa_required: true };
@@ -201,7 +222,7 @@ async function errorText(res: Response): Promise<string> {
 }
 
 function checkUnauthorized(res: Response, path: string): void {
-  if (res.status === 401 && path !== '/auth/login' && path !== '/auth/mfa') unauthorized();
+  if (res.status === 401 && path !== '/auth/login' && !path.startsWith('/auth/mfa')) unauthorized();
 }
 
 /** Sends one API request; rejects with an ApiError when it fails or the answer is not 2xx. */
@@ -346,13 +367,14 @@ export interface SsoProvider {
 export interface SsoSettings {
   public_url: string | null;
   required_for_roles: RoleName[];
+  passkey_required_for_roles: RoleName[];
   /** Register this with each provider. */
   redirect_uri: string | null;
   providers: SsoProvider[];
 }
 export const getSsoSettings = () => api<SsoSettings>('GET', '/sso/settings');
-export const putSsoSettings = (public_url: string | null, required_for_roles: RoleName[]) =>
-  api<SsoSettings>('PUT', '/sso/settings', { public_url, required_for_roles });
+export const putSsoSettings = (public_url: string | null, required_for_roles: RoleName[], passkey_required_for_roles: RoleName[]) =>
+  api<SsoSettings>('PUT', '/sso/settings', { public_url, required_for_roles, passkey_required_for_roles });
 export const putSsoProvider = (
   id: string,
   body: Omit<SsoProvider, 'id' | 'client_secret_set'> & { client_secret?: string },

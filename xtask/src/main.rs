@@ -71,6 +71,8 @@ const APT_PACKAGES: &[&str] = &[
     "tesseract-ocr-eng",
     "libclang-dev",
     "pkg-config",
+    // Passkeys: webauthn-rs checks signatures with OpenSSL.
+    "libssl-dev",
     // The shared store's tests run against a real PostgreSQL (fixtures/postgres.sh).
     "postgresql",
     // cargo xtask deploy-check reads the Helm chart's YAML with PyYAML.

@@ -123,6 +123,10 @@ impl Serialize for Seal {
 pub struct Kind(Cow<'static, str>);
 
 impl Kind {
+    /// A four-eyes session's input held (no observer watches); detail: why.
+    pub const SESSION_HOLD: Kind = Kind(Cow::Borrowed("session_hold"));
+    /// A four-eyes session's input let through (an observer watches); actor: the observer.
+    pub const SESSION_RELEASE: Kind = Kind(Cow::Borrowed("session_release"));
     /// An access request made, approved, denied, withdrawn or expired; detail: action, request,
     /// target, and the decision's comment.
     pub const ACCESS_REQUEST: Kind = Kind(Cow::Borrowed("access_request"));

@@ -141,18 +141,37 @@ impl SessionShared {
         }
     }
 
-    /// An observer (`user`) starts watching: the first one lets the input through.
-    pub(crate) fn observer_joined(&self, user: &str) {
-        if self.observers.fetch_add(1, Ordering::SeqCst) == 0 {
-            self.hold_recorded.store(true, Ordering::SeqCst);
-            self.tap_event(TapEvent::Session(SessionEvent::InputReleased {
-                by: user.to_owned(),
-            }));
-            info!(session = %lock(&self.info).id, observer = %user, "four eyes: observed, input goes through");
-            self.for_each_viewer(|v| {
-                v.push_event(ServerMessage::Observer { present: true });
-                v.wake();
-            });
+    /// An observer (`user`) starts watching: the first one lets the input through, once that
+    /// is in the audit trail (durably); when it cannot be recorded, they do not count and the
+    /// error says why (the input stays held).
+    pub(crate) async fn observer_joined(&self, user: &str) -> Result<(), String> {
+        let released = SessionEvent::InputReleased {
+            by: user.to_owned(),
+        };
+        loop {
+            let now = self.observers.load(Ordering::SeqCst);
+            if now == 0 {
+                // On record before the first observer lets input through. Another observer
+                // may come meanwhile: then this one's record stands for both.
+                self.audit_first(&released).await?;
+            }
+            if self
+                .observers
+                .compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                if now == 0 {
+                    self.hold_recorded.store(true, Ordering::SeqCst);
+                    self.tap_only(released);
+                    info!(session = %lock(&self.info).id, observer = %user, "four eyes: observed, input goes through");
+                    self.for_each_viewer(|v| {
+                        v.push_event(ServerMessage::Observer { present: true });
+                        v.wake();
+                    });
+                }
+                return Ok(());
+            }
+            // The count changed meanwhile (an observer came or went): decide again.
         }
     }
 

@@ -55,8 +55,8 @@ impl SessionHandle {
     /// while one watches, the user's input goes through; when the last leaves, it is held.
     pub async fn attach_observer(&self, user: &str) -> Result<(Viewer, (u32, u32)), String> {
         let (viewer, size) = self.attach_watcher(user).await?;
+        self.shared.observer_joined(user).await?;
         viewer.shared.observer.store(true, Ordering::SeqCst);
-        self.shared.observer_joined(user);
         Ok((viewer, size))
     }
 

@@ -211,6 +211,26 @@ pub struct UserRecord {
     /// `sso_group:<name>`). Empty for local accounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Passkeys (WebAuthn credentials) registered as a second factor: phishing-resistant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passkeys: Vec<PasskeyRecord>,
+}
+
+/// A registered passkey: its public key and signature counter (the credential as the WebAuthn
+/// library keeps it; nothing secret), named by its owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyRecord {
+    /// The credential id, base64url.
+    pub id: String,
+    /// What the owner calls it ("YubiKey 5", "laptop").
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// The last sign-in with it, Unix seconds (0: none yet).
+    #[serde(default)]
+    pub last_used_at: i64,
+    /// The credential (public key, counter, flags), as the WebAuthn library serialises it.
+    pub credential: serde_json::Value,
 }
 
 /// Which identity provider account a user is: the provider's id in the gateway's settings and
@@ -227,8 +247,13 @@ pub struct SsoLink {
 }
 
 impl UserRecord {
-    /// Whether two-factor authentication is on (enrolled and confirmed).
+    /// Whether two-factor authentication is on: TOTP enrolled and confirmed, or a passkey.
     pub fn mfa_enabled(&self) -> bool {
+        self.totp_enabled() || !self.passkeys.is_empty()
+    }
+
+    /// Whether TOTP is on (enrolled and confirmed).
+    pub fn totp_enabled(&self) -> bool {
         self.mfa.as_ref().is_some_and(|m| m.confirmed)
     }
 }
@@ -1037,6 +1062,7 @@ mod tests {
             mfa: None,
             sso: None,
             groups: Vec::new(),
+            passkeys: Vec::new(),
         };
         assert_eq!(
             serde_json::to_value(&user).unwrap(),

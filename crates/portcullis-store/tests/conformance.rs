@@ -22,6 +22,7 @@ fn user(name: &str, role: Role) -> UserRecord {
         mfa: None,
         sso: None,
         groups: Vec::new(),
+        passkeys: Vec::new(),
     }
 }
 

@@ -244,8 +244,8 @@ fn session_record(session: &SessionInfo, event: &SessionEvent) -> Record {
         SessionEvent::ViewerLeft { user } => (Kind::VIEWER_LEFT, user.as_str()),
         SessionEvent::Frozen { by } => (Kind::SESSION_FREEZE, by.as_str()),
         SessionEvent::Unfrozen { by } => (Kind::SESSION_UNFREEZE, by.as_str()),
-        SessionEvent::InputHeld { .. } => (Kind::SESSION_FREEZE, "system"),
-        SessionEvent::InputReleased { by } => (Kind::SESSION_UNFREEZE, by.as_str()),
+        SessionEvent::InputHeld { .. } => (Kind::SESSION_HOLD, "system"),
+        SessionEvent::InputReleased { by } => (Kind::SESSION_RELEASE, by.as_str()),
         SessionEvent::Policy { .. } => (Kind::POLICY, session.user.as_str()),
         SessionEvent::Clipboard { .. } => (Kind::CLIPBOARD, session.user.as_str()),
         SessionEvent::FileTransfer { .. } | SessionEvent::FileChange { .. } => {

@@ -48,8 +48,14 @@ struct Login {
 pub(crate) use crate::sso::LoginSso;
 
 /// The routes (under `/api/v1`) an enrol-only login may call.
-pub(crate) const ENROL_ONLY_ROUTES: &[&str] =
-    &["/me", "/me/mfa/enrol", "/me/mfa/confirm", "/auth/logout"];
+pub(crate) const ENROL_ONLY_ROUTES: &[&str] = &[
+    "/me",
+    "/me/mfa/enrol",
+    "/me/mfa/confirm",
+    "/me/passkeys",
+    "/me/passkeys/options",
+    "/auth/logout",
+];
 
 /// The store's space for logins.
 const LOGIN_SPACE: &str = "login";

@@ -13,6 +13,7 @@ mod login;
 pub mod mfa;
 mod openapi;
 pub mod ops;
+mod passkeys;
 pub mod policy;
 pub mod rdp;
 mod recordings;
@@ -218,6 +219,7 @@ fn api_routes() -> Router<AppState> {
         .merge(mfa::api::routes())
         .merge(sso::api::routes())
         .merge(requests::api::routes())
+        .merge(passkeys::routes())
         .merge(tokens::api::routes())
         .merge(targets::routes())
         .merge(users::routes())

@@ -148,7 +148,7 @@ fn check_code(state: &AppState, name: &str, code: &str, confirm: bool) -> Result
     let mut outcome: Result<bool, WebError> = Err(WebError::Unauthorized);
     let now = now_unix();
     state.store.update_user(name, &mut |user| {
-        let confirmed = user.mfa_enabled();
+        let confirmed = user.totp_enabled();
         if confirm == confirmed {
             outcome = Err(WebError::Conflict(if confirm {
                 "two-factor authentication is already on".into()
@@ -514,6 +514,7 @@ mod tests {
             }),
             sso: None,
             groups: Vec::new(),
+            passkeys: Vec::new(),
         };
         assert!(reseal_user_mfa(&old, &new, &mut user).unwrap());
         assert!(!reseal_user_mfa(&old, &new, &mut user).unwrap());

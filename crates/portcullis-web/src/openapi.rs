@@ -325,6 +325,21 @@ fn auth_paths(doc: &mut Value) {
             "/me/mfa/enrol": { "post": op("Start TOTP enrolment: a new secret (base32), otpauth URI and QR code (SVG), shown this once; not in force until confirmed. 409 when MFA is already on", "any user", None, "200") },
             "/me/mfa/confirm": { "post": op("Confirm TOTP enrolment with a code: MFA is on from now; an enrol-only login becomes a full one. Answers the recovery codes (`recovery_codes`), shown this once", "any user", Some("Code"), "200") },
             "/me/mfa/recovery-codes": { "post": op("A new set of recovery codes in place of the old ones, for a code from the app now; shown this once", "any user", Some("Code"), "200") },
+            "/me/passkeys": {
+                "get": op("The caller's passkeys (id, name, created_at, last_used_at), whether their role requires one, whether passkeys are available (the public URL is set)", "any user", None, "200"),
+                "post": op("Register a passkey: {name, credential} (the browser's answer to the options of /me/passkeys/options); an enrol-only login becomes a full one", "any user", Some("NewPasskey"), "201")
+            },
+            "/me/passkeys/options": { "post": op("WebAuthn registration options for navigator.credentials.create (the ceremony waits 5 minutes)", "any user", None, "200") },
+            "/me/passkeys/{id}": {
+                "parameters": [path_param("id")],
+                "delete": op("Remove one of the caller's passkeys (409 for the last one when the role requires a passkey)", "any user", None, "204")
+            },
+            "/auth/mfa/passkey/options": { "post": op("Second login step with a passkey: WebAuthn assertion options for the pending login of the pc_mfa cookie", "anyone", None, "200") },
+            "/auth/mfa/passkey": { "post": op("Second login step with a passkey: {credential} (the browser's assertion); sets pc_session. 401: refused", "anyone", Some("PasskeyAssertion"), "200") },
+            "/users/{name}/passkeys": {
+                "parameters": [path_param("name")],
+                "get": op("A user's passkeys (names and dates; an admin's reset of two-factor authentication removes them)", "admin", None, "200")
+            },
             "/users/{name}/mfa": {
                 "parameters": [path_param("name")],
                 "delete": op("Reset a user's two-factor authentication (their logins end)", "admin", None, "204")
@@ -345,6 +360,9 @@ fn auth_paths(doc: &mut Value) {
         all.extend(new.clone());
     }
     let schemas = json!({
+                "NewPasskey": { "type": "object", "required": ["name", "credential"], "properties": {
+                    "name": { "type": "string", "maxLength": 64 }, "credential": { "type": "object" } } },
+                "PasskeyAssertion": { "type": "object", "required": ["credential"], "properties": { "credential": { "type": "object" } } },
                 "NewRequest": { "type": "object", "required": ["target", "duration_secs", "reason"], "properties": {
                     "target": { "type": "string" }, "duration_secs": { "type": "integer", "minimum": 1 },
                     "reason": { "type": "string", "maxLength": 500 }, "ticket": { "type": "string", "maxLength": 64 } } },

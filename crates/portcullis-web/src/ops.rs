@@ -134,6 +134,7 @@ pub fn prepare_user(name: &str, password: &str, role: Role) -> Result<UserRecord
         mfa: None,
         sso: None,
         groups: Vec::new(),
+        passkeys: Vec::new(),
     };
     Ok(record)
 }

@@ -52,6 +52,10 @@ pub(crate) struct SsoSettings {
     /// browser and from native RDP clients). Keep a local administrator out of it (break glass).
     #[serde(default)]
     pub(crate) required_for_roles: Vec<Role>,
+    /// Users of these roles must use a passkey as their second factor (phishing-resistant): a
+    /// code from an app does not do, and without a passkey they may only register one.
+    #[serde(default)]
+    pub(crate) passkey_required_for_roles: Vec<Role>,
     #[serde(default)]
     pub(crate) providers: Vec<StoredProvider>,
 }
@@ -147,6 +151,11 @@ impl SsoSettings {
     /// Whether users of `role` must sign in through a provider.
     pub(crate) fn required_for(&self, role: Role) -> bool {
         self.required_for_roles.contains(&role)
+    }
+
+    /// Whether users of `role` must use a passkey.
+    pub(crate) fn passkey_required_for(&self, role: Role) -> bool {
+        self.passkey_required_for_roles.contains(&role)
     }
 
     /// The address providers send browsers back to after a sign-in.
@@ -263,6 +272,12 @@ pub fn reseal_settings(store: &dyn Store, old: &SecretKey, new: &SecretKey) -> R
         settings.save(store).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Whether users of `role` must use a passkey as their second factor (the sign-on settings'
+/// `passkey_required_for_roles`; unreadable settings count as no).
+pub(crate) fn passkey_required(state: &crate::AppState, role: Role) -> bool {
+    SsoSettings::load(&*state.store).is_ok_and(|s| s.passkey_required_for(role))
 }
 
 /// Where a browser signing out of a login made through a provider goes next: the provider's

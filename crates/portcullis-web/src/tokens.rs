@@ -102,6 +102,13 @@ pub const ROUTES: &[(&str, &str, Need)] = {
         ("post", "/me/mfa/enrol", Browser),
         ("post", "/me/mfa/confirm", Browser),
         ("post", "/me/mfa/recovery-codes", Browser),
+        ("get", "/me/passkeys", Browser),
+        ("post", "/me/passkeys", Browser),
+        ("post", "/me/passkeys/options", Browser),
+        ("delete", "/me/passkeys/{id}", Browser),
+        ("post", "/auth/mfa/passkey/options", Public),
+        ("post", "/auth/mfa/passkey", Public),
+        ("get", "/users/{name}/passkeys", Scope(ADMIN)),
         ("get", "/targets/{name}/connect", Browser),
         ("post", "/targets/{name}/rdp-file", Browser),
         ("get", "/sessions/{id}/watch", Browser),
@@ -368,6 +375,7 @@ mod tests {
                     mfa: None,
                     sso: None,
                     groups: Vec::new(),
+                    passkeys: Vec::new(),
                 })
                 .unwrap();
         }
@@ -478,6 +486,7 @@ mod tests {
                     mfa: None,
                     sso: None,
                     groups: Vec::new(),
+                    passkeys: Vec::new(),
                 })
                 .unwrap();
         }
@@ -616,6 +625,7 @@ mod tests {
                 mfa: None,
                 sso: None,
                 groups: Vec::new(),
+                passkeys: Vec::new(),
             })
             .unwrap();
         let (status, body) = call_as(&state, "ada", "GET", "/tokens/scopes", None).await;

@@ -33,6 +33,7 @@ export async function renderAdminSso(ctx: PageContext): Promise<void> {
   const publicUrl = h('input', { id: 'sso-public-url', type: 'url', placeholder: 'https://psm.example.com', autocomplete: 'off' });
   const redirect = h('code', { id: 'sso-redirect-uri' }, '');
   const roleBoxes = ROLES.map((role) => ({ role, box: h('input', { type: 'checkbox', id: `sso-required-${role}`, value: role }) }));
+  const passkeyBoxes = ROLES.map((role) => ({ role, box: h('input', { type: 'checkbox', id: `passkey-required-${role}`, value: role }) }));
   const saveSettings = h('button', { id: 'sso-settings-save', type: 'submit', class: 'btn btn-primary' }, 'Save');
   const settingsForm = h(
     'form',
@@ -47,6 +48,12 @@ export async function renderAdminSso(ctx: PageContext): Promise<void> {
       ...roleBoxes.map(({ role, box }) => h('label', { class: 'check' }, box, ` ${role}`)),
     ),
     h('p', { class: 'muted' }, 'Keep one local administrator out of this list: the break-glass account.'),
+    h(
+      'fieldset',
+      { class: 'scopes' },
+      h('legend', null, 'Roles that must use a passkey as their second factor (phishing-resistant; a code from an app does not do)'),
+      ...passkeyBoxes.map(({ role, box }) => h('label', { class: 'check' }, box, ` ${role}`)),
+    ),
     h('div', { class: 'form-row' }, h('div', { class: 'field field-action' }, saveSettings)),
   );
 
@@ -119,6 +126,7 @@ export async function renderAdminSso(ctx: PageContext): Promise<void> {
     publicUrl.value = s.public_url ?? '';
     redirect.textContent = s.redirect_uri ?? '(set the public URL first)';
     for (const { role, box } of roleBoxes) box.checked = s.required_for_roles.includes(role);
+    for (const { role, box } of passkeyBoxes) box.checked = (s.passkey_required_for_roles ?? []).includes(role);
     replace(tbody, ...(s.providers.length ? s.providers.map(row) : [emptyRow(5, 'No providers yet.')]));
   };
   const load = async () => {
@@ -131,7 +139,8 @@ export async function renderAdminSso(ctx: PageContext): Promise<void> {
     submitting(saveSettings, true);
     await attempt(ctx, error, async () => {
       const roles = roleBoxes.filter((r) => r.box.checked).map((r) => r.role);
-      show(await putSsoSettings(publicUrl.value.trim() || null, roles));
+      const passkeyRoles = passkeyBoxes.filter((r) => r.box.checked).map((r) => r.role);
+      show(await putSsoSettings(publicUrl.value.trim() || null, roles, passkeyRoles));
     });
     submitting(saveSettings, false);
   });

@@ -1,7 +1,8 @@
 // `#/login`: the sign-in form, with the second step (TOTP code) when the account has two-factor on,
 // and a button per identity provider (single sign-on).
 
-import { ApiError, login, loginCode, ssoProviders, ssoStartUrl, type Me } from '../api';
+import { ApiError, login, loginCode, passkeyLogin, passkeyLoginOptions, ssoProviders, ssoStartUrl, type Me } from '../api';
+import { assertionJson, requestOptions } from '../model/webauthn';
 import { h, showError } from '../dom';
 
 /** `#/login`: the sign-in form. Calls `done` with the user on success. */
@@ -47,15 +48,38 @@ export function renderLogin(root: HTMLElement, signal: AbortSignal, done: (me: M
   });
   const codeSubmit = h('button', { id: 'login-mfa-submit', type: 'submit', class: 'btn btn-primary btn-block' }, 'Verify');
   const codeError = h('div', { id: 'login-mfa-error', class: 'form-error', role: 'alert', hidden: true });
+  // Or a passkey (security key, platform authenticator): phishing-resistant.
+  const passkeyButton = h('button', { id: 'login-passkey', type: 'button', class: 'btn btn-block' }, 'Use a passkey');
   const codeForm = h(
     'form',
     { id: 'login-mfa-form', class: 'login-form', novalidate: true, hidden: true },
-    h('p', { class: 'muted' }, 'Enter the 6-digit code from your authenticator app, or one of your recovery codes.'),
+    h('p', { class: 'muted' }, 'Use your passkey, or enter the 6-digit code from your authenticator app or one of your recovery codes.'),
+    passkeyButton,
     h('label', { for: 'login-mfa-code' }, 'Code'),
     code,
     codeError,
     codeSubmit,
   );
+  passkeyButton.addEventListener('click', async () => {
+    showError(codeError, null);
+    passkeyButton.disabled = true;
+    try {
+      const options = await passkeyLoginOptions();
+      const credential = (await navigator.credentials.get(requestOptions(options))) as PublicKeyCredential | null;
+      if (!credential) throw new Error('no passkey was used');
+      const me = await passkeyLogin(assertionJson(credential));
+      if (signal.aborted) return;
+      done(me);
+    } catch (err) {
+      if (signal.aborted) return;
+      showError(
+        codeError,
+        err instanceof ApiError ? err.message : err instanceof DOMException && err.name === 'NotAllowedError' ? 'The passkey was not used (cancelled or timed out).' : 'The passkey sign-in failed.',
+      );
+    } finally {
+      passkeyButton.disabled = false;
+    }
+  });
   codeForm.addEventListener('submit', async (e) => {
     e.preventDefault();
     showError(codeError, null);

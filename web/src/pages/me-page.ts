@@ -1,6 +1,19 @@
-// `#/me`: the own account page: two-factor (TOTP) enrolment with its QR code and confirmation.
+// `#/me`: the own account page: two-factor (TOTP) enrolment with its QR code and confirmation,
+// and passkeys (register, list, remove).
 
-import { ApiError, confirmMfa, enrolMfa, getMe, newRecoveryCodes, type MfaEnrolment } from '../api';
+import {
+  addPasskey,
+  ApiError,
+  confirmMfa,
+  enrolMfa,
+  getMe,
+  listPasskeys,
+  newRecoveryCodes,
+  passkeyOptions,
+  removePasskey,
+  type MfaEnrolment,
+} from '../api';
+import { creationOptions, registrationJson } from '../model/webauthn';
 import type { PageContext } from '../context';
 import { h, replace, showError } from '../dom';
 import { shell } from '../layout';
@@ -144,6 +157,76 @@ export async function renderMe(ctx: PageContext, onChange: () => void): Promise<
     if (ctx.signal.aborted || (err instanceof ApiError && err.status === 401)) return;
     showError(error, errorMessage(err));
   }
-  if (ctx.me.mfa) showOn();
+  if (ctx.me.totp ?? ctx.me.mfa) showOn();
   else showOff();
+  await renderPasskeys(ctx, main, onChange);
+}
+
+/** The passkeys card: the account's passkeys, and adding one through the browser. */
+async function renderPasskeys(ctx: PageContext, main: HTMLElement, onChange: () => void): Promise<void> {
+  const section = h('section', { id: 'passkey-section', class: 'card' });
+  const error = h('div', { id: 'passkey-error', class: 'form-error', role: 'alert', hidden: true });
+  const list = h('ul', { id: 'passkey-list', class: 'passkey-list' });
+  const name = h('input', { id: 'passkey-name', type: 'text', maxlength: 64, placeholder: 'e.g. YubiKey, laptop', value: 'passkey' });
+  const add = h('button', { id: 'passkey-add', type: 'button', class: 'btn' }, 'Add a passkey');
+  const note = h('p', { id: 'passkey-status', class: 'muted' }, '');
+  main.append(section);
+  const load = async () => {
+    const { passkeys, required_by_role, available } = await listPasskeys();
+    if (ctx.signal.aborted) return;
+    replace(
+      list,
+      ...passkeys.map((p) => {
+        const remove = h('button', { type: 'button', class: 'btn btn-small btn-danger', 'data-remove-passkey': p.name }, 'Remove');
+        remove.addEventListener('click', async () => {
+          showError(error, null);
+          try {
+            await removePasskey(p.id);
+            await load();
+          } catch (err) {
+            if (!ctx.signal.aborted) showError(error, errorMessage(err));
+          }
+        });
+        return h('li', { 'data-passkey': p.name }, h('span', null, p.name), ' ', remove);
+      }),
+    );
+    note.textContent = !available
+      ? 'Passkeys are not available: an administrator sets the gateway’s public URL first (Admin › Sign-on).'
+      : required_by_role
+        ? 'Your role requires a passkey: sign-ins ask for it (a code from an app does not do).'
+        : passkeys.length
+          ? 'Sign-ins can use a passkey instead of a code from your app.'
+          : 'No passkey yet.';
+    add.disabled = !available;
+  };
+  add.addEventListener('click', async () => {
+    showError(error, null);
+    add.disabled = true;
+    try {
+      const options = await passkeyOptions();
+      const credential = (await navigator.credentials.create(creationOptions(options))) as PublicKeyCredential | null;
+      if (!credential) throw new Error('no passkey was made');
+      await addPasskey(name.value.trim() || 'passkey', registrationJson(credential));
+      if (ctx.signal.aborted) return;
+      if (ctx.me.mfa_enrol_required) {
+        // The login was enrol-only: a full one now.
+        ctx.me.mfa_enrol_required = false;
+        ctx.me.mfa = true;
+        main.append(h('p', null, h('a', { id: 'passkey-continue', class: 'btn btn-primary', href: landingHash(ctx.me) }, 'Continue')));
+        onChange();
+      }
+      await load();
+    } catch (err) {
+      if (ctx.signal.aborted) return;
+      showError(error, err instanceof DOMException && err.name === 'NotAllowedError' ? 'The passkey was not made (cancelled or timed out).' : errorMessage(err));
+    } finally {
+      add.disabled = false;
+    }
+  });
+  replace(section, h('h2', null, 'Passkeys'), note, list, h('div', { class: 'form-row' }, name, add), error);
+  try {
+    await load();
+  } catch (err) {
+    if (!ctx.signal.aborted) showError(error, errorMessage(err));
+  }
 }

@@ -43,6 +43,12 @@ pub(crate) struct Me {
     mfa_required_by_role: bool,
     /// This login may only set up two-factor authentication (the role requires it).
     mfa_enrol_required: bool,
+    /// TOTP (a code from an app) is on.
+    totp: bool,
+    /// Passkeys registered.
+    passkeys: usize,
+    /// The user's role requires a passkey (phishing-resistant second factor).
+    passkey_required_by_role: bool,
 }
 
 pub(crate) async fn login(
@@ -136,11 +142,14 @@ pub(crate) async fn login(
         } => Ok((
             [(header::SET_COOKIE, set_cookie(&token))],
             Json(Me {
+                passkey_required_by_role: crate::sso::passkey_required(&state, role),
                 name,
                 role,
                 mfa: false,
                 mfa_required_by_role: enrol_only,
                 mfa_enrol_required: enrol_only,
+                totp: false,
+                passkeys: 0,
             }),
         )
             .into_response()),
@@ -170,9 +179,13 @@ pub(crate) async fn first_factor_passed(
     peer: std::net::SocketAddr,
     sso: Option<crate::sso::LoginSso>,
 ) -> Result<FirstFactor, WebError> {
-    let mfa_required = state.mfa_required_roles.contains(&user.role);
+    // A role that requires a phishing-resistant factor: a passkey, or an enrol-only login to
+    // register one (a code from an app does not do).
+    let passkey_required = crate::sso::passkey_required(state, user.role);
+    let mfa_required = state.mfa_required_roles.contains(&user.role)
+        || (passkey_required && user.passkeys.is_empty());
     let provider = sso.as_ref().map(|s| s.provider.clone());
-    if user.mfa_enabled() {
+    if user.mfa_enabled() && !(passkey_required && user.passkeys.is_empty()) {
         // The first factor alone gives no session: the code must follow within two minutes.
         // The account's failure count is cleared only then, so the password does not buy more
         // guesses at the code.
@@ -258,16 +271,19 @@ pub(crate) async fn me(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<Me>, WebError> {
-    let mfa = state
-        .store
-        .get_user(&user.name)?
-        .is_some_and(|u| u.mfa_enabled());
-    let mfa_required = state.mfa_required_roles.contains(&user.role);
+    let record = state.store.get_user(&user.name)?;
+    let mfa = record.as_ref().is_some_and(|u| u.mfa_enabled());
+    let passkeys = record.as_ref().map_or(0, |u| u.passkeys.len());
+    let passkey_required = crate::sso::passkey_required(&state, user.role);
+    let mfa_required = state.mfa_required_roles.contains(&user.role) || passkey_required;
     Ok(Json(Me {
         name: user.name,
         role: user.role,
         mfa,
         mfa_required_by_role: mfa_required,
-        mfa_enrol_required: mfa_required && !mfa,
+        mfa_enrol_required: (mfa_required && !mfa) || (passkey_required && passkeys == 0),
+        totp: record.as_ref().is_some_and(|u| u.totp_enabled()),
+        passkeys,
+        passkey_required_by_role: passkey_required,
     }))
 }

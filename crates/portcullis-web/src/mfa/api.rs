@@ -89,6 +89,14 @@ pub(crate) async fn login_code(
     let CodeBody { code } =
         serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let address = peer.to_string();
+    // A role that requires a phishing-resistant factor: no code from an app will do.
+    if let Some(u) = state.store.get_user(&name)? {
+        if crate::sso::passkey_required(&state, u.role) {
+            return Err(WebError::Forbidden(
+                "your role requires a passkey: sign in with your passkey".into(),
+            ));
+        }
+    }
     // A code from the app, or one of the recovery codes (each works once).
     let verdict = {
         let (state, name, ip) = (state.clone(), name.clone(), peer.ip());
@@ -119,7 +127,23 @@ pub(crate) async fn login_code(
         }
         Attempt::Right { recovery_left } => recovery_left,
     };
-    let Some((_, user_id, sso)) = state.pending.take_with_sso(&token, crate::auth::now_ms()) else {
+    second_factor_passed(&state, &token, &name, peer, "totp", recovery_left).await
+}
+
+/// The second factor (`factor`: `totp` or `passkey`) of the pending login `token` of `name`
+/// from `peer` was right: the pending login is used up and the full login made, on record
+/// first. `recovery_left`: a recovery code was used, and how many are left.
+pub(crate) async fn second_factor_passed(
+    state: &AppState,
+    token: &str,
+    name: &str,
+    peer: SocketAddr,
+    factor: &str,
+    recovery_left: Option<usize>,
+) -> Result<Response, WebError> {
+    let address = peer.to_string();
+    let name = name.to_owned();
+    let Some((_, user_id, sso)) = state.pending.take_with_sso(token, crate::auth::now_ms()) else {
         return Err(WebError::Unauthorized);
     };
     let user = state.store.get_user(&name)?.ok_or(WebError::Unauthorized)?;
@@ -134,7 +158,9 @@ pub(crate) async fn login_code(
         ));
     }
     state.throttle.succeeded(&name);
-    let mut ok_record = mfa_record(&name, "login", "ok").detail("address", address.as_str());
+    let mut ok_record = mfa_record(&name, "login", "ok")
+        .detail("address", address.as_str())
+        .detail("factor", factor);
     if let Some(left) = recovery_left {
         ok_record = ok_record
             .detail("recovery_code", true)
@@ -185,7 +211,7 @@ pub(crate) async fn enrol(
         .store
         .get_user(&user.name)?
         .ok_or(WebError::Unauthorized)?;
-    if current.mfa_enabled() {
+    if current.totp_enabled() {
         return Err(already_on());
     }
     // On record before the new secret is stored.
@@ -196,7 +222,7 @@ pub(crate) async fn enrol(
             let sealed_secret = state.key.seal(&secret, &secret_aad(&user.name));
             let mut on = false;
             let found = state.store.update_user(&user.name, &mut |record| {
-                on = record.mfa_enabled();
+                on = record.totp_enabled();
                 if on {
                     return false;
                 }
@@ -349,7 +375,12 @@ pub(crate) async fn reset(
                 let _guard = state.mfa_lock.lock().unwrap_or_else(|p| p.into_inner());
                 state
                     .store
-                    .update_user(&name, &mut |user| user.mfa.take().is_some())?
+                    .update_user(&name, &mut |user| {
+                        // Every second factor: the app's secret and recovery codes, and passkeys.
+                        let had = user.mfa.take().is_some() || !user.passkeys.is_empty();
+                        user.passkeys.clear();
+                        had
+                    })?
                     .ok_or_else(gone)?;
                 Ok(())
             },

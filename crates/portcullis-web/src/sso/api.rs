@@ -585,6 +585,7 @@ async fn signed_in(
                 mfa: None,
                 sso: Some(link.clone()),
                 groups: identity.groups.clone(),
+                passkeys: Vec::new(),
             };
             let shown = json!({
                 "name": name, "role": role, "sso": p.id, "groups": identity.groups,
@@ -694,6 +695,7 @@ fn settings_view(s: &SsoSettings) -> Value {
     json!({
         "public_url": s.public_url,
         "required_for_roles": s.required_for_roles,
+        "passkey_required_for_roles": s.passkey_required_for_roles,
         "redirect_uri": s.redirect_url().ok(),
         "providers": providers,
     })
@@ -709,6 +711,9 @@ struct SettingsBody {
     public_url: Option<String>,
     #[serde(default)]
     required_for_roles: Vec<Role>,
+    /// Left out: kept.
+    #[serde(default)]
+    passkey_required_for_roles: Option<Vec<Role>>,
 }
 
 async fn put_settings(
@@ -723,6 +728,11 @@ async fn put_settings(
     after.required_for_roles = body.required_for_roles;
     after.required_for_roles.sort_by_key(|r| r.as_str());
     after.required_for_roles.dedup();
+    if let Some(mut roles) = body.passkey_required_for_roles {
+        roles.sort_by_key(|r| r.as_str());
+        roles.dedup();
+        after.passkey_required_for_roles = roles;
+    }
     after.check().map_err(WebError::BadRequest)?;
     // Nobody locks themselves out: a password administrator cannot make their own role
     // sign in through a provider only (keep a break-glass role out of the list).
@@ -734,10 +744,13 @@ async fn put_settings(
             admin.role
         )));
     }
-    let shown_before =
-        json!({"public_url": before.public_url, "required_for_roles": before.required_for_roles});
-    let shown_after =
-        json!({"public_url": after.public_url, "required_for_roles": after.required_for_roles});
+    let shown = |s: &SsoSettings| {
+        json!({
+            "public_url": s.public_url, "required_for_roles": s.required_for_roles,
+            "passkey_required_for_roles": s.passkey_required_for_roles,
+        })
+    };
+    let (shown_before, shown_after) = (shown(&before), shown(&after));
     state
         .audit
         .before(

@@ -158,6 +158,16 @@ impl Http {
     }
 }
 
+/// The client made from a discovery document: authorization and (maybe) token endpoints set.
+type Client = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
 /// A provider's discovery document (with its keys), as last fetched.
 struct Discovered {
     /// The issuer it was fetched for (settings may change the issuer).
@@ -323,17 +333,7 @@ impl Discovery {
         provider: &StoredProvider,
         secret: &Secret,
         redirect: &str,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        SsoError,
-    > {
+    ) -> Result<Client, SsoError> {
         let redirect = RedirectUrl::new(redirect.to_owned())
             .map_err(|e| SsoError::Provider(format!("the gateway's return address: {e}")))?;
         Ok(CoreClient::from_provider_metadata(
@@ -456,16 +456,7 @@ impl Discovery {
 /// The ID token checks of `client`, narrowed: asymmetric signatures only (never one keyed by
 /// the client secret, never none, whatever the discovery document offers), and an issue time
 /// within [`IAT_SKEW_SECS`] of the gateway's clock.
-fn verifier<'a>(
-    client: &'a CoreClient<
-        openidconnect::EndpointSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointMaybeSet,
-        openidconnect::EndpointMaybeSet,
-    >,
-) -> openidconnect::core::CoreIdTokenVerifier<'a> {
+fn verifier<'a>(client: &'a Client) -> openidconnect::core::CoreIdTokenVerifier<'a> {
     use openidconnect::core::CoreJwsSigningAlgorithm as Alg;
     client
         .id_token_verifier()

@@ -1,0 +1,145 @@
+// Passkeys (WebAuthn) as a second factor through the real gateway and Chromium with its virtual
+// authenticator (DevTools WebAuthn domain): register one on the account page, sign in with it
+// after the password, a cancelled passkey refused, a used assertion not accepted again, a role
+// that requires a phishing-resistant factor (no code from an app; without a passkey an
+// enrol-only login that registers one), the last passkey of such a role kept, an admin's reset
+// removing them. WebAuthn needs a domain: the browser goes to https://localhost. Its own gateway.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startGateway, launchBrowser, newPage, request, apiClient } from './harness.mjs';
+
+const ADMIN = 'admin-password-e2e';
+const PASSWORD = (name) => `${name}-password-1234`;
+let gw, admin, browser, site;
+
+before(async () => {
+  gw = await startGateway({ adminPassword: ADMIN });
+  site = `https://localhost:${gw.port}`;
+  browser = await launchBrowser();
+  admin = gw.api();
+  assert.equal((await admin.login('admin', ADMIN)).status, 200);
+  for (const [name, role] of [['pat', 'user'], ['rita', 'reviewer']]) {
+    assert.equal((await admin.post('/users', { name, password: PASSWORD(name), role })).status, 201);
+  }
+  // The relying party is the gateway's public URL.
+  const r = await admin.put('/sso/settings', { public_url: site, required_for_roles: [] });
+  assert.equal(r.status, 200, r.text);
+});
+
+after(async () => {
+  await browser?.close();
+  await gw?.stop();
+});
+
+/** A page with a virtual platform authenticator (user verification on); returns { page, cdp }. */
+async function withAuthenticator() {
+  const page = await newPage(browser);
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('WebAuthn.enable', { enableUI: false });
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+  });
+  return { page, cdp, authenticatorId };
+}
+
+async function passwordStep(page, name) {
+  await page.goto(`${site}/#/login`);
+  await page.fill('#login-username', name);
+  await page.fill('#login-password', PASSWORD(name));
+  await page.click('#login-submit');
+}
+
+const trail = async (actor) => (await admin.get(`/audit?kind=mfa&actor=${actor}&limit=200`)).json.entries;
+
+test('a passkey registered on the account page signs in after the password; a cancelled one and a replayed assertion are refused', async () => {
+  const { page, cdp, authenticatorId } = await withAuthenticator();
+  try {
+    await passwordStep(page, 'pat');
+    await page.waitForSelector('#current-user');
+    await page.goto(`${site}/#/me`);
+    await page.waitForSelector('#passkey-add:not([disabled])');
+    await page.fill('#passkey-name', 'laptop');
+    await page.click('#passkey-add');
+    await page.waitForSelector('[data-passkey="laptop"]');
+    const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    assert.equal(credentials.length, 1);
+    assert.equal(credentials[0].rpId, 'localhost');
+    assert.deepEqual((await admin.get('/users/pat/passkeys')).json.passkeys.map((p) => p.name), ['laptop']);
+    assert.equal((await admin.get('/users')).json.find((u) => u.name === 'pat').mfa, true);
+
+    // Sign out; the password alone no longer logs in.
+    await page.click('#logout');
+    await passwordStep(page, 'pat');
+    await page.waitForSelector('#login-mfa-form:not([hidden])');
+    // A user who cancels: refused, still at the second step.
+    await cdp.send('WebAuthn.setUserVerified', { authenticatorId, isUserVerified: false });
+    await page.click('#login-passkey');
+    await page.waitForSelector('#login-mfa-error:not([hidden])');
+    assert.match(await page.textContent('#login-mfa-error'), /not used|refused|failed/i);
+    await cdp.send('WebAuthn.setUserVerified', { authenticatorId, isUserVerified: true });
+    // The passkey: in, and the assertion it sent is good once only.
+    let sent = null;
+    page.on('request', (req) => { if (req.url().endsWith('/api/v1/auth/mfa/passkey')) sent = { body: req.postData(), cookie: req.headers().cookie }; });
+    await page.click('#login-passkey');
+    await page.waitForSelector('#current-user', { timeout: 15000 });
+    assert.equal(await page.textContent('#current-user'), 'pat');
+    assert.ok(sent?.body, 'no assertion seen');
+    const again = await request(gw.base, 'POST', '/api/v1/auth/mfa/passkey', { body: JSON.parse(sent.body), headers: { 'x-portcullis-csrf': '1', cookie: sent.cookie ?? '' } });
+    assert.equal(again.status, 401, again.text);
+    // Replayed into a new sign-in (the password known): the new challenge does not match.
+    const step = await request(gw.base, 'POST', '/api/v1/auth/login', { body: { username: 'pat', password: PASSWORD('pat') }, headers: { 'x-portcullis-csrf': '1' } });
+    const pending = (step.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).find((c) => c.startsWith('pc_mfa='));
+    const headers = { 'x-portcullis-csrf': '1', cookie: pending };
+    assert.equal((await request(gw.base, 'POST', '/api/v1/auth/mfa/passkey/options', { headers })).status, 200);
+    const replayed = await request(gw.base, 'POST', '/api/v1/auth/mfa/passkey', { body: JSON.parse(sent.body), headers });
+    assert.equal(replayed.status, 401, replayed.text);
+    assert.ok(!(replayed.headers['set-cookie'] ?? []).some((c) => c.startsWith('pc_session=') && !c.startsWith('pc_session=;')));
+    const records = await trail('pat');
+    assert.ok(records.some((e) => e.detail.step === 'passkey' && e.detail.outcome === 'registered'));
+    assert.ok(records.some((e) => e.detail.step === 'login' && e.detail.outcome === 'ok' && e.detail.factor === 'passkey'));
+    assert.ok(records.some((e) => e.detail.step === 'login' && e.detail.outcome === 'failed' && e.detail.factor === 'passkey'));
+    // Native RDP: the password alone opens nothing for a passkey user.
+    assert.equal((await admin.get('/users/pat/passkeys')).json.passkeys[0].last_used_at > 0, true);
+  } finally {
+    await page.context().close();
+  }
+});
+
+test('a role that requires a phishing-resistant factor: no code from an app; without a passkey an enrol-only login registers one; the last one stays; a reset removes them', async () => {
+  let r = await admin.put('/sso/settings', { public_url: site, required_for_roles: [], passkey_required_for_roles: ['reviewer', 'user'] });
+  assert.equal(r.status, 200, r.text);
+  try {
+    // Pat has a passkey: a code from an app is refused at the second step.
+    const step = await request(gw.base, 'POST', '/api/v1/auth/login', { body: { username: 'pat', password: PASSWORD('pat') }, headers: { 'x-portcullis-csrf': '1' } });
+    assert.equal(step.json.mfa_required, true, step.text);
+    const pending = (step.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).find((c) => c.startsWith('pc_mfa='));
+    const code = await request(gw.base, 'POST', '/api/v1/auth/mfa', { body: { code: '123456' }, headers: { 'x-portcullis-csrf': '1', cookie: pending } });
+    assert.equal(code.status, 403, code.text);
+    assert.match(code.json.error, /requires a passkey/);
+
+    // Rita has none: her password gives an enrol-only login, which registers one.
+    const { page } = await withAuthenticator();
+    try {
+      await passwordStep(page, 'rita');
+      await page.waitForSelector('#passkey-add:not([disabled])', { timeout: 15000 });
+      assert.match(await page.textContent('#passkey-status'), /requires a passkey/);
+      const rita = apiClient(gw.base, `pc_session=${(await page.context().cookies()).find((c) => c.name === 'pc_session').value}`);
+      assert.equal((await rita.get('/recordings')).status, 403, 'enrol-only before the passkey');
+      await page.click('#passkey-add');
+      await page.waitForSelector('#passkey-continue');
+      assert.equal((await rita.get('/recordings')).status, 200, 'a full login once the passkey is there');
+      // Her only passkey stays while her role requires one.
+      const mine = (await rita.get('/me/passkeys')).json.passkeys;
+      assert.equal(mine.length, 1);
+      r = await rita.del(`/me/passkeys/${encodeURIComponent(mine[0].id)}`);
+      assert.equal(r.status, 409, r.text);
+    } finally {
+      await page.context().close();
+    }
+    // An administrator's reset removes every second factor.
+    assert.equal((await admin.del('/users/rita/mfa')).status, 204);
+    assert.deepEqual((await admin.get('/users/rita/passkeys')).json.passkeys, []);
+  } finally {
+    await admin.put('/sso/settings', { public_url: site, required_for_roles: [], passkey_required_for_roles: [] });
+  }
+});
