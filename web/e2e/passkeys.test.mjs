@@ -6,7 +6,7 @@
 // removing them. WebAuthn needs a domain: the browser goes to https://localhost. Its own gateway.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, newPage, request, apiClient } from './harness.mjs';
+import { startGateway, launchBrowser, newPage, request, apiClient, totpAt, sleep } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const PASSWORD = (name) => `${name}-password-1234`;
@@ -18,7 +18,7 @@ before(async () => {
   browser = await launchBrowser();
   admin = gw.api();
   assert.equal((await admin.login('admin', ADMIN)).status, 200);
-  for (const [name, role] of [['pat', 'user'], ['rita', 'reviewer']]) {
+  for (const [name, role] of [['pat', 'user'], ['rita', 'reviewer'], ['tom', 'reviewer']]) {
     assert.equal((await admin.post('/users', { name, password: PASSWORD(name), role })).status, 201);
   }
   // The relying party is the gateway's public URL.
@@ -105,8 +105,29 @@ test('a passkey registered on the account page signs in after the password; a ca
   }
 });
 
+let lastStep = -1;
+/** A code from the app the gateway has not seen yet (waits for the next step when needed). */
+async function freshCode(secret) {
+  for (;;) {
+    const now = Math.floor(Date.now() / 1000 / 30);
+    const step = [now, now + 1].find((s) => s > lastStep);
+    if (step !== undefined) {
+      lastStep = step;
+      return totpAt(secret, step);
+    }
+    await sleep(1000);
+  }
+}
+
 test('a role that requires a phishing-resistant factor: no code from an app; without a passkey an enrol-only login registers one; the last one stays; a reset removes them', async () => {
-  let r = await admin.put('/sso/settings', { public_url: site, required_for_roles: [], passkey_required_for_roles: ['reviewer', 'user'] });
+  // Tom turned TOTP on before his role required a passkey.
+  const tom = gw.api();
+  assert.equal((await tom.login('tom', PASSWORD('tom'))).status, 200);
+  const { secret } = (await tom.post('/me/mfa/enrol')).json;
+  assert.equal((await tom.post('/me/mfa/confirm', { code: await freshCode(secret) })).status, 200);
+  let r = await admin.put('/sso/settings', { public_url: site, required_for_roles: [], passkey_required_for_roles: ['admin'] });
+  assert.equal(r.status, 409, 'the admin has no passkey: not for their own role');
+  r = await admin.put('/sso/settings', { public_url: site, required_for_roles: [], passkey_required_for_roles: ['reviewer', 'user'] });
   assert.equal(r.status, 200, r.text);
   try {
     // Pat has a passkey: a code from an app is refused at the second step.
@@ -117,6 +138,16 @@ test('a role that requires a phishing-resistant factor: no code from an app; wit
     assert.equal(code.status, 403, code.text);
     assert.match(code.json.error, /requires a passkey/);
 
+    // Tom has TOTP and no passkey: his password alone gives nothing; his code, a login that may
+    // only register a passkey.
+    const tomStep = await request(gw.base, 'POST', '/api/v1/auth/login', { body: { username: 'tom', password: PASSWORD('tom') }, headers: { 'x-portcullis-csrf': '1' } });
+    assert.equal(tomStep.json.mfa_required, true, tomStep.text);
+    const tomPending = (tomStep.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).find((c) => c.startsWith('pc_mfa='));
+    const tomIn = await request(gw.base, 'POST', '/api/v1/auth/mfa', { body: { code: await freshCode(secret) }, headers: { 'x-portcullis-csrf': '1', cookie: tomPending } });
+    assert.equal(tomIn.status, 200, tomIn.text);
+    assert.equal(tomIn.json.mfa_enrol_required, true);
+    const tomLogin = apiClient(gw.base, (tomIn.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).find((c) => c.startsWith('pc_session=')));
+    assert.equal((await tomLogin.get('/recordings')).status, 403, 'enrol-only until a passkey');
     // Rita has none: her password gives an enrol-only login, which registers one.
     const { page } = await withAuthenticator();
     try {

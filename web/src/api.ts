@@ -446,6 +446,10 @@ export interface Explanation {
   grant: unknown;
   /** Whether the user has a grant for the target (checked too when a session opens). */
   has_grant: boolean;
+  /** The identity provider's groups of the user (single sign-on). */
+  sso_groups?: string[];
+  /** The deciding rule gives access by approved request only: who approves, how many, how long. */
+  request?: { rule: string; approvers: string[]; approvals: number; max_duration_secs: number };
 }
 
 export const getPolicy = () => api<PolicyInfo>('GET', '/policy');

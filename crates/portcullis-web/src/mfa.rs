@@ -85,7 +85,9 @@ pub fn reseal_user_mfa(
 
 /// Whether `user` must use a second factor: MFA is on, or their role requires it.
 pub(crate) fn needs_mfa(state: &AppState, user: &UserRecord) -> bool {
-    user.mfa_enabled() || state.mfa_required_roles.contains(&user.role)
+    user.mfa_enabled()
+        || state.mfa_required_roles.contains(&user.role)
+        || crate::sso::passkey_required(state, user.role)
 }
 
 /// What a code a user gave came to.

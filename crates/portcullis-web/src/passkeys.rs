@@ -300,8 +300,8 @@ async fn remove(
     let Some(pk) = me.passkeys.iter().find(|p| p.id == id) else {
         return Err(WebError::NotFound("no such passkey of yours".into()));
     };
-    let settings = SsoSettings::load(&*state.store)?;
-    if settings.passkey_required_for(me.role) && me.passkeys.len() == 1 {
+    let required = crate::sso::passkey_required(&state, me.role);
+    if required && me.passkeys.len() == 1 {
         return Err(WebError::Conflict(
             "your role requires a passkey: add another one before removing this one".into(),
         ));
@@ -315,15 +315,25 @@ async fn remove(
                 .detail("outcome", "removed")
                 .detail("passkey", pk.name.clone()),
             || {
+                let mut refused = None;
                 state.store.update_user(&me.name, &mut |u| {
+                    refused = None;
                     if u.id != user_id {
+                        return false;
+                    }
+                    // Checked on the stored record: two removals at once leave one.
+                    if required && u.passkeys.len() <= 1 {
+                        refused = Some(WebError::Conflict(
+                            "your role requires a passkey: add another one before removing this one"
+                                .into(),
+                        ));
                         return false;
                     }
                     let before = u.passkeys.len();
                     u.passkeys.retain(|p| p.id != id);
                     u.passkeys.len() != before
                 })?;
-                Ok(())
+                refused.map_or(Ok(()), Err)
             },
         )
         .await?;
@@ -430,7 +440,9 @@ async fn login(
     // goes back, which the library refuses).
     let used = credential_id(result.cred_id().as_ref());
     let now = crate::ops::now_unix();
+    let mut still_there = false;
     state.store.update_user(&name, &mut |u| {
+        still_there = false;
         let mut changed = false;
         for p in &mut u.passkeys {
             if p.id != used {
@@ -444,8 +456,15 @@ async fn login(
             }
             p.last_used_at = now;
             changed = true;
+            still_there = true;
         }
         changed
     })?;
+    // Removed (or reset by an administrator) since the sign-in began: refused.
+    if !still_there {
+        warn!(user = %name, "passkey sign-in refused: the passkey was removed meanwhile");
+        state.pending.failed(&token, now_ms());
+        return Err(WebError::BadCredentials);
+    }
     crate::mfa::api::second_factor_passed(&state, &token, &name, peer, "passkey", None).await
 }

@@ -275,9 +275,15 @@ pub fn reseal_settings(store: &dyn Store, old: &SecretKey, new: &SecretKey) -> R
 }
 
 /// Whether users of `role` must use a passkey as their second factor (the sign-on settings'
-/// `passkey_required_for_roles`; unreadable settings count as no).
+/// `passkey_required_for_roles`; unreadable settings count as yes: fail closed).
 pub(crate) fn passkey_required(state: &crate::AppState, role: Role) -> bool {
-    SsoSettings::load(&*state.store).is_ok_and(|s| s.passkey_required_for(role))
+    match SsoSettings::load(&*state.store) {
+        Ok(s) => s.passkey_required_for(role),
+        Err(e) => {
+            tracing::error!(error = %e, "sign-on settings unreadable: a passkey is required");
+            true
+        }
+    }
 }
 
 /// Where a browser signing out of a login made through a provider goes next: the provider's

@@ -115,11 +115,14 @@ export async function renderAdminPolicy(ctx: PageContext): Promise<void> {
     verdict.textContent = verdictText(ex);
     verdict.className = `explain-verdict ${ex.allowed ? 'allowed' : 'denied'}`;
     message.textContent = ex.message;
-    const groups = ex.groups.length ? ex.groups.join(', ') : 'none';
+    const groups = [...ex.groups, ...(ex.sso_groups ?? []).map((g) => `sso:${g}`)];
     const labels = ex.labels.length ? ex.labels.join(', ') : 'none';
-    facts.textContent =
-      `${ex.user} (role ${ex.role}, groups ${groups}) on ${ex.target} (labels ${labels}) at ${ex.at}. ` +
-      (ex.has_grant ? 'The user has a grant for this target.' : 'The user has no grant for this target: sessions also need one.');
+    const access = ex.request
+      ? `Rule “${ex.request.rule}” gives access by approved request only (${ex.request.approvals} approval${ex.request.approvals > 1 ? 's' : ''} by ${ex.request.approvers.join(', ')}, at most ${Math.round(ex.request.max_duration_secs / 60)} min): a standing grant does not count; the user asks on the Requests page.`
+      : ex.has_grant
+        ? 'The user has a grant for this target.'
+        : 'The user has no grant for this target: sessions also need one.';
+    facts.textContent = `${ex.user} (role ${ex.role}, groups ${groups.length ? groups.join(', ') : 'none'}) on ${ex.target} (labels ${labels}) at ${ex.at}. ${access}`;
     replace(
       tbody,
       ...ex.considered.map((c) =>

@@ -185,7 +185,9 @@ pub(crate) async fn first_factor_passed(
     let mfa_required = state.mfa_required_roles.contains(&user.role)
         || (passkey_required && user.passkeys.is_empty());
     let provider = sso.as_ref().map(|s| s.provider.clone());
-    if user.mfa_enabled() && !(passkey_required && user.passkeys.is_empty()) {
+    // Any second factor the account has must come next (a TOTP user whose role now requires a
+    // passkey gives their code first, then may only register a passkey).
+    if user.mfa_enabled() {
         // The first factor alone gives no session: the code must follow within two minutes.
         // The account's failure count is cleared only then, so the password does not buy more
         // guesses at the code.

@@ -89,9 +89,10 @@ pub(crate) async fn login_code(
     let CodeBody { code } =
         serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let address = peer.to_string();
-    // A role that requires a phishing-resistant factor: no code from an app will do.
+    // A role that requires a phishing-resistant factor: no code from an app will do once the
+    // account has a passkey (before, the code leads to a login that may only register one).
     if let Some(u) = state.store.get_user(&name)? {
-        if crate::sso::passkey_required(&state, u.role) {
+        if crate::sso::passkey_required(&state, u.role) && !u.passkeys.is_empty() {
             return Err(WebError::Forbidden(
                 "your role requires a passkey: sign in with your passkey".into(),
             ));
@@ -176,14 +177,20 @@ pub(crate) async fn second_factor_passed(
                 .detail("address", address),
         )
         .await?;
-    let session = state.logins.create_login(&user, false, sso)?;
+    // A role that requires a passkey, and none yet (a TOTP user): this login may only
+    // register one.
+    let enrol_only = crate::sso::passkey_required(state, user.role) && user.passkeys.is_empty();
+    let session = state.logins.create_login(&user, enrol_only, sso)?;
     info!(user = %name, "login with second factor");
     let mut res = Json(json!({
         "name": user.name,
         "role": user.role,
         "mfa": true,
         "mfa_required_by_role": state.mfa_required_roles.contains(&user.role),
-        "mfa_enrol_required": false,
+        "mfa_enrol_required": enrol_only,
+        "totp": user.totp_enabled(),
+        "passkeys": user.passkeys.len(),
+        "passkey_required_by_role": crate::sso::passkey_required(state, user.role),
         "recovery_codes_left": recovery_left,
     }))
     .into_response();
@@ -316,8 +323,16 @@ pub(crate) async fn confirm(
         .audit
         .record(mfa_record(&user.name, "confirm", "ok"))
         .await?;
-    if let Some(token) = cookie_value(&parts.headers, COOKIE) {
-        state.logins.upgrade(&token)?;
+    // A role that requires a passkey: the app's code does not make the login a full one.
+    let passkey_missing = crate::sso::passkey_required(&state, user.role)
+        && state
+            .store
+            .get_user(&user.name)?
+            .is_none_or(|u| u.passkeys.is_empty());
+    if !passkey_missing {
+        if let Some(token) = cookie_value(&parts.headers, COOKIE) {
+            state.logins.upgrade(&token)?;
+        }
     }
     info!(user = %user.name, "two-factor authentication on");
     let codes = issue_recovery_codes(&state, &user.name).await?;

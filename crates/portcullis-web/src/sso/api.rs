@@ -734,6 +734,24 @@ async fn put_settings(
         after.passkey_required_for_roles = roles;
     }
     after.check().map_err(WebError::BadRequest)?;
+    if !after.passkey_required_for_roles.is_empty() && after.public_url.is_none() {
+        return Err(WebError::BadRequest(
+            "passkeys need the public URL: set public_url before requiring passkeys".into(),
+        ));
+    }
+    if after.passkey_required_for(admin.role)
+        && !before.passkey_required_for(admin.role)
+        && state
+            .store
+            .get_user(&admin.name)?
+            .is_some_and(|u| u.passkeys.is_empty())
+    {
+        return Err(WebError::Conflict(format!(
+            "your own role ({}) would need a passkey and you have none: register one first \
+             (your account page)",
+            admin.role
+        )));
+    }
     // Nobody locks themselves out: a password administrator cannot make their own role
     // sign in through a provider only (keep a break-glass role out of the list).
     let own = state.store.get_user(&admin.name)?;
