@@ -352,3 +352,56 @@ test('admins set single sign-on up in the web UI; the client secret is write-onl
     await page.context().close();
   }
 });
+
+test('several providers: the sign-in page offers each, and an account is its own provider\'s', async () => {
+  const partner = await startIdp({
+    clientId: 'portcullis-partner',
+    clientSecret: `${SECRET}-2`,
+    redirectUris: [`${gw.base}/api/v1/auth/sso/callback`],
+    users: { vendor1: { groups: ['vendors'], email: 'v1@partner.test', name: 'Vendor One' }, alice: { groups: ['vendors'] } },
+  });
+  try {
+    let r = await admin.put('/sso/providers/partner', {
+      display_name: 'Partner IdP',
+      issuer: partner.issuer,
+      client_id: 'portcullis-partner',
+      client_secret: `${SECRET}-2`,
+      role_mapping: [{ group: 'vendors', role: 'user' }],
+    });
+    assert.equal(r.status, 200, r.text);
+    // The first test's provider may have been removed by the UI test: put it back.
+    r = await admin.put('/sso/providers/corp', {
+      display_name: 'Corp SSO', issuer: idp.issuer, client_id: 'portcullis', client_secret: SECRET,
+      role_mapping: [{ group: 'psm-admins', role: 'admin' }, { group: 'psm-users', role: 'user' }],
+    });
+    assert.equal(r.status, 200, r.text);
+    const page = await newPage(browser);
+    try {
+      await page.goto(`${gw.base}/#/login`);
+      await page.waitForSelector('#login-sso-partner');
+      assert.equal((await page.textContent('#login-sso-partner')).trim(), 'Sign in with Partner IdP');
+      assert.ok(await page.isVisible('#login-sso-corp'));
+      const back = page.waitForURL((url) => url.href.startsWith(`${gw.base}/api/v1/auth/sso/callback`), { waitUntil: 'commit', timeout: 20000 });
+      await page.click('#login-sso-partner');
+      await idpLogin(page, 'vendor1');
+      await back;
+      await page.waitForSelector('#current-user', { timeout: 15000 });
+      assert.equal(await page.textContent('#current-user'), 'vendor1');
+      const v = (await admin.get('/users')).json.find((u) => u.name === 'vendor1');
+      assert.deepEqual({ sso: v.sso, role: v.role }, { sso: 'partner', role: 'user' });
+      // The partner's "alice" is not Corp's alice: refused, nothing of hers given.
+      await page.context().clearCookies();
+      await page.goto(`${gw.base}/#/login`);
+      const back2 = page.waitForURL((url) => url.href.startsWith(`${gw.base}/api/v1/auth/sso/callback`), { waitUntil: 'commit', timeout: 20000 });
+      await page.click('#login-sso-partner');
+      await idpLogin(page, 'alice');
+      await back2;
+      await page.waitForSelector('#message', { timeout: 10000 });
+      assert.match(await page.textContent('#message'), /already exists here and is not this provider's/);
+    } finally {
+      await page.context().close();
+    }
+  } finally {
+    await partner.stop();
+  }
+});
