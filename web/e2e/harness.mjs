@@ -611,3 +611,23 @@ export function totpAt(secret, step) {
   const bin = ((mac[offset] & 0x7f) << 24) | (mac[offset + 1] << 16) | (mac[offset + 2] << 8) | mac[offset + 3];
   return String(bin % 1_000_000).padStart(6, '0');
 }
+
+/**
+ * A source of TOTP codes the gateway has not seen yet (each code works once): `next(secret)`
+ * gives the current step's code, or the next step's, else waits for a new step (the clock is
+ * what a code depends on).
+ */
+export function freshTotp() {
+  let lastStep = -1;
+  return async (secret) => {
+    for (;;) {
+      const now = Math.floor(Date.now() / 1000 / 30);
+      const step = [now, now + 1].find((s) => s > lastStep);
+      if (step !== undefined) {
+        lastStep = step;
+        return totpAt(secret, step);
+      }
+      await sleep(1000);
+    }
+  };
+}

@@ -6,7 +6,7 @@
 // removing them. WebAuthn needs a domain: the browser goes to https://localhost. Its own gateway.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, newPage, request, apiClient, totpAt, sleep } from './harness.mjs';
+import { startGateway, launchBrowser, newPage, request, apiClient, freshTotp } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const PASSWORD = (name) => `${name}-password-1234`;
@@ -98,33 +98,21 @@ test('a passkey registered on the account page signs in after the password; a ca
     assert.ok(records.some((e) => e.detail.step === 'passkey' && e.detail.outcome === 'registered'));
     assert.ok(records.some((e) => e.detail.step === 'login' && e.detail.outcome === 'ok' && e.detail.factor === 'passkey'));
     assert.ok(records.some((e) => e.detail.step === 'login' && e.detail.outcome === 'failed' && e.detail.factor === 'passkey'));
-    // Native RDP: the password alone opens nothing for a passkey user.
+    // The sign-in is noted on the passkey (its last use).
     assert.equal((await admin.get('/users/pat/passkeys')).json.passkeys[0].last_used_at > 0, true);
   } finally {
     await page.context().close();
   }
 });
 
-let lastStep = -1;
-/** A code from the app the gateway has not seen yet (waits for the next step when needed). */
-async function freshCode(secret) {
-  for (;;) {
-    const now = Math.floor(Date.now() / 1000 / 30);
-    const step = [now, now + 1].find((s) => s > lastStep);
-    if (step !== undefined) {
-      lastStep = step;
-      return totpAt(secret, step);
-    }
-    await sleep(1000);
-  }
-}
+const nextCode = freshTotp();
 
 test('a role that requires a phishing-resistant factor: no code from an app; without a passkey an enrol-only login registers one; the last one stays; a reset removes them', async () => {
   // Tom turned TOTP on before his role required a passkey.
   const tom = gw.api();
   assert.equal((await tom.login('tom', PASSWORD('tom'))).status, 200);
   const { secret } = (await tom.post('/me/mfa/enrol')).json;
-  assert.equal((await tom.post('/me/mfa/confirm', { code: await freshCode(secret) })).status, 200);
+  assert.equal((await tom.post('/me/mfa/confirm', { code: await nextCode(secret) })).status, 200);
   let r = await admin.put('/sso/settings', { public_url: site, required_for_roles: [], passkey_required_for_roles: ['admin'] });
   assert.equal(r.status, 409, 'the admin has no passkey: not for their own role');
   r = await admin.put('/sso/settings', { public_url: site, required_for_roles: [], passkey_required_for_roles: ['reviewer', 'user'] });
@@ -143,7 +131,7 @@ test('a role that requires a phishing-resistant factor: no code from an app; wit
     const tomStep = await request(gw.base, 'POST', '/api/v1/auth/login', { body: { username: 'tom', password: PASSWORD('tom') }, headers: { 'x-portcullis-csrf': '1' } });
     assert.equal(tomStep.json.mfa_required, true, tomStep.text);
     const tomPending = (tomStep.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).find((c) => c.startsWith('pc_mfa='));
-    const tomIn = await request(gw.base, 'POST', '/api/v1/auth/mfa', { body: { code: await freshCode(secret) }, headers: { 'x-portcullis-csrf': '1', cookie: tomPending } });
+    const tomIn = await request(gw.base, 'POST', '/api/v1/auth/mfa', { body: { code: await nextCode(secret) }, headers: { 'x-portcullis-csrf': '1', cookie: tomPending } });
     assert.equal(tomIn.status, 200, tomIn.text);
     assert.equal(tomIn.json.mfa_enrol_required, true);
     const tomLogin = apiClient(gw.base, (tomIn.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).find((c) => c.startsWith('pc_session=')));

@@ -5,14 +5,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startGateway, launchBrowser, uiLogin, request, apiClient, newPage, sleep, totpAt,
+  startGateway, launchBrowser, uiLogin, request, apiClient, newPage, freshTotp,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
 const ROSA = 'rosa-password-1234';
 let gw, admin, browser;
 let secret;
-let lastStep = -1;
 
 before(async () => {
   gw = await startGateway({ adminPassword: ADMIN });
@@ -27,18 +26,7 @@ after(async () => {
   await gw?.stop();
 });
 
-/** A code from the app the gateway has not seen yet (waits for the next step when needed). */
-async function freshCode() {
-  for (;;) {
-    const now = Math.floor(Date.now() / 1000 / 30);
-    const step = [now, now + 1].find((s) => s > lastStep);
-    if (step !== undefined) {
-      lastStep = step;
-      return totpAt(secret, step);
-    }
-    await sleep(1000);
-  }
-}
+const nextCode = freshTotp();
 
 const cookieOf = (r, name) => (r.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).find((c) => c.startsWith(`${name}=`) && c.length > name.length + 1);
 const headers = { 'x-portcullis-csrf': '1' };
@@ -59,7 +47,7 @@ test('recovery codes: shown once at set-up, each replaces a code from the app on
   const e = await rosa.post('/me/mfa/enrol');
   assert.equal(e.status, 200, e.text);
   secret = e.json.secret;
-  const confirmed = await rosa.post('/me/mfa/confirm', { code: await freshCode() });
+  const confirmed = await rosa.post('/me/mfa/confirm', { code: await nextCode(secret) });
   assert.equal(confirmed.status, 200, confirmed.text);
   const codes = confirmed.json.recovery_codes;
   assert.equal(codes.length, 10);
@@ -85,7 +73,7 @@ test('recovery codes: shown once at set-up, each replaces a code from the app on
   // A new set, for a code from the app now (not for the login alone): the old ones go.
   const signedIn = apiClient(gw.base, cookieOf(done, 'pc_session'));
   assert.equal((await signedIn.post('/me/mfa/recovery-codes', { code: '000000' })).status, 400);
-  const renewed = await signedIn.post('/me/mfa/recovery-codes', { code: await freshCode() });
+  const renewed = await signedIn.post('/me/mfa/recovery-codes', { code: await nextCode(secret) });
   assert.equal(renewed.status, 200, renewed.text);
   const fresh = renewed.json.recovery_codes;
   assert.equal(fresh.length, 10);
@@ -108,7 +96,7 @@ test('recovery codes: shown once at set-up, each replaces a code from the app on
   await page.waitForSelector('#current-user');
   await page.click('#current-user');
   await page.waitForSelector('#mfa-status[data-mfa="on"]');
-  await page.fill('#mfa-renew-code', await freshCode());
+  await page.fill('#mfa-renew-code', await nextCode(secret));
   await page.click('#mfa-renew');
   await page.waitForSelector('#mfa-recovery-codes li');
   const shown = await page.locator('#mfa-recovery-codes li').allTextContents();

@@ -332,3 +332,15 @@ pub(crate) struct AuthUser {
     /// When the account was created, Unix seconds.
     pub created_at: i64,
 }
+
+impl AuthUser {
+    /// The caller's whole account record as the store has it now (its groups, passkeys...),
+    /// only if it is still the account the login is for (401 otherwise).
+    pub(crate) fn account(&self, state: &crate::AppState) -> Result<UserRecord, crate::WebError> {
+        state
+            .store
+            .get_user(&self.name)?
+            .filter(|u| u.id == self.id)
+            .ok_or(crate::WebError::Unauthorized)
+    }
+}

@@ -33,6 +33,14 @@ use crate::extract::{Admin, AuthUser, Body};
 use crate::sso::SsoSettings;
 use crate::{AppState, WebError};
 
+/// The audit record of a passkey registered or removed (`outcome`) by `user`.
+fn passkey_record(user: &str, outcome: &str, passkey: String) -> Record {
+    Record::new(Kind::MFA, user)
+        .detail("step", "passkey")
+        .detail("outcome", outcome)
+        .detail("passkey", passkey)
+}
+
 /// The store's space for ceremonies under way.
 pub(crate) const CEREMONY_SPACE: &str = "passkey_ceremony";
 /// How long a ceremony may take.
@@ -151,16 +159,8 @@ fn listed(user: &UserRecord) -> Value {
         .collect::<Vec<_>>())
 }
 
-fn account(state: &AppState, user: &AuthUser) -> Result<UserRecord, WebError> {
-    state
-        .store
-        .get_user(&user.name)?
-        .filter(|u| u.id == user.id)
-        .ok_or(WebError::Unauthorized)
-}
-
 async fn list(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>, WebError> {
-    let me = account(&state, &user)?;
+    let me = user.account(&state)?;
     let settings = SsoSettings::load(&*state.store)?;
     Ok(Json(json!({
         "passkeys": listed(&me),
@@ -186,7 +186,7 @@ async fn register_options(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<Value>, WebError> {
-    let me = account(&state, &user)?;
+    let me = user.account(&state)?;
     if me.passkeys.len() >= MAX_PASSKEYS {
         return Err(WebError::Conflict(format!(
             "at most {MAX_PASSKEYS} passkeys: remove one first"
@@ -219,7 +219,7 @@ async fn register(
     headers: axum::http::HeaderMap,
     Body(body): Body<NewPasskey>,
 ) -> Result<(StatusCode, Json<Value>), WebError> {
-    let me = account(&state, &user)?;
+    let me = user.account(&state)?;
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(WebError::BadRequest(format!(
@@ -251,37 +251,31 @@ async fn register(
     let user_id = me.id.clone();
     state
         .audit
-        .before(
-            Record::new(Kind::MFA, &me.name)
-                .detail("step", "passkey")
-                .detail("outcome", "registered")
-                .detail("passkey", name.clone()),
-            || {
-                let mut refused = None;
-                state.store.update_user(&me.name, &mut |u| {
-                    refused = None;
-                    if u.id != user_id {
-                        refused = Some(WebError::Unauthorized);
-                        return false;
-                    }
-                    if u.passkeys.iter().any(|p| p.id == id) {
-                        refused = Some(WebError::Conflict(
-                            "this passkey is registered already".into(),
-                        ));
-                        return false;
-                    }
-                    if u.passkeys.len() >= MAX_PASSKEYS {
-                        refused = Some(WebError::Conflict(format!(
-                            "at most {MAX_PASSKEYS} passkeys"
-                        )));
-                        return false;
-                    }
-                    u.passkeys.push(record.clone());
-                    true
-                })?;
-                refused.map_or(Ok(()), Err)
-            },
-        )
+        .before(passkey_record(&me.name, "registered", name.clone()), || {
+            let mut refused = None;
+            state.store.update_user(&me.name, &mut |u| {
+                refused = None;
+                if u.id != user_id {
+                    refused = Some(WebError::Unauthorized);
+                    return false;
+                }
+                if u.passkeys.iter().any(|p| p.id == id) {
+                    refused = Some(WebError::Conflict(
+                        "this passkey is registered already".into(),
+                    ));
+                    return false;
+                }
+                if u.passkeys.len() >= MAX_PASSKEYS {
+                    refused = Some(WebError::Conflict(format!(
+                        "at most {MAX_PASSKEYS} passkeys"
+                    )));
+                    return false;
+                }
+                u.passkeys.push(record.clone());
+                true
+            })?;
+            refused.map_or(Ok(()), Err)
+        })
         .await?;
     info!(user = %me.name, passkey = %name, "passkey registered");
     // An enrol-only login (the role requires a second factor) is a full one now.
@@ -296,7 +290,7 @@ async fn remove(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    let me = account(&state, &user)?;
+    let me = user.account(&state)?;
     let Some(pk) = me.passkeys.iter().find(|p| p.id == id) else {
         return Err(WebError::NotFound("no such passkey of yours".into()));
     };
@@ -309,33 +303,27 @@ async fn remove(
     let user_id = me.id.clone();
     state
         .audit
-        .before(
-            Record::new(Kind::MFA, &me.name)
-                .detail("step", "passkey")
-                .detail("outcome", "removed")
-                .detail("passkey", pk.name.clone()),
-            || {
-                let mut refused = None;
-                state.store.update_user(&me.name, &mut |u| {
-                    refused = None;
-                    if u.id != user_id {
-                        return false;
-                    }
-                    // Checked on the stored record: two removals at once leave one.
-                    if required && u.passkeys.len() <= 1 {
-                        refused = Some(WebError::Conflict(
-                            "your role requires a passkey: add another one before removing this one"
-                                .into(),
-                        ));
-                        return false;
-                    }
-                    let before = u.passkeys.len();
-                    u.passkeys.retain(|p| p.id != id);
-                    u.passkeys.len() != before
-                })?;
-                refused.map_or(Ok(()), Err)
-            },
-        )
+        .before(passkey_record(&me.name, "removed", pk.name.clone()), || {
+            let mut refused = None;
+            state.store.update_user(&me.name, &mut |u| {
+                refused = None;
+                if u.id != user_id {
+                    return false;
+                }
+                // Checked on the stored record: two removals at once leave one.
+                if required && u.passkeys.len() <= 1 {
+                    refused = Some(WebError::Conflict(
+                        "your role requires a passkey: add another one before removing this one"
+                            .into(),
+                    ));
+                    return false;
+                }
+                let before = u.passkeys.len();
+                u.passkeys.retain(|p| p.id != id);
+                u.passkeys.len() != before
+            })?;
+            refused.map_or(Ok(()), Err)
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

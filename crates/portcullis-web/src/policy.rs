@@ -8,7 +8,25 @@ pub mod store;
 
 use std::sync::{Arc, RwLock};
 
-use portcullis_policy::{Policy, PolicyDoc};
+use portcullis_policy::{Policy, PolicyDoc, Subject, TargetRef};
+use portcullis_store::{TargetRecord, UserRecord};
+
+/// An account as the policy sees it: name, role, and its identity provider's groups.
+pub(crate) fn subject_of(u: &UserRecord) -> Subject<'_> {
+    Subject {
+        user: &u.name,
+        role: u.role.as_str(),
+        groups: &u.groups,
+    }
+}
+
+/// A target as the policy sees it: name and labels.
+pub(crate) fn target_of(t: &TargetRecord) -> TargetRef<'_, String> {
+    TargetRef {
+        name: &t.name,
+        labels: &t.labels,
+    }
+}
 
 /// The policy in force. Cheap to clone; a change is seen by the next decision.
 #[derive(Clone, Debug)]

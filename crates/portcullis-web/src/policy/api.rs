@@ -10,7 +10,7 @@
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use portcullis_policy::{Action, Policy, PolicyDoc, Subject, TargetRef};
+use portcullis_policy::{Action, Policy, PolicyDoc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::info;
@@ -101,15 +101,8 @@ pub(crate) async fn explain(
         .get_target(&body.target)?
         .ok_or_else(|| WebError::NotFound(format!("no target named {:?}", body.target)))?;
     let has_grant = state.store.has_grant(&user.name, &target.name)?;
-    let who = Subject {
-        user: &user.name,
-        role: user.role.as_str(),
-        groups: &user.groups,
-    };
-    let on = TargetRef {
-        name: &target.name,
-        labels: &target.labels,
-    };
+    let who = super::subject_of(&user);
+    let on = super::target_of(&target);
     let at = body.at.unwrap_or_else(ops::now_unix);
     let explanation = state.policy.current().explain(&who, &on, body.action, at);
     let mut v =

@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use portcullis_policy::{Entry, SessionGrant, Subject, TargetRef};
+use portcullis_policy::{Entry, SessionGrant};
 use portcullis_store::TargetRecord;
 use tracing::warn;
 
@@ -43,15 +43,8 @@ pub(crate) fn decide_open(
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    let who = Subject {
-        user,
-        role: account.role.as_str(),
-        groups: &account.groups,
-    };
-    let target_ref = TargetRef {
-        name: &target.name,
-        labels: &target.labels,
-    };
+    let who = super::subject_of(&account);
+    let target_ref = super::target_of(target);
     let grant = state
         .policy
         .current()

@@ -13,7 +13,6 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use portcullis_policy::{Subject, TargetRef};
 use portcullis_secrets::Secret;
 use portcullis_store::{AccessRequest, RequestDecision, RequestState, Role, UserRecord};
 use serde::Deserialize;
@@ -47,44 +46,26 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/requests/{id}/cancel", post(cancel))
 }
 
-/// The caller's account as the store has it now (their groups for the policy).
-fn account(state: &AppState, user: &AuthUser) -> Result<UserRecord, WebError> {
-    state
-        .store
-        .get_user(&user.name)?
-        .filter(|u| u.id == user.id)
-        .ok_or(WebError::Unauthorized)
-}
-
-fn subject(u: &UserRecord) -> Subject<'_> {
-    Subject {
-        user: &u.name,
-        role: u.role.as_str(),
-        groups: &u.groups,
-    }
-}
-
 async fn requestable(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<Value>, WebError> {
-    let me = account(&state, &user)?;
+    let me = user.account(&state)?;
     let policy = state.policy.current();
     let list: Vec<Value> = state
         .store
         .list_targets()?
         .iter()
         .filter_map(|t| {
-            let on = TargetRef {
-                name: &t.name,
-                labels: &t.labels,
-            };
-            policy.requestable(&subject(&me), &on).map(|r| {
-                json!({
-                    "target": t.name, "rule": r.rule, "approvers": r.approvers,
-                    "approvals": r.approvals, "max_duration_secs": r.max_duration_secs,
+            let on = crate::policy::target_of(t);
+            policy
+                .requestable(&crate::policy::subject_of(&me), &on)
+                .map(|r| {
+                    json!({
+                        "target": t.name, "rule": r.rule, "approvers": r.approvers,
+                        "approvals": r.approvals, "max_duration_secs": r.max_duration_secs,
+                    })
                 })
-            })
         })
         .collect();
     Ok(Json(json!({ "targets": list })))
@@ -109,7 +90,7 @@ async fn create(
     user: AuthUser,
     Body(body): Body<NewRequest>,
 ) -> Result<(axum::http::StatusCode, Json<Value>), WebError> {
-    let me = account(&state, &user)?;
+    let me = user.account(&state)?;
     if me.locked {
         return Err(WebError::Forbidden(
             "your account is locked by the security team".into(),
@@ -137,14 +118,11 @@ async fn create(
         .store
         .get_target(&body.target)?
         .ok_or_else(|| WebError::NotFound(format!("no target named {:?}", body.target)))?;
-    let on = TargetRef {
-        name: &target.name,
-        labels: &target.labels,
-    };
+    let on = crate::policy::target_of(&target);
     let terms = state
         .policy
         .current()
-        .requestable(&subject(&me), &on)
+        .requestable(&crate::policy::subject_of(&me), &on)
         .ok_or_else(|| {
             WebError::Forbidden(format!(
                 "the policy lets nobody request {:?} for you: ask an administrator",
@@ -254,14 +232,11 @@ fn current_terms(state: &AppState, r: &AccessRequest) -> Result<u32, WebError> {
         .store
         .get_target(&r.target)?
         .ok_or_else(|| WebError::Conflict(format!("target {:?} is gone", r.target)))?;
-    let on = TargetRef {
-        name: &target.name,
-        labels: &target.labels,
-    };
+    let on = crate::policy::target_of(&target);
     match state
         .policy
         .current()
-        .requestable(&subject(&requester), &on)
+        .requestable(&crate::policy::subject_of(&requester), &on)
     {
         Some(now) if now.rule == r.rule => Ok(now.approvals.max(r.approvals_needed)),
         _ => Err(WebError::Conflict(format!(
@@ -282,7 +257,11 @@ fn may_decide(state: &AppState, r: &AccessRequest, u: &UserRecord) -> Result<(),
     if u.locked {
         return Err(WebError::Forbidden("your account is locked".into()));
     }
-    if !state.policy.current().may_approve(&r.rule, &subject(u)) {
+    if !state
+        .policy
+        .current()
+        .may_approve(&r.rule, &crate::policy::subject_of(u))
+    {
         return Err(WebError::Forbidden(format!(
             "the policy's rule {:?} does not name you as an approver",
             r.rule
@@ -313,14 +292,18 @@ fn may_decide(state: &AppState, r: &AccessRequest, u: &UserRecord) -> Result<(),
 }
 
 async fn list(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>, WebError> {
-    let me = account(&state, &user)?;
+    let me = user.account(&state)?;
     let sees_all = matches!(me.role, Role::Admin | Role::Soc);
     let policy = state.policy.current();
     let mut requests: Vec<AccessRequest> = state
         .store
         .list_requests()?
         .into_iter()
-        .filter(|r| sees_all || r.user_id == me.id || policy.may_approve(&r.rule, &subject(&me)))
+        .filter(|r| {
+            sees_all
+                || r.user_id == me.id
+                || policy.may_approve(&r.rule, &crate::policy::subject_of(&me))
+        })
         .collect();
     requests.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
     let list: Vec<Value> = requests
@@ -345,7 +328,7 @@ async fn decide(
     comment: String,
     approve: bool,
 ) -> Result<Json<Value>, WebError> {
-    let me = account(state, user)?;
+    let me = user.account(state)?;
     let comment = comment.trim().to_owned();
     if !text_ok(&comment, MAX_COMMENT) {
         return Err(WebError::BadRequest(format!(
@@ -451,7 +434,7 @@ async fn cancel(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, WebError> {
-    let me = account(&state, &user)?;
+    let me = user.account(&state)?;
     let r = state
         .store
         .get_request(&id)?
@@ -459,7 +442,10 @@ async fn cancel(
     let own = r.user_id == me.id;
     let may_revoke = !me.locked
         && (matches!(me.role, Role::Admin | Role::Soc)
-            || state.policy.current().may_approve(&r.rule, &subject(&me)));
+            || state
+                .policy
+                .current()
+                .may_approve(&r.rule, &crate::policy::subject_of(&me)));
     if !own && !may_revoke {
         return Err(WebError::NotFound(format!(
             "no access request {id:?} of yours"

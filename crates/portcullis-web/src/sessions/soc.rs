@@ -377,14 +377,10 @@ async fn attach(
     let observer = grant.observer_required()
         && session.info().user != account
         && state.store.get_user(account)?.is_some_and(|u| {
-            state.policy.current().may_observe(
-                grant.rule(),
-                &portcullis_policy::Subject {
-                    user: &u.name,
-                    role: u.role.as_str(),
-                    groups: &u.groups,
-                },
-            )
+            state
+                .policy
+                .current()
+                .may_observe(grant.rule(), &crate::policy::subject_of(&u))
         });
     let attached = if observer {
         session.attach_observer(name).await
