@@ -324,7 +324,7 @@ async function openWatch(page, id) {
       if (typeof m.data !== 'string') w.frames += 1;
       else if (JSON.parse(m.data).type === 'init') w.init = true;
     };
-    ws.onclose = (e) => { w.closed = `${e.code}`; };
+    ws.onclose = (e) => { w.closed = `${e.code} ${e.reason}`.trim(); };
   }, id);
   return { state: () => page.evaluate(() => ({ ...window.__watch })) };
 }
@@ -344,6 +344,10 @@ test('locking a security team member ends their watches at once: on the gateway 
   const user = await newPage(browser);
   await openTarget(user, a.base, 'uma', 'uma-password-123', 'desk');
   const session = await until('the session on A', async () => (await admin.get('/sessions')).json?.[0]);
+  // B learns of it from A's next publication (every 2 s): until then a watch asked on B is a 404.
+  const onB = b.api();
+  assert.equal((await onB.login('admin', ADMIN)).status, 200);
+  await until('B to list the session', async () => (await onB.get('/sessions')).json?.some((s) => s.id === session.id));
 
   // Sam watches it from B (relayed to A) and from A itself.
   const watches = [];
@@ -353,8 +357,9 @@ test('locking a security team member ends their watches at once: on the gateway 
     await until(`sam's login on ${gw.base}`, async () => page.evaluate(async () =>
       (await fetch('/api/v1/me')).status === 200));
     const w = await openWatch(page, session.id);
-    await until('the watch to show the session', async () => {
+    await until(`the watch from ${gw.base} to show the session`, async () => {
       const s = await w.state();
+      if (s.closed !== null) throw new Error(`the watch from ${gw.base} closed (${s.closed}) before showing the session`);
       return s.init && s.frames > 0;
     }, 30000);
     watches.push(w);
