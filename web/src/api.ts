@@ -130,6 +130,10 @@ export interface SessionInfo {
   entry?: string;
   /** The security team holds the user's input. */
   frozen?: boolean;
+  /** The session's risk score so far (0 to 100): the risk rules that fired, each once. */
+  risk_score?: number;
+  /** The risk rules that fired, in order. */
+  risk_rules?: string[];
 }
 
 /** A session recording (docs/browser-protocol.md, "Recordings"). */
@@ -145,6 +149,10 @@ export interface Recording {
   state: string;
   bytes: number;
   end_reason: string | null;
+  /** The session's risk score (0 to 100). */
+  risk_score?: number;
+  /** The risk rules that fired. */
+  risk_rules?: string[];
 }
 
 export interface InitInfo {

@@ -154,6 +154,11 @@ impl Kind {
     pub const VIEWER_JOINED: Kind = Kind(Cow::Borrowed("viewer_joined"));
     /// A viewer or watcher went away.
     pub const VIEWER_LEFT: Kind = Kind(Cow::Borrowed("viewer_left"));
+    /// A risk rule fired in a session; detail: rule, description, source (`typed`, `screen`,
+    /// `clipboard`), action (`score`, `alert`, `freeze`, `kill`), score, excerpt.
+    pub const RISK: Kind = Kind(Cow::Borrowed("risk"));
+    /// A session ended with a risk score of 50 or more; detail: risk_score, risk_rules.
+    pub const HIGH_RISK: Kind = Kind(Cow::Borrowed("session_high_risk"));
     /// A policy decision, detail: rule, verdict.
     pub const POLICY: Kind = Kind(Cow::Borrowed("policy"));
     /// A clipboard crossing, allowed or not.

@@ -5,6 +5,7 @@
 mod crossing;
 mod drive;
 mod registry;
+mod risk;
 mod target;
 mod task;
 
@@ -85,6 +86,10 @@ pub(crate) struct SessionShared {
     ends_at: Option<Instant>,
     /// The security team holds the user's input.
     pub(crate) frozen: AtomicBool,
+    /// A risk rule's freeze or kill is on its way: input is held meanwhile.
+    pub(crate) risk_hold: AtomicBool,
+    /// What the risk rules follow (the command line being typed).
+    pub(crate) risk: Mutex<risk::RiskState>,
     /// Observers watching now (four eyes: the grant requires one for input to go through).
     pub(crate) observers: std::sync::atomic::AtomicUsize,
     /// The four-eyes hold of the session's start is in the event track.
@@ -120,6 +125,7 @@ impl SessionShared {
     /// nobody observes.
     pub(crate) fn input_held(&self) -> bool {
         self.frozen.load(Ordering::SeqCst)
+            || self.risk_hold.load(Ordering::SeqCst)
             || (self.grant.observer_required() && self.observers.load(Ordering::SeqCst) == 0)
     }
 
@@ -202,6 +208,44 @@ impl SessionShared {
         if let Some(tap) = self.tap.get() {
             tap.event(event);
         }
+    }
+
+    /// See [`SessionHandle::set_frozen`]. An unfreeze also lets go of input a risk rule's
+    /// freeze held when its record failed.
+    pub(crate) async fn set_frozen(&self, frozen: bool, by: &str) -> Result<bool, String> {
+        if lock(&self.info).frozen == frozen {
+            if !frozen && self.risk_hold.swap(false, Ordering::SeqCst) {
+                self.audit_first(&SessionEvent::Unfrozen { by: by.to_owned() })
+                    .await?;
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        let event = if frozen {
+            SessionEvent::Frozen { by: by.to_owned() }
+        } else {
+            SessionEvent::Unfrozen { by: by.to_owned() }
+        };
+        self.audit_first(&event).await?;
+        {
+            let mut info = lock(&self.info);
+            if info.frozen == frozen {
+                return Ok(false);
+            }
+            info.frozen = frozen;
+        }
+        self.frozen.store(frozen, Ordering::SeqCst);
+        if !frozen {
+            self.risk_hold.store(false, Ordering::SeqCst);
+        }
+        let id = lock(&self.info).id.clone();
+        info!(session = %id, frozen, %by, "session freeze changed");
+        self.tap_only(event);
+        self.for_each_viewer(|v| {
+            v.push_event(ServerMessage::Frozen { frozen });
+            v.wake();
+        });
+        Ok(true)
     }
 
     /// Records an act in the audit trail and waits until it is durable: the act may happen
@@ -307,31 +351,16 @@ impl SessionHandle {
     /// cannot be recorded, nothing changes and the error says why. Returns false when it
     /// already was in that state.
     pub async fn set_frozen(&self, frozen: bool, by: &str) -> Result<bool, String> {
-        if lock(&self.shared.info).frozen == frozen {
-            return Ok(false);
-        }
-        let event = if frozen {
-            SessionEvent::Frozen { by: by.to_owned() }
-        } else {
-            SessionEvent::Unfrozen { by: by.to_owned() }
-        };
-        self.shared.audit_first(&event).await?;
-        {
-            let mut info = lock(&self.shared.info);
-            if info.frozen == frozen {
-                return Ok(false);
-            }
-            info.frozen = frozen;
-        }
-        self.shared.frozen.store(frozen, Ordering::SeqCst);
-        let id = self.id();
-        info!(session = %id, frozen, %by, "session freeze changed");
-        self.shared.tap_only(event);
-        self.shared.for_each_viewer(|v| {
-            v.push_event(ServerMessage::Frozen { frozen });
-            v.wake();
-        });
-        Ok(true)
+        self.shared.set_frozen(frozen, by).await
+    }
+
+    /// Checks text read off the session's screen against its risk rules (see
+    /// [`portcullis_policy::risk`]) and acts on what fires: alert, freeze or end. Returns true
+    /// when a rule froze or ended the session.
+    pub async fn screen_text(&self, text: &str) -> bool {
+        self.shared
+            .risk_check(portcullis_policy::TextSource::Screen, text)
+            .await
     }
 
     /// A JPEG of the screen as it is now, at most `max_width` wide (for the SOC's live list).

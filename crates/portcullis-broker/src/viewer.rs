@@ -14,7 +14,7 @@ use portcullis_core::session::{ClipboardDirection, SessionEnd, SessionEvent};
 use portcullis_core::wire::{self, ClientMessage, ServerMessage};
 use portcullis_core::{InputEvent, Rect};
 use portcullis_encode::{Choice, Encoder};
-use portcullis_policy::Direction;
+use portcullis_policy::{Direction, TextSource};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -334,6 +334,9 @@ async fn forward_input(session: &SessionShared, input: InputEvent) {
         if !session.clipboard_allowed(Direction::ClientToTarget, text.len()) {
             return;
         }
+        if session.risk_check(TextSource::Clipboard, text).await {
+            return;
+        }
     }
     // Files (a native client's): the decision and each file that crosses are recorded there.
     if let InputEvent::ClipboardFiles(files) = &input {
@@ -342,10 +345,16 @@ async fn forward_input(session: &SessionShared, input: InputEvent) {
         }
     }
     match &input {
-        InputEvent::Key { keysym, down } => session.tap_event(TapEvent::Key {
-            keysym: *keysym,
-            down: *down,
-        }),
+        InputEvent::Key { keysym, down } => {
+            session.tap_event(TapEvent::Key {
+                keysym: *keysym,
+                down: *down,
+            });
+            // Checked at Enter: a line a risk rule stops is not submitted.
+            if !session.risk_key(*keysym, *down).await {
+                return;
+            }
+        }
         InputEvent::Clipboard(text) => {
             session.tap_event(TapEvent::Session(SessionEvent::Clipboard {
                 direction: ClipboardDirection::ToTarget,

@@ -1,4 +1,5 @@
-//! Keyboard input as readable text, for the event track of a recording.
+//! Keyboard input as readable text, for the event track of a recording, and as command lines,
+//! for the risk rules.
 //!
 //! Key events arrive as X11 keysyms (see `wire`). Printable characters become themselves;
 //! other keys and chords become bracketed names (`<Enter>`, `<Ctrl+c>`). Modifier keys alone
@@ -99,6 +100,151 @@ impl KeyTranscriber {
     }
 }
 
+/// The longest command line kept, in characters: beyond it, further characters are dropped
+/// (the line is marked cut) so a flood cannot grow memory.
+pub const MAX_LINE: usize = 1024;
+
+/// What a key did to the command line being typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineKey {
+    /// Nothing to look at (editing, cursor moves, modifiers, releases).
+    Edit,
+    /// Enter: this line is being submitted (the line is empty again afterwards).
+    Submit(String),
+}
+
+/// Follows the command line a user types into a terminal or a run box, as a shell's line editor
+/// would, for the risk rules that look at commands: printable characters insert at the cursor;
+/// Backspace, Delete, Left, Right, Home, End, Ctrl+A/E/U/K/W edit; Enter submits; Ctrl+C, Escape
+/// and history keys (Up, Down) leave a line whose text cannot be known here, so it starts over.
+/// Text outside a terminal (an editor, a form) is followed the same way: a line is what was
+/// typed between two Enters.
+#[derive(Debug, Default)]
+pub struct LineEditor {
+    mods: Modifiers,
+    line: Vec<char>,
+    cursor: usize,
+    cut: bool,
+}
+
+impl LineEditor {
+    /// An empty line, no modifier held.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The line as typed so far.
+    pub fn line(&self) -> String {
+        self.line.iter().collect()
+    }
+
+    /// Puts `line` back as the line being typed, the cursor at its end (a submission that did
+    /// not reach the target).
+    pub fn set(&mut self, line: &str) {
+        self.line = line.chars().take(MAX_LINE).collect();
+        self.cursor = self.line.len();
+        self.cut = false;
+    }
+
+    /// One key event.
+    pub fn key(&mut self, keysym: u32, down: bool) -> LineKey {
+        match keysym {
+            0xffe3 | 0xffe4 => self.mods.ctrl = down,
+            0xffe9 | 0xffea | 0xfe03 => self.mods.alt = down,
+            0xffe7 | 0xffe8 | 0xffeb | 0xffec => self.mods.meta = down,
+            _ if down => return self.press(keysym),
+            _ => {}
+        }
+        LineKey::Edit
+    }
+
+    fn press(&mut self, keysym: u32) -> LineKey {
+        if self.mods.alt || self.mods.meta {
+            return LineKey::Edit;
+        }
+        if self.mods.ctrl {
+            match printable(keysym).map(|c| c.to_ascii_lowercase()) {
+                Some('a') => self.cursor = 0,
+                Some('e') => self.cursor = self.line.len(),
+                Some('u') => {
+                    self.line.drain(..self.cursor);
+                    self.cursor = 0;
+                }
+                Some('k') => self.line.truncate(self.cursor),
+                Some('w') => self.delete_word(),
+                Some('h') => self.backspace(),
+                Some('m' | 'j') => return self.submit(),
+                Some('c' | 'g') => self.clear(),
+                _ => {}
+            }
+            return LineKey::Edit;
+        }
+        if let Some(c) = printable(keysym) {
+            self.insert(c);
+            return LineKey::Edit;
+        }
+        match keysym {
+            0xff0d | 0xff8d => return self.submit(),
+            0xff09 => self.insert('\t'),
+            0xff08 => self.backspace(),
+            0xffff | 0xff9f if self.cursor < self.line.len() => {
+                self.line.remove(self.cursor);
+            }
+            0xff51 => self.cursor = self.cursor.saturating_sub(1),
+            0xff53 => self.cursor = (self.cursor + 1).min(self.line.len()),
+            0xff50 => self.cursor = 0,
+            0xff57 => self.cursor = self.line.len(),
+            // History, Escape: what the line now holds is not known here.
+            0xff52 | 0xff54 | 0xff1b => self.clear(),
+            _ => {}
+        }
+        LineKey::Edit
+    }
+
+    fn insert(&mut self, c: char) {
+        if self.line.len() >= MAX_LINE {
+            self.cut = true;
+            return;
+        }
+        self.line.insert(self.cursor, c);
+        self.cursor += 1;
+    }
+
+    fn backspace(&mut self) {
+        if self.cursor > 0 {
+            self.cursor -= 1;
+            self.line.remove(self.cursor);
+        }
+    }
+
+    fn delete_word(&mut self) {
+        let mut start = self.cursor;
+        while start > 0 && self.line[start - 1].is_whitespace() {
+            start -= 1;
+        }
+        while start > 0 && !self.line[start - 1].is_whitespace() {
+            start -= 1;
+        }
+        self.line.drain(start..self.cursor);
+        self.cursor = start;
+    }
+
+    fn clear(&mut self) {
+        self.line.clear();
+        self.cursor = 0;
+        self.cut = false;
+    }
+
+    fn submit(&mut self) -> LineKey {
+        let mut line = self.line();
+        if self.cut {
+            line.push('…');
+        }
+        self.clear();
+        LineKey::Submit(line)
+    }
+}
+
 fn printable(keysym: u32) -> Option<char> {
     match keysym {
         0x20..=0x7e | 0xa0..=0xff => char::from_u32(keysym),
@@ -187,6 +333,82 @@ mod tests {
     fn unicode_and_unknown_keysyms() {
         let keys = [(0x0100_20ac, true), (0xe9, true), (0x1234, true)];
         assert_eq!(typed(&keys), "€é<0x1234>");
+    }
+
+    fn line_keys(editor: &mut LineEditor, keys: &[u32]) -> Vec<LineKey> {
+        let mut out = Vec::new();
+        for &k in keys {
+            out.push(editor.key(k, true));
+            out.push(editor.key(k, false));
+        }
+        out.retain(|k| *k != LineKey::Edit);
+        out
+    }
+
+    fn text(s: &str) -> Vec<u32> {
+        s.chars().map(|c| c as u32).collect()
+    }
+
+    #[test]
+    fn the_line_editor_follows_what_a_shell_would_run() {
+        const ENTER: u32 = 0xff0d;
+        const BACKSPACE: u32 = 0xff08;
+        const LEFT: u32 = 0xff51;
+        const HOME: u32 = 0xff50;
+        let mut e = LineEditor::new();
+        let mut keys = text("net usr");
+        keys.push(LEFT);
+        keys.extend(text("e"));
+        keys.extend([0xff57]);
+        keys.extend(text(" eve /ad"));
+        keys.extend(text("x"));
+        keys.push(BACKSPACE);
+        keys.extend(text("d"));
+        keys.push(HOME);
+        keys.extend(text("sudo "));
+        keys.push(ENTER);
+        assert_eq!(
+            line_keys(&mut e, &keys),
+            vec![LineKey::Submit("sudo net user eve /add".into())]
+        );
+        assert_eq!(e.line(), "", "empty after Enter");
+
+        // Ctrl+U clears before the cursor, Ctrl+W deletes a word, Ctrl+C abandons the line.
+        let mut keys = text("rm -rf / ");
+        keys.extend([0xffe3, u32::from(b'w'), u32::from(b'w')]);
+        let mut e = LineEditor::new();
+        for k in keys {
+            e.key(k, true);
+            if k != 0xffe3 {
+                e.key(k, false);
+            }
+        }
+        e.key(0xffe3, false);
+        assert_eq!(e.line(), "rm ");
+        e.key(0xffe3, true);
+        e.key(u32::from(b'c'), true);
+        e.key(0xffe3, false);
+        assert_eq!(e.line(), "");
+        // History recall: unknown, starts over.
+        line_keys(&mut e, &text("echo"));
+        line_keys(&mut e, &[0xff52]);
+        assert_eq!(
+            line_keys(&mut e, &[ENTER]),
+            vec![LineKey::Submit(String::new())]
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_bounded_and_marked() {
+        let mut e = LineEditor::new();
+        let mut keys = vec![u32::from(b'a'); MAX_LINE + 500];
+        keys.push(0xff8d);
+        let out = line_keys(&mut e, &keys);
+        let LineKey::Submit(line) = &out[0] else {
+            panic!("submitted")
+        };
+        assert_eq!(line.chars().count(), MAX_LINE + 1);
+        assert!(line.ends_with('…'));
     }
 
     #[test]

@@ -5,11 +5,22 @@
 use crate::damage::{DamageRegion, MAX_RECTS};
 use crate::desktop::{Applied, Framebuffer, PixelLayout, Rect, TargetUpdate};
 
-/// A browser's message (text or binary): parsed or refused.
+/// A browser's message (text or binary): parsed or refused. The same bytes as key events
+/// (5 bytes each: keysym, pressed) through the risk rules' line editor: a line never grows past
+/// its bound.
 pub fn client_message(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = crate::wire::parse_client_message(&text);
     let _ = crate::wire::decode_server_binary(data);
+    let mut editor = crate::keytext::LineEditor::new();
+    for key in data.chunks(5) {
+        let keysym = u32_at(key, 0);
+        let down = key.get(4).is_some_and(|b| b & 1 == 1);
+        if let crate::keytext::LineKey::Submit(line) = editor.key(keysym, down) {
+            assert!(line.chars().count() <= crate::keytext::MAX_LINE + 1);
+        }
+        assert!(editor.line().chars().count() <= crate::keytext::MAX_LINE);
+    }
 }
 
 fn u32_at(d: &[u8], i: usize) -> u32 {

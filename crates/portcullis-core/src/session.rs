@@ -50,6 +50,13 @@ pub struct SessionInfo {
     /// The security team holds the user's input (the screen is still shown and recorded).
     #[serde(default)]
     pub frozen: bool,
+    /// The session's risk score so far: the sum of the scores of the risk rules that fired
+    /// (each rule counted once), at most 100.
+    #[serde(default)]
+    pub risk_score: u32,
+    /// The risk rules that fired, in the order they first did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risk_rules: Vec<String>,
 }
 
 /// Why a live session ended, whoever ended it. Protocol-neutral: the web crate tells a browser
@@ -251,6 +258,21 @@ pub enum SessionEvent {
         width: u32,
         /// New height.
         height: u32,
+    },
+    /// A risk rule fired on text the user typed, pasted or saw.
+    Risk {
+        /// The rule's name.
+        rule: String,
+        /// What it is about.
+        description: String,
+        /// Where the text came from: `typed`, `screen` or `clipboard`.
+        source: String,
+        /// What the gateway does: `score`, `alert`, `freeze` or `kill`.
+        action: String,
+        /// What it adds to the session's score.
+        score: u32,
+        /// The matching text (short).
+        excerpt: String,
     },
     /// A policy decision (allow or deny) about an action.
     Policy {

@@ -127,6 +127,9 @@ pub struct SessionGrant {
     /// What the gateway adds about the access (the approved request it was opened under).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
+    /// The risk rules watching the session (its target's).
+    #[serde(skip)]
+    pub(crate) risk: crate::risk::RiskSet,
     #[serde(flatten)]
     pub(crate) terms: Terms,
 }
@@ -187,6 +190,18 @@ impl SessionGrant {
                 .map_or(unix_secs, |w| w.min(unix_secs)),
         );
         self
+    }
+
+    /// The grant, with the risk rules that watch the session ([`crate::Policy::risk_for`] its
+    /// target).
+    pub fn with_risk(mut self, risk: crate::risk::RiskSet) -> SessionGrant {
+        self.risk = risk;
+        self
+    }
+
+    /// The risk rules watching the session.
+    pub fn risk(&self) -> &crate::risk::RiskSet {
+        &self.risk
     }
 
     /// What the gateway added about the access, if anything.

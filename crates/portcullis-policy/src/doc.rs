@@ -45,6 +45,10 @@ pub struct PolicyDoc {
     /// The rules, in order: for a user and a target, the first rule matching both decides.
     #[serde(default)]
     pub rules: Vec<RuleDoc>,
+    /// Risk rules: tune or turn off the built-in ones (by name), add others (see
+    /// [`crate::risk`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risk: Vec<crate::risk::RiskRuleDoc>,
 }
 
 impl PolicyDoc {
@@ -61,6 +65,7 @@ impl PolicyDoc {
         Self {
             groups: BTreeMap::new(),
             rules: vec![rule],
+            risk: Vec::new(),
         }
     }
 }

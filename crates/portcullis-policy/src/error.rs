@@ -20,6 +20,18 @@ pub enum PolicyError {
         /// What is wrong with it.
         problem: Problem,
     },
+    /// A risk rule is invalid.
+    #[error("risk rule \"{name}\": {field}: {problem}")]
+    Risk {
+        /// Its position in the document's `risk` list.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// The field: `pattern`, `score`, `targets`.
+        field: String,
+        /// What is wrong with it.
+        problem: Problem,
+    },
     /// A group definition is invalid.
     #[error("group \"{group}\": {field}: {problem}")]
     Group {
@@ -117,6 +129,21 @@ pub enum Problem {
     /// A clipboard limit of zero while the clipboard is on.
     #[error("must be more than 0 while the clipboard is on")]
     ZeroClipboardLimit,
+    /// A risk rule's name with other characters than letters, digits, `_` and `-`, or too long.
+    #[error("\"{0}\" must be 1 to 64 letters, digits, _ or -")]
+    BadRiskName(String),
+    /// Another risk rule of the document has this name.
+    #[error("already used by another risk rule")]
+    DuplicateRiskName,
+    /// A risk rule that is not a built-in one without a pattern.
+    #[error("a rule of its own needs a pattern")]
+    MissingPattern,
+    /// A pattern the regular expression engine refuses (or too large once compiled).
+    #[error("not a valid regular expression: {0}")]
+    BadPattern(String),
+    /// A risk rule checked against no text.
+    #[error("empty (leave it out for every source)")]
+    NoSources,
     /// Files allowed on the clipboard while no file transfer is allowed.
     #[error("files on the clipboard need file_transfer to allow a direction")]
     FilesWithoutFileTransfer,

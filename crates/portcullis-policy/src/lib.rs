@@ -24,6 +24,9 @@
 //!   clipboard transfer, file transfer, print job or audio stream, and ends the session at
 //!   [`SessionGrant::ends_at_unix_secs`] (maximum duration or end of the time window) or after
 //!   the idle timeout.
+//! - **Risk.** The document's `[[risk]]` rules (over a built-in set, see [`risk`]) say which
+//!   typed, pasted or on-screen text scores a session and what the gateway then does (alert,
+//!   freeze, kill); [`Policy::risk_for`] gives a session's target its rules.
 //! - **Explain.** [`Policy::explain`] says, for the API and the admin page, which rules were
 //!   looked at, why each did or did not match, and the verdict with its reason.
 //!
@@ -54,6 +57,7 @@ pub mod explain;
 #[doc(hidden)]
 pub mod oracles;
 pub mod policy;
+pub mod risk;
 mod window;
 
 pub use decision::{
@@ -67,3 +71,4 @@ pub use doc::{
 pub use error::{PolicyError, Problem};
 pub use explain::{Action, Explanation, RuleCheck};
 pub use policy::Policy;
+pub use risk::{RiskAction, RiskHit, RiskRuleDoc, RiskSet, TextSource};

@@ -1,7 +1,9 @@
 //! Entry points for fuzzing (cargo fuzz targets in `fuzz/`) and for replaying the inputs that
 //! once broke something (`fuzz/regressions/`, by an ordinary test).
 
-use crate::{Action, ClipKind, Direction, Entry, Policy, PolicyDoc, Subject, TargetRef};
+use crate::{
+    Action, ClipKind, Direction, Entry, Policy, PolicyDoc, Subject, TargetRef, TextSource,
+};
 
 /// A policy document as an administrator may PUT it (JSON): parsed, compiled, and asked about a
 /// few users, targets and times. Errors are fine; a panic is not. A compiled policy must decide
@@ -25,6 +27,13 @@ pub fn policy_document(data: &[u8]) {
                 name,
                 labels: &labels,
             };
+            // The document's own text through its risk rules: bounded, whatever the patterns.
+            let text = String::from_utf8_lossy(data);
+            for source in [TextSource::Typed, TextSource::Screen] {
+                for hit in policy.risk_for(&target).check(source, &text) {
+                    assert!(hit.excerpt.chars().count() <= crate::risk::MAX_EXCERPT);
+                }
+            }
             for now in [0, 1_700_000_000, i64::MAX, i64::MIN] {
                 for entry in [Entry::Browser, Entry::Native] {
                     let session = policy.session(&who, &target, entry, now);

@@ -34,6 +34,8 @@ pub struct Policy {
     sso_groups: Index,
     names: Index,
     labels: Index,
+    /// The risk rules (built-ins as tuned, and the document's own), enabled ones only.
+    risk: Vec<Arc<crate::risk::RiskRule>>,
 }
 
 /// A compiled rule.
@@ -90,6 +92,17 @@ pub(crate) enum TargetPattern {
     Any,
     Name(String),
     Label(String),
+}
+
+impl TargetPattern {
+    /// True when `target` is one this pattern names.
+    pub(crate) fn matches<L: AsRef<str>>(&self, target: &TargetRef<'_, L>) -> bool {
+        match self {
+            TargetPattern::Any => true,
+            TargetPattern::Name(n) => n == target.name,
+            TargetPattern::Label(l) => target.labels.iter().any(|t| t.as_ref() == l),
+        }
+    }
 }
 
 impl fmt::Display for TargetPattern {
@@ -310,8 +323,14 @@ impl Policy {
             request_only: rule.request.is_some(),
             observer_required: rule.observers.is_some(),
             note: None,
+            risk: crate::risk::RiskSet::default(),
             terms: rule.terms.clone(),
         })
+    }
+
+    /// The risk rules that apply to sessions on `target` (for [`SessionGrant::with_risk`]).
+    pub fn risk_for<L: AsRef<str>>(&self, target: &TargetRef<'_, L>) -> crate::risk::RiskSet {
+        crate::risk::for_target(&self.risk, target)
     }
 
     /// What `who` may request on `target`: the first rule matching both, when it gives access by
@@ -416,11 +435,7 @@ impl Policy {
         self.rules[i]
             .targets
             .iter()
-            .find(|p| match p {
-                TargetPattern::Any => true,
-                TargetPattern::Name(n) => n == target.name,
-                TargetPattern::Label(l) => target.labels.iter().any(|t| t.as_ref() == l),
-            })
+            .find(|p| p.matches(target))
             .map(ToString::to_string)
     }
 }
@@ -461,6 +476,7 @@ fn build(doc: &PolicyDoc, problems: &mut Vec<PolicyError>) -> Policy {
         sso_groups: Index::default(),
         names: Index::default(),
         labels: Index::default(),
+        risk: Vec::new(),
     };
     let mut first_with_name: HashMap<&str, usize> = HashMap::new();
     for (i, rule_doc) in doc.rules.iter().enumerate() {
@@ -483,6 +499,7 @@ fn build(doc: &PolicyDoc, problems: &mut Vec<PolicyError>) -> Policy {
         policy.index_rule(i, &rule, &doc.groups);
         policy.rules.push(rule);
     }
+    policy.risk = crate::risk::compile(&doc.risk, problems);
     policy
 }
 
@@ -684,7 +701,7 @@ fn parse_subject(
 }
 
 /// `name:web01`, `label:prod` or `*`.
-fn parse_target(s: &str) -> Result<TargetPattern, Problem> {
+pub(crate) fn parse_target(s: &str) -> Result<TargetPattern, Problem> {
     if s == "*" {
         return Ok(TargetPattern::Any);
     }

@@ -536,6 +536,7 @@ fn windowed(windows: Vec<WindowDoc>) -> Policy {
     Policy::compile(&PolicyDoc {
         groups: Default::default(),
         rules: vec![rule],
+        risk: Vec::new(),
     })
     .unwrap()
 }
@@ -757,6 +758,7 @@ fn a_minimal_rule_takes_the_defaults() {
     let expected = PolicyDoc {
         groups: Default::default(),
         rules: vec![RuleDoc::new("r", &["*"], &["label:prod"])],
+        risk: Vec::new(),
     };
     let toml_doc = parse("[[rules]]\nname = \"r\"\nsubjects = [\"*\"]\ntargets = [\"label:prod\"]");
     assert_eq!(toml_doc, expected);
@@ -961,6 +963,7 @@ fn many_rules() {
     let policy = Policy::compile(&PolicyDoc {
         groups: Default::default(),
         rules,
+        risk: Vec::new(),
     })
     .unwrap();
     let rule_of = |user: &str, name: &str, labels: &[&str]| {

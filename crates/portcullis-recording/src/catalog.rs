@@ -60,6 +60,10 @@ pub struct Summary {
     pub bytes: u64,
     /// Why it ended.
     pub end_reason: Option<String>,
+    /// The session's risk score (0 to 100; 0 while it is being recorded).
+    pub risk_score: u32,
+    /// The risk rules that fired.
+    pub risk_rules: Vec<String>,
 }
 
 /// Lists one recording cheaply: its header and its last manifest line only. `live` says whether
@@ -102,6 +106,8 @@ pub fn summary(
         },
         bytes,
         end_reason: None,
+        risk_score: 0,
+        risk_rules: Vec::new(),
     };
     match last {
         Some(Entry::End {
@@ -109,8 +115,12 @@ pub fn summary(
             reason,
             duration_ms,
             ended_at_ms,
+            risk_score,
+            risk_rules,
             ..
         }) => {
+            s.risk_score = risk_score;
+            s.risk_rules = risk_rules;
             s.state = match state {
                 EndState::Complete => ListedState::Complete,
                 EndState::Incomplete | EndState::FoundCut => ListedState::Incomplete,

@@ -153,7 +153,18 @@ pub enum Entry {
         ended_at_ms: i64,
         /// Bytes after the last listed range that recovery cut off (a torn write).
         discarded_bytes: u64,
+        /// The session's risk score: the scores of the risk rules that fired, each rule once,
+        /// at most 100.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        risk_score: u32,
+        /// The risk rules that fired, in the order they first did.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        risk_rules: Vec<String>,
     },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A manifest line's signed content.

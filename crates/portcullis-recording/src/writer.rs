@@ -54,6 +54,33 @@ pub struct RecordingWriter {
     events_lost: u64,
     last_event_ms: u64,
     finished: bool,
+    /// The risk rules that fired (from the session's `risk` events), for the end line.
+    risk: RiskTally,
+}
+
+/// The risk rules that fired in a session and its score: each rule counted once, the score at
+/// most [`MAX_RISK_SCORE`] (as the gateway counts it live).
+#[derive(Debug, Default, Clone)]
+pub struct RiskTally {
+    /// The score.
+    pub score: u32,
+    /// The rules, in the order they first fired.
+    pub rules: Vec<String>,
+}
+
+/// The highest risk score.
+pub const MAX_RISK_SCORE: u32 = 100;
+/// The most rules a tally names.
+const MAX_RISK_RULES: usize = 64;
+
+impl RiskTally {
+    /// Adds a rule that fired with its score.
+    pub fn add(&mut self, rule: &str, score: u32) {
+        if self.rules.len() < MAX_RISK_RULES && !self.rules.iter().any(|r| r == rule) {
+            self.rules.push(rule.to_owned());
+            self.score = self.score.saturating_add(score).min(MAX_RISK_SCORE);
+        }
+    }
 }
 
 impl std::fmt::Debug for RecordingWriter {
@@ -84,6 +111,7 @@ impl RecordingWriter {
             pending_events: Vec::new(),
             events_lost: 0,
             last_event_ms: 0,
+            risk: RiskTally::default(),
             finished: false,
         };
         w.commit_line(Entry::Header {
@@ -123,6 +151,7 @@ impl RecordingWriter {
             pending_events: Vec::new(),
             events_lost: 0,
             last_event_ms: 0,
+            risk: RiskTally::default(),
             finished: false,
         }
     }
@@ -130,6 +159,9 @@ impl RecordingWriter {
     /// Adds an event to the track; it is written with the next commit.
     pub fn event(&mut self, t_ms: u64, event: &SessionEvent) {
         self.last_event_ms = t_ms;
+        if let SessionEvent::Risk { rule, score, .. } = event {
+            self.risk.add(rule, *score);
+        }
         let Ok(mut line) = serde_json::to_vec(&EventLine { t_ms, event }) else {
             return;
         };
@@ -232,6 +264,8 @@ impl RecordingWriter {
             duration_ms,
             ended_at_ms,
             discarded_bytes,
+            risk_score: self.risk.score,
+            risk_rules: self.risk.rules.clone(),
         })?;
         self.finished = true;
         Ok(())

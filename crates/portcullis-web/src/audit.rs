@@ -200,7 +200,26 @@ impl SessionAudit for SessionSink {
     }
 
     fn session_event(&self, session: &SessionInfo, event: &SessionEvent) {
-        let record = session_record(session, event);
+        self.submit(session, session_record(session, event));
+        // A high-risk session is its own event for the SIEM, once, at its end.
+        if matches!(event, SessionEvent::SessionEnd { .. }) && session.risk_score >= HIGH_RISK_SCORE
+        {
+            let record = Record::new(Kind::HIGH_RISK, session.user.as_str())
+                .target(session.target.clone())
+                .session(session.id.clone())
+                .detail("entry", json!(session.entry))
+                .detail("risk_score", json!(session.risk_score))
+                .detail("risk_rules", json!(session.risk_rules));
+            self.submit(session, record);
+        }
+    }
+}
+
+/// The risk score from which a session is high-risk (its own audit record at its end).
+pub const HIGH_RISK_SCORE: u32 = 50;
+
+impl SessionSink {
+    fn submit(&self, session: &SessionInfo, record: Record) {
         count(&record);
         let kind = record.kind.as_str().to_owned();
         // Waits only while the queue is full: back-pressure rather than a lost record. On the
@@ -247,6 +266,7 @@ fn session_record(session: &SessionInfo, event: &SessionEvent) -> Record {
         SessionEvent::InputHeld { .. } => (Kind::SESSION_HOLD, "system"),
         SessionEvent::InputReleased { by } => (Kind::SESSION_RELEASE, by.as_str()),
         SessionEvent::Policy { .. } => (Kind::POLICY, session.user.as_str()),
+        SessionEvent::Risk { .. } => (Kind::RISK, session.user.as_str()),
         SessionEvent::Clipboard { .. } => (Kind::CLIPBOARD, session.user.as_str()),
         SessionEvent::FileTransfer { .. } | SessionEvent::FileChange { .. } => {
             (Kind::FILE, session.user.as_str())

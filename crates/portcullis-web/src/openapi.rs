@@ -173,13 +173,14 @@ pub(crate) async fn document() -> Json<Value> {
                 "delete": op("Close a live session", "admin", None, "204")
             },
             "/recordings": { "get": {
-                "summary": "Recordings, newest first (query: user, target, state, from, to)",
+                "summary": "Recordings, newest first or riskiest first (query: user, target, state, from, to, min_risk, sort=newest|risk)",
                 "description": "Allowed for: admins, reviewers and soc (all), users (their own).",
                 "x-portcullis-roles": ["admin", "soc", "reviewer", "user"],
                 "x-portcullis-scoped": true,
                 "parameters": [
                     query_param("user", "string"), query_param("target", "string"),
-                    query_param("state", "string"), query_param("from", "integer"), query_param("to", "integer")
+                    query_param("state", "string"), query_param("from", "integer"), query_param("to", "integer"),
+                    query_param("min_risk", "integer"), query_param("sort", "string")
                 ],
                 "responses": { "200": { "description": "success" }, "400": { "$ref": "#/components/responses/Error" }, "401": { "$ref": "#/components/responses/Error" } }
             } },

@@ -118,6 +118,9 @@ describe('parseServerText', () => {
     expect(deniedText('clipboard_to_client', 'clipboard target→client denied by rule "x"')).toBe(
       'The target’s clipboard was not passed on to you: clipboard target→client denied by rule "x".',
     );
+    expect(deniedText('typed_text', 'risk rule "account_creation" (a local account created): the session is frozen')).toBe(
+      'Your command line was not submitted: risk rule "account_creation" (a local account created): the session is frozen.',
+    );
     expect(parseServerText('{"type":"frozen","frozen":"yes"}')).toBeNull();
   });
 

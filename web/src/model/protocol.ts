@@ -162,7 +162,13 @@ export function deniedText(action: string, reason: string): string {
       ? 'Your clipboard text was not sent to the target'
       : action === 'clipboard_to_client'
         ? 'The target’s clipboard was not passed on to you'
-        : 'Refused';
+        : action === 'typed_text'
+          ? 'Your command line was not submitted'
+          : action === 'clipboard_text'
+            ? 'Your pasted text was not sent to the target'
+            : action === 'screen_text'
+              ? 'Something on the screen stopped the session'
+              : 'Refused';
   return `${what}: ${reason}.`;
 }
 

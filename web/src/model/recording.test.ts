@@ -95,8 +95,13 @@ describe('list filters', () => {
     const from = new Date(2024, 0, 2, 3, 4).getTime();
     const to = new Date(2024, 0, 3, 0, 0, 30).getTime();
     expect(
-      recordingsQuery({ user: 'bob smith', target: 'web&1', state: 'complete', from: '2024-01-02T03:04', to: '2024-01-03T00:00:30' }),
+      recordingsQuery({ user: 'bob smith', target: 'web&1', state: 'complete', from: '2024-01-02T03:04', to: '2024-01-03T00:00:30', risk: '', sort: '' }),
     ).toBe(`?user=bob+smith&target=web%261&state=complete&from=${from}&to=${to}`);
+  });
+
+  it('filters and sorts by risk', () => {
+    expect(recordingsQuery({ ...EMPTY_FILTERS, risk: '50', sort: 'risk' })).toBe('?min_risk=50&sort=risk');
+    expect(recordingsQuery({ ...EMPTY_FILTERS, risk: '7', sort: 'loudest' })).toBe('');
   });
 
   it('drops unknown states and malformed dates', () => {

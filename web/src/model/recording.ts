@@ -61,9 +61,19 @@ export interface RecordingFilters {
   state: string;
   from: string;
   to: string;
+  /** The lowest risk score shown: '' (any), or one of [`RISK_LEVELS`]' values. */
+  risk: string;
+  /** '' (newest first) or `risk` (riskiest first). */
+  sort: string;
 }
 
-export const EMPTY_FILTERS: RecordingFilters = { user: '', target: '', state: '', from: '', to: '' };
+export const EMPTY_FILTERS: RecordingFilters = { user: '', target: '', state: '', from: '', to: '', risk: '', sort: '' };
+
+/** The risk filter's choices: label and lowest score. */
+export const RISK_LEVELS = [
+  { label: 'flagged (any risk)', min: '1' },
+  { label: 'high (50 or more)', min: '50' },
+] as const;
 
 export const RECORDING_STATES = ['recording', 'complete', 'incomplete'] as const;
 
@@ -86,8 +96,9 @@ export function parseLocalDateTime(value: string): number | null {
 }
 
 /**
- * The query string of `GET /api/v1/recordings` for the filters: `?user=…&target=…&state=…&from=…&to=…`
- * with only the set ones (`from`/`to` as Unix ms), or '' when none is set.
+ * The query string of `GET /api/v1/recordings` for the filters:
+ * `?user=…&target=…&state=…&from=…&to=…&min_risk=…&sort=risk` with only the set ones (`from`/`to`
+ * as Unix ms), or '' when none is set.
  */
 export function recordingsQuery(f: RecordingFilters): string {
   const q = new URLSearchParams();
@@ -98,6 +109,8 @@ export function recordingsQuery(f: RecordingFilters): string {
   if (from !== null) q.set('from', String(from));
   const to = parseLocalDateTime(f.to);
   if (to !== null) q.set('to', String(to));
+  if (RISK_LEVELS.some((l) => l.min === f.risk)) q.set('min_risk', f.risk);
+  if (f.sort === 'risk') q.set('sort', 'risk');
   const s = q.toString();
   return s === '' ? '' : `?${s}`;
 }

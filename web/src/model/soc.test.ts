@@ -8,6 +8,7 @@ import {
   freezeAction,
   isSocRole,
   liveSessions,
+  riskBadge,
   liveThumbnailUrl,
   MAX_REASON_BYTES,
   reconcile,
@@ -80,6 +81,26 @@ describe('liveSessions', () => {
     ];
     expect(liveSessions(list).map((s) => s.id)).toEqual(['z', 'a', 'b', 'c']);
     expect(list[0]!.id).toBe('c'); // the input is left alone
+  });
+});
+
+describe('risk', () => {
+  it('puts the sessions a risk rule fired on first, highest score first', () => {
+    const list = [
+      session('calm', '2026-12-01T09:00:00Z'),
+      session('low', '2026-12-01T10:00:00Z', { risk_score: 20, risk_rules: ['log_clearing'] }),
+      session('high', '2026-12-01T11:00:00Z', { risk_score: 90, risk_rules: ['account_creation', 'mass_deletion'] }),
+    ];
+    expect(liveSessions(list).map((s) => s.id)).toEqual(['high', 'low', 'calm']);
+  });
+
+  it('names the rules on the badge', () => {
+    expect(riskBadge({})).toBeNull();
+    expect(riskBadge({ risk_score: 0, risk_rules: [] })).toBeNull();
+    expect(riskBadge({ risk_score: 60, risk_rules: ['account_creation', 'prod_dump'] })).toEqual({
+      text: 'Risk 60',
+      title: 'Risk rules that fired: account_creation, prod_dump',
+    });
   });
 });
 

@@ -41,11 +41,16 @@ export function watchUrl(loc: { protocol: string; host: string }, id: string): s
 /** The live thumbnail of a session (JPEG). */
 export const liveThumbnailUrl = (id: string): string => `/api/v1/sessions/${encodeURIComponent(id)}/thumbnail`;
 
-/** The sessions the console shows: not closed, oldest first (ties by id, so the order is stable). */
+/**
+ * The sessions the console shows: not closed; those a risk rule fired on first (highest score
+ * first), then oldest first (ties by id, so the order is stable).
+ */
 export function liveSessions(list: readonly SessionInfo[]): SessionInfo[] {
   return list
     .filter((s) => s.state !== 'closed')
     .sort((a, b) => {
+      const risk = (b.risk_score ?? 0) - (a.risk_score ?? 0);
+      if (risk !== 0) return risk;
       const ta = Date.parse(a.started_at);
       const tb = Date.parse(b.started_at);
       const d = (Number.isNaN(ta) ? 0 : ta) - (Number.isNaN(tb) ? 0 : tb);
@@ -66,6 +71,16 @@ export function reconcile(shown: Iterable<string>, next: readonly SessionInfo[])
   }
   const removed = [...old].filter((id) => !seen.has(id));
   return { added, removed, kept };
+}
+
+/** The risk badge of a session (`null`: no risk rule fired): its text and its tooltip. */
+export function riskBadge(s: Pick<SessionInfo, 'risk_score' | 'risk_rules'>): { text: string; title: string } | null {
+  const rules = s.risk_rules ?? [];
+  if (rules.length === 0) return null;
+  return {
+    text: `Risk ${s.risk_score ?? 0}`,
+    title: `Risk rules that fired: ${rules.join(', ')}`,
+  };
 }
 
 /** The label and the action of the freeze button for a session's state. */

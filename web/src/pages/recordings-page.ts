@@ -4,7 +4,7 @@ import { listRecordings, type Recording } from '../api';
 import type { PageContext } from '../context';
 import { h, replace, showError } from '../dom';
 import { shell } from '../layout';
-import { EMPTY_FILTERS, formatBytes, formatDuration, recordingHref, recordingsQuery, RECORDING_STATES, type RecordingFilters } from '../model/recording';
+import { EMPTY_FILTERS, formatBytes, formatDuration, recordingHref, recordingsQuery, RECORDING_STATES, RISK_LEVELS, type RecordingFilters } from '../model/recording';
 import { errorMessage } from './util';
 
 /** The list refreshes itself this often. */
@@ -57,6 +57,20 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
     ...RECORDING_STATES.map((s) => h('option', { value: s }, s)),
   );
   state.value = saved.state;
+  const risk = h(
+    'select',
+    { id: 'rec-filter-risk' },
+    h('option', { value: '' }, 'any'),
+    ...RISK_LEVELS.map((l) => h('option', { value: l.min }, l.label)),
+  );
+  risk.value = saved.risk;
+  const sort = h(
+    'select',
+    { id: 'rec-filter-sort' },
+    h('option', { value: '' }, 'newest first'),
+    h('option', { value: 'risk' }, 'riskiest first'),
+  );
+  sort.value = saved.sort;
   const from = h('input', { id: 'rec-filter-from', type: 'datetime-local', step: 1, value: saved.from });
   const to = h('input', { id: 'rec-filter-to', type: 'datetime-local', step: 1, value: saved.to });
   const clear = h('button', { id: 'rec-filter-clear', type: 'button', class: 'btn' }, 'Clear');
@@ -72,13 +86,15 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
       field('State', state, 'rec-filter-state'),
       field('Started from', from, 'rec-filter-from'),
       field('Started before', to, 'rec-filter-to'),
+      field('Risk', risk, 'rec-filter-risk'),
+      field('Order', sort, 'rec-filter-sort'),
       h('div', { class: 'field field-action' }, clear),
     ),
   );
 
   const error = h('div', { id: 'recordings-error', class: 'form-error', role: 'alert', hidden: true });
   const tbody = h('tbody');
-  const columns = ['Start time', 'User', 'Target', 'Duration', 'State', 'Size'];
+  const columns = ['Start time', 'User', 'Target', 'Duration', 'State', 'Risk', 'Size'];
   const table = h(
     'table',
     { id: 'recordings-table', class: 'data-table clickable-rows' },
@@ -97,6 +113,11 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
       h('td', null, r.target),
       h('td', { class: 'num' }, formatDuration(r.duration_ms)),
       h('td', null, h('span', { class: stateClass(r.state) }, r.state)),
+      h(
+        'td',
+        { class: 'num', 'data-risk': String(r.risk_score ?? 0), title: (r.risk_rules ?? []).join(', ') },
+        r.risk_rules?.length ? h('span', { class: 'risk-badge' }, String(r.risk_score ?? 0)) : '—',
+      ),
       h('td', { class: 'num', title: `${r.bytes} bytes` }, formatBytes(r.bytes)),
     );
     tr.addEventListener('click', (e) => {
@@ -107,7 +128,15 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
     return tr;
   };
 
-  const current = (): RecordingFilters => ({ user: user.value, target: target.value, state: state.value, from: from.value, to: to.value });
+  const current = (): RecordingFilters => ({
+    user: user.value,
+    target: target.value,
+    state: state.value,
+    from: from.value,
+    to: to.value,
+    risk: risk.value,
+    sort: sort.value,
+  });
 
   let shown = '';
   let generation = 0;
@@ -148,7 +177,7 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
   };
   user.addEventListener('input', soon);
   target.addEventListener('input', soon);
-  for (const el of [state, from, to]) el.addEventListener('change', () => void load());
+  for (const el of [state, from, to, risk, sort]) el.addEventListener('change', () => void load());
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     void load();
@@ -159,6 +188,8 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
     state.value = '';
     from.value = '';
     to.value = '';
+    risk.value = '';
+    sort.value = '';
     void load();
   });
 

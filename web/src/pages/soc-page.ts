@@ -21,6 +21,7 @@ import {
   isSocRole,
   liveSessions,
   reconcile,
+  riskBadge,
   SOC_REFRESH_MS,
   ThumbnailUrls,
   watchHref,
@@ -34,6 +35,7 @@ interface Card {
   img: HTMLImageElement;
   noPicture: HTMLElement;
   frozenBadge: HTMLElement;
+  riskBadge: HTMLElement;
   stateBadge: HTMLElement;
   entry: HTMLElement;
   started: HTMLElement;
@@ -107,6 +109,11 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
     card.el.dataset.state = s.state;
     card.el.classList.toggle('is-frozen', s.frozen === true);
     card.frozenBadge.hidden = s.frozen !== true;
+    const risk = riskBadge(s);
+    card.el.classList.toggle('is-risky', risk !== null);
+    card.riskBadge.hidden = risk === null;
+    card.riskBadge.textContent = risk?.text ?? '';
+    card.riskBadge.title = risk?.title ?? '';
     card.stateBadge.className = stateClass(s.state);
     card.stateBadge.textContent = s.state;
     card.entry.textContent = entryLabel(s.entry);
@@ -122,6 +129,7 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
     const img = h('img', { class: 'soc-thumb-img', alt: `Live screen of ${s.user} on ${s.target}`, hidden: true });
     const noPicture = h('span', { class: 'soc-thumb-empty' }, 'No picture yet');
     const frozenBadge = h('span', { class: 'frozen-badge', hidden: true }, 'Frozen');
+    const riskEl = h('span', { class: 'risk-badge', hidden: true, 'data-risk': s.id });
     const stateBadge = h('span', { class: stateClass(s.state) }, s.state);
     const entry = h('span', { class: 'kind-badge soc-entry' });
     const started = h('span', { class: 'soc-started' });
@@ -169,6 +177,7 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
           h('span', { class: 'muted' }, ' on '),
           h('strong', { class: 'soc-target' }, s.target),
           frozenBadge,
+          riskEl,
         ),
         h(
           'dl',
@@ -188,7 +197,7 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
         cardError,
       ),
     );
-    card = { session: s, el, img, noPicture, frozenBadge, stateBadge, entry, started, freezeBtn, error: cardError, kill, lock, fetching: false };
+    card = { session: s, el, img, noPicture, frozenBadge, riskBadge: riskEl, stateBadge, entry, started, freezeBtn, error: cardError, kill, lock, fetching: false };
     killBtn.addEventListener('click', () => {
       card.lock.close();
       card.kill.open();

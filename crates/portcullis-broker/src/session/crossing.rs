@@ -332,6 +332,7 @@ mod tests {
         let doc = PolicyDoc {
             groups: Default::default(),
             rules: vec![rule],
+            risk: Vec::new(),
         };
         let who = Subject {
             user: "alice",

@@ -206,6 +206,8 @@ impl Broker {
             state: SessionState::Connecting,
             entry: req.entry,
             frozen: false,
+            risk_score: 0,
+            risk_rules: Vec::new(),
         };
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ending, _) = watch::channel(Ending::Running);
@@ -223,6 +225,8 @@ impl Broker {
             opened: Instant::now(),
             last_input_ms: AtomicU64::new(0),
             frozen: AtomicBool::new(false),
+            risk_hold: AtomicBool::new(false),
+            risk: Mutex::default(),
             observers: std::sync::atomic::AtomicUsize::new(0),
             hold_recorded: AtomicBool::new(false),
             drive: Mutex::new(DriveRoute::default()),

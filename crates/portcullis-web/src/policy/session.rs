@@ -45,16 +45,17 @@ pub(crate) fn decide_open(
         .unwrap_or(0);
     let who = super::subject_of(&account);
     let target_ref = super::target_of(target);
-    let grant = state
-        .policy
-        .current()
+    let policy = state.policy.current();
+    let grant = policy
         .session(&who, &target_ref, entry, now)
         .into_result()
         .map_err(|denial| {
             let why = format!("refused by the policy: {}", denial.explain());
             warn!(%user, target = %target.name, ?entry, reason = %why, "session refused by the policy");
             why
-        })?;
+        })?
+        // The risk rules watching sessions on this target ride with the grant.
+        .with_risk(policy.risk_for(&target_ref));
     // The rule gives access by approved request only: a standing grant does not count.
     if grant.request_only() {
         return match crate::requests::active(state, user, Some(&account.id), &target.name) {

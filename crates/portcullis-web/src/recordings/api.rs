@@ -100,6 +100,10 @@ pub(crate) struct ListQuery {
     state: Option<String>,
     from: Option<i64>,
     to: Option<i64>,
+    /// Only recordings whose session's risk score is at least this.
+    min_risk: Option<u32>,
+    /// `newest` (the default) or `risk` (highest score first, then newest).
+    sort: Option<String>,
 }
 
 pub(crate) async fn list(
@@ -115,10 +119,33 @@ pub(crate) async fn list(
             )));
         }
     }
+    let by_risk = match q.sort.as_deref() {
+        None | Some("newest") => false,
+        Some("risk") => true,
+        Some(other) => {
+            return Err(WebError::BadRequest(format!(
+                "sort: expected newest or risk, got {other:?}"
+            )))
+        }
+    };
+    // Sessions being recorded: their score so far is the live session's.
+    let live: std::collections::HashMap<String, (u32, Vec<String>)> = state
+        .broker
+        .list()
+        .into_iter()
+        .filter(|s| s.risk_score > 0 || !s.risk_rules.is_empty())
+        .map(|s| (s.id, (s.risk_score, s.risk_rules)))
+        .collect();
     blocking(move || {
         let mut out = Vec::new();
-        for s in rec.listed().map_err(storage_error)? {
+        for mut s in rec.listed().map_err(storage_error)? {
+            if let Some((score, rules)) = live.get(&s.id) {
+                if s.risk_rules.is_empty() {
+                    (s.risk_score, s.risk_rules) = (*score, rules.clone());
+                }
+            }
             let keep = may_see(&user, &s)
+                && q.min_risk.is_none_or(|m| s.risk_score >= m)
                 && q.user.as_ref().is_none_or(|u| contains_ci(&s.user, u))
                 && q.target.as_ref().is_none_or(|t| contains_ci(&s.target, t))
                 && q.state.as_ref().is_none_or(|st| s.state.as_str() == st)
@@ -128,7 +155,15 @@ pub(crate) async fn list(
                 out.push(s);
             }
         }
-        out.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then(a.id.cmp(&b.id)));
+        out.sort_by(|a, b| {
+            let risk = if by_risk {
+                b.risk_score.cmp(&a.risk_score)
+            } else {
+                std::cmp::Ordering::Equal
+            };
+            risk.then(b.started_at_ms.cmp(&a.started_at_ms))
+                .then(a.id.cmp(&b.id))
+        });
         out.truncate(MAX_LISTED);
         Ok(Json(out))
     })
@@ -479,6 +514,8 @@ mod tests {
             state: ListedState::Complete,
             bytes: 0,
             end_reason: None,
+            risk_score: 0,
+            risk_rules: Vec::new(),
         }
     }
 
