@@ -5,7 +5,7 @@
 // gateway.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import {
   startDesktop, startGateway, launchBrowser, openTarget, request, until, userWithTarget, recordedEvents,
 } from './harness.mjs';
@@ -83,11 +83,12 @@ test('a command line a freeze rule matches never runs: the session freezes withi
   await until('the unfreeze', async () => (await live())?.frozen === false);
   await page.keyboard.press('Enter');
   await until('the second freeze', async () => (await live())?.frozen === true, 5000);
-  // Let go again; the user clears the line and runs something else: that runs, the held line never did.
+  // Let go again; the user abandons the line (Ctrl+C) and runs something else: that runs, the
+  // held line never did.
   assert.equal((await post(`/sessions/${id}/unfreeze`)).status, 204);
   await until('the unfreeze', async () => (await live())?.frozen === false);
   const ran = marker('ran');
-  await page.keyboard.press('Control+u');
+  await page.keyboard.press('Control+c');
   await page.keyboard.type(`touch ${ran}`);
   await page.keyboard.press('Enter');
   await until('the next command to run', async () => existsSync(ran));
@@ -156,4 +157,32 @@ test('an alert rule lets the command run and flags the session; a kill rule ends
   assert.equal(r.status, 400, r.text);
   assert.match(r.text, /risk rule \\?"broken\\?": pattern: not a valid regular expression/);
   assert.deepEqual((await admin.get('/policy')).json.policy.risk, doc.risk);
+});
+
+test('text a screen rule matches raises an alert once it is on the screen: a file shown with cat (OCR path)', async (t) => {
+  // Only on the screen: typing the command to show the file does not match it.
+  const { admin, page, id, live } = await setup(t, 'risk-screen', [
+    { name: 'account_creation', on: ['screen'], action: 'alert', score: 45 },
+  ]);
+  const file = `/tmp/portcullis-risk-${process.pid}-notes.txt`;
+  writeFileSync(file, 'todo for friday:\nnet user eve Passw0rd /add\n');
+  t.after(() => rmSync(file, { force: true }));
+  await page.keyboard.type(`cat ${file}`);
+  const shownAt = Date.now();
+  await page.keyboard.press('Enter');
+  const flagged = await until('the alert from the screen', async () => {
+    const s = await live();
+    return s?.risk_rules?.includes('account_creation') ? s : null;
+  }, 15000);
+  const ms = Date.now() - shownAt;
+  console.log(`# text shown → alert seen by the SOC: ${ms} ms`);
+  // The goal is 2 s (settle 500 ms + one tesseract read of the changed lines, ≈1.3 s here);
+  // a loaded machine gets more room: this checks the path, the figure is reported.
+  assert.ok(ms <= 6000, `alerted ${ms} ms after the text was shown`);
+  assert.equal(flagged.frozen, false, 'an alert does not freeze');
+  assert.equal(flagged.risk_score, 45);
+  const hit = (await admin.get(`/audit?session=${id}&limit=200`)).json.entries.find((e) => e.kind === 'risk');
+  assert.equal(hit.detail.source, 'screen');
+  assert.equal(hit.detail.action, 'alert');
+  assert.match(hit.detail.excerpt, /net user eve \S+ \/add/);
 });

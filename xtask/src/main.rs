@@ -48,7 +48,9 @@ const APT_PACKAGES: &[&str] = &[
     "rsyslog",
     "rsyslog-gnutls",
     "imagemagick",
-    // OCR: the player's decoded frame must read like the source (recording-ocr.test.mjs).
+    // OCR: the gateway reads live screens for the risk rules (risk.test.mjs); the player's
+    // decoded frame must read like the source (recording-ocr.test.mjs); the recording benchmark
+    // reads the recorded text (benches/ocr.mjs).
     "tesseract-ocr",
     "tesseract-ocr-eng",
     "chromium",
@@ -66,9 +68,6 @@ const APT_PACKAGES: &[&str] = &[
     "libavfilter-dev",
     "libavdevice-dev",
     "clang",
-    // The recording benchmark reads the recorded text with OCR (benches/ocr.mjs).
-    "tesseract-ocr",
-    "tesseract-ocr-eng",
     "libclang-dev",
     "pkg-config",
     // Passkeys: webauthn-rs checks signatures with OpenSSL.
@@ -486,6 +485,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "config_file",
     "vnc_server_stream",
     "vnc_zrle",
+    "tesseract_tsv",
 ];
 
 /// How long each fuzz target runs: for a time, or for a number of executions.

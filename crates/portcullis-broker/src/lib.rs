@@ -22,8 +22,8 @@ mod viewer;
 pub use native::denial_of;
 pub use portcullis_rdp::{RdpCredentials, RdpOptions};
 pub use session::{
-    AuditFuture, Broker, OpenError, OpenRequest, SessionAudit, SessionHandle, TargetSpec,
-    MAX_SESSIONS_PER_USER,
+    AuditFuture, Broker, OpenError, OpenRequest, SessionAudit, SessionHandle, SettledArea,
+    TargetSpec, MAX_SESSIONS_PER_USER,
 };
 pub use tap::state::{TapEvent, MAX_TAP_EVENTS};
 pub use tap::{SessionRecorder, Tap, TapBatch};

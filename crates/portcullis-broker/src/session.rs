@@ -6,6 +6,7 @@ mod crossing;
 mod drive;
 mod registry;
 mod risk;
+mod screen;
 mod target;
 mod task;
 
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 pub use registry::{Broker, OpenError, OpenRequest, MAX_SESSIONS_PER_USER};
+pub use screen::SettledArea;
 pub use target::TargetSpec;
 
 use crate::live::Tracker;
@@ -90,6 +92,9 @@ pub(crate) struct SessionShared {
     pub(crate) risk_hold: AtomicBool,
     /// What the risk rules follow (the command line being typed).
     pub(crate) risk: Mutex<risk::RiskState>,
+    /// What changed on the screen since its text was last read (taken after the framebuffer's
+    /// lock, never before it).
+    pub(crate) screen: Mutex<screen::ScreenChange>,
     /// Observers watching now (four eyes: the grant requires one for input to go through).
     pub(crate) observers: std::sync::atomic::AtomicUsize,
     /// The four-eyes hold of the session's start is in the event track.
@@ -214,9 +219,11 @@ impl SessionShared {
     /// freeze held when its record failed.
     pub(crate) async fn set_frozen(&self, frozen: bool, by: &str) -> Result<bool, String> {
         if lock(&self.info).frozen == frozen {
-            if !frozen && self.risk_hold.swap(false, Ordering::SeqCst) {
+            // A risk rule's hold whose freeze could not be recorded: let go once this is.
+            if !frozen && self.risk_hold.load(Ordering::SeqCst) {
                 self.audit_first(&SessionEvent::Unfrozen { by: by.to_owned() })
                     .await?;
+                self.risk_hold.store(false, Ordering::SeqCst);
                 return Ok(true);
             }
             return Ok(false);

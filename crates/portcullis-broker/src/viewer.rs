@@ -329,6 +329,13 @@ async fn forward_input(session: &SessionShared, input: InputEvent) {
     if session.input_held() {
         return;
     }
+    // Control characters as Unicode keysyms are no key of any keyboard: a crafted Enter or
+    // Escape that the line editor of the risk rules would not see as one.
+    if let InputEvent::Key { keysym, .. } = &input {
+        if matches!(*keysym, 0x0100_0000..=0x0100_001f | 0x0100_007f..=0x0100_009f) {
+            return;
+        }
+    }
     session.touched();
     if let InputEvent::Clipboard(text) = &input {
         if !session.clipboard_allowed(Direction::ClientToTarget, text.len()) {

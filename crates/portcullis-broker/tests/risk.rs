@@ -4,6 +4,7 @@
 //! line through; a `kill` rule ends the session; pasted text a rule matches is not delivered.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,9 +19,9 @@ mod common;
 
 const ENTER: u32 = 0xff0d;
 
-/// What the trail got: (durable?, event).
+/// What the trail got: (durable?, event); it refuses durable records while `.1` is set.
 #[derive(Default)]
-struct Trail(Mutex<Vec<(bool, SessionEvent)>>);
+struct Trail(Mutex<Vec<(bool, SessionEvent)>>, AtomicBool);
 
 impl SessionAudit for Trail {
     fn session_event(&self, _: &SessionInfo, event: &SessionEvent) {
@@ -28,16 +29,38 @@ impl SessionAudit for Trail {
     }
 
     fn record_before(&self, _: &SessionInfo, event: &SessionEvent) -> AuditFuture {
+        if self.1.load(Ordering::SeqCst) {
+            return Box::pin(async { Err("the disk is full".to_owned()) });
+        }
         self.0.lock().unwrap().push((true, event.clone()));
         Box::pin(async { Ok(()) })
     }
 }
 
-/// The keys (pressed) and clipboard texts the target received.
+/// The keys (pressed) and clipboard texts the target received, and whether the gateway has
+/// closed the connection (then nothing more can arrive).
 #[derive(Default)]
 struct Received {
     keys: Mutex<Vec<u32>>,
     clipboard: Mutex<Vec<String>>,
+    closed: AtomicBool,
+}
+
+impl Received {
+    /// Once the connection closed (waits up to 10 s): every key the target ever got.
+    async fn all_keys(&self) -> Vec<u32> {
+        for _ in 0..1000 {
+            if self.closed.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            self.closed.load(Ordering::SeqCst),
+            "the target connection never closed"
+        );
+        self.keys.lock().unwrap().clone()
+    }
 }
 
 /// Reads the client's RFB messages, noting key presses and cut texts.
@@ -82,7 +105,9 @@ async fn target(got: Arc<Received>) -> String {
         let got = Arc::clone(&got);
         async move {
             common::handshake(&mut s, 64, 64, b"risk").await?;
-            listen(&mut s, &got).await
+            let ended = listen(&mut s, &got).await;
+            got.closed.store(true, Ordering::SeqCst);
+            ended
         }
     })
     .await
@@ -159,13 +184,7 @@ async fn a_freeze_rule_holds_the_enter_back_and_freezes_after_recording_the_hit(
     let mut want = keysyms("ls");
     want.push(ENTER);
     want.extend(keysyms("net user eve pw /add"));
-    let keys = keys_at_least(&got, want.len()).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        *got.keys.lock().unwrap(),
-        want,
-        "the held line's Enter and later keys never arrive: {keys:?}"
-    );
+    keys_at_least(&got, want.len()).await;
     let info = session.info();
     assert!(info.frozen);
     assert_eq!(info.risk_rules, ["account_creation"]);
@@ -188,10 +207,55 @@ async fn a_freeze_rule_holds_the_enter_back_and_freezes_after_recording_the_hit(
     assert!(session.set_frozen(false, "sam").await.unwrap());
     press(&mut viewer, ENTER).await;
     assert!(session.info().frozen);
-    assert_eq!(got.keys.lock().unwrap().len(), want.len());
+    // Recalled from history (Up, Down): the editor cannot follow the line, what was typed says it.
+    assert!(session.set_frozen(false, "sam").await.unwrap());
+    for k in [0xff52, 0xff54, ENTER] {
+        press(&mut viewer, k).await;
+    }
+    assert!(session.info().frozen);
+    let mut arrived = want.clone();
+    arrived.extend([0xff52, 0xff54]);
+    keys_at_least(&got, arrived.len()).await;
     session.close(SessionEnd::ClosedByAdmin {
         message: "done".into(),
     });
+    drop(viewer);
+    assert_eq!(
+        got.all_keys().await,
+        arrived,
+        "no held Enter (nor anything while frozen) ever arrived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_the_trail_cannot_take_holds_the_input_all_the_same() {
+    let (session, mut viewer, got, trail) =
+        session(vec![rule("account_creation", None, RiskAction::Freeze)]).await;
+    trail.1.store(true, Ordering::SeqCst);
+    type_line(&mut viewer, "useradd eve").await;
+    press(&mut viewer, u32::from(b'x')).await;
+    // Not frozen on record (it could not be recorded), but the input is held (failing closed),
+    // and it cannot be let go while the trail refuses.
+    assert!(!session.info().frozen);
+    assert!(session.set_frozen(false, "sam").await.is_err());
+    press(&mut viewer, u32::from(b'y')).await;
+    trail.1.store(false, Ordering::SeqCst);
+    assert!(session.set_frozen(false, "sam").await.unwrap());
+    press(&mut viewer, u32::from(b'z')).await;
+    keys_at_least(&got, "useradd eve".len() + 1).await;
+    session.close(SessionEnd::ClosedByAdmin {
+        message: "done".into(),
+    });
+    drop(viewer);
+    let mut want = keysyms("useradd eve");
+    want.push(u32::from(b'z'));
+    assert_eq!(got.all_keys().await, want);
+    assert!(trail
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(durable, e)| *durable && matches!(e, SessionEvent::Unfrozen { by } if by == "sam")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,14 +298,9 @@ async fn an_alert_lets_the_line_through_a_kill_ends_the_session_and_a_paste_is_c
 
     type_line(&mut viewer, "shred-all now").await;
     assert!(session.is_closed());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(viewer);
     assert_eq!(
-        got.keys
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|&&k| k == ENTER)
-            .count(),
+        got.all_keys().await.iter().filter(|&&k| k == ENTER).count(),
         1,
         "only the alerted line's Enter arrived"
     );

@@ -34,10 +34,11 @@ impl KeyTranscriber {
     pub fn key(&mut self, keysym: u32, down: bool) {
         match keysym {
             0xffe3 | 0xffe4 => self.mods.ctrl = down,
-            0xffe9 | 0xffea | 0xfe03 => self.mods.alt = down,
+            0xffe9 | 0xffea => self.mods.alt = down,
             0xffe7 | 0xffe8 | 0xffeb | 0xffec => self.mods.meta = down,
-            // Shift and lock keys: the keysym of the next key already carries the case.
-            0xffe1 | 0xffe2 | 0xffe5 | 0xffe6 => {}
+            // Shift, AltGr and lock keys: the keysym of the next key already carries the
+            // character.
+            0xffe1 | 0xffe2 | 0xffe5 | 0xffe6 | 0xfe03 => {}
             _ if down => self.press(keysym),
             _ => {}
         }
@@ -100,8 +101,9 @@ impl KeyTranscriber {
     }
 }
 
-/// The longest command line kept, in characters: beyond it, further characters are dropped
-/// (the line is marked cut) so a flood cannot grow memory.
+/// The longest command line kept, in characters: beyond it, the oldest characters give way
+/// (the line is marked cut), so a flood cannot grow memory and padding cannot push what follows
+/// out of sight.
 pub const MAX_LINE: usize = 1024;
 
 /// What a key did to the command line being typed.
@@ -110,21 +112,42 @@ pub enum LineKey {
     /// Nothing to look at (editing, cursor moves, modifiers, releases).
     Edit,
     /// Enter: this line is being submitted (the line is empty again afterwards).
-    Submit(String),
+    Submit(Submitted),
+}
+
+/// A submitted line: as edited, and every character typed into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The line as the editor followed it (empty when a key it cannot follow, such as a
+    /// history recall, left its text unknown).
+    pub line: String,
+    /// Every printable character typed since the last submission or Ctrl+C, in order,
+    /// whatever was erased, recalled or moved meanwhile (the last [`MAX_LINE`]).
+    pub typed: String,
+    /// The line's text could not be followed (history, completion, keys not modelled).
+    pub unknown: bool,
 }
 
 /// Follows the command line a user types into a terminal or a run box, as a shell's line editor
-/// would, for the risk rules that look at commands: printable characters insert at the cursor;
-/// Backspace, Delete, Left, Right, Home, End, Ctrl+A/E/U/K/W edit; Enter submits; Ctrl+C, Escape
-/// and history keys (Up, Down) leave a line whose text cannot be known here, so it starts over.
-/// Text outside a terminal (an editor, a form) is followed the same way: a line is what was
-/// typed between two Enters.
+/// would, for the risk rules that look at commands. Printable characters (the keypad's too)
+/// insert at the cursor; Backspace, Delete, Left, Right, Home, End (and the keypad's), Ctrl+A/E/
+/// B/F/D/H/U/K/W/Y, Ctrl+Left/Right and Alt+B/F edit; Enter, keypad Enter, Linefeed, Ctrl+M/J/O
+/// (with any modifier) submit; Ctrl+C and Ctrl+G abandon the line. Keys it cannot follow (Up,
+/// Down, Tab, Escape, other chords) leave the line's text unknown: then only what was typed is
+/// known, which is why every submission carries that too ([`Submitted::typed`]). Text outside a
+/// terminal (an editor, a form) is followed the same way: a line is what was typed between two
+/// Enters.
 #[derive(Debug, Default)]
 pub struct LineEditor {
     mods: Modifiers,
     line: Vec<char>,
     cursor: usize,
     cut: bool,
+    unknown: bool,
+    typed: Vec<char>,
+    killed: Vec<char>,
+    /// The line before the last submission, for [`LineEditor::undo_submit`].
+    before: Option<Box<LineEditor>>,
 }
 
 impl LineEditor {
@@ -138,19 +161,23 @@ impl LineEditor {
         self.line.iter().collect()
     }
 
-    /// Puts `line` back as the line being typed, the cursor at its end (a submission that did
-    /// not reach the target).
-    pub fn set(&mut self, line: &str) {
-        self.line = line.chars().take(MAX_LINE).collect();
-        self.cursor = self.line.len();
-        self.cut = false;
+    /// Puts back the line the last submission took (a submission that did not reach the
+    /// target): the next Enter submits it again.
+    pub fn undo_submit(&mut self) {
+        if let Some(before) = self.before.take() {
+            // The modifiers are the keyboard's now, not the line's.
+            let mods = self.mods;
+            *self = *before;
+            self.mods = mods;
+        }
     }
 
     /// One key event.
     pub fn key(&mut self, keysym: u32, down: bool) -> LineKey {
         match keysym {
             0xffe3 | 0xffe4 => self.mods.ctrl = down,
-            0xffe9 | 0xffea | 0xfe03 => self.mods.alt = down,
+            // Alt and Meta; AltGr (ISO_Level3_Shift, 0xfe03) only chooses the character.
+            0xffe9 | 0xffea => self.mods.alt = down,
             0xffe7 | 0xffe8 | 0xffeb | 0xffec => self.mods.meta = down,
             _ if down => return self.press(keysym),
             _ => {}
@@ -159,23 +186,45 @@ impl LineEditor {
     }
 
     fn press(&mut self, keysym: u32) -> LineKey {
-        if self.mods.alt || self.mods.meta {
-            return LineKey::Edit;
+        // Enter in every form: Return, keypad Enter, Linefeed, with any modifier.
+        if matches!(keysym, 0xff0d | 0xff8d | 0xff0a) {
+            return self.submit();
         }
-        if self.mods.ctrl {
+        let alt = self.mods.alt || self.mods.meta;
+        if self.mods.ctrl && !alt {
             match printable(keysym).map(|c| c.to_ascii_lowercase()) {
                 Some('a') => self.cursor = 0,
                 Some('e') => self.cursor = self.line.len(),
+                Some('b') => self.cursor = self.cursor.saturating_sub(1),
+                Some('f') => self.cursor = (self.cursor + 1).min(self.line.len()),
+                Some('d') => self.delete(),
+                Some('h') => self.backspace(),
                 Some('u') => {
-                    self.line.drain(..self.cursor);
+                    self.killed = self.line.drain(..self.cursor).collect();
                     self.cursor = 0;
                 }
-                Some('k') => self.line.truncate(self.cursor),
+                Some('k') => self.killed = self.line.drain(self.cursor..).collect(),
                 Some('w') => self.delete_word(),
-                Some('h') => self.backspace(),
-                Some('m' | 'j') => return self.submit(),
-                Some('c' | 'g') => self.clear(),
-                _ => {}
+                Some('y') => {
+                    for c in self.killed.clone() {
+                        self.insert(c);
+                    }
+                }
+                Some('m' | 'j' | 'o') => return self.submit(),
+                Some('c' | 'g') => self.abandon(),
+                _ => match keysym {
+                    0xff51 | 0xff96 => self.word_left(),
+                    0xff53 | 0xff98 => self.word_right(),
+                    _ => self.unknown = true,
+                },
+            }
+            return LineKey::Edit;
+        }
+        if alt {
+            match printable(keysym).map(|c| c.to_ascii_lowercase()) {
+                Some('b') => self.word_left(),
+                Some('f') => self.word_right(),
+                _ => self.unknown = true,
             }
             return LineKey::Edit;
         }
@@ -184,30 +233,33 @@ impl LineEditor {
             return LineKey::Edit;
         }
         match keysym {
-            0xff0d | 0xff8d => return self.submit(),
-            0xff09 => self.insert('\t'),
             0xff08 => self.backspace(),
-            0xffff | 0xff9f if self.cursor < self.line.len() => {
-                self.line.remove(self.cursor);
-            }
-            0xff51 => self.cursor = self.cursor.saturating_sub(1),
-            0xff53 => self.cursor = (self.cursor + 1).min(self.line.len()),
-            0xff50 => self.cursor = 0,
-            0xff57 => self.cursor = self.line.len(),
-            // History, Escape: what the line now holds is not known here.
-            0xff52 | 0xff54 | 0xff1b => self.clear(),
-            _ => {}
+            0xffff | 0xff9f => self.delete(),
+            0xff51 | 0xff96 => self.cursor = self.cursor.saturating_sub(1),
+            0xff53 | 0xff98 => self.cursor = (self.cursor + 1).min(self.line.len()),
+            0xff50 | 0xff95 => self.cursor = 0,
+            0xff57 | 0xff9c => self.cursor = self.line.len(),
+            // Modifiers, locks and function keys change no text.
+            0xffe1 | 0xffe2 | 0xffe5 | 0xffe6 | 0xfe03 | 0xffbe..=0xffc9 => {}
+            // History, completion, Escape and anything else: the text is no longer known.
+            _ => self.unknown = true,
         }
         LineKey::Edit
     }
 
     fn insert(&mut self, c: char) {
         if self.line.len() >= MAX_LINE {
+            // The oldest character gives way: what is typed last is always kept.
+            self.line.remove(0);
+            self.cursor = self.cursor.saturating_sub(1);
             self.cut = true;
-            return;
         }
         self.line.insert(self.cursor, c);
         self.cursor += 1;
+        if self.typed.len() >= MAX_LINE {
+            self.typed.remove(0);
+        }
+        self.typed.push(c);
     }
 
     fn backspace(&mut self) {
@@ -217,37 +269,87 @@ impl LineEditor {
         }
     }
 
-    fn delete_word(&mut self) {
-        let mut start = self.cursor;
-        while start > 0 && self.line[start - 1].is_whitespace() {
-            start -= 1;
+    fn delete(&mut self) {
+        if self.cursor < self.line.len() {
+            self.line.remove(self.cursor);
         }
-        while start > 0 && !self.line[start - 1].is_whitespace() {
-            start -= 1;
-        }
-        self.line.drain(start..self.cursor);
-        self.cursor = start;
     }
 
-    fn clear(&mut self) {
+    fn word_left(&mut self) {
+        while self.cursor > 0 && self.line[self.cursor - 1].is_whitespace() {
+            self.cursor -= 1;
+        }
+        while self.cursor > 0 && !self.line[self.cursor - 1].is_whitespace() {
+            self.cursor -= 1;
+        }
+    }
+
+    fn word_right(&mut self) {
+        let n = self.line.len();
+        while self.cursor < n && self.line[self.cursor].is_whitespace() {
+            self.cursor += 1;
+        }
+        while self.cursor < n && !self.line[self.cursor].is_whitespace() {
+            self.cursor += 1;
+        }
+    }
+
+    fn delete_word(&mut self) {
+        let end = self.cursor;
+        self.word_left();
+        self.killed = self.line.drain(self.cursor..end).collect();
+    }
+
+    fn abandon(&mut self) {
         self.line.clear();
+        self.typed.clear();
         self.cursor = 0;
         self.cut = false;
+        self.unknown = false;
     }
 
     fn submit(&mut self) -> LineKey {
-        let mut line = self.line();
-        if self.cut {
-            line.push('…');
+        self.before = Some(Box::new(LineEditor {
+            mods: self.mods,
+            line: self.line.clone(),
+            cursor: self.cursor,
+            cut: self.cut,
+            unknown: self.unknown,
+            typed: self.typed.clone(),
+            killed: self.killed.clone(),
+            before: None,
+        }));
+        let mut line = if self.unknown {
+            String::new()
+        } else {
+            self.line()
+        };
+        if self.cut && !self.unknown {
+            line.insert(0, '…');
         }
-        self.clear();
-        LineKey::Submit(line)
+        let submitted = Submitted {
+            line,
+            typed: self.typed.iter().collect(),
+            unknown: self.unknown,
+        };
+        self.abandon();
+        LineKey::Submit(submitted)
     }
 }
 
 fn printable(keysym: u32) -> Option<char> {
     match keysym {
         0x20..=0x7e | 0xa0..=0xff => char::from_u32(keysym),
+        // The keypad's digits and operators type characters too.
+        0xffb0..=0xffb9 => char::from_u32(u32::from(b'0') + keysym - 0xffb0),
+        0xff80 => Some(' '),
+        0xffaa => Some('*'),
+        0xffab => Some('+'),
+        0xffac => Some(','),
+        0xffad => Some('-'),
+        0xffae => Some('.'),
+        0xffaf => Some('/'),
+        0xffbd => Some('='),
         0x0100_0000..=0x0110_ffff => {
             char::from_u32(keysym - 0x0100_0000).filter(|c| !c.is_control())
         }
@@ -335,25 +437,49 @@ mod tests {
         assert_eq!(typed(&keys), "€é<0x1234>");
     }
 
-    fn line_keys(editor: &mut LineEditor, keys: &[u32]) -> Vec<LineKey> {
+    fn line_keys(editor: &mut LineEditor, keys: &[u32]) -> Vec<Submitted> {
         let mut out = Vec::new();
         for &k in keys {
-            out.push(editor.key(k, true));
-            out.push(editor.key(k, false));
+            for down in [true, false] {
+                if let LineKey::Submit(s) = editor.key(k, down) {
+                    out.push(s);
+                }
+            }
         }
-        out.retain(|k| *k != LineKey::Edit);
         out
+    }
+
+    /// Keys with Ctrl held.
+    fn ctrl(keys: &[u32]) -> Vec<(u32, bool)> {
+        let mut out = vec![(CTRL, true)];
+        for &k in keys {
+            out.extend([(k, true), (k, false)]);
+        }
+        out.push((CTRL, false));
+        out
+    }
+
+    fn events(editor: &mut LineEditor, events: &[(u32, bool)]) -> Vec<Submitted> {
+        events
+            .iter()
+            .filter_map(|&(k, d)| match editor.key(k, d) {
+                LineKey::Submit(s) => Some(s),
+                LineKey::Edit => None,
+            })
+            .collect()
     }
 
     fn text(s: &str) -> Vec<u32> {
         s.chars().map(|c| c as u32).collect()
     }
 
+    const ENTER: u32 = 0xff0d;
+    const CTRL: u32 = 0xffe3;
+    const LEFT: u32 = 0xff51;
+
     #[test]
     fn the_line_editor_follows_what_a_shell_would_run() {
-        const ENTER: u32 = 0xff0d;
         const BACKSPACE: u32 = 0xff08;
-        const LEFT: u32 = 0xff51;
         const HOME: u32 = 0xff50;
         let mut e = LineEditor::new();
         let mut keys = text("net usr");
@@ -367,48 +493,98 @@ mod tests {
         keys.push(HOME);
         keys.extend(text("sudo "));
         keys.push(ENTER);
-        assert_eq!(
-            line_keys(&mut e, &keys),
-            vec![LineKey::Submit("sudo net user eve /add".into())]
-        );
+        let out = line_keys(&mut e, &keys);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].line, "sudo net user eve /add");
+        assert_eq!(out[0].typed, "net usre eve /adxdsudo ");
+        assert!(!out[0].unknown);
         assert_eq!(e.line(), "", "empty after Enter");
 
-        // Ctrl+U clears before the cursor, Ctrl+W deletes a word, Ctrl+C abandons the line.
-        let mut keys = text("rm -rf / ");
-        keys.extend([0xffe3, u32::from(b'w'), u32::from(b'w')]);
+        // Ctrl+W deletes words, Ctrl+C abandons the line (and what was typed in it).
         let mut e = LineEditor::new();
-        for k in keys {
-            e.key(k, true);
-            if k != 0xffe3 {
-                e.key(k, false);
-            }
-        }
-        e.key(0xffe3, false);
+        line_keys(&mut e, &text("rm -rf / "));
+        events(&mut e, &ctrl(&text("ww")));
         assert_eq!(e.line(), "rm ");
-        e.key(0xffe3, true);
-        e.key(u32::from(b'c'), true);
-        e.key(0xffe3, false);
+        events(&mut e, &ctrl(&text("c")));
         assert_eq!(e.line(), "");
-        // History recall: unknown, starts over.
-        line_keys(&mut e, &text("echo"));
-        line_keys(&mut e, &[0xff52]);
-        assert_eq!(
-            line_keys(&mut e, &[ENTER]),
-            vec![LineKey::Submit(String::new())]
-        );
+        let out = line_keys(&mut e, &[ENTER]);
+        assert_eq!(out[0].typed, "");
     }
 
     #[test]
-    fn a_long_line_is_bounded_and_marked() {
+    fn what_the_editor_cannot_follow_is_still_in_what_was_typed() {
+        // History recall after typing: the line is unknown, what was typed is known.
         let mut e = LineEditor::new();
-        let mut keys = vec![u32::from(b'a'); MAX_LINE + 500];
+        let mut keys = text("useradd eve");
+        keys.extend([0xff52, 0xff54, ENTER]);
+        let out = line_keys(&mut e, &keys);
+        assert!(out[0].unknown);
+        assert_eq!(out[0].line, "");
+        assert_eq!(out[0].typed, "useradd eve");
+        // Kill and yank, word moves: followed.
+        let mut e = LineEditor::new();
+        line_keys(&mut e, &text("useradd eve"));
+        events(&mut e, &ctrl(&text("u")));
+        assert_eq!(e.line(), "");
+        events(&mut e, &ctrl(&text("y")));
+        assert_eq!(e.line(), "useradd eve");
+        let mut e = LineEditor::new();
+        line_keys(&mut e, &text("add eve"));
+        events(&mut e, &ctrl(&[LEFT, LEFT]));
+        line_keys(&mut e, &text("user"));
+        assert_eq!(e.line(), "useradd eve");
+    }
+
+    #[test]
+    fn every_form_of_enter_submits_and_the_keypad_types() {
+        for (mods, key) in [
+            (vec![], 0xff8d),
+            (vec![], 0xff0a),
+            (vec![CTRL], ENTER),
+            (vec![0xffe9], ENTER),
+            (vec![CTRL], u32::from(b'm')),
+            (vec![CTRL], u32::from(b'j')),
+            (vec![CTRL], u32::from(b'o')),
+        ] {
+            let mut e = LineEditor::new();
+            line_keys(&mut e, &text("ls"));
+            let mut ev: Vec<(u32, bool)> = mods.iter().map(|&m| (m, true)).collect();
+            ev.extend([(key, true), (key, false)]);
+            ev.extend(mods.iter().map(|&m| (m, false)));
+            let out = events(&mut e, &ev);
+            assert_eq!(out.len(), 1, "{mods:?} {key:#x}");
+            assert_eq!(out[0].line, "ls");
+        }
+        // rm -rf / with the keypad's minus and slash; AltGr picks characters, it is no chord.
+        let mut e = LineEditor::new();
+        line_keys(&mut e, &[u32::from(b'r'), u32::from(b'm'), 0xff80, 0xffad]);
+        line_keys(&mut e, &text("rf "));
+        line_keys(&mut e, &[0xffaf]);
+        events(
+            &mut e,
+            &[(0xfe03, true), (u32::from(b'|'), true), (0xfe03, false)],
+        );
+        assert_eq!(e.line(), "rm -rf /|");
+    }
+
+    #[test]
+    fn a_long_line_keeps_its_end_and_is_marked() {
+        let mut e = LineEditor::new();
+        let mut keys = vec![u32::from(b' '); MAX_LINE + 500];
+        keys.extend(text("useradd eve"));
         keys.push(0xff8d);
         let out = line_keys(&mut e, &keys);
-        let LineKey::Submit(line) = &out[0] else {
-            panic!("submitted")
-        };
-        assert_eq!(line.chars().count(), MAX_LINE + 1);
-        assert!(line.ends_with('…'));
+        assert_eq!(out[0].line.chars().count(), MAX_LINE + 1);
+        assert!(out[0].line.starts_with('…'));
+        assert!(
+            out[0].line.ends_with("useradd eve"),
+            "padding cannot push the command out"
+        );
+        assert!(out[0].typed.ends_with("useradd eve"));
+        // A submission that did not go through is put back as it was.
+        e.undo_submit();
+        assert!(e.line().ends_with("useradd eve"));
+        assert_eq!(e.line().chars().count(), MAX_LINE);
     }
 
     #[test]

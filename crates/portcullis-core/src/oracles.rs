@@ -17,7 +17,8 @@ pub fn client_message(data: &[u8]) {
         let keysym = u32_at(key, 0);
         let down = key.get(4).is_some_and(|b| b & 1 == 1);
         if let crate::keytext::LineKey::Submit(line) = editor.key(keysym, down) {
-            assert!(line.chars().count() <= crate::keytext::MAX_LINE + 1);
+            assert!(line.line.chars().count() <= crate::keytext::MAX_LINE + 1);
+            assert!(line.typed.chars().count() <= crate::keytext::MAX_LINE);
         }
         assert!(editor.line().chars().count() <= crate::keytext::MAX_LINE);
     }

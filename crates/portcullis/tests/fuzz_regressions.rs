@@ -8,6 +8,7 @@ type Oracle = fn(&[u8]);
 
 const TARGETS: &[(&str, Oracle)] = &[
     ("client_message", portcullis_core::oracles::client_message),
+    ("tesseract_tsv", portcullis_ocr::oracles::tesseract_tsv),
     ("target_updates", portcullis_core::oracles::target_updates),
     (
         "recording_manifest",

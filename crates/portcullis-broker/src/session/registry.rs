@@ -227,6 +227,7 @@ impl Broker {
             frozen: AtomicBool::new(false),
             risk_hold: AtomicBool::new(false),
             risk: Mutex::default(),
+            screen: Mutex::default(),
             observers: std::sync::atomic::AtomicUsize::new(0),
             hold_recorded: AtomicBool::new(false),
             drive: Mutex::new(DriveRoute::default()),

@@ -31,6 +31,9 @@ const MAX_SCORE: u32 = 100;
 pub(crate) struct RiskState {
     /// The command line being typed.
     editor: LineEditor,
+    /// The rules that fired on the screen's text: the same text stays on the screen (and is
+    /// read again after each change), so a rule fires from the screen once per session.
+    screen_fired: Vec<String>,
 }
 
 impl SessionShared {
@@ -40,14 +43,24 @@ impl SessionShared {
         if !self.grant.risk().watches(TextSource::Typed) {
             return true;
         }
-        let line = match lock(&self.risk).editor.key(keysym, down) {
-            LineKey::Submit(line) if !line.trim().is_empty() => line,
+        let submitted = match lock(&self.risk).editor.key(keysym, down) {
+            LineKey::Submit(s) if !s.typed.trim().is_empty() || !s.line.trim().is_empty() => s,
             _ => return true,
         };
-        let stopped = self.risk_check(TextSource::Typed, &line).await;
+        // The line as edited, and everything typed into it (what a history recall, a yank or
+        // a key the editor cannot follow would otherwise hide), each rule once.
+        let risk = self.grant.risk();
+        let mut hits = risk.check(TextSource::Typed, &submitted.line);
+        for hit in risk.check(TextSource::Typed, &submitted.typed) {
+            if !hits.iter().any(|h| h.rule == hit.rule) {
+                hits.push(hit);
+            }
+        }
+        hits.sort_by_key(|h| std::cmp::Reverse(h.action));
+        let stopped = !hits.is_empty() && self.risk_fired(hits).await;
         if stopped {
             // Still on the target's prompt: the next Enter is checked again.
-            lock(&self.risk).editor.set(&line);
+            lock(&self.risk).editor.undo_submit();
         }
         !stopped
     }
@@ -55,7 +68,16 @@ impl SessionShared {
     /// Checks `text` from `source` (pasted, or read off the screen) against the session's risk
     /// rules and acts on what fires. Returns true when a rule stopped it (freeze or kill).
     pub(crate) async fn risk_check(&self, source: TextSource, text: &str) -> bool {
-        let hits = self.grant.risk().check(source, text);
+        let mut hits = self.grant.risk().check(source, text);
+        if source == TextSource::Screen {
+            let mut state = lock(&self.risk);
+            hits.retain(|h| !state.screen_fired.contains(&h.rule));
+            for h in &hits {
+                if state.screen_fired.len() < MAX_FIRED {
+                    state.screen_fired.push(h.rule.clone());
+                }
+            }
+        }
         if hits.is_empty() {
             return false;
         }
@@ -98,7 +120,8 @@ impl SessionShared {
                 let notice = ServerMessage::Denied {
                     action: format!("{}_text", worst.source),
                     reason: format!(
-                        "{why}: the session is frozen until the security team lets it go on"
+                        "{why}: the session is frozen until the security team lets it go on \
+                         (then Ctrl+C abandons the line)"
                     ),
                 };
                 self.for_each_viewer(|v| {

@@ -391,6 +391,7 @@ fn apply_pixels(shared: &SessionShared, update: &TargetUpdate) -> Result<(), Str
             if let Some(tap) = shared.tap.get() {
                 tap.add_damage(r);
             }
+            shared.screen_changed(r);
         }
         Applied::Resized => {
             let (w, h) = (fb.width(), fb.height());
@@ -402,6 +403,7 @@ fn apply_pixels(shared: &SessionShared, update: &TargetUpdate) -> Result<(), Str
                 tap.resized(w, h);
             }
             drop(fb);
+            shared.screen_changed(portcullis_core::Rect::new(0, 0, w, h));
             shared.tap_event(TapEvent::Session(SessionEvent::Resize {
                 width: w,
                 height: h,

@@ -1,0 +1,88 @@
+//! Reads text off live sessions' screens for the risk rules that watch the screen (`on =
+//! ["screen", …]`): a thread of its own takes each session's settled change (an area that
+//! changed and then stayed still for `[ocr] settle_ms`, never every frame), reads it with
+//! tesseract at the lowest CPU priority, and hands the text to the session
+//! (`SessionHandle::screen_text`), which checks it and alerts, freezes or ends the session.
+//! The thread keeps the whole gateway's reading within `[ocr] cpu_share` of one core: after each
+//! read it rests for what the share asks. Sessions no screen rule watches are not read.
+
+use std::time::{Duration, Instant};
+
+use portcullis_broker::Broker;
+use portcullis_ocr::{Pacer, Tesseract};
+use portcullis_policy::TextSource;
+use tracing::{info, warn};
+
+use crate::config::Ocr;
+
+/// How often the thread looks for settled changes when it read nothing.
+const LOOK_EVERY: Duration = Duration::from_millis(150);
+/// Areas smaller than this (either way, in pixels) hold no readable text.
+const MIN_SIDE: u32 = 8;
+
+/// Starts the reader unless `[ocr] enabled = false`; without tesseract it says so once and does
+/// not start (screen rules then never fire).
+pub(super) fn start(broker: Broker, config: Ocr, runtime: tokio::runtime::Handle) {
+    if !config.enabled {
+        info!("screen text reading is off ([ocr] enabled = false): risk rules on the screen never fire");
+        return;
+    }
+    let tesseract = Tesseract::new();
+    if let Err(e) = tesseract.available() {
+        warn!(error = %e, "screen text reading is off (install tesseract-ocr and tesseract-ocr-eng): risk rules on the screen never fire");
+        return;
+    }
+    info!(
+        cpu_share = config.cpu_share,
+        settle_ms = config.settle.as_millis() as u64,
+        "reading text off live sessions' screens for the risk rules"
+    );
+    let spawned = std::thread::Builder::new()
+        .name("screen-reader".into())
+        .spawn(move || run(&broker, &tesseract, config, &runtime));
+    if let Err(e) = spawned {
+        warn!(error = %e, "cannot start the screen reader: risk rules on the screen never fire");
+    }
+}
+
+fn run(broker: &Broker, tesseract: &Tesseract, config: Ocr, runtime: &tokio::runtime::Handle) {
+    let pacer = Pacer::new(config.cpu_share);
+    let mut failures_told = 0u32;
+    loop {
+        let mut read_any = false;
+        for listed in broker.list() {
+            let Some(session) = broker.get(&listed.id) else {
+                continue;
+            };
+            if !session.grant().risk().watches(TextSource::Screen) {
+                continue;
+            }
+            let Some(area) = session.settled_change(config.settle) else {
+                continue;
+            };
+            if area.rect.w < MIN_SIDE || area.rect.h < MIN_SIDE {
+                continue;
+            }
+            read_any = true;
+            let started = Instant::now();
+            match tesseract.read(area.rect.w, area.rect.h, &area.pixels) {
+                Ok(words) => {
+                    let text = portcullis_ocr::lines(&words);
+                    if !text.is_empty() {
+                        runtime.block_on(session.screen_text(&text));
+                    }
+                }
+                // Said a few times, not for every picture.
+                Err(e) if failures_told < 5 => {
+                    failures_told += 1;
+                    warn!(session = %listed.id, error = %e, "cannot read the screen's text");
+                }
+                Err(_) => {}
+            }
+            std::thread::sleep(pacer.rest_after(started.elapsed()));
+        }
+        if !read_any {
+            std::thread::sleep(LOOK_EVERY);
+        }
+    }
+}
