@@ -16,10 +16,10 @@ const ALICE = 'alice-password-123';
 const SOC = 'soc-password-12345';
 
 /** A desktop, a gateway whose policy carries `risk`, alice with a grant, sam of the SOC, a browser. */
-async function setup(t, name, risk) {
+async function setup(t, name, risk, extraConfig = '') {
   const desk = await startDesktop(name, '1024x768', 'xvnc');
   t.after(() => desk.stop());
-  const gw = await startGateway({ adminPassword: ADMIN });
+  const gw = await startGateway({ adminPassword: ADMIN, extraConfig });
   t.after(() => gw.stop());
   const admin = await userWithTarget(gw, { adminPassword: ADMIN, password: ALICE, desktop: desk, vncPassword: name });
   assert.equal((await admin.post('/users', { name: 'sam', password: SOC, role: 'soc' })).status, 201);
@@ -161,9 +161,11 @@ test('an alert rule lets the command run and flags the session; a kill rule ends
 
 test('text a screen rule matches raises an alert once it is on the screen: a file shown with cat (OCR path)', async (t) => {
   // Only on the screen: typing the command to show the file does not match it.
+  // The whole core for reading: a slow machine's first read of the full screen does not push
+  // the next one back by its rest.
   const { admin, page, id, live } = await setup(t, 'risk-screen', [
     { name: 'account_creation', on: ['screen'], action: 'alert', score: 45 },
-  ]);
+  ], '[ocr]\ncpu_share = 1.0\n');
   const file = `/tmp/portcullis-risk-${process.pid}-notes.txt`;
   writeFileSync(file, 'todo for friday:\nnet user eve Passw0rd /add\n');
   t.after(() => rmSync(file, { force: true }));
@@ -178,11 +180,49 @@ test('text a screen rule matches raises an alert once it is on the screen: a fil
   console.log(`# text shown → alert seen by the SOC: ${ms} ms`);
   // The goal is 2 s (settle 500 ms + one tesseract read of the changed lines, ≈1.3 s here);
   // a loaded machine gets more room: this checks the path, the figure is reported.
-  assert.ok(ms <= 6000, `alerted ${ms} ms after the text was shown`);
+  assert.ok(ms <= 10000, `alerted ${ms} ms after the text was shown`);
   assert.equal(flagged.frozen, false, 'an alert does not freeze');
   assert.equal(flagged.risk_score, 45);
   const hit = (await admin.get(`/audit?session=${id}&limit=200`)).json.entries.find((e) => e.kind === 'risk');
   assert.equal(hit.detail.source, 'screen');
   assert.equal(hit.detail.action, 'alert');
   assert.match(hit.detail.excerpt, /net user eve \S+ \/add/);
+});
+
+test('behaviour: after a history of sessions on one target, the first session on another scores, with the reason', async (t) => {
+  const desk = await startDesktop('risk-habit', '1024x768', 'xvnc');
+  t.after(() => desk.stop());
+  const gw = await startGateway({ adminPassword: ADMIN });
+  t.after(() => gw.stop());
+  const admin = await userWithTarget(gw, { adminPassword: ADMIN, password: ALICE, desktop: desk, vncPassword: 'risk-habit' });
+  // The same desktop under a second name: a target alice never used.
+  assert.equal((await admin.post('/targets', { name: 'desk2', address: desk.address, password: 'risk-habit' })).status, 201);
+  assert.equal((await admin.post('/grants', { user: 'alice', target: 'desk2' })).status, 201);
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const session = async (target) => {
+    const page = await H.newPage(browser);
+    await openTarget(page, gw.base, 'alice', ALICE, target);
+    await page.waitForFunction(() => window.__portcullis?.sessionId && window.__portcullis.framesPainted >= 1, null, { timeout: 20000 });
+    return { page, id: await page.evaluate(() => window.__portcullis.sessionId) };
+  };
+  // Six sessions on desk, one after another (five make a history; the sixth's lesson may land
+  // a moment after its end).
+  for (let i = 0; i < 6; i++) {
+    const { page, id } = await session('desk');
+    assert.equal((await admin.get('/sessions')).json.find((s) => s.id === id)?.risk_rules?.length, 0, `session ${i} scored`);
+    await page.context().close();
+    await until('the session to end', async () => (await admin.get('/sessions')).json.length === 0);
+  }
+  const { id } = await session('desk2');
+  const flagged = await until('the behaviour rule', async () => {
+    const s = (await admin.get('/sessions')).json.find((x) => x.id === id);
+    return s?.risk_rules?.length ? s : null;
+  });
+  assert.deepEqual(flagged.risk_rules, ['first_time_target']);
+  assert.equal(flagged.risk_score, 15);
+  assert.equal(flagged.frozen, false, 'a behaviour rule only scores by default');
+  const hit = (await admin.get(`/audit?session=${id}&limit=200`)).json.entries.find((e) => e.kind === 'risk');
+  assert.equal(hit.detail.source, 'behaviour');
+  assert.match(hit.detail.excerpt, /first session on desk2 after \d+ sessions on other targets/);
 });

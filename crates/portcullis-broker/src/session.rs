@@ -92,8 +92,8 @@ pub(crate) struct SessionShared {
     pub(crate) risk_hold: AtomicBool,
     /// What the risk rules follow (the command line being typed).
     pub(crate) risk: Mutex<risk::RiskState>,
-    /// What changed on the screen since its text was last read (taken after the framebuffer's
-    /// lock, never before it).
+    /// What changed on the screen since its text was last read (never held together with the
+    /// framebuffer's lock).
     pub(crate) screen: Mutex<screen::ScreenChange>,
     /// Observers watching now (four eyes: the grant requires one for input to go through).
     pub(crate) observers: std::sync::atomic::AtomicUsize,
@@ -359,6 +359,22 @@ impl SessionHandle {
     /// already was in that state.
     pub async fn set_frozen(&self, frozen: bool, by: &str) -> Result<bool, String> {
         self.shared.set_frozen(frozen, by).await
+    }
+
+    /// Behaviour rule `rule` fires on the session (the gateway compared it with the user's
+    /// history; `detail` says how): scored and acted on like any risk rule. Returns true when
+    /// it froze or ended the session; nothing happens when the rule is off for this session.
+    pub async fn behaviour(&self, rule: &str, detail: &str) -> bool {
+        match self.shared.grant.risk().behaviour(rule, detail) {
+            Some(hit) => self.shared.risk_fired(vec![hit]).await,
+            None => false,
+        }
+    }
+
+    /// Resolves once the session has ended.
+    pub async fn closed(&self) {
+        let mut ending = self.shared.ending.subscribe();
+        let _ = ending.wait_for(|e| matches!(e, Ending::Ended(_))).await;
     }
 
     /// Checks text read off the session's screen against its risk rules (see

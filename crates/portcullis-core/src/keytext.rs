@@ -101,10 +101,13 @@ impl KeyTranscriber {
     }
 }
 
-/// The longest command line kept, in characters: beyond it, the oldest characters give way
-/// (the line is marked cut), so a flood cannot grow memory and padding cannot push what follows
-/// out of sight.
+/// The longest command line kept, in characters: beyond it, the characters farthest from the
+/// cursor give way (the line is marked cut), so a flood cannot grow memory and padding cannot
+/// push what is typed out of sight.
 pub const MAX_LINE: usize = 1024;
+/// The most of what was typed into a line that is kept, in characters (runs of white space count
+/// as one); beyond it the oldest give way.
+pub const MAX_TYPED: usize = 16 * 1024;
 
 /// What a key did to the command line being typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,10 +125,13 @@ pub struct Submitted {
     /// history recall, left its text unknown).
     pub line: String,
     /// Every printable character typed since the last submission or Ctrl+C, in order,
-    /// whatever was erased, recalled or moved meanwhile (the last [`MAX_LINE`]).
+    /// whatever was erased, recalled or moved meanwhile (runs of white space as one; the last
+    /// [`MAX_TYPED`]).
     pub typed: String,
     /// The line's text could not be followed (history, completion, keys not modelled).
     pub unknown: bool,
+    /// The line grew past [`MAX_LINE`]: some of it is not in `line`.
+    pub cut: bool,
 }
 
 /// Follows the command line a user types into a terminal or a run box, as a shell's line editor
@@ -146,6 +152,8 @@ pub struct LineEditor {
     unknown: bool,
     typed: Vec<char>,
     killed: Vec<char>,
+    /// The last key killed text (a next kill adds to it, as readline's do).
+    killing: bool,
     /// The line before the last submission, for [`LineEditor::undo_submit`].
     before: Option<Box<LineEditor>>,
 }
@@ -186,11 +194,19 @@ impl LineEditor {
     }
 
     fn press(&mut self, keysym: u32) -> LineKey {
+        let killing = std::mem::take(&mut self.killing);
         // Enter in every form: Return, keypad Enter, Linefeed, with any modifier.
         if matches!(keysym, 0xff0d | 0xff8d | 0xff0a) {
             return self.submit();
         }
         let alt = self.mods.alt || self.mods.meta;
+        // Ctrl+Alt is AltGr on Windows: with a character that is no letter, it types it.
+        if self.mods.ctrl && alt {
+            if let Some(c) = printable(keysym).filter(|c| !c.is_alphabetic()) {
+                self.insert(c);
+                return LineKey::Edit;
+            }
+        }
         if self.mods.ctrl && !alt {
             match printable(keysym).map(|c| c.to_ascii_lowercase()) {
                 Some('a') => self.cursor = 0,
@@ -200,11 +216,15 @@ impl LineEditor {
                 Some('d') => self.delete(),
                 Some('h') => self.backspace(),
                 Some('u') => {
-                    self.killed = self.line.drain(..self.cursor).collect();
+                    let gone: Vec<char> = self.line.drain(..self.cursor).collect();
+                    self.kill(gone, true, killing);
                     self.cursor = 0;
                 }
-                Some('k') => self.killed = self.line.drain(self.cursor..).collect(),
-                Some('w') => self.delete_word(),
+                Some('k') => {
+                    let gone: Vec<char> = self.line.drain(self.cursor..).collect();
+                    self.kill(gone, false, killing);
+                }
+                Some('w') => self.delete_word(killing),
                 Some('y') => {
                     for c in self.killed.clone() {
                         self.insert(c);
@@ -224,6 +244,8 @@ impl LineEditor {
             match printable(keysym).map(|c| c.to_ascii_lowercase()) {
                 Some('b') => self.word_left(),
                 Some('f') => self.word_right(),
+                // Alt+# (readline: comment out and submit): into the history all the same.
+                Some('#') => return self.submit(),
                 _ => self.unknown = true,
             }
             return LineKey::Edit;
@@ -249,17 +271,41 @@ impl LineEditor {
 
     fn insert(&mut self, c: char) {
         if self.line.len() >= MAX_LINE {
-            // The oldest character gives way: what is typed last is always kept.
-            self.line.remove(0);
-            self.cursor = self.cursor.saturating_sub(1);
+            // The character farthest from the cursor gives way: what is typed around the
+            // cursor (what the shell will run with it) is always kept.
+            if self.cursor >= self.line.len() / 2 {
+                self.line.remove(0);
+                self.cursor = self.cursor.saturating_sub(1);
+            } else {
+                self.line.pop();
+            }
             self.cut = true;
         }
         self.line.insert(self.cursor, c);
         self.cursor += 1;
-        if self.typed.len() >= MAX_LINE {
+        if c.is_whitespace() && self.typed.last().is_some_and(|l| l.is_whitespace()) {
+            return;
+        }
+        if self.typed.len() >= MAX_TYPED {
             self.typed.remove(0);
         }
         self.typed.push(c);
+    }
+
+    /// Keeps killed text for a yank; kills one after another add up (`before`: this one was
+    /// before the cursor, so it goes in front).
+    fn kill(&mut self, gone: Vec<char>, before: bool, killing: bool) {
+        if killing {
+            if before {
+                self.killed.splice(0..0, gone);
+            } else {
+                self.killed.extend(gone);
+            }
+            self.killed.truncate(MAX_LINE);
+        } else {
+            self.killed = gone;
+        }
+        self.killing = true;
     }
 
     fn backspace(&mut self) {
@@ -294,10 +340,11 @@ impl LineEditor {
         }
     }
 
-    fn delete_word(&mut self) {
+    fn delete_word(&mut self, killing: bool) {
         let end = self.cursor;
         self.word_left();
-        self.killed = self.line.drain(self.cursor..end).collect();
+        let gone: Vec<char> = self.line.drain(self.cursor..end).collect();
+        self.kill(gone, true, killing);
     }
 
     fn abandon(&mut self) {
@@ -317,6 +364,7 @@ impl LineEditor {
             unknown: self.unknown,
             typed: self.typed.clone(),
             killed: self.killed.clone(),
+            killing: false,
             before: None,
         }));
         let mut line = if self.unknown {
@@ -331,6 +379,7 @@ impl LineEditor {
             line,
             typed: self.typed.iter().collect(),
             unknown: self.unknown,
+            cut: self.cut,
         };
         self.abandon();
         LineKey::Submit(submitted)
@@ -533,6 +582,22 @@ mod tests {
         events(&mut e, &ctrl(&[LEFT, LEFT]));
         line_keys(&mut e, &text("user"));
         assert_eq!(e.line(), "useradd eve");
+        // Kills one after another add up; a yank after Ctrl+C brings them all back.
+        let mut e = LineEditor::new();
+        line_keys(&mut e, &text("net user eve pw /add"));
+        events(&mut e, &ctrl(&text("wwwww")));
+        events(&mut e, &ctrl(&text("c")));
+        events(&mut e, &ctrl(&text("y")));
+        assert_eq!(e.line(), "net user eve pw /add");
+        // Alt+# submits; Ctrl+Alt types what AltGr would.
+        let mut e = LineEditor::new();
+        events(
+            &mut e,
+            &[(CTRL, true), (0xffe9, true), (u32::from(b'|'), true)],
+        );
+        assert_eq!(e.line(), "|");
+        let out = events(&mut e, &[(CTRL, false), (u32::from(b'#'), true)]);
+        assert_eq!(out.len(), 1);
     }
 
     #[test]
@@ -580,7 +645,17 @@ mod tests {
             out[0].line.ends_with("useradd eve"),
             "padding cannot push the command out"
         );
-        assert!(out[0].typed.ends_with("useradd eve"));
+        assert_eq!(out[0].typed, " useradd eve", "white space runs count once");
+        // Padding after the command, then Home: the command stays, the padding's end goes.
+        let mut e2 = LineEditor::new();
+        let mut keys = text("useradd eve #");
+        keys.extend(vec![u32::from(b'a'); MAX_LINE - 13]);
+        keys.push(0xff50);
+        keys.extend(text("x;"));
+        keys.push(ENTER);
+        let out2 = line_keys(&mut e2, &keys);
+        assert!(out2[0].line.starts_with("…x;useradd eve #aaa") && out2[0].cut);
+        assert!(out2[0].typed.starts_with("useradd eve #aaa"));
         // A submission that did not go through is put back as it was.
         e.undo_submit();
         assert!(e.line().ends_with("useradd eve"));

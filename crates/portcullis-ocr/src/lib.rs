@@ -27,8 +27,8 @@ use thiserror::Error;
 
 pub use tsv::{lines, parse, Word};
 
-/// The largest picture read, in pixels (a 4K screen).
-pub const MAX_PIXELS: u64 = 3840 * 2160;
+/// The largest picture read, in pixels (the largest desktop the gateway's RDP listener takes).
+pub const MAX_PIXELS: u64 = 4096 * 2160;
 /// The most tesseract may print, in bytes: beyond it the read fails.
 pub const MAX_OUTPUT: usize = 8 << 20;
 
@@ -140,7 +140,11 @@ impl Tesseract {
                     return Err(OcrError::Timeout(self.timeout));
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => return Err(OcrError::Failed(e.to_string())),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(OcrError::Failed(e.to_string()));
+                }
             }
         };
         let _ = writer.join();

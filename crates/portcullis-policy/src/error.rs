@@ -141,6 +141,9 @@ pub enum Problem {
     /// A pattern the regular expression engine refuses (or too large once compiled).
     #[error("not a valid regular expression: {0}")]
     BadPattern(String),
+    /// A behaviour rule given a pattern or sources, or a pattern rule given `behaviour`.
+    #[error("behaviour rules (first_time_target, new_source_address, off_hours, long_session) take no pattern and no sources; pattern rules do not look at behaviour")]
+    BehaviourRule,
     /// A risk rule checked against no text.
     #[error("empty (leave it out for every source)")]
     NoSources,

@@ -57,6 +57,8 @@ pub enum TextSource {
     Screen,
     /// Text the user pasted into the target.
     Clipboard,
+    /// What the user does compared with their own history (behaviour rules: no text).
+    Behaviour,
 }
 
 impl TextSource {
@@ -71,6 +73,7 @@ impl TextSource {
             TextSource::Typed => "typed",
             TextSource::Screen => "screen",
             TextSource::Clipboard => "clipboard",
+            TextSource::Behaviour => "behaviour",
         }
     }
 }
@@ -212,9 +215,37 @@ const BUILTIN: &[(&str, &str, &str, u32)] = &[
     ),
 ];
 
-/// The built-in rules as documents (what a document's entries of the same name tune).
+/// The built-in behaviour rules: what the gateway compares with the user's own history (their
+/// sessions' targets, addresses, hours and lengths, learned as sessions end). Name,
+/// description, score; each only scores (tune `action` to alert), on any target. They fire once
+/// the user has a history of at least a few sessions.
+pub const BEHAVIOUR: &[(&str, &str, u32)] = &[
+    (
+        "first_time_target",
+        "the user's first session on this target",
+        15,
+    ),
+    (
+        "new_source_address",
+        "the user connects from an address not seen before",
+        15,
+    ),
+    (
+        "off_hours",
+        "the session starts at an hour the user rarely works",
+        10,
+    ),
+    (
+        "long_session",
+        "the session runs far longer than the user's usual",
+        20,
+    ),
+];
+
+/// The built-in rules as documents (what a document's entries of the same name tune): the
+/// pattern rules, then the behaviour rules.
 pub fn builtin() -> Vec<RiskRuleDoc> {
-    BUILTIN
+    let patterns = BUILTIN
         .iter()
         .map(|(name, description, pattern, score)| RiskRuleDoc {
             name: (*name).to_owned(),
@@ -225,8 +256,24 @@ pub fn builtin() -> Vec<RiskRuleDoc> {
             action: Some(RiskAction::Alert),
             targets: Some(vec!["*".to_owned()]),
             enabled: true,
-        })
-        .collect()
+        });
+    let behaviour = BEHAVIOUR
+        .iter()
+        .map(|(name, description, score)| RiskRuleDoc {
+            name: (*name).to_owned(),
+            description: Some((*description).to_owned()),
+            pattern: None,
+            on: Some(vec![TextSource::Behaviour]),
+            score: Some(*score),
+            action: Some(RiskAction::Score),
+            targets: Some(vec!["*".to_owned()]),
+            enabled: true,
+        });
+    patterns.chain(behaviour).collect()
+}
+
+fn is_behaviour(name: &str) -> bool {
+    BEHAVIOUR.iter().any(|(n, _, _)| *n == name)
 }
 
 /// A compiled risk rule.
@@ -234,7 +281,8 @@ pub fn builtin() -> Vec<RiskRuleDoc> {
 pub struct RiskRule {
     name: Arc<str>,
     description: String,
-    pattern: regex::Regex,
+    /// `None` for a behaviour rule.
+    pattern: Option<regex::Regex>,
     on: Vec<TextSource>,
     score: u32,
     action: RiskAction,
@@ -295,7 +343,8 @@ impl PartialEq for RiskSet {
         self.rules.len() == other.rules.len()
             && self.rules.iter().zip(&other.rules).all(|(a, b)| {
                 a.name == b.name
-                    && a.pattern.as_str() == b.pattern.as_str()
+                    && a.pattern.as_ref().map(regex::Regex::as_str)
+                        == b.pattern.as_ref().map(regex::Regex::as_str)
                     && a.on == b.on
                     && a.score == b.score
                     && a.action == b.action
@@ -318,7 +367,26 @@ impl RiskSet {
 
     /// True when some rule looks at text from `source` (so the caller need not gather it).
     pub fn watches(&self, source: TextSource) -> bool {
-        self.rules.iter().any(|r| r.on.contains(&source))
+        self.rules
+            .iter()
+            .any(|r| r.pattern.is_some() && r.on.contains(&source))
+    }
+
+    /// The hit of behaviour rule `rule` (see [`BEHAVIOUR`]), with `detail` as its excerpt;
+    /// `None` when it is off or does not apply to this session's target.
+    pub fn behaviour(&self, rule: &str, detail: &str) -> Option<RiskHit> {
+        let r = self
+            .rules
+            .iter()
+            .find(|r| r.pattern.is_none() && *r.name == *rule)?;
+        Some(RiskHit {
+            rule: r.name.to_string(),
+            description: r.description.clone(),
+            source: TextSource::Behaviour,
+            score: r.score,
+            action: r.action,
+            excerpt: detail.chars().take(MAX_EXCERPT).collect(),
+        })
     }
 
     /// The rules that fire on `text` from `source`, most severe action first.
@@ -328,7 +396,7 @@ impl RiskSet {
             .iter()
             .filter(|r| r.on.contains(&source))
             .filter_map(|r| {
-                let m = r.pattern.find(text)?;
+                let m = r.pattern.as_ref()?.find(text)?;
                 Some(RiskHit {
                     rule: r.name.to_string(),
                     description: r.description.clone(),
@@ -379,6 +447,17 @@ pub(crate) fn compile(docs: &[RiskRuleDoc], problems: &mut Vec<PolicyError>) -> 
         }
         if docs[..i].iter().any(|d| d.name == doc.name) {
             report("name", Problem::DuplicateRiskName);
+            continue;
+        }
+        if is_behaviour(&doc.name) && (doc.pattern.is_some() || doc.on.is_some()) {
+            report(
+                if doc.pattern.is_some() {
+                    "pattern"
+                } else {
+                    "on"
+                },
+                Problem::BehaviourRule,
+            );
             continue;
         }
         match merged[..builtins].iter_mut().find(|b| b.name == doc.name) {
@@ -434,28 +513,17 @@ pub(crate) fn compile(docs: &[RiskRuleDoc], problems: &mut Vec<PolicyError>) -> 
 }
 
 fn compile_one(doc: &RiskRuleDoc) -> Result<RiskRule, (&'static str, Problem)> {
-    let source = doc.pattern.as_deref().unwrap_or_default();
-    if source.is_empty() {
-        return Err(("pattern", Problem::MissingPattern));
-    }
-    if source.len() > MAX_PATTERN_LEN {
-        return Err((
-            "pattern",
-            Problem::OutOfRange {
-                min: 1,
-                max: MAX_PATTERN_LEN as u64,
-            },
-        ));
-    }
-    let pattern = regex::RegexBuilder::new(source)
-        .size_limit(COMPILED_LIMIT)
-        .dfa_size_limit(COMPILED_LIMIT)
-        .nest_limit(64)
-        .build()
-        .map_err(|e| ("pattern", Problem::BadPattern(first_line(&e.to_string()))))?;
+    let pattern = if is_behaviour(&doc.name) {
+        None
+    } else {
+        Some(compile_pattern(doc)?)
+    };
     let on = doc.on.clone().unwrap_or_else(TextSource::all);
     if on.is_empty() {
         return Err(("on", Problem::NoSources));
+    }
+    if pattern.is_some() && on.contains(&TextSource::Behaviour) {
+        return Err(("on", Problem::BehaviourRule));
     }
     let score = doc.score.unwrap_or(20);
     if score > 100 {
@@ -478,6 +546,28 @@ fn compile_one(doc: &RiskRuleDoc) -> Result<RiskRule, (&'static str, Problem)> {
         action: doc.action.unwrap_or_default(),
         targets,
     })
+}
+
+fn compile_pattern(doc: &RiskRuleDoc) -> Result<regex::Regex, (&'static str, Problem)> {
+    let source = doc.pattern.as_deref().unwrap_or_default();
+    if source.is_empty() {
+        return Err(("pattern", Problem::MissingPattern));
+    }
+    if source.len() > MAX_PATTERN_LEN {
+        return Err((
+            "pattern",
+            Problem::OutOfRange {
+                min: 1,
+                max: MAX_PATTERN_LEN as u64,
+            },
+        ));
+    }
+    regex::RegexBuilder::new(source)
+        .size_limit(COMPILED_LIMIT)
+        .dfa_size_limit(COMPILED_LIMIT)
+        .nest_limit(64)
+        .build()
+        .map_err(|e| ("pattern", Problem::BadPattern(first_line(&e.to_string()))))
 }
 
 /// The regex crate's message without its pointer lines, at most 300 characters.

@@ -206,3 +206,46 @@ fn documents_round_trip_through_toml() {
     let again: PolicyDoc = toml::from_str(&toml::to_string(&doc).unwrap()).unwrap();
     assert_eq!(again, doc);
 }
+
+#[test]
+fn behaviour_rules_are_tuned_like_the_others_and_take_no_pattern() {
+    let mut loud = RiskRuleDoc::named("off_hours");
+    loud.action = Some(RiskAction::Alert);
+    loud.score = Some(30);
+    let mut off = RiskRuleDoc::named("new_source_address");
+    off.enabled = false;
+    let s = set(vec![loud, off], &[]);
+    let hit = s.behaviour("off_hours", "started at 03:00 UTC").unwrap();
+    assert_eq!(
+        (hit.action, hit.score, hit.source),
+        (RiskAction::Alert, 30, TextSource::Behaviour)
+    );
+    assert_eq!(hit.excerpt, "started at 03:00 UTC");
+    assert_eq!(
+        s.behaviour("first_time_target", "x").unwrap().action,
+        RiskAction::Score
+    );
+    assert!(
+        s.behaviour("new_source_address", "x").is_none(),
+        "turned off"
+    );
+    assert!(
+        s.behaviour("account_creation", "x").is_none(),
+        "a pattern rule is no behaviour"
+    );
+    assert!(!s.watches(TextSource::Behaviour));
+    assert!(s.check(TextSource::Behaviour, "off_hours").is_empty());
+
+    let problem = |doc: RiskRuleDoc| {
+        let mut policy = PolicyDoc::default_policy();
+        policy.risk = vec![doc];
+        Policy::compile(&policy).unwrap_err().to_string()
+    };
+    let mut bad = RiskRuleDoc::named("long_session");
+    bad.pattern = Some("x".into());
+    assert!(problem(bad).contains("risk rule \"long_session\": pattern: behaviour rules"));
+    let mut bad = RiskRuleDoc::named("mine");
+    bad.pattern = Some("x".into());
+    bad.on = Some(vec![TextSource::Behaviour]);
+    assert!(problem(bad).contains("risk rule \"mine\": on: behaviour rules"));
+}

@@ -4,6 +4,7 @@
 
 pub mod audit;
 mod auth;
+mod behaviour;
 pub mod cluster;
 mod error;
 mod extract;

@@ -212,6 +212,7 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
             return;
         }
     };
+    crate::behaviour::watch(&state, session.clone());
     let id = session.id();
     // The grant may have been revoked while we connected (revocation closes only listed
     // sessions, and this one was not listed when the grant was checked).

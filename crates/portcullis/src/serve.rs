@@ -358,7 +358,13 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     let exports: Vec<portcullis_siem::Handle> = siem.iter().map(Export::handle).collect();
     state.audit = state.audit.clone().with_exports(exports.clone());
     let broker = state.broker.clone();
-    screen_reader::start(broker.clone(), config.ocr, runtime.handle().clone());
+    let reader_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    screen_reader::start(
+        broker.clone(),
+        config.ocr,
+        runtime.handle().clone(),
+        Arc::clone(&reader_stop),
+    );
     let grace = config.shutdown_grace;
     // The stop signal, passed down: listeners stop accepting once it turns true.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -445,6 +451,7 @@ pub(crate) fn serve(config: Config) -> Result<()> {
             error!(signal = again, "second signal: exiting now; recordings still open are closed as incomplete at the next start");
             std::process::exit(1);
         });
+        reader_stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let clean = shutdown::run(&broker, &audit_log, &exports, signal, start, grace).await;
         if let Some(spooled) = recording.as_ref().and_then(|r| r.uploads.clone()) {
             // The last recordings' uploads get what is left of the grace; whatever does not

@@ -23,6 +23,8 @@ use crate::tap::state::TapEvent;
 
 /// The most rules a session's list of fired ones keeps.
 const MAX_FIRED: usize = 64;
+/// The most screen hits remembered (so that they do not fire again).
+const MAX_SCREEN_HITS: usize = 256;
 /// The highest risk score.
 const MAX_SCORE: u32 = 100;
 
@@ -31,9 +33,9 @@ const MAX_SCORE: u32 = 100;
 pub(crate) struct RiskState {
     /// The command line being typed.
     editor: LineEditor,
-    /// The rules that fired on the screen's text: the same text stays on the screen (and is
-    /// read again after each change), so a rule fires from the screen once per session.
-    screen_fired: Vec<String>,
+    /// The hits from the screen's text (rule and excerpt): the same text stays on the screen
+    /// (and is read again with the rows around a change), so a hit fires once per session.
+    screen_fired: Vec<(String, String)>,
 }
 
 impl SessionShared {
@@ -48,11 +50,17 @@ impl SessionShared {
             _ => return true,
         };
         // The line as edited, and everything typed into it (what a history recall, a yank or
-        // a key the editor cannot follow would otherwise hide), each rule once.
+        // a key the editor cannot follow would otherwise hide), each rule once. While the
+        // editor followed the whole line, text only in what was typed was erased before Enter:
+        // it alerts, it does not stop the line (an honest typo must not freeze a session).
         let risk = self.grant.risk();
+        let followed = !submitted.unknown && !submitted.cut;
         let mut hits = risk.check(TextSource::Typed, &submitted.line);
-        for hit in risk.check(TextSource::Typed, &submitted.typed) {
+        for mut hit in risk.check(TextSource::Typed, &submitted.typed) {
             if !hits.iter().any(|h| h.rule == hit.rule) {
+                if followed {
+                    hit.action = hit.action.min(RiskAction::Alert);
+                }
                 hits.push(hit);
             }
         }
@@ -71,11 +79,17 @@ impl SessionShared {
         let mut hits = self.grant.risk().check(source, text);
         if source == TextSource::Screen {
             let mut state = lock(&self.risk);
-            hits.retain(|h| !state.screen_fired.contains(&h.rule));
+            hits.retain(|h| {
+                !state
+                    .screen_fired
+                    .iter()
+                    .any(|(r, e)| *r == h.rule && *e == h.excerpt)
+            });
             for h in &hits {
-                if state.screen_fired.len() < MAX_FIRED {
-                    state.screen_fired.push(h.rule.clone());
+                if state.screen_fired.len() >= MAX_SCREEN_HITS {
+                    state.screen_fired.remove(0);
                 }
+                state.screen_fired.push((h.rule.clone(), h.excerpt.clone()));
             }
         }
         if hits.is_empty() {
@@ -84,7 +98,7 @@ impl SessionShared {
         self.risk_fired(hits).await
     }
 
-    async fn risk_fired(&self, hits: Vec<RiskHit>) -> bool {
+    pub(crate) async fn risk_fired(&self, hits: Vec<RiskHit>) -> bool {
         let worst = hits[0].clone();
         let id = {
             let mut info = lock(&self.info);

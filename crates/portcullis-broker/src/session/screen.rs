@@ -1,7 +1,8 @@
 //! What changed on the session's screen, for reading text off it (the gateway's OCR): the
-//! bounds of every change since the text was last read, and when the last change came. The
-//! reader asks for the changed area once it has stayed unchanged for a moment (a settled
-//! screen), never for every frame.
+//! bounds of every change since the text was last read, when the first and the last of them
+//! came. The reader asks for the changed rows once they have stayed unchanged for a moment (a
+//! settled screen), never for every frame, and at the latest a while after the first change
+//! (a screen that never stops changing — a clock, a spinner — is read all the same).
 
 use std::time::Duration;
 
@@ -11,13 +12,18 @@ use tokio::time::Instant;
 use super::{SessionHandle, SessionShared};
 use crate::locks::{lock, read};
 
+/// Rows above and below a change that are read with it (about a line of text: a change inside a
+/// line, such as a completed word, is read with the whole line).
+const CONTEXT_ROWS: u32 = 16;
+
 /// The changes since the screen was last read.
 #[derive(Debug, Default)]
 pub(crate) struct ScreenChange {
     /// Their bounds.
     area: Option<Rect>,
-    /// When the last one came.
-    at: Option<Instant>,
+    /// When the first and the last one came.
+    first: Option<Instant>,
+    last: Option<Instant>,
 }
 
 /// An area of the screen that changed and then stayed unchanged: its place and its pixels.
@@ -30,35 +36,49 @@ pub struct SettledArea {
 }
 
 impl SessionShared {
-    /// Notes a change of `rect` (after the framebuffer took it).
+    /// Notes a change of `rect` (after the framebuffer took it, its lock let go).
     pub(crate) fn screen_changed(&self, rect: Rect) {
         let mut change = lock(&self.screen);
         change.area = Some(match change.area {
             Some(area) => area.union(&rect),
             None => rect,
         });
-        change.at = Some(Instant::now());
+        let now = Instant::now();
+        change.first.get_or_insert(now);
+        change.last = Some(now);
     }
 }
 
 impl SessionHandle {
-    /// The area that changed since the last call, once nothing changed for `settle`, with its
-    /// pixels; `None` while the screen is still changing or when nothing changed. Taking it
-    /// starts over: the next call covers the changes after this one.
-    pub fn settled_change(&self, settle: Duration) -> Option<SettledArea> {
+    /// The rows that changed since the last call (full width, with [`CONTEXT_ROWS`] around),
+    /// once nothing changed for `settle` or the first change is `at_most` old, with their
+    /// pixels; `None` while the screen is still changing, when nothing changed, or when the
+    /// area holds more than `max_pixels` (then it is let go). Taking it starts over.
+    pub fn settled_change(
+        &self,
+        settle: Duration,
+        at_most: Duration,
+        max_pixels: u64,
+    ) -> Option<SettledArea> {
         let area = {
             let mut change = lock(&self.shared.screen);
-            if change.at?.elapsed() < settle {
+            let settled = change.last?.elapsed() >= settle;
+            let overdue = change.first?.elapsed() >= at_most;
+            if !settled && !overdue {
                 return None;
             }
-            change.at = None;
+            change.first = None;
+            change.last = None;
             change.area.take()?
         };
         // The framebuffer is read after the change was taken: a change coming in between is
         // both in these pixels and noted again for the next call (read twice, never missed).
         let fb = read(&self.shared.desktop);
-        let rect = area.intersection(&fb.bounds());
-        if rect.w == 0 || rect.h == 0 {
+        let top = area.y.saturating_sub(CONTEXT_ROWS);
+        let bottom = area.y.saturating_add(area.h).saturating_add(CONTEXT_ROWS);
+        let rows = Rect::new(0, top, fb.width(), bottom.saturating_sub(top));
+        let rect = rows.intersection(&fb.bounds());
+        if rect.w == 0 || rect.h == 0 || u64::from(rect.w) * u64::from(rect.h) > max_pixels {
             return None;
         }
         let pixels = fb.read_rect(rect).ok()?;

@@ -294,6 +294,7 @@ impl RdpGate {
             warn!(user = %admission.user, target = %admission.target, error = %e.message, "native session failed to open");
             deny(Refusal::TargetFailed, e.message)
         })?;
+        crate::behaviour::watch(&self.state, handle.clone());
         info!(session = %handle.id(), user = %admission.user, target = %admission.target, "native RDP viewer attached");
         let viewer = handle.attach_raw_viewer(&admission.user);
         Ok(Box::new(NativeView { viewer }))

@@ -4,8 +4,13 @@
 //! tesseract at the lowest CPU priority, and hands the text to the session
 //! (`SessionHandle::screen_text`), which checks it and alerts, freezes or ends the session.
 //! The thread keeps the whole gateway's reading within `[ocr] cpu_share` of one core: after each
-//! read it rests for what the share asks. Sessions no screen rule watches are not read.
+//! read it rests for what the share asks (at most [`MAX_REST`]). Sessions no screen rule watches
+//! are not read; the changed rows are read whole (a completed word is read with its line); a
+//! screen that never settles is read [`AT_MOST`] after its first change. The thread stops when
+//! the gateway's shutdown begins.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_broker::Broker;
@@ -19,10 +24,21 @@ use crate::config::Ocr;
 const LOOK_EVERY: Duration = Duration::from_millis(150);
 /// Areas smaller than this (either way, in pixels) hold no readable text.
 const MIN_SIDE: u32 = 8;
+/// A screen that keeps changing is read this long after its first unread change.
+const AT_MOST: Duration = Duration::from_secs(2);
+/// The longest rest after one read (a slow read must not silence every session for minutes).
+const MAX_REST: Duration = Duration::from_secs(5);
+/// How long the risk rules may take over a read's text (the audit trail may be slow).
+const CHECK_WITHIN: Duration = Duration::from_secs(10);
 
 /// Starts the reader unless `[ocr] enabled = false`; without tesseract it says so once and does
 /// not start (screen rules then never fire).
-pub(super) fn start(broker: Broker, config: Ocr, runtime: tokio::runtime::Handle) {
+pub(super) fn start(
+    broker: Broker,
+    config: Ocr,
+    runtime: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+) {
     if !config.enabled {
         info!("screen text reading is off ([ocr] enabled = false): risk rules on the screen never fire");
         return;
@@ -39,25 +55,36 @@ pub(super) fn start(broker: Broker, config: Ocr, runtime: tokio::runtime::Handle
     );
     let spawned = std::thread::Builder::new()
         .name("screen-reader".into())
-        .spawn(move || run(&broker, &tesseract, config, &runtime));
+        .spawn(move || run(&broker, &tesseract, config, &runtime, &stop));
     if let Err(e) = spawned {
         warn!(error = %e, "cannot start the screen reader: risk rules on the screen never fire");
     }
 }
 
-fn run(broker: &Broker, tesseract: &Tesseract, config: Ocr, runtime: &tokio::runtime::Handle) {
+fn run(
+    broker: &Broker,
+    tesseract: &Tesseract,
+    config: Ocr,
+    runtime: &tokio::runtime::Handle,
+    stop: &AtomicBool,
+) {
     let pacer = Pacer::new(config.cpu_share);
     let mut failures_told = 0u32;
-    loop {
+    while !stop.load(Ordering::SeqCst) {
         let mut read_any = false;
         for listed in broker.list() {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
             let Some(session) = broker.get(&listed.id) else {
                 continue;
             };
-            if !session.grant().risk().watches(TextSource::Screen) {
+            if session.is_closed() || !session.grant().risk().watches(TextSource::Screen) {
                 continue;
             }
-            let Some(area) = session.settled_change(config.settle) else {
+            let Some(area) =
+                session.settled_change(config.settle, AT_MOST, portcullis_ocr::MAX_PIXELS)
+            else {
                 continue;
             };
             if area.rect.w < MIN_SIDE || area.rect.h < MIN_SIDE {
@@ -65,11 +92,18 @@ fn run(broker: &Broker, tesseract: &Tesseract, config: Ocr, runtime: &tokio::run
             }
             read_any = true;
             let started = Instant::now();
-            match tesseract.read(area.rect.w, area.rect.h, &area.pixels) {
+            let read = tesseract.read(area.rect.w, area.rect.h, &area.pixels);
+            let busy = started.elapsed();
+            match read {
                 Ok(words) => {
                     let text = portcullis_ocr::lines(&words);
-                    if !text.is_empty() {
-                        runtime.block_on(session.screen_text(&text));
+                    if !text.is_empty() && !stop.load(Ordering::SeqCst) {
+                        let checked = runtime.block_on(async {
+                            tokio::time::timeout(CHECK_WITHIN, session.screen_text(&text)).await
+                        });
+                        if checked.is_err() {
+                            warn!(session = %listed.id, "the risk rules took too long over the screen's text");
+                        }
                     }
                 }
                 // Said a few times, not for every picture.
@@ -79,7 +113,7 @@ fn run(broker: &Broker, tesseract: &Tesseract, config: Ocr, runtime: &tokio::run
                 }
                 Err(_) => {}
             }
-            std::thread::sleep(pacer.rest_after(started.elapsed()));
+            std::thread::sleep(pacer.rest_after(busy).min(MAX_REST));
         }
         if !read_any {
             std::thread::sleep(LOOK_EVERY);

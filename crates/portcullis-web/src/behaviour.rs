@@ -1,0 +1,271 @@
+//! Behaviour rules at work (policy `risk::BEHAVIOUR`): each user's sessions are compared with
+//! their own history — the targets they use, the addresses they come from, the hours they start
+//! at, how long their sessions last — learned as their sessions end and kept in the store (meta
+//! `risk_baseline:<user id>`, bounded). At a session's start a target never used before, an
+//! address never seen, or an hour the user rarely starts at fires the rule of that name; a
+//! session that runs far beyond the user's usual length fires `long_session` while it runs. A
+//! rule fires only once the user has [`MIN_HISTORY`] sessions behind them (no baseline, no
+//! judgement). Concurrent ends of one user's sessions on several gateways may lose one of the
+//! updates (the baseline is a statistic, not a record: the audit trail is).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_broker::SessionHandle;
+use portcullis_store::Store;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::AppState;
+
+/// The store's meta key of a user's baseline.
+const META_PREFIX: &str = "risk_baseline:";
+/// Sessions a user needs behind them before their behaviour is judged.
+pub(crate) const MIN_HISTORY: u32 = 5;
+/// The most targets and addresses a baseline keeps (the most used stay).
+const MAX_TARGETS: usize = 256;
+const MAX_ADDRS: usize = 64;
+/// The shortest session `long_session` can call long.
+const MIN_LONG_SECS: f64 = 600.0;
+
+/// What a user's past sessions looked like.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Baseline {
+    sessions: u32,
+    targets: BTreeMap<String, u32>,
+    addrs: BTreeMap<String, u32>,
+    /// Sessions started in each hour of the day (UTC).
+    hours: [u32; 24],
+    /// Their lengths: how many, mean and sum of squared deviations (Welford), seconds.
+    durations: u32,
+    mean_secs: f64,
+    m2: f64,
+}
+
+impl Baseline {
+    /// The behaviour rules a new session on `target` from `addr` starting at `hour` (UTC)
+    /// fires, with how it differs.
+    pub(crate) fn signals(
+        &self,
+        target: &str,
+        addr: &str,
+        hour: usize,
+    ) -> Vec<(&'static str, String)> {
+        let n = self.sessions;
+        if n < MIN_HISTORY {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if !self.targets.contains_key(target) {
+            out.push((
+                "first_time_target",
+                format!("first session on {target} after {n} sessions on other targets"),
+            ));
+        }
+        if !self.addrs.contains_key(addr) {
+            out.push((
+                "new_source_address",
+                format!(
+                    "from {addr}, not among the {} addresses of {n} earlier sessions",
+                    self.addrs.len()
+                ),
+            ));
+        }
+        let hour = hour % 24;
+        let near: u32 = [23, 0, 1].iter().map(|d| self.hours[(hour + d) % 24]).sum();
+        // Fewer than one in twenty earlier sessions started within an hour of this one.
+        if u64::from(near) * 20 < u64::from(n) {
+            out.push((
+                "off_hours",
+                format!(
+                    "started at {hour:02}:00 UTC; {near} of {n} earlier sessions started within an hour of that"
+                ),
+            ));
+        }
+        out
+    }
+
+    /// How long a session may run before `long_session` calls it long: three standard
+    /// deviations over the user's mean, at least twice the mean and 10 minutes.
+    pub(crate) fn long_after(&self) -> Option<Duration> {
+        if self.durations < MIN_HISTORY {
+            return None;
+        }
+        let sd = (self.m2 / f64::from(self.durations - 1)).max(0.0).sqrt();
+        let secs = (self.mean_secs + 3.0 * sd)
+            .max(2.0 * self.mean_secs)
+            .max(MIN_LONG_SECS);
+        Some(Duration::from_secs_f64(secs.min(1e9)))
+    }
+
+    /// The user's mean session length, in minutes (for the rule's detail).
+    fn mean_minutes(&self) -> u64 {
+        (self.mean_secs / 60.0).round() as u64
+    }
+
+    /// Learns a session that ended.
+    pub(crate) fn learn(&mut self, target: &str, addr: &str, hour: usize, secs: f64) {
+        self.sessions = self.sessions.saturating_add(1);
+        bump(&mut self.targets, target, MAX_TARGETS);
+        bump(&mut self.addrs, addr, MAX_ADDRS);
+        self.hours[hour % 24] = self.hours[hour % 24].saturating_add(1);
+        if secs.is_finite() && secs >= 0.0 {
+            self.durations = self.durations.saturating_add(1);
+            let delta = secs - self.mean_secs;
+            self.mean_secs += delta / f64::from(self.durations);
+            self.m2 += delta * (secs - self.mean_secs);
+        }
+    }
+}
+
+/// Counts `key`; a full map lets its least used entry go first.
+fn bump(map: &mut BTreeMap<String, u32>, key: &str, max: usize) {
+    if !map.contains_key(key) && map.len() >= max {
+        if let Some(least) = map.iter().min_by_key(|(_, n)| **n).map(|(k, _)| k.clone()) {
+            map.remove(&least);
+        }
+    }
+    let n = map.entry(key.to_owned()).or_insert(0);
+    *n = n.saturating_add(1);
+}
+
+/// The address part of `ip:port` (the port changes with every connection).
+fn host_of(client_addr: &str) -> String {
+    client_addr
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| client_addr.to_owned())
+}
+
+fn load(store: &dyn Store, key: &str) -> Baseline {
+    match store.get_meta(key) {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Ok(None) => Baseline::default(),
+        Err(e) => {
+            warn!(error = %e, "cannot read a user's risk baseline");
+            Baseline::default()
+        }
+    }
+}
+
+/// Watches `session` for the behaviour rules for its life, then learns it into its user's
+/// baseline. Runs on its own task.
+pub(crate) fn watch(state: &AppState, session: SessionHandle) {
+    let store = Arc::clone(&state.store);
+    tokio::spawn(async move {
+        let info = session.info();
+        let key = format!(
+            "{META_PREFIX}{}",
+            if info.user_id.is_empty() {
+                &info.user
+            } else {
+                &info.user_id
+            }
+        );
+        let addr = host_of(&info.client_addr);
+        let hour = usize::try_from(info.started_at_ms.max(0) / 3_600_000 % 24).unwrap_or(0);
+        let (s, k) = (Arc::clone(&store), key.clone());
+        let baseline = tokio::task::spawn_blocking(move || load(s.as_ref(), &k))
+            .await
+            .unwrap_or_default();
+        for (rule, detail) in baseline.signals(&info.target, &addr, hour) {
+            if session.behaviour(rule, &detail).await {
+                break;
+            }
+        }
+        match baseline.long_after() {
+            Some(after) => {
+                tokio::select! {
+                    () = session.closed() => {}
+                    () = tokio::time::sleep(after) => {
+                        let detail = format!(
+                            "running longer than {} min (usual: {} min)",
+                            after.as_secs() / 60,
+                            baseline.mean_minutes()
+                        );
+                        session.behaviour("long_session", &detail).await;
+                        session.closed().await;
+                    }
+                }
+            }
+            None => session.closed().await,
+        }
+        let secs = (crate::auth::now_ms() - info.started_at_ms).max(0) as f64 / 1000.0;
+        let learned = tokio::task::spawn_blocking(move || {
+            let mut baseline = load(store.as_ref(), &key);
+            baseline.learn(&info.target, &addr, hour, secs);
+            let bytes = serde_json::to_vec(&baseline).unwrap_or_default();
+            store.put_meta(&key, &bytes)
+        })
+        .await;
+        if let Ok(Err(e)) = learned {
+            warn!(error = %e, "cannot keep a user's risk baseline");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(n: u32) -> Baseline {
+        let mut b = Baseline::default();
+        for i in 0..n {
+            b.learn(
+                "desk",
+                "10.0.0.5",
+                9 + (i as usize % 2),
+                1800.0 + f64::from(i % 3) * 60.0,
+            );
+        }
+        b
+    }
+
+    #[test]
+    fn nothing_is_judged_without_a_history() {
+        let b = history(MIN_HISTORY - 1);
+        assert!(b.signals("other", "192.0.2.1", 3).is_empty());
+        assert!(b.long_after().is_none());
+    }
+
+    #[test]
+    fn a_new_target_address_and_hour_stand_out() {
+        let b = history(20);
+        assert!(b.signals("desk", "10.0.0.5", 9).is_empty());
+        assert!(
+            b.signals("desk", "10.0.0.5", 11).is_empty(),
+            "within an hour of usual"
+        );
+        let rules: Vec<_> = b
+            .signals("db1", "192.0.2.1", 3)
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(
+            rules,
+            ["first_time_target", "new_source_address", "off_hours"]
+        );
+        // Around 30 minutes, a few minutes apart: long is past ten minutes over twice that.
+        let after = b.long_after().unwrap().as_secs();
+        assert!((3600..4000).contains(&after), "{after}");
+    }
+
+    #[test]
+    fn a_baseline_stays_bounded() {
+        let mut b = Baseline::default();
+        for i in 0..1000 {
+            b.learn(
+                &format!("t{i}"),
+                &format!("10.0.{}.{}", i / 256, i % 256),
+                i,
+                f64::NAN,
+            );
+        }
+        assert_eq!(b.targets.len(), MAX_TARGETS);
+        assert_eq!(b.addrs.len(), MAX_ADDRS);
+        assert_eq!(b.durations, 0);
+        assert_eq!(host_of("[::1]:5555"), "::1");
+        assert_eq!(host_of("127.0.0.1:40000"), "127.0.0.1");
+    }
+}
