@@ -13,7 +13,7 @@ import { mkdtempSync, readdirSync, rmSync, openSync, writeSync, closeSync, unlin
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  startDesktop, startGateway, launchBrowser, uiLogin, sleep, request, bin,
+  startDesktop, startGateway, launchBrowser, uiLogin, sleep, request, bin, until,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -209,7 +209,16 @@ test(`kill -9 ${KILLS} times during recorded sessions: no acknowledged audit rec
       await clickDesk(gw, third);
       await sleep(round % 4 === 1 ? 50 : 300);
     }
-    const live = (await (await startsCleanly(gw)).get('/sessions')).json;
+    // The check below wants a fragment of each killed session on disk: wait for it (a loaded
+    // machine may take longer than the pause above to write the first one).
+    const watcher = await startsCleanly(gw);
+    await until('a fragment of each session on record', async () => {
+      for (const s of sessions) {
+        if (!((await watcher.get(`/recordings/${s.id}`)).json?.segments?.length >= 1)) return false;
+      }
+      return true;
+    }, 30000);
+    const live = (await watcher.get('/sessions')).json;
     const n = live.filter((s) => s.state !== 'connecting').length;
     openAtKill += n;
     minOpen = Math.min(minOpen, n);

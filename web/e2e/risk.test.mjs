@@ -102,7 +102,9 @@ test('a command line a freeze rule matches never runs: the session freezes withi
   assert.equal(hits[0].detail.rule, 'account_creation');
   assert.equal(hits[0].detail.action, 'freeze');
   assert.equal(hits[0].detail.source, 'typed');
-  assert.match(hits[0].detail.excerpt, /net user eve Passw0rd \/add/);
+  // What was typed (a password here) stays in the recording; the trail and the SIEM never get it.
+  assert.equal(hits[0].detail.excerpt, undefined);
+  assert.ok(!JSON.stringify(trail).includes('Passw0rd'), 'the typed password is in the trail');
   const freezes = trail.filter((e) => e.kind === 'session_freeze');
   assert.equal(freezes[0]?.actor, 'risk rule account_creation', JSON.stringify(freezes));
   assert.ok(hits[0].seq < freezes[0].seq, 'the hit is on record before the freeze');
@@ -111,7 +113,8 @@ test('a command line a freeze rule matches never runs: the session freezes withi
   // high-risk session is its own record for the SIEM.
   assert.equal((await admin.del(`/sessions/${id}`)).status, 204);
   const events = await recordedEvents(admin, id);
-  assert.ok(events.some((e) => e.type === 'risk' && e.rule === 'account_creation' && e.action === 'freeze'), JSON.stringify(events));
+  assert.ok(events.some((e) => e.type === 'risk' && e.rule === 'account_creation' && e.action === 'freeze'
+    && /net user eve Passw0rd \/add/.test(e.excerpt)), JSON.stringify(events));
   const risky = (await admin.get('/recordings?sort=risk&min_risk=60')).json;
   assert.deepEqual(risky.map((r) => [r.id, r.risk_score, r.risk_rules]), [[id, 60, ['account_creation']]]);
   assert.equal((await admin.get('/recordings?min_risk=61')).json.length, 0);
@@ -186,7 +189,9 @@ test('text a screen rule matches raises an alert once it is on the screen: a fil
   const hit = (await admin.get(`/audit?session=${id}&limit=200`)).json.entries.find((e) => e.kind === 'risk');
   assert.equal(hit.detail.source, 'screen');
   assert.equal(hit.detail.action, 'alert');
-  assert.match(hit.detail.excerpt, /net user eve \S+ \/add/);
+  assert.equal((await admin.del(`/sessions/${id}`)).status, 204);
+  const events = await recordedEvents(admin, id);
+  assert.ok(events.some((e) => e.type === 'risk' && e.source === 'screen' && /net user eve \S+ \/add/.test(e.excerpt)), JSON.stringify(events));
 });
 
 test('behaviour: after a history of sessions on one target, the first session on another scores, with the reason', async (t) => {
@@ -224,5 +229,14 @@ test('behaviour: after a history of sessions on one target, the first session on
   assert.equal(flagged.frozen, false, 'a behaviour rule only scores by default');
   const hit = (await admin.get(`/audit?session=${id}&limit=200`)).json.entries.find((e) => e.kind === 'risk');
   assert.equal(hit.detail.source, 'behaviour');
-  assert.match(hit.detail.excerpt, /first session on desk2 after \d+ sessions on other targets/);
+  assert.equal((await admin.del(`/sessions/${id}`)).status, 204);
+  const events = await recordedEvents(admin, id);
+  assert.ok(events.some((e) => e.type === 'risk' && /first session on desk2 after \d+ sessions on other targets/.test(e.excerpt)), JSON.stringify(events));
+  // Alice sees her recording, not what the gateway holds against her.
+  const alice = gw.api();
+  assert.equal((await alice.login('alice', ALICE)).status, 200);
+  const mine = (await alice.get('/recordings')).json.find((r) => r.id === id);
+  assert.equal(mine.risk_score, 0);
+  assert.deepEqual(mine.risk_rules, []);
+  assert.ok(!(await alice.get(`/recordings/${id}/events`)).json.some((e) => e.type === 'risk'));
 });

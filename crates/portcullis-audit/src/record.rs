@@ -155,7 +155,8 @@ impl Kind {
     /// A viewer or watcher went away.
     pub const VIEWER_LEFT: Kind = Kind(Cow::Borrowed("viewer_left"));
     /// A risk rule fired in a session; detail: rule, description, source (`typed`, `screen`,
-    /// `clipboard`), action (`score`, `alert`, `freeze`, `kill`), score, excerpt.
+    /// `clipboard`, `behaviour`), action (`score`, `alert`, `freeze`, `kill`), score (the matching
+    /// text stays in the recording: it may hold what the user typed).
     pub const RISK: Kind = Kind(Cow::Borrowed("risk"));
     /// A session ended with a risk score of 50 or more; detail: risk_score, risk_rules.
     pub const HIGH_RISK: Kind = Kind(Cow::Borrowed("session_high_risk"));

@@ -371,6 +371,14 @@ impl SessionHandle {
         }
     }
 
+    /// Why the session ended; `None` while it runs.
+    pub fn end_reason(&self) -> Option<SessionEnd> {
+        match &*self.shared.ending.borrow() {
+            Ending::Ended(end) => Some(end.clone()),
+            Ending::Running => None,
+        }
+    }
+
     /// Resolves once the session has ended.
     pub async fn closed(&self) {
         let mut ending = self.shared.ending.subscribe();

@@ -246,8 +246,17 @@ fn run(
                         flush_keys(&mut keys, &mut keys_at, &mut recorder);
                     }
                 }
-                TapEvent::Session(e) => {
+                TapEvent::Session(mut e) => {
                     flush_keys(&mut keys, &mut keys_at, &mut recorder);
+                    // Without a key log, a risk hit does not say what was typed or pasted.
+                    if let SessionEvent::Risk {
+                        source, excerpt, ..
+                    } = &mut e
+                    {
+                        if cfg.keystrokes == KeystrokeLog::Off && source != "screen" {
+                            excerpt.clear();
+                        }
+                    }
                     recorder.event(ms(at), &e);
                 }
             }

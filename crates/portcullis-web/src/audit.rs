@@ -283,6 +283,11 @@ fn session_record(session: &SessionInfo, event: &SessionEvent) -> Record {
         .detail("entry", json!(session.entry));
     if let Ok(Value::Object(fields)) = serde_json::to_value(event) {
         for (k, v) in fields {
+            // A risk hit's matching text may hold what the user typed (a password on a command
+            // line): it stays in the recording (like the key log), never in the trail or a SIEM.
+            if k == "excerpt" && matches!(event, SessionEvent::Risk { .. }) {
+                continue;
+            }
             record = record.detail(k, v);
         }
     }

@@ -5,14 +5,17 @@
 //! address never seen, or an hour the user rarely starts at fires the rule of that name; a
 //! session that runs far beyond the user's usual length fires `long_session` while it runs. A
 //! rule fires only once the user has [`MIN_HISTORY`] sessions behind them (no baseline, no
-//! judgement). Concurrent ends of one user's sessions on several gateways may lose one of the
-//! updates (the baseline is a statistic, not a record: the audit trail is).
+//! judgement). Sessions ended by the security team, an administrator, a risk rule or the
+//! gateway's shutdown, and frozen ones, are not learned. Concurrent ends of one user's sessions
+//! may lose one of the updates (the baseline is a statistic, not a record: the audit trail
+//! is); an unreadable baseline is neither used nor written over.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_broker::SessionHandle;
+use portcullis_core::session::SessionEnd;
 use portcullis_store::Store;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -31,6 +34,7 @@ const MIN_LONG_SECS: f64 = 600.0;
 
 /// What a user's past sessions looked like.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct Baseline {
     sessions: u32,
     targets: BTreeMap<String, u32>,
@@ -138,13 +142,21 @@ fn host_of(client_addr: &str) -> String {
         .unwrap_or_else(|_| client_addr.to_owned())
 }
 
-fn load(store: &dyn Store, key: &str) -> Baseline {
+/// The baseline kept under `key` (none yet: empty); `None` when it cannot be read (then it is
+/// neither judged by nor written over).
+fn load(store: &dyn Store, key: &str) -> Option<Baseline> {
     match store.get_meta(key) {
-        Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        Ok(None) => Baseline::default(),
+        Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                warn!(error = %e, "a user's risk baseline is unreadable; it is left as it is");
+                None
+            }
+        },
+        Ok(None) => Some(Baseline::default()),
         Err(e) => {
             warn!(error = %e, "cannot read a user's risk baseline");
-            Baseline::default()
+            None
         }
     }
 }
@@ -154,6 +166,9 @@ fn load(store: &dyn Store, key: &str) -> Baseline {
 pub(crate) fn watch(state: &AppState, session: SessionHandle) {
     let store = Arc::clone(&state.store);
     tokio::spawn(async move {
+        // The session's length by the monotonic clock (a wall clock set back or forward would
+        // teach the baseline a nonsense length).
+        let opened = tokio::time::Instant::now();
         let info = session.info();
         let key = format!(
             "{META_PREFIX}{}",
@@ -168,6 +183,8 @@ pub(crate) fn watch(state: &AppState, session: SessionHandle) {
         let (s, k) = (Arc::clone(&store), key.clone());
         let baseline = tokio::task::spawn_blocking(move || load(s.as_ref(), &k))
             .await
+            .ok()
+            .flatten()
             .unwrap_or_default();
         for (rule, detail) in baseline.signals(&info.target, &addr, hour) {
             if session.behaviour(rule, &detail).await {
@@ -191,9 +208,20 @@ pub(crate) fn watch(state: &AppState, session: SessionHandle) {
             }
             None => session.closed().await,
         }
-        let secs = (crate::auth::now_ms() - info.started_at_ms).max(0) as f64 / 1000.0;
+        // Not learned: a session the security team, an administrator or a risk rule ended
+        // (its retry must not pass as usual), or one the gateway's shutdown cut short.
+        if matches!(
+            session.end_reason(),
+            Some(SessionEnd::ClosedByAdmin { .. } | SessionEnd::Shutdown)
+        ) || session.info().frozen
+        {
+            return;
+        }
+        let secs = opened.elapsed().as_secs_f64();
         let learned = tokio::task::spawn_blocking(move || {
-            let mut baseline = load(store.as_ref(), &key);
+            let Some(mut baseline) = load(store.as_ref(), &key) else {
+                return Ok(());
+            };
             baseline.learn(&info.target, &addr, hour, secs);
             let bytes = serde_json::to_vec(&baseline).unwrap_or_default();
             store.put_meta(&key, &bytes)

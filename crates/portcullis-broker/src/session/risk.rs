@@ -99,7 +99,9 @@ impl SessionShared {
     }
 
     pub(crate) async fn risk_fired(&self, hits: Vec<RiskHit>) -> bool {
-        let worst = hits[0].clone();
+        let Some(worst) = hits.first().cloned() else {
+            return false;
+        };
         let id = {
             let mut info = lock(&self.info);
             for hit in &hits {

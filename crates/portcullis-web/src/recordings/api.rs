@@ -144,6 +144,11 @@ pub(crate) async fn list(
                     (s.risk_score, s.risk_rules) = (*score, rules.clone());
                 }
             }
+            // What the gateway holds against a user is not theirs to read (it would show them
+            // how to go unnoticed): plain users see no risk, and cannot filter by it.
+            if user.role == Role::User {
+                (s.risk_score, s.risk_rules) = (0, Vec::new());
+            }
             let keep = may_see(&user, &s)
                 && q.min_risk.is_none_or(|m| s.risk_score >= m)
                 && q.user.as_ref().is_none_or(|u| contains_ci(&s.user, u))
@@ -182,7 +187,10 @@ pub(crate) async fn detail(
 ) -> Result<Json<Value>, WebError> {
     let rec = recordings(&state)?;
     blocking(move || {
-        let summary = visible(&rec, &user, &id)?;
+        let mut summary = visible(&rec, &user, &id)?;
+        if user.role == Role::User {
+            (summary.risk_score, summary.risk_rules) = (0, Vec::new());
+        }
         let d = rec.detail(&id).map_err(storage_error)?;
         let codec = d.inits.first().map(|p| p.codec.clone());
         Ok(Json(json!({
@@ -293,10 +301,12 @@ pub(crate) async fn events(
                 .read(&id, EVENTS, 0, len)
                 .map_err(storage_error)?
         };
+        let hide_risk = user.role == Role::User;
         let events = bytes
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
             .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+            .filter(|e| !(hide_risk && e.get("type").and_then(Value::as_str) == Some("risk")))
             .collect();
         Ok(Json(events))
     })
