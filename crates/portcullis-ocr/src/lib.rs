@@ -78,16 +78,20 @@ impl Tesseract {
         Self::default()
     }
 
+    fn spawn_error(&self, source: std::io::Error) -> OcrError {
+        OcrError::Spawn {
+            program: self.program.display().to_string(),
+            source,
+        }
+    }
+
     /// Whether the program runs and knows the language (`tesseract --list-langs`).
     pub fn available(&self) -> Result<(), OcrError> {
         let out = Command::new(&self.program)
             .arg("--list-langs")
             .stdin(Stdio::null())
             .output()
-            .map_err(|source| OcrError::Spawn {
-                program: self.program.display().to_string(),
-                source,
-            })?;
+            .map_err(|source| self.spawn_error(source))?;
         let listed = String::from_utf8_lossy(&out.stdout);
         if listed.lines().any(|l| l.trim() == self.language) {
             Ok(())
@@ -111,10 +115,7 @@ impl Tesseract {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|source| OcrError::Spawn {
-                program: self.program.display().to_string(),
-                source,
-            })?;
+            .map_err(|source| self.spawn_error(source))?;
         let mut stdin = child.stdin.take();
         let writer = std::thread::spawn(move || {
             if let Some(stdin) = stdin.as_mut() {

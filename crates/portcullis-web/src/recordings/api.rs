@@ -144,11 +144,7 @@ pub(crate) async fn list(
                     (s.risk_score, s.risk_rules) = (*score, rules.clone());
                 }
             }
-            // What the gateway holds against a user is not theirs to read (it would show them
-            // how to go unnoticed): plain users see no risk, and cannot filter by it.
-            if user.role == Role::User {
-                (s.risk_score, s.risk_rules) = (0, Vec::new());
-            }
+            hide_risk(&user, &mut s);
             let keep = may_see(&user, &s)
                 && q.min_risk.is_none_or(|m| s.risk_score >= m)
                 && q.user.as_ref().is_none_or(|u| contains_ci(&s.user, u))
@@ -175,6 +171,15 @@ pub(crate) async fn list(
     .await
 }
 
+/// What the gateway holds against a user is not theirs to read (it would show them how to go
+/// unnoticed): plain users see no risk score or rules (nor `risk` events), and cannot filter by
+/// them.
+fn hide_risk(user: &AuthUser, s: &mut Summary) {
+    if user.role == Role::User {
+        (s.risk_score, s.risk_rules) = (0, Vec::new());
+    }
+}
+
 /// Case-insensitive substring match (a partly typed name finds its recordings).
 fn contains_ci(haystack: &str, needle: &str) -> bool {
     haystack.to_lowercase().contains(&needle.to_lowercase())
@@ -188,9 +193,7 @@ pub(crate) async fn detail(
     let rec = recordings(&state)?;
     blocking(move || {
         let mut summary = visible(&rec, &user, &id)?;
-        if user.role == Role::User {
-            (summary.risk_score, summary.risk_rules) = (0, Vec::new());
-        }
+        hide_risk(&user, &mut summary);
         let d = rec.detail(&id).map_err(storage_error)?;
         let codec = d.inits.first().map(|p| p.codec.clone());
         Ok(Json(json!({
