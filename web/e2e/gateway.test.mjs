@@ -282,6 +282,7 @@ const ACCESS = {
   'post /me/passkeys': { roles: USERS, scoped: true },
   'post /me/passkeys/options': { roles: USERS, scoped: true },
   'delete /me/passkeys/{id}': { roles: USERS, scoped: true },
+  'post /me/passkeys/proof': { roles: USERS, scoped: true },
   // The second login step with a passkey: a pending login's cookie, no login (passkeys.test.mjs).
   'post /auth/mfa/passkey/options': null,
   'post /auth/mfa/passkey': null,

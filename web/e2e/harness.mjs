@@ -197,7 +197,7 @@ export function apiClient(base, cookie) {
     get: (p) => request(base, 'GET', '/api/v1' + p, { headers: headers() }),
     post: (p, body) => request(base, 'POST', '/api/v1' + p, { body, headers: headers() }),
     put: (p, body) => request(base, 'PUT', '/api/v1' + p, { body, headers: headers() }),
-    del: (p) => request(base, 'DELETE', '/api/v1' + p, { headers: headers() }),
+    del: (p, body) => request(base, 'DELETE', '/api/v1' + p, { body, headers: headers() }),
   };
 }
 

@@ -162,3 +162,108 @@ test('a role that requires a phishing-resistant factor: no code from an app; wit
     await admin.put('/sso/settings', { public_url: site, required_for_roles: [], passkey_required_for_roles: [] });
   }
 });
+
+test('changing passkeys needs a second factor the user has: a login alone (a stolen cookie) can neither add nor remove one', async () => {
+  for (const name of ['quinn', 'uma']) {
+    assert.equal((await admin.post('/users', { name, password: PASSWORD(name), role: 'user' })).status, 201);
+  }
+  const { page, cdp, authenticatorId } = await withAuthenticator();
+  try {
+    // Quinn has no second factor: the first passkey needs no proof.
+    await passwordStep(page, 'quinn');
+    await page.waitForSelector('#current-user');
+    await page.goto(`${site}/#/me`);
+    await page.waitForSelector('#passkey-add:not([disabled])');
+    await page.fill('#passkey-name', 'first');
+    await page.click('#passkey-add');
+    await page.waitForSelector('[data-passkey="first"]');
+    // The second one, on another authenticator (one holding the first refuses to make a second
+    // for the same account): the page proves the first one (an assertion), then the security
+    // key is swapped before the new one is made.
+    let added = null;
+    let keyB = null;
+    page.on('request', (req) => { if (req.method() === 'POST' && req.url().endsWith('/api/v1/me/passkeys')) added = req.postData(); });
+    await page.route('**/api/v1/me/passkeys/options', async (route) => {
+      await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId });
+      ({ authenticatorId: keyB } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+        options: { protocol: 'ctap2', transport: 'usb', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+      }));
+      await route.continue();
+    });
+    await page.fill('#passkey-name', 'second');
+    await page.click('#passkey-add');
+    await page.waitForSelector('[data-passkey="second"]');
+    await page.unroute('**/api/v1/me/passkeys/options');
+    assert.ok(JSON.parse(added).proof?.credential, 'the page sent no proof');
+    assert.equal((await cdp.send('WebAuthn.getCredentials', { authenticatorId: keyB })).credentials.length, 1);
+
+    // Whoever holds only the login cookie: refused both ways, nothing changed.
+    const cookie = `pc_session=${(await page.context().cookies()).find((c) => c.name === 'pc_session').value}`;
+    const thief = apiClient(gw.base, cookie);
+    const mine = (await thief.get('/me/passkeys')).json.passkeys;
+    assert.equal(mine.length, 2);
+    let r = await thief.del(`/me/passkeys/${encodeURIComponent(mine[0].id)}`);
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.error, /prove a second factor/);
+    r = await thief.del(`/me/passkeys/${encodeURIComponent(mine[0].id)}`, { proof: { code: '123456' } });
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.error, /no authenticator app/);
+    // An assertion for another ceremony (the one the page sent to add "second") is refused.
+    r = await thief.del(`/me/passkeys/${encodeURIComponent(mine[0].id)}`, { proof: JSON.parse(added).proof });
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.error, /proof was refused/);
+    // The thief's own passkey (a registration replayed without proof): refused before anything.
+    assert.equal((await thief.post('/me/passkeys/options')).status, 200);
+    const replay = JSON.parse(added);
+    delete replay.proof;
+    r = await thief.post('/me/passkeys', replay);
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.error, /prove a second factor/);
+    assert.equal((await thief.get('/me/passkeys')).json.passkeys.length, 2);
+    const failed = (await trail('quinn')).filter((e) => e.detail.outcome === 'failed' && e.detail.factor === 'passkey');
+    assert.ok(failed.some((e) => e.detail.step === 'passkey_remove'), JSON.stringify(failed));
+
+    // The page removes the first one (proving the second, the key at hand).
+    await page.click('[data-remove-passkey="first"]');
+    await page.waitForSelector('[data-passkey="first"]', { state: 'detached' });
+    assert.deepEqual((await admin.get('/users/quinn/passkeys')).json.passkeys.map((p) => p.name), ['second']);
+    assert.ok((await trail('quinn')).some((e) => e.detail.step === 'passkey' && e.detail.outcome === 'removed'));
+  } finally {
+    await page.context().close();
+  }
+
+  // Uma has an authenticator app and no passkey: a code from it is the proof.
+  const umaCode = freshTotp();
+  const uma = gw.api();
+  assert.equal((await uma.login('uma', PASSWORD('uma'))).status, 200);
+  const { secret } = (await uma.post('/me/mfa/enrol')).json;
+  assert.equal((await uma.post('/me/mfa/confirm', { code: await umaCode(secret) })).status, 200);
+  const second = await withAuthenticator();
+  try {
+    await passwordStep(second.page, 'uma');
+    await second.page.waitForSelector('#login-mfa-code');
+    await second.page.fill('#login-mfa-code', await umaCode(secret));
+    await second.page.click('#login-mfa-submit');
+    await second.page.waitForSelector('#current-user');
+    await second.page.goto(`${site}/#/me`);
+    await second.page.waitForSelector('#passkey-add:not([disabled])');
+    // Without the code: the page says so and adds nothing.
+    await second.page.click('#passkey-add');
+    await second.page.waitForSelector('#passkey-error:not([hidden])');
+    assert.match(await second.page.textContent('#passkey-error'), /code from your app/);
+    await second.page.fill('#passkey-proof-code', await umaCode(secret));
+    await second.page.fill('#passkey-name', 'key');
+    await second.page.click('#passkey-add');
+    await second.page.waitForSelector('[data-passkey="key"]');
+    // A wrong code is counted like a login's and on record.
+    const id = (await admin.get('/users/uma/passkeys')).json.passkeys[0].id;
+    const cookie = `pc_session=${(await second.page.context().cookies()).find((c) => c.name === 'pc_session').value}`;
+    const r = await apiClient(gw.base, cookie).del(`/me/passkeys/${encodeURIComponent(id)}`, { proof: { code: '000000' } });
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.error, /wrong code/);
+    assert.ok((await trail('uma')).some((e) => e.detail.step === 'passkey_remove' && e.detail.outcome === 'failed'));
+    assert.equal((await admin.get('/users/uma/passkeys')).json.passkeys.length, 1);
+  } finally {
+    await second.page.context().close();
+  }
+});

@@ -29,8 +29,15 @@ export interface PasskeyInfo {
 export const listPasskeys = () =>
   api<{ passkeys: PasskeyInfo[]; required_by_role: boolean; available: boolean }>('GET', '/me/passkeys');
 export const passkeyOptions = () => api<{ publicKey: Record<string, unknown> }>('POST', '/me/passkeys/options');
-export const addPasskey = (name: string, credential: unknown) => api<{ id: string; name: string }>('POST', '/me/passkeys', { name, credential });
-export const removePasskey = (id: string) => api<null>('DELETE', `/me/passkeys/${seg(id)}`);
+/** Proof of a second factor the caller has, to change their passkeys: a code from the app or a passkey's assertion. */
+export interface SecondFactorProof {
+  code?: string;
+  credential?: unknown;
+}
+export const passkeyProofOptions = () => api<{ publicKey: Record<string, unknown> }>('POST', '/me/passkeys/proof');
+export const addPasskey = (name: string, credential: unknown, proof?: SecondFactorProof) =>
+  api<{ id: string; name: string }>('POST', '/me/passkeys', { name, credential, proof });
+export const removePasskey = (id: string, proof?: SecondFactorProof) => api<null>('DELETE', `/me/passkeys/${seg(id)}`, { proof });
 export const passkeyLoginOptions = () => api<{ publicKey: Record<string, unknown> }>('POST', '/auth/mfa/passkey/options');
 export const passkeyLogin = (credential: unknown) => api<Me>('POST', '/auth/mfa/passkey', { credential });
 

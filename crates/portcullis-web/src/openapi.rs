@@ -328,12 +328,13 @@ fn auth_paths(doc: &mut Value) {
             "/me/mfa/recovery-codes": { "post": op("A new set of recovery codes in place of the old ones, for a code from the app now; shown this once", "any user", Some("Code"), "200") },
             "/me/passkeys": {
                 "get": op("The caller's passkeys (id, name, created_at, last_used_at), whether their role requires one, whether passkeys are available (the public URL is set)", "any user", None, "200"),
-                "post": op("Register a passkey: {name, credential} (the browser's answer to the options of /me/passkeys/options); an enrol-only login becomes a full one", "any user", Some("NewPasskey"), "201")
+                "post": op("Register a passkey: {name, credential, proof} (the browser's answer to the options of /me/passkeys/options; proof of a second factor the caller has: {code} from the app or {credential}, an assertion for the options of /me/passkeys/proof); an enrol-only login becomes a full one", "any user", Some("NewPasskey"), "201")
             },
+            "/me/passkeys/proof": { "post": op("WebAuthn assertion options for proving one of the caller's passkeys before adding or removing one (5 minutes, single use)", "any user", None, "200") },
             "/me/passkeys/options": { "post": op("WebAuthn registration options for navigator.credentials.create (the ceremony waits 5 minutes)", "any user", None, "200") },
             "/me/passkeys/{id}": {
                 "parameters": [path_param("id")],
-                "delete": op("Remove one of the caller's passkeys (409 for the last one when the role requires a passkey)", "any user", None, "204")
+                "delete": op("Remove one of the caller's passkeys; body {proof} as for registering (400 without it when the caller has a second factor; 409 for the last one when the role requires a passkey, or a second factor and no app)", "any user", Some("PasskeyRemoval"), "204")
             },
             "/auth/mfa/passkey/options": { "post": op("Second login step with a passkey: WebAuthn assertion options for the pending login of the pc_mfa cookie", "anyone", None, "200") },
             "/auth/mfa/passkey": { "post": op("Second login step with a passkey: {credential} (the browser's assertion); sets pc_session. 401: refused", "anyone", Some("PasskeyAssertion"), "200") },
@@ -362,7 +363,12 @@ fn auth_paths(doc: &mut Value) {
     }
     let schemas = json!({
                 "NewPasskey": { "type": "object", "required": ["name", "credential"], "properties": {
-                    "name": { "type": "string", "maxLength": 64 }, "credential": { "type": "object" } } },
+                    "name": { "type": "string", "maxLength": 64 }, "credential": { "type": "object" },
+                    "proof": { "$ref": "#/components/schemas/SecondFactorProof" } } },
+                "SecondFactorProof": { "type": "object", "properties": {
+                    "code": { "type": "string" }, "credential": { "type": "object" } } },
+                "PasskeyRemoval": { "type": "object", "properties": {
+                    "proof": { "$ref": "#/components/schemas/SecondFactorProof" } } },
                 "PasskeyAssertion": { "type": "object", "required": ["credential"], "properties": { "credential": { "type": "object" } } },
                 "NewRequest": { "type": "object", "required": ["target", "duration_secs", "reason"], "properties": {
                     "target": { "type": "string" }, "duration_secs": { "type": "integer", "minimum": 1 },

@@ -3,7 +3,11 @@
 //! sign-on settings' `passkey_required_for_roles`.
 //!
 //! - `GET /me/passkeys`, `POST /me/passkeys/options` (registration options),
-//!   `POST /me/passkeys {name, credential}` (register), `DELETE /me/passkeys/{id}`;
+//!   `POST /me/passkeys {name, credential, proof}` (register),
+//!   `DELETE /me/passkeys/{id} {proof}`, `POST /me/passkeys/proof` (assertion options for a
+//!   proof). A user who has a second factor proves one to change their passkeys (`proof`: a
+//!   code from the app, or an assertion of one of their passkeys): whoever holds only a login
+//!   (a stolen cookie) can neither add their own passkey nor remove the user's;
 //! - `POST /auth/mfa/passkey/options` and `POST /auth/mfa/passkey {credential}`: the second
 //!   login step with a passkey, for the pending login of the `pc_mfa` cookie.
 //!
@@ -56,6 +60,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/me/passkeys", get(list).post(register))
         .route("/me/passkeys/options", post(register_options))
         .route("/me/passkeys/{id}", delete(remove))
+        .route("/me/passkeys/proof", post(proof_options))
         .route("/auth/mfa/passkey/options", post(login_options))
         .route("/auth/mfa/passkey", post(login))
         .route("/users/{name}/passkeys", get(list_of))
@@ -211,10 +216,168 @@ async fn register_options(
 struct NewPasskey {
     name: String,
     credential: RegisterPublicKeyCredential,
+    #[serde(default)]
+    proof: Option<Proof>,
+}
+
+/// Proof of a second factor the caller has: a code from their app, or an assertion of one of
+/// their passkeys (options from `POST /me/passkeys/proof`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Proof {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    credential: Option<PublicKeyCredential>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Removal {
+    #[serde(default)]
+    proof: Option<Proof>,
+}
+
+/// The short-lived store's key of a proof ceremony of account `id`.
+fn proof_key(id: &str) -> String {
+    format!("proof:{id}")
+}
+
+/// `POST /me/passkeys/proof`: assertion options for proving one of the caller's passkeys
+/// before changing them.
+async fn proof_options(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Value>, WebError> {
+    let me = user.account(&state)?;
+    let keys = passkeys_of(&me);
+    if keys.is_empty() {
+        return Err(WebError::Conflict("you have no passkey".into()));
+    }
+    let (webauthn, _) = relying_party(&state)?;
+    let (options, authentication) = webauthn
+        .start_passkey_authentication(&keys)
+        .map_err(|e| WebError::Internal(format!("passkey proof: {e}")))?;
+    keep(&state, &proof_key(&me.id), &me.name, &authentication)?;
+    Ok(Json(
+        serde_json::to_value(options).map_err(|e| WebError::Internal(e.to_string()))?,
+    ))
+}
+
+/// Checks that the caller proved a second factor they have before `step` (`passkey_add`,
+/// `passkey_remove`) changes their passkeys. Nothing to prove without any second factor, nor
+/// for an enrol-only login (its second step, if any, was just passed). A failed proof counts
+/// toward the lock-out and is on record.
+async fn prove(
+    state: &AppState,
+    peer: SocketAddr,
+    user: &AuthUser,
+    me: &UserRecord,
+    headers: &axum::http::HeaderMap,
+    proof: Option<Proof>,
+    step: &str,
+) -> Result<(), WebError> {
+    let enrol_only = cookie_value(headers, crate::auth::COOKIE)
+        .and_then(|token| state.logins.lookup(&token))
+        .is_some_and(|(_, _, enrol_only)| enrol_only);
+    if enrol_only || !me.mfa_enabled() {
+        return Ok(());
+    }
+    let missing = || {
+        WebError::BadRequest(
+            "prove a second factor first (proof): a code from your app or one of your passkeys"
+                .into(),
+        )
+    };
+    let proof = proof.ok_or_else(missing)?;
+    if let Some(code) = proof.code {
+        if !me.totp_enabled() {
+            return Err(WebError::BadRequest(
+                "you have no authenticator app: prove one of your passkeys".into(),
+            ));
+        }
+        return crate::mfa::api::check_app_code(state, peer, user, code, step).await;
+    }
+    let credential = proof.credential.ok_or_else(missing)?;
+    if let Err(wait) = state.throttle.check(&me.name, peer.ip(), now_ms()) {
+        return Err(WebError::TooManyRequests(format!(
+            "too many failed attempts: try again in {} s",
+            wait.as_secs().max(1)
+        )));
+    }
+    let authentication: Option<PasskeyAuthentication> = take(state, &proof_key(&me.id))?;
+    let verified = authentication
+        .ok_or_else(|| "no passkey proof under way (or it expired)".to_owned())
+        .and_then(|a| verify_assertion(state, &me.name, &credential, &a));
+    if let Err(why) = verified {
+        warn!(user = %me.name, reason = %why, "passkey proof refused");
+        state.throttle.failed(&me.name, peer.ip(), now_ms());
+        state
+            .audit
+            .record(
+                Record::new(Kind::MFA, &me.name)
+                    .detail("step", step)
+                    .detail("outcome", "failed")
+                    .detail("factor", "passkey")
+                    .detail("reason", why.as_str())
+                    .detail("address", peer.to_string()),
+            )
+            .await?;
+        return Err(WebError::BadRequest(
+            "the passkey proof was refused: try again".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Finishes a passkey assertion of `name` against `authentication` and keeps the passkey's
+/// counter and flags up to date (a cloned authenticator shows as a counter that goes back,
+/// which the library refuses). Refused too when the passkey was removed meanwhile.
+fn verify_assertion(
+    state: &AppState,
+    name: &str,
+    credential: &PublicKeyCredential,
+    authentication: &PasskeyAuthentication,
+) -> Result<(), String> {
+    let (webauthn, _) = relying_party(state).map_err(|e| e.to_string())?;
+    let result = webauthn
+        .finish_passkey_authentication(credential, authentication)
+        .map_err(|e| e.to_string())?;
+    let used = credential_id(result.cred_id().as_ref());
+    let now = crate::ops::now_unix();
+    let mut still_there = false;
+    state
+        .store
+        .update_user(name, &mut |u| {
+            still_there = false;
+            let mut changed = false;
+            for p in &mut u.passkeys {
+                if p.id != used {
+                    continue;
+                }
+                if let Ok(mut key) = serde_json::from_value::<Passkey>(p.credential.clone()) {
+                    let _ = key.update_credential(&result);
+                    if let Ok(v) = serde_json::to_value(&key) {
+                        p.credential = v;
+                    }
+                }
+                p.last_used_at = now;
+                changed = true;
+                still_there = true;
+            }
+            changed
+        })
+        .map_err(|e| e.to_string())?;
+    if still_there {
+        Ok(())
+    } else {
+        Err("the passkey was removed meanwhile".into())
+    }
 }
 
 async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     user: AuthUser,
     headers: axum::http::HeaderMap,
     Body(body): Body<NewPasskey>,
@@ -226,6 +389,16 @@ async fn register(
             "name: 1 to {MAX_NAME} characters"
         )));
     }
+    prove(
+        &state,
+        peer,
+        &user,
+        &me,
+        &headers,
+        body.proof,
+        "passkey_add",
+    )
+    .await?;
     let registration: PasskeyRegistration =
         take(&state, &format!("reg:{}", me.id))?.ok_or_else(|| {
             WebError::Conflict(
@@ -287,19 +460,49 @@ async fn register(
 
 async fn remove(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     user: AuthUser,
     Path(id): Path<String>,
+    req: Request,
 ) -> Result<StatusCode, WebError> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, crate::MAX_BODY)
+        .await
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let Removal { proof } = if body.is_empty() {
+        Removal::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?
+    };
     let me = user.account(&state)?;
     let Some(pk) = me.passkeys.iter().find(|p| p.id == id) else {
         return Err(WebError::NotFound("no such passkey of yours".into()));
     };
-    let required = crate::sso::passkey_required(&state, me.role);
+    let pk = pk.clone();
+    // The last second factor of a role that requires one stays (a passkey role: a passkey).
+    let required = crate::sso::passkey_required(&state, me.role)
+        || (state.mfa_required_roles.contains(&me.role) && !me.totp_enabled());
+    let last_one = || {
+        WebError::Conflict(
+            "your role requires a second factor: add another passkey (or an authenticator app) before removing this one"
+                .into(),
+        )
+    };
     if required && me.passkeys.len() == 1 {
-        return Err(WebError::Conflict(
-            "your role requires a passkey: add another one before removing this one".into(),
-        ));
+        return Err(last_one());
     }
+    prove(
+        &state,
+        peer,
+        &user,
+        &me,
+        &parts.headers,
+        proof,
+        "passkey_remove",
+    )
+    .await?;
+    let passkey_role = crate::sso::passkey_required(&state, me.role);
+    let mfa_role = state.mfa_required_roles.contains(&me.role);
     let user_id = me.id.clone();
     state
         .audit
@@ -311,11 +514,9 @@ async fn remove(
                     return false;
                 }
                 // Checked on the stored record: two removals at once leave one.
+                let required = passkey_role || (mfa_role && !u.totp_enabled());
                 if required && u.passkeys.len() <= 1 {
-                    refused = Some(WebError::Conflict(
-                        "your role requires a passkey: add another one before removing this one"
-                            .into(),
-                    ));
+                    refused = Some(last_one());
                     return false;
                 }
                 let before = u.passkeys.len();
@@ -396,62 +597,24 @@ async fn login(
         )));
     }
     let authentication: Option<PasskeyAuthentication> = take(&state, &pending_key(&token))?;
-    let (webauthn, _) = relying_party(&state)?;
     let verified = authentication
         .ok_or_else(|| "no passkey sign-in under way (or it expired)".to_owned())
-        .and_then(|a| {
-            webauthn
-                .finish_passkey_authentication(&credential, &a)
-                .map_err(|e| e.to_string())
-        });
-    let result = match verified {
-        Ok(r) => r,
-        Err(why) => {
-            warn!(user = %name, reason = %why, "passkey sign-in refused");
-            state.throttle.failed(&name, peer.ip(), now_ms());
-            state.pending.failed(&token, now_ms());
-            state
-                .audit
-                .record(
-                    Record::new(Kind::MFA, &name)
-                        .detail("step", "login")
-                        .detail("outcome", "failed")
-                        .detail("factor", "passkey")
-                        .detail("reason", why.as_str())
-                        .detail("address", peer.to_string()),
-                )
-                .await?;
-            return Err(WebError::BadCredentials);
-        }
-    };
-    // The counter and flags kept up to date (a cloned authenticator shows as a counter that
-    // goes back, which the library refuses).
-    let used = credential_id(result.cred_id().as_ref());
-    let now = crate::ops::now_unix();
-    let mut still_there = false;
-    state.store.update_user(&name, &mut |u| {
-        still_there = false;
-        let mut changed = false;
-        for p in &mut u.passkeys {
-            if p.id != used {
-                continue;
-            }
-            if let Ok(mut key) = serde_json::from_value::<Passkey>(p.credential.clone()) {
-                let _ = key.update_credential(&result);
-                if let Ok(v) = serde_json::to_value(&key) {
-                    p.credential = v;
-                }
-            }
-            p.last_used_at = now;
-            changed = true;
-            still_there = true;
-        }
-        changed
-    })?;
-    // Removed (or reset by an administrator) since the sign-in began: refused.
-    if !still_there {
-        warn!(user = %name, "passkey sign-in refused: the passkey was removed meanwhile");
+        .and_then(|a| verify_assertion(&state, &name, &credential, &a));
+    if let Err(why) = verified {
+        warn!(user = %name, reason = %why, "passkey sign-in refused");
+        state.throttle.failed(&name, peer.ip(), now_ms());
         state.pending.failed(&token, now_ms());
+        state
+            .audit
+            .record(
+                Record::new(Kind::MFA, &name)
+                    .detail("step", "login")
+                    .detail("outcome", "failed")
+                    .detail("factor", "passkey")
+                    .detail("reason", why.as_str())
+                    .detail("address", peer.to_string()),
+            )
+            .await?;
         return Err(WebError::BadCredentials);
     }
     crate::mfa::api::second_factor_passed(&state, &token, &name, peer, "passkey", None).await

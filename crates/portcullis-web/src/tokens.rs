@@ -106,6 +106,7 @@ pub const ROUTES: &[(&str, &str, Need)] = {
         ("post", "/me/passkeys", Browser),
         ("post", "/me/passkeys/options", Browser),
         ("delete", "/me/passkeys/{id}", Browser),
+        ("post", "/me/passkeys/proof", Browser),
         ("post", "/auth/mfa/passkey/options", Public),
         ("post", "/auth/mfa/passkey", Public),
         ("get", "/users/{name}/passkeys", Scope(ADMIN)),

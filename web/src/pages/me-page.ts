@@ -10,10 +10,13 @@ import {
   listPasskeys,
   newRecoveryCodes,
   passkeyOptions,
+  passkeyProofOptions,
   removePasskey,
   type MfaEnrolment,
+  type PasskeyInfo,
+  type SecondFactorProof,
 } from '../api';
-import { creationOptions, registrationJson } from '../model/webauthn';
+import { assertionJson, creationOptions, registrationJson, requestOptions } from '../model/webauthn';
 import type { PageContext } from '../context';
 import { h, replace, showError } from '../dom';
 import { shell } from '../layout';
@@ -170,10 +173,33 @@ async function renderPasskeys(ctx: PageContext, main: HTMLElement, onChange: () 
   const name = h('input', { id: 'passkey-name', type: 'text', maxlength: 64, placeholder: 'e.g. YubiKey, laptop', value: 'passkey' });
   const add = h('button', { id: 'passkey-add', type: 'button', class: 'btn' }, 'Add a passkey');
   const note = h('p', { id: 'passkey-status', class: 'muted' }, '');
+  const proofCode = h('input', { id: 'passkey-proof-code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 32, placeholder: 'code from your app' });
+  const proofRow = h('div', { class: 'form-row', hidden: true }, h('label', { for: 'passkey-proof-code' }, 'To add or remove a passkey, confirm with a code from your app: '), proofCode);
+  let current: PasskeyInfo[] = [];
   main.append(section);
+  // Changing passkeys asks for a second factor the user has (a stolen login cannot): one of
+  // their passkeys if they have one, else a code from their app; nothing for a first factor.
+  const proof = async (): Promise<SecondFactorProof | undefined> => {
+    if (ctx.me.mfa_enrol_required) return undefined;
+    if (current.length) {
+      const options = await passkeyProofOptions();
+      const credential = (await navigator.credentials.get(requestOptions(options))) as PublicKeyCredential | null;
+      if (!credential) throw new Error('no passkey was used');
+      return { credential: assertionJson(credential) };
+    }
+    if (ctx.me.totp) {
+      const code = proofCode.value.trim();
+      if (!code) throw new Error('Enter a code from your app to confirm.');
+      proofCode.value = '';
+      return { code };
+    }
+    return undefined;
+  };
   const load = async () => {
     const { passkeys, required_by_role, available } = await listPasskeys();
     if (ctx.signal.aborted) return;
+    current = passkeys;
+    proofRow.hidden = !(ctx.me.totp && !passkeys.length && !ctx.me.mfa_enrol_required);
     replace(
       list,
       ...passkeys.map((p) => {
@@ -181,7 +207,7 @@ async function renderPasskeys(ctx: PageContext, main: HTMLElement, onChange: () 
         remove.addEventListener('click', async () => {
           showError(error, null);
           try {
-            await removePasskey(p.id);
+            await removePasskey(p.id, await proof());
             await load();
           } catch (err) {
             if (!ctx.signal.aborted) showError(error, errorMessage(err));
@@ -203,10 +229,11 @@ async function renderPasskeys(ctx: PageContext, main: HTMLElement, onChange: () 
     showError(error, null);
     add.disabled = true;
     try {
+      const shown = await proof();
       const options = await passkeyOptions();
       const credential = (await navigator.credentials.create(creationOptions(options))) as PublicKeyCredential | null;
       if (!credential) throw new Error('no passkey was made');
-      await addPasskey(name.value.trim() || 'passkey', registrationJson(credential));
+      await addPasskey(name.value.trim() || 'passkey', registrationJson(credential), shown);
       if (ctx.signal.aborted) return;
       if (ctx.me.mfa_enrol_required) {
         // The login was enrol-only: a full one now.
@@ -223,7 +250,7 @@ async function renderPasskeys(ctx: PageContext, main: HTMLElement, onChange: () 
       add.disabled = false;
     }
   });
-  replace(section, h('h2', null, 'Passkeys'), note, list, h('div', { class: 'form-row' }, name, add), error);
+  replace(section, h('h2', null, 'Passkeys'), note, list, proofRow, h('div', { class: 'form-row' }, name, add), error);
   try {
     await load();
   } catch (err) {

@@ -280,6 +280,17 @@ async fn code_from_app(
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
     let CodeBody { code } =
         serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    check_app_code(state, peer, user, code, step).await
+}
+
+/// A code from the app given by a logged-in user for `step` (see [`code_from_app`]).
+pub(crate) async fn check_app_code(
+    state: &AppState,
+    peer: SocketAddr,
+    user: &AuthUser,
+    code: String,
+    step: &str,
+) -> Result<(), WebError> {
     let what = if step == "confirm" {
         CodeUse::Confirm
     } else {
