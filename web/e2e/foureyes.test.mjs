@@ -5,7 +5,7 @@
 // native RDP entry is held alike; all of it in the event track and the audit trail.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import {
   startDesktop, startGateway, startXfreerdp, launchBrowser, uiLogin, request, sleep, until, recordedEvents,
 } from './harness.mjs';
@@ -114,7 +114,30 @@ test('input waits for an observer the rule names, is held again when the last on
   assert.ok(trail.every((e) => e.kind !== 'session_freeze' && e.kind !== 'session_unfreeze'), 'a hold is no freeze');
 });
 
-test('a native RDP client\'s four-eyes session waits for an observer too', async () => {
+/** Pixels of the notice band's red (the gateway paints it over a native client's picture) on `client`'s screen. */
+function bandPixels(client) {
+  const ppm = readFileSync(client.screenshot(`/tmp/portcullis-4eyes-${process.pid}.ppm`));
+  // P6 header: magic, width, height, maxval, each followed by white space.
+  let at = 0;
+  const fields = [];
+  while (fields.length < 4) {
+    while (/\s/.test(String.fromCharCode(ppm[at]))) at += 1;
+    let f = '';
+    while (!/\s/.test(String.fromCharCode(ppm[at]))) f += String.fromCharCode(ppm[at++]);
+    fields.push(f);
+  }
+  at += 1;
+  // ImageMagick may write 16-bit samples (maxval 65535, high byte first).
+  const size = Number(fields[3]) > 255 ? 2 : 1;
+  let red = 0;
+  for (let i = at; i + 3 * size - 1 < ppm.length; i += 3 * size) {
+    const [r, g, b] = [ppm[i], ppm[i + size], ppm[i + 2 * size]];
+    if (Math.abs(r - 0xb0) < 12 && Math.abs(g - 0x1e) < 12 && Math.abs(b - 0x1e) < 12) red += 1;
+  }
+  return red;
+}
+
+test('a native RDP client\'s four-eyes session waits for an observer too, is told so over its picture, and is held again when the observer leaves', async () => {
   const client = await startXfreerdp({ args: [`/v:127.0.0.1:${gw.rdpPort}`, '/u:alice#desk', `/p:${PASSWORD('alice')}`, '/sec:tls', '/cert:ignore', '/size:1024x768'] });
   try {
     const live = await until('the native session', async () => (await admin.get('/sessions')).json.find((s) => s.user === 'alice' && s.entry === 'rdp'));
@@ -125,18 +148,29 @@ test('a native RDP client\'s four-eyes session waits for an observer too', async
       client.xdotool('type', '--delay', '30', `echo ${word} > ${marker}`);
       client.xdotool('key', 'Return');
     };
+    // Told over the top of its picture (a native client has no other way to hear it).
+    await until('the waiting notice on the native client\'s screen', () => bandPixels(client) > 5000, 15000);
     await typeNative('unobserved');
     await sleep(2000);
     assert.equal(existsSync(marker), false, 'a native client\'s typing reached the target with no observer');
+    const kinds = async () => (await admin.get(`/audit?session=${live.id}&limit=200`)).json.entries.map((e) => e.kind);
     const view = await watch('olga', live.id);
     try {
-      await until('the hold to be released', async () => JSON.stringify((await admin.get(`/audit?session=${live.id}&limit=200`)).json.entries).includes('input_released'));
+      await until('the hold to be released', async () => (await kinds()).includes('session_release'));
+      await until('the notice to go', () => bandPixels(client) < 500, 15000);
       await typeNative('observed');
       await until('the observed native typing to reach the target', () => existsSync(marker), 15000);
     } finally {
       await view.context().close();
       rmSync(marker, { force: true });
     }
+    // The last observer left: held again, told again, on record.
+    await until('the hold after the observer left', async () => (await kinds()).filter((k) => k === 'session_hold').length >= 2);
+    await until('the waiting notice again', () => bandPixels(client) > 5000, 15000);
+    await typeNative('after');
+    await sleep(2000);
+    assert.equal(existsSync(marker), false, 'typing reached the target after the last observer left');
+    await until('both holds in the event track', async () => ((await admin.get(`/recordings/${live.id}/events`)).json ?? []).filter((e) => e.type === 'input_held').length >= 2);
   } finally {
     client.stop();
   }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use portcullis_core::desktop::{ClipFile, ClipFileTerms, TargetCommand};
 use portcullis_core::flow::{BadAck, FrameWindow};
+use portcullis_core::notice;
 use portcullis_core::session::{ClipboardDirection, SessionEnd, SessionEvent};
 use portcullis_core::wire::{self, ClientMessage, ServerMessage};
 use portcullis_core::{InputEvent, Rect};
@@ -362,12 +363,7 @@ async fn forward_input(session: &SessionShared, input: InputEvent) {
                 return;
             }
         }
-        InputEvent::Clipboard(text) => {
-            session.tap_event(TapEvent::Session(SessionEvent::Clipboard {
-                direction: ClipboardDirection::ToTarget,
-                bytes: text.len() as u64,
-            }))
-        }
+        InputEvent::Clipboard(text) => session.clipboard_moved(ClipboardDirection::ToTarget, text),
         InputEvent::Pointer { .. } | InputEvent::ClipboardFiles(_) => {}
     }
     let _ = session.commands.send(TargetCommand::Input(input)).await;
@@ -401,6 +397,10 @@ pub struct RawViewer {
     ending: watch::Receiver<Ending>,
     /// The session's clipboard file terms were handed out (first thing).
     terms_told: bool,
+    /// The session's input is held for want of an observer (a four-eyes rule).
+    observer_missing: bool,
+    /// The session is frozen.
+    frozen: bool,
     /// The broker's shutdown waits until the viewer is gone (its client disconnected).
     _live: Live,
 }
@@ -421,6 +421,8 @@ impl RawViewer {
             shared,
             ending,
             terms_told: false,
+            observer_missing: false,
+            frozen: false,
             _live: live,
         }
     }
@@ -441,18 +443,33 @@ impl RawViewer {
             if let Ending::Ended(m) = &*self.ending.borrow_and_update() {
                 return RawOutput::End(m.clone());
             }
+            // Read before the viewer's state is locked (the framebuffer's lock comes first).
+            let band = self.band();
             let rects = {
                 let mut s = lock(&self.shared.state);
                 if let Some(pdu) = s.device.pop_front() {
                     s.device_bytes -= pdu.len();
                     return RawOutput::Device(pdu);
                 }
-                // Clipboard text goes to the client's clipboard channel; the bell and the
-                // frozen notice have no way to a native client.
+                // Clipboard text goes to the client's clipboard channel; a held input (frozen,
+                // or no observer) is painted over the top of the picture (`notice`); the bell
+                // has no way to a native client.
+                let before = self.notice();
                 while let Some(event) = s.events.pop_front() {
-                    if let ServerMessage::Clipboard { text } = event {
-                        return RawOutput::Clipboard(text);
+                    match event {
+                        ServerMessage::Clipboard { text } => {
+                            if self.notice() != before {
+                                s.damage.add(band);
+                            }
+                            return RawOutput::Clipboard(text);
+                        }
+                        ServerMessage::Frozen { frozen } => self.frozen = frozen,
+                        ServerMessage::Observer { present } => self.observer_missing = !present,
+                        _ => {}
                     }
+                }
+                if self.notice() != before {
+                    s.damage.add(band);
                 }
                 if let Some(files) = s.clip_files.take() {
                     return RawOutput::ClipboardFiles(files);
@@ -464,6 +481,7 @@ impl RawViewer {
                 s.damage.take()
             };
             if !rects.is_empty() {
+                let notice = self.notice();
                 let fb = read(&self.session.desktop);
                 let bounds = fb.bounds();
                 let pixels = rects
@@ -471,6 +489,12 @@ impl RawViewer {
                     .map(|r| r.intersection(&bounds))
                     .filter(|r| !r.is_empty())
                     .filter_map(|r| fb.read_rect(r).ok().map(|px| (r, px)))
+                    .map(|(r, mut px)| {
+                        if let Some(text) = notice {
+                            notice::paint(&mut px, r, bounds.w, text);
+                        }
+                        (r, px)
+                    })
                     .collect();
                 return RawOutput::Damage(pixels);
             }
@@ -479,6 +503,23 @@ impl RawViewer {
                 _ = self.ending.changed() => {}
             }
         }
+    }
+
+    /// What the client is told over its picture, if anything: its input is held.
+    fn notice(&self) -> Option<&'static str> {
+        if self.frozen {
+            Some(notice::FROZEN)
+        } else if self.observer_missing {
+            Some(notice::WAITING_FOR_OBSERVER)
+        } else {
+            None
+        }
+    }
+
+    /// Where the notice goes on the desktop as it is now.
+    fn band(&self) -> Rect {
+        let (w, h) = self.size();
+        notice::band(w, h)
     }
 
     /// Relays input to the target.

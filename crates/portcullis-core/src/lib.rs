@@ -19,6 +19,7 @@ pub mod damage;
 pub mod desktop;
 pub mod flow;
 pub mod keytext;
+pub mod notice;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod oracles;
