@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import {
-  startDesktop, startGateway, startXfreerdp, launchBrowser, uiLogin, request, sleep, until, recordedEvents,
+  startDesktop, startGateway, startXfreerdp, launchBrowser, uiLogin, sleep, until, recordedEvents,
 } from './harness.mjs';
 import * as H from './harness.mjs';
 
@@ -93,13 +93,12 @@ test('input waits for an observer the rule names, is held again when the last on
   await sleep(1500);
   assert.equal(existsSync(marker), false, 'typing reached the target after the observer left');
 
-  // Back, and she ends it.
+  // Back, and she ends it from the watch view.
   const again = await watch('olga', id);
   await banner(page, false);
-  const olga = gw.api();
-  assert.equal((await olga.login('olga', PASSWORD('olga'))).status, 200);
-  const killed = await request(gw.base, 'POST', `/api/v1/sessions/${id}/kill`, { body: { reason: 'four eyes: stop here' }, headers: { cookie: olga.cookie, 'x-portcullis-csrf': '1' } });
-  assert.equal(killed.status, 204, killed.text);
+  await again.click('#watch-end');
+  await again.fill('[data-reason-input="end"]', 'four eyes: stop here');
+  await again.click('[data-reason-confirm="end"]');
   await page.waitForSelector('#session-error:not([hidden])', { timeout: 15000 });
   assert.match(await page.textContent('#session-error'), /stop here/);
   for (const p of [page, samsView, again]) await p.context().close();
@@ -112,6 +111,7 @@ test('input waits for an observer the rule names, is held again when the last on
   assert.ok(trail.some((e) => e.kind === 'session_release' && e.actor === 'olga' && e.detail.type === 'input_released'), JSON.stringify(trail.map((e) => e.kind)));
   assert.ok(trail.some((e) => e.kind === 'session_hold' && e.detail.type === 'input_held'));
   assert.ok(trail.every((e) => e.kind !== 'session_freeze' && e.kind !== 'session_unfreeze'), 'a hold is no freeze');
+  assert.ok(trail.some((e) => e.kind === 'session_kill' && e.actor === 'olga'), JSON.stringify(trail.map((e) => `${e.kind}:${e.actor}`)));
 });
 
 /** Pixels of the notice band's red (the gateway paints it over a native client's picture) on `client`'s screen. */

@@ -2,7 +2,7 @@
 // messages as the user's session page and the same painting (../desktop); this page acknowledges
 // frames and sends nothing else: no keyboard, pointer or clipboard is forwarded.
 
-import { listSessions, type SessionInfo } from '../api';
+import { killSession, listSessions, type SessionInfo } from '../api';
 import type { PageContext } from '../context';
 import { h, showError } from '../dom';
 import { DesktopCanvas } from '../desktop';
@@ -10,6 +10,7 @@ import { shell } from '../layout';
 import { ackMsg, parseServerText } from '../model/protocol';
 import { isSocRole, watchEndText, watchTitle, watchUrl } from '../model/soc';
 import { counters, resetCounters } from '../test-hooks';
+import { reasonForm } from './reason-form';
 import { notAllowed } from './soc-page';
 import { errorMessage } from './util';
 
@@ -28,6 +29,16 @@ export async function renderWatch(ctx: PageContext, id: string): Promise<void> {
   const frozenBadge = h('span', { id: 'watch-frozen', class: 'frozen-badge', hidden: true, title: 'The user’s input is held' }, 'Frozen');
   const scaleBox = h('input', { id: 'watch-scale-to-fit', type: 'checkbox', checked: true });
   const back = h('a', { id: 'watch-back', class: 'btn btn-small', href: '#/soc' }, 'Back to the console');
+  // The observer of a four-eyes session (or anyone of the team watching) can end it from here.
+  const endBtn = h('button', { id: 'watch-end', type: 'button', class: 'btn btn-small btn-danger' }, 'End session');
+  const endForm = reasonForm({
+    kind: 'end',
+    label: 'Why end this session?',
+    confirm: 'End session',
+    submit: (reason) => killSession(id, reason),
+    aborted: () => signal.aborted,
+  });
+  endBtn.addEventListener('click', () => (endForm.isOpen() ? endForm.close() : endForm.open()));
   const errorBox = h('div', { id: 'watch-error', class: 'session-error', role: 'alert', hidden: true });
   // No tabindex: the canvas never takes the keyboard.
   const canvas = h('canvas', { id: 'watch-canvas', width: 1, height: 1, hidden: true, 'aria-label': 'Watched remote desktop (view only)' });
@@ -45,8 +56,10 @@ export async function renderWatch(ctx: PageContext, id: string): Promise<void> {
       status,
       h('span', { class: 'toolbar-spacer' }),
       h('label', { class: 'check', for: 'watch-scale-to-fit' }, scaleBox, ' Scale to fit'),
+      endBtn,
       back,
     ),
+    endForm.el,
     errorBox,
     h('div', { class: 'session-body' }, viewport),
   );
