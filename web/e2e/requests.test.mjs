@@ -7,6 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { createHmac } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   startGateway, startDesktop, launchBrowser, newPage, uiLogin, recordedEvents, until, freePort,
 } from './harness.mjs';
@@ -99,6 +101,18 @@ test('a request approved by another person opens the target until its time runs 
   assert.equal(r.json.state, 'approved');
   const listed = (await alice.get('/targets')).json.find((t) => t.name === 'desk');
   assert.ok(listed?.access_until, JSON.stringify(listed));
+  // The policy's explanation says what she holds: this request, not a standing grant.
+  const explain = async (target) => (await admin.post('/policy/explain', { user: 'alice', target, action: { action: 'open', entry: 'browser' } })).json;
+  let ex = await explain('desk');
+  assert.equal(ex.access?.by, 'request', JSON.stringify(ex));
+  assert.equal(ex.access.standing_grant_counts, false);
+  assert.equal(ex.access.request?.id, id);
+  assert.deepEqual(ex.access.request.approved_by, ['bob']);
+  assert.equal(ex.access.request.until, listed.access_until);
+  assert.equal(ex.access.opens, true);
+  ex = await explain('vault');
+  assert.equal(ex.access?.request, null, 'no request for vault');
+  assert.equal(ex.access.opens, false);
 
   const page = await newPage(browser);
   try {
@@ -110,9 +124,13 @@ test('a request approved by another person opens the target until its time runs 
     // The access runs out: the session ends and says why.
     await page.waitForSelector('#session-error:not([hidden])', { timeout: 30000 });
     assert.match(await page.textContent('#session-error'), /access granted by your request ended/);
-    const events = JSON.stringify(await recordedEvents(admin, sessionId));
+    const track = await recordedEvents(admin, sessionId);
+    const events = JSON.stringify(track);
     assert.match(events, new RegExp(`under access request ${id}`), 'the recording names the request');
     assert.match(events, /approved by bob/);
+    // And why it ended: the request's access ran out.
+    const end = track.find((e) => e.type === 'session_end');
+    assert.match(end?.reason ?? '', /access granted by your request ended/, JSON.stringify(end));
   } finally {
     await page.context().close();
   }
@@ -125,6 +143,17 @@ test('a request approved by another person opens the target until its time runs 
   }
   await until('the webhook deliveries', () => ['request.created', 'request.approved', 'request.expired'].every((e) => announced(e, id)));
   for (const e of ['request.created', 'request.approved', 'request.expired']) assert.ok(announced(e, id).valid, `${e}: bad signature`);
+  assert.equal((await explain('desk')).access.opens, false, 'the expired request opens nothing');
+  // The webhook secret is nowhere in the data directory or the log in the clear.
+  const walk = (dir) => readdirSync(dir).flatMap((f) => {
+    const p = join(dir, f);
+    return statSync(p).isDirectory() ? walk(p) : [p];
+  });
+  for (const file of walk(join(gw.dir, 'data'))) {
+    if (statSync(file).size > 64 << 20) continue;
+    assert.ok(!readFileSync(file).includes(HOOK_SECRET), `${file} holds the webhook secret`);
+  }
+  assert.ok(!gw.log().includes(HOOK_SECRET), 'the webhook secret is in the log');
 });
 
 test('nobody approves their own request, and a rule may need two approvers', async () => {

@@ -465,6 +465,13 @@ export interface Explanation {
   sso_groups?: string[];
   /** The deciding rule gives access by approved request only: who approves, how many, how long. */
   request?: { rule: string; approvers: string[]; approvals: number; max_duration_secs: number };
+  /** What access the user holds: a grant, or (request-only rules) the request approved now. */
+  access?: {
+    by: 'grant' | 'request';
+    has_grant?: boolean;
+    request?: { id: string; approved_by: string[]; until: number | null } | null;
+    opens: boolean;
+  };
 }
 
 export const getPolicy = () => api<PolicyInfo>('GET', '/policy');

@@ -165,7 +165,7 @@ pub(crate) async fn document() -> Json<Value> {
                 "put": op("Replace the policy: 400 naming rule and field when it does not compile, 409 when a file manages it", "admin", Some("PolicyDoc"), "200")
             },
             "/policy/explain": {
-                "post": op("Why a user may or may not do an action on a target: verdict, deciding rule, rules considered", "admin", Some("Explain"), "200")
+                "post": op("Why a user may or may not do an action on a target: verdict, deciding rule, rules considered; `access`: what the user holds (a grant, or for a rule that gives access by approved request only, the request approved now: id, approvers, until) and whether a session would open", "admin", Some("Explain"), "200")
             },
             "/sessions": { "get": op("Live sessions", "admins and soc", None, "200") },
             "/sessions/{id}": {

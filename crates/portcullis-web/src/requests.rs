@@ -233,3 +233,48 @@ pub fn reseal_settings(
     settings.sealed_webhook_secret = new.seal(&plain, WEBHOOK_AAD);
     settings.save(store).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use portcullis_secrets::SecretKey;
+    use portcullis_store::{MemoryStore, Store};
+
+    use super::*;
+
+    /// A key rotation seals the webhook secret again under the new key (once: a rotation run
+    /// again after an interruption leaves it), and it is never stored in the clear.
+    #[test]
+    fn a_key_rotation_reseals_the_webhook_secret() {
+        let store = MemoryStore::new();
+        let (old, new) = (SecretKey::generate(), SecretKey::generate());
+        let secret = b"webhook-secret-0123456789";
+        let settings = Settings {
+            webhook_url: Some("https://chat.example/hook".into()),
+            sealed_webhook_secret: old.seal(secret, WEBHOOK_AAD),
+            decide_within_secs: None,
+        };
+        settings.save(&store).unwrap();
+        let stored = store.get_meta(SETTINGS_META).unwrap().unwrap();
+        assert!(!stored.windows(secret.len()).any(|w| w == secret));
+
+        reseal_settings(&store, &old, &new).unwrap();
+        let after = Settings::load(&store).unwrap();
+        assert_eq!(
+            new.open(&after.sealed_webhook_secret, WEBHOOK_AAD).unwrap(),
+            secret
+        );
+        assert!(old.open(&after.sealed_webhook_secret, WEBHOOK_AAD).is_err());
+        reseal_settings(&store, &old, &new).unwrap();
+        assert_eq!(
+            Settings::load(&store).unwrap().sealed_webhook_secret,
+            after.sealed_webhook_secret
+        );
+        // Sealed under neither key: the rotation stops with why.
+        let third = SecretKey::generate();
+        assert!(reseal_settings(&store, &third, &SecretKey::generate())
+            .unwrap_err()
+            .contains("webhook secret"));
+    }
+}

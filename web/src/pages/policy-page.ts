@@ -117,8 +117,12 @@ export async function renderAdminPolicy(ctx: PageContext): Promise<void> {
     message.textContent = ex.message;
     const groups = [...ex.groups, ...(ex.sso_groups ?? []).map((g) => `sso:${g}`)];
     const labels = ex.labels.length ? ex.labels.join(', ') : 'none';
+    const approved = ex.access?.request;
+    const held = approved
+      ? ` The user holds request ${approved.id}, approved by ${approved.approved_by.join(', ')}${approved.until ? `, until ${new Date(approved.until * 1000).toISOString().replace('T', ' ').slice(0, 19)} UTC` : ''}.`
+      : ' The user holds no approved request now.';
     const access = ex.request
-      ? `Rule “${ex.request.rule}” gives access by approved request only (${ex.request.approvals} approval${ex.request.approvals > 1 ? 's' : ''} by ${ex.request.approvers.join(', ')}, at most ${Math.round(ex.request.max_duration_secs / 60)} min): a standing grant does not count; the user asks on the Requests page.`
+      ? `Rule “${ex.request.rule}” gives access by approved request only (${ex.request.approvals} approval${ex.request.approvals > 1 ? 's' : ''} by ${ex.request.approvers.join(', ')}, at most ${Math.round(ex.request.max_duration_secs / 60)} min): a standing grant does not count; the user asks on the Requests page.${held}`
       : ex.has_grant
         ? 'The user has a grant for this target.'
         : 'The user has no grant for this target: sessions also need one.';

@@ -105,9 +105,32 @@ pub(crate) async fn explain(
     let on = super::target_of(&target);
     let at = body.at.unwrap_or_else(ops::now_unix);
     let explanation = state.policy.current().explain(&who, &on, body.action, at);
+    // What access the user holds for it: a rule that gives access by approved request only
+    // does not count a standing grant; the request approved now under that rule does.
+    let access = if explanation.request.is_some() {
+        let approved = crate::requests::active(&state, &user.name, Some(&user.id), &target.name)?
+            .filter(|r| explanation.rule.as_deref() == Some(r.rule.as_str()));
+        json!({
+            "by": "request",
+            "standing_grant_counts": false,
+            "request": approved.as_ref().map(|r| json!({
+                "id": r.id,
+                "approved_by": r.approvals.iter().map(|a| a.by.as_str()).collect::<Vec<_>>(),
+                "until": r.grant_until,
+            })),
+            "opens": explanation.allowed && approved.is_some(),
+        })
+    } else {
+        json!({
+            "by": "grant",
+            "has_grant": has_grant,
+            "opens": explanation.allowed && has_grant,
+        })
+    };
     let mut v =
         serde_json::to_value(&explanation).map_err(|e| WebError::Internal(e.to_string()))?;
     v["has_grant"] = json!(has_grant);
+    v["access"] = access;
     Ok(Json(v))
 }
 
