@@ -1,7 +1,7 @@
 // Test harness: starts real peers (Xvfb + x11vnc desktops from fixtures/, the gateway binary,
 // headless Chromium) and offers small helpers. Everything listens on loopback only.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, existsSync, chmodSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, existsSync, chmodSync, readdirSync, statSync } from 'node:fs';
 import { randomBytes, createHmac } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -452,6 +452,23 @@ export async function recordedEvents(admin, id) {
     await sleep(200);
   }
   return (await admin.get(`/recordings/${id}/events`)).json;
+}
+
+/**
+ * Whether any file of the gateway's data directory (up to 64 MiB each) holds one of `needles`
+ * (strings): the name of the first that does, or null. For secrets that must be sealed at rest.
+ */
+export function dataFileHolding(gw, needles) {
+  const walk = (dir) => readdirSync(dir).flatMap((f) => {
+    const p = join(dir, f);
+    return statSync(p).isDirectory() ? walk(p) : [p];
+  });
+  for (const file of walk(join(gw.dir, 'data'))) {
+    if (statSync(file).size > 64 << 20) continue;
+    const bytes = readFileSync(file);
+    if (needles.some((n) => bytes.includes(n))) return file;
+  }
+  return null;
 }
 
 /** Polls `f` (every 200 ms) until it returns a truthy value, which it returns; fails naming `what`. */

@@ -267,3 +267,42 @@ test('changing passkeys needs a second factor the user has: a login alone (a sto
     await second.page.context().close();
   }
 });
+
+test('failed passkey sign-ins count toward the lock-out like wrong passwords and codes', async () => {
+  assert.equal((await admin.post('/users', { name: 'vera', password: PASSWORD('vera'), role: 'user' })).status, 201);
+  const { page } = await withAuthenticator();
+  let sent = null;
+  try {
+    await passwordStep(page, 'vera');
+    await page.waitForSelector('#current-user');
+    await page.goto(`${site}/#/me`);
+    await page.waitForSelector('#passkey-add:not([disabled])');
+    await page.click('#passkey-add');
+    await page.waitForSelector('[data-passkey="passkey"]');
+    await page.click('#logout');
+    page.on('request', (req) => { if (req.url().endsWith('/api/v1/auth/mfa/passkey')) sent = req.postData(); });
+    await passwordStep(page, 'vera');
+    await page.waitForSelector('#login-mfa-form:not([hidden])');
+    await page.click('#login-passkey');
+    await page.waitForSelector('#current-user', { timeout: 15000 });
+  } finally {
+    await page.context().close();
+  }
+  assert.ok(sent, 'no assertion seen');
+  // Someone who knows the password replays that (used) assertion, again and again.
+  let locked = null;
+  for (let i = 0; i < 10 && locked === null; i++) {
+    const step = await request(gw.base, 'POST', '/api/v1/auth/login', { body: { username: 'vera', password: PASSWORD('vera') }, headers: { 'x-portcullis-csrf': '1' } });
+    if (step.status === 429) { locked = i; break; }
+    assert.equal(step.json.mfa_required, true, step.text);
+    const pending = (step.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).find((c) => c.startsWith('pc_mfa='));
+    const headers = { 'x-portcullis-csrf': '1', cookie: pending };
+    assert.equal((await request(gw.base, 'POST', '/api/v1/auth/mfa/passkey/options', { headers })).status, 200);
+    const r = await request(gw.base, 'POST', '/api/v1/auth/mfa/passkey', { body: JSON.parse(sent), headers });
+    if (r.status === 429) { locked = i; break; }
+    assert.equal(r.status, 401, r.text);
+  }
+  assert.ok(locked !== null && locked <= 6, `not locked out after ${locked ?? 10} replays`);
+  const failed = (await trail('vera')).filter((e) => e.detail.step === 'login' && e.detail.outcome === 'failed' && e.detail.factor === 'passkey');
+  assert.ok(failed.length >= 5, `${failed.length} failures on record`);
+});

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startGateway, launchBrowser, uiLogin, request, apiClient, newPage, freshTotp,
+  startGateway, launchBrowser, uiLogin, request, apiClient, newPage, freshTotp, dataFileHolding,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -57,6 +57,9 @@ test('recovery codes: shown once at set-up, each replaces a code from the app on
     for (const text of [(await admin.get('/users')).text, gw.log(), (await admin.get('/audit?limit=500')).text]) {
       assert.ok(!list.some((c) => text.includes(c) || text.includes(c.replaceAll('-', ''))), 'a recovery code shown again');
     }
+    // Kept only hashed: in no form in any data file.
+    const forms = list.flatMap((c) => [c, c.replaceAll('-', ''), c.toLowerCase(), c.toLowerCase().replaceAll('-', '')]);
+    assert.equal(dataFileHolding(gw, forms), null, 'a data file holds a recovery code');
   };
   await nowhere(codes);
 

@@ -7,12 +7,13 @@
 // the refusals here count toward no other test's lock-out.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import https from 'node:https';
 import {
-  startGateway, startDesktop, startXfreerdp, launchBrowser, newPage, apiClient, request, until,
+  startGateway, startDesktop, startXfreerdp, launchBrowser, newPage, apiClient, request, until, dataFileHolding,
 } from './harness.mjs';
 import { startIdp, idpLogin, idpReturnUrl } from './oidc-idp.mjs';
 
@@ -277,14 +278,7 @@ test('no local account is taken over, a role may be made SSO-only, secrets are s
     assert.equal((await admin.put('/sso/settings', { public_url: gw.base, required_for_roles: [] })).status, 200);
 
     // The client secret is nowhere in the data directory in the clear.
-    const walk = (dir) => readdirSync(dir).flatMap((f) => {
-      const p = join(dir, f);
-      return statSync(p).isDirectory() ? walk(p) : [p];
-    });
-    for (const file of walk(join(gw.dir, 'data'))) {
-      if (statSync(file).size > 64 << 20) continue;
-      assert.ok(!readFileSync(file).includes(SECRET), `${file} holds the client secret`);
-    }
+    assert.equal(dataFileHolding(gw, [SECRET]), null, 'a data file holds the client secret');
     assert.ok(!gw.log().includes(SECRET), 'the client secret is in the log');
 
     // The provider starts again with a new signing key: the gateway fetches the new keys.
@@ -404,4 +398,41 @@ test('several providers: the sign-in page offers each, and an account is its own
   } finally {
     await partner.stop();
   }
+});
+
+test('an address that keeps failing sign-ins is locked out of single sign-on too, and only that address', async () => {
+  // From another loopback address, so the rest of this file's sign-ins (127.0.0.1) go on.
+  const from = '127.0.0.2';
+  const get = (path, cookie, localAddress = from) => new Promise((resolve, reject) => {
+    https.get(gw.base + path, { localAddress, rejectUnauthorized: false, headers: cookie ? { cookie } : {} }, (r) => {
+      const chunks = [];
+      r.on('data', (c) => chunks.push(c));
+      r.on('end', () => resolve({ status: r.statusCode, headers: r.headers, text: Buffer.concat(chunks).toString() }));
+    }).on('error', reject);
+  });
+  let refusedAt = null;
+  for (let i = 0; i < 30 && refusedAt === null; i++) {
+    const started = await get('/api/v1/auth/sso/corp/start');
+    if (started.status === 429) {
+      refusedAt = i;
+      assert.match(started.text, /too many failed sign-ins from your address/);
+      break;
+    }
+    assert.equal(started.status, 303, `${started.status} ${started.text.slice(0, 200)}`);
+    const state = new URL(started.headers.location).searchParams.get('state');
+    const binding = (started.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).join('; ');
+    // A forged return (no code from the provider): refused and counted. (A provider's own "no",
+    // a user cancelling, is refused but not counted.)
+    const back = await get(`/api/v1/auth/sso/callback?state=${encodeURIComponent(state)}`, binding);
+    assert.ok(back.status >= 400, `${back.status}`);
+  }
+  assert.equal(refusedAt, 20, 'locked out after the free failures of an address');
+  // The return of a sign-in is refused from there too.
+  const back = await get('/api/v1/auth/sso/callback?state=x&code=y', '__Host-pc_sso=z');
+  assert.match(back.text, /too many failed sign-ins from your address/);
+  const failed = (await records('login_failed')).filter((r) => String(r.detail?.address ?? '').startsWith(from));
+  assert.ok(failed.length >= 20, `${failed.length} refusals on record from ${from}`);
+  // Another address starts sign-ins as ever.
+  const elsewhere = await get('/api/v1/auth/sso/corp/start', undefined, '127.0.0.1');
+  assert.equal(elsewhere.status, 303, elsewhere.text.slice(0, 200));
 });
