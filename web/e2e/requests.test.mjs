@@ -229,9 +229,55 @@ test('the Requests page: a user asks, an approver approves with a comment', asyn
     await asker.reload();
     await asker.waitForSelector(`tr[data-request="${id}"][data-state="approved"]`);
     await asker.click(`[data-cancel="${id}"]`);
-    await asker.waitForSelector(`tr[data-request="${id}"][data-state="cancelled"]`);
+    // Over: it moves from the open list to the history.
+    await asker.waitForSelector(`#requests-history tr[data-request="${id}"][data-state="cancelled"]`);
+    assert.equal(await asker.$(`#requests-table tr[data-request="${id}"]`), null);
+
+    // Asked again, approved, and taken back by the approver.
+    await asker.fill('#request-minutes', '5');
+    await asker.fill('#request-reason', 'CHG-8: again');
+    await asker.click('#request-submit');
+    await asker.waitForSelector('#requests-table tr[data-state="pending"]');
+    const second = await asker.getAttribute('#requests-table tr[data-state="pending"]', 'data-request');
+    assert.equal(await asker.$(`[data-revoke="${second}"]`), null, 'the requester withdraws, never revokes');
+    await approver.reload();
+    await approver.waitForSelector(`[data-approve="${second}"]`);
+    await approver.click(`[data-approve="${second}"]`);
+    await approver.waitForSelector(`#requests-table tr[data-request="${second}"][data-state="approved"]`);
+    await approver.click(`[data-revoke="${second}"]`);
+    await approver.waitForSelector(`#requests-history tr[data-request="${second}"]`);
+    assert.equal((await trail('revoked', second)).length, 1);
+    assert.ok(!(await clients.bob.get('/targets')).json.some((t) => t.name === 'desk'), 'revoked: no access');
   } finally {
     await asker.context().close();
     await approver.context().close();
+  }
+});
+
+test('an administrator sets the webhook on the Requests page; its secret is write-only', async () => {
+  const page = await newPage(browser);
+  try {
+    await uiLogin(page, gw.base, 'admin', ADMIN);
+    await page.waitForSelector('#nav-requests');
+    await page.click('#nav-requests');
+    await page.waitForSelector('#webhook-state');
+    await page.waitForFunction(() => /Announcing to/.test(document.querySelector('#webhook-state')?.textContent ?? ''));
+    const port = hook.address().port;
+    await page.fill('#webhook-url', `http://127.0.0.1:${port}/hook2`);
+    await page.fill('#webhook-secret', HOOK_SECRET);
+    await page.fill('#decide-within', '30');
+    await page.click('#webhook-save');
+    await page.waitForFunction((p) => (document.querySelector('#webhook-state')?.textContent ?? '').includes(`127.0.0.1:${p}/hook2, signed`), port);
+    assert.equal(await page.inputValue('#webhook-secret'), '', 'the secret is not shown back');
+    const s = (await admin.get('/requests/settings')).json;
+    assert.equal(s.webhook_url, `http://127.0.0.1:${port}/hook2`);
+    assert.equal(s.decide_within_secs, 1800);
+    assert.ok(!JSON.stringify(s).includes(HOOK_SECRET));
+    const change = (await admin.get('/audit?kind=admin_change&limit=100')).json.entries.find((e) => JSON.stringify(e).includes('hook2'));
+    assert.ok(change, 'the change is on record');
+    assert.ok(!JSON.stringify(change).includes(HOOK_SECRET), 'the secret is not on record');
+  } finally {
+    await admin.put('/requests/settings', { webhook_url: `http://127.0.0.1:${hook.address().port}/hook`, decide_within_secs: 3600 });
+    await page.context().close();
   }
 });

@@ -332,6 +332,8 @@ export interface AccessRequest {
   ended?: [number, string];
   remaining_secs: number | null;
   can_decide: boolean;
+  /** The caller may take it back (not their own: an administrator, the security team, an approver). */
+  can_revoke?: boolean;
 }
 export interface Requestable {
   target: string;

@@ -57,15 +57,17 @@ export async function renderRequests(ctx: PageContext): Promise<void> {
   };
   target.addEventListener('change', explain);
 
-  // The list.
+  // The lists: open requests (waiting for a decision, or approved and running), then history.
+  const columns = () => h('thead', null, h('tr', null, ...['Request', 'User', 'Target', 'Reason', 'State', ''].map((c) => h('th', { scope: 'col' }, c))));
   const tbody = h('tbody');
-  const table = h(
-    'table',
-    { id: 'requests-table', class: 'data-table' },
-    h('thead', null, h('tr', null, ...['Request', 'User', 'Target', 'Reason', 'State', ''].map((c) => h('th', { scope: 'col' }, c)))),
-    tbody,
+  const table = h('table', { id: 'requests-table', class: 'data-table' }, columns(), tbody);
+  const historyBody = h('tbody');
+  const history = h('table', { id: 'requests-history', class: 'data-table' }, columns(), historyBody);
+  main.append(
+    form,
+    h('div', { class: 'card table-card' }, h('h2', null, 'Open'), table),
+    h('div', { class: 'card table-card' }, h('h2', null, 'History'), history),
   );
-  main.append(form, h('div', { class: 'card table-card' }, table));
 
   const row = (r: AccessRequest) => {
     const comment = h('input', { type: 'text', class: 'inline-input', placeholder: 'comment', 'data-comment': r.id, maxlength: 500 });
@@ -78,6 +80,13 @@ export async function renderRequests(ctx: PageContext): Promise<void> {
         }),
         actionButton('Deny', { 'data-deny': r.id, class: 'btn btn-small btn-danger' }, async () => {
           if (await attempt(ctx, error, () => decideRequest(r.id, 'deny', comment.value))) await attempt(ctx, error, load);
+        }),
+      );
+    }
+    if (r.can_revoke) {
+      actions.push(
+        actionButton('Revoke', { 'data-revoke': r.id, class: 'btn btn-small btn-danger' }, async () => {
+          if (await attempt(ctx, error, () => cancelRequest(r.id))) await attempt(ctx, error, load);
         }),
       );
     }
@@ -107,7 +116,10 @@ export async function renderRequests(ctx: PageContext): Promise<void> {
     replace(target, ...(targets.length ? targets.map((t) => h('option', { value: t.target }, t.target)) : [h('option', { value: '' }, 'Nothing to request')]));
     if (targets.some((t) => t.target === keep)) target.value = keep;
     explain();
-    replace(tbody, ...(requests.length ? requests.map(row) : [emptyRow(6, 'No requests.')]));
+    const open = requests.filter((r) => r.state === 'pending' || r.state === 'approved');
+    const over = requests.filter((r) => r.state !== 'pending' && r.state !== 'approved');
+    replace(tbody, ...(open.length ? open.map(row) : [emptyRow(6, 'No open requests.')]));
+    replace(historyBody, ...(over.length ? over.map(row) : [emptyRow(6, 'No past requests.')]));
   };
 
   form.addEventListener('submit', async (e) => {

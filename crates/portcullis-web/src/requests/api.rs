@@ -4,9 +4,11 @@
 //!   gives access by request), with who approves, how many, and the longest duration.
 //! - `POST /requests {target, duration_secs, reason, ticket?}`: ask.
 //! - `GET /requests`: the caller's own requests and those they may decide (administrators and
-//!   the security team: all), newest first, each with `can_decide` and `remaining_secs`.
+//!   the security team: all), newest first, each with `can_decide`, `can_revoke` and
+//!   `remaining_secs`.
 //! - `POST /requests/{id}/approve`, `/deny` `{comment}`: an approver's word (never the
-//!   requester's; once per approver); `POST /requests/{id}/cancel`: the requester withdraws.
+//!   requester's; once per approver); `POST /requests/{id}/cancel`: the requester withdraws,
+//!   or an administrator, the security team or an approver revokes (its sessions end).
 //! - `GET/PUT /requests/settings` (administrators): the webhook (its secret write-only) and how
 //!   long a request may wait for a decision.
 
@@ -217,7 +219,23 @@ fn view(state: &AppState, r: &AccessRequest, viewer: Option<&UserRecord>) -> Val
     };
     v["remaining_secs"] = json!(remaining.map(|s| s.max(0)));
     v["can_decide"] = json!(viewer.is_some_and(|u| may_decide(state, r, u).is_ok()));
+    v["can_revoke"] = json!(viewer.is_some_and(|u| {
+        u.id != r.user_id
+            && may_revoke(state, r, u)
+            && matches!(r.state, RequestState::Pending | RequestState::Approved)
+    }));
     v
+}
+
+/// Whether `u` may take request `r` back (not their own): an administrator, the security team,
+/// or one of its approvers, unless locked.
+fn may_revoke(state: &AppState, r: &AccessRequest, u: &UserRecord) -> bool {
+    !u.locked
+        && (matches!(u.role, Role::Admin | Role::Soc)
+            || state
+                .policy
+                .current()
+                .may_approve(&r.rule, &crate::policy::subject_of(u)))
 }
 
 /// How many approvals `r` needs under the policy now: its rule must still be the one that makes
@@ -440,13 +458,7 @@ async fn cancel(
         .get_request(&id)?
         .ok_or_else(|| WebError::NotFound(format!("no access request {id:?}")))?;
     let own = r.user_id == me.id;
-    let may_revoke = !me.locked
-        && (matches!(me.role, Role::Admin | Role::Soc)
-            || state
-                .policy
-                .current()
-                .may_approve(&r.rule, &crate::policy::subject_of(&me)));
-    if !own && !may_revoke {
+    if !own && !may_revoke(&state, &r, &me) {
         return Err(WebError::NotFound(format!(
             "no access request {id:?} of yours"
         )));
