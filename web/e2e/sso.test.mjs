@@ -333,6 +333,17 @@ test('admins set single sign-on up in the web UI; the client secret is write-onl
     } finally {
       await other.context().close();
     }
+    // Roles that must use a passkey: ticked and saved on the page, then off again.
+    await page.check('#passkey-required-reviewer');
+    await page.click('#sso-settings-save');
+    await until('the passkey role saved', async () => (await admin.get('/sso/settings')).json.passkey_required_for_roles?.includes('reviewer'));
+    await page.reload();
+    await page.waitForSelector('[data-sso-provider="corp"]');
+    assert.equal(await page.isChecked('#passkey-required-reviewer'), true);
+    assert.equal(await page.isChecked('#passkey-required-user'), false);
+    await page.uncheck('#passkey-required-reviewer');
+    await page.click('#sso-settings-save');
+    await until('the passkey role taken off', async () => (await admin.get('/sso/settings')).json.passkey_required_for_roles?.length === 0);
     const users = await page.context().newPage();
     await users.goto(`${gw.base}/#/admin/users`);
     await users.waitForSelector('[data-sso-user="alice"]');
