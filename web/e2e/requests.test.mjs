@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { createHmac } from 'node:crypto';
 import {
-  startGateway, startDesktop, launchBrowser, newPage, uiLogin, recordedEvents, until, freePort, dataFileHolding,
+  startGateway, startDesktop, startXfreerdp, launchBrowser, newPage, uiLogin, recordedEvents, until, freePort, dataFileHolding,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -279,5 +279,29 @@ test('an administrator sets the webhook on the Requests page; its secret is writ
   } finally {
     await admin.put('/requests/settings', { webhook_url: `http://127.0.0.1:${hook.address().port}/hook`, decide_within_secs: 3600 });
     await page.context().close();
+  }
+});
+
+test('a native RDP client opens the target under an approved request too; revoking the request ends its session; both on its recording', async () => {
+  const lead = clients.lead;
+  let r = await clients.alice.post('/requests', { target: 'desk', duration_secs: 600, reason: 'INC-9: native client' });
+  assert.equal(r.status, 201, r.text);
+  const id = r.json.id;
+  assert.equal((await lead.post(`/requests/${id}/approve`, { comment: 'ok' })).status, 200);
+  const client = await startXfreerdp({ args: [`/v:127.0.0.1:${gw.rdpPort}`, '/u:alice#desk', `/p:${PASSWORD('alice')}`, '/sec:tls', '/cert:ignore', '/size:1024x768'] });
+  try {
+    const live = await until('the native session', async () => (await admin.get('/sessions')).json.find((s) => s.user === 'alice' && s.entry === 'rdp' && s.state === 'active'));
+    await until('its recording', async () => (await admin.get(`/recordings/${live.id}`)).status === 200);
+    // The approver takes it back: the native session ends at once.
+    r = await lead.post(`/requests/${id}/cancel`);
+    assert.equal(r.status, 200, r.text);
+    await until('the native session to end', async () => !(await admin.get('/sessions')).json.some((s) => s.id === live.id && s.state !== 'closed'));
+    const track = await recordedEvents(admin, live.id);
+    assert.ok(JSON.stringify(track).includes(`under access request ${id}`), JSON.stringify(track).slice(0, 3000));
+    const end = track.find((e) => e.type === 'session_end');
+    assert.match(end?.reason ?? '', /revoked by lead/, JSON.stringify(end));
+    assert.equal((await trail('revoked', id)).length, 1);
+  } finally {
+    client.stop();
   }
 });
