@@ -32,6 +32,14 @@ before(async () => {
       { name: 'staff', subjects: ['role:soc'], targets: ['*'] }],
   });
   assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json.warnings, []);
+  // Observers who cannot open the watch view (plain users): saved, with a warning.
+  const held = await admin.put('/policy', {
+    rules: [{ name: 'nobody-watches', subjects: ['role:user'], targets: ['name:desk'], observer_required: true, observers: ['role:user'] }, ...r.json.policy.rules],
+  });
+  assert.equal(held.status, 200, held.text);
+  assert.match(held.json.warnings.join(' '), /nobody-watches.*none of its observers can watch/);
+  assert.equal((await admin.put('/policy', r.json.policy)).status, 200);
 });
 
 after(async () => {

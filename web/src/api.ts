@@ -433,6 +433,8 @@ export const deleteGrant = (g: Grant) => api<null>('DELETE', `/grants/${seg(g.us
 export interface PolicyInfo {
   policy: unknown;
   managed_by_file: string | null;
+  /** What will not work as meant with the accounts there are now (e.g. a four-eyes rule nobody can observe). */
+  warnings?: string[];
 }
 
 /** One rule as an explanation saw it. */

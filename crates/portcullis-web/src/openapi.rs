@@ -161,8 +161,8 @@ pub(crate) async fn document() -> Json<Value> {
                 "delete": op("Revoke a grant", "admin", None, "204")
             },
             "/policy": {
-                "get": op("The policy document, and the file managing it (managed_by_file, null when edited here)", "admin", None, "200"),
-                "put": op("Replace the policy: 400 naming rule and field when it does not compile, 409 when a file manages it", "admin", Some("PolicyDoc"), "200")
+                "get": op("The policy document, the file managing it (managed_by_file, null when edited here), and warnings: what will not work as meant with the accounts there are now (a four-eyes rule none of whose observers can watch)", "admin", None, "200"),
+                "put": op("Replace the policy: 400 naming rule and field when it does not compile, 409 when a file manages it; the answer as GET's, with its warnings", "admin", Some("PolicyDoc"), "200")
             },
             "/policy/explain": {
                 "post": op("Why a user may or may not do an action on a target: verdict, deciding rule, rules considered; `access`: what the user holds (a grant, or for a rule that gives access by approved request only, the request approved now: id, approvers, until) and whether a session would open", "admin", Some("Explain"), "200")

@@ -32,6 +32,7 @@ export async function renderAdminPolicy(ctx: PageContext): Promise<void> {
   const editor = h('textarea', { id: 'policy-text', rows: 22, spellcheck: 'false', 'aria-label': 'Policy document (JSON)' });
   const managed = h('p', { id: 'policy-managed', class: 'note', hidden: true });
   const saved = h('p', { id: 'policy-saved', class: 'note', role: 'status', hidden: true });
+  const warned = h('ul', { id: 'policy-warnings', class: 'form-error', role: 'alert', hidden: true });
   const save = h('button', { id: 'policy-save', type: 'submit', class: 'btn btn-primary' }, 'Save policy');
   const docForm = h(
     'form',
@@ -41,6 +42,7 @@ export async function renderAdminPolicy(ctx: PageContext): Promise<void> {
     editor,
     h('div', { class: 'form-row' }, h('div', { class: 'field field-action' }, save)),
     saved,
+    warned,
     error,
   );
 
@@ -51,6 +53,9 @@ export async function renderAdminPolicy(ctx: PageContext): Promise<void> {
     save.hidden = file !== null;
     managed.textContent = file === null ? '' : `This policy is managed by the file ${file} ([policy] file in the configuration): edit it there and restart the gateway.`;
     managed.hidden = file === null;
+    const warnings = info.warnings ?? [];
+    replace(warned, ...warnings.map((w) => h('li', null, w)));
+    warned.hidden = warnings.length === 0;
   };
 
   docForm.addEventListener('submit', async (e) => {

@@ -32,7 +32,45 @@ fn policy_json(state: &AppState, doc: &PolicyDoc) -> Value {
     json!({
         "policy": doc,
         "managed_by_file": state.policy_file.as_ref().map(|p| p.display().to_string()),
+        "warnings": warnings(state, doc),
     })
+}
+
+/// What in a valid policy will not work as meant with the accounts there are now: a four-eyes
+/// rule whose observers include no one who can open the watch view (an administrator or the
+/// security team, not locked) holds its sessions' input for good.
+fn warnings(state: &AppState, doc: &PolicyDoc) -> Vec<String> {
+    let policy = state.policy.current();
+    let users = match state.store.list_users() {
+        Ok(users) => users,
+        Err(e) => {
+            return vec![format!(
+                "the accounts could not be read to check the policy: {e}"
+            )]
+        }
+    };
+    doc.rules
+        .iter()
+        .filter(|r| r.observer_required && !r.deny)
+        .filter(|r| {
+            !users.iter().any(|u| {
+                !u.locked
+                    && matches!(
+                        u.role,
+                        portcullis_store::Role::Admin | portcullis_store::Role::Soc
+                    )
+                    && policy.may_observe(&r.name, &super::subject_of(u))
+            })
+        })
+        .map(|r| {
+            format!(
+                "rule {:?} requires an observer, but none of its observers can watch now (only \
+                 administrators and the security team open the watch view): its sessions' input \
+                 stays held",
+                r.name
+            )
+        })
+        .collect()
 }
 
 pub(crate) async fn get_policy(State(state): State<AppState>, _admin: Admin) -> Json<Value> {
