@@ -100,9 +100,12 @@ export async function startGateway({ adminPassword = 'admin-password-e2e', dir: 
   // Every gateway gets its own RDP listener port (3389 is the default, and tests run several).
   const rdpPort = await freePort();
   const rdp = extraConfig.includes('[rdp]') ? '' : `[rdp]\nlisten = "127.0.0.1:${rdpPort}"\n`;
+  // Reading every recorded screen for search (on by default) is left to the tests of it: the
+  // others' gateways spend no CPU on it on the shared 2-core machine ([ocr] given: as given).
+  const ocr = extraConfig.includes('[ocr]') ? '' : '[ocr]\nrecordings = false\n';
   const dir = reuse ?? mkdtempSync(join(tmpdir(), 'pc-gw-'));
   const config = join(dir, 'portcullis.toml');
-  writeFileSync(config, `data_dir = "${dir}/data"\n${topConfig}[http]\nlisten = "127.0.0.1:${port}"\n[targets]\nconnect_timeout_secs = 3\nhandshake_timeout_secs = 5\n${rdp}${extraConfig}`);
+  writeFileSync(config, `data_dir = "${dir}/data"\n${topConfig}[http]\nlisten = "127.0.0.1:${port}"\n[targets]\nconnect_timeout_secs = 3\nhandshake_timeout_secs = 5\n${rdp}${ocr}${extraConfig}`);
   const logs = [];
   const proc = spawn(binary, ['--config', config, 'serve'], {
     env: { ...process.env, PORTCULLIS_ADMIN_PASSWORD: adminPassword, RUST_LOG: 'info', NO_COLOR: '1', RUST_BACKTRACE: '0', ...env },

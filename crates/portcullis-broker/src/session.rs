@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use portcullis_core::desktop::{Framebuffer, TargetCommand};
-use portcullis_core::session::{SessionEnd, SessionEvent, SessionInfo};
+use portcullis_core::session::{ClipboardDirection, SessionEnd, SessionEvent, SessionInfo};
 use portcullis_core::wire::ServerMessage;
 use portcullis_policy::SessionGrant;
 use tokio::sync::{mpsc, watch};
@@ -58,6 +58,8 @@ fn audit_worthy(event: &SessionEvent) -> bool {
     !matches!(
         event,
         SessionEvent::Keys { .. }
+            | SessionEvent::ClipboardText { .. }
+            | SessionEvent::ScreenText { .. }
             | SessionEvent::Resize { .. }
             | SessionEvent::FramesDropped { .. }
             | SessionEvent::EventsLost { .. }
@@ -200,6 +202,25 @@ impl SessionShared {
                 v.push_event(ServerMessage::Observer { present: false });
                 v.wake();
             });
+        }
+    }
+
+    /// Notes a clipboard transfer in the event track: its size (audited) and its text (its
+    /// start, for searching the recording; never audited).
+    pub(crate) fn clipboard_moved(&self, direction: ClipboardDirection, text: &str) {
+        self.tap_event(TapEvent::Session(SessionEvent::Clipboard {
+            direction,
+            bytes: text.len() as u64,
+        }));
+        let mut end = text.len().min(portcullis_core::session::MAX_CLIPBOARD_TEXT);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end > 0 {
+            self.tap_event(TapEvent::Session(SessionEvent::ClipboardText {
+                direction,
+                text: text[..end].to_owned(),
+            }));
         }
     }
 

@@ -431,3 +431,50 @@ async fn a_shutdown_waits_for_the_end_record_of_a_panicked_session() {
         audit.events.lock().unwrap()
     );
 }
+
+/// Words read off the screen and pasted text reach the recording's track for search: a screen
+/// of more words than one event holds in several events, a long paste cut at a character's
+/// boundary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screen_words_and_pasted_text_reach_the_track_bounded() {
+    use portcullis_core::session::{ScreenWord, MAX_CLIPBOARD_TEXT, MAX_SCREEN_WORDS};
+    let seen = Arc::new(Seen::default());
+    let broker = broker_with(&seen, Duration::ZERO);
+    let session = broker.open(request(still_server().await)).await.unwrap();
+    assert!(session.is_recorded());
+    let (mut viewer, _) = session.attach_viewer("alice");
+    let words: Vec<ScreenWord> = (0..MAX_SCREEN_WORDS + 5)
+        .map(|i| ScreenWord(format!("w{i}"), i as u32, 1, 2, 3))
+        .collect();
+    session.screen_words(words);
+    // 3-byte characters: the cut lands inside one unless it steps back.
+    let pasted = "€".repeat(MAX_CLIPBOARD_TEXT);
+    viewer
+        .handle(portcullis_core::wire::ClientMessage::Clipboard { text: pasted })
+        .await
+        .unwrap();
+    viewer.leave_and_end(SessionEnd::ViewerDisconnected);
+    drop(viewer);
+    let events = recorded(&seen).await;
+    let screens: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::ScreenText { words } => Some(words.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(screens, [MAX_SCREEN_WORDS, 5]);
+    let text = events
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::ClipboardText { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .expect("no clipboard text in the track");
+    assert!(text.len() <= MAX_CLIPBOARD_TEXT && text.len() > MAX_CLIPBOARD_TEXT - 3);
+    assert!(text.chars().all(|c| c == '€'));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        SessionEvent::Clipboard { bytes, .. } if *bytes == 3 * MAX_CLIPBOARD_TEXT as u64
+    )));
+}

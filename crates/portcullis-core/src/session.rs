@@ -172,6 +172,17 @@ pub enum ClipboardDirection {
     FromTarget,
 }
 
+/// The most clipboard text a recording keeps of one transfer (for search), in bytes.
+pub const MAX_CLIPBOARD_TEXT: usize = 4096;
+
+/// The most words one [`SessionEvent::ScreenText`] holds.
+pub const MAX_SCREEN_WORDS: usize = 2000;
+
+/// A word read off the screen and where: `[text, x, y, w, h]` in desktop pixels (compact: a
+/// screen of text is hundreds of them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScreenWord(pub String, pub u32, pub u32, pub u32, pub u32);
+
 /// Something that happened in a session, as the event track of its recording keeps it. The
 /// recording stamps each with its time on the recording's clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +196,9 @@ pub enum SessionEvent {
         target: String,
         /// The user's address.
         client_addr: String,
+        /// How the user came in (absent in recordings made before it was noted).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entry: Option<EntryPath>,
     },
     /// Someone started watching (the user's own browser counts).
     ViewerJoined {
@@ -225,6 +239,21 @@ pub enum SessionEvent {
     Keys {
         /// The typed text.
         text: String,
+    },
+    /// The text of a clipboard transfer, for searching recordings (kept with the key log: not
+    /// recorded when keystrokes are not, never in the audit trail). Cut at
+    /// [`MAX_CLIPBOARD_TEXT`] bytes.
+    ClipboardText {
+        /// Which way.
+        direction: ClipboardDirection,
+        /// The text (its start).
+        text: String,
+    },
+    /// Words read off the screen (the gateway's OCR of a settled change), each with its box on
+    /// the desktop, for searching recordings and boxing a hit on the video.
+    ScreenText {
+        /// The words, in reading order.
+        words: Vec<ScreenWord>,
     },
     /// Clipboard text moved.
     Clipboard {

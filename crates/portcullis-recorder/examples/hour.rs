@@ -656,6 +656,7 @@ fn main() -> Result<(), Error> {
             user: "bench".into(),
             target: "synthetic-1080p".into(),
             client_addr: "127.0.0.1".into(),
+            entry: None,
         },
     );
     rec.event(

@@ -247,6 +247,12 @@ fn run(
                     }
                 }
                 TapEvent::Session(mut e) => {
+                    // Clipboard text is kept with the key log, or not at all.
+                    if cfg.keystrokes == KeystrokeLog::Off
+                        && matches!(e, SessionEvent::ClipboardText { .. })
+                    {
+                        continue;
+                    }
                     flush_keys(&mut keys, &mut keys_at, &mut recorder);
                     // Without a key log, a risk hit does not say what was typed or pasted.
                     if let SessionEvent::Risk {

@@ -273,6 +273,8 @@ fn session_record(session: &SessionInfo, event: &SessionEvent) -> Record {
         }
         // Not sent by the broker (see `SessionAudit`); kept should that change.
         SessionEvent::Keys { .. }
+        | SessionEvent::ClipboardText { .. }
+        | SessionEvent::ScreenText { .. }
         | SessionEvent::Resize { .. }
         | SessionEvent::FramesDropped { .. }
         | SessionEvent::EventsLost { .. } => (Kind::POLICY, session.user.as_str()),

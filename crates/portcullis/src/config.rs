@@ -56,6 +56,10 @@ pub struct Ocr {
     /// `[ocr] settle_ms`: how long a change must stay unchanged before it is read (default
     /// 500 ms).
     pub settle: Duration,
+    /// `[ocr] recordings`: also read recorded sessions no screen rule watches, and keep the
+    /// words (with their boxes) in the recording for search (default true). Sessions a screen
+    /// rule watches are read first.
+    pub recordings: bool,
 }
 
 /// The checked `[ops]` section.
@@ -266,6 +270,7 @@ mod dto {
         pub enabled: Option<bool>,
         pub cpu_share: Option<f64>,
         pub settle_ms: Option<u64>,
+        pub recordings: Option<bool>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -580,6 +585,7 @@ fn ocr(o: dto::Ocr) -> Result<Ocr> {
         enabled: o.enabled.unwrap_or(true),
         cpu_share,
         settle: Duration::from_millis(settle_ms),
+        recordings: o.recordings.unwrap_or(true),
     })
 }
 

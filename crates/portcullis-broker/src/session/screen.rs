@@ -6,11 +6,13 @@
 
 use std::time::Duration;
 
+use portcullis_core::session::{ScreenWord, SessionEvent, MAX_SCREEN_WORDS};
 use portcullis_core::Rect;
 use tokio::time::Instant;
 
 use super::{SessionHandle, SessionShared};
 use crate::locks::{lock, read};
+use crate::tap::state::TapEvent;
 
 /// Rows above and below a change that are read with it (about a line of text: a change inside a
 /// line, such as a completed word, is read with the whole line).
@@ -50,6 +52,25 @@ impl SessionShared {
 }
 
 impl SessionHandle {
+    /// True while a recorder takes the session's events (words read off its screen are kept
+    /// in its recording).
+    pub fn is_recorded(&self) -> bool {
+        self.shared.tap.get().is_some()
+    }
+
+    /// Puts words read off the screen into the event track (at most
+    /// [`MAX_SCREEN_WORDS`](portcullis_core::session::MAX_SCREEN_WORDS), the rest in further
+    /// events), for searching the recording.
+    pub fn screen_words(&self, words: Vec<ScreenWord>) {
+        let mut words = words;
+        while !words.is_empty() {
+            let rest = words.split_off(words.len().min(MAX_SCREEN_WORDS));
+            self.shared
+                .tap_event(TapEvent::Session(SessionEvent::ScreenText { words }));
+            words = rest;
+        }
+    }
+
     /// The rows that changed since the last call (full width, with [`CONTEXT_ROWS`] around),
     /// once nothing changed for `settle` or the first change is `at_most` old, with their
     /// pixels; `None` while the screen is still changing, when nothing changed, or when the

@@ -144,6 +144,7 @@ pub(super) fn opening_events(req: &OpenRequest) -> [SessionEvent; 2] {
             user: req.user.clone(),
             target: req.target.clone(),
             client_addr: req.client_addr.clone(),
+            entry: Some(req.entry),
         },
         SessionEvent::Policy {
             action: "open".into(),
@@ -345,10 +346,7 @@ fn apply_batch(
                 if shared.clipboard_allowed(Direction::TargetToClient, text.len()) =>
             {
                 truncate_utf8(&mut text, MAX_CLIPBOARD_BYTES);
-                shared.tap_event(TapEvent::Session(SessionEvent::Clipboard {
-                    direction: ClipboardDirection::FromTarget,
-                    bytes: text.len() as u64,
-                }));
+                shared.clipboard_moved(ClipboardDirection::FromTarget, &text);
                 shared.for_each_viewer(|v| {
                     v.push_event(ServerMessage::Clipboard { text: text.clone() })
                 });

@@ -1,11 +1,13 @@
-//! Reads text off live sessions' screens for the risk rules that watch the screen (`on =
-//! ["screen", …]`): a thread of its own takes each session's settled change (an area that
-//! changed and then stayed still for `[ocr] settle_ms`, never every frame), reads it with
-//! tesseract at the lowest CPU priority, and hands the text to the session
-//! (`SessionHandle::screen_text`), which checks it and alerts, freezes or ends the session.
-//! The thread keeps the whole gateway's reading within `[ocr] cpu_share` of one core: after each
-//! read it rests for what the share asks (at most [`MAX_REST`]). Sessions no screen rule watches
-//! are not read; the changed rows are read whole (a completed word is read with its line); a
+//! Reads text off live sessions' screens: for the risk rules that watch the screen (`on =
+//! ["screen", …]`) and, with `[ocr] recordings` (the default), for searching recordings. A
+//! thread of its own takes each session's settled change (an area that changed and then stayed
+//! still for `[ocr] settle_ms`, never every frame), reads it with tesseract at the lowest CPU
+//! priority, hands the text to the session (`SessionHandle::screen_text`), which checks it and
+//! alerts, freezes or ends the session, and puts the words with their boxes into the
+//! recording's event track (`SessionHandle::screen_words`). Sessions a screen rule watches are
+//! read first in every round. The thread keeps the whole gateway's reading within `[ocr]
+//! cpu_share` of one core: after each read it rests for what the share asks (at most
+//! [`MAX_REST`]). The changed rows are read whole (a completed word is read with its line); a
 //! screen that never settles is read [`AT_MOST`] after its first change. The thread stops when
 //! the gateway's shutdown begins.
 
@@ -13,8 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_broker::Broker;
-use portcullis_ocr::{Pacer, Tesseract};
+use portcullis_broker::{Broker, SessionHandle};
+use portcullis_core::session::ScreenWord;
+use portcullis_core::Rect;
+use portcullis_ocr::{Pacer, Tesseract, Word};
 use portcullis_policy::TextSource;
 use tracing::{info, warn};
 
@@ -28,6 +32,9 @@ const MIN_SIDE: u32 = 8;
 const AT_MOST: Duration = Duration::from_secs(2);
 /// The longest rest after one read (a slow read must not silence every session for minutes).
 const MAX_REST: Duration = Duration::from_secs(5);
+/// Words read with less confidence (tesseract's, 0–100) are not kept for search: mostly
+/// noise read off icons and pictures.
+const MIN_CONFIDENCE: f32 = 30.0;
 /// How long the risk rules may take over a read's text (the audit trail may be slow).
 const CHECK_WITHIN: Duration = Duration::from_secs(10);
 
@@ -40,7 +47,7 @@ pub(super) fn start(
     stop: Arc<AtomicBool>,
 ) {
     if !config.enabled {
-        info!("screen text reading is off ([ocr] enabled = false): risk rules on the screen never fire");
+        info!("screen text reading is off ([ocr] enabled = false): risk rules on the screen never fire, recordings hold no screen text to search");
         return;
     }
     let tesseract = Tesseract::new();
@@ -51,7 +58,8 @@ pub(super) fn start(
     info!(
         cpu_share = config.cpu_share,
         settle_ms = config.settle.as_millis() as u64,
-        "reading text off live sessions' screens for the risk rules"
+        recordings = config.recordings,
+        "reading text off live sessions' screens (risk rules, recordings' search)"
     );
     let spawned = std::thread::Builder::new()
         .name("screen-reader".into())
@@ -72,15 +80,19 @@ fn run(
     let mut failures_told = 0u32;
     while !stop.load(Ordering::SeqCst) {
         let mut read_any = false;
-        for listed in broker.list() {
+        // Sessions a screen rule watches first, then (for search) the other recorded ones.
+        let mut sessions: Vec<(bool, SessionHandle)> = broker
+            .list()
+            .iter()
+            .filter_map(|listed| broker.get(&listed.id))
+            .filter(|s| !s.is_closed())
+            .map(|s| (s.grant().risk().watches(TextSource::Screen), s))
+            .filter(|(watched, s)| *watched || (config.recordings && s.is_recorded()))
+            .collect();
+        sessions.sort_by_key(|(watched, _)| !watched);
+        for (watched, session) in sessions {
             if stop.load(Ordering::SeqCst) {
                 return;
-            }
-            let Some(session) = broker.get(&listed.id) else {
-                continue;
-            };
-            if session.is_closed() || !session.grant().risk().watches(TextSource::Screen) {
-                continue;
             }
             let Some(area) =
                 session.settled_change(config.settle, AT_MOST, portcullis_ocr::MAX_PIXELS)
@@ -97,19 +109,22 @@ fn run(
             match read {
                 Ok(words) => {
                     let text = portcullis_ocr::lines(&words);
-                    if !text.is_empty() && !stop.load(Ordering::SeqCst) {
+                    if config.recordings && session.is_recorded() {
+                        session.screen_words(on_desktop(&words, area.rect));
+                    }
+                    if watched && !text.is_empty() && !stop.load(Ordering::SeqCst) {
                         let checked = runtime.block_on(async {
                             tokio::time::timeout(CHECK_WITHIN, session.screen_text(&text)).await
                         });
                         if checked.is_err() {
-                            warn!(session = %listed.id, "the risk rules took too long over the screen's text");
+                            warn!(session = %session.id(), "the risk rules took too long over the screen's text");
                         }
                     }
                 }
                 // Said a few times, not for every picture.
                 Err(e) if failures_told < 5 => {
                     failures_told += 1;
-                    warn!(session = %listed.id, error = %e, "cannot read the screen's text");
+                    warn!(session = %session.id(), error = %e, "cannot read the screen's text");
                 }
                 Err(_) => {}
             }
@@ -119,4 +134,21 @@ fn run(
             std::thread::sleep(LOOK_EVERY);
         }
     }
+}
+
+/// Words tesseract found in `area` (low-confidence ones left out), placed on the desktop.
+fn on_desktop(words: &[Word], area: Rect) -> Vec<ScreenWord> {
+    words
+        .iter()
+        .filter(|w| w.conf >= MIN_CONFIDENCE)
+        .map(|w| {
+            ScreenWord(
+                w.text.clone(),
+                area.x.saturating_add(w.x),
+                area.y.saturating_add(w.y),
+                w.w,
+                w.h,
+            )
+        })
+        .collect()
 }
