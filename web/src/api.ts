@@ -287,7 +287,8 @@ export const login = (username: string, password: string) =>
 /** The second login step: the code from the authenticator app. */
 export const loginCode = (code: string) => api<Me>('POST', '/auth/mfa', { code });
 export const enrolMfa = () => api<MfaEnrolment>('POST', '/me/mfa/enrol');
-export const confirmMfa = (code: string) => api<{ mfa: boolean; recovery_codes: string[] }>('POST', '/me/mfa/confirm', { code });
+export const confirmMfa = (code: string, proof?: SecondFactorProof) =>
+  api<{ mfa: boolean; recovery_codes: string[] }>('POST', '/me/mfa/confirm', { code, proof });
 /** A new set of recovery codes (shown once) for a code from the app now. */
 export const newRecoveryCodes = (code: string) => api<{ recovery_codes: string[] }>('POST', '/me/mfa/recovery-codes', { code });
 export const resetMfa = (name: string) => api<null>('DELETE', `/users/${seg(name)}/mfa`);

@@ -397,10 +397,8 @@ pub struct RawViewer {
     ending: watch::Receiver<Ending>,
     /// The session's clipboard file terms were handed out (first thing).
     terms_told: bool,
-    /// The session's input is held for want of an observer (a four-eyes rule).
-    observer_missing: bool,
-    /// The session is frozen.
-    frozen: bool,
+    /// The notice painted over the client's picture now (its input is held), if any.
+    painted: Option<&'static str>,
     /// The broker's shutdown waits until the viewer is gone (its client disconnected).
     _live: Live,
 }
@@ -421,8 +419,7 @@ impl RawViewer {
             shared,
             ending,
             terms_told: false,
-            observer_missing: false,
-            frozen: false,
+            painted: None,
             _live: live,
         }
     }
@@ -445,31 +442,26 @@ impl RawViewer {
             }
             // Read before the viewer's state is locked (the framebuffer's lock comes first).
             let band = self.band();
+            let notice = self.notice();
             let rects = {
                 let mut s = lock(&self.shared.state);
                 if let Some(pdu) = s.device.pop_front() {
                     s.device_bytes -= pdu.len();
                     return RawOutput::Device(pdu);
                 }
-                // Clipboard text goes to the client's clipboard channel; a held input (frozen,
-                // or no observer) is painted over the top of the picture (`notice`); the bell
-                // has no way to a native client.
-                let before = self.notice();
-                while let Some(event) = s.events.pop_front() {
-                    match event {
-                        ServerMessage::Clipboard { text } => {
-                            if self.notice() != before {
-                                s.damage.add(band);
-                            }
-                            return RawOutput::Clipboard(text);
-                        }
-                        ServerMessage::Frozen { frozen } => self.frozen = frozen,
-                        ServerMessage::Observer { present } => self.observer_missing = !present,
-                        _ => {}
-                    }
-                }
-                if self.notice() != before {
+                // A held input (frozen, or no observer) is painted over the top of the
+                // picture, from the session's own state (the frozen and observer messages only
+                // wake this viewer): repainted when it changes.
+                if notice != self.painted {
+                    self.painted = notice;
                     s.damage.add(band);
+                }
+                // Clipboard text goes to the client's clipboard channel; the bell has no way to
+                // a native client.
+                while let Some(event) = s.events.pop_front() {
+                    if let ServerMessage::Clipboard { text } = event {
+                        return RawOutput::Clipboard(text);
+                    }
                 }
                 if let Some(files) = s.clip_files.take() {
                     return RawOutput::ClipboardFiles(files);
@@ -481,7 +473,7 @@ impl RawViewer {
                 s.damage.take()
             };
             if !rects.is_empty() {
-                let notice = self.notice();
+                let notice = self.painted;
                 let fb = read(&self.session.desktop);
                 let bounds = fb.bounds();
                 let pixels = rects
@@ -505,11 +497,15 @@ impl RawViewer {
         }
     }
 
-    /// What the client is told over its picture, if anything: its input is held.
+    /// What the client is to be told over its picture, if anything: its input is held (the
+    /// session is frozen, a risk rule holds it, or a four-eyes rule waits for an observer).
     fn notice(&self) -> Option<&'static str> {
-        if self.frozen {
+        let frozen = lock(&self.session.info).frozen;
+        if frozen || self.session.risk_hold.load(Ordering::SeqCst) {
             Some(notice::FROZEN)
-        } else if self.observer_missing {
+        } else if self.session.grant.observer_required()
+            && self.session.observers.load(Ordering::SeqCst) == 0
+        {
             Some(notice::WAITING_FOR_OBSERVER)
         } else {
             None

@@ -224,7 +224,7 @@ struct NewPasskey {
 /// their passkeys (options from `POST /me/passkeys/proof`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Proof {
+pub(crate) struct Proof {
     #[serde(default)]
     code: Option<String>,
     #[serde(default)]
@@ -264,11 +264,36 @@ async fn proof_options(
     ))
 }
 
+/// What [`prove`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proved {
+    /// A second factor was proved.
+    Yes,
+    /// Nothing to prove: the account has no second factor (the change must find it so still).
+    NoFactor,
+    /// Nothing to prove: an enrol-only login of an account that has no passkey yet, whose
+    /// second step (its app's code, if any) was just passed (the change must find no passkey).
+    EnrolOnly,
+}
+
+impl Proved {
+    /// Whether the stored account `u` still needs no proof (checked inside the change, so a
+    /// factor added meanwhile is not passed over).
+    pub(crate) fn still_holds(self, u: &UserRecord) -> bool {
+        match self {
+            Proved::Yes => true,
+            Proved::NoFactor => !u.mfa_enabled(),
+            Proved::EnrolOnly => u.passkeys.is_empty(),
+        }
+    }
+}
+
 /// Checks that the caller proved a second factor they have before `step` (`passkey_add`,
-/// `passkey_remove`) changes their passkeys. Nothing to prove without any second factor, nor
-/// for an enrol-only login (its second step, if any, was just passed). A failed proof counts
-/// toward the lock-out and is on record.
-async fn prove(
+/// `passkey_remove`, `totp_add`) changes their factors. Nothing to prove without any second
+/// factor, nor for an enrol-only login (of this account) while the account has no passkey. A
+/// failed proof counts toward the lock-out and is on record. The caller's change checks
+/// [`Proved::still_holds`] on the stored account.
+pub(crate) async fn prove(
     state: &AppState,
     peer: SocketAddr,
     user: &AuthUser,
@@ -276,12 +301,15 @@ async fn prove(
     headers: &axum::http::HeaderMap,
     proof: Option<Proof>,
     step: &str,
-) -> Result<(), WebError> {
+) -> Result<Proved, WebError> {
     let enrol_only = cookie_value(headers, crate::auth::COOKIE)
         .and_then(|token| state.logins.lookup(&token))
-        .is_some_and(|(_, _, enrol_only)| enrol_only);
-    if enrol_only || !me.mfa_enabled() {
-        return Ok(());
+        .is_some_and(|(name, id, enrol_only)| enrol_only && name == me.name && id == me.id);
+    if !me.mfa_enabled() {
+        return Ok(Proved::NoFactor);
+    }
+    if enrol_only && me.passkeys.is_empty() {
+        return Ok(Proved::EnrolOnly);
     }
     let missing = || {
         WebError::BadRequest(
@@ -296,7 +324,8 @@ async fn prove(
                 "you have no authenticator app: prove one of your passkeys".into(),
             ));
         }
-        return crate::mfa::api::check_app_code(state, peer, user, code, step).await;
+        crate::mfa::api::check_app_code(state, peer, user, code, step).await?;
+        return Ok(Proved::Yes);
     }
     let credential = proof.credential.ok_or_else(missing)?;
     if let Err(wait) = state.throttle.check(&me.name, peer.ip(), now_ms()) {
@@ -327,7 +356,7 @@ async fn prove(
             "the passkey proof was refused: try again".into(),
         ));
     }
-    Ok(())
+    Ok(Proved::Yes)
 }
 
 /// Finishes a passkey assertion of `name` against `authentication` and keeps the passkey's
@@ -389,7 +418,7 @@ async fn register(
             "name: 1 to {MAX_NAME} characters"
         )));
     }
-    prove(
+    let proved = prove(
         &state,
         peer,
         &user,
@@ -430,6 +459,12 @@ async fn register(
                 refused = None;
                 if u.id != user_id {
                     refused = Some(WebError::Unauthorized);
+                    return false;
+                }
+                if !proved.still_holds(u) {
+                    refused = Some(WebError::Conflict(
+                        "a second factor was added meanwhile: prove it and try again".into(),
+                    ));
                     return false;
                 }
                 if u.passkeys.iter().any(|p| p.id == id) {
@@ -491,7 +526,7 @@ async fn remove(
     if required && me.passkeys.len() == 1 {
         return Err(last_one());
     }
-    prove(
+    let proved = prove(
         &state,
         peer,
         &user,
@@ -511,6 +546,9 @@ async fn remove(
             state.store.update_user(&me.name, &mut |u| {
                 refused = None;
                 if u.id != user_id {
+                    return false;
+                }
+                if !proved.still_holds(u) {
                     return false;
                 }
                 // Checked on the stored record: two removals at once leave one.

@@ -110,7 +110,7 @@ export async function renderMe(ctx: PageContext, onChange: () => void): Promise<
 
   const showEnrolment = (e: MfaEnrolment) => {
     const { form, input: code } = appCodeForm({ input: 'mfa-code', button: 'mfa-confirm' }, 'Turn on', 'btn btn-primary', error, ctx.signal, async (value) => {
-      const answer = await confirmMfa(value);
+      const answer = await confirmMfa(value, await passkeyProof());
       if (ctx.signal.aborted) return;
       ctx.me.mfa = true;
       ctx.me.mfa_enrol_required = false;
@@ -165,6 +165,16 @@ export async function renderMe(ctx: PageContext, onChange: () => void): Promise<
   await renderPasskeys(ctx, main, onChange);
 }
 
+/** An assertion of one of the account's passkeys (a proof before changing its factors), or nothing when it has none. */
+async function passkeyProof(): Promise<SecondFactorProof | undefined> {
+  const { passkeys } = await listPasskeys();
+  if (!passkeys.length) return undefined;
+  const options = await passkeyProofOptions();
+  const credential = (await navigator.credentials.get(requestOptions(options))) as PublicKeyCredential | null;
+  if (!credential) throw new Error('no passkey was used');
+  return { credential: assertionJson(credential) };
+}
+
 /** The passkeys card: the account's passkeys, and adding one through the browser. */
 async function renderPasskeys(ctx: PageContext, main: HTMLElement, onChange: () => void): Promise<void> {
   const section = h('section', { id: 'passkey-section', class: 'card' });
@@ -174,32 +184,28 @@ async function renderPasskeys(ctx: PageContext, main: HTMLElement, onChange: () 
   const add = h('button', { id: 'passkey-add', type: 'button', class: 'btn' }, 'Add a passkey');
   const note = h('p', { id: 'passkey-status', class: 'muted' }, '');
   const proofCode = h('input', { id: 'passkey-proof-code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 32, placeholder: 'code from your app' });
-  const proofRow = h('div', { class: 'form-row', hidden: true }, h('label', { for: 'passkey-proof-code' }, 'To add or remove a passkey, confirm with a code from your app: '), proofCode);
+  const proofRow = h('div', { class: 'form-row', hidden: true }, h('label', { for: 'passkey-proof-code' }, 'To add or remove a passkey, confirm with a code from your app (with a passkey at hand, leave it empty): '), proofCode);
   let current: PasskeyInfo[] = [];
   main.append(section);
   // Changing passkeys asks for a second factor the user has (a stolen login cannot): one of
   // their passkeys if they have one, else a code from their app; nothing for a first factor.
   const proof = async (): Promise<SecondFactorProof | undefined> => {
-    if (ctx.me.mfa_enrol_required) return undefined;
-    if (current.length) {
-      const options = await passkeyProofOptions();
-      const credential = (await navigator.credentials.get(requestOptions(options))) as PublicKeyCredential | null;
-      if (!credential) throw new Error('no passkey was used');
-      return { credential: assertionJson(credential) };
-    }
-    if (ctx.me.totp) {
-      const code = proofCode.value.trim();
-      if (!code) throw new Error('Enter a code from your app to confirm.');
+    if (ctx.me.mfa_enrol_required && !current.length) return undefined;
+    // A code typed in wins (a user who lost their key); else one of their passkeys.
+    const code = proofCode.value.trim();
+    if (ctx.me.totp && code) {
       proofCode.value = '';
       return { code };
     }
+    if (current.length) return passkeyProof();
+    if (ctx.me.totp) throw new Error('Enter a code from your app to confirm.');
     return undefined;
   };
   const load = async () => {
     const { passkeys, required_by_role, available } = await listPasskeys();
     if (ctx.signal.aborted) return;
     current = passkeys;
-    proofRow.hidden = !(ctx.me.totp && !passkeys.length && !ctx.me.mfa_enrol_required);
+    proofRow.hidden = !ctx.me.totp || (ctx.me.mfa_enrol_required === true && !passkeys.length);
     replace(
       list,
       ...passkeys.map((p) => {

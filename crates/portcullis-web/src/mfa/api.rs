@@ -70,6 +70,15 @@ pub(crate) struct CodeBody {
     code: String,
 }
 
+/// `POST /me/mfa/confirm`'s body: the app's code, and proof of a passkey the account has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    code: String,
+    #[serde(default)]
+    proof: Option<crate::passkeys::Proof>,
+}
+
 /// `POST /auth/mfa {code}`: the second step of a login whose password was right.
 pub(crate) async fn login_code(
     State(state): State<AppState>,
@@ -310,7 +319,11 @@ pub(crate) async fn check_app_code(
         Attempt::Wrong => {
             state
                 .audit
-                .record(mfa_record(&user.name, step, "failed"))
+                .record(
+                    mfa_record(&user.name, step, "failed")
+                        .detail("factor", "app")
+                        .detail("address", peer.to_string()),
+                )
                 .await?;
             Err(WebError::BadRequest(
                 "wrong code: enter the code your app shows now".into(),
@@ -329,7 +342,16 @@ pub(crate) async fn confirm(
     req: Request,
 ) -> Result<Response, WebError> {
     let (parts, body) = req.into_parts();
-    code_from_app(&state, peer, &user, body, "confirm").await?;
+    let body = axum::body::to_bytes(body, crate::MAX_BODY)
+        .await
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let ConfirmBody { code, proof } =
+        serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    // An account with a passkey proves it first: whoever holds only its login (a stolen
+    // cookie) cannot give it an app of their own (and then pass every other proof with it).
+    let me = user.account(&state)?;
+    crate::passkeys::prove(&state, peer, &user, &me, &parts.headers, proof, "totp_add").await?;
+    check_app_code(&state, peer, &user, code, "confirm").await?;
     state
         .audit
         .record(mfa_record(&user.name, "confirm", "ok"))

@@ -146,8 +146,14 @@ pub(crate) async fn explain(
     // What access the user holds for it: a rule that gives access by approved request only
     // does not count a standing grant; the request approved now under that rule does.
     let access = if explanation.request.is_some() {
-        let approved = crate::requests::active(&state, &user.name, Some(&user.id), &target.name)?
-            .filter(|r| explanation.rule.as_deref() == Some(r.rule.as_str()));
+        // Approved under the deciding rule, and in force at the time asked about.
+        let approved = state.store.list_requests()?.into_iter().find(|r| {
+            r.user_id == user.id
+                && r.target == target.name
+                && r.state == portcullis_store::RequestState::Approved
+                && explanation.rule.as_deref() == Some(r.rule.as_str())
+                && r.grant_until.is_some_and(|until| until > at)
+        });
         json!({
             "by": "request",
             "standing_grant_counts": false,
