@@ -527,6 +527,44 @@ export const exportUrl = (id: string): string => `${recordingsPath(id)}/export`;
 /** `query` is '' or `?…` (see `recordingsQuery`). */
 export const listRecordings = (query: string) => api<Recording[]>('GET', `/recordings${query}`);
 export const getRecording = (id: string) => api<RecordingDetail>('GET', `/recordings/${seg(id)}`);
+
+/** A word read off the screen and its box, in desktop pixels. */
+export interface WordBox {
+  word: string;
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+/** A place in a recording where searched words were found. */
+export interface SearchHit {
+  recording: string;
+  user: string;
+  target: string;
+  entry: string;
+  kind: 'typed' | 'clipboard' | 'file' | 'screen';
+  at_ms: number;
+  t_ms: number;
+  fragment: string;
+  /** Byte ranges of `fragment` (UTF-8) that matched. */
+  highlights: [number, number][];
+  boxes: WordBox[];
+  thumbnail_seq: number | null;
+  desktop: { width: number; height: number } | null;
+}
+export interface SearchFilters {
+  q: string;
+  user?: string;
+  target?: string;
+  kind?: string;
+  from?: number;
+  to?: number;
+}
+export const searchRecordings = (f: SearchFilters) => {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(f)) if (v !== undefined && v !== '') params.set(k, String(v));
+  return api<{ hits: SearchHit[]; took_ms: number; indexed: number }>('GET', `/search?${params}`);
+};
 export const getRecordingEvents = (id: string) => api<RecordingEvent[]>('GET', `/recordings/${seg(id)}/events`);
 
 /**

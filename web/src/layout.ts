@@ -6,7 +6,7 @@ import { isSocRole } from './model/soc';
 import { landingHash } from './model/router';
 import { h } from './dom';
 
-export type NavKey = 'me' | 'targets' | 'recordings' | 'soc' | 'audit' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'admin-tokens' | 'admin-sso' | 'requests' | 'session';
+export type NavKey = 'me' | 'targets' | 'recordings' | 'search' | 'soc' | 'audit' | 'admin-users' | 'admin-targets' | 'admin-grants' | 'admin-sessions' | 'admin-policy' | 'admin-tokens' | 'admin-sso' | 'requests' | 'session';
 
 function navLink(id: string, href: string, label: string, active: boolean): HTMLAnchorElement {
   return h('a', { id, href, class: active ? 'nav-link active' : 'nav-link', 'aria-current': active ? 'page' : null }, label);
@@ -23,6 +23,7 @@ export function header(me: Me, active: NavKey): HTMLElement {
     { class: 'nav', 'aria-label': 'Main' },
     navLink('nav-targets', '#/targets', 'Targets', active === 'targets'),
     navLink('nav-recordings', '#/recordings', 'Recordings', active === 'recordings'),
+    navLink('nav-search', '#/search', 'Search', active === 'search'),
     navLink('nav-requests', '#/requests', 'Requests', active === 'requests'),
   );
   if (isSocRole(me.role)) {

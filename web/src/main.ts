@@ -17,6 +17,8 @@ import { renderMe } from './pages/me-page';
 import { renderAdminPolicy } from './pages/policy-page';
 import { renderPlayer } from './pages/player-page';
 import { renderRecordings } from './pages/recordings-page';
+import { renderSearch } from './pages/search-page';
+import { parseBoxes } from './model/search';
 import { renderSession } from './pages/session-page';
 import { renderSoc } from './pages/soc-page';
 import { renderTargets } from './pages/targets-page';
@@ -121,6 +123,13 @@ async function render(): Promise<void> {
   } else if (first === 'recordings' && second !== undefined && parts.length === 2) {
     document.title = 'Recording · Portcullis';
     await renderPlayer(ctx, second);
+  } else if (first === 'recordings' && second !== undefined && parts[2] === 'at' && (parts.length === 4 || (parts.length === 6 && parts[4] === 'boxes'))) {
+    // A search hit's moment: `#/recordings/<id>/at/<ms>[/boxes/x,y,w,h;…]`.
+    document.title = 'Recording · Portcullis';
+    await renderPlayer(ctx, second, { atMs: Math.max(0, Number(parts[3]) || 0), boxes: parseBoxes(parts[5]) });
+  } else if (first === 'search' && parts.length === 1) {
+    document.title = 'Search · Portcullis';
+    await renderSearch(ctx);
   } else if (first === 'admin' && parts.length === 2) {
     document.title = 'Admin · Portcullis';
     switch (second) {

@@ -75,6 +75,11 @@ pub(crate) const RULES: &[Rule] = &[
         why: "portcullis-objects is the only crate with `object_store`",
     },
     Rule::OnlyIn {
+        dep: "tantivy",
+        owners: &["portcullis-search"],
+        why: "portcullis-search is the only crate with `tantivy`",
+    },
+    Rule::OnlyIn {
         dep: "axum*",
         owners: &["portcullis-web"],
         why: "portcullis-web is the only crate with `axum`",

@@ -53,6 +53,7 @@ pub use auth::LoginSessions;
 pub use error::WebError;
 pub use policy::store as policy_store;
 pub use rdp::{gate as rdp_gate, preauth as rdp_preauth, tickets as rdp_tickets};
+pub use recordings::search::{index_dir as search_index_dir, Search};
 pub use recordings::Recordings;
 pub use tls::{load_or_create_self_signed, server_config, TlsFiles};
 
@@ -80,6 +81,8 @@ pub struct AppState {
     pub login_slots: Arc<tokio::sync::Semaphore>,
     /// Stored recordings; `None` when recording is off.
     pub recordings: Option<Recordings>,
+    /// Search across the recordings; `None` when recording is off.
+    pub search: Option<recordings::search::Search>,
     /// Offer RemoteFX (lossy, less bandwidth) to RDP targets; off: lossless bitmaps.
     pub rdp_remotefx: bool,
     /// The RDP listener's port, when native clients are served.
@@ -137,6 +140,7 @@ impl AppState {
             ),
             login_slots: Arc::new(tokio::sync::Semaphore::new(LOGIN_SLOTS)),
             recordings: None,
+            search: None,
             rdp_remotefx: false,
             rdp_port: None,
             rdp_public_address: None,
@@ -196,6 +200,12 @@ impl AppState {
         self.recordings = Some(recordings);
         self
     }
+
+    /// Searches the recordings with `search` (its indexer is started apart).
+    pub fn with_search(mut self, search: recordings::search::Search) -> Self {
+        self.search = Some(search);
+        self
+    }
 }
 
 /// The whole HTTP application.
@@ -229,6 +239,7 @@ fn api_routes() -> Router<AppState> {
         .merge(sessions::routes())
         .merge(sessions::soc::routes())
         .merge(recordings::api::routes())
+        .merge(recordings::search::routes())
         .merge(audit::api::routes())
         .merge(openapi::routes())
 }

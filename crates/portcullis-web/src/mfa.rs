@@ -22,6 +22,7 @@
 //!   code from the app) issues a new set in place of the old.
 
 pub(crate) mod api;
+pub(crate) mod steps;
 pub mod totp;
 
 use std::sync::Arc;

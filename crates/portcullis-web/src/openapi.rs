@@ -184,6 +184,18 @@ pub(crate) async fn document() -> Json<Value> {
                 ],
                 "responses": { "200": { "description": "success" }, "400": { "$ref": "#/components/responses/Error" }, "401": { "$ref": "#/components/responses/Error" } }
             } },
+            "/search": { "get": {
+                "summary": "Search recordings: typed command lines, clipboard text, file names and words read off the screen (query: q (required; a phrase in quotes, -word leaves out), user, target, entry=browser|rdp, kind=typed|clipboard|file|screen, from, to (Unix ms), limit ≤ 200). Each hit: recording, user, target, entry, kind, at_ms, t_ms (on the recording's clock), fragment with highlights (byte ranges), screen boxes (desktop pixels), thumbnail_seq, desktop size; best first",
+                "description": "Allowed for: admins, reviewers and soc (all recordings), users (their own).",
+                "x-portcullis-roles": ["admin", "soc", "reviewer", "user"],
+                "x-portcullis-scoped": true,
+                "parameters": [
+                    query_param("q", "string"), query_param("user", "string"), query_param("target", "string"),
+                    query_param("entry", "string"), query_param("kind", "string"),
+                    query_param("from", "integer"), query_param("to", "integer"), query_param("limit", "integer")
+                ],
+                "responses": { "200": { "description": "success" }, "400": { "$ref": "#/components/responses/Error" }, "401": { "$ref": "#/components/responses/Error" } }
+            } },
             "/recordings/{id}": {
                 "parameters": [path_param("id")],
                 "get": op("A recording: parts, segments, thumbnails (see docs/browser-protocol.md)", RECORDINGS, None, "200")

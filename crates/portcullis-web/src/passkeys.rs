@@ -324,7 +324,7 @@ pub(crate) async fn prove(
                 "you have no authenticator app: prove one of your passkeys".into(),
             ));
         }
-        crate::mfa::api::check_app_code(state, peer, user, code, step).await?;
+        crate::mfa::steps::check_app_code(state, peer, user, code, step).await?;
         return Ok(Proved::Yes);
     }
     let credential = proof.credential.ok_or_else(missing)?;
@@ -655,5 +655,5 @@ async fn login(
             .await?;
         return Err(WebError::BadCredentials);
     }
-    crate::mfa::api::second_factor_passed(&state, &token, &name, peer, "passkey", None).await
+    crate::mfa::steps::second_factor_passed(&state, &token, &name, peer, "passkey", None).await
 }

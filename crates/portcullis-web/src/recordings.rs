@@ -3,6 +3,7 @@
 //! are `api`'s.
 
 pub(crate) mod api;
+pub(crate) mod search;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

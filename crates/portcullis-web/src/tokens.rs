@@ -160,6 +160,7 @@ pub const ROUTES: &[(&str, &str, Need)] = {
         ("get", "/audit/verify", Scope(AUDIT_READ)),
         ("get", "/audit/exports", Scope(AUDIT_READ)),
         ("get", "/recordings", Scope(RECORDINGS_READ)),
+        ("get", "/search", Scope(RECORDINGS_READ)),
         ("get", "/recordings/{id}", Scope(RECORDINGS_READ)),
         (
             "get",

@@ -264,6 +264,13 @@ pub(crate) fn serve(config: Config) -> Result<()> {
         .with_mfa_required_roles(config.auth.mfa_required_roles.clone());
     if let Some(r) = &recording {
         state = state.with_recordings(r.web.clone());
+        // Search across the recordings: an index under the data directory, derived from them.
+        match portcullis_web::Search::open(&portcullis_web::search_index_dir(&config.data_dir)) {
+            Ok(search) => state = state.with_search(search),
+            Err(e) => {
+                warn!(error = %e, "search across recordings is off: its index cannot be opened")
+            }
+        }
     }
     state = state.with_policy(
         portcullis_web::policy::PolicyState::new(policy),
@@ -359,6 +366,11 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     state.audit = state.audit.clone().with_exports(exports.clone());
     let broker = state.broker.clone();
     let reader_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let (Some(search), Some(recordings)) = (&state.search, &state.recordings) {
+        if let Err(e) = search.start_indexer(recordings.clone(), Arc::clone(&reader_stop)) {
+            warn!(error = %e, "recordings are not indexed for search");
+        }
+    }
     screen_reader::start(
         broker.clone(),
         config.ocr,

@@ -398,6 +398,10 @@ export function describeEvent(ev: RecordingEvent, maxText = 200): string {
       const bytes = num(ev.bytes);
       return `Clipboard ${dir}${bytes !== null ? ` (${bytes} bytes)` : ''}`;
     }
+    case 'clipboard_text': {
+      const dir = ev.direction === 'to_target' ? 'to target' : ev.direction === 'from_target' ? 'from target' : str(ev.direction);
+      return `Clipboard text ${dir}: ${clip(str(ev.text), maxText)}`;
+    }
     case 'file_transfer': {
       const dir = ev.direction === 'upload' ? 'uploaded to the target' : ev.direction === 'download' ? 'downloaded from the target' : str(ev.direction);
       const bytes = num(ev.bytes);

@@ -6,6 +6,7 @@
 
 import { ApiError, getRecording, getRecordingEvents, thumbnailUrl, type RecordingDetail, type RecordingEvent, type ThumbnailInfo } from '../api';
 import type { PageContext } from '../context';
+import { h } from '../dom';
 import { shell } from '../layout';
 import { MseLoader, unsupportedReason } from '../mse';
 import { SeekAhead } from './player-ahead';
@@ -21,7 +22,13 @@ export const LIVE_POLL_MS = 1000;
 /** … and its events every this many polls. */
 const EVENTS_EVERY = 3;
 
-export async function renderPlayer(ctx: PageContext, id: string): Promise<void> {
+/** Where the player opens: a moment (ms on the recording's clock) and boxes to draw there (desktop pixels). */
+export interface PlayerStart {
+  atMs: number;
+  boxes: { x: number; y: number; w: number; h: number }[];
+}
+
+export async function renderPlayer(ctx: PageContext, id: string, start?: PlayerStart): Promise<void> {
   const { signal } = ctx;
   const hookState: PlayerHook = { ready: false, currentTime: () => 0, seeks: 0, lastSeekTarget: null, segmentsAppended: 0, posterSeq: null, shown: [], ahead: null };
   const hooks = counters();
@@ -213,6 +220,11 @@ export async function renderPlayer(ctx: PageContext, id: string): Promise<void> 
           playBtn.disabled = false;
           setStatus(dom, null);
           startAhead();
+          // Opened at a search hit: there, with its words boxed until the video plays.
+          if (start) {
+            seekTo(start.atMs);
+            showBoxes(video, start.boxes, signal);
+          }
         }
       },
     });
@@ -294,4 +306,36 @@ function normalise(d: RecordingDetail): RecordingDetail {
   const segments = Array.isArray(d.segments) ? [...d.segments] : [];
   const thumbnails = Array.isArray(d.thumbnails) ? [...d.thumbnails].sort((a, b) => a.t_ms - b.t_ms) : [];
   return { ...d, inits: Array.isArray(d.inits) ? d.inits : [], segments, thumbnails };
+}
+
+/**
+ * Boxes (desktop pixels) over the video where the picture is (the video keeps its aspect: it is
+ * letterboxed in its element), kept in place as the page resizes, gone once the video plays.
+ */
+function showBoxes(video: HTMLVideoElement, boxes: PlayerStart['boxes'], signal: AbortSignal): void {
+  const stage = video.parentElement;
+  if (!stage || boxes.length === 0) return;
+  const layer = h('div', { id: 'player-boxes', class: 'player-boxes', 'aria-hidden': 'true' });
+  const spans = boxes.map(() => h('span', { class: 'search-box' }));
+  layer.append(...spans);
+  stage.append(layer);
+  const place = () => {
+    const vw = video.videoWidth;
+    const vh = video.videoHeight;
+    if (!vw || !vh) return;
+    const scale = Math.min(video.clientWidth / vw, video.clientHeight / vh);
+    const left = video.offsetLeft + (video.clientWidth - vw * scale) / 2;
+    const top = video.offsetTop + (video.clientHeight - vh * scale) / 2;
+    boxes.forEach((b, i) => {
+      const s = spans[i].style;
+      s.left = `${left + b.x * scale}px`;
+      s.top = `${top + b.y * scale}px`;
+      s.width = `${b.w * scale}px`;
+      s.height = `${b.h * scale}px`;
+    });
+  };
+  place();
+  video.addEventListener('loadedmetadata', place, { signal });
+  window.addEventListener('resize', place, { signal });
+  video.addEventListener('play', () => layer.remove(), { once: true, signal });
 }

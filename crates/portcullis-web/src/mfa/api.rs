@@ -5,11 +5,10 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
-use portcullis_audit::{Kind, Record};
 use portcullis_store::MfaRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -17,13 +16,11 @@ use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use crate::audit::admin_change;
-use crate::auth::{cookie_value, set_cookie, COOKIE};
+use crate::auth::{cookie_value, COOKIE};
 use crate::extract::{Admin, AuthUser};
+use crate::mfa::steps::{check_app_code, mfa_record, second_factor_passed};
 use crate::mfa::totp::{base32, otpauth_uri, DIGITS, STEP_SECS};
-use crate::mfa::{
-    attempt, clear_pending_cookie, renew_recovery_codes, secret_aad, Attempt, CodeUse,
-    PENDING_COOKIE,
-};
+use crate::mfa::{attempt, renew_recovery_codes, secret_aad, Attempt, CodeUse, PENDING_COOKIE};
 use crate::{ops, AppState, WebError};
 
 /// Bytes of a TOTP secret (160 bits, as RFC 4226 recommends).
@@ -48,12 +45,6 @@ fn qr_svg(text: &str) -> Result<String, WebError> {
         .min_dimensions(200, 200)
         .quiet_zone(true)
         .build())
-}
-
-fn mfa_record(user: &str, step: &str, outcome: &str) -> Record {
-    Record::new(Kind::MFA, user)
-        .detail("step", step)
-        .detail("outcome", outcome)
 }
 
 fn wrong_code() -> Response {
@@ -140,78 +131,6 @@ pub(crate) async fn login_code(
     second_factor_passed(&state, &token, &name, peer, "totp", recovery_left).await
 }
 
-/// The second factor (`factor`: `totp` or `passkey`) of the pending login `token` of `name`
-/// from `peer` was right: the pending login is used up and the full login made, on record
-/// first. `recovery_left`: a recovery code was used, and how many are left.
-pub(crate) async fn second_factor_passed(
-    state: &AppState,
-    token: &str,
-    name: &str,
-    peer: SocketAddr,
-    factor: &str,
-    recovery_left: Option<usize>,
-) -> Result<Response, WebError> {
-    let address = peer.to_string();
-    let name = name.to_owned();
-    let Some((_, user_id, sso)) = state.pending.take_with_sso(token, crate::auth::now_ms()) else {
-        return Err(WebError::Unauthorized);
-    };
-    let user = state.store.get_user(&name)?.ok_or(WebError::Unauthorized)?;
-    // The account whose password was right, not a new one given its name since.
-    if user.id != user_id {
-        warn!(user = %name, "second factor: the account was replaced since its password step");
-        return Err(WebError::Unauthorized);
-    }
-    if user.locked {
-        return Err(WebError::Forbidden(
-            "your account is locked by the security team".into(),
-        ));
-    }
-    state.throttle.succeeded(&name);
-    let mut ok_record = mfa_record(&name, "login", "ok")
-        .detail("address", address.as_str())
-        .detail("factor", factor);
-    if let Some(left) = recovery_left {
-        ok_record = ok_record
-            .detail("recovery_code", true)
-            .detail("recovery_codes_left", left);
-    }
-    state.audit.record(ok_record).await?;
-    state
-        .audit
-        .record(
-            Record::new(Kind::LOGIN, &name)
-                .detail("entry", "browser")
-                .detail("mfa", true)
-                .detail("address", address),
-        )
-        .await?;
-    // A role that requires a passkey, and none yet (a TOTP user): this login may only
-    // register one.
-    let enrol_only = crate::sso::passkey_required(state, user.role) && user.passkeys.is_empty();
-    let session = state.logins.create_login(&user, enrol_only, sso)?;
-    info!(user = %name, "login with second factor");
-    let mut res = Json(json!({
-        "name": user.name,
-        "role": user.role,
-        "mfa": true,
-        "mfa_required_by_role": state.mfa_required_roles.contains(&user.role),
-        "mfa_enrol_required": enrol_only,
-        "totp": user.totp_enabled(),
-        "passkeys": user.passkeys.len(),
-        "passkey_required_by_role": crate::sso::passkey_required(state, user.role),
-        "recovery_codes_left": recovery_left,
-    }))
-    .into_response();
-    let headers = res.headers_mut();
-    for cookie in [set_cookie(&session), clear_pending_cookie()] {
-        if let Ok(v) = header::HeaderValue::from_str(&cookie) {
-            headers.append(header::SET_COOKIE, v);
-        }
-    }
-    Ok(res)
-}
-
 /// `POST /me/mfa/enrol`: a fresh secret, shown this once (not yet in force).
 pub(crate) async fn enrol(
     State(state): State<AppState>,
@@ -290,47 +209,6 @@ async fn code_from_app(
     let CodeBody { code } =
         serde_json::from_slice(&body).map_err(|e| WebError::BadRequest(e.to_string()))?;
     check_app_code(state, peer, user, code, step).await
-}
-
-/// A code from the app given by a logged-in user for `step` (see [`code_from_app`]).
-pub(crate) async fn check_app_code(
-    state: &AppState,
-    peer: SocketAddr,
-    user: &AuthUser,
-    code: String,
-    step: &str,
-) -> Result<(), WebError> {
-    let what = if step == "confirm" {
-        CodeUse::Confirm
-    } else {
-        CodeUse::App
-    };
-    let verdict = {
-        let (state, name, ip) = (state.clone(), user.name.clone(), peer.ip());
-        tokio::task::spawn_blocking(move || attempt(&state, &name, ip, &code, what))
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))??
-    };
-    match verdict {
-        Attempt::Locked(wait) => Err(WebError::TooManyRequests(format!(
-            "too many wrong codes: try again in {} s",
-            wait.as_secs().max(1)
-        ))),
-        Attempt::Wrong => {
-            state
-                .audit
-                .record(
-                    mfa_record(&user.name, step, "failed")
-                        .detail("factor", "app")
-                        .detail("address", peer.to_string()),
-                )
-                .await?;
-            Err(WebError::BadRequest(
-                "wrong code: enter the code your app shows now".into(),
-            ))
-        }
-        Attempt::Right { .. } => Ok(()),
-    }
 }
 
 /// `POST /me/mfa/confirm {code}`: turns MFA on when the code is right; an enrol-only login
@@ -444,6 +322,8 @@ pub(crate) async fn reset(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use axum::http::header;
 
     use super::*;
 

@@ -310,6 +310,9 @@ pub(crate) async fn events(
             .filter(|l| !l.is_empty())
             .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
             .filter(|e| !(hide_risk && e.get("type").and_then(Value::as_str) == Some("risk")))
+            // Words read off the screen are for search (which boxes them on the video), not for
+            // the player's list: hundreds of them an hour.
+            .filter(|e| e.get("type").and_then(Value::as_str) != Some("screen_text"))
             .collect();
         Ok(Json(events))
     })

@@ -1,0 +1,409 @@
+//! What of a recording's event track is searched: command lines typed (the key log cut at each
+//! Enter), clipboard text, the names of files that crossed, and words read off the screen with
+//! their boxes. The track is the recording's own `events.jsonl` (signed with it); this reads it
+//! from a line boundary on, bounded, and says how far it got, so a live recording is read a
+//! piece at a time and a typed line is taken whole once its Enter (or the recording's end) came.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The longest event line read; longer ones are passed over.
+pub const MAX_EVENT_LINE: usize = 1 << 20;
+/// The most text one searchable entry keeps, in bytes.
+pub const MAX_ENTRY_TEXT: usize = 16 * 1024;
+
+/// Where a searchable text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A command line the user typed.
+    Typed,
+    /// Clipboard text, either way.
+    Clipboard,
+    /// The name (drive and path) of a file that crossed or changed.
+    File,
+    /// Words read off the screen.
+    Screen,
+}
+
+impl Kind {
+    /// The name the API and the index use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Typed => "typed",
+            Kind::Clipboard => "clipboard",
+            Kind::File => "file",
+            Kind::Screen => "screen",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<Kind> {
+        [Kind::Typed, Kind::Clipboard, Kind::File, Kind::Screen]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+}
+
+/// A word on the screen and its box, in desktop pixels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WordBox {
+    /// The word.
+    pub word: String,
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width.
+    pub w: u32,
+    /// Height.
+    pub h: u32,
+}
+
+/// One searchable text of a recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// What it is.
+    pub kind: Kind,
+    /// When, ms on the recording's clock.
+    pub t_ms: u64,
+    /// The text.
+    pub text: String,
+    /// For screen text: each word's box.
+    pub words: Vec<WordBox>,
+}
+
+/// What [`read_track`] found.
+#[derive(Debug, Default)]
+pub struct Reading {
+    /// The entries, in track order.
+    pub entries: Vec<Entry>,
+    /// Where the next reading starts: a byte offset (a line boundary) and how many typed lines
+    /// of the key log event there were taken already (a line still open is left for the next
+    /// reading, unless the track was complete).
+    pub resume: Resume,
+    /// How the session was entered (`browser`, `rdp`), when its start was in these bytes.
+    pub entry_path: Option<String>,
+}
+
+/// Where a reading of a track starts: at byte `offset` (a line boundary), leaving out the first
+/// `skip` typed lines of the key log event there (read already).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// Byte offset in the track.
+    pub offset: u64,
+    /// Typed lines of the event at `offset` already taken.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skip: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A typed line being put together: where its first key event starts, how many lines of that
+/// event came before it, when it began, and its text.
+struct OpenLine {
+    offset: u64,
+    skip: u32,
+    t_ms: u64,
+    text: String,
+}
+
+/// Reads event lines from `bytes`, the track from `resume.offset` on (a last line without its
+/// newline is left for later). `complete`: the track has ended, a typed line still open is
+/// taken as it is. Unreadable or overlong lines are passed over.
+pub fn read_track(bytes: &[u8], resume: Resume, complete: bool) -> Reading {
+    let mut reading = Reading::default();
+    let mut open: Option<OpenLine> = None;
+    let mut at = resume.offset;
+    let mut first = true;
+    let mut rest = bytes;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let raw = &rest[..end];
+        let line_start = at;
+        at += end as u64 + 1;
+        rest = &rest[end + 1..];
+        let skip = if std::mem::take(&mut first) {
+            resume.skip
+        } else {
+            0
+        };
+        if raw.len() > MAX_EVENT_LINE {
+            continue;
+        }
+        let Ok(event) = serde_json::from_slice::<Value>(raw) else {
+            continue;
+        };
+        let t_ms = event.get("t_ms").and_then(Value::as_u64).unwrap_or(0);
+        let text = |field: &str| event.get(field).and_then(Value::as_str).unwrap_or("");
+        match text("type") {
+            "keys" => {
+                let parts = split_keys(text("text"));
+                let enters = parts.len() - 1;
+                for (i, part) in parts.into_iter().enumerate() {
+                    // Lines of this event taken by an earlier reading.
+                    if i < skip as usize {
+                        continue;
+                    }
+                    if open.is_none() && !part.is_empty() {
+                        open = Some(OpenLine {
+                            offset: line_start,
+                            skip: u32::try_from(i).unwrap_or(u32::MAX),
+                            t_ms,
+                            text: String::new(),
+                        });
+                    }
+                    if let Some(line) = &mut open {
+                        push_capped(&mut line.text, &part);
+                    }
+                    if i < enters {
+                        if let Some(line) = open.take() {
+                            add(&mut reading, Kind::Typed, line.t_ms, line.text, Vec::new());
+                        }
+                    }
+                }
+            }
+            "clipboard_text" => {
+                add(
+                    &mut reading,
+                    Kind::Clipboard,
+                    t_ms,
+                    text("text").into(),
+                    Vec::new(),
+                );
+            }
+            "file_transfer" | "file_change" => {
+                add(
+                    &mut reading,
+                    Kind::File,
+                    t_ms,
+                    text("path").into(),
+                    Vec::new(),
+                );
+            }
+            "screen_text" => {
+                let words = screen_words(&event);
+                let joined = words
+                    .iter()
+                    .map(|w| w.word.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                add(&mut reading, Kind::Screen, t_ms, joined, words);
+            }
+            "session_start" => {
+                if let Some(path) = event.get("entry").and_then(Value::as_str) {
+                    reading.entry_path = Some(path.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    reading.resume = match open {
+        Some(line) if complete => {
+            add(&mut reading, Kind::Typed, line.t_ms, line.text, Vec::new());
+            Resume {
+                offset: at,
+                skip: 0,
+            }
+        }
+        Some(line) => Resume {
+            offset: line.offset,
+            skip: line.skip,
+        },
+        None => Resume {
+            offset: at,
+            skip: 0,
+        },
+    };
+    reading
+}
+
+/// The key log's text cut at each `<Enter>` (and `<Ctrl+c>`, which ends a shell's line too);
+/// other bracketed key names (`<BackSpace>`, `<Tab>`) become a space, so words on either side
+/// stay apart.
+fn split_keys(keys: &str) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    let mut rest = keys;
+    while let Some(open) = rest.find('<') {
+        let name_end = rest[open..].find('>').map(|e| open + e);
+        match name_end {
+            Some(close) if is_key_name(&rest[open + 1..close]) => {
+                let name = &rest[open + 1..close];
+                if let Some(last) = lines.last_mut() {
+                    last.push_str(&rest[..open]);
+                }
+                if matches!(name, "Enter" | "KP_Enter" | "Ctrl+c" | "Ctrl+C") {
+                    lines.push(String::new());
+                } else if let Some(last) = lines.last_mut() {
+                    last.push(' ');
+                }
+                rest = &rest[close + 1..];
+            }
+            _ => {
+                if let Some(last) = lines.last_mut() {
+                    last.push_str(&rest[..=open]);
+                }
+                rest = &rest[open + 1..];
+            }
+        }
+    }
+    if let Some(last) = lines.last_mut() {
+        last.push_str(rest);
+    }
+    lines
+}
+
+/// Whether `name` looks like a key's name (`Enter`, `Ctrl+c`, `12 more keys`).
+fn is_key_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '_' | ' ' | '-'))
+}
+
+fn push_capped(text: &mut String, more: &str) {
+    for c in more.chars() {
+        if text.len() + c.len_utf8() > MAX_ENTRY_TEXT {
+            return;
+        }
+        text.push(c);
+    }
+}
+
+fn add(reading: &mut Reading, kind: Kind, t_ms: u64, text: String, words: Vec<WordBox>) {
+    let mut capped = String::new();
+    push_capped(&mut capped, text.trim());
+    if !capped.is_empty() {
+        reading.entries.push(Entry {
+            kind,
+            t_ms,
+            text: capped,
+            words,
+        });
+    }
+}
+
+/// The words of a `screen_text` event (`[[text, x, y, w, h], …]`), malformed ones left out.
+fn screen_words(event: &Value) -> Vec<WordBox> {
+    let Some(words) = event.get("words").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let num = |v: Option<&Value>| {
+        v.and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    let mut total = 0usize;
+    words
+        .iter()
+        .filter_map(|w| {
+            let w = w.as_array()?;
+            let word = w.first()?.as_str()?;
+            total += word.len() + 1;
+            if total > MAX_ENTRY_TEXT {
+                return None;
+            }
+            Some(WordBox {
+                word: word.to_owned(),
+                x: num(w.get(1))?,
+                y: num(w.get(2))?,
+                w: num(w.get(3))?,
+                h: num(w.get(4))?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track(lines: &[&str]) -> Vec<u8> {
+        lines
+            .iter()
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn typed_lines_are_cut_at_enter_and_wait_for_it() {
+        let bytes = track(&[
+            r#"{"t_ms":10,"type":"session_start","user":"a","target":"t","client_addr":"x","entry":"rdp"}"#,
+            r#"{"t_ms":100,"type":"keys","text":"net user<Ctrl+c>"}"#,
+            r#"{"t_ms":200,"type":"keys","text":"net user eve /add<Enter>ls"}"#,
+            r#"{"t_ms":300,"type":"clipboard_text","direction":"to_target","text":"secret plan"}"#,
+            r#"{"t_ms":400,"type":"keys","text":" -la"}"#,
+        ]);
+        let r = read_track(&bytes, Resume::default(), false);
+        assert_eq!(r.entry_path.as_deref(), Some("rdp"));
+        let texts: Vec<_> = r
+            .entries
+            .iter()
+            .map(|e| (e.kind, e.t_ms, e.text.as_str()))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                (Kind::Typed, 100, "net user"),
+                (Kind::Typed, 200, "net user eve /add"),
+                (Kind::Clipboard, 300, "secret plan"),
+            ]
+        );
+        // "ls -la" waits for its Enter: the next reading starts at its first key's event,
+        // leaving out the line of that event taken already.
+        let rest = &bytes[r.resume.offset as usize..];
+        assert!(
+            rest.starts_with(br#"{"t_ms":200"#),
+            "{}",
+            String::from_utf8_lossy(rest)
+        );
+        assert_eq!(r.resume.skip, 1);
+        let mut more = rest.to_vec();
+        more.extend_from_slice(b"{\"t_ms\":500,\"type\":\"keys\",\"text\":\"<Enter>\"}\n");
+        let again = read_track(&more, r.resume, false);
+        let texts: Vec<_> = again.entries.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(texts, ["secret plan", "ls -la"]);
+        assert_eq!(again.resume.offset, r.resume.offset + more.len() as u64);
+        // Complete: an open line is taken as it is.
+        let done = read_track(rest, r.resume, true);
+        assert_eq!(done.entries.last().unwrap().text, "ls -la");
+    }
+
+    #[test]
+    fn screen_words_keep_their_boxes_and_files_their_names() {
+        let bytes = track(&[
+            r#"{"t_ms":5,"type":"screen_text","words":[["10.1.2.3",4,5,60,12],["bad"],["ok",1,2,3,4]]}"#,
+            r#"{"t_ms":6,"type":"file_transfer","direction":"to_target","path":"C:/x/payroll.xlsx","bytes":9}"#,
+            "not json",
+            r#"{"t_ms":7,"type":"keys"}"#,
+        ]);
+        let r = read_track(&bytes, Resume::default(), true);
+        assert_eq!(r.entries[0].kind, Kind::Screen);
+        assert_eq!(r.entries[0].text, "10.1.2.3 ok");
+        assert_eq!(r.entries[0].words.len(), 2);
+        assert_eq!(r.entries[0].words[0].x, 4);
+        assert_eq!(r.entries[1].text, "C:/x/payroll.xlsx");
+        assert_eq!(r.entries.len(), 2);
+        assert_eq!(r.resume.offset, bytes.len() as u64);
+    }
+
+    #[test]
+    fn a_half_written_line_waits_and_bounds_hold() {
+        let r = read_track(
+            br#"{"t_ms":1,"type":"clipboard_text","text":"x"}"#,
+            Resume::default(),
+            true,
+        );
+        assert!(r.entries.is_empty());
+        assert_eq!(r.resume.offset, 0);
+        let long = "a".repeat(3 * MAX_ENTRY_TEXT);
+        let bytes = track(&[&format!(
+            r#"{{"t_ms":1,"type":"keys","text":"{long}<Enter>"}}"#
+        )]);
+        let r = read_track(&bytes, Resume::default(), false);
+        assert_eq!(r.entries[0].text.len(), MAX_ENTRY_TEXT);
+        assert_eq!(split_keys("a<b c<Enter>"), ["a<b c", ""]);
+        assert_eq!(split_keys("<<Enter>>"), ["<", ">"]);
+    }
+}

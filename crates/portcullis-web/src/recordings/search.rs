@@ -1,0 +1,332 @@
+//! Search across recordings: an indexer thread reads every recording's event track into the
+//! search index (portcullis-search), a piece at a time while it is written, and `GET /search`
+//! answers with the moments the words were typed, pasted, named or on screen, each with a
+//! thumbnail and (screen words) the boxes to draw on the video. A plain user finds only their
+//! own recordings; the index holds nothing the recordings do not (delete its folder and it is
+//! rebuilt from them).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use portcullis_recording::catalog::ListedState;
+use portcullis_recording::manifest::{EVENTS, MANIFEST};
+use portcullis_search::{Done, Kind, Progress, Recording, SearchIndex};
+use portcullis_store::Role;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use super::Recordings;
+use crate::extract::AuthUser;
+use crate::{AppState, WebError};
+
+/// How often the indexer looks for new event-track bytes.
+const EVERY: Duration = Duration::from_secs(2);
+/// The most event-track bytes read from one recording in one pass.
+const MAX_READ: u64 = 8 * 1024 * 1024;
+
+/// The search index and what the indexer saw last of each recording.
+#[derive(Clone)]
+pub struct Search {
+    index: Arc<SearchIndex>,
+}
+
+impl std::fmt::Debug for Search {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Search").finish_non_exhaustive()
+    }
+}
+
+impl Search {
+    /// Opens the index in `dir`; one unreadable or of another version is made anew (it is
+    /// filled again from the recordings).
+    pub fn open(dir: &Path) -> Result<Self, String> {
+        let index = match SearchIndex::open(dir) {
+            Ok(index) => index,
+            Err(e) => {
+                warn!(error = %e, dir = %dir.display(), "the search index is rebuilt from the recordings");
+                SearchIndex::rebuild(dir).map_err(|e| e.to_string())?
+            }
+        };
+        Ok(Self {
+            index: Arc::new(index),
+        })
+    }
+
+    /// Starts the indexer thread over `recordings`; it stops when `stop` is set.
+    pub fn start_indexer(
+        &self,
+        recordings: Recordings,
+        stop: Arc<AtomicBool>,
+    ) -> Result<(), String> {
+        let index = Arc::clone(&self.index);
+        std::thread::Builder::new()
+            .name("search-indexer".into())
+            .spawn(move || Indexer::new(index, recordings).run(&stop))
+            .map(drop)
+            .map_err(|e| format!("cannot start the search indexer: {e}"))
+    }
+}
+
+/// The indexer's state between passes.
+struct Indexer {
+    index: Arc<SearchIndex>,
+    recordings: Recordings,
+    progress: Progress,
+    /// Each recording's manifest length when last read (unchanged: nothing new).
+    seen: HashMap<String, u64>,
+    /// Each recording's entry path, as its track's start said.
+    entries: HashMap<String, String>,
+}
+
+impl Indexer {
+    fn new(index: Arc<SearchIndex>, recordings: Recordings) -> Self {
+        let progress = index.progress().unwrap_or_default();
+        Self {
+            index,
+            recordings,
+            progress,
+            seen: HashMap::new(),
+            entries: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, stop: &AtomicBool) {
+        info!(
+            indexed = self.progress.recordings.len(),
+            "search indexer started"
+        );
+        let mut failures = 0u32;
+        while !stop.load(Ordering::SeqCst) {
+            let started = Instant::now();
+            match self.pass(stop) {
+                Ok(_) => failures = 0,
+                Err(e) if failures < 5 => {
+                    failures += 1;
+                    warn!(error = %e, "search indexing failed: tried again");
+                }
+                Err(_) => {}
+            }
+            let rest = EVERY.saturating_sub(started.elapsed());
+            let until = Instant::now() + rest;
+            while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// One look at every recording: what is new in their tracks goes into the index; deleted
+    /// recordings come out. Returns how many texts were added.
+    fn pass(&mut self, stop: &AtomicBool) -> Result<usize, String> {
+        let listed = self.recordings.listed().map_err(|e| e.to_string())?;
+        let mut added = 0usize;
+        let mut changed = false;
+        let present: std::collections::HashSet<&str> =
+            listed.iter().map(|s| s.id.as_str()).collect();
+        let gone: Vec<String> = self
+            .progress
+            .recordings
+            .keys()
+            .filter(|id| !present.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.index.forget(&id);
+            self.progress.recordings.remove(&id);
+            self.seen.remove(&id);
+            changed = true;
+        }
+        for summary in &listed {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let done = self
+                .progress
+                .recordings
+                .get(&summary.id)
+                .copied()
+                .unwrap_or_default();
+            if done.complete {
+                continue;
+            }
+            let storage = self.recordings.storage.as_ref();
+            let Ok(Some(manifest_len)) = storage.len(&summary.id, MANIFEST) else {
+                continue;
+            };
+            if self.seen.get(&summary.id) == Some(&manifest_len) {
+                continue;
+            }
+            let detail = match self.recordings.detail(&summary.id) {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(recording = %summary.id, error = %e, "cannot read a recording to index it");
+                    self.seen.insert(summary.id.clone(), manifest_len);
+                    continue;
+                }
+            };
+            // Only what the manifest lists (a line being written is not read half-done).
+            let listed_len = detail.scan.file_ends.get(EVENTS).copied().unwrap_or(0);
+            let from = done.resume.offset.min(listed_len);
+            let to = listed_len.min(from.saturating_add(MAX_READ));
+            let bytes = if to > from {
+                storage
+                    .read(&summary.id, EVENTS, from, to - from)
+                    .map_err(|e| e.to_string())?
+            } else {
+                Vec::new()
+            };
+            let ended = summary.state != ListedState::Recording;
+            let complete = ended && to == listed_len;
+            let reading = portcullis_search::read_track(&bytes, done.resume, complete);
+            if let Some(path) = &reading.entry_path {
+                self.entries.insert(summary.id.clone(), path.clone());
+            }
+            let recording = Recording {
+                id: summary.id.clone(),
+                user: summary.user.clone(),
+                user_id: summary.user_id.clone(),
+                target: summary.target.clone(),
+                entry: self.entries.get(&summary.id).cloned().unwrap_or_default(),
+                started_at_ms: summary.started_at_ms,
+            };
+            self.index
+                .add(&recording, &reading.entries)
+                .map_err(|e| e.to_string())?;
+            added += reading.entries.len();
+            self.progress.recordings.insert(
+                summary.id.clone(),
+                Done {
+                    resume: reading.resume,
+                    complete,
+                },
+            );
+            changed = true;
+            // Read to its listed end: nothing new until the manifest grows.
+            if to == listed_len {
+                self.seen.insert(summary.id.clone(), manifest_len);
+            }
+        }
+        if changed {
+            self.index
+                .commit(&self.progress)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(added)
+    }
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/search", get(search))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SearchQuery {
+    q: String,
+    user: Option<String>,
+    target: Option<String>,
+    /// `browser` or `rdp`.
+    entry: Option<String>,
+    /// `typed`, `clipboard`, `file` or `screen`.
+    kind: Option<String>,
+    /// Unix ms.
+    from: Option<i64>,
+    /// Unix ms.
+    to: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// `GET /search?q=…`: the moments the words were found, best first.
+async fn search(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<Value>, WebError> {
+    let (Some(search), Some(recordings)) = (state.search.clone(), state.recordings.clone()) else {
+        return Err(WebError::NotFound(
+            "search is off (recording is off)".into(),
+        ));
+    };
+    let kind = match q.kind.as_deref() {
+        None | Some("") => None,
+        Some(k) => Some(Kind::parse(k).ok_or_else(|| {
+            WebError::BadRequest(format!(
+                "kind: expected typed, clipboard, file or screen, got {k:?}"
+            ))
+        })?),
+    };
+    if let Some(e) = q.entry.as_deref() {
+        if !["browser", "rdp"].contains(&e) {
+            return Err(WebError::BadRequest(format!(
+                "entry: expected browser or rdp, got {e:?}"
+            )));
+        }
+    }
+    let query = portcullis_search::Query {
+        text: q.q,
+        // A plain user finds only their own recordings (by account, not by name).
+        only_user_id: (user.role == Role::User).then(|| user.id.clone()),
+        user: q.user.filter(|u| !u.is_empty()),
+        target: q.target.filter(|t| !t.is_empty()),
+        entry: q.entry.filter(|e| !e.is_empty()),
+        kind,
+        from_ms: q.from,
+        to_ms: q.to,
+        limit: q.limit.unwrap_or(50),
+    };
+    let hits = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let hits = search.index.search(&query).map_err(|e| match e {
+            portcullis_search::SearchError::BadQuery(m) => WebError::BadRequest(m),
+            other => WebError::Internal(other.to_string()),
+        })?;
+        let took = started.elapsed();
+        // Each hit with the thumbnail of its moment and the desktop's size (for the boxes).
+        let mut details = HashMap::new();
+        let out: Vec<Value> = hits
+            .into_iter()
+            .map(|hit| {
+                let detail = details
+                    .entry(hit.recording.clone())
+                    .or_insert_with(|| recordings.detail(&hit.recording).ok())
+                    .clone();
+                let thumb = detail.as_ref().and_then(|d| {
+                    d.thumbnails
+                        .iter()
+                        .rev()
+                        .find(|t| t.t_ms <= hit.t_ms)
+                        .or(d.thumbnails.first())
+                        .map(|t| t.seq)
+                });
+                let size = detail.as_ref().and_then(|d| {
+                    d.inits
+                        .last()
+                        .map(|p| json!({"width": p.width, "height": p.height}))
+                });
+                let mut v = serde_json::to_value(&hit).unwrap_or_default();
+                v["thumbnail_seq"] = json!(thumb);
+                v["desktop"] = size.unwrap_or(Value::Null);
+                v
+            })
+            .collect();
+        Ok::<_, WebError>(json!({
+            "hits": out,
+            "took_ms": took.as_secs_f64() * 1000.0,
+            "indexed": search.index.len(),
+        }))
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))??;
+    Ok(Json(hits))
+}
+
+/// Where the index lives under the data directory.
+pub fn index_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("search")
+}
