@@ -39,7 +39,11 @@ async function session(user, lines) {
 }
 
 /** GET /search as `client`, the hits. */
-const hits = async (client, params) => (await client.get(`/search?${new URLSearchParams(params)}`)).json?.hits ?? [];
+const hits = async (client, params) => {
+  const r = await client.get(`/search?${new URLSearchParams(params)}`);
+  assert.equal(r.status, 200, r.text);
+  return r.json.hits;
+};
 
 before(async () => {
   desk = await startDesktop(VNC, '1024x768', 'xvnc');
@@ -115,7 +119,14 @@ test('a plain user finds only their own recordings', async () => {
   // found there, they are in bob's own recording.)
   assert.ok((await hits(bob, { q: '10.20.30.40' })).every((h) => h.recording === ids.bob), 'bob finds alice\'s screen');
   assert.equal((await hits(bob, { q: `bobs${MARK}`, user: 'alice' })).length, 0);
-  assert.ok((await hits(bob, { q: `bobs${MARK}` })).length > 0, 'bob finds his own');
+  const own = await hits(bob, { q: `bobs${MARK}` });
+  assert.ok(own.length > 0, 'bob finds his own');
+  // Newest first, with neither scores nor the index's size (they would tell of others' words).
+  assert.ok(own.every((h) => h.score === undefined), JSON.stringify(own));
+  assert.equal((await bob.get(`/search?q=bobs${MARK}`)).json.indexed, null);
+  // Query syntax is no way around the filter: another field named is just words.
+  assert.equal((await hits(bob, { q: `user:alice typed${MARK}` })).length, 0);
+  assert.equal((await hits(bob, { q: `[a TO z] typed${MARK}` })).length, 0);
 });
 
 test('the search page lists hits with a thumbnail, and a click opens the player at the moment with the words boxed', async () => {

@@ -563,7 +563,7 @@ export interface SearchFilters {
 export const searchRecordings = (f: SearchFilters) => {
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(f)) if (v !== undefined && v !== '') params.set(k, String(v));
-  return api<{ hits: SearchHit[]; took_ms: number; indexed: number }>('GET', `/search?${params}`);
+  return api<{ hits: SearchHit[]; took_ms: number; indexed: number | null }>('GET', `/search?${params}`);
 };
 export const getRecordingEvents = (id: string) => api<RecordingEvent[]>('GET', `/recordings/${seg(id)}/events`);
 

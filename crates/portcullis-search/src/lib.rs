@@ -17,13 +17,15 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
 use tantivy::query::{
-    BooleanQuery, Occur, Query as TantivyQuery, QueryParser, RangeQuery, TermQuery,
+    BooleanQuery, Occur, PhraseQuery, Query as TantivyQuery, RangeQuery, TermQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, Value as _, FAST, INDEXED, STORED, STRING, TEXT,
 };
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    doc, DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
+};
 
 pub use track::{read_track, Entry, Kind, Reading, Resume, WordBox};
 
@@ -94,13 +96,16 @@ impl Default for Progress {
 }
 
 /// How far one recording's track was read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Done {
     /// Where the next reading starts.
     pub resume: Resume,
     /// The track was complete: nothing more will come.
     #[serde(default)]
     pub complete: bool,
+    /// How the session was entered, as its track's start said.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub entry: String,
 }
 
 /// A search.
@@ -124,7 +129,15 @@ pub struct Query {
     pub to_ms: Option<i64>,
     /// At most this many hits ([`MAX_HITS`] at most).
     pub limit: usize,
+    /// Newest first instead of best first (a plain user's search: the ranking would tell how
+    /// often words occur in recordings they may not see).
+    pub newest_first: bool,
 }
+
+/// The most words and phrases one query holds.
+const MAX_PIECES: usize = 32;
+/// The longest word the index keeps (tantivy's default tokenizer drops longer ones).
+const MAX_TOKEN: usize = 40;
 
 /// A place where the words were found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -149,8 +162,9 @@ pub struct Hit {
     pub highlights: Vec<(usize, usize)>,
     /// Screen hits: the boxes of the words found, on the desktop.
     pub boxes: Vec<WordBox>,
-    /// How well it matches (higher is better).
-    pub score: f32,
+    /// How well it matches (higher is better); none when ordered by time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
 }
 
 #[derive(Clone, Copy)]
@@ -332,10 +346,37 @@ impl SearchIndex {
                 "the query is longer than {MAX_QUERY} bytes"
             )));
         }
-        let mut parser = QueryParser::for_index(&self.index, vec![f.text]);
-        parser.set_conjunction_by_default();
-        let (words, _) = parser.parse_query_lenient(text);
-        let mut clauses: Vec<(Occur, Box<dyn TantivyQuery>)> = vec![(Occur::Must, words)];
+        // Words and "phrases" (every one must be there; -word leaves out), built here rather
+        // than by tantivy's query language: no other field, no range, nothing costly to name.
+        let pieces = pieces(text);
+        let mut clauses: Vec<(Occur, Box<dyn TantivyQuery>)> = Vec::new();
+        for (negated, piece) in &pieces {
+            let terms: Vec<Term> = tokens(piece)
+                .iter()
+                .map(|t| Term::from_field_text(f.text, t))
+                .collect();
+            let q: Box<dyn TantivyQuery> = match terms.len() {
+                0 => continue,
+                1 => Box::new(TermQuery::new(
+                    terms[0].clone(),
+                    IndexRecordOption::WithFreqs,
+                )),
+                _ => Box::new(PhraseQuery::new(terms)),
+            };
+            clauses.push((
+                if *negated {
+                    Occur::MustNot
+                } else {
+                    Occur::Must
+                },
+                q,
+            ));
+        }
+        if !clauses.iter().any(|(o, _)| *o == Occur::Must) {
+            return Err(SearchError::BadQuery(
+                "say what to look for: words or \"a phrase\" (letters and digits)".into(),
+            ));
+        }
         let exact = |field: Field, value: &str| -> (Occur, Box<dyn TantivyQuery>) {
             (
                 Occur::Must,
@@ -372,10 +413,30 @@ impl SearchIndex {
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
         let limit = q.limit.clamp(1, MAX_HITS);
-        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        let top: Vec<(Option<f32>, DocAddress)> = if q.newest_first {
+            searcher
+                .search(
+                    &query,
+                    &TopDocs::with_limit(limit).order_by_fast_field::<i64>("at_ms", Order::Desc),
+                )?
+                .into_iter()
+                .map(|(_, a)| (None, a))
+                .collect()
+        } else {
+            searcher
+                .search(&query, &TopDocs::with_limit(limit).order_by_score())?
+                .into_iter()
+                .map(|(s, a)| (Some(s), a))
+                .collect()
+        };
         let mut snippets = SnippetGenerator::create(&searcher, &query, f.text)?;
         snippets.set_max_num_chars(FRAGMENT_CHARS);
-        let terms = query_terms(text);
+        let terms: Vec<Vec<String>> = pieces
+            .iter()
+            .filter(|(negated, _)| !negated)
+            .map(|(_, p)| tokens(p))
+            .filter(|t| !t.is_empty())
+            .collect();
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
@@ -417,19 +478,39 @@ impl SearchIndex {
     }
 }
 
-/// The words of a query as the index cuts them (lower case, letters and digits), each piece of
-/// the query (a word as typed, `10.1.2.3`) as its run of them; operators left out.
-fn query_terms(text: &str) -> Vec<Vec<String>> {
-    text.split_whitespace()
-        .filter(|w| !matches!(*w, "AND" | "OR" | "NOT") && !w.starts_with('-'))
-        .map(tokens)
-        .filter(|t| !t.is_empty())
-        .collect()
+/// A query cut into its pieces: words as typed (`10.1.2.3`, `net`) and "quoted phrases", each
+/// with whether it is left out (`-word`, `-"a phrase"`); at most [`MAX_PIECES`].
+fn pieces(text: &str) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while out.len() < MAX_PIECES {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let Some(&first) = chars.peek() else { break };
+        let negated = first == '-';
+        if negated {
+            chars.next();
+        }
+        let piece: String = if chars.next_if_eq(&'"').is_some() {
+            chars.by_ref().take_while(|c| *c != '"').collect()
+        } else {
+            let mut word = String::new();
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                word.push(c);
+            }
+            word
+        };
+        if !piece.is_empty() {
+            out.push((negated, piece));
+        }
+    }
+    out
 }
 
+/// Text as the index cuts it: runs of letters and digits, lower case, none longer than the
+/// index keeps.
 fn tokens(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN)
         .map(str::to_lowercase)
         .collect()
 }

@@ -127,14 +127,41 @@ fn filters_hold_and_a_user_finds_only_their_own() {
     let mut kind = q("shutdown");
     kind.kind = Some(Kind::Screen);
     assert!(index.search(&kind).unwrap().is_empty());
-    // Query syntax the user did not mean is no error.
-    for odd in ["curl x | sh", "a:b", "((", "\"", "-", "user:eve AND"] {
+    // Query syntax is no way around a filter, and what the user did not mean is no error.
+    let mut sneaky = q("user_id:u_bob shutdown");
+    sneaky.only_user_id = Some("u_alice".into());
+    assert!(index
+        .search(&sneaky)
+        .unwrap()
+        .iter()
+        .all(|h| h.recording == "r1"));
+    for odd in [
+        "curl x | sh",
+        "a:b shutdown",
+        "(( shutdown",
+        "\"shutdown",
+        "[a TO z] shutdown",
+        "shutdown -now",
+    ] {
         index.search(&q(odd)).unwrap();
     }
-    assert!(matches!(
-        index.search(&q("  ")),
-        Err(SearchError::BadQuery(_))
-    ));
+    assert!(index.search(&q("shutdown -now")).unwrap().is_empty());
+    assert_eq!(
+        index.search(&q("shutdown -\"now please\"")).unwrap().len(),
+        2
+    );
+    for nothing in ["  ", "-shutdown", "\"\"", "::"] {
+        assert!(
+            matches!(index.search(&q(nothing)), Err(SearchError::BadQuery(_))),
+            "{nothing:?}"
+        );
+    }
+    // Newest first: no score shown.
+    let mut newest = q("shutdown");
+    newest.newest_first = true;
+    let hits = index.search(&newest).unwrap();
+    assert_eq!(hits[0].recording, "r2");
+    assert!(hits.iter().all(|h| h.score.is_none()));
     assert!(matches!(
         index.search(&q(&"x".repeat(MAX_QUERY + 1))),
         Err(SearchError::BadQuery(_))
@@ -150,9 +177,11 @@ fn progress_survives_a_reopen_and_forget_takes_a_recording_out() {
         Done {
             resume: Resume {
                 offset: 42,
-                skip: 1,
+                mid_line: false,
+                open: Some((7, "ls -".into())),
             },
             complete: false,
+            entry: "rdp".into(),
         },
     );
     {

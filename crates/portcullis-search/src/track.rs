@@ -78,57 +78,62 @@ pub struct Entry {
 pub struct Reading {
     /// The entries, in track order.
     pub entries: Vec<Entry>,
-    /// Where the next reading starts: a byte offset (a line boundary) and how many typed lines
-    /// of the key log event there were taken already (a line still open is left for the next
-    /// reading, unless the track was complete).
+    /// Where the next reading starts (with the typed line still open there, if any).
     pub resume: Resume,
     /// How the session was entered (`browser`, `rdp`), when its start was in these bytes.
     pub entry_path: Option<String>,
 }
 
-/// Where a reading of a track starts: at byte `offset` (a line boundary), leaving out the first
-/// `skip` typed lines of the key log event there (read already).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a reading of a track starts: byte `offset`, and the typed line open there (its first
+/// key's time and its text so far), which the next reading goes on with. Every byte is read
+/// once: nothing is indexed twice, and an open line never holds the reading back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resume {
     /// Byte offset in the track.
     pub offset: u64,
-    /// Typed lines of the event at `offset` already taken.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub skip: u32,
+    /// The offset is inside a line too long to read (its rest is passed over).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mid_line: bool,
+    /// The typed line open at `offset`: when it began (ms) and its text so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<(u64, String)>,
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-/// A typed line being put together: where its first key event starts, how many lines of that
-/// event came before it, when it began, and its text.
-struct OpenLine {
-    offset: u64,
-    skip: u32,
-    t_ms: u64,
-    text: String,
-}
-
-/// Reads event lines from `bytes`, the track from `resume.offset` on (a last line without its
-/// newline is left for later). `complete`: the track has ended, a typed line still open is
-/// taken as it is. Unreadable or overlong lines are passed over.
-pub fn read_track(bytes: &[u8], resume: Resume, complete: bool) -> Reading {
+/// Reads event lines from `bytes`, the track from `resume.offset` on. A last line without its
+/// newline is left for later, unless `complete` (the track has ended: then it is read, and a
+/// typed line still open is taken as it is). When `bytes` holds no whole line and is
+/// `MAX_EVENT_LINE` or longer, it is passed over as part of a line too long to read.
+/// Unreadable or overlong lines are passed over.
+pub fn read_track(bytes: &[u8], resume: &Resume, complete: bool) -> Reading {
     let mut reading = Reading::default();
-    let mut open: Option<OpenLine> = None;
+    let mut open = resume.open.clone();
     let mut at = resume.offset;
-    let mut first = true;
     let mut rest = bytes;
-    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
-        let raw = &rest[..end];
-        let line_start = at;
-        at += end as u64 + 1;
-        rest = &rest[end + 1..];
-        let skip = if std::mem::take(&mut first) {
-            resume.skip
-        } else {
-            0
+    if resume.mid_line {
+        // The rest of a line too long to read.
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                at += end as u64 + 1;
+                rest = &rest[end + 1..];
+            }
+            None => {
+                reading.resume = Resume {
+                    offset: at + rest.len() as u64,
+                    mid_line: !complete,
+                    open,
+                };
+                return reading;
+            }
+        }
+    }
+    loop {
+        let (raw, advance) = match rest.iter().position(|&b| b == b'\n') {
+            Some(end) => (&rest[..end], end + 1),
+            None if complete && !rest.is_empty() => (rest, rest.len()),
+            None => break,
         };
+        at += advance as u64;
+        rest = &rest[advance..];
         if raw.len() > MAX_EVENT_LINE {
             continue;
         }
@@ -142,24 +147,15 @@ pub fn read_track(bytes: &[u8], resume: Resume, complete: bool) -> Reading {
                 let parts = split_keys(text("text"));
                 let enters = parts.len() - 1;
                 for (i, part) in parts.into_iter().enumerate() {
-                    // Lines of this event taken by an earlier reading.
-                    if i < skip as usize {
-                        continue;
-                    }
                     if open.is_none() && !part.is_empty() {
-                        open = Some(OpenLine {
-                            offset: line_start,
-                            skip: u32::try_from(i).unwrap_or(u32::MAX),
-                            t_ms,
-                            text: String::new(),
-                        });
+                        open = Some((t_ms, String::new()));
                     }
-                    if let Some(line) = &mut open {
-                        push_capped(&mut line.text, &part);
+                    if let Some((_, line)) = &mut open {
+                        push_capped(line, &part);
                     }
                     if i < enters {
-                        if let Some(line) = open.take() {
-                            add(&mut reading, Kind::Typed, line.t_ms, line.text, Vec::new());
+                        if let Some((start, line)) = open.take() {
+                            add(&mut reading, Kind::Typed, start, line, Vec::new());
                         }
                     }
                 }
@@ -199,22 +195,21 @@ pub fn read_track(bytes: &[u8], resume: Resume, complete: bool) -> Reading {
             _ => {}
         }
     }
-    reading.resume = match open {
-        Some(line) if complete => {
-            add(&mut reading, Kind::Typed, line.t_ms, line.text, Vec::new());
-            Resume {
-                offset: at,
-                skip: 0,
-            }
+    let mut mid_line = false;
+    if at == resume.offset && bytes.len() >= MAX_EVENT_LINE && !complete {
+        // No whole line in a window this long: a line too long to read; passed over.
+        at += bytes.len() as u64;
+        mid_line = true;
+    }
+    if complete {
+        if let Some((start, line)) = open.take() {
+            add(&mut reading, Kind::Typed, start, line, Vec::new());
         }
-        Some(line) => Resume {
-            offset: line.offset,
-            skip: line.skip,
-        },
-        None => Resume {
-            offset: at,
-            skip: 0,
-        },
+    }
+    reading.resume = Resume {
+        offset: at,
+        mid_line,
+        open,
     };
     reading
 }
@@ -327,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn typed_lines_are_cut_at_enter_and_wait_for_it() {
+    fn typed_lines_are_cut_at_enter_and_carried_over_once() {
         let bytes = track(&[
             r#"{"t_ms":10,"type":"session_start","user":"a","target":"t","client_addr":"x","entry":"rdp"}"#,
             r#"{"t_ms":100,"type":"keys","text":"net user<Ctrl+c>"}"#,
@@ -335,7 +330,7 @@ mod tests {
             r#"{"t_ms":300,"type":"clipboard_text","direction":"to_target","text":"secret plan"}"#,
             r#"{"t_ms":400,"type":"keys","text":" -la"}"#,
         ]);
-        let r = read_track(&bytes, Resume::default(), false);
+        let r = read_track(&bytes, &Resume::default(), false);
         assert_eq!(r.entry_path.as_deref(), Some("rdp"));
         let texts: Vec<_> = r
             .entries
@@ -350,23 +345,21 @@ mod tests {
                 (Kind::Clipboard, 300, "secret plan"),
             ]
         );
-        // "ls -la" waits for its Enter: the next reading starts at its first key's event,
-        // leaving out the line of that event taken already.
-        let rest = &bytes[r.resume.offset as usize..];
-        assert!(
-            rest.starts_with(br#"{"t_ms":200"#),
-            "{}",
-            String::from_utf8_lossy(rest)
-        );
-        assert_eq!(r.resume.skip, 1);
-        let mut more = rest.to_vec();
-        more.extend_from_slice(b"{\"t_ms\":500,\"type\":\"keys\",\"text\":\"<Enter>\"}\n");
-        let again = read_track(&more, r.resume, false);
-        let texts: Vec<_> = again.entries.iter().map(|e| e.text.as_str()).collect();
-        assert_eq!(texts, ["secret plan", "ls -la"]);
+        // "ls -la" is carried over: the next reading starts after every byte read.
+        assert_eq!(r.resume.offset, bytes.len() as u64);
+        assert_eq!(r.resume.open, Some((200, "ls -la".to_owned())));
+        let more = b"{\"t_ms\":500,\"type\":\"keys\",\"text\":\"<Enter>\"}\n".to_vec();
+        let again = read_track(&more, &r.resume, false);
+        let texts: Vec<_> = again
+            .entries
+            .iter()
+            .map(|e| (e.t_ms, e.text.as_str()))
+            .collect();
+        assert_eq!(texts, [(200, "ls -la")]);
+        assert_eq!(again.resume.open, None);
         assert_eq!(again.resume.offset, r.resume.offset + more.len() as u64);
         // Complete: an open line is taken as it is.
-        let done = read_track(rest, r.resume, true);
+        let done = read_track(b"", &r.resume, true);
         assert_eq!(done.entries.last().unwrap().text, "ls -la");
     }
 
@@ -378,7 +371,7 @@ mod tests {
             "not json",
             r#"{"t_ms":7,"type":"keys"}"#,
         ]);
-        let r = read_track(&bytes, Resume::default(), true);
+        let r = read_track(&bytes, &Resume::default(), true);
         assert_eq!(r.entries[0].kind, Kind::Screen);
         assert_eq!(r.entries[0].text, "10.1.2.3 ok");
         assert_eq!(r.entries[0].words.len(), 2);
@@ -389,19 +382,32 @@ mod tests {
     }
 
     #[test]
-    fn a_half_written_line_waits_and_bounds_hold() {
-        let r = read_track(
-            br#"{"t_ms":1,"type":"clipboard_text","text":"x"}"#,
-            Resume::default(),
-            true,
-        );
+    fn half_written_and_overlong_lines() {
+        let line = br#"{"t_ms":1,"type":"clipboard_text","text":"x"}"#;
+        // Being written: left for later; once the track is complete, read.
+        let r = read_track(line, &Resume::default(), false);
         assert!(r.entries.is_empty());
         assert_eq!(r.resume.offset, 0);
-        let long = "a".repeat(3 * MAX_ENTRY_TEXT);
+        let r = read_track(line, &Resume::default(), true);
+        assert_eq!(r.entries.len(), 1);
+        assert_eq!(r.resume.offset, line.len() as u64);
+        // A window with no line end, as long as a line may be: passed over to its end.
+        let long = vec![b'a'; MAX_EVENT_LINE];
+        let r = read_track(&long, &Resume::default(), false);
+        assert_eq!(r.resume.offset, MAX_EVENT_LINE as u64);
+        assert!(r.resume.mid_line);
+        let mut tail = b"aaa\n".to_vec();
+        tail.extend_from_slice(line);
+        tail.push(b'\n');
+        let r2 = read_track(&tail, &r.resume, false);
+        assert_eq!(r2.entries.len(), 1);
+        assert!(!r2.resume.mid_line);
+        assert_eq!(r2.resume.offset, r.resume.offset + tail.len() as u64);
+        let long_text = "a".repeat(3 * MAX_ENTRY_TEXT);
         let bytes = track(&[&format!(
-            r#"{{"t_ms":1,"type":"keys","text":"{long}<Enter>"}}"#
+            r#"{{"t_ms":1,"type":"keys","text":"{long_text}<Enter>"}}"#
         )]);
-        let r = read_track(&bytes, Resume::default(), false);
+        let r = read_track(&bytes, &Resume::default(), false);
         assert_eq!(r.entries[0].text.len(), MAX_ENTRY_TEXT);
         assert_eq!(split_keys("a<b c<Enter>"), ["a<b c", ""]);
         assert_eq!(split_keys("<<Enter>>"), ["<", ">"]);

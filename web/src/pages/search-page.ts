@@ -70,7 +70,7 @@ export async function renderSearch(ctx: PageContext): Promise<void> {
         to: day(to, true),
       });
       if (ctx.signal.aborted) return;
-      summary.textContent = `${answer.hits.length} found in ${answer.took_ms.toFixed(0)} ms (${answer.indexed} texts indexed).`;
+      summary.textContent = `${answer.hits.length} found in ${answer.took_ms.toFixed(0)} ms${answer.indexed !== null ? ` (${answer.indexed} texts indexed)` : ''}.`;
       replace(list, ...(answer.hits.length ? answer.hits.map(hitItem) : [h('li', { class: 'muted' }, 'Nothing found.')]));
     } catch (err) {
       if (!ctx.signal.aborted) showError(error, errorMessage(err));

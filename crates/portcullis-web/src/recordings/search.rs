@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use portcullis_recording::catalog::ListedState;
+use portcullis_recording::catalog::{ListedState, Summary};
 use portcullis_recording::manifest::{EVENTS, MANIFEST};
 use portcullis_search::{Done, Kind, Progress, Recording, SearchIndex};
 use portcullis_store::Role;
@@ -81,8 +81,6 @@ struct Indexer {
     progress: Progress,
     /// Each recording's manifest length when last read (unchanged: nothing new).
     seen: HashMap<String, u64>,
-    /// Each recording's entry path, as its track's start said.
-    entries: HashMap<String, String>,
 }
 
 impl Indexer {
@@ -93,7 +91,6 @@ impl Indexer {
             recordings,
             progress,
             seen: HashMap::new(),
-            entries: HashMap::new(),
         }
     }
 
@@ -146,70 +143,20 @@ impl Indexer {
             if stop.load(Ordering::SeqCst) {
                 break;
             }
-            let done = self
-                .progress
-                .recordings
-                .get(&summary.id)
-                .copied()
-                .unwrap_or_default();
-            if done.complete {
-                continue;
-            }
-            let storage = self.recordings.storage.as_ref();
-            let Ok(Some(manifest_len)) = storage.len(&summary.id, MANIFEST) else {
-                continue;
-            };
-            if self.seen.get(&summary.id) == Some(&manifest_len) {
-                continue;
-            }
-            let detail = match self.recordings.detail(&summary.id) {
-                Ok(d) => d,
-                Err(e) => {
-                    warn!(recording = %summary.id, error = %e, "cannot read a recording to index it");
-                    self.seen.insert(summary.id.clone(), manifest_len);
-                    continue;
+            // One recording that cannot be read holds no other back: said, and tried again
+            // once its manifest grows.
+            match self.index_one(summary) {
+                Ok(Some(n)) => {
+                    added += n;
+                    changed = true;
                 }
-            };
-            // Only what the manifest lists (a line being written is not read half-done).
-            let listed_len = detail.scan.file_ends.get(EVENTS).copied().unwrap_or(0);
-            let from = done.resume.offset.min(listed_len);
-            let to = listed_len.min(from.saturating_add(MAX_READ));
-            let bytes = if to > from {
-                storage
-                    .read(&summary.id, EVENTS, from, to - from)
-                    .map_err(|e| e.to_string())?
-            } else {
-                Vec::new()
-            };
-            let ended = summary.state != ListedState::Recording;
-            let complete = ended && to == listed_len;
-            let reading = portcullis_search::read_track(&bytes, done.resume, complete);
-            if let Some(path) = &reading.entry_path {
-                self.entries.insert(summary.id.clone(), path.clone());
-            }
-            let recording = Recording {
-                id: summary.id.clone(),
-                user: summary.user.clone(),
-                user_id: summary.user_id.clone(),
-                target: summary.target.clone(),
-                entry: self.entries.get(&summary.id).cloned().unwrap_or_default(),
-                started_at_ms: summary.started_at_ms,
-            };
-            self.index
-                .add(&recording, &reading.entries)
-                .map_err(|e| e.to_string())?;
-            added += reading.entries.len();
-            self.progress.recordings.insert(
-                summary.id.clone(),
-                Done {
-                    resume: reading.resume,
-                    complete,
-                },
-            );
-            changed = true;
-            // Read to its listed end: nothing new until the manifest grows.
-            if to == listed_len {
-                self.seen.insert(summary.id.clone(), manifest_len);
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(recording = %summary.id, error = %e, "cannot index a recording");
+                    if let Ok(Some(len)) = self.recordings.storage.len(&summary.id, MANIFEST) {
+                        self.seen.insert(summary.id.clone(), len);
+                    }
+                }
             }
         }
         if changed {
@@ -218,6 +165,73 @@ impl Indexer {
                 .map_err(|e| e.to_string())?;
         }
         Ok(added)
+    }
+
+    /// Reads what is new in one recording's track into the index (committed by the caller):
+    /// how many texts, or `None` when there was nothing new.
+    fn index_one(&mut self, summary: &Summary) -> Result<Option<usize>, String> {
+        let done = self
+            .progress
+            .recordings
+            .get(&summary.id)
+            .cloned()
+            .unwrap_or_default();
+        if done.complete {
+            return Ok(None);
+        }
+        let storage = self.recordings.storage.as_ref();
+        let Some(manifest_len) = storage
+            .len(&summary.id, MANIFEST)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        if self.seen.get(&summary.id) == Some(&manifest_len) {
+            return Ok(None);
+        }
+        let detail = self
+            .recordings
+            .detail(&summary.id)
+            .map_err(|e| e.to_string())?;
+        // Only what the manifest lists (a line being written is not read half-done).
+        let listed_len = detail.scan.file_ends.get(EVENTS).copied().unwrap_or(0);
+        let from = done.resume.offset.min(listed_len);
+        let to = listed_len.min(from.saturating_add(MAX_READ));
+        let bytes = if to > from {
+            storage
+                .read(&summary.id, EVENTS, from, to - from)
+                .map_err(|e| e.to_string())?
+        } else {
+            Vec::new()
+        };
+        let ended = summary.state != ListedState::Recording;
+        let complete = ended && to == listed_len;
+        let reading = portcullis_search::read_track(&bytes, &done.resume, complete);
+        let entry = reading.entry_path.clone().unwrap_or(done.entry);
+        let recording = Recording {
+            id: summary.id.clone(),
+            user: summary.user.clone(),
+            user_id: summary.user_id.clone(),
+            target: summary.target.clone(),
+            entry: entry.clone(),
+            started_at_ms: summary.started_at_ms,
+        };
+        self.index
+            .add(&recording, &reading.entries)
+            .map_err(|e| e.to_string())?;
+        self.progress.recordings.insert(
+            summary.id.clone(),
+            Done {
+                resume: reading.resume,
+                complete,
+                entry,
+            },
+        );
+        // Read to its listed end: nothing new until the manifest grows.
+        if to == listed_len {
+            self.seen.insert(summary.id.clone(), manifest_len);
+        }
+        Ok(Some(reading.entries.len()))
     }
 }
 
@@ -268,10 +282,20 @@ async fn search(
             )));
         }
     }
+    // A plain user finds only their own recordings (by account, not by name: recordings made
+    // before accounts had ids are not found), newest first and without scores or index size
+    // (the ranking would tell how often words occur in recordings they may not see).
+    let own_only = match user.role {
+        Role::Admin | Role::Reviewer | Role::Soc => false,
+        Role::User => true,
+    };
+    if own_only && user.id.is_empty() {
+        return Err(WebError::Forbidden("this login has no account id".into()));
+    }
     let query = portcullis_search::Query {
         text: q.q,
-        // A plain user finds only their own recordings (by account, not by name).
-        only_user_id: (user.role == Role::User).then(|| user.id.clone()),
+        only_user_id: own_only.then(|| user.id.clone()),
+        newest_first: own_only,
         user: q.user.filter(|u| !u.is_empty()),
         target: q.target.filter(|t| !t.is_empty()),
         entry: q.entry.filter(|e| !e.is_empty()),
@@ -315,10 +339,11 @@ async fn search(
                 v
             })
             .collect();
+        let indexed = (!own_only).then(|| search.index.len());
         Ok::<_, WebError>(json!({
             "hits": out,
             "took_ms": took.as_secs_f64() * 1000.0,
-            "indexed": search.index.len(),
+            "indexed": indexed,
         }))
     })
     .await

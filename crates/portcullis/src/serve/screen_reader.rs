@@ -4,8 +4,8 @@
 //! still for `[ocr] settle_ms`, never every frame), reads it with tesseract at the lowest CPU
 //! priority, hands the text to the session (`SessionHandle::screen_text`), which checks it and
 //! alerts, freezes or ends the session, and puts the words with their boxes into the
-//! recording's event track (`SessionHandle::screen_words`). Sessions a screen rule watches are
-//! read first in every round. The thread keeps the whole gateway's reading within `[ocr]
+//! recording's event track (`SessionHandle::screen_words`). Each round reads every session a
+//! screen rule watches, then one other recorded session, taken in turn. The thread keeps the whole gateway's reading within `[ocr]
 //! cpu_share` of one core: after each read it rests for what the share asks (at most
 //! [`MAX_REST`]). The changed rows are read whole (a completed word is read with its line); a
 //! screen that never settles is read [`AT_MOST`] after its first change. The thread stops when
@@ -78,9 +78,13 @@ fn run(
 ) {
     let pacer = Pacer::new(config.cpu_share);
     let mut failures_told = 0u32;
+    // Where the last round's one read for search left off (sessions in id order).
+    let mut search_cursor = String::new();
     while !stop.load(Ordering::SeqCst) {
         let mut read_any = false;
-        // Sessions a screen rule watches first, then (for search) the other recorded ones.
+        // Each round: every session a screen rule watches, then one other recorded session
+        // (for search, taken in turn): a watched session never waits behind a whole round of
+        // the others.
         let mut sessions: Vec<(bool, SessionHandle)> = broker
             .list()
             .iter()
@@ -89,8 +93,23 @@ fn run(
             .map(|s| (s.grant().risk().watches(TextSource::Screen), s))
             .filter(|(watched, s)| *watched || (config.recordings && s.is_recorded()))
             .collect();
-        sessions.sort_by_key(|(watched, _)| !watched);
-        for (watched, session) in sessions {
+        sessions.sort_by_key(|(watched, s)| (!watched, s.id()));
+        let first_other = sessions
+            .iter()
+            .position(|(w, _)| !w)
+            .unwrap_or(sessions.len());
+        let (watched_ones, others) = sessions.split_at(first_other);
+        let turn = others
+            .iter()
+            .position(|(_, s)| s.id() > search_cursor)
+            .unwrap_or(0);
+        let in_turn = others[turn..].iter().chain(others[..turn].iter());
+        let mut read_other = false;
+        for (watched, session) in watched_ones.iter().chain(in_turn) {
+            let watched = *watched;
+            if !watched && read_other {
+                break;
+            }
             if stop.load(Ordering::SeqCst) {
                 return;
             }
@@ -103,6 +122,10 @@ fn run(
                 continue;
             }
             read_any = true;
+            if !watched {
+                read_other = true;
+                search_cursor = session.id();
+            }
             let started = Instant::now();
             let read = tesseract.read(area.rect.w, area.rect.h, &area.pixels);
             let busy = started.elapsed();
