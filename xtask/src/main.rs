@@ -379,7 +379,7 @@ impl ScratchS3 {
 /// default (in that order), or one. A gateway binary named by `PORTCULLIS_BIN` is used as it is
 /// (no release build of the gateway).
 fn bench(root: &Path) -> Result<()> {
-    const ALL: [&str; 9] = [
+    const ALL: [&str; 10] = [
         "latency",
         "bytes",
         "recording",
@@ -389,6 +389,7 @@ fn bench(root: &Path) -> Result<()> {
         "audit",
         "scale",
         "cluster",
+        "search",
     ];
     let which = std::env::args().nth(2);
     let chosen: Vec<&str> = match which.as_deref() {
@@ -459,6 +460,18 @@ fn bench(root: &Path) -> Result<()> {
                     threads,
                 ]))
             }),
+            // Search over a generated corpus of 1,000 recorded hours (issue 18: p95 ≤ 200 ms).
+            "search" => run(cargo().args([
+                "run",
+                "--release",
+                "-q",
+                "-p",
+                "portcullis-search",
+                "--example",
+                "corpus",
+                "--",
+                "1000",
+            ])),
             // Policy decisions: a plain timing loop over a 50-rule policy (crates/portcullis-policy/benches).
             _ => run(cargo().args(["bench", "-p", "portcullis-policy"])),
         };

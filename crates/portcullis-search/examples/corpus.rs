@@ -288,6 +288,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
         ),
         (
+            "common word, own, newest",
+            Box::new(|rng: &mut Rng| Query {
+                text: "ls".into(),
+                only_user_id: Some(format!("u_{:02}", rng.below(40))),
+                newest_first: true,
+                limit: 50,
+                ..Query::default()
+            }),
+        ),
+        (
             "word + target + month",
             Box::new(|rng: &mut Rng| Query {
                 text: "journalctl".into(),
