@@ -499,6 +499,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "vnc_server_stream",
     "vnc_zrle",
     "tesseract_tsv",
+    "search_track",
 ];
 
 /// How long each fuzz target runs: for a time, or for a number of executions.

@@ -9,6 +9,10 @@
 
 pub mod track;
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod oracles;
+
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;

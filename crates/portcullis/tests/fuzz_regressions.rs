@@ -9,6 +9,7 @@ type Oracle = fn(&[u8]);
 const TARGETS: &[(&str, Oracle)] = &[
     ("client_message", portcullis_core::oracles::client_message),
     ("tesseract_tsv", portcullis_ocr::oracles::tesseract_tsv),
+    ("search_track", portcullis_search::oracles::search_track),
     ("target_updates", portcullis_core::oracles::target_updates),
     (
         "recording_manifest",
