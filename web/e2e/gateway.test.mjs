@@ -324,6 +324,7 @@ const ACCESS = {
   'get /audit/verify': { roles: SOC },
   'get /audit/exports': { roles: SOC },
   'get /recordings': { roles: USERS, scoped: true },
+  'get /search': { roles: USERS, scoped: true },
   'get /recordings/{id}': { roles: USERS, scoped: true },
   'get /recordings/{id}/init/{part}': { roles: USERS, scoped: true },
   'get /recordings/{id}/segments/{seq}': { roles: USERS, scoped: true },
