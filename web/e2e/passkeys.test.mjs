@@ -157,6 +157,10 @@ test('a role that requires a phishing-resistant factor: no code from an app; wit
     }
     // An administrator's reset removes every second factor.
     assert.equal((await admin.del('/users/rita/mfa')).status, 204);
+    // Not one's own (a stolen administrator's login would drop every factor of the account).
+    const own = await admin.del('/users/admin/mfa');
+    assert.equal(own.status, 403, own.text);
+    assert.match(own.json.error, /your own second factor/);
     assert.deepEqual((await admin.get('/users/rita/passkeys')).json.passkeys, []);
   } finally {
     await admin.put('/sso/settings', { public_url: site, required_for_roles: [], passkey_required_for_roles: [] });

@@ -356,7 +356,7 @@ fn auth_paths(doc: &mut Value) {
             },
             "/users/{name}/mfa": {
                 "parameters": [path_param("name")],
-                "delete": op("Reset a user's two-factor authentication (their logins end)", "admin", None, "204")
+                "delete": op("Reset a user's two-factor authentication: TOTP, recovery codes and passkeys (their logins end); 403 for one's own account", "admin", None, "204")
             },
             "/tokens": {
                 "get": op("List API tokens (never their secrets)", "admin", None, "200"),

@@ -546,9 +546,13 @@ async fn remove(
             state.store.update_user(&me.name, &mut |u| {
                 refused = None;
                 if u.id != user_id {
+                    refused = Some(WebError::Unauthorized);
                     return false;
                 }
                 if !proved.still_holds(u) {
+                    refused = Some(WebError::Conflict(
+                        "a second factor was added meanwhile: prove it and try again".into(),
+                    ));
                     return false;
                 }
                 // Checked on the stored record: two removals at once leave one.
@@ -559,7 +563,11 @@ async fn remove(
                 }
                 let before = u.passkeys.len();
                 u.passkeys.retain(|p| p.id != id);
-                u.passkeys.len() != before
+                if u.passkeys.len() == before {
+                    refused = Some(WebError::NotFound("no such passkey of yours".into()));
+                    return false;
+                }
+                true
             })?;
             refused.map_or(Ok(()), Err)
         })

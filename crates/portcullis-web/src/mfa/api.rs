@@ -287,6 +287,14 @@ pub(crate) async fn reset(
     Path(name): Path<String>,
 ) -> Result<StatusCode, WebError> {
     let gone = || WebError::NotFound(format!("no user named {name:?}"));
+    // Not one's own: a stolen administrator's login could otherwise drop every second factor
+    // of the account and enrol its own without any proof (the account page changes one's own,
+    // proving a factor first; another administrator resets a lost one).
+    if name == admin.name {
+        return Err(WebError::Forbidden(
+            "you cannot reset your own second factor here: change it on your account page, or ask another administrator".into(),
+        ));
+    }
     let before = state.store.get_user(&name)?.ok_or_else(gone)?.mfa_enabled();
     state
         .audit
@@ -312,9 +320,7 @@ pub(crate) async fn reset(
             },
         )
         .await?;
-    if name != admin.name {
-        state.logins.remove_user(&name)?;
-    }
+    state.logins.remove_user(&name)?;
     info!(admin = %admin.name, user = %name, "two-factor authentication reset");
     Ok(StatusCode::NO_CONTENT)
 }
