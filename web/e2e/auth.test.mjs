@@ -150,6 +150,10 @@ test('a user enrols in TOTP in the browser, with the QR code, and only a right c
   const records = await audit('kind=mfa&actor=alice');
   assert.ok(records.some((e) => e.detail.step === 'confirm' && e.detail.outcome === 'ok'), JSON.stringify(records));
   assert.ok(records.some((e) => e.detail.step === 'confirm' && e.detail.outcome === 'failed'));
+  // Each attempt on record before the app is turned on: a request precedes the ok.
+  const bySeq = [...records].sort((a, b) => a.seq - b.seq);
+  const ok = bySeq.findIndex((e) => e.detail.step === 'confirm' && e.detail.outcome === 'ok');
+  assert.equal(bySeq[ok - 1]?.detail.outcome, 'requested', JSON.stringify(bySeq.map((e) => `${e.detail.step}:${e.detail.outcome}`)));
   await page.context().close();
 });
 

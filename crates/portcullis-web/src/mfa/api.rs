@@ -229,6 +229,11 @@ pub(crate) async fn confirm(
     // cookie) cannot give it an app of their own (and then pass every other proof with it).
     let me = user.account(&state)?;
     crate::passkeys::prove(&state, peer, &user, &me, &parts.headers, proof, "totp_add").await?;
+    // On record before a right code turns the app on (the outcome follows: ok or failed).
+    state
+        .audit
+        .record(mfa_record(&user.name, "confirm", "requested").detail("address", peer.to_string()))
+        .await?;
     check_app_code(&state, peer, &user, code, "confirm").await?;
     state
         .audit
