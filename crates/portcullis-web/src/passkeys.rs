@@ -340,23 +340,33 @@ pub(crate) async fn prove(
         .and_then(|a| verify_assertion(state, &me.name, &credential, &a));
     if let Err(why) = verified {
         warn!(user = %me.name, reason = %why, "passkey proof refused");
-        state.throttle.failed(&me.name, peer.ip(), now_ms());
-        state
-            .audit
-            .record(
-                Record::new(Kind::MFA, &me.name)
-                    .detail("step", step)
-                    .detail("outcome", "failed")
-                    .detail("factor", "passkey")
-                    .detail("reason", why.as_str())
-                    .detail("address", peer.to_string()),
-            )
-            .await?;
+        assertion_failed(state, &me.name, step, &why, peer).await?;
         return Err(WebError::BadRequest(
             "the passkey proof was refused: try again".into(),
         ));
     }
     Ok(Proved::Yes)
+}
+
+/// A refused passkey assertion of `name` for `step` (`login`, or a proof): counted toward the
+/// lock-out like a wrong password, and on record with why and from where.
+async fn assertion_failed(
+    state: &AppState,
+    name: &str,
+    step: &str,
+    why: &str,
+    peer: SocketAddr,
+) -> Result<(), WebError> {
+    state.throttle.failed(name, peer.ip(), now_ms());
+    state
+        .audit
+        .record(
+            crate::mfa::steps::mfa_record(name, step, "failed")
+                .detail("factor", "passkey")
+                .detail("reason", why)
+                .detail("address", peer.to_string()),
+        )
+        .await
 }
 
 /// Finishes a passkey assertion of `name` against `authentication` and keeps the passkey's
@@ -648,19 +658,8 @@ async fn login(
         .and_then(|a| verify_assertion(&state, &name, &credential, &a));
     if let Err(why) = verified {
         warn!(user = %name, reason = %why, "passkey sign-in refused");
-        state.throttle.failed(&name, peer.ip(), now_ms());
         state.pending.failed(&token, now_ms());
-        state
-            .audit
-            .record(
-                Record::new(Kind::MFA, &name)
-                    .detail("step", "login")
-                    .detail("outcome", "failed")
-                    .detail("factor", "passkey")
-                    .detail("reason", why.as_str())
-                    .detail("address", peer.to_string()),
-            )
-            .await?;
+        assertion_failed(&state, &name, "login", &why, peer).await?;
         return Err(WebError::BadCredentials);
     }
     crate::mfa::steps::second_factor_passed(&state, &token, &name, peer, "passkey", None).await
