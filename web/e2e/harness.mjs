@@ -18,7 +18,12 @@ export const bin = process.env.PORTCULLIS_BIN || join(root, 'target/debug/portcu
 // The gateway's certificate is self-signed; the tests talk to it on loopback only.
 const agent = new https.Agent({ rejectUnauthorized: false });
 
-export function freePort() {
+// Ports handed out by this process: the kernel may give a port closed a moment ago to the next
+// probe, so two calls before either listener starts (a gateway's HTTP and RDP ports, a test's own
+// port beside a gateway's) could otherwise get the same one — seen once in a fresh-clone CI.
+const handedOut = new Set();
+
+function probePort() {
   return new Promise((res, rej) => {
     const s = net.createServer();
     s.listen(0, '127.0.0.1', () => {
@@ -27,6 +32,17 @@ export function freePort() {
     });
     s.on('error', rej);
   });
+}
+
+/** A loopback port free now and never handed out before by this process. */
+export async function freePort() {
+  for (;;) {
+    const port = await probePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export async function waitForPort(port, ms = 30000) {
