@@ -321,6 +321,70 @@ pub struct AccessRequest {
     pub ended: Option<(i64, String)>,
 }
 
+/// What reviewers made of one recording: their marks (reviewed, reopened) and the moments they
+/// flagged. Keyed by the recording's id; made by the first mark or flag.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingReview {
+    /// The recording's (= session's) id.
+    pub recording: String,
+    /// Every mark, oldest first: the last says where the review stands.
+    #[serde(default)]
+    pub marks: Vec<ReviewMark>,
+    /// The flagged moments, in the order they were flagged.
+    #[serde(default)]
+    pub flags: Vec<ReviewFlag>,
+}
+
+impl RecordingReview {
+    /// The mark in force: the last one, if it says reviewed.
+    pub fn reviewed(&self) -> Option<&ReviewMark> {
+        self.marks.last().filter(|m| m.state == ReviewState::Reviewed)
+    }
+}
+
+/// One reviewer's word on a whole recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewMark {
+    /// Reviewed, or reopened for another look.
+    pub state: ReviewState,
+    /// The reviewer's name and account id.
+    pub by: String,
+    #[serde(default)]
+    pub by_id: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// What they found (free text).
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// Where a recording's review stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewState {
+    /// Looked at: nothing more to do (or what to do is in the comment).
+    Reviewed,
+    /// Needs another look.
+    Reopened,
+}
+
+/// A moment of a recording a reviewer flagged, with their note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewFlag {
+    /// Public identifier (`flag_…`), unique within the recording.
+    pub id: String,
+    /// The moment, in milliseconds from the recording's start.
+    pub t_ms: u64,
+    /// The reviewer's note.
+    pub note: String,
+    /// Who flagged it (name and account id).
+    pub by: String,
+    #[serde(default)]
+    pub by_id: String,
+    /// When, Unix milliseconds.
+    pub at_ms: i64,
+}
+
 /// Where an access request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -613,6 +677,21 @@ pub trait Store: Send + Sync + 'static {
     fn get_request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError>;
     /// Every access request, by id.
     fn list_requests(&self) -> Result<Vec<AccessRequest>, StoreError>;
+
+    /// Changes the review of recording `recording` in one step, starting from an empty one when
+    /// there is none (`change` returns whether it changed anything; it may run more than once);
+    /// the review as stored after. Two reviewers at once: each change applies to the other's.
+    fn update_review(
+        &self,
+        recording: &str,
+        change: &mut dyn FnMut(&mut RecordingReview) -> bool,
+    ) -> Result<RecordingReview, StoreError>;
+    /// The review of recording `recording`, if any.
+    fn get_review(&self, recording: &str) -> Result<Option<RecordingReview>, StoreError>;
+    /// Every review, by recording id.
+    fn list_reviews(&self) -> Result<Vec<RecordingReview>, StoreError>;
+    /// Deletes a recording's review (the recording is gone). Returns whether it existed.
+    fn delete_review(&self, recording: &str) -> Result<bool, StoreError>;
 
     /// Flushes everything written so far to disk (see [`SledStore`] for what that guarantees).
     fn flush(&self) -> Result<(), StoreError>;
@@ -933,6 +1012,10 @@ pub struct CopyCounts {
     pub tokens: usize,
     /// Metadata values (the saved policy, ...).
     pub meta: usize,
+    /// Access requests (open and decided: the approvals are evidence).
+    pub requests: usize,
+    /// Recording reviews (marks and flagged moments).
+    pub reviews: usize,
 }
 
 /// Copies everything in `from` into `to`, which must be empty (no users, targets or tokens):
@@ -955,6 +1038,8 @@ pub fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<CopyCounts, StoreErr
     let grants = from.list_grants()?;
     let tokens = from.list_tokens()?;
     let meta_keys = from.meta_keys()?;
+    let requests = from.list_requests()?;
+    let reviews = from.list_reviews()?;
     // Text with a NUL cannot be stored everywhere (PostgreSQL): found before anything is written.
     let nul = |kind: &str, name: &str, json: Result<String, serde_json::Error>| {
         if json.is_ok_and(|j| j.contains("\\u0000")) {
@@ -974,7 +1059,26 @@ pub fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<CopyCounts, StoreErr
     for t in &tokens {
         nul("API token", &t.id, serde_json::to_string(t))?;
     }
-    copy_records(from, to, &users, &targets, &grants, &tokens, &meta_keys).map_err(|e| {
+    for r in &requests {
+        nul("access request", &r.id, serde_json::to_string(r))?;
+    }
+    for r in &reviews {
+        nul("recording review", &r.recording, serde_json::to_string(r))?;
+    }
+    copy_records(from, to, &users, &targets, &grants, &tokens, &meta_keys)
+        .and_then(|()| {
+            for r in &requests {
+                to.create_request(r)?;
+            }
+            for r in &reviews {
+                to.update_review(&r.recording, &mut |stored| {
+                    *stored = r.clone();
+                    true
+                })?;
+            }
+            Ok(())
+        })
+        .map_err(|e| {
         StoreError::Backend(format!(
             "{e}; the destination now holds part of the installation: empty it (PostgreSQL: DROP \
              SCHEMA portcullis CASCADE) before copying again"
@@ -1002,12 +1106,20 @@ pub fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<CopyCounts, StoreErr
             return Err(differs("metadata values"));
         }
     }
+    if to.list_requests()? != requests {
+        return Err(differs("access requests"));
+    }
+    if to.list_reviews()? != reviews {
+        return Err(differs("recording reviews"));
+    }
     Ok(CopyCounts {
         users: users.len(),
         targets: targets.len(),
         grants: grants.len(),
         tokens: tokens.len(),
         meta: meta_keys.len(),
+        requests: requests.len(),
+        reviews: reviews.len(),
     })
 }
 

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::{
-    validate_name, AccessRequest, GrantRecord, LocalEphemeral, Store, StoreError, TargetRecord,
-    TokenRecord, UserRecord,
+    validate_name, AccessRequest, GrantRecord, LocalEphemeral, RecordingReview, Store, StoreError,
+    TargetRecord, TokenRecord, UserRecord,
 };
 
 /// A [`Store`] kept in memory (a mutex around ordered maps). Behaves like [`crate::SledStore`]
@@ -25,6 +25,7 @@ struct Inner {
     meta: BTreeMap<String, Vec<u8>>,
     tokens: BTreeMap<String, TokenRecord>,
     requests: BTreeMap<String, AccessRequest>,
+    reviews: BTreeMap<String, RecordingReview>,
 }
 
 impl MemoryStore {
@@ -43,6 +44,34 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn update_review(
+        &self,
+        recording: &str,
+        change: &mut dyn FnMut(&mut RecordingReview) -> bool,
+    ) -> Result<RecordingReview, StoreError> {
+        validate_name("recording review", recording)?;
+        let mut inner = self.lock();
+        let mut record = inner.reviews.get(recording).cloned().unwrap_or_default();
+        if change(&mut record) {
+            record.recording = recording.to_owned();
+            inner.reviews.insert(recording.to_owned(), record.clone());
+        }
+        record.recording = recording.to_owned();
+        Ok(record)
+    }
+
+    fn get_review(&self, recording: &str) -> Result<Option<RecordingReview>, StoreError> {
+        Ok(self.lock().reviews.get(recording).cloned())
+    }
+
+    fn list_reviews(&self) -> Result<Vec<RecordingReview>, StoreError> {
+        Ok(self.lock().reviews.values().cloned().collect())
+    }
+
+    fn delete_review(&self, recording: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().reviews.remove(recording).is_some())
+    }
+
     fn create_request(&self, request: &AccessRequest) -> Result<(), StoreError> {
         validate_name("access request", &request.id)?;
         let mut inner = self.lock();

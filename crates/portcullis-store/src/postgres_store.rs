@@ -31,7 +31,8 @@ use serde::Serialize;
 
 use crate::{
     validate_name, AccessRequest, Cluster, Ephemeral, EphemeralChange, ExportLease, GrantRecord,
-    MirrorQuery, MirroredRecord, Store, StoreError, TargetRecord, TokenRecord, UserRecord,
+    MirrorQuery, MirroredRecord, RecordingReview, Store, StoreError, TargetRecord, TokenRecord,
+    UserRecord,
 };
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`. Never edit one that
@@ -140,6 +141,16 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "just-in-time access requests",
         r#"
     CREATE TABLE portcullis.access_requests (
+        name text COLLATE "C" PRIMARY KEY,
+        record jsonb NOT NULL,
+        version bigint NOT NULL DEFAULT nextval('portcullis.versions')
+    );
+    "#,
+    ),
+    (
+        "reviewers' marks and flagged moments of recordings",
+        r#"
+    CREATE TABLE portcullis.recording_reviews (
         name text COLLATE "C" PRIMARY KEY,
         record jsonb NOT NULL,
         version bigint NOT NULL DEFAULT nextval('portcullis.versions')
@@ -601,6 +612,7 @@ enum Table {
     Users,
     Targets,
     Requests,
+    Reviews,
 }
 
 impl Table {
@@ -609,6 +621,7 @@ impl Table {
             Table::Users => "users",
             Table::Targets => "targets",
             Table::Requests => "access_requests",
+            Table::Reviews => "recording_reviews",
         }
     }
 
@@ -617,11 +630,67 @@ impl Table {
             Table::Users => "user",
             Table::Targets => "target",
             Table::Requests => "access request",
+            Table::Reviews => "recording review",
         }
     }
 }
 
 impl Store for PgStore {
+    fn update_review(
+        &self,
+        recording: &str,
+        change: &mut dyn FnMut(&mut RecordingReview) -> bool,
+    ) -> Result<RecordingReview, StoreError> {
+        validate_name(Table::Reviews.kind(), recording)?;
+        let back = |r: &mut RecordingReview| r.recording = recording.to_owned();
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            if let Some(mut done) = self.update_record(Table::Reviews, recording, change, back)? {
+                back(&mut done);
+                return Ok(done);
+            }
+            // None yet: the change made on an empty one is created (unless another gateway
+            // created it first: then changed as stored).
+            let mut fresh = RecordingReview::default();
+            let changed = change(&mut fresh);
+            back(&mut fresh);
+            if !changed {
+                return Ok(fresh);
+            }
+            match self.create_record(Table::Reviews, recording, &fresh) {
+                Ok(()) => return Ok(fresh),
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "recording review {recording:?} kept disappearing while this change was being made"
+        )))
+    }
+
+    fn get_review(&self, recording: &str) -> Result<Option<RecordingReview>, StoreError> {
+        self.get_record(Table::Reviews, recording)
+    }
+
+    fn list_reviews(&self) -> Result<Vec<RecordingReview>, StoreError> {
+        self.list_records(Table::Reviews)
+    }
+
+    fn delete_review(&self, recording: &str) -> Result<bool, StoreError> {
+        if !may_exist(recording) {
+            return Ok(false);
+        }
+        let name = recording.to_owned();
+        self.run(move |c| {
+            let existed = c
+                .execute(
+                    "DELETE FROM portcullis.recording_reviews WHERE name = $1",
+                    &[&name],
+                )
+                .map_err(|e| pg_error("delete recording review", &e))?;
+            Ok(existed == 1)
+        })
+    }
+
     fn create_request(&self, request: &AccessRequest) -> Result<(), StoreError> {
         self.create_record(Table::Requests, &request.id, request)
     }

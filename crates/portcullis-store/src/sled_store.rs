@@ -10,8 +10,8 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use crate::{
-    validate_name, AccessRequest, GrantRecord, LocalEphemeral, Store, StoreError, TargetRecord,
-    TokenRecord, UserRecord,
+    validate_name, AccessRequest, GrantRecord, LocalEphemeral, RecordingReview, Store, StoreError,
+    TargetRecord, TokenRecord, UserRecord,
 };
 
 /// Separator between user and target in a grant key: `user \0 target`. Valid names never
@@ -47,6 +47,7 @@ pub struct SledStore {
     meta: sled::Tree,
     tokens: sled::Tree,
     requests: sled::Tree,
+    reviews: sled::Tree,
     /// Serializes mutations, so that a scan followed by a transaction sees no concurrent change.
     write_lock: Mutex<()>,
     /// Short-lived state, in memory: one gateway alone has this directory.
@@ -104,6 +105,7 @@ impl SledStore {
             meta: tree("meta")?,
             tokens: tree("tokens")?,
             requests: tree("access_requests")?,
+            reviews: tree("recording_reviews")?,
             db,
             write_lock: Mutex::new(()),
             ephemeral: LocalEphemeral::default(),
@@ -209,6 +211,45 @@ impl SledStore {
 }
 
 impl Store for SledStore {
+    fn update_review(
+        &self,
+        recording: &str,
+        change: &mut dyn FnMut(&mut RecordingReview) -> bool,
+    ) -> Result<RecordingReview, StoreError> {
+        validate_name("recording review", recording)?;
+        let _guard = self.write_lock();
+        let mut record = get_record::<RecordingReview>(&self.reviews, "recording_reviews", recording)?
+            .unwrap_or_default();
+        if change(&mut record) {
+            record.recording = recording.to_owned();
+            self.reviews
+                .insert(recording.as_bytes(), encode(&record)?)
+                .map_err(backend)?;
+            self.flush_db()?;
+        }
+        record.recording = recording.to_owned();
+        Ok(record)
+    }
+
+    fn get_review(&self, recording: &str) -> Result<Option<RecordingReview>, StoreError> {
+        get_record(&self.reviews, "recording_reviews", recording)
+    }
+
+    fn list_reviews(&self) -> Result<Vec<RecordingReview>, StoreError> {
+        list_records(&self.reviews, "recording_reviews")
+    }
+
+    fn delete_review(&self, recording: &str) -> Result<bool, StoreError> {
+        let _guard = self.write_lock();
+        let existed = self
+            .reviews
+            .remove(recording.as_bytes())
+            .map_err(backend)?
+            .is_some();
+        self.flush_db()?;
+        Ok(existed)
+    }
+
     fn create_request(&self, request: &AccessRequest) -> Result<(), StoreError> {
         self.create_record(&self.requests, "access request", &request.id, request)
     }

@@ -6,9 +6,9 @@ use std::any::Any;
 
 use portcullis_store::testing::TestDatabase;
 use portcullis_store::{
-    Ephemeral, EphemeralChange, GrantRecord, MemoryStore, MfaRecord, PgOptions, PgStore, Role,
-    SledStore, Store, StoreError, TargetIdentity, TargetKind, TargetRecord, TokenRecord,
-    UserRecord,
+    Ephemeral, EphemeralChange, GrantRecord, MemoryStore, MfaRecord, PgOptions, PgStore,
+    RecordingReview, ReviewFlag, ReviewMark, ReviewState, Role, SledStore, Store, StoreError,
+    TargetIdentity, TargetKind, TargetRecord, TokenRecord, UserRecord,
 };
 
 fn user(name: &str, role: Role) -> UserRecord {
@@ -450,6 +450,8 @@ mod checks {
             })
             .unwrap();
         source.put_meta("policy", b"{\"rules\":[]}").unwrap();
+        source.create_request(&request("req_1")).unwrap();
+        let review = review_with_flag(&source, "rec-1");
 
         let counts = portcullis_store::copy_all(&source, store).unwrap();
         assert_eq!(
@@ -458,10 +460,14 @@ mod checks {
                 counts.targets,
                 counts.grants,
                 counts.tokens,
-                counts.meta
+                counts.meta,
+                counts.requests,
+                counts.reviews
             ),
-            (2, 2, 2, 1, 1)
+            (2, 2, 2, 1, 1, 1, 1)
         );
+        assert_eq!(store.get_request("req_1").unwrap(), Some(request("req_1")));
+        assert_eq!(store.get_review("rec-1").unwrap(), Some(review));
         assert_eq!(store.get_user("alice").unwrap(), Some(alice));
         assert_eq!(store.get_target("win").unwrap(), Some(pinned));
         assert_eq!(store.list_grants().unwrap(), source.list_grants().unwrap());
@@ -841,15 +847,17 @@ macro_rules! conformance {
             fn access_requests() {
                 with_store(super::access_requests);
             }
+            #[test]
+            fn recording_reviews() {
+                with_store(super::recording_reviews);
+            }
         }
     };
 }
 
-/// Access requests: made once per id, changed in one step (two approvers at once both count),
-/// listed by id, kept as written.
-fn access_requests(store: &dyn Store) {
-    use portcullis_store::{AccessRequest, RequestDecision, RequestState};
-    let request = |id: &str| AccessRequest {
+/// An access request as the checks below make them.
+fn request(id: &str) -> portcullis_store::AccessRequest {
+    portcullis_store::AccessRequest {
         id: id.to_owned(),
         user: "alice".into(),
         user_id: "u_alice".into(),
@@ -861,12 +869,35 @@ fn access_requests(store: &dyn Store) {
         approvals_needed: 2,
         created_at: 1_700_000_000,
         decide_by: 1_700_086_400,
-        state: RequestState::Pending,
+        state: portcullis_store::RequestState::Pending,
         approvals: Vec::new(),
         denial: None,
         grant_until: None,
         ended: None,
-    };
+    }
+}
+
+/// Flags a moment of recording `id` in `store` (made by it); the review as stored.
+fn review_with_flag(store: &dyn Store, id: &str) -> RecordingReview {
+    store
+        .update_review(id, &mut |r| {
+            r.flags.push(ReviewFlag {
+                id: "flag_1".into(),
+                t_ms: 12_000,
+                note: "net user /add".into(),
+                by: "rita".into(),
+                by_id: "u_rita".into(),
+                at_ms: 1_700_000_000_000,
+            });
+            true
+        })
+        .unwrap()
+}
+
+/// Access requests: made once per id, changed in one step (two approvers at once both count),
+/// listed by id, kept as written.
+fn access_requests(store: &dyn Store) {
+    use portcullis_store::{RequestDecision, RequestState};
     store.create_request(&request("req_b")).unwrap();
     store.create_request(&request("req_a")).unwrap();
     assert!(matches!(
@@ -925,6 +956,63 @@ fn access_requests(store: &dyn Store) {
         .unwrap();
     assert_eq!(renamed.id, "req_b");
     assert_eq!(store.get_request("req_z").unwrap(), None);
+}
+
+/// Recording reviews: made by the first change, changed in one step (two reviewers flagging at
+/// once both count), never renamed, listed by recording, deleted with the recording.
+fn recording_reviews(store: &dyn Store) {
+    assert_eq!(store.get_review("rec-a").unwrap(), None);
+    assert!(store.update_review("bad/id", &mut |_| true).is_err());
+    // A change that changes nothing makes nothing.
+    let nothing = store.update_review("rec-a", &mut |_| false).unwrap();
+    assert_eq!(nothing.recording, "rec-a");
+    assert_eq!(store.get_review("rec-a").unwrap(), None);
+    let first = review_with_flag(store, "rec-b");
+    assert_eq!(first.recording, "rec-b");
+    assert_eq!(store.get_review("rec-b").unwrap(), Some(first));
+    std::thread::scope(|scope| {
+        for by in ["rita", "sam", "tom", "uma"] {
+            scope.spawn(move || {
+                store
+                    .update_review("rec-a", &mut |r| {
+                        r.flags.push(ReviewFlag {
+                            id: format!("flag_{by}"),
+                            t_ms: 1,
+                            note: String::new(),
+                            by: by.into(),
+                            by_id: String::new(),
+                            at_ms: 1,
+                        });
+                        r.recording = "rec-z".into();
+                        true
+                    })
+                    .unwrap();
+            });
+        }
+    });
+    let both = store.get_review("rec-a").unwrap().unwrap();
+    assert_eq!(both.flags.len(), 4, "{both:?}");
+    assert_eq!(both.recording, "rec-a", "never renamed");
+    assert_eq!(store.get_review("rec-z").unwrap(), None);
+    store
+        .update_review("rec-a", &mut |r| {
+            r.marks.push(ReviewMark {
+                state: ReviewState::Reviewed,
+                by: "rita".into(),
+                by_id: "u_rita".into(),
+                at_ms: 2,
+                comment: "ok".into(),
+            });
+            true
+        })
+        .unwrap();
+    let listed = store.list_reviews().unwrap();
+    assert_eq!(names(&listed, |r| &r.recording), ["rec-a", "rec-b"]);
+    assert_eq!(listed[0].reviewed().map(|m| m.by.as_str()), Some("rita"));
+    assert!(store.delete_review("rec-a").unwrap());
+    assert!(!store.delete_review("rec-a").unwrap());
+    assert!(!store.delete_review("bad/id").unwrap());
+    assert_eq!(store.get_review("rec-a").unwrap(), None);
 }
 
 /// A store for one check, and what must outlive it (a directory, a database); `None` when this
@@ -1261,14 +1349,15 @@ mod postgres_only {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+        let all: Vec<i32> = (1..=7).collect();
+        assert_eq!(versions, all);
         // Opening again changes nothing.
         drop(open(&db.url));
         let count: i64 = admin
             .query_one("SELECT count(*) FROM portcullis.schema_migrations", &[])
             .unwrap()
             .get(0);
-        assert_eq!(count, 6);
+        assert_eq!(count, i64::try_from(all.len()).unwrap());
     }
 
     #[test]
