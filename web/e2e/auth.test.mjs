@@ -366,7 +366,7 @@ test('a token with sessions:kill kills a live browser session, without a CSRF he
 test('every route × every scope: a token reaches exactly the routes its scope (and role) allow', async () => {
   const openapi = (await admin.get('/openapi.json')).json;
   const scopes = openapi.components.schemas.NewToken.properties.scopes.items.enum;
-  assert.deepEqual([...scopes].sort(), ['admin', 'audit:read', 'recordings:read', 'sessions:kill', 'sessions:read', 'users:lock']);
+  assert.deepEqual([...scopes].sort(), ['admin', 'audit:read', 'recordings:read', 'recordings:review', 'sessions:kill', 'sessions:read', 'users:lock']);
   const tokens = {};
   for (const s of scopes) tokens[s] = bearer(await token('admin', [s]));
   let checked = 0;

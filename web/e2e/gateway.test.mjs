@@ -250,6 +250,7 @@ test('every API route needs a login, and writes need the CSRF header', async () 
 const USERS = ['admin', 'soc', 'reviewer', 'user'];
 const ADMIN_ONLY = ['admin'];
 const SOC = ['admin', 'soc'];
+const REVIEWERS = ['admin', 'reviewer', 'soc'];
 const ACCESS = {
   'post /auth/login': null,
   'post /auth/mfa': null,
@@ -332,6 +333,11 @@ const ACCESS = {
   'get /recordings/{id}/thumbnails/{seq}': { roles: USERS, scoped: true },
   'get /recordings/{id}/events': { roles: USERS, scoped: true },
   'get /recordings/{id}/export': { roles: USERS, scoped: true },
+  'get /recordings/{id}/review': { roles: REVIEWERS, scoped: true },
+  'post /recordings/{id}/review': { roles: REVIEWERS, scoped: true },
+  'post /recordings/{id}/flags': { roles: REVIEWERS, scoped: true },
+  'delete /recordings/{id}/flags/{flag}': { roles: REVIEWERS, scoped: true },
+  'get /recordings/{id}/report': { roles: REVIEWERS, scoped: true },
 };
 
 test('every API route × every role: the roles this test\'s own table names get in, the others get 403', async () => {

@@ -160,6 +160,35 @@ export interface Recording {
   risk_score?: number;
   /** The risk rules that fired. */
   risk_rules?: string[];
+  /** Where the review stands (admins, reviewers and the security team only). */
+  review?: { state: 'reviewed' | 'reopened'; by: string; at_ms: number } | null;
+  /** How many moments were flagged (admins, reviewers and the security team only). */
+  flags?: number;
+}
+
+/** A reviewer's mark on a whole recording. */
+export interface ReviewMark {
+  state: 'reviewed' | 'reopened';
+  by: string;
+  at_ms: number;
+  comment: string;
+}
+
+/** A moment a reviewer flagged. */
+export interface ReviewFlag {
+  id: string;
+  t_ms: number;
+  note: string;
+  by: string;
+  at_ms: number;
+}
+
+/** Where a recording's review stands: the mark in force (reviewed) or null, every mark, the flags by time. */
+export interface RecordingReview {
+  recording: string;
+  reviewed: ReviewMark | null;
+  marks: ReviewMark[];
+  flags: ReviewFlag[];
 }
 
 export interface InitInfo {
@@ -523,6 +552,13 @@ export const segmentUrl = (id: string, seq: number): string => `${recordingsPath
 export const runUrl = (id: string, from: number, to: number): string => `${recordingsPath(id)}/run/${from}/${to}`;
 export const thumbnailUrl = (id: string, seq: number): string => `${recordingsPath(id)}/thumbnails/${seq}`;
 export const exportUrl = (id: string): string => `${recordingsPath(id)}/export`;
+/** The session's report for auditors (HTML, downloaded). */
+export const reportUrl = (id: string): string => `${recordingsPath(id)}/report`;
+export const getReview = (id: string) => api<RecordingReview>('GET', `/recordings/${seg(id)}/review`);
+export const markReview = (id: string, state: 'reviewed' | 'reopened', comment: string) =>
+  api<RecordingReview>('POST', `/recordings/${seg(id)}/review`, { state, comment });
+export const flagMoment = (id: string, tMs: number, note: string) => api<ReviewFlag>('POST', `/recordings/${seg(id)}/flags`, { t_ms: tMs, note });
+export const unflagMoment = (id: string, flag: string) => api<null>('DELETE', `/recordings/${seg(id)}/flags/${seg(flag)}`);
 
 /** `query` is '' or `?…` (see `recordingsQuery`). */
 export const listRecordings = (query: string) => api<Recording[]>('GET', `/recordings${query}`);

@@ -13,3 +13,5 @@ export interface PageContext {
 }
 
 export const isAdmin = (me: Me): boolean => me.role === 'admin';
+/** Administrators, reviewers and the security team review recordings (marks, flags, reports). */
+export const canReview = (me: Me): boolean => ['admin', 'reviewer', 'soc'].includes(me.role);

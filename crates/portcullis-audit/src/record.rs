@@ -170,6 +170,9 @@ impl Kind {
     pub const ADMIN_CHANGE: Kind = Kind(Cow::Borrowed("admin_change"));
     /// An export (recording, audit trail).
     pub const EXPORT: Kind = Kind(Cow::Borrowed("export"));
+    /// A recording's review: marked reviewed or reopened, a moment flagged or unflagged; detail:
+    /// action, comment or note, flag and moment.
+    pub const REVIEW: Kind = Kind(Cow::Borrowed("review"));
     /// A user locked (by the security team or after failed logins).
     pub const USER_LOCK: Kind = Kind(Cow::Borrowed("user_lock"));
     /// A user unlocked.

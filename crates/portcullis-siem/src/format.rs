@@ -168,6 +168,7 @@ pub fn kind_name(kind: &Kind) -> &str {
         "file" => "File transfer",
         "admin_change" => "Admin change",
         "export" => "Export",
+        "review" => "Recording review",
         "user_lock" => "User locked",
         "user_unlock" => "User unlocked",
         "recording_closed" => "Recording closed",

@@ -338,7 +338,9 @@ pub struct RecordingReview {
 impl RecordingReview {
     /// The mark in force: the last one, if it says reviewed.
     pub fn reviewed(&self) -> Option<&ReviewMark> {
-        self.marks.last().filter(|m| m.state == ReviewState::Reviewed)
+        self.marks
+            .last()
+            .filter(|m| m.state == ReviewState::Reviewed)
     }
 }
 
@@ -1079,11 +1081,11 @@ pub fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<CopyCounts, StoreErr
             Ok(())
         })
         .map_err(|e| {
-        StoreError::Backend(format!(
+            StoreError::Backend(format!(
             "{e}; the destination now holds part of the installation: empty it (PostgreSQL: DROP \
              SCHEMA portcullis CASCADE) before copying again"
         ))
-    })?;
+        })?;
     let differs = |what: &str| {
         StoreError::Backend(format!(
             "the copy's {what} do not read back as the source's: check the destination before using it"

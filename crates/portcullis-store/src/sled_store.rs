@@ -218,8 +218,9 @@ impl Store for SledStore {
     ) -> Result<RecordingReview, StoreError> {
         validate_name("recording review", recording)?;
         let _guard = self.write_lock();
-        let mut record = get_record::<RecordingReview>(&self.reviews, "recording_reviews", recording)?
-            .unwrap_or_default();
+        let mut record =
+            get_record::<RecordingReview>(&self.reviews, "recording_reviews", recording)?
+                .unwrap_or_default();
         if change(&mut record) {
             record.recording = recording.to_owned();
             self.reviews

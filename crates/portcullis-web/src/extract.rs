@@ -125,6 +125,28 @@ async fn with_role(
 #[derive(Debug, Clone)]
 pub(crate) struct Soc(pub AuthUser);
 
+/// The logged-in user, if they review recordings: an administrator, a reviewer or the security
+/// team (a plain user never reviews, not even their own sessions).
+pub(crate) struct Reviewing(pub AuthUser);
+
+impl FromRequestParts<AppState> for Reviewing {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        with_role(
+            parts,
+            state,
+            &[Role::Admin, Role::Reviewer, Role::Soc],
+            "reviews are for administrators, reviewers and the security team",
+        )
+        .await
+        .map(Reviewing)
+    }
+}
+
 impl FromRequestParts<AppState> for Soc {
     type Rejection = WebError;
 

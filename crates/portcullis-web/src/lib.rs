@@ -240,6 +240,7 @@ fn api_routes() -> Router<AppState> {
         .merge(sessions::soc::routes())
         .merge(recordings::api::routes())
         .merge(recordings::search::routes())
+        .merge(recordings::review::routes())
         .merge(audit::api::routes())
         .merge(openapi::routes())
 }
@@ -275,12 +276,15 @@ async fn security_headers(req: Request<axum::body::Body>, next: Next) -> Respons
     let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
     };
-    set(
+    // A handler's own policy stands (the session report: stricter, no script at all).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        set(
         h,
         header::CONTENT_SECURITY_POLICY,
         "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; style-src 'self'; \
          script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     );
+    }
     set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");

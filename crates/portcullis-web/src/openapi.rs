@@ -19,6 +19,7 @@ fn roles_for(who: &str) -> (Vec<&'static str>, bool) {
         "admins and soc" => (vec!["admin", "soc"], false),
         "another gateway of the cluster, with a one-time ticket" => (vec!["gateway"], false),
         RECORDINGS | "a user with a grant for the target" => (USERS.to_vec(), true),
+        REVIEWERS => (vec!["admin", "reviewer", "soc"], true),
         // INVARIANT: every `op` names one of the above (the document test checks each route).
         _ => (Vec::new(), true),
     }
@@ -54,6 +55,10 @@ fn path_param(name: &str) -> Value {
 /// Who may read a recording.
 const RECORDINGS: &str =
     "admins, reviewers and soc; a user for their own recordings (others answer 404)";
+
+/// Who reviews recordings.
+const REVIEWERS: &str =
+    "admins, reviewers and soc (a flag is taken back by its author or an admin)";
 
 fn query_param(name: &str, kind: &str) -> Value {
     json!({ "name": name, "in": "query", "required": false, "schema": { "type": kind } })
@@ -173,14 +178,14 @@ pub(crate) async fn document() -> Json<Value> {
                 "delete": op("Close a live session", "admin", None, "204")
             },
             "/recordings": { "get": {
-                "summary": "Recordings, newest first or riskiest first (query: user, target, state, from, to, min_risk, sort=newest|risk)",
+                "summary": "Recordings, newest first or riskiest first (query: user, target, state, from, to, min_risk, sort=newest|risk, review=reviewed|unreviewed (not for users)); admins, reviewers and soc also get each one's review (state, by, at_ms) and number of flags",
                 "description": "Allowed for: admins, reviewers and soc (all), users (their own).",
                 "x-portcullis-roles": ["admin", "soc", "reviewer", "user"],
                 "x-portcullis-scoped": true,
                 "parameters": [
                     query_param("user", "string"), query_param("target", "string"),
                     query_param("state", "string"), query_param("from", "integer"), query_param("to", "integer"),
-                    query_param("min_risk", "integer"), query_param("sort", "string")
+                    query_param("min_risk", "integer"), query_param("sort", "string"), query_param("review", "string")
                 ],
                 "responses": { "200": { "description": "success" }, "400": { "$ref": "#/components/responses/Error" }, "401": { "$ref": "#/components/responses/Error" } }
             } },
@@ -256,6 +261,30 @@ pub(crate) async fn document() -> Json<Value> {
     doc["components"]["schemas"]["NewTarget"] = new_target_schema();
     doc["components"]["schemas"]["PolicyDoc"] = policy_doc_schema();
     doc["components"]["schemas"]["Explain"] = explain_schema();
+    // The review workflow (apart: one json! this size reaches the macro's recursion limit).
+    doc["paths"]["/recordings/{id}/review"] = json!({
+                "parameters": [path_param("id")],
+                "get": op("Where the recording's review stands: reviewed (the mark in force or null), every mark, the flagged moments by time", REVIEWERS, None, "200"),
+                "post": op("Mark the recording reviewed (once it has ended) or reopened (with a comment saying why): {state: reviewed|reopened, comment ≤ 2000 characters}; on record before it is stored", REVIEWERS, Some("ReviewMark"), "200")
+    });
+    doc["paths"]["/recordings/{id}/flags"] = json!({
+                "parameters": [path_param("id")],
+                "post": op("Flag a moment: {t_ms (on the recording's clock), note (1 to 2000 characters)}; answers the flag with its id", REVIEWERS, Some("ReviewFlag"), "201")
+    });
+    doc["paths"]["/recordings/{id}/flags/{flag}"] = json!({
+                "parameters": [path_param("id"), path_param("flag")],
+                "delete": op("Take a flag back (its author or an admin)", REVIEWERS, None, "204")
+    });
+    doc["paths"]["/recordings/{id}/report"] = json!({
+                "parameters": [path_param("id")],
+                "get": op("The session's report for auditors: one self-contained HTML document (who, where, when, how it ended, risk and its reasons, the review, flagged moments with their pictures, what the gateway noted, what was typed, pasted and transferred); print it for a PDF. An export: on record first", REVIEWERS, None, "200")
+    });
+    doc["components"]["schemas"]["ReviewMark"] = json!({ "type": "object", "required": ["state"], "properties": {
+        "state": { "type": "string", "enum": ["reviewed", "reopened"] },
+        "comment": { "type": "string", "maxLength": 2000, "description": "required to reopen" } } });
+    doc["components"]["schemas"]["ReviewFlag"] = json!({ "type": "object", "required": ["t_ms", "note"], "properties": {
+        "t_ms": { "type": "integer", "minimum": 0, "description": "the moment, in ms from the recording's start" },
+        "note": { "type": "string", "minLength": 1, "maxLength": 2000 } } });
     doc["components"]["schemas"]["TargetIdentity"] = json!({ "type": "object", "properties": {
         "tls_sha256": { "type": "string", "nullable": true, "description": "SHA-256 of the target's TLS certificate, 64 hex digits (':' separators allowed); null forgets the pin", "example": "3f7a…" },
         "require_nla": { "type": "boolean", "description": "refuse the target unless it selects NLA (CredSSP)" },

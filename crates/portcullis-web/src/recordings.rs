@@ -3,6 +3,8 @@
 //! are `api`'s.
 
 pub(crate) mod api;
+mod report;
+pub(crate) mod review;
 pub(crate) mod search;
 
 use std::collections::HashMap;

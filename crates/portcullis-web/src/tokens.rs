@@ -34,15 +34,21 @@ pub const USERS_LOCK: &str = "users:lock";
 pub const AUDIT_READ: &str = "audit:read";
 /// List, play and export recordings.
 pub const RECORDINGS_READ: &str = "recordings:read";
+/// Mark recordings reviewed, flag moments, take reports (with the role to: admin, reviewer, soc).
+pub const RECORDINGS_REVIEW: &str = "recordings:review";
 
 /// Every scope a token may have and what it allows, as the admin page offers them
 /// (`GET /tokens/scopes`), in this order.
-pub const SCOPE_INFO: [(&str, &str); 6] = [
+pub const SCOPE_INFO: [(&str, &str); 7] = [
     (SESSIONS_READ, "List live sessions and thumbnails"),
     (SESSIONS_KILL, "Kill, freeze and unfreeze sessions"),
     (USERS_LOCK, "Lock and unlock users"),
     (AUDIT_READ, "Read the audit trail and its exports"),
     (RECORDINGS_READ, "Read and export recordings"),
+    (
+        RECORDINGS_REVIEW,
+        "Review recordings: marks, flagged moments, reports",
+    ),
     (ADMIN, "Everything the user's role allows"),
 ];
 
@@ -184,6 +190,15 @@ pub const ROUTES: &[(&str, &str, Need)] = {
         ),
         ("get", "/recordings/{id}/events", Scope(RECORDINGS_READ)),
         ("get", "/recordings/{id}/export", Scope(RECORDINGS_READ)),
+        ("get", "/recordings/{id}/review", Scope(RECORDINGS_REVIEW)),
+        ("post", "/recordings/{id}/review", Scope(RECORDINGS_REVIEW)),
+        ("post", "/recordings/{id}/flags", Scope(RECORDINGS_REVIEW)),
+        (
+            "delete",
+            "/recordings/{id}/flags/{flag}",
+            Scope(RECORDINGS_REVIEW),
+        ),
+        ("get", "/recordings/{id}/report", Scope(RECORDINGS_REVIEW)),
     ]
 };
 

@@ -68,12 +68,15 @@ fn store_migrate_cmd(config: &Config, from: &str, to: &str) -> Result<()> {
         || Ok(portcullis_store::copy_all(&source, &target)?),
     )?;
     println!(
-        "copied {} users, {} targets, {} grants, {} API tokens and {} metadata values from {} to {}",
+        "copied {} users, {} targets, {} grants, {} API tokens, {} metadata values, {} access \
+         requests and {} recording reviews from {} to {}",
         counts.users,
         counts.targets,
         counts.grants,
         counts.tokens,
         counts.meta,
+        counts.requests,
+        counts.reviews,
         source.path().display(),
         target.server()
     );

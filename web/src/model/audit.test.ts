@@ -228,6 +228,9 @@ describe('describeAudit', () => {
     ).toBe('Changed target_update: labels: [dev] → [prod, db]; description: old → ∅; kind: ∅ → vnc');
     expect(describeAudit(entry('admin_change', { action: 'grant_create', before: { a: 1 }, after: { a: 1 } }))).toBe('Changed grant_create: no change');
     expect(describeAudit(entry('admin_change', {}))).toBe('Changed configuration: no details');
+    expect(describeAudit({ ...entry('review', { action: 'flagged', user: 'alice', note: 'net user' }), target: 'db1' })).toBe(
+      'Review of alice session on db1: flagged: net user',
+    );
   });
 
   it('describes exports and unknown kinds', () => {

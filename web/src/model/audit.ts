@@ -30,6 +30,7 @@ export const AUDIT_KINDS = [
   'file',
   'admin_change',
   'export',
+  'review',
   'user_lock',
   'user_unlock',
 ] as const;
@@ -390,6 +391,12 @@ export function describeAudit(e: Pick<ShownAuditEntry, 'kind' | 'actor' | 'targe
     case 'export': {
       const what = text(d, 'what');
       line = `Exported ${what || 'a recording'}${e.target ? ` of ${e.target}` : ''}`;
+      break;
+    }
+    case 'review': {
+      const action = text(d, 'action');
+      const words = text(d, 'comment') || text(d, 'note');
+      line = `Review of ${text(d, 'user') || 'a'} session${e.target ? ` on ${e.target}` : ''}: ${action || 'changed'}${colon(words)}`;
       break;
     }
     case 'user_lock':

@@ -95,12 +95,14 @@ describe('list filters', () => {
     const from = new Date(2024, 0, 2, 3, 4).getTime();
     const to = new Date(2024, 0, 3, 0, 0, 30).getTime();
     expect(
-      recordingsQuery({ user: 'bob smith', target: 'web&1', state: 'complete', from: '2024-01-02T03:04', to: '2024-01-03T00:00:30', risk: '', sort: '' }),
+      recordingsQuery({ user: 'bob smith', target: 'web&1', state: 'complete', from: '2024-01-02T03:04', to: '2024-01-03T00:00:30', risk: '', sort: '', review: '' }),
     ).toBe(`?user=bob+smith&target=web%261&state=complete&from=${from}&to=${to}`);
   });
 
   it('filters and sorts by risk', () => {
     expect(recordingsQuery({ ...EMPTY_FILTERS, risk: '50', sort: 'risk' })).toBe('?min_risk=50&sort=risk');
+    expect(recordingsQuery({ ...EMPTY_FILTERS, review: 'unreviewed' })).toBe('?review=unreviewed');
+    expect(recordingsQuery({ ...EMPTY_FILTERS, review: 'bogus' })).toBe('');
     expect(recordingsQuery({ ...EMPTY_FILTERS, risk: '7', sort: 'loudest' })).toBe('');
   });
 
@@ -289,6 +291,7 @@ describe('events and markers', () => {
     expect(describeEvent(ev(0, 'clipboard', { direction: 'to_target', bytes: 12 }))).toBe('Clipboard to target (12 bytes)');
     expect(describeEvent(ev(0, 'clipboard', { direction: 'from_target', bytes: 3 }))).toBe('Clipboard from target (3 bytes)');
     expect(describeEvent(ev(0, 'resize', { width: 1280, height: 800 }))).toBe('Resized to 1280×800');
+    expect(describeEvent(ev(0, 'flag', { by: 'rita', note: 'net user /add' }))).toBe('Flagged by rita: net user /add');
     expect(describeEvent(ev(0, 'policy', { action: 'clipboard', decision: 'deny', reason: 'read-only' }))).toBe(
       'Policy deny: clipboard (read-only)',
     );

@@ -65,9 +65,11 @@ export interface RecordingFilters {
   risk: string;
   /** '' (newest first) or `risk` (riskiest first). */
   sort: string;
+  /** '' (any), `reviewed` or `unreviewed` (never marked, or reopened); not offered to plain users. */
+  review: string;
 }
 
-export const EMPTY_FILTERS: RecordingFilters = { user: '', target: '', state: '', from: '', to: '', risk: '', sort: '' };
+export const EMPTY_FILTERS: RecordingFilters = { user: '', target: '', state: '', from: '', to: '', risk: '', sort: '', review: '' };
 
 /** The risk filter's choices: label and lowest score. */
 export const RISK_LEVELS = [
@@ -111,6 +113,7 @@ export function recordingsQuery(f: RecordingFilters): string {
   if (to !== null) q.set('to', String(to));
   if (RISK_LEVELS.some((l) => l.min === f.risk)) q.set('min_risk', f.risk);
   if (f.sort === 'risk') q.set('sort', 'risk');
+  if (f.review === 'reviewed' || f.review === 'unreviewed') q.set('review', f.review);
   const s = q.toString();
   return s === '' ? '' : `?${s}`;
 }
@@ -412,6 +415,8 @@ export function describeEvent(ev: RecordingEvent, maxText = 200): string {
       return `File ${clip(str(ev.change), maxText)}: ${clip(str(ev.path), maxText)}`;
     case 'resize':
       return `Resized to ${str(ev.width)}×${str(ev.height)}`;
+    case 'flag':
+      return `Flagged by ${str(ev.by)}: ${clip(str(ev.note), maxText)}`;
     case 'policy': {
       const reason = str(ev.reason);
       return `Policy ${str(ev.decision)}: ${str(ev.action)}${reason ? ` (${reason})` : ''}`;

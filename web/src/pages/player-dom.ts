@@ -53,6 +53,9 @@ export interface PlayerDom {
   scrub: ScrubElements;
   eventsList: HTMLElement;
   eventsNote: HTMLElement;
+  /** The side column (metadata, events; the review panel goes between them). */
+  side: HTMLElement;
+  eventsCard: HTMLElement;
 }
 
 /** Builds the page into `main` (the shell's main element) for recording `id`. */
@@ -146,6 +149,8 @@ export function buildPlayerDom(main: HTMLElement, id: string): PlayerDom {
   const eventsList = h('ol', { id: 'player-events', class: 'player-events' });
   const eventsNote = h('p', { class: 'muted events-note' }, 'Loading events…');
 
+  const eventsCard = h('section', { class: 'player-events-card card', 'aria-label': 'Events' }, h('h2', null, 'Events'), eventsNote, eventsList);
+  const side = h('aside', { class: 'player-side' }, metaList, eventsCard);
   main.append(
     h(
       'div',
@@ -161,12 +166,7 @@ export function buildPlayerDom(main: HTMLElement, id: string): PlayerDom {
           scrub,
         ),
       ),
-      h(
-        'aside',
-        { class: 'player-side' },
-        metaList,
-        h('section', { class: 'player-events-card card', 'aria-label': 'Events' }, h('h2', null, 'Events'), eventsNote, eventsList),
-      ),
+      side,
     ),
   );
 
@@ -186,6 +186,8 @@ export function buildPlayerDom(main: HTMLElement, id: string): PlayerDom {
     scrub: { scrub, bufferedBox, played, markerBox, head, thumbImg, thumbTime, thumbPop },
     eventsList,
     eventsNote,
+    side,
+    eventsCard,
   };
 }
 

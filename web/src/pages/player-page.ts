@@ -5,7 +5,7 @@
 // player-controls.ts, the pure parts ../model/recording.ts.
 
 import { ApiError, getRecording, getRecordingEvents, thumbnailUrl, type RecordingDetail, type RecordingEvent, type ThumbnailInfo } from '../api';
-import type { PageContext } from '../context';
+import { canReview, type PageContext } from '../context';
 import { h } from '../dom';
 import { shell } from '../layout';
 import { MseLoader, unsupportedReason } from '../mse';
@@ -14,6 +14,7 @@ import { hasPictureContent, POSTER_CANDIDATES, timelineMs } from '../model/recor
 import { counters, type PlayerHook } from '../test-hooks';
 import { playerControls } from './player-controls';
 import { buildPlayerDom, ErrorLine, setStatus, showMeta } from './player-dom';
+import { reviewPanel } from './player-review';
 import { PlayerTimeline } from './player-timeline';
 import { errorMessage } from './util';
 
@@ -133,7 +134,31 @@ export async function renderPlayer(ctx: PageContext, id: string, start?: PlayerS
 
   // Where the player is going (a click waiting for the second video), for the arrow keys.
   const positionMs = () => (ahead?.waitingTarget() ?? video.currentTime) * 1000;
-  const timeline = new PlayerTimeline({ dom, recordingId: id, detail: () => detail, events: () => events, durationMs, seekTo, pointAt, positionMs, signal });
+  // Flagged moments ride in the timeline with the recorded events (markers, rows).
+  let flags: RecordingEvent[] = [];
+  let shown: RecordingEvent[] = events;
+  const merge = () => {
+    shown = flags.length ? sortEvents([...events, ...flags]) : events;
+  };
+  const timeline = new PlayerTimeline({ dom, recordingId: id, detail: () => detail, events: () => shown, durationMs, seekTo, pointAt, positionMs, signal });
+  if (canReview(ctx.me)) {
+    dom.side.insertBefore(
+      reviewPanel({
+        me: ctx.me,
+        id,
+        positionMs,
+        seekTo,
+        isLive: () => isLive,
+        flagsChanged: (list) => {
+          flags = list;
+          merge();
+          timeline.renderEvents();
+        },
+        signal,
+      }),
+      dom.eventsCard,
+    );
+  }
   playerControls({ dom, errors, hook: hookState, isLive: () => isLive, durationMs, signal });
 
   // ---- live polling ---------------------------------------------------------------------------
@@ -144,6 +169,7 @@ export async function renderPlayer(ctx: PageContext, id: string, start?: PlayerS
       const ev = await getRecordingEvents(id);
       if (signal.aborted) return;
       events = sortEvents(ev);
+      merge();
       errors.set('events', null);
       timeline.renderEvents();
     } catch (err) {

@@ -1,7 +1,7 @@
 // `#/recordings`: the session recordings the user may see, with filters; a row opens the player.
 
 import { listRecordings, type Recording } from '../api';
-import type { PageContext } from '../context';
+import { canReview, type PageContext } from '../context';
 import { h, replace, showError } from '../dom';
 import { shell } from '../layout';
 import { EMPTY_FILTERS, formatBytes, formatDuration, recordingHref, recordingsQuery, RECORDING_STATES, RISK_LEVELS, type RecordingFilters } from '../model/recording';
@@ -71,6 +71,15 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
     h('option', { value: 'risk' }, 'riskiest first'),
   );
   sort.value = saved.sort;
+  const reviewer = canReview(ctx.me);
+  const review = h(
+    'select',
+    { id: 'rec-filter-review' },
+    h('option', { value: '' }, 'any'),
+    h('option', { value: 'unreviewed' }, 'not reviewed'),
+    h('option', { value: 'reviewed' }, 'reviewed'),
+  );
+  review.value = reviewer ? saved.review : '';
   const from = h('input', { id: 'rec-filter-from', type: 'datetime-local', step: 1, value: saved.from });
   const to = h('input', { id: 'rec-filter-to', type: 'datetime-local', step: 1, value: saved.to });
   const clear = h('button', { id: 'rec-filter-clear', type: 'button', class: 'btn' }, 'Clear');
@@ -88,13 +97,14 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
       field('Started before', to, 'rec-filter-to'),
       field('Risk', risk, 'rec-filter-risk'),
       field('Order', sort, 'rec-filter-sort'),
+      ...(reviewer ? [field('Review', review, 'rec-filter-review')] : []),
       h('div', { class: 'field field-action' }, clear),
     ),
   );
 
   const error = h('div', { id: 'recordings-error', class: 'form-error', role: 'alert', hidden: true });
   const tbody = h('tbody');
-  const columns = ['Start time', 'User', 'Target', 'Duration', 'State', 'Risk', 'Size'];
+  const columns = ['Start time', 'User', 'Target', 'Duration', 'State', 'Risk', ...(reviewer ? ['Review'] : []), 'Size'];
   const table = h(
     'table',
     { id: 'recordings-table', class: 'data-table clickable-rows' },
@@ -118,6 +128,16 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
         { class: 'num', 'data-risk': String(r.risk_score ?? 0), title: (r.risk_rules ?? []).join(', ') },
         r.risk_rules?.length ? h('span', { class: 'risk-badge' }, String(r.risk_score ?? 0)) : '—',
       ),
+      ...(reviewer
+        ? [
+            h(
+              'td',
+              { class: 'review-cell', 'data-review': r.review?.state ?? 'none', title: r.review ? `${r.review.state} by ${r.review.by}` : 'not reviewed' },
+              r.review?.state === 'reviewed' ? '✓ reviewed' : r.review?.state === 'reopened' ? 'reopened' : '—',
+              r.flags ? h('span', { class: 'flag-count', title: `${r.flags} flagged moments` }, ` ⚑${r.flags}`) : '',
+            ),
+          ]
+        : []),
       h('td', { class: 'num', title: `${r.bytes} bytes` }, formatBytes(r.bytes)),
     );
     tr.addEventListener('click', (e) => {
@@ -136,6 +156,7 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
     to: to.value,
     risk: risk.value,
     sort: sort.value,
+    review: review.value,
   });
 
   let shown = '';
@@ -177,7 +198,7 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
   };
   user.addEventListener('input', soon);
   target.addEventListener('input', soon);
-  for (const el of [state, from, to, risk, sort]) el.addEventListener('change', () => void load());
+  for (const el of [state, from, to, risk, sort, review]) el.addEventListener('change', () => void load());
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     void load();
@@ -190,6 +211,7 @@ export async function renderRecordings(ctx: PageContext): Promise<void> {
     to.value = '';
     risk.value = '';
     sort.value = '';
+    review.value = '';
     void load();
   });
 

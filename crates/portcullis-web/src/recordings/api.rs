@@ -28,7 +28,7 @@ use crate::{AppState, WebError};
 /// Most recordings one list answer carries (newest first).
 const MAX_LISTED: usize = 2000;
 /// Largest event track served at once.
-const MAX_EVENTS_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_EVENTS_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<AppState> {
@@ -43,14 +43,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/recordings/{id}/export", get(export))
 }
 
-fn recordings(state: &AppState) -> Result<Recordings, WebError> {
+pub(crate) fn recordings(state: &AppState) -> Result<Recordings, WebError> {
     state
         .recordings
         .clone()
         .ok_or_else(|| WebError::NotFound("recording is turned off on this gateway".into()))
 }
 
-fn storage_error(e: StorageError) -> WebError {
+pub(crate) fn storage_error(e: StorageError) -> WebError {
     match e {
         StorageError::NotFound(_) | StorageError::InvalidName(_) => {
             WebError::NotFound("no such recording".into())
@@ -74,7 +74,7 @@ fn may_see(user: &AuthUser, s: &Summary) -> bool {
 }
 
 /// Runs blocking storage work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, WebError> + Send + 'static,
 ) -> Result<T, WebError> {
     tokio::task::spawn_blocking(f)
@@ -83,7 +83,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Finds a recording the caller may see.
-fn visible(rec: &Recordings, user: &AuthUser, id: &str) -> Result<Summary, WebError> {
+pub(crate) fn visible(rec: &Recordings, user: &AuthUser, id: &str) -> Result<Summary, WebError> {
     check_name(id).map_err(|_| WebError::NotFound("no such recording".into()))?;
     let s = rec.summary(id).map_err(storage_error)?;
     if !may_see(user, &s) {
@@ -104,13 +104,16 @@ pub(crate) struct ListQuery {
     min_risk: Option<u32>,
     /// `newest` (the default) or `risk` (highest score first, then newest).
     sort: Option<String>,
+    /// `reviewed` (marked reviewed) or `unreviewed` (never marked, or reopened); not for plain
+    /// users.
+    review: Option<String>,
 }
 
 pub(crate) async fn list(
     State(state): State<AppState>,
     user: AuthUser,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<Summary>>, WebError> {
+) -> Result<Json<Vec<Value>>, WebError> {
     let rec = recordings(&state)?;
     if let Some(s) = &q.state {
         if !["recording", "complete", "incomplete"].contains(&s.as_str()) {
@@ -128,6 +131,33 @@ pub(crate) async fn list(
             )))
         }
     };
+    let want_reviewed = match q.review.as_deref() {
+        None => None,
+        Some("reviewed") => Some(true),
+        Some("unreviewed") => Some(false),
+        Some(other) => {
+            return Err(WebError::BadRequest(format!(
+                "review: expected reviewed or unreviewed, got {other:?}"
+            )))
+        }
+    };
+    // Where each recording's review stands (not a plain user's to read).
+    let reviews: std::collections::HashMap<String, portcullis_store::RecordingReview> =
+        if user.role == Role::User {
+            if want_reviewed.is_some() {
+                return Err(WebError::Forbidden(
+                    "reviews are for administrators, reviewers and the security team".into(),
+                ));
+            }
+            std::collections::HashMap::new()
+        } else {
+            state
+                .store
+                .list_reviews()?
+                .into_iter()
+                .map(|r| (r.recording.clone(), r))
+                .collect()
+        };
     // Sessions being recorded: their score so far is the live session's.
     let live: std::collections::HashMap<String, (u32, Vec<String>)> = state
         .broker
@@ -151,7 +181,10 @@ pub(crate) async fn list(
                 && q.target.as_ref().is_none_or(|t| contains_ci(&s.target, t))
                 && q.state.as_ref().is_none_or(|st| s.state.as_str() == st)
                 && q.from.is_none_or(|f| s.started_at_ms >= f)
-                && q.to.is_none_or(|t| s.started_at_ms <= t);
+                && q.to.is_none_or(|t| s.started_at_ms <= t)
+                && want_reviewed.is_none_or(|want| {
+                    reviews.get(&s.id).and_then(|r| r.reviewed()).is_some() == want
+                });
             if keep {
                 out.push(s);
             }
@@ -166,7 +199,21 @@ pub(crate) async fn list(
                 .then(a.id.cmp(&b.id))
         });
         out.truncate(MAX_LISTED);
-        Ok(Json(out))
+        let shown = out
+            .into_iter()
+            .map(|s| {
+                let review = reviews.get(&s.id);
+                let mut v = serde_json::to_value(&s).unwrap_or_default();
+                if user.role != Role::User {
+                    v["review"] = json!(review.and_then(|r| r.marks.last()).map(|m| json!({
+                        "state": m.state, "by": m.by, "at_ms": m.at_ms,
+                    })));
+                    v["flags"] = json!(review.map_or(0, |r| r.flags.len()));
+                }
+                v
+            })
+            .collect();
+        Ok(Json(shown))
     })
     .await
 }
