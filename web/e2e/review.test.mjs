@@ -228,3 +228,44 @@ test('the security team flags a session while it is being recorded; it is marked
   const reviewed = records.filter((e) => e.detail.action === 'reviewed');
   assert.ok(reviewed.some((e) => e.detail.comment === 'ok'), JSON.stringify(records));
 });
+
+test('how long a recording is kept follows the policy\'s retention entries, by target and risk', async () => {
+  const before = (await admin.get('/policy')).json.policy;
+  const put = async (retention) => admin.put('/policy', { ...before, retention });
+  try {
+    // No entry: the gateway's default (none configured here: for ever).
+    let keep = (await admin.get(`/recordings/${recorded}`)).json.keep;
+    assert.deepEqual(keep, { until_ms: null, rule: null, days: 0 });
+    let r = await put([
+      { name: 'high-risk', min_risk: 50, days: 730 },
+      { name: 'desks', targets: ['name:desk'], days: 90 },
+    ]);
+    assert.equal(r.status, 200, r.text);
+    const detail = (await admin.get(`/recordings/${recorded}`)).json;
+    keep = detail.keep;
+    assert.equal(keep.rule, 'desks', JSON.stringify(keep));
+    assert.equal(keep.days, 90);
+    assert.equal(keep.until_ms, detail.recording.ended_at_ms + 90 * 86_400_000);
+    // The player says so.
+    const page = await newPage(browser);
+    try {
+      await uiLogin(page, gw.base, 'rita', PASSWORD('rita'));
+      await page.waitForSelector('#nav-recordings');
+      await page.goto(`${gw.base}/#/recordings/${recorded}`);
+      await page.waitForFunction(() => /90 days, retention rule desks/.test(document.querySelector('#player-keep')?.textContent ?? ''), null, { timeout: 20000 });
+    } finally {
+      await page.context().close();
+    }
+    // Plain users are not told (the risk decides it too).
+    assert.equal('keep' in (await (await as('alice')).get(`/recordings/${recorded}`)).json, false);
+    // Bad entries are refused, naming the entry and the field; nothing changes.
+    r = await put([{ name: 'forever-and-more', days: 40000 }]);
+    assert.equal(r.status, 400);
+    assert.match(r.json.error, /retention "forever-and-more": days: 40000 days is more than the 36500 allowed/);
+    r = await put([{ name: 'x', days: 1, weeks: 2 }]);
+    assert.equal(r.status, 400);
+    assert.equal((await admin.get(`/recordings/${recorded}`)).json.keep.rule, 'desks');
+  } finally {
+    assert.equal((await admin.put('/policy', before)).status, 200);
+  }
+});

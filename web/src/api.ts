@@ -220,6 +220,8 @@ export interface RecordingDetail {
   inits: InitInfo[];
   segments: SegmentInfo[];
   thumbnails: ThumbnailInfo[];
+  /** How long it is kept (admins, reviewers, the security team): until (Unix ms; null: for ever or still recording), the deciding `[[retention]]` entry (null: the gateway's default), its days. */
+  keep?: { until_ms: number | null; rule: string | null; days: number };
 }
 
 /** One entry of the event track; the other fields depend on `type`. */

@@ -182,6 +182,9 @@ impl Kind {
     /// What start-up recovery is about to do to a recording left open, detail: action, state,
     /// reason, set_aside, cut.
     pub const RECORDING_RECOVERED: Kind = Kind(Cow::Borrowed("recording_recovered"));
+    /// A recording deleted at the end of its retention (actor `retention`), detail: user, rule
+    /// (the policy's `[[retention]]` entry, or `default`), days, risk_score, ended_at_ms.
+    pub const RECORDING_EXPIRED: Kind = Kind(Cow::Borrowed("recording_expired"));
     /// Written by a sealing log when it opens a log whose last record carries no seal (a log
     /// from before sealing, or a crash in the middle of a write), sealing it as found, detail:
     /// seq, hash (the record it covers), last_sealed_seq, earlier_records_sealed.

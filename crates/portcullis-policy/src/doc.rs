@@ -49,6 +49,10 @@ pub struct PolicyDoc {
     /// [`crate::risk`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub risk: Vec<crate::risk::RiskRuleDoc>,
+    /// How long recordings are kept, by target and risk (see [`crate::retention`]); none
+    /// matching: the gateway's `[recording] retention_days`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retention: Vec<crate::retention::RetentionDoc>,
 }
 
 impl PolicyDoc {
@@ -66,6 +70,7 @@ impl PolicyDoc {
             groups: BTreeMap::new(),
             rules: vec![rule],
             risk: Vec::new(),
+            retention: Vec::new(),
         }
     }
 }

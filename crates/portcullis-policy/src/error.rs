@@ -32,6 +32,18 @@ pub enum PolicyError {
         /// What is wrong with it.
         problem: Problem,
     },
+    /// A retention entry is invalid.
+    #[error("retention \"{name}\": {field}: {problem}")]
+    Retention {
+        /// Its position in the document's `retention` list.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// The field: `name`, `days`, `min_risk`, `targets[1]`.
+        field: String,
+        /// What is wrong with it.
+        problem: Problem,
+    },
     /// A group definition is invalid.
     #[error("group \"{group}\": {field}: {problem}")]
     Group {
@@ -135,6 +147,15 @@ pub enum Problem {
     /// Another risk rule of the document has this name.
     #[error("already used by another risk rule")]
     DuplicateRiskName,
+    /// Another retention entry of the document has this name.
+    #[error("already used by another retention entry")]
+    DuplicateRetentionName,
+    /// A retention longer than [`crate::retention::MAX_RETENTION_DAYS`].
+    #[error("{0} days is more than the 36500 allowed")]
+    RetentionTooLong(u32),
+    /// A risk score outside 0 to 100.
+    #[error("{0} is out of range (0 to 100)")]
+    RiskOutOfRange(u32),
     /// A risk rule that is not a built-in one without a pattern.
     #[error("a rule of its own needs a pattern")]
     MissingPattern,

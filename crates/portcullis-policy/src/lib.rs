@@ -57,6 +57,7 @@ pub mod explain;
 #[doc(hidden)]
 pub mod oracles;
 pub mod policy;
+pub mod retention;
 pub mod risk;
 mod target;
 mod window;
@@ -72,4 +73,5 @@ pub use doc::{
 pub use error::{PolicyError, Problem};
 pub use explain::{Action, Explanation, RuleCheck};
 pub use policy::Policy;
+pub use retention::{RetentionChoice, RetentionDoc};
 pub use risk::{RiskAction, RiskHit, RiskRuleDoc, RiskSet, TextSource};

@@ -37,6 +37,8 @@ pub struct Policy {
     labels: Index,
     /// The risk rules (built-ins as tuned, and the document's own), enabled ones only.
     risk: Vec<Arc<crate::risk::RiskRule>>,
+    /// The retention entries, in order.
+    retention: Vec<crate::retention::Retention>,
 }
 
 /// A compiled rule.
@@ -196,6 +198,17 @@ impl Policy {
     /// it has no valid policy (fail closed).
     pub fn deny_all() -> Policy {
         build(&PolicyDoc::default(), &mut Vec::new())
+    }
+
+    /// How long a recording of `target` (with `labels`) whose session scored `risk_score` is
+    /// kept: the first `[[retention]]` entry matching both; `None`: the gateway's default.
+    pub fn retention_for<L: AsRef<str>>(
+        &self,
+        target: &str,
+        labels: &[L],
+        risk_score: u32,
+    ) -> Option<crate::retention::RetentionChoice> {
+        crate::retention::choose(&self.retention, target, labels, risk_score)
     }
 
     /// The document this policy was compiled from.
@@ -449,6 +462,7 @@ fn build(doc: &PolicyDoc, problems: &mut Vec<PolicyError>) -> Policy {
         names: Index::default(),
         labels: Index::default(),
         risk: Vec::new(),
+        retention: Vec::new(),
     };
     let mut first_with_name: HashMap<&str, usize> = HashMap::new();
     for (i, rule_doc) in doc.rules.iter().enumerate() {
@@ -472,6 +486,7 @@ fn build(doc: &PolicyDoc, problems: &mut Vec<PolicyError>) -> Policy {
         policy.rules.push(rule);
     }
     policy.risk = crate::risk::compile(&doc.risk, problems);
+    policy.retention = crate::retention::compile(&doc.retention, problems);
     policy
 }
 

@@ -413,7 +413,7 @@ impl RiskSet {
 }
 
 /// A rule's name: 1 to 64 of letters, digits, `_` and `-`.
-fn check_rule_name(name: &str) -> Result<(), Problem> {
+pub(crate) fn check_rule_name(name: &str) -> Result<(), Problem> {
     if name.is_empty() {
         return Err(Problem::EmptyName);
     }

@@ -537,6 +537,7 @@ fn windowed(windows: Vec<WindowDoc>) -> Policy {
         groups: Default::default(),
         rules: vec![rule],
         risk: Vec::new(),
+        retention: Vec::new(),
     })
     .unwrap()
 }
@@ -759,6 +760,7 @@ fn a_minimal_rule_takes_the_defaults() {
         groups: Default::default(),
         rules: vec![RuleDoc::new("r", &["*"], &["label:prod"])],
         risk: Vec::new(),
+        retention: Vec::new(),
     };
     let toml_doc = parse("[[rules]]\nname = \"r\"\nsubjects = [\"*\"]\ntargets = [\"label:prod\"]");
     assert_eq!(toml_doc, expected);
@@ -964,6 +966,7 @@ fn many_rules() {
         groups: Default::default(),
         rules,
         risk: Vec::new(),
+        retention: Vec::new(),
     })
     .unwrap();
     let rule_of = |user: &str, name: &str, labels: &[&str]| {

@@ -313,6 +313,40 @@ impl SearchIndex {
             .delete_term(Term::from_field_text(self.fields.recording, id));
     }
 
+    /// Texts taken out (by [`SearchIndex::forget`] and committed) whose bytes are still in the
+    /// index's files, waiting for a merge.
+    pub fn taken_out_still_stored(&self) -> u64 {
+        self.reader
+            .searcher()
+            .segment_readers()
+            .iter()
+            .map(|s| u64::from(s.num_deleted_docs()))
+            .sum()
+    }
+
+    /// Rewrites every segment holding texts taken out (committed), without them, and deletes
+    /// the files no longer used: a forgotten recording's words leave the disk, not only the
+    /// results (retention). Returns how many segments were rewritten.
+    pub fn purge(&self) -> Result<usize, SearchError> {
+        let holding: Vec<tantivy::index::SegmentId> = self
+            .reader
+            .searcher()
+            .segment_readers()
+            .iter()
+            .filter(|s| s.num_deleted_docs() > 0)
+            .map(|s| s.segment_id())
+            .collect();
+        {
+            let mut writer = self.writer();
+            for id in &holding {
+                writer.merge(&[*id]).wait()?;
+            }
+            writer.garbage_collect_files().wait()?;
+        }
+        self.reader.reload()?;
+        Ok(holding.len())
+    }
+
     /// Writes what was added or taken out since the last commit, with `progress`, and makes it
     /// searchable.
     pub fn commit(&self, progress: &Progress) -> Result<(), SearchError> {

@@ -189,6 +189,10 @@ fn progress_survives_a_reopen_and_forget_takes_a_recording_out() {
         index
             .add(&rec("r1", "alice", "db1", 0), &[typed(0, "whoami")])
             .unwrap();
+        // In the same segment as r1's (a segment all taken out goes at the commit).
+        index
+            .add(&rec("r2", "bob", "db1", 0), &[typed(0, "uptime")])
+            .unwrap();
         index.commit(&progress).unwrap();
     }
     let index = SearchIndex::open(dir.path()).unwrap();
@@ -197,6 +201,20 @@ fn progress_survives_a_reopen_and_forget_takes_a_recording_out() {
     index.forget("r1");
     index.commit(&Progress::default()).unwrap();
     assert!(index.search(&q("whoami")).unwrap().is_empty());
+    // Taken out of the results at once, out of the files by a purge (retention); the rest stays.
+    assert_eq!(index.taken_out_still_stored(), 1);
+    assert_eq!(index.purge().unwrap(), 1);
+    assert_eq!(index.taken_out_still_stored(), 0);
+    assert_eq!(index.purge().unwrap(), 0);
+    assert_eq!(index.search(&q("uptime")).unwrap().len(), 1);
+    let bytes: Vec<u8> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flat_map(|f| std::fs::read(f.unwrap().path()).unwrap_or_default())
+        .collect();
+    assert!(
+        !bytes.windows(6).any(|w| w == b"whoami"),
+        "the forgotten text is still in a file"
+    );
     drop(index);
     let index = SearchIndex::rebuild(dir.path()).unwrap();
     assert!(index.is_empty());

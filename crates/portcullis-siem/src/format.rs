@@ -139,6 +139,7 @@ pub fn severity(entry: &Entry) -> Severity {
         || *kind == Kind::SESSION_UNFREEZE
         || *kind == Kind::USER_UNLOCK
         || *kind == Kind::EXPORT
+        || *kind == Kind::RECORDING_EXPIRED
         || *kind == Kind::MFA
         || *kind == Kind::POLICY
     {
@@ -173,6 +174,7 @@ pub fn kind_name(kind: &Kind) -> &str {
         "user_unlock" => "User unlocked",
         "recording_closed" => "Recording closed",
         "recording_recovered" => "Recording recovered at start",
+        "recording_expired" => "Recording deleted (retention)",
         "audit_sealed" => "Audit trail sealed as found at start",
         other => other,
     }

@@ -53,6 +53,7 @@ pub use auth::LoginSessions;
 pub use error::WebError;
 pub use policy::store as policy_store;
 pub use rdp::{gate as rdp_gate, preauth as rdp_preauth, tickets as rdp_tickets};
+pub use recordings::retention;
 pub use recordings::search::{index_dir as search_index_dir, Search};
 pub use recordings::Recordings;
 pub use tls::{load_or_create_self_signed, server_config, TlsFiles};
@@ -124,6 +125,9 @@ pub struct AppState {
     pub(crate) sso_writes: Arc<tokio::sync::Mutex<()>>,
     /// Announces access requests and decisions (started by [`serve_https`]).
     pub(crate) webhook: requests::webhook::Webhook,
+    /// How long a recording no `[[retention]]` entry of the policy matches is kept after its
+    /// session ended (`[recording] retention_days`); `None`: for ever.
+    pub retention_default: Option<std::time::Duration>,
 }
 
 impl AppState {
@@ -168,6 +172,7 @@ impl AppState {
             }),
             sso_writes: Arc::default(),
             webhook: requests::webhook::Webhook::default(),
+            retention_default: None,
         }
     }
 
@@ -198,6 +203,13 @@ impl AppState {
     /// Serves stored recordings too.
     pub fn with_recordings(mut self, recordings: Recordings) -> Self {
         self.recordings = Some(recordings);
+        self
+    }
+
+    /// Keeps recordings no `[[retention]]` entry matches for `default` after their end (`None`:
+    /// for ever); [`retention::spawn`] deletes them after.
+    pub fn with_retention_default(mut self, default: Option<std::time::Duration>) -> Self {
+        self.retention_default = default;
         self
     }
 

@@ -99,7 +99,12 @@ fn policy_doc_schema() -> Value {
                         "request": { "type": "object", "required": ["approvers"], "description": "access by approved request only (just in time)", "properties": {
                             "approvers": { "type": "array", "items": { "type": "string" } },
                             "approvals": { "type": "integer", "minimum": 1, "maximum": 10, "default": 1 },
-                            "max_duration_secs": { "type": "integer", "minimum": 60, "maximum": 2592000, "default": 14400 } } } } } } } })
+                            "max_duration_secs": { "type": "integer", "minimum": 60, "maximum": 2592000, "default": 14400 } } } } } },
+                    "retention": { "type": "array", "description": "how long recordings are kept: the first entry matching a recording's target and its session's risk decides; none: [recording] retention_days", "items": { "type": "object", "required": ["name", "days"], "properties": {
+                        "name": { "type": "string" }, "description": { "type": "string" },
+                        "targets": { "type": "array", "items": { "type": "string", "example": "label:prod" }, "default": ["*"] },
+                        "min_risk": { "type": "integer", "minimum": 0, "maximum": 100, "default": 0 },
+                        "days": { "type": "integer", "minimum": 0, "maximum": 36500, "description": "after the session's end; 0 keeps for ever" } } } } } })
 }
 
 /// The body of `POST /policy/explain`.

@@ -4,6 +4,7 @@
 
 pub(crate) mod api;
 mod report;
+pub mod retention;
 pub(crate) mod review;
 pub(crate) mod search;
 

@@ -3,15 +3,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use portcullis_audit::{AuditLog, Filter, Kind, Record};
 use portcullis_recorder::{GatewayRecorder, KeystrokeLog, RecorderConfig};
 use portcullis_recording::manifest::{fingerprint, EndState};
 use portcullis_recording::{
-    unix_ms, ClosedOnRecord, LiveRecordings, LocalDisk, RecordingStorage, RecoveryAct,
-    RecoveryTrail, SigningKey, VerifyingKey,
+    unix_ms, ClosedOnRecord, LocalDisk, RecordingStorage, RecoveryAct, RecoveryTrail, SigningKey,
+    VerifyingKey,
 };
 use portcullis_secrets::SecretKey;
 use tracing::{info, warn};
@@ -19,8 +18,6 @@ use tracing::{info, warn};
 use crate::config::Config;
 
 pub(crate) const SIGNING_KEY_AAD: &[u8] = b"portcullis recording signing key v1";
-/// How often retention looks for expired recordings.
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Loads the recording signing key, sealed at rest with the gateway's secret key, creating it
 /// on first use, but never when the audit trail already carries a seal: that trail was sealed
@@ -164,9 +161,8 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 /// What `serve` needs for recording.
 pub(crate) struct Recording {
     pub recorder: Arc<GatewayRecorder>,
+    /// The stored recordings (storage, which are live) as the web layer and retention read them.
     pub web: portcullis_web::Recordings,
-    pub storage: Arc<dyn RecordingStorage>,
-    pub live: LiveRecordings,
     /// The uploads to the object store, when recordings go there.
     pub uploads: Option<portcullis_objects::Spooled>,
     /// The recordings folder is this gateway's alone while it runs.
@@ -418,13 +414,10 @@ pub(crate) fn set_up(
         GatewayRecorder::new(Arc::clone(&storage), Arc::clone(&key), cfg).with_on_closed(on_closed),
     );
     let live = recorder.live();
-    let web =
-        portcullis_web::Recordings::new(Arc::clone(&storage), live.clone(), key.verifying_key());
+    let web = portcullis_web::Recordings::new(storage, live, key.verifying_key());
     Ok(Some(Recording {
         recorder,
         web,
-        storage,
-        live,
         uploads,
         _folder: folder,
     }))
@@ -453,35 +446,6 @@ fn object_store(
         remote,
         o.upload_every,
     ))
-}
-
-/// Deletes expired recordings now and then, for as long as the runtime runs.
-pub(crate) fn spawn_retention(
-    storage: Arc<dyn RecordingStorage>,
-    live: LiveRecordings,
-    retention: Duration,
-) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(RETENTION_EVERY);
-        loop {
-            every.tick().await;
-            let storage = Arc::clone(&storage);
-            let live = live.clone();
-            let cutoff = unix_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-            let done = tokio::task::spawn_blocking(move || {
-                portcullis_recording::expire(storage.as_ref(), cutoff, |id| live.contains(id))
-            })
-            .await;
-            match done {
-                Ok(Ok(ids)) if !ids.is_empty() => {
-                    info!(count = ids.len(), "deleted recordings past their retention")
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => warn!(error = %e, "retention failed"),
-                Err(e) => warn!(error = %e, "retention task failed"),
-            }
-        }
-    });
 }
 
 fn parse_public_key(text: &str) -> Result<VerifyingKey> {

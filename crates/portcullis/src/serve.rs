@@ -261,7 +261,8 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     }
     let mut state = portcullis_web::AppState::new(store, Arc::new(key), broker)
         .with_audit(audit)
-        .with_mfa_required_roles(config.auth.mfa_required_roles.clone());
+        .with_mfa_required_roles(config.auth.mfa_required_roles.clone())
+        .with_retention_default(config.recording.retention);
     if let Some(r) = &recording {
         state = state.with_recordings(r.web.clone());
         // Search across the recordings: an index under the data directory, derived from them.
@@ -393,8 +394,9 @@ pub(crate) fn serve(config: Config) -> Result<()> {
             // They run until the gateway stops; what was not delivered yet goes next time.
             forwarders.push(forwarder.spawn(stopped(siem_stop_rx.clone())));
         }
-        if let (Some(r), Some(retention)) = (&recording, config.recording.retention) {
-            recording::spawn_retention(Arc::clone(&r.storage), r.live.clone(), retention);
+        // Retention by the policy's [[retention]] entries, else [recording] retention_days.
+        if recording.is_some() {
+            portcullis_web::retention::spawn(state.clone());
         }
         if let Some((tls, public_key, listener)) = rdp {
             let listener = tokio::net::TcpListener::from_std(listener)

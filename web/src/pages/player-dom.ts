@@ -32,6 +32,7 @@ export interface MetaElements {
   duration: HTMLElement;
   state: HTMLElement;
   endReason: HTMLElement;
+  keep: HTMLElement;
 }
 
 /** The player page's elements. */
@@ -87,6 +88,7 @@ export function buildPlayerDom(main: HTMLElement, id: string): PlayerDom {
     duration: metaValue('duration'),
     state: metaValue('state'),
     endReason: metaValue('end-reason'),
+    keep: metaValue('keep'),
   };
   const metaList = h(
     'dl',
@@ -100,6 +102,7 @@ export function buildPlayerDom(main: HTMLElement, id: string): PlayerDom {
         ['Duration', meta.duration],
         ['State', meta.state],
         ['End reason', meta.endReason],
+        ['Kept until', meta.keep],
       ] as const
     ).map(([label, dd]) => h('div', { class: 'meta-item' }, h('dt', null, label), dd)),
   );
@@ -224,6 +227,13 @@ export function showMeta(dom: PlayerDom, detail: RecordingDetail, durationMs: nu
   meta.duration.textContent = formatDuration(Math.max(r.duration_ms, durationMs));
   replace(meta.state, h('span', { class: stateClass(r.state) }, r.state));
   meta.endReason.textContent = r.end_reason ?? (r.state === 'recording' ? '(still recording)' : '—');
+  const keep = detail.keep;
+  meta.keep.parentElement!.hidden = !keep;
+  if (keep) {
+    const why = keep.rule ? `retention rule ${keep.rule}` : 'the gateway default';
+    meta.keep.textContent =
+      keep.until_ms !== null ? `${formatStart(keep.until_ms)} (${keep.days} days, ${why})` : keep.days === 0 ? `for ever (${why})` : `${keep.days} days after the end (${why})`;
+  }
   dom.live.hidden = !isLive;
   document.title = `${r.user} → ${r.target} · Recording · Portcullis`;
 }

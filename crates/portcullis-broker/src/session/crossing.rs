@@ -333,6 +333,7 @@ mod tests {
             groups: Default::default(),
             rules: vec![rule],
             risk: Vec::new(),
+            retention: Vec::new(),
         };
         let who = Subject {
             user: "alice",

@@ -238,20 +238,30 @@ pub(crate) async fn detail(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, WebError> {
     let rec = recordings(&state)?;
-    blocking(move || {
-        let mut summary = visible(&rec, &user, &id)?;
-        hide_risk(&user, &mut summary);
+    let plain = user.role == Role::User;
+    let (summary, mut out) = blocking(move || {
+        let summary = visible(&rec, &user, &id)?;
+        let mut shown = summary.clone();
+        hide_risk(&user, &mut shown);
         let d = rec.detail(&id).map_err(storage_error)?;
         let codec = d.inits.first().map(|p| p.codec.clone());
-        Ok(Json(json!({
-            "recording": summary,
-            "codec": codec,
-            "inits": d.inits,
-            "segments": d.segments,
-            "thumbnails": d.thumbnails,
-        })))
+        Ok((
+            summary,
+            json!({
+                "recording": shown,
+                "codec": codec,
+                "inits": d.inits,
+                "segments": d.segments,
+                "thumbnails": d.thumbnails,
+            }),
+        ))
     })
-    .await
+    .await?;
+    // How long it is kept and under which entry (the risk decides it too: not for plain users).
+    if !plain {
+        out["keep"] = json!(super::retention::keep_of(&state, &summary)?);
+    }
+    Ok(Json(out))
 }
 
 /// Serves bytes of a recording the caller may see; what is listed never changes, so it may be

@@ -133,6 +133,7 @@ impl Indexer {
             .filter(|id| !present.contains(id.as_str()))
             .cloned()
             .collect();
+        let forgot = !gone.is_empty();
         for id in gone {
             self.index.forget(&id);
             self.progress.recordings.remove(&id);
@@ -163,6 +164,11 @@ impl Indexer {
             self.index
                 .commit(&self.progress)
                 .map_err(|e| e.to_string())?;
+        }
+        // A deleted recording's words leave the index's files too (retention), not only the
+        // results.
+        if forgot {
+            self.index.purge().map_err(|e| e.to_string())?;
         }
         Ok(added)
     }
