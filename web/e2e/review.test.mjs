@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  startDesktop, startGateway, launchBrowser, newPage, openTarget, uiLogin, until, userWithTarget,
+  startDesktop, startGateway, launchBrowser, newPage, uiLogin, until, userWithTarget,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -23,11 +23,16 @@ let recorded, duration;
 /** Moments inside it. */
 const at = (fraction) => Math.floor(duration * fraction);
 
-/** Opens the desktop as alice in a new page and types `lines`; the page and the session id. */
-async function session(lines) {
+/** Opens the desktop as `user` (alice) in a new page and types `lines`; the page and the session id. */
+async function session(lines, user = 'alice') {
   const page = await newPage(browser);
   try {
-    await openTarget(page, gw.base, 'alice', PASSWORD('alice'), 'desk');
+    await uiLogin(page, gw.base, user, PASSWORD(user));
+    // Reviewers land on the recordings: the targets are a click away.
+    await page.waitForSelector('#nav-targets');
+    await page.click('#nav-targets');
+    await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
+    await page.click('[data-target="desk"]');
     await page.waitForFunction(() => window.__portcullis?.sessionId && window.__portcullis.framesPainted >= 1, null, { timeout: 20000 });
     const id = await page.evaluate(() => window.__portcullis.sessionId);
     await page.click('#session-canvas', { position: { x: 300, y: 200 } });
@@ -58,12 +63,15 @@ async function reviewRecords(id) {
 
 before(async () => {
   desk = await startDesktop(VNC, '1024x768', 'xvnc');
-  gw = await startGateway({ adminPassword: ADMIN });
+  // Recordings are kept 30 days by the configuration: the floor the policy's entries can only raise.
+  gw = await startGateway({ adminPassword: ADMIN, extraConfig: '[recording]\nretention_days = 30\n' });
   browser = await launchBrowser();
   admin = await userWithTarget(gw, { adminPassword: ADMIN, password: PASSWORD('alice'), desktop: desk, vncPassword: VNC });
-  for (const [name, role] of [['rita', 'reviewer'], ['sam', 'soc']]) {
+  for (const [name, role] of [['rita', 'reviewer'], ['sam', 'soc'], ['rex', 'reviewer']]) {
     assert.equal((await admin.post('/users', { name, password: PASSWORD(name), role })).status, 201);
   }
+  // A reviewer who also works on the desktop.
+  assert.equal((await admin.post('/grants', { user: 'rex', target: 'desk' })).status, 201);
   const s = await session([`echo payroll${MARK} > /dev/null`]);
   await until('the typed line in the event track', async () => {
     const events = (await admin.get(`/recordings/${s.id}/events`)).json ?? [];
@@ -229,14 +237,20 @@ test('the security team flags a session while it is being recorded; it is marked
   assert.ok(reviewed.some((e) => e.detail.comment === 'ok'), JSON.stringify(records));
 });
 
-test('how long a recording is kept follows the policy\'s retention entries, by target and risk', async () => {
+test('how long a recording is kept follows the policy\'s retention entries, never below the configuration\'s', async () => {
   const before = (await admin.get('/policy')).json.policy;
   const put = async (retention) => admin.put('/policy', { ...before, retention });
   try {
-    // No entry: the gateway's default (none configured here: for ever).
+    // No entry: the configuration's 30 days.
+    const ended = (await admin.get(`/recordings/${recorded}`)).json.recording.ended_at_ms;
     let keep = (await admin.get(`/recordings/${recorded}`)).json.keep;
-    assert.deepEqual(keep, { until_ms: null, rule: null, days: 0 });
-    let r = await put([
+    assert.deepEqual(keep, { until_ms: ended + 30 * 86_400_000, rule: null, days: 30 });
+    // An entry shorter than the configuration's changes nothing: the policy (changed through the
+    // API) keeps longer, never shorter.
+    let r = await put([{ name: 'purge', days: 1 }]);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual((await admin.get(`/recordings/${recorded}`)).json.keep, keep);
+    r = await put([
       { name: 'high-risk', min_risk: 50, days: 730 },
       { name: 'desks', targets: ['name:desk'], days: 90 },
     ]);
@@ -268,4 +282,24 @@ test('how long a recording is kept follows the policy\'s retention entries, by t
   } finally {
     assert.equal((await admin.put('/policy', before)).status, 200);
   }
+});
+
+test('nobody reviews their own session: a reviewer\'s own recording is refused to them, on record, and left to the others', async () => {
+  const own = await session([`echo rex${MARK} > /dev/null`], 'rex');
+  await own.page.context().close();
+  await until('rex\'s recording closed', async () => (await admin.get(`/recordings/${own.id}`)).json?.recording?.state === 'complete', 20000);
+  const rex = await as('rex');
+  for (const [what, r] of [
+    ['flag', await rex.post(`/recordings/${own.id}/flags`, { t_ms: 0, note: 'all fine here' })],
+    ['mark', await rex.post(`/recordings/${own.id}/review`, { state: 'reviewed', comment: 'fine' })],
+  ]) {
+    assert.equal(r.status, 403, `${what}: ${r.text}`);
+    assert.match(r.json.error, /session of your own/);
+  }
+  const rita = await as('rita');
+  assert.equal((await rita.post(`/recordings/${own.id}/review`, { state: 'reviewed', comment: 'checked' })).status, 200);
+  const records = await reviewRecords(own.id);
+  assert.ok(records.some((e) => e.actor === 'rex' && e.detail.outcome === 'refused' && e.detail.error === 'own session'), JSON.stringify(records));
+  // Account ids stay inside the gateway.
+  assert.doesNotMatch((await rita.get(`/recordings/${own.id}/review`)).text, /by_id/);
 });

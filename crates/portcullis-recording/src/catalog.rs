@@ -1023,6 +1023,9 @@ fn recover_one(
     }
     let sink = storage.reopen(id)?;
     let mut w = RecordingWriter::resume(id.to_owned(), sink, Arc::clone(key), here, s.chain);
+    // The session's risk score and rules, from the risk events the kept track holds: a session
+    // cut by a crash (the suspicious kind) keeps its score, for the list, reports and retention.
+    for_each_risk_event(storage, id, |rule, score| w.recount_risk(rule, score))?;
     w.close(
         act.state.unwrap_or(EndState::Incomplete),
         &reason,
@@ -1176,4 +1179,49 @@ pub fn expire(
         }
     }
     Ok(deleted)
+}
+
+/// Calls `f(rule, score)` for each `risk` event of recording `id`'s event track as stored, read
+/// a piece at a time (a line longer than the writer ever writes is passed over).
+fn for_each_risk_event(
+    storage: &dyn RecordingStorage,
+    id: &str,
+    mut f: impl FnMut(&str, u32),
+) -> Result<(), StorageError> {
+    const PIECE: u64 = 4 << 20;
+    let Some(len) = storage.len(id, crate::manifest::EVENTS)? else {
+        return Ok(());
+    };
+    let mut carry: Vec<u8> = Vec::new();
+    let mut at = 0;
+    let mut take = |line: &[u8]| {
+        if !line.windows(13).any(|w| w == b"\"type\":\"risk\"") {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+            return;
+        };
+        let rule = v.get("rule").and_then(serde_json::Value::as_str);
+        let score = v.get("score").and_then(serde_json::Value::as_u64);
+        if let (Some(rule), Some(score)) = (rule, score) {
+            f(rule, u32::try_from(score).unwrap_or(u32::MAX));
+        }
+    };
+    while at < len {
+        let n = (len - at).min(PIECE);
+        let piece = storage.read(id, crate::manifest::EVENTS, at, n)?;
+        at += n;
+        carry.extend_from_slice(&piece);
+        let mut start = 0;
+        while let Some(end) = carry[start..].iter().position(|&b| b == b'\n') {
+            take(&carry[start..start + end]);
+            start += end + 1;
+        }
+        carry.drain(..start);
+        if carry.len() as u64 > PIECE {
+            carry.clear();
+        }
+    }
+    take(&carry);
+    Ok(())
 }

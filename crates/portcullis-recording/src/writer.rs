@@ -156,6 +156,12 @@ impl RecordingWriter {
         }
     }
 
+    /// Counts a risk rule that fired in what the track already holds (a recording closed by
+    /// recovery keeps its score).
+    pub(crate) fn recount_risk(&mut self, rule: &str, score: u32) {
+        self.risk.add(rule, score);
+    }
+
     /// Adds an event to the track; it is written with the next commit.
     pub fn event(&mut self, t_ms: u64, event: &SessionEvent) {
         self.last_event_ms = t_ms;

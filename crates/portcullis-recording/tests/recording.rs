@@ -1165,3 +1165,53 @@ fn a_recordings_folder_is_one_gateways_at_a_time() {
     assert!(portcullis_recording::storage::lock_folder(&root).is_err());
     assert!(!elsewhere.exists());
 }
+
+#[test]
+fn a_recording_closed_by_recovery_keeps_its_risk_score_and_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    let mut w = RecordingWriter::create(&disk, Arc::clone(&key), meta("r1")).unwrap();
+    w.begin_part(1280, 800, "avc1.64001f", b"init-bytes")
+        .unwrap();
+    for (i, (rule, score)) in [
+        ("log_clearing", 40),
+        ("account_creation", 30),
+        ("log_clearing", 40),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let i = i as u64;
+        w.event(
+            i * 1000 + 5,
+            &SessionEvent::Risk {
+                rule: rule.into(),
+                description: "d".into(),
+                source: "typed".into(),
+                action: "alert".into(),
+                score,
+                excerpt: "x".into(),
+            },
+        );
+        w.segment(
+            SegmentInfo {
+                start_ms: i * 1000,
+                end_ms: (i + 1) * 1000,
+                key: i == 0,
+                frames: 1,
+            },
+            &[1; 10],
+            None,
+        )
+        .unwrap();
+    }
+    // The gateway dies here: no end line.
+    drop(w);
+    let done = recover(&disk, &key, &Trail::default(), 1_700_000_200_000).unwrap();
+    assert_eq!(done.len(), 1);
+    let s = summary(&disk, "r1", false).unwrap();
+    assert_eq!(s.state, ListedState::Incomplete);
+    assert_eq!(s.risk_score, 70, "each rule counted once");
+    assert_eq!(s.risk_rules, ["log_clearing", "account_creation"]);
+}

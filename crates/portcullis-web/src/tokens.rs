@@ -198,7 +198,8 @@ pub const ROUTES: &[(&str, &str, Need)] = {
             "/recordings/{id}/flags/{flag}",
             Scope(RECORDINGS_REVIEW),
         ),
-        ("get", "/recordings/{id}/report", Scope(RECORDINGS_REVIEW)),
+        // The report holds what was typed and shown: the content scope (and a reviewing role).
+        ("get", "/recordings/{id}/report", Scope(RECORDINGS_READ)),
     ]
 };
 

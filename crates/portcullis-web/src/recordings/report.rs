@@ -35,6 +35,12 @@ pub(crate) struct ReportInput<'a> {
     pub generated_at_ms: i64,
 }
 
+/// Invisible characters that reorder or hide text (bidirectional overrides and isolates, zero-
+/// width characters, the byte order mark): `gpj.exe` must not read as `exe.jpg`.
+pub(crate) fn is_format_char(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
 /// Escapes text for HTML element content and quoted attribute values.
 pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -45,7 +51,9 @@ pub(crate) fn esc(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            c if (c.is_control() && c != '\n' && c != '\t') || is_format_char(c) => {
+                out.push('\u{fffd}')
+            }
             c => out.push(c),
         }
     }
@@ -165,17 +173,33 @@ fn direction(d: &str) -> &str {
 /// The report as one HTML document.
 pub(crate) fn render(input: &ReportInput<'_>) -> String {
     let s = input.summary;
-    let events: Vec<Value> = input
-        .track
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
-        .collect();
-    let entry = events
-        .iter()
-        .find(|e| text_of(e, "type") == "session_start")
-        .map(|e| text_of(e, "entry").to_owned())
-        .filter(|e| !e.is_empty());
+    // One line at a time, and only what the report shows (screen words, hundreds an hour, are for
+    // search): a long track never sits in memory as JSON values.
+    let is_screen = |l: &[u8]| l.windows(22).any(|w| w == b"\"type\":\"screen_text\"");
+    let mut entry = None;
+    let mut noted_rows: Vec<(u64, &'static str, String)> = Vec::new();
+    let mut noted_total = 0usize;
+    let mut texts_track = Vec::with_capacity(input.track.len().min(1 << 20));
+    for line in input.track.split(|&b| b == b'\n') {
+        if line.is_empty() || is_screen(line) {
+            continue;
+        }
+        texts_track.extend_from_slice(line);
+        texts_track.push(b'\n');
+        let Ok(e) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if entry.is_none() && text_of(&e, "type") == "session_start" {
+            entry = Some(text_of(&e, "entry").to_owned()).filter(|e| !e.is_empty());
+        }
+        if let Some((class, text)) = noted(&e) {
+            noted_total += 1;
+            if noted_rows.len() < MAX_ROWS {
+                let t = e.get("t_ms").and_then(Value::as_u64).unwrap_or(0);
+                noted_rows.push((t, class, text));
+            }
+        }
+    }
     let mut h = String::with_capacity(64 * 1024);
     let title = format!("Session report: {} on {}", s.user, s.target);
     let _ = write!(
@@ -298,16 +322,9 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
     }
 
     // What the gateway noted.
-    let noted: Vec<(u64, &'static str, String)> = events
-        .iter()
-        .filter_map(|e| {
-            let t = e.get("t_ms").and_then(Value::as_u64).unwrap_or(0);
-            noted(e).map(|(class, text)| (t, class, text))
-        })
-        .collect();
-    let _ = writeln!(h, "<h2>What the gateway noted ({})</h2>", noted.len());
+    let _ = writeln!(h, "<h2>What the gateway noted ({noted_total})</h2>");
     h.push_str("<table><tr><th>At</th><th>What</th></tr>\n");
-    for (t, class, text) in noted.iter().take(MAX_ROWS) {
+    for (t, class, text) in &noted_rows {
         let _ = writeln!(
             h,
             "<tr class=\"{class}\"><td>{}</td><td>{}</td></tr>",
@@ -316,16 +333,16 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
         );
     }
     h.push_str("</table>\n");
-    if noted.len() > MAX_ROWS {
+    if noted_total > MAX_ROWS {
         let _ = writeln!(
             h,
             "<p>… and {} more (see the recording).</p>",
-            noted.len() - MAX_ROWS
+            noted_total - MAX_ROWS
         );
     }
 
     // Command lines, clipboard text and file names, as search reads them.
-    let reading = read_track(input.track, &Resume::default(), true);
+    let reading = read_track(&texts_track, &Resume::default(), true);
     let texts: Vec<_> = reading
         .entries
         .iter()
@@ -404,7 +421,7 @@ mod tests {
 
     #[test]
     fn everything_typed_is_escaped() {
-        let evil = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'&";
+        let evil = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'&\u{202e}gpj.exe";
         let review = RecordingReview {
             recording: "rec-1".into(),
             marks: vec![ReviewMark {
@@ -451,6 +468,10 @@ mod tests {
             "the risk hit is listed"
         );
         assert_eq!(html.matches("<script").count(), 0);
+        assert!(
+            !html.contains('\u{202e}'),
+            "a direction override got through"
+        );
         assert!(html.contains("Content-Security-Policy"));
     }
 

@@ -3,7 +3,7 @@
 //! A closed recording is kept for the days of the first `[[retention]]` entry of the policy
 //! matching its target (name and labels) and its session's risk score (so high-risk sessions can
 //! be kept longer); none matching, for the gateway's `[recording] retention_days` (none: for
-//! ever). Once over, the recording goes whole (video, event track, thumbnails, manifest), its
+//! ever), which is also the floor: the policy (changed through the API) only keeps longer. Once over, the recording goes whole (video, event track, thumbnails, manifest), its
 //! review (marks and flags) with it, and the search indexer takes its words out of the index and
 //! its files. Each deletion is in the audit trail before it happens, naming the deciding entry.
 
@@ -13,6 +13,7 @@ use std::time::Duration;
 use portcullis_audit::{Kind, Record};
 use portcullis_policy::Policy;
 use portcullis_recording::catalog::{ListedState, Summary};
+use portcullis_recording::manifest::MANIFEST;
 use portcullis_recording::StorageError;
 use serde::Serialize;
 use tracing::{info, warn};
@@ -36,17 +37,24 @@ pub struct Keep {
     pub days: u32,
 }
 
-/// How long `s` (whose target has `labels`) is kept under `policy`, with `default` when no entry
-/// matches.
+/// How long `s` (whose target has `labels`) is kept under `policy`, with `default` (the
+/// configuration's `[recording] retention_days`) as the floor: an entry of the policy — which an
+/// administrator changes through the API — can keep a recording longer, never shorter; deleting
+/// evidence sooner takes the host's configuration. With no default (kept for ever) nothing is
+/// deleted, whatever the policy says.
 pub fn keep(policy: &Policy, default: Option<Duration>, s: &Summary, labels: &[String]) -> Keep {
+    // 0: for ever.
+    let floor = default.map_or(0, |d| {
+        u32::try_from(d.as_secs().div_ceil(86_400))
+            .unwrap_or(u32::MAX)
+            .max(1)
+    });
     let (rule, days) = match policy.retention_for(&s.target, labels, s.risk_score) {
-        Some(choice) => (Some(choice.rule.to_string()), choice.days),
-        None => (
-            None,
-            default.map_or(0, |d| {
-                u32::try_from(d.as_secs().div_ceil(86_400)).unwrap_or(u32::MAX)
-            }),
-        ),
+        Some(choice) if floor != 0 && (choice.days == 0 || choice.days > floor) => {
+            (Some(choice.rule.to_string()), choice.days)
+        }
+        // Shorter than the floor, or the floor keeps for ever: the configuration's.
+        _ => (None, floor),
     };
     let until_ms = match (s.ended_at_ms, days) {
         (_, 0) => None,
@@ -134,13 +142,15 @@ pub async fn pass(state: &AppState, now_ms: i64) -> Result<Vec<String>, WebError
         let done = state
             .audit
             .before(record, || {
-                match storage.delete(&id) {
-                    // Another gateway of the cluster deleted it first.
-                    Ok(()) | Err(StorageError::NotFound(_)) => {}
-                    Err(e) => return Err(WebError::Internal(e.to_string())),
-                }
-                state.store.delete_review(&id)?;
-                Ok(())
+                blocking_here(|| {
+                    match storage.delete(&id) {
+                        // Another gateway of the cluster deleted it first.
+                        Ok(()) | Err(StorageError::NotFound(_)) => {}
+                        Err(e) => return Err(WebError::Internal(e.to_string())),
+                    }
+                    state.store.delete_review(&id)?;
+                    Ok(())
+                })
             })
             .await;
         match done {
@@ -156,7 +166,31 @@ pub async fn pass(state: &AppState, now_ms: i64) -> Result<Vec<String>, WebError
             "deleted recordings past their retention"
         );
     }
+    // Reviews of recordings gone (a mark made as its recording was deleted, a review whose
+    // deletion failed): their notes do not outlive the recording.
+    for review in state.store.list_reviews()? {
+        let id = review.recording;
+        let gone = blocking_here(|| {
+            Ok(matches!(
+                rec.storage.len(&id, MANIFEST),
+                Ok(None) | Err(StorageError::NotFound(_) | StorageError::InvalidName(_))
+            ))
+        })?;
+        if gone {
+            state.store.delete_review(&id)?;
+            info!(recording = %id, "deleted the review of a recording that is gone");
+        }
+    }
     Ok(deleted)
+}
+
+/// Runs blocking work (files, the store) from the runtime: announced to a multi-threaded one so
+/// its other tasks move on (a single-threaded one, in tests, just runs it).
+fn blocking_here<T>(f: impl FnOnce() -> Result<T, WebError>) -> Result<T, WebError> {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Runs [`pass`] every [`RETENTION_EVERY`] (the first at once) for as long as the runtime runs.
@@ -288,12 +322,27 @@ mod tests {
             v.sort();
             v
         };
-        // Within a day: nothing goes.
-        assert!(pass(&state, ENDED + day / 2).await.unwrap().is_empty());
-        // The lab's one day is over.
-        assert_eq!(ids(pass(&state, ENDED + 2 * day).await.unwrap()), ["lab"]);
-        // The default 30 days: the calm one goes with its review; the risky one stays (730 days).
-        assert_eq!(ids(pass(&state, ENDED + 31 * day).await.unwrap()), ["calm"]);
+        // A review left of a recording that is gone goes at the next pass.
+        store
+            .update_review("ghost", &mut |r| {
+                r.marks.clear();
+                true
+            })
+            .unwrap();
+        // The lab's entry says one day, but the configuration's 30 days are the floor (the
+        // policy, changed through the API, never deletes sooner).
+        assert!(pass(&state, ENDED + 2 * day).await.unwrap().is_empty());
+        assert_eq!(store.get_review("ghost").unwrap(), None);
+        assert!(
+            store.get_review("calm").unwrap().is_some(),
+            "its recording is there"
+        );
+        // The default 30 days: the calm one goes with its review, the lab one with it; the risky
+        // one stays (730 days).
+        assert_eq!(
+            ids(pass(&state, ENDED + 31 * day).await.unwrap()),
+            ["calm", "lab"]
+        );
         assert_eq!(store.get_review("calm").unwrap(), None);
         assert_eq!(
             ids(pass(&state, ENDED + 729 * day).await.unwrap()),
@@ -313,7 +362,11 @@ mod tests {
             .unwrap()
             .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap_or_default())
             .collect::<String>();
-        for (id, rule) in [("lab", "lab"), ("calm", "default"), ("risky", "high-risk")] {
+        for (id, rule) in [
+            ("lab", "default"),
+            ("calm", "default"),
+            ("risky", "high-risk"),
+        ] {
             let line = trail
                 .lines()
                 .find(|l| {
@@ -346,10 +399,17 @@ mod tests {
             risk_score: 0,
             risk_rules: Vec::new(),
         };
-        let prod = keep(&policy, None, &s, &["prod".to_owned()]);
+        let week = Some(Duration::from_secs(86_400 * 7));
+        let prod = keep(&policy, week, &s, &["prod".to_owned()]);
         assert_eq!(prod.rule.as_deref(), Some("prod"));
         assert_eq!(prod.until_ms, Some(ENDED + 365 * DAY_MS));
-        let default = keep(&policy, Some(Duration::from_secs(86_400 * 7)), &s, &[]);
+        // Never shorter than the configuration's.
+        let year = Some(Duration::from_secs(86_400 * 400));
+        let floored = keep(&policy, year, &s, &["prod".to_owned()]);
+        assert_eq!((floored.rule, floored.days), (None, 400));
+        // No configured retention: the policy deletes nothing.
+        assert_eq!(keep(&policy, None, &s, &["prod".to_owned()]).until_ms, None);
+        let default = keep(&policy, week, &s, &[]);
         assert_eq!(
             (default.rule, default.days, default.until_ms),
             (None, 7, Some(ENDED + 7 * DAY_MS))
@@ -361,7 +421,7 @@ mod tests {
         );
         s.ended_at_ms = None;
         assert_eq!(
-            keep(&policy, None, &s, &["prod".to_owned()]).until_ms,
+            keep(&policy, week, &s, &["prod".to_owned()]).until_ms,
             None,
             "still recording"
         );

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use portcullis_audit::{Kind, Record};
-use portcullis_recording::catalog::{self, Piece};
+use portcullis_recording::catalog::{self, Piece, Summary};
 use portcullis_recording::manifest::EVENTS;
 use portcullis_store::{RecordingReview, ReviewFlag, ReviewMark, ReviewState, Role};
 use serde::Deserialize;
@@ -32,15 +32,20 @@ use tracing::info;
 use super::api::{blocking, recordings, storage_error, visible, MAX_EVENTS_BYTES};
 use super::report::{self, ReportInput};
 use crate::auth::now_ms;
-use crate::extract::{Body, Reviewing};
+use crate::extract::{AuthUser, Body, Reviewing};
 use crate::{AppState, WebError};
 
 /// Longest comment on a mark, or note on a flag, in characters.
 pub(crate) const MAX_NOTE: usize = 2000;
 /// Most flags one recording may carry.
-const MAX_FLAGS: usize = 500;
-/// Most marks one recording keeps (reviewed, reopened, ... back and forth).
-const MAX_MARKS: usize = 200;
+const MAX_FLAGS: usize = 200;
+/// Most marks one recording keeps (reviewed, reopened, ... back and forth; older ones make room,
+/// the audit trail keeps them all).
+const MAX_MARKS: usize = 50;
+/// Most flagged moments a report shows the picture of.
+const MAX_PICTURES: usize = 100;
+/// Reports made at once.
+static REPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<AppState> {
@@ -51,12 +56,63 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/recordings/{id}/report", get(report))
 }
 
-/// Printable text (new lines and tabs allowed) of at most `max` characters.
+/// Printable text (new lines and tabs allowed) of at most `max` characters, without the
+/// invisible characters that reorder or hide text (a note must read as it was written).
 fn note_ok(text: &str, max: usize) -> bool {
     text.chars().count() <= max
         && !text
             .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
+            .any(|c| (c.is_control() && c != '\n' && c != '\t') || report::is_format_char(c))
+}
+
+/// Whether `summary` is a session of `user`'s own (by account id; by name for recordings made
+/// before accounts had ids): nobody reviews their own sessions.
+fn own_session(user: &AuthUser, summary: &Summary) -> bool {
+    if summary.user_id.is_empty() {
+        summary.user == user.name
+    } else {
+        !user.id.is_empty() && summary.user_id == user.id
+    }
+}
+
+/// Refuses (403, on record) a review act on the caller's own session.
+async fn not_own(
+    state: &AppState,
+    user: &AuthUser,
+    id: &str,
+    summary: &Summary,
+    action: &str,
+) -> Result<(), WebError> {
+    if !own_session(user, summary) {
+        return Ok(());
+    }
+    state
+        .audit
+        .record(
+            Record::new(Kind::REVIEW, &user.name)
+                .session(id)
+                .target(summary.target.clone())
+                .detail("action", action)
+                .detail("outcome", "refused")
+                .detail("error", "own session"),
+        )
+        .await?;
+    Err(WebError::Forbidden(
+        "this is a session of your own: another reviewer reviews it".into(),
+    ))
+}
+
+/// Takes every `by_id` out of `v` (recursively): account ids decide who may take a flag back,
+/// but are not shown.
+fn strip_ids(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("by_id");
+            m.values_mut().for_each(strip_ids);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_ids),
+        _ => {}
+    }
 }
 
 /// A review as the API shows it.
@@ -67,12 +123,14 @@ fn view(id: &str, r: Option<RecordingReview>) -> Value {
     });
     let mut flags = r.flags.clone();
     flags.sort_by(|a, b| a.t_ms.cmp(&b.t_ms).then(a.at_ms.cmp(&b.at_ms)));
-    json!({
+    let mut v = json!({
         "recording": id,
         "reviewed": r.reviewed(),
         "marks": r.marks,
         "flags": flags,
-    })
+    });
+    strip_ids(&mut v);
+    v
 }
 
 async fn show(
@@ -114,6 +172,7 @@ async fn mark(
     let rec = recordings(&state)?;
     let (key, who) = (id.clone(), user.clone());
     let summary = blocking(move || visible(&rec, &who, &key)).await?;
+    not_own(&state, &user, &id, &summary, "mark").await?;
     if body.state == ReviewState::Reviewed && summary.state == catalog::ListedState::Recording {
         return Err(WebError::Conflict(
             "the session is still being recorded: mark it reviewed once it has ended".into(),
@@ -139,20 +198,14 @@ async fn mark(
     let review = state
         .audit
         .before(record, || {
-            let mut full = false;
-            let review = state.store.update_review(&id, &mut |r| {
-                full = r.marks.len() >= MAX_MARKS;
-                if !full {
-                    r.marks.push(mark.clone());
+            // The oldest marks make room (the trail keeps them all): the state can always change.
+            Ok(state.store.update_review(&id, &mut |r| {
+                if r.marks.len() >= MAX_MARKS {
+                    r.marks.drain(..=r.marks.len() - MAX_MARKS);
                 }
-                !full
-            })?;
-            if full {
-                return Err(WebError::Conflict(format!(
-                    "this recording has {MAX_MARKS} marks already"
-                )));
-            }
-            Ok(review)
+                r.marks.push(mark.clone());
+                true
+            })?)
         })
         .await?;
     info!(recording = %id, by = %user.name, action, "recording review marked");
@@ -182,6 +235,7 @@ async fn flag(
     let rec = recordings(&state)?;
     let (key, who) = (id.clone(), user.clone());
     let summary = blocking(move || visible(&rec, &who, &key)).await?;
+    not_own(&state, &user, &id, &summary, "flag").await?;
     // A session being recorded is as long as it has run (its manifest lags a little).
     let length = if summary.state == catalog::ListedState::Recording {
         let running = now_ms().saturating_sub(summary.started_at_ms);
@@ -242,6 +296,7 @@ async fn unflag(
     let rec = recordings(&state)?;
     let (key, who) = (id.clone(), user.clone());
     let summary = blocking(move || visible(&rec, &who, &key)).await?;
+    not_own(&state, &user, &id, &summary, "unflag").await?;
     let not_found = || WebError::NotFound("no such flag on this recording".into());
     let flag = state
         .store
@@ -250,6 +305,18 @@ async fn unflag(
         .ok_or_else(not_found)?;
     let author = !user.id.is_empty() && user.id == flag.by_id;
     if !author && user.role != Role::Admin {
+        state
+            .audit
+            .record(
+                Record::new(Kind::REVIEW, &user.name)
+                    .session(&id)
+                    .target(summary.target.clone())
+                    .detail("action", "unflag")
+                    .detail("flag", flag.id.clone())
+                    .detail("outcome", "refused")
+                    .detail("error", "not the author"),
+            )
+            .await?;
         return Err(WebError::Forbidden(format!(
             "only {} (who flagged it) or an administrator takes this flag back",
             flag.by
@@ -300,20 +367,15 @@ async fn report(
     let (key, who) = (id.clone(), user.clone());
     let summary = blocking(move || visible(&rec, &who, &key)).await?;
     let review = state.store.get_review(&id)?;
-    // What leaves the gateway is on record first.
-    state
-        .audit
-        .record(
-            Record::new(Kind::EXPORT, &user.name)
-                .session(&id)
-                .target(summary.target.clone())
-                .detail("what", "report")
-                .detail("user", summary.user.clone()),
-        )
-        .await?;
+    // A few at once: each reads a whole event track (up to 64 MiB).
+    let _slot = REPORTS
+        .acquire()
+        .await
+        .map_err(|_| WebError::Internal("reports are closed".into()))?;
     let rec = recordings(&state)?;
     let generated_by = user.name.clone();
     let key = id.clone();
+    let report_summary = summary.clone();
     let html = blocking(move || {
         let d = rec.detail(&key).map_err(storage_error)?;
         let len = d.scan.file_ends.get(EVENTS).copied().unwrap_or(0);
@@ -327,9 +389,13 @@ async fn report(
                 .read(&key, EVENTS, 0, len)
                 .map_err(storage_error)?
         };
-        // Each flag's picture: the thumbnail of its moment (the last one taken at or before).
+        // Each flag's picture: the thumbnail of its moment (the last one taken at or before),
+        // each read once, for the first MAX_PICTURES flags by time.
+        let mut flags: Vec<_> = review.iter().flat_map(|r| &r.flags).collect();
+        flags.sort_by_key(|f| (f.t_ms, f.at_ms));
+        let mut read: HashMap<u64, Option<Vec<u8>>> = HashMap::new();
         let mut thumbs = HashMap::new();
-        for f in review.iter().flat_map(|r| &r.flags) {
+        for f in flags.into_iter().take(MAX_PICTURES) {
             let seq = d
                 .thumbnails
                 .iter()
@@ -338,15 +404,16 @@ async fn report(
                 .or(d.thumbnails.first())
                 .map(|t| t.seq);
             if let Some(seq) = seq {
-                if let Ok(jpeg) =
-                    catalog::read_piece(rec.storage.as_ref(), &key, &d, Piece::Thumbnail(seq))
-                {
-                    thumbs.insert(f.id.clone(), jpeg);
+                let jpeg = read.entry(seq).or_insert_with(|| {
+                    catalog::read_piece(rec.storage.as_ref(), &key, &d, Piece::Thumbnail(seq)).ok()
+                });
+                if let Some(jpeg) = jpeg {
+                    thumbs.insert(f.id.clone(), jpeg.clone());
                 }
             }
         }
         Ok(report::render(&ReportInput {
-            summary: &summary,
+            summary: &report_summary,
             review: review.as_ref(),
             track: &track,
             thumbs: &thumbs,
@@ -355,6 +422,18 @@ async fn report(
         }))
     })
     .await?;
+    // What leaves the gateway is on record first (made, not yet sent).
+    state
+        .audit
+        .record(
+            Record::new(Kind::EXPORT, &user.name)
+                .session(&id)
+                .target(summary.target.clone())
+                .detail("what", "report")
+                .detail("user", summary.user.clone())
+                .detail("bytes", html.len()),
+        )
+        .await?;
     let filename = format!("portcullis-report-{id}.html");
     Ok((
         [

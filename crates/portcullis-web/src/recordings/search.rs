@@ -167,7 +167,8 @@ impl Indexer {
         }
         // A deleted recording's words leave the index's files too (retention), not only the
         // results.
-        if forgot {
+        // (Also later, should a purge have failed or the gateway stopped before it.)
+        if forgot || self.index.taken_out_still_stored() > 0 {
             self.index.purge().map_err(|e| e.to_string())?;
         }
         Ok(added)
