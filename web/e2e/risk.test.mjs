@@ -240,3 +240,33 @@ test('behaviour: after a history of sessions on one target, the first session on
   assert.deepEqual(mine.risk_rules, []);
   assert.ok(!(await alice.get(`/recordings/${id}/events`)).json.some((e) => e.type === 'risk'));
 });
+
+test('clipboard volume: a session that moves more clipboard text than the rule\'s limit is flagged while it runs, with how much', async (t) => {
+  const { page, id, live, admin } = await setup(t, 'risk-volume', [
+    { name: 'clipboard_volume', limit_bytes: 1000, action: 'alert', score: 25 },
+  ]);
+  const chunk = 'v'.repeat(600);
+  // Under the limit: nothing.
+  await page.fill('#local-clipboard', chunk);
+  await page.click('#send-clipboard');
+  await until('the first paste counted', async () => (await live())?.clipboard_bytes >= 600, 10000);
+  assert.deepEqual((await live()).risk_rules ?? [], []);
+  // Over it: flagged within 2 s of the paste that crossed it.
+  await page.fill('#local-clipboard', chunk + 'w');
+  const sentAt = Date.now();
+  await page.click('#send-clipboard');
+  const flagged = await until('clipboard_volume to fire', async () => {
+    const s = await live();
+    return s?.risk_rules?.includes('clipboard_volume') ? s : null;
+  }, 10000);
+  const ms = Date.now() - sentAt;
+  console.log(`# paste → flagged seen by the SOC: ${ms} ms`);
+  assert.ok(ms <= 2000, `flagged ${ms} ms after the paste (at most 2000)`);
+  assert.equal(flagged.risk_score, 25);
+  assert.equal(flagged.frozen, false, 'an alert does not freeze');
+  await page.context().close();
+  const events = await H.recordedEvents(admin, id);
+  const hit = events.find((e) => e.type === 'risk' && e.rule === 'clipboard_volume');
+  assert.ok(hit, JSON.stringify(events.map((e) => e.type)));
+  assert.match(hit.excerpt, /^1201 bytes of clipboard text crossed$/);
+});

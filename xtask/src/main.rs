@@ -7,7 +7,7 @@
 //!   any workspace crate.
 //! - `test`: checks those rules first, then installs what is missing and runs every test: formatting, lints, Rust unit and
 //!   integration tests, UI unit tests, and the end-to-end tests through real peers.
-//! - `bench [latency|bytes|recording|rdp|kill|policy|audit|scale]`: builds in release mode (or uses
+//! - `bench [latency|bytes|recording|rdp|kill|policy|audit|scale|cluster|search|screen]`: builds in release mode (or uses
 //!   the gateway `PORTCULLIS_BIN` names) and runs the benchmarks in `benches/` (and the policy
 //!   crate's decision timing).
 //! - `fuzz [SECONDS]`: runs every cargo-fuzz target in `fuzz/` for SECONDS each (default 60).
@@ -375,11 +375,11 @@ impl ScratchS3 {
     }
 }
 
-/// `cargo xtask bench [latency|bytes|recording|rdp|kill|policy|audit|scale|cluster]`: all of them by
+/// `cargo xtask bench [latency|bytes|recording|rdp|kill|policy|audit|scale|cluster|search|screen]`: all of them by
 /// default (in that order), or one. A gateway binary named by `PORTCULLIS_BIN` is used as it is
 /// (no release build of the gateway).
 fn bench(root: &Path) -> Result<()> {
-    const ALL: [&str; 10] = [
+    const ALL: [&str; 11] = [
         "latency",
         "bytes",
         "recording",
@@ -390,6 +390,7 @@ fn bench(root: &Path) -> Result<()> {
         "scale",
         "cluster",
         "search",
+        "screen",
     ];
     let which = std::env::args().nth(2);
     let chosen: Vec<&str> = match which.as_deref() {
@@ -460,6 +461,9 @@ fn bench(root: &Path) -> Result<()> {
                     threads,
                 ]))
             }),
+            // Reading the screen for search: tesseract's CPU per recorded hour of the mixed
+            // session, and the share of the words shown that search finds (issue 18).
+            "screen" => node("screen-ocr.mjs"),
             // Search over a generated corpus of 1,000 recorded hours (issue 18: p95 ≤ 200 ms).
             "search" => run(cargo().args([
                 "run",

@@ -208,6 +208,10 @@ impl SessionShared {
     /// Notes a clipboard transfer in the event track: its size (audited) and its text (its
     /// start, for searching the recording; never audited).
     pub(crate) fn clipboard_moved(&self, direction: ClipboardDirection, text: &str) {
+        {
+            let mut info = lock(&self.info);
+            info.clipboard_bytes = info.clipboard_bytes.saturating_add(text.len() as u64);
+        }
         self.tap_event(TapEvent::Session(SessionEvent::Clipboard {
             direction,
             bytes: text.len() as u64,
@@ -390,6 +394,12 @@ impl SessionHandle {
             Some(hit) => self.shared.risk_fired(vec![hit]).await,
             None => false,
         }
+    }
+
+    /// The limit (bytes in one session) of volume rule `rule` for this session; `None` when the
+    /// rule is off for it.
+    pub fn volume_limit(&self, rule: &str) -> Option<u64> {
+        self.shared.grant.risk().volume_limit(rule)
     }
 
     /// Why the session ended; `None` while it runs.

@@ -57,6 +57,12 @@ pub struct SessionInfo {
     /// The risk rules that fired, in the order they first did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub risk_rules: Vec<String>,
+    /// Clipboard text that crossed so far (either way), bytes.
+    #[serde(default)]
+    pub clipboard_bytes: u64,
+    /// Files that crossed so far (drive or clipboard, either way), bytes.
+    #[serde(default)]
+    pub file_bytes: u64,
 }
 
 /// Why a live session ended, whoever ended it. Protocol-neutral: the web crate tells a browser

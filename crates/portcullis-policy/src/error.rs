@@ -163,8 +163,11 @@ pub enum Problem {
     #[error("not a valid regular expression: {0}")]
     BadPattern(String),
     /// A behaviour rule given a pattern or sources, or a pattern rule given `behaviour`.
-    #[error("behaviour rules (first_time_target, new_source_address, off_hours, long_session) take no pattern and no sources; pattern rules do not look at behaviour")]
+    #[error("behaviour rules (first_time_target, new_source_address, off_hours, long_session, clipboard_volume, file_volume) take no pattern and no sources; pattern rules do not look at behaviour")]
     BehaviourRule,
+    /// `limit_bytes` on a rule that counts no bytes.
+    #[error("only the volume rules (clipboard_volume, file_volume) take a limit")]
+    NotAVolumeRule,
     /// A risk rule checked against no text.
     #[error("empty (leave it out for every source)")]
     NoSources,

@@ -150,10 +150,17 @@ pub struct RiskRuleDoc {
     /// Which targets it applies to (`name:`, `label:`, `*`). Any by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<String>>,
+    /// The volume rules (`clipboard_volume`, `file_volume`) only: how many bytes one session
+    /// may move before the rule fires (1 MiB and 100 MiB by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
     /// False turns the rule (a built-in one, typically) off.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub enabled: bool,
 }
+
+/// The volume rules and their default limits (bytes in one session).
+pub const VOLUME: &[(&str, u64)] = &[("clipboard_volume", 1 << 20), ("file_volume", 100 << 20)];
 
 fn yes() -> bool {
     true
@@ -174,6 +181,7 @@ impl RiskRuleDoc {
             score: None,
             action: None,
             targets: None,
+            limit_bytes: None,
             enabled: true,
         }
     }
@@ -240,6 +248,16 @@ pub const BEHAVIOUR: &[(&str, &str, u32)] = &[
         "the session runs far longer than the user's usual",
         20,
     ),
+    (
+        "clipboard_volume",
+        "more than 1 MiB of clipboard text crossed in one session",
+        15,
+    ),
+    (
+        "file_volume",
+        "more than 100 MiB of files crossed in one session",
+        20,
+    ),
 ];
 
 /// The built-in rules as documents (what a document's entries of the same name tune): the
@@ -255,6 +273,7 @@ pub fn builtin() -> Vec<RiskRuleDoc> {
             score: Some(*score),
             action: Some(RiskAction::Alert),
             targets: Some(vec!["*".to_owned()]),
+            limit_bytes: None,
             enabled: true,
         });
     let behaviour = BEHAVIOUR
@@ -267,6 +286,10 @@ pub fn builtin() -> Vec<RiskRuleDoc> {
             score: Some(*score),
             action: Some(RiskAction::Score),
             targets: Some(vec!["*".to_owned()]),
+            limit_bytes: VOLUME
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, limit)| *limit),
             enabled: true,
         });
     patterns.chain(behaviour).collect()
@@ -287,6 +310,8 @@ pub struct RiskRule {
     score: u32,
     action: RiskAction,
     targets: Vec<TargetPattern>,
+    /// A volume rule's limit (bytes in one session).
+    limit_bytes: Option<u64>,
 }
 
 impl RiskRule {
@@ -389,6 +414,15 @@ impl RiskSet {
         })
     }
 
+    /// The limit (bytes in one session) of volume rule `rule` (see [`VOLUME`]); `None` when it
+    /// is off or does not apply to this session's target.
+    pub fn volume_limit(&self, rule: &str) -> Option<u64> {
+        self.rules
+            .iter()
+            .find(|r| r.pattern.is_none() && *r.name == *rule)
+            .and_then(|r| r.limit_bytes)
+    }
+
     /// The rules that fire on `text` from `source`, most severe action first.
     pub fn check(&self, source: TextSource, text: &str) -> Vec<RiskHit> {
         let mut hits: Vec<RiskHit> = self
@@ -460,6 +494,20 @@ pub(crate) fn compile(docs: &[RiskRuleDoc], problems: &mut Vec<PolicyError>) -> 
             );
             continue;
         }
+        if doc.limit_bytes.is_some() && !VOLUME.iter().any(|(n, _)| *n == doc.name) {
+            report("limit_bytes", Problem::NotAVolumeRule);
+            continue;
+        }
+        if doc.limit_bytes == Some(0) {
+            report(
+                "limit_bytes",
+                Problem::OutOfRange {
+                    min: 1,
+                    max: u64::MAX,
+                },
+            );
+            continue;
+        }
         match merged[..builtins].iter_mut().find(|b| b.name == doc.name) {
             Some(base) => {
                 let base_doc = base.clone();
@@ -471,6 +519,7 @@ pub(crate) fn compile(docs: &[RiskRuleDoc], problems: &mut Vec<PolicyError>) -> 
                     score: doc.score.or(base_doc.score),
                     action: doc.action.or(base_doc.action),
                     targets: doc.targets.clone().or(base_doc.targets),
+                    limit_bytes: doc.limit_bytes.or(base_doc.limit_bytes),
                     enabled: doc.enabled,
                 };
             }
@@ -545,6 +594,7 @@ fn compile_one(doc: &RiskRuleDoc) -> Result<RiskRule, (&'static str, Problem)> {
         score,
         action: doc.action.unwrap_or_default(),
         targets,
+        limit_bytes: doc.limit_bytes,
     })
 }
 

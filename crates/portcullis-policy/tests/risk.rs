@@ -249,3 +249,45 @@ fn behaviour_rules_are_tuned_like_the_others_and_take_no_pattern() {
     bad.on = Some(vec![TextSource::Behaviour]);
     assert!(problem(bad).contains("risk rule \"mine\": on: behaviour rules"));
 }
+
+#[test]
+fn volume_rules_have_a_limit_a_document_tunes_and_only_they_take_one() {
+    let s = set(Vec::new(), &[]);
+    assert_eq!(s.volume_limit("clipboard_volume"), Some(1 << 20));
+    assert_eq!(s.volume_limit("file_volume"), Some(100 << 20));
+    assert_eq!(s.volume_limit("long_session"), None);
+    let mut small = RiskRuleDoc::named("clipboard_volume");
+    small.limit_bytes = Some(1000);
+    small.action = Some(RiskAction::Freeze);
+    let mut off = RiskRuleDoc::named("file_volume");
+    off.enabled = false;
+    let s = set(vec![small, off], &[]);
+    assert_eq!(s.volume_limit("clipboard_volume"), Some(1000));
+    assert_eq!(s.volume_limit("file_volume"), None, "turned off");
+    assert_eq!(
+        s.behaviour("clipboard_volume", "1001 bytes")
+            .unwrap()
+            .action,
+        RiskAction::Freeze
+    );
+
+    let problem = |doc: RiskRuleDoc| {
+        let mut policy = PolicyDoc::default_policy();
+        policy.risk = vec![doc];
+        Policy::compile(&policy).unwrap_err().to_string()
+    };
+    let mut bad = RiskRuleDoc::named("long_session");
+    bad.limit_bytes = Some(5);
+    assert_eq!(
+        problem(bad),
+        "risk rule \"long_session\": limit_bytes: only the volume rules (clipboard_volume, file_volume) take a limit"
+    );
+    let mut zero = RiskRuleDoc::named("file_volume");
+    zero.limit_bytes = Some(0);
+    assert!(problem(zero).contains("limit_bytes"));
+    let doc: PolicyDoc = toml::from_str(
+        "[[risk]]\nname = \"file_volume\"\nlimit_bytes = 5000000\naction = \"kill\"\n",
+    )
+    .unwrap();
+    assert_eq!(doc.risk[0].limit_bytes, Some(5_000_000));
+}

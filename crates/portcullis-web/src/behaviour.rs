@@ -3,7 +3,9 @@
 //! at, how long their sessions last — learned as their sessions end and kept in the store (meta
 //! `risk_baseline:<user id>`, bounded). At a session's start a target never used before, an
 //! address never seen, or an hour the user rarely starts at fires the rule of that name; a
-//! session that runs far beyond the user's usual length fires `long_session` while it runs. A
+//! session that runs far beyond the user's usual length fires `long_session` while it runs, and
+//! one that moves more clipboard text or files than the volume rules' `limit_bytes` fires
+//! `clipboard_volume` / `file_volume` (these need no history). A
 //! rule fires only once the user has [`MIN_HISTORY`] sessions behind them (no baseline, no
 //! judgement). Sessions ended by the security team, an administrator, a risk rule or the
 //! gateway's shutdown, and frozen ones, are not learned. Concurrent ends of one user's sessions
@@ -31,6 +33,8 @@ const MAX_TARGETS: usize = 256;
 const MAX_ADDRS: usize = 64;
 /// The shortest session `long_session` can call long.
 const MIN_LONG_SECS: f64 = 600.0;
+/// How often a live session's length and volumes are looked at.
+const VOLUME_EVERY: Duration = Duration::from_secs(1);
 
 /// What a user's past sessions looked like.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,22 +195,40 @@ pub(crate) fn watch(state: &AppState, session: SessionHandle) {
                 break;
             }
         }
-        match baseline.long_after() {
-            Some(after) => {
-                tokio::select! {
-                    () = session.closed() => {}
-                    () = tokio::time::sleep(after) => {
-                        let detail = format!(
-                            "running longer than {} min (usual: {} min)",
-                            after.as_secs() / 60,
-                            baseline.mean_minutes()
-                        );
-                        session.behaviour("long_session", &detail).await;
-                        session.closed().await;
-                    }
+        // While it runs: its length against the user's usual, what crossed against the volume
+        // rules' limits (each fires once).
+        let long_at = baseline.long_after().map(|after| (opened + after, after));
+        let clipboard_limit = session.volume_limit("clipboard_volume");
+        let file_limit = session.volume_limit("file_volume");
+        let (mut long_fired, mut clipboard_fired, mut file_fired) = (false, false, false);
+        let mut tick = tokio::time::interval(VOLUME_EVERY);
+        loop {
+            tokio::select! {
+                () = session.closed() => break,
+                _ = tick.tick() => {}
+            }
+            let now = session.info();
+            if !clipboard_fired && clipboard_limit.is_some_and(|l| now.clipboard_bytes > l) {
+                clipboard_fired = true;
+                let detail = format!("{} bytes of clipboard text crossed", now.clipboard_bytes);
+                session.behaviour("clipboard_volume", &detail).await;
+            }
+            if !file_fired && file_limit.is_some_and(|l| now.file_bytes > l) {
+                file_fired = true;
+                let detail = format!("{} bytes of files crossed", now.file_bytes);
+                session.behaviour("file_volume", &detail).await;
+            }
+            if let Some((at, after)) = long_at.filter(|_| !long_fired) {
+                if tokio::time::Instant::now() >= at {
+                    long_fired = true;
+                    let detail = format!(
+                        "running longer than {} min (usual: {} min)",
+                        after.as_secs() / 60,
+                        baseline.mean_minutes()
+                    );
+                    session.behaviour("long_session", &detail).await;
                 }
             }
-            None => session.closed().await,
         }
         // Not learned: a session the security team, an administrator or a risk rule ended
         // (its retry must not pass as usual), or one the gateway's shutdown cut short.

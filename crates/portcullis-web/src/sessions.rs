@@ -105,6 +105,7 @@ pub(crate) fn session_json(s: &SessionInfo, node: Option<&str>) -> serde_json::V
         "id": s.id, "user": s.user, "target": s.target, "client_addr": s.client_addr,
         "started_at": started, "state": s.state, "entry": s.entry, "frozen": s.frozen,
         "risk_score": s.risk_score, "risk_rules": s.risk_rules,
+        "clipboard_bytes": s.clipboard_bytes, "file_bytes": s.file_bytes,
     });
     if let Some(node) = node {
         listed["node"] = json!(node);

@@ -294,6 +294,10 @@ impl SessionShared {
                 sha256,
             } => {
                 self.record_decision(file_transferred(&self.grant, direction, &path));
+                {
+                    let mut info = super::lock(&self.info);
+                    info.file_bytes = info.file_bytes.saturating_add(bytes);
+                }
                 self.tap_event(TapEvent::Session(SessionEvent::FileTransfer {
                     direction,
                     path,

@@ -208,6 +208,8 @@ impl Broker {
             frozen: false,
             risk_score: 0,
             risk_rules: Vec::new(),
+            clipboard_bytes: 0,
+            file_bytes: 0,
         };
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ending, _) = watch::channel(Ending::Running);
