@@ -344,6 +344,17 @@ test('admins set single sign-on up in the web UI; the client secret is write-onl
     await page.uncheck('#passkey-required-reviewer');
     await page.click('#sso-settings-save');
     await until('the passkey role taken off', async () => (await admin.get('/sso/settings')).json.passkey_required_for_roles?.length === 0);
+    // Alice, an account of the provider (signed in here unless an earlier test did: this test
+    // does not lean on another's).
+    if (!(await admin.get('/users')).json.some((u) => u.name === 'alice')) {
+      const first = await newPage(browser);
+      try {
+        await ssoSignIn(first, 'alice');
+        await first.waitForSelector('#current-user', { timeout: 20000 });
+      } finally {
+        await first.context().close();
+      }
+    }
     const users = await page.context().newPage();
     await users.goto(`${gw.base}/#/admin/users`);
     await users.waitForSelector('[data-sso-user="alice"]');

@@ -141,6 +141,10 @@ export interface SessionInfo {
   risk_score?: number;
   /** The risk rules that fired, in order. */
   risk_rules?: string[];
+  /** Clipboard text that crossed so far (either way), bytes. */
+  clipboard_bytes?: number;
+  /** Files that crossed so far (either way), bytes. */
+  file_bytes?: number;
 }
 
 /** A session recording (docs/browser-protocol.md, "Recordings"). */

@@ -1201,6 +1201,11 @@ fn for_each_risk_event(
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
             return;
         };
+        // The line's own type (typed or shown text is a string inside another line: its quotes
+        // are escaped, and it is no key of the line).
+        if v.get("type").and_then(serde_json::Value::as_str) != Some("risk") {
+            return;
+        }
         let rule = v.get("rule").and_then(serde_json::Value::as_str);
         let score = v.get("score").and_then(serde_json::Value::as_u64);
         if let (Some(rule), Some(score)) = (rule, score) {

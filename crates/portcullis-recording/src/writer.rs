@@ -172,7 +172,14 @@ impl RecordingWriter {
             return;
         };
         line.push(b'\n');
-        if self.pending_events.len() + line.len() > MAX_PENDING_EVENT_BYTES {
+        // A risk line has room kept for it (twice the limit): a flood of other events around a
+        // hit does not push the hit out (recovery recounts the score from the track).
+        let limit = if matches!(event, SessionEvent::Risk { .. }) {
+            2 * MAX_PENDING_EVENT_BYTES
+        } else {
+            MAX_PENDING_EVENT_BYTES
+        };
+        if self.pending_events.len() + line.len() > limit {
             self.events_lost += 1;
             return;
         }

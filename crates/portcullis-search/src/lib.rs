@@ -336,15 +336,17 @@ impl SearchIndex {
             .filter(|s| s.num_deleted_docs() > 0)
             .map(|s| s.segment_id())
             .collect();
-        {
+        let merged = (|| {
             let mut writer = self.writer();
             for id in &holding {
                 writer.merge(&[*id]).wait()?;
             }
             writer.garbage_collect_files().wait()?;
-        }
+            Ok::<(), SearchError>(())
+        })();
+        // Also after a failure: the reader must not keep naming segments merged meanwhile.
         self.reader.reload()?;
-        Ok(holding.len())
+        merged.map(|()| holding.len())
     }
 
     /// Writes what was added or taken out since the last commit, with `progress`, and makes it

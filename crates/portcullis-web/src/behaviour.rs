@@ -202,11 +202,21 @@ pub(crate) fn watch(state: &AppState, session: SessionHandle) {
         let file_limit = session.volume_limit("file_volume");
         let (mut long_fired, mut clipboard_fired, mut file_fired) = (false, false, false);
         let mut tick = tokio::time::interval(VOLUME_EVERY);
-        loop {
+        let watching = clipboard_limit.is_some() || file_limit.is_some() || long_at.is_some();
+        let mut ended = false;
+        if !watching {
+            session.closed().await;
+        }
+        // Left by `break` once the session ended (and was looked at once more).
+        #[allow(clippy::while_immutable_condition)]
+        while watching {
             tokio::select! {
-                () = session.closed() => break,
-                _ = tick.tick() => {}
+                () = session.closed(), if !ended => ended = true,
+                _ = tick.tick(), if !ended => {}
+                else => {}
             }
+            // Once more after the end: a burst just before it counts too (its hit reaches the
+            // trail and the SIEM; the recording may be closed by then).
             let now = session.info();
             if !clipboard_fired && clipboard_limit.is_some_and(|l| now.clipboard_bytes > l) {
                 clipboard_fired = true;
@@ -228,6 +238,9 @@ pub(crate) fn watch(state: &AppState, session: SessionHandle) {
                     );
                     session.behaviour("long_session", &detail).await;
                 }
+            }
+            if ended {
+                break;
             }
         }
         // Not learned: a session the security team, an administrator or a risk rule ended

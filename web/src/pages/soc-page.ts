@@ -27,6 +27,7 @@ import {
   watchHref,
 } from '../model/soc';
 import { reasonForm, type ReasonForm } from './reason-form';
+import { formatBytes } from '../model/recording';
 import { errorMessage, formatTime } from './util';
 
 interface Card {
@@ -39,6 +40,7 @@ interface Card {
   stateBadge: HTMLElement;
   entry: HTMLElement;
   started: HTMLElement;
+  crossed: HTMLElement;
   freezeBtn: HTMLButtonElement;
   error: HTMLElement;
   kill: ReasonForm;
@@ -119,6 +121,7 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
     card.entry.textContent = entryLabel(s.entry);
     card.started.textContent = `${formatTime(s.started_at)} (${formatAge(s.started_at, Date.now()) || '?'})`;
     card.started.title = s.started_at;
+    card.crossed.textContent = `clipboard ${formatBytes(s.clipboard_bytes ?? 0)}, files ${formatBytes(s.file_bytes ?? 0)}`;
     const f = freezeAction(s.frozen);
     card.freezeBtn.textContent = f.label;
     card.freezeBtn.dataset.action = f.action;
@@ -133,6 +136,7 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
     const stateBadge = h('span', { class: stateClass(s.state) }, s.state);
     const entry = h('span', { class: 'kind-badge soc-entry' });
     const started = h('span', { class: 'soc-started' });
+    const crossed = h('span', { class: 'soc-crossed' });
     const watch = h('a', { class: 'btn btn-small btn-primary', href: watchHref(s.id), 'data-watch': s.id }, 'Watch');
     const freezeBtn = h('button', { type: 'button', class: 'btn btn-small', 'data-freeze': s.id }, 'Freeze');
     const killBtn = h('button', { type: 'button', class: 'btn btn-small btn-danger', 'data-kill': s.id, 'aria-label': `Kill the session of ${s.user} on ${s.target}` }, 'Kill');
@@ -190,6 +194,8 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
           h('dd', null, stateBadge),
           h('dt', null, 'From'),
           h('dd', { class: 'mono' }, s.client_addr),
+          h('dt', null, 'Crossed'),
+          h('dd', null, crossed),
         ),
         h('div', { class: 'soc-actions' }, watch, freezeBtn, killBtn, lockBtn),
         kill.el,
@@ -197,7 +203,7 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
         cardError,
       ),
     );
-    card = { session: s, el, img, noPicture, frozenBadge, riskBadge: riskEl, stateBadge, entry, started, freezeBtn, error: cardError, kill, lock, fetching: false };
+    card = { session: s, el, img, noPicture, frozenBadge, riskBadge: riskEl, stateBadge, entry, started, crossed, freezeBtn, error: cardError, kill, lock, fetching: false };
     killBtn.addEventListener('click', () => {
       card.lock.close();
       card.kill.open();

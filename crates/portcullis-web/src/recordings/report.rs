@@ -175,7 +175,8 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
     let s = input.summary;
     // One line at a time, and only what the report shows (screen words, hundreds an hour, are for
     // search): a long track never sits in memory as JSON values.
-    let is_screen = |l: &[u8]| l.windows(22).any(|w| w == b"\"type\":\"screen_text\"");
+    const SCREEN: &[u8] = b"\"type\":\"screen_text\"";
+    let is_screen = |l: &[u8]| l.windows(SCREEN.len()).any(|w| w == SCREEN);
     let mut entry = None;
     let mut noted_rows: Vec<(u64, &'static str, String)> = Vec::new();
     let mut noted_total = 0usize;

@@ -13,7 +13,6 @@ use std::time::Duration;
 use portcullis_audit::{Kind, Record};
 use portcullis_policy::Policy;
 use portcullis_recording::catalog::{ListedState, Summary};
-use portcullis_recording::manifest::MANIFEST;
 use portcullis_recording::StorageError;
 use serde::Serialize;
 use tracing::{info, warn};
@@ -166,21 +165,6 @@ pub async fn pass(state: &AppState, now_ms: i64) -> Result<Vec<String>, WebError
             "deleted recordings past their retention"
         );
     }
-    // Reviews of recordings gone (a mark made as its recording was deleted, a review whose
-    // deletion failed): their notes do not outlive the recording.
-    for review in state.store.list_reviews()? {
-        let id = review.recording;
-        let gone = blocking_here(|| {
-            Ok(matches!(
-                rec.storage.len(&id, MANIFEST),
-                Ok(None) | Err(StorageError::NotFound(_) | StorageError::InvalidName(_))
-            ))
-        })?;
-        if gone {
-            state.store.delete_review(&id)?;
-            info!(recording = %id, "deleted the review of a recording that is gone");
-        }
-    }
     Ok(deleted)
 }
 
@@ -322,17 +306,9 @@ mod tests {
             v.sort();
             v
         };
-        // A review left of a recording that is gone goes at the next pass.
-        store
-            .update_review("ghost", &mut |r| {
-                r.marks.clear();
-                true
-            })
-            .unwrap();
         // The lab's entry says one day, but the configuration's 30 days are the floor (the
         // policy, changed through the API, never deletes sooner).
         assert!(pass(&state, ENDED + 2 * day).await.unwrap().is_empty());
-        assert_eq!(store.get_review("ghost").unwrap(), None);
         assert!(
             store.get_review("calm").unwrap().is_some(),
             "its recording is there"

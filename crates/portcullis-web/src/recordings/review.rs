@@ -42,7 +42,8 @@ const MAX_FLAGS: usize = 200;
 /// Most marks one recording keeps (reviewed, reopened, ... back and forth; older ones make room,
 /// the audit trail keeps them all).
 const MAX_MARKS: usize = 50;
-/// Largest review (marks and flags, as stored) a new flag is added to.
+/// Largest set of flags (as stored) a new flag is added to (marks are bounded apart: by count,
+/// the oldest making room).
 const MAX_REVIEW_BYTES: usize = 128 * 1024;
 /// Most flagged moments a report shows the picture of.
 const MAX_PICTURES: usize = 100;
@@ -274,7 +275,7 @@ async fn flag(
             state.store.update_review(&id, &mut |r| {
                 // Bounded in count and in bytes (every list reads every review).
                 full = r.flags.len() >= MAX_FLAGS
-                    || serde_json::to_vec(r).map_or(true, |b| b.len() > MAX_REVIEW_BYTES);
+                    || serde_json::to_vec(&r.flags).map_or(true, |b| b.len() > MAX_REVIEW_BYTES);
                 if !full {
                     r.flags.push(flag.clone());
                 }
@@ -283,7 +284,7 @@ async fn flag(
             if full {
                 return Err(WebError::Conflict(format!(
                     "this recording has as many flags as it may hold ({MAX_FLAGS}, or \
-                     {MAX_REVIEW_BYTES} bytes): take some back first"
+                     {MAX_REVIEW_BYTES} bytes of them): take some back first"
                 )));
             }
             Ok(())

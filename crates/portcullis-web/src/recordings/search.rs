@@ -74,6 +74,9 @@ impl Search {
     }
 }
 
+/// How long after a failed purge the next is tried.
+const PURGE_RETRY: Duration = Duration::from_secs(60);
+
 /// The indexer's state between passes.
 struct Indexer {
     index: Arc<SearchIndex>,
@@ -81,6 +84,8 @@ struct Indexer {
     progress: Progress,
     /// Each recording's manifest length when last read (unchanged: nothing new).
     seen: HashMap<String, u64>,
+    /// When a purge of taken-out texts last failed (tried again a minute later, not every pass).
+    purge_failed: Option<Instant>,
 }
 
 impl Indexer {
@@ -91,6 +96,7 @@ impl Indexer {
             recordings,
             progress,
             seen: HashMap::new(),
+            purge_failed: None,
         }
     }
 
@@ -168,8 +174,17 @@ impl Indexer {
         // A deleted recording's words leave the index's files too (retention), not only the
         // results.
         // (Also later, should a purge have failed or the gateway stopped before it.)
-        if forgot || self.index.taken_out_still_stored() > 0 {
-            self.index.purge().map_err(|e| e.to_string())?;
+        let retry_due = self
+            .purge_failed
+            .is_none_or(|at| at.elapsed() >= PURGE_RETRY);
+        if (forgot || self.index.taken_out_still_stored() > 0) && retry_due {
+            match self.index.purge() {
+                Ok(_) => self.purge_failed = None,
+                Err(e) => {
+                    self.purge_failed = Some(Instant::now());
+                    warn!(error = %e, "cannot purge deleted recordings' words from the index files; trying again in a minute");
+                }
+            }
         }
         Ok(added)
     }
