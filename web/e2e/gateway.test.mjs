@@ -313,6 +313,7 @@ const ACCESS = {
   'get /tokens/scopes': { roles: ADMIN_ONLY },
   'delete /tokens/{id}': { roles: ADMIN_ONLY },
   'get /sessions': { roles: SOC },
+  'get /sessions/events': { roles: SOC },
   'delete /sessions/{id}': { roles: ADMIN_ONLY },
   'post /sessions/{id}/kill': { roles: SOC },
   'post /sessions/{id}/freeze': { roles: SOC },

@@ -270,3 +270,25 @@ test('clipboard volume: a session that moves more clipboard text than the rule\'
   assert.ok(hit, JSON.stringify(events.map((e) => e.type)));
   assert.match(hit.excerpt, /^1201 bytes of clipboard text crossed$/);
 });
+
+test('the SOC console is told at once: a rule firing highlights the session without waiting for the next poll', async (t) => {
+  const { gw, page, id } = await setup(t, 'risk-push', [{ name: 'account_creation', action: 'alert', score: 40 }]);
+  const console_ = await H.newPage(page.context().browser());
+  t.after(() => console_.context().close());
+  await H.uiLogin(console_, gw.base, 'sam', SOC);
+  await console_.waitForSelector('#nav-soc');
+  await console_.click('#nav-soc');
+  await console_.waitForSelector(`.soc-card[data-session="${id}"]`);
+  // The stream is open (its first event came).
+  await console_.waitForFunction(() => (window.__portcullis?.socPushes ?? 0) >= 1, null, { timeout: 10000 });
+  const pushesBefore = await console_.evaluate(() => window.__portcullis.socPushes);
+  await page.keyboard.type('echo net user eve Passw0rd /add');
+  const typedAt = Date.now();
+  await page.keyboard.press('Enter');
+  await console_.waitForSelector(`.soc-card[data-session="${id}"].is-risky`, { timeout: 10000 });
+  const ms = Date.now() - typedAt;
+  console.log(`# typed → highlighted on the SOC console: ${ms} ms`);
+  assert.ok((await console_.evaluate(() => window.__portcullis.socPushes)) > pushesBefore, 'told by the stream, not found by a poll');
+  assert.ok(ms <= 2000, `highlighted ${ms} ms after Enter`);
+  assert.match(await console_.textContent(`.soc-card[data-session="${id}"]`), /Risk 40/);
+});

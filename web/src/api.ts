@@ -401,6 +401,8 @@ export interface SsoButton {
 }
 export const ssoProviders = () => api<{ providers: SsoButton[] }>('GET', '/auth/sso/providers');
 /** Where a browser starts a single sign-on at provider `id` (a navigation, not a fetch). */
+/** Server-sent session changes for the SOC console (`EventSource`). */
+export const sessionChangesUrl = `${BASE}/sessions/events`;
 export const ssoStartUrl = (id: string) => `${BASE}/auth/sso/${seg(id)}/start`;
 
 export type RoleName = 'admin' | 'reviewer' | 'soc' | 'user';

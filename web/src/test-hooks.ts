@@ -37,6 +37,8 @@ export interface PortcullisCounters {
   sessionId: string | null;
   /** The recording player, while its page is open. */
   player: PlayerHook | null;
+  /** Session changes the SOC console was told of (server-sent events). */
+  socPushes?: number;
 }
 
 declare global {

@@ -50,3 +50,25 @@ impl std::fmt::Debug for Live {
         f.write_str("Live")
     }
 }
+
+/// A count bumped on every change worth telling watchers of (see `Broker::changes`).
+#[derive(Clone)]
+pub(crate) struct Changes(Arc<watch::Sender<u64>>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(0).0))
+    }
+}
+
+impl Changes {
+    /// Something changed.
+    pub(crate) fn bump(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver of the count.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}

@@ -26,7 +26,7 @@ pub use registry::{Broker, OpenError, OpenRequest, MAX_SESSIONS_PER_USER};
 pub use screen::SettledArea;
 pub use target::TargetSpec;
 
-use crate::live::Tracker;
+use crate::live::{Changes, Tracker};
 use crate::locks::{lock, read};
 use crate::tap::state::{TapEvent, TapShared};
 use crate::viewer::state::ViewerShared;
@@ -107,6 +107,8 @@ pub(crate) struct SessionShared {
     audit: Option<Arc<dyn SessionAudit>>,
     /// What the broker's shutdown waits for (this session's viewers and tap enter it).
     pub(crate) tracker: Tracker,
+    /// Told of changes the security team's console shows.
+    pub(crate) changed: Changes,
     /// The session was ended by the gateway's shutdown (not by anything about the session).
     by_shutdown: AtomicBool,
 }
@@ -266,6 +268,7 @@ impl SessionShared {
             }
             info.frozen = frozen;
         }
+        self.changed.bump();
         self.frozen.store(frozen, Ordering::SeqCst);
         if !frozen {
             self.risk_hold.store(false, Ordering::SeqCst);

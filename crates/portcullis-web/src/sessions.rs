@@ -20,7 +20,62 @@ use crate::{AppState, WebError};
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/sessions", get(list_sessions))
+        .route("/sessions/events", get(session_changes))
         .route("/sessions/{id}", delete(close_session))
+}
+
+/// Streams told of session changes at once (several SOC consoles, a few tabs each).
+static CHANGE_STREAMS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(256);
+/// A stream ends after this (the browser reconnects, and its login is checked again).
+const CHANGE_STREAM_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `GET /sessions/events`: with `Accept: text/event-stream` (a browser's `EventSource`), a
+/// server-sent event `changed` each time a session of this gateway opens, ends, changes state,
+/// is frozen or scores a risk (bursts coalesced), so the security team's console refreshes at
+/// once instead of at its next poll; otherwise the change count as JSON. The events carry no
+/// session data: the console reads the list (`GET /sessions`) as ever.
+async fn session_changes(
+    State(state): State<AppState>,
+    Soc(_user): Soc,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, WebError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use axum::response::IntoResponse;
+    let mut rx = state.broker.changes();
+    let wants_stream = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if !wants_stream {
+        let n = *rx.borrow();
+        return Ok(Json(json!({ "changes": n })).into_response());
+    }
+    let permit = CHANGE_STREAMS.try_acquire().map_err(|_| {
+        WebError::TooManyRequests("too many consoles follow the sessions at once".into())
+    })?;
+    let deadline = tokio::time::Instant::now() + CHANGE_STREAM_FOR;
+    let first = Event::default()
+        .event("changed")
+        .retry(std::time::Duration::from_secs(2))
+        .data(rx.borrow_and_update().to_string());
+    let rest = futures_util::stream::unfold((rx, permit), move |(mut rx, permit)| async move {
+        tokio::select! {
+            changed = rx.changed() => changed.ok()?,
+            () = tokio::time::sleep_until(deadline) => return None,
+        }
+        // A burst of changes (a session opening: connecting, active) is one refresh.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let n = *rx.borrow_and_update();
+        let event = Event::default().event("changed").data(n.to_string());
+        Some((Ok::<_, std::convert::Infallible>(event), (rx, permit)))
+    });
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::once(async move { Ok(first) }),
+        rest,
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// Which live sessions a revocation ends: those of `user`, to `target`, or both (each given

@@ -155,6 +155,7 @@ pub const ROUTES: &[(&str, &str, Need)] = {
         ("post", "/tokens", Scope(ADMIN)),
         ("delete", "/tokens/{id}", Scope(ADMIN)),
         ("get", "/sessions", Scope(SESSIONS_READ)),
+        ("get", "/sessions/events", Scope(SESSIONS_READ)),
         ("get", "/sessions/{id}/thumbnail", Scope(SESSIONS_READ)),
         ("delete", "/sessions/{id}", Scope(SESSIONS_KILL)),
         ("post", "/sessions/{id}/kill", Scope(SESSIONS_KILL)),

@@ -7,6 +7,7 @@ import {
   killSession,
   listSessions,
   lockUser,
+  sessionChangesUrl,
   sessionThumbnail,
   unfreezeSession,
   type SessionInfo,
@@ -28,6 +29,7 @@ import {
 } from '../model/soc';
 import { reasonForm, type ReasonForm } from './reason-form';
 import { formatBytes } from '../model/recording';
+import { counters } from '../test-hooks';
 import { errorMessage, formatTime } from './util';
 
 interface Card {
@@ -253,9 +255,15 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
 
   // ---- the list -------------------------------------------------------------------------------
   let inFlight = false;
+  /** A change was told while a refresh was under way: one more after it. */
+  let again = false;
   let refreshFailed = false;
   const refresh = async () => {
-    if (inFlight || signal.aborted) return;
+    if (signal.aborted) return;
+    if (inFlight) {
+      again = true;
+      return;
+    }
     inFlight = true;
     try {
       const sessions = liveSessions(await listSessions());
@@ -288,6 +296,10 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
     } finally {
       inFlight = false;
     }
+    if (again && !signal.aborted) {
+      again = false;
+      await refresh();
+    }
   };
 
   const tick = async () => {
@@ -297,8 +309,18 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
     for (const [id, card] of cards) if (before.has(id)) void loadThumbnail(card);
   };
   const timer = window.setInterval(() => void tick(), SOC_REFRESH_MS);
+  // Told at once when a session of this gateway changes (a risk fired, a freeze, one opened or
+  // ended): refreshed then, not at the next poll (which stays, for the other gateways of a
+  // cluster and should the stream drop; EventSource reconnects by itself).
+  const changes = typeof EventSource === 'function' ? new EventSource(sessionChangesUrl) : null;
+  changes?.addEventListener('changed', () => {
+    const c = counters();
+    c.socPushes = (c.socPushes ?? 0) + 1;
+    void tick();
+  });
   signal.addEventListener('abort', () => {
     window.clearInterval(timer);
+    changes?.close();
     thumbs.clear();
   });
   await refresh();

@@ -19,7 +19,7 @@ use super::drive::DriveRoute;
 use super::target::TargetSpec;
 use super::task::{finish, opening_events, session_thread};
 use super::{Ending, SessionAudit, SessionHandle, SessionShared};
-use crate::live::{Live, Tracker};
+use crate::live::{Changes, Live, Tracker};
 use crate::locks::lock;
 use crate::tap::SessionRecorder;
 
@@ -71,6 +71,9 @@ pub struct Broker {
     tracker: Tracker,
     /// Set by [`Broker::shutdown`] (under the sessions' lock): no session opens any more.
     closing: Arc<AtomicBool>,
+    /// Bumped whenever a session opens, ends, changes state, is frozen or scores a risk (what
+    /// the security team's console shows): see [`Broker::changes`].
+    changed: Changes,
 }
 
 impl std::fmt::Debug for Broker {
@@ -89,6 +92,7 @@ impl Broker {
             audit: None,
             tracker: Tracker::default(),
             closing: Arc::default(),
+            changed: Changes::default(),
         }
     }
 
@@ -99,6 +103,13 @@ impl Broker {
     }
 
     /// Records every session with `recorder`; a session it cannot record does not open.
+    /// A receiver that sees a new value whenever a session opens, ends, changes state, is
+    /// frozen or unfrozen, or scores a risk (several changes may show as one): the security
+    /// team's console refreshes on it instead of waiting for its next poll.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     pub fn with_recorder(mut self, recorder: Arc<dyn SessionRecorder>) -> Self {
         self.recorder = Some(recorder);
         self
@@ -235,6 +246,7 @@ impl Broker {
             drive: Mutex::new(DriveRoute::default()),
             audit: self.audit.clone(),
             tracker: self.tracker.clone(),
+            changed: self.changed.clone(),
             by_shutdown: AtomicBool::new(false),
             ends_at: req.grant.ends_at_unix_secs(started_at_ms / 1000).map(|at| {
                 let left = u64::try_from(at.saturating_sub(started_at_ms / 1000)).unwrap_or(0);
@@ -274,11 +286,13 @@ impl Broker {
                 None
             } else {
                 sessions.insert(id.clone(), handle.clone());
+                self.changed.bump();
                 // Entered under the same lock: a shutdown that sees no session thread alive
                 // also sees no session listed.
                 Some(Deregister {
                     sessions: Arc::clone(&self.sessions),
                     id: id.clone(),
+                    changed: self.changed.clone(),
                     _live: self.tracker.enter(),
                 })
             }
@@ -359,6 +373,7 @@ impl Broker {
         // The session thread deregisters it as it ends, which may be just after it answered:
         // a session that failed to open is not listed once the caller hears of it.
         lock(&self.sessions).remove(&id);
+        self.changed.bump();
         Err(outcome)
     }
 }
@@ -375,6 +390,8 @@ pub(super) fn shutting_down() -> OpenError {
 pub(super) struct Deregister {
     sessions: Arc<Mutex<HashMap<String, SessionHandle>>>,
     id: String,
+    /// Told of the removal.
+    changed: Changes,
     /// The session thread is alive.
     _live: Live,
 }
@@ -382,6 +399,7 @@ pub(super) struct Deregister {
 impl Drop for Deregister {
     fn drop(&mut self) {
         lock(&self.sessions).remove(&self.id);
+        self.changed.bump();
     }
 }
 

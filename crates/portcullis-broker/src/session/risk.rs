@@ -112,6 +112,7 @@ impl SessionShared {
             }
             info.id.clone()
         };
+        self.changed.bump();
         if worst.action.stops() {
             // Input is held from now on, before anything is awaited: nothing typed meanwhile
             // (by any viewer of the session) goes through.

@@ -89,6 +89,7 @@ pub(super) async fn session_thread(
         return;
     }
     lock(&handle.shared.info).state = SessionState::Active;
+    handle.shared.changed.bump();
     // In the audit trail already (before the target was contacted); first in the recording.
     let opening = opening_events(&req);
     if let Some(recorder) = recorder {
@@ -217,6 +218,7 @@ async fn run_session(
         }
     };
     lock(&shared.info).state = SessionState::Closing;
+    shared.changed.bump();
     // Dropping the receiver and closing the command channel stops the adapter.
     drop(updates);
     // When the adapter hung up by itself, wait for its verdict (it may still be finishing);
@@ -276,6 +278,7 @@ pub(super) fn finish(shared: &SessionShared) {
         }
     }
     lock(&shared.info).state = SessionState::Closed;
+    shared.changed.bump();
     shared.for_each_viewer(ViewerShared::wake);
 }
 
