@@ -69,10 +69,8 @@ async fn session_changes(
         let event = Event::default().event("changed").data(n.to_string());
         Some((Ok::<_, std::convert::Infallible>(event), (rx, permit)))
     });
-    let stream = futures_util::StreamExt::chain(
-        futures_util::stream::once(async move { Ok(first) }),
-        rest,
-    );
+    let stream =
+        futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(first) }), rest);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
