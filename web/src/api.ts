@@ -400,9 +400,9 @@ export interface SsoButton {
   display_name: string;
 }
 export const ssoProviders = () => api<{ providers: SsoButton[] }>('GET', '/auth/sso/providers');
-/** Where a browser starts a single sign-on at provider `id` (a navigation, not a fetch). */
 /** Server-sent session changes for the SOC console (`EventSource`). */
 export const sessionChangesUrl = `${BASE}/sessions/events`;
+/** Where a browser starts a single sign-on at provider `id` (a navigation, not a fetch). */
 export const ssoStartUrl = (id: string) => `${BASE}/auth/sso/${seg(id)}/start`;
 
 export type RoleName = 'admin' | 'reviewer' | 'soc' | 'user';

@@ -39,6 +39,8 @@ export interface PortcullisCounters {
   player: PlayerHook | null;
   /** Session changes the SOC console was told of (server-sent events). */
   socPushes?: number;
+  /** Set by a test: the SOC console stops polling (only the stream keeps it current). */
+  socPollPaused?: boolean;
 }
 
 declare global {

@@ -27,16 +27,19 @@ pub(crate) fn routes() -> Router<AppState> {
 /// Streams told of session changes at once (several SOC consoles, a few tabs each).
 static CHANGE_STREAMS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(256);
 /// A stream ends after this (the browser reconnects, and its login is checked again).
-const CHANGE_STREAM_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+const CHANGE_STREAM_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+/// Changes closer together than this are one event (a console re-reads the list on each).
+const CHANGE_MERGE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// `GET /sessions/events`: with `Accept: text/event-stream` (a browser's `EventSource`), a
 /// server-sent event `changed` each time a session of this gateway opens, ends, changes state,
-/// is frozen or scores a risk (bursts coalesced), so the security team's console refreshes at
-/// once instead of at its next poll; otherwise the change count as JSON. The events carry no
+/// is frozen or scores a new risk rule (bursts within 250 ms are one), so the security team's
+/// console refreshes at once instead of at its next poll; the stream ends after a minute (the
+/// browser reconnects, its login checked again) or at once when the user's access is revoked; otherwise the change count as JSON. The events carry no
 /// session data: the console reads the list (`GET /sessions`) as ever.
 async fn session_changes(
     State(state): State<AppState>,
-    Soc(_user): Soc,
+    Soc(user): Soc,
     headers: axum::http::HeaderMap,
 ) -> Result<axum::response::Response, WebError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
@@ -53,22 +56,32 @@ async fn session_changes(
     let permit = CHANGE_STREAMS.try_acquire().map_err(|_| {
         WebError::TooManyRequests("too many consoles follow the sessions at once".into())
     })?;
+    // Ended at once when the user's access is revoked (locked, deleted, logged out everywhere),
+    // like their watches.
+    let watch = state.watches.begin(&user.name);
     let deadline = tokio::time::Instant::now() + CHANGE_STREAM_FOR;
     let first = Event::default()
         .event("changed")
         .retry(std::time::Duration::from_secs(2))
         .data(rx.borrow_and_update().to_string());
-    let rest = futures_util::stream::unfold((rx, permit), move |(mut rx, permit)| async move {
-        tokio::select! {
-            changed = rx.changed() => changed.ok()?,
-            () = tokio::time::sleep_until(deadline) => return None,
-        }
-        // A burst of changes (a session opening: connecting, active) is one refresh.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let n = *rx.borrow_and_update();
-        let event = Event::default().event("changed").data(n.to_string());
-        Some((Ok::<_, std::convert::Infallible>(event), (rx, permit)))
-    });
+    let rest = futures_util::stream::unfold(
+        (rx, permit, watch),
+        move |(mut rx, permit, mut watch)| async move {
+            tokio::select! {
+                changed = rx.changed() => changed.ok()?,
+                () = tokio::time::sleep_until(deadline) => return None,
+                _ = watch.revoked() => return None,
+            }
+            // A burst of changes (a session opening: connecting, active) is one refresh.
+            tokio::time::sleep(CHANGE_MERGE).await;
+            let n = *rx.borrow_and_update();
+            let event = Event::default().event("changed").data(n.to_string());
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (rx, permit, watch),
+            ))
+        },
+    );
     let stream =
         futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(first) }), rest);
     Ok(Sse::new(stream)

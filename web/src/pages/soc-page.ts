@@ -51,6 +51,9 @@ interface Card {
   fetching: boolean;
 }
 
+/** Refreshes a pushed change causes are at least this far apart. */
+const PUSH_MIN_MS = 500;
+
 const stateClass = (state: string): string => `state-badge state-${/^[a-z]+$/.test(state) ? state : 'unknown'}`;
 
 export function notAllowed(main: HTMLElement): void {
@@ -258,6 +261,7 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
   /** A change was told while a refresh was under way: one more after it. */
   let again = false;
   let refreshFailed = false;
+  /** Re-reads the list; called while one is under way, it has that one go once more after. */
   const refresh = async () => {
     if (signal.aborted) return;
     if (inFlight) {
@@ -265,6 +269,16 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
       return;
     }
     inFlight = true;
+    try {
+      do {
+        again = false;
+        await refreshOnce();
+      } while (again && !signal.aborted);
+    } finally {
+      inFlight = false;
+    }
+  };
+  const refreshOnce = async () => {
     try {
       const sessions = liveSessions(await listSessions());
       if (signal.aborted) return;
@@ -293,12 +307,6 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
         showError(error, errorMessage(err));
         refreshFailed = true;
       }
-    } finally {
-      inFlight = false;
-    }
-    if (again && !signal.aborted) {
-      again = false;
-      await refresh();
     }
   };
 
@@ -308,18 +316,46 @@ export async function renderSoc(ctx: PageContext): Promise<void> {
     // New cards fetched their first picture already.
     for (const [id, card] of cards) if (before.has(id)) void loadThumbnail(card);
   };
-  const timer = window.setInterval(() => void tick(), SOC_REFRESH_MS);
-  // Told at once when a session of this gateway changes (a risk fired, a freeze, one opened or
-  // ended): refreshed then, not at the next poll (which stays, for the other gateways of a
-  // cluster and should the stream drop; EventSource reconnects by itself).
-  const changes = typeof EventSource === 'function' ? new EventSource(sessionChangesUrl) : null;
-  changes?.addEventListener('changed', () => {
+  const timer = window.setInterval(() => {
+    // (A test pauses the poll to see that the stream alone keeps the page current.)
+    if (!counters().socPollPaused) void tick();
+  }, SOC_REFRESH_MS);
+  // Told at once when a session of this gateway changes (a risk rule fired, a freeze, one
+  // opened or ended): the list is re-read then (the pictures keep to the poll), at most twice a
+  // second. The poll stays, for the other gateways of a cluster and should the stream drop.
+  let changes: EventSource | null = null;
+  let lastPush = 0;
+  let pushTimer = 0;
+  let reopenTimer = 0;
+  let backoff = 1000;
+  const onChange = () => {
     const c = counters();
     c.socPushes = (c.socPushes ?? 0) + 1;
-    void tick();
-  });
+    backoff = 1000;
+    const wait = Math.max(0, lastPush + PUSH_MIN_MS - Date.now());
+    if (pushTimer) return;
+    pushTimer = window.setTimeout(() => {
+      pushTimer = 0;
+      lastPush = Date.now();
+      void refresh();
+    }, wait);
+  };
+  const follow = () => {
+    if (signal.aborted || typeof EventSource !== 'function') return;
+    changes = new EventSource(sessionChangesUrl);
+    changes.addEventListener('changed', onChange);
+    // Refused (429, 401, a proxy's 5xx) is final for EventSource: opened again, later and later.
+    changes.addEventListener('error', () => {
+      if (changes?.readyState !== EventSource.CLOSED) return;
+      reopenTimer = window.setTimeout(follow, backoff);
+      backoff = Math.min(backoff * 2, 60_000);
+    });
+  };
+  follow();
   signal.addEventListener('abort', () => {
     window.clearInterval(timer);
+    window.clearTimeout(pushTimer);
+    window.clearTimeout(reopenTimer);
     changes?.close();
     thumbs.clear();
   });

@@ -102,7 +102,6 @@ impl Broker {
         self
     }
 
-    /// Records every session with `recorder`; a session it cannot record does not open.
     /// A receiver that sees a new value whenever a session opens, ends, changes state, is
     /// frozen or unfrozen, or scores a risk (several changes may show as one): the security
     /// team's console refreshes on it instead of waiting for its next poll.
@@ -110,6 +109,7 @@ impl Broker {
         self.changed.subscribe()
     }
 
+    /// Records every session with `recorder`; a session it cannot record does not open.
     pub fn with_recorder(mut self, recorder: Arc<dyn SessionRecorder>) -> Self {
         self.recorder = Some(recorder);
         self

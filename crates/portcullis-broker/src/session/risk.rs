@@ -102,17 +102,23 @@ impl SessionShared {
         let Some(worst) = hits.first().cloned() else {
             return false;
         };
-        let id = {
+        let (id, new_rule) = {
             let mut info = lock(&self.info);
+            let mut new_rule = false;
             for hit in &hits {
                 if !info.risk_rules.contains(&hit.rule) && info.risk_rules.len() < MAX_FIRED {
                     info.risk_rules.push(hit.rule.clone());
                     info.risk_score = info.risk_score.saturating_add(hit.score).min(MAX_SCORE);
+                    new_rule = true;
                 }
             }
-            info.id.clone()
+            (info.id.clone(), new_rule)
         };
-        self.changed.bump();
+        // The console shows the rules and the score: told only when they changed (a rule
+        // firing again on every Enter does not make every console refresh).
+        if new_rule {
+            self.changed.bump();
+        }
         if worst.action.stops() {
             // Input is held from now on, before anything is awaited: nothing typed meanwhile
             // (by any viewer of the session) goes through.
