@@ -178,7 +178,7 @@ pub(crate) async fn document() -> Json<Value> {
                 "post": op("Why a user may or may not do an action on a target: verdict, deciding rule, rules considered; `access`: what the user holds (a grant, or for a rule that gives access by approved request only, the request approved now: id, approvers, until) and whether a session would open", "admin", Some("Explain"), "200")
             },
             "/sessions": { "get": op("Live sessions", "admins and soc", None, "200") },
-            "/sessions/events": { "get": op("Session changes: with Accept: text/event-stream, a server-sent event `changed` each time a session of this gateway opens, ends, changes state, is frozen or scores a risk (no session data; the stream ends after 10 minutes, EventSource reconnects); otherwise {changes: n}", "admins and soc", None, "200") },
+            "/sessions/events": { "get": op("Session changes: with Accept: text/event-stream, a server-sent event `changed` each time a session of this gateway opens, ends, changes state, is frozen or scores a new risk rule (no session data; changes within 250 ms are one event; the stream ends after a minute, EventSource reconnects, and at once when the user's access is revoked); otherwise {changes: n}", "admins and soc", None, "200") },
             "/sessions/{id}": {
                 "parameters": [path_param("id")],
                 "delete": op("Close a live session", "admin", None, "204")
