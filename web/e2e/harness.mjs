@@ -257,6 +257,19 @@ export async function uiLogin(page, base, user, password) {
   await page.click('#login-submit');
 }
 
+/** Once a session's page is opening: waits for its first picture, clicks into it and types
+ * `lines` (each followed by Enter); the session's id. */
+export async function typeInSession(page, lines) {
+  await page.waitForFunction(() => window.__portcullis?.sessionId && window.__portcullis.framesPainted >= 1, null, { timeout: 20000 });
+  const id = await page.evaluate(() => window.__portcullis.sessionId);
+  await page.click('#session-canvas', { position: { x: 300, y: 200 } });
+  for (const line of lines) {
+    await page.keyboard.type(line);
+    await page.keyboard.press('Enter');
+  }
+  return id;
+}
+
 /** Logs in through the UI and opens `target` from the targets list (does not wait for frames). */
 export async function openTarget(page, base, user, password, target) {
   await uiLogin(page, base, user, password);

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
   startDesktop, startGateway, launchBrowser, newPage, uiLogin, until, userWithTarget,
+  typeInSession,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -33,14 +34,7 @@ async function session(lines, user = 'alice') {
     await page.click('#nav-targets');
     await page.waitForSelector('[data-target="desk"]', { timeout: 10000 });
     await page.click('[data-target="desk"]');
-    await page.waitForFunction(() => window.__portcullis?.sessionId && window.__portcullis.framesPainted >= 1, null, { timeout: 20000 });
-    const id = await page.evaluate(() => window.__portcullis.sessionId);
-    await page.click('#session-canvas', { position: { x: 300, y: 200 } });
-    for (const line of lines) {
-      await page.keyboard.type(line);
-      await page.keyboard.press('Enter');
-    }
-    return { page, id };
+    return { page, id: await typeInSession(page, lines) };
   } catch (e) {
     await page.context().close();
     throw e;

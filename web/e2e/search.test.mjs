@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import {
   startDesktop, startGateway, launchBrowser, newPage, openTarget, uiLogin, until, userWithTarget,
+  typeInSession,
 } from './harness.mjs';
 
 const ADMIN = 'admin-password-e2e';
@@ -24,14 +25,7 @@ async function session(user, lines) {
   const page = await newPage(browser);
   try {
     await openTarget(page, gw.base, user, PASSWORD(user), 'desk');
-    await page.waitForFunction(() => window.__portcullis?.sessionId && window.__portcullis.framesPainted >= 1, null, { timeout: 20000 });
-    const id = await page.evaluate(() => window.__portcullis.sessionId);
-    await page.click('#session-canvas', { position: { x: 300, y: 200 } });
-    for (const line of lines) {
-      await page.keyboard.type(line);
-      await page.keyboard.press('Enter');
-    }
-    return { page, id };
+    return { page, id: await typeInSession(page, lines) };
   } catch (e) {
     await page.context().close();
     throw e;

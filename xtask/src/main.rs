@@ -504,6 +504,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "vnc_zrle",
     "tesseract_tsv",
     "search_track",
+    "mp4_fragment",
 ];
 
 /// How long each fuzz target runs: for a time, or for a number of executions.

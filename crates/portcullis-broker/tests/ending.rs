@@ -446,7 +446,7 @@ async fn screen_words_and_pasted_text_reach_the_track_bounded() {
     let words: Vec<ScreenWord> = (0..MAX_SCREEN_WORDS + 5)
         .map(|i| ScreenWord(format!("w{i}"), i as u32, 1, 2, 3))
         .collect();
-    session.screen_words(words);
+    session.screen_words(words, Duration::from_millis(1500));
     // 3-byte characters: the cut lands inside one unless it steps back.
     let pasted = "€".repeat(MAX_CLIPBOARD_TEXT);
     viewer
@@ -459,7 +459,10 @@ async fn screen_words_and_pasted_text_reach_the_track_bounded() {
     let screens: Vec<usize> = events
         .iter()
         .filter_map(|e| match e {
-            SessionEvent::ScreenText { words } => Some(words.len()),
+            SessionEvent::ScreenText { words, age_ms } => {
+                assert_eq!(*age_ms, 1500);
+                Some(words.len())
+            }
             _ => None,
         })
         .collect();

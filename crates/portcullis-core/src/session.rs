@@ -181,6 +181,10 @@ pub enum ClipboardDirection {
 /// The most clipboard text a recording keeps of one transfer (for search), in bytes.
 pub const MAX_CLIPBOARD_TEXT: usize = 4096;
 
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
 /// The most words one [`SessionEvent::ScreenText`] holds.
 pub const MAX_SCREEN_WORDS: usize = 2000;
 
@@ -258,8 +262,13 @@ pub enum SessionEvent {
     /// Words read off the screen (the gateway's OCR of a settled change), each with its box on
     /// the desktop, for searching recordings and boxing a hit on the video.
     ScreenText {
-        /// The words, in reading order.
+        /// The words, in reading order (none: the screen was read and held no text, so
+        /// catching up later need not read it again).
         words: Vec<ScreenWord>,
+        /// How long before this event the picture was taken (reading takes a while): the
+        /// words were on screen at the event's time minus this. Absent in older tracks.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        age_ms: u64,
     },
     /// Clipboard text moved.
     Clipboard {

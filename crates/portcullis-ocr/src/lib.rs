@@ -12,6 +12,7 @@
 //! - [`Pacer`]: how long to rest after a read so that reading takes at most a given share of
 //!   one core.
 
+pub mod catchup;
 pub mod tsv;
 
 #[cfg(any(test, feature = "fuzzing"))]

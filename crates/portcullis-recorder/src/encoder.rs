@@ -223,14 +223,20 @@ pub struct H264Encoder {
 
 static INIT: Once = Once::new();
 
+/// Sets FFmpeg up once per process (logging, and glibc's allocation threshold: see
+/// `ffi::tune_memory`), for the encoder and the decoder alike.
+pub(crate) fn init_ffmpeg() {
+    INIT.call_once(|| {
+        ffi::tune_memory(C_MMAP_THRESHOLD);
+        let _ = ff::init();
+        ff::util::log::set_level(ff::util::log::Level::Error);
+    });
+}
+
 impl H264Encoder {
     /// Opens libx264 for `width` × `height` (both even).
     pub fn new(width: u32, height: u32, settings: &EncoderSettings) -> Result<Self, EncoderError> {
-        INIT.call_once(|| {
-            ffi::tune_memory(C_MMAP_THRESHOLD);
-            let _ = ff::init();
-            ff::util::log::set_level(ff::util::log::Level::Error);
-        });
+        init_ffmpeg();
         let codec = ff::encoder::find_by_name("libx264").ok_or(EncoderError::NoX264)?;
         let mut enc = codec::context::Context::new_with_codec(codec)
             .encoder()

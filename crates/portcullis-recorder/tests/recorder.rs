@@ -732,3 +732,127 @@ fn a_small_change_twice_a_second_is_on_disk_within_two_seconds() {
         ages.iter().filter(|a| a.1 > 1500).collect::<Vec<_>>()
     );
 }
+
+/// Luma of an RGB colour as the decoder gives it back (BT.601, full range).
+fn luma(rgb: [u8; 3]) -> i32 {
+    (299 * i32::from(rgb[0]) + 587 * i32::from(rgb[1]) + 114 * i32::from(rgb[2])) / 1000
+}
+
+#[test]
+fn a_recording_decodes_again_picture_by_picture_across_parts() {
+    use portcullis_recorder::decoder::RecordingVideo;
+
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let mut r = Recorder::new(writer(&disk, "dec"), RecorderConfig::default());
+    let (w, h) = (320, 240);
+    let plain = picture(w, h, false);
+    let red = picture(w, h, true);
+    let mut t = 0;
+    r.frame(0, &plain, w, h).unwrap();
+    tick_until(&mut r, &mut t, 2000);
+    r.frame_changed(2000, &red, w, h, &[Rect::new(100, 100, 100, 100)])
+        .unwrap();
+    tick_until(&mut r, &mut t, 3000);
+    r.resize(3000).unwrap();
+    let big = picture(480, 360, false);
+    r.frame(3000, &big, 480, 360).unwrap();
+    tick_until(&mut r, &mut t, 4500);
+    r.finish(4500, "done", 1).unwrap();
+
+    let d = detail(&disk, "dec").unwrap();
+    let mut video = RecordingVideo::new(&disk, "dec", &d);
+    let mut pictures = Vec::new();
+    while let Some(p) = video.next_picture().unwrap() {
+        pictures.push(p);
+    }
+    assert_eq!(video.passed_over(), 0);
+    let times: Vec<u64> = pictures.iter().map(|p| p.time_ms).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let at = |ms: u64| pictures.iter().rev().find(|p| p.time_ms <= ms).unwrap();
+    let (blue, red_px) = (luma([40, 90, 160]), luma([230, 20, 20]));
+    let near = |v: u8, want: i32| (i32::from(v) - want).abs() <= 12;
+    let first = at(1000);
+    assert_eq!((first.width, first.height), (w, h));
+    assert!(near(first.luma[(150 * w + 150) as usize], blue));
+    let second = at(2500);
+    assert!(second.time_ms >= 2000);
+    assert!(
+        near(second.luma[(150 * w + 150) as usize], red_px),
+        "{}",
+        second.luma[(150 * w + 150) as usize]
+    );
+    assert!(near(second.luma[(10 * w + 10) as usize], blue));
+    let third = at(4000);
+    assert_eq!((third.width, third.height), (480, 360));
+    assert!(near(third.luma[(150 * 480 + 150) as usize], blue));
+
+    // A fragment whose bytes no longer match the manifest is passed over, not decoded.
+    let part = dir.path().join("dec").join("video-1.mp4");
+    let mut bytes = std::fs::read(&part).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0xff;
+    std::fs::write(&part, bytes).unwrap();
+    let mut video = RecordingVideo::new(&disk, "dec", &d);
+    let mut n = 0;
+    while video.next_picture().unwrap().is_some() {
+        n += 1;
+    }
+    assert!(video.passed_over() >= 1);
+    assert!(n >= 1 && n < pictures.len(), "{n} of {}", pictures.len());
+}
+
+#[test]
+fn catch_up_finds_pictures_that_stayed_not_their_refinements() {
+    use portcullis_ocr::catchup::{Frame, Settler};
+    use portcullis_recorder::decoder::RecordingVideo;
+
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let mut r = Recorder::new(writer(&disk, "settle"), RecorderConfig::default());
+    let (w, h) = (320, 240);
+    let a = glyphs(w, h, 1);
+    // B: A with its lower half new.
+    let mut b = a.clone();
+    let half = (w * h * 2) as usize;
+    b[half..].copy_from_slice(&glyphs(w, h, 2)[half..]);
+    let mut t = 0;
+    r.frame(0, &a, w, h).unwrap();
+    tick_until(&mut r, &mut t, 3000);
+    r.frame_changed(3000, &b, w, h, &[Rect::new(0, h / 2, w, h / 2)])
+        .unwrap();
+    tick_until(&mut r, &mut t, 6000);
+    r.finish(6000, "done", 1).unwrap();
+
+    let d = detail(&disk, "settle").unwrap();
+    let mut video = RecordingVideo::new(&disk, "settle", &d);
+    let mut settler = Settler::new(500, 2000);
+    let mut moments = Vec::new();
+    let mut decoded = 0;
+    while let Some(p) = video.next_picture().unwrap() {
+        decoded += 1;
+        moments.extend(settler.push(Frame {
+            time_ms: p.time_ms,
+            width: p.width,
+            height: p.height,
+            luma: p.luma,
+        }));
+    }
+    moments.extend(settler.finish(6000));
+    // Drafts and their refinements were decoded, yet two pictures stayed.
+    assert!(decoded >= 4, "{decoded}");
+    let got: Vec<(u64, u32, u32)> = moments.iter().map(|m| (m.from_ms, m.y, m.h)).collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    // (The recorder's first picture is followed by the same one 200 ms later.)
+    assert!(got[0].0 <= 200 && (got[0].1, got[0].2) == (0, h), "{got:?}");
+    assert!((3000..=3100).contains(&got[1].0), "{got:?}");
+    // The lower half, with a few rows of context above.
+    assert!(got[1].1 >= h / 2 - 16 && got[1].1 <= h / 2, "{got:?}");
+    assert_eq!(got[1].1 + got[1].2, h);
+    // What is read is the refinement (the last picture of each).
+    assert!(
+        moments[0].frame.time_ms >= 1000,
+        "{:?}",
+        moments[0].frame.time_ms
+    );
+}

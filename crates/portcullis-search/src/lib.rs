@@ -31,7 +31,7 @@ use tantivy::{
     doc, DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
 };
 
-pub use track::{read_track, Entry, Kind, Reading, Resume, WordBox};
+pub use track::{read_track, screen_reads, Entry, Kind, Reading, Resume, WordBox};
 
 /// The index format; an index of another is rebuilt.
 const FORMAT: u32 = 1;
@@ -110,6 +110,17 @@ pub struct Done {
     /// How the session was entered, as its track's start said.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub entry: String,
+    /// The screen of its video was read after the fact (catch-up) up to here, ms on the
+    /// recording's clock: moments before it are in the index.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub screen_caught_up_ms: u64,
+    /// The catch-up read the whole video (or all of it that could be read).
+    #[serde(default)]
+    pub screen_caught_up: bool,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A search.

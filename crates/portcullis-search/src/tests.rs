@@ -182,6 +182,8 @@ fn progress_survives_a_reopen_and_forget_takes_a_recording_out() {
             },
             complete: false,
             entry: "rdp".into(),
+            screen_caught_up_ms: 61_000,
+            screen_caught_up: false,
         },
     );
     {

@@ -179,6 +179,9 @@ pub fn read_track(bytes: &[u8], resume: &Resume, complete: bool) -> Reading {
                 );
             }
             "screen_text" => {
+                // When the words were on screen: the read took `age_ms`.
+                let age = event.get("age_ms").and_then(Value::as_u64).unwrap_or(0);
+                let t_ms = t_ms.saturating_sub(age);
                 let words = screen_words(&event);
                 let joined = words
                     .iter()
@@ -280,6 +283,22 @@ fn add(reading: &mut Reading, kind: Kind, t_ms: u64, text: String, words: Vec<Wo
     }
 }
 
+/// When the live reader read the screen (every `screen_text` event, those that found no
+/// words too, at the time the picture was taken), in track order: what a catch-up reader of
+/// the recording need not read again. Lines too long or not JSON are passed over.
+pub fn screen_reads(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|line| line.len() <= MAX_EVENT_LINE)
+        .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
+        .filter(|event| event.get("type").and_then(Value::as_str) == Some("screen_text"))
+        .map(|event| {
+            let t = event.get("t_ms").and_then(Value::as_u64).unwrap_or(0);
+            t.saturating_sub(event.get("age_ms").and_then(Value::as_u64).unwrap_or(0))
+        })
+        .collect()
+}
+
 /// The words of a `screen_text` event (`[[text, x, y, w, h], …]`), malformed ones left out.
 fn screen_words(event: &Value) -> Vec<WordBox> {
     let Some(words) = event.get("words").and_then(Value::as_array) else {
@@ -370,14 +389,19 @@ mod tests {
             r#"{"t_ms":6,"type":"file_transfer","direction":"to_target","path":"C:/x/payroll.xlsx","bytes":9}"#,
             "not json",
             r#"{"t_ms":7,"type":"keys"}"#,
+            r#"{"t_ms":9000,"type":"screen_text","words":[],"age_ms":2500}"#,
+            r#"{"t_ms":9100,"type":"screen_text","words":[["late",1,1,1,1]],"age_ms":2500}"#,
         ]);
+        assert_eq!(screen_reads(&bytes), [5, 6500, 6600]);
         let r = read_track(&bytes, &Resume::default(), true);
+        // Screen words are at the time the picture was taken; a read of nothing is no entry.
+        assert_eq!(r.entries[2].t_ms, 6600);
+        assert_eq!(r.entries.len(), 3);
         assert_eq!(r.entries[0].kind, Kind::Screen);
         assert_eq!(r.entries[0].text, "10.1.2.3 ok");
         assert_eq!(r.entries[0].words.len(), 2);
         assert_eq!(r.entries[0].words[0].x, 4);
         assert_eq!(r.entries[1].text, "C:/x/payroll.xlsx");
-        assert_eq!(r.entries.len(), 2);
         assert_eq!(r.resume.offset, bytes.len() as u64);
     }
 

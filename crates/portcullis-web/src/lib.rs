@@ -54,7 +54,7 @@ pub use error::WebError;
 pub use policy::store as policy_store;
 pub use rdp::{gate as rdp_gate, preauth as rdp_preauth, tickets as rdp_tickets};
 pub use recordings::retention;
-pub use recordings::search::{index_dir as search_index_dir, Search};
+pub use recordings::search::{index_dir as search_index_dir, CatchUpJob, CaughtUp, Search};
 pub use recordings::Recordings;
 pub use tls::{load_or_create_self_signed, server_config, TlsFiles};
 

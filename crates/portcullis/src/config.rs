@@ -60,6 +60,10 @@ pub struct Ocr {
     /// words (with their boxes) in the recording for search (default true). Sessions a screen
     /// rule watches are read first.
     pub recordings: bool,
+    /// `[ocr] catch_up`: with `recordings`, read closed recordings' video again for the
+    /// moments the live reader did not read (busy, off, or the gateway stopped), for search
+    /// only (default true); within the same CPU share, after the live reading.
+    pub catch_up: bool,
 }
 
 /// The checked `[ops]` section.
@@ -271,6 +275,7 @@ mod dto {
         pub cpu_share: Option<f64>,
         pub settle_ms: Option<u64>,
         pub recordings: Option<bool>,
+        pub catch_up: Option<bool>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -586,6 +591,7 @@ fn ocr(o: dto::Ocr) -> Result<Ocr> {
         cpu_share,
         settle: Duration::from_millis(settle_ms),
         recordings: o.recordings.unwrap_or(true),
+        catch_up: o.catch_up.unwrap_or(true),
     })
 }
 

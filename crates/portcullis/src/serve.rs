@@ -3,6 +3,7 @@
 //! the listeners, starts the SIEM exports and retention, and runs until a stop signal, then the
 //! graceful stop (`shutdown`).
 
+mod catch_up;
 mod rdp_listener;
 mod screen_reader;
 
@@ -377,6 +378,7 @@ pub(crate) fn serve(config: Config) -> Result<()> {
         config.ocr,
         runtime.handle().clone(),
         Arc::clone(&reader_stop),
+        state.search.clone().zip(state.recordings.clone()),
     );
     let grace = config.shutdown_grace;
     // The stop signal, passed down: listeners stop accepting once it turns true.

@@ -10,6 +10,7 @@ const TARGETS: &[(&str, Oracle)] = &[
     ("client_message", portcullis_core::oracles::client_message),
     ("tesseract_tsv", portcullis_ocr::oracles::tesseract_tsv),
     ("search_track", portcullis_search::oracles::search_track),
+    ("mp4_fragment", portcullis_recorder::oracles::mp4_fragment),
     ("target_updates", portcullis_core::oracles::target_updates),
     (
         "recording_manifest",

@@ -58,15 +58,23 @@ impl SessionHandle {
         self.shared.tap.get().is_some()
     }
 
-    /// Puts words read off the screen into the event track (at most
+    /// Puts words read off the screen `age` ago into the event track (at most
     /// [`MAX_SCREEN_WORDS`](portcullis_core::session::MAX_SCREEN_WORDS), the rest in further
-    /// events), for searching the recording.
-    pub fn screen_words(&self, words: Vec<ScreenWord>) {
+    /// events), for searching the recording. A read that found nothing is an event without
+    /// words (the screen was read then: catching up later passes over that moment).
+    pub fn screen_words(&self, words: Vec<ScreenWord>, age: Duration) {
+        let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
         let mut words = words;
-        while !words.is_empty() {
+        loop {
             let rest = words.split_off(words.len().min(MAX_SCREEN_WORDS));
             self.shared
-                .tap_event(TapEvent::Session(SessionEvent::ScreenText { words }));
+                .tap_event(TapEvent::Session(SessionEvent::ScreenText {
+                    words,
+                    age_ms,
+                }));
+            if rest.is_empty() {
+                break;
+            }
             words = rest;
         }
     }

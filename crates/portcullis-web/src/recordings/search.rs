@@ -8,15 +8,16 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use portcullis_core::session::ScreenWord;
 use portcullis_recording::catalog::{ListedState, Summary};
 use portcullis_recording::manifest::{EVENTS, MANIFEST};
-use portcullis_search::{Done, Kind, Progress, Recording, SearchIndex};
+use portcullis_search::{Done, Entry, Kind, Progress, Recording, SearchIndex, WordBox};
 use portcullis_store::Role;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -31,10 +32,57 @@ const EVERY: Duration = Duration::from_secs(2);
 /// The most event-track bytes read from one recording in one pass.
 const MAX_READ: u64 = 8 * 1024 * 1024;
 
+/// The most event-track bytes read to find when the live reader read a closed recording's
+/// screen (a longer track: only its start is taken into account, the rest is read again).
+const MAX_TRACK_FOR_READS: u64 = 64 * 1024 * 1024;
+
 /// The search index and what the indexer saw last of each recording.
 #[derive(Clone)]
 pub struct Search {
     index: Arc<SearchIndex>,
+    catch_up: Arc<Mutex<CatchUpShared>>,
+}
+
+/// A closed recording whose screen the catch-up reader should read (portcullis-recorder
+/// decodes it again; the binary's `serve/catch_up`).
+#[derive(Debug, Clone)]
+pub struct CatchUpJob {
+    /// The recording.
+    pub recording: String,
+    /// Moments before this (ms on its clock) were caught up already.
+    pub from_ms: u64,
+    /// When the live reader read its screen (sorted): those moments need no second read.
+    pub live_reads: Vec<u64>,
+}
+
+/// What the catch-up reader read of one recording.
+#[derive(Debug, Clone, Default)]
+pub struct CaughtUp {
+    /// The recording.
+    pub recording: String,
+    /// Each moment read: when (ms on the recording's clock) and the words with their boxes.
+    pub moments: Vec<(u64, Vec<ScreenWord>)>,
+    /// Read up to here.
+    pub through_ms: u64,
+    /// The whole video was read (or all of it that could be).
+    pub finished: bool,
+}
+
+/// Between the indexer and the catch-up reader.
+#[derive(Default)]
+struct CatchUpShared {
+    /// Recordings indexed to their end whose screens were not caught up, newest first.
+    due: Vec<(String, u64)>,
+    /// The one the reader works on.
+    in_flight: Option<String>,
+    /// What it read, for the indexer to add.
+    read: Vec<CaughtUp>,
+    /// The recordings, once the indexer started.
+    recordings: Option<Recordings>,
+}
+
+fn shared(m: &Mutex<CatchUpShared>) -> std::sync::MutexGuard<'_, CatchUpShared> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl std::fmt::Debug for Search {
@@ -56,7 +104,51 @@ impl Search {
         };
         Ok(Self {
             index: Arc::new(index),
+            catch_up: Arc::default(),
         })
+    }
+
+    /// The next recording the catch-up reader should read, taken off the list (given back by
+    /// [`Search::caught_up`]); `None` when none waits.
+    pub fn next_catch_up(&self) -> Option<CatchUpJob> {
+        let (recording, from_ms, recordings) = {
+            let mut s = shared(&self.catch_up);
+            if s.in_flight.is_some() {
+                return None;
+            }
+            let recordings = s.recordings.clone()?;
+            if s.due.is_empty() {
+                return None;
+            }
+            let (id, from) = s.due.remove(0);
+            s.in_flight = Some(id.clone());
+            (id, from, recordings)
+        };
+        let storage = recordings.storage.as_ref();
+        let len = storage
+            .len(&recording, EVENTS)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+            .min(MAX_TRACK_FOR_READS);
+        let bytes = storage.read(&recording, EVENTS, 0, len).unwrap_or_default();
+        let mut live_reads = portcullis_search::screen_reads(&bytes);
+        live_reads.sort_unstable();
+        Some(CatchUpJob {
+            recording,
+            from_ms,
+            live_reads,
+        })
+    }
+
+    /// What the catch-up reader read of a job's recording (all, or up to where it stopped):
+    /// the indexer adds it at its next pass.
+    pub fn caught_up(&self, read: CaughtUp) {
+        let mut s = shared(&self.catch_up);
+        if s.in_flight.as_deref() == Some(read.recording.as_str()) {
+            s.in_flight = None;
+        }
+        s.read.push(read);
     }
 
     /// Starts the indexer thread over `recordings`; it stops when `stop` is set.
@@ -66,9 +158,11 @@ impl Search {
         stop: Arc<AtomicBool>,
     ) -> Result<(), String> {
         let index = Arc::clone(&self.index);
+        shared(&self.catch_up).recordings = Some(recordings.clone());
+        let catch_up = Arc::clone(&self.catch_up);
         std::thread::Builder::new()
             .name("search-indexer".into())
-            .spawn(move || Indexer::new(index, recordings).run(&stop))
+            .spawn(move || Indexer::new(index, recordings, catch_up).run(&stop))
             .map(drop)
             .map_err(|e| format!("cannot start the search indexer: {e}"))
     }
@@ -86,10 +180,15 @@ struct Indexer {
     seen: HashMap<String, u64>,
     /// When a purge of taken-out texts last failed (tried again a minute later, not every pass).
     purge_failed: Option<Instant>,
+    catch_up: Arc<Mutex<CatchUpShared>>,
 }
 
 impl Indexer {
-    fn new(index: Arc<SearchIndex>, recordings: Recordings) -> Self {
+    fn new(
+        index: Arc<SearchIndex>,
+        recordings: Recordings,
+        catch_up: Arc<Mutex<CatchUpShared>>,
+    ) -> Self {
         let progress = index.progress().unwrap_or_default();
         Self {
             index,
@@ -97,7 +196,70 @@ impl Indexer {
             progress,
             seen: HashMap::new(),
             purge_failed: None,
+            catch_up,
         }
+    }
+
+    /// Adds what the catch-up reader read (of recordings still here) and lists the recordings
+    /// it should read next: indexed to their end, screen not caught up, newest first.
+    fn catch_up(&mut self, listed: &[Summary]) -> Result<bool, String> {
+        let read = std::mem::take(&mut shared(&self.catch_up).read);
+        let mut changed = false;
+        for caught in read {
+            let Some(summary) = listed.iter().find(|s| s.id == caught.recording) else {
+                continue;
+            };
+            let Some(done) = self.progress.recordings.get_mut(&caught.recording) else {
+                continue;
+            };
+            let entries: Vec<Entry> = caught
+                .moments
+                .into_iter()
+                .filter(|(_, words)| !words.is_empty())
+                .map(|(t_ms, words)| Entry {
+                    kind: Kind::Screen,
+                    t_ms,
+                    text: words
+                        .iter()
+                        .map(|w| w.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    words: words
+                        .into_iter()
+                        .map(|ScreenWord(word, x, y, w, h)| WordBox { word, x, y, w, h })
+                        .collect(),
+                })
+                .collect();
+            let recording = Recording {
+                id: summary.id.clone(),
+                user: summary.user.clone(),
+                user_id: summary.user_id.clone(),
+                target: summary.target.clone(),
+                entry: done.entry.clone(),
+                started_at_ms: summary.started_at_ms,
+            };
+            self.index
+                .add(&recording, &entries)
+                .map_err(|e| e.to_string())?;
+            done.screen_caught_up_ms = done.screen_caught_up_ms.max(caught.through_ms);
+            done.screen_caught_up |= caught.finished;
+            changed = true;
+        }
+        let mut due: Vec<(&Summary, u64)> = listed
+            .iter()
+            .filter_map(|s| {
+                let done = self.progress.recordings.get(&s.id)?;
+                (done.complete && !done.screen_caught_up).then_some((s, done.screen_caught_up_ms))
+            })
+            .collect();
+        due.sort_by_key(|(s, _)| std::cmp::Reverse(s.started_at_ms));
+        let mut s = shared(&self.catch_up);
+        s.due = due
+            .into_iter()
+            .filter(|(summary, _)| s.in_flight.as_deref() != Some(summary.id.as_str()))
+            .map(|(summary, from)| (summary.id.clone(), from))
+            .collect();
+        Ok(changed)
     }
 
     fn run(mut self, stop: &AtomicBool) {
@@ -165,6 +327,9 @@ impl Indexer {
                     }
                 }
             }
+        }
+        if self.catch_up(&listed)? {
+            changed = true;
         }
         if changed {
             self.index
@@ -247,6 +412,7 @@ impl Indexer {
                 resume: reading.resume,
                 complete,
                 entry,
+                ..done
             },
         );
         // Read to its listed end: nothing new until the manifest grows.

@@ -9,10 +9,11 @@
 //! cpu_share` of one core: after each read it rests for what the share asks (at most
 //! [`MAX_REST`]). The changed rows are read whole (a completed word is read with its line); a
 //! screen that never settles is read [`AT_MOST`] after its first change. The thread stops when
-//! the gateway's shutdown begins.
+//! the gateway's shutdown begins. With `[ocr] catch_up`, a second thread (`catch_up`) reads
+//! closed recordings' moments this one missed, within the same share once this one rested.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portcullis_broker::{Broker, SessionHandle};
@@ -29,7 +30,7 @@ const LOOK_EVERY: Duration = Duration::from_millis(150);
 /// Areas smaller than this (either way, in pixels) hold no readable text.
 const MIN_SIDE: u32 = 8;
 /// A screen that keeps changing is read this long after its first unread change.
-const AT_MOST: Duration = Duration::from_secs(2);
+pub(super) const AT_MOST: Duration = Duration::from_secs(2);
 /// The longest rest after one read (a slow read must not silence every session for minutes).
 const MAX_REST: Duration = Duration::from_secs(5);
 /// Words read with less confidence (tesseract's, 0–100) are not kept for search: mostly
@@ -38,13 +39,49 @@ const MIN_CONFIDENCE: f32 = 30.0;
 /// How long the risk rules may take over a read's text (the audit trail may be slow).
 const CHECK_WITHIN: Duration = Duration::from_secs(10);
 
+/// The CPU share reading takes, for the whole gateway: each read (and the catch-up's
+/// decoding) is counted; the catch-up waits until what was spent has been rested.
+#[derive(Debug)]
+pub(super) struct Budget {
+    pacer: Pacer,
+    free_at: Mutex<Instant>,
+}
+
+impl Budget {
+    fn new(pacer: Pacer) -> Self {
+        Self {
+            pacer,
+            free_at: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// `busy` was spent reading.
+    pub(super) fn spent(&self, busy: Duration) {
+        let mut free_at = self
+            .free_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *free_at = (*free_at).max(Instant::now()) + self.pacer.rest_after(busy).min(MAX_REST);
+    }
+
+    /// How long until the share allows more work.
+    pub(super) fn free_in(&self) -> Duration {
+        self.free_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .saturating_duration_since(Instant::now())
+    }
+}
+
 /// Starts the reader unless `[ocr] enabled = false`; without tesseract it says so once and does
-/// not start (screen rules then never fire).
+/// not start (screen rules then never fire). With `catch_up` (the search index and the
+/// recordings, when `[ocr] recordings` and `[ocr] catch_up` are on) the catch-up reader too.
 pub(super) fn start(
     broker: Broker,
     config: Ocr,
     runtime: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
+    catch_up: Option<(portcullis_web::Search, portcullis_web::Recordings)>,
 ) {
     if !config.enabled {
         info!("screen text reading is off ([ocr] enabled = false): risk rules on the screen never fire, recordings hold no screen text to search");
@@ -61,9 +98,20 @@ pub(super) fn start(
         recordings = config.recordings,
         "reading text off live sessions' screens (risk rules, recordings' search)"
     );
+    let budget = Arc::new(Budget::new(Pacer::new(config.cpu_share)));
+    if let Some((search, recordings)) = catch_up.filter(|_| config.recordings && config.catch_up) {
+        super::catch_up::start(
+            search,
+            recordings,
+            tesseract.clone(),
+            config.settle,
+            Arc::clone(&budget),
+            Arc::clone(&stop),
+        );
+    }
     let spawned = std::thread::Builder::new()
         .name("screen-reader".into())
-        .spawn(move || run(&broker, &tesseract, config, &runtime, &stop));
+        .spawn(move || run(&broker, &tesseract, config, &runtime, &stop, &budget));
     if let Err(e) = spawned {
         warn!(error = %e, "cannot start the screen reader: risk rules on the screen never fire");
     }
@@ -75,6 +123,7 @@ fn run(
     config: Ocr,
     runtime: &tokio::runtime::Handle,
     stop: &AtomicBool,
+    budget: &Budget,
 ) {
     let pacer = Pacer::new(config.cpu_share);
     let mut failures_told = 0u32;
@@ -129,11 +178,12 @@ fn run(
             let started = Instant::now();
             let read = tesseract.read(area.rect.w, area.rect.h, &area.pixels);
             let busy = started.elapsed();
+            budget.spent(busy);
             match read {
                 Ok(words) => {
                     let text = portcullis_ocr::lines(&words);
                     if config.recordings && session.is_recorded() {
-                        session.screen_words(on_desktop(&words, area.rect));
+                        session.screen_words(on_desktop(&words, area.rect), started.elapsed());
                     }
                     if watched && !text.is_empty() && !stop.load(Ordering::SeqCst) {
                         let checked = runtime.block_on(async {
@@ -160,7 +210,7 @@ fn run(
 }
 
 /// Words tesseract found in `area` (low-confidence ones left out), placed on the desktop.
-fn on_desktop(words: &[Word], area: Rect) -> Vec<ScreenWord> {
+pub(super) fn on_desktop(words: &[Word], area: Rect) -> Vec<ScreenWord> {
     words
         .iter()
         .filter(|w| w.conf >= MIN_CONFIDENCE)
