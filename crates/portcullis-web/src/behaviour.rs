@@ -1,9 +1,12 @@
 //! Behaviour rules at work (policy `risk::BEHAVIOUR`): each user's sessions are compared with
 //! their own history — the targets they use, the addresses they come from, the hours they start
 //! at, how long their sessions last — learned as their sessions end and kept in the store (meta
-//! `risk_baseline:<user id>`, bounded). At a session's start a target never used before, an
-//! address never seen, or an hour the user rarely starts at fires the rule of that name; a
-//! session that runs far beyond the user's usual length fires `long_session` while it runs, and
+//! `risk_baseline:<user id>`, bounded), and with their history on the session's target (meta
+//! `risk_baseline_target:<length of the user id>:<user id>:<target>`: hours and lengths there).
+//! At a session's start a target never used before, an address never seen, or an hour the user
+//! rarely starts at (on this target, once they have a history there; else on any) fires the
+//! rule of that name; a session that runs far beyond the user's usual length (on this target,
+//! once known there) fires `long_session` while it runs, and
 //! one that moves more clipboard text or files than the volume rules' `limit_bytes` fires
 //! `clipboard_volume` / `file_volume` (these need no history). A
 //! rule fires only once the user has [`MIN_HISTORY`] sessions behind them (no baseline, no
@@ -26,6 +29,11 @@ use crate::AppState;
 
 /// The store's meta key of a user's baseline.
 const META_PREFIX: &str = "risk_baseline:";
+/// The store's meta key of a user's baseline on one target (the user's id length-prefixed: no
+/// user and target pair can name another's key).
+fn target_key(user: &str, target: &str) -> String {
+    format!("risk_baseline_target:{}:{user}:{target}", user.len())
+}
 /// Sessions a user needs behind them before their behaviour is judged.
 pub(crate) const MIN_HISTORY: u32 = 5;
 /// The most targets and addresses a baseline keeps (the most used stay).
@@ -53,9 +61,12 @@ pub(crate) struct Baseline {
 
 impl Baseline {
     /// The behaviour rules a new session on `target` from `addr` starting at `hour` (UTC)
-    /// fires, with how it differs.
+    /// fires, with how it differs: the target and the address against the user's whole
+    /// history (`self`), the hour against their history on this target (`on_target`) once it
+    /// holds [`MIN_HISTORY`] sessions, else against the whole.
     pub(crate) fn signals(
         &self,
+        on_target: &Baseline,
         target: &str,
         addr: &str,
         hour: usize,
@@ -81,17 +92,42 @@ impl Baseline {
             ));
         }
         let hour = hour % 24;
-        let near: u32 = [23, 0, 1].iter().map(|d| self.hours[(hour + d) % 24]).sum();
+        let (hours, n, on) = if on_target.sessions >= MIN_HISTORY {
+            (
+                &on_target.hours,
+                on_target.sessions,
+                format!(" on {target}"),
+            )
+        } else {
+            (&self.hours, n, String::new())
+        };
+        let near: u32 = [23, 0, 1].iter().map(|d| hours[(hour + d) % 24]).sum();
         // Fewer than one in twenty earlier sessions started within an hour of this one.
         if u64::from(near) * 20 < u64::from(n) {
             out.push((
                 "off_hours",
                 format!(
-                    "started at {hour:02}:00 UTC; {near} of {n} earlier sessions started within an hour of that"
+                    "started at {hour:02}:00 UTC; {near} of {n} earlier sessions{on} started within an hour of that"
                 ),
             ));
         }
         out
+    }
+
+    /// How long a session on a target may run before `long_session` calls it long, and the
+    /// usual length it is measured against: the user's lengths on this target once they hold
+    /// [`MIN_HISTORY`], else all their lengths; with its detail's wording.
+    pub(crate) fn long_on(
+        &self,
+        on_target: &Baseline,
+        target: &str,
+    ) -> Option<(Duration, u64, String)> {
+        match on_target.long_after() {
+            Some(after) => Some((after, on_target.mean_minutes(), format!(" on {target}"))),
+            None => self
+                .long_after()
+                .map(|after| (after, self.mean_minutes(), String::new())),
+        }
     }
 
     /// How long a session may run before `long_session` calls it long: three standard
@@ -182,22 +218,35 @@ pub(crate) fn watch(state: &AppState, session: SessionHandle) {
                 &info.user_id
             }
         );
+        let pair_key = target_key(
+            if info.user_id.is_empty() {
+                &info.user
+            } else {
+                &info.user_id
+            },
+            &info.target,
+        );
         let addr = host_of(&info.client_addr);
         let hour = usize::try_from(info.started_at_ms.max(0) / 3_600_000 % 24).unwrap_or(0);
-        let (s, k) = (Arc::clone(&store), key.clone());
-        let baseline = tokio::task::spawn_blocking(move || load(s.as_ref(), &k))
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        for (rule, detail) in baseline.signals(&info.target, &addr, hour) {
+        let (s, k, pk) = (Arc::clone(&store), key.clone(), pair_key.clone());
+        let (baseline, on_target) = tokio::task::spawn_blocking(move || {
+            (
+                load(s.as_ref(), &k).unwrap_or_default(),
+                load(s.as_ref(), &pk).unwrap_or_default(),
+            )
+        })
+        .await
+        .unwrap_or_default();
+        for (rule, detail) in baseline.signals(&on_target, &info.target, &addr, hour) {
             if session.behaviour(rule, &detail).await {
                 break;
             }
         }
         // While it runs: its length against the user's usual, what crossed against the volume
         // rules' limits (each fires once).
-        let long_at = baseline.long_after().map(|after| (opened + after, after));
+        let long_at = baseline
+            .long_on(&on_target, &info.target)
+            .map(|(after, usual, on)| (opened + after, after, usual, on));
         let clipboard_limit = session.volume_limit("clipboard_volume");
         let file_limit = session.volume_limit("file_volume");
         let (mut long_fired, mut clipboard_fired, mut file_fired) = (false, false, false);
@@ -228,13 +277,12 @@ pub(crate) fn watch(state: &AppState, session: SessionHandle) {
                 let detail = format!("{} bytes of files crossed", now.file_bytes);
                 session.behaviour("file_volume", &detail).await;
             }
-            if let Some((at, after)) = long_at.filter(|_| !long_fired) {
-                if tokio::time::Instant::now() >= at {
+            if let Some((at, after, usual, on)) = long_at.as_ref().filter(|_| !long_fired) {
+                if tokio::time::Instant::now() >= *at {
                     long_fired = true;
                     let detail = format!(
-                        "running longer than {} min (usual: {} min)",
+                        "running longer than {} min (usual{on}: {usual} min)",
                         after.as_secs() / 60,
-                        baseline.mean_minutes()
                     );
                     session.behaviour("long_session", &detail).await;
                 }
@@ -254,12 +302,17 @@ pub(crate) fn watch(state: &AppState, session: SessionHandle) {
         }
         let secs = opened.elapsed().as_secs_f64();
         let learned = tokio::task::spawn_blocking(move || {
-            let Some(mut baseline) = load(store.as_ref(), &key) else {
-                return Ok(());
-            };
-            baseline.learn(&info.target, &addr, hour, secs);
-            let bytes = serde_json::to_vec(&baseline).unwrap_or_default();
-            store.put_meta(&key, &bytes)
+            // The user's whole history, then theirs on this target (each left as it is when
+            // it cannot be read).
+            for key in [key, pair_key] {
+                let Some(mut baseline) = load(store.as_ref(), &key) else {
+                    continue;
+                };
+                baseline.learn(&info.target, &addr, hour, secs);
+                let bytes = serde_json::to_vec(&baseline).unwrap_or_default();
+                store.put_meta(&key, &bytes)?;
+            }
+            Ok::<(), portcullis_store::StoreError>(())
         })
         .await;
         if let Ok(Err(e)) = learned {
@@ -288,20 +341,21 @@ mod tests {
     #[test]
     fn nothing_is_judged_without_a_history() {
         let b = history(MIN_HISTORY - 1);
-        assert!(b.signals("other", "192.0.2.1", 3).is_empty());
+        assert!(b.signals(&b, "other", "192.0.2.1", 3).is_empty());
         assert!(b.long_after().is_none());
     }
 
     #[test]
     fn a_new_target_address_and_hour_stand_out() {
         let b = history(20);
-        assert!(b.signals("desk", "10.0.0.5", 9).is_empty());
+        let none = Baseline::default();
+        assert!(b.signals(&b, "desk", "10.0.0.5", 9).is_empty());
         assert!(
-            b.signals("desk", "10.0.0.5", 11).is_empty(),
+            b.signals(&b, "desk", "10.0.0.5", 11).is_empty(),
             "within an hour of usual"
         );
         let rules: Vec<_> = b
-            .signals("db1", "192.0.2.1", 3)
+            .signals(&none, "db1", "192.0.2.1", 3)
             .into_iter()
             .map(|(r, _)| r)
             .collect();
@@ -312,6 +366,39 @@ mod tests {
         // Around 30 minutes, a few minutes apart: long is past ten minutes over twice that.
         let after = b.long_after().unwrap().as_secs();
         assert!((3600..4000).contains(&after), "{after}");
+    }
+
+    #[test]
+    fn hours_and_lengths_are_judged_per_target_once_known_there() {
+        // 20 sessions of half an hour on desk in the morning; 6 of 5 minutes on db1 at night.
+        let mut user = history(20);
+        let mut db1 = Baseline::default();
+        for i in 0..6 {
+            let secs = 300.0 + f64::from(i) * 10.0;
+            user.learn("db1", "10.0.0.5", 22, secs);
+            db1.learn("db1", "10.0.0.5", 22, secs);
+        }
+        // db1 in the morning: usual for the user, not on db1.
+        let fired = user.signals(&db1, "db1", "10.0.0.5", 9);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].0, "off_hours");
+        assert!(
+            fired[0].1.contains("of 6 earlier sessions on db1"),
+            "{}",
+            fired[0].1
+        );
+        assert!(user.signals(&db1, "db1", "10.0.0.5", 22).is_empty());
+        // Without a history on the target: the user's whole history judges.
+        assert!(user
+            .signals(&Baseline::default(), "db1", "10.0.0.5", 9)
+            .is_empty());
+        // Long on db1 is twice its mean (5.4 min; the floor is 10); overall nearly an hour.
+        let (after, usual, on) = user.long_on(&db1, "db1").unwrap();
+        assert_eq!((after.as_secs(), usual, on.as_str()), (650, 5, " on db1"));
+        let (overall, _, on) = user.long_on(&Baseline::default(), "desk").unwrap();
+        assert!(overall.as_secs() >= 3000 && on.is_empty(), "{overall:?}");
+        // Keys: no user and target pair names another's.
+        assert_ne!(target_key("a", "b:c"), target_key("a:b", "c"));
     }
 
     #[test]
