@@ -22,7 +22,7 @@ pub struct Frame {
 pub struct Moment {
     /// When it became still.
     pub from_ms: u64,
-    /// When the next different picture came (or the video ended).
+    /// When the first different picture came after it (or the video ended).
     pub to_ms: u64,
     /// The first changed row (full width is read).
     pub y: u32,
@@ -93,6 +93,8 @@ pub struct Settler {
     last: Option<Frame>,
     /// The picture that stayed, held while its refinements come (from when).
     held: Option<(u64, Frame)>,
+    /// When the first picture different from the held one came (its time on screen ended).
+    held_until: Option<u64>,
     /// The last moment's picture: what the next one's change is measured against.
     base: Option<Frame>,
     /// When the first picture since the last still one came (a screen that never settles is
@@ -109,6 +111,7 @@ impl Settler {
             at_most_ms,
             last: None,
             held: None,
+            held_until: None,
             base: None,
             changing_since: None,
         }
@@ -127,6 +130,13 @@ impl Settler {
                 self.changing_since = Some(since);
             }
         }
+        if self.held_until.is_none() {
+            if let Some((_, held)) = &self.held {
+                if changed_rows(held, &frame).is_some() {
+                    self.held_until = Some(frame.time_ms);
+                }
+            }
+        }
         self.last = Some(frame);
         moment
     }
@@ -138,7 +148,8 @@ impl Settler {
             out.extend(self.consider(prev));
         }
         if let Some((from, frame)) = self.held.take() {
-            out.extend(self.end_held(from, frame, end_ms.max(from)));
+            let to = self.held_until.take().unwrap_or(end_ms).max(from);
+            out.extend(self.end_held(from, frame, to));
         }
         out
     }
@@ -154,10 +165,12 @@ impl Settler {
             }
             Some((from, held)) => {
                 let now = frame.time_ms;
+                let to = self.held_until.take().unwrap_or(now).clamp(from, now);
                 self.held = Some((now, frame));
-                self.end_held(from, held, now)
+                self.end_held(from, held, to)
             }
             None => {
+                self.held_until = None;
                 self.held = Some((frame.time_ms, frame));
                 None
             }
@@ -182,9 +195,10 @@ impl Settler {
 }
 
 /// Whether the live reader read the screen while a moment's picture was up: a read at
-/// `from_ms - slack ..= to_ms + slack` (`reads` sorted).
+/// `from_ms ..= to_ms + slack` (`reads` sorted; the slack: how late a read's time may be
+/// against the video's clock). A read before the picture came is not one of it.
 pub fn read_live(reads: &[u64], from_ms: u64, to_ms: u64, slack_ms: u64) -> bool {
-    let start = reads.partition_point(|&t| t < from_ms.saturating_sub(slack_ms));
+    let start = reads.partition_point(|&t| t < from_ms);
     reads
         .get(start)
         .is_some_and(|&t| t <= to_ms.saturating_add(slack_ms))
@@ -264,7 +278,7 @@ mod tests {
         assert_eq!(
             got,
             [
-                (0, 3080, 0, 64),
+                (0, 3000, 0, 64),
                 (3080, 9000, 0, 32),
                 (9000, 12_000, 24, 40)
             ]
@@ -292,6 +306,8 @@ mod tests {
         assert!(read_live(&reads, 1000, 3000, 250));
         assert!(!read_live(&reads, 3000, 4700, 250));
         assert!(read_live(&reads, 3000, 4800, 250));
+        // A read just before a picture came was of the one before.
+        assert!(!read_live(&reads, 1300, 4000, 250));
         assert!(!read_live(&[], 0, 10, 250));
     }
 }

@@ -8,8 +8,8 @@
 use std::collections::VecDeque;
 
 use ffmpeg_next as ff;
-use portcullis_recording::catalog::Detail;
 use portcullis_recording::manifest::{Entry, Span};
+use portcullis_recording::scan::Scan;
 use portcullis_recording::RecordingStorage;
 use thiserror::Error;
 
@@ -87,9 +87,14 @@ impl H264Decoder {
             count: 1,
             ..Default::default()
         });
+        // FFmpeg refuses pictures larger than ours before it allocates them (a hostile
+        // parameter set cannot ask for gigabytes).
+        let mut options = ff::Dictionary::new();
+        options.set("max_pixels", &MAX_PICTURE.to_string());
         let decoder = context
             .decoder()
-            .video()
+            .open_as_with(codec, options)
+            .and_then(|opened| opened.video())
             .map_err(ffe("open the H.264 decoder"))?;
         Ok(Self {
             decoder,
@@ -144,7 +149,12 @@ impl H264Decoder {
 fn luma_of(frame: &ff::frame::Video) -> Option<Picture> {
     let (width, height) = (frame.width(), frame.height());
     let pixels = u64::from(width) * u64::from(height);
-    if pixels == 0 || pixels > MAX_PICTURE || frame.planes() == 0 {
+    // 8-bit 4:2:0, as the recorder encodes: another format's first plane is not luma bytes.
+    let eight_bit = matches!(
+        frame.format(),
+        ff::format::Pixel::YUV420P | ff::format::Pixel::YUVJ420P
+    );
+    if pixels == 0 || pixels > MAX_PICTURE || frame.planes() == 0 || !eight_bit {
         return None;
     }
     let stride = frame.stride(0);
@@ -166,7 +176,19 @@ fn luma_of(frame: &ff::frame::Video) -> Option<Picture> {
     })
 }
 
-/// A recording's pictures in order, read a fragment at a time from its storage.
+/// What one [`RecordingVideo::step`] did.
+#[derive(Debug)]
+pub enum Step {
+    /// The next picture.
+    Picture(Picture),
+    /// Some work (a piece read, a sample decoded) and no picture yet: call again.
+    Working,
+    /// The end of the video.
+    End,
+}
+
+/// A recording's pictures in order, read a fragment at a time from its storage, a step at a
+/// time (the caller paces itself between steps and can stop at any).
 pub struct RecordingVideo<'a> {
     storage: &'a dyn RecordingStorage,
     id: String,
@@ -191,12 +213,15 @@ impl std::fmt::Debug for RecordingVideo<'_> {
 }
 
 impl<'a> RecordingVideo<'a> {
-    /// The video of the recording `id` whose manifest `detail` was read.
-    pub fn new(storage: &'a dyn RecordingStorage, id: &str, detail: &Detail) -> Self {
-        let pieces = detail
-            .scan
+    /// The video of the recording `id` as its manifest walk `scan` found it: only the lines it
+    /// proved to belong to the recording (none after an untied damaged stretch). With a walk
+    /// that checked signatures (`Depth::Signed`), what is decoded is what the gateway signed.
+    pub fn new(storage: &'a dyn RecordingStorage, id: &str, scan: &Scan) -> Self {
+        let proven = scan.untied_from.unwrap_or(u64::MAX);
+        let pieces = scan
             .bodies
             .iter()
+            .filter(|b| b.seq < proven)
             .filter_map(|b| match &b.entry {
                 Entry::Init { part, video, .. } => Some((*part, true, video.clone())),
                 Entry::Segment { part, video, .. } => Some((*part, false, video.clone())),
@@ -220,70 +245,66 @@ impl<'a> RecordingVideo<'a> {
         self.passed_over
     }
 
-    /// The next picture, or `None` at the end. Decodes at most one sample per call beyond what
-    /// is ready, so a caller can pace itself between calls.
-    pub fn next_picture(&mut self) -> Result<Option<Picture>, DecodeError> {
-        loop {
-            if let Some(picture) = self.ready.pop_front() {
-                return Ok(Some(picture));
+    /// One step: a picture decoded before, or one sample decoded, or one piece read.
+    pub fn step(&mut self) -> Result<Step, DecodeError> {
+        if let Some(picture) = self.ready.pop_front() {
+            return Ok(Step::Picture(picture));
+        }
+        if let Some(sample) = self.samples.pop_front() {
+            self.decode(&sample);
+            return Ok(Step::Working);
+        }
+        let Some((part, init, span)) = self.pieces.pop_front() else {
+            // The end: what the decoder still holds.
+            if let Some((_, mut decoder)) = self.decoder.take() {
+                let mut out = Vec::new();
+                decoder.finish(&mut out);
+                self.ready.extend(out);
+                return Ok(Step::Working);
             }
-            if let Some(sample) = self.samples.pop_front() {
-                self.decode(&sample);
-                continue;
+            return Ok(Step::End);
+        };
+        if !init && self.decoder.as_ref().map(|(p, _)| *p) != Some(part) {
+            // A fragment of a part whose start could not be read: not even read.
+            self.pass_over();
+            return Ok(Step::Working);
+        }
+        let Some(bytes) = self.read(&span)? else {
+            self.pass_over();
+            return Ok(Step::Working);
+        };
+        if init {
+            // A new part: what the last one holds first.
+            if let Some((_, mut old)) = self.decoder.take() {
+                let mut out = Vec::new();
+                old.finish(&mut out);
+                self.ready.extend(out);
             }
-            let Some((part, init, span)) = self.pieces.pop_front() else {
-                // The end: what the decoder still holds.
-                if let Some((_, mut decoder)) = self.decoder.take() {
-                    let mut out = Vec::new();
-                    decoder.finish(&mut out);
-                    self.ready.extend(out);
-                    continue;
-                }
-                return Ok(None);
-            };
-            let bytes = match self.read(&span)? {
-                Some(bytes) => bytes,
-                None => {
-                    self.pass_over();
-                    continue;
-                }
-            };
-            if init {
-                // A new part: what the last one holds first.
-                if let Some((_, mut old)) = self.decoder.take() {
-                    let mut out = Vec::new();
-                    old.finish(&mut out);
-                    self.ready.extend(out);
-                }
-                let Ok(avcc) = demux::avcc(&bytes) else {
-                    self.pass_over();
-                    continue;
-                };
-                match H264Decoder::new(avcc) {
-                    Ok(decoder) => {
-                        self.decoder = Some((part, decoder));
-                        self.lost = false;
-                    }
-                    // No decoder at all: nothing of any recording can be read.
-                    Err(
-                        e @ DecodeError::Ffmpeg {
-                            source: ff::Error::DecoderNotFound,
-                            ..
-                        },
-                    ) => return Err(e),
-                    Err(_) => self.pass_over(),
-                }
-                continue;
-            }
-            if self.decoder.as_ref().map(|(p, _)| *p) != Some(part) {
+            let Ok(avcc) = demux::avcc(&bytes) else {
                 self.pass_over();
-                continue;
-            }
-            match demux::fragment(&bytes) {
-                Ok(samples) => self.samples.extend(samples),
+                return Ok(Step::Working);
+            };
+            match H264Decoder::new(avcc) {
+                Ok(decoder) => {
+                    self.decoder = Some((part, decoder));
+                    self.lost = false;
+                }
+                // No decoder at all: nothing of any recording can be read.
+                Err(
+                    e @ DecodeError::Ffmpeg {
+                        source: ff::Error::DecoderNotFound,
+                        ..
+                    },
+                ) => return Err(e),
                 Err(_) => self.pass_over(),
             }
+            return Ok(Step::Working);
         }
+        match demux::fragment(&bytes) {
+            Ok(samples) => self.samples.extend(samples),
+            Err(_) => self.pass_over(),
+        }
+        Ok(Step::Working)
     }
 
     /// The piece's bytes if the manifest's hash vouches for them.

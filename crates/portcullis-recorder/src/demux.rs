@@ -23,6 +23,9 @@ pub enum DemuxError {
     /// The samples do not lie within the fragment's media data.
     #[error("sample {0} lies outside the media data")]
     OutsideData(usize),
+    /// A sample of no bytes, or more samples than a fragment of ours ever holds.
+    #[error("sample {0} is empty or one too many")]
+    BadSample(usize),
     /// The `avcC` record cannot be read.
     #[error("the decoder configuration cannot be read: {0}")]
     BadConfig(&'static str),
@@ -126,6 +129,9 @@ const TRUN_FLAGS: u32 = 0x000400;
 const TRUN_CTO: u32 = 0x000800;
 /// A sample's flags say "depends on others" (not a sync sample).
 const NON_SYNC: u32 = 0x0001_0000;
+/// The most samples a fragment holds: the recorder cuts one every second at most 60 frames a
+/// second (with repeats of a still picture, a few more).
+pub const MAX_SAMPLES: usize = 1024;
 
 /// The samples of one media fragment (a `moof` with one `traf`, then its `mdat`), with their
 /// times from the fragment's decode time and their data (length-prefixed NAL units).
@@ -175,6 +181,9 @@ pub fn fragment(bytes: &[u8]) -> Result<Vec<Sample>, DemuxError> {
     if count > room {
         return Err(DemuxError::Short("trun"));
     }
+    if count > MAX_SAMPLES {
+        return Err(DemuxError::BadSample(MAX_SAMPLES));
+    }
     let mdat_data = mdat_at + 8;
     let mut data = match data_offset {
         Some(off) => usize::try_from(i64::try_from(moof_at).unwrap_or(0) + i64::from(off))
@@ -197,6 +206,9 @@ pub fn fragment(bytes: &[u8]) -> Result<Vec<Sample>, DemuxError> {
         let size = field(TRUN_SIZE)?.unwrap_or(0) as usize;
         let sample_flags = field(TRUN_FLAGS)?.unwrap_or(0);
         let _cto = field(TRUN_CTO)?;
+        if size == 0 {
+            return Err(DemuxError::BadSample(n));
+        }
         let end = data
             .checked_add(size)
             .filter(|&end| data >= mdat_data && end <= data_end)

@@ -7,7 +7,8 @@ pub fn mp4_fragment(data: &[u8]) {
     if let Ok(samples) = crate::demux::fragment(data) {
         let total: usize = samples.iter().map(|s| s.data.len()).sum();
         assert!(total <= data.len());
-        assert!(samples.len() <= data.len() / 4 + 1);
+        assert!(samples.len() <= crate::demux::MAX_SAMPLES);
+        assert!(samples.iter().all(|s| !s.data.is_empty()));
     }
     if let Ok(avcc) = crate::demux::avcc(data) {
         if let Ok(sets) = crate::demux::parameter_sets(avcc) {

@@ -738,6 +738,21 @@ fn luma(rgb: [u8; 3]) -> i32 {
     (299 * i32::from(rgb[0]) + 587 * i32::from(rgb[1]) + 114 * i32::from(rgb[2])) / 1000
 }
 
+/// Every picture of a recording's video, step by step.
+fn all_pictures(
+    video: &mut portcullis_recorder::decoder::RecordingVideo<'_>,
+) -> Vec<portcullis_recorder::decoder::Picture> {
+    use portcullis_recorder::decoder::Step;
+    let mut out = Vec::new();
+    loop {
+        match video.step().unwrap() {
+            Step::Picture(p) => out.push(p),
+            Step::Working => {}
+            Step::End => return out,
+        }
+    }
+}
+
 #[test]
 fn a_recording_decodes_again_picture_by_picture_across_parts() {
     use portcullis_recorder::decoder::RecordingVideo;
@@ -761,11 +776,8 @@ fn a_recording_decodes_again_picture_by_picture_across_parts() {
     r.finish(4500, "done", 1).unwrap();
 
     let d = detail(&disk, "dec").unwrap();
-    let mut video = RecordingVideo::new(&disk, "dec", &d);
-    let mut pictures = Vec::new();
-    while let Some(p) = video.next_picture().unwrap() {
-        pictures.push(p);
-    }
+    let mut video = RecordingVideo::new(&disk, "dec", &d.scan);
+    let pictures = all_pictures(&mut video);
     assert_eq!(video.passed_over(), 0);
     let times: Vec<u64> = pictures.iter().map(|p| p.time_ms).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
@@ -793,11 +805,8 @@ fn a_recording_decodes_again_picture_by_picture_across_parts() {
     let last = bytes.len() - 10;
     bytes[last] ^= 0xff;
     std::fs::write(&part, bytes).unwrap();
-    let mut video = RecordingVideo::new(&disk, "dec", &d);
-    let mut n = 0;
-    while video.next_picture().unwrap().is_some() {
-        n += 1;
-    }
+    let mut video = RecordingVideo::new(&disk, "dec", &d.scan);
+    let n = all_pictures(&mut video).len();
     assert!(video.passed_over() >= 1);
     assert!(n >= 1 && n < pictures.len(), "{n} of {}", pictures.len());
 }
@@ -825,11 +834,11 @@ fn catch_up_finds_pictures_that_stayed_not_their_refinements() {
     r.finish(6000, "done", 1).unwrap();
 
     let d = detail(&disk, "settle").unwrap();
-    let mut video = RecordingVideo::new(&disk, "settle", &d);
+    let mut video = RecordingVideo::new(&disk, "settle", &d.scan);
     let mut settler = Settler::new(500, 2000);
     let mut moments = Vec::new();
     let mut decoded = 0;
-    while let Some(p) = video.next_picture().unwrap() {
+    for p in all_pictures(&mut video) {
         decoded += 1;
         moments.extend(settler.push(Frame {
             time_ms: p.time_ms,

@@ -29,6 +29,19 @@ pub enum Depth<'a> {
     Structure,
     /// Also signatures against this key and every byte's hash.
     Full(&'a VerifyingKey),
+    /// Signatures against this key, the data not read (the reader checks each piece it reads
+    /// against the hash the signed line gives it: catch-up OCR).
+    Signed(&'a VerifyingKey),
+}
+
+impl<'a> Depth<'a> {
+    /// The key lines are checked against, if they are.
+    fn key(self) -> Option<&'a VerifyingKey> {
+        match self {
+            Depth::Full(key) | Depth::Signed(key) => Some(key),
+            Depth::Structure => None,
+        }
+    }
 }
 
 /// The first thing found wrong.
@@ -287,11 +300,11 @@ pub fn scan(
             }),
         }
         if let (
-            Depth::Full(key),
+            Some(key),
             Entry::Header {
                 key: header_key, ..
             },
-        ) = (depth, &body.entry)
+        ) = (depth.key(), &body.entry)
         {
             if *header_key != hex::encode(key.as_bytes()) {
                 s.problem = Some(Problem {
@@ -328,9 +341,9 @@ fn check(
     prev: &[u8; 32],
     depth: Depth<'_>,
 ) -> Result<(Body, [u8; 32]), LineProblem> {
-    match depth {
-        Depth::Full(key) => check_line(raw, seq, prev, key),
-        Depth::Structure => structure_only(raw, seq, prev),
+    match depth.key() {
+        Some(key) => check_line(raw, seq, prev, key),
+        None => structure_only(raw, seq, prev),
     }
 }
 
@@ -392,7 +405,7 @@ fn resync(raw: &[u8], o: &mut Open, depth: Depth<'_>) -> Resync {
     else {
         return Resync::Bad;
     };
-    if let Depth::Full(key) = depth {
+    if let Some(key) = depth.key() {
         let signed = hex::decode(&line.sig)
             .ok()
             .and_then(|b| <[u8; 64]>::try_from(b).ok())

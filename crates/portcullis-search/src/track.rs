@@ -283,20 +283,26 @@ fn add(reading: &mut Reading, kind: Kind, t_ms: u64, text: String, words: Vec<Wo
     }
 }
 
-/// When the live reader read the screen (every `screen_text` event, those that found no
-/// words too, at the time the picture was taken), in track order: what a catch-up reader of
-/// the recording need not read again. Lines too long or not JSON are passed over.
-pub fn screen_reads(bytes: &[u8]) -> Vec<u64> {
-    bytes
+/// When the live reader read the screen, from whole lines of an event track (every
+/// `screen_text` event, those that found no words too, at the time the picture was taken),
+/// added to `reads` in track order: what a catch-up reader of the recording need not read
+/// again. Returns whether any said how old its picture was (`age_ms`: tracks written before
+/// it was kept have reads stamped when reading ended, seconds after the picture). Lines too
+/// long or not JSON are passed over.
+pub fn screen_reads(bytes: &[u8], reads: &mut Vec<u64>) -> bool {
+    let mut aged = false;
+    for event in bytes
         .split(|&b| b == b'\n')
         .filter(|line| line.len() <= MAX_EVENT_LINE)
         .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
         .filter(|event| event.get("type").and_then(Value::as_str) == Some("screen_text"))
-        .map(|event| {
-            let t = event.get("t_ms").and_then(Value::as_u64).unwrap_or(0);
-            t.saturating_sub(event.get("age_ms").and_then(Value::as_u64).unwrap_or(0))
-        })
-        .collect()
+    {
+        let t = event.get("t_ms").and_then(Value::as_u64).unwrap_or(0);
+        let age = event.get("age_ms").and_then(Value::as_u64);
+        aged |= age.is_some();
+        reads.push(t.saturating_sub(age.unwrap_or(0)));
+    }
+    aged
 }
 
 /// The words of a `screen_text` event (`[[text, x, y, w, h], …]`), malformed ones left out.
@@ -392,7 +398,11 @@ mod tests {
             r#"{"t_ms":9000,"type":"screen_text","words":[],"age_ms":2500}"#,
             r#"{"t_ms":9100,"type":"screen_text","words":[["late",1,1,1,1]],"age_ms":2500}"#,
         ]);
-        assert_eq!(screen_reads(&bytes), [5, 6500, 6600]);
+        let mut reads = Vec::new();
+        assert!(screen_reads(&bytes, &mut reads));
+        assert_eq!(reads, [5, 6500, 6600]);
+        let mut old = Vec::new();
+        assert!(!screen_reads(&bytes[..bytes.len() / 3], &mut old));
         let r = read_track(&bytes, &Resume::default(), true);
         // Screen words are at the time the picture was taken; a read of nothing is no entry.
         assert_eq!(r.entries[2].t_ms, 6600);

@@ -141,23 +141,13 @@ pub(crate) async fn list(
             )))
         }
     };
-    // Where each recording's review stands (not a plain user's to read).
-    let reviews: std::collections::HashMap<String, portcullis_store::RecordingReview> =
-        if user.role == Role::User {
-            if want_reviewed.is_some() {
-                return Err(WebError::Forbidden(
-                    "reviews are for administrators, reviewers and the security team".into(),
-                ));
-            }
-            std::collections::HashMap::new()
-        } else {
-            state
-                .store
-                .list_reviews()?
-                .into_iter()
-                .map(|r| (r.recording.clone(), r))
-                .collect()
-        };
+    // Where each recording's review stands is not a plain user's to read.
+    if user.role == Role::User && want_reviewed.is_some() {
+        return Err(WebError::Forbidden(
+            "reviews are for administrators, reviewers and the security team".into(),
+        ));
+    }
+    let store = Arc::clone(&state.store);
     // Sessions being recorded: their score so far is the live session's.
     let live: std::collections::HashMap<String, (u32, Vec<String>)> = state
         .broker
@@ -167,6 +157,25 @@ pub(crate) async fn list(
         .map(|s| (s.id, (s.risk_score, s.risk_rules)))
         .collect();
     blocking(move || {
+        // Each recording's review in short (its last mark, how many flags), read off the
+        // runtime's threads: the list is polled.
+        let reviews: std::collections::HashMap<String, (Option<Value>, usize, bool)> =
+            if user.role == Role::User {
+                std::collections::HashMap::new()
+            } else {
+                store
+                    .list_reviews()?
+                    .into_iter()
+                    .map(|r| {
+                        let mark = r
+                            .marks
+                            .last()
+                            .map(|m| json!({"state": m.state, "by": m.by, "at_ms": m.at_ms}));
+                        let reviewed = r.reviewed().is_some();
+                        (r.recording, (mark, r.flags.len(), reviewed))
+                    })
+                    .collect()
+            };
         let mut out = Vec::new();
         for mut s in rec.listed().map_err(storage_error)? {
             if let Some((score, rules)) = live.get(&s.id) {
@@ -183,7 +192,7 @@ pub(crate) async fn list(
                 && q.from.is_none_or(|f| s.started_at_ms >= f)
                 && q.to.is_none_or(|t| s.started_at_ms <= t)
                 && want_reviewed.is_none_or(|want| {
-                    reviews.get(&s.id).and_then(|r| r.reviewed()).is_some() == want
+                    reviews.get(&s.id).is_some_and(|(_, _, reviewed)| *reviewed) == want
                 });
             if keep {
                 out.push(s);
@@ -205,10 +214,10 @@ pub(crate) async fn list(
                 let review = reviews.get(&s.id);
                 let mut v = serde_json::to_value(&s).unwrap_or_default();
                 if user.role != Role::User {
-                    v["review"] = json!(review.and_then(|r| r.marks.last()).map(|m| json!({
-                        "state": m.state, "by": m.by, "at_ms": m.at_ms,
-                    })));
-                    v["flags"] = json!(review.map_or(0, |r| r.flags.len()));
+                    v["review"] = review
+                        .and_then(|(mark, _, _)| mark.clone())
+                        .unwrap_or(Value::Null);
+                    v["flags"] = json!(review.map_or(0, |(_, flags, _)| *flags));
                 }
                 v
             })

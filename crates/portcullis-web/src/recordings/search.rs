@@ -32,10 +32,6 @@ const EVERY: Duration = Duration::from_secs(2);
 /// The most event-track bytes read from one recording in one pass.
 const MAX_READ: u64 = 8 * 1024 * 1024;
 
-/// The most event-track bytes read to find when the live reader read a closed recording's
-/// screen (a longer track: only its start is taken into account, the rest is read again).
-const MAX_TRACK_FOR_READS: u64 = 64 * 1024 * 1024;
-
 /// The search index and what the indexer saw last of each recording.
 #[derive(Clone)]
 pub struct Search {
@@ -53,6 +49,9 @@ pub struct CatchUpJob {
     pub from_ms: u64,
     /// When the live reader read its screen (sorted): those moments need no second read.
     pub live_reads: Vec<u64>,
+    /// The reads say when their picture was taken (tracks written before they did are
+    /// stamped when reading ended: a catch-up allows for that).
+    pub reads_aged: bool,
 }
 
 /// What the catch-up reader read of one recording.
@@ -73,7 +72,7 @@ pub struct CaughtUp {
 struct CatchUpShared {
     /// Recordings indexed to their end whose screens were not caught up, newest first.
     due: Vec<(String, u64)>,
-    /// The one the reader works on.
+    /// The one the reader works on, until the indexer added what it read.
     in_flight: Option<String>,
     /// What it read, for the indexer to add.
     read: Vec<CaughtUp>,
@@ -124,31 +123,31 @@ impl Search {
             s.in_flight = Some(id.clone());
             (id, from, recordings)
         };
-        let storage = recordings.storage.as_ref();
-        let len = storage
-            .len(&recording, EVENTS)
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-            .min(MAX_TRACK_FOR_READS);
-        let bytes = storage.read(&recording, EVENTS, 0, len).unwrap_or_default();
-        let mut live_reads = portcullis_search::screen_reads(&bytes);
-        live_reads.sort_unstable();
-        Some(CatchUpJob {
-            recording,
-            from_ms,
-            live_reads,
-        })
+        match live_reads(recordings.storage.as_ref(), &recording) {
+            Ok((mut live_reads, reads_aged)) => {
+                live_reads.sort_unstable();
+                Some(CatchUpJob {
+                    recording,
+                    from_ms,
+                    live_reads,
+                    reads_aged,
+                })
+            }
+            // Without knowing what was read live, everything would be read (and found) twice:
+            // given back, tried again after the indexer's next pass.
+            Err(e) => {
+                warn!(recording = %recording, error = %e, "cannot read a recording's event track to catch up its screen");
+                shared(&self.catch_up).in_flight = None;
+                None
+            }
+        }
     }
 
     /// What the catch-up reader read of a job's recording (all, or up to where it stopped):
-    /// the indexer adds it at its next pass.
+    /// the indexer adds it at its next pass (and only then takes the next job: a recording is
+    /// not listed again before what was read of it is in).
     pub fn caught_up(&self, read: CaughtUp) {
-        let mut s = shared(&self.catch_up);
-        if s.in_flight.as_deref() == Some(read.recording.as_str()) {
-            s.in_flight = None;
-        }
-        s.read.push(read);
+        shared(&self.catch_up).read.push(read);
     }
 
     /// Starts the indexer thread over `recordings`; it stops when `stop` is set.
@@ -206,9 +205,22 @@ impl Indexer {
         let read = std::mem::take(&mut shared(&self.catch_up).read);
         let mut changed = false;
         for caught in read {
+            {
+                let mut s = shared(&self.catch_up);
+                if s.in_flight.as_deref() == Some(caught.recording.as_str()) {
+                    s.in_flight = None;
+                }
+            }
             let Some(summary) = listed.iter().find(|s| s.id == caught.recording) else {
                 continue;
             };
+            // Deleted meanwhile (retention): its words stay out.
+            if !matches!(
+                self.recordings.storage.len(&caught.recording, MANIFEST),
+                Ok(Some(_))
+            ) {
+                continue;
+            }
             let Some(done) = self.progress.recordings.get_mut(&caught.recording) else {
                 continue;
             };
@@ -539,7 +551,145 @@ async fn search(
     Ok(Json(hits))
 }
 
+/// How much of an event track is read at once to find the live reads.
+const READS_CHUNK: u64 = 8 * 1024 * 1024;
+
+/// When the live reader read the screen of recording `id`: its whole event track, read a
+/// piece at a time (whole lines each).
+fn live_reads(
+    storage: &dyn portcullis_recording::RecordingStorage,
+    id: &str,
+) -> Result<(Vec<u64>, bool), portcullis_recording::StorageError> {
+    let len = storage.len(id, EVENTS)?.unwrap_or(0);
+    let (mut reads, mut aged) = (Vec::new(), false);
+    let mut at = 0u64;
+    while at < len {
+        let bytes = storage.read(id, EVENTS, at, READS_CHUNK.min(len - at))?;
+        // Up to the last whole line (a line longer than a chunk is passed over).
+        let whole = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(bytes.len(), |end| end + 1);
+        if whole == 0 {
+            break;
+        }
+        aged |= portcullis_search::screen_reads(&bytes[..whole], &mut reads);
+        at += whole as u64;
+    }
+    Ok((reads, aged))
+}
+
 /// Where the index lives under the data directory.
 pub fn index_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("search")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use portcullis_core::session::SessionEvent;
+    use portcullis_recording::oracles::test_meta;
+    use portcullis_recording::{LiveRecordings, LocalDisk, RecordingStorage, RecordingWriter};
+
+    use super::*;
+
+    /// A closed recording whose live reader read the screen at 2 s (taken 500 ms before).
+    fn record(
+        disk: &dyn RecordingStorage,
+        key: &Arc<portcullis_recording::SigningKey>,
+        id: &str,
+        started: i64,
+    ) {
+        let mut w = RecordingWriter::create(disk, Arc::clone(key), test_meta(id, started)).unwrap();
+        w.event(
+            2000,
+            &SessionEvent::ScreenText {
+                words: vec![ScreenWord("prompt".into(), 1, 2, 30, 10)],
+                age_ms: 500,
+            },
+        );
+        w.finish("closed", 60_000, started + 60_000).unwrap();
+    }
+
+    fn found(search: &Search, word: &str) -> Vec<(String, u64)> {
+        let q = portcullis_search::Query {
+            text: word.into(),
+            limit: 10,
+            ..Default::default()
+        };
+        search
+            .index
+            .search(&q)
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.recording, h.t_ms))
+            .collect()
+    }
+
+    #[test]
+    fn caught_up_words_are_indexed_once_and_never_for_a_deleted_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk: Arc<dyn RecordingStorage> = Arc::new(LocalDisk::open(dir.path()).unwrap());
+        let key = Arc::new(portcullis_recording::generate_key());
+        record(disk.as_ref(), &key, "older", 1_000);
+        record(disk.as_ref(), &key, "newer", 2_000);
+        let recordings = Recordings::new(
+            Arc::clone(&disk),
+            LiveRecordings::default(),
+            key.verifying_key(),
+        );
+        let index_dir = tempfile::tempdir().unwrap();
+        let search = Search::open(index_dir.path()).unwrap();
+        shared(&search.catch_up).recordings = Some(recordings.clone());
+        let mut indexer = Indexer::new(
+            Arc::clone(&search.index),
+            recordings,
+            Arc::clone(&search.catch_up),
+        );
+        // Nothing is due before the indexer read the tracks to their end.
+        assert!(search.next_catch_up().is_none());
+        let stop = AtomicBool::new(false);
+        indexer.pass(&stop).unwrap();
+
+        // Newest first, with when the live reader read it (when the picture was taken).
+        let job = search.next_catch_up().unwrap();
+        assert_eq!(job.recording, "newer");
+        assert_eq!(
+            (job.from_ms, job.live_reads.as_slice(), job.reads_aged),
+            (0, &[1500][..], true)
+        );
+        // One at a time; and not again while what was read is not in the index yet.
+        assert!(search.next_catch_up().is_none());
+        search.caught_up(CaughtUp {
+            recording: "newer".into(),
+            moments: vec![
+                (5000, vec![ScreenWord("harbour".into(), 0, 40, 60, 12)]),
+                (9000, Vec::new()),
+            ],
+            through_ms: 60_000,
+            finished: true,
+        });
+        assert!(search.next_catch_up().is_none());
+        indexer.pass(&stop).unwrap();
+        assert_eq!(found(&search, "harbour"), [("newer".to_owned(), 5000)]);
+        assert!(indexer.progress.recordings["newer"].screen_caught_up);
+
+        // The next; deleted (retention) before what was read of it came in: not indexed.
+        let job = search.next_catch_up().unwrap();
+        assert_eq!(job.recording, "older");
+        disk.delete("older").unwrap();
+        search.caught_up(CaughtUp {
+            recording: "older".into(),
+            moments: vec![(3000, vec![ScreenWord("ledger".into(), 0, 0, 50, 12)])],
+            through_ms: 60_000,
+            finished: true,
+        });
+        indexer.pass(&stop).unwrap();
+        assert!(found(&search, "ledger").is_empty());
+        // Nothing left, nothing read twice.
+        indexer.pass(&stop).unwrap();
+        assert!(search.next_catch_up().is_none());
+        assert_eq!(found(&search, "harbour").len(), 1);
+    }
 }

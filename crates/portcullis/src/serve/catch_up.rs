@@ -4,9 +4,13 @@
 //! pictures that stayed on screen are found as the live reader finds settled changes
 //! (portcullis-ocr `catchup`), and those the live reader did not read while they were up are
 //! read with tesseract; their words, with their boxes, go to the search index only (a signed
-//! recording does not grow). The index keeps how far each recording was caught up, so a
-//! restart goes on from there; a rebuilt index catches up again (the words come from the
-//! video). One thread, after the live reading and within the same CPU share ([`Budget`]).
+//! recording does not grow). Only what the gateway signed is decoded: the manifest's lines
+//! are checked against the recordings' key first, each piece against its line's hash. The
+//! index keeps how far each recording was caught up, so a restart goes on from there; a
+//! rebuilt index catches up again (the words come from the video). One thread at the lowest
+//! CPU priority, only while the live reader has nothing to read, within the same CPU share
+//! ([`Budget`]). Recordings made while reading was off are read too (`[ocr] catch_up = false`
+//! keeps them unread).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +19,8 @@ use std::time::{Duration, Instant};
 use portcullis_core::session::ScreenWord;
 use portcullis_ocr::catchup::{read_live, Frame, Moment, Settler};
 use portcullis_ocr::Tesseract;
-use portcullis_recorder::decoder::{DecodeError, RecordingVideo};
+use portcullis_recorder::decoder::{DecodeError, RecordingVideo, Step};
+use portcullis_recording::scan::{scan, Depth};
 use portcullis_web::{CatchUpJob, CaughtUp, Recordings, Search};
 use tracing::{info, warn};
 
@@ -27,9 +32,12 @@ const LOOK_EVERY: Duration = Duration::from_secs(2);
 const AFTER_FAILURE: Duration = Duration::from_secs(60);
 /// Decoding is paced in slices of about this much work.
 const SLICE: Duration = Duration::from_millis(100);
-/// A live read this close to a moment's picture counts as a read of it (clocks of the event
-/// track and the video differ by the recorder's tick).
+/// A live read this long after a moment's picture was replaced still counts as a read of it
+/// (the event track's and the video's clocks differ by the recorder's tick).
 const SLACK_MS: u64 = 250;
+/// The same for tracks whose reads do not say how old their picture was (written before they
+/// did): stamped when reading ended, seconds later.
+const UNAGED_SLACK_MS: u64 = 10_000;
 
 /// Starts the catch-up reader thread.
 pub(super) fn start(
@@ -49,7 +57,10 @@ pub(super) fn start(
     };
     let spawned = std::thread::Builder::new()
         .name("screen-catch-up".into())
-        .spawn(move || reader.run(&stop));
+        .spawn(move || {
+            lowest_priority();
+            reader.run(&stop)
+        });
     if let Err(e) = spawned {
         warn!(error = %e, "cannot start the catch-up screen reader: moments the live reading missed stay unread");
     }
@@ -133,30 +144,51 @@ impl Reader {
         stop: &AtomicBool,
     ) -> Result<(), Stopped> {
         let storage = self.recordings.storage.as_ref();
-        let detail = match portcullis_recording::catalog::detail(storage, &job.recording) {
-            Ok(detail) => detail,
+        // The manifest's lines as the gateway signed them (signatures checked; the data is
+        // checked piece by piece as it is read).
+        let walk = match scan(
+            storage,
+            &job.recording,
+            Depth::Signed(&self.recordings.public_key),
+        ) {
+            Ok(walk) => walk,
             // Gone meanwhile: nothing to read.
             Err(portcullis_recording::StorageError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(Stopped::Storage(e.to_string())),
         };
-        let end_ms = detail.segments.last().map_or(0, |s| s.end_ms);
-        let mut video = RecordingVideo::new(storage, &job.recording, &detail);
+        if let Some(problem) = &walk.problem {
+            warn!(recording = %job.recording, problem = %problem.what, "a recording's manifest does not check out: only what comes before the problem is caught up");
+        }
+        let proven = walk.untied_from.unwrap_or(u64::MAX);
+        let end_ms = walk
+            .bodies
+            .iter()
+            .filter(|b| b.seq < proven)
+            .filter_map(|b| match &b.entry {
+                portcullis_recording::manifest::Entry::Segment { end_ms, .. } => Some(*end_ms),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let mut video = RecordingVideo::new(storage, &job.recording, &walk);
         let mut settler = Settler::new(self.settle_ms, AT_MOST.as_millis() as u64);
         loop {
-            // A slice of decoding, within the share, after the live reading.
+            // A slice of decoding, within the share, while the live reader has nothing to read.
             self.wait_for_budget(stop)?;
             let started = Instant::now();
+            let cpu_before = thread_cpu();
             let mut moments = Vec::new();
             let mut ended = false;
             while started.elapsed() < SLICE {
-                match video.next_picture() {
-                    Ok(Some(p)) => moments.extend(settler.push(Frame {
+                match video.step() {
+                    Ok(Step::Picture(p)) => moments.extend(settler.push(Frame {
                         time_ms: p.time_ms,
                         width: p.width,
                         height: p.height,
                         luma: p.luma,
                     })),
-                    Ok(None) => {
+                    Ok(Step::Working) => {}
+                    Ok(Step::End) => {
                         moments.extend(settler.finish(end_ms));
                         ended = true;
                         break;
@@ -167,7 +199,12 @@ impl Reader {
                     }
                 }
             }
-            self.budget.spent(started.elapsed());
+            // The CPU the slice took (at nice 19 on a busy machine, far less than its time).
+            let used = match (cpu_before, thread_cpu()) {
+                (Some(a), Some(b)) => b.saturating_sub(a),
+                _ => started.elapsed(),
+            };
+            self.budget.spent(used);
             for moment in moments {
                 self.read_moment(job, moment, read, stop)?;
             }
@@ -189,8 +226,13 @@ impl Reader {
         read: &mut CaughtUp,
         stop: &AtomicBool,
     ) -> Result<(), Stopped> {
+        let slack = if job.reads_aged {
+            SLACK_MS
+        } else {
+            UNAGED_SLACK_MS
+        };
         if moment.from_ms < job.from_ms
-            || read_live(&job.live_reads, moment.from_ms, moment.to_ms, SLACK_MS)
+            || read_live(&job.live_reads, moment.from_ms, moment.to_ms, slack)
         {
             return Ok(());
         }
@@ -225,13 +267,38 @@ impl Reader {
                 return Err(Stopped::Stopping);
             }
             let wait = self.budget.free_in();
-            if wait.is_zero() {
+            if wait.is_zero() && self.budget.live_idle() {
                 return Ok(());
             }
             if !rest(wait.min(Duration::from_millis(500)), stop) {
                 return Err(Stopped::Stopping);
             }
         }
+    }
+}
+
+/// The CPU time the calling thread used so far (Linux's `/proc/thread-self/schedstat`).
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Puts the calling thread at the lowest CPU priority (nice 19, as tesseract runs): decoding
+/// yields to everything else. Linux's `renice` on the thread's id (util-linux, always there);
+/// without it the thread stays as it is, still within the share.
+fn lowest_priority() {
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let Some(tid) = tid else { return };
+    let done = std::process::Command::new("renice")
+        .args(["-n", "19", "-p", &tid])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !done.is_ok_and(|s| s.success()) {
+        warn!("cannot lower the catch-up screen reader's CPU priority (renice)");
     }
 }
 

@@ -33,6 +33,10 @@ const MIN_SIDE: u32 = 8;
 pub(super) const AT_MOST: Duration = Duration::from_secs(2);
 /// The longest rest after one read (a slow read must not silence every session for minutes).
 const MAX_REST: Duration = Duration::from_secs(5);
+/// The most rest owed at once: reads are timed by the clock, and on a loaded machine a read
+/// takes far longer than the CPU it uses; what is owed beyond this is forgiven (else the
+/// catch-up would wait for hours after a busy spell).
+const MAX_OWED: Duration = Duration::from_secs(15);
 /// Words read with less confidence (tesseract's, 0–100) are not kept for search: mostly
 /// noise read off icons and pictures.
 const MIN_CONFIDENCE: f32 = 30.0;
@@ -45,6 +49,8 @@ const CHECK_WITHIN: Duration = Duration::from_secs(10);
 pub(super) struct Budget {
     pacer: Pacer,
     free_at: Mutex<Instant>,
+    /// The live reader found nothing to read in its last round (the catch-up runs only then).
+    live_idle: AtomicBool,
 }
 
 impl Budget {
@@ -52,16 +58,24 @@ impl Budget {
         Self {
             pacer,
             free_at: Mutex::new(Instant::now()),
+            live_idle: AtomicBool::new(false),
         }
     }
 
-    /// `busy` was spent reading.
+    /// `busy` was spent reading (the whole rest it asks for, even past what the live reader
+    /// itself rests, up to [`MAX_OWED`] in all: the catch-up waits for it).
     pub(super) fn spent(&self, busy: Duration) {
         let mut free_at = self
             .free_at
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *free_at = (*free_at).max(Instant::now()) + self.pacer.rest_after(busy).min(MAX_REST);
+        let now = Instant::now();
+        *free_at = ((*free_at).max(now) + self.pacer.rest_after(busy)).min(now + MAX_OWED);
+    }
+
+    /// Whether the live reader had nothing to read in its last round.
+    pub(super) fn live_idle(&self) -> bool {
+        self.live_idle.load(Ordering::SeqCst)
     }
 
     /// How long until the share allows more work.
@@ -175,6 +189,7 @@ fn run(
                 read_other = true;
                 search_cursor = session.id();
             }
+            budget.live_idle.store(false, Ordering::SeqCst);
             let started = Instant::now();
             let read = tesseract.read(area.rect.w, area.rect.h, &area.pixels);
             let busy = started.elapsed();
@@ -203,6 +218,7 @@ fn run(
             }
             std::thread::sleep(pacer.rest_after(busy).min(MAX_REST));
         }
+        budget.live_idle.store(!read_any, Ordering::SeqCst);
         if !read_any {
             std::thread::sleep(LOOK_EVERY);
         }
