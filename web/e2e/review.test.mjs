@@ -66,6 +66,11 @@ before(async () => {
   }
   // A reviewer who also works on the desktop.
   assert.equal((await admin.post('/grants', { user: 'rex', target: 'desk' })).status, 201);
+  ({ id: recorded, duration } = await recordOne());
+});
+
+/** A closed recording of alice typing a line (`echo payroll…`): its id and length (ms). */
+async function recordOne() {
   const s = await session([`echo payroll${MARK} > /dev/null`]);
   await until('the typed line in the event track', async () => {
     const events = (await admin.get(`/recordings/${s.id}/events`)).json ?? [];
@@ -73,10 +78,10 @@ before(async () => {
   }, 20000);
   await s.page.context().close();
   await until('the recording closed', async () => (await admin.get(`/recordings/${s.id}`)).json?.recording?.state === 'complete', 20000);
-  recorded = s.id;
-  duration = (await admin.get(`/recordings/${s.id}`)).json.recording.duration_ms;
-  assert.ok(duration > 100, `a recording of ${duration} ms`);
-});
+  const length = (await admin.get(`/recordings/${s.id}`)).json.recording.duration_ms;
+  assert.ok(length > 100, `a recording of ${length} ms`);
+  return { id: s.id, duration: length };
+}
 
 after(async () => {
   await browser?.close();
@@ -85,11 +90,13 @@ after(async () => {
 });
 
 test('a reviewer flags a moment and marks the recording reviewed in the player, and downloads the report', async () => {
+  // A recording of its own: no other test's flags or marks on it.
+  const { id: mine } = await recordOne();
   const page = await newPage(browser);
   try {
     await uiLogin(page, gw.base, 'rita', PASSWORD('rita'));
     await page.waitForSelector('#nav-recordings');
-    await page.goto(`${gw.base}/#/recordings/${recorded}`);
+    await page.goto(`${gw.base}/#/recordings/${mine}`);
     await page.waitForFunction(() => window.__portcullis?.player?.ready === true, null, { timeout: 20000 });
     await page.waitForSelector('#review-status');
     await page.waitForFunction(() => document.querySelector('#review-status')?.textContent === 'Not reviewed.');
@@ -108,7 +115,7 @@ test('a reviewer flags a moment and marks the recording reviewed in the player, 
 
     // The report: who, where, the review, the flagged moment with its picture, the typed line.
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#player-report')]);
-    assert.equal(download.suggestedFilename(), `portcullis-report-${recorded}.html`);
+    assert.equal(download.suggestedFilename(), `portcullis-report-${mine}.html`);
     const html = readFileSync(await download.path(), 'utf8');
     assert.match(html, /<h1>Session report: alice on desk<\/h1>/);
     assert.match(html, /Reviewed by rita on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: <q>looked at the typed commands: fine<\/q>/);
@@ -119,17 +126,17 @@ test('a reviewer flags a moment and marks the recording reviewed in the player, 
 
     // The list shows it reviewed, with its flag, and filters by review.
     await page.goto(`${gw.base}/#/recordings`);
-    await page.waitForSelector(`#recordings-table tr[data-id="${recorded}"] .review-cell[data-review="reviewed"]`);
-    assert.match(await page.textContent(`#recordings-table tr[data-id="${recorded}"] .review-cell`), /reviewed ⚑1/);
+    await page.waitForSelector(`#recordings-table tr[data-id="${mine}"] .review-cell[data-review="reviewed"]`);
+    assert.match(await page.textContent(`#recordings-table tr[data-id="${mine}"] .review-cell`), /reviewed ⚑1/);
     await page.selectOption('#rec-filter-review', 'unreviewed');
-    await page.waitForSelector(`#recordings-table tr[data-id="${recorded}"]`, { state: 'detached' });
+    await page.waitForSelector(`#recordings-table tr[data-id="${mine}"]`, { state: 'detached' });
     await page.selectOption('#rec-filter-review', 'reviewed');
-    await page.waitForSelector(`#recordings-table tr[data-id="${recorded}"]`);
+    await page.waitForSelector(`#recordings-table tr[data-id="${mine}"]`);
   } finally {
     await page.context().close();
   }
   // On record before each happened: flagged, reviewed, then the report (an export).
-  const records = await reviewRecords(recorded);
+  const records = await reviewRecords(mine);
   const flagged = records.find((e) => e.actor === 'rita' && e.detail.action === 'flagged');
   const reviewed = records.find((e) => e.actor === 'rita' && e.detail.action === 'reviewed');
   assert.ok(flagged && reviewed, JSON.stringify(records));
@@ -137,7 +144,7 @@ test('a reviewer flags a moment and marks the recording reviewed in the player, 
   assert.equal(flagged.detail.user, 'alice');
   assert.match(flagged.detail.note, new RegExp(`payroll${MARK}`));
   assert.equal(reviewed.detail.comment, 'looked at the typed commands: fine');
-  const exports = (await admin.get(`/audit?kind=export&session=${encodeURIComponent(recorded)}&limit=20`)).json.entries;
+  const exports = (await admin.get(`/audit?kind=export&session=${encodeURIComponent(mine)}&limit=20`)).json.entries;
   assert.ok(exports.some((e) => e.actor === 'rita' && e.detail.what === 'report' && e.seq > reviewed.seq), JSON.stringify(exports));
 });
 
