@@ -201,6 +201,7 @@ pub struct RecordingVideo<'a> {
     /// Waiting for a keyframe after a piece was passed over.
     lost: bool,
     passed_over: u64,
+    end_ms: u64,
 }
 
 impl std::fmt::Debug for RecordingVideo<'_> {
@@ -218,13 +219,22 @@ impl<'a> RecordingVideo<'a> {
     /// that checked signatures (`Depth::Signed`), what is decoded is what the gateway signed.
     pub fn new(storage: &'a dyn RecordingStorage, id: &str, scan: &Scan) -> Self {
         let proven = scan.untied_from.unwrap_or(u64::MAX);
+        let mut end_ms = 0;
         let pieces = scan
             .bodies
             .iter()
             .filter(|b| b.seq < proven)
             .filter_map(|b| match &b.entry {
                 Entry::Init { part, video, .. } => Some((*part, true, video.clone())),
-                Entry::Segment { part, video, .. } => Some((*part, false, video.clone())),
+                Entry::Segment {
+                    part,
+                    video,
+                    end_ms: end,
+                    ..
+                } => {
+                    end_ms = end_ms.max(*end);
+                    Some((*part, false, video.clone()))
+                }
                 _ => None,
             })
             .collect();
@@ -237,7 +247,13 @@ impl<'a> RecordingVideo<'a> {
             samples: VecDeque::new(),
             lost: false,
             passed_over: 0,
+            end_ms,
         }
+    }
+
+    /// Where the video ends (the last proven segment's end), ms on the recording's clock.
+    pub fn end_ms(&self) -> u64 {
+        self.end_ms
     }
 
     /// How many pieces could not be read or decoded and were passed over.

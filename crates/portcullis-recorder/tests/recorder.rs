@@ -777,6 +777,7 @@ fn a_recording_decodes_again_picture_by_picture_across_parts() {
 
     let d = detail(&disk, "dec").unwrap();
     let mut video = RecordingVideo::new(&disk, "dec", &d.scan);
+    assert_eq!(video.end_ms(), 4500);
     let pictures = all_pictures(&mut video);
     assert_eq!(video.passed_over(), 0);
     let times: Vec<u64> = pictures.iter().map(|p| p.time_ms).collect();

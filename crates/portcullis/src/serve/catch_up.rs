@@ -159,18 +159,8 @@ impl Reader {
         if let Some(problem) = &walk.problem {
             warn!(recording = %job.recording, problem = %problem.what, "a recording's manifest does not check out: only what comes before the problem is caught up");
         }
-        let proven = walk.untied_from.unwrap_or(u64::MAX);
-        let end_ms = walk
-            .bodies
-            .iter()
-            .filter(|b| b.seq < proven)
-            .filter_map(|b| match &b.entry {
-                portcullis_recording::manifest::Entry::Segment { end_ms, .. } => Some(*end_ms),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0);
         let mut video = RecordingVideo::new(storage, &job.recording, &walk);
+        let end_ms = video.end_ms();
         let mut settler = Settler::new(self.settle_ms, AT_MOST.as_millis() as u64);
         loop {
             // A slice of decoding, within the share, while the live reader has nothing to read.
