@@ -130,11 +130,13 @@ impl Settler {
                 self.changing_since = Some(since);
             }
         }
-        if self.held_until.is_none() {
-            if let Some((_, held)) = &self.held {
-                if changed_rows(held, &frame).is_some() {
-                    self.held_until = Some(frame.time_ms);
-                }
+        // The held picture's time on screen ends at the first different picture; one that
+        // comes back (a flash, a highlight that went) shows it again.
+        if let Some((_, held)) = &self.held {
+            if changed_rows(held, &frame).is_some() {
+                self.held_until.get_or_insert(frame.time_ms);
+            } else {
+                self.held_until = None;
             }
         }
         self.last = Some(frame);
@@ -285,6 +287,24 @@ mod tests {
         );
         // The refinement, not the draft, is what is read.
         assert_eq!(moments[1].frame.time_ms, 4080);
+    }
+
+    #[test]
+    fn a_flash_that_goes_does_not_end_the_picture() {
+        let mut s = Settler::new(500, 2000);
+        let mut moments = Vec::new();
+        for f in [
+            frame(0, 4..8, 0),
+            frame(1000, 4..8, 3),   // its refinement: held
+            frame(1200, 40..44, 0), // a flash…
+            frame(1300, 4..8, 3),   // …gone: the same picture again, stays
+            frame(6000, 20..24, 0), // the next
+        ] {
+            moments.extend(s.push(f));
+        }
+        moments.extend(s.finish(9000));
+        let got: Vec<(u64, u64)> = moments.iter().map(|m| (m.from_ms, m.to_ms)).collect();
+        assert_eq!(got[0], (0, 6000), "{got:?}");
     }
 
     #[test]

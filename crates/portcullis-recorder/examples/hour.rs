@@ -633,6 +633,7 @@ fn main() -> Result<(), Error> {
         target: "synthetic-1080p".into(),
         client_addr: "127.0.0.1".into(),
         started_at_ms,
+        screen_search: None,
     };
     let writer = RecordingWriter::create(&storage, Arc::new(generate_key()), meta)?;
     let mut cfg = RecorderConfig::default();

@@ -136,6 +136,7 @@ fn main() -> Result<(), Error> {
         target: "capture".into(),
         client_addr: "127.0.0.1".into(),
         started_at_ms: 0,
+        screen_search: None,
     };
     let writer = RecordingWriter::create(&storage, Arc::new(generate_key()), meta)?;
     let rss0 = rss_kib();

@@ -79,6 +79,7 @@ impl SessionRecorder for GatewayRecorder {
             target: info.target.clone(),
             client_addr: info.client_addr.clone(),
             started_at_ms: unix_ms(),
+            screen_search: Some(self.config.screen_search),
         };
         let writer = RecordingWriter::create(self.storage.as_ref(), Arc::clone(&self.key), meta)
             .map_err(|e| {

@@ -80,6 +80,9 @@ pub struct RecorderConfig {
     /// Free space the recording storage must keep: below it a session is refused, and a running
     /// one is ended once less than half of it is left (rather than recorded into a full disk).
     pub min_free_bytes: u64,
+    /// The gateway means to read this session's screen for search (`[ocr]` on, with
+    /// `recordings`): said in the recording's header (`SessionMeta::screen_search`).
+    pub screen_search: bool,
 }
 
 impl Default for RecorderConfig {
@@ -96,6 +99,7 @@ impl Default for RecorderConfig {
             encoder: EncoderSettings::default(),
             keystrokes: KeystrokeLog::Text,
             min_free_bytes: 512 * 1024 * 1024,
+            screen_search: false,
         }
     }
 }

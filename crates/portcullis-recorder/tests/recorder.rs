@@ -108,6 +108,7 @@ fn recording_probes_plays_and_shows_changes_at_their_time() {
         target: "t".into(),
         client_addr: "127.0.0.1".into(),
         started_at_ms: 0,
+        screen_search: None,
     };
     let writer = RecordingWriter::create(&disk, Arc::clone(&key), meta).unwrap();
     let cfg = RecorderConfig::default();
@@ -207,6 +208,7 @@ fn an_unchanged_screen_gets_its_thumbnail_after_a_black_start() {
         target: "t".into(),
         client_addr: "127.0.0.1".into(),
         started_at_ms: 0,
+        screen_search: None,
     };
     let writer = RecordingWriter::create(&disk, Arc::clone(&key), meta).unwrap();
     let mut r = Recorder::new(writer, RecorderConfig::default());
@@ -259,6 +261,7 @@ fn writer(disk: &LocalDisk, id: &str) -> RecordingWriter {
         target: "t".into(),
         client_addr: "127.0.0.1".into(),
         started_at_ms: 0,
+        screen_search: None,
     };
     RecordingWriter::create(disk, Arc::new(generate_key()), meta).unwrap()
 }

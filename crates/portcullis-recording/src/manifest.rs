@@ -75,6 +75,11 @@ pub struct SessionMeta {
     pub client_addr: String,
     /// Unix ms at the recording's time 0.
     pub started_at_ms: i64,
+    /// Whether the gateway meant to read this session's screen for search when it recorded it
+    /// (`[ocr]` on, with `recordings`): a recording made with reading turned off is not read
+    /// afterwards either (catch-up). Absent in recordings made before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen_search: Option<bool>,
 }
 
 /// How a recording ended.

@@ -111,5 +111,6 @@ pub fn test_meta(id: &str, started_at_ms: i64) -> crate::SessionMeta {
         target: "db1".into(),
         client_addr: "127.0.0.1".into(),
         started_at_ms,
+        screen_search: None,
     }
 }

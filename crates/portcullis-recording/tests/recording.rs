@@ -21,6 +21,7 @@ fn meta(id: &str) -> SessionMeta {
         target: "db1".into(),
         client_addr: "127.0.0.1".into(),
         started_at_ms: 1_700_000_000_000,
+        screen_search: None,
     }
 }
 

@@ -62,8 +62,10 @@ pub(crate) struct Baseline {
 impl Baseline {
     /// The behaviour rules a new session on `target` from `addr` starting at `hour` (UTC)
     /// fires, with how it differs: the target and the address against the user's whole
-    /// history (`self`), the hour against their history on this target (`on_target`) once it
-    /// holds [`MIN_HISTORY`] sessions, else against the whole.
+    /// history (`self`), the hour against their whole history and, once it holds
+    /// [`MIN_HISTORY`] sessions there, their history on this target (`on_target`): unusual
+    /// for either is unusual (a few sessions on one target cannot make an hour usual that
+    /// the whole history calls rare).
     pub(crate) fn signals(
         &self,
         on_target: &Baseline,
@@ -92,41 +94,52 @@ impl Baseline {
             ));
         }
         let hour = hour % 24;
-        let (hours, n, on) = if on_target.sessions >= MIN_HISTORY {
-            (
-                &on_target.hours,
-                on_target.sessions,
-                format!(" on {target}"),
-            )
-        } else {
-            (&self.hours, n, String::new())
-        };
-        let near: u32 = [23, 0, 1].iter().map(|d| hours[(hour + d) % 24]).sum();
-        // Fewer than one in twenty earlier sessions started within an hour of this one.
-        if u64::from(near) * 20 < u64::from(n) {
-            out.push((
-                "off_hours",
-                format!(
-                    "started at {hour:02}:00 UTC; {near} of {n} earlier sessions{on} started within an hour of that"
+        let mut judges = vec![(&self.hours, n, String::new())];
+        if on_target.sessions >= MIN_HISTORY {
+            judges.insert(
+                0,
+                (
+                    &on_target.hours,
+                    on_target.sessions,
+                    format!(" on {target}"),
                 ),
-            ));
+            );
+        }
+        for (hours, n, on) in judges {
+            let near: u32 = [23, 0, 1].iter().map(|d| hours[(hour + d) % 24]).sum();
+            // Fewer than one in twenty earlier sessions started within an hour of this one.
+            if u64::from(near) * 20 < u64::from(n) {
+                out.push((
+                    "off_hours",
+                    format!(
+                        "started at {hour:02}:00 UTC; {near} of {n} earlier sessions{on} started within an hour of that"
+                    ),
+                ));
+                break;
+            }
         }
         out
     }
 
     /// How long a session on a target may run before `long_session` calls it long, and the
-    /// usual length it is measured against: the user's lengths on this target once they hold
-    /// [`MIN_HISTORY`], else all their lengths; with its detail's wording.
+    /// usual length it is measured against: the shorter of what the user's lengths on this
+    /// target (once they hold [`MIN_HISTORY`]) and all their lengths allow (one long session
+    /// among a few on a target cannot stretch the limit past the user's own); with its
+    /// detail's wording.
     pub(crate) fn long_on(
         &self,
         on_target: &Baseline,
         target: &str,
     ) -> Option<(Duration, u64, String)> {
-        match on_target.long_after() {
-            Some(after) => Some((after, on_target.mean_minutes(), format!(" on {target}"))),
-            None => self
-                .long_after()
-                .map(|after| (after, self.mean_minutes(), String::new())),
+        let here = on_target
+            .long_after()
+            .map(|after| (after, on_target.mean_minutes(), format!(" on {target}")));
+        let overall = self
+            .long_after()
+            .map(|after| (after, self.mean_minutes(), String::new()));
+        match (here, overall) {
+            (Some(h), Some(o)) => Some(if h.0 <= o.0 { h } else { o }),
+            (h, o) => h.or(o),
         }
     }
 
@@ -392,6 +405,22 @@ mod tests {
         assert!(user
             .signals(&Baseline::default(), "db1", "10.0.0.5", 9)
             .is_empty());
+        // A few sessions on a target cannot make an hour usual the whole history calls rare.
+        let mut night = Baseline::default();
+        for _ in 0..6 {
+            night.learn("db1", "10.0.0.5", 3, 300.0);
+        }
+        let fired = user.signals(&night, "db1", "10.0.0.5", 3);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert!(!fired[0].1.contains(" on db1"), "{}", fired[0].1);
+        // Nor one long session stretch the limit past the user's own.
+        let mut stretched = db1.clone();
+        stretched.learn("db1", "10.0.0.5", 22, 36_000.0);
+        let (limit, _, on) = user.long_on(&stretched, "db1").unwrap();
+        assert!(
+            limit <= user.long_after().unwrap() && on.is_empty(),
+            "{limit:?} {on}"
+        );
         // Long on db1 is twice its mean (5.4 min; the floor is 10); overall nearly an hour.
         let (after, usual, on) = user.long_on(&db1, "db1").unwrap();
         assert_eq!((after.as_secs(), usual, on.as_str()), (650, 5, " on db1"));

@@ -388,6 +388,7 @@ pub(crate) fn set_up(
         min_free_bytes: r.min_free_mb * 1024 * 1024,
         refine_after_ms: r.refine_after_ms,
         release_after_ms: r.release_encoder_after_secs * 1000,
+        screen_search: config.ocr.enabled && config.ocr.recordings,
         ..RecorderConfig::default()
     };
     let closed_storage = Arc::clone(&storage);

@@ -27,6 +27,7 @@ fn meta(id: &str) -> SessionMeta {
                 .as_millis(),
         )
         .unwrap(),
+        screen_search: None,
     }
 }
 

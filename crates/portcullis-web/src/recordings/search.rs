@@ -65,7 +65,14 @@ pub struct CaughtUp {
     pub through_ms: u64,
     /// The whole video was read (or all of it that could be).
     pub finished: bool,
+    /// Its storage failed: tried again later, after the others (a minute, doubling up to a
+    /// day).
+    pub failed: bool,
 }
+
+/// The first wait after a recording could not be read, and the longest.
+const RETRY_FIRST: Duration = Duration::from_secs(60);
+const RETRY_LONGEST: Duration = Duration::from_secs(24 * 3600);
 
 /// Between the indexer and the catch-up reader.
 #[derive(Default)]
@@ -78,6 +85,20 @@ struct CatchUpShared {
     read: Vec<CaughtUp>,
     /// The recordings, once the indexer started.
     recordings: Option<Recordings>,
+    /// Recordings whose storage failed: how often in a row, and when to try again.
+    retry: HashMap<String, (u32, Instant)>,
+}
+
+impl CatchUpShared {
+    /// Recording `id` could not be read: later, after the others.
+    fn failed(&mut self, id: &str) {
+        let (n, _) = self.retry.get(id).copied().unwrap_or((0, Instant::now()));
+        let wait = RETRY_FIRST
+            .saturating_mul(1u32 << n.min(16))
+            .min(RETRY_LONGEST);
+        self.retry
+            .insert(id.to_owned(), (n.saturating_add(1), Instant::now() + wait));
+    }
 }
 
 fn shared(m: &Mutex<CatchUpShared>) -> std::sync::MutexGuard<'_, CatchUpShared> {
@@ -136,8 +157,10 @@ impl Search {
             // Without knowing what was read live, everything would be read (and found) twice:
             // given back, tried again after the indexer's next pass.
             Err(e) => {
-                warn!(recording = %recording, error = %e, "cannot read a recording's event track to catch up its screen");
-                shared(&self.catch_up).in_flight = None;
+                warn!(recording = %recording, error = %e, "cannot read a recording's event track to catch up its screen; tried again later");
+                let mut s = shared(&self.catch_up);
+                s.in_flight = None;
+                s.failed(&recording);
                 None
             }
         }
@@ -210,6 +233,11 @@ impl Indexer {
                 if s.in_flight.as_deref() == Some(caught.recording.as_str()) {
                     s.in_flight = None;
                 }
+                if caught.failed {
+                    s.failed(&caught.recording);
+                } else {
+                    s.retry.remove(&caught.recording);
+                }
             }
             let Some(summary) = listed.iter().find(|s| s.id == caught.recording) else {
                 continue;
@@ -266,11 +294,17 @@ impl Indexer {
             .collect();
         due.sort_by_key(|(s, _)| std::cmp::Reverse(s.started_at_ms));
         let mut s = shared(&self.catch_up);
-        s.due = due
+        let now = Instant::now();
+        let waiting = |id: &str| s.retry.get(id).is_some_and(|(_, at)| *at > now);
+        let due: Vec<(String, u64)> = due
             .into_iter()
             .filter(|(summary, _)| s.in_flight.as_deref() != Some(summary.id.as_str()))
+            .filter(|(summary, _)| !waiting(&summary.id))
             .map(|(summary, from)| (summary.id.clone(), from))
             .collect();
+        s.due = due;
+        // Recordings gone (deleted) are no longer tried again.
+        s.retry.retain(|id, _| listed.iter().any(|l| &l.id == id));
         Ok(changed)
     }
 
@@ -669,6 +703,7 @@ mod tests {
             ],
             through_ms: 60_000,
             finished: true,
+            failed: false,
         });
         assert!(search.next_catch_up().is_none());
         indexer.pass(&stop).unwrap();
@@ -684,6 +719,7 @@ mod tests {
             moments: vec![(3000, vec![ScreenWord("ledger".into(), 0, 0, 50, 12)])],
             through_ms: 60_000,
             finished: true,
+            failed: false,
         });
         indexer.pass(&stop).unwrap();
         assert!(found(&search, "ledger").is_empty());

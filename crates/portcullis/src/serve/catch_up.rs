@@ -7,10 +7,11 @@
 //! recording does not grow). Only what the gateway signed is decoded: the manifest's lines
 //! are checked against the recordings' key first, each piece against its line's hash. The
 //! index keeps how far each recording was caught up, so a restart goes on from there; a
-//! rebuilt index catches up again (the words come from the video). One thread at the lowest
-//! CPU priority, only while the live reader has nothing to read, within the same CPU share
-//! ([`Budget`]). Recordings made while reading was off are read too (`[ocr] catch_up = false`
-//! keeps them unread).
+//! rebuilt index catches up again (the words come from the video). One thread (and its
+//! tesseract) at idle priority (`SCHED_IDLE`: it gets a core only when nothing else, the live
+//! reader's tesseract included, wants it), within the same CPU share ([`Budget`]). A
+//! recording whose header says its screen was not to be read (`[ocr]` off, or without
+//! `recordings`, when it was made) is not read afterwards either.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,8 +29,8 @@ use super::screen_reader::{on_desktop, Budget, AT_MOST};
 
 /// How often the reader looks for a recording to catch up when none waits.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
-/// After a recording could not be read (its storage failed), the next try waits this long.
-const AFTER_FAILURE: Duration = Duration::from_secs(60);
+/// The shortest wait for the share.
+const MIN_WAIT: Duration = Duration::from_millis(150);
 /// Decoding is paced in slices of about this much work.
 const SLICE: Duration = Duration::from_millis(100);
 /// A live read this long after a moment's picture was replaced still counts as a read of it
@@ -58,7 +59,7 @@ pub(super) fn start(
     let spawned = std::thread::Builder::new()
         .name("screen-catch-up".into())
         .spawn(move || {
-            lowest_priority();
+            idle_priority();
             reader.run(&stop)
         });
     if let Err(e) = spawned {
@@ -123,9 +124,9 @@ impl Reader {
                     return;
                 }
                 Err(Stopped::Storage(e)) => {
+                    read.failed = true;
                     self.search.caught_up(read);
-                    warn!(recording = %job.recording, error = %e, "cannot read a recording to catch up its screen; trying again in a minute");
-                    rest(AFTER_FAILURE, stop);
+                    warn!(recording = %job.recording, error = %e, "cannot read a recording to catch up its screen; tried again later, after the others");
                 }
                 Err(Stopped::NoDecoder(e)) => {
                     self.search.caught_up(read);
@@ -158,6 +159,20 @@ impl Reader {
         };
         if let Some(problem) = &walk.problem {
             warn!(recording = %job.recording, problem = %problem.what, "a recording's manifest does not check out: only what comes before the problem is caught up");
+        }
+        // The header (signed): this recording's, and its screen was meant to be read.
+        let header = walk.bodies.first().and_then(|b| match &b.entry {
+            portcullis_recording::manifest::Entry::Header { meta, .. } => Some(meta),
+            _ => None,
+        });
+        match header {
+            Some(meta) if meta.session != job.recording => {
+                warn!(recording = %job.recording, names = %meta.session, "a recording's header names another session: its screen is not caught up");
+                return Ok(());
+            }
+            Some(meta) if meta.screen_search == Some(false) => return Ok(()),
+            Some(_) => {}
+            None => return Ok(()),
         }
         let mut video = RecordingVideo::new(storage, &job.recording, &walk);
         let end_ms = video.end_ms();
@@ -257,10 +272,10 @@ impl Reader {
                 return Err(Stopped::Stopping);
             }
             let wait = self.budget.free_in();
-            if wait.is_zero() && self.budget.live_idle() {
+            if wait.is_zero() {
                 return Ok(());
             }
-            if !rest(wait.min(Duration::from_millis(500)), stop) {
+            if !rest(wait.clamp(MIN_WAIT, Duration::from_millis(500)), stop) {
                 return Err(Stopped::Stopping);
             }
         }
@@ -274,21 +289,24 @@ fn thread_cpu() -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
-/// Puts the calling thread at the lowest CPU priority (nice 19, as tesseract runs): decoding
-/// yields to everything else. Linux's `renice` on the thread's id (util-linux, always there);
-/// without it the thread stays as it is, still within the share.
-fn lowest_priority() {
+/// Puts the calling thread at idle priority (Linux `SCHED_IDLE`, through util-linux's `chrt`
+/// on the thread's id; else nice 19 through `renice`): its decoding, and the tesseract it
+/// starts (a child keeps its parent thread's policy), run only on a core nothing else wants.
+fn idle_priority() {
     let tid = std::fs::read_link("/proc/thread-self")
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
     let Some(tid) = tid else { return };
-    let done = std::process::Command::new("renice")
-        .args(["-n", "19", "-p", &tid])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    if !done.is_ok_and(|s| s.success()) {
-        warn!("cannot lower the catch-up screen reader's CPU priority (renice)");
+    let run = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !run("chrt", &["-i", "-p", "0", &tid]) && !run("renice", &["-n", "19", "-p", &tid]) {
+        warn!("cannot lower the catch-up screen reader's CPU priority (chrt, renice)");
     }
 }
 

@@ -49,8 +49,6 @@ const CHECK_WITHIN: Duration = Duration::from_secs(10);
 pub(super) struct Budget {
     pacer: Pacer,
     free_at: Mutex<Instant>,
-    /// The live reader found nothing to read in its last round (the catch-up runs only then).
-    live_idle: AtomicBool,
 }
 
 impl Budget {
@@ -58,7 +56,6 @@ impl Budget {
         Self {
             pacer,
             free_at: Mutex::new(Instant::now()),
-            live_idle: AtomicBool::new(false),
         }
     }
 
@@ -71,11 +68,6 @@ impl Budget {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         *free_at = ((*free_at).max(now) + self.pacer.rest_after(busy)).min(now + MAX_OWED);
-    }
-
-    /// Whether the live reader had nothing to read in its last round.
-    pub(super) fn live_idle(&self) -> bool {
-        self.live_idle.load(Ordering::SeqCst)
     }
 
     /// How long until the share allows more work.
@@ -189,7 +181,6 @@ fn run(
                 read_other = true;
                 search_cursor = session.id();
             }
-            budget.live_idle.store(false, Ordering::SeqCst);
             let started = Instant::now();
             let read = tesseract.read(area.rect.w, area.rect.h, &area.pixels);
             let busy = started.elapsed();
@@ -218,7 +209,6 @@ fn run(
             }
             std::thread::sleep(pacer.rest_after(busy).min(MAX_REST));
         }
-        budget.live_idle.store(!read_any, Ordering::SeqCst);
         if !read_any {
             std::thread::sleep(LOOK_EVERY);
         }
