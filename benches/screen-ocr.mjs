@@ -20,9 +20,10 @@
 // - Recall against the source framebuffer: every page every fifth cycle is screenshotted from
 //   the display while shown; of its own words that tesseract reads on the screenshot (the best a
 //   reader of the picture could do), the share search finds at that page's time.
-// - Then the catch-up: once the session closed, the gateway reads the moments of its recording
-//   the live reading missed (decoding its video again); its time and CPU (tesseract's and the
-//   gateway's own, decoding included), and both recalls again once the indexer added its words.
+// - Then the catch-up: the session runs with `[ocr] catch_up = false` (the live recall is the
+//   live reading's alone); the same gateway then starts again with it on and reads the moments
+//   of the closed recording the live reading missed (decoding its video again); its time and CPU
+//   (tesseract's and the gateway's own, decoding included), and both recalls again.
 //
 //   cd web && PORTCULLIS_BIN=../target/release/portcullis node ../benches/screen-ocr.mjs
 //   (cargo xtask bench screen does the build and this.)
@@ -120,15 +121,16 @@ function sourceWords(png) {
 
 const desk = await H.startDesktop('bench-ocr', '1920x1080', 'xvnc');
 const ocr = `[ocr]\nrecordings = true\n${SHARE ? `cpu_share = ${SHARE}\n` : ''}`;
-const gw = await H.startGateway({ adminPassword: 'admin-password-bench', extraConfig: ocr });
+// The session with the live reading only (catch-up off); then the same gateway again with it on.
+let gw = await H.startGateway({ adminPassword: 'admin-password-bench', extraConfig: `${ocr}catch_up = false\n` });
 const pagesDir = mkdtempSync(join(os.tmpdir(), 'pc-ocr-pages-'));
 let ws = null;
 let load = [];
 try {
-  const admin = await H.userWithTarget(gw, { adminPassword: 'admin-password-bench', password: 'alice-password-1234', desktop: desk, vncPassword: 'bench-ocr' });
+  let admin = await H.userWithTarget(gw, { adminPassword: 'admin-password-bench', password: 'alice-password-1234', desktop: desk, vncPassword: 'bench-ocr' });
   const alice = gw.api();
   if ((await alice.login('alice', 'alice-password-1234')).status !== 200) throw new Error('alice cannot log in');
-  const pid = listenPid(gw.port);
+  let pid = listenPid(gw.port);
   if (!pid) throw new Error('cannot find the gateway process');
 
   // The pages, written before the clock starts.
@@ -281,11 +283,18 @@ try {
   };
   const live = await measure();
 
-  // Then the catch-up: the closed recording's moments the live reading missed, read from its
-  // video (its CPU: tesseract's, and the gateway's own, decoding included).
+  // Then the catch-up: the same gateway again with it on reads the closed recording's moments
+  // the live reading missed from its video (its CPU: tesseract's, and the gateway's own,
+  // decoding included, from the start of the new run).
+  const dir = gw.dir;
+  await gw.stop({ keep: true });
+  const catchT0 = Date.now();
+  gw = await H.startGateway({ adminPassword: 'admin-password-bench', dir, extraConfig: ocr });
+  pid = listenPid(gw.port);
   const catchCpu0 = childCpuSeconds(pid);
   const catchOwn0 = cpuSeconds(pid);
-  const catchT0 = Date.now();
+  admin = gw.api();
+  if ((await admin.login('admin', 'admin-password-bench')).status !== 200) throw new Error('admin cannot log in again');
   const caughtUp = () => gw.log().split('\n').some((l) => l.includes("recording's screen caught up") && l.includes(session));
   const catchUntil = Date.now() + CATCH_UP_WAIT_S * 1000;
   while (!caughtUp() && Date.now() < catchUntil) await H.sleep(1000);

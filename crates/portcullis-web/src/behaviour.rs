@@ -202,13 +202,13 @@ fn load(store: &dyn Store, key: &str) -> Option<Baseline> {
         Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
             Ok(b) => Some(b),
             Err(e) => {
-                warn!(error = %e, "a user's risk baseline is unreadable; it is left as it is");
+                warn!(error = %e, key, "a user's risk baseline is unreadable; it is left as it is");
                 None
             }
         },
         Ok(None) => Some(Baseline::default()),
         Err(e) => {
-            warn!(error = %e, "cannot read a user's risk baseline");
+            warn!(error = %e, key, "cannot read a user's risk baseline");
             None
         }
     }

@@ -178,7 +178,7 @@ impl Reader {
         let end_ms = video.end_ms();
         let mut settler = Settler::new(self.settle_ms, AT_MOST.as_millis() as u64);
         loop {
-            // A slice of decoding, within the share, while the live reader has nothing to read.
+            // A slice of decoding, within the share (at idle priority: after everything else).
             self.wait_for_budget(stop)?;
             let started = Instant::now();
             let cpu_before = thread_cpu();
