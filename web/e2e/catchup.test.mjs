@@ -110,8 +110,9 @@ test('moments nobody read while the session ran are read from its recording afte
   // indexer added what was read before (so the words below are all there are).
   const later = await show(admin, shown);
   await until('the later recording caught up', async () => caughtUp(later), 60000);
-  // Read once: the words of the missed recording are in the index once.
-  assert.equal((await hitsOf(admin, missed, { q: 'ledger', kind: 'screen' })).length, 1);
+  // Read once: no moment of the missed recording is in the index twice.
+  const moments = (await hitsOf(admin, missed, { q: 'ledger', kind: 'screen' })).map((h) => h.t_ms);
+  assert.ok(moments.length >= 1 && new Set(moments).size === moments.length, JSON.stringify(moments));
   // The recording made with reading off: not read afterwards.
   assert.deepEqual(await hitsOf(admin, off, { q: '10.44.55.66', kind: 'screen' }), []);
   assert.deepEqual(await hitsOf(admin, off, { q: 'forecast', kind: 'screen' }), []);

@@ -36,6 +36,10 @@ fn target_key(user: &str, target: &str) -> String {
 }
 /// Sessions a user needs behind them before their behaviour is judged.
 pub(crate) const MIN_HISTORY: u32 = 5;
+/// Sessions on one target after which the user's history there judges hours and lengths on
+/// its own (a target used differently — a nightly maintenance window, long batch sessions —
+/// is not judged by the rest); below it, a history there can only add to the judgement.
+const ESTABLISHED: u32 = 20;
 /// The most targets and addresses a baseline keeps (the most used stay).
 const MAX_TARGETS: usize = 256;
 const MAX_ADDRS: usize = 64;
@@ -62,10 +66,11 @@ pub(crate) struct Baseline {
 impl Baseline {
     /// The behaviour rules a new session on `target` from `addr` starting at `hour` (UTC)
     /// fires, with how it differs: the target and the address against the user's whole
-    /// history (`self`), the hour against their whole history and, once it holds
-    /// [`MIN_HISTORY`] sessions there, their history on this target (`on_target`): unusual
-    /// for either is unusual (a few sessions on one target cannot make an hour usual that
-    /// the whole history calls rare).
+    /// history (`self`), the hour against their history on this target (`on_target`) alone
+    /// once it holds [`ESTABLISHED`] sessions; before that, against their whole history and,
+    /// from [`MIN_HISTORY`] sessions there, their history on the target too: unusual for
+    /// either is unusual (a few sessions on one target cannot make an hour usual that the
+    /// whole history calls rare).
     pub(crate) fn signals(
         &self,
         on_target: &Baseline,
@@ -95,6 +100,9 @@ impl Baseline {
         }
         let hour = hour % 24;
         let mut judges = vec![(&self.hours, n, String::new())];
+        if on_target.sessions >= ESTABLISHED {
+            judges.clear();
+        }
         if on_target.sessions >= MIN_HISTORY {
             judges.insert(
                 0,
@@ -122,10 +130,10 @@ impl Baseline {
     }
 
     /// How long a session on a target may run before `long_session` calls it long, and the
-    /// usual length it is measured against: the shorter of what the user's lengths on this
-    /// target (once they hold [`MIN_HISTORY`]) and all their lengths allow (one long session
-    /// among a few on a target cannot stretch the limit past the user's own); with its
-    /// detail's wording.
+    /// usual length it is measured against: what the user's lengths on this target allow once
+    /// they hold [`ESTABLISHED`]; before that the shorter of that (from [`MIN_HISTORY`]) and
+    /// what all their lengths allow (one long session among a few on a target cannot stretch
+    /// the limit past the user's own); with its detail's wording.
     pub(crate) fn long_on(
         &self,
         on_target: &Baseline,
@@ -138,6 +146,7 @@ impl Baseline {
             .long_after()
             .map(|after| (after, self.mean_minutes(), String::new()));
         match (here, overall) {
+            (Some(h), _) if on_target.durations >= ESTABLISHED => Some(h),
             (Some(h), Some(o)) => Some(if h.0 <= o.0 { h } else { o }),
             (h, o) => h.or(o),
         }
@@ -420,6 +429,22 @@ mod tests {
         assert!(
             limit <= user.long_after().unwrap() && on.is_empty(),
             "{limit:?} {on}"
+        );
+        // An established history on a target (a nightly maintenance window, long batch
+        // sessions there) judges it alone.
+        let mut batch = Baseline::default();
+        for _ in 0..ESTABLISHED {
+            batch.learn("batch", "10.0.0.5", 2, 7200.0);
+        }
+        let fired = user.signals(&batch, "batch", "10.0.0.5", 2);
+        assert!(
+            fired.iter().all(|(rule, _)| *rule != "off_hours"),
+            "{fired:?}"
+        );
+        let (limit, usual, on) = user.long_on(&batch, "batch").unwrap();
+        assert_eq!(
+            (limit.as_secs(), usual, on.as_str()),
+            (14_400, 120, " on batch")
         );
         // Long on db1 is twice its mean (5.4 min; the floor is 10); overall nearly an hour.
         let (after, usual, on) = user.long_on(&db1, "db1").unwrap();

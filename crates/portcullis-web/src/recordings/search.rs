@@ -296,15 +296,19 @@ impl Indexer {
         let mut s = shared(&self.catch_up);
         let now = Instant::now();
         let waiting = |id: &str| s.retry.get(id).is_some_and(|(_, at)| *at > now);
-        let due: Vec<(String, u64)> = due
+        let mut due: Vec<(String, u64)> = due
             .into_iter()
             .filter(|(summary, _)| s.in_flight.as_deref() != Some(summary.id.as_str()))
             .filter(|(summary, _)| !waiting(&summary.id))
             .map(|(summary, from)| (summary.id.clone(), from))
             .collect();
+        // Those that failed before come after the others (the sort keeps newest first within).
+        due.sort_by_key(|(id, _)| s.retry.contains_key(id));
         s.due = due;
         // Recordings gone (deleted) are no longer tried again.
-        s.retry.retain(|id, _| listed.iter().any(|l| &l.id == id));
+        let present: std::collections::HashSet<&str> =
+            listed.iter().map(|l| l.id.as_str()).collect();
+        s.retry.retain(|id, _| present.contains(id.as_str()));
         Ok(changed)
     }
 

@@ -79,7 +79,7 @@ struct Reader {
 enum Stopped {
     /// The gateway is stopping.
     Stopping,
-    /// Its storage failed: tried again later.
+    /// Its storage failed, or the machine stayed too busy to read: tried again later.
     Storage(String),
     /// This FFmpeg cannot decode H.264: nothing can be caught up.
     NoDecoder(String),
@@ -204,7 +204,7 @@ impl Reader {
                     }
                 }
             }
-            // The CPU the slice took (at nice 19 on a busy machine, far less than its time).
+            // The CPU the slice took (at idle priority on a busy machine, far less than its time).
             let used = match (cpu_before, thread_cpu()) {
                 (Some(a), Some(b)) => b.saturating_sub(a),
                 _ => started.elapsed(),
@@ -254,6 +254,11 @@ impl Reader {
         let area = portcullis_core::Rect::new(0, moment.y, width, rows);
         let words: Vec<ScreenWord> = match words {
             Ok(words) => on_desktop(&words, area),
+            // At idle priority on a machine that stays busy, tesseract runs out of time: the
+            // recording is left here, to be taken up again from this moment later.
+            Err(e @ portcullis_ocr::OcrError::Timeout(_)) => {
+                return Err(Stopped::Storage(format!("the machine is busy: {e}")));
+            }
             // One picture tesseract failed on: passed over (said at the end of the recording
             // would hide which); the next moment is tried.
             Err(e) => {

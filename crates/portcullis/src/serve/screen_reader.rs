@@ -12,8 +12,8 @@
 //! the gateway's shutdown begins. With `[ocr] catch_up`, a second thread (`catch_up`) reads
 //! closed recordings' moments this one missed, within the same share once this one rested.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_broker::{Broker, SessionHandle};
@@ -48,34 +48,42 @@ const CHECK_WITHIN: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(super) struct Budget {
     pacer: Pacer,
-    free_at: Mutex<Instant>,
+    /// When the share allows more work, in µs after `base` (an atomic, not a lock: the live
+    /// reader never waits for the idle-priority catch-up thread to let go of one).
+    free_at_us: AtomicU64,
+    base: Instant,
 }
 
 impl Budget {
     fn new(pacer: Pacer) -> Self {
         Self {
             pacer,
-            free_at: Mutex::new(Instant::now()),
+            free_at_us: AtomicU64::new(0),
+            base: Instant::now(),
         }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// `busy` was spent reading (the whole rest it asks for, even past what the live reader
     /// itself rests, up to [`MAX_OWED`] in all: the catch-up waits for it).
     pub(super) fn spent(&self, busy: Duration) {
-        let mut free_at = self
-            .free_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        *free_at = ((*free_at).max(now) + self.pacer.rest_after(busy)).min(now + MAX_OWED);
+        let now = self.now_us();
+        let rest = u64::try_from(self.pacer.rest_after(busy).as_micros()).unwrap_or(u64::MAX);
+        let most = now.saturating_add(u64::try_from(MAX_OWED.as_micros()).unwrap_or(u64::MAX));
+        let _ = self
+            .free_at_us
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |free_at| {
+                Some(free_at.max(now).saturating_add(rest).min(most))
+            });
     }
 
     /// How long until the share allows more work.
     pub(super) fn free_in(&self) -> Duration {
-        self.free_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .saturating_duration_since(Instant::now())
+        let free_at = self.free_at_us.load(Ordering::SeqCst);
+        Duration::from_micros(free_at.saturating_sub(self.now_us()))
     }
 }
 
