@@ -44,43 +44,82 @@ const DETAIL_CHANGE: u32 = 40;
 /// Rows read around a change (as the live reader: a word is read with its line).
 const CONTEXT_ROWS: u32 = 16;
 
+/// How two pictures compare: not comparable (`b` is not a whole picture), of different sizes
+/// (they differ everywhere), or of one size.
+enum Pair<'a> {
+    Broken,
+    Resized,
+    Same {
+        a: &'a [u8],
+        b: &'a [u8],
+        w: usize,
+        h: usize,
+    },
+}
+
+fn pair<'a>(a: &'a Frame, b: &'a Frame) -> Pair<'a> {
+    let (w, h) = (b.width as usize, b.height as usize);
+    if b.luma.len() != w * h {
+        Pair::Broken
+    } else if (a.width, a.height) != (b.width, b.height) || a.luma.len() != b.luma.len() {
+        Pair::Resized
+    } else {
+        Pair::Same {
+            a: &a.luma,
+            b: &b.luma,
+            w,
+            h,
+        }
+    }
+}
+
+/// Whether any block of the band of rows `by..by + rows` changed beyond the encoder's noise.
+fn band_changed(a: &[u8], b: &[u8], w: usize, by: usize, rows: usize) -> bool {
+    (0..w).step_by(BLOCK).any(|bx| {
+        let cols = BLOCK.min(w - bx);
+        let (mut abs, mut signed) = (0u32, 0i32);
+        for y in by..by + rows {
+            let at = y * w + bx;
+            for (p, q) in a[at..at + cols].iter().zip(&b[at..at + cols]) {
+                abs += u32::from(p.abs_diff(*q));
+                signed += i32::from(*p) - i32::from(*q);
+            }
+        }
+        let n = (rows * cols) as u32;
+        signed.unsigned_abs() > MEAN_CHANGE.unsigned_abs() * n || abs > DETAIL_CHANGE * n
+    })
+}
+
+/// The bands (first row, rows) of a picture `h` rows tall, in order.
+fn bands(h: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..h).step_by(BLOCK).map(move |by| (by, BLOCK.min(h - by)))
+}
+
 /// The rows (first, count) where `b` differs from `a` beyond the encoder's noise, with
 /// [`CONTEXT_ROWS`] around; `None` when nothing changed. Pictures of different sizes differ
 /// everywhere.
 pub fn changed_rows(a: &Frame, b: &Frame) -> Option<(u32, u32)> {
-    let (w, h) = (b.width as usize, b.height as usize);
-    if b.luma.len() != w * h {
-        return None;
+    let (a, b, w, h) = match pair(a, b) {
+        Pair::Broken => return None,
+        Pair::Resized => return (b.height > 0).then_some((0, b.height)),
+        Pair::Same { a, b, w, h } => (a, b, w, h),
+    };
+    let mut changed = bands(h).filter(|&(by, rows)| band_changed(a, b, w, by, rows));
+    let (top, _) = changed.next()?;
+    let (last, rows) = changed.last().unwrap_or((top, BLOCK.min(h - top)));
+    let first = (top as u32).saturating_sub(CONTEXT_ROWS);
+    let end = ((last + rows) as u32 + CONTEXT_ROWS).min(h as u32);
+    Some((first, end - first))
+}
+
+/// Whether `b` differs from `a` beyond the encoder's noise (as [`changed_rows`] is `Some`,
+/// stopping at the first changed block: asked of every decoded picture).
+pub fn differs(a: &Frame, b: &Frame) -> bool {
+    match pair(a, b) {
+        Pair::Broken => false,
+        Pair::Resized => b.height > 0,
+        Pair::Same { a, b, w, h } => bands(h).any(|(by, rows)| band_changed(a, b, w, by, rows)),
     }
-    if (a.width, a.height) != (b.width, b.height) || a.luma.len() != b.luma.len() {
-        return (h > 0).then_some((0, b.height));
-    }
-    let mut top = None;
-    let mut bottom = 0usize;
-    for by in (0..h).step_by(BLOCK) {
-        let rows = BLOCK.min(h - by);
-        let changed = (0..w).step_by(BLOCK).any(|bx| {
-            let cols = BLOCK.min(w - bx);
-            let (mut abs, mut signed) = (0u32, 0i32);
-            for y in by..by + rows {
-                let at = y * w + bx;
-                for (p, q) in a.luma[at..at + cols].iter().zip(&b.luma[at..at + cols]) {
-                    abs += u32::from(p.abs_diff(*q));
-                    signed += i32::from(*p) - i32::from(*q);
-                }
-            }
-            let n = (rows * cols) as u32;
-            signed.unsigned_abs() > MEAN_CHANGE.unsigned_abs() * n || abs > DETAIL_CHANGE * n
-        });
-        if changed {
-            top.get_or_insert(by);
-            bottom = by + rows;
-        }
-    }
-    let top = top? as u32;
-    let first = top.saturating_sub(CONTEXT_ROWS);
-    let last = (bottom as u32 + CONTEXT_ROWS).min(b.height);
-    Some((first, last - first))
 }
 
 /// Finds the moments of a video: feed its pictures in order ([`Settler::push`]), then
@@ -133,7 +172,7 @@ impl Settler {
         // The held picture's time on screen ends at the first different picture; one that
         // comes back (a flash, a highlight that went) shows it again.
         if let Some((_, held)) = &self.held {
-            if changed_rows(held, &frame).is_some() {
+            if differs(held, &frame) {
                 self.held_until.get_or_insert(frame.time_ms);
             } else {
                 self.held_until = None;
@@ -161,7 +200,7 @@ impl Settler {
     fn consider(&mut self, frame: Frame) -> Option<Moment> {
         self.changing_since = None;
         match self.held.take() {
-            Some((from, held)) if changed_rows(&held, &frame).is_none() => {
+            Some((from, held)) if !differs(&held, &frame) => {
                 self.held = Some((from, frame));
                 None
             }
@@ -253,6 +292,10 @@ mod tests {
         let mut broken = frame(0, 0..0, 0);
         broken.luma.truncate(10);
         assert_eq!(changed_rows(&a, &broken), None);
+        // `differs` says the same, sooner.
+        for b in [frame(0, 0..0, 6), frame(0, 40..44, 0), other, broken] {
+            assert_eq!(differs(&a, &b), changed_rows(&a, &b).is_some());
+        }
     }
 
     #[test]

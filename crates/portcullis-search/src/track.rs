@@ -283,6 +283,9 @@ fn add(reading: &mut Reading, kind: Kind, t_ms: u64, text: String, words: Vec<Wo
     }
 }
 
+/// What every `screen_text` event line holds.
+const SCREEN_TEXT: &[u8] = b"\"screen_text\"";
+
 /// When the live reader read the screen, from whole lines of an event track (every
 /// `screen_text` event, those that found no words too, at the time the picture was taken),
 /// added to `reads` in track order: what a catch-up reader of the recording need not read
@@ -294,6 +297,8 @@ pub fn screen_reads(bytes: &[u8], reads: &mut Vec<u64>) -> bool {
     for event in bytes
         .split(|&b| b == b'\n')
         .filter(|line| line.len() <= MAX_EVENT_LINE)
+        // Only lines that can be screen reads are parsed (a track is mostly keys).
+        .filter(|line| line.windows(SCREEN_TEXT.len()).any(|w| w == SCREEN_TEXT))
         .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
         .filter(|event| event.get("type").and_then(Value::as_str) == Some("screen_text"))
     {

@@ -80,7 +80,7 @@ enum Stopped {
     /// The gateway is stopping.
     Stopping,
     /// Its storage failed, or the machine stayed too busy to read: tried again later.
-    Storage(String),
+    Later(String),
     /// This FFmpeg cannot decode H.264: nothing can be caught up.
     NoDecoder(String),
 }
@@ -123,7 +123,7 @@ impl Reader {
                     self.search.caught_up(read);
                     return;
                 }
-                Err(Stopped::Storage(e)) => {
+                Err(Stopped::Later(e)) => {
                     read.failed = true;
                     self.search.caught_up(read);
                     warn!(recording = %job.recording, error = %e, "cannot read a recording to catch up its screen; tried again later, after the others");
@@ -155,7 +155,7 @@ impl Reader {
             Ok(walk) => walk,
             // Gone meanwhile: nothing to read.
             Err(portcullis_recording::StorageError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(Stopped::Storage(e.to_string())),
+            Err(e) => return Err(Stopped::Later(e.to_string())),
         };
         if let Some(problem) = &walk.problem {
             warn!(recording = %job.recording, problem = %problem.what, "a recording's manifest does not check out: only what comes before the problem is caught up");
@@ -198,7 +198,7 @@ impl Reader {
                         ended = true;
                         break;
                     }
-                    Err(DecodeError::Storage(e)) => return Err(Stopped::Storage(e.to_string())),
+                    Err(DecodeError::Storage(e)) => return Err(Stopped::Later(e.to_string())),
                     Err(e @ DecodeError::Ffmpeg { .. }) => {
                         return Err(Stopped::NoDecoder(e.to_string()))
                     }
@@ -257,7 +257,7 @@ impl Reader {
             // At idle priority on a machine that stays busy, tesseract runs out of time: the
             // recording is left here, to be taken up again from this moment later.
             Err(e @ portcullis_ocr::OcrError::Timeout(_)) => {
-                return Err(Stopped::Storage(format!("the machine is busy: {e}")));
+                return Err(Stopped::Later(format!("the machine is busy: {e}")));
             }
             // One picture tesseract failed on: passed over (said at the end of the recording
             // would hide which); the next moment is tried.

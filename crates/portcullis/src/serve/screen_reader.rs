@@ -139,7 +139,6 @@ fn run(
     stop: &AtomicBool,
     budget: &Budget,
 ) {
-    let pacer = Pacer::new(config.cpu_share);
     let mut failures_told = 0u32;
     // Where the last round's one read for search left off (sessions in id order).
     let mut search_cursor = String::new();
@@ -215,7 +214,7 @@ fn run(
                 }
                 Err(_) => {}
             }
-            std::thread::sleep(pacer.rest_after(busy).min(MAX_REST));
+            std::thread::sleep(budget.pacer.rest_after(busy).min(MAX_REST));
         }
         if !read_any {
             std::thread::sleep(LOOK_EVERY);
