@@ -144,6 +144,55 @@ fn a_removed_line_or_a_foreign_key_is_caught() {
 }
 
 #[test]
+fn a_signed_walk_checks_every_line_but_reads_no_data() {
+    use portcullis_recording::scan::{scan, Depth};
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::open(dir.path()).unwrap();
+    let key = Arc::new(generate_key());
+    write(&disk, &key, "r1", 3, true);
+    // Damaged data is not its business (the reader checks each piece it reads)…
+    let video = dir.path().join("r1/video-1.mp4");
+    let mut bytes = std::fs::read(&video).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&video, bytes).unwrap();
+    let walk = scan(&disk, "r1", Depth::Signed(&key.verifying_key())).unwrap();
+    assert!(walk.problem.is_none(), "{:?}", walk.problem);
+    assert!(walk.is_ended());
+    // …a line changed after it was signed is, and nothing after it is taken.
+    let path = dir.path().join("r1/manifest.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"end_ms\":2000"));
+    std::fs::write(
+        &path,
+        text.replacen("\"end_ms\":2000", "\"end_ms\":2999", 1),
+    )
+    .unwrap();
+    let walk = scan(&disk, "r1", Depth::Signed(&key.verifying_key())).unwrap();
+    let bad = walk.problem.map(|p| p.seq);
+    assert!(
+        bad.is_some() || walk.untied_from.is_some() || !walk.damage.is_empty(),
+        "a forged line passed"
+    );
+    let proven = walk
+        .untied_from
+        .unwrap_or(u64::MAX)
+        .min(bad.unwrap_or(u64::MAX));
+    assert!(walk
+        .bodies
+        .iter()
+        .filter(|b| b.seq < proven)
+        .all(|b| !matches!(
+            &b.entry,
+            portcullis_recording::manifest::Entry::Segment { end_ms: 2999, .. }
+        )));
+    // And another gateway's key proves nothing.
+    let other = generate_key();
+    let walk = scan(&disk, "r1", Depth::Signed(&other.verifying_key())).unwrap();
+    assert!(walk.problem.is_some());
+}
+
+#[test]
 fn an_unclosed_recording_is_recovered_as_incomplete() {
     let dir = tempfile::tempdir().unwrap();
     let disk = LocalDisk::open(dir.path()).unwrap();

@@ -12,6 +12,10 @@ pub fn search_track(data: &[u8]) {
         Some((c, rest)) => (usize::from(*c) * rest.len() / 256, rest),
         None => (0, data),
     };
+    // The live reads a catch-up takes from it: never a panic, at most one a line.
+    let mut reads = Vec::new();
+    let _ = crate::track::screen_reads(track, &mut reads);
+    assert!(reads.len() <= track.iter().filter(|&&b| b == b'\n').count() + 1);
     let whole = read_track(track, &Resume::default(), true);
     for e in &whole.entries {
         assert!(e.text.len() <= MAX_ENTRY_TEXT);
