@@ -640,14 +640,22 @@ function countTraffic(page, portcullis = false) {
       c.rxBytes += size(f.payload);
       c.rxMsgs += 1;
       c.lastRx = Date.now();
-      // Portcullis rectangles (docs/browser-protocol.md): [1, encoding, x, y, w, h, image].
-      const p = f.payload;
-      if (portcullis && typeof p !== 'string' && p.length > 10 && p[0] === 1) {
+      // Portcullis rectangles (docs/browser-protocol.md): [1, encoding, x, y, w, h, image],
+      // alone or in a batch ([4], then each message as a u32 length and its bytes).
+      const rect = (p) => {
+        if (p.length <= 10 || p[0] !== 1) return;
         c.rects += 1;
         c.area += p.readUInt16BE(6) * p.readUInt16BE(8);
         if (p[1] === 1) c.png += p.length - 10;
         else if (p[1] === 2) c.jpeg += p.length - 10;
         else if (p[1] === 4) c.stream += p.length - 10;
+      };
+      const p = f.payload;
+      if (portcullis && typeof p !== 'string') {
+        if (p[0] !== 4) rect(p);
+        for (let at = 1; p[0] === 4 && at + 4 <= p.length; at += 4 + p.readUInt32BE(at)) {
+          rect(p.subarray(at + 4, at + 4 + p.readUInt32BE(at)));
+        }
       }
     });
     ws.on('framesent', (f) => { c.txBytes += size(f.payload); c.txMsgs += 1; });

@@ -4,7 +4,7 @@
 
 import { fitSize } from './model/pointer';
 import { StreamImages } from './model/inflate';
-import { ENC_FILL, ENC_ZLIB, insideDesktop, mimeOf, parseBinary } from './model/protocol';
+import { ENC_FILL, ENC_ZLIB, insideDesktop, mimeOf, parseBinary, unbatch } from './model/protocol';
 
 export interface DesktopCanvasOptions {
   canvas: HTMLCanvasElement;
@@ -74,13 +74,24 @@ export class DesktopCanvas {
   }
 
   /**
-   * One binary message: a rectangle to paint, a copy within the canvas, or an end-of-frame to
-   * acknowledge once painted.
+   * One binary message: a rectangle to paint, a copy within the canvas, an end-of-frame to
+   * acknowledge once painted, or a batch of these (a whole frame in one message).
    */
   binary(buf: ArrayBuffer): void {
+    let parts;
+    try {
+      parts = unbatch(buf);
+    } catch (err) {
+      console.warn('portcullis: bad binary message', err);
+      return;
+    }
+    for (const [start, length] of parts) this.one(buf, start, length);
+  }
+
+  private one(buf: ArrayBuffer, start: number, length: number): void {
     let m;
     try {
-      m = parseBinary(buf);
+      m = parseBinary(buf, start, length);
     } catch (err) {
       console.warn('portcullis: bad binary message', err);
       return;

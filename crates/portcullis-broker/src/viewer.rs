@@ -14,7 +14,7 @@ use portcullis_core::notice;
 use portcullis_core::session::{ClipboardDirection, SessionEnd, SessionEvent};
 use portcullis_core::wire::{self, ClientMessage, ServerMessage};
 use portcullis_core::{InputEvent, Rect};
-use portcullis_encode::{Choice, Encoder};
+use portcullis_encode::{Choice, Encoder, Part};
 use portcullis_policy::{Direction, TextSource};
 use tokio::sync::watch;
 use tracing::warn;
@@ -102,8 +102,15 @@ pub enum ViewerOutput {
 struct Pending {
     /// Copy messages within the canvas, in order.
     copies: Vec<Vec<u8>>,
-    /// Damaged rectangles with their pixels (RGBA).
-    pixels: Vec<(Rect, Vec<u8>)>,
+    /// The damaged rectangles' parts: areas of one colour, and areas of pixels (RGBA) copied
+    /// out of the framebuffer.
+    parts: Vec<Piece>,
+}
+
+/// A part of the damage, ready to encode.
+enum Piece {
+    Fill(Rect, [u8; 3]),
+    Pixels(Rect, Vec<u8>),
 }
 
 /// What a viewer found when it went to take its next frame.
@@ -232,25 +239,43 @@ impl Viewer {
             rects = vec![bounds];
             Vec::new()
         });
-        // Copied out under the lock and encoded without it, so the session task can keep
-        // applying updates while a large frame is compressed.
-        let pixels = rects
+        // Areas of one colour are found in place (a large change is mostly background: only
+        // the rest is copied, palettised and deflated); what has pixels is copied out under the
+        // lock and encoded without it, so the session task can keep applying updates while a
+        // large frame is compressed.
+        let parts = rects
             .iter()
             // The desktop may have shrunk since the damage was recorded.
             .map(|r| r.intersection(&bounds))
             .filter(|r| !r.is_empty())
-            .filter_map(|r| fb.read_rect(r).ok().map(|px| (r, px)))
+            .filter_map(|r| portcullis_encode::split(&fb, r).ok())
+            .flatten()
+            .filter_map(|part| match part {
+                Part::Fill(r, rgb) => Some(Piece::Fill(r, rgb)),
+                Part::Image(r) => fb.read_rect(r).ok().map(|px| Piece::Pixels(r, px)),
+            })
             .collect();
-        Taken::Frame(Pending { copies, pixels })
+        Taken::Frame(Pending { copies, parts })
     }
 
     /// One frame: the copies first (in order, on what the browser shows), then the damaged
     /// rectangles, then the end of frame.
     fn encode(&mut self, pending: Pending) -> Vec<Vec<u8>> {
-        let Pending { copies, pixels } = pending;
-        let mut out = Vec::with_capacity(copies.len() + pixels.len() + 1);
+        let Pending { copies, parts } = pending;
+        let mut out = Vec::with_capacity(copies.len() + parts.len() + 1);
         out.extend(copies);
-        for (r, px) in pixels {
+        for piece in parts {
+            let (r, px) = match piece {
+                Piece::Pixels(r, px) => (r, px),
+                Piece::Fill(r, rgb) => {
+                    let mut msg = Vec::with_capacity(16);
+                    match portcullis_encode::encode_fill(r, rgb, &mut msg) {
+                        Ok(_) => out.push(msg),
+                        Err(error) => warn!(%error, rect = %r, "cannot encode rectangle"),
+                    }
+                    continue;
+                }
+            };
             let mut msg = Vec::new();
             let encoded = self
                 .encoder

@@ -15,6 +15,12 @@ pub const KIND_RECT: u8 = 1;
 pub const KIND_FRAME_END: u8 = 2;
 /// First byte of a binary copy message.
 pub const KIND_COPY: u8 = 3;
+/// First byte of a binary batch: a frame's messages in one WebSocket message.
+pub const KIND_BATCH: u8 = 4;
+/// A frame's messages go out as one batch when they add up to at most this: each WebSocket
+/// message is a task of the page's main thread (a large change is dozens of rectangles), and
+/// what a relaying gateway accepts is bounded (larger frames go out message by message).
+pub const MAX_BATCH: usize = 8 * 1024 * 1024;
 /// Bytes before the image data in a rectangle message.
 pub const RECT_HEADER_LEN: usize = 10;
 /// Length of a copy message: kind, destination x and y, source x, y, width and height (u16 each).
@@ -260,6 +266,47 @@ pub fn frame_end(seq: u32) -> [u8; 5] {
     [KIND_FRAME_END, s[0], s[1], s[2], s[3]]
 }
 
+/// A frame's messages as the WebSocket messages to send: one batch (`[4]`, then each message
+/// as a u32 length and its bytes, in order) when there are several and they fit in
+/// [`MAX_BATCH`], else as they are.
+pub fn batched(messages: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let total = messages
+        .iter()
+        .try_fold(1usize, |sum, m| sum.checked_add(m.len().checked_add(4)?));
+    let fits = total.filter(|&t| t <= MAX_BATCH);
+    let (Some(total), true) = (fits, messages.len() > 1) else {
+        return messages;
+    };
+    let mut batch = Vec::with_capacity(total);
+    batch.push(KIND_BATCH);
+    for m in &messages {
+        // Each message is below MAX_BATCH, so its length fits a u32.
+        let len = u32::try_from(m.len()).unwrap_or(u32::MAX);
+        batch.extend_from_slice(&len.to_be_bytes());
+        batch.extend_from_slice(m);
+    }
+    vec![batch]
+}
+
+/// The messages of a batch (or the one message that is not a batch), for tests and tools.
+pub fn unbatch(bytes: &[u8]) -> Result<Vec<&[u8]>, WireError> {
+    let Some((&KIND_BATCH, mut rest)) = bytes.split_first() else {
+        return Ok(vec![bytes]);
+    };
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (len, after) = rest.split_at_checked(4).ok_or(WireError::BadServerBinary)?;
+        let len = usize::try_from(u32::from_be_bytes([len[0], len[1], len[2], len[3]]))
+            .map_err(|_| WireError::BadServerBinary)?;
+        let (m, after) = after
+            .split_at_checked(len)
+            .ok_or(WireError::BadServerBinary)?;
+        out.push(m);
+        rest = after;
+    }
+    Ok(out)
+}
+
 /// A decoded binary server message (for tests, benchmarks and tools).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerBinary<'a> {
@@ -322,6 +369,44 @@ pub fn decode_server_binary(bytes: &[u8]) -> Result<ServerBinary<'_>, WireError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_goes_out_as_one_batch_that_gives_back_its_messages() {
+        let frame = vec![
+            vec![KIND_RECT; 12],
+            copy_message(Rect::new(1, 2, 3, 4), Rect::new(5, 6, 3, 4))
+                .unwrap()
+                .to_vec(),
+            frame_end(7).to_vec(),
+        ];
+        let sent = batched(frame.clone());
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0][0], KIND_BATCH);
+        assert_eq!(
+            unbatch(&sent[0]).unwrap(),
+            frame.iter().map(Vec::as_slice).collect::<Vec<_>>()
+        );
+        // One message alone, or too much for one batch: as they are.
+        assert_eq!(
+            batched(vec![frame_end(1).to_vec()]),
+            vec![frame_end(1).to_vec()]
+        );
+        let big = vec![
+            vec![KIND_RECT; MAX_BATCH / 2],
+            vec![KIND_RECT; MAX_BATCH / 2],
+            frame_end(2).to_vec(),
+        ];
+        assert_eq!(batched(big.clone()), big);
+        // A cut or overlong batch is refused.
+        for cut in 1..sent[0].len() {
+            let r = unbatch(&sent[0][..cut]);
+            assert!(r.is_err() || r.unwrap().len() < frame.len(), "cut at {cut}");
+        }
+        assert_eq!(
+            unbatch(&[KIND_BATCH, 0, 0, 0, 9, 1]),
+            Err(WireError::BadServerBinary)
+        );
+    }
 
     #[test]
     fn parses_every_client_message() {

@@ -14,6 +14,9 @@ use portcullis_core::wire::{self, ImageEncoding, WireError};
 use portcullis_core::{DesktopError, Framebuffer, Rect};
 use thiserror::Error;
 
+mod split;
+pub use split::{split, Part, MAX_PARTS, SPLIT_MIN_AREA, TILE};
+
 /// Smallest area (pixels) considered for JPEG: below it a lossless image costs little whatever
 /// the content.
 const JPEG_MIN_AREA: u64 = 128 * 128;
@@ -187,9 +190,7 @@ fn encode_simple(
         }));
     }
     if let Some(rgb) = solid_colour(rgba) {
-        wire::write_rect_header(out, ImageEncoding::Fill, rect)?;
-        out.extend_from_slice(&rgb);
-        return Ok(Some(ImageEncoding::Fill));
+        return encode_fill(rect, rgb, out).map(Some);
     }
     if !(matches!(choice, Choice::Auto) && looks_photographic(rgba, rect.area())) {
         return Ok(None);
@@ -202,6 +203,17 @@ fn encode_simple(
         ExtendedColorType::Rgb8,
     )?;
     Ok(Some(ImageEncoding::Jpeg))
+}
+
+/// Appends a fill message: every pixel of `rect` is `rgb`.
+pub fn encode_fill(
+    rect: Rect,
+    rgb: [u8; 3],
+    out: &mut Vec<u8>,
+) -> Result<ImageEncoding, EncodeError> {
+    wire::write_rect_header(out, ImageEncoding::Fill, rect)?;
+    out.extend_from_slice(&rgb);
+    Ok(ImageEncoding::Fill)
 }
 
 fn encode_png(rgb: &[u8], rect: Rect, out: &mut Vec<u8>) -> Result<ImageEncoding, EncodeError> {
@@ -363,18 +375,20 @@ fn deflate_flushed(
 fn solid_colour(rgba: &[u8]) -> Option<[u8; 3]> {
     let first = rgba.get(..3)?;
     let want = u32::from_le_bytes([first[0], first[1], first[2], 0]);
+    all_of_colour(rgba, want).then(|| [first[0], first[1], first[2]])
+}
+
+/// Whether every pixel of `rgba` (alpha ignored) is `want` (`0x00BBGGRR`, as a little-endian
+/// word of the pixel with its alpha cleared).
+fn all_of_colour(rgba: &[u8], want: u32) -> bool {
     let same = |px: &[u8]| u32::from_le_bytes([px[0], px[1], px[2], px[3]]) & 0x00ff_ffff == want;
     let mut blocks = rgba.chunks_exact(64);
     for block in &mut blocks {
         if !block.chunks_exact(4).fold(true, |all, px| all & same(px)) {
-            return None;
+            return false;
         }
     }
-    blocks
-        .remainder()
-        .chunks_exact(4)
-        .all(same)
-        .then(|| [first[0], first[1], first[2]])
+    blocks.remainder().chunks_exact(4).all(same)
 }
 
 fn rgba_to_rgb(rgba: &[u8]) -> Vec<u8> {

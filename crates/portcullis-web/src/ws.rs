@@ -337,7 +337,7 @@ async fn pump(
                 }
                 ViewerOutput::Frame(msgs) => {
                     let send_all = async {
-                        for m in msgs {
+                        for m in wire::batched(msgs) {
                             tx.feed(Message::Binary(m.into())).await?;
                         }
                         tx.flush().await

@@ -133,6 +133,31 @@ describe('the gateway encoder\'s own output', () => {
 });
 
 describe('expandPalette', () => {
+  it('gives every pixel its colour, for every index width, row end and output alignment', () => {
+    for (const n of [2, 3, 4, 5, 16, 17, 255, 256]) {
+      for (const width of [1, 2, 3, 7, 8, 9, 13, 64]) {
+        const height = 3;
+        const idx = (x: number, y: number) => (x * 5 + y * 11 + (x >> 2)) % n;
+        const img = paletteImage(n, width, height, idx);
+        const colours = img.subarray(2, 2 + n * 3);
+        const rows = img.subarray(2 + n * 3);
+        for (const offset of [0, 4, 1]) {
+          // An offset of 1 is an output that cannot be written a word at a time.
+          const out = new Uint8ClampedArray(new ArrayBuffer(offset + width * height * 4), offset, width * height * 4);
+          expandPalette(colours, rows, width, height, out);
+          for (let y = 0; y < height; y++) {
+            for (let x = 0; x < width; x++) {
+              const i = idx(x, y);
+              const o = (y * width + x) * 4;
+              expect([...out.subarray(o, o + 4)], `n ${n}, ${width} wide, at ${x},${y}, offset ${offset}`)
+                .toEqual([i, (2 * i) & 255, (3 * i) & 255, 255]);
+            }
+          }
+        }
+      }
+    }
+  });
+
   it('refuses an index beyond the palette', () => {
     // 3 colours use 2 bits: index 3 does not exist.
     const out = new Uint8ClampedArray(4);

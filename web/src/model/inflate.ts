@@ -23,10 +23,17 @@ export function indexBits(n: number): number {
   return 8;
 }
 
+/** Whether this machine stores a 32-bit word's low byte first (every browser platform today). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /**
  * Expands an inflated palette image's rows (after its colours) into RGBA. `rows` holds `height`
  * rows of `width` indices, `bits` each, most significant bits first, each row starting on a byte.
  * Throws on an index beyond the palette.
+ *
+ * One 32-bit word is written per pixel from a table of the palette's RGBA words, and each row
+ * byte is unpacked once (a large change from x11vnc is several such images, expanded on the
+ * page's main thread before the next message is handled: benches/LATENCY-NOTES.md, item 7).
  */
 export function expandPalette(
   colours: Uint8Array,
@@ -37,6 +44,53 @@ export function expandPalette(
 ): void {
   const n = colours.length / 3;
   const bits = indexBits(n);
+  const rowBytes = Math.ceil((width * bits) / 8);
+  if (!LITTLE_ENDIAN || out.byteOffset % 4 !== 0) {
+    expandPaletteBytes(colours, rows, width, height, bits, out);
+    return;
+  }
+  const table = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    table[i] = (0xff000000 | (colours[3 * i + 2] << 16) | (colours[3 * i + 1] << 8) | colours[3 * i]) >>> 0;
+  }
+  const words = new Uint32Array(out.buffer, out.byteOffset, width * height);
+  const perByte = 8 / bits;
+  const mask = (1 << bits) - 1;
+  let o = 0;
+  for (let y = 0; y < height; y++) {
+    let r = y * rowBytes;
+    let x = 0;
+    if (bits === 8) {
+      for (; x < width; x++) {
+        const index = rows[r++];
+        if (index >= n) throw new Error(`palette index ${index} of ${n} colours`);
+        words[o++] = table[index];
+      }
+      continue;
+    }
+    while (x < width) {
+      const byte = rows[r++];
+      const count = Math.min(perByte, width - x);
+      for (let k = 0, shift = 8 - bits; k < count; k++, shift -= bits) {
+        const index = (byte >> shift) & mask;
+        if (index >= n) throw new Error(`palette index ${index} of ${n} colours`);
+        words[o++] = table[index];
+      }
+      x += count;
+    }
+  }
+}
+
+/** The same, a byte at a time (a big-endian machine, or an unaligned output). */
+function expandPaletteBytes(
+  colours: Uint8Array,
+  rows: Uint8Array,
+  width: number,
+  height: number,
+  bits: number,
+  out: Uint8ClampedArray,
+): void {
+  const n = colours.length / 3;
   const rowBytes = Math.ceil((width * bits) / 8);
   const mask = (1 << bits) - 1;
   let o = 0;

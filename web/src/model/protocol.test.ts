@@ -9,6 +9,7 @@ import {
   parseServerText,
   deniedText,
   pointerMsg,
+  unbatch,
   utf8Length,
 } from './protocol';
 
@@ -56,6 +57,35 @@ describe('parseBinary', () => {
     expect(insideDesktop(0, 599, 10, 2, 800, 600)).toBe(false);
     expect(insideDesktop(0, 0, 0, 10, 800, 600)).toBe(false);
     expect(insideDesktop(65535, 65535, 65535, 65535, 800, 600)).toBe(false);
+  });
+
+  it('reads the messages of a batch in place, each bounded by its own length', () => {
+    const rect = [1, 3, 0, 1, 0, 2, 0, 3, 0, 4, 9, 8, 7];
+    const end = [2, 0, 0, 0, 5];
+    const buf = bytes(4, 0, 0, 0, rect.length, ...rect, 0, 0, 0, end.length, ...end);
+    const parts = unbatch(buf);
+    expect(parts).toEqual([[5, rect.length], [5 + rect.length + 4, end.length]]);
+    const m = parseBinary(buf, ...parts[0]);
+    expect(m).toMatchObject({ kind: 'rect', encoding: 3, x: 1, y: 2, width: 3, height: 4 });
+    if (m.kind !== 'rect') throw new Error('not a rect');
+    // The data ends with the part, not with the batch.
+    expect([...m.data]).toEqual([9, 8, 7]);
+    expect(parseBinary(buf, ...parts[1])).toEqual({ kind: 'frameEnd', seq: 5 });
+    // A message that is not a batch is itself; a batch cut anywhere is refused or shorter.
+    expect(unbatch(bytes(...end))).toEqual([[0, 5]]);
+    const whole = new Uint8Array(buf);
+    for (let cut = 2; cut < whole.length; cut++) {
+      let got: Array<[number, number]> | null = null;
+      try {
+        got = unbatch(whole.slice(0, cut).buffer);
+      } catch {
+        continue;
+      }
+      expect(got.length, `cut at ${cut}`).toBeLessThan(2);
+    }
+    expect(() => unbatch(bytes(4, 0, 0, 0, 9, 1))).toThrow(/longer/);
+    // A part too short for its kind is refused like a message.
+    expect(() => parseBinary(bytes(4, 0, 0, 0, 3, 2, 0, 0), 5, 3)).toThrow();
   });
 
   it('rejects short and unknown messages', () => {

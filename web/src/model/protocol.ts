@@ -4,6 +4,8 @@
 export const KIND_RECT = 1;
 export const KIND_FRAME_END = 2;
 export const KIND_COPY = 3;
+/** A frame's messages in one: each as a u32 length and its bytes. */
+export const KIND_BATCH = 4;
 /** Length of a copy message: kind, then u16 destination x, y, source x, y, width, height. */
 export const COPY_LEN = 13;
 /** Bytes before the image in a rectangle message. */
@@ -29,13 +31,36 @@ export type ServerBinary =
   | { kind: 'copy'; dx: number; dy: number; sx: number; sy: number; width: number; height: number }
   | { kind: 'frameEnd'; seq: number };
 
-/** Decodes a binary message; throws on a short or unknown one. */
-export function parseBinary(buf: ArrayBuffer): ServerBinary {
+/**
+ * The messages of a binary WebSocket message, as (start, length) within it: the parts of a batch,
+ * or the message itself. Throws on a batch whose lengths do not add up.
+ */
+export function unbatch(buf: ArrayBuffer): Array<[number, number]> {
   const view = new DataView(buf);
-  if (buf.byteLength < 1) throw new Error('empty binary message');
+  if (buf.byteLength < 1 || view.getUint8(0) !== KIND_BATCH) return [[0, buf.byteLength]];
+  const parts: Array<[number, number]> = [];
+  let at = 1;
+  while (at < buf.byteLength) {
+    if (at + 4 > buf.byteLength) throw new Error('batch cut in a length');
+    const len = view.getUint32(at);
+    at += 4;
+    if (len > buf.byteLength - at) throw new Error('batch part longer than the batch');
+    parts.push([at, len]);
+    at += len;
+  }
+  return parts;
+}
+
+/**
+ * Decodes a binary message (or the part of a batch `length` bytes long at `start`); throws on a
+ * short or unknown one.
+ */
+export function parseBinary(buf: ArrayBuffer, start = 0, length = buf.byteLength - start): ServerBinary {
+  const view = new DataView(buf, start, length);
+  if (length < 1) throw new Error('empty binary message');
   const kind = view.getUint8(0);
   if (kind === KIND_RECT) {
-    if (buf.byteLength < RECT_HEADER_LEN) throw new Error('short rectangle message');
+    if (length < RECT_HEADER_LEN) throw new Error('short rectangle message');
     return {
       kind: 'rect',
       encoding: view.getUint8(1),
@@ -43,11 +68,11 @@ export function parseBinary(buf: ArrayBuffer): ServerBinary {
       y: view.getUint16(4),
       width: view.getUint16(6),
       height: view.getUint16(8),
-      data: new Uint8Array(buf, RECT_HEADER_LEN),
+      data: new Uint8Array(buf, start + RECT_HEADER_LEN, length - RECT_HEADER_LEN),
     };
   }
   if (kind === KIND_COPY) {
-    if (buf.byteLength !== COPY_LEN) throw new Error('copy message of the wrong length');
+    if (length !== COPY_LEN) throw new Error('copy message of the wrong length');
     return {
       kind: 'copy',
       dx: view.getUint16(1),
@@ -59,7 +84,7 @@ export function parseBinary(buf: ArrayBuffer): ServerBinary {
     };
   }
   if (kind === KIND_FRAME_END) {
-    if (buf.byteLength < 5) throw new Error('short end-of-frame message');
+    if (length < 5) throw new Error('short end-of-frame message');
     return { kind: 'frameEnd', seq: view.getUint32(1) };
   }
   throw new Error(`unknown binary message kind ${kind}`);

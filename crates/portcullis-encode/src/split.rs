@@ -1,0 +1,276 @@
+//! Cutting a large damaged rectangle into areas of one colour and areas of pixels, read in place
+//! in the framebuffer.
+//!
+//! A large change (a window closed, a screen cleared) is mostly background, but the rectangles a
+//! VNC server reports are not: x11vnc reports its damage as tile-aligned strips that carry parts
+//! of a terminal along, so each went out as one palette image although, measured on the latency
+//! benchmark's large change, 61% of its 64×64 tiles were one colour (benches/LATENCY-NOTES.md,
+//! plan items 4 and 5). Sent as fills, those cost 13 bytes each, no palette, no deflate, no copy
+//! out of the framebuffer and no expansion in the page.
+
+use portcullis_core::{DesktopError, Framebuffer, Rect};
+
+/// Side of the square tiles a large rectangle is looked at in.
+pub const TILE: u32 = 64;
+/// Rectangles smaller than this (pixels) stay whole: typing and small changes keep one message.
+pub const SPLIT_MIN_AREA: u64 = 4 * (TILE as u64) * (TILE as u64);
+/// More parts than this for one rectangle (a checkerboard of colours) and it stays one image:
+/// thousands of tiny messages would cost the page more than the pixels they save.
+pub const MAX_PARTS: usize = 128;
+
+/// One part of a damaged rectangle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Every pixel has this colour (RGB).
+    Fill(Rect, [u8; 3]),
+    /// More than one colour: the pixels are to be read and encoded as an image.
+    Image(Rect),
+}
+
+impl Part {
+    /// The area this part covers.
+    pub fn rect(&self) -> Rect {
+        match *self {
+            Part::Fill(r, _) | Part::Image(r) => r,
+        }
+    }
+}
+
+/// What a tile holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Solid([u8; 3]),
+    Mixed,
+}
+
+/// Cuts `rect` of `fb` into parts that cover it exactly, without overlap: one part when it is
+/// small ([`SPLIT_MIN_AREA`]), else runs of 64×64 tiles, a run being tiles side by side of one
+/// colour or tiles side by side each of several colours, and runs of the same extent in tile
+/// rows one above the other joined. Reads the framebuffer in place; copies nothing.
+pub fn split(fb: &Framebuffer, rect: Rect) -> Result<Vec<Part>, DesktopError> {
+    if !fb.bounds().contains(&rect) {
+        return Err(DesktopError::OutOfBounds {
+            rect,
+            width: fb.width(),
+            height: fb.height(),
+        });
+    }
+    if rect.is_empty() {
+        return Ok(Vec::new());
+    }
+    let whole = |kind| vec![part(rect, kind)];
+    if rect.area() < SPLIT_MIN_AREA || (rect.w <= TILE && rect.h <= TILE) {
+        return Ok(whole(kind_of(fb, rect)));
+    }
+    // A background cleared whole is the commonest large change: one look, one fill.
+    if let Kind::Solid(rgb) = kind_of(fb, rect) {
+        return Ok(whole(Kind::Solid(rgb)));
+    }
+    // Runs still open from the tile row above: (x, w, kind) → the rectangle so far.
+    let mut open: Vec<(Rect, Kind)> = Vec::new();
+    let mut done: Vec<Part> = Vec::new();
+    let mut y = rect.y;
+    while y < rect.y + rect.h {
+        let h = TILE.min(rect.y + rect.h - y);
+        let mut row: Vec<(Rect, Kind)> = Vec::new();
+        let mut x = rect.x;
+        while x < rect.x + rect.w {
+            let w = TILE.min(rect.x + rect.w - x);
+            let kind = kind_of(fb, Rect::new(x, y, w, h));
+            match row.last_mut() {
+                Some((r, k)) if *k == kind => r.w += w,
+                _ => row.push((Rect::new(x, y, w, h), kind)),
+            }
+            x += w;
+        }
+        // Extend the runs above that this row continues exactly (same columns, same kind);
+        // close the others.
+        let mut next = Vec::with_capacity(row.len());
+        for (r, kind) in row {
+            match open
+                .iter()
+                .position(|(o, k)| *k == kind && o.x == r.x && o.w == r.w)
+            {
+                Some(i) => {
+                    let (mut o, k) = open.swap_remove(i);
+                    o.h += r.h;
+                    next.push((o, k));
+                }
+                None => next.push((r, kind)),
+            }
+        }
+        done.extend(open.drain(..).map(|(r, k)| part(r, k)));
+        if done.len() + next.len() > MAX_PARTS {
+            return Ok(whole(Kind::Mixed));
+        }
+        open = next;
+        y += h;
+    }
+    done.extend(open.into_iter().map(|(r, k)| part(r, k)));
+    Ok(done)
+}
+
+fn part(rect: Rect, kind: Kind) -> Part {
+    match kind {
+        Kind::Solid(rgb) => Part::Fill(rect, rgb),
+        Kind::Mixed => Part::Image(rect),
+    }
+}
+
+/// Whether `rect` (inside `fb`) is one colour, looked at row by row in place.
+fn kind_of(fb: &Framebuffer, rect: Rect) -> Kind {
+    let stride = fb.width() as usize * 4;
+    let row_len = rect.w as usize * 4;
+    let data = fb.data();
+    let start = rect.y as usize * stride + rect.x as usize * 4;
+    let Some(first) = data.get(start..start + 3) else {
+        return Kind::Mixed;
+    };
+    let want = u32::from_le_bytes([first[0], first[1], first[2], 0]);
+    for y in 0..rect.h as usize {
+        let at = start + y * stride;
+        match data.get(at..at + row_len) {
+            Some(row) if crate::all_of_colour(row, want) => {}
+            _ => return Kind::Mixed,
+        }
+    }
+    Kind::Solid([first[0], first[1], first[2]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pixel of `rect` is covered by exactly one part, fills are true to the pixels, and
+    /// images really hold more than one colour.
+    fn check_cover(fb: &Framebuffer, rect: Rect, parts: &[Part]) {
+        let mut covered = vec![0u8; rect.area() as usize];
+        for p in parts {
+            let r = p.rect();
+            assert!(rect.contains(&r), "{p:?} outside {rect}");
+            assert!(!r.is_empty(), "empty part {p:?}");
+            for y in r.y..r.y + r.h {
+                for x in r.x..r.x + r.w {
+                    covered[((y - rect.y) * rect.w + (x - rect.x)) as usize] += 1;
+                    if let Part::Fill(_, rgb) = p {
+                        assert_eq!(fb.pixel(x, y), Some(*rgb), "fill {p:?} at {x},{y}");
+                    }
+                }
+            }
+            if let Part::Image(r) = p {
+                assert_eq!(kind_of(fb, *r), Kind::Mixed, "image {p:?} of one colour");
+            }
+        }
+        assert!(covered.iter().all(|&c| c == 1), "not covered exactly once");
+    }
+
+    #[test]
+    fn a_small_rectangle_is_one_part() {
+        let mut fb = Framebuffer::new(300, 200).unwrap();
+        fb.fill(Rect::new(0, 0, 300, 200), [9, 8, 7]).unwrap();
+        let r = Rect::new(5, 5, 120, 100); // 12 000 pixels: below the bound
+        assert_eq!(split(&fb, r).unwrap(), vec![Part::Fill(r, [9, 8, 7])]);
+        fb.fill(Rect::new(100, 100, 1, 1), [1, 1, 1]).unwrap();
+        assert_eq!(split(&fb, r).unwrap(), vec![Part::Image(r)]);
+        // A tall thin strip of one tile's width stays whole too.
+        let strip = Rect::new(0, 0, 64, 200);
+        assert_eq!(split(&fb, strip).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_cleared_background_is_one_fill() {
+        let mut fb = Framebuffer::new(1280, 800).unwrap();
+        fb.fill(fb.bounds(), [40, 40, 40]).unwrap();
+        assert_eq!(
+            split(&fb, fb.bounds()).unwrap(),
+            vec![Part::Fill(fb.bounds(), [40, 40, 40])]
+        );
+    }
+
+    #[test]
+    fn text_in_a_background_becomes_fills_around_one_image() {
+        // A terminal's text block inside a large strip of background, off the tile grid.
+        let mut fb = Framebuffer::new(1280, 800).unwrap();
+        fb.fill(fb.bounds(), [255, 255, 255]).unwrap();
+        for i in 0..40 {
+            fb.fill(Rect::new(300 + i * 7, 200 + (i % 5) * 16, 3, 9), [0, 0, 0])
+                .unwrap();
+        }
+        let r = Rect::new(0, 64, 1216, 288);
+        let parts = split(&fb, r).unwrap();
+        check_cover(&fb, r, &parts);
+        let image: u64 = parts
+            .iter()
+            .filter(|p| matches!(p, Part::Image(_)))
+            .map(|p| p.rect().area())
+            .sum();
+        assert!(
+            image * 4 < r.area(),
+            "{image} of {} pixels as images",
+            r.area()
+        );
+        // Runs of one extent and kind in tile rows one above the other are joined: the text
+        // (two tile rows of different extents) is two images, its background above one fill.
+        assert_eq!(
+            parts.iter().filter(|p| matches!(p, Part::Image(_))).count(),
+            2,
+            "{parts:?}"
+        );
+        assert_eq!(parts[0], Part::Fill(Rect::new(0, 64, 1216, 128), [255; 3]));
+    }
+
+    #[test]
+    fn every_layout_is_covered_exactly_and_truly() {
+        // Pseudo-random blocks of a few colours on sizes that do and do not end on a tile.
+        let mut seed = 7u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            seed >> 8
+        };
+        for (w, h) in [(1280u32, 800u32), (1000, 333), (130, 700), (777, 129)] {
+            let mut fb = Framebuffer::new(w, h).unwrap();
+            for _ in 0..30 {
+                let (x, y) = (next() % w, next() % h);
+                let (rw, rh) = (1 + next() % 300, 1 + next() % 300);
+                let rect = Rect::new(x, y, rw.min(w - x), rh.min(h - y));
+                let c = (next() % 3) as u8 * 100;
+                fb.fill(rect, [c, c, 255 - c]).unwrap();
+            }
+            for _ in 0..20 {
+                let (x, y) = (next() % w, next() % h);
+                let rect = Rect::new(
+                    x,
+                    y,
+                    (w - x).min(1 + next() % 900),
+                    (h - y).min(1 + next() % 700),
+                );
+                let parts = split(&fb, rect).unwrap();
+                check_cover(&fb, rect, &parts);
+                assert!(parts.len() <= MAX_PARTS + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_checkerboard_of_colours_stays_one_image() {
+        let mut fb = Framebuffer::new(2048, 1024).unwrap();
+        for ty in 0..16 {
+            for tx in 0..32 {
+                let c = if (tx + ty) % 2 == 0 { 0 } else { 255 };
+                fb.fill(Rect::new(tx * 64, ty * 64, 64, 64), [c, c, c])
+                    .unwrap();
+            }
+        }
+        assert_eq!(
+            split(&fb, fb.bounds()).unwrap(),
+            vec![Part::Image(fb.bounds())]
+        );
+    }
+
+    #[test]
+    fn outside_the_desktop_is_refused_and_empty_is_nothing() {
+        let fb = Framebuffer::new(100, 100).unwrap();
+        assert!(split(&fb, Rect::new(50, 50, 51, 10)).is_err());
+        assert!(split(&fb, Rect::new(50, 50, 0, 10)).unwrap().is_empty());
+    }
+}
