@@ -312,20 +312,23 @@ test('one SIEM export carries the whole cluster\'s trail merged by time, and ano
   assert.match(survivor.log(), /this gateway exports the cluster's audit trail/);
 });
 
-/** Opens a watch of session `id` from `page` (logged in on its gateway) and keeps it open;
- * `state()` tells whether it got its first frame and whether (and how) it closed. */
-async function openWatch(page, id) {
-  await page.evaluate((id) => {
-    const ws = new WebSocket(`wss://${location.host}/api/v1/sessions/${id}/watch`);
+/** Opens a watch of session `id` from `page` (logged in on its gateway) and keeps it open,
+ * asking for frames in batches when `batch`; `state()` tells whether it got its first frame,
+ * how many binary messages were batches, and whether (and how) it closed. */
+async function openWatch(page, id, batch = false) {
+  await page.evaluate(({ id, batch }) => {
+    const ws = new WebSocket(`wss://${location.host}/api/v1/sessions/${id}/watch${batch ? '?batch=1' : ''}`);
     ws.binaryType = 'arraybuffer';
-    const w = { init: false, frames: 0, closed: null };
+    const w = { init: false, frames: 0, batches: 0, closed: null };
     window.__watch = w;
     ws.onmessage = (m) => {
-      if (typeof m.data !== 'string') w.frames += 1;
-      else if (JSON.parse(m.data).type === 'init') w.init = true;
+      if (typeof m.data !== 'string') {
+        w.frames += 1;
+        if (new Uint8Array(m.data)[0] === 4) w.batches += 1;
+      } else if (JSON.parse(m.data).type === 'init') w.init = true;
     };
     ws.onclose = (e) => { w.closed = `${e.code} ${e.reason}`.trim(); };
-  }, id);
+  }, { id, batch });
   return { state: () => page.evaluate(() => ({ ...window.__watch })) };
 }
 
@@ -349,19 +352,23 @@ test('locking a security team member ends their watches at once: on the gateway 
   assert.equal((await onB.login('admin', ADMIN)).status, 200);
   await until('B to list the session', async () => (await onB.get('/sessions')).json?.some((s) => s.id === session.id));
 
-  // Sam watches it from B (relayed to A) and from A itself.
+  // Sam watches it from B (relayed to A, asking for batches, which the relay asks A for) and
+  // from A itself (not asking: a page of an older gateway gets messages one by one).
   const watches = [];
   for (const gw of [b, a]) {
     const page = await newPage(browser);
     await uiLogin(page, gw.base, 'sam', 'sam-password-1234');
     await until(`sam's login on ${gw.base}`, async () => page.evaluate(async () =>
       (await fetch('/api/v1/me')).status === 200));
-    const w = await openWatch(page, session.id);
+    const w = await openWatch(page, session.id, gw === b);
     await until(`the watch from ${gw.base} to show the session`, async () => {
       const s = await w.state();
       if (s.closed !== null) throw new Error(`the watch from ${gw.base} closed (${s.closed}) before showing the session`);
       return s.init && s.frames > 0;
     }, 30000);
+    const s = await w.state();
+    if (gw === b) assert.ok(s.batches > 0, `the relayed watch got no batch: ${JSON.stringify(s)}`);
+    else assert.equal(s.batches, 0, 'batches to a watch that did not ask for them');
     watches.push(w);
   }
 

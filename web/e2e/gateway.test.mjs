@@ -77,10 +77,16 @@ test('the target secret never reaches the API or the browser', async () => {
 test('a user sees the desktop live and typing reaches the xterm', async () => {
   const page = await newPage();
   const seen = [];
-  page.on('websocket', (ws) => ws.on('framereceived', (f) => { if (typeof f.payload === 'string') seen.push(f.payload); }));
+  // Binary messages by kind (docs/browser-protocol.md): the page asks for frames as batches.
+  const kinds = {};
+  page.on('websocket', (ws) => ws.on('framereceived', (f) => {
+    if (typeof f.payload === 'string') seen.push(f.payload);
+    else kinds[f.payload[0]] = (kinds[f.payload[0]] ?? 0) + 1;
+  }));
   await openSession(page, 'alice', ALICE, 'desk');
   await waitConnectedAndPainted(page);
   assert.match(await page.textContent('#session-status'), /connected/i);
+  assert.ok(kinds[4] >= 1, `frames not sent as batches: ${JSON.stringify(kinds)}`);
 
   // Let the picture settle, then compare it with the X server's own screenshot.
   await sleep(1500);

@@ -82,7 +82,9 @@ export class DesktopCanvas {
     try {
       parts = unbatch(buf);
     } catch (err) {
-      console.warn('portcullis: bad binary message', err);
+      // A whole frame lost (its pixels, perhaps stream chunks, and its end): what the canvas
+      // shows can no longer be trusted, and the frame would never be acknowledged.
+      this.o.onBroken?.(err instanceof Error ? err : new Error(String(err)));
       return;
     }
     for (const [start, length] of parts) this.one(buf, start, length);

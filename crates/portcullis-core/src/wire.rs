@@ -15,12 +15,13 @@ pub const KIND_RECT: u8 = 1;
 pub const KIND_FRAME_END: u8 = 2;
 /// First byte of a binary copy message.
 pub const KIND_COPY: u8 = 3;
-/// First byte of a binary batch: a frame's messages in one WebSocket message.
+/// First byte of a binary batch: several messages of a frame in one WebSocket message.
 pub const KIND_BATCH: u8 = 4;
-/// A frame's messages go out as one batch when they add up to at most this: each WebSocket
-/// message is a task of the page's main thread (a large change is dozens of rectangles), and
-/// what a relaying gateway accepts is bounded (larger frames go out message by message).
-pub const MAX_BATCH: usize = 8 * 1024 * 1024;
+/// A batch holds at most this much: each WebSocket message is a task of the page's main thread
+/// (a large change is dozens of rectangles), but a batch is read whole before its first
+/// rectangle is drawn, so a large frame still goes out in several (a message larger than this
+/// goes out alone).
+pub const MAX_BATCH: usize = 256 * 1024;
 /// Bytes before the image data in a rectangle message.
 pub const RECT_HEADER_LEN: usize = 10;
 /// Length of a copy message: kind, destination x and y, source x, y, width and height (u16 each).
@@ -266,26 +267,45 @@ pub fn frame_end(seq: u32) -> [u8; 5] {
     [KIND_FRAME_END, s[0], s[1], s[2], s[3]]
 }
 
-/// A frame's messages as the WebSocket messages to send: one batch (`[4]`, then each message
-/// as a u32 length and its bytes, in order) when there are several and they fit in
-/// [`MAX_BATCH`], else as they are.
+/// A frame's messages as the WebSocket messages to send, in order: consecutive messages in
+/// batches (`[4]`, then each message as a u32 length and its bytes) of at most [`MAX_BATCH`];
+/// a message that does not fit one goes out as it is, and so does a batch of one.
 pub fn batched(messages: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    let total = messages
-        .iter()
-        .try_fold(1usize, |sum, m| sum.checked_add(m.len().checked_add(4)?));
-    let fits = total.filter(|&t| t <= MAX_BATCH);
-    let (Some(total), true) = (fits, messages.len() > 1) else {
-        return messages;
+    let mut out = Vec::new();
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut size = 1;
+    let flush = |batch: &mut Vec<Vec<u8>>, out: &mut Vec<Vec<u8>>| match batch.len() {
+        0 => {}
+        1 => out.append(batch),
+        _ => {
+            let len = 1 + batch.iter().map(|m| 4 + m.len()).sum::<usize>();
+            let mut one = Vec::with_capacity(len);
+            one.push(KIND_BATCH);
+            for m in batch.drain(..) {
+                // Below MAX_BATCH: the length fits a u32.
+                let n = u32::try_from(m.len()).unwrap_or(u32::MAX);
+                one.extend_from_slice(&n.to_be_bytes());
+                one.extend_from_slice(&m);
+            }
+            out.push(one);
+        }
     };
-    let mut batch = Vec::with_capacity(total);
-    batch.push(KIND_BATCH);
-    for m in &messages {
-        // Each message is below MAX_BATCH, so its length fits a u32.
-        let len = u32::try_from(m.len()).unwrap_or(u32::MAX);
-        batch.extend_from_slice(&len.to_be_bytes());
-        batch.extend_from_slice(m);
+    for m in messages {
+        if m.len() + 5 > MAX_BATCH {
+            flush(&mut batch, &mut out);
+            size = 1;
+            out.push(m);
+            continue;
+        }
+        if size + 4 + m.len() > MAX_BATCH {
+            flush(&mut batch, &mut out);
+            size = 1;
+        }
+        size += 4 + m.len();
+        batch.push(m);
     }
-    vec![batch]
+    flush(&mut batch, &mut out);
+    out
 }
 
 /// The messages of a batch (or the one message that is not a batch), for tests and tools.
@@ -371,7 +391,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_frame_goes_out_as_one_batch_that_gives_back_its_messages() {
+    fn a_frame_goes_out_in_batches_that_give_back_its_messages_in_order() {
         let frame = vec![
             vec![KIND_RECT; 12],
             copy_message(Rect::new(1, 2, 3, 4), Rect::new(5, 6, 3, 4))
@@ -382,25 +402,41 @@ mod tests {
         let sent = batched(frame.clone());
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0][0], KIND_BATCH);
-        assert_eq!(
-            unbatch(&sent[0]).unwrap(),
-            frame.iter().map(Vec::as_slice).collect::<Vec<_>>()
-        );
-        // One message alone, or too much for one batch: as they are.
+        let back: Vec<&[u8]> = frame.iter().map(Vec::as_slice).collect();
+        assert_eq!(unbatch(&sent[0]).unwrap(), back);
+        // One message alone goes out as it is.
         assert_eq!(
             batched(vec![frame_end(1).to_vec()]),
             vec![frame_end(1).to_vec()]
         );
+        // A large frame: batches of at most MAX_BATCH, a message too large for one alone, the
+        // order kept.
         let big = vec![
-            vec![KIND_RECT; MAX_BATCH / 2],
-            vec![KIND_RECT; MAX_BATCH / 2],
+            vec![1; 1000],
+            vec![2; MAX_BATCH],
+            vec![3; MAX_BATCH / 2],
+            vec![4; MAX_BATCH / 2],
+            vec![5; 10],
             frame_end(2).to_vec(),
         ];
-        assert_eq!(batched(big.clone()), big);
-        // A cut or overlong batch is refused.
-        for cut in 1..sent[0].len() {
-            let r = unbatch(&sent[0][..cut]);
-            assert!(r.is_err() || r.unwrap().len() < frame.len(), "cut at {cut}");
+        let sent = batched(big.clone());
+        assert!(
+            sent.iter().all(|m| m.len() <= MAX_BATCH || m[0] == 2),
+            "sizes"
+        );
+        let mut again: Vec<Vec<u8>> = Vec::new();
+        for m in &sent {
+            again.extend(unbatch(m).unwrap().into_iter().map(<[u8]>::to_vec));
+        }
+        assert_eq!(again, big);
+        assert_eq!(sent.len(), 4, "[1] [2] [3] [4 5 end]");
+        // A cut batch yields fewer messages or none.
+        let whole = batched(frame.clone()).remove(0);
+        for cut in 1..whole.len() {
+            assert!(
+                unbatch(&whole[..cut]).map_or(true, |m| m.len() < frame.len()),
+                "cut at {cut}"
+            );
         }
         assert_eq!(
             unbatch(&[KIND_BATCH, 0, 0, 0, 9, 1]),

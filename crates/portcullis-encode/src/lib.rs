@@ -399,6 +399,32 @@ fn rgba_to_rgb(rgba: &[u8]) -> Vec<u8> {
     rgb
 }
 
+/// [`looks_photographic`] of `rect` (inside `fb`), sampled in place.
+fn looks_photographic_in(fb: &Framebuffer, rect: Rect) -> bool {
+    let area = rect.area();
+    if area < JPEG_MIN_AREA {
+        return false;
+    }
+    let step = (area / SAMPLES).max(1);
+    let (stride, data) = (u64::from(fb.width()) * 4, fb.data());
+    let mut seen = std::collections::HashSet::with_capacity(PHOTO_COLOURS + 1);
+    for i in (0..area).step_by(usize::try_from(step).unwrap_or(usize::MAX)) {
+        let (x, y) = (
+            u64::from(rect.x) + i % u64::from(rect.w),
+            u64::from(rect.y) + i / u64::from(rect.w),
+        );
+        let at = usize::try_from(y * stride + x * 4).unwrap_or(usize::MAX);
+        let Some(px) = data.get(at..at.saturating_add(3)) else {
+            return false;
+        };
+        seen.insert([px[0], px[1], px[2]]);
+        if seen.len() > PHOTO_COLOURS {
+            return true;
+        }
+    }
+    false
+}
+
 fn looks_photographic(rgba: &[u8], area: u64) -> bool {
     if area < JPEG_MIN_AREA {
         return false;

@@ -62,9 +62,11 @@ pub fn split(fb: &Framebuffer, rect: Rect) -> Result<Vec<Part>, DesktopError> {
     if rect.area() < SPLIT_MIN_AREA || (rect.w <= TILE && rect.h <= TILE) {
         return Ok(whole(kind_of(fb, rect)));
     }
-    // A background cleared whole is the commonest large change: one look, one fill.
-    if let Kind::Solid(rgb) = kind_of(fb, rect) {
-        return Ok(whole(Kind::Solid(rgb)));
+    // A photograph or a video stays one image (one JPEG, not strips of it; pieces below the
+    // JPEG size would go lossless). One colour throughout makes one fill below (each tile row
+    // one run, the runs joined).
+    if crate::looks_photographic_in(fb, rect) {
+        return Ok(whole(Kind::Mixed));
     }
     // Runs still open from the tile row above: (x, w, kind) → the rectangle so far.
     let mut open: Vec<(Rect, Kind)> = Vec::new();
@@ -255,6 +257,47 @@ mod tests {
     fn a_checkerboard_of_colours_stays_one_image() {
         let mut fb = Framebuffer::new(2048, 1024).unwrap();
         for ty in 0..16 {
+            for tx in 0..32 {
+                let c = if (tx + ty) % 2 == 0 { 0 } else { 255 };
+                fb.fill(Rect::new(tx * 64, ty * 64, 64, 64), [c, c, c])
+                    .unwrap();
+            }
+        }
+        assert_eq!(
+            split(&fb, fb.bounds()).unwrap(),
+            vec![Part::Image(fb.bounds())]
+        );
+    }
+
+    #[test]
+    fn a_photograph_among_panels_stays_one_image() {
+        // Noise (a photo) with ragged solid panels over it: split, it would be strips of
+        // different extents, each too small for JPEG.
+        let mut fb = Framebuffer::new(1280, 800).unwrap();
+        let mut seed = 1u32;
+        let mut px = Vec::with_capacity(1280 * 800 * 4);
+        for _ in 0..1280 * 800 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            px.extend_from_slice(&seed.to_le_bytes());
+        }
+        fb.put_rect(fb.bounds(), &px, portcullis_core::PixelLayout::Rgbx)
+            .unwrap();
+        for i in 0..10 {
+            fb.fill(Rect::new(0, i * 80, 100 + i * 37, 80), [30, 30, 30])
+                .unwrap();
+        }
+        assert_eq!(
+            split(&fb, fb.bounds()).unwrap(),
+            vec![Part::Image(fb.bounds())]
+        );
+    }
+
+    #[test]
+    fn too_many_parts_after_some_rows_were_closed_is_one_image() {
+        // Plain rows first (closed as parts), then rows of alternating tiles.
+        let mut fb = Framebuffer::new(2048, 1024).unwrap();
+        fb.fill(fb.bounds(), [5, 5, 5]).unwrap();
+        for ty in 4..16 {
             for tx in 0..32 {
                 let c = if (tx + ty) % 2 == 0 { 0 } else { 255 };
                 fb.fill(Rect::new(tx * 64, ty * 64, 64, 64), [c, c, c])

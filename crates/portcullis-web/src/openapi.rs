@@ -147,8 +147,8 @@ pub(crate) async fn document() -> Json<Value> {
                 "post": op("After a refusal, accept an RDP target's new certificate (sha256) and/or its answering without NLA (allow_without_nla); audited", "admin", Some("AcceptIdentity"), "200")
             },
             "/targets/{name}/connect": {
-                "parameters": [path_param("name"), query_param("width", "integer"), query_param("height", "integer")],
-                "get": op("Open a session: WebSocket upgrade (see docs/browser-protocol.md); width and height: desktop size wished for RDP targets", "a user with a grant for the target", None, "101")
+                "parameters": [path_param("name"), query_param("width", "integer"), query_param("height", "integer"), query_param("batch", "integer")],
+                "get": op("Open a session: WebSocket upgrade (see docs/browser-protocol.md); width and height: desktop size wished for RDP targets; batch=1: frames in batches", "a user with a grant for the target", None, "101")
             },
             "/targets/{name}/rdp-file": {
                 "parameters": [path_param("name")],
@@ -459,7 +459,7 @@ fn soc_paths(doc: &mut Value) {
         ("/sessions/{id}/freeze", "id", "post", "Hold the user's input (the screen is still shown and recorded)", None, "204"),
         ("/sessions/{id}/unfreeze", "id", "post", "Let the user's input through again", None, "204"),
         ("/sessions/{id}/thumbnail", "id", "get", "The live screen as a small JPEG", None, "200"),
-        ("/sessions/{id}/watch", "id", "get", "WebSocket: watch a live session view-only (the messages of a session; input is ignored)", None, "101"),
+        ("/sessions/{id}/watch", "id", "get", "WebSocket: watch a live session view-only (the messages of a session; input is ignored; query batch=1: frames in batches)", None, "101"),
         ("/users/{name}/lock", "name", "post", "Lock a user: their sessions and logins end, no new ones until unlocked", Some("Reason"), "204"),
         ("/users/{name}/unlock", "name", "post", "Unlock a user", None, "204"),
     ];

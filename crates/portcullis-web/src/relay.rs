@@ -172,6 +172,7 @@ pub(crate) async fn connect(
     node: &str,
     ticket: WatchTicket,
     now_ms: i64,
+    batch: bool,
 ) -> Result<Upstream, String> {
     let node_c = node.to_owned();
     let session = ticket.session.clone();
@@ -198,7 +199,12 @@ pub(crate) async fn connect(
         let tls = portcullis_rdp::tls_pinned(tcp, &host, &address.cert_sha256).await?;
         let mut request =
             tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-                format!("wss://{authority}/api/v1/cluster/watch/{session}"),
+                // Batches only when the watching page asked for them: it gets the messages as
+                // the holder sends them.
+                format!(
+                    "wss://{authority}/api/v1/cluster/watch/{session}{}",
+                    if batch { "?batch=1" } else { "" }
+                ),
             )
             .map_err(|e| e.to_string())?;
         request.headers_mut().insert(

@@ -83,6 +83,23 @@ pub(crate) struct ConnectQuery {
     /// Desktop size wished for (RDP targets; bounded by the adapter).
     width: Option<u16>,
     height: Option<u16>,
+    /// `1`: the page reads a frame as one batch ([`wire::batched`]). Asked for by the page, so a
+    /// page loaded before an upgrade (or served by an older gateway of a cluster during a
+    /// rolling upgrade) still gets the messages it knows.
+    batch: Option<u8>,
+}
+
+/// What a watching page may ask for.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct WatchQuery {
+    /// As [`ConnectQuery`]'s.
+    batch: Option<u8>,
+}
+
+impl WatchQuery {
+    pub(crate) fn batch(&self) -> bool {
+        self.batch == Some(1)
+    }
 }
 
 pub(crate) async fn connect(
@@ -139,6 +156,7 @@ pub(crate) async fn connect(
         }
     };
     let size = query.width.zip(query.height);
+    let batch = query.batch == Some(1);
     let keeper = crate::rdp::identity::keeper(&state, &target.name, &user.name);
     let spec = ops::target_spec(&state.key, &target, size, state.rdp_remotefx, Some(keeper))?;
     let req = OpenRequest {
@@ -150,7 +168,7 @@ pub(crate) async fn connect(
         entry: EntryPath::Browser,
         grant,
     };
-    Ok(upgrade.on_upgrade(move |socket| run(socket, state, req)))
+    Ok(upgrade.on_upgrade(move |socket| run(socket, state, req, batch)))
 }
 
 async fn send_json(socket: &mut WebSocket, m: &ServerMessage) -> bool {
@@ -195,7 +213,7 @@ async fn close_with(socket: &mut WebSocket, m: &ServerMessage) {
     let _ = tokio::time::timeout_at(deadline, drain).await;
 }
 
-async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
+async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest, batch: bool) {
     let target = req.target.clone();
     let user = req.user.clone();
     let session = match state.broker.open(req).await {
@@ -236,7 +254,7 @@ async fn run(mut socket: WebSocket, state: AppState, req: OpenRequest) {
     // This viewer's leaving ends the session: `leave_and_end` puts the leave in the event track
     // before the end (the recorder's last word). The viewer itself is dropped only once the
     // browser was told why: the gateway's shutdown waits for that.
-    match pump(socket, &mut viewer, &id, &init).await {
+    match pump(socket, &mut viewer, &id, &init, batch).await {
         (Some(end), socket) => {
             viewer.leave_and_end(end.clone());
             let m = browser_message(&end);
@@ -261,6 +279,7 @@ pub(crate) async fn watch(
     (mut viewer, (width, height)): (Viewer, (u32, u32)),
     watcher: String,
     mut open: crate::watches::Watch,
+    batch: bool,
 ) {
     let id = session.id();
     let info = session.info();
@@ -272,7 +291,7 @@ pub(crate) async fn watch(
         height,
     };
     tokio::select! {
-        ended = pump(socket, &mut viewer, &id, &init) => {
+        ended = pump(socket, &mut viewer, &id, &init, batch) => {
             if let (Some(end), Some(mut s)) = ended {
                 close_with(&mut s, &browser_message(&end)).await;
             }
@@ -295,6 +314,7 @@ async fn pump(
     viewer: &mut Viewer,
     id: &str,
     init: &ServerMessage,
+    batch: bool,
 ) -> (Option<SessionEnd>, Option<WebSocket>) {
     // Fused: once it resolved (a send then still finished in time) it stays pending, and the
     // viewer's next output is the end.
@@ -337,7 +357,8 @@ async fn pump(
                 }
                 ViewerOutput::Frame(msgs) => {
                     let send_all = async {
-                        for m in wire::batched(msgs) {
+                        let msgs = if batch { wire::batched(msgs) } else { msgs };
+                        for m in msgs {
                             tx.feed(Message::Binary(m.into())).await?;
                         }
                         tx.flush().await
@@ -497,7 +518,7 @@ mod tests {
                 let done = done_tx.lock().unwrap().take().unwrap();
                 ws.on_upgrade(move |socket| async move {
                     let init = ServerMessage::Bell;
-                    let (m, _) = pump(socket, &mut viewer, "s", &init).await;
+                    let (m, _) = pump(socket, &mut viewer, "s", &init, true).await;
                     drop(viewer);
                     let _ = done.send(m);
                 })

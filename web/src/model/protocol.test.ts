@@ -84,8 +84,11 @@ describe('parseBinary', () => {
       expect(got.length, `cut at ${cut}`).toBeLessThan(2);
     }
     expect(() => unbatch(bytes(4, 0, 0, 0, 9, 1))).toThrow(/longer/);
+    // Empty parts and a batch in a batch are refused whole.
+    expect(() => unbatch(bytes(4, 0, 0, 0, 0, ...[0, 0, 0, 5], ...end))).toThrow(/no message/);
+    expect(() => unbatch(bytes(4, 0, 0, 0, 10, 4, 0, 0, 0, 5, ...end))).toThrow(/no message/);
     // A part too short for its kind is refused like a message.
-    expect(() => parseBinary(bytes(4, 0, 0, 0, 3, 2, 0, 0), 5, 3)).toThrow();
+    expect(() => parseBinary(bytes(4, 0, 0, 0, 5, 1, 0, 0, 0, 0), 5, 5)).toThrow(/short/);
   });
 
   it('rejects short and unknown messages', () => {

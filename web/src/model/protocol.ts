@@ -45,6 +45,8 @@ export function unbatch(buf: ArrayBuffer): Array<[number, number]> {
     const len = view.getUint32(at);
     at += 4;
     if (len > buf.byteLength - at) throw new Error('batch part longer than the batch');
+    // Every message is at least its kind and 4 bytes; a batch holds no batch.
+    if (len < 5 || view.getUint8(at) === KIND_BATCH) throw new Error('batch part that is no message');
     parts.push([at, len]);
     at += len;
   }

@@ -33,20 +33,20 @@ describe('desktopSizeWish', () => {
 describe('connectUrl', () => {
   it('uses wss on https and ws on http, encoding the name', () => {
     expect(connectUrl({ protocol: 'https:', host: 'gw.example:8443' }, 'web 1')).toBe(
-      'wss://gw.example:8443/api/v1/targets/web%201/connect',
+      'wss://gw.example:8443/api/v1/targets/web%201/connect?batch=1',
     );
     expect(connectUrl({ protocol: 'http:', host: '127.0.0.1:8080' }, 'a/b')).toBe(
-      'ws://127.0.0.1:8080/api/v1/targets/a%2Fb/connect',
+      'ws://127.0.0.1:8080/api/v1/targets/a%2Fb/connect?batch=1',
     );
   });
 
   it('appends the wished desktop size as width and height', () => {
     expect(connectUrl({ protocol: 'https:', host: 'gw.example' }, 'rdp box', { width: 1120, height: 900 })).toBe(
-      'wss://gw.example/api/v1/targets/rdp%20box/connect?width=1120&height=900',
+      'wss://gw.example/api/v1/targets/rdp%20box/connect?batch=1&width=1120&height=900',
     );
     expect(connectUrl({ protocol: 'http:', host: 'h:1' }, 'a?b', { width: 640, height: 480 })).toBe(
-      'ws://h:1/api/v1/targets/a%3Fb/connect?width=640&height=480',
+      'ws://h:1/api/v1/targets/a%3Fb/connect?batch=1&width=640&height=480',
     );
-    expect(connectUrl({ protocol: 'http:', host: 'h:1' }, 'x', undefined)).toBe('ws://h:1/api/v1/targets/x/connect');
+    expect(connectUrl({ protocol: 'http:', host: 'h:1' }, 'x', undefined)).toBe('ws://h:1/api/v1/targets/x/connect?batch=1');
   });
 });

@@ -38,7 +38,8 @@ export function desktopSizeWish(viewportW: number, viewportH: number, chromeH: n
  */
 export function connectUrl(loc: { protocol: string; host: string }, target: string, size?: DesktopSize): string {
   const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  const base = `${scheme}//${loc.host}/api/v1/targets/${encodeURIComponent(target)}/connect`;
+  // batch=1: this page reads a frame sent as one message (docs/browser-protocol.md, "Batch").
+  const base = `${scheme}//${loc.host}/api/v1/targets/${encodeURIComponent(target)}/connect?batch=1`;
   if (!size) return base;
-  return `${base}?width=${Math.trunc(size.width)}&height=${Math.trunc(size.height)}`;
+  return `${base}&width=${Math.trunc(size.width)}&height=${Math.trunc(size.height)}`;
 }

@@ -65,8 +65,8 @@ describe('URLs', () => {
   });
 
   it('watches over wss on https and ws on http', () => {
-    expect(watchUrl({ protocol: 'https:', host: 'gw:8443' }, 's-1')).toBe('wss://gw:8443/api/v1/sessions/s-1/watch');
-    expect(watchUrl({ protocol: 'http:', host: '127.0.0.1:8080' }, 'a?b')).toBe('ws://127.0.0.1:8080/api/v1/sessions/a%3Fb/watch');
+    expect(watchUrl({ protocol: 'https:', host: 'gw:8443' }, 's-1')).toBe('wss://gw:8443/api/v1/sessions/s-1/watch?batch=1');
+    expect(watchUrl({ protocol: 'http:', host: '127.0.0.1:8080' }, 'a?b')).toBe('ws://127.0.0.1:8080/api/v1/sessions/a%3Fb/watch?batch=1');
   });
 });
 

@@ -35,7 +35,8 @@ export const watchHref = (id: string): string => `#/watch/${encodeURIComponent(i
 /** The view-only WebSocket URL of a session (wss: on https pages, ws: on http). */
 export function watchUrl(loc: { protocol: string; host: string }, id: string): string {
   const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${loc.host}/api/v1/sessions/${encodeURIComponent(id)}/watch`;
+  // batch=1: as the session page's (docs/browser-protocol.md, "Batch").
+  return `${scheme}//${loc.host}/api/v1/sessions/${encodeURIComponent(id)}/watch?batch=1`;
 }
 
 /** The live thumbnail of a session (JPEG). */

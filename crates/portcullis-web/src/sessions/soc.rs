@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -246,6 +246,7 @@ pub(crate) async fn watch(
     State(state): State<AppState>,
     Soc(soc): Soc,
     Path(id): Path<String>,
+    Query(query): Query<ws::WatchQuery>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, WebError> {
@@ -256,7 +257,9 @@ pub(crate) async fn watch(
     }
     let session = match live(&state, &id) {
         Ok(session) => session,
-        Err(not_here) => return watch_elsewhere(&state, &soc.name, &id, upgrade, not_here).await,
+        Err(not_here) => {
+            return watch_elsewhere(&state, &soc.name, &id, upgrade, not_here, query.batch()).await
+        }
     };
     // Listed before it begins, then checked: a lock coming meanwhile ends it either way.
     let open = watch_begins(&state, &soc.name).await?;
@@ -264,7 +267,9 @@ pub(crate) async fn watch(
     Ok(upgrade
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| ws::watch(socket, session, watcher, soc.name, open)))
+        .on_upgrade(move |socket| {
+            ws::watch(socket, session, watcher, soc.name, open, query.batch())
+        }))
 }
 
 /// A watch of a session another gateway of the cluster holds: on record here (fsynced, naming
@@ -276,6 +281,7 @@ async fn watch_elsewhere(
     id: &str,
     upgrade: WebSocketUpgrade,
     not_here: WebError,
+    batch: bool,
 ) -> Result<Response, WebError> {
     let (Some(link), Some(node)) = (state.cluster.clone(), holder(state, id).await?) else {
         return Err(not_here);
@@ -300,6 +306,7 @@ async fn watch_elsewhere(
         &node,
         ticket,
         crate::auth::now_ms(),
+        batch,
     )
     .await
     .map_err(|e| {
@@ -323,6 +330,7 @@ async fn watch_elsewhere(
 pub(crate) async fn watch_for_peer(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<ws::WatchQuery>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, WebError> {
@@ -362,7 +370,7 @@ pub(crate) async fn watch_for_peer(
     Ok(upgrade
         .max_message_size(wire::MAX_CLIENT_MESSAGE)
         .max_frame_size(wire::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| ws::watch(socket, session, watcher, name, open)))
+        .on_upgrade(move |socket| ws::watch(socket, session, watcher, name, open, query.batch())))
 }
 
 /// Attaches `account` (shown as `name`) as a watcher of `session`, or as its observer when the
