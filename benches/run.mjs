@@ -10,6 +10,7 @@
 //   BENCH_SPACING_MS    minimum time between two changes (default 350; a random 0–150 ms is added)
 //   BENCH_OUT           where to write the JSON results (default benches/results/latest.json)
 //   BENCH_TRACE         0 turns off the loopback packet trace (lo-trace.py, needs root)
+//   BENCH_NOREC         1: the gateway records nothing (to see what the recorder costs the live path)
 //   CHROMIUM            browser binary (default /usr/bin/chromium, see web/e2e/harness.mjs)
 //
 // See benches/README.md for what is measured and the caveats.
@@ -161,7 +162,8 @@ async function main() {
   const vncPort = desktop.port;
   log(`desktop ${desktop.display} x11vnc on ${desktop.address}`);
 
-  const gw = await H.startGateway({ adminPassword: ADMIN_PW });
+  const norec = process.env.BENCH_NOREC === '1';
+  const gw = await H.startGateway({ adminPassword: ADMIN_PW, extraConfig: norec ? '[recording]\nenabled = false\n' : '' });
   cleanups.push(() => gw.stop());
   const admin = gw.api();
   const must = async (p, want) => {
@@ -170,6 +172,13 @@ async function main() {
     return r;
   };
   await must(admin.login('admin', ADMIN_PW), 200);
+  if (norec) {
+    // The shipped policy requires recording: the rule must make it optional.
+    log('recording off (BENCH_NOREC=1)');
+    const doc = (await must(admin.get('/policy'), 200)).json.policy;
+    doc.rules[0].recording = 'optional';
+    await must(H.request(gw.base, 'PUT', '/api/v1/policy', { body: doc, headers: { cookie: admin.cookie, 'x-portcullis-csrf': '1' } }), 200);
+  }
   await must(admin.post('/users', { name: USER, password: USER_PW, role: 'user' }), 201);
   await must(admin.post('/targets', { name: TARGET, address: desktop.address, password: VNC_PW, description: 'benchmark desktop' }), 201);
   await must(admin.post('/grants', { user: USER, target: TARGET }), 201);
