@@ -263,29 +263,93 @@ impl Framebuffer {
         let row_len = rect.w as usize * 4;
         for (y, src) in (rect.y..).zip(pixels.chunks_exact(row_len)) {
             let start = self.offset(rect.x, y);
-            let dst = &mut self.data[start..start + row_len];
-            // A word per pixel, which the compiler vectorises (byte by byte it did not: 0.8 ms
-            // of a 445k-pixel VNC update, perf in benches/LATENCY-NOTES.md; 0.25 → 0.12 ms warm).
-            match layout {
-                PixelLayout::Rgbx => {
-                    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-                        let px = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) | 0xff00_0000;
-                        d.copy_from_slice(&px.to_le_bytes());
-                    }
-                }
-                PixelLayout::Bgrx => {
-                    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-                        let v = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                        let px = (v & 0x0000_ff00)
-                            | ((v >> 16) & 0xff)
-                            | ((v & 0xff) << 16)
-                            | 0xff00_0000;
-                        d.copy_from_slice(&px.to_le_bytes());
-                    }
-                }
-            }
+            put_row(&mut self.data[start..start + row_len], src, layout);
         }
         Ok(())
+    }
+
+    /// [`Framebuffer::put_rect`], telling which parts of `rect` the pixels really changed: runs
+    /// of 64×64 tiles (on the desktop's grid, cut to `rect`) holding a pixel that differs from
+    /// what was there, tile rows of the same extent joined. A server that reports whole strips
+    /// of which only some changed (x11vnc polls the screen in tiles and sends what rides along)
+    /// then costs the viewers and the recorder only the change.
+    pub fn put_rect_changed(
+        &mut self,
+        rect: Rect,
+        pixels: &[u8],
+        layout: PixelLayout,
+    ) -> Result<Vec<Rect>, DesktopError> {
+        self.check_rect(&rect)?;
+        let expected = pixel_bytes(rect.w, rect.h);
+        if pixels.len() != expected {
+            return Err(DesktopError::BadPixelData {
+                rect,
+                expected,
+                actual: pixels.len(),
+            });
+        }
+        if rect.is_empty() {
+            return Ok(Vec::new());
+        }
+        const T: u32 = CHANGE_TILE;
+        let right = rect.x + rect.w;
+        let first_col = rect.x / T;
+        let mut changed = vec![false; ((right - 1) / T - first_col + 1) as usize];
+        let mut open: Vec<Rect> = Vec::new();
+        let mut done: Vec<Rect> = Vec::new();
+        let mut band_top = rect.y;
+        let row_len = rect.w as usize * 4;
+        for (y, src) in (rect.y..).zip(pixels.chunks_exact(row_len)) {
+            let start = self.offset(rect.x, y);
+            let dst = &mut self.data[start..start + row_len];
+            let mut x = rect.x;
+            while x < right {
+                let end = ((x / T + 1) * T).min(right);
+                let (a, b) = ((x - rect.x) as usize * 4, (end - rect.x) as usize * 4);
+                if put_row(&mut dst[a..b], &src[a..b], layout) {
+                    changed[(x / T - first_col) as usize] = true;
+                }
+                x = end;
+            }
+            if (y + 1) % T != 0 && y + 1 != rect.y + rect.h {
+                continue;
+            }
+            // The end of a tile row: its runs of changed tiles.
+            let h = y + 1 - band_top;
+            let mut next = Vec::new();
+            let mut col = 0;
+            while col < changed.len() {
+                if !changed[col] {
+                    col += 1;
+                    continue;
+                }
+                let run = changed[col..].iter().take_while(|&&c| c).count();
+                // At most 129 columns (8192 pixels wide): these fit.
+                let at = |c: usize| {
+                    first_col
+                        .saturating_add(u32::try_from(c).unwrap_or(u32::MAX))
+                        .saturating_mul(T)
+                };
+                let x0 = at(col).max(rect.x);
+                let x1 = at(col + run).min(right);
+                let r = Rect::new(x0, band_top, x1 - x0, h);
+                match open.iter().position(|o| o.x == r.x && o.w == r.w) {
+                    Some(i) => {
+                        let mut o = open.swap_remove(i);
+                        o.h += h;
+                        next.push(o);
+                    }
+                    None => next.push(r),
+                }
+                col += run;
+            }
+            done.append(&mut open);
+            open = next;
+            changed.iter_mut().for_each(|c| *c = false);
+            band_top = y + 1;
+        }
+        done.append(&mut open);
+        Ok(done)
     }
 
     /// Fills `rect` with one colour.
@@ -624,6 +688,35 @@ pub enum FileEvent {
     },
 }
 
+/// Side of the tiles [`Framebuffer::put_rect_changed`] tells changes in.
+pub const CHANGE_TILE: u32 = 64;
+
+/// Writes one row of 4-byte `layout` pixels into `dst` (RGBA, alpha 255); true when a pixel
+/// differs from what `dst` held. A word per pixel, which the compiler vectorises (byte by byte
+/// it did not: 0.8 ms of a 445k-pixel VNC update, perf in benches/LATENCY-NOTES.md; 0.25 → 0.12
+/// ms warm).
+fn put_row(dst: &mut [u8], src: &[u8], layout: PixelLayout) -> bool {
+    let mut differs = 0u32;
+    match layout {
+        PixelLayout::Rgbx => {
+            for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+                let px = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) | 0xff00_0000;
+                differs |= px ^ u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+                d.copy_from_slice(&px.to_le_bytes());
+            }
+        }
+        PixelLayout::Bgrx => {
+            for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+                let v = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                let px = (v & 0x0000_ff00) | ((v >> 16) & 0xff) | ((v & 0xff) << 16) | 0xff00_0000;
+                differs |= px ^ u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+                d.copy_from_slice(&px.to_le_bytes());
+            }
+        }
+    }
+    differs != 0
+}
+
 /// What applying a [`TargetUpdate`] changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -700,6 +793,95 @@ mod tests {
             assert_eq!(joined, data, "{w}x{h}");
             let small = data.len() <= MAX_UPDATE_PIXEL_BYTES;
             assert_eq!(n == 1, small, "{w}x{h}: {n} bands");
+        }
+    }
+
+    #[test]
+    fn put_rect_changed_names_every_changed_pixel_and_little_else() {
+        let mut seed = 3u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            seed >> 8
+        };
+        for layout in [PixelLayout::Rgbx, PixelLayout::Bgrx] {
+            let mut fb = Framebuffer::new(1000, 700).unwrap();
+            fb.fill(fb.bounds(), [9, 9, 9]).unwrap();
+            for _ in 0..200 {
+                let (x, y) = (next() % 1000, next() % 700);
+                let r = Rect::new(
+                    x,
+                    y,
+                    (1000 - x).min(1 + next() % 400),
+                    (700 - y).min(1 + next() % 300),
+                );
+                // New pixels: what is there, with a few changed at random.
+                let mut px = Vec::with_capacity(usize::try_from(r.area() * 4).unwrap());
+                for yy in r.y..r.y + r.h {
+                    for xx in r.x..r.x + r.w {
+                        let [a, b, c] = fb.pixel(xx, yy).unwrap();
+                        let (a, b, c) = if next() % 997 == 0 {
+                            (a ^ 0x10, b, c)
+                        } else {
+                            (a, b, c)
+                        };
+                        let word = match layout {
+                            PixelLayout::Rgbx => [a, b, c, 0],
+                            PixelLayout::Bgrx => [c, b, a, 0],
+                        };
+                        px.extend_from_slice(&word);
+                    }
+                }
+                let before = fb.clone();
+                let mut whole = fb.clone();
+                whole.put_rect(r, &px, layout).unwrap();
+                let changed = fb.put_rect_changed(r, &px, layout).unwrap();
+                assert_eq!(fb, whole, "the same pixels as put_rect");
+                let mut covered = vec![0u8; (r.w * r.h) as usize];
+                for c in &changed {
+                    assert!(r.contains(c) && !c.is_empty(), "{c} outside {r}");
+                    for yy in c.y..c.y + c.h {
+                        for xx in c.x..c.x + c.w {
+                            covered[((yy - r.y) * r.w + xx - r.x) as usize] += 1;
+                        }
+                    }
+                }
+                assert!(covered.iter().all(|&n| n <= 1), "overlapping parts");
+                for yy in r.y..r.y + r.h {
+                    for xx in r.x..r.x + r.w {
+                        if before.pixel(xx, yy) != fb.pixel(xx, yy) {
+                            assert_eq!(
+                                covered[((yy - r.y) * r.w + xx - r.x) as usize],
+                                1,
+                                "{xx},{yy} changed, not named"
+                            );
+                        }
+                    }
+                }
+                // Only tiles holding a change are named.
+                for c in &changed {
+                    for ty in (c.y / CHANGE_TILE)..=((c.y + c.h - 1) / CHANGE_TILE) {
+                        for tx in (c.x / CHANGE_TILE)..=((c.x + c.w - 1) / CHANGE_TILE) {
+                            let t = Rect::new(
+                                tx * CHANGE_TILE,
+                                ty * CHANGE_TILE,
+                                CHANGE_TILE,
+                                CHANGE_TILE,
+                            )
+                            .intersection(c);
+                            let any = (t.y..t.y + t.h).any(|yy| {
+                                (t.x..t.x + t.w).any(|xx| before.pixel(xx, yy) != fb.pixel(xx, yy))
+                            });
+                            assert!(any, "tile {tx},{ty} of {c} named without a change");
+                        }
+                    }
+                }
+            }
+            // Nothing new: nothing named.
+            let all = fb.read_rect(fb.bounds()).unwrap();
+            assert!(fb
+                .put_rect_changed(fb.bounds(), &all, PixelLayout::Rgbx)
+                .unwrap()
+                .is_empty());
         }
     }
 

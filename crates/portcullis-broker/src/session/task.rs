@@ -381,6 +381,24 @@ fn apply_pixels(shared: &SessionShared, update: &TargetUpdate) -> Result<(), Str
     // list and told of this change, or attaches after it and starts from the result.
     let mut fb = write(&shared.desktop);
     let viewers = shared.viewers_now();
+    // Pixels: only what they really changed is damage (a server may send whole strips of
+    // which a part changed), for the viewers and the recorder alike.
+    if let TargetUpdate::Pixels { rect, data, layout } = update {
+        let changed = fb
+            .put_rect_changed(*rect, data, *layout)
+            .map_err(|e| e.to_string())?;
+        for r in &changed {
+            viewers.iter().for_each(|v| v.add_damage(*r));
+        }
+        drop(fb);
+        if let Some(tap) = shared.tap.get() {
+            changed.iter().for_each(|r| tap.add_damage(*r));
+        }
+        if let Some(all) = changed.iter().copied().reduce(|a, b| a.union(&b)) {
+            shared.screen_changed(all);
+        }
+        return Ok(());
+    }
     match fb.apply(update).map_err(|e| e.to_string())? {
         Applied::Damaged(r) => {
             match update {
