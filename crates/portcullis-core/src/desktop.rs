@@ -886,6 +886,40 @@ mod tests {
     }
 
     #[test]
+    fn put_rect_changed_finds_one_pixel_at_any_tile_edge_whatever_the_padding_byte() {
+        // 8192 wide: the widest desktop; the update starts mid-tile.
+        let mut fb = Framebuffer::new(8192, 130).unwrap();
+        let r = Rect::new(30, 1, 8162, 129);
+        let mut px = fb.read_rect(r).unwrap();
+        // The padding byte of the new pixels is anything: not a change.
+        for (i, p) in px.chunks_exact_mut(4).enumerate() {
+            p[3] = u8::try_from(i % 251).unwrap();
+        }
+        assert!(fb
+            .put_rect_changed(r, &px, PixelLayout::Rgbx)
+            .unwrap()
+            .is_empty());
+        for (x, y) in [
+            (30, 1),
+            (63, 1),
+            (64, 1),
+            (127, 63),
+            (128, 64),
+            (8191, 129),
+            (4000, 70),
+        ] {
+            let i = (((y - r.y) * r.w + (x - r.x)) * 4) as usize;
+            px[i + 2] ^= 1;
+            let changed = fb.put_rect_changed(r, &px, PixelLayout::Rgbx).unwrap();
+            let tile = Rect::new(x / 64 * 64, y / 64 * 64, 64, 64).intersection(&r);
+            assert_eq!(changed, vec![tile], "one pixel at {x},{y}");
+            assert_eq!(fb.pixel(x, y).map(|p| p[2] & 1), Some(1), "written");
+            px[i + 2] ^= 1;
+            fb.put_rect_changed(r, &px, PixelLayout::Rgbx).unwrap();
+        }
+    }
+
+    #[test]
     fn other_updates_and_mismatched_pixels_go_as_they_are() {
         let odd = TargetUpdate::Pixels {
             rect: Rect::new(0, 0, 1000, 1000),

@@ -57,7 +57,10 @@ pub fn target_updates(data: &[u8]) {
                 let len = usize::try_from(rect.area().min(1 << 16) * 4).unwrap_or(0);
                 TargetUpdate::Pixels {
                     rect,
-                    data: vec![0x5a; len],
+                    // Pixels that differ from one another and from what is there, now and then.
+                    data: (0..len)
+                        .map(|i| if i % 97 == 0 { op[0] } else { 0x5a })
+                        .collect(),
                     layout: PixelLayout::Rgbx,
                 }
             }
@@ -67,7 +70,36 @@ pub fn target_updates(data: &[u8]) {
             },
             _ => TargetUpdate::Bell,
         };
-        match fb.apply(&update) {
+        // Pixels as the session applies them: only what changed is damage, and it must name
+        // every pixel that changed.
+        let applied = match &update {
+            TargetUpdate::Pixels { rect, data, layout } => {
+                let before = fb.clone();
+                fb.put_rect_changed(*rect, data, *layout).map(|parts| {
+                    for p in &parts {
+                        assert!(
+                            rect.contains(p) && !p.is_empty(),
+                            "a part outside the update"
+                        );
+                        damage.add(*p);
+                    }
+                    for y in rect.y..rect.y + rect.h {
+                        for x in rect.x..rect.x + rect.w {
+                            if before.pixel(x, y) != fb.pixel(x, y) {
+                                let at = Rect::new(x, y, 1, 1);
+                                assert!(
+                                    parts.iter().any(|p| p.contains(&at)),
+                                    "a change not named"
+                                );
+                            }
+                        }
+                    }
+                    Applied::Nothing
+                })
+            }
+            _ => fb.apply(&update),
+        };
+        match applied {
             Ok(Applied::Damaged(r)) => {
                 assert!(fb.bounds().contains(&r), "damage outside the desktop");
                 damage.add(r);

@@ -182,6 +182,15 @@ mod tests {
         // height (a line of text).
         let strip = Rect::new(0, 0, 64, 200);
         assert_eq!(split(&fb, strip).unwrap().len(), 1);
+        // Above the area bound, with a dot that would make a split worth it otherwise.
+        let mut big = Framebuffer::new(400, 400).unwrap();
+        big.fill(Rect::new(10, 350, 1, 1), [1, 1, 1]).unwrap();
+        big.fill(Rect::new(350, 10, 1, 1), [1, 1, 1]).unwrap();
+        for r in [Rect::new(0, 0, 64, 400), Rect::new(0, 0, 400, 64)] {
+            assert_eq!(split(&big, r).unwrap(), vec![Part::Image(r)]);
+        }
+        // One tile more each way, and it is split.
+        assert!(split(&big, Rect::new(0, 0, 65, 400)).unwrap().len() > 1);
         let line = Rect::new(0, 0, 300, 64);
         assert_eq!(split(&fb, line).unwrap().len(), 1);
     }

@@ -373,6 +373,9 @@ fn apply_batch(
     Ok(Batch::Open)
 }
 
+/// Most parts of one pixel update handed to the viewers and the tap one by one.
+const MAX_CHANGED_PARTS: usize = 16;
+
 /// Applies a change of the picture (pixels, a copy, a resize) and tells the viewers and the
 /// tap. The viewers learn of it under the framebuffer's write lock, so a viewer that reads the
 /// framebuffer sees exactly the changes it was told of (what its copy rule relies on).
@@ -384,9 +387,20 @@ fn apply_pixels(shared: &SessionShared, update: &TargetUpdate) -> Result<(), Str
     // Pixels: only what they really changed is damage (a server may send whole strips of
     // which a part changed), for the viewers and the recorder alike.
     if let TargetUpdate::Pixels { rect, data, layout } = update {
-        let changed = fb
+        let mut changed = fb
             .put_rect_changed(*rect, data, *layout)
             .map_err(|e| e.to_string())?;
+        // Every viewer's damage region merges what it is given: scattered changes (a hostile
+        // checkerboard of tiles) are handed over as the one area they span, not thousands of
+        // rectangles, while the write lock is held.
+        if changed.len() > MAX_CHANGED_PARTS {
+            changed = changed
+                .iter()
+                .copied()
+                .reduce(|a, b| a.union(&b))
+                .into_iter()
+                .collect();
+        }
         for r in &changed {
             viewers.iter().for_each(|v| v.add_damage(*r));
         }

@@ -34,6 +34,8 @@ pub(super) struct TapState {
     pub(super) events: Vec<(Instant, TapEvent)>,
     pub(super) events_lost: u64,
     pub(super) updates: u64,
+    /// Damage came since the last update's end (an update that changed nothing is no frame).
+    pub(super) damaged: bool,
     pub(super) ended: Option<String>,
 }
 
@@ -54,6 +56,7 @@ impl TapShared {
                 events: Vec::new(),
                 events_lost: 0,
                 updates: 0,
+                damaged: false,
                 ended: None,
             }),
             wake: Condvar::new(),
@@ -61,7 +64,9 @@ impl TapShared {
     }
 
     pub(crate) fn add_damage(&self, rect: Rect) {
-        lock(&self.state).damage.add(rect);
+        let mut s = lock(&self.state);
+        s.damage.add(rect);
+        s.damaged = true;
     }
 
     pub(crate) fn resized(&self, width: u32, height: u32) {
@@ -70,9 +75,15 @@ impl TapShared {
         s.damage.reset_full(width, height);
     }
 
-    /// End of one update from the target: wake the consumer.
+    /// End of one update from the target: wake the consumer. Counted only when it changed the
+    /// picture (a server that re-sends what is there gives the recording no frame to miss: no
+    /// false "frames dropped").
     pub(crate) fn updated(&self) {
-        lock(&self.state).updates += 1;
+        let mut s = lock(&self.state);
+        if std::mem::take(&mut s.damaged) {
+            s.updates += 1;
+        }
+        drop(s);
         self.wake.notify_one();
     }
 
