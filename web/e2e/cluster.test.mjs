@@ -352,23 +352,23 @@ test('locking a security team member ends their watches at once: on the gateway 
   assert.equal((await onB.login('admin', ADMIN)).status, 200);
   await until('B to list the session', async () => (await onB.get('/sessions')).json?.some((s) => s.id === session.id));
 
-  // Sam watches it from B (relayed to A, asking for batches, which the relay asks A for) and
-  // from A itself (not asking: a page of an older gateway gets messages one by one).
+  // Sam watches it from B (relayed to A) asking for batches (the relay asks A for them) and
+  // not asking (a page of an older gateway: messages one by one), and from A itself, not asking.
   const watches = [];
-  for (const gw of [b, a]) {
+  for (const [gw, batch] of [[b, true], [b, false], [a, false]]) {
     const page = await newPage(browser);
     await uiLogin(page, gw.base, 'sam', 'sam-password-1234');
     await until(`sam's login on ${gw.base}`, async () => page.evaluate(async () =>
       (await fetch('/api/v1/me')).status === 200));
-    const w = await openWatch(page, session.id, gw === b);
+    const w = await openWatch(page, session.id, batch);
     await until(`the watch from ${gw.base} to show the session`, async () => {
       const s = await w.state();
       if (s.closed !== null) throw new Error(`the watch from ${gw.base} closed (${s.closed}) before showing the session`);
       return s.init && s.frames > 0;
     }, 30000);
     const s = await w.state();
-    if (gw === b) assert.ok(s.batches > 0, `the relayed watch got no batch: ${JSON.stringify(s)}`);
-    else assert.equal(s.batches, 0, 'batches to a watch that did not ask for them');
+    if (batch) assert.ok(s.batches > 0, `the watch that asked got no batch: ${JSON.stringify(s)}`);
+    else assert.equal(s.batches, 0, `batches to a watch from ${gw.base} that did not ask for them`);
     watches.push(w);
   }
 

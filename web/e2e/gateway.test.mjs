@@ -514,6 +514,21 @@ test('malformed and oversized browser messages close only that session', async (
     ws.onclose = (e) => resolve(e.code);
   }));
   assert.ok(big !== 1000, `oversized frame closed with ${big}`);
+  // A page that does not ask for batches (one loaded before an upgrade) gets its frames message
+  // by message, each ending with an end of frame.
+  const kinds = await page.evaluate(() => new Promise((resolve) => {
+    const ws = new WebSocket(`wss://${location.host}/api/v1/targets/desk/connect`);
+    ws.binaryType = 'arraybuffer';
+    const seen = [];
+    const done = () => { ws.close(); resolve(seen); };
+    ws.onmessage = (e) => {
+      if (typeof e.data === 'string') return;
+      seen.push(new Uint8Array(e.data)[0]);
+      if (seen.includes(2)) done();
+    };
+    setTimeout(done, 15000);
+  }));
+  assert.ok(kinds.includes(2) && !kinds.includes(4), `message kinds to a page that did not ask for batches: ${kinds}`);
 
   const before = await other.evaluate(() => window.__portcullis.framesPainted);
   await other.click('#session-canvas', { position: { x: 300, y: 200 } });

@@ -87,15 +87,17 @@ export class DesktopCanvas {
       this.o.onBroken?.(err instanceof Error ? err : new Error(String(err)));
       return;
     }
-    for (const [start, length] of parts) this.one(buf, start, length);
+    for (const [start, length] of parts) this.one(buf, start, length, parts.length > 1);
   }
 
-  private one(buf: ArrayBuffer, start: number, length: number): void {
+  private one(buf: ArrayBuffer, start: number, length: number, inBatch: boolean): void {
     let m;
     try {
       m = parseBinary(buf, start, length);
     } catch (err) {
-      console.warn('portcullis: bad binary message', err);
+      // In a batch it may have been the frame's end: the frame would never be acknowledged.
+      if (inBatch) this.o.onBroken?.(err instanceof Error ? err : new Error(String(err)));
+      else console.warn('portcullis: bad binary message', err);
       return;
     }
     if (m.kind === 'frameEnd') {

@@ -481,3 +481,43 @@ async fn screen_words_and_pasted_text_reach_the_track_bounded() {
         SessionEvent::Clipboard { bytes, .. } if *bytes == 3 * MAX_CLIPBOARD_TEXT as u64
     )));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_while_the_target_is_reached_tells_the_user_its_reason() {
+    // A target that accepts the connection and says nothing: the session is listed (the SOC
+    // sees it) while it is still being reached.
+    let silent = common::serve(|mut s| async move { common::drain(&mut s).await }).await;
+    let broker = Broker::default();
+    let opening = tokio::spawn({
+        let broker = broker.clone();
+        async move {
+            broker
+                .open(common::request(silent, Recording::Optional))
+                .await
+        }
+    });
+    let listed = async {
+        loop {
+            if let Some(s) = broker.list().first() {
+                break s.id.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let id = tokio::time::timeout(Duration::from_secs(5), listed)
+        .await
+        .expect("the session is listed while its target is reached");
+    let reason = "the security team ended this session: one session at a time";
+    assert!(broker.close(
+        &id,
+        SessionEnd::ClosedByAdmin {
+            message: reason.into()
+        }
+    ));
+    let refused = tokio::time::timeout(Duration::from_secs(5), opening)
+        .await
+        .expect("the opening ended")
+        .unwrap()
+        .expect_err("the session did not open");
+    assert_eq!(refused.message, reason);
+}

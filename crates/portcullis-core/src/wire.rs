@@ -308,11 +308,16 @@ pub fn batched(messages: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     out
 }
 
-/// The messages of a batch (or the one message that is not a batch), for tests and tools.
+/// The messages of a batch (or the one message that is not a batch), for tests and tools;
+/// refused as the page refuses them: no part, a part shorter than any message, a batch in a
+/// batch, lengths that do not add up.
 pub fn unbatch(bytes: &[u8]) -> Result<Vec<&[u8]>, WireError> {
     let Some((&KIND_BATCH, mut rest)) = bytes.split_first() else {
         return Ok(vec![bytes]);
     };
+    if rest.is_empty() {
+        return Err(WireError::BadServerBinary);
+    }
     let mut out = Vec::new();
     while !rest.is_empty() {
         let (len, after) = rest.split_at_checked(4).ok_or(WireError::BadServerBinary)?;
@@ -321,6 +326,9 @@ pub fn unbatch(bytes: &[u8]) -> Result<Vec<&[u8]>, WireError> {
         let (m, after) = after
             .split_at_checked(len)
             .ok_or(WireError::BadServerBinary)?;
+        if m.len() < 5 || m[0] == KIND_BATCH {
+            return Err(WireError::BadServerBinary);
+        }
         out.push(m);
         rest = after;
     }
@@ -415,7 +423,7 @@ mod tests {
             vec![1; 1000],
             vec![2; MAX_BATCH],
             vec![3; MAX_BATCH / 2],
-            vec![4; MAX_BATCH / 2],
+            vec![6; MAX_BATCH / 2],
             vec![5; 10],
             frame_end(2).to_vec(),
         ];
@@ -429,7 +437,7 @@ mod tests {
             again.extend(unbatch(m).unwrap().into_iter().map(<[u8]>::to_vec));
         }
         assert_eq!(again, big);
-        assert_eq!(sent.len(), 4, "[1] [2] [3] [4 5 end]");
+        assert_eq!(sent.len(), 4, "[1] [2] [3] [6 5 end]");
         // A cut batch yields fewer messages or none.
         let whole = batched(frame.clone()).remove(0);
         for cut in 1..whole.len() {
@@ -442,6 +450,15 @@ mod tests {
             unbatch(&[KIND_BATCH, 0, 0, 0, 9, 1]),
             Err(WireError::BadServerBinary)
         );
+        // No part, an empty part, a batch in a batch: refused as the page refuses them.
+        let end = frame_end(3);
+        for bad in [
+            vec![KIND_BATCH],
+            [&[KIND_BATCH, 0, 0, 0, 0][..], &[0, 0, 0, 5], &end].concat(),
+            [&[KIND_BATCH, 0, 0, 0, 10, KIND_BATCH, 0, 0, 0, 5][..], &end].concat(),
+        ] {
+            assert_eq!(unbatch(&bad), Err(WireError::BadServerBinary), "{bad:?}");
+        }
     }
 
     #[test]

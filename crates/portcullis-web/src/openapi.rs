@@ -147,7 +147,7 @@ pub(crate) async fn document() -> Json<Value> {
                 "post": op("After a refusal, accept an RDP target's new certificate (sha256) and/or its answering without NLA (allow_without_nla); audited", "admin", Some("AcceptIdentity"), "200")
             },
             "/targets/{name}/connect": {
-                "parameters": [path_param("name"), query_param("width", "integer"), query_param("height", "integer"), query_param("batch", "integer")],
+                "parameters": [path_param("name"), query_param("width", "integer"), query_param("height", "integer"), query_param("batch", "string")],
                 "get": op("Open a session: WebSocket upgrade (see docs/browser-protocol.md); width and height: desktop size wished for RDP targets; batch=1: frames in batches", "a user with a grant for the target", None, "101")
             },
             "/targets/{name}/rdp-file": {
@@ -464,7 +464,7 @@ fn soc_paths(doc: &mut Value) {
         ("/users/{name}/unlock", "name", "post", "Unlock a user", None, "204"),
     ];
     doc["paths"]["/cluster/watch/{id}"] = json!({
-        "parameters": [path_param("id")],
+        "parameters": [path_param("id"), query_param("batch", "string")],
         "get": op(
             "WebSocket: another gateway of the cluster relays a watch of a session held here (header x-portcullis-watch-ticket: the one-time ticket it left in the shared store)",
             "another gateway of the cluster, with a one-time ticket",
@@ -478,6 +478,8 @@ fn soc_paths(doc: &mut Value) {
             method: op(summary, soc, body, ok),
         });
     }
+    doc["paths"]["/sessions/{id}/watch"]["parameters"] =
+        json!([path_param("id"), query_param("batch", "string")]);
     doc["components"]["schemas"]["Reason"] = json!({
         "type": "object", "required": ["reason"], "properties": {
             "reason": { "type": "string", "maxLength": 500, "description": "Shown to the user and kept in the event track" }

@@ -83,22 +83,23 @@ pub(crate) struct ConnectQuery {
     /// Desktop size wished for (RDP targets; bounded by the adapter).
     width: Option<u16>,
     height: Option<u16>,
-    /// `1`: the page reads a frame as one batch ([`wire::batched`]). Asked for by the page, so a
-    /// page loaded before an upgrade (or served by an older gateway of a cluster during a
-    /// rolling upgrade) still gets the messages it knows.
-    batch: Option<u8>,
+    /// `1`: the page reads a frame's messages in batches ([`wire::batched`]). Asked for by the
+    /// page, so a page loaded before an upgrade (or served by an older gateway of a cluster
+    /// during a rolling upgrade) still gets the messages it knows. Any other value: no batches
+    /// (a string, so that no value makes the upgrade fail).
+    batch: Option<String>,
 }
 
 /// What a watching page may ask for.
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct WatchQuery {
     /// As [`ConnectQuery`]'s.
-    batch: Option<u8>,
+    batch: Option<String>,
 }
 
 impl WatchQuery {
     pub(crate) fn batch(&self) -> bool {
-        self.batch == Some(1)
+        self.batch.as_deref() == Some("1")
     }
 }
 
@@ -156,7 +157,7 @@ pub(crate) async fn connect(
         }
     };
     let size = query.width.zip(query.height);
-    let batch = query.batch == Some(1);
+    let batch = query.batch.as_deref() == Some("1");
     let keeper = crate::rdp::identity::keeper(&state, &target.name, &user.name);
     let spec = ops::target_spec(&state.key, &target, size, state.rdp_remotefx, Some(keeper))?;
     let req = OpenRequest {

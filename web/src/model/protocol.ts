@@ -38,6 +38,7 @@ export type ServerBinary =
 export function unbatch(buf: ArrayBuffer): Array<[number, number]> {
   const view = new DataView(buf);
   if (buf.byteLength < 1 || view.getUint8(0) !== KIND_BATCH) return [[0, buf.byteLength]];
+  if (buf.byteLength < 2) throw new Error('batch without a message');
   const parts: Array<[number, number]> = [];
   let at = 1;
   while (at < buf.byteLength) {

@@ -57,13 +57,21 @@ pub(super) async fn session_thread(
                 return;
             }
         },
-        _ = ending_rx.wait_for(|e| matches!(e, Ending::Ended(_))) => {
+        ended = ending_rx.wait_for(|e| matches!(e, Ending::Ended(_))) => {
+            // A kill while the target was still being reached (the session is listed, so the
+            // SOC can end it then): the user is told the same words as after the connect.
+            let why = match ended.as_deref() {
+                Ok(Ending::Ended(SessionEnd::ClosedByAdmin { message })) => Some(message.clone()),
+                _ => None,
+            };
+            drop(ended);
             let error = if handle.shared.ended_by_shutdown() {
                 shutting_down()
             } else {
                 OpenError {
                     code: ErrorCode::ClosedByAdmin,
-                    message: "closed by an administrator while connecting".into(),
+                    message: why
+                        .unwrap_or_else(|| "closed by an administrator while connecting".into()),
                 }
             };
             refuse(&handle, ready, error);

@@ -73,6 +73,7 @@ impl TapShared {
         let mut s = lock(&self.state);
         s.resized = Some((width, height));
         s.damage.reset_full(width, height);
+        s.damaged = true;
     }
 
     /// End of one update from the target: wake the consumer. Counted only when it changed the
