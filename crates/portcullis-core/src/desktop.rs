@@ -236,6 +236,20 @@ impl Framebuffer {
         Ok(())
     }
 
+    /// `rect` lies inside the desktop and `pixels` holds exactly its 4-byte pixels.
+    fn check_pixels(&self, rect: Rect, pixels: &[u8]) -> Result<(), DesktopError> {
+        self.check_rect(&rect)?;
+        let expected = pixel_bytes(rect.w, rect.h);
+        if pixels.len() != expected {
+            return Err(DesktopError::BadPixelData {
+                rect,
+                expected,
+                actual: pixels.len(),
+            });
+        }
+        Ok(())
+    }
+
     fn offset(&self, x: u32, y: u32) -> usize {
         // INVARIANT: callers checked x < width and y < height, so this fits in the buffer length.
         (y as usize * self.width as usize + x as usize) * 4
@@ -248,15 +262,7 @@ impl Framebuffer {
         pixels: &[u8],
         layout: PixelLayout,
     ) -> Result<(), DesktopError> {
-        self.check_rect(&rect)?;
-        let expected = pixel_bytes(rect.w, rect.h);
-        if pixels.len() != expected {
-            return Err(DesktopError::BadPixelData {
-                rect,
-                expected,
-                actual: pixels.len(),
-            });
-        }
+        self.check_pixels(rect, pixels)?;
         if rect.is_empty() {
             return Ok(());
         }
@@ -279,15 +285,7 @@ impl Framebuffer {
         pixels: &[u8],
         layout: PixelLayout,
     ) -> Result<Vec<Rect>, DesktopError> {
-        self.check_rect(&rect)?;
-        let expected = pixel_bytes(rect.w, rect.h);
-        if pixels.len() != expected {
-            return Err(DesktopError::BadPixelData {
-                rect,
-                expected,
-                actual: pixels.len(),
-            });
-        }
+        self.check_pixels(rect, pixels)?;
         if rect.is_empty() {
             return Ok(Vec::new());
         }
