@@ -47,7 +47,9 @@ enum Kind {
 /// Cuts `rect` of `fb` into parts that cover it exactly, without overlap: one part when it is
 /// small ([`SPLIT_MIN_AREA`]), else runs of 64×64 tiles, a run being tiles side by side of one
 /// colour or tiles side by side each of several colours, and runs of the same extent in tile
-/// rows one above the other joined. Reads the framebuffer in place; copies nothing.
+/// rows one above the other joined. An image part of a tile or more then loses its borders of
+/// one colour to fills (a window's edge in a run of background tiles). A photograph stays one
+/// image. Reads the framebuffer in place; copies nothing.
 pub fn split(fb: &Framebuffer, rect: Rect) -> Result<Vec<Part>, DesktopError> {
     if !fb.bounds().contains(&rect) {
         return Err(DesktopError::OutOfBounds {
@@ -59,18 +61,21 @@ pub fn split(fb: &Framebuffer, rect: Rect) -> Result<Vec<Part>, DesktopError> {
     if rect.is_empty() {
         return Ok(Vec::new());
     }
-    let whole = |kind| vec![part(rect, kind)];
+    let whole = |kind| trimmed(fb, vec![part(rect, kind)]);
     // A strip one tile high (a line of text, a scrolled-in row) stays whole: cut into pieces,
     // each with its header, palette and stream flush, it cost more bytes than it saved
     // (measured on TigerVNC's `seq` and window move: twice the bytes).
-    if rect.area() < SPLIT_MIN_AREA || rect.w <= TILE || rect.h <= TILE {
+    if rect.area() < SPLIT_MIN_AREA {
+        return Ok(vec![part(rect, kind_of(fb, rect))]);
+    }
+    if rect.w <= TILE || rect.h <= TILE {
         return Ok(whole(kind_of(fb, rect)));
     }
     // A photograph or a video stays one image (one JPEG, not strips of it; pieces below the
     // JPEG size would go lossless). One colour throughout makes one fill below (each tile row
     // one run, the runs joined).
     if crate::looks_photographic_in(fb, rect) {
-        return Ok(whole(Kind::Mixed));
+        return Ok(vec![Part::Image(rect)]);
     }
     // Runs still open from the tile row above: (x, w, kind) → the rectangle so far.
     let mut open: Vec<(Rect, Kind)> = Vec::new();
@@ -113,7 +118,147 @@ pub fn split(fb: &Framebuffer, rect: Rect) -> Result<Vec<Part>, DesktopError> {
         y += h;
     }
     done.extend(open.into_iter().map(|(r, k)| part(r, k)));
-    Ok(done)
+    Ok(trimmed(fb, done))
+}
+
+/// Images of at least this many pixels have their borders of one colour cut off as fills.
+const TRIM_MIN_AREA: u64 = (TILE as u64) * (TILE as u64);
+
+/// `parts` with each large enough image's borders of one colour (whole rows at its top and
+/// bottom, then whole columns at its left and right) cut off as fills, while the parts stay at
+/// most [`MAX_PARTS`]. A tile run holding the edge of a window is mostly background: x11vnc's
+/// large change around a terminal sent 225k pixels of such images for a few thousand of the
+/// window's own (benches/LATENCY-NOTES.md).
+fn trimmed(fb: &Framebuffer, parts: Vec<Part>) -> Vec<Part> {
+    let mut room = MAX_PARTS.saturating_sub(parts.len());
+    let mut out = Vec::with_capacity(parts.len());
+    for p in parts {
+        match p {
+            Part::Image(r) if r.area() >= TRIM_MIN_AREA => {
+                // Again on what is left: a window's border, then its own background.
+                let mut core = Some(r);
+                for _ in 0..TRIM_PASSES {
+                    let Some(c) = core.filter(|c| room >= 4 && c.area() >= TRIM_MIN_AREA) else {
+                        break;
+                    };
+                    let before = out.len();
+                    core = trim(fb, c, &mut out);
+                    room = room.saturating_sub(out.len() - before);
+                    if out.len() == before {
+                        break;
+                    }
+                }
+                if let Some(c) = core {
+                    out.push(part(c, kind_of(fb, c)));
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Most times an image's borders are cut off, each time from what the last left.
+const TRIM_PASSES: usize = 3;
+/// Smallest border cut off (pixels): a thinner one costs the page a message to save the gateway
+/// a few microseconds of palette and deflate.
+const MIN_BAND: u64 = 512;
+
+/// Pushes the borders of one colour of image `r` as up to four fills and returns what is left
+/// of it, if anything.
+fn trim(fb: &Framebuffer, r: Rect, out: &mut Vec<Part>) -> Option<Rect> {
+    let (stride, data) = (fb.width() as usize * 4, fb.data());
+    // Pixel (x, y) as a word with the padding byte cleared; the caller keeps it inside `r`.
+    let word = |x: u32, y: u32| {
+        let at = y as usize * stride + x as usize * 4;
+        data.get(at..at + 4)
+            .map_or(u32::MAX, |p| u32::from_le_bytes([p[0], p[1], p[2], 0]))
+    };
+    let row_is = |y: u32, x0: u32, x1: u32, want: u32| {
+        let at = y as usize * stride + x0 as usize * 4;
+        data.get(at..at + (x1 - x0) as usize * 4)
+            .is_some_and(|row| crate::all_of_colour(row, want))
+    };
+    let rgb = |w: u32| {
+        let b = w.to_le_bytes();
+        [b[0], b[1], b[2]]
+    };
+    let (x0, x1) = (r.x, r.x + r.w);
+    let (mut y0, mut y1) = (r.y, r.y + r.h);
+    // Whole rows of one colour at the top, then at the bottom.
+    let top = word(x0, y0);
+    while y0 < y1 && row_is(y0, x0, x1, top) {
+        y0 += 1;
+    }
+    // A thin band is not worth a message of its own (unless it is all there is).
+    let worth = |area: u64, all: bool| all || area >= MIN_BAND;
+    if !worth(u64::from(y0 - r.y) * u64::from(r.w), y0 == y1) {
+        y0 = r.y;
+    }
+    if y0 > r.y {
+        out.push(Part::Fill(Rect::new(x0, r.y, r.w, y0 - r.y), rgb(top)));
+    }
+    if y0 == y1 {
+        return None;
+    }
+    let bottom = word(x0, y1 - 1);
+    let bottom_end = y1;
+    while y1 > y0 && row_is(y1 - 1, x0, x1, bottom) {
+        y1 -= 1;
+    }
+    if !worth(u64::from(bottom_end - y1) * u64::from(r.w), y0 == y1) {
+        y1 = bottom_end;
+    }
+    if y1 < bottom_end {
+        out.push(Part::Fill(
+            Rect::new(x0, y1, r.w, bottom_end - y1),
+            rgb(bottom),
+        ));
+    }
+    if y0 == y1 {
+        return None;
+    }
+    // Whole columns of one colour at the left, then at the right (of the rows left): the
+    // shortest run of the colour from each row's start (end), row by row in memory order.
+    let h = y1 - y0;
+    let left = word(x0, y0);
+    let mut l = r.w;
+    for y in y0..y1 {
+        l = l.min((x0..x0 + l).take_while(|&x| word(x, y) == left).count() as u32);
+        if l == 0 {
+            break;
+        }
+    }
+    if !worth(u64::from(l) * u64::from(h), l == r.w) {
+        l = 0;
+    }
+    if l > 0 {
+        out.push(Part::Fill(Rect::new(x0, y0, l, h), rgb(left)));
+    }
+    let inner = x0 + l;
+    if inner == x1 {
+        return None;
+    }
+    let right = word(x1 - 1, y0);
+    let mut n = x1 - inner;
+    for y in y0..y1 {
+        n = n.min(
+            (x1 - n..x1)
+                .rev()
+                .take_while(|&x| word(x, y) == right)
+                .count() as u32,
+        );
+        if n == 0 {
+            break;
+        }
+    }
+    if !worth(u64::from(n) * u64::from(h), n == x1 - inner) {
+        n = 0;
+    }
+    if n > 0 {
+        out.push(Part::Fill(Rect::new(x1 - n, y0, n, h), rgb(right)));
+    }
+    (x1 - n > inner).then(|| Rect::new(inner, y0, x1 - n - inner, h))
 }
 
 fn part(rect: Rect, kind: Kind) -> Part {
@@ -182,12 +327,24 @@ mod tests {
         // height (a line of text).
         let strip = Rect::new(0, 0, 64, 200);
         assert_eq!(split(&fb, strip).unwrap().len(), 1);
-        // Above the area bound, with a dot that would make a split worth it otherwise.
+        // Above the area bound, with dots far apart that would make a split into tiles worth
+        // it otherwise: one image holds both, only its plain borders are cut off as fills.
         let mut big = Framebuffer::new(400, 400).unwrap();
-        big.fill(Rect::new(10, 350, 1, 1), [1, 1, 1]).unwrap();
-        big.fill(Rect::new(350, 10, 1, 1), [1, 1, 1]).unwrap();
-        for r in [Rect::new(0, 0, 64, 400), Rect::new(0, 0, 400, 64)] {
-            assert_eq!(split(&big, r).unwrap(), vec![Part::Image(r)]);
+        for (x, y) in [(10, 350), (40, 30), (350, 10), (30, 40)] {
+            big.fill(Rect::new(x, y, 1, 1), [1, 1, 1]).unwrap();
+        }
+        for (r, image) in [
+            (Rect::new(0, 0, 64, 400), Rect::new(10, 30, 31, 321)),
+            (Rect::new(0, 0, 400, 64), Rect::new(30, 10, 321, 31)),
+        ] {
+            let parts = split(&big, r).unwrap();
+            check_cover(&big, r, &parts);
+            let images: Vec<_> = parts
+                .iter()
+                .filter(|p| matches!(p, Part::Image(_)))
+                .collect();
+            assert_eq!(images, [&Part::Image(image)], "{parts:?}");
+            assert!(parts.len() <= 5, "{parts:?}");
         }
         // One tile more each way, and it is split.
         assert!(split(&big, Rect::new(0, 0, 65, 400)).unwrap().len() > 1);
@@ -269,6 +426,39 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_window_edge_in_background_tiles_is_sent_as_its_few_pixels() {
+        // The latency benchmark's large change: x11vnc's four strips around a terminal (a
+        // bordered white window with some text) after the background changed colour.
+        let mut fb = Framebuffer::new(1280, 800).unwrap();
+        fb.fill(fb.bounds(), [0x20, 0x60, 0x40]).unwrap();
+        fb.fill(Rect::new(40, 40, 1006, 606), [0, 0, 0]).unwrap();
+        fb.fill(Rect::new(41, 41, 1004, 604), [255; 3]).unwrap();
+        for i in 0..60 {
+            fb.fill(Rect::new(44 + i * 9, 44 + (i % 6) * 15, 5, 9), [0; 3])
+                .unwrap();
+        }
+        let strips = [
+            Rect::new(0, 0, 1280, 64),
+            Rect::new(0, 64, 64, 576),
+            Rect::new(1024, 64, 256, 576),
+            Rect::new(0, 640, 1280, 160),
+        ];
+        let mut image = 0;
+        for r in strips {
+            let parts = split(&fb, r).unwrap();
+            check_cover(&fb, r, &parts);
+            image += parts
+                .iter()
+                .filter(|p| matches!(p, Part::Image(_)))
+                .map(|p| p.rect().area())
+                .sum::<u64>();
+        }
+        // Before trimming: 225 280 pixels (whole tile runs along the window's edges); trimmed
+        // (bands of 512 pixels or more): 30 103.
+        assert!(image < 40_000, "{image} pixels as images");
+    }
+
     /// A 2048×1024 desktop of `background` whose tile rows from `from_row` on alternate black
     /// and white tiles.
     fn checkerboard(from_row: u32, background: [u8; 3]) -> Framebuffer {
@@ -291,11 +481,15 @@ mod tests {
             split(&fb, fb.bounds()).unwrap(),
             vec![Part::Image(fb.bounds())]
         );
-        // Also when plain rows before it were closed as parts already.
+        // Also when plain rows before it were closed as parts already (they are trimmed off
+        // as a fill).
         let fb = checkerboard(4, [5; 3]);
         assert_eq!(
             split(&fb, fb.bounds()).unwrap(),
-            vec![Part::Image(fb.bounds())]
+            vec![
+                Part::Fill(Rect::new(0, 0, 2048, 256), [5; 3]),
+                Part::Image(Rect::new(0, 256, 2048, 768))
+            ]
         );
     }
 
