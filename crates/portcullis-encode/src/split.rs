@@ -12,8 +12,8 @@ use portcullis_core::{DesktopError, Framebuffer, Rect};
 
 /// Side of the square tiles a large rectangle is looked at in.
 pub const TILE: u32 = 64;
-/// Rectangles smaller than this (pixels), or one tile wide or high, stay whole: typing and
-/// small changes keep one message.
+/// Rectangles smaller than this (pixels) stay whole: typing and small changes keep one message.
+/// One a tile wide or high is not cut into tiles either, only its plain borders are trimmed.
 pub const SPLIT_MIN_AREA: u64 = 4 * (TILE as u64) * (TILE as u64);
 /// More parts than this for one rectangle (a checkerboard of colours) and it stays one image:
 /// thousands of tiny messages would cost the page more than the pixels they save.
@@ -62,12 +62,13 @@ pub fn split(fb: &Framebuffer, rect: Rect) -> Result<Vec<Part>, DesktopError> {
         return Ok(Vec::new());
     }
     let whole = |kind| trimmed(fb, vec![part(rect, kind)]);
-    // A strip one tile high (a line of text, a scrolled-in row) stays whole: cut into pieces,
-    // each with its header, palette and stream flush, it cost more bytes than it saved
-    // (measured on TigerVNC's `seq` and window move: twice the bytes).
     if rect.area() < SPLIT_MIN_AREA {
         return Ok(vec![part(rect, kind_of(fb, rect))]);
     }
+    // A strip one tile high (a line of text, a scrolled-in row) is not cut into tiles: cut
+    // into pieces, each with its header, palette and stream flush, it cost more bytes than it
+    // saved (measured on TigerVNC's `seq` and window move: twice the bytes). Its plain
+    // borders (margins, the space between lines) are trimmed off: one image still.
     if rect.w <= TILE || rect.h <= TILE {
         return Ok(whole(kind_of(fb, rect)));
     }
@@ -127,16 +128,18 @@ const TRIM_MIN_AREA: u64 = (TILE as u64) * (TILE as u64);
 /// `parts` with each large enough image's borders of one colour (whole rows at its top and
 /// bottom, then whole columns at its left and right) cut off as fills, while the parts stay at
 /// most [`MAX_PARTS`]. A tile run holding the edge of a window is mostly background: x11vnc's
-/// large change around a terminal sent 225k pixels of such images for a few thousand of the
-/// window's own (benches/LATENCY-NOTES.md).
+/// large change around a terminal sent 225k pixels of such images for 30k of the window's own
+/// (benches/LATENCY-NOTES.md). A photographic image is left whole (one JPEG: a trimmed core
+/// below the JPEG size would go lossless).
 fn trimmed(fb: &Framebuffer, parts: Vec<Part>) -> Vec<Part> {
     let mut room = MAX_PARTS.saturating_sub(parts.len());
     let mut out = Vec::with_capacity(parts.len());
     for p in parts {
         match p {
-            Part::Image(r) if r.area() >= TRIM_MIN_AREA => {
+            Part::Image(r) if r.area() >= TRIM_MIN_AREA && !crate::looks_photographic_in(fb, r) => {
                 // Again on what is left: a window's border, then its own background.
                 let mut core = Some(r);
+                let mut cut = false;
                 for _ in 0..TRIM_PASSES {
                     let Some(c) = core.filter(|c| room >= 4 && c.area() >= TRIM_MIN_AREA) else {
                         break;
@@ -147,9 +150,13 @@ fn trimmed(fb: &Framebuffer, parts: Vec<Part>) -> Vec<Part> {
                     if out.len() == before {
                         break;
                     }
+                    cut = true;
                 }
-                if let Some(c) = core {
-                    out.push(part(c, kind_of(fb, c)));
+                match core {
+                    // What is left of a trimmed image may be one colour.
+                    Some(c) if cut => out.push(part(c, kind_of(fb, c))),
+                    Some(c) => out.push(Part::Image(c)),
+                    None => {}
                 }
             }
             other => out.push(other),
@@ -160,8 +167,9 @@ fn trimmed(fb: &Framebuffer, parts: Vec<Part>) -> Vec<Part> {
 
 /// Most times an image's borders are cut off, each time from what the last left.
 const TRIM_PASSES: usize = 3;
-/// Smallest border cut off (pixels): a thinner one costs the page a message to save the gateway
-/// a few microseconds of palette and deflate.
+/// Smallest border cut off (pixels; a line of a window's border counts if it is this long): a
+/// smaller one costs the page a message to save the gateway a few microseconds of palette and
+/// deflate.
 const MIN_BAND: u64 = 512;
 
 /// Pushes the borders of one colour of image `r` as up to four fills and returns what is left
@@ -224,7 +232,10 @@ fn trim(fb: &Framebuffer, r: Rect, out: &mut Vec<Part>) -> Option<Rect> {
     let left = word(x0, y0);
     let mut l = r.w;
     for y in y0..y1 {
-        l = l.min((x0..x0 + l).take_while(|&x| word(x, y) == left).count() as u32);
+        // Compared a block at a time while the row keeps the run; pixel by pixel where it ends.
+        if !row_is(y, x0, x0 + l, left) {
+            l = (x0..x0 + l).take_while(|&x| word(x, y) == left).count() as u32;
+        }
         if l == 0 {
             break;
         }
@@ -242,12 +253,12 @@ fn trim(fb: &Framebuffer, r: Rect, out: &mut Vec<Part>) -> Option<Rect> {
     let right = word(x1 - 1, y0);
     let mut n = x1 - inner;
     for y in y0..y1 {
-        n = n.min(
-            (x1 - n..x1)
+        if !row_is(y, x1 - n, x1, right) {
+            n = (x1 - n..x1)
                 .rev()
                 .take_while(|&x| word(x, y) == right)
-                .count() as u32,
-        );
+                .count() as u32;
+        }
         if n == 0 {
             break;
         }
@@ -292,6 +303,15 @@ fn kind_of(fb: &Framebuffer, rect: Rect) -> Kind {
 mod tests {
     use super::*;
 
+    /// The image parts of `parts`, in order.
+    fn images(parts: &[Part]) -> Vec<Part> {
+        parts
+            .iter()
+            .copied()
+            .filter(|p| matches!(p, Part::Image(_)))
+            .collect()
+    }
+
     /// Every pixel of `rect` is covered by exactly one part, fills are true to the pixels, and
     /// images really hold more than one colour.
     fn check_cover(fb: &Framebuffer, rect: Rect, parts: &[Part]) {
@@ -321,14 +341,17 @@ mod tests {
         fb.fill(Rect::new(0, 0, 300, 200), [9, 8, 7]).unwrap();
         let r = Rect::new(5, 5, 120, 100); // 12 000 pixels: below the bound
         assert_eq!(split(&fb, r).unwrap(), vec![Part::Fill(r, [9, 8, 7])]);
-        fb.fill(Rect::new(100, 100, 1, 1), [1, 1, 1]).unwrap();
+        // One odd pixel in it, far from every border: still one part (typing stays one
+        // message), not trimmed down to the pixel.
+        fb.fill(Rect::new(60, 50, 1, 1), [1, 1, 1]).unwrap();
         assert_eq!(split(&fb, r).unwrap(), vec![Part::Image(r)]);
-        // A tall thin strip of one tile's width stays whole too, and a wide one of one tile's
-        // height (a line of text).
-        let strip = Rect::new(0, 0, 64, 200);
-        assert_eq!(split(&fb, strip).unwrap().len(), 1);
-        // Above the area bound, with dots far apart that would make a split into tiles worth
-        // it otherwise: one image holds both, only its plain borders are cut off as fills.
+    }
+
+    #[test]
+    fn a_strip_is_not_cut_into_tiles_only_its_plain_borders_are_trimmed() {
+        // A tall strip one tile wide and a wide one a tile high, above the area bound, with
+        // dots far apart that would make a split into tiles worth it otherwise: one image
+        // holds them all, only its plain borders are cut off as fills.
         let mut big = Framebuffer::new(400, 400).unwrap();
         for (x, y) in [(10, 350), (40, 30), (350, 10), (30, 40)] {
             big.fill(Rect::new(x, y, 1, 1), [1, 1, 1]).unwrap();
@@ -339,17 +362,77 @@ mod tests {
         ] {
             let parts = split(&big, r).unwrap();
             check_cover(&big, r, &parts);
-            let images: Vec<_> = parts
-                .iter()
-                .filter(|p| matches!(p, Part::Image(_)))
-                .collect();
-            assert_eq!(images, [&Part::Image(image)], "{parts:?}");
+            assert_eq!(images(&parts), [Part::Image(image)], "{parts:?}");
             assert!(parts.len() <= 5, "{parts:?}");
         }
-        // One tile more each way, and it is split.
-        assert!(split(&big, Rect::new(0, 0, 65, 400)).unwrap().len() > 1);
-        let line = Rect::new(0, 0, 300, 64);
-        assert_eq!(split(&fb, line).unwrap().len(), 1);
+        // One tile more each way, and it is cut into tiles.
+        assert!(images(&split(&big, Rect::new(0, 0, 65, 400)).unwrap()).len() > 1);
+        // A line of text across the screen (`seq`, a scrolled-in row): one image of the text
+        // itself, the margins and the space above and below as fills.
+        let mut fb = Framebuffer::new(1280, 800).unwrap();
+        fb.fill(fb.bounds(), [255; 3]).unwrap();
+        for i in 0..70 {
+            fb.fill(
+                Rect::new(100 + i * 8, 402 + (i % 3), 5, 9 - (i % 3)),
+                [0; 3],
+            )
+            .unwrap();
+        }
+        let line = Rect::new(0, 384, 1280, 64);
+        let parts = split(&fb, line).unwrap();
+        check_cover(&fb, line, &parts);
+        assert_eq!(
+            images(&parts),
+            [Part::Image(Rect::new(100, 402, 557, 9))],
+            "{parts:?}"
+        );
+        assert_eq!(parts.len(), 5, "{parts:?}");
+    }
+
+    #[test]
+    fn a_photograph_in_a_strip_stays_one_image() {
+        // Noise in the middle of a plain strip: trimmed, the noise would be below the JPEG
+        // size and go lossless.
+        let mut fb = Framebuffer::new(1280, 800).unwrap();
+        fb.fill(fb.bounds(), [200, 200, 200]).unwrap();
+        let mut seed = 3u32;
+        let mut px = Vec::with_capacity(240 * 64 * 4);
+        for _ in 0..240 * 64 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            px.extend_from_slice(&seed.to_le_bytes());
+        }
+        fb.put_rect(
+            Rect::new(400, 0, 240, 64),
+            &px,
+            portcullis_core::PixelLayout::Rgbx,
+        )
+        .unwrap();
+        let strip = Rect::new(0, 0, 1024, 64);
+        assert_eq!(split(&fb, strip).unwrap(), vec![Part::Image(strip)]);
+    }
+
+    #[test]
+    fn trimming_never_makes_more_parts_than_the_bound() {
+        // Images of 128×128 with a small pattern in the middle: each trims into four fills
+        // and the pattern. With 128 parts already there is no room: they stay as they are;
+        // with 30, images are trimmed while there is room, and the parts stay within the bound.
+        let mut fb = Framebuffer::new(4096, 512).unwrap();
+        fb.fill(fb.bounds(), [7, 7, 7]).unwrap();
+        let squares: Vec<Rect> = (0..4)
+            .flat_map(|ty| (0..32).map(move |tx| Rect::new(tx * 128, ty * 128, 128, 128)))
+            .collect();
+        for q in &squares {
+            fb.fill(Rect::new(q.x + 56, q.y + 56, 16, 16), [200, 0, 0])
+                .unwrap();
+            fb.fill(Rect::new(q.x + 60, q.y + 60, 4, 4), [0, 0, 200])
+                .unwrap();
+        }
+        let all: Vec<Part> = squares.iter().map(|q| Part::Image(*q)).collect();
+        assert_eq!(trimmed(&fb, all.clone()), all);
+        let parts = trimmed(&fb, all[..30].to_vec());
+        assert!(parts.len() <= MAX_PARTS, "{} parts", parts.len());
+        assert!(parts.len() > 120, "room left unused: {} parts", parts.len());
+        check_cover(&fb, Rect::new(0, 0, 3840, 128), &parts);
     }
 
     #[test]
@@ -421,7 +504,7 @@ mod tests {
                 );
                 let parts = split(&fb, rect).unwrap();
                 check_cover(&fb, rect, &parts);
-                assert!(parts.len() <= MAX_PARTS + 1);
+                assert!(parts.len() <= MAX_PARTS);
             }
         }
     }
@@ -444,10 +527,11 @@ mod tests {
             Rect::new(1024, 64, 256, 576),
             Rect::new(0, 640, 1280, 160),
         ];
-        let mut image = 0;
+        let (mut image, mut messages) = (0, 0);
         for r in strips {
             let parts = split(&fb, r).unwrap();
             check_cover(&fb, r, &parts);
+            messages += parts.len();
             image += parts
                 .iter()
                 .filter(|p| matches!(p, Part::Image(_)))
@@ -457,6 +541,8 @@ mod tests {
         // Before trimming: 225 280 pixels (whole tile runs along the window's edges); trimmed
         // (bands of 512 pixels or more): 30 103.
         assert!(image < 40_000, "{image} pixels as images");
+        // At what cost to the page: 9 before (the tile runs), 17 now.
+        assert!(messages <= 20, "{messages} messages");
     }
 
     /// A 2048×1024 desktop of `background` whose tile rows from `from_row` on alternate black
