@@ -192,7 +192,7 @@ fn encode_simple(
     if let Some(rgb) = solid_colour(rgba) {
         return encode_fill(rect, rgb, out).map(Some);
     }
-    if !(matches!(choice, Choice::Auto) && looks_photographic(rgba, rect.area())) {
+    if !(matches!(choice, Choice::Auto) && looks_photographic(rgba, rect)) {
         return Ok(None);
     }
     wire::write_rect_header(out, ImageEncoding::Jpeg, rect)?;
@@ -401,40 +401,49 @@ fn rgba_to_rgb(rgba: &[u8]) -> Vec<u8> {
 
 /// [`looks_photographic`] of `rect` (inside `fb`), sampled in place.
 fn looks_photographic_in(fb: &Framebuffer, rect: Rect) -> bool {
-    let area = rect.area();
-    if area < JPEG_MIN_AREA {
-        return false;
-    }
-    let step = (area / SAMPLES).max(1);
-    let (stride, data) = (u64::from(fb.width()) * 4, fb.data());
-    let mut seen = std::collections::HashSet::with_capacity(PHOTO_COLOURS + 1);
-    for i in (0..area).step_by(usize::try_from(step).unwrap_or(usize::MAX)) {
-        let (x, y) = (
-            u64::from(rect.x) + i % u64::from(rect.w),
-            u64::from(rect.y) + i / u64::from(rect.w),
-        );
-        let at = usize::try_from(y * stride + x * 4).unwrap_or(usize::MAX);
-        let Some(px) = data.get(at..at.saturating_add(3)) else {
-            return false;
-        };
-        seen.insert([px[0], px[1], px[2]]);
-        if seen.len() > PHOTO_COLOURS {
-            return true;
-        }
-    }
-    false
+    let (stride, data) = (fb.width() as usize * 4, fb.data());
+    photographic_by(rect.w, rect.h, |x, y| {
+        let at = (rect.y + y) as usize * stride + (rect.x + x) as usize * 4;
+        data.get(at..at + 3).map(|p| [p[0], p[1], p[2]])
+    })
 }
 
-fn looks_photographic(rgba: &[u8], area: u64) -> bool {
+/// Whether `rgba` (tightly packed RGBA of `rect`) looks like a photograph or a video: many
+/// colours among [`SAMPLES`] pixels spread over it.
+fn looks_photographic(rgba: &[u8], rect: Rect) -> bool {
+    let w = rect.w as usize;
+    photographic_by(rect.w, rect.h, |x, y| {
+        let at = (y as usize * w + x as usize) * 4;
+        rgba.get(at..at + 3).map(|p| [p[0], p[1], p[2]])
+    })
+}
+
+/// Counts the colours of about [`SAMPLES`] pixels of a `w`×`h` area on a grid as wide as the
+/// area's shape asks (every pixel of a small area), each in the middle of its cell: a photo
+/// anywhere in the area is seen, whatever the width (every n-th pixel in reading order hit
+/// the same few columns when n was near a multiple of the width). `pixel(x, y)` is `None`
+/// outside the data: not photographic.
+fn photographic_by(w: u32, h: u32, pixel: impl Fn(u32, u32) -> Option<[u8; 3]>) -> bool {
+    let area = u64::from(w) * u64::from(h);
     if area < JPEG_MIN_AREA {
         return false;
     }
-    let step = usize::try_from((area / SAMPLES).max(1)).unwrap_or(1);
+    // cols ≈ √(SAMPLES × w / h), rows = SAMPLES / cols, each within the area's own size.
+    let cols =
+        ((SAMPLES as f64 * f64::from(w) / f64::from(h)).sqrt() as u64).clamp(1, u64::from(w));
+    let rows = (SAMPLES / cols).clamp(1, u64::from(h));
     let mut seen = std::collections::HashSet::with_capacity(PHOTO_COLOURS + 1);
-    for px in rgba.chunks_exact(4).step_by(step) {
-        seen.insert([px[0], px[1], px[2]]);
-        if seen.len() > PHOTO_COLOURS {
-            return true;
+    for r in 0..rows {
+        let y = (r * u64::from(h) + u64::from(h) / 2) / rows;
+        for c in 0..cols {
+            let x = (c * u64::from(w) + u64::from(w) / 2) / cols;
+            let Some(px) = pixel(x as u32, y as u32) else {
+                return false;
+            };
+            seen.insert(px);
+            if seen.len() > PHOTO_COLOURS {
+                return true;
+            }
         }
     }
     false
@@ -497,6 +506,35 @@ mod tests {
         let mut lossless = Vec::new();
         encode_rect(&fb, fb.bounds(), Choice::Lossless, &mut lossless).unwrap();
         assert_eq!(decode(&lossless).0, 1);
+    }
+
+    #[test]
+    fn a_photo_is_seen_whatever_the_width_of_its_area() {
+        // 2048 wide: sampling every (area / 2048)-th pixel in reading order hit columns 0 and
+        // 1024 only, and a photo between them went lossless.
+        let (w, h) = (2048u32, 1024u32);
+        let mut fb = Framebuffer::new(w, h).unwrap();
+        fb.fill(fb.bounds(), [30, 30, 30]).unwrap();
+        let photo = Rect::new(300, 0, 400, h);
+        let mut px = Vec::new();
+        let mut seed = 5u32;
+        for _ in 0..photo.area() {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            px.extend_from_slice(&seed.to_le_bytes());
+        }
+        fb.put_rect(photo, &px, portcullis_core::PixelLayout::Rgbx)
+            .unwrap();
+        assert!(looks_photographic_in(&fb, fb.bounds()));
+        let rgba = fb.read_rect(fb.bounds()).unwrap();
+        assert!(looks_photographic(&rgba, fb.bounds()));
+        // Tall and narrow, and one column: the grid keeps to the area's shape.
+        let column = Rect::new(400, 0, 1, h);
+        assert!(!looks_photographic_in(&fb, column), "below the JPEG area");
+        let strip = Rect::new(350, 0, 40, h);
+        assert!(looks_photographic_in(&fb, strip));
+        // Plain UI is not.
+        let plain = Rect::new(800, 0, 1248, h);
+        assert!(!looks_photographic_in(&fb, plain));
     }
 
     #[test]
