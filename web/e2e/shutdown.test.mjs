@@ -151,9 +151,9 @@ test('a browser that stopped reading is let go once its session ends: SIGTERM st
     const admin = await userWithTarget(gw, aliceOn(desktop));
     const alice = gw.api();
     assert.equal((await alice.login('alice', ALICE)).status, 200);
-    // The desktop's xterm is on screen first: the first frames then hold it (kilobytes); a
-    // first picture of the bare background is a few bytes, and a client that never
-    // acknowledges gets no more than two frames, so it might never hold 2 KiB unread.
+    // The desktop's xterm is on screen first, with text: the first frames then hold it
+    // (kilobytes); a first picture of the bare background is a few bytes, and a client that
+    // never acknowledges gets no more than two frames, so it might never hold 2 KiB unread.
     await until('the xterm on the desktop', () => {
       try {
         return desktop.xdotool('search', '--onlyvisible', '--name', 'portcullis-xterm').trim();
@@ -161,6 +161,10 @@ test('a browser that stopped reading is let go once its session ends: SIGTERM st
         return ''; // not mapped yet (xdotool exits 1)
       }
     }, 20000);
+    // And text in it: a frame of the bare xterm (its plain areas sent as fills, its prompt a
+    // small image) can be under 2 KiB.
+    desktop.xdotool('search', '--sync', '--name', 'portcullis-xterm', 'windowfocus', '--sync');
+    desktop.xdotool('type', '--delay', '5', 'seq 100000 100060\n');
     const { hostname, port } = new URL(gw.base);
     stalled = spawn('python3', ['-c', STALLED_CLIENT, hostname, port, '/api/v1/targets/desk/connect', alice.cookie], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

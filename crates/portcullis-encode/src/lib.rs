@@ -418,11 +418,11 @@ fn looks_photographic(rgba: &[u8], rect: Rect) -> bool {
     })
 }
 
-/// Counts the colours of about [`SAMPLES`] pixels of a `w`×`h` area on a grid as wide as the
-/// area's shape asks (every pixel of a small area), each in the middle of its cell: a photo
-/// anywhere in the area is seen, whatever the width (every n-th pixel in reading order hit
-/// the same few columns when n was near a multiple of the width). `pixel(x, y)` is `None`
-/// outside the data: not photographic.
+/// Counts the colours of about [`SAMPLES`] pixels of a `w`×`h` area (at most one row of
+/// `√(SAMPLES × w / h)` more, for areas far wider than high) on a grid shaped like the area,
+/// each in the middle of its cell: a photo anywhere in the area is seen, whatever the width
+/// (every n-th pixel in reading order hit the same few columns when n was near a multiple of
+/// the width). `pixel(x, y)` is `None` outside the data: not photographic.
 fn photographic_by(w: u32, h: u32, pixel: impl Fn(u32, u32) -> Option<[u8; 3]>) -> bool {
     let area = u64::from(w) * u64::from(h);
     if area < JPEG_MIN_AREA {
@@ -432,7 +432,7 @@ fn photographic_by(w: u32, h: u32, pixel: impl Fn(u32, u32) -> Option<[u8; 3]>) 
     let cols =
         ((SAMPLES as f64 * f64::from(w) / f64::from(h)).sqrt() as u64).clamp(1, u64::from(w));
     let rows = (SAMPLES / cols).clamp(1, u64::from(h));
-    let mut seen = std::collections::HashSet::with_capacity(PHOTO_COLOURS + 1);
+    let mut seen = ColourSet::new();
     for r in 0..rows {
         let y = (r * u64::from(h) + u64::from(h) / 2) / rows;
         for c in 0..cols {
@@ -440,13 +440,55 @@ fn photographic_by(w: u32, h: u32, pixel: impl Fn(u32, u32) -> Option<[u8; 3]>) 
             let Some(px) = pixel(x as u32, y as u32) else {
                 return false;
             };
-            seen.insert(px);
-            if seen.len() > PHOTO_COLOURS {
+            if seen.insert(px) > PHOTO_COLOURS {
                 return true;
             }
         }
     }
     false
+}
+
+/// Up to [`PHOTO_COLOURS`] + 1 distinct colours: open addressing (a general hash set with its
+/// keyed hash cost several times the time per sample).
+struct ColourSet {
+    /// `colour + 1` (0: empty slot), with the colour as 0xRRGGBB.
+    keys: [u32; SET_SLOTS],
+    len: usize,
+}
+
+const SET_SLOTS: usize = 1024;
+const _: () = assert!(SET_SLOTS >= 2 * (PHOTO_COLOURS + 1));
+
+impl ColourSet {
+    fn new() -> Self {
+        Self {
+            keys: [0; SET_SLOTS],
+            len: 0,
+        }
+    }
+
+    /// Adds `colour` and returns how many distinct colours there are; past
+    /// [`PHOTO_COLOURS`] + 1 it only counts (the caller stops there).
+    fn insert(&mut self, colour: [u8; 3]) -> usize {
+        if self.len > PHOTO_COLOURS {
+            return self.len;
+        }
+        let key =
+            (u32::from(colour[0]) << 16 | u32::from(colour[1]) << 8 | u32::from(colour[2])) + 1;
+        let mut slot =
+            (key.wrapping_mul(0x9E37_79B1) >> (32 - SET_SLOTS.trailing_zeros())) as usize;
+        loop {
+            match self.keys[slot] {
+                0 => {
+                    self.keys[slot] = key;
+                    self.len += 1;
+                    return self.len;
+                }
+                k if k == key => return self.len,
+                _ => slot = (slot + 1) % SET_SLOTS,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -506,6 +548,32 @@ mod tests {
         let mut lossless = Vec::new();
         encode_rect(&fb, fb.bounds(), Choice::Lossless, &mut lossless).unwrap();
         assert_eq!(decode(&lossless).0, 1);
+    }
+
+    #[test]
+    fn the_colour_set_counts_each_colour_once_up_to_the_photo_bound() {
+        let mut set = ColourSet::new();
+        for round in 0..2 {
+            for i in 0..PHOTO_COLOURS as u32 {
+                // Neighbouring colours, and colours that differ only in their top bits.
+                let c = if i % 2 == 0 { i } else { i << 12 };
+                let b = c.to_be_bytes();
+                assert_eq!(
+                    set.insert([b[1], b[2], b[3]]),
+                    if round == 0 {
+                        i as usize + 1
+                    } else {
+                        PHOTO_COLOURS
+                    }
+                );
+            }
+        }
+        assert_eq!(set.insert([255, 255, 255]), PHOTO_COLOURS + 1);
+        assert_eq!(
+            set.insert([254, 255, 255]),
+            PHOTO_COLOURS + 1,
+            "counting stops past the bound"
+        );
     }
 
     #[test]

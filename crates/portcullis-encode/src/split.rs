@@ -135,31 +135,40 @@ fn trimmed(fb: &Framebuffer, parts: Vec<Part>) -> Vec<Part> {
     let mut room = MAX_PARTS.saturating_sub(parts.len());
     let mut out = Vec::with_capacity(parts.len());
     for p in parts {
-        match p {
-            Part::Image(r) if r.area() >= TRIM_MIN_AREA && !crate::looks_photographic_in(fb, r) => {
-                // Again on what is left: a window's border, then its own background.
-                let mut core = Some(r);
-                let mut cut = false;
-                for _ in 0..TRIM_PASSES {
-                    let Some(c) = core.filter(|c| room >= 4 && c.area() >= TRIM_MIN_AREA) else {
-                        break;
-                    };
-                    let before = out.len();
-                    core = trim(fb, c, &mut out);
-                    room = room.saturating_sub(out.len() - before);
-                    if out.len() == before {
-                        break;
-                    }
-                    cut = true;
-                }
-                match core {
-                    // What is left of a trimmed image may be one colour.
-                    Some(c) if cut => out.push(part(c, kind_of(fb, c))),
-                    Some(c) => out.push(Part::Image(c)),
-                    None => {}
-                }
+        let Part::Image(r) = p else {
+            out.push(p);
+            continue;
+        };
+        let start = out.len();
+        // Again on what is left: a window's border, then its own background.
+        let mut core = Some(r);
+        // Whether the last pass cut something: then what is left may be one colour (a pass
+        // that cuts nothing leaves an area with no plain border, which is not one colour).
+        let mut cut = false;
+        for _ in 0..TRIM_PASSES {
+            let Some(c) = core.filter(|c| room >= 4 && c.area() >= TRIM_MIN_AREA) else {
+                break;
+            };
+            let before = out.len();
+            core = trim(fb, c, &mut out);
+            cut = out.len() > before;
+            room = room.saturating_sub(out.len() - before);
+            if !cut {
+                break;
             }
-            other => out.push(other),
+        }
+        // Looked at only when something was cut (sampling costs more than a trim that finds
+        // nothing): a photograph stays one image.
+        if out.len() > start && crate::looks_photographic_in(fb, r) {
+            room += out.len() - start;
+            out.truncate(start);
+            out.push(Part::Image(r));
+            continue;
+        }
+        match core {
+            Some(c) if cut => out.push(part(c, kind_of(fb, c))),
+            Some(c) => out.push(Part::Image(c)),
+            None => {}
         }
     }
     out
