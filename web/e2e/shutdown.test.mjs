@@ -164,7 +164,7 @@ test('a browser that stopped reading is let go once its session ends: SIGTERM st
     // And text in it: a frame of the bare xterm (its plain areas sent as fills, its prompt a
     // small image) can be under 2 KiB.
     desktop.xdotool('search', '--sync', '--name', 'portcullis-xterm', 'windowfocus', '--sync');
-    desktop.xdotool('type', '--delay', '5', 'seq 100000 100060\n');
+    desktop.xdotool('type', '--delay', '5', 'seq 100000 7919 600000\n');
     const { hostname, port } = new URL(gw.base);
     stalled = spawn('python3', ['-c', STALLED_CLIENT, hostname, port, '/api/v1/targets/desk/connect', alice.cookie], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -316,24 +316,29 @@ impl ColourTable {
     /// The index of `colour`, or `next` (its new index) when it is new; `None` when it is new
     /// and the palette is full.
     fn get_or_insert(&mut self, colour: [u8; 3], next: usize) -> Option<u8> {
-        let key =
-            (u32::from(colour[0]) << 16 | u32::from(colour[1]) << 8 | u32::from(colour[2])) + 1;
-        // Fibonacci hashing: the top bits of the product spread neighbouring colours.
-        let mut slot =
-            (key.wrapping_mul(0x9E37_79B1) >> (32 - TABLE_SLOTS.trailing_zeros())) as usize;
-        loop {
-            match self.keys[slot] {
-                0 => {
-                    let index = u8::try_from(next).ok()?;
-                    self.keys[slot] = key;
-                    self.values[slot] = index;
-                    return Some(index);
-                }
-                k if k == key => return Some(self.values[slot]),
-                _ => slot = (slot + 1) % TABLE_SLOTS,
-            }
+        let (slot, key) = probe(&self.keys, colour);
+        if self.keys[slot] == key {
+            return Some(self.values[slot]);
         }
+        let index = u8::try_from(next).ok()?;
+        self.keys[slot] = key;
+        self.values[slot] = index;
+        Some(index)
     }
+}
+
+/// Where `colour` is, or goes, in an open-addressed table of colour keys (`colour + 1` as
+/// 0xRRGGBB + 1, 0 marking an empty slot; a power-of-two number of slots, never full), and its
+/// key: the slot holds the key if the colour is there, else it is the empty slot for it.
+fn probe(keys: &[u32], colour: [u8; 3]) -> (usize, u32) {
+    let key = (u32::from(colour[0]) << 16 | u32::from(colour[1]) << 8 | u32::from(colour[2])) + 1;
+    // Fibonacci hashing: the top bits of the product spread neighbouring colours.
+    let bits = keys.len().trailing_zeros();
+    let mut slot = (u64::from(key.wrapping_mul(0x9E37_79B1)) >> (32 - bits)) as usize;
+    while keys[slot] != 0 && keys[slot] != key {
+        slot = (slot + 1) % keys.len();
+    }
+    (slot, key)
 }
 
 /// Deflates `input` into the stream and flushes it to a byte boundary (a sync flush), so the
@@ -451,13 +456,14 @@ fn photographic_by(w: u32, h: u32, pixel: impl Fn(u32, u32) -> Option<[u8; 3]>) 
 /// Up to [`PHOTO_COLOURS`] + 1 distinct colours: open addressing (a general hash set with its
 /// keyed hash cost several times the time per sample).
 struct ColourSet {
-    /// `colour + 1` (0: empty slot), with the colour as 0xRRGGBB.
+    /// As [`probe`] keeps them.
     keys: [u32; SET_SLOTS],
     len: usize,
 }
 
 const SET_SLOTS: usize = 1024;
-const _: () = assert!(SET_SLOTS >= 2 * (PHOTO_COLOURS + 1));
+const _: () = assert!(SET_SLOTS.is_power_of_two() && SET_SLOTS >= 2 * (PHOTO_COLOURS + 1));
+const _: () = assert!(TABLE_SLOTS.is_power_of_two() && TABLE_SLOTS > MAX_PALETTE);
 
 impl ColourSet {
     fn new() -> Self {
@@ -473,21 +479,12 @@ impl ColourSet {
         if self.len > PHOTO_COLOURS {
             return self.len;
         }
-        let key =
-            (u32::from(colour[0]) << 16 | u32::from(colour[1]) << 8 | u32::from(colour[2])) + 1;
-        let mut slot =
-            (key.wrapping_mul(0x9E37_79B1) >> (32 - SET_SLOTS.trailing_zeros())) as usize;
-        loop {
-            match self.keys[slot] {
-                0 => {
-                    self.keys[slot] = key;
-                    self.len += 1;
-                    return self.len;
-                }
-                k if k == key => return self.len,
-                _ => slot = (slot + 1) % SET_SLOTS,
-            }
+        let (slot, key) = probe(&self.keys, colour);
+        if self.keys[slot] != key {
+            self.keys[slot] = key;
+            self.len += 1;
         }
+        self.len
     }
 }
 

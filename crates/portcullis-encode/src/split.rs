@@ -142,8 +142,9 @@ fn trimmed(fb: &Framebuffer, parts: Vec<Part>) -> Vec<Part> {
         let start = out.len();
         // Again on what is left: a window's border, then its own background.
         let mut core = Some(r);
-        // Whether the last pass cut something: then what is left may be one colour (a pass
-        // that cuts nothing leaves an area with no plain border, which is not one colour).
+        // Whether the last pass cut something: then what is left may be one colour (an area
+        // of one colour is cut whole, as one fill, so what a pass that cuts nothing leaves is
+        // not).
         let mut cut = false;
         for _ in 0..TRIM_PASSES {
             let Some(c) = core.filter(|c| room >= 4 && c.area() >= TRIM_MIN_AREA) else {
