@@ -185,18 +185,8 @@ const MIN_BAND: u64 = 512;
 /// Pushes the borders of one colour of image `r` as up to four fills and returns what is left
 /// of it, if anything.
 fn trim(fb: &Framebuffer, r: Rect, out: &mut Vec<Part>) -> Option<Rect> {
-    let (stride, data) = (fb.width() as usize * 4, fb.data());
-    // Pixel (x, y) as a word with the padding byte cleared; the caller keeps it inside `r`.
-    let word = |x: u32, y: u32| {
-        let at = y as usize * stride + x as usize * 4;
-        data.get(at..at + 4)
-            .map_or(u32::MAX, |p| u32::from_le_bytes([p[0], p[1], p[2], 0]))
-    };
-    let row_is = |y: u32, x0: u32, x1: u32, want: u32| {
-        let at = y as usize * stride + x0 as usize * 4;
-        data.get(at..at + (x1 - x0) as usize * 4)
-            .is_some_and(|row| crate::all_of_colour(row, want))
-    };
+    let word = |x: u32, y: u32| word(fb, x, y);
+    let row_is = |y: u32, x0: u32, x1: u32, want: u32| row_is(fb, y, x0, x1, want);
     let rgb = |w: u32| {
         let b = w.to_le_bytes();
         [b[0], b[1], b[2]]
@@ -291,22 +281,29 @@ fn part(rect: Rect, kind: Kind) -> Part {
 
 /// Whether `rect` (inside `fb`) is one colour, looked at row by row in place.
 fn kind_of(fb: &Framebuffer, rect: Rect) -> Kind {
-    let stride = fb.width() as usize * 4;
-    let row_len = rect.w as usize * 4;
-    let data = fb.data();
-    let start = rect.y as usize * stride + rect.x as usize * 4;
-    let Some(first) = data.get(start..start + 3) else {
-        return Kind::Mixed;
-    };
-    let want = u32::from_le_bytes([first[0], first[1], first[2], 0]);
-    for y in 0..rect.h as usize {
-        let at = start + y * stride;
-        match data.get(at..at + row_len) {
-            Some(row) if crate::all_of_colour(row, want) => {}
-            _ => return Kind::Mixed,
-        }
+    let want = word(fb, rect.x, rect.y);
+    if (rect.y..rect.y + rect.h).all(|y| row_is(fb, y, rect.x, rect.x + rect.w, want)) {
+        let b = want.to_le_bytes();
+        Kind::Solid([b[0], b[1], b[2]])
+    } else {
+        Kind::Mixed
     }
-    Kind::Solid([first[0], first[1], first[2]])
+}
+
+/// Pixel (x, y) of `fb` as a word with the padding byte cleared (`u32::MAX`, no colour, outside).
+fn word(fb: &Framebuffer, x: u32, y: u32) -> u32 {
+    let at = y as usize * fb.width() as usize * 4 + x as usize * 4;
+    fb.data()
+        .get(at..at + 4)
+        .map_or(u32::MAX, |p| u32::from_le_bytes([p[0], p[1], p[2], 0]))
+}
+
+/// Whether pixels `x0..x1` of row `y` of `fb` are all `want` (as [`word`] gives it).
+fn row_is(fb: &Framebuffer, y: u32, x0: u32, x1: u32, want: u32) -> bool {
+    let at = y as usize * fb.width() as usize * 4 + x0 as usize * 4;
+    fb.data()
+        .get(at..at + (x1 - x0) as usize * 4)
+        .is_some_and(|row| crate::all_of_colour(row, want))
 }
 
 #[cfg(test)]
