@@ -60,9 +60,10 @@ pub struct EncoderSettings {
     /// still (`RecorderConfig::refine_after_ms`). Pictures replaced before then (scrolling,
     /// a moving window, typing) cost a draft's bytes only. `None`: every picture at `crf`.
     pub draft_crf: Option<u8>,
-    /// The frame rate x264 assumes for a frame whose duration it cannot know yet (the
-    /// recorder's `max_fps`). Timestamps are real (ms): x264 rate-controls each frame by how long
-    /// it is shown, up to a second.
+    /// The frame rate x264 assumes (the recorder's `max_fps`): for every frame without a
+    /// lookahead (the quantizer does not depend on it then), else for a frame whose duration it
+    /// cannot know yet (with a lookahead, timestamps are real: its macroblock tree weighs each
+    /// frame by how long it is shown, up to a second).
     pub fps: u32,
     /// Frames x264 looks ahead (its macroblock tree then spends bits on what stays on screen).
     /// Each costs a frame of memory and delays a frame's output by one frame: the recorder
@@ -268,8 +269,12 @@ impl H264Encoder {
         // a 1080p xterm capture (examples/reencode.rs) ±16 hexagon 136 MB/h, ±64 72 MB/h,
         // ±128 62 MB/h for 11% more CPU than ±64, ±256 53 MB/h for 43% more.
         // No B-frames and no frame-threading lookahead: output is delayed by `lookahead` frames
-        // only. Timestamps are used (variable frame rate): no `zerolatency`, which forces a
-        // constant rate.
+        // only. Without a lookahead, constant-rate input (`force-cfr`): with variable-rate
+        // input x264 holds every frame until the next one arrives (to learn how long it lasts)
+        // and keeps a picture more for it (≈6 MiB at 1080p, `examples/encmem.rs`), while the
+        // quantizer does not depend on durations then (`qcomp=1` and no macroblock tree: x264's
+        // rate model reduces to the CRF). A lookahead's macroblock tree weighs frames by how
+        // long they show: real timing then. The timestamps pass through to the packets alike.
         // No deblocking filter: it smooths block edges, which text does not have where blocks
         // meet, and costs decoding time at every seek (re-encoding a 1080p xterm capture: 0.4%
         // more bytes, 12% less encoding CPU, 25% less decoding time, OCR as good or better,
@@ -285,8 +290,10 @@ impl H264Encoder {
         let lookahead = settings.lookahead.min(60);
         let mut params = format!(
             "scenecut=0:repeat-headers=1:aud=0:me=umh:merange=128:subme=0:bframes=0:\
-             sync-lookahead=0:rc-lookahead={lookahead}:mbtree={}:aq-mode=0:qcomp=1:no-deblock=1",
-            u8::from(lookahead > 0)
+             sync-lookahead=0:rc-lookahead={lookahead}:mbtree={}:aq-mode=0:qcomp=1:no-deblock=1:\
+             force-cfr={}",
+            u8::from(lookahead > 0),
+            u8::from(lookahead == 0)
         );
         if !settings.x264_params.is_empty() {
             params.push(':');
@@ -309,8 +316,8 @@ impl H264Encoder {
 
     /// The CRF of the frames given from now on (0-51; with `qcomp=1`, a P-frame's quantizer).
     ///
-    /// libx264 encodes a frame later than it is given: with real timestamps it needs the next
-    /// frame's to know how long a frame lasts (and a lookahead holds more). FFmpeg's wrapper
+    /// libx264 may encode a frame later than it is given: a lookahead holds frames, and with
+    /// real timestamps it needs the next frame's to know how long a frame lasts. FFmpeg's wrapper
     /// reconfigures x264 when its `crf` option changed, before x264 encodes whatever frame
     /// comes out of that call: so the option is set, at each call, to what the oldest frame
     /// still held was given with ([`H264Encoder::send`]).

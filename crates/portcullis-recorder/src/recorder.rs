@@ -596,16 +596,18 @@ impl Recorder {
     fn end_part(&mut self, now_ms: u64) -> Result<(), RecordError> {
         if self.unrefined.is_some() {
             // The last picture stays on screen until the end: a reviewer reads it. If x264
-            // still holds the last frame given (the draft, or a repeat of it), it is encoded at
-            // the full quality and shows until the end; else (only after a long still while)
-            // the draft is refined now.
+            // still holds the last frame given (the draft, or a repeat of it: with a
+            // lookahead), it is encoded at the full quality and shows until the end; else the
+            // draft is refined 1 ms after the last frame given, not at the end: from then on
+            // the picture shows at the full quality.
             self.unrefined = None;
             let crf = self.cfg.encoder.crf;
+            let after_last = self.last_in_ms.map_or(now_ms, |t| t + 1);
             if let Some(encoder) = self.encoder() {
                 if encoder.held() > 0 {
                     encoder.requalify_held(crf);
                 } else {
-                    let pts = self.next_pts(now_ms);
+                    let pts = self.next_pts(after_last);
                     self.refine(pts)?;
                 }
             }
