@@ -415,11 +415,16 @@ async function realSession(geometry, browser) {
   });
   // Per second: the recorder thread's share of one core.
   const perSecond = [];
+  const rssPerSecond = [];
   let phase = 'active';
   let prev = { t: Date.now(), rec: threadCpu(gwPid, tid) };
   const sampler = setInterval(() => {
     const now = { t: Date.now(), rec: threadCpu(gwPid, tid) };
     if (now.rec !== null && prev.rec !== null) perSecond.push({ phase, pct: ((now.rec - prev.rec) / ((now.t - prev.t) / 1000)) * 100 });
+    // The gateway's resident memory each second: one reading at the end of a phase moves by
+    // a few MiB with whatever was freed last (transients of the live view, the allocators).
+    const rss = rssKiB(gwPid);
+    if (rss !== null) rssPerSecond.push({ phase, kib: rss });
     prev = now;
   }, 1000);
   const stopSampler = onCleanup(() => clearInterval(sampler));
@@ -608,6 +613,8 @@ async function realSession(geometry, browser) {
     keySegmentBytes: segments.filter((s) => s.key).map((s) => s.video),
     // The whole session's (recorder, live viewer, adapter), at the end of the active phase.
     gatewayRssAddedMiB: rssBefore && rssActive ? round((rssActive - rssBefore) / 1024, 1) : null,
+    // Each second of the active phase (p50 and max), the same baseline.
+    gatewayRssAddedActiveMiB: rssBefore ? stats(rssPerSecond.filter((r) => r.phase === 'active').map((r) => (r.kib - rssBefore) / 1024)) : null,
     // The same, after the idle phase (a still screen lets go of its encoder after 60 s).
     gatewayRssIdleAddedMiB: rssBefore && rssIdle ? round((rssIdle - rssBefore) / 1024, 1) : null,
     // With the first session's one-time costs (the figure before December 6's second session).
@@ -1030,6 +1037,8 @@ function printReport(r) {
   line('x11vnc CPU active %', (x) => x.active.x11vncCpuPct);
   line('frames active', (x) => x.active.frames, 0);
   line('gateway RSS added MiB', (x) => x.gatewayRssAddedMiB, 1);
+  line('  each second active, p50', (x) => x.gatewayRssAddedActiveMiB?.p50, 1);
+  line('  each second active, max', (x) => x.gatewayRssAddedActiveMiB?.max, 1);
   line('  after the idle phase', (x) => x.gatewayRssIdleAddedMiB, 1);
   line('  with one-time costs', (x) => x.gatewayRssFirstSessionMiB, 1);
   line('key segment KB (mean)', (x) => x.keySegmentBytes.reduce((a, b) => a + b, 0) / Math.max(1, x.keySegmentBytes.length) / 1000, 1);

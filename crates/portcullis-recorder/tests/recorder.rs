@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use portcullis_core::session::SessionEvent;
 use portcullis_core::Rect;
-use portcullis_recorder::encoder::Pixels;
+use portcullis_recorder::encoder::{EncoderSettings, H264Encoder, Pixels};
 use portcullis_recorder::recorder::Screen;
 use portcullis_recorder::{Recorder, RecorderConfig};
 use portcullis_recording::catalog::{detail, read_piece, Piece};
@@ -739,6 +739,24 @@ fn a_small_change_twice_a_second_is_on_disk_within_two_seconds() {
         "fragments up to {worst} ms old: {:?}",
         ages.iter().filter(|a| a.1 > 1500).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn without_a_lookahead_each_picture_comes_out_of_the_call_that_gave_it() {
+    // Constant-rate input: x264 holds no frame to learn its duration (no extra picture in
+    // memory, no repeat needed to push the last change out of a still screen).
+    let (w, h) = (320, 240);
+    let mut enc = H264Encoder::new(w, h, &EncoderSettings::default()).unwrap();
+    for (n, pts) in [0i64, 200, 1400, 1450, 9000].into_iter().enumerate() {
+        let px = moving(w, h, u32::try_from(n).unwrap());
+        let out = enc
+            .encode(&px, &[Rect::new(0, 0, w, h)], pts, n == 0)
+            .unwrap();
+        assert_eq!(out.len(), 1, "picture {n} at {pts} ms");
+        assert_eq!(out[0].pts_ms, pts);
+        assert_eq!(enc.held(), 0);
+    }
+    assert!(enc.flush().unwrap().is_empty());
 }
 
 /// Luma of an RGB colour as the decoder gives it back (BT.601, full range).
