@@ -60,14 +60,14 @@ pub struct EncoderSettings {
     /// still (`RecorderConfig::refine_after_ms`). Pictures replaced before then (scrolling,
     /// a moving window, typing) cost a draft's bytes only. `None`: every picture at `crf`.
     pub draft_crf: Option<u8>,
-    /// The frame rate x264 assumes (the recorder's `max_fps`): for every frame without a
-    /// lookahead (the quantizer does not depend on it then), else for a frame whose duration it
-    /// cannot know yet (with a lookahead, timestamps are real: its macroblock tree weighs each
-    /// frame by how long it is shown, up to a second).
+    /// The frame rate x264 assumes for every frame (the recorder's `max_fps`): the input is
+    /// constant-rate, the quantizer does not depend on durations (`qcomp=1`), and the packets
+    /// keep their real timestamps.
     pub fps: u32,
-    /// Frames x264 looks ahead (its macroblock tree then spends bits on what stays on screen).
-    /// Each costs a frame of memory and delays a frame's output by one frame: the recorder
-    /// pushes them out with repeats of the picture, at `fps`, once the screen is still.
+    /// Frames x264 looks ahead for its macroblock tree, which x264 turns off at our `qcomp=1`:
+    /// it takes effect only with a `qcomp` below 1 in `x264_params`. Then each frame costs a
+    /// frame of memory and delays a frame's output by one frame: the recorder pushes them out
+    /// with repeats of the picture, at `fps`, once the screen is still.
     /// 0: no lookahead, one packet per frame.
     pub lookahead: u32,
     /// More x264 options (`key=value:…`), after ours.
@@ -269,12 +269,13 @@ impl H264Encoder {
         // a 1080p xterm capture (examples/reencode.rs) ±16 hexagon 136 MB/h, ±64 72 MB/h,
         // ±128 62 MB/h for 11% more CPU than ±64, ±256 53 MB/h for 43% more.
         // No B-frames and no frame-threading lookahead: output is delayed by `lookahead` frames
-        // only. Without a lookahead, constant-rate input (`force-cfr`): with variable-rate
-        // input x264 holds every frame until the next one arrives (to learn how long it lasts)
-        // and keeps a picture more for it (≈6 MiB at 1080p, `examples/encmem.rs`), while the
-        // quantizer does not depend on durations then (`qcomp=1` and no macroblock tree: x264's
-        // rate model reduces to the CRF). A lookahead's macroblock tree weighs frames by how
-        // long they show: real timing then. The timestamps pass through to the packets alike.
+        // only. Constant-rate input (`force-cfr`): with variable-rate input x264 holds every
+        // frame until the next one arrives (to learn how long it lasts) and keeps a picture
+        // more for it (≈6 MiB at 1080p, `examples/encmem.rs`), while the quantizer does not
+        // depend on durations here (`qcomp=1`, at which x264 also turns its macroblock tree
+        // off: its rate model reduces to the CRF). The packets keep our millisecond timestamps,
+        // which the MP4 samples carry; the stream's own timing information (SPS) then says
+        // `fps` at a fixed rate, which no player of the MP4 reads.
         // No deblocking filter: it smooths block edges, which text does not have where blocks
         // meet, and costs decoding time at every seek (re-encoding a 1080p xterm capture: 0.4%
         // more bytes, 12% less encoding CPU, 25% less decoding time, OCR as good or better,
@@ -291,9 +292,8 @@ impl H264Encoder {
         let mut params = format!(
             "scenecut=0:repeat-headers=1:aud=0:me=umh:merange=128:subme=0:bframes=0:\
              sync-lookahead=0:rc-lookahead={lookahead}:mbtree={}:aq-mode=0:qcomp=1:no-deblock=1:\
-             force-cfr={}",
-            u8::from(lookahead > 0),
-            u8::from(lookahead == 0)
+             force-cfr=1",
+            u8::from(lookahead > 0)
         );
         if !settings.x264_params.is_empty() {
             params.push(':');

@@ -64,7 +64,7 @@ pub struct RecorderConfig {
     /// refined. While something keeps changing (a blinking cursor, a clock, a long scroll),
     /// the screen is refined every `REFINE_AT_MOST` × this anyway; and the last picture of a
     /// part (the session ends, the desktop is resized) is encoded at the full quality when x264
-    /// still holds it (the last frame given), else refined then.
+    /// still holds it (only with a lookahead), else refined 1 ms after the last frame given.
     pub refine_after_ms: u64,
     /// A screen still this long (no new picture, nothing left to refine, its thumbnail taken)
     /// lets go of its encoder: x264's frames and tables, ~35 MiB at 1080p (`examples/encmem.rs`),
@@ -596,10 +596,10 @@ impl Recorder {
     fn end_part(&mut self, now_ms: u64) -> Result<(), RecordError> {
         if self.unrefined.is_some() {
             // The last picture stays on screen until the end: a reviewer reads it. If x264
-            // still holds the last frame given (the draft, or a repeat of it: with a
+            // still holds the last frame given (the draft, or a repeat of it: only with a
             // lookahead), it is encoded at the full quality and shows until the end; else the
-            // draft is refined 1 ms after the last frame given, not at the end: from then on
-            // the picture shows at the full quality.
+            // draft is refined 1 ms after the last frame given (a draft until then, as any
+            // picture shown for less than `refine_after_ms`).
             self.unrefined = None;
             let crf = self.cfg.encoder.crf;
             let after_last = self.last_in_ms.map_or(now_ms, |t| t + 1);
