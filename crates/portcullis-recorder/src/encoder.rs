@@ -316,8 +316,8 @@ impl H264Encoder {
 
     /// The CRF of the frames given from now on (0-51; with `qcomp=1`, a P-frame's quantizer).
     ///
-    /// libx264 may encode a frame later than it is given: a lookahead holds frames, and with
-    /// real timestamps it needs the next frame's to know how long a frame lasts. FFmpeg's wrapper
+    /// libx264 may encode a frame later than it is given: a lookahead holds frames (and
+    /// variable-rate input, not ours, holds each until the next). FFmpeg's wrapper
     /// reconfigures x264 when its `crf` option changed, before x264 encodes whatever frame
     /// comes out of that call: so the option is set, at each call, to what the oldest frame
     /// still held was given with ([`H264Encoder::send`]).

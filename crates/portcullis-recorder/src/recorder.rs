@@ -67,7 +67,7 @@ pub struct RecorderConfig {
     /// still holds it (only with a lookahead), else refined 1 ms after the last frame given.
     pub refine_after_ms: u64,
     /// A screen still this long (no new picture, nothing left to refine, its thumbnail taken)
-    /// lets go of its encoder: x264's frames and tables, ~35 MiB at 1080p (`examples/encmem.rs`),
+    /// lets go of its encoder: x264's frames and tables, ~29 MiB at 1080p (`examples/encmem.rs`),
     /// are freed while nobody changes anything. Repeats for the next `PARKED_REPEATS` idle fragments are encoded before it
     /// goes, so the timeline still moves on (a crash loses no more than before); the next new
     /// picture opens an encoder again and is a keyframe (with this at least `keyframe_max_ms`,
