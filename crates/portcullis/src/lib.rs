@@ -3,6 +3,8 @@
 //! fuzzed on its own by `fuzz/fuzz_targets/config_file.rs`). `main.rs` only sets up logging.
 // The commands' output on standard output is their interface.
 #![allow(clippy::print_stdout)]
+// The crate denies unsafe code (main.rs exports jemalloc's options); the library has none.
+#![forbid(unsafe_code)]
 
 pub mod cli;
 mod cli_audit;
