@@ -263,6 +263,8 @@ async function runN(n, browser) {
     // the recorder being behind. Its lag is read from 2 s after that first change on (a change
     // not durable by then still shows: the last fragment's end is older still).
     let firstPokeAt = null;
+    // ...and not after its last change (the window's last seconds): a still screen again.
+    let pokesEnded = false;
     const pokeLoop = (async () => {
       let id = 0;
       while (Date.now() < tEnd - SAMPLE_TIMEOUT_MS) {
@@ -278,6 +280,7 @@ async function runN(n, browser) {
         const wait = tNode + SPACING_MS + Math.random() * JITTER_MS - Date.now();
         if (wait > 0) await sleep(wait);
       }
+      pokesEnded = true;
     })();
     const rssLoop = (async () => {
       while (Date.now() < tEnd) {
@@ -293,7 +296,7 @@ async function runN(n, browser) {
       while (Date.now() < tEnd) {
         for (const r of lagIds) {
           if (Date.now() >= tEnd) break;
-          if (r.role === 'probe' && (firstPokeAt === null || Date.now() < firstPokeAt + 2000)) continue;
+          if (r.role === 'probe' && (firstPokeAt === null || Date.now() < firstPokeAt + 2000 || pokesEnded)) continue;
           const d = (await admin.get(`/recordings/${r.id}`)).json;
           const ends = (d?.segments ?? []).map((s) => s.end_ms);
           if (d?.recording && ends.length) lag[r.id].push(Date.now() - (d.recording.started_at_ms + Math.max(...ends)));
@@ -357,7 +360,7 @@ async function runN(n, browser) {
       },
       framesDropped: dropped,
       recorderLagMs: {
-        note: 'now − (recording start + last segment end_ms), polled; includes the 1-s fragment interval; the probe from 2 s after its first change',
+        note: 'now − (recording start + last segment end_ms), polled; includes the 1-s fragment interval; the probe from 2 s after its first change to its last',
         recorders: lagIds.length,
         worstPerRecorder: stats(worstLag),
         allSamples: stats(Object.values(lag).flat()),
