@@ -185,8 +185,6 @@ const MIN_BAND: u64 = 512;
 /// Pushes the borders of one colour of image `r` as up to four fills and returns what is left
 /// of it, if anything.
 fn trim(fb: &Framebuffer, r: Rect, out: &mut Vec<Part>) -> Option<Rect> {
-    let word = |x: u32, y: u32| word(fb, x, y);
-    let row_is = |y: u32, x0: u32, x1: u32, want: u32| row_is(fb, y, x0, x1, want);
     let rgb = |w: u32| {
         let b = w.to_le_bytes();
         [b[0], b[1], b[2]]
@@ -194,8 +192,8 @@ fn trim(fb: &Framebuffer, r: Rect, out: &mut Vec<Part>) -> Option<Rect> {
     let (x0, x1) = (r.x, r.x + r.w);
     let (mut y0, mut y1) = (r.y, r.y + r.h);
     // Whole rows of one colour at the top, then at the bottom.
-    let top = word(x0, y0);
-    while y0 < y1 && row_is(y0, x0, x1, top) {
+    let top = word(fb, x0, y0);
+    while y0 < y1 && row_is(fb, y0, x0, x1, top) {
         y0 += 1;
     }
     // A thin band is not worth a message of its own (unless it is all there is).
@@ -209,9 +207,9 @@ fn trim(fb: &Framebuffer, r: Rect, out: &mut Vec<Part>) -> Option<Rect> {
     if y0 == y1 {
         return None;
     }
-    let bottom = word(x0, y1 - 1);
+    let bottom = word(fb, x0, y1 - 1);
     let bottom_end = y1;
-    while y1 > y0 && row_is(y1 - 1, x0, x1, bottom) {
+    while y1 > y0 && row_is(fb, y1 - 1, x0, x1, bottom) {
         y1 -= 1;
     }
     if !worth(u64::from(bottom_end - y1) * u64::from(r.w), y0 == y1) {
@@ -229,12 +227,12 @@ fn trim(fb: &Framebuffer, r: Rect, out: &mut Vec<Part>) -> Option<Rect> {
     // Whole columns of one colour at the left, then at the right (of the rows left): the
     // shortest run of the colour from each row's start (end), row by row in memory order.
     let h = y1 - y0;
-    let left = word(x0, y0);
+    let left = word(fb, x0, y0);
     let mut l = r.w;
     for y in y0..y1 {
         // Compared a block at a time while the row keeps the run; pixel by pixel where it ends.
-        if !row_is(y, x0, x0 + l, left) {
-            l = (x0..x0 + l).take_while(|&x| word(x, y) == left).count() as u32;
+        if !row_is(fb, y, x0, x0 + l, left) {
+            l = (x0..x0 + l).take_while(|&x| word(fb, x, y) == left).count() as u32;
         }
         if l == 0 {
             break;
@@ -250,13 +248,13 @@ fn trim(fb: &Framebuffer, r: Rect, out: &mut Vec<Part>) -> Option<Rect> {
     if inner == x1 {
         return None;
     }
-    let right = word(x1 - 1, y0);
+    let right = word(fb, x1 - 1, y0);
     let mut n = x1 - inner;
     for y in y0..y1 {
-        if !row_is(y, x1 - n, x1, right) {
+        if !row_is(fb, y, x1 - n, x1, right) {
             n = (x1 - n..x1)
                 .rev()
-                .take_while(|&x| word(x, y) == right)
+                .take_while(|&x| word(fb, x, y) == right)
                 .count() as u32;
         }
         if n == 0 {
