@@ -164,7 +164,10 @@ test('a browser that stopped reading is let go once its session ends: SIGTERM st
     // And text in it: a frame of the bare xterm (its plain areas sent as fills, its prompt a
     // small image) can be under 2 KiB.
     desktop.xdotool('search', '--sync', '--name', 'portcullis-xterm', 'windowfocus', '--sync');
+    const bare = desktop.screenshot().length;
     desktop.xdotool('type', '--delay', '5', 'seq 100000 7919 600000\n');
+    // Waits for the numbers on the screen itself (its PNG grows by their kilobytes).
+    await until('the typed numbers on the desktop', () => desktop.screenshot().length > bare + 2048, 20000);
     const { hostname, port } = new URL(gw.base);
     stalled = spawn('python3', ['-c', STALLED_CLIENT, hostname, port, '/api/v1/targets/desk/connect', alice.cookie], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
