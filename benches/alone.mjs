@@ -9,6 +9,7 @@
 // Environment:
 //   PORTCULLIS_BIN      gateway binary (default target/release/portcullis)
 //   BENCH_BEFORE_BIN    a second gateway binary (e.g. main's) measured in the same run as "before"
+//   BENCH_NOREC         1: also the same gateway recording nothing, as "norec" (the recorder's cost)
 //   BENCH_SERVERS       comma-separated: x11vnc,xvnc (default both)
 //   BENCH_BLOCKS        blocks per client and server (default 4)
 //   BENCH_BLOCK_SAMPLES changes per case in each block (default 12)
@@ -230,7 +231,7 @@ async function viaNovnc(desktop, browser) {
   }
 }
 
-async function startGateway(bin) {
+async function startGateway(bin, { norec = false } = {}) {
   // The harness reads PORTCULLIS_BIN when loaded; a second binary gets its own harness instance.
   const harness = bin === process.env.PORTCULLIS_BIN
     ? H
@@ -241,11 +242,18 @@ async function startGateway(bin) {
       process.env.PORTCULLIS_BIN = saved;
       return m;
     })();
-  const gw = await harness.startGateway({ adminPassword: ADMIN_PW });
+  const gw = await harness.startGateway({ adminPassword: ADMIN_PW, extraConfig: norec ? '[recording]\nenabled = false\n' : '' });
   cleanups.push(() => gw.stop());
   const admin = gw.api();
   const r = await admin.login('admin', ADMIN_PW);
   if (r.status !== 200) throw new Error(`admin login: ${r.status}`);
+  if (norec) {
+    // The shipped policy requires recording: the rule must make it optional.
+    const doc = (await admin.get('/policy')).json.policy;
+    doc.rules[0].recording = 'optional';
+    const p = await H.request(gw.base, 'PUT', '/api/v1/policy', { body: doc, headers: { cookie: admin.cookie, 'x-portcullis-csrf': '1' } });
+    if (p.status !== 200) throw new Error(`policy: ${p.status} ${p.text}`);
+  }
   const u = await admin.post('/users', { name: USER, password: USER_PW, role: 'user' });
   if (u.status !== 201) throw new Error(`user: ${u.status} ${u.text}`);
   return viaGateway(gw, admin);
@@ -259,6 +267,8 @@ async function main() {
   if (!existsSync(join(NOVNC_DIR, 'vnc_lite.html'))) throw new Error(`noVNC not found in ${NOVNC_DIR} (Debian package novnc)`);
   const clients = { portcullis: await startGateway(process.env.PORTCULLIS_BIN) };
   if (process.env.BENCH_BEFORE_BIN) clients.before = await startGateway(resolve(process.env.BENCH_BEFORE_BIN));
+  // The same gateway recording nothing: what the recorder costs the live path.
+  if (process.env.BENCH_NOREC === '1') clients.norec = await startGateway(process.env.PORTCULLIS_BIN, { norec: true });
   clients.novnc = viaNovnc;
   const names = Object.keys(clients);
   const browser = await H.launchBrowser();

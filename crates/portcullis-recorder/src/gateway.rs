@@ -18,6 +18,24 @@ use crate::recorder::{KeystrokeLog, RecordError, Recorder, RecorderConfig, Scree
 /// Typed text is cut into an event after this long without a key (or at Enter).
 const KEYS_QUIET: Duration = Duration::from_millis(1500);
 
+/// How long a change is left to the live view before the recorder reads and encodes it. Both
+/// learn of a change at once; on a small machine x264's few milliseconds on the same change
+/// (3.6 ms for a 24-pixel change at 1080p) then compete with the viewer's encoding and the
+/// browser's painting for the cores. A change is on the viewer's screen within about 10 ms
+/// of the gateway seeing it; the recording takes it this much later, within its 200-ms slot.
+const LIVE_FIRST: Duration = Duration::from_millis(20);
+
+/// When changes first seen at `damage_since` are encoded: not before the frame slot after the
+/// last frame, nor before the live view's head start.
+fn frame_due_at(
+    last_frame: Option<Instant>,
+    damage_since: Instant,
+    min_interval: Duration,
+) -> Instant {
+    let head_start = damage_since + LIVE_FIRST;
+    last_frame.map_or(head_start, |t| (t + min_interval).max(head_start))
+}
+
 /// Records every session of a broker into a storage.
 pub struct GatewayRecorder {
     storage: Arc<dyn RecordingStorage>,
@@ -194,7 +212,9 @@ fn run(
     let mut keys = KeyTranscriber::new();
     let mut keys_at: Option<Instant> = None;
     let mut last_key: Option<Instant> = None;
-    let mut damage_waiting = false;
+    // Damage waits for its frame until this instant; first seen (since the last frame) then.
+    let mut damage_waiting: Option<Instant> = None;
+    let mut damage_since: Option<Instant> = None;
     // Screen updates since the last encoded frame.
     let mut updates_merged = 0u64;
     let mut behind = false;
@@ -204,12 +224,10 @@ fn run(
         e.to_string()
     };
     loop {
-        if damage_waiting {
-            if let Some(due) = last_frame.map(|t| t + min_interval) {
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
+        if let Some(due) = damage_waiting {
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
             }
         }
         // Nothing waiting: sleep until the next fragment is due, or a draft's refinement.
@@ -217,13 +235,13 @@ fn run(
             let left = due.saturating_sub(ms(Instant::now()));
             fragment.min(Duration::from_millis(left))
         });
-        let batch = tap.wait(if damage_waiting {
+        let batch = tap.wait(if damage_waiting.is_some() {
             Duration::ZERO
         } else {
             idle_wait
         });
         let now = Instant::now();
-        damage_waiting = false;
+        damage_waiting = None;
 
         let flush_keys =
             |keys: &mut KeyTranscriber, keys_at: &mut Option<Instant>, recorder: &mut Recorder| {
@@ -287,7 +305,9 @@ fn run(
             (width, height) = (w, h);
         }
         if !batch.damage.is_empty() {
-            let due = last_frame.is_none_or(|t| now >= t + min_interval);
+            let due_at = frame_due_at(last_frame, *damage_since.get_or_insert(now), min_interval);
+            // The session's last picture is taken at once: nothing shown goes unrecorded.
+            let due = now >= due_at || batch.ended.is_some();
             // Read from the desktop itself (the recorder keeps no copy of it): what changed is
             // converted under its read lock, then encoded. Not read: a resize is on its way.
             if due
@@ -310,11 +330,12 @@ fn run(
                 updates_merged = 0;
                 behind = now.elapsed() > min_interval;
                 last_frame = Some(now);
+                damage_since = None;
             } else {
                 tap.return_damage(&batch.damage);
-                // Not due yet: it waits for its frame slot. Due but not copied: a resize is on its
-                // way and comes with the next batch.
-                damage_waiting = !due;
+                // Not due yet: it waits for its frame slot and the live view's head start. Due
+                // but not copied: a resize is on its way and comes with the next batch.
+                damage_waiting = (!due).then_some(due_at);
             }
         }
         // An unchanged screen gets its thumbnail.
@@ -374,6 +395,21 @@ mod tests {
         }
         // The log keeps the details.
         assert!(io(28).to_string().contains("/srv/recordings"));
+    }
+
+    #[test]
+    fn a_change_is_left_to_the_live_view_first_then_waits_for_its_slot() {
+        let t0 = Instant::now();
+        let slot = Duration::from_millis(200);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // First change of the session: after the head start only.
+        assert_eq!(frame_due_at(None, at(0), slot), at(20));
+        // Long after the last frame: the same.
+        assert_eq!(frame_due_at(Some(at(0)), at(1000), slot), at(1020));
+        // Within the slot of the last frame: the slot rules.
+        assert_eq!(frame_due_at(Some(at(0)), at(50), slot), at(200));
+        // Seen just before the slot ends: the head start still holds.
+        assert_eq!(frame_due_at(Some(at(0)), at(190), slot), at(210));
     }
 
     #[test]
