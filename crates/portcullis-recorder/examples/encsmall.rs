@@ -12,7 +12,11 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let w: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(1920);
     let h: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1080);
-    let side: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(24);
+    let side: u32 = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(24u32)
+        .clamp(1, w.min(h) / 2);
     // Every picture at `crf`: what a change costs, without the drafts' second encode.
     let settings = EncoderSettings {
         draft_crf: None,
@@ -32,7 +36,7 @@ fn main() {
     let mut enc = H264Encoder::new(w, h, &settings).unwrap();
     enc.encode(&rgba, &[Rect::new(0, 0, w, h)], 0, true)
         .unwrap();
-    let sq = Rect::new(w / 2, h / 2, side, side);
+    let sq = Rect::new((w - side) / 2, (h - side) / 2, side, side);
     let mut times = Vec::new();
     for i in 1..=320u32 {
         let c = (i * 37 % 256) as u8;

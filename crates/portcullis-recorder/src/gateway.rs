@@ -20,9 +20,11 @@ const KEYS_QUIET: Duration = Duration::from_millis(1500);
 
 /// How long a change is left to the live view before the recorder reads and encodes it. Both
 /// learn of a change at once; on a small machine x264's few milliseconds on the same change
-/// (3.6 ms for a 24-pixel change at 1080p) then compete with the viewer's encoding and the
+/// (3.7 ms for a 24-pixel change at 1080p) then compete with the viewer's encoding and the
 /// browser's painting for the cores. A change is on the viewer's screen within about 10 ms
-/// of the gateway seeing it; the recording takes it this much later, within its 200-ms slot.
+/// of the gateway seeing it; the recording takes it this much later (frames are stamped when
+/// read), and a picture replaced within that time is merged into the next one, as within a
+/// frame slot (1 / `max_fps`, at least 33 ms).
 const LIVE_FIRST: Duration = Duration::from_millis(20);
 
 /// When changes first seen at `damage_since` are encoded: not before the frame slot after the
@@ -338,12 +340,17 @@ fn run(
                 damage_waiting = (!due).then_some(due_at);
             }
         }
-        // An unchanged screen gets its thumbnail.
-        recorder.settled_now(ms(now));
-        let had_encoder = recorder.holds_encoder();
-        recorder.tick(ms(now)).map_err(|e| fail(&tap, &e))?;
-        if had_encoder && !recorder.holds_encoder() {
-            info!(session = %tap.info().id, t_ms = ms(now), "the screen is still: the recording's encoder is let go until it changes");
+        // While a change waits to be read, the screen is not still: no thumbnail of the old
+        // picture, no refinement of it, no letting go of the encoder (the change would then
+        // reopen it on a keyframe); fragments are cut once it is read.
+        if damage_waiting.is_none() {
+            // An unchanged screen gets its thumbnail.
+            recorder.settled_now(ms(now));
+            let had_encoder = recorder.holds_encoder();
+            recorder.tick(ms(now)).map_err(|e| fail(&tap, &e))?;
+            if had_encoder && !recorder.holds_encoder() {
+                info!(session = %tap.info().id, t_ms = ms(now), "the screen is still: the recording's encoder is let go until it changes");
+            }
         }
         if now.duration_since(space_checked) >= SPACE_CHECK {
             space_checked = now;

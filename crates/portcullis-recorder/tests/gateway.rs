@@ -2,12 +2,12 @@
 //! The recorder thread on a real broker session: what the target showed last, before it went
 //! away, is in the recording.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_broker::Broker;
+use portcullis_broker::{Broker, SessionRecorder, Tap};
 use portcullis_policy::Recording;
-use portcullis_recorder::decoder::{RecordingVideo, Step};
+use portcullis_recorder::decoder::{Picture, RecordingVideo, Step};
 use portcullis_recorder::{GatewayRecorder, RecorderConfig};
 use portcullis_recording::catalog::detail;
 use portcullis_recording::{generate_key, LocalDisk};
@@ -18,8 +18,8 @@ mod common;
 
 const W: u16 = 64;
 const H: u16 = 32;
-const RED: [u8; 3] = [230, 20, 20];
-const BLUE: [u8; 3] = [40, 90, 160];
+const DARK: [u8; 3] = [20, 20, 20];
+const LIGHT: [u8; 3] = [220, 220, 220];
 
 /// One Raw update of the whole desktop in one colour (the client asked for RGBX).
 fn whole_screen(c: [u8; 3]) -> Vec<u8> {
@@ -34,18 +34,10 @@ fn whole_screen(c: [u8; 3]) -> Vec<u8> {
     raw
 }
 
-/// Luma of an RGB colour as the decoder gives it back (BT.601, full range).
-fn luma(rgb: [u8; 3]) -> i32 {
-    (299 * i32::from(rgb[0]) + 587 * i32::from(rgb[1]) + 114 * i32::from(rgb[2])) / 1000
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_last_change_before_the_target_goes_away_is_recorded() {
-    // The desktop turns red, then blue 100 ms later (within the frame slot of the red picture,
-    // which the recorder takes 20 ms after it), and the target closes the connection at once:
-    // the blue picture waits for its slot when the end comes. (Were the recorder busy when both
-    // arrive, they would come in one batch, and the picture must still be taken: not forced here.)
-    let address = common::serve(|mut s| async move {
+/// A target whose desktop turns dark, then light `pause` later, and which then closes the
+/// connection.
+async fn dark_then_light(pause: Duration) -> String {
+    common::serve(move |mut s| async move {
         common::handshake(&mut s, W, H, b"last").await?;
         let (mut rd, mut wr) = s.into_split();
         tokio::spawn(async move {
@@ -53,41 +45,41 @@ async fn the_last_change_before_the_target_goes_away_is_recorded() {
             while matches!(tokio::io::AsyncReadExt::read(&mut rd, &mut buf).await, Ok(n) if n > 0) {
             }
         });
-        wr.write_all(&whole_screen(RED)).await?;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        wr.write_all(&whole_screen(BLUE)).await?;
+        wr.write_all(&whole_screen(DARK)).await?;
+        tokio::time::sleep(pause).await;
+        wr.write_all(&whole_screen(LIGHT)).await?;
         wr.shutdown().await
     })
-    .await;
+    .await
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let disk = Arc::new(LocalDisk::open(dir.path()).unwrap());
-    let closed = Arc::new((Mutex::new(None::<String>), tokio::sync::Notify::new()));
-    let recorder = GatewayRecorder::new(
-        Arc::<LocalDisk>::clone(&disk),
+/// Luma of an RGB colour as the decoder gives it back (BT.601, full range).
+fn luma(rgb: [u8; 3]) -> i32 {
+    (299 * i32::from(rgb[0]) + 587 * i32::from(rgb[1]) + 114 * i32::from(rgb[2])) / 1000
+}
+
+/// A gateway recorder into `disk` that says which recording it closed.
+fn recorder(disk: &Arc<LocalDisk>) -> (GatewayRecorder, mpsc::Receiver<String>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let r = GatewayRecorder::new(
+        Arc::<LocalDisk>::clone(disk),
         Arc::new(generate_key()),
         RecorderConfig::default(),
     )
-    .with_on_closed(Arc::new({
-        let closed = Arc::clone(&closed);
-        move |id: &str| {
-            *closed.0.lock().unwrap() = Some(id.to_owned());
-            closed.1.notify_one();
-        }
+    .with_on_closed(Arc::new(move |id: &str| {
+        let _ = tx.lock().unwrap().send(id.to_owned());
     }));
-    let broker = Broker::default().with_recorder(Arc::new(recorder));
-    let session = broker
-        .open(common::request(address, Recording::Required))
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(20), closed.1.notified())
-        .await
-        .expect("the recording was closed after the target went away");
-    assert!(session.is_closed());
-    let id = closed.0.lock().unwrap().clone().unwrap();
+    (r, rx)
+}
 
-    let d = detail(disk.as_ref(), &id).unwrap();
-    let mut video = RecordingVideo::new(disk.as_ref(), &id, &d.scan);
+/// The last picture of recording `id`, once it was closed.
+fn last_picture(disk: &LocalDisk, closed: &mpsc::Receiver<String>) -> Picture {
+    let id = closed
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the recording was closed after the target went away");
+    let d = detail(disk, &id).unwrap();
+    let mut video = RecordingVideo::new(disk, &id, &d.scan);
     let mut last = None;
     loop {
         match video.step().unwrap() {
@@ -96,12 +88,82 @@ async fn the_last_change_before_the_target_goes_away_is_recorded() {
             Step::End => break,
         }
     }
-    let last = last.expect("the recording has pictures");
-    let centre = i32::from(last.luma[usize::from(H / 2) * usize::from(W) + usize::from(W / 2)]);
+    last.expect("the recording has a picture")
+}
+
+fn assert_light(p: &Picture) {
+    let centre = i32::from(p.luma[usize::from(H / 2) * usize::from(W) + usize::from(W / 2)]);
     assert!(
-        (centre - luma(BLUE)).abs() <= 12,
-        "the last picture is the blue screen, luma {centre} (blue {}, red {})",
-        luma(BLUE),
-        luma(RED)
+        (centre - luma(LIGHT)).abs() <= 12,
+        "the last picture is the light screen: luma {centre} (light {}, dark {})",
+        luma(LIGHT),
+        luma(DARK)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_change_before_the_target_goes_away_is_recorded() {
+    // The light screen comes 100 ms after the dark one, within the frame slot of the dark
+    // picture (taken 20 ms after the recorder saw it), and the end right after it.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(LocalDisk::open(dir.path()).unwrap());
+    let (rec, closed) = recorder(&disk);
+    let broker = Broker::default().with_recorder(Arc::new(rec));
+    let address = dark_then_light(Duration::from_millis(100)).await;
+    let session = broker
+        .open(common::request(address, Recording::Required))
+        .await
+        .unwrap();
+    let last = tokio::task::spawn_blocking(move || last_picture(&disk, &closed))
+        .await
+        .unwrap();
+    assert!(session.is_closed());
+    assert_light(&last);
+}
+
+/// Hands the tap to the real recorder only once told to: everything that happened until then
+/// is in its first batch.
+struct LateStart {
+    inner: Arc<GatewayRecorder>,
+    go: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+impl SessionRecorder for LateStart {
+    fn start(&self, tap: Tap) -> Result<(), String> {
+        let go = self.go.lock().unwrap().take().unwrap();
+        let inner = Arc::clone(&self.inner);
+        std::thread::spawn(move || {
+            let _ = go.recv();
+            inner.start(tap).unwrap();
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_comes_with_the_end_is_taken_before_its_time() {
+    // The recorder learns of the change and of the end in one batch (as when it was busy
+    // encoding while both came): the change is not due yet (the live view's head start), and
+    // must be taken all the same.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(LocalDisk::open(dir.path()).unwrap());
+    let (rec, closed) = recorder(&disk);
+    let (go, wait) = mpsc::channel();
+    let broker = Broker::default().with_recorder(Arc::new(LateStart {
+        inner: Arc::new(rec),
+        go: Mutex::new(Some(wait)),
+    }));
+    let address = dark_then_light(Duration::ZERO).await;
+    let session = broker
+        .open(common::request(address, Recording::Required))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), session.closed())
+        .await
+        .expect("the session ended when the target went away");
+    go.send(()).unwrap();
+    let last = tokio::task::spawn_blocking(move || last_picture(&disk, &closed))
+        .await
+        .unwrap();
+    assert_light(&last);
 }
