@@ -157,9 +157,9 @@ test('the player decodes the frame at a known moment: its text reads like the so
   const { source, shotAt } = readSource(box, WORDS);
   const shownMs = shotAt - startedAt;
 
-  // The first thumbnail is of the session's first picture (black: x11vnc has not sent the screen
-  // yet); the next one comes at least 10 s later.
-  const settledAfter = (t) => t.t_ms > 0 && t.t_ms >= shownMs - 1000;
+  // The first thumbnail is of the session's first picture (taken with the first frame, a few ms
+  // in: black or half drawn, before the line was typed); the next one comes at least 10 s later.
+  const settledAfter = (t, i) => i > 0 && t.t_ms >= shownMs - 1000;
   // Nothing changes on screen from here on. The recording takes a thumbnail of the settled screen
   // (at most one per 10 s): wait for one that starts after the line was shown.
   let detail;

@@ -6,6 +6,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_broker::{Broker, SessionRecorder, Tap};
+use portcullis_core::session::SessionState;
 use portcullis_policy::Recording;
 use portcullis_recorder::decoder::{Picture, RecordingVideo, Step};
 use portcullis_recorder::{GatewayRecorder, RecorderConfig};
@@ -121,20 +122,24 @@ async fn the_last_change_before_the_target_goes_away_is_recorded() {
     assert_light(&last);
 }
 
-/// Hands the tap to the real recorder only once told to: everything that happened until then
-/// is in its first batch.
+/// Hands the tap to the real recorder only once told to (everything that happened until then
+/// is in its first batch), and says how its start went.
 struct LateStart {
     inner: Arc<GatewayRecorder>,
-    go: Mutex<Option<mpsc::Receiver<()>>>,
+    go: Mutex<Option<StartWhenTold>>,
 }
+
+/// When to start, and where to say how it went.
+type StartWhenTold = (mpsc::Receiver<()>, mpsc::Sender<Result<(), String>>);
 
 impl SessionRecorder for LateStart {
     fn start(&self, tap: Tap) -> Result<(), String> {
-        let go = self.go.lock().unwrap().take().unwrap();
+        let (go, started) = self.go.lock().unwrap().take().unwrap();
         let inner = Arc::clone(&self.inner);
         std::thread::spawn(move || {
-            let _ = go.recv();
-            inner.start(tap).unwrap();
+            if go.recv().is_ok() {
+                let _ = started.send(inner.start(tap));
+            }
         });
         Ok(())
     }
@@ -149,9 +154,10 @@ async fn a_change_that_comes_with_the_end_is_taken_before_its_time() {
     let disk = Arc::new(LocalDisk::open(dir.path()).unwrap());
     let (rec, closed) = recorder(&disk);
     let (go, wait) = mpsc::channel();
+    let (started_tx, started) = mpsc::channel();
     let broker = Broker::default().with_recorder(Arc::new(LateStart {
         inner: Arc::new(rec),
-        go: Mutex::new(Some(wait)),
+        go: Mutex::new(Some((wait, started_tx))),
     }));
     let address = dark_then_light(Duration::ZERO).await;
     let session = broker
@@ -161,7 +167,20 @@ async fn a_change_that_comes_with_the_end_is_taken_before_its_time() {
     tokio::time::timeout(Duration::from_secs(20), session.closed())
         .await
         .expect("the session ended when the target went away");
+    // The end is in the tap once the session is listed as closed (`closed` resolves when the
+    // teardown starts, before the viewers and the audit trail are done with).
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while session.info().state != SessionState::Closed {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the session's teardown finished");
     go.send(()).unwrap();
+    started
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap()
+        .expect("the recorder started");
     let last = tokio::task::spawn_blocking(move || last_picture(&disk, &closed))
         .await
         .unwrap();
